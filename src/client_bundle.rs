@@ -1,0 +1,38 @@
+//! The browser RUM client, embedded in the binary and served at `GET {path}`
+//! of the `rum_beacon` source. Built from `client-js/` and committed, so
+//! `cargo build` never needs node.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+
+pub const SOURCE: &[u8] = include_bytes!("../client-js/dist/rum.min.js");
+
+pub struct Bundle {
+    pub plain: Bytes,
+    pub gzip: Bytes,
+    /// Strong validator derived from the content, stable across builds.
+    pub etag: String,
+}
+
+pub fn bundle() -> &'static Bundle {
+    static BUNDLE: OnceLock<Bundle> = OnceLock::new();
+    BUNDLE.get_or_init(|| {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        // Writing into a Vec cannot fail.
+        let _ = encoder.write_all(SOURCE);
+        let gzip = encoder.finish().unwrap_or_default();
+        Bundle {
+            plain: Bytes::from_static(SOURCE),
+            gzip: Bytes::from(gzip),
+            etag: format!("\"{:016x}\"", fnv1a(SOURCE)),
+        }
+    })
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

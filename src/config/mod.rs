@@ -1,0 +1,577 @@
+//! Loading a pipeline file: environment interpolation, TOML parsing, one typed
+//! config per component (`deny_unknown_fields` everywhere), and the graph
+//! checks. Every problem is collected, so `validate` can list them all, each
+//! naming the file, the line, the component and the key.
+
+pub mod graph;
+pub mod interpolate;
+
+use std::fmt;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::sinks::SinkConfig;
+use crate::sources::{HttpSourceOptions, SourceConfig};
+use crate::transforms::TransformConfig;
+
+/// The pipeline `cargo run` uses when no `--config` is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../pipelines/dev.toml");
+
+/// Default capacity of a transform's or sink's input buffer, in events.
+pub const DEFAULT_BUFFER_MAX_EVENTS: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    /// `sources.beacons`, `sinks.es`...
+    pub component: Option<String>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(component) = &self.component {
+            write!(f, "[{component}] ")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "key `{key}`: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+/// Options outside any component.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalOptions {
+    /// Seconds to drain channels and flush sinks after SIGTERM/SIGINT.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_secs: u64,
+    /// Seconds between the info lines reporting events in/out/dropped (0 = off).
+    #[serde(default = "default_stats_interval")]
+    pub stats_interval_secs: u64,
+}
+
+fn default_shutdown_timeout() -> u64 {
+    10
+}
+fn default_stats_interval() -> u64 {
+    60
+}
+
+/// Input buffer of a transform or sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferOptions {
+    /// Events the buffer holds before upstreams wait (and sources answer 503).
+    #[serde(default = "default_buffer_max_events")]
+    pub max_events: usize,
+}
+
+fn default_buffer_max_events() -> usize {
+    DEFAULT_BUFFER_MAX_EVENTS
+}
+
+impl Default for BufferOptions {
+    fn default() -> Self {
+        Self {
+            max_events: DEFAULT_BUFFER_MAX_EVENTS,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Component<T> {
+    pub id: String,
+    /// Upstreams: `id` (default output) or `id.output`.
+    pub inputs: Vec<String>,
+    pub buffer: BufferOptions,
+    pub config: T,
+    /// Where the component is declared, for later messages.
+    pub line: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceComponent {
+    pub id: String,
+    pub http: HttpSourceOptions,
+    pub config: SourceConfig,
+    pub line: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub file: String,
+    pub global: GlobalOptions,
+    pub sources: Vec<SourceComponent>,
+    pub transforms: Vec<Component<TransformConfig>>,
+    pub sinks: Vec<Component<SinkConfig>>,
+}
+
+/// A loaded pipeline plus the warnings that do not stop it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: PipelineConfig,
+    pub warnings: Vec<String>,
+}
+
+pub fn load_file(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            file: name.clone(),
+            line: None,
+            component: None,
+            key: None,
+            message: format!("cannot read the pipeline file: {e}"),
+        }]
+    })?;
+    load_str(&name, &text, &|var| std::env::var(var).ok())
+}
+
+/// Parses and checks a pipeline text. `file` is only used in messages.
+pub fn load_str(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, Vec<ConfigError>> {
+    let error = |line: Option<usize>, message: String| ConfigError {
+        file: file.to_owned(),
+        line,
+        component: None,
+        key: None,
+        message,
+    };
+    let text = interpolate::interpolate(text, env).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|(line, message)| error(Some(line), message))
+            .collect::<Vec<_>>()
+    })?;
+    let mut doc: toml::Table = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|span| line_of_offset(&text, span.start));
+        vec![error(line, format!("invalid TOML: {}", e.message()))]
+    })?;
+
+    let mut errors = Vec::new();
+    let mut parser = Parser {
+        file,
+        text: &text,
+        errors: &mut errors,
+    };
+    let sources_table = parser.take_table(&mut doc, "sources");
+    let transforms_table = parser.take_table(&mut doc, "transforms");
+    let sinks_table = parser.take_table(&mut doc, "sinks");
+    let global = match decode::<GlobalOptions>(doc) {
+        Ok(global) => Some(global),
+        Err((key, message)) => {
+            parser.push(None, Some(&key), message);
+            None
+        }
+    };
+
+    let mut sources = Vec::new();
+    for (id, table) in sources_table {
+        if let Some(table) = parser.component_table("sources", &id, table) {
+            if let Some(source) = parser.source(&id, table) {
+                sources.push(source);
+            }
+        }
+    }
+    let mut transforms = Vec::new();
+    for (id, table) in transforms_table {
+        if let Some(table) = parser.component_table("transforms", &id, table) {
+            if let Some(c) = parser.downstream("transforms", &id, table, TransformConfig::parse) {
+                transforms.push(c);
+            }
+        }
+    }
+    let mut sinks = Vec::new();
+    for (id, table) in sinks_table {
+        if let Some(table) = parser.component_table("sinks", &id, table) {
+            if let Some(c) = parser.downstream("sinks", &id, table, SinkConfig::parse) {
+                sinks.push(c);
+            }
+        }
+    }
+
+    let config = PipelineConfig {
+        file: file.to_owned(),
+        global: global.unwrap_or(GlobalOptions {
+            shutdown_timeout_secs: default_shutdown_timeout(),
+            stats_interval_secs: default_stats_interval(),
+        }),
+        sources,
+        transforms,
+        sinks,
+    };
+    let warnings = graph::check(&config, &mut errors);
+    if errors.is_empty() {
+        Ok(Loaded { config, warnings })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Deserializes a table into a typed config; on error returns the dotted
+/// path of the offending key and serde's message.
+pub fn decode<T: DeserializeOwned>(table: toml::Table) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let message = inner.trim().trim_end_matches('\n').to_owned();
+        // Unknown fields are reported at their parent; name the field itself.
+        let key = match unknown_field_name(&message) {
+            Some(field) if path == "." => field,
+            Some(field) => format!("{path}.{field}"),
+            None => path,
+        };
+        (if key == "." { String::new() } else { key }, message)
+    })
+}
+
+fn unknown_field_name(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_owned())
+}
+
+struct Parser<'a> {
+    file: &'a str,
+    text: &'a str,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Parser<'_> {
+    fn push(&mut self, component: Option<(&str, &str)>, key: Option<&str>, message: String) {
+        let key = key.filter(|k| !k.is_empty());
+        let line = match component {
+            Some((kind, id)) => locate(self.text, kind, id, key),
+            None => key.and_then(|k| locate_top_level(self.text, k)),
+        };
+        self.errors.push(ConfigError {
+            file: self.file.to_owned(),
+            line,
+            component: component.map(|(kind, id)| format!("{kind}.{id}")),
+            key: key.map(str::to_owned),
+            message,
+        });
+    }
+
+    fn take_table(&mut self, doc: &mut toml::Table, name: &str) -> Vec<(String, toml::Value)> {
+        match doc.remove(name) {
+            None => Vec::new(),
+            Some(toml::Value::Table(t)) => t.into_iter().collect(),
+            Some(_) => {
+                self.push(None, Some(name), format!("`{name}` must be a table of components"));
+                Vec::new()
+            }
+        }
+    }
+
+    fn component_table(&mut self, kind: &str, id: &str, value: toml::Value) -> Option<toml::Table> {
+        if !graph::valid_id(id) {
+            self.push(
+                Some((kind, id)),
+                None,
+                "component ids may use only letters, digits, `_` and `-` (a `.` names an output)".into(),
+            );
+        }
+        match value {
+            toml::Value::Table(t) => Some(t),
+            _ => {
+                self.push(Some((kind, id)), None, "a component must be a table".into());
+                None
+            }
+        }
+    }
+
+    fn take_type(&mut self, kind: &str, id: &str, table: &mut toml::Table) -> Option<String> {
+        match table.remove("type") {
+            Some(toml::Value::String(t)) => Some(t),
+            Some(_) => {
+                self.push(Some((kind, id)), Some("type"), "`type` must be a string".into());
+                None
+            }
+            None => {
+                self.push(Some((kind, id)), Some("type"), "missing `type`".into());
+                None
+            }
+        }
+    }
+
+    fn source(&mut self, id: &str, mut table: toml::Table) -> Option<SourceComponent> {
+        let type_name = self.take_type("sources", id, &mut table)?;
+        if table.contains_key("inputs") {
+            self.push(Some(("sources", id)), Some("inputs"), "sources take no `inputs`".into());
+            table.remove("inputs");
+        }
+        // Options every HTTP source shares are split off first, so each part
+        // can deny unknown keys on its own.
+        let mut http_table = toml::Table::new();
+        for key in HttpSourceOptions::KEYS {
+            if let Some(value) = table.remove(*key) {
+                http_table.insert((*key).to_owned(), value);
+            }
+        }
+        let http = match decode::<HttpSourceOptions>(http_table) {
+            Ok(http) => Some(http),
+            Err((key, message)) => {
+                self.push(Some(("sources", id)), Some(&key), message);
+                None
+            }
+        };
+        let config = match SourceConfig::parse(&type_name, table) {
+            Ok(config) => Some(config),
+            Err((key, message)) => {
+                self.push(Some(("sources", id)), Some(&key), message);
+                None
+            }
+        };
+        let (http, config) = (http?, config?);
+        for (key, message) in http.check().into_iter().chain(config.check()) {
+            self.push(Some(("sources", id)), Some(key), message);
+        }
+        Some(SourceComponent {
+            id: id.to_owned(),
+            http,
+            config,
+            line: locate(self.text, "sources", id, None),
+        })
+    }
+
+    fn downstream<T>(
+        &mut self,
+        kind: &str,
+        id: &str,
+        mut table: toml::Table,
+        parse: fn(&str, toml::Table) -> Result<T, (String, String)>,
+    ) -> Option<Component<T>>
+    where
+        T: CheckConfig,
+    {
+        let type_name = self.take_type(kind, id, &mut table);
+        let inputs = match table.remove("inputs") {
+            Some(toml::Value::Array(items)) => {
+                let mut inputs = Vec::new();
+                for item in items {
+                    match item {
+                        toml::Value::String(s) => inputs.push(s),
+                        _ => self.push(
+                            Some((kind, id)),
+                            Some("inputs"),
+                            "`inputs` must be a list of component ids".into(),
+                        ),
+                    }
+                }
+                inputs
+            }
+            Some(_) => {
+                self.push(Some((kind, id)), Some("inputs"), "`inputs` must be a list of component ids".into());
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let buffer = match table.remove("buffer") {
+            Some(toml::Value::Table(t)) => match decode::<BufferOptions>(t) {
+                Ok(b) if b.max_events == 0 => {
+                    self.push(Some((kind, id)), Some("buffer.max_events"), "must be at least 1".into());
+                    BufferOptions::default()
+                }
+                Ok(b) => b,
+                Err((key, message)) => {
+                    self.push(Some((kind, id)), Some(&format!("buffer.{key}")), message);
+                    BufferOptions::default()
+                }
+            },
+            Some(_) => {
+                self.push(Some((kind, id)), Some("buffer"), "`buffer` must be a table".into());
+                BufferOptions::default()
+            }
+            None => BufferOptions::default(),
+        };
+        let config = match parse(&type_name?, table) {
+            Ok(config) => config,
+            Err((key, message)) => {
+                self.push(Some((kind, id)), Some(&key), message);
+                return None;
+            }
+        };
+        for (key, message) in config.check() {
+            self.push(Some((kind, id)), Some(key), message);
+        }
+        Some(Component {
+            id: id.to_owned(),
+            inputs,
+            buffer,
+            config,
+            line: locate(self.text, kind, id, None),
+        })
+    }
+}
+
+/// Value checks a config runs after parsing: (key, message) per problem.
+pub trait CheckConfig {
+    fn check(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+/// An unknown `type` for a component kind.
+pub fn unknown_type(kind: &str, type_name: &str, known: &[&str]) -> (String, String) {
+    (
+        "type".to_owned(),
+        format!("unknown {kind} type `{type_name}` (known: {})", known.join(", ")),
+    )
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Finds the line that declares `kind.id` (and, when given, the line of `key`
+/// inside it). TOML allows many spellings; this covers `[kind.id]` sections,
+/// `[kind.id.sub]` sub-tables and `key = ...` lines, and falls back to the
+/// section header.
+fn locate(text: &str, kind: &str, id: &str, key: Option<&str>) -> Option<usize> {
+    let section = format!("{kind}.{id}");
+    let mut header_line = None;
+    let mut current: Option<String> = None;
+    let key_parts: Vec<&str> = key
+        .map(|k| k.split('.').filter(|p| !p.parse::<usize>().is_ok()).collect())
+        .unwrap_or_default();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            let name: String = line
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '"')
+                .collect();
+            if name == section && header_line.is_none() {
+                header_line = Some(i + 1);
+            }
+            current = Some(name);
+            continue;
+        }
+        let Some(current) = &current else { continue };
+        if key_parts.is_empty() {
+            continue;
+        }
+        let Some((lhs, _)) = line.split_once('=') else { continue };
+        let lhs: String = lhs.chars().filter(|c| !c.is_whitespace() && *c != '"').collect();
+        // The key may be written relative to the component or to a sub-table.
+        for split in 0..key_parts.len() {
+            let table = if split == 0 {
+                section.clone()
+            } else {
+                format!("{section}.{}", key_parts[..split].join("."))
+            };
+            if *current == table && lhs == key_parts[split..].join(".") {
+                return Some(i + 1);
+            }
+        }
+    }
+    header_line
+}
+
+fn locate_top_level(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|l| {
+        let l = l.trim();
+        l.split_once('=')
+            .is_some_and(|(lhs, _)| lhs.trim() == key)
+            || l == format!("[{key}]")
+    })
+    .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Loaded, Vec<ConfigError>> {
+        load_str("test.toml", text, &|name| (name == "PORT").then(|| "3999".to_owned()))
+    }
+
+    const GOOD: &str = r#"
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:${PORT}"
+
+[sinks.out]
+type = "stdout"
+inputs = ["beacons"]
+buffer.max_events = 100
+"#;
+
+    #[test]
+    fn loads_a_good_pipeline() {
+        let loaded = load(GOOD).expect("valid");
+        assert_eq!(loaded.config.sources[0].http.address.port(), 3999);
+        assert_eq!(loaded.config.sinks[0].buffer.max_events, 100);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_component_and_key() {
+        let text = GOOD.replace("buffer.max_events = 100", "encodng = \"json\"");
+        let errors = load(&text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let shown = errors[0].to_string();
+        assert!(shown.starts_with("test.toml:9: [sinks.out] key `encodng`"), "{shown}");
+        assert!(shown.contains("unknown field"), "{shown}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key_and_line() {
+        let text = GOOD.replace("address = \"127.0.0.1:${PORT}\"", "address = \"x\"\nmax_body_bytes = \"1MB\"");
+        let errors = load(&text).unwrap_err();
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert!(shown.iter().any(|s| s.contains("key `max_body_bytes`") && s.starts_with("test.toml:5:")), "{shown:?}");
+        assert!(shown.iter().any(|s| s.contains("key `address`")), "{shown:?}");
+    }
+
+    #[test]
+    fn every_error_is_listed_not_just_the_first() {
+        let text = r#"
+bogus = 1
+[sources.a]
+type = "nope"
+[transforms.t]
+type = "also_nope"
+inputs = ["a"]
+[sinks.s]
+type = "stdout"
+inputs = ["missing"]
+"#;
+        let errors = load(text).unwrap_err();
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert!(shown.iter().any(|s| s.contains("bogus")), "{shown:?}");
+        assert!(shown.iter().any(|s| s.contains("[sources.a]") && s.contains("unknown source type `nope`")), "{shown:?}");
+        assert!(shown.iter().any(|s| s.contains("[transforms.t]") && s.contains("also_nope")), "{shown:?}");
+        assert!(shown.iter().any(|s| s.contains("[sinks.s]") && s.contains("`missing`")), "{shown:?}");
+    }
+
+    #[test]
+    fn missing_env_var_is_named() {
+        let errors = load(&GOOD.replace("${PORT}", "${RUM_TEST_NOT_SET}")).unwrap_err();
+        assert_eq!(errors[0].line, Some(4));
+        assert!(errors[0].message.contains("RUM_TEST_NOT_SET"));
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        load_str("dev.toml", EMBEDDED_DEFAULT, &|_| None).expect("dev.toml validates");
+    }
+}

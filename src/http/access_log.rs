@@ -1,0 +1,65 @@
+//! One line per request on stderr, in the Canarytrace server's format:
+//! `2023-04-02T10:39:30.175Z POST /rum https://www.example.com/ 0.765kB`.
+//! Lines go through a channel to one writer thread, so a request never waits
+//! on the terminal.
+
+use std::io::Write;
+use std::sync::mpsc;
+use std::sync::OnceLock;
+
+static WRITER: OnceLock<mpsc::Sender<String>> = OnceLock::new();
+
+fn writer() -> &'static mpsc::Sender<String> {
+    WRITER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<String>();
+        let spawned = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                let stderr = std::io::stderr();
+                let mut out = std::io::BufWriter::new(stderr.lock());
+                while let Ok(line) = rx.recv() {
+                    let _ = out.write_all(line.as_bytes());
+                    // Batch whatever else is already queued, then flush once.
+                    while let Ok(more) = rx.try_recv() {
+                        let _ = out.write_all(more.as_bytes());
+                    }
+                    let _ = out.flush();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the access-log writer: {e}");
+        }
+        tx
+    })
+}
+
+/// Formats one access-log line (with its newline).
+pub fn format_line(method: &str, path: &str, page: Option<&str>, body_bytes: usize) -> String {
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+    // The page URL comes from the browser: keep it on one line, and short.
+    let page: String = page
+        .unwrap_or("-")
+        .chars()
+        .take(2048)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    format!("{now} {method} {path} {page} {:.3}kB\n", body_bytes as f64 / 1000.0)
+}
+
+pub fn log(method: &str, path: &str, page: Option<&str>, body_bytes: usize) {
+    let _ = writer().send(format_line(method, path, page, body_bytes));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_has_the_canarytrace_shape() {
+        let line = format_line("POST", "/rum", Some("https://www.example.com/\nx"), 765);
+        let parts: Vec<&str> = line.trim_end().split(' ').collect();
+        assert_eq!(parts.len(), 6, "{line}");
+        assert!(parts[0].ends_with('Z') && parts[0].len() == 24, "{line}");
+        assert_eq!(&parts[1..], ["POST", "/rum", "https://www.example.com/", "x", "0.765kB"]);
+    }
+}

@@ -1,0 +1,128 @@
+//! Which address the browser has. The socket peer, unless the peer is a
+//! configured trusted proxy: then the right-most address in `Forwarded` /
+//! `X-Forwarded-For` that is not itself a trusted proxy. Anything a client
+//! writes to the left of that is ignored, so a browser cannot forge its IP.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use ipnet::IpNet;
+
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = canonical(peer);
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let chain = forwarded_chain(headers);
+    let mut nearest = peer;
+    for hop in chain.iter().rev() {
+        match hop {
+            Some(ip) if is_trusted(ip) => nearest = *ip,
+            Some(ip) => return *ip,
+            // A hop we cannot read: believe nothing further left of it.
+            None => return nearest,
+        }
+    }
+    nearest
+}
+
+/// IPv4-mapped IPv6 peers (dual-stack sockets) are shown as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// The hops, left (client side) to right (nearest proxy). `Forwarded` wins
+/// over `X-Forwarded-For` when both are present.
+fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let forwarded: Vec<&str> = headers
+        .get_all(http::header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if !forwarded.is_empty() {
+        return forwarded
+            .iter()
+            .flat_map(|v| v.split(','))
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (key, value) = pair.trim().split_once('=')?;
+                    key.trim().eq_ignore_ascii_case("for").then(|| parse_node(value))
+                })
+            })
+            .collect();
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|hop| parse_node(hop))
+        .collect()
+}
+
+/// `1.2.3.4`, `1.2.3.4:80`, `"[2001:db8::1]:4711"`, `2001:db8::1`.
+fn parse_node(raw: &str) -> Option<IpAddr> {
+    let node = raw.trim().trim_matches('"');
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Some(rest) = node.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok().map(canonical);
+    }
+    let (host, _port) = node.rsplit_once(':')?;
+    host.parse().ok().map(canonical)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client_whatever_it_claims() {
+        let h = headers(&[("x-forwarded-for", "9.9.9.9")]);
+        assert_eq!(client_ip(ip("203.0.113.5"), &h, &[]), ip("203.0.113.5"));
+    }
+
+    #[test]
+    fn right_most_untrusted_hop_behind_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        // The client forged 1.1.1.1; the real client is 198.51.100.7.
+        let h = headers(&[("x-forwarded-for", "1.1.1.1, 198.51.100.7, 10.0.0.3")]);
+        assert_eq!(client_ip(ip("10.0.0.2"), &h, &trusted), ip("198.51.100.7"));
+    }
+
+    #[test]
+    fn forwarded_header_with_ipv6_and_ports() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        let h = headers(&[("forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\"")]);
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("2001:db8:cafe::17"));
+    }
+
+    #[test]
+    fn garbage_hop_stops_the_walk() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        let h = headers(&[("x-forwarded-for", "8.8.8.8, not-an-ip")]);
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("127.0.0.1"));
+        let h = headers(&[]);
+        assert_eq!(client_ip(ip("::ffff:127.0.0.1"), &h, &trusted), ip("127.0.0.1"));
+    }
+}

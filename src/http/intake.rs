@@ -1,0 +1,317 @@
+//! The steps every intake request goes through before a source reads its
+//! payload: CORS (preflight and origin check), body size limits (declared,
+//! streamed, and after decompression), and the client's address. Each refusal
+//! is an `IntakeError` with its HTTP status and the `error_type` it is counted
+//! under.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::{empty_response, text_response, HttpResponse};
+use crate::sources::HttpSourceOptions;
+use crate::telemetry::{ComponentMetrics, Counter};
+
+/// Slow bodies are cut off after this long (slowloris).
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeError {
+    pub status: StatusCode,
+    /// The `error_type` label of `component_errors_total`.
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl IntakeError {
+    pub fn new(status: StatusCode, error_type: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error_type,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(error_type: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error_type, message)
+    }
+}
+
+/// What a source needs from the request once the intake accepted it.
+pub struct IntakeRequest {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// Bytes as they came over the wire (before decompression).
+    pub wire_bytes: usize,
+    pub client_ip: IpAddr,
+    /// The `Access-Control-Allow-Origin` value to answer with, if any.
+    pub allow_origin: Option<HeaderValue>,
+}
+
+/// Per-source intake settings and counters.
+pub struct Intake {
+    options: HttpSourceOptions,
+    any_origin: bool,
+    metrics: ComponentMetrics,
+    /// Cached: bad requests are the hot path of an attack.
+    origin_denied: Counter,
+    allow_methods: HeaderValue,
+    max_age: HeaderValue,
+}
+
+impl Intake {
+    /// `methods`: what preflights may ask for, e.g. "POST, GET, OPTIONS".
+    pub fn new(options: HttpSourceOptions, metrics: ComponentMetrics, methods: &'static str) -> Self {
+        Self {
+            any_origin: options.allowed_origins.iter().any(|o| o == "*"),
+            origin_denied: metrics.errors("origin_not_allowed", "receiving"),
+            allow_methods: HeaderValue::from_static(methods),
+            max_age: HeaderValue::from(options.cors_max_age_secs),
+            options,
+            metrics,
+        }
+    }
+
+    pub fn options(&self) -> &HttpSourceOptions {
+        &self.options
+    }
+
+    pub fn metrics(&self) -> &ComponentMetrics {
+        &self.metrics
+    }
+
+    /// Checks the `Origin` header. No header (same-origin, curl, proxies) is fine.
+    /// An allowed origin is echoed back, so credentialed requests work too.
+    pub fn check_origin(&self, headers: &HeaderMap) -> Result<Option<HeaderValue>, IntakeError> {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return Ok(None);
+        };
+        let allowed = self.any_origin
+            || origin.to_str().is_ok_and(|o| {
+                self.options
+                    .allowed_origins
+                    .iter()
+                    .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(o))
+            });
+        if allowed {
+            Ok(Some(origin.clone()))
+        } else {
+            self.origin_denied.inc();
+            Err(IntakeError::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "origin not allowed",
+            ))
+        }
+    }
+
+    /// Answers an `OPTIONS` preflight.
+    pub fn preflight(&self, headers: &HeaderMap) -> HttpResponse {
+        match self.check_origin(headers) {
+            Err(e) => self.error_response(&e, None),
+            Ok(allow_origin) => {
+                let mut response = empty_response(StatusCode::NO_CONTENT);
+                let h = response.headers_mut();
+                if let Some(origin) = allow_origin {
+                    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                }
+                h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, self.allow_methods.clone());
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static("content-type, content-encoding"),
+                );
+                h.insert(header::ACCESS_CONTROL_MAX_AGE, self.max_age.clone());
+                h.insert(header::VARY, HeaderValue::from_static("Origin"));
+                response
+            }
+        }
+    }
+
+    /// Adds the CORS answer headers to a response.
+    pub fn with_cors(&self, mut response: HttpResponse, allow_origin: Option<HeaderValue>) -> HttpResponse {
+        if let Some(origin) = allow_origin {
+            let h = response.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        response
+    }
+
+    /// Counts the error and turns it into the client's answer.
+    pub fn error_response(&self, error: &IntakeError, allow_origin: Option<HeaderValue>) -> HttpResponse {
+        // Origin refusals are counted where they are found (cached counter).
+        if error.error_type != "origin_not_allowed" {
+            self.metrics.errors(error.error_type, "receiving").inc();
+        }
+        let mut response = text_response(error.status, format!("{}\n", error.message));
+        if error.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        self.with_cors(response, allow_origin)
+    }
+
+    /// Runs the common steps for a POST: origin, size limits, decompression.
+    pub async fn accept(
+        &self,
+        request: http::Request<Incoming>,
+        peer: IpAddr,
+    ) -> Result<IntakeRequest, (IntakeError, Option<HeaderValue>)> {
+        let (parts, body) = request.into_parts();
+        let allow_origin = self.check_origin(&parts.headers).map_err(|e| (e, None))?;
+        let fail = |e: IntakeError| (e, allow_origin.clone());
+        let limit = self.options.max_body_bytes;
+        if declared_length(&parts.headers).is_some_and(|n| n > limit as u64) {
+            return Err(fail(too_large(limit)));
+        }
+        let wire = tokio::time::timeout(BODY_READ_TIMEOUT, read_limited(body, limit))
+            .await
+            .map_err(|_| fail(IntakeError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "body not received in time")))?
+            .map_err(fail)?;
+        let wire_bytes = wire.len();
+        let body = decode_content(&parts.headers, wire, limit).map_err(fail)?;
+        let client_ip = super::client_ip::client_ip(peer, &parts.headers, &self.options.trusted_proxies);
+        Ok(IntakeRequest {
+            headers: parts.headers,
+            body,
+            wire_bytes,
+            client_ip,
+            allow_origin,
+        })
+    }
+}
+
+pub fn is_preflight(method: &Method) -> bool {
+    method == Method::OPTIONS
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn too_large(limit: usize) -> IntakeError {
+    IntakeError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("body larger than max_body_bytes ({limit})"),
+    )
+}
+
+/// Reads the body, refusing as soon as it passes `limit` (chunked bodies
+/// declare no length, so the check is on what arrives).
+async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, IntakeError> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| IntakeError::bad_request("body_read_failed", format!("reading the body failed: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(too_large(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// The media type without parameters, lower-cased: `application/json`.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
+    (!essence.is_empty()).then_some(essence)
+}
+
+/// Undoes `Content-Encoding: gzip | deflate`, never producing more than
+/// `limit` bytes: a gzip bomb stops at the limit instead of filling memory.
+pub fn decode_content(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, IntakeError> {
+    let Some(encoding) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(body);
+    };
+    let encoding = encoding.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    match encoding.as_str() {
+        "" | "identity" => Ok(body),
+        "gzip" | "x-gzip" => inflate(flate2::read::MultiGzDecoder::new(&body[..]), limit),
+        // HTTP's "deflate" is zlib-wrapped, but some clients send raw deflate.
+        "deflate" => inflate(flate2::read::ZlibDecoder::new(&body[..]), limit)
+            .or_else(|_| inflate(flate2::read::DeflateDecoder::new(&body[..]), limit)),
+        other => Err(IntakeError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_encoding",
+            format!("unsupported Content-Encoding `{other}` (use gzip or deflate)"),
+        )),
+    }
+}
+
+fn inflate(decoder: impl Read, limit: usize) -> Result<Bytes, IntakeError> {
+    let mut out = Vec::new();
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| IntakeError::bad_request("invalid_compression", format!("cannot decompress the body: {e}")))?;
+    if out.len() > limit {
+        return Err(IntakeError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("body inflates past max_body_bytes ({limit})"),
+        ));
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Bytes {
+        let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).unwrap();
+        Bytes::from(encoder.finish().unwrap())
+    }
+
+    fn with_encoding(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_ENCODING, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn gzip_round_trips_under_the_limit() {
+        let body = decode_content(&with_encoding("gzip"), gzip(b"{\"v\":1}"), 100).unwrap();
+        assert_eq!(&body[..], b"{\"v\":1}");
+    }
+
+    #[test]
+    fn gzip_bomb_stops_at_the_limit() {
+        let bomb = gzip(&vec![b'a'; 50 * 1024 * 1024]);
+        assert!(bomb.len() < 100 * 1024);
+        let err = decode_content(&with_encoding("gzip"), bomb, 1024 * 1024).unwrap_err();
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn corrupt_and_unknown_encodings_are_refused() {
+        let err = decode_content(&with_encoding("gzip"), Bytes::from_static(b"not gzip"), 100).unwrap_err();
+        assert_eq!(err.error_type, "invalid_compression");
+        let err = decode_content(&with_encoding("br"), Bytes::from_static(b"x"), 100).unwrap_err();
+        assert_eq!(err.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+
+    #[test]
+    fn media_type_ignores_parameters_and_case() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, "Text/Plain;charset=UTF-8".parse().unwrap());
+        assert_eq!(media_type(&headers).as_deref(), Some("text/plain"));
+    }
+}

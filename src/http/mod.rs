@@ -1,0 +1,32 @@
+//! HTTP plumbing shared by every source: the shared listener (with TLS,
+//! `/health` and `/metrics`), and the intake steps each request goes through
+//! (CORS, body limits, decompression, client IP, access log).
+
+pub mod access_log;
+pub mod client_ip;
+pub mod intake;
+pub mod server;
+pub mod tls;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// A plain-text answer; every error the pipeline gives a client is one of these.
+pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+pub fn empty_response(status: StatusCode) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,35 @@
+//! TLS for the shared listener (rustls): browsers deliver Reporting API
+//! reports only to HTTPS endpoints, so the pipeline can serve HTTPS itself.
+
+use std::io::BufReader;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use tokio_rustls::TlsAcceptor;
+
+use crate::sources::TlsOptions;
+
+pub fn acceptor(options: &TlsOptions) -> anyhow::Result<TlsAcceptor> {
+    let crt = std::fs::File::open(&options.crt_file)
+        .with_context(|| format!("cannot open tls.crt_file `{}`", options.crt_file.display()))?;
+    let certs = rustls_pemfile::certs(&mut BufReader::new(crt))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("tls.crt_file `{}` is not PEM", options.crt_file.display()))?;
+    if certs.is_empty() {
+        return Err(anyhow!("tls.crt_file `{}` holds no certificate", options.crt_file.display()));
+    }
+    let key = std::fs::File::open(&options.key_file)
+        .with_context(|| format!("cannot open tls.key_file `{}`", options.key_file.display()))?;
+    let key = rustls_pemfile::private_key(&mut BufReader::new(key))
+        .with_context(|| format!("tls.key_file `{}` is not PEM", options.key_file.display()))?
+        .ok_or_else(|| anyhow!("tls.key_file `{}` holds no private key", options.key_file.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("tls.crt_file and tls.key_file do not make a usable certificate")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

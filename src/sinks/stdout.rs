@@ -1,0 +1,115 @@
+//! Sink `stdout`: one JSON document per event and line (or pretty-printed),
+//! for debugging a pipeline. Everything already waiting is written at once.
+//! When stdout is closed (a broken pipe), the sink says so once, stops
+//! writing, and keeps reading its input — counted as discarded — so the rest
+//! of the pipeline (other sinks of a fan-out) is not stalled by it.
+
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use super::{SinkContext, SinkFuture};
+use crate::event::Event;
+use crate::topology::buffer::DEFAULT_OUTPUT;
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// One compact JSON document per line (NDJSON).
+    #[default]
+    Json,
+    /// Indented JSON, documents separated by a newline.
+    Pretty,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutConfig {
+    /// `json` (one document per line) or `pretty`.
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+/// Stop gathering waiting batches past this many bytes, to bound memory.
+const MAX_WRITE_BYTES: usize = 1024 * 1024;
+
+pub fn encode(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {
+    match encoding {
+        Encoding::Json => event.write_json(out),
+        Encoding::Pretty => {
+            let _ = serde_json::to_writer_pretty(&mut *out, event.as_map());
+        }
+    }
+    out.push(b'\n');
+}
+
+impl StdoutConfig {
+    pub fn build(&self, cx: SinkContext) -> anyhow::Result<SinkFuture> {
+        let encoding = self.encoding;
+        let SinkContext { id, metrics, mut input, .. } = cx;
+        let sent = metrics.sent_events(DEFAULT_OUTPUT);
+        let write_failed = metrics.errors("write_failed", "sending");
+        Ok(Box::pin(async move {
+            let mut stdout = tokio::io::stdout();
+            let mut buf = Vec::with_capacity(64 * 1024);
+            let mut closed = false;
+            while let Some(batch) = input.recv().await {
+                let mut count = batch.len() as u64;
+                for event in &batch {
+                    encode(event, encoding, &mut buf);
+                }
+                drop(batch);
+                while buf.len() < MAX_WRITE_BYTES {
+                    let Some(more) = input.try_recv() else { break };
+                    count += more.len() as u64;
+                    for event in &more {
+                        encode(event, encoding, &mut buf);
+                    }
+                }
+                metrics.received_events.add(count);
+                if closed {
+                    metrics.discarded_unintentional.add(count);
+                } else {
+                    let written = async {
+                        stdout.write_all(&buf).await?;
+                        stdout.flush().await
+                    };
+                    match written.await {
+                        Ok(()) => sent.add(count),
+                        Err(e) => {
+                            closed = true;
+                            write_failed.inc();
+                            metrics.discarded_unintentional.add(count);
+                            tracing::error!(component = %id, "stdout is closed ({e}); further events are counted as discarded");
+                        }
+                    }
+                }
+                buf.clear();
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_is_one_line_per_event() {
+        let event = Event::from(json!({"rum": {"type": "action"}, "@timestamp": "t"}));
+        let mut out = Vec::new();
+        encode(&event, Encoding::Json, &mut out);
+        encode(&event, Encoding::Json, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"@timestamp\":\"t\",\"rum\":{\"type\":\"action\"}}\n{\"@timestamp\":\"t\",\"rum\":{\"type\":\"action\"}}\n"
+        );
+    }
+
+    #[test]
+    fn pretty_is_indented() {
+        let mut out = Vec::new();
+        encode(&Event::from(json!({"a": 1})), Encoding::Pretty, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "{\n  \"a\": 1\n}\n");
+    }
+}

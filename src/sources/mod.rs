@@ -1,0 +1,159 @@
+//! Sources: HTTP intakes that turn browser requests into events. Every source
+//! is served by the shared listener of its `address`; what they have in common
+//! (address, TLS, CORS, limits, client IP, access log) is `HttpSourceOptions`.
+
+pub mod beacon_decoder;
+pub mod rum_beacon;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::config::{decode, unknown_type, CheckConfig};
+use crate::http::server::Route;
+use crate::topology::buffer::Fanout;
+use crate::telemetry::ComponentMetrics;
+
+/// Options every HTTP source takes, next to its own.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSourceOptions {
+    /// Address to listen on. Sources naming the same address share one listener.
+    #[serde(default = "default_address")]
+    pub address: SocketAddr,
+    /// Serve HTTPS on this address (browsers send Reporting API reports only to HTTPS).
+    #[serde(default)]
+    pub tls: Option<TlsOptions>,
+    /// Origins allowed to send (CORS). `["*"]` allows any.
+    #[serde(default = "default_origins")]
+    pub allowed_origins: Vec<String>,
+    /// `Access-Control-Max-Age` of preflight answers, in seconds.
+    #[serde(default = "default_cors_max_age")]
+    pub cors_max_age_secs: u64,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed (CIDRs).
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest body accepted, before and after decompression.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long a request may wait for room downstream before it is answered 503.
+    #[serde(default = "default_send_timeout_ms")]
+    pub send_timeout_ms: u64,
+    /// One access-log line per request on stderr.
+    #[serde(default = "default_true")]
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct TlsOptions {
+    /// PEM certificate chain.
+    pub crt_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+fn default_address() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 3000))
+}
+fn default_origins() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+fn default_cors_max_age() -> u64 {
+    86_400
+}
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+fn default_send_timeout_ms() -> u64 {
+    100
+}
+fn default_true() -> bool {
+    true
+}
+
+impl HttpSourceOptions {
+    pub const KEYS: &'static [&'static str] = &[
+        "address",
+        "tls",
+        "allowed_origins",
+        "cors_max_age_secs",
+        "trusted_proxies",
+        "max_body_bytes",
+        "send_timeout_ms",
+        "access_log",
+    ];
+}
+
+impl CheckConfig for HttpSourceOptions {
+    fn check(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if self.max_body_bytes == 0 {
+            problems.push(("max_body_bytes", "must be at least 1".to_owned()));
+        }
+        for origin in &self.allowed_origins {
+            if origin != "*" && url::Url::parse(origin).map(|u| u.origin().is_tuple()) != Ok(true) {
+                problems.push((
+                    "allowed_origins",
+                    format!("`{origin}` is not an origin like `https://www.example.com` (or `*`)"),
+                ));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            for (key, path) in [("tls.crt_file", &tls.crt_file), ("tls.key_file", &tls.key_file)] {
+                if !path.is_file() {
+                    problems.push((key, format!("cannot read `{}`", path.display())));
+                }
+            }
+        }
+        problems
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    RumBeacon(rum_beacon::RumBeaconConfig),
+}
+
+impl SourceConfig {
+    pub const TYPES: &'static [&'static str] = &["rum_beacon"];
+
+    pub fn parse(type_name: &str, table: toml::Table) -> Result<Self, (String, String)> {
+        match type_name {
+            "rum_beacon" => decode(table).map(SourceConfig::RumBeacon),
+            other => Err(unknown_type("source", other, Self::TYPES)),
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceConfig::RumBeacon(_) => "rum_beacon",
+        }
+    }
+
+    /// Builds the HTTP routes this source serves on its listener.
+    pub fn build(&self, cx: SourceContext) -> anyhow::Result<Vec<Route>> {
+        match self {
+            SourceConfig::RumBeacon(config) => config.build(cx),
+        }
+    }
+}
+
+impl CheckConfig for SourceConfig {
+    fn check(&self) -> Vec<(&'static str, String)> {
+        match self {
+            SourceConfig::RumBeacon(c) => c.check(),
+        }
+    }
+}
+
+/// What a source gets when it is built.
+pub struct SourceContext {
+    pub id: String,
+    pub http: HttpSourceOptions,
+    pub output: Fanout,
+    pub metrics: ComponentMetrics,
+}

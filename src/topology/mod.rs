@@ -1,0 +1,396 @@
+//! Turns a checked `PipelineConfig` into running tasks: one per transform and
+//! sink, one shared listener per source address, joined by event-counted
+//! buffers. Building does everything fallible (so `validate` can run it without
+//! traffic); running binds the listeners, serves, and on shutdown drains.
+//!
+//! Shutdown order follows the data: listeners stop accepting and finish their
+//! requests, which drops the sources' senders; each transform ends when its
+//! input is empty and closed, dropping its own senders; sinks flush last.
+
+pub mod buffer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::graph::split_input;
+use crate::config::PipelineConfig;
+use crate::event::Batch;
+use crate::http::server::{Health, Listener, Route, Router};
+use crate::sinks::{SinkContext, SinkFuture};
+use crate::sources::{SourceContext, TlsOptions};
+use crate::telemetry::{ComponentMetrics, Registry};
+use crate::transforms::{Transform, TransformContext};
+use buffer::{buffer, register_buffer_gauge, BufferReceiver, BufferSender, Fanout, Outputs};
+
+/// One shared listener's worth of routes, before binding.
+pub struct PlannedListener {
+    pub address: SocketAddr,
+    pub tls: Option<TlsOptions>,
+    pub routes: Vec<Route>,
+    pub source_ids: Vec<String>,
+}
+
+struct TransformTask {
+    id: String,
+    input: BufferReceiver,
+    transform: Box<dyn Transform>,
+    outputs: Outputs,
+    metrics: ComponentMetrics,
+}
+
+/// Everything built, nothing running yet.
+pub struct Built {
+    pub listeners: Vec<PlannedListener>,
+    transforms: Vec<TransformTask>,
+    sinks: Vec<(String, SinkFuture)>,
+    pub health: Arc<Health>,
+    pub registry: Arc<Registry>,
+    /// Every component's counters, for the periodic stats line.
+    components: Vec<ComponentMetrics>,
+}
+
+/// Builds every component. Errors name the component.
+pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
+    let registry = Registry::new();
+    let health = Arc::new(Health::default());
+    let mut errors = Vec::new();
+    let mut components = Vec::new();
+
+    // Input buffers of every transform and sink.
+    let mut senders: HashMap<&str, BufferSender> = HashMap::new();
+    let mut receivers: HashMap<&str, BufferReceiver> = HashMap::new();
+    let mut metrics_of: HashMap<&str, ComponentMetrics> = HashMap::new();
+    for t in &config.transforms {
+        let metrics = ComponentMetrics::new(&registry, &t.id, "transform", t.config.type_name());
+        let (tx, rx) = buffer(t.buffer.max_events);
+        register_buffer_gauge(&metrics, &tx);
+        senders.insert(&t.id, tx);
+        receivers.insert(&t.id, rx);
+        metrics_of.insert(&t.id, metrics);
+    }
+    for s in &config.sinks {
+        let metrics = ComponentMetrics::new(&registry, &s.id, "sink", s.config.type_name());
+        let (tx, rx) = buffer(s.buffer.max_events);
+        register_buffer_gauge(&metrics, &tx);
+        senders.insert(&s.id, tx);
+        receivers.insert(&s.id, rx);
+        metrics_of.insert(&s.id, metrics);
+    }
+
+    // Who reads each (component, port).
+    let mut subscribers: HashMap<(String, String), Vec<BufferSender>> = HashMap::new();
+    let downstream = config
+        .transforms
+        .iter()
+        .map(|t| (&t.id, &t.inputs))
+        .chain(config.sinks.iter().map(|s| (&s.id, &s.inputs)));
+    for (id, inputs) in downstream {
+        for input in inputs {
+            let (upstream, port) = split_input(input);
+            if let Some(sender) = senders.get(id.as_str()) {
+                subscribers
+                    .entry((upstream.to_owned(), port.to_owned()))
+                    .or_default()
+                    .push(sender.clone());
+            }
+        }
+    }
+    let outputs_for = |id: &str, ports: Vec<String>, metrics: &ComponentMetrics| {
+        Outputs::new(
+            ports
+                .into_iter()
+                .map(|port| {
+                    let senders = subscribers
+                        .get(&(id.to_owned(), port.clone()))
+                        .cloned()
+                        .unwrap_or_default();
+                    let fanout = Fanout::new(
+                        senders,
+                        metrics.sent_events(&port),
+                        metrics.discarded_intentional.clone(),
+                    );
+                    (port, fanout)
+                })
+                .collect(),
+        )
+    };
+
+    // Sources, grouped into one listener per address.
+    let mut planned: BTreeMap<SocketAddr, PlannedListener> = BTreeMap::new();
+    for source in &config.sources {
+        let metrics = ComponentMetrics::new(&registry, &source.id, "source", source.config.type_name());
+        let outputs = outputs_for(&source.id, vec![buffer::DEFAULT_OUTPUT.to_owned()], &metrics);
+        let Some(output) = outputs.default_port().cloned() else { continue };
+        components.push(metrics.clone());
+        let cx = SourceContext {
+            id: source.id.clone(),
+            http: source.http.clone(),
+            output,
+            metrics,
+        };
+        let routes = match source.config.build(cx) {
+            Ok(routes) => routes,
+            Err(e) => {
+                errors.push(format!("[sources.{}] {e:#}", source.id));
+                continue;
+            }
+        };
+        let listener = planned.entry(source.http.address).or_insert_with(|| PlannedListener {
+            address: source.http.address,
+            tls: None,
+            routes: Vec::new(),
+            source_ids: Vec::new(),
+        });
+        if let Some(tls) = &source.http.tls {
+            match &listener.tls {
+                Some(existing) if existing != tls => errors.push(format!(
+                    "[sources.{}] tls differs from another source on {}: sources sharing an address share one TLS setting",
+                    source.id, source.http.address
+                )),
+                _ => listener.tls = Some(tls.clone()),
+            }
+        }
+        for route in routes {
+            if let Some(other) = listener.routes.iter().find(|r| r.path == route.path) {
+                errors.push(format!(
+                    "[sources.{}] path `{}` on {} is already served by [sources.{}]",
+                    source.id, route.path, source.http.address, other.source_id
+                ));
+            } else if route.path == "/health" || route.path == "/metrics" {
+                errors.push(format!("[sources.{}] path `{}` is reserved", source.id, route.path));
+            } else {
+                listener.routes.push(route);
+            }
+        }
+        listener.source_ids.push(source.id.clone());
+    }
+    // A listener whose TLS is set by one source serves HTTPS for all of them.
+    for listener in planned.values() {
+        if let Some(tls) = &listener.tls {
+            if let Err(e) = crate::http::tls::acceptor(tls) {
+                errors.push(format!("listener {}: {e:#}", listener.address));
+            }
+        }
+    }
+
+    let mut transforms = Vec::new();
+    for t in &config.transforms {
+        let Some(metrics) = metrics_of.remove(t.id.as_str()) else { continue };
+        let Some(input) = receivers.remove(t.id.as_str()) else { continue };
+        let cx = TransformContext {
+            id: t.id.clone(),
+            metrics: metrics.clone(),
+        };
+        match t.config.build(&cx) {
+            Ok(transform) => {
+                components.push(metrics.clone());
+                transforms.push(TransformTask {
+                    id: t.id.clone(),
+                    input,
+                    transform,
+                    outputs: outputs_for(&t.id, t.config.outputs(), &metrics),
+                    metrics,
+                });
+            }
+            Err(e) => errors.push(format!("[transforms.{}] {e:#}", t.id)),
+        }
+    }
+
+    let mut sinks = Vec::new();
+    for s in &config.sinks {
+        let Some(metrics) = metrics_of.remove(s.id.as_str()) else { continue };
+        let Some(input) = receivers.remove(s.id.as_str()) else { continue };
+        components.push(metrics.clone());
+        let cx = SinkContext {
+            id: s.id.clone(),
+            metrics,
+            health: health.clone(),
+            input,
+        };
+        match s.config.build(cx) {
+            Ok(future) => sinks.push((s.id.clone(), future)),
+            Err(e) => errors.push(format!("[sinks.{}] {e:#}", s.id)),
+        }
+    }
+    // Senders left here would keep buffers open forever; only the fan-outs may hold them.
+    drop(senders);
+    drop(subscribers);
+
+    if errors.is_empty() {
+        Ok(Built {
+            listeners: planned.into_values().collect(),
+            transforms,
+            sinks,
+            health,
+            registry,
+            components,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+async fn run_transform(mut task: TransformTask) {
+    let ports = task.outputs.ports().len();
+    while let Some(batch) = task.input.recv().await {
+        task.metrics.received_events.add(batch.len() as u64);
+        let mut out: Vec<Batch> = (0..ports).map(|_| Vec::new()).collect();
+        task.transform.transform(batch, &mut out);
+        for ((_, fanout), events) in task.outputs.ports().iter().zip(out) {
+            let count = events.len() as u64;
+            if fanout.send(events).await.is_err() {
+                // Only when a downstream died: say it, count it.
+                task.metrics.discarded_unintentional.add(count);
+                task.metrics.errors("downstream_closed", "sending").inc();
+                tracing::error!(component = %task.id, "a downstream component has stopped; {count} events dropped");
+            }
+        }
+    }
+}
+
+/// Options for running, from the global config.
+pub struct RunOptions {
+    pub shutdown_timeout: Duration,
+    pub stats_interval: Option<Duration>,
+}
+
+/// Binds, runs until `shutdown` resolves, then drains. Returns an error if the
+/// drain did not finish within the timeout.
+pub async fn run(built: Built, options: RunOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let Built {
+        listeners,
+        transforms,
+        sinks,
+        health,
+        registry,
+        components,
+    } = built;
+    let mut bound = Vec::new();
+    for planned in listeners {
+        let tls = planned.tls.as_ref().map(crate::http::tls::acceptor).transpose()?;
+        let router = Router::new(planned.routes, health.clone(), registry.clone());
+        let listener = Listener::bind(planned.address, tls, router).await?;
+        let paths: Vec<String> = planned.source_ids;
+        bound.push((listener, paths));
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    for (id, future) in sinks {
+        tasks.spawn(async move {
+            future.await;
+            format!("sink {id}")
+        });
+    }
+    for task in transforms {
+        let id = task.id.clone();
+        tasks.spawn(async move {
+            run_transform(task).await;
+            format!("transform {id}")
+        });
+    }
+    for (listener, source_ids) in bound {
+        tracing::info!(
+            "rum-pipeline {} listening on {}://{} (sources: {})",
+            env!("CARGO_PKG_VERSION"),
+            listener.scheme(),
+            listener.address,
+            source_ids.join(", ")
+        );
+        let address = listener.address;
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            listener.serve(stop).await;
+            format!("listener {address}")
+        });
+    }
+    let names: Vec<String> = components.iter().map(|c| format!("{} ({} {})", c.id, c.kind, c.type_name)).collect();
+    tracing::info!("components: {}", names.join(", "));
+    health.set_ready();
+
+    let stats = options.stats_interval.map(|every| {
+        let components = components.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                log_stats(&components);
+            }
+        })
+    });
+
+    shutdown.await;
+    tracing::info!("shutting down: refusing new requests, draining buffers, flushing sinks");
+    health.set_draining();
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(options.shutdown_timeout, async {
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(name) => tracing::debug!("{name} finished"),
+                Err(e) => tracing::error!("a component task failed: {e}"),
+            }
+        }
+    })
+    .await;
+    if let Some(stats) = stats {
+        stats.abort();
+    }
+    log_stats(&components);
+    match drained {
+        Ok(()) => {
+            tracing::info!("shutdown complete");
+            Ok(())
+        }
+        Err(_) => {
+            tasks.abort_all();
+            Err(anyhow::anyhow!(
+                "shutdown_timeout_secs ({}) passed before every buffer drained; see the counters above for what was left",
+                options.shutdown_timeout.as_secs()
+            ))
+        }
+    }
+}
+
+fn log_stats(components: &[ComponentMetrics]) {
+    for c in components {
+        tracing::info!(
+            component = %c.id,
+            kind = c.kind,
+            "events in={} out={} dropped={} (intentional={})",
+            c.received_events.get(),
+            c.sent_total(),
+            c.discarded_intentional.get() + c.discarded_unintentional.get(),
+            c.discarded_intentional.get()
+        );
+    }
+}
+
+/// SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,62 @@
+//! Transforms: steps between sources and sinks that enrich, scrub, sample or
+//! route events. Each runs as one task reading its input buffer batch by
+//! batch; what it emits goes to its output ports (`id` for the default one,
+//! `id.name` for named ones, as `route` has).
+
+use crate::config::{unknown_type, CheckConfig};
+use crate::event::Batch;
+use crate::telemetry::ComponentMetrics;
+use crate::topology::buffer::DEFAULT_OUTPUT;
+
+/// What a transform's run loop calls for every batch.
+pub trait Transform: Send + 'static {
+    /// Processes a batch; results go into `out`, one `Vec` per output port in
+    /// the order of `TransformConfig::outputs` (index 0 first).
+    fn transform(&mut self, batch: Batch, out: &mut [Batch]);
+}
+
+/// A transform that edits or drops events in place and has only the default output.
+pub trait FunctionTransform: Send + 'static {
+    fn transform_batch(&mut self, batch: &mut Batch);
+}
+
+impl<T: FunctionTransform> Transform for T {
+    fn transform(&mut self, mut batch: Batch, out: &mut [Batch]) {
+        self.transform_batch(&mut batch);
+        if let Some(port) = out.first_mut() {
+            port.append(&mut batch);
+        }
+    }
+}
+
+/// What a transform gets when it is built.
+pub struct TransformContext {
+    pub id: String,
+    pub metrics: ComponentMetrics,
+}
+
+#[derive(Debug, Clone)]
+pub enum TransformConfig {}
+
+impl TransformConfig {
+    pub const TYPES: &'static [&'static str] = &[];
+
+    pub fn parse(type_name: &str, _table: toml::Table) -> Result<Self, (String, String)> {
+        Err(unknown_type("transform", type_name, Self::TYPES))
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match *self {}
+    }
+
+    /// Output ports, default first. Most transforms have only the default one.
+    pub fn outputs(&self) -> Vec<String> {
+        vec![DEFAULT_OUTPUT.to_owned()]
+    }
+
+    pub fn build(&self, _cx: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
+        match *self {}
+    }
+}
+
+impl CheckConfig for TransformConfig {}
