@@ -86,7 +86,10 @@ impl Health {
                 }
                 text_response(StatusCode::OK, body)
             }
-            DRAINING => text_response(StatusCode::SERVICE_UNAVAILABLE, "rum-pipeline is shutting down"),
+            DRAINING => text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rum-pipeline is shutting down",
+            ),
             _ => text_response(StatusCode::SERVICE_UNAVAILABLE, "rum-pipeline is starting"),
         }
     }
@@ -110,7 +113,11 @@ const METRICS_PATH: &str = "/metrics";
 impl Router {
     pub fn new(routes: Vec<Route>, health: Arc<Health>, registry: Arc<Registry>) -> Self {
         let mut path_labels: Vec<String> = routes.iter().map(|r| r.path.clone()).collect();
-        path_labels.extend([HEALTH_PATH.to_owned(), METRICS_PATH.to_owned(), "unmatched".to_owned()]);
+        path_labels.extend([
+            HEALTH_PATH.to_owned(),
+            METRICS_PATH.to_owned(),
+            "unmatched".to_owned(),
+        ]);
         Self {
             routes,
             health,
@@ -122,14 +129,22 @@ impl Router {
 
     fn count(&self, label: usize, status: StatusCode) {
         let key = (label, status.as_u16());
-        if let Some(counter) = self.requests.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(counter) = self
+            .requests
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             counter.inc();
             return;
         }
         let counter = self.registry.counter(
             "http_requests_total",
             "HTTP requests answered by the shared listener, by path and status.",
-            &[("path", &self.path_labels[label]), ("status", status.as_str())],
+            &[
+                ("path", &self.path_labels[label]),
+                ("status", status.as_str()),
+            ],
         );
         counter.inc();
         self.requests
@@ -153,7 +168,10 @@ impl Router {
             );
             (self.routes.len() + 1, response)
         } else {
-            (self.routes.len() + 2, text_response(StatusCode::NOT_FOUND, "not found\n"))
+            (
+                self.routes.len() + 2,
+                text_response(StatusCode::NOT_FOUND, "not found\n"),
+            )
         };
         self.count(label, response.status());
         response
@@ -169,7 +187,11 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub async fn bind(address: SocketAddr, tls: Option<TlsAcceptor>, router: Router) -> anyhow::Result<Self> {
+    pub async fn bind(
+        address: SocketAddr,
+        tls: Option<TlsAcceptor>,
+        router: Router,
+    ) -> anyhow::Result<Self> {
         let tcp = TcpListener::bind(address)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
@@ -266,12 +288,19 @@ async fn serve_connection(
         async move { Ok::<_, Infallible>(router.dispatch(request, peer).await) }
     });
     match tls {
-        None => drive!(builder.serve_connection(TokioIo::new(stream), service), shutdown),
+        None => drive!(
+            builder.serve_connection(TokioIo::new(stream), service),
+            shutdown
+        ),
         Some(acceptor) => {
-            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+            let handshake =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
             match handshake {
                 Ok(Ok(tls_stream)) => {
-                    drive!(builder.serve_connection(TokioIo::new(tls_stream), service), shutdown)
+                    drive!(
+                        builder.serve_connection(TokioIo::new(tls_stream), service),
+                        shutdown
+                    )
                 }
                 Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
                 Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
@@ -279,4 +308,3 @@ async fn serve_connection(
         }
     }
 }
-
