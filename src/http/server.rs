@@ -76,6 +76,11 @@ impl Health {
         };
     }
 
+    /// Components currently degraded, with their reasons.
+    pub fn degraded(&self) -> BTreeMap<String, String> {
+        self.degraded.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn response(&self) -> HttpResponse {
         match self.state.load(Ordering::SeqCst) {
             READY => {

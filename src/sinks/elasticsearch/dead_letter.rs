@@ -159,9 +159,10 @@ mod tests {
         let path = dir.path().join("dead.ndjson");
         let letters = DeadLetters::new(Some(path.clone()));
         let body = b"{\"create\":{\"_index\":\"i\",\"_id\":\"1\"}}\n{\"a\":1}\n{\"create\":{\"_index\":\"i\",\"_id\":\"2\"}}\n{\"a\":2}\n";
+        let newlines: Vec<usize> = body.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
         let spans = [
-            ItemSpan { start: 0, source: 37, end: 45 },
-            ItemSpan { start: 45, source: 82, end: 90 },
+            ItemSpan { start: 0, source: newlines[0], end: newlines[1] },
+            ItemSpan { start: newlines[1], source: newlines[2], end: newlines[3] },
         ];
         assert_eq!(spans[1].document(body), b"{\"a\":2}");
         let failure = Failure::new(None, "retries_exhausted", "connection refused");

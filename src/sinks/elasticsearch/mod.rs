@@ -14,6 +14,8 @@
 //! cannot be delivered, `health` and `templates` run at startup.
 
 pub mod dead_letter;
+#[cfg(test)]
+mod delivery_tests;
 pub mod encoder;
 pub mod health;
 pub mod index;
