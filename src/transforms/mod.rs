@@ -3,7 +3,11 @@
 //! batch; what it emits goes to its output ports (`id` for the default one,
 //! `id.name` for named ones, as `route` has).
 
-use crate::config::{unknown_type, CheckConfig};
+pub mod filter;
+pub mod labels;
+pub mod route;
+
+use crate::config::{decode, unknown_type, CheckConfig};
 use crate::event::Batch;
 use crate::telemetry::ComponentMetrics;
 use crate::topology::buffer::DEFAULT_OUTPUT;
@@ -36,27 +40,56 @@ pub struct TransformContext {
 }
 
 #[derive(Debug, Clone)]
-pub enum TransformConfig {}
+pub enum TransformConfig {
+    Route(route::RouteConfig),
+    Filter(filter::FilterConfig),
+    Labels(labels::LabelsConfig),
+}
 
 impl TransformConfig {
-    pub const TYPES: &'static [&'static str] = &[];
+    pub const TYPES: &'static [&'static str] = &["route", "filter", "labels"];
 
-    pub fn parse(type_name: &str, _table: toml::Table) -> Result<Self, (String, String)> {
-        Err(unknown_type("transform", type_name, Self::TYPES))
+    pub fn parse(type_name: &str, table: toml::Table) -> Result<Self, (String, String)> {
+        match type_name {
+            "route" => decode(table).map(TransformConfig::Route),
+            "filter" => decode(table).map(TransformConfig::Filter),
+            "labels" => decode(table).map(TransformConfig::Labels),
+            other => Err(unknown_type("transform", other, Self::TYPES)),
+        }
     }
 
     pub fn type_name(&self) -> &'static str {
-        match *self {}
+        match self {
+            TransformConfig::Route(_) => "route",
+            TransformConfig::Filter(_) => "filter",
+            TransformConfig::Labels(_) => "labels",
+        }
     }
 
-    /// Output ports, default first. Most transforms have only the default one.
+    /// Output ports, default first. Most transforms have only the default one;
+    /// `route` has no default, only its routes and `_unmatched`.
     pub fn outputs(&self) -> Vec<String> {
-        vec![DEFAULT_OUTPUT.to_owned()]
+        match self {
+            TransformConfig::Route(config) => config.outputs(),
+            _ => vec![DEFAULT_OUTPUT.to_owned()],
+        }
     }
 
-    pub fn build(&self, _cx: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
-        match *self {}
+    pub fn build(&self, cx: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
+        Ok(match self {
+            TransformConfig::Route(config) => Box::new(config.build()),
+            TransformConfig::Filter(config) => Box::new(config.build(cx)),
+            TransformConfig::Labels(config) => Box::new(config.build()),
+        })
     }
 }
 
-impl CheckConfig for TransformConfig {}
+impl CheckConfig for TransformConfig {
+    fn check(&self) -> Vec<(&'static str, String)> {
+        match self {
+            TransformConfig::Route(config) => config.check(),
+            TransformConfig::Filter(config) => config.check(),
+            TransformConfig::Labels(config) => config.check(),
+        }
+    }
+}
