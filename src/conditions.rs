@@ -58,25 +58,123 @@ pub struct Condition {
 impl Condition {
     /// Does the event satisfy the condition? Allocates nothing.
     pub fn matches(&self, event: &Event) -> bool {
-        self.node.eval(event)
+        self.node.eval(&mut Lookups::new(event))
+    }
+
+    fn new(mut node: Node) -> Condition {
+        assign_slots(&mut node, &mut Vec::new());
+        Condition { node }
+    }
+}
+
+/// Several conditions evaluated together on each event (the routes of a
+/// `route`, the rules of `labels`): a field that several of them test is
+/// looked up once per event, so five routes on `url.domain` cost one lookup
+/// and five comparisons.
+#[derive(Debug, Clone)]
+pub struct ConditionSet {
+    conditions: Box<[Condition]>,
+}
+
+impl ConditionSet {
+    pub fn new(conditions: impl IntoIterator<Item = Condition>) -> ConditionSet {
+        let mut conditions: Box<[Condition]> = conditions.into_iter().collect();
+        let mut table = Vec::new();
+        for condition in conditions.iter_mut() {
+            assign_slots(&mut condition.node, &mut table);
+        }
+        ConditionSet { conditions }
+    }
+
+    pub fn len(&self) -> usize {
+        self.conditions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conditions.is_empty()
+    }
+
+    /// Calls `matched(i)` for every condition `i` the event satisfies, in
+    /// order. Allocates nothing.
+    pub fn for_each_match(&self, event: &Event, mut matched: impl FnMut(usize)) {
+        let mut lookups = Lookups::new(event);
+        for (i, condition) in self.conditions.iter().enumerate() {
+            if condition.node.eval(&mut lookups) {
+                matched(i);
+            }
+        }
+    }
+}
+
+/// Field lookups of one evaluation, each done at most once (slots past
+/// `CACHED_FIELDS` are looked up every time). Lives on the stack.
+struct Lookups<'e> {
+    event: &'e Event,
+    done: u32,
+    values: [Option<&'e Value>; CACHED_FIELDS],
+}
+
+const CACHED_FIELDS: usize = 16;
+
+impl<'e> Lookups<'e> {
+    fn new(event: &'e Event) -> Self {
+        Lookups {
+            event,
+            done: 0,
+            values: [None; CACHED_FIELDS],
+        }
+    }
+
+    fn get(&mut self, slot: usize, field: &FieldPath) -> Option<&'e Value> {
+        if slot >= CACHED_FIELDS {
+            return field.get(self.event);
+        }
+        let bit = 1 << slot;
+        if self.done & bit == 0 {
+            self.values[slot] = field.get(self.event);
+            self.done |= bit;
+        }
+        self.values[slot]
+    }
+}
+
+/// Numbers every distinct field path of a tree, continuing `table`.
+fn assign_slots(node: &mut Node, table: &mut Vec<String>) {
+    match node {
+        Node::Test { field, slot, .. } => {
+            *slot = match table.iter().position(|p| *p == field.path) {
+                Some(i) => i,
+                None => {
+                    table.push(field.path.clone());
+                    table.len() - 1
+                }
+            };
+        }
+        Node::All(nodes) | Node::Any(nodes) => nodes.iter_mut().for_each(|n| assign_slots(n, table)),
+        Node::Not(inner) => assign_slots(inner, table),
     }
 }
 
 #[derive(Debug, Clone)]
 enum Node {
-    Test { field: FieldPath, test: Test },
+    Test {
+        field: FieldPath,
+        /// Index of the field in the evaluation's lookup cache.
+        slot: usize,
+        test: Test,
+    },
     All(Box<[Node]>),
     Any(Box<[Node]>),
     Not(Box<Node>),
 }
 
 impl Node {
-    fn eval(&self, event: &Event) -> bool {
+    fn eval(&self, lookups: &mut Lookups<'_>) -> bool {
         match self {
-            Node::Test { field, test } => test.eval(field.get(event)),
-            Node::All(nodes) => nodes.iter().all(|n| n.eval(event)),
-            Node::Any(nodes) => nodes.iter().any(|n| n.eval(event)),
-            Node::Not(node) => !node.eval(event),
+            Node::Test { field, slot, test } => test.eval(lookups.get(*slot, field)),
+            Node::All(nodes) => nodes.iter().all(|n| n.eval(lookups)),
+            Node::Any(nodes) => nodes.iter().any(|n| n.eval(lookups)),
+            Node::Not(node) => !node.eval(lookups),
         }
     }
 }
@@ -228,8 +326,8 @@ impl FieldPath {
                 .map(|known| format!(" (did you mean `{known}`?)"))
                 .unwrap_or_default();
             format!(
-                "unknown field `{path}`{hint}; conditions read the schema's fields, `labels.*` and the inside of \
-                 flattened fields such as `rum.extra.*`"
+                "`{path}` is not a known field path{hint}; conditions read the schema's fields, `labels.*` \
+                 and the inside of flattened fields such as `rum.extra.*`"
             )
         })?;
         Ok(FieldPath {
@@ -418,7 +516,7 @@ impl ConditionParts {
                 ));
             }
             let (_, node) = self.combinators.remove(0);
-            return Ok(Condition { node });
+            return Ok(Condition::new(node));
         }
         let Some(field) = self.field else {
             return match self.tests.first() {
@@ -442,9 +540,7 @@ impl ConditionParts {
             return Err(format!("`field = \"{}\"` needs an operator: one of {}", field.path, operators()));
         };
         check_types(&field, &test)?;
-        Ok(Condition {
-            node: Node::Test { field, test },
-        })
+        Ok(Condition::new(Node::Test { field, slot: 0, test }))
     }
 }
 
@@ -692,12 +788,12 @@ all = [
     #[test]
     fn unknown_field_paths_are_refused() {
         let message = error("field = \"url.domian\"\nequals = \"x\"");
-        assert!(message.contains("unknown field `url.domian` (did you mean `url.domain`?)"), "{message}");
-        assert!(error("field = \"nonsense\"\nexists = true").contains("unknown field `nonsense`"));
-        assert!(error("field = \"url.domain.x\"\nexists = true").contains("unknown field"));
+        assert!(message.contains("`url.domian` is not a known field path (did you mean `url.domain`?)"), "{message}");
+        assert!(error("field = \"nonsense\"\nexists = true").contains("`nonsense` is not a known field path"));
+        assert!(error("field = \"url.domain.x\"\nexists = true").contains("not a known field path"));
         assert!(error("field = \"url..domain\"\nexists = true").contains("single dots"));
         assert!(error("field = \"\"\nexists = true").contains("single dots"));
-        assert!(error("field = \"client.geo.location.alt\"\nexists = true").contains("unknown field"));
+        assert!(error("field = \"client.geo.location.alt\"\nexists = true").contains("not a known field path"));
     }
 
     #[test]
@@ -735,6 +831,46 @@ all = [
         assert!(error("field = \"rum.http.status\"\nprefix = \"5\"").contains("`prefix` tests strings"));
         assert!(error("field = \"client.geo\"\nequals = \"x\"").contains("only `exists`"));
         assert!(error("field = \"client.geo.location\"\nmatches = \"x\"").contains("holds objects"));
+    }
+
+    #[test]
+    fn a_set_shares_lookups_without_changing_answers() {
+        let texts = [
+            r#"field = "url.domain"
+equals = "shop.example.com""#,
+            r#"not = { field = "url.domain", equals = "shop.example.com" }"#,
+            r#"all = [{ field = "url.path", prefix = "/admin" }, { field = "url.domain", matches = "shop" }]"#,
+            r#"any = [{ field = "session.id", exists = true }, { field = "url.path", equals = "/" }]"#,
+            r#"field = "session.id"
+not_equals = "x""#,
+        ];
+        let conditions: Vec<Condition> = texts.iter().map(|t| condition(t)).collect();
+        let set = ConditionSet::new(conditions.clone());
+        assert_eq!(set.len(), 5);
+        for event in [page(), Event::new(), Event::from(json!({"url": {"domain": "x", "path": "/"}}))] {
+            let mut from_set = Vec::new();
+            set.for_each_match(&event, |i| from_set.push(i));
+            let alone: Vec<usize> = (0..conditions.len()).filter(|&i| conditions[i].matches(&event)).collect();
+            assert_eq!(from_set, alone, "{event:?}");
+        }
+        let mut hits = Vec::new();
+        set.for_each_match(&page(), |i| hits.push(i));
+        assert_eq!(hits, [0, 2, 4]);
+    }
+
+    #[test]
+    fn more_fields_than_the_cache_holds_still_evaluate() {
+        // 20 distinct label fields: slots past the cache are looked up directly.
+        let conditions: Vec<Condition> = (0..20)
+            .map(|i| condition(&format!("field = \"labels.l{i}\"\nequals = \"{i}\"")))
+            .collect();
+        let set = ConditionSet::new(conditions);
+        let labels: serde_json::Map<String, Value> =
+            [3, 17, 19].iter().map(|i| (format!("l{i}"), json!(i.to_string()))).collect();
+        let event = Event::from(json!({ "labels": labels }));
+        let mut hits = Vec::new();
+        set.for_each_match(&event, |i| hits.push(i));
+        assert_eq!(hits, [3, 17, 19]);
     }
 
     #[test]

@@ -299,8 +299,8 @@ route.blog = { field = "url.domain", equals = "blog.example.com" }
     fn an_unread_route_is_a_warning_naming_the_output() {
         let loaded = load(&format!("{ROUTE}{}", sink("shop", r#"["by_site.shop"]"#))).expect("valid");
         assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
-        assert!(loaded.warnings[0].contains("output `by_site._unmatched` feeds no component"));
-        assert!(loaded.warnings[1].contains("output `by_site.blog` feeds no component"));
+        assert!(loaded.warnings[0].contains("[transforms.by_site] output `by_site.blog` feeds no component"));
+        assert!(loaded.warnings[1].contains("[transforms.by_site] output `by_site._unmatched` feeds no component"));
     }
 
     #[test]
@@ -376,6 +376,6 @@ condition = {{ field = "url.path", exists = true }}
         let shown = errors(&ROUTE.replace("equals = \"shop.example.com\"", "equal = \"shop.example.com\""));
         assert!(shown.iter().any(|s| s.contains("key `route.shop.equal`") && s.contains("unknown field `equal`")), "{shown:?}");
         let shown = errors(&ROUTE.replace("url.domain\", equals = \"shop", "url.host\", equals = \"shop"));
-        assert!(shown.iter().any(|s| s.contains("key `route.shop.field`") && s.contains("unknown field `url.host`")), "{shown:?}");
+        assert!(shown.iter().any(|s| s.contains("key `route.shop.field`") && s.contains("`url.host` is not a known field path")), "{shown:?}");
     }
 }

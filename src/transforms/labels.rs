@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::FunctionTransform;
-use crate::conditions::{unknown_key, Condition, ConditionParts};
+use crate::conditions::{unknown_key, Condition, ConditionParts, ConditionSet};
 use crate::config::CheckConfig;
 use crate::event::{Batch, Event};
 use crate::schema;
@@ -211,22 +211,20 @@ impl LabelsConfig {
                 }
             }
         }
-        let when = self
-            .when
+        let rules = &self.when[..self.when.len().min(MAX_WHEN_RULES)];
+        let when_labels = rules
             .iter()
-            .take(MAX_WHEN_RULES)
             .map(|rule| {
-                let labels = rule
-                    .labels
+                rule.labels
                     .iter()
                     .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
-                    .collect();
-                (rule.condition.clone(), labels)
+                    .collect()
             })
             .collect();
         Labels {
             always,
-            when,
+            when: ConditionSet::new(rules.iter().map(|rule| rule.condition.clone())),
+            when_labels,
             overwrite: self.overwrite,
         }
     }
@@ -235,8 +233,10 @@ impl LabelsConfig {
 pub struct Labels {
     /// Set on every event (static labels and `from_string`, merged).
     always: Vec<(String, Value)>,
-    /// Conditional rules in file order.
-    when: Vec<(Condition, Vec<(String, Value)>)>,
+    /// Conditions of the `when` rules, in file order...
+    when: ConditionSet,
+    /// ...and the labels each sets.
+    when_labels: Vec<Vec<(String, Value)>>,
     overwrite: bool,
 }
 
@@ -244,11 +244,7 @@ impl Labels {
     fn apply(&self, event: &mut Event) {
         // Conditions first, against the event as it arrived.
         let mut matched: u64 = 0;
-        for (i, (condition, _)) in self.when.iter().enumerate() {
-            if condition.matches(event) {
-                matched |= 1 << i;
-            }
-        }
+        self.when.for_each_match(event, |i| matched |= 1 << i);
         if self.always.is_empty() && matched == 0 {
             return;
         }
@@ -259,11 +255,11 @@ impl Labels {
             return;
         };
         let rules = self
-            .when
+            .when_labels
             .iter()
             .enumerate()
             .filter(|(i, _)| matched & (1 << i) != 0)
-            .map(|(_, (_, set))| set);
+            .map(|(_, set)| set);
         if self.overwrite {
             // Forward, replacing: the last writer wins.
             for (name, value) in std::iter::once(&self.always).chain(rules).flatten() {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::Transform;
-use crate::conditions::Condition;
+use crate::conditions::{Condition, ConditionSet};
 use crate::config::graph::valid_id;
 use crate::config::CheckConfig;
 use crate::event::Batch;
@@ -56,31 +56,29 @@ impl RouteConfig {
 
     pub fn build(&self) -> Route {
         Route {
-            conditions: self.route.values().cloned().collect(),
+            routes: ConditionSet::new(self.route.values().cloned()),
         }
     }
 }
 
 pub struct Route {
     /// In output order; `_unmatched` is the port after the last one.
-    conditions: Box<[Condition]>,
+    routes: ConditionSet,
 }
 
 impl Transform for Route {
     fn transform(&mut self, batch: Batch, out: &mut [Batch]) {
-        let unmatched = self.conditions.len();
+        let unmatched = self.routes.len();
         for event in batch {
             // Clone only for the second and later matches; the last match
             // takes the event itself.
             let mut previous: Option<usize> = None;
-            for (port, condition) in self.conditions.iter().enumerate() {
-                if condition.matches(&event) {
-                    if let Some(p) = previous {
-                        out[p].push(event.clone());
-                    }
-                    previous = Some(port);
+            self.routes.for_each_match(&event, |port| {
+                if let Some(p) = previous {
+                    out[p].push(event.clone());
                 }
-            }
+                previous = Some(port);
+            });
             out[previous.unwrap_or(unmatched)].push(event);
         }
     }
