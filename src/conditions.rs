@@ -301,11 +301,10 @@ enum PathKind {
     Dynamic,
 }
 
-/// A dotted field path, split once at config time so evaluation only walks maps.
+/// A dotted field path checked against the schema at config time.
 #[derive(Clone)]
 pub struct FieldPath {
     path: String,
-    parts: Box<[Box<str>]>,
     kind: PathKind,
 }
 
@@ -332,7 +331,6 @@ impl FieldPath {
         })?;
         Ok(FieldPath {
             path: path.to_owned(),
-            parts: path.split('.').map(Box::from).collect(),
             kind,
         })
     }
@@ -343,12 +341,7 @@ impl FieldPath {
 
     /// The value at the path; `None` when absent or `null`.
     pub fn get<'e>(&self, event: &'e Event) -> Option<&'e Value> {
-        let (first, rest) = self.parts.split_first()?;
-        let mut current = event.as_map().get(&**first)?;
-        for part in rest {
-            current = current.as_object()?.get(&**part)?;
-        }
-        (!current.is_null()).then_some(current)
+        event.get(&self.path).filter(|v| !v.is_null())
     }
 }
 
@@ -871,6 +864,23 @@ not_equals = "x""#,
         let mut hits = Vec::new();
         set.for_each_match(&event, |i| hits.push(i));
         assert_eq!(hits, [3, 17, 19]);
+    }
+
+    #[test]
+    fn reads_the_beacon_context_shared_between_events() {
+        let Value::Object(context) = json!({"url": {"domain": "shop.example.com"}, "session": {"id": "s1"}}) else {
+            unreachable!()
+        };
+        let mut event = Event::with_shared(std::sync::Arc::new(context));
+        event.insert("rum.type", "error");
+        let set = ConditionSet::new([
+            condition("field = \"url.domain\"\nequals = \"shop.example.com\""),
+            condition("all = [{ field = \"rum.type\", equals = \"error\" }, { field = \"session.id\", exists = true }]"),
+            condition("field = \"url.path\"\nexists = true"),
+        ]);
+        let mut hits = Vec::new();
+        set.for_each_match(&event, |i| hits.push(i));
+        assert_eq!(hits, [0, 1]);
     }
 
     #[test]

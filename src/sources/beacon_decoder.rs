@@ -184,6 +184,11 @@ pub fn decode(
         context.insert(schema::RUM_UA_HINTS, Value::Object(hints));
     }
 
+    // One shared copy of the context for all of the beacon's events.
+    let context = match context.into_value() {
+        Value::Object(map) => std::sync::Arc::new(map),
+        _ => std::sync::Arc::new(Map::new()),
+    };
     let offset = sent_at.map(|sent| facts.received_at_ms - sent).unwrap_or(0);
     let earliest = facts.received_at_ms - limits.max_event_age_ms;
     let mut unknown_types = 0;
@@ -198,7 +203,7 @@ pub fn decode(
                     .clamp(earliest, facts.received_at_ms)
             })
             .unwrap_or(facts.received_at_ms);
-        let mut event = context.clone();
+        let mut event = Event::with_shared(context.clone());
         event.insert(schema::TIMESTAMP, iso_millis(at));
         event.insert(schema::RUM_SEQ, seq as u64);
         if apply_payload(&mut event, entry)? {

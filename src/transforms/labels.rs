@@ -199,27 +199,21 @@ impl<'de> Deserialize<'de> for WhenRule {
 impl LabelsConfig {
     pub fn build(&self) -> Labels {
         // Static and string labels merge into one list, later winning.
-        let mut always: Vec<(String, Value)> = Vec::new();
+        let mut always: Vec<Label> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for (name, value) in self.labels.iter().chain(self.from_string.iter()) {
-            let value = Value::String(value.to_owned());
             match index.get(name) {
-                Some(&i) => always[i].1 = value,
+                Some(&i) => always[i] = Label::new(name, value),
                 None => {
                     index.insert(name.to_owned(), always.len());
-                    always.push((name.to_owned(), value));
+                    always.push(Label::new(name, value));
                 }
             }
         }
         let rules = &self.when[..self.when.len().min(MAX_WHEN_RULES)];
         let when_labels = rules
             .iter()
-            .map(|rule| {
-                rule.labels
-                    .iter()
-                    .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
-                    .collect()
-            })
+            .map(|rule| rule.labels.iter().map(|(k, v)| Label::new(k, v)).collect())
             .collect();
         Labels {
             always,
@@ -232,12 +226,30 @@ impl LabelsConfig {
 
 pub struct Labels {
     /// Set on every event (static labels and `from_string`, merged).
-    always: Vec<(String, Value)>,
+    always: Vec<Label>,
     /// Conditions of the `when` rules, in file order...
     when: ConditionSet,
     /// ...and the labels each sets.
-    when_labels: Vec<Vec<(String, Value)>>,
+    when_labels: Vec<Vec<Label>>,
     overwrite: bool,
+}
+
+/// One label ready to write: built once so the hot path only clones.
+struct Label {
+    name: String,
+    /// `labels.<name>`, for lookups when not overwriting.
+    path: String,
+    value: Value,
+}
+
+impl Label {
+    fn new(name: &str, value: &str) -> Label {
+        Label {
+            name: name.to_owned(),
+            path: format!("{}.{name}", schema::LABELS),
+            value: Value::String(value.to_owned()),
+        }
+    }
 }
 
 impl Labels {
@@ -248,12 +260,6 @@ impl Labels {
         if self.always.is_empty() && matched == 0 {
             return;
         }
-        if !matches!(event.get(schema::LABELS), Some(Value::Object(_))) {
-            event.insert(schema::LABELS, Value::Object(Map::new()));
-        }
-        let Some(labels) = event.get_mut(schema::LABELS).and_then(Value::as_object_mut) else {
-            return;
-        };
         let rules = self
             .when_labels
             .iter()
@@ -261,17 +267,25 @@ impl Labels {
             .filter(|(i, _)| matched & (1 << i) != 0)
             .map(|(_, set)| set);
         if self.overwrite {
+            if !matches!(event.get(schema::LABELS), Some(Value::Object(_))) {
+                event.insert(schema::LABELS, Value::Object(Map::new()));
+            }
+            // A `labels` object shared with the beacon's other events is
+            // copied into this event's own fields first.
+            let Some(labels) = event.get_mut(schema::LABELS).and_then(Value::as_object_mut) else {
+                return;
+            };
             // Forward, replacing: the last writer wins.
-            for (name, value) in std::iter::once(&self.always).chain(rules).flatten() {
-                labels.insert(name.clone(), value.clone());
+            for label in std::iter::once(&self.always).chain(rules).flatten() {
+                labels.insert(label.name.clone(), label.value.clone());
             }
         } else {
             // Backward, filling gaps only: upstream values stay, and among
             // this transform's sources the last one still wins.
-            let rules: Vec<&Vec<(String, Value)>> = rules.collect();
-            for (name, value) in rules.into_iter().rev().chain(std::iter::once(&self.always)).flatten() {
-                if !labels.contains_key(name) {
-                    labels.insert(name.clone(), value.clone());
+            let rules: Vec<&Vec<Label>> = rules.collect();
+            for label in rules.into_iter().rev().chain(std::iter::once(&self.always)).flatten() {
+                if event.get(&label.path).is_none() {
+                    event.insert(&label.path, label.value.clone());
                 }
             }
         }
@@ -410,6 +424,22 @@ labels = { had_site = "yes" }
             json!({"url": {"domain": "shop.example.com", "path": "/checkout"}, "labels": {"funnel": "upstream"}}),
         );
         assert_eq!(out["labels"], json!({"funnel": "upstream", "site": "shop-checkout"}));
+    }
+
+    #[test]
+    fn labels_in_the_shared_beacon_context_are_respected() {
+        let Value::Object(context) = json!({"labels": {"site": "ctx", "keep": "1"}}) else { unreachable!() };
+        let context = std::sync::Arc::new(context);
+        let mut overwriting = config(r#"labels = { site = "x", new = "n" }"#);
+        let mut batch = vec![Event::with_shared(context.clone()), Event::with_shared(context.clone())];
+        let mut first = vec![batch.remove(0)];
+        overwriting.build().transform_batch(&mut first);
+        assert_eq!(first[0].to_value()["labels"], json!({"site": "x", "keep": "1", "new": "n"}));
+        // The other event of the beacon is untouched.
+        assert_eq!(batch[0].to_value()["labels"], json!({"site": "ctx", "keep": "1"}));
+        overwriting.overwrite = false;
+        overwriting.build().transform_batch(&mut batch);
+        assert_eq!(batch[0].to_value()["labels"], json!({"site": "ctx", "keep": "1", "new": "n"}));
     }
 
     #[test]
