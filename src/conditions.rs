@@ -150,7 +150,9 @@ fn assign_slots(node: &mut Node, table: &mut Vec<String>) {
                 }
             };
         }
-        Node::All(nodes) | Node::Any(nodes) => nodes.iter_mut().for_each(|n| assign_slots(n, table)),
+        Node::All(nodes) | Node::Any(nodes) => {
+            nodes.iter_mut().for_each(|n| assign_slots(n, table))
+        }
         Node::Not(inner) => assign_slots(inner, table),
     }
 }
@@ -196,8 +198,12 @@ impl Test {
             Test::Equals(literal) => value.is_some_and(|v| literal.equals(v)),
             Test::NotEquals(literal) => !value.is_some_and(|v| literal.equals(v)),
             Test::In(literals) => value.is_some_and(|v| literals.iter().any(|l| l.equals(v))),
-            Test::Prefix(prefix) => value.and_then(Value::as_str).is_some_and(|s| s.starts_with(prefix.as_str())),
-            Test::Matches(regex) => value.and_then(Value::as_str).is_some_and(|s| regex.is_match(s)),
+            Test::Prefix(prefix) => value
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.starts_with(prefix.as_str())),
+            Test::Matches(regex) => value
+                .and_then(Value::as_str)
+                .is_some_and(|s| regex.is_match(s)),
             Test::Exists(wanted) => value.is_some() == *wanted,
         }
     }
@@ -318,7 +324,9 @@ impl FieldPath {
     /// Checks a path against the schema (see `PathKind`).
     pub fn parse(path: &str) -> Result<FieldPath, String> {
         if path.is_empty() || path.split('.').any(str::is_empty) {
-            return Err(format!("field `{path}`: a field path is names joined by single dots, like `url.domain`"));
+            return Err(format!(
+                "field `{path}`: a field path is names joined by single dots, like `url.domain`"
+            ));
         }
         let kind = path_kind(path).ok_or_else(|| {
             let hint = did_you_mean(path, schema::all_fields().map(|f| f.path))
@@ -350,7 +358,10 @@ fn path_kind(path: &str) -> Option<PathKind> {
     if path == labels_prefix {
         return Some(PathKind::Object);
     }
-    if path.strip_prefix(labels_prefix).is_some_and(|rest| rest.starts_with('.')) {
+    if path
+        .strip_prefix(labels_prefix)
+        .is_some_and(|rest| rest.starts_with('.'))
+    {
         return Some(PathKind::Dynamic);
     }
     let mut parent = false;
@@ -358,13 +369,21 @@ fn path_kind(path: &str) -> Option<PathKind> {
         if field.path == path {
             return Some(PathKind::Typed(field.ty));
         }
-        let Some(rest) = path.strip_prefix(field.path).and_then(|r| r.strip_prefix('.')) else {
-            parent |= field.path.strip_prefix(path).is_some_and(|r| r.starts_with('.'));
+        let Some(rest) = path
+            .strip_prefix(field.path)
+            .and_then(|r| r.strip_prefix('.'))
+        else {
+            parent |= field
+                .path
+                .strip_prefix(path)
+                .is_some_and(|r| r.starts_with('.'));
             continue;
         };
         match field.ty {
             FieldType::Flattened => return Some(PathKind::Dynamic),
-            FieldType::GeoPoint if rest == "lat" || rest == "lon" => return Some(PathKind::Typed(FieldType::Double)),
+            FieldType::GeoPoint if rest == "lat" || rest == "lon" => {
+                return Some(PathKind::Typed(FieldType::Double))
+            }
             _ => {}
         }
     }
@@ -373,7 +392,11 @@ fn path_kind(path: &str) -> Option<PathKind> {
 
 /// The closest candidate within a small edit distance, for "did you mean".
 fn did_you_mean<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = if wrong.len() <= 3 { 1 } else { (wrong.len() / 3).clamp(2, 3) };
+    let limit = if wrong.len() <= 3 {
+        1
+    } else {
+        (wrong.len() / 3).clamp(2, 3)
+    };
     candidates
         .map(|c| (edit_distance(wrong, c), c))
         .filter(|(d, _)| *d <= limit)
@@ -421,7 +444,11 @@ impl<'de> Deserialize<'de> for Condition {
 /// The error for a key that is neither an operator nor a combinator. Starts
 /// with serde's "unknown field `x`" so config errors name the key itself.
 pub(crate) fn unknown_key<E: de::Error>(key: &str, also: &[&str]) -> E {
-    let known = ["field"].iter().chain(OPERATORS).chain(COMBINATORS).chain(also);
+    let known = ["field"]
+        .iter()
+        .chain(OPERATORS)
+        .chain(COMBINATORS)
+        .chain(also);
     let hint = did_you_mean(key, known.copied())
         .map(|k| format!(" (did you mean `{k}`?)"))
         .unwrap_or_default();
@@ -445,7 +472,11 @@ pub(crate) struct ConditionParts {
 
 impl ConditionParts {
     /// Reads the value of `key` if it belongs to a condition; `false` if not.
-    pub(crate) fn take<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+    pub(crate) fn take<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
         match key {
             "field" => self.field = Some(map.next_value_seed(FieldSeed)?),
             "equals" => self.tests.push(Test::Equals(map.next_value()?)),
@@ -466,12 +497,16 @@ impl ConditionParts {
                 }
                 self.tests.push(Test::Prefix(prefix));
             }
-            "matches" => self.tests.push(Test::Matches(map.next_value_seed(RegexSeed)?)),
+            "matches" => self
+                .tests
+                .push(Test::Matches(map.next_value_seed(RegexSeed)?)),
             "exists" => self.tests.push(Test::Exists(map.next_value()?)),
             "all" | "any" => {
                 let list: Vec<Condition> = map.next_value()?;
                 if list.is_empty() {
-                    return Err(de::Error::custom(format!("`{key}` needs at least one condition")));
+                    return Err(de::Error::custom(format!(
+                        "`{key}` needs at least one condition"
+                    )));
                 }
                 let nodes: Box<[Node]> = list.into_iter().map(|c| c.node).collect();
                 let (name, node) = if key == "all" {
@@ -483,7 +518,8 @@ impl ConditionParts {
             }
             "not" => {
                 let inner: Condition = map.next_value()?;
-                self.combinators.push(("not", Node::Not(Box::new(inner.node))));
+                self.combinators
+                    .push(("not", Node::Not(Box::new(inner.node))));
             }
             _ => return Ok(false),
         }
@@ -530,10 +566,18 @@ impl ConditionParts {
             ));
         }
         let Some(test) = self.tests.pop() else {
-            return Err(format!("`field = \"{}\"` needs an operator: one of {}", field.path, operators()));
+            return Err(format!(
+                "`field = \"{}\"` needs an operator: one of {}",
+                field.path,
+                operators()
+            ));
         };
         check_types(&field, &test)?;
-        Ok(Condition::new(Node::Test { field, slot: 0, test }))
+        Ok(Condition::new(Node::Test {
+            field,
+            slot: 0,
+            test,
+        }))
     }
 }
 
@@ -544,14 +588,26 @@ fn check_types(field: &FieldPath, test: &Test) -> Result<(), String> {
     let op = test.operator();
     match (field.kind, test) {
         (PathKind::Dynamic, _) | (_, Test::Exists(_)) => Ok(()),
-        (PathKind::Object, _) => Err(format!("`{path}` is an object; only `exists` applies to it")),
-        (PathKind::Typed(ty), Test::Equals(l) | Test::NotEquals(l)) => check_literal(path, ty, op, l),
-        (PathKind::Typed(ty), Test::In(ls)) => ls.iter().try_for_each(|l| check_literal(path, ty, op, l)),
+        (PathKind::Object, _) => Err(format!(
+            "`{path}` is an object; only `exists` applies to it"
+        )),
+        (PathKind::Typed(ty), Test::Equals(l) | Test::NotEquals(l)) => {
+            check_literal(path, ty, op, l)
+        }
+        (PathKind::Typed(ty), Test::In(ls)) => {
+            ls.iter().try_for_each(|l| check_literal(path, ty, op, l))
+        }
         (PathKind::Typed(ty), Test::Prefix(_) | Test::Matches(_)) => {
-            if matches!(ty, FieldType::Keyword | FieldType::Text | FieldType::Date | FieldType::Ip) {
+            if matches!(
+                ty,
+                FieldType::Keyword | FieldType::Text | FieldType::Date | FieldType::Ip
+            ) {
                 Ok(())
             } else {
-                Err(format!("`{op}` tests strings, but `{path}` holds {}", type_words(ty)))
+                Err(format!(
+                    "`{op}` tests strings, but `{path}` holds {}",
+                    type_words(ty)
+                ))
             }
         }
     }
@@ -601,7 +657,8 @@ impl<'de> DeserializeSeed<'de> for RegexSeed {
     type Value = Regex;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Regex, D::Error> {
         let pattern = String::deserialize(deserializer)?;
-        Regex::new(&pattern).map_err(|e| de::Error::custom(format!("invalid regex `{pattern}`: {e}")))
+        Regex::new(&pattern)
+            .map_err(|e| de::Error::custom(format!("invalid regex `{pattern}`: {e}")))
     }
 }
 
@@ -641,19 +698,35 @@ mod tests {
     }
 
     fn check(toml_text: &str, expected: bool) {
-        assert_eq!(condition(toml_text).matches(&page()), expected, "{toml_text}");
+        assert_eq!(
+            condition(toml_text).matches(&page()),
+            expected,
+            "{toml_text}"
+        );
     }
 
     #[test]
     fn equals_compares_strings_exactly() {
-        check(r#"field = "url.domain"
-equals = "shop.example.com""#, true);
-        check(r#"field = "url.domain"
-equals = "SHOP.example.com""#, false);
-        check(r#"field = "url.domain"
-equals = "shop.example.co""#, false);
-        check(r#"field = "url.full"
-equals = "x""#, false);
+        check(
+            r#"field = "url.domain"
+equals = "shop.example.com""#,
+            true,
+        );
+        check(
+            r#"field = "url.domain"
+equals = "SHOP.example.com""#,
+            false,
+        );
+        check(
+            r#"field = "url.domain"
+equals = "shop.example.co""#,
+            false,
+        );
+        check(
+            r#"field = "url.full"
+equals = "x""#,
+            false,
+        );
     }
 
     #[test]
@@ -685,42 +758,84 @@ equals = "x""#, false);
 
     #[test]
     fn not_equals_is_not_equals_including_missing_fields() {
-        check(r#"field = "user_agent.category"
-not_equals = "crawler""#, true);
-        check(r#"field = "user_agent.category"
-not_equals = "pc""#, false);
-        check(r#"field = "user_agent.name"
-not_equals = "Chrome""#, true);
-        check(r#"field = "rum.extra.nothing"
-not_equals = "x""#, true);
+        check(
+            r#"field = "user_agent.category"
+not_equals = "crawler""#,
+            true,
+        );
+        check(
+            r#"field = "user_agent.category"
+not_equals = "pc""#,
+            false,
+        );
+        check(
+            r#"field = "user_agent.name"
+not_equals = "Chrome""#,
+            true,
+        );
+        check(
+            r#"field = "rum.extra.nothing"
+not_equals = "x""#,
+            true,
+        );
     }
 
     #[test]
     fn in_matches_any_listed_value() {
-        check(r#"field = "service.name"
-in = ["blog", "shop"]"#, true);
-        check(r#"field = "service.name"
-in = ["blog"]"#, false);
-        check(r#"field = "service.version"
-in = ["1"]"#, false);
+        check(
+            r#"field = "service.name"
+in = ["blog", "shop"]"#,
+            true,
+        );
+        check(
+            r#"field = "service.name"
+in = ["blog"]"#,
+            false,
+        );
+        check(
+            r#"field = "service.version"
+in = ["1"]"#,
+            false,
+        );
     }
 
     #[test]
     fn prefix_and_matches_read_strings() {
-        check(r#"field = "url.path"
-prefix = "/admin""#, true);
-        check(r#"field = "url.path"
-prefix = "/Admin""#, false);
-        check(r#"field = "url.path"
-prefix = "/admin/users/1""#, false);
-        check(r#"field = "url.domain"
-matches = '(^|\.)example\.com$'"#, true);
-        check(r#"field = "url.domain"
-matches = '^example\.com$'"#, false);
-        check(r#"field = "url.domain"
-matches = '(?i)SHOP'"#, true);
-        check(r#"field = "url.query"
-matches = '.*'"#, false);
+        check(
+            r#"field = "url.path"
+prefix = "/admin""#,
+            true,
+        );
+        check(
+            r#"field = "url.path"
+prefix = "/Admin""#,
+            false,
+        );
+        check(
+            r#"field = "url.path"
+prefix = "/admin/users/1""#,
+            false,
+        );
+        check(
+            r#"field = "url.domain"
+matches = '(^|\.)example\.com$'"#,
+            true,
+        );
+        check(
+            r#"field = "url.domain"
+matches = '^example\.com$'"#,
+            false,
+        );
+        check(
+            r#"field = "url.domain"
+matches = '(?i)SHOP'"#,
+            true,
+        );
+        check(
+            r#"field = "url.query"
+matches = '.*'"#,
+            false,
+        );
     }
 
     #[test]
@@ -744,10 +859,22 @@ all = [
   ] },
 ]"#;
         check(text, true);
-        check(r#"not = { field = "url.domain", equals = "shop.example.com" }"#, false);
-        check(r#"not = { not = { field = "url.domain", equals = "shop.example.com" } }"#, true);
-        check(r#"any = [{ field = "session.id", exists = true }, { field = "labels.env", equals = "production" }]"#, true);
-        check(r#"all = [{ field = "session.id", exists = true }, { field = "labels.env", equals = "production" }]"#, false);
+        check(
+            r#"not = { field = "url.domain", equals = "shop.example.com" }"#,
+            false,
+        );
+        check(
+            r#"not = { not = { field = "url.domain", equals = "shop.example.com" } }"#,
+            true,
+        );
+        check(
+            r#"any = [{ field = "session.id", exists = true }, { field = "labels.env", equals = "production" }]"#,
+            true,
+        );
+        check(
+            r#"all = [{ field = "session.id", exists = true }, { field = "labels.env", equals = "production" }]"#,
+            false,
+        );
     }
 
     #[test]
@@ -772,21 +899,32 @@ all = [
     #[test]
     fn unknown_operator_is_named_with_a_suggestion() {
         let message = error("field = \"url.domain\"\nequal = \"x\"");
-        assert!(message.starts_with("unknown field `equal` (did you mean `equals`?)"), "{message}");
+        assert!(
+            message.starts_with("unknown field `equal` (did you mean `equals`?)"),
+            "{message}"
+        );
         assert!(message.contains("not_equals"), "{message}");
         let message = error("field = \"url.domain\"\nstarts_with = \"x\"");
-        assert!(message.starts_with("unknown field `starts_with`:"), "{message}");
+        assert!(
+            message.starts_with("unknown field `starts_with`:"),
+            "{message}"
+        );
     }
 
     #[test]
     fn unknown_field_paths_are_refused() {
         let message = error("field = \"url.domian\"\nequals = \"x\"");
-        assert!(message.contains("`url.domian` is not a known field path (did you mean `url.domain`?)"), "{message}");
-        assert!(error("field = \"nonsense\"\nexists = true").contains("`nonsense` is not a known field path"));
+        assert!(
+            message.contains("`url.domian` is not a known field path (did you mean `url.domain`?)"),
+            "{message}"
+        );
+        assert!(error("field = \"nonsense\"\nexists = true")
+            .contains("`nonsense` is not a known field path"));
         assert!(error("field = \"url.domain.x\"\nexists = true").contains("not a known field path"));
         assert!(error("field = \"url..domain\"\nexists = true").contains("single dots"));
         assert!(error("field = \"\"\nexists = true").contains("single dots"));
-        assert!(error("field = \"client.geo.location.alt\"\nexists = true").contains("not a known field path"));
+        assert!(error("field = \"client.geo.location.alt\"\nexists = true")
+            .contains("not a known field path"));
     }
 
     #[test]
@@ -800,28 +938,44 @@ all = [
         assert!(error("").contains("empty condition"));
         assert!(error("field = \"url.path\"").contains("needs an operator"));
         assert!(error("equals = \"x\"").contains("`equals` needs a `field`"));
-        assert!(error("field = \"url.path\"\nequals = \"/\"\nprefix = \"/\"").contains("one operator per condition"));
+        assert!(
+            error("field = \"url.path\"\nequals = \"/\"\nprefix = \"/\"")
+                .contains("one operator per condition")
+        );
         assert!(error("all = []").contains("at least one condition"));
         assert!(error("field = \"url.path\"\nin = []").contains("at least one value"));
         assert!(error("field = \"url.path\"\nprefix = \"\"").contains("exists = true"));
         assert!(error("all = [{ field = \"url.path\", exists = true }]\nnot = { field = \"url.path\", exists = true }")
             .contains("one combinator per table"));
-        assert!(error("field = \"url.path\"\nexists = true\nnot = { field = \"url.path\", exists = true }")
-            .contains("not both"));
+        assert!(error(
+            "field = \"url.path\"\nexists = true\nnot = { field = \"url.path\", exists = true }"
+        )
+        .contains("not both"));
         assert!(error("field = \"url.path\"\nequals = [1]").contains("a string, number or boolean"));
         assert!(error("field = \"url.path\"\nexists = \"yes\"").contains("invalid type"));
         // Errors deep inside combinators surface too.
-        assert!(error("any = [{ not = { field = \"url.pth\", exists = true } }]").contains("did you mean `url.path`"));
+        assert!(
+            error("any = [{ not = { field = \"url.pth\", exists = true } }]")
+                .contains("did you mean `url.path`")
+        );
     }
 
     #[test]
     fn literals_of_the_wrong_kind_for_a_schema_field_are_refused() {
         let message = error("field = \"url.port\"\nequals = \"8443\"");
         assert!(message.contains("`url.port` holds numbers"), "{message}");
-        assert!(message.contains("write `equals = 8443` without quotes"), "{message}");
+        assert!(
+            message.contains("write `equals = 8443` without quotes"),
+            "{message}"
+        );
         assert!(error("field = \"url.domain\"\nin = [\"a\", 1]").contains("holds strings"));
-        assert!(error("field = \"rum.connection.save_data\"\nequals = \"false\"").contains("holds booleans"));
-        assert!(error("field = \"rum.http.status\"\nprefix = \"5\"").contains("`prefix` tests strings"));
+        assert!(
+            error("field = \"rum.connection.save_data\"\nequals = \"false\"")
+                .contains("holds booleans")
+        );
+        assert!(
+            error("field = \"rum.http.status\"\nprefix = \"5\"").contains("`prefix` tests strings")
+        );
         assert!(error("field = \"client.geo\"\nequals = \"x\"").contains("only `exists`"));
         assert!(error("field = \"client.geo.location\"\nmatches = \"x\"").contains("holds objects"));
     }
@@ -840,10 +994,16 @@ not_equals = "x""#,
         let conditions: Vec<Condition> = texts.iter().map(|t| condition(t)).collect();
         let set = ConditionSet::new(conditions.clone());
         assert_eq!(set.len(), 5);
-        for event in [page(), Event::new(), Event::from(json!({"url": {"domain": "x", "path": "/"}}))] {
+        for event in [
+            page(),
+            Event::new(),
+            Event::from(json!({"url": {"domain": "x", "path": "/"}})),
+        ] {
             let mut from_set = Vec::new();
             set.for_each_match(&event, |i| from_set.push(i));
-            let alone: Vec<usize> = (0..conditions.len()).filter(|&i| conditions[i].matches(&event)).collect();
+            let alone: Vec<usize> = (0..conditions.len())
+                .filter(|&i| conditions[i].matches(&event))
+                .collect();
             assert_eq!(from_set, alone, "{event:?}");
         }
         let mut hits = Vec::new();
@@ -858,8 +1018,10 @@ not_equals = "x""#,
             .map(|i| condition(&format!("field = \"labels.l{i}\"\nequals = \"{i}\"")))
             .collect();
         let set = ConditionSet::new(conditions);
-        let labels: serde_json::Map<String, Value> =
-            [3, 17, 19].iter().map(|i| (format!("l{i}"), json!(i.to_string()))).collect();
+        let labels: serde_json::Map<String, Value> = [3, 17, 19]
+            .iter()
+            .map(|i| (format!("l{i}"), json!(i.to_string())))
+            .collect();
         let event = Event::from(json!({ "labels": labels }));
         let mut hits = Vec::new();
         set.for_each_match(&event, |i| hits.push(i));
@@ -868,7 +1030,9 @@ not_equals = "x""#,
 
     #[test]
     fn reads_the_beacon_context_shared_between_events() {
-        let Value::Object(context) = json!({"url": {"domain": "shop.example.com"}, "session": {"id": "s1"}}) else {
+        let Value::Object(context) =
+            json!({"url": {"domain": "shop.example.com"}, "session": {"id": "s1"}})
+        else {
             unreachable!()
         };
         let mut event = Event::with_shared(std::sync::Arc::new(context));

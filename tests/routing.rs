@@ -104,7 +104,10 @@ async fn wait_metrics(p: &Pipeline, expected: &[(&str, &[&str], f64)]) -> String
             .iter()
             .filter(|(name, labels, value)| metric_in(&text, name, labels) != *value)
             .map(|(name, labels, value)| {
-                format!("{name}{labels:?} = {} (expected {value})", metric_in(&text, name, labels))
+                format!(
+                    "{name}{labels:?} = {} (expected {value})",
+                    metric_in(&text, name, labels)
+                )
             })
             .collect();
         if missing.is_empty() {
@@ -119,10 +122,30 @@ async fn wait_metrics(p: &Pipeline, expected: &[(&str, &[&str], f64)]) -> String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_site_reaches_exactly_its_branch() {
-    let mut p = Pipeline::start_with(PER_SITE, Stdout::Collect, &[("LABELS", "env=production, versionApp=1.4.2")]);
-    post(&p, beacon("shop-1", Some("https://shop.example.com/cart"), 3)).await;
-    post(&p, beacon("blog-1", Some("https://www.blog.example.com/post/1"), 2)).await;
-    post(&p, beacon("blog-admin", Some("https://blog.example.com/admin/users"), 4)).await;
+    let mut p = Pipeline::start_with(
+        PER_SITE,
+        Stdout::Collect,
+        &[("LABELS", "env=production, versionApp=1.4.2")],
+    );
+    post(
+        &p,
+        beacon("shop-1", Some("https://shop.example.com/cart"), 3),
+    )
+    .await;
+    post(
+        &p,
+        beacon("blog-1", Some("https://www.blog.example.com/post/1"), 2),
+    )
+    .await;
+    post(
+        &p,
+        beacon(
+            "blog-admin",
+            Some("https://blog.example.com/admin/users"),
+            4,
+        ),
+    )
+    .await;
     post(&p, beacon("other-1", Some("https://other.org/"), 1)).await;
     post(&p, beacon("no-url", None, 1)).await;
 
@@ -141,18 +164,29 @@ async fn each_site_reaches_exactly_its_branch() {
                 4.0,
             ),
             (sent, &["component_id=\"blog_public\""], 2.0),
-            ("component_received_events_total", &["component_id=\"example_count\""], 9.0),
+            (
+                "component_received_events_total",
+                &["component_id=\"example_count\""],
+                9.0,
+            ),
             (sent, &["component_id=\"out\""], 7.0),
         ],
     )
     .await;
     // Routing itself drops nothing.
-    assert_eq!(metric_in(&text, "component_discarded_events_total", &[by_site]), 0.0);
-    assert_eq!(metric_in(&text, "component_received_events_total", &[by_site]), 11.0);
+    assert_eq!(
+        metric_in(&text, "component_discarded_events_total", &[by_site]),
+        0.0
+    );
+    assert_eq!(
+        metric_in(&text, "component_received_events_total", &[by_site]),
+        11.0
+    );
 
-    let (status, p) = tokio::task::spawn_blocking(move || (p.terminate(Duration::from_secs(15)), p))
-        .await
-        .expect("terminate");
+    let (status, p) =
+        tokio::task::spawn_blocking(move || (p.terminate(Duration::from_secs(15)), p))
+            .await
+            .expect("terminate");
     assert!(status.success(), "{status:?}");
     let docs = p.documents();
     assert_eq!(docs.len(), 7, "{docs:#?}");
@@ -160,7 +194,10 @@ async fn each_site_reaches_exactly_its_branch() {
         .iter()
         .map(|d| {
             let route = d["labels"]["route"].as_str().unwrap_or("<none>").to_owned();
-            (route, d["session"]["id"].as_str().unwrap_or("<none>").to_owned())
+            (
+                route,
+                d["session"]["id"].as_str().unwrap_or("<none>").to_owned(),
+            )
         })
         .collect();
     seen.sort();
@@ -181,7 +218,10 @@ async fn each_site_reaches_exactly_its_branch() {
         let labels = doc["labels"].as_object().expect("labels object");
         if doc["labels"]["route"] == "shop" {
             // The Canarytrace LABELS variable, through `${LABELS:-}`.
-            assert_eq!(doc["labels"], json!({"route": "shop", "env": "production", "versionApp": "1.4.2"}));
+            assert_eq!(
+                doc["labels"],
+                json!({"route": "shop", "env": "production", "versionApp": "1.4.2"})
+            );
         } else {
             assert_eq!(labels.len(), 1, "{doc}");
         }
@@ -214,12 +254,21 @@ fn refused(config: &str) -> String {
 fn validate_accepts_a_routed_pipeline_and_the_example() {
     let (code, text) = validate(ROUTE_ONLY, &[]);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("valid (1 sources, 1 transforms, 1 sinks)"), "{text}");
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/examples/per-site.toml"))
-        .expect("pipelines/examples/per-site.toml");
+    assert!(
+        text.contains("valid (1 sources, 1 transforms, 1 sinks)"),
+        "{text}"
+    );
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/pipelines/examples/per-site.toml"
+    ))
+    .expect("pipelines/examples/per-site.toml");
     let (code, text) = validate(&example, &[]);
     assert_eq!(code, 0, "{text}");
-    assert!(!text.contains("WARN"), "the example should not warn:\n{text}");
+    assert!(
+        !text.contains("WARN"),
+        "the example should not warn:\n{text}"
+    );
 }
 
 #[test]
@@ -234,28 +283,55 @@ fn validate_refuses_an_unknown_route_name_listing_the_routes() {
 #[test]
 fn validate_refuses_subscribing_to_a_route_without_naming_one() {
     let text = refused(&ROUTE_ONLY.replace("\"by_site.blog\"", "\"by_site\""));
-    assert!(text.contains("input `by_site`: `by_site` has no such output (it offers: by_site.blog"), "{text}");
+    assert!(
+        text.contains("input `by_site`: `by_site` has no such output (it offers: by_site.blog"),
+        "{text}"
+    );
 }
 
 #[test]
 fn validate_refuses_a_bad_regex() {
     let text = refused(&ROUTE_ONLY.replace("equals = \"blog.example.com\"", "matches = '(blog'"));
-    assert!(text.contains("[transforms.by_site] key `route.blog.matches`: invalid regex `(blog`"), "{text}");
+    assert!(
+        text.contains("[transforms.by_site] key `route.blog.matches`: invalid regex `(blog`"),
+        "{text}"
+    );
 }
 
 #[test]
 fn validate_refuses_an_unknown_operator() {
-    let text = refused(&ROUTE_ONLY.replace("equals = \"blog.example.com\"", "starts_with = \"blog\""));
-    assert!(text.contains("[transforms.by_site] key `route.blog.starts_with`: unknown field `starts_with`"), "{text}");
-    assert!(text.contains("equals, not_equals, in, prefix, matches, exists"), "{text}");
+    let text =
+        refused(&ROUTE_ONLY.replace("equals = \"blog.example.com\"", "starts_with = \"blog\""));
+    assert!(
+        text.contains(
+            "[transforms.by_site] key `route.blog.starts_with`: unknown field `starts_with`"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("equals, not_equals, in, prefix, matches, exists"),
+        "{text}"
+    );
 }
 
 #[test]
 fn validate_refuses_an_unknown_field_and_a_mistyped_literal() {
-    let text = refused(&ROUTE_ONLY.replace("field = \"url.domain\", equals = \"blog", "field = \"url.domian\", equals = \"blog"));
-    assert!(text.contains("`url.domian` is not a known field path (did you mean `url.domain`?)"), "{text}");
-    let text = refused(&ROUTE_ONLY.replace("field = \"url.domain\", equals = \"blog.example.com\"", "field = \"url.port\", equals = \"443\""));
-    assert!(text.contains("`url.port` holds numbers, so `equals` with a string never matches it"), "{text}");
+    let text = refused(&ROUTE_ONLY.replace(
+        "field = \"url.domain\", equals = \"blog",
+        "field = \"url.domian\", equals = \"blog",
+    ));
+    assert!(
+        text.contains("`url.domian` is not a known field path (did you mean `url.domain`?)"),
+        "{text}"
+    );
+    let text = refused(&ROUTE_ONLY.replace(
+        "field = \"url.domain\", equals = \"blog.example.com\"",
+        "field = \"url.port\", equals = \"443\"",
+    ));
+    assert!(
+        text.contains("`url.port` holds numbers, so `equals` with a string never matches it"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -274,7 +350,10 @@ inputs = ["tag"]
 "#;
     let (code, text) = validate(config, &[("LABELS", "env=production, versionApp")]);
     assert_eq!(code, 78, "{text}");
-    assert!(text.contains("[transforms.tag] key `from_string`: `versionApp` is not `name=value`"), "{text}");
+    assert!(
+        text.contains("[transforms.tag] key `from_string`: `versionApp` is not `name=value`"),
+        "{text}"
+    );
     let (code, text) = validate(config, &[("LABELS", "env=production")]);
     assert_eq!(code, 0, "{text}");
 }

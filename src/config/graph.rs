@@ -297,10 +297,13 @@ route.blog = { field = "url.domain", equals = "blog.example.com" }
 
     #[test]
     fn an_unread_route_is_a_warning_naming_the_output() {
-        let loaded = load(&format!("{ROUTE}{}", sink("shop", r#"["by_site.shop"]"#))).expect("valid");
+        let loaded =
+            load(&format!("{ROUTE}{}", sink("shop", r#"["by_site.shop"]"#))).expect("valid");
         assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
-        assert!(loaded.warnings[0].contains("[transforms.by_site] output `by_site.blog` feeds no component"));
-        assert!(loaded.warnings[1].contains("[transforms.by_site] output `by_site._unmatched` feeds no component"));
+        assert!(loaded.warnings[0]
+            .contains("[transforms.by_site] output `by_site.blog` feeds no component"));
+        assert!(loaded.warnings[1]
+            .contains("[transforms.by_site] output `by_site._unmatched` feeds no component"));
     }
 
     #[test]
@@ -317,10 +320,18 @@ route.blog = { field = "url.domain", equals = "blog.example.com" }
     fn an_unknown_route_name_lists_the_offered_outputs() {
         let shown = errors(&format!("{ROUTE}{}", sink("shop", r#"["by_site.shpo"]"#)));
         assert!(shown[0].contains("input `by_site.shpo`"), "{shown:?}");
-        assert!(shown[0].contains("it offers: by_site.blog, by_site.shop, by_site._unmatched"), "{shown:?}");
+        assert!(
+            shown[0].contains("it offers: by_site.blog, by_site.shop, by_site._unmatched"),
+            "{shown:?}"
+        );
         // A port on a component with only the default output.
         let shown = errors(&sink("out", r#"["beacons.shop"]"#));
-        assert!(shown[0].contains("input `beacons.shop`: `beacons` has no such output (it offers: beacons)"), "{shown:?}");
+        assert!(
+            shown[0].contains(
+                "input `beacons.shop`: `beacons` has no such output (it offers: beacons)"
+            ),
+            "{shown:?}"
+        );
     }
 
     #[test]
@@ -352,30 +363,79 @@ condition = {{ field = "url.path", exists = true }}
         )
         .replace(r#"inputs = ["beacons"]"#, r#"inputs = ["beacons", "back"]"#);
         let shown = errors(&text);
-        assert!(shown.iter().any(|s| s.contains("cycle: back -> by_site -> back")), "{shown:?}");
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.contains("cycle: back -> by_site -> back")),
+            "{shown:?}"
+        );
 
         let shown = errors("[transforms.me]\ntype = \"labels\"\ninputs = [\"me\"]\n");
-        assert!(shown.iter().any(|s| s.contains("cycle: me -> me")), "{shown:?}");
+        assert!(
+            shown.iter().any(|s| s.contains("cycle: me -> me")),
+            "{shown:?}"
+        );
     }
 
     #[test]
     fn broken_inputs_are_named() {
-        let shown = errors(&format!("{}{}", sink("a", r#"["nobody"]"#), sink("b", r#"["a"]"#)));
-        assert!(shown.iter().any(|s| s.contains("[sinks.a] key `inputs`: input `nobody` names no component")), "{shown:?}");
-        assert!(shown.iter().any(|s| s.contains("input `a` is a sink")), "{shown:?}");
+        let shown = errors(&format!(
+            "{}{}",
+            sink("a", r#"["nobody"]"#),
+            sink("b", r#"["a"]"#)
+        ));
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.contains("[sinks.a] key `inputs`: input `nobody` names no component")),
+            "{shown:?}"
+        );
+        assert!(
+            shown.iter().any(|s| s.contains("input `a` is a sink")),
+            "{shown:?}"
+        );
         let shown = errors(&sink("none", "[]"));
         assert!(shown[0].contains("needs at least one input"), "{shown:?}");
-        let shown = errors(&format!("{ROUTE}{}", sink("by_site", r#"["by_site.shop"]"#)));
-        assert!(shown.iter().any(|s| s.contains("duplicate component id: `by_site`")), "{shown:?}");
+        let shown = errors(&format!(
+            "{ROUTE}{}",
+            sink("by_site", r#"["by_site.shop"]"#)
+        ));
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.contains("duplicate component id: `by_site`")),
+            "{shown:?}"
+        );
     }
 
     #[test]
     fn route_conditions_are_checked_at_load_time() {
         let shown = errors(&ROUTE.replace("equals = \"shop.example.com\"", "matches = \"(shop\""));
-        assert!(shown.iter().any(|s| s.contains("[transforms.by_site] key `route.shop.matches`") && s.contains("invalid regex")), "{shown:?}");
-        let shown = errors(&ROUTE.replace("equals = \"shop.example.com\"", "equal = \"shop.example.com\""));
-        assert!(shown.iter().any(|s| s.contains("key `route.shop.equal`") && s.contains("unknown field `equal`")), "{shown:?}");
-        let shown = errors(&ROUTE.replace("url.domain\", equals = \"shop", "url.host\", equals = \"shop"));
-        assert!(shown.iter().any(|s| s.contains("key `route.shop.field`") && s.contains("`url.host` is not a known field path")), "{shown:?}");
+        assert!(
+            shown.iter().any(
+                |s| s.contains("[transforms.by_site] key `route.shop.matches`")
+                    && s.contains("invalid regex")
+            ),
+            "{shown:?}"
+        );
+        let shown = errors(&ROUTE.replace(
+            "equals = \"shop.example.com\"",
+            "equal = \"shop.example.com\"",
+        ));
+        assert!(
+            shown.iter().any(
+                |s| s.contains("key `route.shop.equal`") && s.contains("unknown field `equal`")
+            ),
+            "{shown:?}"
+        );
+        let shown = errors(&ROUTE.replace(
+            "url.domain\", equals = \"shop",
+            "url.host\", equals = \"shop",
+        ));
+        assert!(
+            shown.iter().any(|s| s.contains("key `route.shop.field`")
+                && s.contains("`url.host` is not a known field path")),
+            "{shown:?}"
+        );
     }
 }

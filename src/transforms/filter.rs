@@ -52,7 +52,8 @@ mod tests {
     #[test]
     fn keeps_matches_and_counts_the_rest() {
         let config: FilterConfig =
-            toml::from_str(r#"condition = { not = { field = "url.path", prefix = "/admin" } }"#).expect("valid");
+            toml::from_str(r#"condition = { not = { field = "url.path", prefix = "/admin" } }"#)
+                .expect("valid");
         let registry = Registry::new();
         let cx = TransformContext {
             id: "no_admin".into(),
@@ -60,7 +61,10 @@ mod tests {
         };
         let mut filter = config.build(&cx);
         let paths = ["/", "/admin", "/admin/users", "/shop", "/administrator"];
-        let mut batch: Batch = paths.iter().map(|p| Event::from(json!({"url": {"path": p}}))).collect();
+        let mut batch: Batch = paths
+            .iter()
+            .map(|p| Event::from(json!({"url": {"path": p}})))
+            .collect();
         batch.push(Event::new());
         filter.transform_batch(&mut batch);
         let kept: Vec<Option<&str>> = batch.iter().map(|e| e.get_str("url.path")).collect();

@@ -114,7 +114,13 @@ pub fn sanitize_name(raw: &str) -> Result<String, String> {
     }
     Ok(trimmed
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect())
 }
 
@@ -152,7 +158,8 @@ impl<'de> Deserialize<'de> for LabelSet {
 
 fn label_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<LabelSet, D::Error> {
     let text = String::deserialize(deserializer)?;
-    LabelSet::parse(&text).map_err(|e| de::Error::custom(format!("{e} (expected \"name=value, name=value\")")))
+    LabelSet::parse(&text)
+        .map_err(|e| de::Error::custom(format!("{e} (expected \"name=value, name=value\")")))
 }
 
 /// One conditional rule: a condition and the labels it sets.
@@ -188,7 +195,9 @@ impl<'de> Deserialize<'de> for WhenRule {
                 let condition = parts.finish().map_err(de::Error::custom)?;
                 match labels {
                     Some(labels) if !labels.0.is_empty() => Ok(WhenRule { condition, labels }),
-                    _ => Err(de::Error::custom("a `when` rule needs `labels = { name = \"value\" }`")),
+                    _ => Err(de::Error::custom(
+                        "a `when` rule needs `labels = { name = \"value\" }`",
+                    )),
                 }
             }
         }
@@ -283,7 +292,12 @@ impl Labels {
             // Backward, filling gaps only: upstream values stay, and among
             // this transform's sources the last one still wins.
             let rules: Vec<&Vec<Label>> = rules.collect();
-            for label in rules.into_iter().rev().chain(std::iter::once(&self.always)).flatten() {
+            for label in rules
+                .into_iter()
+                .rev()
+                .chain(std::iter::once(&self.always))
+                .flatten()
+            {
                 if event.get(&label.path).is_none() {
                     event.insert(&label.path, label.value.clone());
                 }
@@ -328,7 +342,9 @@ mod tests {
 
     #[test]
     fn static_labels_are_strings_under_sanitized_names() {
-        let config = config(r#"labels = { env = "production", "team name" = "web", "app.version" = 3, beta = true, ratio = 0.5 }"#);
+        let config = config(
+            r#"labels = { env = "production", "team name" = "web", "app.version" = 3, beta = true, ratio = 0.5 }"#,
+        );
         let out = labelled(&config, json!({"rum": {"type": "action"}}));
         assert_eq!(
             out["labels"],
@@ -338,17 +354,37 @@ mod tests {
 
     #[test]
     fn canarytrace_label_string() {
-        let set = LabelSet::parse(" env=production, versionApp=1 ,, team = web team,").expect("valid");
+        let set =
+            LabelSet::parse(" env=production, versionApp=1 ,, team = web team,").expect("valid");
         let pairs: Vec<(&str, &str)> = set.iter().collect();
-        assert_eq!(pairs, [("env", "production"), ("versionApp", "1"), ("team", "web team")]);
-        assert_eq!(LabelSet::parse("").expect("empty is fine"), LabelSet::default());
-        assert!(LabelSet::parse("env").unwrap_err().contains("`env` is not `name=value`"));
+        assert_eq!(
+            pairs,
+            [
+                ("env", "production"),
+                ("versionApp", "1"),
+                ("team", "web team")
+            ]
+        );
+        assert_eq!(
+            LabelSet::parse("").expect("empty is fine"),
+            LabelSet::default()
+        );
+        assert!(LabelSet::parse("env")
+            .unwrap_err()
+            .contains("`env` is not `name=value`"));
         assert!(LabelSet::parse("env=").unwrap_err().contains("empty value"));
         assert!(LabelSet::parse("=x").unwrap_err().contains("name is empty"));
-        assert!(LabelSet::parse("env=a, env=b").unwrap_err().contains("`labels.env` is already set"));
-        assert!(LabelSet::parse("a-b=1, a_b=2").unwrap_err().contains("label `a_b`: `labels.a_b` is already set"));
+        assert!(LabelSet::parse("env=a, env=b")
+            .unwrap_err()
+            .contains("`labels.env` is already set"));
+        assert!(LabelSet::parse("a-b=1, a_b=2")
+            .unwrap_err()
+            .contains("label `a_b`: `labels.a_b` is already set"));
         // `=` inside the value is kept.
-        assert_eq!(LabelSet::parse("q=a=b").expect("valid").iter().next(), Some(("q", "a=b")));
+        assert_eq!(
+            LabelSet::parse("q=a=b").expect("valid").iter().next(),
+            Some(("q", "a=b"))
+        );
     }
 
     #[test]
@@ -366,23 +402,37 @@ from_string = "${LABELS:-}"
 type = "blackhole"
 inputs = ["tag"]
 "#;
-        let env = |name: &str| (name == "LABELS").then(|| "env=production, versionApp=1.4.2".to_owned());
+        let env =
+            |name: &str| (name == "LABELS").then(|| "env=production, versionApp=1.4.2".to_owned());
         let loaded = load_str("t.toml", text, &env).expect("valid");
-        let crate::transforms::TransformConfig::Labels(config) = &loaded.config.transforms[0].config else {
+        let crate::transforms::TransformConfig::Labels(config) =
+            &loaded.config.transforms[0].config
+        else {
             panic!("not a labels transform")
         };
         let out = labelled(config, json!({}));
-        assert_eq!(out["labels"], json!({"env": "production", "team": "web", "versionApp": "1.4.2"}));
+        assert_eq!(
+            out["labels"],
+            json!({"env": "production", "team": "web", "versionApp": "1.4.2"})
+        );
         // Unset variable: the default (empty) adds nothing.
         let loaded = load_str("t.toml", text, &|_| None).expect("valid");
-        let crate::transforms::TransformConfig::Labels(config) = &loaded.config.transforms[0].config else {
+        let crate::transforms::TransformConfig::Labels(config) =
+            &loaded.config.transforms[0].config
+        else {
             panic!("not a labels transform")
         };
-        assert_eq!(labelled(config, json!({}))["labels"], json!({"env": "staging", "team": "web"}));
+        assert_eq!(
+            labelled(config, json!({}))["labels"],
+            json!({"env": "staging", "team": "web"})
+        );
         // A malformed value is a config error naming the key.
         let errors = load_str("t.toml", text, &|_| Some("env".to_owned())).unwrap_err();
         let shown = errors[0].to_string();
-        assert!(shown.contains("[transforms.tag] key `from_string`"), "{shown}");
+        assert!(
+            shown.contains("[transforms.tag] key `from_string`"),
+            "{shown}"
+        );
         assert!(shown.contains("`env` is not `name=value`"), "{shown}");
     }
 
@@ -405,14 +455,33 @@ labels = { had_site = "yes" }
     #[test]
     fn when_rules_apply_in_order_on_the_incoming_event() {
         let config = config(RULES);
-        let out = labelled(&config, json!({"url": {"domain": "shop.example.com", "path": "/cart"}}));
+        let out = labelled(
+            &config,
+            json!({"url": {"domain": "shop.example.com", "path": "/cart"}}),
+        );
         assert_eq!(out["labels"], json!({"site": "shop"}));
-        let out = labelled(&config, json!({"url": {"domain": "shop.example.com", "path": "/checkout/pay"}}));
-        assert_eq!(out["labels"], json!({"site": "shop-checkout", "funnel": "checkout"}));
+        let out = labelled(
+            &config,
+            json!({"url": {"domain": "shop.example.com", "path": "/checkout/pay"}}),
+        );
+        assert_eq!(
+            out["labels"],
+            json!({"site": "shop-checkout", "funnel": "checkout"})
+        );
         let out = labelled(&config, json!({"url": {"domain": "blog.example.com"}}));
-        assert_eq!(out["labels"], json!({"site": "unknown"}), "the third rule sees no label set by this transform");
-        let out = labelled(&config, json!({"labels": {"site": "upstream", "synthetic": true}}));
-        assert_eq!(out["labels"], json!({"site": "unknown", "had_site": "yes", "synthetic": true}));
+        assert_eq!(
+            out["labels"],
+            json!({"site": "unknown"}),
+            "the third rule sees no label set by this transform"
+        );
+        let out = labelled(
+            &config,
+            json!({"labels": {"site": "upstream", "synthetic": true}}),
+        );
+        assert_eq!(
+            out["labels"],
+            json!({"site": "unknown", "had_site": "yes", "synthetic": true})
+        );
     }
 
     #[test]
@@ -423,41 +492,73 @@ labels = { had_site = "yes" }
             &config,
             json!({"url": {"domain": "shop.example.com", "path": "/checkout"}, "labels": {"funnel": "upstream"}}),
         );
-        assert_eq!(out["labels"], json!({"funnel": "upstream", "site": "shop-checkout"}));
+        assert_eq!(
+            out["labels"],
+            json!({"funnel": "upstream", "site": "shop-checkout"})
+        );
     }
 
     #[test]
     fn labels_in_the_shared_beacon_context_are_respected() {
-        let Value::Object(context) = json!({"labels": {"site": "ctx", "keep": "1"}}) else { unreachable!() };
+        let Value::Object(context) = json!({"labels": {"site": "ctx", "keep": "1"}}) else {
+            unreachable!()
+        };
         let context = std::sync::Arc::new(context);
         let mut overwriting = config(r#"labels = { site = "x", new = "n" }"#);
-        let mut batch = vec![Event::with_shared(context.clone()), Event::with_shared(context.clone())];
+        let mut batch = vec![
+            Event::with_shared(context.clone()),
+            Event::with_shared(context.clone()),
+        ];
         let mut first = vec![batch.remove(0)];
         overwriting.build().transform_batch(&mut first);
-        assert_eq!(first[0].to_value()["labels"], json!({"site": "x", "keep": "1", "new": "n"}));
+        assert_eq!(
+            first[0].to_value()["labels"],
+            json!({"site": "x", "keep": "1", "new": "n"})
+        );
         // The other event of the beacon is untouched.
-        assert_eq!(batch[0].to_value()["labels"], json!({"site": "ctx", "keep": "1"}));
+        assert_eq!(
+            batch[0].to_value()["labels"],
+            json!({"site": "ctx", "keep": "1"})
+        );
         overwriting.overwrite = false;
         overwriting.build().transform_batch(&mut batch);
-        assert_eq!(batch[0].to_value()["labels"], json!({"site": "ctx", "keep": "1", "new": "n"}));
+        assert_eq!(
+            batch[0].to_value()["labels"],
+            json!({"site": "ctx", "keep": "1", "new": "n"})
+        );
     }
 
     #[test]
     fn nothing_to_set_leaves_the_event_alone() {
-        let config = config("[[when]]\nfield = \"url.domain\"\nequals = \"x\"\nlabels = { a = \"b\" }");
-        assert_eq!(labelled(&config, json!({"url": {"domain": "y"}})), json!({"url": {"domain": "y"}}));
+        let config =
+            config("[[when]]\nfield = \"url.domain\"\nequals = \"x\"\nlabels = { a = \"b\" }");
+        assert_eq!(
+            labelled(&config, json!({"url": {"domain": "y"}})),
+            json!({"url": {"domain": "y"}})
+        );
         // A non-object `labels` is replaced rather than panicking.
-        assert_eq!(labelled(&config, json!({"url": {"domain": "x"}, "labels": "junk"}))["labels"], json!({"a": "b"}));
+        assert_eq!(
+            labelled(&config, json!({"url": {"domain": "x"}, "labels": "junk"}))["labels"],
+            json!({"a": "b"})
+        );
     }
 
     #[test]
     fn bad_rules_are_config_errors() {
         assert!(error("[[when]]\nlabels = { a = \"b\" }").contains("needs a condition"));
         assert!(error("[[when]]\nfield = \"url.domain\"\nequals = \"x\"").contains("needs `labels"));
-        assert!(error("[[when]]\nfield = \"url.domain\"\nequals = \"x\"\nlabels = {}").contains("needs `labels"));
-        assert!(error("[[when]]\nfield = \"url.domain\"\nmatch = \"x\"\nlabels = { a = \"b\" }")
-            .contains("unknown field `match` (did you mean `matches`?)"));
-        assert!(error("[[when]]\nfield = \"url.domain\"\nmatches = \"[\"\nlabels = { a = \"b\" }").contains("invalid regex"));
+        assert!(
+            error("[[when]]\nfield = \"url.domain\"\nequals = \"x\"\nlabels = {}")
+                .contains("needs `labels")
+        );
+        assert!(
+            error("[[when]]\nfield = \"url.domain\"\nmatch = \"x\"\nlabels = { a = \"b\" }")
+                .contains("unknown field `match` (did you mean `matches`?)")
+        );
+        assert!(
+            error("[[when]]\nfield = \"url.domain\"\nmatches = \"[\"\nlabels = { a = \"b\" }")
+                .contains("invalid regex")
+        );
         assert!(error("labels = { a = [1] }").contains("a string, number or boolean"));
         assert!(error("labels = { \"a b\" = \"1\", a_b = \"2\" }").contains("already set"));
         assert!(error("label = { a = \"1\" }").contains("unknown field `label`"));

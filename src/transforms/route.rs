@@ -51,7 +51,11 @@ impl CheckConfig for RouteConfig {
 impl RouteConfig {
     /// Route names in output order, then `_unmatched`.
     pub fn outputs(&self) -> Vec<String> {
-        self.route.keys().cloned().chain([UNMATCHED.to_owned()]).collect()
+        self.route
+            .keys()
+            .cloned()
+            .chain([UNMATCHED.to_owned()])
+            .collect()
     }
 
     pub fn build(&self) -> Route {
@@ -121,7 +125,10 @@ route.admin = { field = "url.path", prefix = "/admin" }
 
     #[test]
     fn outputs_are_the_route_names_then_unmatched() {
-        assert_eq!(config(SITES).outputs(), ["admin", "blog", "shop", UNMATCHED]);
+        assert_eq!(
+            config(SITES).outputs(),
+            ["admin", "blog", "shop", UNMATCHED]
+        );
     }
 
     #[test]
@@ -140,13 +147,22 @@ route.admin = { field = "url.path", prefix = "/admin" }
         let pair = |d: &str, p: &str| (d.to_owned(), p.to_owned());
         assert_eq!(got[0], [pair("shop.example.com", "/admin/users")], "admin");
         assert_eq!(got[1], [pair("blog.example.com", "/post/1")], "blog");
-        assert_eq!(got[2], [pair("shop.example.com", "/cart"), pair("shop.example.com", "/admin/users")], "shop");
+        assert_eq!(
+            got[2],
+            [
+                pair("shop.example.com", "/cart"),
+                pair("shop.example.com", "/admin/users")
+            ],
+            "shop"
+        );
         assert_eq!(got[3], [pair("other.org", "/"), pair("", "")], "unmatched");
     }
 
     #[test]
     fn names_are_checked() {
-        assert!(config("route = {}").check()[0].1.contains("at least one route"));
+        assert!(config("route = {}").check()[0]
+            .1
+            .contains("at least one route"));
         let bad = config(r#"route._default = { field = "url.path", exists = true }"#).check();
         assert!(bad[0].1.contains("reserved"), "{bad:?}");
         let bad = config(r#"route."a.b" = { field = "url.path", exists = true }"#).check();
@@ -158,7 +174,8 @@ route.admin = { field = "url.path", prefix = "/admin" }
     fn unknown_keys_and_bad_conditions_are_refused() {
         let e = toml::from_str::<RouteConfig>("routes = {}").unwrap_err();
         assert!(e.message().contains("unknown field `routes`"), "{e}");
-        let e = toml::from_str::<RouteConfig>(r#"route.a = { field = "url.path", equal = "/" }"#).unwrap_err();
+        let e = toml::from_str::<RouteConfig>(r#"route.a = { field = "url.path", equal = "/" }"#)
+            .unwrap_err();
         assert!(e.message().contains("unknown field `equal`"), "{e}");
     }
 }
