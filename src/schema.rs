@@ -90,6 +90,10 @@ pub const HTTP_REFERRER: &str = "http.request.referrer";
 pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
 pub const CLIENT_IP: &str = "client.ip";
 pub const LABELS: &str = "labels";
+pub const REPORT_TYPE: &str = "report.type";
+pub const REPORT_BODY: &str = "report.body";
+/// Set (`true`) on CSP violations caused by extensions or injectors.
+pub const LABEL_CSP_NOISE: &str = "labels.csp_noise";
 
 /// Fields every document from a beacon carries (the shared context), plus the
 /// fields transforms derive from them.
@@ -336,10 +340,14 @@ const CSP: &[PayloadField] = &[
     p("format", "csp.format", Keyword),
 ];
 
-/// Other Reporting API reports: the type, and the body kept whole.
+/// Other Reporting API reports (deprecation, network-error, ...): the type as
+/// sent, and the body kept whole with its keys snake_cased. The body is
+/// `flattened` on purpose: its keys are chosen by browsers (and by anyone
+/// posting to the endpoint), so they must not become mapped fields; every
+/// leaf is still searchable as `report.body.<key>`.
 const REPORT: &[PayloadField] = &[
-    p("type", "report.type", Keyword),
-    p("body", "report.body", Flattened),
+    p("type", REPORT_TYPE, Keyword),
+    p("body", REPORT_BODY, Flattened),
 ];
 
 /// Fields written by the enrichment transforms.

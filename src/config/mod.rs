@@ -232,6 +232,8 @@ pub fn decode<T: DeserializeOwned>(table: toml::Table) -> Result<T, (String, Str
         // Unknown fields are reported at their parent; name the field itself.
         let key = match unknown_field_name(&message) {
             Some(field) if path == "." => field,
+            // serde_path_to_error sometimes already ends the path with it.
+            Some(field) if path == field || path.ends_with(&format!(".{field}")) => path,
             Some(field) => format!("{path}.{field}"),
             None => path,
         };

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use serde_json::{Map, Value};
 
 use crate::event::Event;
-use crate::http::intake::IntakeError;
+use crate::http::intake::{check_json_shape, json_error, IntakeError};
 use crate::schema::{self, EventType};
 
 /// Limits on what one beacon may contain.
@@ -62,14 +62,8 @@ pub fn decode(body: &[u8], facts: &RequestFacts<'_>, limits: &BeaconLimits) -> R
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("empty body"));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        if e.to_string().contains("recursion limit") {
-            IntakeError::bad_request("too_deep", format!("JSON nested deeper than max_json_depth ({})", limits.max_depth))
-        } else {
-            IntakeError::bad_request("invalid_json", format!("invalid JSON: {e}"))
-        }
-    })?;
-    check_shape(&value, 1, limits)?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| json_error(&e, limits.max_depth))?;
+    check_json_shape(&value, limits.max_string_bytes, limits.max_depth)?;
     let Value::Object(mut beacon) = value else {
         return Err(invalid("a beacon is a JSON object"));
     };
@@ -179,31 +173,6 @@ pub fn decode(body: &[u8], facts: &RequestFacts<'_>, limits: &BeaconLimits) -> R
         unknown_types,
         ignored_keys,
     })
-}
-
-/// Depth and string-length limits, over keys and values.
-fn check_shape(value: &Value, depth: usize, limits: &BeaconLimits) -> Result<(), IntakeError> {
-    let too_long = || {
-        IntakeError::bad_request(
-            "string_too_long",
-            format!("a string is longer than max_string_bytes ({})", limits.max_string_bytes),
-        )
-    };
-    match value {
-        Value::String(s) if s.len() > limits.max_string_bytes => Err(too_long()),
-        Value::Array(_) | Value::Object(_) if depth > limits.max_depth => Err(IntakeError::bad_request(
-            "too_deep",
-            format!("JSON nested deeper than max_json_depth ({})", limits.max_depth),
-        )),
-        Value::Array(items) => items.iter().try_for_each(|v| check_shape(v, depth + 1, limits)),
-        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
-            if k.len() > limits.max_string_bytes {
-                return Err(too_long());
-            }
-            check_shape(v, depth + 1, limits)
-        }),
-        _ => Ok(()),
-    }
 }
 
 fn copy_strings(event: &mut Event, what: &str, value: Value, keys: &[(&str, &str)]) -> Result<(), IntakeError> {
