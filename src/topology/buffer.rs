@@ -230,14 +230,17 @@ impl Outputs {
 
 /// Registers the fill of a component's input buffer as a gauge.
 pub fn register_buffer_gauge(metrics: &ComponentMetrics, sender: &BufferSender) {
-    let fill = sender.clone();
-    let max = sender.max_events() as f64;
+    // Only the room, never a sender clone: a sender held by the registry
+    // would keep the channel open and the reader from ever seeing its end.
+    let room = sender.room.clone();
+    let max_events = sender.max_events();
+    let max = max_events as f64;
     let labels = [("component_id", metrics.id.as_str()), ("component_kind", metrics.kind)];
     metrics.registry().gauge_fn(
         "buffer_events",
         "Events waiting in a component's input buffer.",
         &labels,
-        move || fill.buffered_events() as f64,
+        move || max_events.saturating_sub(room.available_permits()) as f64,
     );
     metrics.registry().gauge_fn(
         "buffer_max_events",
