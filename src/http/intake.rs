@@ -70,7 +70,11 @@ pub struct Intake {
 
 impl Intake {
     /// `methods`: what preflights may ask for, e.g. "POST, GET, OPTIONS".
-    pub fn new(options: HttpSourceOptions, metrics: ComponentMetrics, methods: &'static str) -> Self {
+    pub fn new(
+        options: HttpSourceOptions,
+        metrics: ComponentMetrics,
+        methods: &'static str,
+    ) -> Self {
         Self {
             any_origin: options.allowed_origins.iter().any(|o| o == "*"),
             origin_denied: metrics.errors("origin_not_allowed", "receiving"),
@@ -125,7 +129,10 @@ impl Intake {
                 if let Some(origin) = allow_origin {
                     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
                 }
-                h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, self.allow_methods.clone());
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    self.allow_methods.clone(),
+                );
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_HEADERS,
                     HeaderValue::from_static("content-type, content-encoding"),
@@ -138,7 +145,11 @@ impl Intake {
     }
 
     /// Adds the CORS answer headers to a response.
-    pub fn with_cors(&self, mut response: HttpResponse, allow_origin: Option<HeaderValue>) -> HttpResponse {
+    pub fn with_cors(
+        &self,
+        mut response: HttpResponse,
+        allow_origin: Option<HeaderValue>,
+    ) -> HttpResponse {
         if let Some(origin) = allow_origin {
             let h = response.headers_mut();
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
@@ -148,7 +159,11 @@ impl Intake {
     }
 
     /// Counts the error and turns it into the client's answer.
-    pub fn error_response(&self, error: &IntakeError, allow_origin: Option<HeaderValue>) -> HttpResponse {
+    pub fn error_response(
+        &self,
+        error: &IntakeError,
+        allow_origin: Option<HeaderValue>,
+    ) -> HttpResponse {
         // Origin refusals are counted where they are found (cached counter).
         if error.error_type != "origin_not_allowed" {
             self.metrics.errors(error.error_type, "receiving").inc();
@@ -164,7 +179,12 @@ impl Intake {
 
     /// 415 for a `Content-Type` the route does not take; `accepted` names
     /// the ones it does, for the message.
-    pub fn refuse_media_type(&self, headers: &HeaderMap, media_type: &str, accepted: &str) -> HttpResponse {
+    pub fn refuse_media_type(
+        &self,
+        headers: &HeaderMap,
+        media_type: &str,
+        accepted: &str,
+    ) -> HttpResponse {
         let error = IntakeError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -195,7 +215,8 @@ impl Intake {
                     SendError::Timeout => "pipeline is busy, retry later",
                     SendError::Closed => "pipeline is shutting down",
                 };
-                let mut response = text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{message}\n"));
+                let mut response =
+                    text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{message}\n"));
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -219,11 +240,18 @@ impl Intake {
         }
         let wire = tokio::time::timeout(BODY_READ_TIMEOUT, read_limited(body, limit))
             .await
-            .map_err(|_| fail(IntakeError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "body not received in time")))?
+            .map_err(|_| {
+                fail(IntakeError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "body not received in time",
+                ))
+            })?
             .map_err(fail)?;
         let wire_bytes = wire.len();
         let body = decode_content(&parts.headers, wire, limit).map_err(fail)?;
-        let client_ip = super::client_ip::client_ip(peer, &parts.headers, &self.options.trusted_proxies);
+        let client_ip =
+            super::client_ip::client_ip(peer, &parts.headers, &self.options.trusted_proxies);
         Ok(IntakeRequest {
             headers: parts.headers,
             body,
@@ -260,7 +288,9 @@ fn too_large(limit: usize) -> IntakeError {
 async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, IntakeError> {
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| IntakeError::bad_request("body_read_failed", format!("reading the body failed: {e}")))?;
+        let frame = frame.map_err(|e| {
+            IntakeError::bad_request("body_read_failed", format!("reading the body failed: {e}"))
+        })?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
                 return Err(too_large(limit));
@@ -274,7 +304,11 @@ async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, IntakeE
 /// Nesting and string-length limits a JSON payload must respect, checked
 /// over keys and values once it is parsed (serde_json's own recursion limit
 /// keeps the parse itself safe).
-pub fn check_json_shape(value: &serde_json::Value, max_string_bytes: usize, max_depth: usize) -> Result<(), IntakeError> {
+pub fn check_json_shape(
+    value: &serde_json::Value,
+    max_string_bytes: usize,
+    max_depth: usize,
+) -> Result<(), IntakeError> {
     check_json_shape_from(value, 1, max_string_bytes, max_depth)
 }
 
@@ -309,7 +343,10 @@ pub fn check_json_shape_from(
 }
 
 pub fn too_deep(max_depth: usize) -> IntakeError {
-    IntakeError::bad_request("too_deep", format!("JSON nested deeper than max_json_depth ({max_depth})"))
+    IntakeError::bad_request(
+        "too_deep",
+        format!("JSON nested deeper than max_json_depth ({max_depth})"),
+    )
 }
 
 /// A serde_json parse error as the client's answer.
@@ -330,7 +367,11 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
 
 /// Undoes `Content-Encoding: gzip | deflate`, never producing more than
 /// `limit` bytes: a gzip bomb stops at the limit instead of filling memory.
-pub fn decode_content(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, IntakeError> {
+pub fn decode_content(
+    headers: &HeaderMap,
+    body: Bytes,
+    limit: usize,
+) -> Result<Bytes, IntakeError> {
     let Some(encoding) = headers.get(header::CONTENT_ENCODING) else {
         return Ok(body);
     };
@@ -354,7 +395,12 @@ fn inflate(decoder: impl Read, limit: usize) -> Result<Bytes, IntakeError> {
     decoder
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| IntakeError::bad_request("invalid_compression", format!("cannot decompress the body: {e}")))?;
+        .map_err(|e| {
+            IntakeError::bad_request(
+                "invalid_compression",
+                format!("cannot decompress the body: {e}"),
+            )
+        })?;
     if out.len() > limit {
         return Err(IntakeError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -399,7 +445,8 @@ mod tests {
 
     #[test]
     fn corrupt_and_unknown_encodings_are_refused() {
-        let err = decode_content(&with_encoding("gzip"), Bytes::from_static(b"not gzip"), 100).unwrap_err();
+        let err = decode_content(&with_encoding("gzip"), Bytes::from_static(b"not gzip"), 100)
+            .unwrap_err();
         assert_eq!(err.error_type, "invalid_compression");
         let err = decode_content(&with_encoding("br"), Bytes::from_static(b"x"), 100).unwrap_err();
         assert_eq!(err.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
@@ -408,7 +455,10 @@ mod tests {
     #[test]
     fn media_type_ignores_parameters_and_case() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, "Text/Plain;charset=UTF-8".parse().unwrap());
+        headers.insert(
+            header::CONTENT_TYPE,
+            "Text/Plain;charset=UTF-8".parse().unwrap(),
+        );
         assert_eq!(media_type(&headers).as_deref(), Some("text/plain"));
     }
 }
