@@ -379,14 +379,18 @@ fn apply_payload(event: &mut Event, entry: Map<String, Value>) -> Result<bool, I
         Some(t) => (t, false),
         None => (EventType::Custom, true),
     };
+    let type_name = if unknown {
+        type_name.to_owned()
+    } else {
+        String::new()
+    };
     event.insert(schema::RUM_TYPE, event_type.as_str());
     event.insert(schema::EVENT_DATASET, event_type.dataset());
-    if unknown {
-        let shown: String = type_name.chars().take(64).collect();
-        event.insert("rum.custom.original_type", shown);
-    }
     let fields = event_type.payload_fields();
     let mut extra = Map::new();
+    // Payload fields are gathered per parent object (`rum.vital`...) and
+    // inserted once, reusing the parsed key strings: the hot path of intake.
+    let mut groups: Vec<(&'static str, Map<String, Value>)> = Vec::with_capacity(2);
     for (key, value) in entry {
         match key.as_str() {
             "type" | "ts" => continue,
@@ -401,12 +405,39 @@ fn apply_payload(event: &mut Event, entry: Map<String, Value>) -> Result<bool, I
         if value.is_null() {
             continue;
         }
-        match fields.iter().find(|f| f.key == key) {
-            Some(spec) if spec.field.ty.accepts(&value) => event.insert(spec.field.path, value),
-            _ => {
-                extra.insert(key, value);
-            }
+        let Some(spec) = fields.iter().find(|f| f.key == key) else {
+            extra.insert(key, value);
+            continue;
+        };
+        if !spec.field.ty.accepts(&value) {
+            extra.insert(key, value);
+            continue;
         }
+        match spec.field.path.rsplit_once('.') {
+            Some((parent, leaf)) if leaf == key => {
+                match groups.iter_mut().find(|(p, _)| *p == parent) {
+                    Some((_, map)) => {
+                        map.insert(key, value);
+                    }
+                    None => {
+                        let mut map = Map::new();
+                        map.insert(key, value);
+                        groups.push((parent, map));
+                    }
+                }
+            }
+            _ => event.insert(spec.field.path, value),
+        }
+    }
+    for (parent, map) in groups {
+        match event.get_mut(parent).and_then(Value::as_object_mut) {
+            Some(existing) => existing.extend(map),
+            None => event.insert(parent, Value::Object(map)),
+        }
+    }
+    if unknown {
+        let shown: String = type_name.chars().take(64).collect();
+        event.insert("rum.custom.original_type", shown);
     }
     if !extra.is_empty() {
         event.insert(schema::RUM_EXTRA, Value::Object(extra));
