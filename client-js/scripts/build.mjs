@@ -23,8 +23,6 @@ export async function buildBundle() {
     target: ['es2022'],
     charset: 'utf8',
     legalComments: 'none',
-    // web-vitals marks its internals with a leading underscore (its own build mangles them too).
-    mangleProps: /^_/,
     banner: {
       js: `/*! rum-pipeline client ${pkg.version} | includes web-vitals ${vitals.version} (Apache-2.0, Google LLC) */`,
     },

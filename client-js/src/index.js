@@ -37,6 +37,8 @@ var w = window,
   flushSoon,
   uaHints,
   pageViewSent,
+  // start() has run: session known, sampling decided, observers registered.
+  started,
   // Per view: resources, long tasks and distinct errors sent, and the errors by key.
   resources,
   longTasks,
@@ -55,6 +57,8 @@ const ms = (t) => (t >= 0 ? Math.round(t * 10) / 10 : undefined);
 // A milestone still at 0 has not happened yet: leave it out.
 const reached = (t) => (t > 0 ? ms(t) : undefined);
 const cut = (text, max) => (text == null ? undefined : String(text).slice(0, max));
+// Cut, not refused: the server refuses a whole beacon for one over-long string.
+const here = () => cut(location.href, 4000);
 const on = (target, type, fn, capture) => target.addEventListener(type, guard(fn), { capture: capture, passive: true });
 const observe = (type, fn) =>
   guard(() => new PerformanceObserver(guard((list) => list.getEntries().forEach(fn))).observe({ type, buffered: true }))();
@@ -62,7 +66,7 @@ const saveSession = guard(() => storage.setItem(SESSION_KEY, JSON.stringify(sess
 
 function newView(type) {
   var previous = view;
-  view = { id: uid(), url: location.href, referrer: previous ? previous.url : d.referrer, title: d.title };
+  view = { id: uid(), url: here(), referrer: previous ? previous.url : cut(d.referrer, 4000), title: cut(d.title, 500) };
   resources = longTasks = errorCount = 0;
   errors = {};
   if (previous) add({ type: 'page_view', soft: type != 'back_forward_cache', navigation_type: type });
@@ -73,14 +77,16 @@ function newView(type) {
 function add(event, forView) {
   if (!config) return;
   var now = Date.now();
-  if (now - session.t > IDLE_MS) {
-    // Idle for 30 min: what follows is a new session, sampled anew.
-    flush();
-    session = { id: uid() };
-    saveSession();
-    if (!keepSession(session.id, config.sampleRate)) return (config = 0);
+  if (session) {
+    if (now - session.t > IDLE_MS) {
+      // Idle for 30 min: what follows is a new session, sampled anew.
+      flush();
+      session = { id: uid() };
+      saveSession();
+      if (!keepSession(session.id, config.sampleRate)) return (config = 0);
+    }
+    session.t = now;
   }
-  session.t = now;
   event.ts = event.ts || now;
   event.seq = seq++;
   event._view = forView || view;
@@ -95,11 +101,12 @@ function add(event, forView) {
 function flush() {
   clearTimeout(timer);
   timer = flushSoon = 0;
+  if (queue.length) start();
   if (!config || !queue.length) return;
   var events = [],
     c = nav.connection,
     beforeSend = config.beforeSend;
-  view.title = d.title;
+  view.title = cut(d.title, 500);
   queue.splice(0).forEach((event) => {
     var kept = event;
     if (event._view != view) event.view = event._view;
@@ -310,7 +317,7 @@ function wrapHttp() {
 }
 
 function route(type) {
-  if (config && stripUrl(location.href) != stripUrl(view.url)) newView(type);
+  if (config && stripUrl(here()) != stripUrl(view.url)) newView(type);
 }
 
 function wrapHistory() {
@@ -326,31 +333,24 @@ function wrapHistory() {
 }
 
 function hidden() {
+  start();
   pageView();
   flush();
 }
 
-function loaded() {
-  var uad = nav.userAgentData;
-  pageView();
-  if (uad)
-    // Resolves with the low-entropy hints too, all under the beacon's names.
-    uad.getHighEntropyValues(['platformVersion', 'model', 'fullVersionList']).then((h) => (uaHints = h), () => {});
-}
-
-function init(options) {
-  if (config) return;
-  options = options || {};
+/**
+ * What can wait until the page has loaded and is idle (or is being left):
+ * the session (sessionStorage costs a round trip to the browser process), the
+ * sampling decision, web-vitals and the performance observers — these read
+ * buffered entries, so starting late loses nothing but INP interactions under
+ * 104 ms that happen before it.
+ */
+function start() {
+  if (started || !config) return;
+  started = 1;
   var now = Date.now(),
     stored,
     uad = nav.userAgentData;
-  config = {
-    ...options,
-    url: stripUrl(options.url || script?.src || ''),
-    sampleRate: options.sampleRate ?? 1,
-    maxResources: options.maxResources ?? 150,
-  };
-  if (!config.url) return (config = 0);
   guard(() => {
     storage = sessionStorage;
     stored = JSON.parse(storage.getItem(SESSION_KEY));
@@ -359,13 +359,32 @@ function init(options) {
   session.t = now;
   // Stored even when sampled out, so the decision holds for the whole session.
   saveSession();
-  if (!keepSession(session.id, config.sampleRate)) return (config = 0);
-  if (uad) uaHints = { brands: uad.brands, mobile: uad.mobile, platform: uad.platform };
-  vitalsView = newView();
-
+  if (!keepSession(session.id, config.sampleRate)) {
+    queue = [];
+    return (config = 0);
+  }
+  if (uad) {
+    uaHints = { brands: uad.brands, mobile: uad.mobile, platform: uad.platform };
+    // Resolves with the low-entropy hints too, all under the beacon's names.
+    uad.getHighEntropyValues(['platformVersion', 'model', 'fullVersionList']).then((h) => (uaHints = h), () => {});
+  }
   [onLCP, onCLS, onINP, onFCP, onTTFB].forEach((report) => guard(report)(guard(vital)));
   observe('resource', resource);
   observe(PerformanceObserver.supportedEntryTypes.includes('long-animation-frame') ? 'long-animation-frame' : 'longtask', longTask);
+}
+
+/** Right away only what must not miss anything and costs next to nothing: listeners and wrappers. */
+function init(options) {
+  if (config) return;
+  options = options || {};
+  config = {
+    ...options,
+    url: stripUrl(options.url || script?.src || ''),
+    sampleRate: options.sampleRate ?? 1,
+    maxResources: options.maxResources ?? 150,
+  };
+  if (!config.url) return (config = 0);
+  vitalsView = newView();
   on(w, 'error', (e) => error('error', e.error, e.message, e.filename, e.lineno, e.colno));
   on(w, 'unhandledrejection', (e) => {
     var reason = e.reason,
@@ -390,7 +409,16 @@ function init(options) {
     if (e.persisted) vitalsView = newView('back_forward_cache');
   });
   // After the load event has finished (loadEventEnd set), when the page is idle.
-  const later = () => setTimeout(() => (w.requestIdleCallback || setTimeout)(guard(loaded), { timeout: 5e3 }));
+  const later = () =>
+    setTimeout(() =>
+      (w.requestIdleCallback || setTimeout)(
+        guard(() => {
+          start();
+          pageView();
+        }),
+        { timeout: 5e3 }
+      )
+    );
   d.readyState == 'complete' ? later() : on(w, 'load', later);
 }
 

@@ -198,15 +198,21 @@ test('main-thread time of the client during page load (budget, printed)', async 
   for (const load of mainThread) {
     // The trace must have seen the client at all, or the figure means nothing.
     assert.ok(load.slices > 0 && load.ms > 0, 'no main-thread slice of the client in the trace');
+    assert.ok(Number.isFinite(load.loadMs), 'no load event in the trace');
   }
-  const cpu = mainThread.map((l) => l.ms);
-  const line =
-    `client main-thread time during page load: median ${median(cpu).toFixed(2)} ms CPU ` +
-    `(min ${Math.min(...cpu).toFixed(2)}, max ${Math.max(...cpu).toFixed(2)} over ${cpu.length} cold loads; ` +
-    `budget ${MAIN_THREAD_BUDGET_MS} ms; wall median ${median(mainThread.map((l) => l.wallMs)).toFixed(2)} ms; ` +
-    `the whole page's main-thread tasks: median ${median(mainThread.map((l) => l.pageMs)).toFixed(1)} ms CPU; ` +
-    `first load ${JSON.stringify(mainThread[0].byKind)})`;
-  console.log(line);
+  const during = mainThread.map((l) => l.loadMs);
+  const total = mainThread.map((l) => l.ms);
+  const range = (xs) => `median ${median(xs).toFixed(2)} ms (min ${Math.min(...xs).toFixed(2)}, max ${Math.max(...xs).toFixed(2)})`;
+  console.log(
+    `client main-thread time during page load (to the end of the load event): ${range(during)} CPU over ${during.length} cold loads; ` +
+      `budget ${MAIN_THREAD_BUDGET_MS} ms`
+  );
+  console.log(
+    `client main-thread time including its after-load idle work: ${range(total)} CPU; ` +
+      `the whole page's main-thread tasks: median ${median(mainThread.map((l) => l.pageMs)).toFixed(1)} ms CPU; ` +
+      `first load by kind ${JSON.stringify(mainThread[0].byKind)}`
+  );
+  const cpu = during;
   if (median(cpu) > MAIN_THREAD_BUDGET_MS) console.log(`WARNING: over the ${MAIN_THREAD_BUDGET_MS} ms budget`);
 });
 

@@ -216,8 +216,16 @@ export function scriptMainThreadMs(traceEvents, scriptUrl, fromUs = -Infinity, t
     )
     .map((e) => ({ start: e.ts, stop: e.ts + (e.dur ?? 0), cpu: e.tdur ?? e.dur ?? 0, name: e.name }))
     .sort((a, b) => a.start - b.start);
+  // The page has loaded when its load event has been dispatched.
+  const loadEnd = Math.max(
+    ...traceEvents
+      .filter((e) => e.ph === 'X' && e.name === 'EventDispatch' && e.args?.data?.type === 'load' && mainThreads.has(`${e.pid}:${e.tid}`))
+      .map((e) => e.ts + (e.dur ?? 0)),
+    ...traceEvents.filter((e) => e.name === 'MarkLoad' && e.args?.data?.isMainFrame).map((e) => e.ts)
+  );
   let wall = 0;
   let cpu = 0;
+  let cpuDuringLoad = 0;
   let end = -Infinity;
   const byKind = {};
   for (const slice of intervals) {
@@ -225,6 +233,7 @@ export function scriptMainThreadMs(traceEvents, scriptUrl, fromUs = -Infinity, t
     if (slice.start >= end) {
       wall += slice.stop - slice.start;
       cpu += slice.cpu;
+      if (slice.start <= loadEnd) cpuDuringLoad += slice.cpu;
       byKind[slice.name] = (byKind[slice.name] ?? 0) + slice.cpu;
       end = slice.stop;
     }
@@ -236,6 +245,9 @@ export function scriptMainThreadMs(traceEvents, scriptUrl, fromUs = -Infinity, t
     .filter((e) => e.ph === 'X' && e.name.endsWith('RunTask') && mainThreads.has(`${e.pid}:${e.tid}`) && e.ts >= fromUs && e.ts <= toUs)
     .reduce((sum, e) => sum + (e.tdur ?? e.dur ?? 0), 0);
   return {
+    /** Until the load event has been dispatched. */
+    loadMs: Number.isFinite(loadEnd) ? cpuDuringLoad / 1000 : NaN,
+    /** Until the trace stopped (after the client's idle work). */
     ms: cpu / 1000,
     pageMs: pageUs / 1000,
     wallMs: wall / 1000,
