@@ -133,9 +133,10 @@ function flush() {
     },
     events
   ).forEach((body) => {
-    // sendBeacon refuses when its quota is used up; a keepalive fetch may still go.
-    guard(() => nav.sendBeacon(config.url, body))() ||
-      guard(() => fetchOriginal(config.url, { method: 'POST', body, keepalive: true, credentials: 'omit' }).catch(() => {}))();
+    var post = (keepalive) => fetchOriginal(config.url, { method: 'POST', body, keepalive, credentials: 'omit' });
+    // sendBeacon and keepalive fetches share a 64 KB in-flight quota: past it,
+    // a plain fetch still goes while the page lives.
+    guard(() => nav.sendBeacon(config.url, body))() || guard(() => post(true).catch(() => post(false)).catch(() => {}))();
   });
 }
 
