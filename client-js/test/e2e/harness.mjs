@@ -4,7 +4,7 @@
 
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
-import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,6 +75,7 @@ encoding = "json"
   });
   child.on('exit', (code, signal) => {
     exited = { code, signal };
+    rmSync(dir, { recursive: true, force: true });
     for (const w of waiters) w();
   });
 
