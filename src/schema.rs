@@ -239,7 +239,13 @@ const fn p(key: &'static str, path: &'static str, ty: FieldType) -> PayloadField
     }
 }
 
+/// The client numbers its events (per page load, so `view.id` + `seq` names
+/// one event); when an event carries `seq` it replaces the position in the
+/// beacon the source puts in `rum.seq`.
+const CLIENT_SEQ: PayloadField = p("seq", RUM_SEQ, Long);
+
 const PAGE_VIEW: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("navigation_type", "rum.nav.navigation_type", Keyword),
     p("soft", "rum.nav.soft", Boolean),
     p("redirect", "rum.nav.redirect", Double),
@@ -260,6 +266,7 @@ const PAGE_VIEW: &[PayloadField] = &[
 ];
 
 const WEB_VITAL: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("name", "rum.vital.name", Keyword),
     p("value", "rum.vital.value", Double),
     p("rating", "rum.vital.rating", Keyword),
@@ -270,6 +277,7 @@ const WEB_VITAL: &[PayloadField] = &[
 ];
 
 const RESOURCE: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("name", "rum.resource.name", Keyword),
     p("initiator_type", "rum.resource.initiator_type", Keyword),
     p("start", "rum.resource.start", Double),
@@ -284,6 +292,7 @@ const RESOURCE: &[PayloadField] = &[
 ];
 
 const ERROR: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("message", "error.message", Text),
     p("name", "error.type", Keyword),
     p("stack", "error.stack_trace", Text),
@@ -295,12 +304,14 @@ const ERROR: &[PayloadField] = &[
 ];
 
 const ACTION: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("kind", "rum.action.kind", Keyword),
     p("target", "rum.action.target", Keyword),
     p("name", "rum.action.name", Keyword),
 ];
 
 const LONG_TASK: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("kind", "rum.long_task.kind", Keyword),
     p("start", "rum.long_task.start", Double),
     p("duration", "rum.long_task.duration", Double),
@@ -313,6 +324,7 @@ const LONG_TASK: &[PayloadField] = &[
 ];
 
 const HTTP: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("kind", "rum.http.kind", Keyword),
     p("method", "rum.http.method", Keyword),
     p("url", "rum.http.url", Keyword),
@@ -322,6 +334,7 @@ const HTTP: &[PayloadField] = &[
 ];
 
 const CUSTOM: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("name", "rum.custom.name", Keyword),
     p("value", "rum.custom.value", Double),
     p("data", "rum.custom.data", Flattened),

@@ -333,14 +333,18 @@ fn apply_payload(event: &mut Event, entry: Map<String, Value>) -> Result<bool, I
         Some(t) => (t, false),
         None => (EventType::Custom, true),
     };
+    let type_name = if unknown {
+        type_name.to_owned()
+    } else {
+        String::new()
+    };
     event.insert(schema::RUM_TYPE, event_type.as_str());
     event.insert(schema::EVENT_DATASET, event_type.dataset());
-    if unknown {
-        let shown: String = type_name.chars().take(64).collect();
-        event.insert("rum.custom.original_type", shown);
-    }
     let fields = event_type.payload_fields();
     let mut extra = Map::new();
+    // Payload fields are gathered per parent object (`rum.vital`...) and
+    // inserted once, reusing the parsed key strings: the hot path of intake.
+    let mut groups: Vec<(&'static str, Map<String, Value>)> = Vec::with_capacity(2);
     for (key, value) in entry {
         match key.as_str() {
             "type" | "ts" => continue,
@@ -355,12 +359,39 @@ fn apply_payload(event: &mut Event, entry: Map<String, Value>) -> Result<bool, I
         if value.is_null() {
             continue;
         }
-        match fields.iter().find(|f| f.key == key) {
-            Some(spec) if spec.field.ty.accepts(&value) => event.insert(spec.field.path, value),
-            _ => {
-                extra.insert(key, value);
-            }
+        let Some(spec) = fields.iter().find(|f| f.key == key) else {
+            extra.insert(key, value);
+            continue;
+        };
+        if !spec.field.ty.accepts(&value) {
+            extra.insert(key, value);
+            continue;
         }
+        match spec.field.path.rsplit_once('.') {
+            Some((parent, leaf)) if leaf == key => {
+                match groups.iter_mut().find(|(p, _)| *p == parent) {
+                    Some((_, map)) => {
+                        map.insert(key, value);
+                    }
+                    None => {
+                        let mut map = Map::new();
+                        map.insert(key, value);
+                        groups.push((parent, map));
+                    }
+                }
+            }
+            _ => event.insert(spec.field.path, value),
+        }
+    }
+    for (parent, map) in groups {
+        match event.get_mut(parent).and_then(Value::as_object_mut) {
+            Some(existing) => existing.extend(map),
+            None => event.insert(parent, Value::Object(map)),
+        }
+    }
+    if unknown {
+        let shown: String = type_name.chars().take(64).collect();
+        event.insert("rum.custom.original_type", shown);
     }
     if !extra.is_empty() {
         event.insert(schema::RUM_EXTRA, Value::Object(extra));
@@ -452,6 +483,19 @@ mod tests {
         assert_eq!(custom.get_str("rum.type"), Some("custom"));
         assert_eq!(custom.get_str("rum.custom.original_type"), Some("teleport"));
         assert_eq!(custom.get("rum.extra.foo"), Some(&json!(1)));
+    }
+
+    #[test]
+    fn the_clients_seq_replaces_the_position_in_the_beacon() {
+        let decoded = decode_json(json!({
+            "v": 1,
+            "events": [{"type": "action", "seq": 41}, {"type": "web_vital", "seq": 42}, {"type": "error"}, {"type": "http", "seq": "x"}]
+        }))
+        .unwrap();
+        let seqs: Vec<_> = decoded.events.iter().map(|e| e.get("rum.seq").cloned()).collect();
+        assert_eq!(seqs, [Some(json!(41)), Some(json!(42)), Some(json!(2)), Some(json!(3))]);
+        assert_eq!(decoded.events[3].get("rum.extra.seq"), Some(&json!("x")));
+        assert!(decoded.events[0].get("rum.extra").is_none());
     }
 
     #[test]
