@@ -492,8 +492,20 @@ mod tests {
             "events": [{"type": "action", "seq": 41}, {"type": "web_vital", "seq": 42}, {"type": "error"}, {"type": "http", "seq": "x"}]
         }))
         .unwrap();
-        let seqs: Vec<_> = decoded.events.iter().map(|e| e.get("rum.seq").cloned()).collect();
-        assert_eq!(seqs, [Some(json!(41)), Some(json!(42)), Some(json!(2)), Some(json!(3))]);
+        let seqs: Vec<_> = decoded
+            .events
+            .iter()
+            .map(|e| e.get("rum.seq").cloned())
+            .collect();
+        assert_eq!(
+            seqs,
+            [
+                Some(json!(41)),
+                Some(json!(42)),
+                Some(json!(2)),
+                Some(json!(3))
+            ]
+        );
         assert_eq!(decoded.events[3].get("rum.extra.seq"), Some(&json!("x")));
         assert!(decoded.events[0].get("rum.extra").is_none());
     }
