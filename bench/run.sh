@@ -46,12 +46,14 @@ run_one() { # name, command...
   wait_port
   # Warm-up, then the measured run.
   wrk -t1 -c"$CONNECTIONS" -d2s -s bench/beacon.lua "http://127.0.0.1:$PORT/rum" > /dev/null
-  local line
+  local line cpu0 cpu1
+  cpu0=$(awk '{print $14 + $15}' /proc/$pid/stat)
   line=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/beacon.lua "http://127.0.0.1:$PORT/rum" | grep '^RESULT')
+  cpu1=$(awk '{print $14 + $15}' /proc/$pid/stat)
   local hwm
   hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
   kill -TERM $pid; wait $pid 2>/dev/null || true
-  echo "$name $line peak_rss_kib=$hwm" >> "$OUT/results"
+  echo "$name $line peak_rss_kib=$hwm cpu_ticks=$((cpu1 - cpu0)) hz=$(getconf CLK_TCK)" >> "$OUT/results"
 }
 
 run_one bare_warp target/release/examples/bare_warp "127.0.0.1:$PORT"
@@ -65,10 +67,13 @@ for extra in "$@"; do
 done
 
 echo
-printf '%-14s %12s %12s %9s %9s %12s %10s\n' target beacons/s events/s p50_ms p99_ms peak_rss_MiB vs_bare
+# vs_bare compares throughput; cpu_us/beacon (server CPU time per beacon) is
+# steadier on a shared, noisy machine.
+printf '%-14s %12s %12s %9s %9s %12s %14s %10s\n' target beacons/s events/s p50_ms p99_ms peak_rss_MiB cpu_us/beacon vs_bare
 awk '
 { name=$1; for (i=2;i<=NF;i++) { split($i, kv, "="); v[kv[1]]=kv[2] }
   rps = v["requests"] / v["seconds"]; if (name == "bare_warp") base = rps
-  printf "%-14s %12.0f %12.0f %9.2f %9.2f %12.1f %9.0f%%\n", name, rps, rps * 10, v["p50_ms"], v["p99_ms"], v["peak_rss_kib"] / 1024, 100 * rps / base
+  cpu = 1e6 * v["cpu_ticks"] / v["hz"] / v["requests"]
+  printf "%-14s %12.0f %12.0f %9.2f %9.2f %12.1f %14.1f %9.0f%%\n", name, rps, rps * 10, v["p50_ms"], v["p99_ms"], v["peak_rss_kib"] / 1024, cpu, 100 * rps / base
   if (v["non2xx_or_errors"] > 0) printf "  (%s: %d non-2xx or socket errors)\n", name, v["non2xx_or_errors"]
 }' "$OUT/results"

@@ -25,20 +25,33 @@ pub struct Event {
     fields: Map<String, Value>,
 }
 
+/// `("rum", Some("vital.value"))` for `rum.vital.value`. Paths are short:
+/// a byte loop beats a general string searcher here (the intake hot path).
+fn split_first(path: &str) -> (&str, Option<&str>) {
+    match path.bytes().position(|b| b == b'.') {
+        Some(i) => (&path[..i], Some(&path[i + 1..])),
+        None => (path, None),
+    }
+}
+
 fn lookup<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    let mut parts = path.split('.');
-    let mut current = map.get(parts.next()?)?;
-    for part in parts {
+    let (first, mut rest) = split_first(path);
+    let mut current = map.get(first)?;
+    while let Some(path) = rest {
+        let (part, next) = split_first(path);
         current = current.as_object()?.get(part)?;
+        rest = next;
     }
     Some(current)
 }
 
 fn lookup_mut<'a>(map: &'a mut Map<String, Value>, path: &str) -> Option<&'a mut Value> {
-    let mut parts = path.split('.');
-    let mut current = map.get_mut(parts.next()?)?;
-    for part in parts {
+    let (first, mut rest) = split_first(path);
+    let mut current = map.get_mut(first)?;
+    while let Some(path) = rest {
+        let (part, next) = split_first(path);
         current = current.as_object_mut()?.get_mut(part)?;
+        rest = next;
     }
     Some(current)
 }
@@ -106,20 +119,20 @@ impl Event {
     /// the way is replaced: the schema never puts a scalar where an object goes.
     pub fn insert(&mut self, path: &str, value: impl Into<Value>) {
         let mut map = &mut self.fields;
-        let mut parts = path.split('.').peekable();
-        while let Some(part) = parts.next() {
-            if parts.peek().is_none() {
+        let mut rest = path;
+        loop {
+            let (part, next) = split_first(rest);
+            let Some(next) = next else {
                 map.insert(part.to_owned(), value.into());
                 return;
+            };
+            rest = next;
+            // Look before allocating a key: the parent usually exists already.
+            if !matches!(map.get(part), Some(Value::Object(_))) {
+                map.insert(part.to_owned(), Value::Object(Map::new()));
             }
-            let slot = map
-                .entry(part.to_owned())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !slot.is_object() {
-                *slot = Value::Object(Map::new());
-            }
-            map = match slot {
-                Value::Object(inner) => inner,
+            map = match map.get_mut(part) {
+                Some(Value::Object(inner)) => inner,
                 _ => unreachable!("slot was just made an object"),
             };
         }
