@@ -284,7 +284,7 @@ fn validate_refuses_an_unknown_route_name_listing_the_routes() {
 fn validate_refuses_subscribing_to_a_route_without_naming_one() {
     let text = refused(&ROUTE_ONLY.replace("\"by_site.blog\"", "\"by_site\""));
     assert!(
-        text.contains("input `by_site`: `by_site` has no such output (it offers: by_site.blog"),
+        text.contains("input `by_site`: `by_site` has no default output; name one of its outputs: by_site.blog, by_site.shop, by_site._unmatched"),
         "{text}"
     );
 }

@@ -162,10 +162,18 @@ pub fn check(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Vec<Stri
                         id,
                         node.line,
                         Some("inputs"),
-                        format!(
-                            "input `{input}`: `{upstream}` has no such output (it offers: {})",
-                            offered.join(", ")
-                        ),
+                        if port == DEFAULT_OUTPUT {
+                            // A `route` has only named outputs.
+                            format!(
+                                "input `{input}`: `{upstream}` has no default output; name one of its outputs: {}",
+                                offered.join(", ")
+                            )
+                        } else {
+                            format!(
+                                "input `{input}`: `{upstream}` has no such output (it offers: {})",
+                                offered.join(", ")
+                            )
+                        },
                     )
                 }
                 Some(_) => {
@@ -311,7 +319,7 @@ route.blog = { field = "url.domain", equals = "blog.example.com" }
         let shown = errors(&format!("{ROUTE}{}", sink("all", r#"["by_site"]"#)));
         assert_eq!(shown.len(), 1, "{shown:?}");
         assert!(
-            shown[0].contains("[sinks.all] key `inputs`: input `by_site`: `by_site` has no such output (it offers: by_site.blog, by_site.shop, by_site._unmatched)"),
+            shown[0].contains("[sinks.all] key `inputs`: input `by_site`: `by_site` has no default output; name one of its outputs: by_site.blog, by_site.shop, by_site._unmatched"),
             "{shown:?}"
         );
     }
