@@ -90,6 +90,13 @@ pub const HTTP_REFERRER: &str = "http.request.referrer";
 pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
 pub const CLIENT_IP: &str = "client.ip";
 pub const LABELS: &str = "labels";
+/// The object the `user_agent` transform fills (`name`, `version`, `os.*`, `device.name`, `category`).
+pub const USER_AGENT: &str = "user_agent";
+/// `true` on events from crawlers, headless browsers and test tools (`user_agent` transform).
+pub const LABELS_SYNTHETIC: &str = "labels.synthetic";
+/// The objects the `geoip` transform fills (see `ENRICHMENT_FIELDS`).
+pub const CLIENT_GEO: &str = "client.geo";
+pub const CLIENT_AS: &str = "client.as";
 
 /// Fields every document from a beacon carries (the shared context), plus the
 /// fields transforms derive from them.
