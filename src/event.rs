@@ -116,7 +116,10 @@ mod tests {
         event.insert("client.geo.country_iso_code", "CZ");
         event.insert("@timestamp", "2026-01-01T00:00:00.000Z");
         assert_eq!(event.get_str("client.geo.country_iso_code"), Some("CZ"));
-        assert_eq!(event.get_str("@timestamp"), Some("2026-01-01T00:00:00.000Z"));
+        assert_eq!(
+            event.get_str("@timestamp"),
+            Some("2026-01-01T00:00:00.000Z")
+        );
         assert_eq!(event.get("client.geo.city_name"), None);
         assert_eq!(
             event.into_value(),

@@ -26,7 +26,9 @@ impl FieldType {
     pub fn accepts(self, value: &serde_json::Value) -> bool {
         use serde_json::Value as V;
         match self {
-            FieldType::Keyword | FieldType::Text | FieldType::Date | FieldType::Ip => value.is_string(),
+            FieldType::Keyword | FieldType::Text | FieldType::Date | FieldType::Ip => {
+                value.is_string()
+            }
             FieldType::Long => value.is_i64() || value.is_u64(),
             FieldType::Double => value.is_number(),
             FieldType::Boolean => value.is_boolean(),
@@ -305,7 +307,11 @@ const LONG_TASK: &[PayloadField] = &[
     p("kind", "rum.long_task.kind", Keyword),
     p("start", "rum.long_task.start", Double),
     p("duration", "rum.long_task.duration", Double),
-    p("blocking_duration", "rum.long_task.blocking_duration", Double),
+    p(
+        "blocking_duration",
+        "rum.long_task.blocking_duration",
+        Double,
+    ),
     p("scripts", "rum.long_task.scripts", Flattened),
 ];
 

@@ -43,7 +43,10 @@ pub fn format_line(method: &str, path: &str, page: Option<&str>, body_bytes: usi
         .take(2048)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    format!("{now} {method} {path} {page} {:.3}kB\n", body_bytes as f64 / 1000.0)
+    format!(
+        "{now} {method} {path} {page} {:.3}kB\n",
+        body_bytes as f64 / 1000.0
+    )
 }
 
 pub fn log(method: &str, path: &str, page: Option<&str>, body_bytes: usize) {
@@ -60,6 +63,9 @@ mod tests {
         let parts: Vec<&str> = line.trim_end().split(' ').collect();
         assert_eq!(parts.len(), 6, "{line}");
         assert!(parts[0].ends_with('Z') && parts[0].len() == 24, "{line}");
-        assert_eq!(&parts[1..], ["POST", "/rum", "https://www.example.com/", "x", "0.765kB"]);
+        assert_eq!(
+            &parts[1..],
+            ["POST", "/rum", "https://www.example.com/", "x", "0.765kB"]
+        );
     }
 }

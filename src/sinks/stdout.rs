@@ -45,7 +45,12 @@ pub fn encode(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {
 impl StdoutConfig {
     pub fn build(&self, cx: SinkContext) -> anyhow::Result<SinkFuture> {
         let encoding = self.encoding;
-        let SinkContext { id, metrics, mut input, .. } = cx;
+        let SinkContext {
+            id,
+            metrics,
+            mut input,
+            ..
+        } = cx;
         let sent = metrics.sent_events(DEFAULT_OUTPUT);
         let write_failed = metrics.errors("write_failed", "sending");
         Ok(Box::pin(async move {
