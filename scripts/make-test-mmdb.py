@@ -10,6 +10,8 @@ The outputs are committed; run this only to change them:
     pip install mmdb-writer==0.2.7
     python3 scripts/make-test-mmdb.py            # writes testdata/geoip/*.mmdb
 
+GeoIP2-City-Test-updated.mmdb is the "next release" the reload tests swap in.
+
 The build time is fixed so that re-running produces the same bytes.
 """
 
@@ -121,6 +123,20 @@ CITY_RECORDS = [
     ("10.0.0.0/8", {"country": country("AQ", 6697173, "Antarctica")}),
 ]
 
+# The next release of the City database, for the reload tests: it moves
+# 81.2.69.0/24 from London to Manchester.
+MANCHESTER = {
+    "city": {"geoname_id": MmdbU32(2643123), "names": names("Manchester")},
+    "continent": EUROPE,
+    "country": GB,
+    "registered_country": GB,
+    "location": location(53.4809, -2.2374, 20, "Europe/London"),
+    "subdivisions": [
+        {"geoname_id": MmdbU32(6269131), "iso_code": "ENG", "names": names("England")},
+    ],
+}
+UPDATED_CITY_RECORDS = [(c, MANCHESTER if c == "81.2.69.0/24" else r) for c, r in CITY_RECORDS]
+
 ASN_RECORDS = [
     ("81.2.69.0/24", 20712, "Andrews & Arnold Ltd"),
     ("89.160.0.0/17", 29518, "Bredband2 AB"),
@@ -128,7 +144,7 @@ ASN_RECORDS = [
 ]
 
 
-def write_city(path):
+def write_city(path, records=CITY_RECORDS):
     w = FixedTimeWriter(
         ip_version=6,
         ipv4_compatible=True,
@@ -136,7 +152,7 @@ def write_city(path):
         languages=["de", "en", "ja"],
         description="rum-pipeline test City database (not real data)",
     )
-    for cidr, record in CITY_RECORDS:
+    for cidr, record in records:
         w.insert_network(IPSet([cidr]), record)
     w.to_db_file(path)
 
@@ -161,8 +177,9 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else OUT
     os.makedirs(out, exist_ok=True)
     write_city(os.path.join(out, "GeoIP2-City-Test.mmdb"))
+    write_city(os.path.join(out, "GeoIP2-City-Test-updated.mmdb"), UPDATED_CITY_RECORDS)
     write_asn(os.path.join(out, "GeoLite2-ASN-Test.mmdb"))
-    print(f"wrote {out}/GeoIP2-City-Test.mmdb and GeoLite2-ASN-Test.mmdb")
+    print(f"wrote GeoIP2-City-Test.mmdb, GeoIP2-City-Test-updated.mmdb, GeoLite2-ASN-Test.mmdb in {out}")
 
 
 if __name__ == "__main__":

@@ -624,7 +624,9 @@ fn parse_brand_list(header: &str) -> Vec<(String, String)> {
             break;
         }
         chars.next();
-        let brand = read_quoted(&mut chars);
+        let Some(brand) = read_quoted(&mut chars) else {
+            break;
+        };
         let mut version = String::new();
         // Parameters up to the next list separator.
         while let Some(c) = chars.next() {
@@ -638,7 +640,7 @@ fn parse_brand_list(header: &str) -> Vec<(String, String)> {
                     }
                     if chars.next_if_eq(&'=').is_some() {
                         let value = if chars.next_if_eq(&'"').is_some() {
-                            read_quoted(&mut chars)
+                            read_quoted(&mut chars).unwrap_or_default()
                         } else {
                             let mut token = String::new();
                             while let Some(c) = chars.next_if(|c| *c != ';' && *c != ',') {
@@ -659,20 +661,17 @@ fn parse_brand_list(header: &str) -> Vec<(String, String)> {
     out
 }
 
-fn read_quoted(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> String {
+/// A quoted string's content after its opening quote; `None` if it never closes.
+fn read_quoted(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<String> {
     let mut out = String::new();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => {
-                if let Some(escaped) = chars.next() {
-                    out.push(escaped);
-                }
-            }
-            '"' => break,
+            '\\' => out.push(chars.next()?),
+            '"' => return Some(out),
             c => out.push(c),
         }
     }
-    out
+    None
 }
 
 /// Chrome's GREASE brands ("Not-A.Brand", "Not)A;Brand", "Not/A)Brand"...).
@@ -847,6 +846,9 @@ mod tests {
             t.transform_batch(&mut batch);
             let got = written(&batch[0]);
             let synthetic = batch[0].get(schema::LABELS_SYNTHETIC) == Some(&json!(true));
+            if std::env::var_os("UA_CASES_SHOW").is_some() {
+                eprintln!("{:<70} {:?} synthetic={}", case.what, got, synthetic);
+            }
             if got != case.expect || synthetic != case.synthetic {
                 failures.push(format!(
                     "{}\n  ua: {}\n  expected {:?} synthetic={}\n  got      {:?} synthetic={}",
@@ -1054,6 +1056,7 @@ mod tests {
         );
         assert_eq!(parse_brand_list(""), vec![]);
         assert_eq!(parse_brand_list("garbage"), vec![]);
+        assert_eq!(parse_brand_list(r#""Brave";v="1", "unterminated"#), vec![("Brave".to_owned(), "1".to_owned())]);
         assert!(is_grease("Not/A)Brand") && is_grease("Not A(Brand") && !is_grease("Brave"));
     }
 
