@@ -85,7 +85,9 @@ async fn post(p: &Pipeline, body: &Value, headers: &[(&str, &str)]) {
 }
 
 fn by_session<'a>(docs: &'a [Value], session: &str) -> Vec<&'a Value> {
-    docs.iter().filter(|d| d["session"]["id"] == session).collect()
+    docs.iter()
+        .filter(|d| d["session"]["id"] == session)
+        .collect()
 }
 
 #[tokio::test]
@@ -98,7 +100,10 @@ async fn beacons_are_enriched_with_browser_and_location_and_the_ip_is_anonymized
         &[
             ("x-forwarded-for", "81.2.69.142"),
             ("user-agent", CHROME_WINDOWS),
-            ("sec-ch-ua", r#""Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99""#),
+            (
+                "sec-ch-ua",
+                r#""Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99""#,
+            ),
             ("sec-ch-ua-mobile", "?0"),
             ("sec-ch-ua-platform", r#""Windows""#),
             ("sec-ch-ua-platform-version", r#""15.0.0""#),
@@ -109,7 +114,10 @@ async fn beacons_are_enriched_with_browser_and_location_and_the_ip_is_anonymized
     post(
         &p,
         &beacon("iphone-prague", 2),
-        &[("x-forwarded-for", "2a02:598:aaaa:bbbb::1"), ("user-agent", SAFARI_IPHONE)],
+        &[
+            ("x-forwarded-for", "2a02:598:aaaa:bbbb::1"),
+            ("user-agent", SAFARI_IPHONE),
+        ],
     )
     .await;
     // A crawler on a private address; and a client forging X-Forwarded-For
@@ -117,13 +125,19 @@ async fn beacons_are_enriched_with_browser_and_location_and_the_ip_is_anonymized
     post(
         &p,
         &beacon("bot", 1),
-        &[("x-forwarded-for", "10.20.30.40"), ("user-agent", GOOGLEBOT)],
+        &[
+            ("x-forwarded-for", "10.20.30.40"),
+            ("user-agent", GOOGLEBOT),
+        ],
     )
     .await;
     post(
         &p,
         &beacon("forged", 1),
-        &[("x-forwarded-for", "81.2.69.142, 89.160.20.9"), ("user-agent", "curl/8.7.1")],
+        &[
+            ("x-forwarded-for", "81.2.69.142, 89.160.20.9"),
+            ("user-agent", "curl/8.7.1"),
+        ],
     )
     .await;
 
@@ -158,7 +172,10 @@ async fn beacons_are_enriched_with_browser_and_location_and_the_ip_is_anonymized
                 "location": {"lat": 51.5142, "lon": -0.0931}
             })
         );
-        assert_eq!(doc["client"]["as"], json!({"number": 20712, "organization": {"name": "Andrews & Arnold Ltd"}}));
+        assert_eq!(
+            doc["client"]["as"],
+            json!({"number": 20712, "organization": {"name": "Andrews & Arnold Ltd"}})
+        );
         assert!(doc.get("labels").is_none(), "{doc}");
     }
 
@@ -166,7 +183,10 @@ async fn beacons_are_enriched_with_browser_and_location_and_the_ip_is_anonymized
     assert_eq!(iphone.len(), 2);
     for doc in iphone {
         assert_eq!(doc["user_agent"]["name"], "Safari");
-        assert_eq!(doc["user_agent"]["os"], json!({"name": "iOS", "version": "17.4.1"}));
+        assert_eq!(
+            doc["user_agent"]["os"],
+            json!({"name": "iOS", "version": "17.4.1"})
+        );
         assert_eq!(doc["user_agent"]["device"], json!({"name": "iPhone"}));
         assert_eq!(doc["client"]["ip"], "2a02:598:aaaa::");
         assert_eq!(doc["client"]["geo"]["city_name"], "Prague");
@@ -176,7 +196,11 @@ async fn beacons_are_enriched_with_browser_and_location_and_the_ip_is_anonymized
     let bot = by_session(&docs, "bot")[0];
     assert_eq!(bot["labels"]["synthetic"], true);
     assert_eq!(bot["user_agent"]["category"], "crawler");
-    assert_eq!(bot["client"], json!({"ip": "10.20.30.0"}), "private: no geo");
+    assert_eq!(
+        bot["client"],
+        json!({"ip": "10.20.30.0"}),
+        "private: no geo"
+    );
 
     // Only the address our trusted proxy saw counts: Linköping, not London.
     let forged = by_session(&docs, "forged")[0];
@@ -185,12 +209,25 @@ async fn beacons_are_enriched_with_browser_and_location_and_the_ip_is_anonymized
     assert_eq!(forged["labels"]["synthetic"], true);
     assert_eq!(forged["user_agent"]["name"], "curl");
 
-    assert_eq!(p.metric("geoip_lookups_total", &[r#"result="found""#]).await, 6.0);
-    assert_eq!(p.metric("geoip_lookups_total", &[r#"result="private""#]).await, 1.0);
+    assert_eq!(
+        p.metric("geoip_lookups_total", &[r#"result="found""#])
+            .await,
+        6.0
+    );
+    assert_eq!(
+        p.metric("geoip_lookups_total", &[r#"result="private""#])
+            .await,
+        1.0
+    );
     assert_eq!(p.metric("user_agent_cache_lookups_total", &[]).await, 7.0);
     // The full client address is in no document.
     for line in p.stdout_lines() {
-        for full in ["81.2.69.142", "2a02:598:aaaa:bbbb::1", "10.20.30.40", "89.160.20.9"] {
+        for full in [
+            "81.2.69.142",
+            "2a02:598:aaaa:bbbb::1",
+            "10.20.30.40",
+            "89.160.20.9",
+        ] {
             assert!(!line.contains(full), "{full} leaked: {line}");
         }
     }
@@ -202,10 +239,15 @@ async fn sighup_reloads_a_replaced_database_without_losing_events() {
     use std::sync::Arc;
 
     let (p, dbs) = start();
-    let headers = [("x-forwarded-for", "81.2.69.142"), ("user-agent", CHROME_WINDOWS)];
+    let headers = [
+        ("x-forwarded-for", "81.2.69.142"),
+        ("user-agent", CHROME_WINDOWS),
+    ];
     post(&p, &beacon("before", 5), &headers).await;
     let docs = p.wait_documents(5, Duration::from_secs(10));
-    assert!(docs.iter().all(|d| d["client"]["geo"]["city_name"] == "London"));
+    assert!(docs
+        .iter()
+        .all(|d| d["client"]["geo"]["city_name"] == "London"));
 
     // Beacons keep flowing while the database is replaced and reloaded.
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -236,7 +278,10 @@ async fn sighup_reloads_a_replaced_database_without_losing_events() {
     install_city_db(dbs.path(), "GeoIP2-City-Test-updated.mmdb");
     p.signal(libc::SIGHUP);
     let reloaded = tokio::task::block_in_place(|| {
-        p.wait_stderr(|l| l.contains("GeoIP databases reloaded"), Duration::from_secs(10))
+        p.wait_stderr(
+            |l| l.contains("GeoIP databases reloaded"),
+            Duration::from_secs(10),
+        )
     });
     reloaded.unwrap_or_else(|| panic!("no reload logged:\n{}", p.stderr().join("\n")));
     let at_reload = accepted.load(Ordering::SeqCst);
@@ -258,14 +303,28 @@ async fn sighup_reloads_a_replaced_database_without_losing_events() {
     // Each event is located by one database or the other; both were used
     // while beacons were flowing.
     let mut cities = std::collections::BTreeMap::new();
-    for doc in docs.iter().filter(|d| d["session"]["id"].as_str().is_some_and(|s| s.starts_with("during-"))) {
-        *cities.entry(doc["client"]["geo"]["city_name"].to_string()).or_insert(0) += 1;
+    for doc in docs.iter().filter(|d| {
+        d["session"]["id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("during-"))
+    }) {
+        *cities
+            .entry(doc["client"]["geo"]["city_name"].to_string())
+            .or_insert(0) += 1;
     }
     let names: Vec<_> = cities.keys().cloned().collect();
     assert_eq!(names, ["\"London\"", "\"Manchester\""], "{cities:?}");
     assert_eq!(p.metric("geoip_reloads_total", &[]).await, 1.0);
     // Still running: SIGHUP is a reload, not the default exit.
-    assert_eq!(client().get(p.url("/health")).send().await.expect("health").status(), 200);
+    assert_eq!(
+        client()
+            .get(p.url("/health"))
+            .send()
+            .await
+            .expect("health")
+            .status(),
+        200
+    );
 }
 
 #[test]

@@ -116,14 +116,24 @@ impl CheckConfig for GeoipConfig {
         if !LOCALES.contains(&self.locale.as_str()) {
             problems.push((
                 "locale",
-                format!("`{}` is not a GeoIP2 language (one of: {})", self.locale, LOCALES.join(", ")),
+                format!(
+                    "`{}` is not a GeoIP2 language (one of: {})",
+                    self.locale,
+                    LOCALES.join(", ")
+                ),
             ));
         }
         if self.ipv4_prefix > 32 {
-            problems.push(("ipv4_prefix", format!("{} is more than 32 bits", self.ipv4_prefix)));
+            problems.push((
+                "ipv4_prefix",
+                format!("{} is more than 32 bits", self.ipv4_prefix),
+            ));
         }
         if self.ipv6_prefix > 128 {
-            problems.push(("ipv6_prefix", format!("{} is more than 128 bits", self.ipv6_prefix)));
+            problems.push((
+                "ipv6_prefix",
+                format!("{} is more than 128 bits", self.ipv6_prefix),
+            ));
         }
         problems
     }
@@ -147,7 +157,11 @@ impl<'de> Deserialize<'de> for AnonymizeIp {
                 f.write_str("true, false, \"truncate\", \"drop\" or \"off\"")
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<AnonymizeIp, E> {
-                Ok(if v { AnonymizeIp::Truncate } else { AnonymizeIp::Off })
+                Ok(if v {
+                    AnonymizeIp::Truncate
+                } else {
+                    AnonymizeIp::Off
+                })
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<AnonymizeIp, E> {
                 match v {
@@ -214,7 +228,8 @@ struct Database {
 impl Database {
     /// Opens and checks one database; every error names the file.
     fn open(path: &Path, kind: DbKind, memory_map: bool) -> anyhow::Result<Self> {
-        let stamp = FileStamp::of(path).with_context(|| format!("cannot read GeoIP database {}", path.display()))?;
+        let stamp = FileStamp::of(path)
+            .with_context(|| format!("cannot read GeoIP database {}", path.display()))?;
         let source = if memory_map {
             let file = std::fs::File::open(path)
                 .with_context(|| format!("cannot open GeoIP database {}", path.display()))?;
@@ -226,13 +241,18 @@ impl Database {
                 .with_context(|| format!("cannot memory-map GeoIP database {}", path.display()))?;
             Source::Mapped(map)
         } else {
-            Source::Read(std::fs::read(path).with_context(|| format!("cannot read GeoIP database {}", path.display()))?)
+            Source::Read(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read GeoIP database {}", path.display()))?,
+            )
         };
         let reader = Reader::from_source(source)
             .with_context(|| format!("{} is not a valid MaxMind DB file", path.display()))?;
         let db_type = reader.metadata().database_type.clone();
         let fits = match kind {
-            DbKind::City => ["City", "Country", "Enterprise"].iter().any(|t| db_type.contains(t)),
+            DbKind::City => ["City", "Country", "Enterprise"]
+                .iter()
+                .any(|t| db_type.contains(t)),
             DbKind::Asn => ["ASN", "ISP"].iter().any(|t| db_type.contains(t)),
         };
         if !fits {
@@ -240,7 +260,10 @@ impl Database {
                 DbKind::City => "a City (or Country) database for `database`",
                 DbKind::Asn => "an ASN database for `asn_database`",
             };
-            anyhow::bail!("{} is a `{db_type}` database; expected {wanted}", path.display());
+            anyhow::bail!(
+                "{} is a `{db_type}` database; expected {wanted}",
+                path.display()
+            );
         }
         // The metadata can be fine while the tree or data is not: decode a
         // few records so a damaged file fails here, not on traffic.
@@ -253,7 +276,8 @@ impl Database {
                 DbKind::City => found.decode::<geoip2::City>().map(|_| ()),
                 DbKind::Asn => found.decode::<geoip2::Asn>().map(|_| ()),
             };
-            decoded.with_context(|| format!("{} is damaged (record of {probe})", path.display()))?;
+            decoded
+                .with_context(|| format!("{} is damaged (record of {probe})", path.display()))?;
         }
         Ok(Self { reader, stamp })
     }
@@ -300,7 +324,11 @@ impl Reloader {
     /// `None` when the transform is gone.
     fn reload(&mut self, force: bool) -> Option<ReloadOutcome> {
         let published = self.published.upgrade()?;
-        let current = published.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let current = published
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let stamps = (
             FileStamp::of(&self.city_path).ok(),
             self.asn_path.as_deref().map(|p| FileStamp::of(p).ok()),
@@ -314,17 +342,22 @@ impl Reloader {
         if !force && key.is_some() && key == self.failed {
             return Some(ReloadOutcome::Unchanged);
         }
-        let opened = Database::open(&self.city_path, DbKind::City, self.memory_map).and_then(|city| {
-            let asn = match &self.asn_path {
-                Some(path) => Some(Database::open(path, DbKind::Asn, self.memory_map)?),
-                None => None,
-            };
-            Ok((city, asn))
-        });
+        let opened =
+            Database::open(&self.city_path, DbKind::City, self.memory_map).and_then(|city| {
+                let asn = match &self.asn_path {
+                    Some(path) => Some(Database::open(path, DbKind::Asn, self.memory_map)?),
+                    None => None,
+                };
+                Ok((city, asn))
+            });
         match opened {
             Ok((city, asn)) => {
                 let generation = current.generation + 1;
-                let fresh = Arc::new(Databases { city, asn, generation });
+                let fresh = Arc::new(Databases {
+                    city,
+                    asn,
+                    generation,
+                });
                 *published.current.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
                 published.generation.store(generation, Ordering::Release);
                 self.failed = None;
@@ -451,7 +484,11 @@ impl GeoipConfig {
             Some(path) => Some(Database::open(path, DbKind::Asn, self.memory_map)?),
             None => None,
         };
-        let databases = Arc::new(Databases { city, asn, generation: 0 });
+        let databases = Arc::new(Databases {
+            city,
+            asn,
+            generation: 0,
+        });
         let published = Arc::new(Published {
             current: Mutex::new(databases.clone()),
             generation: AtomicU64::new(0),
@@ -463,12 +500,15 @@ impl GeoipConfig {
             memory_map: self.memory_map,
             published: Arc::downgrade(&published),
             failed: None,
-            reloads: cx.metrics.counter("geoip_reloads_total", "GeoIP database reloads.", &[]),
+            reloads: cx
+                .metrics
+                .counter("geoip_reloads_total", "GeoIP database reloads.", &[]),
             reload_errors: cx.metrics.errors("reload_failed", "processing"),
         };
         // The binary builds inside its runtime; without one (benchmarks,
         // unit tests) reloads are driven by hand through `reload_now`.
-        let interval = (self.reload_interval_secs > 0).then(|| Duration::from_secs(self.reload_interval_secs));
+        let interval =
+            (self.reload_interval_secs > 0).then(|| Duration::from_secs(self.reload_interval_secs));
         let reloader = match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 let hangup = {
@@ -580,7 +620,12 @@ impl GeoipTransform {
     fn pick_up_reload(&mut self) {
         let generation = self.published.generation.load(Ordering::Acquire);
         if generation != self.databases.generation {
-            self.databases = self.published.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            self.databases = self
+                .published
+                .current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             self.cache.clear();
             self.last = None;
         }
@@ -615,7 +660,14 @@ impl GeoipTransform {
         }
         match (&resolved.anonymized, self.anonymize) {
             (_, AnonymizeIp::Off) => {}
-            (Some(ip), _) => event.insert(schema::CLIENT_IP, ip.as_str()),
+            (Some(ip), _) => match event.get_mut(schema::CLIENT_IP) {
+                // Rewritten in place: the shorter address fits the old buffer.
+                Some(Value::String(text)) => {
+                    text.clear();
+                    text.push_str(ip);
+                }
+                _ => event.insert(schema::CLIENT_IP, ip.as_str()),
+            },
             (None, _) => {
                 event.remove(schema::CLIENT_IP);
             }
@@ -636,7 +688,9 @@ impl GeoipTransform {
         let ip = ip.to_canonical();
         let anonymized = match self.anonymize {
             AnonymizeIp::Off | AnonymizeIp::Drop => None,
-            AnonymizeIp::Truncate => Some(truncate(ip, self.ipv4_prefix, self.ipv6_prefix).to_string()),
+            AnonymizeIp::Truncate => {
+                Some(truncate(ip, self.ipv4_prefix, self.ipv6_prefix).to_string())
+            }
         };
         if !is_public(ip) {
             return Resolved {
@@ -648,12 +702,26 @@ impl GeoipTransform {
         }
         let locale = self.locale;
         let dbs = &*self.databases;
-        let geo = lookup(&dbs.city, ip, &mut self.cache.city, self.cache.capacity, |found| {
-            found.decode::<geoip2::City>().ok().flatten().and_then(|city| city_fields(&city, locale))
-        });
+        let geo = lookup(
+            &dbs.city,
+            ip,
+            &mut self.cache.city,
+            self.cache.capacity,
+            |found| {
+                found
+                    .decode::<geoip2::City>()
+                    .ok()
+                    .flatten()
+                    .and_then(|city| city_fields(&city, locale))
+            },
+        );
         let asn = dbs.asn.as_ref().and_then(|db| {
             lookup(db, ip, &mut self.cache.asn, self.cache.capacity, |found| {
-                found.decode::<geoip2::Asn>().ok().flatten().and_then(|asn| asn_fields(&asn))
+                found
+                    .decode::<geoip2::Asn>()
+                    .ok()
+                    .flatten()
+                    .and_then(|asn| asn_fields(&asn))
             })
         });
         Resolved {
@@ -700,11 +768,15 @@ fn lookup(
 pub fn truncate(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(ipv4_prefix.min(32))).unwrap_or(0);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(ipv4_prefix.min(32)))
+                .unwrap_or(0);
             IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
         }
         IpAddr::V6(v6) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(ipv6_prefix.min(128))).unwrap_or(0);
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(ipv6_prefix.min(128)))
+                .unwrap_or(0);
             IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
         }
     }
@@ -831,7 +903,10 @@ fn city_fields(city: &geoip2::City<'_>, locale: Locale) -> Option<Value> {
     put("timezone", city.location.time_zone);
     if let (Some(lat), Some(lon)) = (city.location.latitude, city.location.longitude) {
         if lat.is_finite() && lon.is_finite() {
-            geo.insert("location".to_owned(), serde_json::json!({"lat": lat, "lon": lon}));
+            geo.insert(
+                "location".to_owned(),
+                serde_json::json!({"lat": lat, "lon": lon}),
+            );
         }
     }
     (!geo.is_empty()).then_some(Value::Object(geo))
@@ -856,7 +931,9 @@ mod tests {
     use serde_json::json;
 
     fn testdata(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/geoip").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/geoip")
+            .join(name)
     }
 
     const CITY: &str = "GeoIP2-City-Test.mmdb";
@@ -898,7 +975,9 @@ mod tests {
     fn test_databases_decode_as_maxmind_types() {
         let reader = Reader::open_readfile(testdata(CITY)).expect("opens");
         assert_eq!(reader.metadata().database_type, "GeoIP2-City");
-        let found = reader.lookup("81.2.69.142".parse().unwrap()).expect("looks up");
+        let found = reader
+            .lookup("81.2.69.142".parse().unwrap())
+            .expect("looks up");
         let city: geoip2::City = found.decode().expect("decodes").expect("has a record");
         assert_eq!(city.city.geoname_id, Some(2643743));
         assert_eq!(city.country.geoname_id, Some(2635167));
@@ -906,7 +985,9 @@ mod tests {
         assert_eq!(city.location.accuracy_radius, Some(10));
         assert_eq!(city.subdivisions[0].iso_code, Some("ENG"));
         let asn_reader = Reader::open_readfile(testdata(ASN)).expect("opens");
-        let found = asn_reader.lookup("2a02:598::1".parse().unwrap()).expect("looks up");
+        let found = asn_reader
+            .lookup("2a02:598::1".parse().unwrap())
+            .expect("looks up");
         let asn: geoip2::Asn = found.decode().expect("decodes").expect("has a record");
         assert_eq!(asn.autonomous_system_number, Some(43037));
     }
@@ -942,7 +1023,10 @@ mod tests {
         let events = run(&mut t, &["2a02:598:1234:5678::9"]);
         assert_eq!(events[0].get_str("client.ip"), Some("2a02:598:1234::"));
         assert_eq!(events[0].get_str("client.geo.city_name"), Some("Prague"));
-        assert_eq!(events[0].get_str("client.geo.region_iso_code"), Some("CZ-10"));
+        assert_eq!(
+            events[0].get_str("client.geo.region_iso_code"),
+            Some("CZ-10")
+        );
         assert_eq!(events[0].get("client.as.number"), Some(&json!(43037)));
     }
 
@@ -962,7 +1046,9 @@ mod tests {
         );
         assert_eq!(
             events[1].get("client.geo"),
-            Some(&json!({"continent_code": "AS", "country_iso_code": "BT", "country_name": "Bhutan"}))
+            Some(
+                &json!({"continent_code": "AS", "country_iso_code": "BT", "country_name": "Bhutan"})
+            )
         );
         assert_eq!(events[1].get("client.as"), None);
     }
@@ -973,10 +1059,16 @@ mod tests {
         config.locale = "de".into();
         let (mut t, _) = build(&config).unwrap();
         let events = run(&mut t, &["89.160.20.1", "2001:218::1"]);
-        assert_eq!(events[0].get_str("client.geo.country_name"), Some("Schweden"));
+        assert_eq!(
+            events[0].get_str("client.geo.country_name"),
+            Some("Schweden")
+        );
         assert_eq!(events[0].get_str("client.geo.city_name"), Some("Linköping"));
         // No German name in the record: English.
-        assert_eq!(events[0].get_str("client.geo.region_name"), Some("Östergötland County"));
+        assert_eq!(
+            events[0].get_str("client.geo.region_name"),
+            Some("Östergötland County")
+        );
         assert_eq!(events[1].get_str("client.geo.country_name"), Some("Japan"));
     }
 
@@ -984,7 +1076,16 @@ mod tests {
     fn private_loopback_and_link_local_are_not_looked_up_but_counted() {
         let (mut t, metrics) = build(&config()).unwrap();
         // The test database has a record for 10.0.0.0/8; it must not be used.
-        let ips = ["10.1.2.3", "127.0.0.1", "169.254.10.20", "192.168.1.1", "100.64.1.1", "::1", "fe80::1", "fd00::1"];
+        let ips = [
+            "10.1.2.3",
+            "127.0.0.1",
+            "169.254.10.20",
+            "192.168.1.1",
+            "100.64.1.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+        ];
         let events = run(&mut t, &ips);
         for (ip, event) in ips.iter().zip(&events) {
             assert_eq!(event.get("client.geo"), None, "{ip}");
@@ -1018,7 +1119,11 @@ mod tests {
         let (mut t, _) = build(&drop).unwrap();
         let events = run(&mut t, &["81.2.69.142", "10.0.0.1"]);
         assert_eq!(events[0].get("client.ip"), None);
-        assert_eq!(events[0].get_str("client.geo.city_name"), Some("London"), "looked up before dropping");
+        assert_eq!(
+            events[0].get_str("client.geo.city_name"),
+            Some("London"),
+            "looked up before dropping"
+        );
         assert_eq!(events[1].get("client.ip"), None);
 
         let mut off = config();
@@ -1034,14 +1139,27 @@ mod tests {
         assert_eq!(events[0].get_str("client.ip"), Some("81.2.0.0"));
         assert_eq!(events[1].get_str("client.ip"), Some("2a02:598::"));
 
-        assert_eq!(truncate("1.2.3.4".parse().unwrap(), 0, 0).to_string(), "0.0.0.0");
-        assert_eq!(truncate("1.2.3.4".parse().unwrap(), 32, 128).to_string(), "1.2.3.4");
-        assert_eq!(truncate("2001:db8::1".parse().unwrap(), 32, 128).to_string(), "2001:db8::1");
+        assert_eq!(
+            truncate("1.2.3.4".parse().unwrap(), 0, 0).to_string(),
+            "0.0.0.0"
+        );
+        assert_eq!(
+            truncate("1.2.3.4".parse().unwrap(), 32, 128).to_string(),
+            "1.2.3.4"
+        );
+        assert_eq!(
+            truncate("2001:db8::1".parse().unwrap(), 32, 128).to_string(),
+            "2001:db8::1"
+        );
     }
 
     #[test]
     fn anonymize_ip_accepts_bool_and_names() {
-        let parse = |v: &str| crate::config::decode::<GeoipConfig>(toml::from_str(&format!("database = \"x\"\nanonymize_ip = {v}")).unwrap());
+        let parse = |v: &str| {
+            crate::config::decode::<GeoipConfig>(
+                toml::from_str(&format!("database = \"x\"\nanonymize_ip = {v}")).unwrap(),
+            )
+        };
         assert_eq!(parse("true").unwrap().anonymize_ip, AnonymizeIp::Truncate);
         assert_eq!(parse("false").unwrap().anonymize_ip, AnonymizeIp::Off);
         assert_eq!(parse("\"drop\"").unwrap().anonymize_ip, AnonymizeIp::Drop);
@@ -1064,19 +1182,30 @@ mod tests {
             assert_eq!(event.get("client.geo"), None);
         }
         assert_eq!(lookups(&metrics, "invalid"), 4);
-        assert_eq!(metrics.registry().counter_sum("component_errors_total", &[("error_type", "invalid_ip")]), 4);
+        assert_eq!(
+            metrics
+                .registry()
+                .counter_sum("component_errors_total", &[("error_type", "invalid_ip")]),
+            4
+        );
 
         let mut off = config();
         off.anonymize_ip = AnonymizeIp::Off;
         let (mut t, _) = build(&off).unwrap();
-        assert_eq!(run(&mut t, &["not-an-ip"])[0].get_str("client.ip"), Some("not-an-ip"));
+        assert_eq!(
+            run(&mut t, &["not-an-ip"])[0].get_str("client.ip"),
+            Some("not-an-ip")
+        );
     }
 
     #[test]
     fn events_without_client_ip_pass_untouched() {
         let (mut t, _) = build(&config()).unwrap();
         let original = Event::from(json!({"rum": {"type": "web_vital"}, "client": {"ip": 42}}));
-        let mut batch = vec![original.clone(), Event::from(json!({"rum": {"type": "action"}}))];
+        let mut batch = vec![
+            original.clone(),
+            Event::from(json!({"rum": {"type": "action"}})),
+        ];
         t.transform_batch(&mut batch);
         assert_eq!(batch[0], original);
         assert_eq!(batch[1], Event::from(json!({"rum": {"type": "action"}})));
@@ -1085,7 +1214,15 @@ mod tests {
     #[test]
     fn runs_of_one_address_and_caches_give_the_same_answer() {
         let (mut t, metrics) = build(&config()).unwrap();
-        let ips = ["81.2.69.142", "81.2.69.142", "81.2.69.7", "89.160.20.1", "81.2.69.142", "10.0.0.1", "10.0.0.1"];
+        let ips = [
+            "81.2.69.142",
+            "81.2.69.142",
+            "81.2.69.7",
+            "89.160.20.1",
+            "81.2.69.142",
+            "10.0.0.1",
+            "10.0.0.1",
+        ];
         let first = run(&mut t, &ips);
         let second = run(&mut t, &ips);
         assert_eq!(first, second);
@@ -1101,7 +1238,8 @@ mod tests {
     #[test]
     fn missing_corrupt_or_wrong_databases_fail_the_build_naming_the_path() {
         let dir = tempfile::tempdir().unwrap();
-        let message = |config: &GeoipConfig| format!("{:#}", build(config).err().expect("build fails"));
+        let message =
+            |config: &GeoipConfig| format!("{:#}", build(config).err().expect("build fails"));
 
         let missing = dir.path().join("nope.mmdb");
         let shown = message(&GeoipConfig::new(&missing));
@@ -1110,7 +1248,11 @@ mod tests {
         let garbage = dir.path().join("garbage.mmdb");
         std::fs::write(&garbage, b"not a maxmind database at all").unwrap();
         let shown = message(&GeoipConfig::new(&garbage));
-        assert!(shown.contains(&garbage.display().to_string()) && shown.contains("not a valid MaxMind DB"), "{shown}");
+        assert!(
+            shown.contains(&garbage.display().to_string())
+                && shown.contains("not a valid MaxMind DB"),
+            "{shown}"
+        );
 
         let empty = dir.path().join("empty.mmdb");
         std::fs::write(&empty, b"").unwrap();
@@ -1119,7 +1261,10 @@ mod tests {
         // Metadata intact, search tree and data zeroed.
         let mut bytes = std::fs::read(testdata(CITY)).unwrap();
         let marker = b"\xab\xcd\xefMaxMind.com";
-        let meta = bytes.windows(marker.len()).rposition(|w| w == marker).unwrap();
+        let meta = bytes
+            .windows(marker.len())
+            .rposition(|w| w == marker)
+            .unwrap();
         bytes[..meta].iter_mut().for_each(|b| *b = 0xff);
         let damaged = dir.path().join("damaged.mmdb");
         std::fs::write(&damaged, &bytes).unwrap();
@@ -1131,7 +1276,10 @@ mod tests {
         }
 
         let shown = message(&GeoipConfig::new(testdata(ASN)));
-        assert!(shown.contains("GeoLite2-ASN") && shown.contains("expected a City"), "{shown}");
+        assert!(
+            shown.contains("GeoLite2-ASN") && shown.contains("expected a City"),
+            "{shown}"
+        );
         let mut swapped = GeoipConfig::new(testdata(CITY));
         swapped.asn_database = Some(testdata(CITY));
         assert!(message(&swapped).contains("expected an ASN database"));
@@ -1142,7 +1290,10 @@ mod tests {
         let mut config = config();
         config.memory_map = false;
         let (mut t, _) = build(&config).unwrap();
-        assert_eq!(run(&mut t, &["81.2.69.142"])[0].get_str("client.geo.city_name"), Some("London"));
+        assert_eq!(
+            run(&mut t, &["81.2.69.142"])[0].get_str("client.geo.city_name"),
+            Some("London")
+        );
     }
 
     /// Replaces `to` by `from` the way geoipupdate does: a new file renamed over.
@@ -1160,37 +1311,85 @@ mod tests {
         let mut config = GeoipConfig::new(&path);
         config.reload_interval_secs = 0;
         let (mut t, metrics) = build(&config).unwrap();
-        assert_eq!(run(&mut t, &["81.2.69.142"])[0].get_str("client.geo.city_name"), Some("London"));
+        assert_eq!(
+            run(&mut t, &["81.2.69.142"])[0].get_str("client.geo.city_name"),
+            Some("London")
+        );
         assert_eq!(t.reload_now(false), Some(ReloadOutcome::Unchanged));
 
         replace(&testdata(UPDATED), &path);
         assert_eq!(t.reload_now(false), Some(ReloadOutcome::Reloaded));
         let events = run(&mut t, &["81.2.69.142", "89.160.20.1"]);
-        assert_eq!(events[0].get_str("client.geo.city_name"), Some("Manchester"));
+        assert_eq!(
+            events[0].get_str("client.geo.city_name"),
+            Some("Manchester")
+        );
         assert_eq!(events[1].get_str("client.geo.city_name"), Some("Linköping"));
 
         let bad = dir.path().join("bad.mmdb");
         std::fs::write(&bad, b"truncated download").unwrap();
         replace(&bad, &path);
         assert_eq!(t.reload_now(false), Some(ReloadOutcome::Failed));
-        assert_eq!(t.reload_now(false), Some(ReloadOutcome::Unchanged), "a bad file is tried once");
-        assert_eq!(run(&mut t, &["81.2.69.142"])[0].get_str("client.geo.city_name"), Some("Manchester"));
-        assert_eq!(metrics.registry().counter_sum("component_errors_total", &[("error_type", "reload_failed")]), 1);
+        assert_eq!(
+            t.reload_now(false),
+            Some(ReloadOutcome::Unchanged),
+            "a bad file is tried once"
+        );
+        assert_eq!(
+            run(&mut t, &["81.2.69.142"])[0].get_str("client.geo.city_name"),
+            Some("Manchester")
+        );
+        assert_eq!(
+            metrics
+                .registry()
+                .counter_sum("component_errors_total", &[("error_type", "reload_failed")]),
+            1
+        );
 
         // SIGHUP forces a reopen even when nothing looks changed.
         replace(&testdata(CITY), &path);
         assert_eq!(t.reload_now(true), Some(ReloadOutcome::Reloaded));
         assert_eq!(t.reload_now(true), Some(ReloadOutcome::Reloaded));
-        assert_eq!(run(&mut t, &["81.2.69.142"])[0].get_str("client.geo.city_name"), Some("London"));
-        assert_eq!(metrics.registry().counter_sum("geoip_reloads_total", &[]), 3);
+        assert_eq!(
+            run(&mut t, &["81.2.69.142"])[0].get_str("client.geo.city_name"),
+            Some("London")
+        );
+        assert_eq!(
+            metrics.registry().counter_sum("geoip_reloads_total", &[]),
+            3
+        );
     }
 
     #[test]
     fn public_and_non_public_addresses() {
-        for ip in ["1.1.1.1", "81.2.69.142", "2a02:598::1", "2001:4860::8888", "172.32.0.1", "100.128.0.1"] {
+        for ip in [
+            "1.1.1.1",
+            "81.2.69.142",
+            "2a02:598::1",
+            "2001:4860::8888",
+            "172.32.0.1",
+            "100.128.0.1",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["10.0.0.1", "172.16.0.1", "192.168.0.1", "127.0.0.1", "169.254.1.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "100.64.0.1", "192.0.2.1", "::", "::1", "fe80::1", "fc00::1", "ff02::1", "2001:db8::1"] {
+        for ip in [
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.0.1",
+            "127.0.0.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "100.64.0.1",
+            "192.0.2.1",
+            "::",
+            "::1",
+            "fe80::1",
+            "fc00::1",
+            "ff02::1",
+            "2001:db8::1",
+        ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -331,7 +331,11 @@ impl ParseCache {
     }
 
     fn contains(&mut self, hash: u64, ua: &str, hints: Option<&Value>) -> bool {
-        if self.current.get(&hash).is_some_and(|e| e.matches(ua, hints)) {
+        if self
+            .current
+            .get(&hash)
+            .is_some_and(|e| e.matches(ua, hints))
+        {
             return true;
         }
         match self.previous.remove(&hash) {
@@ -355,7 +359,13 @@ impl ParseCache {
             .map(|e| &e.prepared)
     }
 
-    fn insert(&mut self, hash: u64, ua: &str, hints: Option<&Value>, prepared: Prepared) -> &Prepared {
+    fn insert(
+        &mut self,
+        hash: u64,
+        ua: &str,
+        hints: Option<&Value>,
+        prepared: Prepared,
+    ) -> &Prepared {
         if !self.current.contains_key(&hash) {
             self.make_room();
         }
@@ -397,9 +407,16 @@ fn known(s: &str) -> Option<&str> {
 
 /// The category names woothee uses, as static strings.
 fn category(name: &str) -> Option<&'static str> {
-    ["pc", "smartphone", "mobilephone", "crawler", "appliance", "misc"]
-        .into_iter()
-        .find(|c| *c == name)
+    [
+        "pc",
+        "smartphone",
+        "mobilephone",
+        "crawler",
+        "appliance",
+        "misc",
+    ]
+    .into_iter()
+    .find(|c| *c == name)
 }
 
 impl UserAgentParser {
@@ -417,7 +434,7 @@ impl UserAgentParser {
     }
 
     pub fn parse(&self, ua: &str, hints: Option<&Value>) -> UserAgentInfo {
-        let parsed = self.woothee.parse(ua).unwrap_or_else(woothee::parser::WootheeResult::new);
+        let parsed = self.woothee.parse(ua).unwrap_or_default();
         let mut info = UserAgentInfo {
             category: category(parsed.category),
             ..UserAgentInfo::default()
@@ -451,7 +468,12 @@ impl UserAgentParser {
         info
     }
 
-    fn browser(&self, ua: &str, parsed: &woothee::parser::WootheeResult<'_>, info: &mut UserAgentInfo) {
+    fn browser(
+        &self,
+        ua: &str,
+        parsed: &woothee::parser::WootheeResult<'_>,
+        info: &mut UserAgentInfo,
+    ) {
         let (name, version) = if let Some(v) = version_after(ua, "FBAV/") {
             // Facebook's in-app browser; woothee sees a WebView or nothing.
             ("Facebook", Some(v))
@@ -459,7 +481,8 @@ impl UserAgentParser {
             ("Instagram", Some(v))
         } else if let Some(v) = version_after(ua, "HeadlessChrome/") {
             ("HeadlessChrome", Some(v))
-        } else if let Some(v) = version_after(ua, "EdgA/").or_else(|| version_after(ua, "EdgiOS/")) {
+        } else if let Some(v) = version_after(ua, "EdgA/").or_else(|| version_after(ua, "EdgiOS/"))
+        {
             ("Edge", Some(v))
         } else {
             let name = match parsed.name {
@@ -478,9 +501,16 @@ impl UserAgentParser {
 fn os_and_device(ua: &str, parsed: &woothee::parser::WootheeResult<'_>, info: &mut UserAgentInfo) {
     let os_version = known(&parsed.os_version).map(|v| v.replace('_', "."));
     let (name, version) = match parsed.os {
-        label if label.starts_with("Windows ") && label != "Windows Phone OS" && label != "Windows CE" => {
+        label
+            if label.starts_with("Windows ")
+                && label != "Windows Phone OS"
+                && label != "Windows CE" =>
+        {
             let version = label.trim_start_matches("Windows ");
-            ("Windows", (version != "UNKNOWN Ver").then(|| version.to_owned()))
+            (
+                "Windows",
+                (version != "UNKNOWN Ver").then(|| version.to_owned()),
+            )
         }
         "Windows Phone OS" => ("Windows Phone", os_version),
         "Mac OSX" => ("macOS", os_version),
@@ -548,7 +578,8 @@ fn version_after(ua: &str, marker: &str) -> Option<String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(rest.len());
     let version = rest[..end].trim_end_matches('.');
-    (!version.is_empty() && version.starts_with(|c: char| c.is_ascii_digit())).then(|| version.to_owned())
+    (!version.is_empty() && version.starts_with(|c: char| c.is_ascii_digit()))
+        .then(|| version.to_owned())
 }
 
 /// User-Agent Client Hints, from either shape `rum.ua_hints` takes: the
@@ -590,7 +621,11 @@ impl ClientHints {
         };
         let mobile = match hints.get("mobile") {
             Some(Value::Bool(b)) => Some(*b),
-            _ => match hints.get("sec_ch_ua_mobile").and_then(Value::as_str).map(str::trim) {
+            _ => match hints
+                .get("sec_ch_ua_mobile")
+                .and_then(Value::as_str)
+                .map(str::trim)
+            {
                 Some("?1") => Some(true),
                 Some("?0") => Some(false),
                 _ => None,
@@ -601,7 +636,8 @@ impl ClientHints {
             full_versions: list("fullVersionList", "sec_ch_ua_full_version_list"),
             mobile,
             platform: text("platform").or_else(|| text("sec_ch_ua_platform")),
-            platform_version: text("platformVersion").or_else(|| text("sec_ch_ua_platform_version")),
+            platform_version: text("platformVersion")
+                .or_else(|| text("sec_ch_ua_platform_version")),
             model: text("model").or_else(|| text("sec_ch_ua_model")),
         }
     }
@@ -745,7 +781,10 @@ fn apply_hints(hints: &ClientHints, info: &mut UserAgentInfo) {
 fn windows_release(platform_version: &str) -> Option<String> {
     let mut parts = platform_version.split('.');
     let major: u32 = parts.next()?.trim().parse().ok()?;
-    let minor: u32 = parts.next().and_then(|m| m.trim().parse().ok()).unwrap_or(0);
+    let minor: u32 = parts
+        .next()
+        .and_then(|m| m.trim().parse().ok())
+        .unwrap_or(0);
     let release = match (major, minor) {
         (13.., _) => "11",
         (1..=12, _) => "10",
@@ -790,7 +829,9 @@ mod tests {
 
     fn cases() -> Vec<Case> {
         let text = include_str!("../../testdata/user_agents/cases.json");
-        serde_json::from_str::<Cases>(text).expect("cases.json parses").cases
+        serde_json::from_str::<Cases>(text)
+            .expect("cases.json parses")
+            .cases
     }
 
     fn transform(config: UserAgentConfig) -> (UserAgentTransform, ComponentMetrics) {
@@ -804,7 +845,8 @@ mod tests {
     }
 
     fn event(ua: &str, hints: Option<&Value>) -> Event {
-        let mut event = Event::from(json!({"user_agent": {"original": ua}, "rum": {"type": "page_view"}}));
+        let mut event =
+            Event::from(json!({"user_agent": {"original": ua}, "rum": {"type": "page_view"}}));
         if let Some(hints) = hints {
             event.insert(schema::RUM_UA_HINTS, hints.clone());
         }
@@ -818,7 +860,11 @@ mod tests {
             match value {
                 Value::Object(map) => {
                     for (k, v) in map {
-                        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
                         walk(&key, v, out);
                     }
                 }
@@ -856,14 +902,22 @@ mod tests {
                 ));
             }
         }
-        assert!(failures.is_empty(), "{} case(s) differ:\n{}", failures.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} case(s) differ:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
 
     #[test]
     fn cache_hit_gives_the_same_fields_as_a_parse() {
         let (mut t, metrics) = transform(UserAgentConfig::default());
         let cases = cases();
-        let mut first: Batch = cases.iter().map(|c| event(&c.ua, c.hints.as_ref())).collect();
+        let mut first: Batch = cases
+            .iter()
+            .map(|c| event(&c.ua, c.hints.as_ref()))
+            .collect();
         let mut second = first.clone();
         t.transform_batch(&mut first);
         t.transform_batch(&mut second);
@@ -884,7 +938,10 @@ mod tests {
         let win11 = json!({"platform": "Windows", "platformVersion": "15.0.0"});
         let mut batch = vec![event(ua, None), event(ua, Some(&win11)), event(ua, None)];
         t.transform_batch(&mut batch);
-        let versions: Vec<_> = batch.iter().map(|e| e.get_str("user_agent.os.version")).collect();
+        let versions: Vec<_> = batch
+            .iter()
+            .map(|e| e.get_str("user_agent.os.version"))
+            .collect();
         assert_eq!(versions, [Some("10"), Some("11"), Some("10")]);
     }
 
@@ -900,7 +957,11 @@ mod tests {
                 .collect();
             t.transform_batch(&mut batch);
             for (i, e) in batch.iter().enumerate() {
-                assert_eq!(e.get_str("user_agent.version"), Some(format!("{i}.0").as_str()), "round {round}");
+                assert_eq!(
+                    e.get_str("user_agent.version"),
+                    Some(format!("{i}.0").as_str()),
+                    "round {round}"
+                );
             }
             assert!(t.cache.len() <= 8, "cache holds {}", t.cache.len());
         }
@@ -909,7 +970,10 @@ mod tests {
     #[test]
     fn huge_user_agents_are_parsed_but_not_cached() {
         let (mut t, _) = transform(UserAgentConfig::default());
-        let ua = format!("Mozilla/5.0 (Windows NT 10.0; rv:125.0) Gecko/20100101 Firefox/125.0 {}", "x".repeat(10_000));
+        let ua = format!(
+            "Mozilla/5.0 (Windows NT 10.0; rv:125.0) Gecko/20100101 Firefox/125.0 {}",
+            "x".repeat(10_000)
+        );
         let mut batch = vec![event(&ua, None)];
         t.transform_batch(&mut batch);
         assert_eq!(batch[0].get_str("user_agent.name"), Some("Firefox"));
@@ -955,7 +1019,10 @@ mod tests {
             synthetic_patterns: vec!["Canarytrace".into()],
             ..UserAgentConfig::default()
         });
-        let mut batch = vec![event("Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0 canarytrace/1.0", None)];
+        let mut batch = vec![event(
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0 canarytrace/1.0",
+            None,
+        )];
         t.transform_batch(&mut batch);
         assert_eq!(batch[0].get(schema::LABELS_SYNTHETIC), Some(&json!(true)));
         assert_eq!(metrics.discarded_intentional.get(), 0);
@@ -1008,14 +1075,20 @@ mod tests {
         ] {
             let mut batch = vec![event(ua, Some(&hints))];
             t.transform_batch(&mut batch);
-            assert_eq!(batch[0].get_str("user_agent.name"), Some("Firefox"), "{hints}");
+            assert_eq!(
+                batch[0].get_str("user_agent.name"),
+                Some("Firefox"),
+                "{hints}"
+            );
         }
     }
 
     #[test]
     fn hints_alone_without_a_user_agent() {
         let (mut t, _) = transform(UserAgentConfig::default());
-        let mut e = Event::from(json!({"rum": {"ua_hints": {"brands": [{"brand": "Microsoft Edge", "version": "124"}], "platform": "Windows", "platformVersion": "14.0.0"}}}));
+        let mut e = Event::from(
+            json!({"rum": {"ua_hints": {"brands": [{"brand": "Microsoft Edge", "version": "124"}], "platform": "Windows", "platformVersion": "14.0.0"}}}),
+        );
         e.remove(schema::USER_AGENT);
         let mut batch = vec![e];
         t.transform_batch(&mut batch);
@@ -1030,7 +1103,10 @@ mod tests {
             ..UserAgentConfig::default()
         });
         let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
-        let mut batch = vec![event(ua, Some(&json!({"platform": "Windows", "platformVersion": "15.0.0"})))];
+        let mut batch = vec![event(
+            ua,
+            Some(&json!({"platform": "Windows", "platformVersion": "15.0.0"})),
+        )];
         t.transform_batch(&mut batch);
         assert_eq!(batch[0].get_str("user_agent.os.version"), Some("10"));
     }
@@ -1047,7 +1123,9 @@ mod tests {
     #[test]
     fn brand_lists_with_quoted_separators() {
         assert_eq!(
-            parse_brand_list(r#""Not)A;Brand";v="99", "Google Chrome";v="124.0.6367.91", "Chromium";v="124""#),
+            parse_brand_list(
+                r#""Not)A;Brand";v="99", "Google Chrome";v="124.0.6367.91", "Chromium";v="124""#
+            ),
             vec![
                 ("Not)A;Brand".to_owned(), "99".to_owned()),
                 ("Google Chrome".to_owned(), "124.0.6367.91".to_owned()),
@@ -1056,13 +1134,25 @@ mod tests {
         );
         assert_eq!(parse_brand_list(""), vec![]);
         assert_eq!(parse_brand_list("garbage"), vec![]);
-        assert_eq!(parse_brand_list(r#""Brave";v="1", "unterminated"#), vec![("Brave".to_owned(), "1".to_owned())]);
+        assert_eq!(
+            parse_brand_list(r#""Brave";v="1", "unterminated"#),
+            vec![("Brave".to_owned(), "1".to_owned())]
+        );
         assert!(is_grease("Not/A)Brand") && is_grease("Not A(Brand") && !is_grease("Brave"));
     }
 
     #[test]
     fn windows_platform_versions() {
-        for (pv, release) in [("15.0.0", Some("11")), ("13.0.0", Some("11")), ("10.0.0", Some("10")), ("1.0.0", Some("10")), ("0.3.0", Some("8.1")), ("0.1.0", Some("7")), ("0.0.0", None), ("", None)] {
+        for (pv, release) in [
+            ("15.0.0", Some("11")),
+            ("13.0.0", Some("11")),
+            ("10.0.0", Some("10")),
+            ("1.0.0", Some("10")),
+            ("0.3.0", Some("8.1")),
+            ("0.1.0", Some("7")),
+            ("0.0.0", None),
+            ("", None),
+        ] {
             assert_eq!(windows_release(pv).as_deref(), release, "{pv}");
         }
     }
