@@ -539,7 +539,12 @@ fn android_model(ua: &str) -> Option<String> {
     let comment = first_comment(ua)?;
     let mut parts = comment.split(';').map(str::trim);
     parts.find(|p| p.starts_with("Android"))?;
-    let model = parts.next()?;
+    // Old UAs put a locale first: `Android 4.0.3; ko-kr; LG-L160L Build/...`.
+    let is_locale = |p: &str| {
+        let b = p.as_bytes();
+        b.len() == 5 && b[..2].iter().all(u8::is_ascii_alphabetic) && matches!(b[2], b'-' | b'_')
+    };
+    let model = parts.find(|p| !is_locale(p))?;
     let model = model.split(" Build/").next().unwrap_or(model).trim();
     let model = model
         .strip_prefix("SAMSUNG ")
@@ -1139,6 +1144,26 @@ mod tests {
             vec![("Brave".to_owned(), "1".to_owned())]
         );
         assert!(is_grease("Not/A)Brand") && is_grease("Not A(Brand") && !is_grease("Brave"));
+    }
+
+    #[test]
+    fn android_models() {
+        let model = |ua: &str| android_model(ua);
+        assert_eq!(model("Mozilla/5.0 (Linux; U; Android 4.0.3; ko-kr; LG-L160L Build/IML74K) AppleWebKit/534.30"), Some("LG-L160L".into()));
+        assert_eq!(
+            model("Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/AP1A.240405.002; wv)"),
+            Some("Pixel 8".into())
+        );
+        assert_eq!(model("Mozilla/5.0 (Linux; Android 10; K)"), None);
+        assert_eq!(
+            model("Mozilla/5.0 (Android 14; Mobile; rv:125.0) Gecko/125.0 Firefox/125.0"),
+            None
+        );
+        assert_eq!(
+            model("Mozilla/5.0 (Linux; Android 11; moto g power (2022)) AppleWebKit"),
+            Some("moto g power (2022)".into())
+        );
+        assert_eq!(model("Mozilla/5.0 (Linux; Android 11"), None);
     }
 
     #[test]
