@@ -4,8 +4,10 @@
 //! `id.name` for named ones, as `route` has).
 
 pub mod filter;
+pub mod geoip;
 pub mod labels;
 pub mod route;
+pub mod user_agent;
 
 use crate::config::{decode, unknown_type, CheckConfig};
 use crate::event::Batch;
@@ -41,16 +43,21 @@ pub struct TransformContext {
 
 #[derive(Debug, Clone)]
 pub enum TransformConfig {
+    UserAgent(user_agent::UserAgentConfig),
+    Geoip(geoip::GeoipConfig),
     Route(route::RouteConfig),
     Filter(filter::FilterConfig),
     Labels(labels::LabelsConfig),
 }
 
 impl TransformConfig {
-    pub const TYPES: &'static [&'static str] = &["route", "filter", "labels"];
+    pub const TYPES: &'static [&'static str] =
+        &["user_agent", "geoip", "route", "filter", "labels"];
 
     pub fn parse(type_name: &str, table: toml::Table) -> Result<Self, (String, String)> {
         match type_name {
+            "user_agent" => decode(table).map(TransformConfig::UserAgent),
+            "geoip" => decode(table).map(TransformConfig::Geoip),
             "route" => decode(table).map(TransformConfig::Route),
             "filter" => decode(table).map(TransformConfig::Filter),
             "labels" => decode(table).map(TransformConfig::Labels),
@@ -60,6 +67,8 @@ impl TransformConfig {
 
     pub fn type_name(&self) -> &'static str {
         match self {
+            TransformConfig::UserAgent(_) => "user_agent",
+            TransformConfig::Geoip(_) => "geoip",
             TransformConfig::Route(_) => "route",
             TransformConfig::Filter(_) => "filter",
             TransformConfig::Labels(_) => "labels",
@@ -76,17 +85,21 @@ impl TransformConfig {
     }
 
     pub fn build(&self, cx: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
-        Ok(match self {
-            TransformConfig::Route(config) => Box::new(config.build()),
-            TransformConfig::Filter(config) => Box::new(config.build(cx)),
-            TransformConfig::Labels(config) => Box::new(config.build()),
-        })
+        match self {
+            TransformConfig::UserAgent(config) => Ok(Box::new(config.build(cx)?)),
+            TransformConfig::Geoip(config) => Ok(Box::new(config.build(cx)?)),
+            TransformConfig::Route(config) => Ok(Box::new(config.build())),
+            TransformConfig::Filter(config) => Ok(Box::new(config.build(cx))),
+            TransformConfig::Labels(config) => Ok(Box::new(config.build())),
+        }
     }
 }
 
 impl CheckConfig for TransformConfig {
     fn check(&self) -> Vec<(&'static str, String)> {
         match self {
+            TransformConfig::UserAgent(config) => config.check(),
+            TransformConfig::Geoip(config) => config.check(),
             TransformConfig::Route(config) => config.check(),
             TransformConfig::Filter(config) => config.check(),
             TransformConfig::Labels(config) => config.check(),
