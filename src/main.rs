@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use rum_pipeline::config::{self, Loaded};
 use rum_pipeline::topology::{self, RunOptions};
 
+// Events are many small maps and strings: mimalloc makes their churn several
+// times cheaper than glibc malloc and keeps RSS from fragmenting.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "rum-pipeline",

@@ -36,7 +36,7 @@ pub fn encode(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {
     match encoding {
         Encoding::Json => event.write_json(out),
         Encoding::Pretty => {
-            let _ = serde_json::to_writer_pretty(&mut *out, event.as_map());
+            let _ = serde_json::to_writer_pretty(&mut *out, event);
         }
     }
     out.push(b'\n');

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use serde_json::{Map, Value};
 
 use crate::event::Event;
-use crate::http::intake::IntakeError;
+use crate::http::intake::{check_json_shape, json_error, IntakeError};
 use crate::schema::{self, EventType};
 
 /// Limits on what one beacon may contain.
@@ -66,20 +66,9 @@ pub fn decode(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("empty body"));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        if e.to_string().contains("recursion limit") {
-            IntakeError::bad_request(
-                "too_deep",
-                format!(
-                    "JSON nested deeper than max_json_depth ({})",
-                    limits.max_depth
-                ),
-            )
-        } else {
-            IntakeError::bad_request("invalid_json", format!("invalid JSON: {e}"))
-        }
-    })?;
-    check_shape(&value, 1, limits)?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| json_error(&e, limits.max_depth))?;
+    check_json_shape(&value, limits.max_string_bytes, limits.max_depth)?;
     let Value::Object(mut beacon) = value else {
         return Err(invalid("a beacon is a JSON object"));
     };
@@ -184,6 +173,11 @@ pub fn decode(
         context.insert(schema::RUM_UA_HINTS, Value::Object(hints));
     }
 
+    // One shared copy of the context for all of the beacon's events.
+    let context = match context.into_value() {
+        Value::Object(map) => std::sync::Arc::new(map),
+        _ => std::sync::Arc::new(Map::new()),
+    };
     let offset = sent_at.map(|sent| facts.received_at_ms - sent).unwrap_or(0);
     let earliest = facts.received_at_ms - limits.max_event_age_ms;
     let mut unknown_types = 0;
@@ -198,7 +192,7 @@ pub fn decode(
                     .clamp(earliest, facts.received_at_ms)
             })
             .unwrap_or(facts.received_at_ms);
-        let mut event = context.clone();
+        let mut event = Event::with_shared(context.clone());
         event.insert(schema::TIMESTAMP, iso_millis(at));
         event.insert(schema::RUM_SEQ, seq as u64);
         if apply_payload(&mut event, entry)? {
@@ -212,41 +206,6 @@ pub fn decode(
         unknown_types,
         ignored_keys,
     })
-}
-
-/// Depth and string-length limits, over keys and values.
-fn check_shape(value: &Value, depth: usize, limits: &BeaconLimits) -> Result<(), IntakeError> {
-    let too_long = || {
-        IntakeError::bad_request(
-            "string_too_long",
-            format!(
-                "a string is longer than max_string_bytes ({})",
-                limits.max_string_bytes
-            ),
-        )
-    };
-    match value {
-        Value::String(s) if s.len() > limits.max_string_bytes => Err(too_long()),
-        Value::Array(_) | Value::Object(_) if depth > limits.max_depth => {
-            Err(IntakeError::bad_request(
-                "too_deep",
-                format!(
-                    "JSON nested deeper than max_json_depth ({})",
-                    limits.max_depth
-                ),
-            ))
-        }
-        Value::Array(items) => items
-            .iter()
-            .try_for_each(|v| check_shape(v, depth + 1, limits)),
-        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
-            if k.len() > limits.max_string_bytes {
-                return Err(too_long());
-            }
-            check_shape(v, depth + 1, limits)
-        }),
-        _ => Ok(()),
-    }
 }
 
 fn copy_strings(
@@ -374,14 +333,18 @@ fn apply_payload(event: &mut Event, entry: Map<String, Value>) -> Result<bool, I
         Some(t) => (t, false),
         None => (EventType::Custom, true),
     };
+    let type_name = if unknown {
+        type_name.to_owned()
+    } else {
+        String::new()
+    };
     event.insert(schema::RUM_TYPE, event_type.as_str());
     event.insert(schema::EVENT_DATASET, event_type.dataset());
-    if unknown {
-        let shown: String = type_name.chars().take(64).collect();
-        event.insert("rum.custom.original_type", shown);
-    }
     let fields = event_type.payload_fields();
     let mut extra = Map::new();
+    // Payload fields are gathered per parent object (`rum.vital`...) and
+    // inserted once, reusing the parsed key strings: the hot path of intake.
+    let mut groups: Vec<(&'static str, Map<String, Value>)> = Vec::with_capacity(2);
     for (key, value) in entry {
         match key.as_str() {
             "type" | "ts" => continue,
@@ -396,12 +359,39 @@ fn apply_payload(event: &mut Event, entry: Map<String, Value>) -> Result<bool, I
         if value.is_null() {
             continue;
         }
-        match fields.iter().find(|f| f.key == key) {
-            Some(spec) if spec.field.ty.accepts(&value) => event.insert(spec.field.path, value),
-            _ => {
-                extra.insert(key, value);
-            }
+        let Some(spec) = fields.iter().find(|f| f.key == key) else {
+            extra.insert(key, value);
+            continue;
+        };
+        if !spec.field.ty.accepts(&value) {
+            extra.insert(key, value);
+            continue;
         }
+        match spec.field.path.rsplit_once('.') {
+            Some((parent, leaf)) if leaf == key => {
+                match groups.iter_mut().find(|(p, _)| *p == parent) {
+                    Some((_, map)) => {
+                        map.insert(key, value);
+                    }
+                    None => {
+                        let mut map = Map::new();
+                        map.insert(key, value);
+                        groups.push((parent, map));
+                    }
+                }
+            }
+            _ => event.insert(spec.field.path, value),
+        }
+    }
+    for (parent, map) in groups {
+        match event.get_mut(parent).and_then(Value::as_object_mut) {
+            Some(existing) => existing.extend(map),
+            None => event.insert(parent, Value::Object(map)),
+        }
+    }
+    if unknown {
+        let shown: String = type_name.chars().take(64).collect();
+        event.insert("rum.custom.original_type", shown);
     }
     if !extra.is_empty() {
         event.insert(schema::RUM_EXTRA, Value::Object(extra));
@@ -493,6 +483,31 @@ mod tests {
         assert_eq!(custom.get_str("rum.type"), Some("custom"));
         assert_eq!(custom.get_str("rum.custom.original_type"), Some("teleport"));
         assert_eq!(custom.get("rum.extra.foo"), Some(&json!(1)));
+    }
+
+    #[test]
+    fn the_clients_seq_replaces_the_position_in_the_beacon() {
+        let decoded = decode_json(json!({
+            "v": 1,
+            "events": [{"type": "action", "seq": 41}, {"type": "web_vital", "seq": 42}, {"type": "error"}, {"type": "http", "seq": "x"}]
+        }))
+        .unwrap();
+        let seqs: Vec<_> = decoded
+            .events
+            .iter()
+            .map(|e| e.get("rum.seq").cloned())
+            .collect();
+        assert_eq!(
+            seqs,
+            [
+                Some(json!(41)),
+                Some(json!(42)),
+                Some(json!(2)),
+                Some(json!(3))
+            ]
+        );
+        assert_eq!(decoded.events[3].get("rum.extra.seq"), Some(&json!("x")));
+        assert!(decoded.events[0].get("rum.extra").is_none());
     }
 
     #[test]
