@@ -37,13 +37,9 @@ const ID_RECIPE: &[u8] = b"rum-pipeline/_id/v1";
 pub fn document_id(event: &Event, source: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(ID_RECIPE);
-    let mut anonymous = false;
-    for (i, path) in ID_FIELDS.iter().enumerate() {
+    for path in ID_FIELDS {
         match event.get(path) {
-            None | Some(Value::Null) => {
-                hasher.update([0u8]);
-                anonymous |= i < 2;
-            }
+            None | Some(Value::Null) => hasher.update([0u8]),
             Some(Value::String(text)) => {
                 hasher.update([1u8]);
                 hasher.update((text.len() as u64).to_le_bytes());
@@ -57,12 +53,19 @@ pub fn document_id(event: &Event, source: &[u8]) -> String {
             }
         }
     }
-    if anonymous {
+    if id_needs_source(event) {
         hasher.update([3u8]);
         hasher.update(source);
     }
     let digest = hasher.finalize();
     base64url(&digest[..16])
+}
+
+/// Whether [`document_id`] reads the source: no `session.id` or no `view.id`.
+pub fn id_needs_source(event: &Event) -> bool {
+    ID_FIELDS[..2]
+        .iter()
+        .any(|path| matches!(event.get(path), None | Some(Value::Null)))
 }
 
 fn base64url(bytes: &[u8]) -> String {
@@ -129,8 +132,13 @@ impl BulkBatch {
 
     /// Appends one event: action line, then document.
     pub fn push(&mut self, event: &Event, index: &BatchIndex<'_>, scratch: &mut Vec<u8>) {
+        // Usually the id comes from a few fields and the document is written
+        // straight into the body; only anonymous documents are written twice.
+        let anonymous = id_needs_source(event);
         scratch.clear();
-        event.write_json(scratch);
+        if anonymous {
+            event.write_json(scratch);
+        }
         let id = document_id(event, scratch);
         let start = self.body.len();
         // Index names and ids are made of `[a-z0-9._+-]` / base64url: no escaping needed.
@@ -140,7 +148,11 @@ impl BulkBatch {
         self.body.extend_from_slice(id.as_bytes());
         self.body.extend_from_slice(b"\"}}\n");
         let source = self.body.len();
-        self.body.extend_from_slice(scratch);
+        if anonymous {
+            self.body.extend_from_slice(scratch);
+        } else {
+            event.write_json(&mut self.body);
+        }
         self.body.push(b'\n');
         self.items.push(ItemSpan {
             start,
