@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use rum_pipeline::config::{self, Loaded};
 use rum_pipeline::health_probe;
+use rum_pipeline::sinks::{elasticsearch, SinkConfig};
 use rum_pipeline::topology::{self, RunOptions};
 
 // Events are many small maps and strings: mimalloc makes their churn several
@@ -36,6 +37,15 @@ enum Command {
     /// component graph, and every component's build (files, certificates).
     /// Lists every problem and exits non-zero if there is one.
     Validate,
+    /// Write the index templates (and ILM policy) that each `elasticsearch`
+    /// sink of the pipeline installs with `manage_template = true`: into DIR
+    /// as `<API path>.json` (e.g. `_index_template/NAME.json`), or, without
+    /// --out, to stdout as Kibana Dev Tools requests.
+    Templates {
+        /// Directory to write the files into (created if missing).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Ask a running pipeline's `GET /health`; exit 0 on 200, 1 otherwise
     /// (the Docker HEALTHCHECK of the distroless image, which has no curl).
     Health {
@@ -67,6 +77,9 @@ fn main() -> ExitCode {
     };
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
+    }
+    if let Some(Command::Templates { out }) = &cli.command {
+        return templates(&loaded.config, out.as_deref());
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -118,6 +131,46 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Installs nothing: writes what the sinks would install, for review or for
+/// installing by hand (deployments/elasticsearch/ is this output).
+fn templates(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> ExitCode {
+    let mut requests = Vec::new();
+    for sink in &config.sinks {
+        if let SinkConfig::Elasticsearch(es) = &sink.config {
+            match es.router() {
+                Ok(router) => requests.extend(elasticsearch::templates::for_sink(es, &sink.id, &router)),
+                Err((key, message)) => {
+                    eprintln!("error: [sinks.{}] {key}: {message}", sink.id);
+                    return ExitCode::from(78);
+                }
+            }
+        }
+    }
+    if requests.is_empty() {
+        eprintln!("error: {}: no elasticsearch sink", config.file);
+        return ExitCode::from(78);
+    }
+    for (path, body) in &requests {
+        // Pretty-printing a serde_json::Value cannot fail.
+        let json = serde_json::to_string_pretty(body).unwrap_or_default();
+        let Some(dir) = out else {
+            println!("PUT {path}\n{json}\n");
+            continue;
+        };
+        let file = dir.join(format!("{path}.json"));
+        let written = file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&file, format!("{json}\n")));
+        if let Err(e) = written {
+            eprintln!("error: cannot write {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("wrote {}", file.display());
+    }
+    ExitCode::SUCCESS
 }
 
 /// Prints what the server said; the exit code is the verdict.
