@@ -92,6 +92,10 @@ pub const HTTP_REFERRER: &str = "http.request.referrer";
 pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
 pub const CLIENT_IP: &str = "client.ip";
 pub const LABELS: &str = "labels";
+pub const REPORT_TYPE: &str = "report.type";
+pub const REPORT_BODY: &str = "report.body";
+/// Set (`true`) on CSP violations caused by extensions or injectors.
+pub const LABEL_CSP_NOISE: &str = "labels.csp_noise";
 
 /// Fields every document from a beacon carries (the shared context), plus the
 /// fields transforms derive from them.
@@ -235,7 +239,13 @@ const fn p(key: &'static str, path: &'static str, ty: FieldType) -> PayloadField
     }
 }
 
+/// The client numbers its events (per page load, so `view.id` + `seq` names
+/// one event); when an event carries `seq` it replaces the position in the
+/// beacon the source puts in `rum.seq`.
+const CLIENT_SEQ: PayloadField = p("seq", RUM_SEQ, Long);
+
 const PAGE_VIEW: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("navigation_type", "rum.nav.navigation_type", Keyword),
     p("soft", "rum.nav.soft", Boolean),
     p("redirect", "rum.nav.redirect", Double),
@@ -256,6 +266,7 @@ const PAGE_VIEW: &[PayloadField] = &[
 ];
 
 const WEB_VITAL: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("name", "rum.vital.name", Keyword),
     p("value", "rum.vital.value", Double),
     p("rating", "rum.vital.rating", Keyword),
@@ -266,6 +277,7 @@ const WEB_VITAL: &[PayloadField] = &[
 ];
 
 const RESOURCE: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("name", "rum.resource.name", Keyword),
     p("initiator_type", "rum.resource.initiator_type", Keyword),
     p("start", "rum.resource.start", Double),
@@ -280,6 +292,7 @@ const RESOURCE: &[PayloadField] = &[
 ];
 
 const ERROR: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("message", "error.message", Text),
     p("name", "error.type", Keyword),
     p("stack", "error.stack_trace", Text),
@@ -291,12 +304,14 @@ const ERROR: &[PayloadField] = &[
 ];
 
 const ACTION: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("kind", "rum.action.kind", Keyword),
     p("target", "rum.action.target", Keyword),
     p("name", "rum.action.name", Keyword),
 ];
 
 const LONG_TASK: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("kind", "rum.long_task.kind", Keyword),
     p("start", "rum.long_task.start", Double),
     p("duration", "rum.long_task.duration", Double),
@@ -309,6 +324,7 @@ const LONG_TASK: &[PayloadField] = &[
 ];
 
 const HTTP: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("kind", "rum.http.kind", Keyword),
     p("method", "rum.http.method", Keyword),
     p("url", "rum.http.url", Keyword),
@@ -318,6 +334,7 @@ const HTTP: &[PayloadField] = &[
 ];
 
 const CUSTOM: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("name", "rum.custom.name", Keyword),
     p("value", "rum.custom.value", Double),
     p("data", "rum.custom.data", Flattened),
@@ -342,10 +359,14 @@ const CSP: &[PayloadField] = &[
     p("format", "csp.format", Keyword),
 ];
 
-/// Other Reporting API reports: the type, and the body kept whole.
+/// Other Reporting API reports (deprecation, network-error, ...): the type as
+/// sent, and the body kept whole with its keys snake_cased. The body is
+/// `flattened` on purpose: its keys are chosen by browsers (and by anyone
+/// posting to the endpoint), so they must not become mapped fields; every
+/// leaf is still searchable as `report.body.<key>`.
 const REPORT: &[PayloadField] = &[
-    p("type", "report.type", Keyword),
-    p("body", "report.body", Flattened),
+    p("type", REPORT_TYPE, Keyword),
+    p("body", REPORT_BODY, Flattened),
 ];
 
 /// Fields written by the enrichment transforms.

@@ -613,6 +613,68 @@ buffer.max_events = 100000
     assert!(p.stderr().iter().any(|l| l.contains("shutdown complete")));
 }
 
+#[tokio::test]
+async fn a_closed_stdout_ends_the_stdout_sink_cleanly() {
+    let config = r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[sinks.out]
+type = "stdout"
+inputs = ["beacons"]
+[sinks.count]
+type = "blackhole"
+inputs = ["beacons"]
+"#;
+    let mut p = Pipeline::start_with(config, Stdout::Close, &[]);
+    for i in 0..20 {
+        let response = post(&p, beacon(&format!("closed-{i}"), 5).to_string(), &[]).await;
+        assert_eq!(response.status(), 204, "beacon {i}");
+    }
+    // The other sink of the fan-out got everything; the stdout sink counted its loss.
+    let mut discarded = 0.0;
+    for _ in 0..200 {
+        discarded = p
+            .metric(
+                "component_discarded_events_total",
+                &["component_id=\"out\"", "intentional=\"false\""],
+            )
+            .await;
+        if discarded >= 100.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(discarded, 100.0);
+    assert_eq!(
+        p.metric("component_sent_events_total", &["component_id=\"count\""])
+            .await,
+        100.0
+    );
+    assert_eq!(
+        p.metric(
+            "component_errors_total",
+            &["component_id=\"out\"", "error_type=\"write_failed\""]
+        )
+        .await,
+        1.0
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let status = p.terminate(Duration::from_secs(20));
+        (status, p.stderr())
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "{:?}", status.0);
+    assert!(
+        !status.1.iter().any(|l| l.contains("panicked")),
+        "{:?}",
+        status.1
+    );
+    assert!(status.1.iter().any(|l| l.contains("stdout is closed")));
+}
+
 #[test]
 fn validate_lists_every_graph_error_naming_the_component() {
     let (code, out) = validate(

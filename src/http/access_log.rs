@@ -16,14 +16,17 @@ fn writer() -> &'static mpsc::Sender<String> {
             .name("access-log".into())
             .spawn(move || {
                 let stderr = std::io::stderr();
-                let mut out = std::io::BufWriter::new(stderr.lock());
+                let mut batch = String::new();
                 while let Ok(line) = rx.recv() {
-                    let _ = out.write_all(line.as_bytes());
-                    // Batch whatever else is already queued, then flush once.
+                    batch.clear();
+                    batch.push_str(&line);
+                    // Batch whatever else is already queued, then write once.
                     while let Ok(more) = rx.try_recv() {
-                        let _ = out.write_all(more.as_bytes());
+                        batch.push_str(&more);
                     }
-                    let _ = out.flush();
+                    // Lock per write, never for the thread's life: the logger
+                    // writes to stderr too, and would wait forever.
+                    let _ = stderr.lock().write_all(batch.as_bytes());
                 }
             });
         if let Err(e) = spawned {

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use serde_json::{Map, Value};
 
 use crate::event::Event;
-use crate::http::intake::IntakeError;
+use crate::http::intake::{check_json_shape, json_error, IntakeError};
 use crate::schema::{self, EventType};
 
 /// Limits on what one beacon may contain.
@@ -66,20 +66,9 @@ pub fn decode(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("empty body"));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        if e.to_string().contains("recursion limit") {
-            IntakeError::bad_request(
-                "too_deep",
-                format!(
-                    "JSON nested deeper than max_json_depth ({})",
-                    limits.max_depth
-                ),
-            )
-        } else {
-            IntakeError::bad_request("invalid_json", format!("invalid JSON: {e}"))
-        }
-    })?;
-    check_shape(&value, 1, limits)?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| json_error(&e, limits.max_depth))?;
+    check_json_shape(&value, limits.max_string_bytes, limits.max_depth)?;
     let Value::Object(mut beacon) = value else {
         return Err(invalid("a beacon is a JSON object"));
     };
@@ -217,41 +206,6 @@ pub fn decode(
         unknown_types,
         ignored_keys,
     })
-}
-
-/// Depth and string-length limits, over keys and values.
-fn check_shape(value: &Value, depth: usize, limits: &BeaconLimits) -> Result<(), IntakeError> {
-    let too_long = || {
-        IntakeError::bad_request(
-            "string_too_long",
-            format!(
-                "a string is longer than max_string_bytes ({})",
-                limits.max_string_bytes
-            ),
-        )
-    };
-    match value {
-        Value::String(s) if s.len() > limits.max_string_bytes => Err(too_long()),
-        Value::Array(_) | Value::Object(_) if depth > limits.max_depth => {
-            Err(IntakeError::bad_request(
-                "too_deep",
-                format!(
-                    "JSON nested deeper than max_json_depth ({})",
-                    limits.max_depth
-                ),
-            ))
-        }
-        Value::Array(items) => items
-            .iter()
-            .try_for_each(|v| check_shape(v, depth + 1, limits)),
-        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
-            if k.len() > limits.max_string_bytes {
-                return Err(too_long());
-            }
-            check_shape(v, depth + 1, limits)
-        }),
-        _ => Ok(()),
-    }
 }
 
 fn copy_strings(
@@ -529,6 +483,31 @@ mod tests {
         assert_eq!(custom.get_str("rum.type"), Some("custom"));
         assert_eq!(custom.get_str("rum.custom.original_type"), Some("teleport"));
         assert_eq!(custom.get("rum.extra.foo"), Some(&json!(1)));
+    }
+
+    #[test]
+    fn the_clients_seq_replaces_the_position_in_the_beacon() {
+        let decoded = decode_json(json!({
+            "v": 1,
+            "events": [{"type": "action", "seq": 41}, {"type": "web_vital", "seq": 42}, {"type": "error"}, {"type": "http", "seq": "x"}]
+        }))
+        .unwrap();
+        let seqs: Vec<_> = decoded
+            .events
+            .iter()
+            .map(|e| e.get("rum.seq").cloned())
+            .collect();
+        assert_eq!(
+            seqs,
+            [
+                Some(json!(41)),
+                Some(json!(42)),
+                Some(json!(2)),
+                Some(json!(3))
+            ]
+        );
+        assert_eq!(decoded.events[3].get("rum.extra.seq"), Some(&json!("x")));
+        assert!(decoded.events[0].get("rum.extra").is_none());
     }
 
     #[test]

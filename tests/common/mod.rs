@@ -29,6 +29,8 @@ pub enum Stdout {
     Collect,
     /// Never read it: the pipe fills and a stdout sink stalls.
     Stall,
+    /// Close it at once: the stdout sink meets a broken pipe.
+    Close,
 }
 
 fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>, echo: bool) {
@@ -70,11 +72,11 @@ impl Pipeline {
         let out = Arc::new(Mutex::new(Vec::new()));
         let err = Arc::new(Mutex::new(Vec::new()));
         let child_stdout = child.stdout.take().expect("stdout");
-        if stdout == Stdout::Collect {
-            collect(child_stdout, out.clone(), false);
-        } else {
+        match stdout {
+            Stdout::Collect => collect(child_stdout, out.clone(), false),
             // Keep the pipe open and unread.
-            std::mem::forget(child_stdout);
+            Stdout::Stall => std::mem::forget(child_stdout),
+            Stdout::Close => drop(child_stdout),
         }
         collect(child.stderr.take().expect("stderr"), err.clone(), true);
         let mut pipeline = Pipeline {
