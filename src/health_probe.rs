@@ -319,7 +319,7 @@ mod tests {
             "",
             "localhost:3000",
             "ftp://127.0.0.1/health",
-            "http:///health",
+            "http://:3000/health",
         ] {
             assert!(
                 matches!(probe(bad, TIMEOUT), Err(ProbeError::BadUrl(_))),

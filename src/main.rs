@@ -140,7 +140,9 @@ fn templates(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> 
     for sink in &config.sinks {
         if let SinkConfig::Elasticsearch(es) = &sink.config {
             match es.router() {
-                Ok(router) => requests.extend(elasticsearch::templates::for_sink(es, &sink.id, &router)),
+                Ok(router) => {
+                    requests.extend(elasticsearch::templates::for_sink(es, &sink.id, &router))
+                }
                 Err((key, message)) => {
                     eprintln!("error: [sinks.{}] {key}: {message}", sink.id);
                     return ExitCode::from(78);
