@@ -30,7 +30,8 @@ struct Sink {
 
 fn start_sink(toml_text: &str) -> Sink {
     let table: toml::Table = toml::from_str(toml_text).expect("test TOML");
-    let config = SinkConfig::parse("elasticsearch", table).unwrap_or_else(|e| panic!("config: {e:?}"));
+    let config =
+        SinkConfig::parse("elasticsearch", table).unwrap_or_else(|e| panic!("config: {e:?}"));
     assert!(config.check().is_empty(), "{:?}", config.check());
     let registry = Registry::new();
     let (tx, rx) = buffer(100_000);
@@ -124,13 +125,21 @@ async fn partial_failure_resends_only_the_failed_items() {
     sink.send(sent.clone()).await;
     let registry = sink.finish().await;
 
-    let requests: Vec<Vec<String>> = es.bulk_requests().iter().map(|r| r.actions.iter().map(|a| a.2.clone()).collect()).collect();
+    let requests: Vec<Vec<String>> = es
+        .bulk_requests()
+        .iter()
+        .map(|r| r.actions.iter().map(|a| a.2.clone()).collect())
+        .collect();
     assert_eq!(requests.len(), 3, "{requests:?}");
     assert_eq!(requests[0], sent.iter().map(id).collect::<Vec<_>>());
     assert_eq!(requests[1], [id(&sent[3]), id(&sent[7])]);
     assert_eq!(requests[2], [id(&sent[7])]);
     assert_eq!(stored_ids(&es), sent.iter().map(id).collect());
-    assert_eq!(es.conflicts(), 0, "nothing was sent twice after being stored");
+    assert_eq!(
+        es.conflicts(),
+        0,
+        "nothing was sent twice after being stored"
+    );
     assert_eq!(counter(&registry, "component_sent_events_total"), 10);
     assert_eq!(counter(&registry, "elasticsearch_retried_events_total"), 3);
 }
@@ -142,12 +151,22 @@ async fn mapping_errors_land_in_the_dead_letter_file_and_are_not_retried() {
     es.fail_items("rum.seq", json!(5), ItemFault::Mapping);
     let dir = tempfile::tempdir().unwrap();
     let dead = dir.path().join("dead.ndjson");
-    let sink = start_sink(&base_config(&es, &format!("batch.max_events = 8\ndead_letter.path = {:?}", dead.display().to_string())));
+    let sink = start_sink(&base_config(
+        &es,
+        &format!(
+            "batch.max_events = 8\ndead_letter.path = {:?}",
+            dead.display().to_string()
+        ),
+    ));
     let sent = events(8);
     sink.send(sent.clone()).await;
     let registry = sink.finish().await;
 
-    assert_eq!(es.bulk_requests().len(), 1, "permanent failures are not retried");
+    assert_eq!(
+        es.bulk_requests().len(),
+        1,
+        "permanent failures are not retried"
+    );
     let lines: Vec<Value> = std::fs::read_to_string(&dead)
         .expect("dead-letter file")
         .lines()
@@ -162,7 +181,10 @@ async fn mapping_errors_land_in_the_dead_letter_file_and_are_not_retried() {
         assert_eq!(line["error"]["type"], "mapper_parsing_exception");
     }
     assert_eq!(es.stored_count(), 6);
-    assert_eq!(counter(&registry, "elasticsearch_dead_lettered_events_total"), 2);
+    assert_eq!(
+        counter(&registry, "elasticsearch_dead_lettered_events_total"),
+        2
+    );
     assert_eq!(counter(&registry, "component_sent_events_total"), 6);
 }
 
@@ -170,7 +192,10 @@ async fn mapping_errors_land_in_the_dead_letter_file_and_are_not_retried() {
 async fn an_answer_lost_after_storing_is_resent_and_stored_once() {
     let es = EsDouble::start();
     es.set_outage(Some(Outage::HangAfterStore));
-    let sink = start_sink(&base_config(&es, "batch.max_events = 5\nrequest.timeout_ms = 300"));
+    let sink = start_sink(&base_config(
+        &es,
+        "batch.max_events = 5\nrequest.timeout_ms = 300",
+    ));
     let sent = events(5);
     sink.send(sent.clone()).await;
     wait_until(|| es.stored_count() == 5, "the first request to be stored").await;
@@ -180,15 +205,24 @@ async fn an_answer_lost_after_storing_is_resent_and_stored_once() {
 
     assert_eq!(stored_ids(&es), sent.iter().map(id).collect());
     assert!(es.bulk_requests().len() >= 2);
-    assert!(es.conflicts() >= 5, "the re-send was answered 409 for every document");
+    assert!(
+        es.conflicts() >= 5,
+        "the re-send was answered 409 for every document"
+    );
     assert_eq!(counter(&registry, "component_sent_events_total"), 5);
-    assert_eq!(counter(&registry, "elasticsearch_duplicate_events_total"), 5);
+    assert_eq!(
+        counter(&registry, "elasticsearch_duplicate_events_total"),
+        5
+    );
 }
 
 #[tokio::test]
 async fn dropped_connections_and_whole_request_errors_are_retried() {
     let es = EsDouble::start();
-    let sink = start_sink(&base_config(&es, "batch.max_events = 50\nrequest.timeout_ms = 500"));
+    let sink = start_sink(&base_config(
+        &es,
+        "batch.max_events = 50\nrequest.timeout_ms = 500",
+    ));
     let mut sent = Vec::new();
     for (round, outage) in [
         Some(Outage::Drop),
@@ -201,7 +235,9 @@ async fn dropped_connections_and_whole_request_errors_are_retried() {
     .enumerate()
     {
         es.set_outage(outage);
-        let batch: Vec<Event> = (0..50).map(|i| rum_event(&format!("s{round}"), i, "resource")).collect();
+        let batch: Vec<Event> = (0..50)
+            .map(|i| rum_event(&format!("s{round}"), i, "resource"))
+            .collect();
         sent.extend(batch.clone());
         sink.send(batch).await;
         tokio::time::sleep(Duration::from_millis(600)).await;
@@ -210,7 +246,10 @@ async fn dropped_connections_and_whole_request_errors_are_retried() {
     let registry = sink.finish().await;
     assert_eq!(stored_ids(&es), sent.iter().map(id).collect());
     let statuses: BTreeSet<u16> = es.bulk_requests().iter().map(|r| r.status).collect();
-    assert!(statuses.contains(&429) && statuses.contains(&503), "{statuses:?}");
+    assert!(
+        statuses.contains(&429) && statuses.contains(&503),
+        "{statuses:?}"
+    );
     assert_eq!(counter(&registry, "component_sent_events_total"), 250);
     assert!(counter(&registry, "elasticsearch_bulk_retries_total") >= 4);
 }
@@ -218,7 +257,10 @@ async fn dropped_connections_and_whole_request_errors_are_retried() {
 #[tokio::test]
 async fn gzip_bodies_decode_to_the_same_documents() {
     let es = EsDouble::start();
-    let sink = start_sink(&base_config(&es, "compression = \"gzip\"\nbatch.max_events = 100"));
+    let sink = start_sink(&base_config(
+        &es,
+        "compression = \"gzip\"\nbatch.max_events = 100",
+    ));
     let sent = events(300);
     sink.send(sent.clone()).await;
     sink.finish().await;
@@ -226,15 +268,25 @@ async fn gzip_bodies_decode_to_the_same_documents() {
     assert_eq!(bulk.len(), 3);
     for request in &bulk {
         assert_eq!(request.content_encoding.as_deref(), Some("gzip"));
-        assert_eq!(request.content_type.as_deref(), Some("application/x-ndjson"));
+        assert_eq!(
+            request.content_type.as_deref(),
+            Some("application/x-ndjson")
+        );
     }
-    let stored: BTreeMap<String, Value> = es.documents().into_iter().map(|(_, id, doc)| (id, doc)).collect();
+    let stored: BTreeMap<String, Value> = es
+        .documents()
+        .into_iter()
+        .map(|(_, id, doc)| (id, doc))
+        .collect();
     for event in &sent {
         assert_eq!(stored.get(&id(event)), Some(&event.clone().into_value()));
     }
     // Gzip pays: 300 similar documents shrink a lot.
     let wire: usize = bulk.iter().map(|r| r.wire_bytes).sum();
-    let plain: usize = sent.iter().map(|e| serde_json::to_vec(e.as_map()).unwrap().len()).sum();
+    let plain: usize = sent
+        .iter()
+        .map(|e| serde_json::to_vec(e.as_map()).unwrap().len())
+        .sum();
     assert!(wire * 4 < plain, "wire {wire} plain {plain}");
 }
 
@@ -252,7 +304,14 @@ async fn index_names_follow_event_kind_and_server_time() {
     let mut forged = rum_event("z", 0, "../../evil");
     forged.insert("@timestamp", "1999-01-01T00:00:00.000Z");
     let before = today();
-    sink.send(vec![rum_event("a", 0, "web_vital"), csp_uri, csp_api, report, forged]).await;
+    sink.send(vec![
+        rum_event("a", 0, "web_vital"),
+        csp_uri,
+        csp_api,
+        report,
+        forged,
+    ])
+    .await;
     sink.finish().await;
     let after = today();
     let names: BTreeSet<String> = es.index_names().into_iter().collect();
@@ -265,13 +324,32 @@ async fn index_names_follow_event_kind_and_server_time() {
         .into_iter()
         .collect()
     };
-    assert!(names == expect(&before) || names == expect(&after), "{names:?}");
-    let per_index: BTreeMap<String, usize> = es.documents().into_iter().fold(BTreeMap::new(), |mut m, (i, _, _)| {
-        *m.entry(i).or_default() += 1;
-        m
-    });
-    assert_eq!(per_index.values().copied().collect::<Vec<_>>().iter().sum::<usize>(), 5);
-    assert_eq!(per_index.get(&format!("acme.rum.csp.reporting-{after}")).or(per_index.get(&format!("acme.rum.csp.reporting-{before}"))), Some(&2));
+    assert!(
+        names == expect(&before) || names == expect(&after),
+        "{names:?}"
+    );
+    let per_index: BTreeMap<String, usize> =
+        es.documents()
+            .into_iter()
+            .fold(BTreeMap::new(), |mut m, (i, _, _)| {
+                *m.entry(i).or_default() += 1;
+                m
+            });
+    assert_eq!(
+        per_index
+            .values()
+            .copied()
+            .collect::<Vec<_>>()
+            .iter()
+            .sum::<usize>(),
+        5
+    );
+    assert_eq!(
+        per_index
+            .get(&format!("acme.rum.csp.reporting-{after}"))
+            .or(per_index.get(&format!("acme.rum.csp.reporting-{before}"))),
+        Some(&2)
+    );
 }
 
 #[tokio::test]
@@ -287,7 +365,8 @@ index_fallback = "other""#,
     blog.insert("service.name", "Blog");
     let mut evil = rum_event("e", 0, "error");
     evil.insert("service.name", "evil,*");
-    sink.send(vec![rum_event("a", 0, "web_vital"), blog, evil]).await;
+    sink.send(vec![rum_event("a", 0, "web_vital"), blog, evil])
+        .await;
     sink.finish().await;
     let year = chrono::Utc::now().format("%Y").to_string();
     let names: BTreeSet<String> = es.index_names().into_iter().collect();
@@ -308,10 +387,19 @@ async fn data_stream_mode_creates_into_names_without_a_date() {
     let sink = start_sink(&base_config(&es, "mode = \"data_stream\""));
     let mut csp = rum_event("x", 0, "csp_violation");
     csp.insert("csp.format", "report-uri");
-    sink.send(vec![rum_event("a", 0, "page_view"), rum_event("a", 1, "web_vital"), csp]).await;
+    sink.send(vec![
+        rum_event("a", 0, "page_view"),
+        rum_event("a", 1, "web_vital"),
+        csp,
+    ])
+    .await;
     let registry = sink.finish().await;
     assert_eq!(es.index_names(), ["c.rum.csp.uri", "c.rum.metrics"]);
-    let actions: BTreeSet<String> = es.bulk_requests().iter().flat_map(|r| r.actions.iter().map(|a| a.0.clone())).collect();
+    let actions: BTreeSet<String> = es
+        .bulk_requests()
+        .iter()
+        .flat_map(|r| r.actions.iter().map(|a| a.0.clone()))
+        .collect();
     assert_eq!(actions, ["create".to_owned()].into_iter().collect());
     assert_eq!(counter(&registry, "component_sent_events_total"), 3);
 }
@@ -325,7 +413,10 @@ async fn quickwit_style_answers_under_a_path_prefix_are_read_by_position() {
     let sent = events(4);
     sink.send(sent.clone()).await;
     let registry = sink.finish().await;
-    assert!(es.bulk_requests().iter().all(|r| r.path == "/api/v1/_elastic/_bulk"));
+    assert!(es
+        .bulk_requests()
+        .iter()
+        .all(|r| r.path == "/api/v1/_elastic/_bulk"));
     assert_eq!(stored_ids(&es), sent.iter().map(id).collect());
     assert_eq!(counter(&registry, "component_sent_events_total"), 4);
     assert_eq!(counter(&registry, "elasticsearch_retried_events_total"), 1);
@@ -337,7 +428,11 @@ async fn manage_template_installs_before_the_first_document() {
     let sink = start_sink(&base_config(&es, "manage_template = true"));
     sink.send(events(3)).await;
     sink.finish().await;
-    let order: Vec<String> = es.seen().iter().map(|s| format!("{} {}", s.method, s.path)).collect();
+    let order: Vec<String> = es
+        .seen()
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect();
     assert_eq!(
         order,
         [
@@ -379,7 +474,10 @@ async fn a_body_too_large_is_split_until_it_fits() {
 async fn wait_until(condition: impl Fn() -> bool, what: &str) {
     let start = Instant::now();
     while !condition() {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -427,7 +525,11 @@ fn stored_keys(es: &EsDouble) -> Vec<(String, u64)> {
         .map(|(_, stored_id, doc)| {
             let event = Event::from(doc.clone());
             let source = serde_json::to_vec(&doc).unwrap();
-            assert_eq!(stored_id, document_id(&event, &source), "stored _id follows the recipe");
+            assert_eq!(
+                stored_id,
+                document_id(&event, &source),
+                "stored _id follows the recipe"
+            );
             (
                 doc["session"]["id"].as_str().unwrap().to_owned(),
                 doc["rum"]["seq"].as_u64().unwrap(),
@@ -439,7 +541,10 @@ fn stored_keys(es: &EsDouble) -> Vec<(String, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_while_traffic_flows_loses_and_doubles_nothing() {
     // The issue asks for 30 s; ES_OUTAGE_SECS shortens it when iterating.
-    let outage_secs: u64 = std::env::var("ES_OUTAGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let outage_secs: u64 = std::env::var("ES_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
     let es = EsDouble::start();
     let mut pipeline = common::Pipeline::start(&pipeline_config(
         &es.url(),
@@ -459,7 +564,8 @@ async fn an_outage_while_traffic_flows_loses_and_doubles_nothing() {
                 let mut i = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let session = format!("s{sender}-{i}");
-                    let status = post_beacon(&base, &common::beacon(&session, EVENTS_PER_BEACON)).await;
+                    let status =
+                        post_beacon(&base, &common::beacon(&session, EVENTS_PER_BEACON)).await;
                     outcomes.push((session, status));
                     i += 1;
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -489,11 +595,22 @@ async fn an_outage_while_traffic_flows_loses_and_doubles_nothing() {
     for sender in senders {
         outcomes.extend(sender.await.unwrap());
     }
-    let accepted: Vec<&String> = outcomes.iter().filter(|(_, s)| *s == 204).map(|(s, _)| s).collect();
+    let accepted: Vec<&String> = outcomes
+        .iter()
+        .filter(|(_, s)| *s == 204)
+        .map(|(s, _)| s)
+        .collect();
     let refused = outcomes.iter().filter(|(_, s)| *s == 503).count();
-    let other: Vec<u16> = outcomes.iter().map(|(_, s)| *s).filter(|s| *s != 204 && *s != 503).collect();
+    let other: Vec<u16> = outcomes
+        .iter()
+        .map(|(_, s)| *s)
+        .filter(|s| *s != 204 && *s != 503)
+        .collect();
     assert!(other.is_empty(), "unexpected statuses: {other:?}");
-    assert!(refused > 0, "backpressure reached the source: some beacons were answered 503");
+    assert!(
+        refused > 0,
+        "backpressure reached the source: some beacons were answered 503"
+    );
     let expected: BTreeSet<(String, u64)> = accepted
         .iter()
         .flat_map(|s| (0..EVENTS_PER_BEACON as u64).map(move |n| ((*s).clone(), n)))
@@ -506,9 +623,16 @@ async fn an_outage_while_traffic_flows_loses_and_doubles_nothing() {
     let keys = stored_keys(&es);
     let stored: BTreeSet<(String, u64)> = keys.iter().cloned().collect();
     assert_eq!(keys.len(), stored.len(), "no document stored twice");
-    assert_eq!(stored.len(), wanted, "stored exactly the accepted documents");
+    assert_eq!(
+        stored.len(),
+        wanted,
+        "stored exactly the accepted documents"
+    );
     assert_eq!(stored, expected);
-    assert!(!pipeline.dir.path().join("dead.ndjson").exists(), "nothing dead-lettered");
+    assert!(
+        !pipeline.dir.path().join("dead.ndjson").exists(),
+        "nothing dead-lettered"
+    );
     eprintln!(
         "outage {outage_secs}s: {} beacons accepted, {refused} refused ({} events offered); {} docs stored, {} conflicts (re-sends deduplicated); RSS {rss_before} KiB before, {rss_max} KiB max during",
         accepted.len(),
@@ -517,7 +641,10 @@ async fn an_outage_while_traffic_flows_loses_and_doubles_nothing() {
         es.conflicts()
     );
     // Bounded: buffers are counted in events; the sink holds concurrency + 1 batches.
-    assert!(rss_max < 64 * 1024, "RSS grew to {rss_max} KiB during the outage");
+    assert!(
+        rss_max < 64 * 1024,
+        "RSS grew to {rss_max} KiB during the outage"
+    );
 }
 
 const SECRET_PASSWORD: &str = "hunter2-Zq9";
@@ -531,9 +658,15 @@ async fn auth_headers_are_sent_and_never_logged() {
             format!("auth = 'elastic:{SECRET_PASSWORD}'"),
             format!("Basic {}", b64(&format!("elastic:{SECRET_PASSWORD}"))),
         ),
-        (format!("auth = {{ api_key = '{SECRET_KEY}' }}"), format!("ApiKey {SECRET_KEY}")),
+        (
+            format!("auth = {{ api_key = '{SECRET_KEY}' }}"),
+            format!("ApiKey {SECRET_KEY}"),
+        ),
         // Credentials inside the endpoint URL (a Canarytrace-style ELASTIC_CLUSTER).
-        (String::new(), format!("Basic {}", b64(&format!("elastic:{SECRET_PASSWORD}")))),
+        (
+            String::new(),
+            format!("Basic {}", b64(&format!("elastic:{SECRET_PASSWORD}"))),
+        ),
     ];
     for (i, (auth, header)) in cases.iter().enumerate() {
         let es = EsDouble::start();
@@ -544,25 +677,57 @@ async fn auth_headers_are_sent_and_never_logged() {
             es.url()
         };
         let config = pipeline_config(&url, &format!("manage_template = true\n{auth}"));
-        let mut pipeline = common::Pipeline::start_with(&config, common::Stdout::Collect, &[("RUM_LOG", "debug")]);
-        assert_eq!(post_beacon(&pipeline.base, &common::beacon("auth", 3)).await, 204);
+        let mut pipeline =
+            common::Pipeline::start_with(&config, common::Stdout::Collect, &[("RUM_LOG", "debug")]);
+        assert_eq!(
+            post_beacon(&pipeline.base, &common::beacon("auth", 3)).await,
+            204
+        );
         wait_until(|| es.stored_count() == 3, "documents behind auth").await;
-        let metrics = common::client().get(pipeline.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let metrics = common::client()
+            .get(pipeline.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         // A wrong password is logged as a failure, without the password.
         es.require_auth(Some("Basic d3Jvbmc6d3Jvbmc="));
-        assert_eq!(post_beacon(&pipeline.base, &common::beacon("auth2", 1)).await, 204);
-        wait_until(|| es.bulk_requests().iter().any(|r| r.status == 401), "a refused request").await;
+        assert_eq!(
+            post_beacon(&pipeline.base, &common::beacon("auth2", 1)).await,
+            204
+        );
+        wait_until(
+            || es.bulk_requests().iter().any(|r| r.status == 401),
+            "a refused request",
+        )
+        .await;
         es.require_auth(Some(header));
         let status = pipeline.terminate(Duration::from_secs(20));
         assert!(status.success());
-        assert!(es.seen().iter().filter(|s| s.status != 401).all(|s| s.authorization.as_deref() == Some(header.as_str())));
+        assert!(es
+            .seen()
+            .iter()
+            .filter(|s| s.status != 401)
+            .all(|s| s.authorization.as_deref() == Some(header.as_str())));
         let (code, validated) = common::validate(&config.replace("{dir}", "/tmp"), &[]);
         assert_eq!(code, 0, "{validated}");
         let stderr = pipeline.stderr().join("\n");
-        assert!(stderr.contains("401"), "case {i}: the auth failure is reported:\n{stderr}");
+        assert!(
+            stderr.contains("401"),
+            "case {i}: the auth failure is reported:\n{stderr}"
+        );
         for text in [&stderr, &metrics, &validated] {
-            for secret in [SECRET_PASSWORD, SECRET_KEY, &header[header.find(' ').unwrap() + 1..]] {
-                assert!(!text.contains(secret), "case {i}: `{secret}` leaked:\n{text}");
+            for secret in [
+                SECRET_PASSWORD,
+                SECRET_KEY,
+                &header[header.find(' ').unwrap() + 1..],
+            ] {
+                assert!(
+                    !text.contains(secret),
+                    "case {i}: `{secret}` leaked:\n{text}"
+                );
             }
         }
     }
@@ -574,7 +739,11 @@ fn base64_basic(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -589,7 +758,8 @@ fn base64_basic(text: &str) -> String {
 
 #[test]
 fn prod_pipeline_validates_with_only_elastic_cluster_set() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/prod.toml")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/prod.toml"))
+        .unwrap();
     let cleared: Vec<(&str, &str)> = [
         "ELASTIC_HTTP_AUTH",
         "ELASTIC_TIMEOUT",

@@ -17,11 +17,15 @@ pub fn parse(text: &str) -> Result<usize, String> {
         "kb" | "k" => 1024.0,
         "mb" | "m" => 1024.0 * 1024.0,
         "gb" | "g" => 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(format!("`{text}` is not a size (use bytes, or a number with kb, mb or gb)")),
+        _ => {
+            return Err(format!(
+                "`{text}` is not a size (use bytes, or a number with kb, mb or gb)"
+            ))
+        }
     };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (use bytes, or a number with kb, mb or gb)"))?;
+    let value: f64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a size (use bytes, or a number with kb, mb or gb)")
+    })?;
     let bytes = (value * multiplier).floor();
     if !bytes.is_finite() || bytes < 0.0 || bytes > usize::MAX as f64 {
         return Err(format!("`{text}` is out of range"));

@@ -78,7 +78,10 @@ impl Health {
 
     /// Components currently degraded, with their reasons.
     pub fn degraded(&self) -> BTreeMap<String, String> {
-        self.degraded.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.degraded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn response(&self) -> HttpResponse {

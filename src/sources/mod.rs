@@ -39,7 +39,10 @@ pub struct HttpSourceOptions {
     pub trusted_proxies: Vec<IpNet>,
     /// Largest body accepted, before and after decompression: bytes, or a
     /// string like `"1mb"` (Canarytrace's BODY_PARSER_LIMIT).
-    #[serde(default = "default_max_body_bytes", deserialize_with = "crate::config::byte_size::deserialize")]
+    #[serde(
+        default = "default_max_body_bytes",
+        deserialize_with = "crate::config::byte_size::deserialize"
+    )]
     pub max_body_bytes: usize,
     /// How long a request may wait for room downstream before it is answered 503.
     #[serde(default = "default_send_timeout_ms")]

@@ -156,7 +156,9 @@ impl EsDouble {
                 .expect("runtime");
             runtime.block_on(async move {
                 let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                addr_tx.send(listener.local_addr().expect("addr")).expect("report addr");
+                addr_tx
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("report addr");
                 serve(listener, serving, stop_rx).await;
             });
         });
@@ -202,7 +204,8 @@ impl EsDouble {
     }
 
     pub fn data_streams(&self, names: &[&str]) {
-        self.state.knobs.lock().unwrap().data_streams = names.iter().map(|s| s.to_string()).collect();
+        self.state.knobs.lock().unwrap().data_streams =
+            names.iter().map(|s| s.to_string()).collect();
     }
 
     pub fn count_only(&self, on: bool) {
@@ -215,16 +218,33 @@ impl EsDouble {
         store
             .indices
             .iter()
-            .flat_map(|(index, docs)| docs.iter().map(move |(id, (_, doc))| (index.clone(), id.clone(), doc.clone())))
+            .flat_map(|(index, docs)| {
+                docs.iter()
+                    .map(move |(id, (_, doc))| (index.clone(), id.clone(), doc.clone()))
+            })
             .collect()
     }
 
     pub fn stored_count(&self) -> usize {
-        self.state.store.lock().unwrap().indices.values().map(BTreeMap::len).sum()
+        self.state
+            .store
+            .lock()
+            .unwrap()
+            .indices
+            .values()
+            .map(BTreeMap::len)
+            .sum()
     }
 
     pub fn index_names(&self) -> Vec<String> {
-        self.state.store.lock().unwrap().indices.keys().cloned().collect()
+        self.state
+            .store
+            .lock()
+            .unwrap()
+            .indices
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// `create`s answered 409 because the `_id` was already stored.
@@ -237,7 +257,10 @@ impl EsDouble {
     }
 
     pub fn bulk_requests(&self) -> Vec<Seen> {
-        self.seen().into_iter().filter(|s| s.path.ends_with("/_bulk")).collect()
+        self.seen()
+            .into_iter()
+            .filter(|s| s.path.ends_with("/_bulk"))
+            .collect()
     }
 
     pub fn max_in_flight(&self) -> usize {
@@ -283,7 +306,8 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut stop: watch::Receiv
                 let state = state.clone();
                 async move { handle(state, request).await }
             });
-            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = connection => {}
                 _ = stop.wait_for(|s| *s) => {}
@@ -308,7 +332,8 @@ type Answer = Result<Response<Full<Bytes>>, Dropped>;
 
 fn json_response(status: u16, body: Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
@@ -331,7 +356,10 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Dropped> {
+async fn handle(
+    state: Arc<State>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Dropped> {
     let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     state.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let _guard = InFlight(&state);
@@ -368,7 +396,11 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
 async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
     let (prefix, required_auth, max_body) = {
         let knobs = state.knobs.lock().unwrap();
-        (knobs.prefix.clone(), knobs.required_auth.clone(), knobs.max_body_bytes)
+        (
+            knobs.prefix.clone(),
+            knobs.required_auth.clone(),
+            knobs.max_body_bytes,
+        )
     };
     let Some(path) = seen.path.strip_prefix(&prefix) else {
         return Ok(es_error(404, "not_found", "no such path"));
@@ -390,8 +422,15 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
     }
     let body = if seen.content_encoding.as_deref() == Some("gzip") {
         let mut out = Vec::new();
-        if flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).is_err() {
-            return Ok(es_error(400, "parse_exception", "request body is not valid gzip"));
+        if flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .is_err()
+        {
+            return Ok(es_error(
+                400,
+                "parse_exception",
+                "request body is not valid gzip",
+            ));
         }
         Bytes::from(out)
     } else {
@@ -409,7 +448,9 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
                 "tagline": "You Know, for Search"
             }),
         )),
-        ("PUT", p) if p.starts_with("/_index_template/") || p.starts_with("/_component_template/") => {
+        ("PUT", p)
+            if p.starts_with("/_index_template/") || p.starts_with("/_component_template/") =>
+        {
             match serde_json::from_slice::<Value>(&body) {
                 Ok(_) => Ok(json_response(200, json!({"acknowledged": true}))),
                 Err(e) => Ok(es_error(400, "parse_exception", &e.to_string())),
@@ -418,12 +459,19 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
         ("POST" | "PUT", "/_bulk") => {
             if let Some(max) = max_body {
                 if body.len() > max {
-                    return Ok(json_response(413, json!({"error": "Request Entity Too Large"})));
+                    return Ok(json_response(
+                        413,
+                        json!({"error": "Request Entity Too Large"}),
+                    ));
                 }
             }
             bulk(state, seen, body).await
         }
-        _ => Ok(es_error(404, "no_handler_found", &format!("no handler for {} {path}", seen.method))),
+        _ => Ok(es_error(
+            404,
+            "no_handler_found",
+            &format!("no handler for {} {path}", seen.method),
+        )),
     }
 }
 
@@ -441,8 +489,14 @@ async fn bulk(state: &State, seen: &mut Seen, body: Bytes) -> Answer {
     match outage {
         Some(Outage::Status(status)) => {
             let (kind, reason) = match status {
-                429 => ("es_rejected_execution_exception", "rejected execution of coordinating operation"),
-                503 => ("unavailable_shards_exception", "primary shard is not active"),
+                429 => (
+                    "es_rejected_execution_exception",
+                    "rejected execution of coordinating operation",
+                ),
+                503 => (
+                    "unavailable_shards_exception",
+                    "primary shard is not active",
+                ),
                 _ => ("exception", "failure"),
             };
             return Ok(es_error(status, kind, reason));
@@ -455,7 +509,11 @@ async fn bulk(state: &State, seen: &mut Seen, body: Bytes) -> Answer {
         _ => {}
     }
     if body.last() != Some(&b'\n') {
-        return Ok(es_error(400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]"));
+        return Ok(es_error(
+            400,
+            "illegal_argument_exception",
+            "The bulk request must be terminated by a newline [\\n]",
+        ));
     }
     let started = std::time::Instant::now();
     let answer = match apply(state, seen, &body) {
@@ -463,16 +521,28 @@ async fn bulk(state: &State, seen: &mut Seen, body: Bytes) -> Answer {
         Err(response) => return Ok(response),
     };
     state.bulk_requests.fetch_add(1, Ordering::Relaxed);
-    state.bulk_docs.fetch_add(seen.actions.len() as u64, Ordering::Relaxed);
-    state.bulk_bytes.fetch_add(seen.wire_bytes as u64, Ordering::Relaxed);
+    state
+        .bulk_docs
+        .fetch_add(seen.actions.len() as u64, Ordering::Relaxed);
+    state
+        .bulk_bytes
+        .fetch_add(seen.wire_bytes as u64, Ordering::Relaxed);
     if outage == Some(Outage::HangAfterStore) {
         hang(state).await;
         return Err(Dropped);
     }
     let took = started.elapsed().as_millis() as u64;
-    let errors = answer.iter().any(|(_, item)| item.get("error").is_some_and(|e| !e.is_null()));
-    let items: Vec<Value> = answer.into_iter().map(|(action, item)| json!({ action: item })).collect();
-    Ok(json_response(200, json!({"took": took, "errors": errors, "items": items})))
+    let errors = answer
+        .iter()
+        .any(|(_, item)| item.get("error").is_some_and(|e| !e.is_null()));
+    let items: Vec<Value> = answer
+        .into_iter()
+        .map(|(action, item)| json!({ action: item }))
+        .collect();
+    Ok(json_response(
+        200,
+        json!({"took": took, "errors": errors, "items": items}),
+    ))
 }
 
 /// Waits until the outage knob changes (the client has usually given up by then).
@@ -483,17 +553,28 @@ async fn hang(state: &State) {
 
 /// Applies every item; returns `(answer key, item result)` per item, or a
 /// whole-request error response.
-fn apply(state: &State, seen: &mut Seen, body: &[u8]) -> Result<Vec<(String, Value)>, Response<Full<Bytes>>> {
+#[allow(clippy::result_large_err)] // a test double: clarity over size
+fn apply(
+    state: &State,
+    seen: &mut Seen,
+    body: &[u8],
+) -> Result<Vec<(String, Value)>, Response<Full<Bytes>>> {
     let knobs = state.knobs.lock().unwrap();
     let mut store = state.store.lock().unwrap();
-    let mut lines = body.split(|b| *b == b'\n').enumerate().filter(|(_, l)| !l.is_empty());
+    let mut lines = body
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty());
     let mut results = Vec::new();
     while let Some((n, line)) = lines.next() {
         let malformed = || {
             es_error(
                 400,
                 "illegal_argument_exception",
-                &format!("Malformed action/metadata line [{}], expected START_OBJECT", n + 1),
+                &format!(
+                    "Malformed action/metadata line [{}], expected START_OBJECT",
+                    n + 1
+                ),
             )
         };
         let action: Value = serde_json::from_slice(line).map_err(|_| malformed())?;
@@ -508,7 +589,11 @@ fn apply(state: &State, seen: &mut Seen, body: &[u8]) -> Result<Vec<(String, Val
                 &format!("Malformed action/metadata line [{}], expected field [create], [delete], [index] or [update] but found [{op}]", n + 1),
             ));
         }
-        let index = meta.get("_index").and_then(Value::as_str).unwrap_or("").to_owned();
+        let index = meta
+            .get("_index")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let id = match meta.get("_id").and_then(Value::as_str) {
             Some(id) => id.to_owned(),
             None => {
@@ -520,7 +605,11 @@ fn apply(state: &State, seen: &mut Seen, body: &[u8]) -> Result<Vec<(String, Val
             None
         } else {
             let Some((_, source_line)) = lines.next() else {
-                return Err(es_error(400, "illegal_argument_exception", "Validation Failed: 1: no requests added;"));
+                return Err(es_error(
+                    400,
+                    "illegal_argument_exception",
+                    "Validation Failed: 1: no requests added;",
+                ));
             };
             if knobs.count_only {
                 Some(Value::Null)
@@ -529,14 +618,27 @@ fn apply(state: &State, seen: &mut Seen, body: &[u8]) -> Result<Vec<(String, Val
                     Ok(v) => Some(v),
                     Err(e) => {
                         seen.actions.push((op.clone(), index.clone(), id.clone()));
-                        results.push((op.clone(), item_error(&index, &id, 400, "document_parsing_exception", &format!("[1:1] failed to parse: {e}"))));
+                        results.push((
+                            op.clone(),
+                            item_error(
+                                &index,
+                                &id,
+                                400,
+                                "document_parsing_exception",
+                                &format!("[1:1] failed to parse: {e}"),
+                            ),
+                        ));
                         continue;
                     }
                 }
             }
         };
         seen.actions.push((op.clone(), index.clone(), id.clone()));
-        let key = if knobs.quickwit { "index".to_owned() } else { op.clone() };
+        let key = if knobs.quickwit {
+            "index".to_owned()
+        } else {
+            op.clone()
+        };
         let result = apply_item(&knobs, &mut store, &op, &index, &id, source);
         results.push((key, result));
     }
@@ -552,9 +654,22 @@ fn item_error(index: &str, id: &str, status: u16, error_type: &str, reason: &str
     json!({"_index": index, "_id": id, "status": status, "error": {"type": error_type, "reason": reason, "index": index}})
 }
 
-fn apply_item(knobs: &Knobs, store: &mut Store, op: &str, index: &str, id: &str, source: Option<Value>) -> Value {
+fn apply_item(
+    knobs: &Knobs,
+    store: &mut Store,
+    op: &str,
+    index: &str,
+    id: &str,
+    source: Option<Value>,
+) -> Value {
     if index.is_empty() || index != index.to_lowercase() || index.starts_with(['_', '-', '+']) {
-        return item_error(index, id, 400, "invalid_index_name_exception", &format!("Invalid index name [{index}]"));
+        return item_error(
+            index,
+            id,
+            400,
+            "invalid_index_name_exception",
+            &format!("Invalid index name [{index}]"),
+        );
     }
     let attempts = {
         let n = store.attempts.entry(id.to_owned()).or_insert(0);
@@ -568,7 +683,13 @@ fn apply_item(knobs: &Knobs, store: &mut Store, op: &str, index: &str, id: &str,
             }
             match fault {
                 ItemFault::Rejected { times } if attempts <= *times => {
-                    return item_error(index, id, 429, "es_rejected_execution_exception", "rejected execution of primary operation");
+                    return item_error(
+                        index,
+                        id,
+                        429,
+                        "es_rejected_execution_exception",
+                        "rejected execution of primary operation",
+                    );
                 }
                 ItemFault::Mapping => {
                     return item_error(
@@ -589,16 +710,32 @@ fn apply_item(knobs: &Knobs, store: &mut Store, op: &str, index: &str, id: &str,
     let is_stream = knobs.data_streams.iter().any(|s| s == index);
     if is_stream {
         if op != "create" {
-            return item_error(index, id, 400, "illegal_argument_exception", "only write ops with an op_type of create are allowed in data streams");
+            return item_error(
+                index,
+                id,
+                400,
+                "illegal_argument_exception",
+                "only write ops with an op_type of create are allowed in data streams",
+            );
         }
         if !knobs.count_only && source.as_ref().and_then(|d| d.get("@timestamp")).is_none() {
-            return item_error(index, id, 400, "illegal_argument_exception", "data stream timestamp field [@timestamp] is missing");
+            return item_error(
+                index,
+                id,
+                400,
+                "illegal_argument_exception",
+                "data stream timestamp field [@timestamp] is missing",
+            );
         }
     }
     store.seq_no += 1;
     let seq_no = store.seq_no;
     // Data streams store into a backing index; the answer names it, as ES does.
-    let answered_index = if is_stream { format!(".ds-{index}-2026.01.01-000001") } else { index.to_owned() };
+    let answered_index = if is_stream {
+        format!(".ds-{index}-2026.01.01-000001")
+    } else {
+        index.to_owned()
+    };
     let docs = store.indices.entry(index.to_owned()).or_default();
     let ok = |result: &str, version: u64, status: u16| {
         json!({"_index": answered_index, "_id": id, "_version": version, "result": result,

@@ -50,7 +50,11 @@ impl DeadLetters {
 
     /// Writes one line per item and flushes. All or nothing is not
     /// guaranteed on a full disk; the caller counts a failure as a loss.
-    pub async fn write(&self, body: &[u8], items: &[(ItemSpan, &Failure)]) -> Result<(), DeadLetterError> {
+    pub async fn write(
+        &self,
+        body: &[u8],
+        items: &[(ItemSpan, &Failure)],
+    ) -> Result<(), DeadLetterError> {
         let Some(path) = &self.path else {
             return Err(DeadLetterError::NotConfigured);
         };
@@ -61,7 +65,13 @@ impl DeadLetters {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut lines = Vec::new();
         for (span, failure) in items {
-            record(span.action(body), span.document(body), failure, &now, &mut lines);
+            record(
+                span.action(body),
+                span.document(body),
+                failure,
+                &now,
+                &mut lines,
+            );
         }
         let mut guard = self.file.lock().await;
         if guard.is_none() {
@@ -130,7 +140,11 @@ mod tests {
     #[test]
     fn a_record_keeps_the_document_index_id_and_error() {
         let mut out = Vec::new();
-        let failure = Failure::new(Some(400), "mapper_parsing_exception", "failed to parse field [x]");
+        let failure = Failure::new(
+            Some(400),
+            "mapper_parsing_exception",
+            "failed to parse field [x]",
+        );
         record(
             br#"{"create":{"_index":"c.rum.metrics-2026.03.07","_id":"abc"}}"#,
             br#"{"x":"not a number","rum":{"type":"custom"}}"#,
@@ -159,10 +173,23 @@ mod tests {
         let path = dir.path().join("dead.ndjson");
         let letters = DeadLetters::new(Some(path.clone()));
         let body = b"{\"create\":{\"_index\":\"i\",\"_id\":\"1\"}}\n{\"a\":1}\n{\"create\":{\"_index\":\"i\",\"_id\":\"2\"}}\n{\"a\":2}\n";
-        let newlines: Vec<usize> = body.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
+        let newlines: Vec<usize> = body
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
         let spans = [
-            ItemSpan { start: 0, source: newlines[0], end: newlines[1] },
-            ItemSpan { start: newlines[1], source: newlines[2], end: newlines[3] },
+            ItemSpan {
+                start: 0,
+                source: newlines[0],
+                end: newlines[1],
+            },
+            ItemSpan {
+                start: newlines[1],
+                source: newlines[2],
+                end: newlines[3],
+            },
         ];
         assert_eq!(spans[1].document(body), b"{\"a\":2}");
         let failure = Failure::new(None, "retries_exhausted", "connection refused");
@@ -171,14 +198,24 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let ids: Vec<String> = text
             .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_owned())
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(ids, ["2", "1"]);
         assert!(matches!(
-            DeadLetters::new(None).write(body, &[(spans[0], &failure)]).await,
+            DeadLetters::new(None)
+                .write(body, &[(spans[0], &failure)])
+                .await,
             Err(DeadLetterError::NotConfigured)
         ));
         let unwritable = DeadLetters::new(Some(dir.path().join("no/such/dir/x")));
-        assert!(matches!(unwritable.write(body, &[(spans[0], &failure)]).await, Err(DeadLetterError::Io { .. })));
+        assert!(matches!(
+            unwritable.write(body, &[(spans[0], &failure)]).await,
+            Err(DeadLetterError::Io { .. })
+        ));
     }
 }

@@ -35,7 +35,9 @@ struct ScriptedEs {
 }
 
 impl ScriptedEs {
-    fn new(respond: impl Fn(usize, &[String]) -> Result<Reply, Failure> + Send + Sync + 'static) -> Arc<Self> {
+    fn new(
+        respond: impl Fn(usize, &[String]) -> Result<Reply, Failure> + Send + Sync + 'static,
+    ) -> Arc<Self> {
         Arc::new(Self {
             calls: Mutex::new(Vec::new()),
             respond: Box::new(respond),
@@ -160,7 +162,12 @@ fn start(backend: Arc<dyn Backend>, settings: Settings, buffer_events: usize) ->
     let registry = Registry::new();
     let health = Arc::new(Health::default());
     let dir = tempfile::tempdir().unwrap();
-    let metrics = SinkMetrics::new(ComponentMetrics::new(&registry, "es", "sink", "elasticsearch"));
+    let metrics = SinkMetrics::new(ComponentMetrics::new(
+        &registry,
+        "es",
+        "sink",
+        "elasticsearch",
+    ));
     let shared = Arc::new(Shared::new(
         "es".into(),
         backend,
@@ -206,7 +213,10 @@ impl Harness {
         drop(tx);
         task.await.unwrap();
         let text = std::fs::read_to_string(dir.path().join("dead.ndjson")).unwrap_or_default();
-        let dead = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let dead = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         Finished { registry, dead }
     }
 }
@@ -221,7 +231,10 @@ impl Finished {
         self.registry.counter_sum(name, &[("component_id", "es")])
     }
     fn dead_ids(&self) -> Vec<String> {
-        self.dead.iter().map(|d| d["id"].as_str().unwrap().to_owned()).collect()
+        self.dead
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect()
     }
 }
 
@@ -262,7 +275,14 @@ async fn only_failed_items_are_sent_again() {
             _ => answer(&vec![201; ids.len()]),
         })
     });
-    let h = start(es.clone(), Settings { max_events: 5, ..settings() }, 100);
+    let h = start(
+        es.clone(),
+        Settings {
+            max_events: 5,
+            ..settings()
+        },
+        100,
+    );
     h.send(0..5).await;
     let done = h.finish().await;
     let calls = es.calls();
@@ -281,7 +301,14 @@ async fn mapping_errors_go_to_the_dead_letter_file_once() {
             _ => answer(&vec![201; ids.len()]),
         })
     });
-    let h = start(es.clone(), Settings { max_events: 4, ..settings() }, 100);
+    let h = start(
+        es.clone(),
+        Settings {
+            max_events: 4,
+            ..settings()
+        },
+        100,
+    );
     h.send(0..4).await;
     let done = h.finish().await;
     assert_eq!(es.calls().len(), 1, "permanent failures are not retried");
@@ -289,7 +316,10 @@ async fn mapping_errors_go_to_the_dead_letter_file_once() {
     assert_eq!(done.dead[0]["error"]["type"], "document_parsing_exception");
     assert_eq!(done.dead[0]["error"]["status"], 400);
     assert_eq!(done.dead[0]["document"]["rum"]["seq"], 1);
-    assert_eq!(done.dead[0]["index"], "c.rum.metrics-".to_owned() + &chrono::Utc::now().format("%Y.%m.%d").to_string());
+    assert_eq!(
+        done.dead[0]["index"],
+        "c.rum.metrics-".to_owned() + &chrono::Utc::now().format("%Y.%m.%d").to_string()
+    );
     assert_eq!(done.counter("component_sent_events_total"), 2);
     assert_eq!(done.counter("elasticsearch_dead_lettered_events_total"), 2);
 }
@@ -297,7 +327,14 @@ async fn mapping_errors_go_to_the_dead_letter_file_once() {
 #[tokio::test(start_paused = true)]
 async fn conflicts_count_as_delivered() {
     let es = ScriptedEs::new(|_, _| Ok(answer(&[409, 201])));
-    let h = start(es.clone(), Settings { max_events: 2, ..settings() }, 100);
+    let h = start(
+        es.clone(),
+        Settings {
+            max_events: 2,
+            ..settings()
+        },
+        100,
+    );
     h.send(0..2).await;
     let done = h.finish().await;
     assert_eq!(es.calls().len(), 1);
@@ -310,17 +347,35 @@ async fn conflicts_count_as_delivered() {
 async fn whole_request_failures_retry_until_the_cluster_answers() {
     let es = ScriptedEs::new(|call, ids| match call {
         0 => Err(Failure::new(None, "connection", "Connection refused")),
-        1 => Ok(reply(503, json!({"error": {"type": "unavailable_shards_exception", "reason": "no shards"}, "status": 503}))),
-        2 => Ok(reply(429, json!({"error": {"type": "es_rejected_execution_exception", "reason": "busy"}, "status": 429}))),
+        1 => Ok(reply(
+            503,
+            json!({"error": {"type": "unavailable_shards_exception", "reason": "no shards"}, "status": 503}),
+        )),
+        2 => Ok(reply(
+            429,
+            json!({"error": {"type": "es_rejected_execution_exception", "reason": "busy"}, "status": 429}),
+        )),
         _ => Ok(answer(&vec![201; ids.len()])),
     });
-    let h = start(es.clone(), Settings { max_events: 3, ..settings() }, 100);
+    let h = start(
+        es.clone(),
+        Settings {
+            max_events: 3,
+            ..settings()
+        },
+        100,
+    );
     let health = h.health.clone();
     h.send(0..3).await;
     // While it fails, /health lists the sink as degraded.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let degraded = health.degraded();
-    assert!(degraded.get("es").is_some_and(|r| r.contains("Connection refused")), "{degraded:?}");
+    assert!(
+        degraded
+            .get("es")
+            .is_some_and(|r| r.contains("Connection refused")),
+        "{degraded:?}"
+    );
     let done = h.finish().await;
     assert_eq!(es.calls().len(), 4);
     assert!(es.calls().iter().all(|c| c.len() == 3));
@@ -342,15 +397,24 @@ async fn a_batch_failing_past_max_duration_is_dead_lettered() {
     h.send(0..2).await;
     // Backoff never waits past max_backoff (5 s), so it gives up in [25 s, 30 s].
     tokio::time::sleep(Duration::from_secs(24)).await;
-    assert!(!dead_file.exists(), "dead-lettered before retry.max_duration_secs");
+    assert!(
+        !dead_file.exists(),
+        "dead-lettered before retry.max_duration_secs"
+    );
     let tries = es.calls().len();
     assert!(tries >= 5, "{tries} tries");
     tokio::time::sleep(Duration::from_secs(7)).await;
-    assert!(dead_file.exists(), "not dead-lettered after retry.max_duration_secs");
+    assert!(
+        dead_file.exists(),
+        "not dead-lettered after retry.max_duration_secs"
+    );
     let done = h.finish().await;
     assert_eq!(done.dead_ids(), [id_of(0), id_of(1)]);
     assert_eq!(done.dead[0]["error"]["type"], "retries_exhausted");
-    assert!(done.dead[0]["error"]["reason"].as_str().unwrap().contains("Connection refused"));
+    assert!(done.dead[0]["error"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("Connection refused"));
     assert_eq!(done.counter("component_sent_events_total"), 0);
 }
 
@@ -363,10 +427,22 @@ async fn too_large_bodies_are_split_in_halves() {
             answer(&vec![201; ids.len()])
         })
     });
-    let h = start(es.clone(), Settings { max_events: 8, ..settings() }, 100);
+    let h = start(
+        es.clone(),
+        Settings {
+            max_events: 8,
+            ..settings()
+        },
+        100,
+    );
     h.send(0..8).await;
     let done = h.finish().await;
-    let delivered: Vec<String> = es.calls().into_iter().filter(|c| c.len() <= 2).flatten().collect();
+    let delivered: Vec<String> = es
+        .calls()
+        .into_iter()
+        .filter(|c| c.len() <= 2)
+        .flatten()
+        .collect();
     assert_eq!(delivered, (0..8).map(id_of).collect::<Vec<_>>());
     assert_eq!(done.counter("component_sent_events_total"), 8);
 }
@@ -381,7 +457,10 @@ async fn a_hung_cluster_admits_exactly_the_slots_plus_one_batch_plus_the_buffer(
     let fanout = Fanout::new(vec![h.tx.clone()], Default::default(), Default::default());
     let mut admitted = 0;
     for i in 0..200 {
-        match fanout.send_within(vec![event(i)], Duration::from_millis(50)).await {
+        match fanout
+            .send_within(vec![event(i)], Duration::from_millis(50))
+            .await
+        {
             Ok(()) => admitted += 1,
             Err(e) => assert_eq!(e, SendError::Timeout),
         }
@@ -409,11 +488,18 @@ async fn shutdown_dead_letters_what_cannot_be_delivered_in_time() {
     h.health.set_draining();
     let started = tokio::time::Instant::now();
     let done = h.finish().await;
-    assert!(started.elapsed() <= Duration::from_secs(6), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() <= Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
     let mut dead = done.dead_ids();
     dead.sort();
     let mut expected: Vec<String> = (0..35).map(id_of).collect();
     expected.sort();
-    assert_eq!(dead, expected, "every accepted document is in the dead-letter file");
+    assert_eq!(
+        dead, expected,
+        "every accepted document is in the dead-letter file"
+    );
     assert!(done.dead.iter().all(|d| d["error"]["type"] == "shutdown"));
 }

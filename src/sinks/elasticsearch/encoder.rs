@@ -69,7 +69,11 @@ fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let chars = chunk.len() + 1;
         for i in 0..chars {
@@ -192,7 +196,9 @@ mod tests {
         let mut batch = BulkBatch::default();
         let mut scratch = Vec::new();
         batch.push(&vital(0), &index, &mut scratch);
-        let csp = Event::from(json!({"rum": {"type": "csp_violation"}, "csp": {"format": "report-uri", "blocked_uri": "inline"}}));
+        let csp = Event::from(
+            json!({"rum": {"type": "csp_violation"}, "csp": {"format": "report-uri", "blocked_uri": "inline"}}),
+        );
         batch.push(&csp, &index, &mut scratch);
         let id0 = document_id(&vital(0), &serde_json::to_vec(vital(0).as_map()).unwrap());
         let csp_source = br#"{"csp":{"blocked_uri":"inline","format":"report-uri"},"rum":{"type":"csp_violation"}}"#;
@@ -210,7 +216,10 @@ mod tests {
         let lines: Vec<&[u8]> = batch.body.split(|b| *b == b'\n').collect();
         assert_eq!(batch.items[1].action(&batch.body), lines[2]);
         assert_eq!(batch.items[1].document(&batch.body), lines[3]);
-        assert_eq!(subset_body(&batch.body, &batch.items, &[1]), batch.items[1].whole(&batch.body));
+        assert_eq!(
+            subset_body(&batch.body, &batch.items, &[1]),
+            batch.items[1].whole(&batch.body)
+        );
     }
 
     #[test]
@@ -247,14 +256,22 @@ mod tests {
         y.insert("view.id", "v1");
         assert_ne!(document_id(&x, b""), document_id(&y, b""));
         assert_eq!(base.len(), 22);
-        assert!(base.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(base
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 
     #[test]
     fn anonymous_documents_hash_their_source() {
         let report = Event::from(json!({"rum": {"type": "csp_violation"}, "@timestamp": "t"}));
-        assert_ne!(document_id(&report, b"{\"a\":1}"), document_id(&report, b"{\"a\":2}"));
-        assert_eq!(document_id(&report, b"{\"a\":1}"), document_id(&report, b"{\"a\":1}"));
+        assert_ne!(
+            document_id(&report, b"{\"a\":1}"),
+            document_id(&report, b"{\"a\":2}")
+        );
+        assert_eq!(
+            document_id(&report, b"{\"a\":1}"),
+            document_id(&report, b"{\"a\":1}")
+        );
     }
 
     #[test]

@@ -42,7 +42,11 @@ pub fn describe(body: &[u8]) -> ClusterInfo {
             supported: true,
         };
     };
-    let major: u32 = version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    let major: u32 = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
     let supported = match distribution {
         "opensearch" => major >= 1,
         _ => major >= 8,
@@ -51,7 +55,10 @@ pub fn describe(body: &[u8]) -> ClusterInfo {
     if let Some(cluster) = cluster {
         description.push_str(&format!(" (cluster `{cluster}`)"));
     }
-    ClusterInfo { description, supported }
+    ClusterInfo {
+        description,
+        supported,
+    }
 }
 
 #[cfg(test)]

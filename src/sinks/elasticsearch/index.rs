@@ -65,14 +65,20 @@ impl TemplateField {
     pub fn known_values(self) -> Option<Vec<&'static str>> {
         match self {
             TemplateField::RumType => Some(EventType::ALL.iter().map(|t| t.as_str()).collect()),
-            TemplateField::EventDataset => Some(EventType::ALL.iter().map(|t| t.dataset()).collect()),
+            TemplateField::EventDataset => {
+                Some(EventType::ALL.iter().map(|t| t.dataset()).collect())
+            }
             TemplateField::CspFormat => Some(vec![CSP_FORMAT_REPORT_URI, CSP_FORMAT_REPORTING_API]),
             TemplateField::ServiceName | TemplateField::ServiceEnvironment => None,
         }
     }
 
     fn allowed_names() -> String {
-        Self::ALL.iter().map(|f| f.path()).collect::<Vec<_>>().join(", ")
+        Self::ALL
+            .iter()
+            .map(|f| f.path())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -217,8 +223,8 @@ fn check_text(text: &str) -> Result<String, String> {
                 Some(spec) if TIME_SPECS.contains(spec) => {}
                 Some(spec) => {
                     return Err(format!(
-                        "`%{spec}` is not allowed in an index name (use %Y %y %m %d %H %j %G %V %U %W)"
-                    ))
+                    "`%{spec}` is not allowed in an index name (use %Y %y %m %d %H %j %G %V %U %W)"
+                ))
                 }
                 None => return Err("a `%` at the end of an index name".into()),
             },
@@ -310,7 +316,9 @@ impl IndexRouter {
             }
             None => {
                 check_text(options.prefix).map_err(|e| ("index_prefix", e))?;
-                let name = |suffix: &str| IndexTemplate::literal(format!("{}.{suffix}{date}", options.prefix));
+                let name = |suffix: &str| {
+                    IndexTemplate::literal(format!("{}.{suffix}{date}", options.prefix))
+                };
                 Routing::ByKind {
                     metrics: name("metrics"),
                     csp_uri: name("csp.uri"),
@@ -321,7 +329,10 @@ impl IndexRouter {
         if sanitize(options.fallback).as_deref() != Some(options.fallback) {
             return Err((
                 "index_fallback",
-                format!("`{}` must be lower case letters, digits, `_` or `-`", options.fallback),
+                format!(
+                    "`{}` must be lower case letters, digits, `_` or `-`",
+                    options.fallback
+                ),
             ));
         }
         let mut allowed = BTreeMap::new();
@@ -329,7 +340,10 @@ impl IndexRouter {
             let field = TemplateField::parse(path).ok_or_else(|| {
                 (
                     "index_allowed_values",
-                    format!("`{path}` is not a field index names can use (allowed: {})", TemplateField::allowed_names()),
+                    format!(
+                        "`{path}` is not a field index names can use (allowed: {})",
+                        TemplateField::allowed_names()
+                    ),
                 )
             })?;
             let mut set = BTreeSet::new();
@@ -400,9 +414,16 @@ impl IndexRouter {
                         Part::Field(f) => {
                             let values: Vec<String> = match f.known_values() {
                                 Some(v) => v.into_iter().map(str::to_owned).collect(),
-                                None => self.allowed.get(&f).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
+                                None => self
+                                    .allowed
+                                    .get(&f)
+                                    .map(|s| s.iter().cloned().collect())
+                                    .unwrap_or_default(),
                             };
-                            let pick = values.into_iter().max_by_key(|v| v.len()).filter(|_| longest);
+                            let pick = values
+                                .into_iter()
+                                .max_by_key(|v| v.len())
+                                .filter(|_| longest);
                             name.push_str(pick.as_deref().unwrap_or(&self.fallback));
                         }
                     }
@@ -429,7 +450,10 @@ impl IndexRouter {
                 PreparedRouting::ByKind([text(metrics), text(csp_uri), text(csp_reporting)])
             }
         };
-        BatchIndex { router: self, names }
+        BatchIndex {
+            router: self,
+            names,
+        }
     }
 
     fn write_field(&self, field: TemplateField, event: &Event, out: &mut Vec<u8>) {
@@ -472,21 +496,26 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         return Err("the index name is empty".into());
     }
     if name.len() > MAX_INDEX_NAME_BYTES {
-        return Err(format!("`{name}` is longer than {MAX_INDEX_NAME_BYTES} bytes"));
+        return Err(format!(
+            "`{name}` is longer than {MAX_INDEX_NAME_BYTES} bytes"
+        ));
     }
     if name == "." || name == ".." {
         return Err(format!("`{name}` is not an index name"));
     }
     if name.starts_with(['-', '_', '+']) {
-        return Err(format!("`{name}`: index names cannot start with `-`, `_` or `+`"));
+        return Err(format!(
+            "`{name}`: index names cannot start with `-`, `_` or `+`"
+        ));
     }
     if name.starts_with('.') {
-        return Err(format!("`{name}`: names starting with `.` are hidden or system indices"));
+        return Err(format!(
+            "`{name}`: names starting with `.` are hidden or system indices"
+        ));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_' | '+')))
-    {
+    if let Some(c) = name.chars().find(|c| {
+        !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_' | '+'))
+    }) {
         return Err(format!("`{name}`: `{c}` is not allowed in an index name"));
     }
     Ok(())
@@ -547,7 +576,11 @@ mod tests {
     use chrono::TimeZone;
     use serde_json::json;
 
-    fn router(template: Option<&str>, data_stream: bool, allowed: &[(&str, &[&str])]) -> Result<IndexRouter, (&'static str, String)> {
+    fn router(
+        template: Option<&str>,
+        data_stream: bool,
+        allowed: &[(&str, &[&str])],
+    ) -> Result<IndexRouter, (&'static str, String)> {
         let allowed_values = allowed
             .iter()
             .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
@@ -570,8 +603,14 @@ mod tests {
         let r = router(None, false, &[]).unwrap();
         let b = r.prepare(&at());
         let name = |v: serde_json::Value| b.name(&Event::from(v));
-        assert_eq!(name(json!({"rum": {"type": "web_vital"}})), "c.rum.metrics-2026.03.07");
-        assert_eq!(name(json!({"rum": {"type": "nonsense"}})), "c.rum.metrics-2026.03.07");
+        assert_eq!(
+            name(json!({"rum": {"type": "web_vital"}})),
+            "c.rum.metrics-2026.03.07"
+        );
+        assert_eq!(
+            name(json!({"rum": {"type": "nonsense"}})),
+            "c.rum.metrics-2026.03.07"
+        );
         assert_eq!(name(json!({})), "c.rum.metrics-2026.03.07");
         assert_eq!(
             name(json!({"rum": {"type": "csp_violation"}, "csp": {"format": "report-uri"}})),
@@ -581,15 +620,28 @@ mod tests {
             name(json!({"rum": {"type": "csp_violation"}, "csp": {"format": "reporting-api"}})),
             "c.rum.csp.reporting-2026.03.07"
         );
-        assert_eq!(name(json!({"rum": {"type": "report"}})), "c.rum.csp.reporting-2026.03.07");
-        assert_eq!(r.patterns(), ["c.rum.metrics-*", "c.rum.csp.uri-*", "c.rum.csp.reporting-*"]);
+        assert_eq!(
+            name(json!({"rum": {"type": "report"}})),
+            "c.rum.csp.reporting-2026.03.07"
+        );
+        assert_eq!(
+            r.patterns(),
+            [
+                "c.rum.metrics-*",
+                "c.rum.csp.uri-*",
+                "c.rum.csp.reporting-*"
+            ]
+        );
     }
 
     #[test]
     fn data_stream_names_have_no_date() {
         let r = router(None, true, &[]).unwrap();
         let b = r.prepare(&at());
-        assert_eq!(b.name(&Event::from(json!({"rum": {"type": "action"}}))), "c.rum.metrics");
+        assert_eq!(
+            b.name(&Event::from(json!({"rum": {"type": "action"}}))),
+            "c.rum.metrics"
+        );
         assert_eq!(router(Some("rum-%Y"), true, &[]).unwrap_err().0, "index");
     }
 
@@ -603,10 +655,19 @@ mod tests {
         .unwrap();
         let b = r.prepare(&at());
         let name = |v: serde_json::Value| b.name(&Event::from(v));
-        assert_eq!(name(json!({"service": {"name": "Shop"}, "rum": {"type": "error"}})), "rum-shop-error-2026.03");
+        assert_eq!(
+            name(json!({"service": {"name": "Shop"}, "rum": {"type": "error"}})),
+            "rum-shop-error-2026.03"
+        );
         // A forged type or service lands in the fallback, never in a new index.
-        assert_eq!(name(json!({"service": {"name": "evil"}, "rum": {"type": "x"}})), "rum-other-other-2026.03");
-        assert_eq!(name(json!({"service": {"name": "../../_all"}, "rum": {"type": "DROP"}})), "rum-other-other-2026.03");
+        assert_eq!(
+            name(json!({"service": {"name": "evil"}, "rum": {"type": "x"}})),
+            "rum-other-other-2026.03"
+        );
+        assert_eq!(
+            name(json!({"service": {"name": "../../_all"}, "rum": {"type": "DROP"}})),
+            "rum-other-other-2026.03"
+        );
         assert_eq!(name(json!({})), "rum-other-other-2026.03");
         assert_eq!(r.patterns(), ["rum-*"]);
     }
@@ -618,13 +679,28 @@ mod tests {
         assert!(message.contains("index_allowed_values"), "{message}");
         let (_, message) = router(Some("rum-{{ url.full }}"), false, &[]).unwrap_err();
         assert!(message.contains("cannot be used"), "{message}");
-        let (key, _) = router(Some("rum-{{ service.name }}"), false, &[("service.name", &["Shop"])]).unwrap_err();
+        let (key, _) = router(
+            Some("rum-{{ service.name }}"),
+            false,
+            &[("service.name", &["Shop"])],
+        )
+        .unwrap_err();
         assert_eq!(key, "index_allowed_values");
     }
 
     #[test]
     fn bad_templates_are_refused() {
-        for bad in ["Rum-%Y", "rum %Y", "rum-%Z", "rum-%", "rum-{{ rum.type", "", "_rum", "rum/x", "rum\"x"] {
+        for bad in [
+            "Rum-%Y",
+            "rum %Y",
+            "rum-%Z",
+            "rum-%",
+            "rum-{{ rum.type",
+            "",
+            "_rum",
+            "rum/x",
+            "rum\"x",
+        ] {
             assert!(router(Some(bad), false, &[]).is_err(), "{bad:?}");
         }
         assert!(router(Some(&"a".repeat(300)), false, &[]).is_err());
@@ -635,11 +711,17 @@ mod tests {
         assert_eq!(sanitize("My Shop!").as_deref(), Some("my_shop_"));
         assert_eq!(sanitize("__-x").as_deref(), Some("x"));
         assert_eq!(sanitize("ěšč").as_deref(), None);
-        assert_eq!(sanitize(&"a".repeat(100)).map(|s| s.len()), Some(MAX_FIELD_VALUE_BYTES));
+        assert_eq!(
+            sanitize(&"a".repeat(100)).map(|s| s.len()),
+            Some(MAX_FIELD_VALUE_BYTES)
+        );
     }
 
     #[test]
     fn time_specs_render_from_the_given_time() {
-        assert_eq!(render_time("x-%Y%m%d%H-%j-%G.%V-%y", &at()), "x-2026030723-066-2026.10-26");
+        assert_eq!(
+            render_time("x-%Y%m%d%H-%j-%G.%V-%y", &at()),
+            "x-2026030723-066-2026.10-26"
+        );
     }
 }

@@ -63,7 +63,11 @@ impl SinkMetrics {
                 "Documents sent again after a failure.",
                 &[],
             ),
-            retries: component.counter("elasticsearch_bulk_retries_total", "Bulk requests that were retries.", &[]),
+            retries: component.counter(
+                "elasticsearch_bulk_retries_total",
+                "Bulk requests that were retries.",
+                &[],
+            ),
             sent_bytes: component.counter(
                 "component_sent_bytes_total",
                 "Bytes a sink put on the wire (bulk bodies after compression).",

@@ -151,7 +151,10 @@ pub struct BatchConfig {
     #[serde(default = "default_max_events")]
     pub max_events: usize,
     /// Bulk body size that closes a batch: bytes or `"5mb"`.
-    #[serde(default = "default_max_bytes", deserialize_with = "byte_size::deserialize")]
+    #[serde(
+        default = "default_max_bytes",
+        deserialize_with = "byte_size::deserialize"
+    )]
     pub max_bytes: usize,
     /// A batch is sent at most this long after its first event (Canarytrace's STORE_BULK_INTERVAL).
     #[serde(default = "default_batch_timeout_ms")]
@@ -347,7 +350,9 @@ impl Auth {
     fn credentials(&self) -> Option<Credentials> {
         match self {
             Auth::None => None,
-            Auth::Basic { user, password } => Some(Credentials::Basic(user.clone(), password.0.clone())),
+            Auth::Basic { user, password } => {
+                Some(Credentials::Basic(user.clone(), password.0.clone()))
+            }
             Auth::ApiKey(key) => Some(match key.0.split_once(':') {
                 Some((id, secret)) => Credentials::ApiKey(id.to_owned(), secret.to_owned()),
                 None => Credentials::EncodedApiKey(key.0.clone()),
@@ -368,13 +373,19 @@ impl<'de> Deserialize<'de> for Auth {
                 Auth::from_user_pass(v).map_err(E::custom)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Auth, A::Error> {
-                let (mut user, mut password, mut api_key) = (None::<String>, None::<Secret>, None::<Secret>);
+                let (mut user, mut password, mut api_key) =
+                    (None::<String>, None::<Secret>, None::<Secret>);
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "user" => user = Some(map.next_value::<Secret>()?.0),
                         "password" => password = Some(map.next_value()?),
                         "api_key" => api_key = Some(map.next_value()?),
-                        other => return Err(de::Error::unknown_field(other, &["user", "password", "api_key"])),
+                        other => {
+                            return Err(de::Error::unknown_field(
+                                other,
+                                &["user", "password", "api_key"],
+                            ))
+                        }
                     }
                 }
                 let user = user.filter(|u| !u.is_empty());
@@ -386,7 +397,9 @@ impl<'de> Deserialize<'de> for Auth {
                     (None, None, Some(key)) => Ok(Auth::ApiKey(key)),
                     (Some(_), None, None) => Err(de::Error::custom("`user` needs a `password`")),
                     (None, Some(_), None) => Err(de::Error::custom("`password` needs a `user`")),
-                    _ => Err(de::Error::custom("use either `user`/`password` or `api_key`, not both")),
+                    _ => Err(de::Error::custom(
+                        "use either `user`/`password` or `api_key`, not both",
+                    )),
                 }
             }
         }
@@ -400,7 +413,9 @@ pub struct Endpoints(pub Vec<String>);
 
 impl fmt::Debug for Endpoints {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.0.iter().map(|e| redact(e))).finish()
+        f.debug_list()
+            .entries(self.0.iter().map(|e| redact(e)))
+            .finish()
     }
 }
 
@@ -480,7 +495,8 @@ impl ElasticsearchConfig {
         let mut urls = Vec::new();
         let mut url_auth: Option<Auth> = None;
         for (i, text) in self.endpoints.0.iter().enumerate() {
-            let mut url = Url::parse(text).map_err(|e| format!("entry {} is not a URL ({e})", i + 1))?;
+            let mut url =
+                Url::parse(text).map_err(|e| format!("entry {} is not a URL ({e})", i + 1))?;
             let shown = redact(text);
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(format!("`{shown}`: only http and https are supported"));
@@ -537,13 +553,20 @@ impl ElasticsearchConfig {
     }
 
     pub fn build(&self, cx: SinkContext) -> anyhow::Result<SinkFuture> {
-        let router = self.router().map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
-        let endpoints = self.resolve_endpoints().map_err(|e| anyhow::anyhow!("endpoints: {e}"))?;
-        let auth = endpoints.url_auth.clone().unwrap_or_else(|| self.auth.clone());
+        let router = self
+            .router()
+            .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
+        let endpoints = self
+            .resolve_endpoints()
+            .map_err(|e| anyhow::anyhow!("endpoints: {e}"))?;
+        let auth = endpoints
+            .url_auth
+            .clone()
+            .unwrap_or_else(|| self.auth.clone());
         let ca_pem = match &self.tls.ca_file {
-            Some(path) => Some(
-                std::fs::read(path).map_err(|e| anyhow::anyhow!("tls.ca_file: cannot read {}: {e}", path.display()))?,
-            ),
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("tls.ca_file: cannot read {}: {e}", path.display())
+            })?),
             None => None,
         };
         let shown: Vec<String> = endpoints.urls.iter().map(Url::to_string).collect();
@@ -657,12 +680,18 @@ impl CheckConfig for ElasticsearchConfig {
             problems.push(("retry.initial_backoff_ms", "must be at least 1".into()));
         }
         if self.retry.max_backoff_ms < self.retry.initial_backoff_ms {
-            problems.push(("retry.max_backoff_ms", "must be at least retry.initial_backoff_ms".into()));
+            problems.push((
+                "retry.max_backoff_ms",
+                "must be at least retry.initial_backoff_ms".into(),
+            ));
         }
         if let Some(path) = &self.dead_letter.path {
             let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
             if path.is_dir() {
-                problems.push(("dead_letter.path", format!("`{}` is a directory", path.display())));
+                problems.push((
+                    "dead_letter.path",
+                    format!("`{}` is a directory", path.display()),
+                ));
             } else if parent.is_some_and(|p| !p.is_dir()) {
                 problems.push((
                     "dead_letter.path",
@@ -715,17 +744,31 @@ batch.max_bytes = "10mb"
             }
         );
         assert_eq!(c.batch.max_bytes, 10 * 1024 * 1024);
-        assert_eq!(parse("endpoints = [\"http://a:9200\"]\nauth = \"\"").unwrap().auth, Auth::None);
+        assert_eq!(
+            parse("endpoints = [\"http://a:9200\"]\nauth = \"\"")
+                .unwrap()
+                .auth,
+            Auth::None
+        );
     }
 
     #[test]
     fn secrets_never_show() {
-        let c = parse("endpoints = [\"http://bob:hunter2@es:9200\"]\nauth = { api_key = \"c2VjcmV0a2V5\" }").unwrap();
+        let c = parse(
+            "endpoints = [\"http://bob:hunter2@es:9200\"]\nauth = { api_key = \"c2VjcmV0a2V5\" }",
+        )
+        .unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("c2VjcmV0a2V5"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("c2VjcmV0a2V5"),
+            "{shown}"
+        );
         // Credentials in a URL and in `auth` at once are refused, without quoting them.
         let problems = c.check();
-        assert!(problems.iter().any(|(k, _)| *k == "endpoints"), "{problems:?}");
+        assert!(
+            problems.iter().any(|(k, _)| *k == "endpoints"),
+            "{problems:?}"
+        );
         assert!(!format!("{problems:?}").contains("hunter2"));
         for bad in [
             "auth = \"justapassword\"",
@@ -736,7 +779,10 @@ batch.max_bytes = "10mb"
             "auth = { user = \"u\", pasword = \"hunter2\" }",
         ] {
             let (_, message) = parse(&format!("endpoints = \"http://a:9200\"\n{bad}")).unwrap_err();
-            assert!(!message.contains("hunter2") && !message.contains("justapassword"), "{bad}: {message}");
+            assert!(
+                !message.contains("hunter2") && !message.contains("justapassword"),
+                "{bad}: {message}"
+            );
         }
     }
 
@@ -783,7 +829,12 @@ tls.ca_file = "/no/such/ca.pem"
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }
         assert!(parse("endpoints = \"http://a:9200\"\nmode = \"stream\"").is_err());
-        assert_eq!(parse("endpoints = \"http://a:9200\"\nbogus = 1").unwrap_err().0, "bogus");
+        assert_eq!(
+            parse("endpoints = \"http://a:9200\"\nbogus = 1")
+                .unwrap_err()
+                .0,
+            "bogus"
+        );
         assert_eq!(parse("endpoints = \"\"").unwrap().check()[0].0, "endpoints");
     }
 }

@@ -15,8 +15,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
-use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
-use elasticsearch::http::transport::{MultiNodeConnectionPool, SingleNodeConnectionPool, Transport, TransportBuilder};
+use elasticsearch::http::headers::{
+    HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
+};
+use elasticsearch::http::transport::{
+    MultiNodeConnectionPool, SingleNodeConnectionPool, Transport, TransportBuilder,
+};
 use elasticsearch::http::{Method, Url};
 use flate2::write::GzEncoder;
 use tokio::sync::OnceCell;
@@ -90,7 +94,9 @@ impl EsClient {
             let ca = Certificate::from_pem(pem).map_err(|e| anyhow::anyhow!("tls.ca_file: {e}"))?;
             builder = builder.cert_validation(CertificateValidation::Full(ca));
         }
-        let transport = builder.build().map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
+        let transport = builder
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             transport,
             timeout: settings.timeout,
@@ -105,7 +111,13 @@ impl EsClient {
         self
     }
 
-    async fn send(&self, method: Method, path: &str, headers: HeaderMap, body: Option<Bytes>) -> Result<Reply, Failure> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+    ) -> Result<Reply, Failure> {
         let wire_bytes = body.as_ref().map_or(0, Bytes::len);
         let response = self
             .transport
@@ -147,7 +159,13 @@ impl EsClient {
                 return Err(Failure::new(
                     Some(reply.status),
                     "template_install_failed",
-                    format!("PUT {path}: {}", String::from_utf8_lossy(&reply.body).chars().take(300).collect::<String>()),
+                    format!(
+                        "PUT {path}: {}",
+                        String::from_utf8_lossy(&reply.body)
+                            .chars()
+                            .take(300)
+                            .collect::<String>()
+                    ),
                 ));
             }
         }
@@ -162,7 +180,10 @@ impl Backend for EsClient {
     fn bulk(&self, body: Bytes) -> BoxFuture<'_, Result<Reply, Failure>> {
         Box::pin(async move {
             let mut headers = HeaderMap::new();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            );
             let body = if self.gzip {
                 headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
                 Bytes::from(gzip(&body))
@@ -189,7 +210,10 @@ impl Backend for EsClient {
 /// Fastest gzip level: bulk bodies are repetitive JSON and compress well even
 /// so, and the sink must keep up on one core.
 pub fn gzip(body: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+    let mut encoder = GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
     // Writing into a Vec cannot fail.
     let _ = encoder.write_all(body);
     encoder.finish().unwrap_or_default()
@@ -199,7 +223,11 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
 /// the real problem, e.g. "Connection refused").
 fn transport_failure(error: &elasticsearch::Error, timeout: Duration) -> Failure {
     if error.is_timeout() {
-        return Failure::new(None, "timeout", format!("no answer within {} ms", timeout.as_millis()));
+        return Failure::new(
+            None,
+            "timeout",
+            format!("no answer within {} ms", timeout.as_millis()),
+        );
     }
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -225,7 +253,9 @@ mod tests {
         let packed = gzip(&body);
         assert!(packed.len() < body.len() / 5);
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&packed[..]).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(&packed[..])
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, body);
     }
 }

@@ -22,7 +22,11 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(status: Option<u16>, error_type: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn new(
+        status: Option<u16>,
+        error_type: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             error_type: error_type.into(),
@@ -46,7 +50,10 @@ pub enum Verdict {
     /// The answer was read item by item; positions refer to the items sent.
     Items(ItemResults),
     /// Nothing (reliably) delivered; send the same items again later.
-    RetryAll { failure: Failure, retry_after: Option<Duration> },
+    RetryAll {
+        failure: Failure,
+        retry_after: Option<Duration>,
+    },
     /// The request itself is refused for good (a 400 on the whole body).
     RejectAll(Failure),
     /// 413: the body is too large for the server; send it in halves.
@@ -115,7 +122,10 @@ fn request_failure(status: u16, body: &[u8]) -> Failure {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let (error_type, reason) = match parsed.as_ref().and_then(|v| v.get("error")) {
         Some(error) => error_parts(error),
-        None => ("http_error".to_owned(), shorten(&String::from_utf8_lossy(body))),
+        None => (
+            "http_error".to_owned(),
+            shorten(&String::from_utf8_lossy(body)),
+        ),
     };
     Failure::new(Some(status), error_type, reason)
 }
@@ -137,7 +147,11 @@ fn error_parts(error: &Value) -> (String, String) {
     match error {
         Value::String(reason) => ("error".to_owned(), shorten(reason)),
         Value::Object(map) => {
-            let error_type = map.get("type").and_then(Value::as_str).unwrap_or("error").to_owned();
+            let error_type = map
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("error")
+                .to_owned();
             let reason = map
                 .get("reason")
                 .and_then(Value::as_str)
@@ -149,7 +163,10 @@ fn error_parts(error: &Value) -> (String, String) {
                 .and_then(|c| c.get("reason"))
                 .and_then(Value::as_str);
             match caused {
-                Some(cause) if !reason.contains(cause) => (error_type, shorten(&format!("{reason} (caused by: {cause})"))),
+                Some(cause) if !reason.contains(cause) => (
+                    error_type,
+                    shorten(&format!("{reason} (caused by: {cause})")),
+                ),
                 _ => (error_type, reason),
             }
         }
@@ -173,7 +190,10 @@ impl<'de> Deserialize<'de> for ItemEntry {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an object with one action key")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ItemEntry, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ItemEntry, A::Error> {
                 let mut result = None;
                 while let Some(_action) = map.next_key::<IgnoredAny>()? {
                     if result.is_none() {
@@ -323,8 +343,16 @@ mod tests {
         let (_, mapping) = &r.reject[0];
         assert_eq!(mapping.status, Some(400));
         assert_eq!(mapping.error_type, "document_parsing_exception");
-        assert!(mapping.reason.contains("rum.vital.value"), "{}", mapping.reason);
-        assert!(mapping.reason.contains("For input string"), "{}", mapping.reason);
+        assert!(
+            mapping.reason.contains("rum.vital.value"),
+            "{}",
+            mapping.reason
+        );
+        assert!(
+            mapping.reason.contains("For input string"),
+            "{}",
+            mapping.reason
+        );
         assert_eq!(r.retry[0].1.error_type, "es_rejected_execution_exception");
     }
 
@@ -357,7 +385,10 @@ mod tests {
             {"create":{"status":404,"error":{"type":"index_not_found_exception","reason":"no such index [i]"}}},
             {"create":{"status":500,"error":"plain text error"}}]}"#;
         let r = items(ok(body, 4));
-        assert_eq!(r.retry.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [0, 1, 3]);
+        assert_eq!(
+            r.retry.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+            [0, 1, 3]
+        );
         assert_eq!(r.reject.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [2]);
         assert_eq!(r.retry[2].1.reason, "plain text error");
     }
@@ -371,7 +402,9 @@ mod tests {
             (r#"{"items":[{}]}"#, 1),
         ] {
             match ok(body, sent) {
-                Verdict::RetryAll { failure, .. } => assert_eq!(failure.error_type, "invalid_response"),
+                Verdict::RetryAll { failure, .. } => {
+                    assert_eq!(failure.error_type, "invalid_response")
+                }
                 other => panic!("{body}: {other:?}"),
             }
         }
@@ -391,20 +424,30 @@ mod tests {
         };
         let es_429 = r#"{"error":{"root_cause":[],"type":"es_rejected_execution_exception","reason":"rejected execution"},"status":429}"#;
         match judge_status(429, es_429) {
-            Verdict::RetryAll { failure, retry_after } => {
+            Verdict::RetryAll {
+                failure,
+                retry_after,
+            } => {
                 assert_eq!(failure.error_type, "es_rejected_execution_exception");
                 assert_eq!(retry_after, Some(Duration::from_secs(3)));
             }
             other => panic!("{other:?}"),
         }
         for status in [401, 403, 404, 408, 500, 502, 503, 504] {
-            assert!(matches!(judge_status(status, ""), Verdict::RetryAll { .. }), "{status}");
+            assert!(
+                matches!(judge_status(status, ""), Verdict::RetryAll { .. }),
+                "{status}"
+            );
         }
         assert!(matches!(judge_status(413, ""), Verdict::Split(_)));
         let es_400 = r#"{"error":{"type":"illegal_argument_exception","reason":"Malformed action/metadata line [1]"},"status":400}"#;
         assert_eq!(
             judge_status(400, es_400),
-            Verdict::RejectAll(Failure::new(Some(400), "illegal_argument_exception", "Malformed action/metadata line [1]"))
+            Verdict::RejectAll(Failure::new(
+                Some(400),
+                "illegal_argument_exception",
+                "Malformed action/metadata line [1]"
+            ))
         );
         assert!(matches!(judge_status(415, "nope"), Verdict::RejectAll(_)));
         let none = Answer::NoResponse(Failure::new(None, "timeout", "no answer within 30s"));
@@ -421,7 +464,13 @@ mod tests {
         assert_eq!(b.delay(0, None, 0.999_999).as_millis(), 99);
         assert_eq!(b.delay(3, None, 0.0), Duration::from_millis(400));
         assert_eq!(b.delay(40, None, 0.999_999).as_millis(), 4999);
-        assert_eq!(b.delay(0, Some(Duration::from_secs(2)), 0.5), Duration::from_secs(2));
-        assert_eq!(b.delay(0, Some(Duration::from_secs(60)), 0.5), Duration::from_secs(5));
+        assert_eq!(
+            b.delay(0, Some(Duration::from_secs(2)), 0.5),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            b.delay(0, Some(Duration::from_secs(60)), 0.5),
+            Duration::from_secs(5)
+        );
     }
 }

@@ -85,8 +85,12 @@ impl Shared {
                 "cannot write to Elasticsearch ({failure}); retrying with backoff — if this lasts, buffers fill and sources answer 503"
             );
         }
-        self.health
-            .set_degraded(&self.id, Some(format!("cannot write to Elasticsearch ({failure}); retrying")));
+        self.health.set_degraded(
+            &self.id,
+            Some(format!(
+                "cannot write to Elasticsearch ({failure}); retrying"
+            )),
+        );
     }
 
     fn recovered(&self) {
@@ -189,13 +193,21 @@ impl Dispatcher {
         };
         match slot {
             Some(slot) => {
-                self.tasks
-                    .spawn(deliver(self.shared.clone(), batch, slot, self.drain.clone()));
+                self.tasks.spawn(deliver(
+                    self.shared.clone(),
+                    batch,
+                    slot,
+                    self.drain.clone(),
+                ));
             }
             None => {
-                let failure = Failure::new(None, "shutdown", "not sent before the shutdown deadline");
-                let all: Vec<(usize, Failure)> = (0..batch.len()).map(|i| (i, failure.clone())).collect();
-                self.shared.dead_letter(&batch.body, &batch.items, &all).await;
+                let failure =
+                    Failure::new(None, "shutdown", "not sent before the shutdown deadline");
+                let all: Vec<(usize, Failure)> =
+                    (0..batch.len()).map(|i| (i, failure.clone())).collect();
+                self.shared
+                    .dead_letter(&batch.body, &batch.items, &all)
+                    .await;
             }
         }
         self.reap();
@@ -212,9 +224,16 @@ impl Dispatcher {
 
 /// Reads `input` until it closes, then returns once every document is
 /// delivered or dead-lettered.
-pub async fn run(shared: Arc<Shared>, router: IndexRouter, settings: Settings, mut input: BufferReceiver) {
+pub async fn run(
+    shared: Arc<Shared>,
+    router: IndexRouter,
+    settings: Settings,
+    mut input: BufferReceiver,
+) {
     let slots = Arc::new(Semaphore::new(settings.concurrency));
-    shared.metrics.register_in_flight(slots.clone(), settings.concurrency);
+    shared
+        .metrics
+        .register_in_flight(slots.clone(), settings.concurrency);
     let (drain_tx, drain_rx) = watch::channel(None);
     let drain_tx = Arc::new(drain_tx);
     // Shutdown begins before the input closes (upstreams drain first), and
@@ -255,7 +274,11 @@ pub async fn run(shared: Arc<Shared>, router: IndexRouter, settings: Settings, m
             Some(None) => break,
             Some(Some(events)) => events,
         };
-        shared.metrics.component.received_events.add(events.len() as u64);
+        shared
+            .metrics
+            .component
+            .received_events
+            .add(events.len() as u64);
         for event in &events {
             let b = building.get_or_insert_with(|| Building {
                 batch: BulkBatch::with_capacity(batch_bytes, settings.max_events),
@@ -290,7 +313,12 @@ enum Step {
 
 /// Delivers one batch: sends, reads every item, re-sends only the items that
 /// may succeed later, dead-letters the rest. Returns when nothing is pending.
-async fn deliver(shared: Arc<Shared>, batch: BulkBatch, _slot: OwnedSemaphorePermit, mut drain: Drain) {
+async fn deliver(
+    shared: Arc<Shared>,
+    batch: BulkBatch,
+    _slot: OwnedSemaphorePermit,
+    mut drain: Drain,
+) {
     let BulkBatch { body, items } = batch;
     let body = Bytes::from(body);
     let give_up_at = Instant::now() + shared.max_retry_duration;
@@ -318,7 +346,11 @@ async fn deliver(shared: Arc<Shared>, batch: BulkBatch, _slot: OwnedSemaphorePer
             let answer = match step {
                 Step::Answered(answer) => answer,
                 Step::Shutdown => {
-                    let failure = Failure::new(None, "shutdown", "not delivered before the shutdown deadline");
+                    let failure = Failure::new(
+                        None,
+                        "shutdown",
+                        "not delivered before the shutdown deadline",
+                    );
                     let all: Vec<_> = pending.iter().map(|&i| (i, failure.clone())).collect();
                     shared.dead_letter(&body, &items, &all).await;
                     break;
@@ -341,7 +373,9 @@ async fn deliver(shared: Arc<Shared>, batch: BulkBatch, _slot: OwnedSemaphorePer
             };
             let (retry, failure, retry_after) = match verdict {
                 Verdict::Items(results) => {
-                    metrics.delivered.add((results.delivered + results.duplicates) as u64);
+                    metrics
+                        .delivered
+                        .add((results.delivered + results.duplicates) as u64);
                     metrics.duplicates.add(results.duplicates as u64);
                     if !results.reject.is_empty() {
                         metrics.documents_rejected.add(results.reject.len() as u64);
@@ -359,10 +393,17 @@ async fn deliver(shared: Arc<Shared>, batch: BulkBatch, _slot: OwnedSemaphorePer
                     };
                     metrics.requests_partial.inc();
                     let first = first.clone();
-                    let retry: Vec<usize> = results.retry.iter().map(|(position, _)| pending[*position]).collect();
+                    let retry: Vec<usize> = results
+                        .retry
+                        .iter()
+                        .map(|(position, _)| pending[*position])
+                        .collect();
                     (retry, first, None)
                 }
-                Verdict::RetryAll { failure, retry_after } => {
+                Verdict::RetryAll {
+                    failure,
+                    retry_after,
+                } => {
                     metrics.requests_failed.inc();
                     metrics.request_errors.inc();
                     (pending.clone(), failure, retry_after)
@@ -379,7 +420,9 @@ async fn deliver(shared: Arc<Shared>, batch: BulkBatch, _slot: OwnedSemaphorePer
                     metrics.requests_failed.inc();
                     metrics.request_errors.inc();
                     if pending.len() == 1 {
-                        shared.dead_letter(&body, &items, &[(pending[0], failure)]).await;
+                        shared
+                            .dead_letter(&body, &items, &[(pending[0], failure)])
+                            .await;
                     } else {
                         tracing::warn!(
                             component = %shared.id,
@@ -399,12 +442,21 @@ async fn deliver(shared: Arc<Shared>, batch: BulkBatch, _slot: OwnedSemaphorePer
             let limit = drain.deadline().map_or(give_up_at, |d| d.min(give_up_at));
             if Instant::now() + delay >= limit {
                 let why = if drain.deadline().is_some_and(|d| d <= give_up_at) {
-                    Failure::new(failure.status, "shutdown", format!("not delivered before the shutdown deadline; last error: {failure}"))
+                    Failure::new(
+                        failure.status,
+                        "shutdown",
+                        format!(
+                            "not delivered before the shutdown deadline; last error: {failure}"
+                        ),
+                    )
                 } else {
                     Failure::new(
                         failure.status,
                         "retries_exhausted",
-                        format!("still failing after retry.max_duration_secs ({} s): {failure}", shared.max_retry_duration.as_secs()),
+                        format!(
+                            "still failing after retry.max_duration_secs ({} s): {failure}",
+                            shared.max_retry_duration.as_secs()
+                        ),
                     )
                 };
                 let all: Vec<_> = retry.iter().map(|&i| (i, why.clone())).collect();
@@ -417,7 +469,11 @@ async fn deliver(shared: Arc<Shared>, batch: BulkBatch, _slot: OwnedSemaphorePer
                 _ = drain.passed() => false,
             };
             if !waited {
-                let why = Failure::new(failure.status, "shutdown", format!("not delivered before the shutdown deadline; last error: {failure}"));
+                let why = Failure::new(
+                    failure.status,
+                    "shutdown",
+                    format!("not delivered before the shutdown deadline; last error: {failure}"),
+                );
                 let all: Vec<_> = retry.iter().map(|&i| (i, why.clone())).collect();
                 shared.dead_letter(&body, &items, &all).await;
                 break;

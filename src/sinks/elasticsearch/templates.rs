@@ -122,7 +122,11 @@ pub fn ilm_policy(retention_days: u32, data_stream: bool) -> Value {
 }
 
 /// The requests that install the templates: `(path, body)`, in order.
-pub fn install_requests(name: &str, patterns: &[String], data_stream: bool) -> Vec<(String, Value)> {
+pub fn install_requests(
+    name: &str,
+    patterns: &[String],
+    data_stream: bool,
+) -> Vec<(String, Value)> {
     let component = format!("{name}-mappings");
     let mut index_template = json!({
         "index_patterns": patterns,
@@ -134,7 +138,10 @@ pub fn install_requests(name: &str, patterns: &[String], data_stream: bool) -> V
         index_template["data_stream"] = json!({});
     }
     vec![
-        (format!("_component_template/{component}"), component_template()),
+        (
+            format!("_component_template/{component}"),
+            component_template(),
+        ),
         (format!("_index_template/{name}"), index_template),
     ]
 }
@@ -155,12 +162,19 @@ mod tests {
     fn every_schema_field_is_mapped_with_its_type() {
         let template = component_template();
         for field in schema::all_fields() {
-            let mapped = lookup(&template, field.path).unwrap_or_else(|| panic!("{} is not mapped", field.path));
+            let mapped = lookup(&template, field.path)
+                .unwrap_or_else(|| panic!("{} is not mapped", field.path));
             assert_eq!(mapped["type"], field.ty.es_type(), "{}", field.path);
         }
-        assert_eq!(lookup(&template, "client.geo.location").unwrap()["type"], "geo_point");
+        assert_eq!(
+            lookup(&template, "client.geo.location").unwrap()["type"],
+            "geo_point"
+        );
         assert_eq!(lookup(&template, "session.id").unwrap()["type"], "keyword");
-        assert_eq!(lookup(&template, "rum.vital.value").unwrap()["type"], "double");
+        assert_eq!(
+            lookup(&template, "rum.vital.value").unwrap()["type"],
+            "double"
+        );
     }
 
     #[test]
@@ -211,7 +225,10 @@ mod tests {
     #[test]
     fn data_stream_templates_say_so() {
         let requests = install_requests("rum-pipeline-es", &["c.rum.metrics".into()], true);
-        assert_eq!(requests[0].0, "_component_template/rum-pipeline-es-mappings");
+        assert_eq!(
+            requests[0].0,
+            "_component_template/rum-pipeline-es-mappings"
+        );
         assert_eq!(requests[1].0, "_index_template/rum-pipeline-es");
         assert_eq!(requests[1].1["data_stream"], json!({}));
         assert_eq!(requests[1].1["index_patterns"], json!(["c.rum.metrics"]));
