@@ -71,7 +71,11 @@ pub fn component_template() -> Value {
 
 /// What `manage_template` installs for the sink `id` (and what
 /// `rum-pipeline templates` writes out): `(path, body)`, in order.
-pub fn for_sink(config: &ElasticsearchConfig, id: &str, router: &IndexRouter) -> Vec<(String, Value)> {
+pub fn for_sink(
+    config: &ElasticsearchConfig,
+    id: &str,
+    router: &IndexRouter,
+) -> Vec<(String, Value)> {
     let name = format!("rum-pipeline-{}", id.to_ascii_lowercase());
     install_requests_with_lifecycle(
         &name,
@@ -98,7 +102,13 @@ pub fn install_requests_with_lifecycle(
             body["template"] = json!({"settings": {"index.lifecycle.name": name}});
         }
     }
-    requests.insert(0, (format!("_ilm/policy/{name}"), ilm_policy(retention_days, data_stream)));
+    requests.insert(
+        0,
+        (
+            format!("_ilm/policy/{name}"),
+            ilm_policy(retention_days, data_stream),
+        ),
+    );
     requests
 }
 
@@ -187,14 +197,27 @@ mod tests {
         );
         let daily = install_requests_with_lifecycle("n", &patterns, false, 30);
         let paths: Vec<&str> = daily.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, ["_ilm/policy/n", "_component_template/n-mappings", "_index_template/n"]);
+        assert_eq!(
+            paths,
+            [
+                "_ilm/policy/n",
+                "_component_template/n-mappings",
+                "_index_template/n"
+            ]
+        );
         let phases = &daily[0].1["policy"]["phases"];
         assert_eq!(phases["delete"]["min_age"], "30d");
         // Dated indices never roll over: a rollover action would stall them.
         assert!(phases["hot"]["actions"].get("rollover").is_none());
-        assert_eq!(daily[2].1["template"]["settings"]["index.lifecycle.name"], "n");
+        assert_eq!(
+            daily[2].1["template"]["settings"]["index.lifecycle.name"],
+            "n"
+        );
         let stream = install_requests_with_lifecycle("n", &["c.rum.metrics".to_owned()], true, 7);
-        assert_eq!(stream[0].1["policy"]["phases"]["hot"]["actions"]["rollover"]["max_age"], "1d");
+        assert_eq!(
+            stream[0].1["policy"]["phases"]["hot"]["actions"]["rollover"]["max_age"],
+            "1d"
+        );
         assert_eq!(stream[0].1["policy"]["phases"]["delete"]["min_age"], "7d");
         assert_eq!(stream[2].1["data_stream"], json!({}));
     }
@@ -213,13 +236,20 @@ mod tests {
         assert_eq!(requests[0].0, "_ilm/policy/rum-pipeline-es_main");
         assert_eq!(
             requests[2].1["index_patterns"],
-            json!(["shop.rum.metrics", "shop.rum.csp.uri", "shop.rum.csp.reporting"])
+            json!([
+                "shop.rum.metrics",
+                "shop.rum.csp.uri",
+                "shop.rum.csp.reporting"
+            ])
         );
         assert_eq!(requests[2].1["data_stream"], json!({}));
         use crate::config::CheckConfig;
         let mut unmanaged = config.clone();
         unmanaged.manage_template = false;
-        assert!(unmanaged.check().iter().any(|(k, _)| *k == "ilm_retention_days"));
+        assert!(unmanaged
+            .check()
+            .iter()
+            .any(|(k, _)| *k == "ilm_retention_days"));
     }
 
     #[test]
