@@ -96,6 +96,13 @@ pub const REPORT_TYPE: &str = "report.type";
 pub const REPORT_BODY: &str = "report.body";
 /// Set (`true`) on CSP violations caused by extensions or injectors.
 pub const LABEL_CSP_NOISE: &str = "labels.csp_noise";
+/// The object the `user_agent` transform fills (`name`, `version`, `os.*`, `device.name`, `category`).
+pub const USER_AGENT: &str = "user_agent";
+/// `true` on events from crawlers, headless browsers and test tools (`user_agent` transform).
+pub const LABELS_SYNTHETIC: &str = "labels.synthetic";
+/// The objects the `geoip` transform fills (see `ENRICHMENT_FIELDS`).
+pub const CLIENT_GEO: &str = "client.geo";
+pub const CLIENT_AS: &str = "client.as";
 
 /// Fields every document from a beacon carries (the shared context), plus the
 /// fields transforms derive from them.

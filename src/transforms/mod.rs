@@ -3,7 +3,10 @@
 //! batch; what it emits goes to its output ports (`id` for the default one,
 //! `id.name` for named ones, as `route` has).
 
-use crate::config::{unknown_type, CheckConfig};
+pub mod geoip;
+pub mod user_agent;
+
+use crate::config::{decode, unknown_type, CheckConfig};
 use crate::event::Batch;
 use crate::telemetry::ComponentMetrics;
 use crate::topology::buffer::DEFAULT_OUTPUT;
@@ -36,17 +39,27 @@ pub struct TransformContext {
 }
 
 #[derive(Debug, Clone)]
-pub enum TransformConfig {}
+pub enum TransformConfig {
+    UserAgent(user_agent::UserAgentConfig),
+    Geoip(geoip::GeoipConfig),
+}
 
 impl TransformConfig {
-    pub const TYPES: &'static [&'static str] = &[];
+    pub const TYPES: &'static [&'static str] = &["user_agent", "geoip"];
 
-    pub fn parse(type_name: &str, _table: toml::Table) -> Result<Self, (String, String)> {
-        Err(unknown_type("transform", type_name, Self::TYPES))
+    pub fn parse(type_name: &str, table: toml::Table) -> Result<Self, (String, String)> {
+        match type_name {
+            "user_agent" => decode(table).map(TransformConfig::UserAgent),
+            "geoip" => decode(table).map(TransformConfig::Geoip),
+            other => Err(unknown_type("transform", other, Self::TYPES)),
+        }
     }
 
     pub fn type_name(&self) -> &'static str {
-        match *self {}
+        match self {
+            TransformConfig::UserAgent(_) => "user_agent",
+            TransformConfig::Geoip(_) => "geoip",
+        }
     }
 
     /// Output ports, default first. Most transforms have only the default one.
@@ -54,9 +67,19 @@ impl TransformConfig {
         vec![DEFAULT_OUTPUT.to_owned()]
     }
 
-    pub fn build(&self, _cx: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
-        match *self {}
+    pub fn build(&self, cx: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
+        match self {
+            TransformConfig::UserAgent(config) => Ok(Box::new(config.build(cx)?)),
+            TransformConfig::Geoip(config) => Ok(Box::new(config.build(cx)?)),
+        }
     }
 }
 
-impl CheckConfig for TransformConfig {}
+impl CheckConfig for TransformConfig {
+    fn check(&self) -> Vec<(&'static str, String)> {
+        match self {
+            TransformConfig::UserAgent(config) => config.check(),
+            TransformConfig::Geoip(config) => config.check(),
+        }
+    }
+}
