@@ -398,7 +398,7 @@ pub const ENRICHMENT_FIELDS: &[Field] = &[
     f("rum.sample_rate", Double),
     // `true` on crawlers, headless browsers and test tools (user_agent
     // transform); mapped so dashboards can split synthetic from real traffic.
-    f("labels.synthetic", Boolean),
+    f(LABELS_SYNTHETIC, Boolean),
 ];
 
 /// Every field path the pipeline can write, with its mapping type (`labels.*`

@@ -200,7 +200,7 @@ mod tests {
             json!({"rum": {"type": "csp_violation"}, "csp": {"format": "report-uri", "blocked_uri": "inline"}}),
         );
         batch.push(&csp, &index, &mut scratch);
-        let id0 = document_id(&vital(0), &serde_json::to_vec(vital(0).as_map()).unwrap());
+        let id0 = document_id(&vital(0), &serde_json::to_vec(&vital(0)).unwrap());
         let csp_source = br#"{"csp":{"blocked_uri":"inline","format":"report-uri"},"rum":{"type":"csp_violation"}}"#;
         let id1 = document_id(&csp, csp_source);
         let expected = format!(
