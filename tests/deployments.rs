@@ -747,6 +747,64 @@ fn dockerfile_builds_like_the_readme_and_runs_as_non_root() {
     }
 }
 
+/// Files the release build embeds (`include_str!`/`include_bytes!` outside
+/// test modules) must be in the Docker build context.
+#[test]
+fn files_the_binary_embeds_are_in_the_docker_context() {
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let ignore = read(".dockerignore");
+    let allowed: Vec<&str> = ignore
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('!'))
+        .collect();
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let mut embedded = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        // Test modules sit at the bottom of each file, after `#[cfg(test)]`.
+        let release_part = text.split("#[cfg(test)]").next().unwrap();
+        for macro_ in ["include_str!(\"", "include_bytes!(\""] {
+            for (at, _) in release_part.match_indices(macro_) {
+                let relative: String = release_part[at + macro_.len()..]
+                    .chars()
+                    .take_while(|c| *c != '"')
+                    .collect();
+                let target = file.parent().unwrap().join(&relative);
+                let target = target
+                    .canonicalize()
+                    .unwrap_or_else(|e| panic!("{}: {relative}: {e}", file.display()));
+                let inside = target
+                    .strip_prefix(root().canonicalize().unwrap())
+                    .unwrap()
+                    .display()
+                    .to_string();
+                assert!(
+                    allowed
+                        .iter()
+                        .any(|a| inside == *a || inside.starts_with(&format!("{a}/"))),
+                    "{} embeds {inside}, which .dockerignore leaves out of the image build",
+                    file.display()
+                );
+                embedded += 1;
+            }
+        }
+    }
+    assert!(
+        embedded >= 2,
+        "the default pipeline and the client bundle are embedded"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The image's command and health check against the real binary
 
