@@ -3,7 +3,10 @@
 //! batch; what it emits goes to its output ports (`id` for the default one,
 //! `id.name` for named ones, as `route` has).
 
+pub mod filter;
 pub mod geoip;
+pub mod labels;
+pub mod route;
 pub mod user_agent;
 
 use crate::config::{decode, unknown_type, CheckConfig};
@@ -42,15 +45,22 @@ pub struct TransformContext {
 pub enum TransformConfig {
     UserAgent(user_agent::UserAgentConfig),
     Geoip(geoip::GeoipConfig),
+    Route(route::RouteConfig),
+    Filter(filter::FilterConfig),
+    Labels(labels::LabelsConfig),
 }
 
 impl TransformConfig {
-    pub const TYPES: &'static [&'static str] = &["user_agent", "geoip"];
+    pub const TYPES: &'static [&'static str] =
+        &["user_agent", "geoip", "route", "filter", "labels"];
 
     pub fn parse(type_name: &str, table: toml::Table) -> Result<Self, (String, String)> {
         match type_name {
             "user_agent" => decode(table).map(TransformConfig::UserAgent),
             "geoip" => decode(table).map(TransformConfig::Geoip),
+            "route" => decode(table).map(TransformConfig::Route),
+            "filter" => decode(table).map(TransformConfig::Filter),
+            "labels" => decode(table).map(TransformConfig::Labels),
             other => Err(unknown_type("transform", other, Self::TYPES)),
         }
     }
@@ -59,18 +69,28 @@ impl TransformConfig {
         match self {
             TransformConfig::UserAgent(_) => "user_agent",
             TransformConfig::Geoip(_) => "geoip",
+            TransformConfig::Route(_) => "route",
+            TransformConfig::Filter(_) => "filter",
+            TransformConfig::Labels(_) => "labels",
         }
     }
 
-    /// Output ports, default first. Most transforms have only the default one.
+    /// Output ports, default first. Most transforms have only the default one;
+    /// `route` has no default, only its routes and `_unmatched`.
     pub fn outputs(&self) -> Vec<String> {
-        vec![DEFAULT_OUTPUT.to_owned()]
+        match self {
+            TransformConfig::Route(config) => config.outputs(),
+            _ => vec![DEFAULT_OUTPUT.to_owned()],
+        }
     }
 
     pub fn build(&self, cx: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
         match self {
             TransformConfig::UserAgent(config) => Ok(Box::new(config.build(cx)?)),
             TransformConfig::Geoip(config) => Ok(Box::new(config.build(cx)?)),
+            TransformConfig::Route(config) => Ok(Box::new(config.build())),
+            TransformConfig::Filter(config) => Ok(Box::new(config.build(cx))),
+            TransformConfig::Labels(config) => Ok(Box::new(config.build())),
         }
     }
 }
@@ -80,6 +100,9 @@ impl CheckConfig for TransformConfig {
         match self {
             TransformConfig::UserAgent(config) => config.check(),
             TransformConfig::Geoip(config) => config.check(),
+            TransformConfig::Route(config) => config.check(),
+            TransformConfig::Filter(config) => config.check(),
+            TransformConfig::Labels(config) => config.check(),
         }
     }
 }
