@@ -3,6 +3,7 @@
 //! checks. Every problem is collected, so `validate` can list them all, each
 //! naming the file, the line, the component and the key.
 
+pub mod byte_size;
 pub mod graph;
 pub mod interpolate;
 

@@ -47,6 +47,9 @@ pub struct Health {
     /// Components that run but cannot deliver right now (e.g. a sink whose
     /// Elasticsearch is down); shown by /health, which stays 200 for them.
     degraded: Mutex<BTreeMap<String, String>>,
+    /// Turns true when shutdown begins, so sinks can bound their retries
+    /// and dead-letter what they cannot deliver before the shutdown timeout.
+    draining_signal: watch::Sender<bool>,
 }
 
 // 0 (the default) = starting.
@@ -59,6 +62,11 @@ impl Health {
     }
     pub fn set_draining(&self) {
         self.state.store(DRAINING, Ordering::SeqCst);
+        self.draining_signal.send_replace(true);
+    }
+    /// Becomes true when shutdown begins.
+    pub fn draining(&self) -> watch::Receiver<bool> {
+        self.draining_signal.subscribe()
     }
     pub fn set_degraded(&self, component: &str, reason: Option<String>) {
         let mut degraded = self.degraded.lock().unwrap_or_else(|e| e.into_inner());
@@ -66,6 +74,14 @@ impl Health {
             Some(reason) => degraded.insert(component.to_owned(), reason),
             None => degraded.remove(component),
         };
+    }
+
+    /// Components currently degraded, with their reasons.
+    pub fn degraded(&self) -> BTreeMap<String, String> {
+        self.degraded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn response(&self) -> HttpResponse {

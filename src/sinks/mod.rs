@@ -2,6 +2,7 @@
 //! its input buffer until every upstream is gone, then flushes and returns.
 
 pub mod blackhole;
+pub mod elasticsearch;
 pub mod stdout;
 
 use std::future::Future;
@@ -27,15 +28,17 @@ pub struct SinkContext {
 pub enum SinkConfig {
     Stdout(stdout::StdoutConfig),
     Blackhole(blackhole::BlackholeConfig),
+    Elasticsearch(Box<elasticsearch::ElasticsearchConfig>),
 }
 
 impl SinkConfig {
-    pub const TYPES: &'static [&'static str] = &["stdout", "blackhole"];
+    pub const TYPES: &'static [&'static str] = &["stdout", "blackhole", "elasticsearch"];
 
     pub fn parse(type_name: &str, table: toml::Table) -> Result<Self, (String, String)> {
         match type_name {
             "stdout" => decode(table).map(SinkConfig::Stdout),
             "blackhole" => decode(table).map(SinkConfig::Blackhole),
+            "elasticsearch" => decode(table).map(|c| SinkConfig::Elasticsearch(Box::new(c))),
             other => Err(unknown_type("sink", other, Self::TYPES)),
         }
     }
@@ -44,6 +47,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Stdout(_) => "stdout",
             SinkConfig::Blackhole(_) => "blackhole",
+            SinkConfig::Elasticsearch(_) => "elasticsearch",
         }
     }
 
@@ -52,6 +56,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Stdout(config) => config.build(cx),
             SinkConfig::Blackhole(config) => config.build(cx),
+            SinkConfig::Elasticsearch(config) => config.build(cx),
         }
     }
 }
@@ -60,6 +65,7 @@ impl CheckConfig for SinkConfig {
     fn check(&self) -> Vec<(&'static str, String)> {
         match self {
             SinkConfig::Stdout(_) | SinkConfig::Blackhole(_) => Vec::new(),
+            SinkConfig::Elasticsearch(config) => config.check(),
         }
     }
 }

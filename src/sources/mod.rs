@@ -37,8 +37,12 @@ pub struct HttpSourceOptions {
     /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed (CIDRs).
     #[serde(default)]
     pub trusted_proxies: Vec<IpNet>,
-    /// Largest body accepted, before and after decompression.
-    #[serde(default = "default_max_body_bytes")]
+    /// Largest body accepted, before and after decompression: bytes, or a
+    /// string like `"1mb"` (Canarytrace's BODY_PARSER_LIMIT).
+    #[serde(
+        default = "default_max_body_bytes",
+        deserialize_with = "crate::config::byte_size::deserialize"
+    )]
     pub max_body_bytes: usize,
     /// How long a request may wait for room downstream before it is answered 503.
     #[serde(default = "default_send_timeout_ms")]

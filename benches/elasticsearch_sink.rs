@@ -1,0 +1,297 @@
+//! Throughput of the Elasticsearch sink into the in-process double answering
+//! at once: documents/s and MB/s on one core, and bulk sizes at steady state.
+//! The baseline, measured in the same run on the same documents, is encoding
+//! alone (NDJSON + `_id`, no HTTP), so the ratio shows what the delivery
+//! machinery costs on top.
+//!
+//!   cargo bench --bench elasticsearch_sink            # 200k documents
+//!   BENCH_DOCS=50000 cargo bench --bench elasticsearch_sink
+//!
+//! Not a test: it asserts nothing, it prints numbers.
+
+#[path = "../tests/support/es_double.rs"]
+mod es_double;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rum_pipeline::event::Event;
+use rum_pipeline::http::server::Health;
+use rum_pipeline::sinks::elasticsearch::encoder::BulkBatch;
+use rum_pipeline::sinks::elasticsearch::index::{IndexOptions, IndexRouter};
+use rum_pipeline::sinks::{SinkConfig, SinkContext};
+use rum_pipeline::telemetry::{ComponentMetrics, Registry};
+use rum_pipeline::topology::buffer::buffer;
+use serde_json::json;
+
+/// Upstream batch size, as a beacon of that many events would give.
+const UPSTREAM_BATCH: usize = 20;
+
+/// An enriched ECS document as the pipeline writes it (1–2 KB).
+fn document(i: usize) -> Event {
+    let session = format!(
+        "{:016x}{:016x}",
+        i / 40,
+        (i / 40).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    );
+    let kinds = ["web_vital", "resource", "page_view", "action", "error"];
+    let kind = kinds[i % kinds.len()];
+    let mut event = Event::from(json!({
+        "@timestamp": format!("2026-03-07T10:{:02}:{:02}.{:03}Z", (i / 60_000) % 60, (i / 1000) % 60, i % 1000),
+        "event": {"kind": "event", "dataset": format!("rum.{kind}"), "ingested": "2026-03-07T10:00:00.412Z"},
+        "rum": {"type": kind, "seq": i % 40, "beacon_version": 1,
+            "connection": {"effective_type": "4g", "rtt": 50.0, "downlink": 10.0, "save_data": false},
+            "device": {"memory": 8.0, "cores": 8}},
+        "service": {"name": "shop", "version": "1.4.2", "environment": "production"},
+        "session": {"id": session},
+        "view": {"id": format!("{session}-v{}", i % 3), "title": "Trail running shoes – Men's – Example Shop"},
+        "url": {"full": format!("https://shop.example.com/products/trail-runner-{}?utm_source=newsletter&utm_medium=email", i % 500),
+            "scheme": "https", "domain": "shop.example.com", "path": format!("/products/trail-runner-{}", i % 500),
+            "query": "utm_source=newsletter&utm_medium=email", "path_template": "/products/:slug"},
+        "http": {"request": {"referrer": "https://www.google.com/"}},
+        "user_agent": {"original": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+            "name": "Chrome", "version": "126.0.0.0", "os": {"name": "macOS", "version": "10.15.7"},
+            "device": {"name": "Mac"}, "category": "desktop"},
+        "client": {"ip": format!("203.0.113.{}", i % 250),
+            "geo": {"continent_code": "EU", "country_iso_code": "CZ", "country_name": "Czechia", "region_name": "Prague",
+                "city_name": "Prague", "timezone": "Europe/Prague", "location": {"lat": 50.0755, "lon": 14.4378}},
+            "as": {"number": 5610, "organization": {"name": "O2 Czech Republic, a.s."}}},
+        "labels": {"team": "checkout", "release": "2026.03.1", "synthetic": "false"},
+    }));
+    match kind {
+        "web_vital" => {
+            event.insert("rum.vital", json!({"name": "LCP", "value": 1234.5 + i as f64, "rating": "good", "delta": 12.5,
+                "id": format!("v4-{i}"), "navigation_type": "navigate",
+                "attribution": {"element": "#hero > img.product-image", "url": "https://cdn.example.com/img/hero.avif",
+                    "timeToFirstByte": 120.3, "resourceLoadDelay": 80.1, "resourceLoadDuration": 410.0, "elementRenderDelay": 30.2}}));
+        }
+        "resource" => {
+            event.insert("rum.resource", json!({"name": format!("https://cdn.example.com/static/js/chunk-{}.js", i % 40),
+                "initiator_type": "script", "start": 312.4, "duration": 85.2, "transfer_size": 14_233, "encoded_size": 13_933,
+                "decoded_size": 48_120, "render_blocking": "non-blocking", "cache": "miss", "protocol": "h2", "status": 200}));
+        }
+        "page_view" => {
+            event.insert("rum.nav", json!({"navigation_type": "navigate", "dns": 12.0, "tcp": 25.1, "tls": 18.3, "ttfb": 120.4,
+                "response": 30.2, "dom_interactive": 640.0, "dom_content_loaded": 720.5, "dom_complete": 1410.0, "load": 1432.1,
+                "transfer_size": 22_011, "protocol": "h2"}));
+        }
+        "error" => {
+            event.insert("error", json!({"message": "TypeError: Cannot read properties of undefined (reading 'price')",
+                "type": "TypeError", "stack_trace": "TypeError: Cannot read properties of undefined (reading 'price')\n    at renderCart (https://cdn.example.com/static/js/cart.js:12:4031)\n    at https://cdn.example.com/static/js/cart.js:12:5110"}));
+        }
+        _ => {
+            event.insert("rum.action", json!({"kind": "click", "target": "button#add-to-cart.btn.btn-primary", "name": "Add to cart"}));
+        }
+    }
+    event
+}
+
+/// Streams `n` documents in upstream-sized batches from another thread, made
+/// just in time as a source makes them (the sink frees fresh memory, as in
+/// the pipeline). Templates keep the producer fast: clone + per-doc fields.
+fn produce(
+    n: usize,
+    offset: usize,
+    mut deliver: impl FnMut(Vec<Event>) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let templates: Vec<Event> = (0..5).map(document).collect();
+        let mut batch = Vec::with_capacity(UPSTREAM_BATCH);
+        for i in offset..offset + n {
+            let mut event = templates[i % templates.len()].clone();
+            let session = format!(
+                "{:016x}{:016x}",
+                i / 40,
+                (i / 40).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            );
+            event.insert("session.id", session.clone());
+            event.insert("view.id", format!("{session}-v{}", i % 3));
+            event.insert("rum.seq", (i % 40) as u64);
+            event.insert(
+                "@timestamp",
+                format!(
+                    "2026-03-07T10:{:02}:{:02}.{:03}Z",
+                    (i / 60_000) % 60,
+                    (i / 1000) % 60,
+                    i % 1000
+                ),
+            );
+            batch.push(event);
+            if batch.len() == UPSTREAM_BATCH {
+                deliver(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(UPSTREAM_BATCH),
+                ));
+            }
+        }
+        if !batch.is_empty() {
+            deliver(batch);
+        }
+    })
+}
+
+/// CPU time of the calling thread: "on one core" whatever else the machine runs.
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+fn mb(bytes: f64) -> f64 {
+    bytes / 1_000_000.0
+}
+
+/// Encoding alone (NDJSON + `_id`, events freed after), no HTTP: the
+/// ceiling for the sink. Returns docs per CPU-second and bytes per document.
+fn baseline(docs: usize) -> (f64, f64) {
+    let router = IndexRouter::new(&IndexOptions {
+        template: None,
+        prefix: "c.rum",
+        data_stream: false,
+        fallback: "other",
+        allowed_values: &BTreeMap::new(),
+    })
+    .expect("router");
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Event>>(64);
+    let producer = produce(docs, 0, move |batch| {
+        let _ = tx.send(batch);
+    });
+    let cpu = thread_cpu();
+    let index = router.prepare(&chrono::Utc::now());
+    let mut scratch = Vec::new();
+    let (mut bytes, mut count) = (0usize, 0usize);
+    let mut batch = BulkBatch::with_capacity(4 << 20, 1000);
+    for upstream in rx {
+        count += upstream.len();
+        for event in &upstream {
+            batch.push(event, &index, &mut scratch);
+            if batch.len() == 1000 {
+                bytes += batch.body.len();
+                batch = BulkBatch::with_capacity(4 << 20, 1000);
+            }
+        }
+    }
+    bytes += batch.body.len();
+    let secs = thread_cpu() - cpu;
+    let _ = producer.join();
+    (count as f64 / secs, bytes as f64 / count as f64)
+}
+
+struct SinkRun {
+    /// Per second of the sink thread's CPU time.
+    docs_per_cpu_sec: f64,
+    /// Per second of wall time (depends on what else the machine runs).
+    docs_per_sec: f64,
+    wire_mb_per_sec: f64,
+    sizes: BTreeMap<usize, usize>,
+    requests: u64,
+}
+
+/// The whole sink on a single-threaded runtime (one core), the double on its own thread.
+fn sink(count: usize, offset: usize, compression: &str) -> SinkRun {
+    let es = es_double::EsDouble::start();
+    es.count_only(true);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let registry = Registry::new();
+    let cpu = thread_cpu();
+    let elapsed = runtime.block_on(async {
+        let table: toml::Table = toml::from_str(&format!(
+            "endpoints = \"{}\"\nhealthcheck = false\ncompression = \"{compression}\"\nbatch.max_events = 1000\nbatch.max_bytes = \"10mb\"\nrequest.concurrency = 4",
+            es.url()
+        ))
+        .expect("toml");
+        let config = SinkConfig::parse("elasticsearch", table).expect("config");
+        let (tx, rx) = buffer(8192);
+        let future = config
+            .build(SinkContext {
+                id: "es".into(),
+                metrics: ComponentMetrics::new(&registry, "es", "sink", "elasticsearch"),
+                health: Arc::new(Health::default()),
+                input: rx,
+            })
+            .expect("build");
+        let start = Instant::now();
+        let feeder = tokio::runtime::Builder::new_current_thread().build().expect("feeder runtime");
+        let producer = produce(count, offset, move |batch| {
+            feeder.block_on(tx.send(batch)).expect("send");
+        });
+        future.await;
+        let elapsed = start.elapsed();
+        let _ = producer.join();
+        elapsed
+    });
+    let cpu_secs = thread_cpu() - cpu;
+    let secs = elapsed.as_secs_f64();
+    let delivered = registry.counter_sum("component_sent_events_total", &[("component_id", "es")]);
+    assert_eq!(delivered as usize, count, "every document delivered");
+    let wire = registry.counter_sum("component_sent_bytes_total", &[("component_id", "es")]);
+    let mut sizes = BTreeMap::new();
+    for request in es.bulk_requests() {
+        *sizes.entry(request.actions.len()).or_insert(0) += 1;
+    }
+    let (requests, _, _) = es.totals();
+    SinkRun {
+        docs_per_cpu_sec: count as f64 / cpu_secs,
+        docs_per_sec: count as f64 / secs,
+        wire_mb_per_sec: mb(wire as f64) / secs,
+        sizes,
+        requests,
+    }
+}
+
+fn main() {
+    let docs: usize = std::env::var("BENCH_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let sample: Vec<usize> = (0..100)
+        .map(|i| {
+            let mut out = Vec::new();
+            document(i).write_json(&mut out);
+            out.len()
+        })
+        .collect();
+    let avg = sample.iter().sum::<usize>() as f64 / sample.len() as f64;
+    println!(
+        "documents: {docs}, {avg:.0} bytes on average (min {}, max {}), upstream batches of {UPSTREAM_BATCH}",
+        sample.iter().min().unwrap_or(&0),
+        sample.iter().max().unwrap_or(&0)
+    );
+    // Warm up allocator and connections.
+    let _ = sink(20_000, 10_000_000, "none");
+
+    let (base_docs, bytes_per_doc) = baseline(docs);
+    println!(
+        "baseline (encode only):            {base_docs:>10.0} docs per CPU-second  {:>7.1} MB/s NDJSON",
+        mb(base_docs * bytes_per_doc)
+    );
+    for compression in ["none", "gzip"] {
+        let run = sink(docs, 0, compression);
+        let steady: Vec<(usize, usize)> = run.sizes.iter().map(|(k, v)| (*k, *v)).collect();
+        let full = run.sizes.get(&1000).copied().unwrap_or(0);
+        let mean = docs as f64 / run.requests.max(1) as f64;
+        println!(
+            "sink, compression={compression:<4}:          {:>10.0} docs per CPU-second  {:>7.1} MB/s NDJSON  ratio to baseline {:.2}",
+            run.docs_per_cpu_sec,
+            mb(run.docs_per_cpu_sec * bytes_per_doc),
+            run.docs_per_cpu_sec / base_docs
+        );
+        println!(
+            "    wall clock: {:.0} docs/s, {:.1} MB/s on the wire (shares the machine with the double and whatever else runs)",
+            run.docs_per_sec, run.wire_mb_per_sec
+        );
+        println!(
+            "    bulk requests: {}, mean {mean:.0} docs/request, {full} of them full (1000); sizes seen: {:?}",
+            run.requests,
+            steady.iter().rev().take(5).collect::<Vec<_>>()
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! The bulk body: for every event a `create` action line naming its index
+//! and deterministic `_id`, then the document, each ending in `\n` (NDJSON,
+//! as `_bulk` wants it). Events are encoded as they arrive, so a batch waits
+//! as bytes plus one span per item — which is also what lets a retry re-send
+//! only the failed items by copying their spans.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::index::BatchIndex;
+use crate::event::Event;
+use crate::schema;
+
+/// Fields the `_id` is made of, in this order. See [`document_id`].
+pub const ID_FIELDS: [&str; 5] = [
+    schema::SESSION_ID,
+    schema::VIEW_ID,
+    schema::RUM_TYPE,
+    schema::RUM_SEQ,
+    schema::TIMESTAMP,
+];
+
+/// Domain separator: a new recipe gets a new tag, so ids never collide across recipes.
+const ID_RECIPE: &[u8] = b"rum-pipeline/_id/v1";
+
+/// The `_id` recipe — the one place it is defined (tests use it too).
+///
+/// `base64url(SHA-256(tag ‖ f(session.id) ‖ f(view.id) ‖ f(rum.type) ‖ f(rum.seq) ‖ f(@timestamp) [‖ 0x03 ‖ source])[0..16])`,
+/// 22 characters, where `f(v)` is `0x00` when the field is absent or null, `0x01 ‖ len ‖ bytes`
+/// for a string and `0x02 ‖ len ‖ JSON text` for anything else (len: u64 little endian).
+/// The same event sent twice (a re-sent bulk, a browser re-sending a beacon)
+/// therefore gets the same `_id`, and `create` stores it once.
+///
+/// Documents without `session.id` or `view.id` (CSP reports) have nothing that
+/// tells two of them apart, so their whole source is hashed in as well: a
+/// re-sent bulk still deduplicates, and two different reports never share an id.
+pub fn document_id(event: &Event, source: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(ID_RECIPE);
+    let mut anonymous = false;
+    for (i, path) in ID_FIELDS.iter().enumerate() {
+        match event.get(path) {
+            None | Some(Value::Null) => {
+                hasher.update([0u8]);
+                anonymous |= i < 2;
+            }
+            Some(Value::String(text)) => {
+                hasher.update([1u8]);
+                hasher.update((text.len() as u64).to_le_bytes());
+                hasher.update(text.as_bytes());
+            }
+            Some(other) => {
+                let text = other.to_string();
+                hasher.update([2u8]);
+                hasher.update((text.len() as u64).to_le_bytes());
+                hasher.update(text.as_bytes());
+            }
+        }
+    }
+    if anonymous {
+        hasher.update([3u8]);
+        hasher.update(source);
+    }
+    let digest = hasher.finalize();
+    base64url(&digest[..16])
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Where one item sits in the body: `[start, source)` is the action line,
+/// `[source, end)` the document line (both with their `\n`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemSpan {
+    pub start: usize,
+    pub source: usize,
+    pub end: usize,
+}
+
+impl ItemSpan {
+    pub fn whole<'b>(&self, body: &'b [u8]) -> &'b [u8] {
+        &body[self.start..self.end]
+    }
+    pub fn action<'b>(&self, body: &'b [u8]) -> &'b [u8] {
+        &body[self.start..self.source - 1]
+    }
+    pub fn document<'b>(&self, body: &'b [u8]) -> &'b [u8] {
+        &body[self.source..self.end - 1]
+    }
+}
+
+/// A batch being built or sent: the NDJSON body and one span per document.
+#[derive(Debug, Default)]
+pub struct BulkBatch {
+    pub body: Vec<u8>,
+    pub items: Vec<ItemSpan>,
+}
+
+impl BulkBatch {
+    pub fn with_capacity(bytes: usize, items: usize) -> Self {
+        Self {
+            body: Vec::with_capacity(bytes),
+            items: Vec::with_capacity(items),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Appends one event: action line, then document.
+    pub fn push(&mut self, event: &Event, index: &BatchIndex<'_>, scratch: &mut Vec<u8>) {
+        scratch.clear();
+        event.write_json(scratch);
+        let id = document_id(event, scratch);
+        let start = self.body.len();
+        // Index names and ids are made of `[a-z0-9._+-]` / base64url: no escaping needed.
+        self.body.extend_from_slice(b"{\"create\":{\"_index\":\"");
+        index.write(event, &mut self.body);
+        self.body.extend_from_slice(b"\",\"_id\":\"");
+        self.body.extend_from_slice(id.as_bytes());
+        self.body.extend_from_slice(b"\"}}\n");
+        let source = self.body.len();
+        self.body.extend_from_slice(scratch);
+        self.body.push(b'\n');
+        self.items.push(ItemSpan {
+            start,
+            source,
+            end: self.body.len(),
+        });
+    }
+}
+
+/// A body holding only the chosen items of `body`, in the given order.
+pub fn subset_body(body: &[u8], items: &[ItemSpan], chosen: &[usize]) -> Vec<u8> {
+    let size = chosen.iter().map(|&i| items[i].end - items[i].start).sum();
+    let mut out = Vec::with_capacity(size);
+    for &i in chosen {
+        out.extend_from_slice(items[i].whole(body));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::elasticsearch::index::{IndexOptions, IndexRouter};
+    use chrono::TimeZone;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn router() -> IndexRouter {
+        IndexRouter::new(&IndexOptions {
+            template: None,
+            prefix: "c.rum",
+            data_stream: false,
+            fallback: "other",
+            allowed_values: &BTreeMap::new(),
+        })
+        .unwrap()
+    }
+
+    fn vital(seq: u64) -> Event {
+        Event::from(json!({
+            "@timestamp": "2026-03-07T10:00:00.000Z",
+            "rum": {"type": "web_vital", "seq": seq, "vital": {"name": "LCP", "value": 1234.5}},
+            "session": {"id": "s1"},
+            "view": {"id": "v1"},
+        }))
+    }
+
+    #[test]
+    fn encodes_exact_ndjson() {
+        let router = router();
+        let time = chrono::Utc.with_ymd_and_hms(2026, 3, 7, 10, 0, 1).unwrap();
+        let index = router.prepare(&time);
+        let mut batch = BulkBatch::default();
+        let mut scratch = Vec::new();
+        batch.push(&vital(0), &index, &mut scratch);
+        let csp = Event::from(
+            json!({"rum": {"type": "csp_violation"}, "csp": {"format": "report-uri", "blocked_uri": "inline"}}),
+        );
+        batch.push(&csp, &index, &mut scratch);
+        let id0 = document_id(&vital(0), &serde_json::to_vec(&vital(0)).unwrap());
+        let csp_source = br#"{"csp":{"blocked_uri":"inline","format":"report-uri"},"rum":{"type":"csp_violation"}}"#;
+        let id1 = document_id(&csp, csp_source);
+        let expected = format!(
+            "{{\"create\":{{\"_index\":\"c.rum.metrics-2026.03.07\",\"_id\":\"{id0}\"}}}}\n\
+             {{\"@timestamp\":\"2026-03-07T10:00:00.000Z\",\"rum\":{{\"seq\":0,\"type\":\"web_vital\",\"vital\":{{\"name\":\"LCP\",\"value\":1234.5}}}},\"session\":{{\"id\":\"s1\"}},\"view\":{{\"id\":\"v1\"}}}}\n\
+             {{\"create\":{{\"_index\":\"c.rum.csp.uri-2026.03.07\",\"_id\":\"{id1}\"}}}}\n\
+             {}\n",
+            String::from_utf8_lossy(csp_source)
+        );
+        assert_eq!(String::from_utf8(batch.body.clone()).unwrap(), expected);
+        assert_eq!(batch.len(), 2);
+        // Spans cut the body back into its lines.
+        let lines: Vec<&[u8]> = batch.body.split(|b| *b == b'\n').collect();
+        assert_eq!(batch.items[1].action(&batch.body), lines[2]);
+        assert_eq!(batch.items[1].document(&batch.body), lines[3]);
+        assert_eq!(
+            subset_body(&batch.body, &batch.items, &[1]),
+            batch.items[1].whole(&batch.body)
+        );
+    }
+
+    #[test]
+    fn ids_follow_the_recipe() {
+        // Same identity fields → same id, whatever else differs (event.ingested...).
+        let mut a = vital(3);
+        let mut b = vital(3);
+        a.insert("event.ingested", "2026-03-07T10:00:01Z");
+        b.insert("event.ingested", "2026-03-07T10:09:59Z");
+        assert_eq!(document_id(&a, b"x"), document_id(&b, b"y"));
+        // Each identity field matters.
+        let base = document_id(&vital(3), b"");
+        for (path, value) in [
+            ("session.id", json!("s2")),
+            ("view.id", json!("v2")),
+            ("rum.type", json!("error")),
+            ("rum.seq", json!(4)),
+            ("@timestamp", json!("2026-03-07T10:00:00.001Z")),
+        ] {
+            let mut e = vital(3);
+            e.insert(path, value);
+            assert_ne!(document_id(&e, b""), base, "{path}");
+        }
+        // `"3"` and `3` are different values.
+        let mut text_seq = vital(3);
+        text_seq.insert("rum.seq", "3");
+        assert_ne!(document_id(&text_seq, b""), base);
+        // Length prefixes: moving bytes between fields changes the id.
+        let mut x = vital(3);
+        x.insert("session.id", "s1v");
+        x.insert("view.id", "1");
+        let mut y = vital(3);
+        y.insert("session.id", "s1");
+        y.insert("view.id", "v1");
+        assert_ne!(document_id(&x, b""), document_id(&y, b""));
+        assert_eq!(base.len(), 22);
+        assert!(base
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+
+    #[test]
+    fn anonymous_documents_hash_their_source() {
+        let report = Event::from(json!({"rum": {"type": "csp_violation"}, "@timestamp": "t"}));
+        assert_ne!(
+            document_id(&report, b"{\"a\":1}"),
+            document_id(&report, b"{\"a\":2}")
+        );
+        assert_eq!(
+            document_id(&report, b"{\"a\":1}"),
+            document_id(&report, b"{\"a\":1}")
+        );
+    }
+
+    #[test]
+    fn base64url_matches_rfc4648() {
+        assert_eq!(base64url(b""), "");
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(base64url(b"foob"), "Zm9vYg");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    }
+}

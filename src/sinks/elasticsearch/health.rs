@@ -1,0 +1,84 @@
+//! The startup healthcheck: `GET /` tells which engine and version answers.
+//! It never blocks the pipeline — a cluster that is down at startup only
+//! makes the sink degraded until its first successful bulk request.
+
+use serde_json::Value;
+
+use super::request::EsClient;
+use super::retry::Failure;
+
+/// What `GET /` says, as one line for the log, and whether that engine is
+/// known to speak `_bulk` as this sink expects.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ClusterInfo {
+    pub description: String,
+    pub supported: bool,
+}
+
+pub async fn check(client: &EsClient) -> Result<ClusterInfo, Failure> {
+    let reply = client.root().await?;
+    if !(200..300).contains(&reply.status) {
+        return Err(Failure::new(
+            Some(reply.status),
+            "healthcheck_failed",
+            format!("GET / answered {}", reply.status),
+        ));
+    }
+    Ok(describe(&reply.body))
+}
+
+/// Reads Elasticsearch's (or OpenSearch's) root document.
+pub fn describe(body: &[u8]) -> ClusterInfo {
+    let root: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let version = root.pointer("/version/number").and_then(Value::as_str);
+    let distribution = root
+        .pointer("/version/distribution")
+        .and_then(Value::as_str)
+        .unwrap_or("elasticsearch");
+    let cluster = root.get("cluster_name").and_then(Value::as_str);
+    let Some(version) = version else {
+        return ClusterInfo {
+            description: "an Elasticsearch-compatible endpoint (GET / has no version)".into(),
+            supported: true,
+        };
+    };
+    let major: u32 = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    let supported = match distribution {
+        "opensearch" => major >= 1,
+        _ => major >= 8,
+    };
+    let mut description = format!("{distribution} {version}");
+    if let Some(cluster) = cluster {
+        description.push_str(&format!(" (cluster `{cluster}`)"));
+    }
+    ClusterInfo {
+        description,
+        supported,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_root_documents() {
+        let es = br#"{"name":"node-1","cluster_name":"rum","cluster_uuid":"x","version":{"number":"8.15.2","build_flavor":"default","lucene_version":"9.11.1"},"tagline":"You Know, for Search"}"#;
+        assert_eq!(
+            describe(es),
+            ClusterInfo {
+                description: "elasticsearch 8.15.2 (cluster `rum`)".into(),
+                supported: true
+            }
+        );
+        let old = br#"{"version":{"number":"7.17.0"}}"#;
+        assert!(!describe(old).supported);
+        let os = br#"{"version":{"distribution":"opensearch","number":"2.13.0"}}"#;
+        assert!(describe(os).supported);
+        assert!(describe(b"not json").supported);
+    }
+}

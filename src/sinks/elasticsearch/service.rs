@@ -1,0 +1,489 @@
+//! The sink's run loop and the life of one bulk request.
+//!
+//! The loop reads the input buffer, encodes events into the current batch and
+//! hands a full (or timed-out) batch to a delivery task — after taking one of
+//! `request.concurrency` slots. While every slot is taken the loop stops
+//! reading, so the input buffer fills and sources answer 503: that is the
+//! backpressure, and the sink's memory stays at about `concurrency + 1`
+//! batches whatever Elasticsearch does.
+//!
+//! A delivery task keeps its slot until each of its documents is delivered or
+//! dead-lettered: retries (only the failed items) wait inside the slot, so
+//! they cannot pile up. On shutdown the loop drains its input; whatever is not
+//! delivered by `retry.shutdown_deadline_secs` goes to the dead-letter file.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::{sleep, sleep_until, Instant};
+
+use super::dead_letter::DeadLetters;
+use super::encoder::{subset_body, BulkBatch, ItemSpan};
+use super::index::{BatchIndex, IndexRouter};
+use super::metrics::SinkMetrics;
+use super::request::Backend;
+use super::retry::{judge, Answer, Backoff, Failure, Verdict};
+use crate::http::server::Health;
+use crate::topology::buffer::BufferReceiver;
+
+/// When a batch is sent and how many are in flight.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_events: usize,
+    pub max_bytes: usize,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub backoff: Backoff,
+    /// A batch is dead-lettered once it has been retried this long.
+    pub max_retry_duration: Duration,
+    /// After shutdown begins, undelivered documents are dead-lettered this late.
+    pub shutdown_deadline: Duration,
+}
+
+/// What every delivery task shares.
+pub struct Shared {
+    pub id: String,
+    pub backend: Arc<dyn Backend>,
+    pub metrics: SinkMetrics,
+    pub dead_letters: DeadLetters,
+    pub health: Arc<Health>,
+    pub backoff: Backoff,
+    pub max_retry_duration: Duration,
+    /// Whether /health currently lists this sink as degraded (saves the lock).
+    degraded: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(
+        id: String,
+        backend: Arc<dyn Backend>,
+        metrics: SinkMetrics,
+        dead_letters: DeadLetters,
+        health: Arc<Health>,
+        settings: &Settings,
+    ) -> Self {
+        Self {
+            id,
+            backend,
+            metrics,
+            dead_letters,
+            health,
+            backoff: settings.backoff,
+            max_retry_duration: settings.max_retry_duration,
+            degraded: AtomicBool::new(false),
+        }
+    }
+
+    pub fn degraded(&self, failure: &Failure) {
+        if !self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                component = %self.id,
+                "cannot write to Elasticsearch ({failure}); retrying with backoff — if this lasts, buffers fill and sources answer 503"
+            );
+        }
+        self.health.set_degraded(
+            &self.id,
+            Some(format!(
+                "cannot write to Elasticsearch ({failure}); retrying"
+            )),
+        );
+    }
+
+    fn recovered(&self) {
+        if self.degraded.swap(false, Ordering::Relaxed) {
+            tracing::info!(component = %self.id, "writing to Elasticsearch again");
+            self.health.set_degraded(&self.id, None);
+        }
+    }
+
+    /// Writes the chosen items to the dead-letter file; if that fails they
+    /// are lost, and counted and logged as such.
+    async fn dead_letter(&self, body: &[u8], items: &[ItemSpan], chosen: &[(usize, Failure)]) {
+        if chosen.is_empty() {
+            return;
+        }
+        let count = chosen.len() as u64;
+        let list: Vec<(ItemSpan, &Failure)> = chosen.iter().map(|(i, f)| (items[*i], f)).collect();
+        let first = &chosen[0].1;
+        match self.dead_letters.write(body, &list).await {
+            Ok(()) => {
+                self.metrics.dead_lettered.add(count);
+                tracing::error!(
+                    component = %self.id,
+                    "{count} document(s) written to the dead-letter file {}; first error: {first}",
+                    self.dead_letters.path().map(|p| p.display().to_string()).unwrap_or_default()
+                );
+            }
+            Err(e) => {
+                self.metrics.dead_letter_errors.inc();
+                self.metrics.component.discarded_unintentional.add(count);
+                tracing::error!(component = %self.id, "{count} document(s) dropped ({e}); first error: {first}");
+            }
+        }
+    }
+}
+
+/// The drain deadline, once shutdown has begun.
+#[derive(Clone)]
+struct Drain {
+    deadline: watch::Receiver<Option<Instant>>,
+}
+
+impl Drain {
+    fn deadline(&self) -> Option<Instant> {
+        *self.deadline.borrow()
+    }
+
+    /// Resolves when the drain deadline has passed (never before shutdown).
+    async fn passed(&mut self) {
+        loop {
+            let deadline = *self.deadline.borrow_and_update();
+            if let Some(deadline) = deadline {
+                sleep_until(deadline).await;
+                return;
+            }
+            if self.deadline.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+fn begin_drain(tx: &watch::Sender<Option<Instant>>, after: Duration) {
+    tx.send_if_modified(|deadline| {
+        if deadline.is_none() {
+            *deadline = Some(Instant::now() + after);
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// A batch being filled.
+struct Building<'r> {
+    batch: BulkBatch,
+    /// Index names with the server time of the batch's start rendered in.
+    index: BatchIndex<'r>,
+    flush_at: Instant,
+}
+
+/// Hands batches to delivery tasks within the concurrency limit.
+struct Dispatcher {
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    tasks: JoinSet<()>,
+    drain: Drain,
+}
+
+impl Dispatcher {
+    async fn dispatch(&mut self, batch: BulkBatch) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut drain = self.drain.clone();
+        let slot = tokio::select! {
+            biased;
+            slot = self.slots.clone().acquire_owned() => slot.ok(),
+            _ = drain.passed() => None,
+        };
+        match slot {
+            Some(slot) => {
+                self.tasks.spawn(deliver(
+                    self.shared.clone(),
+                    batch,
+                    slot,
+                    self.drain.clone(),
+                ));
+            }
+            None => {
+                let failure =
+                    Failure::new(None, "shutdown", "not sent before the shutdown deadline");
+                let all: Vec<(usize, Failure)> =
+                    (0..batch.len()).map(|i| (i, failure.clone())).collect();
+                self.shared
+                    .dead_letter(&batch.body, &batch.items, &all)
+                    .await;
+            }
+        }
+        self.reap();
+    }
+
+    fn reap(&mut self) {
+        while let Some(done) = self.tasks.try_join_next() {
+            if let Err(e) = done {
+                tracing::error!(component = %self.shared.id, "a bulk request task failed: {e}");
+            }
+        }
+    }
+}
+
+/// Reads `input` until it closes, then returns once every document is
+/// delivered or dead-lettered.
+pub async fn run(
+    shared: Arc<Shared>,
+    router: IndexRouter,
+    settings: Settings,
+    mut input: BufferReceiver,
+) {
+    let slots = Arc::new(Semaphore::new(settings.concurrency));
+    shared
+        .metrics
+        .register_in_flight(slots.clone(), settings.concurrency);
+    let (drain_tx, drain_rx) = watch::channel(None);
+    let drain_tx = Arc::new(drain_tx);
+    // Shutdown begins before the input closes (upstreams drain first), and
+    // that is when the deadline has to start.
+    let forward = tokio::spawn({
+        let tx = drain_tx.clone();
+        let mut draining = shared.health.draining();
+        let after = settings.shutdown_deadline;
+        async move {
+            if draining.wait_for(|d| *d).await.is_ok() {
+                begin_drain(&tx, after);
+            }
+        }
+    });
+    let mut dispatcher = Dispatcher {
+        shared: shared.clone(),
+        slots,
+        tasks: JoinSet::new(),
+        drain: Drain { deadline: drain_rx },
+    };
+    let mut building: Option<Building<'_>> = None;
+    let mut scratch = Vec::with_capacity(4096);
+    let batch_bytes = settings.max_bytes.min(16 * 1024 * 1024);
+
+    loop {
+        let flush_at = building.as_ref().map(|b| b.flush_at);
+        let received = tokio::select! {
+            received = input.recv() => Some(received),
+            _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => None,
+        };
+        let events = match received {
+            None => {
+                if let Some(full) = building.take() {
+                    dispatcher.dispatch(full.batch).await;
+                }
+                continue;
+            }
+            Some(None) => break,
+            Some(Some(events)) => events,
+        };
+        shared
+            .metrics
+            .component
+            .received_events
+            .add(events.len() as u64);
+        for event in &events {
+            let b = building.get_or_insert_with(|| Building {
+                batch: BulkBatch::with_capacity(batch_bytes, settings.max_events),
+                index: router.prepare(&chrono::Utc::now()),
+                flush_at: Instant::now() + settings.timeout,
+            });
+            b.batch.push(event, &b.index, &mut scratch);
+            if b.batch.len() >= settings.max_events || b.batch.body.len() >= settings.max_bytes {
+                if let Some(full) = building.take() {
+                    dispatcher.dispatch(full.batch).await;
+                }
+            }
+        }
+    }
+
+    begin_drain(&drain_tx, settings.shutdown_deadline);
+    if let Some(last) = building.take() {
+        dispatcher.dispatch(last.batch).await;
+    }
+    while let Some(done) = dispatcher.tasks.join_next().await {
+        if let Err(e) = done {
+            tracing::error!(component = %shared.id, "a bulk request task failed: {e}");
+        }
+    }
+    forward.abort();
+}
+
+enum Step {
+    Answered(Result<super::request::Reply, Failure>),
+    Shutdown,
+}
+
+/// Delivers one batch: sends, reads every item, re-sends only the items that
+/// may succeed later, dead-letters the rest. Returns when nothing is pending.
+async fn deliver(
+    shared: Arc<Shared>,
+    batch: BulkBatch,
+    _slot: OwnedSemaphorePermit,
+    mut drain: Drain,
+) {
+    let BulkBatch { body, items } = batch;
+    let body = Bytes::from(body);
+    let give_up_at = Instant::now() + shared.max_retry_duration;
+    let metrics = &shared.metrics;
+    let mut attempt: u32 = 0;
+    // Item indices still to deliver; more than one group after a 413 split.
+    let mut groups: Vec<Vec<usize>> = vec![(0..items.len()).collect()];
+    while let Some(mut pending) = groups.pop() {
+        loop {
+            let request_body = if pending.len() == items.len() {
+                body.clone()
+            } else {
+                Bytes::from(subset_body(&body, &items, &pending))
+            };
+            if attempt > 0 {
+                metrics.retries.inc();
+                metrics.retried_events.add(pending.len() as u64);
+            }
+            let started = Instant::now();
+            let step = tokio::select! {
+                biased;
+                answer = send(&*shared.backend, request_body) => Step::Answered(answer),
+                _ = drain.passed() => Step::Shutdown,
+            };
+            let answer = match step {
+                Step::Answered(answer) => answer,
+                Step::Shutdown => {
+                    let failure = Failure::new(
+                        None,
+                        "shutdown",
+                        "not delivered before the shutdown deadline",
+                    );
+                    let all: Vec<_> = pending.iter().map(|&i| (i, failure.clone())).collect();
+                    shared.dead_letter(&body, &items, &all).await;
+                    break;
+                }
+            };
+            metrics.latency.observe(started.elapsed().as_secs_f64());
+            let verdict = match &answer {
+                Ok(reply) => {
+                    metrics.sent_bytes.add(reply.wire_bytes as u64);
+                    judge(
+                        &Answer::Response {
+                            status: reply.status,
+                            retry_after: reply.retry_after,
+                            body: &reply.body,
+                        },
+                        pending.len(),
+                    )
+                }
+                Err(failure) => judge(&Answer::NoResponse(failure.clone()), pending.len()),
+            };
+            let (retry, failure, retry_after) = match verdict {
+                Verdict::Items(results) => {
+                    metrics
+                        .delivered
+                        .add((results.delivered + results.duplicates) as u64);
+                    metrics.duplicates.add(results.duplicates as u64);
+                    if !results.reject.is_empty() {
+                        metrics.documents_rejected.add(results.reject.len() as u64);
+                        let rejected: Vec<_> = results
+                            .reject
+                            .into_iter()
+                            .map(|(position, failure)| (pending[position], failure))
+                            .collect();
+                        shared.dead_letter(&body, &items, &rejected).await;
+                    }
+                    let Some((_, first)) = results.retry.first() else {
+                        metrics.requests_ok.inc();
+                        shared.recovered();
+                        break;
+                    };
+                    metrics.requests_partial.inc();
+                    let first = first.clone();
+                    let retry: Vec<usize> = results
+                        .retry
+                        .iter()
+                        .map(|(position, _)| pending[*position])
+                        .collect();
+                    (retry, first, None)
+                }
+                Verdict::RetryAll {
+                    failure,
+                    retry_after,
+                } => {
+                    metrics.requests_failed.inc();
+                    metrics.request_errors.inc();
+                    (pending.clone(), failure, retry_after)
+                }
+                Verdict::RejectAll(failure) => {
+                    metrics.requests_failed.inc();
+                    metrics.request_errors.inc();
+                    metrics.documents_rejected.add(pending.len() as u64);
+                    let all: Vec<_> = pending.iter().map(|&i| (i, failure.clone())).collect();
+                    shared.dead_letter(&body, &items, &all).await;
+                    break;
+                }
+                Verdict::Split(failure) => {
+                    metrics.requests_failed.inc();
+                    metrics.request_errors.inc();
+                    if pending.len() == 1 {
+                        shared
+                            .dead_letter(&body, &items, &[(pending[0], failure)])
+                            .await;
+                    } else {
+                        tracing::warn!(
+                            component = %shared.id,
+                            "Elasticsearch refused a bulk body of {} documents as too large (413); sending it in halves — lower batch.max_bytes",
+                            pending.len()
+                        );
+                        let second = pending.split_off(pending.len() / 2);
+                        groups.push(second);
+                        groups.push(pending);
+                    }
+                    break;
+                }
+            };
+            shared.degraded(&failure);
+            let delay = shared.backoff.delay(attempt, retry_after, fastrand::f64());
+            attempt = attempt.saturating_add(1);
+            let limit = drain.deadline().map_or(give_up_at, |d| d.min(give_up_at));
+            if Instant::now() + delay >= limit {
+                let why = if drain.deadline().is_some_and(|d| d <= give_up_at) {
+                    Failure::new(
+                        failure.status,
+                        "shutdown",
+                        format!(
+                            "not delivered before the shutdown deadline; last error: {failure}"
+                        ),
+                    )
+                } else {
+                    Failure::new(
+                        failure.status,
+                        "retries_exhausted",
+                        format!(
+                            "still failing after retry.max_duration_secs ({} s): {failure}",
+                            shared.max_retry_duration.as_secs()
+                        ),
+                    )
+                };
+                let all: Vec<_> = retry.iter().map(|&i| (i, why.clone())).collect();
+                shared.dead_letter(&body, &items, &all).await;
+                break;
+            }
+            tracing::debug!(component = %shared.id, "retrying {} document(s) in {delay:?}: {failure}", retry.len());
+            let waited = tokio::select! {
+                _ = sleep(delay) => true,
+                _ = drain.passed() => false,
+            };
+            if !waited {
+                let why = Failure::new(
+                    failure.status,
+                    "shutdown",
+                    format!("not delivered before the shutdown deadline; last error: {failure}"),
+                );
+                let all: Vec<_> = retry.iter().map(|&i| (i, why.clone())).collect();
+                shared.dead_letter(&body, &items, &all).await;
+                break;
+            }
+            pending = retry;
+        }
+    }
+}
+
+async fn send(backend: &dyn Backend, body: Bytes) -> Result<super::request::Reply, Failure> {
+    backend.prepare().await?;
+    backend.bulk(body).await
+}

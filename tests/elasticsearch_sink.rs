@@ -1,0 +1,800 @@
+//! The Elasticsearch sink against the in-process Elasticsearch double
+//! (`tests/support/es_double.rs`): what lands in the cluster, what is re-sent,
+//! what goes to the dead-letter file. Sink-level tests build the sink from its
+//! TOML and feed its input buffer; the real binary is started for the outage,
+//! auth and logging tests.
+
+mod common;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rum_pipeline::config::CheckConfig;
+use rum_pipeline::event::Event;
+use rum_pipeline::http::server::Health;
+use rum_pipeline::sinks::elasticsearch::encoder::document_id;
+use rum_pipeline::sinks::{SinkConfig, SinkContext};
+use rum_pipeline::telemetry::{ComponentMetrics, Registry};
+use rum_pipeline::topology::buffer::{buffer, BufferSender};
+use serde_json::{json, Value};
+use support::es_double::{EsDouble, ItemFault, Outage};
+
+/// A sink built from TOML, fed directly.
+struct Sink {
+    registry: Arc<Registry>,
+    tx: BufferSender,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start_sink(toml_text: &str) -> Sink {
+    let table: toml::Table = toml::from_str(toml_text).expect("test TOML");
+    let config =
+        SinkConfig::parse("elasticsearch", table).unwrap_or_else(|e| panic!("config: {e:?}"));
+    assert!(config.check().is_empty(), "{:?}", config.check());
+    let registry = Registry::new();
+    let (tx, rx) = buffer(100_000);
+    let future = config
+        .build(SinkContext {
+            id: "es".into(),
+            metrics: ComponentMetrics::new(&registry, "es", "sink", "elasticsearch"),
+            health: Arc::new(Health::default()),
+            input: rx,
+        })
+        .expect("build");
+    Sink {
+        registry,
+        tx,
+        task: tokio::spawn(future),
+    }
+}
+
+impl Sink {
+    async fn send(&self, events: Vec<Event>) {
+        self.tx.send(events).await.expect("sink input open");
+    }
+
+    /// Closes the input and waits until the sink has delivered or dead-lettered everything.
+    async fn finish(self) -> Arc<Registry> {
+        drop(self.tx);
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("sink finished in time")
+            .expect("sink task");
+        self.registry
+    }
+}
+
+fn counter(registry: &Registry, name: &str) -> u64 {
+    registry.counter_sum(name, &[("component_id", "es")])
+}
+
+/// A RUM document as the beacon source writes it.
+fn rum_event(session: &str, seq: u64, kind: &str) -> Event {
+    Event::from(json!({
+        "@timestamp": "2026-03-07T10:00:00.000Z",
+        "event": {"kind": "event", "dataset": format!("rum.{kind}"), "ingested": "2026-03-07T10:00:00.120Z"},
+        "rum": {"type": kind, "seq": seq},
+        "service": {"name": "shop", "version": "1.4.2", "environment": "production"},
+        "session": {"id": session},
+        "view": {"id": format!("{session}-view")},
+        "url": {"full": "https://shop.example.com/product/42", "domain": "shop.example.com", "path": "/product/42"},
+    }))
+}
+
+fn events(n: u64) -> Vec<Event> {
+    (0..n).map(|i| rum_event("s1", i, "action")).collect()
+}
+
+fn id(event: &Event) -> String {
+    let mut source = Vec::new();
+    event.write_json(&mut source);
+    document_id(event, &source)
+}
+
+fn stored_ids(es: &EsDouble) -> BTreeSet<String> {
+    es.documents().into_iter().map(|(_, id, _)| id).collect()
+}
+
+fn base_config(es: &EsDouble, extra: &str) -> String {
+    format!(
+        r#"
+endpoints = "{}"
+healthcheck = false
+batch.timeout_ms = 50
+retry.initial_backoff_ms = 20
+retry.max_backoff_ms = 200
+{extra}
+"#,
+        es.url()
+    )
+}
+
+fn today() -> String {
+    chrono::Utc::now().format("%Y.%m.%d").to_string()
+}
+
+#[tokio::test]
+async fn partial_failure_resends_only_the_failed_items() {
+    let es = EsDouble::start();
+    es.fail_items("rum.seq", json!(3), ItemFault::Rejected { times: 1 });
+    es.fail_items("rum.seq", json!(7), ItemFault::Rejected { times: 2 });
+    let sink = start_sink(&base_config(&es, "batch.max_events = 10"));
+    let sent = events(10);
+    sink.send(sent.clone()).await;
+    let registry = sink.finish().await;
+
+    let requests: Vec<Vec<String>> = es
+        .bulk_requests()
+        .iter()
+        .map(|r| r.actions.iter().map(|a| a.2.clone()).collect())
+        .collect();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert_eq!(requests[0], sent.iter().map(id).collect::<Vec<_>>());
+    assert_eq!(requests[1], [id(&sent[3]), id(&sent[7])]);
+    assert_eq!(requests[2], [id(&sent[7])]);
+    assert_eq!(stored_ids(&es), sent.iter().map(id).collect());
+    assert_eq!(
+        es.conflicts(),
+        0,
+        "nothing was sent twice after being stored"
+    );
+    assert_eq!(counter(&registry, "component_sent_events_total"), 10);
+    assert_eq!(counter(&registry, "elasticsearch_retried_events_total"), 3);
+}
+
+#[tokio::test]
+async fn mapping_errors_land_in_the_dead_letter_file_and_are_not_retried() {
+    let es = EsDouble::start();
+    es.fail_items("rum.seq", json!(2), ItemFault::Mapping);
+    es.fail_items("rum.seq", json!(5), ItemFault::Mapping);
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.ndjson");
+    let sink = start_sink(&base_config(
+        &es,
+        &format!(
+            "batch.max_events = 8\ndead_letter.path = {:?}",
+            dead.display().to_string()
+        ),
+    ));
+    let sent = events(8);
+    sink.send(sent.clone()).await;
+    let registry = sink.finish().await;
+
+    assert_eq!(
+        es.bulk_requests().len(),
+        1,
+        "permanent failures are not retried"
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(&dead)
+        .expect("dead-letter file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for (line, expected) in lines.iter().zip([&sent[2], &sent[5]]) {
+        assert_eq!(line["document"], expected.clone().into_value());
+        assert_eq!(line["id"], id(expected));
+        assert_eq!(line["index"], format!("c.rum.metrics-{}", today()));
+        assert_eq!(line["error"]["status"], 400);
+        assert_eq!(line["error"]["type"], "mapper_parsing_exception");
+    }
+    assert_eq!(es.stored_count(), 6);
+    assert_eq!(
+        counter(&registry, "elasticsearch_dead_lettered_events_total"),
+        2
+    );
+    assert_eq!(counter(&registry, "component_sent_events_total"), 6);
+}
+
+#[tokio::test]
+async fn an_answer_lost_after_storing_is_resent_and_stored_once() {
+    let es = EsDouble::start();
+    es.set_outage(Some(Outage::HangAfterStore));
+    let sink = start_sink(&base_config(
+        &es,
+        "batch.max_events = 5\nrequest.timeout_ms = 300",
+    ));
+    let sent = events(5);
+    sink.send(sent.clone()).await;
+    wait_until(|| es.stored_count() == 5, "the first request to be stored").await;
+    // The stored request's answer never comes; the connection then drops.
+    es.set_outage(None);
+    let registry = sink.finish().await;
+
+    assert_eq!(stored_ids(&es), sent.iter().map(id).collect());
+    assert!(es.bulk_requests().len() >= 2);
+    assert!(
+        es.conflicts() >= 5,
+        "the re-send was answered 409 for every document"
+    );
+    assert_eq!(counter(&registry, "component_sent_events_total"), 5);
+    assert_eq!(
+        counter(&registry, "elasticsearch_duplicate_events_total"),
+        5
+    );
+}
+
+#[tokio::test]
+async fn dropped_connections_and_whole_request_errors_are_retried() {
+    let es = EsDouble::start();
+    let sink = start_sink(&base_config(
+        &es,
+        "batch.max_events = 50\nrequest.timeout_ms = 500",
+    ));
+    let mut sent = Vec::new();
+    for (round, outage) in [
+        Some(Outage::Drop),
+        Some(Outage::Status(429)),
+        Some(Outage::Status(503)),
+        Some(Outage::Hang),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        es.set_outage(outage);
+        let batch: Vec<Event> = (0..50)
+            .map(|i| rum_event(&format!("s{round}"), i, "resource"))
+            .collect();
+        sent.extend(batch.clone());
+        sink.send(batch).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    es.set_outage(None);
+    let registry = sink.finish().await;
+    assert_eq!(stored_ids(&es), sent.iter().map(id).collect());
+    let statuses: BTreeSet<u16> = es.bulk_requests().iter().map(|r| r.status).collect();
+    assert!(
+        statuses.contains(&429) && statuses.contains(&503),
+        "{statuses:?}"
+    );
+    assert_eq!(counter(&registry, "component_sent_events_total"), 250);
+    assert!(counter(&registry, "elasticsearch_bulk_retries_total") >= 4);
+}
+
+#[tokio::test]
+async fn gzip_bodies_decode_to_the_same_documents() {
+    let es = EsDouble::start();
+    let sink = start_sink(&base_config(
+        &es,
+        "compression = \"gzip\"\nbatch.max_events = 100",
+    ));
+    let sent = events(300);
+    sink.send(sent.clone()).await;
+    sink.finish().await;
+    let bulk = es.bulk_requests();
+    assert_eq!(bulk.len(), 3);
+    for request in &bulk {
+        assert_eq!(request.content_encoding.as_deref(), Some("gzip"));
+        assert_eq!(
+            request.content_type.as_deref(),
+            Some("application/x-ndjson")
+        );
+    }
+    let stored: BTreeMap<String, Value> = es
+        .documents()
+        .into_iter()
+        .map(|(_, id, doc)| (id, doc))
+        .collect();
+    for event in &sent {
+        assert_eq!(stored.get(&id(event)), Some(&event.clone().into_value()));
+    }
+    // Gzip pays: 300 similar documents shrink a lot.
+    let wire: usize = bulk.iter().map(|r| r.wire_bytes).sum();
+    let plain: usize = sent
+        .iter()
+        .map(|e| serde_json::to_vec(e).unwrap().len())
+        .sum();
+    assert!(wire * 4 < plain, "wire {wire} plain {plain}");
+}
+
+#[tokio::test]
+async fn index_names_follow_event_kind_and_server_time() {
+    let es = EsDouble::start();
+    let sink = start_sink(&base_config(&es, "index_prefix = \"acme.rum\""));
+    let mut csp_uri = rum_event("x", 0, "csp_violation");
+    csp_uri.insert("csp.format", "report-uri");
+    csp_uri.remove("session");
+    let mut csp_api = csp_uri.clone();
+    csp_api.insert("csp.format", "reporting-api");
+    let report = rum_event("y", 0, "report");
+    // The browser claims 1999 and a forged type: neither picks the index.
+    let mut forged = rum_event("z", 0, "../../evil");
+    forged.insert("@timestamp", "1999-01-01T00:00:00.000Z");
+    let before = today();
+    sink.send(vec![
+        rum_event("a", 0, "web_vital"),
+        csp_uri,
+        csp_api,
+        report,
+        forged,
+    ])
+    .await;
+    sink.finish().await;
+    let after = today();
+    let names: BTreeSet<String> = es.index_names().into_iter().collect();
+    let expect = |day: &str| -> BTreeSet<String> {
+        [
+            format!("acme.rum.metrics-{day}"),
+            format!("acme.rum.csp.uri-{day}"),
+            format!("acme.rum.csp.reporting-{day}"),
+        ]
+        .into_iter()
+        .collect()
+    };
+    assert!(
+        names == expect(&before) || names == expect(&after),
+        "{names:?}"
+    );
+    let per_index: BTreeMap<String, usize> =
+        es.documents()
+            .into_iter()
+            .fold(BTreeMap::new(), |mut m, (i, _, _)| {
+                *m.entry(i).or_default() += 1;
+                m
+            });
+    assert_eq!(
+        per_index
+            .values()
+            .copied()
+            .collect::<Vec<_>>()
+            .iter()
+            .sum::<usize>(),
+        5
+    );
+    assert_eq!(
+        per_index
+            .get(&format!("acme.rum.csp.reporting-{after}"))
+            .or(per_index.get(&format!("acme.rum.csp.reporting-{before}"))),
+        Some(&2)
+    );
+}
+
+#[tokio::test]
+async fn templated_index_names_take_only_allowed_values() {
+    let es = EsDouble::start();
+    let sink = start_sink(&base_config(
+        &es,
+        r#"index = "rum-{{ service.name }}-{{ rum.type }}-%Y"
+index_allowed_values = { "service.name" = ["shop", "blog"] }
+index_fallback = "other""#,
+    ));
+    let mut blog = rum_event("b", 0, "error");
+    blog.insert("service.name", "Blog");
+    let mut evil = rum_event("e", 0, "error");
+    evil.insert("service.name", "evil,*");
+    sink.send(vec![rum_event("a", 0, "web_vital"), blog, evil])
+        .await;
+    sink.finish().await;
+    let year = chrono::Utc::now().format("%Y").to_string();
+    let names: BTreeSet<String> = es.index_names().into_iter().collect();
+    let expected: BTreeSet<String> = [
+        format!("rum-shop-web_vital-{year}"),
+        format!("rum-blog-error-{year}"),
+        format!("rum-other-error-{year}"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(names, expected);
+}
+
+#[tokio::test]
+async fn data_stream_mode_creates_into_names_without_a_date() {
+    let es = EsDouble::start();
+    es.data_streams(&["c.rum.metrics", "c.rum.csp.uri"]);
+    let sink = start_sink(&base_config(&es, "mode = \"data_stream\""));
+    let mut csp = rum_event("x", 0, "csp_violation");
+    csp.insert("csp.format", "report-uri");
+    sink.send(vec![
+        rum_event("a", 0, "page_view"),
+        rum_event("a", 1, "web_vital"),
+        csp,
+    ])
+    .await;
+    let registry = sink.finish().await;
+    assert_eq!(es.index_names(), ["c.rum.csp.uri", "c.rum.metrics"]);
+    let actions: BTreeSet<String> = es
+        .bulk_requests()
+        .iter()
+        .flat_map(|r| r.actions.iter().map(|a| a.0.clone()))
+        .collect();
+    assert_eq!(actions, ["create".to_owned()].into_iter().collect());
+    assert_eq!(counter(&registry, "component_sent_events_total"), 3);
+}
+
+#[tokio::test]
+async fn quickwit_style_answers_under_a_path_prefix_are_read_by_position() {
+    let es = EsDouble::start_with_prefix("/api/v1/_elastic");
+    es.quickwit_style(true);
+    es.fail_items("rum.seq", json!(1), ItemFault::Rejected { times: 1 });
+    let sink = start_sink(&base_config(&es, "batch.max_events = 4"));
+    let sent = events(4);
+    sink.send(sent.clone()).await;
+    let registry = sink.finish().await;
+    assert!(es
+        .bulk_requests()
+        .iter()
+        .all(|r| r.path == "/api/v1/_elastic/_bulk"));
+    assert_eq!(stored_ids(&es), sent.iter().map(id).collect());
+    assert_eq!(counter(&registry, "component_sent_events_total"), 4);
+    assert_eq!(counter(&registry, "elasticsearch_retried_events_total"), 1);
+}
+
+#[tokio::test]
+async fn manage_template_installs_before_the_first_document() {
+    let es = EsDouble::start();
+    let sink = start_sink(&base_config(&es, "manage_template = true"));
+    sink.send(events(3)).await;
+    sink.finish().await;
+    let order: Vec<String> = es
+        .seen()
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "PUT /_component_template/rum-pipeline-es-mappings",
+            "PUT /_index_template/rum-pipeline-es",
+            "POST /_bulk"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn endpoints_are_used_round_robin() {
+    let (a, b) = (EsDouble::start(), EsDouble::start());
+    let sink = start_sink(&format!(
+        "endpoints = [\"{}\", \"{}\"]\nhealthcheck = false\nbatch.max_events = 10\nrequest.concurrency = 1",
+        a.url(),
+        b.url()
+    ));
+    sink.send(events(40)).await;
+    sink.finish().await;
+    assert_eq!(a.bulk_requests().len(), 2);
+    assert_eq!(b.bulk_requests().len(), 2);
+    assert_eq!(a.stored_count() + b.stored_count(), 40);
+}
+
+#[tokio::test]
+async fn a_body_too_large_is_split_until_it_fits() {
+    let es = EsDouble::start();
+    es.max_body_bytes(Some(2_000));
+    let sink = start_sink(&base_config(&es, "batch.max_events = 16"));
+    let sent = events(16);
+    sink.send(sent.clone()).await;
+    let registry = sink.finish().await;
+    assert_eq!(stored_ids(&es), sent.iter().map(id).collect());
+    assert!(es.bulk_requests().iter().any(|r| r.status == 413));
+    assert_eq!(counter(&registry, "component_sent_events_total"), 16);
+}
+
+async fn wait_until(condition: impl Fn() -> bool, what: &str) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// ---- The real binary -------------------------------------------------------
+
+fn pipeline_config(es_url: &str, sink_extra: &str) -> String {
+    format!(
+        r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+access_log = false
+
+[sinks.es]
+type = "elasticsearch"
+inputs = ["beacons"]
+endpoints = '{es_url}'
+batch.max_events = 100
+batch.timeout_ms = 100
+retry.initial_backoff_ms = 50
+retry.max_backoff_ms = 1000
+dead_letter.path = "{{dir}}/dead.ndjson"
+{sink_extra}
+"#
+    )
+}
+
+async fn post_beacon(base: &str, beacon: &Value) -> u16 {
+    common::client()
+        .post(format!("{base}/rum"))
+        .header("content-type", "application/json")
+        .body(beacon.to_string())
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// (session.id, rum.seq) of stored documents, checking each `_id` against the recipe.
+fn stored_keys(es: &EsDouble) -> Vec<(String, u64)> {
+    es.documents()
+        .into_iter()
+        .map(|(_, stored_id, doc)| {
+            let event = Event::from(doc.clone());
+            let source = serde_json::to_vec(&doc).unwrap();
+            assert_eq!(
+                stored_id,
+                document_id(&event, &source),
+                "stored _id follows the recipe"
+            );
+            (
+                doc["session"]["id"].as_str().unwrap().to_owned(),
+                doc["rum"]["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_while_traffic_flows_loses_and_doubles_nothing() {
+    // The issue asks for 30 s; ES_OUTAGE_SECS shortens it when iterating.
+    let outage_secs: u64 = std::env::var("ES_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let es = EsDouble::start();
+    let mut pipeline = common::Pipeline::start(&pipeline_config(
+        &es.url(),
+        "request.timeout_ms = 1000\nbuffer.max_events = 500",
+    ));
+    let base = pipeline.base.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Four browsers' worth of concurrent senders, 50 events per beacon: far
+    // more than the buffers hold while the cluster is away.
+    const EVENTS_PER_BEACON: usize = 50;
+    let senders: Vec<_> = (0..4)
+        .map(|sender| {
+            let stop = stop.clone();
+            let base = base.clone();
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let session = format!("s{sender}-{i}");
+                    let status =
+                        post_beacon(&base, &common::beacon(&session, EVENTS_PER_BEACON)).await;
+                    outcomes.push((session, status));
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                outcomes
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_before = pipeline.rss_kib();
+    es.set_outage(Some(Outage::Drop));
+    let half = Duration::from_secs(outage_secs / 2);
+    let mut rss_max = 0;
+    let outage_start = Instant::now();
+    while outage_start.elapsed() < Duration::from_secs(outage_secs) {
+        if outage_start.elapsed() >= half {
+            // Second half: the cluster answers, but only 503s.
+            es.set_outage(Some(Outage::Status(503)));
+        }
+        rss_max = rss_max.max(pipeline.rss_kib());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    es.set_outage(None);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut outcomes = Vec::new();
+    for sender in senders {
+        outcomes.extend(sender.await.unwrap());
+    }
+    let accepted: Vec<&String> = outcomes
+        .iter()
+        .filter(|(_, s)| *s == 204)
+        .map(|(s, _)| s)
+        .collect();
+    let refused = outcomes.iter().filter(|(_, s)| *s == 503).count();
+    let other: Vec<u16> = outcomes
+        .iter()
+        .map(|(_, s)| *s)
+        .filter(|s| *s != 204 && *s != 503)
+        .collect();
+    assert!(other.is_empty(), "unexpected statuses: {other:?}");
+    assert!(
+        refused > 0,
+        "backpressure reached the source: some beacons were answered 503"
+    );
+    let expected: BTreeSet<(String, u64)> = accepted
+        .iter()
+        .flat_map(|s| (0..EVENTS_PER_BEACON as u64).map(move |n| ((*s).clone(), n)))
+        .collect();
+    let wanted = expected.len();
+    wait_until(|| es.stored_count() >= wanted, "the backlog to drain").await;
+    let status = pipeline.terminate(Duration::from_secs(20));
+    assert!(status.success(), "exit {status:?}");
+
+    let keys = stored_keys(&es);
+    let stored: BTreeSet<(String, u64)> = keys.iter().cloned().collect();
+    assert_eq!(keys.len(), stored.len(), "no document stored twice");
+    assert_eq!(
+        stored.len(),
+        wanted,
+        "stored exactly the accepted documents"
+    );
+    assert_eq!(stored, expected);
+    assert!(
+        !pipeline.dir.path().join("dead.ndjson").exists(),
+        "nothing dead-lettered"
+    );
+    eprintln!(
+        "outage {outage_secs}s: {} beacons accepted, {refused} refused ({} events offered); {} docs stored, {} conflicts (re-sends deduplicated); RSS {rss_before} KiB before, {rss_max} KiB max during",
+        accepted.len(),
+        outcomes.len() * EVENTS_PER_BEACON,
+        stored.len(),
+        es.conflicts()
+    );
+    // Bounded: buffers are counted in events; the sink holds concurrency + 1 batches.
+    assert!(
+        rss_max < 64 * 1024,
+        "RSS grew to {rss_max} KiB during the outage"
+    );
+}
+
+const SECRET_PASSWORD: &str = "hunter2-Zq9";
+const SECRET_KEY: &str = "a2V5aWQ6c2VjcmV0LVhwNw";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_headers_are_sent_and_never_logged() {
+    let b64 = base64_basic;
+    let cases = [
+        (
+            format!("auth = 'elastic:{SECRET_PASSWORD}'"),
+            format!("Basic {}", b64(&format!("elastic:{SECRET_PASSWORD}"))),
+        ),
+        (
+            format!("auth = {{ api_key = '{SECRET_KEY}' }}"),
+            format!("ApiKey {SECRET_KEY}"),
+        ),
+        // Credentials inside the endpoint URL (a Canarytrace-style ELASTIC_CLUSTER).
+        (
+            String::new(),
+            format!("Basic {}", b64(&format!("elastic:{SECRET_PASSWORD}"))),
+        ),
+    ];
+    for (i, (auth, header)) in cases.iter().enumerate() {
+        let es = EsDouble::start();
+        es.require_auth(Some(header));
+        let url = if auth.is_empty() {
+            format!("http://elastic:{SECRET_PASSWORD}@{}", es.addr)
+        } else {
+            es.url()
+        };
+        let config = pipeline_config(&url, &format!("manage_template = true\n{auth}"));
+        let mut pipeline =
+            common::Pipeline::start_with(&config, common::Stdout::Collect, &[("RUM_LOG", "debug")]);
+        assert_eq!(
+            post_beacon(&pipeline.base, &common::beacon("auth", 3)).await,
+            204
+        );
+        wait_until(|| es.stored_count() == 3, "documents behind auth").await;
+        let metrics = common::client()
+            .get(pipeline.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // A wrong password is logged as a failure, without the password.
+        es.require_auth(Some("Basic d3Jvbmc6d3Jvbmc="));
+        assert_eq!(
+            post_beacon(&pipeline.base, &common::beacon("auth2", 1)).await,
+            204
+        );
+        wait_until(
+            || es.bulk_requests().iter().any(|r| r.status == 401),
+            "a refused request",
+        )
+        .await;
+        es.require_auth(Some(header));
+        let status = pipeline.terminate(Duration::from_secs(20));
+        assert!(status.success());
+        assert!(es
+            .seen()
+            .iter()
+            .filter(|s| s.status != 401)
+            .all(|s| s.authorization.as_deref() == Some(header.as_str())));
+        let (code, validated) = common::validate(&config.replace("{dir}", "/tmp"), &[]);
+        assert_eq!(code, 0, "{validated}");
+        let stderr = pipeline.stderr().join("\n");
+        assert!(
+            stderr.contains("401"),
+            "case {i}: the auth failure is reported:\n{stderr}"
+        );
+        for text in [&stderr, &metrics, &validated] {
+            for secret in [
+                SECRET_PASSWORD,
+                SECRET_KEY,
+                &header[header.find(' ').unwrap() + 1..],
+            ] {
+                assert!(
+                    !text.contains(secret),
+                    "case {i}: `{secret}` leaked:\n{text}"
+                );
+            }
+        }
+    }
+}
+
+/// Standard base64 (the `Authorization: Basic` encoding), for expected headers.
+fn base64_basic(text: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn prod_pipeline_validates_with_only_elastic_cluster_set() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/prod.toml"))
+        .unwrap();
+    let cleared: Vec<(&str, &str)> = [
+        "ELASTIC_HTTP_AUTH",
+        "ELASTIC_TIMEOUT",
+        "INDEX_PREFIX",
+        "MIN_QUEUE_SIZE",
+        "STORE_BULK_INTERVAL",
+        "SERVER_PORT",
+        "BODY_PARSER_LIMIT",
+        "LABELS",
+        "DEAD_LETTER_PATH",
+    ]
+    .into_iter()
+    .map(|v| (v, ""))
+    .collect();
+    let mut env = cleared.clone();
+    env.push(("ELASTIC_CLUSTER", "http://elasticsearch:9200"));
+    let (code, output) = common::validate(&text, &env);
+    assert_eq!(code, 0, "{output}");
+    // Without ELASTIC_CLUSTER it says what is missing.
+    let (code, output) = common::validate(&text, &cleared);
+    assert_ne!(code, 0);
+    assert!(output.contains("ELASTIC_CLUSTER"), "{output}");
+    // The Canarytrace variables reach their keys.
+    let mut env = cleared;
+    env.extend([
+        ("ELASTIC_CLUSTER", "https://es1:9200,https://es2:9200"),
+        ("ELASTIC_HTTP_AUTH", "elastic:changeme"),
+        ("ELASTIC_TIMEOUT", "5000"),
+        ("INDEX_PREFIX", "acme.rum"),
+        ("MIN_QUEUE_SIZE", "500"),
+        ("STORE_BULK_INTERVAL", "2000"),
+        ("SERVER_PORT", "3999"),
+        ("BODY_PARSER_LIMIT", "512kb"),
+    ]);
+    let (code, output) = common::validate(&text, &env);
+    assert_eq!(code, 0, "{output}");
+    assert!(!output.contains("changeme"), "{output}");
+}

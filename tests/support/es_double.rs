@@ -1,0 +1,799 @@
+//! An in-process Elasticsearch double for tests and benchmarks (Elasticsearch
+//! itself cannot be installed here). It speaks `_bulk` as Elastic documents it:
+//! NDJSON pairs of action line + source line (`create`, `index`, `delete`),
+//! the body terminated by a newline, `Content-Type: application/x-ndjson` or
+//! `application/json`, optional `Content-Encoding: gzip`; the answer is
+//! `{"took", "errors", "items": [{"<action>": {"_index", "_id", "_version",
+//! "result", "_shards", "_seq_no", "_primary_term", "status"}}]}`, failed items
+//! carrying `"error": {"type", "reason"}` and their own `status` (409
+//! `version_conflict_engine_exception` for a `create` whose `_id` exists).
+//! `GET /` answers the version document; template PUTs are acknowledged.
+//!
+//! Knobs make it misbehave: whole-request statuses (429, 503...), hanging
+//! past the client's timeout (before or after storing), dropped connections,
+//! chosen items failing (429 a number of times, 400 mapping errors, 409),
+//! Quickwit-style answers, a body size cap (413), required credentials, data
+//! streams. It counts stored documents by `_id` and records every request.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How the whole `_bulk` endpoint misbehaves (other paths are unaffected).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outage {
+    /// Answer every bulk request with this status and an Elasticsearch error body.
+    Status(u16),
+    /// Never answer (until the client gives up), without storing anything.
+    Hang,
+    /// Store the documents, then never answer: the client must re-send and
+    /// get 409s — the case that duplicates data without `_id`s.
+    HangAfterStore,
+    /// Close the connection without an answer.
+    Drop,
+}
+
+/// How one chosen document fails.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemFault {
+    /// `429 es_rejected_execution_exception` for its first `times` attempts.
+    Rejected { times: usize },
+    /// `400 mapper_parsing_exception`, every time.
+    Mapping,
+    /// `409 version_conflict_engine_exception`, every time (as if stored by someone else).
+    Conflict,
+}
+
+/// One request as the double saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    /// `(action, _index, _id)` of each bulk item, in order.
+    pub actions: Vec<(String, String, String)>,
+    /// Body bytes as received (compressed if it was).
+    pub wire_bytes: usize,
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct Knobs {
+    outage: Option<Outage>,
+    /// Keyed by a document field value: `(path, value)` → fault.
+    faults: Vec<((String, Value), ItemFault)>,
+    quickwit: bool,
+    max_body_bytes: Option<usize>,
+    /// Exact `Authorization` header required, if any.
+    required_auth: Option<String>,
+    /// Index names that are data streams: only `create`, `@timestamp` required.
+    data_streams: Vec<String>,
+    /// Do not keep sources (benchmarks): ids only.
+    count_only: bool,
+    /// Path prefix the double is served under (`/api/v1/_elastic`).
+    prefix: String,
+}
+
+#[derive(Default)]
+struct Store {
+    /// index → _id → (version, source)
+    indices: BTreeMap<String, BTreeMap<String, (u64, Value)>>,
+    /// Creates refused as 409 because the `_id` existed.
+    conflicts: u64,
+    /// Attempts per `_id`, for `ItemFault::Rejected`.
+    attempts: HashMap<String, usize>,
+    seq_no: u64,
+}
+
+struct State {
+    knobs: Mutex<Knobs>,
+    store: Mutex<Store>,
+    seen: Mutex<Vec<Seen>>,
+    /// Requests being handled right now, and the most at once.
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    /// Documents accepted by bulk requests (benchmarks, count_only or not).
+    bulk_docs: AtomicU64,
+    bulk_requests: AtomicU64,
+    bulk_bytes: AtomicU64,
+    outage_changed: watch::Sender<u64>,
+}
+
+pub struct EsDouble {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    stop: Option<watch::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EsDouble {
+    pub fn start() -> EsDouble {
+        Self::start_with_prefix("")
+    }
+
+    /// Serves the API under a path prefix, like Quickwit's `/api/v1/_elastic`.
+    pub fn start_with_prefix(prefix: &str) -> EsDouble {
+        let (outage_changed, _) = watch::channel(0);
+        let state = Arc::new(State {
+            knobs: Mutex::new(Knobs {
+                prefix: prefix.trim_end_matches('/').to_owned(),
+                ..Knobs::default()
+            }),
+            store: Mutex::new(Store::default()),
+            seen: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            bulk_docs: AtomicU64::new(0),
+            bulk_requests: AtomicU64::new(0),
+            bulk_bytes: AtomicU64::new(0),
+            outage_changed,
+        });
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let serving = state.clone();
+        // Its own thread and runtime: independent of the test's runtime (and
+        // of paused time), and measured apart from the sink in benchmarks.
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                addr_tx
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("report addr");
+                serve(listener, serving, stop_rx).await;
+            });
+        });
+        let addr = addr_rx.recv().expect("double started");
+        EsDouble {
+            addr,
+            state,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        let prefix = self.state.knobs.lock().unwrap().prefix.clone();
+        format!("http://{}{}", self.addr, prefix)
+    }
+
+    pub fn set_outage(&self, outage: Option<Outage>) {
+        self.state.knobs.lock().unwrap().outage = outage;
+        self.state.outage_changed.send_modify(|n| *n += 1);
+    }
+
+    /// Makes documents whose field `path` equals `value` fail this way.
+    pub fn fail_items(&self, path: &str, value: Value, fault: ItemFault) {
+        self.state
+            .knobs
+            .lock()
+            .unwrap()
+            .faults
+            .push(((path.to_owned(), value), fault));
+    }
+
+    pub fn quickwit_style(&self, on: bool) {
+        self.state.knobs.lock().unwrap().quickwit = on;
+    }
+
+    pub fn max_body_bytes(&self, max: Option<usize>) {
+        self.state.knobs.lock().unwrap().max_body_bytes = max;
+    }
+
+    pub fn require_auth(&self, header: Option<&str>) {
+        self.state.knobs.lock().unwrap().required_auth = header.map(str::to_owned);
+    }
+
+    pub fn data_streams(&self, names: &[&str]) {
+        self.state.knobs.lock().unwrap().data_streams =
+            names.iter().map(|s| s.to_string()).collect();
+    }
+
+    pub fn count_only(&self, on: bool) {
+        self.state.knobs.lock().unwrap().count_only = on;
+    }
+
+    /// Every stored document: (index, _id, source).
+    pub fn documents(&self) -> Vec<(String, String, Value)> {
+        let store = self.state.store.lock().unwrap();
+        store
+            .indices
+            .iter()
+            .flat_map(|(index, docs)| {
+                docs.iter()
+                    .map(move |(id, (_, doc))| (index.clone(), id.clone(), doc.clone()))
+            })
+            .collect()
+    }
+
+    pub fn stored_count(&self) -> usize {
+        self.state
+            .store
+            .lock()
+            .unwrap()
+            .indices
+            .values()
+            .map(BTreeMap::len)
+            .sum()
+    }
+
+    pub fn index_names(&self) -> Vec<String> {
+        self.state
+            .store
+            .lock()
+            .unwrap()
+            .indices
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// `create`s answered 409 because the `_id` was already stored.
+    pub fn conflicts(&self) -> u64 {
+        self.state.store.lock().unwrap().conflicts
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    pub fn bulk_requests(&self) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.path.ends_with("/_bulk"))
+            .collect()
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// (bulk requests, documents, wire bytes) so far.
+    pub fn totals(&self) -> (u64, u64, u64) {
+        (
+            self.state.bulk_requests.load(Ordering::Relaxed),
+            self.state.bulk_docs.load(Ordering::Relaxed),
+            self.state.bulk_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn forget_requests(&self) {
+        self.state.seen.lock().unwrap().clear();
+    }
+}
+
+impl Drop for EsDouble {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let state = state.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let state = state.clone();
+                async move { handle(state, request).await }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        });
+    }
+}
+
+/// Why the connection is to be closed without an answer.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+type Answer = Result<Response<Full<Bytes>>, Dropped>;
+
+fn json_response(status: u16, body: Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn es_error(status: u16, error_type: &str, reason: &str) -> Response<Full<Bytes>> {
+    json_response(
+        status,
+        json!({"error": {"root_cause": [{"type": error_type, "reason": reason}], "type": error_type, "reason": reason}, "status": status}),
+    )
+}
+
+struct InFlight<'a>(&'a State);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn handle(
+    state: Arc<State>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Dropped> {
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let _guard = InFlight(&state);
+    let header = |name: http::header::HeaderName| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let mut seen = Seen {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+        authorization: header(http::header::AUTHORIZATION),
+        content_type: header(http::header::CONTENT_TYPE),
+        content_encoding: header(http::header::CONTENT_ENCODING),
+        actions: Vec::new(),
+        wire_bytes: 0,
+        status: 0,
+    };
+    let raw = match request.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Err(Dropped),
+    };
+    seen.wire_bytes = raw.len();
+    let answer = route(&state, &mut seen, raw).await;
+    if let Ok(response) = &answer {
+        seen.status = response.status().as_u16();
+    }
+    state.seen.lock().unwrap().push(seen);
+    answer
+}
+
+async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
+    let (prefix, required_auth, max_body) = {
+        let knobs = state.knobs.lock().unwrap();
+        (
+            knobs.prefix.clone(),
+            knobs.required_auth.clone(),
+            knobs.max_body_bytes,
+        )
+    };
+    let Some(path) = seen.path.strip_prefix(&prefix) else {
+        return Ok(es_error(404, "not_found", "no such path"));
+    };
+    let path = if path.is_empty() { "/" } else { path }.to_owned();
+    if let Some(required) = required_auth {
+        if seen.authorization.as_deref() != Some(required.as_str()) {
+            let mut response = es_error(
+                401,
+                "security_exception",
+                &format!("missing authentication credentials for REST request [{path}]"),
+            );
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Basic realm=\"security\" charset=\"UTF-8\""),
+            );
+            return Ok(response);
+        }
+    }
+    let body = if seen.content_encoding.as_deref() == Some("gzip") {
+        let mut out = Vec::new();
+        if flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .is_err()
+        {
+            return Ok(es_error(
+                400,
+                "parse_exception",
+                "request body is not valid gzip",
+            ));
+        }
+        Bytes::from(out)
+    } else {
+        raw
+    };
+    match (seen.method.as_str(), path.as_str()) {
+        ("GET", "/") => Ok(json_response(
+            200,
+            json!({
+                "name": "es-double",
+                "cluster_name": "rum-test",
+                "cluster_uuid": "double",
+                "version": {"number": "8.15.0", "build_flavor": "default", "build_type": "docker", "lucene_version": "9.11.1",
+                    "minimum_wire_compatibility_version": "7.17.0", "minimum_index_compatibility_version": "7.0.0"},
+                "tagline": "You Know, for Search"
+            }),
+        )),
+        ("PUT", p)
+            if p.starts_with("/_index_template/") || p.starts_with("/_component_template/") =>
+        {
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(_) => Ok(json_response(200, json!({"acknowledged": true}))),
+                Err(e) => Ok(es_error(400, "parse_exception", &e.to_string())),
+            }
+        }
+        ("POST" | "PUT", "/_bulk") => {
+            if let Some(max) = max_body {
+                if body.len() > max {
+                    return Ok(json_response(
+                        413,
+                        json!({"error": "Request Entity Too Large"}),
+                    ));
+                }
+            }
+            bulk(state, seen, body).await
+        }
+        _ => Ok(es_error(
+            404,
+            "no_handler_found",
+            &format!("no handler for {} {path}", seen.method),
+        )),
+    }
+}
+
+async fn bulk(state: &State, seen: &mut Seen, body: Bytes) -> Answer {
+    let content_type = seen.content_type.clone().unwrap_or_default();
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !matches!(media, "application/json" | "application/x-ndjson") {
+        return Ok(es_error(
+            406,
+            "media_type_header_exception",
+            &format!("Content-Type header [{content_type}] is not supported"),
+        ));
+    }
+    let outage = state.knobs.lock().unwrap().outage.clone();
+    match outage {
+        Some(Outage::Status(status)) => {
+            let (kind, reason) = match status {
+                429 => (
+                    "es_rejected_execution_exception",
+                    "rejected execution of coordinating operation",
+                ),
+                503 => (
+                    "unavailable_shards_exception",
+                    "primary shard is not active",
+                ),
+                _ => ("exception", "failure"),
+            };
+            return Ok(es_error(status, kind, reason));
+        }
+        Some(Outage::Drop) => return Err(Dropped),
+        Some(Outage::Hang) => {
+            hang(state).await;
+            return Err(Dropped);
+        }
+        _ => {}
+    }
+    if body.last() != Some(&b'\n') {
+        return Ok(es_error(
+            400,
+            "illegal_argument_exception",
+            "The bulk request must be terminated by a newline [\\n]",
+        ));
+    }
+    let started = std::time::Instant::now();
+    let answer = match apply(state, seen, &body) {
+        Ok(answer) => answer,
+        Err(response) => return Ok(response),
+    };
+    state.bulk_requests.fetch_add(1, Ordering::Relaxed);
+    state
+        .bulk_docs
+        .fetch_add(seen.actions.len() as u64, Ordering::Relaxed);
+    state
+        .bulk_bytes
+        .fetch_add(seen.wire_bytes as u64, Ordering::Relaxed);
+    if outage == Some(Outage::HangAfterStore) {
+        hang(state).await;
+        return Err(Dropped);
+    }
+    let took = started.elapsed().as_millis() as u64;
+    let errors = answer
+        .iter()
+        .any(|(_, item)| item.get("error").is_some_and(|e| !e.is_null()));
+    let items: Vec<Value> = answer
+        .into_iter()
+        .map(|(action, item)| json!({ action: item }))
+        .collect();
+    Ok(json_response(
+        200,
+        json!({"took": took, "errors": errors, "items": items}),
+    ))
+}
+
+/// Waits until the outage knob changes (the client has usually given up by then).
+async fn hang(state: &State) {
+    let mut changed = state.outage_changed.subscribe();
+    let _ = tokio::time::timeout(Duration::from_secs(120), changed.changed()).await;
+}
+
+/// Applies every item; returns `(answer key, item result)` per item, or a
+/// whole-request error response.
+#[allow(clippy::result_large_err)] // a test double: clarity over size
+fn apply(
+    state: &State,
+    seen: &mut Seen,
+    body: &[u8],
+) -> Result<Vec<(String, Value)>, Response<Full<Bytes>>> {
+    let knobs = state.knobs.lock().unwrap();
+    let mut store = state.store.lock().unwrap();
+    let mut lines = body
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty());
+    let mut results = Vec::new();
+    while let Some((n, line)) = lines.next() {
+        let malformed = || {
+            es_error(
+                400,
+                "illegal_argument_exception",
+                &format!(
+                    "Malformed action/metadata line [{}], expected START_OBJECT",
+                    n + 1
+                ),
+            )
+        };
+        let action: Value = serde_json::from_slice(line).map_err(|_| malformed())?;
+        let Some((op, meta)) = action.as_object().and_then(|m| m.iter().next()) else {
+            return Err(malformed());
+        };
+        let op = op.clone();
+        if !matches!(op.as_str(), "create" | "index" | "delete") {
+            return Err(es_error(
+                400,
+                "illegal_argument_exception",
+                &format!("Malformed action/metadata line [{}], expected field [create], [delete], [index] or [update] but found [{op}]", n + 1),
+            ));
+        }
+        let index = meta
+            .get("_index")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let id = match meta.get("_id").and_then(Value::as_str) {
+            Some(id) => id.to_owned(),
+            None => {
+                store.seq_no += 1;
+                format!("auto-{}", store.seq_no)
+            }
+        };
+        let source = if op == "delete" {
+            None
+        } else {
+            let Some((_, source_line)) = lines.next() else {
+                return Err(es_error(
+                    400,
+                    "illegal_argument_exception",
+                    "Validation Failed: 1: no requests added;",
+                ));
+            };
+            if knobs.count_only {
+                Some(Value::Null)
+            } else {
+                match serde_json::from_slice::<Value>(source_line) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        seen.actions.push((op.clone(), index.clone(), id.clone()));
+                        results.push((
+                            op.clone(),
+                            item_error(
+                                &index,
+                                &id,
+                                400,
+                                "document_parsing_exception",
+                                &format!("[1:1] failed to parse: {e}"),
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
+        seen.actions.push((op.clone(), index.clone(), id.clone()));
+        let key = if knobs.quickwit {
+            "index".to_owned()
+        } else {
+            op.clone()
+        };
+        let result = apply_item(&knobs, &mut store, &op, &index, &id, source);
+        results.push((key, result));
+    }
+    if knobs.quickwit {
+        for (_, item) in &mut results {
+            quickwit_style(item);
+        }
+    }
+    Ok(results)
+}
+
+fn item_error(index: &str, id: &str, status: u16, error_type: &str, reason: &str) -> Value {
+    json!({"_index": index, "_id": id, "status": status, "error": {"type": error_type, "reason": reason, "index": index}})
+}
+
+fn apply_item(
+    knobs: &Knobs,
+    store: &mut Store,
+    op: &str,
+    index: &str,
+    id: &str,
+    source: Option<Value>,
+) -> Value {
+    if index.is_empty() || index != index.to_lowercase() || index.starts_with(['_', '-', '+']) {
+        return item_error(
+            index,
+            id,
+            400,
+            "invalid_index_name_exception",
+            &format!("Invalid index name [{index}]"),
+        );
+    }
+    let attempts = {
+        let n = store.attempts.entry(id.to_owned()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    if let Some(doc) = &source {
+        for ((path, value), fault) in &knobs.faults {
+            if lookup(doc, path) != Some(value) {
+                continue;
+            }
+            match fault {
+                ItemFault::Rejected { times } if attempts <= *times => {
+                    return item_error(
+                        index,
+                        id,
+                        429,
+                        "es_rejected_execution_exception",
+                        "rejected execution of primary operation",
+                    );
+                }
+                ItemFault::Mapping => {
+                    return item_error(
+                        index,
+                        id,
+                        400,
+                        "mapper_parsing_exception",
+                        &format!("failed to parse field [{path}] of type [long] in document with id '{id}'"),
+                    );
+                }
+                ItemFault::Conflict => {
+                    return item_error(index, id, 409, "version_conflict_engine_exception", &format!("[{id}]: version conflict, document already exists (current version [1])"));
+                }
+                ItemFault::Rejected { .. } => {}
+            }
+        }
+    }
+    let is_stream = knobs.data_streams.iter().any(|s| s == index);
+    if is_stream {
+        if op != "create" {
+            return item_error(
+                index,
+                id,
+                400,
+                "illegal_argument_exception",
+                "only write ops with an op_type of create are allowed in data streams",
+            );
+        }
+        if !knobs.count_only && source.as_ref().and_then(|d| d.get("@timestamp")).is_none() {
+            return item_error(
+                index,
+                id,
+                400,
+                "illegal_argument_exception",
+                "data stream timestamp field [@timestamp] is missing",
+            );
+        }
+    }
+    store.seq_no += 1;
+    let seq_no = store.seq_no;
+    // Data streams store into a backing index; the answer names it, as ES does.
+    let answered_index = if is_stream {
+        format!(".ds-{index}-2026.01.01-000001")
+    } else {
+        index.to_owned()
+    };
+    let docs = store.indices.entry(index.to_owned()).or_default();
+    let ok = |result: &str, version: u64, status: u16| {
+        json!({"_index": answered_index, "_id": id, "_version": version, "result": result,
+            "_shards": {"total": 2, "successful": 1, "failed": 0}, "_seq_no": seq_no, "_primary_term": 1, "status": status})
+    };
+    match op {
+        "create" => {
+            if let Some((version, _)) = docs.get(id) {
+                let version = *version;
+                store.conflicts += 1;
+                return item_error(
+                    index,
+                    id,
+                    409,
+                    "version_conflict_engine_exception",
+                    &format!("[{id}]: version conflict, document already exists (current version [{version}])"),
+                );
+            }
+            docs.insert(id.to_owned(), (1, source.unwrap_or(Value::Null)));
+            ok("created", 1, 201)
+        }
+        "index" => {
+            let version = docs.get(id).map_or(1, |(v, _)| v + 1);
+            docs.insert(id.to_owned(), (version, source.unwrap_or(Value::Null)));
+            if version == 1 {
+                ok("created", 1, 201)
+            } else {
+                ok("updated", version, 200)
+            }
+        }
+        _ => match docs.remove(id) {
+            Some((version, _)) => ok("deleted", version + 1, 200),
+            None => ok("not_found", 1, 404),
+        },
+    }
+}
+
+/// Quickwit's answer shape: `index` key, `error: null`, no `_version`/`result`/`_shards`.
+fn quickwit_style(item: &mut Value) {
+    if let Some(map) = item.as_object_mut() {
+        map.remove("_version");
+        map.remove("result");
+        map.remove("_shards");
+        map.remove("_seq_no");
+        map.remove("_primary_term");
+        map.entry("error").or_insert(Value::Null);
+        // Quickwit has no `_id` semantics: a create is never a conflict.
+        if map.get("status").and_then(Value::as_u64) == Some(409) {
+            map.insert("status".into(), json!(201));
+            map.insert("error".into(), Value::Null);
+        }
+    }
+}
+
+fn lookup<'v>(doc: &'v Value, path: &str) -> Option<&'v Value> {
+    let mut node = doc;
+    for part in path.split('.') {
+        node = node.get(part)?;
+    }
+    Some(node)
+}
