@@ -7,6 +7,7 @@ pub mod client_bundle;
 pub mod conditions;
 pub mod config;
 pub mod event;
+pub mod health_probe;
 pub mod http;
 pub mod schema;
 pub mod sinks;

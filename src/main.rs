@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use rum_pipeline::config::{self, Loaded};
+use rum_pipeline::health_probe;
+use rum_pipeline::sinks::{elasticsearch, SinkConfig};
 use rum_pipeline::topology::{self, RunOptions};
 
 // Events are many small maps and strings: mimalloc makes their churn several
@@ -35,10 +37,33 @@ enum Command {
     /// component graph, and every component's build (files, certificates).
     /// Lists every problem and exits non-zero if there is one.
     Validate,
+    /// Write the index templates (and ILM policy) that each `elasticsearch`
+    /// sink of the pipeline installs with `manage_template = true`: into DIR
+    /// as `<API path>.json` (e.g. `_index_template/NAME.json`), or, without
+    /// --out, to stdout as Kibana Dev Tools requests.
+    Templates {
+        /// Directory to write the files into (created if missing).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Ask a running pipeline's `GET /health`; exit 0 on 200, 1 otherwise
+    /// (the Docker HEALTHCHECK of the distroless image, which has no curl).
+    Health {
+        /// URL to probe [default: http://127.0.0.1:$SERVER_PORT/health, port 3000].
+        /// https:// is spoken without verifying the certificate.
+        #[arg(long, env = "RUM_HEALTH_URL")]
+        url: Option<String>,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Health { url, timeout_ms }) = &cli.command {
+        return health(url.as_deref(), *timeout_ms);
+    }
     init_logging();
     let loaded = match load(cli.config.as_ref()) {
         Ok(loaded) => loaded,
@@ -52,6 +77,9 @@ fn main() -> ExitCode {
     };
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
+    }
+    if let Some(Command::Templates { out }) = &cli.command {
+        return templates(&loaded.config, out.as_deref());
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -100,6 +128,65 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Installs nothing: writes what the sinks would install, for review or for
+/// installing by hand (deployments/elasticsearch/ is this output).
+fn templates(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> ExitCode {
+    let mut requests = Vec::new();
+    for sink in &config.sinks {
+        if let SinkConfig::Elasticsearch(es) = &sink.config {
+            match es.router() {
+                Ok(router) => {
+                    requests.extend(elasticsearch::templates::for_sink(es, &sink.id, &router))
+                }
+                Err((key, message)) => {
+                    eprintln!("error: [sinks.{}] {key}: {message}", sink.id);
+                    return ExitCode::from(78);
+                }
+            }
+        }
+    }
+    if requests.is_empty() {
+        eprintln!("error: {}: no elasticsearch sink", config.file);
+        return ExitCode::from(78);
+    }
+    for (path, body) in &requests {
+        // Pretty-printing a serde_json::Value cannot fail.
+        let json = serde_json::to_string_pretty(body).unwrap_or_default();
+        let Some(dir) = out else {
+            println!("PUT {path}\n{json}\n");
+            continue;
+        };
+        let file = dir.join(format!("{path}.json"));
+        let written = file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&file, format!("{json}\n")));
+        if let Err(e) = written {
+            eprintln!("error: cannot write {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("wrote {}", file.display());
+    }
+    ExitCode::SUCCESS
+}
+
+/// Prints what the server said; the exit code is the verdict.
+fn health(url: Option<&str>, timeout_ms: u64) -> ExitCode {
+    let url = url
+        .map(str::to_owned)
+        .unwrap_or_else(|| health_probe::default_url(std::env::var("SERVER_PORT").ok().as_deref()));
+    match health_probe::probe(&url, Duration::from_millis(timeout_ms)) {
+        Ok(healthy) => {
+            println!("{url}: {}", healthy.body);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{url}: unhealthy: {e}");
             ExitCode::FAILURE
         }
     }

@@ -396,6 +396,9 @@ pub const ENRICHMENT_FIELDS: &[Field] = &[
     f("client.as.number", Long),
     f("client.as.organization.name", Keyword),
     f("rum.sample_rate", Double),
+    // `true` on crawlers, headless browsers and test tools (user_agent
+    // transform); mapped so dashboards can split synthetic from real traffic.
+    f(LABELS_SYNTHETIC, Boolean),
 ];
 
 /// Every field path the pipeline can write, with its mapping type (`labels.*`

@@ -97,6 +97,12 @@ pub struct ElasticsearchConfig {
     /// startup, before the first document is written.
     #[serde(default)]
     pub manage_template: bool,
+    /// With `manage_template`: also install an ILM policy that deletes
+    /// indices this many days old (data streams also roll over daily or at
+    /// 50 GB per primary shard) and attach it in the index template. 0 = no
+    /// policy: OpenSearch and engines without ILM, or retention kept elsewhere.
+    #[serde(default)]
+    pub ilm_retention_days: u32,
     /// `GET /` at startup to log the engine and version (never blocks startup).
     #[serde(default = "default_true")]
     pub healthcheck: bool,
@@ -521,7 +527,7 @@ impl ElasticsearchConfig {
         Ok(ResolvedEndpoints { urls, url_auth })
     }
 
-    fn router(&self) -> Result<IndexRouter, (&'static str, String)> {
+    pub fn router(&self) -> Result<IndexRouter, (&'static str, String)> {
         IndexRouter::new(&IndexOptions {
             template: self.index.as_deref(),
             prefix: &self.index_prefix,
@@ -565,8 +571,7 @@ impl ElasticsearchConfig {
         };
         let shown: Vec<String> = endpoints.urls.iter().map(Url::to_string).collect();
         let templates = if self.manage_template {
-            let name = format!("rum-pipeline-{}", cx.id.to_ascii_lowercase());
-            templates::install_requests(&name, &router.patterns(), self.mode == Mode::DataStream)
+            templates::for_sink(self, &cx.id, &router)
         } else {
             Vec::new()
         };
@@ -652,6 +657,12 @@ impl CheckConfig for ElasticsearchConfig {
         }
         if !(1..=100_000).contains(&self.batch.max_events) {
             problems.push(("batch.max_events", "must be between 1 and 100000".into()));
+        }
+        if self.ilm_retention_days > 0 && !self.manage_template {
+            problems.push((
+                "ilm_retention_days",
+                "installs the ILM policy with the templates: set manage_template = true too".into(),
+            ));
         }
         if self.batch.max_bytes < 1024 {
             problems.push(("batch.max_bytes", "must be at least 1kb".into()));

@@ -10,6 +10,8 @@
 
 use serde_json::{json, Map, Value};
 
+use super::index::IndexRouter;
+use super::{ElasticsearchConfig, Mode};
 use crate::schema::{self, FieldType};
 
 /// `ignore_above` for keywords: longer values are stored but not indexed.
@@ -67,6 +69,68 @@ pub fn component_template() -> Value {
     })
 }
 
+/// What `manage_template` installs for the sink `id` (and what
+/// `rum-pipeline templates` writes out): `(path, body)`, in order.
+pub fn for_sink(
+    config: &ElasticsearchConfig,
+    id: &str,
+    router: &IndexRouter,
+) -> Vec<(String, Value)> {
+    let name = format!("rum-pipeline-{}", id.to_ascii_lowercase());
+    install_requests_with_lifecycle(
+        &name,
+        &router.patterns(),
+        config.mode == Mode::DataStream,
+        config.ilm_retention_days,
+    )
+}
+
+/// [`install_requests`], preceded by the ILM policy and with the index
+/// template pointing at it when `retention_days` > 0.
+pub fn install_requests_with_lifecycle(
+    name: &str,
+    patterns: &[String],
+    data_stream: bool,
+    retention_days: u32,
+) -> Vec<(String, Value)> {
+    let mut requests = install_requests(name, patterns, data_stream);
+    if retention_days == 0 {
+        return requests;
+    }
+    for (path, body) in requests.iter_mut() {
+        if path.starts_with("_index_template/") {
+            body["template"] = json!({"settings": {"index.lifecycle.name": name}});
+        }
+    }
+    requests.insert(
+        0,
+        (
+            format!("_ilm/policy/{name}"),
+            ilm_policy(retention_days, data_stream),
+        ),
+    );
+    requests
+}
+
+/// Daily indices have no rollover: they are deleted `retention_days` after
+/// creation. Data-stream backing indices roll over daily (or at 50 GB per
+/// primary shard) and are deleted `retention_days` after rollover.
+pub fn ilm_policy(retention_days: u32, data_stream: bool) -> Value {
+    let mut hot = json!({"set_priority": {"priority": 100}});
+    if data_stream {
+        hot["rollover"] = json!({"max_age": "1d", "max_primary_shard_size": "50gb"});
+    }
+    json!({
+        "policy": {
+            "_meta": {"managed_by": "rum-pipeline"},
+            "phases": {
+                "hot": {"min_age": "0ms", "actions": hot},
+                "delete": {"min_age": format!("{retention_days}d"), "actions": {"delete": {}}}
+            }
+        }
+    })
+}
+
 /// The requests that install the templates: `(path, body)`, in order.
 pub fn install_requests(
     name: &str,
@@ -121,6 +185,71 @@ mod tests {
             lookup(&template, "rum.vital.value").unwrap()["type"],
             "double"
         );
+    }
+
+    #[test]
+    fn retention_adds_an_ilm_policy_the_index_template_names() {
+        let patterns = ["c.rum.metrics-*".to_owned()];
+        assert_eq!(
+            install_requests_with_lifecycle("n", &patterns, false, 0),
+            install_requests("n", &patterns, false),
+            "no retention, no ILM (OpenSearch has none)"
+        );
+        let daily = install_requests_with_lifecycle("n", &patterns, false, 30);
+        let paths: Vec<&str> = daily.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "_ilm/policy/n",
+                "_component_template/n-mappings",
+                "_index_template/n"
+            ]
+        );
+        let phases = &daily[0].1["policy"]["phases"];
+        assert_eq!(phases["delete"]["min_age"], "30d");
+        // Dated indices never roll over: a rollover action would stall them.
+        assert!(phases["hot"]["actions"].get("rollover").is_none());
+        assert_eq!(
+            daily[2].1["template"]["settings"]["index.lifecycle.name"],
+            "n"
+        );
+        let stream = install_requests_with_lifecycle("n", &["c.rum.metrics".to_owned()], true, 7);
+        assert_eq!(
+            stream[0].1["policy"]["phases"]["hot"]["actions"]["rollover"]["max_age"],
+            "1d"
+        );
+        assert_eq!(stream[0].1["policy"]["phases"]["delete"]["min_age"], "7d");
+        assert_eq!(stream[2].1["data_stream"], json!({}));
+    }
+
+    #[test]
+    fn for_sink_follows_the_sink_config() {
+        let config: ElasticsearchConfig = crate::config::decode(
+            toml::from_str(
+                "endpoints = \"http://es:9200\"\nindex_prefix = \"shop.rum\"\nmode = \"data_stream\"\nmanage_template = true\nilm_retention_days = 14",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let router = config.router().unwrap();
+        let requests = for_sink(&config, "ES_Main", &router);
+        assert_eq!(requests[0].0, "_ilm/policy/rum-pipeline-es_main");
+        assert_eq!(
+            requests[2].1["index_patterns"],
+            json!([
+                "shop.rum.metrics",
+                "shop.rum.csp.uri",
+                "shop.rum.csp.reporting"
+            ])
+        );
+        assert_eq!(requests[2].1["data_stream"], json!({}));
+        use crate::config::CheckConfig;
+        let mut unmanaged = config.clone();
+        unmanaged.manage_template = false;
+        assert!(unmanaged
+            .check()
+            .iter()
+            .any(|(k, _)| *k == "ilm_retention_days"));
     }
 
     #[test]

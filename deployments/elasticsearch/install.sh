@@ -1,0 +1,27 @@
+#!/bin/sh
+# Installs the ILM policy, the component template and the index template by
+# hand, in that order, for pipelines that run with manage_template = false
+# (ELASTIC_MANAGE_TEMPLATE=false), e.g. when the pipeline's Elasticsearch user
+# may write documents but not templates. The files are exactly what the sink
+# installs itself with manage_template = true (`rum-pipeline templates`).
+#
+#   ELASTIC_CLUSTER=https://elastic:9200 ELASTIC_HTTP_AUTH=elastic:changeme \
+#     deployments/elasticsearch/install.sh [bulk|data-stream]
+set -eu
+variant=${1:-bulk}
+dir=$(dirname "$0")/$variant
+[ -d "$dir" ] || { echo "usage: $0 [bulk|data-stream]" >&2; exit 2; }
+cluster=${ELASTIC_CLUSTER:?set ELASTIC_CLUSTER to the Elasticsearch URL}
+cluster=${cluster%%,*}
+cluster=${cluster%/}
+for kind in _ilm/policy _component_template _index_template; do
+  for file in "$dir/$kind"/*.json; do
+    [ -e "$file" ] || continue
+    name=$(basename "$file" .json)
+    printf 'PUT %s/%s: ' "$kind" "$name"
+    curl -fsS -X PUT ${ELASTIC_HTTP_AUTH:+-u "$ELASTIC_HTTP_AUTH"} \
+      -H 'Content-Type: application/json' --data-binary "@$file" \
+      "$cluster/$kind/$name"
+    echo
+  done
+done
