@@ -265,7 +265,9 @@ async fn run_transform(mut task: TransformTask) {
     let ports = task.outputs.ports().len();
     while let Some(mut batch) = task.input.recv().await {
         while batch.len() < MAX_MERGED_EVENTS {
-            let Some(more) = task.input.try_recv() else { break };
+            let Some(more) = task.input.try_recv() else {
+                break;
+            };
             batch.extend(more);
         }
         task.metrics.received_events.add(batch.len() as u64);
