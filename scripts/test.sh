@@ -27,8 +27,13 @@ echo "== cargo test"
 cargo build --quiet --bins
 cargo test --all-targets
 
-# Browser and JavaScript suites (each installs its npm packages with npm ci).
 export RUM_PIPELINE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/rum-pipeline"
+
+# Deployment files: parse, Kubernetes schema validation, nginx -t, generated files current.
+echo "== deployments"
+bash scripts/check-deployments.sh
+
+# Browser and JavaScript suites (each installs its npm packages with npm ci).
 for suite in client-js/test.sh tests/browser/*/test.sh; do
   if [ -f "$suite" ]; then
     echo "== $suite"
