@@ -3,7 +3,10 @@
 //! batch; what it emits goes to its output ports (`id` for the default one,
 //! `id.name` for named ones, as `route` has).
 
-use crate::config::{unknown_type, CheckConfig};
+pub mod sample;
+pub mod scrub_url;
+
+use crate::config::{decode, unknown_type, CheckConfig};
 use crate::event::Batch;
 use crate::telemetry::ComponentMetrics;
 use crate::topology::buffer::DEFAULT_OUTPUT;
@@ -36,17 +39,27 @@ pub struct TransformContext {
 }
 
 #[derive(Debug, Clone)]
-pub enum TransformConfig {}
+pub enum TransformConfig {
+    ScrubUrl(scrub_url::ScrubUrlConfig),
+    Sample(sample::SampleConfig),
+}
 
 impl TransformConfig {
-    pub const TYPES: &'static [&'static str] = &[];
+    pub const TYPES: &'static [&'static str] = &["scrub_url", "sample"];
 
-    pub fn parse(type_name: &str, _table: toml::Table) -> Result<Self, (String, String)> {
-        Err(unknown_type("transform", type_name, Self::TYPES))
+    pub fn parse(type_name: &str, table: toml::Table) -> Result<Self, (String, String)> {
+        match type_name {
+            "scrub_url" => decode(table).map(TransformConfig::ScrubUrl),
+            "sample" => decode(table).map(TransformConfig::Sample),
+            other => Err(unknown_type("transform", other, Self::TYPES)),
+        }
     }
 
     pub fn type_name(&self) -> &'static str {
-        match *self {}
+        match self {
+            TransformConfig::ScrubUrl(_) => "scrub_url",
+            TransformConfig::Sample(_) => "sample",
+        }
     }
 
     /// Output ports, default first. Most transforms have only the default one.
@@ -54,9 +67,19 @@ impl TransformConfig {
         vec![DEFAULT_OUTPUT.to_owned()]
     }
 
-    pub fn build(&self, _cx: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
-        match *self {}
+    pub fn build(&self, cx: &TransformContext) -> anyhow::Result<Box<dyn Transform>> {
+        Ok(match self {
+            TransformConfig::ScrubUrl(config) => Box::new(config.build(cx)?),
+            TransformConfig::Sample(config) => Box::new(config.build(cx)?),
+        })
     }
 }
 
-impl CheckConfig for TransformConfig {}
+impl CheckConfig for TransformConfig {
+    fn check(&self) -> Vec<(&'static str, String)> {
+        match self {
+            TransformConfig::ScrubUrl(config) => config.check(),
+            TransformConfig::Sample(config) => config.check(),
+        }
+    }
+}
