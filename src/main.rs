@@ -8,8 +8,17 @@ use clap::{Parser, Subcommand};
 use rum_pipeline::config::{self, Loaded};
 use rum_pipeline::topology::{self, RunOptions};
 
+// Events are many small maps and strings: mimalloc makes their churn several
+// times cheaper than glibc malloc and keeps RSS from fragmenting.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
-#[command(name = "rum-pipeline", version, about = "Real User Monitoring backend: beacons and CSP reports through TOML pipelines")]
+#[command(
+    name = "rum-pipeline",
+    version,
+    about = "Real User Monitoring backend: beacons and CSP reports through TOML pipelines"
+)]
 struct Cli {
     /// Pipeline file (TOML). Without it, the embedded pipelines/dev.toml runs.
     #[arg(short, long, env = "RUM_CONFIG", global = true)]
@@ -44,7 +53,10 @@ fn main() -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -76,9 +88,14 @@ fn main() -> ExitCode {
     let global = &loaded.config.global;
     let options = RunOptions {
         shutdown_timeout: Duration::from_secs(global.shutdown_timeout_secs),
-        stats_interval: (global.stats_interval_secs > 0).then(|| Duration::from_secs(global.stats_interval_secs)),
+        stats_interval: (global.stats_interval_secs > 0)
+            .then(|| Duration::from_secs(global.stats_interval_secs)),
     };
-    tracing::info!("rum-pipeline {} starting with {}", env!("CARGO_PKG_VERSION"), loaded.config.file);
+    tracing::info!(
+        "rum-pipeline {} starting with {}",
+        env!("CARGO_PKG_VERSION"),
+        loaded.config.file
+    );
     match runtime.block_on(topology::run(built, options, topology::shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -26,7 +26,9 @@ impl FieldType {
     pub fn accepts(self, value: &serde_json::Value) -> bool {
         use serde_json::Value as V;
         match self {
-            FieldType::Keyword | FieldType::Text | FieldType::Date | FieldType::Ip => value.is_string(),
+            FieldType::Keyword | FieldType::Text | FieldType::Date | FieldType::Ip => {
+                value.is_string()
+            }
             FieldType::Long => value.is_i64() || value.is_u64(),
             FieldType::Double => value.is_number(),
             FieldType::Boolean => value.is_boolean(),
@@ -240,7 +242,13 @@ const fn p(key: &'static str, path: &'static str, ty: FieldType) -> PayloadField
     }
 }
 
+/// The client numbers its events (per page load, so `view.id` + `seq` names
+/// one event); when an event carries `seq` it replaces the position in the
+/// beacon the source puts in `rum.seq`.
+const CLIENT_SEQ: PayloadField = p("seq", RUM_SEQ, Long);
+
 const PAGE_VIEW: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("navigation_type", "rum.nav.navigation_type", Keyword),
     p("soft", "rum.nav.soft", Boolean),
     p("redirect", "rum.nav.redirect", Double),
@@ -261,6 +269,7 @@ const PAGE_VIEW: &[PayloadField] = &[
 ];
 
 const WEB_VITAL: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("name", "rum.vital.name", Keyword),
     p("value", "rum.vital.value", Double),
     p("rating", "rum.vital.rating", Keyword),
@@ -271,6 +280,7 @@ const WEB_VITAL: &[PayloadField] = &[
 ];
 
 const RESOURCE: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("name", RUM_RESOURCE_NAME, Keyword),
     p("initiator_type", "rum.resource.initiator_type", Keyword),
     p("start", "rum.resource.start", Double),
@@ -285,6 +295,7 @@ const RESOURCE: &[PayloadField] = &[
 ];
 
 const ERROR: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("message", "error.message", Text),
     p("name", "error.type", Keyword),
     p("stack", ERROR_STACK_TRACE, Text),
@@ -296,20 +307,27 @@ const ERROR: &[PayloadField] = &[
 ];
 
 const ACTION: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("kind", "rum.action.kind", Keyword),
     p("target", "rum.action.target", Keyword),
     p("name", "rum.action.name", Keyword),
 ];
 
 const LONG_TASK: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("kind", "rum.long_task.kind", Keyword),
     p("start", "rum.long_task.start", Double),
     p("duration", "rum.long_task.duration", Double),
-    p("blocking_duration", "rum.long_task.blocking_duration", Double),
+    p(
+        "blocking_duration",
+        "rum.long_task.blocking_duration",
+        Double,
+    ),
     p("scripts", "rum.long_task.scripts", Flattened),
 ];
 
 const HTTP: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("kind", "rum.http.kind", Keyword),
     p("method", "rum.http.method", Keyword),
     p("url", RUM_HTTP_URL, Keyword),
@@ -319,6 +337,7 @@ const HTTP: &[PayloadField] = &[
 ];
 
 const CUSTOM: &[PayloadField] = &[
+    CLIENT_SEQ,
     p("name", "rum.custom.name", Keyword),
     p("value", "rum.custom.value", Double),
     p("data", "rum.custom.data", Flattened),

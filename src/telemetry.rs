@@ -125,7 +125,12 @@ impl Registry {
     }
 
     /// Returns the counter for this name and label set, creating it at zero.
-    pub fn counter(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> Counter {
+    pub fn counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+    ) -> Counter {
         self.with_series(
             name,
             help,
@@ -154,7 +159,9 @@ impl Registry {
             kind: "gauge",
             series: BTreeMap::new(),
         });
-        family.series.insert(render_labels(labels), Series::Gauge(read));
+        family
+            .series
+            .insert(render_labels(labels), Series::Gauge(read));
     }
 
     pub fn histogram(
@@ -229,7 +236,10 @@ fn render_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     let mut cumulative = 0;
     for (bound, bucket) in h.bounds.iter().zip(&h.buckets) {
         cumulative += bucket.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+        );
     }
     let count = h.count.load(Ordering::Relaxed);
     let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
@@ -252,8 +262,17 @@ pub struct ComponentMetrics {
 }
 
 impl ComponentMetrics {
-    pub fn new(registry: &Arc<Registry>, id: &str, kind: &'static str, type_name: &'static str) -> Self {
-        let labels = [("component_id", id), ("component_kind", kind), ("component_type", type_name)];
+    pub fn new(
+        registry: &Arc<Registry>,
+        id: &str,
+        kind: &'static str,
+        type_name: &'static str,
+    ) -> Self {
+        let labels = [
+            ("component_id", id),
+            ("component_kind", kind),
+            ("component_type", type_name),
+        ];
         let discarded = |intentional: &str| {
             let mut l = labels.to_vec();
             l.push(("intentional", intentional));
@@ -319,7 +338,12 @@ impl ComponentMetrics {
     }
 
     /// A component-specific counter carrying the standard labels plus `extra`.
-    pub fn counter(&self, name: &'static str, help: &'static str, extra: &[(&str, &str)]) -> Counter {
+    pub fn counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        extra: &[(&str, &str)],
+    ) -> Counter {
         let mut labels = self.labels().to_vec();
         labels.extend_from_slice(extra);
         self.registry.counter(name, help, &labels)

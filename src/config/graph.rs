@@ -50,29 +50,47 @@ pub fn split_input(input: &str) -> (&str, &str) {
 /// Adds errors for a broken graph; returns warnings.
 pub fn check(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Vec<String> {
     let mut nodes: HashMap<&str, Node> = HashMap::new();
-    let mut error = |kind: Kind, id: &str, line: Option<usize>, key: Option<&str>, message: String| {
-        errors.push(ConfigError {
-            file: config.file.clone(),
-            line,
-            component: Some(format!("{}.{id}", kind.table())),
-            key: key.map(str::to_owned),
-            message,
-        })
-    };
+    let mut error =
+        |kind: Kind, id: &str, line: Option<usize>, key: Option<&str>, message: String| {
+            errors.push(ConfigError {
+                file: config.file.clone(),
+                line,
+                component: Some(format!("{}.{id}", kind.table())),
+                key: key.map(str::to_owned),
+                message,
+            })
+        };
 
     let declared = config
         .sources
         .iter()
-        .map(|s| (Kind::Source, s.id.as_str(), s.line, vec![DEFAULT_OUTPUT.to_owned()], Vec::new()))
+        .map(|s| {
+            (
+                Kind::Source,
+                s.id.as_str(),
+                s.line,
+                vec![DEFAULT_OUTPUT.to_owned()],
+                Vec::new(),
+            )
+        })
         .chain(config.transforms.iter().map(|t| {
-            (Kind::Transform, t.id.as_str(), t.line, t.config.outputs(), t.inputs.clone())
+            (
+                Kind::Transform,
+                t.id.as_str(),
+                t.line,
+                t.config.outputs(),
+                t.inputs.clone(),
+            )
         }))
-        .chain(
-            config
-                .sinks
-                .iter()
-                .map(|s| (Kind::Sink, s.id.as_str(), s.line, Vec::new(), s.inputs.clone())),
-        );
+        .chain(config.sinks.iter().map(|s| {
+            (
+                Kind::Sink,
+                s.id.as_str(),
+                s.line,
+                Vec::new(),
+                s.inputs.clone(),
+            )
+        }));
     for (kind, id, line, outputs, inputs) in declared {
         if let Some(existing) = nodes.get(id) {
             error(
@@ -80,12 +98,21 @@ pub fn check(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Vec<Stri
                 id,
                 line,
                 None,
-                format!("duplicate component id: `{id}` is also declared in [{}]", existing.kind.table()),
+                format!(
+                    "duplicate component id: `{id}` is also declared in [{}]",
+                    existing.kind.table()
+                ),
             );
             continue;
         }
         if kind != Kind::Source && inputs.is_empty() {
-            error(kind, id, line, Some("inputs"), "needs at least one input".into());
+            error(
+                kind,
+                id,
+                line,
+                Some("inputs"),
+                "needs at least one input".into(),
+            );
         }
         nodes.insert(
             id,
@@ -103,6 +130,7 @@ pub fn check(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Vec<Stri
         for input in &node.inputs {
             let (upstream, port) = split_input(input);
             match nodes.get(upstream) {
+                None if config.broken_ids.iter().any(|b| b == upstream) => {}
                 None => error(
                     node.kind,
                     id,
@@ -134,7 +162,10 @@ pub fn check(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Vec<Stri
                         id,
                         node.line,
                         Some("inputs"),
-                        format!("input `{input}`: `{upstream}` has no such output (it offers: {})", offered.join(", ")),
+                        format!(
+                            "input `{input}`: `{upstream}` has no such output (it offers: {})",
+                            offered.join(", ")
+                        ),
                     )
                 }
                 Some(_) => {
@@ -172,9 +203,15 @@ pub fn check(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Vec<Stri
                 let what = if output == DEFAULT_OUTPUT {
                     format!("[{}.{id}] feeds no component", node.kind.table())
                 } else {
-                    format!("[{}.{id}] output `{id}.{output}` feeds no component", node.kind.table())
+                    format!(
+                        "[{}.{id}] output `{id}.{output}` feeds no component",
+                        node.kind.table()
+                    )
                 };
-                warnings.push(format!("{}: {what}; its events are counted and dropped", config.file));
+                warnings.push(format!(
+                    "{}: {what}; its events are counted and dropped",
+                    config.file
+                ));
             }
         }
     }

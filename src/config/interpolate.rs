@@ -65,7 +65,9 @@ fn expand(reference: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
     if !valid_name {
-        return Err(format!("`${{{reference}}}`: `{name}` is not a valid variable name"));
+        return Err(format!(
+            "`${{{reference}}}`: `{name}` is not a valid variable name"
+        ));
     }
     let value = lookup(name).filter(|v| !v.is_empty());
     match (value, op) {
@@ -92,7 +94,8 @@ mod tests {
 
     #[test]
     fn replaces_values_and_defaults() {
-        let text = "a = \"${PORT}\"\nb = \"${MISSING:-x y}\"\nc = \"${EMPTY:-d}\"\nd = \"$$HOME $x\"\n";
+        let text =
+            "a = \"${PORT}\"\nb = \"${MISSING:-x y}\"\nc = \"${EMPTY:-d}\"\nd = \"$$HOME $x\"\n";
         assert_eq!(
             interpolate(text, &env).unwrap(),
             "a = \"3001\"\nb = \"x y\"\nc = \"d\"\nd = \"$HOME $x\"\n"
@@ -107,7 +110,9 @@ mod tests {
         assert_eq!(errors[0].0, 2);
         assert!(errors[0].1.contains("NOPE is not set"));
         assert_eq!(errors[1].0, 3);
-        assert!(errors[1].1.contains("ALSO is required: set it to the cluster URL"));
+        assert!(errors[1]
+            .1
+            .contains("ALSO is required: set it to the cluster URL"));
     }
 
     #[test]

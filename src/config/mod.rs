@@ -115,6 +115,9 @@ pub struct PipelineConfig {
     pub sources: Vec<SourceComponent>,
     pub transforms: Vec<Component<TransformConfig>>,
     pub sinks: Vec<Component<SinkConfig>>,
+    /// Components whose own config failed: the graph check does not repeat
+    /// their error as "unknown input" downstream.
+    pub broken_ids: Vec<String>,
 }
 
 /// A loaded pipeline plus the warnings that do not stop it.
@@ -179,28 +182,35 @@ pub fn load_str(
         }
     };
 
+    let mut broken_ids = Vec::new();
     let mut sources = Vec::new();
     for (id, table) in sources_table {
-        if let Some(table) = parser.component_table("sources", &id, table) {
-            if let Some(source) = parser.source(&id, table) {
-                sources.push(source);
-            }
+        let source = parser
+            .component_table("sources", &id, table)
+            .and_then(|table| parser.source(&id, table));
+        match source {
+            Some(source) => sources.push(source),
+            None => broken_ids.push(id),
         }
     }
     let mut transforms = Vec::new();
     for (id, table) in transforms_table {
-        if let Some(table) = parser.component_table("transforms", &id, table) {
-            if let Some(c) = parser.downstream("transforms", &id, table, TransformConfig::parse) {
-                transforms.push(c);
-            }
+        let transform = parser
+            .component_table("transforms", &id, table)
+            .and_then(|table| parser.downstream("transforms", &id, table, TransformConfig::parse));
+        match transform {
+            Some(c) => transforms.push(c),
+            None => broken_ids.push(id),
         }
     }
     let mut sinks = Vec::new();
     for (id, table) in sinks_table {
-        if let Some(table) = parser.component_table("sinks", &id, table) {
-            if let Some(c) = parser.downstream("sinks", &id, table, SinkConfig::parse) {
-                sinks.push(c);
-            }
+        let sink = parser
+            .component_table("sinks", &id, table)
+            .and_then(|table| parser.downstream("sinks", &id, table, SinkConfig::parse));
+        match sink {
+            Some(c) => sinks.push(c),
+            None => broken_ids.push(id),
         }
     }
 
@@ -213,6 +223,7 @@ pub fn load_str(
         sources,
         transforms,
         sinks,
+        broken_ids,
     };
     let warnings = graph::check(&config, &mut errors);
     if errors.is_empty() {
@@ -228,12 +239,14 @@ pub fn decode<T: DeserializeOwned>(table: toml::Table) -> Result<T, (String, Str
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        let message = inner.trim().trim_end_matches('\n').to_owned();
-        // Unknown fields are reported at their parent; name the field itself.
+        // toml appends "in `key`" on a second line; the key is reported separately.
+        let message = inner.trim().lines().next().unwrap_or_default().to_owned();
         let key = match unknown_field_name(&message) {
             Some(field) if path == "." => field,
-            Some(field) => format!("{path}.{field}"),
-            None => path,
+            Some(field) if path != field && !path.ends_with(&format!(".{field}")) => {
+                format!("{path}.{field}")
+            }
+            _ => path,
         };
         (if key == "." { String::new() } else { key }, message)
     })
@@ -271,7 +284,11 @@ impl Parser<'_> {
             None => Vec::new(),
             Some(toml::Value::Table(t)) => t.into_iter().collect(),
             Some(_) => {
-                self.push(None, Some(name), format!("`{name}` must be a table of components"));
+                self.push(
+                    None,
+                    Some(name),
+                    format!("`{name}` must be a table of components"),
+                );
                 Vec::new()
             }
         }
@@ -282,7 +299,8 @@ impl Parser<'_> {
             self.push(
                 Some((kind, id)),
                 None,
-                "component ids may use only letters, digits, `_` and `-` (a `.` names an output)".into(),
+                "component ids may use only letters, digits, `_` and `-` (a `.` names an output)"
+                    .into(),
             );
         }
         match value {
@@ -298,7 +316,11 @@ impl Parser<'_> {
         match table.remove("type") {
             Some(toml::Value::String(t)) => Some(t),
             Some(_) => {
-                self.push(Some((kind, id)), Some("type"), "`type` must be a string".into());
+                self.push(
+                    Some((kind, id)),
+                    Some("type"),
+                    "`type` must be a string".into(),
+                );
                 None
             }
             None => {
@@ -311,7 +333,11 @@ impl Parser<'_> {
     fn source(&mut self, id: &str, mut table: toml::Table) -> Option<SourceComponent> {
         let type_name = self.take_type("sources", id, &mut table)?;
         if table.contains_key("inputs") {
-            self.push(Some(("sources", id)), Some("inputs"), "sources take no `inputs`".into());
+            self.push(
+                Some(("sources", id)),
+                Some("inputs"),
+                "sources take no `inputs`".into(),
+            );
             table.remove("inputs");
         }
         // Options every HTTP source shares are split off first, so each part
@@ -353,7 +379,7 @@ impl Parser<'_> {
         kind: &str,
         id: &str,
         mut table: toml::Table,
-        parse: fn(&str, toml::Table) -> Result<T, (String, String)>,
+        parse: ParseFn<T>,
     ) -> Option<Component<T>>
     where
         T: CheckConfig,
@@ -375,7 +401,11 @@ impl Parser<'_> {
                 inputs
             }
             Some(_) => {
-                self.push(Some((kind, id)), Some("inputs"), "`inputs` must be a list of component ids".into());
+                self.push(
+                    Some((kind, id)),
+                    Some("inputs"),
+                    "`inputs` must be a list of component ids".into(),
+                );
                 Vec::new()
             }
             None => Vec::new(),
@@ -383,7 +413,11 @@ impl Parser<'_> {
         let buffer = match table.remove("buffer") {
             Some(toml::Value::Table(t)) => match decode::<BufferOptions>(t) {
                 Ok(b) if b.max_events == 0 => {
-                    self.push(Some((kind, id)), Some("buffer.max_events"), "must be at least 1".into());
+                    self.push(
+                        Some((kind, id)),
+                        Some("buffer.max_events"),
+                        "must be at least 1".into(),
+                    );
                     BufferOptions::default()
                 }
                 Ok(b) => b,
@@ -393,7 +427,11 @@ impl Parser<'_> {
                 }
             },
             Some(_) => {
-                self.push(Some((kind, id)), Some("buffer"), "`buffer` must be a table".into());
+                self.push(
+                    Some((kind, id)),
+                    Some("buffer"),
+                    "`buffer` must be a table".into(),
+                );
                 BufferOptions::default()
             }
             None => BufferOptions::default(),
@@ -418,6 +456,9 @@ impl Parser<'_> {
     }
 }
 
+/// A component kind's parser: type name and table in, typed config or (key, message) out.
+type ParseFn<T> = fn(&str, toml::Table) -> Result<T, (String, String)>;
+
 /// Value checks a config runs after parsing: (key, message) per problem.
 pub trait CheckConfig {
     fn check(&self) -> Vec<(&'static str, String)> {
@@ -429,7 +470,10 @@ pub trait CheckConfig {
 pub fn unknown_type(kind: &str, type_name: &str, known: &[&str]) -> (String, String) {
     (
         "type".to_owned(),
-        format!("unknown {kind} type `{type_name}` (known: {})", known.join(", ")),
+        format!(
+            "unknown {kind} type `{type_name}` (known: {})",
+            known.join(", ")
+        ),
     )
 }
 
@@ -446,7 +490,11 @@ fn locate(text: &str, kind: &str, id: &str, key: Option<&str>) -> Option<usize> 
     let mut header_line = None;
     let mut current: Option<String> = None;
     let key_parts: Vec<&str> = key
-        .map(|k| k.split('.').filter(|p| !p.parse::<usize>().is_ok()).collect())
+        .map(|k| {
+            k.split('.')
+                .filter(|p| p.parse::<usize>().is_err())
+                .collect()
+        })
         .unwrap_or_default();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -469,8 +517,13 @@ fn locate(text: &str, kind: &str, id: &str, key: Option<&str>) -> Option<usize> 
         if key_parts.is_empty() {
             continue;
         }
-        let Some((lhs, _)) = line.split_once('=') else { continue };
-        let lhs: String = lhs.chars().filter(|c| !c.is_whitespace() && *c != '"').collect();
+        let Some((lhs, _)) = line.split_once('=') else {
+            continue;
+        };
+        let lhs: String = lhs
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '"')
+            .collect();
         // The key may be written relative to the component or to a sub-table.
         for split in 0..key_parts.len() {
             let table = if split == 0 {
@@ -487,13 +540,12 @@ fn locate(text: &str, kind: &str, id: &str, key: Option<&str>) -> Option<usize> 
 }
 
 fn locate_top_level(text: &str, key: &str) -> Option<usize> {
-    text.lines().position(|l| {
-        let l = l.trim();
-        l.split_once('=')
-            .is_some_and(|(lhs, _)| lhs.trim() == key)
-            || l == format!("[{key}]")
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|l| {
+            let l = l.trim();
+            l.split_once('=').is_some_and(|(lhs, _)| lhs.trim() == key) || l == format!("[{key}]")
+        })
+        .map(|i| i + 1)
 }
 
 #[cfg(test)]
@@ -501,7 +553,9 @@ mod tests {
     use super::*;
 
     fn load(text: &str) -> Result<Loaded, Vec<ConfigError>> {
-        load_str("test.toml", text, &|name| (name == "PORT").then(|| "3999".to_owned()))
+        load_str("test.toml", text, &|name| {
+            (name == "PORT").then(|| "3999".to_owned())
+        })
     }
 
     const GOOD: &str = r#"
@@ -529,17 +583,27 @@ buffer.max_events = 100
         let errors = load(&text).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         let shown = errors[0].to_string();
-        assert!(shown.starts_with("test.toml:9: [sinks.out] key `encodng`"), "{shown}");
+        assert!(
+            shown.starts_with("test.toml:9: [sinks.out] key `encodng`"),
+            "{shown}"
+        );
         assert!(shown.contains("unknown field"), "{shown}");
     }
 
     #[test]
     fn wrong_type_names_the_key_and_line() {
-        let text = GOOD.replace("address = \"127.0.0.1:${PORT}\"", "address = \"x\"\nmax_body_bytes = \"1MB\"");
+        let text = GOOD.replace(
+            "address = \"127.0.0.1:${PORT}\"",
+            "address = \"x\"\nmax_events_per_beacon = \"many\"",
+        );
         let errors = load(&text).unwrap_err();
         let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert!(shown.iter().any(|s| s.contains("key `max_body_bytes`") && s.starts_with("test.toml:5:")), "{shown:?}");
-        assert!(shown.iter().any(|s| s.contains("key `address`")), "{shown:?}");
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(shown.iter().any(|s| s.contains("key `max_events_per_beacon`") && s.starts_with("test.toml:5:")), "{shown:?}");
+        assert!(
+            shown.iter().any(|s| s.contains("key `address`")),
+            "{shown:?}"
+        );
     }
 
     #[test]
@@ -558,9 +622,24 @@ inputs = ["missing"]
         let errors = load(text).unwrap_err();
         let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         assert!(shown.iter().any(|s| s.contains("bogus")), "{shown:?}");
-        assert!(shown.iter().any(|s| s.contains("[sources.a]") && s.contains("unknown source type `nope`")), "{shown:?}");
-        assert!(shown.iter().any(|s| s.contains("[transforms.t]") && s.contains("also_nope")), "{shown:?}");
-        assert!(shown.iter().any(|s| s.contains("[sinks.s]") && s.contains("`missing`")), "{shown:?}");
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.contains("[sources.a]") && s.contains("unknown source type `nope`")),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.contains("[transforms.t]") && s.contains("also_nope")),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.contains("[sinks.s]") && s.contains("`missing`")),
+            "{shown:?}"
+        );
     }
 
     #[test]

@@ -16,14 +16,17 @@ fn writer() -> &'static mpsc::Sender<String> {
             .name("access-log".into())
             .spawn(move || {
                 let stderr = std::io::stderr();
-                let mut out = std::io::BufWriter::new(stderr.lock());
+                let mut batch = String::new();
                 while let Ok(line) = rx.recv() {
-                    let _ = out.write_all(line.as_bytes());
-                    // Batch whatever else is already queued, then flush once.
+                    batch.clear();
+                    batch.push_str(&line);
+                    // Batch whatever else is already queued, then write once.
                     while let Ok(more) = rx.try_recv() {
-                        let _ = out.write_all(more.as_bytes());
+                        batch.push_str(&more);
                     }
-                    let _ = out.flush();
+                    // Lock per write, never for the thread's life: the logger
+                    // writes to stderr too, and would wait forever.
+                    let _ = stderr.lock().write_all(batch.as_bytes());
                 }
             });
         if let Err(e) = spawned {
@@ -43,7 +46,10 @@ pub fn format_line(method: &str, path: &str, page: Option<&str>, body_bytes: usi
         .take(2048)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    format!("{now} {method} {path} {page} {:.3}kB\n", body_bytes as f64 / 1000.0)
+    format!(
+        "{now} {method} {path} {page} {:.3}kB\n",
+        body_bytes as f64 / 1000.0
+    )
 }
 
 pub fn log(method: &str, path: &str, page: Option<&str>, body_bytes: usize) {
@@ -60,6 +66,9 @@ mod tests {
         let parts: Vec<&str> = line.trim_end().split(' ').collect();
         assert_eq!(parts.len(), 6, "{line}");
         assert!(parts[0].ends_with('Z') && parts[0].len() == 24, "{line}");
-        assert_eq!(&parts[1..], ["POST", "/rum", "https://www.example.com/", "x", "0.765kB"]);
+        assert_eq!(
+            &parts[1..],
+            ["POST", "/rum", "https://www.example.com/", "x", "0.765kB"]
+        );
     }
 }

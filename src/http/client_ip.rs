@@ -50,7 +50,9 @@ fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
             .filter_map(|element| {
                 element.split(';').find_map(|pair| {
                     let (key, value) = pair.trim().split_once('=')?;
-                    key.trim().eq_ignore_ascii_case("for").then(|| parse_node(value))
+                    key.trim()
+                        .eq_ignore_ascii_case("for")
+                        .then(|| parse_node(value))
                 })
             })
             .collect();
@@ -60,7 +62,7 @@ fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|hop| parse_node(hop))
+        .map(parse_node)
         .collect()
 }
 
@@ -113,8 +115,14 @@ mod tests {
     #[test]
     fn forwarded_header_with_ipv6_and_ports() {
         let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
-        let h = headers(&[("forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\"")]);
-        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("2001:db8:cafe::17"));
+        let h = headers(&[(
+            "forwarded",
+            "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\"",
+        )]);
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &h, &trusted),
+            ip("2001:db8:cafe::17")
+        );
     }
 
     #[test]
@@ -123,6 +131,9 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "8.8.8.8, not-an-ip")]);
         assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("127.0.0.1"));
         let h = headers(&[]);
-        assert_eq!(client_ip(ip("::ffff:127.0.0.1"), &h, &trusted), ip("127.0.0.1"));
+        assert_eq!(
+            client_ip(ip("::ffff:127.0.0.1"), &h, &trusted),
+            ip("127.0.0.1")
+        );
     }
 }

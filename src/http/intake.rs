@@ -66,7 +66,11 @@ pub struct Intake {
 
 impl Intake {
     /// `methods`: what preflights may ask for, e.g. "POST, GET, OPTIONS".
-    pub fn new(options: HttpSourceOptions, metrics: ComponentMetrics, methods: &'static str) -> Self {
+    pub fn new(
+        options: HttpSourceOptions,
+        metrics: ComponentMetrics,
+        methods: &'static str,
+    ) -> Self {
         Self {
             any_origin: options.allowed_origins.iter().any(|o| o == "*"),
             origin_denied: metrics.errors("origin_not_allowed", "receiving"),
@@ -120,7 +124,10 @@ impl Intake {
                 if let Some(origin) = allow_origin {
                     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
                 }
-                h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, self.allow_methods.clone());
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    self.allow_methods.clone(),
+                );
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_HEADERS,
                     HeaderValue::from_static("content-type, content-encoding"),
@@ -133,7 +140,11 @@ impl Intake {
     }
 
     /// Adds the CORS answer headers to a response.
-    pub fn with_cors(&self, mut response: HttpResponse, allow_origin: Option<HeaderValue>) -> HttpResponse {
+    pub fn with_cors(
+        &self,
+        mut response: HttpResponse,
+        allow_origin: Option<HeaderValue>,
+    ) -> HttpResponse {
         if let Some(origin) = allow_origin {
             let h = response.headers_mut();
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
@@ -143,7 +154,11 @@ impl Intake {
     }
 
     /// Counts the error and turns it into the client's answer.
-    pub fn error_response(&self, error: &IntakeError, allow_origin: Option<HeaderValue>) -> HttpResponse {
+    pub fn error_response(
+        &self,
+        error: &IntakeError,
+        allow_origin: Option<HeaderValue>,
+    ) -> HttpResponse {
         // Origin refusals are counted where they are found (cached counter).
         if error.error_type != "origin_not_allowed" {
             self.metrics.errors(error.error_type, "receiving").inc();
@@ -172,11 +187,18 @@ impl Intake {
         }
         let wire = tokio::time::timeout(BODY_READ_TIMEOUT, read_limited(body, limit))
             .await
-            .map_err(|_| fail(IntakeError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "body not received in time")))?
+            .map_err(|_| {
+                fail(IntakeError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "body not received in time",
+                ))
+            })?
             .map_err(fail)?;
         let wire_bytes = wire.len();
         let body = decode_content(&parts.headers, wire, limit).map_err(fail)?;
-        let client_ip = super::client_ip::client_ip(peer, &parts.headers, &self.options.trusted_proxies);
+        let client_ip =
+            super::client_ip::client_ip(peer, &parts.headers, &self.options.trusted_proxies);
         Ok(IntakeRequest {
             headers: parts.headers,
             body,
@@ -213,7 +235,9 @@ fn too_large(limit: usize) -> IntakeError {
 async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, IntakeError> {
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| IntakeError::bad_request("body_read_failed", format!("reading the body failed: {e}")))?;
+        let frame = frame.map_err(|e| {
+            IntakeError::bad_request("body_read_failed", format!("reading the body failed: {e}"))
+        })?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
                 return Err(too_large(limit));
@@ -233,7 +257,11 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
 
 /// Undoes `Content-Encoding: gzip | deflate`, never producing more than
 /// `limit` bytes: a gzip bomb stops at the limit instead of filling memory.
-pub fn decode_content(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, IntakeError> {
+pub fn decode_content(
+    headers: &HeaderMap,
+    body: Bytes,
+    limit: usize,
+) -> Result<Bytes, IntakeError> {
     let Some(encoding) = headers.get(header::CONTENT_ENCODING) else {
         return Ok(body);
     };
@@ -257,7 +285,12 @@ fn inflate(decoder: impl Read, limit: usize) -> Result<Bytes, IntakeError> {
     decoder
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| IntakeError::bad_request("invalid_compression", format!("cannot decompress the body: {e}")))?;
+        .map_err(|e| {
+            IntakeError::bad_request(
+                "invalid_compression",
+                format!("cannot decompress the body: {e}"),
+            )
+        })?;
     if out.len() > limit {
         return Err(IntakeError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -302,7 +335,8 @@ mod tests {
 
     #[test]
     fn corrupt_and_unknown_encodings_are_refused() {
-        let err = decode_content(&with_encoding("gzip"), Bytes::from_static(b"not gzip"), 100).unwrap_err();
+        let err = decode_content(&with_encoding("gzip"), Bytes::from_static(b"not gzip"), 100)
+            .unwrap_err();
         assert_eq!(err.error_type, "invalid_compression");
         let err = decode_content(&with_encoding("br"), Bytes::from_static(b"x"), 100).unwrap_err();
         assert_eq!(err.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
@@ -311,7 +345,10 @@ mod tests {
     #[test]
     fn media_type_ignores_parameters_and_case() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, "Text/Plain;charset=UTF-8".parse().unwrap());
+        headers.insert(
+            header::CONTENT_TYPE,
+            "Text/Plain;charset=UTF-8".parse().unwrap(),
+        );
         assert_eq!(media_type(&headers).as_deref(), Some("text/plain"));
     }
 }

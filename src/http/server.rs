@@ -78,7 +78,10 @@ impl Health {
                 }
                 text_response(StatusCode::OK, body)
             }
-            DRAINING => text_response(StatusCode::SERVICE_UNAVAILABLE, "rum-pipeline is shutting down"),
+            DRAINING => text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rum-pipeline is shutting down",
+            ),
             _ => text_response(StatusCode::SERVICE_UNAVAILABLE, "rum-pipeline is starting"),
         }
     }
@@ -102,7 +105,11 @@ const METRICS_PATH: &str = "/metrics";
 impl Router {
     pub fn new(routes: Vec<Route>, health: Arc<Health>, registry: Arc<Registry>) -> Self {
         let mut path_labels: Vec<String> = routes.iter().map(|r| r.path.clone()).collect();
-        path_labels.extend([HEALTH_PATH.to_owned(), METRICS_PATH.to_owned(), "unmatched".to_owned()]);
+        path_labels.extend([
+            HEALTH_PATH.to_owned(),
+            METRICS_PATH.to_owned(),
+            "unmatched".to_owned(),
+        ]);
         Self {
             routes,
             health,
@@ -114,14 +121,22 @@ impl Router {
 
     fn count(&self, label: usize, status: StatusCode) {
         let key = (label, status.as_u16());
-        if let Some(counter) = self.requests.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(counter) = self
+            .requests
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             counter.inc();
             return;
         }
         let counter = self.registry.counter(
             "http_requests_total",
             "HTTP requests answered by the shared listener, by path and status.",
-            &[("path", &self.path_labels[label]), ("status", status.as_str())],
+            &[
+                ("path", &self.path_labels[label]),
+                ("status", status.as_str()),
+            ],
         );
         counter.inc();
         self.requests
@@ -145,7 +160,10 @@ impl Router {
             );
             (self.routes.len() + 1, response)
         } else {
-            (self.routes.len() + 2, text_response(StatusCode::NOT_FOUND, "not found\n"))
+            (
+                self.routes.len() + 2,
+                text_response(StatusCode::NOT_FOUND, "not found\n"),
+            )
         };
         self.count(label, response.status());
         response
@@ -161,7 +179,11 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub async fn bind(address: SocketAddr, tls: Option<TlsAcceptor>, router: Router) -> anyhow::Result<Self> {
+    pub async fn bind(
+        address: SocketAddr,
+        tls: Option<TlsAcceptor>,
+        router: Router,
+    ) -> anyhow::Result<Self> {
         let tcp = TcpListener::bind(address)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
@@ -258,12 +280,19 @@ async fn serve_connection(
         async move { Ok::<_, Infallible>(router.dispatch(request, peer).await) }
     });
     match tls {
-        None => drive!(builder.serve_connection(TokioIo::new(stream), service), shutdown),
+        None => drive!(
+            builder.serve_connection(TokioIo::new(stream), service),
+            shutdown
+        ),
         Some(acceptor) => {
-            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+            let handshake =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
             match handshake {
                 Ok(Ok(tls_stream)) => {
-                    drive!(builder.serve_connection(TokioIo::new(tls_stream), service), shutdown)
+                    drive!(
+                        builder.serve_connection(TokioIo::new(tls_stream), service),
+                        shutdown
+                    )
                 }
                 Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
                 Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
@@ -271,4 +300,3 @@ async fn serve_connection(
         }
     }
 }
-

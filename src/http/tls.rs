@@ -16,13 +16,21 @@ pub fn acceptor(options: &TlsOptions) -> anyhow::Result<TlsAcceptor> {
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("tls.crt_file `{}` is not PEM", options.crt_file.display()))?;
     if certs.is_empty() {
-        return Err(anyhow!("tls.crt_file `{}` holds no certificate", options.crt_file.display()));
+        return Err(anyhow!(
+            "tls.crt_file `{}` holds no certificate",
+            options.crt_file.display()
+        ));
     }
     let key = std::fs::File::open(&options.key_file)
         .with_context(|| format!("cannot open tls.key_file `{}`", options.key_file.display()))?;
     let key = rustls_pemfile::private_key(&mut BufReader::new(key))
         .with_context(|| format!("tls.key_file `{}` is not PEM", options.key_file.display()))?
-        .ok_or_else(|| anyhow!("tls.key_file `{}` holds no private key", options.key_file.display()))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "tls.key_file `{}` holds no private key",
+                options.key_file.display()
+            )
+        })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -12,7 +12,9 @@ pub struct BlackholeConfig {}
 
 impl BlackholeConfig {
     pub fn build(&self, cx: SinkContext) -> anyhow::Result<SinkFuture> {
-        let SinkContext { metrics, mut input, .. } = cx;
+        let SinkContext {
+            metrics, mut input, ..
+        } = cx;
         let sent = metrics.sent_events(DEFAULT_OUTPUT);
         Ok(Box::pin(async move {
             while let Some(batch) = input.recv().await {

@@ -36,7 +36,7 @@ pub fn encode(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {
     match encoding {
         Encoding::Json => event.write_json(out),
         Encoding::Pretty => {
-            let _ = serde_json::to_writer_pretty(&mut *out, event.as_map());
+            let _ = serde_json::to_writer_pretty(&mut *out, event);
         }
     }
     out.push(b'\n');
@@ -45,7 +45,12 @@ pub fn encode(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {
 impl StdoutConfig {
     pub fn build(&self, cx: SinkContext) -> anyhow::Result<SinkFuture> {
         let encoding = self.encoding;
-        let SinkContext { id, metrics, mut input, .. } = cx;
+        let SinkContext {
+            id,
+            metrics,
+            mut input,
+            ..
+        } = cx;
         let sent = metrics.sent_events(DEFAULT_OUTPUT);
         let write_failed = metrics.errors("write_failed", "sending");
         Ok(Box::pin(async move {

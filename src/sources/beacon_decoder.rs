@@ -58,13 +58,23 @@ fn invalid(message: impl Into<String>) -> IntakeError {
     IntakeError::bad_request("invalid_beacon", message)
 }
 
-pub fn decode(body: &[u8], facts: &RequestFacts<'_>, limits: &BeaconLimits) -> Result<Decoded, IntakeError> {
+pub fn decode(
+    body: &[u8],
+    facts: &RequestFacts<'_>,
+    limits: &BeaconLimits,
+) -> Result<Decoded, IntakeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("empty body"));
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         if e.to_string().contains("recursion limit") {
-            IntakeError::bad_request("too_deep", format!("JSON nested deeper than max_json_depth ({})", limits.max_depth))
+            IntakeError::bad_request(
+                "too_deep",
+                format!(
+                    "JSON nested deeper than max_json_depth ({})",
+                    limits.max_depth
+                ),
+            )
         } else {
             IntakeError::bad_request("invalid_json", format!("invalid JSON: {e}"))
         }
@@ -93,7 +103,11 @@ pub fn decode(body: &[u8], facts: &RequestFacts<'_>, limits: &BeaconLimits) -> R
         return Err(IntakeError::new(
             http::StatusCode::PAYLOAD_TOO_LARGE,
             "too_many_events",
-            format!("{} events in one beacon; max_events_per_beacon is {}", entries.len(), limits.max_events),
+            format!(
+                "{} events in one beacon; max_events_per_beacon is {}",
+                entries.len(),
+                limits.max_events
+            ),
         ));
     }
     let mut times = Vec::with_capacity(entries.len());
@@ -108,7 +122,11 @@ pub fn decode(body: &[u8], facts: &RequestFacts<'_>, limits: &BeaconLimits) -> R
         times.push(match entry.get("ts") {
             None => None,
             Some(Value::Number(n)) => Some(n.as_f64().unwrap_or(0.0) as i64),
-            Some(_) => return Err(invalid(format!("events[{i}].ts must be epoch milliseconds"))),
+            Some(_) => {
+                return Err(invalid(format!(
+                    "events[{i}].ts must be epoch milliseconds"
+                )))
+            }
         });
     }
     let sent_at = match beacon.remove("sent_at") {
@@ -129,12 +147,22 @@ pub fn decode(body: &[u8], facts: &RequestFacts<'_>, limits: &BeaconLimits) -> R
     let mut ignored_keys = 0;
     for (key, value) in beacon {
         match key.as_str() {
-            "app" => copy_strings(&mut context, "app", value, &[
-                ("name", schema::SERVICE_NAME),
-                ("version", schema::SERVICE_VERSION),
-                ("env", schema::SERVICE_ENVIRONMENT),
-            ])?,
-            "session" => copy_strings(&mut context, "session", value, &[("id", schema::SESSION_ID)])?,
+            "app" => copy_strings(
+                &mut context,
+                "app",
+                value,
+                &[
+                    ("name", schema::SERVICE_NAME),
+                    ("version", schema::SERVICE_VERSION),
+                    ("env", schema::SERVICE_ENVIRONMENT),
+                ],
+            )?,
+            "session" => copy_strings(
+                &mut context,
+                "session",
+                value,
+                &[("id", schema::SESSION_ID)],
+            )?,
             "view" => {
                 page_url = apply_view(&mut context, value)?;
             }
@@ -156,16 +184,26 @@ pub fn decode(body: &[u8], facts: &RequestFacts<'_>, limits: &BeaconLimits) -> R
         context.insert(schema::RUM_UA_HINTS, Value::Object(hints));
     }
 
+    // One shared copy of the context for all of the beacon's events.
+    let context = match context.into_value() {
+        Value::Object(map) => std::sync::Arc::new(map),
+        _ => std::sync::Arc::new(Map::new()),
+    };
     let offset = sent_at.map(|sent| facts.received_at_ms - sent).unwrap_or(0);
     let earliest = facts.received_at_ms - limits.max_event_age_ms;
     let mut unknown_types = 0;
     let mut events = Vec::with_capacity(entries.len());
     for (seq, (entry, ts)) in entries.into_iter().zip(times).enumerate() {
-        let Value::Object(entry) = entry else { continue };
+        let Value::Object(entry) = entry else {
+            continue;
+        };
         let at = ts
-            .map(|ts| ts.saturating_add(offset).clamp(earliest, facts.received_at_ms))
+            .map(|ts| {
+                ts.saturating_add(offset)
+                    .clamp(earliest, facts.received_at_ms)
+            })
             .unwrap_or(facts.received_at_ms);
-        let mut event = context.clone();
+        let mut event = Event::with_shared(context.clone());
         event.insert(schema::TIMESTAMP, iso_millis(at));
         event.insert(schema::RUM_SEQ, seq as u64);
         if apply_payload(&mut event, entry)? {
@@ -186,16 +224,26 @@ fn check_shape(value: &Value, depth: usize, limits: &BeaconLimits) -> Result<(),
     let too_long = || {
         IntakeError::bad_request(
             "string_too_long",
-            format!("a string is longer than max_string_bytes ({})", limits.max_string_bytes),
+            format!(
+                "a string is longer than max_string_bytes ({})",
+                limits.max_string_bytes
+            ),
         )
     };
     match value {
         Value::String(s) if s.len() > limits.max_string_bytes => Err(too_long()),
-        Value::Array(_) | Value::Object(_) if depth > limits.max_depth => Err(IntakeError::bad_request(
-            "too_deep",
-            format!("JSON nested deeper than max_json_depth ({})", limits.max_depth),
-        )),
-        Value::Array(items) => items.iter().try_for_each(|v| check_shape(v, depth + 1, limits)),
+        Value::Array(_) | Value::Object(_) if depth > limits.max_depth => {
+            Err(IntakeError::bad_request(
+                "too_deep",
+                format!(
+                    "JSON nested deeper than max_json_depth ({})",
+                    limits.max_depth
+                ),
+            ))
+        }
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|v| check_shape(v, depth + 1, limits)),
         Value::Object(map) => map.iter().try_for_each(|(k, v)| {
             if k.len() > limits.max_string_bytes {
                 return Err(too_long());
@@ -206,7 +254,12 @@ fn check_shape(value: &Value, depth: usize, limits: &BeaconLimits) -> Result<(),
     }
 }
 
-fn copy_strings(event: &mut Event, what: &str, value: Value, keys: &[(&str, &str)]) -> Result<(), IntakeError> {
+fn copy_strings(
+    event: &mut Event,
+    what: &str,
+    value: Value,
+    keys: &[(&str, &str)],
+) -> Result<(), IntakeError> {
     let Value::Object(mut map) = value else {
         return Err(invalid(format!("`{what}` must be an object")));
     };
@@ -230,11 +283,16 @@ fn apply_view(event: &mut Event, value: Value) -> Result<Option<String>, IntakeE
         None | Some(Value::Null) => None,
         Some(_) => return Err(invalid("`view.url` must be a string")),
     };
-    copy_strings(event, "view", Value::Object(map), &[
-        ("id", schema::VIEW_ID),
-        ("title", schema::VIEW_TITLE),
-        ("referrer", schema::HTTP_REFERRER),
-    ])?;
+    copy_strings(
+        event,
+        "view",
+        Value::Object(map),
+        &[
+            ("id", schema::VIEW_ID),
+            ("title", schema::VIEW_TITLE),
+            ("referrer", schema::HTTP_REFERRER),
+        ],
+    )?;
     if let Some(url) = &url {
         set_url_fields(event, url);
     }
@@ -243,11 +301,20 @@ fn apply_view(event: &mut Event, value: Value) -> Result<Option<String>, IntakeE
 
 /// Writes `url.full` and, when it parses, its parts. Used again by `scrub_url`.
 pub fn set_url_fields(event: &mut Event, full: &str) {
-    for path in [schema::URL_SCHEME, schema::URL_DOMAIN, schema::URL_PORT, schema::URL_PATH, schema::URL_QUERY, schema::URL_FRAGMENT] {
+    for path in [
+        schema::URL_SCHEME,
+        schema::URL_DOMAIN,
+        schema::URL_PORT,
+        schema::URL_PATH,
+        schema::URL_QUERY,
+        schema::URL_FRAGMENT,
+    ] {
         event.remove(path);
     }
     event.insert(schema::URL_FULL, full);
-    let Ok(url) = url::Url::parse(full) else { return };
+    let Ok(url) = url::Url::parse(full) else {
+        return;
+    };
     event.insert(schema::URL_SCHEME, url.scheme());
     if let Some(host) = url.host_str() {
         event.insert(schema::URL_DOMAIN, host);
@@ -304,19 +371,26 @@ fn apply_device(event: &mut Event, value: Value) -> Result<(), IntakeError> {
 /// `flattened` field) instead of being dropped or breaking the mapping.
 /// Returns whether the type was unknown.
 fn apply_payload(event: &mut Event, entry: Map<String, Value>) -> Result<bool, IntakeError> {
-    let type_name = entry.get("type").and_then(Value::as_str).unwrap_or_default();
+    let type_name = entry
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let (event_type, unknown) = match EventType::from_beacon(type_name) {
         Some(t) => (t, false),
         None => (EventType::Custom, true),
     };
+    let type_name = if unknown {
+        type_name.to_owned()
+    } else {
+        String::new()
+    };
     event.insert(schema::RUM_TYPE, event_type.as_str());
     event.insert(schema::EVENT_DATASET, event_type.dataset());
-    if unknown {
-        let shown: String = type_name.chars().take(64).collect();
-        event.insert("rum.custom.original_type", shown);
-    }
     let fields = event_type.payload_fields();
     let mut extra = Map::new();
+    // Payload fields are gathered per parent object (`rum.vital`...) and
+    // inserted once, reusing the parsed key strings: the hot path of intake.
+    let mut groups: Vec<(&'static str, Map<String, Value>)> = Vec::with_capacity(2);
     for (key, value) in entry {
         match key.as_str() {
             "type" | "ts" => continue,
@@ -331,12 +405,39 @@ fn apply_payload(event: &mut Event, entry: Map<String, Value>) -> Result<bool, I
         if value.is_null() {
             continue;
         }
-        match fields.iter().find(|f| f.key == key) {
-            Some(spec) if spec.field.ty.accepts(&value) => event.insert(spec.field.path, value),
-            _ => {
-                extra.insert(key, value);
-            }
+        let Some(spec) = fields.iter().find(|f| f.key == key) else {
+            extra.insert(key, value);
+            continue;
+        };
+        if !spec.field.ty.accepts(&value) {
+            extra.insert(key, value);
+            continue;
         }
+        match spec.field.path.rsplit_once('.') {
+            Some((parent, leaf)) if leaf == key => {
+                match groups.iter_mut().find(|(p, _)| *p == parent) {
+                    Some((_, map)) => {
+                        map.insert(key, value);
+                    }
+                    None => {
+                        let mut map = Map::new();
+                        map.insert(key, value);
+                        groups.push((parent, map));
+                    }
+                }
+            }
+            _ => event.insert(spec.field.path, value),
+        }
+    }
+    for (parent, map) in groups {
+        match event.get_mut(parent).and_then(Value::as_object_mut) {
+            Some(existing) => existing.extend(map),
+            None => event.insert(parent, Value::Object(map)),
+        }
+    }
+    if unknown {
+        let shown: String = type_name.chars().take(64).collect();
+        event.insert("rum.custom.original_type", shown);
     }
     if !extra.is_empty() {
         event.insert(schema::RUM_EXTRA, Value::Object(extra));
@@ -399,16 +500,27 @@ mod tests {
         .unwrap();
         assert_eq!(decoded.events.len(), 3);
         assert_eq!(decoded.unknown_types, 1);
-        let [vital, error, custom] = &decoded.events[..] else { panic!() };
-        assert_eq!(vital.get_str("@timestamp"), Some(iso_millis(NOW - 1_000).as_str()));
-        assert_eq!(error.get_str("@timestamp"), Some(iso_millis(NOW - 2_000).as_str()));
+        let [vital, error, custom] = &decoded.events[..] else {
+            panic!()
+        };
+        assert_eq!(
+            vital.get_str("@timestamp"),
+            Some(iso_millis(NOW - 1_000).as_str())
+        );
+        assert_eq!(
+            error.get_str("@timestamp"),
+            Some(iso_millis(NOW - 2_000).as_str())
+        );
         assert_eq!(vital.get("rum.vital.value"), Some(&json!(1234.5)));
         assert_eq!(vital.get_str("event.dataset"), Some("rum.web_vital"));
         assert_eq!(vital.get_str("service.name"), Some("shop"));
         assert_eq!(vital.get_str("url.domain"), Some("shop.example.com"));
         assert_eq!(vital.get("url.port"), Some(&json!(8443)));
         assert_eq!(vital.get_str("url.query"), Some("q=2"));
-        assert_eq!(vital.get_str("http.request.referrer"), Some("https://google.com/"));
+        assert_eq!(
+            vital.get_str("http.request.referrer"),
+            Some("https://google.com/")
+        );
         assert_eq!(vital.get_str("client.ip"), Some("203.0.113.9"));
         assert_eq!(error.get_str("error.type"), Some("TypeError"));
         // Wrong-typed values are kept aside, not dropped.
@@ -420,14 +532,38 @@ mod tests {
     }
 
     #[test]
+    fn the_clients_seq_replaces_the_position_in_the_beacon() {
+        let decoded = decode_json(json!({
+            "v": 1,
+            "events": [{"type": "action", "seq": 41}, {"type": "web_vital", "seq": 42}, {"type": "error"}, {"type": "http", "seq": "x"}]
+        }))
+        .unwrap();
+        let seqs: Vec<_> = decoded.events.iter().map(|e| e.get("rum.seq").cloned()).collect();
+        assert_eq!(seqs, [Some(json!(41)), Some(json!(42)), Some(json!(2)), Some(json!(3))]);
+        assert_eq!(decoded.events[3].get("rum.extra.seq"), Some(&json!("x")));
+        assert!(decoded.events[0].get("rum.extra").is_none());
+    }
+
+    #[test]
     fn times_are_clamped_to_the_receive_window() {
         let decoded = decode_json(json!({
             "v": 1, "sent_at": NOW,
             "events": [{"type": "action", "ts": NOW + 999_999_999}, {"type": "action", "ts": 0}, {"type": "action"}]
         }))
         .unwrap();
-        let times: Vec<&str> = decoded.events.iter().map(|e| e.get_str("@timestamp").unwrap()).collect();
-        assert_eq!(times, [iso_millis(NOW), iso_millis(NOW - 3_600_000), iso_millis(NOW)]);
+        let times: Vec<&str> = decoded
+            .events
+            .iter()
+            .map(|e| e.get_str("@timestamp").unwrap())
+            .collect();
+        assert_eq!(
+            times,
+            [
+                iso_millis(NOW),
+                iso_millis(NOW - 3_600_000),
+                iso_millis(NOW)
+            ]
+        );
     }
 
     #[test]
@@ -439,11 +575,26 @@ mod tests {
             (json!({"v": 1, "events": {}}), "invalid_beacon"),
             (json!({"v": 1, "events": [1]}), "invalid_beacon"),
             (json!({"v": 1, "events": [{"ts": 1}]}), "invalid_beacon"),
-            (json!({"v": 1, "events": [{"type": "action", "ts": "yesterday"}]}), "invalid_beacon"),
-            (json!({"v": 1, "app": {"name": 5}, "events": []}), "invalid_beacon"),
-            (json!({"v": 1, "events": [{"type": "a", "x": "y".repeat(101)}]}), "string_too_long"),
-            (json!({"v": 1, "events": [{"type": "a", "x": [[[[[1]]]]]}]}), "too_deep"),
-            (json!({"v": 1, "events": vec![json!({"type": "action"}); 11]}), "too_many_events"),
+            (
+                json!({"v": 1, "events": [{"type": "action", "ts": "yesterday"}]}),
+                "invalid_beacon",
+            ),
+            (
+                json!({"v": 1, "app": {"name": 5}, "events": []}),
+                "invalid_beacon",
+            ),
+            (
+                json!({"v": 1, "events": [{"type": "a", "x": "y".repeat(101)}]}),
+                "string_too_long",
+            ),
+            (
+                json!({"v": 1, "events": [{"type": "a", "x": [[[[[1]]]]]}]}),
+                "too_deep",
+            ),
+            (
+                json!({"v": 1, "events": vec![json!({"type": "action"}); 11]}),
+                "too_many_events",
+            ),
         ];
         for (body, error_type) in cases {
             let err = decode_json(body.clone()).unwrap_err();
@@ -454,7 +605,12 @@ mod tests {
             assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
         }
         let invalid_utf8 = b"{\"v\":1,\"events\":[{\"type\":\"a\",\"x\":\"\xff\"}]}";
-        assert_eq!(decode(invalid_utf8, &facts(), &limits()).unwrap_err().error_type, "invalid_json");
+        assert_eq!(
+            decode(invalid_utf8, &facts(), &limits())
+                .unwrap_err()
+                .error_type,
+            "invalid_json"
+        );
     }
 
     #[test]
@@ -462,6 +618,9 @@ mod tests {
         let mut f = facts();
         f.client_hints = vec![("sec_ch_ua_platform", "\"Windows\"")];
         let decoded = decode(br#"{"v":1,"events":[{"type":"action"}]}"#, &f, &limits()).unwrap();
-        assert_eq!(decoded.events[0].get_str("rum.ua_hints.sec_ch_ua_platform"), Some("\"Windows\""));
+        assert_eq!(
+            decoded.events[0].get_str("rum.ua_hints.sec_ch_ua_platform"),
+            Some("\"Windows\"")
+        );
     }
 }

@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use crate::config::{decode, unknown_type, CheckConfig};
 use crate::http::server::Route;
-use crate::topology::buffer::Fanout;
 use crate::telemetry::ComponentMetrics;
+use crate::topology::buffer::Fanout;
 
 /// Options every HTTP source takes, next to its own.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -103,7 +103,10 @@ impl CheckConfig for HttpSourceOptions {
             }
         }
         if let Some(tls) = &self.tls {
-            for (key, path) in [("tls.crt_file", &tls.crt_file), ("tls.key_file", &tls.key_file)] {
+            for (key, path) in [
+                ("tls.crt_file", &tls.crt_file),
+                ("tls.key_file", &tls.key_file),
+            ] {
                 if !path.is_file() {
                     problems.push((key, format!("cannot read `{}`", path.display())));
                 }

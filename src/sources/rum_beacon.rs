@@ -107,7 +107,10 @@ impl RumBeaconConfig {
             },
             send_timeout: Duration::from_millis(cx.http.send_timeout_ms),
             serve_client: self.serve_client,
-            cache_control: HeaderValue::from_str(&format!("public, max-age={}", self.client_cache_max_age_secs))?,
+            cache_control: HeaderValue::from_str(&format!(
+                "public, max-age={}",
+                self.client_cache_max_age_secs
+            ))?,
             shed: metrics.errors("buffer_full", "sending"),
             unknown_types: metrics.counter(
                 "rum_beacon_unknown_event_types_total",
@@ -148,11 +151,20 @@ impl RouteHandler for BeaconHandler {
             match *request.method() {
                 Method::POST => self.receive(request, peer).await,
                 Method::OPTIONS => self.intake.preflight(request.headers()),
-                Method::GET | Method::HEAD if self.serve_client => serve_client(request.headers(), &self.cache_control),
+                Method::GET | Method::HEAD if self.serve_client => {
+                    serve_client(request.headers(), &self.cache_control)
+                }
                 _ => {
-                    let mut response = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-                    let allow = if self.serve_client { "POST, GET, HEAD, OPTIONS" } else { "POST, OPTIONS" };
-                    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+                    let mut response =
+                        text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+                    let allow = if self.serve_client {
+                        "POST, GET, HEAD, OPTIONS"
+                    } else {
+                        "POST, OPTIONS"
+                    };
+                    response
+                        .headers_mut()
+                        .insert(header::ALLOW, HeaderValue::from_static(allow));
                     response
                 }
             }
@@ -169,7 +181,9 @@ impl BeaconHandler {
                 let error = IntakeError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
-                    format!("Content-Type `{other}` not accepted (use application/json or text/plain)"),
+                    format!(
+                        "Content-Type `{other}` not accepted (use application/json or text/plain)"
+                    ),
                 );
                 let origin = self.intake.check_origin(request.headers()).ok().flatten();
                 return self.intake.error_response(&error, origin);
@@ -185,7 +199,10 @@ impl BeaconHandler {
         let facts = RequestFacts {
             received_at_ms: chrono::Utc::now().timestamp_millis(),
             client_ip: accepted.client_ip,
-            user_agent: accepted.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
+            user_agent: accepted
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
             client_hints,
         };
         let decoded = match beacon_decoder::decode(&accepted.body, &facts, &self.limits) {
@@ -193,14 +210,26 @@ impl BeaconHandler {
             Err(error) => return self.intake.error_response(&error, accepted.allow_origin),
         };
         if self.intake.options().access_log {
-            access_log::log("POST", &self.path, decoded.page_url.as_deref(), accepted.wire_bytes);
+            access_log::log(
+                "POST",
+                &self.path,
+                decoded.page_url.as_deref(),
+                accepted.wire_bytes,
+            );
         }
         self.unknown_types.add(decoded.unknown_types as u64);
         self.ignored_keys.add(decoded.ignored_keys as u64);
         let count = decoded.events.len() as u64;
         metrics.received_events.add(count);
-        match self.output.send_within(decoded.events, self.send_timeout).await {
-            Ok(()) => self.intake.with_cors(empty_response(StatusCode::NO_CONTENT), accepted.allow_origin),
+        match self
+            .output
+            .send_within(decoded.events, self.send_timeout)
+            .await
+        {
+            Ok(()) => self.intake.with_cors(
+                empty_response(StatusCode::NO_CONTENT),
+                accepted.allow_origin,
+            ),
             Err(reason) => {
                 // Shed, not lost: the client is told to retry.
                 self.shed.inc();
@@ -209,7 +238,8 @@ impl BeaconHandler {
                     SendError::Timeout => "pipeline is busy, retry later",
                     SendError::Closed => "pipeline is shutting down",
                 };
-                let mut response = text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{message}\n"));
+                let mut response =
+                    text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{message}\n"));
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -233,7 +263,10 @@ fn serve_client(headers: &HeaderMap, cache_control: &HeaderValue) -> HttpRespons
     let not_modified = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == bundle.etag || tag.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim() == bundle.etag || tag.trim() == "*")
+        });
     let gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())

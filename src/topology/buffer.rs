@@ -228,16 +228,22 @@ impl Outputs {
     }
 }
 
-/// Registers the fill of a component's input buffer as a gauge.
+/// Registers the fill of a component's input buffer as a gauge. It holds only
+/// the room counter, not a sender: a sender would keep the buffer open and
+/// the component would never see its input end at shutdown.
 pub fn register_buffer_gauge(metrics: &ComponentMetrics, sender: &BufferSender) {
-    let fill = sender.clone();
-    let max = sender.max_events() as f64;
-    let labels = [("component_id", metrics.id.as_str()), ("component_kind", metrics.kind)];
+    let room = sender.room.clone();
+    let max_events = sender.max_events();
+    let max = max_events as f64;
+    let labels = [
+        ("component_id", metrics.id.as_str()),
+        ("component_kind", metrics.kind),
+    ];
     metrics.registry().gauge_fn(
         "buffer_events",
         "Events waiting in a component's input buffer.",
         &labels,
-        move || fill.buffered_events() as f64,
+        move || max_events.saturating_sub(room.available_permits()) as f64,
     );
     metrics.registry().gauge_fn(
         "buffer_max_events",
@@ -262,7 +268,10 @@ mod tests {
         let fanout = Fanout::new(vec![tx.clone()], Counter::default(), Counter::default());
         let mut admitted = 0;
         for _ in 0..10 {
-            match fanout.send_within(batch(3), Duration::from_millis(100)).await {
+            match fanout
+                .send_within(batch(3), Duration::from_millis(100))
+                .await
+            {
                 Ok(()) => admitted += 3,
                 Err(e) => assert_eq!(e, SendError::Timeout),
             }
@@ -273,7 +282,10 @@ mod tests {
         assert_eq!(rx.recv().await.map(|b| b.len()), Some(3));
         assert_eq!(tx.buffered_events(), 6);
         // Room came back: one more batch fits.
-        assert!(fanout.send_within(batch(3), Duration::from_millis(100)).await.is_ok());
+        assert!(fanout
+            .send_within(batch(3), Duration::from_millis(100))
+            .await
+            .is_ok());
     }
 
     #[tokio::test(start_paused = true)]
@@ -281,13 +293,21 @@ mod tests {
         let (fast, mut fast_rx) = buffer(100);
         let (slow, _slow_rx) = buffer(4);
         let fanout = Fanout::new(vec![fast, slow], Counter::default(), Counter::default());
-        assert!(fanout.send_within(batch(4), Duration::from_millis(50)).await.is_ok());
+        assert!(fanout
+            .send_within(batch(4), Duration::from_millis(50))
+            .await
+            .is_ok());
         assert_eq!(
-            fanout.send_within(batch(4), Duration::from_millis(50)).await,
+            fanout
+                .send_within(batch(4), Duration::from_millis(50))
+                .await,
             Err(SendError::Timeout)
         );
         assert_eq!(fast_rx.recv().await.map(|b| b.len()), Some(4));
-        assert!(fast_rx.try_recv().is_none(), "the refused batch reached nobody");
+        assert!(
+            fast_rx.try_recv().is_none(),
+            "the refused batch reached nobody"
+        );
     }
 
     #[tokio::test]

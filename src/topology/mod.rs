@@ -124,9 +124,16 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
     // Sources, grouped into one listener per address.
     let mut planned: BTreeMap<SocketAddr, PlannedListener> = BTreeMap::new();
     for source in &config.sources {
-        let metrics = ComponentMetrics::new(&registry, &source.id, "source", source.config.type_name());
-        let outputs = outputs_for(&source.id, vec![buffer::DEFAULT_OUTPUT.to_owned()], &metrics);
-        let Some(output) = outputs.default_port().cloned() else { continue };
+        let metrics =
+            ComponentMetrics::new(&registry, &source.id, "source", source.config.type_name());
+        let outputs = outputs_for(
+            &source.id,
+            vec![buffer::DEFAULT_OUTPUT.to_owned()],
+            &metrics,
+        );
+        let Some(output) = outputs.default_port().cloned() else {
+            continue;
+        };
         components.push(metrics.clone());
         let cx = SourceContext {
             id: source.id.clone(),
@@ -141,12 +148,14 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
                 continue;
             }
         };
-        let listener = planned.entry(source.http.address).or_insert_with(|| PlannedListener {
-            address: source.http.address,
-            tls: None,
-            routes: Vec::new(),
-            source_ids: Vec::new(),
-        });
+        let listener = planned
+            .entry(source.http.address)
+            .or_insert_with(|| PlannedListener {
+                address: source.http.address,
+                tls: None,
+                routes: Vec::new(),
+                source_ids: Vec::new(),
+            });
         if let Some(tls) = &source.http.tls {
             match &listener.tls {
                 Some(existing) if existing != tls => errors.push(format!(
@@ -163,7 +172,10 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
                     source.id, route.path, source.http.address, other.source_id
                 ));
             } else if route.path == "/health" || route.path == "/metrics" {
-                errors.push(format!("[sources.{}] path `{}` is reserved", source.id, route.path));
+                errors.push(format!(
+                    "[sources.{}] path `{}` is reserved",
+                    source.id, route.path
+                ));
             } else {
                 listener.routes.push(route);
             }
@@ -181,8 +193,12 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
 
     let mut transforms = Vec::new();
     for t in &config.transforms {
-        let Some(metrics) = metrics_of.remove(t.id.as_str()) else { continue };
-        let Some(input) = receivers.remove(t.id.as_str()) else { continue };
+        let Some(metrics) = metrics_of.remove(t.id.as_str()) else {
+            continue;
+        };
+        let Some(input) = receivers.remove(t.id.as_str()) else {
+            continue;
+        };
         let cx = TransformContext {
             id: t.id.clone(),
             metrics: metrics.clone(),
@@ -204,8 +220,12 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
 
     let mut sinks = Vec::new();
     for s in &config.sinks {
-        let Some(metrics) = metrics_of.remove(s.id.as_str()) else { continue };
-        let Some(input) = receivers.remove(s.id.as_str()) else { continue };
+        let Some(metrics) = metrics_of.remove(s.id.as_str()) else {
+            continue;
+        };
+        let Some(input) = receivers.remove(s.id.as_str()) else {
+            continue;
+        };
         components.push(metrics.clone());
         let cx = SinkContext {
             id: s.id.clone(),
@@ -262,7 +282,11 @@ pub struct RunOptions {
 
 /// Binds, runs until `shutdown` resolves, then drains. Returns an error if the
 /// drain did not finish within the timeout.
-pub async fn run(built: Built, options: RunOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    built: Built,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let Built {
         listeners,
         transforms,
@@ -273,7 +297,11 @@ pub async fn run(built: Built, options: RunOptions, shutdown: impl Future<Output
     } = built;
     let mut bound = Vec::new();
     for planned in listeners {
-        let tls = planned.tls.as_ref().map(crate::http::tls::acceptor).transpose()?;
+        let tls = planned
+            .tls
+            .as_ref()
+            .map(crate::http::tls::acceptor)
+            .transpose()?;
         let router = Router::new(planned.routes, health.clone(), registry.clone());
         let listener = Listener::bind(planned.address, tls, router).await?;
         let paths: Vec<String> = planned.source_ids;
@@ -310,7 +338,10 @@ pub async fn run(built: Built, options: RunOptions, shutdown: impl Future<Output
             format!("listener {address}")
         });
     }
-    let names: Vec<String> = components.iter().map(|c| format!("{} ({} {})", c.id, c.kind, c.type_name)).collect();
+    let names: Vec<String> = components
+        .iter()
+        .map(|c| format!("{} ({} {})", c.id, c.kind, c.type_name))
+        .collect();
     tracing::info!("components: {}", names.join(", "));
     health.set_ready();
 

@@ -347,14 +347,15 @@ mod tests {
     #[test]
     fn keeps_the_configured_share_of_100k_sessions_within_one_percent() {
         let ids = session_ids(100_000);
+        // Two events per session: a session is kept or dropped whole.
+        let all: Batch = ids
+            .iter()
+            .flat_map(|id| [event(Some(id), "page_view"), event(Some(id), "web_vital")])
+            .collect();
         for rate in [0.01, 0.1, 0.25, 0.5, 0.9] {
             let cx = context();
             let mut sample = config(&format!("rate = {rate}")).build(&cx).unwrap();
-            // Two events per session: a session is kept or dropped whole.
-            let mut batch: Batch = ids
-                .iter()
-                .flat_map(|id| [event(Some(id), "page_view"), event(Some(id), "web_vital")])
-                .collect();
+            let mut batch = all.clone();
             sample.transform_batch(&mut batch);
             let kept_sessions: std::collections::HashSet<&str> = batch
                 .iter()

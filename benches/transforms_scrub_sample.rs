@@ -1,0 +1,148 @@
+//! Per-event cost of `scrub_url` and `sample`, next to two baselines measured
+//! in the same run on the same events: cloning the batch (what every
+//! transform variant below also pays, so the difference is the transform's
+//! own cost) and decoding the beacons that produced the events (the source's
+//! per-event work, the runtime's floor).
+//!
+//!   cargo bench --bench transforms_scrub_sample
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rum_pipeline::event::Batch;
+use rum_pipeline::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
+use rum_pipeline::telemetry::{ComponentMetrics, Registry};
+use rum_pipeline::transforms::{TransformConfig, TransformContext};
+
+const BEACONS: usize = 20;
+
+/// One beacon of 10 events. Every fourth page URL, referrer and API call
+/// carries secrets (tokens, an e-mail, userinfo); the rest are clean, as most
+/// real traffic is.
+fn beacon(i: usize) -> Vec<u8> {
+    let now = 1_763_700_000_000_i64;
+    let dirty = i % 4 == 0;
+    let page = if dirty {
+        format!("https://bob:pw@shop.example.com/u/{i}/orders/0f8fad5b-d9cb-469f-a165-70867728950e?token=abc{i}&page=2#access_token=t")
+    } else {
+        format!("https://shop.example.com/product/blue-shoe-{i}?ref=home")
+    };
+    let referrer = if dirty {
+        "https://mail.example.com/inbox?email=alice%40example.com"
+    } else {
+        "https://www.google.com/"
+    };
+    let api = if dirty {
+        "https://api.example.com/cart?api_key=k1&id=1"
+    } else {
+        "https://api.example.com/cart?id=1"
+    };
+    serde_json::json!({
+        "v": 1,
+        "app": {"name": "shop", "version": "1.4.2", "env": "production"},
+        "session": {"id": format!("0f8fad5b-d9cb-469f-a165-{i:012}")},
+        "view": {"id": format!("view-{i}"), "url": page, "referrer": referrer, "title": "Product"},
+        "sent_at": now,
+        "events": [
+            {"type": "page_view", "ts": now - 900, "ttfb": 120.4, "load": 910.7, "transfer_size": 23450, "protocol": "h2"},
+            {"type": "web_vital", "ts": now - 800, "name": "LCP", "value": 1234.5, "rating": "good"},
+            {"type": "web_vital", "ts": now - 700, "name": "CLS", "value": 0.042, "rating": "good"},
+            {"type": "web_vital", "ts": now - 690, "name": "FCP", "value": 812.3, "rating": "good"},
+            {"type": "resource", "ts": now - 600, "name": "https://cdn.example.com/static/app.3f9a8b7c.js", "initiator_type": "script", "duration": 81.2},
+            {"type": "resource", "ts": now - 500, "name": "https://cdn.example.com/img/hero.webp", "initiator_type": "img", "duration": 140.9},
+            {"type": "http", "ts": now - 400, "kind": "fetch", "method": "GET", "url": api, "status": 200, "duration": 45.3},
+            {"type": "action", "ts": now - 300, "kind": "click", "target": "button#add-to-cart"},
+            {"type": "web_vital", "ts": now - 200, "name": "INP", "value": 96, "rating": "good"},
+            {"type": "error", "ts": now - 100, "message": "Cannot read properties of undefined", "name": "TypeError",
+             "stack": "TypeError: Cannot read properties of undefined\n    at render (https://cdn.example.com/static/app.3f9a8b7c.js:1:2345)\n    at https://cdn.example.com/static/vendor.js?v=3:2:10"}
+        ]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn transform(toml_text: &str, type_name: &str) -> Box<dyn FnMut(&mut Batch)> {
+    let table: toml::Table = toml::from_str(toml_text).expect("toml");
+    let config = TransformConfig::parse(type_name, table).expect("config");
+    let registry = Registry::new();
+    let cx = TransformContext {
+        id: type_name.into(),
+        metrics: ComponentMetrics::new(&registry, type_name, "transform", config.type_name()),
+    };
+    let mut built = config.build(&cx).expect("build");
+    Box::new(move |batch: &mut Batch| {
+        let mut out = vec![Vec::new()];
+        built.transform(std::mem::take(batch), &mut out);
+        *batch = out.pop().unwrap_or_default();
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let bodies: Vec<Vec<u8>> = (0..BEACONS).map(beacon).collect();
+    let facts = RequestFacts {
+        received_at_ms: 1_763_700_000_100,
+        client_ip: "203.0.113.7".parse().unwrap(),
+        user_agent: Some(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0.0.0 Safari/537.36",
+        ),
+        client_hints: vec![],
+    };
+    let limits = BeaconLimits {
+        max_events: 500,
+        max_string_bytes: 16 * 1024,
+        max_depth: 16,
+        max_event_age_ms: 86_400_000,
+    };
+    let events: Batch = bodies
+        .iter()
+        .flat_map(|body| decode(body, &facts, &limits).expect("beacon").events)
+        .collect();
+
+    let mut group = c.benchmark_group("scrub_sample");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("baseline_decode_beacons", |b| {
+        b.iter(|| {
+            bodies
+                .iter()
+                .map(|body| {
+                    decode(body, &facts, &limits)
+                        .map(|d| d.events.len())
+                        .unwrap_or(0)
+                })
+                .sum::<usize>()
+        })
+    });
+    group.bench_function("baseline_clone_batch", |b| b.iter(|| events.clone()));
+
+    let variants: [(&str, &str, &str); 5] = [
+        ("scrub_url", "scrub_url", ""),
+        (
+            "scrub_url_routes",
+            "scrub_url",
+            "routes = [\"/product/{slug}\", \"/u/{id}/orders/*\"]",
+        ),
+        (
+            "scrub_url_strip_fragment",
+            "scrub_url",
+            "strip_fragment = true\nparam_action = \"remove\"",
+        ),
+        ("sample_rate_0.1", "sample", "rate = 0.1"),
+        (
+            "sample_per_type",
+            "sample",
+            "rate = 0.5\nrates = { resource = 0.1, web_vital = 0.2 }",
+        ),
+    ];
+    for (name, type_name, config) in variants {
+        let mut run = transform(config, type_name);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut batch = events.clone();
+                run(&mut batch);
+                batch
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

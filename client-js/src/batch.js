@@ -1,0 +1,45 @@
+// Beacon packing: the queued events go out in bodies of at most 60 KB (the
+// keepalive/sendBeacon quota is 64 KB) and a bounded number of events. A body
+// is never cut: events are split across beacons, each a complete JSON document.
+
+export var MAX_BEACON_BYTES = 61440;
+export var MAX_BEACON_EVENTS = 100;
+
+/** Bytes of `text` once UTF-8 encoded, without allocating. */
+export function utf8Length(text) {
+  for (var n = 0, i = 0, c; i < text.length; i++) {
+    c = text.charCodeAt(i);
+    // A surrogate pair (4 bytes) is two UTF-16 units of 2 each.
+    n += c < 0x80 ? 1 : c < 0x800 || (c >= 0xd800 && c < 0xe000) ? 2 : 3;
+  }
+  return n;
+}
+
+/**
+ * Serializes `events` into beacon bodies sharing `head` (the beacon without
+ * `events`). Returns the bodies; an event too big for any beacon on its own is
+ * left out (the collectors cap their strings so this does not happen).
+ */
+export function packBeacons(head, events, maxBytes, maxEvents) {
+  maxBytes = maxBytes || MAX_BEACON_BYTES;
+  maxEvents = maxEvents || MAX_BEACON_EVENTS;
+  var prefix = JSON.stringify(head).slice(0, -1) + ',"events":[',
+    base = utf8Length(prefix) + 2,
+    bodies = [],
+    part = [],
+    size = base;
+  function close() {
+    if (part.length) bodies.push(prefix + part.join(',') + ']}');
+    part = [];
+    size = base;
+  }
+  events.forEach(function (event) {
+    var json = JSON.stringify(event), bytes = utf8Length(json);
+    if (base + bytes > maxBytes) return;
+    if (part.length && (size + 1 + bytes > maxBytes || part.length >= maxEvents)) close();
+    size += bytes + (part.length ? 1 : 0);
+    part.push(json);
+  });
+  close();
+  return bodies;
+}

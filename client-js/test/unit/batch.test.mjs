@@ -1,0 +1,72 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { packBeacons, utf8Length, MAX_BEACON_BYTES, MAX_BEACON_EVENTS } from '../../src/batch.js';
+
+const head = { v: 1, app: { name: 'shop' }, session: { id: 's1' }, view: { id: 'v1', url: 'https://shop.example/' }, sent_at: 1 };
+
+function unpack(bodies) {
+  return bodies.map((b) => JSON.parse(b));
+}
+
+test('utf8Length counts bytes as TextEncoder does', () => {
+  for (const s of ['', 'abc', 'ÄÖÜ', '€uro', '😀 emoji', 'mixed ✓ 日本 😀😀 z', '\u0000\u007f\u0080\u07ff\u0800\uffff']) {
+    assert.equal(utf8Length(s), new TextEncoder().encode(s).length, s);
+  }
+});
+
+test('a few events go out in one beacon, in order, with the shared head', () => {
+  const events = [1, 2, 3].map((seq) => ({ type: 'action', seq }));
+  const beacons = unpack(packBeacons(head, events));
+  assert.equal(beacons.length, 1);
+  assert.deepEqual(beacons[0], { ...head, events });
+});
+
+test('no events, no beacon', () => {
+  assert.deepEqual(packBeacons(head, []), []);
+});
+
+test('big batches are split under 60 KB, never truncated, nothing lost', () => {
+  // ~1.3 KB per event, multi-byte characters included: bytes, not characters, count.
+  const events = Array.from({ length: 120 }, (_, seq) => ({ type: 'error', seq, stack: `é😀${seq}`.repeat(200) }));
+  const bodies = packBeacons(head, events);
+  assert.ok(bodies.length >= 3, `${bodies.length} beacons`);
+  for (const body of bodies) assert.ok(Buffer.byteLength(body) <= MAX_BEACON_BYTES, `${Buffer.byteLength(body)} bytes`);
+  for (const body of bodies.slice(0, -1)) {
+    assert.ok(Buffer.byteLength(body) > MAX_BEACON_BYTES - 3000, 'a beacon is filled before the next one starts');
+  }
+  const beacons = unpack(bodies);
+  assert.deepEqual(beacons.flatMap((b) => b.events), events);
+  for (const b of beacons) assert.deepEqual({ ...b, events: undefined }, { ...head, events: undefined });
+});
+
+test('a beacon that lands exactly on the limit is kept whole', () => {
+  const one = packBeacons(head, [{ type: 'custom', data: '' }])[0];
+  const room = MAX_BEACON_BYTES - Buffer.byteLength(one);
+  const exact = { type: 'custom', data: 'x'.repeat(room) };
+  const bodies = packBeacons(head, [exact]);
+  assert.equal(bodies.length, 1);
+  assert.equal(Buffer.byteLength(bodies[0]), MAX_BEACON_BYTES);
+  const over = { type: 'custom', data: 'x'.repeat(room + 1) };
+  assert.deepEqual(packBeacons(head, [over]), [], 'an event no beacon can hold is left out, not cut');
+});
+
+test('an oversized event does not take its neighbours down', () => {
+  const events = [{ type: 'action', seq: 0 }, { type: 'custom', seq: 1, data: 'x'.repeat(70000) }, { type: 'action', seq: 2 }];
+  const beacons = unpack(packBeacons(head, events));
+  assert.deepEqual(beacons.flatMap((b) => b.events).map((e) => e.seq), [0, 2]);
+});
+
+test('at most MAX_BEACON_EVENTS events per beacon', () => {
+  const events = Array.from({ length: MAX_BEACON_EVENTS * 2 + 1 }, (_, seq) => ({ type: 'action', seq }));
+  const beacons = unpack(packBeacons(head, events));
+  assert.deepEqual(beacons.map((b) => b.events.length), [MAX_BEACON_EVENTS, MAX_BEACON_EVENTS, 1]);
+  assert.deepEqual(beacons.flatMap((b) => b.events), events);
+});
+
+test('strings that need JSON escaping are measured after escaping', () => {
+  const events = Array.from({ length: 40 }, (_, seq) => ({ type: 'error', seq, message: '"\\\n\u0001'.repeat(500) }));
+  const bodies = packBeacons(head, events);
+  assert.ok(bodies.length > 1);
+  for (const body of bodies) assert.ok(Buffer.byteLength(body) <= MAX_BEACON_BYTES);
+  assert.deepEqual(unpack(bodies).flatMap((b) => b.events), events);
+});

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the RUM client's browser test needs: Debian's headless
+# Chromium (playwright-core drives it; no tool downloads a browser of its own).
+# Idempotent and quiet: does nothing when the package is already installed.
+set -euo pipefail
+
+installed() {
+  [ -x /usr/bin/chromium ] &&
+    dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q 'install ok installed'
+}
+
+installed && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "setup-browser: chromium missing and apt-get not available" >&2
+  exit 1
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Other jobs on the machine may hold the dpkg lock: wait for it instead of failing.
+APT_OPTS=(-qq -o DPkg::Lock::Timeout=600)
+$SUDO apt-get "${APT_OPTS[@]}" update >/dev/null
+$SUDO apt-get "${APT_OPTS[@]}" install -y --no-install-recommends chromium fonts-dejavu-core >/dev/null
+installed || { echo "setup-browser: chromium did not install" >&2; exit 1; }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The project's one test command (README, .ci/run). On a fresh machine it
+# installs what the tests need, then runs every suite:
+#   - cargo fmt / clippy / test (unit + integration tests against the real binary)
+#   - the browser suites (headless Debian chromium via playwright-core), when present
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v certutil >/dev/null || need_apt+=(libnss3-tools)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing: ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+for setup in scripts/setup-*.sh; do
+  [ -f "$setup" ] && bash "$setup"
+done
+
+echo "== cargo fmt / clippy"
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+
+echo "== cargo test"
+cargo build --quiet --bins
+cargo test --all-targets
+
+# Browser and JavaScript suites (each installs its npm packages with npm ci).
+export RUM_PIPELINE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/rum-pipeline"
+for suite in client-js/test.sh tests/browser/*/test.sh; do
+  if [ -f "$suite" ]; then
+    echo "== $suite"
+    bash "$suite"
+  fi
+done
+echo "all suites passed"

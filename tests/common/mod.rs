@@ -1,0 +1,276 @@
+//! Test harness: runs the real `rum-pipeline` binary on an ephemeral port with
+//! a pipeline written to a temp dir, and gives tests its stdout (one JSON
+//! document per line with the stdout sink), its stderr, /metrics and its RSS.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rum-pipeline");
+
+pub struct Pipeline {
+    child: Child,
+    /// `http://127.0.0.1:PORT` (or https) of the shared listener.
+    pub base: String,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    pub dir: tempfile::TempDir,
+}
+
+/// How the test treats the binary's stdout.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Stdout {
+    /// Read every line (the normal case).
+    Collect,
+    /// Never read it: the pipe fills and a stdout sink stalls.
+    Stall,
+    /// Close it at once: the stdout sink meets a broken pipe.
+    Close,
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>, echo: bool) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if echo {
+                eprintln!("[pipeline] {line}");
+            }
+            into.lock().unwrap().push(line);
+        }
+    });
+}
+
+impl Pipeline {
+    pub fn start(config: &str) -> Pipeline {
+        Self::start_with(config, Stdout::Collect, &[])
+    }
+
+    /// Writes `config` to a temp file (`{dir}` in it becomes the temp dir path),
+    /// starts the binary and waits until it reports its listener.
+    pub fn start_with(config: &str, stdout: Stdout, env: &[(&str, &str)]) -> Pipeline {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = config.replace("{dir}", &dir.path().display().to_string());
+        let path = dir.path().join("pipeline.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut command = Command::new(BIN);
+        command
+            .arg("--config")
+            .arg(&path)
+            .env("RUM_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("start rum-pipeline");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let err = Arc::new(Mutex::new(Vec::new()));
+        let child_stdout = child.stdout.take().expect("stdout");
+        match stdout {
+            Stdout::Collect => collect(child_stdout, out.clone(), false),
+            // Keep the pipe open and unread.
+            Stdout::Stall => std::mem::forget(child_stdout),
+            Stdout::Close => drop(child_stdout),
+        }
+        collect(child.stderr.take().expect("stderr"), err.clone(), true);
+        let mut pipeline = Pipeline {
+            child,
+            base: String::new(),
+            stdout: out,
+            stderr: err,
+            dir,
+        };
+        let line = pipeline
+            .wait_stderr(|l| l.contains("listening on "), Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("pipeline did not start:\n{}", pipeline.stderr().join("\n")));
+        let start = line.find("listening on ").unwrap() + "listening on ".len();
+        pipeline.base = line[start..].split_whitespace().next().unwrap().to_owned();
+        pipeline
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Every stdout line parsed as JSON (panics on a line that is not).
+    pub fn documents(&self) -> Vec<Value> {
+        self.stdout_lines()
+            .iter()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+            })
+            .collect()
+    }
+
+    /// Waits until at least `n` documents arrived, or panics at the deadline.
+    pub fn wait_documents(&self, n: usize, deadline: Duration) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let docs = self.documents();
+            if docs.len() >= n {
+                return docs;
+            }
+            if start.elapsed() > deadline {
+                panic!("expected {n} documents, got {}: {docs:#?}", docs.len());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn wait_stderr(
+        &self,
+        matches: impl Fn(&str) -> bool,
+        deadline: Duration,
+    ) -> Option<String> {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Some(line) = self.stderr().into_iter().find(|l| matches(l)) {
+                return Some(line);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    /// SIGTERM, then waits for the exit (panics after `deadline`).
+    pub fn terminate(&mut self, deadline: Duration) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(deadline)
+    }
+
+    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                // Let the reader threads drain the pipes.
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            if start.elapsed() > deadline {
+                let _ = self.child.kill();
+                panic!("pipeline did not exit within {deadline:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory of the pipeline process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Sum of every /metrics series of `name` whose labels contain all `labels`
+    /// (given as `key="value"`).
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        metric_in(&text, name, labels)
+    }
+}
+
+pub fn metric_in(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
+
+/// Runs `rum-pipeline validate` on a config text; returns (exit code, stdout + stderr).
+pub fn validate(config: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path: PathBuf = dir.path().join("pipeline.toml");
+    std::fs::write(&path, config).expect("write config");
+    let mut command = Command::new(BIN);
+    command
+        .arg("validate")
+        .arg("--config")
+        .arg(&path)
+        .env_remove("RUM_CONFIG");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = command.output().expect("run validate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+/// A realistic beacon: `n` events of mixed types, current timestamps.
+pub fn beacon(session: &str, n: usize) -> Value {
+    let now = chrono::Utc::now().timestamp_millis();
+    let kinds = ["web_vital", "resource", "action", "http", "page_view"];
+    let events: Vec<Value> = (0..n)
+        .map(|i| match kinds[i % kinds.len()] {
+            "web_vital" => serde_json::json!({"type": "web_vital", "ts": now - 50, "name": "LCP", "value": 1234.5, "rating": "good", "id": format!("v{i}")}),
+            "resource" => serde_json::json!({"type": "resource", "ts": now - 40, "name": "https://cdn.example.com/app.js", "initiator_type": "script", "duration": 80.5, "transfer_size": 12000}),
+            "action" => serde_json::json!({"type": "action", "ts": now - 30, "kind": "click", "target": "button#buy.primary"}),
+            "http" => serde_json::json!({"type": "http", "ts": now - 20, "kind": "fetch", "method": "GET", "url": "https://api.example.com/cart", "status": 200, "duration": 45.0}),
+            _ => serde_json::json!({"type": "page_view", "ts": now - 60, "ttfb": 120.0, "load": 900.0, "navigation_type": "navigate"}),
+        })
+        .collect();
+    serde_json::json!({
+        "v": 1,
+        "app": {"name": "shop", "version": "1.4.2", "env": "production"},
+        "session": {"id": session},
+        "view": {"id": format!("{session}-view"), "url": "https://shop.example.com/product/42?ref=home", "referrer": "https://www.google.com/", "title": "Product 42"},
+        "sent_at": now,
+        "events": events,
+    })
+}

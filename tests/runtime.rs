@@ -1,0 +1,800 @@
+//! The pipeline runtime through the real binary: beacons in, documents out,
+//! every kind of bad input refused with its status and counter, backpressure
+//! with bounded memory, and a clean drain on SIGTERM.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::{beacon, client, metric_in, validate, Pipeline, Stdout};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+const DEV: &str = r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+allowed_origins = ["https://shop.example.com"]
+max_body_bytes = 100000
+max_events_per_beacon = 20
+max_string_bytes = 2000
+max_json_depth = 8
+
+[sinks.out]
+type = "stdout"
+inputs = ["beacons"]
+"#;
+
+async fn post(
+    p: &Pipeline,
+    body: impl Into<reqwest::Body>,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = client().post(p.url("/rum")).body(body);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    request.send().await.expect("POST /rum")
+}
+
+#[tokio::test]
+async fn a_beacon_with_three_events_gives_three_documents() {
+    let p = Pipeline::start(DEV);
+    let now = chrono::Utc::now().timestamp_millis();
+    // The browser's clock is 1 hour behind; its events happened 3 s, 2 s and 0 s before sending.
+    let skew = -3_600_000;
+    let sent_at = now + skew;
+    let body = json!({
+        "v": 1,
+        "app": {"name": "shop", "version": "1.4.2", "env": "production"},
+        "session": {"id": "sess-1"},
+        "view": {"id": "view-1", "url": "https://shop.example.com/cart?step=2", "referrer": "https://www.google.com/", "title": "Cart"},
+        "sent_at": sent_at,
+        "events": [
+            {"type": "web_vital", "ts": sent_at - 3000, "name": "LCP", "value": 2100.5, "rating": "needs-improvement"},
+            {"type": "error", "ts": sent_at - 2000, "message": "x is undefined", "name": "TypeError", "stack": "at f (app.js:1:2)"},
+            {"type": "action", "ts": sent_at, "kind": "click", "target": "button#pay"}
+        ]
+    });
+    let response = post(
+        &p,
+        body.to_string(),
+        &[
+            ("content-type", "text/plain;charset=UTF-8"),
+            ("user-agent", "Mozilla/5.0 Test"),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), 204);
+    let docs = p.wait_documents(3, Duration::from_secs(10));
+    assert_eq!(docs.len(), 3);
+    for (seq, doc) in docs.iter().enumerate() {
+        assert_eq!(
+            doc["service"],
+            json!({"name": "shop", "version": "1.4.2", "environment": "production"})
+        );
+        assert_eq!(doc["session"]["id"], "sess-1");
+        assert_eq!(doc["view"]["id"], "view-1");
+        assert_eq!(doc["url"]["full"], "https://shop.example.com/cart?step=2");
+        assert_eq!(doc["url"]["domain"], "shop.example.com");
+        assert_eq!(doc["url"]["path"], "/cart");
+        assert_eq!(
+            doc["http"]["request"]["referrer"],
+            "https://www.google.com/"
+        );
+        assert_eq!(doc["user_agent"]["original"], "Mozilla/5.0 Test");
+        assert_eq!(doc["client"]["ip"], "127.0.0.1");
+        assert_eq!(doc["event"]["kind"], "event");
+        assert_eq!(doc["rum"]["seq"], seq);
+        // Skew-corrected: the event sits as far before ingestion as it sat before sent_at.
+        let at = parse_ms(&doc["@timestamp"]);
+        let ingested = parse_ms(&doc["event"]["ingested"]);
+        let expected_gap = [3000, 2000, 0][seq];
+        assert!(
+            (ingested - at - expected_gap).abs() <= 5,
+            "doc {seq}: {at} vs {ingested}"
+        );
+    }
+    assert_eq!(docs[0]["rum"]["type"], "web_vital");
+    assert_eq!(docs[0]["event"]["dataset"], "rum.web_vital");
+    assert_eq!(docs[0]["rum"]["vital"]["value"], 2100.5);
+    assert_eq!(docs[1]["error"]["type"], "TypeError");
+    assert_eq!(docs[1]["error"]["stack_trace"], "at f (app.js:1:2)");
+    assert_eq!(docs[2]["rum"]["action"]["target"], "button#pay");
+    let metrics = client()
+        .get(p.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric_in(
+            &metrics,
+            "component_received_events_total",
+            &["component_id=\"beacons\""]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric_in(
+            &metrics,
+            "component_sent_events_total",
+            &["component_id=\"out\""]
+        ),
+        3.0
+    );
+    // The access log line names the page and the size.
+    assert!(p
+        .wait_stderr(
+            |l| l.contains("POST /rum https://shop.example.com/cart?step=2 ") && l.ends_with("kB"),
+            Duration::from_secs(5)
+        )
+        .is_some());
+}
+
+fn parse_ms(v: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().expect("timestamp string"))
+        .expect("RFC 3339")
+        .timestamp_millis()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn bad_input_gets_its_status_and_counter_and_nothing_else_breaks() {
+    let p = Pipeline::start(DEV);
+    let good = beacon("good", 2).to_string();
+    let deep = format!(
+        "{{\"v\":1,\"events\":[{{\"type\":\"custom\",\"data\":{}1{}}}]}}",
+        "[".repeat(20),
+        "]".repeat(20)
+    );
+    let many = json!({"v": 1, "events": vec![json!({"type": "action"}); 21]}).to_string();
+    let long =
+        json!({"v": 1, "events": [{"type": "error", "message": "x".repeat(3000)}]}).to_string();
+    let mut invalid_utf8 = br#"{"v":1,"events":[{"type":"error","message":""#.to_vec();
+    invalid_utf8.extend_from_slice(b"\xff\xfe");
+    invalid_utf8.extend_from_slice(br#""}]}"#);
+    let bomb = gzip(&vec![b' '; 50_000_000]);
+    assert!(
+        bomb.len() < 100_000,
+        "the bomb must pass the wire limit: {}",
+        bomb.len()
+    );
+
+    struct Case {
+        name: &'static str,
+        body: Vec<u8>,
+        headers: Vec<(&'static str, &'static str)>,
+        status: u16,
+        error_type: &'static str,
+    }
+    let cases = vec![
+        Case {
+            name: "too large",
+            body: vec![b' '; 100_001],
+            headers: vec![],
+            status: 413,
+            error_type: "body_too_large",
+        },
+        Case {
+            name: "gzip bomb",
+            body: bomb,
+            headers: vec![("content-encoding", "gzip")],
+            status: 413,
+            error_type: "body_too_large",
+        },
+        Case {
+            name: "corrupt gzip",
+            body: b"nope".to_vec(),
+            headers: vec![("content-encoding", "gzip")],
+            status: 400,
+            error_type: "invalid_compression",
+        },
+        Case {
+            name: "unknown encoding",
+            body: good.clone().into_bytes(),
+            headers: vec![("content-encoding", "br")],
+            status: 415,
+            error_type: "unsupported_content_encoding",
+        },
+        Case {
+            name: "malformed json",
+            body: b"{\"v\":1,\"events\":[}".to_vec(),
+            headers: vec![],
+            status: 400,
+            error_type: "invalid_json",
+        },
+        Case {
+            name: "truncated json",
+            body: good.as_bytes()[..good.len() / 2].to_vec(),
+            headers: vec![],
+            status: 400,
+            error_type: "invalid_json",
+        },
+        Case {
+            name: "invalid utf-8",
+            body: invalid_utf8,
+            headers: vec![],
+            status: 400,
+            error_type: "invalid_json",
+        },
+        Case {
+            name: "wrong content type",
+            body: good.clone().into_bytes(),
+            headers: vec![("content-type", "application/x-www-form-urlencoded")],
+            status: 415,
+            error_type: "unsupported_media_type",
+        },
+        Case {
+            name: "deep nesting",
+            body: deep.into_bytes(),
+            headers: vec![],
+            status: 400,
+            error_type: "too_deep",
+        },
+        Case {
+            name: "too many events",
+            body: many.into_bytes(),
+            headers: vec![],
+            status: 413,
+            error_type: "too_many_events",
+        },
+        Case {
+            name: "long string",
+            body: long.into_bytes(),
+            headers: vec![],
+            status: 400,
+            error_type: "string_too_long",
+        },
+        Case {
+            name: "not a beacon",
+            body: b"[1,2,3]".to_vec(),
+            headers: vec![],
+            status: 400,
+            error_type: "invalid_beacon",
+        },
+        Case {
+            name: "wrong version",
+            body: b"{\"v\":7,\"events\":[]}".to_vec(),
+            headers: vec![],
+            status: 400,
+            error_type: "unsupported_version",
+        },
+        Case {
+            name: "foreign origin",
+            body: good.clone().into_bytes(),
+            headers: vec![("origin", "https://evil.example")],
+            status: 403,
+            error_type: "origin_not_allowed",
+        },
+    ];
+    for case in &cases {
+        let response = post(&p, case.body.clone(), &case.headers).await;
+        assert_eq!(response.status().as_u16(), case.status, "{}", case.name);
+        let message = response.text().await.unwrap();
+        assert!(
+            !message.trim().is_empty(),
+            "{}: the client is told why",
+            case.name
+        );
+        let counted = p
+            .metric(
+                "component_errors_total",
+                &[&format!("error_type=\"{}\"", case.error_type)],
+            )
+            .await;
+        assert!(
+            counted >= 1.0,
+            "{}: no counter for {}",
+            case.name,
+            case.error_type
+        );
+        // The next good request still works.
+        let ok = post(&p, good.clone(), &[("origin", "https://shop.example.com")]).await;
+        assert_eq!(ok.status(), 204, "good request after {}", case.name);
+        assert_eq!(
+            ok.headers()["access-control-allow-origin"],
+            "https://shop.example.com"
+        );
+    }
+    let total_errors = p
+        .metric("component_errors_total", &["component_id=\"beacons\""])
+        .await;
+    assert_eq!(total_errors, cases.len() as f64);
+    // Only the good beacons came out: 2 events each, none from a refused one.
+    let docs = p.wait_documents(cases.len() * 2, Duration::from_secs(10));
+    assert_eq!(docs.len(), cases.len() * 2);
+    assert!(docs.iter().all(|d| d["session"]["id"] == "good"));
+    assert_eq!(
+        p.metric("http_requests_total", &["path=\"/rum\"", "status=\"204\""])
+            .await,
+        cases.len() as f64
+    );
+    // The gzip bomb never inflated past the limit in memory.
+    assert!(
+        p.rss_kib() < 60 * 1024,
+        "RSS {} KiB after a 50 MB gzip bomb",
+        p.rss_kib()
+    );
+}
+
+#[tokio::test]
+async fn gzip_and_deflate_bodies_are_accepted() {
+    let p = Pipeline::start(DEV);
+    let body = beacon("gz", 3).to_string();
+    let response = post(
+        &p,
+        gzip(body.as_bytes()),
+        &[
+            ("content-encoding", "gzip"),
+            ("content-type", "application/json"),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), 204);
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    zlib.write_all(body.as_bytes()).unwrap();
+    let response = post(
+        &p,
+        zlib.finish().unwrap(),
+        &[("content-encoding", "deflate")],
+    )
+    .await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(p.wait_documents(6, Duration::from_secs(10)).len(), 6);
+}
+
+#[tokio::test]
+async fn cors_preflight_client_script_health_and_unknown_paths() {
+    let p = Pipeline::start(DEV);
+    let http = client();
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, p.url("/rum"))
+        .header("origin", "https://shop.example.com")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    let h = preflight.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://shop.example.com");
+    assert!(h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("content-type"));
+    assert!(h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    assert_eq!(h["access-control-max-age"], "86400");
+    let denied = http
+        .request(reqwest::Method::OPTIONS, p.url("/rum"))
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    assert!(denied
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+
+    let script = http.get(p.url("/rum")).send().await.unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(script.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/javascript"));
+    assert!(script.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age="));
+    let etag = script.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(!script.text().await.unwrap().is_empty());
+    let again = http
+        .get(p.url("/rum"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let zipped = raw
+        .get(p.url("/rum"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let bytes = zipped.bytes().await.unwrap();
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
+
+    let health = http.get(p.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "rum-pipeline is ready");
+    assert_eq!(http.get(p.url("/nope")).send().await.unwrap().status(), 404);
+    assert_eq!(http.put(p.url("/rum")).send().await.unwrap().status(), 405);
+    let metrics = http
+        .get(p.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("# TYPE component_received_events_total counter"));
+    assert!(metrics.contains("buffer_max_events{component_id=\"out\""));
+    assert_eq!(
+        metric_in(
+            &metrics,
+            "http_requests_total",
+            &["path=\"unmatched\"", "status=\"404\""]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn client_ip_comes_from_trusted_proxies_only() {
+    let config = DEV.replace(
+        "max_json_depth = 8",
+        "max_json_depth = 8\ntrusted_proxies = [\"127.0.0.1/32\"]",
+    );
+    let p = Pipeline::start(&config);
+    let body = beacon("ip", 1).to_string();
+    post(
+        &p,
+        body.clone(),
+        &[("x-forwarded-for", "6.6.6.6, 198.51.100.23")],
+    )
+    .await;
+    let docs = p.wait_documents(1, Duration::from_secs(10));
+    assert_eq!(docs[0]["client"]["ip"], "198.51.100.23");
+    let untrusted = Pipeline::start(DEV);
+    post(&untrusted, body, &[("x-forwarded-for", "198.51.100.23")]).await;
+    let docs = untrusted.wait_documents(1, Duration::from_secs(10));
+    assert_eq!(docs[0]["client"]["ip"], "127.0.0.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_sink_sheds_load_with_503_and_memory_stays_flat() {
+    // Nobody reads the binary's stdout: the pipe fills, the stdout sink blocks,
+    // its 200-event buffer fills, and the source must answer 503 quickly.
+    let config = r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+send_timeout_ms = 20
+access_log = false
+[sinks.out]
+type = "stdout"
+inputs = ["beacons"]
+buffer.max_events = 200
+"#;
+    let p = Pipeline::start_with(config, Stdout::Stall, &[]);
+    let body = beacon("stall", 10).to_string();
+    let http = client();
+    let send = |n: usize| {
+        let http = http.clone();
+        let url = p.url("/rum");
+        let body = body.clone();
+        async move {
+            futures::stream::iter(0..n)
+                .map(|_| {
+                    let http = http.clone();
+                    let url = url.clone();
+                    let body = body.clone();
+                    async move {
+                        let r = http
+                            .post(&url)
+                            .body(body)
+                            .send()
+                            .await
+                            .expect("never hangs");
+                        let retry = r.headers().get("retry-after").is_some();
+                        (r.status().as_u16(), retry)
+                    }
+                })
+                .buffer_unordered(64)
+                .collect::<Vec<_>>()
+                .await
+        }
+    };
+    // Warm up until the pipe and the buffer are full and refusals begin.
+    let warmup = send(5_000).await;
+    assert!(
+        warmup.iter().any(|(s, _)| *s == 503),
+        "no 503 after 5000 beacons into a stalled sink"
+    );
+    let rss_before = p.rss_kib();
+    let results = send(50_000).await;
+    let rss_after = p.rss_kib();
+    let refused = results.iter().filter(|(s, _)| *s == 503).count();
+    assert!(results.iter().all(|(s, _)| *s == 503 || *s == 204));
+    assert!(
+        results
+            .iter()
+            .filter(|(s, _)| *s == 503)
+            .all(|(_, retry)| *retry),
+        "503 without Retry-After"
+    );
+    assert!(
+        refused >= 49_000,
+        "only {refused} of 50000 refused while the sink is stalled"
+    );
+    assert!(
+        rss_after < rss_before + 10 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB while refusing"
+    );
+    let buffered = p.metric("buffer_events", &["component_id=\"out\""]).await;
+    assert!(buffered <= 200.0, "buffer holds {buffered} events, max 200");
+    let shed = p
+        .metric("component_errors_total", &["error_type=\"buffer_full\""])
+        .await;
+    assert!(shed >= refused as f64);
+    let discarded = p
+        .metric(
+            "component_discarded_events_total",
+            &["component_id=\"beacons\"", "intentional=\"true\""],
+        )
+        .await;
+    assert!(discarded >= refused as f64 * 10.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_every_accepted_event_before_exit_zero() {
+    let config = r#"
+stats_interval_secs = 0
+shutdown_timeout_secs = 20
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+access_log = false
+[sinks.out]
+type = "stdout"
+inputs = ["beacons"]
+buffer.max_events = 100000
+"#;
+    let mut p = Pipeline::start(config);
+    let url = p.url("/rum");
+    let http = client();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for worker in 0..8 {
+        let http = http.clone();
+        let url = url.clone();
+        let accepted = accepted.clone();
+        senders.push(tokio::spawn(async move {
+            for i in 0.. {
+                let body = beacon(&format!("w{worker}-{i}"), 7).to_string();
+                match http.post(&url).body(body).send().await {
+                    Ok(r) if r.status() == 204 => {
+                        accepted.fetch_add(7, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    // 503 while draining, or the connection closed: not accepted.
+                    Ok(_) | Err(_) => break,
+                }
+            }
+        }));
+    }
+    // Let traffic flow, then stop the pipeline mid-stream.
+    while accepted.load(std::sync::atomic::Ordering::SeqCst) < 3_000 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let status = p.terminate(Duration::from_secs(30));
+        (status, p)
+    })
+    .await
+    .unwrap();
+    for s in senders {
+        let _ = s.await;
+    }
+    let (status, p) = status;
+    assert!(status.success(), "exit status {status:?}");
+    let accepted = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    let printed = p.stdout_lines().len();
+    assert_eq!(
+        printed, accepted,
+        "every event answered 204 must be printed before exit"
+    );
+    assert!(p.stderr().iter().any(|l| l.contains("shutdown complete")));
+}
+
+#[tokio::test]
+async fn a_closed_stdout_ends_the_stdout_sink_cleanly() {
+    let config = r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[sinks.out]
+type = "stdout"
+inputs = ["beacons"]
+[sinks.count]
+type = "blackhole"
+inputs = ["beacons"]
+"#;
+    let mut p = Pipeline::start_with(config, Stdout::Close, &[]);
+    for i in 0..20 {
+        let response = post(&p, beacon(&format!("closed-{i}"), 5).to_string(), &[]).await;
+        assert_eq!(response.status(), 204, "beacon {i}");
+    }
+    // The other sink of the fan-out got everything; the stdout sink counted its loss.
+    let mut discarded = 0.0;
+    for _ in 0..200 {
+        discarded = p
+            .metric(
+                "component_discarded_events_total",
+                &["component_id=\"out\"", "intentional=\"false\""],
+            )
+            .await;
+        if discarded >= 100.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(discarded, 100.0);
+    assert_eq!(
+        p.metric("component_sent_events_total", &["component_id=\"count\""])
+            .await,
+        100.0
+    );
+    assert_eq!(
+        p.metric(
+            "component_errors_total",
+            &["component_id=\"out\"", "error_type=\"write_failed\""]
+        )
+        .await,
+        1.0
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let status = p.terminate(Duration::from_secs(20));
+        (status, p.stderr())
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "{:?}", status.0);
+    assert!(
+        !status.1.iter().any(|l| l.contains("panicked")),
+        "{:?}",
+        status.1
+    );
+    assert!(status.1.iter().any(|l| l.contains("stdout is closed")));
+}
+
+#[test]
+fn validate_lists_every_graph_error_naming_the_component() {
+    let (code, out) = validate(
+        r#"
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[sources.idle]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+path = "/other"
+[sinks.a]
+type = "stdout"
+inputs = ["beacons", "ghost"]
+[sinks.b]
+type = "stdout"
+inputs = []
+[sinks.beacons]
+type = "blackhole"
+inputs = ["idle"]
+[sinks.c]
+type = "stdout"
+inputs = ["a"]
+"#,
+        &[],
+    );
+    assert_eq!(code, 78, "{out}");
+    assert!(
+        out.contains("[sinks.a] key `inputs`: input `ghost` names no component"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[sinks.b] key `inputs`: needs at least one input"),
+        "{out}"
+    );
+    assert!(out.contains("duplicate component id: `beacons`"), "{out}");
+    assert!(
+        out.contains("[sinks.c] key `inputs`: input `a` is a sink"),
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_warns_about_a_source_that_feeds_nothing_and_passes() {
+    let (code, out) = validate(
+        r#"
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[sources.idle]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+path = "/idle"
+[sinks.out]
+type = "blackhole"
+inputs = ["beacons"]
+"#,
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("[sources.idle] feeds no component"), "{out}");
+    assert!(
+        out.contains("valid (2 sources, 0 transforms, 1 sinks)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_names_missing_environment_variables_and_bad_values() {
+    let config = r#"
+[sources.beacons]
+type = "rum_beacon"
+address = "${RUM_TEST_ADDRESS}"
+max_body_bytes = ${RUM_TEST_LIMIT:-1048576}
+allowed_origins = ["not an origin"]
+path = "rum"
+tls = { crt_file = "/nonexistent/crt.pem", key_file = "/nonexistent/key.pem" }
+[sinks.out]
+type = "stdout"
+inputs = ["beacons"]
+encoding = "yaml"
+"#;
+    let (code, out) = validate(config, &[]);
+    assert_eq!(code, 78);
+    assert!(
+        out.contains(":4: environment variable RUM_TEST_ADDRESS is not set"),
+        "{out}"
+    );
+    let (code, out) = validate(config, &[("RUM_TEST_ADDRESS", "127.0.0.1:0")]);
+    assert_eq!(code, 78);
+    assert!(
+        out.contains("[sources.beacons] key `allowed_origins`"),
+        "{out}"
+    );
+    assert!(out.contains("[sources.beacons] key `path`"), "{out}");
+    assert!(
+        out.contains("[sources.beacons] key `tls.crt_file`: cannot read `/nonexistent/crt.pem`"),
+        "{out}"
+    );
+    assert!(out.contains("[sinks.out] key `encoding`"), "{out}");
+    let (code, out) = validate(
+        config,
+        &[
+            ("RUM_TEST_ADDRESS", "127.0.0.1:0"),
+            ("RUM_TEST_LIMIT", "lots"),
+        ],
+    );
+    assert_eq!(code, 78);
+    assert!(out.contains("invalid TOML"), "{out}");
+}
+
+#[test]
+fn version_flag_prints_the_version() {
+    let output = std::process::Command::new(common::BIN)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("rum-pipeline {}", env!("CARGO_PKG_VERSION"))
+    );
+}
