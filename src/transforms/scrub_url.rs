@@ -9,7 +9,7 @@
 //! and counted as `component_errors_total{error_type="unparseable_url"}`.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap};
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
@@ -211,6 +211,8 @@ impl ScrubUrlConfig {
                     .iter()
                     .chain(&self.extra_params)
                     .map(|p| p.trim().to_lowercase())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
                     .collect(),
                 action: self.param_action,
                 replacement: self.replacement.clone(),
@@ -223,6 +225,9 @@ impl ScrubUrlConfig {
                 replacement: self.replacement.clone(),
             }),
             unparseable: cx.metrics.errors("unparseable_url", "processing"),
+            pages: Memo::new(),
+            urls: Memo::new(),
+            texts: Memo::new(),
         })
     }
 }
@@ -236,24 +241,85 @@ pub struct ScrubUrl {
     templates: Option<PathTemplate>,
     /// `component_errors_total{error_type="unparseable_url",stage="processing"}`.
     unparseable: Counter,
+    /// Outcomes of recent page URLs (with their template), other URLs and
+    /// texts. Every event of a beacon repeats the page URL and referrer, and
+    /// the same scripts, API calls and stack traces recur across sessions,
+    /// so most lookups are hits.
+    pages: Memo<Outcome>,
+    urls: Memo<Outcome>,
+    texts: Memo<(Option<String>, u64)>,
+}
+
+/// Bytes of keys and values each memo may hold; past it, it starts over.
+const MEMO_MAX_BYTES: usize = 2 * 1024 * 1024;
+
+/// A bounded map from input text to what scrubbing made of it. Cleared
+/// whole when full: simpler than LRU, and a burst of unique URLs costs one
+/// refill, not a slower steady state.
+struct Memo<V> {
+    map: HashMap<String, V>,
+    bytes: usize,
+}
+
+impl<V> Memo<V> {
+    fn new() -> Self {
+        Self {
+            map: HashMap::new(),
+            bytes: 0,
+        }
+    }
+
+    fn get_or_insert(
+        &mut self,
+        key: &str,
+        size: impl Fn(&V) -> usize,
+        make: impl FnOnce() -> V,
+    ) -> &V {
+        if !self.map.contains_key(key) {
+            let value = make();
+            let cost = key.len() + size(&value) + 64;
+            if self.bytes + cost > MEMO_MAX_BYTES {
+                self.map.clear();
+                self.bytes = 0;
+            }
+            self.bytes += cost;
+            self.map.insert(key.to_owned(), value);
+        }
+        &self.map[key]
+    }
+}
+
+impl Outcome {
+    fn size(&self) -> usize {
+        let url = match &self.url {
+            Scrubbed::Changed(s) => s.len(),
+            _ => 0,
+        };
+        url + self.template.as_ref().map_or(0, String::len)
+    }
 }
 
 impl ScrubUrl {
     /// Scrubs one event; returns how many URLs in it did not parse.
-    fn scrub_event(&self, event: &mut Event) -> u64 {
+    fn scrub_event(&mut self, event: &mut Event) -> u64 {
         let mut unparseable = 0;
         for field in &self.fields {
             let Some(Value::String(text)) = event.get(field) else {
                 continue;
             };
             let is_page = field == schema::URL_FULL;
-            let outcome = self
-                .scrubber
-                .scrub(text, self.templates.as_ref().filter(|_| is_page));
-            match outcome.url {
+            let (memo, templates) = if is_page {
+                (&mut self.pages, self.templates.as_ref())
+            } else {
+                (&mut self.urls, None)
+            };
+            let scrubber = &self.scrubber;
+            let outcome =
+                memo.get_or_insert(text, Outcome::size, || scrubber.scrub(text, templates));
+            match &outcome.url {
                 Scrubbed::Unparseable => unparseable += 1,
-                Scrubbed::Changed(new) if is_page => set_url_fields(event, &new),
-                Scrubbed::Changed(new) => event.insert(field, new),
+                Scrubbed::Changed(new) if is_page => set_url_fields(event, new),
+                Scrubbed::Changed(new) => event.insert(field, new.as_str()),
                 Scrubbed::Unchanged => {
                     if is_page && event.get(schema::URL_DOMAIN).is_none() {
                         let same = text.clone();
@@ -261,18 +327,23 @@ impl ScrubUrl {
                     }
                 }
             }
-            if let Some(template) = outcome.template {
-                event.insert(schema::URL_PATH_TEMPLATE, template);
+            if let Some(template) = &outcome.template {
+                event.insert(schema::URL_PATH_TEMPLATE, template.as_str());
             }
         }
         for field in &self.text_fields {
             let Some(Value::String(text)) = event.get(field) else {
                 continue;
             };
-            let (new, failed) = self.scrubber.scrub_text(text);
+            let scrubber = &self.scrubber;
+            let (new, failed) = self.texts.get_or_insert(
+                text,
+                |(new, _)| new.as_ref().map_or(0, String::len),
+                || scrubber.scrub_text(text),
+            );
             unparseable += failed;
             if let Some(new) = new {
-                event.insert(field, new);
+                event.insert(field, new.as_str());
             }
         }
         unparseable
@@ -325,8 +396,8 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 
 /// The URL rules, independent of events (the bench and tests drive it directly).
 pub struct UrlScrubber {
-    /// Lower-cased secret parameter names.
-    params: HashSet<String>,
+    /// Lower-cased secret parameter names (a short list: a scan beats hashing).
+    params: Vec<String>,
     action: ParamAction,
     replacement: String,
     redact_values: bool,
@@ -507,30 +578,56 @@ impl UrlScrubber {
 
     /// Every `/` segment, each with its `;name=value` parameters.
     fn scrub_path(&self, path: &str) -> Option<String> {
-        let mut out = String::new();
+        // Nothing is allocated until a segment changes; the clean prefix is
+        // copied then.
+        let mut out: Option<String> = None;
+        let mut offset = 0;
+        for segment in path.split('/') {
+            match (self.scrub_segment(segment), &mut out) {
+                (Some(new), None) => {
+                    let mut started = String::with_capacity(path.len() + 16);
+                    started.push_str(&path[..offset]);
+                    started.push_str(&new);
+                    out = Some(started);
+                }
+                (Some(new), Some(o)) => o.push_str(&new),
+                (None, Some(o)) => o.push_str(segment),
+                (None, None) => {}
+            }
+            offset += segment.len();
+            if offset < path.len() {
+                offset += 1;
+                if let Some(o) = &mut out {
+                    o.push('/');
+                }
+            }
+        }
+        out
+    }
+
+    /// One path segment and its `;name=value` parameters.
+    fn scrub_segment(&self, segment: &str) -> Option<String> {
+        if !segment.contains(';') {
+            return self.redact_component(segment);
+        }
+        let mut parts = segment.split(';');
+        let head = parts.next().unwrap_or_default();
         let mut changed = false;
-        for (i, segment) in path.split('/').enumerate() {
-            if i > 0 {
-                out.push('/');
+        let mut out = match self.redact_component(head) {
+            Some(new) => {
+                changed = true;
+                new
             }
-            let mut parts = segment.split(';');
-            let head = parts.next().unwrap_or_default();
-            match self.redact_component(head) {
-                Some(new) => {
+            None => head.to_owned(),
+        };
+        for param in parts {
+            match self.scrub_pair(param) {
+                Pair::Same => push_param(&mut out, param),
+                Pair::Replace(new) => {
                     changed = true;
-                    out.push_str(&new);
+                    push_param(&mut out, &new);
                 }
-                None => out.push_str(head),
-            }
-            for param in parts {
-                match self.scrub_pair(param) {
-                    Pair::Same => push_param(&mut out, param),
-                    Pair::Replace(new) => {
-                        changed = true;
-                        push_param(&mut out, &new);
-                    }
-                    Pair::Remove => changed = true,
-                }
+                Pair::Remove => changed = true,
             }
         }
         changed.then_some(out)
@@ -540,45 +637,48 @@ impl UrlScrubber {
     /// `;`, each kept, redacted or removed. A kept pair is written after the
     /// separator that preceded it; a removed pair takes that separator along.
     fn scrub_pairs(&self, query: &str) -> Option<String> {
-        let mut out = String::with_capacity(query.len());
-        let mut changed = false;
+        // Allocated at the first pair that changes; the clean prefix before it
+        // is copied without its last separator, which is kept in
+        // `separator_before` for the next pair written.
+        let mut out: Option<String> = None;
         let mut written_any = false;
         let mut separator_before: Option<char> = None;
-        let mut rest = query;
+        let mut start = 0;
         loop {
-            let (pair, separator, next) = match rest.find(['&', ';']) {
-                Some(i) => (
-                    &rest[..i],
-                    Some(char::from(rest.as_bytes()[i])),
-                    Some(&rest[i + 1..]),
-                ),
-                None => (rest, None, None),
+            let rest = &query[start..];
+            let (pair, separator) = match rest.find(['&', ';']) {
+                Some(i) => (&rest[..i], Some(char::from(rest.as_bytes()[i]))),
+                None => (rest, None),
             };
-            let kept: Option<Cow<str>> = match self.scrub_pair(pair) {
-                Pair::Same => Some(Cow::Borrowed(pair)),
-                Pair::Replace(new) => {
-                    changed = true;
-                    Some(Cow::Owned(new))
+            let result = self.scrub_pair(pair);
+            if out.is_none() && !matches!(result, Pair::Same) {
+                out = Some(String::with_capacity(query.len()));
+                if let Some(o) = &mut out {
+                    o.push_str(&query[..start.saturating_sub(1)]);
                 }
-                Pair::Remove => {
-                    changed = true;
-                    None
+                written_any = start > 0;
+            }
+            if let Some(o) = &mut out {
+                let kept: Option<Cow<str>> = match result {
+                    Pair::Same => Some(Cow::Borrowed(pair)),
+                    Pair::Replace(new) => Some(Cow::Owned(new)),
+                    Pair::Remove => None,
+                };
+                if let Some(kept) = kept {
+                    if let (true, Some(sep)) = (written_any, separator_before) {
+                        o.push(sep);
+                    }
+                    o.push_str(&kept);
+                    written_any = true;
                 }
-            };
-            if let Some(kept) = kept {
-                if let (true, Some(sep)) = (written_any, separator_before) {
-                    out.push(sep);
-                }
-                out.push_str(&kept);
-                written_any = true;
             }
             separator_before = separator;
-            match next {
-                Some(next) => rest = next,
-                None => break,
+            if separator.is_none() {
+                break;
             }
+            start += pair.len() + 1;
         }
-        changed.then_some(out)
+        out
     }
 
     fn scrub_pair(&self, pair: &str) -> Pair {
@@ -614,19 +714,19 @@ impl UrlScrubber {
 
     /// `Token`, `%74oken`, `token[]`, `user[token]` all name `token`.
     fn is_secret_name(&self, raw: &str) -> bool {
+        let known = |name: &str| self.params.iter().any(|p| p.eq_ignore_ascii_case(name));
+        // Plain ASCII names (nearly all) need no decoding or allocation.
+        if raw.bytes().all(|b| b.is_ascii() && b != b'%' && b != b'[') {
+            return known(raw.trim());
+        }
         let decoded = percent_decode_str(raw).decode_utf8_lossy();
         let name = decoded.trim().to_lowercase();
-        if self.params.contains(&name) {
-            return true;
-        }
         let name = name.strip_suffix("[]").unwrap_or(&name);
-        if self.params.contains(name) {
+        if known(name) {
             return true;
         }
         match name.rfind('[') {
-            Some(open) if name.ends_with(']') => {
-                self.params.contains(&name[open + 1..name.len() - 1])
-            }
+            Some(open) if name.ends_with(']') => known(&name[open + 1..name.len() - 1]),
             _ => false,
         }
     }
@@ -657,7 +757,7 @@ impl UrlScrubber {
     /// One encoded component (segment, name or value): decoded, searched for
     /// sensitive values, re-encoded only when something was replaced.
     fn redact_component(&self, raw: &str) -> Option<String> {
-        if !self.redact_values || raw.is_empty() {
+        if !self.redact_values || !may_hold_values(raw.as_bytes(), self.min_digit_run) {
             return None;
         }
         let decoded = percent_decode_str(raw).decode_utf8_lossy();
@@ -696,6 +796,27 @@ impl UrlScrubber {
         out.push_str(&text[copied..]);
         (Some(out), unparseable)
     }
+}
+
+/// A cheap over-approximation of `redact_values` on still-encoded text:
+/// false means it certainly finds nothing, so clean components cost one scan.
+fn may_hold_values(raw: &[u8], min_digit_run: usize) -> bool {
+    let mut digits = 0;
+    for (i, b) in raw.iter().enumerate() {
+        match b {
+            // `%` may hide an `@` or anything else: decode to be sure.
+            b'@' | b'%' => return true,
+            b'0'..=b'9' => {
+                digits += 1;
+                if digits >= min_digit_run {
+                    return true;
+                }
+            }
+            b'e' if raw[i..].starts_with(b"eyJ") => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 fn push_param(out: &mut String, param: &str) {
@@ -1389,6 +1510,32 @@ mod tests {
         let mut batch = vec![Event::from(json!({"url": {"full": "https://e.com/u/1"}}))];
         off.transform_batch(&mut batch);
         assert_eq!(batch[0].get(schema::URL_PATH_TEMPLATE), None);
+    }
+
+    #[test]
+    fn memo_is_bounded_and_hits_count_like_misses() {
+        let (mut t, metrics) = transform("");
+        let long = "x".repeat(400);
+        for _ in 0..3 {
+            let mut batch: Batch = (0..3000)
+                .map(|i| {
+                    Event::from(json!({
+                        "url": {"full": format!("https://e.com/{long}/?token={i}")},
+                        "rum": {"http": {"url": "https://e.com:99999/"}}
+                    }))
+                })
+                .collect();
+            t.transform_batch(&mut batch);
+            assert!(batch
+                .iter()
+                .all(|e| e.get_str(schema::URL_QUERY) == Some("token=REDACTED")));
+            assert!(t.pages.bytes <= MEMO_MAX_BYTES && t.pages.map.len() < 9000);
+        }
+        let errors = metrics.registry().counter_sum(
+            "component_errors_total",
+            &[("error_type", "unparseable_url")],
+        );
+        assert_eq!(errors, 9000, "every occurrence counts, cached or not");
     }
 
     #[test]
