@@ -1,8 +1,8 @@
-//! Per-event cost of `scrub_url` and `sample`, next to two baselines measured
-//! in the same run on the same events: cloning the batch (what every
-//! transform variant below also pays, so the difference is the transform's
-//! own cost) and decoding the beacons that produced the events (the source's
-//! per-event work, the runtime's floor).
+//! Per-event cost of `scrub_url` and `sample`, next to baselines measured in
+//! the same run on the same events: cloning the batch (what every transform
+//! variant below also pays, so the difference is the transform's own cost),
+//! decoding the beacons that produced the events (the source's per-event
+//! work) and encoding them as JSON (what every sink pays).
 //!
 //!   cargo bench --bench transforms_scrub_sample
 
@@ -111,6 +111,17 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("baseline_clone_batch", |b| b.iter(|| events.clone()));
+    group.bench_function("baseline_encode_json", |b| {
+        let mut out = Vec::with_capacity(256 * 1024);
+        b.iter(|| {
+            out.clear();
+            for event in &events {
+                event.write_json(&mut out);
+                out.push(b'\n');
+            }
+            out.len()
+        })
+    });
 
     let variants: [(&str, &str, &str); 5] = [
         ("scrub_url", "scrub_url", ""),

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs what the RUM client's browser test needs: Debian's headless
-# Chromium (playwright-core drives it; no tool downloads a browser of its own).
+# Installs what the browser tests need (the RUM client's and the csp
+# source's): Debian's headless Chromium (playwright-core drives it; no tool
+# downloads a browser of its own) and certutil (libnss3-tools), with which the
+# csp test makes its test CA trusted by Chromium.
 # Idempotent and quiet: does nothing when the package is already installed.
 set -euo pipefail
 
 installed() {
-  [ -x /usr/bin/chromium ] &&
+  [ -x /usr/bin/chromium ] && command -v certutil >/dev/null 2>&1 &&
     dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q 'install ok installed'
 }
 
@@ -22,5 +24,5 @@ export DEBIAN_FRONTEND=noninteractive
 # Other jobs on the machine may hold the dpkg lock: wait for it instead of failing.
 APT_OPTS=(-qq -o DPkg::Lock::Timeout=600)
 $SUDO apt-get "${APT_OPTS[@]}" update >/dev/null
-$SUDO apt-get "${APT_OPTS[@]}" install -y --no-install-recommends chromium fonts-dejavu-core >/dev/null
-installed || { echo "setup-browser: chromium did not install" >&2; exit 1; }
+$SUDO apt-get "${APT_OPTS[@]}" install -y --no-install-recommends chromium fonts-dejavu-core libnss3-tools >/dev/null
+installed || { echo "setup-browser: chromium or certutil did not install" >&2; exit 1; }

@@ -4,6 +4,7 @@
 //! See DESIGN.md (shared) and README.md.
 
 pub mod client_bundle;
+pub mod conditions;
 pub mod config;
 pub mod event;
 pub mod http;

@@ -99,6 +99,17 @@ pub const ERROR_STACK_TRACE: &str = "error.stack_trace";
 pub const CSP_DOCUMENT_URI: &str = "csp.document_uri";
 pub const CSP_BLOCKED_URI: &str = "csp.blocked_uri";
 pub const CSP_SOURCE_FILE: &str = "csp.source_file";
+pub const REPORT_TYPE: &str = "report.type";
+pub const REPORT_BODY: &str = "report.body";
+/// Set (`true`) on CSP violations caused by extensions or injectors.
+pub const LABEL_CSP_NOISE: &str = "labels.csp_noise";
+/// The object the `user_agent` transform fills (`name`, `version`, `os.*`, `device.name`, `category`).
+pub const USER_AGENT: &str = "user_agent";
+/// `true` on events from crawlers, headless browsers and test tools (`user_agent` transform).
+pub const LABELS_SYNTHETIC: &str = "labels.synthetic";
+/// The objects the `geoip` transform fills (see `ENRICHMENT_FIELDS`).
+pub const CLIENT_GEO: &str = "client.geo";
+pub const CLIENT_AS: &str = "client.as";
 
 /// Fields every document from a beacon carries (the shared context), plus the
 /// fields transforms derive from them.
@@ -362,10 +373,14 @@ const CSP: &[PayloadField] = &[
     p("format", "csp.format", Keyword),
 ];
 
-/// Other Reporting API reports: the type, and the body kept whole.
+/// Other Reporting API reports (deprecation, network-error, ...): the type as
+/// sent, and the body kept whole with its keys snake_cased. The body is
+/// `flattened` on purpose: its keys are chosen by browsers (and by anyone
+/// posting to the endpoint), so they must not become mapped fields; every
+/// leaf is still searchable as `report.body.<key>`.
 const REPORT: &[PayloadField] = &[
-    p("type", "report.type", Keyword),
-    p("body", "report.body", Flattened),
+    p("type", REPORT_TYPE, Keyword),
+    p("body", REPORT_BODY, Flattened),
 ];
 
 /// Fields written by the enrichment transforms.

@@ -162,10 +162,18 @@ pub fn check(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Vec<Stri
                         id,
                         node.line,
                         Some("inputs"),
-                        format!(
-                            "input `{input}`: `{upstream}` has no such output (it offers: {})",
-                            offered.join(", ")
-                        ),
+                        if port == DEFAULT_OUTPUT {
+                            // A `route` has only named outputs.
+                            format!(
+                                "input `{input}`: `{upstream}` has no default output; name one of its outputs: {}",
+                                offered.join(", ")
+                            )
+                        } else {
+                            format!(
+                                "input `{input}`: `{upstream}` has no such output (it offers: {})",
+                                offered.join(", ")
+                            )
+                        },
                     )
                 }
                 Some(_) => {
@@ -249,4 +257,193 @@ fn find_cycle<'a>(
     stack.pop();
     state.insert(id, 2);
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{load_str, ConfigError, Loaded};
+
+    const SOURCE: &str = r#"
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+"#;
+
+    const ROUTE: &str = r#"
+[transforms.by_site]
+type = "route"
+inputs = ["beacons"]
+route.shop = { field = "url.domain", equals = "shop.example.com" }
+route.blog = { field = "url.domain", equals = "blog.example.com" }
+"#;
+
+    fn load(rest: &str) -> Result<Loaded, Vec<ConfigError>> {
+        load_str("graph.toml", &format!("{SOURCE}{rest}"), &|_| None)
+    }
+
+    fn errors(rest: &str) -> Vec<String> {
+        match load(rest) {
+            Ok(_) => panic!("accepted:\n{rest}"),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn sink(id: &str, inputs: &str) -> String {
+        format!("\n[sinks.{id}]\ntype = \"blackhole\"\ninputs = {inputs}\n")
+    }
+
+    #[test]
+    fn named_outputs_are_subscribable() {
+        let text = format!(
+            "{ROUTE}{}{}",
+            sink("shop", r#"["by_site.shop"]"#),
+            sink("rest", r#"["by_site.blog", "by_site._unmatched"]"#)
+        );
+        let loaded = load(&text).expect("valid");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn an_unread_route_is_a_warning_naming_the_output() {
+        let loaded =
+            load(&format!("{ROUTE}{}", sink("shop", r#"["by_site.shop"]"#))).expect("valid");
+        assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+        assert!(loaded.warnings[0]
+            .contains("[transforms.by_site] output `by_site.blog` feeds no component"));
+        assert!(loaded.warnings[1]
+            .contains("[transforms.by_site] output `by_site._unmatched` feeds no component"));
+    }
+
+    #[test]
+    fn a_route_has_no_default_output() {
+        let shown = errors(&format!("{ROUTE}{}", sink("all", r#"["by_site"]"#)));
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].contains("[sinks.all] key `inputs`: input `by_site`: `by_site` has no default output; name one of its outputs: by_site.blog, by_site.shop, by_site._unmatched"),
+            "{shown:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_route_name_lists_the_offered_outputs() {
+        let shown = errors(&format!("{ROUTE}{}", sink("shop", r#"["by_site.shpo"]"#)));
+        assert!(shown[0].contains("input `by_site.shpo`"), "{shown:?}");
+        assert!(
+            shown[0].contains("it offers: by_site.blog, by_site.shop, by_site._unmatched"),
+            "{shown:?}"
+        );
+        // A port on a component with only the default output.
+        let shown = errors(&sink("out", r#"["beacons.shop"]"#));
+        assert!(
+            shown[0].contains(
+                "input `beacons.shop`: `beacons` has no such output (it offers: beacons)"
+            ),
+            "{shown:?}"
+        );
+    }
+
+    #[test]
+    fn cycles_are_refused() {
+        let text = format!(
+            r#"
+[transforms.a]
+type = "labels"
+inputs = ["beacons", "b"]
+labels = {{ x = "1" }}
+[transforms.b]
+type = "labels"
+inputs = ["a"]
+{}"#,
+            sink("out", r#"["b"]"#)
+        );
+        let shown = errors(&text);
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(shown[0].contains("cycle: a -> b -> a"), "{shown:?}");
+
+        let text = format!(
+            r#"{ROUTE}
+[transforms.back]
+type = "filter"
+inputs = ["by_site.shop"]
+condition = {{ field = "url.path", exists = true }}
+{}"#,
+            sink("out", r#"["by_site.blog", "by_site._unmatched"]"#)
+        )
+        .replace(r#"inputs = ["beacons"]"#, r#"inputs = ["beacons", "back"]"#);
+        let shown = errors(&text);
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.contains("cycle: back -> by_site -> back")),
+            "{shown:?}"
+        );
+
+        let shown = errors("[transforms.me]\ntype = \"labels\"\ninputs = [\"me\"]\n");
+        assert!(
+            shown.iter().any(|s| s.contains("cycle: me -> me")),
+            "{shown:?}"
+        );
+    }
+
+    #[test]
+    fn broken_inputs_are_named() {
+        let shown = errors(&format!(
+            "{}{}",
+            sink("a", r#"["nobody"]"#),
+            sink("b", r#"["a"]"#)
+        ));
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.contains("[sinks.a] key `inputs`: input `nobody` names no component")),
+            "{shown:?}"
+        );
+        assert!(
+            shown.iter().any(|s| s.contains("input `a` is a sink")),
+            "{shown:?}"
+        );
+        let shown = errors(&sink("none", "[]"));
+        assert!(shown[0].contains("needs at least one input"), "{shown:?}");
+        let shown = errors(&format!(
+            "{ROUTE}{}",
+            sink("by_site", r#"["by_site.shop"]"#)
+        ));
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.contains("duplicate component id: `by_site`")),
+            "{shown:?}"
+        );
+    }
+
+    #[test]
+    fn route_conditions_are_checked_at_load_time() {
+        let shown = errors(&ROUTE.replace("equals = \"shop.example.com\"", "matches = \"(shop\""));
+        assert!(
+            shown.iter().any(
+                |s| s.contains("[transforms.by_site] key `route.shop.matches`")
+                    && s.contains("invalid regex")
+            ),
+            "{shown:?}"
+        );
+        let shown = errors(&ROUTE.replace(
+            "equals = \"shop.example.com\"",
+            "equal = \"shop.example.com\"",
+        ));
+        assert!(
+            shown.iter().any(
+                |s| s.contains("key `route.shop.equal`") && s.contains("unknown field `equal`")
+            ),
+            "{shown:?}"
+        );
+        let shown = errors(&ROUTE.replace(
+            "url.domain\", equals = \"shop",
+            "url.host\", equals = \"shop",
+        ));
+        assert!(
+            shown.iter().any(|s| s.contains("key `route.shop.field`")
+                && s.contains("`url.host` is not a known field path")),
+            "{shown:?}"
+        );
+    }
 }

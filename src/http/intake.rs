@@ -14,8 +14,10 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::{empty_response, text_response, HttpResponse};
+use crate::event::Batch;
 use crate::sources::HttpSourceOptions;
 use crate::telemetry::{ComponentMetrics, Counter};
+use crate::topology::buffer::{Fanout, SendError};
 
 /// Slow bodies are cut off after this long (slowloris).
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,6 +62,8 @@ pub struct Intake {
     metrics: ComponentMetrics,
     /// Cached: bad requests are the hot path of an attack.
     origin_denied: Counter,
+    /// Requests answered 503 because downstream stayed full.
+    shed: Counter,
     allow_methods: HeaderValue,
     max_age: HeaderValue,
 }
@@ -74,6 +78,7 @@ impl Intake {
         Self {
             any_origin: options.allowed_origins.iter().any(|o| o == "*"),
             origin_denied: metrics.errors("origin_not_allowed", "receiving"),
+            shed: metrics.errors("buffer_full", "sending"),
             allow_methods: HeaderValue::from_static(methods),
             max_age: HeaderValue::from(options.cors_max_age_secs),
             options,
@@ -172,6 +177,54 @@ impl Intake {
         self.with_cors(response, allow_origin)
     }
 
+    /// 415 for a `Content-Type` the route does not take; `accepted` names
+    /// the ones it does, for the message.
+    pub fn refuse_media_type(
+        &self,
+        headers: &HeaderMap,
+        media_type: &str,
+        accepted: &str,
+    ) -> HttpResponse {
+        let error = IntakeError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Type `{media_type}` not accepted (use {accepted})"),
+        );
+        let origin = self.check_origin(headers).ok().flatten();
+        self.error_response(&error, origin)
+    }
+
+    /// Hands a request's events downstream and answers: 204 once they are in
+    /// every downstream buffer, 503 + `Retry-After` when room does not come
+    /// within `timeout` (shed and counted, never lost silently: the client is
+    /// told to retry). All or nothing, so no request is half-written.
+    pub async fn deliver(
+        &self,
+        output: &Fanout,
+        events: Batch,
+        timeout: Duration,
+        allow_origin: Option<HeaderValue>,
+    ) -> HttpResponse {
+        let count = events.len() as u64;
+        match output.send_within(events, timeout).await {
+            Ok(()) => self.with_cors(empty_response(StatusCode::NO_CONTENT), allow_origin),
+            Err(reason) => {
+                self.shed.inc();
+                self.metrics.discarded_intentional.add(count);
+                let message = match reason {
+                    SendError::Timeout => "pipeline is busy, retry later",
+                    SendError::Closed => "pipeline is shutting down",
+                };
+                let mut response =
+                    text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{message}\n"));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                self.with_cors(response, allow_origin)
+            }
+        }
+    }
+
     /// Runs the common steps for a POST: origin, size limits, decompression.
     pub async fn accept(
         &self,
@@ -246,6 +299,63 @@ async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, IntakeE
         }
     }
     Ok(buf.freeze())
+}
+
+/// Nesting and string-length limits a JSON payload must respect, checked
+/// over keys and values once it is parsed (serde_json's own recursion limit
+/// keeps the parse itself safe).
+pub fn check_json_shape(
+    value: &serde_json::Value,
+    max_string_bytes: usize,
+    max_depth: usize,
+) -> Result<(), IntakeError> {
+    check_json_shape_from(value, 1, max_string_bytes, max_depth)
+}
+
+/// The same, for a value found at `depth` inside a larger payload.
+pub fn check_json_shape_from(
+    value: &serde_json::Value,
+    depth: usize,
+    max_string: usize,
+    max_depth: usize,
+) -> Result<(), IntakeError> {
+    use serde_json::Value;
+    let too_long = || {
+        IntakeError::bad_request(
+            "string_too_long",
+            format!("a string is longer than max_string_bytes ({max_string})"),
+        )
+    };
+    match value {
+        Value::String(s) if s.len() > max_string => Err(too_long()),
+        Value::Array(_) | Value::Object(_) if depth > max_depth => Err(too_deep(max_depth)),
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|v| check_json_shape_from(v, depth + 1, max_string, max_depth)),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            if k.len() > max_string {
+                return Err(too_long());
+            }
+            check_json_shape_from(v, depth + 1, max_string, max_depth)
+        }),
+        _ => Ok(()),
+    }
+}
+
+pub fn too_deep(max_depth: usize) -> IntakeError {
+    IntakeError::bad_request(
+        "too_deep",
+        format!("JSON nested deeper than max_json_depth ({max_depth})"),
+    )
+}
+
+/// A serde_json parse error as the client's answer.
+pub fn json_error(error: &serde_json::Error, max_depth: usize) -> IntakeError {
+    if error.to_string().contains("recursion limit") {
+        too_deep(max_depth)
+    } else {
+        IntakeError::bad_request("invalid_json", format!("invalid JSON: {error}"))
+    }
 }
 
 /// The media type without parameters, lower-cased: `application/json`.

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use serde_json::{Map, Value};
 
 use crate::event::Event;
-use crate::http::intake::IntakeError;
+use crate::http::intake::{check_json_shape, json_error, IntakeError};
 use crate::schema::{self, EventType};
 
 /// Limits on what one beacon may contain.
@@ -66,20 +66,9 @@ pub fn decode(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("empty body"));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        if e.to_string().contains("recursion limit") {
-            IntakeError::bad_request(
-                "too_deep",
-                format!(
-                    "JSON nested deeper than max_json_depth ({})",
-                    limits.max_depth
-                ),
-            )
-        } else {
-            IntakeError::bad_request("invalid_json", format!("invalid JSON: {e}"))
-        }
-    })?;
-    check_shape(&value, 1, limits)?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| json_error(&e, limits.max_depth))?;
+    check_json_shape(&value, limits.max_string_bytes, limits.max_depth)?;
     let Value::Object(mut beacon) = value else {
         return Err(invalid("a beacon is a JSON object"));
     };
@@ -219,41 +208,6 @@ pub fn decode(
     })
 }
 
-/// Depth and string-length limits, over keys and values.
-fn check_shape(value: &Value, depth: usize, limits: &BeaconLimits) -> Result<(), IntakeError> {
-    let too_long = || {
-        IntakeError::bad_request(
-            "string_too_long",
-            format!(
-                "a string is longer than max_string_bytes ({})",
-                limits.max_string_bytes
-            ),
-        )
-    };
-    match value {
-        Value::String(s) if s.len() > limits.max_string_bytes => Err(too_long()),
-        Value::Array(_) | Value::Object(_) if depth > limits.max_depth => {
-            Err(IntakeError::bad_request(
-                "too_deep",
-                format!(
-                    "JSON nested deeper than max_json_depth ({})",
-                    limits.max_depth
-                ),
-            ))
-        }
-        Value::Array(items) => items
-            .iter()
-            .try_for_each(|v| check_shape(v, depth + 1, limits)),
-        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
-            if k.len() > limits.max_string_bytes {
-                return Err(too_long());
-            }
-            check_shape(v, depth + 1, limits)
-        }),
-        _ => Ok(()),
-    }
-}
-
 fn copy_strings(
     event: &mut Event,
     what: &str,
@@ -300,34 +254,30 @@ fn apply_view(event: &mut Event, value: Value) -> Result<Option<String>, IntakeE
 }
 
 /// Writes `url.full` and, when it parses, its parts. Used again by `scrub_url`.
+/// Parts the URL has are overwritten, parts it lacks are removed: removing
+/// only what is gone keeps a beacon's shared context shared (a removal from
+/// it copies it for this event).
 pub fn set_url_fields(event: &mut Event, full: &str) {
-    for path in [
-        schema::URL_SCHEME,
-        schema::URL_DOMAIN,
-        schema::URL_PORT,
-        schema::URL_PATH,
-        schema::URL_QUERY,
-        schema::URL_FRAGMENT,
-    ] {
-        event.remove(path);
-    }
     event.insert(schema::URL_FULL, full);
-    let Ok(url) = url::Url::parse(full) else {
-        return;
-    };
-    event.insert(schema::URL_SCHEME, url.scheme());
-    if let Some(host) = url.host_str() {
-        event.insert(schema::URL_DOMAIN, host);
-    }
-    if let Some(port) = url.port() {
-        event.insert(schema::URL_PORT, port);
-    }
-    event.insert(schema::URL_PATH, url.path());
-    if let Some(query) = url.query() {
-        event.insert(schema::URL_QUERY, query);
-    }
-    if let Some(fragment) = url.fragment() {
-        event.insert(schema::URL_FRAGMENT, fragment);
+    let url = url::Url::parse(full).ok();
+    let url = url.as_ref();
+    let parts: [(&str, Option<Value>); 6] = [
+        (schema::URL_SCHEME, url.map(|u| u.scheme().into())),
+        (schema::URL_DOMAIN, url.and_then(|u| u.host_str()).map(Value::from)),
+        (schema::URL_PORT, url.and_then(|u| u.port()).map(Value::from)),
+        (schema::URL_PATH, url.map(|u| u.path().into())),
+        (schema::URL_QUERY, url.and_then(|u| u.query()).map(Value::from)),
+        (schema::URL_FRAGMENT, url.and_then(|u| u.fragment()).map(Value::from)),
+    ];
+    for (path, value) in parts {
+        match value {
+            Some(value) => event.insert(path, value),
+            None => {
+                if event.get(path).is_some() {
+                    event.remove(path);
+                }
+            }
+        }
     }
 }
 
@@ -538,8 +488,20 @@ mod tests {
             "events": [{"type": "action", "seq": 41}, {"type": "web_vital", "seq": 42}, {"type": "error"}, {"type": "http", "seq": "x"}]
         }))
         .unwrap();
-        let seqs: Vec<_> = decoded.events.iter().map(|e| e.get("rum.seq").cloned()).collect();
-        assert_eq!(seqs, [Some(json!(41)), Some(json!(42)), Some(json!(2)), Some(json!(3))]);
+        let seqs: Vec<_> = decoded
+            .events
+            .iter()
+            .map(|e| e.get("rum.seq").cloned())
+            .collect();
+        assert_eq!(
+            seqs,
+            [
+                Some(json!(41)),
+                Some(json!(42)),
+                Some(json!(2)),
+                Some(json!(3))
+            ]
+        );
         assert_eq!(decoded.events[3].get("rum.extra.seq"), Some(&json!("x")));
         assert!(decoded.events[0].get("rum.extra").is_none());
     }

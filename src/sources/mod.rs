@@ -3,6 +3,8 @@
 //! (address, TLS, CORS, limits, client IP, access log) is `HttpSourceOptions`.
 
 pub mod beacon_decoder;
+pub mod csp;
+pub mod csp_report;
 pub mod rum_beacon;
 
 use std::net::SocketAddr;
@@ -119,14 +121,16 @@ impl CheckConfig for HttpSourceOptions {
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     RumBeacon(rum_beacon::RumBeaconConfig),
+    Csp(csp::CspConfig),
 }
 
 impl SourceConfig {
-    pub const TYPES: &'static [&'static str] = &["rum_beacon"];
+    pub const TYPES: &'static [&'static str] = &["rum_beacon", "csp"];
 
     pub fn parse(type_name: &str, table: toml::Table) -> Result<Self, (String, String)> {
         match type_name {
             "rum_beacon" => decode(table).map(SourceConfig::RumBeacon),
+            "csp" => decode(table).map(SourceConfig::Csp),
             other => Err(unknown_type("source", other, Self::TYPES)),
         }
     }
@@ -134,6 +138,7 @@ impl SourceConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::RumBeacon(_) => "rum_beacon",
+            SourceConfig::Csp(_) => "csp",
         }
     }
 
@@ -141,6 +146,7 @@ impl SourceConfig {
     pub fn build(&self, cx: SourceContext) -> anyhow::Result<Vec<Route>> {
         match self {
             SourceConfig::RumBeacon(config) => config.build(cx),
+            SourceConfig::Csp(config) => config.build(cx),
         }
     }
 }
@@ -149,6 +155,7 @@ impl CheckConfig for SourceConfig {
     fn check(&self) -> Vec<(&'static str, String)> {
         match self {
             SourceConfig::RumBeacon(c) => c.check(),
+            SourceConfig::Csp(c) => c.check(),
         }
     }
 }

@@ -17,11 +17,11 @@ use super::beacon_decoder::{self, BeaconLimits, RequestFacts, CLIENT_HINT_HEADER
 use super::SourceContext;
 use crate::client_bundle;
 use crate::config::CheckConfig;
-use crate::http::intake::{media_type, Intake, IntakeError};
+use crate::http::intake::{media_type, Intake};
 use crate::http::server::{ResponseFuture, Route, RouteHandler};
 use crate::http::{access_log, empty_response, text_response, HttpResponse};
 use crate::telemetry::Counter;
-use crate::topology::buffer::{Fanout, SendError};
+use crate::topology::buffer::Fanout;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,7 +111,6 @@ impl RumBeaconConfig {
                 "public, max-age={}",
                 self.client_cache_max_age_secs
             ))?,
-            shed: metrics.errors("buffer_full", "sending"),
             unknown_types: metrics.counter(
                 "rum_beacon_unknown_event_types_total",
                 "Beacon events whose type is unknown, kept as rum.type = custom.",
@@ -139,7 +138,6 @@ struct BeaconHandler {
     send_timeout: Duration,
     serve_client: bool,
     cache_control: HeaderValue,
-    shed: Counter,
     unknown_types: Counter,
     ignored_keys: Counter,
     path: String,
@@ -178,15 +176,11 @@ impl BeaconHandler {
         match media_type(request.headers()).as_deref() {
             None | Some("application/json") | Some("text/plain") => {}
             Some(other) => {
-                let error = IntakeError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    format!(
-                        "Content-Type `{other}` not accepted (use application/json or text/plain)"
-                    ),
+                return self.intake.refuse_media_type(
+                    request.headers(),
+                    other,
+                    "application/json or text/plain",
                 );
-                let origin = self.intake.check_origin(request.headers()).ok().flatten();
-                return self.intake.error_response(&error, origin);
             }
         }
         let accepted = match self.intake.accept(request, peer.ip()).await {
@@ -219,33 +213,15 @@ impl BeaconHandler {
         }
         self.unknown_types.add(decoded.unknown_types as u64);
         self.ignored_keys.add(decoded.ignored_keys as u64);
-        let count = decoded.events.len() as u64;
-        metrics.received_events.add(count);
-        match self
-            .output
-            .send_within(decoded.events, self.send_timeout)
-            .await
-        {
-            Ok(()) => self.intake.with_cors(
-                empty_response(StatusCode::NO_CONTENT),
+        metrics.received_events.add(decoded.events.len() as u64);
+        self.intake
+            .deliver(
+                &self.output,
+                decoded.events,
+                self.send_timeout,
                 accepted.allow_origin,
-            ),
-            Err(reason) => {
-                // Shed, not lost: the client is told to retry.
-                self.shed.inc();
-                metrics.discarded_intentional.add(count);
-                let message = match reason {
-                    SendError::Timeout => "pipeline is busy, retry later",
-                    SendError::Closed => "pipeline is shutting down",
-                };
-                let mut response =
-                    text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{message}\n"));
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                self.intake.with_cors(response, accepted.allow_origin)
-            }
-        }
+            )
+            .await
     }
 }
 

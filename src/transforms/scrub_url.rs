@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
@@ -255,9 +256,10 @@ const MEMO_MAX_BYTES: usize = 2 * 1024 * 1024;
 
 /// A bounded map from input text to what scrubbing made of it. Cleared
 /// whole when full: simpler than LRU, and a burst of unique URLs costs one
-/// refill, not a slower steady state.
+/// refill, not a slower steady state. Values are shared (`Arc`) so a hit
+/// costs one hash and no copy.
 struct Memo<V> {
-    map: HashMap<String, V>,
+    map: HashMap<String, Arc<V>>,
     bytes: usize,
 }
 
@@ -274,18 +276,19 @@ impl<V> Memo<V> {
         key: &str,
         size: impl Fn(&V) -> usize,
         make: impl FnOnce() -> V,
-    ) -> &V {
-        if !self.map.contains_key(key) {
-            let value = make();
-            let cost = key.len() + size(&value) + 64;
-            if self.bytes + cost > MEMO_MAX_BYTES {
-                self.map.clear();
-                self.bytes = 0;
-            }
-            self.bytes += cost;
-            self.map.insert(key.to_owned(), value);
+    ) -> Arc<V> {
+        if let Some(hit) = self.map.get(key) {
+            return hit.clone();
         }
-        &self.map[key]
+        let value = Arc::new(make());
+        let cost = key.len() + size(&value) + 64;
+        if self.bytes + cost > MEMO_MAX_BYTES {
+            self.map.clear();
+            self.bytes = 0;
+        }
+        self.bytes += cost;
+        self.map.insert(key.to_owned(), value.clone());
+        value
     }
 }
 
@@ -336,11 +339,12 @@ impl ScrubUrl {
                 continue;
             };
             let scrubber = &self.scrubber;
-            let (new, failed) = self.texts.get_or_insert(
+            let outcome = self.texts.get_or_insert(
                 text,
                 |(new, _)| new.as_ref().map_or(0, String::len),
                 || scrubber.scrub_text(text),
             );
+            let (new, failed) = &*outcome;
             unparseable += failed;
             if let Some(new) = new {
                 event.insert(field, new.as_str());
@@ -1510,6 +1514,44 @@ mod tests {
         let mut batch = vec![Event::from(json!({"url": {"full": "https://e.com/u/1"}}))];
         off.transform_batch(&mut batch);
         assert_eq!(batch[0].get(schema::URL_PATH_TEMPLATE), None);
+    }
+
+    #[test]
+    fn events_sharing_a_beacon_context_are_scrubbed_each() {
+        use crate::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
+        let beacon = json!({
+            "v": 1,
+            "session": {"id": "s1"},
+            "view": {"id": "v1", "url": "https://e.com/a?token=1#access_token=2", "referrer": "https://r.com/?sid=3"},
+            "events": [{"type": "page_view"}, {"type": "web_vital", "name": "LCP", "value": 1.0}]
+        });
+        let facts = RequestFacts {
+            received_at_ms: 1_700_000_000_000,
+            client_ip: "203.0.113.9".parse().unwrap(),
+            user_agent: None,
+            client_hints: vec![],
+        };
+        let limits = BeaconLimits {
+            max_events: 10,
+            max_string_bytes: 1000,
+            max_depth: 8,
+            max_event_age_ms: 1000,
+        };
+        let mut batch = decode(beacon.to_string().as_bytes(), &facts, &limits)
+            .unwrap()
+            .events;
+        let (mut t, _) = transform("strip_fragment = true\nparam_action = \"remove\"");
+        t.transform_batch(&mut batch);
+        for event in &batch {
+            let doc = event.to_value();
+            assert_eq!(doc["url"]["full"], "https://e.com/a", "{doc}");
+            assert_eq!(doc["url"]["path"], "/a");
+            assert_eq!(doc["url"]["path_template"], "/a");
+            assert!(doc["url"].get("query").is_none(), "{doc}");
+            assert!(doc["url"].get("fragment").is_none(), "{doc}");
+            assert_eq!(doc["http"]["request"]["referrer"], "https://r.com/");
+            assert_eq!(doc["session"]["id"], "s1");
+        }
     }
 
     #[test]

@@ -1,0 +1,570 @@
+//! Transform `labels`: adds `labels.<name>` to events — static labels, the
+//! Canarytrace `LABELS` string (`"env=production, versionApp=1"`), and labels
+//! that depend on a condition (`[[transforms.X.when]]`). Names are sanitized
+//! and every value is settled when the config loads; per event the transform
+//! only evaluates the `when` conditions and copies strings.
+//!
+//! Precedence: static `labels`, then `from_string`, then each matching `when`
+//! rule in file order; a later one wins on the same name. Conditions see the
+//! event as it arrived, before this transform set anything.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::FunctionTransform;
+use crate::conditions::{unknown_key, Condition, ConditionParts, ConditionSet};
+use crate::config::CheckConfig;
+use crate::event::{Batch, Event};
+use crate::schema;
+
+/// Most `when` rules one transform takes: the matches of an event are kept in a `u64`.
+pub const MAX_WHEN_RULES: usize = 64;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsConfig {
+    /// Labels every event gets: `{ env = "production", team = "web" }`. Values
+    /// may be strings, numbers or booleans; they are stored as strings.
+    #[serde(default)]
+    pub labels: LabelSet,
+    /// Labels in the Canarytrace `LABELS` form, `"name=value, name=value"`,
+    /// typically `"${LABELS:-}"`. Empty adds nothing.
+    #[serde(default, deserialize_with = "label_string")]
+    pub from_string: LabelSet,
+    /// Conditional labels: each rule is a condition (the keys of the condition
+    /// syntax) plus `labels = {...}` set on the events it matches.
+    #[serde(default)]
+    pub when: Vec<WhenRule>,
+    /// Replace a label the event already carries from upstream (`true`), or
+    /// keep the upstream value (`false`).
+    #[serde(default = "default_true")]
+    pub overwrite: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl CheckConfig for LabelsConfig {
+    fn check(&self) -> Vec<(&'static str, String)> {
+        if self.when.len() > MAX_WHEN_RULES {
+            return vec![(
+                "when",
+                format!(
+                    "{} rules; at most {MAX_WHEN_RULES} per labels transform (chain a second one)",
+                    self.when.len()
+                ),
+            )];
+        }
+        Vec::new()
+    }
+}
+
+/// Label names and values, names already sanitized, in declaration order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LabelSet(Vec<(String, String)>);
+
+impl LabelSet {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    fn push(&mut self, raw_name: &str, value: String) -> Result<(), String> {
+        let name = sanitize_name(raw_name)?;
+        if self.0.iter().any(|(k, _)| *k == name) {
+            return Err(format!(
+                "label `{}`: `labels.{name}` is already set by another entry (names are sanitized to letters, digits and `_`)",
+                raw_name.trim()
+            ));
+        }
+        self.0.push((name, value));
+        Ok(())
+    }
+
+    /// Parses the Canarytrace `LABELS` form: comma-separated `name=value`,
+    /// spaces around names and values ignored, empty entries skipped.
+    pub fn parse(text: &str) -> Result<LabelSet, String> {
+        let mut set = LabelSet::default();
+        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let Some((name, value)) = entry.split_once('=') else {
+                return Err(format!("`{entry}` is not `name=value`"));
+            };
+            let value = value.trim();
+            if value.is_empty() {
+                return Err(format!("label `{}` has an empty value", name.trim()));
+            }
+            set.push(name, value.to_owned())?;
+        }
+        Ok(set)
+    }
+}
+
+/// Makes a label name safe as one ECS field name under `labels`: every
+/// character other than an ASCII letter, digit or `_` becomes `_` (a `.` would
+/// create an object, a space or `-` breaks Kibana queries). Case is kept, so
+/// Canarytrace's `versionApp` stays `labels.versionApp`.
+pub fn sanitize_name(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err("a label name is empty".to_owned());
+    }
+    Ok(trimmed
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect())
+}
+
+impl<'de> Deserialize<'de> for LabelSet {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LabelValue(String);
+        impl<'de> Deserialize<'de> for LabelValue {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                match crate::conditions::Literal::deserialize(deserializer)? {
+                    crate::conditions::Literal::String(s) => Ok(LabelValue(s)),
+                    crate::conditions::Literal::Integer(i) => Ok(LabelValue(i.to_string())),
+                    crate::conditions::Literal::Float(f) => Ok(LabelValue(f.to_string())),
+                    crate::conditions::Literal::Boolean(b) => Ok(LabelValue(b.to_string())),
+                }
+            }
+        }
+        struct SetVisitor;
+        impl<'de> Visitor<'de> for SetVisitor {
+            type Value = LabelSet;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a table of labels, like { env = "production" }"#)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LabelSet, A::Error> {
+                let mut set = LabelSet::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    let LabelValue(value) = map.next_value()?;
+                    set.push(&name, value).map_err(de::Error::custom)?;
+                }
+                Ok(set)
+            }
+        }
+        deserializer.deserialize_map(SetVisitor)
+    }
+}
+
+fn label_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<LabelSet, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    LabelSet::parse(&text)
+        .map_err(|e| de::Error::custom(format!("{e} (expected \"name=value, name=value\")")))
+}
+
+/// One conditional rule: a condition and the labels it sets.
+#[derive(Debug, Clone)]
+pub struct WhenRule {
+    pub condition: Condition,
+    pub labels: LabelSet,
+}
+
+impl<'de> Deserialize<'de> for WhenRule {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RuleVisitor;
+        impl<'de> Visitor<'de> for RuleVisitor {
+            type Value = WhenRule;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a rule like { field = "url.domain", equals = "shop.example.com", labels = { site = "shop" } }"#)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WhenRule, A::Error> {
+                let mut parts = ConditionParts::default();
+                let mut labels = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "labels" {
+                        labels = Some(map.next_value::<LabelSet>()?);
+                    } else if !parts.take(&key, &mut map)? {
+                        return Err(unknown_key(&key, &["labels"]));
+                    }
+                }
+                if parts.is_empty() {
+                    return Err(de::Error::custom(
+                        "a `when` rule needs a condition next to its labels, like `field = \"url.domain\", equals = \"shop.example.com\"`",
+                    ));
+                }
+                let condition = parts.finish().map_err(de::Error::custom)?;
+                match labels {
+                    Some(labels) if !labels.0.is_empty() => Ok(WhenRule { condition, labels }),
+                    _ => Err(de::Error::custom(
+                        "a `when` rule needs `labels = { name = \"value\" }`",
+                    )),
+                }
+            }
+        }
+        deserializer.deserialize_map(RuleVisitor)
+    }
+}
+
+impl LabelsConfig {
+    pub fn build(&self) -> Labels {
+        // Static and string labels merge into one list, later winning.
+        let mut always: Vec<Label> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (name, value) in self.labels.iter().chain(self.from_string.iter()) {
+            match index.get(name) {
+                Some(&i) => always[i] = Label::new(name, value),
+                None => {
+                    index.insert(name.to_owned(), always.len());
+                    always.push(Label::new(name, value));
+                }
+            }
+        }
+        let rules = &self.when[..self.when.len().min(MAX_WHEN_RULES)];
+        let when_labels = rules
+            .iter()
+            .map(|rule| rule.labels.iter().map(|(k, v)| Label::new(k, v)).collect())
+            .collect();
+        Labels {
+            always,
+            when: ConditionSet::new(rules.iter().map(|rule| rule.condition.clone())),
+            when_labels,
+            overwrite: self.overwrite,
+        }
+    }
+}
+
+pub struct Labels {
+    /// Set on every event (static labels and `from_string`, merged).
+    always: Vec<Label>,
+    /// Conditions of the `when` rules, in file order...
+    when: ConditionSet,
+    /// ...and the labels each sets.
+    when_labels: Vec<Vec<Label>>,
+    overwrite: bool,
+}
+
+/// One label ready to write: built once so the hot path only clones.
+struct Label {
+    name: String,
+    /// `labels.<name>`, for lookups when not overwriting.
+    path: String,
+    value: Value,
+}
+
+impl Label {
+    fn new(name: &str, value: &str) -> Label {
+        Label {
+            name: name.to_owned(),
+            path: format!("{}.{name}", schema::LABELS),
+            value: Value::String(value.to_owned()),
+        }
+    }
+}
+
+impl Labels {
+    fn apply(&self, event: &mut Event) {
+        // Conditions first, against the event as it arrived.
+        let mut matched: u64 = 0;
+        self.when.for_each_match(event, |i| matched |= 1 << i);
+        if self.always.is_empty() && matched == 0 {
+            return;
+        }
+        let rules = self
+            .when_labels
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| matched & (1 << i) != 0)
+            .map(|(_, set)| set);
+        if self.overwrite {
+            if !matches!(event.get(schema::LABELS), Some(Value::Object(_))) {
+                event.insert(schema::LABELS, Value::Object(Map::new()));
+            }
+            // A `labels` object shared with the beacon's other events is
+            // copied into this event's own fields first.
+            let Some(labels) = event.get_mut(schema::LABELS).and_then(Value::as_object_mut) else {
+                return;
+            };
+            // Forward, replacing: the last writer wins.
+            for label in std::iter::once(&self.always).chain(rules).flatten() {
+                labels.insert(label.name.clone(), label.value.clone());
+            }
+        } else {
+            // Backward, filling gaps only: upstream values stay, and among
+            // this transform's sources the last one still wins.
+            let rules: Vec<&Vec<Label>> = rules.collect();
+            for label in rules
+                .into_iter()
+                .rev()
+                .chain(std::iter::once(&self.always))
+                .flatten()
+            {
+                if event.get(&label.path).is_none() {
+                    event.insert(&label.path, label.value.clone());
+                }
+            }
+        }
+    }
+}
+
+impl FunctionTransform for Labels {
+    fn transform_batch(&mut self, batch: &mut Batch) {
+        for event in batch.iter_mut() {
+            self.apply(event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+    use serde_json::json;
+
+    fn config(text: &str) -> LabelsConfig {
+        match toml::from_str(text) {
+            Ok(c) => c,
+            Err(e) => panic!("{text}: {e}"),
+        }
+    }
+
+    fn error(text: &str) -> String {
+        match toml::from_str::<LabelsConfig>(text) {
+            Ok(c) => panic!("{text} was accepted as {c:?}"),
+            Err(e) => e.message().to_owned(),
+        }
+    }
+
+    fn labelled(config: &LabelsConfig, event: Value) -> Value {
+        let mut batch = vec![Event::from(event)];
+        config.build().transform_batch(&mut batch);
+        batch.remove(0).into_value()
+    }
+
+    #[test]
+    fn static_labels_are_strings_under_sanitized_names() {
+        let config = config(
+            r#"labels = { env = "production", "team name" = "web", "app.version" = 3, beta = true, ratio = 0.5 }"#,
+        );
+        let out = labelled(&config, json!({"rum": {"type": "action"}}));
+        assert_eq!(
+            out["labels"],
+            json!({"env": "production", "team_name": "web", "app_version": "3", "beta": "true", "ratio": "0.5"})
+        );
+    }
+
+    #[test]
+    fn canarytrace_label_string() {
+        let set =
+            LabelSet::parse(" env=production, versionApp=1 ,, team = web team,").expect("valid");
+        let pairs: Vec<(&str, &str)> = set.iter().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("env", "production"),
+                ("versionApp", "1"),
+                ("team", "web team")
+            ]
+        );
+        assert_eq!(
+            LabelSet::parse("").expect("empty is fine"),
+            LabelSet::default()
+        );
+        assert!(LabelSet::parse("env")
+            .unwrap_err()
+            .contains("`env` is not `name=value`"));
+        assert!(LabelSet::parse("env=").unwrap_err().contains("empty value"));
+        assert!(LabelSet::parse("=x").unwrap_err().contains("name is empty"));
+        assert!(LabelSet::parse("env=a, env=b")
+            .unwrap_err()
+            .contains("`labels.env` is already set"));
+        assert!(LabelSet::parse("a-b=1, a_b=2")
+            .unwrap_err()
+            .contains("label `a_b`: `labels.a_b` is already set"));
+        // `=` inside the value is kept.
+        assert_eq!(
+            LabelSet::parse("q=a=b").expect("valid").iter().next(),
+            Some(("q", "a=b"))
+        );
+    }
+
+    #[test]
+    fn string_labels_come_from_the_environment_and_win_over_static_ones() {
+        let text = r#"
+[sources.in]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[transforms.tag]
+type = "labels"
+inputs = ["in"]
+labels = { env = "staging", team = "web" }
+from_string = "${LABELS:-}"
+[sinks.out]
+type = "blackhole"
+inputs = ["tag"]
+"#;
+        let env =
+            |name: &str| (name == "LABELS").then(|| "env=production, versionApp=1.4.2".to_owned());
+        let loaded = load_str("t.toml", text, &env).expect("valid");
+        let crate::transforms::TransformConfig::Labels(config) =
+            &loaded.config.transforms[0].config
+        else {
+            panic!("not a labels transform")
+        };
+        let out = labelled(config, json!({}));
+        assert_eq!(
+            out["labels"],
+            json!({"env": "production", "team": "web", "versionApp": "1.4.2"})
+        );
+        // Unset variable: the default (empty) adds nothing.
+        let loaded = load_str("t.toml", text, &|_| None).expect("valid");
+        let crate::transforms::TransformConfig::Labels(config) =
+            &loaded.config.transforms[0].config
+        else {
+            panic!("not a labels transform")
+        };
+        assert_eq!(
+            labelled(config, json!({}))["labels"],
+            json!({"env": "staging", "team": "web"})
+        );
+        // A malformed value is a config error naming the key.
+        let errors = load_str("t.toml", text, &|_| Some("env".to_owned())).unwrap_err();
+        let shown = errors[0].to_string();
+        assert!(
+            shown.contains("[transforms.tag] key `from_string`"),
+            "{shown}"
+        );
+        assert!(shown.contains("`env` is not `name=value`"), "{shown}");
+    }
+
+    const RULES: &str = r#"
+labels = { site = "unknown" }
+[[when]]
+field = "url.domain"
+equals = "shop.example.com"
+labels = { site = "shop" }
+[[when]]
+field = "url.path"
+prefix = "/checkout"
+labels = { funnel = "checkout", site = "shop-checkout" }
+[[when]]
+field = "labels.site"
+exists = true
+labels = { had_site = "yes" }
+"#;
+
+    #[test]
+    fn when_rules_apply_in_order_on_the_incoming_event() {
+        let config = config(RULES);
+        let out = labelled(
+            &config,
+            json!({"url": {"domain": "shop.example.com", "path": "/cart"}}),
+        );
+        assert_eq!(out["labels"], json!({"site": "shop"}));
+        let out = labelled(
+            &config,
+            json!({"url": {"domain": "shop.example.com", "path": "/checkout/pay"}}),
+        );
+        assert_eq!(
+            out["labels"],
+            json!({"site": "shop-checkout", "funnel": "checkout"})
+        );
+        let out = labelled(&config, json!({"url": {"domain": "blog.example.com"}}));
+        assert_eq!(
+            out["labels"],
+            json!({"site": "unknown"}),
+            "the third rule sees no label set by this transform"
+        );
+        let out = labelled(
+            &config,
+            json!({"labels": {"site": "upstream", "synthetic": true}}),
+        );
+        assert_eq!(
+            out["labels"],
+            json!({"site": "unknown", "had_site": "yes", "synthetic": true})
+        );
+    }
+
+    #[test]
+    fn overwrite_false_keeps_upstream_values_only() {
+        let mut config = config(RULES);
+        config.overwrite = false;
+        let out = labelled(
+            &config,
+            json!({"url": {"domain": "shop.example.com", "path": "/checkout"}, "labels": {"funnel": "upstream"}}),
+        );
+        assert_eq!(
+            out["labels"],
+            json!({"funnel": "upstream", "site": "shop-checkout"})
+        );
+    }
+
+    #[test]
+    fn labels_in_the_shared_beacon_context_are_respected() {
+        let Value::Object(context) = json!({"labels": {"site": "ctx", "keep": "1"}}) else {
+            unreachable!()
+        };
+        let context = std::sync::Arc::new(context);
+        let mut overwriting = config(r#"labels = { site = "x", new = "n" }"#);
+        let mut batch = vec![
+            Event::with_shared(context.clone()),
+            Event::with_shared(context.clone()),
+        ];
+        let mut first = vec![batch.remove(0)];
+        overwriting.build().transform_batch(&mut first);
+        assert_eq!(
+            first[0].to_value()["labels"],
+            json!({"site": "x", "keep": "1", "new": "n"})
+        );
+        // The other event of the beacon is untouched.
+        assert_eq!(
+            batch[0].to_value()["labels"],
+            json!({"site": "ctx", "keep": "1"})
+        );
+        overwriting.overwrite = false;
+        overwriting.build().transform_batch(&mut batch);
+        assert_eq!(
+            batch[0].to_value()["labels"],
+            json!({"site": "ctx", "keep": "1", "new": "n"})
+        );
+    }
+
+    #[test]
+    fn nothing_to_set_leaves_the_event_alone() {
+        let config =
+            config("[[when]]\nfield = \"url.domain\"\nequals = \"x\"\nlabels = { a = \"b\" }");
+        assert_eq!(
+            labelled(&config, json!({"url": {"domain": "y"}})),
+            json!({"url": {"domain": "y"}})
+        );
+        // A non-object `labels` is replaced rather than panicking.
+        assert_eq!(
+            labelled(&config, json!({"url": {"domain": "x"}, "labels": "junk"}))["labels"],
+            json!({"a": "b"})
+        );
+    }
+
+    #[test]
+    fn bad_rules_are_config_errors() {
+        assert!(error("[[when]]\nlabels = { a = \"b\" }").contains("needs a condition"));
+        assert!(error("[[when]]\nfield = \"url.domain\"\nequals = \"x\"").contains("needs `labels"));
+        assert!(
+            error("[[when]]\nfield = \"url.domain\"\nequals = \"x\"\nlabels = {}")
+                .contains("needs `labels")
+        );
+        assert!(
+            error("[[when]]\nfield = \"url.domain\"\nmatch = \"x\"\nlabels = { a = \"b\" }")
+                .contains("unknown field `match` (did you mean `matches`?)")
+        );
+        assert!(
+            error("[[when]]\nfield = \"url.domain\"\nmatches = \"[\"\nlabels = { a = \"b\" }")
+                .contains("invalid regex")
+        );
+        assert!(error("labels = { a = [1] }").contains("a string, number or boolean"));
+        assert!(error("labels = { \"a b\" = \"1\", a_b = \"2\" }").contains("already set"));
+        assert!(error("label = { a = \"1\" }").contains("unknown field `label`"));
+        let many = (0..=MAX_WHEN_RULES)
+            .map(|i| format!("[[when]]\nfield = \"url.domain\"\nequals = \"{i}\"\nlabels = {{ n = \"{i}\" }}\n"))
+            .collect::<String>();
+        assert!(config(&many).check()[0].1.contains("at most 64"));
+    }
+}
