@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use url::Url;
 
 use super::{FunctionTransform, TransformContext};
@@ -302,12 +302,38 @@ impl Outcome {
     }
 }
 
+/// The scrubbed version of one beacon context, handed to all its events.
+struct ContextScrub {
+    /// Held so its address cannot be reused by another context while the
+    /// next events are compared against it.
+    original: Arc<Map<String, Value>>,
+    /// `None` when scrubbing changed nothing.
+    replacement: Option<Arc<Map<String, Value>>>,
+    unparseable: u64,
+}
+
 impl ScrubUrl {
-    /// Scrubs one event; returns how many URLs in it did not parse.
+    /// The page URL and referrer live in the context a beacon's events
+    /// share: scrub it once per beacon, not once per event.
+    fn scrub_context(&mut self, shared: &Arc<Map<String, Value>>) -> ContextScrub {
+        let mut context = Event::from_map((**shared).clone());
+        let unparseable = self.scrub_event(&mut context);
+        let replacement = match context.into_value() {
+            Value::Object(map) if map != **shared => Some(Arc::new(map)),
+            _ => None,
+        };
+        ContextScrub {
+            original: shared.clone(),
+            replacement,
+            unparseable,
+        }
+    }
+
+    /// Scrubs the event's own fields; returns how many URLs did not parse.
     fn scrub_event(&mut self, event: &mut Event) -> u64 {
         let mut unparseable = 0;
         for field in &self.fields {
-            let Some(Value::String(text)) = event.get(field) else {
+            let Some(Value::String(text)) = event.get_own(field) else {
                 continue;
             };
             let is_page = field == schema::URL_FULL;
@@ -335,7 +361,7 @@ impl ScrubUrl {
             }
         }
         for field in &self.text_fields {
-            let Some(Value::String(text)) = event.get(field) else {
+            let Some(Value::String(text)) = event.get_own(field) else {
                 continue;
             };
             let scrubber = &self.scrubber;
@@ -356,7 +382,27 @@ impl ScrubUrl {
 
 impl FunctionTransform for ScrubUrl {
     fn transform_batch(&mut self, batch: &mut Batch) {
-        let unparseable: u64 = batch.iter_mut().map(|event| self.scrub_event(event)).sum();
+        let mut unparseable = 0;
+        // The events of a beacon arrive together: remember the last context.
+        let mut last: Option<ContextScrub> = None;
+        for event in batch.iter_mut() {
+            if let Some(shared) = event.shared() {
+                let seen = last
+                    .as_ref()
+                    .is_some_and(|l| Arc::ptr_eq(&l.original, shared));
+                if !seen {
+                    let shared = shared.clone();
+                    last = Some(self.scrub_context(&shared));
+                }
+                if let Some(context) = &last {
+                    unparseable += context.unparseable;
+                    if let Some(replacement) = &context.replacement {
+                        event.set_shared(replacement.clone());
+                    }
+                }
+            }
+            unparseable += self.scrub_event(event);
+        }
         if unparseable > 0 {
             self.unparseable.add(unparseable);
         }
@@ -1523,7 +1569,12 @@ mod tests {
             "v": 1,
             "session": {"id": "s1"},
             "view": {"id": "v1", "url": "https://e.com/a?token=1#access_token=2", "referrer": "https://r.com/?sid=3"},
-            "events": [{"type": "page_view"}, {"type": "web_vital", "name": "LCP", "value": 1.0}]
+            "events": [
+                {"type": "page_view"},
+                {"type": "web_vital", "name": "LCP", "value": 1.0},
+                // The final CLS of the previous page of an SPA carries its own view.
+                {"type": "web_vital", "name": "CLS", "value": 0.1, "view": {"id": "v0", "url": "https://e.com/u/42?sid=9"}}
+            ]
         });
         let facts = RequestFacts {
             received_at_ms: 1_700_000_000_000,
@@ -1542,6 +1593,16 @@ mod tests {
             .events;
         let (mut t, _) = transform("strip_fragment = true\nparam_action = \"remove\"");
         t.transform_batch(&mut batch);
+        assert_eq!(batch.len(), 3);
+        let own_view = batch.pop().unwrap().to_value();
+        assert_eq!(own_view["url"]["full"], "https://e.com/u/42", "{own_view}");
+        assert_eq!(own_view["url"]["path_template"], "/u/:id");
+        assert!(own_view["url"].get("query").is_none(), "{own_view}");
+        // Scrubbed once for the beacon: its events still share one context.
+        assert!(Arc::ptr_eq(
+            batch[0].shared().unwrap(),
+            batch[1].shared().unwrap()
+        ));
         for event in &batch {
             let doc = event.to_value();
             assert_eq!(doc["url"]["full"], "https://e.com/a", "{doc}");
