@@ -93,12 +93,9 @@ impl Pipeline {
 
     /// SIGTERM, then every document the stdout sink wrote.
     fn stop(mut self) -> Vec<Value> {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: signals a child process this test started and still owns.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
         let deadline = Instant::now() + Duration::from_secs(30);
         let exit = loop {
             match self.child.try_wait().expect("wait") {

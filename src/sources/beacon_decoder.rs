@@ -263,11 +263,23 @@ pub fn set_url_fields(event: &mut Event, full: &str) {
     let url = url.as_ref();
     let parts: [(&str, Option<Value>); 6] = [
         (schema::URL_SCHEME, url.map(|u| u.scheme().into())),
-        (schema::URL_DOMAIN, url.and_then(|u| u.host_str()).map(Value::from)),
-        (schema::URL_PORT, url.and_then(|u| u.port()).map(Value::from)),
+        (
+            schema::URL_DOMAIN,
+            url.and_then(|u| u.host_str()).map(Value::from),
+        ),
+        (
+            schema::URL_PORT,
+            url.and_then(|u| u.port()).map(Value::from),
+        ),
         (schema::URL_PATH, url.map(|u| u.path().into())),
-        (schema::URL_QUERY, url.and_then(|u| u.query()).map(Value::from)),
-        (schema::URL_FRAGMENT, url.and_then(|u| u.fragment()).map(Value::from)),
+        (
+            schema::URL_QUERY,
+            url.and_then(|u| u.query()).map(Value::from),
+        ),
+        (
+            schema::URL_FRAGMENT,
+            url.and_then(|u| u.fragment()).map(Value::from),
+        ),
     ];
     for (path, value) in parts {
         match value {
