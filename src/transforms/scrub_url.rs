@@ -7,6 +7,10 @@
 //! A URL that parses stays a valid URL (the output is the WHATWG
 //! serialization, what browsers send). One that does not parse is left as is
 //! and counted as `component_errors_total{error_type="unparseable_url"}`.
+//!
+//! Cost: the page URL and referrer sit in the context a beacon's events
+//! share, so they are scrubbed once per beacon; other URLs go through a
+//! bounded memo, so a script or API URL seen before costs one lookup.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
