@@ -83,6 +83,22 @@ impl Event {
         }
     }
 
+    /// The context this event shares with the other events of its beacon.
+    pub fn shared(&self) -> Option<&Arc<Map<String, Value>>> {
+        self.shared.as_ref()
+    }
+
+    /// Points the event at another shared context: a transform that rewrites
+    /// context fields does it once per beacon and hands every event the result.
+    pub fn set_shared(&mut self, shared: Arc<Map<String, Value>>) {
+        self.shared = Some(shared);
+    }
+
+    /// Looks a dotted path up in the event's own fields only.
+    pub fn get_own(&self, path: &str) -> Option<&Value> {
+        lookup(&self.fields, path)
+    }
+
     /// The whole document as one JSON value (allocates; for tests and tools).
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)

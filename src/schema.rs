@@ -92,6 +92,13 @@ pub const HTTP_REFERRER: &str = "http.request.referrer";
 pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
 pub const CLIENT_IP: &str = "client.ip";
 pub const LABELS: &str = "labels";
+pub const RUM_SAMPLE_RATE: &str = "rum.sample_rate";
+pub const RUM_RESOURCE_NAME: &str = "rum.resource.name";
+pub const RUM_HTTP_URL: &str = "rum.http.url";
+pub const ERROR_STACK_TRACE: &str = "error.stack_trace";
+pub const CSP_DOCUMENT_URI: &str = "csp.document_uri";
+pub const CSP_BLOCKED_URI: &str = "csp.blocked_uri";
+pub const CSP_SOURCE_FILE: &str = "csp.source_file";
 pub const REPORT_TYPE: &str = "report.type";
 pub const REPORT_BODY: &str = "report.body";
 /// Set (`true`) on CSP violations caused by extensions or injectors.
@@ -285,7 +292,7 @@ const WEB_VITAL: &[PayloadField] = &[
 
 const RESOURCE: &[PayloadField] = &[
     CLIENT_SEQ,
-    p("name", "rum.resource.name", Keyword),
+    p("name", RUM_RESOURCE_NAME, Keyword),
     p("initiator_type", "rum.resource.initiator_type", Keyword),
     p("start", "rum.resource.start", Double),
     p("duration", "rum.resource.duration", Double),
@@ -302,7 +309,7 @@ const ERROR: &[PayloadField] = &[
     CLIENT_SEQ,
     p("message", "error.message", Text),
     p("name", "error.type", Keyword),
-    p("stack", "error.stack_trace", Text),
+    p("stack", ERROR_STACK_TRACE, Text),
     p("kind", "rum.error.kind", Keyword),
     p("source", "rum.error.source", Keyword),
     p("line", "rum.error.line", Long),
@@ -334,7 +341,7 @@ const HTTP: &[PayloadField] = &[
     CLIENT_SEQ,
     p("kind", "rum.http.kind", Keyword),
     p("method", "rum.http.method", Keyword),
-    p("url", "rum.http.url", Keyword),
+    p("url", RUM_HTTP_URL, Keyword),
     p("status", "rum.http.status", Long),
     p("duration", "rum.http.duration", Double),
     p("size", "rum.http.size", Long),
@@ -351,14 +358,14 @@ const CUSTOM: &[PayloadField] = &[
 
 /// CSP violations (both report formats normalize to these); filled by the `csp` source.
 const CSP: &[PayloadField] = &[
-    p("document_uri", "csp.document_uri", Keyword),
+    p("document_uri", CSP_DOCUMENT_URI, Keyword),
     p("referrer", "csp.referrer", Keyword),
-    p("blocked_uri", "csp.blocked_uri", Keyword),
+    p("blocked_uri", CSP_BLOCKED_URI, Keyword),
     p("effective_directive", "csp.effective_directive", Keyword),
     p("violated_directive", "csp.violated_directive", Keyword),
     p("original_policy", "csp.original_policy", Keyword),
     p("disposition", "csp.disposition", Keyword),
-    p("source_file", "csp.source_file", Keyword),
+    p("source_file", CSP_SOURCE_FILE, Keyword),
     p("line_number", "csp.line_number", Long),
     p("column_number", "csp.column_number", Long),
     p("status_code", "csp.status_code", Long),
@@ -395,7 +402,7 @@ pub const ENRICHMENT_FIELDS: &[Field] = &[
     f("client.geo.location", GeoPoint),
     f("client.as.number", Long),
     f("client.as.organization.name", Keyword),
-    f("rum.sample_rate", Double),
+    f(RUM_SAMPLE_RATE, Double),
     // `true` on crawlers, headless browsers and test tools (user_agent
     // transform); mapped so dashboards can split synthetic from real traffic.
     f(LABELS_SYNTHETIC, Boolean),

@@ -254,34 +254,42 @@ fn apply_view(event: &mut Event, value: Value) -> Result<Option<String>, IntakeE
 }
 
 /// Writes `url.full` and, when it parses, its parts. Used again by `scrub_url`.
+/// Parts the URL has are overwritten, parts it lacks are removed: removing
+/// only what is gone keeps a beacon's shared context shared (a removal from
+/// it copies it for this event).
 pub fn set_url_fields(event: &mut Event, full: &str) {
-    for path in [
-        schema::URL_SCHEME,
-        schema::URL_DOMAIN,
-        schema::URL_PORT,
-        schema::URL_PATH,
-        schema::URL_QUERY,
-        schema::URL_FRAGMENT,
-    ] {
-        event.remove(path);
-    }
     event.insert(schema::URL_FULL, full);
-    let Ok(url) = url::Url::parse(full) else {
-        return;
-    };
-    event.insert(schema::URL_SCHEME, url.scheme());
-    if let Some(host) = url.host_str() {
-        event.insert(schema::URL_DOMAIN, host);
-    }
-    if let Some(port) = url.port() {
-        event.insert(schema::URL_PORT, port);
-    }
-    event.insert(schema::URL_PATH, url.path());
-    if let Some(query) = url.query() {
-        event.insert(schema::URL_QUERY, query);
-    }
-    if let Some(fragment) = url.fragment() {
-        event.insert(schema::URL_FRAGMENT, fragment);
+    let url = url::Url::parse(full).ok();
+    let url = url.as_ref();
+    let parts: [(&str, Option<Value>); 6] = [
+        (schema::URL_SCHEME, url.map(|u| u.scheme().into())),
+        (
+            schema::URL_DOMAIN,
+            url.and_then(|u| u.host_str()).map(Value::from),
+        ),
+        (
+            schema::URL_PORT,
+            url.and_then(|u| u.port()).map(Value::from),
+        ),
+        (schema::URL_PATH, url.map(|u| u.path().into())),
+        (
+            schema::URL_QUERY,
+            url.and_then(|u| u.query()).map(Value::from),
+        ),
+        (
+            schema::URL_FRAGMENT,
+            url.and_then(|u| u.fragment()).map(Value::from),
+        ),
+    ];
+    for (path, value) in parts {
+        match value {
+            Some(value) => event.insert(path, value),
+            None => {
+                if event.get(path).is_some() {
+                    event.remove(path);
+                }
+            }
+        }
     }
 }
 

@@ -7,6 +7,8 @@ pub mod filter;
 pub mod geoip;
 pub mod labels;
 pub mod route;
+pub mod sample;
+pub mod scrub_url;
 pub mod user_agent;
 
 use crate::config::{decode, unknown_type, CheckConfig};
@@ -45,19 +47,30 @@ pub struct TransformContext {
 pub enum TransformConfig {
     UserAgent(user_agent::UserAgentConfig),
     Geoip(geoip::GeoipConfig),
+    ScrubUrl(scrub_url::ScrubUrlConfig),
+    Sample(sample::SampleConfig),
     Route(route::RouteConfig),
     Filter(filter::FilterConfig),
     Labels(labels::LabelsConfig),
 }
 
 impl TransformConfig {
-    pub const TYPES: &'static [&'static str] =
-        &["user_agent", "geoip", "route", "filter", "labels"];
+    pub const TYPES: &'static [&'static str] = &[
+        "user_agent",
+        "geoip",
+        "scrub_url",
+        "sample",
+        "route",
+        "filter",
+        "labels",
+    ];
 
     pub fn parse(type_name: &str, table: toml::Table) -> Result<Self, (String, String)> {
         match type_name {
             "user_agent" => decode(table).map(TransformConfig::UserAgent),
             "geoip" => decode(table).map(TransformConfig::Geoip),
+            "scrub_url" => decode(table).map(TransformConfig::ScrubUrl),
+            "sample" => decode(table).map(TransformConfig::Sample),
             "route" => decode(table).map(TransformConfig::Route),
             "filter" => decode(table).map(TransformConfig::Filter),
             "labels" => decode(table).map(TransformConfig::Labels),
@@ -69,6 +82,8 @@ impl TransformConfig {
         match self {
             TransformConfig::UserAgent(_) => "user_agent",
             TransformConfig::Geoip(_) => "geoip",
+            TransformConfig::ScrubUrl(_) => "scrub_url",
+            TransformConfig::Sample(_) => "sample",
             TransformConfig::Route(_) => "route",
             TransformConfig::Filter(_) => "filter",
             TransformConfig::Labels(_) => "labels",
@@ -88,6 +103,8 @@ impl TransformConfig {
         match self {
             TransformConfig::UserAgent(config) => Ok(Box::new(config.build(cx)?)),
             TransformConfig::Geoip(config) => Ok(Box::new(config.build(cx)?)),
+            TransformConfig::ScrubUrl(config) => Ok(Box::new(config.build(cx)?)),
+            TransformConfig::Sample(config) => Ok(Box::new(config.build(cx)?)),
             TransformConfig::Route(config) => Ok(Box::new(config.build())),
             TransformConfig::Filter(config) => Ok(Box::new(config.build(cx))),
             TransformConfig::Labels(config) => Ok(Box::new(config.build())),
@@ -100,6 +117,8 @@ impl CheckConfig for TransformConfig {
         match self {
             TransformConfig::UserAgent(config) => config.check(),
             TransformConfig::Geoip(config) => config.check(),
+            TransformConfig::ScrubUrl(config) => config.check(),
+            TransformConfig::Sample(config) => config.check(),
             TransformConfig::Route(config) => config.check(),
             TransformConfig::Filter(config) => config.check(),
             TransformConfig::Labels(config) => config.check(),
