@@ -39,9 +39,12 @@ fn writer() -> &'static mpsc::Sender<String> {
 /// Formats one access-log line (with its newline).
 pub fn format_line(method: &str, path: &str, page: Option<&str>, body_bytes: usize) -> String {
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
-    // The page URL comes from the browser: keep it on one line, and short.
+    // The page URL comes from the browser: keep it on one line, short, and
+    // without what may carry secrets (user:pass@, query, fragment) — the log
+    // is written before any scrub_url transform runs.
     let page: String = page
-        .unwrap_or("-")
+        .map(page_without_secrets)
+        .unwrap_or_else(|| "-".to_owned())
         .chars()
         .take(2048)
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -50,6 +53,19 @@ pub fn format_line(method: &str, path: &str, page: Option<&str>, body_bytes: usi
         "{now} {method} {path} {page} {:.3}kB\n",
         body_bytes as f64 / 1000.0
     )
+}
+
+fn page_without_secrets(page: &str) -> String {
+    match url::Url::parse(page) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Err(_) => page.split(['?', '#']).next().unwrap_or_default().to_owned(),
+    }
 }
 
 pub fn log(method: &str, path: &str, page: Option<&str>, body_bytes: usize) {
@@ -62,13 +78,26 @@ mod tests {
 
     #[test]
     fn line_has_the_canarytrace_shape() {
-        let line = format_line("POST", "/rum", Some("https://www.example.com/\nx"), 765);
+        // Not a URL, with a control character: still one line.
+        let line = format_line("POST", "/rum", Some("/relative\nx?token=1"), 765);
         let parts: Vec<&str> = line.trim_end().split(' ').collect();
         assert_eq!(parts.len(), 6, "{line}");
         assert!(parts[0].ends_with('Z') && parts[0].len() == 24, "{line}");
-        assert_eq!(
-            &parts[1..],
-            ["POST", "/rum", "https://www.example.com/", "x", "0.765kB"]
+        assert_eq!(&parts[1..], ["POST", "/rum", "/relative", "x", "0.765kB"]);
+    }
+
+    #[test]
+    fn secrets_in_the_page_url_stay_out_of_the_log() {
+        let line = format_line(
+            "POST",
+            "/rum",
+            Some("https://alice:pw@shop.example.com/cart?token=abc#access_token=x"),
+            1,
+        );
+        assert!(line.contains(" https://shop.example.com/cart "), "{line}");
+        assert!(
+            !line.contains("abc") && !line.contains("pw") && !line.contains("access_token"),
+            "{line}"
         );
     }
 }
