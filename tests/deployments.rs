@@ -83,12 +83,12 @@ fn elasticsearch_files_are_what_the_sink_installs() {
         assert_eq!(
             committed.keys().collect::<Vec<_>>(),
             fresh.keys().collect::<Vec<_>>(),
-            "deployments/elasticsearch/{dir}: files differ from `rum-pipeline templates` (regenerate: see docs/readme/deployments.md)"
+            "deployments/elasticsearch/{dir}: files differ from `rum-pipeline templates` (regenerate: see README, section Elasticsearch templates and retention)"
         );
         for (path, bytes) in &fresh {
             assert!(
                 committed[path] == *bytes,
-                "deployments/elasticsearch/{dir}/{path} is out of date (regenerate: see docs/readme/deployments.md)"
+                "deployments/elasticsearch/{dir}/{path} is out of date (regenerate: see README, section Elasticsearch templates and retention)"
             );
         }
         assert!(
