@@ -103,30 +103,24 @@ async fn a_beacon_with_three_events_gives_three_documents() {
     assert_eq!(docs[1]["error"]["type"], "TypeError");
     assert_eq!(docs[1]["error"]["stack_trace"], "at f (app.js:1:2)");
     assert_eq!(docs[2]["rum"]["action"]["target"], "button#pay");
-    let metrics = client()
-        .get(p.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(
-        metric_in(
-            &metrics,
+    let received = p
+        .wait_metric(
             "component_received_events_total",
-            &["component_id=\"beacons\""]
-        ),
-        3.0
-    );
-    assert_eq!(
-        metric_in(
-            &metrics,
+            &["component_id=\"beacons\""],
+            3.0,
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(received, 3.0);
+    let sent = p
+        .wait_metric(
             "component_sent_events_total",
-            &["component_id=\"out\""]
-        ),
-        3.0
-    );
+            &["component_id=\"out\""],
+            3.0,
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(sent, 3.0);
     // The access log line names the page and the size.
     assert!(p
         .wait_stderr(

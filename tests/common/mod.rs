@@ -206,6 +206,27 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Polls /metrics until the sum reaches `expected` or the deadline passes;
+    /// returns the last value seen (counters move after the work is visible).
+    pub async fn wait_metric(
+        &self,
+        name: &str,
+        labels: &[&str],
+        expected: f64,
+        deadline: Duration,
+    ) -> f64 {
+        let start = Instant::now();
+        loop {
+            let value = self.metric(name, labels).await;
+            if value >= expected || start.elapsed() > deadline {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 pub fn metric_in(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
