@@ -17,7 +17,9 @@ use std::hint::black_box;
 
 use std::time::Duration;
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::measurement::Measurement;
+#[path = "support/thread_cpu.rs"]
+mod thread_cpu;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rum_pipeline::conditions::ConditionSet;
 use rum_pipeline::event::{Batch, Event};
@@ -25,6 +27,7 @@ use rum_pipeline::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
 use rum_pipeline::transforms::route::RouteConfig;
 use rum_pipeline::transforms::Transform;
 use serde_json::json;
+use thread_cpu::ThreadCpuTime;
 
 /// Five sites, routed on the page's domain: the shape of a per-site pipeline.
 const BY_DOMAIN: &str = r#"
@@ -87,44 +90,6 @@ fn events() -> Vec<Event> {
 
 fn route(text: &str) -> RouteConfig {
     toml::from_str(text).expect("valid route config")
-}
-
-/// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`), in nanoseconds.
-struct ThreadCpuTime;
-
-fn thread_cpu_nanos() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = u64;
-    type Value = u64;
-    fn start(&self) -> u64 {
-        thread_cpu_nanos()
-    }
-    fn end(&self, start: u64) -> u64 {
-        thread_cpu_nanos().saturating_sub(start)
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, value: &u64) -> f64 {
-        *value as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        // Values are nanoseconds, as wall time's are: reuse its formatting.
-        static WALL: WallTime = WallTime;
-        WALL.formatter()
-    }
 }
 
 fn bench_wall(c: &mut Criterion) {

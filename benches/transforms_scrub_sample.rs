@@ -12,12 +12,15 @@
 
 use std::time::Duration;
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::measurement::Measurement;
+#[path = "support/thread_cpu.rs"]
+mod thread_cpu;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rum_pipeline::event::Batch;
 use rum_pipeline::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
 use rum_pipeline::telemetry::{ComponentMetrics, Registry};
 use rum_pipeline::transforms::{Transform, TransformConfig, TransformContext};
+use thread_cpu::ThreadCpuTime;
 
 const BEACONS: usize = 20;
 
@@ -75,45 +78,6 @@ fn transform(toml_text: &str, type_name: &str) -> Box<dyn Transform> {
         metrics: ComponentMetrics::new(&registry, type_name, "transform", config.type_name()),
     };
     config.build(&cx).expect("build")
-}
-
-/// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`), in
-/// nanoseconds: time the thread spends descheduled on a busy machine is not
-/// counted.
-struct ThreadCpuTime;
-
-fn thread_cpu_nanos() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = u64;
-    type Value = u64;
-    fn start(&self) -> u64 {
-        thread_cpu_nanos()
-    }
-    fn end(&self, start: u64) -> u64 {
-        thread_cpu_nanos().saturating_sub(start)
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, value: &u64) -> f64 {
-        *value as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        static WALL: WallTime = WallTime;
-        WALL.formatter()
-    }
 }
 
 fn bench<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
