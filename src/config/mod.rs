@@ -62,6 +62,11 @@ pub struct GlobalOptions {
     pub stats_interval_secs: u64,
 }
 
+/// serde default for the many options that are on unless turned off.
+pub fn default_true() -> bool {
+    true
+}
+
 fn default_shutdown_timeout() -> u64 {
     10
 }

@@ -26,13 +26,13 @@ use crate::topology::buffer::Fanout;
 #[serde(deny_unknown_fields)]
 pub struct CspConfig {
     /// Serve the legacy `report-uri` endpoint.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub report_uri: bool,
     /// Path of the legacy endpoint (`Content-Security-Policy: ...; report-uri <this>`).
     #[serde(default = "default_report_uri_path")]
     pub report_uri_path: String,
     /// Serve the Reporting API endpoint.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub reporting_api: bool,
     /// Path of the Reporting API endpoint (`Reporting-Endpoints: csp="<this>"`).
     #[serde(default = "default_reporting_api_path")]
@@ -61,9 +61,6 @@ pub struct CspConfig {
     pub noise_hosts: Vec<String>,
 }
 
-fn default_true() -> bool {
-    true
-}
 fn default_report_uri_path() -> String {
     "/rum/report-uri".to_owned()
 }

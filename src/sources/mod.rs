@@ -48,7 +48,7 @@ pub struct HttpSourceOptions {
     #[serde(default = "default_send_timeout_ms")]
     pub send_timeout_ms: u64,
     /// One access-log line per request on stderr.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub access_log: bool,
 }
 
@@ -76,9 +76,6 @@ fn default_max_body_bytes() -> usize {
 }
 fn default_send_timeout_ms() -> u64 {
     100
-}
-fn default_true() -> bool {
-    true
 }
 
 impl HttpSourceOptions {

@@ -42,7 +42,7 @@ pub struct RumBeaconConfig {
     #[serde(default = "default_max_event_age_secs")]
     pub max_event_age_secs: u64,
     /// Serve the RUM client script at `GET {path}`.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub serve_client: bool,
     /// `Cache-Control: max-age` of the client script, in seconds.
     #[serde(default = "default_client_cache")]
@@ -63,9 +63,6 @@ fn default_max_json_depth() -> usize {
 }
 fn default_max_event_age_secs() -> u64 {
     86_400
-}
-fn default_true() -> bool {
-    true
 }
 fn default_client_cache() -> u64 {
     3600

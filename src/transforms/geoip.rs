@@ -63,7 +63,7 @@ pub struct GeoipConfig {
     /// mapped file in place can crash the process. `false` reads the files
     /// into memory instead, which is safe against in-place writes and costs
     /// their size in RAM.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub memory_map: bool,
     /// Decoded database records kept, so the addresses of one network cost a
     /// tree walk and a map lookup, not a decode. 0 turns the cache off.
@@ -82,9 +82,6 @@ fn default_ipv6_prefix() -> u8 {
 }
 fn default_reload_interval() -> u64 {
     60
-}
-fn default_true() -> bool {
-    true
 }
 fn default_cache_size() -> usize {
     4096

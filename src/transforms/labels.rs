@@ -41,12 +41,8 @@ pub struct LabelsConfig {
     pub when: Vec<WhenRule>,
     /// Replace a label the event already carries from upstream (`true`), or
     /// keep the upstream value (`false`).
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub overwrite: bool,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 impl CheckConfig for LabelsConfig {

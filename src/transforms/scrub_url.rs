@@ -68,7 +68,7 @@ pub struct ScrubUrlConfig {
     pub replacement: String,
     /// Redact values that look like e-mail addresses, JWTs or card-like digit
     /// runs wherever they appear: path segments, parameter values, fragment.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub redact_values: bool,
     /// Shortest run of digits redacted as card-like (spaces, `-` or `+` may
     /// group them). 13 also catches millisecond timestamps (cache busters).
@@ -79,7 +79,7 @@ pub struct ScrubUrlConfig {
     #[serde(default)]
     pub strip_fragment: bool,
     /// Write `url.path_template`, derived from the scrubbed `url.full`.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub path_template: bool,
     /// Route patterns tried, in order, before the id heuristics:
     /// `/product/{slug}` (a `{name}` matches one segment and becomes `:name`),
@@ -138,9 +138,6 @@ fn default_params() -> Vec<String> {
 }
 fn default_replacement() -> String {
     "REDACTED".to_owned()
-}
-fn default_true() -> bool {
-    true
 }
 fn default_min_digit_run() -> usize {
     13

@@ -27,7 +27,7 @@ pub struct UserAgentConfig {
     pub cache_size: usize,
     /// Prefer User-Agent Client Hints (`rum.ua_hints`) over the UA string
     /// where they say more: brand, full version, OS version, device model.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub use_client_hints: bool,
     /// Extra case-insensitive substrings that mark a User-Agent as synthetic
     /// traffic, on top of the built-in ones (`SYNTHETIC_MARKERS`).
@@ -41,9 +41,6 @@ pub struct UserAgentConfig {
 
 fn default_cache_size() -> usize {
     4096
-}
-fn default_true() -> bool {
-    true
 }
 
 impl Default for UserAgentConfig {

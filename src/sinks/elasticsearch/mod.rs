@@ -104,7 +104,7 @@ pub struct ElasticsearchConfig {
     #[serde(default)]
     pub ilm_retention_days: u32,
     /// `GET /` at startup to log the engine and version (never blocks startup).
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub healthcheck: bool,
 }
 
@@ -131,7 +131,7 @@ pub struct TlsConfig {
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Verify the server's certificate. Turning it off is for tests only.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub verify_certificates: bool,
 }
 
@@ -229,9 +229,6 @@ pub struct DeadLetterConfig {
     pub path: Option<PathBuf>,
 }
 
-fn default_true() -> bool {
-    true
-}
 fn default_index_prefix() -> String {
     "c.rum".to_owned()
 }
