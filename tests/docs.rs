@@ -189,7 +189,7 @@ fn check_link(file: &Path, target: &str) -> Option<String> {
         return Some(format!("`{target}`: {} does not exist", resolved.display()));
     }
     let anchor = anchor.filter(|a| !a.is_empty())?;
-    if resolved.extension().is_none_or(|e| e != "md") {
+    if resolved.extension() != Some("md".as_ref()) {
         return None; // line anchors into source files are GitHub's business
     }
     let text = fs::read_to_string(&resolved).expect("linked Markdown file");
@@ -284,7 +284,7 @@ fn mask(src: &str) -> Vec<u8> {
                 let hashes = b[i + 1..].iter().take_while(|c| **c == b'#').count();
                 let open = i + 1 + hashes + 1;
                 let close: Vec<u8> = std::iter::once(b'"')
-                    .chain(std::iter::repeat_n(b'#', hashes))
+                    .chain(std::iter::repeat(b'#').take(hashes))
                     .collect();
                 let end = b[open..]
                     .windows(close.len())
