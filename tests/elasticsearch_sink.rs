@@ -544,11 +544,13 @@ fn stored_keys(es: &EsDouble) -> Vec<(String, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_while_traffic_flows_loses_and_doubles_nothing() {
-    // The issue asks for 30 s; ES_OUTAGE_SECS shortens it when iterating.
+    // 6 s by default: long enough for the buffers to fill and the sources to
+    // shed load in both halves. The long run (ES_OUTAGE_SECS=30) is the
+    // same test over the 30 s the issue asked for; see docs/testing.md.
     let outage_secs: u64 = std::env::var("ES_OUTAGE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(6);
     let es = EsDouble::start();
     let mut pipeline = common::Pipeline::start(&pipeline_config(
         &es.url(),
