@@ -24,6 +24,7 @@ use support::es_double::{EsDouble, ItemFault, Outage};
 /// A sink built from TOML, fed directly.
 struct Sink {
     registry: Arc<Registry>,
+    health: Arc<Health>,
     tx: BufferSender,
     task: tokio::task::JoinHandle<()>,
 }
@@ -34,17 +35,19 @@ fn start_sink(toml_text: &str) -> Sink {
         SinkConfig::parse("elasticsearch", table).unwrap_or_else(|e| panic!("config: {e:?}"));
     assert!(config.check().is_empty(), "{:?}", config.check());
     let registry = Registry::new();
+    let health = Arc::new(Health::default());
     let (tx, rx) = buffer(100_000);
     let future = config
         .build(SinkContext {
             id: "es".into(),
             metrics: ComponentMetrics::new(&registry, "es", "sink", "elasticsearch"),
-            health: Arc::new(Health::default()),
+            health: health.clone(),
             input: rx,
         })
         .expect("build");
     Sink {
         registry,
+        health,
         tx,
         task: tokio::spawn(future),
     }
@@ -802,4 +805,187 @@ fn prod_pipeline_validates_with_only_elastic_cluster_set() {
     let (code, output) = common::validate(&text, &env);
     assert_eq!(code, 0, "{output}");
     assert!(!output.contains("changeme"), "{output}");
+}
+
+// ---- Hardening (issue 14): setup failures, outcomes, engines without auto-create
+
+fn errors_of(registry: &Registry, error_type: &str) -> u64 {
+    registry.counter_sum(
+        "component_errors_total",
+        &[("component_id", "es"), ("error_type", error_type)],
+    )
+}
+
+fn outcome(registry: &Registry, outcome: &str) -> u64 {
+    registry.counter_sum(
+        "elasticsearch_bulk_requests_total",
+        &[("component_id", "es"), ("outcome", outcome)],
+    )
+}
+
+#[tokio::test]
+async fn a_template_install_refused_warns_counts_and_never_holds_documents() {
+    // 404 "Route not found" as Quickwit answers, 403 as for a write-only API key.
+    for status in [404, 403] {
+        let es = EsDouble::start();
+        es.fail_templates(Some(status));
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join("dead.ndjson");
+        let sink = start_sink(&base_config(
+            &es,
+            &format!(
+                "manage_template = true\nilm_retention_days = 7\nbatch.max_events = 10\ndead_letter.path = {:?}",
+                dead.display().to_string()
+            ),
+        ));
+        let health = sink.health.clone();
+        let sent = events(30);
+        sink.send(sent.clone()).await;
+        wait_until(
+            || es.stored_count() == 30,
+            "documents despite the templates",
+        )
+        .await;
+        assert!(
+            health.degraded().is_empty(),
+            "{status}: /health is not degraded by templates: {:?}",
+            health.degraded()
+        );
+        let registry = sink.finish().await;
+        assert_eq!(stored_ids(&es), sent.iter().map(id).collect());
+        assert!(!dead.exists(), "{status}: nothing dead-lettered");
+        assert_eq!(counter(&registry, "component_sent_events_total"), 30);
+        assert!(
+            errors_of(&registry, "template_install_failed") >= 1,
+            "{status}"
+        );
+        assert_eq!(outcome(&registry, "ok"), 3, "{status}");
+        // The first bulk request still waited for the first install attempt.
+        let seen = es.seen();
+        let first_bulk = seen.iter().position(|s| s.path == "/_bulk").unwrap();
+        assert!(seen[..first_bulk].iter().any(|s| s.status == status));
+    }
+}
+
+#[tokio::test]
+async fn a_failed_template_install_is_retried_in_the_background_until_it_succeeds() {
+    let es = EsDouble::start();
+    es.fail_templates(Some(404));
+    let sink = start_sink(&base_config(&es, "manage_template = true"));
+    sink.send(events(5)).await;
+    wait_until(|| es.stored_count() == 5, "documents").await;
+    // The engine learns templates (an upgrade, a fixed privilege): the next
+    // background try (5 s backoff, with jitter) installs them.
+    es.fail_templates(None);
+    let installed = || {
+        es.seen()
+            .iter()
+            .any(|s| s.path == "/_index_template/rum-pipeline-es" && s.status == 200)
+    };
+    wait_until(installed, "the background retry to install the templates").await;
+    let registry = sink.finish().await;
+    assert_eq!(errors_of(&registry, "template_install_failed"), 1);
+}
+
+#[tokio::test]
+async fn a_request_whose_items_were_all_rejected_is_not_counted_ok() {
+    let es = EsDouble::start();
+    es.fail_items("rum.type", json!("action"), ItemFault::Mapping);
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.ndjson");
+    let sink = start_sink(&base_config(
+        &es,
+        &format!(
+            "batch.max_events = 4\ndead_letter.path = {:?}",
+            dead.display().to_string()
+        ),
+    ));
+    // One batch all refused, one half refused, one all stored.
+    let mut mixed = events(2);
+    mixed.extend((10..12).map(|i| rum_event("s2", i, "resource")));
+    sink.send(events(4)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sink.send(mixed).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sink.send((20..24).map(|i| rum_event("s3", i, "resource")).collect())
+        .await;
+    let registry = sink.finish().await;
+    assert_eq!(outcome(&registry, "failed"), 1);
+    assert_eq!(outcome(&registry, "partial"), 1);
+    assert_eq!(outcome(&registry, "ok"), 1);
+    assert_eq!(
+        counter(&registry, "elasticsearch_dead_lettered_events_total"),
+        6
+    );
+}
+
+#[tokio::test]
+async fn without_auto_create_dated_indices_are_created_ahead() {
+    // Baseline: an engine that does not create indices refuses every item.
+    let es = EsDouble::start();
+    es.no_auto_create(true);
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.ndjson");
+    let dead_config = format!("dead_letter.path = {:?}", dead.display().to_string());
+    let sink = start_sink(&base_config(&es, &dead_config));
+    sink.send(events(3)).await;
+    sink.finish().await;
+    assert_eq!(es.stored_count(), 0);
+    let refused = std::fs::read_to_string(&dead).unwrap();
+    assert_eq!(refused.lines().count(), 3);
+    assert!(refused.contains("index_not_found_exception"));
+
+    // With the option, today's names exist before the first document, and
+    // tomorrow's once within `create_indices_ahead_minutes` of midnight —
+    // 1440 here, so at once. An existing index (400) is fine.
+    let es = EsDouble::start();
+    es.no_auto_create(true);
+    let before = chrono::Utc::now();
+    let sink = start_sink(&base_config(
+        &es,
+        &format!(
+            "create_indices_ahead_minutes = 1440\nmanage_template = true\ndead_letter.path = {:?}",
+            dir.path().join("dead.ndjson.2").display().to_string()
+        ),
+    ));
+    sink.send(events(3)).await;
+    let registry = sink.finish().await;
+    let after = chrono::Utc::now();
+    assert_eq!(es.stored_count(), 3);
+    assert!(!dir.path().join("dead.ndjson.2").exists());
+    let created: BTreeSet<String> = es.created_indices().into_iter().collect();
+    for day in [before, before + chrono::Duration::days(1)] {
+        let name = format!("c.rum.metrics-{}", day.format("%Y.%m.%d"));
+        let later = format!(
+            "c.rum.metrics-{}",
+            (day + (after - before)).format("%Y.%m.%d")
+        );
+        assert!(
+            created.contains(&name) || created.contains(&later),
+            "{name} in {created:?}"
+        );
+    }
+    assert!(created.iter().any(|n| n.starts_with("c.rum.csp.uri-")));
+    // Templates first, so the new indices get the mappings.
+    let seen = es.seen();
+    let template = seen
+        .iter()
+        .position(|s| s.path.starts_with("/_index_template/"))
+        .unwrap();
+    let first_index = seen
+        .iter()
+        .position(|s| s.path.starts_with("/c.rum."))
+        .unwrap();
+    assert!(template < first_index);
+    assert_eq!(errors_of(&registry, "index_create_failed"), 0);
+
+    // A second sink on the same cluster meets 400 resource_already_exists: no error.
+    let sink = start_sink(&base_config(&es, "create_indices_ahead_minutes = 1440"));
+    sink.send(events(1)).await;
+    let registry = sink.finish().await;
+    assert!(es
+        .seen()
+        .iter()
+        .any(|s| s.path.starts_with("/c.rum.") && s.status == 400));
+    assert_eq!(errors_of(&registry, "index_create_failed"), 0);
 }
