@@ -989,3 +989,341 @@ async fn without_auto_create_dated_indices_are_created_ahead() {
         .any(|s| s.path.starts_with("/c.rum.") && s.status == 400));
     assert_eq!(errors_of(&registry, "index_create_failed"), 0);
 }
+
+// ---- Hardening through the real binary: full disk, secrets, log floods
+
+/// A tmpfs mounted for one test, unmounted (lazily) when dropped. `None`
+/// when mounting is not permitted (not root, no CAP_SYS_ADMIN).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(options: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn remount(&self, options: &str) -> bool {
+        std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(self.dir.path())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+async fn health_text(pipeline: &common::Pipeline) -> String {
+    common::client()
+        .get(pipeline.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_leaves_a_dead_letter_file_of_whole_lines_that_replays_completely() {
+    let Some(disk) = Tmpfs::mount("size=64k") else {
+        eprintln!("skipped: mounting a tmpfs is not permitted here (the failing-writer unit tests in dead_letter.rs cover the same path)");
+        return;
+    };
+    let dead = disk.path().join("dead.ndjson");
+    let es = EsDouble::start();
+    // Every document is refused for good, so every one is dead-lettered.
+    es.fail_items("service.name", json!("shop"), ItemFault::Mapping);
+    let config = pipeline_config(&es.url(), "").replace(
+        "dead_letter.path = \"{dir}/dead.ndjson\"",
+        &format!("dead_letter.path = {:?}", dead.display().to_string()),
+    );
+    let mut pipeline = common::Pipeline::start(&config);
+    const BEACONS: usize = 30;
+    const EVENTS: usize = 10;
+    for i in 0..BEACONS {
+        assert_eq!(
+            post_beacon(
+                &pipeline.base,
+                &common::beacon(&format!("full-{i}"), EVENTS)
+            )
+            .await,
+            204
+        );
+        // One batch, so one dead-letter write of ~10 KiB, per beacon: some
+        // fit, one is cut short by the full disk, the rest find no room.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let total = (BEACONS * EVENTS) as f64;
+    // Wait until every document is either in the file or counted as lost.
+    let start = Instant::now();
+    let (lettered, lost) = loop {
+        let lettered = pipeline
+            .metric("elasticsearch_dead_lettered_events_total", &[])
+            .await;
+        let lost = pipeline
+            .metric(
+                "component_discarded_events_total",
+                &["component_id=\"es\"", "intentional=\"false\""],
+            )
+            .await;
+        if lettered + lost >= total || start.elapsed() > Duration::from_secs(30) {
+            break (lettered, lost);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(lettered + lost, total, "every document accounted for");
+    eprintln!(
+        "64 KiB disk: {total} documents refused, {lettered} dead-lettered, {lost} lost and counted"
+    );
+    assert!(
+        lost > 0.0,
+        "the 64 KiB disk filled up ({lettered} lettered)"
+    );
+    assert!(lettered > 0.0, "writes before the disk filled are kept");
+    let text = std::fs::read_to_string(&dead).unwrap();
+    assert!(text.is_empty() || text.ends_with('\n'), "no torn last line");
+    for line in text.lines() {
+        let parsed: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a dead-letter line does not parse ({e}): {line}"));
+        assert_eq!(parsed["error"]["type"], "mapper_parsing_exception");
+    }
+    assert_eq!(
+        text.lines().count() as f64,
+        lettered,
+        "the counter equals the lines in the file"
+    );
+    assert!(
+        pipeline
+            .metric(
+                "component_errors_total",
+                &["component_id=\"es\"", "error_type=\"dead_letter_failed\""]
+            )
+            .await
+            >= 1.0
+    );
+    let health = health_text(&pipeline).await;
+    assert!(
+        health.contains("degraded: es (dead-letter file): cannot write the dead-letter file"),
+        "{health}"
+    );
+
+    // Space again: the next dead letters land whole, and /health clears.
+    assert!(disk.remount("size=4m"));
+    assert_eq!(
+        post_beacon(&pipeline.base, &common::beacon("after", EVENTS)).await,
+        204
+    );
+    pipeline
+        .wait_metric(
+            "elasticsearch_dead_lettered_events_total",
+            &[],
+            lettered + EVENTS as f64,
+            Duration::from_secs(20),
+        )
+        .await;
+    let health = health_text(&pipeline).await;
+    assert!(!health.contains("dead-letter file"), "{health}");
+    let status = pipeline.terminate(Duration::from_secs(20));
+    assert!(status.success());
+    let text = std::fs::read_to_string(&dead).unwrap();
+    let lines = text.lines().count();
+    assert_eq!(lines as f64, lettered + EVENTS as f64);
+
+    // README's replay command replays every line.
+    if !["jq", "curl"].iter().all(|tool| {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok()
+    }) {
+        eprintln!("replay skipped: jq or curl missing");
+        return;
+    }
+    let target = EsDouble::start();
+    let replay = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "jq -c '{{create:{{_index:.index,_id:.id}}}}, .document' {} | curl -s -H 'Content-Type: application/x-ndjson' --data-binary @- \"$ELASTIC_CLUSTER/_bulk\"",
+            dead.display()
+        ))
+        .env("ELASTIC_CLUSTER", target.url())
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "{replay:?}");
+    assert_eq!(target.stored_count(), lines, "every line replayed");
+    // Idempotent on Elasticsearch: a second replay stores nothing new.
+    let again = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "jq -c '{{create:{{_index:.index,_id:.id}}}}, .document' {} | curl -s -H 'Content-Type: application/x-ndjson' --data-binary @- \"$ELASTIC_CLUSTER/_bulk\"",
+            dead.display()
+        ))
+        .env("ELASTIC_CLUSTER", target.url())
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(target.stored_count(), lines);
+    assert_eq!(target.conflicts(), lines as u64);
+}
+
+#[test]
+fn validate_refuses_a_dead_letter_directory_that_cannot_be_written() {
+    let Some(disk) = Tmpfs::mount("ro,size=64k") else {
+        eprintln!("skipped: mounting a read-only tmpfs is not permitted here");
+        return;
+    };
+    let config = pipeline_config("http://127.0.0.1:9", "").replace(
+        "dead_letter.path = \"{dir}/dead.ndjson\"",
+        &format!(
+            "dead_letter.path = {:?}",
+            disk.path().join("dead.ndjson").display().to_string()
+        ),
+    );
+    let (code, output) = common::validate(&config, &[]);
+    assert_ne!(code, 0, "{output}");
+    assert!(output.contains("dead_letter.path"), "{output}");
+    assert!(output.contains("is not writable"), "{output}");
+    assert!(output.contains("Read-only file system"), "{output}");
+}
+
+/// The Canarytrace variables cleared, as in `prod_pipeline_validates_with_only_elastic_cluster_set`.
+fn prod_env(cluster: &str) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&'static str, String)> = [
+        "ELASTIC_HTTP_AUTH",
+        "ELASTIC_TIMEOUT",
+        "INDEX_PREFIX",
+        "MIN_QUEUE_SIZE",
+        "STORE_BULK_INTERVAL",
+        "BODY_PARSER_LIMIT",
+        "LABELS",
+        "DEAD_LETTER_PATH",
+    ]
+    .into_iter()
+    .map(|v| (v, String::new()))
+    .collect();
+    env.push(("SERVER_PORT", "0".into()));
+    env.push(("ELASTIC_CLUSTER", cluster.to_owned()));
+    env
+}
+
+#[test]
+fn endpoint_passwords_never_show_in_validate_or_startup_errors() {
+    let prod = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/prod.toml");
+    let text = std::fs::read_to_string(prod).unwrap();
+    for cluster in [
+        // Canarytrace-style, without a scheme: the case that leaked.
+        format!("elastic:{SECRET_PASSWORD}@es.example:9200"),
+        format!("https://es1:9200,elastic:{SECRET_PASSWORD}@es2:9200"),
+        format!("ftp://elastic:{SECRET_PASSWORD}@es.example:9200"),
+        format!("https://elastic:{SECRET_PASSWORD}@"),
+        format!("https://es.example:9200/?api_key={SECRET_PASSWORD}"),
+    ] {
+        let env = prod_env(&cluster);
+        let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (code, output) = common::validate(&text, &env_refs);
+        assert_ne!(code, 0, "{cluster}: {output}");
+        assert!(output.contains("endpoints"), "{cluster}: {output}");
+        assert!(!output.contains(SECRET_PASSWORD), "{cluster}: {output}");
+        // The same config started for real fails the same way, as quietly.
+        let run = std::process::Command::new(common::BIN)
+            .arg("--config")
+            .arg(prod)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUM_LOG", "debug")
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(run.status.code(), Some(78), "{cluster}: {all}");
+        assert!(all.contains("endpoints"), "{cluster}: {all}");
+        assert!(!all.contains(SECRET_PASSWORD), "{cluster}: {all}");
+    }
+    let env = prod_env(&format!("elastic:{SECRET_PASSWORD}@es.example:9200"));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, output) = common::validate(&text, &env_refs);
+    assert!(
+        output.contains("has no scheme: write http://***@es.example:9200"),
+        "the error says what to fix: {output}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_warnings_and_errors_are_rate_limited_with_a_summary() {
+    let es = EsDouble::start();
+    // Per beacon: one document refused for good (an ERROR per dead-lettered
+    // batch) and one answered 429 once (a WARN per partial request).
+    es.fail_items("rum.type", json!("action"), ItemFault::Mapping);
+    es.fail_items(
+        "rum.type",
+        json!("resource"),
+        ItemFault::Rejected { times: 1 },
+    );
+    let mut pipeline = common::Pipeline::start(&pipeline_config(&es.url(), ""));
+    const BEACONS: usize = 25;
+    for i in 0..BEACONS {
+        assert_eq!(
+            post_beacon(&pipeline.base, &common::beacon(&format!("flood-{i}"), 5)).await,
+            204
+        );
+        // One batch per beacon (batch.timeout_ms = 100).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let lettered = pipeline
+        .wait_metric(
+            "elasticsearch_dead_lettered_events_total",
+            &[],
+            BEACONS as f64,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(lettered, BEACONS as f64, "metrics count every occurrence");
+    let partial = pipeline
+        .metric(
+            "elasticsearch_bulk_requests_total",
+            &["outcome=\"partial\""],
+        )
+        .await;
+    assert!(partial >= 10.0, "{partial} partial requests");
+    let status = pipeline.terminate(Duration::from_secs(20));
+    assert!(status.success());
+    let stderr = pipeline.stderr();
+    let count = |needle: &str| stderr.iter().filter(|l| l.contains(needle)).count();
+    let errors = count("written to the dead-letter file");
+    let warnings = count("cannot write to Elasticsearch (");
+    assert!(errors <= 5, "{errors} dead-letter ERROR lines");
+    assert!(warnings <= 5, "{warnings} partial-failure WARN lines");
+    let summaries: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.contains("similar line(s) suppressed"))
+        .collect();
+    assert!(
+        summaries
+            .iter()
+            .any(|l| l.contains("documents dead-lettered")
+                && l.contains(&format!("{} similar", BEACONS - errors))),
+        "{summaries:#?}"
+    );
+}
