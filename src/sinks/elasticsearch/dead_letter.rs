@@ -29,7 +29,7 @@ use super::retry::Failure;
 /// that fails after N bytes, as a full disk does.
 pub trait LetterFile: Send + 'static {
     /// Length in bytes.
-    fn len(&mut self) -> io::Result<u64>;
+    fn size(&mut self) -> io::Result<u64>;
     /// Appends all of `bytes` and makes them durable, or fails (possibly
     /// after writing some of them).
     fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
@@ -40,7 +40,7 @@ pub trait LetterFile: Send + 'static {
 }
 
 impl LetterFile for std::fs::File {
-    fn len(&mut self) -> io::Result<u64> {
+    fn size(&mut self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
     }
 
@@ -56,7 +56,7 @@ impl LetterFile for std::fs::File {
     }
 
     fn tail(&mut self, n: u64) -> io::Result<Vec<u8>> {
-        let len = LetterFile::len(self)?;
+        let len = LetterFile::size(self)?;
         self.seek(SeekFrom::Start(len.saturating_sub(n)))?;
         let mut out = Vec::with_capacity(n as usize);
         self.take(n).read_to_end(&mut out)?;
@@ -167,7 +167,7 @@ impl DeadLetters {
 /// Appends `lines`; on failure cuts the file back to its length before. If
 /// even that fails, the torn line is cut when the file is next opened.
 fn append_whole(file: &mut dyn LetterFile, lines: &[u8]) -> io::Result<()> {
-    let before = file.len()?;
+    let before = file.size()?;
     if let Err(e) = file.append(lines) {
         let _ = file.truncate(before);
         return Err(e);
@@ -189,7 +189,7 @@ fn open_repaired(opener: &Opener, path: &Path) -> io::Result<Box<dyn LetterFile>
 
 /// Cuts whatever follows the last newline; returns how many bytes went.
 pub fn cut_torn_tail(file: &mut dyn LetterFile) -> io::Result<u64> {
-    let len = file.len()?;
+    let len = file.size()?;
     let mut window: u64 = 4096;
     loop {
         let n = window.min(len);
@@ -388,8 +388,8 @@ mod whole_line_tests {
     }
 
     impl LetterFile for FailAfter {
-        fn len(&mut self) -> io::Result<u64> {
-            LetterFile::len(&mut self.file)
+        fn size(&mut self) -> io::Result<u64> {
+            LetterFile::size(&mut self.file)
         }
         fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
             let budget = self.budget.load(Ordering::SeqCst);
@@ -506,7 +506,7 @@ mod whole_line_tests {
         only_torn.set_len(0).unwrap();
         only_torn.write_all(&vec![b'x'; 10_000]).unwrap();
         assert_eq!(cut_torn_tail(&mut only_torn).unwrap(), 10_000);
-        assert_eq!(LetterFile::len(&mut only_torn).unwrap(), 0);
+        assert_eq!(LetterFile::size(&mut only_torn).unwrap(), 0);
     }
 
     #[test]
