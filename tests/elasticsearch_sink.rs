@@ -1327,3 +1327,44 @@ async fn repeated_warnings_and_errors_are_rate_limited_with_a_summary() {
         "{summaries:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_loses_at_most_the_current_batch_window() {
+    // prod.toml's 100-document batches; a timeout long enough that the
+    // last, partial batch is still being filled when the signal comes.
+    let es = EsDouble::start();
+    let config = pipeline_config(&es.url(), "").replace(
+        "batch.max_events = 100\nbatch.timeout_ms = 100",
+        "batch.max_events = 100\nbatch.timeout_ms = 60000",
+    );
+    let mut pipeline = common::Pipeline::start(&config);
+    const EVENTS: usize = 7;
+    let mut accepted = 0;
+    for i in 0..60 {
+        if post_beacon(
+            &pipeline.base,
+            &common::beacon(&format!("kill-{i}"), EVENTS),
+        )
+        .await
+            == 204
+        {
+            accepted += EVENTS;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the full batches be answered; the last, partial one waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pipeline.signal(libc::SIGKILL);
+    let _ = pipeline.wait_exit(Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stored = es.stored_count();
+    let lost = accepted - stored;
+    eprintln!(
+        "SIGKILL: {accepted} documents accepted, {stored} stored, {lost} lost ({:.1} %)",
+        100.0 * lost as f64 / accepted as f64
+    );
+    // Everything in full batches was stored; only the batch being filled is gone.
+    assert!(lost < 100, "{lost} lost");
+    assert_eq!(stored % 100, 0, "whole batches were stored");
+    assert_eq!(lost, accepted % 100);
+}
