@@ -62,9 +62,11 @@ pub struct Shared {
     degraded_announced: AtomicBool,
     /// Whether /health lists the dead-letter file as failing.
     dead_letters_failing: AtomicBool,
-    /// Log floods: an ERROR per dead-lettered batch, a WARN per degraded
-    /// spell (one per partial 429 under steady overload), a WARN per split.
+    /// Log floods: an ERROR per dead-lettered batch, one per batch dropped
+    /// because the dead-letter file failed, a WARN per degraded spell (one
+    /// per partial 429 under steady overload), a WARN per split.
     log_dead_letters: Arc<LogLimit>,
+    log_dropped: Arc<LogLimit>,
     log_degraded: Arc<LogLimit>,
     log_split: Arc<LogLimit>,
 }
@@ -80,7 +82,8 @@ impl Shared {
     ) -> Self {
         let limit = |what: &str, level| LogLimit::standard(format!("sinks.{id}: {what}"), level);
         Self {
-            log_dead_letters: limit("documents dead-lettered or dropped", Level::ERROR),
+            log_dead_letters: limit("documents dead-lettered", Level::ERROR),
+            log_dropped: limit("documents dropped", Level::ERROR),
             log_degraded: limit("cannot write to Elasticsearch", Level::WARN),
             log_split: limit("bulk bodies split after 413", Level::WARN),
             id,
@@ -158,8 +161,10 @@ impl Shared {
             Err(e) => {
                 self.metrics.dead_letter_errors.inc();
                 self.metrics.component.discarded_unintentional.add(count);
+                // The first drop after a good write is always logged.
+                let mut first_drop = false;
                 if matches!(e, DeadLetterError::Io { .. }) {
-                    self.dead_letters_failing.store(true, Ordering::Relaxed);
+                    first_drop = !self.dead_letters_failing.swap(true, Ordering::Relaxed);
                     self.health.set_degraded(
                         &self.dead_letter_health_key(),
                         Some(format!(
@@ -167,7 +172,7 @@ impl Shared {
                         )),
                     );
                 }
-                if self.log_dead_letters.admit() {
+                if first_drop || self.log_dropped.admit() {
                     tracing::error!(component = %self.id, "{count} document(s) dropped ({e}); first error: {first}");
                 }
             }
