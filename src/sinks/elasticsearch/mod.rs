@@ -460,7 +460,19 @@ fn split_urls(text: &str) -> Vec<String> {
 /// before the last `@` after the scheme is user info and becomes `***`, and a
 /// query or fragment (which may carry a key) is cut.
 pub fn redact(text: &str) -> String {
-    let start = text.find("://").map_or(0, |i| i + 3);
+    // A scheme is letters, digits, `+-.` before `://`: a password holding
+    // `://` (`user:pa://ss@host`) must not pass for one.
+    let start = match text.find("://") {
+        Some(i)
+            if text[..i].starts_with(|c: char| c.is_ascii_alphabetic())
+                && text[..i]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) =>
+        {
+            i + 3
+        }
+        _ => 0,
+    };
     let (scheme, rest) = text.split_at(start);
     let (hidden, rest) = match rest.rfind('@') {
         Some(at) => ("***@", &rest[at + 1..]),
@@ -866,6 +878,7 @@ batch.max_bytes = "10mb"
             ("http://user:pa/ss@host:9200", "http://***@host:9200"),
             ("https://host:9200/?api_key=k", "https://host:9200/?…"),
             ("host:9200", "host:9200"),
+            ("user:pa://ss@host:9200", "***@host:9200"),
         ] {
             assert_eq!(redact(text), shown, "{text}");
         }
@@ -875,6 +888,7 @@ batch.max_bytes = "10mb"
             "'http://user:pass@'",
             "'http://user:pass@host:9200/?q=1'",
             "['http://a:9200', 'user:pass@b:9200']",
+            "'user:pass://x@b:9200'",
         ] {
             let c = parse(&format!("endpoints = {endpoints}")).unwrap();
             let problems = format!("{:?} {:?}", c.check(), c);
