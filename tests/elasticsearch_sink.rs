@@ -1368,3 +1368,17 @@ async fn a_sigkill_loses_at_most_the_current_batch_window() {
     assert_eq!(stored % 100, 0, "whole batches were stored");
     assert_eq!(lost, accepted % 100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_startup_line_does_not_call_quickwit_unsupported() {
+    let es = EsDouble::start_with_prefix("/api/v1/_elastic");
+    es.quickwit_style(true);
+    let mut pipeline = common::Pipeline::start(&pipeline_config(&es.url(), ""));
+    let line = pipeline
+        .wait_stderr(|l| l.contains("connected to "), Duration::from_secs(20))
+        .expect("a startup line about the engine");
+    assert!(line.contains("quickwit 0.8.2"), "{line}");
+    assert!(line.contains("at-least-once"), "{line}");
+    assert!(!line.contains("does not support"), "{line}");
+    assert!(pipeline.terminate(Duration::from_secs(20)).success());
+}

@@ -469,7 +469,17 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
     } else {
         raw
     };
+    let quickwit = state.knobs.lock().unwrap().quickwit;
     match (seen.method.as_str(), path.as_str()) {
+        // Quickwit's `GET /api/v1/_elastic` names its own distribution.
+        ("GET", "/") if quickwit => Ok(json_response(
+            200,
+            json!({
+                "name": "qw-node",
+                "cluster_name": "quickwit-default-cluster",
+                "version": {"distribution": "quickwit", "number": "0.8.2"}
+            }),
+        )),
         ("GET", "/") => Ok(json_response(
             200,
             json!({
