@@ -12,6 +12,7 @@ pub mod config;
 pub mod event;
 pub mod health_probe;
 pub mod http;
+pub mod log_limit;
 pub mod schema;
 pub mod sinks;
 pub mod sources;
