@@ -196,7 +196,7 @@ fn sink(count: usize, offset: usize, compression: &str) -> SinkRun {
         ))
         .expect("toml");
         let config = SinkConfig::parse("elasticsearch", table).expect("config");
-        let (tx, rx) = buffer(8192);
+        let (tx, rx) = buffer(8192, usize::MAX);
         let future = config
             .build(SinkContext {
                 id: "es".into(),

@@ -89,7 +89,7 @@ impl Cluster {
         let config = SinkConfig::parse("elasticsearch", table).expect("config");
         assert!(config.check().is_empty(), "{:?}", config.check());
         let registry = Registry::new();
-        let (tx, rx) = buffer(10_000);
+        let (tx, rx) = buffer(10_000, usize::MAX);
         let future = config
             .build(SinkContext {
                 id: id.into(),

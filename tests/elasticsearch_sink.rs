@@ -36,7 +36,7 @@ fn start_sink(toml_text: &str) -> Sink {
     assert!(config.check().is_empty(), "{:?}", config.check());
     let registry = Registry::new();
     let health = Arc::new(Health::default());
-    let (tx, rx) = buffer(100_000);
+    let (tx, rx) = buffer(100_000, usize::MAX);
     let future = config
         .build(SinkContext {
             id: "es".into(),
