@@ -7,7 +7,7 @@
 //! order of nested sorted maps), so writing a document is a merge of sorted
 //! slot lists and every object's fields come out together.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, LazyLock};
 
 use crate::schema;
@@ -49,10 +49,13 @@ pub const OBJECT_SLOTS: &[&str] = &[
 
 pub struct Registry {
     pub slots: Vec<SlotInfo>,
-    by_path: HashMap<&'static str, FieldId>,
+    by_path: FxHashMap<&'static str, FieldId>,
     pub timestamp: FieldId,
     pub ingested: FieldId,
     pub labels: FieldId,
+    pub rum_type: FieldId,
+    pub dataset: FieldId,
+    pub kind: FieldId,
 }
 
 fn segments_cmp(a: &str, b: &str) -> std::cmp::Ordering {
@@ -90,7 +93,7 @@ pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
             virtual_field: virtual_of(path),
         })
         .collect();
-    let by_path: HashMap<&'static str, FieldId> = paths
+    let by_path: FxHashMap<&'static str, FieldId> = paths
         .iter()
         .enumerate()
         .map(|(i, p)| (*p, FieldId(i as u16)))
@@ -98,6 +101,9 @@ pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     Registry {
         timestamp: by_path[schema::TIMESTAMP],
         ingested: by_path[schema::EVENT_INGESTED],
+        rum_type: by_path[schema::RUM_TYPE],
+        dataset: by_path[schema::EVENT_DATASET],
+        kind: by_path[schema::EVENT_KIND],
         labels: by_path[schema::LABELS],
         slots,
         by_path,

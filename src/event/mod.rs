@@ -122,10 +122,7 @@ impl Context {
 
     /// `event.kind = "event"` (a shared static string).
     pub fn set_event_kind(&mut self) {
-        self.set(
-            FieldId::of(schema::EVENT_KIND),
-            FieldValue::Static(&EVENT_KIND),
-        );
+        self.set(fields::REGISTRY.kind, FieldValue::Static(&EVENT_KIND));
     }
 
     pub fn get_id(&self, id: FieldId) -> Option<&Value> {
@@ -279,11 +276,41 @@ impl Event {
     /// Sets `rum.type` and `event.dataset` (shared static strings).
     pub fn set_type(&mut self, ty: EventType) {
         let (name, dataset) = type_values(ty);
-        self.set(FieldId::of(schema::RUM_TYPE), FieldValue::Static(name));
-        self.set(
-            FieldId::of(schema::EVENT_DATASET),
-            FieldValue::Static(dataset),
-        );
+        let registry = &*fields::REGISTRY;
+        self.set(registry.rum_type, FieldValue::Static(name));
+        self.set(registry.dataset, FieldValue::Static(dataset));
+    }
+
+    /// An event built in one go (the decoders' hot path): `fields` in any
+    /// order, a later value for the same id winning; `None` hides the
+    /// context's value.
+    pub fn from_parts(
+        context: Arc<Context>,
+        timestamp_ms: Option<i64>,
+        ty: EventType,
+        mut fields: Vec<(FieldId, Option<FieldValue>)>,
+    ) -> Event {
+        let (name, dataset) = type_values(ty);
+        let registry = &*fields::REGISTRY;
+        fields.push((registry.rum_type, Some(FieldValue::Static(name))));
+        fields.push((registry.dataset, Some(FieldValue::Static(dataset))));
+        // Stable: among equal ids the last pushed stays last; it wins.
+        fields.sort_by_key(|(id, _)| *id);
+        let mut deduped: Vec<(FieldId, Option<FieldValue>)> = Vec::with_capacity(fields.len());
+        for (id, value) in fields {
+            match deduped.last_mut() {
+                Some(last) if last.0 == id => last.1 = value,
+                _ => deduped.push((id, value)),
+            }
+        }
+        Event {
+            context,
+            own: Arc::new(Own {
+                timestamp_ms,
+                fields: deduped,
+                labels: Vec::new(),
+            }),
+        }
     }
 
     /// The slot's value: the event's own, else the context's.

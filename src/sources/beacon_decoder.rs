@@ -9,11 +9,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::event::{Context, Event, FieldId};
+use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::http::intake::{json_error, too_deep, IntakeError};
 use crate::schema::{self, EventType, FieldType};
 
@@ -71,12 +70,27 @@ pub fn decode(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("empty body"));
     }
-    // Limits first, on the bytes: no parse of anything too deep or too long.
-    check_json_limits(body, limits.max_string_bytes, limits.max_depth)?;
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let beacon = WireBeacon::deserialize(&mut de)
+    // UTF-8 checked once for the whole body (fast on ASCII), not per string.
+    let text = std::str::from_utf8(body).map_err(|e| {
+        IntakeError::bad_request(
+            "invalid_json",
+            format!("invalid JSON: body is not UTF-8 ({e})"),
+        )
+    })?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let checks = Limits {
+        max_string: limits.max_string_bytes,
+        max_depth: limits.max_depth,
+        broken: std::cell::Cell::new(None),
+    };
+    let beacon = BeaconSeed(&checks)
+        .deserialize(&mut de)
         .and_then(|b| de.end().map(|()| b))
-        .map_err(|e| json_error(&e, limits.max_depth))?;
+        .map_err(|e| {
+            checks
+                .error()
+                .unwrap_or_else(|| json_error(&e, limits.max_depth))
+        })?;
     let WireBeacon::Object(beacon) = beacon else {
         return Err(invalid("a beacon is a JSON object"));
     };
@@ -194,12 +208,8 @@ pub fn decode(
                     .clamp(earliest, facts.received_at_ms)
             })
             .unwrap_or(facts.received_at_ms);
-        let mut event = Event::with_context(context.clone());
-        event.set_timestamp_ms(at);
-        event.set(ids.seq, seq as u64);
-        if apply_payload(&mut event, entry)? {
-            unknown_types += 1;
-        }
+        let (event, unknown) = build_event(&context, at, seq, entry)?;
+        unknown_types += usize::from(unknown);
         events.push(event);
     }
     Ok(Decoded {
@@ -289,14 +299,15 @@ fn copy_strings(
 /// another view than the beacon's.
 enum ViewTarget<'a> {
     Context(&'a mut Context),
-    Event(&'a mut Event),
+    /// An event's own fields being built: `None` hides the beacon's value.
+    Fields(&'a mut Vec<(FieldId, Option<FieldValue>)>),
 }
 
 impl ViewTarget<'_> {
     fn set(&mut self, id: FieldId, value: Value) {
         match self {
             ViewTarget::Context(c) => c.set(id, value),
-            ViewTarget::Event(e) => e.set(id, value),
+            ViewTarget::Fields(f) => f.push((id, Some(value.into()))),
         }
     }
 
@@ -305,7 +316,7 @@ impl ViewTarget<'_> {
             ViewTarget::Context(c) => {
                 c.remove_id(id);
             }
-            ViewTarget::Event(e) => e.remove_id(id),
+            ViewTarget::Fields(f) => f.push((id, None)),
         }
     }
 }
@@ -422,10 +433,12 @@ fn apply_device(context: &mut Context, value: Value) -> Result<(), IntakeError> 
 /// not know, and values of the wrong JSON type, are kept under `rum.extra` (a
 /// `flattened` field) instead of being dropped or breaking the mapping.
 /// Returns whether the type was unknown.
-fn apply_payload(
-    event: &mut Event,
+fn build_event(
+    context: &Arc<Context>,
+    timestamp_ms: i64,
+    seq: usize,
     entry: Vec<(Cow<'_, str>, Value)>,
-) -> Result<bool, IntakeError> {
+) -> Result<(Event, bool), IntakeError> {
     let type_name = entry
         .iter()
         .find(|(k, _)| k == "type")
@@ -436,7 +449,9 @@ fn apply_payload(
         None => (EventType::Custom, true),
     };
     let original_type = unknown.then(|| type_name.chars().take(64).collect::<String>());
-    event.set_type(event_type);
+    let ids = &*CONTEXT_IDS;
+    let mut fields: Vec<(FieldId, Option<FieldValue>)> = Vec::with_capacity(entry.len() + 4);
+    fields.push((ids.seq, Some(FieldValue::Owned(Value::from(seq as u64)))));
     let slots = payload_slots(event_type);
     let mut extra = Map::new();
     for (key, value) in entry {
@@ -445,7 +460,7 @@ fn apply_payload(
             "view" => {
                 // An event may belong to another view than the beacon's
                 // (e.g. the final CLS of the page the SPA just left).
-                apply_view(&mut ViewTarget::Event(event), value)?;
+                apply_view(&mut ViewTarget::Fields(&mut fields), value)?;
                 continue;
             }
             _ => {}
@@ -454,20 +469,22 @@ fn apply_payload(
             continue;
         }
         match slots.iter().find(|(k, _, _)| *k == key) {
-            Some((_, id, ty)) if ty.accepts(&value) => event.set(*id, value),
+            Some((_, id, ty)) if ty.accepts(&value) => {
+                fields.push((*id, Some(FieldValue::Owned(value))))
+            }
             _ => {
                 extra.insert(key.into_owned(), value);
             }
         }
     }
-    let ids = &*CONTEXT_IDS;
     if let Some(original_type) = original_type {
-        event.set(ids.original_type, original_type);
+        fields.push((ids.original_type, Some(original_type.into())));
     }
     if !extra.is_empty() {
-        event.set(ids.extra, Value::Object(extra));
+        fields.push((ids.extra, Some(Value::Object(extra).into())));
     }
-    Ok(unknown)
+    let event = Event::from_parts(context.clone(), Some(timestamp_ms), event_type, fields);
+    Ok((event, unknown))
 }
 
 /// `2026-11-21T10:39:30.175Z`
@@ -481,60 +498,59 @@ pub fn iso_millis(ms: i64) -> String {
 /// pass, before anything is parsed. String lengths count an escape as the
 /// bytes it decodes to at most (`\uXXXX` as 3), so the check never refuses a
 /// string that fits.
-pub fn check_json_limits(
-    body: &[u8],
+// ---- the wire format, deserialized in one pass without a DOM ----
+//
+// Depth and string limits are enforced while parsing: every seed knows its
+// depth (the beacon object is 1, as `check_json_shape` counts), every key
+// and string is measured as it is read. A violation is recorded in `Limits`
+// and aborts the parse; `decode` then answers with it.
+
+/// The limits of one decode, and the first one broken.
+struct Limits {
     max_string: usize,
     max_depth: usize,
-) -> Result<(), IntakeError> {
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < body.len() {
-        match body[i] {
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > max_depth {
-                    return Err(too_deep(max_depth));
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b'"' => {
-                let mut len = 0usize;
-                i += 1;
-                while i < body.len() {
-                    match body[i] {
-                        b'"' => break,
-                        b'\\' => {
-                            if body.get(i + 1) == Some(&b'u') {
-                                len += 3;
-                                i += 6;
-                            } else {
-                                len += 1;
-                                i += 2;
-                            }
-                            continue;
-                        }
-                        _ => len += 1,
-                    }
-                    i += 1;
-                }
-                if len > max_string {
-                    return Err(IntakeError::bad_request(
-                        "string_too_long",
-                        format!("a string is longer than max_string_bytes ({max_string})"),
-                    ));
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    Ok(())
+    broken: std::cell::Cell<Option<Broken>>,
 }
 
-// ---- the wire format, deserialized in one pass without a DOM ----
+#[derive(Clone, Copy)]
+enum Broken {
+    TooDeep,
+    TooLong,
+}
+
+impl Limits {
+    fn string<E: de::Error>(&self, len: usize) -> Result<(), E> {
+        if len > self.max_string {
+            self.broken.set(Some(Broken::TooLong));
+            return Err(E::custom("string longer than max_string_bytes"));
+        }
+        Ok(())
+    }
+
+    fn container<E: de::Error>(&self, depth: usize) -> Result<(), E> {
+        if depth > self.max_depth {
+            self.broken.set(Some(Broken::TooDeep));
+            return Err(E::custom("nested deeper than max_json_depth"));
+        }
+        Ok(())
+    }
+
+    fn error(&self) -> Option<IntakeError> {
+        Some(match self.broken.get()? {
+            Broken::TooDeep => too_deep(self.max_depth),
+            Broken::TooLong => IntakeError::bad_request(
+                "string_too_long",
+                format!(
+                    "a string is longer than max_string_bytes ({})",
+                    self.max_string
+                ),
+            ),
+        })
+    }
+}
 
 /// The top level of a beacon: known keys kept as small values, the events
-/// as key/value lists, everything else skipped and counted.
+/// as key/value lists, everything else checked, skipped and counted.
 #[allow(clippy::large_enum_variant)] // one per request, on the stack
 enum WireBeacon<'de> {
     Object(WireObject<'de>),
@@ -555,7 +571,6 @@ struct WireObject<'de> {
 }
 
 enum WireEvents<'de> {
-    /// Entries up to the limit is not known here: all are kept, `count` says how many.
     Array {
         entries: Vec<WireEntry<'de>>,
         count: usize,
@@ -568,34 +583,106 @@ enum WireEntry<'de> {
     NotObject,
 }
 
-/// A map key, borrowed from the body unless it holds escapes.
-struct Key;
+/// A map key, borrowed from the body unless it holds escapes, and measured.
+struct Key<'l>(&'l Limits);
 
-impl<'de> DeserializeSeed<'de> for Key {
+impl<'de> DeserializeSeed<'de> for Key<'_> {
     type Value = Cow<'de, str>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for Key {
+impl<'de> Visitor<'de> for Key<'_> {
     type Value = Cow<'de, str>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a string key")
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        self.0.string(v.len())?;
         Ok(Cow::Borrowed(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.0.string(v.len())?;
         Ok(Cow::Owned(v.to_owned()))
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        self.0.string(v.len())?;
         Ok(Cow::Owned(v))
     }
 }
 
+/// Any JSON value at `depth`, within the limits.
+struct Bounded<'l> {
+    limits: &'l Limits,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Bounded<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        self.limits.string(v.len())?;
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        self.limits.string(v.len())?;
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.limits.container(self.depth)?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self.child())? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.limits.container(self.depth)?;
+        let mut out = Map::new();
+        while let Some(key) = map.next_key_seed(Key(self.limits))? {
+            let value = map.next_value_seed(self.child())?;
+            out.insert(key.into_owned(), value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+impl<'l> Bounded<'l> {
+    fn child(&self) -> Bounded<'l> {
+        Bounded {
+            limits: self.limits,
+            depth: self.depth + 1,
+        }
+    }
+}
+
 /// Visits any JSON value; only the expected kind is kept, anything else
-/// is consumed and reported as the `other` marker.
+/// is reported as the `other` marker.
 macro_rules! other_kinds {
     ($other:expr) => {
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
@@ -610,7 +697,8 @@ macro_rules! other_kinds {
         fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
             Ok($other)
         }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            self.0.string(v.len())?;
             Ok($other)
         }
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
@@ -619,67 +707,95 @@ macro_rules! other_kinds {
     };
 }
 
-impl<'de> Deserialize<'de> for WireBeacon<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = WireBeacon<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a beacon object")
-            }
-            other_kinds!(WireBeacon::NotObject);
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(WireBeacon::NotObject)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = WireObject::default();
-                while let Some(key) = map.next_key_seed(Key)? {
-                    // A repeated key: the last one wins, as in a JSON object.
-                    match &*key {
-                        "v" => out.v = Some(map.next_value()?),
-                        "sent_at" => out.sent_at = Some(map.next_value()?),
-                        "events" => out.events = Some(map.next_value_seed(EventsSeed)?),
-                        "app" => out.app = Some(map.next_value()?),
-                        "session" => out.session = Some(map.next_value()?),
-                        "view" => out.view = Some(map.next_value()?),
-                        "device" => out.device = Some(map.next_value()?),
-                        "ua_hints" => out.ua_hints = Some(map.next_value()?),
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                            out.ignored_keys += 1;
-                        }
-                    }
-                }
-                Ok(WireBeacon::Object(out))
-            }
-        }
-        d.deserialize_any(V)
+/// The beacon object itself (depth 1).
+struct BeaconSeed<'l>(&'l Limits);
+
+impl<'de> DeserializeSeed<'de> for BeaconSeed<'_> {
+    type Value = WireBeacon<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-struct EventsSeed;
+impl<'de> Visitor<'de> for BeaconSeed<'_> {
+    type Value = WireBeacon<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a beacon object")
+    }
+    other_kinds!(WireBeacon::NotObject);
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let inner = Bounded {
+            limits: self.0,
+            depth: 2,
+        };
+        while seq.next_element_seed(inner.child_at(2))?.is_some() {}
+        Ok(WireBeacon::NotObject)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let limits = self.0;
+        let value = || Bounded { limits, depth: 2 };
+        let mut out = WireObject::default();
+        while let Some(key) = map.next_key_seed(Key(limits))? {
+            // A repeated key: the last one wins, as in a JSON object.
+            match &*key {
+                "v" => out.v = Some(map.next_value_seed(value())?),
+                "sent_at" => out.sent_at = Some(map.next_value_seed(value())?),
+                "events" => out.events = Some(map.next_value_seed(EventsSeed(limits))?),
+                "app" => out.app = Some(map.next_value_seed(value())?),
+                "session" => out.session = Some(map.next_value_seed(value())?),
+                "view" => out.view = Some(map.next_value_seed(value())?),
+                "device" => out.device = Some(map.next_value_seed(value())?),
+                "ua_hints" => out.ua_hints = Some(map.next_value_seed(value())?),
+                _ => {
+                    // Not kept, but still within the limits.
+                    map.next_value_seed(value())?;
+                    out.ignored_keys += 1;
+                }
+            }
+        }
+        Ok(WireBeacon::Object(out))
+    }
+}
 
-impl<'de> DeserializeSeed<'de> for EventsSeed {
+impl<'l> Bounded<'l> {
+    fn child_at(&self, depth: usize) -> Bounded<'l> {
+        Bounded {
+            limits: self.limits,
+            depth,
+        }
+    }
+}
+
+/// `events` (depth 2).
+struct EventsSeed<'l>(&'l Limits);
+
+impl<'de> DeserializeSeed<'de> for EventsSeed<'_> {
     type Value = WireEvents<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for EventsSeed {
+impl<'de> Visitor<'de> for EventsSeed<'_> {
     type Value = WireEvents<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an array of events")
     }
     other_kinds!(WireEvents::NotArray);
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        self.0.container(2)?;
+        while map.next_key_seed(Key(self.0))?.is_some() {
+            map.next_value_seed(Bounded {
+                limits: self.0,
+                depth: 3,
+            })?;
+        }
         Ok(WireEvents::NotArray)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        self.0.container(2)?;
         let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(16).min(64));
-        while let Some(entry) = seq.next_element_seed(EntrySeed)? {
+        while let Some(entry) = seq.next_element_seed(EntrySeed(self.0))? {
             entries.push(entry);
         }
         let count = entries.len();
@@ -687,29 +803,41 @@ impl<'de> Visitor<'de> for EventsSeed {
     }
 }
 
-struct EntrySeed;
+/// One entry of `events` (depth 3); its values are at depth 4.
+struct EntrySeed<'l>(&'l Limits);
 
-impl<'de> DeserializeSeed<'de> for EntrySeed {
+impl<'de> DeserializeSeed<'de> for EntrySeed<'_> {
     type Value = WireEntry<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for EntrySeed {
+impl<'de> Visitor<'de> for EntrySeed<'_> {
     type Value = WireEntry<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an event object")
     }
     other_kinds!(WireEntry::NotObject);
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.0.container(3)?;
+        while seq
+            .next_element_seed(Bounded {
+                limits: self.0,
+                depth: 4,
+            })?
+            .is_some()
+        {}
         Ok(WireEntry::NotObject)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        self.0.container(3)?;
         let mut pairs: Vec<(Cow<'de, str>, Value)> = Vec::with_capacity(12);
-        while let Some(key) = map.next_key_seed(Key)? {
-            let value: Value = map.next_value()?;
+        while let Some(key) = map.next_key_seed(Key(self.0))? {
+            let value = map.next_value_seed(Bounded {
+                limits: self.0,
+                depth: 4,
+            })?;
             // A repeated key: the last one wins, as in a JSON object.
             match pairs.iter_mut().find(|(k, _)| *k == key) {
                 Some(pair) => pair.1 = value,
