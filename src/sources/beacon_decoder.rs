@@ -494,10 +494,6 @@ pub fn iso_millis(ms: i64) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Enforces `max_json_depth` and `max_string_bytes` on raw JSON bytes in one
-/// pass, before anything is parsed. String lengths count an escape as the
-/// bytes it decodes to at most (`\uXXXX` as 3), so the check never refuses a
-/// string that fits.
 // ---- the wire format, deserialized in one pass without a DOM ----
 //
 // Depth and string limits are enforced while parsing: every seed knows its
