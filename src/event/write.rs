@@ -4,7 +4,9 @@
 //! the two sorted slot lists gives every object's fields together and keys in
 //! sorted order — the same bytes a sorted JSON map would give.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+use rustc_hash::FxHashMap;
 
 use serde_json::Value;
 
@@ -16,7 +18,48 @@ enum Item<'e> {
     Value(&'e Value),
     Millis(i64),
     Labels,
+    /// Nothing to write (a removed field, an absent member).
+    Skip,
 }
+
+/// Deepest nesting of a slot path (`http.request.referrer` is 3).
+const MAX_DEPTH: usize = 8;
+
+/// Per slot, the bytes the writer emits, made once: the objects around it
+/// (an id per distinct parent path, and `"name":{`) and its own `"key":`.
+struct SlotLayout {
+    parents: Vec<(u16, Box<[u8]>)>,
+    key: Box<[u8]>,
+}
+
+static LAYOUT: LazyLock<Vec<SlotLayout>> = LazyLock::new(|| {
+    let mut parent_ids: FxHashMap<String, u16> = FxHashMap::default();
+    REGISTRY
+        .slots
+        .iter()
+        .map(|slot| {
+            let (leaf, parents) = slot.segments.split_last().expect("paths have a segment");
+            assert!(parents.len() < MAX_DEPTH, "{} nests too deep", slot.path);
+            let parents = (0..parents.len())
+                .map(|d| {
+                    let prefix = parents[..=d].join(".");
+                    let next = parent_ids.len() as u16;
+                    let id = *parent_ids.entry(prefix).or_insert(next);
+                    (
+                        id,
+                        format!("\"{}\":{{", parents[d])
+                            .into_bytes()
+                            .into_boxed_slice(),
+                    )
+                })
+                .collect();
+            SlotLayout {
+                parents,
+                key: format!("\"{leaf}\":").into_bytes().into_boxed_slice(),
+            }
+        })
+        .collect()
+});
 
 impl Event {
     /// Serializes the event as one JSON document (no trailing newline).
@@ -24,77 +67,80 @@ impl Event {
         let registry = &*REGISTRY;
         let own = &self.own.fields;
         let context = &self.context.fields;
-        let mut items: Vec<(FieldId, Item<'_>)> = Vec::with_capacity(own.len() + context.len() + 3);
-        // Merge the two sorted lists; the event's own slot wins.
-        let (mut i, mut j) = (0, 0);
-        while i < own.len() || j < context.len() {
-            let take_own = match (own.get(i), context.get(j)) {
-                (Some((a, _)), Some((b, _))) => a <= b,
-                (Some(_), None) => true,
-                _ => false,
-            };
-            if take_own {
-                let (id, value) = &own[i];
-                if context.get(j).is_some_and(|(b, _)| b == id) {
-                    j += 1;
-                }
-                if let Some(value) = value {
-                    items.push((*id, Item::Value(value)));
-                }
-                i += 1;
-            } else {
-                let (id, value) = &context[j];
-                items.push((*id, Item::Value(value)));
-                j += 1;
-            }
-        }
-        // Fields held as members go in at their place in document order.
-        fn insert<'e>(items: &mut Vec<(FieldId, Item<'e>)>, id: FieldId, item: Item<'e>) {
-            let at = items.partition_point(|(k, _)| *k < id);
-            items.insert(at, (id, item));
-        }
+        // Fields held as members, in document order (ids are ascending).
+        let mut members: [(FieldId, Item<'_>); 3] = [
+            (registry.timestamp, Item::Skip),
+            (registry.ingested, Item::Skip),
+            (registry.labels, Item::Skip),
+        ];
         if let Some(ms) = self.own.timestamp_ms {
-            insert(&mut items, registry.timestamp, Item::Millis(ms));
+            members[0].1 = Item::Millis(ms);
         }
         if let Some(ms) = self.context.received_ms {
-            insert(&mut items, registry.ingested, Item::Millis(ms));
+            members[1].1 = Item::Millis(ms);
         }
-        if !self.own.labels.is_empty() || !self.context.labels.is_empty() {
-            insert(&mut items, registry.labels, Item::Labels);
+        if self.has_labels() {
+            members[2].1 = Item::Labels;
         }
 
         out.push(b'{');
-        let mut open: Vec<&'static str> = Vec::with_capacity(4);
+        // Ids of the objects open now, outermost first.
+        let mut open: [u16; MAX_DEPTH] = [0; MAX_DEPTH];
+        let mut depth = 0;
         let mut need_comma = false;
-        for (id, item) in items {
-            let info = id.info();
-            let (leaf, parents) = info.segments.split_last().expect("paths have a segment");
-            let common = open
+        let (mut i, mut j, mut k) = (0, 0, 0);
+        // A three-way merge of sorted lists; the event's own slot wins over
+        // the context's.
+        loop {
+            let own_id = own.get(i).map(|(id, _)| *id);
+            let context_id = context.get(j).map(|(id, _)| *id);
+            let member_id = members.get(k).map(|(id, _)| *id);
+            let Some(next) = [own_id, context_id, member_id].into_iter().flatten().min() else {
+                break;
+            };
+            let item = if member_id == Some(next) {
+                k += 1;
+                std::mem::replace(&mut members[k - 1].1, Item::Skip)
+            } else if own_id == Some(next) {
+                i += 1;
+                if context_id == Some(next) {
+                    j += 1;
+                }
+                match &own[i - 1].1 {
+                    Some(value) => Item::Value(value),
+                    None => Item::Skip,
+                }
+            } else {
+                j += 1;
+                Item::Value(&context[j - 1].1)
+            };
+            if matches!(item, Item::Skip) {
+                continue;
+            }
+            let layout = &LAYOUT[next.0 as usize];
+            let common = open[..depth]
                 .iter()
-                .zip(parents.iter())
-                .take_while(|(a, b)| a == b)
+                .zip(layout.parents.iter())
+                .take_while(|(a, (b, _))| *a == b)
                 .count();
-            for _ in common..open.len() {
+            for _ in common..depth {
                 out.push(b'}');
                 need_comma = true;
             }
-            open.truncate(common);
-            for segment in &parents[common..] {
+            depth = common;
+            for (parent, opening) in &layout.parents[common..] {
                 if need_comma {
                     out.push(b',');
                 }
-                write_key(segment, out);
-                out.push(b'{');
-                open.push(segment);
+                out.extend_from_slice(opening);
+                open[depth] = *parent;
+                depth += 1;
                 need_comma = false;
-            }
-            if matches!(item, Item::Labels) && !self.has_labels() {
-                continue;
             }
             if need_comma {
                 out.push(b',');
             }
-            write_key(leaf, out);
+            out.extend_from_slice(&layout.key);
             match item {
                 Item::Value(value) => write_value(value, out),
                 Item::Millis(ms) => {
@@ -103,10 +149,11 @@ impl Event {
                     out.push(b'"');
                 }
                 Item::Labels => self.write_labels(out),
+                Item::Skip => {}
             }
             need_comma = true;
         }
-        for _ in 0..open.len() {
+        for _ in 0..depth {
             out.push(b'}');
         }
         out.push(b'}');
@@ -160,13 +207,6 @@ impl Event {
         }
         out.push(b'}');
     }
-}
-
-fn write_key(key: &str, out: &mut Vec<u8>) {
-    // Schema segments are plain ASCII identifiers: no escaping needed.
-    out.push(b'"');
-    out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"\":");
 }
 
 fn write_value(value: &Value, out: &mut Vec<u8>) {
