@@ -262,7 +262,7 @@ pub fn load_str(
         if global
             .api
             .as_ref()
-            .is_some_and(|api| api.address == source.http.address)
+            .is_some_and(|api| api.address == source.http.address && api.address.port() != 0)
         {
             parser.push(
                 None,
