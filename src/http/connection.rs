@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::framing::{HeadInspector, Verdicts};
-use super::limits::{BodyBudget, ConnectionTimeouts};
+use super::limits::{BodyBudget, ConnectionTimeouts, IDLE_AT_CAP};
 use super::server::Router;
 use crate::telemetry::{Counter, Registry};
 
@@ -43,9 +43,10 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Streams one HTTP/2 connection may have open at once.
 pub const MAX_CONCURRENT_STREAMS: u32 = 100;
 /// HTTP/2 flow-control windows: request data one connection (or stream) may
-/// have sent that no handler has read yet.
-pub const H2_CONNECTION_WINDOW: u32 = 256 * 1024;
-pub const H2_STREAM_WINDOW: u32 = 256 * 1024;
+/// have sent that no handler has read yet. The protocol's default: browsers
+/// cap beacons (`sendBeacon`, `fetch` keepalive) at 64 KiB anyway.
+pub const H2_CONNECTION_WINDOW: u32 = 65_535;
+pub const H2_STREAM_WINDOW: u32 = 65_535;
 
 /// What every connection of one listener shares.
 pub struct ConnectionSettings {
@@ -56,6 +57,9 @@ pub struct ConnectionSettings {
     /// Put in every request's extensions for `Intake` to reserve from; None
     /// on the admin listener, which reads no bodies.
     pub body_budget: Option<Arc<BodyBudget>>,
+    /// Accepts waiting for a slot of the connection cap: while any wait, idle
+    /// connections close after `IDLE_AT_CAP`.
+    pub at_cap: watch::Receiver<usize>,
     pub timed_out: TimeoutCounters,
 }
 
@@ -65,6 +69,7 @@ impl ConnectionSettings {
         timeouts: ConnectionTimeouts,
         router: Arc<Router>,
         body_budget: Option<Arc<BodyBudget>>,
+        at_cap: watch::Receiver<usize>,
         registry: &Registry,
     ) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -85,6 +90,7 @@ impl ConnectionSettings {
             timeouts,
             router,
             body_budget,
+            at_cap,
             timed_out: TimeoutCounters::new(registry),
         }
     }
@@ -97,6 +103,8 @@ pub struct TimeoutCounters {
     tls_handshake: Counter,
     first_request: Counter,
     idle: Counter,
+    /// Closed early (after `IDLE_AT_CAP`) to make room under the cap.
+    idle_at_cap: Counter,
 }
 
 impl TimeoutCounters {
@@ -104,7 +112,7 @@ impl TimeoutCounters {
         let counter = |state: &str| {
             registry.counter(
                 "http_connection_timeouts_total",
-                "Connections closed for sitting too long in a state: tls_handshake, first_request (no complete request head since accept), idle (no request in flight).",
+                "Connections closed for sitting too long in a state: tls_handshake, first_request (no complete request head since accept), idle (no request in flight), idle_at_cap (idle 1 s while the connection cap was reached).",
                 &[("state", state)],
             )
         };
@@ -112,6 +120,7 @@ impl TimeoutCounters {
             tls_handshake: counter("tls_handshake"),
             first_request: counter("first_request"),
             idle: counter("idle"),
+            idle_at_cap: counter("idle_at_cap"),
         }
     }
 }
@@ -256,19 +265,28 @@ async fn watch_connection<C: GracefulConnection>(
 ) {
     let timeouts = settings.timeouts;
     tokio::pin!(connection);
+    let mut at_cap = settings.at_cap.clone();
+    let mut at_cap_watched = true;
     // Since when the connection has been asked to close.
     let mut closing: Option<Instant> = None;
     loop {
+        let first = activity.served.load(Ordering::Relaxed) == 0;
+        let mut limit = if first {
+            timeouts.first_request
+        } else {
+            timeouts.idle
+        };
+        let pressed = *at_cap.borrow() > 0 && IDLE_AT_CAP < limit;
+        if pressed {
+            limit = IDLE_AT_CAP;
+        }
         let deadline = if activity.in_flight.load(Ordering::SeqCst) > 0 {
             None
         } else {
             let idle_since = activity.idle_since();
             Some(match closing {
                 Some(asked) => asked.max(idle_since) + CLOSE_GRACE,
-                None if activity.served.load(Ordering::Relaxed) == 0 => {
-                    idle_since + timeouts.first_request
-                }
-                None => idle_since + timeouts.idle,
+                None => idle_since + limit,
             })
         };
         if deadline.is_some_and(|at| at <= Instant::now()) {
@@ -276,11 +294,12 @@ async fn watch_connection<C: GracefulConnection>(
                 // Nothing in flight, and the peer has not closed: drop it.
                 return;
             }
-            if activity.served.load(Ordering::Relaxed) == 0 {
-                settings.timed_out.first_request.inc();
-            } else {
-                settings.timed_out.idle.inc();
-            }
+            let counter = match (pressed, first) {
+                (true, _) => &settings.timed_out.idle_at_cap,
+                (false, true) => &settings.timed_out.first_request,
+                (false, false) => &settings.timed_out.idle,
+            };
+            counter.inc();
             connection.as_mut().graceful_shutdown();
             closing = Some(Instant::now());
             continue;
@@ -293,6 +312,9 @@ async fn watch_connection<C: GracefulConnection>(
                 closing = Some(Instant::now());
             }
             _ = activity.idle_again.notified() => {}
+            changed = at_cap.changed(), if at_cap_watched && closing.is_none() => {
+                at_cap_watched = changed.is_ok();
+            }
             _ = sleep, if deadline.is_some() => {}
         }
     }

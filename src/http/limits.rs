@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// The top-level `[http]` table.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -15,8 +15,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct HttpServerOptions {
     /// Connections open at once, across every intake listener. A permit is
     /// taken before `accept`, so over the cap new connections wait in the
-    /// kernel's accept queue (they are not refused) until one closes; idle
-    /// ones close after `header_read_timeout_secs` / `idle_timeout_secs`.
+    /// kernel's accept queue (they are not refused); while one waits, every
+    /// connection without a request in flight for 1 s is closed to make room.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Bytes of request bodies held at once across every connection, stream
@@ -41,7 +41,7 @@ pub struct HttpServerOptions {
     pub tls_handshake_timeout_secs: u64,
 }
 
-pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = 32 * 1024 * 1024;
 
 fn default_max_connections() -> usize {
@@ -122,6 +122,68 @@ pub struct ConnectionTimeouts {
     pub first_request: Duration,
     pub idle: Duration,
     pub tls_handshake: Duration,
+}
+
+/// While a connection waits for a slot, connections idle this long are closed
+/// (instead of after `idle_timeout_secs` or `header_read_timeout_secs`).
+pub const IDLE_AT_CAP: Duration = Duration::from_secs(1);
+
+/// The connection cap the intake listeners share (mini-redis style: a permit
+/// is taken before accepting and travels with the connection), and how many
+/// accepts are waiting for one, which idle connections watch.
+pub struct ConnectionCap {
+    slots: Arc<Semaphore>,
+    max: usize,
+    waiting: watch::Sender<usize>,
+}
+
+impl ConnectionCap {
+    pub fn new(max: usize) -> Arc<Self> {
+        let max = max.max(1);
+        Arc::new(Self {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+            waiting: watch::Sender::new(0),
+        })
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Connections holding a slot right now.
+    pub fn open(&self) -> usize {
+        self.max.saturating_sub(self.slots.available_permits())
+    }
+
+    /// A slot, waiting for one if the cap is reached. While it waits, `at_cap`
+    /// says so; cancelling (on shutdown) is fine.
+    pub async fn acquire(&self) -> OwnedSemaphorePermit {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return permit;
+        }
+        self.waiting.send_modify(|n| *n += 1);
+        let _waiting = Waiting(&self.waiting);
+        match self.slots.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            // The semaphore is never closed.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Accepts waiting for a slot (0 when none); connections watch it.
+    pub fn at_cap(&self) -> watch::Receiver<usize> {
+        self.waiting.subscribe()
+    }
+}
+
+/// Counts one waiting accept for as long as it lives.
+struct Waiting<'a>(&'a watch::Sender<usize>);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// Bytes of request bodies held at once, shared by every listener and source.
@@ -255,6 +317,26 @@ mod tests {
         assert_eq!(budget.in_use(), 40);
         assert!(b.grow(60));
         assert_eq!(b.bytes(), 100);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_accept_is_announced_until_it_gets_a_slot() {
+        let cap = ConnectionCap::new(1);
+        let at_cap = cap.at_cap();
+        let held = cap.acquire().await;
+        assert_eq!(cap.open(), 1);
+        let waiter = {
+            let cap = cap.clone();
+            tokio::spawn(async move { cap.acquire().await })
+        };
+        tokio::task::yield_now().await;
+        while *at_cap.borrow() == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        let _slot = waiter.await.unwrap();
+        assert_eq!(*at_cap.borrow(), 0);
+        assert_eq!(cap.open(), 1);
     }
 
     #[test]

@@ -24,12 +24,12 @@ use http::{header, HeaderValue, Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::connection::{self, ConnectionSettings};
 use super::framing::{check_transfer_encoding, FramingError};
-use super::limits::{BodyBudget, ConnectionTimeouts};
+use super::limits::{BodyBudget, ConnectionCap, ConnectionTimeouts};
 use super::{text_response, HttpResponse};
 use crate::telemetry::{Counter, Registry};
 
@@ -251,7 +251,7 @@ fn method_not_allowed(allow: &'static str) -> HttpResponse {
 /// intake listeners, how long a connection may idle, the body budget.
 #[derive(Clone)]
 pub struct ListenerLimits {
-    pub connections: Arc<Semaphore>,
+    pub connections: Arc<ConnectionCap>,
     pub timeouts: ConnectionTimeouts,
     pub body_budget: Option<Arc<BodyBudget>>,
 }
@@ -281,6 +281,7 @@ impl Listener {
             limits.timeouts,
             Arc::new(router),
             limits.body_budget.clone(),
+            limits.connections.at_cap(),
             &registry,
         );
         Ok(Self {
@@ -306,12 +307,12 @@ impl Listener {
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         loop {
             // The permit comes first: over the cap, connections wait in the
-            // kernel's accept queue instead of costing memory here.
+            // kernel's accept queue instead of costing memory here, and idle
+            // connections are told to make room.
             let permit = tokio::select! {
-                permit = self.limits.connections.clone().acquire_owned() => permit,
+                permit = self.limits.connections.acquire() => permit,
                 _ = shutdown.wait_for(|stop| *stop) => break,
             };
-            let Ok(permit) = permit else { break };
             let accepted = tokio::select! {
                 accepted = self.tcp.accept() => accepted,
                 _ = shutdown.wait_for(|stop| *stop) => break,

@@ -15,13 +15,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::graph::split_input;
 use crate::config::PipelineConfig;
 use crate::event::Batch;
-use crate::http::limits::{BodyBudget, HttpServerOptions};
+use crate::http::limits::{BodyBudget, ConnectionCap, HttpServerOptions};
 use crate::http::server::{
     ApiOptions, Health, Listener, ListenerLimits, Route, Router, ADMIN_MAX_CONNECTIONS,
 };
@@ -291,15 +291,15 @@ async fn run_transform(mut task: TransformTask) {
 /// The connection cap and body budget every intake listener shares, with
 /// gauges for both.
 fn intake_limits(http: &HttpServerOptions, registry: &Registry) -> ListenerLimits {
-    let connections = Arc::new(Semaphore::new(http.max_connections));
+    let connections = ConnectionCap::new(http.max_connections);
     let budget = BodyBudget::new(http.max_body_bytes_in_flight);
-    let max_connections = http.max_connections;
+    let max_connections = connections.max();
     let open = connections.clone();
     registry.gauge_fn(
         "http_connections",
         "Client connections open on the intake listeners.",
         &[],
-        move || max_connections.saturating_sub(open.available_permits()) as f64,
+        move || open.open() as f64,
     );
     registry.gauge_fn(
         "http_max_connections",
@@ -375,7 +375,7 @@ pub async fn run(
         Some(api) => {
             let router = Router::new(Vec::new(), health.clone(), registry.clone(), true);
             let limits = ListenerLimits {
-                connections: Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
+                connections: ConnectionCap::new(ADMIN_MAX_CONNECTIONS),
                 timeouts: intake_limits.timeouts,
                 body_budget: None,
             };
