@@ -102,6 +102,10 @@ def tls_idle(s):
     return context.wrap_socket(s)
 
 
+def tls_keep_alive(s):
+    return keep_alive_h1(tls_idle(s))
+
+
 def main():
     import resource
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -124,6 +128,7 @@ def main():
             tls = CONFIG.replace('access_log = false',
                                  f'access_log = false\ntls = {{ crt_file = "{crt}", key_file = "{key}" }}')
             run(tls, [("TLS handshake done, nothing after", tls_idle)], tmp)
+            run(tls, [("TLS + HTTP/1 keep-alive after a request", tls_keep_alive)], tmp)
 
 
 if __name__ == "__main__":

@@ -646,7 +646,8 @@ inputs = ["beacons"]
         )
         .await;
     assert!(counted >= (refused + h2_refused) as f64);
-    // The budget is whole again: an ordinary beacon goes through.
+    // The budget is whole again: ordinary beacons go through, over HTTP/1
+    // and HTTP/2.
     let text = metrics_text(&p.url("/metrics")).await;
     assert_eq!(metric_in(&text, "http_body_bytes_in_flight", &[]), 0.0);
     let r = client()
@@ -656,6 +657,29 @@ inputs = ["beacons"]
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    let (h2_client, connection) = h2::client::handshake(tcp).await.expect("h2c");
+    tokio::spawn(connection);
+    let mut h2_client = h2_client.ready().await.unwrap();
+    let body = Bytes::from(beacon("after-h2", 2).to_string());
+    let request = http::Request::post(format!("http://{addr}/rum"))
+        .header("content-length", body.len().to_string())
+        .body(())
+        .unwrap();
+    let (response, mut send) = h2_client.send_request(request, false).unwrap();
+    send.send_data(body, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 204);
+    let stored = |session: &str| {
+        p.documents()
+            .iter()
+            .filter(|d| d["session"]["id"] == session)
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while (stored("after") < 2 || stored("after-h2") < 2) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!((stored("after"), stored("after-h2")), (2, 2));
 }
 
 #[test]
