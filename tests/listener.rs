@@ -398,6 +398,15 @@ async fn ambiguous_framing_is_refused_and_early_answers_say_connection_close() {
     assert_eq!(answer.status, 400, "{}", answer.all);
     assert!(answer.closed);
 
+    // A request head over 64 KiB.
+    let huge = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let answer = raw_request(&addr, huge.as_bytes()).await;
+    assert_eq!(answer.status, 431, "{}", answer.all);
+    assert!(answer.closed);
+
     // A declared body over max_body_bytes (1 MiB): 413 before reading it.
     let answer = raw_request(
         &addr,

@@ -50,9 +50,11 @@ pub const H2_STREAM_WINDOW: u32 = 65_535;
 
 /// What every connection of one listener shares.
 pub struct ConnectionSettings {
+    /// HTTP/1 and HTTP/2 with the header, stream and window limits above.
     pub builder: auto::Builder<TokioExecutor>,
     pub tls: Option<TlsAcceptor>,
     pub timeouts: ConnectionTimeouts,
+    /// Dropped with the last connection: it holds the sources' senders.
     pub router: Arc<Router>,
     /// Put in every request's extensions for `Intake` to reserve from; None
     /// on the admin listener, which reads no bodies.
@@ -140,12 +142,17 @@ impl BodyConsumed {
     }
 }
 
-/// Requests in flight on one connection and since when it has had none.
+/// Requests in flight on one connection and since when it has had none:
+/// what the watchdog decides on (bytes read do not count, so a peer that
+/// trickles bytes or PINGs without ever completing a request is idle).
 struct Activity {
+    /// Requests whose handler is running; the watchdog waits while > 0.
     in_flight: AtomicUsize,
+    /// Requests started so far: 0 means the first-request timeout applies.
     served: AtomicU64,
+    /// Accept, end of the TLS handshake, or end of the last request.
     idle_since: Mutex<Instant>,
-    /// Woken when the last request in flight finishes.
+    /// Woken when the last request in flight finishes, to re-arm the timer.
     idle_again: Notify,
 }
 
