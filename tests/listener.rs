@@ -39,7 +39,10 @@ fn raise_own_fd_limit() -> u64 {
 }
 
 /// Reads until the server closes (true) or `deadline` passes (false).
-async fn closed_within(stream: &mut TcpStream, deadline: Duration) -> bool {
+async fn closed_within(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    deadline: Duration,
+) -> bool {
     let mut buf = vec![0u8; 16 * 1024];
     tokio::time::timeout(deadline, async {
         loop {
@@ -741,4 +744,116 @@ inputs = ["beacons", "reports"]
         out.contains("key `http.max_conections`: unknown field `max_conections`"),
         "{out}"
     );
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it: (CA as DER, crt path, key path).
+fn test_certificate(dir: &std::path::Path) -> (Vec<u8>, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
+    let crt = dir.join("server.crt");
+    let key = dir.join("server.key");
+    std::fs::write(&crt, leaf_cert.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    (
+        ca_cert.der().to_vec(),
+        crt.display().to_string(),
+        key.display().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_time_out_in_the_handshake_and_after_it() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca_der, crt, key) = test_certificate(certs.path());
+    let config = format!(
+        r#"
+stats_interval_secs = 0
+[http]
+tls_handshake_timeout_secs = 2
+header_read_timeout_secs = 2
+idle_timeout_secs = 2
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+access_log = false
+tls = {{ crt_file = "{crt}", key_file = "{key}" }}
+[sinks.out]
+type = "stdout"
+inputs = ["beacons"]
+"#
+    );
+    let p = Pipeline::start(&config);
+    assert!(p.base.starts_with("https://"), "{}", p.base);
+    let addr = p.addr();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_der.clone().into()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let handshake = || async {
+        let tcp = TcpStream::connect(&addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        connector.connect(name, tcp).await.expect("TLS handshake")
+    };
+
+    // Silent, and half a ClientHello: the handshake times out.
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    let mut half_hello = TcpStream::connect(&addr).await.unwrap();
+    half_hello
+        .write_all(b"\x16\x03\x01\x02\x00\x01")
+        .await
+        .unwrap();
+    // TLS up and nothing after it; TLS up and quiet after one request.
+    let mut quiet_after_handshake = handshake().await;
+    let mut keep_alive = handshake().await;
+    keep_alive
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+
+    let https = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_der(&ca_der).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let health = https.get(p.url("/health")).send().await.expect("health");
+    assert_eq!(health.status(), 200);
+
+    let deadline = Duration::from_secs(20);
+    assert!(closed_within(&mut silent, deadline).await);
+    assert!(closed_within(&mut half_hello, deadline).await);
+    assert!(closed_within(&mut quiet_after_handshake, deadline).await);
+    assert!(closed_within(&mut keep_alive, deadline).await);
+    let text = https
+        .get(p.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let timeouts = |state: &str| {
+        metric_in(
+            &text,
+            "http_connection_timeouts_total",
+            &[&format!("state=\"{state}\"")],
+        )
+    };
+    assert!(timeouts("tls_handshake") >= 2.0, "{text}");
+    assert!(timeouts("first_request") >= 1.0, "{text}");
+    assert!(timeouts("idle") >= 1.0, "{text}");
 }
