@@ -12,11 +12,12 @@ use std::time::Instant;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 
-/// `rate_limit` of an HTTP source. Absent: no limit.
+/// `rate_limit` of an HTTP source. Absent, or 0 requests per second: no limit.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitOptions {
-    /// Sustained requests per second one client may send.
+    /// Sustained requests per second one client may send; 0 turns the limit
+    /// off (so an environment variable can).
     pub requests_per_second: u32,
     /// Requests one client may send at once after being quiet (the bucket
     /// size). Defaults to `requests_per_second`.
@@ -39,12 +40,6 @@ impl RateLimitOptions {
     /// Value problems as (key, message), keys relative to the source.
     pub fn check(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
-        if self.requests_per_second == 0 {
-            problems.push((
-                "rate_limit.requests_per_second",
-                "must be at least 1 (leave `rate_limit` out for no limit)".to_owned(),
-            ));
-        }
         if self.burst == Some(0) {
             problems.push(("rate_limit.burst", "must be at least 1".to_owned()));
         }
@@ -70,7 +65,8 @@ pub struct ClientRateLimiter {
 }
 
 impl ClientRateLimiter {
-    /// None when the options are invalid (`check` reports them).
+    /// None when the limit is off (0 requests per second) or the options are
+    /// invalid (`check` reports those).
     pub fn new(options: &RateLimitOptions) -> Option<Self> {
         let rate = NonZeroU32::new(options.requests_per_second)?;
         let burst = NonZeroU32::new(options.burst.unwrap_or(options.requests_per_second))?;
@@ -175,20 +171,20 @@ mod tests {
     }
 
     #[test]
-    fn zero_values_are_refused_by_key() {
+    fn zero_values_are_refused_by_key_but_zero_per_second_is_off() {
         let options = RateLimitOptions {
             requests_per_second: 0,
             burst: Some(0),
             max_clients: 0,
         };
         let keys: Vec<&str> = options.check().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(
-            keys,
-            [
-                "rate_limit.requests_per_second",
-                "rate_limit.burst",
-                "rate_limit.max_clients"
-            ]
-        );
+        assert_eq!(keys, ["rate_limit.burst", "rate_limit.max_clients"]);
+        let off = RateLimitOptions {
+            requests_per_second: 0,
+            burst: None,
+            max_clients: 10,
+        };
+        assert!(off.check().is_empty());
+        assert!(ClientRateLimiter::new(&off).is_none());
     }
 }
