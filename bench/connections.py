@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Memory per idle connection (not a test): starts the release binary, opens
 N connections in one protocol state at a time and prints the RSS each costs,
-for README's memory budget. Loopback only; it stops by itself.
+for the memory budget in docs/limits.md. Loopback only; it stops by itself.
 
 Usage: bench/connections.py [N] [BINARY]   (defaults: 2000, target/release/rum-pipeline)
 Build first: cargo build --release --bin rum-pipeline

@@ -16,21 +16,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rum_pipeline::event::Event;
+use rum_pipeline::event::{Context, Event};
 use rum_pipeline::http::server::Health;
 use rum_pipeline::sinks::elasticsearch::encoder::BulkBatch;
 use rum_pipeline::sinks::elasticsearch::index::{IndexOptions, IndexRouter};
 use rum_pipeline::sinks::{SinkConfig, SinkContext};
 use rum_pipeline::telemetry::{ComponentMetrics, Registry};
 use rum_pipeline::topology::buffer::buffer;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// Upstream batch size, as a beacon of that many events would give.
 const UPSTREAM_BATCH: usize = 20;
 
 /// The context one beacon's events share (as the beacon source builds it:
 /// one reference-counted map per beacon), after enrichment.
-fn context(beacon: usize) -> Arc<Map<String, Value>> {
+fn context(beacon: usize) -> Arc<Context> {
     let session = format!(
         "{:016x}{:016x}",
         beacon,
@@ -59,14 +59,14 @@ fn context(beacon: usize) -> Arc<Map<String, Value>> {
     }) else {
         unreachable!("an object literal")
     };
-    Arc::new(map)
+    Event::from(Value::Object(map)).context().clone()
 }
 
 /// One event of a beacon: its own fields on top of the shared context.
-fn event(shared: &Arc<Map<String, Value>>, i: usize) -> Event {
+fn event(shared: &Arc<Context>, i: usize) -> Event {
     let kinds = ["web_vital", "resource", "page_view", "action", "error"];
     let kind = kinds[i % kinds.len()];
-    let mut event = Event::with_shared(shared.clone());
+    let mut event = Event::with_context(shared.clone());
     event.insert(
         "@timestamp",
         format!(
@@ -196,7 +196,7 @@ fn sink(count: usize, offset: usize, compression: &str) -> SinkRun {
         ))
         .expect("toml");
         let config = SinkConfig::parse("elasticsearch", table).expect("config");
-        let (tx, rx) = buffer(8192);
+        let (tx, rx) = buffer(8192, usize::MAX);
         let future = config
             .build(SinkContext {
                 id: "es".into(),

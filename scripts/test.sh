@@ -26,6 +26,12 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo build --quiet --bins
 cargo test --all-targets
+# The live Elasticsearch tests are #[ignore]d; they run when a cluster is named
+# (docs/testing.md#elasticsearch).
+if [ -n "${ELASTICSEARCH_URL:-}" ]; then
+  echo "== cargo test --test elasticsearch_live (ELASTICSEARCH_URL is set)"
+  cargo test --test elasticsearch_live -- --ignored
+fi
 
 export RUM_PIPELINE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/rum-pipeline"
 

@@ -312,6 +312,8 @@ enum PathKind {
 pub struct FieldPath {
     path: String,
     kind: PathKind,
+    /// The event slot (and keys below it) the path reads, resolved once.
+    resolved: Option<crate::event::FieldPath>,
 }
 
 impl fmt::Debug for FieldPath {
@@ -340,6 +342,7 @@ impl FieldPath {
         Ok(FieldPath {
             path: path.to_owned(),
             kind,
+            resolved: crate::event::FieldPath::resolve(path),
         })
     }
 
@@ -349,7 +352,16 @@ impl FieldPath {
 
     /// The value at the path; `None` when absent or `null`.
     pub fn get<'e>(&self, event: &'e Event) -> Option<&'e Value> {
-        event.get(&self.path).filter(|v| !v.is_null())
+        /// Stands for "some field under this object is set": only `exists`
+        /// applies to object paths, so the value itself is never compared.
+        static PRESENT: Value = Value::Bool(true);
+        match &self.resolved {
+            Some(path) => event.get_field(path).filter(|v| !v.is_null()),
+            None if self.kind == PathKind::Object => {
+                event.has_fields_under(&self.path).then_some(&PRESENT)
+            }
+            None => None,
+        }
     }
 }
 
@@ -1030,12 +1042,9 @@ not_equals = "x""#,
 
     #[test]
     fn reads_the_beacon_context_shared_between_events() {
-        let Value::Object(context) =
-            json!({"url": {"domain": "shop.example.com"}, "session": {"id": "s1"}})
-        else {
-            unreachable!()
-        };
-        let mut event = Event::with_shared(std::sync::Arc::new(context));
+        let beacon =
+            Event::from(json!({"url": {"domain": "shop.example.com"}, "session": {"id": "s1"}}));
+        let mut event = Event::with_context(beacon.context().clone());
         event.insert("rum.type", "error");
         let set = ConditionSet::new([
             condition("field = \"url.domain\"\nequals = \"shop.example.com\""),

@@ -1,7 +1,10 @@
 //! rum-pipeline: a Real User Monitoring backend built as a Vector-style
 //! streaming pipeline. Browsers send beacons and CSP reports to HTTP sources;
 //! transforms enrich them; sinks write them to Elasticsearch or stdout.
-//! See DESIGN.md (shared) and README.md.
+//!
+//! How a beacon travels from the socket to a bulk line — the event model,
+//! backpressure and shutdown — is in `docs/architecture.md`; what each
+//! component does and its keys, in `docs/configuration.md`.
 
 pub mod client_bundle;
 pub mod conditions;
@@ -9,6 +12,7 @@ pub mod config;
 pub mod event;
 pub mod health_probe;
 pub mod http;
+pub mod log_limit;
 pub mod schema;
 pub mod sinks;
 pub mod sources;

@@ -467,7 +467,8 @@ fn raw_status_line(url: &str, headers: &str) -> String {
     .unwrap();
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];
-    while !answer.windows(2).any(|w| w == b"\r\n") {
+    let start = Instant::now();
+    while !answer.windows(2).any(|w| w == b"\r\n") && start.elapsed() < DEADLINE {
         match stream.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => answer.extend_from_slice(&buf[..n]),

@@ -48,7 +48,7 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// The variables deployments/elasticsearch/ was generated with (README says so).
+/// The variables deployments/elasticsearch/ was generated with (docs/deployment.md says so).
 const TEMPLATE_ENV: &[(&str, &str)] = &[
     ("ELASTIC_CLUSTER", "http://127.0.0.1:9200"),
     ("INDEX_RETENTION_DAYS", "30"),
@@ -83,12 +83,12 @@ fn elasticsearch_files_are_what_the_sink_installs() {
         assert_eq!(
             committed.keys().collect::<Vec<_>>(),
             fresh.keys().collect::<Vec<_>>(),
-            "deployments/elasticsearch/{dir}: files differ from `rum-pipeline templates` (regenerate: see README, section Elasticsearch templates and retention)"
+            "deployments/elasticsearch/{dir}: files differ from `rum-pipeline templates` (regenerate: see docs/deployment.md, section Elasticsearch templates and retention)"
         );
         for (path, bytes) in &fresh {
             assert!(
                 committed[path] == *bytes,
-                "deployments/elasticsearch/{dir}/{path} is out of date (regenerate: see README, section Elasticsearch templates and retention)"
+                "deployments/elasticsearch/{dir}/{path} is out of date (regenerate: see docs/deployment.md, section Elasticsearch templates and retention)"
             );
         }
         assert!(

@@ -24,6 +24,7 @@ use support::es_double::{EsDouble, ItemFault, Outage};
 /// A sink built from TOML, fed directly.
 struct Sink {
     registry: Arc<Registry>,
+    health: Arc<Health>,
     tx: BufferSender,
     task: tokio::task::JoinHandle<()>,
 }
@@ -34,17 +35,19 @@ fn start_sink(toml_text: &str) -> Sink {
         SinkConfig::parse("elasticsearch", table).unwrap_or_else(|e| panic!("config: {e:?}"));
     assert!(config.check().is_empty(), "{:?}", config.check());
     let registry = Registry::new();
-    let (tx, rx) = buffer(100_000);
+    let health = Arc::new(Health::default());
+    let (tx, rx) = buffer(100_000, usize::MAX);
     let future = config
         .build(SinkContext {
             id: "es".into(),
             metrics: ComponentMetrics::new(&registry, "es", "sink", "elasticsearch"),
-            health: Arc::new(Health::default()),
+            health: health.clone(),
             input: rx,
         })
         .expect("build");
     Sink {
         registry,
+        health,
         tx,
         task: tokio::spawn(future),
     }
@@ -544,11 +547,13 @@ fn stored_keys(es: &EsDouble) -> Vec<(String, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_while_traffic_flows_loses_and_doubles_nothing() {
-    // The issue asks for 30 s; ES_OUTAGE_SECS shortens it when iterating.
+    // 6 s by default: long enough for the buffers to fill and the sources to
+    // shed load in both halves. The long run (ES_OUTAGE_SECS=30) is the
+    // same test over the 30 s the issue asked for; see docs/testing.md.
     let outage_secs: u64 = std::env::var("ES_OUTAGE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(6);
     let es = EsDouble::start();
     let mut pipeline = common::Pipeline::start(&pipeline_config(
         &es.url(),
@@ -802,4 +807,580 @@ fn prod_pipeline_validates_with_only_elastic_cluster_set() {
     let (code, output) = common::validate(&text, &env);
     assert_eq!(code, 0, "{output}");
     assert!(!output.contains("changeme"), "{output}");
+}
+
+// ---- Hardening (issue 14): setup failures, outcomes, engines without auto-create
+
+fn errors_of(registry: &Registry, error_type: &str) -> u64 {
+    registry.counter_sum(
+        "component_errors_total",
+        &[("component_id", "es"), ("error_type", error_type)],
+    )
+}
+
+fn outcome(registry: &Registry, outcome: &str) -> u64 {
+    registry.counter_sum(
+        "elasticsearch_bulk_requests_total",
+        &[("component_id", "es"), ("outcome", outcome)],
+    )
+}
+
+#[tokio::test]
+async fn a_template_install_refused_warns_counts_and_never_holds_documents() {
+    // 404 "Route not found" as Quickwit answers, 403 as for a write-only API key.
+    for status in [404, 403] {
+        let es = EsDouble::start();
+        es.fail_templates(Some(status));
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join("dead.ndjson");
+        let sink = start_sink(&base_config(
+            &es,
+            &format!(
+                "manage_template = true\nilm_retention_days = 7\nbatch.max_events = 10\ndead_letter.path = {:?}",
+                dead.display().to_string()
+            ),
+        ));
+        let health = sink.health.clone();
+        let sent = events(30);
+        sink.send(sent.clone()).await;
+        wait_until(
+            || es.stored_count() == 30,
+            "documents despite the templates",
+        )
+        .await;
+        assert!(
+            health.degraded().is_empty(),
+            "{status}: /health is not degraded by templates: {:?}",
+            health.degraded()
+        );
+        let registry = sink.finish().await;
+        assert_eq!(stored_ids(&es), sent.iter().map(id).collect());
+        assert!(!dead.exists(), "{status}: nothing dead-lettered");
+        assert_eq!(counter(&registry, "component_sent_events_total"), 30);
+        assert!(
+            errors_of(&registry, "template_install_failed") >= 1,
+            "{status}"
+        );
+        assert_eq!(outcome(&registry, "ok"), 3, "{status}");
+        // The first bulk request still waited for the first install attempt.
+        let seen = es.seen();
+        let first_bulk = seen.iter().position(|s| s.path == "/_bulk").unwrap();
+        assert!(seen[..first_bulk].iter().any(|s| s.status == status));
+    }
+}
+
+#[tokio::test]
+async fn a_failed_template_install_is_retried_in_the_background_until_it_succeeds() {
+    let es = EsDouble::start();
+    es.fail_templates(Some(404));
+    let sink = start_sink(&base_config(&es, "manage_template = true"));
+    sink.send(events(5)).await;
+    wait_until(|| es.stored_count() == 5, "documents").await;
+    // The engine learns templates (an upgrade, a fixed privilege): the next
+    // background try (5 s backoff, with jitter) installs them.
+    es.fail_templates(None);
+    let installed = || {
+        es.seen()
+            .iter()
+            .any(|s| s.path == "/_index_template/rum-pipeline-es" && s.status == 200)
+    };
+    wait_until(installed, "the background retry to install the templates").await;
+    let registry = sink.finish().await;
+    assert_eq!(errors_of(&registry, "template_install_failed"), 1);
+}
+
+#[tokio::test]
+async fn a_request_whose_items_were_all_rejected_is_not_counted_ok() {
+    let es = EsDouble::start();
+    es.fail_items("rum.type", json!("action"), ItemFault::Mapping);
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.ndjson");
+    let sink = start_sink(&base_config(
+        &es,
+        &format!(
+            "batch.max_events = 4\ndead_letter.path = {:?}",
+            dead.display().to_string()
+        ),
+    ));
+    // One batch all refused, one half refused, one all stored.
+    let mut mixed = events(2);
+    mixed.extend((10..12).map(|i| rum_event("s2", i, "resource")));
+    sink.send(events(4)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sink.send(mixed).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sink.send((20..24).map(|i| rum_event("s3", i, "resource")).collect())
+        .await;
+    let registry = sink.finish().await;
+    assert_eq!(outcome(&registry, "failed"), 1);
+    assert_eq!(outcome(&registry, "partial"), 1);
+    assert_eq!(outcome(&registry, "ok"), 1);
+    assert_eq!(
+        counter(&registry, "elasticsearch_dead_lettered_events_total"),
+        6
+    );
+}
+
+#[tokio::test]
+async fn without_auto_create_dated_indices_are_created_ahead() {
+    // Baseline: an engine that does not create indices refuses every item.
+    let es = EsDouble::start();
+    es.no_auto_create(true);
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.ndjson");
+    let dead_config = format!("dead_letter.path = {:?}", dead.display().to_string());
+    let sink = start_sink(&base_config(&es, &dead_config));
+    sink.send(events(3)).await;
+    sink.finish().await;
+    assert_eq!(es.stored_count(), 0);
+    let refused = std::fs::read_to_string(&dead).unwrap();
+    assert_eq!(refused.lines().count(), 3);
+    assert!(refused.contains("index_not_found_exception"));
+
+    // With the option, today's names exist before the first document, and
+    // tomorrow's once within `create_indices_ahead_minutes` of midnight —
+    // 1440 here, so at once. An existing index (400) is fine.
+    let es = EsDouble::start();
+    es.no_auto_create(true);
+    let before = chrono::Utc::now();
+    let sink = start_sink(&base_config(
+        &es,
+        &format!(
+            "create_indices_ahead_minutes = 1440\nmanage_template = true\ndead_letter.path = {:?}",
+            dir.path().join("dead.ndjson.2").display().to_string()
+        ),
+    ));
+    sink.send(events(3)).await;
+    let registry = sink.finish().await;
+    let after = chrono::Utc::now();
+    assert_eq!(es.stored_count(), 3);
+    assert!(!dir.path().join("dead.ndjson.2").exists());
+    let created: BTreeSet<String> = es.created_indices().into_iter().collect();
+    for day in [before, before + chrono::Duration::days(1)] {
+        let name = format!("c.rum.metrics-{}", day.format("%Y.%m.%d"));
+        let later = format!(
+            "c.rum.metrics-{}",
+            (day + (after - before)).format("%Y.%m.%d")
+        );
+        assert!(
+            created.contains(&name) || created.contains(&later),
+            "{name} in {created:?}"
+        );
+    }
+    assert!(created.iter().any(|n| n.starts_with("c.rum.csp.uri-")));
+    // Templates first, so the new indices get the mappings.
+    let seen = es.seen();
+    let template = seen
+        .iter()
+        .position(|s| s.path.starts_with("/_index_template/"))
+        .unwrap();
+    let first_index = seen
+        .iter()
+        .position(|s| s.path.starts_with("/c.rum."))
+        .unwrap();
+    assert!(template < first_index);
+    assert_eq!(errors_of(&registry, "index_create_failed"), 0);
+
+    // A second sink on the same cluster meets 400 resource_already_exists: no error.
+    let sink = start_sink(&base_config(&es, "create_indices_ahead_minutes = 1440"));
+    sink.send(events(1)).await;
+    let registry = sink.finish().await;
+    assert!(es
+        .seen()
+        .iter()
+        .any(|s| s.path.starts_with("/c.rum.") && s.status == 400));
+    assert_eq!(errors_of(&registry, "index_create_failed"), 0);
+}
+
+// ---- Hardening through the real binary: full disk, secrets, log floods
+
+/// A tmpfs mounted for one test, unmounted (lazily) when dropped. `None`
+/// when mounting is not permitted (not root, no CAP_SYS_ADMIN).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(options: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn remount(&self, options: &str) -> bool {
+        std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(self.dir.path())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+async fn health_text(pipeline: &common::Pipeline) -> String {
+    common::client()
+        .get(pipeline.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_leaves_a_dead_letter_file_of_whole_lines_that_replays_completely() {
+    let Some(disk) = Tmpfs::mount("size=64k") else {
+        eprintln!("skipped: mounting a tmpfs is not permitted here (the failing-writer unit tests in dead_letter.rs cover the same path)");
+        return;
+    };
+    let dead = disk.path().join("dead.ndjson");
+    let es = EsDouble::start();
+    // Every document is refused for good, so every one is dead-lettered.
+    es.fail_items("service.name", json!("shop"), ItemFault::Mapping);
+    let config = pipeline_config(&es.url(), "").replace(
+        "dead_letter.path = \"{dir}/dead.ndjson\"",
+        &format!("dead_letter.path = {:?}", dead.display().to_string()),
+    );
+    let mut pipeline = common::Pipeline::start(&config);
+    const BEACONS: usize = 30;
+    const EVENTS: usize = 10;
+    for i in 0..BEACONS {
+        assert_eq!(
+            post_beacon(
+                &pipeline.base,
+                &common::beacon(&format!("full-{i}"), EVENTS)
+            )
+            .await,
+            204
+        );
+        // One batch, so one dead-letter write of ~10 KiB, per beacon: some
+        // fit, one is cut short by the full disk, the rest find no room.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let total = (BEACONS * EVENTS) as f64;
+    // Wait until every document is either in the file or counted as lost.
+    let start = Instant::now();
+    let (lettered, lost) = loop {
+        let lettered = pipeline
+            .metric("elasticsearch_dead_lettered_events_total", &[])
+            .await;
+        let lost = pipeline
+            .metric(
+                "component_discarded_events_total",
+                &["component_id=\"es\"", "intentional=\"false\""],
+            )
+            .await;
+        if lettered + lost >= total || start.elapsed() > Duration::from_secs(30) {
+            break (lettered, lost);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(lettered + lost, total, "every document accounted for");
+    eprintln!(
+        "64 KiB disk: {total} documents refused, {lettered} dead-lettered, {lost} lost and counted"
+    );
+    assert!(
+        lost > 0.0,
+        "the 64 KiB disk filled up ({lettered} lettered)"
+    );
+    assert!(lettered > 0.0, "writes before the disk filled are kept");
+    let text = std::fs::read_to_string(&dead).unwrap();
+    assert!(text.is_empty() || text.ends_with('\n'), "no torn last line");
+    for line in text.lines() {
+        let parsed: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a dead-letter line does not parse ({e}): {line}"));
+        assert_eq!(parsed["error"]["type"], "mapper_parsing_exception");
+    }
+    assert_eq!(
+        text.lines().count() as f64,
+        lettered,
+        "the counter equals the lines in the file"
+    );
+    assert!(
+        pipeline
+            .metric(
+                "component_errors_total",
+                &["component_id=\"es\"", "error_type=\"dead_letter_failed\""]
+            )
+            .await
+            >= 1.0
+    );
+    let health = health_text(&pipeline).await;
+    assert!(
+        health.contains("degraded: es (dead-letter file): cannot write the dead-letter file"),
+        "{health}"
+    );
+
+    // Space again: the next dead letters land whole, and /health clears.
+    assert!(disk.remount("size=4m"));
+    assert_eq!(
+        post_beacon(&pipeline.base, &common::beacon("after", EVENTS)).await,
+        204
+    );
+    pipeline
+        .wait_metric(
+            "elasticsearch_dead_lettered_events_total",
+            &[],
+            lettered + EVENTS as f64,
+            Duration::from_secs(20),
+        )
+        .await;
+    let health = health_text(&pipeline).await;
+    assert!(!health.contains("dead-letter file"), "{health}");
+    let status = pipeline.terminate(Duration::from_secs(20));
+    assert!(status.success());
+    let text = std::fs::read_to_string(&dead).unwrap();
+    let lines = text.lines().count();
+    assert_eq!(lines as f64, lettered + EVENTS as f64);
+
+    // README's replay command replays every line.
+    if !["jq", "curl"].iter().all(|tool| {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok()
+    }) {
+        eprintln!("replay skipped: jq or curl missing");
+        return;
+    }
+    let target = EsDouble::start();
+    let replay = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "jq -c '{{create:{{_index:.index,_id:.id}}}}, .document' {} | curl -s -H 'Content-Type: application/x-ndjson' --data-binary @- \"$ELASTIC_CLUSTER/_bulk\"",
+            dead.display()
+        ))
+        .env("ELASTIC_CLUSTER", target.url())
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "{replay:?}");
+    assert_eq!(target.stored_count(), lines, "every line replayed");
+    // Idempotent on Elasticsearch: a second replay stores nothing new.
+    let again = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "jq -c '{{create:{{_index:.index,_id:.id}}}}, .document' {} | curl -s -H 'Content-Type: application/x-ndjson' --data-binary @- \"$ELASTIC_CLUSTER/_bulk\"",
+            dead.display()
+        ))
+        .env("ELASTIC_CLUSTER", target.url())
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(target.stored_count(), lines);
+    assert_eq!(target.conflicts(), lines as u64);
+}
+
+#[test]
+fn validate_refuses_a_dead_letter_directory_that_cannot_be_written() {
+    let Some(disk) = Tmpfs::mount("ro,size=64k") else {
+        eprintln!("skipped: mounting a read-only tmpfs is not permitted here");
+        return;
+    };
+    let config = pipeline_config("http://127.0.0.1:9", "").replace(
+        "dead_letter.path = \"{dir}/dead.ndjson\"",
+        &format!(
+            "dead_letter.path = {:?}",
+            disk.path().join("dead.ndjson").display().to_string()
+        ),
+    );
+    let (code, output) = common::validate(&config, &[]);
+    assert_ne!(code, 0, "{output}");
+    assert!(output.contains("dead_letter.path"), "{output}");
+    assert!(output.contains("is not writable"), "{output}");
+    assert!(output.contains("Read-only file system"), "{output}");
+}
+
+/// The Canarytrace variables cleared, as in `prod_pipeline_validates_with_only_elastic_cluster_set`.
+fn prod_env(cluster: &str) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&'static str, String)> = [
+        "ELASTIC_HTTP_AUTH",
+        "ELASTIC_TIMEOUT",
+        "INDEX_PREFIX",
+        "MIN_QUEUE_SIZE",
+        "STORE_BULK_INTERVAL",
+        "BODY_PARSER_LIMIT",
+        "LABELS",
+        "DEAD_LETTER_PATH",
+    ]
+    .into_iter()
+    .map(|v| (v, String::new()))
+    .collect();
+    env.push(("SERVER_PORT", "0".into()));
+    env.push(("ELASTIC_CLUSTER", cluster.to_owned()));
+    env
+}
+
+#[test]
+fn endpoint_passwords_never_show_in_validate_or_startup_errors() {
+    let prod = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/prod.toml");
+    let text = std::fs::read_to_string(prod).unwrap();
+    for cluster in [
+        // Canarytrace-style, without a scheme: the case that leaked.
+        format!("elastic:{SECRET_PASSWORD}@es.example:9200"),
+        format!("https://es1:9200,elastic:{SECRET_PASSWORD}@es2:9200"),
+        format!("ftp://elastic:{SECRET_PASSWORD}@es.example:9200"),
+        format!("https://elastic:{SECRET_PASSWORD}@"),
+        format!("https://es.example:9200/?api_key={SECRET_PASSWORD}"),
+    ] {
+        let env = prod_env(&cluster);
+        let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (code, output) = common::validate(&text, &env_refs);
+        assert_ne!(code, 0, "{cluster}: {output}");
+        assert!(output.contains("endpoints"), "{cluster}: {output}");
+        assert!(!output.contains(SECRET_PASSWORD), "{cluster}: {output}");
+        // The same config started for real fails the same way, as quietly.
+        let run = std::process::Command::new(common::BIN)
+            .arg("--config")
+            .arg(prod)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUM_LOG", "debug")
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(run.status.code(), Some(78), "{cluster}: {all}");
+        assert!(all.contains("endpoints"), "{cluster}: {all}");
+        assert!(!all.contains(SECRET_PASSWORD), "{cluster}: {all}");
+    }
+    let env = prod_env(&format!("elastic:{SECRET_PASSWORD}@es.example:9200"));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, output) = common::validate(&text, &env_refs);
+    assert!(
+        output.contains("has no scheme: write http://***@es.example:9200"),
+        "the error says what to fix: {output}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_warnings_and_errors_are_rate_limited_with_a_summary() {
+    let es = EsDouble::start();
+    // Per beacon: one document refused for good (an ERROR per dead-lettered
+    // batch) and one answered 429 once (a WARN per partial request).
+    es.fail_items("rum.type", json!("action"), ItemFault::Mapping);
+    es.fail_items(
+        "rum.type",
+        json!("resource"),
+        ItemFault::Rejected { times: 1 },
+    );
+    let mut pipeline = common::Pipeline::start(&pipeline_config(&es.url(), ""));
+    const BEACONS: usize = 25;
+    for i in 0..BEACONS {
+        assert_eq!(
+            post_beacon(&pipeline.base, &common::beacon(&format!("flood-{i}"), 5)).await,
+            204
+        );
+        // One batch per beacon (batch.timeout_ms = 100).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let lettered = pipeline
+        .wait_metric(
+            "elasticsearch_dead_lettered_events_total",
+            &[],
+            BEACONS as f64,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(lettered, BEACONS as f64, "metrics count every occurrence");
+    let partial = pipeline
+        .metric(
+            "elasticsearch_bulk_requests_total",
+            &["outcome=\"partial\""],
+        )
+        .await;
+    assert!(partial >= 10.0, "{partial} partial requests");
+    let status = pipeline.terminate(Duration::from_secs(20));
+    assert!(status.success());
+    let stderr = pipeline.stderr();
+    let count = |needle: &str| stderr.iter().filter(|l| l.contains(needle)).count();
+    let errors = count("written to the dead-letter file");
+    let warnings = count("cannot write to Elasticsearch (");
+    assert!(errors <= 5, "{errors} dead-letter ERROR lines");
+    assert!(warnings <= 5, "{warnings} partial-failure WARN lines");
+    let summaries: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.contains("similar line(s) suppressed"))
+        .collect();
+    assert!(
+        summaries
+            .iter()
+            .any(|l| l.contains("documents dead-lettered")
+                && l.contains(&format!("{} similar", BEACONS - errors))),
+        "{summaries:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_loses_at_most_the_current_batch_window() {
+    // prod.toml's 100-document batches; a timeout long enough that the
+    // last, partial batch is still being filled when the signal comes.
+    let es = EsDouble::start();
+    let config = pipeline_config(&es.url(), "").replace(
+        "batch.max_events = 100\nbatch.timeout_ms = 100",
+        "batch.max_events = 100\nbatch.timeout_ms = 60000",
+    );
+    let mut pipeline = common::Pipeline::start(&config);
+    const EVENTS: usize = 7;
+    let mut accepted = 0;
+    for i in 0..60 {
+        if post_beacon(
+            &pipeline.base,
+            &common::beacon(&format!("kill-{i}"), EVENTS),
+        )
+        .await
+            == 204
+        {
+            accepted += EVENTS;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the full batches be answered; the last, partial one waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pipeline.signal(libc::SIGKILL);
+    let _ = pipeline.wait_exit(Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stored = es.stored_count();
+    let lost = accepted - stored;
+    eprintln!(
+        "SIGKILL: {accepted} documents accepted, {stored} stored, {lost} lost ({:.1} %)",
+        100.0 * lost as f64 / accepted as f64
+    );
+    // Everything in full batches was stored; only the batch being filled is gone.
+    assert!(lost < 100, "{lost} lost");
+    assert_eq!(stored % 100, 0, "whole batches were stored");
+    assert_eq!(lost, accepted % 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_startup_line_does_not_call_quickwit_unsupported() {
+    let es = EsDouble::start_with_prefix("/api/v1/_elastic");
+    es.quickwit_style(true);
+    let mut pipeline = common::Pipeline::start(&pipeline_config(&es.url(), ""));
+    let line = pipeline
+        .wait_stderr(|l| l.contains("connected to "), Duration::from_secs(20))
+        .expect("a startup line about the engine");
+    assert!(line.contains("quickwit 0.8.2"), "{line}");
+    assert!(line.contains("at-least-once"), "{line}");
+    assert!(!line.contains("does not support"), "{line}");
+    assert!(pipeline.terminate(Duration::from_secs(20)).success());
 }

@@ -584,7 +584,13 @@ buffer.max_events = 100000
         }));
     }
     // Let traffic flow, then stop the pipeline mid-stream.
+    let flowing = std::time::Instant::now();
     while accepted.load(std::sync::atomic::Ordering::SeqCst) < 3_000 {
+        assert!(
+            flowing.elapsed() < Duration::from_secs(60),
+            "only {} events accepted within 60 s",
+            accepted.load(std::sync::atomic::Ordering::SeqCst)
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let status = tokio::task::spawn_blocking(move || {

@@ -84,6 +84,20 @@ async fn post(p: &Pipeline, body: &Value, headers: &[(&str, &str)]) {
     assert_eq!(response.status(), 204, "{:?}", response.text().await);
 }
 
+/// Waits until the sender has had `n` events accepted; fails after 30 s
+/// (a sender that got another answer than 204 has panicked and stopped counting).
+async fn wait_accepted(accepted: &std::sync::atomic::AtomicUsize, n: usize) {
+    let start = std::time::Instant::now();
+    while accepted.load(std::sync::atomic::Ordering::SeqCst) < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "only {} of {n} events accepted within 30 s",
+            accepted.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 fn by_session<'a>(docs: &'a [Value], session: &str) -> Vec<&'a Value> {
     docs.iter()
         .filter(|d| d["session"]["id"] == session)
@@ -272,9 +286,7 @@ async fn sighup_reloads_a_replaced_database_without_losing_events() {
             }
         })
     };
-    while accepted.load(Ordering::SeqCst) < 20 {
-        tokio::task::yield_now().await;
-    }
+    wait_accepted(&accepted, 20).await;
     install_city_db(dbs.path(), "GeoIP2-City-Test-updated.mmdb");
     p.signal(libc::SIGHUP);
     let reloaded = tokio::task::block_in_place(|| {
@@ -285,9 +297,7 @@ async fn sighup_reloads_a_replaced_database_without_losing_events() {
     });
     reloaded.unwrap_or_else(|| panic!("no reload logged:\n{}", p.stderr().join("\n")));
     let at_reload = accepted.load(Ordering::SeqCst);
-    while accepted.load(Ordering::SeqCst) < at_reload + 20 {
-        tokio::task::yield_now().await;
-    }
+    wait_accepted(&accepted, at_reload + 20).await;
     stop.store(true, Ordering::SeqCst);
     sender.await.expect("sender");
 

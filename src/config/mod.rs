@@ -102,6 +102,22 @@ pub struct BufferOptions {
     /// Events the buffer holds before upstreams wait (and sources answer 503).
     #[serde(default = "default_buffer_max_events")]
     pub max_events: usize,
+    /// Bytes the waiting events may keep alive (their own parts plus each
+    /// beacon context once), so memory stays bounded however big the events
+    /// are: `"4mb"`, `"512kb"` or a number of bytes.
+    #[serde(
+        default = "default_buffer_max_bytes",
+        deserialize_with = "byte_size::deserialize"
+    )]
+    pub max_bytes: usize,
+}
+
+/// Default `buffer.max_bytes`: with the default six-component prod chain,
+/// at most 24 MiB waits in buffers whatever clients send.
+pub const DEFAULT_BUFFER_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+fn default_buffer_max_bytes() -> usize {
+    DEFAULT_BUFFER_MAX_BYTES
 }
 
 fn default_buffer_max_events() -> usize {
@@ -112,6 +128,7 @@ impl Default for BufferOptions {
     fn default() -> Self {
         Self {
             max_events: DEFAULT_BUFFER_MAX_EVENTS,
+            max_bytes: DEFAULT_BUFFER_MAX_BYTES,
         }
     }
 }
@@ -474,6 +491,14 @@ impl Parser<'_> {
                         Some((kind, id)),
                         Some("buffer.max_events"),
                         "must be at least 1".into(),
+                    );
+                    BufferOptions::default()
+                }
+                Ok(b) if b.max_bytes < 64 * 1024 => {
+                    self.push(
+                        Some((kind, id)),
+                        Some("buffer.max_bytes"),
+                        "must be at least 64kb (one beacon must fit)".into(),
                     );
                     BufferOptions::default()
                 }

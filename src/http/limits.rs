@@ -1,7 +1,7 @@
 //! The listener's share of the memory budget: how many connections may be
 //! open, how many bytes of request bodies may be held at once, and how long a
 //! connection may sit in each protocol state. One `[http]` table sets them for
-//! every intake listener; README's "Memory budget" turns them into a bound.
+//! every intake listener; docs/limits.md turns them into a bound.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +42,7 @@ pub struct HttpServerOptions {
 }
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = 32 * 1024 * 1024;
+pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = 16 * 1024 * 1024;
 
 fn default_max_connections() -> usize {
     DEFAULT_MAX_CONNECTIONS

@@ -101,20 +101,30 @@ mod tests {
 
     #[test]
     fn json_is_one_line_per_event() {
-        let event = Event::from(json!({"rum": {"type": "action"}, "@timestamp": "t"}));
+        let event = Event::from(
+            json!({"rum": {"type": "action"}, "@timestamp": "2026-01-01T00:00:00.000Z"}),
+        );
         let mut out = Vec::new();
         encode(&event, Encoding::Json, &mut out);
         encode(&event, Encoding::Json, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "{\"@timestamp\":\"t\",\"rum\":{\"type\":\"action\"}}\n{\"@timestamp\":\"t\",\"rum\":{\"type\":\"action\"}}\n"
+            "{\"@timestamp\":\"2026-01-01T00:00:00.000Z\",\"rum\":{\"type\":\"action\"}}\n"
+                .repeat(2)
         );
     }
 
     #[test]
     fn pretty_is_indented() {
         let mut out = Vec::new();
-        encode(&Event::from(json!({"a": 1})), Encoding::Pretty, &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), "{\n  \"a\": 1\n}\n");
+        encode(
+            &Event::from(json!({"rum": {"seq": 1}})),
+            Encoding::Pretty,
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\n  \"rum\": {\n    \"seq\": 1\n  }\n}\n"
+        );
     }
 }

@@ -4,13 +4,17 @@
 //! the browser's clock skew. A beacon is taken whole or refused whole: no
 //! event of a bad beacon is half-written.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::net::IpAddr;
+use std::sync::{Arc, LazyLock};
 
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::event::Event;
-use crate::http::intake::{check_json_shape, json_error, IntakeError};
-use crate::schema::{self, EventType};
+use crate::event::{Context, Event, FieldId, FieldValue};
+use crate::http::intake::{json_error, too_deep, IntakeError};
+use crate::schema::{self, EventType, FieldType};
 
 /// Limits on what one beacon may contain.
 #[derive(Debug, Clone)]
@@ -66,14 +70,32 @@ pub fn decode(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("empty body"));
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| json_error(&e, limits.max_depth))?;
-    check_json_shape(&value, limits.max_string_bytes, limits.max_depth)?;
-    let Value::Object(mut beacon) = value else {
+    // UTF-8 checked once for the whole body (fast on ASCII), not per string.
+    let text = std::str::from_utf8(body).map_err(|e| {
+        IntakeError::bad_request(
+            "invalid_json",
+            format!("invalid JSON: body is not UTF-8 ({e})"),
+        )
+    })?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let checks = Limits {
+        max_string: limits.max_string_bytes,
+        max_depth: limits.max_depth,
+        broken: std::cell::Cell::new(None),
+    };
+    let beacon = BeaconSeed(&checks)
+        .deserialize(&mut de)
+        .and_then(|b| de.end().map(|()| b))
+        .map_err(|e| {
+            checks
+                .error()
+                .unwrap_or_else(|| json_error(&e, limits.max_depth))
+        })?;
+    let WireBeacon::Object(beacon) = beacon else {
         return Err(invalid("a beacon is a JSON object"));
     };
 
-    match beacon.remove("v") {
+    match &beacon.v {
         Some(Value::Number(n)) if n.as_u64() == Some(BEACON_VERSION) => {}
         Some(other) => {
             return Err(IntakeError::bad_request(
@@ -83,34 +105,35 @@ pub fn decode(
         }
         None => return Err(invalid("missing `v` (beacon format version, 1)")),
     }
-    let entries = match beacon.remove("events") {
-        Some(Value::Array(entries)) => entries,
-        Some(_) => return Err(invalid("`events` must be an array")),
+    let entries = match beacon.events {
+        Some(WireEvents::Array { entries, count }) => {
+            if count > limits.max_events {
+                return Err(IntakeError::new(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many_events",
+                    format!(
+                        "{count} events in one beacon; max_events_per_beacon is {}",
+                        limits.max_events
+                    ),
+                ));
+            }
+            entries
+        }
+        Some(WireEvents::NotArray) => return Err(invalid("`events` must be an array")),
         None => return Err(invalid("missing `events`")),
     };
-    if entries.len() > limits.max_events {
-        return Err(IntakeError::new(
-            http::StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_events",
-            format!(
-                "{} events in one beacon; max_events_per_beacon is {}",
-                entries.len(),
-                limits.max_events
-            ),
-        ));
-    }
     let mut times = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
-        let Value::Object(entry) = entry else {
+        let WireEntry::Object(entry) = entry else {
             return Err(invalid(format!("events[{i}] is not an object")));
         };
-        match entry.get("type") {
-            Some(Value::String(_)) => {}
+        match entry.iter().find(|(k, _)| k == "type") {
+            Some((_, Value::String(_))) => {}
             _ => return Err(invalid(format!("events[{i}].type must be a string"))),
         }
-        times.push(match entry.get("ts") {
+        times.push(match entry.iter().find(|(k, _)| k == "ts") {
             None => None,
-            Some(Value::Number(n)) => Some(n.as_f64().unwrap_or(0.0) as i64),
+            Some((_, Value::Number(n))) => Some(n.as_f64().unwrap_or(0.0) as i64),
             Some(_) => {
                 return Err(invalid(format!(
                     "events[{i}].ts must be epoch milliseconds"
@@ -118,72 +141,65 @@ pub fn decode(
             }
         });
     }
-    let sent_at = match beacon.remove("sent_at") {
+    let sent_at = match &beacon.sent_at {
         None => times.iter().flatten().max().copied(),
         Some(Value::Number(n)) => n.as_f64().map(|f| f as i64),
         Some(_) => return Err(invalid("`sent_at` must be epoch milliseconds")),
     };
 
-    let mut context = Event::new();
-    context.insert(schema::EVENT_KIND, "event");
-    context.insert(schema::EVENT_INGESTED, iso_millis(facts.received_at_ms));
-    context.insert("rum.beacon_version", BEACON_VERSION);
-    context.insert(schema::CLIENT_IP, facts.client_ip.to_string());
+    let ids = &*CONTEXT_IDS;
+    let mut context = Context::new();
+    context.set_event_kind();
+    context.set_received_ms(facts.received_at_ms);
+    context.set(ids.beacon_version, BEACON_VERSION);
+    context.set(ids.client_ip, facts.client_ip.to_string());
     if let Some(ua) = facts.user_agent {
-        context.insert(schema::USER_AGENT_ORIGINAL, ua);
+        context.set(ids.user_agent, ua);
+    }
+    if let Some(app) = beacon.app {
+        copy_strings(
+            &mut context,
+            "app",
+            app,
+            &[
+                ("name", ids.service_name),
+                ("version", ids.service_version),
+                ("env", ids.service_environment),
+            ],
+        )?;
+    }
+    if let Some(session) = beacon.session {
+        copy_strings(&mut context, "session", session, &[("id", ids.session_id)])?;
     }
     let mut page_url = None;
-    let mut ignored_keys = 0;
-    for (key, value) in beacon {
-        match key.as_str() {
-            "app" => copy_strings(
-                &mut context,
-                "app",
-                value,
-                &[
-                    ("name", schema::SERVICE_NAME),
-                    ("version", schema::SERVICE_VERSION),
-                    ("env", schema::SERVICE_ENVIRONMENT),
-                ],
-            )?,
-            "session" => copy_strings(
-                &mut context,
-                "session",
-                value,
-                &[("id", schema::SESSION_ID)],
-            )?,
-            "view" => {
-                page_url = apply_view(&mut context, value)?;
-            }
-            "device" => apply_device(&mut context, value)?,
-            "ua_hints" => match value {
-                Value::Object(_) => context.insert(schema::RUM_UA_HINTS, value),
-                Value::Null => {}
-                _ => return Err(invalid("`ua_hints` must be an object")),
-            },
-            _ => ignored_keys += 1,
-        }
+    if let Some(view) = beacon.view {
+        page_url = apply_view(&mut ViewTarget::Context(&mut context), view)?;
     }
-    if context.get(schema::RUM_UA_HINTS).is_none() && !facts.client_hints.is_empty() {
+    if let Some(device) = beacon.device {
+        apply_device(&mut context, device)?;
+    }
+    match beacon.ua_hints {
+        Some(value @ Value::Object(_)) => context.set(ids.ua_hints, value),
+        None | Some(Value::Null) => {}
+        Some(_) => return Err(invalid("`ua_hints` must be an object")),
+    }
+    if context.get_id(ids.ua_hints).is_none() && !facts.client_hints.is_empty() {
         let hints: Map<String, Value> = facts
             .client_hints
             .iter()
             .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
             .collect();
-        context.insert(schema::RUM_UA_HINTS, Value::Object(hints));
+        context.set(ids.ua_hints, Value::Object(hints));
     }
 
-    // One shared copy of the context for all of the beacon's events.
-    let context = match context.into_value() {
-        Value::Object(map) => std::sync::Arc::new(map),
-        _ => std::sync::Arc::new(Map::new()),
-    };
+    // One shared context for all of the beacon's events.
+    let context = Arc::new(context);
     let offset = sent_at.map(|sent| facts.received_at_ms - sent).unwrap_or(0);
     let earliest = facts.received_at_ms - limits.max_event_age_ms;
     let mut unknown_types = 0;
     let mut events = Vec::with_capacity(entries.len());
     for (seq, (entry, ts)) in entries.into_iter().zip(times).enumerate() {
-        let Value::Object(entry) = entry else {
+        let WireEntry::Object(entry) = entry else {
             continue;
         };
         let at = ts
@@ -192,43 +208,121 @@ pub fn decode(
                     .clamp(earliest, facts.received_at_ms)
             })
             .unwrap_or(facts.received_at_ms);
-        let mut event = Event::with_shared(context.clone());
-        event.insert(schema::TIMESTAMP, iso_millis(at));
-        event.insert(schema::RUM_SEQ, seq as u64);
-        if apply_payload(&mut event, entry)? {
-            unknown_types += 1;
-        }
+        let (event, unknown) = build_event(&context, at, seq, entry)?;
+        unknown_types += usize::from(unknown);
         events.push(event);
     }
     Ok(Decoded {
         events,
         page_url,
         unknown_types,
-        ignored_keys,
+        ignored_keys: beacon.ignored_keys,
     })
 }
 
+/// Slot ids of the context fields, resolved once.
+struct ContextIds {
+    beacon_version: FieldId,
+    client_ip: FieldId,
+    user_agent: FieldId,
+    service_name: FieldId,
+    service_version: FieldId,
+    service_environment: FieldId,
+    session_id: FieldId,
+    view_id: FieldId,
+    view_title: FieldId,
+    referrer: FieldId,
+    ua_hints: FieldId,
+    seq: FieldId,
+    extra: FieldId,
+    original_type: FieldId,
+}
+
+static CONTEXT_IDS: LazyLock<ContextIds> = LazyLock::new(|| ContextIds {
+    beacon_version: FieldId::of("rum.beacon_version"),
+    client_ip: FieldId::of(schema::CLIENT_IP),
+    user_agent: FieldId::of(schema::USER_AGENT_ORIGINAL),
+    service_name: FieldId::of(schema::SERVICE_NAME),
+    service_version: FieldId::of(schema::SERVICE_VERSION),
+    service_environment: FieldId::of(schema::SERVICE_ENVIRONMENT),
+    session_id: FieldId::of(schema::SESSION_ID),
+    view_id: FieldId::of(schema::VIEW_ID),
+    view_title: FieldId::of(schema::VIEW_TITLE),
+    referrer: FieldId::of(schema::HTTP_REFERRER),
+    ua_hints: FieldId::of(schema::RUM_UA_HINTS),
+    seq: FieldId::of(schema::RUM_SEQ),
+    extra: FieldId::of(schema::RUM_EXTRA),
+    original_type: FieldId::of("rum.custom.original_type"),
+});
+
+/// Each event type's beacon keys with the slot and type they land in.
+/// A beacon key, the slot it lands in, and the type the value must have.
+type PayloadSlot = (&'static str, FieldId, FieldType);
+
+static PAYLOAD_SLOTS: LazyLock<Vec<Vec<PayloadSlot>>> = LazyLock::new(|| {
+    EventType::ALL
+        .iter()
+        .map(|t| {
+            t.payload_fields()
+                .iter()
+                .map(|p| (p.key, FieldId::of(p.field.path), p.field.ty))
+                .collect()
+        })
+        .collect()
+});
+
+fn payload_slots(ty: EventType) -> &'static [PayloadSlot] {
+    let i = EventType::ALL.iter().position(|t| *t == ty).unwrap_or(0);
+    &PAYLOAD_SLOTS[i]
+}
+
 fn copy_strings(
-    event: &mut Event,
+    context: &mut Context,
     what: &str,
     value: Value,
-    keys: &[(&str, &str)],
+    keys: &[(&str, FieldId)],
 ) -> Result<(), IntakeError> {
     let Value::Object(mut map) = value else {
         return Err(invalid(format!("`{what}` must be an object")));
     };
-    for (key, path) in keys {
+    for (key, id) in keys {
         match map.remove(*key) {
             None | Some(Value::Null) => {}
-            Some(Value::String(s)) => event.insert(path, s),
+            Some(Value::String(s)) => context.set(*id, s),
             Some(_) => return Err(invalid(format!("`{what}.{key}` must be a string"))),
         }
     }
     Ok(())
 }
 
+/// Where a `view` lands: the beacon's context, or one event that belongs to
+/// another view than the beacon's.
+enum ViewTarget<'a> {
+    Context(&'a mut Context),
+    /// An event's own fields being built: `None` hides the beacon's value.
+    Fields(&'a mut Vec<(FieldId, Option<FieldValue>)>),
+}
+
+impl ViewTarget<'_> {
+    fn set(&mut self, id: FieldId, value: Value) {
+        match self {
+            ViewTarget::Context(c) => c.set(id, value),
+            ViewTarget::Fields(f) => f.push((id, Some(value.into()))),
+        }
+    }
+
+    fn remove(&mut self, id: FieldId) {
+        match self {
+            ViewTarget::Context(c) => {
+                c.remove_id(id);
+            }
+            ViewTarget::Fields(f) => f.push((id, None)),
+        }
+    }
+}
+
 /// `view` → view.id, view.title, url.*, http.request.referrer. Returns the URL.
-fn apply_view(event: &mut Event, value: Value) -> Result<Option<String>, IntakeError> {
+fn apply_view(target: &mut ViewTarget<'_>, value: Value) -> Result<Option<String>, IntakeError> {
     let Value::Object(mut map) = value else {
         return Err(invalid("`view` must be an object"));
     };
@@ -237,63 +331,69 @@ fn apply_view(event: &mut Event, value: Value) -> Result<Option<String>, IntakeE
         None | Some(Value::Null) => None,
         Some(_) => return Err(invalid("`view.url` must be a string")),
     };
-    copy_strings(
-        event,
-        "view",
-        Value::Object(map),
-        &[
-            ("id", schema::VIEW_ID),
-            ("title", schema::VIEW_TITLE),
-            ("referrer", schema::HTTP_REFERRER),
-        ],
-    )?;
+    let ids = &*CONTEXT_IDS;
+    for (key, id) in [
+        ("id", ids.view_id),
+        ("title", ids.view_title),
+        ("referrer", ids.referrer),
+    ] {
+        match map.remove(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => target.set(id, Value::String(s)),
+            Some(_) => return Err(invalid(format!("`view.{key}` must be a string"))),
+        }
+    }
     if let Some(url) = &url {
-        set_url_fields(event, url);
+        for (id, value) in url_fields(url) {
+            match value {
+                Some(value) => target.set(id, value),
+                None => target.remove(id),
+            }
+        }
     }
     Ok(url)
 }
 
-/// Writes `url.full` and, when it parses, its parts. Used again by `scrub_url`.
-/// Parts the URL has are overwritten, parts it lacks are removed: removing
-/// only what is gone keeps a beacon's shared context shared (a removal from
-/// it copies it for this event).
-pub fn set_url_fields(event: &mut Event, full: &str) {
-    event.insert(schema::URL_FULL, full);
+/// `url.full` and its parts when it parses; a part the URL lacks is `None`.
+pub fn url_fields(full: &str) -> [(FieldId, Option<Value>); 7] {
+    static IDS: LazyLock<[FieldId; 7]> = LazyLock::new(|| {
+        [
+            schema::URL_FULL,
+            schema::URL_SCHEME,
+            schema::URL_DOMAIN,
+            schema::URL_PORT,
+            schema::URL_PATH,
+            schema::URL_QUERY,
+            schema::URL_FRAGMENT,
+        ]
+        .map(FieldId::of)
+    });
     let url = url::Url::parse(full).ok();
     let url = url.as_ref();
-    let parts: [(&str, Option<Value>); 6] = [
-        (schema::URL_SCHEME, url.map(|u| u.scheme().into())),
-        (
-            schema::URL_DOMAIN,
-            url.and_then(|u| u.host_str()).map(Value::from),
-        ),
-        (
-            schema::URL_PORT,
-            url.and_then(|u| u.port()).map(Value::from),
-        ),
-        (schema::URL_PATH, url.map(|u| u.path().into())),
-        (
-            schema::URL_QUERY,
-            url.and_then(|u| u.query()).map(Value::from),
-        ),
-        (
-            schema::URL_FRAGMENT,
-            url.and_then(|u| u.fragment()).map(Value::from),
-        ),
-    ];
-    for (path, value) in parts {
+    let ids = &*IDS;
+    [
+        (ids[0], Some(full.into())),
+        (ids[1], url.map(|u| u.scheme().into())),
+        (ids[2], url.and_then(|u| u.host_str()).map(Value::from)),
+        (ids[3], url.and_then(|u| u.port()).map(Value::from)),
+        (ids[4], url.map(|u| u.path().into())),
+        (ids[5], url.and_then(|u| u.query()).map(Value::from)),
+        (ids[6], url.and_then(|u| u.fragment()).map(Value::from)),
+    ]
+}
+
+/// Writes `url.full` and, when it parses, its parts on an event; parts the
+/// URL lacks are removed (for this event only). Used again by `scrub_url`.
+pub fn set_url_fields(event: &mut Event, full: &str) {
+    for (id, value) in url_fields(full) {
         match value {
-            Some(value) => event.insert(path, value),
-            None => {
-                if event.get(path).is_some() {
-                    event.remove(path);
-                }
-            }
+            Some(value) => event.set(id, value),
+            None => event.remove_id(id),
         }
     }
 }
 
-fn apply_device(event: &mut Event, value: Value) -> Result<(), IntakeError> {
+fn apply_device(context: &mut Context, value: Value) -> Result<(), IntakeError> {
     let Value::Object(mut map) = value else {
         return Err(invalid("`device` must be an object"));
     };
@@ -303,24 +403,25 @@ fn apply_device(event: &mut Event, value: Value) -> Result<(), IntakeError> {
         Some(_) => Err(invalid(format!("`device.{name}` must be a number"))),
     };
     if let Some(n) = number(map.remove("memory"), "memory")? {
-        event.insert("rum.device.memory", n);
+        context.set(FieldId::of("rum.device.memory"), n);
     }
     if let Some(n) = number(map.remove("cores"), "cores")? {
-        event.insert("rum.device.cores", n);
+        context.set(FieldId::of("rum.device.cores"), n);
     }
     match map.remove("connection") {
         None | Some(Value::Null) => {}
         Some(Value::Object(mut c)) => {
             if let Some(Value::String(s)) = c.remove("effective_type") {
-                event.insert("rum.connection.effective_type", s);
+                context.set(FieldId::of("rum.connection.effective_type"), s);
             }
-            for key in ["rtt", "downlink"] {
-                if let Some(Value::Number(n)) = c.remove(key) {
-                    event.insert(&format!("rum.connection.{key}"), n);
-                }
+            if let Some(Value::Number(n)) = c.remove("rtt") {
+                context.set(FieldId::of("rum.connection.rtt"), n);
+            }
+            if let Some(Value::Number(n)) = c.remove("downlink") {
+                context.set(FieldId::of("rum.connection.downlink"), n);
             }
             if let Some(Value::Bool(b)) = c.remove("save_data") {
-                event.insert("rum.connection.save_data", b);
+                context.set(FieldId::of("rum.connection.save_data"), b);
             }
         }
         Some(_) => return Err(invalid("`device.connection` must be an object")),
@@ -328,38 +429,38 @@ fn apply_device(event: &mut Event, value: Value) -> Result<(), IntakeError> {
     Ok(())
 }
 
-/// Maps one beacon entry's keys onto the document. Keys the type does not
-/// know, and values of the wrong JSON type, are kept under `rum.extra` (a
+/// Maps one beacon entry's keys onto the event's slots. Keys the type does
+/// not know, and values of the wrong JSON type, are kept under `rum.extra` (a
 /// `flattened` field) instead of being dropped or breaking the mapping.
 /// Returns whether the type was unknown.
-fn apply_payload(event: &mut Event, entry: Map<String, Value>) -> Result<bool, IntakeError> {
+fn build_event(
+    context: &Arc<Context>,
+    timestamp_ms: i64,
+    seq: usize,
+    entry: Vec<(Cow<'_, str>, Value)>,
+) -> Result<(Event, bool), IntakeError> {
     let type_name = entry
-        .get("type")
-        .and_then(Value::as_str)
+        .iter()
+        .find(|(k, _)| k == "type")
+        .and_then(|(_, v)| v.as_str())
         .unwrap_or_default();
     let (event_type, unknown) = match EventType::from_beacon(type_name) {
         Some(t) => (t, false),
         None => (EventType::Custom, true),
     };
-    let type_name = if unknown {
-        type_name.to_owned()
-    } else {
-        String::new()
-    };
-    event.insert(schema::RUM_TYPE, event_type.as_str());
-    event.insert(schema::EVENT_DATASET, event_type.dataset());
-    let fields = event_type.payload_fields();
+    let original_type = unknown.then(|| type_name.chars().take(64).collect::<String>());
+    let ids = &*CONTEXT_IDS;
+    let mut fields: Vec<(FieldId, Option<FieldValue>)> = Vec::with_capacity(entry.len() + 4);
+    fields.push((ids.seq, Some(FieldValue::Owned(Value::from(seq as u64)))));
+    let slots = payload_slots(event_type);
     let mut extra = Map::new();
-    // Payload fields are gathered per parent object (`rum.vital`...) and
-    // inserted once, reusing the parsed key strings: the hot path of intake.
-    let mut groups: Vec<(&'static str, Map<String, Value>)> = Vec::with_capacity(2);
     for (key, value) in entry {
-        match key.as_str() {
+        match &*key {
             "type" | "ts" => continue,
             "view" => {
                 // An event may belong to another view than the beacon's
                 // (e.g. the final CLS of the page the SPA just left).
-                apply_view(event, value)?;
+                apply_view(&mut ViewTarget::Fields(&mut fields), value)?;
                 continue;
             }
             _ => {}
@@ -367,51 +468,379 @@ fn apply_payload(event: &mut Event, entry: Map<String, Value>) -> Result<bool, I
         if value.is_null() {
             continue;
         }
-        let Some(spec) = fields.iter().find(|f| f.key == key) else {
-            extra.insert(key, value);
-            continue;
-        };
-        if !spec.field.ty.accepts(&value) {
-            extra.insert(key, value);
-            continue;
-        }
-        match spec.field.path.rsplit_once('.') {
-            Some((parent, leaf)) if leaf == key => {
-                match groups.iter_mut().find(|(p, _)| *p == parent) {
-                    Some((_, map)) => {
-                        map.insert(key, value);
-                    }
-                    None => {
-                        let mut map = Map::new();
-                        map.insert(key, value);
-                        groups.push((parent, map));
-                    }
-                }
+        match slots.iter().find(|(k, _, _)| *k == key) {
+            Some((_, id, ty)) if ty.accepts(&value) => {
+                fields.push((*id, Some(FieldValue::Owned(value))))
             }
-            _ => event.insert(spec.field.path, value),
+            _ => {
+                extra.insert(key.into_owned(), value);
+            }
         }
     }
-    for (parent, map) in groups {
-        match event.get_mut(parent).and_then(Value::as_object_mut) {
-            Some(existing) => existing.extend(map),
-            None => event.insert(parent, Value::Object(map)),
-        }
-    }
-    if unknown {
-        let shown: String = type_name.chars().take(64).collect();
-        event.insert("rum.custom.original_type", shown);
+    if let Some(original_type) = original_type {
+        fields.push((ids.original_type, Some(original_type.into())));
     }
     if !extra.is_empty() {
-        event.insert(schema::RUM_EXTRA, Value::Object(extra));
+        fields.push((ids.extra, Some(Value::Object(extra).into())));
     }
-    Ok(unknown)
+    let event = Event::from_parts(context.clone(), Some(timestamp_ms), event_type, fields);
+    Ok((event, unknown))
 }
 
 /// `2026-11-21T10:39:30.175Z`
 pub fn iso_millis(ms: i64) -> String {
-    match chrono::DateTime::from_timestamp_millis(ms) {
-        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        None => "1970-01-01T00:00:00.000Z".to_owned(),
+    let mut out = Vec::with_capacity(24);
+    crate::event::write_iso_millis(ms, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+// ---- the wire format, deserialized in one pass without a DOM ----
+//
+// Depth and string limits are enforced while parsing: every seed knows its
+// depth (the beacon object is 1, as `check_json_shape` counts), every key
+// and string is measured as it is read. A violation is recorded in `Limits`
+// and aborts the parse; `decode` then answers with it.
+
+/// The limits of one decode, and the first one broken.
+struct Limits {
+    max_string: usize,
+    max_depth: usize,
+    broken: std::cell::Cell<Option<Broken>>,
+}
+
+#[derive(Clone, Copy)]
+enum Broken {
+    TooDeep,
+    TooLong,
+}
+
+impl Limits {
+    fn string<E: de::Error>(&self, len: usize) -> Result<(), E> {
+        if len > self.max_string {
+            self.broken.set(Some(Broken::TooLong));
+            return Err(E::custom("string longer than max_string_bytes"));
+        }
+        Ok(())
+    }
+
+    fn container<E: de::Error>(&self, depth: usize) -> Result<(), E> {
+        if depth > self.max_depth {
+            self.broken.set(Some(Broken::TooDeep));
+            return Err(E::custom("nested deeper than max_json_depth"));
+        }
+        Ok(())
+    }
+
+    fn error(&self) -> Option<IntakeError> {
+        Some(match self.broken.get()? {
+            Broken::TooDeep => too_deep(self.max_depth),
+            Broken::TooLong => IntakeError::bad_request(
+                "string_too_long",
+                format!(
+                    "a string is longer than max_string_bytes ({})",
+                    self.max_string
+                ),
+            ),
+        })
+    }
+}
+
+/// The top level of a beacon: known keys kept as small values, the events
+/// as key/value lists, everything else checked, skipped and counted.
+#[allow(clippy::large_enum_variant)] // one per request, on the stack
+enum WireBeacon<'de> {
+    Object(WireObject<'de>),
+    NotObject,
+}
+
+#[derive(Default)]
+struct WireObject<'de> {
+    v: Option<Value>,
+    sent_at: Option<Value>,
+    events: Option<WireEvents<'de>>,
+    app: Option<Value>,
+    session: Option<Value>,
+    view: Option<Value>,
+    device: Option<Value>,
+    ua_hints: Option<Value>,
+    ignored_keys: usize,
+}
+
+enum WireEvents<'de> {
+    Array {
+        entries: Vec<WireEntry<'de>>,
+        count: usize,
+    },
+    NotArray,
+}
+
+enum WireEntry<'de> {
+    Object(Vec<(Cow<'de, str>, Value)>),
+    NotObject,
+}
+
+/// A map key, borrowed from the body unless it holds escapes, and measured.
+struct Key<'l>(&'l Limits);
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_> {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        self.0.string(v.len())?;
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.0.string(v.len())?;
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        self.0.string(v.len())?;
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// Any JSON value at `depth`, within the limits.
+struct Bounded<'l> {
+    limits: &'l Limits,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Bounded<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        self.limits.string(v.len())?;
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        self.limits.string(v.len())?;
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.limits.container(self.depth)?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self.child())? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.limits.container(self.depth)?;
+        let mut out = Map::new();
+        while let Some(key) = map.next_key_seed(Key(self.limits))? {
+            let value = map.next_value_seed(self.child())?;
+            out.insert(key.into_owned(), value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+impl<'l> Bounded<'l> {
+    fn child(&self) -> Bounded<'l> {
+        Bounded {
+            limits: self.limits,
+            depth: self.depth + 1,
+        }
+    }
+}
+
+/// Visits any JSON value; only the expected kind is kept, anything else
+/// is reported as the `other` marker.
+macro_rules! other_kinds {
+    ($other:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            self.0.string(v.len())?;
+            Ok($other)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+    };
+}
+
+/// The beacon object itself (depth 1).
+struct BeaconSeed<'l>(&'l Limits);
+
+impl<'de> DeserializeSeed<'de> for BeaconSeed<'_> {
+    type Value = WireBeacon<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BeaconSeed<'_> {
+    type Value = WireBeacon<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a beacon object")
+    }
+    other_kinds!(WireBeacon::NotObject);
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let inner = Bounded {
+            limits: self.0,
+            depth: 2,
+        };
+        while seq.next_element_seed(inner.child_at(2))?.is_some() {}
+        Ok(WireBeacon::NotObject)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let limits = self.0;
+        let value = || Bounded { limits, depth: 2 };
+        let mut out = WireObject::default();
+        while let Some(key) = map.next_key_seed(Key(limits))? {
+            // A repeated key: the last one wins, as in a JSON object.
+            match &*key {
+                "v" => out.v = Some(map.next_value_seed(value())?),
+                "sent_at" => out.sent_at = Some(map.next_value_seed(value())?),
+                "events" => out.events = Some(map.next_value_seed(EventsSeed(limits))?),
+                "app" => out.app = Some(map.next_value_seed(value())?),
+                "session" => out.session = Some(map.next_value_seed(value())?),
+                "view" => out.view = Some(map.next_value_seed(value())?),
+                "device" => out.device = Some(map.next_value_seed(value())?),
+                "ua_hints" => out.ua_hints = Some(map.next_value_seed(value())?),
+                _ => {
+                    // Not kept, but still within the limits.
+                    map.next_value_seed(value())?;
+                    out.ignored_keys += 1;
+                }
+            }
+        }
+        Ok(WireBeacon::Object(out))
+    }
+}
+
+impl<'l> Bounded<'l> {
+    fn child_at(&self, depth: usize) -> Bounded<'l> {
+        Bounded {
+            limits: self.limits,
+            depth,
+        }
+    }
+}
+
+/// `events` (depth 2).
+struct EventsSeed<'l>(&'l Limits);
+
+impl<'de> DeserializeSeed<'de> for EventsSeed<'_> {
+    type Value = WireEvents<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventsSeed<'_> {
+    type Value = WireEvents<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of events")
+    }
+    other_kinds!(WireEvents::NotArray);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        self.0.container(2)?;
+        while map.next_key_seed(Key(self.0))?.is_some() {
+            map.next_value_seed(Bounded {
+                limits: self.0,
+                depth: 3,
+            })?;
+        }
+        Ok(WireEvents::NotArray)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        self.0.container(2)?;
+        let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(16).min(64));
+        while let Some(entry) = seq.next_element_seed(EntrySeed(self.0))? {
+            entries.push(entry);
+        }
+        let count = entries.len();
+        Ok(WireEvents::Array { entries, count })
+    }
+}
+
+/// One entry of `events` (depth 3); its values are at depth 4.
+struct EntrySeed<'l>(&'l Limits);
+
+impl<'de> DeserializeSeed<'de> for EntrySeed<'_> {
+    type Value = WireEntry<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntrySeed<'_> {
+    type Value = WireEntry<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event object")
+    }
+    other_kinds!(WireEntry::NotObject);
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        self.0.container(3)?;
+        while seq
+            .next_element_seed(Bounded {
+                limits: self.0,
+                depth: 4,
+            })?
+            .is_some()
+        {}
+        Ok(WireEntry::NotObject)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        self.0.container(3)?;
+        let mut pairs: Vec<(Cow<'de, str>, Value)> = Vec::with_capacity(12);
+        while let Some(key) = map.next_key_seed(Key(self.0))? {
+            let value = map.next_value_seed(Bounded {
+                limits: self.0,
+                depth: 4,
+            })?;
+            // A repeated key: the last one wins, as in a JSON object.
+            match pairs.iter_mut().find(|(k, _)| *k == key) {
+                Some(pair) => pair.1 = value,
+                None => pairs.push((key, value)),
+            }
+        }
+        Ok(WireEntry::Object(pairs))
     }
 }
 
@@ -465,14 +894,8 @@ mod tests {
         let [vital, error, custom] = &decoded.events[..] else {
             panic!()
         };
-        assert_eq!(
-            vital.get_str("@timestamp"),
-            Some(iso_millis(NOW - 1_000).as_str())
-        );
-        assert_eq!(
-            error.get_str("@timestamp"),
-            Some(iso_millis(NOW - 2_000).as_str())
-        );
+        assert_eq!(vital.timestamp_ms(), Some(NOW - 1_000));
+        assert_eq!(error.timestamp_ms(), Some(NOW - 2_000));
         assert_eq!(vital.get("rum.vital.value"), Some(&json!(1234.5)));
         assert_eq!(vital.get_str("event.dataset"), Some("rum.web_vital"));
         assert_eq!(vital.get_str("service.name"), Some("shop"));
@@ -525,19 +948,12 @@ mod tests {
             "events": [{"type": "action", "ts": NOW + 999_999_999}, {"type": "action", "ts": 0}, {"type": "action"}]
         }))
         .unwrap();
-        let times: Vec<&str> = decoded
+        let times: Vec<i64> = decoded
             .events
             .iter()
-            .map(|e| e.get_str("@timestamp").unwrap())
+            .map(|e| e.timestamp_ms().unwrap())
             .collect();
-        assert_eq!(
-            times,
-            [
-                iso_millis(NOW),
-                iso_millis(NOW - 3_600_000),
-                iso_millis(NOW)
-            ]
-        );
+        assert_eq!(times, [NOW, NOW - 3_600_000, NOW]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::beacon_decoder::{iso_millis, set_url_fields};
+use super::beacon_decoder::set_url_fields;
 use crate::event::Event;
 use crate::http::intake::{check_json_shape, check_json_shape_from, json_error, IntakeError};
 use crate::schema::{self, EventType};
@@ -249,6 +249,8 @@ pub fn decode_report_uri(
     let mut event = base_event(facts, facts.user_agent, facts.received_at_ms);
     let noisy = apply_csp(&mut event, report, Format::ReportUri, None, noise)?;
     let page_url = event.get_str(schema::URL_FULL).map(str::to_owned);
+    // A report is its own context: enrichment sees it as it sees a beacon's.
+    event.hoist_into_context();
     Ok(Decoded {
         reports: vec![Report {
             event,
@@ -310,6 +312,7 @@ pub fn decode_reporting_api(
             );
             false
         };
+        event.hoist_into_context();
         reports.push(Report {
             event,
             kind,
@@ -444,9 +447,9 @@ fn check_envelope(index: usize, item: Value) -> Result<Envelope, IntakeError> {
 
 fn base_event(facts: &ReportFacts<'_>, user_agent: Option<&str>, at_ms: i64) -> Event {
     let mut event = Event::new();
-    event.insert(schema::TIMESTAMP, iso_millis(at_ms));
+    event.set_timestamp_ms(at_ms);
     event.insert(schema::EVENT_KIND, "event");
-    event.insert(schema::EVENT_INGESTED, iso_millis(facts.received_at_ms));
+    event.insert(schema::EVENT_INGESTED, facts.received_at_ms);
     event.insert(schema::CLIENT_IP, facts.client_ip.to_string());
     if let Some(ua) = user_agent.filter(|ua| !ua.is_empty()) {
         event.insert(schema::USER_AGENT_ORIGINAL, ua);
@@ -656,7 +659,7 @@ mod tests {
     }
 
     fn csp_fields(event: &Event) -> Value {
-        event.get("csp").cloned().unwrap_or(Value::Null)
+        event.to_value().get("csp").cloned().unwrap_or(Value::Null)
     }
 
     #[test]
@@ -716,15 +719,9 @@ mod tests {
         }
         assert_eq!(old.get_str("user_agent.original"), Some("Header-UA/1.0"));
         assert_eq!(new.get_str("user_agent.original"), Some("Report-UA/2.0"));
-        assert_eq!(old.get_str("@timestamp"), Some(iso_millis(NOW).as_str()));
-        assert_eq!(
-            new.get_str("@timestamp"),
-            Some(iso_millis(NOW - 10).as_str())
-        );
-        assert_eq!(
-            new.get_str("event.ingested"),
-            Some(iso_millis(NOW).as_str())
-        );
+        assert_eq!(old.timestamp_ms(), Some(NOW));
+        assert_eq!(new.timestamp_ms(), Some(NOW - 10));
+        assert_eq!(new.context().received_ms(), Some(NOW));
     }
 
     #[test]
@@ -735,19 +732,12 @@ mod tests {
             {"type": "deprecation", "body": {}}
         ]))
         .unwrap();
-        let times: Vec<&str> = decoded
+        let times: Vec<i64> = decoded
             .reports
             .iter()
-            .map(|r| r.event.get_str("@timestamp").unwrap())
+            .map(|r| r.event.timestamp_ms().unwrap())
             .collect();
-        assert_eq!(
-            times,
-            [
-                iso_millis(NOW),
-                iso_millis(NOW - 3_600_000),
-                iso_millis(NOW)
-            ]
-        );
+        assert_eq!(times, [NOW, NOW - 3_600_000, NOW]);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The channel in front of every transform and sink: batches travel on it, but
-//! its capacity is counted in events (`buffer.max_events`), so memory is
-//! bounded by configuration whatever the batch sizes are.
+//! its capacity is counted in events (`buffer.max_events`) and in the bytes
+//! they keep alive (`buffer.max_bytes`), so memory is bounded by
+//! configuration whatever the batch and event sizes are.
 //!
-//! A sender first reserves room for a batch's events, then sends; the room is
-//! given back when the receiver takes the batch. Sources use the two steps to
-//! reserve on every downstream before sending to any (all or nothing).
+//! A sender first reserves room for a batch's events and bytes, then sends;
+//! the room is given back when the receiver takes the batch. Sources use the
+//! two steps to reserve on every downstream before sending to any (all or
+//! nothing).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +18,9 @@ use crate::telemetry::{ComponentMetrics, Counter};
 
 struct Envelope {
     events: Batch,
-    /// Holds the batch's share of the room until the receiver takes it.
+    /// Hold the batch's share of the room until the receiver takes it.
     _room: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -33,32 +36,61 @@ pub struct BufferSender {
     tx: mpsc::UnboundedSender<Envelope>,
     room: Arc<Semaphore>,
     max_events: u32,
+    /// Room in bytes; a permit is one byte of retained event memory.
+    bytes: Arc<Semaphore>,
+    max_bytes: u32,
 }
 
 pub struct BufferReceiver {
     rx: mpsc::UnboundedReceiver<Envelope>,
     room: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
 }
 
-/// Creates a buffer holding at most `max_events` events (at least one batch).
-pub fn buffer(max_events: usize) -> (BufferSender, BufferReceiver) {
-    let max_events = max_events.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)) as u32;
+fn permits(n: usize) -> u32 {
+    n.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)) as u32
+}
+
+/// Creates a buffer holding at most `max_events` events and `max_bytes`
+/// bytes of them (but always at least one batch).
+pub fn buffer(max_events: usize, max_bytes: usize) -> (BufferSender, BufferReceiver) {
+    let max_events = permits(max_events);
+    let max_bytes = permits(max_bytes);
     let (tx, rx) = mpsc::unbounded_channel();
     let room = Arc::new(Semaphore::new(max_events as usize));
+    let bytes = Arc::new(Semaphore::new(max_bytes as usize));
     (
         BufferSender {
             tx,
             room: room.clone(),
             max_events,
+            bytes: bytes.clone(),
+            max_bytes,
         },
-        BufferReceiver { rx, room },
+        BufferReceiver { rx, room, bytes },
     )
+}
+
+/// Bytes a batch keeps alive: every event's own part, and each beacon
+/// context once (the events of a beacon travel together and share it).
+pub fn batch_bytes(batch: &Batch) -> usize {
+    let mut total = 0;
+    let mut last: Option<&Arc<crate::event::Context>> = None;
+    for event in batch {
+        total += event.own_byte_size();
+        if !last.is_some_and(|c| Arc::ptr_eq(c, event.context())) {
+            total += event.context().byte_size();
+            last = Some(event.context());
+        }
+    }
+    total
 }
 
 /// Room reserved in one buffer for one batch.
 pub struct Reservation<'a> {
     sender: &'a BufferSender,
     permit: OwnedSemaphorePermit,
+    bytes: OwnedSemaphorePermit,
 }
 
 impl Reservation<'_> {
@@ -68,15 +100,17 @@ impl Reservation<'_> {
             .send(Envelope {
                 events,
                 _room: self.permit,
+                _bytes: self.bytes,
             })
             .map_err(|_| SendError::Closed)
     }
 }
 
 impl BufferSender {
-    /// Waits until the buffer has room for `events` events. A batch larger than
-    /// the whole buffer takes all of it rather than waiting forever.
-    pub async fn reserve(&self, events: usize) -> Result<Reservation<'_>, SendError> {
+    /// Waits until the buffer has room for `events` events of `bytes` bytes.
+    /// A batch larger than the whole buffer takes all of it rather than
+    /// waiting forever.
+    pub async fn reserve(&self, events: usize, bytes: usize) -> Result<Reservation<'_>, SendError> {
         let wanted = (events as u32).clamp(1, self.max_events);
         let permit = self
             .room
@@ -84,20 +118,34 @@ impl BufferSender {
             .acquire_many_owned(wanted)
             .await
             .map_err(|_| SendError::Closed)?;
+        let wanted_bytes = permits(bytes).min(self.max_bytes);
+        let bytes = self
+            .bytes
+            .clone()
+            .acquire_many_owned(wanted_bytes)
+            .await
+            .map_err(|_| SendError::Closed)?;
         Ok(Reservation {
             sender: self,
             permit,
+            bytes,
         })
     }
 
     pub async fn send(&self, events: Batch) -> Result<(), SendError> {
-        let reservation = self.reserve(events.len()).await?;
+        let bytes = batch_bytes(&events);
+        let reservation = self.reserve(events.len(), bytes).await?;
         reservation.send(events)
     }
 
     /// Events currently waiting in the buffer.
     pub fn buffered_events(&self) -> usize {
         (self.max_events as usize).saturating_sub(self.room.available_permits())
+    }
+
+    /// Bytes the waiting events keep alive (as counted by [`batch_bytes`]).
+    pub fn buffered_bytes(&self) -> usize {
+        (self.max_bytes as usize).saturating_sub(self.bytes.available_permits())
     }
 
     pub fn max_events(&self) -> usize {
@@ -121,6 +169,7 @@ impl Drop for BufferReceiver {
     fn drop(&mut self) {
         // Senders waiting for room learn at once that nobody will read.
         self.room.close();
+        self.bytes.close();
     }
 }
 
@@ -158,10 +207,16 @@ impl Fanout {
             self.unconsumed.add(count);
             return Ok(());
         };
+        // Each downstream gets its own batch; the events in it share their
+        // parts with the other copies (a clone is two refcounts per event).
+        let bytes = batch_bytes(&batch);
         for sender in rest {
-            sender.send(batch.clone()).await?;
+            sender
+                .reserve(count as usize, bytes)
+                .await?
+                .send(batch.clone())?;
         }
-        last.send(batch).await?;
+        last.reserve(count as usize, bytes).await?.send(batch)?;
         self.sent_events.add(count);
         Ok(())
     }
@@ -178,10 +233,11 @@ impl Fanout {
             self.unconsumed.add(count as u64);
             return Ok(());
         }
+        let bytes = batch_bytes(&batch);
         let reserve_all = async {
             let mut reservations = Vec::with_capacity(self.senders.len());
             for sender in &self.senders {
-                reservations.push(sender.reserve(count).await?);
+                reservations.push(sender.reserve(count, bytes).await?);
             }
             Ok::<_, SendError>(reservations)
         };
@@ -232,6 +288,8 @@ impl Outputs {
 /// the room counter, not a sender: a sender would keep the buffer open and
 /// the component would never see its input end at shutdown.
 pub fn register_buffer_gauge(metrics: &ComponentMetrics, sender: &BufferSender) {
+    let bytes = sender.bytes.clone();
+    let max_bytes = sender.max_bytes as usize;
     let room = sender.room.clone();
     let max_events = sender.max_events();
     let max = max_events as f64;
@@ -251,6 +309,18 @@ pub fn register_buffer_gauge(metrics: &ComponentMetrics, sender: &BufferSender) 
         &labels,
         move || max,
     );
+    metrics.registry().gauge_fn(
+        "buffer_byte_size",
+        "Bytes the events waiting in a component's input buffer keep alive.",
+        &labels,
+        move || max_bytes.saturating_sub(bytes.available_permits()) as f64,
+    );
+    metrics.registry().gauge_fn(
+        "buffer_max_bytes",
+        "Capacity of a component's input buffer, in bytes.",
+        &labels,
+        move || max_bytes as f64,
+    );
 }
 
 #[cfg(test)]
@@ -264,7 +334,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_blocked_buffer_admits_exactly_max_events() {
-        let (tx, mut rx) = buffer(10);
+        let (tx, mut rx) = buffer(10, usize::MAX);
         let fanout = Fanout::new(vec![tx.clone()], Counter::default(), Counter::default());
         let mut admitted = 0;
         for _ in 0..10 {
@@ -290,8 +360,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn send_within_is_all_or_nothing_across_downstreams() {
-        let (fast, mut fast_rx) = buffer(100);
-        let (slow, _slow_rx) = buffer(4);
+        let (fast, mut fast_rx) = buffer(100, usize::MAX);
+        let (slow, _slow_rx) = buffer(4, usize::MAX);
         let fanout = Fanout::new(vec![fast, slow], Counter::default(), Counter::default());
         assert!(fanout
             .send_within(batch(4), Duration::from_millis(50))
@@ -310,16 +380,50 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_blocked_buffer_admits_exactly_max_bytes() {
+        // One beacon of 10 events sharing a big context (a 10 KB title).
+        let beacon = || {
+            let mut context = crate::event::Context::new();
+            context.set(
+                crate::event::FieldId::of(crate::schema::VIEW_TITLE),
+                "t".repeat(10_000),
+            );
+            let context = Arc::new(context);
+            (0..10)
+                .map(|_| Event::with_context(context.clone()))
+                .collect::<Batch>()
+        };
+        let size = batch_bytes(&beacon());
+        // The context is counted once per batch, not once per event.
+        assert!(size > 10_000 && size < 12_000, "{size}");
+        let (tx, _rx) = buffer(10_000, 3 * size + size / 2);
+        let fanout = Fanout::new(vec![tx.clone()], Counter::default(), Counter::default());
+        let mut admitted = 0;
+        for _ in 0..10 {
+            if fanout
+                .send_within(beacon(), Duration::from_millis(10))
+                .await
+                .is_ok()
+            {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 3);
+        assert_eq!(tx.buffered_bytes(), 3 * size);
+        assert_eq!(tx.buffered_events(), 30);
+    }
+
     #[tokio::test]
     async fn closed_receiver_is_reported() {
-        let (tx, rx) = buffer(10);
+        let (tx, rx) = buffer(10, usize::MAX);
         drop(rx);
         assert_eq!(tx.send(batch(1)).await, Err(SendError::Closed));
     }
 
     #[tokio::test]
     async fn oversized_batch_takes_the_whole_buffer() {
-        let (tx, mut rx) = buffer(5);
+        let (tx, mut rx) = buffer(5, usize::MAX);
         tx.send(batch(50)).await.expect("fits alone");
         assert_eq!(tx.buffered_events(), 5);
         assert_eq!(rx.recv().await.map(|b| b.len()), Some(50));

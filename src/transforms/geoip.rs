@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{Batch, Event};
+use crate::event::{Batch, Context, Event, FieldId, FieldValue};
 use crate::schema;
 use crate::telemetry::Counter;
 
@@ -589,12 +589,40 @@ struct Tally {
     invalid: u64,
 }
 
+/// The last context looked up, what it became (`None`: unchanged), and the outcome.
+type LastContext = (Arc<Context>, Option<Arc<Context>>, Option<Outcome>);
+
 impl FunctionTransform for GeoipTransform {
     fn transform_batch(&mut self, batch: &mut Batch) {
         self.pick_up_reload();
         let mut tally = Tally::default();
+        // A beacon's events share one context: look its address up once and
+        // hand every event the enriched context.
+        let mut last: Option<LastContext> = None;
         for event in batch.iter_mut() {
-            self.enrich(event, &mut tally);
+            let seen = last
+                .as_ref()
+                .is_some_and(|(original, _, _)| Arc::ptr_eq(original, event.context()));
+            if !seen {
+                let original = event.context().clone();
+                let mut context = Event::editing(&original);
+                let outcome = self.enrich(&mut context);
+                let enriched = outcome.map(|_| Arc::new(context.into_context()));
+                last = Some((original, enriched, outcome));
+            }
+            let Some((_, enriched, outcome)) = &last else {
+                continue;
+            };
+            match outcome {
+                Some(Outcome::Found) => tally.found += 1,
+                Some(Outcome::NotFound) => tally.not_found += 1,
+                Some(Outcome::Private) => tally.private += 1,
+                Some(Outcome::Invalid) => tally.invalid += 1,
+                None => {}
+            }
+            if let Some(enriched) = enriched {
+                event.set_context(enriched.clone());
+            }
         }
         self.found.add(tally.found);
         self.not_found.add(tally.not_found);
@@ -628,47 +656,33 @@ impl GeoipTransform {
         }
     }
 
-    fn enrich(&mut self, event: &mut Event, tally: &mut Tally) {
-        let Some(ip_text) = event.get_str(schema::CLIENT_IP) else {
-            return;
-        };
+    /// Enriches a context (as an editing event); `None` when it has no address.
+    fn enrich(&mut self, event: &mut Event) -> Option<Outcome> {
+        let ip_text = event.get_str(schema::CLIENT_IP)?;
         if !matches!(&self.last, Some((last_ip, _)) if last_ip == ip_text) {
             let resolved = self.resolve(ip_text);
             self.last = Some((ip_text.to_owned(), resolved));
         }
-        let Some((_, resolved)) = &self.last else {
-            return;
-        };
-        match resolved.outcome {
-            Outcome::Found => tally.found += 1,
-            Outcome::NotFound => tally.not_found += 1,
-            Outcome::Private => tally.private += 1,
-            Outcome::Invalid => tally.invalid += 1,
+        let (_, resolved) = self.last.as_ref()?;
+        if let Some(geo) = &resolved.geo {
+            event.set(
+                FieldId::of(schema::CLIENT_GEO),
+                FieldValue::Shared(geo.clone()),
+            );
         }
-        if resolved.geo.is_some() || resolved.asn.is_some() {
-            if let Some(Value::Object(client)) = event.get_mut("client") {
-                if let Some(geo) = &resolved.geo {
-                    client.insert("geo".to_owned(), Value::clone(geo));
-                }
-                if let Some(asn) = &resolved.asn {
-                    client.insert("as".to_owned(), Value::clone(asn));
-                }
-            }
+        if let Some(asn) = &resolved.asn {
+            event.set(
+                FieldId::of(schema::CLIENT_AS),
+                FieldValue::Shared(asn.clone()),
+            );
         }
+        let ip = FieldId::of(schema::CLIENT_IP);
         match (&resolved.anonymized, self.anonymize) {
             (_, AnonymizeIp::Off) => {}
-            (Some(ip), _) => match event.get_mut(schema::CLIENT_IP) {
-                // Rewritten in place: the shorter address fits the old buffer.
-                Some(Value::String(text)) => {
-                    text.clear();
-                    text.push_str(ip);
-                }
-                _ => event.insert(schema::CLIENT_IP, ip.as_str()),
-            },
-            (None, _) => {
-                event.remove(schema::CLIENT_IP);
-            }
+            (Some(anonymized), _) => event.set(ip, anonymized.as_str()),
+            (None, _) => event.remove_id(ip),
         }
+        Some(resolved.outcome)
     }
 
     fn resolve(&mut self, ip_text: &str) -> Resolved {
@@ -994,7 +1008,7 @@ mod tests {
         let (mut t, metrics) = build(&config()).unwrap();
         let events = run(&mut t, &["81.2.69.142"]);
         assert_eq!(
-            events[0].get("client"),
+            events[0].to_value().get("client"),
             Some(&json!({
                 "ip": "81.2.69.0",
                 "geo": {
@@ -1097,7 +1111,7 @@ mod tests {
     fn address_not_in_the_database() {
         let (mut t, metrics) = build(&config()).unwrap();
         let events = run(&mut t, &["8.8.8.8"]);
-        assert_eq!(events[0].get("client"), Some(&json!({"ip": "8.8.8.0"})));
+        assert_eq!(events[0].to_value()["client"], json!({"ip": "8.8.8.0"}));
         assert_eq!(lookups(&metrics, "not_found"), 1);
     }
 

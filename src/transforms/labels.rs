@@ -10,16 +10,16 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::FunctionTransform;
 use crate::conditions::{unknown_key, Condition, ConditionParts, ConditionSet};
 use crate::config::CheckConfig;
-use crate::event::{Batch, Event};
-use crate::schema;
+use crate::event::{Batch, Event, FieldValue};
 
 /// Most `when` rules one transform takes: the matches of an event are kept in a `u64`.
 pub const MAX_WHEN_RULES: usize = 64;
@@ -241,19 +241,21 @@ pub struct Labels {
 
 /// One label ready to write: built once so the hot path only clones.
 struct Label {
-    name: String,
-    /// `labels.<name>`, for lookups when not overwriting.
-    path: String,
-    value: Value,
+    /// Shared: setting a label costs two refcounts, not two copies.
+    name: Arc<str>,
+    value: Arc<Value>,
 }
 
 impl Label {
     fn new(name: &str, value: &str) -> Label {
         Label {
-            name: name.to_owned(),
-            path: format!("{}.{name}", schema::LABELS),
-            value: Value::String(value.to_owned()),
+            name: Arc::from(name),
+            value: Arc::new(Value::String(value.to_owned())),
         }
+    }
+
+    fn set_on(&self, event: &mut Event) {
+        event.set_label(self.name.clone(), FieldValue::Shared(self.value.clone()));
     }
 }
 
@@ -272,17 +274,9 @@ impl Labels {
             .filter(|(i, _)| matched & (1 << i) != 0)
             .map(|(_, set)| set);
         if self.overwrite {
-            if !matches!(event.get(schema::LABELS), Some(Value::Object(_))) {
-                event.insert(schema::LABELS, Value::Object(Map::new()));
-            }
-            // A `labels` object shared with the beacon's other events is
-            // copied into this event's own fields first.
-            let Some(labels) = event.get_mut(schema::LABELS).and_then(Value::as_object_mut) else {
-                return;
-            };
             // Forward, replacing: the last writer wins.
             for label in std::iter::once(&self.always).chain(rules).flatten() {
-                labels.insert(label.name.clone(), label.value.clone());
+                label.set_on(event);
             }
         } else {
             // Backward, filling gaps only: upstream values stay, and among
@@ -294,8 +288,8 @@ impl Labels {
                 .chain(std::iter::once(&self.always))
                 .flatten()
             {
-                if event.get(&label.path).is_none() {
-                    event.insert(&label.path, label.value.clone());
+                if event.label(&label.name).is_none() {
+                    label.set_on(event);
                 }
             }
         }
@@ -496,14 +490,13 @@ labels = { had_site = "yes" }
 
     #[test]
     fn labels_in_the_shared_beacon_context_are_respected() {
-        let Value::Object(context) = json!({"labels": {"site": "ctx", "keep": "1"}}) else {
-            unreachable!()
-        };
-        let context = std::sync::Arc::new(context);
+        let context = Event::from(json!({"labels": {"site": "ctx", "keep": "1"}}))
+            .context()
+            .clone();
         let mut overwriting = config(r#"labels = { site = "x", new = "n" }"#);
         let mut batch = vec![
-            Event::with_shared(context.clone()),
-            Event::with_shared(context.clone()),
+            Event::with_context(context.clone()),
+            Event::with_context(context.clone()),
         ];
         let mut first = vec![batch.remove(0)];
         overwriting.build().transform_batch(&mut first);

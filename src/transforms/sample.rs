@@ -199,9 +199,13 @@ pub fn event_key(event: &Event) -> String {
         Some(Value::Number(n)) => n.to_string(),
         _ => String::new(),
     };
+    let timestamp = event
+        .timestamp_ms()
+        .map(crate::sources::beacon_decoder::iso_millis)
+        .unwrap_or_default();
     format!(
         "{}|{}|{}|{}",
-        part(schema::TIMESTAMP),
+        timestamp,
         part(schema::RUM_TYPE),
         part(schema::RUM_SEQ),
         part(schema::URL_FULL)

@@ -18,12 +18,12 @@ use std::sync::Arc;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use url::Url;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{Batch, Event};
+use crate::event::{Batch, Context, Event};
 use crate::schema;
 use crate::sources::beacon_decoder::set_url_fields;
 use crate::telemetry::Counter;
@@ -307,22 +307,20 @@ impl Outcome {
 struct ContextScrub {
     /// Held so its address cannot be reused by another context while the
     /// next events are compared against it.
-    original: Arc<Map<String, Value>>,
+    original: Arc<Context>,
     /// `None` when scrubbing changed nothing.
-    replacement: Option<Arc<Map<String, Value>>>,
+    replacement: Option<Arc<Context>>,
     unparseable: u64,
 }
 
 impl ScrubUrl {
     /// The page URL and referrer live in the context a beacon's events
     /// share: scrub it once per beacon, not once per event.
-    fn scrub_context(&mut self, shared: &Arc<Map<String, Value>>) -> ContextScrub {
-        let mut context = Event::from_map((**shared).clone());
+    fn scrub_context(&mut self, shared: &Arc<Context>) -> ContextScrub {
+        let mut context = Event::editing(shared);
         let unparseable = self.scrub_event(&mut context);
-        let replacement = match context.into_value() {
-            Value::Object(map) if map != **shared => Some(Arc::new(map)),
-            _ => None,
-        };
+        let context = context.into_context();
+        let replacement = (context != **shared).then(|| Arc::new(context));
         ContextScrub {
             original: shared.clone(),
             replacement,
@@ -387,19 +385,17 @@ impl FunctionTransform for ScrubUrl {
         // The events of a beacon arrive together: remember the last context.
         let mut last: Option<ContextScrub> = None;
         for event in batch.iter_mut() {
-            if let Some(shared) = event.shared() {
-                let seen = last
-                    .as_ref()
-                    .is_some_and(|l| Arc::ptr_eq(&l.original, shared));
-                if !seen {
-                    let shared = shared.clone();
-                    last = Some(self.scrub_context(&shared));
-                }
-                if let Some(context) = &last {
-                    unparseable += context.unparseable;
-                    if let Some(replacement) = &context.replacement {
-                        event.set_shared(replacement.clone());
-                    }
+            let seen = last
+                .as_ref()
+                .is_some_and(|l| Arc::ptr_eq(&l.original, event.context()));
+            if !seen {
+                let shared = event.context().clone();
+                last = Some(self.scrub_context(&shared));
+            }
+            if let Some(context) = &last {
+                unparseable += context.unparseable;
+                if let Some(replacement) = &context.replacement {
+                    event.set_context(replacement.clone());
                 }
             }
             unparseable += self.scrub_event(event);
@@ -1600,10 +1596,7 @@ mod tests {
         assert_eq!(own_view["url"]["path_template"], "/u/:id");
         assert!(own_view["url"].get("query").is_none(), "{own_view}");
         // Scrubbed once for the beacon: its events still share one context.
-        assert!(Arc::ptr_eq(
-            batch[0].shared().unwrap(),
-            batch[1].shared().unwrap()
-        ));
+        assert!(Arc::ptr_eq(batch[0].context(), batch[1].context()));
         for event in &batch {
             let doc = event.to_value();
             assert_eq!(doc["url"]["full"], "https://e.com/a", "{doc}");

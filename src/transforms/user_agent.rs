@@ -8,6 +8,7 @@
 //! UA string and hints makes a repeated UA a lookup instead of a parse.
 
 use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock};
 
 use rustc_hash::{FxHashMap, FxHasher};
 use serde::Deserialize;
@@ -15,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{Batch, Event};
+use crate::event::{Batch, Context, Event, FieldId, FieldValue};
 use crate::schema;
 use crate::telemetry::Counter;
 
@@ -130,19 +131,42 @@ impl FunctionTransform for UserAgentTransform {
         let (mut hits, mut misses) = (0, 0);
         let before = batch.len();
         let drop_synthetic = self.drop_synthetic;
+        // The events of a beacon share one context and arrive together: the
+        // UA is resolved once per context and the enriched context is shared.
+        let mut last: Option<(Arc<Context>, Option<Arc<Context>>, bool)> = None;
         batch.retain_mut(|event| {
-            let Some((fields, hit)) = self.resolve(event) else {
+            let seen = last
+                .as_ref()
+                .is_some_and(|(original, _, _)| Arc::ptr_eq(original, event.context()));
+            if !seen {
+                let original = event.context().clone();
+                last = Some(match self.resolve(event) {
+                    None => (original, None, false),
+                    Some((fields, hit)) => {
+                        if hit {
+                            hits += 1;
+                        } else {
+                            misses += 1;
+                        }
+                        let mut context = (*original).clone();
+                        fields.apply(&mut context);
+                        (original, Some(Arc::new(context)), fields.synthetic)
+                    }
+                });
+            }
+            let Some((_, enriched, synthetic)) = &last else {
                 return true;
             };
-            if hit {
+            let Some(enriched) = enriched else {
+                return true;
+            };
+            if seen {
                 hits += 1;
-            } else {
-                misses += 1;
             }
-            if fields.synthetic && drop_synthetic {
+            if *synthetic && drop_synthetic {
                 return false;
             }
-            fields.apply(event);
+            event.set_context(enriched.clone());
             true
         });
         // Counted per batch: no atomics in the per-event loop.
@@ -180,28 +204,42 @@ impl UserAgentTransform {
     }
 }
 
-/// A resolved UA as ready-made JSON values, so a cache hit only clones them.
+/// A resolved UA as shared slot values, so a cache hit only bumps refcounts.
 #[derive(Debug, Clone, Default)]
 struct Prepared {
-    /// `(key, value)` pairs written directly under `user_agent`.
-    top: Vec<(&'static str, Value)>,
-    os: Option<Value>,
-    device: Option<Value>,
+    /// `user_agent.name`, `.version`, `.category`, `.os`, `.device`.
+    slots: Vec<(FieldId, Arc<Value>)>,
     synthetic: bool,
 }
 
+static SLOTS: LazyLock<[FieldId; 5]> = LazyLock::new(|| {
+    [
+        "user_agent.name",
+        "user_agent.version",
+        "user_agent.category",
+        "user_agent.os",
+        "user_agent.device",
+    ]
+    .map(FieldId::of)
+});
+
+static SYNTHETIC: LazyLock<(Arc<str>, Arc<Value>)> = LazyLock::new(|| {
+    let name = schema::LABELS_SYNTHETIC.trim_start_matches("labels.");
+    (Arc::from(name), Arc::new(Value::Bool(true)))
+});
+
 impl Prepared {
     fn new(info: UserAgentInfo) -> Self {
-        let mut top = Vec::new();
-        if let Some(name) = info.name {
-            top.push(("name", Value::String(name)));
-        }
-        if let Some(version) = info.version {
-            top.push(("version", Value::String(version)));
-        }
-        if let Some(category) = info.category {
-            top.push(("category", Value::String(category.to_owned())));
-        }
+        let ids = &*SLOTS;
+        let mut slots = Vec::new();
+        let mut put = |id: FieldId, value: Option<Value>| {
+            if let Some(value) = value {
+                slots.push((id, Arc::new(value)));
+            }
+        };
+        put(ids[0], info.name.map(Value::String));
+        put(ids[1], info.version.map(Value::String));
+        put(ids[2], info.category.map(|c| Value::String(c.to_owned())));
         let mut os = Map::new();
         if let Some(name) = info.os_name {
             os.insert("name".to_owned(), Value::String(name));
@@ -209,40 +247,28 @@ impl Prepared {
         if let Some(version) = info.os_version {
             os.insert("version".to_owned(), Value::String(version));
         }
-        let device = info.device_name.map(|name| {
-            let mut device = Map::new();
-            device.insert("name".to_owned(), Value::String(name));
-            Value::Object(device)
-        });
+        put(ids[3], (!os.is_empty()).then_some(Value::Object(os)));
+        put(
+            ids[4],
+            info.device_name.map(|name| {
+                let mut device = Map::new();
+                device.insert("name".to_owned(), Value::String(name));
+                Value::Object(device)
+            }),
+        );
         Self {
-            top,
-            os: (!os.is_empty()).then_some(Value::Object(os)),
-            device,
+            slots,
             synthetic: info.synthetic,
         }
     }
 
-    fn apply(&self, event: &mut Event) {
+    fn apply(&self, context: &mut Context) {
         if self.synthetic {
-            event.insert(schema::LABELS_SYNTHETIC, true);
+            let (name, value) = &*SYNTHETIC;
+            context.set_label(name.clone(), FieldValue::Shared(value.clone()));
         }
-        if self.top.is_empty() && self.os.is_none() && self.device.is_none() {
-            return;
-        }
-        if !matches!(event.get(schema::USER_AGENT), Some(Value::Object(_))) {
-            event.insert(schema::USER_AGENT, Value::Object(Map::new()));
-        }
-        let Some(Value::Object(ua)) = event.get_mut(schema::USER_AGENT) else {
-            return;
-        };
-        for (key, value) in &self.top {
-            ua.insert((*key).to_owned(), value.clone());
-        }
-        if let Some(os) = &self.os {
-            ua.insert("os".to_owned(), os.clone());
-        }
-        if let Some(device) = &self.device {
-            ua.insert("device".to_owned(), device.clone());
+        for (id, value) in &self.slots {
+            context.set(*id, FieldValue::Shared(value.clone()));
         }
     }
 }
@@ -878,7 +904,7 @@ mod tests {
                 }
             }
         }
-        if let Some(ua) = event.get(schema::USER_AGENT) {
+        if let Some(ua) = event.to_value().get(schema::USER_AGENT) {
             walk("", ua, &mut out);
         }
         out.remove("original");

@@ -7,16 +7,20 @@
 //! "result", "_shards", "_seq_no", "_primary_term", "status"}}]}`, failed items
 //! carrying `"error": {"type", "reason"}` and their own `status` (409
 //! `version_conflict_engine_exception` for a `create` whose `_id` exists).
-//! `GET /` answers the version document; template PUTs are acknowledged.
+//! `GET /` answers the version document; template and ILM PUTs are
+//! acknowledged; `PUT /{index}` creates an index (`400
+//! resource_already_exists_exception` if it exists).
 //!
 //! Knobs make it misbehave: whole-request statuses (429, 503...), hanging
 //! past the client's timeout (before or after storing), dropped connections,
 //! chosen items failing (429 a number of times, 400 mapping errors, 409),
 //! Quickwit-style answers, a body size cap (413), required credentials, data
-//! streams. It counts stored documents by `_id` and records every request.
+//! streams, no index auto-create (items for a missing index answer `404
+//! index_not_found_exception`), template APIs that fail (Quickwit's `404 Route
+//! not found`, a write-only key's `403`). It counts stored documents by `_id` and records every request.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -88,12 +92,18 @@ struct Knobs {
     count_only: bool,
     /// Path prefix the double is served under (`/api/v1/_elastic`).
     prefix: String,
+    /// `action.auto_create_index: false`: writes need `PUT /{index}` first.
+    no_auto_create: bool,
+    /// Status for every template / ILM PUT (404 or 403), if they fail.
+    template_status: Option<u16>,
 }
 
 #[derive(Default)]
 struct Store {
     /// index → _id → (version, source)
     indices: BTreeMap<String, BTreeMap<String, (u64, Value)>>,
+    /// Indices created by `PUT /{index}` (with or without documents).
+    created: BTreeSet<String>,
     /// Creates refused as 409 because the `_id` existed.
     conflicts: u64,
     /// Attempts per `_id`, for `ItemFault::Rejected`.
@@ -206,6 +216,29 @@ impl EsDouble {
     pub fn data_streams(&self, names: &[&str]) {
         self.state.knobs.lock().unwrap().data_streams =
             names.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Models `action.auto_create_index: false` (or an engine without it).
+    pub fn no_auto_create(&self, on: bool) {
+        self.state.knobs.lock().unwrap().no_auto_create = on;
+    }
+
+    /// Template and ILM PUTs answer this status (404 as Quickwit, 403 as a
+    /// write-only API key), or are acknowledged (`None`).
+    pub fn fail_templates(&self, status: Option<u16>) {
+        self.state.knobs.lock().unwrap().template_status = status;
+    }
+
+    /// Indices created by `PUT /{index}`.
+    pub fn created_indices(&self) -> Vec<String> {
+        self.state
+            .store
+            .lock()
+            .unwrap()
+            .created
+            .iter()
+            .cloned()
+            .collect()
     }
 
     pub fn count_only(&self, on: bool) {
@@ -436,7 +469,17 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
     } else {
         raw
     };
+    let quickwit = state.knobs.lock().unwrap().quickwit;
     match (seen.method.as_str(), path.as_str()) {
+        // Quickwit's `GET /api/v1/_elastic` names its own distribution.
+        ("GET", "/") if quickwit => Ok(json_response(
+            200,
+            json!({
+                "name": "qw-node",
+                "cluster_name": "quickwit-default-cluster",
+                "version": {"distribution": "quickwit", "number": "0.8.2"}
+            }),
+        )),
         ("GET", "/") => Ok(json_response(
             200,
             json!({
@@ -449,12 +492,44 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
             }),
         )),
         ("PUT", p)
-            if p.starts_with("/_index_template/") || p.starts_with("/_component_template/") =>
+            if p.starts_with("/_index_template/")
+                || p.starts_with("/_component_template/")
+                || p.starts_with("/_ilm/policy/") =>
         {
+            let failing = state.knobs.lock().unwrap().template_status;
+            match failing {
+                Some(404) => {
+                    return Ok(json_response(404, json!({"message": "Route not found"})))
+                }
+                Some(status) => {
+                    return Ok(es_error(
+                        status,
+                        "security_exception",
+                        "action [indices:admin/index_template/put] is unauthorized for API key id [writer]",
+                    ))
+                }
+                None => {}
+            }
             match serde_json::from_slice::<Value>(&body) {
                 Ok(_) => Ok(json_response(200, json!({"acknowledged": true}))),
                 Err(e) => Ok(es_error(400, "parse_exception", &e.to_string())),
             }
+        }
+        ("PUT", p) if !p[1..].contains('/') && !p[1..].is_empty() && !p.starts_with("/_") => {
+            let name = &p[1..];
+            let mut store = state.store.lock().unwrap();
+            if store.created.contains(name) || store.indices.contains_key(name) {
+                return Ok(es_error(
+                    400,
+                    "resource_already_exists_exception",
+                    &format!("index [{name}/double] already exists"),
+                ));
+            }
+            store.created.insert(name.to_owned());
+            Ok(json_response(
+                200,
+                json!({"acknowledged": true, "shards_acknowledged": true, "index": name}),
+            ))
         }
         ("POST" | "PUT", "/_bulk") => {
             if let Some(max) = max_body {
@@ -708,6 +783,15 @@ fn apply_item(
         }
     }
     let is_stream = knobs.data_streams.iter().any(|s| s == index);
+    if knobs.no_auto_create
+        && !is_stream
+        && !store.created.contains(index)
+        && !store.indices.contains_key(index)
+    {
+        return json!({"_index": index, "_id": id, "status": 404, "error": {
+            "type": "index_not_found_exception", "reason": format!("no such index [{index}]"),
+            "index": index, "resource.type": "index_expression", "resource.id": index}});
+    }
     if is_stream {
         if op != "create" {
             return item_error(

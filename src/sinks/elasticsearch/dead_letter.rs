@@ -4,24 +4,85 @@
 //!
 //! `{"@timestamp": "...", "index": "...", "id": "...", "error": {"status": 400, "type": "...", "reason": "..."}, "document": {...}}`
 //!
-//! Replaying it is idempotent (same `_id`, `create`):
+//! Whole lines or nothing: a write that fails part-way (a full disk, a quota)
+//! is cut back to where it started, and a file left with a torn last line (a
+//! crash mid-write) is cut back to its last whole line when it is opened. So
+//! every line parses, the replay command in README replays all of them, and
+//! `elasticsearch_dead_lettered_events_total` equals the lines this process
+//! wrote. Replaying is idempotent on Elasticsearch/OpenSearch (same `_id`,
+//! `create`); on engines without `_id` semantics it is at-least-once:
 //! `jq -c '{create:{_index:.index,_id:.id}}, .document' FILE | curl -H 'Content-Type: application/x-ndjson' --data-binary @- "$ES/_bulk"`.
 
+use std::fs::OpenOptions;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use super::encoder::ItemSpan;
 use super::retry::Failure;
 
+/// The file dead letters are appended to. A trait so tests can inject one
+/// that fails after N bytes, as a full disk does.
+pub trait LetterFile: Send + 'static {
+    /// Length in bytes.
+    fn size(&mut self) -> io::Result<u64>;
+    /// Appends all of `bytes` and makes them durable, or fails (possibly
+    /// after writing some of them).
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Cuts the file to `len` bytes.
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// The last `n` bytes (`n` <= length).
+    fn tail(&mut self, n: u64) -> io::Result<Vec<u8>>;
+}
+
+impl LetterFile for std::fs::File {
+    fn size(&mut self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write_all(bytes)?;
+        // Some filesystems (NFS, XFS with delayed allocation) report a full
+        // disk only here; a line is not counted before this succeeds.
+        self.sync_data()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.set_len(len)
+    }
+
+    fn tail(&mut self, n: u64) -> io::Result<Vec<u8>> {
+        let len = LetterFile::size(self)?;
+        self.seek(SeekFrom::Start(len.saturating_sub(n)))?;
+        let mut out = Vec::with_capacity(n as usize);
+        self.take(n).read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
+
+/// Opens the file at a path (the real one creates it, append mode).
+pub type Opener = Arc<dyn Fn(&Path) -> io::Result<Box<dyn LetterFile>> + Send + Sync>;
+
+fn open_file(path: &Path) -> io::Result<Box<dyn LetterFile>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)?;
+    Ok(Box::new(file))
+}
+
 /// Appends dead letters; shared by every request of the sink.
 pub struct DeadLetters {
     path: Option<PathBuf>,
-    /// Opened on first use; `None` inside once opening failed (logged).
-    file: Mutex<Option<tokio::fs::File>>,
+    opener: Opener,
+    /// Opened (and repaired) on first use; emptied after a failed write so
+    /// the next one reopens — the file may have been rotated or the disk freed.
+    file: Mutex<Option<Box<dyn LetterFile>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,14 +93,20 @@ pub enum DeadLetterError {
     Io {
         path: String,
         #[source]
-        source: std::io::Error,
+        source: io::Error,
     },
 }
 
 impl DeadLetters {
     pub fn new(path: Option<PathBuf>) -> Self {
+        Self::with_opener(path, Arc::new(open_file))
+    }
+
+    /// With another way to open the file (tests: a writer that fails).
+    pub fn with_opener(path: Option<PathBuf>, opener: Opener) -> Self {
         Self {
             path,
+            opener,
             file: Mutex::new(None),
         }
     }
@@ -48,8 +115,8 @@ impl DeadLetters {
         self.path.as_deref()
     }
 
-    /// Writes one line per item and flushes. All or nothing is not
-    /// guaranteed on a full disk; the caller counts a failure as a loss.
+    /// Appends one line per item: all of them, or none (the file is cut back
+    /// to where it was when a write fails part-way).
     pub async fn write(
         &self,
         body: &[u8],
@@ -57,10 +124,6 @@ impl DeadLetters {
     ) -> Result<(), DeadLetterError> {
         let Some(path) = &self.path else {
             return Err(DeadLetterError::NotConfigured);
-        };
-        let io = |source| DeadLetterError::Io {
-            path: path.display().to_string(),
-            source,
         };
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut lines = Vec::new();
@@ -74,28 +137,119 @@ impl DeadLetters {
             );
         }
         let mut guard = self.file.lock().await;
-        if guard.is_none() {
-            let file = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .await
-                .map_err(io)?;
-            *guard = Some(file);
+        let file = guard.take();
+        let opener = self.opener.clone();
+        let owned_path = path.clone();
+        // Blocking file I/O off the runtime's threads; the lock keeps writes whole.
+        let (file, result) = tokio::task::spawn_blocking(move || {
+            let mut file = match file {
+                Some(file) => file,
+                None => match open_repaired(&opener, &owned_path) {
+                    Ok(file) => file,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
+            match append_whole(file.as_mut(), &lines) {
+                Ok(()) => (Some(file), Ok(())),
+                Err(e) => (None, Err(e)),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| (None, Err(io::Error::other(e.to_string()))));
+        *guard = file;
+        result.map_err(|source| DeadLetterError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+/// Appends `lines`; on failure cuts the file back to its length before. If
+/// even that fails, the torn line is cut when the file is next opened.
+fn append_whole(file: &mut dyn LetterFile, lines: &[u8]) -> io::Result<()> {
+    let before = file.size()?;
+    if let Err(e) = file.append(lines) {
+        let _ = file.truncate(before);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn open_repaired(opener: &Opener, path: &Path) -> io::Result<Box<dyn LetterFile>> {
+    let mut file = opener(path)?;
+    let cut = cut_torn_tail(file.as_mut())?;
+    if cut > 0 {
+        tracing::warn!(
+            "dead-letter file {}: cut {cut} byte(s) of a torn last line (a write was interrupted)",
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
+/// Cuts whatever follows the last newline; returns how many bytes went.
+pub fn cut_torn_tail(file: &mut dyn LetterFile) -> io::Result<u64> {
+    let len = file.size()?;
+    let mut window: u64 = 4096;
+    loop {
+        let n = window.min(len);
+        if n == 0 {
+            return Ok(0);
         }
-        let Some(file) = guard.as_mut() else {
-            return Err(DeadLetterError::NotConfigured);
-        };
-        let written = async {
-            file.write_all(&lines).await?;
-            file.flush().await
-        };
-        if let Err(e) = written.await {
-            // Reopen next time: the file may have been rotated or the disk freed.
-            *guard = None;
-            return Err(io(e));
+        let tail = file.tail(n)?;
+        if let Some(pos) = tail.iter().rposition(|b| *b == b'\n') {
+            let keep = len - n + pos as u64 + 1;
+            if keep < len {
+                file.truncate(keep)?;
+            }
+            return Ok(len - keep);
         }
-        Ok(())
+        if n == len {
+            file.truncate(0)?;
+            return Ok(len);
+        }
+        window = window.saturating_mul(8);
+    }
+}
+
+/// What `validate` checks: the file (or, before it exists, its directory)
+/// can be written, so dead letters are not found unwritable during an outage.
+pub fn check_writable(path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    if path.is_dir() {
+        return Err(format!("`{shown}` is a directory"));
+    }
+    let dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => dir.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!("the directory of `{shown}` does not exist"));
+    }
+    if path.exists() {
+        return OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(|_| ())
+            .map_err(|e| {
+                format!("`{shown}` cannot be opened for writing ({e}): dead letters would be lost")
+            });
+    }
+    let probe = dir.join(format!(".rum-pipeline-write-probe-{}", std::process::id()));
+    match OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        // A probe left by a crashed run of the same pid: the directory is writable.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "cannot create `{shown}`: the directory `{}` is not writable ({e}); dead letters would be lost",
+            dir.display()
+        )),
     }
 }
 
@@ -217,5 +371,155 @@ mod tests {
             unwritable.write(body, &[(spans[0], &failure)]).await,
             Err(DeadLetterError::Io { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod whole_line_tests {
+    use super::*;
+    use serde_json::Value;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A real file that accepts only `budget` more bytes, then fails with
+    /// ENOSPC after writing what fits — as a full disk does.
+    struct FailAfter {
+        file: std::fs::File,
+        budget: Arc<AtomicUsize>,
+    }
+
+    impl LetterFile for FailAfter {
+        fn size(&mut self) -> io::Result<u64> {
+            LetterFile::size(&mut self.file)
+        }
+        fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+            let budget = self.budget.load(Ordering::SeqCst);
+            let n = budget.min(bytes.len());
+            self.file.write_all(&bytes[..n])?;
+            self.budget.fetch_sub(n, Ordering::SeqCst);
+            if n < bytes.len() {
+                return Err(io::Error::from_raw_os_error(28));
+            }
+            Ok(())
+        }
+        fn truncate(&mut self, len: u64) -> io::Result<()> {
+            self.file.set_len(len)
+        }
+        fn tail(&mut self, n: u64) -> io::Result<Vec<u8>> {
+            self.file.tail(n)
+        }
+    }
+
+    fn body(n: usize) -> (Vec<u8>, Vec<ItemSpan>) {
+        let mut body = Vec::new();
+        let mut spans = Vec::new();
+        for i in 0..n {
+            let start = body.len();
+            body.extend_from_slice(
+                format!("{{\"create\":{{\"_index\":\"i\",\"_id\":\"{i}\"}}}}\n").as_bytes(),
+            );
+            let source = body.len();
+            body.extend_from_slice(
+                format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(40)).as_bytes(),
+            );
+            spans.push(ItemSpan {
+                start,
+                source,
+                end: body.len(),
+            });
+        }
+        (body, spans)
+    }
+
+    fn ids(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("every line parses");
+                v["id"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_write_cut_short_leaves_only_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let budget = Arc::new(AtomicUsize::new(usize::MAX));
+        let opener: Opener = {
+            let budget = budget.clone();
+            Arc::new(move |p: &Path| {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .create(true)
+                    .open(p)?;
+                Ok(Box::new(FailAfter {
+                    file,
+                    budget: budget.clone(),
+                }) as Box<dyn LetterFile>)
+            })
+        };
+        let letters = DeadLetters::with_opener(Some(path.clone()), opener);
+        let (body, spans) = body(6);
+        let failure = Failure::new(Some(400), "mapper_parsing_exception", "bad");
+        let pick = |r: std::ops::Range<usize>| -> Vec<(ItemSpan, &Failure)> {
+            spans[r].iter().map(|s| (*s, &failure)).collect()
+        };
+        letters.write(&body, &pick(0..2)).await.unwrap();
+        // The disk fills up in the middle of the second line of the next write.
+        let one_line = std::fs::metadata(&path).unwrap().len() as usize / 2;
+        budget.store(one_line + one_line / 2, Ordering::SeqCst);
+        let err = letters.write(&body, &pick(2..4)).await.unwrap_err();
+        assert!(err.to_string().contains("os error 28"), "{err}");
+        assert_eq!(
+            ids(&path),
+            ["0", "1"],
+            "the half-written write was cut back"
+        );
+        // Space again: later writes land after the last whole line.
+        budget.store(usize::MAX, Ordering::SeqCst);
+        letters.write(&body, &pick(4..6)).await.unwrap();
+        assert_eq!(ids(&path), ["0", "1", "4", "5"]);
+    }
+
+    #[tokio::test]
+    async fn a_torn_line_from_a_crash_is_cut_when_the_file_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        std::fs::write(
+            &path,
+            "{\"id\":\"a\",\"document\":{}}\n{\"id\":\"b\",\"docu",
+        )
+        .unwrap();
+        let letters = DeadLetters::new(Some(path.clone()));
+        let (body, spans) = body(1);
+        let failure = Failure::new(None, "shutdown", "x");
+        letters.write(&body, &[(spans[0], &failure)]).await.unwrap();
+        assert_eq!(ids(&path), ["a", "0"]);
+        // A file with no newline at all is all torn.
+        let mut only_torn = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        only_torn.set_len(0).unwrap();
+        only_torn.write_all(&vec![b'x'; 10_000]).unwrap();
+        assert_eq!(cut_torn_tail(&mut only_torn).unwrap(), 10_000);
+        assert_eq!(LetterFile::size(&mut only_torn).unwrap(), 0);
+    }
+
+    #[test]
+    fn validate_sees_an_unusable_path() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_writable(&dir.path().join("dead.ndjson")).is_ok());
+        assert!(check_writable(dir.path())
+            .unwrap_err()
+            .contains("is a directory"));
+        assert!(check_writable(&dir.path().join("no/such/dead.ndjson"))
+            .unwrap_err()
+            .contains("does not exist"));
+        // Nothing is left behind by the probe.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -184,7 +184,7 @@ fn start(backend: Arc<dyn Backend>, settings: Settings, buffer_events: usize) ->
         allowed_values: &BTreeMap::new(),
     })
     .unwrap();
-    let (tx, rx) = buffer(buffer_events);
+    let (tx, rx) = buffer(buffer_events, usize::MAX);
     let task = tokio::spawn(run(shared, router, settings, rx));
     Harness {
         registry,

@@ -38,6 +38,20 @@ pub fn document_id(event: &Event, source: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(ID_RECIPE);
     for path in ID_FIELDS {
+        if path == schema::TIMESTAMP {
+            // Held as an integer; hashed as the text the document carries.
+            match event.timestamp_ms() {
+                None => hasher.update([0u8]),
+                Some(ms) => {
+                    let mut text = Vec::with_capacity(24);
+                    crate::event::write_iso_millis(ms, &mut text);
+                    hasher.update([1u8]);
+                    hasher.update((text.len() as u64).to_le_bytes());
+                    hasher.update(&text);
+                }
+            }
+            continue;
+        }
         match event.get(path) {
             None | Some(Value::Null) => hasher.update([0u8]),
             Some(Value::String(text)) => {

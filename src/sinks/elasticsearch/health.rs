@@ -47,11 +47,19 @@ pub fn describe(body: &[u8]) -> ClusterInfo {
         .next()
         .and_then(|m| m.parse().ok())
         .unwrap_or(0);
+    // Only versions known to differ are called unsupported: Elasticsearch
+    // before 8 and OpenSearch before 1. Engines that copy `_bulk` (Quickwit
+    // says `"distribution": "quickwit"`) are supported, with at-least-once
+    // delivery since they have no `_id` semantics.
     let supported = match distribution {
+        "elasticsearch" => major >= 8,
         "opensearch" => major >= 1,
-        _ => major >= 8,
+        _ => true,
     };
     let mut description = format!("{distribution} {version}");
+    if !matches!(distribution, "elasticsearch" | "opensearch") {
+        description.push_str(" (no `_id` deduplication: delivery is at-least-once)");
+    }
     if let Some(cluster) = cluster {
         description.push_str(&format!(" (cluster `{cluster}`)"));
     }
@@ -80,5 +88,11 @@ mod tests {
         let os = br#"{"version":{"distribution":"opensearch","number":"2.13.0"}}"#;
         assert!(describe(os).supported);
         assert!(describe(b"not json").supported);
+        // Quickwit's `GET /api/v1/_elastic` (README lists it): not unsupported.
+        let qw = br#"{"name":"node","cluster_name":"quickwit-default-cluster","version":{"distribution":"quickwit","number":"0.8.2"}}"#;
+        let info = describe(qw);
+        assert!(info.supported, "{info:?}");
+        assert!(info.description.starts_with("quickwit 0.8.2"), "{info:?}");
+        assert!(info.description.contains("at-least-once"), "{info:?}");
     }
 }

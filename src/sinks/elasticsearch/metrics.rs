@@ -37,7 +37,7 @@ impl SinkMetrics {
         let requests = |outcome: &str| {
             component.counter(
                 "elasticsearch_bulk_requests_total",
-                "Bulk requests by outcome (ok, partial: some items failed, failed: no usable answer).",
+                "Bulk requests by outcome (ok: every item stored; partial: some stored; failed: none stored — no usable answer, or every item refused or to retry).",
                 &[("outcome", outcome)],
             )
         };

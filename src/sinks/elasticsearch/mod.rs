@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod request;
 pub mod retry;
 pub mod service;
+pub mod setup;
 pub mod templates;
 
 use std::collections::BTreeMap;
@@ -103,6 +104,13 @@ pub struct ElasticsearchConfig {
     /// policy: OpenSearch and engines without ILM, or retention kept elsewhere.
     #[serde(default)]
     pub ilm_retention_days: u32,
+    /// Create the dated indices this many minutes before they are first
+    /// written to (tomorrow's shortly before UTC midnight; today's at
+    /// startup), for engines that do not create an index on write
+    /// (`action.auto_create_index: false`). 0 = never: the engine creates
+    /// them. Bulk mode only (data streams are created by their template).
+    #[serde(default)]
+    pub create_indices_ahead_minutes: u32,
     /// `GET /` at startup to log the engine and version (never blocks startup).
     #[serde(default = "crate::config::default_true")]
     pub healthcheck: bool,
@@ -447,16 +455,34 @@ fn split_urls(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// A URL for logs and errors: user info removed; unparsable text is not shown.
-pub fn redact(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut parsed) => {
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.to_string()
+/// An endpoint for logs and errors, whatever it looks like — a URL, text
+/// without a scheme (`user:pass@host:9200`), something unparsable: anything
+/// before the last `@` after the scheme is user info and becomes `***`, and a
+/// query or fragment (which may carry a key) is cut.
+pub fn redact(text: &str) -> String {
+    // A scheme is letters, digits, `+-.` before `://`: a password holding
+    // `://` (`user:pa://ss@host`) must not pass for one.
+    let start = match text.find("://") {
+        Some(i)
+            if text[..i].starts_with(|c: char| c.is_ascii_alphabetic())
+                && text[..i]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) =>
+        {
+            i + 3
         }
-        Err(_) => "(invalid URL)".to_owned(),
-    }
+        _ => 0,
+    };
+    let (scheme, rest) = text.split_at(start);
+    let (hidden, rest) = match rest.rfind('@') {
+        Some(at) => ("***@", &rest[at + 1..]),
+        None => ("", rest),
+    };
+    let (rest, cut) = match rest.find(['?', '#']) {
+        Some(i) => (&rest[..i], "?…"),
+        None => (rest, ""),
+    };
+    format!("{scheme}{hidden}{rest}{cut}")
 }
 
 fn percent_decode(text: &str) -> String {
@@ -491,10 +517,14 @@ impl ElasticsearchConfig {
         }
         let mut urls = Vec::new();
         let mut url_auth: Option<Auth> = None;
-        for (i, text) in self.endpoints.0.iter().enumerate() {
-            let mut url =
-                Url::parse(text).map_err(|e| format!("entry {} is not a URL ({e})", i + 1))?;
+        for text in &self.endpoints.0 {
             let shown = redact(text);
+            if !text.contains("://") {
+                return Err(format!(
+                    "`{shown}` has no scheme: write http://{shown} or https://{shown}"
+                ));
+            }
+            let mut url = Url::parse(text).map_err(|e| format!("`{shown}` is not a URL ({e})"))?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(format!("`{shown}`: only http and https are supported"));
             }
@@ -527,7 +557,8 @@ impl ElasticsearchConfig {
     pub fn router(&self) -> Result<IndexRouter, (&'static str, String)> {
         IndexRouter::new(&IndexOptions {
             template: self.index.as_deref(),
-            prefix: &self.index_prefix,
+            // Canarytrace-style `c.` (prefix with its separator): never `c..metrics`.
+            prefix: self.index_prefix.trim_end_matches('.'),
             data_stream: self.mode == Mode::DataStream,
             fallback: &self.index_fallback,
             allowed_values: &self.index_allowed_values,
@@ -547,6 +578,28 @@ impl ElasticsearchConfig {
             max_retry_duration: Duration::from_secs(self.retry.max_duration_secs),
             shutdown_deadline: Duration::from_secs(self.retry.shutdown_deadline_secs),
         }
+    }
+
+    /// The indices to create ahead of time, if asked.
+    fn index_plan(&self, router: &IndexRouter) -> Result<Option<setup::IndexPlan>, String> {
+        if self.create_indices_ahead_minutes == 0 {
+            return Ok(None);
+        }
+        if self.mode == Mode::DataStream {
+            return Err("data streams are created by their index template (manage_template); set it to 0 in data_stream mode".into());
+        }
+        let allowed: Vec<(index::TemplateField, Vec<String>)> = self
+            .index_allowed_values
+            .iter()
+            .filter_map(|(k, v)| Some((index::TemplateField::parse(k)?, v.clone())))
+            .collect();
+        setup::IndexPlan::new(
+            router.clone(),
+            self.index.as_deref(),
+            &allowed,
+            Duration::from_secs(u64::from(self.create_indices_ahead_minutes) * 60),
+        )
+        .map(Some)
     }
 
     pub fn build(&self, cx: SinkContext) -> anyhow::Result<SinkFuture> {
@@ -572,6 +625,9 @@ impl ElasticsearchConfig {
         } else {
             Vec::new()
         };
+        let indices = self
+            .index_plan(&router)
+            .map_err(|e| anyhow::anyhow!("create_indices_ahead_minutes: {e}"))?;
         let client = EsClient::new(ClientSettings {
             endpoints: endpoints.urls,
             credentials: auth.credentials(),
@@ -579,8 +635,7 @@ impl ElasticsearchConfig {
             verify_certificates: self.tls.verify_certificates,
             timeout: Duration::from_millis(self.request.timeout_ms),
             gzip: self.compression == Compression::Gzip,
-        })?
-        .with_templates(templates);
+        })?;
         let client = Arc::new(client);
         let settings = self.settings();
         let SinkContext {
@@ -589,7 +644,19 @@ impl ElasticsearchConfig {
             health,
             input,
         } = cx;
-        let backend: Arc<dyn Backend> = client.clone();
+        let (first_pass_tx, first_pass) = tokio::sync::watch::channel(false);
+        let setup = setup::Setup {
+            id: id.clone(),
+            client: client.clone(),
+            templates,
+            indices,
+            template_errors: metrics.errors("template_install_failed", "sending"),
+            index_errors: metrics.errors("index_create_failed", "sending"),
+        };
+        let backend: Arc<dyn Backend> = Arc::new(setup::GatedClient {
+            client: client.clone(),
+            first_pass,
+        });
         let shared = Arc::new(Shared::new(
             id.clone(),
             backend,
@@ -617,6 +684,7 @@ impl ElasticsearchConfig {
         );
         Ok(Box::pin(async move {
             tracing::info!(component = %id, "writing to {described}");
+            let setup = tokio::spawn(setup.run(first_pass_tx));
             if healthcheck {
                 let shared = shared.clone();
                 tokio::spawn(async move {
@@ -626,7 +694,7 @@ impl ElasticsearchConfig {
                         }
                         Ok(info) => tracing::warn!(
                             component = %shared.id,
-                            "connected to {}, which this sink does not support (Elasticsearch 8+ or OpenSearch expected)",
+                            "connected to {}, which this sink does not support (Elasticsearch 8+, OpenSearch 1+, or an engine that copies _bulk such as Quickwit expected)",
                             info.description
                         ),
                         Err(failure) => shared.degraded(&failure),
@@ -634,6 +702,7 @@ impl ElasticsearchConfig {
                 });
             }
             service::run(shared, router, settings, input).await;
+            setup.abort();
         }))
     }
 }
@@ -644,8 +713,19 @@ impl CheckConfig for ElasticsearchConfig {
         if let Err(e) = self.resolve_endpoints() {
             problems.push(("endpoints", e));
         }
-        if let Err((key, message)) = self.router() {
-            problems.push((key, message));
+        match self.router() {
+            Err((key, message)) => problems.push((key, message)),
+            Ok(router) => {
+                if let Err(e) = self.index_plan(&router) {
+                    problems.push(("create_indices_ahead_minutes", e));
+                }
+            }
+        }
+        if self.create_indices_ahead_minutes > 24 * 60 {
+            problems.push((
+                "create_indices_ahead_minutes",
+                "at most 1440 (a day)".into(),
+            ));
         }
         if let Some(path) = &self.tls.ca_file {
             if !path.is_file() {
@@ -683,17 +763,8 @@ impl CheckConfig for ElasticsearchConfig {
             ));
         }
         if let Some(path) = &self.dead_letter.path {
-            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-            if path.is_dir() {
-                problems.push((
-                    "dead_letter.path",
-                    format!("`{}` is a directory", path.display()),
-                ));
-            } else if parent.is_some_and(|p| !p.is_dir()) {
-                problems.push((
-                    "dead_letter.path",
-                    format!("the directory of `{}` does not exist", path.display()),
-                ));
+            if let Err(problem) = dead_letter::check_writable(path) {
+                problems.push(("dead_letter.path", problem));
             }
         }
         problems
@@ -795,7 +866,43 @@ batch.max_bytes = "10mb"
                 password: Secret("p:ss".into())
             })
         );
-        assert_eq!(redact("https://u:p@h:1/"), "https://h:1/");
+        assert_eq!(redact("https://u:p@h:1/"), "https://***@h:1/");
+    }
+
+    #[test]
+    fn user_info_never_shows_with_or_without_a_scheme() {
+        for (text, shown) in [
+            ("user:pass@host:9200", "***@host:9200"),
+            ("https://user:pass@host:9200/x", "https://***@host:9200/x"),
+            ("http://u:p@ss@host", "http://***@host"),
+            ("http://user:pa/ss@host:9200", "http://***@host:9200"),
+            ("https://host:9200/?api_key=k", "https://host:9200/?…"),
+            ("host:9200", "host:9200"),
+            ("user:pa://ss@host:9200", "***@host:9200"),
+        ] {
+            assert_eq!(redact(text), shown, "{text}");
+        }
+        for endpoints in [
+            "'user:pass@host:9200'",
+            "'ftp://user:pass@host'",
+            "'http://user:pass@'",
+            "'http://user:pass@host:9200/?q=1'",
+            "['http://a:9200', 'user:pass@b:9200']",
+            "'user:pass://x@b:9200'",
+        ] {
+            let c = parse(&format!("endpoints = {endpoints}")).unwrap();
+            let problems = format!("{:?} {:?}", c.check(), c);
+            assert!(!problems.contains("pass"), "{endpoints}: {problems}");
+            assert!(problems.contains("endpoints"), "{endpoints}: {problems}");
+        }
+        let c = parse("endpoints = 'elastic:pass@es:9200'").unwrap();
+        assert!(
+            c.check()[0]
+                .1
+                .contains("has no scheme: write http://***@es:9200"),
+            "{:?}",
+            c.check()
+        );
     }
 
     #[test]

@@ -23,7 +23,6 @@ use elasticsearch::http::transport::{
 };
 use elasticsearch::http::{Method, Url};
 use flate2::write::GzEncoder;
-use tokio::sync::OnceCell;
 
 use super::retry::Failure;
 
@@ -44,7 +43,8 @@ pub struct Reply {
 pub trait Backend: Send + Sync + 'static {
     /// Sends one NDJSON bulk body.
     fn bulk(&self, body: Bytes) -> BoxFuture<'_, Result<Reply, Failure>>;
-    /// Runs before sending until it has succeeded once (index templates).
+    /// Runs before each bulk request; the Elasticsearch client waits here
+    /// for the first attempt at installing templates (never for its success).
     fn prepare(&self) -> BoxFuture<'_, Result<(), Failure>> {
         Box::pin(async { Ok(()) })
     }
@@ -67,9 +67,6 @@ pub struct EsClient {
     transport: Transport,
     timeout: Duration,
     gzip: bool,
-    /// Index/component templates to install before the first bulk (path, body).
-    templates: Vec<(String, serde_json::Value)>,
-    templates_installed: OnceCell<()>,
 }
 
 impl EsClient {
@@ -101,14 +98,7 @@ impl EsClient {
             transport,
             timeout: settings.timeout,
             gzip: settings.gzip,
-            templates: Vec::new(),
-            templates_installed: OnceCell::new(),
         })
-    }
-
-    pub fn with_templates(mut self, templates: Vec<(String, serde_json::Value)>) -> Self {
-        self.templates = templates;
-        self
     }
 
     async fn send(
@@ -148,31 +138,12 @@ impl EsClient {
         self.send(Method::Get, "", HeaderMap::new(), None).await
     }
 
-    /// Installs the index templates (idempotent `PUT`s).
-    async fn install_templates(&self) -> Result<(), Failure> {
-        for (path, body) in &self.templates {
-            let mut headers = HeaderMap::new();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            let body = Bytes::from(body.to_string());
-            let reply = self.send(Method::Put, path, headers, Some(body)).await?;
-            if !(200..300).contains(&reply.status) {
-                return Err(Failure::new(
-                    Some(reply.status),
-                    "template_install_failed",
-                    format!(
-                        "PUT {path}: {}",
-                        String::from_utf8_lossy(&reply.body)
-                            .chars()
-                            .take(300)
-                            .collect::<String>()
-                    ),
-                ));
-            }
-        }
-        if !self.templates.is_empty() {
-            tracing::info!("installed {} index template(s)", self.templates.len());
-        }
-        Ok(())
+    /// `PUT path` with a JSON body (templates, ILM policies, indices).
+    pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> Result<Reply, Failure> {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let body = Bytes::from(body.to_string());
+        self.send(Method::Put, path, headers, Some(body)).await
     }
 }
 
@@ -191,18 +162,6 @@ impl Backend for EsClient {
                 body
             };
             self.send(Method::Post, "_bulk", headers, Some(body)).await
-        })
-    }
-
-    fn prepare(&self) -> BoxFuture<'_, Result<(), Failure>> {
-        Box::pin(async move {
-            if self.templates.is_empty() {
-                return Ok(());
-            }
-            self.templates_installed
-                .get_or_try_init(|| self.install_templates())
-                .await
-                .map(|_| ())
         })
     }
 }

@@ -20,14 +20,16 @@ use bytes::Bytes;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, Instant};
+use tracing::Level;
 
-use super::dead_letter::DeadLetters;
+use super::dead_letter::{DeadLetterError, DeadLetters};
 use super::encoder::{subset_body, BulkBatch, ItemSpan};
 use super::index::{BatchIndex, IndexRouter};
 use super::metrics::SinkMetrics;
 use super::request::Backend;
 use super::retry::{judge, Answer, Backoff, Failure, Verdict};
 use crate::http::server::Health;
+use crate::log_limit::LogLimit;
 use crate::topology::buffer::BufferReceiver;
 
 /// When a batch is sent and how many are in flight.
@@ -55,6 +57,18 @@ pub struct Shared {
     pub max_retry_duration: Duration,
     /// Whether /health currently lists this sink as degraded (saves the lock).
     degraded: AtomicBool,
+    /// Whether the "cannot write" warning of the current degraded spell was
+    /// logged, so its "writing again" line is logged too (and only then).
+    degraded_announced: AtomicBool,
+    /// Whether /health lists the dead-letter file as failing.
+    dead_letters_failing: AtomicBool,
+    /// Log floods: an ERROR per dead-lettered batch, one per batch dropped
+    /// because the dead-letter file failed, a WARN per degraded spell (one
+    /// per partial 429 under steady overload), a WARN per split.
+    log_dead_letters: Arc<LogLimit>,
+    log_dropped: Arc<LogLimit>,
+    log_degraded: Arc<LogLimit>,
+    log_split: Arc<LogLimit>,
 }
 
 impl Shared {
@@ -66,7 +80,12 @@ impl Shared {
         health: Arc<Health>,
         settings: &Settings,
     ) -> Self {
+        let limit = |what: &str, level| LogLimit::standard(format!("sinks.{id}: {what}"), level);
         Self {
+            log_dead_letters: limit("documents dead-lettered", Level::ERROR),
+            log_dropped: limit("documents dropped", Level::ERROR),
+            log_degraded: limit("cannot write to Elasticsearch", Level::WARN),
+            log_split: limit("bulk bodies split after 413", Level::WARN),
             id,
             backend,
             metrics,
@@ -75,15 +94,21 @@ impl Shared {
             backoff: settings.backoff,
             max_retry_duration: settings.max_retry_duration,
             degraded: AtomicBool::new(false),
+            degraded_announced: AtomicBool::new(false),
+            dead_letters_failing: AtomicBool::new(false),
         }
     }
 
     pub fn degraded(&self, failure: &Failure) {
         if !self.degraded.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                component = %self.id,
-                "cannot write to Elasticsearch ({failure}); retrying with backoff — if this lasts, buffers fill and sources answer 503"
-            );
+            let announce = self.log_degraded.admit();
+            self.degraded_announced.store(announce, Ordering::Relaxed);
+            if announce {
+                tracing::warn!(
+                    component = %self.id,
+                    "cannot write to Elasticsearch ({failure}); retrying with backoff — if this lasts, buffers fill and sources answer 503"
+                );
+            }
         }
         self.health.set_degraded(
             &self.id,
@@ -95,13 +120,21 @@ impl Shared {
 
     fn recovered(&self) {
         if self.degraded.swap(false, Ordering::Relaxed) {
-            tracing::info!(component = %self.id, "writing to Elasticsearch again");
+            if self.degraded_announced.swap(false, Ordering::Relaxed) {
+                tracing::info!(component = %self.id, "writing to Elasticsearch again");
+            }
             self.health.set_degraded(&self.id, None);
         }
     }
 
+    /// The /health key of the dead-letter file's state.
+    fn dead_letter_health_key(&self) -> String {
+        format!("{} (dead-letter file)", self.id)
+    }
+
     /// Writes the chosen items to the dead-letter file; if that fails they
-    /// are lost, and counted and logged as such.
+    /// are lost, and counted and logged as such, and /health says so until
+    /// a dead-letter write succeeds again.
     async fn dead_letter(&self, body: &[u8], items: &[ItemSpan], chosen: &[(usize, Failure)]) {
         if chosen.is_empty() {
             return;
@@ -112,16 +145,36 @@ impl Shared {
         match self.dead_letters.write(body, &list).await {
             Ok(()) => {
                 self.metrics.dead_lettered.add(count);
-                tracing::error!(
-                    component = %self.id,
-                    "{count} document(s) written to the dead-letter file {}; first error: {first}",
-                    self.dead_letters.path().map(|p| p.display().to_string()).unwrap_or_default()
-                );
+                if self.dead_letters_failing.swap(false, Ordering::Relaxed) {
+                    self.health
+                        .set_degraded(&self.dead_letter_health_key(), None);
+                    tracing::info!(component = %self.id, "the dead-letter file is writable again");
+                }
+                if self.log_dead_letters.admit() {
+                    tracing::error!(
+                        component = %self.id,
+                        "{count} document(s) written to the dead-letter file {}; first error: {first}",
+                        self.dead_letters.path().map(|p| p.display().to_string()).unwrap_or_default()
+                    );
+                }
             }
             Err(e) => {
                 self.metrics.dead_letter_errors.inc();
                 self.metrics.component.discarded_unintentional.add(count);
-                tracing::error!(component = %self.id, "{count} document(s) dropped ({e}); first error: {first}");
+                // The first drop after a good write is always logged.
+                let mut first_drop = false;
+                if matches!(e, DeadLetterError::Io { .. }) {
+                    first_drop = !self.dead_letters_failing.swap(true, Ordering::Relaxed);
+                    self.health.set_degraded(
+                        &self.dead_letter_health_key(),
+                        Some(format!(
+                            "{e}; undeliverable documents are being dropped (component_discarded_events_total)"
+                        )),
+                    );
+                }
+                if first_drop || self.log_dropped.admit() {
+                    tracing::error!(component = %self.id, "{count} document(s) dropped ({e}); first error: {first}");
+                }
             }
         }
     }
@@ -386,12 +439,20 @@ async fn deliver(
                             .collect();
                         shared.dead_letter(&body, &items, &rejected).await;
                     }
-                    let Some((_, first)) = results.retry.first() else {
+                    let stored = results.delivered + results.duplicates;
+                    // ok: every item stored; failed: none; partial: some.
+                    if stored == pending.len() {
                         metrics.requests_ok.inc();
+                    } else if stored == 0 {
+                        metrics.requests_failed.inc();
+                    } else {
+                        metrics.requests_partial.inc();
+                    }
+                    let Some((_, first)) = results.retry.first() else {
+                        // The engine answered: whatever was refused, it is reachable.
                         shared.recovered();
                         break;
                     };
-                    metrics.requests_partial.inc();
                     let first = first.clone();
                     let retry: Vec<usize> = results
                         .retry
@@ -424,11 +485,13 @@ async fn deliver(
                             .dead_letter(&body, &items, &[(pending[0], failure)])
                             .await;
                     } else {
-                        tracing::warn!(
-                            component = %shared.id,
-                            "Elasticsearch refused a bulk body of {} documents as too large (413); sending it in halves — lower batch.max_bytes",
-                            pending.len()
-                        );
+                        if shared.log_split.admit() {
+                            tracing::warn!(
+                                component = %shared.id,
+                                "Elasticsearch refused a bulk body of {} documents as too large (413); sending it in halves — lower batch.max_bytes",
+                                pending.len()
+                            );
+                        }
                         let second = pending.split_off(pending.len() / 2);
                         groups.push(second);
                         groups.push(pending);

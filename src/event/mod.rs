@@ -1,0 +1,652 @@
+//! One RUM observation as it travels through the pipeline.
+//!
+//! A beacon carries shared context (app, session, page, browser, client) and
+//! many events. The context is decoded once into a [`Context`] behind an
+//! `Arc`; each event is a small typed part (time, type, payload slots) behind
+//! another `Arc`. Enrichment (user agent, GeoIP, scrubbing) rewrites the
+//! context once per beacon and hands every event the new `Arc`; a fan-out to
+//! several downstreams clones two pointers per event (copy on write, as
+//! Vector's `LogEvent` does).
+//!
+//! Fields live in slots addressed by [`FieldId`]s derived from `schema`;
+//! an event's own slot wins over the context's, and an own *removed* slot
+//! hides a context field for that event alone without copying the context.
+//! Timestamps stay integers until [`Event::write_json`] writes the document.
+
+mod fields;
+mod write;
+
+use std::sync::{Arc, LazyLock};
+
+use serde_json::{Map, Value};
+
+pub use fields::{FieldId, FieldPath, OBJECT_SLOTS};
+pub use write::write_iso_millis;
+
+use crate::schema::{self, EventType};
+use fields::Virtual;
+
+/// A batch is what travels on channels; single events never do.
+pub type Batch = Vec<Event>;
+
+/// A slot's value: owned, or shared with a cache or static table (a clone is
+/// then a refcount).
+#[derive(Debug, Clone)]
+pub enum FieldValue {
+    Owned(Value),
+    Shared(Arc<Value>),
+    Static(&'static Value),
+}
+
+impl std::ops::Deref for FieldValue {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        match self {
+            FieldValue::Owned(v) => v,
+            FieldValue::Shared(v) => v,
+            FieldValue::Static(v) => v,
+        }
+    }
+}
+
+impl PartialEq for FieldValue {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Into<Value>> From<T> for FieldValue {
+    fn from(value: T) -> Self {
+        FieldValue::Owned(value.into())
+    }
+}
+
+/// `"event"`, each type's name and dataset as shared JSON strings.
+static EVENT_KIND: LazyLock<Value> = LazyLock::new(|| Value::from("event"));
+static TYPE_NAMES: LazyLock<Vec<(Value, Value)>> = LazyLock::new(|| {
+    EventType::ALL
+        .iter()
+        .map(|t| (Value::from(t.as_str()), Value::from(t.dataset())))
+        .collect()
+});
+
+fn type_values(ty: EventType) -> &'static (Value, Value) {
+    let i = EventType::ALL.iter().position(|t| *t == ty).unwrap_or(0);
+    &TYPE_NAMES[i]
+}
+
+/// What the events of one beacon (or one report) share.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context {
+    /// `event.ingested`, epoch milliseconds.
+    received_ms: Option<i64>,
+    /// Sorted by id.
+    fields: Vec<(FieldId, FieldValue)>,
+    /// Sorted by name.
+    labels: Vec<(Arc<str>, FieldValue)>,
+}
+
+/// Bytes a JSON value keeps on the heap, roughly (for buffer budgets).
+pub fn value_bytes(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len() + 8,
+        Value::Array(items) => items.iter().map(value_bytes).sum::<usize>() + 32,
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| k.len() + 48 + value_bytes(v))
+            .sum::<usize>(),
+        _ => 0,
+    }
+}
+
+fn slot_bytes(value: &FieldValue) -> usize {
+    match value {
+        FieldValue::Owned(v) => value_bytes(v),
+        // Shared with a cache or static: its memory is counted there.
+        _ => 0,
+    }
+}
+
+impl Context {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn set_received_ms(&mut self, ms: i64) {
+        self.received_ms = Some(ms);
+    }
+
+    pub fn received_ms(&self) -> Option<i64> {
+        self.received_ms
+    }
+
+    /// `event.kind = "event"` (a shared static string).
+    pub fn set_event_kind(&mut self) {
+        self.set(fields::REGISTRY.kind, FieldValue::Static(&EVENT_KIND));
+    }
+
+    pub fn get_id(&self, id: FieldId) -> Option<&Value> {
+        find(&self.fields, &id).map(|v| &**v)
+    }
+
+    pub fn set(&mut self, id: FieldId, value: impl Into<FieldValue>) {
+        put(&mut self.fields, id, value.into());
+    }
+
+    pub fn remove_id(&mut self, id: FieldId) -> Option<FieldValue> {
+        let i = self.fields.binary_search_by_key(&id, |(k, _)| *k).ok()?;
+        Some(self.fields.remove(i).1)
+    }
+
+    pub fn label(&self, name: &str) -> Option<&Value> {
+        find_label(&self.labels, name).map(|v| &**v)
+    }
+
+    pub fn set_label(&mut self, name: Arc<str>, value: FieldValue) {
+        match self.labels.binary_search_by(|(k, _)| (**k).cmp(&*name)) {
+            Ok(i) => self.labels[i].1 = value,
+            Err(i) => self.labels.insert(i, (name, value)),
+        }
+    }
+
+    /// Heap bytes this context holds (its own values, not shared ones).
+    pub fn byte_size(&self) -> usize {
+        96 + self
+            .fields
+            .iter()
+            .map(|(_, v)| 40 + slot_bytes(v))
+            .sum::<usize>()
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| 48 + k.len() + slot_bytes(v))
+                .sum::<usize>()
+    }
+}
+
+fn find<'a, K: Ord, V>(list: &'a [(K, V)], key: &K) -> Option<&'a V> {
+    list.binary_search_by(|(k, _)| k.cmp(key))
+        .ok()
+        .map(|i| &list[i].1)
+}
+
+fn find_label<'a, V>(list: &'a [(Arc<str>, V)], name: &str) -> Option<&'a V> {
+    list.binary_search_by(|(k, _)| (**k).cmp(name))
+        .ok()
+        .map(|i| &list[i].1)
+}
+
+fn put<K: Ord + Copy, V>(list: &mut Vec<(K, V)>, key: K, value: V) {
+    match list.binary_search_by(|(k, _)| k.cmp(&key)) {
+        Ok(i) => list[i].1 = value,
+        Err(i) => list.insert(i, (key, value)),
+    }
+}
+
+/// The part of an event that is its own.
+#[derive(Debug, Clone, Default)]
+struct Own {
+    /// `@timestamp`, epoch milliseconds (skew-corrected, clamped).
+    timestamp_ms: Option<i64>,
+    /// Sorted by id; `None` hides the context's value of that field.
+    fields: Vec<(FieldId, Option<FieldValue>)>,
+    /// Sorted by name; `None` hides the context's label.
+    labels: Vec<(Arc<str>, Option<FieldValue>)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    context: Arc<Context>,
+    own: Arc<Own>,
+}
+
+/// Looks `rest` up inside an object value.
+fn descend<'v, S: AsRef<str>>(mut value: &'v Value, rest: &[S]) -> Option<&'v Value> {
+    for key in rest {
+        value = value.as_object()?.get(key.as_ref())?;
+    }
+    Some(value)
+}
+
+/// A dotted path split into its slot (or label) and the keys below it,
+/// without allocating; `None` when no document can have the path.
+enum PathRef<'p> {
+    Slot(FieldId, Option<&'p str>),
+    Label(&'p str),
+    Virtual(Virtual),
+}
+
+fn split_path(path: &str) -> Option<PathRef<'_>> {
+    if let Some(name) = path.strip_prefix("labels.") {
+        return Some(PathRef::Label(name));
+    }
+    if let Some(id) = FieldId::lookup(path) {
+        return Some(match id.info().virtual_field {
+            Some(v) => PathRef::Virtual(v),
+            None => PathRef::Slot(id, None),
+        });
+    }
+    let mut end = path.len();
+    while let Some(dot) = path[..end].rfind('.') {
+        end = dot;
+        if let Some(id) = FieldId::lookup(&path[..end]) {
+            return Some(PathRef::Slot(id, Some(&path[end + 1..])));
+        }
+    }
+    None
+}
+
+impl Event {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An event on top of a beacon's shared context.
+    pub fn with_context(context: Arc<Context>) -> Self {
+        Self {
+            context,
+            own: Arc::default(),
+        }
+    }
+
+    pub fn context(&self) -> &Arc<Context> {
+        &self.context
+    }
+
+    /// Points the event at another context: a transform that rewrites
+    /// context fields does it once per beacon and hands every event the result.
+    pub fn set_context(&mut self, context: Arc<Context>) {
+        self.context = context;
+    }
+
+    fn own_mut(&mut self) -> &mut Own {
+        Arc::make_mut(&mut self.own)
+    }
+
+    // ---- typed access (the hot paths) ----
+
+    pub fn timestamp_ms(&self) -> Option<i64> {
+        self.own.timestamp_ms
+    }
+
+    pub fn set_timestamp_ms(&mut self, ms: i64) {
+        self.own_mut().timestamp_ms = Some(ms);
+    }
+
+    /// Sets `rum.type` and `event.dataset` (shared static strings).
+    pub fn set_type(&mut self, ty: EventType) {
+        let (name, dataset) = type_values(ty);
+        let registry = &*fields::REGISTRY;
+        self.set(registry.rum_type, FieldValue::Static(name));
+        self.set(registry.dataset, FieldValue::Static(dataset));
+    }
+
+    /// An event built in one go (the decoders' hot path): `fields` in any
+    /// order, a later value for the same id winning; `None` hides the
+    /// context's value.
+    pub fn from_parts(
+        context: Arc<Context>,
+        timestamp_ms: Option<i64>,
+        ty: EventType,
+        mut fields: Vec<(FieldId, Option<FieldValue>)>,
+    ) -> Event {
+        let (name, dataset) = type_values(ty);
+        let registry = &*fields::REGISTRY;
+        fields.push((registry.rum_type, Some(FieldValue::Static(name))));
+        fields.push((registry.dataset, Some(FieldValue::Static(dataset))));
+        // Stable: among equal ids the last pushed stays last; it wins.
+        fields.sort_by_key(|(id, _)| *id);
+        let mut deduped: Vec<(FieldId, Option<FieldValue>)> = Vec::with_capacity(fields.len());
+        for (id, value) in fields {
+            match deduped.last_mut() {
+                Some(last) if last.0 == id => last.1 = value,
+                _ => deduped.push((id, value)),
+            }
+        }
+        Event {
+            context,
+            own: Arc::new(Own {
+                timestamp_ms,
+                fields: deduped,
+                labels: Vec::new(),
+            }),
+        }
+    }
+
+    /// The slot's value: the event's own, else the context's.
+    pub fn get_id(&self, id: FieldId) -> Option<&Value> {
+        match find(&self.own.fields, &id) {
+            Some(own) => own.as_deref(),
+            None => self.context.get_id(id),
+        }
+    }
+
+    /// The event's own value of a slot (`Some(None)`: removed for this event).
+    pub fn get_own_id(&self, id: FieldId) -> Option<Option<&Value>> {
+        find(&self.own.fields, &id).map(|v| v.as_deref())
+    }
+
+    pub fn set(&mut self, id: FieldId, value: impl Into<FieldValue>) {
+        put(&mut self.own_mut().fields, id, Some(value.into()));
+    }
+
+    /// Hides a field for this event (its own value and the context's).
+    pub fn remove_id(&mut self, id: FieldId) {
+        if self.get_id(id).is_none() {
+            return;
+        }
+        if self.context.get_id(id).is_some() {
+            put(&mut self.own_mut().fields, id, None);
+        } else if let Ok(i) = self.own.fields.binary_search_by_key(&id, |(k, _)| *k) {
+            self.own_mut().fields.remove(i);
+        }
+    }
+
+    pub fn label(&self, name: &str) -> Option<&Value> {
+        match find_label(&self.own.labels, name) {
+            Some(own) => own.as_deref(),
+            None => self.context.label(name),
+        }
+    }
+
+    pub fn set_label(&mut self, name: Arc<str>, value: FieldValue) {
+        let labels = &mut self.own_mut().labels;
+        match labels.binary_search_by(|(k, _)| (**k).cmp(&*name)) {
+            Ok(i) => labels[i].1 = Some(value),
+            Err(i) => labels.insert(i, (name, Some(value))),
+        }
+    }
+
+    /// A compiled path's value.
+    pub fn get_field(&self, path: &FieldPath) -> Option<&Value> {
+        match path {
+            FieldPath::Label(name) => self.label(name),
+            FieldPath::Slot { id, rest } => descend(self.get_id(*id)?, rest),
+        }
+    }
+
+    /// Whether any field below an object path (`client`, `labels`) is set.
+    pub fn has_fields_under(&self, prefix: &str) -> bool {
+        if prefix == schema::LABELS {
+            return self.own.labels.iter().any(|(_, v)| v.is_some())
+                || self
+                    .context
+                    .labels
+                    .iter()
+                    .any(|(name, _)| self.label(name).is_some());
+        }
+        let under = |id: &FieldId| {
+            let path = id.path();
+            path.len() > prefix.len()
+                && path.starts_with(prefix)
+                && path.as_bytes()[prefix.len()] == b'.'
+        };
+        self.own
+            .fields
+            .iter()
+            .any(|(id, v)| v.is_some() && under(id))
+            || self
+                .context
+                .fields
+                .iter()
+                .any(|(id, _)| under(id) && self.get_id(*id).is_some())
+            || (prefix == "@timestamp" && self.own.timestamp_ms.is_some())
+    }
+
+    // ---- dotted paths (config-time tools, tests, the CSP decoder) ----
+
+    /// Looks a dotted path up, e.g. `client.geo.country_iso_code`. Fields
+    /// held as integers (`@timestamp`, `event.ingested`) are not values here:
+    /// see [`Event::timestamp_ms`].
+    pub fn get(&self, path: &str) -> Option<&Value> {
+        match split_path(path)? {
+            PathRef::Slot(id, None) => self.get_id(id),
+            PathRef::Slot(id, Some(rest)) => {
+                descend(self.get_id(id)?, &rest.split('.').collect::<Vec<_>>())
+            }
+            PathRef::Label(name) => self.label(name),
+            PathRef::Virtual(_) => None,
+        }
+    }
+
+    pub fn get_str(&self, path: &str) -> Option<&str> {
+        self.get(path).and_then(Value::as_str)
+    }
+
+    /// Looks a dotted path up in the event's own fields only.
+    pub fn get_own(&self, path: &str) -> Option<&Value> {
+        match split_path(path)? {
+            PathRef::Slot(id, None) => self.get_own_id(id).flatten(),
+            PathRef::Slot(id, Some(rest)) => descend(
+                self.get_own_id(id).flatten()?,
+                &rest.split('.').collect::<Vec<_>>(),
+            ),
+            PathRef::Label(name) => find_label(&self.own.labels, name)?.as_deref(),
+            PathRef::Virtual(_) => None,
+        }
+    }
+
+    /// Sets a dotted path. A path inside an object slot creates the objects
+    /// on the way; a path no document can have lands under `rum.extra`.
+    pub fn insert(&mut self, path: &str, value: impl Into<Value>) {
+        let value = value.into();
+        match split_path(path) {
+            Some(PathRef::Slot(id, None)) => self.set(id, value),
+            Some(PathRef::Slot(id, Some(rest))) => {
+                let mut object = self.get_id(id).cloned().unwrap_or(Value::Null);
+                insert_below(&mut object, rest, value);
+                self.set(id, object);
+            }
+            Some(PathRef::Label(name)) => self.set_label(Arc::from(name), value.into()),
+            Some(PathRef::Virtual(Virtual::Timestamp)) => {
+                if let Some(ms) = parse_time(&value) {
+                    self.set_timestamp_ms(ms);
+                }
+            }
+            Some(PathRef::Virtual(Virtual::Ingested)) => {
+                if let Some(ms) = parse_time(&value) {
+                    Arc::make_mut(&mut self.context).set_received_ms(ms);
+                }
+            }
+            Some(PathRef::Virtual(Virtual::Labels)) => {
+                if let Value::Object(map) = value {
+                    for (k, v) in map {
+                        self.set_label(Arc::from(k.as_str()), v.into());
+                    }
+                }
+            }
+            None => {
+                let mut extra = self.get(schema::RUM_EXTRA).cloned().unwrap_or(Value::Null);
+                insert_below(&mut extra, path, value);
+                self.set(FieldId::of(schema::RUM_EXTRA), extra);
+            }
+        }
+    }
+
+    /// Removes a dotted path for this event and returns the value it had.
+    pub fn remove(&mut self, path: &str) -> Option<Value> {
+        let old = self.get(path).cloned();
+        old.as_ref()?;
+        match split_path(path)? {
+            PathRef::Slot(id, None) => self.remove_id(id),
+            PathRef::Slot(id, Some(rest)) => {
+                let mut object = self.get_id(id).cloned()?;
+                remove_below(&mut object, rest);
+                self.set(id, object);
+            }
+            PathRef::Label(name) => {
+                let labels = &mut self.own_mut().labels;
+                match labels.binary_search_by(|(k, _)| (**k).cmp(name)) {
+                    Ok(i) => labels[i].1 = None,
+                    Err(i) => labels.insert(i, (Arc::from(name), None)),
+                }
+            }
+            PathRef::Virtual(_) => {}
+        }
+        old
+    }
+
+    /// Moves everything the event holds into a fresh context of its own, so
+    /// transforms that work per context see it (events built one by one).
+    pub fn hoist_into_context(&mut self) {
+        let mut context = (*self.context).clone();
+        let own = std::mem::take(self.own_mut());
+        for (id, value) in own.fields {
+            match value {
+                Some(value) => context.set(id, value),
+                None => {
+                    context.remove_id(id);
+                }
+            }
+        }
+        for (name, value) in own.labels {
+            match value {
+                Some(value) => context.set_label(name, value),
+                None => context.labels.retain(|(k, _)| *k != name),
+            }
+        }
+        self.own_mut().timestamp_ms = own.timestamp_ms;
+        self.context = Arc::new(context);
+    }
+
+    /// An event whose own fields are a copy of the context's: edit it with
+    /// the event API (`get_own`, `insert`), then take [`Event::into_context`].
+    pub fn editing(context: &Context) -> Event {
+        let own = Own {
+            timestamp_ms: None,
+            fields: context
+                .fields
+                .iter()
+                .map(|(id, v)| (*id, Some(v.clone())))
+                .collect(),
+            labels: context
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect(),
+        };
+        let base = Context {
+            received_ms: context.received_ms,
+            fields: Vec::new(),
+            labels: Vec::new(),
+        };
+        Event {
+            context: Arc::new(base),
+            own: Arc::new(own),
+        }
+    }
+
+    /// The context with this event's own fields laid over it (for transforms
+    /// that edit a context through the event API, then share the result).
+    pub fn into_context(mut self) -> Context {
+        self.hoist_into_context();
+        Arc::unwrap_or_clone(self.context)
+    }
+
+    /// Heap bytes this event keeps alive beyond its context.
+    pub fn own_byte_size(&self) -> usize {
+        64 + self
+            .own
+            .fields
+            .iter()
+            .map(|(_, v)| 40 + v.as_ref().map_or(0, slot_bytes))
+            .sum::<usize>()
+            + self.own.labels.len() * 48
+    }
+
+    /// The whole document as one JSON value (allocates; for tests and tools).
+    pub fn to_value(&self) -> Value {
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        serde_json::from_slice(&out).unwrap_or(Value::Null)
+    }
+
+    pub fn into_value(self) -> Value {
+        self.to_value()
+    }
+}
+
+fn parse_time(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.timestamp_millis()),
+        _ => None,
+    }
+}
+
+fn insert_below(target: &mut Value, rest: &str, value: Value) {
+    let mut current = target;
+    let mut parts = rest.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if !current.is_object() {
+            *current = Value::Object(Map::new());
+        }
+        let Value::Object(map) = current else {
+            unreachable!("made an object above")
+        };
+        if parts.peek().is_none() {
+            map.insert(part.to_owned(), value);
+            return;
+        }
+        current = map.entry(part.to_owned()).or_insert(Value::Null);
+    }
+}
+
+fn remove_below(target: &mut Value, rest: &str) {
+    let (parent, leaf) = match rest.rsplit_once('.') {
+        Some((parent, leaf)) => (Some(parent), leaf),
+        None => (None, rest),
+    };
+    let mut current = target;
+    if let Some(parent) = parent {
+        for part in parent.split('.') {
+            let Some(next) = current.as_object_mut().and_then(|m| m.get_mut(part)) else {
+                return;
+            };
+            current = next;
+        }
+    }
+    if let Some(map) = current.as_object_mut() {
+        map.remove(leaf);
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_value() == other.to_value()
+    }
+}
+
+impl From<Value> for Event {
+    /// A document back into an event; everything lands in the event's own
+    /// context (as if it were a beacon of one event).
+    fn from(value: Value) -> Self {
+        let mut event = Event::new();
+        match value {
+            Value::Object(map) => fill(&mut event, "", map),
+            other => event.insert("message", other),
+        }
+        event.hoist_into_context();
+        event
+    }
+}
+
+fn fill(event: &mut Event, prefix: &str, map: Map<String, Value>) {
+    for (key, value) in map {
+        let path = if prefix.is_empty() {
+            key
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let is_slot = FieldId::lookup(&path).is_some() || path.starts_with("labels.");
+        match value {
+            Value::Object(inner) if !is_slot || path == schema::LABELS => fill(event, &path, inner),
+            value => event.insert(&path, value),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+use super::*;
+use serde_json::json;
+
+#[test]
+fn insert_and_get_nested_paths() {
+    let mut event = Event::new();
+    event.insert("client.geo.country_iso_code", "CZ");
+    event.insert("@timestamp", "2026-01-01T00:00:00.000Z");
+    assert_eq!(event.get_str("client.geo.country_iso_code"), Some("CZ"));
+    assert_eq!(event.timestamp_ms(), Some(1_767_225_600_000));
+    assert_eq!(event.get("client.geo.city_name"), None);
+    assert_eq!(
+        event.into_value(),
+        json!({"@timestamp": "2026-01-01T00:00:00.000Z", "client": {"geo": {"country_iso_code": "CZ"}}})
+    );
+}
+
+#[test]
+fn paths_no_document_has_are_kept_under_rum_extra() {
+    let mut event = Event::from(json!({"url": "oops"}));
+    event.insert("url.domain", "example.com");
+    assert_eq!(event.get_str("url.domain"), Some("example.com"));
+    assert_eq!(event.get_str("rum.extra.url"), Some("oops"));
+}
+
+#[test]
+fn remove_returns_the_value() {
+    let mut event = Event::from(
+        json!({"client": {"ip": "1.2.3.4", "geo": {"city_name": "X", "postal_code": "1"}}}),
+    );
+    assert_eq!(event.remove("client.ip"), Some(json!("1.2.3.4")));
+    assert_eq!(event.remove("client.ip"), None);
+    assert_eq!(event.remove("nope.deeper"), None);
+    assert_eq!(event.remove("client.geo.city_name"), Some(json!("X")));
+    assert_eq!(
+        event.to_value(),
+        json!({"client": {"geo": {"postal_code": "1"}}})
+    );
+}
+
+fn context() -> Arc<Context> {
+    let mut c = Context::new();
+    c.set(FieldId::of("client.ip"), "1.2.3.4");
+    c.set(FieldId::of("user_agent.original"), "UA");
+    c.set_label("z".into(), 1.into());
+    Arc::new(c)
+}
+
+#[test]
+fn own_fields_overlay_the_shared_context() {
+    let context = context();
+    let mut a = Event::with_context(context.clone());
+    let b = Event::with_context(context.clone());
+    a.insert("user_agent.name", "Chrome");
+    a.insert("labels.z", 2);
+    a.set_timestamp_ms(0);
+    a.set_type(EventType::Error);
+    assert_eq!(a.get_str("user_agent.original"), Some("UA"));
+    assert_eq!(a.get_str("user_agent.name"), Some("Chrome"));
+    assert_eq!(b.get("user_agent.name"), None);
+    let mut out = Vec::new();
+    a.write_json(&mut out);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        r#"{"@timestamp":"1970-01-01T00:00:00.000Z","client":{"ip":"1.2.3.4"},"event":{"dataset":"rum.error"},"labels":{"z":2},"rum":{"type":"error"},"user_agent":{"name":"Chrome","original":"UA"}}"#
+    );
+    assert_eq!(
+        b.to_value(),
+        json!({"client": {"ip": "1.2.3.4"}, "labels": {"z": 1}, "user_agent": {"original": "UA"}})
+    );
+}
+
+#[test]
+fn removing_a_shared_field_leaves_the_context_shared() {
+    let context = context();
+    let mut a = Event::with_context(context.clone());
+    let b = Event::with_context(context.clone());
+    assert_eq!(a.remove("client.ip"), Some(json!("1.2.3.4")));
+    assert_eq!(a.remove("labels.z"), Some(json!(1)));
+    assert_eq!(a.get("client.ip"), None);
+    assert_eq!(a.to_value(), json!({"user_agent": {"original": "UA"}}));
+    assert_eq!(b.get_str("client.ip"), Some("1.2.3.4"));
+    // No copy of the context was made for `a`.
+    assert!(Arc::ptr_eq(a.context(), b.context()));
+    assert_eq!(Arc::strong_count(&context), 3);
+}
+
+#[test]
+fn a_fan_out_clone_shares_until_written() {
+    let mut a = Event::with_context(context());
+    a.insert("rum.seq", 1);
+    let mut b = a.clone();
+    assert!(Arc::ptr_eq(&a.own, &b.own));
+    b.insert("rum.seq", 2);
+    assert_eq!(a.get("rum.seq"), Some(&json!(1)));
+    assert_eq!(b.get("rum.seq"), Some(&json!(2)));
+}
+
+#[test]
+fn into_context_folds_own_fields_over_the_context() {
+    let mut a = Event::with_context(context());
+    a.insert("url.full", "https://x/");
+    a.remove("client.ip");
+    let folded = a.into_context();
+    assert_eq!(
+        folded.get_id(FieldId::of("url.full")),
+        Some(&json!("https://x/"))
+    );
+    assert_eq!(folded.get_id(FieldId::of("client.ip")), None);
+}
+
+#[test]
+fn iso_millis_matches_chrono() {
+    for ms in [0, 1, 999, 1_763_700_001_500, 253_402_300_799_999, -1] {
+        let mut out = Vec::new();
+        write_iso_millis(ms, &mut out);
+        let expected = chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+}

@@ -1,0 +1,263 @@
+//! The one ECS serializer: an event's slots, merged with its context's, are
+//! written as a nested JSON document straight into the caller's buffer (the
+//! bulk body, the stdout line). Slot ids are in document order, so a merge of
+//! the two sorted slot lists gives every object's fields together and keys in
+//! sorted order — the same bytes a sorted JSON map would give.
+
+use std::sync::{Arc, LazyLock};
+
+use rustc_hash::FxHashMap;
+
+use serde_json::Value;
+
+use super::fields::{FieldId, REGISTRY};
+use super::{Event, FieldValue};
+
+/// What one slot of the document holds, borrowed from the event or context.
+enum Item<'e> {
+    Value(&'e Value),
+    Millis(i64),
+    Labels,
+    /// Nothing to write (a removed field, an absent member).
+    Skip,
+}
+
+/// Deepest nesting of a slot path (`http.request.referrer` is 3).
+const MAX_DEPTH: usize = 8;
+
+/// Per slot, the bytes the writer emits, made once: the objects around it
+/// (an id per distinct parent path, and `"name":{`) and its own `"key":`.
+struct SlotLayout {
+    parents: Vec<(u16, Box<[u8]>)>,
+    key: Box<[u8]>,
+}
+
+static LAYOUT: LazyLock<Vec<SlotLayout>> = LazyLock::new(|| {
+    let mut parent_ids: FxHashMap<String, u16> = FxHashMap::default();
+    REGISTRY
+        .slots
+        .iter()
+        .map(|slot| {
+            let (leaf, parents) = slot.segments.split_last().expect("paths have a segment");
+            assert!(parents.len() < MAX_DEPTH, "{} nests too deep", slot.path);
+            let parents = (0..parents.len())
+                .map(|d| {
+                    let prefix = parents[..=d].join(".");
+                    let next = parent_ids.len() as u16;
+                    let id = *parent_ids.entry(prefix).or_insert(next);
+                    (
+                        id,
+                        format!("\"{}\":{{", parents[d])
+                            .into_bytes()
+                            .into_boxed_slice(),
+                    )
+                })
+                .collect();
+            SlotLayout {
+                parents,
+                key: format!("\"{leaf}\":").into_bytes().into_boxed_slice(),
+            }
+        })
+        .collect()
+});
+
+impl Event {
+    /// Serializes the event as one JSON document (no trailing newline).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let registry = &*REGISTRY;
+        let own = &self.own.fields;
+        let context = &self.context.fields;
+        // Fields held as members, in document order (ids are ascending).
+        let mut members: [(FieldId, Item<'_>); 3] = [
+            (registry.timestamp, Item::Skip),
+            (registry.ingested, Item::Skip),
+            (registry.labels, Item::Skip),
+        ];
+        if let Some(ms) = self.own.timestamp_ms {
+            members[0].1 = Item::Millis(ms);
+        }
+        if let Some(ms) = self.context.received_ms {
+            members[1].1 = Item::Millis(ms);
+        }
+        if self.has_labels() {
+            members[2].1 = Item::Labels;
+        }
+
+        out.push(b'{');
+        // Ids of the objects open now, outermost first.
+        let mut open: [u16; MAX_DEPTH] = [0; MAX_DEPTH];
+        let mut depth = 0;
+        let mut need_comma = false;
+        let (mut i, mut j, mut k) = (0, 0, 0);
+        // A three-way merge of sorted lists; the event's own slot wins over
+        // the context's.
+        loop {
+            let own_id = own.get(i).map(|(id, _)| *id);
+            let context_id = context.get(j).map(|(id, _)| *id);
+            let member_id = members.get(k).map(|(id, _)| *id);
+            let Some(next) = [own_id, context_id, member_id].into_iter().flatten().min() else {
+                break;
+            };
+            let item = if member_id == Some(next) {
+                k += 1;
+                std::mem::replace(&mut members[k - 1].1, Item::Skip)
+            } else if own_id == Some(next) {
+                i += 1;
+                if context_id == Some(next) {
+                    j += 1;
+                }
+                match &own[i - 1].1 {
+                    Some(value) => Item::Value(value),
+                    None => Item::Skip,
+                }
+            } else {
+                j += 1;
+                Item::Value(&context[j - 1].1)
+            };
+            if matches!(item, Item::Skip) {
+                continue;
+            }
+            let layout = &LAYOUT[next.0 as usize];
+            let common = open[..depth]
+                .iter()
+                .zip(layout.parents.iter())
+                .take_while(|(a, (b, _))| *a == b)
+                .count();
+            for _ in common..depth {
+                out.push(b'}');
+                need_comma = true;
+            }
+            depth = common;
+            for (parent, opening) in &layout.parents[common..] {
+                if need_comma {
+                    out.push(b',');
+                }
+                out.extend_from_slice(opening);
+                open[depth] = *parent;
+                depth += 1;
+                need_comma = false;
+            }
+            if need_comma {
+                out.push(b',');
+            }
+            out.extend_from_slice(&layout.key);
+            match item {
+                Item::Value(value) => write_value(value, out),
+                Item::Millis(ms) => {
+                    out.push(b'"');
+                    write_iso_millis(ms, out);
+                    out.push(b'"');
+                }
+                Item::Labels => self.write_labels(out),
+                Item::Skip => {}
+            }
+            need_comma = true;
+        }
+        for _ in 0..depth {
+            out.push(b'}');
+        }
+        out.push(b'}');
+    }
+
+    fn has_labels(&self) -> bool {
+        self.own.labels.iter().any(|(_, v)| v.is_some())
+            || self
+                .context
+                .labels
+                .iter()
+                .any(|(name, _)| self.label(name).is_some())
+    }
+
+    /// The `labels` object: the context's labels with the event's own over them.
+    fn write_labels(&self, out: &mut Vec<u8>) {
+        let own = &self.own.labels;
+        let context = &self.context.labels;
+        out.push(b'{');
+        let mut first = true;
+        let mut emit = |name: &Arc<str>, value: &FieldValue, out: &mut Vec<u8>| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            let _ = serde_json::to_writer(&mut *out, &**name);
+            out.push(b':');
+            write_value(value, out);
+        };
+        let (mut i, mut j) = (0, 0);
+        while i < own.len() || j < context.len() {
+            let take_own = match (own.get(i), context.get(j)) {
+                (Some((a, _)), Some((b, _))) => a <= b,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if take_own {
+                let (name, value) = &own[i];
+                if context.get(j).is_some_and(|(b, _)| b == name) {
+                    j += 1;
+                }
+                if let Some(value) = value {
+                    emit(name, value, out);
+                }
+                i += 1;
+            } else {
+                let (name, value) = &context[j];
+                emit(name, value, out);
+                j += 1;
+            }
+        }
+        out.push(b'}');
+    }
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>) {
+    // Writing a JSON value into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// `2026-11-21T10:39:30.175Z`, written without allocating.
+pub fn write_iso_millis(ms: i64, out: &mut Vec<u8>) {
+    use chrono::{Datelike, Timelike};
+    let Some(t) = chrono::DateTime::from_timestamp_millis(ms) else {
+        out.extend_from_slice(b"1970-01-01T00:00:00.000Z");
+        return;
+    };
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        out.extend_from_slice(
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                .as_bytes(),
+        );
+        return;
+    }
+    let digits = |n: u32, width: usize, out: &mut Vec<u8>| {
+        let mut buf = [b'0'; 4];
+        let mut n = n;
+        for slot in buf[..width].iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.extend_from_slice(&buf[..width]);
+    };
+    digits(year as u32, 4, out);
+    out.push(b'-');
+    digits(t.month(), 2, out);
+    out.push(b'-');
+    digits(t.day(), 2, out);
+    out.push(b'T');
+    digits(t.hour(), 2, out);
+    out.push(b':');
+    digits(t.minute(), 2, out);
+    out.push(b':');
+    digits(t.second(), 2, out);
+    out.push(b'.');
+    digits(t.timestamp_subsec_millis(), 3, out);
+    out.push(b'Z');
+}
+
+impl serde::Serialize for Event {
+    /// For the human-readable (pretty) stdout encoding; documents for
+    /// machines go through [`Event::write_json`].
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}

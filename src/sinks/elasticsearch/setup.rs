@@ -1,0 +1,414 @@
+//! What the sink asks of the cluster besides `_bulk`, in the background:
+//! installing the index templates and ILM policy (`manage_template`), and
+//! creating dated indices ahead of time for engines that do not create an
+//! index on the first write (`create_indices_ahead_minutes`).
+//!
+//! None of it holds documents back. The first bulk request waits for one
+//! attempt — so on a healthy cluster the mappings exist before the first
+//! document — and then goes ahead whatever the outcome. A failure (Quickwit
+//! answers `404 Route not found` to `_component_template`, a write-only API
+//! key gets `403`) is logged (rate-limited), counted as
+//! `component_errors_total{error_type="template_install_failed"|"index_create_failed"}`,
+//! and retried in the background; it never marks the sink degraded.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+use tracing::Level;
+
+use super::index::{IndexRouter, IndexTemplate, TemplateField};
+use super::request::{Backend, BoxFuture, EsClient, Reply};
+use super::retry::{Backoff, Failure};
+use crate::event::Event;
+use crate::log_limit::LogLimit;
+use crate::telemetry::Counter;
+
+/// Template installs that fail are retried this often, doubling up to the max.
+const TEMPLATE_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_secs(5),
+    max: Duration::from_secs(600),
+};
+/// How often the index names of `now + ahead` are looked at.
+const INDEX_TICK: Duration = Duration::from_secs(60);
+/// More names than this from one router are refused at config time:
+/// pre-creating them would leave many empty indices (shards) every day.
+pub const MAX_PRECREATED_NAMES: usize = 32;
+
+/// Dated indices to create before they are written to.
+pub struct IndexPlan {
+    router: IndexRouter,
+    /// One event per distinct name the router can render.
+    probes: Vec<Event>,
+    /// Names of `now + ahead` are created now.
+    ahead: Duration,
+}
+
+impl IndexPlan {
+    /// `None` when there is nothing to enumerate (too many names: an error
+    /// that `check` reports).
+    pub fn new(
+        router: IndexRouter,
+        template: Option<&str>,
+        allowed: &[(TemplateField, Vec<String>)],
+        ahead: Duration,
+    ) -> Result<IndexPlan, String> {
+        let probes = probe_events(template, allowed)?;
+        let plan = IndexPlan {
+            router,
+            probes,
+            ahead,
+        };
+        let count = plan.names_at(&Utc::now()).len();
+        if count > MAX_PRECREATED_NAMES {
+            return Err(format!(
+                "the index names can take {count} values a day; creating them all ahead would leave empty indices — at most {MAX_PRECREATED_NAMES} (list fewer `index_allowed_values`, or use fewer `{{{{ }}}}` fields)"
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// Every name written at `at`.
+    pub fn names_at(&self, at: &DateTime<Utc>) -> BTreeSet<String> {
+        let batch = self.router.prepare(at);
+        self.probes.iter().map(|e| batch.name(e)).collect()
+    }
+
+    /// Names to exist by now: the current ones and those of `now + ahead`.
+    pub fn due(&self, now: &DateTime<Utc>) -> BTreeSet<String> {
+        let later = *now + chrono::Duration::from_std(self.ahead).unwrap_or_default();
+        let mut names = self.names_at(now);
+        names.extend(self.names_at(&later));
+        names
+    }
+}
+
+/// Events that make the router render each name it can: every combination
+/// of the values the template's fields may take (a missing field gives the
+/// fallback). Without a template, the Canarytrace routing's kinds.
+fn probe_events(
+    template: Option<&str>,
+    allowed: &[(TemplateField, Vec<String>)],
+) -> Result<Vec<Event>, String> {
+    let Some(template) = template else {
+        let kinds = [
+            json!({"rum": {"type": "web_vital"}}),
+            json!({"rum": {"type": "csp_violation"}, "csp": {"format": "report-uri"}}),
+            json!({"rum": {"type": "csp_violation"}, "csp": {"format": "reporting-api"}}),
+            json!({"rum": {"type": "report"}}),
+        ];
+        return Ok(kinds.into_iter().map(Event::from).collect());
+    };
+    let parsed = IndexTemplate::parse(template)?;
+    let mut fields: Vec<TemplateField> = parsed.fields().collect();
+    fields.sort();
+    fields.dedup();
+    let mut combos: Vec<Map<String, Value>> = vec![Map::new()];
+    for field in fields {
+        let mut values: Vec<Option<String>> = vec![None];
+        if let Some(known) = field.known_values() {
+            values.extend(known.into_iter().map(|v| Some(v.to_owned())));
+        }
+        if let Some((_, listed)) = allowed.iter().find(|(f, _)| *f == field) {
+            values.extend(listed.iter().cloned().map(Some));
+        }
+        let mut next = Vec::with_capacity(combos.len() * values.len());
+        for combo in &combos {
+            for value in &values {
+                let mut combo = combo.clone();
+                if let Some(value) = value {
+                    insert_path(&mut combo, field.path(), value);
+                }
+                next.push(combo);
+            }
+        }
+        if next.len() > 16 * MAX_PRECREATED_NAMES {
+            return Err(format!(
+                "the index names can take more than {MAX_PRECREATED_NAMES} values a day; creating them all ahead would leave empty indices"
+            ));
+        }
+        combos = next;
+    }
+    Ok(combos
+        .into_iter()
+        .map(|m| Event::from(Value::Object(m)))
+        .collect())
+}
+
+fn insert_path(map: &mut Map<String, Value>, path: &str, value: &str) {
+    match path.split_once('.') {
+        None => {
+            map.insert(path.to_owned(), Value::String(value.to_owned()));
+        }
+        Some((head, rest)) => {
+            let node = map
+                .entry(head.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(inner) = node {
+                insert_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// The background work and what it reports to.
+pub struct Setup {
+    pub id: String,
+    pub client: Arc<EsClient>,
+    /// `(path, body)` in order: ILM policy, component template, index template.
+    pub templates: Vec<(String, Value)>,
+    pub indices: Option<IndexPlan>,
+    pub template_errors: Counter,
+    pub index_errors: Counter,
+}
+
+impl Setup {
+    /// Installs templates (retrying until they are in) and keeps the due
+    /// indices created. `first_pass` turns true after the first attempt at
+    /// everything, whatever its outcome.
+    pub async fn run(self, first_pass: watch::Sender<bool>) {
+        let log = LogLimit::standard(
+            format!("sinks.{}: cluster setup failures", self.id),
+            Level::WARN,
+        );
+        let mut templates_pending = !self.templates.is_empty();
+        let mut attempt: u32 = 0;
+        let mut next_template_try = Instant::now();
+        let mut created: BTreeSet<String> = BTreeSet::new();
+        loop {
+            if templates_pending && Instant::now() >= next_template_try {
+                match self.install_templates().await {
+                    Ok(()) => {
+                        templates_pending = false;
+                        tracing::info!(
+                            component = %self.id,
+                            "installed {} index template request(s)",
+                            self.templates.len()
+                        );
+                    }
+                    Err(failure) => {
+                        self.template_errors.inc();
+                        let wait = TEMPLATE_BACKOFF.delay(attempt, None, fastrand::f64());
+                        attempt = attempt.saturating_add(1);
+                        next_template_try = Instant::now() + wait;
+                        if log.admit() {
+                            tracing::warn!(
+                                component = %self.id,
+                                "cannot install the index templates ({failure}); documents are written anyway, with the engine's dynamic mappings (e.g. client.geo.location not a geo_point) until it succeeds; retrying in {} s",
+                                wait.as_secs()
+                            );
+                        }
+                    }
+                }
+            }
+            if let Some(plan) = &self.indices {
+                self.create_due(plan, &mut created, &log).await;
+            }
+            first_pass.send_replace(true);
+            let mut wake = Instant::now() + INDEX_TICK;
+            match (templates_pending, self.indices.is_some()) {
+                (false, false) => return,
+                (true, false) => wake = next_template_try,
+                (true, true) => wake = wake.min(next_template_try),
+                (false, true) => {}
+            }
+            sleep_until(wake).await;
+        }
+    }
+
+    async fn install_templates(&self) -> Result<(), Failure> {
+        for (path, body) in &self.templates {
+            let reply = self.client.put_json(path, body).await?;
+            if !(200..300).contains(&reply.status) {
+                return Err(Failure::new(
+                    Some(reply.status),
+                    "template_install_failed",
+                    format!("PUT {path}: {}", quote(&reply)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the due names not created yet. A name counts as done once
+    /// the engine gave a definite answer (created, already exists, or
+    /// refused for good); no answer, 429 and 5xx are tried again next tick.
+    async fn create_due(&self, plan: &IndexPlan, created: &mut BTreeSet<String>, log: &LogLimit) {
+        let due = plan.due(&Utc::now());
+        created.retain(|name| due.contains(name));
+        for name in due {
+            if created.contains(&name) {
+                continue;
+            }
+            let failure = match self.client.put_json(&name, &json!({})).await {
+                Ok(reply) if (200..300).contains(&reply.status) => {
+                    tracing::info!(component = %self.id, "created index {name} ahead of its first document");
+                    created.insert(name);
+                    continue;
+                }
+                Ok(reply) if already_exists(&reply) => {
+                    created.insert(name);
+                    continue;
+                }
+                Ok(reply) => {
+                    let definite = !matches!(reply.status, 429 | 500..=599);
+                    if definite {
+                        created.insert(name.clone());
+                    }
+                    Failure::new(
+                        Some(reply.status),
+                        "index_create_failed",
+                        format!("PUT {name}: {}", quote(&reply)),
+                    )
+                }
+                Err(failure) => failure,
+            };
+            self.index_errors.inc();
+            if log.admit() {
+                tracing::warn!(
+                    component = %self.id,
+                    "cannot create index {name} ahead of time ({failure}); if this engine creates indices on write, set create_indices_ahead_minutes = 0"
+                );
+            }
+        }
+    }
+}
+
+/// `400 resource_already_exists_exception` (Elasticsearch, OpenSearch).
+fn already_exists(reply: &Reply) -> bool {
+    reply.status == 400
+        && serde_json::from_slice::<Value>(&reply.body)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/error/type")
+                    .and_then(Value::as_str)
+                    .map(|t| t == "resource_already_exists_exception")
+            })
+            .unwrap_or(false)
+}
+
+fn quote(reply: &Reply) -> String {
+    let text = String::from_utf8_lossy(&reply.body);
+    let text = text.trim();
+    let mut end = text.len().min(300);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} {}", reply.status, &text[..end])
+}
+
+/// The Elasticsearch client, holding each bulk request until the setup's
+/// first pass is over.
+pub struct GatedClient {
+    pub client: Arc<EsClient>,
+    pub first_pass: watch::Receiver<bool>,
+}
+
+impl Backend for GatedClient {
+    fn bulk(&self, body: Bytes) -> BoxFuture<'_, Result<Reply, Failure>> {
+        self.client.bulk(body)
+    }
+
+    fn prepare(&self) -> BoxFuture<'_, Result<(), Failure>> {
+        Box::pin(async move {
+            let mut first_pass = self.first_pass.clone();
+            // A closed channel (setup gone) counts as done.
+            let _ = first_pass.wait_for(|done| *done).await;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::elasticsearch::index::IndexOptions;
+    use chrono::TimeZone;
+    use std::collections::BTreeMap;
+
+    fn plan(
+        template: Option<&str>,
+        allowed: &[(&str, &[&str])],
+        ahead_minutes: u64,
+    ) -> Result<IndexPlan, String> {
+        let allowed_values: BTreeMap<String, Vec<String>> = allowed
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+            .collect();
+        let router = IndexRouter::new(&IndexOptions {
+            template,
+            prefix: "c.rum",
+            data_stream: false,
+            fallback: "other",
+            allowed_values: &allowed_values,
+        })
+        .map_err(|(_, e)| e)?;
+        let fields: Vec<(TemplateField, Vec<String>)> = allowed_values
+            .iter()
+            .filter_map(|(k, v)| Some((TemplateField::parse(k)?, v.clone())))
+            .collect();
+        IndexPlan::new(
+            router,
+            template,
+            &fields,
+            Duration::from_secs(ahead_minutes * 60),
+        )
+    }
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn before_midnight_tomorrows_names_are_due() {
+        let p = plan(None, &[], 10).unwrap();
+        let early = Utc.with_ymd_and_hms(2026, 3, 7, 23, 40, 0).unwrap();
+        assert_eq!(
+            p.due(&early),
+            set(&[
+                "c.rum.csp.reporting-2026.03.07",
+                "c.rum.csp.uri-2026.03.07",
+                "c.rum.metrics-2026.03.07"
+            ])
+        );
+        let late = Utc.with_ymd_and_hms(2026, 3, 7, 23, 51, 0).unwrap();
+        let due = p.due(&late);
+        assert_eq!(due.len(), 6);
+        assert!(due.contains("c.rum.metrics-2026.03.08"), "{due:?}");
+    }
+
+    #[test]
+    fn templated_names_cover_every_allowed_value_and_the_fallback() {
+        let p = plan(
+            Some("rum-{{ service.name }}-%Y.%m"),
+            &[("service.name", &["shop", "blog"])],
+            10,
+        )
+        .unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 3, 7, 12, 0, 0).unwrap();
+        assert_eq!(
+            p.names_at(&at),
+            set(&["rum-blog-2026.03", "rum-other-2026.03", "rum-shop-2026.03"])
+        );
+        // Monthly names: due a month ahead only in the last minutes of the month.
+        let end = Utc.with_ymd_and_hms(2026, 3, 31, 23, 55, 0).unwrap();
+        assert!(p.due(&end).contains("rum-shop-2026.04"));
+    }
+
+    #[test]
+    fn too_many_names_are_refused() {
+        let err = plan(
+            Some("rum-{{ rum.type }}-{{ service.name }}-%Y.%m.%d"),
+            &[("service.name", &["a", "b", "c", "d"])],
+            10,
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("at most 32"), "{err}");
+    }
+}

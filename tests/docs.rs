@@ -1,0 +1,752 @@
+//! The manual against the repository: every relative link in README.md and
+//! docs/*.md leads to a file that exists (and, with `#anchor`, to a heading
+//! of it), and every key a component's config accepts — the fields of the
+//! `#[serde(deny_unknown_fields)]` structs in src/ — is named, in backticks,
+//! in docs/configuration*.md. No dependencies: a small Rust lexer finds the
+//! structs, so the check follows the code wherever its files move.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// README.md and every docs/*.md, sorted.
+fn manual() -> Vec<PathBuf> {
+    let mut files = vec![root().join("README.md")];
+    let mut docs: Vec<PathBuf> = fs::read_dir(root().join("docs"))
+        .expect("docs/")
+        .map(|e| e.expect("docs/ entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    files
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+// ---- Markdown ----------------------------------------------------------------
+
+/// The lines of a Markdown text outside fenced code blocks, with their numbers.
+fn prose_lines(text: &str) -> Vec<(usize, &str)> {
+    let mut fence: Option<&str> = None;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let marker = ["```", "~~~"].into_iter().find(|m| trimmed.starts_with(m));
+        match (fence, marker) {
+            (None, Some(m)) => fence = Some(m),
+            (Some(open), Some(m)) if open == m => fence = None,
+            (None, None) => out.push((i + 1, line)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The line split into (is_code, text) pieces by inline code spans.
+fn code_spans(line: &str) -> Vec<(bool, &str)> {
+    let mut pieces = Vec::new();
+    let mut rest = line;
+    while let Some(start) = rest.find('`') {
+        let ticks = rest[start..].bytes().take_while(|b| *b == b'`').count();
+        let fence = &rest[start..start + ticks];
+        let after = &rest[start + ticks..];
+        match after.find(fence) {
+            Some(end) => {
+                pieces.push((false, &rest[..start]));
+                pieces.push((true, &after[..end]));
+                rest = &after[end + ticks..];
+            }
+            None => break,
+        }
+    }
+    pieces.push((false, rest));
+    pieces
+}
+
+/// GitHub's anchor for a heading: the text lower-cased, punctuation dropped,
+/// spaces turned into hyphens; repeated headings get `-1`, `-2`, ...
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = BTreeSet::new();
+    for (_, line) in prose_lines(text) {
+        let Some(title) = line
+            .strip_prefix('#')
+            .map(|l| l.trim_start_matches('#'))
+            .and_then(|l| l.strip_prefix(' '))
+        else {
+            continue;
+        };
+        // The rendered text: code spans keep their content, links their text.
+        let rendered: String = code_spans(title)
+            .into_iter()
+            .map(|(code, piece)| {
+                if code {
+                    piece.to_owned()
+                } else {
+                    strip_link_targets(piece)
+                }
+            })
+            .collect();
+        let slug: String = rendered
+            .trim()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                _ => None,
+            })
+            .flat_map(char::to_lowercase)
+            .collect();
+        let n = seen.entry(slug.clone()).or_insert(0);
+        out.insert(if *n == 0 { slug } else { format!("{slug}-{n}") });
+        *n += 1;
+    }
+    out
+}
+
+/// `[text](target)` → `text`.
+fn strip_link_targets(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("](") {
+        let Some(end) = rest[at..].find(')') else {
+            break;
+        };
+        out.push_str(&rest[..at]);
+        rest = &rest[at + end + 1..];
+    }
+    out.push_str(rest);
+    out.replace(['[', '*'], "")
+}
+
+/// The link targets of a Markdown text (inline links, images and reference
+/// definitions; not what is inside code), with their line numbers.
+fn links(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (number, line) in prose_lines(text) {
+        let trimmed = line.trim_start();
+        // A reference definition: `[label]: target`.
+        if let Some((label, target)) = trimmed
+            .strip_prefix('[')
+            .and_then(|rest| rest.split_once("]: "))
+        {
+            if !label.contains(['[', ']', '(']) {
+                out.push((
+                    number,
+                    target.split_whitespace().next().unwrap_or("").into(),
+                ));
+            }
+        }
+        for (code, piece) in code_spans(line) {
+            if code {
+                continue;
+            }
+            let mut rest = piece;
+            while let Some(at) = rest.find("](") {
+                rest = &rest[at + 2..];
+                let target = rest.trim_start_matches('<');
+                let end = target
+                    .find(|c: char| c == ')' || c == '>' || c.is_whitespace())
+                    .unwrap_or(target.len());
+                out.push((number, target[..end].to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Problems with one link target found in `file`, if any.
+fn check_link(file: &Path, target: &str) -> Option<String> {
+    let scheme = target
+        .split(['/', '#'])
+        .next()
+        .is_some_and(|first| first.contains(':'));
+    if scheme || target.starts_with("//") {
+        return None; // http:, https:, mailto: ... are not checked here
+    }
+    let (path, anchor) = match target.split_once('#') {
+        Some((path, anchor)) => (path, Some(anchor)),
+        None => (target, None),
+    };
+    let resolved = if path.is_empty() {
+        file.to_path_buf()
+    } else if let Some(from_root) = path.strip_prefix('/') {
+        root().join(from_root)
+    } else {
+        file.parent().expect("a file's directory").join(path)
+    };
+    if !resolved.exists() {
+        return Some(format!("`{target}`: {} does not exist", resolved.display()));
+    }
+    let anchor = anchor.filter(|a| !a.is_empty())?;
+    if resolved.extension() != Some("md".as_ref()) {
+        return None; // line anchors into source files are GitHub's business
+    }
+    let text = fs::read_to_string(&resolved).expect("linked Markdown file");
+    let known = anchors(&text);
+    (!known.contains(anchor)).then(|| {
+        format!(
+            "`{target}`: {} has no heading with the anchor `#{anchor}`",
+            relative(&resolved)
+        )
+    })
+}
+
+#[test]
+fn every_relative_link_in_the_manual_resolves() {
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for file in manual() {
+        let text = fs::read_to_string(&file).expect("Markdown file");
+        for (line, target) in links(&text) {
+            checked += 1;
+            if let Some(problem) = check_link(&file, &target) {
+                broken.push(format!("{}:{line}: {problem}", relative(&file)));
+            }
+        }
+    }
+    assert!(
+        checked > 20,
+        "only {checked} links found: is the parser broken?"
+    );
+    assert!(
+        broken.is_empty(),
+        "{} broken link(s) in README.md / docs/:\n  {}",
+        broken.len(),
+        broken.join("\n  ")
+    );
+}
+
+// ---- Config keys in the code -------------------------------------------------
+
+/// A config key and where it is declared.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    name: String,
+    item: String,
+    file: String,
+}
+
+/// `src` with comments and the insides of string and char literals replaced by
+/// spaces (newlines kept), byte for byte, so positions match the original.
+fn mask(src: &str) -> Vec<u8> {
+    let b = src.as_bytes();
+    let mut out = b.to_vec();
+    let blank = |out: &mut Vec<u8>, from: usize, to: usize| {
+        for c in &mut out[from..to.min(b.len())] {
+            if *c != b'\n' {
+                *c = b' ';
+            }
+        }
+    };
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                let end = src[i..].find('\n').map_or(b.len(), |n| i + n);
+                blank(&mut out, i, end);
+                i = end;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let (mut depth, mut j) = (1, i + 2);
+                while j < b.len() && depth > 0 {
+                    if b[j..].starts_with(b"/*") {
+                        depth += 1;
+                        j += 2;
+                    } else if b[j..].starts_with(b"*/") {
+                        depth -= 1;
+                        j += 2;
+                    } else {
+                        j += 1;
+                    }
+                }
+                blank(&mut out, i, j);
+                i = j;
+            }
+            b'r' if (i == 0 || !ident(b[i - 1]))
+                && matches!(b.get(i + 1), Some(b'"' | b'#'))
+                && b[i + 1..]
+                    .iter()
+                    .find(|c| **c != b'#')
+                    .is_some_and(|c| *c == b'"') =>
+            {
+                let hashes = b[i + 1..].iter().take_while(|c| **c == b'#').count();
+                let open = i + 1 + hashes + 1;
+                let close: Vec<u8> = std::iter::once(b'"')
+                    .chain(std::iter::repeat(b'#').take(hashes))
+                    .collect();
+                let end = b[open..]
+                    .windows(close.len())
+                    .position(|w| w == close.as_slice())
+                    .map_or(b.len(), |n| open + n);
+                blank(&mut out, open, end);
+                i = end + close.len();
+            }
+            b'"' => {
+                let mut j = i + 1;
+                while j < b.len() && b[j] != b'"' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                blank(&mut out, i + 1, j);
+                i = j + 1;
+            }
+            b'\'' => {
+                // A char literal ('x', '\n', '\u{..}', 'é') or a lifetime ('a).
+                let end = if b.get(i + 1) == Some(&b'\\') {
+                    // Skip the escaped character itself ('\'' is a quote).
+                    b[i + 3..]
+                        .iter()
+                        .position(|c| *c == b'\'')
+                        .map(|n| i + 3 + n)
+                } else {
+                    src[i + 1..]
+                        .chars()
+                        .next()
+                        .map(|c| i + 1 + c.len_utf8())
+                        .filter(|end| b.get(*end) == Some(&b'\''))
+                };
+                match end {
+                    Some(end) => {
+                        blank(&mut out, i + 1, end);
+                        i = end + 1;
+                    }
+                    None => i += 1,
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// Index of the bracket closing the one at `open` (same kind), in masked text.
+fn matching(m: &[u8], open: usize) -> usize {
+    let (o, c) = match m[open] {
+        b'(' => (b'(', b')'),
+        b'[' => (b'[', b']'),
+        b'{' => (b'{', b'}'),
+        other => panic!("not an opening bracket: {}", other as char),
+    };
+    let mut depth = 0;
+    for (i, &ch) in m.iter().enumerate().skip(open) {
+        if ch == o {
+            depth += 1;
+        } else if ch == c {
+            depth -= 1;
+            if depth == 0 {
+                return i;
+            }
+        }
+    }
+    m.len()
+}
+
+/// Splits `m[from..to]` at commas outside brackets (`<>` included, `->` not).
+fn split_top(m: &[u8], from: usize, to: usize) -> Vec<(usize, usize)> {
+    let (mut depth, mut start, mut parts) = (0i32, from, Vec::new());
+    for i in from..to {
+        match m[i] {
+            b'(' | b'[' | b'{' | b'<' => depth += 1,
+            b'>' if i > 0 && m[i - 1] == b'-' => {}
+            b')' | b']' | b'}' | b'>' => depth -= 1,
+            b',' if depth == 0 => {
+                parts.push((start, i));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push((start, to));
+    parts
+}
+
+/// The `key = "value"` or `key(deserialize = "value")` argument of a serde
+/// attribute item, e.g. `rename = "x"`.
+fn serde_string(item: &str, key: &str) -> Option<String> {
+    let rest = item.strip_prefix(key)?.trim_start();
+    let rest = if let Some(inner) = rest.strip_prefix('(') {
+        let at = inner.find("deserialize")?;
+        inner[at + "deserialize".len()..].trim_start()
+    } else {
+        rest
+    };
+    let value = rest.strip_prefix('=')?.trim_start().strip_prefix('"')?;
+    Some(value[..value.find('"')?].to_owned())
+}
+
+/// The items of every `#[serde(...)]` attribute in `attrs` (original text).
+fn serde_items(attrs: &[String]) -> Vec<String> {
+    let mut items = Vec::new();
+    for attr in attrs {
+        let inner = attr.trim_start_matches('#').trim();
+        let inner = inner.trim_start_matches('[').trim_end_matches(']').trim();
+        let Some(args) = inner
+            .strip_prefix("serde")
+            .map(str::trim_start)
+            .and_then(|a| a.strip_prefix('('))
+            .and_then(|a| a.strip_suffix(')'))
+        else {
+            continue;
+        };
+        let masked = mask(args);
+        for (from, to) in split_top(&masked, 0, masked.len()) {
+            items.push(args[from..to].trim().to_owned());
+        }
+    }
+    items
+}
+
+fn rename_all(name: &str, rule: &str) -> String {
+    let words: Vec<&str> = name.split('_').filter(|w| !w.is_empty()).collect();
+    let capitalized = |w: &&str| {
+        let mut c = w.chars();
+        c.next()
+            .map(|f| f.to_uppercase().chain(c).collect::<String>())
+            .unwrap_or_default()
+    };
+    match rule {
+        "lowercase" => name.to_lowercase(),
+        "UPPERCASE" => name.to_uppercase(),
+        "PascalCase" => words.iter().map(capitalized).collect(),
+        "camelCase" => words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                if i == 0 {
+                    w.to_string()
+                } else {
+                    capitalized(w)
+                }
+            })
+            .collect(),
+        "SCREAMING_SNAKE_CASE" => name.to_uppercase(),
+        "kebab-case" => name.replace('_', "-"),
+        "SCREAMING-KEBAB-CASE" => name.replace('_', "-").to_uppercase(),
+        _ => name.to_owned(), // snake_case, or a rule this scanner does not know
+    }
+}
+
+/// One identifier starting at `i` in masked text, and where it ends.
+fn ident_at(m: &[u8], i: usize) -> Option<(String, usize)> {
+    let len = m[i..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+        .count();
+    (len > 0).then(|| {
+        (
+            String::from_utf8_lossy(&m[i..i + len]).into_owned(),
+            i + len,
+        )
+    })
+}
+
+fn skip_space(m: &[u8], mut i: usize, to: usize) -> usize {
+    while i < to && m[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// Leading `#[...]` attributes (original text) of `m[from..to]`, and where the
+/// rest starts.
+fn attributes(src: &str, m: &[u8], from: usize, to: usize) -> (Vec<String>, usize) {
+    let mut attrs = Vec::new();
+    let mut i = skip_space(m, from, to);
+    while i + 1 < to && m[i] == b'#' && m[i + 1] == b'[' {
+        let close = matching(m, i + 1);
+        attrs.push(src[i..=close].to_owned());
+        i = skip_space(m, close + 1, to);
+    }
+    (attrs, i)
+}
+
+/// The deserialized names of the named fields in `m[from..to]` (a struct body).
+fn fields(src: &str, m: &[u8], from: usize, to: usize, rule: Option<&str>) -> Vec<String> {
+    let mut names = Vec::new();
+    for (start, end) in split_top(m, from, to) {
+        let (attrs, mut i) = attributes(src, m, start, end);
+        if i >= end {
+            continue;
+        }
+        if m[i..].starts_with(b"pub") {
+            i = skip_space(m, i + 3, end);
+            if m[i] == b'(' {
+                i = skip_space(m, matching(m, i) + 1, end);
+            }
+        }
+        let Some((mut name, after)) = ident_at(m, i) else {
+            continue;
+        };
+        if name == "r" && m.get(after) == Some(&b'#') {
+            name = ident_at(m, after + 1).map(|(n, _)| n).unwrap_or(name);
+        }
+        let items = serde_items(&attrs);
+        let skipped = items
+            .iter()
+            .any(|it| matches!(it.as_str(), "flatten" | "skip" | "skip_deserializing"));
+        if skipped {
+            continue;
+        }
+        let renamed = items
+            .iter()
+            .find_map(|it| serde_string(it, "rename").filter(|_| !it.starts_with("rename_all")));
+        names.push(renamed.unwrap_or_else(|| match rule {
+            Some(rule) => rename_all(&name, rule),
+            None => name,
+        }));
+    }
+    names
+}
+
+/// Every field of every `deny_unknown_fields` struct (and of the struct
+/// variants of such enums) in one Rust source text: (item name, key).
+fn config_keys_in(src: &str) -> Vec<(String, String)> {
+    let m = mask(src);
+    let mut out = Vec::new();
+    let mut pending: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < m.len() {
+        let c = m[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c == b'#' && m.get(i + 1) == Some(&b'[') {
+            let close = matching(&m, i + 1);
+            pending.push(src[i..=close].to_owned());
+            i = close + 1;
+        } else if let Some((word, after)) = ident_at(&m, i).filter(|_| {
+            i == 0 || {
+                let p = m[i - 1];
+                !(p.is_ascii_alphanumeric() || p == b'_')
+            }
+        }) {
+            match word.as_str() {
+                "pub" => {
+                    i = skip_space(&m, after, m.len());
+                    if m.get(i) == Some(&b'(') {
+                        i = matching(&m, i) + 1;
+                    }
+                }
+                "struct" | "enum" => {
+                    let items = serde_items(&pending);
+                    pending.clear();
+                    let name_at = skip_space(&m, after, m.len());
+                    let Some((name, mut j)) = ident_at(&m, name_at) else {
+                        i = after;
+                        continue;
+                    };
+                    while j < m.len() && !matches!(m[j], b'{' | b';' | b'(') {
+                        j += 1;
+                    }
+                    if j >= m.len()
+                        || m[j] != b'{'
+                        || !items.iter().any(|it| it == "deny_unknown_fields")
+                    {
+                        i = j;
+                        continue;
+                    }
+                    let close = matching(&m, j);
+                    let rule = items.iter().find_map(|it| serde_string(it, "rename_all"));
+                    if word == "struct" {
+                        for key in fields(src, &m, j + 1, close, rule.as_deref()) {
+                            out.push((name.clone(), key));
+                        }
+                    } else {
+                        for (start, end) in split_top(&m, j + 1, close) {
+                            let (_, k) = attributes(src, &m, start, end);
+                            let Some((variant, after)) =
+                                (k < end).then(|| ident_at(&m, k)).flatten()
+                            else {
+                                continue;
+                            };
+                            let open = skip_space(&m, after, end);
+                            if open < end && m[open] == b'{' {
+                                let inner = matching(&m, open);
+                                for key in fields(src, &m, open + 1, inner, None) {
+                                    out.push((format!("{name}::{variant}"), key));
+                                }
+                            }
+                        }
+                    }
+                    i = close + 1;
+                }
+                _ => {
+                    pending.clear();
+                    i = after;
+                }
+            }
+        } else {
+            pending.clear();
+            i += 1;
+        }
+    }
+    out
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).expect("source directory") {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn config_keys() -> Vec<Key> {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    files.sort();
+    let mut keys = Vec::new();
+    for file in files {
+        let src = fs::read_to_string(&file).expect("source file");
+        for (item, name) in config_keys_in(&src) {
+            keys.push(Key {
+                name,
+                item,
+                file: relative(&file),
+            });
+        }
+    }
+    keys
+}
+
+/// Key names the configuration pages name in inline code: `max_events`, and
+/// each part of a dotted path such as `batch.max_events` or `tls.crt_file`.
+fn documented_keys() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for file in manual() {
+        let is_config = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("configuration") && n.ends_with(".md"));
+        if !is_config {
+            continue;
+        }
+        let text = fs::read_to_string(&file).expect("configuration page");
+        for (_, line) in prose_lines(&text) {
+            for (code, span) in code_spans(line) {
+                if !code {
+                    continue;
+                }
+                let span = span.trim();
+                let path_end = span
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-'))
+                    .unwrap_or(span.len());
+                names.extend(span[..path_end].split('.').map(str::to_owned));
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_config_key_in_the_code_is_in_the_configuration_reference() {
+    let keys = config_keys();
+    let items: BTreeSet<&str> = keys.iter().map(|k| k.item.as_str()).collect();
+    assert!(
+        items.len() >= 10 && keys.iter().any(|k| k.name == "shutdown_timeout_secs"),
+        "the scan of src/ found only {items:?}: is the scanner broken?"
+    );
+    let documented = documented_keys();
+    let missing: BTreeSet<String> = keys
+        .iter()
+        .filter(|k| !documented.contains(&k.name))
+        .map(|k| format!("`{}` ({} in {})", k.name, k.item, k.file))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} config key(s) accepted by the code but not named (in backticks) in docs/configuration*.md:\n  {}",
+        missing.len(),
+        missing.into_iter().collect::<Vec<_>>().join("\n  ")
+    );
+}
+
+// ---- The checkers themselves -------------------------------------------------
+
+#[test]
+fn the_key_scanner_reads_what_serde_reads() {
+    let src = r####"
+        /// A doc comment with { braces } and #[serde(deny_unknown_fields)] in it.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        pub struct Outer {
+            /// "quoted" and 'x' in a comment
+            #[serde(default = "default_x")]
+            pub plain_key: Option<Vec<(u8, String)>>,
+            #[serde(rename = "renamed")]
+            pub(crate) original: u8,
+            #[serde(flatten)]
+            pub common: Common,
+            #[serde(skip)]
+            cache: (),
+            r#type: String,
+            map: BTreeMap<String, Vec<u8>>,
+        }
+
+        #[serde(rename_all = "snake_case")]
+        enum NotChecked { A { inner: u8 } }
+
+        const S: &str = r#"struct Fake { #[serde(deny_unknown_fields)] x: u8 }"#;
+        fn f<'a>(c: char) -> bool { c == '{' || c == '\'' }
+
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        enum Tagged { Unit, Tuple(u8), Named { #[serde(rename(deserialize = "n"))] name: u8 } }
+
+        #[serde(deny_unknown_fields)]
+        struct Empty {}
+    "####;
+    let keys = config_keys_in(src);
+    let expected: Vec<(String, String)> = [
+        ("Outer", "plain-key"),
+        ("Outer", "renamed"),
+        ("Outer", "type"),
+        ("Outer", "map"),
+        ("Tagged::Named", "n"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(keys, expected);
+}
+
+#[test]
+fn the_link_checker_finds_links_and_anchors_as_github_does() {
+    let text = "# Sink `elasticsearch`\n\n## Options — all of them\n\n## Options — all of them\n\
+                ```\n# not a heading [no](link.md)\n```\n\
+                See [a](docs/x.md#sink-elasticsearch), `[code](not-a-link.md)`, ![i](img.png).\n\
+                [ref]: other.md#options--all-of-them-1\n";
+    let found: Vec<String> = links(text).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(
+        found,
+        [
+            "docs/x.md#sink-elasticsearch",
+            "img.png",
+            "other.md#options--all-of-them-1"
+        ]
+    );
+    let anchors = anchors(text);
+    for a in [
+        "sink-elasticsearch",
+        "options--all-of-them",
+        "options--all-of-them-1",
+    ] {
+        assert!(anchors.contains(a), "{a} not in {anchors:?}");
+    }
+    assert!(!anchors.contains("not-a-heading-nolinkmd"));
+    assert!(check_link(&root().join("README.md"), "docs/nope.md").is_some());
+    assert!(check_link(&root().join("README.md"), "#no-such-heading").is_some());
+    assert!(check_link(&root().join("README.md"), "https://example.com/x").is_none());
+}

@@ -1,0 +1,263 @@
+//! Golden output: every beacon and CSP fixture in `testdata/` through a
+//! prod-shaped chain (user_agent → geoip → scrub_url → labels → route → per-site
+//! scrub_url/sample/labels), encoded as the stdout sink writes it and as the
+//! Elasticsearch sink writes its bulk body. The committed files under
+//! `testdata/golden/` are what users see; a change to the event model must
+//! leave them identical, or the difference is a deliberate, reviewed edit.
+//!
+//! Regenerate after a deliberate change: `GOLDEN_UPDATE=1 cargo test --test golden`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rum_pipeline::event::{Batch, Event};
+use rum_pipeline::sinks::elasticsearch::encoder::BulkBatch;
+use rum_pipeline::sinks::elasticsearch::index::{IndexOptions, IndexRouter};
+use rum_pipeline::sinks::stdout::{encode, Encoding};
+use rum_pipeline::sources::beacon_decoder::{self, BeaconLimits, RequestFacts};
+use rum_pipeline::sources::csp_report::{self, NoiseRules, ReportFacts, ReportLimits};
+use rum_pipeline::telemetry::{ComponentMetrics, Registry};
+use rum_pipeline::transforms::{Transform, TransformConfig, TransformContext};
+
+const CHROME_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+/// In MaxMind's GeoIP2-City test database (London).
+const CLIENT_IP: &str = "81.2.69.142";
+/// 2025-11-21T04:40:01.500Z: the fixtures' clocks are about here.
+const RECEIVED_AT_MS: i64 = 1_763_700_001_500;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn transform(id: &str, type_name: &'static str, toml_text: &str) -> Box<dyn Transform> {
+    let mut table: toml::Table = toml::from_str(toml_text).expect("test TOML");
+    table.remove("type");
+    let config = TransformConfig::parse(type_name, table).expect("valid transform config");
+    let registry = Registry::new();
+    let cx = TransformContext {
+        id: id.to_owned(),
+        metrics: ComponentMetrics::new(&registry, id, "transform", type_name),
+    };
+    config.build(&cx).expect("transform builds")
+}
+
+/// Runs one transform over a batch and returns its output ports.
+fn run(t: &mut dyn Transform, batch: Batch, ports: usize) -> Vec<Batch> {
+    let mut out: Vec<Batch> = (0..ports).map(|_| Vec::new()).collect();
+    t.transform(batch, &mut out);
+    out
+}
+
+/// The prod-shaped chain; returns the events in sink order.
+struct Chain {
+    user_agent: Box<dyn Transform>,
+    geoip: Box<dyn Transform>,
+    scrub: Box<dyn Transform>,
+    labels: Box<dyn Transform>,
+    route: Box<dyn Transform>,
+    shop_paths: Box<dyn Transform>,
+    shop_labels: Box<dyn Transform>,
+    blog_sample: Box<dyn Transform>,
+    blog_labels: Box<dyn Transform>,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        let db = root().join("testdata/geoip/GeoIP2-City-Test.mmdb");
+        Chain {
+            user_agent: transform("user_agent", "user_agent", ""),
+            geoip: transform(
+                "geoip",
+                "geoip",
+                &format!("database = {:?}", db.display().to_string()),
+            ),
+            scrub: transform("scrub", "scrub_url", ""),
+            labels: transform(
+                "labels",
+                "labels",
+                r#"
+                labels = { env = "golden" }
+                [[when]]
+                field = "rum.type"
+                equals = "error"
+                labels = { has_error = "yes" }
+                "#,
+            ),
+            route: transform(
+                "by_site",
+                "route",
+                r#"
+                route.shop = { field = "url.domain", equals = "shop.example.com" }
+                route.blog = { field = "url.domain", equals = "blog.example.com" }
+                "#,
+            ),
+            shop_paths: transform(
+                "shop_paths",
+                "scrub_url",
+                r#"routes = ["/product/{slug}", "/category/{slug}"]"#,
+            ),
+            shop_labels: transform("shop_labels", "labels", r#"labels = { site = "shop" }"#),
+            blog_sample: transform("blog_sample", "sample", "rate = 0.5"),
+            blog_labels: transform("blog_labels", "labels", r#"labels = { site = "blog" }"#),
+        }
+    }
+
+    fn process(&mut self, batch: Batch) -> Batch {
+        let batch = run(&mut *self.user_agent, batch, 1).remove(0);
+        let batch = run(&mut *self.geoip, batch, 1).remove(0);
+        let batch = run(&mut *self.scrub, batch, 1).remove(0);
+        let batch = run(&mut *self.labels, batch, 1).remove(0);
+        // route's ports: its routes by name (blog, shop), then _unmatched.
+        let mut ports = run(&mut *self.route, batch, 3);
+        let unmatched = ports.pop().unwrap();
+        let shop = ports.pop().unwrap();
+        let blog = ports.pop().unwrap();
+        let shop = run(&mut *self.shop_paths, shop, 1).remove(0);
+        let shop = run(&mut *self.shop_labels, shop, 1).remove(0);
+        let blog = run(&mut *self.blog_sample, blog, 1).remove(0);
+        let blog = run(&mut *self.blog_labels, blog, 1).remove(0);
+        let mut all = shop;
+        all.extend(blog);
+        all.extend(unmatched);
+        all
+    }
+}
+
+/// (fixture name, events) for every fixture.
+fn decode_fixtures() -> Vec<(String, Batch)> {
+    let mut out = Vec::new();
+    let beacon_limits = BeaconLimits {
+        max_events: 500,
+        max_string_bytes: 16 * 1024,
+        max_depth: 20,
+        max_event_age_ms: 24 * 3_600_000,
+    };
+    for path in files(&root().join("testdata/beacons")) {
+        let body = std::fs::read(&path).unwrap();
+        let facts = RequestFacts {
+            received_at_ms: RECEIVED_AT_MS,
+            client_ip: CLIENT_IP.parse().unwrap(),
+            user_agent: Some(CHROME_UA),
+            client_hints: vec![("sec_ch_ua_platform", "\"Windows\"")],
+        };
+        let decoded = beacon_decoder::decode(&body, &facts, &beacon_limits)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        out.push((name(&path, "beacons"), decoded.events));
+    }
+    let report_limits = ReportLimits {
+        max_reports: 100,
+        max_string_bytes: 16 * 1024,
+        max_depth: 20,
+        max_age_ms: 24 * 3_600_000,
+    };
+    let noise = NoiseRules::new(&rum_pipeline::sources::csp::default_noise_hosts());
+    let facts = ReportFacts {
+        received_at_ms: RECEIVED_AT_MS,
+        client_ip: "2001:db8::1".parse().unwrap(),
+        user_agent: Some(CHROME_UA),
+    };
+    for (dir, reporting_api) in [("csp/report-uri", false), ("csp/reporting-api", true)] {
+        for path in files(&root().join("testdata").join(dir)) {
+            let body = std::fs::read(&path).unwrap();
+            let decoded = if reporting_api {
+                csp_report::decode_reporting_api(&body, &facts, &report_limits, &noise)
+            } else {
+                csp_report::decode_report_uri(&body, &facts, &report_limits, &noise)
+            }
+            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            let events = decoded.reports.into_iter().map(|r| r.event).collect();
+            out.push((name(&path, "csp"), events));
+        }
+    }
+    out
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn name(path: &Path, group: &str) -> String {
+    let parent = path
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy();
+    let stem = path.file_stem().unwrap().to_string_lossy();
+    if parent == group {
+        format!("{group}-{stem}")
+    } else {
+        format!("{group}-{parent}-{stem}")
+    }
+}
+
+fn render(events: &[Event]) -> (String, String) {
+    let mut stdout = Vec::new();
+    for event in events {
+        encode(event, Encoding::Json, &mut stdout);
+    }
+    let allowed = BTreeMap::new();
+    let router = IndexRouter::new(&IndexOptions {
+        template: None,
+        prefix: "c.rum",
+        data_stream: false,
+        fallback: "other",
+        allowed_values: &allowed,
+    })
+    .unwrap();
+    let now = chrono::DateTime::from_timestamp_millis(RECEIVED_AT_MS).unwrap();
+    let index = router.prepare(&now);
+    let mut bulk = BulkBatch::default();
+    let mut scratch = Vec::new();
+    for event in events {
+        bulk.push(event, &index, &mut scratch);
+    }
+    (
+        String::from_utf8(stdout).unwrap(),
+        String::from_utf8(bulk.body).unwrap(),
+    )
+}
+
+#[test]
+fn fixtures_through_the_prod_shaped_chain_match_the_golden_files() {
+    let update = std::env::var_os("GOLDEN_UPDATE").is_some();
+    let golden = root().join("testdata/golden");
+    let mut chain = Chain::new();
+    let mut mismatches = Vec::new();
+    let fixtures = decode_fixtures();
+    assert!(fixtures.len() >= 10, "fixtures went missing");
+    for (name, events) in fixtures {
+        let events = chain.process(events);
+        let (stdout, bulk) = render(&events);
+        for (suffix, actual) in [("stdout.ndjson", stdout), ("bulk.ndjson", bulk)] {
+            let path = golden.join(format!("{name}.{suffix}"));
+            if update {
+                std::fs::write(&path, &actual).unwrap();
+                continue;
+            }
+            let expected = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (GOLDEN_UPDATE=1 writes it)", path.display()));
+            if expected != actual {
+                let line = expected
+                    .lines()
+                    .zip(actual.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(expected.lines().count().min(actual.lines().count()));
+                mismatches.push(format!(
+                    "{}: first difference on line {}\n  expected: {}\n  actual:   {}",
+                    path.display(),
+                    line + 1,
+                    expected.lines().nth(line).unwrap_or("<none>"),
+                    actual.lines().nth(line).unwrap_or("<none>")
+                ));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
