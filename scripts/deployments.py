@@ -75,18 +75,25 @@ TRUSTED_PROXIES_LINE = 'trusted_proxies = ["127.0.0.1/32", "::1/128"]\n'
 TRUSTED_PROXIES_COMMENT = "# Behind the NGINX sidecar: believe its X-Forwarded-For (see deployments/nginx).\n"
 
 
+# Every HTTP source behind the sidecar: client addresses (and per-client
+# rate limits) come from NGINX's X-Forwarded-For.
+BEHIND_NGINX_SOURCES = ["[sources.beacons]\n", "[sources.reports]\n"]
+
+
 def pipeline_behind_nginx(prod):
-    """prod.toml with the beacon source trusting the sidecar's X-Forwarded-For:
-    two lines added at the end of the [sources.beacons] table."""
+    """prod.toml with each HTTP source trusting the sidecar's X-Forwarded-For:
+    two lines added after the first run of keys of each source's table."""
     lines = prod.splitlines(keepends=True)
-    try:
-        start = lines.index("[sources.beacons]\n")
-    except ValueError:
-        raise SystemExit("pipelines/prod.toml has no [sources.beacons] table")
-    end = start + 1
-    while end < len(lines) and lines[end].strip() and not lines[end].startswith(("[", "#")):
-        end += 1
-    return "".join(lines[:end] + [TRUSTED_PROXIES_COMMENT, TRUSTED_PROXIES_LINE] + lines[end:])
+    for header in BEHIND_NGINX_SOURCES:
+        try:
+            start = lines.index(header)
+        except ValueError:
+            raise SystemExit(f"pipelines/prod.toml has no {header.strip()} table")
+        end = start + 1
+        while end < len(lines) and lines[end].strip() and not lines[end].startswith(("[", "#")):
+            end += 1
+        lines = lines[:end] + [TRUSTED_PROXIES_COMMENT, TRUSTED_PROXIES_LINE] + lines[end:]
+    return "".join(lines)
 
 
 def generated_configmaps():
@@ -751,7 +758,7 @@ def check_kubernetes(c):
     c.ok(pipelines.get(("rum-pipeline-pipeline", "pipeline.toml")) == prod, "the pipeline ConfigMap is pipelines/prod.toml")
     behind = pipelines.get(("rum-pipeline-pipeline-behind-nginx", "pipeline.toml"), "")
     added = [line[2:] for line in difflib.ndiff(prod.splitlines(), behind.splitlines()) if line.startswith(("+", "-"))]
-    c.ok(added == [TRUSTED_PROXIES_COMMENT.rstrip("\n"), TRUSTED_PROXIES_LINE.rstrip("\n")],
+    c.ok(added == [TRUSTED_PROXIES_COMMENT.rstrip("\n"), TRUSTED_PROXIES_LINE.rstrip("\n")] * len(BEHIND_NGINX_SOURCES),
          f"the sidecar pipeline differs from prod.toml only by trusted_proxies: {added}")
     c.ok(pipelines.get(("rum-pipeline-nginx", "nginx.conf")) == NGINX_CONF.read_text(), "the nginx ConfigMap is deployments/nginx/nginx.conf")
 

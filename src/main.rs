@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use rum_pipeline::config::{self, Loaded};
 use rum_pipeline::health_probe;
+use rum_pipeline::http::limits::{raise_fd_limit, FD_RESERVE};
 use rum_pipeline::sinks::{elasticsearch, SinkConfig};
 use rum_pipeline::topology::{self, RunOptions};
 
@@ -114,10 +115,28 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let global = &loaded.config.global;
+    let mut http = global.http.clone();
+    // The connection cap, not the fd limit, must decide when accepting waits:
+    // an accept failing with EMFILE would leave /health unanswered too.
+    match raise_fd_limit() {
+        Some(fds) => {
+            let room = usize::try_from(fds.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
+            if http.max_connections > room {
+                tracing::warn!(
+                    "http.max_connections ({}) lowered to {room}: the open-files limit is {fds} ({FD_RESERVE} kept for sinks and files); raise it with `ulimit -n` or the container's nofile limit",
+                    http.max_connections
+                );
+                http.max_connections = room;
+            }
+        }
+        None => tracing::warn!("cannot read the open-files limit (getrlimit failed)"),
+    }
     let options = RunOptions {
         shutdown_timeout: Duration::from_secs(global.shutdown_timeout_secs),
         stats_interval: (global.stats_interval_secs > 0)
             .then(|| Duration::from_secs(global.stats_interval_secs)),
+        http,
+        api: global.api.clone(),
     };
     tracing::info!(
         "rum-pipeline {} starting with {}",

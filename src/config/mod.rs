@@ -13,6 +13,8 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::http::limits::HttpServerOptions;
+use crate::http::server::ApiOptions;
 use crate::sinks::SinkConfig;
 use crate::sources::{HttpSourceOptions, SourceConfig};
 use crate::transforms::TransformConfig;
@@ -60,6 +62,25 @@ pub struct GlobalOptions {
     /// Seconds between the info lines reporting events in/out/dropped (0 = off).
     #[serde(default = "default_stats_interval")]
     pub stats_interval_secs: u64,
+    /// `[http]`: connection cap, body bytes in flight and connection
+    /// timeouts of every intake listener.
+    #[serde(default)]
+    pub http: HttpServerOptions,
+    /// `[api]`: a separate listener for `/metrics` and `/health`; with it,
+    /// the intake listeners no longer serve `/metrics`.
+    #[serde(default)]
+    pub api: Option<ApiOptions>,
+}
+
+impl Default for GlobalOptions {
+    fn default() -> Self {
+        Self {
+            shutdown_timeout_secs: default_shutdown_timeout(),
+            stats_interval_secs: default_stats_interval(),
+            http: HttpServerOptions::default(),
+            api: None,
+        }
+    }
 }
 
 /// serde default for the many options that are on unless turned off.
@@ -198,7 +219,12 @@ pub fn load_str(
     let transforms_table = parser.take_table(&mut doc, "transforms");
     let sinks_table = parser.take_table(&mut doc, "sinks");
     let global = match decode::<GlobalOptions>(doc) {
-        Ok(global) => Some(global),
+        Ok(global) => {
+            for (key, message) in global.http.check() {
+                parser.push(None, Some(&format!("http.{key}")), message);
+            }
+            Some(global)
+        }
         Err((key, message)) => {
             parser.push(None, Some(&key), message);
             None
@@ -237,12 +263,37 @@ pub fn load_str(
         }
     }
 
+    let global = global.unwrap_or_default();
+    // One body must fit in the budget of all bodies in flight.
+    for source in &sources {
+        if source.http.max_body_bytes > global.http.max_body_bytes_in_flight {
+            parser.push(
+                Some(("sources", &source.id)),
+                Some("max_body_bytes"),
+                format!(
+                    "{} is more than http.max_body_bytes_in_flight ({}): no such body could ever be read",
+                    source.http.max_body_bytes, global.http.max_body_bytes_in_flight
+                ),
+            );
+        }
+        if global
+            .api
+            .as_ref()
+            .is_some_and(|api| api.address == source.http.address && api.address.port() != 0)
+        {
+            parser.push(
+                None,
+                Some("api.address"),
+                format!(
+                    "{} is also the address of [sources.{}]: the admin listener needs its own port",
+                    source.http.address, source.id
+                ),
+            );
+        }
+    }
     let config = PipelineConfig {
         file: file.to_owned(),
-        global: global.unwrap_or(GlobalOptions {
-            shutdown_timeout_secs: default_shutdown_timeout(),
-            stats_interval_secs: default_stats_interval(),
-        }),
+        global,
         sources,
         transforms,
         sinks,
@@ -571,12 +622,24 @@ fn locate(text: &str, kind: &str, id: &str, key: Option<&str>) -> Option<usize> 
 }
 
 fn locate_top_level(text: &str, key: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| {
-            let l = l.trim();
-            l.split_once('=').is_some_and(|(lhs, _)| lhs.trim() == key) || l == format!("[{key}]")
-        })
-        .map(|i| i + 1)
+    let found = text.lines().position(|l| {
+        let l = l.trim();
+        l.split_once('=').is_some_and(|(lhs, _)| lhs.trim() == key) || l == format!("[{key}]")
+    });
+    if let Some(i) = found {
+        return Some(i + 1);
+    }
+    // `table.key` written as `[table]` then `key = ...`.
+    let (table, rest) = key.split_once('.')?;
+    let header = format!("[{table}]");
+    let start = text.lines().position(|l| l.trim() == header)?;
+    let in_table = text
+        .lines()
+        .enumerate()
+        .skip(start + 1)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| l.split_once('=').is_some_and(|(lhs, _)| lhs.trim() == rest));
+    Some(in_table.map_or(start, |(i, _)| i) + 1)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The steps every intake request goes through before a source reads its
-//! payload: CORS (preflight and origin check), body size limits (declared,
-//! streamed, and after decompression), and the client's address. Each refusal
+//! payload: the client's address and its rate limit, CORS (preflight and
+//! origin check), body size limits (declared, streamed, and after
+//! decompression) and the shared budget of body bytes in flight. Each refusal
 //! is an `IntakeError` with its HTTP status and the `error_type` it is counted
 //! under.
 
@@ -13,6 +14,9 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::connection::BodyConsumed;
+use super::limits::{BodyBudget, BodyPermit};
+use super::rate_limit::ClientRateLimiter;
 use super::{empty_response, text_response, HttpResponse};
 use crate::event::Batch;
 use crate::sources::HttpSourceOptions;
@@ -53,6 +57,9 @@ pub struct IntakeRequest {
     pub client_ip: IpAddr,
     /// The `Access-Control-Allow-Origin` value to answer with, if any.
     pub allow_origin: Option<HeaderValue>,
+    /// This request's share of `max_body_bytes_in_flight` (wire bytes plus
+    /// decompressed bytes), given back when the request is dropped.
+    pub body_permit: BodyPermit,
 }
 
 /// Per-source intake settings and counters.
@@ -64,6 +71,10 @@ pub struct Intake {
     origin_denied: Counter,
     /// Requests answered 503 because downstream stayed full.
     shed: Counter,
+    /// `rate_limit`, when configured.
+    rate_limiter: Option<ClientRateLimiter>,
+    /// Requests answered 429 (cached: floods are the hot path).
+    rate_limited: Counter,
     allow_methods: HeaderValue,
     max_age: HeaderValue,
 }
@@ -79,6 +90,8 @@ impl Intake {
             any_origin: options.allowed_origins.iter().any(|o| o == "*"),
             origin_denied: metrics.errors("origin_not_allowed", "receiving"),
             shed: metrics.errors("buffer_full", "sending"),
+            rate_limiter: options.rate_limit.as_ref().and_then(ClientRateLimiter::new),
+            rate_limited: metrics.errors(RATE_LIMITED, "receiving"),
             allow_methods: HeaderValue::from_static(methods),
             max_age: HeaderValue::from(options.cors_max_age_secs),
             options,
@@ -164,12 +177,16 @@ impl Intake {
         error: &IntakeError,
         allow_origin: Option<HeaderValue>,
     ) -> HttpResponse {
-        // Origin refusals are counted where they are found (cached counter).
-        if error.error_type != "origin_not_allowed" {
+        // Origin refusals and rate limits are counted where they are found
+        // (cached counters).
+        if error.error_type != "origin_not_allowed" && error.error_type != RATE_LIMITED {
             self.metrics.errors(error.error_type, "receiving").inc();
         }
         let mut response = text_response(error.status, format!("{}\n", error.message));
-        if error.status == StatusCode::SERVICE_UNAVAILABLE {
+        // A rate-limited client gets a token back within 1 s (at least 1 request/s).
+        if error.status == StatusCode::SERVICE_UNAVAILABLE
+            || error.status == StatusCode::TOO_MANY_REQUESTS
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -225,41 +242,88 @@ impl Intake {
         }
     }
 
-    /// Runs the common steps for a POST: origin, size limits, decompression.
+    /// Runs the common steps for a POST: client address and rate limit,
+    /// origin, size limits, body budget, decompression.
     pub async fn accept(
         &self,
         request: http::Request<Incoming>,
         peer: IpAddr,
     ) -> Result<IntakeRequest, (IntakeError, Option<HeaderValue>)> {
         let (parts, body) = request.into_parts();
+        // Before anything is read, so a flood costs no body bytes.
+        let client_ip =
+            super::client_ip::client_ip(peer, &parts.headers, &self.options.trusted_proxies);
+        if let Some(limiter) = &self.rate_limiter {
+            if !limiter.allow(client_ip) {
+                self.rate_limited.inc();
+                return Err((
+                    IntakeError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        RATE_LIMITED,
+                        "too many requests from this address, retry later",
+                    ),
+                    None,
+                ));
+            }
+        }
         let allow_origin = self.check_origin(&parts.headers).map_err(|e| (e, None))?;
         let fail = |e: IntakeError| (e, allow_origin.clone());
         let limit = self.options.max_body_bytes;
-        if declared_length(&parts.headers).is_some_and(|n| n > limit as u64) {
+        let declared = declared_length(&parts.headers);
+        if declared.is_some_and(|n| n > limit as u64) {
             return Err(fail(too_large(limit)));
         }
-        let wire = tokio::time::timeout(BODY_READ_TIMEOUT, read_limited(body, limit))
-            .await
-            .map_err(|_| {
-                fail(IntakeError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
-                    "body not received in time",
-                ))
-            })?
-            .map_err(fail)?;
+        // The listener hands every request the shared budget; without it
+        // (direct calls in tests) nothing is reserved.
+        let mut body_permit = parts
+            .extensions
+            .get::<std::sync::Arc<BodyBudget>>()
+            .map_or_else(BodyPermit::unlimited, |budget| budget.reserve());
+        // A declared length is reserved whole, before a byte is read.
+        let declared = declared.unwrap_or(0) as usize;
+        if !body_permit.grow(declared) {
+            return Err(fail(budget_exhausted()));
+        }
+        let wire = tokio::time::timeout(
+            BODY_READ_TIMEOUT,
+            read_limited(body, limit, declared, &mut body_permit),
+        )
+        .await
+        .map_err(|_| {
+            fail(IntakeError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "body not received in time",
+            ))
+        })?
+        .map_err(fail)?;
+        if let Some(consumed) = parts.extensions.get::<BodyConsumed>() {
+            consumed.mark();
+        }
         let wire_bytes = wire.len();
-        let body = decode_content(&parts.headers, wire, limit).map_err(fail)?;
-        let client_ip =
-            super::client_ip::client_ip(peer, &parts.headers, &self.options.trusted_proxies);
+        let body = decode_budgeted(&parts.headers, wire, limit, &mut body_permit).map_err(fail)?;
         Ok(IntakeRequest {
             headers: parts.headers,
             body,
             wire_bytes,
             client_ip,
             allow_origin,
+            body_permit,
         })
     }
+}
+
+/// `error_type` of requests refused by `rate_limit`.
+pub const RATE_LIMITED: &str = "rate_limited";
+/// `error_type` of requests refused because `max_body_bytes_in_flight` is taken.
+pub const BODY_BUDGET_EXHAUSTED: &str = "body_budget_exhausted";
+
+fn budget_exhausted() -> IntakeError {
+    IntakeError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        BODY_BUDGET_EXHAUSTED,
+        "too many request bodies in flight, retry later",
+    )
 }
 
 pub fn is_preflight(method: &Method) -> bool {
@@ -284,16 +348,26 @@ fn too_large(limit: usize) -> IntakeError {
 }
 
 /// Reads the body, refusing as soon as it passes `limit` (chunked bodies
-/// declare no length, so the check is on what arrives).
-async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, IntakeError> {
-    let mut buf = BytesMut::new();
+/// declare no length, so the check is on what arrives). Bytes beyond what
+/// `permit` holds are reserved as they arrive; no room → 503.
+async fn read_limited(
+    mut body: Incoming,
+    limit: usize,
+    declared: usize,
+    permit: &mut BodyPermit,
+) -> Result<Bytes, IntakeError> {
+    let mut buf = BytesMut::with_capacity(declared.min(limit));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             IntakeError::bad_request("body_read_failed", format!("reading the body failed: {e}"))
         })?;
         if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
+            let len = buf.len() + data.len();
+            if len > limit {
                 return Err(too_large(limit));
+            }
+            if len > permit.bytes() && !permit.grow(len - permit.bytes()) {
+                return Err(budget_exhausted());
             }
             buf.extend_from_slice(&data);
         }
@@ -372,16 +446,39 @@ pub fn decode_content(
     body: Bytes,
     limit: usize,
 ) -> Result<Bytes, IntakeError> {
+    decode_budgeted(headers, body, limit, &mut BodyPermit::unlimited())
+}
+
+/// `decode_content`, reserving the decompressed bytes in `permit` as they
+/// are produced (the wire bytes are already in it).
+fn decode_budgeted(
+    headers: &HeaderMap,
+    body: Bytes,
+    limit: usize,
+    permit: &mut BodyPermit,
+) -> Result<Bytes, IntakeError> {
     let Some(encoding) = headers.get(header::CONTENT_ENCODING) else {
         return Ok(body);
     };
     let encoding = encoding.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    let wire_reserved = permit.bytes();
     match encoding.as_str() {
         "" | "identity" => Ok(body),
-        "gzip" | "x-gzip" => inflate(flate2::read::MultiGzDecoder::new(&body[..]), limit),
+        "gzip" | "x-gzip" => {
+            let decoder = flate2::read::MultiGzDecoder::new(&body[..]);
+            inflate(decoder, limit, permit, wire_reserved)
+        }
         // HTTP's "deflate" is zlib-wrapped, but some clients send raw deflate.
-        "deflate" => inflate(flate2::read::ZlibDecoder::new(&body[..]), limit)
-            .or_else(|_| inflate(flate2::read::DeflateDecoder::new(&body[..]), limit)),
+        "deflate" => {
+            let zlib = flate2::read::ZlibDecoder::new(&body[..]);
+            inflate(zlib, limit, permit, wire_reserved).or_else(|e| match e.error_type {
+                "invalid_compression" => {
+                    let raw = flate2::read::DeflateDecoder::new(&body[..]);
+                    inflate(raw, limit, permit, wire_reserved)
+                }
+                _ => Err(e),
+            })
+        }
         other => Err(IntakeError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_content_encoding",
@@ -390,17 +487,41 @@ pub fn decode_content(
     }
 }
 
-fn inflate(decoder: impl Read, limit: usize) -> Result<Bytes, IntakeError> {
+/// Decompressed bytes are reserved in steps of this many.
+const INFLATE_STEP: usize = 64 * 1024;
+
+/// `wire_reserved`: what `permit` held before decompression began.
+fn inflate(
+    decoder: impl Read,
+    limit: usize,
+    permit: &mut BodyPermit,
+    wire_reserved: usize,
+) -> Result<Bytes, IntakeError> {
+    let mut decoder = decoder.take(limit as u64 + 1);
     let mut out = Vec::new();
-    decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| {
+    loop {
+        let reserved = permit.bytes() - wire_reserved;
+        if out.len() + INFLATE_STEP > reserved && !permit.grow(out.len() + INFLATE_STEP - reserved)
+        {
+            return Err(budget_exhausted());
+        }
+        let start = out.len();
+        out.resize(start + INFLATE_STEP, 0);
+        let read = decoder.read(&mut out[start..]).map_err(|e| {
             IntakeError::bad_request(
                 "invalid_compression",
                 format!("cannot decompress the body: {e}"),
             )
-        })?;
+        });
+        match read {
+            Ok(0) => {
+                out.truncate(start);
+                break;
+            }
+            Ok(n) => out.truncate(start + n),
+            Err(e) => return Err(e),
+        }
+    }
     if out.len() > limit {
         return Err(IntakeError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,10 +1,15 @@
 //! HTTP plumbing shared by every source: the shared listener (with TLS,
-//! `/health` and `/metrics`), and the intake steps each request goes through
-//! (CORS, body limits, decompression, client IP, access log).
+//! `/health` and `/metrics`), its connections and their limits, and the
+//! intake steps each request goes through (rate limit, CORS, body limits,
+//! decompression, client IP, access log).
 
 pub mod access_log;
 pub mod client_ip;
+pub mod connection;
+pub mod framing;
 pub mod intake;
+pub mod limits;
+pub mod rate_limit;
 pub mod server;
 pub mod tls;
 

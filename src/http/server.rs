@@ -1,14 +1,18 @@
 //! The shared listener: sources that name the same `address` are served by one
 //! HTTP server (one port for everything, as the Canarytrace server does),
-//! optionally over TLS. It also answers `GET /health` and `GET /metrics`.
+//! optionally over TLS. It also answers `GET /health` and `GET /metrics`,
+//! unless an admin listener (`[api]`) takes `/metrics` off the intake port.
+//!
+//! A connection needs a permit of the shared connection cap before it is
+//! accepted; the permit travels with the connection's task. `connection`
+//! serves it and closes it when it idles.
 //!
 //! Shutdown: when told to stop, the accept loop ends and every open connection
-//! finishes its current request and closes. When the last connection is gone
-//! the routes — and with them the sources' channel senders — are dropped, which
-//! is what lets the rest of the pipeline drain.
+//! finishes its current request and closes (idle ones at once). When the last
+//! connection is gone the routes — and with them the sources' channel senders —
+//! are dropped, which is what lets the rest of the pipeline drain.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -18,12 +22,14 @@ use std::time::Duration;
 
 use http::{header, HeaderValue, Method, Request, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use serde::Deserialize;
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use super::connection::{self, ConnectionSettings};
+use super::framing::{check_transfer_encoding, FramingError};
+use super::limits::{BodyBudget, ConnectionCap, ConnectionTimeouts};
 use super::{text_response, HttpResponse};
 use crate::telemetry::{Counter, Registry};
 
@@ -103,11 +109,26 @@ impl Health {
     }
 }
 
+/// The top-level `[api]` table: a separate listener for `/metrics` and
+/// `/health`, so the intake port can be public alone.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiOptions {
+    /// Address of the admin listener (plain HTTP), e.g. `127.0.0.1:9598`.
+    pub address: SocketAddr,
+}
+
+/// Connections the admin listener serves at once (probes and a scraper),
+/// apart from the intake's cap so a full intake cannot starve them.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
 /// Routes of one listener plus the built-in endpoints.
 pub struct Router {
     routes: Vec<Route>,
     health: Arc<Health>,
     registry: Arc<Registry>,
+    /// False on intake listeners when an admin listener serves `/metrics`.
+    serve_metrics: bool,
     /// `http_requests_total{path,status}`, looked up per request without a
     /// write lock once the pair has been seen.
     requests: RwLock<BTreeMap<(usize, u16), Counter>>,
@@ -119,7 +140,12 @@ const HEALTH_PATH: &str = "/health";
 const METRICS_PATH: &str = "/metrics";
 
 impl Router {
-    pub fn new(routes: Vec<Route>, health: Arc<Health>, registry: Arc<Registry>) -> Self {
+    pub fn new(
+        routes: Vec<Route>,
+        health: Arc<Health>,
+        registry: Arc<Registry>,
+        serve_metrics: bool,
+    ) -> Self {
         let mut path_labels: Vec<String> = routes.iter().map(|r| r.path.clone()).collect();
         path_labels.extend([
             HEALTH_PATH.to_owned(),
@@ -130,6 +156,7 @@ impl Router {
             routes,
             health,
             registry,
+            serve_metrics,
             requests: RwLock::new(BTreeMap::new()),
             path_labels,
         }
@@ -161,37 +188,80 @@ impl Router {
             .insert(key, counter);
     }
 
-    async fn dispatch(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+    /// Answers one request. `framing` is the connection's verdict on the raw
+    /// HTTP/1 head (see `framing`).
+    pub(super) async fn dispatch(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        framing: Option<FramingError>,
+    ) -> HttpResponse {
         let path = request.uri().path();
-        let (label, response) = if let Some(i) = self.routes.iter().position(|r| r.path == path) {
+        let route = self.routes.iter().position(|r| r.path == path);
+        let label = match route {
+            Some(i) => i,
+            None if path == HEALTH_PATH => self.routes.len(),
+            None if path == METRICS_PATH && self.serve_metrics => self.routes.len() + 1,
+            None => self.routes.len() + 2,
+        };
+        let framing = framing.map_or_else(|| check_transfer_encoding(request.headers()), Err);
+        let response = if let Err(refused) = framing {
+            let mut response = text_response(refused.status(), refused.message());
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        } else if let Some(i) = route {
             let handler = self.routes[i].handler.clone();
-            (i, handler.handle(request, peer).await)
-        } else if path == HEALTH_PATH {
-            (self.routes.len(), self.health.response())
-        } else if path == METRICS_PATH && request.method() == Method::GET {
-            let mut response = text_response(StatusCode::OK, self.registry.render());
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            (self.routes.len() + 1, response)
+            handler.handle(request, peer).await
+        } else if label == self.routes.len() {
+            match *request.method() {
+                Method::GET | Method::HEAD => self.health.response(),
+                _ => method_not_allowed("GET, HEAD"),
+            }
+        } else if label == self.routes.len() + 1 {
+            match *request.method() {
+                Method::GET | Method::HEAD => {
+                    let mut response = text_response(StatusCode::OK, self.registry.render());
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    response
+                }
+                _ => method_not_allowed("GET, HEAD"),
+            }
         } else {
-            (
-                self.routes.len() + 2,
-                text_response(StatusCode::NOT_FOUND, "not found\n"),
-            )
+            text_response(StatusCode::NOT_FOUND, "not found\n")
         };
         self.count(label, response.status());
         response
     }
 }
 
+fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut response = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// What bounds one listener: the connection cap it shares with the other
+/// intake listeners, how long a connection may idle, the body budget.
+#[derive(Clone)]
+pub struct ListenerLimits {
+    pub connections: Arc<ConnectionCap>,
+    pub timeouts: ConnectionTimeouts,
+    pub body_budget: Option<Arc<BodyBudget>>,
+}
+
 /// A bound listener, ready to serve.
 pub struct Listener {
     pub address: SocketAddr,
     tcp: TcpListener,
-    tls: Option<TlsAcceptor>,
-    router: Router,
+    limits: ListenerLimits,
+    settings: Arc<ConnectionSettings>,
 }
 
 impl Listener {
@@ -199,21 +269,31 @@ impl Listener {
         address: SocketAddr,
         tls: Option<TlsAcceptor>,
         router: Router,
+        limits: ListenerLimits,
     ) -> anyhow::Result<Self> {
         let tcp = TcpListener::bind(address)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
         let address = tcp.local_addr()?;
+        let registry = router.registry.clone();
+        let settings = ConnectionSettings::new(
+            tls,
+            limits.timeouts,
+            Arc::new(router),
+            limits.body_budget.clone(),
+            limits.connections.at_cap(),
+            &registry,
+        );
         Ok(Self {
             address,
             tcp,
-            tls,
-            router,
+            limits,
+            settings: Arc::new(settings),
         })
     }
 
     pub fn scheme(&self) -> &'static str {
-        if self.tls.is_some() {
+        if self.settings.tls.is_some() {
             "https"
         } else {
             "http"
@@ -223,96 +303,42 @@ impl Listener {
     /// Serves until `shutdown` turns true, then lets open connections finish
     /// their request and returns once the last one has closed.
     pub async fn serve(self, mut shutdown: watch::Receiver<bool>) {
-        let router = Arc::new(self.router);
-        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10));
-        let builder = Arc::new(builder);
         // Each connection task holds a clone; recv() returns None when all are gone.
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         loop {
-            let accepted = tokio::select! {
-                accepted = self.tcp.accept() => Some(accepted),
-                _ = shutdown.wait_for(|stop| *stop) => None,
+            // The permit comes first: over the cap, connections wait in the
+            // kernel's accept queue instead of costing memory here, and idle
+            // connections are told to make room.
+            let permit = tokio::select! {
+                permit = self.limits.connections.acquire() => permit,
+                _ = shutdown.wait_for(|stop| *stop) => break,
             };
-            let Some(accepted) = accepted else { break };
+            let accepted = tokio::select! {
+                accepted = self.tcp.accept() => accepted,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
             let (stream, peer) = match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
                     tracing::warn!("accept failed: {e}");
+                    drop(permit);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
             let _ = stream.set_nodelay(true);
-            tokio::spawn(serve_connection(
-                stream,
-                peer,
-                self.tls.clone(),
-                builder.clone(),
-                router.clone(),
-                shutdown.clone(),
-                alive_tx.clone(),
-            ));
+            let settings = self.settings.clone();
+            let shutdown = shutdown.clone();
+            let alive = alive_tx.clone();
+            tokio::spawn(async move {
+                connection::serve(stream, peer, settings, shutdown).await;
+                drop(permit);
+                drop(alive);
+            });
         }
         drop(self.tcp);
         drop(alive_tx);
         let _ = alive_rx.recv().await;
-    }
-}
-
-/// Runs one connection; on shutdown asks it to finish the request in flight
-/// and close. A macro because hyper-util's connection types carry long bounds.
-macro_rules! drive {
-    ($connection:expr, $shutdown:expr) => {{
-        let mut shutdown = $shutdown;
-        let connection = $connection;
-        tokio::pin!(connection);
-        let stopping = tokio::select! {
-            _ = connection.as_mut() => false,
-            _ = shutdown.wait_for(|stop| *stop) => true,
-        };
-        if stopping {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        }
-    }};
-}
-
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    builder: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
-    router: Arc<Router>,
-    shutdown: watch::Receiver<bool>,
-    _alive: mpsc::Sender<()>,
-) {
-    let service = service_fn(move |request| {
-        let router = router.clone();
-        async move { Ok::<_, Infallible>(router.dispatch(request, peer).await) }
-    });
-    match tls {
-        None => drive!(
-            builder.serve_connection(TokioIo::new(stream), service),
-            shutdown
-        ),
-        Some(acceptor) => {
-            let handshake =
-                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
-            match handshake {
-                Ok(Ok(tls_stream)) => {
-                    drive!(
-                        builder.serve_connection(TokioIo::new(tls_stream), service),
-                        shutdown
-                    )
-                }
-                Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
-                Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
-            }
-        }
     }
 }

@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::config::{decode, unknown_type, CheckConfig};
+use crate::http::rate_limit::RateLimitOptions;
 use crate::http::server::Route;
 use crate::telemetry::ComponentMetrics;
 use crate::topology::buffer::Fanout;
@@ -50,6 +51,10 @@ pub struct HttpSourceOptions {
     /// One access-log line per request on stderr.
     #[serde(default = "crate::config::default_true")]
     pub access_log: bool,
+    /// Per-client-IP rate limit of this source's POSTs (429 + `Retry-After`
+    /// above it); none when absent.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitOptions>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
@@ -88,6 +93,7 @@ impl HttpSourceOptions {
         "max_body_bytes",
         "send_timeout_ms",
         "access_log",
+        "rate_limit",
     ];
 }
 
@@ -104,6 +110,9 @@ impl CheckConfig for HttpSourceOptions {
                     format!("`{origin}` is not an origin like `https://www.example.com` (or `*`)"),
                 ));
             }
+        }
+        if let Some(rate_limit) = &self.rate_limit {
+            problems.extend(rate_limit.check());
         }
         if let Some(tls) = &self.tls {
             for (key, path) in [

@@ -21,7 +21,10 @@ use tokio::task::JoinSet;
 use crate::config::graph::split_input;
 use crate::config::PipelineConfig;
 use crate::event::Batch;
-use crate::http::server::{Health, Listener, Route, Router};
+use crate::http::limits::{BodyBudget, ConnectionCap, HttpServerOptions};
+use crate::http::server::{
+    ApiOptions, Health, Listener, ListenerLimits, Route, Router, ADMIN_MAX_CONNECTIONS,
+};
 use crate::sinks::{SinkContext, SinkFuture};
 use crate::sources::{SourceContext, TlsOptions};
 use crate::telemetry::{ComponentMetrics, Registry};
@@ -285,10 +288,54 @@ async fn run_transform(mut task: TransformTask) {
     }
 }
 
+/// The connection cap and body budget every intake listener shares, with
+/// gauges for both.
+fn intake_limits(http: &HttpServerOptions, registry: &Registry) -> ListenerLimits {
+    let connections = ConnectionCap::new(http.max_connections);
+    let budget = BodyBudget::new(http.max_body_bytes_in_flight);
+    let max_connections = connections.max();
+    let open = connections.clone();
+    registry.gauge_fn(
+        "http_connections",
+        "Client connections open on the intake listeners.",
+        &[],
+        move || open.open() as f64,
+    );
+    registry.gauge_fn(
+        "http_max_connections",
+        "The intake listeners' connection cap ([http] max_connections).",
+        &[],
+        move || max_connections as f64,
+    );
+    let in_flight = budget.clone();
+    registry.gauge_fn(
+        "http_body_bytes_in_flight",
+        "Bytes of request bodies held right now (wire plus decompressed).",
+        &[],
+        move || in_flight.in_use() as f64,
+    );
+    let max = budget.max();
+    registry.gauge_fn(
+        "http_max_body_bytes_in_flight",
+        "The budget of body bytes in flight ([http] max_body_bytes_in_flight).",
+        &[],
+        move || max as f64,
+    );
+    ListenerLimits {
+        connections,
+        timeouts: http.timeouts(),
+        body_budget: Some(budget),
+    }
+}
+
 /// Options for running, from the global config.
 pub struct RunOptions {
     pub shutdown_timeout: Duration,
     pub stats_interval: Option<Duration>,
+    /// Limits of the intake listeners (`[http]`).
+    pub http: HttpServerOptions,
+    /// The admin listener (`[api]`), if any.
+    pub api: Option<ApiOptions>,
 }
 
 /// Binds, runs until `shutdown` resolves, then drains. Returns an error if the
@@ -306,6 +353,7 @@ pub async fn run(
         registry,
         components,
     } = built;
+    let intake_limits = intake_limits(&options.http, &registry);
     let mut bound = Vec::new();
     for planned in listeners {
         let tls = planned
@@ -313,11 +361,28 @@ pub async fn run(
             .as_ref()
             .map(crate::http::tls::acceptor)
             .transpose()?;
-        let router = Router::new(planned.routes, health.clone(), registry.clone());
-        let listener = Listener::bind(planned.address, tls, router).await?;
+        let router = Router::new(
+            planned.routes,
+            health.clone(),
+            registry.clone(),
+            options.api.is_none(),
+        );
+        let listener = Listener::bind(planned.address, tls, router, intake_limits.clone()).await?;
         let paths: Vec<String> = planned.source_ids;
         bound.push((listener, paths));
     }
+    let admin = match &options.api {
+        Some(api) => {
+            let router = Router::new(Vec::new(), health.clone(), registry.clone(), true);
+            let limits = ListenerLimits {
+                connections: ConnectionCap::new(ADMIN_MAX_CONNECTIONS),
+                timeouts: intake_limits.timeouts,
+                body_budget: None,
+            };
+            Some(Listener::bind(api.address, None, router, limits).await?)
+        }
+        None => None,
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -347,6 +412,19 @@ pub async fn run(
         tasks.spawn(async move {
             listener.serve(stop).await;
             format!("listener {address}")
+        });
+    }
+    if let Some(admin) = admin {
+        // Worded apart from the intake's "listening on", which tools look for.
+        tracing::info!(
+            "admin endpoints /health and /metrics served on http://{}",
+            admin.address
+        );
+        let address = admin.address;
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            admin.serve(stop).await;
+            format!("admin listener {address}")
         });
     }
     let names: Vec<String> = components

@@ -53,6 +53,21 @@ impl Pipeline {
     /// Writes `config` to a temp file (`{dir}` in it becomes the temp dir path),
     /// starts the binary and waits until it reports its listener.
     pub fn start_with(config: &str, stdout: Stdout, env: &[(&str, &str)]) -> Pipeline {
+        Self::start_inner(config, stdout, env, None)
+    }
+
+    /// Starts the binary with its open-files soft limit lowered to `soft`
+    /// (the common 1024), as a shell or container would hand it over.
+    pub fn start_with_fd_soft_limit(config: &str, soft: u64) -> Pipeline {
+        Self::start_inner(config, Stdout::Collect, &[], Some(soft))
+    }
+
+    fn start_inner(
+        config: &str,
+        stdout: Stdout,
+        env: &[(&str, &str)],
+        fd_soft_limit: Option<u64>,
+    ) -> Pipeline {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = config.replace("{dir}", &dir.path().display().to_string());
         let path = dir.path().join("pipeline.toml");
@@ -67,6 +82,23 @@ impl Pipeline {
             .stderr(Stdio::piped());
         for (k, v) in env {
             command.env(k, v);
+        }
+        if let Some(soft) = fd_soft_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                        limit.rlim_cur = soft.min(limit.rlim_max);
+                        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = command.spawn().expect("start rum-pipeline");
         let out = Arc::new(Mutex::new(Vec::new()));
@@ -96,6 +128,14 @@ impl Pipeline {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// `127.0.0.1:PORT` of the shared listener, for raw sockets.
+    pub fn addr(&self) -> String {
+        self.base
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_owned()
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,332 @@
+//! One client connection, from accept to close: a bounded TLS handshake,
+//! HTTP/1 or HTTP/2 (hyper-util's auto builder), and a watchdog that closes the
+//! connection when it sits too long without a request in flight, whatever the
+//! protocol state: no byte yet, half an HTTP/2 preface, TLS done but silent,
+//! slow headers, HTTP/1 keep-alive, HTTP/2 with no open stream (PINGs do not
+//! count as activity).
+//!
+//! Closing is graceful first (HTTP/1 finishes the request in flight, HTTP/2
+//! sends GOAWAY), then forced: once nothing is in flight, a connection still
+//! open `CLOSE_GRACE` after it was asked to close is dropped. That is what
+//! keeps a peer that never answers GOAWAY's PING from holding a drain on
+//! SIGTERM.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{header, HeaderValue, Request, Version};
+use hyper::body::{Body, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use super::framing::{HeadInspector, Verdicts};
+use super::limits::{BodyBudget, ConnectionTimeouts, IDLE_AT_CAP};
+use super::server::Router;
+use crate::telemetry::{Counter, Registry};
+
+/// How long a connection asked to close may take once nothing is in flight
+/// (to flush the last response, answer GOAWAY) before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Largest request head (HTTP/1) or header list (HTTP/2): 431 above. Bounds
+/// each connection's read buffer.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Streams one HTTP/2 connection may have open at once.
+pub const MAX_CONCURRENT_STREAMS: u32 = 100;
+/// HTTP/2 flow-control windows: request data one connection (or stream) may
+/// have sent that no handler has read yet. The protocol's default: browsers
+/// cap beacons (`sendBeacon`, `fetch` keepalive) at 64 KiB anyway.
+pub const H2_CONNECTION_WINDOW: u32 = 65_535;
+pub const H2_STREAM_WINDOW: u32 = 65_535;
+
+/// What every connection of one listener shares.
+pub struct ConnectionSettings {
+    /// HTTP/1 and HTTP/2 with the header, stream and window limits above.
+    pub builder: auto::Builder<TokioExecutor>,
+    pub tls: Option<TlsAcceptor>,
+    pub timeouts: ConnectionTimeouts,
+    /// Dropped with the last connection: it holds the sources' senders.
+    pub router: Arc<Router>,
+    /// Put in every request's extensions for `Intake` to reserve from; None
+    /// on the admin listener, which reads no bodies.
+    pub body_budget: Option<Arc<BodyBudget>>,
+    /// Accepts waiting for a slot of the connection cap: while any wait, idle
+    /// connections close after `IDLE_AT_CAP`.
+    pub at_cap: watch::Receiver<usize>,
+    pub timed_out: TimeoutCounters,
+}
+
+impl ConnectionSettings {
+    pub fn new(
+        tls: Option<TlsAcceptor>,
+        timeouts: ConnectionTimeouts,
+        router: Arc<Router>,
+        body_budget: Option<Arc<BodyBudget>>,
+        at_cap: watch::Receiver<usize>,
+        registry: &Registry,
+    ) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .max_buf_size(MAX_HEADER_BYTES);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .max_header_list_size(MAX_HEADER_BYTES as u32)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .initial_stream_window_size(H2_STREAM_WINDOW);
+        Self {
+            builder,
+            tls,
+            timeouts,
+            router,
+            body_budget,
+            at_cap,
+            timed_out: TimeoutCounters::new(registry),
+        }
+    }
+}
+
+/// `http_connection_timeouts_total{state}`: connections closed for sitting
+/// too long in a state.
+#[derive(Clone)]
+pub struct TimeoutCounters {
+    tls_handshake: Counter,
+    first_request: Counter,
+    idle: Counter,
+    /// Closed early (after `IDLE_AT_CAP`) to make room under the cap.
+    idle_at_cap: Counter,
+}
+
+impl TimeoutCounters {
+    fn new(registry: &Registry) -> Self {
+        let counter = |state: &str| {
+            registry.counter(
+                "http_connection_timeouts_total",
+                "Connections closed for sitting too long in a state: tls_handshake, first_request (no complete request head since accept), idle (no request in flight), idle_at_cap (idle 1 s while the connection cap was reached).",
+                &[("state", state)],
+            )
+        };
+        Self {
+            tls_handshake: counter("tls_handshake"),
+            first_request: counter("first_request"),
+            idle: counter("idle"),
+            idle_at_cap: counter("idle_at_cap"),
+        }
+    }
+}
+
+/// Set by whoever reads a request's body to its end (`Intake`). An HTTP/1
+/// answer to a request whose body was left unread says `Connection: close`,
+/// because hyper cannot reuse the connection then.
+#[derive(Clone, Default)]
+pub struct BodyConsumed(Arc<std::sync::atomic::AtomicBool>);
+
+impl BodyConsumed {
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Requests in flight on one connection and since when it has had none:
+/// what the watchdog decides on (bytes read do not count, so a peer that
+/// trickles bytes or PINGs without ever completing a request is idle).
+struct Activity {
+    /// Requests whose handler is running; the watchdog waits while > 0.
+    in_flight: AtomicUsize,
+    /// Requests started so far: 0 means the first-request timeout applies.
+    served: AtomicU64,
+    /// Accept, end of the TLS handshake, or end of the last request.
+    idle_since: Mutex<Instant>,
+    /// Woken when the last request in flight finishes, to re-arm the timer.
+    idle_again: Notify,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            in_flight: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            idle_since: Mutex::new(Instant::now()),
+            idle_again: Notify::new(),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.served.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    fn idle_since(&self) -> Instant {
+        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn restart_clock(&self) {
+        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+}
+
+/// Held while a request is being handled.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.restart_clock();
+            self.0.idle_again.notify_one();
+        }
+    }
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    settings: Arc<ConnectionSettings>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let activity = Activity::new();
+    let verdicts = Verdicts::default();
+    let service = {
+        let activity = activity.clone();
+        let verdicts = verdicts.clone();
+        let settings = settings.clone();
+        service_fn(move |mut request: Request<Incoming>| {
+            let in_flight = activity.begin();
+            let http1 = request.version() < Version::HTTP_2;
+            // One verdict per HTTP/1 head, in order: take it even when unused.
+            let framing = if http1 { verdicts.next() } else { None };
+            let has_body = !request.body().is_end_stream();
+            let consumed = BodyConsumed::default();
+            request.extensions_mut().insert(consumed.clone());
+            if let Some(budget) = &settings.body_budget {
+                request.extensions_mut().insert(budget.clone());
+            }
+            let router = settings.router.clone();
+            async move {
+                let mut response = router.dispatch(request, peer, framing).await;
+                if http1 && has_body && !consumed.get() {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    match &settings.tls {
+        None => {
+            let io = TokioIo::new(HeadInspector::new(stream, verdicts));
+            let connection = settings.builder.serve_connection(io, service);
+            watch_connection(connection, &activity, &settings, shutdown).await;
+        }
+        Some(acceptor) => {
+            let handshake = tokio::select! {
+                done = tokio::time::timeout(settings.timeouts.tls_handshake, acceptor.accept(stream)) => done,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            let tls_stream = match handshake {
+                Ok(Ok(tls_stream)) => tls_stream,
+                Ok(Err(e)) => {
+                    tracing::debug!("TLS handshake with {peer} failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    settings.timed_out.tls_handshake.inc();
+                    tracing::debug!("TLS handshake with {peer} timed out");
+                    return;
+                }
+            };
+            // The wait for the first request starts once TLS is up.
+            activity.restart_clock();
+            let io = TokioIo::new(HeadInspector::new(tls_stream, verdicts));
+            let connection = settings.builder.serve_connection(io, service);
+            watch_connection(connection, &activity, &settings, shutdown).await;
+        }
+    }
+}
+
+/// Drives `connection` until it ends, closing it when it idles past its
+/// timeout or when shutdown begins.
+async fn watch_connection<C: GracefulConnection>(
+    connection: C,
+    activity: &Activity,
+    settings: &ConnectionSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let timeouts = settings.timeouts;
+    tokio::pin!(connection);
+    let mut at_cap = settings.at_cap.clone();
+    let mut at_cap_watched = true;
+    // Since when the connection has been asked to close.
+    let mut closing: Option<Instant> = None;
+    loop {
+        let first = activity.served.load(Ordering::Relaxed) == 0;
+        let mut limit = if first {
+            timeouts.first_request
+        } else {
+            timeouts.idle
+        };
+        let pressed = *at_cap.borrow() > 0 && IDLE_AT_CAP < limit;
+        if pressed {
+            limit = IDLE_AT_CAP;
+        }
+        let deadline = if activity.in_flight.load(Ordering::SeqCst) > 0 {
+            None
+        } else {
+            let idle_since = activity.idle_since();
+            Some(match closing {
+                Some(asked) => asked.max(idle_since) + CLOSE_GRACE,
+                None => idle_since + limit,
+            })
+        };
+        if deadline.is_some_and(|at| at <= Instant::now()) {
+            if closing.is_some() {
+                // Nothing in flight, and the peer has not closed: drop it.
+                return;
+            }
+            let counter = match (pressed, first) {
+                (true, _) => &settings.timed_out.idle_at_cap,
+                (false, true) => &settings.timed_out.first_request,
+                (false, false) => &settings.timed_out.idle,
+            };
+            counter.inc();
+            connection.as_mut().graceful_shutdown();
+            closing = Some(Instant::now());
+            continue;
+        }
+        let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(far_future));
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = shutdown.wait_for(|stop| *stop), if closing.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                closing = Some(Instant::now());
+            }
+            _ = activity.idle_again.notified() => {}
+            changed = at_cap.changed(), if at_cap_watched && closing.is_none() => {
+                at_cap_watched = changed.is_ok();
+            }
+            _ = sleep, if deadline.is_some() => {}
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}

@@ -1,0 +1,451 @@
+//! Strict HTTP/1 body framing (RFC 9112 §6.1, §6.3): a request with both
+//! `Content-Length` and `Transfer-Encoding` is refused with 400, and one whose
+//! transfer coding is anything but a single `chunked` with 501; both close the
+//! connection. A proxy in front may frame such a body differently from us,
+//! which is how requests are smuggled past it.
+//!
+//! hyper already prefers `Transfer-Encoding` and closes after such a request,
+//! but it removes `Content-Length` from the header map, so the conflict cannot
+//! be seen from the request. `HeadInspector` therefore reads the raw bytes of
+//! an HTTP/1 connection as hyper reads them, parses each request head and
+//! follows its body's framing to find the next one, and queues one verdict
+//! per head. When it cannot follow (HTTP/2, a head hyper will refuse anyway,
+//! a framing it does not understand) it stops and verdicts default to fine.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use http::{header, HeaderMap, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Longest request head followed; hyper refuses longer ones (431).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Why a request's framing is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FramingError {
+    /// `Content-Length` and `Transfer-Encoding` together.
+    LengthAndTransferEncoding,
+    /// A transfer coding other than a single `chunked`.
+    UnsupportedTransferEncoding,
+}
+
+impl FramingError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            FramingError::LengthAndTransferEncoding => StatusCode::BAD_REQUEST,
+            FramingError::UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            FramingError::LengthAndTransferEncoding => {
+                "Content-Length and Transfer-Encoding together are refused\n"
+            }
+            FramingError::UnsupportedTransferEncoding => {
+                "only `Transfer-Encoding: chunked` is supported\n"
+            }
+        }
+    }
+}
+
+/// Checks what hyper leaves in the header map: the transfer codings.
+pub fn check_transfer_encoding(headers: &HeaderMap) -> Result<(), FramingError> {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|c| c.trim_ascii())
+        .filter(|c| !c.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => Ok(()),
+        (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ => Err(FramingError::UnsupportedTransferEncoding),
+    }
+}
+
+/// One verdict per request head read on a connection, in order.
+#[derive(Clone, Default)]
+pub struct Verdicts(Arc<Mutex<VecDeque<Option<FramingError>>>>);
+
+impl Verdicts {
+    /// The verdict on the next request hyper hands over (None: fine, or not known).
+    pub fn next(&self) -> Option<FramingError> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+            .flatten()
+    }
+
+    fn push(&self, verdict: Option<FramingError>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(verdict);
+    }
+}
+
+/// Where in the byte stream the inspector is.
+#[derive(Debug, PartialEq)]
+enum Scan {
+    /// Collecting a request head (bytes in `head`).
+    Head,
+    /// Inside a `Content-Length` body: bytes left.
+    Fixed(u64),
+    Chunked(Chunk),
+    /// Not following any more.
+    Off,
+}
+
+#[derive(Debug, PartialEq)]
+enum Chunk {
+    /// Hex digits of the size (value so far, any digit seen).
+    Size(u64, bool),
+    /// After the size: chunk extensions or whitespace until LF.
+    SizeRest(u64),
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: at the start of a trailer line (or the final CRLF).
+    TrailerStart,
+    /// Inside a trailer line.
+    Trailer,
+    /// Saw the CR of the final CRLF.
+    FinalLf,
+}
+
+/// Wraps an HTTP/1 connection's IO and judges each request head read from it.
+pub struct HeadInspector<T> {
+    inner: T,
+    scan: Scan,
+    head: Vec<u8>,
+    verdicts: Verdicts,
+}
+
+impl<T> HeadInspector<T> {
+    pub fn new(inner: T, verdicts: Verdicts) -> Self {
+        Self {
+            inner,
+            scan: Scan::Head,
+            head: Vec::new(),
+            verdicts,
+        }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let used = match &mut self.scan {
+                Scan::Off => return,
+                Scan::Head => self.feed_head(bytes),
+                Scan::Fixed(left) => {
+                    let n = (*left).min(bytes.len() as u64);
+                    *left -= n;
+                    if *left == 0 {
+                        self.scan = Scan::Head;
+                    }
+                    n as usize
+                }
+                Scan::Chunked(chunk) => match step_chunk(chunk, bytes) {
+                    Some((used, done)) => {
+                        if done {
+                            self.scan = Scan::Head;
+                        }
+                        used
+                    }
+                    None => {
+                        self.scan = Scan::Off;
+                        return;
+                    }
+                },
+            };
+            bytes = &bytes[used..];
+        }
+    }
+
+    /// Takes bytes of a head; returns how many belonged to it.
+    fn feed_head(&mut self, bytes: &[u8]) -> usize {
+        // Blank lines before a request are allowed (RFC 9112 §2.2).
+        if self.head.is_empty() {
+            let skip = bytes.iter().take_while(|b| **b == b'\r' || **b == b'\n');
+            let skip = skip.count();
+            if skip > 0 {
+                return skip;
+            }
+        }
+        let before = self.head.len();
+        let take = bytes.len().min(MAX_HEAD_BYTES + 4 - before);
+        self.head.extend_from_slice(&bytes[..take]);
+        let Some(end) = find_head_end(&self.head, before.saturating_sub(3)) else {
+            if self.head.len() > MAX_HEAD_BYTES {
+                self.scan = Scan::Off;
+            }
+            return take;
+        };
+        let used = end - before;
+        let head = std::mem::take(&mut self.head);
+        self.scan = match judge(&head[..end]) {
+            Some((verdict, next)) => {
+                self.verdicts.push(verdict);
+                next
+            }
+            None => Scan::Off,
+        };
+        used
+    }
+}
+
+/// End (exclusive) of the first `\r\n\r\n` at or after `from`.
+fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    buf[from..]
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| from + i + 4)
+}
+
+/// The verdict on one head and how its body is framed; None when the head is
+/// not one hyper would serve (it answers those itself).
+fn judge(head: &[u8]) -> Option<(Option<FramingError>, Scan)> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return None,
+    }
+    let mut length: Option<u64> = None;
+    let mut transfer_encoding = false;
+    let mut chunked_last = false;
+    for h in request.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let value = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+            if length.is_some_and(|l| l != value) {
+                return None;
+            }
+            length = Some(value);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+            chunked_last = h
+                .value
+                .split(|b| *b == b',')
+                .map(|c| c.trim_ascii())
+                .rfind(|c| !c.is_empty())
+                .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
+        }
+    }
+    if transfer_encoding {
+        // hyper refuses a final coding other than chunked; it reads the rest as chunked.
+        if !chunked_last {
+            return None;
+        }
+        let verdict = length.map(|_| FramingError::LengthAndTransferEncoding);
+        return Some((verdict, Scan::Chunked(Chunk::Size(0, false))));
+    }
+    let next = match length {
+        Some(n) if n > 0 => Scan::Fixed(n),
+        _ => Scan::Head,
+    };
+    Some((None, next))
+}
+
+/// Advances through a chunked body; returns (bytes used, body finished), or
+/// None when the bytes are not chunked framing hyper would accept.
+fn step_chunk(state: &mut Chunk, bytes: &[u8]) -> Option<(usize, bool)> {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match state {
+            Chunk::Data(left) => {
+                let n = (*left).min((bytes.len() - i) as u64);
+                *left -= n;
+                i += n as usize;
+                if *left == 0 {
+                    *state = Chunk::DataEnd;
+                }
+                continue;
+            }
+            Chunk::Size(value, any) => match (b as char).to_digit(16) {
+                Some(d) => {
+                    *value = value.checked_mul(16)?.checked_add(d as u64)?;
+                    *any = true;
+                }
+                None if *any => {
+                    *state = Chunk::SizeRest(*value);
+                    continue;
+                }
+                None => return None,
+            },
+            Chunk::SizeRest(size) => {
+                if b == b'\n' {
+                    *state = if *size == 0 {
+                        Chunk::TrailerStart
+                    } else {
+                        Chunk::Data(*size)
+                    };
+                }
+            }
+            Chunk::DataEnd => match b {
+                b'\r' => {}
+                b'\n' => *state = Chunk::Size(0, false),
+                _ => return None,
+            },
+            Chunk::TrailerStart => match b {
+                b'\r' => *state = Chunk::FinalLf,
+                b'\n' => return Some((i + 1, true)),
+                _ => *state = Chunk::Trailer,
+            },
+            Chunk::Trailer => {
+                if b == b'\n' {
+                    *state = Chunk::TrailerStart;
+                }
+            }
+            Chunk::FinalLf => {
+                if b == b'\n' {
+                    return Some((i + 1, true));
+                }
+                return None;
+            }
+        }
+        i += 1;
+    }
+    Some((i, false))
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for HeadInspector<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &polled {
+            this.feed(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for HeadInspector<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `stream` in pieces of `step` bytes; returns the verdicts queued.
+    fn verdicts(stream: &[u8], step: usize) -> Vec<Option<FramingError>> {
+        let queue = Verdicts::default();
+        let mut inspector = HeadInspector::new((), queue.clone());
+        for piece in stream.chunks(step) {
+            inspector.feed(piece);
+        }
+        let out = queue.0.lock().unwrap().iter().copied().collect();
+        out
+    }
+
+    const CL_AND_TE: &[u8] = b"POST /rum HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+
+    #[test]
+    fn length_and_transfer_encoding_together_are_flagged_in_any_order() {
+        for step in [1, 7, usize::MAX] {
+            assert_eq!(
+                verdicts(CL_AND_TE, step),
+                [Some(FramingError::LengthAndTransferEncoding)]
+            );
+            let reversed = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\ncontent-length: 3\r\n\r\n0\r\n\r\n";
+            assert_eq!(
+                verdicts(reversed, step),
+                [Some(FramingError::LengthAndTransferEncoding)]
+            );
+        }
+    }
+
+    #[test]
+    fn keep_alive_requests_are_followed_through_their_bodies() {
+        // A body that looks like a head must not be taken for one.
+        let fake = b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut stream = Vec::new();
+        stream.extend_from_slice(
+            format!(
+                "POST /rum HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+                fake.len()
+            )
+            .as_bytes(),
+        );
+        stream.extend_from_slice(fake);
+        stream.extend_from_slice(b"POST /rum HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        stream.extend_from_slice(b"5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n");
+        stream.extend_from_slice(b"GET /health HTTP/1.1\r\n\r\n");
+        stream.extend_from_slice(CL_AND_TE);
+        for step in [1, 3, 64, usize::MAX] {
+            assert_eq!(
+                verdicts(&stream, step),
+                [
+                    None,
+                    None,
+                    None,
+                    Some(FramingError::LengthAndTransferEncoding)
+                ],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn http2_and_garbage_stop_the_inspection() {
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        assert!(verdicts(preface, 5).is_empty());
+        assert!(verdicts(b"\x16\x03\x01garbage\r\n\r\n", 100).is_empty());
+    }
+
+    #[test]
+    fn only_a_single_chunked_coding_passes() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(check_transfer_encoding(&headers), Ok(()));
+        headers.insert(header::TRANSFER_ENCODING, "Chunked".parse().unwrap());
+        assert_eq!(check_transfer_encoding(&headers), Ok(()));
+        for bad in ["gzip, chunked", "chunked, chunked"] {
+            headers.insert(header::TRANSFER_ENCODING, bad.parse().unwrap());
+            assert_eq!(
+                check_transfer_encoding(&headers),
+                Err(FramingError::UnsupportedTransferEncoding),
+                "{bad}"
+            );
+        }
+        headers.insert(header::TRANSFER_ENCODING, "gzip".parse().unwrap());
+        headers.append(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        assert!(check_transfer_encoding(&headers).is_err());
+    }
+}
