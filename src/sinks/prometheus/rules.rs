@@ -272,9 +272,10 @@ fn slo_group(y: &mut Yaml, resolved: &Resolved, sink_id: &str, slo: &ResolvedSlo
             (
                 "summary".to_owned(),
                 format!(
-                    "SLO {name}{} burns its {}-day error budget {}× too fast or more",
+                    "SLO {name}{} is burning its {}-day error budget {} (at {}× the sustainable rate or more)",
                     where_text(&slo.by),
                     slo.window_days,
+                    if severity == "page" { "fast" } else { "steadily" },
                     format_number(pairs.iter().map(|b| b.factor).fold(f64::MAX, f64::min))
                 ),
             ),
@@ -350,7 +351,7 @@ fn budget_rules(y: &mut Yaml, resolved: &Resolved, budget: &ResolvedBudget) {
         (
             "description".to_owned(),
             format!(
-                "Only {{{{ $value | humanizePercentage }}}} of {} measurements were at or under {threshold_text} in the last {period_text}, for {periods} period(s) of {period_text} in a row; the {} is within budget only when that share is at least {} %. Find the page templates and browsers that got slower in the dashboard, and check releases and third-party scripts of that time.",
+                "Over the last {period_text} only {{{{ $value | humanizePercentage }}}} of {} measurements were at or under {threshold_text}; the {} is within budget only when at least {} % are. It has stayed under for {periods} period(s) of {period_text} in a row. Find the page templates and browsers that got slower in the dashboard, and check releases and third-party scripts of that time.",
                 vital.name(),
                 budget.statistic,
                 format_number(budget.quantile * 100.0),
