@@ -188,9 +188,10 @@ fn templates(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> 
 
 /// The rule file of every `prometheus` sink, concatenated as YAML documents.
 fn rules(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> ExitCode {
-    let source = std::path::Path::new(&config.file)
-        .file_name()
-        .map_or_else(|| config.file.clone(), |name| name.to_string_lossy().into_owned());
+    let source = std::path::Path::new(&config.file).file_name().map_or_else(
+        || config.file.clone(),
+        |name| name.to_string_lossy().into_owned(),
+    );
     let mut files = Vec::new();
     for sink in &config.sinks {
         if let SinkConfig::Prometheus(prom) = &sink.config {

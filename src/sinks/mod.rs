@@ -54,7 +54,8 @@ pub enum SinkConfig {
 }
 
 impl SinkConfig {
-    pub const TYPES: &'static [&'static str] = &["stdout", "blackhole", "elasticsearch", "prometheus"];
+    pub const TYPES: &'static [&'static str] =
+        &["stdout", "blackhole", "elasticsearch", "prometheus"];
 
     pub fn parse(type_name: &str, table: toml::Table) -> Result<Self, (String, String)> {
         match type_name {
@@ -76,7 +77,12 @@ impl SinkConfig {
     }
 
     /// Does everything fallible up front; the returned future is the run loop.
-    pub fn build(&self, cx: SinkContext) -> anyhow::Result<BuiltSink> {
+    pub fn build(&self, cx: SinkContext) -> anyhow::Result<SinkFuture> {
+        self.build_sink(cx).map(|built| built.run)
+    }
+
+    /// `build`, plus the route the sink serves (the topology plans it).
+    pub fn build_sink(&self, cx: SinkContext) -> anyhow::Result<BuiltSink> {
         match self {
             SinkConfig::Stdout(config) => config.build(cx).map(BuiltSink::from),
             SinkConfig::Blackhole(config) => config.build(cx).map(BuiltSink::from),

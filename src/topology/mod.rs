@@ -233,7 +233,7 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
             health: health.clone(),
             input,
         };
-        match s.config.build(cx) {
+        match s.config.build_sink(cx) {
             Ok(built) => {
                 sinks.push((s.id.clone(), built.run));
                 if let Some(route) = built.route {

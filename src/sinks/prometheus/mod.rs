@@ -318,7 +318,10 @@ const UNBOUNDED_FIELDS: &[(&str, &str)] = &[
     (schema::URL_QUERY, "use url.path_template"),
     (schema::URL_FRAGMENT, "use url.path_template"),
     (schema::HTTP_REFERRER, "unbounded"),
-    (schema::USER_AGENT_ORIGINAL, "use user_agent.name or user_agent.category"),
+    (
+        schema::USER_AGENT_ORIGINAL,
+        "use user_agent.name or user_agent.category",
+    ),
 ];
 
 /// Checks one `dimensions` entry; returns its label name.
@@ -334,7 +337,10 @@ fn dimension_label(path: &str) -> Result<String, String> {
             .chain(schema::ENRICHMENT_FIELDS)
             .any(|f| {
                 f.path == path
-                    && matches!(f.ty, FieldType::Keyword | FieldType::Long | FieldType::Boolean)
+                    && matches!(
+                        f.ty,
+                        FieldType::Keyword | FieldType::Long | FieldType::Boolean
+                    )
             }),
     };
     if !known {
@@ -393,7 +399,10 @@ impl PrometheusConfig {
                     Some(d) => labels.push(d.label.clone()),
                     None => errors.push((
                         format!("{key}.by"),
-                        format!("`{path}` is not an exported dimension: add it to `dimensions` ({})", self.dimensions.join(", ")),
+                        format!(
+                            "`{path}` is not an exported dimension: add it to `dimensions` ({})",
+                            self.dimensions.join(", ")
+                        ),
                     )),
                 }
             }
@@ -404,11 +413,17 @@ impl PrometheusConfig {
         for (name, budget) in &self.budgets {
             let key = format!("budgets.{name}");
             let Some(vital) = Vital::parse(name) else {
-                errors.push((key, format!("unknown web vital `{name}` (known: {})", Vital::names())));
+                errors.push((
+                    key,
+                    format!("unknown web vital `{name}` (known: {})", Vital::names()),
+                ));
                 continue;
             };
             if !(budget.threshold.is_finite() && budget.threshold > 0.0) {
-                errors.push((format!("{key}.threshold"), "must be a positive number".into()));
+                errors.push((
+                    format!("{key}.threshold"),
+                    "must be a positive number".into(),
+                ));
             }
             let quantile = parse_statistic(&budget.statistic).unwrap_or_else(|| {
                 errors.push((
@@ -421,7 +436,10 @@ impl PrometheusConfig {
                 errors.push((format!("{key}.period_secs"), "must be at least 1".into()));
             }
             if budget.evaluation_periods == 0 {
-                errors.push((format!("{key}.evaluation_periods"), "must be at least 1".into()));
+                errors.push((
+                    format!("{key}.evaluation_periods"),
+                    "must be at least 1".into(),
+                ));
             }
             let by = group(&key, &budget.by, &mut errors);
             budgets.push(ResolvedBudget {
@@ -439,8 +457,14 @@ impl PrometheusConfig {
         let mut slos = Vec::new();
         for (name, slo) in &self.slos {
             let key = format!("slos.{name}");
-            if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                errors.push((key.clone(), "SLO names may use only letters, digits, `_` and `-`".into()));
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                errors.push((
+                    key.clone(),
+                    "SLO names may use only letters, digits, `_` and `-`".into(),
+                ));
             }
             if !(slo.target > 0.0 && slo.target < 1.0) {
                 errors.push((
@@ -456,34 +480,54 @@ impl PrometheusConfig {
                     let vital = match slo.vital.as_deref().map(|v| (v, Vital::parse(v))) {
                         Some((_, Some(vital))) => Some(vital),
                         Some((other, None)) => {
-                            errors.push((format!("{key}.vital"), format!("unknown web vital `{other}` (known: {})", Vital::names())));
+                            errors.push((
+                                format!("{key}.vital"),
+                                format!("unknown web vital `{other}` (known: {})", Vital::names()),
+                            ));
                             None
                         }
                         None => {
-                            errors.push((format!("{key}.vital"), "missing: a web_vital SLI needs `vital` and `threshold`".into()));
+                            errors.push((
+                                format!("{key}.vital"),
+                                "missing: a web_vital SLI needs `vital` and `threshold`".into(),
+                            ));
                             None
                         }
                     };
                     let threshold = match slo.threshold {
                         Some(t) if t.is_finite() && t > 0.0 => Some(t),
                         Some(_) => {
-                            errors.push((format!("{key}.threshold"), "must be a positive number".into()));
+                            errors.push((
+                                format!("{key}.threshold"),
+                                "must be a positive number".into(),
+                            ));
                             None
                         }
                         None => {
-                            errors.push((format!("{key}.threshold"), "missing: a web_vital SLI needs `vital` and `threshold`".into()));
+                            errors.push((
+                                format!("{key}.threshold"),
+                                "missing: a web_vital SLI needs `vital` and `threshold`".into(),
+                            ));
                             None
                         }
                     };
                     match (vital, threshold) {
-                        (Some(vital), Some(threshold)) => ResolvedSli::WebVital { vital, threshold },
+                        (Some(vital), Some(threshold)) => {
+                            ResolvedSli::WebVital { vital, threshold }
+                        }
                         _ => continue,
                     }
                 }
                 SliKind::SessionsWithoutJsError => {
-                    for (field, set) in [("vital", slo.vital.is_some()), ("threshold", slo.threshold.is_some())] {
+                    for (field, set) in [
+                        ("vital", slo.vital.is_some()),
+                        ("threshold", slo.threshold.is_some()),
+                    ] {
                         if set {
-                            errors.push((format!("{key}.{field}"), "only for `sli = \"web_vital\"`".into()));
+                            errors.push((
+                                format!("{key}.{field}"),
+                                "only for `sli = \"web_vital\"`".into(),
+                            ));
                         }
                     }
                     ResolvedSli::SessionsWithoutJsError
@@ -497,7 +541,10 @@ impl PrometheusConfig {
                     percent(slo.target)
                 ),
                 ResolvedSli::SessionsWithoutJsError => {
-                    format!("{} of sessions without a JavaScript error", percent(slo.target))
+                    format!(
+                        "{} of sessions without a JavaScript error",
+                        percent(slo.target)
+                    )
                 }
             });
             let by = group(&key, &slo.by, &mut errors);
@@ -529,7 +576,10 @@ impl PrometheusConfig {
                     .filter(|b| b.vital == vital)
                     .map(|b| b.threshold)
                     .chain(slos.iter().filter_map(|s| match s.sli {
-                        ResolvedSli::WebVital { vital: v, threshold } if v == vital => Some(threshold),
+                        ResolvedSli::WebVital {
+                            vital: v,
+                            threshold,
+                        } if v == vital => Some(threshold),
                         _ => None,
                     }));
                 (vital, vitals::buckets_with(vital, extra))
@@ -560,8 +610,23 @@ impl PrometheusConfig {
             anyhow::anyhow!("{}", shown.join("; "))
         })?;
         let fields = EventFields::new(&resolved.dimensions, self.exclude_synthetic)?;
+        let grouped: BTreeSet<&String> = resolved
+            .budgets
+            .iter()
+            .flat_map(|b| &b.by)
+            .chain(resolved.slos.iter().flat_map(|s| &s.by))
+            .collect();
         let metrics = Arc::new(Mutex::new(RumMetrics::new(Settings {
-            labels: resolved.dimensions.iter().map(|d| d.label.clone()).collect(),
+            labels: resolved
+                .dimensions
+                .iter()
+                .map(|d| d.label.clone())
+                .collect(),
+            keep_on_fold: resolved
+                .dimensions
+                .iter()
+                .map(|d| grouped.contains(&d.label))
+                .collect(),
             max_series: self.max_series,
             max_sessions: self.max_sessions,
             session_timeout_secs: self.session_timeout_secs,
@@ -674,7 +739,10 @@ pub fn observe<'a>(event: &'a Event, fields: &EventFields) -> Option<Observation
             Kind::Vital(vital, value)
         }
         EventType::Error => Kind::Error {
-            count: event.get(fields.error_count).and_then(Value::as_u64).unwrap_or(1),
+            count: event
+                .get(fields.error_count)
+                .and_then(Value::as_u64)
+                .unwrap_or(1),
         },
         EventType::CspViolation => Kind::CspViolation {
             directive: csp_directive(
@@ -706,11 +774,32 @@ pub fn observe<'a>(event: &'a Event, fields: &EventFields) -> Option<Observation
 /// CSP directives (CSP Level 3); a report's directive becomes the label only
 /// when it is one of them, so forged reports cannot grow the series.
 const CSP_DIRECTIVES: &[&str] = &[
-    "base-uri", "child-src", "connect-src", "default-src", "fenced-frame-src", "font-src",
-    "form-action", "frame-ancestors", "frame-src", "img-src", "manifest-src", "media-src",
-    "object-src", "prefetch-src", "report-to", "require-trusted-types-for", "sandbox",
-    "script-src", "script-src-attr", "script-src-elem", "style-src", "style-src-attr",
-    "style-src-elem", "trusted-types", "upgrade-insecure-requests", "worker-src",
+    "base-uri",
+    "child-src",
+    "connect-src",
+    "default-src",
+    "fenced-frame-src",
+    "font-src",
+    "form-action",
+    "frame-ancestors",
+    "frame-src",
+    "img-src",
+    "manifest-src",
+    "media-src",
+    "object-src",
+    "prefetch-src",
+    "report-to",
+    "require-trusted-types-for",
+    "sandbox",
+    "script-src",
+    "script-src-attr",
+    "script-src-elem",
+    "style-src",
+    "style-src-attr",
+    "style-src-elem",
+    "trusted-types",
+    "upgrade-insecure-requests",
+    "worker-src",
 ];
 
 /// `script-src 'self'` (old browsers send the whole violated directive) -> `script-src`.
@@ -732,11 +821,18 @@ impl RouteHandler for MetricsHandler {
     fn handle(self: Arc<Self>, request: Request<Incoming>, _peer: SocketAddr) -> ResponseFuture {
         Box::pin(async move {
             if request.method() != Method::GET && request.method() != Method::HEAD {
-                let mut response = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                let mut response =
+                    text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
                 return response;
             }
-            let text = self.metrics.lock().unwrap_or_else(|e| e.into_inner()).render();
+            let text = self
+                .metrics
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .render();
             let mut response = text_response(StatusCode::OK, text);
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

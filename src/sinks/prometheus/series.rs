@@ -30,9 +30,13 @@ pub enum Kind<'a> {
     /// A vital and its value in the event unit (ms, or the CLS score).
     Vital(Vital, f64),
     /// A JavaScript error; `count` repeats the client folded into one event.
-    Error { count: u64 },
+    Error {
+        count: u64,
+    },
     /// A CSP violation and its (allowlisted) directive.
-    CspViolation { directive: &'a str },
+    CspViolation {
+        directive: &'a str,
+    },
     /// Any other event: only marks its session as seen.
     Other,
 }
@@ -51,6 +55,17 @@ struct Family<T> {
     series: HashMap<String, T, FxBuildHasher>,
     /// Series created with real dimension values; `__other__` ones are not counted.
     distinct: usize,
+    /// Series with some dimensions folded (kept ones real): at most `max` too.
+    folded: usize,
+}
+
+/// The keys one observation may land on, most precise first.
+struct Keys<'a> {
+    key: &'a str,
+    /// Kept dimensions real, the others `__other__`.
+    other: &'a str,
+    /// Every dimension `__other__`.
+    all_other: &'a str,
 }
 
 impl<T: Default> Family<T> {
@@ -61,26 +76,33 @@ impl<T: Default> Family<T> {
             extra_labels,
             series: HashMap::default(),
             distinct: 0,
+            folded: 0,
         }
     }
 
-    /// The series for `key`; past `max` distinct series, the one whose
-    /// dimensions are all `__other__` (same extras). The bool says "folded".
-    fn series(&mut self, key: &str, other_key: &str, max: usize) -> (Option<&mut T>, bool) {
-        let folded = if self.series.contains_key(key) {
-            false
-        } else if self.distinct < max {
-            self.series.insert(key.to_owned(), T::default());
+    /// The series for `keys.key`; past `max` distinct series, the one with
+    /// only the kept dimensions (`keys.other`), and past `max` of those, the
+    /// one whose dimensions are all `__other__`. The bool says "folded".
+    fn series(&mut self, keys: &Keys<'_>, max: usize) -> (Option<&mut T>, bool) {
+        if self.series.contains_key(keys.key) {
+            return (self.series.get_mut(keys.key), false);
+        }
+        if self.distinct < max {
+            self.series.insert(keys.key.to_owned(), T::default());
             self.distinct += 1;
-            false
+            return (self.series.get_mut(keys.key), false);
+        }
+        let partial = keys.other != keys.key && keys.other != keys.all_other;
+        let key = if partial && (self.series.contains_key(keys.other) || self.folded < max) {
+            keys.other
         } else {
-            if !self.series.contains_key(other_key) {
-                self.series.insert(other_key.to_owned(), T::default());
-            }
-            true
+            keys.all_other
         };
-        let key = if folded { other_key } else { key };
-        (self.series.get_mut(key), folded)
+        if !self.series.contains_key(key) {
+            self.series.insert(key.to_owned(), T::default());
+            self.folded += usize::from(key != keys.all_other);
+        }
+        (self.series.get_mut(key), true)
     }
 
     fn sorted(&self) -> Vec<(&String, &T)> {
@@ -157,6 +179,10 @@ impl Sessions {
 pub struct Settings {
     /// Prometheus label names of the dimensions (`service_name`...).
     pub labels: Vec<String>,
+    /// Per dimension: keep its value when a series is folded into
+    /// `__other__` (the dimensions SLOs and budgets are evaluated by, so an
+    /// overflow of page templates does not blur which service is burning).
+    pub keep_on_fold: Vec<bool>,
     pub max_series: usize,
     pub max_sessions: usize,
     pub session_timeout_secs: u64,
@@ -166,6 +192,7 @@ pub struct Settings {
 
 pub struct RumMetrics {
     labels: Vec<String>,
+    keep_on_fold: Vec<bool>,
     max_series: usize,
     page_views: Family<u64>,
     sessions_seen: Family<u64>,
@@ -177,6 +204,7 @@ pub struct RumMetrics {
     /// Reused for building series keys, so a hit allocates nothing.
     key: String,
     other_key: String,
+    all_other_key: String,
 }
 
 pub const PAGE_VIEWS: &str = "rum_page_views_total";
@@ -217,8 +245,10 @@ impl RumMetrics {
                 .collect(),
             sessions: Sessions::new(settings.max_sessions, settings.session_timeout_secs),
             labels: settings.labels,
+            keep_on_fold: settings.keep_on_fold,
             key: String::new(),
             other_key: String::new(),
+            all_other_key: String::new(),
         }
     }
 
@@ -227,20 +257,34 @@ impl RumMetrics {
     pub fn record(&mut self, observation: &Observation<'_>, now: u64) -> u64 {
         self.key.clear();
         self.other_key.clear();
+        self.all_other_key.clear();
         for (i, value) in observation.dims.iter().enumerate() {
             if i > 0 {
                 self.key.push(SEP);
                 self.other_key.push(SEP);
+                self.all_other_key.push(SEP);
             }
+            let start = self.key.len();
             // A separator inside a value would split it when rendering.
-            self.key.extend(value.chars().map(|c| if c == SEP { '_' } else { c }));
-            self.other_key.push_str(OTHER);
+            self.key
+                .extend(value.chars().map(|c| if c == SEP { '_' } else { c }));
+            if self.keep_on_fold.get(i).copied().unwrap_or(false) {
+                let kept = &self.key[start..];
+                self.other_key.push_str(kept);
+            } else {
+                self.other_key.push_str(OTHER);
+            }
+            self.all_other_key.push_str(OTHER);
         }
         let max = self.max_series;
-        let (key, other) = (self.key.as_str(), self.other_key.as_str());
+        let keys = Keys {
+            key: &self.key,
+            other: &self.other_key,
+            all_other: &self.all_other_key,
+        };
         let mut folded = 0;
         let mut count = |family: &mut Family<u64>, n: u64| {
-            let (series, was_folded) = family.series(key, other, max);
+            let (series, was_folded) = family.series(&keys, max);
             if let Some(series) = series {
                 *series += n;
             }
@@ -268,8 +312,14 @@ impl RumMetrics {
                         format!("{base}{SEP}{directive}")
                     }
                 };
-                let (key, other) = (with(key), with(other));
-                let (series, was_folded) = self.csp_violations.series(&key, &other, max);
+                let (key, other, all_other) =
+                    (with(keys.key), with(keys.other), with(keys.all_other));
+                let keys = Keys {
+                    key: &key,
+                    other: &other,
+                    all_other: &all_other,
+                };
+                let (series, was_folded) = self.csp_violations.series(&keys, max);
                 if let Some(series) = series {
                     *series += 1;
                 }
@@ -278,7 +328,7 @@ impl RumMetrics {
             Kind::Vital(vital, value) => {
                 if let Some(v) = self.vitals.iter_mut().find(|v| v.vital == *vital) {
                     let value = vital.to_metric_unit(*value);
-                    let (series, was_folded) = v.family.series(key, other, max);
+                    let (series, was_folded) = v.family.series(&keys, max);
                     if let Some(series) = series {
                         if series.buckets.len() != v.bounds.len() {
                             series.buckets = vec![0; v.bounds.len()];
@@ -361,7 +411,11 @@ impl RumMetrics {
 
     /// `{a="x",b="y"}` from a series key, or "" when there are no labels.
     fn label_set(&self, key: &str, extra: &[&str], le: Option<&str>) -> String {
-        let names = self.labels.iter().map(String::as_str).chain(extra.iter().copied());
+        let names = self
+            .labels
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied());
         let values = key.split(SEP);
         let mut out = String::new();
         let pairs = names.zip(values).chain(le.map(|le| ("le", le)));
@@ -393,6 +447,7 @@ mod tests {
     fn metrics(labels: &[&str], max_series: usize) -> RumMetrics {
         RumMetrics::new(Settings {
             labels: labels.iter().map(|l| l.to_string()).collect(),
+            keep_on_fold: labels.iter().map(|l| *l == "service").collect(),
             max_series,
             max_sessions: 100,
             session_timeout_secs: 1800,
@@ -424,13 +479,22 @@ mod tests {
         m.record(&obs(&["shop"], Some("s2"), Kind::PageView), 3);
         m.record(&obs(&["shop"], Some("s2"), Kind::Other), 4);
         let text = m.render();
-        assert_eq!(lines(&text, "rum_page_views_total{"), ["rum_page_views_total{site=\"shop\"} 2"]);
-        assert_eq!(lines(&text, "rum_sessions_total{"), ["rum_sessions_total{site=\"shop\"} 2"]);
+        assert_eq!(
+            lines(&text, "rum_page_views_total{"),
+            ["rum_page_views_total{site=\"shop\"} 2"]
+        );
+        assert_eq!(
+            lines(&text, "rum_sessions_total{"),
+            ["rum_sessions_total{site=\"shop\"} 2"]
+        );
         assert_eq!(
             lines(&text, "rum_sessions_with_js_error_total{"),
             ["rum_sessions_with_js_error_total{site=\"shop\"} 1"]
         );
-        assert_eq!(lines(&text, "rum_js_errors_total{"), ["rum_js_errors_total{site=\"shop\"} 3"]);
+        assert_eq!(
+            lines(&text, "rum_js_errors_total{"),
+            ["rum_js_errors_total{site=\"shop\"} 3"]
+        );
     }
 
     #[test]
@@ -492,10 +556,54 @@ mod tests {
     }
 
     #[test]
+    fn folding_keeps_the_dimensions_slos_are_evaluated_by() {
+        // `service` is kept on fold; the folded series are capped as well.
+        let mut m = metrics(&["service", "path"], 2);
+        for (service, path) in [
+            ("a", "/1"),
+            ("a", "/2"),
+            ("a", "/3"),
+            ("b", "/4"),
+            ("c", "/5"),
+            ("a", "/6"),
+        ] {
+            m.record(&obs(&[service, path], None, Kind::PageView), 0);
+        }
+        assert_eq!(
+            lines(&m.render(), "rum_page_views_total{"),
+            [
+                "rum_page_views_total{service=\"__other__\",path=\"__other__\"} 1",
+                "rum_page_views_total{service=\"a\",path=\"/1\"} 1",
+                "rum_page_views_total{service=\"a\",path=\"/2\"} 1",
+                "rum_page_views_total{service=\"a\",path=\"__other__\"} 2",
+                "rum_page_views_total{service=\"b\",path=\"__other__\"} 1",
+            ]
+        );
+    }
+
+    #[test]
     fn csp_directive_is_a_label_after_the_dimensions() {
         let mut m = metrics(&["site"], 1);
-        m.record(&obs(&["shop"], None, Kind::CspViolation { directive: "script-src-elem" }), 0);
-        m.record(&obs(&["blog"], None, Kind::CspViolation { directive: "img-src" }), 0);
+        m.record(
+            &obs(
+                &["shop"],
+                None,
+                Kind::CspViolation {
+                    directive: "script-src-elem",
+                },
+            ),
+            0,
+        );
+        m.record(
+            &obs(
+                &["blog"],
+                None,
+                Kind::CspViolation {
+                    directive: "img-src",
+                },
+            ),
+            0,
+        );
         let text = m.render();
         assert_eq!(
             lines(&text, "rum_csp_violations_total{"),
@@ -510,13 +618,27 @@ mod tests {
     fn no_dimensions_means_no_braces_and_values_are_escaped() {
         let mut m = metrics(&[], 10);
         m.record(&obs(&[], None, Kind::PageView), 0);
-        m.record(&obs(&[], None, Kind::CspViolation { directive: "img-src" }), 0);
+        m.record(
+            &obs(
+                &[],
+                None,
+                Kind::CspViolation {
+                    directive: "img-src",
+                },
+            ),
+            0,
+        );
         let text = m.render();
         assert!(text.contains("\nrum_page_views_total 1\n"), "{text}");
-        assert!(text.contains("\nrum_csp_violations_total{directive=\"img-src\"} 1\n"), "{text}");
+        assert!(
+            text.contains("\nrum_csp_violations_total{directive=\"img-src\"} 1\n"),
+            "{text}"
+        );
         let mut m = metrics(&["path"], 10);
         m.record(&obs(&["/a\"b\\c\nd"], None, Kind::PageView), 0);
-        assert!(m.render().contains(r#"rum_page_views_total{path="/a\"b\\c\nd"} 1"#));
+        assert!(m
+            .render()
+            .contains(r#"rum_page_views_total{path="/a\"b\\c\nd"} 1"#));
     }
 
     #[test]
@@ -525,7 +647,11 @@ mod tests {
         for i in 0..10_000 {
             m.record(&obs(&[], Some(&format!("s{i}")), Kind::PageView), i / 100);
         }
-        assert!(m.sessions_remembered() <= 100, "{}", m.sessions_remembered());
+        assert!(
+            m.sessions_remembered() <= 100,
+            "{}",
+            m.sessions_remembered()
+        );
         // A session idle for less than a generation is still known.
         let mut m = metrics(&[], 10);
         m.record(&obs(&[], Some("a"), Kind::PageView), 0);

@@ -12,7 +12,9 @@ fn config(toml: &str) -> PrometheusConfig {
 /// `sink` is written relative to the sink: `[budgets]` means `[sinks.m.budgets]`.
 fn load_errors(sink: &str) -> Vec<String> {
     let sink = sink.replace("\n[", "\n[sinks.m.");
-    let sink = sink.strip_prefix('[').map_or(sink.clone(), |rest| format!("[sinks.m.{rest}"));
+    let sink = sink
+        .strip_prefix('[')
+        .map_or(sink.clone(), |rest| format!("[sinks.m.{rest}"));
     let text = format!(
         "[sources.beacons]\ntype = \"rum_beacon\"\naddress = \"127.0.0.1:3999\"\n\n[sinks.m]\ntype = \"prometheus\"\ninputs = [\"beacons\"]\n{sink}"
     );
@@ -44,16 +46,24 @@ fn budgets_take_a_number_or_a_table() {
     );
     let r = c.resolve().unwrap();
     let inp = r.budgets.iter().find(|b| b.vital == Vital::Inp).unwrap();
-    assert_eq!((inp.quantile, inp.evaluation_periods, inp.period_secs), (0.9, 3, 60));
+    assert_eq!(
+        (inp.quantile, inp.evaluation_periods, inp.period_secs),
+        (0.9, 3, 60)
+    );
     assert_eq!(inp.by, ["labels_site"]);
     let lcp = r.budgets.iter().find(|b| b.vital == Vital::Lcp).unwrap();
-    assert_eq!((lcp.threshold, lcp.quantile, lcp.evaluation_periods), (2500.0, 0.75, 2));
+    assert_eq!(
+        (lcp.threshold, lcp.quantile, lcp.evaluation_periods),
+        (2500.0, 0.75, 2)
+    );
     assert_eq!(lcp.by, ["service_name"]);
 }
 
 #[test]
 fn a_budget_or_slo_threshold_becomes_a_bucket_bound() {
-    let c = config("[budgets]\nLCP = 2700\n[slos.fast]\nvital = \"INP\"\nthreshold = 150\ntarget = 0.9");
+    let c = config(
+        "[budgets]\nLCP = 2700\n[slos.fast]\nvital = \"INP\"\nthreshold = 150\ntarget = 0.9",
+    );
     let r = c.resolve().unwrap();
     let bounds = |v: Vital| r.buckets.iter().find(|(x, _)| *x == v).unwrap().1.clone();
     assert!(bounds(Vital::Lcp).contains(&2.7));
@@ -84,7 +94,10 @@ fn validate_names_component_and_key() {
             "{sink:?}: expected {expected:?} in {errors:#?}"
         );
     }
-    assert_eq!(load_errors("[budgets]\nLCP = 2500\nINP = 200\nCLS = 0.1"), Vec::<String>::new());
+    assert_eq!(
+        load_errors("[budgets]\nLCP = 2500\nINP = 200\nCLS = 0.1"),
+        Vec::<String>::new()
+    );
 }
 
 fn fields(dimensions: &[&str]) -> EventFields {
@@ -117,17 +130,32 @@ fn observe_reads_type_vital_error_csp_session_and_dimensions() {
     let error = Event::from(json!({"rum": {"type": "error", "error": {"count": 3}}}));
     assert_eq!(observe(&error, &f).unwrap().kind, Kind::Error { count: 3 });
     assert_eq!(observe(&error, &f).unwrap().dims, ["", "", ""]);
-    let csp = Event::from(json!({"rum": {"type": "csp_violation"}, "csp": {"violated_directive": "script-src 'self'"}}));
-    assert_eq!(observe(&csp, &f).unwrap().kind, Kind::CspViolation { directive: "script-src" });
-    let forged = Event::from(json!({"rum": {"type": "csp_violation"}, "csp": {"effective_directive": "x-evil-1234"}}));
-    assert_eq!(observe(&forged, &f).unwrap().kind, Kind::CspViolation { directive: "other" });
+    let csp = Event::from(
+        json!({"rum": {"type": "csp_violation"}, "csp": {"violated_directive": "script-src 'self'"}}),
+    );
+    assert_eq!(
+        observe(&csp, &f).unwrap().kind,
+        Kind::CspViolation {
+            directive: "script-src"
+        }
+    );
+    let forged = Event::from(
+        json!({"rum": {"type": "csp_violation"}, "csp": {"effective_directive": "x-evil-1234"}}),
+    );
+    assert_eq!(
+        observe(&forged, &f).unwrap().kind,
+        Kind::CspViolation { directive: "other" }
+    );
     let resource = Event::from(json!({"rum": {"type": "resource"}, "session": {"id": "s1"}}));
     assert_eq!(observe(&resource, &f).unwrap().kind, Kind::Other);
     // Nothing from bots, unknown vitals or values that are not numbers.
     let bot = Event::from(json!({"rum": {"type": "page_view"}, "labels": {"synthetic": true}}));
     assert_eq!(observe(&bot, &f), None);
-    let fid = Event::from(json!({"rum": {"type": "web_vital", "vital": {"name": "FID", "value": 3}}}));
+    let fid =
+        Event::from(json!({"rum": {"type": "web_vital", "vital": {"name": "FID", "value": 3}}}));
     assert_eq!(observe(&fid, &f), None);
-    let text = Event::from(json!({"rum": {"type": "web_vital", "vital": {"name": "LCP", "value": "slow"}}}));
+    let text = Event::from(
+        json!({"rum": {"type": "web_vital", "vital": {"name": "LCP", "value": "slow"}}}),
+    );
     assert_eq!(observe(&text, &f), None);
 }
