@@ -40,7 +40,10 @@ fn rules(config: &Path, env: &[(&str, &str)]) -> String {
 }
 
 fn promtool() -> Option<&'static str> {
-    let found = Command::new("promtool").arg("--version").output().is_ok_and(|o| o.status.success());
+    let found = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if found {
         return Some("promtool");
     }
@@ -79,7 +82,10 @@ fn committed_rules_are_what_rules_writes_for_prod() {
 
 #[test]
 fn promtool_unit_tests_of_the_prod_rules_pass() {
-    run_promtool(&["test", "rules", "rules_test.yml"], &root().join("deployments/prometheus"));
+    run_promtool(
+        &["test", "rules", "rules_test.yml"],
+        &root().join("deployments/prometheus"),
+    );
 }
 
 /// Other shapes the generator can take: no `service.name` dimension (the
@@ -129,7 +135,10 @@ fn promtool_accepts_every_shape_of_rule_file() {
             assert!(text.contains("< 0.9"), "p90 budget:\n{text}");
         }
     }
-    run_promtool(&["check", "rules", "rules.yml"], &root().join("deployments/prometheus"));
+    run_promtool(
+        &["check", "rules", "rules.yml"],
+        &root().join("deployments/prometheus"),
+    );
 }
 
 /// Metric names a PromQL expression uses (`rum_...`, `slo:...`, `rum:...`).
@@ -139,8 +148,12 @@ fn metric_names(expr: &str) -> Vec<String> {
     let mut i = 0;
     while i < bytes.len() {
         let rest = &expr[i..];
-        let starts = (rest.starts_with("rum_") || rest.starts_with("slo:") || rest.starts_with("rum:"))
-            && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b':'));
+        let starts =
+            (rest.starts_with("rum_") || rest.starts_with("slo:") || rest.starts_with("rum:"))
+                && (i == 0
+                    || !(bytes[i - 1].is_ascii_alphanumeric()
+                        || bytes[i - 1] == b'_'
+                        || bytes[i - 1] == b':'));
         if starts {
             let len = rest
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
@@ -156,8 +169,9 @@ fn metric_names(expr: &str) -> Vec<String> {
 
 #[test]
 fn dashboard_queries_only_exported_or_recorded_metrics() {
-    let text = std::fs::read_to_string(root().join("deployments/prometheus/grafana-dashboard.json"))
-        .expect("dashboard");
+    let text =
+        std::fs::read_to_string(root().join("deployments/prometheus/grafana-dashboard.json"))
+            .expect("dashboard");
     let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
     let rules = std::fs::read_to_string(root().join("deployments/prometheus/rules.yml")).unwrap();
     let mut known: Vec<String> = Vec::new();
@@ -192,7 +206,10 @@ fn dashboard_queries_only_exported_or_recorded_metrics() {
     assert!(exprs.len() >= 8, "{exprs:?}");
     for expr in &exprs {
         for name in metric_names(expr) {
-            assert!(known.contains(&name), "dashboard uses `{name}` in `{expr}`, which nothing exports or records");
+            assert!(
+                known.contains(&name),
+                "dashboard uses `{name}` in `{expr}`, which nothing exports or records"
+            );
         }
     }
 }

@@ -556,6 +556,27 @@ mod tests {
     }
 
     #[test]
+    fn a_hundred_thousand_page_templates_keep_max_series() {
+        let mut m = metrics(&["service", "path"], 500);
+        let mut folded = 0;
+        for i in 0..100_000 {
+            let path = format!("/p/{i}");
+            let session = format!("s{i}");
+            for kind in [Kind::PageView, Kind::Vital(Vital::Lcp, 2000.0)] {
+                folded += m.record(&obs(&["shop", &path], Some(&session), kind), i / 1000);
+            }
+        }
+        for metric in [PAGE_VIEWS, SESSIONS, Vital::Lcp.metric()] {
+            // 500 real series and the one `service="shop",path="__other__"`.
+            assert_eq!(m.series_count(metric), 501, "{metric}");
+        }
+        assert_eq!(folded, 3 * (100_000 - 500));
+        assert!(m.sessions_remembered() <= 100);
+        let text = m.render();
+        assert!(text.contains("rum_page_views_total{service=\"shop\",path=\"__other__\"} 99500\n"));
+    }
+
+    #[test]
     fn folding_keeps_the_dimensions_slos_are_evaluated_by() {
         // `service` is kept on fold; the folded series are capped as well.
         let mut m = metrics(&["service", "path"], 2);
