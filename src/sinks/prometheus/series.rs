@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use rustc_hash::FxBuildHasher;
 
@@ -158,9 +158,7 @@ impl Sessions {
             self.previous = std::mem::take(&mut self.current);
             self.started = now;
         }
-        let mut hasher = FxBuildHasher.build_hasher();
-        id.hash(&mut hasher);
-        let key = hasher.finish();
+        let key = FxBuildHasher.hash_one(id);
         let (new, errored) = match self.previous.remove(&key) {
             Some(errored) => (false, errored),
             None => (!self.current.contains_key(&key), false),
