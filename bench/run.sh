@@ -4,7 +4,8 @@
 #   1. a bare warp server that only reads the body and answers 204 (the ceiling);
 #   2. rum_beacon -> blackhole;
 #   3. rum_beacon -> stdout (> /dev/null);
-#   4. any extra pipeline files given as arguments (e.g. pipelines/examples/*.toml
+#   4. rum_beacon -> prometheus (RUM metrics by service.name and url.domain, an LCP budget);
+#   5. any extra pipeline files given as arguments (e.g. pipelines/examples/*.toml
 #      rewritten to listen on the bench port).
 # Prints beacons/s, events/s, p50/p99 latency, peak RSS, and ratios to the ceiling.
 # Usage: bench/run.sh [DURATION_SECS] [CONNECTIONS]
@@ -15,7 +16,8 @@ CONNECTIONS=${2:-64}
 PORT=3190
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release --quiet --bin rum-pipeline --example bare_warp
-BIN=target/release/rum-pipeline
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET/release/rum-pipeline
 OUT=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$OUT"' EXIT
 
@@ -36,6 +38,11 @@ inputs = ["beacons"]' > "$OUT/blackhole.toml"
 pipeline '[sinks.out]
 type = "stdout"
 inputs = ["beacons"]' > "$OUT/stdout.toml"
+pipeline '[sinks.out]
+type = "prometheus"
+inputs = ["beacons"]
+dimensions = ["service.name", "url.domain"]
+budgets = { LCP = 2500 }' > "$OUT/prometheus.toml"
 
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
@@ -56,9 +63,10 @@ run_one() { # name, command...
   echo "$name $line peak_rss_kib=$hwm cpu_ticks=$((cpu1 - cpu0)) hz=$(getconf CLK_TCK)" >> "$OUT/results"
 }
 
-run_one bare_warp target/release/examples/bare_warp "127.0.0.1:$PORT"
+run_one bare_warp "$TARGET/release/examples/bare_warp" "127.0.0.1:$PORT"
 run_one blackhole "$BIN" --config "$OUT/blackhole.toml"
 run_one stdout "$BIN" --config "$OUT/stdout.toml"
+run_one prometheus "$BIN" --config "$OUT/prometheus.toml"
 for extra in "$@"; do
   [ -f "$extra" ] || continue
   name=$(basename "$extra" .toml)

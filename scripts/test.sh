@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README, .ci/run). On a fresh machine it
 # installs what the tests need, then runs every suite:
-#   - cargo fmt / clippy / test (unit + integration tests against the real binary)
+#   - cargo fmt / clippy / test (unit + integration tests against the real binary,
+#     promtool on the generated Prometheus rules, a real Prometheus server)
 #   - the browser suites (headless Debian chromium via playwright-core), when present
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,8 @@ need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v certutil >/dev/null || need_apt+=(libnss3-tools)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+# promtool and the server: rule checks, rule unit tests, the end-to-end SLO test.
+command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   apt-get update -qq

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use rum_pipeline::config::{self, Loaded};
 use rum_pipeline::health_probe;
 use rum_pipeline::http::limits::{raise_fd_limit, FD_RESERVE};
-use rum_pipeline::sinks::{elasticsearch, SinkConfig};
+use rum_pipeline::sinks::{elasticsearch, prometheus, SinkConfig};
 use rum_pipeline::topology::{self, RunOptions};
 
 // Events are many small maps and strings: mimalloc makes their churn several
@@ -47,6 +47,14 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write the Prometheus rule file for the budgets and SLOs of every
+    /// `prometheus` sink of the pipeline: recording rules for the SLIs,
+    /// multi-window multi-burn-rate alerts, budget alerts. To FILE, or stdout.
+    Rules {
+        /// File to write (its directory must exist).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Ask a running pipeline's `GET /health`; exit 0 on 200, 1 otherwise
     /// (the Docker HEALTHCHECK of the distroless image, which has no curl).
     Health {
@@ -81,6 +89,9 @@ fn main() -> ExitCode {
     }
     if let Some(Command::Templates { out }) = &cli.command {
         return templates(&loaded.config, out.as_deref());
+    }
+    if let Some(Command::Rules { out }) = &cli.command {
+        return rules(&loaded.config, out.as_deref());
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -192,6 +203,49 @@ fn templates(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> 
         eprintln!("wrote {}", file.display());
     }
     ExitCode::SUCCESS
+}
+
+/// The rule file of every `prometheus` sink, concatenated as YAML documents.
+fn rules(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> ExitCode {
+    let source = std::path::Path::new(&config.file).file_name().map_or_else(
+        || config.file.clone(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    let mut files = Vec::new();
+    for sink in &config.sinks {
+        if let SinkConfig::Prometheus(prom) = &sink.config {
+            match prom.resolve() {
+                Ok(resolved) => files.push(prometheus::rules::render(&resolved, &sink.id, &source)),
+                Err(errors) => {
+                    for (key, message) in errors {
+                        eprintln!("error: [sinks.{}] {key}: {message}", sink.id);
+                    }
+                    return ExitCode::from(78);
+                }
+            }
+        }
+    }
+    if files.is_empty() {
+        eprintln!("error: {}: no prometheus sink", config.file);
+        return ExitCode::from(78);
+    }
+    let text = files.join("---\n");
+    match out {
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => {
+                eprintln!("wrote {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+    }
 }
 
 /// Prints what the server said; the exit code is the verdict.

@@ -525,8 +525,8 @@ impl Parser<'_> {
                 return None;
             }
         };
-        for (key, message) in config.check() {
-            self.push(Some((kind, id)), Some(key), message);
+        for (key, message) in config.check_keyed() {
+            self.push(Some((kind, id)), Some(&key), message);
         }
         Some(Component {
             id: id.to_owned(),
@@ -545,6 +545,15 @@ type ParseFn<T> = fn(&str, toml::Table) -> Result<T, (String, String)>;
 pub trait CheckConfig {
     fn check(&self) -> Vec<(&'static str, String)> {
         Vec::new()
+    }
+
+    /// The same, for configs whose keys are built from names the user chose
+    /// (`slos.<name>.target`).
+    fn check_keyed(&self) -> Vec<(String, String)> {
+        self.check()
+            .into_iter()
+            .map(|(key, message)| (key.to_owned(), message))
+            .collect()
     }
 }
 

@@ -25,7 +25,7 @@ use crate::http::limits::{BodyBudget, ConnectionCap, HttpServerOptions};
 use crate::http::server::{
     ApiOptions, Health, Listener, ListenerLimits, Route, Router, ADMIN_MAX_CONNECTIONS,
 };
-use crate::sinks::{SinkContext, SinkFuture};
+use crate::sinks::{SinkContext, SinkFuture, SinkRoute};
 use crate::sources::{SourceContext, TlsOptions};
 use crate::telemetry::{ComponentMetrics, Registry};
 use crate::transforms::{Transform, TransformContext};
@@ -236,8 +236,15 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
             health: health.clone(),
             input,
         };
-        match s.config.build(cx) {
-            Ok(future) => sinks.push((s.id.clone(), future)),
+        match s.config.build_sink(cx) {
+            Ok(built) => {
+                sinks.push((s.id.clone(), built.run));
+                if let Some(route) = built.route {
+                    if let Err(e) = plan_sink_route(&mut planned, &s.id, route) {
+                        errors.push(format!("[sinks.{}] {e}", s.id));
+                    }
+                }
+            }
             Err(e) => errors.push(format!("[sinks.{}] {e:#}", s.id)),
         }
     }
@@ -257,6 +264,49 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
     } else {
         Err(errors)
     }
+}
+
+/// Puts a sink's route (the `prometheus` sink's metrics) on the listener of
+/// its `address`, or, without one, on the sources' listener when there is
+/// exactly one; a new address gets a listener of its own (plain HTTP).
+fn plan_sink_route(
+    planned: &mut BTreeMap<SocketAddr, PlannedListener>,
+    sink_id: &str,
+    sink_route: SinkRoute,
+) -> Result<(), String> {
+    let address = match sink_route.address {
+        Some(address) => address,
+        None => {
+            let addresses: Vec<SocketAddr> = planned.keys().copied().collect();
+            match addresses.as_slice() {
+                [only] => *only,
+                [] => return Err("no source listener to serve on: set `address`".to_owned()),
+                _ => {
+                    let shown: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+                    return Err(format!(
+                        "the sources listen on several addresses ({}): set `address` to one of them or to its own",
+                        shown.join(", ")
+                    ));
+                }
+            }
+        }
+    };
+    let listener = planned.entry(address).or_insert_with(|| PlannedListener {
+        address,
+        tls: None,
+        routes: Vec::new(),
+        source_ids: Vec::new(),
+    });
+    let path = &sink_route.route.path;
+    if let Some(other) = listener.routes.iter().find(|r| &r.path == path) {
+        return Err(format!(
+            "path `{path}` on {address} is already served by `{}`",
+            other.source_id
+        ));
+    }
+    listener.routes.push(sink_route.route);
+    listener.source_ids.push(sink_id.to_owned());
+    Ok(())
 }
 
 /// Batches already waiting are merged up to this many events before a
@@ -401,7 +451,7 @@ pub async fn run(
     }
     for (listener, source_ids) in bound {
         tracing::info!(
-            "rum-pipeline {} listening on {}://{} (sources: {})",
+            "rum-pipeline {} listening on {}://{} (components: {})",
             env!("CARGO_PKG_VERSION"),
             listener.scheme(),
             listener.address,

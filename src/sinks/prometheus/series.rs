@@ -1,0 +1,681 @@
+//! The RUM metrics themselves: counters and web-vital histograms keyed by the
+//! configured dimensions, with a cap on series per metric, the sessions this
+//! replica has seen, and the Prometheus text rendering.
+//!
+//! Nothing here knows `Event`: the sink hands in an `Observation` it read
+//! from one, so this part survives changes of the event model untouched.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::hash::BuildHasher;
+
+use rustc_hash::FxBuildHasher;
+
+use super::vitals::{format_float, Vital};
+
+/// What one event contributes, read by `observe` in the sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation<'a> {
+    /// One value per configured dimension, in config order ("" when absent).
+    pub dims: Vec<Cow<'a, str>>,
+    /// `session.id`, when the event has one.
+    pub session: Option<&'a str>,
+    pub kind: Kind<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind<'a> {
+    PageView,
+    /// A vital and its value in the event unit (ms, or the CLS score).
+    Vital(Vital, f64),
+    /// A JavaScript error; `count` repeats the client folded into one event.
+    Error {
+        count: u64,
+    },
+    /// A CSP violation and its (allowlisted) directive.
+    CspViolation {
+        directive: &'a str,
+    },
+    /// Any other event: only marks its session as seen.
+    Other,
+}
+
+/// The value that replaces every dimension of a series over the cap.
+pub const OTHER: &str = "__other__";
+/// Joins label values into one map key (a control character no label has).
+const SEP: char = '\u{1f}';
+
+/// One metric: its series by label values.
+struct Family<T> {
+    name: &'static str,
+    help: &'static str,
+    /// Labels after the dimensions (`directive` for CSP).
+    extra_labels: &'static [&'static str],
+    series: HashMap<String, T, FxBuildHasher>,
+    /// Series created with real dimension values; `__other__` ones are not counted.
+    distinct: usize,
+    /// Series with some dimensions folded (kept ones real): at most `max` too.
+    folded: usize,
+}
+
+/// The keys one observation may land on, most precise first.
+struct Keys<'a> {
+    key: &'a str,
+    /// Kept dimensions real, the others `__other__`.
+    other: &'a str,
+    /// Every dimension `__other__`.
+    all_other: &'a str,
+}
+
+impl<T: Default> Family<T> {
+    fn new(name: &'static str, help: &'static str, extra_labels: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            help,
+            extra_labels,
+            series: HashMap::default(),
+            distinct: 0,
+            folded: 0,
+        }
+    }
+
+    /// The series for `keys.key`; past `max` distinct series, the one with
+    /// only the kept dimensions (`keys.other`), and past `max` of those, the
+    /// one whose dimensions are all `__other__`. The bool says "folded".
+    fn series(&mut self, keys: &Keys<'_>, max: usize) -> (Option<&mut T>, bool) {
+        if self.series.contains_key(keys.key) {
+            return (self.series.get_mut(keys.key), false);
+        }
+        if self.distinct < max {
+            self.series.insert(keys.key.to_owned(), T::default());
+            self.distinct += 1;
+            return (self.series.get_mut(keys.key), false);
+        }
+        let partial = keys.other != keys.key && keys.other != keys.all_other;
+        let key = if partial && (self.series.contains_key(keys.other) || self.folded < max) {
+            keys.other
+        } else {
+            keys.all_other
+        };
+        if !self.series.contains_key(key) {
+            self.series.insert(key.to_owned(), T::default());
+            self.folded += usize::from(key != keys.all_other);
+        }
+        (self.series.get_mut(key), true)
+    }
+
+    fn sorted(&self) -> Vec<(&String, &T)> {
+        let mut all: Vec<_> = self.series.iter().collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct HistogramSeries {
+    /// Per bound, not cumulative; rendering accumulates.
+    buckets: Vec<u64>,
+    count: u64,
+    sum: f64,
+}
+
+struct VitalFamily {
+    vital: Vital,
+    bounds: Vec<f64>,
+    family: Family<HistogramSeries>,
+}
+
+/// Sessions this replica has seen, in two generations so memory stays under
+/// `max` entries and a session idle for a whole generation is forgotten.
+/// Ids are kept as 64-bit hashes; the value says "has had a JS error".
+struct Sessions {
+    current: HashMap<u64, bool, FxBuildHasher>,
+    previous: HashMap<u64, bool, FxBuildHasher>,
+    /// Entries per generation.
+    generation_max: usize,
+    /// A generation ends after this many seconds even when not full.
+    generation_secs: u64,
+    started: u64,
+}
+
+impl Sessions {
+    fn new(max: usize, timeout_secs: u64) -> Self {
+        Self {
+            current: HashMap::default(),
+            previous: HashMap::default(),
+            generation_max: (max / 2).max(1),
+            generation_secs: timeout_secs.max(1),
+            started: 0,
+        }
+    }
+
+    /// Marks a session seen; returns (first time seen, its error flag).
+    fn touch(&mut self, id: &str, now: u64) -> (bool, &mut bool) {
+        if self.current.len() >= self.generation_max
+            || now.saturating_sub(self.started) >= self.generation_secs
+        {
+            self.previous = std::mem::take(&mut self.current);
+            self.started = now;
+        }
+        let key = FxBuildHasher.hash_one(id);
+        let (new, errored) = match self.previous.remove(&key) {
+            Some(errored) => (false, errored),
+            None => (!self.current.contains_key(&key), false),
+        };
+        let flag = self.current.entry(key).or_insert(errored);
+        (new, flag)
+    }
+
+    fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+}
+
+/// Limits and label names, from the sink's config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Prometheus label names of the dimensions (`service_name`...).
+    pub labels: Vec<String>,
+    /// Per dimension: keep its value when a series is folded into
+    /// `__other__` (the dimensions SLOs and budgets are evaluated by, so an
+    /// overflow of page templates does not blur which service is burning).
+    pub keep_on_fold: Vec<bool>,
+    pub max_series: usize,
+    pub max_sessions: usize,
+    pub session_timeout_secs: u64,
+    /// Bucket bounds per vital, in the metric unit.
+    pub buckets: Vec<(Vital, Vec<f64>)>,
+}
+
+pub struct RumMetrics {
+    labels: Vec<String>,
+    keep_on_fold: Vec<bool>,
+    max_series: usize,
+    page_views: Family<u64>,
+    sessions_seen: Family<u64>,
+    sessions_with_error: Family<u64>,
+    errors: Family<u64>,
+    csp_violations: Family<u64>,
+    vitals: Vec<VitalFamily>,
+    sessions: Sessions,
+    /// Reused for building series keys, so a hit allocates nothing.
+    key: String,
+    other_key: String,
+    all_other_key: String,
+}
+
+pub const PAGE_VIEWS: &str = "rum_page_views_total";
+pub const SESSIONS: &str = "rum_sessions_total";
+pub const SESSIONS_WITH_ERROR: &str = "rum_sessions_with_js_error_total";
+pub const ERRORS: &str = "rum_js_errors_total";
+pub const CSP_VIOLATIONS: &str = "rum_csp_violations_total";
+
+impl RumMetrics {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            max_series: settings.max_series,
+            page_views: Family::new(PAGE_VIEWS, "Page views (page_view events).", &[]),
+            sessions_seen: Family::new(
+                SESSIONS,
+                "Sessions seen for the first time by this replica (by the dimensions of their first event).",
+                &[],
+            ),
+            sessions_with_error: Family::new(
+                SESSIONS_WITH_ERROR,
+                "Sessions that had their first JavaScript error (by the dimensions of that error).",
+                &[],
+            ),
+            errors: Family::new(ERRORS, "JavaScript errors (uncaught errors and unhandled rejections, repeats included).", &[]),
+            csp_violations: Family::new(
+                CSP_VIOLATIONS,
+                "Content-Security-Policy violation reports, by effective directive.",
+                &["directive"],
+            ),
+            vitals: settings
+                .buckets
+                .into_iter()
+                .map(|(vital, bounds)| VitalFamily {
+                    vital,
+                    bounds,
+                    family: Family::new(vital.metric(), vital.help(), &[]),
+                })
+                .collect(),
+            sessions: Sessions::new(settings.max_sessions, settings.session_timeout_secs),
+            labels: settings.labels,
+            keep_on_fold: settings.keep_on_fold,
+            key: String::new(),
+            other_key: String::new(),
+            all_other_key: String::new(),
+        }
+    }
+
+    /// Adds one observation at `now` (seconds; ages sessions). Returns how
+    /// many series updates were folded into `__other__` by the cap.
+    pub fn record(&mut self, observation: &Observation<'_>, now: u64) -> u64 {
+        self.key.clear();
+        self.other_key.clear();
+        self.all_other_key.clear();
+        for (i, value) in observation.dims.iter().enumerate() {
+            if i > 0 {
+                self.key.push(SEP);
+                self.other_key.push(SEP);
+                self.all_other_key.push(SEP);
+            }
+            let start = self.key.len();
+            // A separator inside a value would split it when rendering.
+            self.key
+                .extend(value.chars().map(|c| if c == SEP { '_' } else { c }));
+            if self.keep_on_fold.get(i).copied().unwrap_or(false) {
+                let kept = &self.key[start..];
+                self.other_key.push_str(kept);
+            } else {
+                self.other_key.push_str(OTHER);
+            }
+            self.all_other_key.push_str(OTHER);
+        }
+        let max = self.max_series;
+        let keys = Keys {
+            key: &self.key,
+            other: &self.other_key,
+            all_other: &self.all_other_key,
+        };
+        let mut folded = 0;
+        let mut count = |family: &mut Family<u64>, n: u64| {
+            let (series, was_folded) = family.series(&keys, max);
+            if let Some(series) = series {
+                *series += n;
+            }
+            folded += u64::from(was_folded);
+        };
+
+        if let Some(id) = observation.session {
+            let (new, errored) = self.sessions.touch(id, now);
+            if new {
+                count(&mut self.sessions_seen, 1);
+            }
+            if matches!(observation.kind, Kind::Error { .. }) && !*errored {
+                *errored = true;
+                count(&mut self.sessions_with_error, 1);
+            }
+        }
+        match &observation.kind {
+            Kind::PageView => count(&mut self.page_views, 1),
+            Kind::Error { count: n } => count(&mut self.errors, (*n).max(1)),
+            Kind::CspViolation { directive } => {
+                let with = |base: &str| {
+                    if self.labels.is_empty() {
+                        directive.to_string()
+                    } else {
+                        format!("{base}{SEP}{directive}")
+                    }
+                };
+                let (key, other, all_other) =
+                    (with(keys.key), with(keys.other), with(keys.all_other));
+                let keys = Keys {
+                    key: &key,
+                    other: &other,
+                    all_other: &all_other,
+                };
+                let (series, was_folded) = self.csp_violations.series(&keys, max);
+                if let Some(series) = series {
+                    *series += 1;
+                }
+                folded += u64::from(was_folded);
+            }
+            Kind::Vital(vital, value) => {
+                if let Some(v) = self.vitals.iter_mut().find(|v| v.vital == *vital) {
+                    let value = vital.to_metric_unit(*value);
+                    let (series, was_folded) = v.family.series(&keys, max);
+                    if let Some(series) = series {
+                        if series.buckets.len() != v.bounds.len() {
+                            series.buckets = vec![0; v.bounds.len()];
+                        }
+                        if let Some(i) = v.bounds.iter().position(|b| value <= *b) {
+                            series.buckets[i] += 1;
+                        }
+                        series.count += 1;
+                        series.sum += value;
+                    }
+                    folded += u64::from(was_folded);
+                }
+            }
+            Kind::Other => {}
+        }
+        folded
+    }
+
+    /// Sessions currently remembered (bounded by `max_sessions`).
+    pub fn sessions_remembered(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Series of one metric, `__other__` included.
+    pub fn series_count(&self, metric: &str) -> usize {
+        let counters = [
+            &self.page_views,
+            &self.sessions_seen,
+            &self.sessions_with_error,
+            &self.errors,
+            &self.csp_violations,
+        ];
+        if let Some(family) = counters.iter().find(|f| f.name == metric) {
+            return family.series.len();
+        }
+        self.vitals
+            .iter()
+            .find(|v| v.family.name == metric)
+            .map_or(0, |v| v.family.series.len())
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        for family in [
+            &self.page_views,
+            &self.sessions_seen,
+            &self.sessions_with_error,
+            &self.errors,
+            &self.csp_violations,
+        ] {
+            let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
+            let _ = writeln!(out, "# TYPE {} counter", family.name);
+            for (key, value) in family.sorted() {
+                let labels = self.label_set(key, family.extra_labels, None);
+                let _ = writeln!(out, "{}{labels} {value}", family.name);
+            }
+        }
+        for v in &self.vitals {
+            let name = v.family.name;
+            let _ = writeln!(out, "# HELP {name} {}", v.family.help);
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            for (key, series) in v.family.sorted() {
+                let mut cumulative = 0;
+                for (i, bound) in v.bounds.iter().enumerate() {
+                    cumulative += series.buckets.get(i).copied().unwrap_or(0);
+                    let le = format_float(*bound);
+                    let labels = self.label_set(key, &[], Some(&le));
+                    let _ = writeln!(out, "{name}_bucket{labels} {cumulative}");
+                }
+                let labels = self.label_set(key, &[], Some("+Inf"));
+                let _ = writeln!(out, "{name}_bucket{labels} {}", series.count);
+                let labels = self.label_set(key, &[], None);
+                let _ = writeln!(out, "{name}_sum{labels} {}", format_float(series.sum));
+                let _ = writeln!(out, "{name}_count{labels} {}", series.count);
+            }
+        }
+        out
+    }
+
+    /// `{a="x",b="y"}` from a series key, or "" when there are no labels.
+    fn label_set(&self, key: &str, extra: &[&str], le: Option<&str>) -> String {
+        let names = self
+            .labels
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied());
+        let values = key.split(SEP);
+        let mut out = String::new();
+        let pairs = names.zip(values).chain(le.map(|le| ("le", le)));
+        for (i, (name, value)) in pairs.enumerate() {
+            out.push(if i == 0 { '{' } else { ',' });
+            let _ = write!(out, "{name}=\"");
+            for c in value.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        if !out.is_empty() {
+            out.push('}');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::prometheus::vitals::buckets_with;
+
+    fn metrics(labels: &[&str], max_series: usize) -> RumMetrics {
+        RumMetrics::new(Settings {
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            keep_on_fold: labels.iter().map(|l| *l == "service").collect(),
+            max_series,
+            max_sessions: 100,
+            session_timeout_secs: 1800,
+            buckets: vec![(Vital::Lcp, buckets_with(Vital::Lcp, []))],
+        })
+    }
+
+    fn obs<'a>(dims: &[&'a str], session: Option<&'a str>, kind: Kind<'a>) -> Observation<'a> {
+        Observation {
+            dims: dims.iter().map(|d| Cow::Borrowed(*d)).collect(),
+            session,
+            kind,
+        }
+    }
+
+    fn lines(text: &str, prefix: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn counts_sessions_once_and_their_first_error_once() {
+        let mut m = metrics(&["site"], 10);
+        m.record(&obs(&["shop"], Some("s1"), Kind::PageView), 0);
+        m.record(&obs(&["shop"], Some("s1"), Kind::Error { count: 2 }), 1);
+        m.record(&obs(&["shop"], Some("s1"), Kind::Error { count: 1 }), 2);
+        m.record(&obs(&["shop"], Some("s2"), Kind::PageView), 3);
+        m.record(&obs(&["shop"], Some("s2"), Kind::Other), 4);
+        let text = m.render();
+        assert_eq!(
+            lines(&text, "rum_page_views_total{"),
+            ["rum_page_views_total{site=\"shop\"} 2"]
+        );
+        assert_eq!(
+            lines(&text, "rum_sessions_total{"),
+            ["rum_sessions_total{site=\"shop\"} 2"]
+        );
+        assert_eq!(
+            lines(&text, "rum_sessions_with_js_error_total{"),
+            ["rum_sessions_with_js_error_total{site=\"shop\"} 1"]
+        );
+        assert_eq!(
+            lines(&text, "rum_js_errors_total{"),
+            ["rum_js_errors_total{site=\"shop\"} 3"]
+        );
+    }
+
+    #[test]
+    fn histogram_lines_are_cumulative_with_google_bounds() {
+        let mut m = metrics(&["site"], 10);
+        for value in [1200.0, 2500.0, 2600.0, 40_000.0] {
+            m.record(&obs(&["shop"], None, Kind::Vital(Vital::Lcp, value)), 0);
+        }
+        let text = m.render();
+        let got = lines(&text, "rum_web_vital_lcp_seconds");
+        assert_eq!(
+            got,
+            [
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"0.5\"} 0",
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"1.0\"} 0",
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"1.5\"} 1",
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"2.0\"} 1",
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"2.5\"} 2",
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"3.0\"} 3",
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"4.0\"} 3",
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"5.0\"} 3",
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"6.0\"} 3",
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"8.0\"} 3",
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"10.0\"} 3",
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"15.0\"} 3",
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"20.0\"} 3",
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"30.0\"} 3",
+                "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"+Inf\"} 4",
+                "rum_web_vital_lcp_seconds_sum{site=\"shop\"} 46.3",
+                "rum_web_vital_lcp_seconds_count{site=\"shop\"} 4",
+            ]
+        );
+        assert!(text.contains("# TYPE rum_web_vital_lcp_seconds histogram\n"));
+        assert!(!text.contains("quantile"));
+    }
+
+    #[test]
+    fn series_beyond_the_cap_fold_into_other() {
+        let mut m = metrics(&["path"], 3);
+        let paths: Vec<String> = (0..10).map(|i| format!("/p/{i}")).collect();
+        let mut folded = 0;
+        for path in &paths {
+            folded += m.record(&obs(&[path], None, Kind::PageView), 0);
+        }
+        assert_eq!(folded, 7);
+        assert_eq!(m.series_count(PAGE_VIEWS), 4);
+        let text = m.render();
+        assert_eq!(
+            lines(&text, "rum_page_views_total{"),
+            [
+                "rum_page_views_total{path=\"/p/0\"} 1",
+                "rum_page_views_total{path=\"/p/1\"} 1",
+                "rum_page_views_total{path=\"/p/2\"} 1",
+                "rum_page_views_total{path=\"__other__\"} 7",
+            ]
+        );
+        // A known series keeps counting past the cap.
+        assert_eq!(m.record(&obs(&["/p/1"], None, Kind::PageView), 0), 0);
+    }
+
+    #[test]
+    fn a_hundred_thousand_page_templates_keep_max_series() {
+        let mut m = metrics(&["service", "path"], 500);
+        let mut folded = 0;
+        for i in 0..100_000 {
+            let path = format!("/p/{i}");
+            let session = format!("s{i}");
+            for kind in [Kind::PageView, Kind::Vital(Vital::Lcp, 2000.0)] {
+                folded += m.record(&obs(&["shop", &path], Some(&session), kind), i / 1000);
+            }
+        }
+        for metric in [PAGE_VIEWS, SESSIONS, Vital::Lcp.metric()] {
+            // 500 real series and the one `service="shop",path="__other__"`.
+            assert_eq!(m.series_count(metric), 501, "{metric}");
+        }
+        assert_eq!(folded, 3 * (100_000 - 500));
+        assert!(m.sessions_remembered() <= 100);
+        let text = m.render();
+        assert!(text.contains("rum_page_views_total{service=\"shop\",path=\"__other__\"} 99500\n"));
+    }
+
+    #[test]
+    fn folding_keeps_the_dimensions_slos_are_evaluated_by() {
+        // `service` is kept on fold; the folded series are capped as well.
+        let mut m = metrics(&["service", "path"], 2);
+        for (service, path) in [
+            ("a", "/1"),
+            ("a", "/2"),
+            ("a", "/3"),
+            ("b", "/4"),
+            ("c", "/5"),
+            ("a", "/6"),
+        ] {
+            m.record(&obs(&[service, path], None, Kind::PageView), 0);
+        }
+        assert_eq!(
+            lines(&m.render(), "rum_page_views_total{"),
+            [
+                "rum_page_views_total{service=\"__other__\",path=\"__other__\"} 1",
+                "rum_page_views_total{service=\"a\",path=\"/1\"} 1",
+                "rum_page_views_total{service=\"a\",path=\"/2\"} 1",
+                "rum_page_views_total{service=\"a\",path=\"__other__\"} 2",
+                "rum_page_views_total{service=\"b\",path=\"__other__\"} 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn csp_directive_is_a_label_after_the_dimensions() {
+        let mut m = metrics(&["site"], 1);
+        m.record(
+            &obs(
+                &["shop"],
+                None,
+                Kind::CspViolation {
+                    directive: "script-src-elem",
+                },
+            ),
+            0,
+        );
+        m.record(
+            &obs(
+                &["blog"],
+                None,
+                Kind::CspViolation {
+                    directive: "img-src",
+                },
+            ),
+            0,
+        );
+        let text = m.render();
+        assert_eq!(
+            lines(&text, "rum_csp_violations_total{"),
+            [
+                "rum_csp_violations_total{site=\"__other__\",directive=\"img-src\"} 1",
+                "rum_csp_violations_total{site=\"shop\",directive=\"script-src-elem\"} 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_dimensions_means_no_braces_and_values_are_escaped() {
+        let mut m = metrics(&[], 10);
+        m.record(&obs(&[], None, Kind::PageView), 0);
+        m.record(
+            &obs(
+                &[],
+                None,
+                Kind::CspViolation {
+                    directive: "img-src",
+                },
+            ),
+            0,
+        );
+        let text = m.render();
+        assert!(text.contains("\nrum_page_views_total 1\n"), "{text}");
+        assert!(
+            text.contains("\nrum_csp_violations_total{directive=\"img-src\"} 1\n"),
+            "{text}"
+        );
+        let mut m = metrics(&["path"], 10);
+        m.record(&obs(&["/a\"b\\c\nd"], None, Kind::PageView), 0);
+        assert!(m
+            .render()
+            .contains(r#"rum_page_views_total{path="/a\"b\\c\nd"} 1"#));
+    }
+
+    #[test]
+    fn remembered_sessions_stay_bounded() {
+        let mut m = metrics(&[], 10);
+        for i in 0..10_000 {
+            m.record(&obs(&[], Some(&format!("s{i}")), Kind::PageView), i / 100);
+        }
+        assert!(
+            m.sessions_remembered() <= 100,
+            "{}",
+            m.sessions_remembered()
+        );
+        // A session idle for less than a generation is still known.
+        let mut m = metrics(&[], 10);
+        m.record(&obs(&[], Some("a"), Kind::PageView), 0);
+        m.record(&obs(&[], Some("b"), Kind::PageView), 1900);
+        m.record(&obs(&[], Some("a"), Kind::PageView), 2000);
+        assert!(m.render().contains("\nrum_sessions_total 2\n"));
+    }
+}

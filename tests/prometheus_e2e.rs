@@ -1,0 +1,337 @@
+//! End to end with a real Prometheus server (Debian's `prometheus`) on
+//! loopback: it scrapes the real binary's `/metrics/rum` every second and
+//! evaluates the rules `rum-pipeline rules` wrote for the same pipeline, with
+//! windows scaled down 100× (`rules.window_scale`). The test drives beacons
+//! with slow LCPs and JS errors, sees the budget alert and the page-severity
+//! burn-rate alert go `firing`, switches to good traffic and sees both go
+//! inactive; then it checks `histogram_quantile(0.75, ...)` and the budget
+//! ratio Prometheus answers against what it computes from what it sent.
+//!
+//! Without the `prometheus` binary the test fails, unless
+//! RUM_SKIP_PROMETHEUS=1 says to skip (scripts/test.sh installs it).
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{client, Pipeline, BIN};
+use serde_json::{json, Value};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const PIPELINE: &str = r#"
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:PORT"
+
+[sinks.rum]
+type = "prometheus"
+inputs = ["beacons"]
+dimensions = ["service.name"]
+
+# LCP p75 <= 2500 ms, two 5-minute periods (3 s each, scaled).
+[sinks.rum.budgets]
+LCP = 2500
+
+[sinks.rum.slos.sessions_without_js_error]
+sli = "sessions_without_js_error"
+target = 0.999
+
+[sinks.rum.rules]
+window_scale = 0.01
+"#;
+
+/// The LCP bucket bounds the sink exports (seconds), up to the last one used.
+const LCP_BOUNDS: &[f64] = &[0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0];
+
+/// What `histogram_quantile` answers for these values: the bucket holding
+/// the rank, linearly interpolated between its bounds.
+fn expected_quantile(q: f64, values_ms: &[f64]) -> f64 {
+    let total = values_ms.len() as f64;
+    let rank = q * total;
+    let mut lower = 0.0;
+    let mut below = 0.0;
+    for &upper in LCP_BOUNDS {
+        let cumulative = values_ms.iter().filter(|v| **v / 1000.0 <= upper).count() as f64;
+        if cumulative >= rank {
+            return lower + (upper - lower) * (rank - below) / (cumulative - below);
+        }
+        lower = upper;
+        below = cumulative;
+    }
+    panic!("rank beyond the bounds used here");
+}
+
+struct Prometheus {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn prometheus_binary() -> Option<&'static str> {
+    if Path::new("/usr/bin/prometheus").exists() {
+        return Some("/usr/bin/prometheus");
+    }
+    if std::env::var("RUM_SKIP_PROMETHEUS").is_ok_and(|v| v == "1") {
+        eprintln!("skipped: no /usr/bin/prometheus and RUM_SKIP_PROMETHEUS=1");
+        return None;
+    }
+    panic!("/usr/bin/prometheus not found: install Debian's `prometheus` package (scripts/test.sh does), or set RUM_SKIP_PROMETHEUS=1 to skip");
+}
+
+async fn start_prometheus(binary: &str, target: &str, rules: &str) -> Prometheus {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\nscrape_configs:\n  - job_name: rum\n    metrics_path: /metrics/rum\n    static_configs:\n      - targets: [\"{target}\"]\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let child = Command::new(binary)
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--log.level=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start prometheus");
+    let prometheus = Prometheus {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    let start = Instant::now();
+    loop {
+        let ready = client()
+            .get(format!("{}/-/ready", prometheus.url))
+            .send()
+            .await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            return prometheus;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "prometheus did not get ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Prometheus {
+    async fn query(&self, promql: &str) -> Option<f64> {
+        let body: Value = client()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", promql)])
+            .send()
+            .await
+            .expect("query")
+            .json()
+            .await
+            .expect("query JSON");
+        assert_eq!(body["status"], "success", "{promql}: {body}");
+        let value = body["data"]["result"].get(0)?["value"][1].as_str()?;
+        value.parse().ok()
+    }
+
+    /// Firing alerts as `alertname/severity`.
+    async fn firing(&self) -> Vec<String> {
+        let body: Value = client()
+            .get(format!("{}/api/v1/alerts", self.url))
+            .send()
+            .await
+            .expect("alerts")
+            .json()
+            .await
+            .expect("alerts JSON");
+        let mut firing: Vec<String> = body["data"]["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["state"] == "firing")
+            .map(|a| {
+                format!(
+                    "{}/{}",
+                    a["labels"]["alertname"].as_str().unwrap_or(""),
+                    a["labels"]["severity"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        firing.sort();
+        firing.dedup();
+        firing
+    }
+}
+
+/// One page load of a new session: a page view, its LCP, and maybe a JS error.
+fn page_load(session: usize, lcp_ms: f64, js_error: bool) -> Value {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut events = vec![
+        json!({"type": "page_view", "ts": now - 100}),
+        json!({"type": "web_vital", "ts": now - 50, "name": "LCP", "value": lcp_ms}),
+    ];
+    if js_error {
+        events.push(json!({"type": "error", "ts": now - 10, "message": "boom", "name": "Error"}));
+    }
+    json!({
+        "v": 1,
+        "app": {"name": "shop"},
+        "session": {"id": format!("e2e-{session}")},
+        "view": {"id": format!("e2e-{session}-v"), "url": "https://shop.example.com/"},
+        "sent_at": now,
+        "events": events,
+    })
+}
+
+const PAGE: &str = "RumSloErrorBudgetBurn/page";
+const BUDGET: &str = "RumWebVitalOverBudget/ticket";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_fire_on_slow_and_broken_pages_and_clear_on_good_traffic() {
+    let Some(binary) = prometheus_binary() else {
+        return;
+    };
+    let port = free_port();
+    let config = PIPELINE.replace("PORT", &port.to_string());
+    let pipeline = Pipeline::start(&config);
+    let rules_out = Command::new(BIN)
+        .arg("rules")
+        .arg("--config")
+        .arg(pipeline.dir.path().join("pipeline.toml"))
+        .output()
+        .expect("rum-pipeline rules");
+    assert!(
+        rules_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rules_out.stderr)
+    );
+    let rules = String::from_utf8(rules_out.stdout).unwrap();
+    assert!(rules.contains("[36s]"), "windows scaled by 0.01:\n{rules}");
+    let prometheus = start_prometheus(binary, &format!("127.0.0.1:{port}"), &rules).await;
+    let http = client();
+    let mut sent_lcp: Vec<f64> = Vec::new();
+    let mut session = 0;
+
+    // Slow and broken: p75 of LCP is 3 s, every session has a JS error.
+    let bad = [1000.0, 2000.0, 3000.0, 3500.0];
+    let start = Instant::now();
+    loop {
+        for lcp in bad {
+            session += 1;
+            let r = http
+                .post(pipeline.url("/rum"))
+                .json(&page_load(session, lcp, true))
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(r.status(), 204);
+            sent_lcp.push(lcp);
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let firing = prometheus.firing().await;
+        if firing.contains(&PAGE.to_owned()) && firing.contains(&BUDGET.to_owned()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "alerts did not fire; firing: {firing:?}"
+        );
+    }
+    eprintln!("budget and page alerts firing after {:?}", start.elapsed());
+
+    // Good traffic again: fast LCPs, no errors. Both alerts must clear.
+    let start = Instant::now();
+    loop {
+        for _ in 0..4 {
+            session += 1;
+            let r = http
+                .post(pipeline.url("/rum"))
+                .json(&page_load(session, 800.0, false))
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(r.status(), 204);
+            sent_lcp.push(800.0);
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let firing = prometheus.firing().await;
+        if !firing.contains(&PAGE.to_owned()) && !firing.contains(&BUDGET.to_owned()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "alerts did not clear under good traffic; firing: {firing:?}"
+        );
+    }
+    eprintln!(
+        "alerts inactive {:?} after good traffic resumed",
+        start.elapsed()
+    );
+
+    // Quiet, then what Prometheus holds equals what was sent.
+    let sent = sent_lcp.len() as f64;
+    let start = Instant::now();
+    while prometheus
+        .query("sum(rum_web_vital_lcp_seconds_count)")
+        .await
+        != Some(sent)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "Prometheus never saw all {sent} LCPs"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let p75 = prometheus
+        .query("histogram_quantile(0.75, sum by (le) (rum_web_vital_lcp_seconds_bucket))")
+        .await
+        .expect("p75");
+    let expected = expected_quantile(0.75, &sent_lcp);
+    assert!(
+        (p75 - expected).abs() < 1e-9,
+        "p75 {p75}, expected {expected}"
+    );
+    let within = prometheus
+        .query("sum(rum_web_vital_lcp_seconds_bucket{le=\"2.5\"}) / sum(rum_web_vital_lcp_seconds_count)")
+        .await
+        .expect("budget ratio");
+    let expected_within = sent_lcp.iter().filter(|v| **v <= 2500.0).count() as f64 / sent;
+    assert!(
+        (within - expected_within).abs() < 1e-12,
+        "within budget {within}, expected {expected_within}"
+    );
+    let errored = prometheus
+        .query("sum(rum_sessions_with_js_error_total)")
+        .await;
+    let sessions_bad = sent_lcp.iter().filter(|v| **v != 800.0).count() as f64;
+    assert_eq!(errored, Some(sessions_bad));
+    assert_eq!(
+        prometheus.query("sum(rum_sessions_total)").await,
+        Some(session as f64)
+    );
+}
