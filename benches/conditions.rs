@@ -69,6 +69,7 @@ fn events() -> Vec<Event> {
         max_string_bytes: 4096,
         max_depth: 8,
         max_event_age_ms: 86_400_000,
+        max_context_bytes: 64 * 1024,
     };
     DOMAINS
         .iter()

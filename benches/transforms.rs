@@ -122,6 +122,7 @@ fn fixture() -> Batch {
         max_string_bytes: 16 * 1024,
         max_depth: 16,
         max_event_age_ms: 86_400_000,
+        max_context_bytes: 64 * 1024,
     };
     let mut batch = Vec::with_capacity(BATCH);
     let mut session = 0;

@@ -95,6 +95,7 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
         max_string_bytes: 16 * 1024,
         max_depth: 16,
         max_event_age_ms: 86_400_000,
+        max_context_bytes: 64 * 1024,
     };
     let decode_all = || -> Batch {
         bodies

@@ -30,6 +30,7 @@ fn main() {
         max_string_bytes: 16 * 1024,
         max_depth: 16,
         max_event_age_ms: 86_400_000,
+        max_context_bytes: 64 * 1024,
     };
     let mut total = 0usize;
     let mut out = Vec::with_capacity(64 * 1024);

@@ -131,6 +131,7 @@ fn decode_fixtures() -> Vec<(String, Batch)> {
         max_string_bytes: 16 * 1024,
         max_depth: 20,
         max_event_age_ms: 24 * 3_600_000,
+        max_context_bytes: 64 * 1024,
     };
     for path in files(&root().join("testdata/beacons")) {
         let body = std::fs::read(&path).unwrap();

@@ -42,6 +42,17 @@ pub fn encode(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// Writes and empties `buf`; the error means stdout is gone.
+async fn write_out(stdout: &mut tokio::io::Stdout, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    let result = async {
+        stdout.write_all(buf).await?;
+        stdout.flush().await
+    }
+    .await;
+    buf.clear();
+    result
+}
+
 impl StdoutConfig {
     pub fn build(&self, cx: SinkContext) -> anyhow::Result<SinkFuture> {
         let encoding = self.encoding;
@@ -59,36 +70,45 @@ impl StdoutConfig {
             let mut closed = false;
             while let Some(batch) = input.recv().await {
                 let mut count = batch.len() as u64;
+                let mut failed = false;
+                // Written out whenever the buffer passes MAX_WRITE_BYTES, so
+                // events that carry a big context never pile up here.
+                let write = |buf: &mut Vec<u8>, event: &Event| {
+                    encode(event, encoding, buf);
+                    buf.len() >= MAX_WRITE_BYTES
+                };
                 for event in &batch {
-                    encode(event, encoding, &mut buf);
+                    if write(&mut buf, event) && !closed && !failed {
+                        failed = write_out(&mut stdout, &mut buf).await.is_err();
+                    }
                 }
                 drop(batch);
                 while buf.len() < MAX_WRITE_BYTES {
                     let Some(more) = input.try_recv() else { break };
                     count += more.len() as u64;
                     for event in &more {
-                        encode(event, encoding, &mut buf);
-                    }
-                }
-                metrics.received_events.add(count);
-                if closed {
-                    metrics.discarded_unintentional.add(count);
-                } else {
-                    let written = async {
-                        stdout.write_all(&buf).await?;
-                        stdout.flush().await
-                    };
-                    match written.await {
-                        Ok(()) => sent.add(count),
-                        Err(e) => {
-                            closed = true;
-                            write_failed.inc();
-                            metrics.discarded_unintentional.add(count);
-                            tracing::error!(component = %id, "stdout is closed ({e}); further events are counted as discarded");
+                        if write(&mut buf, event) && !closed && !failed {
+                            failed = write_out(&mut stdout, &mut buf).await.is_err();
                         }
                     }
                 }
+                metrics.received_events.add(count);
+                if !closed && !failed {
+                    failed = write_out(&mut stdout, &mut buf).await.is_err();
+                }
+                if closed {
+                    metrics.discarded_unintentional.add(count);
+                } else if failed {
+                    closed = true;
+                    write_failed.inc();
+                    metrics.discarded_unintentional.add(count);
+                    tracing::error!(component = %id, "stdout is closed; further events are counted as discarded");
+                } else {
+                    sent.add(count);
+                }
                 buf.clear();
+                // One huge batch must not keep its buffer for ever.
+                buf.shrink_to(4 * MAX_WRITE_BYTES);
             }
         }))
     }

@@ -24,6 +24,10 @@ pub struct BeaconLimits {
     pub max_depth: usize,
     /// Event times are clamped to [received − this, received].
     pub max_event_age_ms: i64,
+    /// Bytes of the context every event of the beacon shares (URL, title,
+    /// referrer, User-Agent, `ua_hints`...). Each stored document carries
+    /// it whole, so it bounds the documents one beacon makes (413 above).
+    pub max_context_bytes: usize,
 }
 
 /// What the request told us besides the body.
@@ -192,6 +196,17 @@ pub fn decode(
         context.set(ids.ua_hints, Value::Object(hints));
     }
 
+    if context.byte_size() > limits.max_context_bytes {
+        return Err(IntakeError::new(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            "context_too_large",
+            format!(
+                "the beacon's shared context (URL, title, referrer, User-Agent, ua_hints) holds {} bytes; max_context_bytes is {}",
+                context.byte_size(),
+                limits.max_context_bytes
+            ),
+        ));
+    }
     // One shared context for all of the beacon's events.
     let context = Arc::new(context);
     let offset = sent_at.map(|sent| facts.received_at_ms - sent).unwrap_or(0);
@@ -866,6 +881,7 @@ mod tests {
             max_string_bytes: 100,
             max_depth: 5,
             max_event_age_ms: 3_600_000,
+            max_context_bytes: 64 * 1024,
         }
     }
 

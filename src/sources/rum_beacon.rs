@@ -38,6 +38,15 @@ pub struct RumBeaconConfig {
     /// Deepest JSON nesting accepted (400 above).
     #[serde(default = "default_max_json_depth")]
     pub max_json_depth: usize,
+    /// Bytes of the context a beacon's events share (page URL, title,
+    /// referrer, the User-Agent header, `ua_hints`, ...): every document of
+    /// the beacon carries it, so this bounds what one beacon can make (413
+    /// above).
+    #[serde(
+        default = "default_max_context_bytes",
+        deserialize_with = "crate::config::byte_size::deserialize"
+    )]
+    pub max_context_bytes: usize,
     /// Event times are clamped to at most this far before the receive time.
     #[serde(default = "default_max_event_age_secs")]
     pub max_event_age_secs: u64,
@@ -61,6 +70,9 @@ fn default_max_string_bytes() -> usize {
 fn default_max_json_depth() -> usize {
     16
 }
+fn default_max_context_bytes() -> usize {
+    64 * 1024
+}
 fn default_max_event_age_secs() -> u64 {
     86_400
 }
@@ -78,6 +90,7 @@ impl CheckConfig for RumBeaconConfig {
             ("max_events_per_beacon", self.max_events_per_beacon),
             ("max_string_bytes", self.max_string_bytes),
             ("max_json_depth", self.max_json_depth),
+            ("max_context_bytes", self.max_context_bytes),
         ] {
             if value == 0 {
                 problems.push((key, "must be at least 1".to_owned()));
@@ -101,6 +114,7 @@ impl RumBeaconConfig {
                 max_string_bytes: self.max_string_bytes,
                 max_depth: self.max_json_depth,
                 max_event_age_ms: (self.max_event_age_secs as i64).saturating_mul(1000),
+                max_context_bytes: self.max_context_bytes,
             },
             send_timeout: Duration::from_millis(cx.http.send_timeout_ms),
             serve_client: self.serve_client,

@@ -1584,6 +1584,7 @@ mod tests {
             max_string_bytes: 1000,
             max_depth: 8,
             max_event_age_ms: 1000,
+            max_context_bytes: 64 * 1024,
         };
         let mut batch = decode(beacon.to_string().as_bytes(), &facts, &limits)
             .unwrap()
