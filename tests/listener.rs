@@ -399,6 +399,7 @@ async fn ambiguous_framing_is_refused_and_early_answers_say_connection_close() {
     )
     .await;
     assert_eq!(answer.status, 400, "{}", answer.all);
+    assert!(answer.head.contains("connection: close"), "{}", answer.head);
     assert!(answer.closed);
 
     // A request head over 64 KiB.
@@ -408,6 +409,7 @@ async fn ambiguous_framing_is_refused_and_early_answers_say_connection_close() {
     );
     let answer = raw_request(&addr, huge.as_bytes()).await;
     assert_eq!(answer.status, 431, "{}", answer.all);
+    assert!(answer.head.contains("connection: close"), "{}", answer.head);
     assert!(answer.closed);
 
     // A declared body over max_body_bytes (1 MiB): 413 before reading it.

@@ -162,7 +162,13 @@ impl ConnectionCap {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return permit;
         }
-        self.waiting.send_modify(|n| *n += 1);
+        // Receivers are woken only when the count leaves or returns to 0: under
+        // a flood accepts wait and get slots all the time, and every idle
+        // connection watches this.
+        self.waiting.send_if_modified(|n| {
+            *n += 1;
+            *n == 1
+        });
         let _waiting = Waiting(&self.waiting);
         match self.slots.clone().acquire_owned().await {
             Ok(permit) => permit,
@@ -171,7 +177,8 @@ impl ConnectionCap {
         }
     }
 
-    /// Accepts waiting for a slot (0 when none); connections watch it.
+    /// Accepts waiting for a slot (0 when none); connections watch it. A
+    /// change is announced only when it turns 0 or stops being 0.
     pub fn at_cap(&self) -> watch::Receiver<usize> {
         self.waiting.subscribe()
     }
@@ -182,7 +189,10 @@ struct Waiting<'a>(&'a watch::Sender<usize>);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
+        self.0.send_if_modified(|n| {
+            *n = n.saturating_sub(1);
+            *n == 0
+        });
     }
 }
 
