@@ -72,6 +72,9 @@ pub const EVENT_DATASET: &str = "event.dataset";
 pub const EVENT_INGESTED: &str = "event.ingested";
 pub const RUM_TYPE: &str = "rum.type";
 pub const RUM_SEQ: &str = "rum.seq";
+/// The event time exactly as the browser sent it (epoch ms, before the skew
+/// correction that gives `@timestamp`); part of the document `_id`.
+pub const RUM_CLIENT_TS: &str = "rum.client_ts";
 pub const RUM_EXTRA: &str = "rum.extra";
 pub const RUM_UA_HINTS: &str = "rum.ua_hints";
 pub const SERVICE_NAME: &str = "service.name";
@@ -120,6 +123,7 @@ pub const CONTEXT_FIELDS: &[Field] = &[
     f(EVENT_INGESTED, Date),
     f(RUM_TYPE, Keyword),
     f(RUM_SEQ, Long),
+    f(RUM_CLIENT_TS, Date),
     f(RUM_EXTRA, Flattened),
     f(RUM_UA_HINTS, Flattened),
     f("rum.beacon_version", Long),

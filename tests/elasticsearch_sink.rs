@@ -92,7 +92,7 @@ fn events(n: u64) -> Vec<Event> {
 
 fn id(event: &Event) -> String {
     let mut source = Vec::new();
-    event.write_json(&mut source);
+    event.write_json_untimed(&mut source);
     document_id(event, &source)
 }
 
@@ -531,7 +531,8 @@ fn stored_keys(es: &EsDouble) -> Vec<(String, u64)> {
         .into_iter()
         .map(|(_, stored_id, doc)| {
             let event = Event::from(doc.clone());
-            let source = serde_json::to_vec(&doc).unwrap();
+            let mut source = Vec::new();
+            event.write_json_untimed(&mut source);
             assert_eq!(
                 stored_id,
                 document_id(&event, &source),

@@ -24,6 +24,8 @@ pub enum Virtual {
     Timestamp,
     /// `event.ingested`: the context's receive time.
     Ingested,
+    /// `rum.client_ts`: the time the browser sent, epoch milliseconds.
+    ClientTs,
     /// The `labels` object (static and derived labels, by name).
     Labels,
 }
@@ -52,6 +54,7 @@ pub struct Registry {
     by_path: FxHashMap<&'static str, FieldId>,
     pub timestamp: FieldId,
     pub ingested: FieldId,
+    pub client_ts: FieldId,
     pub labels: FieldId,
     pub rum_type: FieldId,
     pub dataset: FieldId,
@@ -82,6 +85,7 @@ pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     let virtual_of = |path: &str| match path {
         schema::TIMESTAMP => Some(Virtual::Timestamp),
         schema::EVENT_INGESTED => Some(Virtual::Ingested),
+        schema::RUM_CLIENT_TS => Some(Virtual::ClientTs),
         schema::LABELS => Some(Virtual::Labels),
         _ => None,
     };
@@ -101,6 +105,7 @@ pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     Registry {
         timestamp: by_path[schema::TIMESTAMP],
         ingested: by_path[schema::EVENT_INGESTED],
+        client_ts: by_path[schema::RUM_CLIENT_TS],
         rum_type: by_path[schema::RUM_TYPE],
         dataset: by_path[schema::EVENT_DATASET],
         kind: by_path[schema::EVENT_KIND],

@@ -188,6 +188,9 @@ fn put<K: Ord + Copy, V>(list: &mut Vec<(K, V)>, key: K, value: V) {
 struct Own {
     /// `@timestamp`, epoch milliseconds (skew-corrected, clamped).
     timestamp_ms: Option<i64>,
+    /// The event time exactly as the browser sent it (`ts`), for the
+    /// document `_id`: a re-sent beacon must map to the same documents.
+    client_ts_ms: Option<i64>,
     /// Sorted by id; `None` hides the context's value of that field.
     fields: Vec<(FieldId, Option<FieldValue>)>,
     /// Sorted by name; `None` hides the context's label.
@@ -269,6 +272,11 @@ impl Event {
         self.own.timestamp_ms
     }
 
+    /// The event time the browser sent, before any correction.
+    pub fn client_ts_ms(&self) -> Option<i64> {
+        self.own.client_ts_ms
+    }
+
     pub fn set_timestamp_ms(&mut self, ms: i64) {
         self.own_mut().timestamp_ms = Some(ms);
     }
@@ -287,6 +295,7 @@ impl Event {
     pub fn from_parts(
         context: Arc<Context>,
         timestamp_ms: Option<i64>,
+        client_ts_ms: Option<i64>,
         ty: EventType,
         mut fields: Vec<(FieldId, Option<FieldValue>)>,
     ) -> Event {
@@ -307,6 +316,7 @@ impl Event {
             context,
             own: Arc::new(Own {
                 timestamp_ms,
+                client_ts_ms,
                 fields: deduped,
                 labels: Vec::new(),
             }),
@@ -443,6 +453,11 @@ impl Event {
                     self.set_timestamp_ms(ms);
                 }
             }
+            Some(PathRef::Virtual(Virtual::ClientTs)) => {
+                if let Some(ms) = parse_time(&value) {
+                    self.own_mut().client_ts_ms = Some(ms);
+                }
+            }
             Some(PathRef::Virtual(Virtual::Ingested)) => {
                 if let Some(ms) = parse_time(&value) {
                     Arc::make_mut(&mut self.context).set_received_ms(ms);
@@ -506,6 +521,7 @@ impl Event {
             }
         }
         self.own_mut().timestamp_ms = own.timestamp_ms;
+        self.own_mut().client_ts_ms = own.client_ts_ms;
         self.context = Arc::new(context);
     }
 
@@ -514,6 +530,7 @@ impl Event {
     pub fn editing(context: &Context) -> Event {
         let own = Own {
             timestamp_ms: None,
+            client_ts_ms: None,
             fields: context
                 .fields
                 .iter()

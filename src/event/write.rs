@@ -17,6 +17,7 @@ use super::{Event, FieldValue};
 enum Item<'e> {
     Value(&'e Value),
     Millis(i64),
+    Number(i64),
     Labels,
     /// Nothing to write (a removed field, an absent member).
     Skip,
@@ -64,23 +65,42 @@ static LAYOUT: LazyLock<Vec<SlotLayout>> = LazyLock::new(|| {
 impl Event {
     /// Serializes the event as one JSON document (no trailing newline).
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_document(out, true);
+    }
+
+    /// The document without `@timestamp` and `event.ingested`: what the
+    /// browser sent, for an `_id` that a re-sent report reproduces.
+    pub fn write_json_untimed(&self, out: &mut Vec<u8>) {
+        self.write_document(out, false);
+    }
+
+    fn write_document(&self, out: &mut Vec<u8>, with_times: bool) {
         let registry = &*REGISTRY;
         let own = &self.own.fields;
         let context = &self.context.fields;
         // Fields held as members, in document order (ids are ascending).
-        let mut members: [(FieldId, Item<'_>); 3] = [
+        let mut members: [(FieldId, Item<'_>); 4] = [
             (registry.timestamp, Item::Skip),
             (registry.ingested, Item::Skip),
             (registry.labels, Item::Skip),
+            (registry.client_ts, Item::Skip),
         ];
-        if let Some(ms) = self.own.timestamp_ms {
-            members[0].1 = Item::Millis(ms);
-        }
-        if let Some(ms) = self.context.received_ms {
-            members[1].1 = Item::Millis(ms);
-        }
-        if self.has_labels() {
-            members[2].1 = Item::Labels;
+        // Ascending ids: the merge below takes members in order.
+        members.sort_by_key(|(id, _)| *id);
+        for (id, item) in members.iter_mut() {
+            *item = match *id {
+                id if id == registry.timestamp && with_times => {
+                    self.own.timestamp_ms.map_or(Item::Skip, Item::Millis)
+                }
+                id if id == registry.ingested && with_times => {
+                    self.context.received_ms.map_or(Item::Skip, Item::Millis)
+                }
+                id if id == registry.labels && self.has_labels() => Item::Labels,
+                id if id == registry.client_ts => {
+                    self.own.client_ts_ms.map_or(Item::Skip, Item::Number)
+                }
+                _ => Item::Skip,
+            };
         }
 
         out.push(b'{');
@@ -147,6 +167,9 @@ impl Event {
                     out.push(b'"');
                     write_iso_millis(ms, out);
                     out.push(b'"');
+                }
+                Item::Number(n) => {
+                    let _ = std::io::Write::write_fmt(out, format_args!("{n}"));
                 }
                 Item::Labels => self.write_labels(out),
                 Item::Skip => {}

@@ -223,7 +223,7 @@ pub fn decode(
                     .clamp(earliest, facts.received_at_ms)
             })
             .unwrap_or(facts.received_at_ms);
-        let (event, unknown) = build_event(&context, at, seq, entry)?;
+        let (event, unknown) = build_event(&context, at, ts, seq, entry)?;
         unknown_types += usize::from(unknown);
         events.push(event);
     }
@@ -451,6 +451,7 @@ fn apply_device(context: &mut Context, value: Value) -> Result<(), IntakeError> 
 fn build_event(
     context: &Arc<Context>,
     timestamp_ms: i64,
+    client_ts_ms: Option<i64>,
     seq: usize,
     entry: Vec<(Cow<'_, str>, Value)>,
 ) -> Result<(Event, bool), IntakeError> {
@@ -498,7 +499,13 @@ fn build_event(
     if !extra.is_empty() {
         fields.push((ids.extra, Some(Value::Object(extra).into())));
     }
-    let event = Event::from_parts(context.clone(), Some(timestamp_ms), event_type, fields);
+    let event = Event::from_parts(
+        context.clone(),
+        Some(timestamp_ms),
+        client_ts_ms,
+        event_type,
+        fields,
+    );
     Ok((event, unknown))
 }
 

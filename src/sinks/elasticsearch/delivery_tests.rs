@@ -131,7 +131,7 @@ fn event(i: usize) -> Event {
 fn id_of(i: usize) -> String {
     let e = event(i);
     let mut source = Vec::new();
-    e.write_json(&mut source);
+    e.write_json_untimed(&mut source);
     super::encoder::document_id(&e, &source)
 }
 

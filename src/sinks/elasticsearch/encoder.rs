@@ -11,65 +11,68 @@ use super::index::BatchIndex;
 use crate::event::Event;
 use crate::schema;
 
-/// Fields the `_id` is made of, in this order. See [`document_id`].
-pub const ID_FIELDS: [&str; 5] = [
+/// Fields the `_id` is made of, in this order, then the client's event time.
+/// See [`document_id`].
+pub const ID_FIELDS: [&str; 4] = [
     schema::SESSION_ID,
     schema::VIEW_ID,
     schema::RUM_TYPE,
     schema::RUM_SEQ,
-    schema::TIMESTAMP,
 ];
 
 /// Domain separator: a new recipe gets a new tag, so ids never collide across recipes.
-const ID_RECIPE: &[u8] = b"rum-pipeline/_id/v1";
+const ID_RECIPE: &[u8] = b"rum-pipeline/_id/v2";
 
 /// The `_id` recipe — the one place it is defined (tests use it too).
 ///
-/// `base64url(SHA-256(tag ‖ f(session.id) ‖ f(view.id) ‖ f(rum.type) ‖ f(rum.seq) ‖ f(@timestamp) [‖ 0x03 ‖ source])[0..16])`,
+/// `base64url(SHA-256(tag ‖ f(session.id) ‖ f(view.id) ‖ f(rum.type) ‖ f(rum.seq) ‖ f(time) [‖ 0x03 ‖ untimed source])[0..16])`,
 /// 22 characters, where `f(v)` is `0x00` when the field is absent or null, `0x01 ‖ len ‖ bytes`
 /// for a string and `0x02 ‖ len ‖ JSON text` for anything else (len: u64 little endian).
-/// The same event sent twice (a re-sent bulk, a browser re-sending a beacon)
-/// therefore gets the same `_id`, and `create` stores it once.
+/// `time` is the event time **as the browser sent it** (`ts`, a number);
+/// only for an event sent without one is it the `@timestamp` text.
+///
+/// Everything hashed comes from the browser, not from the server's clock, so
+/// the same event sent twice — a re-sent bulk, or a browser re-sending the
+/// beacon seconds later — gets the same `_id`, and `create` stores it once.
 ///
 /// Documents without `session.id` or `view.id` (CSP reports) have nothing that
-/// tells two of them apart, so their whole source is hashed in as well: a
-/// re-sent bulk still deduplicates, and two different reports never share an id.
-pub fn document_id(event: &Event, source: &[u8]) -> String {
+/// tells two of them apart, so their source without `@timestamp` and
+/// `event.ingested` (the server's times) is hashed in as well: a re-sent
+/// report still deduplicates, and two different reports never share an id.
+pub fn document_id(event: &Event, untimed_source: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(ID_RECIPE);
+    let mut put = |value: Option<&Value>| match value {
+        None | Some(Value::Null) => hasher.update([0u8]),
+        Some(Value::String(text)) => {
+            hasher.update([1u8]);
+            hasher.update((text.len() as u64).to_le_bytes());
+            hasher.update(text.as_bytes());
+        }
+        Some(other) => {
+            let text = other.to_string();
+            hasher.update([2u8]);
+            hasher.update((text.len() as u64).to_le_bytes());
+            hasher.update(text.as_bytes());
+        }
+    };
     for path in ID_FIELDS {
-        if path == schema::TIMESTAMP {
-            // Held as an integer; hashed as the text the document carries.
-            match event.timestamp_ms() {
-                None => hasher.update([0u8]),
-                Some(ms) => {
-                    let mut text = Vec::with_capacity(24);
-                    crate::event::write_iso_millis(ms, &mut text);
-                    hasher.update([1u8]);
-                    hasher.update((text.len() as u64).to_le_bytes());
-                    hasher.update(&text);
-                }
-            }
-            continue;
+        put(event.get(path));
+    }
+    match (event.client_ts_ms(), event.timestamp_ms()) {
+        (Some(ts), _) => put(Some(&Value::from(ts))),
+        (None, Some(ms)) => {
+            let mut text = Vec::with_capacity(24);
+            crate::event::write_iso_millis(ms, &mut text);
+            put(Some(&Value::String(
+                String::from_utf8_lossy(&text).into_owned(),
+            )));
         }
-        match event.get(path) {
-            None | Some(Value::Null) => hasher.update([0u8]),
-            Some(Value::String(text)) => {
-                hasher.update([1u8]);
-                hasher.update((text.len() as u64).to_le_bytes());
-                hasher.update(text.as_bytes());
-            }
-            Some(other) => {
-                let text = other.to_string();
-                hasher.update([2u8]);
-                hasher.update((text.len() as u64).to_le_bytes());
-                hasher.update(text.as_bytes());
-            }
-        }
+        (None, None) => put(None),
     }
     if id_needs_source(event) {
         hasher.update([3u8]);
-        hasher.update(source);
+        hasher.update(untimed_source);
     }
     let digest = hasher.finalize();
     base64url(&digest[..16])
@@ -147,11 +150,11 @@ impl BulkBatch {
     /// Appends one event: action line, then document.
     pub fn push(&mut self, event: &Event, index: &BatchIndex<'_>, scratch: &mut Vec<u8>) {
         // Usually the id comes from a few fields and the document is written
-        // straight into the body; only anonymous documents are written twice.
-        let anonymous = id_needs_source(event);
+        // straight into the body; only anonymous documents are written twice
+        // (once without the server's times, for the id).
         scratch.clear();
-        if anonymous {
-            event.write_json(scratch);
+        if id_needs_source(event) {
+            event.write_json_untimed(scratch);
         }
         let id = document_id(event, scratch);
         let start = self.body.len();
@@ -162,11 +165,7 @@ impl BulkBatch {
         self.body.extend_from_slice(id.as_bytes());
         self.body.extend_from_slice(b"\"}}\n");
         let source = self.body.len();
-        if anonymous {
-            self.body.extend_from_slice(scratch);
-        } else {
-            event.write_json(&mut self.body);
-        }
+        event.write_json(&mut self.body);
         self.body.push(b'\n');
         self.items.push(ItemSpan {
             start,
@@ -193,6 +192,68 @@ mod tests {
     use chrono::TimeZone;
     use serde_json::json;
     use std::collections::BTreeMap;
+
+    /// The recipe is a contract across versions (a replayed dead-letter
+    /// file, two versions side by side): these ids must never change. They
+    /// were computed apart from this code, with Python's hashlib:
+    /// `f = lambda v: b"\0" if v is None else (b"\1" + pack("<Q", len(v.encode())) + v.encode()
+    /// if isinstance(v, str) else b"\2" + pack("<Q", len(json.dumps(v))) + json.dumps(v).encode())`,
+    /// `urlsafe_b64encode(sha256(b"rum-pipeline/_id/v2" + b"".join(map(f, parts)) [+ b"\3" + source]).digest()[:16])`.
+    #[test]
+    fn id_recipe_test_vector() {
+        let event = Event::from(json!({
+            "@timestamp": "2025-11-21T04:40:00.000Z",
+            "session": {"id": "s-1"}, "view": {"id": "v-1"},
+            "rum": {"type": "web_vital", "seq": 3, "client_ts": 1_763_700_000_000_i64}
+        }));
+        assert_eq!(document_id(&event, b""), "GSlA3NZdsmuESC5D8z4_IA");
+        let report = Event::from(json!({
+            "@timestamp": "2025-11-21T04:40:00.000Z",
+            "rum": {"type": "csp_violation"},
+            "csp": {"blocked_uri": "inline", "document_uri": "https://x/"}
+        }));
+        let mut untimed = Vec::new();
+        report.write_json_untimed(&mut untimed);
+        assert_eq!(
+            String::from_utf8_lossy(&untimed),
+            r#"{"csp":{"blocked_uri":"inline","document_uri":"https://x/"},"rum":{"type":"csp_violation"}}"#
+        );
+        assert_eq!(document_id(&report, &untimed), "UhW0C7--F7zz5Xp8Uq4RwA");
+    }
+
+    /// A browser re-sending a beacon seconds later (another receive time,
+    /// another `sent_at`) maps to the same documents.
+    #[test]
+    fn a_re_sent_beacon_gets_the_same_ids() {
+        use crate::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
+        let body = br#"{"v":1,"session":{"id":"s"},"view":{"id":"v"},"sent_at":1763700000500,
+            "events":[{"type":"web_vital","ts":1763700000000,"name":"LCP","value":1},{"type":"action","ts":1763700000100}]}"#;
+        let resent = String::from_utf8_lossy(body).replace("1763700000500", "1763700007000");
+        let limits = BeaconLimits {
+            max_events: 10,
+            max_string_bytes: 100,
+            max_depth: 8,
+            max_event_age_ms: 3_600_000,
+            max_context_bytes: 64 * 1024,
+        };
+        let ids = |body: &[u8], received_at_ms: i64| -> Vec<String> {
+            let facts = RequestFacts {
+                received_at_ms,
+                client_ip: "203.0.113.1".parse().unwrap(),
+                user_agent: None,
+                client_hints: vec![],
+            };
+            decode(body, &facts, &limits)
+                .unwrap()
+                .events
+                .iter()
+                .map(|e| document_id(e, b""))
+                .collect()
+        };
+        let first = ids(body, 1_763_700_001_000);
+        assert_eq!(first, ids(resent.as_bytes(), 1_763_700_009_000));
+        assert_ne!(first[0], first[1]);
+    }
 
     fn router() -> IndexRouter {
         IndexRouter::new(&IndexOptions {
