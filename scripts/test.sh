@@ -3,6 +3,7 @@
 # installs what the tests need, then runs every suite:
 #   - cargo fmt / clippy / test (unit + integration tests against the real binary,
 #     promtool on the generated Prometheus rules, a real Prometheus server)
+#   - a short run of the intake mutation fuzzer (bench/fuzz.py, fixed seed)
 #   - the browser suites (headless Debian chromium via playwright-core), when present
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,11 @@ if [ -n "${ELASTICSEARCH_URL:-}" ]; then
 fi
 
 export RUM_PIPELINE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/rum-pipeline"
+
+# A short, fixed-seed run of the mutation fuzzer over the three intake endpoints: fails on an
+# unexpected 5xx, a panic, the process dying or peak RSS over the bound (docs/testing.md#fuzzing).
+echo "== bench/fuzz.py (short run)"
+python3 bench/fuzz.py --seed 1 --requests 3000
 
 # Deployment files: parse, Kubernetes schema validation, nginx -t, generated files current.
 echo "== deployments"
