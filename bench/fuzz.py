@@ -30,6 +30,8 @@ import json
 import os
 import random
 import re
+import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -57,6 +59,8 @@ ODD_CONTENT_TYPES = [
     b"application/json;;;;", b"*/*", b"application/" + b"x" * 5000, b"text/plain; q=\"",
 ]
 MAX_BODY = 1048576  # rum_beacon / csp max_body_bytes default
+AMPLIFY_LIMIT = 4 * MAX_BODY  # no mutation makes a body larger than about this
+FUZZER_MAX_VM = 4 << 30       # address space of the fuzzer process itself
 # A raw request the server has not answered after this long (framing it is still waiting on)
 # is half-closed. hyper drops the answer to a request it has read whole when it then reads EOF,
 # so this must exceed the slowest answer of a loaded debug build.
@@ -206,11 +210,13 @@ def m_struct(rng, body, ctx):
             node[rng.choice(["", "\u0000", "k" * 20000, "type", "é", key.upper()])] = node.pop(key)
     elif op == 2 and isinstance(node, list) and node:
         n = rng.choice([0, 1, 99, 100, 101, 499, 500, 501, 2000])
+        n = min(n, len(node) * max(1, AMPLIFY_LIMIT // max(1, len(body))))
         node[:] = (node * (n // len(node) + 1))[:n]
     elif op == 3:
         doc = set_path(doc, path, [node] if rng.random() < 0.5 else {"v": node})
     elif op == 4 and isinstance(node, str):
-        doc = set_path(doc, path, rng.choice([0, 1.5, None, [], node * rng.choice([2, 100, 2000])]))
+        k = min(rng.choice([2, 100, 2000]), max(1, AMPLIFY_LIMIT // max(1, len(node) * 6)))
+        doc = set_path(doc, path, rng.choice([0, 1.5, None, [], node * k]))
     elif op == 5 and isinstance(node, (int, float)) and not isinstance(node, bool):
         doc = set_path(doc, path, rng.choice([str(node), -node, float(node) * 1e300 if abs(node) < 1e8 else 1e300, 2**64, None]))
     else:
@@ -320,6 +326,7 @@ def m_many_items(rng, body, ctx):
     except (ValueError, UnicodeDecodeError, RecursionError):
         return m_duplicate(rng, body, ctx)
     n = rng.choice([99, 100, 101, 499, 500, 501, 5000])
+    n = min(n, max(1, AMPLIFY_LIMIT // max(1, len(body))))
     if isinstance(doc, dict) and isinstance(doc.get("events"), list) and doc["events"]:
         doc["events"] = (doc["events"] * (n // len(doc["events"]) + 1))[:n]
     elif isinstance(doc, list) and doc:
@@ -902,6 +909,7 @@ class Target:
         time.sleep(0.2)  # let the reader drain stderr
         if self.log:
             self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
         return self.proc.returncode
 
 
@@ -939,6 +947,9 @@ def main():
         sys.exit(f"fuzz.py: no binary at {args.bin} (build it, or set RUM_PIPELINE_BIN)")
 
     target = Target(args.bin, args.sink, not args.no_transforms, args.log)
+    # A safety net for the machine: a mutation that blew up would fail this run with a
+    # MemoryError rather than take the host's memory (the binary, already started, is not bound).
+    resource.setrlimit(resource.RLIMIT_AS, (FUZZER_MAX_VM, resource.getrlimit(resource.RLIMIT_AS)[1]))
     addr = ("127.0.0.1", target.port)
     lock = threading.Lock()
     statuses = collections.Counter()
@@ -1019,6 +1030,7 @@ def main():
             health = type(e).__name__
         peak_kib = target.hwm_kib() or peak_kib
     exit_code = target.proc.returncode if died else target.stop()
+    shutil.rmtree(target.dir, ignore_errors=True)
 
     conn_errors = sum(n for st, n in statuses.items() if isinstance(st, str) and not st.startswith("h2"))
     h2 = sum(n for st, n in statuses.items() if isinstance(st, str) and st.startswith("h2"))

@@ -209,8 +209,12 @@ pub fn decode(
     }
     // One shared context for all of the beacon's events.
     let context = Arc::new(context);
-    let offset = sent_at.map(|sent| facts.received_at_ms - sent).unwrap_or(0);
-    let earliest = facts.received_at_ms - limits.max_event_age_ms;
+    // `sent_at` is the client's: any f64, saturated to i64 (a debug build panicked on
+    // -9223372036854775809 here, found by bench/fuzz.py seed 11 request 95008).
+    let offset = sent_at
+        .map(|sent| facts.received_at_ms.saturating_sub(sent))
+        .unwrap_or(0);
+    let earliest = facts.received_at_ms.saturating_sub(limits.max_event_age_ms);
     let mut unknown_types = 0;
     let mut events = Vec::with_capacity(entries.len());
     for (seq, (entry, ts)) in entries.into_iter().zip(times).enumerate() {
@@ -937,6 +941,37 @@ mod tests {
         assert_eq!(custom.get_str("rum.type"), Some("custom"));
         assert_eq!(custom.get_str("rum.custom.original_type"), Some("teleport"));
         assert_eq!(custom.get("rum.extra.foo"), Some(&json!(1)));
+    }
+
+    #[test]
+    fn sent_at_and_ts_at_the_ends_of_i64_are_clamped_not_overflowed() {
+        for sent_at in [
+            "-9223372036854775809",
+            "-9223372036854775808",
+            "-1e300",
+            "9223372036854775807",
+            "1e300",
+            "-0",
+        ] {
+            for ts in [
+                "-9223372036854775809",
+                "9223372036854775807",
+                "-1e300",
+                "1e300",
+                "0",
+            ] {
+                let body = format!(
+                    r#"{{"v":1,"sent_at":{sent_at},"events":[{{"type":"action","ts":{ts}}}]}}"#
+                );
+                let decoded = decode(body.as_bytes(), &facts(), &limits())
+                    .unwrap_or_else(|e| panic!("sent_at {sent_at}, ts {ts}: {e:?}"));
+                let at = decoded.events[0].timestamp_ms().unwrap();
+                assert!(
+                    (NOW - 3_600_000..=NOW).contains(&at),
+                    "sent_at {sent_at}, ts {ts}: @timestamp {at}"
+                );
+            }
+        }
     }
 
     #[test]
