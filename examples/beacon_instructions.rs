@@ -31,6 +31,7 @@ fn main() {
         max_depth: 16,
         max_event_age_ms: 86_400_000,
         max_context_bytes: 64 * 1024,
+        client_ip: rum_pipeline::privacy::ClientIpMode::Full,
     };
     let mut total = 0usize;
     let mut out = Vec::with_capacity(64 * 1024);

@@ -80,6 +80,9 @@ fn type_values(ty: EventType) -> &'static (Value, Value) {
 pub struct Context {
     /// `event.ingested`, epoch milliseconds.
     received_ms: Option<i64>,
+    /// The visitor's whole address, for enrichment only: never written out
+    /// (documents get `client.ip` as the source's `client_ip` mode says).
+    client_address: Option<std::net::IpAddr>,
     /// Sorted by id.
     fields: Vec<(FieldId, FieldValue)>,
     /// Sorted by name.
@@ -118,6 +121,15 @@ impl Context {
 
     pub fn received_ms(&self) -> Option<i64> {
         self.received_ms
+    }
+
+    pub fn set_client_address(&mut self, ip: std::net::IpAddr) {
+        self.client_address = Some(ip);
+    }
+
+    /// The whole client address the request came from (not in documents).
+    pub fn client_address(&self) -> Option<std::net::IpAddr> {
+        self.client_address
     }
 
     /// `event.kind = "event"` (a shared static string).
@@ -544,6 +556,7 @@ impl Event {
         };
         let base = Context {
             received_ms: context.received_ms,
+            client_address: context.client_address,
             fields: Vec::new(),
             labels: Vec::new(),
         };

@@ -1585,6 +1585,7 @@ mod tests {
             max_depth: 8,
             max_event_age_ms: 1000,
             max_context_bytes: 64 * 1024,
+            client_ip: crate::privacy::ClientIpMode::Full,
         };
         let mut batch = decode(beacon.to_string().as_bytes(), &facts, &limits)
             .unwrap()
