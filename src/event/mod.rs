@@ -51,7 +51,23 @@ impl std::ops::Deref for FieldValue {
 
 impl PartialEq for FieldValue {
     fn eq(&self, other: &Self) -> bool {
-        **self == **other
+        match (self, other) {
+            (FieldValue::Shared(a), FieldValue::Shared(b)) if Arc::ptr_eq(a, b) => true,
+            _ => **self == **other,
+        }
+    }
+}
+
+impl FieldValue {
+    /// A value with heap parts moved behind an `Arc`, so that copies of a
+    /// context (one per enrichment step of a beacon) cost refcounts.
+    fn shared(self) -> FieldValue {
+        match self {
+            FieldValue::Owned(v @ (Value::String(_) | Value::Array(_) | Value::Object(_))) => {
+                FieldValue::Shared(Arc::new(v))
+            }
+            other => other,
+        }
     }
 }
 
@@ -105,8 +121,10 @@ pub fn value_bytes(value: &Value) -> usize {
 fn slot_bytes(value: &FieldValue) -> usize {
     match value {
         FieldValue::Owned(v) => value_bytes(v),
-        // Shared with a cache or static: its memory is counted there.
-        _ => 0,
+        // Counted whole even when a cache shares it: an overestimate of a
+        // few hundred bytes per beacon keeps the budget on the safe side.
+        FieldValue::Shared(v) => value_bytes(v),
+        FieldValue::Static(_) => 0,
     }
 }
 
@@ -142,7 +160,7 @@ impl Context {
     }
 
     pub fn set(&mut self, id: FieldId, value: impl Into<FieldValue>) {
-        put(&mut self.fields, id, value.into());
+        put(&mut self.fields, id, value.into().shared());
     }
 
     pub fn remove_id(&mut self, id: FieldId) -> Option<FieldValue> {
@@ -413,6 +431,14 @@ impl Event {
                 .iter()
                 .any(|(id, _)| under(id) && self.get_id(*id).is_some())
             || (prefix == "@timestamp" && self.own.timestamp_ms.is_some())
+    }
+
+    /// A compiled path's value among the event's own fields only.
+    pub fn get_own_field(&self, path: &FieldPath) -> Option<&Value> {
+        match path {
+            FieldPath::Label(name) => find_label(&self.own.labels, name)?.as_deref(),
+            FieldPath::Slot { id, rest } => descend(self.get_own_id(*id).flatten()?, rest),
+        }
     }
 
     // ---- dotted paths (config-time tools, tests, the CSP decoder) ----
