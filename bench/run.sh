@@ -189,19 +189,34 @@ run_one() { # name, run index, connections, stdout target
      [ -n "$a" ] && [ "$a" -gt "$peak" ] && { peak=$a; echo "$peak" > "$OUT/anon"; }
      sleep 0.1; done) &
   sampler=$!
+  # Events waiting in the buffers (the `buffer_events` gauges of /metrics),
+  # sampled every second of the measured run: the mean of their sum, and the
+  # component holding the most at the last sample.
+  rm -f "$OUT/queued"
+  if [ "$name" != bare_warp ]; then
+    (sleep 0.5; for _ in $(seq "$DURATION"); do
+       curl -s -m 1 "http://127.0.0.1:$PORT/metrics" 2>/dev/null \
+         | awk '/^buffer_events\{/ {sub(/.*component_id="/, "", $1); sub(/".*/, "", $1); s += $2; if ($2 > m) {m = $2; c = $1}} END {print s + 0, c}' >> "$OUT/queued"
+       sleep 1; done) &
+  else
+    (true) &
+  fi
+  local queuer=$!
   local u0 s0 v0 n0 u1 s1 v1 n1
   read -r u0 s0 v0 n0 < <(sched $pid)
   cpu0=$(cpu_ticks $pid)
   line=$(pin "${WRK_CPUS:-}" wrk -t1 -c"$conns" -d"${DURATION}s" --latency -s bench/beacon.lua "http://127.0.0.1:$PORT/rum" | grep '^RESULT')
   cpu1=$(cpu_ticks $pid)
   read -r u1 s1 v1 n1 < <(sched $pid)
-  kill $sampler 2>/dev/null || true; wait $sampler 2>/dev/null || true
+  kill $sampler $queuer 2>/dev/null || true; wait $sampler $queuer 2>/dev/null || true
+  local queued="0 -"
+  [ -s "$OUT/queued" ] && queued=$(awk '{s += $1; n++; c = $2} END {printf "%d %s", s / n, c}' "$OUT/queued")
   anon=$(cat "$OUT/anon" 2>/dev/null || echo 0); rm -f "$OUT/anon"
   hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
   rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
   threads=$(awk '/Threads/ {print $2}' /proc/$pid/status)
   stop $pid
-  echo "$name run=$run ${line#RESULT } peak_rss_kib=$hwm peak_anon_kib=$anon end_rss_kib=$rss threads=$threads cpu_ticks=$((cpu1 - cpu0)) user_ticks=$((u1 - u0)) sys_ticks=$((s1 - s0)) vcsw=$((v1 - v0)) nvcsw=$((n1 - n0)) hz=$(getconf CLK_TCK)" | tee -a "$RESULTS" >&2
+  echo "$name run=$run ${line#RESULT } peak_rss_kib=$hwm peak_anon_kib=$anon end_rss_kib=$rss threads=$threads cpu_ticks=$((cpu1 - cpu0)) user_ticks=$((u1 - u0)) sys_ticks=$((s1 - s0)) vcsw=$((v1 - v0)) nvcsw=$((n1 - n0)) queued_events=${queued% *} fullest=${queued#* } hz=$(getconf CLK_TCK)" | tee -a "$RESULTS" >&2
 }
 
 {
@@ -244,7 +259,8 @@ for line in open(sys.argv[1]):
         continue
     name, *kvs = line.split()
     v = dict(kv.split("=", 1) for kv in kvs)
-    r = {k: float(x) for k, x in v.items()}
+    r = {k: float(x) for k, x in v.items() if k != "fullest"}
+    r["fullest"] = v.get("fullest", "-")
     r["rps"] = r["requests"] / r["seconds"]
     r["cpu"] = 1e6 * r["cpu_ticks"] / r["hz"] / r["requests"] if r["requests"] else float("nan")
     r["rss"] = r["peak_rss_kib"] / 1024
@@ -280,6 +296,8 @@ for n in steady:
     if "sys_ticks" in rs[0]:
         print("  %-14s sys %s" % (n, " ".join("%.0f" % (1e6 * r["sys_ticks"] / r["hz"] / r["requests"]) for r in rs)))
         print("  %-14s csw %s" % ("", " ".join("%.2f" % ((r["vcsw"] + r["nvcsw"]) / r["requests"]) for r in rs)))
+    if n != "bare_warp" and "queued_events" in rs[0]:
+        print("  %-14s queued events (mean) %s" % ("", " ".join("%.0f" % r["queued_events"] for r in rs)))
 over = [n for n in runs if n.startswith("overload_")]
 if over:
     print()
