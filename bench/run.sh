@@ -172,8 +172,8 @@ sched() {
   echo "$u $s $(cat /proc/$1/task/*/status 2>/dev/null | awk '/^voluntary_ctxt/ {v += $2} /^nonvoluntary_ctxt/ {n += $2} END {print v + 0, n + 0}')"
 }
 
-run_one() { # name, run index, connections, stdout target
-  local name=$1 run=$2 conns=$3 sink_out=$4
+run_one() { # name, run index, connections, stdout target, phase
+  local name=$1 run=$2 conns=$3 sink_out=$4 phase=${5:-steady}
   wait_port_free
   # shellcheck disable=SC2086
   pin_exec "${SERVER_CPUS:-}" ${COMMAND[$name]} > "$sink_out" 2> "$OUT/$name.log" &
@@ -216,7 +216,7 @@ run_one() { # name, run index, connections, stdout target
   rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
   threads=$(awk '/Threads/ {print $2}' /proc/$pid/status)
   stop $pid
-  echo "$name run=$run ${line#RESULT } peak_rss_kib=$hwm peak_anon_kib=$anon end_rss_kib=$rss threads=$threads cpu_ticks=$((cpu1 - cpu0)) user_ticks=$((u1 - u0)) sys_ticks=$((s1 - s0)) vcsw=$((v1 - v0)) nvcsw=$((n1 - n0)) queued_events=${queued% *} fullest=${queued#* } hz=$(getconf CLK_TCK)" | tee -a "$RESULTS" >&2
+  echo "$name run=$run phase=$phase ${line#RESULT } peak_rss_kib=$hwm peak_anon_kib=$anon end_rss_kib=$rss threads=$threads cpu_ticks=$((cpu1 - cpu0)) user_ticks=$((u1 - u0)) sys_ticks=$((s1 - s0)) vcsw=$((v1 - v0)) nvcsw=$((n1 - n0)) queued_events=${queued% *} fullest=${queued#* } hz=$(getconf CLK_TCK)" | tee -a "$RESULTS" >&2
 }
 
 {
@@ -240,9 +240,9 @@ if [ "$OVERLOAD" != 0 ]; then
   exec 7<>"$OUT/stall.fifo"
   export BEACON_COUNT_STATUS=1
   for run in $(seq "$OVERLOAD_RUNS"); do
-    run_one bare_warp "$run" "$CONNECTIONS" /dev/null
+    run_one bare_warp "$run" "$CONNECTIONS" /dev/null overload
     for name in overload_stdout overload_chain; do
-      run_one "$name" "$run" $((CONNECTIONS * OVERLOAD_FACTOR)) /dev/fd/7
+      run_one "$name" "$run" $((CONNECTIONS * OVERLOAD_FACTOR)) /dev/fd/7 overload
     done
   done
   unset BEACON_COUNT_STATUS
@@ -250,64 +250,5 @@ if [ "$OVERLOAD" != 0 ]; then
 fi
 
 echo
-python3 - "$RESULTS" "$RUNS" <<'PY'
-import sys, statistics
-from collections import OrderedDict
-runs = OrderedDict()
-for line in open(sys.argv[1]):
-    if line.startswith("#") or not line.strip():
-        continue
-    name, *kvs = line.split()
-    v = dict(kv.split("=", 1) for kv in kvs)
-    r = {k: float(x) for k, x in v.items() if k != "fullest"}
-    r["fullest"] = v.get("fullest", "-")
-    r["rps"] = r["requests"] / r["seconds"]
-    r["cpu"] = 1e6 * r["cpu_ticks"] / r["hz"] / r["requests"] if r["requests"] else float("nan")
-    r["rss"] = r["peak_rss_kib"] / 1024
-    r["anon"] = r.get("peak_anon_kib", 0) / 1024
-    runs.setdefault(name, []).append(r)
-med = lambda rs, k: statistics.median(x[k] for x in rs)
-bare = runs.get("bare_warp", [])
-base_rps = med(bare[:int(sys.argv[2])], "rps") if bare else float("nan")
-base_cpu = med(bare[:int(sys.argv[2])], "cpu") if bare else float("nan")
-steady = [n for n in runs if not n.startswith("overload_")]
-print(f"medians over the process starts ({', '.join(f'{n} x{len(runs[n])}' for n in runs)})")
-print("%-16s %12s %12s %9s %9s %12s %14s %10s" % ("target", "beacons/s", "events/s", "p50_ms", "p99_ms", "peak_rss_MiB", "cpu_us/beacon", "vs_bare"))
-for n in steady:
-    rs = runs[n]
-    print("%-16s %12.0f %12.0f %9.2f %9.2f %12.1f %14.1f %9.0f%%" % (n, med(rs, "rps"), 10 * med(rs, "rps"), med(rs, "p50_ms"), med(rs, "p99_ms"), med(rs, "rss"), med(rs, "cpu"), 100 * med(rs, "rps") / base_rps))
-    bad = sum(x["non2xx_or_errors"] for x in rs)
-    if bad:
-        print(f"  ({n}: {bad:.0f} non-2xx or socket errors over {len(rs)} starts)")
-print()
-print("min / median / max over the starts; ratios are of the medians to bare warp's in this run")
-print("%-16s %-24s %8s %-20s %9s %-20s %-18s %-18s" % ("target", "beacons/s", "%bare", "cpu_us/beacon", "cpu_xbare", "p99_ms", "peak_rss_MiB", "peak_anon_MiB"))
-mmm = lambda rs, k, f: "/".join(f % x for x in (min(r[k] for r in rs), med(rs, k), max(r[k] for r in rs)))
-for n in steady:
-    rs = runs[n]
-    print("%-16s %-24s %7.1f%% %-20s %8.2fx %-20s %-18s %-18s" % (n, mmm(rs, "rps", "%.0f"), 100 * med(rs, "rps") / base_rps, mmm(rs, "cpu", "%.1f"), med(rs, "cpu") / base_cpu, mmm(rs, "p99_ms", "%.2f"), mmm(rs, "rss", "%.1f"), mmm(rs, "anon", "%.1f")))
-print()
-print("cpu_us/beacon of every start, in start order (two clusters = bimodal):")
-for n in steady:
-    print("  %-14s %s" % (n, " ".join("%.0f" % r["cpu"] for r in runs[n])))
-print("of which system time (us/beacon), and context switches per beacon (voluntary+involuntary):")
-for n in steady:
-    rs = runs[n]
-    if "sys_ticks" in rs[0]:
-        print("  %-14s sys %s" % (n, " ".join("%.0f" % (1e6 * r["sys_ticks"] / r["hz"] / r["requests"]) for r in rs)))
-        print("  %-14s csw %s" % ("", " ".join("%.2f" % ((r["vcsw"] + r["nvcsw"]) / r["requests"]) for r in rs)))
-    if n != "bare_warp" and "queued_events" in rs[0]:
-        print("  %-14s queued events (mean) %s" % ("", " ".join("%.0f" % r["queued_events"] for r in rs)))
-over = [n for n in runs if n.startswith("overload_")]
-if over:
-    print()
-    print("overload: sink stalled (stdout into an unread pipe), 10x connections; 503 = shed")
-    print("%-16s %-20s %-20s %-20s %10s %10s %12s" % ("target", "peak_rss_MiB", "peak_anon_MiB", "end_rss_MiB", "answers/s", "503_share", "2xx_total"))
-    for n in over:
-        rs = runs[n]
-        for r in rs:
-            r["end_rss"] = r["end_rss_kib"] / 1024
-            r["share"] = r.get("status_503", 0) / max(1, r["requests"])
-        print("%-16s %-20s %-20s %-20s %10.0f %9.1f%% %12.0f" % (n, mmm(rs, "rss", "%.1f"), mmm(rs, "anon", "%.1f"), mmm(rs, "end_rss", "%.1f"), med(rs, "rps"), 100 * med(rs, "share"), med(rs, "status_2xx")))
-PY
+python3 bench/summary.py "$RESULTS"
 echo "raw per-start results: $RESULTS"
