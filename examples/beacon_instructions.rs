@@ -24,7 +24,10 @@ use rum_pipeline::transforms::{Transform, TransformConfig, TransformContext};
 /// The transforms of bench/run.sh's `chain` target, in order.
 const CHAIN: &[(&str, &str)] = &[
     ("user_agent", ""),
-    ("geoip", "database = \"testdata/geoip/GeoIP2-City-Test.mmdb\""),
+    (
+        "geoip",
+        "database = \"testdata/geoip/GeoIP2-City-Test.mmdb\"",
+    ),
     ("scrub_url", ""),
     ("sample", "rate = 1.0"),
     ("labels", "labels = { env = \"bench\", team = \"web\" }"),
@@ -84,7 +87,11 @@ fn main() {
         client_hints: vec![],
         ..facts
     };
-    let mut chain = if mode == "chain" { build_chain() } else { Vec::new() };
+    let mut chain = if mode == "chain" {
+        build_chain()
+    } else {
+        Vec::new()
+    };
     let mut total = 0usize;
     let mut out = Vec::with_capacity(64 * 1024);
     for _ in 0..n {
