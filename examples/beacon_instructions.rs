@@ -94,17 +94,6 @@ fn main() {
     } else {
         Vec::new()
     };
-    let chain_facts = RequestFacts {
-        client_ip: "81.2.69.142".parse().expect("ip"),
-        user_agent: facts.user_agent,
-        client_hints: vec![],
-        ..facts
-    };
-    let mut chain = if mode == "chain" {
-        build_chain()
-    } else {
-        Vec::new()
-    };
     let mut total = 0usize;
     let mut out = Vec::with_capacity(64 * 1024);
     for _ in 0..n {
