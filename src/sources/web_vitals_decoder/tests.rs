@@ -210,3 +210,163 @@ fn ids_give_the_library_version_and_the_browsers_time() {
     assert_eq!(id_time("v4-99999999999999-1"), None);
     assert_eq!(id_time("custom"), None);
 }
+
+// ---- bodies the real library sent (tests/browser/web-vitals, WEB_VITALS_FIXTURES=write) ----
+
+/// `testdata/sdk/web-vitals/<name>`: web-vitals 6.2.3 in headless Chromium 156.
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/testdata/sdk/web-vitals/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn decode_fixture(name: &str) -> Decoded {
+    let facts = RequestFacts {
+        // What Chromium sent: another origin gets only the page's origin.
+        referer: Some("http://127.0.0.1:38589/"),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36"),
+        ..facts()
+    };
+    let limits = MetricLimits {
+        max_metrics: 50,
+        max_string_bytes: 16 * 1024,
+        max_depth: 16,
+        keep_entries: false,
+    };
+    decode(&fixture(name), &facts, &limits).unwrap_or_else(|e| panic!("{name}: {e:?}"))
+}
+
+#[test]
+fn fixture_lcp_with_attribution() {
+    let sent: Value = serde_json::from_slice(&fixture("beacon-2.json")).unwrap();
+    let decoded = decode_fixture("beacon-2.json");
+    assert_eq!((decoded.events.len(), decoded.dropped_entries), (1, 1));
+    let doc = decoded.events[0].to_value();
+    let page = "http://127.0.0.1:38589/?mode=beacon";
+    assert_eq!(
+        doc["rum"],
+        json!({
+            "type": "web_vital",
+            "seq": 0,
+            "client_ts": 1_796_046_500_057_i64,
+            "sdk": {"name": "web-vitals", "version": "6"},
+            "vital": {
+                "name": "LCP", "value": 588, "rating": "good", "delta": 588,
+                "id": "v6-1796046500057-8730818160005", "navigation_type": "navigate",
+                // Kept as sent, performance entries and all.
+                "attribution": sent["attribution"],
+            },
+            "extra": {"navigationId": 9486, "navigationStartTime": 0},
+        })
+    );
+    assert_eq!(
+        doc["url"],
+        json!({"full": page, "scheme": "http", "domain": "127.0.0.1", "port": 38589, "path": "/", "query": "mode=beacon"})
+    );
+    assert_eq!(doc["event"]["dataset"], "rum.web_vital");
+    assert_eq!(doc["client"]["ip"], "203.0.113.9");
+    assert_eq!(
+        doc["rum"]["vital"]["attribution"]["navigationEntry"]["serverTiming"],
+        json!([])
+    );
+    assert_eq!(decoded.page_url.as_deref(), Some(page));
+}
+
+#[test]
+fn fixture_cls_and_inp_with_attribution() {
+    let cls = decode_fixture("beacon-4.json").events.remove(0);
+    assert_eq!(cls.get_str("rum.vital.name"), Some("CLS"));
+    assert_eq!(
+        cls.get("rum.vital.value"),
+        Some(&json!(0.07389322916666666))
+    );
+    assert_eq!(
+        cls.get_str("rum.vital.attribution.largestShiftTarget"),
+        Some("html>body")
+    );
+    assert_eq!(
+        cls.get_str("rum.vital.attribution.loadState"),
+        Some("complete")
+    );
+    let inp = decode_fixture("beacon-3.json").events.remove(0);
+    assert_eq!(inp.get_str("rum.vital.name"), Some("INP"));
+    assert_eq!(inp.get("rum.vital.value"), Some(&json!(216)));
+    assert_eq!(
+        inp.get_str("rum.vital.attribution.interactionTarget"),
+        Some("#slow")
+    );
+    assert_eq!(
+        inp.get_str("rum.vital.attribution.interactionType"),
+        Some("pointer")
+    );
+    assert!(inp.get("rum.extra.entries").is_none());
+}
+
+#[test]
+fn fixture_array_from_the_readme_queue() {
+    let decoded = decode_fixture("fetch-0.json");
+    assert_eq!(decoded.unknown_names, 0);
+    assert_eq!(decoded.dropped_entries, 6, "1 each, 2 for INP");
+    let summary: Vec<_> = decoded
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.get_str("rum.vital.name").unwrap(),
+                e.get("rum.vital.value").and_then(Value::as_f64).unwrap(),
+                e.get("rum.seq").cloned().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("TTFB", 114.5, json!(0)),
+            ("FCP", 192.0, json!(1)),
+            ("LCP", 192.0, json!(2)),
+            ("INP", 168.0, json!(3)),
+            ("CLS", 0.07389322916666666, json!(4)),
+        ]
+    );
+    for event in &decoded.events {
+        assert!(Arc::ptr_eq(event.context(), decoded.events[0].context()));
+        assert_eq!(
+            event.get_str("url.full"),
+            Some("http://127.0.0.1:42147/?mode=fetch")
+        );
+        assert_eq!(event.get_str("rum.sdk.version"), Some("6"));
+        assert!(event.get("rum.vital.attribution").is_none());
+        // The URL's key is in url.full; the library's other keys are kept.
+        assert_eq!(event.get("rum.extra.navigationURL"), None);
+        assert_eq!(event.get("rum.extra.navigationId"), Some(&json!(3117)));
+    }
+}
+
+#[test]
+fn every_fixture_decodes_to_rated_vitals() {
+    let dir = format!("{}/testdata/sdk/web-vitals", env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if !name.ends_with(".json") || name.ends_with(".meta.json") {
+            continue;
+        }
+        for event in decode_fixture(&name).events {
+            seen += 1;
+            assert_eq!(event.get_str("rum.type"), Some("web_vital"), "{name}");
+            assert!(
+                event
+                    .get("rum.vital.value")
+                    .and_then(Value::as_f64)
+                    .unwrap()
+                    > 0.0,
+                "{name}"
+            );
+            assert!(event.get_str("rum.vital.rating").is_some(), "{name}");
+            assert!(event.client_ts_ms().is_some(), "{name}");
+        }
+    }
+    assert_eq!(seen, 10);
+}
