@@ -206,6 +206,9 @@ async fn bad_requests_get_clear_answers_and_are_counted() {
     // Nothing of a refused request reached the sink.
     assert!(p.documents().is_empty(), "{:?}", p.documents());
 
+    // An empty array is well-formed and makes nothing.
+    assert_eq!(post(&p, "application/json", b"[]".to_vec()).await.0, 204);
+
     // An unknown metric name is kept (custom) and counted.
     let (status, _) = post(
         &p,

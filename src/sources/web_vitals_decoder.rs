@@ -166,10 +166,9 @@ pub fn decode(
         let mut fields: Vec<(FieldId, Option<FieldValue>)> = Vec::with_capacity(12);
         fields.push((ids.seq, Some(Value::from(seq as u64).into())));
         if url != shared_url {
-            if let Some(url) = &url {
-                for (id, value) in url_fields(url) {
-                    fields.push((id, value.map(FieldValue::from)));
-                }
+            // Another page's URL, or none: the shared one is hidden.
+            for (id, value) in url_fields(url.as_deref().unwrap_or_default()) {
+                fields.push((id, url.as_ref().and(value).map(FieldValue::from)));
             }
         }
         let slots = if ty == EventType::WebVital {
@@ -274,8 +273,10 @@ fn sdk_version(id: &str) -> Option<String> {
 /// bfcache restore, the metric belongs to began): the browser's own time,
 /// so a re-sent metric gets the same document `_id`.
 fn id_time(id: &str) -> Option<i64> {
+    sdk_version(id)?;
+    // `Date.now()` has 13 digits from 2001 to 2286.
     let ms = id.split('-').nth(1)?;
-    if ms.is_empty() || ms.len() > 13 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+    if ms.len() != 13 || !ms.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     ms.parse().ok()

@@ -140,6 +140,13 @@ fn the_page_comes_from_the_body_else_the_referer() {
     };
     let decoded = decode(lcp().to_string().as_bytes(), &no_referer, &limits()).unwrap();
     assert_eq!(decoded.events[0].get("url.full"), None);
+    // A metric without a page does not take the first metric's.
+    let mut first = lcp();
+    first["url"] = json!("https://a.example/x?y=1");
+    let body = json!([first, lcp()]).to_string();
+    let decoded = decode(body.as_bytes(), &no_referer, &limits()).unwrap();
+    assert_eq!(decoded.events[0].get_str("url.query"), Some("y=1"));
+    assert_eq!(decoded.events[1].to_value().get("url"), None);
 }
 
 #[test]
@@ -209,6 +216,8 @@ fn ids_give_the_library_version_and_the_browsers_time() {
     assert_eq!(id_time("v4-1700000000000-123"), Some(1_700_000_000_000));
     assert_eq!(id_time("v4-99999999999999-1"), None);
     assert_eq!(id_time("custom"), None);
+    assert_eq!(id_time("order-1700000000000-1"), None);
+    assert_eq!(id_time("v4-170000000000-1"), None);
 }
 
 // ---- bodies the real library sent (tests/browser/web-vitals, WEB_VITALS_FIXTURES=write) ----
