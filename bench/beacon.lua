@@ -47,8 +47,31 @@ request = function()
   return requests[(counter % #requests) + 1]
 end
 
+-- With BEACON_COUNT_STATUS set (bench/run.sh's overload mode), count the
+-- answers by status (a response callback slows wrk, so only then).
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+if os.getenv("BEACON_COUNT_STATUS") then
+  status_2xx, status_503, status_other = 0, 0, 0
+  response = function(status, headers, body)
+    if status < 300 then status_2xx = status_2xx + 1
+    elseif status == 503 then status_503 = status_503 + 1
+    else status_other = status_other + 1 end
+  end
+end
+
 done = function(summary, latency, requests)
   local errors = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
-  io.write(string.format("RESULT requests=%d seconds=%.3f non2xx_or_errors=%d p50_ms=%.3f p99_ms=%.3f\n",
-    summary.requests, summary.duration / 1e6, errors, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+  local statuses = ""
+  if os.getenv("BEACON_COUNT_STATUS") then
+    local ok, s503, other = 0, 0, 0
+    for _, t in ipairs(threads) do
+      ok = ok + (t:get("status_2xx") or 0)
+      s503 = s503 + (t:get("status_503") or 0)
+      other = other + (t:get("status_other") or 0)
+    end
+    statuses = string.format(" status_2xx=%d status_503=%d status_other=%d", ok, s503, other)
+  end
+  io.write(string.format("RESULT requests=%d seconds=%.3f non2xx_or_errors=%d p50_ms=%.3f p99_ms=%.3f%s\n",
+    summary.requests, summary.duration / 1e6, errors, latency:percentile(50) / 1000, latency:percentile(99) / 1000, statuses))
 end

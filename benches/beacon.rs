@@ -45,6 +45,7 @@ fn bench(c: &mut Criterion) {
         max_depth: 16,
         max_event_age_ms: 86_400_000,
         max_context_bytes: 64 * 1024,
+        client_ip: rum_pipeline::privacy::ClientIpMode::Full,
     };
     let mut group = c.benchmark_group("beacon");
     group.throughput(Throughput::Elements(10));

@@ -70,6 +70,7 @@ fn events() -> Vec<Event> {
         max_depth: 8,
         max_event_age_ms: 86_400_000,
         max_context_bytes: 64 * 1024,
+        client_ip: rum_pipeline::privacy::ClientIpMode::Full,
     };
     DOMAINS
         .iter()

@@ -53,6 +53,7 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
         max_depth: 8,
         max_event_age_ms: i64::MAX / 2,
         max_context_bytes: 64 * 1024,
+        client_ip: rum_pipeline::privacy::ClientIpMode::Full,
     };
     let config: PrometheusConfig = toml::from_str(SINK).expect("sink config");
     let resolved = config.resolve().expect("valid");

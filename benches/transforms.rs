@@ -123,6 +123,7 @@ fn fixture() -> Batch {
         max_depth: 16,
         max_event_age_ms: 86_400_000,
         max_context_bytes: 64 * 1024,
+        client_ip: rum_pipeline::privacy::ClientIpMode::Full,
     };
     let mut batch = Vec::with_capacity(BATCH);
     let mut session = 0;

@@ -96,6 +96,7 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
         max_depth: 16,
         max_event_age_ms: 86_400_000,
         max_context_bytes: 64 * 1024,
+        client_ip: rum_pipeline::privacy::ClientIpMode::Full,
     };
     let decode_all = || -> Batch {
         bodies

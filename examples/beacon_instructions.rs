@@ -3,10 +3,60 @@
 //!   cargo build --release --example beacon_instructions
 //!   valgrind --tool=callgrind target/release/examples/beacon_instructions parse 1000
 //!   valgrind --tool=callgrind target/release/examples/beacon_instructions decode 1000
+//!   valgrind --tool=callgrind target/release/examples/beacon_instructions chain 1000
 //! `parse` is the floor (serde_json into a Value); `decode` is the source's
-//! whole work; `encode` serializes the decoded events as NDJSON.
+//! whole work; `encode` serializes the decoded events as NDJSON; `chain` is
+//! decode, then the bench's full chain (user_agent -> geoip with the small
+//! test database testdata/geoip/GeoIP2-City-Test.mmdb -> scrub_url -> sample
+//! rate 1 -> labels, as bench/run.sh configures them), then encode to NDJSON:
+//! the pipeline's whole per-beacon work outside the HTTP server and the
+//! channels, caches warm (every beacon is the same). `chain` uses a client
+//! address the test database knows (81.2.69.142), the other modes the
+//! original 203.0.113.7. Read instructions per beacon as
+//! (Ir of N=1000 - Ir of N=0) / 1000, or compare with the same N; the
+//! examples' own start (and the chain's build) is in the N=0 run.
 
+use rum_pipeline::event::Batch;
 use rum_pipeline::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
+use rum_pipeline::telemetry::{ComponentMetrics, Registry};
+use rum_pipeline::transforms::{Transform, TransformConfig, TransformContext};
+
+/// The transforms of bench/run.sh's `chain` target, in order.
+const CHAIN: &[(&str, &str)] = &[
+    ("user_agent", ""),
+    (
+        "geoip",
+        "database = \"testdata/geoip/GeoIP2-City-Test.mmdb\"",
+    ),
+    ("scrub_url", ""),
+    ("sample", "rate = 1.0"),
+    ("labels", "labels = { env = \"bench\", team = \"web\" }"),
+];
+
+fn build_chain() -> Vec<Box<dyn Transform>> {
+    let registry = Registry::new();
+    CHAIN
+        .iter()
+        .map(|(type_name, toml_text)| {
+            let table: toml::Table = toml::from_str(toml_text).expect("chain config");
+            let config = TransformConfig::parse(type_name, table).expect("chain config");
+            let cx = TransformContext {
+                id: (*type_name).to_owned(),
+                metrics: ComponentMetrics::new(&registry, type_name, "transform", type_name),
+            };
+            config.build(&cx).expect("chain transform builds")
+        })
+        .collect()
+}
+
+fn run_chain(chain: &mut [Box<dyn Transform>], mut batch: Batch) -> Batch {
+    for transform in chain.iter_mut() {
+        let mut out = vec![Vec::new()];
+        transform.transform(batch, &mut out);
+        batch = out.pop().unwrap_or_default();
+    }
+    batch
+}
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,6 +81,18 @@ fn main() {
         max_depth: 16,
         max_event_age_ms: 86_400_000,
         max_context_bytes: 64 * 1024,
+        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
+    };
+    let chain_facts = RequestFacts {
+        client_ip: "81.2.69.142".parse().expect("ip"),
+        user_agent: facts.user_agent,
+        client_hints: vec![],
+        ..facts
+    };
+    let mut chain = if mode == "chain" {
+        build_chain()
+    } else {
+        Vec::new()
     };
     let mut total = 0usize;
     let mut out = Vec::with_capacity(64 * 1024);
@@ -45,6 +107,18 @@ fn main() {
                 total += decode(&body, &facts, &limits)
                     .map(|d| d.events.len())
                     .unwrap_or(0)
+            }
+            "chain" => {
+                let events = decode(&body, &chain_facts, &limits)
+                    .map(|d| d.events)
+                    .unwrap_or_default();
+                let events = run_chain(&mut chain, events);
+                out.clear();
+                for e in &events {
+                    e.write_json(&mut out);
+                    out.push(b'\n');
+                }
+                total += out.len();
             }
             _ => {
                 let events = decode(&body, &facts, &limits)

@@ -13,6 +13,7 @@ pub mod event;
 pub mod health_probe;
 pub mod http;
 pub mod log_limit;
+pub mod privacy;
 pub mod schema;
 pub mod sinks;
 pub mod sources;

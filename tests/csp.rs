@@ -253,7 +253,8 @@ fn assert_csp_fields(event: &Value, report: &Value, keys: &[(&str, &str)], what:
         get_str(event, "csp.document_uri"),
         "{what}"
     );
-    assert_eq!(get_str(event, "client.ip"), Some("127.0.0.1"), "{what}");
+    // Private by default: the network part only.
+    assert_eq!(get_str(event, "client.ip"), Some("127.0.0.0"), "{what}");
 }
 
 #[tokio::test]

@@ -132,6 +132,7 @@ fn decode_fixtures() -> Vec<(String, Batch)> {
         max_depth: 20,
         max_event_age_ms: 24 * 3_600_000,
         max_context_bytes: 64 * 1024,
+        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
     };
     for path in files(&root().join("testdata/beacons")) {
         let body = std::fs::read(&path).unwrap();
@@ -150,6 +151,7 @@ fn decode_fixtures() -> Vec<(String, Batch)> {
         max_string_bytes: 16 * 1024,
         max_depth: 20,
         max_age_ms: 24 * 3_600_000,
+        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
     };
     let noise = NoiseRules::new(&rum_pipeline::sources::csp::default_noise_hosts());
     let facts = ReportFacts {

@@ -85,7 +85,8 @@ async fn a_beacon_with_three_events_gives_three_documents() {
             "https://www.google.com/"
         );
         assert_eq!(doc["user_agent"]["original"], "Mozilla/5.0 Test");
-        assert_eq!(doc["client"]["ip"], "127.0.0.1");
+        // Private by default: the network part only (IPv4 /24).
+        assert_eq!(doc["client"]["ip"], "127.0.0.0");
         assert_eq!(doc["event"]["kind"], "event");
         assert_eq!(doc["rum"]["seq"], seq);
         // Skew-corrected: the event sits as far before ingestion as it sat before sent_at.
@@ -440,6 +441,44 @@ async fn cors_preflight_client_script_health_and_unknown_paths() {
 }
 
 #[tokio::test]
+async fn no_document_holds_a_full_client_ip_unless_the_operator_opts_in() {
+    let with = |mode: &str| {
+        DEV.replace(
+            "max_json_depth = 8",
+            &format!("max_json_depth = 8\ntrusted_proxies = [\"127.0.0.1/32\"]{mode}"),
+        )
+    };
+    let forwarded = [("x-forwarded-for", "2001:db8:1234:5678::9")];
+    for (mode, expected) in [
+        ("", Some("2001:db8:1234::")),
+        ("\nclient_ip = \"truncated\"", Some("2001:db8:1234::")),
+        ("\nclient_ip = \"full\"", Some("2001:db8:1234:5678::9")),
+        ("\nclient_ip = \"none\"", None),
+    ] {
+        let p = Pipeline::start(&with(mode));
+        post(&p, beacon("ip", 2).to_string(), &forwarded).await;
+        let docs = p.wait_documents(2, Duration::from_secs(10));
+        for doc in &docs {
+            assert_eq!(
+                doc["client"]["ip"].as_str(),
+                expected,
+                "mode {mode:?}: {doc}"
+            );
+        }
+        if expected.is_none() {
+            assert!(docs.iter().all(|d| d.get("client").is_none()), "{docs:?}");
+        }
+        // The full address appears nowhere else in the document either.
+        if !mode.contains("full") {
+            assert!(
+                docs.iter().all(|d| !d.to_string().contains("5678")),
+                "{docs:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_ip_comes_from_trusted_proxies_only() {
     let config = DEV.replace(
         "max_json_depth = 8",
@@ -454,11 +493,11 @@ async fn client_ip_comes_from_trusted_proxies_only() {
     )
     .await;
     let docs = p.wait_documents(1, Duration::from_secs(10));
-    assert_eq!(docs[0]["client"]["ip"], "198.51.100.23");
+    assert_eq!(docs[0]["client"]["ip"], "198.51.100.0");
     let untrusted = Pipeline::start(DEV);
     post(&untrusted, body, &[("x-forwarded-for", "198.51.100.23")]).await;
     let docs = untrusted.wait_documents(1, Duration::from_secs(10));
-    assert_eq!(docs[0]["client"]["ip"], "127.0.0.1");
+    assert_eq!(docs[0]["client"]["ip"], "127.0.0.0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,20 +104,24 @@ pub struct BufferOptions {
     pub max_events: usize,
     /// Bytes the waiting events may keep alive (their own parts plus each
     /// beacon context once), so memory stays bounded however big the events
-    /// are: `"4mb"`, `"512kb"` or a number of bytes.
-    #[serde(
-        default = "default_buffer_max_bytes",
-        deserialize_with = "byte_size::deserialize"
-    )]
-    pub max_bytes: usize,
+    /// are: `"4mb"`, `"512kb"` or a number of bytes. Unset: 256 KiB in front
+    /// of a transform, 4 MiB in front of a sink.
+    #[serde(default, deserialize_with = "optional_byte_size")]
+    pub max_bytes: Option<usize>,
 }
 
-/// Default `buffer.max_bytes`: with the default six-component prod chain,
-/// at most 24 MiB waits in buffers whatever clients send.
-pub const DEFAULT_BUFFER_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Default `buffer.max_bytes` in front of a sink: room to ride out a slow
+/// bulk request without refusing beacons.
+pub const DEFAULT_SINK_BUFFER_MAX_BYTES: usize = 4 * 1024 * 1024;
 
-fn default_buffer_max_bytes() -> usize {
-    DEFAULT_BUFFER_MAX_BYTES
+/// Default `buffer.max_bytes` in front of a transform: transforms keep up
+/// with the sources, and a short queue keeps a beacon's events in the CPU
+/// cache from one step to the next (deep queues between transforms made
+/// throughput bimodal across process starts: bench/BASELINE.md).
+pub const DEFAULT_TRANSFORM_BUFFER_MAX_BYTES: usize = 256 * 1024;
+
+fn optional_byte_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    byte_size::deserialize(d).map(Some)
 }
 
 fn default_buffer_max_events() -> usize {
@@ -128,7 +132,7 @@ impl Default for BufferOptions {
     fn default() -> Self {
         Self {
             max_events: DEFAULT_BUFFER_MAX_EVENTS,
-            max_bytes: DEFAULT_BUFFER_MAX_BYTES,
+            max_bytes: None,
         }
     }
 }
@@ -494,7 +498,7 @@ impl Parser<'_> {
                     );
                     BufferOptions::default()
                 }
-                Ok(b) if b.max_bytes < 64 * 1024 => {
+                Ok(b) if b.max_bytes.is_some_and(|n| n < 64 * 1024) => {
                     self.push(
                         Some((kind, id)),
                         Some("buffer.max_bytes"),

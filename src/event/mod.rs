@@ -51,7 +51,23 @@ impl std::ops::Deref for FieldValue {
 
 impl PartialEq for FieldValue {
     fn eq(&self, other: &Self) -> bool {
-        **self == **other
+        match (self, other) {
+            (FieldValue::Shared(a), FieldValue::Shared(b)) if Arc::ptr_eq(a, b) => true,
+            _ => **self == **other,
+        }
+    }
+}
+
+impl FieldValue {
+    /// A value with heap parts moved behind an `Arc`, so that copies of a
+    /// context (one per enrichment step of a beacon) cost refcounts.
+    fn shared(self) -> FieldValue {
+        match self {
+            FieldValue::Owned(v @ (Value::String(_) | Value::Array(_) | Value::Object(_))) => {
+                FieldValue::Shared(Arc::new(v))
+            }
+            other => other,
+        }
     }
 }
 
@@ -80,6 +96,9 @@ fn type_values(ty: EventType) -> &'static (Value, Value) {
 pub struct Context {
     /// `event.ingested`, epoch milliseconds.
     received_ms: Option<i64>,
+    /// The visitor's whole address, for enrichment only: never written out
+    /// (documents get `client.ip` as the source's `client_ip` mode says).
+    client_address: Option<std::net::IpAddr>,
     /// Sorted by id.
     fields: Vec<(FieldId, FieldValue)>,
     /// Sorted by name.
@@ -102,8 +121,10 @@ pub fn value_bytes(value: &Value) -> usize {
 fn slot_bytes(value: &FieldValue) -> usize {
     match value {
         FieldValue::Owned(v) => value_bytes(v),
-        // Shared with a cache or static: its memory is counted there.
-        _ => 0,
+        // Counted whole even when a cache shares it: an overestimate of a
+        // few hundred bytes per beacon keeps the budget on the safe side.
+        FieldValue::Shared(v) => value_bytes(v),
+        FieldValue::Static(_) => 0,
     }
 }
 
@@ -120,6 +141,15 @@ impl Context {
         self.received_ms
     }
 
+    pub fn set_client_address(&mut self, ip: std::net::IpAddr) {
+        self.client_address = Some(ip);
+    }
+
+    /// The whole client address the request came from (not in documents).
+    pub fn client_address(&self) -> Option<std::net::IpAddr> {
+        self.client_address
+    }
+
     /// `event.kind = "event"` (a shared static string).
     pub fn set_event_kind(&mut self) {
         self.set(fields::REGISTRY.kind, FieldValue::Static(&EVENT_KIND));
@@ -130,7 +160,7 @@ impl Context {
     }
 
     pub fn set(&mut self, id: FieldId, value: impl Into<FieldValue>) {
-        put(&mut self.fields, id, value.into());
+        put(&mut self.fields, id, value.into().shared());
     }
 
     pub fn remove_id(&mut self, id: FieldId) -> Option<FieldValue> {
@@ -403,6 +433,14 @@ impl Event {
             || (prefix == "@timestamp" && self.own.timestamp_ms.is_some())
     }
 
+    /// A compiled path's value among the event's own fields only.
+    pub fn get_own_field(&self, path: &FieldPath) -> Option<&Value> {
+        match path {
+            FieldPath::Label(name) => find_label(&self.own.labels, name)?.as_deref(),
+            FieldPath::Slot { id, rest } => descend(self.get_own_id(*id).flatten()?, rest),
+        }
+    }
+
     // ---- dotted paths (config-time tools, tests, the CSP decoder) ----
 
     /// Looks a dotted path up, e.g. `client.geo.country_iso_code`. Fields
@@ -544,6 +582,7 @@ impl Event {
         };
         let base = Context {
             received_ms: context.received_ms,
+            client_address: context.client_address,
             fields: Vec::new(),
             labels: Vec::new(),
         };

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::http::intake::{json_error, too_deep, IntakeError};
+use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 
 /// Limits on what one beacon may contain.
@@ -28,6 +29,8 @@ pub struct BeaconLimits {
     /// referrer, User-Agent, `ua_hints`...). Each stored document carries
     /// it whole, so it bounds the documents one beacon makes (413 above).
     pub max_context_bytes: usize,
+    /// What `client.ip` keeps of the address (the context keeps it whole, in memory only).
+    pub client_ip: ClientIpMode,
 }
 
 /// What the request told us besides the body.
@@ -156,7 +159,10 @@ pub fn decode(
     context.set_event_kind();
     context.set_received_ms(facts.received_at_ms);
     context.set(ids.beacon_version, BEACON_VERSION);
-    context.set(ids.client_ip, facts.client_ip.to_string());
+    context.set_client_address(facts.client_ip);
+    if let Some(ip) = limits.client_ip.stored(facts.client_ip) {
+        context.set(ids.client_ip, ip);
+    }
     if let Some(ua) = facts.user_agent {
         context.set(ids.user_agent, ua);
     }
@@ -898,6 +904,7 @@ mod tests {
             max_depth: 5,
             max_event_age_ms: 3_600_000,
             max_context_bytes: 64 * 1024,
+            client_ip: crate::privacy::ClientIpMode::Full,
         }
     }
 

@@ -163,6 +163,7 @@ impl CspConfig {
                 max_string_bytes: self.max_string_bytes,
                 max_depth: self.max_json_depth,
                 max_age_ms: (self.max_report_age_secs as i64).saturating_mul(1000),
+                client_ip: cx.http.client_ip,
             },
             noise: NoiseRules::new(&self.noise_hosts),
             drop_noise: self.drop_noise,

@@ -15,7 +15,9 @@ use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::beacon_decoder::set_url_fields;
-use crate::event::Event;
+use std::sync::Arc;
+
+use crate::event::{Context, Event};
 use crate::http::intake::{check_json_shape, check_json_shape_from, json_error, IntakeError};
 use crate::schema::{self, EventType};
 
@@ -74,6 +76,8 @@ pub struct ReportLimits {
     pub max_depth: usize,
     /// Report times are clamped to [received − this, received].
     pub max_age_ms: i64,
+    /// What `client.ip` keeps of the address.
+    pub client_ip: crate::privacy::ClientIpMode,
 }
 
 /// What the request told us besides the body.
@@ -246,7 +250,7 @@ pub fn decode_report_uri(
             ))
         }
     };
-    let mut event = base_event(facts, facts.user_agent, facts.received_at_ms);
+    let mut event = base_event(facts, limits, facts.user_agent, facts.received_at_ms);
     let noisy = apply_csp(&mut event, report, Format::ReportUri, None, noise)?;
     let page_url = event.get_str(schema::URL_FULL).map(str::to_owned);
     // A report is its own context: enrichment sees it as it sees a beacon's.
@@ -289,7 +293,7 @@ pub fn decode_reporting_api(
             None => facts.received_at_ms,
         };
         let user_agent = envelope.user_agent.as_deref().or(facts.user_agent);
-        let mut event = base_event(facts, user_agent, at);
+        let mut event = base_event(facts, limits, user_agent, at);
         let kind = kind_of(&envelope.type_name);
         let noisy = if kind == CSP_KIND {
             apply_csp(
@@ -445,12 +449,21 @@ fn check_envelope(index: usize, item: Value) -> Result<Envelope, IntakeError> {
     })
 }
 
-fn base_event(facts: &ReportFacts<'_>, user_agent: Option<&str>, at_ms: i64) -> Event {
-    let mut event = Event::new();
+fn base_event(
+    facts: &ReportFacts<'_>,
+    limits: &ReportLimits,
+    user_agent: Option<&str>,
+    at_ms: i64,
+) -> Event {
+    let mut context = Context::new();
+    context.set_client_address(facts.client_ip);
+    let mut event = Event::with_context(Arc::new(context));
     event.set_timestamp_ms(at_ms);
     event.insert(schema::EVENT_KIND, "event");
     event.insert(schema::EVENT_INGESTED, facts.received_at_ms);
-    event.insert(schema::CLIENT_IP, facts.client_ip.to_string());
+    if let Some(ip) = limits.client_ip.stored(facts.client_ip) {
+        event.insert(schema::CLIENT_IP, ip);
+    }
     if let Some(ua) = user_agent.filter(|ua| !ua.is_empty()) {
         event.insert(schema::USER_AGENT_ORIGINAL, ua);
     }
@@ -643,6 +656,7 @@ mod tests {
             max_string_bytes: 200,
             max_depth: 6,
             max_age_ms: 3_600_000,
+            client_ip: crate::privacy::ClientIpMode::Full,
         }
     }
 

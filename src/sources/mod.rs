@@ -57,6 +57,11 @@ pub struct HttpSourceOptions {
     /// above it); none when absent.
     #[serde(default)]
     pub rate_limit: Option<RateLimitOptions>,
+    /// What documents keep of the visitor's address in `client.ip`:
+    /// `"truncated"` (IPv4 /24, IPv6 /48; the default), `"full"` or `"none"`.
+    /// `geoip` sees the full address either way.
+    #[serde(default)]
+    pub client_ip: crate::privacy::ClientIpMode,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
@@ -96,6 +101,7 @@ impl HttpSourceOptions {
         "send_timeout_ms",
         "access_log",
         "rate_limit",
+        "client_ip",
     ];
 }
 

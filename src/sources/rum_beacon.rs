@@ -115,6 +115,7 @@ impl RumBeaconConfig {
                 max_depth: self.max_json_depth,
                 max_event_age_ms: (self.max_event_age_secs as i64).saturating_mul(1000),
                 max_context_bytes: self.max_context_bytes,
+                client_ip: cx.http.client_ip,
             },
             send_timeout: Duration::from_millis(cx.http.send_timeout_ms),
             serve_client: self.serve_client,

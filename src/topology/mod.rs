@@ -71,7 +71,11 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
     let mut metrics_of: HashMap<&str, ComponentMetrics> = HashMap::new();
     for t in &config.transforms {
         let metrics = ComponentMetrics::new(&registry, &t.id, "transform", t.config.type_name());
-        let (tx, rx) = buffer(t.buffer.max_events, t.buffer.max_bytes);
+        let max_bytes = t
+            .buffer
+            .max_bytes
+            .unwrap_or(crate::config::DEFAULT_TRANSFORM_BUFFER_MAX_BYTES);
+        let (tx, rx) = buffer(t.buffer.max_events, max_bytes);
         register_buffer_gauge(&metrics, &tx);
         senders.insert(&t.id, tx);
         receivers.insert(&t.id, rx);
@@ -79,7 +83,11 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
     }
     for s in &config.sinks {
         let metrics = ComponentMetrics::new(&registry, &s.id, "sink", s.config.type_name());
-        let (tx, rx) = buffer(s.buffer.max_events, s.buffer.max_bytes);
+        let max_bytes = s
+            .buffer
+            .max_bytes
+            .unwrap_or(crate::config::DEFAULT_SINK_BUFFER_MAX_BYTES);
+        let (tx, rx) = buffer(s.buffer.max_events, max_bytes);
         register_buffer_gauge(&metrics, &tx);
         senders.insert(&s.id, tx);
         receivers.insert(&s.id, rx);

@@ -9,7 +9,7 @@
 //! held back or dropped by a reload.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -658,11 +658,18 @@ impl GeoipTransform {
 
     /// Enriches a context (as an editing event); `None` when it has no address.
     fn enrich(&mut self, event: &mut Event) -> Option<Outcome> {
-        let ip_text = event.get_str(schema::CLIENT_IP)?;
+        // The whole address when the source kept it for us (documents only
+        // ever get it truncated, by default), else what `client.ip` says.
+        let whole = event.context().client_address().map(|ip| ip.to_string());
+        let ip_text = match &whole {
+            Some(text) => text.as_str(),
+            None => event.get_str(schema::CLIENT_IP)?,
+        };
         if !matches!(&self.last, Some((last_ip, _)) if last_ip == ip_text) {
             let resolved = self.resolve(ip_text);
             self.last = Some((ip_text.to_owned(), resolved));
         }
+        let has_ip = event.get(schema::CLIENT_IP).is_some();
         let (_, resolved) = self.last.as_ref()?;
         if let Some(geo) = &resolved.geo {
             event.set(
@@ -679,6 +686,8 @@ impl GeoipTransform {
         let ip = FieldId::of(schema::CLIENT_IP);
         match (&resolved.anonymized, self.anonymize) {
             (_, AnonymizeIp::Off) => {}
+            // The source stores no address: there is nothing to rewrite.
+            _ if !has_ip => {}
             (Some(anonymized), _) => event.set(ip, anonymized.as_str()),
             (None, _) => event.remove_id(ip),
         }
@@ -775,23 +784,7 @@ fn lookup(
     fields
 }
 
-/// Keeps the first `prefix` bits.
-pub fn truncate(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mask = u32::MAX
-                .checked_shl(32 - u32::from(ipv4_prefix.min(32)))
-                .unwrap_or(0);
-            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
-        }
-        IpAddr::V6(v6) => {
-            let mask = u128::MAX
-                .checked_shl(128 - u32::from(ipv6_prefix.min(128)))
-                .unwrap_or(0);
-            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
-        }
-    }
-}
+pub use crate::privacy::truncate;
 
 /// Addresses a geo database can say something about: not private, loopback,
 /// link-local, shared (CGNAT), documentation, multicast or unspecified.

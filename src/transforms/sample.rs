@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{Batch, Event};
+use crate::event::{Batch, Event, FieldId};
 use crate::schema::{self, EventType};
 use crate::telemetry::Counter;
 
@@ -148,10 +148,26 @@ pub struct Sample {
     discarded: Counter,
 }
 
+/// Slots `sample` reads and writes, resolved once.
+struct SampleIds {
+    rum_type: FieldId,
+    session: FieldId,
+    view: FieldId,
+    rate: FieldId,
+}
+
+static IDS: std::sync::LazyLock<SampleIds> = std::sync::LazyLock::new(|| SampleIds {
+    rum_type: FieldId::of(schema::RUM_TYPE),
+    session: FieldId::of(schema::SESSION_ID),
+    view: FieldId::of(schema::VIEW_ID),
+    rate: FieldId::of(schema::RUM_SAMPLE_RATE),
+});
+
 impl Sample {
     fn rate_for(&self, event: &Event) -> f64 {
         event
-            .get_str(schema::RUM_TYPE)
+            .get_id(IDS.rum_type)
+            .and_then(Value::as_str)
             .and_then(EventType::parse)
             .map_or(self.default_rate, |t| self.by_type[type_index(t)])
     }
@@ -162,12 +178,12 @@ impl Sample {
         let (kept, applied) = if rate >= 1.0 {
             (true, 1.0)
         } else {
-            match non_empty(event, schema::SESSION_ID) {
+            match non_empty(event, IDS.session) {
                 Some(session) => (keeps(session, rate), rate),
                 None => match self.without_session {
                     WithoutSession::Keep => (true, 1.0),
                     WithoutSession::Drop => (false, rate),
-                    WithoutSession::PerEvent => match non_empty(event, schema::VIEW_ID) {
+                    WithoutSession::PerEvent => match non_empty(event, IDS.view) {
                         Some(view) => (keeps(view, rate), rate),
                         None => (keeps(&event_key(event), rate), rate),
                     },
@@ -177,16 +193,19 @@ impl Sample {
         if kept {
             // An upstream `sample` used the same hash, so an event that
             // passed both was kept at the smaller of the two rates.
-            let previous = event.get(schema::RUM_SAMPLE_RATE).and_then(Value::as_f64);
+            let previous = event.get_id(IDS.rate).and_then(Value::as_f64);
             let effective = previous.map_or(applied, |p| p.min(applied));
-            event.insert(schema::RUM_SAMPLE_RATE, effective);
+            event.set(IDS.rate, effective);
         }
         kept
     }
 }
 
-fn non_empty<'a>(event: &'a Event, path: &str) -> Option<&'a str> {
-    event.get_str(path).filter(|s| !s.is_empty())
+fn non_empty(event: &Event, id: FieldId) -> Option<&str> {
+    event
+        .get_id(id)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// The per-event sampling key of an event with neither session nor view:

@@ -18,12 +18,11 @@ use std::sync::Arc;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
-use serde_json::Value;
 use url::Url;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{Batch, Context, Event};
+use crate::event::{Batch, Context, Event, FieldPath};
 use crate::schema;
 use crate::sources::beacon_decoder::set_url_fields;
 use crate::telemetry::Counter;
@@ -204,9 +203,17 @@ impl ScrubUrlConfig {
             .iter()
             .map(|r| Route::parse(r).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let compiled = |list: &[String]| -> Vec<ScrubField> {
+            list.iter()
+                .map(|path| ScrubField {
+                    path: path.clone(),
+                    slot: FieldPath::resolve(path),
+                })
+                .collect()
+        };
         Ok(ScrubUrl {
-            fields: self.fields.clone(),
-            text_fields: self.text_fields.clone(),
+            fields: compiled(&self.fields),
+            text_fields: compiled(&self.text_fields),
             scrubber: UrlScrubber {
                 params: self
                     .params
@@ -236,8 +243,8 @@ impl ScrubUrlConfig {
 
 /// The runtime part.
 pub struct ScrubUrl {
-    fields: Vec<String>,
-    text_fields: Vec<String>,
+    fields: Vec<ScrubField>,
+    text_fields: Vec<ScrubField>,
     scrubber: UrlScrubber,
     /// `None` when `path_template = false`.
     templates: Option<PathTemplate>,
@@ -303,6 +310,26 @@ impl Outcome {
     }
 }
 
+/// A configured field: its path (for writes and messages) and its slot,
+/// resolved once (`None`: no document can have it, so nothing to scrub).
+struct ScrubField {
+    path: String,
+    slot: Option<FieldPath>,
+}
+
+impl ScrubField {
+    fn get_own<'e>(&self, event: &'e Event) -> Option<&'e str> {
+        event.get_own_field(self.slot.as_ref()?)?.as_str()
+    }
+
+    fn set(&self, event: &mut Event, text: &str) {
+        match &self.slot {
+            Some(FieldPath::Slot { id, rest }) if rest.is_empty() => event.set(*id, text),
+            _ => event.insert(&self.path, text),
+        }
+    }
+}
+
 /// The scrubbed version of one beacon context, handed to all its events.
 struct ContextScrub {
     /// Held so its address cannot be reused by another context while the
@@ -332,10 +359,10 @@ impl ScrubUrl {
     fn scrub_event(&mut self, event: &mut Event) -> u64 {
         let mut unparseable = 0;
         for field in &self.fields {
-            let Some(Value::String(text)) = event.get_own(field) else {
+            let Some(text) = field.get_own(event) else {
                 continue;
             };
-            let is_page = field == schema::URL_FULL;
+            let is_page = field.path == schema::URL_FULL;
             let (memo, templates) = if is_page {
                 (&mut self.pages, self.templates.as_ref())
             } else {
@@ -347,10 +374,10 @@ impl ScrubUrl {
             match &outcome.url {
                 Scrubbed::Unparseable => unparseable += 1,
                 Scrubbed::Changed(new) if is_page => set_url_fields(event, new),
-                Scrubbed::Changed(new) => event.insert(field, new.as_str()),
+                Scrubbed::Changed(new) => field.set(event, new),
                 Scrubbed::Unchanged => {
                     if is_page && event.get(schema::URL_DOMAIN).is_none() {
-                        let same = text.clone();
+                        let same = text.to_owned();
                         set_url_fields(event, &same);
                     }
                 }
@@ -360,7 +387,7 @@ impl ScrubUrl {
             }
         }
         for field in &self.text_fields {
-            let Some(Value::String(text)) = event.get_own(field) else {
+            let Some(text) = field.get_own(event) else {
                 continue;
             };
             let scrubber = &self.scrubber;
@@ -372,7 +399,7 @@ impl ScrubUrl {
             let (new, failed) = &*outcome;
             unparseable += failed;
             if let Some(new) = new {
-                event.insert(field, new.as_str());
+                field.set(event, new);
             }
         }
         unparseable
@@ -1585,6 +1612,7 @@ mod tests {
             max_depth: 8,
             max_event_age_ms: 1000,
             max_context_bytes: 64 * 1024,
+            client_ip: crate::privacy::ClientIpMode::Full,
         };
         let mut batch = decode(beacon.to_string().as_bytes(), &facts, &limits)
             .unwrap()

@@ -235,6 +235,7 @@ mod tests {
             max_depth: 8,
             max_event_age_ms: 3_600_000,
             max_context_bytes: 64 * 1024,
+            client_ip: crate::privacy::ClientIpMode::Full,
         };
         let ids = |body: &[u8], received_at_ms: i64| -> Vec<String> {
             let facts = RequestFacts {

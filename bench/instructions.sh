@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Instructions per beacon under callgrind (not a test): repeatable on a shared,
+# noisy machine where wall-clock and even CPU time are not.
+#   1. examples/beacon_instructions modes parse, decode, encode, chain:
+#      (Ir of N=1000 - Ir of N=0) / 1000, so the start and builds cancel out;
+#   2. whole servers, one request at a time through loopback (bench/post_beacons.py,
+#      outside valgrind): bare warp, rum_beacon -> blackhole, and the full chain
+#      (the test City database, the same client address for every beacon) ->
+#      blackhole: (Ir with 2000 requests - Ir with 200) / 1800.
+# Ratios are to bare warp's whole request (the issue's decode target is <= 2x).
+# Usage: bench/instructions.sh [examples|servers|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHAT=${1:-all}
+PORT=3192
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  nice -n 10 cargo build --release --quiet --bin rum-pipeline --example bare_warp --example beacon_instructions
+fi
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+OUT=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$OUT"' EXIT
+
+ir() { # callgrind output file -> total Ir
+  awk '/^(summary|totals):/ {print $2; exit}' "$1"
+}
+cg() { # out file, command... (stdout/stderr of the program dropped)
+  local file=$1; shift
+  valgrind --tool=callgrind --callgrind-out-file="$file" "$@" > /dev/null 2> "$file.log"
+}
+
+declare -A PER
+if [ "$WHAT" != servers ]; then
+  for mode in parse decode encode chain; do
+    cg "$OUT/$mode-0" "$TARGET_DIR/release/examples/beacon_instructions" "$mode" 0
+    cg "$OUT/$mode-1000" "$TARGET_DIR/release/examples/beacon_instructions" "$mode" 1000
+    PER[$mode]=$(( ($(ir "$OUT/$mode-1000") - $(ir "$OUT/$mode-0")) / 1000 ))
+    echo "example $mode: ${PER[$mode]} Ir/beacon" >&2
+  done
+fi
+
+wait_port() { for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+server() { # name, requests, command...
+  local name=$1 n=$2; shift 2
+  valgrind --tool=callgrind --callgrind-out-file="$OUT/$name-$n" "$@" > /dev/null 2> "$OUT/$name-$n.log" &
+  local pid=$!
+  wait_port || { cat "$OUT/$name-$n.log" >&2; exit 1; }
+  python3 bench/post_beacons.py "$n" "$PORT"
+  kill -TERM $pid; wait $pid 2>/dev/null || true
+}
+if [ "$WHAT" != examples ]; then
+  source_toml() { cat <<TOML
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:$PORT"
+access_log = false
+trusted_proxies = ["127.0.0.1/32"]
+TOML
+  }
+  { source_toml; printf '[sinks.out]\ntype = "blackhole"\ninputs = ["beacons"]\n'; } > "$OUT/blackhole.toml"
+  { source_toml; cat <<'TOML'
+[transforms.user_agent]
+type = "user_agent"
+inputs = ["beacons"]
+[transforms.geoip]
+type = "geoip"
+inputs = ["user_agent"]
+database = "testdata/geoip/GeoIP2-City-Test.mmdb"
+[transforms.scrub]
+type = "scrub_url"
+inputs = ["geoip"]
+[transforms.sample]
+type = "sample"
+inputs = ["scrub"]
+rate = 1.0
+[transforms.labels]
+type = "labels"
+inputs = ["sample"]
+labels = { env = "bench", team = "web" }
+[sinks.out]
+type = "blackhole"
+inputs = ["labels"]
+TOML
+  } > "$OUT/chain.toml"
+  for name in bare_warp blackhole chain; do
+    case $name in
+      bare_warp) cmd=("$TARGET_DIR/release/examples/bare_warp" "127.0.0.1:$PORT") ;;
+      *) cmd=("$TARGET_DIR/release/rum-pipeline" --config "$OUT/$name.toml") ;;
+    esac
+    server "$name" 200 "${cmd[@]}"
+    server "$name" 2000 "${cmd[@]}"
+    PER[server_$name]=$(( ($(ir "$OUT/$name-2000") - $(ir "$OUT/$name-200")) / 1800 ))
+    echo "server $name: ${PER[server_$name]} Ir/request" >&2
+  done
+fi
+
+echo
+printf '%-26s %14s %10s\n' what Ir/beacon vs_bare_req
+base=${PER[server_bare_warp]:-0}
+for k in parse decode encode chain server_bare_warp server_blackhole server_chain; do
+  [ -n "${PER[$k]:-}" ] || continue
+  if [ "$base" -gt 0 ]; then ratio=$(awk -v a="${PER[$k]}" -v b="$base" 'BEGIN {printf "%.2fx", a / b}'); else ratio=-; fi
+  label=$k; case $k in server_*) label="${k#server_} (whole request)";; *) label="example $k";; esac
+  printf '%-26s %14s %10s\n' "$label" "${PER[$k]}" "$ratio"
+done

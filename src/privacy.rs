@@ -1,0 +1,92 @@
+//! What the pipeline keeps of a visitor's address. Documents carry
+//! `client.ip` truncated to its network by default (IPv4 /24, IPv6 /48), with
+//! or without a GeoIP database; the full address lives only in memory, on
+//! the beacon's context, for enrichment (`geoip` looks it up), and is never
+//! written out. Operators who need it stored opt in with `client_ip = "full"`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::Deserialize;
+
+/// `client_ip` of the HTTP sources: what `client.ip` holds in documents.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientIpMode {
+    /// The network part only: IPv4 /24, IPv6 /48 (the default).
+    #[default]
+    Truncated,
+    /// The whole address (personal data: opt in knowingly).
+    Full,
+    /// No `client.ip` at all.
+    None,
+}
+
+/// Bits of an address kept by [`ClientIpMode::Truncated`].
+pub const IPV4_PREFIX: u8 = 24;
+pub const IPV6_PREFIX: u8 = 48;
+
+impl ClientIpMode {
+    /// The text stored in `client.ip` for this address, if any.
+    pub fn stored(self, ip: IpAddr) -> Option<String> {
+        match self {
+            ClientIpMode::Truncated => {
+                Some(truncate(ip.to_canonical(), IPV4_PREFIX, IPV6_PREFIX).to_string())
+            }
+            ClientIpMode::Full => Some(ip.to_string()),
+            ClientIpMode::None => None,
+        }
+    }
+}
+
+/// Keeps the first `ipv4_prefix` / `ipv6_prefix` bits of an address.
+pub fn truncate(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(ipv4_prefix.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(ipv6_prefix.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_keeps_only_the_network() {
+        let mode = ClientIpMode::default();
+        assert_eq!(
+            mode.stored("203.0.113.77".parse().unwrap()).as_deref(),
+            Some("203.0.113.0")
+        );
+        assert_eq!(
+            mode.stored("2001:db8:1234:5678::9".parse().unwrap())
+                .as_deref(),
+            Some("2001:db8:1234::")
+        );
+        // An IPv4 client on an IPv6 socket is still truncated as IPv4.
+        assert_eq!(
+            mode.stored("::ffff:198.51.100.9".parse().unwrap())
+                .as_deref(),
+            Some("198.51.100.0")
+        );
+        assert_eq!(
+            ClientIpMode::Full
+                .stored("203.0.113.77".parse().unwrap())
+                .as_deref(),
+            Some("203.0.113.77")
+        );
+        assert_eq!(
+            ClientIpMode::None.stored("203.0.113.77".parse().unwrap()),
+            None
+        );
+    }
+}
