@@ -14,6 +14,7 @@
 //!   the same payload as the beacon's web_vital events.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rum_pipeline::privacy::ClientIpMode;
 use rum_pipeline::sources::{beacon_decoder, web_vitals_decoder};
 
 const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
@@ -78,6 +79,7 @@ fn bench(c: &mut Criterion) {
         max_depth: 16,
         max_event_age_ms: 86_400_000,
         max_context_bytes: 64 * 1024,
+        client_ip: ClientIpMode::Full,
     };
     let mut group = c.benchmark_group("rum_beacon");
     group.throughput(Throughput::Elements(10));
@@ -97,6 +99,7 @@ fn bench(c: &mut Criterion) {
         max_string_bytes: 16 * 1024,
         max_depth: 16,
         keep_entries: false,
+        client_ip: ClientIpMode::Full,
     };
     let mut group = c.benchmark_group("web_vitals");
     for (name, body, events) in [

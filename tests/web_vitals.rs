@@ -119,7 +119,8 @@ async fn library_bodies_become_web_vital_documents() {
     assert_eq!(lcp["rum"]["vital"]["value"], 588);
     assert_eq!(lcp["rum"]["vital"]["attribution"]["target"], "#hero");
     assert_eq!(lcp["url"]["full"], "http://127.0.0.1:38589/?mode=beacon");
-    assert_eq!(lcp["client"]["ip"], "127.0.0.1");
+    // Private by default: the network part only.
+    assert_eq!(lcp["client"]["ip"], "127.0.0.0");
     assert_eq!(lcp["rum"]["client_ts"], 1_796_046_500_057_i64);
     let names: Vec<&str> = vitals
         .iter()

@@ -92,6 +92,7 @@ impl WebVitalsConfig {
                 max_string_bytes: self.max_string_bytes,
                 max_depth: self.max_json_depth,
                 keep_entries: self.keep_entries,
+                client_ip: cx.http.client_ip,
             },
             send_timeout: Duration::from_millis(cx.http.send_timeout_ms),
             unknown_names: metrics.counter(

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use super::beacon_decoder::{url_fields, Bounded, Key, Limits};
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::http::intake::{json_error, IntakeError};
+use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 
 /// `rum.sdk.name` of every event this decoder makes.
@@ -51,6 +52,8 @@ pub struct MetricLimits {
     /// Keep each metric's `entries` (raw PerformanceEntry objects) under
     /// `rum.extra.entries` instead of dropping them (counted).
     pub keep_entries: bool,
+    /// What `client.ip` keeps of the address (the source's `client_ip`).
+    pub client_ip: ClientIpMode,
 }
 
 /// What the request told us besides the body.
@@ -128,7 +131,12 @@ pub fn decode(
     context.set_event_kind();
     context.set_received_ms(facts.received_at_ms);
     context.set(ids.sdk_name, FieldValue::Static(&SDK_NAME_VALUE));
-    context.set(ids.client_ip, facts.client_ip.to_string());
+    // The whole address stays in memory for `geoip`; documents get what
+    // `client_ip` allows.
+    context.set_client_address(facts.client_ip);
+    if let Some(ip) = limits.client_ip.stored(facts.client_ip) {
+        context.set(ids.client_ip, ip);
+    }
     if let Some(ua) = facts.user_agent {
         context.set(ids.user_agent, ua);
     }

@@ -19,6 +19,7 @@ fn limits() -> MetricLimits {
         max_string_bytes: 100,
         max_depth: 6,
         keep_entries: false,
+        client_ip: ClientIpMode::Full,
     }
 }
 
@@ -243,6 +244,7 @@ fn decode_fixture(name: &str) -> Decoded {
         max_string_bytes: 16 * 1024,
         max_depth: 16,
         keep_entries: false,
+        client_ip: ClientIpMode::Full,
     };
     decode(&fixture(name), &facts, &limits).unwrap_or_else(|e| panic!("{name}: {e:?}"))
 }
@@ -378,4 +380,31 @@ fn every_fixture_decodes_to_rated_vitals() {
         }
     }
     assert_eq!(seen, 10);
+}
+
+#[test]
+fn client_ip_follows_the_sources_privacy_mode() {
+    let body = lcp().to_string();
+    let stored = |mode| {
+        let limits = MetricLimits {
+            client_ip: mode,
+            ..limits()
+        };
+        let event = decode(body.as_bytes(), &facts(), &limits)
+            .unwrap()
+            .events
+            .remove(0);
+        assert_eq!(
+            event.context().client_address(),
+            Some("203.0.113.9".parse().unwrap()),
+            "the whole address stays in memory for geoip"
+        );
+        event.get_str("client.ip").map(str::to_owned)
+    };
+    assert_eq!(
+        stored(ClientIpMode::Truncated).as_deref(),
+        Some("203.0.113.0")
+    );
+    assert_eq!(stored(ClientIpMode::Full).as_deref(), Some("203.0.113.9"));
+    assert_eq!(stored(ClientIpMode::None), None);
 }
