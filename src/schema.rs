@@ -77,6 +77,15 @@ pub const RUM_SEQ: &str = "rum.seq";
 pub const RUM_CLIENT_TS: &str = "rum.client_ts";
 pub const RUM_EXTRA: &str = "rum.extra";
 pub const RUM_UA_HINTS: &str = "rum.ua_hints";
+/// The browser SDK that sent the event (`web-vitals`, ...); absent for the
+/// project's own client.
+pub const RUM_SDK_NAME: &str = "rum.sdk.name";
+pub const RUM_SDK_VERSION: &str = "rum.sdk.version";
+pub const RUM_VITAL_NAME: &str = "rum.vital.name";
+pub const RUM_VITAL_VALUE: &str = "rum.vital.value";
+pub const RUM_VITAL_ATTRIBUTION: &str = "rum.vital.attribution";
+pub const RUM_CUSTOM_NAME: &str = "rum.custom.name";
+pub const RUM_CUSTOM_VALUE: &str = "rum.custom.value";
 pub const SERVICE_NAME: &str = "service.name";
 pub const SERVICE_VERSION: &str = "service.version";
 pub const SERVICE_ENVIRONMENT: &str = "service.environment";
@@ -127,6 +136,8 @@ pub const CONTEXT_FIELDS: &[Field] = &[
     f(RUM_EXTRA, Flattened),
     f(RUM_UA_HINTS, Flattened),
     f("rum.beacon_version", Long),
+    f(RUM_SDK_NAME, Keyword),
+    f(RUM_SDK_VERSION, Keyword),
     f("rum.device.memory", Double),
     f("rum.device.cores", Long),
     f("rum.connection.effective_type", Keyword),
@@ -285,13 +296,13 @@ const PAGE_VIEW: &[PayloadField] = &[
 
 const WEB_VITAL: &[PayloadField] = &[
     CLIENT_SEQ,
-    p("name", "rum.vital.name", Keyword),
-    p("value", "rum.vital.value", Double),
+    p("name", RUM_VITAL_NAME, Keyword),
+    p("value", RUM_VITAL_VALUE, Double),
     p("rating", "rum.vital.rating", Keyword),
     p("delta", "rum.vital.delta", Double),
     p("id", "rum.vital.id", Keyword),
     p("navigation_type", "rum.vital.navigation_type", Keyword),
-    p("attribution", "rum.vital.attribution", Flattened),
+    p("attribution", RUM_VITAL_ATTRIBUTION, Flattened),
 ];
 
 const RESOURCE: &[PayloadField] = &[
@@ -353,8 +364,8 @@ const HTTP: &[PayloadField] = &[
 
 const CUSTOM: &[PayloadField] = &[
     CLIENT_SEQ,
-    p("name", "rum.custom.name", Keyword),
-    p("value", "rum.custom.value", Double),
+    p("name", RUM_CUSTOM_NAME, Keyword),
+    p("value", RUM_CUSTOM_VALUE, Double),
     p("data", "rum.custom.data", Flattened),
     // Set by the source when a beacon names a type it does not know.
     p("original_type", "rum.custom.original_type", Keyword),

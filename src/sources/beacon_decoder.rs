@@ -533,8 +533,9 @@ pub fn iso_millis(ms: i64) -> String {
 // and string is measured as it is read. A violation is recorded in `Limits`
 // and aborts the parse; `decode` then answers with it.
 
-/// The limits of one decode, and the first one broken.
-struct Limits {
+/// The limits of one decode, and the first one broken. Shared with the
+/// other JSON decoders of `sources` (`web_vitals_decoder`).
+pub(super) struct Limits {
     max_string: usize,
     max_depth: usize,
     broken: std::cell::Cell<Option<Broken>>,
@@ -547,7 +548,15 @@ enum Broken {
 }
 
 impl Limits {
-    fn string<E: de::Error>(&self, len: usize) -> Result<(), E> {
+    pub(super) fn new(max_string: usize, max_depth: usize) -> Self {
+        Self {
+            max_string,
+            max_depth,
+            broken: std::cell::Cell::new(None),
+        }
+    }
+
+    pub(super) fn string<E: de::Error>(&self, len: usize) -> Result<(), E> {
         if len > self.max_string {
             self.broken.set(Some(Broken::TooLong));
             return Err(E::custom("string longer than max_string_bytes"));
@@ -555,7 +564,7 @@ impl Limits {
         Ok(())
     }
 
-    fn container<E: de::Error>(&self, depth: usize) -> Result<(), E> {
+    pub(super) fn container<E: de::Error>(&self, depth: usize) -> Result<(), E> {
         if depth > self.max_depth {
             self.broken.set(Some(Broken::TooDeep));
             return Err(E::custom("nested deeper than max_json_depth"));
@@ -563,7 +572,7 @@ impl Limits {
         Ok(())
     }
 
-    fn error(&self) -> Option<IntakeError> {
+    pub(super) fn error(&self) -> Option<IntakeError> {
         Some(match self.broken.get()? {
             Broken::TooDeep => too_deep(self.max_depth),
             Broken::TooLong => IntakeError::bad_request(
@@ -612,7 +621,7 @@ enum WireEntry<'de> {
 }
 
 /// A map key, borrowed from the body unless it holds escapes, and measured.
-struct Key<'l>(&'l Limits);
+pub(super) struct Key<'l>(pub(super) &'l Limits);
 
 impl<'de> DeserializeSeed<'de> for Key<'_> {
     type Value = Cow<'de, str>;
@@ -641,9 +650,9 @@ impl<'de> Visitor<'de> for Key<'_> {
 }
 
 /// Any JSON value at `depth`, within the limits.
-struct Bounded<'l> {
-    limits: &'l Limits,
-    depth: usize,
+pub(super) struct Bounded<'l> {
+    pub(super) limits: &'l Limits,
+    pub(super) depth: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for Bounded<'_> {

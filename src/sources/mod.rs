@@ -6,6 +6,8 @@ pub mod beacon_decoder;
 pub mod csp;
 pub mod csp_report;
 pub mod rum_beacon;
+pub mod web_vitals;
+pub mod web_vitals_decoder;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -138,15 +140,17 @@ impl CheckConfig for HttpSourceOptions {
 pub enum SourceConfig {
     RumBeacon(rum_beacon::RumBeaconConfig),
     Csp(csp::CspConfig),
+    WebVitals(web_vitals::WebVitalsConfig),
 }
 
 impl SourceConfig {
-    pub const TYPES: &'static [&'static str] = &["rum_beacon", "csp"];
+    pub const TYPES: &'static [&'static str] = &["rum_beacon", "csp", "web_vitals"];
 
     pub fn parse(type_name: &str, table: toml::Table) -> Result<Self, (String, String)> {
         match type_name {
             "rum_beacon" => decode(table).map(SourceConfig::RumBeacon),
             "csp" => decode(table).map(SourceConfig::Csp),
+            "web_vitals" => decode(table).map(SourceConfig::WebVitals),
             other => Err(unknown_type("source", other, Self::TYPES)),
         }
     }
@@ -155,6 +159,7 @@ impl SourceConfig {
         match self {
             SourceConfig::RumBeacon(_) => "rum_beacon",
             SourceConfig::Csp(_) => "csp",
+            SourceConfig::WebVitals(_) => "web_vitals",
         }
     }
 
@@ -163,6 +168,7 @@ impl SourceConfig {
         match self {
             SourceConfig::RumBeacon(config) => config.build(cx),
             SourceConfig::Csp(config) => config.build(cx),
+            SourceConfig::WebVitals(config) => config.build(cx),
         }
     }
 }
@@ -172,6 +178,7 @@ impl CheckConfig for SourceConfig {
         match self {
             SourceConfig::RumBeacon(c) => c.check(),
             SourceConfig::Csp(c) => c.check(),
+            SourceConfig::WebVitals(c) => c.check(),
         }
     }
 }

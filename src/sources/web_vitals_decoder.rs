@@ -1,0 +1,485 @@
+//! Google's `web-vitals` library's `Metric` objects, as pages post them
+//! (`JSON.stringify(metric)` or an array of metrics), → `web_vital` events.
+//! Parsed in one pass with the same depth and string limits as a beacon; a
+//! request is taken whole or refused whole. The mapping of each key is in
+//! `METRIC_KEYS` and `URL_KEYS`, next to the `schema` tables it points into.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock};
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::beacon_decoder::{url_fields, Bounded, Key, Limits};
+use crate::event::{Context, Event, FieldId, FieldValue};
+use crate::http::intake::{json_error, IntakeError};
+use crate::privacy::ClientIpMode;
+use crate::schema::{self, EventType, FieldType};
+
+/// `rum.sdk.name` of every event this decoder makes.
+pub const SDK_NAME: &str = "web-vitals";
+
+/// Metric names the library reports (FID: versions before 4). Any other
+/// name becomes a `custom` event, counted.
+pub const KNOWN_METRICS: &[&str] = &["LCP", "CLS", "INP", "FCP", "TTFB", "FID"];
+
+/// Metric keys → the `web_vital` payload key of `schema` they fill.
+const METRIC_KEYS: &[(&str, &str)] = &[
+    ("name", "name"),
+    ("value", "value"),
+    ("rating", "rating"),
+    ("delta", "delta"),
+    ("id", "id"),
+    ("navigationType", "navigation_type"),
+    ("attribution", "attribution"),
+];
+
+/// Keys a page may add for the page URL, in order of preference: `url` and
+/// `page` (hand-written senders), `page_location` (the library's README
+/// example), `navigationURL` (set by web-vitals ≥ 6). Without any, the
+/// request's `Referer` is the page.
+pub const URL_KEYS: &[&str] = &["url", "page", "page_location", "navigationURL"];
+
+/// Limits on one request.
+#[derive(Debug, Clone)]
+pub struct MetricLimits {
+    pub max_metrics: usize,
+    pub max_string_bytes: usize,
+    pub max_depth: usize,
+    /// Keep each metric's `entries` (raw PerformanceEntry objects) under
+    /// `rum.extra.entries` instead of dropping them (counted).
+    pub keep_entries: bool,
+    /// What `client.ip` keeps of the address (the source's `client_ip`).
+    pub client_ip: ClientIpMode,
+}
+
+/// What the request told us besides the body.
+pub struct RequestFacts<'a> {
+    pub received_at_ms: i64,
+    pub client_ip: IpAddr,
+    pub user_agent: Option<&'a str>,
+    /// The `Referer` header: the page, when the body names none (browsers
+    /// send only the origin to another origin, by default).
+    pub referer: Option<&'a str>,
+}
+
+#[derive(Debug)]
+pub struct Decoded {
+    pub events: Vec<Event>,
+    /// The first metric's page URL, for the access log.
+    pub page_url: Option<String>,
+    /// Metrics whose name is not a web vital (kept as `custom`).
+    pub unknown_names: usize,
+    /// PerformanceEntry objects dropped from `entries` (`keep_entries = false`).
+    pub dropped_entries: usize,
+}
+
+fn invalid(message: impl Into<String>) -> IntakeError {
+    IntakeError::bad_request("invalid_metric", message)
+}
+
+pub fn decode(
+    body: &[u8],
+    facts: &RequestFacts<'_>,
+    limits: &MetricLimits,
+) -> Result<Decoded, IntakeError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(invalid("empty body"));
+    }
+    let text = std::str::from_utf8(body).map_err(|e| {
+        IntakeError::bad_request(
+            "invalid_json",
+            format!("invalid JSON: body is not UTF-8 ({e})"),
+        )
+    })?;
+    let checks = Parse {
+        limits: Limits::new(limits.max_string_bytes, limits.max_depth),
+        max_metrics: limits.max_metrics,
+        refused: RefCell::new(None),
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let metrics = BodySeed(&checks)
+        .deserialize(&mut de)
+        .and_then(|m| de.end().map(|()| m))
+        .map_err(|e| {
+            checks
+                .refused
+                .take()
+                .or_else(|| checks.limits.error())
+                .unwrap_or_else(|| json_error(&e, limits.max_depth))
+        })?;
+
+    // Checked before anything is built: a request is refused whole.
+    let ids = &*IDS;
+    let mut page_urls = Vec::with_capacity(metrics.len());
+    for (i, metric) in metrics.iter().enumerate() {
+        match metric.iter().find(|(k, _)| k == "name") {
+            Some((_, Value::String(_))) => {}
+            _ => return Err(invalid(format!("metric {i}: `name` must be a string"))),
+        }
+        match metric.iter().find(|(k, _)| k == "value") {
+            Some((_, Value::Number(_))) => {}
+            _ => return Err(invalid(format!("metric {i}: `value` must be a number"))),
+        }
+        page_urls.push(page_url(metric, facts.referer));
+    }
+
+    let mut context = Context::new();
+    context.set_event_kind();
+    context.set_received_ms(facts.received_at_ms);
+    context.set(ids.sdk_name, FieldValue::Static(&SDK_NAME_VALUE));
+    // The whole address stays in memory for `geoip`; documents get what
+    // `client_ip` allows.
+    context.set_client_address(facts.client_ip);
+    if let Some(ip) = limits.client_ip.stored(facts.client_ip) {
+        context.set(ids.client_ip, ip);
+    }
+    if let Some(ua) = facts.user_agent {
+        context.set(ids.user_agent, ua);
+    }
+    if let Some(version) = metrics.iter().find_map(|m| sdk_version(metric_id(m)?)) {
+        context.set(ids.sdk_version, version);
+    }
+    // The first metric's page goes into the shared context; a metric of
+    // another page (a soft navigation) carries its own URL fields.
+    let shared_url = page_urls.first().and_then(|(url, _)| url.clone());
+    if let Some(url) = &shared_url {
+        for (id, value) in url_fields(url) {
+            if let Some(value) = value {
+                context.set(id, value);
+            }
+        }
+    }
+    let context = Arc::new(context);
+
+    let mut unknown_names = 0;
+    let mut dropped_entries = 0;
+    let mut events = Vec::with_capacity(metrics.len());
+    for (seq, (metric, (url, url_key))) in metrics.into_iter().zip(page_urls).enumerate() {
+        let client_ts = metric_id(&metric).and_then(id_time);
+        let name = metric
+            .iter()
+            .find(|(k, _)| k == "name")
+            .and_then(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        let ty = if KNOWN_METRICS.contains(&name) {
+            EventType::WebVital
+        } else {
+            unknown_names += 1;
+            EventType::Custom
+        };
+        let mut fields: Vec<(FieldId, Option<FieldValue>)> = Vec::with_capacity(12);
+        fields.push((ids.seq, Some(Value::from(seq as u64).into())));
+        if url != shared_url {
+            // Another page's URL, or none: the shared one is hidden.
+            for (id, value) in url_fields(url.as_deref().unwrap_or_default()) {
+                fields.push((id, url.as_ref().and(value).map(FieldValue::from)));
+            }
+        }
+        let slots = if ty == EventType::WebVital {
+            &ids.vital[..]
+        } else {
+            &ids.custom[..]
+        };
+        let mut extra = Map::new();
+        for (key, value) in metric {
+            if value.is_null() {
+                continue;
+            }
+            if key == "entries" && !limits.keep_entries {
+                dropped_entries += value.as_array().map_or(1, Vec::len);
+                continue;
+            }
+            // The key the page URL came from is in `url.full` already.
+            if Some(&*key) == url_key {
+                continue;
+            }
+            match slots.iter().find(|(k, _, _)| *k == key) {
+                Some((_, id, ty)) if ty.accepts(&value) => fields.push((*id, Some(value.into()))),
+                _ => {
+                    extra.insert(key.into_owned(), value);
+                }
+            }
+        }
+        if !extra.is_empty() {
+            fields.push((ids.extra, Some(Value::Object(extra).into())));
+        }
+        events.push(Event::from_parts(
+            context.clone(),
+            Some(facts.received_at_ms),
+            client_ts,
+            ty,
+            fields,
+        ));
+    }
+    Ok(Decoded {
+        events,
+        page_url: shared_url,
+        unknown_names,
+        dropped_entries,
+    })
+}
+
+static SDK_NAME_VALUE: LazyLock<Value> = LazyLock::new(|| Value::from(SDK_NAME));
+
+/// A metric key, the slot it lands in, and the type its value must have.
+type Slot = (&'static str, FieldId, FieldType);
+
+struct Ids {
+    sdk_name: FieldId,
+    sdk_version: FieldId,
+    client_ip: FieldId,
+    user_agent: FieldId,
+    seq: FieldId,
+    extra: FieldId,
+    /// `METRIC_KEYS` resolved through the `web_vital` payload table.
+    vital: Vec<Slot>,
+    /// A metric of another name: `custom` with its name and value.
+    custom: Vec<Slot>,
+}
+
+static IDS: LazyLock<Ids> = LazyLock::new(|| {
+    let slots = |ty: EventType, keys: &[(&'static str, &str)]| -> Vec<Slot> {
+        keys.iter()
+            .filter_map(|(wire, key)| {
+                let p = ty.payload_fields().iter().find(|p| p.key == *key)?;
+                Some((*wire, FieldId::of(p.field.path), p.field.ty))
+            })
+            .collect()
+    };
+    Ids {
+        sdk_name: FieldId::of(schema::RUM_SDK_NAME),
+        sdk_version: FieldId::of(schema::RUM_SDK_VERSION),
+        client_ip: FieldId::of(schema::CLIENT_IP),
+        user_agent: FieldId::of(schema::USER_AGENT_ORIGINAL),
+        seq: FieldId::of(schema::RUM_SEQ),
+        extra: FieldId::of(schema::RUM_EXTRA),
+        vital: slots(EventType::WebVital, METRIC_KEYS),
+        custom: slots(EventType::Custom, &[("name", "name"), ("value", "value")]),
+    }
+});
+
+fn metric_id<'m>(metric: &'m [(Cow<'_, str>, Value)]) -> Option<&'m str> {
+    metric
+        .iter()
+        .find(|(k, _)| k == "id")
+        .and_then(|(_, v)| v.as_str())
+}
+
+/// The library's ids are `v<major>-<Date.now()>-<random>`: the major
+/// version of the library that made it.
+fn sdk_version(id: &str) -> Option<String> {
+    let major = id.strip_prefix('v')?.split('-').next()?;
+    (!major.is_empty() && major.len() <= 3 && major.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| major.to_owned())
+}
+
+/// The epoch milliseconds in a metric id (when the page load, or the
+/// bfcache restore, the metric belongs to began): the browser's own time,
+/// so a re-sent metric gets the same document `_id`.
+fn id_time(id: &str) -> Option<i64> {
+    sdk_version(id)?;
+    // `Date.now()` has 13 digits from 2001 to 2286.
+    let ms = id.split('-').nth(1)?;
+    if ms.len() != 13 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    ms.parse().ok()
+}
+
+/// The page a metric belongs to, and the key it came from: its first URL
+/// key, resolved against the `Referer` when relative (`location.pathname`),
+/// else the `Referer`.
+fn page_url(
+    metric: &[(Cow<'_, str>, Value)],
+    referer: Option<&str>,
+) -> (Option<String>, Option<&'static str>) {
+    let sent = URL_KEYS.iter().find_map(|key| {
+        metric
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| Some((v.as_str()?, *key)))
+    });
+    match sent {
+        Some((sent, key)) if url::Url::parse(sent).is_ok() => (Some(sent.to_owned()), Some(key)),
+        Some((sent, key)) => {
+            let resolved = referer
+                .and_then(|r| url::Url::parse(r).ok())
+                .and_then(|base| base.join(sent).ok())
+                .map_or_else(|| sent.to_owned(), String::from);
+            (Some(resolved), Some(key))
+        }
+        None => (referer.map(str::to_owned), None),
+    }
+}
+
+// ---- the wire format, in one pass ----
+//
+// Depths as `check_json_shape` counts them: a single metric object is 1 and
+// its values 2; an array is 1, its metrics 2 and their values 3.
+
+struct Parse {
+    limits: Limits,
+    max_metrics: usize,
+    /// Why the body was refused when it is not a limit (shape, count).
+    refused: RefCell<Option<IntakeError>>,
+}
+
+impl Parse {
+    fn refuse<E: de::Error>(&self, error: IntakeError) -> E {
+        let message = error.message.clone();
+        *self.refused.borrow_mut() = Some(error);
+        E::custom(message)
+    }
+}
+
+type WireMetric<'de> = Vec<(Cow<'de, str>, Value)>;
+
+/// The body: one metric or an array of them.
+struct BodySeed<'p>(&'p Parse);
+
+impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = Vec<WireMetric<'de>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+fn not_a_body<E: de::Error>(parse: &Parse) -> E {
+    parse.refuse(invalid(
+        "the body must be a web-vitals Metric object or an array of them",
+    ))
+}
+
+impl<'de> Visitor<'de> for BodySeed<'_> {
+    type Value = Vec<WireMetric<'de>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Metric object or an array of them")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Err(not_a_body(self.0))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Err(not_a_body(self.0))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Err(not_a_body(self.0))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Err(not_a_body(self.0))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Err(not_a_body(self.0))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Err(not_a_body(self.0))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Ok(vec![MetricSeed {
+            parse: self.0,
+            depth: 1,
+            index: 0,
+        }
+        .visit_map(map)?])
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let parse = self.0;
+        parse.limits.container(1)?;
+        let mut metrics = Vec::with_capacity(seq.size_hint().unwrap_or(8).min(64));
+        loop {
+            let seed = MetricSeed {
+                parse,
+                depth: 2,
+                index: metrics.len(),
+            };
+            let Some(metric) = seq.next_element_seed(seed)? else {
+                break;
+            };
+            if metrics.len() == parse.max_metrics {
+                // Not parsed past this point.
+                return Err(parse.refuse(IntakeError::new(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many_metrics",
+                    format!(
+                        "more than {} metrics in one request (max_metrics_per_request)",
+                        parse.max_metrics
+                    ),
+                )));
+            }
+            metrics.push(metric);
+        }
+        Ok(metrics)
+    }
+}
+
+/// One Metric object at `depth`; its values are one deeper.
+struct MetricSeed<'p> {
+    parse: &'p Parse,
+    depth: usize,
+    index: usize,
+}
+
+impl MetricSeed<'_> {
+    fn not_object<E: de::Error>(&self) -> E {
+        self.parse
+            .refuse(invalid(format!("metric {} is not an object", self.index)))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for MetricSeed<'_> {
+    type Value = WireMetric<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MetricSeed<'_> {
+    type Value = WireMetric<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Metric object")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Err(self.not_object())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Err(self.not_object())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Err(self.not_object())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Err(self.not_object())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Err(self.not_object())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Err(self.not_object())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(self.not_object())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let limits = &self.parse.limits;
+        limits.container(self.depth)?;
+        let mut pairs: WireMetric<'de> = Vec::with_capacity(10);
+        while let Some(key) = map.next_key_seed(Key(limits))? {
+            let value = map.next_value_seed(Bounded {
+                limits,
+                depth: self.depth + 1,
+            })?;
+            // A repeated key: the last one wins, as in a JSON object.
+            match pairs.iter_mut().find(|(k, _)| *k == key) {
+                Some(pair) => pair.1 = value,
+                None => pairs.push((key, value)),
+            }
+        }
+        Ok(pairs)
+    }
+}
+
+#[cfg(test)]
+mod tests;
