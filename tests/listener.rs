@@ -639,7 +639,9 @@ inputs = ["beacons"]
     );
     // 4 MiB of bodies fit at once: nearly all of 400 x ~1 MiB are refused.
     assert!(refused >= 380, "{h1_statuses:?}");
-    assert!(h2_refused >= 100, "{h2_statuses:?}");
+    // At most 100 streams run at once on one connection (the listener's
+    // limit; the rest are reset): nearly all of those are refused.
+    assert!(h2_refused >= 90, "{h2_statuses:?}");
     assert!(
         h1_statuses
             .iter()

@@ -147,3 +147,66 @@ buffer.max_bytes = "8mb"
         "peak RSS {peak} KiB (started at {rss_before} KiB)"
     );
 }
+
+/// A huge User-Agent header on a beacon of 500 events: parsed once per
+/// beacon (not once per event) and shared by the events, not copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_user_agent_is_parsed_once_per_beacon_and_shared() {
+    let p = Pipeline::start_with(
+        r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+max_body_bytes = "2mb"
+access_log = false
+[transforms.ua]
+type = "user_agent"
+inputs = ["beacons"]
+[sinks.out]
+type = "blackhole"
+inputs = ["ua"]
+"#,
+        Stdout::Collect,
+        &[],
+    );
+    // 50 KB: under the listener's 64 KiB head limit and the 64 KiB context cap.
+    let ua = format!("Mozilla/5.0 (X11; Linux x86_64) {}", "x".repeat(50_000));
+    let body = amplifying_beacon("s-ua", 10).to_string();
+    let rss_before = p.rss_kib();
+    for _ in 0..5 {
+        let status = client()
+            .post(p.url("/rum"))
+            .header("user-agent", &ua)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("answers")
+            .status()
+            .as_u16();
+        assert_eq!(status, 204);
+    }
+    let mut seen = 0.0;
+    for _ in 0..100 {
+        seen = p
+            .metric("component_received_events_total", &["component_id=\"out\""])
+            .await;
+        if seen >= 2500.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, 2500.0, "all 2,500 events reach the sink");
+    // One lookup decides a beacon; its other 499 events share the result.
+    let misses = p
+        .metric("user_agent_cache_lookups_total", &["result=\"miss\""])
+        .await;
+    assert!(misses <= 5.0, "{misses} parses for 5 beacons");
+    let peak = peak_rss_kib(&p);
+    eprintln!("RSS before {rss_before} KiB, peak {peak} KiB");
+    // Before: the UA was copied into each of 2,500 events (329 MB for five).
+    assert!(
+        peak < rss_before + 48 * 1024,
+        "peak {peak} KiB from {rss_before} KiB"
+    );
+}
