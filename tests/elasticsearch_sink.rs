@@ -1385,3 +1385,31 @@ async fn the_startup_line_does_not_call_quickwit_unsupported() {
     assert!(!line.contains("does not support"), "{line}");
     assert!(pipeline.terminate(Duration::from_secs(20)).success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_beacon_the_browser_sends_twice_is_stored_once() {
+    // The browser re-sends the same body a second later (a retry after a lost
+    // answer): the server's receive time differs, the documents must not.
+    let es = EsDouble::start();
+    let pipeline = common::Pipeline::start(&pipeline_config(&es.url(), ""));
+    let beacon = common::beacon("resent", 10);
+    assert_eq!(post_beacon(&pipeline.base, &beacon).await, 204);
+    wait_until(|| es.documents().len() >= 10, "the first copy").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(post_beacon(&pipeline.base, &beacon).await, 204);
+    let duplicates = || async {
+        pipeline
+            .metric("elasticsearch_duplicate_events_total", &[])
+            .await
+    };
+    let start = Instant::now();
+    while duplicates().await < 10.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the second copy was not answered 409"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let keys = stored_keys(&es);
+    assert_eq!(keys.len(), 10, "stored once: {keys:?}");
+}
