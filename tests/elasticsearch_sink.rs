@@ -1413,3 +1413,82 @@ async fn a_beacon_the_browser_sends_twice_is_stored_once() {
     let keys = stored_keys(&es);
     assert_eq!(keys.len(), 10, "stored once: {keys:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_document_of_the_prod_pipeline_holds_a_full_client_ip() {
+    // pipelines/prod.toml as shipped (no geoip: no database ships), beacons
+    // and both CSP formats from IPv4 and IPv6 clients.
+    let es = EsDouble::start();
+    let prod = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/prod.toml"))
+        .expect("prod.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let dead_letter = dir.path().join("dead.ndjson");
+    let pipeline = common::Pipeline::start_with(
+        &prod,
+        common::Stdout::Collect,
+        &[
+            ("ELASTIC_CLUSTER", &es.url()),
+            ("SERVER_PORT", "0"),
+            ("STORE_BULK_INTERVAL", "100"),
+            ("DEAD_LETTER_PATH", dead_letter.to_str().unwrap()),
+        ],
+    );
+    let http = common::client();
+    let full_ips = ["203.0.113.77", "2001:db8:1234:5678::9"];
+    for (i, ip) in full_ips.iter().enumerate() {
+        let beacon = common::beacon(&format!("prod-{i}"), 3);
+        let r = http
+            .post(format!("{}/rum", pipeline.base))
+            .header("x-forwarded-for", *ip)
+            .body(beacon.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        for (path, file) in [
+            (
+                "/rum/report-uri",
+                "csp/report-uri/chromium-enforce-inline.json",
+            ),
+            (
+                "/rum/reporting-api",
+                "csp/reporting-api/chromium-mixed.json",
+            ),
+        ] {
+            let body =
+                std::fs::read(format!("{}/testdata/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let content_type = if path.ends_with("report-uri") {
+                "application/csp-report"
+            } else {
+                "application/reports+json"
+            };
+            let r = http
+                .post(format!("{}{path}", pipeline.base))
+                .header("content-type", content_type)
+                .header("x-forwarded-for", *ip)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+        }
+    }
+    wait_until(|| es.documents().len() >= 6, "the beacons' documents").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let docs = es.documents();
+    assert!(docs.len() >= 8, "{} documents", docs.len());
+    for (_, _, doc) in &docs {
+        let text = doc.to_string();
+        // The client's own address never reaches a document: prod.toml
+        // trusts no proxy, so the stored address is the loopback's network.
+        for ip in full_ips.iter().chain(&["127.0.0.1"]) {
+            assert!(!text.contains(ip), "{ip} stored in {text}");
+        }
+        if let Some(ip) = doc["client"]["ip"].as_str() {
+            assert!(
+                ip.ends_with(".0") || ip.ends_with("::"),
+                "{ip} is not truncated"
+            );
+        }
+    }
+}
