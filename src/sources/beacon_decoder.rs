@@ -74,22 +74,9 @@ pub fn decode(
     facts: &RequestFacts<'_>,
     limits: &BeaconLimits,
 ) -> Result<Decoded, IntakeError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(invalid("empty body"));
-    }
-    // UTF-8 checked once for the whole body (fast on ASCII), not per string.
-    let text = std::str::from_utf8(body).map_err(|e| {
-        IntakeError::bad_request(
-            "invalid_json",
-            format!("invalid JSON: body is not UTF-8 ({e})"),
-        )
-    })?;
+    let text = body_text(body, invalid)?;
     let mut de = serde_json::Deserializer::from_str(text);
-    let checks = Limits {
-        max_string: limits.max_string_bytes,
-        max_depth: limits.max_depth,
-        broken: std::cell::Cell::new(None),
-    };
+    let checks = Limits::new(limits.max_string_bytes, limits.max_depth);
     let beacon = BeaconSeed(&checks)
         .deserialize(&mut de)
         .and_then(|b| de.end().map(|()| b))
@@ -532,6 +519,24 @@ pub fn iso_millis(ms: i64) -> String {
 // depth (the beacon object is 1, as `check_json_shape` counts), every key
 // and string is measured as it is read. A violation is recorded in `Limits`
 // and aborts the parse; `decode` then answers with it.
+
+/// A JSON body as text: an empty one is refused with the decoder's own
+/// error, and UTF-8 is checked once for the whole body (fast on ASCII), so
+/// the parser need not check every string.
+pub(super) fn body_text(
+    body: &[u8],
+    invalid: fn(&'static str) -> IntakeError,
+) -> Result<&str, IntakeError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(invalid("empty body"));
+    }
+    std::str::from_utf8(body).map_err(|e| {
+        IntakeError::bad_request(
+            "invalid_json",
+            format!("invalid JSON: body is not UTF-8 ({e})"),
+        )
+    })
+}
 
 /// The limits of one decode, and the first one broken. Shared with the
 /// other JSON decoders of `sources` (`web_vitals_decoder`).

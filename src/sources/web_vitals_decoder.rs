@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::beacon_decoder::{url_fields, Bounded, Key, Limits};
+use super::beacon_decoder::{body_text, url_fields, Bounded, Key, Limits};
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::http::intake::{json_error, IntakeError};
 use crate::privacy::ClientIpMode;
@@ -86,15 +86,7 @@ pub fn decode(
     facts: &RequestFacts<'_>,
     limits: &MetricLimits,
 ) -> Result<Decoded, IntakeError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(invalid("empty body"));
-    }
-    let text = std::str::from_utf8(body).map_err(|e| {
-        IntakeError::bad_request(
-            "invalid_json",
-            format!("invalid JSON: body is not UTF-8 ({e})"),
-        )
-    })?;
+    let text = body_text(body, invalid)?;
     let checks = Parse {
         limits: Limits::new(limits.max_string_bytes, limits.max_depth),
         max_metrics: limits.max_metrics,
