@@ -152,11 +152,33 @@ impl Registry {
         labels: &[(&str, &str)],
         read: impl Fn() -> f64 + Send + Sync + 'static,
     ) {
-        let read: GaugeFn = Arc::new(read);
+        self.read_fn(name, help, "gauge", labels, Arc::new(read));
+    }
+
+    /// Registers a counter kept outside the registry (a process-wide
+    /// static), read when /metrics is scraped.
+    pub fn counter_fn(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) {
+        self.read_fn(name, help, "counter", labels, Arc::new(read));
+    }
+
+    fn read_fn(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        kind: &'static str,
+        labels: &[(&str, &str)],
+        read: GaugeFn,
+    ) {
         let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
         let family = families.entry(name).or_insert_with(|| Family {
             help,
-            kind: "gauge",
+            kind,
             series: BTreeMap::new(),
         });
         family

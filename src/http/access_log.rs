@@ -4,36 +4,96 @@
 //! on the terminal.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::OnceLock;
 
-static WRITER: OnceLock<mpsc::Sender<String>> = OnceLock::new();
+use crate::telemetry::Registry;
 
-fn writer() -> &'static mpsc::Sender<String> {
-    WRITER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<String>();
+/// Lines waiting for the writer thread. A line is at most ~2.1 KB (the page
+/// URL is cut at 2,048 characters), so a stalled stderr holds ≤ ~2 MB;
+/// beyond that, lines are dropped and counted rather than queued.
+const QUEUE_LINES: usize = 1024;
+
+static STDERR_LOG: OnceLock<LineQueue> = OnceLock::new();
+
+/// A bounded queue of lines in front of one writer thread.
+struct LineQueue {
+    tx: Option<mpsc::SyncSender<String>>,
+    dropped: AtomicU64,
+}
+
+impl LineQueue {
+    fn spawn(capacity: usize, mut out: impl Write + Send + 'static) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<String>(capacity);
         let spawned = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
-                let stderr = std::io::stderr();
                 let mut batch = String::new();
                 while let Ok(line) = rx.recv() {
                     batch.clear();
                     batch.push_str(&line);
                     // Batch whatever else is already queued, then write once.
-                    while let Ok(more) = rx.try_recv() {
+                    while batch.len() < 256 * 1024 {
+                        let Ok(more) = rx.try_recv() else { break };
                         batch.push_str(&more);
                     }
-                    // Lock per write, never for the thread's life: the logger
-                    // writes to stderr too, and would wait forever.
-                    let _ = stderr.lock().write_all(batch.as_bytes());
+                    let _ = out.write_all(batch.as_bytes());
                 }
             });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the access-log writer: {e}");
+        match spawned {
+            Ok(_) => Self {
+                tx: Some(tx),
+                dropped: AtomicU64::new(0),
+            },
+            Err(e) => {
+                tracing::error!("cannot start the access-log writer: {e}");
+                Self {
+                    tx: None,
+                    dropped: AtomicU64::new(0),
+                }
+            }
         }
-        tx
-    })
+    }
+
+    /// Never waits: a full queue drops the line and counts it.
+    fn push(&self, line: String) {
+        let Some(tx) = &self.tx else { return };
+        if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(line) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Locks stderr per write, never for the thread's life: the logger writes to
+/// stderr too, and would wait forever.
+struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().lock().write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        std::io::stderr().lock().write_all(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().lock().flush()
+    }
+}
+
+fn stderr_log() -> &'static LineQueue {
+    STDERR_LOG.get_or_init(|| LineQueue::spawn(QUEUE_LINES, Stderr))
+}
+
+/// Exports `access_log_lines_dropped_total`: lines not written because
+/// stderr could not keep up (a paused terminal, a stalled pipe).
+pub fn register(registry: &Registry) {
+    registry.counter_fn(
+        "access_log_lines_dropped_total",
+        "Access-log lines dropped because stderr did not keep up.",
+        &[],
+        || stderr_log().dropped.load(Ordering::Relaxed) as f64,
+    );
 }
 
 /// Formats one access-log line (with its newline).
@@ -68,13 +128,68 @@ fn page_without_secrets(page: &str) -> String {
     }
 }
 
+/// Queues one line for stderr; never waits (see [`QUEUE_LINES`]).
 pub fn log(method: &str, path: &str, page: Option<&str>, body_bytes: usize) {
-    let _ = writer().send(format_line(method, path, page, body_bytes));
+    stderr_log().push(format_line(method, path, page, body_bytes));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Blocks every write until `open` is set, then keeps what it got.
+    struct Gate {
+        open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+        written: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (lock, cvar) = &*self.open;
+            let mut open = lock.lock().unwrap();
+            while !*open {
+                open = cvar.wait(open).unwrap();
+            }
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_writer_holds_a_bounded_queue_and_counts_the_rest() {
+        let open = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let queue = LineQueue::spawn(
+            8,
+            Gate {
+                open: open.clone(),
+                written: written.clone(),
+            },
+        );
+        // The writer takes one batch and blocks on it; 8 more wait; the rest
+        // are dropped at once instead of waiting or piling up.
+        for i in 0..1000 {
+            queue.push(format!("line {i}\n"));
+        }
+        let dropped = queue.dropped.load(Ordering::Relaxed);
+        assert!((1000 - 9 - 8..=1000 - 8).contains(&dropped), "{dropped}");
+        *open.0.lock().unwrap() = true;
+        open.1.notify_all();
+        let kept = 1000 - dropped as usize;
+        for _ in 0..200 {
+            let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+            if text.lines().count() == kept {
+                assert!(text.starts_with("line 0\n"), "{text}");
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("{kept} lines never reached the writer");
+    }
 
     #[test]
     fn line_has_the_canarytrace_shape() {

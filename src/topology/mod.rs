@@ -61,6 +61,7 @@ pub struct Built {
 /// Builds every component. Errors name the component.
 pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
     let registry = Registry::new();
+    crate::http::access_log::register(&registry);
     let health = Arc::new(Health::default());
     let mut errors = Vec::new();
     let mut components = Vec::new();
