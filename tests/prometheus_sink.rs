@@ -223,11 +223,23 @@ async fn distinct_page_templates_beyond_max_series_fold_into_other() {
                         &format!("https://shop.example.com/{}-{padding}", word(*i)),
                         vec![json!({"type": "page_view"})],
                     );
-                    http.post(p.url("/rum")).json(&beacon).send()
+                    let http = &http;
+                    async move {
+                        // 16 events of ~40 KB each can fill the 256 KiB
+                        // transform buffer of a slow (debug) build: a 503
+                        // is then retried, as the client does.
+                        for _ in 0..500 {
+                            let response = http.post(p.url("/rum")).json(&beacon).send().await;
+                            match response.expect("POST").status().as_u16() {
+                                204 => return,
+                                503 => tokio::time::sleep(Duration::from_millis(10)).await,
+                                other => panic!("status {other}"),
+                            }
+                        }
+                        panic!("still 503 after 5 s");
+                    }
                 });
-                for response in futures::future::join_all(requests).await {
-                    assert_eq!(response.expect("POST").status(), 204);
-                }
+                futures::future::join_all(requests).await;
             }
         }
     };

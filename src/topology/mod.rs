@@ -27,9 +27,11 @@ use crate::http::server::{
 };
 use crate::sinks::{SinkContext, SinkFuture, SinkRoute};
 use crate::sources::{SourceContext, TlsOptions};
-use crate::telemetry::{ComponentMetrics, Registry};
+use crate::telemetry::{ComponentMetrics, Counter, Registry};
 use crate::transforms::{Transform, TransformContext};
-use buffer::{buffer, register_buffer_gauge, BufferReceiver, BufferSender, Fanout, Outputs};
+use buffer::{
+    buffer, register_buffer_gauge, BufferReceiver, BufferSender, Fanout, Outputs, DEFAULT_OUTPUT,
+};
 
 /// One shared listener's worth of routes, before binding.
 pub struct PlannedListener {
@@ -39,12 +41,65 @@ pub struct PlannedListener {
     pub source_ids: Vec<String>,
 }
 
+/// One task: a transform with an input buffer, then any transforms fused
+/// after it (see [`fused_chains`]); the last one's outputs leave the task.
 struct TransformTask {
-    id: String,
     input: BufferReceiver,
-    transform: Box<dyn Transform>,
+    stages: Vec<Stage>,
     outputs: Outputs,
+}
+
+struct Stage {
+    id: String,
+    transform: Box<dyn Transform>,
     metrics: ComponentMetrics,
+    /// `component_sent_events_total` of a stage that hands its single output
+    /// straight to the next stage.
+    sent: Counter,
+}
+
+impl TransformTask {
+    /// The ids of its stages, `a+b+c`, for logs.
+    fn name(&self) -> String {
+        let ids: Vec<&str> = self.stages.iter().map(|s| s.id.as_str()).collect();
+        ids.join("+")
+    }
+}
+
+/// Transforms that run inside their upstream's task: a transform whose only
+/// input is the default output of a single-output transform that feeds
+/// nothing else. Handing the batch over directly saves a buffer (its memory),
+/// a channel send and a task wake-up per hop: a linear chain of enrichment
+/// transforms then costs one task. Maps each fused transform to its upstream.
+fn fused_chains(config: &PipelineConfig) -> HashMap<&str, &str> {
+    let single_output: HashMap<&str, bool> = config
+        .transforms
+        .iter()
+        .map(|t| (t.id.as_str(), t.config.outputs() == [DEFAULT_OUTPUT]))
+        .collect();
+    let mut readers: HashMap<(&str, &str), usize> = HashMap::new();
+    let all_inputs = config
+        .transforms
+        .iter()
+        .flat_map(|t| &t.inputs)
+        .chain(config.sinks.iter().flat_map(|s| &s.inputs));
+    for input in all_inputs {
+        *readers.entry(split_input(input)).or_default() += 1;
+    }
+    let mut fused = HashMap::new();
+    for t in &config.transforms {
+        let [input] = t.inputs.as_slice() else {
+            continue;
+        };
+        let (upstream, port) = split_input(input);
+        if port == DEFAULT_OUTPUT
+            && single_output.get(upstream) == Some(&true)
+            && readers.get(&(upstream, port)) == Some(&1)
+        {
+            fused.insert(t.id.as_str(), upstream);
+        }
+    }
+    fused
 }
 
 /// Everything built, nothing running yet.
@@ -70,8 +125,14 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
     let mut senders: HashMap<&str, BufferSender> = HashMap::new();
     let mut receivers: HashMap<&str, BufferReceiver> = HashMap::new();
     let mut metrics_of: HashMap<&str, ComponentMetrics> = HashMap::new();
+    let fused = fused_chains(config);
     for t in &config.transforms {
         let metrics = ComponentMetrics::new(&registry, &t.id, "transform", t.config.type_name());
+        if fused.contains_key(t.id.as_str()) {
+            // Fed directly by its upstream's task: no buffer of its own.
+            metrics_of.insert(&t.id, metrics);
+            continue;
+        }
         let max_bytes = t
             .buffer
             .max_bytes
@@ -203,12 +264,11 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
         }
     }
 
-    let mut transforms = Vec::new();
+    // Build every transform, then group them into tasks: a chain head (it has
+    // an input buffer) and the transforms fused after it.
+    let mut stages: HashMap<&str, Stage> = HashMap::new();
     for t in &config.transforms {
         let Some(metrics) = metrics_of.remove(t.id.as_str()) else {
-            continue;
-        };
-        let Some(input) = receivers.remove(t.id.as_str()) else {
             continue;
         };
         let cx = TransformContext {
@@ -218,16 +278,52 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
         match t.config.build(&cx) {
             Ok(transform) => {
                 components.push(metrics.clone());
-                transforms.push(TransformTask {
-                    id: t.id.clone(),
-                    input,
-                    transform,
-                    outputs: outputs_for(&t.id, t.config.outputs(), &metrics),
-                    metrics,
-                });
+                stages.insert(
+                    &t.id,
+                    Stage {
+                        id: t.id.clone(),
+                        transform,
+                        sent: metrics.sent_events(DEFAULT_OUTPUT),
+                        metrics,
+                    },
+                );
             }
             Err(e) => errors.push(format!("[transforms.{}] {e:#}", t.id)),
         }
+    }
+    let next_of: HashMap<&str, &str> = fused.iter().map(|(d, u)| (*u, *d)).collect();
+    let mut transforms = Vec::new();
+    for t in &config.transforms {
+        let Some(input) = receivers.remove(t.id.as_str()) else {
+            continue;
+        };
+        let mut chain = Vec::new();
+        let mut current = t.id.as_str();
+        while let Some(stage) = stages.remove(current) {
+            chain.push(stage);
+            match next_of.get(current) {
+                Some(next) => current = next,
+                None => break,
+            }
+        }
+        let Some(last) = chain.last() else {
+            continue;
+        };
+        let outputs = outputs_for(
+            &last.id,
+            config
+                .transforms
+                .iter()
+                .find(|c| c.id == last.id)
+                .map(|c| c.config.outputs())
+                .unwrap_or_default(),
+            &last.metrics,
+        );
+        transforms.push(TransformTask {
+            input,
+            stages: chain,
+            outputs,
+        });
     }
 
     let mut sinks = Vec::new();
@@ -325,6 +421,10 @@ const MAX_MERGED_EVENTS: usize = 1000;
 
 async fn run_transform(mut task: TransformTask) {
     let ports = task.outputs.ports().len();
+    let name = task.name();
+    let Some((last, fused)) = task.stages.split_last_mut() else {
+        return;
+    };
     while let Some(mut batch) = task.input.recv().await {
         while batch.len() < MAX_MERGED_EVENTS {
             let Some(more) = task.input.try_recv() else {
@@ -332,19 +432,27 @@ async fn run_transform(mut task: TransformTask) {
             };
             batch.extend(more);
         }
-        task.metrics.received_events.add(batch.len() as u64);
+        for stage in fused.iter_mut() {
+            stage.metrics.received_events.add(batch.len() as u64);
+            let mut out = vec![Vec::new()];
+            stage.transform.transform(batch, &mut out);
+            batch = out.pop().unwrap_or_default();
+            stage.sent.add(batch.len() as u64);
+        }
+        last.metrics.received_events.add(batch.len() as u64);
         let mut out: Vec<Batch> = (0..ports).map(|_| Vec::new()).collect();
-        task.transform.transform(batch, &mut out);
+        last.transform.transform(batch, &mut out);
         for ((_, fanout), events) in task.outputs.ports().iter().zip(out) {
             let count = events.len() as u64;
             if fanout.send(events).await.is_err() {
                 // Only when a downstream died: say it, count it.
-                task.metrics.discarded_unintentional.add(count);
-                task.metrics.errors("downstream_closed", "sending").inc();
-                tracing::error!(component = %task.id, "a downstream component has stopped; {count} events dropped");
+                last.metrics.discarded_unintentional.add(count);
+                last.metrics.errors("downstream_closed", "sending").inc();
+                tracing::error!(component = %last.id, "a downstream component has stopped; {count} events dropped");
             }
         }
     }
+    tracing::debug!(task = %name, "transform task finished");
 }
 
 /// The connection cap and body budget every intake listener shares, with
@@ -452,10 +560,10 @@ pub async fn run(
         });
     }
     for task in transforms {
-        let id = task.id.clone();
+        let name = task.name();
         tasks.spawn(async move {
             run_transform(task).await;
-            format!("transform {id}")
+            format!("transform {name}")
         });
     }
     for (listener, source_ids) in bound {
@@ -571,5 +679,76 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fused_of(text: &str) -> Vec<(String, String)> {
+        let loaded = crate::config::load_str("test.toml", text, &|_| None).expect("config");
+        let mut pairs: Vec<(String, String)> = fused_chains(&loaded.config)
+            .into_iter()
+            .map(|(d, u)| (d.to_owned(), u.to_owned()))
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
+    #[test]
+    fn a_linear_stretch_runs_in_one_task_and_branches_keep_their_buffers() {
+        let text = r#"
+[sources.in]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+
+[transforms.ua]
+type = "user_agent"
+inputs = ["in"]
+
+[transforms.scrub]
+type = "scrub_url"
+inputs = ["ua"]
+
+[transforms.sites]
+type = "route"
+inputs = ["scrub"]
+route.shop = { field = "service.name", equals = "shop" }
+
+[transforms.shop_labels]
+type = "labels"
+inputs = ["sites.shop"]
+labels = { site = "shop" }
+
+[transforms.tag_a]
+type = "labels"
+inputs = ["shop_labels"]
+labels = { a = "1" }
+
+[transforms.tag_b]
+type = "labels"
+inputs = ["shop_labels"]
+labels = { b = "1" }
+
+[transforms.both]
+type = "labels"
+inputs = ["tag_a", "tag_b"]
+labels = { c = "1" }
+
+[sinks.out]
+type = "blackhole"
+inputs = ["both", "sites._unmatched"]
+"#;
+        // ua → scrub → sites is one task (sites last: it has several outputs);
+        // nothing reads a route port alone through a fused hop; shop_labels
+        // feeds two transforms, and `both` has two inputs: buffers stay.
+        assert_eq!(
+            fused_of(text),
+            [
+                ("scrub".to_owned(), "ua".to_owned()),
+                ("sites".to_owned(), "scrub".to_owned()),
+            ]
+        );
     }
 }
