@@ -103,6 +103,11 @@ pub struct Context {
     fields: Vec<(FieldId, FieldValue)>,
     /// Sorted by name.
     labels: Vec<(Arc<str>, FieldValue)>,
+    /// `fields` rendered as JSON, made by the first write of one of the
+    /// context's events and reused by the rest: a beacon's events share its
+    /// URL, title, User-Agent, geo... and escape them once, not per event.
+    /// Any edit of `fields` empties it.
+    rendered: write::RenderedValues,
 }
 
 /// Bytes a JSON value keeps on the heap, roughly (for buffer budgets).
@@ -160,11 +165,13 @@ impl Context {
     }
 
     pub fn set(&mut self, id: FieldId, value: impl Into<FieldValue>) {
+        self.rendered.clear();
         put(&mut self.fields, id, value.into().shared());
     }
 
     pub fn remove_id(&mut self, id: FieldId) -> Option<FieldValue> {
         let i = self.fields.binary_search_by_key(&id, |(k, _)| *k).ok()?;
+        self.rendered.clear();
         Some(self.fields.remove(i).1)
     }
 
@@ -585,6 +592,7 @@ impl Event {
             client_address: context.client_address,
             fields: Vec::new(),
             labels: Vec::new(),
+            rendered: Default::default(),
         };
         Event {
             context: Arc::new(base),

@@ -16,6 +16,8 @@ use super::{Event, FieldValue};
 /// What one slot of the document holds, borrowed from the event or context.
 enum Item<'e> {
     Value(&'e Value),
+    /// A value already written as JSON.
+    Raw(&'e [u8]),
     Millis(i64),
     Number(i64),
     Labels,
@@ -34,6 +36,8 @@ struct SlotLayout {
 }
 
 static LAYOUT: LazyLock<Vec<SlotLayout>> = LazyLock::new(|| {
+    // `u16::MAX` marks a used-up list in `write_document`.
+    assert!(REGISTRY.slots.len() < u16::MAX as usize, "too many slots");
     let mut parent_ids: FxHashMap<String, u16> = FxHashMap::default();
     REGISTRY
         .slots
@@ -78,6 +82,7 @@ impl Event {
         let registry = &*REGISTRY;
         let own = &self.own.fields;
         let context = &self.context.fields;
+        let rendered = self.context.rendered.get_or_render(context);
         // Fields held as members, in document order (ids are ascending).
         let mut members: [(FieldId, Item<'_>); 4] = [
             (registry.timestamp, Item::Skip),
@@ -111,19 +116,23 @@ impl Event {
         let (mut i, mut j, mut k) = (0, 0, 0);
         // A three-way merge of sorted lists; the event's own slot wins over
         // the context's.
+        // Ids as plain numbers, `END` once a list is used up: the hot loop
+        // compares integers, not options.
+        const END: u16 = u16::MAX;
         loop {
-            let own_id = own.get(i).map(|(id, _)| *id);
-            let context_id = context.get(j).map(|(id, _)| *id);
-            let member_id = members.get(k).map(|(id, _)| *id);
-            let Some(next) = [own_id, context_id, member_id].into_iter().flatten().min() else {
+            let own_id = own.get(i).map_or(END, |(id, _)| id.0);
+            let context_id = context.get(j).map_or(END, |(id, _)| id.0);
+            let member_id = members.get(k).map_or(END, |(id, _)| id.0);
+            let next = own_id.min(context_id).min(member_id);
+            if next == END {
                 break;
-            };
-            let item = if member_id == Some(next) {
+            }
+            let item = if member_id == next {
                 k += 1;
                 std::mem::replace(&mut members[k - 1].1, Item::Skip)
-            } else if own_id == Some(next) {
+            } else if own_id == next {
                 i += 1;
-                if context_id == Some(next) {
+                if context_id == next {
                     j += 1;
                 }
                 match &own[i - 1].1 {
@@ -132,12 +141,12 @@ impl Event {
                 }
             } else {
                 j += 1;
-                Item::Value(&context[j - 1].1)
+                Item::Raw(rendered.value(j - 1))
             };
             if matches!(item, Item::Skip) {
                 continue;
             }
-            let layout = &LAYOUT[next.0 as usize];
+            let layout = &LAYOUT[next as usize];
             let common = open[..depth]
                 .iter()
                 .zip(layout.parents.iter())
@@ -163,6 +172,7 @@ impl Event {
             out.extend_from_slice(&layout.key);
             match item {
                 Item::Value(value) => write_value(value, out),
+                Item::Raw(json) => out.extend_from_slice(json),
                 Item::Millis(ms) => {
                     out.push(b'"');
                     write_iso_millis(ms, out);
@@ -229,6 +239,67 @@ impl Event {
             }
         }
         out.push(b'}');
+    }
+}
+
+/// A context's slot values rendered as JSON, one after another (see
+/// `Context::rendered`). Copies of a context start empty; it holds at most
+/// the context's own size again, and only once an event of it is written.
+#[derive(Default)]
+pub(super) struct RenderedValues(std::sync::OnceLock<Rendered>);
+
+pub(super) struct Rendered {
+    json: Vec<u8>,
+    /// End of each slot's JSON in `json`, by slot index.
+    ends: Vec<u32>,
+}
+
+impl Rendered {
+    fn value(&self, slot: usize) -> &[u8] {
+        let start = slot.checked_sub(1).map_or(0, |i| self.ends[i] as usize);
+        &self.json[start..self.ends[slot] as usize]
+    }
+}
+
+impl RenderedValues {
+    pub(super) fn clear(&mut self) {
+        self.0.take();
+    }
+
+    fn get_or_render(&self, fields: &[(FieldId, FieldValue)]) -> &Rendered {
+        self.0.get_or_init(|| {
+            let mut json = Vec::with_capacity(256);
+            let mut ends = Vec::with_capacity(fields.len());
+            for (_, value) in fields {
+                write_value(value, &mut json);
+                ends.push(json.len() as u32);
+            }
+            Rendered { json, ends }
+        })
+    }
+}
+
+impl Clone for RenderedValues {
+    /// A copy is about to be edited: it renders afresh.
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for RenderedValues {
+    /// A cache: never part of what a context is.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for RenderedValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "rendered"
+        } else {
+            "not rendered"
+        })
     }
 }
 
