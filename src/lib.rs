@@ -14,6 +14,7 @@ pub mod health_probe;
 pub mod http;
 pub mod log_limit;
 pub mod privacy;
+pub mod reload;
 pub mod schema;
 pub mod sinks;
 pub mod sources;

@@ -1,6 +1,7 @@
 //! Value detectors: e-mail addresses, JWTs, card-like digit runs, and the
 //! id-like path segments the path template replaces. Each is one linear
 //! scan over bytes, no regex.
+
 /// Replaces e-mail addresses, JWTs and long digit runs in decoded text.
 /// Returns `None` when there is none. Linear in the text length.
 pub fn redact_values(text: &str, min_digit_run: usize, replacement: &str) -> Option<String> {

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use percent_encoding::percent_decode_str;
 
 use super::detect::is_id_like;
+
 /// `url.path_template`: route patterns first, then id heuristics per segment.
 pub struct PathTemplate {
     pub(super) routes: Vec<Route>,

@@ -10,6 +10,7 @@ use url::Url;
 use super::detect::redact_values;
 use super::path_template::PathTemplate;
 use super::ParamAction;
+
 /// What became of one URL.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Scrubbed {

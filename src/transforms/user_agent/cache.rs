@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::UserAgentInfo;
 use crate::event::{Context, FieldId, FieldValue};
 use crate::schema;
+
 /// UAs longer than this are parsed every time rather than cached, so that a
 /// client sending huge random UAs cannot fill memory through the cache.
 pub(super) const MAX_CACHED_KEY_BYTES: usize = 2048;

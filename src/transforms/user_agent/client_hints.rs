@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::UserAgentInfo;
+
 /// User-Agent Client Hints, from either shape `rum.ua_hints` takes: the
 /// browser's `navigator.userAgentData` (high-entropy values) or the request's
 /// `Sec-CH-UA*` headers (structured-field strings).

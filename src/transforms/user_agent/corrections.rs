@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::client_hints::{apply_hints, ClientHints};
 use super::{UserAgentInfo, SYNTHETIC_MARKERS};
+
 /// The parsing itself, without cache or events: UA string + hints → fields.
 pub struct UserAgentParser {
     woothee: woothee::parser::Parser,
