@@ -21,3 +21,4 @@ pub mod sources;
 pub mod telemetry;
 pub mod topology;
 pub mod transforms;
+pub mod url_parts;

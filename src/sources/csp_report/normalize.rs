@@ -10,7 +10,7 @@ use super::{invalid, Format, ReportFacts, ReportLimits, CSP_KEYS};
 use crate::event::{Context, Event};
 use crate::http::intake::IntakeError;
 use crate::schema::{self, EventType};
-use crate::sources::beacon_decoder::set_url_fields;
+use crate::url_parts::set_url_fields;
 
 pub(super) fn base_event(
     facts: &ReportFacts<'_>,

@@ -21,8 +21,8 @@ use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
 use crate::event::{Batch, Context, Event, FieldPath};
 use crate::schema;
-use crate::sources::beacon_decoder::set_url_fields;
 use crate::telemetry::Counter;
+use crate::url_parts::set_url_fields;
 
 mod detect;
 mod path_template;
