@@ -1,10 +1,11 @@
 //! TLS for the shared listener (rustls): browsers deliver Reporting API
 //! reports only to HTTPS endpoints, so the pipeline can serve HTTPS itself.
 
-use std::io::BufReader;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 use crate::sources::TlsOptions;
@@ -12,7 +13,7 @@ use crate::sources::TlsOptions;
 pub fn acceptor(options: &TlsOptions) -> anyhow::Result<TlsAcceptor> {
     let crt = std::fs::File::open(&options.crt_file)
         .with_context(|| format!("cannot open tls.crt_file `{}`", options.crt_file.display()))?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(crt))
+    let certs = CertificateDer::pem_reader_iter(crt)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("tls.crt_file `{}` is not PEM", options.crt_file.display()))?;
     if certs.is_empty() {
@@ -23,14 +24,21 @@ pub fn acceptor(options: &TlsOptions) -> anyhow::Result<TlsAcceptor> {
     }
     let key = std::fs::File::open(&options.key_file)
         .with_context(|| format!("cannot open tls.key_file `{}`", options.key_file.display()))?;
-    let key = rustls_pemfile::private_key(&mut BufReader::new(key))
-        .with_context(|| format!("tls.key_file `{}` is not PEM", options.key_file.display()))?
-        .ok_or_else(|| {
-            anyhow!(
+    let key = match PrivateKeyDer::from_pem_reader(key) {
+        Ok(key) => key,
+        Err(pem::Error::NoItemsFound) => {
+            return Err(anyhow!(
                 "tls.key_file `{}` holds no private key",
                 options.key_file.display()
-            )
-        })?;
+            ))
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "tls.key_file `{}` is not PEM",
+                options.key_file.display()
+            )))
+        }
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -13,11 +13,12 @@ use std::sync::{Arc, LazyLock};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::beacon_decoder::{body_text, url_fields, Bounded, Key, Limits};
+use super::beacon_decoder::{body_text, Bounded, Key, Limits};
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::http::intake::{json_error, IntakeError};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
+use crate::url_parts::url_fields;
 
 /// `rum.sdk.name` of every event this decoder makes.
 pub const SDK_NAME: &str = "web-vitals";

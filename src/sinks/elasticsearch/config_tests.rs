@@ -1,0 +1,168 @@
+use super::*;
+use crate::config::{decode, CheckConfig};
+
+fn parse(text: &str) -> Result<ElasticsearchConfig, (String, String)> {
+    decode(toml::from_str(text).unwrap())
+}
+
+#[test]
+fn minimal_config_takes_the_defaults() {
+    let c = parse("endpoints = \"http://localhost:9200\"").unwrap();
+    assert_eq!(c.endpoints.0, ["http://localhost:9200"]);
+    assert_eq!(c.auth, Auth::None);
+    assert_eq!(c.mode, Mode::Bulk);
+    assert_eq!(c.batch.max_events, 1000);
+    assert_eq!(c.batch.max_bytes, 5 * 1024 * 1024);
+    assert_eq!(c.request.concurrency, 4);
+    assert_eq!(c.compression, Compression::None);
+    assert!(c.check().is_empty(), "{:?}", c.check());
+}
+
+#[test]
+fn canarytrace_style_values() {
+    let c = parse(
+        r#"
+endpoints = "https://es1:9200, https://es2:9200/prefix"
+auth = "elastic:s3cr:et"
+batch.max_bytes = "10mb"
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.endpoints.0.len(), 2);
+    assert_eq!(
+        c.auth,
+        Auth::Basic {
+            user: "elastic".into(),
+            password: Secret("s3cr:et".into())
+        }
+    );
+    assert_eq!(c.batch.max_bytes, 10 * 1024 * 1024);
+    assert_eq!(
+        parse("endpoints = [\"http://a:9200\"]\nauth = \"\"")
+            .unwrap()
+            .auth,
+        Auth::None
+    );
+}
+
+#[test]
+fn secrets_never_show() {
+    let c = parse(
+        "endpoints = [\"http://bob:hunter2@es:9200\"]\nauth = { api_key = \"c2VjcmV0a2V5\" }",
+    )
+    .unwrap();
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("c2VjcmV0a2V5"),
+        "{shown}"
+    );
+    // Credentials in a URL and in `auth` at once are refused, without quoting them.
+    let problems = c.check();
+    assert!(
+        problems.iter().any(|(k, _)| *k == "endpoints"),
+        "{problems:?}"
+    );
+    assert!(!format!("{problems:?}").contains("hunter2"));
+    for bad in [
+        "auth = \"justapassword\"",
+        "auth = { user = \"u\" }",
+        "auth = { password = \"hunter2\" }",
+        "auth = { user = \"u\", password = \"hunter2\", api_key = \"k\" }",
+        "auth = { user = \"u\", password = true }",
+        "auth = { user = \"u\", pasword = \"hunter2\" }",
+    ] {
+        let (_, message) = parse(&format!("endpoints = \"http://a:9200\"\n{bad}")).unwrap_err();
+        assert!(
+            !message.contains("hunter2") && !message.contains("justapassword"),
+            "{bad}: {message}"
+        );
+    }
+}
+
+#[test]
+fn credentials_move_from_the_url_to_basic_auth() {
+    let c = parse("endpoints = \"https://el%40stic:p%3Ass@es:9200/x/\"").unwrap();
+    let resolved = c.resolve_endpoints().unwrap();
+    assert_eq!(resolved.urls[0].as_str(), "https://es:9200/x/");
+    assert_eq!(
+        resolved.url_auth,
+        Some(Auth::Basic {
+            user: "el@stic".into(),
+            password: Secret("p:ss".into())
+        })
+    );
+    assert_eq!(redact("https://u:p@h:1/"), "https://***@h:1/");
+}
+
+#[test]
+fn user_info_never_shows_with_or_without_a_scheme() {
+    for (text, shown) in [
+        ("user:pass@host:9200", "***@host:9200"),
+        ("https://user:pass@host:9200/x", "https://***@host:9200/x"),
+        ("http://u:p@ss@host", "http://***@host"),
+        ("http://user:pa/ss@host:9200", "http://***@host:9200"),
+        ("https://host:9200/?api_key=k", "https://host:9200/?…"),
+        ("host:9200", "host:9200"),
+        ("user:pa://ss@host:9200", "***@host:9200"),
+    ] {
+        assert_eq!(redact(text), shown, "{text}");
+    }
+    for endpoints in [
+        "'user:pass@host:9200'",
+        "'ftp://user:pass@host'",
+        "'http://user:pass@'",
+        "'http://user:pass@host:9200/?q=1'",
+        "['http://a:9200', 'user:pass@b:9200']",
+        "'user:pass://x@b:9200'",
+    ] {
+        let c = parse(&format!("endpoints = {endpoints}")).unwrap();
+        let problems = format!("{:?} {:?}", c.check(), c);
+        assert!(!problems.contains("pass"), "{endpoints}: {problems}");
+        assert!(problems.contains("endpoints"), "{endpoints}: {problems}");
+    }
+    let c = parse("endpoints = 'elastic:pass@es:9200'").unwrap();
+    assert!(
+        c.check()[0]
+            .1
+            .contains("has no scheme: write http://***@es:9200"),
+        "{:?}",
+        c.check()
+    );
+}
+
+#[test]
+fn bad_values_are_reported_by_key() {
+    let c = parse(
+        r#"
+endpoints = ["ftp://x", "not a url"]
+index = "Rum-%Y"
+batch.max_events = 0
+request.concurrency = 0
+retry.initial_backoff_ms = 500
+retry.max_backoff_ms = 100
+dead_letter.path = "/no/such/dir/dead.ndjson"
+tls.ca_file = "/no/such/ca.pem"
+"#,
+    )
+    .unwrap();
+    let keys: Vec<&str> = c.check().iter().map(|(k, _)| *k).collect();
+    for key in [
+        "endpoints",
+        "index",
+        "batch.max_events",
+        "request.concurrency",
+        "retry.max_backoff_ms",
+        "dead_letter.path",
+        "tls.ca_file",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+    assert!(parse("endpoints = \"http://a:9200\"\nmode = \"stream\"").is_err());
+    assert_eq!(
+        parse("endpoints = \"http://a:9200\"\nbogus = 1")
+            .unwrap_err()
+            .0,
+        "bogus"
+    );
+    assert_eq!(parse("endpoints = \"\"").unwrap().check()[0].0, "endpoints");
+}

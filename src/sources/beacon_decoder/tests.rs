@@ -1,0 +1,200 @@
+use super::*;
+use serde_json::json;
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn facts() -> RequestFacts<'static> {
+    RequestFacts {
+        received_at_ms: NOW,
+        client_ip: "203.0.113.9".parse().unwrap(),
+        user_agent: Some("Mozilla/5.0 test"),
+        client_hints: vec![],
+    }
+}
+
+fn limits() -> BeaconLimits {
+    BeaconLimits {
+        max_events: 10,
+        max_string_bytes: 100,
+        max_depth: 5,
+        max_event_age_ms: 3_600_000,
+        max_context_bytes: 64 * 1024,
+        client_ip: crate::privacy::ClientIpMode::Full,
+    }
+}
+
+fn decode_json(v: Value) -> Result<Decoded, IntakeError> {
+    decode(v.to_string().as_bytes(), &facts(), &limits())
+}
+
+#[test]
+fn fans_out_with_context_and_skew_correction() {
+    // The browser clock runs 10 s ahead: sent_at is NOW + 10 s.
+    let decoded = decode_json(json!({
+        "v": 1,
+        "app": {"name": "shop", "version": "1.2", "env": "prod"},
+        "session": {"id": "s1"},
+        "view": {"id": "v1", "url": "https://shop.example.com:8443/p/1?q=2#top", "referrer": "https://google.com/"},
+        "sent_at": NOW + 10_000,
+        "events": [
+            {"type": "web_vital", "ts": NOW + 9_000, "name": "LCP", "value": 1234.5, "rating": "good"},
+            {"type": "error", "ts": NOW + 8_000, "message": "boom", "name": "TypeError", "stack": "at x", "line": "oops"},
+            {"type": "teleport", "ts": NOW + 10_000, "foo": 1}
+        ]
+    }))
+    .unwrap();
+    assert_eq!(decoded.events.len(), 3);
+    assert_eq!(decoded.unknown_types, 1);
+    let [vital, error, custom] = &decoded.events[..] else {
+        panic!()
+    };
+    assert_eq!(vital.timestamp_ms(), Some(NOW - 1_000));
+    assert_eq!(error.timestamp_ms(), Some(NOW - 2_000));
+    assert_eq!(vital.get("rum.vital.value"), Some(&json!(1234.5)));
+    assert_eq!(vital.get_str("event.dataset"), Some("rum.web_vital"));
+    assert_eq!(vital.get_str("service.name"), Some("shop"));
+    assert_eq!(vital.get_str("url.domain"), Some("shop.example.com"));
+    assert_eq!(vital.get("url.port"), Some(&json!(8443)));
+    assert_eq!(vital.get_str("url.query"), Some("q=2"));
+    assert_eq!(
+        vital.get_str("http.request.referrer"),
+        Some("https://google.com/")
+    );
+    assert_eq!(vital.get_str("client.ip"), Some("203.0.113.9"));
+    assert_eq!(error.get_str("error.type"), Some("TypeError"));
+    // Wrong-typed values are kept aside, not dropped.
+    assert_eq!(error.get("rum.extra.line"), Some(&json!("oops")));
+    assert_eq!(error.get("rum.seq"), Some(&json!(1)));
+    assert_eq!(custom.get_str("rum.type"), Some("custom"));
+    assert_eq!(custom.get_str("rum.custom.original_type"), Some("teleport"));
+    assert_eq!(custom.get("rum.extra.foo"), Some(&json!(1)));
+}
+
+#[test]
+fn sent_at_and_ts_at_the_ends_of_i64_are_clamped_not_overflowed() {
+    for sent_at in [
+        "-9223372036854775809",
+        "-9223372036854775808",
+        "-1e300",
+        "9223372036854775807",
+        "1e300",
+        "-0",
+    ] {
+        for ts in [
+            "-9223372036854775809",
+            "9223372036854775807",
+            "-1e300",
+            "1e300",
+            "0",
+        ] {
+            let body = format!(
+                r#"{{"v":1,"sent_at":{sent_at},"events":[{{"type":"action","ts":{ts}}}]}}"#
+            );
+            let decoded = decode(body.as_bytes(), &facts(), &limits())
+                .unwrap_or_else(|e| panic!("sent_at {sent_at}, ts {ts}: {e:?}"));
+            let at = decoded.events[0].timestamp_ms().unwrap();
+            assert!(
+                (NOW - 3_600_000..=NOW).contains(&at),
+                "sent_at {sent_at}, ts {ts}: @timestamp {at}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_clients_seq_replaces_the_position_in_the_beacon() {
+    let decoded = decode_json(json!({
+        "v": 1,
+        "events": [{"type": "action", "seq": 41}, {"type": "web_vital", "seq": 42}, {"type": "error"}, {"type": "http", "seq": "x"}]
+    }))
+    .unwrap();
+    let seqs: Vec<_> = decoded
+        .events
+        .iter()
+        .map(|e| e.get("rum.seq").cloned())
+        .collect();
+    assert_eq!(
+        seqs,
+        [
+            Some(json!(41)),
+            Some(json!(42)),
+            Some(json!(2)),
+            Some(json!(3))
+        ]
+    );
+    assert_eq!(decoded.events[3].get("rum.extra.seq"), Some(&json!("x")));
+    assert!(decoded.events[0].get("rum.extra").is_none());
+}
+
+#[test]
+fn times_are_clamped_to_the_receive_window() {
+    let decoded = decode_json(json!({
+        "v": 1, "sent_at": NOW,
+        "events": [{"type": "action", "ts": NOW + 999_999_999}, {"type": "action", "ts": 0}, {"type": "action"}]
+    }))
+    .unwrap();
+    let times: Vec<i64> = decoded
+        .events
+        .iter()
+        .map(|e| e.timestamp_ms().unwrap())
+        .collect();
+    assert_eq!(times, [NOW, NOW - 3_600_000, NOW]);
+}
+
+#[test]
+fn refuses_bad_beacons_whole() {
+    let cases = [
+        (json!([1, 2]), "invalid_beacon"),
+        (json!({"events": []}), "invalid_beacon"),
+        (json!({"v": 2, "events": []}), "unsupported_version"),
+        (json!({"v": 1, "events": {}}), "invalid_beacon"),
+        (json!({"v": 1, "events": [1]}), "invalid_beacon"),
+        (json!({"v": 1, "events": [{"ts": 1}]}), "invalid_beacon"),
+        (
+            json!({"v": 1, "events": [{"type": "action", "ts": "yesterday"}]}),
+            "invalid_beacon",
+        ),
+        (
+            json!({"v": 1, "app": {"name": 5}, "events": []}),
+            "invalid_beacon",
+        ),
+        (
+            json!({"v": 1, "events": [{"type": "a", "x": "y".repeat(101)}]}),
+            "string_too_long",
+        ),
+        (
+            json!({"v": 1, "events": [{"type": "a", "x": [[[[[1]]]]]}]}),
+            "too_deep",
+        ),
+        (
+            json!({"v": 1, "events": vec![json!({"type": "action"}); 11]}),
+            "too_many_events",
+        ),
+    ];
+    for (body, error_type) in cases {
+        let err = decode_json(body.clone()).unwrap_err();
+        assert_eq!(err.error_type, error_type, "{body}");
+    }
+    for raw in [&b"{\"v\":1,"[..], b"\xff\xfe", b"", b"   "] {
+        let err = decode(raw, &facts(), &limits()).unwrap_err();
+        assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
+    }
+    let invalid_utf8 = b"{\"v\":1,\"events\":[{\"type\":\"a\",\"x\":\"\xff\"}]}";
+    assert_eq!(
+        decode(invalid_utf8, &facts(), &limits())
+            .unwrap_err()
+            .error_type,
+        "invalid_json"
+    );
+}
+
+#[test]
+fn header_client_hints_fill_in_when_the_beacon_has_none() {
+    let mut f = facts();
+    f.client_hints = vec![("sec_ch_ua_platform", "\"Windows\"")];
+    let decoded = decode(br#"{"v":1,"events":[{"type":"action"}]}"#, &f, &limits()).unwrap();
+    assert_eq!(
+        decoded.events[0].get_str("rum.ua_hints.sec_ch_ua_platform"),
+        Some("\"Windows\"")
+    );
+}

@@ -1,0 +1,51 @@
+//! The legacy `report-uri` wire format: `{"csp-report": {kebab-case keys}}`,
+//! one violation per request.
+
+use serde_json::Value;
+
+use super::noise::NoiseRules;
+use super::normalize::{apply_csp, base_event};
+use super::{invalid, parse_utf8, Decoded, Format, Report, ReportFacts, ReportLimits, CSP_KIND};
+use crate::http::intake::{check_json_shape, json_error, IntakeError};
+use crate::schema;
+
+/// `POST report-uri`: `{"csp-report": {...}}`, one violation.
+pub fn decode_report_uri(
+    body: &[u8],
+    facts: &ReportFacts<'_>,
+    limits: &ReportLimits,
+    noise: &NoiseRules,
+) -> Result<Decoded, IntakeError> {
+    parse_utf8(body)?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| json_error(&e, limits.max_depth))?;
+    check_json_shape(&value, limits.max_string_bytes, limits.max_depth)?;
+    let Value::Object(mut wrapper) = value else {
+        return Err(invalid(
+            "a report-uri body is a JSON object `{\"csp-report\": {...}}`",
+        ));
+    };
+    let report = match wrapper.remove("csp-report") {
+        Some(Value::Object(report)) => report,
+        Some(_) => return Err(invalid("`csp-report` must be an object")),
+        None if wrapper.is_empty() => return Err(invalid("missing `csp-report`")),
+        None => {
+            return Err(invalid(
+                "missing `csp-report` (Reporting API arrays go to the reporting-api path)",
+            ))
+        }
+    };
+    let mut event = base_event(facts, limits, facts.user_agent, facts.received_at_ms);
+    let noisy = apply_csp(&mut event, report, Format::ReportUri, None, noise)?;
+    let page_url = event.get_str(schema::URL_FULL).map(str::to_owned);
+    // A report is its own context: enrichment sees it as it sees a beacon's.
+    event.hoist_into_context();
+    Ok(Decoded {
+        reports: vec![Report {
+            event,
+            kind: CSP_KIND,
+            noise: noisy,
+        }],
+        page_url,
+    })
+}

@@ -1,0 +1,380 @@
+use super::*;
+use crate::schema;
+use serde_json::json;
+use serde_json::Value;
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn facts() -> ReportFacts<'static> {
+    ReportFacts {
+        received_at_ms: NOW,
+        client_ip: "203.0.113.9".parse().unwrap(),
+        user_agent: Some("Header-UA/1.0"),
+    }
+}
+
+fn limits() -> ReportLimits {
+    ReportLimits {
+        max_reports: 3,
+        max_string_bytes: 200,
+        max_depth: 6,
+        max_age_ms: 3_600_000,
+        client_ip: crate::privacy::ClientIpMode::Full,
+    }
+}
+
+fn noise() -> NoiseRules {
+    NoiseRules::new(&["kaspersky-labs.com".to_owned()])
+}
+
+fn legacy(v: Value) -> Result<Decoded, IntakeError> {
+    decode_report_uri(v.to_string().as_bytes(), &facts(), &limits(), &noise())
+}
+
+fn api(v: Value) -> Result<Decoded, IntakeError> {
+    decode_reporting_api(v.to_string().as_bytes(), &facts(), &limits(), &noise())
+}
+
+fn csp_fields(event: &Event) -> Value {
+    event.to_value().get("csp").cloned().unwrap_or(Value::Null)
+}
+
+#[test]
+fn both_formats_normalize_to_one_shape() {
+    let old = legacy(json!({"csp-report": {
+        "document-uri": "https://shop.example.com/p?q=1",
+        "referrer": "",
+        "violated-directive": "script-src-elem",
+        "effective-directive": "script-src-elem",
+        "original-policy": "script-src 'self'; report-uri /rum/report-uri",
+        "disposition": "enforce",
+        "blocked-uri": "https://evil.example.net/x.js",
+        "line-number": 12,
+        "column-number": 3,
+        "source-file": "https://shop.example.com/app.js",
+        "status-code": 200,
+        "script-sample": ""
+    }}))
+    .unwrap();
+    let new = api(json!([{
+        "type": "csp-violation", "age": 10, "url": "https://shop.example.com/p?q=1",
+        "user_agent": "Report-UA/2.0",
+        "body": {
+            "documentURL": "https://shop.example.com/p?q=1",
+            "referrer": null,
+            "effectiveDirective": "script-src-elem",
+            "originalPolicy": "script-src 'self'; report-uri /rum/report-uri",
+            "disposition": "enforce",
+            "blockedURL": "https://evil.example.net/x.js",
+            "lineNumber": 12, "columnNumber": 3,
+            "sourceFile": "https://shop.example.com/app.js",
+            "statusCode": 200, "sample": null
+        }
+    }]))
+    .unwrap();
+    let (old, new) = (&old.reports[0].event, &new.reports[0].event);
+    let mut expected = csp_fields(old);
+    expected["format"] = json!("reporting-api");
+    assert_eq!(csp_fields(new), expected);
+    assert_eq!(old.get_str("csp.format"), Some("report-uri"));
+    assert_eq!(
+        old.get_str("csp.violated_directive"),
+        Some("script-src-elem")
+    );
+    assert_eq!(old.get("csp.line_number"), Some(&json!(12)));
+    assert_eq!(old.get("csp.referrer"), None, "\"\" means absent");
+    for e in [old, new] {
+        assert_eq!(e.get_str("rum.type"), Some("csp_violation"));
+        assert_eq!(e.get_str("event.dataset"), Some("rum.csp_violation"));
+        assert_eq!(
+            e.get_str("url.full"),
+            Some("https://shop.example.com/p?q=1")
+        );
+        assert_eq!(e.get_str("url.domain"), Some("shop.example.com"));
+        assert_eq!(e.get_str("client.ip"), Some("203.0.113.9"));
+        assert_eq!(e.get(schema::LABEL_CSP_NOISE), None);
+    }
+    assert_eq!(old.get_str("user_agent.original"), Some("Header-UA/1.0"));
+    assert_eq!(new.get_str("user_agent.original"), Some("Report-UA/2.0"));
+    assert_eq!(old.timestamp_ms(), Some(NOW));
+    assert_eq!(new.timestamp_ms(), Some(NOW - 10));
+    assert_eq!(new.context().received_ms(), Some(NOW));
+}
+
+#[test]
+fn age_is_clamped_to_the_receive_window() {
+    let decoded = api(json!([
+        {"type": "deprecation", "age": -5000, "body": {}},
+        {"type": "deprecation", "age": 1e12, "body": {}},
+        {"type": "deprecation", "body": {}}
+    ]))
+    .unwrap();
+    let times: Vec<i64> = decoded
+        .reports
+        .iter()
+        .map(|r| r.event.timestamp_ms().unwrap())
+        .collect();
+    assert_eq!(times, [NOW, NOW - 3_600_000, NOW]);
+}
+
+#[test]
+fn other_types_keep_their_body_in_snake_case() {
+    let decoded = api(json!([
+        {"type": "deprecation", "url": "https://a.example/", "body": {
+            "id": "Foo", "anticipatedRemoval": null, "lineNumber": 4, "message": "m",
+            "sourceFile": "https://a.example/a.js"}},
+        {"type": "network-error", "url": "https://a.example/img.png", "body": {
+            "elapsed_time": 12, "phase": "dns", "type": "dns.name_not_resolved",
+            "sampling_fraction": 1.0, "status_code": 0, "server_ip": ""}},
+        {"type": "future-thing", "body": {"Weird Key.x": {"innerURLValue": 1}}}
+    ]))
+    .unwrap();
+    let [dep, nel, future] = &decoded.reports[..] else {
+        panic!()
+    };
+    assert_eq!(dep.event.get_str("rum.type"), Some("report"));
+    assert_eq!(dep.event.get_str("event.dataset"), Some("rum.report"));
+    assert_eq!(dep.event.get_str("report.type"), Some("deprecation"));
+    assert_eq!(
+        dep.event.get("report.body"),
+        Some(
+            &json!({"id": "Foo", "line_number": 4, "message": "m", "source_file": "https://a.example/a.js"})
+        )
+    );
+    assert_eq!(dep.event.get_str("url.full"), Some("https://a.example/"));
+    assert_eq!(
+        nel.event.get_str("report.body.type"),
+        Some("dns.name_not_resolved")
+    );
+    assert_eq!(nel.event.get_str("report.body.server_ip"), Some(""));
+    assert_eq!(nel.kind, kind_of("network-error"));
+    assert_eq!(future.kind, OTHER_KIND);
+    assert_eq!(future.event.get_str("report.type"), Some("future-thing"));
+    assert_eq!(
+        future.event.get("report.body"),
+        Some(&json!({"weird_key_x": {"inner_url_value": 1}}))
+    );
+    assert_eq!(decoded.page_url.as_deref(), Some("https://a.example/"));
+}
+
+#[test]
+fn snake_case_handles_acronyms_and_separators() {
+    for (from, to) in [
+        ("documentURL", "document_url"),
+        ("blockedURL", "blocked_url"),
+        ("URLList", "url_list"),
+        ("lineNumber", "line_number"),
+        ("sampling_fraction", "sampling_fraction"),
+        ("effective-directive", "effective_directive"),
+        ("a2B", "a2_b"),
+        ("ÄÖ", "_"),
+        ("__x__", "x"),
+    ] {
+        assert_eq!(snake_case(from), to, "{from}");
+    }
+}
+
+#[test]
+fn noise_is_marked_not_dropped() {
+    let cases = [
+        ("chrome-extension", true),
+        ("moz-extension://abc/content.js", true),
+        ("safari-web-extension://x/y.js", true),
+        ("webkit-masked-url://hidden/", true),
+        ("about", true),
+        ("about:blank", true),
+        ("https://gc.kis.v2.scr.kaspersky-labs.com/x.js", true),
+        ("https://kaspersky-labs.com/x.js", true),
+        ("https://notkaspersky-labs.com/x.js", false),
+        ("inline", false),
+        ("eval", false),
+        ("data", false),
+        ("blob", false),
+        ("https://cdn.example.com/app.js", false),
+    ];
+    for (blocked, expected) in cases {
+        let decoded = legacy(
+            json!({"csp-report": {"document-uri": "https://a.example/", "blocked-uri": blocked}}),
+        )
+        .unwrap();
+        let report = &decoded.reports[0];
+        assert_eq!(report.noise, expected, "{blocked}");
+        assert_eq!(
+            report.event.get(schema::LABEL_CSP_NOISE).is_some(),
+            expected,
+            "{blocked}"
+        );
+    }
+    let decoded = api(json!([{"type": "csp-violation", "body": {
+        "documentURL": "https://a.example/", "blockedURL": "inline",
+        "sourceFile": "chrome-extension://abcdef/inject.js"}}]))
+    .unwrap();
+    assert!(
+        decoded.reports[0].noise,
+        "a source file in an extension is noise too"
+    );
+}
+
+#[test]
+fn old_browsers_violated_directive_fills_effective() {
+    let decoded = legacy(json!({"csp-report": {
+        "document-uri": "https://a.example/", "violated-directive": "script-src 'self'",
+        "blocked-uri": "eval", "disposition": "REPORT", "x-custom": 1, "y": null}}))
+    .unwrap();
+    let e = &decoded.reports[0].event;
+    assert_eq!(e.get_str("csp.effective_directive"), Some("script-src"));
+    assert_eq!(
+        e.get_str("csp.violated_directive"),
+        Some("script-src 'self'")
+    );
+    assert_eq!(e.get_str("csp.disposition"), Some("report"));
+    assert_eq!(e.get("rum.extra"), Some(&json!({"x-custom": 1})));
+}
+
+#[test]
+fn csp_document_falls_back_to_the_report_url() {
+    let decoded = api(json!([{"type": "csp-violation", "url": "https://a.example/page", "body": {"blockedURL": "data"}}])).unwrap();
+    let e = &decoded.reports[0].event;
+    assert_eq!(
+        e.get_str("csp.document_uri"),
+        Some("https://a.example/page")
+    );
+    assert_eq!(e.get_str("url.path"), Some("/page"));
+}
+
+#[test]
+fn malformed_bodies_are_refused_whole() {
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"csp-report": {}}), "invalid_report"),
+        (json!("text"), "invalid_report"),
+        (json!([1, 2]), "invalid_report"),
+        (json!([{"type": "deprecation"}]), "invalid_report"),
+        (
+            json!([{"type": "deprecation", "body": null}]),
+            "invalid_report",
+        ),
+        (
+            json!([{"type": "deprecation", "body": []}]),
+            "invalid_report",
+        ),
+        (json!([{"body": {}}]), "invalid_report"),
+        (json!([{"type": 5, "body": {}}]), "invalid_report"),
+        (json!([{"type": "", "body": {}}]), "invalid_report"),
+        (
+            json!([{"type": "x".repeat(65), "body": {}}]),
+            "invalid_report",
+        ),
+        (
+            json!([{"type": "deprecation", "age": "old", "body": {}}]),
+            "invalid_report",
+        ),
+        (
+            json!([{"type": "deprecation", "url": 7, "body": {}}]),
+            "invalid_report",
+        ),
+        (
+            json!([{"type": "deprecation", "user_agent": [], "body": {}}]),
+            "invalid_report",
+        ),
+        // One bad report among good ones refuses the request.
+        (
+            json!([{"type": "deprecation", "body": {}}, {"type": "csp-violation", "body": {"lineNumber": "12"}}]),
+            "invalid_report",
+        ),
+        (
+            json!([{"type": "csp-violation", "body": {"blockedURL": 5}}]),
+            "invalid_report",
+        ),
+        (
+            json!([{"type": "a", "body": {"x": "y".repeat(201)}}]),
+            "string_too_long",
+        ),
+        (
+            json!([{"type": "a", "body": {"a": {"b": {"c": {"d": {"e": 1}}}}}}]),
+            "too_deep",
+        ),
+        (
+            json!(vec![json!({"type": "a", "body": {}}); 4]),
+            "too_many_reports",
+        ),
+    ];
+    for (body, error_type) in cases {
+        let err = api(body.clone()).unwrap_err();
+        assert_eq!(err.error_type, error_type, "{body}");
+    }
+    let legacy_cases: Vec<(Value, &str)> = vec![
+        (json!([]), "invalid_report"),
+        (json!({}), "invalid_report"),
+        (json!({"csp-report": "x"}), "invalid_report"),
+        (
+            json!({"csp-report": {"line-number": "12"}}),
+            "invalid_report",
+        ),
+        (
+            json!({"csp-report": {"blocked-uri": {"a": 1}}}),
+            "invalid_report",
+        ),
+        (
+            json!({"csp-report": {"status-code": -1.5}}),
+            "invalid_report",
+        ),
+        (
+            json!({"csp-report": {"original-policy": "p".repeat(201)}}),
+            "string_too_long",
+        ),
+    ];
+    for (body, error_type) in legacy_cases {
+        let err = legacy(body.clone()).unwrap_err();
+        assert_eq!(err.error_type, error_type, "{body}");
+    }
+    for raw in [
+        &b"[{\"type\":"[..],
+        b"",
+        b"  ",
+        b"[] []",
+        b"{\"csp-report\":{}} x",
+    ] {
+        let err = decode_reporting_api(raw, &facts(), &limits(), &noise()).unwrap_err();
+        assert_eq!(
+            err.status,
+            http::StatusCode::BAD_REQUEST,
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    let bad_utf8 = b"[{\"type\":\"deprecation\",\"body\":{\"m\":\"\xff\"}}]";
+    assert_eq!(
+        decode_reporting_api(bad_utf8, &facts(), &limits(), &noise())
+            .unwrap_err()
+            .error_type,
+        "invalid_utf8"
+    );
+    assert_eq!(
+        decode_report_uri(
+            b"{\"csp-report\":{\"a\":\"\xc3\x28\"}}",
+            &facts(),
+            &limits(),
+            &noise()
+        )
+        .unwrap_err()
+        .error_type,
+        "invalid_utf8"
+    );
+}
+
+#[test]
+fn an_oversized_array_stops_parsing_at_the_limit() {
+    // Valid up to the 4th item, garbage after: refused for its size,
+    // which shows the garbage was never reached.
+    let mut body = b"[{},{},{},{},".to_vec();
+    body.extend_from_slice(b"not json at all");
+    let err = decode_reporting_api(&body, &facts(), &limits(), &noise()).unwrap_err();
+    assert_eq!(err.error_type, "too_many_reports");
+    assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[test]
+fn an_empty_array_is_no_reports() {
+    let decoded = api(json!([])).unwrap();
+    assert!(decoded.reports.is_empty());
+}

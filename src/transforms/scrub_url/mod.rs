@@ -1,0 +1,442 @@
+//! Transform `scrub_url`: takes secrets and personal data out of every URL an
+//! event carries before it is stored — credentials (`user:pass@`), query and
+//! fragment parameters named like secrets (`token`, `email`, ...), and values
+//! that look like e-mail addresses, JWTs or card numbers wherever they sit —
+//! then re-derives `url.*` and a low-cardinality `url.path_template`.
+//!
+//! A URL that parses stays a valid URL (the output is the WHATWG
+//! serialization, what browsers send). One that does not parse is left as is
+//! and counted as `component_errors_total{error_type="unparseable_url"}`.
+//!
+//! Cost: the page URL and referrer sit in the context a beacon's events
+//! share, so they are scrubbed once per beacon; other URLs go through a
+//! bounded memo, so a script or API URL seen before costs one lookup.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{FunctionTransform, TransformContext};
+use crate::config::CheckConfig;
+use crate::event::{Batch, Context, Event, FieldPath};
+use crate::schema;
+use crate::telemetry::Counter;
+use crate::url_parts::set_url_fields;
+
+mod detect;
+mod path_template;
+mod scrubber;
+#[cfg(test)]
+mod tests;
+
+pub use detect::{is_id_like, redact_values};
+pub use path_template::PathTemplate;
+use path_template::Route;
+pub use scrubber::{Outcome, Scrubbed, UrlScrubber};
+
+/// What happens to a parameter whose name is in `params`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamAction {
+    /// Keep the name, replace the value: `token=REDACTED`.
+    #[default]
+    Redact,
+    /// Drop the whole `name=value` pair.
+    Remove,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrubUrlConfig {
+    /// Fields holding one URL each. `url.full` is special: its parts
+    /// (`url.domain`, `url.path`, ...) and `url.path_template` are re-derived.
+    #[serde(default = "default_fields")]
+    pub fields: Vec<String>,
+    /// Fields of free text (stack traces) in which every `http://` and
+    /// `https://` URL is scrubbed in place; the rest of the text is untouched.
+    #[serde(default = "default_text_fields")]
+    pub text_fields: Vec<String>,
+    /// Query, fragment and `;`-parameter names whose values are secrets.
+    /// Compared case-insensitively after percent-decoding; `user[password]`
+    /// and `token[]` match `password` and `token`. Setting it replaces the
+    /// default list.
+    #[serde(default = "default_params")]
+    pub params: Vec<String>,
+    /// More names on top of `params`, to extend the defaults without repeating them.
+    #[serde(default)]
+    pub extra_params: Vec<String>,
+    /// `redact` (keep the name, replace the value) or `remove` (drop the pair).
+    #[serde(default)]
+    pub param_action: ParamAction,
+    /// What a secret is replaced with. Only unreserved URL characters
+    /// (letters, digits, `-._~`), so a scrubbed URL needs no escaping.
+    #[serde(default = "default_replacement")]
+    pub replacement: String,
+    /// Redact values that look like e-mail addresses, JWTs or card-like digit
+    /// runs wherever they appear: path segments, parameter values, fragment.
+    #[serde(default = "crate::config::default_true")]
+    pub redact_values: bool,
+    /// Shortest run of digits redacted as card-like (spaces, `-` or `+` may
+    /// group them). 13 also catches millisecond timestamps (cache busters).
+    #[serde(default = "default_min_digit_run")]
+    pub min_digit_run: usize,
+    /// Drop the fragment (`#...`) entirely. Without it, the fragment is
+    /// scrubbed like a path and query (`#access_token=...` is always caught).
+    #[serde(default)]
+    pub strip_fragment: bool,
+    /// Write `url.path_template`, derived from the scrubbed `url.full`.
+    #[serde(default = "crate::config::default_true")]
+    pub path_template: bool,
+    /// Route patterns tried, in order, before the id heuristics:
+    /// `/product/{slug}` (a `{name}` matches one segment and becomes `:name`),
+    /// `/docs/*` (a final `*` matches any rest).
+    #[serde(default)]
+    pub routes: Vec<String>,
+}
+
+fn default_fields() -> Vec<String> {
+    [
+        schema::URL_FULL,
+        schema::HTTP_REFERRER,
+        schema::RUM_RESOURCE_NAME,
+        schema::RUM_HTTP_URL,
+        schema::CSP_BLOCKED_URI,
+        schema::CSP_DOCUMENT_URI,
+        schema::CSP_SOURCE_FILE,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn default_text_fields() -> Vec<String> {
+    vec![schema::ERROR_STACK_TRACE.to_owned()]
+}
+
+/// The names the issue lists, plus the two session cookies servlet and PHP
+/// stacks put into URLs (`;jsessionid=`, `?PHPSESSID=`).
+pub const DEFAULT_PARAMS: &[&str] = &[
+    "token",
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "session",
+    "sessionid",
+    "sid",
+    "email",
+    "auth",
+    "key",
+    "apikey",
+    "api_key",
+    "code",
+    "state",
+    "signature",
+    "sig",
+    "jsessionid",
+    "phpsessid",
+];
+
+fn default_params() -> Vec<String> {
+    DEFAULT_PARAMS.iter().map(|s| (*s).to_owned()).collect()
+}
+fn default_replacement() -> String {
+    "REDACTED".to_owned()
+}
+fn default_min_digit_run() -> usize {
+    13
+}
+
+impl CheckConfig for ScrubUrlConfig {
+    fn check(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if self.replacement.is_empty()
+            || !self
+                .replacement
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
+            problems.push((
+                "replacement",
+                format!(
+                    "`{}` must be non-empty and use only letters, digits, `-`, `.`, `_`, `~`",
+                    self.replacement
+                ),
+            ));
+        }
+        if self.min_digit_run < 6 {
+            problems.push((
+                "min_digit_run",
+                format!(
+                    "{} would redact ordinary numbers; use 6 or more",
+                    self.min_digit_run
+                ),
+            ));
+        }
+        for (key, list) in [("fields", &self.fields), ("text_fields", &self.text_fields)] {
+            if list
+                .iter()
+                .any(|f| f.is_empty() || f.split('.').any(str::is_empty))
+            {
+                problems.push((key, "field paths must be non-empty dotted names".to_owned()));
+            }
+        }
+        if self
+            .params
+            .iter()
+            .chain(&self.extra_params)
+            .any(|p| p.trim().is_empty())
+        {
+            problems.push(("params", "parameter names must be non-empty".to_owned()));
+        }
+        for route in &self.routes {
+            if let Err(e) = Route::parse(route) {
+                problems.push(("routes", e));
+            }
+        }
+        problems
+    }
+}
+
+impl ScrubUrlConfig {
+    pub fn build(&self, cx: &TransformContext) -> anyhow::Result<ScrubUrl> {
+        if let Some((key, problem)) = self.check().into_iter().next() {
+            anyhow::bail!("`{key}`: {problem}");
+        }
+        let routes = self
+            .routes
+            .iter()
+            .map(|r| Route::parse(r).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let compiled = |list: &[String]| -> Vec<ScrubField> {
+            list.iter()
+                .map(|path| ScrubField {
+                    path: path.clone(),
+                    slot: FieldPath::resolve(path),
+                })
+                .collect()
+        };
+        Ok(ScrubUrl {
+            fields: compiled(&self.fields),
+            text_fields: compiled(&self.text_fields),
+            scrubber: UrlScrubber {
+                params: self
+                    .params
+                    .iter()
+                    .chain(&self.extra_params)
+                    .map(|p| p.trim().to_lowercase())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+                action: self.param_action,
+                replacement: self.replacement.clone(),
+                redact_values: self.redact_values,
+                min_digit_run: self.min_digit_run,
+                strip_fragment: self.strip_fragment,
+            },
+            templates: self.path_template.then(|| PathTemplate {
+                routes,
+                replacement: self.replacement.clone(),
+            }),
+            unparseable: cx.metrics.errors("unparseable_url", "processing"),
+            pages: Memo::new(),
+            urls: Memo::new(),
+            texts: Memo::new(),
+        })
+    }
+}
+
+/// The runtime part.
+pub struct ScrubUrl {
+    fields: Vec<ScrubField>,
+    text_fields: Vec<ScrubField>,
+    scrubber: UrlScrubber,
+    /// `None` when `path_template = false`.
+    templates: Option<PathTemplate>,
+    /// `component_errors_total{error_type="unparseable_url",stage="processing"}`.
+    unparseable: Counter,
+    /// Outcomes of recent page URLs (with their template), other URLs and
+    /// texts. Every event of a beacon repeats the page URL and referrer, and
+    /// the same scripts, API calls and stack traces recur across sessions,
+    /// so most lookups are hits.
+    pages: Memo<Outcome>,
+    urls: Memo<Outcome>,
+    texts: Memo<(Option<String>, u64)>,
+}
+
+/// Bytes of keys and values each memo may hold; past it, it starts over.
+const MEMO_MAX_BYTES: usize = 2 * 1024 * 1024;
+
+/// A bounded map from input text to what scrubbing made of it. Cleared
+/// whole when full: simpler than LRU, and a burst of unique URLs costs one
+/// refill, not a slower steady state. Values are shared (`Arc`) so a hit
+/// costs one hash and no copy.
+struct Memo<V> {
+    map: HashMap<String, Arc<V>>,
+    bytes: usize,
+}
+
+impl<V> Memo<V> {
+    fn new() -> Self {
+        Self {
+            map: HashMap::new(),
+            bytes: 0,
+        }
+    }
+
+    fn get_or_insert(
+        &mut self,
+        key: &str,
+        size: impl Fn(&V) -> usize,
+        make: impl FnOnce() -> V,
+    ) -> Arc<V> {
+        if let Some(hit) = self.map.get(key) {
+            return hit.clone();
+        }
+        let value = Arc::new(make());
+        let cost = key.len() + size(&value) + 64;
+        if self.bytes + cost > MEMO_MAX_BYTES {
+            self.map.clear();
+            self.bytes = 0;
+        }
+        self.bytes += cost;
+        self.map.insert(key.to_owned(), value.clone());
+        value
+    }
+}
+
+impl Outcome {
+    fn size(&self) -> usize {
+        let url = match &self.url {
+            Scrubbed::Changed(s) => s.len(),
+            _ => 0,
+        };
+        url + self.template.as_ref().map_or(0, String::len)
+    }
+}
+
+/// A configured field: its path (for writes and messages) and its slot,
+/// resolved once (`None`: no document can have it, so nothing to scrub).
+struct ScrubField {
+    path: String,
+    slot: Option<FieldPath>,
+}
+
+impl ScrubField {
+    fn get_own<'e>(&self, event: &'e Event) -> Option<&'e str> {
+        event.get_own_field(self.slot.as_ref()?)?.as_str()
+    }
+
+    fn set(&self, event: &mut Event, text: &str) {
+        match &self.slot {
+            Some(FieldPath::Slot { id, rest }) if rest.is_empty() => event.set(*id, text),
+            _ => event.insert(&self.path, text),
+        }
+    }
+}
+
+/// The scrubbed version of one beacon context, handed to all its events.
+struct ContextScrub {
+    /// Held so its address cannot be reused by another context while the
+    /// next events are compared against it.
+    original: Arc<Context>,
+    /// `None` when scrubbing changed nothing.
+    replacement: Option<Arc<Context>>,
+    unparseable: u64,
+}
+
+impl ScrubUrl {
+    /// The page URL and referrer live in the context a beacon's events
+    /// share: scrub it once per beacon, not once per event.
+    fn scrub_context(&mut self, shared: &Arc<Context>) -> ContextScrub {
+        let mut context = Event::editing(shared);
+        let unparseable = self.scrub_event(&mut context);
+        let context = context.into_context();
+        let replacement = (context != **shared).then(|| Arc::new(context));
+        ContextScrub {
+            original: shared.clone(),
+            replacement,
+            unparseable,
+        }
+    }
+
+    /// Scrubs the event's own fields; returns how many URLs did not parse.
+    fn scrub_event(&mut self, event: &mut Event) -> u64 {
+        let mut unparseable = 0;
+        for field in &self.fields {
+            let Some(text) = field.get_own(event) else {
+                continue;
+            };
+            let is_page = field.path == schema::URL_FULL;
+            let (memo, templates) = if is_page {
+                (&mut self.pages, self.templates.as_ref())
+            } else {
+                (&mut self.urls, None)
+            };
+            let scrubber = &self.scrubber;
+            let outcome =
+                memo.get_or_insert(text, Outcome::size, || scrubber.scrub(text, templates));
+            match &outcome.url {
+                Scrubbed::Unparseable => unparseable += 1,
+                Scrubbed::Changed(new) if is_page => set_url_fields(event, new),
+                Scrubbed::Changed(new) => field.set(event, new),
+                Scrubbed::Unchanged => {
+                    if is_page && event.get(schema::URL_DOMAIN).is_none() {
+                        let same = text.to_owned();
+                        set_url_fields(event, &same);
+                    }
+                }
+            }
+            if let Some(template) = &outcome.template {
+                event.insert(schema::URL_PATH_TEMPLATE, template.as_str());
+            }
+        }
+        for field in &self.text_fields {
+            let Some(text) = field.get_own(event) else {
+                continue;
+            };
+            let scrubber = &self.scrubber;
+            let outcome = self.texts.get_or_insert(
+                text,
+                |(new, _)| new.as_ref().map_or(0, String::len),
+                || scrubber.scrub_text(text),
+            );
+            let (new, failed) = &*outcome;
+            unparseable += failed;
+            if let Some(new) = new {
+                field.set(event, new);
+            }
+        }
+        unparseable
+    }
+}
+
+impl FunctionTransform for ScrubUrl {
+    fn transform_batch(&mut self, batch: &mut Batch) {
+        let mut unparseable = 0;
+        // The events of a beacon arrive together: remember the last context.
+        let mut last: Option<ContextScrub> = None;
+        for event in batch.iter_mut() {
+            let seen = last
+                .as_ref()
+                .is_some_and(|l| Arc::ptr_eq(&l.original, event.context()));
+            if !seen {
+                let shared = event.context().clone();
+                last = Some(self.scrub_context(&shared));
+            }
+            if let Some(context) = &last {
+                unparseable += context.unparseable;
+                if let Some(replacement) = &context.replacement {
+                    event.set_context(replacement.clone());
+                }
+            }
+            unparseable += self.scrub_event(event);
+        }
+        if unparseable > 0 {
+            self.unparseable.add(unparseable);
+        }
+    }
+}

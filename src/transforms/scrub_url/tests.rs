@@ -1,0 +1,650 @@
+use super::scrubber::split_position_suffix;
+use super::*;
+use crate::telemetry::{ComponentMetrics, Registry};
+use serde_json::json;
+use url::Url;
+
+fn config(toml_text: &str) -> ScrubUrlConfig {
+    crate::config::decode(toml::from_str(toml_text).expect("toml")).expect("config")
+}
+
+fn transform(toml_text: &str) -> (ScrubUrl, ComponentMetrics) {
+    let registry = Registry::new();
+    let metrics = ComponentMetrics::new(&registry, "scrub", "transform", "scrub_url");
+    let cx = TransformContext {
+        id: "scrub".into(),
+        metrics: metrics.clone(),
+    };
+    (config(toml_text).build(&cx).expect("build"), metrics)
+}
+
+fn scrubbed(toml_text: &str, url: &str) -> String {
+    let (t, _) = transform(toml_text);
+    match t.scrubber.scrub(url, None).url {
+        Scrubbed::Unchanged => url.to_owned(),
+        Scrubbed::Changed(s) => s,
+        Scrubbed::Unparseable => panic!("{url} did not parse"),
+    }
+}
+
+fn scrub(url: &str) -> String {
+    scrubbed("", url)
+}
+
+fn template(routes: &[&str], path: &str) -> String {
+    let (t, _) = transform(&format!("routes = {routes:?}"));
+    t.templates.expect("on by default").template(path)
+}
+
+#[test]
+fn secret_params_are_redacted_by_name_in_any_case_and_encoding() {
+    assert_eq!(
+        scrub("https://shop.example.com/cart?item=42&Token=abc123&x=1"),
+        "https://shop.example.com/cart?item=42&Token=REDACTED&x=1"
+    );
+    // `%74oken` is `token`; `%5F` is `_`.
+    assert_eq!(
+        scrub("https://e.com/?%74oken=abc&access%5Ftoken=def&API_KEY=ghi"),
+        "https://e.com/?%74oken=REDACTED&access%5Ftoken=REDACTED&API_KEY=REDACTED"
+    );
+    // Nested names and array names.
+    assert_eq!(
+        scrub("https://e.com/login?user[password]=hunter2&ids[]=1&token[]=a"),
+        "https://e.com/login?user[password]=REDACTED&ids[]=1&token[]=REDACTED"
+    );
+}
+
+#[test]
+fn repeated_and_semicolon_params() {
+    assert_eq!(
+        scrub("https://e.com/p?code=1&q=shoes&code=2;sid=s3;lang=en"),
+        "https://e.com/p?code=REDACTED&q=shoes&code=REDACTED;sid=REDACTED;lang=en"
+    );
+    // Path parameters (servlet session ids).
+    assert_eq!(
+        scrub("https://e.com/shop;jsessionid=0A1B2C3D/cart;color=red"),
+        "https://e.com/shop;jsessionid=REDACTED/cart;color=red"
+    );
+}
+
+#[test]
+fn remove_action_drops_pairs_and_empty_queries() {
+    let remove = "param_action = \"remove\"";
+    assert_eq!(
+        scrubbed(remove, "https://e.com/p?a=1&token=x&b=2"),
+        "https://e.com/p?a=1&b=2"
+    );
+    assert_eq!(
+        scrubbed(remove, "https://e.com/p?token=x&b=2"),
+        "https://e.com/p?b=2"
+    );
+    assert_eq!(
+        scrubbed(remove, "https://e.com/p?a=1&token=x"),
+        "https://e.com/p?a=1"
+    );
+    assert_eq!(
+        scrubbed(remove, "https://e.com/p?token=x&sid=y"),
+        "https://e.com/p"
+    );
+    assert_eq!(
+        scrubbed(remove, "https://e.com/p?a=1;sid=y;b=2"),
+        "https://e.com/p?a=1;b=2"
+    );
+    assert_eq!(
+        scrubbed(remove, "https://e.com/s;jsessionid=1/x"),
+        "https://e.com/s/x"
+    );
+}
+
+#[test]
+fn values_that_look_sensitive_are_redacted_anywhere() {
+    // E-mail in the path (encoded) and in a value of a harmless name.
+    assert_eq!(
+        scrub("https://e.com/users/jane.doe%40example.com/profile?ref=bob%2Bx@mail.example.org"),
+        "https://e.com/users/REDACTED/profile?ref=REDACTED"
+    );
+    // A JWT under an innocent name, and card numbers plain or grouped.
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+    assert_eq!(
+        scrub(&format!(
+            "https://e.com/cb?x={jwt}&n=4111111111111111&m=4111+1111+1111+1111&y=2"
+        )),
+        "https://e.com/cb?x=REDACTED&n=REDACTED&m=REDACTED&y=2"
+    );
+    assert_eq!(
+        scrub("https://e.com/pay/4111-1111-1111-1111/ok"),
+        "https://e.com/pay/REDACTED/ok"
+    );
+    // Short numbers, dates, versions and UUIDs are not secrets.
+    let harmless = "https://e.com/v1/items/123456/2024-01-15?page=2&id=0f8fad5b-d9cb-469f-a165-70867728950e&v=1.2.3";
+    assert_eq!(scrub(harmless), harmless);
+    // Only the sensitive part of a value goes.
+    assert_eq!(
+        scrub("https://e.com/?q=mail%20me%20at%20a@b.io%20please"),
+        "https://e.com/?q=mail%20me%20at%20REDACTED%20please"
+    );
+    assert_eq!(
+        scrubbed("redact_values = false", "https://e.com/u/a@b.io"),
+        "https://e.com/u/a@b.io"
+    );
+}
+
+#[test]
+fn userinfo_is_always_removed() {
+    assert_eq!(scrub("https://admin:s3cret@e.com/x"), "https://e.com/x");
+    assert_eq!(scrub("https://token@e.com/"), "https://e.com/");
+    assert_eq!(
+        scrubbed("params = []\nredact_values = false", "ftp://u:p@e.com/f"),
+        "ftp://e.com/f"
+    );
+}
+
+#[test]
+fn fragments_with_tokens_and_hash_routes() {
+    assert_eq!(
+        scrub("https://app.example.com/callback#access_token=ya29.abc&token_type=Bearer&expires_in=3599"),
+        "https://app.example.com/callback#access_token=REDACTED&token_type=Bearer&expires_in=3599"
+    );
+    assert_eq!(
+        scrub("https://e.com/#/reset?email=a%40b.com&step=2"),
+        "https://e.com/#/reset?email=REDACTED&step=2"
+    );
+    assert_eq!(
+        scrub("https://e.com/#/users/a@b.com/edit"),
+        "https://e.com/#/users/REDACTED/edit"
+    );
+    assert_eq!(
+        scrub("https://e.com/docs#section-2"),
+        "https://e.com/docs#section-2"
+    );
+    assert_eq!(
+        scrubbed("strip_fragment = true", "https://e.com/docs#section-2"),
+        "https://e.com/docs"
+    );
+}
+
+#[test]
+fn no_query_and_clean_urls_are_kept_byte_for_byte() {
+    let (t, _) = transform("");
+    for url in [
+        "https://e.com",
+        "HTTPS://E.com:443/a/../b",
+        "https://bücher.example/",
+        "https://e.com/",
+        "https://e.com/a/b.html",
+        "https://e.com/search?q=running+shoes&page=2",
+        "https://e.com/?",
+        "https://xn--bcher-kva.example/",
+        "https://e.com/?=&&=x&token&token=&;;",
+    ] {
+        assert_eq!(
+            t.scrubber.scrub(url, None).url,
+            Scrubbed::Unchanged,
+            "{url}"
+        );
+    }
+}
+
+#[test]
+fn idn_hosts_come_out_as_browsers_send_them() {
+    // Browsers put the punycode host into location.href; a Unicode host
+    // (hand-made reports) comes out the same way once it is scrubbed.
+    assert_eq!(
+        scrub("https://bücher.example/suche?email=a@b.de"),
+        "https://xn--bcher-kva.example/suche?email=REDACTED"
+    );
+    assert_eq!(
+        scrub("https://xn--bcher-kva.example/?sid=1"),
+        "https://xn--bcher-kva.example/?sid=REDACTED"
+    );
+}
+
+#[test]
+fn relative_urls_are_scrubbed_and_stay_relative() {
+    assert_eq!(
+        scrub("/api/orders?token=abc&page=2"),
+        "/api/orders?token=REDACTED&page=2"
+    );
+    assert_eq!(scrub("api/u/a@b.io"), "api/u/REDACTED");
+    assert_eq!(scrub("?sid=1#x"), "?sid=REDACTED#x");
+    assert_eq!(
+        scrub("//cdn.example.com/lib.js?key=k1"),
+        "//cdn.example.com/lib.js?key=REDACTED"
+    );
+    assert_eq!(
+        scrub("//user:pw@cdn.example.com/lib.js"),
+        "//cdn.example.com/lib.js"
+    );
+    // CSP keywords are not URLs and not errors.
+    let (t, _) = transform("");
+    for keyword in ["inline", "eval", "self", "wasm-eval", "", "img.png"] {
+        assert_eq!(
+            t.scrubber.scrub(keyword, None).url,
+            Scrubbed::Unchanged,
+            "{keyword}"
+        );
+    }
+}
+
+#[test]
+fn opaque_urls() {
+    assert_eq!(
+        scrub("mailto:jane@example.com?subject=hi"),
+        "mailto:REDACTED?subject=hi"
+    );
+    let data = "data:image/png;base64,eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln";
+    assert_eq!(scrub(data), data);
+    assert_eq!(scrub("about:blank"), "about:blank");
+}
+
+#[test]
+fn unparseable_urls_are_left_as_is_and_counted() {
+    let (mut t, metrics) = transform("");
+    let bad = "https://e.com:99999/x?token=abc";
+    let mut batch = vec![
+        Event::from(
+            json!({"url": {"full": bad}, "http": {"request": {"referrer": "http://[::1/?sid=2"}}}),
+        ),
+        Event::from(json!({"rum": {"http": {"url": "https://ok.example/?token=1"}}})),
+    ];
+    t.transform_batch(&mut batch);
+    assert_eq!(batch[0].get_str(schema::URL_FULL), Some(bad));
+    assert_eq!(
+        batch[0].get_str(schema::HTTP_REFERRER),
+        Some("http://[::1/?sid=2")
+    );
+    assert_eq!(batch[0].get(schema::URL_PATH_TEMPLATE), None);
+    assert_eq!(
+        batch[1].get_str(schema::RUM_HTTP_URL),
+        Some("https://ok.example/?token=REDACTED")
+    );
+    assert_eq!(
+        metrics.registry().counter_sum(
+            "component_errors_total",
+            &[("component_id", "scrub"), ("error_type", "unparseable_url")]
+        ),
+        2
+    );
+}
+
+#[test]
+fn scrubbed_urls_stay_valid_and_scrubbing_is_idempotent() {
+    let urls = [
+        "https://u:p@e.com/a%20b/jane@x.io;jsessionid=9?token=a b&q=%E2%9C%93&e=x%40y.io#access_token=t&z=1",
+        "https://e.com/p?email=%ZZ&sid=%&q=%C3%28",
+        "https://e.com/?=&&=x&token&token=&;;sid=1",
+        "http://[2001:db8::1]:8080/x?key=1",
+    ];
+    let (t, _) = transform("");
+    for url in urls {
+        let once = match t.scrubber.scrub(url, None).url {
+            Scrubbed::Changed(s) => s,
+            other => panic!("{url}: {other:?}"),
+        };
+        let parsed = Url::parse(&once).unwrap_or_else(|e| panic!("{once}: {e}"));
+        assert_eq!(parsed.as_str(), once, "serialization is stable");
+        assert_eq!(
+            t.scrubber.scrub(&once, None).url,
+            Scrubbed::Unchanged,
+            "{once}"
+        );
+        for secret in [
+            "jane@x.io",
+            "x@y.io",
+            "x%40y.io",
+            "=a b",
+            "access_token=t",
+            "u:p@",
+            "key=1",
+            "email=%ZZ",
+            "sid=%&",
+        ] {
+            assert!(!once.contains(secret), "{secret} left in {once}");
+        }
+    }
+}
+
+#[test]
+fn url_full_rederives_parts_and_template() {
+    let (mut t, _) = transform("routes = [\"/product/{slug}\"]");
+    let mut batch = vec![Event::from(json!({
+        "url": {
+            "full": "https://bob:pw@shop.example.com/u/8812/orders/0f8fad5b-d9cb-469f-a165-70867728950e?sid=abc#frag",
+            "domain": "stale", "path": "stale", "query": "sid=abc", "fragment": "frag"
+        }
+    }))];
+    t.transform_batch(&mut batch);
+    let e = &batch[0];
+    assert_eq!(e.get_str(schema::URL_FULL), Some("https://shop.example.com/u/8812/orders/0f8fad5b-d9cb-469f-a165-70867728950e?sid=REDACTED#frag"));
+    assert_eq!(e.get_str(schema::URL_DOMAIN), Some("shop.example.com"));
+    assert_eq!(
+        e.get_str(schema::URL_PATH),
+        Some("/u/8812/orders/0f8fad5b-d9cb-469f-a165-70867728950e")
+    );
+    assert_eq!(e.get_str(schema::URL_QUERY), Some("sid=REDACTED"));
+    assert_eq!(
+        e.get_str(schema::URL_PATH_TEMPLATE),
+        Some("/u/:id/orders/:id")
+    );
+
+    let mut batch = vec![Event::from(
+        json!({"url": {"full": "https://shop.example.com/product/blue-shoe-42"}}),
+    )];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get_str(schema::URL_PATH_TEMPLATE),
+        Some("/product/:slug")
+    );
+    // Parts are written when an upstream did not.
+    assert_eq!(
+        batch[0].get_str(schema::URL_PATH),
+        Some("/product/blue-shoe-42")
+    );
+
+    let (mut off, _) = transform("path_template = false");
+    let mut batch = vec![Event::from(json!({"url": {"full": "https://e.com/u/1"}}))];
+    off.transform_batch(&mut batch);
+    assert_eq!(batch[0].get(schema::URL_PATH_TEMPLATE), None);
+}
+
+#[test]
+fn events_sharing_a_beacon_context_are_scrubbed_each() {
+    use crate::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
+    let beacon = json!({
+        "v": 1,
+        "session": {"id": "s1"},
+        "view": {"id": "v1", "url": "https://e.com/a?token=1#access_token=2", "referrer": "https://r.com/?sid=3"},
+        "events": [
+            {"type": "page_view"},
+            {"type": "web_vital", "name": "LCP", "value": 1.0},
+            // The final CLS of the previous page of an SPA carries its own view.
+            {"type": "web_vital", "name": "CLS", "value": 0.1, "view": {"id": "v0", "url": "https://e.com/u/42?sid=9"}}
+        ]
+    });
+    let facts = RequestFacts {
+        received_at_ms: 1_700_000_000_000,
+        client_ip: "203.0.113.9".parse().unwrap(),
+        user_agent: None,
+        client_hints: vec![],
+    };
+    let limits = BeaconLimits {
+        max_events: 10,
+        max_string_bytes: 1000,
+        max_depth: 8,
+        max_event_age_ms: 1000,
+        max_context_bytes: 64 * 1024,
+        client_ip: crate::privacy::ClientIpMode::Full,
+    };
+    let mut batch = decode(beacon.to_string().as_bytes(), &facts, &limits)
+        .unwrap()
+        .events;
+    let (mut t, _) = transform("strip_fragment = true\nparam_action = \"remove\"");
+    t.transform_batch(&mut batch);
+    assert_eq!(batch.len(), 3);
+    let own_view = batch.pop().unwrap().to_value();
+    assert_eq!(own_view["url"]["full"], "https://e.com/u/42", "{own_view}");
+    assert_eq!(own_view["url"]["path_template"], "/u/:id");
+    assert!(own_view["url"].get("query").is_none(), "{own_view}");
+    // Scrubbed once for the beacon: its events still share one context.
+    assert!(Arc::ptr_eq(batch[0].context(), batch[1].context()));
+    for event in &batch {
+        let doc = event.to_value();
+        assert_eq!(doc["url"]["full"], "https://e.com/a", "{doc}");
+        assert_eq!(doc["url"]["path"], "/a");
+        assert_eq!(doc["url"]["path_template"], "/a");
+        assert!(doc["url"].get("query").is_none(), "{doc}");
+        assert!(doc["url"].get("fragment").is_none(), "{doc}");
+        assert_eq!(doc["http"]["request"]["referrer"], "https://r.com/");
+        assert_eq!(doc["session"]["id"], "s1");
+    }
+}
+
+#[test]
+fn memo_is_bounded_and_hits_count_like_misses() {
+    let (mut t, metrics) = transform("");
+    let long = "x".repeat(400);
+    for _ in 0..3 {
+        let mut batch: Batch = (0..3000)
+            .map(|i| {
+                Event::from(json!({
+                    "url": {"full": format!("https://e.com/{long}/?token={i}")},
+                    "rum": {"http": {"url": "https://e.com:99999/"}}
+                }))
+            })
+            .collect();
+        t.transform_batch(&mut batch);
+        assert!(batch
+            .iter()
+            .all(|e| e.get_str(schema::URL_QUERY) == Some("token=REDACTED")));
+        assert!(t.pages.bytes <= MEMO_MAX_BYTES && t.pages.map.len() < 9000);
+    }
+    let errors = metrics.registry().counter_sum(
+        "component_errors_total",
+        &[("error_type", "unparseable_url")],
+    );
+    assert_eq!(errors, 9000, "every occurrence counts, cached or not");
+}
+
+#[test]
+fn only_configured_fields_are_touched() {
+    let (mut t, _) = transform("fields = [\"labels.link\"]\ntext_fields = []");
+    let mut batch = vec![Event::from(json!({
+        "labels": {"link": "https://e.com/?token=1"},
+        "url": {"full": "https://e.com/?token=1"},
+        "error": {"stack_trace": "at https://e.com/a.js?token=1:1:1"},
+        "csp": {"blocked_uri": 42}
+    }))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get_str("labels.link"),
+        Some("https://e.com/?token=REDACTED")
+    );
+    assert_eq!(
+        batch[0].get_str(schema::URL_FULL),
+        Some("https://e.com/?token=1")
+    );
+    assert_eq!(
+        batch[0].get_str(schema::ERROR_STACK_TRACE),
+        Some("at https://e.com/a.js?token=1:1:1")
+    );
+    assert_eq!(batch[0].get(schema::CSP_BLOCKED_URI), Some(&json!(42)));
+}
+
+#[test]
+fn default_fields_cover_resources_csp_and_stack_traces() {
+    let (mut t, _) = transform("");
+    let stack =
+        "TypeError: x is undefined\n    at load (https://e.com/app.js?token=abc:10:5)\n    \
+                 at https://cdn.example.com/v.js:3:9\nrender@https://e.com/r.js?email=a@b.io:7:1\n \
+                 see http://:bad/?sid=1 and http://e.com/ok.";
+    let mut batch = vec![Event::from(json!({
+        "http": {"request": {"referrer": "https://google.com/?q=1&sig=zzz"}},
+        "rum": {"resource": {"name": "https://api.e.com/v1/me?access_token=t0k"}},
+        "csp": {
+            "blocked_uri": "https://evil.example/x?key=1",
+            "document_uri": "https://e.com/account?email=a%40b.com",
+            "source_file": "https://e.com/app.js?auth=1"
+        },
+        "error": {"stack_trace": stack}
+    }))];
+    t.transform_batch(&mut batch);
+    let e = &batch[0];
+    assert_eq!(
+        e.get_str(schema::HTTP_REFERRER),
+        Some("https://google.com/?q=1&sig=REDACTED")
+    );
+    assert_eq!(
+        e.get_str(schema::RUM_RESOURCE_NAME),
+        Some("https://api.e.com/v1/me?access_token=REDACTED")
+    );
+    assert_eq!(
+        e.get_str(schema::CSP_BLOCKED_URI),
+        Some("https://evil.example/x?key=REDACTED")
+    );
+    assert_eq!(
+        e.get_str(schema::CSP_DOCUMENT_URI),
+        Some("https://e.com/account?email=REDACTED")
+    );
+    assert_eq!(
+        e.get_str(schema::CSP_SOURCE_FILE),
+        Some("https://e.com/app.js?auth=REDACTED")
+    );
+    assert_eq!(
+        e.get_str(schema::ERROR_STACK_TRACE),
+        Some(
+            "TypeError: x is undefined\n    at load (https://e.com/app.js?token=REDACTED:10:5)\n    \
+             at https://cdn.example.com/v.js:3:9\nrender@https://e.com/r.js?email=REDACTED:7:1\n \
+             see http://:bad/?sid=1 and http://e.com/ok."
+        )
+    );
+}
+
+#[test]
+fn position_suffixes() {
+    assert_eq!(
+        split_position_suffix("https://e.com/a.js:10:5"),
+        ("https://e.com/a.js", ":10:5")
+    );
+    assert_eq!(
+        split_position_suffix("https://e.com:8080"),
+        ("https://e.com:8080", "")
+    );
+    assert_eq!(
+        split_position_suffix("https://e.com:8080/a.js:3"),
+        ("https://e.com:8080/a.js", ":3")
+    );
+    assert_eq!(
+        split_position_suffix("https://e.com/x."),
+        ("https://e.com/x", ".")
+    );
+}
+
+#[test]
+fn value_detectors() {
+    let r = |s: &str| redact_values(s, 13, "R");
+    assert_eq!(r("a@b.co"), Some("R".into()));
+    assert_eq!(r("x a.b+c@sub.ex-ample.com."), Some("x R.".into()));
+    assert_eq!(r("@handle"), None);
+    assert_eq!(r("a@localhost"), None);
+    assert_eq!(r("a@b.c0"), None);
+    assert_eq!(r("1700000000000"), Some("R".into()));
+    assert_eq!(r("170000000000"), None);
+    assert_eq!(r("4111 1111 1111 1111x"), None, "glued to a letter");
+    assert_eq!(r("id:4111 1111 1111 1111!"), Some("id:R!".into()));
+    assert_eq!(r("a456-426614174000"), None);
+    assert_eq!(
+        r("eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0."),
+        Some("R".into()),
+        "alg none"
+    );
+    assert_eq!(r("eyJhbGciOiJub25lIn0"), None, "one part is not a JWT");
+    assert_eq!(r("xeyJhbGciOiJub25lIn0.a.b"), None);
+    // Adversarial input stays linear and finds nothing.
+    let nasty = "eyJ".repeat(5000) + &"@".repeat(5000) + &"1-".repeat(5000);
+    assert!(r(&nasty).is_some_and(|s| s.len() < nasty.len()));
+    assert_eq!(r(&"a@".repeat(5000)), None);
+}
+
+#[test]
+fn id_heuristics() {
+    for id in [
+        "42",
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "0F8FAD5B-D9CB-469F-A165-70867728950E",
+        "d41d8cd98f00b204e9800998ecf8427e",
+        "deadbeefdeadbeef",
+        "jane@example.com",
+        "aZ3kP9qL2mX8vB4n",
+        "k2j3h4g5f6d7s8a9z",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefgh",
+    ] {
+        assert!(is_id_like(id), "{id}");
+    }
+    for word in [
+        "",
+        "products",
+        "blue-running-shoes-42",
+        "iphone-15-pro-max-256gb-blue",
+        "v1",
+        "deadbeef",
+        "checkout.html",
+        "ThisIsCamelCaseName",
+        "2024-01-15",
+    ] {
+        assert!(!is_id_like(word), "{word}");
+    }
+}
+
+#[test]
+fn templates_heuristics_and_routes() {
+    assert_eq!(template(&[], "/"), "/");
+    assert_eq!(template(&[], ""), "");
+    assert_eq!(template(&[], "/u/42/orders/"), "/u/:id/orders/");
+    assert_eq!(
+        template(&[], "/shop;jsessionid=REDACTED/cart"),
+        "/shop/cart"
+    );
+    assert_eq!(template(&[], "/u/REDACTED/profile"), "/u/:id/profile");
+    assert_eq!(template(&[], "/u/jane%40example.com"), "/u/:id");
+    assert_eq!(template(&[], "/caf%C3%A9/12"), "/caf%C3%A9/:id");
+    assert_eq!(template(&[], "api/u/7"), "api/u/:id");
+    let routes = ["/product/{slug}", "/u/{id}/orders", "/docs/*", "/"];
+    assert_eq!(template(&routes, "/product/blue-shoe"), "/product/:slug");
+    assert_eq!(template(&routes, "/product/blue-shoe/"), "/product/:slug");
+    assert_eq!(
+        template(&routes, "/product/blue-shoe/reviews"),
+        "/product/blue-shoe/reviews"
+    );
+    assert_eq!(template(&routes, "/product/"), "/product/");
+    assert_eq!(template(&routes, "/u/jane/orders"), "/u/:id/orders");
+    assert_eq!(template(&routes, "/docs"), "/docs/*");
+    assert_eq!(template(&routes, "/docs/a/b/c"), "/docs/*");
+    assert_eq!(template(&routes, "/"), "/");
+    // Routes win over heuristics: `{slug}` even when the value looks like an id.
+    assert_eq!(template(&routes, "/product/12345"), "/product/:slug");
+    // Literals match the decoded segment.
+    assert_eq!(template(&["/café/{x}"], "/caf%C3%A9/1"), "/café/:x");
+}
+
+#[test]
+fn bad_config_is_named() {
+    let problems = |text: &str| config(text).check();
+    assert_eq!(problems("replacement = \"[x]\"")[0].0, "replacement");
+    assert_eq!(problems("replacement = \"\"")[0].0, "replacement");
+    assert_eq!(problems("min_digit_run = 3")[0].0, "min_digit_run");
+    assert_eq!(problems("fields = [\"url..full\"]")[0].0, "fields");
+    assert_eq!(problems("extra_params = [\" \"]")[0].0, "params");
+    for route in [
+        "product/{x}",
+        "/a/{x",
+        "/a/*/b",
+        "/a/{}",
+        "/a?b",
+        "/a//b",
+        "/x-{id}",
+    ] {
+        let p = problems(&format!("routes = [{route:?}]"));
+        assert_eq!(p.len(), 1, "{route}");
+        assert_eq!(p[0].0, "routes");
+        assert!(p[0].1.contains(route), "{:?}", p[0]);
+    }
+    assert!(problems("").is_empty());
+    let unknown: Result<ScrubUrlConfig, _> =
+        crate::config::decode(toml::from_str("field = []").unwrap());
+    assert!(unknown.is_err());
+}
+
+#[test]
+fn extra_params_extend_and_params_replace_the_defaults() {
+    assert_eq!(
+        scrubbed(
+            "extra_params = [\"X-Amz-Credential\"]",
+            "https://s3.example.com/o?x-amz-credential=AK&token=1"
+        ),
+        "https://s3.example.com/o?x-amz-credential=REDACTED&token=REDACTED"
+    );
+    assert_eq!(
+        scrubbed("params = [\"ticket\"]", "https://e.com/?ticket=1&token=2"),
+        "https://e.com/?ticket=REDACTED&token=2"
+    );
+}

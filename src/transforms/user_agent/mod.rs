@@ -1,0 +1,207 @@
+//! Transform `user_agent`: `user_agent.original` (plus the User-Agent Client
+//! Hints in `rum.ua_hints`) → browser, OS, device and category under
+//! `user_agent.*`, and `labels.synthetic = true` for robots and scripted
+//! browsers. woothee does the parsing; `corrections.rs` fixes what it gets wrong for
+//! today's browsers (reduced UAs, in-app browsers, headless Chrome) and
+//! prefers the hints, which carry what the reduced UA hides: the real brand,
+//! the full version, Windows 11, the Android model. A small cache keyed by the
+//! UA string and hints makes a repeated UA a lookup instead of a parse.
+
+use serde::Deserialize;
+use std::sync::Arc;
+
+use super::{FunctionTransform, TransformContext};
+use crate::config::CheckConfig;
+use crate::event::{Batch, Context, Event};
+use crate::schema;
+use crate::telemetry::Counter;
+
+mod cache;
+mod client_hints;
+mod corrections;
+#[cfg(test)]
+mod tests;
+
+use cache::{key_hash, ParseCache, Prepared, MAX_CACHED_KEY_BYTES};
+pub use client_hints::ClientHints;
+pub use corrections::UserAgentParser;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserAgentConfig {
+    /// Distinct (User-Agent, hints) pairs kept parsed. 0 turns the cache off.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: usize,
+    /// Prefer User-Agent Client Hints (`rum.ua_hints`) over the UA string
+    /// where they say more: brand, full version, OS version, device model.
+    #[serde(default = "crate::config::default_true")]
+    pub use_client_hints: bool,
+    /// Extra case-insensitive substrings that mark a User-Agent as synthetic
+    /// traffic, on top of the built-in ones (`SYNTHETIC_MARKERS`).
+    #[serde(default)]
+    pub synthetic_patterns: Vec<String>,
+    /// Drop synthetic events instead of only labelling them. Dropped events
+    /// count as `component_discarded_events_total{intentional="true"}`.
+    #[serde(default)]
+    pub drop_synthetic: bool,
+}
+
+fn default_cache_size() -> usize {
+    4096
+}
+
+impl Default for UserAgentConfig {
+    fn default() -> Self {
+        Self {
+            cache_size: default_cache_size(),
+            use_client_hints: true,
+            synthetic_patterns: Vec::new(),
+            drop_synthetic: false,
+        }
+    }
+}
+
+impl CheckConfig for UserAgentConfig {
+    fn check(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if self.synthetic_patterns.iter().any(|p| p.trim().is_empty()) {
+            problems.push((
+                "synthetic_patterns",
+                "an empty pattern would mark every event as synthetic".to_owned(),
+            ));
+        }
+        problems
+    }
+}
+
+/// Substrings (matched case-insensitively) of scripted browsers and test
+/// tools that do not call themselves crawlers.
+pub const SYNTHETIC_MARKERS: &[&str] = &[
+    "headlesschrome",
+    "playwright",
+    "puppeteer",
+    "lighthouse",
+    "phantomjs",
+    "ptst/", // WebPageTest
+    "cypress/",
+    "selenium",
+];
+
+impl UserAgentConfig {
+    pub fn build(&self, cx: &TransformContext) -> anyhow::Result<UserAgentTransform> {
+        let counter = |result: &str| {
+            cx.metrics.counter(
+                "user_agent_cache_lookups_total",
+                "User-Agent cache lookups of the user_agent transform, by result.",
+                &[("result", result)],
+            )
+        };
+        Ok(UserAgentTransform {
+            parser: UserAgentParser::new(&self.synthetic_patterns, self.use_client_hints),
+            cache: ParseCache::new(self.cache_size),
+            drop_synthetic: self.drop_synthetic,
+            hits: counter("hit"),
+            misses: counter("miss"),
+            discarded: cx.metrics.discarded_intentional.clone(),
+        })
+    }
+}
+
+/// What one (User-Agent, hints) pair resolves to, in ECS terms.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserAgentInfo {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub os_name: Option<String>,
+    pub os_version: Option<String>,
+    pub device_name: Option<String>,
+    pub category: Option<&'static str>,
+    pub synthetic: bool,
+}
+
+pub struct UserAgentTransform {
+    parser: UserAgentParser,
+    cache: ParseCache,
+    drop_synthetic: bool,
+    hits: Counter,
+    misses: Counter,
+    discarded: Counter,
+}
+
+impl FunctionTransform for UserAgentTransform {
+    fn transform_batch(&mut self, batch: &mut Batch) {
+        let (mut hits, mut misses) = (0, 0);
+        let before = batch.len();
+        let drop_synthetic = self.drop_synthetic;
+        // The events of a beacon share one context and arrive together: the
+        // UA is resolved once per context and the enriched context is shared.
+        let mut last: Option<(Arc<Context>, Option<Arc<Context>>, bool)> = None;
+        batch.retain_mut(|event| {
+            let seen = last
+                .as_ref()
+                .is_some_and(|(original, _, _)| Arc::ptr_eq(original, event.context()));
+            if !seen {
+                let original = event.context().clone();
+                last = Some(match self.resolve(event) {
+                    None => (original, None, false),
+                    Some((fields, hit)) => {
+                        if hit {
+                            hits += 1;
+                        } else {
+                            misses += 1;
+                        }
+                        let mut context = (*original).clone();
+                        fields.apply(&mut context);
+                        (original, Some(Arc::new(context)), fields.synthetic)
+                    }
+                });
+            }
+            let Some((_, enriched, synthetic)) = &last else {
+                return true;
+            };
+            let Some(enriched) = enriched else {
+                return true;
+            };
+            if seen {
+                hits += 1;
+            }
+            if *synthetic && drop_synthetic {
+                return false;
+            }
+            event.set_context(enriched.clone());
+            true
+        });
+        // Counted per batch: no atomics in the per-event loop.
+        self.hits.add(hits);
+        self.misses.add(misses);
+        self.discarded.add((before - batch.len()) as u64);
+    }
+}
+
+impl UserAgentTransform {
+    /// The fields for this event's UA and hints (and whether the cache had
+    /// them); `None` when the event has neither.
+    fn resolve(&mut self, event: &Event) -> Option<(&Prepared, bool)> {
+        let ua = event.get_str(schema::USER_AGENT_ORIGINAL);
+        let hints = if self.parser.use_hints {
+            event.get(schema::RUM_UA_HINTS).filter(|h| h.is_object())
+        } else {
+            None
+        };
+        if ua.is_none() && hints.is_none() {
+            return None;
+        }
+        let ua = ua.unwrap_or("");
+        let (hash, key_bytes) = key_hash(ua, hints);
+        if key_bytes > MAX_CACHED_KEY_BYTES || self.cache.capacity == 0 {
+            self.cache.uncached = Prepared::new(self.parser.parse(ua, hints));
+            return Some((&self.cache.uncached, false));
+        }
+        // Two steps so the borrow of a hit ends before the miss path.
+        if self.cache.contains(hash, ua, hints) {
+            return self.cache.get(hash, ua, hints).map(|p| (p, true));
+        }
+        let prepared = Prepared::new(self.parser.parse(ua, hints));
+        Some((self.cache.insert(hash, ua, hints, prepared), false))
+    }
+}
