@@ -57,14 +57,21 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     let resolved = config.resolve().expect("valid");
     let fields = EventFields::new(&resolved.dimensions, true).expect("schema fields");
     let mut metrics = RumMetrics::new(Settings {
-        labels: resolved.dimensions.iter().map(|d| d.label.clone()).collect(),
+        labels: resolved
+            .dimensions
+            .iter()
+            .map(|d| d.label.clone())
+            .collect(),
         keep_on_fold: vec![true, false],
         max_series: 1000,
         max_sessions: 200_000,
         session_timeout_secs: 1800,
         buckets: resolved.buckets.clone(),
     });
-    let events = decode(&body, &facts, &limits).expect("valid beacon").events.len() as u64;
+    let events = decode(&body, &facts, &limits)
+        .expect("valid beacon")
+        .events
+        .len() as u64;
 
     let mut group = c.benchmark_group(format!("{clock}/per_beacon_of_{events}_events"));
     group.throughput(Throughput::Elements(events));
