@@ -208,17 +208,17 @@ fn templates(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> 
     ExitCode::SUCCESS
 }
 
-/// The rule file of every `prometheus` sink, concatenated as YAML documents.
+/// One rule file for every `prometheus` sink of the pipeline.
 fn rules(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> ExitCode {
     let source = std::path::Path::new(&config.file).file_name().map_or_else(
         || config.file.clone(),
         |name| name.to_string_lossy().into_owned(),
     );
-    let mut files = Vec::new();
+    let mut resolved = Vec::new();
     for sink in &config.sinks {
         if let SinkConfig::Prometheus(prom) = &sink.config {
             match prom.resolve() {
-                Ok(resolved) => files.push(prometheus::rules::render(&resolved, &sink.id, &source)),
+                Ok(r) => resolved.push((sink.id.as_str(), r)),
                 Err(errors) => {
                     for (key, message) in errors {
                         eprintln!("error: [sinks.{}] {key}: {message}", sink.id);
@@ -228,11 +228,13 @@ fn rules(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> Exit
             }
         }
     }
-    if files.is_empty() {
+    if resolved.is_empty() {
         eprintln!("error: {}: no prometheus sink", config.file);
         return ExitCode::from(78);
     }
-    let text = files.join("---\n");
+    let sinks: Vec<(&str, &prometheus::Resolved)> =
+        resolved.iter().map(|(id, r)| (*id, r)).collect();
+    let text = prometheus::rules::render(&sinks, &source);
     match out {
         None => {
             print!("{text}");

@@ -213,3 +213,43 @@ fn dashboard_queries_only_exported_or_recorded_metrics() {
         }
     }
 }
+
+#[test]
+fn two_prometheus_sinks_make_one_rule_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two.toml");
+    std::fs::write(
+        &path,
+        "[sources.beacons]\ntype = \"rum_beacon\"\n\n[sinks.a]\ntype = \"prometheus\"\ninputs = [\"beacons\"]\nbudgets = { LCP = 2500 }\n\n[sinks.b]\ntype = \"prometheus\"\ninputs = [\"beacons\"]\npath = \"/metrics/rum-b\"\nbudgets = { INP = 200 }\n[sinks.b.slos.fast]\nvital = \"INP\"\nthreshold = 200\ntarget = 0.9\n",
+    )
+    .unwrap();
+    let text = rules(&path, &[]);
+    assert_eq!(text.matches("\ngroups:\n").count(), 1, "{text}");
+    for group in [
+        "rum-pipeline:a:budgets",
+        "rum-pipeline:b:budgets",
+        "rum-pipeline:b:slo:fast",
+    ] {
+        assert!(
+            text.contains(&format!("- name: \"{group}\"")),
+            "{group} missing:\n{text}"
+        );
+    }
+    std::fs::write(dir.path().join("rules.yml"), &text).unwrap();
+    run_promtool(&["check", "rules", "rules.yml"], dir.path());
+}
+
+#[test]
+fn rules_without_a_prometheus_sink_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("none.toml");
+    std::fs::write(&path, "[sources.beacons]\ntype = \"rum_beacon\"\n\n[sinks.out]\ntype = \"blackhole\"\ninputs = [\"beacons\"]\n").unwrap();
+    let output = Command::new(BIN)
+        .arg("rules")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no prometheus sink"));
+}
