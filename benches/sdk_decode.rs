@@ -11,11 +11,15 @@
 //! - `web_vitals/attribution_lcp_1`: one LCP of the attribution build with
 //!   its whole navigation entry (`beacon-2.json`), the heaviest metric;
 //! - `web_vitals/trimmed_5`: five metrics without `entries`/`attribution`,
-//!   the same payload as the beacon's web_vital events.
+//!   the same payload as the beacon's web_vital events;
+//! - `faro/sdk_batches_N`: every body the Faro Web SDK sent from Chromium
+//!   in the browser test (`testdata/sdk/faro/body-*.json`: web vitals,
+//!   navigation and resource timings, a user action, an exception, logs,
+//!   events), decoded one after the other; N is their events together.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rum_pipeline::privacy::ClientIpMode;
-use rum_pipeline::sources::{beacon_decoder, web_vitals_decoder};
+use rum_pipeline::sources::{beacon_decoder, faro_decoder, web_vitals_decoder};
 
 const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
@@ -112,6 +116,49 @@ fn bench(c: &mut Criterion) {
             b.iter(|| web_vitals_decoder::decode(&body, &facts, &limits).unwrap())
         });
     }
+    group.finish();
+
+    let facts = faro_decoder::RequestFacts {
+        received_at_ms: 1_763_700_000_100,
+        client_ip: "203.0.113.7".parse().unwrap(),
+        user_agent: Some(UA),
+    };
+    let limits = faro_decoder::FaroLimits {
+        max_items: 500,
+        max_string_bytes: 16 * 1024,
+        max_depth: 16,
+        max_event_age_ms: i64::MAX,
+        client_ip: ClientIpMode::Full,
+    };
+    let dir = format!("{}/testdata/sdk/faro", env!("CARGO_MANIFEST_DIR"));
+    let mut bodies: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .expect("testdata/sdk/faro")
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let name = path.file_name()?.to_str()?.to_owned();
+            name.starts_with("body-")
+                .then(|| Some((name, std::fs::read(&path).ok()?)))?
+        })
+        .collect();
+    bodies.sort();
+    let events: usize = bodies
+        .iter()
+        .map(|(_, b)| {
+            faro_decoder::decode(b, &facts, &limits)
+                .unwrap()
+                .events
+                .len()
+        })
+        .sum();
+    let mut group = c.benchmark_group("faro");
+    group.throughput(Throughput::Elements(events as u64));
+    group.bench_function(format!("sdk_batches_{events}"), |b| {
+        b.iter(|| {
+            for (_, body) in &bodies {
+                faro_decoder::decode(body, &facts, &limits).unwrap();
+            }
+        })
+    });
     group.finish();
 }
 
