@@ -244,13 +244,12 @@ impl FaroHandler {
         };
         let metrics = self.intake.metrics();
         metrics.received_bytes.add(accepted.wire_bytes as u64);
+        let header_str = |name: &str| accepted.headers.get(name).and_then(|v| v.to_str().ok());
         let facts = RequestFacts {
             received_at_ms: chrono::Utc::now().timestamp_millis(),
             client_ip: accepted.client_ip,
-            user_agent: accepted
-                .headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
+            user_agent: header_str(header::USER_AGENT.as_str()),
+            session_header: header_str("x-faro-session-id"),
         };
         let decoded = match faro_decoder::decode(&accepted.body, &facts, &self.limits) {
             Ok(decoded) => decoded,

@@ -103,6 +103,8 @@ pub struct RequestFacts<'a> {
     pub client_ip: IpAddr,
     /// The `User-Agent` header: what `user_agent` parses, as for beacons.
     pub user_agent: Option<&'a str>,
+    /// The SDK's `x-faro-session-id` header: the session when `meta` has none.
+    pub session_header: Option<&'a str>,
 }
 
 #[derive(Debug)]
@@ -182,6 +184,10 @@ pub fn decode(
         Some(Value::Object(meta)) => apply_meta(&mut context, meta, facts.user_agent),
         Some(_) => return Err(invalid("`meta` must be an object")),
     };
+    let session_id = FieldId::of(schema::SESSION_ID);
+    if let (None, Some(id)) = (context.get_id(session_id), facts.session_header) {
+        context.set(session_id, id);
+    }
     // What `meta` holds beyond the mapped fields, shared by every event
     // (and copied into an event's own `rum.extra` when it has one).
     let meta_extra = (!meta_extra.is_empty()).then_some(Value::Object(meta_extra));

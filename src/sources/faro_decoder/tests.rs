@@ -9,6 +9,7 @@ fn facts() -> RequestFacts<'static> {
         received_at_ms: NOW,
         client_ip: "203.0.113.9".parse().unwrap(),
         user_agent: Some(UA),
+        session_header: None,
     }
 }
 
@@ -301,6 +302,19 @@ fn unknown_kinds_are_kept_and_counted_and_traces_counted() {
         Some(&json!([{"to": "mars"}]))
     );
     assert_eq!(custom.get_str("session.id"), Some("s"));
+
+    // Without `meta.session.id`, the SDK's session header names the session.
+    let with_header = RequestFacts {
+        session_header: Some("fromHeader"),
+        ..facts()
+    };
+    let body = json!({"meta": {}, "logs": [{"message": "m"}]}).to_string();
+    let decoded = decode(body.as_bytes(), &with_header, &limits()).unwrap();
+    assert_eq!(decoded.events[0].get_str("session.id"), Some("fromHeader"));
+    let body =
+        json!({"meta": {"session": {"id": "fromMeta"}}, "logs": [{"message": "m"}]}).to_string();
+    let decoded = decode(body.as_bytes(), &with_header, &limits()).unwrap();
+    assert_eq!(decoded.events[0].get_str("session.id"), Some("fromMeta"));
 }
 
 #[test]
