@@ -263,6 +263,15 @@ async fn api_key_preflight_and_answers() {
         .await
         .unwrap();
     assert_eq!(foreign.status(), 403);
+    // Without a key too: the origin is checked first.
+    let foreign = client()
+        .post(p.url("/collect"))
+        .header("origin", "https://evil.example")
+        .body(r#"{"meta":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
     let get = client().get(p.url("/collect")).send().await.unwrap();
     assert_eq!(get.status(), 405);
     assert_eq!(get.headers()["allow"], "POST, OPTIONS");

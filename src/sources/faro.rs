@@ -228,9 +228,13 @@ impl FaroHandler {
                 );
             }
         }
+        // A page of another origin gets 403 whatever key it sends.
+        let origin = match self.intake.check_origin(request.headers()) {
+            Ok(origin) => origin,
+            Err(error) => return self.intake.error_response(&error, None),
+        };
         if !self.authorized(&request) {
             self.unauthorized.inc();
-            let origin = self.intake.check_origin(request.headers()).ok().flatten();
             // Checked before the body is read: a wrong key costs no bytes.
             let response = text_response(
                 StatusCode::UNAUTHORIZED,
