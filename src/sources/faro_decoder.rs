@@ -321,6 +321,81 @@ fn take(pairs: &mut Pairs<'_>, key: &str) -> Option<Value> {
     Some(pairs.swap_remove(i).1)
 }
 
+fn to_map(pairs: Pairs<'_>) -> Map<String, Value> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.into_owned(), v))
+        .collect()
+}
+
+/// Item keys whose object values are kept as key/value lists with keys
+/// borrowed from the body: most of their keys land in slots, and only what
+/// is left becomes a JSON object.
+const NESTED: &[&str] = &["values", "context", "attributes"];
+
+/// One item of `measurements`, `exceptions`, `logs` or `events`.
+#[derive(Default)]
+struct Item<'de> {
+    pairs: Pairs<'de>,
+    /// `NESTED` keys whose value is an object.
+    objects: Vec<(&'static str, Pairs<'de>)>,
+    /// `timestamp` as epoch ms, or as sent when it is no ISO 8601 time.
+    time: Option<Result<i64, Value>>,
+}
+
+impl<'de> Item<'de> {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn object(&self, key: &str) -> Option<&Pairs<'de>> {
+        self.objects.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    fn take(&mut self, key: &str) -> Option<Value> {
+        take(&mut self.pairs, key)
+    }
+
+    fn take_object(&mut self, key: &str) -> Option<Pairs<'de>> {
+        let i = self.objects.iter().position(|(k, _)| *k == key)?;
+        Some(self.objects.swap_remove(i).1)
+    }
+
+    /// Sets a key, the last one sent winning, as in a JSON object.
+    fn set(&mut self, key: Cow<'de, str>, value: Value) {
+        self.objects.retain(|(k, _)| *k != key);
+        match self.pairs.iter_mut().find(|(k, _)| *k == key) {
+            Some(pair) => pair.1 = value,
+            None => self.pairs.push((key, value)),
+        }
+    }
+
+    fn set_object(&mut self, key: &'static str, value: Pairs<'de>) {
+        self.pairs.retain(|(k, _)| k != key);
+        match self.objects.iter_mut().find(|(k, _)| *k == key) {
+            Some(pair) => pair.1 = value,
+            None => self.objects.push((key, value)),
+        }
+    }
+}
+
+/// Shared JSON strings of the values every event of a kind carries.
+static TEXTS: LazyLock<Vec<Value>> = LazyLock::new(|| {
+    ["measurement", "log", "event", "exception"]
+        .into_iter()
+        .chain(VITALS.iter().map(|(_, name)| *name))
+        .map(Value::from)
+        .collect()
+});
+
+/// `text` as a shared static value (one of `TEXTS`), else owned.
+fn text(text: &'static str) -> FieldValue {
+    match TEXTS.iter().find(|v| v.as_str() == Some(text)) {
+        Some(v) => FieldValue::Static(v),
+        None => Value::from(text).into(),
+    }
+}
+
 /// A wire key, the slot it lands in, and the type its value must have.
 type Slot = (&'static str, FieldId, FieldType);
 
@@ -427,24 +502,28 @@ fn coerce(value: Value, ty: FieldType) -> Result<Value, Value> {
     parsed.ok_or(value)
 }
 
-/// Moves the keys of `slots` from `map` into `fields` (wrong-typed values
-/// stay in `map`).
+/// Moves the keys of `slots` from `pairs` into `fields`; returns the rest
+/// (other keys, and wrong-typed values) for `rum.extra`.
 fn fill(
-    map: &mut Map<String, Value>,
+    pairs: Pairs<'_>,
     slots: &[Slot],
     fields: &mut Vec<(FieldId, Option<FieldValue>)>,
-) {
-    for (key, id, ty) in slots {
-        let Some(value) = map.remove(*key) else {
-            continue;
+) -> Map<String, Value> {
+    let mut rest = Map::new();
+    for (key, value) in pairs {
+        let value = match slots.iter().find(|(k, _, _)| *k == key) {
+            Some((_, id, ty)) => match coerce(value, *ty) {
+                Ok(value) => {
+                    fields.push((*id, Some(value.into())));
+                    continue;
+                }
+                Err(value) => value,
+            },
+            None => value,
         };
-        match coerce(value, *ty) {
-            Ok(value) => fields.push((*id, Some(value.into()))),
-            Err(value) => {
-                map.insert((*key).to_owned(), value);
-            }
-        }
+        rest.insert(key.into_owned(), value);
     }
+    rest
 }
 
 /// ISO 8601 (`2026-11-30T15:25:02.150Z`, as Faro writes it) → epoch ms.
@@ -515,89 +594,72 @@ impl Builder {
     }
 
     /// `timestamp` → the item's time; one that does not parse is kept.
-    fn time(item: &mut Pairs<'_>, extra: &mut Map<String, Value>) -> Option<i64> {
-        let value = take(item, "timestamp")?;
-        match value.as_str().and_then(parse_time) {
-            Some(ms) => Some(ms),
-            None => {
+    fn time(item: &mut Item<'_>, extra: &mut Map<String, Value>) -> Option<i64> {
+        match item.time.take()? {
+            Ok(ms) => Some(ms),
+            Err(value) => {
                 extra.insert("timestamp".to_owned(), value);
                 None
             }
         }
     }
 
-    fn rest(item: Pairs<'_>, extra: &mut Map<String, Value>) {
-        for (key, value) in item {
+    /// What is left of an item, for `rum.extra`.
+    fn rest(item: Item<'_>, extra: &mut Map<String, Value>) {
+        for (key, value) in item.pairs {
             if !value.is_null() {
                 extra.insert(key.into_owned(), value);
             }
         }
+        for (key, pairs) in item.objects {
+            extra.insert(key.to_owned(), Value::Object(to_map(pairs)));
+        }
     }
 
-    fn measurement(&mut self, mut item: Pairs<'_>) {
+    fn measurement(&mut self, mut item: Item<'_>) {
         let ids = &*IDS;
         let mut extra = Map::new();
         let ts = Self::time(&mut item, &mut extra);
-        let ty = take(&mut item, "type").unwrap_or_default();
-        let Some(Value::Object(mut values)) = take(&mut item, "values") else {
-            return;
-        };
-        let name = ty.as_str().unwrap_or_default();
-        let vitals: Vec<(&'static str, Value)> = if name == "web-vitals" {
-            VITALS
-                .iter()
-                .filter_map(|(key, vital)| match values.get(*key) {
-                    Some(v @ Value::Number(_)) => {
-                        let v = v.clone();
-                        values.remove(*key);
-                        Some((*vital, v))
-                    }
-                    _ => None,
-                })
-                .collect()
+        let ty = item.take("type").unwrap_or_default();
+        let values = item.take_object("values").unwrap_or_default();
+        let mut vitals: Vec<(&'static str, Value)> = Vec::new();
+        let mut others: Pairs<'_> = Vec::new();
+        if ty.as_str() == Some("web-vitals") {
+            for (key, value) in values {
+                match VITALS.iter().find(|(k, _)| *k == key) {
+                    Some((_, vital)) if value.is_number() => vitals.push((vital, value)),
+                    _ => others.push((key, value)),
+                }
+            }
         } else {
-            Vec::new()
-        };
+            others = values;
+        }
         if vitals.is_empty() {
             // A measurement of the page's own (`pushMeasurement`), or a
             // web-vitals one without a known vital: `custom`.
             let mut fields = vec![
                 (ids.custom.name, Some(ty.into())),
-                (
-                    ids.custom.original_type,
-                    Some(Value::from("measurement").into()),
-                ),
+                (ids.custom.original_type, Some(text("measurement"))),
             ];
-            if values.len() == 1 {
-                if let Some(v @ Value::Number(_)) = values.values().next() {
-                    fields.push((ids.custom.value, Some(v.clone().into())));
-                }
+            if let [(_, v @ Value::Number(_))] = &others[..] {
+                fields.push((ids.custom.value, Some(v.clone().into())));
             }
-            fields.push((ids.custom.data, Some(Value::Object(values).into())));
+            fields.push((ids.custom.data, Some(Value::Object(to_map(others)).into())));
             Self::rest(item, &mut extra);
             self.push(EventType::Custom, ts, fields, extra);
             return;
         }
-        let delta = values.remove("delta");
-        let mut attribution = values;
         let mut shared: Vec<(FieldId, Option<FieldValue>)> = Vec::with_capacity(4);
-        if let Some(delta) = delta {
-            match coerce(delta, FieldType::Double) {
-                Ok(d) => shared.push((ids.vital_delta, Some(d.into()))),
-                Err(d) => {
-                    attribution.insert("delta".to_owned(), d);
-                }
+        let mut attribution = Map::new();
+        for (key, value) in others {
+            if key == "delta" {
+                shared.push((ids.vital_delta, Some(value.into())));
+            } else {
+                attribution.insert(key.into_owned(), value);
             }
         }
-        match take(&mut item, "context") {
-            Some(Value::Object(mut context)) => {
-                fill(&mut context, &ids.vital_context, &mut shared);
-                attribution.extend(context);
-            }
-            None | Some(Value::Null) => {}
-            Some(other) => {
-                extra.insert("context".to_owned(), other);
-            }
+        if let Some(context) = item.take_object("context") {
+            attribution.extend(fill(context, &ids.vital_context, &mut shared));
         }
         if !attribution.is_empty() {
             shared.push((
@@ -614,7 +676,7 @@ impl Builder {
             } else {
                 shared.clone().unwrap_or_default()
             };
-            fields.push((ids.vital_name, Some(Value::from(vital).into())));
+            fields.push((ids.vital_name, Some(text(vital))));
             fields.push((ids.vital_value, Some(value.into())));
             let extra = if i == last {
                 std::mem::take(&mut extra)
@@ -625,12 +687,12 @@ impl Builder {
         }
     }
 
-    fn exception(&mut self, mut item: Pairs<'_>) {
+    fn exception(&mut self, mut item: Item<'_>) {
         let ids = &*IDS;
         let mut extra = Map::new();
         let ts = Self::time(&mut item, &mut extra);
-        let ty = take(&mut item, "type").unwrap_or_default();
-        let message = take(&mut item, "value").unwrap_or_default();
+        let ty = item.take("type").unwrap_or_default();
+        let message = item.take("value").unwrap_or_default();
         let mut fields = Vec::with_capacity(8);
         let mut stack = String::new();
         if let (Some(t), Some(m)) = (ty.as_str(), message.as_str()) {
@@ -638,7 +700,7 @@ impl Builder {
             stack.push_str(": ");
             stack.push_str(m);
         }
-        match take(&mut item, "stacktrace") {
+        match item.take("stacktrace") {
             None | Some(Value::Null) => {}
             Some(stacktrace) => {
                 let frames = stacktrace.get("frames").and_then(Value::as_array);
@@ -668,7 +730,7 @@ impl Builder {
         }
         fields.push((ids.error_type, Some(ty.into())));
         fields.push((ids.error_message, Some(message.into())));
-        fields.push((ids.error_kind, Some(Value::from("exception").into())));
+        fields.push((ids.error_kind, Some(text("exception"))));
         if !stack.is_empty() {
             fields.push((ids.error_stack, Some(Value::from(stack).into())));
         }
@@ -676,16 +738,16 @@ impl Builder {
         self.push(EventType::Error, ts, fields, extra);
     }
 
-    fn log(&mut self, mut item: Pairs<'_>) {
+    fn log(&mut self, mut item: Item<'_>) {
         let ids = &*IDS;
         let mut extra = Map::new();
         let ts = Self::time(&mut item, &mut extra);
-        let message = take(&mut item, "message").unwrap_or_default();
-        let level = take(&mut item, "level");
+        let message = item.take("message").unwrap_or_default();
+        let level = item.take("level");
         if level.as_ref().and_then(Value::as_str) == Some("error") {
             let fields = vec![
                 (ids.error_message, Some(message.into())),
-                (ids.error_kind, Some(Value::from("log").into())),
+                (ids.error_kind, Some(text("log"))),
             ];
             Self::rest(item, &mut extra);
             self.push(EventType::Error, ts, fields, extra);
@@ -697,20 +759,28 @@ impl Builder {
             data.insert("level".to_owned(), level);
         }
         let fields = vec![
-            (ids.custom.name, Some(Value::from("log").into())),
-            (ids.custom.original_type, Some(Value::from("log").into())),
+            (ids.custom.name, Some(text("log"))),
+            (ids.custom.original_type, Some(text("log"))),
             (ids.custom.data, Some(Value::Object(data).into())),
         ];
         Self::rest(item, &mut extra);
         self.push(EventType::Custom, ts, fields, extra);
     }
 
-    fn event(&mut self, mut item: Pairs<'_>) {
+    fn event(&mut self, mut item: Item<'_>) {
         let ids = &*IDS;
         let mut extra = Map::new();
         let ts = Self::time(&mut item, &mut extra);
-        let name = take(&mut item, "name").unwrap_or_default();
-        let attributes = take(&mut item, "attributes");
+        let name = item.take("name").unwrap_or_default();
+        // Every event the SDK makes says `"domain": "browser"`: kept only
+        // when it says something else.
+        if let Some(domain) = item.take("domain") {
+            if domain.as_str() != Some("browser") {
+                extra.insert("domain".to_owned(), domain);
+            }
+        }
+        // A non-object `attributes` stays in the item, for `rum.extra`.
+        let attributes = item.take_object("attributes");
         let ty = EVENT_TYPES
             .iter()
             .find(|(n, _)| Some(*n) == name.as_str())
@@ -719,13 +789,12 @@ impl Builder {
         match ty {
             EventType::Custom => {
                 fields.push((ids.custom.name, Some(name.into())));
-                fields.push((ids.custom.original_type, Some(Value::from("event").into())));
-                match attributes {
-                    Some(a @ Value::Object(_)) => fields.push((ids.custom.data, Some(a.into()))),
-                    None | Some(Value::Null) => {}
-                    Some(other) => {
-                        extra.insert("attributes".to_owned(), other);
-                    }
+                fields.push((ids.custom.original_type, Some(text("event"))));
+                if let Some(attributes) = attributes {
+                    fields.push((
+                        ids.custom.data,
+                        Some(Value::Object(to_map(attributes)).into()),
+                    ));
                 }
             }
             _ => {
@@ -734,16 +803,10 @@ impl Builder {
                     EventType::Resource => &ids.resource,
                     _ => &ids.user_action,
                 };
-                match attributes {
-                    Some(Value::Object(mut a)) => {
-                        fill(&mut a, slots, &mut fields);
-                        if !a.is_empty() {
-                            extra.insert("attributes".to_owned(), Value::Object(a));
-                        }
-                    }
-                    None | Some(Value::Null) => {}
-                    Some(other) => {
-                        extra.insert("attributes".to_owned(), other);
+                if let Some(attributes) = attributes {
+                    let rest = fill(attributes, slots, &mut fields);
+                    if !rest.is_empty() {
+                        extra.insert("attributes".to_owned(), Value::Object(rest));
                     }
                 }
             }
@@ -823,29 +886,28 @@ impl Kind {
     }
 
     /// The keys an item of this kind cannot do without, and their types.
-    fn check(self, index: usize, item: &Pairs<'_>) -> Result<(), IntakeError> {
-        let get = |key: &str| item.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-        let need = |key: &str, what: &str, ok: fn(&Value) -> bool| match get(key) {
-            Some(v) if ok(v) => Ok(()),
-            _ => Err(invalid(format!(
-                "{}[{index}].{key} must be {what}",
-                self.key()
-            ))),
+    fn check(self, index: usize, item: &Item<'_>) -> Result<(), IntakeError> {
+        let wrong = |key: &str, what: &str| {
+            invalid(format!("{}[{index}].{key} must be {what}", self.key()))
+        };
+        let need_string = |key: &str| match item.get(key) {
+            Some(Value::String(_)) => Ok(()),
+            _ => Err(wrong(key, "a string")),
         };
         match self {
             Kind::Measurement => {
-                need("type", "a string", Value::is_string)?;
-                need("values", "an object of numbers", |v| {
-                    v.as_object()
-                        .is_some_and(|m| m.values().all(Value::is_number))
-                })
+                need_string("type")?;
+                match item.object("values") {
+                    Some(values) if values.iter().all(|(_, v)| v.is_number()) => Ok(()),
+                    _ => Err(wrong("values", "an object of numbers")),
+                }
             }
             Kind::Exception => {
-                need("type", "a string", Value::is_string)?;
-                need("value", "a string", Value::is_string)
+                need_string("type")?;
+                need_string("value")
             }
-            Kind::Log => need("message", "a string", Value::is_string),
-            Kind::Event => need("name", "a string", Value::is_string),
+            Kind::Log => need_string("message"),
+            Kind::Event => need_string("name"),
         }
     }
 }
@@ -869,7 +931,7 @@ impl Parse {
 struct WireBody<'de> {
     meta: Option<Value>,
     /// Items of the four kinds, in body order, with their index in their array.
-    items: Vec<(Kind, usize, Pairs<'de>)>,
+    items: Vec<(Kind, usize, Item<'de>)>,
     traces: Option<Value>,
     /// Top-level keys Faro does not send, as sent.
     unknown: Vec<(Cow<'de, str>, Value)>,
@@ -955,7 +1017,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
 struct ItemsSeed<'p, 'o, 'de> {
     parse: &'p Parse,
     kind: Kind,
-    out: &'o mut Vec<(Kind, usize, Pairs<'de>)>,
+    out: &'o mut Vec<(Kind, usize, Item<'de>)>,
 }
 
 impl<'de> DeserializeSeed<'de> for ItemsSeed<'_, '_, 'de> {
@@ -1019,14 +1081,14 @@ fn not_an_object<E: de::Error>(seed: &ItemSeed<'_>) -> E {
 }
 
 impl<'de> DeserializeSeed<'de> for ItemSeed<'_> {
-    type Value = Pairs<'de>;
+    type Value = Item<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for ItemSeed<'_> {
-    type Value = Pairs<'de>;
+    type Value = Item<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an item object")
     }
@@ -1037,16 +1099,162 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let limits = &self.parse.limits;
         limits.container(3)?;
+        let mut item = Item {
+            pairs: Vec::with_capacity(8),
+            objects: Vec::new(),
+            time: None,
+        };
+        while let Some(key) = map.next_key_seed(Key(limits))? {
+            if key == "timestamp" {
+                // Parsed from the body's text, never allocated.
+                item.time = Some(map.next_value_seed(TimeSeed { limits })?);
+                continue;
+            }
+            if let Some(nested) = NESTED.iter().find(|n| **n == key) {
+                match map.next_value_seed(NestedSeed { limits, depth: 4 })? {
+                    Nested::Object(pairs) => item.set_object(nested, pairs),
+                    Nested::Value(value) => item.set(key, value),
+                }
+                continue;
+            }
+            let value = map.next_value_seed(Bounded { limits, depth: 4 })?;
+            item.set(key, value);
+        }
+        Ok(item)
+    }
+}
+
+/// An item's `timestamp`: epoch ms when it is an ISO 8601 string, else the
+/// value as sent.
+struct TimeSeed<'l> {
+    limits: &'l Limits,
+}
+
+impl<'de> DeserializeSeed<'de> for TimeSeed<'_> {
+    type Value = Result<i64, Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        // Anything but a string is kept as sent, within the limits.
+        let value = d.deserialize_any(TimeVisitor(self.limits))?;
+        Ok(value)
+    }
+}
+
+struct TimeVisitor<'l>(&'l Limits);
+
+impl TimeVisitor<'_> {
+    fn bounded(&self) -> Bounded<'_> {
+        Bounded {
+            limits: self.0,
+            depth: 4,
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for TimeVisitor<'_> {
+    type Value = Result<i64, Value>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an ISO 8601 time")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.0.string(v.len())?;
+        Ok(parse_time(v).ok_or_else(|| Value::from(v)))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        self.bounded().visit_bool(v).map(Err)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        self.bounded().visit_i64(v).map(Err)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        self.bounded().visit_u64(v).map(Err)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        self.bounded().visit_f64(v).map(Err)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        self.bounded().visit_unit().map(Err)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        self.bounded().visit_seq(seq).map(Err)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.bounded().visit_map(map).map(Err)
+    }
+}
+
+/// A `NESTED` value: an object as a key/value list, anything else as a value.
+enum Nested<'de> {
+    Object(Pairs<'de>),
+    Value(Value),
+}
+
+/// A `NESTED` value at `depth`, within the limits.
+struct NestedSeed<'l> {
+    limits: &'l Limits,
+    depth: usize,
+}
+
+impl NestedSeed<'_> {
+    fn bounded(&self) -> Bounded<'_> {
+        Bounded {
+            limits: self.limits,
+            depth: self.depth,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for NestedSeed<'_> {
+    type Value = Nested<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NestedSeed<'_> {
+    type Value = Nested<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        self.bounded().visit_bool(v).map(Nested::Value)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        self.bounded().visit_i64(v).map(Nested::Value)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        self.bounded().visit_u64(v).map(Nested::Value)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        self.bounded().visit_f64(v).map(Nested::Value)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.bounded().visit_str(v).map(Nested::Value)
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        self.bounded().visit_string(v).map(Nested::Value)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        self.bounded().visit_unit().map(Nested::Value)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        self.bounded().visit_seq(seq).map(Nested::Value)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let limits = self.limits;
+        limits.container(self.depth)?;
         let mut pairs: Pairs<'de> = Vec::with_capacity(8);
         while let Some(key) = map.next_key_seed(Key(limits))? {
-            let value = map.next_value_seed(Bounded { limits, depth: 4 })?;
+            let value = map.next_value_seed(Bounded {
+                limits,
+                depth: self.depth + 1,
+            })?;
             // A repeated key: the last one wins, as in a JSON object.
             match pairs.iter_mut().find(|(k, _)| *k == key) {
                 Some(pair) => pair.1 = value,
                 None => pairs.push((key, value)),
             }
         }
-        Ok(pairs)
+        Ok(Nested::Object(pairs))
     }
 }
 

@@ -140,6 +140,8 @@ fn the_real_sdks_bodies_become_the_expected_documents() {
         .get("rum.extra.attributes.faroNavigationId")
         .is_some());
     assert_eq!(page_views[1].get_str("url.query"), Some("second=1"));
+    // The SDK's constant `"domain": "browser"` is not kept.
+    assert_eq!(page_views[0].get("rum.extra.domain"), None);
 
     let fetch = by(&|e| e.get_str("rum.resource.initiator_type") == Some("fetch"))[0];
     assert!(fetch
@@ -181,7 +183,7 @@ fn meta_is_the_shared_context_and_the_rest_of_it_is_kept() {
     let decoded = decode_json(json!({
         "meta": meta(),
         "logs": [{"message": "hi", "level": "warn", "timestamp": "2027-01-15T08:00:00.000Z"}],
-        "events": [{"name": "session_start", "domain": "browser", "timestamp": "2027-01-15T08:00:00.000Z"},
+        "events": [{"name": "session_start", "domain": "app", "timestamp": "2027-01-15T08:00:00.000Z"},
                    {"name": "x", "timestamp": "2027-01-15T08:00:01.000Z"}]
     }))
     .unwrap();
@@ -224,7 +226,7 @@ fn meta_is_the_shared_context_and_the_rest_of_it_is_kept() {
         })
     );
     // An event with keys of its own carries `meta` along in its `rum.extra`.
-    assert_eq!(start.get_str("rum.extra.domain"), Some("browser"));
+    assert_eq!(start.get_str("rum.extra.domain"), Some("app"));
     assert_eq!(start.get_str("rum.extra.meta.user.id"), Some("u1"));
     assert_eq!(log.get_str("rum.custom.data.level"), Some("warn"));
 }
@@ -237,14 +239,15 @@ fn a_web_vitals_measurement_with_two_vitals_makes_two_documents() {
             "timestamp": "2027-01-15T08:00:00.000Z", "trace": {"trace_id": "t"}}]
     }))
     .unwrap();
-    let [lcp, cls] = &decoded.events[..] else {
+    // In body order (`json!` sorts keys: cls first).
+    let [cls, lcp] = &decoded.events[..] else {
         panic!("two events")
     };
     assert_eq!(lcp.get_str("rum.vital.name"), Some("LCP"));
     assert_eq!(cls.get_str("rum.vital.name"), Some("CLS"));
     assert_eq!(cls.get("rum.vital.value"), Some(&json!(0.1)));
-    assert_eq!(lcp.get("rum.seq"), Some(&json!(0)));
-    assert_eq!(cls.get("rum.seq"), Some(&json!(1)), "distinct _ids");
+    assert_eq!(cls.get("rum.seq"), Some(&json!(0)));
+    assert_eq!(lcp.get("rum.seq"), Some(&json!(1)), "distinct _ids");
     for e in [lcp, cls] {
         assert_eq!(e.get("rum.vital.delta"), Some(&json!(3)));
         assert_eq!(e.get_str("rum.vital.rating"), Some("poor"));
