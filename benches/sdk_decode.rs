@@ -169,6 +169,7 @@ fn bench(c: &mut Criterion) {
         max_string_bytes: 16 * 1024,
         max_depth: 16,
         max_event_age_ms: i64::MAX,
+        max_context_bytes: 64 * 1024,
         client_ip: ClientIpMode::Full,
     };
     let dir = format!("{}/testdata/sdk/faro", env!("CARGO_MANIFEST_DIR"));

@@ -319,6 +319,14 @@ async fn bad_requests_get_clear_answers_and_are_counted() {
             413,
             "too_many_items",
         ),
+        // A `meta` every document would carry: 75 kB > max_context_bytes.
+        (
+            json!({"meta": {"user": {"attributes": vec!["u".repeat(15_000); 5]}}, "logs": [{"message": "m"}]})
+                .to_string()
+                .into_bytes(),
+            413,
+            "context_too_large",
+        ),
         // 10 MB of array, gzipped to a few kB: stopped as it inflates past
         // max_body_bytes (a plain 10 MB body is refused from its declared
         // length before it is read, and the client sees the socket close).

@@ -51,6 +51,14 @@ pub struct FaroConfig {
     /// Item times are clamped to at most this far before the receive time.
     #[serde(default = "default_max_event_age_secs")]
     pub max_event_age_secs: u64,
+    /// Bytes of the context a request's events share (`meta`, the page URL
+    /// and its parts, the User-Agent header): every document carries it,
+    /// so this bounds what one request can make (413 above).
+    #[serde(
+        default = "default_max_context_bytes",
+        deserialize_with = "crate::config::byte_size::deserialize"
+    )]
+    pub max_context_bytes: usize,
 }
 
 fn default_path() -> String {
@@ -67,6 +75,9 @@ fn default_max_json_depth() -> usize {
 }
 fn default_max_event_age_secs() -> u64 {
     86_400
+}
+fn default_max_context_bytes() -> usize {
+    64 * 1024
 }
 
 impl CheckConfig for FaroConfig {
@@ -88,6 +99,7 @@ impl CheckConfig for FaroConfig {
             ("max_items_per_request", self.max_items_per_request),
             ("max_string_bytes", self.max_string_bytes),
             ("max_json_depth", self.max_json_depth),
+            ("max_context_bytes", self.max_context_bytes),
         ] {
             if value == 0 {
                 problems.push((key, "must be at least 1".to_owned()));
@@ -115,6 +127,7 @@ impl FaroConfig {
                 max_string_bytes: self.max_string_bytes,
                 max_depth: self.max_json_depth,
                 max_event_age_ms: (self.max_event_age_secs as i64).saturating_mul(1000),
+                max_context_bytes: self.max_context_bytes,
                 client_ip: cx.http.client_ip,
             },
             send_timeout: Duration::from_millis(cx.http.send_timeout_ms),
@@ -297,6 +310,7 @@ mod tests {
         assert_eq!(c.path, "/collect");
         assert_eq!(c.api_key, None);
         assert_eq!(c.max_items_per_request, 500);
+        assert_eq!(c.max_context_bytes, 64 * 1024);
     }
 
     #[test]

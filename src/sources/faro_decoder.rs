@@ -93,6 +93,11 @@ pub struct FaroLimits {
     pub max_depth: usize,
     /// Item times are clamped to [received − this, received].
     pub max_event_age_ms: i64,
+    /// Bytes of the context every event of the request shares (`meta`, the
+    /// User-Agent, ...). Each document carries it (and an event with keys of
+    /// its own a copy of `meta`'s unmapped part), so it bounds what one
+    /// request can make (413 above).
+    pub max_context_bytes: usize,
     /// What `client.ip` keeps of the address (the source's `client_ip`).
     pub client_ip: ClientIpMode,
 }
@@ -196,6 +201,17 @@ pub fn decode(
         extra.insert("meta".to_owned(), meta.clone());
         context.set(ids.extra, Value::Object(extra));
     }
+    if context.byte_size() > limits.max_context_bytes {
+        return Err(IntakeError::new(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            "context_too_large",
+            format!(
+                "the payload's `meta` (with the page URL and User-Agent) holds {} bytes; max_context_bytes is {}",
+                context.byte_size(),
+                limits.max_context_bytes
+            ),
+        ));
+    }
     let context = Arc::new(context);
 
     let mut build = Builder {
@@ -213,6 +229,7 @@ pub fn decode(
             Kind::Event => build.event(item),
         }
     }
+    // Keys Faro does not send come last, each one event.
     let unknown_kinds = wire.unknown.len();
     for (name, value) in wire.unknown {
         let mut extra = Map::new();

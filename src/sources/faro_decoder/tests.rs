@@ -19,6 +19,7 @@ fn limits() -> FaroLimits {
         max_string_bytes: 200,
         max_depth: 10,
         max_event_age_ms: i64::MAX,
+        max_context_bytes: 4096,
         client_ip: ClientIpMode::Full,
     }
 }
@@ -363,6 +364,11 @@ fn wrong_types_and_limits_refuse_the_request_whole() {
         let err = decode_json(body.clone()).unwrap_err();
         assert_eq!(err.error_type, error_type, "{body}: {}", err.message);
     }
+    // A big `meta` would be copied into every document: bounded.
+    let big = json!({"meta": {"user": {"a": "x".repeat(150), "b": vec!["y".repeat(150); 30]}}, "logs": [{"message": "m"}]});
+    let err = decode_json(big).unwrap_err();
+    assert_eq!(err.error_type, "context_too_large");
+    assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
     let err = decode_json(json!({"logs": [{"message": "ok"}, {"message": 1}]})).unwrap_err();
     assert_eq!(err.message, "logs[1].message must be a string");
     for raw in [&b"{\"meta\":{"[..], b"\xff", b"", b"  "] {
