@@ -11,11 +11,18 @@
 //! - `web_vitals/attribution_lcp_1`: one LCP of the attribution build with
 //!   its whole navigation entry (`beacon-2.json`), the heaviest metric;
 //! - `web_vitals/trimmed_5`: five metrics without `entries`/`attribution`,
-//!   the same payload as the beacon's web_vital events.
+//!   the same payload as the beacon's web_vital events;
+//! - `faro/sdk_batches_N`: every body the Faro Web SDK sent from Chromium
+//!   in the browser test (`testdata/sdk/faro/body-*.json`: web vitals,
+//!   navigation and resource timings, a user action, an exception, logs,
+//!   events), decoded one after the other; N is their events together;
+//! - `faro/beacon_equivalent_10`: the `rum_beacon` body's ten events as
+//!   the Faro SDK would send them (four web-vitals measurements, navigation,
+//!   three resource timings, a user action, an exception with one frame).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rum_pipeline::privacy::ClientIpMode;
-use rum_pipeline::sources::{beacon_decoder, web_vitals_decoder};
+use rum_pipeline::sources::{beacon_decoder, faro_decoder, web_vitals_decoder};
 
 const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
@@ -65,6 +72,43 @@ fn trimmed() -> Vec<u8> {
     serde_json::to_vec(&metrics).unwrap()
 }
 
+/// The beacon's ten events in Faro's payload (strings where Faro sends strings).
+fn faro_equivalent() -> Vec<u8> {
+    let ts = |ms: i64| beacon_decoder::iso_millis(1_763_700_000_000 - ms);
+    let vital = |name: &str, value: f64, ago: i64| {
+        serde_json::json!({"type": "web-vitals", "values": {name: value, "delta": value},
+            "timestamp": ts(ago), "context": {"id": format!("v6-1763699990000-{ago}"), "rating": "good", "navigation_type": "navigate"}})
+    };
+    let resource = |name: &str, initiator: &str, duration: &str, size: &str, ago: i64| {
+        serde_json::json!({"name": "faro.performance.resource", "domain": "browser", "timestamp": ts(ago),
+            "attributes": {"name": name, "initiatorType": initiator, "duration": duration, "transferSize": size, "renderBlockingStatus": "blocking"}})
+    };
+    serde_json::json!({
+        "meta": {
+            "sdk": {"name": "faro-web", "version": "2.12.1"},
+            "app": {"name": "shop", "version": "1.4.2", "environment": "production"},
+            "session": {"id": "0f8fad5b-d9cb-469f-a165-70867728950e"},
+            "page": {"url": "https://shop.example.com/product/42?ref=home", "id": "7c9e6679-v1"},
+            "view": {"name": "Product 42"}
+        },
+        "measurements": [vital("lcp", 1234.5, 800), vital("cls", 0.042, 700), vital("fcp", 812.3, 690), vital("inp", 96.0, 200)],
+        "events": [
+            {"name": "faro.performance.navigation", "domain": "browser", "timestamp": ts(900), "attributes": {
+                "type": "navigate", "dnsLookupTime": "12.5", "tcpHandshakeTime": "20.1", "tlsNegotiationTime": "18.2",
+                "ttfb": "120.4", "responseTime": "30.2", "pageLoadTime": "910.7", "transferSize": "23450", "protocol": "h2"}},
+            resource("https://cdn.example.com/static/app.js", "script", "81.2", "48210", 600),
+            resource("https://cdn.example.com/img/hero.webp", "img", "140.9", "98120", 500),
+            resource("https://api.example.com/cart?id=1", "fetch", "45.3", "812", 400),
+            {"name": "faro.user.action", "domain": "browser", "timestamp": ts(300), "attributes": {
+                "userActionName": "add-to-cart", "userActionTrigger": "pointerdown"}}
+        ],
+        "exceptions": [{"type": "TypeError", "value": "Cannot read properties of undefined (reading 'price')", "timestamp": ts(100),
+            "stacktrace": {"frames": [{"filename": "https://cdn.example.com/static/app.js", "function": "render", "lineno": 1, "colno": 2345}]}}]
+    })
+    .to_string()
+    .into_bytes()
+}
+
 fn bench(c: &mut Criterion) {
     let body = beacon();
     let facts = beacon_decoder::RequestFacts {
@@ -112,6 +156,63 @@ fn bench(c: &mut Criterion) {
             b.iter(|| web_vitals_decoder::decode(&body, &facts, &limits).unwrap())
         });
     }
+    group.finish();
+
+    let facts = faro_decoder::RequestFacts {
+        received_at_ms: 1_763_700_000_100,
+        client_ip: "203.0.113.7".parse().unwrap(),
+        user_agent: Some(UA),
+        session_header: None,
+    };
+    let limits = faro_decoder::FaroLimits {
+        max_items: 500,
+        max_string_bytes: 16 * 1024,
+        max_depth: 16,
+        max_event_age_ms: i64::MAX,
+        max_context_bytes: 64 * 1024,
+        client_ip: ClientIpMode::Full,
+    };
+    let dir = format!("{}/testdata/sdk/faro", env!("CARGO_MANIFEST_DIR"));
+    let mut bodies: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .expect("testdata/sdk/faro")
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let name = path.file_name()?.to_str()?.to_owned();
+            name.starts_with("body-")
+                .then(|| Some((name, std::fs::read(&path).ok()?)))?
+        })
+        .collect();
+    bodies.sort();
+    let events: usize = bodies
+        .iter()
+        .map(|(_, b)| {
+            faro_decoder::decode(b, &facts, &limits)
+                .unwrap()
+                .events
+                .len()
+        })
+        .sum();
+    let mut group = c.benchmark_group("faro");
+    let equivalent = faro_equivalent();
+    assert_eq!(
+        faro_decoder::decode(&equivalent, &facts, &limits)
+            .unwrap()
+            .events
+            .len(),
+        10
+    );
+    group.throughput(Throughput::Elements(10));
+    group.bench_function("beacon_equivalent_10", |b| {
+        b.iter(|| faro_decoder::decode(&equivalent, &facts, &limits).unwrap())
+    });
+    group.throughput(Throughput::Elements(events as u64));
+    group.bench_function(format!("sdk_batches_{events}"), |b| {
+        b.iter(|| {
+            for (_, body) in &bodies {
+                faro_decoder::decode(body, &facts, &limits).unwrap();
+            }
+        })
+    });
     group.finish();
 }
 

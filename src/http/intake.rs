@@ -76,6 +76,15 @@ pub struct Intake {
     /// Requests answered 429 (cached: floods are the hot path).
     rate_limited: Counter,
     allow_methods: HeaderValue,
+    /// Request headers preflights may ask for (an SDK's own headers on top
+    /// of the defaults).
+    allow_headers: HeaderValue,
+    /// Response headers a cross-origin page may read (`Retry-After`, for
+    /// SDKs that back off on 429/503), when any.
+    expose_headers: Option<HeaderValue>,
+    /// The answer once a request's events are downstream: 204, or what an
+    /// SDK expects (Faro: 202, as Grafana Alloy answers).
+    accepted_status: StatusCode,
     max_age: HeaderValue,
 }
 
@@ -93,10 +102,32 @@ impl Intake {
             rate_limiter: options.rate_limit.as_ref().and_then(ClientRateLimiter::new),
             rate_limited: metrics.errors(RATE_LIMITED, "receiving"),
             allow_methods: HeaderValue::from_static(methods),
+            allow_headers: HeaderValue::from_static(DEFAULT_ALLOW_HEADERS),
+            expose_headers: None,
+            accepted_status: StatusCode::NO_CONTENT,
             max_age: HeaderValue::from(options.cors_max_age_secs),
             options,
             metrics,
         }
+    }
+
+    /// Preflights may also ask for `headers` (lower-case, comma-separated,
+    /// on top of `content-type, content-encoding`).
+    pub fn allow_headers(mut self, headers: &'static str) -> Self {
+        self.allow_headers = HeaderValue::from_static(headers);
+        self
+    }
+
+    /// `Access-Control-Expose-Headers` on every cross-origin answer.
+    pub fn expose_headers(mut self, headers: &'static str) -> Self {
+        self.expose_headers = Some(HeaderValue::from_static(headers));
+        self
+    }
+
+    /// The status of a request whose events are downstream (204 by default).
+    pub fn accepted_status(mut self, status: StatusCode) -> Self {
+        self.accepted_status = status;
+        self
     }
 
     pub fn options(&self) -> &HttpSourceOptions {
@@ -148,7 +179,7 @@ impl Intake {
                 );
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_HEADERS,
-                    HeaderValue::from_static("content-type, content-encoding"),
+                    self.allow_headers.clone(),
                 );
                 h.insert(header::ACCESS_CONTROL_MAX_AGE, self.max_age.clone());
                 h.insert(header::VARY, HeaderValue::from_static("Origin"));
@@ -167,6 +198,9 @@ impl Intake {
             let h = response.headers_mut();
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             h.insert(header::VARY, HeaderValue::from_static("Origin"));
+            if let Some(expose) = &self.expose_headers {
+                h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
+            }
         }
         response
     }
@@ -224,7 +258,7 @@ impl Intake {
     ) -> HttpResponse {
         let count = events.len() as u64;
         match output.send_within(events, timeout).await {
-            Ok(()) => self.with_cors(empty_response(StatusCode::NO_CONTENT), allow_origin),
+            Ok(()) => self.with_cors(empty_response(self.accepted_status), allow_origin),
             Err(reason) => {
                 self.shed.inc();
                 self.metrics.discarded_intentional.add(count);
@@ -312,6 +346,9 @@ impl Intake {
         })
     }
 }
+
+/// What preflights may ask for unless a source says more.
+pub const DEFAULT_ALLOW_HEADERS: &str = "content-type, content-encoding";
 
 /// `error_type` of requests refused by `rate_limit`.
 pub const RATE_LIMITED: &str = "rate_limited";

@@ -41,9 +41,24 @@ pub trait RouteHandler: Send + Sync + 'static {
 }
 
 pub struct Route {
+    /// An exact path, or `/prefix/*`: the prefix and one more non-empty
+    /// segment (`/collect/*` takes `/collect/{app_key}`). Counted under
+    /// this pattern, so the segment never becomes a metric label.
     pub path: String,
     pub source_id: String,
     pub handler: Arc<dyn RouteHandler>,
+}
+
+impl Route {
+    /// Whether `path` is this `/prefix/*` route's prefix plus one segment.
+    fn matches_segment(&self, path: &str) -> bool {
+        let Some(prefix) = self.path.strip_suffix("/*") else {
+            return false;
+        };
+        path.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|segment| !segment.is_empty() && !segment.contains('/'))
+    }
 }
 
 /// Readiness as `/health` reports it.
@@ -197,7 +212,11 @@ impl Router {
         framing: Option<FramingError>,
     ) -> HttpResponse {
         let path = request.uri().path();
-        let route = self.routes.iter().position(|r| r.path == path);
+        let route = self
+            .routes
+            .iter()
+            .position(|r| r.path == path)
+            .or_else(|| self.routes.iter().position(|r| r.matches_segment(path)));
         let label = match route {
             Some(i) => i,
             None if path == HEALTH_PATH => self.routes.len(),

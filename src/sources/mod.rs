@@ -5,6 +5,8 @@
 pub mod beacon_decoder;
 pub mod csp;
 pub mod csp_report;
+pub mod faro;
+pub mod faro_decoder;
 pub mod rum_beacon;
 pub mod web_vitals;
 pub mod web_vitals_decoder;
@@ -141,16 +143,18 @@ pub enum SourceConfig {
     RumBeacon(rum_beacon::RumBeaconConfig),
     Csp(csp::CspConfig),
     WebVitals(web_vitals::WebVitalsConfig),
+    Faro(faro::FaroConfig),
 }
 
 impl SourceConfig {
-    pub const TYPES: &'static [&'static str] = &["rum_beacon", "csp", "web_vitals"];
+    pub const TYPES: &'static [&'static str] = &["rum_beacon", "csp", "web_vitals", "faro"];
 
     pub fn parse(type_name: &str, table: toml::Table) -> Result<Self, (String, String)> {
         match type_name {
             "rum_beacon" => decode(table).map(SourceConfig::RumBeacon),
             "csp" => decode(table).map(SourceConfig::Csp),
             "web_vitals" => decode(table).map(SourceConfig::WebVitals),
+            "faro" => decode(table).map(SourceConfig::Faro),
             other => Err(unknown_type("source", other, Self::TYPES)),
         }
     }
@@ -160,6 +164,7 @@ impl SourceConfig {
             SourceConfig::RumBeacon(_) => "rum_beacon",
             SourceConfig::Csp(_) => "csp",
             SourceConfig::WebVitals(_) => "web_vitals",
+            SourceConfig::Faro(_) => "faro",
         }
     }
 
@@ -169,6 +174,7 @@ impl SourceConfig {
             SourceConfig::RumBeacon(config) => config.build(cx),
             SourceConfig::Csp(config) => config.build(cx),
             SourceConfig::WebVitals(config) => config.build(cx),
+            SourceConfig::Faro(config) => config.build(cx),
         }
     }
 }
@@ -179,6 +185,7 @@ impl CheckConfig for SourceConfig {
             SourceConfig::RumBeacon(c) => c.check(),
             SourceConfig::Csp(c) => c.check(),
             SourceConfig::WebVitals(c) => c.check(),
+            SourceConfig::Faro(c) => c.check(),
         }
     }
 }

@@ -1,0 +1,416 @@
+use super::*;
+use serde_json::json;
+
+const NOW: i64 = 1_800_000_000_000;
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36";
+
+fn facts() -> RequestFacts<'static> {
+    RequestFacts {
+        received_at_ms: NOW,
+        client_ip: "203.0.113.9".parse().unwrap(),
+        user_agent: Some(UA),
+        session_header: None,
+    }
+}
+
+fn limits() -> FaroLimits {
+    FaroLimits {
+        max_items: 20,
+        max_string_bytes: 200,
+        max_depth: 10,
+        max_event_age_ms: i64::MAX,
+        max_context_bytes: 4096,
+        client_ip: ClientIpMode::Full,
+    }
+}
+
+fn decode_json(v: Value) -> Result<Decoded, IntakeError> {
+    decode(v.to_string().as_bytes(), &facts(), &limits())
+}
+
+/// The bodies the real SDK sent (tests/browser/faro, FARO_FIXTURES=write).
+fn fixture(i: usize) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/testdata/sdk/faro/body-{i}.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
+}
+
+fn fixtures() -> Vec<Event> {
+    let mut events = Vec::new();
+    for i in 0.. {
+        let path = format!(
+            "{}/testdata/sdk/faro/body-{i}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        if !std::path::Path::new(&path).exists() {
+            break;
+        }
+        let decoded = decode(&fixture(i), &facts(), &limits()).unwrap();
+        assert_eq!(decoded.unknown_kinds, 0, "body-{i}");
+        events.extend(decoded.events);
+    }
+    assert!(events.len() > 10, "{} events", events.len());
+    events
+}
+
+fn meta() -> Value {
+    json!({
+        "sdk": {"name": "faro-web", "version": "2.12.1"},
+        "app": {"name": "shop", "version": "1.2.3", "environment": "prod", "namespace": "web"},
+        "browser": {"name": "Chrome", "userAgent": UA, "mobile": false},
+        "page": {"url": "https://shop.example.com/cart?step=2", "id": "page-1"},
+        "view": {"name": "checkout"},
+        "session": {"id": "79XxMEJxQ4", "attributes": {"plan": "pro"}},
+        "user": {"id": "u1"}
+    })
+}
+
+#[test]
+fn the_real_sdks_bodies_become_the_expected_documents() {
+    let events = fixtures();
+    let by = |pred: &dyn Fn(&Event) -> bool| events.iter().filter(|e| pred(e)).collect::<Vec<_>>();
+    for e in &events {
+        assert_eq!(e.get_str("rum.sdk.name"), Some("faro-web"));
+        assert_eq!(e.get_str("rum.sdk.version"), Some("2.12.1"));
+        assert_eq!(e.get_str("service.name"), Some("faro-test-shop"));
+        assert_eq!(e.get_str("service.version"), Some("1.2.3"));
+        assert_eq!(e.get_str("service.environment"), Some("test"));
+        assert_eq!(e.get_str("url.scheme"), Some("http"));
+        assert_eq!(e.get_str("url.domain"), Some("127.0.0.1"));
+        assert_eq!(e.get_str("user_agent.original"), Some(UA));
+        assert!(e.client_ts_ms().is_some(), "{:?}", e.to_value());
+        // Kept once: the header is the User-Agent.
+        assert_eq!(e.get("rum.extra.meta.browser.userAgent"), None);
+        assert_eq!(
+            e.get_str("rum.extra.meta.browser.name"),
+            Some("Chrome Headless")
+        );
+    }
+    let sessions: std::collections::BTreeSet<_> =
+        events.iter().map(|e| e.get_str("session.id")).collect();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+
+    let vitals: Vec<&str> = by(&|e| e.get_str("rum.type") == Some("web_vital"))
+        .iter()
+        .map(|e| e.get_str("rum.vital.name").unwrap())
+        .collect();
+    for name in ["TTFB", "FCP", "LCP", "INP", "CLS"] {
+        assert!(vitals.contains(&name), "{name} in {vitals:?}");
+    }
+    let lcp = by(&|e| e.get_str("rum.vital.name") == Some("LCP"))[0];
+    assert!(lcp.get("rum.vital.value").and_then(Value::as_f64).unwrap() > 0.0);
+    assert_eq!(lcp.get_str("rum.vital.rating"), Some("good"));
+    assert_eq!(lcp.get_str("rum.vital.navigation_type"), Some("navigate"));
+    assert_eq!(lcp.get_str("rum.vital.attribution.element"), Some("#hero"));
+    assert!(lcp.get("rum.vital.delta").is_some());
+    assert!(lcp.get_str("rum.vital.id").unwrap().starts_with("v6-"));
+    let inp = by(&|e| e.get_str("rum.vital.name") == Some("INP"))[0];
+    assert_eq!(
+        inp.get_str("rum.vital.attribution.interaction_target"),
+        Some("#buy")
+    );
+
+    let error = by(&|e| e.get_str("error.type") == Some("TypeError"))[0];
+    assert_eq!(error.get_str("rum.type"), Some("error"));
+    assert_eq!(error.get_str("error.message"), Some("cart is broken"));
+    let stack = error.get_str("error.stack_trace").unwrap();
+    assert!(
+        stack.starts_with("TypeError: cart is broken\n    at http://127.0.0.1:"),
+        "{stack}"
+    );
+    assert!(error.get("rum.error.line").is_some());
+    assert_eq!(error.get_str("rum.extra.action.name"), Some("buy"));
+    assert_eq!(
+        error.get("rum.extra.stacktrace"),
+        None,
+        "the text holds it all"
+    );
+
+    let page_views = by(&|e| e.get_str("rum.type") == Some("page_view"));
+    assert_eq!(page_views.len(), 2, "two page loads");
+    assert_eq!(
+        page_views[0].get_str("rum.nav.navigation_type"),
+        Some("navigate")
+    );
+    assert!(page_views[0].get("rum.nav.ttfb").unwrap().is_number());
+    assert!(page_views[0].get("rum.nav.transfer_size").unwrap().is_i64());
+    assert_eq!(page_views[0].get_str("rum.nav.protocol"), Some("http/1.1"));
+    assert!(page_views[0]
+        .get("rum.extra.attributes.faroNavigationId")
+        .is_some());
+    assert_eq!(page_views[1].get_str("url.query"), Some("second=1"));
+    // The SDK's constant `"domain": "browser"` is not kept.
+    assert_eq!(page_views[0].get("rum.extra.domain"), None);
+
+    let fetch = by(&|e| e.get_str("rum.resource.initiator_type") == Some("fetch"))[0];
+    assert!(fetch
+        .get_str("rum.resource.name")
+        .unwrap()
+        .ends_with("/api/cart?item=42"));
+    assert_eq!(fetch.get("rum.resource.status"), Some(&json!(200)));
+    assert_eq!(fetch.get_str("rum.resource.cache"), Some("fullLoad"));
+
+    let action = by(&|e| e.get_str("rum.type") == Some("action"))[0];
+    assert_eq!(action.get_str("rum.action.name"), Some("buy"));
+    assert_eq!(action.get_str("rum.action.kind"), Some("pointerdown"));
+
+    let log_error = by(&|e| e.get_str("rum.error.kind") == Some("log"))[0];
+    assert_eq!(
+        log_error.get_str("error.message"),
+        Some("payment widget failed")
+    );
+    let info = by(&|e| e.get_str("rum.custom.original_type") == Some("log"))[0];
+    assert_eq!(
+        info.get_str("rum.custom.data.message"),
+        Some("checkout page ready")
+    );
+    assert_eq!(info.get_str("rum.custom.data.level"), Some("info"));
+    assert_eq!(info.get_str("rum.extra.context.step"), Some("cart"));
+    let cart = by(&|e| e.get_str("rum.custom.name") == Some("cart"))[0];
+    assert_eq!(cart.get("rum.custom.data.items"), Some(&json!(3)));
+    assert_eq!(
+        cart.get("rum.custom.value"),
+        None,
+        "two values: no single one"
+    );
+    let started = by(&|e| e.get_str("rum.custom.name") == Some("session_start"));
+    assert_eq!(started.len(), 1);
+}
+
+#[test]
+fn meta_is_the_shared_context_and_the_rest_of_it_is_kept() {
+    let decoded = decode_json(json!({
+        "meta": meta(),
+        "logs": [{"message": "hi", "level": "warn", "timestamp": "2027-01-15T08:00:00.000Z"}],
+        "events": [{"name": "session_start", "domain": "app", "timestamp": "2027-01-15T08:00:00.000Z"},
+                   {"name": "x", "timestamp": "2027-01-15T08:00:01.000Z"}]
+    }))
+    .unwrap();
+    assert_eq!(
+        decoded.page_url.as_deref(),
+        Some("https://shop.example.com/cart?step=2")
+    );
+    // Body order (`json!` sorts keys: events before logs).
+    let [start, x, log] = &decoded.events[..] else {
+        panic!("three events")
+    };
+    assert!(Arc::ptr_eq(log.context(), start.context()));
+    let doc = x.to_value();
+    assert_eq!(
+        doc,
+        json!({
+            // Clamped: the browser's clock is a second ahead.
+            "@timestamp": "2027-01-15T08:00:00.000Z",
+            "client": {"ip": "203.0.113.9"},
+            "event": {"dataset": "rum.custom", "ingested": "2027-01-15T08:00:00.000Z", "kind": "event"},
+            "rum": {
+                "client_ts": 1_800_000_001_000_i64,
+                "custom": {"name": "x", "original_type": "event"},
+                "extra": {"meta": {
+                    "app": {"namespace": "web"},
+                    "browser": {"name": "Chrome", "mobile": false},
+                    "session": {"attributes": {"plan": "pro"}},
+                    "user": {"id": "u1"}
+                }},
+                "sdk": {"name": "faro-web", "version": "2.12.1"},
+                "seq": 1,
+                "type": "custom"
+            },
+            "service": {"environment": "prod", "name": "shop", "version": "1.2.3"},
+            "session": {"id": "79XxMEJxQ4"},
+            "url": {"domain": "shop.example.com", "full": "https://shop.example.com/cart?step=2",
+                    "path": "/cart", "query": "step=2", "scheme": "https"},
+            "user_agent": {"original": UA},
+            "view": {"id": "page-1", "title": "checkout"}
+        })
+    );
+    // An event with keys of its own carries `meta` along in its `rum.extra`.
+    assert_eq!(start.get_str("rum.extra.domain"), Some("app"));
+    assert_eq!(start.get_str("rum.extra.meta.user.id"), Some("u1"));
+    assert_eq!(log.get_str("rum.custom.data.level"), Some("warn"));
+}
+
+#[test]
+fn a_web_vitals_measurement_with_two_vitals_makes_two_documents() {
+    let decoded = decode_json(json!({
+        "measurements": [{"type": "web-vitals", "values": {"lcp": 1200.5, "cls": 0.1, "delta": 3, "render_delay": 7},
+            "context": {"id": "v6-1", "rating": "poor", "element": "#a", "navigation_type": 4},
+            "timestamp": "2027-01-15T08:00:00.000Z", "trace": {"trace_id": "t"}}]
+    }))
+    .unwrap();
+    // In body order (`json!` sorts keys: cls first).
+    let [cls, lcp] = &decoded.events[..] else {
+        panic!("two events")
+    };
+    assert_eq!(lcp.get_str("rum.vital.name"), Some("LCP"));
+    assert_eq!(cls.get_str("rum.vital.name"), Some("CLS"));
+    assert_eq!(cls.get("rum.vital.value"), Some(&json!(0.1)));
+    assert_eq!(cls.get("rum.seq"), Some(&json!(0)));
+    assert_eq!(lcp.get("rum.seq"), Some(&json!(1)), "distinct _ids");
+    for e in [lcp, cls] {
+        assert_eq!(e.get("rum.vital.delta"), Some(&json!(3)));
+        assert_eq!(e.get_str("rum.vital.rating"), Some("poor"));
+        assert_eq!(
+            e.get("rum.vital.attribution"),
+            Some(&json!({"render_delay": 7, "element": "#a", "navigation_type": 4}))
+        );
+        assert_eq!(e.get_str("rum.extra.trace.trace_id"), Some("t"));
+        assert_eq!(e.timestamp_ms(), Some(NOW));
+    }
+}
+
+#[test]
+fn unknown_kinds_are_kept_and_counted_and_traces_counted() {
+    let decoded = decode_json(json!({
+        "meta": {"session": {"id": "s"}},
+        "teleports": [{"to": "mars"}],
+        "traces": {"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "a"}, {"name": "b"}]}, {"spans": [{}]}]}]},
+        "exceptions": [{"type": "Error", "value": "boom", "stacktrace": {"frames": [
+            {"filename": "https://a.example/app.js", "function": "render", "lineno": 3, "colno": 14, "in_app": true}]}}]
+    }))
+    .unwrap();
+    assert_eq!(decoded.unknown_kinds, 1);
+    assert_eq!(decoded.dropped_spans, 3);
+    let [error, custom] = &decoded.events[..] else {
+        panic!("two events")
+    };
+    assert_eq!(
+        error.get_str("error.stack_trace"),
+        Some("Error: boom\n    at render (https://a.example/app.js:3:14)")
+    );
+    assert_eq!(
+        error.get_str("rum.error.source"),
+        Some("https://a.example/app.js")
+    );
+    assert_eq!(error.get("rum.error.column"), Some(&json!(14)));
+    // A frame key the text cannot show: the frames are kept too.
+    assert_eq!(
+        error.get("rum.extra.stacktrace.frames.0.in_app"),
+        None,
+        "flattened paths do not index arrays"
+    );
+    assert!(error.get("rum.extra.stacktrace").is_some());
+    assert_eq!(
+        error.timestamp_ms(),
+        Some(NOW),
+        "no timestamp: the receive time"
+    );
+    assert_eq!(
+        custom.get_str("rum.custom.original_type"),
+        Some("teleports")
+    );
+    assert_eq!(
+        custom.get("rum.extra.teleports"),
+        Some(&json!([{"to": "mars"}]))
+    );
+    assert_eq!(custom.get_str("session.id"), Some("s"));
+
+    // Without `meta.session.id`, the SDK's session header names the session.
+    let with_header = RequestFacts {
+        session_header: Some("fromHeader"),
+        ..facts()
+    };
+    let body = json!({"meta": {}, "logs": [{"message": "m"}]}).to_string();
+    let decoded = decode(body.as_bytes(), &with_header, &limits()).unwrap();
+    assert_eq!(decoded.events[0].get_str("session.id"), Some("fromHeader"));
+    let body =
+        json!({"meta": {"session": {"id": "fromMeta"}}, "logs": [{"message": "m"}]}).to_string();
+    let decoded = decode(body.as_bytes(), &with_header, &limits()).unwrap();
+    assert_eq!(decoded.events[0].get_str("session.id"), Some("fromMeta"));
+}
+
+#[test]
+fn wrong_types_and_limits_refuse_the_request_whole() {
+    let cases = [
+        (json!([1]), "invalid_payload"),
+        (json!({"meta": []}), "invalid_payload"),
+        (json!({"measurements": {}}), "invalid_payload"),
+        (json!({"logs": [1]}), "invalid_payload"),
+        (json!({"logs": [{"level": "info"}]}), "invalid_payload"),
+        (
+            json!({"measurements": [{"type": "x", "values": {"a": "1"}}]}),
+            "invalid_payload",
+        ),
+        (
+            json!({"measurements": [{"values": {"a": 1}}]}),
+            "invalid_payload",
+        ),
+        (
+            json!({"exceptions": [{"type": "Error"}]}),
+            "invalid_payload",
+        ),
+        (json!({"events": [{"name": 5}]}), "invalid_payload"),
+        (json!({"traces": [1]}), "invalid_payload"),
+        (
+            json!({"events": [{"name": "x".repeat(201)}]}),
+            "string_too_long",
+        ),
+        (
+            json!({"events": [{"name": "x", "attributes": [[[[[[[[1]]]]]]]]}]}),
+            "too_deep",
+        ),
+        (
+            json!({"events": vec![json!({"name": "x"}); 21]}),
+            "too_many_items",
+        ),
+        (
+            json!({"events": vec![json!({"name": "x"}); 15], "logs": vec![json!({"message": "m"}); 6]}),
+            "too_many_items",
+        ),
+    ];
+    for (body, error_type) in cases {
+        let err = decode_json(body.clone()).unwrap_err();
+        assert_eq!(err.error_type, error_type, "{body}: {}", err.message);
+    }
+    // A big `meta` would be copied into every document: bounded.
+    let big = json!({"meta": {"user": {"a": "x".repeat(150), "b": vec!["y".repeat(150); 30]}}, "logs": [{"message": "m"}]});
+    let err = decode_json(big).unwrap_err();
+    assert_eq!(err.error_type, "context_too_large");
+    assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
+    let err = decode_json(json!({"logs": [{"message": "ok"}, {"message": 1}]})).unwrap_err();
+    assert_eq!(err.message, "logs[1].message must be a string");
+    for raw in [&b"{\"meta\":{"[..], b"\xff", b"", b"  "] {
+        let err = decode(raw, &facts(), &limits()).unwrap_err();
+        assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
+    }
+    // Faro's own empty batch.
+    assert!(decode_json(json!({"meta": meta()}))
+        .unwrap()
+        .events
+        .is_empty());
+}
+
+#[test]
+fn times_parse_and_clamp() {
+    assert_eq!(
+        parse_time("2027-01-15T08:00:00.000Z"),
+        Some(1_800_000_000_000)
+    );
+    assert_eq!(
+        parse_time("2027-01-15T09:00:00.000+01:00"),
+        Some(1_800_000_000_000)
+    );
+    assert_eq!(parse_time("2027-13-15T08:00:00.000Z"), None);
+    assert_eq!(parse_time("yesterday"), None);
+    let decoded = decode(
+        json!({"logs": [
+            {"message": "future", "timestamp": "2099-01-01T00:00:00.000Z"},
+            {"message": "bad", "timestamp": "soon"}
+        ]})
+        .to_string()
+        .as_bytes(),
+        &facts(),
+        &FaroLimits {
+            max_event_age_ms: 1000,
+            ..limits()
+        },
+    )
+    .unwrap();
+    assert_eq!(decoded.events[0].timestamp_ms(), Some(NOW));
+    assert_eq!(
+        decoded.events[1].get_str("rum.extra.timestamp"),
+        Some("soon")
+    );
+}
