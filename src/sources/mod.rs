@@ -5,6 +5,8 @@
 pub mod beacon_decoder;
 pub mod csp;
 pub mod csp_report;
+pub mod elastic_apm_decoder;
+pub mod elastic_apm_rum;
 pub mod rum_beacon;
 pub mod web_vitals;
 pub mod web_vitals_decoder;
@@ -141,16 +143,19 @@ pub enum SourceConfig {
     RumBeacon(rum_beacon::RumBeaconConfig),
     Csp(csp::CspConfig),
     WebVitals(web_vitals::WebVitalsConfig),
+    ElasticApmRum(elastic_apm_rum::ElasticApmRumConfig),
 }
 
 impl SourceConfig {
-    pub const TYPES: &'static [&'static str] = &["rum_beacon", "csp", "web_vitals"];
+    pub const TYPES: &'static [&'static str] =
+        &["rum_beacon", "csp", "web_vitals", "elastic_apm_rum"];
 
     pub fn parse(type_name: &str, table: toml::Table) -> Result<Self, (String, String)> {
         match type_name {
             "rum_beacon" => decode(table).map(SourceConfig::RumBeacon),
             "csp" => decode(table).map(SourceConfig::Csp),
             "web_vitals" => decode(table).map(SourceConfig::WebVitals),
+            "elastic_apm_rum" => decode(table).map(SourceConfig::ElasticApmRum),
             other => Err(unknown_type("source", other, Self::TYPES)),
         }
     }
@@ -160,6 +165,7 @@ impl SourceConfig {
             SourceConfig::RumBeacon(_) => "rum_beacon",
             SourceConfig::Csp(_) => "csp",
             SourceConfig::WebVitals(_) => "web_vitals",
+            SourceConfig::ElasticApmRum(_) => "elastic_apm_rum",
         }
     }
 
@@ -169,6 +175,7 @@ impl SourceConfig {
             SourceConfig::RumBeacon(config) => config.build(cx),
             SourceConfig::Csp(config) => config.build(cx),
             SourceConfig::WebVitals(config) => config.build(cx),
+            SourceConfig::ElasticApmRum(config) => config.build(cx),
         }
     }
 }
@@ -179,6 +186,7 @@ impl CheckConfig for SourceConfig {
             SourceConfig::RumBeacon(c) => c.check(),
             SourceConfig::Csp(c) => c.check(),
             SourceConfig::WebVitals(c) => c.check(),
+            SourceConfig::ElasticApmRum(c) => c.check(),
         }
     }
 }
