@@ -249,6 +249,7 @@ fn quote(line: &str) -> String {
 /// A document field and the JSON type its value must have.
 type Slot = (FieldId, FieldType);
 type Fields = Vec<(FieldId, Option<FieldValue>)>;
+type Object = Map<String, Value>;
 
 /// The slot of a payload key of `schema` (a programming error if absent).
 fn slot(ty: EventType, key: &str) -> Slot {
@@ -499,6 +500,15 @@ fn split_http_name(name: &str) -> Option<(&str, &str)> {
     (!method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase())).then_some((method, url))
 }
 
+static LANGUAGE_JAVASCRIPT: LazyLock<Value> =
+    LazyLock::new(|| serde_json::json!({"name": "javascript"}));
+
+/// Moves what is left of an event's object into its `rum.extra` (nulls
+/// carry nothing and are skipped).
+fn keep_all(extra: &mut Map<String, Value>, rest: Map<String, Value>) {
+    extra.extend(rest.into_iter().filter(|(_, v)| !v.is_null()));
+}
+
 /// Builds the events of one request on one shared context.
 struct Builder<'a> {
     context: Arc<Context>,
@@ -564,6 +574,11 @@ impl<'a> Builder<'a> {
                         service.insert("agent".to_owned(), Value::Object(agent));
                     }
                 }
+                // Always `{"name": "javascript"}` from this agent: implied by
+                // `rum.sdk.name`, not repeated on every event.
+                if service.get("language") == Some(&LANGUAGE_JAVASCRIPT) {
+                    service.remove("language");
+                }
                 keep_rest(&mut rest, "service", service);
             }
             None | Some(Value::Null) => {}
@@ -581,7 +596,7 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        rest.extend(metadata);
+        keep_all(&mut rest, metadata);
 
         // The request's page and session go into the shared context; an
         // event of another page or session carries its own.
@@ -617,7 +632,7 @@ impl<'a> Builder<'a> {
             context: Arc::new(context),
             shared_url,
             shared_session,
-            metadata_extra: (!rest.is_empty()).then(|| Value::Object(rest)),
+            metadata_extra: (!rest.is_empty()).then_some(Value::Object(rest)),
             transactions: Vec::new(),
             facts,
             limits,
@@ -680,15 +695,13 @@ impl<'a> Builder<'a> {
         map: &mut Map<String, Value>,
         view_id: Option<String>,
         extra: &mut Map<String, Value>,
-    ) -> (
-        Fields,
-        Option<Map<String, Value>>,
-        Option<Map<String, Value>>,
-    ) {
+    ) -> (Fields, Option<Object>, Option<Object>) {
         let ids = &*IDS;
         let mut fields = Fields::with_capacity(10);
         if let Some(id) = view_id {
-            fields.push((ids.view_id, Some(id.into())));
+            // Shared: a page load's vitals and spans repeat it.
+            let id = FieldValue::Shared(Arc::new(Value::String(id)));
+            fields.push((ids.view_id, Some(id)));
         }
         let mut context = take_object(map, "context");
         let mut tags = None;
@@ -698,7 +711,8 @@ impl<'a> Builder<'a> {
                 if let Some(url) = take_string(&mut page, "url") {
                     if Some(&url) != self.shared_url.as_ref() {
                         for (id, value) in url_fields(&url) {
-                            fields.push((id, value.map(FieldValue::from)));
+                            let value = value.map(|v| FieldValue::Shared(Arc::new(v)));
+                            fields.push((id, value));
                         }
                     }
                 }
@@ -801,7 +815,7 @@ impl<'a> Builder<'a> {
             }
         };
         keep_rest(&mut extra, "context", context);
-        extra.extend(tr);
+        keep_all(&mut extra, tr);
         let tags = tags.filter(|t| !t.is_empty());
         self.push(event_type, fields, extra, tags.clone())?;
         for (name, value) in vitals {
@@ -1020,7 +1034,7 @@ impl<'a> Builder<'a> {
         keep_rest(&mut http, "response", response);
         keep_rest(&mut context, "http", http);
         keep_rest(&mut extra, "context", context);
-        extra.extend(span);
+        keep_all(&mut extra, span);
         self.push(event_type, fields, extra, None)
     }
 
@@ -1084,7 +1098,7 @@ impl<'a> Builder<'a> {
         if let Some(context) = context {
             keep_rest(&mut extra, "context", context);
         }
-        extra.extend(error);
+        keep_all(&mut extra, error);
         self.push(EventType::Error, fields, extra, tags)
     }
 
