@@ -11,17 +11,26 @@
 //! - `web_vitals/attribution_lcp_1`: one LCP of the attribution build with
 //!   its whole navigation entry (`beacon-2.json`), the heaviest metric;
 //! - `web_vitals/trimmed_5`: five metrics without `entries`/`attribution`,
-//!   the same payload as the beacon's web_vital events.
+//!   the same payload as the beacon's web_vital events;
+//! - `elastic_apm_rum/v3_page_load_9`, `v2_page_load_9`: one page load as
+//!   `@elastic/apm-rum` 5.17.5 sent it from Chromium
+//!   (`testdata/sdk/elastic-apm-rum/v3-1.ndjson`, `v2-1.ndjson`): a page
+//!   view, five vitals, three spans (breakdown dropped, the default);
+//! - `elastic_apm_rum/v3_error_1`: one error with its stack (`v3-3.ndjson`).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rum_pipeline::privacy::ClientIpMode;
-use rum_pipeline::sources::{beacon_decoder, web_vitals_decoder};
+use rum_pipeline::sources::{beacon_decoder, elastic_apm_decoder, web_vitals_decoder};
 
 const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
 fn fixture(name: &str) -> Vec<u8> {
+    sdk_fixture("web-vitals", name)
+}
+
+fn sdk_fixture(sdk: &str, name: &str) -> Vec<u8> {
     std::fs::read(format!(
-        "{}/testdata/sdk/web-vitals/{name}",
+        "{}/testdata/sdk/{sdk}/{name}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .expect("fixture")
@@ -110,6 +119,56 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements(events));
         group.bench_function(name, |b| {
             b.iter(|| web_vitals_decoder::decode(&body, &facts, &limits).unwrap())
+        });
+    }
+    group.finish();
+
+    let limits = elastic_apm_decoder::ApmLimits {
+        max_events: 1000,
+        max_event_bytes: 300 * 1024,
+        max_string_bytes: 16 * 1024,
+        max_depth: 16,
+        keep_breakdown: false,
+        client_ip: ClientIpMode::Full,
+    };
+    let mut group = c.benchmark_group("elastic_apm_rum");
+    for (name, file, version, events) in [
+        (
+            "v3_page_load_9",
+            "v3-1.ndjson",
+            elastic_apm_decoder::ApiVersion::V3,
+            9,
+        ),
+        (
+            "v2_page_load_9",
+            "v2-1.ndjson",
+            elastic_apm_decoder::ApiVersion::V2,
+            9,
+        ),
+        (
+            "v3_error_1",
+            "v3-3.ndjson",
+            elastic_apm_decoder::ApiVersion::V3,
+            1,
+        ),
+    ] {
+        let body = sdk_fixture("elastic-apm-rum", file);
+        let facts = elastic_apm_decoder::RequestFacts {
+            received_at_ms: 1_763_700_000_100,
+            client_ip: "203.0.113.7".parse().unwrap(),
+            user_agent: Some(UA),
+            version,
+        };
+        assert_eq!(
+            elastic_apm_decoder::decode(&body, &facts, &limits)
+                .unwrap()
+                .events
+                .len() as u64,
+            events
+        );
+        group.throughput(Throughput::Elements(events));
+        group.bench_function(name, |b| {
+            b.iter(|| elastic_apm_decoder::decode(&body, &facts, &limits).unwrap())
         });
     }
     group.finish();
