@@ -957,7 +957,10 @@ impl<'a> Builder<'a> {
                         url = Some(self.resolve(view, u));
                     }
                 }
-                if let Some(name) = name {
+                // `METHOD url` is the agent's name of every http span: made
+                // of the fields above (and kept out of `rum.extra`, where
+                // `scrub_url` would not see a URL in it).
+                if let Some(name) = name.filter(|n| split_http_name(n).is_none()) {
                     extra.insert("name".to_owned(), name.into());
                 }
                 for (slot, key, value) in [
@@ -1093,7 +1096,14 @@ impl<'a> Builder<'a> {
         if let Some(culprit) = error.remove("culprit") {
             put(&mut fields, &mut extra, s_source, "culprit", culprit);
         }
-        // The frames stay as sent, beside the text made of them.
+        // The frames stay, beside the text made of them, without their
+        // `abs_path`: that URL (the page's, query and all, for inline
+        // scripts) is in `error.stack_trace`, where `scrub_url` sees it.
+        if let Some(Value::Array(frames)) = body.get_mut("stacktrace") {
+            for frame in frames.iter_mut().filter_map(Value::as_object_mut) {
+                frame.remove("abs_path");
+            }
+        }
         keep_rest(&mut extra, kind, body);
         if let Some(context) = context {
             keep_rest(&mut extra, "context", context);

@@ -250,8 +250,9 @@ fn fixture_errors_have_their_stack() {
         );
         assert_eq!(doc["url"]["full"], page, "{name}");
         assert_eq!(
-            doc["rum"]["extra"]["exception"]["stacktrace"][1]["function"], "onBoom",
-            "{name}"
+            doc["rum"]["extra"]["exception"]["stacktrace"][1],
+            json!({"filename": "(inline script)", "function": "onBoom", "lineno": 29, "colno": 3}),
+            "{name}: abs_path is in the stack text only"
         );
         assert_eq!(
             doc["rum"]["extra"]["transaction"]["type"], "user-interaction",
@@ -276,6 +277,11 @@ fn fixture_click_is_an_action_with_its_fetch() {
         json!({"kind": "http", "method": "POST", "url": "http://127.0.0.1:39925/api/cart", "status": 200, "duration": 25})
     );
     assert_eq!(fetch["rum"]["extra"]["outcome"], "success");
+    assert_eq!(
+        fetch["rum"]["extra"].get("name"),
+        None,
+        "POST /api/cart: made of the fields"
+    );
     assert_eq!(fetch["view"]["id"], "71861b31725a9ccb");
 
     // A span the agent cut short has no http context: its name tells.
