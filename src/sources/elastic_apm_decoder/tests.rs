@@ -1,5 +1,9 @@
-use super::*;
+use std::sync::Arc;
+
+use http::StatusCode;
 use serde_json::json;
+
+use super::*;
 
 const NOW: i64 = 1_700_000_000_000;
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36";
