@@ -451,3 +451,53 @@ buffer.max_events = 20
         .await;
     assert_eq!(shed, refused.len() as f64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrub_url_sees_every_url_the_agent_sends() {
+    let config = r#"
+stats_interval_secs = 0
+[sources.apm]
+type = "elastic_apm_rum"
+address = "127.0.0.1:0"
+[transforms.scrub]
+type = "scrub_url"
+inputs = ["apm"]
+[sinks.out]
+type = "stdout"
+inputs = ["scrub"]
+"#;
+    let p = Pipeline::start(config);
+    let page = "https://shop.example/checkout?token=s3cr3t&item=1";
+    let body = [
+        r#"{"m":{"se":{"n":"shop","a":{"n":"rum-js","ve":"5.17.5"},"la":{"n":"javascript"}}}}"#.to_owned(),
+        json!({"x": {"id": "t1", "t": "page-load", "c": {"p": {"url": page, "rf": "https://mail.example/?email=a@b.example"}},
+            "y": [{"n": "GET /api/me", "t": "external", "su": "http", "d": 5,
+                   "c": {"h": {"url": "https://api.shop.example/me?access_token=s3cr3t", "mt": "GET", "sc": 200}}},
+                  {"n": "https://cdn.shop.example/app.js?token=s3cr3t", "t": "resource", "su": "script", "d": 9,
+                   "c": {"h": {"url": "https://cdn.shop.example/app.js?token=s3cr3t"}}}]}})
+        .to_string(),
+        json!({"e": {"id": "e1", "ex": {"mg": "boom", "st": [{"ap": page, "f": "(inline script)", "fn": "f", "li": 1, "co": 2}]},
+            "c": {"p": {"url": page}}}})
+        .to_string(),
+    ]
+    .join("\n");
+    let (status, _, text) = post(&p, "/intake/v3/rum/events", body.into_bytes(), false).await;
+    assert_eq!(status, 202, "{text}");
+    let docs = p.wait_documents(4, Duration::from_secs(15));
+    for doc in &docs {
+        let text = doc.to_string();
+        assert!(!text.contains("s3cr3t"), "a secret left: {text}");
+        assert!(!text.contains("a@b.example"), "an e-mail left: {text}");
+        assert_eq!(doc["url"]["path"], "/checkout");
+    }
+    assert_eq!(docs.len(), 4);
+    let by_type = |ty: &str| docs.iter().find(|d| d["rum"]["type"] == ty).unwrap();
+    assert!(by_type("http")["rum"]["http"]["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://api.shop.example/me?access_token="));
+    assert!(by_type("error")["error"]["stack_trace"]
+        .as_str()
+        .unwrap()
+        .contains("at f (https://shop.example/checkout?token="));
+}
