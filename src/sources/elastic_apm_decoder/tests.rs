@@ -495,9 +495,17 @@ fn requests_without_metadata_are_refused_whole() {
     }
     let err = decode(b"\xff\xfe", &facts(ApiVersion::V2), &limits()).unwrap_err();
     assert_eq!(err.status, StatusCode::BAD_REQUEST);
-    // v3 wants `m`, v2 `metadata`.
-    let err = decode(META.as_bytes(), &facts(ApiVersion::V3), &limits()).unwrap_err();
+    // v2 wants `metadata`; v3 `m`, and takes lines spelled out as v2's too.
+    let v3 = r#"{"m":{"se":{"n":"shop"}}}"#;
+    let err = decode(v3.as_bytes(), &facts(ApiVersion::V2), &limits()).unwrap_err();
     assert_eq!(err.error_type, "missing_metadata");
+    let body = format!("{META}\n{{\"x\":{{\"id\":\"a\",\"t\":\"route-change\"}}}}");
+    let decoded = decode(body.as_bytes(), &facts(ApiVersion::V3), &limits()).unwrap();
+    assert_eq!(decoded.events[0].get_str("service.name"), Some("shop"));
+    assert_eq!(
+        decoded.events[0].get_str("rum.action.kind"),
+        Some("route-change")
+    );
     // Metadata alone is a well-formed request that carries nothing.
     assert!(decode_lines(&[META]).unwrap().events.is_empty());
 }
@@ -618,4 +626,24 @@ fn client_ip_follows_the_sources_privacy_mode() {
         Some("203.0.113.0")
     );
     assert_eq!(stored(ClientIpMode::None), None);
+}
+
+#[test]
+fn skipped_breakdowns_are_counted_and_still_checked() {
+    let meta = r#"{"m":{"se":{"n":"shop"}}}"#;
+    let ok =
+        r#"{"x":{"id":"a","t":"route-change","me":[{"y":{"t":"app"}},{"y":{"t":"external"}}]}}"#;
+    let long = format!(
+        r#"{{"x":{{"id":"b","t":"route-change","me":[{{"y":{{"t":"{}"}}}}]}}}}"#,
+        "a".repeat(2000)
+    );
+    let deep = r#"{"me":{"y":{"t":{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":{"k":{"l":{"m":{"n":{"o":1}}}}}}}}}}}}}}}}}"#;
+    let body = [meta, ok, &long, deep, r#"{"me":{"y":{"t":"app"}}}"#].join("\n");
+    let decoded = decode(body.as_bytes(), &facts(ApiVersion::V3), &limits()).unwrap();
+    let errors: Vec<&str> = decoded.errors.iter().map(|e| e.error_type).collect();
+    assert_eq!(errors, ["string_too_long", "too_deep"]);
+    assert_eq!(decoded.dropped_breakdowns, 3, "two in `me`, one line");
+    assert_eq!(types(&decoded), ["action"]);
+    assert_eq!(decoded.events[0].get("rum.extra.breakdown"), None);
+    assert_eq!(decoded.accepted, 2);
 }

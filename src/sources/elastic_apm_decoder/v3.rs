@@ -3,15 +3,14 @@
 //! `@elastic/apm-rum` agent writes (its `compress.js`) and APM Server's
 //! `rumv3` model reads, so a v3 line is expanded once into the v2 shape and
 //! one mapping serves both versions. A key the tables do not know is kept
-//! as sent (and lands in `rum.extra` like any unmapped key).
-
-use serde_json::{Map, Value};
+//! as sent (and lands in `rum.extra` like any unmapped key). The keys are
+//! spelled out while the line is parsed (`super::Spelled`), in one pass.
 
 /// One abbreviated key, its v2 name, and what is below it.
 pub(super) struct Key {
-    short: &'static str,
-    long: &'static str,
-    inner: Inner,
+    pub(super) short: &'static str,
+    pub(super) long: &'static str,
+    pub(super) inner: Inner,
 }
 
 pub(super) enum Inner {
@@ -19,6 +18,9 @@ pub(super) enum Inner {
     Object(&'static [Key]),
     /// An array of objects of this shape.
     Array(&'static [Key]),
+    /// Breakdown metricsets (an array of them, or one): skipped, checked
+    /// and counted unless `keep_breakdown`.
+    Breakdown(&'static [Key]),
 }
 
 const fn leaf(short: &'static str, long: &'static str) -> Key {
@@ -33,6 +35,13 @@ const fn obj(short: &'static str, long: &'static str, keys: &'static [Key]) -> K
         short,
         long,
         inner: Inner::Object(keys),
+    }
+}
+const fn breakdown(short: &'static str, long: &'static str, keys: &'static [Key]) -> Key {
+    Key {
+        short,
+        long,
+        inner: Inner::Breakdown(keys),
     }
 }
 const fn arr(short: &'static str, long: &'static str, keys: &'static [Key]) -> Key {
@@ -173,7 +182,7 @@ pub(super) const TRANSACTION: &[Key] = &[
             obj("a", "agent", AGENT_MARKS),
         ],
     ),
-    arr("me", "breakdown", METRICSET),
+    breakdown("me", "breakdown", METRICSET),
     arr("y", "spans", SPAN),
     obj(
         "yc",
@@ -247,47 +256,13 @@ pub(super) const ERROR: &[Key] = &[
         &[leaf("t", "type"), leaf("sm", "sampled")],
     ),
 ];
-/// A metricset line of its own (v3 agents nest them in `x.me`).
-pub(super) const METRICSET_LINE: &[Key] = METRICSET;
+/// The kinds of a v3 line.
+pub(super) const LINE: &[Key] = &[
+    obj("m", "metadata", METADATA),
+    obj("x", "transaction", TRANSACTION),
+    obj("e", "error", ERROR),
+    breakdown("me", "metricset", METRICSET),
+];
 
-/// The v2 name of a v3 line's kind.
-pub(super) fn kind(short: &str) -> Option<(&'static str, &'static [Key])> {
-    Some(match short {
-        "m" => ("metadata", METADATA),
-        "x" => ("transaction", TRANSACTION),
-        "e" => ("error", ERROR),
-        "me" => ("metricset", METRICSET_LINE),
-        _ => return None,
-    })
-}
-
-/// `value` with its keys spelled as v2 spells them.
-pub(super) fn expand(value: Value, keys: &'static [Key]) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(expand_map(map, keys)),
-        other => other,
-    }
-}
-
-fn expand_map(map: Map<String, Value>, keys: &'static [Key]) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (k, v) in map {
-        match keys.iter().find(|key| key.short == k) {
-            Some(key) => {
-                let v = match (&key.inner, v) {
-                    (Inner::Leaf, v) => v,
-                    (Inner::Object(inner), v) => expand(v, inner),
-                    (Inner::Array(inner), Value::Array(items)) => {
-                        Value::Array(items.into_iter().map(|i| expand(i, inner)).collect())
-                    }
-                    (Inner::Array(_), v) => v,
-                };
-                out.insert(key.long.to_owned(), v);
-            }
-            None => {
-                out.insert(k, v);
-            }
-        }
-    }
-    out
-}
+/// v2 spells every key out; only its metricset lines are skipped the same way.
+pub(super) const LINE_V2: &[Key] = &[breakdown("metricset", "metricset", &[])];
