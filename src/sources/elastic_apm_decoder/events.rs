@@ -286,9 +286,9 @@ pub(super) struct Builder<'a> {
     /// What the metadata holds besides the mapped fields, added to every
     /// event's own `rum.extra` (the context's would be hidden by it).
     metadata_extra: Option<Value>,
-    /// The page fields of each transaction of the request, for its spans (v2
-    /// sends them as lines of their own).
-    transactions: Vec<(String, Fields)>,
+    /// Each transaction of the request: its id, page fields and trace id,
+    /// for its spans (v2 sends them as lines of their own).
+    transactions: Vec<(String, Fields, Option<Value>)>,
     facts: &'a RequestFacts<'a>,
     limits: &'a ApmLimits,
     pub(super) events: Vec<Event>,
@@ -582,6 +582,7 @@ impl<'a> Builder<'a> {
             }
         };
         keep_rest(&mut extra, "context", context);
+        let trace_id = tr.get("trace_id").cloned();
         keep_all(&mut extra, tr);
         let tags = tags.filter(|t| !t.is_empty());
         self.push(event_type, fields, extra, tags.clone())?;
@@ -592,7 +593,7 @@ impl<'a> Builder<'a> {
             self.push(EventType::WebVital, fields, Map::new(), tags.clone())?;
         }
         if let Some(id) = &id {
-            self.transactions.push((id.clone(), view.clone()));
+            self.transactions.push((id.clone(), view.clone(), trace_id));
         }
         match spans {
             Some(Value::Array(spans)) => {
@@ -622,15 +623,21 @@ impl<'a> Builder<'a> {
     pub(super) fn span_line(&mut self, mut span: Map<String, Value>) -> Result<(), IntakeError> {
         let ids = &*IDS;
         let transaction = take_string(&mut span, "transaction_id");
-        let view = match &transaction {
-            Some(id) => self
-                .transactions
-                .iter()
-                .find(|(t, _)| t == id)
-                .map(|(_, view)| view.clone())
-                .unwrap_or_else(|| vec![(ids.view_id, Some(id.as_str().into()))]),
-            None => Fields::new(),
+        let Some(id) = transaction else {
+            return self.span(span, &Fields::new());
         };
+        let Some((_, view, trace_id)) = self.transactions.iter().find(|(t, _, _)| *t == id) else {
+            return self.span(span, &vec![(ids.view_id, Some(id.into()))]);
+        };
+        // What v3 leaves out (`pid`, `tid`) when it is the transaction's:
+        // not repeated, so both versions make the same documents.
+        if span.get("parent_id").and_then(Value::as_str) == Some(id.as_str()) {
+            span.remove("parent_id");
+        }
+        if trace_id.is_some() && span.get("trace_id") == trace_id.as_ref() {
+            span.remove("trace_id");
+        }
+        let view = view.clone();
         self.span(span, &view)
     }
 
