@@ -18,17 +18,26 @@
 //!   events), decoded one after the other; N is their events together;
 //! - `faro/beacon_equivalent_10`: the `rum_beacon` body's ten events as
 //!   the Faro SDK would send them (four web-vitals measurements, navigation,
-//!   three resource timings, a user action, an exception with one frame).
+//!   three resource timings, a user action, an exception with one frame);
+//! - `elastic_apm_rum/v3_page_load_9`, `v2_page_load_9`: one page load as
+//!   `@elastic/apm-rum` 5.17.5 sent it from Chromium
+//!   (`testdata/sdk/elastic-apm-rum/v3-1.ndjson`, `v2-1.ndjson`): a page
+//!   view, five vitals, three spans (breakdown dropped, the default);
+//! - `elastic_apm_rum/v3_error_1`: one error with its stack (`v3-3.ndjson`).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rum_pipeline::privacy::ClientIpMode;
-use rum_pipeline::sources::{beacon_decoder, faro_decoder, web_vitals_decoder};
+use rum_pipeline::sources::{beacon_decoder, elastic_apm_decoder, faro_decoder, web_vitals_decoder};
 
 const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
 fn fixture(name: &str) -> Vec<u8> {
+    sdk_fixture("web-vitals", name)
+}
+
+fn sdk_fixture(sdk: &str, name: &str) -> Vec<u8> {
     std::fs::read(format!(
-        "{}/testdata/sdk/web-vitals/{name}",
+        "{}/testdata/sdk/{sdk}/{name}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .expect("fixture")
@@ -213,6 +222,56 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    group.finish();
+
+    let limits = elastic_apm_decoder::ApmLimits {
+        max_events: 1000,
+        max_event_bytes: 300 * 1024,
+        max_string_bytes: 16 * 1024,
+        max_depth: 16,
+        keep_breakdown: false,
+        client_ip: ClientIpMode::Full,
+    };
+    let mut group = c.benchmark_group("elastic_apm_rum");
+    for (name, file, version, events) in [
+        (
+            "v3_page_load_9",
+            "v3-1.ndjson",
+            elastic_apm_decoder::ApiVersion::V3,
+            9,
+        ),
+        (
+            "v2_page_load_9",
+            "v2-1.ndjson",
+            elastic_apm_decoder::ApiVersion::V2,
+            9,
+        ),
+        (
+            "v3_error_1",
+            "v3-3.ndjson",
+            elastic_apm_decoder::ApiVersion::V3,
+            1,
+        ),
+    ] {
+        let body = sdk_fixture("elastic-apm-rum", file);
+        let facts = elastic_apm_decoder::RequestFacts {
+            received_at_ms: 1_763_700_000_100,
+            client_ip: "203.0.113.7".parse().unwrap(),
+            user_agent: Some(UA),
+            version,
+        };
+        assert_eq!(
+            elastic_apm_decoder::decode(&body, &facts, &limits)
+                .unwrap()
+                .events
+                .len() as u64,
+            events
+        );
+        group.throughput(Throughput::Elements(events));
+        group.bench_function(name, |b| {
+            b.iter(|| elastic_apm_decoder::decode(&body, &facts, &limits).unwrap())
+        });
+    }
     group.finish();
 }
 

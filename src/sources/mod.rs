@@ -7,6 +7,8 @@ pub mod csp;
 pub mod csp_report;
 pub mod faro;
 pub mod faro_decoder;
+pub mod elastic_apm_decoder;
+pub mod elastic_apm_rum;
 pub mod rum_beacon;
 pub mod web_vitals;
 pub mod web_vitals_decoder;
@@ -144,10 +146,12 @@ pub enum SourceConfig {
     Csp(csp::CspConfig),
     WebVitals(web_vitals::WebVitalsConfig),
     Faro(faro::FaroConfig),
+    ElasticApmRum(elastic_apm_rum::ElasticApmRumConfig),
 }
 
 impl SourceConfig {
-    pub const TYPES: &'static [&'static str] = &["rum_beacon", "csp", "web_vitals", "faro"];
+    pub const TYPES: &'static [&'static str] =
+        &["rum_beacon", "csp", "web_vitals", "faro", "elastic_apm_rum"];
 
     pub fn parse(type_name: &str, table: toml::Table) -> Result<Self, (String, String)> {
         match type_name {
@@ -155,6 +159,7 @@ impl SourceConfig {
             "csp" => decode(table).map(SourceConfig::Csp),
             "web_vitals" => decode(table).map(SourceConfig::WebVitals),
             "faro" => decode(table).map(SourceConfig::Faro),
+            "elastic_apm_rum" => decode(table).map(SourceConfig::ElasticApmRum),
             other => Err(unknown_type("source", other, Self::TYPES)),
         }
     }
@@ -165,6 +170,7 @@ impl SourceConfig {
             SourceConfig::Csp(_) => "csp",
             SourceConfig::WebVitals(_) => "web_vitals",
             SourceConfig::Faro(_) => "faro",
+            SourceConfig::ElasticApmRum(_) => "elastic_apm_rum",
         }
     }
 
@@ -175,6 +181,7 @@ impl SourceConfig {
             SourceConfig::Csp(config) => config.build(cx),
             SourceConfig::WebVitals(config) => config.build(cx),
             SourceConfig::Faro(config) => config.build(cx),
+            SourceConfig::ElasticApmRum(config) => config.build(cx),
         }
     }
 }
@@ -186,6 +193,7 @@ impl CheckConfig for SourceConfig {
             SourceConfig::Csp(c) => c.check(),
             SourceConfig::WebVitals(c) => c.check(),
             SourceConfig::Faro(c) => c.check(),
+            SourceConfig::ElasticApmRum(c) => c.check(),
         }
     }
 }

@@ -1,0 +1,456 @@
+//! Elastic's `@elastic/apm-rum` agent, as it posts to APM Server's RUM
+//! intake: NDJSON, `metadata` first, then `transaction` (with its spans and
+//! breakdown nested in v3, as lines of their own in v2), `span`, `error` and
+//! `metricset` lines. v3 abbreviates every key; `v3` expands them so one
+//! mapping serves both versions. Each line is parsed with the same depth and
+//! string limits as a beacon; a bad line is reported and counted and the
+//! good ones are kept, as APM Server does. The mapping is in `docs/sdk.md`.
+
+mod events;
+mod v3;
+
+use std::cell::Cell;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::beacon_decoder::{body_text, Bounded, Key, Limits};
+use crate::event::Event;
+use crate::http::intake::{json_error, IntakeError};
+use crate::privacy::ClientIpMode;
+
+/// The intake API version, from the request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    V2,
+    V3,
+}
+
+/// Limits on one request.
+#[derive(Debug, Clone)]
+pub struct ApmLimits {
+    /// Most events one request may make (413 above): a v3 transaction makes
+    /// one per span besides its own.
+    pub max_events: usize,
+    /// Longest NDJSON line (APM Server's `max_event_size`); a longer line is
+    /// refused alone.
+    pub max_event_bytes: usize,
+    pub max_string_bytes: usize,
+    pub max_depth: usize,
+    /// Keep breakdown metricsets as `custom` events instead of dropping them
+    /// (counted).
+    pub keep_breakdown: bool,
+    /// What `client.ip` keeps of the address (the source's `client_ip`).
+    pub client_ip: ClientIpMode,
+}
+
+/// What the request told us besides the body.
+pub struct RequestFacts<'a> {
+    pub received_at_ms: i64,
+    pub client_ip: IpAddr,
+    pub user_agent: Option<&'a str>,
+    pub version: ApiVersion,
+}
+
+/// A line refused on its own; the others are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineError {
+    /// The `error_type` it is counted under.
+    pub error_type: &'static str,
+    pub message: String,
+    /// The start of the line, as APM Server quotes it.
+    pub document: String,
+}
+
+#[derive(Debug)]
+pub struct Decoded {
+    pub events: Vec<Event>,
+    /// The first page URL of the request, for the access log.
+    pub page_url: Option<String>,
+    /// Event lines taken (APM Server's `accepted`).
+    pub accepted: usize,
+    pub errors: Vec<LineError>,
+    /// Lines of a kind the agent does not send (kept as `custom`).
+    pub unknown_kinds: usize,
+    /// Breakdown metricsets dropped (`keep_breakdown = false`).
+    pub dropped_breakdowns: usize,
+}
+
+/// How much of a bad line an error quotes.
+const DOCUMENT_QUOTE_BYTES: usize = 256;
+
+fn bad_metadata(error_type: &'static str, message: impl Into<String>) -> IntakeError {
+    IntakeError::bad_request(error_type, message)
+}
+
+fn empty_body(message: &'static str) -> IntakeError {
+    bad_metadata("missing_metadata", message)
+}
+
+pub fn decode(
+    body: &[u8],
+    facts: &RequestFacts<'_>,
+    limits: &ApmLimits,
+) -> Result<Decoded, IntakeError> {
+    let text = body_text(body, empty_body)?;
+    let mut lines = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.trim().is_empty());
+    let first = lines.next().ok_or_else(|| empty_body("empty body"))?;
+    let metadata = match parse_line(first, facts.version, limits) {
+        Ok((Line::Known("metadata", Value::Object(map)), _)) => map,
+        Ok((Line::Known("metadata", _), _)) => {
+            return Err(bad_metadata(
+                "invalid_metadata",
+                "`metadata` must be an object",
+            ))
+        }
+        Ok(_) => {
+            return Err(bad_metadata(
+                "missing_metadata",
+                "the first line must be the `metadata` object (v3: `m`)",
+            ))
+        }
+        Err(e) => {
+            return Err(bad_metadata(
+                "invalid_metadata",
+                format!("metadata: {}", e.message),
+            ))
+        }
+    };
+
+    let mut items = Vec::new();
+    let mut errors = Vec::new();
+    let mut skipped = 0;
+    for line in lines {
+        match parse_line(line, facts.version, limits) {
+            Ok((item, breakdowns)) => {
+                skipped += breakdowns;
+                items.push(item);
+            }
+            Err(mut e) => {
+                e.document = quote(line);
+                errors.push(e);
+            }
+        }
+    }
+    let accepted = items.len();
+
+    let mut builder = events::Builder::new(metadata, &items, facts, limits)?;
+    for item in items {
+        match item {
+            Line::Known("transaction", Value::Object(tr)) => builder.transaction(tr)?,
+            Line::Known("span", Value::Object(span)) => builder.span_line(span)?,
+            Line::Known("error", Value::Object(error)) => builder.error(error)?,
+            Line::Known("metricset", value) => builder.metricset(value)?,
+            Line::Known(kind, value) => builder.unknown(kind, value)?,
+            Line::Unknown(kind, value) => builder.unknown(&kind, value)?,
+            Line::Skipped => {}
+        }
+    }
+    Ok(Decoded {
+        events: builder.events,
+        page_url: builder.shared_url,
+        accepted,
+        errors,
+        unknown_kinds: builder.unknown_kinds,
+        dropped_breakdowns: builder.dropped_breakdowns + skipped,
+    })
+}
+
+/// One parsed line: its kind (as v2 names it) and its object.
+enum Line {
+    Known(&'static str, Value),
+    /// A kind the agent does not send (its name cut to 64 characters).
+    Unknown(String, Value),
+    /// A metricset line skipped (`keep_breakdown = false`).
+    Skipped,
+}
+
+const KINDS: &[&str] = &["metadata", "transaction", "span", "error", "metricset"];
+
+/// One line's parse: its limits, and the breakdown metricsets skipped.
+struct Parse {
+    limits: Limits,
+    skip_breakdown: bool,
+    skipped: Cell<usize>,
+}
+
+fn parse_line(
+    line: &str,
+    version: ApiVersion,
+    limits: &ApmLimits,
+) -> Result<(Line, usize), LineError> {
+    let fail = |error_type, message: String| LineError {
+        error_type,
+        message,
+        document: String::new(),
+    };
+    if line.len() > limits.max_event_bytes {
+        return Err(fail(
+            "event_too_large",
+            format!(
+                "event exceeded the permitted size ({} bytes, max_event_bytes)",
+                limits.max_event_bytes
+            ),
+        ));
+    }
+    let parse = Parse {
+        limits: Limits::new(limits.max_string_bytes, limits.max_depth),
+        skip_breakdown: !limits.keep_breakdown,
+        skipped: Cell::new(0),
+    };
+    let keys = match version {
+        ApiVersion::V2 => v3::LINE_V2,
+        ApiVersion::V3 => v3::LINE,
+    };
+    let mut de = serde_json::Deserializer::from_str(line);
+    let value = Spelled {
+        parse: &parse,
+        depth: 1,
+        keys,
+        elements: false,
+    }
+    .deserialize(&mut de)
+    .and_then(|v| de.end().map(|()| v))
+    .map_err(|e| {
+        let error = parse
+            .limits
+            .error()
+            .unwrap_or_else(|| json_error(&e, limits.max_depth));
+        fail(error.error_type, error.message)
+    })?;
+    let skipped = parse.skipped.get();
+    let Value::Object(map) = value else {
+        return Err(fail(
+            "invalid_event",
+            "a line must be an object with one key, the event kind".to_owned(),
+        ));
+    };
+    if map.is_empty() && skipped > 0 {
+        return Ok((Line::Skipped, skipped));
+    }
+    if map.len() != 1 {
+        return Err(fail(
+            "invalid_event",
+            format!(
+                "a line must be an object with one key, the event kind (got {} keys)",
+                map.len()
+            ),
+        ));
+    }
+    let Some((kind, body)) = map.into_iter().next() else {
+        return Err(fail("invalid_event", "empty line object".to_owned()));
+    };
+    let Some(kind_name) = KINDS.iter().find(|k| **k == kind) else {
+        let name: String = kind.chars().take(64).collect();
+        return Ok((Line::Unknown(name, body), skipped));
+    };
+    if !body.is_object() && *kind_name != "metricset" {
+        return Err(fail("invalid_event", format!("`{kind}` must be an object")));
+    }
+    Ok((Line::Known(kind_name, body), skipped))
+}
+
+// ---- the wire format, in one pass ----
+//
+// Depth and string limits are checked as the line is read (as the beacon
+// decoder does: the line object is depth 1); v3's abbreviations are
+// spelled out as keys are read, and breakdown metricsets are checked and
+// counted without being built.
+
+/// A value whose object keys are spelled by `keys` (and, when `elements`,
+/// an array of such objects).
+struct Spelled<'p> {
+    parse: &'p Parse,
+    depth: usize,
+    keys: &'static [v3::Key],
+    elements: bool,
+}
+
+impl Spelled<'_> {
+    fn plain(&self) -> Bounded<'_> {
+        Bounded {
+            limits: &self.parse.limits,
+            depth: self.depth + 1,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Spelled<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Spelled<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        self.parse.limits.string(v.len())?;
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        self.parse.limits.string(v.len())?;
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let limits = &self.parse.limits;
+        limits.container(self.depth)?;
+        let mut items = Vec::new();
+        loop {
+            let item = if self.elements {
+                seq.next_element_seed(Spelled {
+                    parse: self.parse,
+                    depth: self.depth + 1,
+                    keys: self.keys,
+                    elements: false,
+                })?
+            } else {
+                seq.next_element_seed(self.plain())?
+            };
+            match item {
+                Some(item) => items.push(item),
+                None => break,
+            }
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let limits = &self.parse.limits;
+        limits.container(self.depth)?;
+        let mut out = Map::new();
+        while let Some(key) = map.next_key_seed(Key(limits))? {
+            let Some(spelled) = self.keys.iter().find(|k| k.short == key) else {
+                let value = map.next_value_seed(self.plain())?;
+                out.insert(key.into_owned(), value);
+                continue;
+            };
+            let (keys, elements) = match spelled.inner {
+                v3::Inner::Leaf => {
+                    let value = map.next_value_seed(self.plain())?;
+                    out.insert(spelled.long.to_owned(), value);
+                    continue;
+                }
+                v3::Inner::Object(keys) => (keys, false),
+                v3::Inner::Array(keys) => (keys, true),
+                v3::Inner::Breakdown(_) if self.parse.skip_breakdown => {
+                    let count = map.next_value_seed(Skip {
+                        limits,
+                        depth: self.depth + 1,
+                    })?;
+                    self.parse.skipped.set(self.parse.skipped.get() + count);
+                    continue;
+                }
+                v3::Inner::Breakdown(keys) => (keys, true),
+            };
+            let value = map.next_value_seed(Spelled {
+                parse: self.parse,
+                depth: self.depth + 1,
+                keys,
+                elements,
+            })?;
+            out.insert(spelled.long.to_owned(), value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// A value checked against the limits and not kept; its size in
+/// metricsets: an array's length, else 1 (`null`: 0).
+struct Skip<'l> {
+    limits: &'l Limits,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Skip<'_> {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip<'_> {
+    type Value = usize;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<usize, E> {
+        Ok(1)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<usize, E> {
+        Ok(1)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<usize, E> {
+        Ok(1)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<usize, E> {
+        Ok(1)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
+        self.limits.string(v.len())?;
+        Ok(1)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        self.limits.container(self.depth)?;
+        let mut count = 0;
+        while seq
+            .next_element_seed(Skip {
+                limits: self.limits,
+                depth: self.depth + 1,
+            })?
+            .is_some()
+        {
+            count += 1;
+        }
+        Ok(count)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
+        self.limits.container(self.depth)?;
+        while map.next_key_seed(Key(self.limits))?.is_some() {
+            map.next_value_seed(Skip {
+                limits: self.limits,
+                depth: self.depth + 1,
+            })?;
+        }
+        Ok(1)
+    }
+}
+
+fn quote(line: &str) -> String {
+    if line.len() <= DOCUMENT_QUOTE_BYTES {
+        return line.to_owned();
+    }
+    let mut end = DOCUMENT_QUOTE_BYTES;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &line[..end])
+}
+
+#[cfg(test)]
+mod tests;

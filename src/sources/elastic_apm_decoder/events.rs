@@ -1,0 +1,917 @@
+//! From the agent's objects (v2 names) to events: one shared context per
+//! request, one event per transaction, vital, span, error. What each field
+//! becomes is tabled in `docs/sdk.md#elastic-apm-rum`.
+
+use std::sync::{Arc, LazyLock};
+
+use http::StatusCode;
+use serde_json::{Map, Value};
+
+use super::{bad_metadata, ApmLimits, Line, RequestFacts};
+use crate::event::{Context, Event, FieldId, FieldValue};
+use crate::http::intake::IntakeError;
+use crate::schema::{self, EventType, FieldType};
+use crate::sources::beacon_decoder::url_fields;
+
+/// A document field and the JSON type its value must have.
+type Slot = (FieldId, FieldType);
+type Fields = Vec<(FieldId, Option<FieldValue>)>;
+type Object = Map<String, Value>;
+
+/// The slot of a payload key of `schema` (a programming error if absent).
+fn slot(ty: EventType, key: &str) -> Slot {
+    match ty.payload_fields().iter().find(|p| p.key == key) {
+        Some(p) => (FieldId::of(p.field.path), p.field.ty),
+        None => panic!("`{key}` is no payload key of {}", ty.as_str()),
+    }
+}
+
+struct Ids {
+    sdk_name: FieldId,
+    sdk_version: FieldId,
+    client_ip: FieldId,
+    user_agent: FieldId,
+    seq: FieldId,
+    extra: FieldId,
+    sample_rate: FieldId,
+    service_name: FieldId,
+    service_version: FieldId,
+    service_environment: FieldId,
+    session_id: FieldId,
+    view_id: FieldId,
+    referrer: FieldId,
+    nav: NavIds,
+    vital_name: Slot,
+    vital_value: Slot,
+    resource: [Slot; 8],
+    http: [Slot; 6],
+    error: [Slot; 6],
+    action_kind: Slot,
+    action_name: Slot,
+    long_task: [Slot; 3],
+    custom_name: Slot,
+    custom_value: Slot,
+    custom_data: Slot,
+    custom_original_type: Slot,
+}
+
+struct NavIds {
+    dns: Slot,
+    tcp: Slot,
+    ttfb: Slot,
+    response: Slot,
+    dom_interactive: Slot,
+    dom_content_loaded: Slot,
+    dom_complete: Slot,
+    load: Slot,
+    transfer_size: Slot,
+    encoded_size: Slot,
+    decoded_size: Slot,
+}
+
+static IDS: LazyLock<Ids> = LazyLock::new(|| {
+    use EventType as T;
+    let nav = |key| slot(T::PageView, key);
+    Ids {
+        sdk_name: FieldId::of(schema::RUM_SDK_NAME),
+        sdk_version: FieldId::of(schema::RUM_SDK_VERSION),
+        client_ip: FieldId::of(schema::CLIENT_IP),
+        user_agent: FieldId::of(schema::USER_AGENT_ORIGINAL),
+        seq: FieldId::of(schema::RUM_SEQ),
+        extra: FieldId::of(schema::RUM_EXTRA),
+        sample_rate: FieldId::of(schema::RUM_SAMPLE_RATE),
+        service_name: FieldId::of(schema::SERVICE_NAME),
+        service_version: FieldId::of(schema::SERVICE_VERSION),
+        service_environment: FieldId::of(schema::SERVICE_ENVIRONMENT),
+        session_id: FieldId::of(schema::SESSION_ID),
+        view_id: FieldId::of(schema::VIEW_ID),
+        referrer: FieldId::of(schema::HTTP_REFERRER),
+        nav: NavIds {
+            dns: nav("dns"),
+            tcp: nav("tcp"),
+            ttfb: nav("ttfb"),
+            response: nav("response"),
+            dom_interactive: nav("dom_interactive"),
+            dom_content_loaded: nav("dom_content_loaded"),
+            dom_complete: nav("dom_complete"),
+            load: nav("load"),
+            transfer_size: nav("transfer_size"),
+            encoded_size: nav("encoded_size"),
+            decoded_size: nav("decoded_size"),
+        },
+        vital_name: slot(T::WebVital, "name"),
+        vital_value: slot(T::WebVital, "value"),
+        resource: [
+            "name",
+            "initiator_type",
+            "start",
+            "duration",
+            "transfer_size",
+            "encoded_size",
+            "decoded_size",
+            "status",
+        ]
+        .map(|k| slot(T::Resource, k)),
+        http: ["kind", "method", "url", "status", "duration", "size"].map(|k| slot(T::Http, k)),
+        error: ["message", "name", "stack", "kind", "source", "line"].map(|k| slot(T::Error, k)),
+        action_kind: slot(T::Action, "kind"),
+        action_name: slot(T::Action, "name"),
+        long_task: ["kind", "start", "duration"].map(|k| slot(T::LongTask, k)),
+        custom_name: slot(T::Custom, "name"),
+        custom_value: slot(T::Custom, "value"),
+        custom_data: slot(T::Custom, "data"),
+        custom_original_type: slot(T::Custom, "original_type"),
+    }
+});
+
+/// `rum.vital.name` of the vitals a page-load transaction carries, and
+/// where the agent puts each (`marks.agent.*`, `experience.*`), plus INP
+/// (a `page-exit` transaction's `context.tags.inp_value`).
+const AGENT_MARK_VITALS: &[(&str, &str)] = &[
+    ("timeToFirstByte", "TTFB"),
+    ("firstContentfulPaint", "FCP"),
+    ("largestContentfulPaint", "LCP"),
+];
+const EXPERIENCE_VITALS: &[(&str, &str)] = &[("cls", "CLS"), ("fid", "FID"), ("tbt", "TBT")];
+pub const INP_TAG: &str = "inp_value";
+
+/// Sets a typed slot, or keeps a value of the wrong type under `rum.extra`.
+fn put(fields: &mut Fields, extra: &mut Map<String, Value>, slot: Slot, key: &str, value: Value) {
+    if value.is_null() {
+        return;
+    }
+    if slot.1.accepts(&value) {
+        fields.push((slot.0, Some(value.into())));
+    } else {
+        extra.insert(key.to_owned(), value);
+    }
+}
+
+fn take_object(map: &mut Map<String, Value>, key: &str) -> Option<Map<String, Value>> {
+    match map.remove(key)? {
+        Value::Object(inner) => Some(inner),
+        Value::Null => None,
+        other => {
+            // Not an object: kept as sent.
+            map.insert(key.to_owned(), other);
+            None
+        }
+    }
+}
+
+fn take_string(map: &mut Map<String, Value>, key: &str) -> Option<String> {
+    match map.remove(key)? {
+        Value::String(s) => Some(s),
+        Value::Null => None,
+        other => {
+            map.insert(key.to_owned(), other);
+            None
+        }
+    }
+}
+
+fn take_number(map: &mut Map<String, Value>, key: &str) -> Option<f64> {
+    match map.get(key)? {
+        Value::Number(n) => {
+            let n = n.as_f64();
+            map.remove(key);
+            n
+        }
+        _ => None,
+    }
+}
+
+/// Puts what is left of an object under `rum.extra.<key>`.
+fn keep_rest(extra: &mut Map<String, Value>, key: &str, rest: Map<String, Value>) {
+    if !rest.is_empty() {
+        extra.insert(key.to_owned(), Value::Object(rest));
+    }
+}
+
+/// A page-load transaction's navigation timing (`marks.navigationTiming`,
+/// milliseconds from `fetchStart`) as the `rum.nav.*` durations.
+fn navigation_fields(marks: &Map<String, Value>, fields: &mut Fields) {
+    let Some(Value::Object(nt)) = marks.get("navigationTiming") else {
+        return;
+    };
+    let mark = |key: &str| nt.get(key).and_then(Value::as_f64);
+    let nav = &IDS.nav;
+    let mut set = |slot: Slot, value: Option<f64>| {
+        if let Some(v) = value.filter(|v| v.is_finite() && *v >= 0.0) {
+            fields.push((slot.0, Some(Value::from(v).into())));
+        }
+    };
+    let span = |start: &str, end: &str| Some(mark(end)? - mark(start)?);
+    set(nav.dns, span("domainLookupStart", "domainLookupEnd"));
+    set(nav.tcp, span("connectStart", "connectEnd"));
+    set(nav.ttfb, mark("responseStart"));
+    set(nav.response, span("responseStart", "responseEnd"));
+    set(nav.dom_interactive, mark("domInteractive"));
+    set(nav.dom_content_loaded, mark("domContentLoadedEventStart"));
+    set(nav.dom_complete, mark("domComplete"));
+    set(
+        nav.load,
+        mark("loadEventEnd").or_else(|| mark("loadEventStart")),
+    );
+}
+
+/// The stack as text, one `    at function (url:line:column)` per frame,
+/// under the message, as browsers print it.
+fn stack_text(message: Option<&str>, frames: &[Value]) -> Option<String> {
+    if frames.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(64 * frames.len());
+    if let Some(message) = message {
+        out.push_str(message);
+    }
+    for frame in frames {
+        let field = |k: &str| frame.get(k);
+        let file = field("abs_path")
+            .or_else(|| field("filename"))
+            .and_then(Value::as_str)
+            .unwrap_or("<anonymous>");
+        let function = field("function").and_then(Value::as_str).unwrap_or("");
+        let position = match (field("lineno"), field("colno")) {
+            (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+            (Some(l), None) => format!("{file}:{l}"),
+            _ => file.to_owned(),
+        };
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        if function.is_empty() {
+            out.push_str(&format!("    at {position}"));
+        } else {
+            out.push_str(&format!("    at {function} ({position})"));
+        }
+    }
+    Some(out)
+}
+
+/// `TypeError` of `Uncaught TypeError: ...` (v3 agents do not send the
+/// exception type; browsers put it in the message).
+fn type_from_message(message: &str) -> Option<&str> {
+    let head = message.strip_prefix("Uncaught ").unwrap_or(message);
+    let (name, _) = head.split_once(':')?;
+    (!name.is_empty()
+        && name.len() <= 64
+        && name.ends_with("Error")
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    .then_some(name)
+}
+
+/// `GET /api/cart` (the agent's name of an http span) → method and URL.
+fn split_http_name(name: &str) -> Option<(&str, &str)> {
+    let (method, url) = name.split_once(' ')?;
+    (!method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase())).then_some((method, url))
+}
+
+static LANGUAGE_JAVASCRIPT: LazyLock<Value> =
+    LazyLock::new(|| serde_json::json!({"name": "javascript"}));
+
+/// Moves what is left of an event's object into its `rum.extra` (nulls
+/// carry nothing and are skipped).
+fn keep_all(extra: &mut Map<String, Value>, rest: Map<String, Value>) {
+    extra.extend(rest.into_iter().filter(|(_, v)| !v.is_null()));
+}
+
+/// Builds the events of one request on one shared context.
+pub(super) struct Builder<'a> {
+    context: Arc<Context>,
+    /// The first page URL of the request (in the shared context).
+    pub(super) shared_url: Option<String>,
+    /// The first session id of the request (in the shared context).
+    shared_session: Option<String>,
+    /// What the metadata holds besides the mapped fields, added to every
+    /// event's own `rum.extra` (the context's would be hidden by it).
+    metadata_extra: Option<Value>,
+    /// Each transaction of the request: its id, page fields and trace id,
+    /// for its spans (v2 sends them as lines of their own).
+    transactions: Vec<(String, Fields, Option<Value>)>,
+    facts: &'a RequestFacts<'a>,
+    limits: &'a ApmLimits,
+    pub(super) events: Vec<Event>,
+    pub(super) unknown_kinds: usize,
+    pub(super) dropped_breakdowns: usize,
+}
+
+fn page_url_of(map: &Map<String, Value>) -> Option<&str> {
+    map.get("context")?.get("page")?.get("url")?.as_str()
+}
+
+impl<'a> Builder<'a> {
+    pub(super) fn new(
+        mut metadata: Map<String, Value>,
+        items: &[Line],
+        facts: &'a RequestFacts<'a>,
+        limits: &'a ApmLimits,
+    ) -> Result<Self, IntakeError> {
+        let ids = &*IDS;
+        let mut context = Context::new();
+        context.set_event_kind();
+        context.set_received_ms(facts.received_at_ms);
+        context.set_client_address(facts.client_ip);
+        if let Some(ip) = limits.client_ip.stored(facts.client_ip) {
+            context.set(ids.client_ip, ip);
+        }
+        if let Some(ua) = facts.user_agent {
+            context.set(ids.user_agent, ua);
+        }
+        let mut rest = Map::new();
+        match metadata.remove("service") {
+            Some(Value::Object(mut service)) => {
+                for (key, id) in [
+                    ("name", ids.service_name),
+                    ("version", ids.service_version),
+                    ("environment", ids.service_environment),
+                ] {
+                    if let Some(v) = take_string(&mut service, key) {
+                        context.set(id, v);
+                    }
+                }
+                if let Some(mut agent) = take_object(&mut service, "agent") {
+                    if let Some(v) = take_string(&mut agent, "name") {
+                        context.set(ids.sdk_name, v);
+                    }
+                    if let Some(v) = take_string(&mut agent, "version") {
+                        context.set(ids.sdk_version, v);
+                    }
+                    if !agent.is_empty() {
+                        service.insert("agent".to_owned(), Value::Object(agent));
+                    }
+                }
+                // Always `{"name": "javascript"}` from this agent: implied by
+                // `rum.sdk.name`, not repeated on every event.
+                if service.get("language") == Some(&LANGUAGE_JAVASCRIPT) {
+                    service.remove("language");
+                }
+                keep_rest(&mut rest, "service", service);
+            }
+            None | Some(Value::Null) => {}
+            Some(_) => {
+                return Err(bad_metadata(
+                    "invalid_metadata",
+                    "`metadata.service` must be an object",
+                ))
+            }
+        }
+        if let Some(labels) = take_object(&mut metadata, "labels") {
+            for (name, value) in labels {
+                if !value.is_null() {
+                    context.set_label(Arc::from(name.as_str()), value.into());
+                }
+            }
+        }
+        keep_all(&mut rest, metadata);
+
+        // The request's page and session go into the shared context; an
+        // event of another page or session carries its own.
+        let bodies = items.iter().filter_map(|item| match item {
+            Line::Known("transaction" | "error", Value::Object(map)) => Some(map),
+            _ => None,
+        });
+        let mut shared_url = None;
+        let mut shared_session = None;
+        for map in bodies {
+            if shared_url.is_none() {
+                shared_url = page_url_of(map).map(str::to_owned);
+            }
+            if shared_session.is_none() {
+                shared_session = map
+                    .get("session")
+                    .and_then(|s| s.get("id"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+            }
+        }
+        if let Some(url) = &shared_url {
+            for (id, value) in url_fields(url) {
+                if let Some(value) = value {
+                    context.set(id, value);
+                }
+            }
+        }
+        if let Some(session) = &shared_session {
+            context.set(ids.session_id, session.as_str());
+        }
+        Ok(Builder {
+            context: Arc::new(context),
+            shared_url,
+            shared_session,
+            metadata_extra: (!rest.is_empty()).then_some(Value::Object(rest)),
+            transactions: Vec::new(),
+            facts,
+            limits,
+            events: Vec::new(),
+            unknown_kinds: 0,
+            dropped_breakdowns: 0,
+        })
+    }
+
+    fn push(
+        &mut self,
+        ty: EventType,
+        mut fields: Fields,
+        mut extra: Map<String, Value>,
+        labels: Option<Map<String, Value>>,
+    ) -> Result<(), IntakeError> {
+        if self.events.len() == self.limits.max_events {
+            return Err(IntakeError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_events",
+                format!(
+                    "more than {} events in one request (max_events_per_request)",
+                    self.limits.max_events
+                ),
+            ));
+        }
+        let ids = &*IDS;
+        fields.push((ids.seq, Some(Value::from(self.events.len() as u64).into())));
+        if !extra.is_empty() {
+            if let Some(metadata) = &self.metadata_extra {
+                extra.insert("metadata".to_owned(), metadata.clone());
+            }
+            fields.push((ids.extra, Some(Value::Object(extra).into())));
+        } else if let Some(metadata) = &self.metadata_extra {
+            let mut only = Map::new();
+            only.insert("metadata".to_owned(), metadata.clone());
+            fields.push((ids.extra, Some(Value::Object(only).into())));
+        }
+        let mut event = Event::from_parts(
+            self.context.clone(),
+            Some(self.facts.received_at_ms),
+            None,
+            ty,
+            fields,
+        );
+        for (name, value) in labels.into_iter().flatten() {
+            if !value.is_null() {
+                event.set_label(Arc::from(name.as_str()), value.into());
+            }
+        }
+        self.events.push(event);
+        Ok(())
+    }
+
+    /// `view.id`, the page and the session of a transaction or error, taken
+    /// out of its object; the rest of its `context` is returned (`tags`
+    /// become labels).
+    fn page_fields(
+        &self,
+        map: &mut Map<String, Value>,
+        view_id: Option<String>,
+        extra: &mut Map<String, Value>,
+    ) -> (Fields, Option<Object>, Option<Object>) {
+        let ids = &*IDS;
+        let mut fields = Fields::with_capacity(10);
+        if let Some(id) = view_id {
+            // Shared: a page load's vitals and spans repeat it.
+            let id = FieldValue::Shared(Arc::new(Value::String(id)));
+            fields.push((ids.view_id, Some(id)));
+        }
+        let mut context = take_object(map, "context");
+        let mut tags = None;
+        if let Some(context) = context.as_mut() {
+            tags = take_object(context, "tags");
+            if let Some(mut page) = take_object(context, "page") {
+                if let Some(url) = take_string(&mut page, "url") {
+                    if Some(&url) != self.shared_url.as_ref() {
+                        for (id, value) in url_fields(&url) {
+                            let value = value.map(|v| FieldValue::Shared(Arc::new(v)));
+                            fields.push((id, value));
+                        }
+                    }
+                }
+                match take_string(&mut page, "referer") {
+                    Some(r) if !r.is_empty() => fields.push((ids.referrer, Some(r.into()))),
+                    _ => {}
+                }
+                keep_rest(extra, "page", page);
+            }
+        }
+        if let Some(mut session) = take_object(map, "session") {
+            if let Some(id) = take_string(&mut session, "id") {
+                if Some(&id) != self.shared_session.as_ref() {
+                    fields.push((ids.session_id, Some(id.into())));
+                }
+            }
+            keep_rest(extra, "session", session);
+        }
+        if let Some(rate) = map.remove("sample_rate") {
+            put(
+                &mut fields,
+                extra,
+                (ids.sample_rate, FieldType::Double),
+                "sample_rate",
+                rate,
+            );
+        }
+        (fields, context, tags)
+    }
+
+    pub(super) fn transaction(&mut self, mut tr: Map<String, Value>) -> Result<(), IntakeError> {
+        let ids = &*IDS;
+        let mut extra = Map::new();
+        let id = take_string(&mut tr, "id");
+        let ty = take_string(&mut tr, "type");
+        let (view, context, mut tags) = self.page_fields(&mut tr, id.clone(), &mut extra);
+        let spans = tr.remove("spans");
+        let breakdown = tr.remove("breakdown");
+        let mut fields = view.clone();
+        let mut vitals: Vec<(&'static str, f64)> = Vec::new();
+        let mut context = context.unwrap_or_default();
+        let event_type = match ty.as_deref() {
+            Some("page-load") => {
+                if let Some(marks) = tr.get("marks").and_then(Value::as_object) {
+                    navigation_fields(marks, &mut fields);
+                    if let Some(Value::Object(agent)) = marks.get("agent") {
+                        for (key, name) in AGENT_MARK_VITALS {
+                            if let Some(v) = agent.get(*key).and_then(Value::as_f64) {
+                                vitals.push((name, v));
+                            }
+                        }
+                    }
+                }
+                if let Some(mut response) = take_object(&mut context, "response") {
+                    let nav = &ids.nav;
+                    for (key, slot) in [
+                        ("transfer_size", nav.transfer_size),
+                        ("encoded_body_size", nav.encoded_size),
+                        ("decoded_body_size", nav.decoded_size),
+                    ] {
+                        if let Some(v) = response.remove(key) {
+                            put(&mut fields, &mut response, slot, key, v);
+                        }
+                    }
+                    keep_rest(&mut context, "response", response);
+                }
+                if let Some(mut experience) = take_object(&mut tr, "experience") {
+                    for (key, name) in EXPERIENCE_VITALS {
+                        if let Some(v) = take_number(&mut experience, key) {
+                            vitals.push((name, v));
+                        }
+                    }
+                    keep_rest(&mut extra, "experience", experience);
+                }
+                EventType::PageView
+            }
+            Some("page-exit")
+                if tags
+                    .as_ref()
+                    .and_then(|t| t.get(INP_TAG))
+                    .is_some_and(Value::is_number) =>
+            {
+                let inp = tags
+                    .as_mut()
+                    .and_then(|t| take_number(t, INP_TAG))
+                    .unwrap_or_default();
+                let (name, value) = (ids.vital_name, ids.vital_value);
+                fields.push((name.0, Some(Value::from("INP").into())));
+                fields.push((value.0, Some(Value::from(inp).into())));
+                EventType::WebVital
+            }
+            _ => {
+                if let Some(ty) = ty {
+                    put(&mut fields, &mut extra, ids.action_kind, "type", ty.into());
+                }
+                if let Some(name) = tr.remove("name") {
+                    put(&mut fields, &mut extra, ids.action_name, "name", name);
+                }
+                EventType::Action
+            }
+        };
+        keep_rest(&mut extra, "context", context);
+        let trace_id = tr.get("trace_id").cloned();
+        keep_all(&mut extra, tr);
+        let tags = tags.filter(|t| !t.is_empty());
+        self.push(event_type, fields, extra, tags.clone())?;
+        for (name, value) in vitals {
+            let mut fields = view.clone();
+            fields.push((ids.vital_name.0, Some(Value::from(name).into())));
+            fields.push((ids.vital_value.0, Some(Value::from(value).into())));
+            self.push(EventType::WebVital, fields, Map::new(), tags.clone())?;
+        }
+        if let Some(id) = &id {
+            self.transactions.push((id.clone(), view.clone(), trace_id));
+        }
+        match spans {
+            Some(Value::Array(spans)) => {
+                for span in spans {
+                    match span {
+                        Value::Object(span) => self.span(span, &view)?,
+                        other => self.unknown("span", other)?,
+                    }
+                }
+            }
+            None | Some(Value::Null) => {}
+            Some(other) => self.unknown("spans", other)?,
+        }
+        match breakdown {
+            Some(Value::Array(sets)) => {
+                for set in sets {
+                    self.metricset(set)?;
+                }
+            }
+            None | Some(Value::Null) => {}
+            Some(other) => self.metricset(other)?,
+        }
+        Ok(())
+    }
+
+    /// A v2 span line: it names its transaction, whose page it takes.
+    pub(super) fn span_line(&mut self, mut span: Map<String, Value>) -> Result<(), IntakeError> {
+        let ids = &*IDS;
+        let transaction = take_string(&mut span, "transaction_id");
+        let Some(id) = transaction else {
+            return self.span(span, &Fields::new());
+        };
+        let Some((_, view, trace_id)) = self.transactions.iter().find(|(t, _, _)| *t == id) else {
+            return self.span(span, &vec![(ids.view_id, Some(id.into()))]);
+        };
+        // What v3 leaves out (`pid`, `tid`) when it is the transaction's:
+        // not repeated, so both versions make the same documents.
+        if span.get("parent_id").and_then(Value::as_str) == Some(id.as_str()) {
+            span.remove("parent_id");
+        }
+        if trace_id.is_some() && span.get("trace_id") == trace_id.as_ref() {
+            span.remove("trace_id");
+        }
+        let view = view.clone();
+        self.span(span, &view)
+    }
+
+    fn span(&mut self, mut span: Map<String, Value>, view: &Fields) -> Result<(), IntakeError> {
+        let ids = &*IDS;
+        let mut extra = Map::new();
+        let mut fields = view.clone();
+        if let Some(rate) = span.remove("sample_rate") {
+            put(
+                &mut fields,
+                &mut extra,
+                (ids.sample_rate, FieldType::Double),
+                "sample_rate",
+                rate,
+            );
+        }
+        let ty = take_string(&mut span, "type").unwrap_or_default();
+        let base = ty.split('.').next().unwrap_or_default();
+        let subtype = take_string(&mut span, "subtype");
+        let name = take_string(&mut span, "name");
+        let start = span.remove("start");
+        let duration = span.remove("duration");
+        let mut context = take_object(&mut span, "context").unwrap_or_default();
+        let mut http = take_object(&mut context, "http").unwrap_or_default();
+        let mut response = take_object(&mut http, "response").unwrap_or_default();
+        let url = take_string(&mut http, "url");
+        let status = http.remove("status_code");
+        if ty != base {
+            extra.insert("type".to_owned(), Value::from(ty.as_str()));
+        }
+        let event_type = match base {
+            "resource" => {
+                let [s_name, s_initiator, s_start, s_duration, s_transfer, s_encoded, s_decoded, s_status] =
+                    ids.resource;
+                match (url, name) {
+                    (Some(url), name) => {
+                        if let Some(name) = name.filter(|n| *n != url) {
+                            extra.insert("name".to_owned(), name.into());
+                        }
+                        put(&mut fields, &mut extra, s_name, "url", url.into());
+                    }
+                    (None, Some(name)) => put(&mut fields, &mut extra, s_name, "name", name.into()),
+                    (None, None) => {}
+                }
+                if let Some(subtype) = subtype {
+                    put(
+                        &mut fields,
+                        &mut extra,
+                        s_initiator,
+                        "subtype",
+                        subtype.into(),
+                    );
+                }
+                for (slot, key, value) in [
+                    (s_start, "start", start),
+                    (s_duration, "duration", duration),
+                    (s_status, "status_code", status),
+                    (
+                        s_transfer,
+                        "transfer_size",
+                        response.remove("transfer_size"),
+                    ),
+                    (
+                        s_encoded,
+                        "encoded_body_size",
+                        response.remove("encoded_body_size"),
+                    ),
+                    (
+                        s_decoded,
+                        "decoded_body_size",
+                        response.remove("decoded_body_size"),
+                    ),
+                ] {
+                    if let Some(value) = value {
+                        put(&mut fields, &mut extra, slot, key, value);
+                    }
+                }
+                EventType::Resource
+            }
+            "external" => {
+                let [s_kind, s_method, s_url, s_status, s_duration, s_size] = ids.http;
+                let mut method = take_string(&mut http, "method");
+                let mut url = url;
+                // Without an http context (a span cut short) the name
+                // `METHOD url` still tells both.
+                if let Some((m, u)) = name.as_deref().and_then(split_http_name) {
+                    if method.is_none() {
+                        method = Some(m.to_owned());
+                    }
+                    if url.is_none() {
+                        url = Some(self.resolve(view, u));
+                    }
+                }
+                // `METHOD url` is the agent's name of every http span: made
+                // of the fields above (and kept out of `rum.extra`, where
+                // `scrub_url` would not see a URL in it).
+                if let Some(name) = name.filter(|n| split_http_name(n).is_none()) {
+                    extra.insert("name".to_owned(), name.into());
+                }
+                for (slot, key, value) in [
+                    (s_kind, "subtype", subtype.map(Value::from)),
+                    (s_method, "method", method.map(Value::from)),
+                    (s_url, "url", url.map(Value::from)),
+                    (s_status, "status_code", status),
+                    (s_duration, "duration", duration),
+                    (s_size, "transfer_size", response.remove("transfer_size")),
+                ] {
+                    if let Some(value) = value {
+                        put(&mut fields, &mut extra, slot, key, value);
+                    }
+                }
+                if let Some(start) = start {
+                    extra.insert("start".to_owned(), start);
+                }
+                EventType::Http
+            }
+            "longtask" => {
+                let [s_kind, s_start, s_duration] = ids.long_task;
+                fields.push((s_kind.0, Some(Value::from("longtask").into())));
+                if let Some(name) = name {
+                    extra.insert("name".to_owned(), name.into());
+                }
+                if let Some(subtype) = subtype {
+                    extra.insert("subtype".to_owned(), subtype.into());
+                }
+                for (slot, key, value) in [
+                    (s_start, "start", start),
+                    (s_duration, "duration", duration),
+                ] {
+                    if let Some(value) = value {
+                        put(&mut fields, &mut extra, slot, key, value);
+                    }
+                }
+                EventType::LongTask
+            }
+            _ => {
+                // Navigation phases, user timing, app spans: kept as
+                // `custom` named by the span, its duration the value.
+                fields.push((
+                    ids.custom_original_type.0,
+                    Some(Value::from(ty.as_str()).into()),
+                ));
+                extra.remove("type");
+                if let Some(name) = name {
+                    put(
+                        &mut fields,
+                        &mut extra,
+                        ids.custom_name,
+                        "name",
+                        name.into(),
+                    );
+                }
+                if let Some(duration) = duration {
+                    put(
+                        &mut fields,
+                        &mut extra,
+                        ids.custom_value,
+                        "duration",
+                        duration,
+                    );
+                }
+                if let Some(subtype) = subtype {
+                    extra.insert("subtype".to_owned(), subtype.into());
+                }
+                if let Some(start) = start {
+                    extra.insert("start".to_owned(), start);
+                }
+                EventType::Custom
+            }
+        };
+        keep_rest(&mut http, "response", response);
+        keep_rest(&mut context, "http", http);
+        keep_rest(&mut extra, "context", context);
+        keep_all(&mut extra, span);
+        self.push(event_type, fields, extra, None)
+    }
+
+    /// A URL relative to the page of `view` made absolute.
+    fn resolve(&self, view: &Fields, relative: &str) -> String {
+        let url_full = FieldId::of(schema::URL_FULL);
+        let page = view
+            .iter()
+            .rev()
+            .find(|(id, _)| *id == url_full)
+            .map(|(_, v)| v.as_ref().and_then(|v| v.as_str()))
+            .unwrap_or(self.shared_url.as_deref());
+        page.and_then(|p| url::Url::parse(p).ok())
+            .and_then(|base| base.join(relative).ok())
+            .map_or_else(|| relative.to_owned(), String::from)
+    }
+
+    pub(super) fn error(&mut self, mut error: Map<String, Value>) -> Result<(), IntakeError> {
+        let ids = &*IDS;
+        let [s_message, s_type, s_stack, s_kind, s_source, s_line] = ids.error;
+        let mut extra = Map::new();
+        let view_id = take_string(&mut error, "transaction_id");
+        let (mut fields, context, tags) = self.page_fields(&mut error, view_id, &mut extra);
+        let (kind, mut body) = match take_object(&mut error, "exception") {
+            Some(exception) => ("exception", exception),
+            None => ("log", take_object(&mut error, "log").unwrap_or_default()),
+        };
+        fields.push((s_kind.0, Some(Value::from(kind).into())));
+        let message = take_string(&mut body, "message");
+        let ty = take_string(&mut body, "type")
+            .filter(|t| !t.is_empty())
+            .or_else(|| {
+                message
+                    .as_deref()
+                    .and_then(type_from_message)
+                    .map(str::to_owned)
+            });
+        let frames = body.get("stacktrace").and_then(Value::as_array);
+        if let Some(stack) = frames.and_then(|f| stack_text(message.as_deref(), f)) {
+            fields.push((s_stack.0, Some(stack.into())));
+        }
+        if let Some(first) = frames.and_then(|f| f.first()) {
+            if let Some(line) = first.get("lineno").filter(|l| l.is_u64()) {
+                fields.push((s_line.0, Some(line.clone().into())));
+            }
+            if let Some(column) = first.get("colno").filter(|c| c.is_u64()) {
+                fields.push((FieldId::of("rum.error.column"), Some(column.clone().into())));
+            }
+        }
+        if let Some(message) = message {
+            fields.push((s_message.0, Some(message.into())));
+        }
+        if let Some(ty) = ty {
+            fields.push((s_type.0, Some(ty.into())));
+        }
+        if let Some(culprit) = error.remove("culprit") {
+            put(&mut fields, &mut extra, s_source, "culprit", culprit);
+        }
+        // The frames stay, beside the text made of them, without their
+        // `abs_path`: that URL (the page's, query and all, for inline
+        // scripts) is in `error.stack_trace`, where `scrub_url` sees it.
+        if let Some(Value::Array(frames)) = body.get_mut("stacktrace") {
+            for frame in frames.iter_mut().filter_map(Value::as_object_mut) {
+                frame.remove("abs_path");
+            }
+        }
+        keep_rest(&mut extra, kind, body);
+        if let Some(context) = context {
+            keep_rest(&mut extra, "context", context);
+        }
+        keep_all(&mut extra, error);
+        self.push(EventType::Error, fields, extra, tags)
+    }
+
+    pub(super) fn metricset(&mut self, set: Value) -> Result<(), IntakeError> {
+        if !self.limits.keep_breakdown {
+            self.dropped_breakdowns += 1;
+            return Ok(());
+        }
+        let ids = &*IDS;
+        let mut fields = Fields::with_capacity(3);
+        let mut extra = Map::new();
+        fields.push((
+            ids.custom_original_type.0,
+            Some(Value::from("metricset").into()),
+        ));
+        fields.push((ids.custom_name.0, Some(Value::from("breakdown").into())));
+        put(&mut fields, &mut extra, ids.custom_data, "metricset", set);
+        self.push(EventType::Custom, fields, extra, None)
+    }
+
+    /// A line (or nested item) of a kind the agent does not send: kept as
+    /// `custom` and counted.
+    pub(super) fn unknown(&mut self, kind: &str, value: Value) -> Result<(), IntakeError> {
+        let ids = &*IDS;
+        self.unknown_kinds += 1;
+        let mut fields = Fields::with_capacity(2);
+        let mut extra = Map::new();
+        fields.push((ids.custom_original_type.0, Some(Value::from(kind).into())));
+        put(&mut fields, &mut extra, ids.custom_data, "value", value);
+        self.push(EventType::Custom, fields, extra, None)
+    }
+}

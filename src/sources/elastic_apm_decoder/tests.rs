@@ -1,0 +1,655 @@
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde_json::json;
+
+use super::*;
+
+const NOW: i64 = 1_700_000_000_000;
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36";
+
+fn facts(version: ApiVersion) -> RequestFacts<'static> {
+    RequestFacts {
+        received_at_ms: NOW,
+        client_ip: "203.0.113.9".parse().unwrap(),
+        user_agent: Some(UA),
+        version,
+    }
+}
+
+fn limits() -> ApmLimits {
+    ApmLimits {
+        max_events: 100,
+        max_event_bytes: 4096,
+        max_string_bytes: 1024,
+        max_depth: 16,
+        keep_breakdown: false,
+        client_ip: ClientIpMode::Full,
+    }
+}
+
+/// `testdata/sdk/elastic-apm-rum/<name>`: @elastic/apm-rum 5.17.5 in
+/// headless Chromium 156 (tests/browser/elastic-apm-rum, APM_RUM_FIXTURES=write).
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/testdata/sdk/elastic-apm-rum/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn decode_fixture(name: &str) -> Decoded {
+    let version = if name.starts_with("v3") {
+        ApiVersion::V3
+    } else {
+        ApiVersion::V2
+    };
+    decode(&fixture(name), &facts(version), &limits()).unwrap_or_else(|e| panic!("{name}: {e:?}"))
+}
+
+fn get<'e>(event: &'e Event, path: &str) -> Option<&'e Value> {
+    event.get(path)
+}
+
+fn vital(event: &Event) -> (&str, f64) {
+    (
+        event.get_str("rum.vital.name").unwrap(),
+        get(event, "rum.vital.value")
+            .and_then(Value::as_f64)
+            .unwrap(),
+    )
+}
+
+fn types(decoded: &Decoded) -> Vec<&str> {
+    decoded
+        .events
+        .iter()
+        .map(|e| e.get_str("rum.type").unwrap())
+        .collect()
+}
+
+#[test]
+fn fixture_v3_page_load_is_a_page_view_its_vitals_and_spans() {
+    let decoded = decode_fixture("v3-1.ndjson");
+    assert_eq!((decoded.accepted, decoded.errors.len()), (1, 0));
+    assert_eq!(
+        decoded.dropped_breakdowns, 3,
+        "x.me: Request, Response, Processing"
+    );
+    assert_eq!(
+        types(&decoded),
+        [
+            "page_view",
+            "web_vital",
+            "web_vital",
+            "web_vital",
+            "web_vital",
+            "web_vital",
+            "custom",
+            "custom",
+            "resource"
+        ]
+    );
+    let page = "http://127.0.0.1:39925/?v=3";
+    assert_eq!(decoded.page_url.as_deref(), Some(page));
+    let view = decoded.events[0].to_value();
+    assert_eq!(view["view"]["id"], "69fc13f7596f5fa4");
+    assert_eq!(view["session"]["id"], "35295d4dc074ab01");
+    assert_eq!(
+        view["service"],
+        json!({"name": "shop-frontend", "version": "1.4.2", "environment": "test"})
+    );
+    assert_eq!(view["url"]["full"], page);
+    assert_eq!(view["url"]["query"], "v=3");
+    assert_eq!(view["user_agent"]["original"], UA);
+    assert_eq!(view["client"]["ip"], "203.0.113.9");
+    assert_eq!(view["event"]["dataset"], "rum.page_view");
+    assert_eq!(
+        view["rum"]["nav"],
+        json!({"dns": 0.0, "tcp": 0.0, "ttfb": 173.0, "response": 6.0, "dom_interactive": 249.0,
+               "dom_content_loaded": 249.0, "dom_complete": 250.0, "load": 250.0,
+               "transfer_size": 2057, "encoded_size": 1757, "decoded_size": 1757})
+    );
+    assert_eq!(
+        view["rum"]["sdk"],
+        json!({"name": "rum-js", "version": "5.17.5"})
+    );
+    assert_eq!(view["rum"]["sample_rate"], 1);
+    assert_eq!(view["rum"]["seq"], 0);
+    // What has no field of its own is kept, abbreviations spelled out.
+    let extra = &view["rum"]["extra"];
+    assert_eq!(extra["name"], "home");
+    assert_eq!(extra["duration"], 296);
+    assert_eq!(extra["sampled"], true);
+    assert_eq!(extra["session"], json!({"sequence": 1}));
+    assert_eq!(extra["trace_id"], "356986e407545b29c37755009d9d3e6d");
+    assert_eq!(extra["marks"]["navigationTiming"]["requestStart"], 2);
+    assert_eq!(extra["marks"]["agent"]["largestContentfulPaint"], 296);
+    assert_eq!(
+        extra.get("metadata"),
+        None,
+        "language javascript is implied"
+    );
+
+    let vitals: Vec<(&str, f64)> = decoded.events[1..6].iter().map(vital).collect();
+    assert_eq!(
+        vitals,
+        [
+            ("TTFB", 173.0),
+            ("FCP", 295.0),
+            ("LCP", 296.0),
+            ("CLS", 0.07389322916666666),
+            ("TBT", 0.0)
+        ]
+    );
+    for event in &decoded.events {
+        assert!(Arc::ptr_eq(event.context(), decoded.events[0].context()));
+        assert_eq!(event.get_str("view.id"), Some("69fc13f7596f5fa4"));
+        assert_eq!(event.get_str("url.full"), Some(page));
+    }
+    let navigation = &decoded.events[6];
+    assert_eq!(
+        navigation.get_str("rum.custom.name"),
+        Some("Requesting and receiving the document")
+    );
+    assert_eq!(
+        navigation.get_str("rum.custom.original_type"),
+        Some("hard-navigation")
+    );
+    assert_eq!(get(navigation, "rum.custom.value"), Some(&json!(177)));
+    assert_eq!(get(navigation, "rum.extra.start"), Some(&json!(2)));
+    assert_eq!(
+        get(navigation, "rum.extra.context.destination.port"),
+        Some(&json!(39925))
+    );
+    let script = decoded.events[8].to_value();
+    assert_eq!(
+        script["rum"]["resource"],
+        json!({"name": "http://127.0.0.1:39925/elastic-apm-rum.umd.js", "initiator_type": "script",
+               "start": 190, "duration": 33, "transfer_size": 603742, "encoded_size": 603442, "decoded_size": 603442})
+    );
+    assert_eq!(script["rum"]["seq"], 8);
+}
+
+#[test]
+fn fixture_v2_maps_as_v3_does() {
+    let v2 = decode_fixture("v2-1.ndjson");
+    let v3 = decode_fixture("v3-1.ndjson");
+    assert_eq!(types(&v2), types(&v3));
+    assert_eq!(
+        v2.accepted, 7,
+        "a transaction, three spans, three metricsets"
+    );
+    assert_eq!(v2.dropped_breakdowns, 3);
+    for (a, b) in v2.events.iter().zip(&v3.events) {
+        let (a, b) = (a.to_value(), b.to_value());
+        let keys = |d: &Value| {
+            let rum = d["rum"].as_object().unwrap();
+            let keys: Vec<String> = rum.keys().cloned().collect();
+            // The same leftovers, spelled the same (v3's abbreviations out).
+            let extra: Vec<String> = rum
+                .get("extra")
+                .and_then(Value::as_object)
+                .map(|e| e.keys().cloned().collect())
+                .unwrap_or_default();
+            (
+                keys,
+                extra,
+                d["rum"]["vital"]["name"].clone(),
+                d["rum"]["nav"]
+                    .as_object()
+                    .map(|n| n.keys().cloned().collect::<Vec<_>>()),
+            )
+        };
+        assert_eq!(keys(&a), keys(&b));
+    }
+    let view = &v2.events[0];
+    assert_eq!(view.get_str("session.id"), Some("915cac487e3e8733"));
+    assert_eq!(get(view, "rum.nav.ttfb"), Some(&json!(313.0)));
+    // v2 spans are lines of their own: they find their transaction's page.
+    let script = &v2.events[8];
+    assert_eq!(script.get_str("view.id"), Some("df4566151d8865e1"));
+    // Its transaction's ids are not repeated (v3 does not send them).
+    assert_eq!(script.get("rum.extra.parent_id"), None);
+    assert_eq!(script.get("rum.extra.trace_id"), None);
+    assert_eq!(script.get_str("rum.extra.id"), Some("2c4bfc5d7210a78e"));
+    assert_eq!(
+        script.get_str("rum.resource.initiator_type"),
+        Some("script")
+    );
+}
+
+#[test]
+fn fixture_errors_have_their_stack() {
+    for (name, page, view) in [
+        (
+            "v3-3.ndjson",
+            "http://127.0.0.1:39925/?v=3",
+            "9e5a75fbb91fc83d",
+        ),
+        (
+            "v2-3.ndjson",
+            "http://127.0.0.1:42313/?v=2",
+            "aa27f402a000782b",
+        ),
+    ] {
+        let decoded = decode_fixture(name);
+        let [error] = &decoded.events[..] else {
+            panic!("{name}: one event")
+        };
+        let doc = error.to_value();
+        assert_eq!(doc["rum"]["type"], "error", "{name}");
+        assert_eq!(
+            doc["error"],
+            json!({
+                "message": "Uncaught TypeError: Cannot read properties of undefined (reading 'price')",
+                // v2 sends it, v3 does not (read from the message).
+                "type": "TypeError",
+                "stack_trace": format!("Uncaught TypeError: Cannot read properties of undefined (reading 'price')\n    at renderPrice ({page}:26:42)\n    at onBoom ({page}:29:3)"),
+            }),
+            "{name}"
+        );
+        assert_eq!(
+            doc["rum"]["error"],
+            json!({"kind": "exception", "source": "(inline script)", "line": 26, "column": 42}),
+            "{name}"
+        );
+        assert_eq!(
+            doc["view"]["id"], view,
+            "{name}: the transaction it happened in"
+        );
+        assert_eq!(doc["url"]["full"], page, "{name}");
+        assert_eq!(
+            doc["rum"]["extra"]["exception"]["stacktrace"][1],
+            json!({"filename": "(inline script)", "function": "onBoom", "lineno": 29, "colno": 3}),
+            "{name}: abs_path is in the stack text only"
+        );
+        assert_eq!(
+            doc["rum"]["extra"]["transaction"]["type"], "user-interaction",
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn fixture_click_is_an_action_with_its_fetch() {
+    let decoded = decode_fixture("v3-2.ndjson");
+    assert_eq!(types(&decoded), ["action", "http"]);
+    let action = decoded.events[0].to_value();
+    assert_eq!(
+        action["rum"]["action"],
+        json!({"kind": "user-interaction", "name": "Click - button"})
+    );
+    assert_eq!(action["rum"]["extra"]["duration"], 176);
+    let fetch = decoded.events[1].to_value();
+    assert_eq!(
+        fetch["rum"]["http"],
+        json!({"kind": "http", "method": "POST", "url": "http://127.0.0.1:39925/api/cart", "status": 200, "duration": 25})
+    );
+    assert_eq!(fetch["rum"]["extra"]["outcome"], "success");
+    assert_eq!(
+        fetch["rum"]["extra"].get("name"),
+        None,
+        "POST /api/cart: made of the fields"
+    );
+    assert_eq!(fetch["view"]["id"], "71861b31725a9ccb");
+
+    // A span the agent cut short has no http context: its name tells.
+    let decoded = decode_fixture("v3-0.ndjson");
+    assert_eq!(types(&decoded), ["action", "http"]);
+    let fetch = &decoded.events[1];
+    assert_eq!(fetch.get_str("rum.http.method"), Some("GET"));
+    assert_eq!(
+        fetch.get_str("rum.http.url"),
+        Some("http://127.0.0.1:39925/api/config")
+    );
+    assert_eq!(
+        fetch.get_str("rum.extra.type"),
+        Some("external.truncated.truncated")
+    );
+}
+
+#[test]
+fn fixture_page_exit_is_inp() {
+    for (name, value) in [("v3-4.ndjson", 168.0), ("v2-4.ndjson", 176.0)] {
+        let decoded = decode_fixture(name);
+        let inp = &decoded.events[0];
+        assert_eq!(vital(inp), ("INP", value), "{name}");
+        assert_eq!(
+            inp.label("inp_value"),
+            None,
+            "{name}: consumed, not a label"
+        );
+        assert_eq!(decoded.events.len(), 1, "{name}");
+    }
+}
+
+#[test]
+fn fixture_second_page_load_has_the_same_session() {
+    for (first, second) in [
+        ("v3-1.ndjson", "v3-6.ndjson"),
+        ("v2-1.ndjson", "v2-6.ndjson"),
+    ] {
+        let a = decode_fixture(first);
+        let b = decode_fixture(second);
+        assert_eq!(a.events[0].get("session.id"), b.events[0].get("session.id"));
+        assert_ne!(a.events[0].get("view.id"), b.events[0].get("view.id"));
+        assert_eq!(
+            b.events[0].get("rum.extra.session.sequence"),
+            Some(&json!(2))
+        );
+    }
+}
+
+#[test]
+fn every_fixture_decodes_without_errors() {
+    let dir = format!(
+        "{}/testdata/sdk/elastic-apm-rum",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut requests = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if !name.ends_with(".ndjson") {
+            continue;
+        }
+        requests += 1;
+        let decoded = decode_fixture(&name);
+        assert!(decoded.errors.is_empty(), "{name}: {:?}", decoded.errors);
+        assert_eq!(decoded.unknown_kinds, 0, "{name}");
+        assert!(!decoded.events.is_empty(), "{name}");
+        for event in &decoded.events {
+            assert_eq!(event.get_str("rum.sdk.name"), Some("rum-js"), "{name}");
+            assert_eq!(
+                event.get_str("service.name"),
+                Some("shop-frontend"),
+                "{name}"
+            );
+            assert!(event.get_str("view.id").is_some(), "{name}");
+        }
+    }
+    assert_eq!(requests, 14);
+}
+
+#[test]
+fn breakdowns_are_kept_when_asked() {
+    let keep = ApmLimits {
+        keep_breakdown: true,
+        ..limits()
+    };
+    let decoded = decode(&fixture("v3-4.ndjson"), &facts(ApiVersion::V3), &keep).unwrap();
+    assert_eq!(types(&decoded), ["web_vital", "custom"]);
+    let set = &decoded.events[1];
+    assert_eq!(set.get_str("rum.custom.original_type"), Some("metricset"));
+    assert_eq!(set.get_str("rum.custom.name"), Some("breakdown"));
+    assert_eq!(
+        set.get("rum.custom.data"),
+        Some(
+            &json!({"span": {"type": "app"}, "samples": {"span.self_time.count": {"value": 1}, "span.self_time.sum.us": {"value": 169000}}})
+        )
+    );
+    let decoded = decode(&fixture("v2-4.ndjson"), &facts(ApiVersion::V2), &keep).unwrap();
+    assert_eq!(
+        decoded.events[1].get("rum.custom.data.span.type"),
+        Some(&json!("app"))
+    );
+}
+
+const META: &str = r#"{"metadata":{"service":{"name":"shop","agent":{"name":"rum-js","version":"5.17.5"},"language":{"name":"javascript"},"runtime":{"name":"x"}},"labels":{"team":"web","tier":2}}}"#;
+
+fn decode_lines(lines: &[&str]) -> Result<Decoded, IntakeError> {
+    decode(
+        lines.join("\n").as_bytes(),
+        &facts(ApiVersion::V2),
+        &limits(),
+    )
+}
+
+#[test]
+fn bad_lines_are_reported_and_the_good_ones_kept() {
+    let good = r#"{"transaction":{"id":"t1","type":"route-change","name":"/cart","context":{"page":{"url":"https://shop.example/cart"},"tags":{"ab":"b"}}}}"#;
+    let long = format!(
+        r#"{{"error":{{"exception":{{"message":"{}"}}}}}}"#,
+        "x".repeat(5000)
+    );
+    let decoded = decode_lines(&[
+        META,
+        good,
+        r#"{"transaction":{"id":"t2","#,
+        r#"{"transaction":"t3"}"#,
+        r#"{"transaction":{},"error":{}}"#,
+        r#"[1,2]"#,
+        &long,
+        r#"{"error":{"exception":{"message":"y"}}}"#,
+        r#"{"profile":{"samples":[1]}}"#,
+        "",
+    ])
+    .unwrap();
+    let errors: Vec<&str> = decoded.errors.iter().map(|e| e.error_type).collect();
+    assert_eq!(
+        errors,
+        [
+            "invalid_json",
+            "invalid_event",
+            "invalid_event",
+            "invalid_event",
+            "event_too_large"
+        ]
+    );
+    assert_eq!(decoded.errors[0].document, r#"{"transaction":{"id":"t2","#);
+    assert!(
+        decoded.errors[4].document.len() < 300,
+        "quoted, not copied whole"
+    );
+    assert_eq!(decoded.accepted, 3);
+    assert_eq!(types(&decoded), ["action", "error", "custom"]);
+    assert_eq!(decoded.unknown_kinds, 1);
+    let action = &decoded.events[0];
+    assert_eq!(action.get_str("rum.action.kind"), Some("route-change"));
+    assert_eq!(action.get_str("url.path"), Some("/cart"));
+    assert_eq!(action.label("ab"), Some(&json!("b")));
+    assert_eq!(action.label("team"), Some(&json!("web")), "metadata labels");
+    assert_eq!(action.label("tier"), Some(&json!(2)));
+    assert_eq!(
+        action.get("rum.extra.metadata.service.runtime.name"),
+        Some(&json!("x"))
+    );
+    let custom = &decoded.events[2];
+    assert_eq!(custom.get_str("rum.custom.original_type"), Some("profile"));
+    assert_eq!(custom.get("rum.custom.data.samples"), Some(&json!([1])));
+}
+
+#[test]
+fn wrong_types_are_kept_aside() {
+    let decoded = decode_lines(&[
+        META,
+        r#"{"transaction":{"id":7,"type":"page-load","sample_rate":"all","context":{"page":"/"},"marks":{"navigationTiming":{"responseStart":"soon"}},"experience":{"cls":"0.1"}}}"#,
+        r#"{"span":{"type":"resource","name":"a.js","duration":"long","context":{"http":{"response":{"transfer_size":-1.5}}}}}"#,
+    ])
+    .unwrap();
+    assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
+    let view = decoded.events[0].to_value();
+    assert_eq!(view["rum"]["type"], "page_view");
+    assert_eq!(view["rum"]["extra"]["id"], 7);
+    assert_eq!(view["rum"]["extra"]["sample_rate"], "all");
+    assert_eq!(view["rum"]["extra"]["context"]["page"], "/");
+    assert_eq!(view["rum"]["extra"]["experience"]["cls"], "0.1");
+    assert_eq!(view["rum"].get("nav"), None);
+    assert_eq!(decoded.events.len(), 2, "no vital without a number");
+    let span = decoded.events[1].to_value();
+    assert_eq!(span["rum"]["resource"], json!({"name": "a.js"}));
+    assert_eq!(span["rum"]["extra"]["duration"], "long");
+    assert_eq!(span["rum"]["extra"]["transfer_size"], -1.5);
+}
+
+#[test]
+fn requests_without_metadata_are_refused_whole() {
+    let tr = r#"{"transaction":{"id":"t1","type":"page-load"}}"#;
+    for (lines, error_type) in [
+        (vec![tr], "missing_metadata"),
+        (vec![r#"{"metadata":"#, tr], "invalid_metadata"),
+        (vec![r#"{"metadata":[1]}"#, tr], "invalid_metadata"),
+        (
+            vec![r#"{"metadata":{"service":"shop"}}"#, tr],
+            "invalid_metadata",
+        ),
+        (vec!["  ", "\n"], "missing_metadata"),
+    ] {
+        let err = decode_lines(&lines).unwrap_err();
+        assert_eq!(err.error_type, error_type, "{lines:?}: {}", err.message);
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+    }
+    let err = decode(b"\xff\xfe", &facts(ApiVersion::V2), &limits()).unwrap_err();
+    assert_eq!(err.status, StatusCode::BAD_REQUEST);
+    // v2 wants `metadata`; v3 `m`, and takes lines spelled out as v2's too.
+    let v3 = r#"{"m":{"se":{"n":"shop"}}}"#;
+    let err = decode(v3.as_bytes(), &facts(ApiVersion::V2), &limits()).unwrap_err();
+    assert_eq!(err.error_type, "missing_metadata");
+    let body = format!("{META}\n{{\"x\":{{\"id\":\"a\",\"t\":\"route-change\"}}}}");
+    let decoded = decode(body.as_bytes(), &facts(ApiVersion::V3), &limits()).unwrap();
+    assert_eq!(decoded.events[0].get_str("service.name"), Some("shop"));
+    assert_eq!(
+        decoded.events[0].get_str("rum.action.kind"),
+        Some("route-change")
+    );
+    // Metadata alone is a well-formed request that carries nothing.
+    assert!(decode_lines(&[META]).unwrap().events.is_empty());
+}
+
+#[test]
+fn too_many_events_is_413() {
+    let spans: Vec<String> = (0..20)
+        .map(|i| format!(r#"{{"n":"s{i}","t":"resource","d":1}}"#))
+        .collect();
+    let line = format!(
+        r#"{{"x":{{"id":"a","t":"route-change","y":[{}]}}}}"#,
+        spans.join(",")
+    );
+    let body = format!("{{\"m\":{{\"se\":{{\"n\":\"shop\"}}}}}}\n{line}\n");
+    let small = ApmLimits {
+        max_events: 20,
+        ..limits()
+    };
+    let err = decode(body.as_bytes(), &facts(ApiVersion::V3), &small).unwrap_err();
+    assert_eq!(
+        (err.status, err.error_type),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events")
+    );
+    let decoded = decode(body.as_bytes(), &facts(ApiVersion::V3), &limits()).unwrap();
+    assert_eq!(decoded.events.len(), 21);
+    assert_eq!(decoded.events[20].get_str("rum.resource.name"), Some("s19"));
+}
+
+#[test]
+fn another_page_or_session_in_the_same_request_is_the_events_own() {
+    let decoded = decode_lines(&[
+        META,
+        r#"{"transaction":{"id":"a","type":"page-load","session":{"id":"s1"},"context":{"page":{"url":"https://shop.example/"}}}}"#,
+        r#"{"transaction":{"id":"b","type":"page-load","session":{"id":"s2"},"context":{"page":{"url":"https://shop.example/b?q=1","referer":"https://shop.example/"}}}}"#,
+        r#"{"error":{"exception":{"message":"boom"}}}"#,
+    ])
+    .unwrap();
+    let summary: Vec<_> = decoded
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.get_str("session.id"),
+                e.get_str("url.full"),
+                e.get_str("url.query"),
+                e.get_str("http.request.referrer"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Some("s1"), Some("https://shop.example/"), None, None),
+            (
+                Some("s2"),
+                Some("https://shop.example/b?q=1"),
+                Some("q=1"),
+                Some("https://shop.example/")
+            ),
+            (Some("s1"), Some("https://shop.example/"), None, None),
+        ]
+    );
+    // No stack: no stack text; no type in the message: none made up.
+    let error = &decoded.events[2];
+    assert_eq!(error.get("error.stack_trace"), None);
+    assert_eq!(error.get("error.type"), None);
+    assert_eq!(error.get_str("error.message"), Some("boom"));
+}
+
+#[test]
+fn v3_keys_are_spelled_out() {
+    let line = r#"{"x":{"id":"a","t":"page-load","zz":1,"c":{"p":{"url":"https://s.example/"},"q":{"x":1}},"exp":{"cls":0.2,"fid":12,"lt":{"count":2,"sum":140,"max":90}},"ses":{"id":"s","seq":4}}}"#;
+    let body = format!("{{\"m\":{{\"se\":{{\"n\":\"shop\",\"ve\":\"1\",\"en\":\"prod\",\"a\":{{\"n\":\"rum-js\",\"ve\":\"5\"}},\"fw\":{{\"n\":\"react\"}}}},\"l\":{{\"k\":\"v\"}}}}}}\n{line}");
+    let decoded = decode(body.as_bytes(), &facts(ApiVersion::V3), &limits()).unwrap();
+    let view = decoded.events[0].to_value();
+    assert_eq!(
+        view["service"],
+        json!({"name": "shop", "version": "1", "environment": "prod"})
+    );
+    assert_eq!(view["labels"], json!({"k": "v"}));
+    assert_eq!(
+        view["rum"]["extra"]["zz"], 1,
+        "unknown abbreviations kept as sent"
+    );
+    assert_eq!(view["rum"]["extra"]["context"]["q"], json!({"x": 1}));
+    assert_eq!(
+        view["rum"]["extra"]["experience"]["longtask"],
+        json!({"count": 2, "sum": 140, "max": 90})
+    );
+    assert_eq!(
+        view["rum"]["extra"]["metadata"]["service"]["framework"],
+        json!({"name": "react"})
+    );
+    assert_eq!(view["rum"]["extra"]["session"], json!({"sequence": 4}));
+    let vitals: Vec<_> = decoded.events[1..].iter().map(vital).collect();
+    assert_eq!(vitals, [("CLS", 0.2), ("FID", 12.0)]);
+}
+
+#[test]
+fn client_ip_follows_the_sources_privacy_mode() {
+    let stored = |mode| {
+        let limits = ApmLimits {
+            client_ip: mode,
+            ..limits()
+        };
+        let event = decode(&fixture("v2-3.ndjson"), &facts(ApiVersion::V2), &limits)
+            .unwrap()
+            .events
+            .remove(0);
+        assert_eq!(
+            event.context().client_address(),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        event.get_str("client.ip").map(str::to_owned)
+    };
+    assert_eq!(
+        stored(ClientIpMode::Truncated).as_deref(),
+        Some("203.0.113.0")
+    );
+    assert_eq!(stored(ClientIpMode::None), None);
+}
+
+#[test]
+fn skipped_breakdowns_are_counted_and_still_checked() {
+    let meta = r#"{"m":{"se":{"n":"shop"}}}"#;
+    let ok =
+        r#"{"x":{"id":"a","t":"route-change","me":[{"y":{"t":"app"}},{"y":{"t":"external"}}]}}"#;
+    let long = format!(
+        r#"{{"x":{{"id":"b","t":"route-change","me":[{{"y":{{"t":"{}"}}}}]}}}}"#,
+        "a".repeat(2000)
+    );
+    let deep = r#"{"me":{"y":{"t":{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":{"k":{"l":{"m":{"n":{"o":1}}}}}}}}}}}}}}}}}"#;
+    let body = [meta, ok, &long, deep, r#"{"me":{"y":{"t":"app"}}}"#].join("\n");
+    let decoded = decode(body.as_bytes(), &facts(ApiVersion::V3), &limits()).unwrap();
+    let errors: Vec<&str> = decoded.errors.iter().map(|e| e.error_type).collect();
+    assert_eq!(errors, ["string_too_long", "too_deep"]);
+    assert_eq!(decoded.dropped_breakdowns, 3, "two in `me`, one line");
+    assert_eq!(types(&decoded), ["action"]);
+    assert_eq!(decoded.events[0].get("rum.extra.breakdown"), None);
+    assert_eq!(decoded.accepted, 2);
+}
