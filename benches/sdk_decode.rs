@@ -27,7 +27,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rum_pipeline::privacy::ClientIpMode;
-use rum_pipeline::sources::{beacon_decoder, elastic_apm_decoder, faro_decoder, web_vitals_decoder};
+use rum_pipeline::sources::{
+    beacon_decoder, elastic_apm_decoder, faro_decoder, web_vitals_decoder,
+};
 
 const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 

@@ -5,10 +5,10 @@
 pub mod beacon_decoder;
 pub mod csp;
 pub mod csp_report;
-pub mod faro;
-pub mod faro_decoder;
 pub mod elastic_apm_decoder;
 pub mod elastic_apm_rum;
+pub mod faro;
+pub mod faro_decoder;
 pub mod rum_beacon;
 pub mod web_vitals;
 pub mod web_vitals_decoder;
