@@ -138,14 +138,17 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
-    /// Blocks every write until `open` is set, then keeps what it got.
+    /// Blocks every write until `open` is set, then keeps what it got;
+    /// `entered` says a write has begun (the writer thread is stuck in it).
     struct Gate {
         open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+        entered: Arc<std::sync::atomic::AtomicBool>,
         written: Arc<Mutex<Vec<u8>>>,
     }
 
     impl Write for Gate {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.entered.store(true, Ordering::SeqCst);
             let (lock, cvar) = &*self.open;
             let mut open = lock.lock().unwrap();
             while !*open {
@@ -162,33 +165,40 @@ mod tests {
     #[test]
     fn a_stalled_writer_holds_a_bounded_queue_and_counts_the_rest() {
         let open = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let entered = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let written = Arc::new(Mutex::new(Vec::new()));
         let queue = LineQueue::spawn(
             8,
             Gate {
                 open: open.clone(),
+                entered: entered.clone(),
                 written: written.clone(),
             },
         );
-        // The writer takes one batch and blocks on it; 8 more wait; the rest
-        // are dropped at once instead of waiting or piling up.
+        // The writer takes the first line and is stuck writing it.
+        queue.push("first\n".to_owned());
+        let start = std::time::Instant::now();
+        while !entered.load(Ordering::SeqCst) {
+            assert!(start.elapsed().as_secs() < 10, "the writer never wrote");
+            std::thread::yield_now();
+        }
+        // 8 lines wait; the rest are dropped at once, never waiting or piling up.
         for i in 0..1000 {
             queue.push(format!("line {i}\n"));
         }
-        let dropped = queue.dropped.load(Ordering::Relaxed);
-        assert!((1000 - 9 - 8..=1000 - 8).contains(&dropped), "{dropped}");
+        assert_eq!(queue.dropped.load(Ordering::Relaxed), 1000 - 8);
         *open.0.lock().unwrap() = true;
         open.1.notify_all();
-        let kept = 1000 - dropped as usize;
-        for _ in 0..200 {
+        for _ in 0..1000 {
             let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
-            if text.lines().count() == kept {
-                assert!(text.starts_with("line 0\n"), "{text}");
+            if text.lines().count() == 9 {
+                assert!(text.starts_with("first\nline 0\n"), "{text}");
+                assert!(text.ends_with("line 7\n"), "{text}");
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        panic!("{kept} lines never reached the writer");
+        panic!("the 9 kept lines never reached the writer");
     }
 
     #[test]
