@@ -342,19 +342,20 @@ impl Event {
         fields.push((registry.dataset, Some(FieldValue::Static(dataset))));
         // Stable: among equal ids the last pushed stays last; it wins.
         fields.sort_by_key(|(id, _)| *id);
-        let mut deduped: Vec<(FieldId, Option<FieldValue>)> = Vec::with_capacity(fields.len());
-        for (id, value) in fields {
-            match deduped.last_mut() {
-                Some(last) if last.0 == id => last.1 = value,
-                _ => deduped.push((id, value)),
+        // In place: the later value moves into the slot kept, the rest goes.
+        fields.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(&mut later.1, &mut kept.1);
             }
-        }
+            same
+        });
         Event {
             context,
             own: Arc::new(Own {
                 timestamp_ms,
                 client_ts_ms,
-                fields: deduped,
+                fields,
                 labels: Vec::new(),
             }),
         }

@@ -120,3 +120,32 @@ fn iso_millis_matches_chrono() {
         assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 }
+
+#[test]
+fn from_parts_keeps_the_last_value_pushed_for_a_slot() {
+    let id = FieldId::of("url.path");
+    let other = FieldId::of("view.id");
+    let event = Event::from_parts(
+        Arc::new(Context::new()),
+        None,
+        None,
+        EventType::ALL[0],
+        vec![
+            (id, Some(FieldValue::from(Value::from("/first")))),
+            (other, Some(FieldValue::from(Value::from("v1")))),
+            (id, None),
+            (id, Some(FieldValue::from(Value::from("/last")))),
+        ],
+    );
+    assert_eq!(event.get_str("url.path"), Some("/last"));
+    assert_eq!(event.get_str("view.id"), Some("v1"));
+    // Removed, then set again: the removal does not win.
+    let removed = Event::from_parts(
+        Arc::new(Context::new()),
+        None,
+        None,
+        EventType::ALL[0],
+        vec![(id, Some(FieldValue::from(Value::from("/x")))), (id, None)],
+    );
+    assert_eq!(removed.get_own_id(id), Some(None));
+}
