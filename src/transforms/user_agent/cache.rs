@@ -5,9 +5,9 @@
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
-use quick_cache::unsync::Cache;
-use quick_cache::Equivalent;
-use rustc_hash::FxHasher;
+use quick_cache::unsync::{Cache, DefaultLifecycle};
+use quick_cache::{Equivalent, UnitWeighter};
+use rustc_hash::{FxBuildHasher, FxHasher};
 use serde_json::{Map, Value};
 
 use super::UserAgentInfo;
@@ -130,8 +130,9 @@ fn hash_value(value: &Value, hasher: &mut FxHasher, bytes: &mut usize) {
 /// crafting a UA whose hash collides with a popular one gets a miss, never
 /// another client's result.
 pub(super) struct ParseCache {
-    /// `None` when `cache_size = 0`: every UA is parsed.
-    entries: Option<Cache<Key, Arc<Prepared>>>,
+    /// `None` when `cache_size = 0`: every UA is parsed. Fx: the key is
+    /// already a hash, one multiply spreads it.
+    entries: Option<Cache<Key, Arc<Prepared>, UnitWeighter, FxBuildHasher>>,
 }
 
 /// An owned cache key: the UA, its hints, and their hash.
@@ -170,7 +171,15 @@ impl Equivalent<Key> for Lookup<'_> {
 impl ParseCache {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
-            entries: (capacity > 0).then(|| Cache::new(capacity)),
+            entries: (capacity > 0).then(|| {
+                Cache::with(
+                    capacity,
+                    capacity as u64,
+                    UnitWeighter,
+                    FxBuildHasher,
+                    DefaultLifecycle::default(),
+                )
+            }),
         }
     }
 
