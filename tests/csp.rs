@@ -2,12 +2,13 @@
 //! posted as browsers post them, what reaches the stdout sink, what each bad
 //! body gets back, the shared listener with `rum_beacon`, and HTTPS.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::Pipeline;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -15,123 +16,21 @@ use serde_json::{json, Value};
 /// Generous: it bounds a wait, it is not a measurement.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-struct Pipeline {
-    child: Child,
-    base: String,
-    events: mpsc::Receiver<Value>,
-    stderr: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+/// Starts the binary with `sources` (TOML, each on `127.0.0.1:0` via
+/// `{ADDRESS}`) feeding one stdout sink.
+fn start(sources: &str, inputs: &[&str]) -> Pipeline {
+    let config = format!(
+        "stats_interval_secs = 0\n{sources}\n[sinks.out]\ntype = \"stdout\"\ninputs = {inputs:?}\n"
+    )
+    .replace("{ADDRESS}", "127.0.0.1:0");
+    Pipeline::start(&config)
 }
 
-impl Pipeline {
-    /// Starts the binary with `sources` (TOML, each on `127.0.0.1:0` via
-    /// `{ADDRESS}`) feeding one stdout sink.
-    fn start(sources: &str, inputs: &[&str]) -> Pipeline {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = format!(
-            "stats_interval_secs = 0\n{sources}\n[sinks.out]\ntype = \"stdout\"\ninputs = {inputs:?}\n"
-        )
-        .replace("{ADDRESS}", "127.0.0.1:0");
-        let path = dir.path().join("pipeline.toml");
-        std::fs::write(&path, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rum-pipeline"))
-            .arg("--config")
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start rum-pipeline");
-        let (event_tx, events) = mpsc::channel();
-        let stdout = child.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-                if event_tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr_lines = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = stderr_lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split(" listening on ").nth(1) {
-                    let url = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = addr_tx.send(url);
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let base = match addr_rx.recv_timeout(DEADLINE) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "no `listening on` line; stderr: {:?}",
-                    stderr_lines.lock().unwrap()
-                );
-            }
-        };
-        Pipeline {
-            child,
-            base,
-            events,
-            stderr: stderr_lines,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn next_event(&self) -> Value {
-        self.events.recv_timeout(DEADLINE).unwrap_or_else(|_| {
-            panic!(
-                "no event in the sink; stderr: {:?}",
-                self.stderr.lock().unwrap()
-            )
-        })
-    }
-
-    fn take(&self, n: usize) -> Vec<Value> {
-        (0..n).map(|_| self.next_event()).collect()
-    }
-
-    /// Waits for a line on stderr containing `needle`.
-    fn wait_stderr(&self, needle: &str) -> String {
-        let start = Instant::now();
-        while start.elapsed() < DEADLINE {
-            if let Some(line) = self
-                .stderr
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return line.clone();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "no stderr line with `{needle}`: {:?}",
-            self.stderr.lock().unwrap()
-        );
-    }
-}
-
-impl Drop for Pipeline {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The stderr line containing `needle`, waiting for it up to `DEADLINE`.
+fn wait_stderr(pipeline: &Pipeline, needle: &str) -> String {
+    pipeline
+        .wait_stderr(|l| l.contains(needle), DEADLINE)
+        .unwrap_or_else(|| panic!("no stderr line with `{needle}`: {:?}", pipeline.stderr()))
 }
 
 fn fixture_dir(name: &str) -> PathBuf {
@@ -259,7 +158,7 @@ fn assert_csp_fields(event: &Value, report: &Value, keys: &[(&str, &str)], what:
 
 #[tokio::test]
 async fn legacy_report_uri_fixtures_normalize() {
-    let pipeline = Pipeline::start(CSP_SOURCE, &["csp"]);
+    let pipeline = start(CSP_SOURCE, &["csp"]);
     let client = reqwest::Client::new();
     for (name, body) in fixtures("report-uri") {
         let response = post(
@@ -270,7 +169,7 @@ async fn legacy_report_uri_fixtures_normalize() {
         )
         .await;
         assert_eq!(response.status(), StatusCode::NO_CONTENT, "{name}");
-        let event = pipeline.next_event();
+        let event = pipeline.next_document(DEADLINE);
         let sent: Value = serde_json::from_slice(&body).unwrap();
         let report = &sent["csp-report"];
         assert_csp_fields(&event, report, LEGACY_KEYS, &name);
@@ -292,13 +191,13 @@ async fn legacy_report_uri_fixtures_normalize() {
             "{name}"
         );
     }
-    let line = pipeline.wait_stderr("POST /rum/report-uri https://shop.example.com/");
+    let line = wait_stderr(&pipeline, "POST /rum/report-uri https://shop.example.com/");
     assert!(line.ends_with("kB"), "{line}");
 }
 
 #[tokio::test]
 async fn reporting_api_mixed_array_keeps_every_type() {
-    let pipeline = Pipeline::start(CSP_SOURCE, &["csp"]);
+    let pipeline = start(CSP_SOURCE, &["csp"]);
     let client = reqwest::Client::new();
     let (name, body) = fixtures("reporting-api")
         .into_iter()
@@ -313,7 +212,7 @@ async fn reporting_api_mixed_array_keeps_every_type() {
     .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let sent: Vec<Value> = serde_json::from_slice(&body).unwrap();
-    let events = pipeline.take(sent.len());
+    let events = pipeline.next_documents(sent.len(), DEADLINE);
     for (report, event) in sent.iter().zip(&events) {
         let what = format!("{name}: {}", report["type"]);
         assert_eq!(
@@ -402,7 +301,7 @@ async fn noise_is_marked_or_dropped_and_counted() {
     let sent: Vec<Value> = serde_json::from_slice(&body).unwrap();
     let client = reqwest::Client::new();
 
-    let marking = Pipeline::start(CSP_SOURCE, &["csp"]);
+    let marking = start(CSP_SOURCE, &["csp"]);
     let response = post(
         &client,
         &marking.url("/rum/reporting-api"),
@@ -412,14 +311,14 @@ async fn noise_is_marked_or_dropped_and_counted() {
     .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let noise: Vec<bool> = marking
-        .take(sent.len())
+        .next_documents(sent.len(), DEADLINE)
         .iter()
         .map(|e| get(e, "labels.csp_noise") == Some(&json!(true)))
         .collect();
     // An extension scheme, a default injector host, and a real third party.
     assert_eq!(noise, [true, true, false]);
 
-    let dropping = Pipeline::start(&format!("{CSP_SOURCE}drop_noise = true\n"), &["csp"]);
+    let dropping = start(&format!("{CSP_SOURCE}drop_noise = true\n"), &["csp"]);
     let response = post(
         &client,
         &dropping.url("/rum/reporting-api"),
@@ -428,7 +327,7 @@ async fn noise_is_marked_or_dropped_and_counted() {
     )
     .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let kept = dropping.next_event();
+    let kept = dropping.next_document(DEADLINE);
     assert_eq!(
         get(&kept, "csp.blocked_uri"),
         Some(&sent[2]["body"]["blockedURL"])
@@ -486,7 +385,7 @@ fn raw_status_line(url: &str, headers: &str) -> String {
 /// event proves the bad request wrote nothing.
 #[tokio::test]
 async fn malformed_bodies_get_a_status_and_write_nothing() {
-    let pipeline = Pipeline::start(
+    let pipeline = start(
         &format!("{CSP_SOURCE}max_reports_per_request = 50\nmax_body_bytes = 4194304\n"),
         &["csp"],
     );
@@ -538,7 +437,7 @@ async fn malformed_bodies_get_a_status_and_write_nothing() {
         assert!(!message.trim().is_empty(), "{name}: the client is told why");
         let response = post(&client, &api, "application/reports+json", marker.clone()).await;
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
-        let next = pipeline.next_event();
+        let next = pipeline.next_document(DEADLINE);
         assert_eq!(
             get_str(&next, "report.body.id"),
             Some("marker"),
@@ -573,7 +472,7 @@ async fn malformed_bodies_get_a_status_and_write_nothing() {
 
 #[tokio::test]
 async fn content_types_methods_and_cors() {
-    let pipeline = Pipeline::start(
+    let pipeline = start(
         &format!("{CSP_SOURCE}allowed_origins = [\"https://shop.example.com\"]\n"),
         &["csp"],
     );
@@ -641,7 +540,7 @@ async fn content_types_methods_and_cors() {
         "https://shop.example.com"
     );
     assert_eq!(
-        get_str(&pipeline.next_event(), "report.body.id"),
+        get_str(&pipeline.next_document(DEADLINE), "report.body.id"),
         Some("ok"),
         "only the allowed origin's report"
     );
@@ -660,7 +559,7 @@ address = "{ADDRESS}"
 report_uri = false
 reporting_api_path = "/reports"
 "#;
-    let pipeline = Pipeline::start(sources, &["beacons", "csp"]);
+    let pipeline = start(sources, &["beacons", "csp"]);
     let client = reqwest::Client::new();
     let beacon = json!({"v": 1, "events": [{"type": "action", "name": "beacon-marker"}]});
     let response = client
@@ -671,7 +570,7 @@ reporting_api_path = "/reports"
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        get_str(&pipeline.next_event(), "rum.action.name"),
+        get_str(&pipeline.next_document(DEADLINE), "rum.action.name"),
         Some("beacon-marker")
     );
     let response = post(
@@ -683,7 +582,7 @@ reporting_api_path = "/reports"
     .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        get_str(&pipeline.next_event(), "report.body.reason"),
+        get_str(&pipeline.next_document(DEADLINE), "report.body.reason"),
         Some("oom")
     );
     let legacy = fixtures("report-uri").remove(0).1;
@@ -731,7 +630,7 @@ async fn serves_https_with_tls_crt_and_key() {
         crt.display().to_string(),
         key.display().to_string()
     );
-    let pipeline = Pipeline::start(&sources, &["csp"]);
+    let pipeline = start(&sources, &["csp"]);
     assert!(
         pipeline.base.starts_with("https://127.0.0.1:"),
         "{}",
@@ -756,7 +655,7 @@ async fn serves_https_with_tls_crt_and_key() {
     .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        get_str(&pipeline.next_event(), "csp.format"),
+        get_str(&pipeline.next_document(DEADLINE), "csp.format"),
         Some("reporting-api")
     );
     let health = client.get(pipeline.url("/health")).send().await.unwrap();

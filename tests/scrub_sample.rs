@@ -3,13 +3,12 @@
 //! be the same in two separate processes, and the same as the client's
 //! (the shared vectors in testdata/sampling/vectors.json).
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
+use common::Pipeline;
 use serde_json::{json, Value};
 
 const PIPELINE: &str = r#"
@@ -34,85 +33,11 @@ type = "stdout"
 inputs = ["sampler"]
 "#;
 
-struct Pipeline {
-    child: Child,
-    base: String,
-    stdout: mpsc::Receiver<String>,
-    _config: tempfile::NamedTempFile,
-}
-
-impl Pipeline {
-    fn start(config: &str) -> Pipeline {
-        let mut file = tempfile::NamedTempFile::new().expect("temp file");
-        std::io::Write::write_all(&mut file, config.as_bytes()).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rum-pipeline"))
-            .arg("--config")
-            .arg(file.path())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start rum-pipeline");
-        let stderr = child.stderr.take().expect("stderr");
-        let (port_tx, port_rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // Shown when a test fails.
-                eprintln!("[rum-pipeline] {line}");
-                if let Some(at) = line.find("listening on http://") {
-                    let rest = &line[at + "listening on http://".len()..];
-                    let address: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                    let _ = port_tx.send(address);
-                }
-            }
-        });
-        let mut out = child.stdout.take().expect("stdout");
-        let (stdout_tx, stdout_rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = out.read_to_string(&mut text);
-            let _ = stdout_tx.send(text);
-        });
-        let address = match port_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(address) => address,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "the binary did not announce its address: {:?}",
-                    child.wait()
-                );
-            }
-        };
-        Pipeline {
-            child,
-            base: format!("http://{address}"),
-            stdout: stdout_rx,
-            _config: file,
-        }
-    }
-
-    /// SIGTERM, then every document the stdout sink wrote.
-    fn stop(mut self) -> Vec<Value> {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
-        // SAFETY: signals a child process this test started and still owns.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let exit = loop {
-            match self.child.try_wait().expect("wait") {
-                Some(exit) => break exit,
-                None if Instant::now() > deadline => panic!("no exit within 30 s of SIGTERM"),
-                None => thread::sleep(Duration::from_millis(20)),
-            }
-        };
-        assert!(exit.success(), "exit status {exit}");
-        let text = self
-            .stdout
-            .recv_timeout(Duration::from_secs(30))
-            .expect("stdout");
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
+/// SIGTERM, then every document the stdout sink wrote.
+fn stop(mut pipeline: Pipeline) -> Vec<Value> {
+    let exit = pipeline.terminate(Duration::from_secs(30));
+    assert!(exit.success(), "exit status {exit}");
+    pipeline.documents()
 }
 
 async fn post(client: &reqwest::Client, base: &str, beacon: &Value) {
@@ -125,16 +50,6 @@ async fn post(client: &reqwest::Client, base: &str, beacon: &Value) {
         .expect("POST /rum");
     let status = response.status().as_u16();
     assert_eq!(status, 204, "{}", response.text().await.unwrap_or_default());
-}
-
-impl Drop for Pipeline {
-    /// A failed test must not leave the binary running.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 fn client() -> reqwest::Client {
@@ -271,7 +186,7 @@ async fn run(sessions: &[String]) -> Run {
         &["component_id=\"scrub\"", "error_type=\"unparseable_url\""],
     )
     .await;
-    let documents = pipeline.stop();
+    let documents = stop(pipeline);
     let kept = documents
         .iter()
         .filter(|d| d["rum"]["type"] == "page_view")

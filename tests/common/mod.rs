@@ -1,11 +1,13 @@
 //! Test harness: runs the real `rum-pipeline` binary on an ephemeral port with
 //! a pipeline written to a temp dir, and gives tests its stdout (one JSON
-//! document per line with the stdout sink), its stderr, /metrics and its RSS.
+//! document per line with the stdout sink, all at once or one at a time), its
+//! stderr, /metrics and its RSS. Every test that starts a pipeline starts it here.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,12 @@ pub struct Pipeline {
     pub base: String,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// Set when each stream reached its end, so an exited pipeline's output
+    /// is all there (`None`: the test does not read stdout).
+    stdout_closed: Option<Arc<AtomicBool>>,
+    stderr_closed: Arc<AtomicBool>,
+    /// Stdout lines already handed out by `next_document`.
+    read: AtomicUsize,
     pub dir: tempfile::TempDir,
 }
 
@@ -33,7 +41,13 @@ pub enum Stdout {
     Close,
 }
 
-fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>, echo: bool) {
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+    into: Arc<Mutex<Vec<String>>>,
+    echo: bool,
+) -> Arc<AtomicBool> {
+    let closed = Arc::new(AtomicBool::new(false));
+    let done = closed.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
@@ -42,7 +56,9 @@ fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<Stri
             }
             into.lock().unwrap().push(line);
         }
+        done.store(true, Ordering::Release);
     });
+    closed
 }
 
 impl Pipeline {
@@ -104,18 +120,27 @@ impl Pipeline {
         let out = Arc::new(Mutex::new(Vec::new()));
         let err = Arc::new(Mutex::new(Vec::new()));
         let child_stdout = child.stdout.take().expect("stdout");
-        match stdout {
-            Stdout::Collect => collect(child_stdout, out.clone(), false),
+        let stdout_closed = match stdout {
+            Stdout::Collect => Some(collect(child_stdout, out.clone(), false)),
             // Keep the pipe open and unread.
-            Stdout::Stall => std::mem::forget(child_stdout),
-            Stdout::Close => drop(child_stdout),
-        }
-        collect(child.stderr.take().expect("stderr"), err.clone(), true);
+            Stdout::Stall => {
+                std::mem::forget(child_stdout);
+                None
+            }
+            Stdout::Close => {
+                drop(child_stdout);
+                None
+            }
+        };
+        let stderr_closed = collect(child.stderr.take().expect("stderr"), err.clone(), true);
         let mut pipeline = Pipeline {
             child,
             base: String::new(),
             stdout: out,
             stderr: err,
+            stdout_closed,
+            stderr_closed,
+            read: AtomicUsize::new(0),
             dir,
         };
         let line = pipeline
@@ -159,6 +184,30 @@ impl Pipeline {
                     .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
             })
             .collect()
+    }
+
+    /// The next stdout document not yet handed out, waiting for it up to
+    /// `deadline` (then panics, showing stderr).
+    pub fn next_document(&self, deadline: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let index = self.read.load(Ordering::Acquire);
+            let line = self.stdout.lock().unwrap().get(index).cloned();
+            if let Some(line) = line {
+                self.read.store(index + 1, Ordering::Release);
+                return serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            }
+            if start.elapsed() > deadline {
+                panic!("no document in the sink; stderr: {:?}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The next `n` documents (see `next_document`).
+    pub fn next_documents(&self, n: usize, deadline: Duration) -> Vec<Value> {
+        (0..n).map(|_| self.next_document(deadline)).collect()
     }
 
     /// Waits until at least `n` documents arrived, or panics at the deadline.
@@ -208,8 +257,7 @@ impl Pipeline {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                // Let the reader threads drain the pipes.
-                std::thread::sleep(Duration::from_millis(100));
+                self.wait_output_drained();
                 return status;
             }
             if start.elapsed() > deadline {
@@ -217,6 +265,19 @@ impl Pipeline {
                 panic!("pipeline did not exit within {deadline:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Lets the reader threads drain the pipes of an exited pipeline: until
+    /// both reached their end (a stdout the test does not read never does),
+    /// at most a few seconds.
+    fn wait_output_drained(&self) {
+        let start = Instant::now();
+        let closed = |stream: &AtomicBool| stream.load(Ordering::Acquire);
+        while !(closed(&self.stderr_closed) && self.stdout_closed.as_deref().map_or(true, closed))
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

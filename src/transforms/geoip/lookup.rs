@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use maxminddb::{geoip2, Reader};
-use rustc_hash::FxHashMap;
+use quick_cache::unsync::Cache;
 use serde_json::{Map, Value};
 
 use crate::reload::Load;
@@ -127,7 +127,9 @@ impl Load for DatabaseFiles {
         Ok(Databases { city, asn })
     }
 }
-type RecordMap = FxHashMap<usize, Option<Arc<Value>>>;
+/// Decoded records of one database by data-section offset; `None` when
+/// `cache_size = 0`.
+pub(super) type Records = Option<Cache<usize, Option<Arc<Value>>>>;
 
 /// Looks `ip` up and returns its record's fields, decoding each record once:
 /// many addresses share a record (every address of a city's networks), so
@@ -135,20 +137,16 @@ type RecordMap = FxHashMap<usize, Option<Arc<Value>>>;
 pub(super) fn lookup(
     db: &Database,
     ip: IpAddr,
-    cache: &mut RecordMap,
-    capacity: usize,
+    cache: &mut Records,
     decode: impl FnOnce(&maxminddb::LookupResult<'_, Source>) -> Option<Value>,
 ) -> Option<Arc<Value>> {
     let found = db.reader.lookup(ip).ok()?;
     let offset = found.offset()?;
-    if let Some(fields) = cache.get(&offset) {
+    if let Some(fields) = cache.as_ref().and_then(|c| c.get(&offset)) {
         return fields.clone();
     }
     let fields = decode(&found).map(Arc::new);
-    if capacity > 0 {
-        if cache.len() >= capacity {
-            cache.clear();
-        }
+    if let Some(cache) = cache {
         cache.insert(offset, fields.clone());
     }
     fields
@@ -227,27 +225,27 @@ impl Locale {
     }
 }
 
-/// Decoded records by data-section offset. Emptied when full (a crude but
-/// bounded policy: the working set refills it at once) and on reload, since
-/// offsets mean nothing in another file.
+/// Decoded records by data-section offset, one `quick_cache` per database
+/// bounded by `cache_size` entries. Emptied on reload, since offsets mean
+/// nothing in another file.
 pub(super) struct RecordCache {
-    pub(super) capacity: usize,
-    pub(super) city: RecordMap,
-    pub(super) asn: RecordMap,
+    pub(super) city: Records,
+    pub(super) asn: Records,
 }
 
 impl RecordCache {
     pub(super) fn new(capacity: usize) -> Self {
+        let records = || (capacity > 0).then(|| Cache::new(capacity));
         Self {
-            capacity,
-            city: FxHashMap::default(),
-            asn: FxHashMap::default(),
+            city: records(),
+            asn: records(),
         }
     }
 
     pub(super) fn clear(&mut self) {
-        self.city.clear();
-        self.asn.clear();
+        for records in [&mut self.city, &mut self.asn].into_iter().flatten() {
+            records.clear();
+        }
     }
 }
 

@@ -387,21 +387,15 @@ impl GeoipTransform {
         }
         let locale = self.locale;
         let dbs = &**self.databases.current();
-        let geo = lookup(
-            &dbs.city,
-            ip,
-            &mut self.cache.city,
-            self.cache.capacity,
-            |found| {
-                found
-                    .decode::<geoip2::City>()
-                    .ok()
-                    .flatten()
-                    .and_then(|city| city_fields(&city, locale))
-            },
-        );
+        let geo = lookup(&dbs.city, ip, &mut self.cache.city, |found| {
+            found
+                .decode::<geoip2::City>()
+                .ok()
+                .flatten()
+                .and_then(|city| city_fields(&city, locale))
+        });
         let asn = dbs.asn.as_ref().and_then(|db| {
-            lookup(db, ip, &mut self.cache.asn, self.cache.capacity, |found| {
+            lookup(db, ip, &mut self.cache.asn, |found| {
                 found
                     .decode::<geoip2::Asn>()
                     .ok()

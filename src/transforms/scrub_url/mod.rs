@@ -12,9 +12,11 @@
 //! share, so they are scrubbed once per beacon; other URLs go through a
 //! bounded memo, so a script or API URL seen before costs one lookup.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use quick_cache::unsync::Cache;
+use quick_cache::Weighter;
 use serde::Deserialize;
 
 use super::{FunctionTransform, TransformContext};
@@ -267,54 +269,63 @@ pub struct ScrubUrl {
     texts: Memo<(Option<String>, u64)>,
 }
 
-/// Bytes of keys and values each memo may hold; past it, it starts over.
+/// Bytes of keys and values each memo may hold.
 const MEMO_MAX_BYTES: usize = 2 * 1024 * 1024;
 
-/// A bounded map from input text to what scrubbing made of it. Cleared
-/// whole when full: simpler than LRU, and a burst of unique URLs costs one
-/// refill, not a slower steady state. Values are shared (`Arc`) so a hit
-/// costs one hash and no copy.
-struct Memo<V> {
-    map: HashMap<String, Arc<V>>,
-    bytes: usize,
+/// A bounded map from input text to what scrubbing made of it:
+/// `quick_cache` weighted by bytes, so a burst of unique URLs evicts the
+/// coldest entries instead of the working set. Values are shared (`Arc`) so
+/// a hit costs one hash and no copy.
+struct Memo<V: Footprint> {
+    entries: Cache<String, Arc<V>, ByBytes>,
 }
 
-impl<V> Memo<V> {
+/// Bytes a memo value holds besides its key.
+trait Footprint {
+    fn footprint(&self) -> usize;
+}
+
+/// Weighs a memo entry: its key, its value and a fixed overhead.
+#[derive(Clone)]
+struct ByBytes;
+
+impl<V: Footprint> Weighter<String, Arc<V>> for ByBytes {
+    fn weight(&self, key: &String, value: &Arc<V>) -> u64 {
+        (key.len() + value.footprint() + 64) as u64
+    }
+}
+
+impl<V: Footprint> Memo<V> {
     fn new() -> Self {
         Self {
-            map: HashMap::new(),
-            bytes: 0,
+            entries: Cache::with_weighter(MEMO_MAX_BYTES / 256, MEMO_MAX_BYTES as u64, ByBytes),
         }
     }
 
-    fn get_or_insert(
-        &mut self,
-        key: &str,
-        size: impl Fn(&V) -> usize,
-        make: impl FnOnce() -> V,
-    ) -> Arc<V> {
-        if let Some(hit) = self.map.get(key) {
+    fn get_or_insert(&mut self, key: &str, make: impl FnOnce() -> V) -> Arc<V> {
+        if let Some(hit) = self.entries.get(key) {
             return hit.clone();
         }
         let value = Arc::new(make());
-        let cost = key.len() + size(&value) + 64;
-        if self.bytes + cost > MEMO_MAX_BYTES {
-            self.map.clear();
-            self.bytes = 0;
-        }
-        self.bytes += cost;
-        self.map.insert(key.to_owned(), value.clone());
+        self.entries.insert(key.to_owned(), value.clone());
         value
     }
 }
 
-impl Outcome {
-    fn size(&self) -> usize {
+impl Footprint for Outcome {
+    fn footprint(&self) -> usize {
         let url = match &self.url {
             Scrubbed::Changed(s) => s.len(),
             _ => 0,
         };
         url + self.template.as_ref().map_or(0, String::len)
+    }
+}
+
+/// A scrubbed text (`None`: unchanged) and how many of its URLs did not parse.
+impl Footprint for (Option<String>, u64) {
+    fn footprint(&self) -> usize {
+        self.0.as_ref().map_or(0, String::len)
     }
 }
 
@@ -377,8 +388,7 @@ impl ScrubUrl {
                 (&mut self.urls, None)
             };
             let scrubber = &self.scrubber;
-            let outcome =
-                memo.get_or_insert(text, Outcome::size, || scrubber.scrub(text, templates));
+            let outcome = memo.get_or_insert(text, || scrubber.scrub(text, templates));
             match &outcome.url {
                 Scrubbed::Unparseable => unparseable += 1,
                 Scrubbed::Changed(new) if is_page => set_url_fields(event, new),
@@ -399,11 +409,7 @@ impl ScrubUrl {
                 continue;
             };
             let scrubber = &self.scrubber;
-            let outcome = self.texts.get_or_insert(
-                text,
-                |(new, _)| new.as_ref().map_or(0, String::len),
-                || scrubber.scrub_text(text),
-            );
+            let outcome = self.texts.get_or_insert(text, || scrubber.scrub_text(text));
             let (new, failed) = &*outcome;
             unparseable += failed;
             if let Some(new) = new {

@@ -416,7 +416,8 @@ fn memo_is_bounded_and_hits_count_like_misses() {
         assert!(batch
             .iter()
             .all(|e| e.get_str(schema::URL_QUERY) == Some("token=REDACTED")));
-        assert!(t.pages.bytes <= MEMO_MAX_BYTES && t.pages.map.len() < 9000);
+        let pages = &t.pages.entries;
+        assert!(pages.weight() <= MEMO_MAX_BYTES as u64 && pages.len() < 9000);
     }
     let errors = metrics.registry().counter_sum(
         "component_errors_total",

@@ -1,11 +1,13 @@
-//! The parse cache: a resolved UA kept as shared slot values, in two
-//! generations bounded by entry count, keyed by a hash of the UA and hints
+//! The parse cache: a resolved UA kept as shared slot values in a
+//! `quick_cache` bounded by entry count, keyed by a hash of the UA and hints
 //! and checked against the whole key on a hit.
 
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
-use rustc_hash::{FxHashMap, FxHasher};
+use quick_cache::unsync::{Cache, DefaultLifecycle};
+use quick_cache::{Equivalent, UnitWeighter};
+use rustc_hash::{FxBuildHasher, FxHasher};
 use serde_json::{Map, Value};
 
 use super::UserAgentInfo;
@@ -121,106 +123,96 @@ fn hash_value(value: &Value, hasher: &mut FxHasher, bytes: &mut usize) {
     }
 }
 
-/// A bounded cache with two generations: lookups go to the current one, then
-/// to the previous one (promoting the entry); when the current generation is
-/// full it becomes the previous one and the oldest is dropped. That keeps
-/// what is in use, bounds memory at `capacity` entries, and costs O(1)
-/// without the bookkeeping of a linked LRU list.
+/// The parse cache: `quick_cache`'s CLOCK-PRO policy keeps the UAs in use
+/// within `cache_size` entries. Values are shared, so a hit is a refcount.
 ///
-/// Entries keep their whole key and a hit compares it: a client crafting a UA
-/// whose hash collides with a popular one gets a miss, never another
-/// client's result.
+/// Keys hash as the precomputed `key_hash` but compare whole: a client
+/// crafting a UA whose hash collides with a popular one gets a miss, never
+/// another client's result.
 pub(super) struct ParseCache {
-    pub(super) capacity: usize,
-    current: FxHashMap<u64, Entry>,
-    previous: FxHashMap<u64, Entry>,
-    /// Holds the result of an uncached parse, so every path returns a reference.
-    pub(super) uncached: Prepared,
+    /// `None` when `cache_size = 0`: every UA is parsed. Fx: the key is
+    /// already a hash, one multiply spreads it.
+    entries: Option<Cache<Key, Arc<Prepared>, UnitWeighter, FxBuildHasher>>,
 }
 
-struct Entry {
+/// An owned cache key: the UA, its hints, and their hash.
+#[derive(PartialEq, Eq)]
+struct Key {
+    hash: u64,
     ua: Box<str>,
     hints: Option<Value>,
-    prepared: Prepared,
 }
 
-impl Entry {
-    fn matches(&self, ua: &str, hints: Option<&Value>) -> bool {
-        *self.ua == *ua && self.hints.as_ref() == hints
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The key of a lookup, borrowed from the event: a hit allocates nothing.
+struct Lookup<'a> {
+    hash: u64,
+    ua: &'a str,
+    hints: Option<&'a Value>,
+}
+
+impl Hash for Lookup<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl Equivalent<Key> for Lookup<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.hash == key.hash && *self.ua == *key.ua && self.hints == key.hints.as_ref()
     }
 }
 
 impl ParseCache {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
-            capacity,
-            current: FxHashMap::default(),
-            previous: FxHashMap::default(),
-            uncached: Prepared::default(),
+            entries: (capacity > 0).then(|| {
+                Cache::with(
+                    capacity,
+                    capacity as u64,
+                    UnitWeighter,
+                    FxBuildHasher,
+                    DefaultLifecycle::default(),
+                )
+            }),
         }
     }
 
-    fn generation_size(&self) -> usize {
-        self.capacity.div_ceil(2).max(1)
+    pub(super) fn is_enabled(&self) -> bool {
+        self.entries.is_some()
     }
 
-    pub(super) fn contains(&mut self, hash: u64, ua: &str, hints: Option<&Value>) -> bool {
-        if self
-            .current
-            .get(&hash)
-            .is_some_and(|e| e.matches(ua, hints))
-        {
-            return true;
-        }
-        match self.previous.remove(&hash) {
-            Some(entry) if entry.matches(ua, hints) => {
-                self.make_room();
-                self.current.insert(hash, entry);
-                true
-            }
-            Some(entry) => {
-                self.previous.insert(hash, entry);
-                false
-            }
-            None => false,
-        }
+    pub(super) fn get(&self, hash: u64, ua: &str, hints: Option<&Value>) -> Option<Arc<Prepared>> {
+        let entries = self.entries.as_ref()?;
+        entries.get(&Lookup { hash, ua, hints }).cloned()
     }
 
-    pub(super) fn get(&self, hash: u64, ua: &str, hints: Option<&Value>) -> Option<&Prepared> {
-        self.current
-            .get(&hash)
-            .filter(|e| e.matches(ua, hints))
-            .map(|e| &e.prepared)
-    }
-
+    /// Keeps `prepared` for this key (a colliding key's entry stays: both
+    /// live in the cache, told apart by the whole key).
     pub(super) fn insert(
         &mut self,
         hash: u64,
         ua: &str,
         hints: Option<&Value>,
-        prepared: Prepared,
-    ) -> &Prepared {
-        if !self.current.contains_key(&hash) {
-            self.make_room();
-        }
-        let entry = Entry {
-            ua: ua.into(),
-            hints: hints.cloned(),
-            prepared,
-        };
-        // A colliding entry with another key is replaced: one slot per hash.
-        self.current.insert(hash, entry);
-        &self.current[&hash].prepared
-    }
-
-    fn make_room(&mut self) {
-        if self.current.len() >= self.generation_size() {
-            self.previous = std::mem::take(&mut self.current);
+        prepared: Arc<Prepared>,
+    ) {
+        if let Some(entries) = &mut self.entries {
+            let key = Key {
+                hash,
+                ua: ua.into(),
+                hints: hints.cloned(),
+            };
+            entries.insert(key, prepared);
         }
     }
 
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.current.len() + self.previous.len()
+        self.entries.as_ref().map_or(0, Cache::len)
     }
 }

@@ -181,7 +181,7 @@ impl FunctionTransform for UserAgentTransform {
 impl UserAgentTransform {
     /// The fields for this event's UA and hints (and whether the cache had
     /// them); `None` when the event has neither.
-    fn resolve(&mut self, event: &Event) -> Option<(&Prepared, bool)> {
+    fn resolve(&mut self, event: &Event) -> Option<(Arc<Prepared>, bool)> {
         let ua = event.get_str(schema::USER_AGENT_ORIGINAL);
         let hints = if self.parser.use_hints {
             event.get(schema::RUM_UA_HINTS).filter(|h| h.is_object())
@@ -193,15 +193,16 @@ impl UserAgentTransform {
         }
         let ua = ua.unwrap_or("");
         let (hash, key_bytes) = key_hash(ua, hints);
-        if key_bytes > MAX_CACHED_KEY_BYTES || self.cache.capacity == 0 {
-            self.cache.uncached = Prepared::new(self.parser.parse(ua, hints));
-            return Some((&self.cache.uncached, false));
+        let cacheable = key_bytes <= MAX_CACHED_KEY_BYTES && self.cache.is_enabled();
+        if cacheable {
+            if let Some(hit) = self.cache.get(hash, ua, hints) {
+                return Some((hit, true));
+            }
         }
-        // Two steps so the borrow of a hit ends before the miss path.
-        if self.cache.contains(hash, ua, hints) {
-            return self.cache.get(hash, ua, hints).map(|p| (p, true));
+        let prepared = Arc::new(Prepared::new(self.parser.parse(ua, hints)));
+        if cacheable {
+            self.cache.insert(hash, ua, hints, prepared.clone());
         }
-        let prepared = Prepared::new(self.parser.parse(ua, hints));
-        Some((self.cache.insert(hash, ua, hints, prepared), false))
+        Some((prepared, false))
     }
 }
