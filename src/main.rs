@@ -14,7 +14,7 @@ use rum_pipeline::topology::{self, RunOptions};
 // Events are many small maps and strings: mimalloc makes their churn several
 // times cheaper than glibc malloc and keeps RSS from fragmenting.
 // `--features system-allocator` builds with glibc malloc instead (bench/run.sh
-// comparisons only).
+// comparisons only). Its arena is committed lazily (`.cargo/config.toml`).
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
