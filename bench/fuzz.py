@@ -17,6 +17,8 @@ Request i of seed S is generated from random.Random(S * 2**32 + i) alone, so
 the timing or the number of workers. Python 3 standard library only.
 
   bench/fuzz.py --seed 1 --requests 3000           # the short run of scripts/test.sh
+  bench/fuzz.py --sdk --seed 3 --requests 20000    # the SDK intakes too (web_vitals, faro,
+                                                   # elastic_apm_rum): other requests per seed
   bench/fuzz.py --seed 7 --seconds 600 --workers 8 # a long run by hand
 See docs/testing.md#fuzzing.
 """
@@ -47,7 +49,19 @@ ENDPOINTS = {
     "report-uri": "/rum/report-uri",
     "reporting-api": "/rum/reporting-api",
 }
+# `--sdk` adds the intakes of other SDKs. Off, the endpoint list and so every
+# seed's requests stay what they were.
+SDK_ENDPOINTS = {
+    "web-vitals": "/rum/web-vitals",
+    "faro": "/collect",
+    "apm-v2": "/intake/v2/rum/events",
+    "apm-v3": "/intake/v3/rum/events",
+}
 CONTENT_TYPES = {
+    "web-vitals": [b"text/plain;charset=UTF-8", b"application/json"],
+    "faro": [b"application/json", b"text/plain;charset=UTF-8"],
+    "apm-v2": [b"application/x-ndjson", b"text/plain"],
+    "apm-v3": [b"application/x-ndjson", b"text/plain"],
     "beacon": [b"text/plain;charset=UTF-8", b"application/json"],
     "report-uri": [b"application/csp-report", b"application/json"],
     "reporting-api": [b"application/reports+json", b"application/json"],
@@ -81,15 +95,28 @@ type = "csp"
 address = "127.0.0.1:{port}"
 report_uri_path = "/rum/report-uri"
 reporting_api_path = "/rum/reporting-api"
-{transforms}
+{sdk_sources}{transforms}
 [sinks.out]
 type = "{sink}"
 inputs = [{inputs}]
 """
+SDK_SOURCES = """
+[sources.web_vitals]
+type = "web_vitals"
+address = "127.0.0.1:{port}"
+
+[sources.faro]
+type = "faro"
+address = "127.0.0.1:{port}"
+
+[sources.apm]
+type = "elastic_apm_rum"
+address = "127.0.0.1:{port}"
+"""
 TRANSFORMS = """
 [transforms.ua]
 type = "user_agent"
-inputs = ["beacons", "reports"]
+inputs = [{inputs}]
 
 [transforms.scrub]
 type = "scrub_url"
@@ -106,7 +133,7 @@ budgets = { LCP = 2500 }
 
 # ---------------------------------------------------------------- seeds
 
-def load_seeds():
+def load_seeds(sdk=False):
     def files(pattern):
         out = []
         for path in sorted(glob.glob(os.path.join(ROOT, "testdata", pattern), recursive=True)):
@@ -123,6 +150,15 @@ def load_seeds():
     }
     if not beacons or len(seeds["report-uri"]) == len(malformed):
         sys.exit("fuzz.py: no seeds under testdata/beacons and testdata/csp")
+    if sdk:
+        seeds["web-vitals"] = [b for b in files("sdk/web-vitals/*-[0-9].json")]
+        seeds["faro"] = files("sdk/faro/body-*.json")
+        seeds["apm-v2"] = files("sdk/elastic-apm-rum/v2-*.ndjson")
+        seeds["apm-v3"] = files("sdk/elastic-apm-rum/v3-*.ndjson")
+        for name in SDK_ENDPOINTS:
+            if not seeds[name]:
+                sys.exit(f"fuzz.py: no seeds for {name} under testdata/sdk")
+        ENDPOINTS.update(SDK_ENDPOINTS)
     return seeds
 
 
@@ -480,6 +516,12 @@ TARGETS = {
     "report-uri": [b"/rum/report-uri", b"/rum/report-uri?a=%ff", b"/rum/report-uri/", b"/rum/report-uri;x"],
     "reporting-api": [b"/rum/reporting-api", b"/rum/reporting-api?", b"/rum/reporting-api%2f",
                       b"http://[::1]/rum/reporting-api"],
+    "web-vitals": [b"/rum/web-vitals", b"/rum/web-vitals?x", b"/rum/web-vitals/"],
+    "faro": [b"/collect", b"/collect/app-key", b"/collect/a/b", b"/collect/", b"/collect/%2e%2e",
+             b"/collect/" + b"k" * 5000],
+    "apm-v2": [b"/intake/v2/rum/events", b"/intake/v2/rum/events?x=1", b"/config/v1/rum/agents",
+               b"/config/v1/rum/agents?service.name=x&ifnonematch=%22x%22"],
+    "apm-v3": [b"/intake/v3/rum/events", b"/intake/v3/rum/events/", b"/intake/v3/rum/events;x"],
 }
 OTHER_TARGETS = [b"/health", b"/metrics", b"/metrics/rum", b"/", b"/rum"]
 
@@ -855,13 +897,15 @@ def proc_status(pid, key):
 
 
 class Target:
-    def __init__(self, binary, sink, transforms, log_path):
+    def __init__(self, binary, sink, transforms, log_path, sdk=False):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="rum-fuzz-")
+        sources = '"beacons", "reports"' + (', "web_vitals", "faro", "apm"' if sdk else "")
         config = PIPELINE.format(
             port=self.port, sink=sink,
-            transforms=TRANSFORMS if transforms else "",
-            inputs='"scrub"' if transforms else '"beacons", "reports"')
+            sdk_sources=SDK_SOURCES.format(port=self.port) if sdk else "",
+            transforms=TRANSFORMS.replace("{inputs}", sources) if transforms else "",
+            inputs='"scrub"' if transforms else sources)
         self.config = os.path.join(self.dir, "pipeline.toml")
         with open(self.config, "w") as f:
             f.write(config)
@@ -932,9 +976,11 @@ def main():
     ap.add_argument("--show", type=int, metavar="I", help="print request I of --seed (repr of its bytes) and exit")
     ap.add_argument("--only", type=int, metavar="I", help="send only request I of --seed")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--sdk", action="store_true",
+                    help="also fuzz the web_vitals, faro and elastic_apm_rum intakes (other requests per seed)")
     args = ap.parse_args()
 
-    seeds = load_seeds()
+    seeds = load_seeds(args.sdk)
     if args.show is not None:
         req = generate(args.seed, args.show, seeds)
         print(f"# seed {args.seed} request {args.show} -> {req.endpoint}: {req.describe()}")
@@ -946,7 +992,7 @@ def main():
     if not os.access(args.bin, os.X_OK):
         sys.exit(f"fuzz.py: no binary at {args.bin} (build it, or set RUM_PIPELINE_BIN)")
 
-    target = Target(args.bin, args.sink, not args.no_transforms, args.log)
+    target = Target(args.bin, args.sink, not args.no_transforms, args.log, args.sdk)
     # A safety net for the machine: a mutation that blew up would fail this run with a
     # MemoryError rather than take the host's memory (the binary, already started, is not bound).
     resource.setrlimit(resource.RLIMIT_AS, (FUZZER_MAX_VM, resource.getrlimit(resource.RLIMIT_AS)[1]))

@@ -43,6 +43,8 @@ export RUM_PIPELINE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/rum-pipeline"
 # unexpected 5xx, a panic, the process dying or peak RSS over the bound (docs/testing.md#fuzzing).
 echo "== bench/fuzz.py (short run)"
 python3 bench/fuzz.py --seed 1 --requests 3000
+# ... and over the SDK intakes too (web_vitals, faro, elastic_apm_rum).
+python3 bench/fuzz.py --sdk --seed 2 --requests 2000
 
 # Deployment files: parse, Kubernetes schema validation, nginx -t, generated files current.
 echo "== deployments"
