@@ -45,6 +45,16 @@ async fn post(
     body: Vec<u8>,
     gzip: bool,
 ) -> (u16, reqwest::header::HeaderMap, String) {
+    try_post(p, path, body, gzip).await.expect("POST intake")
+}
+
+/// `post`, with the client's error instead of a panic.
+async fn try_post(
+    p: &Pipeline,
+    path: &str,
+    body: Vec<u8>,
+    gzip: bool,
+) -> Result<(u16, reqwest::header::HeaderMap, String), reqwest::Error> {
     let mut request = client()
         .post(p.url(path))
         .header("content-type", "application/x-ndjson")
@@ -57,10 +67,10 @@ async fn post(
     if gzip {
         request = request.header("content-encoding", "gzip");
     }
-    let response = request.send().await.expect("POST intake");
+    let response = request.send().await?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    (status, headers, response.text().await.unwrap_or_default())
+    Ok((status, headers, response.text().await.unwrap_or_default()))
 }
 
 async fn wait_metric(p: &Pipeline, name: &str, labels: &[&str], value: f64) {
@@ -359,11 +369,22 @@ async fn bad_input_gets_apm_server_answers_and_good_lines_are_kept() {
     ];
     let types: Vec<&str> = cases.iter().map(|c| c.4).collect();
     for (i, (what, body, gzip, want, error_type)) in cases.into_iter().enumerate() {
-        let (status, _, text) = post(&p, "/intake/v2/rum/events", body, gzip).await;
-        assert_eq!(status, want, "{what}: {text}");
-        let answer = errors_of(&text);
-        assert_eq!(answer["accepted"], 0, "{what}");
-        assert!(answer["errors"][0]["message"].is_string(), "{what}");
+        match try_post(&p, "/intake/v2/rum/events", body, gzip).await {
+            Ok((status, _, text)) => {
+                assert_eq!(status, want, "{what}: {text}");
+                let answer = errors_of(&text);
+                assert_eq!(answer["accepted"], 0, "{what}");
+                assert!(answer["errors"][0]["message"].is_string(), "{what}");
+            }
+            // The 413 for a declared 10 MB body goes out before the body is
+            // read, and the connection closes: a client still writing may
+            // meet the close before it reads the answer. The counter below
+            // still proves the refusal.
+            Err(e) if want == 413 && format!("{e:?}").contains("Broken pipe") => {
+                eprintln!("{what}: the client saw the close before the 413: {e}");
+            }
+            Err(e) => panic!("{what}: POST failed: {e:?}"),
+        }
         wait_metric(
             &p,
             "component_errors_total",
