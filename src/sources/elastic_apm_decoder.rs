@@ -292,28 +292,27 @@ impl<'de> Visitor<'de> for Spelled<'_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
     }
+    // Scalars are spelled the same in v2 and v3: the plain seed takes them.
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+        self.plain().visit_bool(v)
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
+        self.plain().visit_i64(v)
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
+        self.plain().visit_u64(v)
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        self.plain().visit_f64(v)
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        self.parse.limits.string(v.len())?;
-        Ok(Value::String(v.to_owned()))
+        self.plain().visit_str(v)
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        self.parse.limits.string(v.len())?;
-        Ok(Value::String(v))
+        self.plain().visit_string(v)
     }
     fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+        self.plain().visit_unit()
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let limits = &self.parse.limits;
