@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
+use http::HeaderName;
 use serde::de::DeserializeSeed;
 use serde_json::{Map, Value};
 
@@ -66,14 +67,32 @@ pub struct Decoded {
 pub const BEACON_VERSION: u64 = 1;
 
 /// Request headers copied into `rum.ua_hints` when the beacon has no `ua_hints`.
-pub const CLIENT_HINT_HEADERS: &[(&str, &str)] = &[
-    ("sec-ch-ua", "sec_ch_ua"),
-    ("sec-ch-ua-mobile", "sec_ch_ua_mobile"),
-    ("sec-ch-ua-platform", "sec_ch_ua_platform"),
-    ("sec-ch-ua-platform-version", "sec_ch_ua_platform_version"),
-    ("sec-ch-ua-model", "sec_ch_ua_model"),
-    ("sec-ch-ua-full-version-list", "sec_ch_ua_full_version_list"),
-];
+/// Names built once: a lookup by `&str` parses the name on every request.
+pub static CLIENT_HINT_HEADERS: LazyLock<[(HeaderName, &str); 6]> = LazyLock::new(|| {
+    [
+        (HeaderName::from_static("sec-ch-ua"), "sec_ch_ua"),
+        (
+            HeaderName::from_static("sec-ch-ua-mobile"),
+            "sec_ch_ua_mobile",
+        ),
+        (
+            HeaderName::from_static("sec-ch-ua-platform"),
+            "sec_ch_ua_platform",
+        ),
+        (
+            HeaderName::from_static("sec-ch-ua-platform-version"),
+            "sec_ch_ua_platform_version",
+        ),
+        (
+            HeaderName::from_static("sec-ch-ua-model"),
+            "sec_ch_ua_model",
+        ),
+        (
+            HeaderName::from_static("sec-ch-ua-full-version-list"),
+            "sec_ch_ua_full_version_list",
+        ),
+    ]
+});
 
 fn invalid(message: impl Into<String>) -> IntakeError {
     IntakeError::bad_request("invalid_beacon", message)

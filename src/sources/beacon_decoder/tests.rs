@@ -172,12 +172,24 @@ fn refuses_bad_beacons_whole() {
         ),
         // The context objects: read without a DOM, refused the same way.
         (json!({"v": 1, "app": null, "events": []}), "invalid_beacon"),
-        (json!({"v": 1, "session": "s1", "events": []}), "invalid_beacon"),
+        (
+            json!({"v": 1, "session": "s1", "events": []}),
+            "invalid_beacon",
+        ),
         (json!({"v": 1, "view": [1], "events": []}), "invalid_beacon"),
-        (json!({"v": 1, "view": {"url": 5}, "events": []}), "invalid_beacon"),
-        (json!({"v": 1, "view": {"title": true}, "events": []}), "invalid_beacon"),
+        (
+            json!({"v": 1, "view": {"url": 5}, "events": []}),
+            "invalid_beacon",
+        ),
+        (
+            json!({"v": 1, "view": {"title": true}, "events": []}),
+            "invalid_beacon",
+        ),
         (json!({"v": 1, "device": 4, "events": []}), "invalid_beacon"),
-        (json!({"v": 1, "device": {"cores": "8"}, "events": []}), "invalid_beacon"),
+        (
+            json!({"v": 1, "device": {"cores": "8"}, "events": []}),
+            "invalid_beacon",
+        ),
         // Keys the decoder skips still count against the limits.
         (
             json!({"v": 1, "app": {"other": "y".repeat(101)}, "events": []}),
