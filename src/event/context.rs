@@ -1,0 +1,188 @@
+//! What the events of one beacon share ([`Context`]) and what a slot holds
+//! ([`FieldValue`]), with the sorted-list helpers both `Context` and
+//! `Event` keep their slots in.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::fields::{self, FieldId};
+use super::write;
+use super::EVENT_KIND;
+
+/// A slot's value: owned, or shared with a cache or static table (a clone is
+/// then a refcount).
+#[derive(Debug, Clone)]
+pub enum FieldValue {
+    Owned(Value),
+    Shared(Arc<Value>),
+    Static(&'static Value),
+}
+
+impl std::ops::Deref for FieldValue {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        match self {
+            FieldValue::Owned(v) => v,
+            FieldValue::Shared(v) => v,
+            FieldValue::Static(v) => v,
+        }
+    }
+}
+
+impl PartialEq for FieldValue {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (FieldValue::Shared(a), FieldValue::Shared(b)) if Arc::ptr_eq(a, b) => true,
+            _ => **self == **other,
+        }
+    }
+}
+
+impl FieldValue {
+    /// A value with heap parts moved behind an `Arc`, so that copies of a
+    /// context (one per enrichment step of a beacon) cost refcounts.
+    pub(super) fn shared(self) -> FieldValue {
+        match self {
+            FieldValue::Owned(v @ (Value::String(_) | Value::Array(_) | Value::Object(_))) => {
+                FieldValue::Shared(Arc::new(v))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T: Into<Value>> From<T> for FieldValue {
+    fn from(value: T) -> Self {
+        FieldValue::Owned(value.into())
+    }
+}
+
+/// What the events of one beacon (or one report) share.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context {
+    /// `event.ingested`, epoch milliseconds.
+    pub(super) received_ms: Option<i64>,
+    /// The visitor's whole address, for enrichment only: never written out
+    /// (documents get `client.ip` as the source's `client_ip` mode says).
+    pub(super) client_address: Option<std::net::IpAddr>,
+    /// Sorted by id.
+    pub(super) fields: Vec<(FieldId, FieldValue)>,
+    /// Sorted by name.
+    pub(super) labels: Vec<(Arc<str>, FieldValue)>,
+    /// `fields` rendered as JSON, made by the first write of one of the
+    /// context's events and reused by the rest: a beacon's events share its
+    /// URL, title, User-Agent, geo... and escape them once, not per event.
+    /// Any edit of `fields` empties it.
+    pub(super) rendered: write::RenderedValues,
+}
+
+/// Bytes a JSON value keeps on the heap, roughly (for buffer budgets).
+pub fn value_bytes(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len() + 8,
+        Value::Array(items) => items.iter().map(value_bytes).sum::<usize>() + 32,
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| k.len() + 48 + value_bytes(v))
+            .sum::<usize>(),
+        _ => 0,
+    }
+}
+
+pub(super) fn slot_bytes(value: &FieldValue) -> usize {
+    match value {
+        FieldValue::Owned(v) => value_bytes(v),
+        // Counted whole even when a cache shares it: an overestimate of a
+        // few hundred bytes per beacon keeps the budget on the safe side.
+        FieldValue::Shared(v) => value_bytes(v),
+        FieldValue::Static(_) => 0,
+    }
+}
+
+impl Context {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn set_received_ms(&mut self, ms: i64) {
+        self.received_ms = Some(ms);
+    }
+
+    pub fn received_ms(&self) -> Option<i64> {
+        self.received_ms
+    }
+
+    pub fn set_client_address(&mut self, ip: std::net::IpAddr) {
+        self.client_address = Some(ip);
+    }
+
+    /// The whole client address the request came from (not in documents).
+    pub fn client_address(&self) -> Option<std::net::IpAddr> {
+        self.client_address
+    }
+
+    /// `event.kind = "event"` (a shared static string).
+    pub fn set_event_kind(&mut self) {
+        self.set(fields::REGISTRY.kind, FieldValue::Static(&EVENT_KIND));
+    }
+
+    pub fn get_id(&self, id: FieldId) -> Option<&Value> {
+        find(&self.fields, &id).map(|v| &**v)
+    }
+
+    pub fn set(&mut self, id: FieldId, value: impl Into<FieldValue>) {
+        self.rendered.clear();
+        put(&mut self.fields, id, value.into().shared());
+    }
+
+    pub fn remove_id(&mut self, id: FieldId) -> Option<FieldValue> {
+        let i = self.fields.binary_search_by_key(&id, |(k, _)| *k).ok()?;
+        self.rendered.clear();
+        Some(self.fields.remove(i).1)
+    }
+
+    pub fn label(&self, name: &str) -> Option<&Value> {
+        find_label(&self.labels, name).map(|v| &**v)
+    }
+
+    pub fn set_label(&mut self, name: Arc<str>, value: FieldValue) {
+        match self.labels.binary_search_by(|(k, _)| (**k).cmp(&*name)) {
+            Ok(i) => self.labels[i].1 = value,
+            Err(i) => self.labels.insert(i, (name, value)),
+        }
+    }
+
+    /// Heap bytes this context holds (its own values, not shared ones).
+    pub fn byte_size(&self) -> usize {
+        96 + self
+            .fields
+            .iter()
+            .map(|(_, v)| 40 + slot_bytes(v))
+            .sum::<usize>()
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| 48 + k.len() + slot_bytes(v))
+                .sum::<usize>()
+    }
+}
+
+pub(super) fn find<'a, K: Ord, V>(list: &'a [(K, V)], key: &K) -> Option<&'a V> {
+    list.binary_search_by(|(k, _)| k.cmp(key))
+        .ok()
+        .map(|i| &list[i].1)
+}
+
+pub(super) fn find_label<'a, V>(list: &'a [(Arc<str>, V)], name: &str) -> Option<&'a V> {
+    list.binary_search_by(|(k, _)| (**k).cmp(name))
+        .ok()
+        .map(|i| &list[i].1)
+}
+
+pub(super) fn put<K: Ord + Copy, V>(list: &mut Vec<(K, V)>, key: K, value: V) {
+    match list.binary_search_by(|(k, _)| k.cmp(&key)) {
+        Ok(i) => list[i].1 = value,
+        Err(i) => list.insert(i, (key, value)),
+    }
+}
