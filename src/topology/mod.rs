@@ -8,6 +8,7 @@
 //! input is empty and closed, dropping its own senders; sinks flush last.
 
 pub mod buffer;
+pub mod shutdown;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -15,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::graph::split_input;
@@ -32,6 +32,7 @@ use crate::transforms::{Transform, TransformContext};
 use buffer::{
     buffer, register_buffer_gauge, BufferReceiver, BufferSender, Fanout, Outputs, DEFAULT_OUTPUT,
 };
+use shutdown::ShutdownTrigger;
 
 /// One shared listener's worth of routes, before binding.
 pub struct PlannedListener {
@@ -107,7 +108,10 @@ pub struct Built {
     pub listeners: Vec<PlannedListener>,
     transforms: Vec<TransformTask>,
     sinks: Vec<(String, SinkFuture)>,
+    /// What `/health` reports: starting, ready, draining, degraded sinks.
     pub health: Arc<Health>,
+    /// Begins shutdown for every listener and sink that holds a `Shutdown`.
+    shutdown: ShutdownTrigger,
     pub registry: Arc<Registry>,
     /// Every component's counters, for the periodic stats line.
     components: Vec<ComponentMetrics>,
@@ -118,6 +122,7 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
     let registry = Registry::new();
     crate::http::access_log::register(&registry);
     let health = Arc::new(Health::default());
+    let shutdown = ShutdownTrigger::new();
     let mut errors = Vec::new();
     let mut components = Vec::new();
 
@@ -339,6 +344,7 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
             id: s.id.clone(),
             metrics,
             health: health.clone(),
+            shutdown: shutdown.subscribe(),
             input,
         };
         match s.config.build_sink(cx) {
@@ -363,6 +369,7 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
             transforms,
             sinks,
             health,
+            shutdown,
             registry,
             components,
         })
@@ -505,18 +512,19 @@ pub struct RunOptions {
     pub api: Option<ApiOptions>,
 }
 
-/// Binds, runs until `shutdown` resolves, then drains. Returns an error if the
+/// Binds, runs until `stop` resolves, then drains. Returns an error if the
 /// drain did not finish within the timeout.
 pub async fn run(
     built: Built,
     options: RunOptions,
-    shutdown: impl Future<Output = ()>,
+    stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let Built {
         listeners,
         transforms,
         sinks,
         health,
+        shutdown,
         registry,
         components,
     } = built;
@@ -551,7 +559,6 @@ pub async fn run(
         None => None,
     };
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     for (id, future) in sinks {
         tasks.spawn(async move {
@@ -575,7 +582,7 @@ pub async fn run(
             source_ids.join(", ")
         );
         let address = listener.address;
-        let stop = stop_rx.clone();
+        let stop = shutdown.subscribe();
         tasks.spawn(async move {
             listener.serve(stop).await;
             format!("listener {address}")
@@ -588,7 +595,7 @@ pub async fn run(
             admin.address
         );
         let address = admin.address;
-        let stop = stop_rx.clone();
+        let stop = shutdown.subscribe();
         tasks.spawn(async move {
             admin.serve(stop).await;
             format!("admin listener {address}")
@@ -613,10 +620,10 @@ pub async fn run(
         })
     });
 
-    shutdown.await;
+    stop.await;
     tracing::info!("shutting down: refusing new requests, draining buffers, flushing sinks");
     health.set_draining();
-    let _ = stop_tx.send(true);
+    shutdown.begin();
     let drained = tokio::time::timeout(options.shutdown_timeout, async {
         while let Some(done) = tasks.join_next().await {
             match done {
