@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Pipeline;
@@ -699,13 +698,9 @@ inputs = ["csp"]
 "#,
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_rum-pipeline"))
-        .args(["validate", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let output = common::one_shot(["validate", "--config"]).arg(&path).run();
+    assert!(!output.success());
+    let stderr = output.stderr;
     for key in ["report_uri_path", "tls.crt_file", "tls.key_file"] {
         assert!(
             stderr.contains(&format!("key `{key}`")),

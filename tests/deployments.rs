@@ -10,10 +10,9 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Pipeline, BIN};
+use common::{one_shot, Pipeline};
 use rum_pipeline::schema;
 use serde_json::Value;
 
@@ -56,21 +55,15 @@ const TEMPLATE_ENV: &[(&str, &str)] = &[
 const VARIANTS: &[(&str, &str)] = &[("bulk", "bulk"), ("data-stream", "data_stream")];
 
 fn generate_templates(mode: &str, out: &Path) {
-    let output = Command::new(BIN)
-        .args(["templates", "--config"])
+    let output = one_shot(["templates", "--config"])
         .arg(root().join("pipelines/prod.toml"))
         .arg("--out")
         .arg(out)
         .env_clear()
         .envs(TEMPLATE_ENV.iter().copied())
         .env("ELASTIC_MODE", mode)
-        .output()
-        .expect("run rum-pipeline templates");
-    assert!(
-        output.status.success(),
-        "templates failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .run();
+    assert!(output.success(), "templates failed: {}", output.stderr);
 }
 
 #[test]
@@ -817,19 +810,12 @@ fn files_the_binary_embeds_are_in_the_docker_context() {
 #[test]
 fn prod_pipeline_starts_with_only_elastic_cluster() {
     let run = |env: &[(&str, &str)]| {
-        let output = Command::new(BIN)
-            .args(["validate", "--config"])
+        let output = one_shot(["validate", "--config"])
             .arg(root().join("pipelines/prod.toml"))
             .env_clear()
             .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
+            .run();
+        (output.success(), output.text())
     };
     let (ok, text) = run(&[("ELASTIC_CLUSTER", "https://elastic.example:9200")]);
     assert!(ok, "{text}");
@@ -845,20 +831,14 @@ fn prod_pipeline_starts_with_only_elastic_cluster() {
 }
 
 fn health(url: Option<&str>, env: &[(&str, &str)]) -> (bool, String) {
-    let mut command = Command::new(BIN);
-    command
-        .arg("health")
+    let mut command = one_shot(["health"])
         .env_remove("RUM_HEALTH_URL")
         .env_remove("SERVER_PORT");
     if let Some(url) = url {
-        command.args(["--url", url]);
+        command = command.arg("--url").arg(url);
     }
-    command.envs(env.iter().copied());
-    let output = command.output().unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+    let output = command.envs(env.iter().copied()).run();
+    (output.success(), output.stdout)
 }
 
 const DEV_PIPELINE: &str = r#"

@@ -1251,19 +1251,13 @@ fn endpoint_passwords_never_show_in_validate_or_startup_errors() {
         assert!(output.contains("endpoints"), "{cluster}: {output}");
         assert!(!output.contains(SECRET_PASSWORD), "{cluster}: {output}");
         // The same config started for real fails the same way, as quietly.
-        let run = std::process::Command::new(common::BIN)
-            .arg("--config")
+        let run = common::one_shot(["--config"])
             .arg(prod)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUM_LOG", "debug")
-            .output()
-            .unwrap();
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&run.stdout),
-            String::from_utf8_lossy(&run.stderr)
-        );
-        assert_eq!(run.status.code(), Some(78), "{cluster}: {all}");
+            .run();
+        let all = run.text();
+        assert_eq!(run.code, Some(78), "{cluster}: {all}");
         assert!(all.contains("endpoints"), "{cluster}: {all}");
         assert!(!all.contains(SECRET_PASSWORD), "{cluster}: {all}");
     }

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{client, Pipeline, BIN};
+use common::{client, one_shot, Pipeline};
 use serde_json::{json, Value};
 
 fn free_port() -> u16 {
@@ -219,18 +219,11 @@ async fn alerts_fire_on_slow_and_broken_pages_and_clear_on_good_traffic() {
     let port = free_port();
     let config = PIPELINE.replace("PORT", &port.to_string());
     let pipeline = Pipeline::start(&config);
-    let rules_out = Command::new(BIN)
-        .arg("rules")
-        .arg("--config")
+    let rules_out = one_shot(["rules", "--config"])
         .arg(pipeline.dir.path().join("pipeline.toml"))
-        .output()
-        .expect("rum-pipeline rules");
-    assert!(
-        rules_out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rules_out.stderr)
-    );
-    let rules = String::from_utf8(rules_out.stdout).unwrap();
+        .run();
+    assert!(rules_out.success(), "{}", rules_out.stderr);
+    let rules = rules_out.stdout;
     assert!(rules.contains("[36s]"), "windows scaled by 0.01:\n{rules}");
     let prometheus = start_prometheus(binary, &format!("127.0.0.1:{port}"), &rules).await;
     let http = client();

@@ -14,7 +14,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{beacon, client, Pipeline, BIN};
+use common::{beacon, client, one_shot, Pipeline};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -24,20 +24,13 @@ fn root() -> PathBuf {
 const PROD_ENV: &[(&str, &str)] = &[("ELASTIC_CLUSTER", "http://127.0.0.1:9200")];
 
 fn rules(config: &Path, env: &[(&str, &str)]) -> String {
-    let output = Command::new(BIN)
-        .arg("rules")
-        .arg("--config")
+    let output = one_shot(["rules", "--config"])
         .arg(config)
         .env_clear()
         .envs(env.iter().copied())
-        .output()
-        .expect("run rum-pipeline rules");
-    assert!(
-        output.status.success(),
-        "rules failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8")
+        .run();
+    assert!(output.success(), "rules failed: {}", output.stderr);
+    output.stdout
 }
 
 fn promtool() -> Option<&'static str> {
@@ -245,14 +238,9 @@ fn rules_without_a_prometheus_sink_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("none.toml");
     std::fs::write(&path, "[sources.beacons]\ntype = \"rum_beacon\"\n\n[sinks.out]\ntype = \"blackhole\"\ninputs = [\"beacons\"]\n").unwrap();
-    let output = Command::new(BIN)
-        .arg("rules")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("no prometheus sink"));
+    let output = one_shot(["rules", "--config"]).arg(&path).run();
+    assert_eq!(output.code, Some(78));
+    assert!(output.stderr.contains("no prometheus sink"));
 }
 
 /// Lint problems `promtool check metrics` finds in an exposition, or None

@@ -827,13 +827,10 @@ encoding = "yaml"
 
 #[test]
 fn version_flag_prints_the_version() {
-    let output = std::process::Command::new(common::BIN)
-        .arg("--version")
-        .output()
-        .unwrap();
-    assert!(output.status.success());
+    let output = common::one_shot(["--version"]).run();
+    assert!(output.success());
     assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
+        output.stdout.trim(),
         format!("rum-pipeline {}", env!("CARGO_PKG_VERSION"))
     );
 }

@@ -5,6 +5,9 @@
 
 use std::net::IpAddr;
 
+/// Built once: a lookup by `&str` parses the name on every request.
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
 use http::HeaderMap;
 use ipnet::IpNet;
 
@@ -58,7 +61,7 @@ fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
             .collect();
     }
     headers
-        .get_all("x-forwarded-for")
+        .get_all(X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))

@@ -177,6 +177,13 @@ impl<T> HeadInspector<T> {
                 return skip;
             }
         }
+        // The common case: a whole head in one read, judged where it lies.
+        if self.head.is_empty() {
+            if let Some(end) = find_head_end(bytes, 0).filter(|end| *end <= MAX_HEAD_BYTES + 4) {
+                self.judged(&bytes[..end]);
+                return end;
+            }
+        }
         let before = self.head.len();
         let take = bytes.len().min(MAX_HEAD_BYTES + 4 - before);
         self.head.extend_from_slice(&bytes[..take]);
@@ -188,31 +195,34 @@ impl<T> HeadInspector<T> {
         };
         let used = end - before;
         let head = std::mem::take(&mut self.head);
-        self.scan = match judge(&head[..end]) {
+        self.judged(&head[..end]);
+        used
+    }
+
+    /// Queues the verdict on a complete head and follows its body.
+    fn judged(&mut self, head: &[u8]) {
+        self.scan = match judge(head) {
             Some((verdict, next)) => {
                 self.verdicts.push(verdict);
                 next
             }
             None => Scan::Off,
         };
-        used
     }
 }
 
 /// End (exclusive) of the first `\r\n\r\n` at or after `from`.
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    buf[from..]
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| from + i + 4)
+    memchr::memmem::find(&buf[from..], b"\r\n\r\n").map(|i| from + i + 4)
 }
 
 /// The verdict on one head and how its body is framed; None when the head is
 /// not one hyper would serve (it answers those itself).
 fn judge(head: &[u8]) -> Option<(Option<FramingError>, Scan)> {
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(head) {
+    // Uninitialized: zeroing 128 headers (4 KiB) cost more than parsing a beacon's head.
+    let mut headers = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; 128];
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(head, &mut headers) {
         Ok(httparse::Status::Complete(_)) => {}
         _ => return None,
     }

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
+use http::HeaderName;
 use serde::de::DeserializeSeed;
 use serde_json::{Map, Value};
 
@@ -25,7 +26,7 @@ mod wire;
 // helpers that lived here: code written against these paths keeps working.
 pub use crate::url_parts::{set_url_fields, url_fields};
 pub(in crate::sources) use bounded::{body_text, Bounded, Key, Limits};
-use wire::{BeaconSeed, WireBeacon, WireEntry, WireEvents};
+use wire::{BeaconSeed, WireBeacon, WireEntry, WireEvents, APP_KEYS, SESSION_KEYS, VIEW_KEYS};
 
 /// Limits on what one beacon may contain.
 #[derive(Debug, Clone)]
@@ -66,14 +67,32 @@ pub struct Decoded {
 pub const BEACON_VERSION: u64 = 1;
 
 /// Request headers copied into `rum.ua_hints` when the beacon has no `ua_hints`.
-pub const CLIENT_HINT_HEADERS: &[(&str, &str)] = &[
-    ("sec-ch-ua", "sec_ch_ua"),
-    ("sec-ch-ua-mobile", "sec_ch_ua_mobile"),
-    ("sec-ch-ua-platform", "sec_ch_ua_platform"),
-    ("sec-ch-ua-platform-version", "sec_ch_ua_platform_version"),
-    ("sec-ch-ua-model", "sec_ch_ua_model"),
-    ("sec-ch-ua-full-version-list", "sec_ch_ua_full_version_list"),
-];
+/// Names built once: a lookup by `&str` parses the name on every request.
+pub static CLIENT_HINT_HEADERS: LazyLock<[(HeaderName, &str); 6]> = LazyLock::new(|| {
+    [
+        (HeaderName::from_static("sec-ch-ua"), "sec_ch_ua"),
+        (
+            HeaderName::from_static("sec-ch-ua-mobile"),
+            "sec_ch_ua_mobile",
+        ),
+        (
+            HeaderName::from_static("sec-ch-ua-platform"),
+            "sec_ch_ua_platform",
+        ),
+        (
+            HeaderName::from_static("sec-ch-ua-platform-version"),
+            "sec_ch_ua_platform_version",
+        ),
+        (
+            HeaderName::from_static("sec-ch-ua-model"),
+            "sec_ch_ua_model",
+        ),
+        (
+            HeaderName::from_static("sec-ch-ua-full-version-list"),
+            "sec_ch_ua_full_version_list",
+        ),
+    ]
+});
 
 fn invalid(message: impl Into<String>) -> IntakeError {
     IntakeError::bad_request("invalid_beacon", message)
@@ -164,22 +183,25 @@ pub fn decode(
         context.set(ids.user_agent, ua);
     }
     if let Some(app) = beacon.app {
-        copy_strings(
-            &mut context,
-            "app",
-            app,
-            &[
-                ("name", ids.service_name),
-                ("version", ids.service_version),
-                ("env", ids.service_environment),
-            ],
-        )?;
+        let ids = [
+            ids.service_name,
+            ids.service_version,
+            ids.service_environment,
+        ];
+        copy_strings(&mut context, "app", app, &APP_KEYS, &ids)?;
     }
     if let Some(session) = beacon.session {
-        copy_strings(&mut context, "session", session, &[("id", ids.session_id)])?;
+        copy_strings(
+            &mut context,
+            "session",
+            session,
+            &SESSION_KEYS,
+            &[ids.session_id],
+        )?;
     }
     let mut page_url = None;
     if let Some(view) = beacon.view {
+        let view = view.ok_or_else(|| invalid("`view` must be an object"))?;
         page_url = apply_view(&mut ViewTarget::Context(&mut context), view)?;
     }
     if let Some(device) = beacon.device {
@@ -298,17 +320,19 @@ fn payload_slots(ty: EventType) -> &'static [PayloadSlot] {
     &PAYLOAD_SLOTS[i]
 }
 
-fn copy_strings(
+/// A context object's string fields (`keys[i]`'s value into `ids[i]`).
+fn copy_strings<const N: usize>(
     context: &mut Context,
     what: &str,
-    value: Value,
-    keys: &[(&str, FieldId)],
+    object: Option<[Option<Value>; N]>,
+    keys: &[&str; N],
+    ids: &[FieldId; N],
 ) -> Result<(), IntakeError> {
-    let Value::Object(mut map) = value else {
+    let Some(values) = object else {
         return Err(invalid(format!("`{what}` must be an object")));
     };
-    for (key, id) in keys {
-        match map.remove(*key) {
+    for ((value, key), id) in values.into_iter().zip(keys).zip(ids) {
+        match value {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => context.set(*id, s),
             Some(_) => return Err(invalid(format!("`{what}.{key}` must be a string"))),
@@ -343,23 +367,29 @@ impl ViewTarget<'_> {
     }
 }
 
-/// `view` → view.id, view.title, url.*, http.request.referrer. Returns the URL.
-fn apply_view(target: &mut ViewTarget<'_>, value: Value) -> Result<Option<String>, IntakeError> {
+/// An event's own `view` as the beacon's is read (`VIEW_KEYS`).
+fn view_keys(value: Value) -> Result<[Option<Value>; 4], IntakeError> {
     let Value::Object(mut map) = value else {
         return Err(invalid("`view` must be an object"));
     };
-    let url = match map.remove("url") {
+    Ok(VIEW_KEYS.map(|key| map.remove(key)))
+}
+
+/// `view` (its `VIEW_KEYS`) → url.*, view.id, view.title, http.request.referrer.
+/// Returns the URL.
+fn apply_view(
+    target: &mut ViewTarget<'_>,
+    [url, rest @ ..]: [Option<Value>; 4],
+) -> Result<Option<String>, IntakeError> {
+    let url = match url {
         Some(Value::String(url)) => Some(url),
         None | Some(Value::Null) => None,
         Some(_) => return Err(invalid("`view.url` must be a string")),
     };
     let ids = &*CONTEXT_IDS;
-    for (key, id) in [
-        ("id", ids.view_id),
-        ("title", ids.view_title),
-        ("referrer", ids.referrer),
-    ] {
-        match map.remove(key) {
+    let slots = [ids.view_id, ids.view_title, ids.referrer];
+    for ((value, key), id) in rest.into_iter().zip(&VIEW_KEYS[1..]).zip(slots) {
+        match value {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => target.set(id, Value::String(s)),
             Some(_) => return Err(invalid(format!("`view.{key}` must be a string"))),
@@ -376,8 +406,12 @@ fn apply_view(target: &mut ViewTarget<'_>, value: Value) -> Result<Option<String
     Ok(url)
 }
 
-fn apply_device(context: &mut Context, value: Value) -> Result<(), IntakeError> {
-    let Value::Object(mut map) = value else {
+/// `device` (its `DEVICE_KEYS`) → rum.device.*, rum.connection.*.
+fn apply_device(
+    context: &mut Context,
+    device: Option<[Option<Value>; 3]>,
+) -> Result<(), IntakeError> {
+    let Some([memory, cores, connection]) = device else {
         return Err(invalid("`device` must be an object"));
     };
     let number = |v: Option<Value>, name: &str| match v {
@@ -385,13 +419,13 @@ fn apply_device(context: &mut Context, value: Value) -> Result<(), IntakeError> 
         Some(Value::Number(n)) => Ok(Some(n)),
         Some(_) => Err(invalid(format!("`device.{name}` must be a number"))),
     };
-    if let Some(n) = number(map.remove("memory"), "memory")? {
+    if let Some(n) = number(memory, "memory")? {
         context.set(FieldId::of("rum.device.memory"), n);
     }
-    if let Some(n) = number(map.remove("cores"), "cores")? {
+    if let Some(n) = number(cores, "cores")? {
         context.set(FieldId::of("rum.device.cores"), n);
     }
-    match map.remove("connection") {
+    match connection {
         None | Some(Value::Null) => {}
         Some(Value::Object(mut c)) => {
             if let Some(Value::String(s)) = c.remove("effective_type") {
@@ -444,7 +478,7 @@ fn build_event(
             "view" => {
                 // An event may belong to another view than the beacon's
                 // (e.g. the final CLS of the page the SPA just left).
-                apply_view(&mut ViewTarget::Fields(&mut fields), value)?;
+                apply_view(&mut ViewTarget::Fields(&mut fields), view_keys(value)?)?;
                 continue;
             }
             _ => {}

@@ -240,7 +240,7 @@ impl BeaconHandler {
 fn client_hints(headers: &HeaderMap) -> Vec<(&'static str, &str)> {
     CLIENT_HINT_HEADERS
         .iter()
-        .filter_map(|(header, key)| Some((*key, headers.get(*header)?.to_str().ok()?)))
+        .filter_map(|(header, key)| Some((*key, headers.get(header)?.to_str().ok()?)))
         .collect()
 }
 

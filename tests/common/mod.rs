@@ -351,27 +351,114 @@ pub fn client() -> reqwest::Client {
         .expect("http client")
 }
 
+/// A run of the binary that is expected to exit by itself (`validate`,
+/// `rules`, `templates`, `health`, `--version`, or a pipeline that must
+/// refuse to start): built like `Command`, finished by `run`.
+pub struct OneShot(Command);
+
+/// What a one-shot run left behind.
+pub struct Finished {
+    /// `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+    /// Stdout then stderr, for assertions that do not care which.
+    pub fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// The binary with `args`, no stdin, and no `RUM_CONFIG` from the test's own
+/// environment (it would change which config a subcommand reads).
+pub fn one_shot<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> OneShot {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_remove("RUM_CONFIG")
+        .stdin(Stdio::null());
+    OneShot(command)
+}
+
+impl OneShot {
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.0.arg(arg);
+        self
+    }
+    /// Only `env` (plus what `env` adds later): as a container starts it.
+    pub fn env_clear(mut self) -> Self {
+        self.0.env_clear();
+        self
+    }
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.0.env(key, value);
+        self
+    }
+    pub fn envs<'a>(mut self, vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        self.0.envs(vars);
+        self
+    }
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.0.env_remove(key);
+        self
+    }
+    /// Runs to the end; a binary that hangs is a failing test, so this waits
+    /// at most `ONE_SHOT_DEADLINE` and then kills it.
+    pub fn run(mut self) -> Finished {
+        let mut child = self
+            .0
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rum-pipeline");
+        let stdout = read_all(child.stdout.take().expect("stdout"));
+        let stderr = read_all(child.stderr.take().expect("stderr"));
+        let deadline = Instant::now() + ONE_SHOT_DEADLINE;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for rum-pipeline") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("rum-pipeline did not exit within {ONE_SHOT_DEADLINE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Finished {
+            code: status.code(),
+            stdout: stdout.join().expect("stdout reader"),
+            stderr: stderr.join().expect("stderr reader"),
+        }
+    }
+}
+
+/// One-shot runs end in well under a second; a generous bound for loaded CI.
+const ONE_SHOT_DEADLINE: Duration = Duration::from_secs(60);
+
+fn read_all(mut stream: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
 /// Runs `rum-pipeline validate` on a config text; returns (exit code, stdout + stderr).
 pub fn validate(config: &str, env: &[(&str, &str)]) -> (i32, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path: PathBuf = dir.path().join("pipeline.toml");
     std::fs::write(&path, config).expect("write config");
-    let mut command = Command::new(BIN);
-    command
-        .arg("validate")
-        .arg("--config")
+    let run = one_shot(["validate", "--config"])
         .arg(&path)
-        .env_remove("RUM_CONFIG");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let output = command.output().expect("run validate");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
+        .envs(env.iter().copied())
+        .run();
+    (run.code.unwrap_or(-1), run.text())
 }
 
 /// A realistic beacon: `n` events of mixed types, current timestamps.

@@ -170,6 +170,39 @@ fn refuses_bad_beacons_whole() {
             json!({"v": 1, "events": vec![json!({"type": "action"}); 11]}),
             "too_many_events",
         ),
+        // The context objects: read without a DOM, refused the same way.
+        (json!({"v": 1, "app": null, "events": []}), "invalid_beacon"),
+        (
+            json!({"v": 1, "session": "s1", "events": []}),
+            "invalid_beacon",
+        ),
+        (json!({"v": 1, "view": [1], "events": []}), "invalid_beacon"),
+        (
+            json!({"v": 1, "view": {"url": 5}, "events": []}),
+            "invalid_beacon",
+        ),
+        (
+            json!({"v": 1, "view": {"title": true}, "events": []}),
+            "invalid_beacon",
+        ),
+        (json!({"v": 1, "device": 4, "events": []}), "invalid_beacon"),
+        (
+            json!({"v": 1, "device": {"cores": "8"}, "events": []}),
+            "invalid_beacon",
+        ),
+        // Keys the decoder skips still count against the limits.
+        (
+            json!({"v": 1, "app": {"other": "y".repeat(101)}, "events": []}),
+            "string_too_long",
+        ),
+        (
+            json!({"v": 1, "view": {"other": [[[[1]]]]}, "events": []}),
+            "too_deep",
+        ),
+        (
+            json!({"v": 1, "session": ["y".repeat(101)], "events": []}),
+            "string_too_long",
+        ),
     ];
     for (body, error_type) in cases {
         let err = decode_json(body.clone()).unwrap_err();
@@ -186,6 +219,16 @@ fn refuses_bad_beacons_whole() {
             .error_type,
         "invalid_json"
     );
+}
+
+#[test]
+fn a_repeated_context_key_keeps_its_last_value() {
+    let body = br#"{"v":1,"app":{"name":"a","name":"b","extra":{"x":1}},"view":{"url":"https://x.test/1","url":null},"events":[{"type":"action"}]}"#;
+    let decoded = decode(body, &facts(), &limits()).unwrap();
+    let event = &decoded.events[0];
+    assert_eq!(event.get_str("service.name"), Some("b"));
+    assert_eq!(event.get_str("url.full"), None);
+    assert_eq!(decoded.page_url, None);
 }
 
 #[test]

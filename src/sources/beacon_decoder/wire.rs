@@ -8,7 +8,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::bounded::{Bounded, Key, Limits};
+use super::bounded::{Bounded, Key, Known, Limits};
 
 /// The top level of a beacon: known keys kept as small values, the events
 /// as key/value lists, everything else checked, skipped and counted.
@@ -23,10 +23,11 @@ pub(super) struct WireObject<'de> {
     pub(super) v: Option<Value>,
     pub(super) sent_at: Option<Value>,
     pub(super) events: Option<WireEvents<'de>>,
-    pub(super) app: Option<Value>,
-    pub(super) session: Option<Value>,
-    pub(super) view: Option<Value>,
-    pub(super) device: Option<Value>,
+    /// `Some(None)`: present but not an object.
+    pub(super) app: Option<Option<[Option<Value>; 3]>>,
+    pub(super) session: Option<Option<[Option<Value>; 1]>>,
+    pub(super) view: Option<Option<[Option<Value>; 4]>>,
+    pub(super) device: Option<Option<[Option<Value>; 3]>>,
     pub(super) ua_hints: Option<Value>,
     pub(super) ignored_keys: usize,
 }
@@ -104,10 +105,10 @@ impl<'de> Visitor<'de> for BeaconSeed<'_> {
                 "v" => out.v = Some(map.next_value_seed(value())?),
                 "sent_at" => out.sent_at = Some(map.next_value_seed(value())?),
                 "events" => out.events = Some(map.next_value_seed(EventsSeed(limits))?),
-                "app" => out.app = Some(map.next_value_seed(value())?),
-                "session" => out.session = Some(map.next_value_seed(value())?),
-                "view" => out.view = Some(map.next_value_seed(value())?),
-                "device" => out.device = Some(map.next_value_seed(value())?),
+                "app" => out.app = Some(map.next_value_seed(known(limits, &APP_KEYS))?),
+                "session" => out.session = Some(map.next_value_seed(known(limits, &SESSION_KEYS))?),
+                "view" => out.view = Some(map.next_value_seed(known(limits, &VIEW_KEYS))?),
+                "device" => out.device = Some(map.next_value_seed(known(limits, &DEVICE_KEYS))?),
                 "ua_hints" => out.ua_hints = Some(map.next_value_seed(value())?),
                 _ => {
                     // Not kept, but still within the limits.
@@ -117,6 +118,22 @@ impl<'de> Visitor<'de> for BeaconSeed<'_> {
             }
         }
         Ok(WireBeacon::Object(out))
+    }
+}
+
+/// The keys kept of the beacon's context objects (the rest is checked and
+/// skipped), in the order the decoder reads them.
+pub(super) const APP_KEYS: [&str; 3] = ["name", "version", "env"];
+pub(super) const SESSION_KEYS: [&str; 1] = ["id"];
+pub(super) const VIEW_KEYS: [&str; 4] = ["url", "id", "title", "referrer"];
+pub(super) const DEVICE_KEYS: [&str; 3] = ["memory", "cores", "connection"];
+
+/// A context object at depth 2.
+fn known<'l, const N: usize>(limits: &'l Limits, keys: &'static [&'static str; N]) -> Known<'l, N> {
+    Known {
+        limits,
+        depth: 2,
+        keys,
     }
 }
 

@@ -13,32 +13,21 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import http from 'node:http';
 import https from 'node:https';
-import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import { CHROMIUM, FLAGS, debugLog, startPipeline as startHarnessPipeline } from '../lib/harness.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, '../../..');
-const BIN = process.env.RUM_PIPELINE_BIN
-  || join(process.env.CARGO_TARGET_DIR || join(repo, 'target'), 'debug', 'rum-pipeline');
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 /** CSP_TEST_DEBUG=1 shows the steps on stderr. */
-const log = (...a) => process.env.CSP_TEST_DEBUG && console.error(new Date().toISOString(), ...a);
-const FLAGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-];
+const log = debugLog('CSP_TEST_DEBUG');
 
 /** Starts rum-pipeline with one csp source and a stdout sink. */
-async function startPipeline(dir, extraSource = '') {
-  const config = join(dir, 'pipeline.toml');
-  writeFileSync(config, `stats_interval_secs = 0
+function startPipeline(dir, extraSource = '') {
+  return startHarnessPipeline(dir, `stats_interval_secs = 0
 [sources.csp]
 type = "csp"
 address = "127.0.0.1:0"
@@ -46,48 +35,7 @@ ${extraSource}
 [sinks.out]
 type = "stdout"
 inputs = ["csp"]
-`);
-  const child = spawn(BIN, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const events = [];
-  const waiters = new Set();
-  const stderr = [];
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    const event = JSON.parse(line);
-    events.push(event);
-    for (const w of waiters) w.check();
-  });
-  const base = await new Promise((resolveBase, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "listening on" line; stderr:\n${stderr.join('\n')}`)), 20_000);
-    child.on('exit', (code) => reject(new Error(`rum-pipeline exited (${code}); stderr:\n${stderr.join('\n')}`)));
-    createInterface({ input: child.stderr }).on('line', (line) => {
-      stderr.push(line);
-      const m = line.match(/listening on (https?:\/\/\S+)/);
-      if (m) { clearTimeout(timer); resolveBase(m[1]); }
-    });
-  });
-  /** Resolves with the first event matching `pred`, or fails at the deadline. */
-  const waitFor = (pred, ms, what) => new Promise((ok, fail) => {
-    const waiter = {
-      check() {
-        const found = events.find(pred);
-        if (found) { clearTimeout(waiter.timer); waiters.delete(waiter); ok(found); }
-      },
-    };
-    waiter.timer = setTimeout(() => {
-      waiters.delete(waiter);
-      fail(new Error(`no ${what} within ${ms} ms; events: ${JSON.stringify(events)}\nstderr:\n${stderr.join('\n')}`));
-    }, ms);
-    waiters.add(waiter);
-    waiter.check();
-  });
-  const stop = () => new Promise((done) => {
-    if (child.exitCode !== null) return done();
-    // SIGTERM drains and exits at once; SIGKILL only if that ever breaks.
-    const hard = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.on('exit', (code) => { clearTimeout(hard); log('pipeline exited', code); done(); });
-    child.kill('SIGTERM');
-  });
-  return { base, waitFor, stop };
+`, log);
 }
 
 /** Serves one page with the given response headers. */
@@ -154,7 +102,7 @@ test('legacy report-uri over HTTP reaches the sink', { timeout: 120_000 }, async
     await tab.goto(page.url);
     log('page loaded');
     assert.equal(await tab.title(), 'csp test', 'the policy blocked the inline script');
-    const event = await pipeline.waitFor((e) => e.csp?.format === 'report-uri', 30_000, 'report-uri event');
+    const [event] = await pipeline.waitFor((e) => e.csp?.format === 'report-uri', 30_000, 'report-uri event');
     assert.equal(event.rum.type, 'csp_violation');
     assert.equal(event.csp.blocked_uri, 'inline');
     assert.equal(event.csp.document_uri, page.url);
@@ -188,7 +136,7 @@ test('Reporting API over HTTPS (shared listener with TLS) reaches the sink', { t
     await tab.goto(page.url);
     assert.equal(await tab.title(), 'csp test', 'the policy blocked the inline script');
     // Chromium sends the first report at once and batches the rest later.
-    const event = await pipeline.waitFor((e) => e.csp?.format === 'reporting-api', 90_000, 'reporting-api event');
+    const [event] = await pipeline.waitFor((e) => e.csp?.format === 'reporting-api', 90_000, 'reporting-api event');
     assert.equal(event.rum.type, 'csp_violation');
     assert.equal(event.csp.blocked_uri, 'inline');
     assert.equal(event.csp.document_uri, page.url);

@@ -18,86 +18,33 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve, dirname } from 'node:path';
+import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import http from 'node:http';
-import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import { repo, CHROMIUM, FLAGS, debugLog, waiter, startPipeline as startHarnessPipeline } from '../lib/harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, '../../..');
-const BIN = process.env.RUM_PIPELINE_BIN
-  || join(process.env.CARGO_TARGET_DIR || join(repo, 'target'), 'debug', 'rum-pipeline');
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const FIXTURES = join(repo, 'testdata', 'sdk', 'elastic-apm-rum');
 const CAPTURE = process.env.APM_RUM_FIXTURES === 'write';
 /** APM_RUM_TEST_DEBUG=1 shows the steps on stderr. */
-const log = (...a) => process.env.APM_RUM_TEST_DEBUG && console.error(new Date().toISOString(), ...a);
-const FLAGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-];
+const log = debugLog('APM_RUM_TEST_DEBUG');
 const AGENT = JSON.parse(readFileSync(join(here, 'node_modules/@elastic/apm-rum/package.json'), 'utf8')).version;
 const BUNDLE = join(here, 'node_modules/@elastic/apm-rum/dist/bundles/elastic-apm-rum.umd.js');
 
-/** Resolves with the items matching `pred` once there are `n`, or fails at the deadline. */
-function waiter(items, describe) {
-  const waiters = new Set();
-  const notify = () => { for (const w of waiters) w.check(); };
-  const waitFor = (pred, ms, what, n = 1) => new Promise((ok, fail) => {
-    const w = {
-      check() {
-        const found = items.filter(pred);
-        if (found.length >= n) { clearTimeout(w.timer); waiters.delete(w); ok(found); }
-      },
-    };
-    w.timer = setTimeout(() => {
-      waiters.delete(w);
-      fail(new Error(`no ${what} within ${ms} ms; ${describe()}`));
-    }, ms);
-    waiters.add(w);
-    w.check();
-  });
-  return { notify, waitFor };
-}
-
 /** Starts rum-pipeline with one elastic_apm_rum source and a stdout sink. */
-async function startPipeline(dir) {
-  const config = join(dir, 'pipeline.toml');
-  writeFileSync(config, `stats_interval_secs = 0
+function startPipeline(dir) {
+  return startHarnessPipeline(dir, `stats_interval_secs = 0
 [sources.apm]
 type = "elastic_apm_rum"
 address = "127.0.0.1:0"
 [sinks.out]
 type = "stdout"
 inputs = ["apm"]
-`);
-  const child = spawn(BIN, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const events = [];
-  const stderr = [];
-  const { notify, waitFor } = waiter(events, () => `events: ${JSON.stringify(events)}\nstderr:\n${stderr.join('\n')}`);
-  createInterface({ input: child.stdout }).on('line', (line) => { events.push(JSON.parse(line)); notify(); });
-  const base = await new Promise((resolveBase, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "listening on" line; stderr:\n${stderr.join('\n')}`)), 20_000);
-    child.on('exit', (code) => reject(new Error(`rum-pipeline exited (${code}); stderr:\n${stderr.join('\n')}`)));
-    createInterface({ input: child.stderr }).on('line', (line) => {
-      stderr.push(line);
-      log('pipeline:', line);
-      const m = line.match(/listening on (https?:\/\/\S+)/);
-      if (m) { clearTimeout(timer); resolveBase(m[1]); }
-    });
-  });
-  const stop = () => new Promise((done) => {
-    if (child.exitCode !== null) return done();
-    const hard = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.on('exit', () => { clearTimeout(hard); done(); });
-    child.kill('SIGTERM');
-  });
-  return { base, waitFor, stop, events, stderr };
+`, log);
 }
 
 /** The page: a large heading (LCP), a banner that pushes the text down

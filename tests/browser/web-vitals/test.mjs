@@ -17,80 +17,30 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve, dirname } from 'node:path';
+import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
-import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import { repo, CHROMIUM, FLAGS, debugLog, startPipeline as startHarnessPipeline } from '../lib/harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, '../../..');
-const BIN = process.env.RUM_PIPELINE_BIN
-  || join(process.env.CARGO_TARGET_DIR || join(repo, 'target'), 'debug', 'rum-pipeline');
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const FIXTURES = join(repo, 'testdata', 'sdk', 'web-vitals');
 /** WEB_VITALS_TEST_DEBUG=1 shows the steps on stderr. */
-const log = (...a) => process.env.WEB_VITALS_TEST_DEBUG && console.error(new Date().toISOString(), ...a);
-const FLAGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-];
+const log = debugLog('WEB_VITALS_TEST_DEBUG');
 const LIBRARY = JSON.parse(readFileSync(join(here, 'node_modules/web-vitals/package.json'), 'utf8')).version;
 
 /** Starts rum-pipeline with one web_vitals source and a stdout sink. */
-async function startPipeline(dir) {
-  const config = join(dir, 'pipeline.toml');
-  writeFileSync(config, `stats_interval_secs = 0
+function startPipeline(dir) {
+  return startHarnessPipeline(dir, `stats_interval_secs = 0
 [sources.vitals]
 type = "web_vitals"
 address = "127.0.0.1:0"
 [sinks.out]
 type = "stdout"
 inputs = ["vitals"]
-`);
-  const child = spawn(BIN, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const events = [];
-  const waiters = new Set();
-  const stderr = [];
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    events.push(JSON.parse(line));
-    for (const w of waiters) w.check();
-  });
-  const base = await new Promise((resolveBase, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "listening on" line; stderr:\n${stderr.join('\n')}`)), 20_000);
-    child.on('exit', (code) => reject(new Error(`rum-pipeline exited (${code}); stderr:\n${stderr.join('\n')}`)));
-    createInterface({ input: child.stderr }).on('line', (line) => {
-      stderr.push(line);
-      log('pipeline:', line);
-      const m = line.match(/listening on (https?:\/\/\S+)/);
-      if (m) { clearTimeout(timer); resolveBase(m[1]); }
-    });
-  });
-  /** Resolves with the events matching `pred` once there are `n`, or fails at the deadline. */
-  const waitFor = (pred, ms, what, n = 1) => new Promise((ok, fail) => {
-    const waiter = {
-      check() {
-        const found = events.filter(pred);
-        if (found.length >= n) { clearTimeout(waiter.timer); waiters.delete(waiter); ok(found); }
-      },
-    };
-    waiter.timer = setTimeout(() => {
-      waiters.delete(waiter);
-      fail(new Error(`no ${what} within ${ms} ms; events: ${JSON.stringify(events)}\nstderr:\n${stderr.join('\n')}`));
-    }, ms);
-    waiters.add(waiter);
-    waiter.check();
-  });
-  const stop = () => new Promise((done) => {
-    if (child.exitCode !== null) return done();
-    const hard = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.on('exit', () => { clearTimeout(hard); done(); });
-    child.kill('SIGTERM');
-  });
-  return { base, waitFor, stop, events, stderr };
+`, log);
 }
 
 /** The page: a large heading (LCP), a banner that pushes the text down

@@ -5,16 +5,6 @@
 #   WEB_VITALS_FIXTURES=write  also saves the bodies the page sent (testdata/sdk/web-vitals/)
 #   RUM_PIPELINE_BIN  binary to test (default: <target>/debug/rum-pipeline)
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-repo="$(cd "$here/../../.." && pwd)"
-bash "$repo/scripts/setup-browser.sh"
-cd "$here"
-if [ ! -f node_modules/playwright-core/package.json ] || [ ! -f node_modules/web-vitals/package.json ]; then
-  # playwright-core never downloads a browser; the variable makes sure.
-  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --silent --no-audit --no-fund >/dev/null
-fi
-export RUM_PIPELINE_BIN="${RUM_PIPELINE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/debug/rum-pipeline}"
-if [ ! -x "$RUM_PIPELINE_BIN" ]; then
-  (cd "$repo" && cargo build --quiet --bin rum-pipeline)
-fi
+cd "$(dirname "$0")"
+. ../lib/prepare.sh playwright-core web-vitals
 exec node --test --test-reporter=spec test.mjs
