@@ -23,6 +23,7 @@ use rum_pipeline::sinks::elasticsearch::index::{IndexOptions, IndexRouter};
 use rum_pipeline::sinks::{SinkConfig, SinkContext};
 use rum_pipeline::telemetry::{ComponentMetrics, Registry};
 use rum_pipeline::topology::buffer::buffer;
+use rum_pipeline::topology::shutdown::ShutdownTrigger;
 use serde_json::{json, Value};
 
 /// Upstream batch size, as a beacon of that many events would give.
@@ -202,6 +203,8 @@ fn sink(count: usize, offset: usize, compression: &str) -> SinkRun {
                 id: "es".into(),
                 metrics: ComponentMetrics::new(&registry, "es", "sink", "elasticsearch"),
                 health: Arc::new(Health::default()),
+                // Never triggered: these runs end when their input closes.
+                shutdown: ShutdownTrigger::new().subscribe(),
                 input: rx,
             })
             .expect("build");

@@ -558,10 +558,10 @@ def find_binary():
 
 def shutdown_timeout_default():
     """The pipeline's default shutdown_timeout_secs, read from the code."""
-    text = (ROOT / "src" / "config" / "mod.rs").read_text()
+    text = (ROOT / "src" / "config" / "options.rs").read_text()
     match = re.search(r"fn default_shutdown_timeout\(\) -> u64 \{\s*(\d+)\s*\}", text)
     if not match:
-        raise SystemExit("cannot find default_shutdown_timeout() in src/config/mod.rs")
+        raise SystemExit("cannot find default_shutdown_timeout() in src/config/options.rs")
     return int(match.group(1))
 
 

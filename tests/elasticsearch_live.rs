@@ -21,6 +21,7 @@ use rum_pipeline::http::server::Health;
 use rum_pipeline::sinks::{SinkConfig, SinkContext};
 use rum_pipeline::telemetry::{ComponentMetrics, Registry};
 use rum_pipeline::topology::buffer::buffer;
+use rum_pipeline::topology::shutdown::ShutdownTrigger;
 use serde_json::{json, Value};
 
 struct Cluster {
@@ -95,6 +96,8 @@ impl Cluster {
                 id: id.into(),
                 metrics: ComponentMetrics::new(&registry, id, "sink", "elasticsearch"),
                 health: Arc::new(Health::default()),
+                // Never triggered: these runs end when their input closes.
+                shutdown: ShutdownTrigger::new().subscribe(),
                 input: rx,
             })
             .expect("build");

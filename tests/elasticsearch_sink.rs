@@ -18,6 +18,7 @@ use rum_pipeline::sinks::elasticsearch::encoder::document_id;
 use rum_pipeline::sinks::{SinkConfig, SinkContext};
 use rum_pipeline::telemetry::{ComponentMetrics, Registry};
 use rum_pipeline::topology::buffer::{buffer, BufferSender};
+use rum_pipeline::topology::shutdown::ShutdownTrigger;
 use serde_json::{json, Value};
 use support::es_double::{EsDouble, ItemFault, Outage};
 
@@ -42,6 +43,8 @@ fn start_sink(toml_text: &str) -> Sink {
             id: "es".into(),
             metrics: ComponentMetrics::new(&registry, "es", "sink", "elasticsearch"),
             health: health.clone(),
+            // Never triggered: these runs end when their input closes.
+            shutdown: ShutdownTrigger::new().subscribe(),
             input: rx,
         })
         .expect("build");

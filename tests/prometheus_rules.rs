@@ -2,8 +2,9 @@
 //! `rum-pipeline rules` writes for pipelines/prod.toml, `promtool check rules`
 //! accepts every rule file the command can write, the unit tests of
 //! rules_test.yml pass (`promtool test rules`: each alert fires just above its
-//! threshold and stays quiet just below), and the Grafana dashboard queries
-//! only metrics the sink exports or the rules record.
+//! threshold and stays quiet just below), the Grafana dashboard queries
+//! only metrics the sink exports or the rules record, and `promtool check
+//! metrics` accepts what `/metrics` and the sink's `/metrics/rum` answer.
 //!
 //! promtool comes with Debian's `prometheus` package (scripts/test.sh installs
 //! it). Without it these tests fail, unless RUM_SKIP_PROMTOOL=1 says to skip.
@@ -13,7 +14,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::one_shot;
+use common::{beacon, client, one_shot, Pipeline};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -240,4 +241,61 @@ fn rules_without_a_prometheus_sink_is_an_error() {
     let output = one_shot(["rules", "--config"]).arg(&path).run();
     assert_eq!(output.code, Some(78));
     assert!(output.stderr.contains("no prometheus sink"));
+}
+
+/// Lint problems `promtool check metrics` finds in an exposition, or None
+/// when promtool is missing and RUM_SKIP_PROMTOOL=1.
+fn promtool_check_metrics(text: &str) -> Option<String> {
+    use std::io::Write as _;
+    let promtool = promtool()?;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let output = child.wait_with_output().expect("promtool output");
+    if output.status.success() {
+        return Some(String::new());
+    }
+    Some(format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    ))
+}
+
+#[tokio::test]
+async fn promtool_check_metrics_accepts_both_expositions() {
+    let p = Pipeline::start(
+        "stats_interval_secs = 0\n[sources.beacons]\ntype = \"rum_beacon\"\naddress = \"127.0.0.1:0\"\n\n[sinks.rum]\ntype = \"prometheus\"\ninputs = [\"beacons\"]\n\n[sinks.rum.budgets]\nLCP = 2500\n",
+    );
+    let sent = client()
+        .post(p.url("/rum"))
+        .json(&beacon("s1", 10))
+        .send()
+        .await
+        .expect("POST /rum");
+    assert_eq!(sent.status(), 204);
+    for path in ["/metrics", "/metrics/rum"] {
+        let response = client().get(p.url(path)).send().await.expect("scrape");
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4",
+            "{path}"
+        );
+        let text = response.text().await.expect("body");
+        let Some(problems) = promtool_check_metrics(&text) else {
+            return;
+        };
+        assert!(problems.is_empty(), "{path}: {problems}\n{text}");
+    }
 }

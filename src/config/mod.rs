@@ -6,24 +6,25 @@
 pub mod byte_size;
 pub mod graph;
 pub mod interpolate;
+mod locate;
+mod options;
 
 use std::fmt;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
-use crate::http::limits::HttpServerOptions;
-use crate::http::server::ApiOptions;
 use crate::sinks::SinkConfig;
 use crate::sources::{HttpSourceOptions, SourceConfig};
 use crate::transforms::TransformConfig;
+use locate::{line_of_offset, locate, locate_top_level};
+pub use options::{
+    default_true, BufferOptions, GlobalOptions, DEFAULT_BUFFER_MAX_EVENTS,
+    DEFAULT_SINK_BUFFER_MAX_BYTES, DEFAULT_TRANSFORM_BUFFER_MAX_BYTES,
+};
 
 /// The pipeline `cargo run` uses when no `--config` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../pipelines/dev.toml");
-
-/// Default capacity of a transform's or sink's input buffer, in events.
-pub const DEFAULT_BUFFER_MAX_EVENTS: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -49,91 +50,6 @@ impl fmt::Display for ConfigError {
             write!(f, "key `{key}`: ")?;
         }
         write!(f, "{}", self.message)
-    }
-}
-
-/// Options outside any component.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GlobalOptions {
-    /// Seconds to drain channels and flush sinks after SIGTERM/SIGINT.
-    #[serde(default = "default_shutdown_timeout")]
-    pub shutdown_timeout_secs: u64,
-    /// Seconds between the info lines reporting events in/out/dropped (0 = off).
-    #[serde(default = "default_stats_interval")]
-    pub stats_interval_secs: u64,
-    /// `[http]`: connection cap, body bytes in flight and connection
-    /// timeouts of every intake listener.
-    #[serde(default)]
-    pub http: HttpServerOptions,
-    /// `[api]`: a separate listener for `/metrics` and `/health`; with it,
-    /// the intake listeners no longer serve `/metrics`.
-    #[serde(default)]
-    pub api: Option<ApiOptions>,
-}
-
-impl Default for GlobalOptions {
-    fn default() -> Self {
-        Self {
-            shutdown_timeout_secs: default_shutdown_timeout(),
-            stats_interval_secs: default_stats_interval(),
-            http: HttpServerOptions::default(),
-            api: None,
-        }
-    }
-}
-
-/// serde default for the many options that are on unless turned off.
-pub fn default_true() -> bool {
-    true
-}
-
-fn default_shutdown_timeout() -> u64 {
-    10
-}
-fn default_stats_interval() -> u64 {
-    60
-}
-
-/// Input buffer of a transform or sink.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BufferOptions {
-    /// Events the buffer holds before upstreams wait (and sources answer 503).
-    #[serde(default = "default_buffer_max_events")]
-    pub max_events: usize,
-    /// Bytes the waiting events may keep alive (their own parts plus each
-    /// beacon context once), so memory stays bounded however big the events
-    /// are: `"4mb"`, `"512kb"` or a number of bytes. Unset: 256 KiB in front
-    /// of a transform, 4 MiB in front of a sink.
-    #[serde(default, deserialize_with = "optional_byte_size")]
-    pub max_bytes: Option<usize>,
-}
-
-/// Default `buffer.max_bytes` in front of a sink: room to ride out a slow
-/// bulk request without refusing beacons.
-pub const DEFAULT_SINK_BUFFER_MAX_BYTES: usize = 4 * 1024 * 1024;
-
-/// Default `buffer.max_bytes` in front of a transform: transforms keep up
-/// with the sources, and a short queue keeps a beacon's events in the CPU
-/// cache from one step to the next (deep queues between transforms made
-/// throughput bimodal across process starts: bench/BASELINE.md).
-pub const DEFAULT_TRANSFORM_BUFFER_MAX_BYTES: usize = 256 * 1024;
-
-fn optional_byte_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    byte_size::deserialize(d).map(Some)
-}
-
-fn default_buffer_max_events() -> usize {
-    DEFAULT_BUFFER_MAX_EVENTS
-}
-
-impl Default for BufferOptions {
-    fn default() -> Self {
-        Self {
-            max_events: DEFAULT_BUFFER_MAX_EVENTS,
-            max_bytes: None,
-        }
     }
 }
 
@@ -570,89 +486,6 @@ pub fn unknown_type(kind: &str, type_name: &str, known: &[&str]) -> (String, Str
             known.join(", ")
         ),
     )
-}
-
-fn line_of_offset(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// Finds the line that declares `kind.id` (and, when given, the line of `key`
-/// inside it). TOML allows many spellings; this covers `[kind.id]` sections,
-/// `[kind.id.sub]` sub-tables and `key = ...` lines, and falls back to the
-/// section header.
-fn locate(text: &str, kind: &str, id: &str, key: Option<&str>) -> Option<usize> {
-    let section = format!("{kind}.{id}");
-    let mut header_line = None;
-    let mut current: Option<String> = None;
-    let key_parts: Vec<&str> = key
-        .map(|k| {
-            k.split('.')
-                .filter(|p| p.parse::<usize>().is_err())
-                .collect()
-        })
-        .unwrap_or_default();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.starts_with('[') {
-            let name: String = line
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or("")
-                .chars()
-                .filter(|c| !c.is_whitespace() && *c != '"')
-                .collect();
-            if name == section && header_line.is_none() {
-                header_line = Some(i + 1);
-            }
-            current = Some(name);
-            continue;
-        }
-        let Some(current) = &current else { continue };
-        if key_parts.is_empty() {
-            continue;
-        }
-        let Some((lhs, _)) = line.split_once('=') else {
-            continue;
-        };
-        let lhs: String = lhs
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '"')
-            .collect();
-        // The key may be written relative to the component or to a sub-table.
-        for split in 0..key_parts.len() {
-            let table = if split == 0 {
-                section.clone()
-            } else {
-                format!("{section}.{}", key_parts[..split].join("."))
-            };
-            if *current == table && lhs == key_parts[split..].join(".") {
-                return Some(i + 1);
-            }
-        }
-    }
-    header_line
-}
-
-fn locate_top_level(text: &str, key: &str) -> Option<usize> {
-    let found = text.lines().position(|l| {
-        let l = l.trim();
-        l.split_once('=').is_some_and(|(lhs, _)| lhs.trim() == key) || l == format!("[{key}]")
-    });
-    if let Some(i) = found {
-        return Some(i + 1);
-    }
-    // `table.key` written as `[table]` then `key = ...`.
-    let (table, rest) = key.split_once('.')?;
-    let header = format!("[{table}]");
-    let start = text.lines().position(|l| l.trim() == header)?;
-    let in_table = text
-        .lines()
-        .enumerate()
-        .skip(start + 1)
-        .take_while(|(_, l)| !l.trim_start().starts_with('['))
-        .find(|(_, l)| l.split_once('=').is_some_and(|(lhs, _)| lhs.trim() == rest));
-    Some(in_table.map_or(start, |(i, _)| i) + 1)
 }
 
 #[cfg(test)]

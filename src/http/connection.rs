@@ -32,6 +32,7 @@ use super::framing::{HeadInspector, Verdicts};
 use super::limits::{BodyBudget, ConnectionTimeouts, IDLE_AT_CAP};
 use super::server::Router;
 use crate::telemetry::{Counter, Registry};
+use crate::topology::shutdown::Shutdown;
 
 /// How long a connection asked to close may take once nothing is in flight
 /// (to flush the last response, answer GOAWAY) before it is dropped.
@@ -198,7 +199,7 @@ pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     settings: Arc<ConnectionSettings>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     let activity = Activity::new();
     let verdicts = Verdicts::default();
@@ -239,7 +240,7 @@ pub async fn serve(
         Some(acceptor) => {
             let handshake = tokio::select! {
                 done = tokio::time::timeout(settings.timeouts.tls_handshake, acceptor.accept(stream)) => done,
-                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = shutdown.recv() => return,
             };
             let tls_stream = match handshake {
                 Ok(Ok(tls_stream)) => tls_stream,
@@ -268,7 +269,7 @@ async fn watch_connection<C: GracefulConnection>(
     connection: C,
     activity: &Activity,
     settings: &ConnectionSettings,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     let timeouts = settings.timeouts;
     tokio::pin!(connection);
@@ -314,7 +315,7 @@ async fn watch_connection<C: GracefulConnection>(
         let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(far_future));
         tokio::select! {
             _ = connection.as_mut() => return,
-            _ = shutdown.wait_for(|stop| *stop), if closing.is_none() => {
+            _ = shutdown.recv(), if closing.is_none() => {
                 connection.as_mut().graceful_shutdown();
                 closing = Some(Instant::now());
             }

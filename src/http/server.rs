@@ -24,7 +24,7 @@ use http::{header, HeaderValue, Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use super::connection::{self, ConnectionSettings};
@@ -32,6 +32,7 @@ use super::framing::{check_transfer_encoding, FramingError};
 use super::limits::{BodyBudget, ConnectionCap, ConnectionTimeouts};
 use super::{text_response, HttpResponse};
 use crate::telemetry::{Counter, Registry};
+use crate::topology::shutdown::Shutdown;
 
 pub type ResponseFuture = Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
 
@@ -68,9 +69,6 @@ pub struct Health {
     /// Components that run but cannot deliver right now (e.g. a sink whose
     /// Elasticsearch is down); shown by /health, which stays 200 for them.
     degraded: Mutex<BTreeMap<String, String>>,
-    /// Turns true when shutdown begins, so sinks can bound their retries
-    /// and dead-letter what they cannot deliver before the shutdown timeout.
-    draining_signal: watch::Sender<bool>,
 }
 
 // 0 (the default) = starting.
@@ -83,11 +81,6 @@ impl Health {
     }
     pub fn set_draining(&self) {
         self.state.store(DRAINING, Ordering::SeqCst);
-        self.draining_signal.send_replace(true);
-    }
-    /// Becomes true when shutdown begins.
-    pub fn draining(&self) -> watch::Receiver<bool> {
-        self.draining_signal.subscribe()
     }
     pub fn set_degraded(&self, component: &str, reason: Option<String>) {
         let mut degraded = self.degraded.lock().unwrap_or_else(|e| e.into_inner());
@@ -319,9 +312,9 @@ impl Listener {
         }
     }
 
-    /// Serves until `shutdown` turns true, then lets open connections finish
+    /// Serves until shutdown begins, then lets open connections finish
     /// their request and returns once the last one has closed.
-    pub async fn serve(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(self, mut shutdown: Shutdown) {
         // Each connection task holds a clone; recv() returns None when all are gone.
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         loop {
@@ -330,11 +323,11 @@ impl Listener {
             // connections are told to make room.
             let permit = tokio::select! {
                 permit = self.limits.connections.acquire() => permit,
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = shutdown.recv() => break,
             };
             let accepted = tokio::select! {
                 accepted = self.tcp.accept() => accepted,
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = shutdown.recv() => break,
             };
             let (stream, peer) = match accepted {
                 Ok(pair) => pair,

@@ -15,6 +15,7 @@ use crate::config::{decode, unknown_type, CheckConfig};
 use crate::http::server::{Health, Route};
 use crate::telemetry::ComponentMetrics;
 use crate::topology::buffer::BufferReceiver;
+use crate::topology::shutdown::Shutdown;
 
 pub type SinkFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -41,7 +42,11 @@ pub struct SinkRoute {
 pub struct SinkContext {
     pub id: String,
     pub metrics: ComponentMetrics,
+    /// Components that cannot deliver report it here, for `/health`.
     pub health: Arc<Health>,
+    /// Begins when the pipeline starts shutting down, before the input
+    /// closes: a sink that retries bounds its retries from then on.
+    pub shutdown: Shutdown,
     pub input: BufferReceiver,
 }
 

@@ -21,6 +21,7 @@ use crate::event::{Batch, Event};
 use crate::http::server::Health;
 use crate::telemetry::{ComponentMetrics, Registry};
 use crate::topology::buffer::{buffer, BufferSender, Fanout, SendError};
+use crate::topology::shutdown::ShutdownTrigger;
 
 type Respond = dyn Fn(usize, &[String]) -> Result<Reply, Failure> + Send + Sync;
 
@@ -138,6 +139,7 @@ fn id_of(i: usize) -> String {
 struct Harness {
     registry: Arc<Registry>,
     health: Arc<Health>,
+    shutdown: ShutdownTrigger,
     tx: BufferSender,
     task: tokio::task::JoinHandle<()>,
     dir: tempfile::TempDir,
@@ -185,10 +187,12 @@ fn start(backend: Arc<dyn Backend>, settings: Settings, buffer_events: usize) ->
     })
     .unwrap();
     let (tx, rx) = buffer(buffer_events, usize::MAX);
-    let task = tokio::spawn(run(shared, router, settings, rx));
+    let shutdown = ShutdownTrigger::new();
+    let task = tokio::spawn(run(shared, router, settings, rx, shutdown.subscribe()));
     Harness {
         registry,
         health,
+        shutdown,
         tx,
         task,
         dir,
@@ -485,7 +489,7 @@ async fn shutdown_dead_letters_what_cannot_be_delivered_in_time() {
     let h = start(es.clone(), settings(), 100);
     h.send(0..35).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    h.health.set_draining();
+    h.shutdown.begin();
     let started = tokio::time::Instant::now();
     let done = h.finish().await;
     assert!(

@@ -136,6 +136,7 @@ impl ElasticsearchConfig {
             id,
             metrics,
             health,
+            shutdown,
             input,
         } = cx;
         let (first_pass_tx, first_pass) = tokio::sync::watch::channel(false);
@@ -195,7 +196,7 @@ impl ElasticsearchConfig {
                     }
                 });
             }
-            service::run(shared, router, settings, input).await;
+            service::run(shared, router, settings, input, shutdown).await;
             setup.abort();
         }))
     }

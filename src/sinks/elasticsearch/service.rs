@@ -31,6 +31,7 @@ use super::retry::{judge, Answer, Backoff, Failure, Verdict};
 use crate::http::server::Health;
 use crate::log_limit::LogLimit;
 use crate::topology::buffer::BufferReceiver;
+use crate::topology::shutdown::Shutdown;
 
 /// When a batch is sent and how many are in flight.
 #[derive(Debug, Clone)]
@@ -282,6 +283,7 @@ pub async fn run(
     router: IndexRouter,
     settings: Settings,
     mut input: BufferReceiver,
+    mut shutdown: Shutdown,
 ) {
     let slots = Arc::new(Semaphore::new(settings.concurrency));
     shared
@@ -293,12 +295,10 @@ pub async fn run(
     // that is when the deadline has to start.
     let forward = tokio::spawn({
         let tx = drain_tx.clone();
-        let mut draining = shared.health.draining();
         let after = settings.shutdown_deadline;
         async move {
-            if draining.wait_for(|d| *d).await.is_ok() {
-                begin_drain(&tx, after);
-            }
+            shutdown.recv().await;
+            begin_drain(&tx, after);
         }
     });
     let mut dispatcher = Dispatcher {

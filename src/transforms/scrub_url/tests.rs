@@ -1,3 +1,7 @@
+//! Tests of the scrub_url transform (query rules, value detectors, path
+//! templates, the memo, bad input), kept together with their fixtures and
+//! helpers: the reason this file is over 600 lines.
+
 use super::scrubber::split_position_suffix;
 use super::*;
 use crate::telemetry::{ComponentMetrics, Registry};

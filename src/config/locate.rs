@@ -1,0 +1,86 @@
+//! Where in the pipeline file a problem is: the line of a component's
+//! section or of one of its keys, found in the text since the TOML parser
+//! keeps no spans for deserialized values.
+
+pub(super) fn line_of_offset(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Finds the line that declares `kind.id` (and, when given, the line of `key`
+/// inside it). TOML allows many spellings; this covers `[kind.id]` sections,
+/// `[kind.id.sub]` sub-tables and `key = ...` lines, and falls back to the
+/// section header.
+pub(super) fn locate(text: &str, kind: &str, id: &str, key: Option<&str>) -> Option<usize> {
+    let section = format!("{kind}.{id}");
+    let mut header_line = None;
+    let mut current: Option<String> = None;
+    let key_parts: Vec<&str> = key
+        .map(|k| {
+            k.split('.')
+                .filter(|p| p.parse::<usize>().is_err())
+                .collect()
+        })
+        .unwrap_or_default();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            let name: String = line
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '"')
+                .collect();
+            if name == section && header_line.is_none() {
+                header_line = Some(i + 1);
+            }
+            current = Some(name);
+            continue;
+        }
+        let Some(current) = &current else { continue };
+        if key_parts.is_empty() {
+            continue;
+        }
+        let Some((lhs, _)) = line.split_once('=') else {
+            continue;
+        };
+        let lhs: String = lhs
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '"')
+            .collect();
+        // The key may be written relative to the component or to a sub-table.
+        for split in 0..key_parts.len() {
+            let table = if split == 0 {
+                section.clone()
+            } else {
+                format!("{section}.{}", key_parts[..split].join("."))
+            };
+            if *current == table && lhs == key_parts[split..].join(".") {
+                return Some(i + 1);
+            }
+        }
+    }
+    header_line
+}
+
+pub(super) fn locate_top_level(text: &str, key: &str) -> Option<usize> {
+    let found = text.lines().position(|l| {
+        let l = l.trim();
+        l.split_once('=').is_some_and(|(lhs, _)| lhs.trim() == key) || l == format!("[{key}]")
+    });
+    if let Some(i) = found {
+        return Some(i + 1);
+    }
+    // `table.key` written as `[table]` then `key = ...`.
+    let (table, rest) = key.split_once('.')?;
+    let header = format!("[{table}]");
+    let start = text.lines().position(|l| l.trim() == header)?;
+    let in_table = text
+        .lines()
+        .enumerate()
+        .skip(start + 1)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| l.split_once('=').is_some_and(|(lhs, _)| lhs.trim() == rest));
+    Some(in_table.map_or(start, |(i, _)| i) + 1)
+}

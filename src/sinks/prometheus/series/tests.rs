@@ -1,0 +1,242 @@
+//! Tests of the series store: recording, the series cap and its folding,
+//! sessions, and the exact text `render` writes.
+
+use super::*;
+use crate::sinks::prometheus::vitals::buckets_with;
+
+fn metrics(labels: &[&str], max_series: usize) -> RumMetrics {
+    RumMetrics::new(Settings {
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+        keep_on_fold: labels.iter().map(|l| *l == "service").collect(),
+        max_series,
+        max_sessions: 100,
+        session_timeout_secs: 1800,
+        buckets: vec![(Vital::Lcp, buckets_with(Vital::Lcp, []))],
+    })
+}
+
+fn obs<'a>(dims: &[&'a str], session: Option<&'a str>, kind: Kind<'a>) -> Observation<'a> {
+    Observation {
+        dims: dims.iter().map(|d| Cow::Borrowed(*d)).collect(),
+        session,
+        kind,
+    }
+}
+
+fn lines(text: &str, prefix: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn counts_sessions_once_and_their_first_error_once() {
+    let mut m = metrics(&["site"], 10);
+    m.record(&obs(&["shop"], Some("s1"), Kind::PageView), 0);
+    m.record(&obs(&["shop"], Some("s1"), Kind::Error { count: 2 }), 1);
+    m.record(&obs(&["shop"], Some("s1"), Kind::Error { count: 1 }), 2);
+    m.record(&obs(&["shop"], Some("s2"), Kind::PageView), 3);
+    m.record(&obs(&["shop"], Some("s2"), Kind::Other), 4);
+    let text = m.render();
+    assert_eq!(
+        lines(&text, "rum_page_views_total{"),
+        ["rum_page_views_total{site=\"shop\"} 2"]
+    );
+    assert_eq!(
+        lines(&text, "rum_sessions_total{"),
+        ["rum_sessions_total{site=\"shop\"} 2"]
+    );
+    assert_eq!(
+        lines(&text, "rum_sessions_with_js_error_total{"),
+        ["rum_sessions_with_js_error_total{site=\"shop\"} 1"]
+    );
+    assert_eq!(
+        lines(&text, "rum_js_errors_total{"),
+        ["rum_js_errors_total{site=\"shop\"} 3"]
+    );
+}
+
+#[test]
+fn histogram_lines_are_cumulative_with_google_bounds() {
+    let mut m = metrics(&["site"], 10);
+    for value in [1200.0, 2500.0, 2600.0, 40_000.0] {
+        m.record(&obs(&["shop"], None, Kind::Vital(Vital::Lcp, value)), 0);
+    }
+    let text = m.render();
+    let got = lines(&text, "rum_web_vital_lcp_seconds");
+    assert_eq!(
+        got,
+        [
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"0.5\"} 0",
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"1.0\"} 0",
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"1.5\"} 1",
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"2.0\"} 1",
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"2.5\"} 2",
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"3.0\"} 3",
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"4.0\"} 3",
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"5.0\"} 3",
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"6.0\"} 3",
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"8.0\"} 3",
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"10.0\"} 3",
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"15.0\"} 3",
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"20.0\"} 3",
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"30.0\"} 3",
+            "rum_web_vital_lcp_seconds_bucket{site=\"shop\",le=\"+Inf\"} 4",
+            "rum_web_vital_lcp_seconds_sum{site=\"shop\"} 46.3",
+            "rum_web_vital_lcp_seconds_count{site=\"shop\"} 4",
+        ]
+    );
+    assert!(text.contains("# TYPE rum_web_vital_lcp_seconds histogram\n"));
+    assert!(!text.contains("quantile"));
+}
+
+#[test]
+fn series_beyond_the_cap_fold_into_other() {
+    let mut m = metrics(&["path"], 3);
+    let paths: Vec<String> = (0..10).map(|i| format!("/p/{i}")).collect();
+    let mut folded = 0;
+    for path in &paths {
+        folded += m.record(&obs(&[path], None, Kind::PageView), 0);
+    }
+    assert_eq!(folded, 7);
+    assert_eq!(m.series_count(PAGE_VIEWS), 4);
+    let text = m.render();
+    assert_eq!(
+        lines(&text, "rum_page_views_total{"),
+        [
+            "rum_page_views_total{path=\"/p/0\"} 1",
+            "rum_page_views_total{path=\"/p/1\"} 1",
+            "rum_page_views_total{path=\"/p/2\"} 1",
+            "rum_page_views_total{path=\"__other__\"} 7",
+        ]
+    );
+    // A known series keeps counting past the cap.
+    assert_eq!(m.record(&obs(&["/p/1"], None, Kind::PageView), 0), 0);
+}
+
+#[test]
+fn a_hundred_thousand_page_templates_keep_max_series() {
+    let mut m = metrics(&["service", "path"], 500);
+    let mut folded = 0;
+    for i in 0..100_000 {
+        let path = format!("/p/{i}");
+        let session = format!("s{i}");
+        for kind in [Kind::PageView, Kind::Vital(Vital::Lcp, 2000.0)] {
+            folded += m.record(&obs(&["shop", &path], Some(&session), kind), i / 1000);
+        }
+    }
+    for metric in [PAGE_VIEWS, SESSIONS, Vital::Lcp.metric()] {
+        // 500 real series and the one `service="shop",path="__other__"`.
+        assert_eq!(m.series_count(metric), 501, "{metric}");
+    }
+    assert_eq!(folded, 3 * (100_000 - 500));
+    assert!(m.sessions_remembered() <= 100);
+    let text = m.render();
+    assert!(text.contains("rum_page_views_total{service=\"shop\",path=\"__other__\"} 99500\n"));
+}
+
+#[test]
+fn folding_keeps_the_dimensions_slos_are_evaluated_by() {
+    // `service` is kept on fold; the folded series are capped as well.
+    let mut m = metrics(&["service", "path"], 2);
+    for (service, path) in [
+        ("a", "/1"),
+        ("a", "/2"),
+        ("a", "/3"),
+        ("b", "/4"),
+        ("c", "/5"),
+        ("a", "/6"),
+    ] {
+        m.record(&obs(&[service, path], None, Kind::PageView), 0);
+    }
+    assert_eq!(
+        lines(&m.render(), "rum_page_views_total{"),
+        [
+            "rum_page_views_total{service=\"__other__\",path=\"__other__\"} 1",
+            "rum_page_views_total{service=\"a\",path=\"/1\"} 1",
+            "rum_page_views_total{service=\"a\",path=\"/2\"} 1",
+            "rum_page_views_total{service=\"a\",path=\"__other__\"} 2",
+            "rum_page_views_total{service=\"b\",path=\"__other__\"} 1",
+        ]
+    );
+}
+
+#[test]
+fn csp_directive_is_a_label_after_the_dimensions() {
+    let mut m = metrics(&["site"], 1);
+    m.record(
+        &obs(
+            &["shop"],
+            None,
+            Kind::CspViolation {
+                directive: "script-src-elem",
+            },
+        ),
+        0,
+    );
+    m.record(
+        &obs(
+            &["blog"],
+            None,
+            Kind::CspViolation {
+                directive: "img-src",
+            },
+        ),
+        0,
+    );
+    let text = m.render();
+    assert_eq!(
+        lines(&text, "rum_csp_violations_total{"),
+        [
+            "rum_csp_violations_total{site=\"__other__\",directive=\"img-src\"} 1",
+            "rum_csp_violations_total{site=\"shop\",directive=\"script-src-elem\"} 1",
+        ]
+    );
+}
+
+#[test]
+fn no_dimensions_means_no_braces_and_values_are_escaped() {
+    let mut m = metrics(&[], 10);
+    m.record(&obs(&[], None, Kind::PageView), 0);
+    m.record(
+        &obs(
+            &[],
+            None,
+            Kind::CspViolation {
+                directive: "img-src",
+            },
+        ),
+        0,
+    );
+    let text = m.render();
+    assert!(text.contains("\nrum_page_views_total 1\n"), "{text}");
+    assert!(
+        text.contains("\nrum_csp_violations_total{directive=\"img-src\"} 1\n"),
+        "{text}"
+    );
+    let mut m = metrics(&["path"], 10);
+    m.record(&obs(&["/a\"b\\c\nd"], None, Kind::PageView), 0);
+    assert!(m
+        .render()
+        .contains(r#"rum_page_views_total{path="/a\"b\\c\nd"} 1"#));
+}
+
+#[test]
+fn remembered_sessions_stay_bounded() {
+    let mut m = metrics(&[], 10);
+    for i in 0..10_000 {
+        m.record(&obs(&[], Some(&format!("s{i}")), Kind::PageView), i / 100);
+    }
+    assert!(
+        m.sessions_remembered() <= 100,
+        "{}",
+        m.sessions_remembered()
+    );
+    // A session idle for less than a generation is still known.
+    let mut m = metrics(&[], 10);
+    m.record(&obs(&[], Some("a"), Kind::PageView), 0);
+    m.record(&obs(&[], Some("b"), Kind::PageView), 1900);
+    m.record(&obs(&[], Some("a"), Kind::PageView), 2000);
+    assert!(m.render().contains("\nrum_sessions_total 2\n"));
+}

@@ -1,0 +1,473 @@
+//! Building: every component's config turned into its runtime half, the
+//! buffers between them, the listeners' routes, and which transforms share a
+//! task (`fused_chains`). Everything fallible happens here, before any task runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::buffer::{
+    buffer, register_buffer_gauge, BufferReceiver, BufferSender, Fanout, Outputs, DEFAULT_OUTPUT,
+};
+use super::shutdown::ShutdownTrigger;
+use crate::config::graph::split_input;
+use crate::config::PipelineConfig;
+use crate::http::server::{Health, Route};
+use crate::sinks::{SinkContext, SinkFuture, SinkRoute};
+use crate::sources::{SourceContext, TlsOptions};
+use crate::telemetry::{ComponentMetrics, Counter, Registry};
+use crate::transforms::{Transform, TransformContext};
+
+/// One shared listener's worth of routes, before binding.
+pub struct PlannedListener {
+    pub address: SocketAddr,
+    pub tls: Option<TlsOptions>,
+    pub routes: Vec<Route>,
+    pub source_ids: Vec<String>,
+}
+
+/// One task: a transform with an input buffer, then any transforms fused
+/// after it (see [`fused_chains`]); the last one's outputs leave the task.
+pub(super) struct TransformTask {
+    pub(super) input: BufferReceiver,
+    pub(super) stages: Vec<Stage>,
+    pub(super) outputs: Outputs,
+}
+
+pub(super) struct Stage {
+    pub(super) id: String,
+    pub(super) transform: Box<dyn Transform>,
+    pub(super) metrics: ComponentMetrics,
+    /// `component_sent_events_total` of a stage that hands its single output
+    /// straight to the next stage.
+    pub(super) sent: Counter,
+}
+
+impl TransformTask {
+    /// The ids of its stages, `a+b+c`, for logs.
+    pub(super) fn name(&self) -> String {
+        let ids: Vec<&str> = self.stages.iter().map(|s| s.id.as_str()).collect();
+        ids.join("+")
+    }
+}
+
+/// Transforms that run inside their upstream's task: a transform whose only
+/// input is the default output of a single-output transform that feeds
+/// nothing else. Handing the batch over directly saves a buffer (its memory),
+/// a channel send and a task wake-up per hop: a linear chain of enrichment
+/// transforms then costs one task. Maps each fused transform to its upstream.
+fn fused_chains(config: &PipelineConfig) -> HashMap<&str, &str> {
+    let single_output: HashMap<&str, bool> = config
+        .transforms
+        .iter()
+        .map(|t| (t.id.as_str(), t.config.outputs() == [DEFAULT_OUTPUT]))
+        .collect();
+    let mut readers: HashMap<(&str, &str), usize> = HashMap::new();
+    let all_inputs = config
+        .transforms
+        .iter()
+        .flat_map(|t| &t.inputs)
+        .chain(config.sinks.iter().flat_map(|s| &s.inputs));
+    for input in all_inputs {
+        *readers.entry(split_input(input)).or_default() += 1;
+    }
+    let mut fused = HashMap::new();
+    for t in &config.transforms {
+        let [input] = t.inputs.as_slice() else {
+            continue;
+        };
+        let (upstream, port) = split_input(input);
+        if port == DEFAULT_OUTPUT
+            && single_output.get(upstream) == Some(&true)
+            && readers.get(&(upstream, port)) == Some(&1)
+        {
+            fused.insert(t.id.as_str(), upstream);
+        }
+    }
+    fused
+}
+
+/// Everything built, nothing running yet.
+pub struct Built {
+    pub listeners: Vec<PlannedListener>,
+    pub(super) transforms: Vec<TransformTask>,
+    pub(super) sinks: Vec<(String, SinkFuture)>,
+    /// What `/health` reports: starting, ready, draining, degraded sinks.
+    pub health: Arc<Health>,
+    /// Begins shutdown for every listener and sink that holds a `Shutdown`.
+    pub(super) shutdown: ShutdownTrigger,
+    pub registry: Arc<Registry>,
+    /// Every component's counters, for the periodic stats line.
+    pub(super) components: Vec<ComponentMetrics>,
+}
+
+/// Builds every component. Errors name the component.
+pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
+    let registry = Registry::new();
+    crate::http::access_log::register(&registry);
+    let health = Arc::new(Health::default());
+    let shutdown = ShutdownTrigger::new();
+    let mut errors = Vec::new();
+    let mut components = Vec::new();
+
+    // Input buffers of every transform and sink.
+    let mut senders: HashMap<&str, BufferSender> = HashMap::new();
+    let mut receivers: HashMap<&str, BufferReceiver> = HashMap::new();
+    let mut metrics_of: HashMap<&str, ComponentMetrics> = HashMap::new();
+    let fused = fused_chains(config);
+    for t in &config.transforms {
+        let metrics = ComponentMetrics::new(&registry, &t.id, "transform", t.config.type_name());
+        if fused.contains_key(t.id.as_str()) {
+            // Fed directly by its upstream's task: no buffer of its own.
+            metrics_of.insert(&t.id, metrics);
+            continue;
+        }
+        let max_bytes = t
+            .buffer
+            .max_bytes
+            .unwrap_or(crate::config::DEFAULT_TRANSFORM_BUFFER_MAX_BYTES);
+        let (tx, rx) = buffer(t.buffer.max_events, max_bytes);
+        register_buffer_gauge(&metrics, &tx);
+        senders.insert(&t.id, tx);
+        receivers.insert(&t.id, rx);
+        metrics_of.insert(&t.id, metrics);
+    }
+    for s in &config.sinks {
+        let metrics = ComponentMetrics::new(&registry, &s.id, "sink", s.config.type_name());
+        let max_bytes = s
+            .buffer
+            .max_bytes
+            .unwrap_or(crate::config::DEFAULT_SINK_BUFFER_MAX_BYTES);
+        let (tx, rx) = buffer(s.buffer.max_events, max_bytes);
+        register_buffer_gauge(&metrics, &tx);
+        senders.insert(&s.id, tx);
+        receivers.insert(&s.id, rx);
+        metrics_of.insert(&s.id, metrics);
+    }
+
+    // Who reads each (component, port).
+    let mut subscribers: HashMap<(String, String), Vec<BufferSender>> = HashMap::new();
+    let downstream = config
+        .transforms
+        .iter()
+        .map(|t| (&t.id, &t.inputs))
+        .chain(config.sinks.iter().map(|s| (&s.id, &s.inputs)));
+    for (id, inputs) in downstream {
+        for input in inputs {
+            let (upstream, port) = split_input(input);
+            if let Some(sender) = senders.get(id.as_str()) {
+                subscribers
+                    .entry((upstream.to_owned(), port.to_owned()))
+                    .or_default()
+                    .push(sender.clone());
+            }
+        }
+    }
+    let outputs_for = |id: &str, ports: Vec<String>, metrics: &ComponentMetrics| {
+        Outputs::new(
+            ports
+                .into_iter()
+                .map(|port| {
+                    let senders = subscribers
+                        .get(&(id.to_owned(), port.clone()))
+                        .cloned()
+                        .unwrap_or_default();
+                    let fanout = Fanout::new(
+                        senders,
+                        metrics.sent_events(&port),
+                        metrics.discarded_intentional.clone(),
+                    );
+                    (port, fanout)
+                })
+                .collect(),
+        )
+    };
+
+    // Sources, grouped into one listener per address.
+    let mut planned: BTreeMap<SocketAddr, PlannedListener> = BTreeMap::new();
+    for source in &config.sources {
+        let metrics =
+            ComponentMetrics::new(&registry, &source.id, "source", source.config.type_name());
+        let outputs = outputs_for(&source.id, vec![DEFAULT_OUTPUT.to_owned()], &metrics);
+        let Some(output) = outputs.default_port().cloned() else {
+            continue;
+        };
+        components.push(metrics.clone());
+        let cx = SourceContext {
+            id: source.id.clone(),
+            http: source.http.clone(),
+            output,
+            metrics,
+        };
+        let routes = match source.config.build(cx) {
+            Ok(routes) => routes,
+            Err(e) => {
+                errors.push(format!("[sources.{}] {e:#}", source.id));
+                continue;
+            }
+        };
+        let listener = planned
+            .entry(source.http.address)
+            .or_insert_with(|| PlannedListener {
+                address: source.http.address,
+                tls: None,
+                routes: Vec::new(),
+                source_ids: Vec::new(),
+            });
+        if let Some(tls) = &source.http.tls {
+            match &listener.tls {
+                Some(existing) if existing != tls => errors.push(format!(
+                    "[sources.{}] tls differs from another source on {}: sources sharing an address share one TLS setting",
+                    source.id, source.http.address
+                )),
+                _ => listener.tls = Some(tls.clone()),
+            }
+        }
+        for route in routes {
+            if let Some(other) = listener.routes.iter().find(|r| r.path == route.path) {
+                errors.push(format!(
+                    "[sources.{}] path `{}` on {} is already served by [sources.{}]",
+                    source.id, route.path, source.http.address, other.source_id
+                ));
+            } else if route.path == "/health" || route.path == "/metrics" {
+                errors.push(format!(
+                    "[sources.{}] path `{}` is reserved",
+                    source.id, route.path
+                ));
+            } else {
+                listener.routes.push(route);
+            }
+        }
+        listener.source_ids.push(source.id.clone());
+    }
+    // A listener whose TLS is set by one source serves HTTPS for all of them.
+    for listener in planned.values() {
+        if let Some(tls) = &listener.tls {
+            if let Err(e) = crate::http::tls::acceptor(tls) {
+                errors.push(format!("listener {}: {e:#}", listener.address));
+            }
+        }
+    }
+
+    // Build every transform, then group them into tasks: a chain head (it has
+    // an input buffer) and the transforms fused after it.
+    let mut stages: HashMap<&str, Stage> = HashMap::new();
+    for t in &config.transforms {
+        let Some(metrics) = metrics_of.remove(t.id.as_str()) else {
+            continue;
+        };
+        let cx = TransformContext {
+            id: t.id.clone(),
+            metrics: metrics.clone(),
+        };
+        match t.config.build(&cx) {
+            Ok(transform) => {
+                components.push(metrics.clone());
+                stages.insert(
+                    &t.id,
+                    Stage {
+                        id: t.id.clone(),
+                        transform,
+                        sent: metrics.sent_events(DEFAULT_OUTPUT),
+                        metrics,
+                    },
+                );
+            }
+            Err(e) => errors.push(format!("[transforms.{}] {e:#}", t.id)),
+        }
+    }
+    let next_of: HashMap<&str, &str> = fused.iter().map(|(d, u)| (*u, *d)).collect();
+    let mut transforms = Vec::new();
+    for t in &config.transforms {
+        let Some(input) = receivers.remove(t.id.as_str()) else {
+            continue;
+        };
+        let mut chain = Vec::new();
+        let mut current = t.id.as_str();
+        while let Some(stage) = stages.remove(current) {
+            chain.push(stage);
+            match next_of.get(current) {
+                Some(next) => current = next,
+                None => break,
+            }
+        }
+        let Some(last) = chain.last() else {
+            continue;
+        };
+        let outputs = outputs_for(
+            &last.id,
+            config
+                .transforms
+                .iter()
+                .find(|c| c.id == last.id)
+                .map(|c| c.config.outputs())
+                .unwrap_or_default(),
+            &last.metrics,
+        );
+        transforms.push(TransformTask {
+            input,
+            stages: chain,
+            outputs,
+        });
+    }
+
+    let mut sinks = Vec::new();
+    for s in &config.sinks {
+        let Some(metrics) = metrics_of.remove(s.id.as_str()) else {
+            continue;
+        };
+        let Some(input) = receivers.remove(s.id.as_str()) else {
+            continue;
+        };
+        components.push(metrics.clone());
+        let cx = SinkContext {
+            id: s.id.clone(),
+            metrics,
+            health: health.clone(),
+            shutdown: shutdown.subscribe(),
+            input,
+        };
+        match s.config.build_sink(cx) {
+            Ok(built) => {
+                sinks.push((s.id.clone(), built.run));
+                if let Some(route) = built.route {
+                    if let Err(e) = plan_sink_route(&mut planned, &s.id, route) {
+                        errors.push(format!("[sinks.{}] {e}", s.id));
+                    }
+                }
+            }
+            Err(e) => errors.push(format!("[sinks.{}] {e:#}", s.id)),
+        }
+    }
+    // Senders left here would keep buffers open forever; only the fan-outs may hold them.
+    drop(senders);
+    drop(subscribers);
+
+    if errors.is_empty() {
+        Ok(Built {
+            listeners: planned.into_values().collect(),
+            transforms,
+            sinks,
+            health,
+            shutdown,
+            registry,
+            components,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Puts a sink's route (the `prometheus` sink's metrics) on the listener of
+/// its `address`, or, without one, on the sources' listener when there is
+/// exactly one; a new address gets a listener of its own (plain HTTP).
+fn plan_sink_route(
+    planned: &mut BTreeMap<SocketAddr, PlannedListener>,
+    sink_id: &str,
+    sink_route: SinkRoute,
+) -> Result<(), String> {
+    let address = match sink_route.address {
+        Some(address) => address,
+        None => {
+            let addresses: Vec<SocketAddr> = planned.keys().copied().collect();
+            match addresses.as_slice() {
+                [only] => *only,
+                [] => return Err("no source listener to serve on: set `address`".to_owned()),
+                _ => {
+                    let shown: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+                    return Err(format!(
+                        "the sources listen on several addresses ({}): set `address` to one of them or to its own",
+                        shown.join(", ")
+                    ));
+                }
+            }
+        }
+    };
+    let listener = planned.entry(address).or_insert_with(|| PlannedListener {
+        address,
+        tls: None,
+        routes: Vec::new(),
+        source_ids: Vec::new(),
+    });
+    let path = &sink_route.route.path;
+    if let Some(other) = listener.routes.iter().find(|r| &r.path == path) {
+        return Err(format!(
+            "path `{path}` on {address} is already served by `{}`",
+            other.source_id
+        ));
+    }
+    listener.routes.push(sink_route.route);
+    listener.source_ids.push(sink_id.to_owned());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fused_of(text: &str) -> Vec<(String, String)> {
+        let loaded = crate::config::load_str("test.toml", text, &|_| None).expect("config");
+        let mut pairs: Vec<(String, String)> = fused_chains(&loaded.config)
+            .into_iter()
+            .map(|(d, u)| (d.to_owned(), u.to_owned()))
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
+    #[test]
+    fn a_linear_stretch_runs_in_one_task_and_branches_keep_their_buffers() {
+        let text = r#"
+[sources.in]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+
+[transforms.ua]
+type = "user_agent"
+inputs = ["in"]
+
+[transforms.scrub]
+type = "scrub_url"
+inputs = ["ua"]
+
+[transforms.sites]
+type = "route"
+inputs = ["scrub"]
+route.shop = { field = "service.name", equals = "shop" }
+
+[transforms.shop_labels]
+type = "labels"
+inputs = ["sites.shop"]
+labels = { site = "shop" }
+
+[transforms.tag_a]
+type = "labels"
+inputs = ["shop_labels"]
+labels = { a = "1" }
+
+[transforms.tag_b]
+type = "labels"
+inputs = ["shop_labels"]
+labels = { b = "1" }
+
+[transforms.both]
+type = "labels"
+inputs = ["tag_a", "tag_b"]
+labels = { c = "1" }
+
+[sinks.out]
+type = "blackhole"
+inputs = ["both", "sites._unmatched"]
+"#;
+        // ua → scrub → sites is one task (sites last: it has several outputs);
+        // nothing reads a route port alone through a fused hop; shop_labels
+        // feeds two transforms, and `both` has two inputs: buffers stay.
+        assert_eq!(
+            fused_of(text),
+            [
+                ("scrub".to_owned(), "ua".to_owned()),
+                ("sites".to_owned(), "scrub".to_owned()),
+            ]
+        );
+    }
+}
