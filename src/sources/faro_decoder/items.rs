@@ -1,0 +1,302 @@
+//! Faro items → events: the `Builder` that turns each measurement,
+//! exception, log and event into one event of the beacon's context.
+
+use super::*;
+
+/// Builds the events of one request on its shared context.
+pub(super) struct Builder {
+    pub(super) context: Arc<Context>,
+    pub(super) received_ms: i64,
+    pub(super) earliest_ms: i64,
+    pub(super) meta_extra: Option<Value>,
+    pub(super) events: Vec<Event>,
+}
+
+impl Builder {
+    /// One event; `rum.seq` is its position among the request's events.
+    pub(super) fn push(
+        &mut self,
+        ty: EventType,
+        client_ts: Option<i64>,
+        mut fields: Vec<(FieldId, Option<FieldValue>)>,
+        mut extra: Map<String, Value>,
+    ) {
+        let ids = &*IDS;
+        fields.push((ids.seq, Some(Value::from(self.events.len() as u64).into())));
+        if !extra.is_empty() {
+            // An own `rum.extra` hides the context's: carry `meta` along.
+            if let Some(meta) = &self.meta_extra {
+                extra.insert("meta".to_owned(), meta.clone());
+            }
+            fields.push((ids.extra, Some(Value::Object(extra).into())));
+        }
+        let at = client_ts
+            .map(|ts| ts.clamp(self.earliest_ms, self.received_ms))
+            .unwrap_or(self.received_ms);
+        self.events.push(Event::from_parts(
+            self.context.clone(),
+            Some(at),
+            client_ts,
+            ty,
+            fields,
+        ));
+    }
+
+    /// `timestamp` → the item's time; one that does not parse is kept.
+    pub(super) fn time(item: &mut Item<'_>, extra: &mut Map<String, Value>) -> Option<i64> {
+        match item.time.take()? {
+            Ok(ms) => Some(ms),
+            Err(value) => {
+                extra.insert("timestamp".to_owned(), value);
+                None
+            }
+        }
+    }
+
+    /// What is left of an item, for `rum.extra`.
+    pub(super) fn rest(item: Item<'_>, extra: &mut Map<String, Value>) {
+        for (key, value) in item.pairs {
+            if !value.is_null() {
+                extra.insert(key.into_owned(), value);
+            }
+        }
+        for (key, pairs) in item.objects {
+            extra.insert(key.to_owned(), Value::Object(to_map(pairs)));
+        }
+    }
+
+    pub(super) fn measurement(&mut self, mut item: Item<'_>) {
+        let ids = &*IDS;
+        let mut extra = Map::new();
+        let ts = Self::time(&mut item, &mut extra);
+        let ty = item.take("type").unwrap_or_default();
+        let values = item.take_object("values").unwrap_or_default();
+        let mut vitals: Vec<(&'static str, Value)> = Vec::new();
+        let mut others: Pairs<'_> = Vec::new();
+        if ty.as_str() == Some("web-vitals") {
+            for (key, value) in values {
+                match VITALS.iter().find(|(k, _)| *k == key) {
+                    Some((_, vital)) if value.is_number() => vitals.push((vital, value)),
+                    _ => others.push((key, value)),
+                }
+            }
+        } else {
+            others = values;
+        }
+        if vitals.is_empty() {
+            // A measurement of the page's own (`pushMeasurement`), or a
+            // web-vitals one without a known vital: `custom`.
+            let mut fields = vec![
+                (ids.custom.name, Some(ty.into())),
+                (ids.custom.original_type, Some(text("measurement"))),
+            ];
+            if let [(_, v @ Value::Number(_))] = &others[..] {
+                fields.push((ids.custom.value, Some(v.clone().into())));
+            }
+            fields.push((ids.custom.data, Some(Value::Object(to_map(others)).into())));
+            Self::rest(item, &mut extra);
+            self.push(EventType::Custom, ts, fields, extra);
+            return;
+        }
+        let mut shared: Vec<(FieldId, Option<FieldValue>)> = Vec::with_capacity(4);
+        let mut attribution = Map::new();
+        for (key, value) in others {
+            if key == "delta" {
+                shared.push((ids.vital_delta, Some(value.into())));
+            } else {
+                attribution.insert(key.into_owned(), value);
+            }
+        }
+        if let Some(context) = item.take_object("context") {
+            attribution.extend(fill(context, &ids.vital_context, &mut shared));
+        }
+        if !attribution.is_empty() {
+            shared.push((
+                ids.vital_attribution,
+                Some(Value::Object(attribution).into()),
+            ));
+        }
+        Self::rest(item, &mut extra);
+        let last = vitals.len() - 1;
+        let mut shared = Some(shared);
+        for (i, (vital, value)) in vitals.into_iter().enumerate() {
+            let mut fields = if i == last {
+                shared.take().unwrap_or_default()
+            } else {
+                shared.clone().unwrap_or_default()
+            };
+            fields.push((ids.vital_name, Some(text(vital))));
+            fields.push((ids.vital_value, Some(value.into())));
+            let extra = if i == last {
+                std::mem::take(&mut extra)
+            } else {
+                extra.clone()
+            };
+            self.push(EventType::WebVital, ts, fields, extra);
+        }
+    }
+
+    pub(super) fn exception(&mut self, mut item: Item<'_>) {
+        let ids = &*IDS;
+        let mut extra = Map::new();
+        let ts = Self::time(&mut item, &mut extra);
+        let ty = item.take("type").unwrap_or_default();
+        let message = item.take("value").unwrap_or_default();
+        let mut fields = Vec::with_capacity(8);
+        let mut stack = String::new();
+        if let (Some(t), Some(m)) = (ty.as_str(), message.as_str()) {
+            stack.push_str(t);
+            stack.push_str(": ");
+            stack.push_str(m);
+        }
+        match item.take("stacktrace") {
+            None | Some(Value::Null) => {}
+            Some(stacktrace) => {
+                let frames = stacktrace.get("frames").and_then(Value::as_array);
+                let mut whole =
+                    frames.is_some() && stacktrace.as_object().is_some_and(|m| m.len() == 1);
+                for (i, frame) in frames.into_iter().flatten().enumerate() {
+                    whole &= render_frame(frame, &mut stack);
+                    if i == 0 {
+                        let string = |k| frame.get(k).and_then(Value::as_str);
+                        let number = |k| frame.get(k).and_then(Value::as_u64);
+                        if let Some(file) = string("filename") {
+                            fields.push((ids.error_source, Some(Value::from(file).into())));
+                        }
+                        if let Some(line) = number("lineno") {
+                            fields.push((ids.error_line, Some(Value::from(line).into())));
+                        }
+                        if let Some(column) = number("colno") {
+                            fields.push((ids.error_column, Some(Value::from(column).into())));
+                        }
+                    }
+                }
+                // Frames with keys the text does not show are kept whole.
+                if !whole {
+                    extra.insert("stacktrace".to_owned(), stacktrace);
+                }
+            }
+        }
+        fields.push((ids.error_type, Some(ty.into())));
+        fields.push((ids.error_message, Some(message.into())));
+        fields.push((ids.error_kind, Some(text("exception"))));
+        if !stack.is_empty() {
+            fields.push((ids.error_stack, Some(Value::from(stack).into())));
+        }
+        Self::rest(item, &mut extra);
+        self.push(EventType::Error, ts, fields, extra);
+    }
+
+    pub(super) fn log(&mut self, mut item: Item<'_>) {
+        let ids = &*IDS;
+        let mut extra = Map::new();
+        let ts = Self::time(&mut item, &mut extra);
+        let message = item.take("message").unwrap_or_default();
+        let level = item.take("level");
+        if level.as_ref().and_then(Value::as_str) == Some("error") {
+            let fields = vec![
+                (ids.error_message, Some(message.into())),
+                (ids.error_kind, Some(text("log"))),
+            ];
+            Self::rest(item, &mut extra);
+            self.push(EventType::Error, ts, fields, extra);
+            return;
+        }
+        let mut data = Map::new();
+        data.insert("message".to_owned(), message);
+        if let Some(level) = level {
+            data.insert("level".to_owned(), level);
+        }
+        let fields = vec![
+            (ids.custom.name, Some(text("log"))),
+            (ids.custom.original_type, Some(text("log"))),
+            (ids.custom.data, Some(Value::Object(data).into())),
+        ];
+        Self::rest(item, &mut extra);
+        self.push(EventType::Custom, ts, fields, extra);
+    }
+
+    pub(super) fn event(&mut self, mut item: Item<'_>) {
+        let ids = &*IDS;
+        let mut extra = Map::new();
+        let ts = Self::time(&mut item, &mut extra);
+        let name = item.take("name").unwrap_or_default();
+        // Every event the SDK makes says `"domain": "browser"`: kept only
+        // when it says something else.
+        if let Some(domain) = item.take("domain") {
+            if domain.as_str() != Some("browser") {
+                extra.insert("domain".to_owned(), domain);
+            }
+        }
+        // A non-object `attributes` stays in the item, for `rum.extra`.
+        let attributes = item.take_object("attributes");
+        let ty = EVENT_TYPES
+            .iter()
+            .find(|(n, _)| Some(*n) == name.as_str())
+            .map_or(EventType::Custom, |(_, t)| *t);
+        let mut fields = Vec::with_capacity(16);
+        match ty {
+            EventType::Custom => {
+                fields.push((ids.custom.name, Some(name.into())));
+                fields.push((ids.custom.original_type, Some(text("event"))));
+                if let Some(attributes) = attributes {
+                    fields.push((
+                        ids.custom.data,
+                        Some(Value::Object(to_map(attributes)).into()),
+                    ));
+                }
+            }
+            _ => {
+                let slots = match ty {
+                    EventType::PageView => &ids.navigation,
+                    EventType::Resource => &ids.resource,
+                    _ => &ids.user_action,
+                };
+                if let Some(attributes) = attributes {
+                    let rest = fill(attributes, slots, &mut fields);
+                    if !rest.is_empty() {
+                        extra.insert("attributes".to_owned(), Value::Object(rest));
+                    }
+                }
+            }
+        }
+        Self::rest(item, &mut extra);
+        self.push(ty, ts, fields, extra);
+    }
+}
+
+/// One frame as a V8 stack line (`    at fn (file:line:col)`); false when
+/// the frame has keys the line does not show.
+fn render_frame(frame: &Value, out: &mut String) -> bool {
+    use std::fmt::Write;
+    let Some(map) = frame.as_object() else {
+        return false;
+    };
+    let known = ["filename", "function", "lineno", "colno"];
+    let function = map.get("function").and_then(Value::as_str).unwrap_or("?");
+    let file = map
+        .get("filename")
+        .and_then(Value::as_str)
+        .unwrap_or("<anonymous>");
+    out.push_str("\n    at ");
+    if function != "?" && !function.is_empty() {
+        let _ = write!(out, "{function} (");
+    }
+    out.push_str(file);
+    if let Some(line) = map.get("lineno").and_then(Value::as_u64) {
+        let _ = write!(out, ":{line}");
+        if let Some(column) = map.get("colno").and_then(Value::as_u64) {
+            let _ = write!(out, ":{column}");
+        }
+    }
+    if function != "?" && !function.is_empty() {
+        out.push(')');
+    }
+    map.iter().all(|(k, v)| {
+        known.contains(&k.as_str())
+            && match k.as_str() {
+                "lineno" | "colno" => v.is_u64(),
+                _ => v.is_string(),
+            }
+    })
+}
