@@ -1,3 +1,7 @@
+//! Tests of the elastic_apm_rum decoder on the real agent fixtures (v2 and
+//! v3, page loads, spans, errors, bad input), kept together with their
+//! helpers and expected documents: the reason this file is over 600 lines.
+
 use std::sync::Arc;
 
 use http::StatusCode;

@@ -1,0 +1,111 @@
+//! Errors → `error` events with the stack rendered as text.
+
+use super::*;
+
+/// The stack as text, one `    at function (url:line:column)` per frame,
+/// under the message, as browsers print it.
+fn stack_text(message: Option<&str>, frames: &[Value]) -> Option<String> {
+    if frames.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(64 * frames.len());
+    if let Some(message) = message {
+        out.push_str(message);
+    }
+    for frame in frames {
+        let field = |k: &str| frame.get(k);
+        let file = field("abs_path")
+            .or_else(|| field("filename"))
+            .and_then(Value::as_str)
+            .unwrap_or("<anonymous>");
+        let function = field("function").and_then(Value::as_str).unwrap_or("");
+        let position = match (field("lineno"), field("colno")) {
+            (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+            (Some(l), None) => format!("{file}:{l}"),
+            _ => file.to_owned(),
+        };
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        if function.is_empty() {
+            out.push_str(&format!("    at {position}"));
+        } else {
+            out.push_str(&format!("    at {function} ({position})"));
+        }
+    }
+    Some(out)
+}
+
+/// `TypeError` of `Uncaught TypeError: ...` (v3 agents do not send the
+/// exception type; browsers put it in the message).
+fn type_from_message(message: &str) -> Option<&str> {
+    let head = message.strip_prefix("Uncaught ").unwrap_or(message);
+    let (name, _) = head.split_once(':')?;
+    (!name.is_empty()
+        && name.len() <= 64
+        && name.ends_with("Error")
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    .then_some(name)
+}
+
+impl Builder<'_> {
+    pub(in crate::sources::elastic_apm_decoder) fn error(
+        &mut self,
+        mut error: Map<String, Value>,
+    ) -> Result<(), IntakeError> {
+        let ids = &*IDS;
+        let [s_message, s_type, s_stack, s_kind, s_source, s_line] = ids.error;
+        let mut extra = Map::new();
+        let view_id = take_string(&mut error, "transaction_id");
+        let (mut fields, context, tags) = self.page_fields(&mut error, view_id, &mut extra);
+        let (kind, mut body) = match take_object(&mut error, "exception") {
+            Some(exception) => ("exception", exception),
+            None => ("log", take_object(&mut error, "log").unwrap_or_default()),
+        };
+        fields.push((s_kind.0, Some(Value::from(kind).into())));
+        let message = take_string(&mut body, "message");
+        let ty = take_string(&mut body, "type")
+            .filter(|t| !t.is_empty())
+            .or_else(|| {
+                message
+                    .as_deref()
+                    .and_then(type_from_message)
+                    .map(str::to_owned)
+            });
+        let frames = body.get("stacktrace").and_then(Value::as_array);
+        if let Some(stack) = frames.and_then(|f| stack_text(message.as_deref(), f)) {
+            fields.push((s_stack.0, Some(stack.into())));
+        }
+        if let Some(first) = frames.and_then(|f| f.first()) {
+            if let Some(line) = first.get("lineno").filter(|l| l.is_u64()) {
+                fields.push((s_line.0, Some(line.clone().into())));
+            }
+            if let Some(column) = first.get("colno").filter(|c| c.is_u64()) {
+                fields.push((FieldId::of("rum.error.column"), Some(column.clone().into())));
+            }
+        }
+        if let Some(message) = message {
+            fields.push((s_message.0, Some(message.into())));
+        }
+        if let Some(ty) = ty {
+            fields.push((s_type.0, Some(ty.into())));
+        }
+        if let Some(culprit) = error.remove("culprit") {
+            put(&mut fields, &mut extra, s_source, "culprit", culprit);
+        }
+        // The frames stay, beside the text made of them, without their
+        // `abs_path`: that URL (the page's, query and all, for inline
+        // scripts) is in `error.stack_trace`, where `scrub_url` sees it.
+        if let Some(Value::Array(frames)) = body.get_mut("stacktrace") {
+            for frame in frames.iter_mut().filter_map(Value::as_object_mut) {
+                frame.remove("abs_path");
+            }
+        }
+        keep_rest(&mut extra, kind, body);
+        if let Some(context) = context {
+            keep_rest(&mut extra, "context", context);
+        }
+        keep_all(&mut extra, error);
+        self.push(EventType::Error, fields, extra, tags)
+    }
+}

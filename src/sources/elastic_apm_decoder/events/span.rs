@@ -1,0 +1,229 @@
+//! Spans → `resource` and `http` events (v2 lines name their transaction,
+//! whose page they take; v3 nests them in it).
+
+use super::*;
+
+/// `GET /api/cart` (the agent's name of an http span) → method and URL.
+fn split_http_name(name: &str) -> Option<(&str, &str)> {
+    let (method, url) = name.split_once(' ')?;
+    (!method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase())).then_some((method, url))
+}
+
+impl Builder<'_> {
+    /// A v2 span line: it names its transaction, whose page it takes.
+    pub(in crate::sources::elastic_apm_decoder) fn span_line(
+        &mut self,
+        mut span: Map<String, Value>,
+    ) -> Result<(), IntakeError> {
+        let ids = &*IDS;
+        let transaction = take_string(&mut span, "transaction_id");
+        let Some(id) = transaction else {
+            return self.span(span, &Fields::new());
+        };
+        let Some((_, view, trace_id)) = self.transactions.iter().find(|(t, _, _)| *t == id) else {
+            return self.span(span, &vec![(ids.view_id, Some(id.into()))]);
+        };
+        // What v3 leaves out (`pid`, `tid`) when it is the transaction's:
+        // not repeated, so both versions make the same documents.
+        if span.get("parent_id").and_then(Value::as_str) == Some(id.as_str()) {
+            span.remove("parent_id");
+        }
+        if trace_id.is_some() && span.get("trace_id") == trace_id.as_ref() {
+            span.remove("trace_id");
+        }
+        let view = view.clone();
+        self.span(span, &view)
+    }
+
+    pub(super) fn span(
+        &mut self,
+        mut span: Map<String, Value>,
+        view: &Fields,
+    ) -> Result<(), IntakeError> {
+        let ids = &*IDS;
+        let mut extra = Map::new();
+        let mut fields = view.clone();
+        if let Some(rate) = span.remove("sample_rate") {
+            put(
+                &mut fields,
+                &mut extra,
+                (ids.sample_rate, FieldType::Double),
+                "sample_rate",
+                rate,
+            );
+        }
+        let ty = take_string(&mut span, "type").unwrap_or_default();
+        let base = ty.split('.').next().unwrap_or_default();
+        let subtype = take_string(&mut span, "subtype");
+        let name = take_string(&mut span, "name");
+        let start = span.remove("start");
+        let duration = span.remove("duration");
+        let mut context = take_object(&mut span, "context").unwrap_or_default();
+        let mut http = take_object(&mut context, "http").unwrap_or_default();
+        let mut response = take_object(&mut http, "response").unwrap_or_default();
+        let url = take_string(&mut http, "url");
+        let status = http.remove("status_code");
+        if ty != base {
+            extra.insert("type".to_owned(), Value::from(ty.as_str()));
+        }
+        let event_type = match base {
+            "resource" => {
+                let [s_name, s_initiator, s_start, s_duration, s_transfer, s_encoded, s_decoded, s_status] =
+                    ids.resource;
+                match (url, name) {
+                    (Some(url), name) => {
+                        if let Some(name) = name.filter(|n| *n != url) {
+                            extra.insert("name".to_owned(), name.into());
+                        }
+                        put(&mut fields, &mut extra, s_name, "url", url.into());
+                    }
+                    (None, Some(name)) => put(&mut fields, &mut extra, s_name, "name", name.into()),
+                    (None, None) => {}
+                }
+                if let Some(subtype) = subtype {
+                    put(
+                        &mut fields,
+                        &mut extra,
+                        s_initiator,
+                        "subtype",
+                        subtype.into(),
+                    );
+                }
+                for (slot, key, value) in [
+                    (s_start, "start", start),
+                    (s_duration, "duration", duration),
+                    (s_status, "status_code", status),
+                    (
+                        s_transfer,
+                        "transfer_size",
+                        response.remove("transfer_size"),
+                    ),
+                    (
+                        s_encoded,
+                        "encoded_body_size",
+                        response.remove("encoded_body_size"),
+                    ),
+                    (
+                        s_decoded,
+                        "decoded_body_size",
+                        response.remove("decoded_body_size"),
+                    ),
+                ] {
+                    if let Some(value) = value {
+                        put(&mut fields, &mut extra, slot, key, value);
+                    }
+                }
+                EventType::Resource
+            }
+            "external" => {
+                let [s_kind, s_method, s_url, s_status, s_duration, s_size] = ids.http;
+                let mut method = take_string(&mut http, "method");
+                let mut url = url;
+                // Without an http context (a span cut short) the name
+                // `METHOD url` still tells both.
+                if let Some((m, u)) = name.as_deref().and_then(split_http_name) {
+                    if method.is_none() {
+                        method = Some(m.to_owned());
+                    }
+                    if url.is_none() {
+                        url = Some(self.resolve(view, u));
+                    }
+                }
+                // `METHOD url` is the agent's name of every http span: made
+                // of the fields above (and kept out of `rum.extra`, where
+                // `scrub_url` would not see a URL in it).
+                if let Some(name) = name.filter(|n| split_http_name(n).is_none()) {
+                    extra.insert("name".to_owned(), name.into());
+                }
+                for (slot, key, value) in [
+                    (s_kind, "subtype", subtype.map(Value::from)),
+                    (s_method, "method", method.map(Value::from)),
+                    (s_url, "url", url.map(Value::from)),
+                    (s_status, "status_code", status),
+                    (s_duration, "duration", duration),
+                    (s_size, "transfer_size", response.remove("transfer_size")),
+                ] {
+                    if let Some(value) = value {
+                        put(&mut fields, &mut extra, slot, key, value);
+                    }
+                }
+                if let Some(start) = start {
+                    extra.insert("start".to_owned(), start);
+                }
+                EventType::Http
+            }
+            "longtask" => {
+                let [s_kind, s_start, s_duration] = ids.long_task;
+                fields.push((s_kind.0, Some(Value::from("longtask").into())));
+                if let Some(name) = name {
+                    extra.insert("name".to_owned(), name.into());
+                }
+                if let Some(subtype) = subtype {
+                    extra.insert("subtype".to_owned(), subtype.into());
+                }
+                for (slot, key, value) in [
+                    (s_start, "start", start),
+                    (s_duration, "duration", duration),
+                ] {
+                    if let Some(value) = value {
+                        put(&mut fields, &mut extra, slot, key, value);
+                    }
+                }
+                EventType::LongTask
+            }
+            _ => {
+                // Navigation phases, user timing, app spans: kept as
+                // `custom` named by the span, its duration the value.
+                fields.push((
+                    ids.custom_original_type.0,
+                    Some(Value::from(ty.as_str()).into()),
+                ));
+                extra.remove("type");
+                if let Some(name) = name {
+                    put(
+                        &mut fields,
+                        &mut extra,
+                        ids.custom_name,
+                        "name",
+                        name.into(),
+                    );
+                }
+                if let Some(duration) = duration {
+                    put(
+                        &mut fields,
+                        &mut extra,
+                        ids.custom_value,
+                        "duration",
+                        duration,
+                    );
+                }
+                if let Some(subtype) = subtype {
+                    extra.insert("subtype".to_owned(), subtype.into());
+                }
+                if let Some(start) = start {
+                    extra.insert("start".to_owned(), start);
+                }
+                EventType::Custom
+            }
+        };
+        keep_rest(&mut http, "response", response);
+        keep_rest(&mut context, "http", http);
+        keep_rest(&mut extra, "context", context);
+        keep_all(&mut extra, span);
+        self.push(event_type, fields, extra, None)
+    }
+
+    /// A URL relative to the page of `view` made absolute.
+    pub(super) fn resolve(&self, view: &Fields, relative: &str) -> String {
+        let url_full = FieldId::of(schema::URL_FULL);
+        let page = view
+            .iter()
+            .rev()
+            .find(|(id, _)| *id == url_full)
+            .map(|(_, v)| v.as_ref().and_then(|v| v.as_str()))
+            .unwrap_or(self.shared_url.as_deref());
+        page.and_then(|p| url::Url::parse(p).ok())
+            .and_then(|base| base.join(relative).ok())
+            .map_or_else(|| relative.to_owned(), String::from)
+    }
+}
