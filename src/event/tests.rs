@@ -111,7 +111,24 @@ fn into_context_folds_own_fields_over_the_context() {
 
 #[test]
 fn iso_millis_matches_chrono() {
-    for ms in [0, 1, 999, 1_763_700_001_500, 253_402_300_799_999, -1] {
+    // Edges (epoch, leap days, centuries, the four-digit years' ends, just
+    // outside them) and a day-and-a-bit stride across 0000..=9999.
+    let edges = [
+        0,
+        1,
+        999,
+        -1,
+        1_763_700_001_500,
+        951_782_400_000,     // 2000-02-29
+        4_107_542_400_000,   // 2100-03-01
+        -2_208_988_800_001,  // 1899-12-31T23:59:59.999
+        -62_167_219_200_000, // 0000-01-01
+        -62_167_219_200_001,
+        253_402_300_799_999, // 9999-12-31T23:59:59.999
+        253_402_300_800_000,
+    ];
+    let stride = (-62_167_219_200_000..253_402_300_799_999).step_by(90_061_001 * 37);
+    for ms in edges.into_iter().chain(stride) {
         let mut out = Vec::new();
         write_iso_millis(ms, &mut out);
         let expected = chrono::DateTime::from_timestamp_millis(ms)

@@ -308,21 +308,26 @@ fn write_value(value: &Value, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(out, value);
 }
 
-/// `2026-11-21T10:39:30.175Z`, written without allocating.
+/// `2026-11-21T10:39:30.175Z`, written without allocating. Two per document:
+/// the date comes from days since the epoch by integer arithmetic (Howard
+/// Hinnant's `civil_from_days`), a tenth of what chrono's calendar costs.
 pub fn write_iso_millis(ms: i64, out: &mut Vec<u8>) {
-    use chrono::{Datelike, Timelike};
-    let Some(t) = chrono::DateTime::from_timestamp_millis(ms) else {
-        out.extend_from_slice(b"1970-01-01T00:00:00.000Z");
-        return;
-    };
-    let year = t.year();
-    if !(0..=9999).contains(&year) {
-        out.extend_from_slice(
-            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                .as_bytes(),
-        );
+    // 0000-01-01T00:00:00.000Z ..= 9999-12-31T23:59:59.999Z
+    const FIRST: i64 = -62_167_219_200_000;
+    const LAST: i64 = 253_402_300_799_999;
+    if !(FIRST..=LAST).contains(&ms) {
+        match chrono::DateTime::from_timestamp_millis(ms) {
+            Some(t) => out.extend_from_slice(
+                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    .as_bytes(),
+            ),
+            None => out.extend_from_slice(b"1970-01-01T00:00:00.000Z"),
+        }
         return;
     }
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let (year, month, day) = civil_from_days(days);
     let digits = |n: u32, width: usize, out: &mut Vec<u8>| {
         let mut buf = [b'0'; 4];
         let mut n = n;
@@ -332,20 +337,36 @@ pub fn write_iso_millis(ms: i64, out: &mut Vec<u8>) {
         }
         out.extend_from_slice(&buf[..width]);
     };
+    let in_day = in_day as u32;
     digits(year as u32, 4, out);
     out.push(b'-');
-    digits(t.month(), 2, out);
+    digits(month, 2, out);
     out.push(b'-');
-    digits(t.day(), 2, out);
+    digits(day, 2, out);
     out.push(b'T');
-    digits(t.hour(), 2, out);
+    digits(in_day / 3_600_000, 2, out);
     out.push(b':');
-    digits(t.minute(), 2, out);
+    digits(in_day / 60_000 % 60, 2, out);
     out.push(b':');
-    digits(t.second(), 2, out);
+    digits(in_day / 1000 % 60, 2, out);
     out.push(b'.');
-    digits(t.timestamp_subsec_millis(), 3, out);
+    digits(in_day % 1000, 3, out);
     out.push(b'Z');
+}
+
+/// (year, month 1..=12, day 1..=31) of a day counted from 1970-01-01, in
+/// the proleptic Gregorian calendar (eras of 400 years from 0000-03-01).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 impl serde::Serialize for Event {
