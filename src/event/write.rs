@@ -328,30 +328,25 @@ pub fn write_iso_millis(ms: i64, out: &mut Vec<u8>) {
     let days = ms.div_euclid(86_400_000);
     let in_day = ms.rem_euclid(86_400_000);
     let (year, month, day) = civil_from_days(days);
-    let digits = |n: u32, width: usize, out: &mut Vec<u8>| {
-        let mut buf = [b'0'; 4];
+    // Filled in place and written once: one capacity check, not twenty.
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    let in_day = in_day as u32;
+    for (range, n) in [
+        (0..4, year as u32),
+        (5..7, month),
+        (8..10, day),
+        (11..13, in_day / 3_600_000),
+        (14..16, in_day / 60_000 % 60),
+        (17..19, in_day / 1000 % 60),
+        (20..23, in_day % 1000),
+    ] {
         let mut n = n;
-        for slot in buf[..width].iter_mut().rev() {
+        for slot in text[range].iter_mut().rev() {
             *slot = b'0' + (n % 10) as u8;
             n /= 10;
         }
-        out.extend_from_slice(&buf[..width]);
-    };
-    let in_day = in_day as u32;
-    digits(year as u32, 4, out);
-    out.push(b'-');
-    digits(month, 2, out);
-    out.push(b'-');
-    digits(day, 2, out);
-    out.push(b'T');
-    digits(in_day / 3_600_000, 2, out);
-    out.push(b':');
-    digits(in_day / 60_000 % 60, 2, out);
-    out.push(b':');
-    digits(in_day / 1000 % 60, 2, out);
-    out.push(b'.');
-    digits(in_day % 1000, 3, out);
-    out.push(b'Z');
+    }
+    out.extend_from_slice(&text);
 }
 
 /// (year, month 1..=12, day 1..=31) of a day counted from 1970-01-01, in
