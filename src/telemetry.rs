@@ -3,6 +3,12 @@
 //!
 //! Handles (`Counter`, `Histogram`) are looked up once when a component is
 //! built; the hot path only touches atomics.
+//!
+//! Why not a client crate: `prometheus-client` writes only OpenMetrics
+//! (`# EOF`, `_total` added to counter names, help text that `promtool check
+//! metrics` refuses), and `metrics` + its exporter has write-only handles, no
+//! read-at-scrape callbacks and ~18 more crates. The text format is ~60 lines
+//! here, pinned by `promtool check metrics` in `tests/prometheus_rules.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
