@@ -12,9 +12,9 @@ use serde::de::DeserializeSeed;
 use serde_json::{Map, Value};
 
 use crate::event::{Context, Event, FieldId, FieldValue};
-use crate::http::intake::{json_error, IntakeError};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
+use crate::sources::decode_error::{json_error, DecodeError};
 
 mod bounded;
 #[cfg(test)]
@@ -75,15 +75,15 @@ pub const CLIENT_HINT_HEADERS: &[(&str, &str)] = &[
     ("sec-ch-ua-full-version-list", "sec_ch_ua_full_version_list"),
 ];
 
-fn invalid(message: impl Into<String>) -> IntakeError {
-    IntakeError::bad_request("invalid_beacon", message)
+fn invalid(message: impl Into<String>) -> DecodeError {
+    DecodeError::invalid("invalid_beacon", message)
 }
 
 pub fn decode(
     body: &[u8],
     facts: &RequestFacts<'_>,
     limits: &BeaconLimits,
-) -> Result<Decoded, IntakeError> {
+) -> Result<Decoded, DecodeError> {
     let text = body_text(body, invalid)?;
     let mut de = serde_json::Deserializer::from_str(text);
     let checks = Limits::new(limits.max_string_bytes, limits.max_depth);
@@ -102,7 +102,7 @@ pub fn decode(
     match &beacon.v {
         Some(Value::Number(n)) if n.as_u64() == Some(BEACON_VERSION) => {}
         Some(other) => {
-            return Err(IntakeError::bad_request(
+            return Err(DecodeError::invalid(
                 "unsupported_version",
                 format!("unsupported beacon version {other} (this server speaks v:1)"),
             ))
@@ -112,8 +112,7 @@ pub fn decode(
     let entries = match beacon.events {
         Some(WireEvents::Array { entries, count }) => {
             if count > limits.max_events {
-                return Err(IntakeError::new(
-                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                return Err(DecodeError::too_large(
                     "too_many_events",
                     format!(
                         "{count} events in one beacon; max_events_per_beacon is {}",
@@ -200,9 +199,7 @@ pub fn decode(
     }
 
     if context.byte_size() > limits.max_context_bytes {
-        return Err(IntakeError::new(
-            http::StatusCode::PAYLOAD_TOO_LARGE,
-            "context_too_large",
+        return Err(DecodeError::too_large("context_too_large",
             format!(
                 "the beacon's shared context (URL, title, referrer, User-Agent, ua_hints) holds {} bytes; max_context_bytes is {}",
                 context.byte_size(),
@@ -303,7 +300,7 @@ fn copy_strings(
     what: &str,
     value: Value,
     keys: &[(&str, FieldId)],
-) -> Result<(), IntakeError> {
+) -> Result<(), DecodeError> {
     let Value::Object(mut map) = value else {
         return Err(invalid(format!("`{what}` must be an object")));
     };
@@ -344,7 +341,7 @@ impl ViewTarget<'_> {
 }
 
 /// `view` → view.id, view.title, url.*, http.request.referrer. Returns the URL.
-fn apply_view(target: &mut ViewTarget<'_>, value: Value) -> Result<Option<String>, IntakeError> {
+fn apply_view(target: &mut ViewTarget<'_>, value: Value) -> Result<Option<String>, DecodeError> {
     let Value::Object(mut map) = value else {
         return Err(invalid("`view` must be an object"));
     };
@@ -376,7 +373,7 @@ fn apply_view(target: &mut ViewTarget<'_>, value: Value) -> Result<Option<String
     Ok(url)
 }
 
-fn apply_device(context: &mut Context, value: Value) -> Result<(), IntakeError> {
+fn apply_device(context: &mut Context, value: Value) -> Result<(), DecodeError> {
     let Value::Object(mut map) = value else {
         return Err(invalid("`device` must be an object"));
     };
@@ -422,7 +419,7 @@ fn build_event(
     client_ts_ms: Option<i64>,
     seq: usize,
     entry: Vec<(Cow<'_, str>, Value)>,
-) -> Result<(Event, bool), IntakeError> {
+) -> Result<(Event, bool), DecodeError> {
     let type_name = entry
         .iter()
         .find(|(k, _)| k == "type")

@@ -4,14 +4,13 @@
 
 use std::sync::{Arc, LazyLock};
 
-use http::StatusCode;
 use serde_json::{Map, Value};
 
 use super::{bad_metadata, ApmLimits, Line, RequestFacts};
 use crate::event::{Context, Event, FieldId, FieldValue};
-use crate::http::intake::IntakeError;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::beacon_decoder::url_fields;
+use crate::sources::decode_error::DecodeError;
 
 /// A document field and the JSON type its value must have.
 type Slot = (FieldId, FieldType);
@@ -306,7 +305,7 @@ impl<'a> Builder<'a> {
         items: &[Line],
         facts: &'a RequestFacts<'a>,
         limits: &'a ApmLimits,
-    ) -> Result<Self, IntakeError> {
+    ) -> Result<Self, DecodeError> {
         let ids = &*IDS;
         let mut context = Context::new();
         context.set_event_kind();
@@ -415,10 +414,9 @@ impl<'a> Builder<'a> {
         mut fields: Fields,
         mut extra: Map<String, Value>,
         labels: Option<Map<String, Value>>,
-    ) -> Result<(), IntakeError> {
+    ) -> Result<(), DecodeError> {
         if self.events.len() == self.limits.max_events {
-            return Err(IntakeError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
+            return Err(DecodeError::too_large(
                 "too_many_events",
                 format!(
                     "more than {} events in one request (max_events_per_request)",
@@ -510,7 +508,7 @@ impl<'a> Builder<'a> {
         (fields, context, tags)
     }
 
-    pub(super) fn transaction(&mut self, mut tr: Map<String, Value>) -> Result<(), IntakeError> {
+    pub(super) fn transaction(&mut self, mut tr: Map<String, Value>) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let mut extra = Map::new();
         let id = take_string(&mut tr, "id");
@@ -620,7 +618,7 @@ impl<'a> Builder<'a> {
     }
 
     /// A v2 span line: it names its transaction, whose page it takes.
-    pub(super) fn span_line(&mut self, mut span: Map<String, Value>) -> Result<(), IntakeError> {
+    pub(super) fn span_line(&mut self, mut span: Map<String, Value>) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let transaction = take_string(&mut span, "transaction_id");
         let Some(id) = transaction else {
@@ -641,7 +639,7 @@ impl<'a> Builder<'a> {
         self.span(span, &view)
     }
 
-    fn span(&mut self, mut span: Map<String, Value>, view: &Fields) -> Result<(), IntakeError> {
+    fn span(&mut self, mut span: Map<String, Value>, view: &Fields) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let mut extra = Map::new();
         let mut fields = view.clone();
@@ -829,7 +827,7 @@ impl<'a> Builder<'a> {
             .map_or_else(|| relative.to_owned(), String::from)
     }
 
-    pub(super) fn error(&mut self, mut error: Map<String, Value>) -> Result<(), IntakeError> {
+    pub(super) fn error(&mut self, mut error: Map<String, Value>) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let [s_message, s_type, s_stack, s_kind, s_source, s_line] = ids.error;
         let mut extra = Map::new();
@@ -886,7 +884,7 @@ impl<'a> Builder<'a> {
         self.push(EventType::Error, fields, extra, tags)
     }
 
-    pub(super) fn metricset(&mut self, set: Value) -> Result<(), IntakeError> {
+    pub(super) fn metricset(&mut self, set: Value) -> Result<(), DecodeError> {
         if !self.limits.keep_breakdown {
             self.dropped_breakdowns += 1;
             return Ok(());
@@ -905,7 +903,7 @@ impl<'a> Builder<'a> {
 
     /// A line (or nested item) of a kind the agent does not send: kept as
     /// `custom` and counted.
-    pub(super) fn unknown(&mut self, kind: &str, value: Value) -> Result<(), IntakeError> {
+    pub(super) fn unknown(&mut self, kind: &str, value: Value) -> Result<(), DecodeError> {
         let ids = &*IDS;
         self.unknown_kinds += 1;
         let mut fields = Fields::with_capacity(2);
