@@ -8,14 +8,14 @@
 
 use std::io::Read;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::connection::BodyConsumed;
 use super::limits::{BodyBudget, BodyPermit};
@@ -76,6 +76,18 @@ pub struct IntakeOptions {
     pub max_body_bytes: usize,
     /// Per-client-IP rate limit; none when absent.
     pub rate_limit: Option<RateLimitOptions>,
+}
+
+/// What `Intake::accept` needs of a request besides its body.
+pub struct IntakeHead {
+    pub headers: HeaderMap,
+    /// The TCP peer (the client, or the last proxy).
+    pub peer: IpAddr,
+    /// The listener's budget of body bytes in flight; without it (direct
+    /// calls in tests) nothing is reserved.
+    pub budget: Option<Arc<BodyBudget>>,
+    /// Marked once the body is read, so the connection stays reusable.
+    pub consumed: Option<BodyConsumed>,
 }
 
 /// Per-source intake settings and counters.
@@ -245,16 +257,27 @@ impl Intake {
     }
 
     /// Runs the common steps for a POST: client address and rate limit,
-    /// origin, size limits, body budget, decompression.
-    pub async fn accept(
+    /// origin, size limits, body budget, decompression. `body` is the
+    /// request body as a stream of chunks (hyper's, or warp's
+    /// `body::stream()`).
+    pub async fn accept<B, D, E>(
         &self,
-        request: http::Request<Incoming>,
-        peer: IpAddr,
-    ) -> Result<IntakeRequest, (IntakeError, Option<HeaderValue>)> {
-        let (parts, body) = request.into_parts();
+        head: IntakeHead,
+        body: B,
+    ) -> Result<IntakeRequest, (IntakeError, Option<HeaderValue>)>
+    where
+        B: Stream<Item = Result<D, E>>,
+        D: Buf,
+        E: std::fmt::Display,
+    {
+        let IntakeHead {
+            headers,
+            peer,
+            budget,
+            consumed,
+        } = head;
         // Before anything is read, so a flood costs no body bytes.
-        let client_ip =
-            super::client_ip::client_ip(peer, &parts.headers, &self.options.trusted_proxies);
+        let client_ip = super::client_ip::client_ip(peer, &headers, &self.options.trusted_proxies);
         if let Some(limiter) = &self.rate_limiter {
             if !limiter.allow(client_ip) {
                 self.rate_limited.inc();
@@ -268,19 +291,16 @@ impl Intake {
                 ));
             }
         }
-        let allow_origin = self.check_origin(&parts.headers).map_err(|e| (e, None))?;
+        let allow_origin = self.check_origin(&headers).map_err(|e| (e, None))?;
         let fail = |e: IntakeError| (e, allow_origin.clone());
         let limit = self.options.max_body_bytes;
-        let declared = declared_length(&parts.headers);
+        let declared = declared_length(&headers);
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(fail(too_large(limit)));
         }
         // The listener hands every request the shared budget; without it
         // (direct calls in tests) nothing is reserved.
-        let mut body_permit = parts
-            .extensions
-            .get::<std::sync::Arc<BodyBudget>>()
-            .map_or_else(BodyPermit::unlimited, |budget| budget.reserve());
+        let mut body_permit = budget.map_or_else(BodyPermit::unlimited, |budget| budget.reserve());
         // A declared length is reserved whole, before a byte is read.
         let declared = declared.unwrap_or(0) as usize;
         if !body_permit.grow(declared) {
@@ -299,13 +319,13 @@ impl Intake {
             ))
         })?
         .map_err(fail)?;
-        if let Some(consumed) = parts.extensions.get::<BodyConsumed>() {
+        if let Some(consumed) = consumed {
             consumed.mark();
         }
         let wire_bytes = wire.len();
-        let body = decode_budgeted(&parts.headers, wire, limit, &mut body_permit).map_err(fail)?;
+        let body = decode_budgeted(&headers, wire, limit, &mut body_permit).map_err(fail)?;
         Ok(IntakeRequest {
-            headers: parts.headers,
+            headers,
             body,
             wire_bytes,
             client_ip,
@@ -355,26 +375,30 @@ fn too_large(limit: usize) -> IntakeError {
 /// Reads the body, refusing as soon as it passes `limit` (chunked bodies
 /// declare no length, so the check is on what arrives). Bytes beyond what
 /// `permit` holds are reserved as they arrive; no room → 503.
-async fn read_limited(
-    mut body: Incoming,
+async fn read_limited<D: Buf, E: std::fmt::Display>(
+    body: impl Stream<Item = Result<D, E>>,
     limit: usize,
     declared: usize,
     permit: &mut BodyPermit,
 ) -> Result<Bytes, IntakeError> {
+    let mut body = std::pin::pin!(body);
     let mut buf = BytesMut::with_capacity(declared.min(limit));
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
+    while let Some(chunk) = body.next().await {
+        let mut data = chunk.map_err(|e| {
             IntakeError::bad_request("body_read_failed", format!("reading the body failed: {e}"))
         })?;
-        if let Ok(data) = frame.into_data() {
-            let len = buf.len() + data.len();
-            if len > limit {
-                return Err(too_large(limit));
-            }
-            if len > permit.bytes() && !permit.grow(len - permit.bytes()) {
-                return Err(budget_exhausted());
-            }
-            buf.extend_from_slice(&data);
+        let len = buf.len() + data.remaining();
+        if len > limit {
+            return Err(too_large(limit));
+        }
+        if len > permit.bytes() && !permit.grow(len - permit.bytes()) {
+            return Err(budget_exhausted());
+        }
+        while data.has_remaining() {
+            let part = data.chunk();
+            buf.extend_from_slice(part);
+            let n = part.len();
+            data.advance(n);
         }
     }
     Ok(buf.freeze())

@@ -9,14 +9,13 @@
 //! with preflight, body limits, gzip, client address, access log.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, StatusCode};
-use hyper::body::Incoming;
+use http::{header, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::decode_error::DecodeError;
 use super::elastic_apm_decoder::{self, ApiVersion, ApmLimits, LineError, RequestFacts};
-use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes, Refusal};
+use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes, Refusal, RequestHead};
 use super::SourceContext;
 use crate::config::CheckConfig;
 use crate::http::intake::{Intake, IntakeRequest};
@@ -196,10 +195,14 @@ impl HttpSource for ApmSource {
         }
     }
 
+    fn takes_payload(&self, endpoint: Kind) -> bool {
+        matches!(endpoint, Kind::Intake(_))
+    }
+
     fn serve(
         &self,
         endpoint: Kind,
-        request: &Request<Incoming>,
+        request: &RequestHead,
         intake: &Intake,
     ) -> Option<HttpResponse> {
         match (endpoint, request.method()) {
@@ -280,7 +283,7 @@ impl HttpSource for ApmSource {
 
 impl ApmSource {
     /// Central config: none, said the way APM Server says it.
-    fn config(&self, request: &Request<Incoming>, intake: &Intake) -> HttpResponse {
+    fn config(&self, request: &RequestHead, intake: &Intake) -> HttpResponse {
         let origin = match intake.check_origin(request.headers()) {
             Ok(origin) => origin,
             Err(error) => {
@@ -289,7 +292,7 @@ impl ApmSource {
             }
         };
         let bare = CONFIG_ETAG.trim_matches('"');
-        let query_match = request.uri().query().is_some_and(|q| {
+        let query_match = request.query().is_some_and(|q| {
             q.split('&')
                 .any(|pair| pair.strip_prefix("ifnonematch=") == Some(bare))
         });

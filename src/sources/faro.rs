@@ -5,13 +5,12 @@
 //! limits, gzip, client address, 503 + `Retry-After` when full. With
 //! `api_key` set, a request must carry it (`x-api-key` or the path segment).
 
-use http::{header, Request, StatusCode};
-use hyper::body::Incoming;
+use http::{header, StatusCode};
 use serde::Deserialize;
 
 use super::decode_error::DecodeError;
 use super::faro_decoder::{self, FaroLimits, RequestFacts};
-use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes};
+use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes, RequestHead};
 use super::SourceContext;
 use crate::config::CheckConfig;
 use crate::http::intake::{Intake, IntakeRequest};
@@ -200,14 +199,13 @@ impl HttpSource for FaroSource {
 
     /// The `x-api-key` header or the `{app_key}` path segment, when the
     /// source has an `api_key`.
-    fn refuse_key(&self, _: (), request: &Request<Incoming>) -> Option<HttpResponse> {
+    fn refuse_key(&self, _: (), request: &RequestHead) -> Option<HttpResponse> {
         let expected = self.api_key.as_ref()?;
         let header = request
             .headers()
             .get("x-api-key")
             .is_some_and(|v| same_key(v.as_bytes(), expected.as_bytes()));
         let segment = request
-            .uri()
             .path()
             .strip_prefix(self.path.as_str())
             .and_then(|rest| rest.strip_prefix('/'))

@@ -5,18 +5,32 @@
 //! checks (client IP, rate limit, origin, body limits, gzip, body budget),
 //! decode errors as `400`/`413`, the access log, and delivery downstream with
 //! `503` + `Retry-After` when it stays full.
+//!
+//! Each route is a warp filter (preflight, or the payload POST, or the
+//! source's own answers, or 405), turned into a service the listener calls
+//! once it has matched the path; the listener keeps its own accept loop, TLS,
+//! limits and drain (`http::server`).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{header, HeaderValue, Method, Request, StatusCode};
+use bytes::Bytes;
+use futures_util::{FutureExt, Stream};
+use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use tower_service::Service;
+use warp::filters::path::FullPath;
+use warp::Filter;
 
 use super::decode_error::{DecodeError, DecodeErrorKind};
 use super::SourceContext;
 use crate::event::Batch;
-use crate::http::intake::{media_type, Intake, IntakeError, IntakeRequest};
+use crate::http::connection::BodyConsumed;
+use crate::http::intake::{media_type, Intake, IntakeError, IntakeHead, IntakeRequest};
+use crate::http::limits::BodyBudget;
 use crate::http::server::{ResponseFuture, Route, RouteHandler};
 use crate::http::{access_log, empty_response, text_response, HttpResponse};
 use crate::telemetry::Counter;
@@ -39,6 +53,29 @@ pub struct Decoded<A> {
 pub struct MediaTypes {
     pub accepted: &'static [&'static str],
     pub names: &'static str,
+}
+
+/// What the source's hooks see of a request: all but its body.
+pub struct RequestHead {
+    method: Method,
+    path: FullPath,
+    query: Option<String>,
+    headers: HeaderMap,
+}
+
+impl RequestHead {
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+    pub fn path(&self) -> &str {
+        self.path.as_str()
+    }
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
 }
 
 /// Why a request is answered with an error, for sources that shape error
@@ -65,6 +102,12 @@ pub trait HttpSource: Send + Sync + 'static {
     /// The `Allow` header of a 405 on `endpoint`.
     fn allow(&self, endpoint: Self::Endpoint) -> &'static str;
 
+    /// Whether a POST to `endpoint` carries a payload to decode (APM's
+    /// config endpoint answers POST in `serve`).
+    fn takes_payload(&self, _endpoint: Self::Endpoint) -> bool {
+        true
+    }
+
     /// What a payload POSTed to `endpoint` may be.
     fn media_types(&self, endpoint: Self::Endpoint) -> MediaTypes;
 
@@ -73,7 +116,7 @@ pub trait HttpSource: Send + Sync + 'static {
     fn serve(
         &self,
         _endpoint: Self::Endpoint,
-        _request: &Request<Incoming>,
+        _request: &RequestHead,
         _intake: &Intake,
     ) -> Option<HttpResponse> {
         None
@@ -84,7 +127,7 @@ pub trait HttpSource: Send + Sync + 'static {
     fn refuse_key(
         &self,
         _endpoint: Self::Endpoint,
-        _request: &Request<Incoming>,
+        _request: &RequestHead,
     ) -> Option<HttpResponse> {
         None
     }
@@ -157,14 +200,15 @@ pub fn routes<S: HttpSource>(
     });
     endpoints
         .into_iter()
-        .map(|e| Route {
-            path: e.path,
-            source_id: cx.id.clone(),
-            handler: Arc::new(SourceRoute {
-                flow: flow.clone(),
-                endpoint: e.endpoint,
-                log_path: e.log_path,
-            }),
+        .map(|e| {
+            let filter = filter(flow.clone(), e.endpoint, e.log_path.into());
+            Route {
+                path: e.path,
+                source_id: cx.id.clone(),
+                handler: Arc::new(FilterRoute {
+                    service: warp::service(filter),
+                }),
+            }
         })
         .collect()
 }
@@ -182,27 +226,126 @@ struct Flow<S> {
     shed: Counter,
 }
 
-struct SourceRoute<S: HttpSource> {
+/// The TCP peer, handed to the filter in the request's extensions.
+#[derive(Clone, Copy)]
+struct PeerAddr(SocketAddr);
+
+/// One endpoint's answers, in order: preflight, the payload POST, the
+/// source's own answers (`serve`), 405. The last never rejects, so warp's
+/// own rejection answers are never seen.
+fn filter<S: HttpSource>(
     flow: Arc<Flow<S>>,
     endpoint: S::Endpoint,
-    log_path: String,
+    log_path: Arc<str>,
+) -> warp::filters::BoxedFilter<(Answer,)> {
+    let allow = flow.source.allow(endpoint);
+    let takes_payload = flow.source.takes_payload(endpoint);
+    let flow = warp::any().map(move || flow.clone());
+    let head = warp::method()
+        .and(warp::path::full())
+        .and(
+            warp::query::raw()
+                .map(Some)
+                .or(warp::any().map(|| None))
+                .unify(),
+        )
+        .and(warp::header::headers_cloned())
+        .map(|method, path, query, headers| RequestHead {
+            method,
+            path,
+            query,
+            headers,
+        });
+    let preflight = warp::options()
+        .and(flow.clone())
+        .and(warp::header::headers_cloned())
+        .map(|flow: Arc<Flow<S>>, headers: HeaderMap| Answer(flow.intake.preflight(&headers)));
+    let payload = warp::post()
+        .and(flow.clone())
+        .and(head)
+        .and(warp::ext::get::<PeerAddr>())
+        .and(warp::ext::optional::<Arc<BodyBudget>>())
+        .and(warp::ext::optional::<BodyConsumed>())
+        .and(warp::body::stream())
+        .then(
+            move |flow: Arc<Flow<S>>,
+                  head: RequestHead,
+                  peer: PeerAddr,
+                  budget: Option<Arc<BodyBudget>>,
+                  consumed: Option<BodyConsumed>,
+                  body| {
+                let log_path = log_path.clone();
+                async move {
+                    let intake_head = |headers| IntakeHead {
+                        headers,
+                        peer: peer.0.ip(),
+                        budget,
+                        consumed,
+                    };
+                    let response = flow
+                        .receive(endpoint, &log_path, head, intake_head, body)
+                        .await;
+                    Answer(response)
+                }
+            },
+        );
+    let serve = flow
+        .and(head)
+        .and_then(move |flow: Arc<Flow<S>>, head: RequestHead| {
+            let served = flow.source.serve(endpoint, &head, &flow.intake);
+            async move { served.map(Answer).ok_or_else(warp::reject::not_found) }
+        });
+    let not_allowed = warp::any().map(move || Answer(method_not_allowed(allow)));
+    let mut answers = preflight.boxed();
+    if takes_payload {
+        answers = answers.or(payload).unify().boxed();
+    }
+    answers.or(serve).unify().or(not_allowed).unify().boxed()
 }
 
-impl<S: HttpSource> RouteHandler for SourceRoute<S> {
-    fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture {
+/// A response as warp hands it on.
+struct Answer(HttpResponse);
+
+impl warp::Reply for Answer {
+    fn into_response(self) -> warp::reply::Response {
+        let (parts, body) = self.0.into_parts();
+        // A `Full` body is ready at once: this takes its bytes, no waiting.
+        let bytes = body
+            .collect()
+            .now_or_never()
+            .map(|collected| collected.map_or_else(|never| match never {}, |c| c.to_bytes()))
+            .unwrap_or_default();
+        warp::reply::Response::from_parts(parts, bytes.into())
+    }
+}
+
+/// What the listener calls for one of a source's paths: the endpoint's
+/// filter, as a service.
+struct FilterRoute<T> {
+    service: T,
+}
+
+impl<T> RouteHandler for FilterRoute<T>
+where
+    T: Service<Request<Incoming>, Response = warp::reply::Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    T::Future: Send + 'static,
+{
+    fn handle(self: Arc<Self>, mut request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture {
+        request.extensions_mut().insert(PeerAddr(peer));
+        let answer = self.service.clone().call(request);
         Box::pin(async move {
-            let flow = &self.flow;
-            if request.method() == Method::OPTIONS {
-                return flow.intake.preflight(request.headers());
-            }
-            if let Some(response) = flow.source.serve(self.endpoint, &request, &flow.intake) {
-                return response;
-            }
-            if request.method() != Method::POST {
-                return method_not_allowed(flow.source.allow(self.endpoint));
-            }
-            flow.receive(self.endpoint, &self.log_path, request, peer)
+            let response = answer.await.unwrap_or_else(|never| match never {});
+            let (parts, body) = response.into_parts();
+            let body: Bytes = body
+                .collect()
                 .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            http::Response::from_parts(parts, Full::new(body))
         })
     }
 }
@@ -215,12 +358,15 @@ impl<S: HttpSource> Flow<S> {
             .refusal(response, Refusal::Request(&error.message))
     }
 
-    async fn receive(
+    /// A payload POST, from its media type to its delivery downstream.
+    /// `intake_head` completes what `Intake::accept` needs with the headers.
+    async fn receive<D: bytes::Buf, E: std::fmt::Display>(
         &self,
         endpoint: S::Endpoint,
         log_path: &str,
-        request: Request<Incoming>,
-        peer: SocketAddr,
+        request: RequestHead,
+        intake_head: impl FnOnce(HeaderMap) -> IntakeHead,
+        body: impl Stream<Item = Result<D, E>>,
     ) -> HttpResponse {
         let intake = &self.intake;
         let media = self.source.media_types(endpoint);
@@ -245,7 +391,7 @@ impl<S: HttpSource> Flow<S> {
                 return intake.with_cors(response, origin);
             }
         }
-        let accepted = match intake.accept(request, peer.ip()).await {
+        let accepted = match intake.accept(intake_head(request.headers), body).await {
             Ok(accepted) => accepted,
             Err((error, origin)) => return self.refuse(&error, origin),
         };

@@ -4,14 +4,13 @@
 //! the downstream buffers, 503 + `Retry-After` when they stay full past
 //! `send_timeout_ms`; it never hangs.
 
-use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::beacon_decoder::{self, BeaconLimits, RequestFacts, CLIENT_HINT_HEADERS};
 use super::decode_error::DecodeError;
-use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes};
+use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes, RequestHead};
 use super::SourceContext;
 use crate::client_bundle;
 use crate::config::CheckConfig;
@@ -166,7 +165,7 @@ impl HttpSource for BeaconSource {
         }
     }
 
-    fn serve(&self, _: (), request: &Request<Incoming>, _: &Intake) -> Option<HttpResponse> {
+    fn serve(&self, _: (), request: &RequestHead, _: &Intake) -> Option<HttpResponse> {
         let get = matches!(*request.method(), Method::GET | Method::HEAD);
         (get && self.serve_client).then(|| serve_client(request.headers(), &self.cache_control))
     }
