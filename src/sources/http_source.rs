@@ -260,7 +260,19 @@ fn filter<S: HttpSource>(
         .and(flow.clone())
         .and(warp::header::headers_cloned())
         .map(|flow: Arc<Flow<S>>, headers: HeaderMap| Answer(flow.intake.preflight(&headers)));
+    // Decided when the route is built; a filter rather than a boxed branch,
+    // so the chain stays one type and costs one allocation per request.
+    let payload_here = warp::any()
+        .and_then(move || {
+            std::future::ready(if takes_payload {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            })
+        })
+        .untuple_one();
     let payload = warp::post()
+        .and(payload_here)
         .and(flow.clone())
         .and(head)
         .and(warp::ext::get::<PeerAddr>())
@@ -296,11 +308,14 @@ fn filter<S: HttpSource>(
             async move { served.map(Answer).ok_or_else(warp::reject::not_found) }
         });
     let not_allowed = warp::any().map(move || Answer(method_not_allowed(allow)));
-    let mut answers = preflight.boxed();
-    if takes_payload {
-        answers = answers.or(payload).unify().boxed();
-    }
-    answers.or(serve).unify().or(not_allowed).unify().boxed()
+    preflight
+        .or(payload)
+        .unify()
+        .or(serve)
+        .unify()
+        .or(not_allowed)
+        .unify()
+        .boxed()
 }
 
 /// A response as warp hands it on.

@@ -1,6 +1,8 @@
 //! Sources: HTTP intakes that turn browser requests into events. Every source
 //! is served by the shared listener of its `address`; what they have in common
-//! (address, TLS, CORS, limits, client IP, access log) is `HttpSourceOptions`.
+//! (address, TLS, CORS, limits, client IP, access log) is `HttpSourceOptions`,
+//! and how a request flows through one is `http_source` (each source is its
+//! config plus an `HttpSource`).
 
 pub mod beacon_decoder;
 pub mod csp;
