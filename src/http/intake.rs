@@ -11,11 +11,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::IpNet;
-
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use ipnet::IpNet;
 
 use super::connection::BodyConsumed;
 use super::limits::{BodyBudget, BodyPermit};
