@@ -3,25 +3,24 @@
 //! origin check), body size limits (declared, streamed, and after
 //! decompression) and the shared budget of body bytes in flight. Each refusal
 //! is an `IntakeError` with its HTTP status and the `error_type` it is counted
-//! under.
+//! under. What happens after (decoding, delivery downstream) is the sources'
+//! business (`sources::http_source`): this layer knows neither.
 
 use std::io::Read;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use ipnet::IpNet;
 
 use super::connection::BodyConsumed;
 use super::limits::{BodyBudget, BodyPermit};
-use super::rate_limit::ClientRateLimiter;
+use super::rate_limit::{ClientRateLimiter, RateLimitOptions};
 use super::{empty_response, text_response, HttpResponse};
-use crate::event::Batch;
-use crate::sources::HttpSourceOptions;
 use crate::telemetry::{ComponentMetrics, Counter};
-use crate::topology::buffer::{Fanout, SendError};
 
 /// Slow bodies are cut off after this long (slowloris).
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,15 +61,41 @@ pub struct IntakeRequest {
     pub body_permit: BodyPermit,
 }
 
+/// The intake settings of one source (a source's `HttpSourceOptions` minus
+/// what only the source itself uses).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntakeOptions {
+    /// Origins allowed to send (CORS). `["*"]` allows any.
+    pub allowed_origins: Vec<String>,
+    /// `Access-Control-Max-Age` of preflight answers, in seconds.
+    pub cors_max_age_secs: u64,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest body accepted, before and after decompression.
+    pub max_body_bytes: usize,
+    /// Per-client-IP rate limit; none when absent.
+    pub rate_limit: Option<RateLimitOptions>,
+}
+
+/// What `Intake::accept` needs of a request besides its body.
+pub struct IntakeHead {
+    pub headers: HeaderMap,
+    /// The TCP peer (the client, or the last proxy).
+    pub peer: IpAddr,
+    /// The listener's budget of body bytes in flight; without it (direct
+    /// calls in tests) nothing is reserved.
+    pub budget: Option<Arc<BodyBudget>>,
+    /// Marked once the body is read, so the connection stays reusable.
+    pub consumed: Option<BodyConsumed>,
+}
+
 /// Per-source intake settings and counters.
 pub struct Intake {
-    options: HttpSourceOptions,
+    options: IntakeOptions,
     any_origin: bool,
     metrics: ComponentMetrics,
     /// Cached: bad requests are the hot path of an attack.
     origin_denied: Counter,
-    /// Requests answered 503 because downstream stayed full.
-    shed: Counter,
     /// `rate_limit`, when configured.
     rate_limiter: Option<ClientRateLimiter>,
     /// Requests answered 429 (cached: floods are the hot path).
@@ -82,29 +107,20 @@ pub struct Intake {
     /// Response headers a cross-origin page may read (`Retry-After`, for
     /// SDKs that back off on 429/503), when any.
     expose_headers: Option<HeaderValue>,
-    /// The answer once a request's events are downstream: 204, or what an
-    /// SDK expects (Faro: 202, as Grafana Alloy answers).
-    accepted_status: StatusCode,
     max_age: HeaderValue,
 }
 
 impl Intake {
     /// `methods`: what preflights may ask for, e.g. "POST, GET, OPTIONS".
-    pub fn new(
-        options: HttpSourceOptions,
-        metrics: ComponentMetrics,
-        methods: &'static str,
-    ) -> Self {
+    pub fn new(options: IntakeOptions, metrics: ComponentMetrics, methods: &'static str) -> Self {
         Self {
             any_origin: options.allowed_origins.iter().any(|o| o == "*"),
             origin_denied: metrics.errors("origin_not_allowed", "receiving"),
-            shed: metrics.errors("buffer_full", "sending"),
             rate_limiter: options.rate_limit.as_ref().and_then(ClientRateLimiter::new),
             rate_limited: metrics.errors(RATE_LIMITED, "receiving"),
             allow_methods: HeaderValue::from_static(methods),
             allow_headers: HeaderValue::from_static(DEFAULT_ALLOW_HEADERS),
             expose_headers: None,
-            accepted_status: StatusCode::NO_CONTENT,
             max_age: HeaderValue::from(options.cors_max_age_secs),
             options,
             metrics,
@@ -124,13 +140,7 @@ impl Intake {
         self
     }
 
-    /// The status of a request whose events are downstream (204 by default).
-    pub fn accepted_status(mut self, status: StatusCode) -> Self {
-        self.accepted_status = status;
-        self
-    }
-
-    pub fn options(&self) -> &HttpSourceOptions {
+    pub fn options(&self) -> &IntakeOptions {
         &self.options
     }
 
@@ -245,48 +255,28 @@ impl Intake {
         self.error_response(&error, origin)
     }
 
-    /// Hands a request's events downstream and answers: 204 once they are in
-    /// every downstream buffer, 503 + `Retry-After` when room does not come
-    /// within `timeout` (shed and counted, never lost silently: the client is
-    /// told to retry). All or nothing, so no request is half-written.
-    pub async fn deliver(
-        &self,
-        output: &Fanout,
-        events: Batch,
-        timeout: Duration,
-        allow_origin: Option<HeaderValue>,
-    ) -> HttpResponse {
-        let count = events.len() as u64;
-        match output.send_within(events, timeout).await {
-            Ok(()) => self.with_cors(empty_response(self.accepted_status), allow_origin),
-            Err(reason) => {
-                self.shed.inc();
-                self.metrics.discarded_intentional.add(count);
-                let message = match reason {
-                    SendError::Timeout => "pipeline is busy, retry later",
-                    SendError::Closed => "pipeline is shutting down",
-                };
-                let mut response =
-                    text_response(StatusCode::SERVICE_UNAVAILABLE, format!("{message}\n"));
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                self.with_cors(response, allow_origin)
-            }
-        }
-    }
-
     /// Runs the common steps for a POST: client address and rate limit,
-    /// origin, size limits, body budget, decompression.
-    pub async fn accept(
+    /// origin, size limits, body budget, decompression. `body` is the
+    /// request body as a stream of chunks (hyper's, or warp's
+    /// `body::stream()`).
+    pub async fn accept<B, D, E>(
         &self,
-        request: http::Request<Incoming>,
-        peer: IpAddr,
-    ) -> Result<IntakeRequest, (IntakeError, Option<HeaderValue>)> {
-        let (parts, body) = request.into_parts();
+        head: IntakeHead,
+        body: B,
+    ) -> Result<IntakeRequest, (IntakeError, Option<HeaderValue>)>
+    where
+        B: Stream<Item = Result<D, E>>,
+        D: Buf,
+        E: std::fmt::Display,
+    {
+        let IntakeHead {
+            headers,
+            peer,
+            budget,
+            consumed,
+        } = head;
         // Before anything is read, so a flood costs no body bytes.
-        let client_ip =
-            super::client_ip::client_ip(peer, &parts.headers, &self.options.trusted_proxies);
+        let client_ip = super::client_ip::client_ip(peer, &headers, &self.options.trusted_proxies);
         if let Some(limiter) = &self.rate_limiter {
             if !limiter.allow(client_ip) {
                 self.rate_limited.inc();
@@ -300,19 +290,16 @@ impl Intake {
                 ));
             }
         }
-        let allow_origin = self.check_origin(&parts.headers).map_err(|e| (e, None))?;
+        let allow_origin = self.check_origin(&headers).map_err(|e| (e, None))?;
         let fail = |e: IntakeError| (e, allow_origin.clone());
         let limit = self.options.max_body_bytes;
-        let declared = declared_length(&parts.headers);
+        let declared = declared_length(&headers);
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(fail(too_large(limit)));
         }
         // The listener hands every request the shared budget; without it
         // (direct calls in tests) nothing is reserved.
-        let mut body_permit = parts
-            .extensions
-            .get::<std::sync::Arc<BodyBudget>>()
-            .map_or_else(BodyPermit::unlimited, |budget| budget.reserve());
+        let mut body_permit = budget.map_or_else(BodyPermit::unlimited, |budget| budget.reserve());
         // A declared length is reserved whole, before a byte is read.
         let declared = declared.unwrap_or(0) as usize;
         if !body_permit.grow(declared) {
@@ -331,13 +318,13 @@ impl Intake {
             ))
         })?
         .map_err(fail)?;
-        if let Some(consumed) = parts.extensions.get::<BodyConsumed>() {
+        if let Some(consumed) = consumed {
             consumed.mark();
         }
         let wire_bytes = wire.len();
-        let body = decode_budgeted(&parts.headers, wire, limit, &mut body_permit).map_err(fail)?;
+        let body = decode_budgeted(&headers, wire, limit, &mut body_permit).map_err(fail)?;
         Ok(IntakeRequest {
-            headers: parts.headers,
+            headers,
             body,
             wire_bytes,
             client_ip,
@@ -387,86 +374,33 @@ fn too_large(limit: usize) -> IntakeError {
 /// Reads the body, refusing as soon as it passes `limit` (chunked bodies
 /// declare no length, so the check is on what arrives). Bytes beyond what
 /// `permit` holds are reserved as they arrive; no room → 503.
-async fn read_limited(
-    mut body: Incoming,
+async fn read_limited<D: Buf, E: std::fmt::Display>(
+    body: impl Stream<Item = Result<D, E>>,
     limit: usize,
     declared: usize,
     permit: &mut BodyPermit,
 ) -> Result<Bytes, IntakeError> {
+    let mut body = std::pin::pin!(body);
     let mut buf = BytesMut::with_capacity(declared.min(limit));
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
+    while let Some(chunk) = body.next().await {
+        let mut data = chunk.map_err(|e| {
             IntakeError::bad_request("body_read_failed", format!("reading the body failed: {e}"))
         })?;
-        if let Ok(data) = frame.into_data() {
-            let len = buf.len() + data.len();
-            if len > limit {
-                return Err(too_large(limit));
-            }
-            if len > permit.bytes() && !permit.grow(len - permit.bytes()) {
-                return Err(budget_exhausted());
-            }
-            buf.extend_from_slice(&data);
+        let len = buf.len() + data.remaining();
+        if len > limit {
+            return Err(too_large(limit));
+        }
+        if len > permit.bytes() && !permit.grow(len - permit.bytes()) {
+            return Err(budget_exhausted());
+        }
+        while data.has_remaining() {
+            let part = data.chunk();
+            buf.extend_from_slice(part);
+            let n = part.len();
+            data.advance(n);
         }
     }
     Ok(buf.freeze())
-}
-
-/// Nesting and string-length limits a JSON payload must respect, checked
-/// over keys and values once it is parsed (serde_json's own recursion limit
-/// keeps the parse itself safe).
-pub fn check_json_shape(
-    value: &serde_json::Value,
-    max_string_bytes: usize,
-    max_depth: usize,
-) -> Result<(), IntakeError> {
-    check_json_shape_from(value, 1, max_string_bytes, max_depth)
-}
-
-/// The same, for a value found at `depth` inside a larger payload.
-pub fn check_json_shape_from(
-    value: &serde_json::Value,
-    depth: usize,
-    max_string: usize,
-    max_depth: usize,
-) -> Result<(), IntakeError> {
-    use serde_json::Value;
-    let too_long = || {
-        IntakeError::bad_request(
-            "string_too_long",
-            format!("a string is longer than max_string_bytes ({max_string})"),
-        )
-    };
-    match value {
-        Value::String(s) if s.len() > max_string => Err(too_long()),
-        Value::Array(_) | Value::Object(_) if depth > max_depth => Err(too_deep(max_depth)),
-        Value::Array(items) => items
-            .iter()
-            .try_for_each(|v| check_json_shape_from(v, depth + 1, max_string, max_depth)),
-        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
-            if k.len() > max_string {
-                return Err(too_long());
-            }
-            check_json_shape_from(v, depth + 1, max_string, max_depth)
-        }),
-        _ => Ok(()),
-    }
-}
-
-pub fn too_deep(max_depth: usize) -> IntakeError {
-    IntakeError::bad_request(
-        "too_deep",
-        format!("JSON nested deeper than max_json_depth ({max_depth})"),
-    )
-}
-
-/// A serde_json parse error as the client's answer.
-pub fn json_error(error: &serde_json::Error, max_depth: usize) -> IntakeError {
-    if error.to_string().contains("recursion limit") {
-        too_deep(max_depth)
-    } else {
-        IntakeError::bad_request("invalid_json", format!("invalid JSON: {error}"))
-    }
 }
 
 /// The media type without parameters, lower-cased: `application/json`.

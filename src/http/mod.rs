@@ -1,7 +1,9 @@
 //! HTTP plumbing shared by every source: the shared listener (with TLS,
 //! `/health` and `/metrics`), its connections and their limits, and the
 //! intake steps each request goes through (rate limit, CORS, body limits,
-//! decompression, client IP, access log).
+//! decompression, client IP, access log). It knows nothing of sources or the
+//! topology: what a request becomes, and where it goes, is
+//! `sources::http_source`'s business.
 
 pub mod access_log;
 pub mod client_ip;

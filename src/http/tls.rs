@@ -1,14 +1,24 @@
 //! TLS for the shared listener (rustls): browsers deliver Reporting API
 //! reports only to HTTPS endpoints, so the pipeline can serve HTTPS itself.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
 use tokio_rustls::TlsAcceptor;
 
-use crate::sources::TlsOptions;
+/// A listener's `tls` table: certificate and key files.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct TlsOptions {
+    /// PEM certificate chain.
+    pub crt_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
 
 pub fn acceptor(options: &TlsOptions) -> anyhow::Result<TlsAcceptor> {
     let crt = std::fs::File::open(&options.crt_file)

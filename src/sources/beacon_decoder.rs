@@ -13,9 +13,9 @@ use serde::de::DeserializeSeed;
 use serde_json::{Map, Value};
 
 use crate::event::{Context, Event, FieldId, FieldValue};
-use crate::http::intake::{json_error, IntakeError};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
+use crate::sources::decode_error::{json_error, DecodeError};
 
 mod bounded;
 #[cfg(test)]
@@ -94,15 +94,15 @@ pub static CLIENT_HINT_HEADERS: LazyLock<[(HeaderName, &str); 6]> = LazyLock::ne
     ]
 });
 
-fn invalid(message: impl Into<String>) -> IntakeError {
-    IntakeError::bad_request("invalid_beacon", message)
+fn invalid(message: impl Into<String>) -> DecodeError {
+    DecodeError::invalid("invalid_beacon", message)
 }
 
 pub fn decode(
     body: &[u8],
     facts: &RequestFacts<'_>,
     limits: &BeaconLimits,
-) -> Result<Decoded, IntakeError> {
+) -> Result<Decoded, DecodeError> {
     let text = body_text(body, invalid)?;
     let mut de = serde_json::Deserializer::from_str(text);
     let checks = Limits::new(limits.max_string_bytes, limits.max_depth);
@@ -121,7 +121,7 @@ pub fn decode(
     match &beacon.v {
         Some(Value::Number(n)) if n.as_u64() == Some(BEACON_VERSION) => {}
         Some(other) => {
-            return Err(IntakeError::bad_request(
+            return Err(DecodeError::invalid(
                 "unsupported_version",
                 format!("unsupported beacon version {other} (this server speaks v:1)"),
             ))
@@ -131,8 +131,7 @@ pub fn decode(
     let entries = match beacon.events {
         Some(WireEvents::Array { entries, count }) => {
             if count > limits.max_events {
-                return Err(IntakeError::new(
-                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                return Err(DecodeError::too_large(
                     "too_many_events",
                     format!(
                         "{count} events in one beacon; max_events_per_beacon is {}",
@@ -222,9 +221,7 @@ pub fn decode(
     }
 
     if context.byte_size() > limits.max_context_bytes {
-        return Err(IntakeError::new(
-            http::StatusCode::PAYLOAD_TOO_LARGE,
-            "context_too_large",
+        return Err(DecodeError::too_large("context_too_large",
             format!(
                 "the beacon's shared context (URL, title, referrer, User-Agent, ua_hints) holds {} bytes; max_context_bytes is {}",
                 context.byte_size(),
@@ -327,7 +324,7 @@ fn copy_strings<const N: usize>(
     object: Option<[Option<Value>; N]>,
     keys: &[&str; N],
     ids: &[FieldId; N],
-) -> Result<(), IntakeError> {
+) -> Result<(), DecodeError> {
     let Some(values) = object else {
         return Err(invalid(format!("`{what}` must be an object")));
     };
@@ -368,7 +365,7 @@ impl ViewTarget<'_> {
 }
 
 /// An event's own `view` as the beacon's is read (`VIEW_KEYS`).
-fn view_keys(value: Value) -> Result<[Option<Value>; 4], IntakeError> {
+fn view_keys(value: Value) -> Result<[Option<Value>; 4], DecodeError> {
     let Value::Object(mut map) = value else {
         return Err(invalid("`view` must be an object"));
     };
@@ -380,7 +377,7 @@ fn view_keys(value: Value) -> Result<[Option<Value>; 4], IntakeError> {
 fn apply_view(
     target: &mut ViewTarget<'_>,
     [url, rest @ ..]: [Option<Value>; 4],
-) -> Result<Option<String>, IntakeError> {
+) -> Result<Option<String>, DecodeError> {
     let url = match url {
         Some(Value::String(url)) => Some(url),
         None | Some(Value::Null) => None,
@@ -410,7 +407,7 @@ fn apply_view(
 fn apply_device(
     context: &mut Context,
     device: Option<[Option<Value>; 3]>,
-) -> Result<(), IntakeError> {
+) -> Result<(), DecodeError> {
     let Some([memory, cores, connection]) = device else {
         return Err(invalid("`device` must be an object"));
     };
@@ -456,7 +453,7 @@ fn build_event(
     client_ts_ms: Option<i64>,
     seq: usize,
     entry: Vec<(Cow<'_, str>, Value)>,
-) -> Result<(Event, bool), IntakeError> {
+) -> Result<(Event, bool), DecodeError> {
     let type_name = entry
         .iter()
         .find(|(k, _)| k == "type")

@@ -5,22 +5,17 @@
 //! protections and answers as `rum_beacon`: CORS with preflight, body limits,
 //! 204 once the events are downstream, 503 + `Retry-After` when full.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use http::{header, HeaderValue, Method, Request, StatusCode};
-use hyper::body::Incoming;
+use http::header;
 use serde::Deserialize;
 
 use super::csp_report::{self, Format, NoiseRules, ReportFacts, ReportLimits, KNOWN_REPORT_TYPES};
+use super::decode_error::DecodeError;
+use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes};
 use super::SourceContext;
 use crate::config::CheckConfig;
-use crate::http::intake::{media_type, Intake};
-use crate::http::server::{ResponseFuture, Route, RouteHandler};
-use crate::http::{access_log, text_response, HttpResponse};
+use crate::http::intake::{Intake, IntakeRequest};
+use crate::http::server::Route;
 use crate::telemetry::Counter;
-use crate::topology::buffer::Fanout;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,7 +137,7 @@ impl CheckConfig for CspConfig {
 
 impl CspConfig {
     pub fn build(&self, cx: SourceContext) -> anyhow::Result<Vec<Route>> {
-        let metrics = cx.metrics.clone();
+        let metrics = &cx.metrics;
         let by_type = KNOWN_REPORT_TYPES
             .iter()
             .copied()
@@ -155,9 +150,7 @@ impl CspConfig {
                 )
             })
             .collect();
-        let shared = Arc::new(Shared {
-            intake: Intake::new(cx.http.clone(), cx.metrics, "POST, OPTIONS"),
-            output: cx.output,
+        let source = ReportSource {
             limits: ReportLimits {
                 max_reports: self.max_reports_per_request,
                 max_string_bytes: self.max_string_bytes,
@@ -167,160 +160,110 @@ impl CspConfig {
             },
             noise: NoiseRules::new(&self.noise_hosts),
             drop_noise: self.drop_noise,
-            send_timeout: Duration::from_millis(cx.http.send_timeout_ms),
             by_type,
             noise_seen: metrics.counter(
                 "csp_noise_reports_total",
                 "CSP violations caused by extensions or injectors (marked, or dropped with drop_noise).",
                 &[],
             ),
-        });
-        let mut routes = Vec::new();
-        for (enabled, path, format) in [
+        };
+        let intake = Intake::new(
+            cx.http.intake_options(),
+            cx.metrics.clone(),
+            "POST, OPTIONS",
+        );
+        let endpoints = [
             (self.report_uri, &self.report_uri_path, Format::ReportUri),
             (
                 self.reporting_api,
                 &self.reporting_api_path,
                 Format::ReportingApi,
             ),
-        ] {
-            if enabled {
-                routes.push(Route {
-                    path: path.clone(),
-                    source_id: cx.id.clone(),
-                    handler: Arc::new(ReportHandler {
-                        shared: shared.clone(),
-                        format,
-                        path: path.clone(),
-                    }),
-                });
-            }
-        }
-        Ok(routes)
+        ]
+        .into_iter()
+        .filter(|(enabled, _, _)| *enabled)
+        .map(|(_, path, format)| Endpoint::exact(path, format))
+        .collect();
+        Ok(http_source::routes(cx, intake, source, endpoints))
     }
 }
 
-/// What both routes of one source share.
-struct Shared {
-    intake: Intake,
-    output: Fanout,
+/// What both endpoints of one source share.
+struct ReportSource {
     limits: ReportLimits,
     noise: NoiseRules,
     drop_noise: bool,
-    send_timeout: Duration,
     /// `csp_reports_total{report_type}`, indexed like `KNOWN_REPORT_TYPES` + other.
     by_type: Vec<Counter>,
     noise_seen: Counter,
 }
 
-struct ReportHandler {
-    shared: Arc<Shared>,
-    format: Format,
-    path: String,
-}
+impl HttpSource for ReportSource {
+    type Endpoint = Format;
+    type Answer = ();
 
-impl RouteHandler for ReportHandler {
-    fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture {
-        Box::pin(async move {
-            match *request.method() {
-                Method::POST => self.receive(request, peer).await,
-                Method::OPTIONS => self.shared.intake.preflight(request.headers()),
-                _ => {
-                    let mut response =
-                        text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-                    response
-                        .headers_mut()
-                        .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
-                    response
-                }
-            }
-        })
+    fn allow(&self, _: Format) -> &'static str {
+        "POST, OPTIONS"
     }
-}
 
-impl ReportHandler {
-    async fn receive(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
-        let shared = &*self.shared;
-        let intake = &shared.intake;
-        // Browsers send application/csp-report (legacy) and
-        // application/reports+json; tools and old browsers plain JSON or nothing.
-        let (accepted_types, names): (&[&str], &str) = match self.format {
-            Format::ReportUri => (
-                &["application/csp-report", "application/json"],
-                "application/csp-report or application/json",
-            ),
-            Format::ReportingApi => (
-                &["application/reports+json", "application/json"],
-                "application/reports+json or application/json",
-            ),
-        };
-        if let Some(other) =
-            media_type(request.headers()).filter(|t| !accepted_types.contains(&t.as_str()))
-        {
-            return intake.refuse_media_type(request.headers(), &other, names);
+    // Browsers send application/csp-report (legacy) and
+    // application/reports+json; tools and old browsers plain JSON or nothing.
+    fn media_types(&self, format: Format) -> MediaTypes {
+        match format {
+            Format::ReportUri => MediaTypes {
+                accepted: &["application/csp-report", "application/json"],
+                names: "application/csp-report or application/json",
+            },
+            Format::ReportingApi => MediaTypes {
+                accepted: &["application/reports+json", "application/json"],
+                names: "application/reports+json or application/json",
+            },
         }
-        let accepted = match intake.accept(request, peer.ip()).await {
-            Ok(accepted) => accepted,
-            Err((error, origin)) => return intake.error_response(&error, origin),
-        };
-        let metrics = intake.metrics();
-        metrics.received_bytes.add(accepted.wire_bytes as u64);
+    }
+
+    fn decode(
+        &self,
+        format: Format,
+        request: &IntakeRequest,
+        received_at_ms: i64,
+    ) -> Result<Decoded<()>, DecodeError> {
         let facts = ReportFacts {
-            received_at_ms: chrono::Utc::now().timestamp_millis(),
-            client_ip: accepted.client_ip,
-            user_agent: accepted
+            received_at_ms,
+            client_ip: request.client_ip,
+            user_agent: request
                 .headers
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok()),
         };
-        let decoded = match self.format {
+        let decoded = match format {
             Format::ReportUri => {
-                csp_report::decode_report_uri(&accepted.body, &facts, &shared.limits, &shared.noise)
+                csp_report::decode_report_uri(&request.body, &facts, &self.limits, &self.noise)
             }
-            Format::ReportingApi => csp_report::decode_reporting_api(
-                &accepted.body,
-                &facts,
-                &shared.limits,
-                &shared.noise,
-            ),
-        };
-        let decoded = match decoded {
-            Ok(decoded) => decoded,
-            Err(error) => return intake.error_response(&error, accepted.allow_origin),
-        };
-        if intake.options().access_log {
-            access_log::log(
-                "POST",
-                &self.path,
-                decoded.page_url.as_deref(),
-                accepted.wire_bytes,
-            );
-        }
-        metrics.received_events.add(decoded.reports.len() as u64);
+            Format::ReportingApi => {
+                csp_report::decode_reporting_api(&request.body, &facts, &self.limits, &self.noise)
+            }
+        }?;
         let mut events = Vec::with_capacity(decoded.reports.len());
         let mut dropped = 0;
         for report in decoded.reports {
-            if let Some(counter) = shared.by_type.get(report.kind) {
+            if let Some(counter) = self.by_type.get(report.kind) {
                 counter.inc();
             }
             if report.noise {
-                shared.noise_seen.inc();
-                if shared.drop_noise {
+                self.noise_seen.inc();
+                if self.drop_noise {
                     dropped += 1;
                     continue;
                 }
             }
             events.push(report.event);
         }
-        metrics.discarded_intentional.add(dropped);
-        intake
-            .deliver(
-                &shared.output,
-                events,
-                shared.send_timeout,
-                accepted.allow_origin,
-            )
-            .await
+        Ok(Decoded {
+            events,
+            page_url: decoded.page_url,
+            dropped,
+            answer: (),
+        })
     }
 }
 

@@ -18,8 +18,8 @@ use serde_json::{Map, Value};
 
 use super::beacon_decoder::{body_text, Bounded, Key, Limits};
 use crate::event::Event;
-use crate::http::intake::{json_error, IntakeError};
 use crate::privacy::ClientIpMode;
+use crate::sources::decode_error::{json_error, DecodeError};
 
 /// The intake API version, from the request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,11 +81,11 @@ pub struct Decoded {
 /// How much of a bad line an error quotes.
 const DOCUMENT_QUOTE_BYTES: usize = 256;
 
-fn bad_metadata(error_type: &'static str, message: impl Into<String>) -> IntakeError {
-    IntakeError::bad_request(error_type, message)
+fn bad_metadata(error_type: &'static str, message: impl Into<String>) -> DecodeError {
+    DecodeError::invalid(error_type, message)
 }
 
-fn empty_body(message: &'static str) -> IntakeError {
+fn empty_body(message: &'static str) -> DecodeError {
     bad_metadata("missing_metadata", message)
 }
 
@@ -93,7 +93,7 @@ pub fn decode(
     body: &[u8],
     facts: &RequestFacts<'_>,
     limits: &ApmLimits,
-) -> Result<Decoded, IntakeError> {
+) -> Result<Decoded, DecodeError> {
     let text = body_text(body, empty_body)?;
     let mut lines = text
         .split('\n')

@@ -8,24 +8,20 @@
 //! agent's `centralConfig` logs no error. Same intake as `rum_beacon`: CORS
 //! with preflight, body limits, gzip, client address, access log.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, StatusCode};
-use hyper::body::Incoming;
+use http::{header, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::decode_error::DecodeError;
 use super::elastic_apm_decoder::{self, ApiVersion, ApmLimits, LineError, RequestFacts};
+use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes, Refusal, RequestHead};
 use super::SourceContext;
 use crate::config::CheckConfig;
-use crate::http::intake::{media_type, Intake, IntakeError};
-use crate::http::server::{ResponseFuture, Route, RouteHandler};
-use crate::http::{access_log, empty_response, text_response, HttpResponse};
-use crate::telemetry::Counter;
-use crate::topology::buffer::Fanout;
+use crate::http::intake::{Intake, IntakeRequest};
+use crate::http::server::Route;
+use crate::http::{empty_response, text_response, HttpResponse};
+use crate::telemetry::{ComponentMetrics, Counter};
 
 /// The paths APM Server serves to RUM agents.
 pub const INTAKE_V2_PATH: &str = "/intake/v2/rum/events";
@@ -98,9 +94,7 @@ impl CheckConfig for ElasticApmRumConfig {
 impl ElasticApmRumConfig {
     pub fn build(&self, cx: SourceContext) -> anyhow::Result<Vec<Route>> {
         let metrics = cx.metrics.clone();
-        let intake = Arc::new(IntakeHandler {
-            intake: Intake::new(cx.http.clone(), cx.metrics, "GET, POST, OPTIONS"),
-            output: cx.output,
+        let source = ApmSource {
             limits: ApmLimits {
                 max_events: self.max_events_per_request,
                 max_event_bytes: self.max_event_bytes,
@@ -109,7 +103,6 @@ impl ElasticApmRumConfig {
                 keep_breakdown: self.keep_breakdown,
                 client_ip: cx.http.client_ip,
             },
-            send_timeout: Duration::from_millis(cx.http.send_timeout_ms),
             unknown_kinds: metrics.counter(
                 "elastic_apm_rum_unknown_events_total",
                 "NDJSON lines of a kind the agent does not send, kept as rum.type = custom.",
@@ -120,29 +113,27 @@ impl ElasticApmRumConfig {
                 "Breakdown metricsets dropped (keep_breakdown = false).",
                 &[],
             ),
-        });
-        let route = |path: &str, endpoint| Route {
-            path: path.to_owned(),
-            source_id: cx.id.clone(),
-            handler: Arc::new(Endpoint {
-                shared: intake.clone(),
-                endpoint,
-            }) as Arc<dyn RouteHandler>,
+            metrics,
         };
-        Ok(vec![
-            route(INTAKE_V2_PATH, Kind::Intake(ApiVersion::V2)),
-            route(INTAKE_V3_PATH, Kind::Intake(ApiVersion::V3)),
-            route(CONFIG_PATH, Kind::Config),
-        ])
+        let intake = Intake::new(
+            cx.http.intake_options(),
+            cx.metrics.clone(),
+            "GET, POST, OPTIONS",
+        );
+        let endpoints = vec![
+            Endpoint::exact(INTAKE_V2_PATH, Kind::Intake(ApiVersion::V2)),
+            Endpoint::exact(INTAKE_V3_PATH, Kind::Intake(ApiVersion::V3)),
+            Endpoint::exact(CONFIG_PATH, Kind::Config),
+        ];
+        Ok(http_source::routes(cx, intake, source, endpoints))
     }
 }
 
-/// What the three routes share.
-struct IntakeHandler {
-    intake: Intake,
-    output: Fanout,
+/// What the three endpoints share.
+struct ApmSource {
     limits: ApmLimits,
-    send_timeout: Duration,
+    /// Counts the lines refused one by one, by their `error_type`.
+    metrics: ComponentMetrics,
     /// `elastic_apm_rum_unknown_events_total`.
     unknown_kinds: Counter,
     /// `elastic_apm_rum_dropped_breakdowns_total`.
@@ -153,38 +144,6 @@ struct IntakeHandler {
 enum Kind {
     Intake(ApiVersion),
     Config,
-}
-
-struct Endpoint {
-    shared: Arc<IntakeHandler>,
-    endpoint: Kind,
-}
-
-impl RouteHandler for Endpoint {
-    fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture {
-        Box::pin(async move {
-            let shared = &self.shared;
-            match (self.endpoint, request.method().clone()) {
-                (_, Method::OPTIONS) => shared.intake.preflight(request.headers()),
-                (Kind::Intake(version), Method::POST) => {
-                    shared.receive(request, peer, version).await
-                }
-                (Kind::Config, Method::GET | Method::POST) => shared.config(&request),
-                (endpoint, _) => {
-                    let allow = match endpoint {
-                        Kind::Intake(_) => "POST, OPTIONS",
-                        Kind::Config => "GET, POST, OPTIONS",
-                    };
-                    let mut response =
-                        text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-                    response
-                        .headers_mut()
-                        .insert(header::ALLOW, HeaderValue::from_static(allow));
-                    response
-                }
-            }
-        })
-    }
 }
 
 /// APM Server's error body: `{"accepted": N, "errors": [{message, document}]}`.
@@ -209,12 +168,110 @@ fn apm_body(
     response
 }
 
-impl IntakeHandler {
-    /// The intake's refusal (counted), with APM Server's body.
-    fn refuse(&self, error: &IntakeError, allow_origin: Option<HeaderValue>) -> HttpResponse {
-        let counted = self.intake.error_response(error, allow_origin);
-        let (parts, _) = counted.into_parts();
-        let mut response = apm_body(error.status, 0, [(error.message.clone(), None)]);
+/// What the answer to an intake request needs: the lines kept and those
+/// refused (APM Server keeps the good lines of a request).
+struct LinesAnswer {
+    accepted: usize,
+    errors: Vec<LineError>,
+}
+
+impl HttpSource for ApmSource {
+    type Endpoint = Kind;
+    type Answer = LinesAnswer;
+
+    fn allow(&self, endpoint: Kind) -> &'static str {
+        match endpoint {
+            Kind::Intake(_) => "POST, OPTIONS",
+            Kind::Config => "GET, POST, OPTIONS",
+        }
+    }
+
+    // The agent sends application/x-ndjson; APM Server also takes
+    // application/json, and text/plain spares a preflight.
+    fn media_types(&self, _: Kind) -> MediaTypes {
+        MediaTypes {
+            accepted: &["application/x-ndjson", "application/json", "text/plain"],
+            names: "application/x-ndjson",
+        }
+    }
+
+    fn takes_payload(&self, endpoint: Kind) -> bool {
+        matches!(endpoint, Kind::Intake(_))
+    }
+
+    fn serve(
+        &self,
+        endpoint: Kind,
+        request: &RequestHead,
+        intake: &Intake,
+    ) -> Option<HttpResponse> {
+        match (endpoint, request.method()) {
+            (Kind::Config, &Method::GET | &Method::POST) => Some(self.config(request, intake)),
+            _ => None,
+        }
+    }
+
+    fn decode(
+        &self,
+        endpoint: Kind,
+        request: &IntakeRequest,
+        received_at_ms: i64,
+    ) -> Result<Decoded<LinesAnswer>, DecodeError> {
+        let Kind::Intake(version) = endpoint else {
+            unreachable!("the config endpoint answers in `serve`");
+        };
+        let facts = RequestFacts {
+            received_at_ms,
+            client_ip: request.client_ip,
+            user_agent: request
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+            version,
+        };
+        let decoded = elastic_apm_decoder::decode(&request.body, &facts, &self.limits)?;
+        for error in &decoded.errors {
+            self.metrics.errors(error.error_type, "receiving").inc();
+        }
+        self.unknown_kinds.add(decoded.unknown_kinds as u64);
+        self.dropped_breakdowns
+            .add(decoded.dropped_breakdowns as u64);
+        Ok(Decoded {
+            events: decoded.events,
+            page_url: decoded.page_url,
+            dropped: 0,
+            answer: LinesAnswer {
+                accepted: decoded.accepted,
+                errors: decoded.errors,
+            },
+        })
+    }
+
+    /// 202, or 400 naming the lines refused (the others are downstream).
+    fn accepted(&self, answer: LinesAnswer) -> HttpResponse {
+        if answer.errors.is_empty() {
+            return empty_response(StatusCode::ACCEPTED);
+        }
+        apm_body(
+            StatusCode::BAD_REQUEST,
+            answer.accepted,
+            answer.errors.into_iter().map(
+                |LineError {
+                     message, document, ..
+                 }| (message, Some(document)),
+            ),
+        )
+    }
+
+    /// APM Server's JSON body, keeping the headers (CORS, `Retry-After`).
+    fn refusal(&self, response: HttpResponse, refusal: Refusal<'_>) -> HttpResponse {
+        let message = match refusal {
+            Refusal::Request(message) => message.to_owned(),
+            // 503: nothing of the request was taken; the agent retries.
+            Refusal::Shed => "queue is full, retry later".to_owned(),
+        };
+        let (parts, _) = response.into_parts();
+        let mut response = apm_body(parts.status, 0, [(message, None)]);
         for (name, value) in parts.headers.iter() {
             if name != header::CONTENT_TYPE {
                 response.headers_mut().insert(name, value.clone());
@@ -222,120 +279,20 @@ impl IntakeHandler {
         }
         response
     }
+}
 
-    async fn receive(
-        &self,
-        request: Request<Incoming>,
-        peer: SocketAddr,
-        version: ApiVersion,
-    ) -> HttpResponse {
-        // The agent sends application/x-ndjson; APM Server also takes
-        // application/json, and text/plain spares a preflight.
-        match media_type(request.headers()).as_deref() {
-            None | Some("application/x-ndjson") | Some("application/json") | Some("text/plain") => {
-            }
-            Some(other) => {
-                let error = IntakeError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    format!("Content-Type `{other}` not accepted (use application/x-ndjson)"),
-                );
-                let origin = self.intake.check_origin(request.headers()).ok().flatten();
-                return self.refuse(&error, origin);
-            }
-        }
-        let path = request.uri().path().to_owned();
-        let accepted = match self.intake.accept(request, peer.ip()).await {
-            Ok(accepted) => accepted,
-            Err((error, origin)) => return self.refuse(&error, origin),
-        };
-        let metrics = self.intake.metrics();
-        metrics.received_bytes.add(accepted.wire_bytes as u64);
-        let facts = RequestFacts {
-            received_at_ms: chrono::Utc::now().timestamp_millis(),
-            client_ip: accepted.client_ip,
-            user_agent: accepted
-                .headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
-            version,
-        };
-        let decoded = match elastic_apm_decoder::decode(&accepted.body, &facts, &self.limits) {
-            Ok(decoded) => decoded,
-            Err(error) => return self.refuse(&error, accepted.allow_origin),
-        };
-        if self.intake.options().access_log {
-            access_log::log(
-                "POST",
-                &path,
-                decoded.page_url.as_deref(),
-                accepted.wire_bytes,
-            );
-        }
-        for error in &decoded.errors {
-            metrics.errors(error.error_type, "receiving").inc();
-        }
-        self.unknown_kinds.add(decoded.unknown_kinds as u64);
-        self.dropped_breakdowns
-            .add(decoded.dropped_breakdowns as u64);
-        metrics.received_events.add(decoded.events.len() as u64);
-        let delivered = if decoded.events.is_empty() {
-            self.intake.with_cors(
-                empty_response(StatusCode::NO_CONTENT),
-                accepted.allow_origin.clone(),
-            )
-        } else {
-            self.intake
-                .deliver(
-                    &self.output,
-                    decoded.events,
-                    self.send_timeout,
-                    accepted.allow_origin.clone(),
-                )
-                .await
-        };
-        if delivered.status() != StatusCode::NO_CONTENT {
-            // 503: nothing of the request was taken; the agent retries.
-            let (parts, _) = delivered.into_parts();
-            let mut response = apm_body(
-                parts.status,
-                0,
-                [("queue is full, retry later".to_owned(), None)],
-            );
-            for (name, value) in parts.headers.iter() {
-                if name != header::CONTENT_TYPE {
-                    response.headers_mut().insert(name, value.clone());
-                }
-            }
-            return response;
-        }
-        let mut response = if decoded.errors.is_empty() {
-            empty_response(StatusCode::ACCEPTED)
-        } else {
-            apm_body(
-                StatusCode::BAD_REQUEST,
-                decoded.accepted,
-                decoded.errors.into_iter().map(
-                    |LineError {
-                         message, document, ..
-                     }| (message, Some(document)),
-                ),
-            )
-        };
-        for (name, value) in delivered.headers() {
-            response.headers_mut().insert(name, value.clone());
-        }
-        response
-    }
-
+impl ApmSource {
     /// Central config: none, said the way APM Server says it.
-    fn config(&self, request: &Request<Incoming>) -> HttpResponse {
-        let origin = match self.intake.check_origin(request.headers()) {
+    fn config(&self, request: &RequestHead, intake: &Intake) -> HttpResponse {
+        let origin = match intake.check_origin(request.headers()) {
             Ok(origin) => origin,
-            Err(error) => return self.refuse(&error, None),
+            Err(error) => {
+                let response = intake.error_response(&error, None);
+                return self.refusal(response, Refusal::Request(&error.message));
+            }
         };
         let bare = CONFIG_ETAG.trim_matches('"');
-        let query_match = request.uri().query().is_some_and(|q| {
+        let query_match = request.query().is_some_and(|q| {
             q.split('&')
                 .any(|pair| pair.strip_prefix("ifnonematch=") == Some(bare))
         });
@@ -365,7 +322,7 @@ impl IntakeHandler {
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static("Etag"),
         );
-        self.intake.with_cors(response, origin)
+        intake.with_cors(response, origin)
     }
 }
 

@@ -5,22 +5,18 @@
 //! limits, gzip, client address, 503 + `Retry-After` when full. With
 //! `api_key` set, a request must carry it (`x-api-key` or the path segment).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use http::{header, HeaderValue, Method, Request, StatusCode};
-use hyper::body::Incoming;
+use http::{header, StatusCode};
 use serde::Deserialize;
 
+use super::decode_error::DecodeError;
 use super::faro_decoder::{self, FaroLimits, RequestFacts};
+use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes, RequestHead};
 use super::SourceContext;
 use crate::config::CheckConfig;
-use crate::http::intake::{media_type, Intake};
-use crate::http::server::{ResponseFuture, Route, RouteHandler};
-use crate::http::{access_log, text_response, HttpResponse};
+use crate::http::intake::{Intake, IntakeRequest};
+use crate::http::server::Route;
+use crate::http::{empty_response, text_response, HttpResponse};
 use crate::telemetry::Counter;
-use crate::topology::buffer::Fanout;
 
 /// What the SDK's preflight asks for: its JSON and gzip bodies, the API key,
 /// its session header and the per-request idempotency key.
@@ -114,14 +110,8 @@ impl CheckConfig for FaroConfig {
 
 impl FaroConfig {
     pub fn build(&self, cx: SourceContext) -> anyhow::Result<Vec<Route>> {
-        let metrics = cx.metrics.clone();
-        let intake = Intake::new(cx.http.clone(), cx.metrics, "POST, OPTIONS")
-            .allow_headers(ALLOW_HEADERS)
-            .expose_headers("retry-after")
-            .accepted_status(StatusCode::ACCEPTED);
-        let handler = Arc::new(FaroHandler {
-            intake,
-            output: cx.output,
+        let metrics = &cx.metrics;
+        let source = FaroSource {
             limits: FaroLimits {
                 max_items: self.max_items_per_request,
                 max_string_bytes: self.max_string_bytes,
@@ -130,7 +120,6 @@ impl FaroConfig {
                 max_context_bytes: self.max_context_bytes,
                 client_ip: cx.http.client_ip,
             },
-            send_timeout: Duration::from_millis(cx.http.send_timeout_ms),
             api_key: self.api_key.clone(),
             unauthorized: metrics.errors("unauthorized", "receiving"),
             unknown_kinds: metrics.counter(
@@ -144,28 +133,28 @@ impl FaroConfig {
                 &[],
             ),
             path: self.path.clone(),
-        });
-        let app_key_path = format!("{}/*", self.path.trim_end_matches('/'));
-        Ok(vec![
-            Route {
-                path: self.path.clone(),
-                source_id: cx.id.clone(),
-                handler: handler.clone(),
+        };
+        let intake = Intake::new(
+            cx.http.intake_options(),
+            cx.metrics.clone(),
+            "POST, OPTIONS",
+        )
+        .allow_headers(ALLOW_HEADERS)
+        .expose_headers("retry-after");
+        let endpoints = vec![
+            Endpoint::exact(&self.path, ()),
+            Endpoint {
+                path: format!("{}/*", self.path.trim_end_matches('/')),
+                endpoint: (),
+                log_path: self.path.clone(),
             },
-            Route {
-                path: app_key_path,
-                source_id: cx.id,
-                handler,
-            },
-        ])
+        ];
+        Ok(http_source::routes(cx, intake, source, endpoints))
     }
 }
 
-struct FaroHandler {
-    intake: Intake,
-    output: Fanout,
+struct FaroSource {
     limits: FaroLimits,
-    send_timeout: Duration,
     /// `api_key`: what `x-api-key` or the path segment must be.
     api_key: Option<String>,
     /// `component_errors_total{error_type="unauthorized"}` (cached: a
@@ -176,25 +165,6 @@ struct FaroHandler {
     /// `faro_dropped_spans_total`.
     dropped_spans: Counter,
     path: String,
-}
-
-impl RouteHandler for FaroHandler {
-    fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture {
-        Box::pin(async move {
-            match *request.method() {
-                Method::POST => self.receive(request, peer).await,
-                Method::OPTIONS => self.intake.preflight(request.headers()),
-                _ => {
-                    let mut response =
-                        text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-                    response
-                        .headers_mut()
-                        .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
-                    response
-                }
-            }
-        })
-    }
 }
 
 /// Compares without an early exit, so the time taken does not tell how
@@ -208,89 +178,75 @@ fn same_key(given: &[u8], expected: &[u8]) -> bool {
             == 0
 }
 
-impl FaroHandler {
+impl HttpSource for FaroSource {
+    type Endpoint = ();
+    type Answer = ();
+
+    const AUTHORIZES: bool = true;
+
+    fn allow(&self, _: ()) -> &'static str {
+        "POST, OPTIONS"
+    }
+
+    // The SDK posts `application/json`; `text/plain` lets a page use
+    // `sendBeacon` without a preflight.
+    fn media_types(&self, _: ()) -> MediaTypes {
+        MediaTypes {
+            accepted: &["application/json", "text/plain"],
+            names: "application/json or text/plain",
+        }
+    }
+
     /// The `x-api-key` header or the `{app_key}` path segment, when the
     /// source has an `api_key`.
-    fn authorized(&self, request: &Request<Incoming>) -> bool {
-        let Some(expected) = &self.api_key else {
-            return true;
-        };
+    fn refuse_key(&self, _: (), request: &RequestHead) -> Option<HttpResponse> {
+        let expected = self.api_key.as_ref()?;
         let header = request
             .headers()
             .get("x-api-key")
             .is_some_and(|v| same_key(v.as_bytes(), expected.as_bytes()));
         let segment = request
-            .uri()
             .path()
             .strip_prefix(self.path.as_str())
             .and_then(|rest| rest.strip_prefix('/'))
             .is_some_and(|key| same_key(key.as_bytes(), expected.as_bytes()));
-        header || segment
+        if header || segment {
+            return None;
+        }
+        self.unauthorized.inc();
+        Some(text_response(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong API key (x-api-key or /{app_key})\n",
+        ))
     }
 
-    async fn receive(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
-        // The SDK posts `application/json`; `text/plain` lets a page use
-        // `sendBeacon` without a preflight.
-        match media_type(request.headers()).as_deref() {
-            None | Some("application/json") | Some("text/plain") => {}
-            Some(other) => {
-                return self.intake.refuse_media_type(
-                    request.headers(),
-                    other,
-                    "application/json or text/plain",
-                );
-            }
-        }
-        // A page of another origin gets 403 whatever key it sends.
-        let origin = match self.intake.check_origin(request.headers()) {
-            Ok(origin) => origin,
-            Err(error) => return self.intake.error_response(&error, None),
-        };
-        if !self.authorized(&request) {
-            self.unauthorized.inc();
-            // Checked before the body is read: a wrong key costs no bytes.
-            let response = text_response(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong API key (x-api-key or /{app_key})\n",
-            );
-            return self.intake.with_cors(response, origin);
-        }
-        let accepted = match self.intake.accept(request, peer.ip()).await {
-            Ok(accepted) => accepted,
-            Err((error, origin)) => return self.intake.error_response(&error, origin),
-        };
-        let metrics = self.intake.metrics();
-        metrics.received_bytes.add(accepted.wire_bytes as u64);
-        let header_str = |name: &str| accepted.headers.get(name).and_then(|v| v.to_str().ok());
+    fn decode(
+        &self,
+        _: (),
+        request: &IntakeRequest,
+        received_at_ms: i64,
+    ) -> Result<Decoded<()>, DecodeError> {
+        let header_str = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
         let facts = RequestFacts {
-            received_at_ms: chrono::Utc::now().timestamp_millis(),
-            client_ip: accepted.client_ip,
+            received_at_ms,
+            client_ip: request.client_ip,
             user_agent: header_str(header::USER_AGENT.as_str()),
             session_header: header_str("x-faro-session-id"),
         };
-        let decoded = match faro_decoder::decode(&accepted.body, &facts, &self.limits) {
-            Ok(decoded) => decoded,
-            Err(error) => return self.intake.error_response(&error, accepted.allow_origin),
-        };
-        if self.intake.options().access_log {
-            access_log::log(
-                "POST",
-                &self.path,
-                decoded.page_url.as_deref(),
-                accepted.wire_bytes,
-            );
-        }
+        let decoded = faro_decoder::decode(&request.body, &facts, &self.limits)?;
         self.unknown_kinds.add(decoded.unknown_kinds as u64);
         self.dropped_spans.add(decoded.dropped_spans as u64);
-        metrics.received_events.add(decoded.events.len() as u64);
-        self.intake
-            .deliver(
-                &self.output,
-                decoded.events,
-                self.send_timeout,
-                accepted.allow_origin,
-            )
-            .await
+        Ok(Decoded {
+            events: decoded.events,
+            page_url: decoded.page_url,
+            dropped: 0,
+            answer: (),
+        })
+    }
+
+    /// As Grafana Alloy's `faro.receiver` answers.
+    fn accepted(&self, _: ()) -> HttpResponse {
+        empty_response(StatusCode::ACCEPTED)
     }
 }
 

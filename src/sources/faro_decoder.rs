@@ -17,9 +17,9 @@ use serde_json::{Map, Number, Value};
 
 use super::beacon_decoder::{body_text, url_fields, Bounded, Key, Limits};
 use crate::event::{Context, Event, FieldId, FieldValue};
-use crate::http::intake::{json_error, IntakeError};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
+use crate::sources::decode_error::{json_error, DecodeError};
 
 /// Faro's web-vitals measurement value keys → `rum.vital.name`.
 pub const VITALS: &[(&str, &str)] = &[
@@ -123,13 +123,12 @@ pub struct Decoded {
     pub dropped_spans: usize,
 }
 
-fn invalid(message: impl Into<String>) -> IntakeError {
-    IntakeError::bad_request("invalid_payload", message)
+fn invalid(message: impl Into<String>) -> DecodeError {
+    DecodeError::invalid("invalid_payload", message)
 }
 
-fn too_many(max_items: usize) -> IntakeError {
-    IntakeError::new(
-        http::StatusCode::PAYLOAD_TOO_LARGE,
+fn too_many(max_items: usize) -> DecodeError {
+    DecodeError::too_large(
         "too_many_items",
         format!("more than {max_items} items in one request (max_items_per_request)"),
     )
@@ -139,7 +138,7 @@ pub fn decode(
     body: &[u8],
     facts: &RequestFacts<'_>,
     limits: &FaroLimits,
-) -> Result<Decoded, IntakeError> {
+) -> Result<Decoded, DecodeError> {
     let text = body_text(body, invalid)?;
     let parse = Parse {
         limits: Limits::new(limits.max_string_bytes, limits.max_depth),
@@ -202,9 +201,7 @@ pub fn decode(
         context.set(ids.extra, Value::Object(extra));
     }
     if context.byte_size() > limits.max_context_bytes {
-        return Err(IntakeError::new(
-            http::StatusCode::PAYLOAD_TOO_LARGE,
-            "context_too_large",
+        return Err(DecodeError::too_large("context_too_large",
             format!(
                 "the payload's `meta` (with the page URL and User-Agent) holds {} bytes; max_context_bytes is {}",
                 context.byte_size(),

@@ -1,27 +1,32 @@
 //! Sources: HTTP intakes that turn browser requests into events. Every source
 //! is served by the shared listener of its `address`; what they have in common
-//! (address, TLS, CORS, limits, client IP, access log) is `HttpSourceOptions`.
+//! (address, TLS, CORS, limits, client IP, access log) is `HttpSourceOptions`,
+//! and how a request flows through one is `http_source` (each source is its
+//! config plus an `HttpSource`).
 
 pub mod beacon_decoder;
 pub mod csp;
 pub mod csp_report;
+pub mod decode_error;
 pub mod elastic_apm_decoder;
 pub mod elastic_apm_rum;
 pub mod faro;
 pub mod faro_decoder;
+pub mod http_source;
 pub mod rum_beacon;
 pub mod web_vitals;
 pub mod web_vitals_decoder;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::config::{decode, unknown_type, CheckConfig};
+use crate::http::intake::IntakeOptions;
 use crate::http::rate_limit::RateLimitOptions;
 use crate::http::server::Route;
+pub use crate::http::tls::TlsOptions;
 use crate::telemetry::ComponentMetrics;
 use crate::topology::buffer::Fanout;
 
@@ -68,15 +73,6 @@ pub struct HttpSourceOptions {
     pub client_ip: crate::privacy::ClientIpMode,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
-#[serde(deny_unknown_fields)]
-pub struct TlsOptions {
-    /// PEM certificate chain.
-    pub crt_file: PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub key_file: PathBuf,
-}
-
 fn default_address() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 3000))
 }
@@ -95,6 +91,17 @@ fn default_send_timeout_ms() -> u64 {
 }
 
 impl HttpSourceOptions {
+    /// What the HTTP layer's `Intake` needs of these options.
+    pub fn intake_options(&self) -> IntakeOptions {
+        IntakeOptions {
+            allowed_origins: self.allowed_origins.clone(),
+            cors_max_age_secs: self.cors_max_age_secs,
+            trusted_proxies: self.trusted_proxies.clone(),
+            max_body_bytes: self.max_body_bytes,
+            rate_limit: self.rate_limit.clone(),
+        }
+    }
+
     pub const KEYS: &'static [&'static str] = &[
         "address",
         "tls",

@@ -4,24 +4,20 @@
 //! the downstream buffers, 503 + `Retry-After` when they stay full past
 //! `send_timeout_ms`; it never hangs.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::beacon_decoder::{self, BeaconLimits, RequestFacts, CLIENT_HINT_HEADERS};
+use super::decode_error::DecodeError;
+use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes, RequestHead};
 use super::SourceContext;
 use crate::client_bundle;
 use crate::config::CheckConfig;
-use crate::http::intake::{media_type, Intake};
-use crate::http::server::{ResponseFuture, Route, RouteHandler};
-use crate::http::{access_log, empty_response, text_response, HttpResponse};
+use crate::http::intake::{Intake, IntakeRequest};
+use crate::http::server::Route;
+use crate::http::{empty_response, HttpResponse};
 use crate::telemetry::Counter;
-use crate::topology::buffer::Fanout;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,10 +101,8 @@ impl CheckConfig for RumBeaconConfig {
 
 impl RumBeaconConfig {
     pub fn build(&self, cx: SourceContext) -> anyhow::Result<Vec<Route>> {
-        let metrics = cx.metrics.clone();
-        let handler = BeaconHandler {
-            intake: Intake::new(cx.http.clone(), cx.metrics, "POST, GET, OPTIONS"),
-            output: cx.output,
+        let metrics = &cx.metrics;
+        let source = BeaconSource {
             limits: BeaconLimits {
                 max_events: self.max_events_per_beacon,
                 max_string_bytes: self.max_string_bytes,
@@ -117,7 +111,6 @@ impl RumBeaconConfig {
                 max_context_bytes: self.max_context_bytes,
                 client_ip: cx.http.client_ip,
             },
-            send_timeout: Duration::from_millis(cx.http.send_timeout_ms),
             serve_client: self.serve_client,
             cache_control: HeaderValue::from_str(&format!(
                 "public, max-age={}",
@@ -133,107 +126,74 @@ impl RumBeaconConfig {
                 "Top-level beacon keys the format does not know (ignored).",
                 &[],
             ),
-            path: self.path.clone(),
         };
-        Ok(vec![Route {
-            path: self.path.clone(),
-            source_id: cx.id,
-            handler: Arc::new(handler),
-        }])
+        let intake = Intake::new(
+            cx.http.intake_options(),
+            cx.metrics.clone(),
+            "POST, GET, OPTIONS",
+        );
+        let endpoints = vec![Endpoint::exact(&self.path, ())];
+        Ok(http_source::routes(cx, intake, source, endpoints))
     }
 }
 
-struct BeaconHandler {
-    intake: Intake,
-    output: Fanout,
+struct BeaconSource {
     limits: BeaconLimits,
-    send_timeout: Duration,
     serve_client: bool,
     cache_control: HeaderValue,
     unknown_types: Counter,
     ignored_keys: Counter,
-    path: String,
 }
 
-impl RouteHandler for BeaconHandler {
-    fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture {
-        Box::pin(async move {
-            match *request.method() {
-                Method::POST => self.receive(request, peer).await,
-                Method::OPTIONS => self.intake.preflight(request.headers()),
-                Method::GET | Method::HEAD if self.serve_client => {
-                    serve_client(request.headers(), &self.cache_control)
-                }
-                _ => {
-                    let mut response =
-                        text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-                    let allow = if self.serve_client {
-                        "POST, GET, HEAD, OPTIONS"
-                    } else {
-                        "POST, OPTIONS"
-                    };
-                    response
-                        .headers_mut()
-                        .insert(header::ALLOW, HeaderValue::from_static(allow));
-                    response
-                }
-            }
-        })
-    }
-}
+impl HttpSource for BeaconSource {
+    type Endpoint = ();
+    type Answer = ();
 
-impl BeaconHandler {
-    async fn receive(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
-        // sendBeacon with a string sends text/plain (no preflight); fetch sends JSON.
-        match media_type(request.headers()).as_deref() {
-            None | Some("application/json") | Some("text/plain") => {}
-            Some(other) => {
-                return self.intake.refuse_media_type(
-                    request.headers(),
-                    other,
-                    "application/json or text/plain",
-                );
-            }
+    fn allow(&self, _: ()) -> &'static str {
+        if self.serve_client {
+            "POST, GET, HEAD, OPTIONS"
+        } else {
+            "POST, OPTIONS"
         }
-        let accepted = match self.intake.accept(request, peer.ip()).await {
-            Ok(accepted) => accepted,
-            Err((error, origin)) => return self.intake.error_response(&error, origin),
-        };
-        let metrics = self.intake.metrics();
-        metrics.received_bytes.add(accepted.wire_bytes as u64);
-        let client_hints = client_hints(&accepted.headers);
+    }
+
+    // sendBeacon with a string sends text/plain (no preflight); fetch sends JSON.
+    fn media_types(&self, _: ()) -> MediaTypes {
+        MediaTypes {
+            accepted: &["application/json", "text/plain"],
+            names: "application/json or text/plain",
+        }
+    }
+
+    fn serve(&self, _: (), request: &RequestHead, _: &Intake) -> Option<HttpResponse> {
+        let get = matches!(*request.method(), Method::GET | Method::HEAD);
+        (get && self.serve_client).then(|| serve_client(request.headers(), &self.cache_control))
+    }
+
+    fn decode(
+        &self,
+        _: (),
+        request: &IntakeRequest,
+        received_at_ms: i64,
+    ) -> Result<Decoded<()>, DecodeError> {
         let facts = RequestFacts {
-            received_at_ms: chrono::Utc::now().timestamp_millis(),
-            client_ip: accepted.client_ip,
-            user_agent: accepted
+            received_at_ms,
+            client_ip: request.client_ip,
+            user_agent: request
                 .headers
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok()),
-            client_hints,
+            client_hints: client_hints(&request.headers),
         };
-        let decoded = match beacon_decoder::decode(&accepted.body, &facts, &self.limits) {
-            Ok(decoded) => decoded,
-            Err(error) => return self.intake.error_response(&error, accepted.allow_origin),
-        };
-        if self.intake.options().access_log {
-            access_log::log(
-                "POST",
-                &self.path,
-                decoded.page_url.as_deref(),
-                accepted.wire_bytes,
-            );
-        }
+        let decoded = beacon_decoder::decode(&request.body, &facts, &self.limits)?;
         self.unknown_types.add(decoded.unknown_types as u64);
         self.ignored_keys.add(decoded.ignored_keys as u64);
-        metrics.received_events.add(decoded.events.len() as u64);
-        self.intake
-            .deliver(
-                &self.output,
-                decoded.events,
-                self.send_timeout,
-                accepted.allow_origin,
-            )
-            .await
+        Ok(Decoded {
+            events: decoded.events,
+            page_url: decoded.page_url,
+            dropped: 0,
+            answer: (),
+        })
     }
 }
 

@@ -5,22 +5,17 @@
 //! (`web_vitals_decoder`). Same intake as `rum_beacon`: CORS with preflight,
 //! body limits, gzip, client address, 204 once downstream, 503 when full.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use http::{header, HeaderValue, Method, Request, StatusCode};
-use hyper::body::Incoming;
+use http::header;
 use serde::Deserialize;
 
+use super::decode_error::DecodeError;
+use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes};
 use super::web_vitals_decoder::{self, MetricLimits, RequestFacts};
 use super::SourceContext;
 use crate::config::CheckConfig;
-use crate::http::intake::{media_type, Intake};
-use crate::http::server::{ResponseFuture, Route, RouteHandler};
-use crate::http::{access_log, text_response, HttpResponse};
+use crate::http::intake::{Intake, IntakeRequest};
+use crate::http::server::Route;
 use crate::telemetry::Counter;
-use crate::topology::buffer::Fanout;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,10 +78,8 @@ impl CheckConfig for WebVitalsConfig {
 
 impl WebVitalsConfig {
     pub fn build(&self, cx: SourceContext) -> anyhow::Result<Vec<Route>> {
-        let metrics = cx.metrics.clone();
-        let handler = MetricsHandler {
-            intake: Intake::new(cx.http.clone(), cx.metrics, "POST, OPTIONS"),
-            output: cx.output,
+        let metrics = &cx.metrics;
+        let source = MetricsSource {
             limits: MetricLimits {
                 max_metrics: self.max_metrics_per_request,
                 max_string_bytes: self.max_string_bytes,
@@ -94,7 +87,6 @@ impl WebVitalsConfig {
                 keep_entries: self.keep_entries,
                 client_ip: cx.http.client_ip,
             },
-            send_timeout: Duration::from_millis(cx.http.send_timeout_ms),
             unknown_names: metrics.counter(
                 "web_vitals_unknown_metrics_total",
                 "Metrics whose name is not a web vital, kept as rum.type = custom.",
@@ -105,96 +97,63 @@ impl WebVitalsConfig {
                 "PerformanceEntry objects of metrics' `entries` dropped (keep_entries = false).",
                 &[],
             ),
-            path: self.path.clone(),
         };
-        Ok(vec![Route {
-            path: self.path.clone(),
-            source_id: cx.id,
-            handler: Arc::new(handler),
-        }])
+        let intake = Intake::new(
+            cx.http.intake_options(),
+            cx.metrics.clone(),
+            "POST, OPTIONS",
+        );
+        let endpoints = vec![Endpoint::exact(&self.path, ())];
+        Ok(http_source::routes(cx, intake, source, endpoints))
     }
 }
 
-struct MetricsHandler {
-    intake: Intake,
-    output: Fanout,
+struct MetricsSource {
     limits: MetricLimits,
-    send_timeout: Duration,
     /// `web_vitals_unknown_metrics_total`.
     unknown_names: Counter,
     /// `web_vitals_dropped_entries_total`.
     dropped_entries: Counter,
-    path: String,
 }
 
-impl RouteHandler for MetricsHandler {
-    fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture {
-        Box::pin(async move {
-            match *request.method() {
-                Method::POST => self.receive(request, peer).await,
-                Method::OPTIONS => self.intake.preflight(request.headers()),
-                _ => {
-                    let mut response =
-                        text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-                    response
-                        .headers_mut()
-                        .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
-                    response
-                }
-            }
-        })
+impl HttpSource for MetricsSource {
+    type Endpoint = ();
+    type Answer = ();
+
+    fn allow(&self, _: ()) -> &'static str {
+        "POST, OPTIONS"
     }
-}
 
-impl MetricsHandler {
-    async fn receive(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
-        // sendBeacon with a string sends text/plain (no preflight); fetch sends JSON.
-        match media_type(request.headers()).as_deref() {
-            None | Some("application/json") | Some("text/plain") => {}
-            Some(other) => {
-                return self.intake.refuse_media_type(
-                    request.headers(),
-                    other,
-                    "application/json or text/plain",
-                );
-            }
+    // sendBeacon with a string sends text/plain (no preflight); fetch sends JSON.
+    fn media_types(&self, _: ()) -> MediaTypes {
+        MediaTypes {
+            accepted: &["application/json", "text/plain"],
+            names: "application/json or text/plain",
         }
-        let accepted = match self.intake.accept(request, peer.ip()).await {
-            Ok(accepted) => accepted,
-            Err((error, origin)) => return self.intake.error_response(&error, origin),
-        };
-        let metrics = self.intake.metrics();
-        metrics.received_bytes.add(accepted.wire_bytes as u64);
-        let header = |name| accepted.headers.get(name).and_then(|v| v.to_str().ok());
+    }
+
+    fn decode(
+        &self,
+        _: (),
+        request: &IntakeRequest,
+        received_at_ms: i64,
+    ) -> Result<Decoded<()>, DecodeError> {
+        let header = |name| request.headers.get(name).and_then(|v| v.to_str().ok());
         let facts = RequestFacts {
-            received_at_ms: chrono::Utc::now().timestamp_millis(),
-            client_ip: accepted.client_ip,
+            received_at_ms,
+            client_ip: request.client_ip,
             user_agent: header(header::USER_AGENT),
             referer: header(header::REFERER),
         };
-        let decoded = match web_vitals_decoder::decode(&accepted.body, &facts, &self.limits) {
-            Ok(decoded) => decoded,
-            Err(error) => return self.intake.error_response(&error, accepted.allow_origin),
-        };
-        if self.intake.options().access_log {
-            access_log::log(
-                "POST",
-                &self.path,
-                decoded.page_url.as_deref(),
-                accepted.wire_bytes,
-            );
-        }
+        let decoded = web_vitals_decoder::decode(&request.body, &facts, &self.limits)?;
         self.unknown_names.add(decoded.unknown_names as u64);
         self.dropped_entries.add(decoded.dropped_entries as u64);
-        metrics.received_events.add(decoded.events.len() as u64);
-        self.intake
-            .deliver(
-                &self.output,
-                decoded.events,
-                self.send_timeout,
-                accepted.allow_origin,
-            )
-            .await
+        Ok(Decoded {
+            events: decoded.events,
+            page_url: decoded.page_url,
+            dropped: 0,
+            answer: (),
+        })
     }
 }
 

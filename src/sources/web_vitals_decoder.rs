@@ -15,9 +15,9 @@ use serde_json::{Map, Value};
 
 use super::beacon_decoder::{body_text, Bounded, Key, Limits};
 use crate::event::{Context, Event, FieldId, FieldValue};
-use crate::http::intake::{json_error, IntakeError};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
+use crate::sources::decode_error::{json_error, DecodeError};
 use crate::url_parts::url_fields;
 
 /// `rum.sdk.name` of every event this decoder makes.
@@ -78,15 +78,15 @@ pub struct Decoded {
     pub dropped_entries: usize,
 }
 
-fn invalid(message: impl Into<String>) -> IntakeError {
-    IntakeError::bad_request("invalid_metric", message)
+fn invalid(message: impl Into<String>) -> DecodeError {
+    DecodeError::invalid("invalid_metric", message)
 }
 
 pub fn decode(
     body: &[u8],
     facts: &RequestFacts<'_>,
     limits: &MetricLimits,
-) -> Result<Decoded, IntakeError> {
+) -> Result<Decoded, DecodeError> {
     let text = body_text(body, invalid)?;
     let checks = Parse {
         limits: Limits::new(limits.max_string_bytes, limits.max_depth),
@@ -318,11 +318,11 @@ struct Parse {
     limits: Limits,
     max_metrics: usize,
     /// Why the body was refused when it is not a limit (shape, count).
-    refused: RefCell<Option<IntakeError>>,
+    refused: RefCell<Option<DecodeError>>,
 }
 
 impl Parse {
-    fn refuse<E: de::Error>(&self, error: IntakeError) -> E {
+    fn refuse<E: de::Error>(&self, error: DecodeError) -> E {
         let message = error.message.clone();
         *self.refused.borrow_mut() = Some(error);
         E::custom(message)
@@ -393,8 +393,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
             };
             if metrics.len() == parse.max_metrics {
                 // Not parsed past this point.
-                return Err(parse.refuse(IntakeError::new(
-                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                return Err(parse.refuse(DecodeError::too_large(
                     "too_many_metrics",
                     format!(
                         "more than {} metrics in one request (max_metrics_per_request)",

@@ -10,20 +10,20 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::http::intake::{too_deep, IntakeError};
+use crate::sources::decode_error::{too_deep, DecodeError};
 
 /// A JSON body as text: an empty one is refused with the decoder's own
 /// error, and UTF-8 is checked once for the whole body (fast on ASCII), so
 /// the parser need not check every string.
 pub(in crate::sources) fn body_text(
     body: &[u8],
-    invalid: fn(&'static str) -> IntakeError,
-) -> Result<&str, IntakeError> {
+    invalid: fn(&'static str) -> DecodeError,
+) -> Result<&str, DecodeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("empty body"));
     }
     std::str::from_utf8(body).map_err(|e| {
-        IntakeError::bad_request(
+        DecodeError::invalid(
             "invalid_json",
             format!("invalid JSON: body is not UTF-8 ({e})"),
         )
@@ -69,10 +69,10 @@ impl Limits {
         Ok(())
     }
 
-    pub(in crate::sources) fn error(&self) -> Option<IntakeError> {
+    pub(in crate::sources) fn error(&self) -> Option<DecodeError> {
         Some(match self.broken.get()? {
             Broken::TooDeep => too_deep(self.max_depth),
-            Broken::TooLong => IntakeError::bad_request(
+            Broken::TooLong => DecodeError::invalid(
                 "string_too_long",
                 format!(
                     "a string is longer than max_string_bytes ({})",

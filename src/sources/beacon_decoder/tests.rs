@@ -23,7 +23,7 @@ fn limits() -> BeaconLimits {
     }
 }
 
-fn decode_json(v: Value) -> Result<Decoded, IntakeError> {
+fn decode_json(v: Value) -> Result<Decoded, DecodeError> {
     decode(v.to_string().as_bytes(), &facts(), &limits())
 }
 
@@ -210,7 +210,7 @@ fn refuses_bad_beacons_whole() {
     }
     for raw in [&b"{\"v\":1,"[..], b"\xff\xfe", b"", b"   "] {
         let err = decode(raw, &facts(), &limits()).unwrap_err();
-        assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
+        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
     }
     let invalid_utf8 = b"{\"v\":1,\"events\":[{\"type\":\"a\",\"x\":\"\xff\"}]}";
     assert_eq!(

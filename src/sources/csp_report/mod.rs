@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use crate::event::Event;
-use crate::http::intake::IntakeError;
+use crate::sources::decode_error::DecodeError;
 
 mod noise;
 mod normalize;
@@ -107,8 +107,8 @@ pub struct Decoded {
     pub page_url: Option<String>,
 }
 
-fn invalid(message: impl Into<String>) -> IntakeError {
-    IntakeError::bad_request("invalid_report", message)
+fn invalid(message: impl Into<String>) -> DecodeError {
+    DecodeError::invalid("invalid_report", message)
 }
 
 /// A CSP field: its `schema::CSP` key, its legacy (kebab-case) name, and its
@@ -151,12 +151,12 @@ const CSP_KEYS: &[CspKey] = &[
     k("sample", "script-sample", "sample"),
 ];
 
-fn parse_utf8(body: &[u8]) -> Result<(), IntakeError> {
+fn parse_utf8(body: &[u8]) -> Result<(), DecodeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("empty body"));
     }
     // serde_json would refuse it too, but deep in a message; say it plainly.
     std::str::from_utf8(body)
         .map(|_| ())
-        .map_err(|e| IntakeError::bad_request("invalid_utf8", format!("body is not UTF-8: {e}")))
+        .map_err(|e| DecodeError::invalid("invalid_utf8", format!("body is not UTF-8: {e}")))
 }

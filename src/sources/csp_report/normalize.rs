@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 use super::noise::NoiseRules;
 use super::{invalid, Format, ReportFacts, ReportLimits, CSP_KEYS};
 use crate::event::{Context, Event};
-use crate::http::intake::IntakeError;
 use crate::schema::{self, EventType};
+use crate::sources::decode_error::DecodeError;
 use crate::url_parts::set_url_fields;
 
 pub(super) fn base_event(
@@ -43,7 +43,7 @@ pub(super) fn apply_csp(
     format: Format,
     report_url: Option<&str>,
     noise: &NoiseRules,
-) -> Result<bool, IntakeError> {
+) -> Result<bool, DecodeError> {
     let fields = EventType::CspViolation.payload_fields();
     let mut csp: Map<String, Value> = Map::new();
     for spec in CSP_KEYS {

@@ -6,8 +6,8 @@ use serde_json::Value;
 use super::noise::NoiseRules;
 use super::normalize::{apply_csp, base_event};
 use super::{invalid, parse_utf8, Decoded, Format, Report, ReportFacts, ReportLimits, CSP_KIND};
-use crate::http::intake::{check_json_shape, json_error, IntakeError};
 use crate::schema;
+use crate::sources::decode_error::{check_json_shape, json_error, DecodeError};
 
 /// `POST report-uri`: `{"csp-report": {...}}`, one violation.
 pub fn decode_report_uri(
@@ -15,7 +15,7 @@ pub fn decode_report_uri(
     facts: &ReportFacts<'_>,
     limits: &ReportLimits,
     noise: &NoiseRules,
-) -> Result<Decoded, IntakeError> {
+) -> Result<Decoded, DecodeError> {
     parse_utf8(body)?;
     let value: Value =
         serde_json::from_slice(body).map_err(|e| json_error(&e, limits.max_depth))?;

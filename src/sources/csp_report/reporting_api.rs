@@ -14,8 +14,8 @@ use super::{
     invalid, kind_of, parse_utf8, Decoded, Format, Report, ReportFacts, ReportLimits, CSP_KIND,
     MAX_TYPE_BYTES,
 };
-use crate::http::intake::{check_json_shape_from, json_error, IntakeError};
 use crate::schema;
+use crate::sources::decode_error::{check_json_shape_from, json_error, DecodeError};
 
 /// `POST reporting-api`: an array of reports of any type.
 pub fn decode_reporting_api(
@@ -23,7 +23,7 @@ pub fn decode_reporting_api(
     facts: &ReportFacts<'_>,
     limits: &ReportLimits,
     noise: &NoiseRules,
-) -> Result<Decoded, IntakeError> {
+) -> Result<Decoded, DecodeError> {
     parse_utf8(body)?;
     let items = parse_bounded_array(body, limits)?;
     let mut checked = Vec::with_capacity(items.len());
@@ -55,7 +55,7 @@ pub fn decode_reporting_api(
                 envelope.url.as_deref(),
                 noise,
             )
-            .map_err(|e| IntakeError {
+            .map_err(|e| DecodeError {
                 message: format!("report [{}]: {}", envelope.index, e.message),
                 ..e
             })?
@@ -84,7 +84,7 @@ pub fn decode_reporting_api(
 
 /// Parses the top-level array, refusing it as soon as it holds more than
 /// `max_reports` items: the rest of the body is never parsed.
-fn parse_bounded_array(body: &[u8], limits: &ReportLimits) -> Result<Vec<Value>, IntakeError> {
+fn parse_bounded_array(body: &[u8], limits: &ReportLimits) -> Result<Vec<Value>, DecodeError> {
     let overflow = Cell::new(false);
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed = BoundedArray {
@@ -95,9 +95,7 @@ fn parse_bounded_array(body: &[u8], limits: &ReportLimits) -> Result<Vec<Value>,
     .and_then(|items| de.end().map(|()| items));
     match parsed {
         Ok(items) => Ok(items),
-        Err(_) if overflow.get() => Err(IntakeError::new(
-            http::StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_reports",
+        Err(_) if overflow.get() => Err(DecodeError::too_large("too_many_reports",
             format!("more than max_reports_per_request ({}) reports in one request", limits.max_reports),
         )),
         Err(e) if e.is_data() && e.to_string().contains(EXPECTING_ARRAY) => Err(invalid(
@@ -155,7 +153,7 @@ struct Envelope {
     body: Map<String, Value>,
 }
 
-fn check_envelope(index: usize, item: Value) -> Result<Envelope, IntakeError> {
+fn check_envelope(index: usize, item: Value) -> Result<Envelope, DecodeError> {
     let Value::Object(mut report) = item else {
         return Err(invalid(format!("report [{index}] is not an object")));
     };

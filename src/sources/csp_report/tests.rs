@@ -27,11 +27,11 @@ fn noise() -> NoiseRules {
     NoiseRules::new(&["kaspersky-labs.com".to_owned()])
 }
 
-fn legacy(v: Value) -> Result<Decoded, IntakeError> {
+fn legacy(v: Value) -> Result<Decoded, DecodeError> {
     decode_report_uri(v.to_string().as_bytes(), &facts(), &limits(), &noise())
 }
 
-fn api(v: Value) -> Result<Decoded, IntakeError> {
+fn api(v: Value) -> Result<Decoded, DecodeError> {
     decode_reporting_api(v.to_string().as_bytes(), &facts(), &limits(), &noise())
 }
 
@@ -336,7 +336,7 @@ fn malformed_bodies_are_refused_whole() {
     ] {
         let err = decode_reporting_api(raw, &facts(), &limits(), &noise()).unwrap_err();
         assert_eq!(
-            err.status,
+            err.status(),
             http::StatusCode::BAD_REQUEST,
             "{}",
             String::from_utf8_lossy(raw)
@@ -370,7 +370,7 @@ fn an_oversized_array_stops_parsing_at_the_limit() {
     body.extend_from_slice(b"not json at all");
     let err = decode_reporting_api(&body, &facts(), &limits(), &noise()).unwrap_err();
     assert_eq!(err.error_type, "too_many_reports");
-    assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(err.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[test]

@@ -4,14 +4,13 @@
 
 use std::sync::{Arc, LazyLock};
 
-use http::StatusCode;
 use serde_json::{Map, Value};
 
 use super::{bad_metadata, ApmLimits, Line, RequestFacts};
 use crate::event::{Context, Event, FieldId, FieldValue};
-use crate::http::intake::IntakeError;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::beacon_decoder::url_fields;
+use crate::sources::decode_error::DecodeError;
 
 mod error;
 mod span;
@@ -257,7 +256,7 @@ impl<'a> Builder<'a> {
         items: &[Line],
         facts: &'a RequestFacts<'a>,
         limits: &'a ApmLimits,
-    ) -> Result<Self, IntakeError> {
+    ) -> Result<Self, DecodeError> {
         let ids = &*IDS;
         let mut context = Context::new();
         context.set_event_kind();
@@ -366,10 +365,9 @@ impl<'a> Builder<'a> {
         mut fields: Fields,
         mut extra: Map<String, Value>,
         labels: Option<Map<String, Value>>,
-    ) -> Result<(), IntakeError> {
+    ) -> Result<(), DecodeError> {
         if self.events.len() == self.limits.max_events {
-            return Err(IntakeError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
+            return Err(DecodeError::too_large(
                 "too_many_events",
                 format!(
                     "more than {} events in one request (max_events_per_request)",
@@ -461,7 +459,7 @@ impl<'a> Builder<'a> {
         (fields, context, tags)
     }
 
-    pub(super) fn transaction(&mut self, mut tr: Map<String, Value>) -> Result<(), IntakeError> {
+    pub(super) fn transaction(&mut self, mut tr: Map<String, Value>) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let mut extra = Map::new();
         let id = take_string(&mut tr, "id");
@@ -570,7 +568,7 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    pub(super) fn metricset(&mut self, set: Value) -> Result<(), IntakeError> {
+    pub(super) fn metricset(&mut self, set: Value) -> Result<(), DecodeError> {
         if !self.limits.keep_breakdown {
             self.dropped_breakdowns += 1;
             return Ok(());
@@ -589,7 +587,7 @@ impl<'a> Builder<'a> {
 
     /// A line (or nested item) of a kind the agent does not send: kept as
     /// `custom` and counted.
-    pub(super) fn unknown(&mut self, kind: &str, value: Value) -> Result<(), IntakeError> {
+    pub(super) fn unknown(&mut self, kind: &str, value: Value) -> Result<(), DecodeError> {
         let ids = &*IDS;
         self.unknown_kinds += 1;
         let mut fields = Fields::with_capacity(2);

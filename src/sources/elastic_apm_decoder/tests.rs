@@ -401,7 +401,7 @@ fn breakdowns_are_kept_when_asked() {
 
 const META: &str = r#"{"metadata":{"service":{"name":"shop","agent":{"name":"rum-js","version":"5.17.5"},"language":{"name":"javascript"},"runtime":{"name":"x"}},"labels":{"team":"web","tier":2}}}"#;
 
-fn decode_lines(lines: &[&str]) -> Result<Decoded, IntakeError> {
+fn decode_lines(lines: &[&str]) -> Result<Decoded, DecodeError> {
     decode(
         lines.join("\n").as_bytes(),
         &facts(ApiVersion::V2),
@@ -501,10 +501,10 @@ fn requests_without_metadata_are_refused_whole() {
     ] {
         let err = decode_lines(&lines).unwrap_err();
         assert_eq!(err.error_type, error_type, "{lines:?}: {}", err.message);
-        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     }
     let err = decode(b"\xff\xfe", &facts(ApiVersion::V2), &limits()).unwrap_err();
-    assert_eq!(err.status, StatusCode::BAD_REQUEST);
+    assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     // v2 wants `metadata`; v3 `m`, and takes lines spelled out as v2's too.
     let v3 = r#"{"m":{"se":{"n":"shop"}}}"#;
     let err = decode(v3.as_bytes(), &facts(ApiVersion::V2), &limits()).unwrap_err();
@@ -536,7 +536,7 @@ fn too_many_events_is_413() {
     };
     let err = decode(body.as_bytes(), &facts(ApiVersion::V3), &small).unwrap_err();
     assert_eq!(
-        (err.status, err.error_type),
+        (err.status(), err.error_type),
         (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events")
     );
     let decoded = decode(body.as_bytes(), &facts(ApiVersion::V3), &limits()).unwrap();

@@ -24,7 +24,7 @@ fn limits() -> FaroLimits {
     }
 }
 
-fn decode_json(v: Value) -> Result<Decoded, IntakeError> {
+fn decode_json(v: Value) -> Result<Decoded, DecodeError> {
     decode(v.to_string().as_bytes(), &facts(), &limits())
 }
 
@@ -368,12 +368,12 @@ fn wrong_types_and_limits_refuse_the_request_whole() {
     let big = json!({"meta": {"user": {"a": "x".repeat(150), "b": vec!["y".repeat(150); 30]}}, "logs": [{"message": "m"}]});
     let err = decode_json(big).unwrap_err();
     assert_eq!(err.error_type, "context_too_large");
-    assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(err.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
     let err = decode_json(json!({"logs": [{"message": "ok"}, {"message": 1}]})).unwrap_err();
     assert_eq!(err.message, "logs[1].message must be a string");
     for raw in [&b"{\"meta\":{"[..], b"\xff", b"", b"  "] {
         let err = decode(raw, &facts(), &limits()).unwrap_err();
-        assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
+        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
     }
     // Faro's own empty batch.
     assert!(decode_json(json!({"meta": meta()}))

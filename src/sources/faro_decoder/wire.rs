@@ -36,7 +36,7 @@ impl Kind {
     }
 
     /// The keys an item of this kind cannot do without, and their types.
-    pub(super) fn check(self, index: usize, item: &Item<'_>) -> Result<(), IntakeError> {
+    pub(super) fn check(self, index: usize, item: &Item<'_>) -> Result<(), DecodeError> {
         let wrong = |key: &str, what: &str| {
             invalid(format!("{}[{index}].{key} must be {what}", self.key()))
         };
@@ -66,11 +66,11 @@ pub(super) struct Parse {
     pub(super) limits: Limits,
     pub(super) max_items: usize,
     /// Why the body was refused when it is not a limit (shape, count).
-    pub(super) refused: RefCell<Option<IntakeError>>,
+    pub(super) refused: RefCell<Option<DecodeError>>,
 }
 
 impl Parse {
-    fn refuse<E: de::Error>(&self, error: IntakeError) -> E {
+    fn refuse<E: de::Error>(&self, error: DecodeError) -> E {
         let message = error.message.clone();
         *self.refused.borrow_mut() = Some(error);
         E::custom(message)

@@ -23,7 +23,7 @@ fn limits() -> MetricLimits {
     }
 }
 
-fn decode_json(v: Value) -> Result<Decoded, IntakeError> {
+fn decode_json(v: Value) -> Result<Decoded, DecodeError> {
     decode(v.to_string().as_bytes(), &facts(), &limits())
 }
 
@@ -197,10 +197,10 @@ fn refuses_bad_requests_whole() {
         assert_eq!(err.error_type, error_type, "{body}: {}", err.message);
     }
     let err = decode_json(json!(vec![lcp(); 11])).unwrap_err();
-    assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(err.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
     for raw in [&b"{\"name\":\"LCP\","[..], b"\xff\xfe", b"", b"  ", b"[] x"] {
         let err = decode(raw, &facts(), &limits()).unwrap_err();
-        assert_eq!(err.status, http::StatusCode::BAD_REQUEST, "{raw:?}");
+        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST, "{raw:?}");
     }
     // An empty array is well-formed and carries nothing.
     assert!(decode(b"[]", &facts(), &limits())

@@ -52,7 +52,7 @@ impl Builder<'_> {
     pub(in crate::sources::elastic_apm_decoder) fn error(
         &mut self,
         mut error: Map<String, Value>,
-    ) -> Result<(), IntakeError> {
+    ) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let [s_message, s_type, s_stack, s_kind, s_source, s_line] = ids.error;
         let mut extra = Map::new();

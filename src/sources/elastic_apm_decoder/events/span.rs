@@ -14,7 +14,7 @@ impl Builder<'_> {
     pub(in crate::sources::elastic_apm_decoder) fn span_line(
         &mut self,
         mut span: Map<String, Value>,
-    ) -> Result<(), IntakeError> {
+    ) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let transaction = take_string(&mut span, "transaction_id");
         let Some(id) = transaction else {
@@ -39,7 +39,7 @@ impl Builder<'_> {
         &mut self,
         mut span: Map<String, Value>,
         view: &Fields,
-    ) -> Result<(), IntakeError> {
+    ) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let mut extra = Map::new();
         let mut fields = view.clone();
