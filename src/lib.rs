@@ -16,6 +16,7 @@ pub mod log_limit;
 pub mod privacy;
 pub mod reload;
 pub mod schema;
+pub mod shutdown;
 pub mod sinks;
 pub mod sources;
 pub mod telemetry;

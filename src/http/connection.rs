@@ -31,8 +31,8 @@ use tokio_rustls::TlsAcceptor;
 use super::framing::{HeadInspector, Verdicts};
 use super::limits::{BodyBudget, ConnectionTimeouts, IDLE_AT_CAP};
 use super::server::Router;
+use crate::shutdown::Shutdown;
 use crate::telemetry::{Counter, Registry};
-use crate::topology::shutdown::Shutdown;
 
 /// How long a connection asked to close may take once nothing is in flight
 /// (to flush the last response, answer GOAWAY) before it is dropped.

@@ -31,8 +31,8 @@ use super::connection::{self, ConnectionSettings};
 use super::framing::{check_transfer_encoding, FramingError};
 use super::limits::{BodyBudget, ConnectionCap, ConnectionTimeouts};
 use super::{text_response, HttpResponse};
+use crate::shutdown::Shutdown;
 use crate::telemetry::{Counter, Registry};
-use crate::topology::shutdown::Shutdown;
 
 pub type ResponseFuture = Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
 

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use crate::config::{decode, unknown_type, CheckConfig};
 use crate::http::server::{Health, Route};
+use crate::shutdown::Shutdown;
 use crate::telemetry::ComponentMetrics;
 use crate::topology::buffer::BufferReceiver;
-use crate::topology::shutdown::Shutdown;
 
 pub type SinkFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 

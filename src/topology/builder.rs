@@ -9,10 +9,10 @@ use std::sync::Arc;
 use super::buffer::{
     buffer, register_buffer_gauge, BufferReceiver, BufferSender, Fanout, Outputs, DEFAULT_OUTPUT,
 };
-use super::shutdown::ShutdownTrigger;
 use crate::config::graph::split_input;
 use crate::config::PipelineConfig;
 use crate::http::server::{Health, Route};
+use crate::shutdown::ShutdownTrigger;
 use crate::sinks::{SinkContext, SinkFuture, SinkRoute};
 use crate::sources::{SourceContext, TlsOptions};
 use crate::telemetry::{ComponentMetrics, Counter, Registry};

@@ -10,7 +10,8 @@
 
 pub mod buffer;
 mod builder;
-pub mod shutdown;
+// The signal lives beside `http` (listeners wait on it too); the topology owns its trigger.
+pub use crate::shutdown;
 
 use std::future::Future;
 use std::time::Duration;

@@ -19,9 +19,9 @@ use super::retry::{Backoff, Failure};
 use super::service::{run, Settings, Shared};
 use crate::event::{Batch, Event};
 use crate::http::server::Health;
+use crate::shutdown::ShutdownTrigger;
 use crate::telemetry::{ComponentMetrics, Registry};
 use crate::topology::buffer::{buffer, BufferSender, Fanout, SendError};
-use crate::topology::shutdown::ShutdownTrigger;
 
 type Respond = dyn Fn(usize, &[String]) -> Result<Reply, Failure> + Send + Sync;
 

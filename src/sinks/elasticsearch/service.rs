@@ -30,8 +30,8 @@ use super::request::Backend;
 use super::retry::{judge, Answer, Backoff, Failure, Verdict};
 use crate::http::server::Health;
 use crate::log_limit::LogLimit;
+use crate::shutdown::Shutdown;
 use crate::topology::buffer::BufferReceiver;
-use crate::topology::shutdown::Shutdown;
 
 /// When a batch is sent and how many are in flight.
 #[derive(Debug, Clone)]
