@@ -8,6 +8,9 @@ pub mod graph;
 pub mod interpolate;
 mod locate;
 mod options;
+mod struct_fields;
+
+pub use struct_fields::struct_fields;
 
 use std::fmt;
 use std::path::Path;
@@ -337,7 +340,7 @@ impl Parser<'_> {
         // Options every HTTP source shares are split off first, so each part
         // can deny unknown keys on its own.
         let mut http_table = toml::Table::new();
-        for key in HttpSourceOptions::KEYS {
+        for key in HttpSourceOptions::keys() {
             if let Some(value) = table.remove(*key) {
                 http_table.insert((*key).to_owned(), value);
             }

@@ -102,18 +102,11 @@ impl HttpSourceOptions {
         }
     }
 
-    pub const KEYS: &'static [&'static str] = &[
-        "address",
-        "tls",
-        "allowed_origins",
-        "cors_max_age_secs",
-        "trusted_proxies",
-        "max_body_bytes",
-        "send_timeout_ms",
-        "access_log",
-        "rate_limit",
-        "client_ip",
-    ];
+    /// The keys above, as serde reads them: split off a source's table
+    /// before its own part is read (each part denies unknown keys).
+    pub fn keys() -> &'static [&'static str] {
+        crate::config::struct_fields::<HttpSourceOptions>()
+    }
 }
 
 impl CheckConfig for HttpSourceOptions {
