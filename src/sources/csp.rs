@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::csp_report::{self, Format, NoiseRules, ReportFacts, ReportLimits, KNOWN_REPORT_TYPES};
 use super::decode_error::DecodeError;
 use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes};
-use super::SourceContext;
+use super::{check_json_limits, check_path, SourceContext};
 use crate::config::CheckConfig;
 use crate::http::intake::{Intake, IntakeRequest};
 use crate::http::server::Route;
@@ -99,9 +99,7 @@ impl CheckConfig for CspConfig {
             ("report_uri_path", &self.report_uri_path),
             ("reporting_api_path", &self.reporting_api_path),
         ] {
-            if !path.starts_with('/') {
-                problems.push((key, format!("`{path}` must start with `/`")));
-            }
+            problems.extend(check_path(key, path));
         }
         if self.report_uri && self.reporting_api && self.report_uri_path == self.reporting_api_path
         {
@@ -110,18 +108,14 @@ impl CheckConfig for CspConfig {
                 "must differ from report_uri_path".to_owned(),
             ));
         }
-        for (key, value) in [
-            ("max_reports_per_request", self.max_reports_per_request),
-            ("max_string_bytes", self.max_string_bytes),
-            ("max_json_depth", self.max_json_depth),
-        ] {
-            if value == 0 {
-                problems.push((key, "must be at least 1".to_owned()));
-            }
-        }
-        if self.max_json_depth > 100 {
-            problems.push(("max_json_depth", "must be at most 100".to_owned()));
-        }
+        problems.extend(check_json_limits(
+            &[
+                ("max_reports_per_request", self.max_reports_per_request),
+                ("max_string_bytes", self.max_string_bytes),
+                ("max_json_depth", self.max_json_depth),
+            ],
+            self.max_json_depth,
+        ));
         for host in &self.noise_hosts {
             let bare = host.trim_start_matches("*.");
             if bare.is_empty() || bare.contains(['/', ':', ' ', '@']) {

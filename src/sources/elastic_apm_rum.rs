@@ -16,7 +16,7 @@ use serde_json::json;
 use super::decode_error::DecodeError;
 use super::elastic_apm_decoder::{self, ApiVersion, ApmLimits, LineError, RequestFacts};
 use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes, Refusal, RequestHead};
-use super::SourceContext;
+use super::{check_json_limits, SourceContext};
 use crate::config::CheckConfig;
 use crate::http::intake::{Intake, IntakeRequest};
 use crate::http::server::Route;
@@ -74,19 +74,15 @@ fn default_max_json_depth() -> usize {
 impl CheckConfig for ElasticApmRumConfig {
     fn check(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
-        for (key, value) in [
-            ("max_events_per_request", self.max_events_per_request),
-            ("max_event_bytes", self.max_event_bytes),
-            ("max_string_bytes", self.max_string_bytes),
-            ("max_json_depth", self.max_json_depth),
-        ] {
-            if value == 0 {
-                problems.push((key, "must be at least 1".to_owned()));
-            }
-        }
-        if self.max_json_depth > 100 {
-            problems.push(("max_json_depth", "must be at most 100".to_owned()));
-        }
+        problems.extend(check_json_limits(
+            &[
+                ("max_events_per_request", self.max_events_per_request),
+                ("max_event_bytes", self.max_event_bytes),
+                ("max_string_bytes", self.max_string_bytes),
+                ("max_json_depth", self.max_json_depth),
+            ],
+            self.max_json_depth,
+        ));
         problems
     }
 }

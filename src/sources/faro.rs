@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::decode_error::DecodeError;
 use super::faro_decoder::{self, FaroLimits, RequestFacts};
 use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes, RequestHead};
-use super::SourceContext;
+use super::{check_json_limits, SourceContext};
 use crate::config::CheckConfig;
 use crate::http::intake::{Intake, IntakeRequest};
 use crate::http::server::Route;
@@ -91,19 +91,15 @@ impl CheckConfig for FaroConfig {
                 "must not be empty (leave it out for none)".to_owned(),
             ));
         }
-        for (key, value) in [
-            ("max_items_per_request", self.max_items_per_request),
-            ("max_string_bytes", self.max_string_bytes),
-            ("max_json_depth", self.max_json_depth),
-            ("max_context_bytes", self.max_context_bytes),
-        ] {
-            if value == 0 {
-                problems.push((key, "must be at least 1".to_owned()));
-            }
-        }
-        if self.max_json_depth > 100 {
-            problems.push(("max_json_depth", "must be at most 100".to_owned()));
-        }
+        problems.extend(check_json_limits(
+            &[
+                ("max_items_per_request", self.max_items_per_request),
+                ("max_string_bytes", self.max_string_bytes),
+                ("max_json_depth", self.max_json_depth),
+                ("max_context_bytes", self.max_context_bytes),
+            ],
+            self.max_json_depth,
+        ));
         problems
     }
 }

@@ -30,6 +30,28 @@ pub use crate::http::tls::TlsOptions;
 use crate::telemetry::ComponentMetrics;
 use crate::topology::buffer::Fanout;
 
+/// A source's `path` key: it must start with `/`.
+pub(crate) fn check_path(key: &'static str, path: &str) -> Option<(&'static str, String)> {
+    (!path.starts_with('/')).then(|| (key, format!("`{path}` must start with `/`")))
+}
+
+/// The limits every JSON source takes: counts and sizes of at least 1, a
+/// nesting depth of at most 100 (the parser recurses that deep).
+pub(crate) fn check_json_limits(
+    counts: &[(&'static str, usize)],
+    max_json_depth: usize,
+) -> Vec<(&'static str, String)> {
+    let mut problems: Vec<(&'static str, String)> = counts
+        .iter()
+        .filter(|(_, value)| *value == 0)
+        .map(|(key, _)| (*key, "must be at least 1".to_owned()))
+        .collect();
+    if max_json_depth > 100 {
+        problems.push(("max_json_depth", "must be at most 100".to_owned()));
+    }
+    problems
+}
+
 /// Options every HTTP source takes, next to its own.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::beacon_decoder::{self, BeaconLimits, RequestFacts, CLIENT_HINT_HEADERS};
 use super::decode_error::DecodeError;
 use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes, RequestHead};
-use super::SourceContext;
+use super::{check_json_limits, check_path, SourceContext};
 use crate::client_bundle;
 use crate::config::CheckConfig;
 use crate::http::intake::{Intake, IntakeRequest};
@@ -79,22 +79,16 @@ fn default_client_cache() -> u64 {
 impl CheckConfig for RumBeaconConfig {
     fn check(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
-        if !self.path.starts_with('/') {
-            problems.push(("path", format!("`{}` must start with `/`", self.path)));
-        }
-        for (key, value) in [
-            ("max_events_per_beacon", self.max_events_per_beacon),
-            ("max_string_bytes", self.max_string_bytes),
-            ("max_json_depth", self.max_json_depth),
-            ("max_context_bytes", self.max_context_bytes),
-        ] {
-            if value == 0 {
-                problems.push((key, "must be at least 1".to_owned()));
-            }
-        }
-        if self.max_json_depth > 100 {
-            problems.push(("max_json_depth", "must be at most 100".to_owned()));
-        }
+        problems.extend(check_path("path", &self.path));
+        problems.extend(check_json_limits(
+            &[
+                ("max_events_per_beacon", self.max_events_per_beacon),
+                ("max_string_bytes", self.max_string_bytes),
+                ("max_json_depth", self.max_json_depth),
+                ("max_context_bytes", self.max_context_bytes),
+            ],
+            self.max_json_depth,
+        ));
         problems
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::decode_error::DecodeError;
 use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes};
 use super::web_vitals_decoder::{self, MetricLimits, RequestFacts};
-use super::SourceContext;
+use super::{check_json_limits, check_path, SourceContext};
 use crate::config::CheckConfig;
 use crate::http::intake::{Intake, IntakeRequest};
 use crate::http::server::Route;
@@ -57,21 +57,15 @@ fn default_max_json_depth() -> usize {
 impl CheckConfig for WebVitalsConfig {
     fn check(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
-        if !self.path.starts_with('/') {
-            problems.push(("path", format!("`{}` must start with `/`", self.path)));
-        }
-        for (key, value) in [
-            ("max_metrics_per_request", self.max_metrics_per_request),
-            ("max_string_bytes", self.max_string_bytes),
-            ("max_json_depth", self.max_json_depth),
-        ] {
-            if value == 0 {
-                problems.push((key, "must be at least 1".to_owned()));
-            }
-        }
-        if self.max_json_depth > 100 {
-            problems.push(("max_json_depth", "must be at most 100".to_owned()));
-        }
+        problems.extend(check_path("path", &self.path));
+        problems.extend(check_json_limits(
+            &[
+                ("max_metrics_per_request", self.max_metrics_per_request),
+                ("max_string_bytes", self.max_string_bytes),
+                ("max_json_depth", self.max_json_depth),
+            ],
+            self.max_json_depth,
+        ));
         problems
     }
 }
