@@ -73,13 +73,6 @@ async fn try_post(
     Ok((status, headers, response.text().await.unwrap_or_default()))
 }
 
-async fn wait_metric(p: &Pipeline, name: &str, labels: &[&str], value: f64) {
-    let seen = p
-        .wait_metric(name, labels, value, Duration::from_secs(15))
-        .await;
-    assert_eq!(seen, value, "{name}{labels:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_requests_become_documents() {
     let p = Pipeline::start(CONFIG);
@@ -148,15 +141,15 @@ async fn agent_requests_become_documents() {
     assert_eq!(of("resource").count(), 1);
     assert_eq!(of("action").count(), 2);
 
-    wait_metric(
-        &p,
+    p.expect_metric(
         "component_received_events_total",
         &["component_id=\"apm\""],
         14.0,
     )
     .await;
     // x.me of the two v3 transactions (2 + 3), metricset lines of the v2 one (2).
-    wait_metric(&p, "elastic_apm_rum_dropped_breakdowns_total", &[], 7.0).await;
+    p.expect_metric("elastic_apm_rum_dropped_breakdowns_total", &[], 7.0)
+        .await;
     let access = p
         .wait_stderr(
             |l| l.contains("POST /intake/v3/rum/events http://127.0.0.1:39925/"),
@@ -214,17 +207,13 @@ async fn central_config_and_cors_as_apm_server_answers() {
     assert_eq!(posted.status(), 200);
 
     // The preflight of the agent's gzip NDJSON POST.
-    let preflight = client()
-        .request(reqwest::Method::OPTIONS, p.url("/intake/v3/rum/events"))
-        .header("origin", ORIGIN)
-        .header("access-control-request-method", "POST")
-        .header(
-            "access-control-request-headers",
-            "content-encoding,content-type",
+    let preflight = p
+        .preflight(
+            "/intake/v3/rum/events",
+            ORIGIN,
+            Some("content-encoding,content-type"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(preflight.status(), 204);
     assert_eq!(preflight.headers()["access-control-allow-origin"], ORIGIN);
     let allowed = preflight.headers()["access-control-allow-headers"]
@@ -297,15 +286,13 @@ async fn bad_input_gets_apm_server_answers_and_good_lines_are_kept() {
     let docs = p.wait_documents(2, Duration::from_secs(10));
     assert_eq!(docs[0]["rum"]["action"]["name"], "/cart");
     assert_eq!(docs[1]["error"]["message"], "kept");
-    wait_metric(
-        &p,
+    p.expect_metric(
         "component_errors_total",
         &["component_id=\"apm\"", "error_type=\"invalid_json\""],
         1.0,
     )
     .await;
-    wait_metric(
-        &p,
+    p.expect_metric(
         "component_errors_total",
         &["component_id=\"apm\"", "error_type=\"invalid_event\""],
         1.0,
@@ -385,8 +372,7 @@ async fn bad_input_gets_apm_server_answers_and_good_lines_are_kept() {
             }
             Err(e) => panic!("{what}: POST failed: {e:?}"),
         }
-        wait_metric(
-            &p,
+        p.expect_metric(
             "component_errors_total",
             &[
                 "component_id=\"apm\"",
@@ -412,7 +398,8 @@ async fn bad_input_gets_apm_server_answers_and_good_lines_are_kept() {
     let docs = p.wait_documents(4, Duration::from_secs(10));
     assert_eq!(docs[3]["rum"]["type"], "custom");
     assert_eq!(docs[3]["rum"]["custom"]["original_type"], "profile");
-    wait_metric(&p, "elastic_apm_rum_unknown_events_total", &[], 1.0).await;
+    p.expect_metric("elastic_apm_rum_unknown_events_total", &[], 1.0)
+        .await;
     // Nothing else of the refused requests reached the sink.
     assert_eq!(p.documents().len(), 4);
 }

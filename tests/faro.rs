@@ -7,9 +7,9 @@
 mod common;
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{client, metric_in, Pipeline};
+use common::{client, Pipeline};
 use serde_json::{json, Value};
 
 const KEY: &str = "k-123";
@@ -66,27 +66,6 @@ async fn post(p: &Pipeline, path: &str, key: Option<&str>, body: Vec<u8>) -> (u1
         response.status().as_u16(),
         response.text().await.unwrap_or_default(),
     )
-}
-
-async fn wait_metric(p: &Pipeline, name: &str, labels: &[&str], value: f64) {
-    let start = Instant::now();
-    loop {
-        let text = client()
-            .get(p.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics");
-        if metric_in(&text, name, labels) == value {
-            return;
-        }
-        if start.elapsed() > Duration::from_secs(15) {
-            panic!("{name}{labels:?} never reached {value}:\n{text}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,8 +141,7 @@ async fn sdk_bodies_become_documents() {
         .filter(|d| d["rum"]["type"] == "page_view")
         .count();
     assert_eq!(page_views, 2);
-    wait_metric(
-        &p,
+    p.expect_metric(
         "component_received_events_total",
         &["component_id=\"faro\""],
         FIXTURE_EVENTS as f64,
@@ -200,8 +178,7 @@ async fn api_key_preflight_and_answers() {
         let expected = if path == "/collect/k-123" { 202 } else { 401 };
         assert_eq!(status, expected, "{path} {key:?}: {text}");
     }
-    wait_metric(
-        &p,
+    p.expect_metric(
         "component_errors_total",
         &["component_id=\"faro\"", "error_type=\"unauthorized\""],
         3.0,
@@ -213,17 +190,13 @@ async fn api_key_preflight_and_answers() {
     assert_eq!(p.documents().len(), 2, "{docs:?}");
 
     // The preflight the SDK's fetch makes from another origin.
-    let preflight = client()
-        .request(reqwest::Method::OPTIONS, p.url("/collect"))
-        .header("origin", ORIGIN)
-        .header("access-control-request-method", "POST")
-        .header(
-            "access-control-request-headers",
-            "content-type,idempotency-key,x-api-key,x-faro-session-id",
+    let preflight = p
+        .preflight(
+            "/collect",
+            ORIGIN,
+            Some("content-type,idempotency-key,x-api-key,x-faro-session-id"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(preflight.status(), 204);
     assert_eq!(preflight.headers()["access-control-allow-origin"], ORIGIN);
     let allowed = preflight.headers()["access-control-allow-headers"]
@@ -345,8 +318,7 @@ async fn bad_requests_get_clear_answers_and_are_counted() {
         let got = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
         assert_eq!(got, *status, "{error_type}: {text}");
-        wait_metric(
-            &p,
+        p.expect_metric(
             "component_errors_total",
             &[
                 "component_id=\"faro\"",
@@ -397,6 +369,6 @@ async fn bad_requests_get_clear_answers_and_are_counted() {
             .count(),
         2
     );
-    wait_metric(&p, "faro_unknown_kinds_total", &[], 1.0).await;
-    wait_metric(&p, "faro_dropped_spans_total", &[], 2.0).await;
+    p.expect_metric("faro_unknown_kinds_total", &[], 1.0).await;
+    p.expect_metric("faro_dropped_spans_total", &[], 2.0).await;
 }

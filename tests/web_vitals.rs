@@ -6,9 +6,9 @@
 mod common;
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{client, metric_in, Pipeline};
+use common::{client, Pipeline};
 use serde_json::{json, Value};
 
 const CONFIG: &str = r#"
@@ -55,27 +55,6 @@ async fn post(p: &Pipeline, content_type: &str, body: Vec<u8>) -> (u16, String) 
         response.status().as_u16(),
         response.text().await.unwrap_or_default(),
     )
-}
-
-async fn wait_metric(p: &Pipeline, name: &str, labels: &[&str], value: f64) {
-    let start = Instant::now();
-    loop {
-        let text = client()
-            .get(p.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics");
-        if metric_in(&text, name, labels) == value {
-            return;
-        }
-        if start.elapsed() > Duration::from_secs(15) {
-            panic!("{name}{labels:?} never reached {value}:\n{text}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,9 +107,9 @@ async fn library_bodies_become_web_vital_documents() {
         .map(|d| d["rum"]["vital"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["TTFB", "FCP", "LCP", "INP", "CLS"]);
-    wait_metric(&p, "web_vitals_dropped_entries_total", &[], 7.0).await;
-    wait_metric(
-        &p,
+    p.expect_metric("web_vitals_dropped_entries_total", &[], 7.0)
+        .await;
+    p.expect_metric(
         "component_received_events_total",
         &["component_id=\"vitals\""],
         6.0,
@@ -193,8 +172,7 @@ async fn bad_requests_get_clear_answers_and_are_counted() {
     for (i, (content_type, body, status, error_type)) in cases.iter().enumerate() {
         let (got, text) = post(&p, content_type, body.clone()).await;
         assert_eq!(got, *status, "{error_type}: {text}");
-        wait_metric(
-            &p,
+        p.expect_metric(
             "component_errors_total",
             &[
                 "component_id=\"vitals\"",
@@ -222,17 +200,17 @@ async fn bad_requests_get_clear_answers_and_are_counted() {
     assert_eq!(docs[0]["rum"]["type"], "custom");
     assert_eq!(docs[0]["rum"]["custom"]["name"], "TBT");
     assert_eq!(docs[0]["rum"]["sdk"]["version"], "4");
-    wait_metric(&p, "web_vitals_unknown_metrics_total", &[], 1.0).await;
+    p.expect_metric("web_vitals_unknown_metrics_total", &[], 1.0)
+        .await;
 
     // CORS: the allowed origin's preflight, another origin refused.
-    let preflight = client()
-        .request(reqwest::Method::OPTIONS, p.url("/rum/web-vitals"))
-        .header("origin", "http://127.0.0.1:38589")
-        .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "content-type")
-        .send()
-        .await
-        .unwrap();
+    let preflight = p
+        .preflight(
+            "/rum/web-vitals",
+            "http://127.0.0.1:38589",
+            Some("content-type"),
+        )
+        .await;
     assert_eq!(preflight.status(), 204);
     assert_eq!(
         preflight.headers()["access-control-allow-origin"],

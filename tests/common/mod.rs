@@ -328,6 +328,48 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Polls /metrics until the sum is exactly `value`; fails the test with
+    /// the last text seen after 15 s.
+    pub async fn expect_metric(&self, name: &str, labels: &[&str], value: f64) {
+        let start = Instant::now();
+        loop {
+            let text = client()
+                .get(self.url("/metrics"))
+                .send()
+                .await
+                .expect("GET /metrics")
+                .text()
+                .await
+                .expect("metrics");
+            if metric_in(&text, name, labels) == value {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                panic!("{name}{labels:?} never reached {value}:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The CORS preflight a browser sends before a cross-origin `POST` to `path`.
+    pub async fn preflight(
+        &self,
+        path: &str,
+        origin: &str,
+        request_headers: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = client()
+            .request(reqwest::Method::OPTIONS, self.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST");
+        if let Some(headers) = request_headers {
+            request = request.header("access-control-request-headers", headers);
+        }
+        request.send().await.expect("OPTIONS")
+    }
+}
+
 pub fn metric_in(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
