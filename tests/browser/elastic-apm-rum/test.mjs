@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import http from 'node:http';
 import { chromium } from 'playwright-core';
-import { repo, CHROMIUM, FLAGS, debugLog, waiter, startPipeline as startHarnessPipeline } from '../lib/harness.mjs';
+import { repo, CHROMIUM, FLAGS, debugLog, hidePage, waiter, startPipeline as startHarnessPipeline } from '../lib/harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const FIXTURES = join(repo, 'testdata', 'sdk', 'elastic-apm-rum');
@@ -134,13 +134,7 @@ async function startPage(apiVersion, pipelineBase) {
   };
 }
 
-async function hide(tab) {
-  await tab.evaluate(() => {
-    Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
-    document.dispatchEvent(new Event('visibilitychange', { bubbles: true }));
-    window.dispatchEvent(new Event('pagehide'));
-  });
-}
+const hide = (tab) => hidePage(tab, { pagehide: true });
 
 /** Drives one browser through two page loads; `sent(pred, what)` waits for
  *  what the agent sent (documents, or recorded bodies). */

@@ -23,7 +23,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import { chromium } from 'playwright-core';
-import { repo, CHROMIUM, FLAGS, debugLog, startPipeline as startHarnessPipeline } from '../lib/harness.mjs';
+import { repo, CHROMIUM, FLAGS, debugLog, hidePage, startPipeline as startHarnessPipeline } from '../lib/harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const FIXTURES = join(repo, 'testdata', 'sdk', 'faro');
@@ -108,13 +108,6 @@ async function startPage(endpoint) {
   return { url: `http://127.0.0.1:${server.address().port}/`, close: () => new Promise((ok) => server.close(ok)) };
 }
 
-/** Makes the page report what the SDK's web-vitals hold back until it is hidden (CLS, INP, LCP). */
-async function hide(tab) {
-  await tab.evaluate(() => {
-    Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
-    document.dispatchEvent(new Event('visibilitychange', { bubbles: true }));
-  });
-}
 
 test('Faro Web SDK, unmodified, two page loads of one session', { timeout: 180_000 }, async () => {
   const home = mkdtempSync(join(tmpdir(), 'rum-faro-'));
@@ -144,7 +137,7 @@ test('Faro Web SDK, unmodified, two page loads of one session', { timeout: 180_0
     await tab.waitForFunction(() => window.__fetched === true);
     // Let the click's next paint land before the page goes away.
     await tab.evaluate(() => new Promise((ok) => requestAnimationFrame(() => setTimeout(ok, 100))));
-    await hide(tab);
+    await hidePage(tab);
 
     const one = (pred, what) => pipeline.waitFor(pred, 30_000, what).then((found) => found[0]);
     const vital = (name) => one((e) => e.rum?.vital?.name === name && e.url?.full === first, `${name} document`);

@@ -82,3 +82,16 @@ export async function startPipeline(dir, config, log = () => {}) {
   });
   return { base, waitFor, stop, events, stderr };
 }
+
+/**
+ * Makes the page report what SDKs hold back until it is hidden (CLS, INP,
+ * LCP): `visibilityState` becomes `hidden` and `visibilitychange` fires at
+ * the document (bubbling, as browsers do); `pagehide` too when asked.
+ */
+export async function hidePage(tab, { pagehide = false } = {}) {
+  await tab.evaluate((pagehide) => {
+    Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
+    document.dispatchEvent(new Event('visibilitychange', { bubbles: true }));
+    if (pagehide) window.dispatchEvent(new Event('pagehide'));
+  }, pagehide);
+}

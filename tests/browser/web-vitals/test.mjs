@@ -23,7 +23,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import { chromium } from 'playwright-core';
-import { repo, CHROMIUM, FLAGS, debugLog, startPipeline as startHarnessPipeline } from '../lib/harness.mjs';
+import { repo, CHROMIUM, FLAGS, debugLog, hidePage, startPipeline as startHarnessPipeline } from '../lib/harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const FIXTURES = join(repo, 'testdata', 'sdk', 'web-vitals');
@@ -113,14 +113,6 @@ async function startPage(endpoint) {
   return { url: `http://127.0.0.1:${server.address().port}/`, close: () => new Promise((ok) => server.close(ok)) };
 }
 
-/** Makes the page report what it holds back until it is hidden (CLS, INP, LCP). */
-async function hide(tab) {
-  await tab.evaluate(() => {
-    Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
-    // Browsers fire it at the document, bubbling to the window.
-    document.dispatchEvent(new Event('visibilitychange', { bubbles: true }));
-  });
-}
 
 async function run(mode, check) {
   const home = mkdtempSync(join(tmpdir(), `rum-web-vitals-${mode}-`));
@@ -140,7 +132,7 @@ async function run(mode, check) {
     await tab.waitForFunction(() => document.getElementById('slow').textContent === 'clicked');
     // Let the click's next paint land before the page goes away.
     await tab.evaluate(() => new Promise((ok) => requestAnimationFrame(() => setTimeout(ok, 100))));
-    await hide(tab);
+    await hidePage(tab);
     const names = ['TTFB', 'FCP', 'LCP', 'CLS', 'INP'];
     const docs = {};
     for (const name of names) {
