@@ -8,14 +8,17 @@
 #      (the test City database, the same client address for every beacon) ->
 #      blackhole: (Ir with 2000 requests - Ir with 200) / 1800.
 # Ratios are to bare warp's whole request (the issue's decode target is <= 2x).
-# Usage: bench/instructions.sh [examples|servers|all]
+#   3. `sdk` (only when asked): examples/sdk_instructions, each SDK decoder's
+#      instructions per event as a ratio to a rum_beacon event (issue 13's
+#      target: <= 1.5x), and per request against a one-error rum_beacon body.
+# Usage: bench/instructions.sh [examples|servers|all|sdk]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHAT=${1:-all}
 PORT=3192
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  nice -n 10 cargo build --release --quiet --bin rum-pipeline --example bare_warp --example beacon_instructions
+  nice -n 10 cargo build --release --quiet --bin rum-pipeline --example bare_warp --example beacon_instructions --example sdk_instructions
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=$(mktemp -d)
@@ -30,6 +33,23 @@ cg() { # out file, command... (stdout/stderr of the program dropped)
 }
 
 declare -A PER
+if [ "$WHAT" = sdk ]; then
+  declare -A EVENTS
+  for mode in beacon beacon_error faro apm_v3 apm_v2 apm_error web_vitals; do
+    cg "$OUT/$mode-0" "$TARGET_DIR/release/examples/sdk_instructions" "$mode" 0
+    cg "$OUT/$mode-1000" "$TARGET_DIR/release/examples/sdk_instructions" "$mode" 1000
+    EVENTS[$mode]=$(sed -n 's/^events per round: //p' "$OUT/$mode-0.log")
+    PER[$mode]=$(( ($(ir "$OUT/$mode-1000") - $(ir "$OUT/$mode-0")) / 1000 ))
+  done
+  base=$(( PER[beacon] / EVENTS[beacon] ))
+  printf '%-14s %7s %12s %10s %10s\n' mode events Ir/request Ir/event vs_beacon
+  for mode in beacon beacon_error faro apm_v3 apm_v2 apm_error web_vitals; do
+    per=$(( PER[$mode] / EVENTS[$mode] ))
+    printf '%-14s %7s %12s %10s %10s\n' "$mode" "${EVENTS[$mode]}" "${PER[$mode]}" "$per" \
+      "$(awk -v a="$per" -v b="$base" 'BEGIN {printf "%.2fx", a / b}')"
+  done
+  exit 0
+fi
 if [ "$WHAT" != servers ]; then
   for mode in parse decode encode chain; do
     cg "$OUT/$mode-0" "$TARGET_DIR/release/examples/beacon_instructions" "$mode" 0

@@ -341,7 +341,7 @@ impl<'de> Visitor<'de> for Spelled<'_> {
         limits.container(self.depth)?;
         let mut out = Map::new();
         while let Some(key) = map.next_key_seed(Key(limits))? {
-            let Some(spelled) = self.keys.iter().find(|k| k.short == key) else {
+            let Some(spelled) = v3::find(self.keys, &key) else {
                 let value = map.next_value_seed(self.plain())?;
                 out.insert(key.into_owned(), value);
                 continue;

@@ -8,9 +8,51 @@
 
 /// One abbreviated key, its v2 name, and what is below it.
 pub(super) struct Key {
-    pub(super) short: &'static str,
+    /// `short`'s bytes (at most 8) with its length, compared as one integer:
+    /// a line's every key is looked up in these tables.
+    packed: u64,
     pub(super) long: &'static str,
     pub(super) inner: Inner,
+}
+
+/// A key of at most 7 bytes as an integer unique to it (its bytes, then its
+/// length in the top byte); `None` for a longer key.
+const fn pack(key: &[u8]) -> Option<u64> {
+    if key.len() > 7 {
+        return None;
+    }
+    let mut packed = (key.len() as u64) << 56;
+    let mut i = 0;
+    while i < key.len() {
+        packed |= (key[i] as u64) << (8 * i);
+        i += 1;
+    }
+    Some(packed)
+}
+
+const fn key(short: &'static str, long: &'static str, inner: Inner) -> Key {
+    // v2's one key (`metricset`) is longer than 7 bytes: packed as `u64::MAX`,
+    // which no incoming key of 7 bytes or fewer packs to (see `find`).
+    let packed = match pack(short.as_bytes()) {
+        Some(packed) => packed,
+        None => u64::MAX,
+    };
+    Key {
+        packed,
+        long,
+        inner,
+    }
+}
+
+/// The entry of `keys` whose short form is `short`.
+pub(super) fn find(keys: &'static [Key], short: &str) -> Option<&'static Key> {
+    match pack(short.as_bytes()) {
+        Some(packed) => keys.iter().find(|k| k.packed == packed),
+        // Only v2's `metricset` is longer: its long form is its short one.
+        None => keys
+            .iter()
+            .find(|k| k.packed == u64::MAX && k.long == short),
+    }
 }
 
 pub(super) enum Inner {
@@ -24,32 +66,16 @@ pub(super) enum Inner {
 }
 
 const fn leaf(short: &'static str, long: &'static str) -> Key {
-    Key {
-        short,
-        long,
-        inner: Inner::Leaf,
-    }
+    key(short, long, Inner::Leaf)
 }
 const fn obj(short: &'static str, long: &'static str, keys: &'static [Key]) -> Key {
-    Key {
-        short,
-        long,
-        inner: Inner::Object(keys),
-    }
+    key(short, long, Inner::Object(keys))
 }
 const fn breakdown(short: &'static str, long: &'static str, keys: &'static [Key]) -> Key {
-    Key {
-        short,
-        long,
-        inner: Inner::Breakdown(keys),
-    }
+    key(short, long, Inner::Breakdown(keys))
 }
 const fn arr(short: &'static str, long: &'static str, keys: &'static [Key]) -> Key {
-    Key {
-        short,
-        long,
-        inner: Inner::Array(keys),
-    }
+    key(short, long, Inner::Array(keys))
 }
 
 const NAME_VERSION: &[Key] = &[leaf("n", "name"), leaf("ve", "version")];

@@ -1,0 +1,152 @@
+//! Fixed-iteration driver for instruction counts of the SDK decoders
+//! (valgrind --tool=callgrind), the repeatable twin of `benches/sdk_decode.rs`:
+//!   cargo build --release --example sdk_instructions
+//!   valgrind --tool=callgrind target/release/examples/sdk_instructions faro 1000
+//! Modes: `beacon` (the realistic 10-event rum_beacon body, the baseline),
+//! `beacon_error` (a rum_beacon body with one error, the same request shape
+//! as `apm_error`), `faro` (the Faro SDK's four captured bodies, 22 events),
+//! `apm_v3`, `apm_v2` (one page load, 9 events), `apm_error` (one error) and
+//! `web_vitals` (`testdata/sdk/web-vitals/fetch-0.json`, 5 metrics).
+//! Read instructions per event as (Ir of N=1000 - Ir of N=0) / (1000 × events);
+//! `bench/instructions.sh sdk` does that for every mode.
+
+use rum_pipeline::privacy::ClientIpMode;
+use rum_pipeline::sources::{
+    beacon_decoder, elastic_apm_decoder, faro_decoder, web_vitals_decoder,
+};
+
+const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+const RECEIVED_MS: i64 = 1_763_700_000_100;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn read(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{path} (run from the repo root): {e}"))
+}
+
+/// Runs `decode` over `bodies` `n` times; returns the events of one round.
+fn run(n: usize, bodies: &[Vec<u8>], decode: impl Fn(&[u8]) -> usize) -> usize {
+    let events = bodies.iter().map(|b| decode(b)).sum();
+    for _ in 0..n {
+        for body in bodies {
+            std::hint::black_box(decode(std::hint::black_box(body)));
+        }
+    }
+    events
+}
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "faro".into());
+    let n: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let ip = "203.0.113.7".parse().expect("ip");
+    let events = match mode.as_str() {
+        "beacon" | "beacon_error" => {
+            let body = if mode == "beacon" {
+                read("testdata/beacons/realistic-10-events.json")
+            } else {
+                br#"{"v":1,"app":{"name":"shop","version":"1.4.2","env":"production"},"session":{"id":"0f8fad5b-d9cb-469f-a165-70867728950e"},"view":{"id":"7c9e6679-v1","url":"https://shop.example.com/product/42?ref=home","referrer":"https://www.google.com/"},"sent_at":1763700000000,"events":[{"type":"error","ts":1763699999900,"message":"Uncaught TypeError: Cannot read properties of undefined (reading 'price')","name":"TypeError","stack":"TypeError: Cannot read properties of undefined\n    at renderPrice (https://shop.example.com/?v=3:26:42)\n    at onBoom (https://shop.example.com/?v=3:29:3)","count":1}]}"#.to_vec()
+            };
+            let facts = beacon_decoder::RequestFacts {
+                received_at_ms: RECEIVED_MS,
+                client_ip: ip,
+                user_agent: Some(UA),
+                client_hints: vec![],
+            };
+            let limits = beacon_decoder::BeaconLimits {
+                max_events: 500,
+                max_string_bytes: 16 * 1024,
+                max_depth: 16,
+                max_event_age_ms: 86_400_000,
+                max_context_bytes: 64 * 1024,
+                client_ip: ClientIpMode::Full,
+            };
+            run(n, &[body], |b| {
+                beacon_decoder::decode(b, &facts, &limits)
+                    .expect("decodes")
+                    .events
+                    .len()
+            })
+        }
+        "faro" => {
+            let bodies: Vec<Vec<u8>> = (0..4)
+                .map(|i| read(&format!("testdata/sdk/faro/body-{i}.json")))
+                .collect();
+            let facts = faro_decoder::RequestFacts {
+                received_at_ms: RECEIVED_MS,
+                client_ip: ip,
+                user_agent: Some(UA),
+                session_header: None,
+            };
+            let limits = faro_decoder::FaroLimits {
+                max_items: 500,
+                max_string_bytes: 16 * 1024,
+                max_depth: 16,
+                max_event_age_ms: i64::MAX,
+                max_context_bytes: 64 * 1024,
+                client_ip: ClientIpMode::Full,
+            };
+            run(n, &bodies, |b| {
+                faro_decoder::decode(b, &facts, &limits)
+                    .expect("decodes")
+                    .events
+                    .len()
+            })
+        }
+        "apm_v3" | "apm_v2" | "apm_error" => {
+            let (file, version) = match mode.as_str() {
+                "apm_v3" => ("v3-1.ndjson", elastic_apm_decoder::ApiVersion::V3),
+                "apm_v2" => ("v2-1.ndjson", elastic_apm_decoder::ApiVersion::V2),
+                _ => ("v3-3.ndjson", elastic_apm_decoder::ApiVersion::V3),
+            };
+            let body = read(&format!("testdata/sdk/elastic-apm-rum/{file}"));
+            let facts = elastic_apm_decoder::RequestFacts {
+                received_at_ms: RECEIVED_MS,
+                client_ip: ip,
+                user_agent: Some(UA),
+                version,
+            };
+            let limits = elastic_apm_decoder::ApmLimits {
+                max_events: 1000,
+                max_event_bytes: 300 * 1024,
+                max_string_bytes: 16 * 1024,
+                max_depth: 16,
+                keep_breakdown: false,
+                client_ip: ClientIpMode::Full,
+            };
+            run(n, &[body], |b| {
+                elastic_apm_decoder::decode(b, &facts, &limits)
+                    .expect("decodes")
+                    .events
+                    .len()
+            })
+        }
+        "web_vitals" => {
+            let body = read("testdata/sdk/web-vitals/fetch-0.json");
+            let facts = web_vitals_decoder::RequestFacts {
+                received_at_ms: RECEIVED_MS,
+                client_ip: ip,
+                user_agent: Some(UA),
+                referer: Some("https://shop.example.com/"),
+            };
+            let limits = web_vitals_decoder::MetricLimits {
+                max_metrics: 50,
+                max_string_bytes: 16 * 1024,
+                max_depth: 16,
+                keep_entries: false,
+                client_ip: ClientIpMode::Full,
+            };
+            run(n, &[body], |b| {
+                web_vitals_decoder::decode(b, &facts, &limits)
+                    .expect("decodes")
+                    .events
+                    .len()
+            })
+        }
+        other => panic!("unknown mode {other}"),
+    };
+    eprintln!("events per round: {events}");
+}
