@@ -5,7 +5,7 @@
 //! `METRIC_KEYS` and `URL_KEYS`, next to the `schema` tables it points into.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::beacon_decoder::{body_text, Bounded, Key, Limits};
+use super::beacon_decoder::{body_text, Bounded, Key, Limits, Skip};
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
@@ -92,6 +92,8 @@ pub fn decode(
         limits: Limits::new(limits.max_string_bytes, limits.max_depth),
         max_metrics: limits.max_metrics,
         refused: RefCell::new(None),
+        skip_entries: !limits.keep_entries,
+        dropped_entries: Cell::new(0),
     };
     let mut de = serde_json::Deserializer::from_str(text);
     let metrics = BodySeed(&checks)
@@ -107,7 +109,11 @@ pub fn decode(
 
     // Checked before anything is built: a request is refused whole.
     let ids = &*IDS;
-    let mut page_urls = Vec::with_capacity(metrics.len());
+    let mut page_urls: Vec<(Option<String>, Option<&'static str>)> =
+        Vec::with_capacity(metrics.len());
+    // The page URL a metric sent, and the one before it: the metrics of one
+    // request mostly share it, so it is resolved once.
+    let mut previous_sent = None;
     for (i, metric) in metrics.iter().enumerate() {
         match metric.iter().find(|(k, _)| k == "name") {
             Some((_, Value::String(_))) => {}
@@ -117,7 +123,13 @@ pub fn decode(
             Some((_, Value::Number(_))) => {}
             _ => return Err(invalid(format!("metric {i}: `value` must be a number"))),
         }
-        page_urls.push(page_url(metric, facts.referer));
+        let sent = sent_url(metric);
+        let url = match (sent, previous_sent, page_urls.last()) {
+            (Some(now), Some(before), Some(resolved)) if now == before => resolved.clone(),
+            _ => page_url(sent, facts.referer),
+        };
+        previous_sent = sent;
+        page_urls.push(url);
     }
 
     let mut context = Context::new();
@@ -149,7 +161,7 @@ pub fn decode(
     let context = Arc::new(context);
 
     let mut unknown_names = 0;
-    let mut dropped_entries = 0;
+    let dropped_entries = checks.dropped_entries.get();
     let mut events = Vec::with_capacity(metrics.len());
     for (seq, (metric, (url, url_key))) in metrics.into_iter().zip(page_urls).enumerate() {
         let client_ts = metric_id(&metric).and_then(id_time);
@@ -180,10 +192,6 @@ pub fn decode(
         let mut extra = Map::new();
         for (key, value) in metric {
             if value.is_null() {
-                continue;
-            }
-            if key == "entries" && !limits.keep_entries {
-                dropped_entries += value.as_array().map_or(1, Vec::len);
                 continue;
             }
             // The key the page URL came from is in `url.full` already.
@@ -286,16 +294,20 @@ fn id_time(id: &str) -> Option<i64> {
 /// The page a metric belongs to, and the key it came from: its first URL
 /// key, resolved against the `Referer` when relative (`location.pathname`),
 /// else the `Referer`.
-fn page_url(
-    metric: &[(Cow<'_, str>, Value)],
-    referer: Option<&str>,
-) -> (Option<String>, Option<&'static str>) {
-    let sent = URL_KEYS.iter().find_map(|key| {
+/// The page URL a metric sent (a string under one of `URL_KEYS`) and its key.
+fn sent_url<'m>(metric: &'m [(Cow<'_, str>, Value)]) -> Option<(&'m str, &'static str)> {
+    URL_KEYS.iter().find_map(|key| {
         metric
             .iter()
             .find(|(k, _)| k == key)
             .and_then(|(_, v)| Some((v.as_str()?, *key)))
-    });
+    })
+}
+
+fn page_url(
+    sent: Option<(&str, &'static str)>,
+    referer: Option<&str>,
+) -> (Option<String>, Option<&'static str>) {
     match sent {
         Some((sent, key)) if url::Url::parse(sent).is_ok() => (Some(sent.to_owned()), Some(key)),
         Some((sent, key)) => {
@@ -319,6 +331,9 @@ struct Parse {
     max_metrics: usize,
     /// Why the body was refused when it is not a limit (shape, count).
     refused: RefCell<Option<DecodeError>>,
+    /// `keep_entries = false`: `entries` are checked and counted, never built.
+    skip_entries: bool,
+    dropped_entries: Cell<usize>,
 }
 
 impl Parse {
@@ -459,6 +474,18 @@ impl<'de> Visitor<'de> for MetricSeed<'_> {
         limits.container(self.depth)?;
         let mut pairs: WireMetric<'de> = Vec::with_capacity(10);
         while let Some(key) = map.next_key_seed(Key(limits))? {
+            if key == "entries" && self.parse.skip_entries {
+                // A repeated `entries` is counted again: both were dropped.
+                let count = map.next_value_seed(CountEntries(Skip {
+                    limits,
+                    depth: self.depth + 1,
+                }))?;
+                let parse = self.parse;
+                parse
+                    .dropped_entries
+                    .set(parse.dropped_entries.get() + count);
+                continue;
+            }
             let value = map.next_value_seed(Bounded {
                 limits,
                 depth: self.depth + 1,
@@ -475,3 +502,57 @@ impl<'de> Visitor<'de> for MetricSeed<'_> {
 
 #[cfg(test)]
 mod tests;
+
+/// A metric's `entries` skipped within the limits: how many it held (an
+/// array's length, another value 1, `null` none).
+struct CountEntries<'l>(Skip<'l>);
+
+impl<'de> DeserializeSeed<'de> for CountEntries<'_> {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CountEntries<'_> {
+    type Value = usize;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<usize, E> {
+        self.0.visit_bool(v).map(|()| 1)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<usize, E> {
+        self.0.visit_i64(v).map(|()| 1)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<usize, E> {
+        self.0.visit_u64(v).map(|()| 1)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<usize, E> {
+        self.0.visit_f64(v).map(|()| 1)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
+        self.0.visit_str(v).map(|()| 1)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let Skip { limits, depth } = self.0;
+        limits.container(depth)?;
+        let mut count = 0;
+        while seq
+            .next_element_seed(Skip {
+                limits,
+                depth: depth + 1,
+            })?
+            .is_some()
+        {
+            count += 1;
+        }
+        Ok(count)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<usize, A::Error> {
+        self.0.visit_map(map).map(|()| 1)
+    }
+}

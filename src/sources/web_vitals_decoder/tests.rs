@@ -151,6 +151,61 @@ fn the_page_comes_from_the_body_else_the_referer() {
 }
 
 #[test]
+fn entries_are_counted_not_built_and_still_checked() {
+    let mut many = lcp();
+    many["entries"] = json!([{"a": 1}, {"b": [2, 3]}, "x"]);
+    let mut one = lcp();
+    one["entries"] = json!({"not": "an array"});
+    let mut none = lcp();
+    none["entries"] = Value::Null;
+    let decoded = decode_json(json!([lcp(), many, one, none])).unwrap();
+    // 1 + 3 + 1 (not an array) + 0 (null)
+    assert_eq!(decoded.dropped_entries, 5);
+    assert!(decoded
+        .events
+        .iter()
+        .all(|e| e.get("rum.extra.entries").is_none()));
+    // Skipped entries still answer to the limits: too deep, too long.
+    let mut deep = lcp();
+    deep["entries"] = json!([[[[[[1]]]]]]);
+    let error = decode_json(deep).err().expect("too deep");
+    assert_eq!(error.error_type, "too_deep");
+    let mut long = lcp();
+    long["entries"] = json!([{"name": "x".repeat(101)}]);
+    let error = decode_json(long).err().expect("string too long");
+    assert_eq!(error.error_type, "string_too_long");
+}
+
+#[test]
+fn metrics_of_one_page_resolve_its_url_once_and_each_keeps_its_own() {
+    let at = |page: &str| {
+        let mut m = lcp();
+        m["page"] = json!(page);
+        m
+    };
+    let body = json!([at("/a?1"), at("/a?1"), at("/b"), at("/a?1")]);
+    let decoded = decode_json(body).unwrap();
+    let urls: Vec<_> = decoded
+        .events
+        .iter()
+        .map(|e| e.get_str("url.full"))
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            Some("https://shop.example.com/a?1"),
+            Some("https://shop.example.com/a?1"),
+            Some("https://shop.example.com/b"),
+            Some("https://shop.example.com/a?1"),
+        ]
+    );
+    assert!(decoded
+        .events
+        .iter()
+        .all(|e| e.get("rum.extra.page").is_none()));
+}
+
+#[test]
 fn entries_are_kept_when_asked() {
     let keep = MetricLimits {
         keep_entries: true,
