@@ -15,7 +15,7 @@ use std::sync::{Arc, LazyLock};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::beacon_decoder::{body_text, url_fields, Bounded, Key, Limits};
+use super::beacon_decoder::{body_text, url_fields, Bounded, Key, Limits, Skip};
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
@@ -157,10 +157,10 @@ pub fn decode(
                 .unwrap_or_else(|| json_error(&e, limits.max_depth))
         })?;
 
-    let dropped_spans = match &wire.traces {
-        None | Some(Value::Null) => 0,
-        Some(traces @ Value::Object(_)) => count_spans(traces),
-        Some(_) => return Err(invalid("`traces` must be an OTLP object")),
+    let dropped_spans = match wire.traces {
+        None => 0,
+        Some(Ok(spans)) => spans,
+        Some(Err(())) => return Err(invalid("`traces` must be an OTLP object")),
     };
     if wire.items.len() + wire.unknown.len() + dropped_spans > limits.max_items {
         return Err(too_many(limits.max_items));
@@ -245,20 +245,6 @@ pub fn decode(
         unknown_kinds,
         dropped_spans,
     })
-}
-
-/// `resourceSpans[].scopeSpans[].spans[]`, counted.
-fn count_spans(traces: &Value) -> usize {
-    fn list<'v>(v: &'v Value, key: &str) -> &'v [Value] {
-        v.get(key)
-            .and_then(Value::as_array)
-            .map_or(&[], Vec::as_slice)
-    }
-    list(traces, "resourceSpans")
-        .iter()
-        .flat_map(|resource| list(resource, "scopeSpans"))
-        .map(|scope| list(scope, "spans").len())
-        .sum()
 }
 
 /// `meta` → the context: app → `service.*`, session → `session.id`, page →

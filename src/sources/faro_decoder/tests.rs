@@ -262,6 +262,48 @@ fn a_web_vitals_measurement_with_two_vitals_makes_two_documents() {
 }
 
 #[test]
+fn traces_are_counted_without_being_built_whatever_their_shape() {
+    let spans = |traces: Value| {
+        decode_json(json!({"meta": {}, "traces": traces}))
+            .map(|d| d.dropped_spans)
+            .map_err(|e| e.error_type)
+    };
+    assert_eq!(spans(Value::Null), Ok(0));
+    assert_eq!(spans(json!({})), Ok(0));
+    // What is not a list, or no object where one is expected, holds none.
+    assert_eq!(spans(json!({"resourceSpans": 7})), Ok(0));
+    assert_eq!(spans(json!({"resourceSpans": [1, "x", null, []]})), Ok(0));
+    assert_eq!(
+        spans(json!({"resourceSpans": [{"scopeSpans": {"spans": [1]}}]})),
+        Ok(0)
+    );
+    // Spans are counted whatever they hold; other keys are skipped.
+    assert_eq!(
+        spans(json!({"resourceSpans": [
+            {"resource": {"attributes": [{"key": "k"}]}, "scopeSpans": [{"spans": [1, {}, [], null]}, {"spans": "no"}]},
+            {"scopeSpans": [{"scope": {"name": "fetch"}, "spans": [{"name": "GET"}]}]}
+        ]})),
+        Ok(5)
+    );
+    // A repeated key counts once, its last value, as a JSON object reads.
+    let body =
+        r#"{"meta":{},"traces":{"resourceSpans":[{"scopeSpans":[{"spans":[1,2],"spans":[3]}]}]}}"#;
+    let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
+    assert_eq!(decoded.dropped_spans, 1);
+    // Not an object: refused; the limits hold inside what is skipped.
+    assert_eq!(spans(json!("traces")), Err("invalid_payload"));
+    assert_eq!(spans(json!([{}])), Err("invalid_payload"));
+    assert_eq!(
+        spans(json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "x".repeat(201)}]}]}]})),
+        Err("string_too_long")
+    );
+    assert_eq!(
+        spans(json!({"resourceSpans": [{"scopeSpans": [{"spans": [[[[[[[[1]]]]]]]]}]}]})),
+        Err("too_deep")
+    );
+}
+
+#[test]
 fn unknown_kinds_are_kept_and_counted_and_traces_counted() {
     let decoded = decode_json(json!({
         "meta": {"session": {"id": "s"}},

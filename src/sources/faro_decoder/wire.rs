@@ -82,7 +82,7 @@ pub(super) struct WireBody<'de> {
     pub(super) meta: Option<Value>,
     /// Items of the four kinds, in body order, with their index in their array.
     pub(super) items: Vec<(Kind, usize, Item<'de>)>,
-    pub(super) traces: Option<Value>,
+    pub(super) traces: Traces,
     /// Top-level keys Faro does not send, as sent.
     pub(super) unknown: Vec<(Cow<'de, str>, Value)>,
 }
@@ -152,7 +152,13 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
             }
             match &*key {
                 "meta" => body.meta = Some(map.next_value_seed(value())?),
-                "traces" => body.traces = Some(map.next_value_seed(value())?),
+                "traces" => {
+                    body.traces = map.next_value_seed(SpanCount {
+                        limits,
+                        depth: 2,
+                        path: SPAN_PATH,
+                    })?
+                }
                 _ => {
                     let v = map.next_value_seed(value())?;
                     body.unknown.push((key, v));
@@ -405,5 +411,166 @@ impl<'de> Visitor<'de> for NestedSeed<'_> {
             }
         }
         Ok(Nested::Object(pairs))
+    }
+}
+
+/// Where OTLP-JSON keeps its spans: `resourceSpans[].scopeSpans[].spans[]`.
+const SPAN_PATH: &[&str] = &["resourceSpans", "scopeSpans", "spans"];
+
+/// `traces` as `count_spans` would see it, read within the limits without
+/// building it: `None` for `null`, `Some(Ok(spans))` for an object,
+/// `Some(Err(()))` for anything else (refused by `decode`).
+pub(super) type Traces = Option<Result<usize, ()>>;
+
+/// An object at `depth` whose `path[0]` is a list of objects whose
+/// `path[1]` ... ; the last key's arrays are counted. Everything else in
+/// it is skipped (checked against the limits, never allocated). As in a JSON
+/// object, a repeated key counts once, its last value.
+struct SpanCount<'l> {
+    limits: &'l Limits,
+    depth: usize,
+    path: &'static [&'static str],
+}
+
+impl SpanCount<'_> {
+    fn skip(&self) -> Skip<'_> {
+        Skip {
+            limits: self.limits,
+            depth: self.depth,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for SpanCount<'_> {
+    type Value = Traces;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Traces, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SpanCount<'_> {
+    type Value = Traces;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an OTLP object")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Traces, E> {
+        Ok(Some(Err(())))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Traces, E> {
+        Ok(Some(Err(())))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Traces, E> {
+        Ok(Some(Err(())))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Traces, E> {
+        Ok(Some(Err(())))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Traces, E> {
+        self.skip().visit_str(v)?;
+        Ok(Some(Err(())))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Traces, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Traces, A::Error> {
+        self.skip().visit_seq(seq)?;
+        Ok(Some(Err(())))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Traces, A::Error> {
+        self.limits.container(self.depth)?;
+        let mut count = 0;
+        while let Some(key) = map.next_key_seed(Key(self.limits))? {
+            let child = self.depth + 1;
+            match self.path.split_first() {
+                Some((first, rest)) if key == *first => {
+                    count = map.next_value_seed(SpanList {
+                        limits: self.limits,
+                        depth: child,
+                        rest,
+                    })?;
+                }
+                _ => map.next_value_seed(Skip {
+                    limits: self.limits,
+                    depth: child,
+                })?,
+            }
+        }
+        Ok(Some(Ok(count)))
+    }
+}
+
+/// A list under one of `SPAN_PATH`'s keys: with keys left, the sum over
+/// its objects; at the end of the path, its length. Not a list: 0.
+struct SpanList<'l> {
+    limits: &'l Limits,
+    depth: usize,
+    rest: &'static [&'static str],
+}
+
+impl<'de> DeserializeSeed<'de> for SpanList<'_> {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SpanList<'_> {
+    type Value = usize;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
+        self.limits.string(v.len())?;
+        Ok(0)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<usize, A::Error> {
+        Skip {
+            limits: self.limits,
+            depth: self.depth,
+        }
+        .visit_map(map)?;
+        Ok(0)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        self.limits.container(self.depth)?;
+        let child = self.depth + 1;
+        let mut total = 0;
+        if self.rest.is_empty() {
+            let skip = || Skip {
+                limits: self.limits,
+                depth: child,
+            };
+            while seq.next_element_seed(skip())?.is_some() {
+                total += 1;
+            }
+        } else {
+            let count = || SpanCount {
+                limits: self.limits,
+                depth: child,
+                path: self.rest,
+            };
+            while let Some(found) = seq.next_element_seed(count())? {
+                // An element that is no object holds no spans.
+                if let Some(Ok(n)) = found {
+                    total += n;
+                }
+            }
+        }
+        Ok(total)
     }
 }
