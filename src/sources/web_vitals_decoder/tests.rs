@@ -168,11 +168,15 @@ fn entries_are_counted_not_built_and_still_checked() {
     // Skipped entries still answer to the limits: too deep, too long.
     let mut deep = lcp();
     deep["entries"] = json!([[[[[[1]]]]]]);
-    let error = decode_json(deep).err().expect("too deep");
+    let Err(error) = decode_json(deep) else {
+        panic!("too deep")
+    };
     assert_eq!(error.error_type, "too_deep");
     let mut long = lcp();
     long["entries"] = json!([{"name": "x".repeat(101)}]);
-    let error = decode_json(long).err().expect("string too long");
+    let Err(error) = decode_json(long) else {
+        panic!("string too long")
+    };
     assert_eq!(error.error_type, "string_too_long");
 }
 
