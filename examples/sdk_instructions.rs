@@ -5,11 +5,15 @@
 //! Modes: `beacon` (the realistic 10-event rum_beacon body, the baseline),
 //! `beacon_error` (a rum_beacon body with one error, the same request shape
 //! as `apm_error`), `faro` (the Faro SDK's four captured bodies, 22 events),
-//! `apm_v3`, `apm_v2` (one page load, 9 events), `apm_error` (one error) and
+//! `apm_v3`, `apm_v2` (one page load, 9 events), `apm_error` (one error),
+//! `apm_v3_all`, `apm_v2_all` (every body the agent sent in the browser test) and
 //! `web_vitals` (`testdata/sdk/web-vitals/fetch-0.json`, 5 metrics).
 //! Read instructions per event as (Ir of N=1000 - Ir of N=0) / (1000 × events);
-//! `bench/instructions.sh sdk` does that for every mode.
+//! `bench/instructions.sh sdk` does that for every mode. With `SDK_DUMP=1`
+//! the example prints the documents of one round (NDJSON), to compare the
+//! output of two builds.
 
+use rum_pipeline::event::Event;
 use rum_pipeline::privacy::ClientIpMode;
 use rum_pipeline::sources::{
     beacon_decoder, elastic_apm_decoder, faro_decoder, web_vitals_decoder,
@@ -25,15 +29,29 @@ fn read(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{path} (run from the repo root): {e}"))
 }
 
-/// Runs `decode` over `bodies` `n` times; returns the events of one round.
-fn run(n: usize, bodies: &[Vec<u8>], decode: impl Fn(&[u8]) -> usize) -> usize {
-    let events = bodies.iter().map(|b| decode(b)).sum();
+/// Runs `decode` over `bodies` `n` times; returns the events of one round
+/// and the bytes of their documents (what each SDK's events carry).
+fn run(n: usize, bodies: &[Vec<u8>], decode: impl Fn(&[u8]) -> Vec<Event>) -> (usize, usize) {
+    let mut events = 0;
+    let mut document = Vec::new();
+    for body in bodies {
+        for event in decode(body) {
+            events += 1;
+            event.write_json(&mut document);
+            document.push(b'\n');
+        }
+    }
+    // `SDK_DUMP=1`: the documents on stdout, to compare two builds' output.
+    if std::env::var_os("SDK_DUMP").is_some() {
+        use std::io::Write;
+        std::io::stdout().write_all(&document).expect("stdout");
+    }
     for _ in 0..n {
         for body in bodies {
             std::hint::black_box(decode(std::hint::black_box(body)));
         }
     }
-    events
+    (events, document.len())
 }
 
 fn main() {
@@ -68,7 +86,6 @@ fn main() {
                 beacon_decoder::decode(b, &facts, &limits)
                     .expect("decodes")
                     .events
-                    .len()
             })
         }
         "faro" => {
@@ -93,16 +110,25 @@ fn main() {
                 faro_decoder::decode(b, &facts, &limits)
                     .expect("decodes")
                     .events
-                    .len()
             })
         }
-        "apm_v3" | "apm_v2" | "apm_error" => {
-            let (file, version) = match mode.as_str() {
-                "apm_v3" => ("v3-1.ndjson", elastic_apm_decoder::ApiVersion::V3),
-                "apm_v2" => ("v2-1.ndjson", elastic_apm_decoder::ApiVersion::V2),
-                _ => ("v3-3.ndjson", elastic_apm_decoder::ApiVersion::V3),
+        "apm_v3" | "apm_v2" | "apm_error" | "apm_v3_all" | "apm_v2_all" => {
+            let (files, version) = match mode.as_str() {
+                "apm_v3" => (vec![1], elastic_apm_decoder::ApiVersion::V3),
+                "apm_v2" => (vec![1], elastic_apm_decoder::ApiVersion::V2),
+                "apm_error" => (vec![3], elastic_apm_decoder::ApiVersion::V3),
+                // Every body the agent sent in the browser test.
+                "apm_v3_all" => ((0..7).collect(), elastic_apm_decoder::ApiVersion::V3),
+                _ => ((0..7).collect(), elastic_apm_decoder::ApiVersion::V2),
             };
-            let body = read(&format!("testdata/sdk/elastic-apm-rum/{file}"));
+            let prefix = match version {
+                elastic_apm_decoder::ApiVersion::V3 => "v3",
+                elastic_apm_decoder::ApiVersion::V2 => "v2",
+            };
+            let bodies: Vec<Vec<u8>> = files
+                .iter()
+                .map(|i| read(&format!("testdata/sdk/elastic-apm-rum/{prefix}-{i}.ndjson")))
+                .collect();
             let facts = elastic_apm_decoder::RequestFacts {
                 received_at_ms: RECEIVED_MS,
                 client_ip: ip,
@@ -117,11 +143,10 @@ fn main() {
                 keep_breakdown: false,
                 client_ip: ClientIpMode::Full,
             };
-            run(n, &[body], |b| {
+            run(n, &bodies, |b| {
                 elastic_apm_decoder::decode(b, &facts, &limits)
                     .expect("decodes")
                     .events
-                    .len()
             })
         }
         "web_vitals" => {
@@ -143,10 +168,10 @@ fn main() {
                 web_vitals_decoder::decode(b, &facts, &limits)
                     .expect("decodes")
                     .events
-                    .len()
             })
         }
         other => panic!("unknown mode {other}"),
     };
-    eprintln!("events per round: {events}");
+    eprintln!("events per round: {}", events.0);
+    eprintln!("document bytes per round: {}", events.1);
 }

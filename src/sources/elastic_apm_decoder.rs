@@ -7,16 +7,18 @@
 //! good ones are kept, as APM Server does. The mapping is in `docs/sdk.md`.
 
 mod events;
+mod json;
 mod v3;
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::net::IpAddr;
 
+use json::{Json, Obj};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
 
-use super::beacon_decoder::{body_text, Bounded, Key, Limits};
+use super::beacon_decoder::{body_text, Key, Limits};
 use crate::event::Event;
 use crate::privacy::ClientIpMode;
 use crate::sources::decode_error::{json_error, DecodeError};
@@ -101,7 +103,7 @@ pub fn decode(
         .filter(|l| !l.trim().is_empty());
     let first = lines.next().ok_or_else(|| empty_body("empty body"))?;
     let metadata = match parse_line(first, facts.version, limits) {
-        Ok((Line::Known("metadata", Value::Object(map)), _)) => map,
+        Ok((Line::Known("metadata", Json::Object(map)), _)) => map,
         Ok((Line::Known("metadata", _), _)) => {
             return Err(bad_metadata(
                 "invalid_metadata",
@@ -142,9 +144,9 @@ pub fn decode(
     let mut builder = events::Builder::new(metadata, &items, facts, limits)?;
     for item in items {
         match item {
-            Line::Known("transaction", Value::Object(tr)) => builder.transaction(tr)?,
-            Line::Known("span", Value::Object(span)) => builder.span_line(span)?,
-            Line::Known("error", Value::Object(error)) => builder.error(error)?,
+            Line::Known("transaction", Json::Object(tr)) => builder.transaction(tr)?,
+            Line::Known("span", Json::Object(span)) => builder.span_line(span)?,
+            Line::Known("error", Json::Object(error)) => builder.error(error)?,
             Line::Known("metricset", value) => builder.metricset(value)?,
             Line::Known(kind, value) => builder.unknown(kind, value)?,
             Line::Unknown(kind, value) => builder.unknown(&kind, value)?,
@@ -162,10 +164,10 @@ pub fn decode(
 }
 
 /// One parsed line: its kind (as v2 names it) and its object.
-enum Line {
-    Known(&'static str, Value),
+enum Line<'de> {
+    Known(&'static str, Json<'de>),
     /// A kind the agent does not send (its name cut to 64 characters).
-    Unknown(String, Value),
+    Unknown(String, Json<'de>),
     /// A metricset line skipped (`keep_breakdown = false`).
     Skipped,
 }
@@ -179,11 +181,11 @@ struct Parse {
     skipped: Cell<usize>,
 }
 
-fn parse_line(
-    line: &str,
+fn parse_line<'de>(
+    line: &'de str,
     version: ApiVersion,
     limits: &ApmLimits,
-) -> Result<(Line, usize), LineError> {
+) -> Result<(Line<'de>, usize), LineError> {
     let fail = |error_type, message: String| LineError {
         error_type,
         message,
@@ -224,7 +226,7 @@ fn parse_line(
         fail(error.error_type, error.message)
     })?;
     let skipped = parse.skipped.get();
-    let Value::Object(map) = value else {
+    let Json::Object(map) = value else {
         return Err(fail(
             "invalid_event",
             "a line must be an object with one key, the event kind".to_owned(),
@@ -272,8 +274,8 @@ struct Spelled<'p> {
 }
 
 impl Spelled<'_> {
-    fn plain(&self) -> Bounded<'_> {
-        Bounded {
+    fn plain(&self) -> Plain<'_> {
+        Plain {
             limits: &self.parse.limits,
             depth: self.depth + 1,
         }
@@ -281,40 +283,43 @@ impl Spelled<'_> {
 }
 
 impl<'de> DeserializeSeed<'de> for Spelled<'_> {
-    type Value = Value;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+    type Value = Json<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Spelled<'_> {
-    type Value = Value;
+    type Value = Json<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
     }
     // Scalars are spelled the same in v2 and v3: the plain seed takes them.
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Json<'de>, E> {
         self.plain().visit_bool(v)
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Json<'de>, E> {
         self.plain().visit_i64(v)
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Json<'de>, E> {
         self.plain().visit_u64(v)
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json<'de>, E> {
         self.plain().visit_f64(v)
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Json<'de>, E> {
+        self.plain().visit_borrowed_str(v)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json<'de>, E> {
         self.plain().visit_str(v)
     }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Json<'de>, E> {
         self.plain().visit_string(v)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Json<'de>, E> {
         self.plain().visit_unit()
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
         let limits = &self.parse.limits;
         limits.container(self.depth)?;
         let mut items = Vec::new();
@@ -334,22 +339,22 @@ impl<'de> Visitor<'de> for Spelled<'_> {
                 None => break,
             }
         }
-        Ok(Value::Array(items))
+        Ok(Json::Array(items))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         let limits = &self.parse.limits;
         limits.container(self.depth)?;
-        let mut out = Map::new();
+        let mut out = Obj::for_parse();
         while let Some(key) = map.next_key_seed(Key(limits))? {
             let Some(spelled) = v3::find(self.keys, &key) else {
                 let value = map.next_value_seed(self.plain())?;
-                out.insert(key.into_owned(), value);
+                out.push(key, value);
                 continue;
             };
             let (keys, elements) = match spelled.inner {
                 v3::Inner::Leaf => {
                     let value = map.next_value_seed(self.plain())?;
-                    out.insert(spelled.long.to_owned(), value);
+                    out.push(Cow::Borrowed(spelled.long), value);
                     continue;
                 }
                 v3::Inner::Object(keys) => (keys, false),
@@ -370,9 +375,83 @@ impl<'de> Visitor<'de> for Spelled<'_> {
                 keys,
                 elements,
             })?;
-            out.insert(spelled.long.to_owned(), value);
+            out.push(Cow::Borrowed(spelled.long), value);
         }
-        Ok(Value::Object(out))
+        Ok(Json::Object(out.finish()))
+    }
+}
+
+/// Any JSON value at `depth`, within the limits, strings borrowed from the
+/// line where it has no escapes.
+struct Plain<'l> {
+    limits: &'l Limits,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Plain<'_> {
+    type Value = Json<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Plain<'_> {
+    type Value = Json<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Number(v.into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Json<'de>, E> {
+        Ok(Json::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json<'de>, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Json<'de>, E> {
+        self.limits.string(v.len())?;
+        Ok(Json::String(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json<'de>, E> {
+        self.limits.string(v.len())?;
+        Ok(Json::String(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Json<'de>, E> {
+        self.limits.string(v.len())?;
+        Ok(Json::String(Cow::Owned(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+        self.limits.container(self.depth)?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self.child())? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        self.limits.container(self.depth)?;
+        let mut out = Obj::for_parse();
+        while let Some(key) = map.next_key_seed(Key(self.limits))? {
+            let value = map.next_value_seed(self.child())?;
+            out.push(key, value);
+        }
+        Ok(Json::Object(out.finish()))
+    }
+}
+
+impl<'l> Plain<'l> {
+    fn child(&self) -> Plain<'l> {
+        Plain {
+            limits: self.limits,
+            depth: self.depth + 1,
+        }
     }
 }
 

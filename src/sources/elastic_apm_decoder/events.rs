@@ -6,6 +6,7 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value};
 
+use super::json::{Json, Obj};
 use super::{bad_metadata, ApmLimits, Line, RequestFacts};
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::schema::{self, EventType, FieldType};
@@ -18,7 +19,6 @@ mod span;
 /// A document field and the JSON type its value must have.
 type Slot = (FieldId, FieldType);
 type Fields = Vec<(FieldId, Option<FieldValue>)>;
-type Object = Map<String, Value>;
 
 /// The slot of a payload key of `schema` (a programming error if absent).
 fn slot(ty: EventType, key: &str) -> Slot {
@@ -149,10 +149,29 @@ fn put(fields: &mut Fields, extra: &mut Map<String, Value>, slot: Slot, key: &st
     }
 }
 
-fn take_object(map: &mut Map<String, Value>, key: &str) -> Option<Map<String, Value>> {
+/// Sets a typed slot, or puts a value of the wrong type back in `object`.
+fn put_or_keep<'de>(
+    fields: &mut Fields,
+    object: &mut Obj<'de>,
+    slot: Slot,
+    key: &'static str,
+    value: Json<'de>,
+) {
+    if value.is_null() {
+        return;
+    }
+    let value = Value::from(value);
+    if slot.1.accepts(&value) {
+        fields.push((slot.0, Some(value.into())));
+    } else {
+        object.insert(key, Json::from(value));
+    }
+}
+
+fn take_object<'de>(map: &mut Obj<'de>, key: &str) -> Option<Obj<'de>> {
     match map.remove(key)? {
-        Value::Object(inner) => Some(inner),
-        Value::Null => None,
+        Json::Object(inner) => Some(inner),
+        Json::Null => None,
         other => {
             // Not an object: kept as sent.
             map.insert(key.to_owned(), other);
@@ -161,10 +180,10 @@ fn take_object(map: &mut Map<String, Value>, key: &str) -> Option<Map<String, Va
     }
 }
 
-fn take_string(map: &mut Map<String, Value>, key: &str) -> Option<String> {
+fn take_string(map: &mut Obj<'_>, key: &str) -> Option<String> {
     match map.remove(key)? {
-        Value::String(s) => Some(s),
-        Value::Null => None,
+        Json::String(s) => Some(s.into_owned()),
+        Json::Null => None,
         other => {
             map.insert(key.to_owned(), other);
             None
@@ -172,31 +191,33 @@ fn take_string(map: &mut Map<String, Value>, key: &str) -> Option<String> {
     }
 }
 
-fn take_number(map: &mut Map<String, Value>, key: &str) -> Option<f64> {
-    match map.get(key)? {
-        Value::Number(n) => {
-            let n = n.as_f64();
-            map.remove(key);
-            n
-        }
-        _ => None,
-    }
+fn take_number(map: &mut Obj<'_>, key: &str) -> Option<f64> {
+    let n = map.get(key)?.as_f64()?;
+    map.remove(key);
+    Some(n)
 }
 
 /// Puts what is left of an object under `rum.extra.<key>`.
-fn keep_rest(extra: &mut Map<String, Value>, key: &str, rest: Map<String, Value>) {
+fn keep_rest(extra: &mut Map<String, Value>, key: &str, rest: Obj<'_>) {
     if !rest.is_empty() {
-        extra.insert(key.to_owned(), Value::Object(rest));
+        extra.insert(key.to_owned(), Value::Object(rest.into()));
+    }
+}
+
+/// Puts what is left of an inner object back under `key` of its parent.
+fn nest<'de>(parent: &mut Obj<'de>, key: &'static str, rest: Obj<'de>) {
+    if !rest.is_empty() {
+        parent.insert(key, Json::Object(rest));
     }
 }
 
 /// A page-load transaction's navigation timing (`marks.navigationTiming`,
 /// milliseconds from `fetchStart`) as the `rum.nav.*` durations.
-fn navigation_fields(marks: &Map<String, Value>, fields: &mut Fields) {
-    let Some(Value::Object(nt)) = marks.get("navigationTiming") else {
+fn navigation_fields(marks: &Obj<'_>, fields: &mut Fields) {
+    let Some(Json::Object(nt)) = marks.get("navigationTiming") else {
         return;
     };
-    let mark = |key: &str| nt.get(key).and_then(Value::as_f64);
+    let mark = |key: &str| nt.get(key).and_then(Json::as_f64);
     let nav = &IDS.nav;
     let mut set = |slot: Slot, value: Option<f64>| {
         if let Some(v) = value.filter(|v| v.is_finite() && *v >= 0.0) {
@@ -217,13 +238,21 @@ fn navigation_fields(marks: &Map<String, Value>, fields: &mut Fields) {
     );
 }
 
-static LANGUAGE_JAVASCRIPT: LazyLock<Value> =
-    LazyLock::new(|| serde_json::json!({"name": "javascript"}));
+/// `{"name": "javascript"}`, what this agent always says of its language.
+fn is_javascript(language: Option<&Json<'_>>) -> bool {
+    language
+        .and_then(Json::as_object)
+        .is_some_and(|l| l.len() == 1 && l.get("name").and_then(Json::as_str) == Some("javascript"))
+}
 
 /// Moves what is left of an event's object into its `rum.extra` (nulls
 /// carry nothing and are skipped).
-fn keep_all(extra: &mut Map<String, Value>, rest: Map<String, Value>) {
-    extra.extend(rest.into_iter().filter(|(_, v)| !v.is_null()));
+fn keep_all(extra: &mut Map<String, Value>, rest: Obj<'_>) {
+    for (key, value) in rest {
+        if !value.is_null() {
+            extra.insert(key.into_owned(), value.into());
+        }
+    }
 }
 
 /// Builds the events of one request on one shared context.
@@ -246,14 +275,14 @@ pub(super) struct Builder<'a> {
     pub(super) dropped_breakdowns: usize,
 }
 
-fn page_url_of(map: &Map<String, Value>) -> Option<&str> {
+fn page_url_of<'m>(map: &'m Obj<'_>) -> Option<&'m str> {
     map.get("context")?.get("page")?.get("url")?.as_str()
 }
 
 impl<'a> Builder<'a> {
     pub(super) fn new(
-        mut metadata: Map<String, Value>,
-        items: &[Line],
+        mut metadata: Obj<'_>,
+        items: &[Line<'_>],
         facts: &'a RequestFacts<'a>,
         limits: &'a ApmLimits,
     ) -> Result<Self, DecodeError> {
@@ -270,7 +299,7 @@ impl<'a> Builder<'a> {
         }
         let mut rest = Map::new();
         match metadata.remove("service") {
-            Some(Value::Object(mut service)) => {
+            Some(Json::Object(mut service)) => {
                 for (key, id) in [
                     ("name", ids.service_name),
                     ("version", ids.service_version),
@@ -287,18 +316,16 @@ impl<'a> Builder<'a> {
                     if let Some(v) = take_string(&mut agent, "version") {
                         context.set(ids.sdk_version, v);
                     }
-                    if !agent.is_empty() {
-                        service.insert("agent".to_owned(), Value::Object(agent));
-                    }
+                    nest(&mut service, "agent", agent);
                 }
                 // Always `{"name": "javascript"}` from this agent: implied by
                 // `rum.sdk.name`, not repeated on every event.
-                if service.get("language") == Some(&LANGUAGE_JAVASCRIPT) {
+                if is_javascript(service.get("language")) {
                     service.remove("language");
                 }
                 keep_rest(&mut rest, "service", service);
             }
-            None | Some(Value::Null) => {}
+            None | Some(Json::Null) => {}
             Some(_) => {
                 return Err(bad_metadata(
                     "invalid_metadata",
@@ -309,7 +336,7 @@ impl<'a> Builder<'a> {
         if let Some(labels) = take_object(&mut metadata, "labels") {
             for (name, value) in labels {
                 if !value.is_null() {
-                    context.set_label(Arc::from(name.as_str()), value.into());
+                    context.set_label(Arc::from(&*name), value.into());
                 }
             }
         }
@@ -318,7 +345,7 @@ impl<'a> Builder<'a> {
         // The request's page and session go into the shared context; an
         // event of another page or session carries its own.
         let bodies = items.iter().filter_map(|item| match item {
-            Line::Known("transaction" | "error", Value::Object(map)) => Some(map),
+            Line::Known("transaction" | "error", Json::Object(map)) => Some(map),
             _ => None,
         });
         let mut shared_url = None;
@@ -331,7 +358,7 @@ impl<'a> Builder<'a> {
                 shared_session = map
                     .get("session")
                     .and_then(|s| s.get("id"))
-                    .and_then(Value::as_str)
+                    .and_then(Json::as_str)
                     .map(str::to_owned);
             }
         }
@@ -364,7 +391,7 @@ impl<'a> Builder<'a> {
         ty: EventType,
         mut fields: Fields,
         mut extra: Map<String, Value>,
-        labels: Option<Map<String, Value>>,
+        labels: Option<Obj<'_>>,
     ) -> Result<(), DecodeError> {
         if self.events.len() == self.limits.max_events {
             return Err(DecodeError::too_large(
@@ -396,7 +423,7 @@ impl<'a> Builder<'a> {
         );
         for (name, value) in labels.into_iter().flatten() {
             if !value.is_null() {
-                event.set_label(Arc::from(name.as_str()), value.into());
+                event.set_label(Arc::from(&*name), value.into());
             }
         }
         self.events.push(event);
@@ -406,12 +433,12 @@ impl<'a> Builder<'a> {
     /// `view.id`, the page and the session of a transaction or error, taken
     /// out of its object; the rest of its `context` is returned (`tags`
     /// become labels).
-    fn page_fields(
+    fn page_fields<'de>(
         &self,
-        map: &mut Map<String, Value>,
+        map: &mut Obj<'de>,
         view_id: Option<String>,
         extra: &mut Map<String, Value>,
-    ) -> (Fields, Option<Object>, Option<Object>) {
+    ) -> (Fields, Option<Obj<'de>>, Option<Obj<'de>>) {
         let ids = &*IDS;
         let mut fields = Fields::with_capacity(10);
         if let Some(id) = view_id {
@@ -453,13 +480,13 @@ impl<'a> Builder<'a> {
                 extra,
                 (ids.sample_rate, FieldType::Double),
                 "sample_rate",
-                rate,
+                rate.into(),
             );
         }
         (fields, context, tags)
     }
 
-    pub(super) fn transaction(&mut self, mut tr: Map<String, Value>) -> Result<(), DecodeError> {
+    pub(super) fn transaction(&mut self, mut tr: Obj<'_>) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let mut extra = Map::new();
         let id = take_string(&mut tr, "id");
@@ -472,11 +499,11 @@ impl<'a> Builder<'a> {
         let mut context = context.unwrap_or_default();
         let event_type = match ty.as_deref() {
             Some("page-load") => {
-                if let Some(marks) = tr.get("marks").and_then(Value::as_object) {
+                if let Some(marks) = tr.get("marks").and_then(Json::as_object) {
                     navigation_fields(marks, &mut fields);
-                    if let Some(Value::Object(agent)) = marks.get("agent") {
+                    if let Some(Json::Object(agent)) = marks.get("agent") {
                         for (key, name) in AGENT_MARK_VITALS {
-                            if let Some(v) = agent.get(*key).and_then(Value::as_f64) {
+                            if let Some(v) = agent.get(key).and_then(Json::as_f64) {
                                 vitals.push((name, v));
                             }
                         }
@@ -490,10 +517,10 @@ impl<'a> Builder<'a> {
                         ("decoded_body_size", nav.decoded_size),
                     ] {
                         if let Some(v) = response.remove(key) {
-                            put(&mut fields, &mut response, slot, key, v);
+                            put_or_keep(&mut fields, &mut response, slot, key, v);
                         }
                     }
-                    keep_rest(&mut context, "response", response);
+                    nest(&mut context, "response", response);
                 }
                 if let Some(mut experience) = take_object(&mut tr, "experience") {
                     for (key, name) in EXPERIENCE_VITALS {
@@ -509,7 +536,7 @@ impl<'a> Builder<'a> {
                 if tags
                     .as_ref()
                     .and_then(|t| t.get(INP_TAG))
-                    .is_some_and(Value::is_number) =>
+                    .is_some_and(Json::is_number) =>
             {
                 let inp = tags
                     .as_mut()
@@ -525,13 +552,19 @@ impl<'a> Builder<'a> {
                     put(&mut fields, &mut extra, ids.action_kind, "type", ty.into());
                 }
                 if let Some(name) = tr.remove("name") {
-                    put(&mut fields, &mut extra, ids.action_name, "name", name);
+                    put(
+                        &mut fields,
+                        &mut extra,
+                        ids.action_name,
+                        "name",
+                        name.into(),
+                    );
                 }
                 EventType::Action
             }
         };
         keep_rest(&mut extra, "context", context);
-        let trace_id = tr.get("trace_id").cloned();
+        let trace_id = tr.get("trace_id").cloned().map(Value::from);
         keep_all(&mut extra, tr);
         let tags = tags.filter(|t| !t.is_empty());
         self.push(event_type, fields, extra, tags.clone())?;
@@ -545,30 +578,30 @@ impl<'a> Builder<'a> {
             self.transactions.push((id.clone(), view.clone(), trace_id));
         }
         match spans {
-            Some(Value::Array(spans)) => {
+            Some(Json::Array(spans)) => {
                 for span in spans {
                     match span {
-                        Value::Object(span) => self.span(span, &view)?,
+                        Json::Object(span) => self.span(span, &view)?,
                         other => self.unknown("span", other)?,
                     }
                 }
             }
-            None | Some(Value::Null) => {}
+            None | Some(Json::Null) => {}
             Some(other) => self.unknown("spans", other)?,
         }
         match breakdown {
-            Some(Value::Array(sets)) => {
+            Some(Json::Array(sets)) => {
                 for set in sets {
                     self.metricset(set)?;
                 }
             }
-            None | Some(Value::Null) => {}
+            None | Some(Json::Null) => {}
             Some(other) => self.metricset(other)?,
         }
         Ok(())
     }
 
-    pub(super) fn metricset(&mut self, set: Value) -> Result<(), DecodeError> {
+    pub(super) fn metricset(&mut self, set: Json<'_>) -> Result<(), DecodeError> {
         if !self.limits.keep_breakdown {
             self.dropped_breakdowns += 1;
             return Ok(());
@@ -581,19 +614,31 @@ impl<'a> Builder<'a> {
             Some(Value::from("metricset").into()),
         ));
         fields.push((ids.custom_name.0, Some(Value::from("breakdown").into())));
-        put(&mut fields, &mut extra, ids.custom_data, "metricset", set);
+        put(
+            &mut fields,
+            &mut extra,
+            ids.custom_data,
+            "metricset",
+            set.into(),
+        );
         self.push(EventType::Custom, fields, extra, None)
     }
 
     /// A line (or nested item) of a kind the agent does not send: kept as
     /// `custom` and counted.
-    pub(super) fn unknown(&mut self, kind: &str, value: Value) -> Result<(), DecodeError> {
+    pub(super) fn unknown(&mut self, kind: &str, value: Json<'_>) -> Result<(), DecodeError> {
         let ids = &*IDS;
         self.unknown_kinds += 1;
         let mut fields = Fields::with_capacity(2);
         let mut extra = Map::new();
         fields.push((ids.custom_original_type.0, Some(Value::from(kind).into())));
-        put(&mut fields, &mut extra, ids.custom_data, "value", value);
+        put(
+            &mut fields,
+            &mut extra,
+            ids.custom_data,
+            "value",
+            value.into(),
+        );
         self.push(EventType::Custom, fields, extra, None)
     }
 }

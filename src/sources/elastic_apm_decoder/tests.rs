@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use http::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::*;
 

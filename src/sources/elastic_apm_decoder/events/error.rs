@@ -4,7 +4,7 @@ use super::*;
 
 /// The stack as text, one `    at function (url:line:column)` per frame,
 /// under the message, as browsers print it.
-fn stack_text(message: Option<&str>, frames: &[Value]) -> Option<String> {
+fn stack_text(message: Option<&str>, frames: &[Json<'_>]) -> Option<String> {
     if frames.is_empty() {
         return None;
     }
@@ -16,9 +16,9 @@ fn stack_text(message: Option<&str>, frames: &[Value]) -> Option<String> {
         let field = |k: &str| frame.get(k);
         let file = field("abs_path")
             .or_else(|| field("filename"))
-            .and_then(Value::as_str)
+            .and_then(Json::as_str)
             .unwrap_or("<anonymous>");
-        let function = field("function").and_then(Value::as_str).unwrap_or("");
+        let function = field("function").and_then(Json::as_str).unwrap_or("");
         let position = match (field("lineno"), field("colno")) {
             (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
             (Some(l), None) => format!("{file}:{l}"),
@@ -51,7 +51,7 @@ fn type_from_message(message: &str) -> Option<&str> {
 impl Builder<'_> {
     pub(in crate::sources::elastic_apm_decoder) fn error(
         &mut self,
-        mut error: Map<String, Value>,
+        mut error: Obj<'_>,
     ) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let [s_message, s_type, s_stack, s_kind, s_source, s_line] = ids.error;
@@ -72,7 +72,7 @@ impl Builder<'_> {
                     .and_then(type_from_message)
                     .map(str::to_owned)
             });
-        let frames = body.get("stacktrace").and_then(Value::as_array);
+        let frames = body.get("stacktrace").and_then(Json::as_array);
         if let Some(stack) = frames.and_then(|f| stack_text(message.as_deref(), f)) {
             fields.push((s_stack.0, Some(stack.into())));
         }
@@ -91,13 +91,13 @@ impl Builder<'_> {
             fields.push((s_type.0, Some(ty.into())));
         }
         if let Some(culprit) = error.remove("culprit") {
-            put(&mut fields, &mut extra, s_source, "culprit", culprit);
+            put(&mut fields, &mut extra, s_source, "culprit", culprit.into());
         }
         // The frames stay, beside the text made of them, without their
         // `abs_path`: that URL (the page's, query and all, for inline
         // scripts) is in `error.stack_trace`, where `scrub_url` sees it.
-        if let Some(Value::Array(frames)) = body.get_mut("stacktrace") {
-            for frame in frames.iter_mut().filter_map(Value::as_object_mut) {
+        if let Some(Json::Array(frames)) = body.get_mut("stacktrace") {
+            for frame in frames.iter_mut().filter_map(Json::as_object_mut) {
                 frame.remove("abs_path");
             }
         }

@@ -13,7 +13,7 @@ impl Builder<'_> {
     /// A v2 span line: it names its transaction, whose page it takes.
     pub(in crate::sources::elastic_apm_decoder) fn span_line(
         &mut self,
-        mut span: Map<String, Value>,
+        mut span: Obj<'_>,
     ) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let transaction = take_string(&mut span, "transaction_id");
@@ -25,21 +25,17 @@ impl Builder<'_> {
         };
         // What v3 leaves out (`pid`, `tid`) when it is the transaction's:
         // not repeated, so both versions make the same documents.
-        if span.get("parent_id").and_then(Value::as_str) == Some(id.as_str()) {
+        if span.get("parent_id").and_then(Json::as_str) == Some(id.as_str()) {
             span.remove("parent_id");
         }
-        if trace_id.is_some() && span.get("trace_id") == trace_id.as_ref() {
+        if trace_id.is_some() && span.get("trace_id").cloned().map(Value::from) == *trace_id {
             span.remove("trace_id");
         }
         let view = view.clone();
         self.span(span, &view)
     }
 
-    pub(super) fn span(
-        &mut self,
-        mut span: Map<String, Value>,
-        view: &Fields,
-    ) -> Result<(), DecodeError> {
+    pub(super) fn span(&mut self, mut span: Obj<'_>, view: &Fields) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let mut extra = Map::new();
         let mut fields = view.clone();
@@ -49,7 +45,7 @@ impl Builder<'_> {
                 &mut extra,
                 (ids.sample_rate, FieldType::Double),
                 "sample_rate",
-                rate,
+                rate.into(),
             );
         }
         let ty = take_string(&mut span, "type").unwrap_or_default();
@@ -110,7 +106,7 @@ impl Builder<'_> {
                     ),
                 ] {
                     if let Some(value) = value {
-                        put(&mut fields, &mut extra, slot, key, value);
+                        put(&mut fields, &mut extra, slot, key, value.into());
                     }
                 }
                 EventType::Resource
@@ -136,19 +132,19 @@ impl Builder<'_> {
                     extra.insert("name".to_owned(), name.into());
                 }
                 for (slot, key, value) in [
-                    (s_kind, "subtype", subtype.map(Value::from)),
-                    (s_method, "method", method.map(Value::from)),
-                    (s_url, "url", url.map(Value::from)),
+                    (s_kind, "subtype", subtype.map(Json::from)),
+                    (s_method, "method", method.map(Json::from)),
+                    (s_url, "url", url.map(Json::from)),
                     (s_status, "status_code", status),
                     (s_duration, "duration", duration),
                     (s_size, "transfer_size", response.remove("transfer_size")),
                 ] {
                     if let Some(value) = value {
-                        put(&mut fields, &mut extra, slot, key, value);
+                        put(&mut fields, &mut extra, slot, key, value.into());
                     }
                 }
                 if let Some(start) = start {
-                    extra.insert("start".to_owned(), start);
+                    extra.insert("start".to_owned(), start.into());
                 }
                 EventType::Http
             }
@@ -166,7 +162,7 @@ impl Builder<'_> {
                     (s_duration, "duration", duration),
                 ] {
                     if let Some(value) = value {
-                        put(&mut fields, &mut extra, slot, key, value);
+                        put(&mut fields, &mut extra, slot, key, value.into());
                     }
                 }
                 EventType::LongTask
@@ -194,20 +190,20 @@ impl Builder<'_> {
                         &mut extra,
                         ids.custom_value,
                         "duration",
-                        duration,
+                        duration.into(),
                     );
                 }
                 if let Some(subtype) = subtype {
                     extra.insert("subtype".to_owned(), subtype.into());
                 }
                 if let Some(start) = start {
-                    extra.insert("start".to_owned(), start);
+                    extra.insert("start".to_owned(), start.into());
                 }
                 EventType::Custom
             }
         };
-        keep_rest(&mut http, "response", response);
-        keep_rest(&mut context, "http", http);
+        nest(&mut http, "response", response);
+        nest(&mut context, "http", http);
         keep_rest(&mut extra, "context", context);
         keep_all(&mut extra, span);
         self.push(event_type, fields, extra, None)
