@@ -29,13 +29,38 @@ impl ClientIpMode {
     /// The text stored in `client.ip` for this address, if any.
     pub fn stored(self, ip: IpAddr) -> Option<String> {
         match self {
-            ClientIpMode::Truncated => {
-                Some(truncate(ip.to_canonical(), IPV4_PREFIX, IPV6_PREFIX).to_string())
-            }
-            ClientIpMode::Full => Some(ip.to_string()),
+            ClientIpMode::Truncated => Some(ip_text(truncate(
+                ip.to_canonical(),
+                IPV4_PREFIX,
+                IPV6_PREFIX,
+            ))),
+            ClientIpMode::Full => Some(ip_text(ip)),
             ClientIpMode::None => None,
         }
     }
+}
+
+/// `ip.to_string()`, with IPv4 (most visitors) written digit by digit:
+/// every request pays this, and the formatting machinery costs ten times
+/// as much.
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut out = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
+    }
+    out
 }
 
 /// Keeps the first `ipv4_prefix` / `ipv6_prefix` bits of an address.
@@ -59,6 +84,22 @@ pub fn truncate(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_written_as_the_standard_library_writes_them() {
+        for octet in 0..=255u8 {
+            for ip in [
+                Ipv4Addr::new(octet, 0, 10, 255),
+                Ipv4Addr::new(1, octet, 99, 100),
+                Ipv4Addr::new(203, 0, octet, 9),
+                Ipv4Addr::new(0, 0, 0, octet),
+            ] {
+                assert_eq!(ip_text(IpAddr::V4(ip)), ip.to_string());
+            }
+        }
+        let v6: IpAddr = "2001:db8::8a2e:370:7334".parse().unwrap();
+        assert_eq!(ip_text(v6), "2001:db8::8a2e:370:7334");
+    }
 
     #[test]
     fn the_default_keeps_only_the_network() {

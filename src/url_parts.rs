@@ -23,18 +23,157 @@ pub fn url_fields(full: &str) -> [(FieldId, Option<Value>); 7] {
         ]
         .map(FieldId::of)
     });
-    let url = url::Url::parse(full).ok();
-    let url = url.as_ref();
     let ids = &*IDS;
+    let url;
+    let parts = match Parts::plain(full) {
+        Some(parts) => Some(parts),
+        None => {
+            url = url::Url::parse(full).ok();
+            url.as_ref().map(Parts::of)
+        }
+    };
+    let parts = parts.as_ref();
     [
         (ids[0], Some(full.into())),
-        (ids[1], url.map(|u| u.scheme().into())),
-        (ids[2], url.and_then(|u| u.host_str()).map(Value::from)),
-        (ids[3], url.and_then(|u| u.port()).map(Value::from)),
-        (ids[4], url.map(|u| u.path().into())),
-        (ids[5], url.and_then(|u| u.query()).map(Value::from)),
-        (ids[6], url.and_then(|u| u.fragment()).map(Value::from)),
+        (ids[1], parts.map(|p| p.scheme.into())),
+        (ids[2], parts.and_then(|p| p.host).map(Value::from)),
+        (ids[3], parts.and_then(|p| p.port).map(Value::from)),
+        (ids[4], parts.map(|p| p.path.into())),
+        (ids[5], parts.and_then(|p| p.query).map(Value::from)),
+        (ids[6], parts.and_then(|p| p.fragment).map(Value::from)),
     ]
+}
+
+/// A URL's parts as `url::Url` gives them.
+#[derive(Debug, PartialEq)]
+struct Parts<'u> {
+    scheme: &'u str,
+    host: Option<&'u str>,
+    port: Option<u16>,
+    path: &'u str,
+    query: Option<&'u str>,
+    fragment: Option<&'u str>,
+}
+
+impl<'u> Parts<'u> {
+    fn of(url: &'u url::Url) -> Self {
+        Parts {
+            scheme: url.scheme(),
+            host: url.host_str(),
+            port: url.port(),
+            path: url.path(),
+            query: url.query(),
+            fragment: url.fragment(),
+        }
+    }
+
+    /// The parts of a URL the WHATWG parser would leave exactly as written
+    /// (lowercase `http(s)`, a lowercase ASCII domain or dotted-quad, no
+    /// user, a canonical port, nothing to percent-encode or normalize), read
+    /// straight from the text; `None` for anything else, which goes to
+    /// `url::Url::parse`. Page URLs are nearly all plain, and the full
+    /// parser costs several thousand instructions each, on every request.
+    fn plain(full: &'u str) -> Option<Parts<'u>> {
+        let (scheme, default_port, rest) = if let Some(rest) = full.strip_prefix("https://") {
+            ("https", 443, rest)
+        } else if let Some(rest) = full.strip_prefix("http://") {
+            ("http", 80, rest)
+        } else {
+            return None;
+        };
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, rest) = rest.split_at(authority_end);
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        if !plain_host(host) {
+            return None;
+        }
+        let port = match port {
+            None => None,
+            Some(digits) => {
+                let canonical = !digits.is_empty()
+                    && digits.len() <= 5
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && (digits == "0" || !digits.starts_with('0'));
+                let port: u16 = digits.parse().ok().filter(|_| canonical)?;
+                (port != default_port).then_some(port)
+            }
+        };
+        let (rest, fragment) = match rest.split_once('#') {
+            Some((rest, fragment)) => (rest, Some(fragment)),
+            None => (rest, None),
+        };
+        let (path, query) = match rest.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (rest, None),
+        };
+        let plain_path = path
+            .bytes()
+            .all(|b| plain_byte(b) && !matches!(b, b'"' | b'<' | b'>' | b'`' | b'{' | b'}'))
+            && !path
+                .split('/')
+                .any(|segment| segment == "." || segment == "..")
+            && !path.contains("%2e")
+            && !path.contains("%2E");
+        let plain_query = query.is_none_or(|q| {
+            q.bytes()
+                .all(|b| plain_byte(b) && !matches!(b, b'"' | b'<' | b'>' | b'\''))
+        });
+        let plain_fragment = fragment.is_none_or(|f| {
+            f.bytes()
+                .all(|b| plain_byte(b) && !matches!(b, b'"' | b'<' | b'>' | b'`'))
+        });
+        if !(plain_path && plain_query && plain_fragment) {
+            return None;
+        }
+        Some(Parts {
+            scheme,
+            host: Some(host),
+            port,
+            path: if path.is_empty() { "/" } else { path },
+            query,
+            fragment,
+        })
+    }
+}
+
+/// Printable ASCII other than the backslash (which special URLs read as `/`).
+fn plain_byte(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b) && b != b'\\'
+}
+
+/// A host the parser keeps as written: lowercase ASCII labels of letters,
+/// digits and inner hyphens, the last one not a number (the parser would
+/// read an IPv4 address), no Punycode (checked by IDNA); or a dotted quad
+/// in canonical decimal.
+fn plain_host(host: &str) -> bool {
+    if host.is_empty() || host.len() > 253 {
+        return false;
+    }
+    let labels = || host.split('.');
+    let dotted_quad = labels().count() == 4
+        && labels().all(|l| {
+            !l.is_empty()
+                && l.len() <= 3
+                && l.bytes().all(|b| b.is_ascii_digit())
+                && (l == "0" || !l.starts_with('0'))
+                && l.parse::<u16>().is_ok_and(|n| n <= 255)
+        });
+    if dotted_quad {
+        return true;
+    }
+    let last = labels().next_back().unwrap_or_default();
+    labels().all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with("xn--")
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    }) && last.bytes().any(|b| b.is_ascii_lowercase())
 }
 
 /// Writes `url.full` and, when it parses, its parts on an event; parts the
@@ -45,5 +184,138 @@ pub fn set_url_fields(event: &mut Event, full: &str) {
             Some(value) => event.set(id, value),
             None => event.remove_id(id),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every URL the fast path reads must read as `url::Url` reads it.
+    fn same_as_the_parser(full: &str) -> bool {
+        let Some(plain) = Parts::plain(full) else {
+            return false;
+        };
+        let url = url::Url::parse(full).unwrap_or_else(|e| panic!("{full:?}: {e}"));
+        assert_eq!(plain, Parts::of(&url), "{full:?}");
+        true
+    }
+
+    #[test]
+    fn plain_urls_are_read_as_the_parser_reads_them() {
+        for full in [
+            "https://shop.example.com/product/42?ref=home",
+            "http://127.0.0.1:39925/?v=3",
+            "https://a.example",
+            "https://a.example?q",
+            "https://a.example#top",
+            "https://a.example:8443/x?y=1&z=%20#frag/x?y#z",
+            "http://a.example:80/",
+            "https://a.example:443/",
+            "http://a.example:443/",
+            "https://a.example:0/",
+            "https://x-1.b2.example/a.b/c..d/.e/f./%41?",
+            "https://a.example/?",
+            "https://a.example/#",
+            "http://10.0.0.255/path",
+        ] {
+            assert!(same_as_the_parser(full), "{full:?} should be read plainly");
+        }
+    }
+
+    #[test]
+    fn urls_the_parser_would_change_go_to_it() {
+        for full in [
+            "HTTPS://a.example/",
+            "https://A.example/",
+            "https://a.example:080/",
+            "https://a.example:/",
+            "https://a.example:65536/",
+            "https://user@a.example/",
+            "https://a.example/a/../b",
+            "https://a.example/a/./b",
+            "https://a.example/%2e%2E/b",
+            "https://a.example/a b",
+            "https://a.example/a\\b",
+            "https://a.example/\u{e9}",
+            "https://\u{e9}.example/",
+            "https://xn--nxasmq6b.example/",
+            "https://a.example./",
+            "https://a..example/",
+            "https://-a.example/",
+            "https://a_b.example/",
+            "http://127.1/",
+            "http://0x7f.0.0.1/",
+            "http://1.2.3.04/",
+            "http://256.1.1.1/",
+            "http://1.2.3/",
+            "https://a.example/?q='x'",
+            "https://a.example/#`x`",
+            "https://a.example/{x}",
+            " https://a.example/",
+            "https://a.example/\t",
+            "ftp://a.example/",
+            "https:/a.example/",
+            "/relative",
+        ] {
+            assert!(
+                Parts::plain(full).is_none(),
+                "{full:?} must go to the parser"
+            );
+        }
+    }
+
+    #[test]
+    fn random_urls_read_plainly_agree_with_the_parser() {
+        const PIECES: &[&str] = &[
+            "a",
+            "Z",
+            "0",
+            "9",
+            "-",
+            ".",
+            "..",
+            "/",
+            "//",
+            ":",
+            "?",
+            "#",
+            "%",
+            "%2e",
+            "%41",
+            "@",
+            "\\",
+            " ",
+            "'",
+            "\"",
+            "`",
+            "<",
+            "{",
+            "~",
+            "&",
+            "=",
+            "+",
+            "xn--",
+            "80",
+            "443",
+            "\u{e9}",
+            "1.2.3.4",
+            "example.com",
+            "com",
+            "_",
+        ];
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut plain = 0;
+        for _ in 0..200_000 {
+            let mut url = String::from(if rng.bool() { "https://" } else { "http://" });
+            for _ in 0..rng.usize(1..10) {
+                url.push_str(PIECES[rng.usize(..PIECES.len())]);
+            }
+            if same_as_the_parser(&url) {
+                plain += 1;
+            }
+        }
+        // The generator reaches the fast path, not only the fallback.
+        assert!(plain > 5_000, "only {plain} plain URLs generated");
     }
 }
