@@ -117,11 +117,11 @@ impl<'u> Parts<'u> {
                 .any(|segment| segment == "." || segment == "..")
             && !path.contains("%2e")
             && !path.contains("%2E");
-        let plain_query = query.is_none_or(|q| {
+        let plain_query = query.map_or(true, |q| {
             q.bytes()
                 .all(|b| plain_byte(b) && !matches!(b, b'"' | b'<' | b'>' | b'\''))
         });
-        let plain_fragment = fragment.is_none_or(|f| {
+        let plain_fragment = fragment.map_or(true, |f| {
             f.bytes()
                 .all(|b| plain_byte(b) && !matches!(b, b'"' | b'<' | b'>' | b'`'))
         });
