@@ -193,11 +193,11 @@ pub fn decode(
         context.set(session_id, id);
     }
     // What `meta` holds beyond the mapped fields, shared by every event
-    // (and copied into an event's own `rum.extra` when it has one).
-    let meta_extra = (!meta_extra.is_empty()).then_some(Value::Object(meta_extra));
-    if let Some(meta) = &meta_extra {
+    // (`Builder::push` copies it into an event's own `rum.extra`, which
+    // would hide the context's).
+    if !meta_extra.is_empty() {
         let mut extra = Map::new();
-        extra.insert("meta".to_owned(), meta.clone());
+        extra.insert("meta".to_owned(), Value::Object(meta_extra));
         context.set(ids.extra, Value::Object(extra));
     }
     if context.byte_size() > limits.max_context_bytes {
@@ -215,7 +215,6 @@ pub fn decode(
         context,
         received_ms: facts.received_at_ms,
         earliest_ms: facts.received_at_ms.saturating_sub(limits.max_event_age_ms),
-        meta_extra,
         events: Vec::with_capacity(wire.items.len() + wire.unknown.len()),
     };
     for (kind, _, item) in wire.items {

@@ -8,7 +8,6 @@ pub(super) struct Builder {
     pub(super) context: Arc<Context>,
     pub(super) received_ms: i64,
     pub(super) earliest_ms: i64,
-    pub(super) meta_extra: Option<Value>,
     pub(super) events: Vec<Event>,
 }
 
@@ -25,7 +24,7 @@ impl Builder {
         fields.push((ids.seq, Some(Value::from(self.events.len() as u64).into())));
         if !extra.is_empty() {
             // An own `rum.extra` hides the context's: carry `meta` along.
-            if let Some(meta) = &self.meta_extra {
+            if let Some(meta) = self.context.get_id(ids.extra).and_then(|e| e.get("meta")) {
                 extra.insert("meta".to_owned(), meta.clone());
             }
             fields.push((ids.extra, Some(Value::Object(extra).into())));
