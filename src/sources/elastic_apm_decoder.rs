@@ -7,7 +7,6 @@
 //! good ones are kept, as APM Server does. The mapping is in `docs/sdk.md`.
 
 mod events;
-mod json;
 mod v3;
 
 use std::borrow::Cow;
@@ -15,10 +14,10 @@ use std::cell::Cell;
 use std::fmt;
 use std::net::IpAddr;
 
-use json::{Json, Obj};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::beacon_decoder::{body_text, Key, Limits};
+use super::json_tree::{Json, Obj, Plain};
 use crate::event::Event;
 use crate::privacy::ClientIpMode;
 use crate::sources::decode_error::{json_error, DecodeError};
@@ -378,80 +377,6 @@ impl<'de> Visitor<'de> for Spelled<'_> {
             out.push(Cow::Borrowed(spelled.long), value);
         }
         Ok(Json::Object(out.finish()))
-    }
-}
-
-/// Any JSON value at `depth`, within the limits, strings borrowed from the
-/// line where it has no escapes.
-struct Plain<'l> {
-    limits: &'l Limits,
-    depth: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for Plain<'_> {
-    type Value = Json<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Plain<'_> {
-    type Value = Json<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Json<'de>, E> {
-        Ok(Json::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Json<'de>, E> {
-        Ok(Json::Number(v.into()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Json<'de>, E> {
-        Ok(Json::Number(v.into()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json<'de>, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number))
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Json<'de>, E> {
-        self.limits.string(v.len())?;
-        Ok(Json::String(Cow::Borrowed(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json<'de>, E> {
-        self.limits.string(v.len())?;
-        Ok(Json::String(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Json<'de>, E> {
-        self.limits.string(v.len())?;
-        Ok(Json::String(Cow::Owned(v)))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Json<'de>, E> {
-        Ok(Json::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
-        self.limits.container(self.depth)?;
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(self.child())? {
-            items.push(item);
-        }
-        Ok(Json::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        self.limits.container(self.depth)?;
-        let mut out = Obj::for_parse();
-        while let Some(key) = map.next_key_seed(Key(self.limits))? {
-            let value = map.next_value_seed(self.child())?;
-            out.push(key, value);
-        }
-        Ok(Json::Object(out.finish()))
-    }
-}
-
-impl<'l> Plain<'l> {
-    fn child(&self) -> Plain<'l> {
-        Plain {
-            limits: self.limits,
-            depth: self.depth + 1,
-        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value};
 
-use super::json::{Json, Obj};
+use crate::sources::json_tree::{Json, Obj};
 use super::{bad_metadata, ApmLimits, Line, RequestFacts};
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::schema::{self, EventType, FieldType};

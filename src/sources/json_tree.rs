@@ -1,16 +1,21 @@
-//! A line's JSON as the decoder takes it apart: objects are short lists of
-//! pairs and strings borrow from the body where they can. Most of a line is
+//! JSON as the SDK decoders take it apart: objects are short lists of pairs
+//! and strings borrow from the body where they can. Most of a payload is
 //! taken out key by key into slots; only what is left (for `rum.extra`)
 //! becomes a `serde_json::Value`. A B-tree map per object, a `String` per
-//! key and per value, and a tree removal per taken key cost the decoder
-//! about twice what the `rum_beacon` decoder pays per event.
+//! key and per value, and a tree removal per taken key cost a decoder about
+//! twice what the `rum_beacon` decoder pays per event. `Plain` reads any
+//! value into a tree within the beacon's limits.
 
 use std::borrow::Cow;
+use std::fmt;
 
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use super::beacon_decoder::{Key, Limits};
+
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Json<'de> {
+pub(in crate::sources) enum Json<'de> {
     Null,
     Bool(bool),
     Number(Number),
@@ -23,7 +28,7 @@ pub(super) enum Json<'de> {
 /// wins, as `serde_json` reads an object). The pairs are few: found by
 /// scanning.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(super) struct Obj<'de> {
+pub(in crate::sources) struct Obj<'de> {
     pairs: Vec<(Cow<'de, str>, Json<'de>)>,
 }
 
@@ -32,12 +37,12 @@ pub(super) struct Obj<'de> {
 const SCAN_LIMIT: usize = 32;
 
 impl<'de> Obj<'de> {
-    pub(super) fn new() -> Self {
+    pub(in crate::sources) fn new() -> Self {
         Obj { pairs: Vec::new() }
     }
 
     /// Room for the pairs most of the agent's objects have: one allocation.
-    pub(super) fn for_parse() -> Self {
+    pub(in crate::sources) fn for_parse() -> Self {
         Obj {
             pairs: Vec::with_capacity(8),
         }
@@ -45,7 +50,7 @@ impl<'de> Obj<'de> {
 
     /// Builds an object as the parser reads it: `push` each pair, then
     /// `finish`.
-    pub(super) fn push(&mut self, key: Cow<'de, str>, value: Json<'de>) {
+    pub(in crate::sources) fn push(&mut self, key: Cow<'de, str>, value: Json<'de>) {
         if self.pairs.len() < SCAN_LIMIT {
             if let Some(pair) = self.pairs.iter_mut().find(|(k, _)| *k == key) {
                 pair.1 = value;
@@ -56,7 +61,7 @@ impl<'de> Obj<'de> {
     }
 
     /// Removes repeated keys of a large object, the last value winning.
-    pub(super) fn finish(mut self) -> Self {
+    pub(in crate::sources) fn finish(mut self) -> Self {
         if self.pairs.len() > SCAN_LIMIT {
             // Stable: of equal keys, the one sent last is last in its run.
             self.pairs.sort_by(|(a, _), (b, _)| a.cmp(b));
@@ -76,24 +81,24 @@ impl<'de> Obj<'de> {
         self.pairs.iter().position(|(k, _)| k == key)
     }
 
-    pub(super) fn get(&self, key: &str) -> Option<&Json<'de>> {
+    pub(in crate::sources) fn get(&self, key: &str) -> Option<&Json<'de>> {
         self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    pub(super) fn get_mut(&mut self, key: &str) -> Option<&mut Json<'de>> {
+    pub(in crate::sources) fn get_mut(&mut self, key: &str) -> Option<&mut Json<'de>> {
         self.pairs
             .iter_mut()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v)
     }
 
-    pub(super) fn remove(&mut self, key: &str) -> Option<Json<'de>> {
+    pub(in crate::sources) fn remove(&mut self, key: &str) -> Option<Json<'de>> {
         let i = self.position(key)?;
         Some(self.pairs.swap_remove(i).1)
     }
 
     /// Sets a key (puts a value taken out back).
-    pub(super) fn insert(&mut self, key: impl Into<Cow<'de, str>>, value: Json<'de>) {
+    pub(in crate::sources) fn insert(&mut self, key: impl Into<Cow<'de, str>>, value: Json<'de>) {
         let key = key.into();
         match self.position(&key) {
             Some(i) => self.pairs[i].1 = value,
@@ -101,11 +106,11 @@ impl<'de> Obj<'de> {
         }
     }
 
-    pub(super) fn is_empty(&self) -> bool {
+    pub(in crate::sources) fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }
 
-    pub(super) fn len(&self) -> usize {
+    pub(in crate::sources) fn len(&self) -> usize {
         self.pairs.len()
     }
 }
@@ -119,51 +124,51 @@ impl<'de> IntoIterator for Obj<'de> {
 }
 
 impl<'de> Json<'de> {
-    pub(super) fn is_null(&self) -> bool {
+    pub(in crate::sources) fn is_null(&self) -> bool {
         matches!(self, Json::Null)
     }
 
-    pub(super) fn is_number(&self) -> bool {
+    pub(in crate::sources) fn is_number(&self) -> bool {
         matches!(self, Json::Number(_))
     }
 
-    pub(super) fn is_u64(&self) -> bool {
+    pub(in crate::sources) fn is_u64(&self) -> bool {
         matches!(self, Json::Number(n) if n.is_u64())
     }
 
-    pub(super) fn is_object(&self) -> bool {
+    pub(in crate::sources) fn is_object(&self) -> bool {
         matches!(self, Json::Object(_))
     }
 
-    pub(super) fn as_str(&self) -> Option<&str> {
+    pub(in crate::sources) fn as_str(&self) -> Option<&str> {
         match self {
             Json::String(s) => Some(s),
             _ => None,
         }
     }
 
-    pub(super) fn as_f64(&self) -> Option<f64> {
+    pub(in crate::sources) fn as_f64(&self) -> Option<f64> {
         match self {
             Json::Number(n) => n.as_f64(),
             _ => None,
         }
     }
 
-    pub(super) fn as_array(&self) -> Option<&Vec<Json<'de>>> {
+    pub(in crate::sources) fn as_array(&self) -> Option<&Vec<Json<'de>>> {
         match self {
             Json::Array(items) => Some(items),
             _ => None,
         }
     }
 
-    pub(super) fn as_object(&self) -> Option<&Obj<'de>> {
+    pub(in crate::sources) fn as_object(&self) -> Option<&Obj<'de>> {
         match self {
             Json::Object(map) => Some(map),
             _ => None,
         }
     }
 
-    pub(super) fn as_object_mut(&mut self) -> Option<&mut Obj<'de>> {
+    pub(in crate::sources) fn as_object_mut(&mut self) -> Option<&mut Obj<'de>> {
         match self {
             Json::Object(map) => Some(map),
             _ => None,
@@ -171,7 +176,7 @@ impl<'de> Json<'de> {
     }
 
     /// An object's value under `key`.
-    pub(super) fn get(&self, key: &str) -> Option<&Json<'de>> {
+    pub(in crate::sources) fn get(&self, key: &str) -> Option<&Json<'de>> {
         self.as_object()?.get(key)
     }
 }
@@ -235,6 +240,80 @@ impl std::fmt::Display for Json<'_> {
         match self {
             Json::Number(n) => write!(f, "{n}"),
             other => write!(f, "{}", Value::from(other.clone())),
+        }
+    }
+}
+
+/// Any JSON value at `depth`, within the limits, strings borrowed from the
+/// body where they have no escapes.
+pub(in crate::sources) struct Plain<'l> {
+    pub(in crate::sources) limits: &'l Limits,
+    pub(in crate::sources) depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Plain<'_> {
+    type Value = Json<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Plain<'_> {
+    type Value = Json<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Number(v.into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Json<'de>, E> {
+        Ok(Json::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json<'de>, E> {
+        Ok(Number::from_f64(v).map_or(Json::Null, Json::Number))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Json<'de>, E> {
+        self.limits.string(v.len())?;
+        Ok(Json::String(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json<'de>, E> {
+        self.limits.string(v.len())?;
+        Ok(Json::String(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Json<'de>, E> {
+        self.limits.string(v.len())?;
+        Ok(Json::String(Cow::Owned(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+        self.limits.container(self.depth)?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self.child())? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        self.limits.container(self.depth)?;
+        let mut out = Obj::for_parse();
+        while let Some(key) = map.next_key_seed(Key(self.limits))? {
+            let value = map.next_value_seed(self.child())?;
+            out.push(key, value);
+        }
+        Ok(Json::Object(out.finish()))
+    }
+}
+
+impl<'l> Plain<'l> {
+    fn child(&self) -> Plain<'l> {
+        Plain {
+            limits: self.limits,
+            depth: self.depth + 1,
         }
     }
 }
