@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::beacon_decoder::{body_text, Key, Limits};
+use super::beacon_decoder::{body_text, Key, Limits, PairList};
 use super::json_tree::{Json, Obj, Plain};
 use crate::event::Event;
 use crate::privacy::ClientIpMode;
@@ -343,7 +343,7 @@ impl<'de> Visitor<'de> for Spelled<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         let limits = &self.parse.limits;
         limits.container(self.depth)?;
-        let mut out = Obj::for_parse();
+        let mut out = PairList::with_capacity(8);
         while let Some(key) = map.next_key_seed(Key(limits))? {
             let Some(spelled) = v3::find(self.keys, &key) else {
                 let value = map.next_value_seed(self.plain())?;
@@ -376,7 +376,7 @@ impl<'de> Visitor<'de> for Spelled<'_> {
             })?;
             out.push(Cow::Borrowed(spelled.long), value);
         }
-        Ok(Json::Object(out.finish()))
+        Ok(Json::Object(Obj::parsed(out)))
     }
 }
 

@@ -15,7 +15,8 @@ use std::sync::{Arc, LazyLock};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::beacon_decoder::{body_text, url_fields, Bounded, Key, Limits, Skip};
+use super::beacon_decoder::{body_text, url_fields, Bounded, Key, Limits, PairList, Skip};
+use super::json_tree::{Json, Obj, Plain};
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
@@ -313,18 +314,11 @@ const META_STRINGS: &[(&str, &[(&str, &str)])] = &[
     ("view", &[("name", schema::VIEW_TITLE)]),
 ];
 
-type Pairs<'de> = Vec<(Cow<'de, str>, Value)>;
-
-fn take(pairs: &mut Pairs<'_>, key: &str) -> Option<Value> {
-    let i = pairs.iter().position(|(k, _)| k == key)?;
-    Some(pairs.swap_remove(i).1)
-}
+/// An item's keys (or a `NESTED` object's) with their values.
+type Pairs<'de> = Obj<'de>;
 
 fn to_map(pairs: Pairs<'_>) -> Map<String, Value> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.into_owned(), v))
-        .collect()
+    pairs.into()
 }
 
 /// Item keys whose object values are kept as key/value lists with keys
@@ -343,37 +337,51 @@ struct Item<'de> {
 }
 
 impl<'de> Item<'de> {
-    fn get(&self, key: &str) -> Option<&Value> {
-        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    fn get(&self, key: &str) -> Option<&Json<'de>> {
+        self.pairs.get(key)
     }
 
     fn object(&self, key: &str) -> Option<&Pairs<'de>> {
         self.objects.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
-    fn take(&mut self, key: &str) -> Option<Value> {
-        take(&mut self.pairs, key)
+    fn take(&mut self, key: &str) -> Option<Json<'de>> {
+        self.pairs.remove(key)
     }
 
     fn take_object(&mut self, key: &str) -> Option<Pairs<'de>> {
         let i = self.objects.iter().position(|(k, _)| *k == key)?;
         Some(self.objects.swap_remove(i).1)
     }
+}
 
+/// An item as `ItemSeed` reads it.
+struct ItemReader<'de> {
+    pairs: PairList<'de, Json<'de>>,
+    objects: Vec<(&'static str, Pairs<'de>)>,
+    time: Option<Result<i64, Value>>,
+}
+
+impl<'de> ItemReader<'de> {
     /// Sets a key, the last one sent winning, as in a JSON object.
-    fn set(&mut self, key: Cow<'de, str>, value: Value) {
+    fn set(&mut self, key: Cow<'de, str>, value: Json<'de>) {
         self.objects.retain(|(k, _)| *k != key);
-        match self.pairs.iter_mut().find(|(k, _)| *k == key) {
-            Some(pair) => pair.1 = value,
-            None => self.pairs.push((key, value)),
-        }
+        self.pairs.push(key, value);
     }
 
     fn set_object(&mut self, key: &'static str, value: Pairs<'de>) {
-        self.pairs.retain(|(k, _)| k != key);
+        self.pairs.pairs.retain(|(k, _)| k != key);
         match self.objects.iter_mut().find(|(k, _)| *k == key) {
             Some(pair) => pair.1 = value,
             None => self.objects.push((key, value)),
+        }
+    }
+
+    fn finish(self) -> Item<'de> {
+        Item {
+            pairs: Obj::parsed(self.pairs),
+            objects: self.objects,
+            time: self.time,
         }
     }
 }
@@ -482,23 +490,28 @@ static IDS: LazyLock<Ids> = LazyLock::new(|| {
 /// A value for a slot of type `ty`: as sent when it fits, else a number
 /// parsed from a string (Faro stringifies event attributes); `Err` gives
 /// the value back for `rum.extra`.
-fn coerce(value: Value, ty: FieldType) -> Result<Value, Value> {
-    if ty.accepts(&value) {
-        return Ok(value);
+fn coerce(value: Json<'_>, ty: FieldType) -> Result<Value, Value> {
+    // A string never fits a number slot: parsed from the body's text.
+    if let Json::String(s) = &value {
+        let parsed = match ty {
+            FieldType::Long => s.parse::<i64>().ok().map(Value::from),
+            FieldType::Double => s
+                .parse::<f64>()
+                .ok()
+                .and_then(Number::from_f64)
+                .map(Value::Number),
+            _ => None,
+        };
+        if let Some(number) = parsed {
+            return Ok(number);
+        }
     }
-    let Value::String(s) = &value else {
-        return Err(value);
-    };
-    let parsed = match ty {
-        FieldType::Long => s.parse::<i64>().ok().map(Value::from),
-        FieldType::Double => s
-            .parse::<f64>()
-            .ok()
-            .and_then(Number::from_f64)
-            .map(Value::Number),
-        _ => None,
-    };
-    parsed.ok_or(value)
+    let value = Value::from(value);
+    if ty.accepts(&value) {
+        Ok(value)
+    } else {
+        Err(value)
+    }
 }
 
 /// Moves the keys of `slots` from `pairs` into `fields`; returns the rest
@@ -518,7 +531,7 @@ fn fill(
                 }
                 Err(value) => value,
             },
-            None => value,
+            None => value.into(),
         };
         rest.insert(key.into_owned(), value);
     }

@@ -12,10 +12,11 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::beacon_decoder::{Key, Limits};
+use super::beacon_decoder::{Key, Limits, PairList};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(in crate::sources) enum Json<'de> {
+    #[default]
     Null,
     Bool(bool),
     Number(Number),
@@ -32,49 +33,16 @@ pub(in crate::sources) struct Obj<'de> {
     pairs: Vec<(Cow<'de, str>, Json<'de>)>,
 }
 
-/// Above this many pairs a parsed object is deduplicated by sorting rather
-/// than by scanning as each key arrives.
-const SCAN_LIMIT: usize = 32;
-
 impl<'de> Obj<'de> {
     pub(in crate::sources) fn new() -> Self {
         Obj { pairs: Vec::new() }
     }
 
-    /// Room for the pairs most of the agent's objects have: one allocation.
-    pub(in crate::sources) fn for_parse() -> Self {
+    /// The pairs read from a body, each key once (`PairList::finish`).
+    pub(in crate::sources) fn parsed(pairs: PairList<'de, Json<'de>>) -> Self {
         Obj {
-            pairs: Vec::with_capacity(8),
+            pairs: pairs.finish(),
         }
-    }
-
-    /// Builds an object as the parser reads it: `push` each pair, then
-    /// `finish`.
-    pub(in crate::sources) fn push(&mut self, key: Cow<'de, str>, value: Json<'de>) {
-        if self.pairs.len() < SCAN_LIMIT {
-            if let Some(pair) = self.pairs.iter_mut().find(|(k, _)| *k == key) {
-                pair.1 = value;
-                return;
-            }
-        }
-        self.pairs.push((key, value));
-    }
-
-    /// Removes repeated keys of a large object, the last value winning.
-    pub(in crate::sources) fn finish(mut self) -> Self {
-        if self.pairs.len() > SCAN_LIMIT {
-            // Stable: of equal keys, the one sent last is last in its run.
-            self.pairs.sort_by(|(a, _), (b, _)| a.cmp(b));
-            let mut pairs: Vec<(Cow<'de, str>, Json<'de>)> = Vec::with_capacity(self.pairs.len());
-            for (key, value) in self.pairs {
-                match pairs.last_mut() {
-                    Some(last) if last.0 == key => last.1 = value,
-                    _ => pairs.push((key, value)),
-                }
-            }
-            self.pairs = pairs;
-        }
-        self
     }
 
     fn position(&self, key: &str) -> Option<usize> {
@@ -97,6 +65,11 @@ impl<'de> Obj<'de> {
         Some(self.pairs.swap_remove(i).1)
     }
 
+    /// Adds a key taken from another object, hence not in this one.
+    pub(in crate::sources) fn push_unique(&mut self, key: Cow<'de, str>, value: Json<'de>) {
+        self.pairs.push((key, value));
+    }
+
     /// Sets a key (puts a value taken out back).
     pub(in crate::sources) fn insert(&mut self, key: impl Into<Cow<'de, str>>, value: Json<'de>) {
         let key = key.into();
@@ -112,6 +85,18 @@ impl<'de> Obj<'de> {
 
     pub(in crate::sources) fn len(&self) -> usize {
         self.pairs.len()
+    }
+
+    pub(in crate::sources) fn iter(&self) -> impl Iterator<Item = (&str, &Json<'de>)> {
+        self.pairs.iter().map(|(k, v)| (&**k, v))
+    }
+
+    /// The value of an object of one pair.
+    pub(in crate::sources) fn single(&self) -> Option<&Json<'de>> {
+        match &self.pairs[..] {
+            [(_, value)] => Some(value),
+            _ => None,
+        }
     }
 }
 
@@ -134,6 +119,17 @@ impl<'de> Json<'de> {
 
     pub(in crate::sources) fn is_u64(&self) -> bool {
         matches!(self, Json::Number(n) if n.is_u64())
+    }
+
+    pub(in crate::sources) fn is_string(&self) -> bool {
+        matches!(self, Json::String(_))
+    }
+
+    pub(in crate::sources) fn as_u64(&self) -> Option<u64> {
+        match self {
+            Json::Number(n) => n.as_u64(),
+            _ => None,
+        }
     }
 
     pub(in crate::sources) fn is_object(&self) -> bool {
@@ -223,13 +219,13 @@ impl From<Value> for Json<'_> {
             Value::Number(n) => Json::Number(n),
             Value::String(s) => Json::String(Cow::Owned(s)),
             Value::Array(items) => Json::Array(items.into_iter().map(Json::from).collect()),
-            Value::Object(map) => {
-                let mut obj = Obj::new();
-                for (k, v) in map {
-                    obj.push(Cow::Owned(k), Json::from(v));
-                }
-                Json::Object(obj)
-            }
+            // A map's keys are unique already.
+            Value::Object(map) => Json::Object(Obj {
+                pairs: map
+                    .into_iter()
+                    .map(|(k, v)| (Cow::Owned(k), Json::from(v)))
+                    .collect(),
+            }),
         }
     }
 }
@@ -300,12 +296,12 @@ impl<'de> Visitor<'de> for Plain<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         self.limits.container(self.depth)?;
-        let mut out = Obj::for_parse();
+        let mut out = PairList::with_capacity(8);
         while let Some(key) = map.next_key_seed(Key(self.limits))? {
             let value = map.next_value_seed(self.child())?;
             out.push(key, value);
         }
-        Ok(Json::Object(out.finish()))
+        Ok(Json::Object(Obj::parsed(out)))
     }
 }
 
@@ -322,44 +318,42 @@ impl<'l> Plain<'l> {
 mod tests {
     use super::*;
 
-    fn object(pairs: &[(&'static str, i64)]) -> Obj<'static> {
-        let mut obj = Obj::new();
-        for (k, v) in pairs {
-            obj.push(Cow::Borrowed(k), Json::Number((*v).into()));
-        }
-        obj.finish()
-    }
-
-    #[test]
-    fn a_repeated_key_keeps_its_last_value_small_or_large() {
-        let small = object(&[("a", 1), ("b", 2), ("a", 3)]);
-        assert_eq!(small.len(), 2);
-        assert_eq!(small.get("a"), Some(&Json::Number(3.into())));
-        let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
-        let mut large = Obj::new();
-        for (i, key) in keys.iter().enumerate() {
-            large.push(Cow::Owned(key.clone()), Json::Number(i.into()));
-        }
-        large.push(Cow::Borrowed("k0"), Json::Number(100.into()));
-        large.push(Cow::Borrowed("k39"), Json::Number(200.into()));
-        let large = large.finish();
-        assert_eq!(large.len(), 40);
-        assert_eq!(large.get("k0"), Some(&Json::Number(100.into())));
-        assert_eq!(large.get("k39"), Some(&Json::Number(200.into())));
-        assert_eq!(large.get("k5"), Some(&Json::Number(5.into())));
-    }
-
     #[test]
     fn converts_to_the_value_serde_json_reads() {
         let text = r#"{"b":[1,"x",null,{"d":true}],"a":{"c":2.5},"e":"é\n"}"#;
-        let mut obj = Obj::new();
         let parsed: Value = serde_json::from_str(text).unwrap();
+        let mut list = PairList::with_capacity(1);
         for (k, v) in parsed.as_object().unwrap() {
-            obj.push(Cow::Owned(k.clone()), Json::from(v.clone()));
+            list.push(Cow::Owned(k.clone()), Json::from(v.clone()));
         }
-        let obj = obj.finish();
+        let obj = Obj::parsed(list);
         assert_eq!(Value::Object(obj.clone().into()), parsed);
         assert_eq!(Json::Object(obj.clone()).to_string(), parsed.to_string());
         assert_eq!(Json::from(parsed.clone()), Json::Object(obj));
+    }
+
+    #[test]
+    fn plain_reads_what_serde_json_reads_within_the_limits() {
+        let limits = Limits::new(100, 5);
+        let text = r#"{"a":[1,-2,3.5,"x\u0041",true,null],"a":{"b":{"c":"d"}},"e":"f"}"#;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let json = Plain {
+            limits: &limits,
+            depth: 1,
+        }
+        .deserialize(&mut de)
+        .unwrap();
+        assert_eq!(
+            Value::from(json),
+            serde_json::from_str::<Value>(text).unwrap()
+        );
+        let deep = r#"{"a":{"b":{"c":{"d":{"e":{}}}}}}"#;
+        let mut de = serde_json::Deserializer::from_str(deep);
+        assert!(Plain {
+            limits: &limits,
+            depth: 1,
+        }
+        .deserialize(&mut de)
+        .is_err());
     }
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::beacon_decoder::{body_text, Bounded, Key, Limits, Skip};
+use super::beacon_decoder::{body_text, Bounded, Key, Limits, PairList, Skip};
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
@@ -472,7 +472,7 @@ impl<'de> Visitor<'de> for MetricSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let limits = &self.parse.limits;
         limits.container(self.depth)?;
-        let mut pairs: WireMetric<'de> = Vec::with_capacity(10);
+        let mut pairs = PairList::with_capacity(10);
         while let Some(key) = map.next_key_seed(Key(limits))? {
             if key == "entries" && self.parse.skip_entries {
                 // A repeated `entries` is counted again: both were dropped.
@@ -490,13 +490,9 @@ impl<'de> Visitor<'de> for MetricSeed<'_> {
                 limits,
                 depth: self.depth + 1,
             })?;
-            // A repeated key: the last one wins, as in a JSON object.
-            match pairs.iter_mut().find(|(k, _)| *k == key) {
-                Some(pair) => pair.1 = value,
-                None => pairs.push((key, value)),
-            }
+            pairs.push(key, value);
         }
-        Ok(pairs)
+        Ok(pairs.finish())
     }
 }
 

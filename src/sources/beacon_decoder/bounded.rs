@@ -111,6 +111,75 @@ impl<'de> Visitor<'de> for Key<'_> {
     }
 }
 
+/// An object's pairs as it is read, each key once: the last value of a
+/// repeated key wins at the key's first place, as a JSON object reads.
+/// Small objects are checked as each key arrives; a large one (a crafted
+/// body can send 100,000 keys in one object) is checked once, by sorting,
+/// in `finish`: checking each key against all before it took seconds.
+pub(in crate::sources) struct PairList<'de, V> {
+    pub(in crate::sources) pairs: Vec<(Cow<'de, str>, V)>,
+}
+
+/// Above this many pairs, repeated keys are found by `PairList::finish`.
+const SCAN_PAIRS: usize = 32;
+
+impl<'de, V> PairList<'de, V> {
+    pub(in crate::sources) fn with_capacity(capacity: usize) -> Self {
+        PairList {
+            pairs: Vec::with_capacity(capacity),
+        }
+    }
+
+    #[inline]
+    pub(in crate::sources) fn push(&mut self, key: Cow<'de, str>, value: V) {
+        if self.pairs.len() < SCAN_PAIRS {
+            if let Some(pair) = self.pairs.iter_mut().find(|(k, _)| *k == key) {
+                pair.1 = value;
+                return;
+            }
+        }
+        self.pairs.push((key, value));
+    }
+
+    /// The pairs, each key once, in the order their keys first came.
+    #[inline]
+    pub(in crate::sources) fn finish(self) -> Vec<(Cow<'de, str>, V)> {
+        if self.pairs.len() <= SCAN_PAIRS {
+            return self.pairs;
+        }
+        dedupe(self.pairs)
+    }
+}
+
+/// `PairList::finish` of a large object.
+fn dedupe<V>(mut pairs: Vec<(Cow<'_, str>, V)>) -> Vec<(Cow<'_, str>, V)> {
+    // Stable: in a run of equal keys, positions ascend.
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by(|&a, &b| pairs[a].0.cmp(&pairs[b].0));
+    let mut dropped = vec![false; pairs.len()];
+    let mut run = 0;
+    while run < order.len() {
+        let mut end = run + 1;
+        while end < order.len() && pairs[order[end]].0 == pairs[order[run]].0 {
+            end += 1;
+        }
+        if end - run > 1 {
+            // The last value sent, at the first place.
+            pairs.swap(order[run], order[end - 1]);
+            for &i in &order[run + 1..end] {
+                dropped[i] = true;
+            }
+        }
+        run = end;
+    }
+    let mut i = 0;
+    pairs.retain(|_| {
+        i += 1;
+        !dropped[i - 1]
+    });
+    pairs
+}
+
 /// Any JSON value at `depth`, within the limits.
 pub(in crate::sources) struct Bounded<'l> {
     pub(in crate::sources) limits: &'l Limits,
@@ -314,5 +383,44 @@ impl<'de, const N: usize> Visitor<'de> for Known<'_, N> {
             }
         }
         Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod pair_list_tests {
+    use super::*;
+
+    /// What reading `keys` in order keeps, the obvious (quadratic) way.
+    fn expected(keys: &[(String, usize)]) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for (k, v) in keys {
+            match out.iter_mut().find(|(o, _)| o == k) {
+                Some(pair) => pair.1 = *v,
+                None => out.push((k.clone(), *v)),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn repeated_keys_keep_the_last_value_at_the_first_place_at_any_size() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for len in [0, 1, 5, 31, 32, 33, 40, 200, 1000] {
+            for distinct in [1, 3, 30, 500] {
+                let keys: Vec<(String, usize)> = (0..len)
+                    .map(|i| (format!("k{}", rng.usize(..distinct)), i))
+                    .collect();
+                let mut list = PairList::with_capacity(4);
+                for (k, v) in &keys {
+                    list.push(Cow::Owned(k.clone()), *v);
+                }
+                let got: Vec<(String, usize)> = list
+                    .finish()
+                    .into_iter()
+                    .map(|(k, v)| (k.into_owned(), v))
+                    .collect();
+                assert_eq!(got, expected(&keys), "{len} keys of {distinct}");
+            }
+        }
     }
 }

@@ -241,3 +241,22 @@ fn header_client_hints_fill_in_when_the_beacon_has_none() {
         Some("\"Windows\"")
     );
 }
+
+#[test]
+fn an_event_of_many_keys_keeps_each_once_the_last_value_winning() {
+    // Past `PairList`'s scan: repeated keys are found by sorting.
+    let mut body = String::from(r#"{"v":1,"events":[{"type":"custom","ts":"#);
+    body.push_str(&NOW.to_string());
+    for i in 0..500 {
+        body.push_str(&format!(r#","k{i}":{i}"#));
+    }
+    body.push_str(r#","k7":"last","type":"action","k499":"end"}]}"#);
+    let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
+    let event = &decoded.events[0];
+    assert_eq!(event.get_str("rum.type"), Some("action"));
+    assert_eq!(event.get_str("rum.extra.k7"), Some("last"));
+    assert_eq!(event.get_str("rum.extra.k499"), Some("end"));
+    assert_eq!(event.get("rum.extra.k8"), Some(&json!(8)));
+    let extra = event.get("rum.extra").and_then(Value::as_object).unwrap();
+    assert_eq!(extra.len(), 500);
+}

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::bounded::{Bounded, Key, Known, Limits};
+use super::bounded::{Bounded, Key, Known, Limits, PairList};
 
 /// The top level of a beacon: known keys kept as small values, the events
 /// as key/value lists, everything else checked, skipped and counted.
@@ -203,18 +203,14 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         self.0.container(3)?;
-        let mut pairs: Vec<(Cow<'de, str>, Value)> = Vec::with_capacity(12);
+        let mut pairs = PairList::with_capacity(12);
         while let Some(key) = map.next_key_seed(Key(self.0))? {
             let value = map.next_value_seed(Bounded {
                 limits: self.0,
                 depth: 4,
             })?;
-            // A repeated key: the last one wins, as in a JSON object.
-            match pairs.iter_mut().find(|(k, _)| *k == key) {
-                Some(pair) => pair.1 = value,
-                None => pairs.push((key, value)),
-            }
+            pairs.push(key, value);
         }
-        Ok(WireEntry::Object(pairs))
+        Ok(WireEntry::Object(pairs.finish()))
     }
 }

@@ -6,12 +6,12 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value};
 
-use crate::sources::json_tree::{Json, Obj};
 use super::{bad_metadata, ApmLimits, Line, RequestFacts};
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::beacon_decoder::url_fields;
 use crate::sources::decode_error::DecodeError;
+use crate::sources::json_tree::{Json, Obj};
 
 mod error;
 mod span;

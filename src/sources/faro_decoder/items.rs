@@ -56,7 +56,7 @@ impl Builder {
     pub(super) fn rest(item: Item<'_>, extra: &mut Map<String, Value>) {
         for (key, value) in item.pairs {
             if !value.is_null() {
-                extra.insert(key.into_owned(), value);
+                extra.insert(key.into_owned(), value.into());
             }
         }
         for (key, pairs) in item.objects {
@@ -70,13 +70,13 @@ impl Builder {
         let ts = Self::time(&mut item, &mut extra);
         let ty = item.take("type").unwrap_or_default();
         let values = item.take_object("values").unwrap_or_default();
-        let mut vitals: Vec<(&'static str, Value)> = Vec::new();
-        let mut others: Pairs<'_> = Vec::new();
+        let mut vitals: Vec<(&'static str, Json<'_>)> = Vec::new();
+        let mut others = Pairs::new();
         if ty.as_str() == Some("web-vitals") {
             for (key, value) in values {
                 match VITALS.iter().find(|(k, _)| *k == key) {
                     Some((_, vital)) if value.is_number() => vitals.push((vital, value)),
-                    _ => others.push((key, value)),
+                    _ => others.push_unique(key, value),
                 }
             }
         } else {
@@ -89,7 +89,7 @@ impl Builder {
                 (ids.custom.name, Some(ty.into())),
                 (ids.custom.original_type, Some(text("measurement"))),
             ];
-            if let [(_, v @ Value::Number(_))] = &others[..] {
+            if let Some(v @ Json::Number(_)) = others.single() {
                 fields.push((ids.custom.value, Some(v.clone().into())));
             }
             fields.push((ids.custom.data, Some(Value::Object(to_map(others)).into())));
@@ -103,7 +103,7 @@ impl Builder {
             if key == "delta" {
                 shared.push((ids.vital_delta, Some(value.into())));
             } else {
-                attribution.insert(key.into_owned(), value);
+                attribution.insert(key.into_owned(), value.into());
             }
         }
         if let Some(context) = item.take_object("context") {
@@ -149,16 +149,16 @@ impl Builder {
             stack.push_str(m);
         }
         match item.take("stacktrace") {
-            None | Some(Value::Null) => {}
+            None | Some(Json::Null) => {}
             Some(stacktrace) => {
-                let frames = stacktrace.get("frames").and_then(Value::as_array);
+                let frames = stacktrace.get("frames").and_then(Json::as_array);
                 let mut whole =
                     frames.is_some() && stacktrace.as_object().is_some_and(|m| m.len() == 1);
                 for (i, frame) in frames.into_iter().flatten().enumerate() {
                     whole &= render_frame(frame, &mut stack);
                     if i == 0 {
-                        let string = |k| frame.get(k).and_then(Value::as_str);
-                        let number = |k| frame.get(k).and_then(Value::as_u64);
+                        let string = |k| frame.get(k).and_then(Json::as_str);
+                        let number = |k| frame.get(k).and_then(Json::as_u64);
                         if let Some(file) = string("filename") {
                             fields.push((ids.error_source, Some(Value::from(file).into())));
                         }
@@ -172,7 +172,7 @@ impl Builder {
                 }
                 // Frames with keys the text does not show are kept whole.
                 if !whole {
-                    extra.insert("stacktrace".to_owned(), stacktrace);
+                    extra.insert("stacktrace".to_owned(), stacktrace.into());
                 }
             }
         }
@@ -192,7 +192,7 @@ impl Builder {
         let ts = Self::time(&mut item, &mut extra);
         let message = item.take("message").unwrap_or_default();
         let level = item.take("level");
-        if level.as_ref().and_then(Value::as_str) == Some("error") {
+        if level.as_ref().and_then(Json::as_str) == Some("error") {
             let fields = vec![
                 (ids.error_message, Some(message.into())),
                 (ids.error_kind, Some(text("log"))),
@@ -202,9 +202,9 @@ impl Builder {
             return;
         }
         let mut data = Map::new();
-        data.insert("message".to_owned(), message);
+        data.insert("message".to_owned(), message.into());
         if let Some(level) = level {
-            data.insert("level".to_owned(), level);
+            data.insert("level".to_owned(), level.into());
         }
         let fields = vec![
             (ids.custom.name, Some(text("log"))),
@@ -224,7 +224,7 @@ impl Builder {
         // when it says something else.
         if let Some(domain) = item.take("domain") {
             if domain.as_str() != Some("browser") {
-                extra.insert("domain".to_owned(), domain);
+                extra.insert("domain".to_owned(), domain.into());
             }
         }
         // A non-object `attributes` stays in the item, for `rum.extra`.
@@ -266,25 +266,25 @@ impl Builder {
 
 /// One frame as a V8 stack line (`    at fn (file:line:col)`); false when
 /// the frame has keys the line does not show.
-fn render_frame(frame: &Value, out: &mut String) -> bool {
+fn render_frame(frame: &Json<'_>, out: &mut String) -> bool {
     use std::fmt::Write;
     let Some(map) = frame.as_object() else {
         return false;
     };
     let known = ["filename", "function", "lineno", "colno"];
-    let function = map.get("function").and_then(Value::as_str).unwrap_or("?");
+    let function = map.get("function").and_then(Json::as_str).unwrap_or("?");
     let file = map
         .get("filename")
-        .and_then(Value::as_str)
+        .and_then(Json::as_str)
         .unwrap_or("<anonymous>");
     out.push_str("\n    at ");
     if function != "?" && !function.is_empty() {
         let _ = write!(out, "{function} (");
     }
     out.push_str(file);
-    if let Some(line) = map.get("lineno").and_then(Value::as_u64) {
+    if let Some(line) = map.get("lineno").and_then(Json::as_u64) {
         let _ = write!(out, ":{line}");
-        if let Some(column) = map.get("colno").and_then(Value::as_u64) {
+        if let Some(column) = map.get("colno").and_then(Json::as_u64) {
             let _ = write!(out, ":{column}");
         }
     }
@@ -292,8 +292,8 @@ fn render_frame(frame: &Value, out: &mut String) -> bool {
         out.push(')');
     }
     map.iter().all(|(k, v)| {
-        known.contains(&k.as_str())
-            && match k.as_str() {
+        known.contains(&k)
+            && match k {
                 "lineno" | "colno" => v.is_u64(),
                 _ => v.is_string(),
             }

@@ -41,7 +41,7 @@ impl Kind {
             invalid(format!("{}[{index}].{key} must be {what}", self.key()))
         };
         let need_string = |key: &str| match item.get(key) {
-            Some(Value::String(_)) => Ok(()),
+            Some(Json::String(_)) => Ok(()),
             _ => Err(wrong(key, "a string")),
         };
         match self {
@@ -255,8 +255,8 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let limits = &self.parse.limits;
         limits.container(3)?;
-        let mut item = Item {
-            pairs: Vec::with_capacity(8),
+        let mut item = ItemReader {
+            pairs: PairList::with_capacity(8),
             objects: Vec::new(),
             time: None,
         };
@@ -273,10 +273,10 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
                 }
                 continue;
             }
-            let value = map.next_value_seed(Bounded { limits, depth: 4 })?;
+            let value = map.next_value_seed(Plain { limits, depth: 4 })?;
             item.set(key, value);
         }
-        Ok(item)
+        Ok(item.finish())
     }
 }
 
@@ -341,7 +341,7 @@ impl<'de> Visitor<'de> for TimeVisitor<'_> {
 /// A `NESTED` value: an object as a key/value list, anything else as a value.
 pub(super) enum Nested<'de> {
     Object(Pairs<'de>),
-    Value(Value),
+    Value(Json<'de>),
 }
 
 /// A `NESTED` value at `depth`, within the limits.
@@ -351,8 +351,8 @@ pub(super) struct NestedSeed<'l> {
 }
 
 impl NestedSeed<'_> {
-    fn bounded(&self) -> Bounded<'_> {
-        Bounded {
+    fn bounded(&self) -> Plain<'_> {
+        Plain {
             limits: self.limits,
             depth: self.depth,
         }
@@ -383,6 +383,9 @@ impl<'de> Visitor<'de> for NestedSeed<'_> {
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
         self.bounded().visit_f64(v).map(Nested::Value)
     }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        self.bounded().visit_borrowed_str(v).map(Nested::Value)
+    }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
         self.bounded().visit_str(v).map(Nested::Value)
     }
@@ -398,19 +401,16 @@ impl<'de> Visitor<'de> for NestedSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let limits = self.limits;
         limits.container(self.depth)?;
-        let mut pairs: Pairs<'de> = Vec::with_capacity(8);
+        let mut pairs = PairList::with_capacity(8);
         while let Some(key) = map.next_key_seed(Key(limits))? {
-            let value = map.next_value_seed(Bounded {
+            let value = map.next_value_seed(Plain {
                 limits,
                 depth: self.depth + 1,
             })?;
             // A repeated key: the last one wins, as in a JSON object.
-            match pairs.iter_mut().find(|(k, _)| *k == key) {
-                Some(pair) => pair.1 = value,
-                None => pairs.push((key, value)),
-            }
+            pairs.push(key, value);
         }
-        Ok(Nested::Object(pairs))
+        Ok(Nested::Object(Obj::parsed(pairs)))
     }
 }
 
