@@ -35,7 +35,7 @@ cg() { # out file, command... (stdout/stderr of the program dropped)
 declare -A PER
 if [ "$WHAT" = sdk ]; then
   declare -A EVENTS DOC
-  for mode in beacon beacon_error faro apm_v3 apm_v2 apm_error web_vitals; do
+  for mode in beacon beacon_error faro faro_equivalent apm_v3 apm_v2 apm_error web_vitals; do
     cg "$OUT/$mode-0" "$TARGET_DIR/release/examples/sdk_instructions" "$mode" 0
     cg "$OUT/$mode-1000" "$TARGET_DIR/release/examples/sdk_instructions" "$mode" 1000
     EVENTS[$mode]=$(sed -n 's/^events per round: //p' "$OUT/$mode-0.log")
@@ -47,7 +47,7 @@ if [ "$WHAT" = sdk ]; then
   # Ir per document byte: the same ratio with each SDK's events weighed by
   # what they carry (rum.extra keeps every field that has no slot).
   printf '%-14s %7s %12s %10s %10s %9s %12s %10s\n' mode events Ir/request Ir/event vs_beacon doc_bytes Ir/doc_byte vs_beacon
-  for mode in beacon beacon_error faro apm_v3 apm_v2 apm_error web_vitals; do
+  for mode in beacon beacon_error faro faro_equivalent apm_v3 apm_v2 apm_error web_vitals; do
     per=$(( PER[$mode] / EVENTS[$mode] ))
     per_doc=$(( PER[$mode] / DOC[$mode] ))
     printf '%-14s %7s %12s %10s %10s %9s %12s %10s\n' "$mode" "${EVENTS[$mode]}" "${PER[$mode]}" "$per" \

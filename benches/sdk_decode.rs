@@ -18,7 +18,8 @@
 //!   events), decoded one after the other; N is their events together;
 //! - `faro/beacon_equivalent_10`: the `rum_beacon` body's ten events as
 //!   the Faro SDK would send them (four web-vitals measurements, navigation,
-//!   three resource timings, a user action, an exception with one frame);
+//!   three resource timings, a user action, an exception with one frame),
+//!   written by hand: `testdata/sdk/faro/beacon-equivalent.json`;
 //! - `elastic_apm_rum/v3_page_load_9`, `v2_page_load_9`: one page load as
 //!   `@elastic/apm-rum` 5.17.5 sent it from Chromium
 //!   (`testdata/sdk/elastic-apm-rum/v3-1.ndjson`, `v2-1.ndjson`): a page
@@ -81,43 +82,6 @@ fn trimmed() -> Vec<u8> {
         })
         .collect();
     serde_json::to_vec(&metrics).unwrap()
-}
-
-/// The beacon's ten events in Faro's payload (strings where Faro sends strings).
-fn faro_equivalent() -> Vec<u8> {
-    let ts = |ms: i64| beacon_decoder::iso_millis(1_763_700_000_000 - ms);
-    let vital = |name: &str, value: f64, ago: i64| {
-        serde_json::json!({"type": "web-vitals", "values": {name: value, "delta": value},
-            "timestamp": ts(ago), "context": {"id": format!("v6-1763699990000-{ago}"), "rating": "good", "navigation_type": "navigate"}})
-    };
-    let resource = |name: &str, initiator: &str, duration: &str, size: &str, ago: i64| {
-        serde_json::json!({"name": "faro.performance.resource", "domain": "browser", "timestamp": ts(ago),
-            "attributes": {"name": name, "initiatorType": initiator, "duration": duration, "transferSize": size, "renderBlockingStatus": "blocking"}})
-    };
-    serde_json::json!({
-        "meta": {
-            "sdk": {"name": "faro-web", "version": "2.12.1"},
-            "app": {"name": "shop", "version": "1.4.2", "environment": "production"},
-            "session": {"id": "0f8fad5b-d9cb-469f-a165-70867728950e"},
-            "page": {"url": "https://shop.example.com/product/42?ref=home", "id": "7c9e6679-v1"},
-            "view": {"name": "Product 42"}
-        },
-        "measurements": [vital("lcp", 1234.5, 800), vital("cls", 0.042, 700), vital("fcp", 812.3, 690), vital("inp", 96.0, 200)],
-        "events": [
-            {"name": "faro.performance.navigation", "domain": "browser", "timestamp": ts(900), "attributes": {
-                "type": "navigate", "dnsLookupTime": "12.5", "tcpHandshakeTime": "20.1", "tlsNegotiationTime": "18.2",
-                "ttfb": "120.4", "responseTime": "30.2", "pageLoadTime": "910.7", "transferSize": "23450", "protocol": "h2"}},
-            resource("https://cdn.example.com/static/app.js", "script", "81.2", "48210", 600),
-            resource("https://cdn.example.com/img/hero.webp", "img", "140.9", "98120", 500),
-            resource("https://api.example.com/cart?id=1", "fetch", "45.3", "812", 400),
-            {"name": "faro.user.action", "domain": "browser", "timestamp": ts(300), "attributes": {
-                "userActionName": "add-to-cart", "userActionTrigger": "pointerdown"}}
-        ],
-        "exceptions": [{"type": "TypeError", "value": "Cannot read properties of undefined (reading 'price')", "timestamp": ts(100),
-            "stacktrace": {"frames": [{"filename": "https://cdn.example.com/static/app.js", "function": "render", "lineno": 1, "colno": 2345}]}}]
-    })
-    .to_string()
-    .into_bytes()
 }
 
 fn bench(c: &mut Criterion) {
@@ -204,7 +168,7 @@ fn bench(c: &mut Criterion) {
         })
         .sum();
     let mut group = c.benchmark_group("faro");
-    let equivalent = faro_equivalent();
+    let equivalent = sdk_fixture("faro", "beacon-equivalent.json");
     assert_eq!(
         faro_decoder::decode(&equivalent, &facts, &limits)
             .unwrap()

@@ -5,6 +5,7 @@
 //! Modes: `beacon` (the realistic 10-event rum_beacon body, the baseline),
 //! `beacon_error` (a rum_beacon body with one error, the same request shape
 //! as `apm_error`), `faro` (the Faro SDK's four captured bodies, 22 events),
+//! `faro_equivalent` (the beacon's ten events as Faro would send them),
 //! `apm_v3`, `apm_v2` (one page load, 9 events), `apm_error` (one error),
 //! `apm_v3_all`, `apm_v2_all` (every body the agent sent in the browser test) and
 //! `web_vitals` (`testdata/sdk/web-vitals/fetch-0.json`, 5 metrics).
@@ -88,10 +89,14 @@ fn main() {
                     .events
             })
         }
-        "faro" => {
-            let bodies: Vec<Vec<u8>> = (0..4)
-                .map(|i| read(&format!("testdata/sdk/faro/body-{i}.json")))
-                .collect();
+        "faro" | "faro_equivalent" => {
+            let bodies: Vec<Vec<u8>> = if mode == "faro" {
+                (0..4)
+                    .map(|i| read(&format!("testdata/sdk/faro/body-{i}.json")))
+                    .collect()
+            } else {
+                vec![read("testdata/sdk/faro/beacon-equivalent.json")]
+            };
             let facts = faro_decoder::RequestFacts {
                 received_at_ms: RECEIVED_MS,
                 client_ip: ip,
