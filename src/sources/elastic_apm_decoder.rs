@@ -96,8 +96,16 @@ pub fn decode(
     limits: &ApmLimits,
 ) -> Result<Decoded, DecodeError> {
     let text = body_text(body, empty_body)?;
-    let mut lines = text
-        .split('\n')
+    // `memchr` finds the line ends many bytes at a time (`str::split`
+    // looks at each byte).
+    let mut start = 0;
+    let mut lines = memchr::memchr_iter(b'\n', text.as_bytes())
+        .chain(std::iter::once(text.len()))
+        .map(|end| {
+            let line = &text[start..end];
+            start = end + 1;
+            line
+        })
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .filter(|l| !l.trim().is_empty());
     let first = lines.next().ok_or_else(|| empty_body("empty body"))?;
