@@ -145,9 +145,9 @@ fn plain_byte(b: u8) -> bool {
 }
 
 /// A host the parser keeps as written: lowercase ASCII labels of letters,
-/// digits and inner hyphens, the last one not a number (the parser would
-/// read an IPv4 address), no Punycode (checked by IDNA); or a dotted quad
-/// in canonical decimal.
+/// digits and inner hyphens, the last one not a number, decimal or `0x`
+/// hexadecimal (the parser would read an IPv4 address), no Punycode
+/// (checked by IDNA); or a dotted quad in canonical decimal.
 fn plain_host(host: &str) -> bool {
     if host.is_empty() || host.len() > 253 {
         return false;
@@ -165,15 +165,18 @@ fn plain_host(host: &str) -> bool {
         return true;
     }
     let last = labels().next_back().unwrap_or_default();
-    labels().all(|l| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with("xn--")
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    }) && last.bytes().any(|b| b.is_ascii_lowercase())
+    // `0x…` is a hexadecimal IPv4 number to the parser (`0x7f` is 0.0.0.127).
+    !last.starts_with("0x")
+        && labels().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with("xn--")
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+        && last.bytes().any(|b| b.is_ascii_lowercase())
 }
 
 /// Writes `url.full` and, when it parses, its parts on an event; parts the
@@ -248,6 +251,10 @@ mod tests {
             "http://0x7f.0.0.1/",
             "http://1.2.3.04/",
             "http://256.1.1.1/",
+            "http://0x7f/",
+            "http://1.2.3.0x4/",
+            "http://a.0x/",
+            "http://a.0x1f/",
             "http://1.2.3/",
             "https://a.example/?q='x'",
             "https://a.example/#`x`",
@@ -302,6 +309,9 @@ mod tests {
             "1.2.3.4",
             "example.com",
             "com",
+            "0x",
+            "0x1f",
+            "x",
             "_",
         ];
         let mut rng = fastrand::Rng::with_seed(11);

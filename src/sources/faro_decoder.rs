@@ -370,7 +370,7 @@ impl<'de> ItemReader<'de> {
     }
 
     fn set_object(&mut self, key: &'static str, value: Pairs<'de>) {
-        self.pairs.pairs.retain(|(k, _)| k != key);
+        self.pairs.remove(key);
         match self.objects.iter_mut().find(|(k, _)| *k == key) {
             Some(pair) => pair.1 = value,
             None => self.objects.push((key, value)),

@@ -473,17 +473,14 @@ impl<'de> Visitor<'de> for MetricSeed<'_> {
         let limits = &self.parse.limits;
         limits.container(self.depth)?;
         let mut pairs = PairList::with_capacity(10);
+        // Of a repeated `entries`, the last one counts, as a JSON object reads.
+        let mut entries = 0;
         while let Some(key) = map.next_key_seed(Key(limits))? {
             if key == "entries" && self.parse.skip_entries {
-                // A repeated `entries` is counted again: both were dropped.
-                let count = map.next_value_seed(CountEntries(Skip {
+                entries = map.next_value_seed(CountEntries(Skip {
                     limits,
                     depth: self.depth + 1,
                 }))?;
-                let parse = self.parse;
-                parse
-                    .dropped_entries
-                    .set(parse.dropped_entries.get() + count);
                 continue;
             }
             let value = map.next_value_seed(Bounded {
@@ -492,6 +489,10 @@ impl<'de> Visitor<'de> for MetricSeed<'_> {
             })?;
             pairs.push(key, value);
         }
+        let parse = self.parse;
+        parse
+            .dropped_entries
+            .set(parse.dropped_entries.get() + entries);
         Ok(pairs.finish())
     }
 }

@@ -262,6 +262,24 @@ fn a_web_vitals_measurement_with_two_vitals_makes_two_documents() {
 }
 
 #[test]
+fn an_item_of_many_keys_keeps_the_last_value_of_each() {
+    // 32 pairs, a repeat past the scan, then a NESTED key that turns out to
+    // be an object: its plain pair goes, and the repeat must still be found.
+    let mut item = String::from(r#"{"context":0,"message":1"#);
+    for i in 0..30 {
+        item.push_str(&format!(r#","k{i}":{i}"#));
+    }
+    item.push_str(r#","message":"ok","context":{"step":"cart"}}"#);
+    let body = format!(r#"{{"meta":{{}},"logs":[{item}]}}"#);
+    let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
+    let event = &decoded.events[0];
+    assert_eq!(event.get_str("rum.custom.data.message"), Some("ok"));
+    assert_eq!(event.get("rum.extra.message"), None);
+    assert_eq!(event.get_str("rum.extra.context.step"), Some("cart"));
+    assert_eq!(event.get("rum.extra.k29"), Some(&json!(29)));
+}
+
+#[test]
 fn traces_are_counted_without_being_built_whatever_their_shape() {
     let spans = |traces: Value| {
         decode_json(json!({"meta": {}, "traces": traces}))

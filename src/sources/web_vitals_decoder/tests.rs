@@ -161,6 +161,11 @@ fn entries_are_counted_not_built_and_still_checked() {
     let decoded = decode_json(json!([lcp(), many, one, none])).unwrap();
     // 1 + 3 + 1 (not an array) + 0 (null)
     assert_eq!(decoded.dropped_entries, 5);
+    // Of a repeated `entries`, the last one counts.
+    let body = r#"[{"name":"LCP","value":1,"entries":[1,2],"entries":[3]},
+        {"name":"CLS","value":0,"entries":[1,2],"entries":null}]"#;
+    let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
+    assert_eq!(decoded.dropped_entries, 1);
     assert!(decoded
         .events
         .iter()
