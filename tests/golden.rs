@@ -1,4 +1,4 @@
-//! Golden output: every beacon and CSP fixture in `testdata/` through a
+//! Golden output: every beacon, CSP and SDK fixture in `testdata/` through a
 //! prod-shaped chain (user_agent → geoip → scrub_url → labels → route → per-site
 //! scrub_url/sample/labels), encoded as the stdout sink writes it and as the
 //! Elasticsearch sink writes its bulk body. The committed files under
@@ -16,6 +16,7 @@ use rum_pipeline::sinks::elasticsearch::index::{IndexOptions, IndexRouter};
 use rum_pipeline::sinks::stdout::{encode, Encoding};
 use rum_pipeline::sources::beacon_decoder::{self, BeaconLimits, RequestFacts};
 use rum_pipeline::sources::csp_report::{self, NoiseRules, ReportFacts, ReportLimits};
+use rum_pipeline::sources::{elastic_apm_decoder, faro_decoder, web_vitals_decoder};
 use rum_pipeline::telemetry::{ComponentMetrics, Registry};
 use rum_pipeline::transforms::{Transform, TransformConfig, TransformContext};
 
@@ -172,14 +173,109 @@ fn decode_fixtures() -> Vec<(String, Batch)> {
             out.push((name(&path, "csp"), events));
         }
     }
+    out.extend(decode_sdk_fixtures());
+    out
+}
+
+/// What the real SDKs sent (`testdata/sdk/`), each through its decoder.
+fn decode_sdk_fixtures() -> Vec<(String, Batch)> {
+    let mut out = Vec::new();
+    let ip = CLIENT_IP.parse().unwrap();
+    let sdk = root().join("testdata/sdk");
+    let limits = web_vitals_decoder::MetricLimits {
+        max_metrics: 50,
+        max_string_bytes: 16 * 1024,
+        max_depth: 20,
+        keep_entries: false,
+        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
+    };
+    let facts = web_vitals_decoder::RequestFacts {
+        received_at_ms: RECEIVED_AT_MS,
+        client_ip: ip,
+        user_agent: Some(CHROME_UA),
+        referer: Some("https://shop.example.com/"),
+    };
+    for path in files(&sdk.join("web-vitals")) {
+        if path.to_string_lossy().ends_with(".meta.json") {
+            continue;
+        }
+        let body = std::fs::read(&path).unwrap();
+        let decoded = web_vitals_decoder::decode(&body, &facts, &limits)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        out.push((name(&path, "sdk"), decoded.events));
+    }
+    let limits = faro_decoder::FaroLimits {
+        max_items: 500,
+        max_string_bytes: 16 * 1024,
+        max_depth: 20,
+        max_event_age_ms: i64::MAX,
+        max_context_bytes: 64 * 1024,
+        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
+    };
+    let facts = faro_decoder::RequestFacts {
+        received_at_ms: RECEIVED_AT_MS,
+        client_ip: ip,
+        user_agent: Some(CHROME_UA),
+        session_header: None,
+    };
+    for path in files(&sdk.join("faro")) {
+        if path.ends_with("meta.json") {
+            continue;
+        }
+        let body = std::fs::read(&path).unwrap();
+        let decoded = faro_decoder::decode(&body, &facts, &limits)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        out.push((name(&path, "sdk"), decoded.events));
+    }
+    let limits = elastic_apm_decoder::ApmLimits {
+        max_events: 1000,
+        max_event_bytes: 300 * 1024,
+        max_string_bytes: 16 * 1024,
+        max_depth: 20,
+        keep_breakdown: false,
+        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
+    };
+    for path in files_ending(&sdk.join("elastic-apm-rum"), "ndjson") {
+        let version = if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("v2")
+        {
+            elastic_apm_decoder::ApiVersion::V2
+        } else {
+            elastic_apm_decoder::ApiVersion::V3
+        };
+        let facts = elastic_apm_decoder::RequestFacts {
+            received_at_ms: RECEIVED_AT_MS,
+            client_ip: ip,
+            user_agent: Some(CHROME_UA),
+            version,
+        };
+        let body = std::fs::read(&path).unwrap();
+        let decoded = elastic_apm_decoder::decode(&body, &facts, &limits)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        assert!(
+            decoded.errors.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            decoded.errors
+        );
+        out.push((name(&path, "sdk"), decoded.events));
+    }
+    assert!(out.len() >= 20, "SDK fixtures went missing");
     out
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {
+    files_ending(dir, "json")
+}
+
+fn files_ending(dir: &Path, extension: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| p.extension().is_some_and(|e| e == extension))
         .collect();
     files.sort();
     files
