@@ -13,6 +13,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -195,6 +196,10 @@ impl Drop for InFlight {
 }
 
 /// Serves one accepted connection until it closes.
+///
+/// The TLS handshake and the connection are boxed: held in this future, the
+/// generator kept a slot for each of them and for their moves, and every
+/// task cost 11.6 KiB (measured) before it had read a byte.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -234,12 +239,12 @@ pub async fn serve(
     match &settings.tls {
         None => {
             let io = TokioIo::new(HeadInspector::new(stream, verdicts));
-            let connection = settings.builder.serve_connection(io, service);
+            let connection = Box::pin(settings.builder.serve_connection(io, service));
             watch_connection(connection, &activity, &settings, shutdown).await;
         }
         Some(acceptor) => {
             let handshake = tokio::select! {
-                done = tokio::time::timeout(settings.timeouts.tls_handshake, acceptor.accept(stream)) => done,
+                done = tokio::time::timeout(settings.timeouts.tls_handshake, Box::pin(acceptor.accept(stream))) => done,
                 _ = shutdown.recv() => return,
             };
             let tls_stream = match handshake {
@@ -257,7 +262,7 @@ pub async fn serve(
             // The wait for the first request starts once TLS is up.
             activity.restart_clock();
             let io = TokioIo::new(HeadInspector::new(tls_stream, verdicts));
-            let connection = settings.builder.serve_connection(io, service);
+            let connection = Box::pin(settings.builder.serve_connection(io, service));
             watch_connection(connection, &activity, &settings, shutdown).await;
         }
     }
@@ -266,13 +271,12 @@ pub async fn serve(
 /// Drives `connection` until it ends, closing it when it idles past its
 /// timeout or when shutdown begins.
 async fn watch_connection<C: GracefulConnection>(
-    connection: C,
+    mut connection: Pin<Box<C>>,
     activity: &Activity,
     settings: &ConnectionSettings,
     mut shutdown: Shutdown,
 ) {
     let timeouts = settings.timeouts;
-    tokio::pin!(connection);
     let mut at_cap = settings.at_cap.clone();
     let mut at_cap_watched = true;
     // Since when the connection has been asked to close.
