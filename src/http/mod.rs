@@ -11,6 +11,7 @@ pub mod connection;
 pub mod framing;
 pub mod intake;
 pub mod limits;
+pub mod preface;
 pub mod rate_limit;
 pub mod server;
 pub mod tls;
