@@ -642,10 +642,16 @@ inputs = ["beacons"]
     // At most 100 streams run at once on one connection (the listener's
     // limit; the rest are reset): nearly all of those are refused.
     assert!(h2_refused >= 90, "{h2_statuses:?}");
+    // 0: no answer read. The server answers 503 while the client is still
+    // sending and closes; the unread body makes the close a reset, which
+    // can discard the answer before the client reads it (seen once in many
+    // runs on the loaded 2-core machine). The count above still holds.
+    let unread = h1_statuses.iter().filter(|s| **s == 0).count();
+    assert!(unread <= 5, "{h1_statuses:?}");
     assert!(
         h1_statuses
             .iter()
-            .all(|s| matches!(*s, 503 | 408 | 400 | 413)),
+            .all(|s| matches!(*s, 503 | 408 | 400 | 413 | 0)),
         "{h1_statuses:?}"
     );
     // Bounded: the 4 MiB budget, twice over for buffer growth, plus 401
