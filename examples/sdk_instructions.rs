@@ -13,9 +13,15 @@
 //! `bench/instructions.sh sdk` does that for every mode. With `SDK_DUMP=1`
 //! the example prints the documents of one round (NDJSON), to compare the
 //! output of two builds.
+//!
+//! `wide [N]` (not an instruction count): the time each decoder takes for a
+//! crafted body whose one object holds N keys (default 70,000: about 0.9 MB,
+//! under the 1 MiB `max_body_bytes`). Repeated keys used to be found by
+//! checking each key against all before it, seconds of CPU for one request.
 
 use rum_pipeline::event::Event;
 use rum_pipeline::privacy::ClientIpMode;
+use rum_pipeline::sources::decode_error::DecodeError;
 use rum_pipeline::sources::{
     beacon_decoder, elastic_apm_decoder, faro_decoder, web_vitals_decoder,
 };
@@ -55,13 +61,152 @@ fn run(n: usize, bodies: &[Vec<u8>], decode: impl Fn(&[u8]) -> Vec<Event>) -> (u
     (events, document.len())
 }
 
+/// Every decoder with the limits and request facts of these runs.
+struct Decoders {
+    ip: std::net::IpAddr,
+    beacon: beacon_decoder::BeaconLimits,
+    faro: faro_decoder::FaroLimits,
+    apm: elastic_apm_decoder::ApmLimits,
+    web_vitals: web_vitals_decoder::MetricLimits,
+}
+
+impl Decoders {
+    fn new(max_event_bytes: usize) -> Self {
+        Decoders {
+            ip: "203.0.113.7".parse().expect("ip"),
+            beacon: beacon_decoder::BeaconLimits {
+                max_events: 500,
+                max_string_bytes: 16 * 1024,
+                max_depth: 16,
+                max_event_age_ms: 86_400_000,
+                max_context_bytes: 64 * 1024,
+                client_ip: ClientIpMode::Full,
+            },
+            faro: faro_decoder::FaroLimits {
+                max_items: 500,
+                max_string_bytes: 16 * 1024,
+                max_depth: 16,
+                max_event_age_ms: i64::MAX,
+                max_context_bytes: 64 * 1024,
+                client_ip: ClientIpMode::Full,
+            },
+            apm: elastic_apm_decoder::ApmLimits {
+                max_events: 1000,
+                max_event_bytes,
+                max_string_bytes: 16 * 1024,
+                max_depth: 16,
+                keep_breakdown: false,
+                client_ip: ClientIpMode::Full,
+            },
+            web_vitals: web_vitals_decoder::MetricLimits {
+                max_metrics: 50,
+                max_string_bytes: 16 * 1024,
+                max_depth: 16,
+                keep_entries: false,
+                client_ip: ClientIpMode::Full,
+            },
+        }
+    }
+
+    fn beacon(&self, body: &[u8]) -> Result<Vec<Event>, DecodeError> {
+        let facts = beacon_decoder::RequestFacts {
+            received_at_ms: RECEIVED_MS,
+            client_ip: self.ip,
+            user_agent: Some(UA),
+            client_hints: vec![],
+        };
+        beacon_decoder::decode(body, &facts, &self.beacon).map(|d| d.events)
+    }
+
+    fn faro(&self, body: &[u8]) -> Result<Vec<Event>, DecodeError> {
+        let facts = faro_decoder::RequestFacts {
+            received_at_ms: RECEIVED_MS,
+            client_ip: self.ip,
+            user_agent: Some(UA),
+            session_header: None,
+        };
+        faro_decoder::decode(body, &facts, &self.faro).map(|d| d.events)
+    }
+
+    fn apm(
+        &self,
+        body: &[u8],
+        version: elastic_apm_decoder::ApiVersion,
+    ) -> Result<Vec<Event>, DecodeError> {
+        let facts = elastic_apm_decoder::RequestFacts {
+            received_at_ms: RECEIVED_MS,
+            client_ip: self.ip,
+            user_agent: Some(UA),
+            version,
+        };
+        elastic_apm_decoder::decode(body, &facts, &self.apm).map(|d| d.events)
+    }
+
+    fn web_vitals(&self, body: &[u8]) -> Result<Vec<Event>, DecodeError> {
+        let facts = web_vitals_decoder::RequestFacts {
+            received_at_ms: RECEIVED_MS,
+            client_ip: self.ip,
+            user_agent: Some(UA),
+            referer: Some("https://shop.example.com/"),
+        };
+        web_vitals_decoder::decode(body, &facts, &self.web_vitals).map(|d| d.events)
+    }
+}
+
+/// `wide`: one crafted body per decoder, timed.
+fn wide(keys: usize) {
+    let pairs: String = (0..keys)
+        .map(|i| format!("\"k{i}\":\"v\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    // A line this long is over APM's 300 KiB default: allowed here, to
+    // time the decoder rather than the size check.
+    let decoders = Decoders::new(usize::MAX);
+    let time = |name: &str, body: String, decode: &dyn Fn(&[u8]) -> bool| {
+        let start = std::time::Instant::now();
+        let ok = decode(body.as_bytes());
+        eprintln!(
+            "{name}: {} bytes, decoded={ok}, {:?}",
+            body.len(),
+            start.elapsed()
+        );
+    };
+    time(
+        "rum_beacon",
+        format!(r#"{{"v":1,"events":[{{"type":"custom","ts":1,{pairs}}}]}}"#),
+        &|b| decoders.beacon(b).is_ok(),
+    );
+    time(
+        "web_vitals",
+        format!(r#"{{"name":"LCP","value":1,{pairs}}}"#),
+        &|b| decoders.web_vitals(b).is_ok(),
+    );
+    time(
+        "faro",
+        format!(r#"{{"meta":{{}},"events":[{{"name":"x","attributes":{{{pairs}}}}}]}}"#),
+        &|b| decoders.faro(b).is_ok(),
+    );
+    time(
+        "elastic_apm_rum",
+        format!(
+            "{{\"metadata\":{{\"service\":{{\"name\":\"x\"}}}}}}\n{{\"error\":{{\"id\":\"1\",{pairs}}}}}\n"
+        ),
+        &|b| {
+            decoders
+                .apm(b, elastic_apm_decoder::ApiVersion::V2)
+                .is_ok()
+        },
+    );
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "faro".into());
-    let n: usize = std::env::args()
-        .nth(2)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
-    let ip = "203.0.113.7".parse().expect("ip");
+    let n: Option<usize> = std::env::args().nth(2).and_then(|s| s.parse().ok());
+    if mode == "wide" {
+        return wide(n.unwrap_or(70_000));
+    }
+    let n = n.unwrap_or(1000);
+    let decoders = Decoders::new(300 * 1024);
     let events = match mode.as_str() {
         "beacon" | "beacon_error" => {
             let body = if mode == "beacon" {
@@ -69,25 +214,7 @@ fn main() {
             } else {
                 br#"{"v":1,"app":{"name":"shop","version":"1.4.2","env":"production"},"session":{"id":"0f8fad5b-d9cb-469f-a165-70867728950e"},"view":{"id":"7c9e6679-v1","url":"https://shop.example.com/product/42?ref=home","referrer":"https://www.google.com/"},"sent_at":1763700000000,"events":[{"type":"error","ts":1763699999900,"message":"Uncaught TypeError: Cannot read properties of undefined (reading 'price')","name":"TypeError","stack":"TypeError: Cannot read properties of undefined\n    at renderPrice (https://shop.example.com/?v=3:26:42)\n    at onBoom (https://shop.example.com/?v=3:29:3)","count":1}]}"#.to_vec()
             };
-            let facts = beacon_decoder::RequestFacts {
-                received_at_ms: RECEIVED_MS,
-                client_ip: ip,
-                user_agent: Some(UA),
-                client_hints: vec![],
-            };
-            let limits = beacon_decoder::BeaconLimits {
-                max_events: 500,
-                max_string_bytes: 16 * 1024,
-                max_depth: 16,
-                max_event_age_ms: 86_400_000,
-                max_context_bytes: 64 * 1024,
-                client_ip: ClientIpMode::Full,
-            };
-            run(n, &[body], |b| {
-                beacon_decoder::decode(b, &facts, &limits)
-                    .expect("decodes")
-                    .events
-            })
+            run(n, &[body], |b| decoders.beacon(b).expect("decodes"))
         }
         "faro" | "faro_equivalent" => {
             let bodies: Vec<Vec<u8>> = if mode == "faro" {
@@ -97,25 +224,7 @@ fn main() {
             } else {
                 vec![read("testdata/sdk/faro/beacon-equivalent.json")]
             };
-            let facts = faro_decoder::RequestFacts {
-                received_at_ms: RECEIVED_MS,
-                client_ip: ip,
-                user_agent: Some(UA),
-                session_header: None,
-            };
-            let limits = faro_decoder::FaroLimits {
-                max_items: 500,
-                max_string_bytes: 16 * 1024,
-                max_depth: 16,
-                max_event_age_ms: i64::MAX,
-                max_context_bytes: 64 * 1024,
-                client_ip: ClientIpMode::Full,
-            };
-            run(n, &bodies, |b| {
-                faro_decoder::decode(b, &facts, &limits)
-                    .expect("decodes")
-                    .events
-            })
+            run(n, &bodies, |b| decoders.faro(b).expect("decodes"))
         }
         "apm_v3" | "apm_v2" | "apm_error" | "apm_v3_all" | "apm_v2_all" => {
             let (files, version) = match mode.as_str() {
@@ -134,46 +243,11 @@ fn main() {
                 .iter()
                 .map(|i| read(&format!("testdata/sdk/elastic-apm-rum/{prefix}-{i}.ndjson")))
                 .collect();
-            let facts = elastic_apm_decoder::RequestFacts {
-                received_at_ms: RECEIVED_MS,
-                client_ip: ip,
-                user_agent: Some(UA),
-                version,
-            };
-            let limits = elastic_apm_decoder::ApmLimits {
-                max_events: 1000,
-                max_event_bytes: 300 * 1024,
-                max_string_bytes: 16 * 1024,
-                max_depth: 16,
-                keep_breakdown: false,
-                client_ip: ClientIpMode::Full,
-            };
-            run(n, &bodies, |b| {
-                elastic_apm_decoder::decode(b, &facts, &limits)
-                    .expect("decodes")
-                    .events
-            })
+            run(n, &bodies, |b| decoders.apm(b, version).expect("decodes"))
         }
         "web_vitals" => {
             let body = read("testdata/sdk/web-vitals/fetch-0.json");
-            let facts = web_vitals_decoder::RequestFacts {
-                received_at_ms: RECEIVED_MS,
-                client_ip: ip,
-                user_agent: Some(UA),
-                referer: Some("https://shop.example.com/"),
-            };
-            let limits = web_vitals_decoder::MetricLimits {
-                max_metrics: 50,
-                max_string_bytes: 16 * 1024,
-                max_depth: 16,
-                keep_entries: false,
-                client_ip: ClientIpMode::Full,
-            };
-            run(n, &[body], |b| {
-                web_vitals_decoder::decode(b, &facts, &limits)
-                    .expect("decodes")
-                    .events
-            })
+            run(n, &[body], |b| decoders.web_vitals(b).expect("decodes"))
         }
         other => panic!("unknown mode {other}"),
     };
