@@ -314,6 +314,23 @@ impl<'l> Plain<'l> {
     }
 }
 
+/// `n` in decimal, written digit by digit: stack frames' lines and columns
+/// are written for every error, and `fmt` costs several times as much.
+pub(in crate::sources) fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits only.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

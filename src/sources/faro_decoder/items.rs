@@ -2,6 +2,7 @@
 //! exception, log and event into one event of the beacon's context.
 
 use super::*;
+use crate::sources::json_tree::push_u64;
 
 /// Builds the events of one request on its shared context.
 pub(super) struct Builder {
@@ -267,7 +268,6 @@ impl Builder {
 /// One frame as a V8 stack line (`    at fn (file:line:col)`); false when
 /// the frame has keys the line does not show.
 fn render_frame(frame: &Json<'_>, out: &mut String) -> bool {
-    use std::fmt::Write;
     let Some(map) = frame.as_object() else {
         return false;
     };
@@ -279,13 +279,16 @@ fn render_frame(frame: &Json<'_>, out: &mut String) -> bool {
         .unwrap_or("<anonymous>");
     out.push_str("\n    at ");
     if function != "?" && !function.is_empty() {
-        let _ = write!(out, "{function} (");
+        out.push_str(function);
+        out.push_str(" (");
     }
     out.push_str(file);
     if let Some(line) = map.get("lineno").and_then(Json::as_u64) {
-        let _ = write!(out, ":{line}");
+        out.push(':');
+        push_u64(out, line);
         if let Some(column) = map.get("colno").and_then(Json::as_u64) {
-            let _ = write!(out, ":{column}");
+            out.push(':');
+            push_u64(out, column);
         }
     }
     if function != "?" && !function.is_empty() {

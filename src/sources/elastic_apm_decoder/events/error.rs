@@ -1,6 +1,7 @@
 //! Errors → `error` events with the stack rendered as text.
 
 use super::*;
+use crate::sources::json_tree::push_u64;
 
 /// The stack as text, one `    at function (url:line:column)` per frame,
 /// under the message, as browsers print it.
@@ -19,21 +20,40 @@ fn stack_text(message: Option<&str>, frames: &[Json<'_>]) -> Option<String> {
             .and_then(Json::as_str)
             .unwrap_or("<anonymous>");
         let function = field("function").and_then(Json::as_str).unwrap_or("");
-        let position = match (field("lineno"), field("colno")) {
-            (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
-            (Some(l), None) => format!("{file}:{l}"),
-            _ => file.to_owned(),
-        };
         if !out.is_empty() {
             out.push('\n');
         }
-        if function.is_empty() {
-            out.push_str(&format!("    at {position}"));
-        } else {
-            out.push_str(&format!("    at {function} ({position})"));
+        out.push_str("    at ");
+        if !function.is_empty() {
+            out.push_str(function);
+            out.push_str(" (");
+        }
+        out.push_str(file);
+        if let Some(line) = field("lineno") {
+            out.push(':');
+            push_json(&mut out, line);
+            if let Some(column) = field("colno") {
+                out.push(':');
+                push_json(&mut out, column);
+            }
+        }
+        if !function.is_empty() {
+            out.push(')');
         }
     }
     Some(out)
+}
+
+/// A line or column as JSON text: digits for the numbers agents send
+/// (written here, not through `fmt`), anything else as sent.
+fn push_json(out: &mut String, value: &Json<'_>) {
+    match value.as_u64() {
+        Some(n) => push_u64(out, n),
+        None => {
+            use std::fmt::Write;
+            let _ = write!(out, "{value}");
+        }
+    }
 }
 
 /// `TypeError` of `Uncaught TypeError: ...` (v3 agents do not send the
@@ -107,5 +127,51 @@ impl Builder<'_> {
         }
         keep_all(&mut extra, error);
         self.push(EventType::Error, fields, extra, tags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The frame as `format!` writes it, the way it was written before.
+    fn formatted(frame: &Value) -> String {
+        let field = |k: &str| frame.get(k);
+        let file = field("abs_path")
+            .or_else(|| field("filename"))
+            .and_then(Value::as_str)
+            .unwrap_or("<anonymous>");
+        let function = field("function").and_then(Value::as_str).unwrap_or("");
+        let position = match (field("lineno"), field("colno")) {
+            (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+            (Some(l), None) => format!("{file}:{l}"),
+            _ => file.to_owned(),
+        };
+        if function.is_empty() {
+            format!("    at {position}")
+        } else {
+            format!("    at {function} ({position})")
+        }
+    }
+
+    #[test]
+    fn frames_are_written_as_format_wrote_them() {
+        let frames = serde_json::json!([
+            {"abs_path": "https://a.example/app.js", "function": "render", "lineno": 26, "colno": 42},
+            {"filename": "app.js", "lineno": 0, "colno": 18446744073709551615u64},
+            {"function": "f", "lineno": "7", "colno": -1},
+            {"abs_path": "x.js", "lineno": 2.5},
+            {"abs_path": "y.js", "colno": 3},
+            {"lineno": null, "colno": {"a": 1}},
+            {}
+        ]);
+        for frame in frames.as_array().unwrap() {
+            let json = Json::from(frame.clone());
+            let expected = format!("m\n{}", formatted(frame));
+            assert_eq!(
+                stack_text(Some("m"), std::slice::from_ref(&json)).unwrap(),
+                expected
+            );
+        }
     }
 }
