@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::beacon_decoder::{body_text, Key, Limits, PairList};
+use super::beacon_decoder::{body_text, CountItems, Key, Limits, PairList, Skip};
 use super::json_tree::{Json, Obj, Plain};
 use crate::event::Event;
 use crate::privacy::ClientIpMode;
@@ -367,10 +367,10 @@ impl<'de> Visitor<'de> for Spelled<'_> {
                 v3::Inner::Object(keys) => (keys, false),
                 v3::Inner::Array(keys) => (keys, true),
                 v3::Inner::Breakdown(_) if self.parse.skip_breakdown => {
-                    let count = map.next_value_seed(Skip {
+                    let count = map.next_value_seed(CountItems(Skip {
                         limits,
                         depth: self.depth + 1,
-                    })?;
+                    }))?;
                     self.parse.skipped.set(self.parse.skipped.get() + count);
                     continue;
                 }
@@ -385,70 +385,6 @@ impl<'de> Visitor<'de> for Spelled<'_> {
             out.push(Cow::Borrowed(spelled.long), value);
         }
         Ok(Json::Object(Obj::parsed(out)))
-    }
-}
-
-/// A value checked against the limits and not kept; its size in
-/// metricsets: an array's length, else 1 (`null`: 0).
-struct Skip<'l> {
-    limits: &'l Limits,
-    depth: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for Skip<'_> {
-    type Value = usize;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Skip<'_> {
-    type Value = usize;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<usize, E> {
-        Ok(1)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<usize, E> {
-        Ok(1)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<usize, E> {
-        Ok(1)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<usize, E> {
-        Ok(1)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
-        self.limits.string(v.len())?;
-        Ok(1)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<usize, E> {
-        Ok(0)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
-        self.limits.container(self.depth)?;
-        let mut count = 0;
-        while seq
-            .next_element_seed(Skip {
-                limits: self.limits,
-                depth: self.depth + 1,
-            })?
-            .is_some()
-        {
-            count += 1;
-        }
-        Ok(count)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
-        self.limits.container(self.depth)?;
-        while map.next_key_seed(Key(self.limits))?.is_some() {
-            map.next_value_seed(Skip {
-                limits: self.limits,
-                depth: self.depth + 1,
-            })?;
-        }
-        Ok(1)
     }
 }
 

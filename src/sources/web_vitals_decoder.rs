@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::beacon_decoder::{body_text, Bounded, Key, Limits, PairList, Skip};
+use super::beacon_decoder::{body_text, Bounded, CountItems, Key, Limits, PairList, Skip};
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
@@ -477,7 +477,7 @@ impl<'de> Visitor<'de> for MetricSeed<'_> {
         let mut entries = 0;
         while let Some(key) = map.next_key_seed(Key(limits))? {
             if key == "entries" && self.parse.skip_entries {
-                entries = map.next_value_seed(CountEntries(Skip {
+                entries = map.next_value_seed(CountItems(Skip {
                     limits,
                     depth: self.depth + 1,
                 }))?;
@@ -499,57 +499,3 @@ impl<'de> Visitor<'de> for MetricSeed<'_> {
 
 #[cfg(test)]
 mod tests;
-
-/// A metric's `entries` skipped within the limits: how many it held (an
-/// array's length, another value 1, `null` none).
-struct CountEntries<'l>(Skip<'l>);
-
-impl<'de> DeserializeSeed<'de> for CountEntries<'_> {
-    type Value = usize;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for CountEntries<'_> {
-    type Value = usize;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<usize, E> {
-        self.0.visit_bool(v).map(|()| 1)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<usize, E> {
-        self.0.visit_i64(v).map(|()| 1)
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<usize, E> {
-        self.0.visit_u64(v).map(|()| 1)
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<usize, E> {
-        self.0.visit_f64(v).map(|()| 1)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
-        self.0.visit_str(v).map(|()| 1)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<usize, E> {
-        Ok(0)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
-        let Skip { limits, depth } = self.0;
-        limits.container(depth)?;
-        let mut count = 0;
-        while seq
-            .next_element_seed(Skip {
-                limits,
-                depth: depth + 1,
-            })?
-            .is_some()
-        {
-            count += 1;
-        }
-        Ok(count)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<usize, A::Error> {
-        self.0.visit_map(map).map(|()| 1)
-    }
-}

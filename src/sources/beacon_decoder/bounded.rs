@@ -111,6 +111,61 @@ impl<'de> Visitor<'de> for Key<'_> {
     }
 }
 
+/// A value checked against the limits and not kept, counted as items: an
+/// array's length, another value 1, `null` none (web-vitals' dropped
+/// `entries`, APM's skipped breakdown metricsets).
+pub(in crate::sources) struct CountItems<'l>(pub(in crate::sources) Skip<'l>);
+
+impl<'de> DeserializeSeed<'de> for CountItems<'_> {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CountItems<'_> {
+    type Value = usize;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<usize, E> {
+        self.0.visit_bool(v).map(|()| 1)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<usize, E> {
+        self.0.visit_i64(v).map(|()| 1)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<usize, E> {
+        self.0.visit_u64(v).map(|()| 1)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<usize, E> {
+        self.0.visit_f64(v).map(|()| 1)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
+        self.0.visit_str(v).map(|()| 1)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let Skip { limits, depth } = self.0;
+        limits.container(depth)?;
+        let mut count = 0;
+        while seq
+            .next_element_seed(Skip {
+                limits,
+                depth: depth + 1,
+            })?
+            .is_some()
+        {
+            count += 1;
+        }
+        Ok(count)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<usize, A::Error> {
+        self.0.visit_map(map).map(|()| 1)
+    }
+}
+
 /// An object's pairs as it is read, each key once: the last value of a
 /// repeated key wins at the key's first place, as a JSON object reads.
 /// Small objects are checked as each key arrives; a large one (a crafted
