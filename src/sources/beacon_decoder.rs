@@ -9,13 +9,13 @@ use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
 use http::HeaderName;
-use serde::de::DeserializeSeed;
 use serde_json::{Map, Value};
 
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
-use crate::sources::decode_error::{json_error, DecodeError};
+use crate::sources::decode_error::DecodeError;
+use crate::sources::json_scan::Scanner;
 
 mod bounded;
 #[cfg(test)]
@@ -26,7 +26,7 @@ mod wire;
 // helpers that lived here: code written against these paths keeps working.
 pub use crate::url_parts::{set_url_fields, url_fields};
 pub(in crate::sources) use bounded::{body_text, Bounded, CountItems, Key, Limits, PairList, Skip};
-use wire::{BeaconSeed, WireBeacon, WireEntry, WireEvents, APP_KEYS, SESSION_KEYS, VIEW_KEYS};
+use wire::{read_beacon, WireBeacon, WireEntry, WireEvents, APP_KEYS, SESSION_KEYS, VIEW_KEYS};
 
 /// Limits on what one beacon may contain.
 #[derive(Debug, Clone)]
@@ -104,16 +104,11 @@ pub fn decode(
     limits: &BeaconLimits,
 ) -> Result<Decoded, DecodeError> {
     let text = body_text(body, invalid)?;
-    let mut de = serde_json::Deserializer::from_str(text);
     let checks = Limits::new(limits.max_string_bytes, limits.max_depth);
-    let beacon = BeaconSeed(&checks)
-        .deserialize(&mut de)
-        .and_then(|b| de.end().map(|()| b))
-        .map_err(|e| {
-            checks
-                .error()
-                .unwrap_or_else(|| json_error(&e, limits.max_depth))
-        })?;
+    let mut scanner = Scanner::new(text, &checks);
+    let beacon = read_beacon(&mut scanner)
+        .and_then(|b| scanner.end().map(|()| b))
+        .map_err(|e| scanner.decode_error(e, limits.max_depth))?;
     let WireBeacon::Object(beacon) = beacon else {
         return Err(invalid("a beacon is a JSON object"));
     };

@@ -13,6 +13,7 @@ pub mod elastic_apm_rum;
 pub mod faro;
 pub mod faro_decoder;
 pub mod http_source;
+mod json_scan;
 mod json_tree;
 pub mod rum_beacon;
 pub mod web_vitals;

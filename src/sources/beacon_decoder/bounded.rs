@@ -313,15 +313,6 @@ impl<'l> Bounded<'l> {
         }
     }
 }
-impl<'l> Bounded<'l> {
-    pub(super) fn child_at(&self, depth: usize) -> Bounded<'l> {
-        Bounded {
-            limits: self.limits,
-            depth,
-        }
-    }
-}
-
 /// A value only checked against the limits, never built: what a decoder
 /// skips costs no allocation.
 pub(in crate::sources) struct Skip<'l> {
@@ -379,75 +370,6 @@ impl<'l> Skip<'l> {
             limits: self.limits,
             depth: self.depth + 1,
         }
-    }
-}
-
-/// An object of which only `keys` are kept (in that order; a repeated key:
-/// the last wins, as in a JSON object), the rest checked and skipped.
-/// `None` when the value is not an object (still checked).
-pub(in crate::sources) struct Known<'l, const N: usize> {
-    pub(in crate::sources) limits: &'l Limits,
-    pub(in crate::sources) depth: usize,
-    pub(in crate::sources) keys: &'static [&'static str; N],
-}
-
-impl<'de, const N: usize> DeserializeSeed<'de> for Known<'_, N> {
-    type Value = Option<[Option<Value>; N]>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, const N: usize> Visitor<'de> for Known<'_, N> {
-    type Value = Option<[Option<Value>; N]>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        self.limits.string(v.len())?;
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Skip {
-            limits: self.limits,
-            depth: self.depth,
-        }
-        .visit_seq(seq)?;
-        Ok(None)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        self.limits.container(self.depth)?;
-        let mut out: [Option<Value>; N] = std::array::from_fn(|_| None);
-        while let Some(key) = map.next_key_seed(Key(self.limits))? {
-            match self.keys.iter().position(|k| *k == key) {
-                Some(i) => {
-                    out[i] = Some(map.next_value_seed(Bounded {
-                        limits: self.limits,
-                        depth: self.depth + 1,
-                    })?)
-                }
-                None => map.next_value_seed(Skip {
-                    limits: self.limits,
-                    depth: self.depth + 1,
-                })?,
-            }
-        }
-        Ok(Some(out))
     }
 }
 

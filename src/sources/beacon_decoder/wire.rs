@@ -1,14 +1,13 @@
-//! The beacon format on the wire, deserialized in one pass: the top level
-//! keeps its known keys as small values and the events as key/value lists;
-//! everything else is checked, skipped and counted.
+//! The beacon format on the wire, read in one pass (`json_scan`): the top
+//! level keeps its known keys as small values and the events as key/value
+//! lists; everything else is checked, skipped and counted.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::bounded::{Bounded, Key, Known, Limits, PairList};
+use super::bounded::PairList;
+use crate::sources::json_scan::{Scan, Scanner};
 
 /// The top level of a beacon: known keys kept as small values, the events
 /// as key/value lists, everything else checked, skipped and counted.
@@ -45,80 +44,48 @@ pub(super) enum WireEntry<'de> {
     NotObject,
 }
 
-/// Visits any JSON value; only the expected kind is kept, anything else
-/// is reported as the `other` marker.
-macro_rules! other_kinds {
-    ($other:expr) => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            self.0.string(v.len())?;
-            Ok($other)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-    };
-}
-
 /// The beacon object itself (depth 1).
-pub(super) struct BeaconSeed<'l>(pub(super) &'l Limits);
-
-impl<'de> DeserializeSeed<'de> for BeaconSeed<'_> {
-    type Value = WireBeacon<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
+pub(super) fn read_beacon<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireBeacon<'de>> {
+    match sc.peek()? {
+        b'{' => {}
+        b'[' => {
+            // Not a beacon, but its elements are still within the limits.
+            sc.begin_array(1)?;
+            let mut first = true;
+            while sc.element(first)? {
+                first = false;
+                sc.skip(2)?;
+            }
+            return Ok(WireBeacon::NotObject);
+        }
+        _ => {
+            sc.skip(1)?;
+            return Ok(WireBeacon::NotObject);
+        }
     }
-}
-
-impl<'de> Visitor<'de> for BeaconSeed<'_> {
-    type Value = WireBeacon<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a beacon object")
-    }
-    other_kinds!(WireBeacon::NotObject);
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let inner = Bounded {
-            limits: self.0,
-            depth: 2,
-        };
-        while seq.next_element_seed(inner.child_at(2))?.is_some() {}
-        Ok(WireBeacon::NotObject)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let limits = self.0;
-        let value = || Bounded { limits, depth: 2 };
-        let mut out = WireObject::default();
-        while let Some(key) = map.next_key_seed(Key(limits))? {
-            // A repeated key: the last one wins, as in a JSON object.
-            match &*key {
-                "v" => out.v = Some(map.next_value_seed(value())?),
-                "sent_at" => out.sent_at = Some(map.next_value_seed(value())?),
-                "events" => out.events = Some(map.next_value_seed(EventsSeed(limits))?),
-                "app" => out.app = Some(map.next_value_seed(known(limits, &APP_KEYS))?),
-                "session" => out.session = Some(map.next_value_seed(known(limits, &SESSION_KEYS))?),
-                "view" => out.view = Some(map.next_value_seed(known(limits, &VIEW_KEYS))?),
-                "device" => out.device = Some(map.next_value_seed(known(limits, &DEVICE_KEYS))?),
-                "ua_hints" => out.ua_hints = Some(map.next_value_seed(value())?),
-                _ => {
-                    // Not kept, but still within the limits.
-                    map.next_value_seed(value())?;
-                    out.ignored_keys += 1;
-                }
+    sc.begin_object(1)?;
+    let mut out = WireObject::default();
+    let mut first = true;
+    while let Some(key) = sc.key(first)? {
+        first = false;
+        // A repeated key: the last one wins, as in a JSON object.
+        match &*key {
+            "v" => out.v = Some(sc.value(2)?),
+            "sent_at" => out.sent_at = Some(sc.value(2)?),
+            "events" => out.events = Some(read_events(sc)?),
+            "app" => out.app = Some(read_known(sc, 2, &APP_KEYS)?),
+            "session" => out.session = Some(read_known(sc, 2, &SESSION_KEYS)?),
+            "view" => out.view = Some(read_known(sc, 2, &VIEW_KEYS)?),
+            "device" => out.device = Some(read_known(sc, 2, &DEVICE_KEYS)?),
+            "ua_hints" => out.ua_hints = Some(sc.value(2)?),
+            _ => {
+                // Not kept, but still within the limits.
+                sc.skip(2)?;
+                out.ignored_keys += 1;
             }
         }
-        Ok(WireBeacon::Object(out))
     }
+    Ok(WireBeacon::Object(out))
 }
 
 /// The keys kept of the beacon's context objects (the rest is checked and
@@ -128,89 +95,61 @@ pub(super) const SESSION_KEYS: [&str; 1] = ["id"];
 pub(super) const VIEW_KEYS: [&str; 4] = ["url", "id", "title", "referrer"];
 pub(super) const DEVICE_KEYS: [&str; 3] = ["memory", "cores", "connection"];
 
-/// A context object at depth 2.
-fn known<'l, const N: usize>(limits: &'l Limits, keys: &'static [&'static str; N]) -> Known<'l, N> {
-    Known {
-        limits,
-        depth: 2,
-        keys,
+/// An object at `depth` of which only `keys` are kept (in that order; a
+/// repeated key: the last wins), the rest checked and skipped. `None` when
+/// the value is not an object (still checked).
+fn read_known<const N: usize>(
+    sc: &mut Scanner<'_, '_>,
+    depth: usize,
+    keys: &'static [&'static str; N],
+) -> Scan<Option<[Option<Value>; N]>> {
+    if sc.peek()? != b'{' {
+        sc.skip(depth)?;
+        return Ok(None);
     }
+    sc.begin_object(depth)?;
+    let mut out: [Option<Value>; N] = std::array::from_fn(|_| None);
+    let mut first = true;
+    while let Some(key) = sc.key(first)? {
+        first = false;
+        match keys.iter().position(|k| *k == key) {
+            Some(i) => out[i] = Some(sc.value(depth + 1)?),
+            None => sc.skip(depth + 1)?,
+        }
+    }
+    Ok(Some(out))
 }
 
 /// `events` (depth 2).
-struct EventsSeed<'l>(&'l Limits);
-
-impl<'de> DeserializeSeed<'de> for EventsSeed<'_> {
-    type Value = WireEvents<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
+fn read_events<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireEvents<'de>> {
+    if sc.peek()? != b'[' {
+        sc.skip(2)?;
+        return Ok(WireEvents::NotArray);
     }
-}
-
-impl<'de> Visitor<'de> for EventsSeed<'_> {
-    type Value = WireEvents<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of events")
+    sc.begin_array(2)?;
+    let mut entries = Vec::with_capacity(16);
+    let mut first = true;
+    while sc.element(first)? {
+        first = false;
+        entries.push(read_entry(sc)?);
     }
-    other_kinds!(WireEvents::NotArray);
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        self.0.container(2)?;
-        while map.next_key_seed(Key(self.0))?.is_some() {
-            map.next_value_seed(Bounded {
-                limits: self.0,
-                depth: 3,
-            })?;
-        }
-        Ok(WireEvents::NotArray)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        self.0.container(2)?;
-        let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(16).min(64));
-        while let Some(entry) = seq.next_element_seed(EntrySeed(self.0))? {
-            entries.push(entry);
-        }
-        let count = entries.len();
-        Ok(WireEvents::Array { entries, count })
-    }
+    let count = entries.len();
+    Ok(WireEvents::Array { entries, count })
 }
 
 /// One entry of `events` (depth 3); its values are at depth 4.
-struct EntrySeed<'l>(&'l Limits);
-
-impl<'de> DeserializeSeed<'de> for EntrySeed<'_> {
-    type Value = WireEntry<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
+fn read_entry<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireEntry<'de>> {
+    if sc.peek()? != b'{' {
+        sc.skip(3)?;
+        return Ok(WireEntry::NotObject);
     }
-}
-
-impl<'de> Visitor<'de> for EntrySeed<'_> {
-    type Value = WireEntry<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an event object")
+    sc.begin_object(3)?;
+    let mut pairs = PairList::with_capacity(12);
+    let mut first = true;
+    while let Some(key) = sc.key(first)? {
+        first = false;
+        let value = sc.value(4)?;
+        pairs.push(key, value);
     }
-    other_kinds!(WireEntry::NotObject);
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        self.0.container(3)?;
-        while seq
-            .next_element_seed(Bounded {
-                limits: self.0,
-                depth: 4,
-            })?
-            .is_some()
-        {}
-        Ok(WireEntry::NotObject)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        self.0.container(3)?;
-        let mut pairs = PairList::with_capacity(12);
-        while let Some(key) = map.next_key_seed(Key(self.0))? {
-            let value = map.next_value_seed(Bounded {
-                limits: self.0,
-                depth: 4,
-            })?;
-            pairs.push(key, value);
-        }
-        Ok(WireEntry::Object(pairs.finish()))
-    }
+    Ok(WireEntry::Object(pairs.finish()))
 }

@@ -1,0 +1,481 @@
+//! A JSON reader that the decoder drives token by token, within the body's
+//! limits: the beacon decoder's hot path. Through serde, every key and value
+//! of a beacon went through a seed, a visitor and `serde_json`'s general
+//! reader, and that cost more than the rest of the request. Here the decoder
+//! asks for what it expects next (`key`, `element`, `value`, `skip`) and
+//! strings borrow from the body.
+//!
+//! It reads exactly what `serde_json` reads, to the same values: a string
+//! with escapes and a number off the fast path are handed to `serde_json`
+//! itself, so rare shapes cost a little more and can never differ
+//! (`tests` compares the two on generated and hand-written bodies).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde_json::{Map, Number, Value};
+
+use super::beacon_decoder::Limits;
+use super::decode_error::{too_deep, DecodeError};
+
+/// Deeper than this is refused whatever the configured limit, as
+/// `serde_json`'s recursion limit did: the reader recurses per level.
+const MAX_NESTING: usize = 128;
+
+/// Why a body could not be read (boxed: every call returns a `Scan`, and
+/// a small error keeps the result in registers).
+#[derive(Debug)]
+pub(in crate::sources) struct ScanError(Box<Failure>);
+
+#[derive(Debug)]
+enum Failure {
+    /// Not JSON: what was wrong, and the byte offset.
+    Syntax(Cow<'static, str>, usize),
+    /// Nested deeper than `MAX_NESTING`.
+    TooDeep,
+    /// A limit of `Limits` (recorded there too).
+    Limit(String),
+}
+
+impl ScanError {
+    #[cold]
+    fn new(failure: Failure) -> Self {
+        ScanError(Box::new(failure))
+    }
+}
+
+impl fmt::Display for ScanError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match &*self.0 {
+            Failure::Syntax(what, at) => write!(f, "{what} at byte {at}"),
+            Failure::TooDeep => f.write_str("recursion limit exceeded"),
+            Failure::Limit(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for ScanError {}
+
+// `Limits` reports through `serde::de::Error`, as the serde-driven decoders need.
+impl serde::de::Error for ScanError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        ScanError::new(Failure::Limit(msg.to_string()))
+    }
+}
+
+pub(in crate::sources) type Scan<T> = Result<T, ScanError>;
+
+pub(in crate::sources) struct Scanner<'de, 'l> {
+    text: &'de str,
+    pos: usize,
+    pub(in crate::sources) limits: &'l Limits,
+}
+
+impl<'de, 'l> Scanner<'de, 'l> {
+    pub(in crate::sources) fn new(text: &'de str, limits: &'l Limits) -> Self {
+        Scanner {
+            text,
+            pos: 0,
+            limits,
+        }
+    }
+
+    /// The answer for a body that failed with `error`.
+    pub(in crate::sources) fn decode_error(
+        &self,
+        error: ScanError,
+        max_depth: usize,
+    ) -> DecodeError {
+        if let Some(broken) = self.limits.error() {
+            return broken;
+        }
+        match *error.0 {
+            Failure::TooDeep => too_deep(max_depth),
+            Failure::Syntax(what, at) => {
+                let before = &self.text.as_bytes()[..at.min(self.text.len())];
+                let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+                let column = 1 + before.iter().rev().take_while(|&&b| b != b'\n').count();
+                DecodeError::invalid(
+                    "invalid_json",
+                    format!("invalid JSON: {what} at line {line} column {column}"),
+                )
+            }
+            Failure::Limit(what) => DecodeError::invalid("invalid_json", what),
+        }
+    }
+
+    fn bytes(&self) -> &'de [u8] {
+        self.text.as_bytes()
+    }
+
+    #[cold]
+    fn syntax<T>(&self, what: &'static str) -> Scan<T> {
+        Err(ScanError::new(Failure::Syntax(
+            Cow::Borrowed(what),
+            self.pos,
+        )))
+    }
+
+    #[inline]
+    fn skip_whitespace(&mut self) {
+        let bytes = self.bytes();
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// The first byte of the next token.
+    #[inline]
+    pub(in crate::sources) fn peek(&mut self) -> Scan<u8> {
+        if let Some(&b) = self.bytes().get(self.pos) {
+            if b > b' ' {
+                return Ok(b);
+            }
+        }
+        self.skip_whitespace();
+        match self.bytes().get(self.pos) {
+            Some(&b) => Ok(b),
+            None => self.syntax("EOF while parsing a value"),
+        }
+    }
+
+    /// Nothing but whitespace is left.
+    pub(in crate::sources) fn end(&mut self) -> Scan<()> {
+        self.skip_whitespace();
+        if self.pos == self.text.len() {
+            Ok(())
+        } else {
+            self.syntax("trailing characters")
+        }
+    }
+
+    fn container(&self, depth: usize) -> Scan<()> {
+        if depth > MAX_NESTING {
+            return Err(ScanError::new(Failure::TooDeep));
+        }
+        self.limits.container(depth)
+    }
+
+    /// Past the `{` that `peek` showed; `depth` is the object's.
+    pub(in crate::sources) fn begin_object(&mut self, depth: usize) -> Scan<()> {
+        self.container(depth)?;
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// Past the `[` that `peek` showed; `depth` is the array's.
+    pub(in crate::sources) fn begin_array(&mut self, depth: usize) -> Scan<()> {
+        self.container(depth)?;
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// The next key of the object begun, measured, and past its `:`; `None`
+    /// past the closing `}`. `first` is whether no key was read yet.
+    #[inline]
+    pub(in crate::sources) fn key(&mut self, first: bool) -> Scan<Option<Cow<'de, str>>> {
+        let mut b = self.peek()?;
+        if b == b'}' {
+            self.pos += 1;
+            return Ok(None);
+        }
+        if !first {
+            if b != b',' {
+                return self.syntax("expected `,` or `}`");
+            }
+            self.pos += 1;
+            b = self.peek()?;
+        }
+        if b != b'"' {
+            return self.syntax("expected a string key");
+        }
+        let key = self.string()?;
+        self.limits.string::<ScanError>(key.len())?;
+        if self.peek()? != b':' {
+            return self.syntax("expected `:`");
+        }
+        self.pos += 1;
+        Ok(Some(key))
+    }
+
+    /// Whether another element of the array begun follows (then read it);
+    /// `false` past the closing `]`.
+    #[inline]
+    pub(in crate::sources) fn element(&mut self, first: bool) -> Scan<bool> {
+        let b = self.peek()?;
+        if b == b']' {
+            self.pos += 1;
+            return Ok(false);
+        }
+        if !first {
+            if b != b',' {
+                return self.syntax("expected `,` or `]`");
+            }
+            self.pos += 1;
+            if self.peek()? == b']' {
+                return self.syntax("trailing comma");
+            }
+        }
+        Ok(true)
+    }
+
+    /// The string `peek` showed (`"`), unescaped; borrowed unless it has escapes.
+    #[inline]
+    pub(in crate::sources) fn string(&mut self) -> Scan<Cow<'de, str>> {
+        let bytes = self.bytes();
+        let start = self.pos + 1;
+        let mut at = start;
+        loop {
+            // Eight bytes at a time to the first that ends the fast path.
+            while let Some(chunk) = bytes.get(at..at + 8) {
+                let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+                let stop = special_bytes(word);
+                if stop != 0 {
+                    at += (stop.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                at += 8;
+            }
+            match bytes.get(at) {
+                Some(b'"') => {
+                    self.pos = at + 1;
+                    // Both ends are ASCII quotes: char boundaries.
+                    return Ok(Cow::Borrowed(&self.text[start..at]));
+                }
+                Some(b'\\') => return self.escaped_string(at),
+                Some(&b) if b < 0x20 => {
+                    self.pos = at;
+                    return self.syntax(
+                        "control character (\\u0000-\\u001F) found while parsing a string",
+                    );
+                }
+                Some(_) => at += 1,
+                None => {
+                    self.pos = at;
+                    return self.syntax("EOF while parsing a string");
+                }
+            }
+        }
+    }
+
+    /// A string with escapes (found at `at`): its end is found here, and
+    /// `serde_json` unescapes it (surrogate pairs, lone surrogates refused).
+    #[cold]
+    fn escaped_string(&mut self, mut at: usize) -> Scan<Cow<'de, str>> {
+        let bytes = self.bytes();
+        let open = self.pos;
+        loop {
+            match bytes.get(at) {
+                Some(b'"') => break,
+                Some(b'\\') => at += 2,
+                Some(_) => at += 1,
+                None => {
+                    self.pos = bytes.len();
+                    return self.syntax("EOF while parsing a string");
+                }
+            }
+        }
+        let token = &self.text[open..=at];
+        match serde_json::from_str::<String>(token) {
+            Ok(s) => {
+                self.pos = at + 1;
+                Ok(Cow::Owned(s))
+            }
+            Err(e) => Err(ScanError::new(Failure::Syntax(
+                Cow::Owned(format!("{e} (in a string)")),
+                open,
+            ))),
+        }
+    }
+
+    /// The number that `peek` showed, as `serde_json` reads it: an integer
+    /// fits `u64`/`i64` or becomes an `f64`; `-0` is the float `-0.0`.
+    pub(in crate::sources) fn number(&mut self) -> Scan<Number> {
+        let bytes = self.bytes();
+        let start = self.pos;
+        let mut at = start;
+        let negative = bytes.get(at) == Some(&b'-');
+        at += usize::from(negative);
+        let mut significand: u64 = 0;
+        let mut digits = 0usize;
+        let int_start = at;
+        while let Some(&b @ b'0'..=b'9') = bytes.get(at) {
+            significand = significand
+                .wrapping_mul(10)
+                .wrapping_add(u64::from(b - b'0'));
+            digits += 1;
+            at += 1;
+        }
+        let int_digits = at - int_start;
+        if int_digits == 0 || (int_digits > 1 && bytes[int_start] == b'0') {
+            return self.slow_number(start);
+        }
+        let mut exponent: i32 = 0;
+        let mut float = false;
+        if bytes.get(at) == Some(&b'.') {
+            float = true;
+            at += 1;
+            let frac_start = at;
+            while let Some(&b @ b'0'..=b'9') = bytes.get(at) {
+                significand = significand
+                    .wrapping_mul(10)
+                    .wrapping_add(u64::from(b - b'0'));
+                digits += 1;
+                at += 1;
+            }
+            if at == frac_start {
+                return self.slow_number(start);
+            }
+            exponent = -((at - frac_start) as i32);
+        }
+        if let Some(b'e' | b'E' | b'+') = bytes.get(at) {
+            return self.slow_number(start);
+        }
+        // 19 digits always fit a u64; 15 always fit an f64's 53 bits.
+        if digits > 19 || (float && (digits > 15 || exponent < -22)) {
+            return self.slow_number(start);
+        }
+        self.pos = at;
+        if float {
+            // One exact operand and one rounding: what serde_json computes.
+            let f = significand as f64 / POW10[(-exponent) as usize];
+            let f = if negative { -f } else { f };
+            return Ok(Number::from_f64(f).unwrap_or_else(|| Number::from(0)));
+        }
+        if !negative {
+            return Ok(Number::from(significand));
+        }
+        if significand == 0 {
+            return Ok(Number::from_f64(-0.0).unwrap_or_else(|| Number::from(0)));
+        }
+        // At most 19 digits: within i64 once negated, except below i64::MIN.
+        match i64::try_from(significand) {
+            Ok(n) => Ok(Number::from(-n)),
+            Err(_) => self.slow_number(start),
+        }
+    }
+
+    /// A number off the fast path (exponents, long mantissas, malformed):
+    /// its extent found here, its value and errors `serde_json`'s.
+    #[cold]
+    fn slow_number(&mut self, start: usize) -> Scan<Number> {
+        let bytes = self.bytes();
+        let mut end = start;
+        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = bytes.get(end) {
+            end += 1;
+        }
+        match serde_json::from_str::<Number>(&self.text[start..end]) {
+            Ok(n) => {
+                self.pos = end;
+                Ok(n)
+            }
+            Err(e) => Err(ScanError::new(Failure::Syntax(
+                Cow::Owned(format!("{e} (in a number)")),
+                start,
+            ))),
+        }
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Scan<()> {
+        if self.bytes()[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            self.syntax("expected value")
+        }
+    }
+
+    /// Any value at `depth`, within the limits (objects at `depth` count
+    /// against `max_json_depth`), as a `serde_json::Value`.
+    pub(in crate::sources) fn value(&mut self, depth: usize) -> Scan<Value> {
+        Ok(match self.peek()? {
+            b'"' => {
+                let s = self.string()?;
+                self.limits.string::<ScanError>(s.len())?;
+                Value::String(s.into_owned())
+            }
+            b'-' | b'0'..=b'9' => Value::Number(self.number()?),
+            b'{' => {
+                self.begin_object(depth)?;
+                let mut map = Map::new();
+                let mut first = true;
+                while let Some(key) = self.key(first)? {
+                    first = false;
+                    let value = self.value(depth + 1)?;
+                    map.insert(key.into_owned(), value);
+                }
+                Value::Object(map)
+            }
+            b'[' => {
+                self.begin_array(depth)?;
+                let mut items = Vec::new();
+                let mut first = true;
+                while self.element(first)? {
+                    first = false;
+                    items.push(self.value(depth + 1)?);
+                }
+                Value::Array(items)
+            }
+            b't' => self.literal(b"true").map(|()| Value::Bool(true))?,
+            b'f' => self.literal(b"false").map(|()| Value::Bool(false))?,
+            b'n' => self.literal(b"null").map(|()| Value::Null)?,
+            _ => return self.syntax("expected value"),
+        })
+    }
+
+    /// Any value at `depth`, checked against the limits and not kept.
+    pub(in crate::sources) fn skip(&mut self, depth: usize) -> Scan<()> {
+        match self.peek()? {
+            b'"' => {
+                let s = self.string()?;
+                self.limits.string::<ScanError>(s.len())?;
+            }
+            b'-' | b'0'..=b'9' => {
+                self.number()?;
+            }
+            b'{' => {
+                self.begin_object(depth)?;
+                let mut first = true;
+                while self.key(first)?.is_some() {
+                    first = false;
+                    self.skip(depth + 1)?;
+                }
+            }
+            b'[' => {
+                self.begin_array(depth)?;
+                let mut first = true;
+                while self.element(first)? {
+                    first = false;
+                    self.skip(depth + 1)?;
+                }
+            }
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            _ => return self.syntax("expected value"),
+        }
+        Ok(())
+    }
+}
+
+/// The high bit set in each byte of `word` that is `"`, `\\` or a control
+/// character; the lowest one set is exact (bits above it may be spurious).
+#[inline]
+fn special_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_in = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let quote = zero_in(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_in(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    quote | backslash | control
+}
+
+/// Exact powers of ten for the fast float path (10^22 is the last exact f64).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,319 @@
+//! The scanner against `serde_json` on the same bytes: the same values
+//! (numbers to the bit), and an error exactly where `serde_json` has one.
+
+use super::*;
+
+/// `serde_json`'s reading, in a form that tells `-0.0` from `0` and
+/// `1.0` from `1`.
+fn reference(text: &str) -> Option<String> {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .map(|v| serde_json::to_string(&v).unwrap())
+}
+
+fn scanned(text: &str) -> Option<String> {
+    let limits = Limits::new(usize::MAX, 100_000);
+    let mut scanner = Scanner::new(text, &limits);
+    let value = scanner.value(1).and_then(|v| scanner.end().map(|()| v));
+    let skipped = {
+        let mut again = Scanner::new(text, &limits);
+        again.skip(1).and_then(|()| again.end()).is_ok()
+    };
+    assert_eq!(
+        value.is_ok(),
+        skipped,
+        "value and skip disagree on {text:?}"
+    );
+    value.ok().map(|v| serde_json::to_string(&v).unwrap())
+}
+
+fn same(text: &str) {
+    assert_eq!(scanned(text), reference(text), "on {text:?}");
+}
+
+#[test]
+fn hand_written_bodies_read_as_serde_json_reads_them() {
+    for text in [
+        "0",
+        "-0",
+        "-0.0",
+        "0.0",
+        "1",
+        "-1",
+        "01",
+        "-01",
+        "1.",
+        ".5",
+        "1.5e3",
+        "1E-3",
+        "1e+2",
+        "1e",
+        "1e400",
+        "-1e400",
+        "12345678901234567890",
+        "123456789012345678901234",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551615",
+        "18446744073709551616",
+        "0.1",
+        "0.3",
+        "123456789012345.6",
+        "1234567890123456.7",
+        "2.2250738585072014e-308",
+        "4.9e-324",
+        "1.7976931348623157e308",
+        "0.000000000000000000001",
+        "3.141592653589793238462643383279",
+        "96",
+        "1234.5",
+        "0.042",
+        "1-2",
+        "1+2",
+        "--1",
+        "-",
+        "[1,-2]",
+        "true",
+        "tru",
+        "nul",
+        "null ",
+        " \t\n\r{}",
+        "{}",
+        "[]",
+        "[1,]",
+        "[,1]",
+        "{\"a\":1,}",
+        "{,\"a\":1}",
+        "{\"a\" 1}",
+        "{\"a\":1 \"b\":2}",
+        "{\"a\":1,\"a\":2}",
+        "{1:2}",
+        "[1 2]",
+        "\"\\u00e9\\n\\\"\\\\\\/\"",
+        "\"\\ud83d\\ude00\"",
+        "\"\\ud83d\"",
+        "\"\\ude00\"",
+        "\"\\x\"",
+        "\"\\u12\"",
+        "\"tab\there\"",
+        "\"nul\u{0}\"",
+        "\"h\u{e9}llo \u{1F600}\"",
+        "\"unterminated",
+        "\"ends in a backslash\\",
+        "{\"a\":[1,{\"b\":null}],\"c\":\"d\"}",
+        "[1] x",
+        "\u{feff}{}",
+        "",
+        "   ",
+    ] {
+        same(text);
+    }
+}
+
+/// A random JSON text, valid unless `mutate` breaks it.
+struct Gen {
+    rng: fastrand::Rng,
+}
+
+impl Gen {
+    fn ws(&mut self, out: &mut String) {
+        for _ in 0..self.rng.usize(..3).saturating_sub(1) {
+            out.push([' ', '\n', '\t', '\r'][self.rng.usize(..4)]);
+        }
+    }
+
+    fn number(&mut self, out: &mut String) {
+        if self.rng.bool() {
+            out.push('-');
+        }
+        let int_digits = self.rng.usize(1..22);
+        if self.rng.u8(..8) == 0 {
+            out.push('0');
+        } else {
+            out.push(char::from(b'1' + self.rng.u8(..9)));
+            for _ in 1..int_digits {
+                out.push(char::from(b'0' + self.rng.u8(..10)));
+            }
+        }
+        if self.rng.bool() {
+            out.push('.');
+            for _ in 0..self.rng.usize(1..20) {
+                out.push(char::from(b'0' + self.rng.u8(..10)));
+            }
+        }
+        if self.rng.u8(..6) == 0 {
+            out.push(if self.rng.bool() { 'e' } else { 'E' });
+            match self.rng.u8(..3) {
+                0 => out.push('-'),
+                1 => out.push('+'),
+                _ => {}
+            }
+            for _ in 0..self.rng.usize(1..4) {
+                out.push(char::from(b'0' + self.rng.u8(..10)));
+            }
+        }
+    }
+
+    fn string(&mut self, out: &mut String) {
+        out.push('"');
+        for _ in 0..self.rng.usize(..40) {
+            match self.rng.u8(..40) {
+                0 => out.push_str("\\n"),
+                1 => out.push_str("\\\""),
+                2 => out.push_str("\\\\"),
+                3 => out.push_str("\\u00e9"),
+                4 => out.push_str("\\ud83d\\ude00"),
+                5 => out.push('\u{e9}'),
+                6 => out.push('\u{1F600}'),
+                7 => out.push_str("\\/"),
+                _ => out.push(char::from(b'a' + self.rng.u8(..26))),
+            }
+        }
+        out.push('"');
+    }
+
+    fn value(&mut self, out: &mut String, depth: usize) {
+        self.ws(out);
+        let pick = if depth > 6 {
+            self.rng.u8(..5)
+        } else {
+            self.rng.u8(..8)
+        };
+        match pick {
+            0 => self.number(out),
+            1 => self.string(out),
+            2 => out.push_str(["true", "false", "null"][self.rng.usize(..3)]),
+            3 | 4 => self.number(out),
+            5 => {
+                out.push('[');
+                for i in 0..self.rng.usize(..5) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    self.value(out, depth + 1);
+                }
+                self.ws(out);
+                out.push(']');
+            }
+            _ => {
+                out.push('{');
+                for i in 0..self.rng.usize(..5) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    self.ws(out);
+                    // Few distinct keys: repeats happen.
+                    out.push_str(
+                        ["\"a\"", "\"b\"", "\"type\"", "\"\\u0061\""][self.rng.usize(..4)],
+                    );
+                    self.ws(out);
+                    out.push(':');
+                    self.value(out, depth + 1);
+                }
+                self.ws(out);
+                out.push('}');
+            }
+        }
+        self.ws(out);
+    }
+
+    /// Breaks `text` in one place, at a char boundary.
+    fn mutate(&mut self, text: &str) -> String {
+        let bounds: Vec<usize> = (0..=text.len())
+            .filter(|&i| text.is_char_boundary(i))
+            .collect();
+        let at = bounds[self.rng.usize(..bounds.len())];
+        let (head, tail) = text.split_at(at);
+        let noise = [
+            "", "\"", "\\", ",", ":", "{", "}", "[", "]", "-", "0", ".", "e", " ", "\u{1}", "n",
+        ];
+        let insert = noise[self.rng.usize(..noise.len())];
+        match self.rng.u8(..3) {
+            0 => head.to_owned(),
+            1 => format!("{head}{insert}{tail}"),
+            _ => {
+                let skip = tail.chars().next().map_or(0, char::len_utf8);
+                format!("{head}{insert}{}", &tail[skip..])
+            }
+        }
+    }
+}
+
+#[test]
+fn generated_bodies_and_broken_ones_read_as_serde_json_reads_them() {
+    let mut gen = Gen {
+        rng: fastrand::Rng::with_seed(11),
+    };
+    let (mut valid, mut broken) = (0, 0);
+    for _ in 0..20_000 {
+        let mut text = String::new();
+        gen.value(&mut text, 1);
+        same(&text);
+        let bad = gen.mutate(&text);
+        if reference(&bad).is_none() {
+            broken += 1;
+        } else {
+            valid += 1;
+        }
+        same(&bad);
+    }
+    // The mutations do break bodies, and not all of them.
+    assert!(
+        broken > 5_000 && valid > 500,
+        "{broken} broken, {valid} still valid"
+    );
+}
+
+#[test]
+fn limits_and_nesting_are_enforced_while_reading() {
+    // Three levels of objects, two allowed.
+    let limits = Limits::new(4, 2);
+    let mut scanner = Scanner::new(r#"{"a":{"b":{"c":1}}}"#, &limits);
+    let error = scanner.value(1).unwrap_err();
+    assert_eq!(scanner.decode_error(error, 2).error_type, "too_deep");
+    let limits = Limits::new(4, 10);
+    let mut scanner = Scanner::new(r#"["abcd","abcde"]"#, &limits);
+    let error = scanner.skip(1).unwrap_err();
+    assert_eq!(
+        scanner.decode_error(error, 10).error_type,
+        "string_too_long"
+    );
+    // Past 128 levels the reader stops, whatever the configured limit.
+    let limits = Limits::new(64, 100_000);
+    let deep = "[".repeat(129) + &"]".repeat(129);
+    let mut scanner = Scanner::new(&deep, &limits);
+    let error = scanner.value(1).unwrap_err();
+    assert_eq!(scanner.decode_error(error, 100_000).error_type, "too_deep");
+    let ok = "[".repeat(128) + &"]".repeat(128);
+    assert!(Scanner::new(&ok, &limits).value(1).is_ok());
+}
+
+#[test]
+fn a_syntax_error_names_its_line_and_column() {
+    let limits = Limits::new(64, 10);
+    let mut scanner = Scanner::new("{\"a\":1,\n \"b\" 2}", &limits);
+    let error = scanner.value(1).unwrap_err();
+    let error = scanner.decode_error(error, 10);
+    assert_eq!(error.error_type, "invalid_json");
+    assert_eq!(
+        error.message,
+        "invalid JSON: expected `:` at line 2 column 6"
+    );
+}
+
+#[test]
+fn the_eight_byte_scan_stops_at_the_first_byte_a_string_cannot_hold() {
+    let mut rng = fastrand::Rng::with_seed(5);
+    let pool = [
+        b'a', b'"', b'\\', 0x00, 0x1f, 0x20, 0x7f, 0x80, 0xc3, 0xff, b'!', b'#', b']',
+    ];
+    for _ in 0..200_000 {
+        let bytes: [u8; 8] = std::array::from_fn(|_| pool[rng.usize(..pool.len())]);
+        let first = bytes
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+        let mask = special_bytes(u64::from_le_bytes(bytes));
+        let found = (mask != 0).then(|| (mask.trailing_zeros() / 8) as usize);
+        assert_eq!(found, first, "{bytes:?}");
+    }
+}
