@@ -241,7 +241,16 @@ async fn over_the_connection_cap_idle_connections_make_room_and_the_admin_port_a
     }
     // The 17th connection waits in the accept queue; probes and metrics on the
     // admin port do not.
-    let text = metrics_text(&format!("http://{admin}/metrics")).await;
+    // `connect` returns once the kernel queued the connection; the server
+    // takes it a moment later (longer on a loaded machine).
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = metrics_text(&format!("http://{admin}/metrics")).await;
+        if metric_in(&text, "http_connections", &[]) == 16.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(metric_in(&text, "http_connections", &[]), 16.0, "{text}");
     let admin_health = client()
         .get(format!("http://{admin}/health"))

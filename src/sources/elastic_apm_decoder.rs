@@ -20,7 +20,8 @@ use super::beacon_decoder::{body_text, CountItems, Key, Limits, PairList, Skip};
 use super::json_tree::{Json, Obj, Plain};
 use crate::event::Event;
 use crate::privacy::ClientIpMode;
-use crate::sources::decode_error::{json_error, DecodeError};
+use crate::sources::decode_error::DecodeError;
+use crate::sources::json_scan::{ScanDeserializer, Scanner};
 
 /// The intake API version, from the request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,20 +217,17 @@ fn parse_line<'de>(
         ApiVersion::V2 => v3::LINE_V2,
         ApiVersion::V3 => v3::LINE,
     };
-    let mut de = serde_json::Deserializer::from_str(line);
+    let mut scanner = Scanner::new(line, &parse.limits);
     let value = Spelled {
         parse: &parse,
         depth: 1,
         keys,
         elements: false,
     }
-    .deserialize(&mut de)
-    .and_then(|v| de.end().map(|()| v))
+    .deserialize(&mut ScanDeserializer::new(&mut scanner))
+    .and_then(|v| scanner.end().map(|()| v))
     .map_err(|e| {
-        let error = parse
-            .limits
-            .error()
-            .unwrap_or_else(|| json_error(&e, limits.max_depth));
+        let error = scanner.decode_error(e, limits.max_depth);
         fail(error.error_type, error.message)
     })?;
     let skipped = parse.skipped.get();

@@ -20,7 +20,8 @@ use super::json_tree::{Json, Obj, Plain};
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
-use crate::sources::decode_error::{json_error, DecodeError};
+use crate::sources::decode_error::DecodeError;
+use crate::sources::json_scan::{ScanDeserializer, Scanner};
 
 /// Faro's web-vitals measurement value keys → `rum.vital.name`.
 pub const VITALS: &[(&str, &str)] = &[
@@ -146,16 +147,15 @@ pub fn decode(
         max_items: limits.max_items,
         refused: RefCell::new(None),
     };
-    let mut de = serde_json::Deserializer::from_str(text);
+    let mut scanner = Scanner::new(text, &parse.limits);
     let wire = BodySeed(&parse)
-        .deserialize(&mut de)
-        .and_then(|w| de.end().map(|()| w))
+        .deserialize(&mut ScanDeserializer::new(&mut scanner))
+        .and_then(|w| scanner.end().map(|()| w))
         .map_err(|e| {
             parse
                 .refused
                 .take()
-                .or_else(|| parse.limits.error())
-                .unwrap_or_else(|| json_error(&e, limits.max_depth))
+                .unwrap_or_else(|| scanner.decode_error(e, limits.max_depth))
         })?;
 
     let dropped_spans = match wire.traces {

@@ -19,8 +19,9 @@ use super::beacon_decoder::Limits;
 use super::decode_error::{too_deep, DecodeError};
 
 /// Deeper than this is refused whatever the configured limit, as
-/// `serde_json`'s recursion limit did: the reader recurses per level.
-const MAX_NESTING: usize = 128;
+/// `serde_json`'s recursion limit did (it reads 127 levels): the reader
+/// recurses per level.
+const MAX_NESTING: usize = 127;
 
 /// Why a body could not be read (boxed: every call returns a `Scan`, and
 /// a small error keeps the result in registers).
@@ -331,13 +332,14 @@ impl<'de, 'l> Scanner<'de, 'l> {
         if let Some(b'e' | b'E' | b'+') = bytes.get(at) {
             return self.slow_number(start);
         }
-        // 19 digits always fit a u64; 15 always fit an f64's 53 bits.
-        if digits > 19 || (float && (digits > 15 || exponent < -22)) {
+        // 19 digits always fit a u64.
+        if digits > 19 {
             return self.slow_number(start);
         }
         self.pos = at;
         if float {
-            // One exact operand and one rounding: what serde_json computes.
+            // `serde_json`'s arithmetic exactly (without its `float_roundtrip`
+            // feature): the significand rounded to an f64, one division.
             let f = significand as f64 / POW10[(-exponent) as usize];
             let f = if negative { -f } else { f };
             return Ok(Number::from_f64(f).unwrap_or_else(|| Number::from(0)));
@@ -471,11 +473,15 @@ fn special_bytes(word: u64) -> u64 {
     quote | backslash | control
 }
 
-/// Exact powers of ten for the fast float path (10^22 is the last exact f64).
+/// Powers of ten for the fast float path, the same literals as `serde_json`'s
+/// table (a fraction has at most 19 digits there).
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
+mod deserializer;
 #[cfg(test)]
 mod tests;
+
+pub(in crate::sources) use deserializer::ScanDeserializer;

@@ -17,7 +17,8 @@ use super::beacon_decoder::{body_text, Bounded, CountItems, Key, Limits, PairLis
 use crate::event::{Context, Event, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
-use crate::sources::decode_error::{json_error, DecodeError};
+use crate::sources::decode_error::DecodeError;
+use crate::sources::json_scan::{ScanDeserializer, Scanner};
 use crate::url_parts::url_fields;
 
 /// `rum.sdk.name` of every event this decoder makes.
@@ -95,16 +96,15 @@ pub fn decode(
         skip_entries: !limits.keep_entries,
         dropped_entries: Cell::new(0),
     };
-    let mut de = serde_json::Deserializer::from_str(text);
+    let mut scanner = Scanner::new(text, &checks.limits);
     let metrics = BodySeed(&checks)
-        .deserialize(&mut de)
-        .and_then(|m| de.end().map(|()| m))
+        .deserialize(&mut ScanDeserializer::new(&mut scanner))
+        .and_then(|m| scanner.end().map(|()| m))
         .map_err(|e| {
             checks
                 .refused
                 .take()
-                .or_else(|| checks.limits.error())
-                .unwrap_or_else(|| json_error(&e, limits.max_depth))
+                .unwrap_or_else(|| scanner.decode_error(e, limits.max_depth))
         })?;
 
     // Checked before anything is built: a request is refused whole.

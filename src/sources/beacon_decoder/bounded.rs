@@ -188,7 +188,9 @@ impl<'de, V> PairList<'de, V> {
         }
     }
 
-    #[inline]
+    // Always: called once per key of every object, with a large value
+    // that a call would move through memory.
+    #[inline(always)]
     pub(in crate::sources) fn push(&mut self, key: Cow<'de, str>, value: V) {
         if self.pairs.len() < SCAN_PAIRS {
             if let Some(pair) = self.pairs.iter_mut().find(|(k, _)| *k == key) {

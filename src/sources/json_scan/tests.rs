@@ -24,7 +24,16 @@ fn scanned(text: &str) -> Option<String> {
         skipped,
         "value and skip disagree on {text:?}"
     );
-    value.ok().map(|v| serde_json::to_string(&v).unwrap())
+    let value = value.ok().map(|v| serde_json::to_string(&v).unwrap());
+    // The same through serde, as the seed-driven decoders read.
+    let mut again = Scanner::new(text, &limits);
+    let through_serde =
+        <Value as serde::Deserialize>::deserialize(&mut ScanDeserializer::new(&mut again))
+            .and_then(|v| again.end().map(|()| v))
+            .ok()
+            .map(|v| serde_json::to_string(&v).unwrap());
+    assert_eq!(through_serde, value, "through serde on {text:?}");
+    value
 }
 
 fn same(text: &str) {
@@ -66,6 +75,12 @@ fn hand_written_bodies_read_as_serde_json_reads_them() {
         "0.000000000000000000001",
         "3.141592653589793238462643383279",
         "96",
+        "1234.5999999046326",
+        "0.07389322916666666",
+        "9007199254740993.5",
+        "-9999999999999999.999",
+        "9999999999999999999.0",
+        "0.0000000000000000001",
         "1234.5",
         "0.042",
         "1-2",
@@ -278,13 +293,16 @@ fn limits_and_nesting_are_enforced_while_reading() {
         scanner.decode_error(error, 10).error_type,
         "string_too_long"
     );
-    // Past 128 levels the reader stops, whatever the configured limit.
+    // Past 127 levels the reader stops, whatever the configured limit, as
+    // serde_json's recursion limit does.
     let limits = Limits::new(64, 100_000);
-    let deep = "[".repeat(129) + &"]".repeat(129);
+    let deep = "[".repeat(128) + &"]".repeat(128);
+    assert!(reference(&deep).is_none());
     let mut scanner = Scanner::new(&deep, &limits);
     let error = scanner.value(1).unwrap_err();
     assert_eq!(scanner.decode_error(error, 100_000).error_type, "too_deep");
-    let ok = "[".repeat(128) + &"]".repeat(128);
+    let ok = "[".repeat(127) + &"]".repeat(127);
+    assert!(reference(&ok).is_some());
     assert!(Scanner::new(&ok, &limits).value(1).is_ok());
 }
 
