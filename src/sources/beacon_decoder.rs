@@ -141,8 +141,13 @@ pub fn decode(
     };
     let mut times = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
-        let WireEntry::Object(entry) = entry else {
-            return Err(invalid(format!("events[{i}] is not an object")));
+        let entry = match entry {
+            WireEntry::Slotted(slotted) => {
+                times.push(slotted.ts);
+                continue;
+            }
+            WireEntry::Object(entry) => entry,
+            WireEntry::NotObject => return Err(invalid(format!("events[{i}] is not an object"))),
         };
         match entry.iter().find(|(k, _)| k == "type") {
             Some((_, Value::String(_))) => {}
@@ -235,16 +240,17 @@ pub fn decode(
     let mut unknown_types = 0;
     let mut events = Vec::with_capacity(entries.len());
     for (seq, (entry, ts)) in entries.into_iter().zip(times).enumerate() {
-        let WireEntry::Object(entry) = entry else {
-            continue;
-        };
         let at = ts
             .map(|ts| {
                 ts.saturating_add(offset)
                     .clamp(earliest, facts.received_at_ms)
             })
             .unwrap_or(facts.received_at_ms);
-        let (event, unknown) = build_event(&context, at, ts, seq, entry)?;
+        let (event, unknown) = match entry {
+            WireEntry::Slotted(slotted) => build_slotted(&context, at, seq, slotted),
+            WireEntry::Object(entry) => build_event(&context, at, ts, seq, entry)?,
+            WireEntry::NotObject => continue,
+        };
         unknown_types += usize::from(unknown);
         events.push(event);
     }
@@ -501,6 +507,34 @@ fn build_event(
         fields,
     );
     Ok((event, unknown))
+}
+
+/// An event from an entry read straight into its slots (`wire::read_slots`).
+fn build_slotted(
+    context: &Arc<Context>,
+    timestamp_ms: i64,
+    seq: usize,
+    entry: wire::SlottedEntry,
+) -> (Event, bool) {
+    let ids = &*CONTEXT_IDS;
+    let mut fields = entry.fields;
+    // First: a `seq` the client sent is a slot read later, and wins.
+    fields.insert(
+        0,
+        (ids.seq, Some(FieldValue::Owned(Value::from(seq as u64)))),
+    );
+    let unknown = entry.original_type.is_some();
+    if let Some(original_type) = entry.original_type {
+        fields.push((ids.original_type, Some(original_type.into())));
+    }
+    let event = Event::from_parts(
+        context.clone(),
+        Some(timestamp_ms),
+        entry.ts,
+        entry.event_type,
+        fields,
+    );
+    (event, unknown)
 }
 
 /// `2026-11-21T10:39:30.175Z`

@@ -105,6 +105,16 @@ impl<'de, 'l> Scanner<'de, 'l> {
         }
     }
 
+    /// Where the reader is, for `rewind`.
+    pub(in crate::sources) fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Reads again from a `position` taken before.
+    pub(in crate::sources) fn rewind(&mut self, position: usize) {
+        self.pos = position;
+    }
+
     fn bytes(&self) -> &'de [u8] {
         self.text.as_bytes()
     }

@@ -260,3 +260,76 @@ fn an_event_of_many_keys_keeps_each_once_the_last_value_winning() {
     let extra = event.get("rum.extra").and_then(Value::as_object).unwrap();
     assert_eq!(extra.len(), 500);
 }
+
+/// A beacon's documents (or its refusal) as text, to compare two readings.
+fn outcome(body: &str) -> String {
+    match decode(body.as_bytes(), &facts(), &limits()) {
+        Ok(decoded) => {
+            let mut out = Vec::new();
+            for event in &decoded.events {
+                event.write_json(&mut out);
+                out.push(b'\n');
+            }
+            format!(
+                "{} unknown {}",
+                String::from_utf8(out).unwrap(),
+                decoded.unknown_types
+            )
+        }
+        Err(e) => format!("{} {:?} {}", e.error_type, e.kind, e.message),
+    }
+}
+
+#[test]
+fn entries_read_straight_into_slots_match_the_general_reading() {
+    // Each entry twice: `type` first takes the fast path (`wire::read_slots`),
+    // `type` last the general one; every document and refusal must agree.
+    let rest_of_entries = [
+        r#""ts": 1699999999000, "name": "LCP", "value": 1.5, "rating": "good""#,
+        r#""name": "LCP", "value": 1.5, "value": "x""#,
+        r#""name": "LCP", "value": "x", "value": 2"#,
+        r#""name": "LCP", "value": 2, "value": null"#,
+        r#""name": null, "value": 3, "rating": 7, "extra_key": {"a": [1, 2]}"#,
+        r#""odd": 1, "odd": null, "name": "CLS", "value": 0.1"#,
+        r#""odd": null, "odd": 2, "name": "CLS", "value": 0.1"#,
+        r#""ts": "soon", "name": "FCP", "value": 1"#,
+        r#""ts": null, "name": "FCP", "value": 1"#,
+        r#""ts": 1699999999000, "ts": 1699999998000, "name": "FCP", "value": 1"#,
+        r#""ts": -1e3, "name": "FCP", "value": 1"#,
+        r#""seq": 42, "name": "TTFB", "value": 80"#,
+        r#""view": {"id": "other", "url": "https://x.example/a?b=1"}, "name": "CLS", "value": 0.2"#,
+        r#""name": "INP", "value": 96, "type": "error""#,
+        r#""\u0074ype": "x", "name": "INP", "value": 96"#,
+        r#""message": "boom", "stack": "at a\nat b", "line": "oops""#,
+        "",
+    ];
+    let types = [
+        r#""web_vital""#,
+        r#""error""#,
+        r#""teleport""#,
+        "5",
+        "null",
+        r#""p\u00e1ge""#,
+    ];
+    for rest in rest_of_entries {
+        for ty in types {
+            let sep = if rest.is_empty() { "" } else { ", " };
+            let fast = format!(r#"{{"type": {ty}{sep}{rest}}}"#);
+            let general = format!(r#"{{{rest}{sep}"type": {ty}}}"#);
+            let body = |entry: &str| {
+                format!(
+                    r#"{{"v": 1, "sent_at": {NOW}, "view": {{"url": "https://shop.example/p"}}, "events": [{entry}, {entry}]}}"#
+                )
+            };
+            let (a, b) = (outcome(&body(&fast)), outcome(&body(&general)));
+            // A repeated `type` (also spelled with an escape): the last one
+            // wins, as if the first had not been sent.
+            if rest.contains(r#"ype""#) {
+                let last_type_only = format!("{{{rest}}}");
+                assert_eq!(a, outcome(&body(&last_type_only)), "\n{fast}");
+                continue;
+            }
+            assert_eq!(a, b, "\n{fast}\n{general}");
+        }
+    }
+}

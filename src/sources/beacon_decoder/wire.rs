@@ -4,10 +4,13 @@
 
 use std::borrow::Cow;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::bounded::PairList;
-use crate::sources::json_scan::{Scan, Scanner};
+use super::{payload_slots, CONTEXT_IDS};
+use crate::event::{FieldId, FieldValue};
+use crate::schema::EventType;
+use crate::sources::json_scan::{Scan, ScanError, Scanner};
 
 /// The top level of a beacon: known keys kept as small values, the events
 /// as key/value lists, everything else checked, skipped and counted.
@@ -40,8 +43,20 @@ pub(super) enum WireEvents<'de> {
 }
 
 pub(super) enum WireEntry<'de> {
+    /// Read straight into its event's slots (`read_slots`).
+    Slotted(SlottedEntry),
     Object(Vec<(Cow<'de, str>, Value)>),
     NotObject,
+}
+
+/// An entry whose keys went straight to their slots as they were read.
+pub(super) struct SlottedEntry {
+    pub(super) event_type: EventType,
+    /// The type sent, when it was not a known one (kept as `custom`).
+    pub(super) original_type: Option<String>,
+    pub(super) ts: Option<i64>,
+    /// The payload's slots, then `rum.extra` if any key had no slot.
+    pub(super) fields: Vec<(FieldId, Option<FieldValue>)>,
 }
 
 /// The beacon object itself (depth 1).
@@ -143,6 +158,13 @@ fn read_entry<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireEntry<'de>> {
         sc.skip(3)?;
         return Ok(WireEntry::NotObject);
     }
+    let start = sc.position();
+    sc.begin_object(3)?;
+    if let Some(slotted) = read_slots(sc)? {
+        return Ok(WireEntry::Slotted(slotted));
+    }
+    // Read again, as key/value pairs, from its `{`.
+    sc.rewind(start);
     sc.begin_object(3)?;
     let mut pairs = PairList::with_capacity(12);
     let mut first = true;
@@ -152,4 +174,83 @@ fn read_entry<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireEntry<'de>> {
         pairs.push(key, value);
     }
     Ok(WireEntry::Object(pairs.finish()))
+}
+
+/// The fast path of an entry, past its `{`: when `type` comes first (as
+/// every client sends it), each later key goes straight to its slot.
+/// `None` when the entry needs the general reading: `type` not first or not
+/// a string, a key sent twice (the last value wins, whichever path it
+/// takes), a `ts` that is not a number, or an own `view`. Nothing is
+/// refused here, so the general reading gives every answer it gave.
+fn read_slots(sc: &mut Scanner<'_, '_>) -> Scan<Option<SlottedEntry>> {
+    match sc.key(true)? {
+        Some(key) if key == "type" && sc.peek()? == b'"' => {}
+        _ => return Ok(None),
+    }
+    let type_name = sc.string()?;
+    sc.limits.string::<ScanError>(type_name.len())?;
+    let (event_type, original_type) = match EventType::from_beacon(&type_name) {
+        Some(t) => (t, None),
+        None => (
+            EventType::Custom,
+            Some(type_name.chars().take(64).collect::<String>()),
+        ),
+    };
+    let slots = payload_slots(event_type);
+    let mut fields = Vec::with_capacity(slots.len().min(12) + 5);
+    let mut taken: u64 = 0;
+    let mut others: Vec<Cow<'_, str>> = Vec::new();
+    let mut extra = Map::new();
+    let mut ts = None;
+    while let Some(key) = sc.key(false)? {
+        match &*key {
+            "type" | "view" => return Ok(None),
+            "ts" => {
+                if ts.is_some() || !matches!(sc.peek()?, b'-' | b'0'..=b'9') {
+                    return Ok(None);
+                }
+                let n = sc.number()?;
+                ts = Some(n.as_f64().unwrap_or(0.0) as i64);
+                continue;
+            }
+            _ => {}
+        }
+        let value = sc.value(4)?;
+        match slots.iter().position(|(k, _, _)| *k == key) {
+            Some(i) if i < 64 => {
+                if taken & (1 << i) != 0 {
+                    return Ok(None);
+                }
+                taken |= 1 << i;
+                let (_, id, ty) = slots[i];
+                if value.is_null() {
+                    continue;
+                }
+                if ty.accepts(&value) {
+                    fields.push((id, Some(FieldValue::Owned(value))));
+                } else {
+                    extra.insert(key.into_owned(), value);
+                }
+            }
+            Some(_) => return Ok(None),
+            None => {
+                if others.contains(&key) {
+                    return Ok(None);
+                }
+                if !value.is_null() {
+                    extra.insert(key.clone().into_owned(), value);
+                }
+                others.push(key);
+            }
+        }
+    }
+    if !extra.is_empty() {
+        fields.push((CONTEXT_IDS.extra, Some(Value::Object(extra).into())));
+    }
+    Ok(Some(SlottedEntry {
+        event_type,
+        original_type,
+        ts,
+        fields,
+    }))
 }
