@@ -136,7 +136,7 @@ impl<'de, 'l> Scanner<'de, 'l> {
     }
 
     /// The first byte of the next token.
-    #[inline]
+    #[inline(always)]
     pub(in crate::sources) fn peek(&mut self) -> Scan<u8> {
         if let Some(&b) = self.bytes().get(self.pos) {
             if b > b' ' {
@@ -231,7 +231,7 @@ impl<'de, 'l> Scanner<'de, 'l> {
     }
 
     /// The string `peek` showed (`"`), unescaped; borrowed unless it has escapes.
-    #[inline]
+    #[inline(always)]
     pub(in crate::sources) fn string(&mut self) -> Scan<Cow<'de, str>> {
         let bytes = self.bytes();
         let start = self.pos + 1;
