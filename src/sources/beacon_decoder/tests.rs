@@ -333,3 +333,20 @@ fn entries_read_straight_into_slots_match_the_general_reading() {
         }
     }
 }
+
+#[test]
+fn a_wide_entry_leaves_the_fast_path_and_repeats_past_its_check_still_resolve() {
+    // 40 keys without a slot (past the fast path's one-by-one check), one of
+    // them sent twice: the last value wins, as in the general reading.
+    let mut keys: Vec<String> = (0..40).map(|i| format!(r#""k{i}": {i}"#)).collect();
+    keys.push(r#""k3": "last""#.to_owned());
+    let keys = keys.join(", ");
+    let fast = format!(r#"{{"type": "web_vital", {keys}}}"#);
+    let general = format!(r#"{{{keys}, "type": "web_vital"}}"#);
+    let body = |entry: &str| format!(r#"{{"v": 1, "events": [{entry}]}}"#);
+    assert_eq!(outcome(&body(&fast)), outcome(&body(&general)));
+    let decoded = decode(body(&fast).as_bytes(), &facts(), &limits()).unwrap();
+    let event = &decoded.events[0];
+    assert_eq!(event.get("rum.extra.k3"), Some(&json!("last")));
+    assert_eq!(event.get("rum.extra.k39"), Some(&json!(39)));
+}

@@ -176,6 +176,9 @@ fn read_entry<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireEntry<'de>> {
     Ok(WireEntry::Object(pairs.finish()))
 }
 
+/// Keys without a slot that the fast path checks for repeats one by one.
+const MAX_OTHER_KEYS: usize = 32;
+
 /// The fast path of an entry, past its `{`: when `type` comes first (as
 /// every client sends it), each later key goes straight to its slot.
 /// `None` when the entry needs the general reading: `type` not first or not
@@ -234,7 +237,10 @@ fn read_slots(sc: &mut Scanner<'_, '_>) -> Scan<Option<SlottedEntry>> {
             }
             Some(_) => return Ok(None),
             None => {
-                if others.contains(&key) {
+                // Keys without a slot are few in what clients send; a crafted
+                // entry of thousands would make this check quadratic, and
+                // the general reading finds repeats by sorting.
+                if others.len() >= MAX_OTHER_KEYS || others.contains(&key) {
                     return Ok(None);
                 }
                 if !value.is_null() {

@@ -11,6 +11,13 @@ use serde::forward_to_deserialize_any;
 use super::{Failure, ScanError, Scanner, MAX_NESTING};
 
 /// Deserializes from a scanner; `nesting` counts the open containers.
+///
+/// Made for the decoders' seeds, which read any value (`deserialize_any`,
+/// string keys) and each object or array to its end; it is no full stand-in
+/// for `serde_json`'s: every `deserialize_*` is `deserialize_any` (so an
+/// `Option` or an enum is not read as `serde_json` reads it), a visitor that
+/// stops before the closing bracket is an error even at the last element,
+/// and map keys are never read as numbers.
 pub(in crate::sources) struct ScanDeserializer<'s, 'de, 'l> {
     scanner: &'s mut Scanner<'de, 'l>,
     nesting: usize,
