@@ -58,6 +58,12 @@ fi
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BIN=${RUM_BIN:-$TARGET_DIR/release/rum-pipeline}
 BARE=$TARGET_DIR/release/examples/bare_warp
+# A binary older than the sources is measured as it is, with a warning: a
+# stale ./target binary, with CARGO_TARGET_DIR unset, once passed for a new one.
+[ -x "$BIN" ] || { echo "no binary at $BIN (build it, or set CARGO_TARGET_DIR / RUM_BIN)" >&2; exit 1; }
+if [ -z "${RUM_BIN:-}" ] && [ -n "$(find src Cargo.toml -newer "$BIN" -print -quit 2>/dev/null)" ]; then
+  echo "warning: $BIN is older than the sources: its figures are not those of this tree" >&2
+fi
 OUT=$(mktemp -d)
 mkdir -p bench/results
 RESULTS=bench/results/run-$(date -u +%Y%m%dT%H%M%SZ).txt
