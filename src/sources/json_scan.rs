@@ -185,19 +185,10 @@ impl<'de, 'l> Scanner<'de, 'l> {
     /// past the closing `}`. `first` is whether no key was read yet.
     #[inline]
     pub(in crate::sources) fn key(&mut self, first: bool) -> Scan<Option<Cow<'de, str>>> {
-        let mut b = self.peek()?;
-        if b == b'}' {
-            self.pos += 1;
+        if !self.next_entry(first, b'}')? {
             return Ok(None);
         }
-        if !first {
-            if b != b',' {
-                return self.syntax("expected `,` or `}`");
-            }
-            self.pos += 1;
-            b = self.peek()?;
-        }
-        if b != b'"' {
+        if self.peek()? != b'"' {
             return self.syntax("expected a string key");
         }
         let key = self.string()?;
@@ -213,17 +204,24 @@ impl<'de, 'l> Scanner<'de, 'l> {
     /// `false` past the closing `]`.
     #[inline]
     pub(in crate::sources) fn element(&mut self, first: bool) -> Scan<bool> {
+        self.next_entry(first, b']')
+    }
+
+    /// Past the comma before a container's next entry; `false` past its
+    /// closing bracket `close` instead.
+    #[inline(always)]
+    fn next_entry(&mut self, first: bool, close: u8) -> Scan<bool> {
         let b = self.peek()?;
-        if b == b']' {
+        if b == close {
             self.pos += 1;
             return Ok(false);
         }
         if !first {
             if b != b',' {
-                return self.syntax("expected `,` or `]`");
+                return self.syntax("expected `,` or the container's end");
             }
             self.pos += 1;
-            if self.peek()? == b']' {
+            if self.peek()? == close {
                 return self.syntax("trailing comma");
             }
         }
@@ -310,13 +308,7 @@ impl<'de, 'l> Scanner<'de, 'l> {
         let mut significand: u64 = 0;
         let mut digits = 0usize;
         let int_start = at;
-        while let Some(&b @ b'0'..=b'9') = bytes.get(at) {
-            significand = significand
-                .wrapping_mul(10)
-                .wrapping_add(u64::from(b - b'0'));
-            digits += 1;
-            at += 1;
-        }
+        read_digits(bytes, &mut at, &mut significand, &mut digits);
         let int_digits = at - int_start;
         if int_digits == 0 || (int_digits > 1 && bytes[int_start] == b'0') {
             return self.slow_number(start);
@@ -327,13 +319,7 @@ impl<'de, 'l> Scanner<'de, 'l> {
             float = true;
             at += 1;
             let frac_start = at;
-            while let Some(&b @ b'0'..=b'9') = bytes.get(at) {
-                significand = significand
-                    .wrapping_mul(10)
-                    .wrapping_add(u64::from(b - b'0'));
-                digits += 1;
-                at += 1;
-            }
+            read_digits(bytes, &mut at, &mut significand, &mut digits);
             if at == frac_start {
                 return self.slow_number(start);
             }
@@ -467,6 +453,20 @@ impl<'de, 'l> Scanner<'de, 'l> {
             _ => return self.syntax("expected value"),
         }
         Ok(())
+    }
+}
+
+/// The digits at `at` onto `significand` (wrapping: past 19 digits the
+/// caller does not use it). Eight at a time was tried: most numbers are
+/// shorter, and the failed eight-byte checks cost more than they saved.
+#[inline(always)]
+fn read_digits(bytes: &[u8], at: &mut usize, significand: &mut u64, digits: &mut usize) {
+    while let Some(&b @ b'0'..=b'9') = bytes.get(*at) {
+        *significand = significand
+            .wrapping_mul(10)
+            .wrapping_add(u64::from(b - b'0'));
+        *digits += 1;
+        *at += 1;
     }
 }
 
