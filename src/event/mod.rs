@@ -46,6 +46,30 @@ fn type_values(ty: EventType) -> &'static (Value, Value) {
     &TYPE_NAMES[i]
 }
 
+/// The context's fields with an event's own laid over them: both lists are
+/// sorted by id, so one merge does it (setting them one by one inserted
+/// into the middle of a growing list, once per field of every beacon that
+/// a transform edits through the event API). An own value wins; `None`
+/// removes the field.
+fn laid_over(
+    base: Vec<(FieldId, FieldValue)>,
+    own: Vec<(FieldId, Option<FieldValue>)>,
+) -> Vec<(FieldId, FieldValue)> {
+    let mut out = Vec::with_capacity(base.len() + own.len());
+    let mut base = base.into_iter().peekable();
+    for (id, value) in own {
+        while let Some(field) = base.next_if(|(kept, _)| *kept < id) {
+            out.push(field);
+        }
+        base.next_if(|(kept, _)| *kept == id);
+        if let Some(value) = value {
+            out.push((id, value.shared()));
+        }
+    }
+    out.extend(base);
+    out
+}
+
 /// The part of an event that is its own.
 #[derive(Debug, Clone, Default)]
 struct Own {
@@ -378,13 +402,10 @@ impl Event {
     pub fn hoist_into_context(&mut self) {
         let mut context = (*self.context).clone();
         let own = std::mem::take(self.own_mut());
-        for (id, value) in own.fields {
-            match value {
-                Some(value) => context.set(id, value),
-                None => {
-                    context.remove_id(id);
-                }
-            }
+        if !own.fields.is_empty() {
+            let base = std::mem::take(&mut context.fields);
+            context.fields = laid_over(base, own.fields);
+            context.rendered.clear();
         }
         for (name, value) in own.labels {
             match value {

@@ -166,3 +166,48 @@ fn from_parts_keeps_the_last_value_pushed_for_a_slot() {
     );
     assert_eq!(removed.get_own_id(id), Some(None));
 }
+
+#[test]
+fn own_fields_laid_over_a_context_match_setting_them_one_by_one() {
+    let mut rng = fastrand::Rng::with_seed(3);
+    for _ in 0..2_000 {
+        let ids = |rng: &mut fastrand::Rng| {
+            let mut ids: Vec<u16> = (0..rng.usize(0..12)).map(|_| rng.u16(0..24)).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        let base: Vec<(FieldId, FieldValue)> = ids(&mut rng)
+            .into_iter()
+            .map(|i| {
+                (
+                    FieldId(i),
+                    FieldValue::from(Value::from(format!("base {i}"))),
+                )
+            })
+            .collect();
+        let own: Vec<(FieldId, Option<FieldValue>)> = ids(&mut rng)
+            .into_iter()
+            .map(|i| {
+                let value = rng
+                    .bool()
+                    .then(|| FieldValue::from(Value::from(u64::from(i))));
+                (FieldId(i), value)
+            })
+            .collect();
+        let mut expected = Context::new();
+        for (id, value) in &base {
+            expected.set(*id, value.clone());
+        }
+        for (id, value) in &own {
+            match value {
+                Some(value) => expected.set(*id, value.clone()),
+                None => {
+                    expected.remove_id(*id);
+                }
+            }
+        }
+        let got = laid_over(base, own);
+        assert_eq!(got, expected.fields);
+    }
+}
