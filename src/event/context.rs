@@ -75,6 +75,33 @@ pub struct Context {
     /// URL, title, User-Agent, geo... and escape them once, not per event.
     /// Any edit of `fields` empties it.
     pub(super) rendered: write::RenderedValues,
+    /// `byte_size`, once asked: every buffer a beacon's events pass counts
+    /// them, and a context is shared by all of them. Any edit empties it.
+    pub(super) size: SizeCache,
+}
+
+/// A context's `byte_size`, computed once (copies start empty).
+#[derive(Debug, Default)]
+pub(super) struct SizeCache(std::sync::OnceLock<usize>);
+
+impl SizeCache {
+    pub(super) fn clear(&mut self) {
+        self.0.take();
+    }
+}
+
+impl Clone for SizeCache {
+    /// A copy is about to be edited: it counts afresh.
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for SizeCache {
+    /// A cache: never part of what a context is.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Bytes a JSON value keeps on the heap, roughly (for buffer budgets).
@@ -132,13 +159,13 @@ impl Context {
     }
 
     pub fn set(&mut self, id: FieldId, value: impl Into<FieldValue>) {
-        self.rendered.clear();
+        self.edited();
         put(&mut self.fields, id, value.into().shared());
     }
 
     pub fn remove_id(&mut self, id: FieldId) -> Option<FieldValue> {
         let i = self.fields.binary_search_by_key(&id, |(k, _)| *k).ok()?;
-        self.rendered.clear();
+        self.edited();
         Some(self.fields.remove(i).1)
     }
 
@@ -147,14 +174,25 @@ impl Context {
     }
 
     pub fn set_label(&mut self, name: Arc<str>, value: FieldValue) {
+        self.size.clear();
         match self.labels.binary_search_by(|(k, _)| (**k).cmp(&*name)) {
             Ok(i) => self.labels[i].1 = value,
             Err(i) => self.labels.insert(i, (name, value)),
         }
     }
 
+    /// Its fields or labels are about to change: the caches go.
+    pub(super) fn edited(&mut self) {
+        self.rendered.clear();
+        self.size.clear();
+    }
+
     /// Heap bytes this context holds (its own values, not shared ones).
     pub fn byte_size(&self) -> usize {
+        *self.size.0.get_or_init(|| self.count_bytes())
+    }
+
+    pub(super) fn count_bytes(&self) -> usize {
         96 + self
             .fields
             .iter()

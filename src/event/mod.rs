@@ -405,12 +405,15 @@ impl Event {
         if !own.fields.is_empty() {
             let base = std::mem::take(&mut context.fields);
             context.fields = laid_over(base, own.fields);
-            context.rendered.clear();
+            context.edited();
         }
         for (name, value) in own.labels {
             match value {
                 Some(value) => context.set_label(name, value),
-                None => context.labels.retain(|(k, _)| *k != name),
+                None => {
+                    context.size.clear();
+                    context.labels.retain(|(k, _)| *k != name);
+                }
             }
         }
         self.own_mut().timestamp_ms = own.timestamp_ms;
@@ -441,6 +444,7 @@ impl Event {
             fields: Vec::new(),
             labels: Vec::new(),
             rendered: Default::default(),
+            size: Default::default(),
         };
         Event {
             context: Arc::new(base),

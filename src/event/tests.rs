@@ -211,3 +211,28 @@ fn own_fields_laid_over_a_context_match_setting_them_one_by_one() {
         assert_eq!(got, expected.fields);
     }
 }
+
+#[test]
+fn a_contexts_byte_size_follows_every_edit() {
+    let mut context = Context::new();
+    let fresh = |c: &Context| c.count_bytes();
+    assert_eq!(context.byte_size(), fresh(&context));
+    context.set(FieldId::of("url.full"), "https://shop.example/a");
+    assert_eq!(context.byte_size(), fresh(&context));
+    context.set(
+        FieldId::of("url.full"),
+        "https://shop.example/a-much-longer-path",
+    );
+    assert_eq!(context.byte_size(), fresh(&context));
+    context.set_label(Arc::from("team"), FieldValue::from("web"));
+    assert_eq!(context.byte_size(), fresh(&context));
+    context.remove_id(FieldId::of("url.full"));
+    assert_eq!(context.byte_size(), fresh(&context));
+    // Through the event API, as transforms edit a beacon's context.
+    let mut event = Event::editing(&context);
+    event.insert("service.name", "shop");
+    event.set_label(Arc::from("site"), FieldValue::from("blog"));
+    let edited = event.into_context();
+    assert_eq!(edited.byte_size(), fresh(&edited));
+    assert!(edited.byte_size() != context.byte_size());
+}
