@@ -37,6 +37,10 @@ var w = window,
   flushSoon,
   uaHints,
   pageViewSent,
+  // INP as web-vitals last measured it, held until the page is hidden, and
+  // the last INP sent (its delta is counted from that one).
+  inp,
+  inpSent,
   // start() has run: session known, sampling decided, observers registered.
   started,
   // Per view: resources, long tasks and distinct errors sent, and the errors by key.
@@ -197,6 +201,29 @@ function vital(metric) {
   );
 }
 
+/**
+ * INP is asked for on every change, held, and sent by us when the page is
+ * hidden. web-vitals measures interactions in idle callbacks, and when the
+ * page is left before they have run (a busy or slow page) its own hidden-time
+ * report comes first and sees no interaction; the values learnt a moment
+ * later, one per pending callback, would never be reported. Those callbacks
+ * are window capture listeners of the same visibilitychange as our document
+ * listener, so they have all run when hidden() sends the last value. A value
+ * learnt later while hidden goes out on a timer.
+ */
+function onInp(metric) {
+  inp = metric;
+  if (d.visibilityState == 'hidden') setTimeout(guard(sendInp));
+}
+
+function sendInp() {
+  if (!inp) return;
+  var same = inpSent && inpSent.id == inp.id;
+  if (!same || inp.value != inpSent.value) vital({ ...inp, delta: inp.value - (same ? inpSent.value : 0) });
+  inpSent = { id: inp.id, value: inp.value };
+  inp = 0;
+}
+
 function resource(r) {
   var transfer = r.transferSize;
   // Our own script is a resource like any other; our beacons are not.
@@ -336,6 +363,7 @@ function wrapHistory() {
 function hidden() {
   start();
   pageView();
+  sendInp();
   flush();
 }
 
@@ -369,7 +397,8 @@ function start() {
     // Resolves with the low-entropy hints too, all under the beacon's names.
     uad.getHighEntropyValues(['platformVersion', 'model', 'fullVersionList']).then((h) => (uaHints = h), () => {});
   }
-  [onLCP, onCLS, onINP, onFCP, onTTFB].forEach((report) => guard(report)(guard(vital)));
+  [onLCP, onCLS, onFCP, onTTFB].forEach((report) => guard(report)(guard(vital)));
+  guard(onINP)(guard(onInp), { reportAllChanges: true });
   observe('resource', resource);
   observe(PerformanceObserver.supportedEntryTypes.includes('long-animation-frame') ? 'long-animation-frame' : 'longtask', longTask);
 }
