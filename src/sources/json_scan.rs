@@ -495,3 +495,5 @@ mod deserializer;
 mod tests;
 
 pub(in crate::sources) use deserializer::ScanDeserializer;
+#[cfg(test)]
+pub(in crate::sources) use deserializer::SKIP_DEPTH;

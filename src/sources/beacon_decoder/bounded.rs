@@ -324,8 +324,12 @@ pub(in crate::sources) struct Skip<'l> {
 
 impl<'de> DeserializeSeed<'de> for Skip<'_> {
     type Value = ();
+    /// As `ignored_any`: the scanner's deserializer skips the value itself,
+    /// against the same limits at the same depth, without a visit per token.
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
+        #[cfg(test)]
+        crate::sources::json_scan::SKIP_DEPTH.with(|c| c.set(Some(self.depth)));
+        d.deserialize_ignored_any(self)
     }
 }
 

@@ -100,11 +100,34 @@ impl<'de> de::Deserializer<'de> for &mut ScanDeserializer<'_, 'de, '_> {
         }
     }
 
+    /// The value skipped by the scanner alone, against its limits, as a
+    /// container at the depth one past the open ones (what a `Skip` seed
+    /// checks, through no visitor calls), then `visit_unit`.
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ScanError> {
+        #[cfg(test)]
+        SKIP_DEPTH.with(|d| {
+            if let Some(depth) = d.take() {
+                assert_eq!(
+                    depth,
+                    self.nesting + 1,
+                    "a Skip seed's depth disagrees with the nesting"
+                );
+            }
+        });
+        self.scanner.skip(self.nesting + 1)?;
+        visitor.visit_unit()
+    }
+
     forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
         bytes byte_buf option unit unit_struct newtype_struct seq tuple
-        tuple_struct map struct enum identifier ignored_any
+        tuple_struct map struct enum identifier
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    pub(in crate::sources) static SKIP_DEPTH: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
 impl ScanDeserializer<'_, '_, '_> {
