@@ -129,6 +129,16 @@ impl FieldId {
         REGISTRY.by_path.get(path).copied()
     }
 
+    /// How many slot ids there are: `index` is below it.
+    pub fn count() -> usize {
+        REGISTRY.slots.len()
+    }
+
+    /// The id as an index, for tables by slot.
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
     pub fn info(self) -> &'static SlotInfo {
         &REGISTRY.slots[self.0 as usize]
     }

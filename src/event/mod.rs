@@ -219,6 +219,15 @@ impl Event {
         }
     }
 
+    /// The slots the event holds a value of its own in, in id order.
+    pub fn own_ids(&self) -> impl Iterator<Item = FieldId> + '_ {
+        self.own
+            .fields
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(id, _)| *id)
+    }
+
     /// The event's own value of a slot (`Some(None)`: removed for this event).
     pub fn get_own_id(&self, id: FieldId) -> Option<Option<&Value>> {
         find(&self.own.fields, &id).map(|v| v.as_deref())

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{Batch, Context, Event, FieldPath};
+use crate::event::{Batch, Context, Event, FieldId, FieldPath};
 use crate::schema;
 use crate::telemetry::Counter;
 use crate::url_parts::set_url_fields;
@@ -221,9 +221,12 @@ impl ScrubUrlConfig {
                 })
                 .collect()
         };
+        let fields = compiled(&self.fields);
+        let text_fields = compiled(&self.text_fields);
         Ok(ScrubUrl {
-            fields: compiled(&self.fields),
-            text_fields: compiled(&self.text_fields),
+            watch: Watch::new(fields.iter().chain(&text_fields)),
+            fields,
+            text_fields,
             scrubber: UrlScrubber {
                 params: self
                     .params
@@ -255,6 +258,8 @@ impl ScrubUrlConfig {
 pub struct ScrubUrl {
     fields: Vec<ScrubField>,
     text_fields: Vec<ScrubField>,
+    /// Which of `fields` and `text_fields` an event holds.
+    watch: Watch,
     scrubber: UrlScrubber,
     /// `None` when `path_template = false`.
     templates: Option<PathTemplate>,
@@ -349,6 +354,57 @@ impl ScrubField {
     }
 }
 
+/// Which configured fields (`fields`, then `text_fields`, by index) an event
+/// holds as its own, found in one walk over its own slots: an event holds
+/// one or two of the eight default fields, and a search per configured field
+/// cost more than scrubbing the ones it holds.
+struct Watch {
+    /// Per slot id, the bits of the fields in that slot (or below it).
+    /// Empty with more than 64 fields: then every field is looked up.
+    by_slot: Vec<u64>,
+    /// Fields looked up on every event: labels.
+    always: u64,
+}
+
+impl Watch {
+    fn new<'f>(fields: impl Iterator<Item = &'f ScrubField>) -> Watch {
+        let mut watch = Watch {
+            by_slot: vec![0; FieldId::count()],
+            always: 0,
+        };
+        for (i, field) in fields.enumerate() {
+            if i >= 64 {
+                return Watch {
+                    by_slot: Vec::new(),
+                    always: u64::MAX,
+                };
+            }
+            match &field.slot {
+                Some(FieldPath::Slot { id, .. }) => watch.by_slot[id.index()] |= 1 << i,
+                Some(FieldPath::Label(_)) => watch.always |= 1 << i,
+                // No document can have it.
+                None => {}
+            }
+        }
+        watch
+    }
+
+    /// The bits of the fields `event` may hold as its own.
+    fn held(&self, event: &Event) -> u64 {
+        if self.by_slot.is_empty() {
+            return u64::MAX;
+        }
+        event.own_ids().fold(self.always, |held, id| {
+            held | self.by_slot.get(id.index()).copied().unwrap_or(0)
+        })
+    }
+}
+
+/// Whether field `i` is among the `held` bits (past 64, every field is).
+fn holds(held: u64, i: usize) -> bool {
+    i >= 64 || held & (1 << i) != 0
+}
+
 /// The scrubbed version of one beacon context, handed to all its events.
 struct ContextScrub {
     /// Held so its address cannot be reused by another context while the
@@ -377,7 +433,12 @@ impl ScrubUrl {
     /// Scrubs the event's own fields; returns how many URLs did not parse.
     fn scrub_event(&mut self, event: &mut Event) -> u64 {
         let mut unparseable = 0;
-        for field in &self.fields {
+        // Looked at again after each write: a write may add a later field.
+        let mut held = self.watch.held(event);
+        for (i, field) in self.fields.iter().enumerate() {
+            if !holds(held, i) {
+                continue;
+            }
             let Some(text) = field.get_own(event) else {
                 continue;
             };
@@ -403,8 +464,12 @@ impl ScrubUrl {
             if let Some(template) = &outcome.template {
                 event.insert(schema::URL_PATH_TEMPLATE, template.as_str());
             }
+            held = self.watch.held(event);
         }
-        for field in &self.text_fields {
+        for (j, field) in self.text_fields.iter().enumerate() {
+            if !holds(held, self.fields.len() + j) {
+                continue;
+            }
             let Some(text) = field.get_own(event) else {
                 continue;
             };
@@ -414,6 +479,7 @@ impl ScrubUrl {
             unparseable += failed;
             if let Some(new) = new {
                 field.set(event, new);
+                held = self.watch.held(event);
             }
         }
         unparseable

@@ -653,3 +653,67 @@ fn extra_params_extend_and_params_replace_the_defaults() {
         "https://e.com/?ticket=REDACTED&token=2"
     );
 }
+
+#[test]
+fn each_configured_field_is_found_whatever_else_the_event_holds() {
+    // A label, a path inside an object slot, a plain slot and a text field:
+    // every subset of them on an event, and the same four after 66 fields
+    // no document has (past 64 fields every field is looked up).
+    let wanted = [
+        "labels.link",
+        "rum.extra.link",
+        schema::RUM_HTTP_URL,
+        schema::ERROR_STACK_TRACE,
+    ];
+    let padding: Vec<String> = (0..66).map(|i| format!("nowhere.f{i}")).collect();
+    let configs = [
+        format!(
+            "fields = {:?}\ntext_fields = [{:?}]",
+            &wanted[..3],
+            wanted[3]
+        ),
+        format!(
+            "fields = {:?}\ntext_fields = [{:?}]",
+            padding
+                .iter()
+                .map(String::as_str)
+                .chain(wanted[..3].iter().copied())
+                .collect::<Vec<_>>(),
+            wanted[3]
+        ),
+    ];
+    for toml_text in &configs {
+        let (mut t, _) = transform(toml_text);
+        for subset in 0u32..16 {
+            let mut doc = json!({"rum": {"type": "http"}});
+            let holds = |i: u32| subset & (1 << i) != 0;
+            if holds(0) {
+                doc["labels"] = json!({"link": "https://e.com/?token=1"});
+            }
+            if holds(1) {
+                doc["rum"]["extra"] = json!({"link": "https://e.com/?token=1"});
+            }
+            if holds(2) {
+                doc["rum"]["http"] = json!({"url": "https://e.com/api?token=1"});
+            }
+            if holds(3) {
+                doc["error"] = json!({"stack_trace": "at https://e.com/a.js?token=1:1:1"});
+            }
+            let mut batch = vec![Event::from(doc)];
+            t.transform_batch(&mut batch);
+            let e = &batch[0];
+            for (i, path) in wanted.iter().enumerate() {
+                let value = e.get_str(path);
+                if holds(i as u32) {
+                    let value = value.unwrap_or_else(|| panic!("{path} lost"));
+                    assert!(
+                        value.contains("token=REDACTED") && !value.contains("token=1"),
+                        "{path} not scrubbed on subset {subset:04b}: {value}"
+                    );
+                } else {
+                    assert_eq!(value, None, "{path} appeared on subset {subset:04b}");
+                }
+            }
+        }
+    }
+}
