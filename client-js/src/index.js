@@ -361,9 +361,10 @@ function wrapHistory() {
 }
 
 function hidden() {
+  // First and guarded alone: web-vitals no longer reports INP by itself.
+  guard(sendInp)();
   start();
   pageView();
-  sendInp();
   flush();
 }
 
