@@ -11,19 +11,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { CLIENT_DIR, field, png, scriptMainThreadMs, startPipeline, startSite } from './harness.mjs';
+import { CHROMIUM, CHROMIUM_FLAGS as FLAGS, CLIENT_DIR, field, png, scriptMainThreadMs, startPipeline, startSite } from './harness.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
 const DEADLINE_MS = 30000;
 const MAIN_THREAD_BUDGET_MS = 5;
 const EXTRA_LOADS = 4;

@@ -10,6 +10,19 @@ import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deflateSync, crc32 } from 'node:zlib';
 
+/** Debian's Chromium (`CHROMIUM_BIN` overrides it) and the flags every suite runs it with. */
+export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+export const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+
 export const CLIENT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const REPO_DIR = resolve(CLIENT_DIR, '..');
 

@@ -9,19 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { field, png, startPipeline, startSite } from './harness.mjs';
+import { CHROMIUM, CHROMIUM_FLAGS as FLAGS, field, png, startPipeline, startSite } from './harness.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
 const DEADLINE_MS = 30000;
 const ERRORS_THROWN = 60;
 
