@@ -14,7 +14,8 @@ use super::{Failure, ScanError, Scanner, MAX_NESTING};
 ///
 /// Made for the decoders' seeds, which read any value (`deserialize_any`,
 /// string keys) and each object or array to its end; it is no full stand-in
-/// for `serde_json`'s: every `deserialize_*` is `deserialize_any` (so an
+/// for `serde_json`'s: every `deserialize_*` but `ignored_any` (which skips
+/// the value against the limits, for `Skip` seeds) is `deserialize_any` (so an
 /// `Option` or an enum is not read as `serde_json` reads it), a visitor that
 /// stops before the closing bracket is an error even at the last element,
 /// and map keys are never read as numbers.
@@ -125,6 +126,9 @@ impl<'de> de::Deserializer<'de> for &mut ScanDeserializer<'_, 'de, '_> {
     }
 }
 
+// Tests only: the depth the last `Skip` seed was made with, so that
+// `deserialize_ignored_any` can assert the nesting it skips at agrees (a
+// disagreement would move the depth limit without any test noticing).
 #[cfg(test)]
 thread_local! {
     pub(in crate::sources) static SKIP_DEPTH: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
