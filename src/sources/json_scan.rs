@@ -299,6 +299,37 @@ impl<'de, 'l> Scanner<'de, 'l> {
 
     /// The number that `peek` showed, as `serde_json` reads it: an integer
     /// fits `u64`/`i64` or becomes an `f64`; `-0` is the float `-0.0`.
+    /// A number stepped over: what `number` accepts, without working out
+    /// its value (skipped values are mostly numbers: timings with 17
+    /// digits). Whatever `number` would hand to `serde_json` (a leading
+    /// zero, an empty part, an exponent) and integer parts of more than 300
+    /// digits (an f64 holds 308; `serde_json` refuses what overflows) go
+    /// through `number` itself, so its errors and their places stay.
+    fn skip_number(&mut self) -> Scan<()> {
+        let bytes = self.bytes();
+        let mut at = self.pos + usize::from(bytes.get(self.pos) == Some(&b'-'));
+        let int_start = at;
+        while let Some(b'0'..=b'9') = bytes.get(at) {
+            at += 1;
+        }
+        let int_digits = at - int_start;
+        let mut plain =
+            (1..=300).contains(&int_digits) && (int_digits == 1 || bytes[int_start] != b'0');
+        if plain && bytes.get(at) == Some(&b'.') {
+            at += 1;
+            let frac_start = at;
+            while let Some(b'0'..=b'9') = bytes.get(at) {
+                at += 1;
+            }
+            plain = at > frac_start;
+        }
+        if !plain || matches!(bytes.get(at), Some(b'e' | b'E' | b'+')) {
+            return self.number().map(drop);
+        }
+        self.pos = at;
+        Ok(())
+    }
+
     pub(in crate::sources) fn number(&mut self) -> Scan<Number> {
         let bytes = self.bytes();
         let start = self.pos;
@@ -428,9 +459,7 @@ impl<'de, 'l> Scanner<'de, 'l> {
                 let s = self.string()?;
                 self.limits.string::<ScanError>(s.len())?;
             }
-            b'-' | b'0'..=b'9' => {
-                self.number()?;
-            }
+            b'-' | b'0'..=b'9' => self.skip_number()?,
             b'{' => {
                 self.begin_object(depth)?;
                 let mut first = true;

@@ -335,3 +335,22 @@ fn the_eight_byte_scan_stops_at_the_first_byte_a_string_cannot_hold() {
         assert_eq!(found, first, "{bytes:?}");
     }
 }
+
+#[test]
+fn long_integer_parts_read_and_skip_as_serde_json_reads_them() {
+    // `skip` steps over integer parts of up to 300 digits without reading
+    // them; longer ones may overflow an f64, which `serde_json` refuses.
+    for n in [19, 20, 299, 300, 301, 308, 309, 310, 400] {
+        for digit in ['1', '9'] {
+            let int = digit.to_string().repeat(n);
+            for text in [
+                int.clone(),
+                format!("-{int}"),
+                format!("{int}.5"),
+                format!("[{int},{{\"a\":-{int}.25}}]"),
+            ] {
+                same(&text);
+            }
+        }
+    }
+}
