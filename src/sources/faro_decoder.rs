@@ -185,8 +185,8 @@ pub fn decode(
         context.set(ids.user_agent, ua);
     }
     let (page_url, meta_extra) = match wire.meta {
-        None | Some(Value::Null) => (None, Map::new()),
-        Some(Value::Object(meta)) => apply_meta(&mut context, meta, facts.user_agent),
+        None | Some(Json::Null) => (None, Obj::new()),
+        Some(Json::Object(meta)) => apply_meta(&mut context, meta, facts.user_agent),
         Some(_) => return Err(invalid("`meta` must be an object")),
     };
     let session_id = FieldId::of(schema::SESSION_ID);
@@ -198,7 +198,7 @@ pub fn decode(
     // would hide the context's).
     if !meta_extra.is_empty() {
         let mut extra = Map::new();
-        extra.insert("meta".to_owned(), Value::Object(meta_extra));
+        extra.insert("meta".to_owned(), Value::Object(meta_extra.into()));
         context.set(ids.extra, Value::Object(extra));
     }
     if context.byte_size() > limits.max_context_bytes {
@@ -250,23 +250,23 @@ pub fn decode(
 /// `meta` → the context: app → `service.*`, session → `session.id`, page →
 /// `url.*` and `view.id`, view → `view.title`, sdk → `rum.sdk.*`. Returns
 /// the page URL and what is left of `meta` (kept under `rum.extra.meta`).
-fn apply_meta(
+fn apply_meta<'de>(
     context: &mut Context,
-    mut meta: Map<String, Value>,
+    mut meta: Obj<'de>,
     user_agent: Option<&str>,
-) -> (Option<String>, Map<String, Value>) {
+) -> (Option<String>, Obj<'de>) {
     let mut page_url = None;
     for (section, keys) in META_STRINGS {
-        let Some(Value::Object(map)) = meta.get_mut(*section) else {
+        let Some(Json::Object(map)) = meta.get_mut(section) else {
             continue;
         };
         for (key, path) in *keys {
-            if let Some(Value::String(_)) = map.get(*key) {
-                if let Some(Value::String(s)) = map.remove(*key) {
+            if let Some(Json::String(_)) = map.get(key) {
+                if let Some(Json::String(s)) = map.remove(key) {
                     if *path == schema::URL_FULL {
-                        page_url = Some(s);
+                        page_url = Some(s.into_owned());
                     } else {
-                        context.set(FieldId::of(path), s);
+                        context.set(FieldId::of(path), s.into_owned());
                     }
                 }
             }
@@ -280,12 +280,12 @@ fn apply_meta(
         }
     }
     // The SDK's copy of the User-Agent is the header's: kept once.
-    if let Some(Value::Object(browser)) = meta.get_mut("browser") {
-        if browser.get("userAgent").and_then(Value::as_str) == user_agent && user_agent.is_some() {
+    if let Some(Json::Object(browser)) = meta.get_mut("browser") {
+        if browser.get("userAgent").and_then(Json::as_str) == user_agent && user_agent.is_some() {
             browser.remove("userAgent");
         }
     }
-    meta.retain(|_, v| !matches!(v, Value::Object(m) if m.is_empty()) && !v.is_null());
+    meta.retain(|v| !matches!(v, Json::Object(m) if m.is_empty()) && !v.is_null());
     (page_url, meta)
 }
 

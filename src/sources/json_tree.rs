@@ -79,6 +79,11 @@ impl<'de> Obj<'de> {
         }
     }
 
+    /// Keeps the pairs whose value `keep` accepts.
+    pub(in crate::sources) fn retain(&mut self, mut keep: impl FnMut(&Json<'de>) -> bool) {
+        self.pairs.retain(|(_, v)| keep(v));
+    }
+
     pub(in crate::sources) fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }

@@ -534,3 +534,40 @@ fn times_in_faro_form_parse_as_with_str_parse() {
         );
     }
 }
+
+#[test]
+fn meta_is_held_to_the_limits_at_every_depth() {
+    // `meta` is depth 2: with max_depth 10, eight more levels fit, nine do not.
+    let nested = |levels: usize| {
+        let mut value = json!(1);
+        for _ in 0..levels {
+            value = json!([value]);
+        }
+        value
+    };
+    let outcome = |body: Value| {
+        decode_json(body)
+            .map(|d| d.events.len())
+            .map_err(|e| (e.error_type, e.message))
+    };
+    let logs = json!([{"message": "m"}]);
+    assert_eq!(
+        outcome(json!({"meta": {"user": {"a": nested(7)}}, "logs": logs})),
+        Ok(1)
+    );
+    let too_deep = outcome(json!({"meta": {"user": {"a": nested(8)}}, "logs": logs}));
+    assert_eq!(too_deep.map_err(|e| e.0), Err("too_deep"));
+    assert_eq!(
+        outcome(json!({"meta": {"user": {"a": "x".repeat(200)}}, "logs": logs})),
+        Ok(1)
+    );
+    let too_long = outcome(json!({"meta": {"app": {"name": "x".repeat(201)}}, "logs": logs}));
+    assert_eq!(too_long.map_err(|e| e.0), Err("string_too_long"));
+    let long_key = outcome(json!({"meta": {"x".repeat(201): 1}, "logs": logs}));
+    assert_eq!(long_key.map_err(|e| e.0), Err("string_too_long"));
+    // A repeated section: the last one sent is the one mapped.
+    let body =
+        r#"{"meta":{"app":{"name":"first"},"app":{"name":"second"}},"logs":[{"message":"m"}]}"#;
+    let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
+    assert_eq!(decoded.events[0].get_str("service.name"), Some("second"));
+}

@@ -79,7 +79,9 @@ impl Parse {
 
 #[derive(Default)]
 pub(super) struct WireBody<'de> {
-    pub(super) meta: Option<Value>,
+    /// Read as a light tree: most of it goes into the context, and only
+    /// what is left becomes `serde_json` values (`rum.extra.meta`).
+    pub(super) meta: Option<Json<'de>>,
     /// Items of the four kinds, in body order, with their index in their array.
     pub(super) items: Vec<(Kind, usize, Item<'de>)>,
     pub(super) traces: Traces,
@@ -151,7 +153,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
                 continue;
             }
             match &*key {
-                "meta" => body.meta = Some(map.next_value_seed(value())?),
+                "meta" => body.meta = Some(map.next_value_seed(Plain { limits, depth: 2 })?),
                 "traces" => {
                     body.traces = map.next_value_seed(SpanCount {
                         limits,
