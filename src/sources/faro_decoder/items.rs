@@ -98,7 +98,9 @@ impl Builder {
             self.push(EventType::Custom, ts, fields, extra);
             return;
         }
-        let mut shared: Vec<(FieldId, Option<FieldValue>)> = Vec::with_capacity(4);
+        // Room for `delta`, the context's slots, the attribution, then
+        // each event's name and value: no growing on the way.
+        let mut shared: Vec<(FieldId, Option<FieldValue>)> = Vec::with_capacity(12);
         let mut attribution = Map::new();
         for (key, value) in others {
             if key == "delta" {
