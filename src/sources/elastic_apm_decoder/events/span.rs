@@ -38,7 +38,8 @@ impl Builder<'_> {
     pub(super) fn span(&mut self, mut span: Obj<'_>, view: &Fields) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let mut extra = Map::new();
-        let mut fields = view.clone();
+        // A span's own: kind, name, timing, sizes, the HTTP call.
+        let mut fields = from_view(view, 12);
         if let Some(rate) = span.remove("sample_rate") {
             put(
                 &mut fields,
