@@ -550,13 +550,7 @@ fn parse_time(text: &str) -> Option<i64> {
         && b[19] == b'.'
         && b[23] == b'Z';
     if fixed {
-        // Digits added up by hand: `str::parse` per part cost more than
-        // the rest of the event (every Faro item has a timestamp).
-        let n = |r: std::ops::Range<usize>| -> Option<u32> {
-            b[r].iter().try_fold(0u32, |n, &c| {
-                c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-            })
-        };
+        let n = |r: std::ops::Range<usize>| digits(&b[r]);
         let date = chrono::NaiveDate::from_ymd_opt(n(0..4)? as i32, n(5..7)?, n(8..10)?)?;
         let time =
             chrono::NaiveTime::from_hms_milli_opt(n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?)?;
@@ -565,6 +559,15 @@ fn parse_time(text: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.timestamp_millis())
+}
+
+/// A part of a timestamp (at most 4 bytes) made only of ASCII digits, as
+/// a number. Added up by hand: `str::parse` per part cost more than the
+/// rest of the event (every Faro item has a timestamp).
+fn digits(part: &[u8]) -> Option<u32> {
+    part.iter().try_fold(0u32, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+    })
 }
 
 mod items;
