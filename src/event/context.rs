@@ -7,16 +7,18 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::fields::{self, FieldId};
+use super::raw_json::RawJson;
 use super::write;
 use super::EVENT_KIND;
 
 /// A slot's value: owned, or shared with a cache or static table (a clone is
-/// then a refcount).
+/// then a refcount), or JSON text kept as the document will carry it.
 #[derive(Debug, Clone)]
 pub enum FieldValue {
     Owned(Value),
     Shared(Arc<Value>),
     Static(&'static Value),
+    Raw(Arc<RawJson>),
 }
 
 impl std::ops::Deref for FieldValue {
@@ -26,6 +28,7 @@ impl std::ops::Deref for FieldValue {
             FieldValue::Owned(v) => v,
             FieldValue::Shared(v) => v,
             FieldValue::Static(v) => v,
+            FieldValue::Raw(raw) => raw.value(),
         }
     }
 }
@@ -34,6 +37,7 @@ impl PartialEq for FieldValue {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (FieldValue::Shared(a), FieldValue::Shared(b)) if Arc::ptr_eq(a, b) => true,
+            (FieldValue::Raw(a), FieldValue::Raw(b)) => a.text() == b.text(),
             _ => **self == **other,
         }
     }
@@ -124,6 +128,8 @@ pub(super) fn slot_bytes(value: &FieldValue) -> usize {
         // few hundred bytes per beacon keeps the budget on the safe side.
         FieldValue::Shared(v) => value_bytes(v),
         FieldValue::Static(_) => 0,
+        // The text, and the value once something has read inside it.
+        FieldValue::Raw(raw) => raw.byte_size(),
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod context;
 mod fields;
+mod raw_json;
 mod write;
 
 use std::sync::{Arc, LazyLock};
@@ -24,6 +25,7 @@ use serde_json::{Map, Value};
 use context::{find, find_label, put, slot_bytes};
 pub use context::{value_bytes, Context, FieldValue};
 pub use fields::{FieldId, FieldPath, OBJECT_SLOTS};
+pub use raw_json::RawJson;
 pub use write::write_iso_millis;
 
 use crate::schema::{self, EventType};

@@ -236,3 +236,33 @@ fn a_contexts_byte_size_follows_every_edit() {
     assert_eq!(edited.byte_size(), fresh(&edited));
     assert!(edited.byte_size() != context.byte_size());
 }
+
+#[test]
+fn a_slot_kept_as_text_reads_edits_and_writes_as_its_value() {
+    let text = r#"{"a":{"b":"x"},"n":0.1,"s":"q\"uote"}"#;
+    let extra = FieldId::of(schema::RUM_EXTRA);
+    let mut as_text = Event::from(json!({"rum": {"type": "custom"}}));
+    as_text.set(
+        extra,
+        FieldValue::Raw(Arc::new(RawJson::new(text.to_owned()))),
+    );
+    let mut as_value = Event::from(json!({"rum": {"type": "custom"}}));
+    as_value.set(extra, serde_json::from_str::<Value>(text).unwrap());
+    let document = |event: &Event| {
+        let mut out = Vec::new();
+        event.write_json(&mut out);
+        String::from_utf8(out).unwrap()
+    };
+    // Written as it is: the same document as the value's.
+    assert!(document(&as_text).contains(&format!(r#""extra":{text}"#)));
+    assert_eq!(document(&as_text), document(&as_value));
+    assert_eq!(as_text.get_str("rum.extra.a.b"), Some("x"));
+    assert_eq!(as_text.get("rum.extra.n"), Some(&json!(0.1)));
+    // Edits go through the value, and the document follows them.
+    for event in [&mut as_text, &mut as_value] {
+        event.insert("rum.extra.a.c", "y");
+        assert_eq!(event.remove("rum.extra.n"), Some(json!(0.1)));
+    }
+    assert_eq!(document(&as_text), document(&as_value));
+    assert!(document(&as_text).contains(r#""extra":{"a":{"b":"x","c":"y"},"s":"q\"uote"}"#));
+}

@@ -8,14 +8,12 @@ use std::sync::{Arc, LazyLock};
 
 use rustc_hash::FxHashMap;
 
-use serde_json::Value;
-
 use super::fields::{FieldId, REGISTRY};
 use super::{Event, FieldValue};
 
 /// What one slot of the document holds, borrowed from the event or context.
 enum Item<'e> {
-    Value(&'e Value),
+    Value(&'e FieldValue),
     /// A value already written as JSON.
     Raw(&'e [u8]),
     Millis(i64),
@@ -303,9 +301,14 @@ impl std::fmt::Debug for RenderedValues {
     }
 }
 
-fn write_value(value: &Value, out: &mut Vec<u8>) {
-    // Writing a JSON value into a Vec cannot fail.
-    let _ = serde_json::to_writer(out, value);
+fn write_value(value: &FieldValue, out: &mut Vec<u8>) {
+    match value {
+        FieldValue::Raw(raw) => out.extend_from_slice(raw.text().as_bytes()),
+        // Writing a JSON value into a Vec cannot fail.
+        value => {
+            let _ = serde_json::to_writer(out, &**value);
+        }
+    }
 }
 
 /// `2026-11-21T10:39:30.175Z`, written without allocating. Two per document:

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use super::beacon_decoder::{body_text, url_fields, Bounded, Key, Limits, PairList, Skip};
 use super::json_tree::{Json, Obj, Plain};
@@ -196,10 +196,13 @@ pub fn decode(
     // What `meta` holds beyond the mapped fields, shared by every event
     // (`Builder::push` copies it into an event's own `rum.extra`, which
     // would hide the context's).
-    if !meta_extra.is_empty() {
-        let mut extra = Map::new();
-        extra.insert("meta".to_owned(), Value::Object(meta_extra.into()));
-        context.set(ids.extra, Value::Object(extra));
+    let meta_extra = (!meta_extra.is_empty()).then(|| {
+        let mut text = Vec::new();
+        meta_extra.write_to(&mut text);
+        text
+    });
+    if let Some(text) = &meta_extra {
+        context.set(ids.extra, Obj::new().to_field_value(Some(("meta", text))));
     }
     if context.byte_size() > limits.max_context_bytes {
         return Err(DecodeError::too_large("context_too_large",
@@ -216,6 +219,7 @@ pub fn decode(
         context,
         received_ms: facts.received_at_ms,
         earliest_ms: facts.received_at_ms.saturating_sub(limits.max_event_age_ms),
+        meta_extra,
         events: Vec::with_capacity(wire.items.len() + wire.unknown.len()),
     };
     for (kind, _, item) in wire.items {
@@ -229,9 +233,9 @@ pub fn decode(
     // Keys Faro does not send come last, each one event.
     let unknown_kinds = wire.unknown.len();
     for (name, value) in wire.unknown {
-        let mut extra = Map::new();
-        extra.insert(name.to_string(), value);
         let original: String = name.chars().take(64).collect();
+        let mut extra = Obj::new();
+        extra.insert(name, Json::from(value));
         build.push(
             EventType::Custom,
             None,
@@ -316,10 +320,6 @@ const META_STRINGS: &[(&str, &[(&str, &str)])] = &[
 
 /// An item's keys (or a `NESTED` object's) with their values.
 type Pairs<'de> = Obj<'de>;
-
-fn to_map(pairs: Pairs<'_>) -> Map<String, Value> {
-    pairs.into()
-}
 
 /// Item keys whose object values are kept as key/value lists with keys
 /// borrowed from the body: most of their keys land in slots, and only what
@@ -490,7 +490,7 @@ static IDS: LazyLock<Ids> = LazyLock::new(|| {
 /// A value for a slot of type `ty`: as sent when it fits, else a number
 /// parsed from a string (Faro stringifies event attributes); `Err` gives
 /// the value back for `rum.extra`.
-fn coerce(value: Json<'_>, ty: FieldType) -> Result<Value, Value> {
+fn coerce(value: Json<'_>, ty: FieldType) -> Result<Value, Json<'_>> {
     // A string never fits a number slot: parsed from the body's text.
     if let Json::String(s) = &value {
         let parsed = match ty {
@@ -506,9 +506,8 @@ fn coerce(value: Json<'_>, ty: FieldType) -> Result<Value, Value> {
             return Ok(number);
         }
     }
-    let value = Value::from(value);
-    if ty.accepts(&value) {
-        Ok(value)
+    if value.fits(ty) {
+        Ok(Value::from(value))
     } else {
         Err(value)
     }
@@ -516,12 +515,12 @@ fn coerce(value: Json<'_>, ty: FieldType) -> Result<Value, Value> {
 
 /// Moves the keys of `slots` from `pairs` into `fields`; returns the rest
 /// (other keys, and wrong-typed values) for `rum.extra`.
-fn fill(
-    pairs: Pairs<'_>,
+fn fill<'de>(
+    pairs: Pairs<'de>,
     slots: &[Slot],
     fields: &mut Vec<(FieldId, Option<FieldValue>)>,
-) -> Map<String, Value> {
-    let mut rest = Map::new();
+) -> Obj<'de> {
+    let mut rest = Obj::new();
     for (key, value) in pairs {
         let value = match slots.iter().find(|(k, _, _)| *k == key) {
             Some((_, id, ty)) => match coerce(value, *ty) {
@@ -531,9 +530,9 @@ fn fill(
                 }
                 Err(value) => value,
             },
-            None => value.into(),
+            None => value,
         };
-        rest.insert(key.into_owned(), value);
+        rest.insert(key, value);
     }
     rest
 }

@@ -499,6 +499,22 @@ fn read_digits(bytes: &[u8], at: &mut usize, significand: &mut u64, digits: &mut
     }
 }
 
+/// Whether a string has a byte JSON must escape (`"`, `\\`, a control
+/// character): eight bytes at a time, as `string` reads them.
+pub(in crate::sources) fn needs_escape(text: &[u8]) -> bool {
+    let mut chunks = text.chunks_exact(8);
+    for chunk in chunks.by_ref() {
+        // Any bit set means a real one: spurious bits only sit above it.
+        if special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default())) != 0 {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
 /// The high bit set in each byte of `word` that is `"`, `\\` or a control
 /// character; the lowest one set is exact (bits above it may be spurious).
 #[inline]

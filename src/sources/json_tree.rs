@@ -13,6 +13,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::{Map, Number, Value};
 
 use super::beacon_decoder::{Key, Limits, PairList};
+use super::json_scan::needs_escape;
+use crate::event::{FieldValue, RawJson};
+use crate::schema::FieldType;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(in crate::sources) enum Json<'de> {
@@ -235,6 +238,146 @@ impl From<Value> for Json<'_> {
     }
 }
 
+impl Json<'_> {
+    /// Writes the value as `serde_json` writes the `Value` it would become:
+    /// compact, each object's keys in byte order and each once (the last
+    /// wins), strings and numbers escaped and printed by `serde_json`
+    /// itself. Documents then stay the same byte for byte whether a field
+    /// was kept as text or as a `Value`.
+    pub(in crate::sources) fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Json::Null => out.extend_from_slice(b"null"),
+            Json::Bool(true) => out.extend_from_slice(b"true"),
+            Json::Bool(false) => out.extend_from_slice(b"false"),
+            // Writing into a Vec cannot fail.
+            Json::Number(n) => drop(serde_json::to_writer(&mut *out, n)),
+            Json::String(s) => write_str(s, out),
+            Json::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    item.write_to(out);
+                }
+                out.push(b']');
+            }
+            Json::Object(obj) => obj.write_to(out),
+        }
+    }
+}
+
+impl Obj<'_> {
+    /// See [`Json::write_to`].
+    pub(in crate::sources) fn write_to(&self, out: &mut Vec<u8>) {
+        self.write_with(None, out);
+    }
+
+    /// Writes the object with one more pair, whose value is JSON text
+    /// already written (by [`Json::write_to`]); it replaces a pair of the
+    /// same key.
+    fn write_with(&self, also: Option<(&str, &[u8])>, out: &mut Vec<u8>) {
+        let pairs = &self.pairs;
+        let key = |i: u16| match pairs.get(usize::from(i)) {
+            Some((key, _)) => &**key,
+            None => also.map_or("", |(key, _)| key),
+        };
+        // The order of the pairs by key (the index past the pairs is
+        // `also`), on the stack for the usual few. Stable: of repeated
+        // keys, the last sent stays last.
+        let n = pairs.len().min(usize::from(u16::MAX - 1));
+        let mut order: Vec<u16>;
+        let mut small = [0u16; 24];
+        let order: &mut [u16] = if n < small.len() {
+            &mut small[..=n]
+        } else {
+            order = vec![0; n + 1];
+            &mut order
+        };
+        for (i, slot) in order.iter_mut().enumerate() {
+            *slot = i as u16;
+        }
+        let order = if also.is_some() {
+            &mut order[..]
+        } else {
+            &mut order[..n]
+        };
+        order.sort_by(|a, b| key(*a).as_bytes().cmp(key(*b).as_bytes()));
+        out.push(b'{');
+        let mut first = true;
+        for (at, &i) in order.iter().enumerate() {
+            let k = key(i);
+            let replaced = also.is_some_and(|(a, _)| a == k) && usize::from(i) < n;
+            if replaced || order.get(at + 1).is_some_and(|&next| key(next) == k) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_str(k, out);
+            out.push(b':');
+            match pairs.get(usize::from(i)) {
+                Some((_, json)) => json.write_to(out),
+                None => out.extend_from_slice(also.map_or(&b"null"[..], |(_, text)| text)),
+            }
+        }
+        out.push(b'}');
+    }
+
+    /// The object as a slot value kept as text (`rum.extra`), with one
+    /// more pair of JSON text already written (see `write_with`).
+    pub(in crate::sources) fn to_field_value(&self, also: Option<(&str, &[u8])>) -> FieldValue {
+        thread_local! {
+            // Written here, then copied once at its size: a text grown in
+            // place would be reallocated on the way, and shrunk at the end.
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let text = SCRATCH.with_borrow_mut(|scratch| {
+            scratch.clear();
+            self.write_with(also, scratch);
+            // The writer writes UTF-8: ASCII syntax around `str`s.
+            let text = std::str::from_utf8(scratch)
+                .map(String::from)
+                .unwrap_or_default();
+            scratch.truncate(4096);
+            scratch.shrink_to(4096);
+            text
+        });
+        FieldValue::Raw(std::sync::Arc::new(RawJson::new(text)))
+    }
+}
+
+/// A string as `serde_json` writes it; most need no escape and are copied.
+fn write_str(text: &str, out: &mut Vec<u8>) {
+    if needs_escape(text.as_bytes()) {
+        // Writing into a Vec cannot fail.
+        drop(serde_json::to_writer(&mut *out, text));
+    } else {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
+}
+
+impl Json<'_> {
+    /// Whether a slot of type `ty` takes the value (`FieldType::accepts`
+    /// for a tree).
+    pub(in crate::sources) fn fits(&self, ty: FieldType) -> bool {
+        match ty {
+            FieldType::Keyword | FieldType::Text | FieldType::Date | FieldType::Ip => {
+                self.is_string()
+            }
+            FieldType::Long => matches!(self, Json::Number(n) if n.is_i64() || n.is_u64()),
+            FieldType::Double => self.is_number(),
+            FieldType::Boolean => matches!(self, Json::Bool(_)),
+            FieldType::GeoPoint => self.is_object(),
+            FieldType::Flattened => matches!(self, Json::Object(_) | Json::Array(_)),
+        }
+    }
+}
+
 /// As `serde_json::Value` prints: JSON text.
 impl std::fmt::Display for Json<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -377,5 +520,109 @@ mod tests {
         }
         .deserialize(&mut de)
         .is_err());
+    }
+
+    /// A random tree: keys from a small set (so objects repeat them),
+    /// strings with quotes, escapes, control and non-ASCII characters,
+    /// numbers of every kind `Number` holds.
+    fn random_json(rng: &mut fastrand::Rng, depth: usize) -> Json<'static> {
+        const WORDS: &[&str] = &[
+            "a",
+            "B",
+            "é",
+            "a\"b",
+            "\n\u{1}",
+            "",
+            "aa",
+            "Ω\u{7f}",
+            "z/",
+            // Past eight bytes, with the escape in the first word, a later
+            // one, the tail, or none.
+            "https://shop.example/cart?id=7",
+            "12345678\"later words",
+            "twelve bytes\\",
+            "a\u{1f}bcdefghijklmnop",
+            "ünïcödé text without any escape at all",
+        ];
+        let word = |rng: &mut fastrand::Rng| WORDS[rng.usize(..WORDS.len())];
+        match rng.usize(..if depth > 3 { 5 } else { 7 }) {
+            0 => Json::Null,
+            1 => Json::Bool(rng.bool()),
+            2 => Json::Number(match rng.usize(..6) {
+                0 => Number::from(rng.u64(..)),
+                1 => Number::from(rng.i64(..)),
+                2 => Number::from_f64(rng.f64() * 10f64.powi(rng.i32(-30..30))).unwrap(),
+                3 => Number::from_f64(f64::from_bits(rng.u64(..) & !(0x7ff << 52))).unwrap(),
+                4 => {
+                    Number::from_f64([-0.0, 1.0, 1e300, 5e-324, 0.1, 1e21][rng.usize(..6)]).unwrap()
+                }
+                _ => Number::from(rng.u32(..)),
+            }),
+            3 | 4 => Json::String(Cow::Borrowed(word(rng))),
+            5 => Json::Array(
+                (0..rng.usize(..4))
+                    .map(|_| random_json(rng, depth + 1))
+                    .collect(),
+            ),
+            _ => {
+                let mut obj = Obj::new();
+                for _ in 0..rng.usize(..6) {
+                    // Repeated keys on purpose: the writer keeps the last.
+                    obj.push_unique(Cow::Borrowed(word(rng)), random_json(rng, depth + 1));
+                }
+                Json::Object(obj)
+            }
+        }
+    }
+
+    #[test]
+    fn writes_what_serde_json_writes_for_the_value() {
+        let mut rng = fastrand::Rng::with_seed(17);
+        for _ in 0..20_000 {
+            let json = random_json(&mut rng, 0);
+            let mut out = Vec::new();
+            json.write_to(&mut out);
+            let expected = serde_json::to_string(&Value::from(json.clone())).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{json:?}");
+        }
+    }
+
+    #[test]
+    fn one_more_pair_of_text_lands_in_order_and_replaces_its_key() {
+        let mut rng = fastrand::Rng::with_seed(19);
+        let mut objects = 0;
+        while objects < 5_000 {
+            let Json::Object(obj) = random_json(&mut rng, 0) else {
+                continue;
+            };
+            objects += 1;
+            let more = random_json(&mut rng, 1);
+            let mut text = Vec::new();
+            more.write_to(&mut text);
+            let key = ["a", "é", "metadata", ""][rng.usize(..4)];
+            let mut expected = Map::from(obj.clone());
+            expected.insert(key.to_owned(), Value::from(more));
+            let FieldValue::Raw(kept) = obj.to_field_value(Some((key, &text))) else {
+                panic!("not kept as text");
+            };
+            assert_eq!(kept.text(), Value::Object(expected).to_string());
+        }
+    }
+
+    #[test]
+    fn kept_text_reads_back_as_the_value() {
+        let mut rng = fastrand::Rng::with_seed(18);
+        let mut objects = 0;
+        while objects < 2_000 {
+            let Json::Object(obj) = random_json(&mut rng, 0) else {
+                continue;
+            };
+            objects += 1;
+            let kept = obj.to_field_value(None);
+            let value = Value::Object(obj.into());
+            assert!(matches!(kept, FieldValue::Raw(_)));
+            assert_eq!(*kept, value);
+            assert_eq!(kept, FieldValue::from(value));
+        }
     }
 }

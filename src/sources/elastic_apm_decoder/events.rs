@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{bad_metadata, ApmLimits, Line, RequestFacts};
 use crate::event::{Context, Event, FieldId, FieldValue};
@@ -147,14 +147,20 @@ const EXPERIENCE_VITALS: &[(&str, &str)] = &[("cls", "CLS"), ("fid", "FID"), ("t
 pub const INP_TAG: &str = "inp_value";
 
 /// Sets a typed slot, or keeps a value of the wrong type under `rum.extra`.
-fn put(fields: &mut Fields, extra: &mut Map<String, Value>, slot: Slot, key: &str, value: Value) {
+fn put<'de>(
+    fields: &mut Fields,
+    extra: &mut Obj<'de>,
+    slot: Slot,
+    key: &'static str,
+    value: Json<'de>,
+) {
     if value.is_null() {
         return;
     }
-    if slot.1.accepts(&value) {
-        fields.push((slot.0, Some(value.into())));
+    if value.fits(slot.1) {
+        fields.push((slot.0, Some(Value::from(value).into())));
     } else {
-        extra.insert(key.to_owned(), value);
+        extra.insert(key, value);
     }
 }
 
@@ -207,9 +213,9 @@ fn take_number(map: &mut Obj<'_>, key: &str) -> Option<f64> {
 }
 
 /// Puts what is left of an object under `rum.extra.<key>`.
-fn keep_rest(extra: &mut Map<String, Value>, key: &str, rest: Obj<'_>) {
+fn keep_rest<'de>(extra: &mut Obj<'de>, key: &'static str, rest: Obj<'de>) {
     if !rest.is_empty() {
-        extra.insert(key.to_owned(), Value::Object(rest.into()));
+        extra.insert(key, Json::Object(rest));
     }
 }
 
@@ -256,10 +262,10 @@ fn is_javascript(language: Option<&Json<'_>>) -> bool {
 
 /// Moves what is left of an event's object into its `rum.extra` (nulls
 /// carry nothing and are skipped).
-fn keep_all(extra: &mut Map<String, Value>, rest: Obj<'_>) {
+fn keep_all<'de>(extra: &mut Obj<'de>, rest: Obj<'de>) {
     for (key, value) in rest {
         if !value.is_null() {
-            extra.insert(key.into_owned(), value.into());
+            extra.insert(key, value);
         }
     }
 }
@@ -271,9 +277,10 @@ pub(super) struct Builder<'a> {
     pub(super) shared_url: Option<String>,
     /// The first session id of the request (in the shared context).
     shared_session: Option<String>,
-    /// What the metadata holds besides the mapped fields, added to every
-    /// event's own `rum.extra` (the context's would be hidden by it).
-    metadata_extra: Option<Value>,
+    /// What the metadata holds besides the mapped fields, as JSON text
+    /// (written once), added to every event's own `rum.extra` (the
+    /// context's would be hidden by it).
+    metadata_extra: Option<Vec<u8>>,
     /// Each transaction of the request: its id, page fields and trace id,
     /// for its spans (v2 sends them as lines of their own).
     transactions: Vec<(String, Fields, Option<Value>)>,
@@ -306,7 +313,7 @@ impl<'a> Builder<'a> {
         if let Some(ua) = facts.user_agent {
             context.set(ids.user_agent, ua);
         }
-        let mut rest = Map::new();
+        let mut rest = Obj::new();
         match metadata.remove("service") {
             Some(Json::Object(mut service)) => {
                 for (key, id) in [
@@ -385,7 +392,11 @@ impl<'a> Builder<'a> {
             context: Arc::new(context),
             shared_url,
             shared_session,
-            metadata_extra: (!rest.is_empty()).then_some(Value::Object(rest)),
+            metadata_extra: (!rest.is_empty()).then(|| {
+                let mut text = Vec::new();
+                rest.write_to(&mut text);
+                text
+            }),
             transactions: Vec::new(),
             facts,
             limits,
@@ -399,7 +410,7 @@ impl<'a> Builder<'a> {
         &mut self,
         ty: EventType,
         mut fields: Fields,
-        mut extra: Map<String, Value>,
+        extra: Obj<'_>,
         labels: Option<Obj<'_>>,
     ) -> Result<(), DecodeError> {
         if self.events.len() == self.limits.max_events {
@@ -413,15 +424,10 @@ impl<'a> Builder<'a> {
         }
         let ids = &*IDS;
         fields.push((ids.seq, Some(Value::from(self.events.len() as u64).into())));
-        if !extra.is_empty() {
-            if let Some(metadata) = &self.metadata_extra {
-                extra.insert("metadata".to_owned(), metadata.clone());
-            }
-            fields.push((ids.extra, Some(Value::Object(extra).into())));
-        } else if let Some(metadata) = &self.metadata_extra {
-            let mut only = Map::new();
-            only.insert("metadata".to_owned(), metadata.clone());
-            fields.push((ids.extra, Some(Value::Object(only).into())));
+        let metadata = self.metadata_extra.as_deref();
+        if !extra.is_empty() || metadata.is_some() {
+            let extra = extra.to_field_value(metadata.map(|text| ("metadata", text)));
+            fields.push((ids.extra, Some(extra)));
         }
         let mut event = Event::from_parts(
             self.context.clone(),
@@ -446,7 +452,7 @@ impl<'a> Builder<'a> {
         &self,
         map: &mut Obj<'de>,
         view_id: Option<String>,
-        extra: &mut Map<String, Value>,
+        extra: &mut Obj<'de>,
     ) -> (Fields, Option<Obj<'de>>, Option<Obj<'de>>) {
         let ids = &*IDS;
         let mut fields = Fields::with_capacity(10);
@@ -489,7 +495,7 @@ impl<'a> Builder<'a> {
                 extra,
                 (ids.sample_rate, FieldType::Double),
                 "sample_rate",
-                rate.into(),
+                rate,
             );
         }
         (fields, context, tags)
@@ -497,7 +503,7 @@ impl<'a> Builder<'a> {
 
     pub(super) fn transaction(&mut self, mut tr: Obj<'_>) -> Result<(), DecodeError> {
         let ids = &*IDS;
-        let mut extra = Map::new();
+        let mut extra = Obj::new();
         let id = take_string(&mut tr, "id");
         let ty = take_string(&mut tr, "type");
         let (view, context, mut tags) = self.page_fields(&mut tr, id.clone(), &mut extra);
@@ -562,13 +568,7 @@ impl<'a> Builder<'a> {
                     put(&mut fields, &mut extra, ids.action_kind, "type", ty.into());
                 }
                 if let Some(name) = tr.remove("name") {
-                    put(
-                        &mut fields,
-                        &mut extra,
-                        ids.action_name,
-                        "name",
-                        name.into(),
-                    );
+                    put(&mut fields, &mut extra, ids.action_name, "name", name);
                 }
                 EventType::Action
             }
@@ -582,7 +582,7 @@ impl<'a> Builder<'a> {
             let mut fields = from_view(&view, 2);
             fields.push((ids.vital_name.0, Some(Value::from(name).into())));
             fields.push((ids.vital_value.0, Some(Value::from(value).into())));
-            self.push(EventType::WebVital, fields, Map::new(), tags.clone())?;
+            self.push(EventType::WebVital, fields, Obj::new(), tags.clone())?;
         }
         if let Some(id) = &id {
             self.transactions.push((id.clone(), view.clone(), trace_id));
@@ -618,19 +618,13 @@ impl<'a> Builder<'a> {
         }
         let ids = &*IDS;
         let mut fields = Fields::with_capacity(5);
-        let mut extra = Map::new();
+        let mut extra = Obj::new();
         fields.push((
             ids.custom_original_type.0,
             Some(Value::from("metricset").into()),
         ));
         fields.push((ids.custom_name.0, Some(Value::from("breakdown").into())));
-        put(
-            &mut fields,
-            &mut extra,
-            ids.custom_data,
-            "metricset",
-            set.into(),
-        );
+        put(&mut fields, &mut extra, ids.custom_data, "metricset", set);
         self.push(EventType::Custom, fields, extra, None)
     }
 
@@ -640,15 +634,9 @@ impl<'a> Builder<'a> {
         let ids = &*IDS;
         self.unknown_kinds += 1;
         let mut fields = Fields::with_capacity(4);
-        let mut extra = Map::new();
+        let mut extra = Obj::new();
         fields.push((ids.custom_original_type.0, Some(Value::from(kind).into())));
-        put(
-            &mut fields,
-            &mut extra,
-            ids.custom_data,
-            "value",
-            value.into(),
-        );
+        put(&mut fields, &mut extra, ids.custom_data, "value", value);
         self.push(EventType::Custom, fields, extra, None)
     }
 }

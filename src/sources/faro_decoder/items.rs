@@ -9,6 +9,9 @@ pub(super) struct Builder {
     pub(super) context: Arc<Context>,
     pub(super) received_ms: i64,
     pub(super) earliest_ms: i64,
+    /// What is left of `meta`, as JSON text (written once), for the
+    /// `rum.extra` of every event that has its own.
+    pub(super) meta_extra: Option<Vec<u8>>,
     pub(super) events: Vec<Event>,
 }
 
@@ -19,16 +22,14 @@ impl Builder {
         ty: EventType,
         client_ts: Option<i64>,
         mut fields: Vec<(FieldId, Option<FieldValue>)>,
-        mut extra: Map<String, Value>,
+        extra: Obj<'_>,
     ) {
         let ids = &*IDS;
         fields.push((ids.seq, Some(Value::from(self.events.len() as u64).into())));
         if !extra.is_empty() {
             // An own `rum.extra` hides the context's: carry `meta` along.
-            if let Some(meta) = self.context.get_id(ids.extra).and_then(|e| e.get("meta")) {
-                extra.insert("meta".to_owned(), meta.clone());
-            }
-            fields.push((ids.extra, Some(Value::Object(extra).into())));
+            let meta = self.meta_extra.as_deref().map(|text| ("meta", text));
+            fields.push((ids.extra, Some(extra.to_field_value(meta))));
         }
         let at = client_ts
             .map(|ts| ts.clamp(self.earliest_ms, self.received_ms))
@@ -43,31 +44,31 @@ impl Builder {
     }
 
     /// `timestamp` → the item's time; one that does not parse is kept.
-    pub(super) fn time(item: &mut Item<'_>, extra: &mut Map<String, Value>) -> Option<i64> {
+    pub(super) fn time(item: &mut Item<'_>, extra: &mut Obj<'_>) -> Option<i64> {
         match item.time.take()? {
             Ok(ms) => Some(ms),
             Err(value) => {
-                extra.insert("timestamp".to_owned(), value);
+                extra.insert("timestamp", Json::from(value));
                 None
             }
         }
     }
 
     /// What is left of an item, for `rum.extra`.
-    pub(super) fn rest(item: Item<'_>, extra: &mut Map<String, Value>) {
+    pub(super) fn rest<'de>(item: Item<'de>, extra: &mut Obj<'de>) {
         for (key, value) in item.pairs {
             if !value.is_null() {
-                extra.insert(key.into_owned(), value.into());
+                extra.insert(key, value);
             }
         }
         for (key, pairs) in item.objects {
-            extra.insert(key.to_owned(), Value::Object(to_map(pairs)));
+            extra.insert(key, Json::Object(pairs));
         }
     }
 
     pub(super) fn measurement(&mut self, mut item: Item<'_>) {
         let ids = &*IDS;
-        let mut extra = Map::new();
+        let mut extra = Obj::new();
         let ts = Self::time(&mut item, &mut extra);
         let ty = item.take("type").unwrap_or_default();
         let values = item.take_object("values").unwrap_or_default();
@@ -93,7 +94,7 @@ impl Builder {
             if let Some(v @ Json::Number(_)) = others.single() {
                 fields.push((ids.custom.value, Some(v.clone().into())));
             }
-            fields.push((ids.custom.data, Some(Value::Object(to_map(others)).into())));
+            fields.push((ids.custom.data, Some(others.to_field_value(None))));
             Self::rest(item, &mut extra);
             self.push(EventType::Custom, ts, fields, extra);
             return;
@@ -101,21 +102,23 @@ impl Builder {
         // Room for `delta`, the context's slots, the attribution, then
         // each event's name and value: no growing on the way.
         let mut shared: Vec<(FieldId, Option<FieldValue>)> = Vec::with_capacity(12);
-        let mut attribution = Map::new();
+        let mut attribution = Obj::new();
         for (key, value) in others {
             if key == "delta" {
-                shared.push((ids.vital_delta, Some(value.into())));
+                shared.push((ids.vital_delta, Some(Value::from(value).into())));
             } else {
-                attribution.insert(key.into_owned(), value.into());
+                attribution.insert(key, value);
             }
         }
         if let Some(context) = item.take_object("context") {
-            attribution.extend(fill(context, &ids.vital_context, &mut shared));
+            for (key, value) in fill(context, &ids.vital_context, &mut shared) {
+                attribution.insert(key, value);
+            }
         }
         if !attribution.is_empty() {
             shared.push((
                 ids.vital_attribution,
-                Some(Value::Object(attribution).into()),
+                Some(attribution.to_field_value(None)),
             ));
         }
         Self::rest(item, &mut extra);
@@ -128,7 +131,7 @@ impl Builder {
                 shared.clone().unwrap_or_default()
             };
             fields.push((ids.vital_name, Some(text(vital))));
-            fields.push((ids.vital_value, Some(value.into())));
+            fields.push((ids.vital_value, Some(Value::from(value).into())));
             let extra = if i == last {
                 std::mem::take(&mut extra)
             } else {
@@ -140,7 +143,7 @@ impl Builder {
 
     pub(super) fn exception(&mut self, mut item: Item<'_>) {
         let ids = &*IDS;
-        let mut extra = Map::new();
+        let mut extra = Obj::new();
         let ts = Self::time(&mut item, &mut extra);
         let ty = item.take("type").unwrap_or_default();
         let message = item.take("value").unwrap_or_default();
@@ -175,7 +178,7 @@ impl Builder {
                 }
                 // Frames with keys the text does not show are kept whole.
                 if !whole {
-                    extra.insert("stacktrace".to_owned(), stacktrace.into());
+                    extra.insert("stacktrace", stacktrace);
                 }
             }
         }
@@ -191,7 +194,7 @@ impl Builder {
 
     pub(super) fn log(&mut self, mut item: Item<'_>) {
         let ids = &*IDS;
-        let mut extra = Map::new();
+        let mut extra = Obj::new();
         let ts = Self::time(&mut item, &mut extra);
         let message = item.take("message").unwrap_or_default();
         let level = item.take("level");
@@ -204,15 +207,15 @@ impl Builder {
             self.push(EventType::Error, ts, fields, extra);
             return;
         }
-        let mut data = Map::new();
-        data.insert("message".to_owned(), message.into());
+        let mut data = Obj::new();
+        data.insert("message", message);
         if let Some(level) = level {
-            data.insert("level".to_owned(), level.into());
+            data.insert("level", level);
         }
         let fields = vec![
             (ids.custom.name, Some(text("log"))),
             (ids.custom.original_type, Some(text("log"))),
-            (ids.custom.data, Some(Value::Object(data).into())),
+            (ids.custom.data, Some(data.to_field_value(None))),
         ];
         Self::rest(item, &mut extra);
         self.push(EventType::Custom, ts, fields, extra);
@@ -220,14 +223,14 @@ impl Builder {
 
     pub(super) fn event(&mut self, mut item: Item<'_>) {
         let ids = &*IDS;
-        let mut extra = Map::new();
+        let mut extra = Obj::new();
         let ts = Self::time(&mut item, &mut extra);
         let name = item.take("name").unwrap_or_default();
         // Every event the SDK makes says `"domain": "browser"`: kept only
         // when it says something else.
         if let Some(domain) = item.take("domain") {
             if domain.as_str() != Some("browser") {
-                extra.insert("domain".to_owned(), domain.into());
+                extra.insert("domain", domain);
             }
         }
         // A non-object `attributes` stays in the item, for `rum.extra`.
@@ -242,10 +245,7 @@ impl Builder {
                 fields.push((ids.custom.name, Some(name.into())));
                 fields.push((ids.custom.original_type, Some(text("event"))));
                 if let Some(attributes) = attributes {
-                    fields.push((
-                        ids.custom.data,
-                        Some(Value::Object(to_map(attributes)).into()),
-                    ));
+                    fields.push((ids.custom.data, Some(attributes.to_field_value(None))));
                 }
             }
             _ => {
@@ -257,7 +257,7 @@ impl Builder {
                 if let Some(attributes) = attributes {
                     let rest = fill(attributes, slots, &mut fields);
                     if !rest.is_empty() {
-                        extra.insert("attributes".to_owned(), Value::Object(rest));
+                        extra.insert("attributes", Json::Object(rest));
                     }
                 }
             }

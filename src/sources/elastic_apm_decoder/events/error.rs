@@ -75,7 +75,7 @@ impl Builder<'_> {
     ) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let [s_message, s_type, s_stack, s_kind, s_source, s_line] = ids.error;
-        let mut extra = Map::new();
+        let mut extra = Obj::new();
         let view_id = take_string(&mut error, "transaction_id");
         let (mut fields, context, tags) = self.page_fields(&mut error, view_id, &mut extra);
         let (kind, mut body) = match take_object(&mut error, "exception") {
@@ -111,7 +111,7 @@ impl Builder<'_> {
             fields.push((s_type.0, Some(ty.into())));
         }
         if let Some(culprit) = error.remove("culprit") {
-            put(&mut fields, &mut extra, s_source, "culprit", culprit.into());
+            put(&mut fields, &mut extra, s_source, "culprit", culprit);
         }
         // The frames stay, beside the text made of them, without their
         // `abs_path`: that URL (the page's, query and all, for inline

@@ -37,7 +37,7 @@ impl Builder<'_> {
 
     pub(super) fn span(&mut self, mut span: Obj<'_>, view: &Fields) -> Result<(), DecodeError> {
         let ids = &*IDS;
-        let mut extra = Map::new();
+        let mut extra = Obj::new();
         // A span's own: kind, name, timing, sizes, the HTTP call.
         let mut fields = from_view(view, 12);
         if let Some(rate) = span.remove("sample_rate") {
@@ -46,7 +46,7 @@ impl Builder<'_> {
                 &mut extra,
                 (ids.sample_rate, FieldType::Double),
                 "sample_rate",
-                rate.into(),
+                rate,
             );
         }
         let ty = take_string(&mut span, "type").unwrap_or_default();
@@ -61,7 +61,7 @@ impl Builder<'_> {
         let url = take_string(&mut http, "url");
         let status = http.remove("status_code");
         if ty != base {
-            extra.insert("type".to_owned(), Value::from(ty.as_str()));
+            extra.insert("type", Json::from(ty.clone()));
         }
         let event_type = match base {
             "resource" => {
@@ -70,11 +70,13 @@ impl Builder<'_> {
                 match (url, name) {
                     (Some(url), name) => {
                         if let Some(name) = name.filter(|n| *n != url) {
-                            extra.insert("name".to_owned(), name.into());
+                            extra.insert("name", Json::from(name));
                         }
-                        put(&mut fields, &mut extra, s_name, "url", url.into());
+                        put(&mut fields, &mut extra, s_name, "url", Json::from(url));
                     }
-                    (None, Some(name)) => put(&mut fields, &mut extra, s_name, "name", name.into()),
+                    (None, Some(name)) => {
+                        put(&mut fields, &mut extra, s_name, "name", Json::from(name))
+                    }
                     (None, None) => {}
                 }
                 if let Some(subtype) = subtype {
@@ -83,7 +85,7 @@ impl Builder<'_> {
                         &mut extra,
                         s_initiator,
                         "subtype",
-                        subtype.into(),
+                        Json::from(subtype),
                     );
                 }
                 for (slot, key, value) in [
@@ -107,7 +109,7 @@ impl Builder<'_> {
                     ),
                 ] {
                     if let Some(value) = value {
-                        put(&mut fields, &mut extra, slot, key, value.into());
+                        put(&mut fields, &mut extra, slot, key, value);
                     }
                 }
                 EventType::Resource
@@ -130,7 +132,7 @@ impl Builder<'_> {
                 // of the fields above (and kept out of `rum.extra`, where
                 // `scrub_url` would not see a URL in it).
                 if let Some(name) = name.filter(|n| split_http_name(n).is_none()) {
-                    extra.insert("name".to_owned(), name.into());
+                    extra.insert("name", Json::from(name));
                 }
                 for (slot, key, value) in [
                     (s_kind, "subtype", subtype.map(Json::from)),
@@ -141,11 +143,11 @@ impl Builder<'_> {
                     (s_size, "transfer_size", response.remove("transfer_size")),
                 ] {
                     if let Some(value) = value {
-                        put(&mut fields, &mut extra, slot, key, value.into());
+                        put(&mut fields, &mut extra, slot, key, value);
                     }
                 }
                 if let Some(start) = start {
-                    extra.insert("start".to_owned(), start.into());
+                    extra.insert("start", Json::from(start));
                 }
                 EventType::Http
             }
@@ -153,17 +155,17 @@ impl Builder<'_> {
                 let [s_kind, s_start, s_duration] = ids.long_task;
                 fields.push((s_kind.0, Some(Value::from("longtask").into())));
                 if let Some(name) = name {
-                    extra.insert("name".to_owned(), name.into());
+                    extra.insert("name", Json::from(name));
                 }
                 if let Some(subtype) = subtype {
-                    extra.insert("subtype".to_owned(), subtype.into());
+                    extra.insert("subtype", Json::from(subtype));
                 }
                 for (slot, key, value) in [
                     (s_start, "start", start),
                     (s_duration, "duration", duration),
                 ] {
                     if let Some(value) = value {
-                        put(&mut fields, &mut extra, slot, key, value.into());
+                        put(&mut fields, &mut extra, slot, key, value);
                     }
                 }
                 EventType::LongTask
@@ -182,7 +184,7 @@ impl Builder<'_> {
                         &mut extra,
                         ids.custom_name,
                         "name",
-                        name.into(),
+                        Json::from(name),
                     );
                 }
                 if let Some(duration) = duration {
@@ -191,14 +193,14 @@ impl Builder<'_> {
                         &mut extra,
                         ids.custom_value,
                         "duration",
-                        duration.into(),
+                        Json::from(duration),
                     );
                 }
                 if let Some(subtype) = subtype {
-                    extra.insert("subtype".to_owned(), subtype.into());
+                    extra.insert("subtype", Json::from(subtype));
                 }
                 if let Some(start) = start {
-                    extra.insert("start".to_owned(), start.into());
+                    extra.insert("start", Json::from(start));
                 }
                 EventType::Custom
             }
