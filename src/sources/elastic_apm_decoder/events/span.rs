@@ -147,7 +147,7 @@ impl Builder<'_> {
                     }
                 }
                 if let Some(start) = start {
-                    extra.insert("start", Json::from(start));
+                    extra.insert("start", start);
                 }
                 EventType::Http
             }
@@ -193,14 +193,14 @@ impl Builder<'_> {
                         &mut extra,
                         ids.custom_value,
                         "duration",
-                        Json::from(duration),
+                        duration,
                     );
                 }
                 if let Some(subtype) = subtype {
                     extra.insert("subtype", Json::from(subtype));
                 }
                 if let Some(start) = start {
-                    extra.insert("start", Json::from(start));
+                    extra.insert("start", start);
                 }
                 EventType::Custom
             }
