@@ -301,19 +301,90 @@ static CONTEXT_IDS: LazyLock<ContextIds> = LazyLock::new(|| ContextIds {
 /// A beacon key, the slot it lands in, and the type the value must have.
 type PayloadSlot = (&'static str, FieldId, FieldType);
 
-static PAYLOAD_SLOTS: LazyLock<Vec<Vec<PayloadSlot>>> = LazyLock::new(|| {
+/// One event type's payload slots, found by key.
+pub(super) struct SlotTable {
+    pub(super) slots: Vec<PayloadSlot>,
+    /// Each slot key's length and first eight bytes as integers.
+    words: Vec<(usize, u64)>,
+    /// By the hash of a key's words: its slot index + 1, 0 for none, or
+    /// `COLLIDED` when two slot keys share the bucket (then searched).
+    buckets: [u8; BUCKETS],
+}
+
+const BUCKETS: usize = 128;
+const COLLIDED: u8 = u8::MAX;
+
+fn bucket((len, head): (usize, u64)) -> usize {
+    let mixed = (head ^ len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> (64 - BUCKETS.trailing_zeros())) as usize
+}
+
+impl SlotTable {
+    fn new(slots: Vec<PayloadSlot>) -> Self {
+        let words: Vec<(usize, u64)> = slots
+            .iter()
+            .map(|(k, _, _)| (k.len(), head_word(k)))
+            .collect();
+        let mut buckets = [0u8; BUCKETS];
+        for (i, word) in words.iter().enumerate() {
+            let b = &mut buckets[bucket(*word)];
+            *b = if *b == 0 && i + 1 < usize::from(COLLIDED) {
+                (i + 1) as u8
+            } else {
+                COLLIDED
+            };
+        }
+        SlotTable {
+            slots,
+            words,
+            buckets,
+        }
+    }
+
+    /// The index of `key`'s slot: one bucket looked at, by the hash of the
+    /// key's length and first eight bytes, and a string compare only for a
+    /// key past eight bytes. Comparing the keys one by one (a `memcmp`
+    /// call each) was the most expensive part of putting a beacon's values
+    /// in their slots.
+    pub(super) fn find(&self, key: &str) -> Option<usize> {
+        let word = (key.len(), head_word(key));
+        let matches =
+            |i: usize| self.words[i] == word && (key.len() <= 8 || self.slots[i].0 == key);
+        match self.buckets[bucket(word)] {
+            0 => None,
+            COLLIDED => (0..self.words.len()).find(|&i| matches(i)),
+            i => Some(usize::from(i) - 1).filter(|&i| matches(i)),
+        }
+    }
+}
+
+/// A key's first eight bytes (zeros past its end) as one integer.
+fn head_word(key: &str) -> u64 {
+    let bytes = key.as_bytes();
+    match bytes.first_chunk::<8>() {
+        Some(head) => u64::from_le_bytes(*head),
+        None => bytes
+            .iter()
+            .rev()
+            .fold(0, |word, &b| word << 8 | u64::from(b)),
+    }
+}
+
+static PAYLOAD_SLOTS: LazyLock<Vec<SlotTable>> = LazyLock::new(|| {
     EventType::ALL
         .iter()
         .map(|t| {
-            t.payload_fields()
-                .iter()
-                .map(|p| (p.key, FieldId::of(p.field.path), p.field.ty))
-                .collect()
+            SlotTable::new(
+                t.payload_fields()
+                    .iter()
+                    .map(|p| (p.key, FieldId::of(p.field.path), p.field.ty))
+                    .collect(),
+            )
         })
         .collect()
 });
 
-fn payload_slots(ty: EventType) -> &'static [PayloadSlot] {
+fn payload_slots(ty: EventType) -> &'static SlotTable {
     let i = EventType::ALL.iter().position(|t| *t == ty).unwrap_or(0);
     &PAYLOAD_SLOTS[i]
 }
@@ -484,7 +555,7 @@ fn build_event(
         if value.is_null() {
             continue;
         }
-        match slots.iter().find(|(k, _, _)| *k == key) {
+        match slots.find(&key).map(|i| &slots.slots[i]) {
             Some((_, id, ty)) if ty.accepts(&value) => {
                 fields.push((*id, Some(FieldValue::Owned(value))))
             }

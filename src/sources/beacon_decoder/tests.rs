@@ -350,3 +350,54 @@ fn a_wide_entry_leaves_the_fast_path_and_repeats_past_its_check_still_resolve() 
     assert_eq!(event.get("rum.extra.k3"), Some(&json!("last")));
     assert_eq!(event.get("rum.extra.k39"), Some(&json!(39)));
 }
+
+#[test]
+fn slot_keys_are_found_as_a_string_compare_finds_them() {
+    let mut rng = fastrand::Rng::with_seed(23);
+    for ty in EventType::ALL {
+        let table = payload_slots(ty);
+        let by_compare = |key: &str| table.slots.iter().position(|(k, _, _)| *k == key);
+        let mut keys: Vec<String> = Vec::new();
+        for (key, _, _) in &table.slots {
+            keys.push(key.to_string());
+            // Same length and head, another tail; one byte short or long;
+            // a NUL where the zero padding is.
+            let mut tail = key.to_string().into_bytes();
+            let last = tail.len() - 1;
+            tail[last] ^= 1;
+            keys.push(String::from_utf8(tail).unwrap());
+            keys.push(key[..key.len() - 1].to_string());
+            keys.push(format!("{key}s"));
+            keys.push(format!("{key}\0"));
+        }
+        for _ in 0..2_000 {
+            let len = rng.usize(0..20);
+            keys.push(
+                (0..len)
+                    .map(|_| {
+                        rng.choice(b"aeilnrst_\0".iter())
+                            .map_or('a', |b| *b as char)
+                    })
+                    .collect(),
+            );
+        }
+        for key in &keys {
+            assert_eq!(table.find(key), by_compare(key), "{ty:?} {key:?}");
+        }
+    }
+}
+
+#[test]
+fn slot_keys_sharing_a_bucket_are_all_found() {
+    // 300 keys: buckets shared, and indexes past what a bucket can hold.
+    let names: Vec<&'static str> = (0..300)
+        .map(|i| &*Box::leak(format!("key_{i}_x").into_boxed_str()))
+        .collect();
+    let id = FieldId::of(schema::RUM_EXTRA);
+    let table = SlotTable::new(names.iter().map(|k| (*k, id, FieldType::Keyword)).collect());
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(table.find(name), Some(i), "{name}");
+        assert_eq!(table.find(&format!("{name}y")), None);
+        assert_eq!(table.find(&name[..name.len() - 1]), None);
+    }
+}

@@ -200,7 +200,7 @@ fn read_slots(sc: &mut Scanner<'_, '_>) -> Scan<Option<SlottedEntry>> {
         ),
     };
     let slots = payload_slots(event_type);
-    let mut fields = Vec::with_capacity(slots.len().min(12) + 5);
+    let mut fields = Vec::with_capacity(slots.slots.len().min(12) + 5);
     let mut taken: u64 = 0;
     let mut others: Vec<Cow<'_, str>> = Vec::new();
     let mut extra = Map::new();
@@ -219,13 +219,13 @@ fn read_slots(sc: &mut Scanner<'_, '_>) -> Scan<Option<SlottedEntry>> {
             _ => {}
         }
         let value = sc.value(4)?;
-        match slots.iter().position(|(k, _, _)| *k == key) {
+        match slots.find(&key) {
             Some(i) if i < 64 => {
                 if taken & (1 << i) != 0 {
                     return Ok(None);
                 }
                 taken |= 1 << i;
-                let (_, id, ty) = slots[i];
+                let (_, id, ty) = slots.slots[i];
                 if value.is_null() {
                     continue;
                 }
