@@ -575,6 +575,17 @@ mod tests {
         }
     }
 
+    /// `n` random objects.
+    fn random_objects(seed: u64, n: usize) -> impl Iterator<Item = Obj<'static>> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        std::iter::repeat_with(move || random_json(&mut rng, 0))
+            .filter_map(|json| match json {
+                Json::Object(obj) => Some(obj),
+                _ => None,
+            })
+            .take(n)
+    }
+
     #[test]
     fn writes_what_serde_json_writes_for_the_value() {
         let mut rng = fastrand::Rng::with_seed(17);
@@ -590,12 +601,7 @@ mod tests {
     #[test]
     fn one_more_pair_of_text_lands_in_order_and_replaces_its_key() {
         let mut rng = fastrand::Rng::with_seed(19);
-        let mut objects = 0;
-        while objects < 5_000 {
-            let Json::Object(obj) = random_json(&mut rng, 0) else {
-                continue;
-            };
-            objects += 1;
+        for obj in random_objects(20, 5_000) {
             let more = random_json(&mut rng, 1);
             let mut text = Vec::new();
             more.write_to(&mut text);
@@ -611,13 +617,7 @@ mod tests {
 
     #[test]
     fn kept_text_reads_back_as_the_value() {
-        let mut rng = fastrand::Rng::with_seed(18);
-        let mut objects = 0;
-        while objects < 2_000 {
-            let Json::Object(obj) = random_json(&mut rng, 0) else {
-                continue;
-            };
-            objects += 1;
+        for obj in random_objects(18, 2_000) {
             let kept = obj.to_field_value(None);
             let value = Value::Object(obj.into());
             assert!(matches!(kept, FieldValue::Raw(_)));

@@ -164,25 +164,6 @@ fn put<'de>(
     }
 }
 
-/// Sets a typed slot, or puts a value of the wrong type back in `object`.
-fn put_or_keep<'de>(
-    fields: &mut Fields,
-    object: &mut Obj<'de>,
-    slot: Slot,
-    key: &'static str,
-    value: Json<'de>,
-) {
-    if value.is_null() {
-        return;
-    }
-    let value = Value::from(value);
-    if slot.1.accepts(&value) {
-        fields.push((slot.0, Some(value.into())));
-    } else {
-        object.insert(key, Json::from(value));
-    }
-}
-
 fn take_object<'de>(map: &mut Obj<'de>, key: &str) -> Option<Obj<'de>> {
     match map.remove(key)? {
         Json::Object(inner) => Some(inner),
@@ -533,7 +514,8 @@ impl<'a> Builder<'a> {
                         ("decoded_body_size", nav.decoded_size),
                     ] {
                         if let Some(v) = response.remove(key) {
-                            put_or_keep(&mut fields, &mut response, slot, key, v);
+                            // A value of the wrong type goes back into `response`.
+                            put(&mut fields, &mut response, slot, key, v);
                         }
                     }
                     nest(&mut context, "response", response);
