@@ -278,37 +278,32 @@ impl Obj<'_> {
     /// same key.
     fn write_with(&self, also: Option<(&str, &[u8])>, out: &mut Vec<u8>) {
         let pairs = &self.pairs;
-        let key = |i: u16| match pairs.get(usize::from(i)) {
+        let key = |i: usize| match pairs.get(i) {
             Some((key, _)) => &**key,
             None => also.map_or("", |(key, _)| key),
         };
         // The order of the pairs by key (the index past the pairs is
         // `also`), on the stack for the usual few. Stable: of repeated
-        // keys, the last sent stays last.
-        let n = pairs.len().min(usize::from(u16::MAX - 1));
-        let mut order: Vec<u16>;
-        let mut small = [0u16; 24];
-        let order: &mut [u16] = if n < small.len() {
-            &mut small[..=n]
+        // keys the last stays last, and `also` comes after a pair it
+        // replaces.
+        let len = pairs.len() + usize::from(also.is_some());
+        let mut small = [0usize; 24];
+        let mut large: Vec<usize>;
+        let order: &mut [usize] = if len <= small.len() {
+            &mut small[..len]
         } else {
-            order = vec![0; n + 1];
-            &mut order
+            large = vec![0; len];
+            &mut large
         };
         for (i, slot) in order.iter_mut().enumerate() {
-            *slot = i as u16;
+            *slot = i;
         }
-        let order = if also.is_some() {
-            &mut order[..]
-        } else {
-            &mut order[..n]
-        };
         order.sort_by(|a, b| key(*a).as_bytes().cmp(key(*b).as_bytes()));
         out.push(b'{');
         let mut first = true;
         for (at, &i) in order.iter().enumerate() {
             let k = key(i);
-            let replaced = also.is_some_and(|(a, _)| a == k) && usize::from(i) < n;
-            if replaced || order.get(at + 1).is_some_and(|&next| key(next) == k) {
+            if order.get(at + 1).is_some_and(|&next| key(next) == k) {
                 continue;
             }
             if !first {
@@ -317,7 +312,7 @@ impl Obj<'_> {
             first = false;
             write_str(k, out);
             out.push(b':');
-            match pairs.get(usize::from(i)) {
+            match pairs.get(i) {
                 Some((_, json)) => json.write_to(out),
                 None => out.extend_from_slice(also.map_or(&b"null"[..], |(_, text)| text)),
             }
