@@ -59,7 +59,7 @@ fn run_chain(chain: &mut [Box<dyn Transform>], mut batch: Batch) -> Batch {
 }
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: rum_pipeline::allocator::MiMalloc = rum_pipeline::allocator::MiMalloc;
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "decode".into());

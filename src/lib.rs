@@ -6,6 +6,7 @@
 //! backpressure and shutdown — is in `docs/architecture.md`; what each
 //! component does and its keys, in `docs/configuration.md`.
 
+pub mod allocator;
 pub mod client_bundle;
 pub mod conditions;
 pub mod config;

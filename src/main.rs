@@ -17,7 +17,7 @@ use rum_pipeline::topology::{self, RunOptions};
 // comparisons only). Its arena is committed lazily (`.cargo/config.toml`).
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: rum_pipeline::allocator::MiMalloc = rum_pipeline::allocator::MiMalloc;
 
 /// mimalloc (v3) keeps freed memory committed for 1 s before it returns it;
 /// under overload, where every request is answered 503 and its memory freed

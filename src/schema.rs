@@ -453,7 +453,8 @@ mod tests {
 
     #[test]
     fn event_type_names_round_trip() {
-        for t in EventType::ALL {
+        for (i, t) in EventType::ALL.into_iter().enumerate() {
+            assert_eq!(t as usize, i, "ALL is in declaration order");
             assert_eq!(EventType::parse(t.as_str()), Some(t));
             assert_eq!(t.dataset(), format!("rum.{}", t.as_str()));
         }

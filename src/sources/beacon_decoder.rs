@@ -384,9 +384,10 @@ static PAYLOAD_SLOTS: LazyLock<Vec<SlotTable>> = LazyLock::new(|| {
         .collect()
 });
 
+/// `EventType::ALL` lists the types in declaration order, so a type's
+/// discriminant is its index there (`schema`'s tests hold it to that).
 fn payload_slots(ty: EventType) -> &'static SlotTable {
-    let i = EventType::ALL.iter().position(|t| *t == ty).unwrap_or(0);
-    &PAYLOAD_SLOTS[i]
+    &PAYLOAD_SLOTS[ty as usize]
 }
 
 /// A context object's string fields (`keys[i]`'s value into `ids[i]`).

@@ -267,10 +267,62 @@ impl<'de, 'l> Scanner<'de, 'l> {
         }
     }
 
-    /// A string with escapes (found at `at`): its end is found here, and
-    /// `serde_json` unescapes it (surrogate pairs, lone surrogates refused).
+    /// A string with escapes (the first at `at`), unescaped here when its
+    /// escapes are the one-letter kind (`\n` in a stack trace). Anything
+    /// else (`\u`, an unknown escape, a control character, no end) goes to
+    /// `serde_json`, whose answers and errors it keeps (surrogate pairs, lone
+    /// surrogates refused). One stack through `serde_json` cost as much as
+    /// reading twenty keys.
     #[cold]
     fn escaped_string(&mut self, mut at: usize) -> Scan<Cow<'de, str>> {
+        let bytes = self.bytes();
+        let start = self.pos + 1;
+        let mut out = String::with_capacity(at - start + 64);
+        let mut run = start;
+        loop {
+            while let Some(chunk) = bytes.get(at..at + 8) {
+                let stop = special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+                if stop != 0 {
+                    at += (stop.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                at += 8;
+            }
+            match bytes.get(at) {
+                Some(b'"') => {
+                    // Runs end at ASCII bytes: char boundaries.
+                    out.push_str(&self.text[run..at]);
+                    self.pos = at + 1;
+                    return Ok(Cow::Owned(out));
+                }
+                Some(b'\\') => {
+                    let unescaped = match bytes.get(at + 1) {
+                        Some(b'"') => '"',
+                        Some(b'\\') => '\\',
+                        Some(b'/') => '/',
+                        Some(b'b') => '\u{8}',
+                        Some(b'f') => '\u{c}',
+                        Some(b'n') => '\n',
+                        Some(b'r') => '\r',
+                        Some(b't') => '\t',
+                        _ => return self.escaped_by_serde(at),
+                    };
+                    out.push_str(&self.text[run..at]);
+                    out.push(unescaped);
+                    at += 2;
+                    run = at;
+                }
+                Some(&b) if b < 0x20 => return self.escaped_by_serde(at),
+                Some(_) => at += 1,
+                None => return self.escaped_by_serde(at),
+            }
+        }
+    }
+
+    /// The string begun at `self.pos` read by `serde_json` (its end found
+    /// here, from `at`, inside it).
+    #[cold]
+    fn escaped_by_serde(&mut self, mut at: usize) -> Scan<Cow<'de, str>> {
         let bytes = self.bytes();
         let open = self.pos;
         loop {

@@ -173,7 +173,7 @@ impl Gen {
         out.push('"');
         for _ in 0..self.rng.usize(..40) {
             match self.rng.u8(..40) {
-                0 => out.push_str("\\n"),
+                0 => out.push_str(["\\n", "\\t", "\\r", "\\b", "\\f"][self.rng.usize(..5)]),
                 1 => out.push_str("\\\""),
                 2 => out.push_str("\\\\"),
                 3 => out.push_str("\\u00e9"),
