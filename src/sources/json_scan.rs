@@ -183,7 +183,7 @@ impl<'de, 'l> Scanner<'de, 'l> {
 
     /// The next key of the object begun, measured, and past its `:`; `None`
     /// past the closing `}`. `first` is whether no key was read yet.
-    #[inline]
+    #[inline(always)]
     pub(in crate::sources) fn key(&mut self, first: bool) -> Scan<Option<Cow<'de, str>>> {
         if !self.next_entry(first, b'}')? {
             return Ok(None);
