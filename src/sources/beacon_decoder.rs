@@ -247,7 +247,7 @@ pub fn decode(
             })
             .unwrap_or(facts.received_at_ms);
         let (event, unknown) = match entry {
-            WireEntry::Slotted(slotted) => build_slotted(&context, at, seq, slotted),
+            WireEntry::Slotted(slotted) => build_slotted(&context, at, slotted),
             WireEntry::Object(entry) => build_event(&context, at, ts, seq, entry)?,
             WireEntry::NotObject => continue,
         };
@@ -585,16 +585,10 @@ fn build_event(
 fn build_slotted(
     context: &Arc<Context>,
     timestamp_ms: i64,
-    seq: usize,
     entry: wire::SlottedEntry,
 ) -> (Event, bool) {
     let ids = &*CONTEXT_IDS;
     let mut fields = entry.fields;
-    // First: a `seq` the client sent is a slot read later, and wins.
-    fields.insert(
-        0,
-        (ids.seq, Some(FieldValue::Owned(Value::from(seq as u64)))),
-    );
     let unknown = entry.original_type.is_some();
     if let Some(original_type) = entry.original_type {
         fields.push((ids.original_type, Some(original_type.into())));

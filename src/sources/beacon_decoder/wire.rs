@@ -55,7 +55,9 @@ pub(super) struct SlottedEntry {
     /// The type sent, when it was not a known one (kept as `custom`).
     pub(super) original_type: Option<String>,
     pub(super) ts: Option<i64>,
-    /// The payload's slots, then `rum.extra` if any key had no slot.
+    /// `rum.seq` (the entry's place; one the client sent is a slot read
+    /// later, and wins), the payload's slots, then `rum.extra` if any key
+    /// had no slot.
     pub(super) fields: Vec<(FieldId, Option<FieldValue>)>,
 }
 
@@ -146,21 +148,22 @@ fn read_events<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireEvents<'de>> {
     let mut first = true;
     while sc.element(first)? {
         first = false;
-        entries.push(read_entry(sc)?);
+        let seq = entries.len();
+        entries.push(read_entry(sc, seq)?);
     }
     let count = entries.len();
     Ok(WireEvents::Array { entries, count })
 }
 
-/// One entry of `events` (depth 3); its values are at depth 4.
-fn read_entry<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireEntry<'de>> {
+/// Entry `seq` of `events` (depth 3); its values are at depth 4.
+fn read_entry<'de>(sc: &mut Scanner<'de, '_>, seq: usize) -> Scan<WireEntry<'de>> {
     if sc.peek()? != b'{' {
         sc.skip(3)?;
         return Ok(WireEntry::NotObject);
     }
     let start = sc.position();
     sc.begin_object(3)?;
-    if let Some(slotted) = read_slots(sc)? {
+    if let Some(slotted) = read_slots(sc, seq)? {
         return Ok(WireEntry::Slotted(slotted));
     }
     // Read again, as key/value pairs, from its `{`.
@@ -185,7 +188,7 @@ const MAX_OTHER_KEYS: usize = 32;
 /// a string, a key sent twice (the last value wins, whichever path it
 /// takes), a `ts` that is not a number, or an own `view`. Nothing is
 /// refused here, so the general reading gives every answer it gave.
-fn read_slots(sc: &mut Scanner<'_, '_>) -> Scan<Option<SlottedEntry>> {
+fn read_slots(sc: &mut Scanner<'_, '_>, seq: usize) -> Scan<Option<SlottedEntry>> {
     match sc.key(true)? {
         Some(key) if key == "type" && sc.peek()? == b'"' => {}
         _ => return Ok(None),
@@ -201,6 +204,10 @@ fn read_slots(sc: &mut Scanner<'_, '_>) -> Scan<Option<SlottedEntry>> {
     };
     let slots = payload_slots(event_type);
     let mut fields = Vec::with_capacity(slots.slots.len().min(12) + 5);
+    fields.push((
+        CONTEXT_IDS.seq,
+        Some(FieldValue::Owned(Value::from(seq as u64))),
+    ));
     let mut taken: u64 = 0;
     let mut others: Vec<Cow<'_, str>> = Vec::new();
     let mut extra = Map::new();
