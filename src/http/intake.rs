@@ -257,8 +257,8 @@ impl Intake {
 
     /// Runs the common steps for a POST: client address and rate limit,
     /// origin, size limits, body budget, decompression. `body` is the
-    /// request body as a stream of chunks (hyper's, or warp's
-    /// `body::stream()`).
+    /// request body as a stream of chunks (hyper's `Incoming` through
+    /// `BodyDataStream`).
     pub async fn accept<B, D, E>(
         &self,
         head: IntakeHead,

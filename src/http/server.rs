@@ -37,7 +37,7 @@ use crate::telemetry::{Counter, Registry};
 pub type ResponseFuture = Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
 
 /// What a component plugs into the listener for one path: every source
-/// endpoint's warp filter (`sources::http_source`), the Prometheus sink's
+/// endpoint (`sources::http_source`), the Prometheus sink's
 /// scrape endpoint. The listener has matched the path and counts the answer.
 pub trait RouteHandler: Send + Sync + 'static {
     fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture;

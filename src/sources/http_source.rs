@@ -6,24 +6,19 @@
 //! decode errors as `400`/`413`, the access log, and delivery downstream with
 //! `503` + `Retry-After` when it stays full.
 //!
-//! Each route is a warp filter (preflight, or the payload POST, or the
-//! source's own answers, or 405), turned into a service the listener calls
-//! once it has matched the path; the listener keeps its own accept loop, TLS,
-//! limits and drain (`http::server`).
+//! Each route answers the preflight, or the payload POST, or the source's
+//! own requests, or 405 (`SourceRoute`); the listener calls it once it has
+//! matched the path, and keeps its own accept loop, TLS, limits and drain
+//! (`http::server`).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{FutureExt, Stream};
-use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use futures_util::Stream;
+use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::BodyDataStream;
 use hyper::body::Incoming;
-use tower_service::Service;
-use warp::filters::path::FullPath;
-use warp::Filter;
 
 use super::decode_error::{DecodeError, DecodeErrorKind};
 use super::SourceContext;
@@ -58,8 +53,7 @@ pub struct MediaTypes {
 /// What the source's hooks see of a request: all but its body.
 pub struct RequestHead {
     method: Method,
-    path: FullPath,
-    query: Option<String>,
+    uri: Uri,
     headers: HeaderMap,
 }
 
@@ -68,10 +62,10 @@ impl RequestHead {
         &self.method
     }
     pub fn path(&self) -> &str {
-        self.path.as_str()
+        self.uri.path()
     }
     pub fn query(&self) -> Option<&str> {
-        self.query.as_deref()
+        self.uri.query()
     }
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
@@ -200,15 +194,14 @@ pub fn routes<S: HttpSource>(
     });
     endpoints
         .into_iter()
-        .map(|e| {
-            let filter = filter(flow.clone(), e.endpoint, e.log_path.into());
-            Route {
-                path: e.path,
-                source_id: cx.id.clone(),
-                handler: Arc::new(FilterRoute {
-                    service: warp::service(filter),
-                }),
-            }
+        .map(|e| Route {
+            path: e.path,
+            source_id: cx.id.clone(),
+            handler: Arc::new(SourceRoute {
+                flow: flow.clone(),
+                endpoint: e.endpoint,
+                log_path: e.log_path.into(),
+            }),
         })
         .collect()
 }
@@ -226,142 +219,57 @@ struct Flow<S> {
     shed: Counter,
 }
 
-/// The TCP peer, handed to the filter in the request's extensions.
-#[derive(Clone, Copy)]
-struct PeerAddr(SocketAddr);
-
-/// One endpoint's answers, in order: preflight, the payload POST, the
-/// source's own answers (`serve`), 405. The last never rejects, so warp's
-/// own rejection answers are never seen.
-fn filter<S: HttpSource>(
+/// One endpoint of a source, as the listener calls it once it has matched
+/// the path. Its answers, in order: the CORS preflight (`OPTIONS`), the
+/// payload (`POST`, when the endpoint takes one), the source's own answers
+/// (`serve`), 405. (These were warp filters; the request now goes to them
+/// as hyper hands it over, its head moved rather than cloned: the filter
+/// chain cost ~6k instructions a request, a tenth of a beacon's decode.)
+struct SourceRoute<S: HttpSource> {
     flow: Arc<Flow<S>>,
     endpoint: S::Endpoint,
     log_path: Arc<str>,
-) -> warp::filters::BoxedFilter<(Answer,)> {
-    let allow = flow.source.allow(endpoint);
-    let takes_payload = flow.source.takes_payload(endpoint);
-    let flow = warp::any().map(move || flow.clone());
-    let head = warp::method()
-        .and(warp::path::full())
-        .and(
-            warp::query::raw()
-                .map(Some)
-                .or(warp::any().map(|| None))
-                .unify(),
-        )
-        .and(warp::header::headers_cloned())
-        .map(|method, path, query, headers| RequestHead {
-            method,
-            path,
-            query,
-            headers,
-        });
-    let preflight = warp::options()
-        .and(flow.clone())
-        .and(warp::header::headers_cloned())
-        .map(|flow: Arc<Flow<S>>, headers: HeaderMap| Answer(flow.intake.preflight(&headers)));
-    // Decided when the route is built; a filter rather than a boxed branch,
-    // so the chain stays one type and costs one allocation per request.
-    let payload_here = warp::any()
-        .and_then(move || {
-            std::future::ready(if takes_payload {
-                Ok(())
-            } else {
-                Err(warp::reject::not_found())
-            })
-        })
-        .untuple_one();
-    let payload = warp::post()
-        .and(payload_here)
-        .and(flow.clone())
-        .and(head)
-        .and(warp::ext::get::<PeerAddr>())
-        .and(warp::ext::optional::<Arc<BodyBudget>>())
-        .and(warp::ext::optional::<BodyConsumed>())
-        .and(warp::body::stream())
-        .then(
-            move |flow: Arc<Flow<S>>,
-                  head: RequestHead,
-                  peer: PeerAddr,
-                  budget: Option<Arc<BodyBudget>>,
-                  consumed: Option<BodyConsumed>,
-                  body| {
-                let log_path = log_path.clone();
-                async move {
-                    let intake_head = |headers| IntakeHead {
-                        headers,
-                        peer: peer.0.ip(),
-                        budget,
-                        consumed,
-                    };
-                    let response = flow
-                        .receive(endpoint, &log_path, head, intake_head, body)
-                        .await;
-                    Answer(response)
-                }
-            },
-        );
-    let serve = flow
-        .and(head)
-        .and_then(move |flow: Arc<Flow<S>>, head: RequestHead| {
-            let served = flow.source.serve(endpoint, &head, &flow.intake);
-            async move { served.map(Answer).ok_or_else(warp::reject::not_found) }
-        });
-    let not_allowed = warp::any().map(move || Answer(method_not_allowed(allow)));
-    preflight
-        .or(payload)
-        .unify()
-        .or(serve)
-        .unify()
-        .or(not_allowed)
-        .unify()
-        .boxed()
 }
 
-/// A response as warp hands it on.
-struct Answer(HttpResponse);
-
-impl warp::Reply for Answer {
-    fn into_response(self) -> warp::reply::Response {
-        let (parts, body) = self.0.into_parts();
-        // A `Full` body is ready at once: this takes its bytes, no waiting.
-        let bytes = body
-            .collect()
-            .now_or_never()
-            .map(|collected| collected.map_or_else(|never| match never {}, |c| c.to_bytes()))
-            .unwrap_or_default();
-        warp::reply::Response::from_parts(parts, bytes.into())
+impl<S: HttpSource> RouteHandler for SourceRoute<S> {
+    fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture {
+        Box::pin(async move { self.answer(request, peer).await })
     }
 }
 
-/// What the listener calls for one of a source's paths: the endpoint's
-/// filter, as a service.
-struct FilterRoute<T> {
-    service: T,
-}
-
-impl<T> RouteHandler for FilterRoute<T>
-where
-    T: Service<Request<Incoming>, Response = warp::reply::Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    T::Future: Send + 'static,
-{
-    fn handle(self: Arc<Self>, mut request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture {
-        request.extensions_mut().insert(PeerAddr(peer));
-        let answer = self.service.clone().call(request);
-        Box::pin(async move {
-            let response = answer.await.unwrap_or_else(|never| match never {});
-            let (parts, body) = response.into_parts();
-            let body: Bytes = body
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            http::Response::from_parts(parts, Full::new(body))
-        })
+impl<S: HttpSource> SourceRoute<S> {
+    async fn answer(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        let flow = &self.flow;
+        let (parts, body) = request.into_parts();
+        if parts.method == Method::OPTIONS {
+            return flow.intake.preflight(&parts.headers);
+        }
+        let head = RequestHead {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+        };
+        if head.method == Method::POST && flow.source.takes_payload(self.endpoint) {
+            let intake_head = |headers| IntakeHead {
+                headers,
+                peer: peer.ip(),
+                budget: parts.extensions.get::<Arc<BodyBudget>>().cloned(),
+                consumed: parts.extensions.get::<BodyConsumed>().cloned(),
+            };
+            return flow
+                .receive(
+                    self.endpoint,
+                    &self.log_path,
+                    head,
+                    intake_head,
+                    BodyDataStream::new(body),
+                )
+                .await;
+        }
+        if let Some(response) = flow.source.serve(self.endpoint, &head, &flow.intake) {
+            return response;
+        }
+        method_not_allowed(flow.source.allow(self.endpoint))
     }
 }
 
