@@ -81,7 +81,10 @@ impl<'u> Parts<'u> {
         } else {
             return None;
         };
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority_end = rest
+            .bytes()
+            .position(|b| matches!(b, b'/' | b'?' | b'#'))
+            .unwrap_or(rest.len());
         let (authority, rest) = rest.split_at(authority_end);
         let (host, port) = match authority.split_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -109,14 +112,6 @@ impl<'u> Parts<'u> {
             Some((path, query)) => (path, Some(query)),
             None => (rest, None),
         };
-        let plain_path = path
-            .bytes()
-            .all(|b| plain_byte(b) && !matches!(b, b'"' | b'<' | b'>' | b'`' | b'{' | b'}'))
-            && !path
-                .split('/')
-                .any(|segment| segment == "." || segment == "..")
-            && !path.contains("%2e")
-            && !path.contains("%2E");
         let plain_query = query.map_or(true, |q| {
             q.bytes()
                 .all(|b| plain_byte(b) && !matches!(b, b'"' | b'<' | b'>' | b'\''))
@@ -125,7 +120,7 @@ impl<'u> Parts<'u> {
             f.bytes()
                 .all(|b| plain_byte(b) && !matches!(b, b'"' | b'<' | b'>' | b'`'))
         });
-        if !(plain_path && plain_query && plain_fragment) {
+        if !(plain_path(path) && plain_query && plain_fragment) {
             return None;
         }
         Some(Parts {
@@ -144,39 +139,74 @@ fn plain_byte(b: u8) -> bool {
     (0x21..=0x7e).contains(&b) && b != b'\\'
 }
 
+/// A path the parser keeps as written: plain bytes, no `.` or `..` segment
+/// and no `%2e` (an encoded dot it would resolve too). One pass over the
+/// bytes: the split and two searches it replaced were a tenth of a beacon's
+/// context.
+fn plain_path(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let dot_segment = |segment: &[u8]| segment == b"." || segment == b"..";
+    let mut segment_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !plain_byte(b) || matches!(b, b'"' | b'<' | b'>' | b'`' | b'{' | b'}') {
+            return false;
+        }
+        if b == b'%'
+            && bytes.get(i + 1) == Some(&b'2')
+            && matches!(bytes.get(i + 2), Some(b'e' | b'E'))
+        {
+            return false;
+        }
+        if b == b'/' {
+            if dot_segment(&bytes[segment_start..i]) {
+                return false;
+            }
+            segment_start = i + 1;
+        }
+    }
+    !dot_segment(&bytes[segment_start..])
+}
+
 /// A host the parser keeps as written: lowercase ASCII labels of letters,
 /// digits and inner hyphens, the last one not a number, decimal or `0x`
 /// hexadecimal (the parser would read an IPv4 address), no Punycode
-/// (checked by IDNA); or a dotted quad in canonical decimal.
+/// (checked by IDNA); or a dotted quad in canonical decimal. Its labels are
+/// read once, for both readings.
 fn plain_host(host: &str) -> bool {
     if host.is_empty() || host.len() > 253 {
         return false;
     }
-    let labels = || host.split('.');
-    let dotted_quad = labels().count() == 4
-        && labels().all(|l| {
-            !l.is_empty()
-                && l.len() <= 3
-                && l.bytes().all(|b| b.is_ascii_digit())
-                && (l == "0" || !l.starts_with('0'))
-                && l.parse::<u16>().is_ok_and(|n| n <= 255)
-        });
-    if dotted_quad {
+    let quad_label = |l: &[u8]| {
+        !l.is_empty()
+            && l.len() <= 3
+            && l.iter().all(u8::is_ascii_digit)
+            && (l == b"0" || l[0] != b'0')
+            && l.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0')) <= 255
+    };
+    let name_label = |l: &[u8]| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with(b"xn--")
+            && !l.starts_with(b"-")
+            && !l.ends_with(b"-")
+            && l.iter()
+                .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    let mut labels = 0;
+    let mut quad = true;
+    let mut name = true;
+    let mut last: &[u8] = b"";
+    for label in host.as_bytes().split(|&b| b == b'.') {
+        labels += 1;
+        quad = quad && quad_label(label);
+        name = name && name_label(label);
+        last = label;
+    }
+    if quad && labels == 4 {
         return true;
     }
-    let last = labels().next_back().unwrap_or_default();
     // `0x…` is a hexadecimal IPv4 number to the parser (`0x7f` is 0.0.0.127).
-    !last.starts_with("0x")
-        && labels().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with("xn--")
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
-        && last.bytes().any(|b| b.is_ascii_lowercase())
+    name && !last.starts_with(b"0x") && last.iter().any(u8::is_ascii_lowercase)
 }
 
 /// Writes `url.full` and, when it parses, its parts on an event; parts the
