@@ -6,6 +6,7 @@
 //! under. What happens after (decoding, delivery downstream) is the sources'
 //! business (`sources::http_source`): this layer knows neither.
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -403,11 +404,20 @@ async fn read_limited<D: Buf, E: std::fmt::Display>(
     Ok(buf.freeze())
 }
 
-/// The media type without parameters, lower-cased: `application/json`.
-pub fn media_type(headers: &HeaderMap) -> Option<String> {
+/// The media type without parameters, lower-cased: `application/json`
+/// (borrowed from the header when it is lower-case already, as browsers
+/// send it).
+pub fn media_type(headers: &HeaderMap) -> Option<Cow<'_, str>> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
-    (!essence.is_empty()).then_some(essence)
+    let essence = value.split(';').next()?.trim();
+    if essence.is_empty() {
+        return None;
+    }
+    Some(if essence.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(essence.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(essence)
+    })
 }
 
 /// Undoes `Content-Encoding: gzip | deflate`, never producing more than

@@ -294,7 +294,7 @@ impl<S: HttpSource> Flow<S> {
         let intake = &self.intake;
         let media = self.source.media_types(endpoint);
         if let Some(other) =
-            media_type(request.headers()).filter(|t| !media.accepted.contains(&t.as_str()))
+            media_type(request.headers()).filter(|t| !media.accepted.contains(&&**t))
         {
             let error = IntakeError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
