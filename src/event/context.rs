@@ -109,18 +109,29 @@ impl PartialEq for SizeCache {
 }
 
 /// Bytes a JSON value keeps on the heap, roughly (for buffer budgets).
+/// Inlined for the leaves most slots hold: every buffer a batch passes
+/// counts each of its events' fields, and the call cost more than the count.
+#[inline]
 pub fn value_bytes(value: &Value) -> usize {
     match value {
         Value::String(s) => s.len() + 8,
+        Value::Array(_) | Value::Object(_) => container_bytes(value),
+        _ => 0,
+    }
+}
+
+fn container_bytes(value: &Value) -> usize {
+    match value {
         Value::Array(items) => items.iter().map(value_bytes).sum::<usize>() + 32,
         Value::Object(map) => map
             .iter()
             .map(|(k, v)| k.len() + 48 + value_bytes(v))
             .sum::<usize>(),
-        _ => 0,
+        _ => value_bytes(value),
     }
 }
 
+#[inline]
 pub(super) fn slot_bytes(value: &FieldValue) -> usize {
     match value {
         FieldValue::Owned(v) => value_bytes(v),
