@@ -235,16 +235,7 @@ impl<'de, 'l> Scanner<'de, 'l> {
         let start = self.pos + 1;
         let mut at = start;
         loop {
-            // Eight bytes at a time to the first that ends the fast path.
-            while let Some(chunk) = bytes.get(at..at + 8) {
-                let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-                let stop = special_bytes(word);
-                if stop != 0 {
-                    at += (stop.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                at += 8;
-            }
+            at = plain_run_end(bytes, at);
             match bytes.get(at) {
                 Some(b'"') => {
                     self.pos = at + 1;
@@ -280,14 +271,7 @@ impl<'de, 'l> Scanner<'de, 'l> {
         let mut out = String::with_capacity(at - start + 64);
         let mut run = start;
         loop {
-            while let Some(chunk) = bytes.get(at..at + 8) {
-                let stop = special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
-                if stop != 0 {
-                    at += (stop.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                at += 8;
-            }
+            at = plain_run_end(bytes, at);
             match bytes.get(at) {
                 Some(b'"') => {
                     // Runs end at ASCII bytes: char boundaries.
@@ -565,6 +549,21 @@ pub(in crate::sources) fn needs_escape(text: &[u8]) -> bool {
         .remainder()
         .iter()
         .any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+/// From `at`, eight bytes at a time, to the first byte that ends a string's
+/// plain run (`"`, `\\`, a control character); or to where fewer than eight
+/// bytes are left, which the caller reads one by one.
+#[inline(always)]
+fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let stop = special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+        if stop != 0 {
+            return at + (stop.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at
 }
 
 /// The high bit set in each byte of `word` that is `"`, `\\` or a control
