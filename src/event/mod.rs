@@ -258,6 +258,22 @@ impl Event {
         }
     }
 
+    /// Gives an event that has no labels at all (of its own or from its
+    /// context) these, sorted by name and each name once: one list built,
+    /// instead of a lookup and an insert per label. `false`, and nothing
+    /// done, when the event has labels already.
+    pub fn label_unlabelled(&mut self, labels: &[(Arc<str>, FieldValue)]) -> bool {
+        debug_assert!(labels.windows(2).all(|w| w[0].0 < w[1].0));
+        if !self.own.labels.is_empty() || !self.context.labels.is_empty() {
+            return false;
+        }
+        self.own_mut().labels = labels
+            .iter()
+            .map(|(name, value)| (name.clone(), Some(value.clone())))
+            .collect();
+        true
+    }
+
     pub fn set_label(&mut self, name: Arc<str>, value: FieldValue) {
         let labels = &mut self.own_mut().labels;
         match labels.binary_search_by(|(k, _)| (**k).cmp(&*name)) {

@@ -220,8 +220,14 @@ impl LabelsConfig {
             .iter()
             .map(|rule| rule.labels.iter().map(|(k, v)| Label::new(k, v)).collect())
             .collect();
+        let mut always_sorted: Vec<(Arc<str>, FieldValue)> = always
+            .iter()
+            .map(|l| (l.name.clone(), FieldValue::Shared(l.value.clone())))
+            .collect();
+        always_sorted.sort_by(|a, b| a.0.cmp(&b.0));
         Labels {
             always,
+            always_sorted,
             when: ConditionSet::new(rules.iter().map(|rule| rule.condition.clone())),
             when_labels,
             overwrite: self.overwrite,
@@ -232,6 +238,8 @@ impl LabelsConfig {
 pub struct Labels {
     /// Set on every event (static labels and `from_string`, merged).
     always: Vec<Label>,
+    /// `always` sorted by name, as an event without labels gets them all.
+    always_sorted: Vec<(Arc<str>, FieldValue)>,
     /// Conditions of the `when` rules, in file order...
     when: ConditionSet,
     /// ...and the labels each sets.
@@ -264,8 +272,12 @@ impl Labels {
         // Conditions first, against the event as it arrived.
         let mut matched: u64 = 0;
         self.when.for_each_match(event, |i| matched |= 1 << i);
-        if self.always.is_empty() && matched == 0 {
-            return;
+        if matched == 0 {
+            // The common case: the static labels on an event that has none
+            // yet, which both modes give the same result.
+            if self.always.is_empty() || event.label_unlabelled(&self.always_sorted) {
+                return;
+            }
         }
         let rules = self
             .when_labels
@@ -515,6 +527,23 @@ labels = { had_site = "yes" }
             batch[0].to_value()["labels"],
             json!({"site": "ctx", "keep": "1", "new": "n"})
         );
+    }
+
+    #[test]
+    fn an_unlabelled_event_gets_the_document_label_by_label_gives() {
+        let labels =
+            config(r#"labels = { zeta = "1", alpha = "2", "team name" = "web", mid = 3 }"#).build();
+        let event = || Event::from(json!({"rum": {"type": "action"}}));
+        let mut at_once = event();
+        labels.apply(&mut at_once);
+        let mut one_by_one = event();
+        for label in &labels.always {
+            label.set_on(&mut one_by_one);
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        at_once.write_json(&mut a);
+        one_by_one.write_json(&mut b);
+        assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
     }
 
     #[test]
