@@ -273,15 +273,16 @@ impl Event {
     /// context) these, sorted by name and each name once: one list built,
     /// instead of a lookup and an insert per label. `false`, and nothing
     /// done, when the event has labels already.
-    pub fn label_unlabelled(&mut self, labels: &[(Arc<str>, FieldValue)]) -> bool {
-        debug_assert!(labels.windows(2).all(|w| w[0].0 < w[1].0));
+    pub fn label_unlabelled(
+        &mut self,
+        labels: impl ExactSizeIterator<Item = (Arc<str>, FieldValue)>,
+    ) -> bool {
         if !self.own.labels.is_empty() || !self.context.labels.is_empty() {
             return false;
         }
-        self.own_mut().labels = labels
-            .iter()
-            .map(|(name, value)| (name.clone(), Some(value.clone())))
-            .collect();
+        let own = &mut self.own_mut().labels;
+        own.extend(labels.map(|(name, value)| (name, Some(value))));
+        debug_assert!(own.windows(2).all(|w| w[0].0 < w[1].0));
         true
     }
 

@@ -24,7 +24,9 @@ use super::decode_error::{DecodeError, DecodeErrorKind};
 use super::SourceContext;
 use crate::event::Batch;
 use crate::http::connection::BodyConsumed;
-use crate::http::intake::{media_type, Intake, IntakeError, IntakeHead, IntakeRequest};
+use crate::http::intake::{
+    is_preflight, media_type, Intake, IntakeError, IntakeHead, IntakeRequest,
+};
 use crate::http::limits::BodyBudget;
 use crate::http::server::{ResponseFuture, Route, RouteHandler};
 use crate::http::{access_log, empty_response, text_response, HttpResponse};
@@ -241,7 +243,7 @@ impl<S: HttpSource> SourceRoute<S> {
     async fn answer(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
         let flow = &self.flow;
         let (parts, body) = request.into_parts();
-        if parts.method == Method::OPTIONS {
+        if is_preflight(&parts.method) {
             return flow.intake.preflight(&parts.headers);
         }
         let head = RequestHead {

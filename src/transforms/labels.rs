@@ -220,14 +220,11 @@ impl LabelsConfig {
             .iter()
             .map(|rule| rule.labels.iter().map(|(k, v)| Label::new(k, v)).collect())
             .collect();
-        let mut always_sorted: Vec<(Arc<str>, FieldValue)> = always
-            .iter()
-            .map(|l| (l.name.clone(), FieldValue::Shared(l.value.clone())))
-            .collect();
-        always_sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        // Each name is there once, so the order they are set in does not
+        // matter; sorted, they are the list an unlabelled event gets.
+        always.sort_by(|a, b| a.name.cmp(&b.name));
         Labels {
             always,
-            always_sorted,
             when: ConditionSet::new(rules.iter().map(|rule| rule.condition.clone())),
             when_labels,
             overwrite: self.overwrite,
@@ -236,10 +233,9 @@ impl LabelsConfig {
 }
 
 pub struct Labels {
-    /// Set on every event (static labels and `from_string`, merged).
+    /// Set on every event (static labels and `from_string`, merged), sorted
+    /// by name.
     always: Vec<Label>,
-    /// `always` sorted by name, as an event without labels gets them all.
-    always_sorted: Vec<(Arc<str>, FieldValue)>,
     /// Conditions of the `when` rules, in file order...
     when: ConditionSet,
     /// ...and the labels each sets.
@@ -275,7 +271,11 @@ impl Labels {
         if matched == 0 {
             // The common case: the static labels on an event that has none
             // yet, which both modes give the same result.
-            if self.always.is_empty() || event.label_unlabelled(&self.always_sorted) {
+            let always = self
+                .always
+                .iter()
+                .map(|l| (l.name.clone(), FieldValue::Shared(l.value.clone())));
+            if self.always.is_empty() || event.label_unlabelled(always) {
                 return;
             }
         }
