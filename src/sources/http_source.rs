@@ -323,6 +323,15 @@ impl<S: HttpSource> Flow<S> {
         let metrics = intake.metrics();
         metrics.received_bytes.add(accepted.wire_bytes as u64);
         let received_at_ms = chrono::Utc::now().timestamp_millis();
+        // Room downstream first, then the decode: while the pipeline is full,
+        // every waiting connection would otherwise hold its decoded events.
+        // A request whose wait runs out is still decoded, for the count of
+        // the events its 503 discards.
+        let deadline = tokio::time::Instant::now() + self.send_timeout;
+        let room = self
+            .output
+            .wait_for_room(accepted.body.len(), deadline)
+            .await;
         let decoded = match self.source.decode(endpoint, &accepted, received_at_ms) {
             Ok(decoded) => decoded,
             Err(e) => {
@@ -346,7 +355,13 @@ impl<S: HttpSource> Flow<S> {
         }
         let allow_origin = accepted.allow_origin.clone();
         let answer = decoded.answer;
-        let response = match self.deliver(decoded.events).await {
+        let delivered = match room {
+            Ok(()) => self.deliver(decoded.events, deadline).await,
+            // Nothing to deliver needs no room (as `send_within` has it).
+            Err(_) if decoded.events.is_empty() => Ok(()),
+            Err(reason) => Err(self.shed(decoded.events.len() as u64, reason)),
+        };
+        let response = match delivered {
             Ok(()) => self.source.accepted(answer),
             Err(response) => {
                 let response = intake.with_cors(response, allow_origin);
@@ -360,14 +375,23 @@ impl<S: HttpSource> Flow<S> {
 
     /// Hands a request's events downstream: `Ok` once they are in every
     /// downstream buffer, a 503 + `Retry-After` when room does not come
-    /// within `send_timeout` (shed and counted, never lost silently: the
-    /// client is told to retry). All or nothing, so no request is half-written.
-    async fn deliver(&self, events: Batch) -> Result<(), HttpResponse> {
+    /// by `deadline` (shed and counted, never lost silently: the client is
+    /// told to retry). All or nothing, so no request is half-written.
+    async fn deliver(
+        &self,
+        events: Batch,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), HttpResponse> {
         let count = events.len() as u64;
-        let reason = match self.output.send_within(events, self.send_timeout).await {
-            Ok(()) => return Ok(()),
-            Err(reason) => reason,
-        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match self.output.send_within(events, left).await {
+            Ok(()) => Ok(()),
+            Err(reason) => Err(self.shed(count, reason)),
+        }
+    }
+
+    /// The 503 of a request whose `count` events found no room downstream.
+    fn shed(&self, count: u64, reason: SendError) -> HttpResponse {
         self.shed.inc();
         self.intake.metrics().discarded_intentional.add(count);
         let message = match reason {
@@ -378,7 +402,7 @@ impl<S: HttpSource> Flow<S> {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        Err(response)
+        response
     }
 }
 

@@ -138,6 +138,16 @@ impl BufferSender {
         reservation.send(events)
     }
 
+    /// Whether a batch of one event and `bytes` bytes would get room now,
+    /// nobody waiting ahead of it (the semaphores hand room out in order,
+    /// so while a sender waits no permits show as available). A closed
+    /// buffer has none: `reserve` then tells why.
+    fn has_room(&self, bytes: usize) -> bool {
+        !self.room.is_closed()
+            && self.room.available_permits() >= 1
+            && self.bytes.available_permits() >= permits(bytes).min(self.max_bytes) as usize
+    }
+
     /// Events currently waiting in the buffer.
     pub fn buffered_events(&self) -> usize {
         (self.max_events as usize).saturating_sub(self.room.available_permits())
@@ -218,6 +228,29 @@ impl Fanout {
         }
         last.reserve(count as usize, bytes).await?.send(batch)?;
         self.sent_events.add(count);
+        Ok(())
+    }
+
+    /// Waits until `deadline` for every downstream to have room for one
+    /// event and `bytes` bytes, without keeping it. Sources call it before
+    /// they decode: while the pipeline is full, a request waiting for its
+    /// turn holds its body, not the events decoded from it (several times
+    /// the body's size, times every connection waiting).
+    pub async fn wait_for_room(
+        &self,
+        bytes: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), SendError> {
+        for sender in &self.senders {
+            if sender.has_room(bytes) {
+                continue;
+            }
+            // Queued behind whoever waits already; the room is given back at once.
+            match tokio::time::timeout_at(deadline, sender.reserve(1, bytes)).await {
+                Ok(reservation) => drop(reservation?),
+                Err(_) => return Err(SendError::Timeout),
+            }
+        }
         Ok(())
     }
 
@@ -412,6 +445,63 @@ mod tests {
         assert_eq!(admitted, 3);
         assert_eq!(tx.buffered_bytes(), 3 * size);
         assert_eq!(tx.buffered_events(), 30);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_room_queues_behind_a_waiting_sender_and_keeps_nothing() {
+        // Room for 8 empty events and 500 bytes more.
+        let (tx, mut rx) = buffer(10, batch_bytes(&batch(8)) + 500);
+        let fanout = Fanout::new(vec![tx.clone()], Counter::default(), Counter::default());
+        let soon = || tokio::time::Instant::now() + Duration::from_millis(50);
+        // Room: no wait, nothing taken.
+        assert_eq!(fanout.wait_for_room(400, soon()).await, Ok(()));
+        assert_eq!(tx.buffered_events(), 0);
+        // 8 of 10 events taken: room for one more event of 400 bytes...
+        fanout
+            .send_within(batch(8), Duration::from_millis(10))
+            .await
+            .expect("fits");
+        assert_eq!(fanout.wait_for_room(400, soon()).await, Ok(()));
+        // ...but not for 600.
+        assert_eq!(
+            fanout.wait_for_room(600, soon()).await,
+            Err(SendError::Timeout)
+        );
+        // A sender waiting for room holds what is free: whoever asks after
+        // it waits too, even for less than is left.
+        let waiting = {
+            let fanout = fanout.clone();
+            tokio::spawn(async move {
+                fanout
+                    .send_within(batch(5), Duration::from_millis(500))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(
+            fanout.wait_for_room(1, soon()).await,
+            Err(SendError::Timeout)
+        );
+        // Room comes: the sender ahead gets it first, then the waiter is let
+        // through and gives its room back at once.
+        let after_the_sender = {
+            let fanout = fanout.clone();
+            tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+                fanout.wait_for_room(1, deadline).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(rx.recv().await.map(|b| b.len()), Some(8));
+        assert_eq!(waiting.await.expect("task"), Ok(()));
+        assert_eq!(after_the_sender.await.expect("task"), Ok(()));
+        assert_eq!(tx.buffered_events(), 5, "the wait kept no room");
+        // Nobody reads any more: a waiter learns it at once.
+        drop(rx);
+        assert_eq!(
+            fanout.wait_for_room(1, soon()).await,
+            Err(SendError::Closed)
+        );
     }
 
     #[tokio::test]
