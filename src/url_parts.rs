@@ -44,6 +44,12 @@ pub fn url_fields(full: &str) -> [(FieldId, Option<Value>); 7] {
     ]
 }
 
+/// Whether `text` parses as an absolute URL, as `url::Url::parse` has it
+/// (a plain page URL is read without the full parser).
+pub fn is_absolute_url(text: &str) -> bool {
+    Parts::plain(text).is_some() || url::Url::parse(text).is_ok()
+}
+
 /// A URL's parts as `url::Url` gives them.
 #[derive(Debug, PartialEq)]
 struct Parts<'u> {

@@ -357,7 +357,7 @@ impl<S: HttpSource> Flow<S> {
         let answer = decoded.answer;
         let delivered = match room {
             Ok(()) => self.deliver(decoded.events, deadline).await,
-            // Nothing to deliver needs no room (as `send_within` has it).
+            // Nothing to deliver needs no room (as `send_by` has it).
             Err(_) if decoded.events.is_empty() => Ok(()),
             Err(reason) => Err(self.shed(decoded.events.len() as u64, reason)),
         };
@@ -383,8 +383,7 @@ impl<S: HttpSource> Flow<S> {
         deadline: tokio::time::Instant,
     ) -> Result<(), HttpResponse> {
         let count = events.len() as u64;
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match self.output.send_within(events, left).await {
+        match self.output.send_by(events, deadline).await {
             Ok(()) => Ok(()),
             Err(reason) => Err(self.shed(count, reason)),
         }

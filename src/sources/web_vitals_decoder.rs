@@ -309,7 +309,9 @@ fn page_url(
     referer: Option<&str>,
 ) -> (Option<String>, Option<&'static str>) {
     match sent {
-        Some((sent, key)) if url::Url::parse(sent).is_ok() => (Some(sent.to_owned()), Some(key)),
+        Some((sent, key)) if crate::url_parts::is_absolute_url(sent) => {
+            (Some(sent.to_owned()), Some(key))
+        }
         Some((sent, key)) => {
             let resolved = referer
                 .and_then(|r| url::Url::parse(r).ok())

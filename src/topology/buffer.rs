@@ -258,6 +258,16 @@ impl Fanout {
     /// every downstream gets the batch or none does. Used by sources, which must
     /// answer the client quickly instead of waiting.
     pub async fn send_within(&self, batch: Batch, timeout: Duration) -> Result<(), SendError> {
+        self.send_by(batch, tokio::time::Instant::now() + timeout)
+            .await
+    }
+
+    /// [`Fanout::send_within`] with the time given as a deadline.
+    pub async fn send_by(
+        &self,
+        batch: Batch,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), SendError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -274,7 +284,7 @@ impl Fanout {
             }
             Ok::<_, SendError>(reservations)
         };
-        let mut reservations = match tokio::time::timeout(timeout, reserve_all).await {
+        let mut reservations = match tokio::time::timeout_at(deadline, reserve_all).await {
             Ok(result) => result?,
             Err(_) => return Err(SendError::Timeout),
         };
