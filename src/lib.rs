@@ -13,6 +13,7 @@ pub mod config;
 pub mod event;
 pub mod health_probe;
 pub mod http;
+mod json_bytes;
 pub mod log_limit;
 pub mod privacy;
 pub mod reload;

@@ -151,6 +151,8 @@ impl Context {
 
     pub fn set_received_ms(&mut self, ms: i64) {
         self.received_ms = Some(ms);
+        // The rendered values hold `event.ingested` too.
+        self.rendered.clear();
     }
 
     pub fn received_ms(&self) -> Option<i64> {

@@ -8,8 +8,11 @@ use std::sync::{Arc, LazyLock};
 
 use rustc_hash::FxHashMap;
 
+use serde_json::Value;
+
 use super::fields::{FieldId, REGISTRY};
 use super::{Event, FieldValue};
+use crate::json_bytes::write_str;
 
 /// What one slot of the document holds, borrowed from the event or context.
 enum Item<'e> {
@@ -80,7 +83,10 @@ impl Event {
         let registry = &*REGISTRY;
         let own = &self.own.fields;
         let context = &self.context.fields;
-        let rendered = self.context.rendered.get_or_render(context);
+        let rendered = self
+            .context
+            .rendered
+            .get_or_render(context, self.context.received_ms);
         // Fields held as members, in document order (ids are ascending).
         let mut members: [(FieldId, Item<'_>); 4] = [
             (registry.timestamp, Item::Skip),
@@ -95,8 +101,13 @@ impl Event {
                 id if id == registry.timestamp && with_times => {
                     self.own.timestamp_ms.map_or(Item::Skip, Item::Millis)
                 }
+                // The context's, written once for all its events.
                 id if id == registry.ingested && with_times => {
-                    self.context.received_ms.map_or(Item::Skip, Item::Millis)
+                    match (&rendered.ingested, self.context.received_ms) {
+                        (Some(text), _) => Item::Raw(text),
+                        (None, Some(ms)) => Item::Millis(ms),
+                        (None, None) => Item::Skip,
+                    }
                 }
                 id if id == registry.labels && self.has_labels() => Item::Labels,
                 id if id == registry.client_ts => {
@@ -177,7 +188,8 @@ impl Event {
                     out.push(b'"');
                 }
                 Item::Number(n) => {
-                    let _ = std::io::Write::write_fmt(out, format_args!("{n}"));
+                    // Writing into a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut *out, &n);
                 }
                 Item::Labels => self.write_labels(out),
                 Item::Skip => {}
@@ -210,7 +222,7 @@ impl Event {
                 out.push(b',');
             }
             first = false;
-            let _ = serde_json::to_writer(&mut *out, &**name);
+            write_str(name, out);
             out.push(b':');
             write_value(value, out);
         };
@@ -250,6 +262,8 @@ pub(super) struct Rendered {
     json: Vec<u8>,
     /// End of each slot's JSON in `json`, by slot index.
     ends: Vec<u32>,
+    /// `event.ingested` as a JSON string, when the context has a receive time.
+    ingested: Option<[u8; 26]>,
 }
 
 impl Rendered {
@@ -264,7 +278,11 @@ impl RenderedValues {
         self.0.take();
     }
 
-    fn get_or_render(&self, fields: &[(FieldId, FieldValue)]) -> &Rendered {
+    fn get_or_render(
+        &self,
+        fields: &[(FieldId, FieldValue)],
+        received_ms: Option<i64>,
+    ) -> &Rendered {
         self.0.get_or_init(|| {
             let mut json = Vec::with_capacity(256);
             let mut ends = Vec::with_capacity(fields.len());
@@ -272,7 +290,19 @@ impl RenderedValues {
                 write_value(value, &mut json);
                 ends.push(json.len() as u32);
             }
-            Rendered { json, ends }
+            let ingested = received_ms.and_then(|ms| {
+                let mut text = Vec::with_capacity(26);
+                text.push(b'"');
+                write_iso_millis(ms, &mut text);
+                text.push(b'"');
+                // A year past 9999 is written longer: then per event.
+                text.try_into().ok()
+            });
+            Rendered {
+                json,
+                ends,
+                ingested,
+            }
         })
     }
 }
@@ -304,10 +334,14 @@ impl std::fmt::Debug for RenderedValues {
 fn write_value(value: &FieldValue, out: &mut Vec<u8>) {
     match value {
         FieldValue::Raw(raw) => out.extend_from_slice(raw.text().as_bytes()),
-        // Writing a JSON value into a Vec cannot fail.
-        value => {
-            let _ = serde_json::to_writer(out, &**value);
-        }
+        value => match &**value {
+            // Most strings need no escape: copied, not read byte by byte.
+            Value::String(text) => write_str(text, out),
+            // Writing a JSON value into a Vec cannot fail.
+            value => {
+                let _ = serde_json::to_writer(out, value);
+            }
+        },
     }
 }
 

@@ -17,6 +17,7 @@ use serde_json::{Map, Number, Value};
 
 use super::beacon_decoder::Limits;
 use super::decode_error::{too_deep, DecodeError};
+use crate::json_bytes::special_bytes;
 
 /// Deeper than this is refused whatever the configured limit, as
 /// `serde_json`'s recursion limit did (it reads 127 levels): the reader
@@ -535,22 +536,6 @@ fn read_digits(bytes: &[u8], at: &mut usize, significand: &mut u64, digits: &mut
     }
 }
 
-/// Whether a string has a byte JSON must escape (`"`, `\\`, a control
-/// character): eight bytes at a time, as `string` reads them.
-pub(in crate::sources) fn needs_escape(text: &[u8]) -> bool {
-    let mut chunks = text.chunks_exact(8);
-    for chunk in chunks.by_ref() {
-        // Any bit set means a real one: spurious bits only sit above it.
-        if special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default())) != 0 {
-            return true;
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b == b'"' || b == b'\\' || b < 0x20)
-}
-
 /// From `at`, eight bytes at a time, to the first byte that ends a string's
 /// plain run (`"`, `\\`, a control character); or to where fewer than eight
 /// bytes are left, which the caller reads one by one.
@@ -564,19 +549,6 @@ fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
         at += 8;
     }
     at
-}
-
-/// The high bit set in each byte of `word` that is `"`, `\\` or a control
-/// character; the lowest one set is exact (bits above it may be spurious).
-#[inline]
-fn special_bytes(word: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_in = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
-    let quote = zero_in(word ^ (ONES * u64::from(b'"')));
-    let backslash = zero_in(word ^ (ONES * u64::from(b'\\')));
-    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-    quote | backslash | control
 }
 
 /// Powers of ten for the fast float path, the same literals as `serde_json`'s

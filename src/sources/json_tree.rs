@@ -13,8 +13,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::{Map, Number, Value};
 
 use super::beacon_decoder::{Key, Limits, PairList};
-use super::json_scan::needs_escape;
 use crate::event::{FieldValue, RawJson};
+use crate::json_bytes::write_str;
 use crate::schema::FieldType;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -340,19 +340,6 @@ impl Obj<'_> {
             text
         });
         FieldValue::Raw(std::sync::Arc::new(RawJson::new(text)))
-    }
-}
-
-/// A string as `serde_json` writes it; most need no escape and are copied.
-fn write_str(text: &str, out: &mut Vec<u8>) {
-    if needs_escape(text.as_bytes()) {
-        // Writing into a Vec cannot fail.
-        drop(serde_json::to_writer(&mut *out, text));
-    } else {
-        out.reserve(text.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
     }
 }
 

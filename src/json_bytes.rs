@@ -1,0 +1,66 @@
+//! The bytes a JSON string must escape (`"`, `\\`, control characters),
+//! found eight at a time: the JSON reader uses it to step over string runs,
+//! the writers to copy strings that need no escape as they are.
+
+/// The high bit set in each byte of `word` that is `"`, `\\` or a control
+/// character; the lowest one set is exact (bits above it may be spurious).
+#[inline]
+pub(crate) fn special_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_in = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let quote = zero_in(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_in(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    quote | backslash | control
+}
+
+/// Whether a string has a byte JSON must escape.
+pub(crate) fn needs_escape(text: &[u8]) -> bool {
+    let mut chunks = text.chunks_exact(8);
+    for chunk in chunks.by_ref() {
+        // Any bit set means a real one: spurious bits only sit above it.
+        if special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default())) != 0 {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+/// A string as `serde_json` writes it. Most need no escape and are copied;
+/// `serde_json` escapes nothing else (not `/`, not non-ASCII), so the bytes
+/// are the same either way.
+pub(crate) fn write_str(text: &str, out: &mut Vec<u8>) {
+    if needs_escape(text.as_bytes()) {
+        // Writing into a Vec cannot fail.
+        drop(serde_json::to_writer(&mut *out, text));
+    } else {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let pool = [
+            'a', '"', '\\', '\u{0}', '\u{1f}', ' ', '\u{7f}', '/', 'é', '€', '😀', '\n',
+        ];
+        for _ in 0..20_000 {
+            let len = rng.usize(..24);
+            let text: String = (0..len).map(|_| pool[rng.usize(..pool.len())]).collect();
+            let mut ours = Vec::new();
+            write_str(&text, &mut ours);
+            assert_eq!(ours, serde_json::to_vec(&text).unwrap(), "{text:?}");
+        }
+    }
+}
