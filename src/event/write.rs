@@ -33,8 +33,15 @@ const MAX_DEPTH: usize = 8;
 /// (an id per distinct parent path, and `"name":{`) and its own `"key":`.
 struct SlotLayout {
     parents: Vec<(u16, Box<[u8]>)>,
-    key: Box<[u8]>,
+    /// `,"key":` (the comma is left out when nothing comes before).
+    comma_key: Box<[u8]>,
+    /// The id of the innermost parent (`NO_PARENT` at the top level): a
+    /// slot whose innermost parent is the one open now goes in the same
+    /// object, the common case, without comparing the whole chain.
+    last_parent: u16,
 }
+
+const NO_PARENT: u16 = u16::MAX;
 
 static LAYOUT: LazyLock<Vec<SlotLayout>> = LazyLock::new(|| {
     // `u16::MAX` marks a used-up list in `write_document`.
@@ -46,7 +53,7 @@ static LAYOUT: LazyLock<Vec<SlotLayout>> = LazyLock::new(|| {
         .map(|slot| {
             let (leaf, parents) = slot.segments.split_last().expect("paths have a segment");
             assert!(parents.len() < MAX_DEPTH, "{} nests too deep", slot.path);
-            let parents = (0..parents.len())
+            let parents: Vec<(u16, Box<[u8]>)> = (0..parents.len())
                 .map(|d| {
                     let prefix = parents[..=d].join(".");
                     let next = parent_ids.len() as u16;
@@ -60,8 +67,9 @@ static LAYOUT: LazyLock<Vec<SlotLayout>> = LazyLock::new(|| {
                 })
                 .collect();
             SlotLayout {
+                last_parent: parents.last().map_or(NO_PARENT, |(id, _)| *id),
                 parents,
-                key: format!("\"{leaf}\":").into_bytes().into_boxed_slice(),
+                comma_key: format!(",\"{leaf}\":").into_bytes().into_boxed_slice(),
             }
         })
         .collect()
@@ -120,7 +128,7 @@ impl Event {
         out.push(b'{');
         // Ids of the objects open now, outermost first.
         let mut open: [u16; MAX_DEPTH] = [0; MAX_DEPTH];
-        let mut depth = 0;
+        let mut depth: usize = 0;
         let mut need_comma = false;
         let (mut i, mut j, mut k) = (0, 0, 0);
         // A three-way merge of sorted lists; the event's own slot wins over
@@ -156,29 +164,31 @@ impl Event {
                 continue;
             }
             let layout = &LAYOUT[next as usize];
-            let common = open[..depth]
-                .iter()
-                .zip(layout.parents.iter())
-                .take_while(|(a, (b, _))| *a == b)
-                .count();
-            for _ in common..depth {
-                out.push(b'}');
-                need_comma = true;
-            }
-            depth = common;
-            for (parent, opening) in &layout.parents[common..] {
-                if need_comma {
-                    out.push(b',');
+            let innermost = depth.checked_sub(1).map_or(NO_PARENT, |d| open[d]);
+            // Parent ids stand for whole paths: the same innermost parent
+            // at the same depth is the same object.
+            if layout.parents.len() != depth || layout.last_parent != innermost {
+                let common = open[..depth]
+                    .iter()
+                    .zip(layout.parents.iter())
+                    .take_while(|(a, (b, _))| *a == b)
+                    .count();
+                for _ in common..depth {
+                    out.push(b'}');
+                    need_comma = true;
                 }
-                out.extend_from_slice(opening);
-                open[depth] = *parent;
-                depth += 1;
-                need_comma = false;
+                depth = common;
+                for (parent, opening) in &layout.parents[common..] {
+                    if need_comma {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(opening);
+                    open[depth] = *parent;
+                    depth += 1;
+                    need_comma = false;
+                }
             }
-            if need_comma {
-                out.push(b',');
-            }
-            out.extend_from_slice(&layout.key);
+            out.extend_from_slice(&layout.comma_key[usize::from(!need_comma)..]);
             match item {
                 Item::Value(value) => write_value(value, out),
                 Item::Raw(json) => out.extend_from_slice(json),
