@@ -57,18 +57,16 @@ fn laid_over(
     base: Vec<(FieldId, FieldValue)>,
     own: Vec<(FieldId, Option<FieldValue>)>,
 ) -> Vec<(FieldId, FieldValue)> {
-    let mut out = Vec::with_capacity(base.len() + own.len());
     if base.is_empty() {
         // An event made by `Event::editing` holds the whole context as its
-        // own: nothing to merge, and the empty lookahead cost ~60
-        // instructions a field.
-        for (id, value) in own {
-            if let Some(value) = value {
-                out.push((id, value.shared()));
-            }
-        }
-        return out;
+        // own: nothing to merge (the empty lookahead cost ~60 instructions a
+        // field), and the vector is reused in place.
+        return own
+            .into_iter()
+            .filter_map(|(id, value)| Some((id, value?.shared())))
+            .collect();
     }
+    let mut out = Vec::with_capacity(base.len() + own.len());
     let mut base = base.into_iter().peekable();
     for (id, value) in own {
         while let Some(field) = base.next_if(|(kept, _)| *kept < id) {
@@ -81,6 +79,20 @@ fn laid_over(
     }
     out.extend(base);
     out
+}
+
+/// Where the run of events sharing `batch[start]`'s context ends (the
+/// events of a beacon travel together): the range to hand
+/// [`Event::edit_shared_context`].
+pub fn context_run_end(batch: &[Event], start: usize) -> usize {
+    let context = &batch[start].context;
+    let rest = &batch[start + 1..];
+    start
+        + 1
+        + rest
+            .iter()
+            .take_while(|e| Arc::ptr_eq(&e.context, context))
+            .count()
 }
 
 /// The part of an event that is its own.
@@ -489,6 +501,68 @@ impl Event {
             context: Arc::new(base),
             own: Arc::new(own),
         }
+    }
+
+    /// Edits `context` through the event API (`get_own`, `insert`, `set`):
+    /// its fields and labels are moved into an event's own, edited there,
+    /// and moved back, with no copy of any value (`editing` and
+    /// `into_context` copy both ways).
+    pub fn edit_in_place<R>(context: &mut Context, edit: impl FnOnce(&mut Event) -> R) -> R {
+        // Same size and alignment both ways: the vectors are reused.
+        let own = Own {
+            timestamp_ms: None,
+            client_ts_ms: None,
+            fields: std::mem::take(&mut context.fields)
+                .into_iter()
+                .map(|(id, value)| (id, Some(value)))
+                .collect(),
+            labels: std::mem::take(&mut context.labels)
+                .into_iter()
+                .map(|(name, value)| (name, Some(value)))
+                .collect(),
+        };
+        let base = Context {
+            received_ms: context.received_ms,
+            client_address: context.client_address,
+            ..Context::default()
+        };
+        let mut event = Event {
+            context: Arc::new(base),
+            own: Arc::new(own),
+        };
+        let result = edit(&mut event);
+        let base = Arc::unwrap_or_clone(event.context);
+        let own = Arc::unwrap_or_clone(event.own);
+        context.fields = laid_over(base.fields, own.fields);
+        context.labels = own
+            .labels
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value?)))
+            .collect();
+        context.edited();
+        result
+    }
+
+    /// Edits the context that every event of `run` shares (a beacon's
+    /// events travel together) once, and points them all at the result:
+    /// in place when they are all that hold it, the usual case; else on a
+    /// copy, and whoever else holds it (another downstream) keeps its own.
+    pub fn edit_shared_context<R>(run: &mut [Event], edit: impl FnOnce(&mut Context) -> R) -> R {
+        static SPARE: LazyLock<Arc<Context>> = LazyLock::new(Arc::default);
+        let Some(first) = run.first() else {
+            return edit(&mut Context::new());
+        };
+        debug_assert!(run.iter().all(|e| Arc::ptr_eq(&e.context, &first.context)));
+        let mut shared = first.context.clone();
+        // Let go of the run's hold, so that ours may be the only one.
+        for event in run.iter_mut() {
+            event.context = SPARE.clone();
+        }
+        let result = edit(Arc::make_mut(&mut shared));
+        for event in run.iter_mut() {
+            event.context = shared.clone();
+        }
+        result
     }
 
     /// The context with this event's own fields laid over it (for transforms

@@ -266,3 +266,100 @@ fn a_slot_kept_as_text_reads_edits_and_writes_as_its_value() {
     assert_eq!(document(&as_text), document(&as_value));
     assert!(document(&as_text).contains(r#""extra":{"a":{"b":"x","c":"y"},"s":"q\"uote"}"#));
 }
+
+/// A beacon's context with a few fields and labels, as transforms see it.
+fn beacon_context() -> Context {
+    let mut context = Context::new();
+    context.set_received_ms(1_763_700_000_100);
+    context.set_client_address("81.2.69.142".parse().unwrap());
+    context.set(FieldId::of("url.full"), "https://shop.example.com/a?b=c");
+    context.set(FieldId::of("service.name"), "shop");
+    context.set(FieldId::of("client.ip"), "81.2.69.0");
+    context.set_label(Arc::from("env"), FieldValue::from("prod"));
+    context.set_label(Arc::from("team"), FieldValue::from("web"));
+    context
+}
+
+#[test]
+fn editing_in_place_gives_what_editing_a_copy_gives() {
+    // Every kind of edit the event API makes: a slot set, a path inside an
+    // object slot, a removal, a label set and a label removed.
+    let edit = |event: &mut Event| {
+        event.insert("url.domain", "shop.example.com");
+        event.insert("client.geo.country_iso_code", "GB");
+        event.remove_id(FieldId::of("client.ip"));
+        event.set_label(Arc::from("site"), FieldValue::from("blog"));
+        event.remove("labels.env");
+        event
+            .get_str("client.geo.country_iso_code")
+            .map(str::to_owned)
+    };
+    let original = beacon_context();
+    let mut copy = Event::editing(&original);
+    let seen_on_copy = edit(&mut copy);
+    let by_copy = copy.into_context();
+    let mut in_place = original.clone();
+    let seen_in_place = Event::edit_in_place(&mut in_place, edit);
+    assert_eq!(seen_in_place, seen_on_copy);
+    assert_eq!(seen_in_place.as_deref(), Some("GB"));
+    assert_eq!(in_place, by_copy);
+    assert_eq!(in_place.client_address(), original.client_address());
+    assert_eq!(in_place.received_ms(), original.received_ms());
+    let document = |context: Context| Event::with_context(Arc::new(context)).to_value();
+    assert_eq!(document(in_place), document(by_copy));
+}
+
+#[test]
+fn a_context_its_events_alone_hold_is_edited_where_it_is() {
+    let shared = Arc::new(beacon_context());
+    let mut run: Batch = (0..4)
+        .map(|_| Event::with_context(shared.clone()))
+        .collect();
+    let before = Arc::as_ptr(&shared);
+    drop(shared);
+    let domain = FieldId::of("url.domain");
+    Event::edit_shared_context(&mut run, |context| context.set(domain, "shop.example.com"));
+    for event in &run {
+        assert_eq!(Arc::as_ptr(event.context()), before, "no copy was made");
+        assert_eq!(event.get_str("url.domain"), Some("shop.example.com"));
+    }
+}
+
+#[test]
+fn a_context_held_elsewhere_is_edited_on_a_copy() {
+    let shared = Arc::new(beacon_context());
+    let mut run: Batch = (0..3)
+        .map(|_| Event::with_context(shared.clone()))
+        .collect();
+    // Another downstream's copy of the batch holds the same context.
+    let other = run.clone();
+    let domain = FieldId::of("url.domain");
+    Event::edit_shared_context(&mut run, |context| context.set(domain, "shop.example.com"));
+    let edited = run[0].context().clone();
+    assert!(!Arc::ptr_eq(&edited, &shared));
+    for event in &run {
+        assert!(Arc::ptr_eq(event.context(), &edited));
+        assert_eq!(event.get_str("url.domain"), Some("shop.example.com"));
+    }
+    for event in &other {
+        assert!(Arc::ptr_eq(event.context(), &shared));
+        assert_eq!(
+            event.get_str("url.domain"),
+            None,
+            "the other copy kept its context"
+        );
+    }
+}
+
+#[test]
+fn runs_end_where_the_context_changes() {
+    let a = Arc::new(beacon_context());
+    let b = Arc::new(Context::new());
+    let batch: Batch = [&a, &a, &b, &a]
+        .into_iter()
+        .map(|c| Event::with_context(c.clone()))
+        .collect();
+    assert_eq!(context_run_end(&batch, 0), 2);
+    assert_eq!(context_run_end(&batch, 2), 3);
+    assert_eq!(context_run_end(&batch, 3), 4);
+}

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{Batch, Context, Event, FieldId, FieldValue};
+use crate::event::{context_run_end, Batch, Context, Event, FieldId, FieldValue};
 use crate::schema;
 use crate::telemetry::Counter;
 
@@ -261,40 +261,32 @@ struct Tally {
     invalid: u64,
 }
 
-/// The last context looked up, what it became (`None`: unchanged), and the outcome.
-type LastContext = (Arc<Context>, Option<Arc<Context>>, Option<Outcome>);
-
 impl FunctionTransform for GeoipTransform {
     fn transform_batch(&mut self, batch: &mut Batch) {
         self.pick_up_reload();
         let mut tally = Tally::default();
         // A beacon's events share one context: look its address up once and
-        // hand every event the enriched context.
-        let mut last: Option<LastContext> = None;
-        for event in batch.iter_mut() {
-            let seen = last
-                .as_ref()
-                .is_some_and(|(original, _, _)| Arc::ptr_eq(original, event.context()));
-            if !seen {
-                let original = event.context().clone();
-                let mut context = Event::editing(&original);
-                let outcome = self.enrich(&mut context);
-                let enriched = outcome.map(|_| Arc::new(context.into_context()));
-                last = Some((original, enriched, outcome));
-            }
-            let Some((_, enriched, outcome)) = &last else {
-                continue;
+        // enrich the context they share, in place.
+        let mut start = 0;
+        while start < batch.len() {
+            let end = context_run_end(batch, start);
+            let run = &mut batch[start..end];
+            let outcome = if has_address(run[0].context()) {
+                Event::edit_shared_context(run, |context| {
+                    Event::edit_in_place(context, |event| self.enrich(event))
+                })
+            } else {
+                None
             };
+            let events = (end - start) as u64;
             match outcome {
-                Some(Outcome::Found) => tally.found += 1,
-                Some(Outcome::NotFound) => tally.not_found += 1,
-                Some(Outcome::Private) => tally.private += 1,
-                Some(Outcome::Invalid) => tally.invalid += 1,
+                Some(Outcome::Found) => tally.found += events,
+                Some(Outcome::NotFound) => tally.not_found += events,
+                Some(Outcome::Private) => tally.private += events,
+                Some(Outcome::Invalid) => tally.invalid += events,
                 None => {}
             }
-            if let Some(enriched) = enriched {
-                event.set_context(enriched.clone());
-            }
+            start = end;
         }
         self.found.add(tally.found);
         self.not_found.add(tally.not_found);
@@ -302,6 +294,14 @@ impl FunctionTransform for GeoipTransform {
         self.invalid.add(tally.invalid);
         self.invalid_errors.add(tally.invalid);
     }
+}
+
+/// Whether `enrich` has an address to look up in the context.
+fn has_address(context: &Context) -> bool {
+    context.client_address().is_some()
+        || context
+            .get_id(FieldId::of(schema::CLIENT_IP))
+            .is_some_and(Value::is_string)
 }
 
 impl GeoipTransform {

@@ -463,3 +463,28 @@ fn public_and_non_public_addresses() {
         assert!(!is_public(ip.parse().unwrap()), "{ip}");
     }
 }
+
+#[test]
+fn a_beacons_events_share_one_lookup_and_one_enriched_context() {
+    let (mut t, metrics) = build(&config()).unwrap();
+    // Events of one beacon share its context, as the sources make them.
+    let beacon = |ip: &str, events: usize| {
+        let mut first = Event::from(json!({"client": {"ip": ip}, "rum": {"type": "page_view"}}));
+        first.hoist_into_context();
+        vec![first; events]
+    };
+    let mut batch = [beacon("81.2.69.142", 3), beacon("10.0.0.1", 2)].concat();
+    t.transform_batch(&mut batch);
+    assert!(Arc::ptr_eq(batch[0].context(), batch[2].context()));
+    assert!(!Arc::ptr_eq(batch[2].context(), batch[3].context()));
+    for event in &batch[..3] {
+        assert_eq!(event.get_str("client.geo.city_name"), Some("London"));
+        assert_eq!(event.get_str("client.ip"), Some("81.2.69.0"));
+    }
+    for event in &batch[3..] {
+        assert_eq!(event.get("client.geo"), None);
+    }
+    // Counted per event, as before.
+    assert_eq!(lookups(&metrics, "found"), 3);
+    assert_eq!(lookups(&metrics, "private"), 2);
+}

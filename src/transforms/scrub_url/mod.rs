@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{Batch, Context, Event, FieldId, FieldPath};
+use crate::event::{context_run_end, Batch, Event, FieldId, FieldPath};
 use crate::schema;
 use crate::telemetry::Counter;
 use crate::url_parts::set_url_fields;
@@ -405,31 +405,7 @@ fn holds(held: u64, i: usize) -> bool {
     i >= 64 || held & (1 << i) != 0
 }
 
-/// The scrubbed version of one beacon context, handed to all its events.
-struct ContextScrub {
-    /// Held so its address cannot be reused by another context while the
-    /// next events are compared against it.
-    original: Arc<Context>,
-    /// `None` when scrubbing changed nothing.
-    replacement: Option<Arc<Context>>,
-    unparseable: u64,
-}
-
 impl ScrubUrl {
-    /// The page URL and referrer live in the context a beacon's events
-    /// share: scrub it once per beacon, not once per event.
-    fn scrub_context(&mut self, shared: &Arc<Context>) -> ContextScrub {
-        let mut context = Event::editing(shared);
-        let unparseable = self.scrub_event(&mut context);
-        let context = context.into_context();
-        let replacement = (context != **shared).then(|| Arc::new(context));
-        ContextScrub {
-            original: shared.clone(),
-            replacement,
-            unparseable,
-        }
-    }
-
     /// Scrubs the event's own fields; returns how many URLs did not parse.
     fn scrub_event(&mut self, event: &mut Event) -> u64 {
         let mut unparseable = 0;
@@ -489,23 +465,22 @@ impl ScrubUrl {
 impl FunctionTransform for ScrubUrl {
     fn transform_batch(&mut self, batch: &mut Batch) {
         let mut unparseable = 0;
-        // The events of a beacon arrive together: remember the last context.
-        let mut last: Option<ContextScrub> = None;
-        for event in batch.iter_mut() {
-            let seen = last
-                .as_ref()
-                .is_some_and(|l| Arc::ptr_eq(&l.original, event.context()));
-            if !seen {
-                let shared = event.context().clone();
-                last = Some(self.scrub_context(&shared));
+        // The page URL and referrer live in the context a beacon's events
+        // share (they arrive together): scrub it once per beacon, in place,
+        // then each event's own fields.
+        let mut start = 0;
+        while start < batch.len() {
+            let end = context_run_end(batch, start);
+            let run = &mut batch[start..end];
+            let in_context = Event::edit_shared_context(run, |context| {
+                Event::edit_in_place(context, |event| self.scrub_event(event))
+            });
+            // Counted per event, as each event's document carries them.
+            unparseable += in_context * (end - start) as u64;
+            for event in run.iter_mut() {
+                unparseable += self.scrub_event(event);
             }
-            if let Some(context) = &last {
-                unparseable += context.unparseable;
-                if let Some(replacement) = &context.replacement {
-                    event.set_context(replacement.clone());
-                }
-            }
-            unparseable += self.scrub_event(event);
+            start = end;
         }
         if unparseable > 0 {
             self.unparseable.add(unparseable);

@@ -717,3 +717,32 @@ fn each_configured_field_is_found_whatever_else_the_event_holds() {
         }
     }
 }
+
+#[test]
+fn a_beacons_shared_context_is_scrubbed_once_for_all_its_events() {
+    let (mut t, metrics) = transform("");
+    // Events of one beacon share its context, as the sources make them.
+    let mut first = Event::from(json!({
+        "url": {"full": "https://e.com/a?token=1"},
+        "http": {"request": {"referrer": "https://e.com:99999/"}}
+    }));
+    first.hoist_into_context();
+    let mut batch = vec![first; 3];
+    t.transform_batch(&mut batch);
+    for event in &batch {
+        assert!(Arc::ptr_eq(event.context(), batch[0].context()));
+        assert_eq!(event.get_str(schema::URL_QUERY), Some("token=REDACTED"));
+        assert_eq!(
+            event.get_str(schema::URL_FULL),
+            Some("https://e.com/a?token=REDACTED")
+        );
+    }
+    let errors = metrics.registry().counter_sum(
+        "component_errors_total",
+        &[("error_type", "unparseable_url")],
+    );
+    assert_eq!(
+        errors, 3,
+        "the context's unparseable referrer counts for each event"
+    );
+}

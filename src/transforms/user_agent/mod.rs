@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{Batch, Context, Event};
+use crate::event::{context_run_end, Batch, Event};
 use crate::schema;
 use crate::telemetry::Counter;
 
@@ -132,45 +132,38 @@ impl FunctionTransform for UserAgentTransform {
     fn transform_batch(&mut self, batch: &mut Batch) {
         let (mut hits, mut misses) = (0, 0);
         let before = batch.len();
-        let drop_synthetic = self.drop_synthetic;
         // The events of a beacon share one context and arrive together: the
-        // UA is resolved once per context and the enriched context is shared.
-        let mut last: Option<(Arc<Context>, Option<Arc<Context>>, bool)> = None;
-        batch.retain_mut(|event| {
-            let seen = last
-                .as_ref()
-                .is_some_and(|(original, _, _)| Arc::ptr_eq(original, event.context()));
-            if !seen {
-                let original = event.context().clone();
-                last = Some(match self.resolve(event) {
-                    None => (original, None, false),
-                    Some((fields, hit)) => {
-                        if hit {
-                            hits += 1;
-                        } else {
-                            misses += 1;
-                        }
-                        let mut context = (*original).clone();
-                        fields.apply(&mut context);
-                        (original, Some(Arc::new(context)), fields.synthetic)
-                    }
-                });
+        // UA is resolved once per context, and the context they share is
+        // enriched in place.
+        let mut synthetic = Vec::new();
+        let mut start = 0;
+        while start < batch.len() {
+            let end = context_run_end(batch, start);
+            let run = &mut batch[start..end];
+            if let Some((fields, hit)) = self.resolve(&run[0]) {
+                // The run's first event asked the cache; the rest reuse its answer.
+                if hit {
+                    hits += 1;
+                } else {
+                    misses += 1;
+                }
+                hits += (run.len() - 1) as u64;
+                if fields.synthetic && self.drop_synthetic {
+                    synthetic.push(start..end);
+                } else {
+                    Event::edit_shared_context(run, |context| fields.apply(context));
+                }
             }
-            let Some((_, enriched, synthetic)) = &last else {
-                return true;
-            };
-            let Some(enriched) = enriched else {
-                return true;
-            };
-            if seen {
-                hits += 1;
-            }
-            if *synthetic && drop_synthetic {
-                return false;
-            }
-            event.set_context(enriched.clone());
-            true
-        });
+            start = end;
+        }
+        if !synthetic.is_empty() {
+            let mut index = 0;
+            batch.retain(|_| {
+                let keep = !synthetic.iter().any(|run| run.contains(&index));
+                index += 1;
+                keep
+            });
+        }
         // Counted per batch: no atomics in the per-event loop.
         self.hits.add(hits);
         self.misses.add(misses);

@@ -395,3 +395,36 @@ fn empty_synthetic_pattern_is_a_config_error() {
     };
     assert_eq!(config.check()[0].0, "synthetic_patterns");
 }
+
+#[test]
+fn a_beacons_events_are_resolved_once_enriched_together_and_dropped_together() {
+    let (mut t, metrics) = transform(UserAgentConfig {
+        drop_synthetic: true,
+        ..UserAgentConfig::default()
+    });
+    // Events of one beacon share its context, as the sources make them.
+    let beacon = |ua: &str, events: usize| {
+        let mut first = event(ua, None);
+        first.hoist_into_context();
+        vec![first; events]
+    };
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
+    let bot = "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)";
+    let mut batch = [beacon(bot, 3), beacon(firefox, 2), beacon(bot, 2)].concat();
+    t.transform_batch(&mut batch);
+    assert_eq!(batch.len(), 2, "both bot beacons dropped whole");
+    assert!(Arc::ptr_eq(batch[0].context(), batch[1].context()));
+    for event in &batch {
+        assert_eq!(event.get_str("user_agent.name"), Some("Firefox"));
+    }
+    assert_eq!(metrics.discarded_intentional.get(), 5);
+    let lookups = |result| {
+        metrics
+            .registry()
+            .counter_sum("user_agent_cache_lookups_total", &[("result", result)])
+    };
+    // One lookup per beacon (two misses, then the second bot beacon hits);
+    // every other event of a beacon counts as a hit.
+    assert_eq!(lookups("miss"), 2);
+    assert_eq!(lookups("hit"), 1 + 2 + 1 + 1);
+}
