@@ -3,10 +3,10 @@
 //! A beacon carries shared context (app, session, page, browser, client) and
 //! many events. The context is decoded once into a [`Context`] behind an
 //! `Arc`; each event is a small typed part (time, type, payload slots) behind
-//! another `Arc`. Enrichment (user agent, GeoIP, scrubbing) rewrites the
-//! context once per beacon and hands every event the new `Arc`; a fan-out to
-//! several downstreams clones two pointers per event (copy on write, as
-//! Vector's `LogEvent` does).
+//! another `Arc`. Enrichment (user agent, GeoIP, scrubbing) edits the
+//! context once per beacon, in place when the beacon's events are all that
+//! hold it; a fan-out to several downstreams clones two pointers per event
+//! (copy on write, as Vector's `LogEvent` does).
 //!
 //! Fields live in slots addressed by [`FieldId`]s derived from `schema`;
 //! an event's own slot wins over the context's, and an own *removed* slot
