@@ -534,11 +534,14 @@ impl Event {
         let base = Arc::unwrap_or_clone(event.context);
         let own = Arc::unwrap_or_clone(event.own);
         context.fields = laid_over(base.fields, own.fields);
-        context.labels = own
-            .labels
-            .into_iter()
-            .filter_map(|(name, value)| Some((name, value?)))
-            .collect();
+        // Labels are few; the base has none unless the edit hoisted some.
+        context.labels = base.labels;
+        for (name, value) in own.labels {
+            match value {
+                Some(value) => context.set_label(name, value),
+                None => context.labels.retain(|(kept, _)| *kept != name),
+            }
+        }
         context.edited();
         result
     }
