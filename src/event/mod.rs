@@ -58,8 +58,8 @@ fn laid_over(
     own: Vec<(FieldId, Option<FieldValue>)>,
 ) -> Vec<(FieldId, FieldValue)> {
     if base.is_empty() {
-        // An event made by `Event::editing` holds the whole context as its
-        // own: nothing to merge (the empty lookahead cost ~60 instructions a
+        // An event made by `Event::edit_in_place` holds the whole context
+        // as its own: nothing to merge (the empty lookahead cost ~60 instructions a
         // field), and the vector is reused in place.
         return own
             .into_iter()
@@ -472,41 +472,9 @@ impl Event {
         self.context = Arc::new(context);
     }
 
-    /// An event whose own fields are a copy of the context's: edit it with
-    /// the event API (`get_own`, `insert`), then take [`Event::into_context`].
-    pub fn editing(context: &Context) -> Event {
-        let own = Own {
-            timestamp_ms: None,
-            client_ts_ms: None,
-            fields: context
-                .fields
-                .iter()
-                .map(|(id, v)| (*id, Some(v.clone())))
-                .collect(),
-            labels: context
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), Some(v.clone())))
-                .collect(),
-        };
-        let base = Context {
-            received_ms: context.received_ms,
-            client_address: context.client_address,
-            fields: Vec::new(),
-            labels: Vec::new(),
-            rendered: Default::default(),
-            size: Default::default(),
-        };
-        Event {
-            context: Arc::new(base),
-            own: Arc::new(own),
-        }
-    }
-
     /// Edits `context` through the event API (`get_own`, `insert`, `set`):
     /// its fields and labels are moved into an event's own, edited there,
-    /// and moved back, with no copy of any value (`editing` and
-    /// `into_context` copy both ways).
+    /// and moved back, with no copy of any value.
     pub fn edit_in_place<R>(context: &mut Context, edit: impl FnOnce(&mut Event) -> R) -> R {
         // Same size and alignment both ways: the vectors are reused.
         let own = Own {
@@ -566,13 +534,6 @@ impl Event {
             event.context = shared.clone();
         }
         result
-    }
-
-    /// The context with this event's own fields laid over it (for transforms
-    /// that edit a context through the event API, then share the result).
-    pub fn into_context(mut self) -> Context {
-        self.hoist_into_context();
-        Arc::unwrap_or_clone(self.context)
     }
 
     /// Heap bytes this event keeps alive beyond its context.
