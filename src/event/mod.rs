@@ -59,8 +59,8 @@ fn laid_over(
 ) -> Vec<(FieldId, FieldValue)> {
     if base.is_empty() {
         // An event made by `Event::edit_in_place` holds the whole context
-        // as its own: nothing to merge (the empty lookahead cost ~60 instructions a
-        // field), and the vector is reused in place.
+        // as its own: nothing to merge (the empty lookahead cost ~60
+        // instructions a field), and the vector is reused in place.
         return own
             .into_iter()
             .filter_map(|(id, value)| Some((id, value?.shared())))
@@ -81,18 +81,10 @@ fn laid_over(
     out
 }
 
-/// Where the run of events sharing `batch[start]`'s context ends (the
-/// events of a beacon travel together): the range to hand
-/// [`Event::edit_shared_context`].
-pub fn context_run_end(batch: &[Event], start: usize) -> usize {
-    let context = &batch[start].context;
-    let rest = &batch[start + 1..];
-    start
-        + 1
-        + rest
-            .iter()
-            .take_while(|e| Arc::ptr_eq(&e.context, context))
-            .count()
+/// The runs of consecutive events that share a context (the events of a
+/// beacon travel together), each to hand [`Event::edit_shared_context`].
+pub fn context_runs(batch: &mut [Event]) -> impl Iterator<Item = &mut [Event]> {
+    batch.chunk_by_mut(|a, b| Arc::ptr_eq(&a.context, &b.context))
 }
 
 /// The part of an event that is its own.

@@ -358,11 +358,10 @@ fn a_context_held_elsewhere_is_edited_on_a_copy() {
 fn runs_end_where_the_context_changes() {
     let a = Arc::new(beacon_context());
     let b = Arc::new(Context::new());
-    let batch: Batch = [&a, &a, &b, &a]
+    let mut batch: Batch = [&a, &a, &b, &a]
         .into_iter()
         .map(|c| Event::with_context(c.clone()))
         .collect();
-    assert_eq!(context_run_end(&batch, 0), 2);
-    assert_eq!(context_run_end(&batch, 2), 3);
-    assert_eq!(context_run_end(&batch, 3), 4);
+    let lengths: Vec<usize> = context_runs(&mut batch).map(|run| run.len()).collect();
+    assert_eq!(lengths, [2, 1, 1]);
 }

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{context_run_end, Batch, Context, Event, FieldId, FieldValue};
+use crate::event::{context_runs, Batch, Context, Event, FieldId, FieldValue};
 use crate::schema;
 use crate::telemetry::Counter;
 
@@ -267,10 +267,7 @@ impl FunctionTransform for GeoipTransform {
         let mut tally = Tally::default();
         // A beacon's events share one context: look its address up once and
         // enrich the context they share, in place.
-        let mut start = 0;
-        while start < batch.len() {
-            let end = context_run_end(batch, start);
-            let run = &mut batch[start..end];
+        for run in context_runs(batch) {
             let outcome = if has_address(run[0].context()) {
                 Event::edit_shared_context(run, |context| {
                     Event::edit_in_place(context, |event| self.enrich(event))
@@ -278,7 +275,7 @@ impl FunctionTransform for GeoipTransform {
             } else {
                 None
             };
-            let events = (end - start) as u64;
+            let events = run.len() as u64;
             match outcome {
                 Some(Outcome::Found) => tally.found += events,
                 Some(Outcome::NotFound) => tally.not_found += events,
@@ -286,7 +283,6 @@ impl FunctionTransform for GeoipTransform {
                 Some(Outcome::Invalid) => tally.invalid += events,
                 None => {}
             }
-            start = end;
         }
         self.found.add(tally.found);
         self.not_found.add(tally.not_found);

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{context_run_end, Batch, Event, FieldId, FieldPath};
+use crate::event::{context_runs, Batch, Event, FieldId, FieldPath};
 use crate::schema;
 use crate::telemetry::Counter;
 use crate::url_parts::set_url_fields;
@@ -468,19 +468,15 @@ impl FunctionTransform for ScrubUrl {
         // The page URL and referrer live in the context a beacon's events
         // share (they arrive together): scrub it once per beacon, in place,
         // then each event's own fields.
-        let mut start = 0;
-        while start < batch.len() {
-            let end = context_run_end(batch, start);
-            let run = &mut batch[start..end];
+        for run in context_runs(batch) {
             let in_context = Event::edit_shared_context(run, |context| {
                 Event::edit_in_place(context, |event| self.scrub_event(event))
             });
             // Counted per event, as each event's document carries them.
-            unparseable += in_context * (end - start) as u64;
+            unparseable += in_context * run.len() as u64;
             for event in run.iter_mut() {
                 unparseable += self.scrub_event(event);
             }
-            start = end;
         }
         if unparseable > 0 {
             self.unparseable.add(unparseable);

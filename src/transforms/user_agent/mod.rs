@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{context_run_end, Batch, Event};
+use crate::event::{context_runs, Batch, Event};
 use crate::schema;
 use crate::telemetry::Counter;
 
@@ -135,11 +135,11 @@ impl FunctionTransform for UserAgentTransform {
         // The events of a beacon share one context and arrive together: the
         // UA is resolved once per context, and the context they share is
         // enriched in place.
+        // The index ranges of the runs to drop (synthetic traffic).
         let mut synthetic = Vec::new();
         let mut start = 0;
-        while start < batch.len() {
-            let end = context_run_end(batch, start);
-            let run = &mut batch[start..end];
+        for run in context_runs(batch) {
+            let end = start + run.len();
             if let Some((fields, hit)) = self.resolve(&run[0]) {
                 // The run's first event asked the cache; the rest reuse its answer.
                 if hit {
