@@ -366,6 +366,27 @@ fn read_into_memory_works_like_mapped() {
     );
 }
 
+/// The mapping is advised for random access (`rr` in the kernel's flags
+/// for it): readahead would fill memory with tree pages no lookup needs.
+#[test]
+fn mapped_database_is_advised_for_random_access() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("random-access-probe.mmdb");
+    std::fs::copy(testdata(CITY), &path).unwrap();
+    let (t, _) = build(&GeoipConfig::new(&path)).unwrap();
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mapping = smaps
+        .split_once(&*path.display().to_string())
+        .map(|(_, rest)| rest)
+        .expect("the database is mapped");
+    let flags = mapping
+        .lines()
+        .find_map(|line| line.strip_prefix("VmFlags:"))
+        .expect("smaps lists the mapping's flags");
+    assert!(flags.split_whitespace().any(|f| f == "rr"), "{flags}");
+    drop(t);
+}
+
 /// Replaces `to` by `from` the way geoipupdate does: a new file renamed over.
 fn replace(from: &Path, to: &Path) {
     let tmp = to.with_extension("tmp");
