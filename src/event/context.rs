@@ -2,6 +2,7 @@
 //! ([`FieldValue`]), with the sorted-list helpers both `Context` and
 //! `Event` keep their slots in.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -84,13 +85,36 @@ pub struct Context {
     pub(super) size: SizeCache,
 }
 
-/// A context's `byte_size`, computed once (copies start empty).
-#[derive(Debug, Default)]
-pub(super) struct SizeCache(std::sync::OnceLock<usize>);
+/// A context's `byte_size`, computed once (copies start empty). An atomic,
+/// not a `OnceLock`: the lock's first-time path cost ~320 instructions a
+/// beacon; two threads counting at once store the same figure.
+#[derive(Debug)]
+pub(super) struct SizeCache(AtomicUsize);
+
+/// No figure yet.
+const UNCOUNTED: usize = usize::MAX;
+
+impl Default for SizeCache {
+    fn default() -> Self {
+        Self(AtomicUsize::new(UNCOUNTED))
+    }
+}
 
 impl SizeCache {
+    #[inline]
+    pub(super) fn get_or_count(&self, count: impl FnOnce() -> usize) -> usize {
+        match self.0.load(Ordering::Relaxed) {
+            UNCOUNTED => {
+                let size = count().min(UNCOUNTED - 1);
+                self.0.store(size, Ordering::Relaxed);
+                size
+            }
+            size => size,
+        }
+    }
+
     pub(super) fn clear(&mut self) {
-        self.0.take();
+        *self.0.get_mut() = UNCOUNTED;
     }
 }
 
@@ -208,7 +232,7 @@ impl Context {
 
     /// Heap bytes this context holds (its own values, not shared ones).
     pub fn byte_size(&self) -> usize {
-        *self.size.0.get_or_init(|| self.count_bytes())
+        self.size.get_or_count(|| self.count_bytes())
     }
 
     pub(super) fn count_bytes(&self) -> usize {
