@@ -267,6 +267,17 @@ impl Json<'_> {
     }
 }
 
+/// A key's first eight bytes as a big-endian integer, zero-padded: the
+/// integers order as the keys do wherever they differ in those bytes.
+#[inline]
+fn key_prefix(key: &str) -> u64 {
+    let bytes = key.as_bytes();
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(buf)
+}
+
 impl Obj<'_> {
     /// See [`Json::write_to`].
     pub(in crate::sources) fn write_to(&self, out: &mut Vec<u8>) {
@@ -283,27 +294,37 @@ impl Obj<'_> {
             None => also.map_or("", |(key, _)| key),
         };
         // The order of the pairs by key (the index past the pairs is
-        // `also`), on the stack for the usual few. Stable: of repeated
-        // keys the last stays last, and `also` comes after a pair it
-        // replaces.
+        // `also`), on the stack for the usual few. Each key's first eight
+        // bytes, big-endian and zero-padded, order most pairs with one
+        // integer compare; equal prefixes fall back to the whole keys, so
+        // the order is byte order exactly (a shorter key that the longer
+        // one continues with NUL bytes ties on the prefix, then sorts
+        // first). Stable: of repeated keys the last stays last, and `also`
+        // comes after a pair it replaces.
         let len = pairs.len() + usize::from(also.is_some());
-        let mut small = [0usize; 24];
-        let mut large: Vec<usize>;
-        let order: &mut [usize] = if len <= small.len() {
+        let mut small = [(0u64, 0usize); 24];
+        let mut large: Vec<(u64, usize)>;
+        let order: &mut [(u64, usize)] = if len <= small.len() {
             &mut small[..len]
         } else {
-            large = vec![0; len];
+            large = vec![(0, 0); len];
             &mut large
         };
         for (i, slot) in order.iter_mut().enumerate() {
-            *slot = i;
+            *slot = (key_prefix(key(i)), i);
         }
-        order.sort_by(|a, b| key(*a).as_bytes().cmp(key(*b).as_bytes()));
+        order.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| key(a.1).as_bytes().cmp(key(b.1).as_bytes()))
+        });
         out.push(b'{');
         let mut first = true;
-        for (at, &i) in order.iter().enumerate() {
+        for (at, &(prefix, i)) in order.iter().enumerate() {
             let k = key(i);
-            if order.get(at + 1).is_some_and(|&next| key(next) == k) {
+            if order
+                .get(at + 1)
+                .is_some_and(|&(next_prefix, next)| next_prefix == prefix && key(next) == k)
+            {
                 continue;
             }
             if !first {
@@ -525,6 +546,13 @@ mod tests {
             "twelve bytes\\",
             "a\u{1f}bcdefghijklmnop",
             "ünïcödé text without any escape at all",
+            // Keys alike in their first eight bytes (the writer's sort
+            // compares those first): a NUL continuation, a shared prefix.
+            "a\u{0}",
+            "a\u{0}\u{0}b",
+            "12345678",
+            "12345678a",
+            "twelve b",
         ];
         let word = |rng: &mut fastrand::Rng| WORDS[rng.usize(..WORDS.len())];
         match rng.usize(..if depth > 3 { 5 } else { 7 }) {
