@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{Batch, Event, FieldId};
+use crate::event::{context_runs, Batch, Event, FieldId};
 use crate::schema::{self, EventType};
 use crate::telemetry::Counter;
 
@@ -129,6 +129,7 @@ impl SampleConfig {
             by_type,
             without_session: self.without_session,
             discarded: cx.metrics.discarded_intentional.clone(),
+            decisions: Vec::new(),
         })
     }
 }
@@ -146,6 +147,9 @@ pub struct Sample {
     without_session: WithoutSession,
     /// `component_discarded_events_total{intentional="true"}`.
     discarded: Counter,
+    /// Each event's decision in the batch at hand: (kept, rate applied).
+    /// Kept between batches for its allocation.
+    decisions: Vec<(bool, f64)>,
 }
 
 /// Slots `sample` reads and writes, resolved once.
@@ -172,32 +176,54 @@ impl Sample {
             .map_or(self.default_rate, |t| self.by_type[type_index(t)])
     }
 
-    /// Decides one event; a kept event gets `rum.sample_rate`.
-    fn keep(&self, event: &mut Event) -> bool {
+    /// Decides one event: whether it is kept, and at which rate.
+    fn decide(&self, event: &Event) -> (bool, f64) {
         let rate = self.rate_for(event);
-        let (kept, applied) = if rate >= 1.0 {
-            (true, 1.0)
-        } else {
-            match non_empty(event, IDS.session) {
-                Some(session) => (keeps(session, rate), rate),
-                None => match self.without_session {
-                    WithoutSession::Keep => (true, 1.0),
-                    WithoutSession::Drop => (false, rate),
-                    WithoutSession::PerEvent => match non_empty(event, IDS.view) {
-                        Some(view) => (keeps(view, rate), rate),
-                        None => (keeps(&event_key(event), rate), rate),
-                    },
-                },
-            }
-        };
-        if kept {
-            // An upstream `sample` used the same hash, so an event that
-            // passed both was kept at the smaller of the two rates.
-            let previous = event.get_id(IDS.rate).and_then(Value::as_f64);
-            let effective = previous.map_or(applied, |p| p.min(applied));
-            event.set(IDS.rate, effective);
+        if rate >= 1.0 {
+            return (true, 1.0);
         }
-        kept
+        match non_empty(event, IDS.session) {
+            Some(session) => (keeps(session, rate), rate),
+            None => match self.without_session {
+                WithoutSession::Keep => (true, 1.0),
+                WithoutSession::Drop => (false, rate),
+                WithoutSession::PerEvent => match non_empty(event, IDS.view) {
+                    Some(view) => (keeps(view, rate), rate),
+                    None => (keeps(&event_key(event), rate), rate),
+                },
+            },
+        }
+    }
+}
+
+/// Gives the kept events of `run` (events sharing one context) their
+/// `rum.sample_rate`. An upstream `sample` used the same hash, so an event
+/// that passed both was kept at the smaller of the two rates. When every
+/// kept event gets the same rate and none holds one of its own (one
+/// session, one rate: the usual beacon), the rate goes on the shared
+/// context once; a rate per event cost ~430 instructions each.
+fn record_rates(run: &mut [Event], decisions: &[(bool, f64)]) {
+    let mut rates = decisions.iter().filter(|(kept, _)| *kept).map(|(_, r)| *r);
+    let Some(first) = rates.next() else {
+        return;
+    };
+    let uniform =
+        rates.all(|rate| rate == first) && run.iter().all(|e| e.get_own_id(IDS.rate).is_none());
+    let effective =
+        |previous: Option<f64>, applied: f64| previous.map_or(applied, |p| p.min(applied));
+    if uniform {
+        let previous = run[0].context().get_id(IDS.rate).and_then(Value::as_f64);
+        let rate = effective(previous, first);
+        if previous != Some(rate) {
+            Event::edit_shared_context(run, |context| context.set(IDS.rate, rate));
+        }
+        return;
+    }
+    for (event, &(kept, applied)) in run.iter_mut().zip(decisions) {
+        if kept {
+            let previous = event.get_id(IDS.rate).and_then(Value::as_f64);
+            event.set(IDS.rate, effective(previous, applied));
+        }
     }
 }
 
@@ -234,7 +260,16 @@ pub fn event_key(event: &Event) -> String {
 impl FunctionTransform for Sample {
     fn transform_batch(&mut self, batch: &mut Batch) {
         let before = batch.len();
-        batch.retain_mut(|event| self.keep(event));
+        let mut decisions = std::mem::take(&mut self.decisions);
+        decisions.clear();
+        for run in context_runs(batch) {
+            let start = decisions.len();
+            decisions.extend(run.iter().map(|event| self.decide(event)));
+            record_rates(run, &decisions[start..]);
+        }
+        let mut kept = decisions.iter().map(|(kept, _)| *kept);
+        batch.retain(|_| kept.next().unwrap_or(true));
+        self.decisions = decisions;
         let dropped = before - batch.len();
         if dropped > 0 {
             self.discarded.add(dropped as u64);
@@ -561,6 +596,65 @@ mod tests {
         assert!(batch
             .iter()
             .all(|e| e.get(schema::RUM_SAMPLE_RATE) == Some(&json!(0.5))));
+    }
+
+    /// The events of one beacon, sharing its context (and session).
+    fn beacon(session: &str, types: &[EventType]) -> Batch {
+        let mut context = crate::event::Context::new();
+        context.set(IDS.session, session);
+        let context = std::sync::Arc::new(context);
+        types
+            .iter()
+            .map(|&t| {
+                let mut e = Event::with_context(context.clone());
+                e.set_type(t);
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_beacons_rate_is_recorded_once_on_its_context_when_all_share_it() {
+        use EventType::{PageView, Resource, WebVital};
+        let session = session_ids(200)
+            .into_iter()
+            .find(|id| keeps(id, 0.1))
+            .unwrap();
+        let rate = |e: &Event| e.get(schema::RUM_SAMPLE_RATE).cloned();
+
+        // One rate for all: on the shared context, every event reads it.
+        let mut sample = config("rate = 0.5").build(&context()).unwrap();
+        let mut batch = beacon(&session, &[PageView, WebVital, Resource]);
+        sample.transform_batch(&mut batch);
+        assert_eq!(batch.len(), 3);
+        assert!(batch.iter().all(|e| rate(e) == Some(json!(0.5))));
+        assert!(batch
+            .iter()
+            .all(|e| std::sync::Arc::ptr_eq(e.context(), batch[0].context())));
+        assert!(batch.iter().all(|e| e.get_own_id(IDS.rate).is_none()));
+        // A second sampler at a smaller rate lowers it there.
+        let mut second = config("rate = 0.2").build(&context()).unwrap();
+        second.transform_batch(&mut batch);
+        assert!(batch.iter().all(|e| rate(e) == Some(json!(0.2))));
+
+        // Rates differ by type: each kept event gets its own.
+        let mut mixed = config("rate = 0.5\nrates = { resource = 0.1 }")
+            .build(&context())
+            .unwrap();
+        let mut batch = beacon(&session, &[PageView, Resource, PageView]);
+        mixed.transform_batch(&mut batch);
+        let rates: Vec<_> = batch.iter().map(rate).collect();
+        assert_eq!(
+            rates,
+            [Some(json!(0.5)), Some(json!(0.1)), Some(json!(0.5))]
+        );
+        // Then a sampler whose one rate meets events with rates of their own.
+        second.transform_batch(&mut batch);
+        let rates: Vec<_> = batch.iter().map(rate).collect();
+        assert_eq!(
+            rates,
+            [Some(json!(0.2)), Some(json!(0.1)), Some(json!(0.2))]
+        );
     }
 
     #[test]
