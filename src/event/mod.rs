@@ -281,13 +281,19 @@ impl Event {
         &mut self,
         labels: impl ExactSizeIterator<Item = (Arc<str>, FieldValue)>,
     ) -> bool {
-        if !self.own.labels.is_empty() || !self.context.labels.is_empty() {
+        if !self.is_unlabelled() {
             return false;
         }
         let own = &mut self.own_mut().labels;
         own.extend(labels.map(|(name, value)| (name, Some(value))));
         debug_assert!(own.windows(2).all(|w| w[0].0 < w[1].0));
         true
+    }
+
+    /// Whether the event has no labels, of its own or from its context
+    /// (nor a context label hidden by its own).
+    pub fn is_unlabelled(&self) -> bool {
+        self.own.labels.is_empty() && self.context.labels.is_empty()
     }
 
     pub fn set_label(&mut self, name: Arc<str>, value: FieldValue) {

@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::FunctionTransform;
 use crate::conditions::{unknown_key, Condition, ConditionParts, ConditionSet};
 use crate::config::CheckConfig;
-use crate::event::{Batch, Event, FieldValue};
+use crate::event::{context_runs, Batch, Event, FieldValue};
 
 /// Most `when` rules one transform takes: the matches of an event are kept in a `u64`.
 pub const MAX_WHEN_RULES: usize = 64;
@@ -228,6 +228,7 @@ impl LabelsConfig {
             when: ConditionSet::new(rules.iter().map(|rule| rule.condition.clone())),
             when_labels,
             overwrite: self.overwrite,
+            matches: Vec::new(),
         }
     }
 }
@@ -241,6 +242,9 @@ pub struct Labels {
     /// ...and the labels each sets.
     when_labels: Vec<Vec<Label>>,
     overwrite: bool,
+    /// The `when` rules each event of the run at hand matched (bit `i` for
+    /// rule `i`). Kept between batches for its allocation.
+    matches: Vec<u64>,
 }
 
 /// One label ready to write: built once so the hot path only clones.
@@ -264,10 +268,37 @@ impl Label {
 }
 
 impl Labels {
-    fn apply(&self, event: &mut Event) {
-        // Conditions first, against the event as it arrived.
+    /// The `when` rules the event matches, as it arrived.
+    fn matched(&self, event: &Event) -> u64 {
         let mut matched: u64 = 0;
         self.when.for_each_match(event, |i| matched |= 1 << i);
+        matched
+    }
+
+    /// A beacon's events (`run` shares one context) that match no `when`
+    /// rule and carry no labels yet all get the static labels, whichever
+    /// mode: they go on the shared context once, not into each event (a
+    /// list per event). `false` when the run needs [`Labels::apply`].
+    fn label_run(&self, run: &mut [Event], matches: &[u64]) -> bool {
+        if matches.iter().any(|&m| m != 0) {
+            return false;
+        }
+        if self.always.is_empty() {
+            return true;
+        }
+        if !run.iter().all(Event::is_unlabelled) {
+            return false;
+        }
+        Event::edit_shared_context(run, |context| {
+            for label in &self.always {
+                context.set_label(label.name.clone(), FieldValue::Shared(label.value.clone()));
+            }
+        });
+        true
+    }
+
+    /// One event, given the rules it matched.
+    fn apply(&self, event: &mut Event, matched: u64) {
         if matched == 0 {
             // The common case: the static labels on an event that has none
             // yet, which both modes give the same result.
@@ -310,9 +341,18 @@ impl Labels {
 
 impl FunctionTransform for Labels {
     fn transform_batch(&mut self, batch: &mut Batch) {
-        for event in batch.iter_mut() {
-            self.apply(event);
+        let mut matches = std::mem::take(&mut self.matches);
+        for run in context_runs(batch) {
+            matches.clear();
+            matches.extend(run.iter().map(|event| self.matched(event)));
+            if self.label_run(run, &matches) {
+                continue;
+            }
+            for (event, &matched) in run.iter_mut().zip(&matches) {
+                self.apply(event, matched);
+            }
         }
+        self.matches = matches;
     }
 }
 
@@ -535,7 +575,7 @@ labels = { had_site = "yes" }
             config(r#"labels = { zeta = "1", alpha = "2", "team name" = "web", mid = 3 }"#).build();
         let event = || Event::from(json!({"rum": {"type": "action"}}));
         let mut at_once = event();
-        labels.apply(&mut at_once);
+        labels.apply(&mut at_once, 0);
         let mut one_by_one = event();
         for label in &labels.always {
             label.set_on(&mut one_by_one);
@@ -544,6 +584,97 @@ labels = { had_site = "yes" }
         at_once.write_json(&mut a);
         one_by_one.write_json(&mut b);
         assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+    }
+
+    /// The events of one beacon: one shared context.
+    fn beacon(domains: &[&str]) -> Batch {
+        let context = Arc::new(crate::event::Context::new());
+        domains
+            .iter()
+            .map(|domain| {
+                let mut e = Event::with_context(context.clone());
+                e.insert("url.domain", *domain);
+                e
+            })
+            .collect()
+    }
+
+    fn documents(batch: &Batch) -> Vec<Value> {
+        batch.iter().map(Event::to_value).collect()
+    }
+
+    #[test]
+    fn a_beacon_matching_no_rule_gets_the_static_labels_once_on_its_context() {
+        let config = config(
+            "labels = { env = \"prod\", team = \"web\" }\n\
+             [[when]]\nfield = \"url.domain\"\nequals = \"blog.example\"\nlabels = { site = \"blog\" }",
+        );
+        let mut labels = config.build();
+        // Event by event, as each one alone would be labelled.
+        let expected = |batch: &Batch| -> Vec<Value> {
+            batch
+                .iter()
+                .map(|e| {
+                    let mut alone = Event::from(e.to_value());
+                    labels_alone(&config, &mut alone);
+                    alone.to_value()
+                })
+                .collect()
+        };
+
+        let mut batch = beacon(&["shop.example", "shop.example", "cdn.example"]);
+        let want = expected(&batch);
+        labels.transform_batch(&mut batch);
+        assert_eq!(documents(&batch), want);
+        assert!(batch
+            .iter()
+            .all(|e| Arc::ptr_eq(e.context(), batch[0].context())));
+        assert_eq!(
+            batch[0].context().label("team"),
+            Some(&json!("web")),
+            "on the shared context"
+        );
+
+        // One event matches a rule: each event is labelled on its own.
+        let mut batch = beacon(&["shop.example", "blog.example"]);
+        let want = expected(&batch);
+        labels.transform_batch(&mut batch);
+        assert_eq!(documents(&batch), want);
+        assert_eq!(batch[1].get_str("labels.site"), Some("blog"));
+        assert_eq!(batch[0].get_str("labels.site"), None);
+        assert_eq!(batch[0].context().label("team"), None);
+
+        // Labels from upstream: filled in per event, upstream values kept.
+        let mut batch = beacon(&["shop.example", "shop.example"]);
+        batch[0].set_label(Arc::from("team"), FieldValue::from("ops"));
+        let mut keeping = config.clone();
+        keeping.overwrite = false;
+        let want: Vec<Value> = batch
+            .iter()
+            .map(|e| {
+                let mut alone = Event::from(e.to_value());
+                labels_alone(&keeping, &mut alone);
+                alone.to_value()
+            })
+            .collect();
+        keeping.build().transform_batch(&mut batch);
+        assert_eq!(documents(&batch), want);
+        assert_eq!(batch[0].get_str("labels.team"), Some("ops"));
+        assert_eq!(batch[1].get_str("labels.team"), Some("web"));
+        // ...or replaced, when the transform overwrites (the default).
+        let mut batch = beacon(&["shop.example", "shop.example"]);
+        batch[0].set_label(Arc::from("team"), FieldValue::from("ops"));
+        let want = expected(&batch);
+        labels.transform_batch(&mut batch);
+        assert_eq!(documents(&batch), want);
+        assert_eq!(batch[0].get_str("labels.team"), Some("web"));
+    }
+
+    /// `config`'s labels applied to one event through the per-event path.
+    fn labels_alone(config: &LabelsConfig, event: &mut Event) {
+        let labels = config.build();
+        let matched = labels.matched(event);
+        labels.apply(event, matched);
     }
 
     #[test]
