@@ -194,7 +194,7 @@ run_one() { # name, run index, connections, stdout target, phase
   wait_port || { echo "$name did not start:" >&2; cat "$OUT/$name.log" >&2; exit 1; }
   # Warm-up, then the measured run.
   pin "${WRK_CPUS:-}" wrk -t1 -c"$conns" -d"${WARMUP_SECS}s" -s bench/beacon.lua "http://127.0.0.1:$PORT/rum" > /dev/null
-  local line cpu0 cpu1 hwm rss threads anon sampler
+  local line cpu0 cpu1 hwm rss threads anon sampler db
   # Peak anonymous RSS (heap, stacks: what buffers and caches hold), sampled
   # every 100 ms; VmHWM also counts the touched pages of a mapped .mmdb.
   (peak=0; while [ -r /proc/$pid/status ]; do
@@ -228,8 +228,12 @@ run_one() { # name, run index, connections, stdout target, phase
   hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
   rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
   threads=$(awk '/Threads/ {print $2}' /proc/$pid/status)
+  # Pages of mapped GeoIP databases (file pages the kernel shares and may
+  # drop; how many show depends on who read the file before): at the end,
+  # which is their peak as a mapping only grows while it is used.
+  db=$(awk '/^[0-9a-f]+-[0-9a-f]+ / {db = ($6 ~ /\.mmdb$/)} db && /^Rss:/ {s += $2} END {print s + 0}' /proc/$pid/smaps 2>/dev/null || echo 0)
   stop $pid
-  echo "$name run=$run phase=$phase ${line#RESULT } peak_rss_kib=$hwm peak_anon_kib=$anon end_rss_kib=$rss threads=$threads cpu_ticks=$((cpu1 - cpu0)) user_ticks=$((u1 - u0)) sys_ticks=$((s1 - s0)) vcsw=$((v1 - v0)) nvcsw=$((n1 - n0)) queued_events=${queued% *} fullest=${queued#* } hz=$(getconf CLK_TCK)" | tee -a "$RESULTS" >&2
+  echo "$name run=$run phase=$phase ${line#RESULT } peak_rss_kib=$hwm peak_anon_kib=$anon mapped_db_kib=$db end_rss_kib=$rss threads=$threads cpu_ticks=$((cpu1 - cpu0)) user_ticks=$((u1 - u0)) sys_ticks=$((s1 - s0)) vcsw=$((v1 - v0)) nvcsw=$((n1 - n0)) queued_events=${queued% *} fullest=${queued#* } hz=$(getconf CLK_TCK)" | tee -a "$RESULTS" >&2
 }
 
 {
