@@ -259,12 +259,16 @@ impl Intake {
     /// Runs the common steps for a POST: client address and rate limit,
     /// origin, size limits, body budget, decompression. `body` is the
     /// request body as a stream of chunks (hyper's `Incoming` through
-    /// `BodyDataStream`).
-    pub async fn accept<B, D, E>(
+    /// `BodyDataStream`). `ready` is awaited once the request passed every
+    /// check that needs no body, before a byte of the body is read (sources
+    /// wait there for room downstream: a request waiting its turn then
+    /// holds no copy of its body); its output comes back with the request.
+    pub async fn accept<B, D, E, R>(
         &self,
         head: IntakeHead,
         body: B,
-    ) -> Result<IntakeRequest, (IntakeError, Option<HeaderValue>)>
+        ready: impl std::future::Future<Output = R>,
+    ) -> Result<(IntakeRequest, R), (IntakeError, Option<HeaderValue>)>
     where
         B: Stream<Item = Result<D, E>>,
         D: Buf,
@@ -306,6 +310,7 @@ impl Intake {
         if !body_permit.grow(declared) {
             return Err(fail(budget_exhausted()));
         }
+        let ready = ready.await;
         let wire = tokio::time::timeout(
             BODY_READ_TIMEOUT,
             read_limited(body, limit, declared, &mut body_permit),
@@ -324,14 +329,15 @@ impl Intake {
         }
         let wire_bytes = wire.len();
         let body = decode_budgeted(&headers, wire, limit, &mut body_permit).map_err(fail)?;
-        Ok(IntakeRequest {
+        let request = IntakeRequest {
             headers,
             body,
             wire_bytes,
             client_ip,
             allow_origin,
             body_permit,
-        })
+        };
+        Ok((request, ready))
     }
 }
 
@@ -355,7 +361,7 @@ pub fn is_preflight(method: &Method) -> bool {
     method == Method::OPTIONS
 }
 
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
@@ -529,6 +535,70 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_ENCODING, value.parse().unwrap());
         headers
+    }
+
+    fn intake(max_body_bytes: usize) -> Intake {
+        let registry = crate::telemetry::Registry::new();
+        let options = IntakeOptions {
+            allowed_origins: vec!["*".into()],
+            cors_max_age_secs: 600,
+            trusted_proxies: Vec::new(),
+            max_body_bytes,
+            rate_limit: None,
+        };
+        let metrics = ComponentMetrics::new(&registry, "intake", "source", "rum_beacon");
+        Intake::new(options, metrics, "POST, OPTIONS")
+    }
+
+    fn head(content_length: usize) -> IntakeHead {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(content_length));
+        IntakeHead {
+            headers,
+            peer: "192.0.2.1".parse().unwrap(),
+            budget: None,
+            consumed: None,
+        }
+    }
+
+    /// `ready` (where sources wait for room downstream) runs after the
+    /// checks that need no body and before the body is touched; a request
+    /// refused by those checks never gets to it.
+    #[tokio::test]
+    async fn the_body_is_read_only_after_ready_and_ready_only_for_a_request_that_passed() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let polled = Arc::new(AtomicBool::new(false));
+        let body = {
+            let polled = polled.clone();
+            futures_util::stream::poll_fn(move |_| {
+                polled.store(true, Ordering::SeqCst);
+                std::task::Poll::Ready(None::<Result<Bytes, std::io::Error>>)
+            })
+        };
+        let body = futures_util::StreamExt::chain(
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{\"v\":1}"))]),
+            body,
+        );
+        let seen = polled.clone();
+        let ready = async move { seen.load(Ordering::SeqCst) };
+        let (request, body_polled_before) = intake(100)
+            .accept(head(7), body, ready)
+            .await
+            .map_err(|(e, _)| e.message)
+            .unwrap();
+        assert!(!body_polled_before, "the body was read before `ready`");
+        assert!(polled.load(Ordering::SeqCst));
+        assert_eq!(&request.body[..], b"{\"v\":1}");
+
+        let reached = Arc::new(AtomicBool::new(false));
+        let flag = reached.clone();
+        let ready = async move { flag.store(true, Ordering::SeqCst) };
+        let no_body = futures_util::stream::empty::<Result<Bytes, std::io::Error>>();
+        let Err((error, _)) = intake(100).accept(head(101), no_body, ready).await else {
+            panic!("a body over max_body_bytes was accepted");
+        };
+        assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(!reached.load(Ordering::SeqCst), "a refused request waited");
     }
 
     #[test]

@@ -316,22 +316,26 @@ impl<S: HttpSource> Flow<S> {
                 return intake.with_cors(response, origin);
             }
         }
-        let accepted = match intake.accept(intake_head(request.headers), body).await {
+        // Room downstream first, then the body and the decode: while the
+        // pipeline is full, every waiting connection would otherwise hold
+        // its body and its decoded events. A request whose wait runs out is
+        // still read and decoded, for the count of the events its 503
+        // discards. The room asked for is the declared body's size (a hint:
+        // the room is given back at once).
+        let received_at_ms = chrono::Utc::now().timestamp_millis();
+        let deadline = tokio::time::Instant::now() + self.send_timeout;
+        let declared = crate::http::intake::declared_length(&request.headers)
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let wait = self.output.wait_for_room(declared, deadline);
+        let (accepted, room) = match intake
+            .accept(intake_head(request.headers), body, wait)
+            .await
+        {
             Ok(accepted) => accepted,
             Err((error, origin)) => return self.refuse(&error, origin),
         };
         let metrics = intake.metrics();
         metrics.received_bytes.add(accepted.wire_bytes as u64);
-        let received_at_ms = chrono::Utc::now().timestamp_millis();
-        // Room downstream first, then the decode: while the pipeline is full,
-        // every waiting connection would otherwise hold its decoded events.
-        // A request whose wait runs out is still decoded, for the count of
-        // the events its 503 discards.
-        let deadline = tokio::time::Instant::now() + self.send_timeout;
-        let room = self
-            .output
-            .wait_for_room(accepted.body.len(), deadline)
-            .await;
         let decoded = match self.source.decode(endpoint, &accepted, received_at_ms) {
             Ok(decoded) => decoded,
             Err(e) => {

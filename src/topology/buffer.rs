@@ -233,9 +233,9 @@ impl Fanout {
 
     /// Waits until `deadline` for every downstream to have room for one
     /// event and `bytes` bytes, without keeping it. Sources call it before
-    /// they decode: while the pipeline is full, a request waiting for its
-    /// turn holds its body, not the events decoded from it (several times
-    /// the body's size, times every connection waiting).
+    /// they read the body: while the pipeline is full, a request waiting for
+    /// its turn holds neither a copy of its body nor the events decoded from
+    /// it (several times the body's size, times every connection waiting).
     pub async fn wait_for_room(
         &self,
         bytes: usize,
