@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per beacon under callgrind (not a test): repeatable on a shared,
 # noisy machine where wall-clock and even CPU time are not.
-#   1. examples/beacon_instructions modes parse, decode, encode, chain:
+#   1. examples/beacon_instructions modes parse, floor, decode, encode, chain
+#      (floor: the body read and checked by the decoder's reader, nothing kept):
 #      (Ir of N=1000 - Ir of N=0) / 1000, so the start and builds cancel out;
 #   2. whole servers, one request at a time through loopback (bench/post_beacons.py,
 #      outside valgrind): bare warp, rum_beacon -> blackhole, and the full chain
@@ -10,7 +11,9 @@
 # Ratios are to bare warp's whole request (the issue's decode target is <= 2x).
 #   3. `sdk` (only when asked): examples/sdk_instructions, each SDK decoder's
 #      instructions per event as a ratio to a rum_beacon event (issue 13's
-#      target: <= 1.5x), and per request against a one-error rum_beacon body.
+#      target: <= 1.5x), and per request against a one-error rum_beacon body;
+#      each with its floor (the body only read and checked) and the rest
+#      per event as a ratio to a rum_beacon event's rest.
 # Usage: bench/instructions.sh [examples|servers|all|sdk]
 # REPEAT=N runs each server N times and reports the median (default 1).
 set -euo pipefail
@@ -36,10 +39,13 @@ cg() { # out file, command... (stdout/stderr of the program dropped)
 
 declare -A PER
 if [ "$WHAT" = sdk ]; then
-  declare -A EVENTS DOC
+  declare -A EVENTS DOC FLOOR
   for mode in beacon beacon_error faro faro_equivalent apm_v3 apm_v2 apm_error web_vitals; do
     cg "$OUT/$mode-0" "$TARGET_DIR/release/examples/sdk_instructions" "$mode" 0
     cg "$OUT/$mode-1000" "$TARGET_DIR/release/examples/sdk_instructions" "$mode" 1000
+    SDK_FLOOR=1 cg "$OUT/$mode-f0" "$TARGET_DIR/release/examples/sdk_instructions" "$mode" 0
+    SDK_FLOOR=1 cg "$OUT/$mode-f1000" "$TARGET_DIR/release/examples/sdk_instructions" "$mode" 1000
+    FLOOR[$mode]=$(( ($(ir "$OUT/$mode-f1000") - $(ir "$OUT/$mode-f0")) / 1000 ))
     EVENTS[$mode]=$(sed -n 's/^events per round: //p' "$OUT/$mode-0.log")
     DOC[$mode]=$(sed -n 's/^document bytes per round: //p' "$OUT/$mode-0.log")
     PER[$mode]=$(( ($(ir "$OUT/$mode-1000") - $(ir "$OUT/$mode-0")) / 1000 ))
@@ -48,18 +54,26 @@ if [ "$WHAT" = sdk ]; then
   base_doc=$(( PER[beacon] / DOC[beacon] ))
   # Ir per document byte: the same ratio with each SDK's events weighed by
   # what they carry (rum.extra keeps every field that has no slot).
-  printf '%-14s %7s %12s %10s %10s %9s %12s %10s\n' mode events Ir/request Ir/event vs_beacon doc_bytes Ir/doc_byte vs_beacon
+  # floor: the rounds only read and check each body as JSON (SDK_FLOOR=1),
+  # the least any decoder of it can cost; above_floor: the rest, per event,
+  # as a ratio to a rum_beacon event's rest.
+  base_above=$(( (PER[beacon] - FLOOR[beacon]) / EVENTS[beacon] ))
+  printf '%-14s %7s %12s %10s %10s %9s %12s %10s %10s %10s %12s\n' mode events Ir/request Ir/event vs_beacon doc_bytes Ir/doc_byte vs_beacon floor/ev floor_vs above_floor_vs
   for mode in beacon beacon_error faro faro_equivalent apm_v3 apm_v2 apm_error web_vitals; do
     per=$(( PER[$mode] / EVENTS[$mode] ))
     per_doc=$(( PER[$mode] / DOC[$mode] ))
-    printf '%-14s %7s %12s %10s %10s %9s %12s %10s\n' "$mode" "${EVENTS[$mode]}" "${PER[$mode]}" "$per" \
+    floor=$(( FLOOR[$mode] / EVENTS[$mode] ))
+    above=$(( (PER[$mode] - FLOOR[$mode]) / EVENTS[$mode] ))
+    printf '%-14s %7s %12s %10s %10s %9s %12s %10s %10s %10s %12s\n' "$mode" "${EVENTS[$mode]}" "${PER[$mode]}" "$per" \
       "$(awk -v a="$per" -v b="$base" 'BEGIN {printf "%.2fx", a / b}')" "${DOC[$mode]}" "$per_doc" \
-      "$(awk -v a="${PER[$mode]}" -v b="${DOC[$mode]}" -v c="${PER[beacon]}" -v d="${DOC[beacon]}" 'BEGIN {printf "%.2fx", (a / b) / (c / d)}')"
+      "$(awk -v a="${PER[$mode]}" -v b="${DOC[$mode]}" -v c="${PER[beacon]}" -v d="${DOC[beacon]}" 'BEGIN {printf "%.2fx", (a / b) / (c / d)}')" \
+      "$floor" "$(awk -v a="$floor" -v b="$base" 'BEGIN {printf "%.2fx", a / b}')" \
+      "$(awk -v a="$above" -v b="$base_above" 'BEGIN {printf "%.2fx", a / b}')"
   done
   exit 0
 fi
 if [ "$WHAT" != servers ]; then
-  for mode in parse decode encode chain; do
+  for mode in parse floor decode encode chain; do
     cg "$OUT/$mode-0" "$TARGET_DIR/release/examples/beacon_instructions" "$mode" 0
     cg "$OUT/$mode-1000" "$TARGET_DIR/release/examples/beacon_instructions" "$mode" 1000
     PER[$mode]=$(( ($(ir "$OUT/$mode-1000") - $(ir "$OUT/$mode-0")) / 1000 ))
@@ -133,7 +147,7 @@ fi
 echo
 printf '%-26s %14s %10s\n' what Ir/beacon vs_bare_req
 base=${PER[server_bare_warp]:-0}
-for k in parse decode encode chain server_bare_warp server_blackhole server_chain; do
+for k in parse floor decode encode chain server_bare_warp server_blackhole server_chain; do
   [ -n "${PER[$k]:-}" ] || continue
   if [ "$base" -gt 0 ]; then ratio=$(awk -v a="${PER[$k]}" -v b="$base" 'BEGIN {printf "%.2fx", a / b}'); else ratio=-; fi
   label=$k; case $k in server_*) label="${k#server_} (whole request)";; *) label="example $k";; esac

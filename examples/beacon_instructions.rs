@@ -4,7 +4,9 @@
 //!   valgrind --tool=callgrind target/release/examples/beacon_instructions parse 1000
 //!   valgrind --tool=callgrind target/release/examples/beacon_instructions decode 1000
 //!   valgrind --tool=callgrind target/release/examples/beacon_instructions chain 1000
-//! `parse` is the floor (serde_json into a Value); `decode` is the source's
+//! `parse` is serde_json's reading into a `Value`; `floor` reads and checks
+//! the body with the decoder's own reader and keeps nothing, the least any
+//! decode of it can cost; `decode` is the source's
 //! whole work; `encode` serializes the decoded events as NDJSON; `chain` is
 //! decode, then the bench's full chain (user_agent -> geoip with the small
 //! test database testdata/geoip/GeoIP2-City-Test.mmdb -> scrub_url -> sample
@@ -15,7 +17,8 @@
 //! original 203.0.113.7. Read instructions per beacon as
 //! (Ir of N=1000 - Ir of N=0) / 1000, or compare with the same N; the
 //! examples' own start, the chain's build and one warm-up round are in the
-//! N=0 run.
+//! N=0 run. `BEACON_BODY=FILE` measures another body than
+//! testdata/beacons/realistic-10-events.json.
 
 use rum_pipeline::event::Batch;
 use rum_pipeline::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
@@ -68,8 +71,11 @@ fn main() {
         .nth(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
-    let body =
-        std::fs::read("testdata/beacons/realistic-10-events.json").expect("run from the repo root");
+    // `BEACON_BODY=FILE` measures another body (the default has a space
+    // after each `:` and `,`, as Python writes JSON; browsers send none).
+    let body_path = std::env::var("BEACON_BODY")
+        .unwrap_or_else(|_| "testdata/beacons/realistic-10-events.json".into());
+    let body = std::fs::read(&body_path).expect("run from the repo root");
     let facts = RequestFacts {
         received_at_ms: 1_763_700_000_100,
         client_ip: "203.0.113.7".parse().expect("ip"),
@@ -108,6 +114,9 @@ fn main() {
                     .map(|v| v.is_object() as usize)
                     .unwrap_or(0)
             }
+            // The body read and checked, nothing kept: the floor under
+            // `decode` (`rum_pipeline::sources::read_json_only`).
+            "floor" => total += rum_pipeline::sources::read_json_only(&body) as usize,
             "decode" => {
                 total += decode(&body, &facts, &limits)
                     .map(|d| d.events.len())

@@ -12,7 +12,9 @@
 //! Read instructions per event as (Ir of N=1000 - Ir of N=0) / (1000 × events);
 //! `bench/instructions.sh sdk` does that for every mode. With `SDK_DUMP=1`
 //! the example prints the documents of one round (NDJSON), to compare the
-//! output of two builds.
+//! output of two builds. With `SDK_FLOOR=1` the counted rounds only read and
+//! check each body as JSON (each line of NDJSON) and keep nothing: the floor
+//! no decoder of that body can go under.
 //!
 //! `wide [N]` (not an instruction count): the time each decoder takes for a
 //! crafted body whose one object holds N keys (default 70,000: about 0.9 MB,
@@ -53,9 +55,29 @@ fn run(n: usize, bodies: &[Vec<u8>], decode: impl Fn(&[u8]) -> Vec<Event>) -> (u
         use std::io::Write;
         std::io::stdout().write_all(&document).expect("stdout");
     }
+    // `SDK_FLOOR=1`: the rounds only read and check each body (each line of
+    // NDJSON), keeping nothing: the floor under the decoder's cost.
+    let floor = std::env::var_os("SDK_FLOOR").is_some();
     for _ in 0..n {
         for body in bodies {
-            std::hint::black_box(decode(std::hint::black_box(body)));
+            if floor {
+                // `memchr` finds line ends as the APM decoder does; a body
+                // of one JSON value is one line.
+                let mut start = 0;
+                let ends = memchr::memchr_iter(b'\n', body).chain([body.len()]);
+                for end in ends {
+                    let line = &body[start..end];
+                    start = end + 1;
+                    if line.is_empty() {
+                        continue;
+                    }
+                    std::hint::black_box(rum_pipeline::sources::read_json_only(
+                        std::hint::black_box(line),
+                    ));
+                }
+            } else {
+                std::hint::black_box(decode(std::hint::black_box(body)));
+            }
         }
     }
     (events, document.len())

@@ -522,6 +522,18 @@ impl<'de, 'l> Scanner<'de, 'l> {
     }
 }
 
+/// Reads `body` as UTF-8 JSON within `limits` and keeps nothing: the
+/// least any decoder pays for a body before it keeps a value, which the
+/// instruction benches measure as the floor under a decode
+/// (`sources::read_json_only`).
+pub(in crate::sources) fn read_only(body: &[u8], limits: &Limits) -> bool {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return false;
+    };
+    let mut scanner = Scanner::new(text, limits);
+    scanner.skip(1).and_then(|()| scanner.end()).is_ok()
+}
+
 /// The digits at `at` onto `significand` (wrapping: past 19 digits the
 /// caller does not use it). Eight at a time was tried: most numbers are
 /// shorter, and the failed eight-byte checks cost more than they saved.

@@ -32,6 +32,16 @@ pub use crate::http::tls::TlsOptions;
 use crate::telemetry::ComponentMetrics;
 use crate::topology::buffer::Fanout;
 
+/// Whether `body` is one JSON value in UTF-8, read with the decoders' own
+/// reader and their default string and depth limits, keeping nothing.
+/// Not used by any source: `examples/*_instructions` measure it as the
+/// floor under each decoder's cost (no decode can read a body for less),
+/// which bounds what the decode-cost targets can ask for.
+pub fn read_json_only(body: &[u8]) -> bool {
+    let limits = beacon_decoder::Limits::new(16 * 1024, 16);
+    json_scan::read_only(body, &limits)
+}
+
 /// A source's `path` key: it must start with `/`.
 pub(crate) fn check_path(key: &'static str, path: &str) -> Option<(&'static str, String)> {
     (!path.starts_with('/')).then(|| (key, format!("`{path}` must start with `/`")))
