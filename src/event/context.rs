@@ -173,6 +173,15 @@ impl Context {
         Self::default()
     }
 
+    /// A context with room for `fields` slots: a decoder sets a beacon's
+    /// fields one by one, and the list grew three times on the way.
+    pub fn with_capacity(fields: usize) -> Self {
+        Self {
+            fields: Vec::with_capacity(fields),
+            ..Self::default()
+        }
+    }
+
     pub fn set_received_ms(&mut self, ms: i64) {
         self.received_ms = Some(ms);
         // The rendered values hold `event.ingested` too.
