@@ -58,23 +58,32 @@ fn run(n: usize, bodies: &[Vec<u8>], decode: impl Fn(&[u8]) -> Vec<Event>) -> (u
     // `SDK_FLOOR=1`: the rounds only read and check each body (each line of
     // NDJSON), keeping nothing: the floor under the decoder's cost.
     let floor = std::env::var_os("SDK_FLOOR").is_some();
+    // Each line of a body (`memchr` finds line ends as the APM decoder
+    // does; a body of one JSON value is one line), read and checked.
+    let read_lines = |body: &[u8]| {
+        let mut start = 0;
+        let mut all_json = true;
+        for end in memchr::memchr_iter(b'\n', body).chain([body.len()]) {
+            let line = &body[start..end];
+            start = end + 1;
+            if !line.is_empty() {
+                all_json &= rum_pipeline::sources::read_json_only(std::hint::black_box(line));
+            }
+        }
+        all_json
+    };
+    if floor {
+        // A body that does not read (a pretty-printed one, split at its
+        // lines) would give a floor that means nothing.
+        assert!(
+            bodies.iter().all(|b| read_lines(b)),
+            "a body is not JSON lines"
+        );
+    }
     for _ in 0..n {
         for body in bodies {
             if floor {
-                // `memchr` finds line ends as the APM decoder does; a body
-                // of one JSON value is one line.
-                let mut start = 0;
-                let ends = memchr::memchr_iter(b'\n', body).chain([body.len()]);
-                for end in ends {
-                    let line = &body[start..end];
-                    start = end + 1;
-                    if line.is_empty() {
-                        continue;
-                    }
-                    std::hint::black_box(rum_pipeline::sources::read_json_only(
-                        std::hint::black_box(line),
-                    ));
-                }
+                std::hint::black_box(read_lines(body));
             } else {
                 std::hint::black_box(decode(std::hint::black_box(body)));
             }

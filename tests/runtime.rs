@@ -587,6 +587,87 @@ buffer.max_events = 200
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_does_not_use_up_the_time_its_events_get_to_find_room() {
+    // Nobody reads stdout: the sink stalls and its 25-event buffer ends up
+    // holding two 10-event beacons, refusing a third after send_timeout_ms.
+    // Then a beacon whose body takes longer than send_timeout_ms to arrive:
+    // its wait before the read passes (one event fits), its ten events do
+    // not. It must get its send_timeout_ms to find room, as its 503 shows by
+    // coming that much after the body, not the moment the body is read.
+    let config = r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+send_timeout_ms = 600
+access_log = false
+[sinks.out]
+type = "stdout"
+inputs = ["beacons"]
+buffer.max_events = 25
+"#;
+    let p = Pipeline::start_with(config, Stdout::Stall, &[]);
+    let body = beacon("slow", 10).to_string();
+    let http = client();
+    let mut refused = false;
+    for _ in 0..2_000 {
+        let r = http
+            .post(p.url("/rum"))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("answered");
+        if r.status() == 503 {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the stalled sink never filled its buffer");
+
+    let (head_and_half, rest) = {
+        let head = format!(
+            "POST /rum HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+            p.addr(),
+            body.len()
+        );
+        let half = body.len() / 2;
+        (format!("{head}{}", &body[..half]), body[half..].to_owned())
+    };
+    let mut socket = tokio::net::TcpStream::connect(p.addr())
+        .await
+        .expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    socket
+        .write_all(head_and_half.as_bytes())
+        .await
+        .expect("head");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    socket
+        .write_all(rest.as_bytes())
+        .await
+        .expect("rest of the body");
+    let body_sent = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut chunk))
+            .await
+            .expect("answered within 10 s")
+            .expect("read");
+        assert!(n > 0, "connection closed without an answer");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let waited = body_sent.elapsed();
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    assert!(
+        waited >= Duration::from_millis(400),
+        "refused {waited:?} after its body arrived: the upload used up the wait for room"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_every_accepted_event_before_exit_zero() {
     let config = r#"
 stats_interval_secs = 0

@@ -323,11 +323,17 @@ impl<S: HttpSource> Flow<S> {
         // discards. The room asked for is the declared body's size (a hint:
         // the room is given back at once).
         let received_at_ms = chrono::Utc::now().timestamp_millis();
-        let deadline = tokio::time::Instant::now() + self.send_timeout;
+        let started = tokio::time::Instant::now();
         let declared = crate::http::intake::declared_length(&request.headers)
             .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        let wait = self.output.wait_for_room(declared, deadline);
-        let (accepted, room) = match intake
+        let wait = async {
+            let room = self
+                .output
+                .wait_for_room(declared, started + self.send_timeout)
+                .await;
+            (room, started.elapsed())
+        };
+        let (accepted, (room, waited)) = match intake
             .accept(intake_head(request.headers), body, wait)
             .await
         {
@@ -360,7 +366,15 @@ impl<S: HttpSource> Flow<S> {
         let allow_origin = accepted.allow_origin.clone();
         let answer = decoded.answer;
         let delivered = match room {
-            Ok(()) => self.deliver(decoded.events, deadline).await,
+            // `send_timeout` is the time a request may wait for room in all:
+            // the events get what the first wait left. The body's upload
+            // between the two is not waiting, and a slow one must not use
+            // up the time its events get to find room.
+            Ok(()) => {
+                let left = self.send_timeout.saturating_sub(waited);
+                let deadline = tokio::time::Instant::now() + left;
+                self.deliver(decoded.events, deadline).await
+            }
             // Nothing to deliver needs no room (as `send_by` has it).
             Err(_) if decoded.events.is_empty() => Ok(()),
             Err(reason) => Err(self.shed(decoded.events.len() as u64, reason)),
