@@ -503,6 +503,9 @@ impl Event {
         let result = edit(&mut event);
         let base = Arc::unwrap_or_clone(event.context);
         let own = Arc::unwrap_or_clone(event.own);
+        // `event.ingested` is held by the context as a member: a write of it
+        // went to the base.
+        context.received_ms = base.received_ms;
         context.fields = laid_over(base.fields, own.fields);
         // Labels are few; the base has none unless the edit hoisted some.
         context.labels = base.labels;
