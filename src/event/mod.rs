@@ -31,10 +31,6 @@ pub use write::write_iso_millis;
 use crate::schema::{self, EventType};
 use fields::Virtual;
 
-/// Room a decoder makes in a new context: a beacon sets about 16 slots,
-/// the bench's chain adds about 8 (user agent, geo, sample rate).
-pub const CONTEXT_SLOTS: usize = 24;
-
 /// A batch is what travels on channels; single events never do.
 pub type Batch = Vec<Event>;
 

@@ -170,7 +170,7 @@ pub fn decode(
     };
 
     let ids = &*CONTEXT_IDS;
-    let mut context = Context::with_capacity(crate::event::CONTEXT_SLOTS);
+    let mut context = Context::for_request();
     context.set_event_kind();
     context.set_received_ms(facts.received_at_ms);
     context.set(ids.beacon_version, BEACON_VERSION);

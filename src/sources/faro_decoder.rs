@@ -172,7 +172,7 @@ pub fn decode(
     }
 
     let ids = &*IDS;
-    let mut context = Context::with_capacity(crate::event::CONTEXT_SLOTS);
+    let mut context = Context::for_request();
     context.set_event_kind();
     context.set_received_ms(facts.received_at_ms);
     // The whole address stays in memory for `geoip`; documents get what

@@ -132,7 +132,7 @@ pub fn decode(
         page_urls.push(url);
     }
 
-    let mut context = Context::with_capacity(crate::event::CONTEXT_SLOTS);
+    let mut context = Context::for_request();
     context.set_event_kind();
     context.set_received_ms(facts.received_at_ms);
     context.set(ids.sdk_name, FieldValue::Static(&SDK_NAME_VALUE));

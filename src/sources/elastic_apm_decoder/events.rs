@@ -284,7 +284,7 @@ impl<'a> Builder<'a> {
         limits: &'a ApmLimits,
     ) -> Result<Self, DecodeError> {
         let ids = &*IDS;
-        let mut context = Context::with_capacity(crate::event::CONTEXT_SLOTS);
+        let mut context = Context::for_request();
         context.set_event_kind();
         context.set_received_ms(facts.received_at_ms);
         context.set_client_address(facts.client_ip);
