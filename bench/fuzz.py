@@ -656,7 +656,9 @@ def generate(seed, i, seeds):
         body, complete = chunk(rng, body, req)
         req.shut_wr = not complete
     elif framing == "none":
-        req.shut_wr = True
+        # Without framing the request has no body: with none sent it is complete, and a
+        # half-close makes hyper drop its answer (as for `cl-bad`); the quiet timer closes.
+        req.shut_wr = bool(body)
     if framing == "h2-preface":
         req.raw = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + rng.choice([b"", b"\x00\x00\x00\x04\x00\x00\x00\x00\x00", body[:100]])
         req.shut_wr = True

@@ -10,7 +10,14 @@
 #      once into bench/.cache by scripts/fetch-geolite2.sh) -> scrub_url ->
 #      sample -> labels -> blackhole;
 #   5. any extra pipeline files given as arguments (e.g. pipelines/examples/*.toml,
-#      rewritten to listen on the bench port).
+#      rewritten to listen on the bench port);
+#   6. only when named in TARGETS, examples/bare_warp_work: bare warp built with
+#      rum-pipeline's allocator, plus one piece of its work per request, to split
+#      the gap between bare warp and the server into parts: bare_alloc (none),
+#      bare_floor (the body read and checked as JSON, nothing kept: the ceiling
+#      of any server that looks at the body), bare_decode (the rum_beacon decode,
+#      events dropped in the handler: no channel, no sink), bare_hop (the decode,
+#      events sent over a tokio channel to a task that drops them).
 # Each target runs in RUNS separate process starts, interleaved (bare, blackhole,
 # stdout, chain, bare, blackhole, ...) so machine drift hits all targets alike.
 # Prints, per target, the medians in the historical one-line format, then
@@ -27,7 +34,8 @@
 # Environment:
 #   RUNS=10               process starts per target
 #   TARGETS="bare_warp blackhole stdout chain"   which built-in targets (bare_warp always runs;
-#                         `prometheus` adds rum_beacon -> prometheus sink)
+#                         `prometheus` adds rum_beacon -> prometheus sink; bare_alloc,
+#                         bare_floor, bare_decode, bare_hop the parts above)
 #   WARMUP_SECS=2         wrk warm-up before each measured run (not measured)
 #   SERVER_CPUS, WRK_CPUS taskset CPU lists for the server and for wrk (default: unpinned)
 #   TOKIO_WORKER_THREADS  worker threads of rum-pipeline and bare warp (tokio's default: one per core)
@@ -53,11 +61,12 @@ CHAIN_SAMPLE_RATE=${CHAIN_SAMPLE_RATE:-1.0}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  nice -n 10 cargo build --release --quiet --bin rum-pipeline --example bare_warp
+  nice -n 10 cargo build --release --quiet --bin rum-pipeline --example bare_warp --example bare_warp_work
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BIN=${RUM_BIN:-$TARGET_DIR/release/rum-pipeline}
 BARE=$TARGET_DIR/release/examples/bare_warp
+BARE_WORK=$TARGET_DIR/release/examples/bare_warp_work
 # A binary older than the sources is measured as it is, with a warning: a
 # stale ./target binary, with CARGO_TARGET_DIR unset, once passed for a new one.
 [ -x "$BIN" ] || { echo "no binary at $BIN (build it, or set CARGO_TARGET_DIR / RUM_BIN)" >&2; exit 1; }
@@ -145,6 +154,10 @@ cp "$OUT/stdout.toml" "$OUT/overload_stdout.toml"
 # The targets of one round: name and command.
 declare -A COMMAND=(
   [bare_warp]="$BARE 127.0.0.1:$PORT"
+  [bare_alloc]="$BARE_WORK 127.0.0.1:$PORT none"
+  [bare_floor]="$BARE_WORK 127.0.0.1:$PORT floor"
+  [bare_decode]="$BARE_WORK 127.0.0.1:$PORT decode"
+  [bare_hop]="$BARE_WORK 127.0.0.1:$PORT hop"
   [blackhole]="$BIN --config $OUT/blackhole.toml"
   [stdout]="$BIN --config $OUT/stdout.toml"
   [chain]="$BIN --config $OUT/chain.toml"
@@ -206,7 +219,7 @@ run_one() { # name, run index, connections, stdout target, phase
   # sampled every second of the measured run: the mean of their sum, and the
   # component holding the most at the last sample.
   rm -f "$OUT/queued"
-  if [ "$name" != bare_warp ]; then
+  if [ "${name#bare_}" = "$name" ]; then
     (sleep 0.5; for _ in $(seq "$DURATION"); do
        curl -s -m 1 "http://127.0.0.1:$PORT/metrics" 2>/dev/null \
          | awk '/^buffer_events\{/ {sub(/.*component_id="/, "", $1); sub(/".*/, "", $1); s += $2; if ($2 > m) {m = $2; c = $1}} END {print s + 0, c}' >> "$OUT/queued"

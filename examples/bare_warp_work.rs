@@ -1,0 +1,99 @@
+//! `examples/bare_warp` plus one piece of rum-pipeline's work per request,
+//! to split the gap between bare warp and the real server into its parts
+//! (`bench/run.sh` targets `bare_floor` and `bare_decode`). Built with
+//! rum-pipeline's allocator, as the server is; `bare_warp` keeps the
+//! system's, so the ceiling stays what it always was.
+//! `cargo run --release --example bare_warp_work -- ADDR WORK`, `WORK`:
+//! - `none`: bare warp's work, with this allocator;
+//! - `floor`: the body read and checked as JSON by the decoders' own reader,
+//!   nothing kept (`rum_pipeline::sources::read_json_only`), 400 if it is not
+//!   JSON: the least any server that looks at the body can do;
+//! - `decode`: the `rum_beacon` decode (with the request's User-Agent), its
+//!   events made and dropped in the handler (no channel, no sink task), 400
+//!   if refused;
+//! - `hop`: the decode, its events sent over a tokio channel to a task that
+//!   drops them (one hop of a pipeline, without its buffer accounting).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use rum_pipeline::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
+use warp::http::StatusCode;
+use warp::Filter;
+
+#[global_allocator]
+static ALLOCATOR: rum_pipeline::allocator::MiMalloc = rum_pipeline::allocator::MiMalloc;
+
+#[derive(Clone)]
+enum Work {
+    None,
+    Floor,
+    Decode,
+    /// The decode, its events sent to a task of their own that drops them.
+    Hop(tokio::sync::mpsc::UnboundedSender<Vec<rum_pipeline::event::Event>>),
+}
+
+/// The `rum_beacon` source's defaults (`docs/configuration-sources.md`).
+fn limits() -> BeaconLimits {
+    BeaconLimits {
+        max_events: 500,
+        max_string_bytes: 16 * 1024,
+        max_depth: 16,
+        max_event_age_ms: 86_400_000,
+        max_context_bytes: 64 * 1024,
+        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
+    }
+}
+
+fn handle(work: &Work, body: &[u8], user_agent: Option<&str>) -> StatusCode {
+    let facts = || RequestFacts {
+        received_at_ms: chrono::Utc::now().timestamp_millis(),
+        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        user_agent,
+        client_hints: Vec::new(),
+    };
+    let ok = match work {
+        Work::None => true,
+        Work::Floor => rum_pipeline::sources::read_json_only(body),
+        Work::Decode => decode(body, &facts(), &limits()).is_ok_and(|d| !d.events.is_empty()),
+        Work::Hop(to_drop) => match decode(body, &facts(), &limits()) {
+            Ok(d) if !d.events.is_empty() => to_drop.send(d.events).is_ok(),
+            _ => false,
+        },
+    };
+    if ok {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let address: std::net::SocketAddr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:3100".to_owned())
+        .parse()
+        .expect("address");
+    let work = match std::env::args().nth(2).as_deref() {
+        Some("none") => Work::None,
+        Some("floor") => Work::Floor,
+        Some("decode") => Work::Decode,
+        Some("hop") => {
+            let (to_drop, mut dropping) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move { while dropping.recv().await.is_some() {} });
+            Work::Hop(to_drop)
+        }
+        other => panic!("unknown work {other:?}: none, floor, decode or hop"),
+    };
+    let route = warp::post()
+        .and(warp::path("rum"))
+        .and(warp::body::content_length_limit(1024 * 1024))
+        .and(warp::header::optional::<String>("user-agent"))
+        .and(warp::body::bytes())
+        .map(move |user_agent: Option<String>, body: bytes::Bytes| {
+            let status = handle(&work, &body, user_agent.as_deref());
+            warp::reply::with_status(warp::reply(), status)
+        });
+    eprintln!("bare warp (+ work) listening on http://{address}");
+    warp::serve(route).run(address).await;
+}
