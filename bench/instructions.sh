@@ -5,10 +5,10 @@
 #      (floor: the body read and checked by the decoder's reader, nothing kept):
 #      (Ir of N=1000 - Ir of N=0) / 1000, so the start and builds cancel out;
 #   2. whole servers, one request at a time through loopback (bench/post_beacons.py,
-#      outside valgrind): bare warp, bare warp + the body read as JSON and nothing
-#      kept (bare_floor), bare warp + the rum_beacon decode with its events dropped
-#      in the handler (bare_decode; both examples/bare_warp_work, rum-pipeline's
-#      allocator), rum_beacon -> blackhole, and the full chain
+#      outside valgrind): bare warp, bare warp with rum-pipeline's allocator
+#      (bare_alloc), + the body read as JSON and nothing kept (bare_floor), + the
+#      rum_beacon decode with its events dropped in the handler (bare_decode; the
+#      last three examples/bare_warp_work), rum_beacon -> blackhole, and the full chain
 #      (the test City database, the same client address for every beacon) ->
 #      blackhole: (Ir with 2000 requests - Ir with 200) / 1800.
 # Ratios are to bare warp's whole request (the issue's decode target is <= 2x).
@@ -128,7 +128,7 @@ type = "blackhole"
 inputs = ["labels"]
 TOML
   } > "$OUT/chain.toml"
-  for name in bare_warp bare_floor bare_decode blackhole chain; do
+  for name in bare_warp bare_alloc bare_floor bare_decode blackhole chain; do
     case $name in
       bare_warp) cmd=("$TARGET_DIR/release/examples/bare_warp" "127.0.0.1:$PORT") ;;
       bare_*) cmd=("$TARGET_DIR/release/examples/bare_warp_work" "127.0.0.1:$PORT" "${name#bare_}") ;;
@@ -151,7 +151,7 @@ fi
 echo
 printf '%-26s %14s %10s\n' what Ir/beacon vs_bare_req
 base=${PER[server_bare_warp]:-0}
-for k in parse floor decode encode chain server_bare_warp server_bare_floor server_bare_decode server_blackhole server_chain; do
+for k in parse floor decode encode chain server_bare_warp server_bare_alloc server_bare_floor server_bare_decode server_blackhole server_chain; do
   [ -n "${PER[$k]:-}" ] || continue
   if [ "$base" -gt 0 ]; then ratio=$(awk -v a="${PER[$k]}" -v b="$base" 'BEGIN {printf "%.2fx", a / b}'); else ratio=-; fi
   label=$k; case $k in server_*) label="${k#server_} (whole request)";; *) label="example $k";; esac

@@ -219,7 +219,7 @@ run_one() { # name, run index, connections, stdout target, phase
   # sampled every second of the measured run: the mean of their sum, and the
   # component holding the most at the last sample.
   rm -f "$OUT/queued"
-  if [ "${name#bare_}" = "$name" ]; then
+  if ! [[ " bare_warp bare_alloc bare_floor bare_decode bare_hop " == *" $name "* ]]; then
     (sleep 0.5; for _ in $(seq "$DURATION"); do
        curl -s -m 1 "http://127.0.0.1:$PORT/metrics" 2>/dev/null \
          | awk '/^buffer_events\{/ {sub(/.*component_id="/, "", $1); sub(/".*/, "", $1); s += $2; if ($2 > m) {m = $2; c = $1}} END {print s + 0, c}' >> "$OUT/queued"

@@ -5,6 +5,9 @@ warp's medians, per-start CPU-us per beacon, and the overload table.
 Usage: bench/summary.py bench/results/run-TIME.txt"""
 import sys, statistics
 from collections import OrderedDict
+
+# Targets without a pipeline (bench/run.sh): bare warp and examples/bare_warp_work.
+BARE_TARGETS = {"bare_warp", "bare_alloc", "bare_floor", "bare_decode", "bare_hop"}
 runs = OrderedDict()
 for line in open(sys.argv[1]):
     if line.startswith("#") or not line.strip():
@@ -55,7 +58,8 @@ for n in steady:
     if "sys_ticks" in rs[0]:
         print("  %-14s sys %s" % (n, " ".join("%.0f" % (1e6 * r["sys_ticks"] / r["hz"] / r["requests"]) for r in rs)))
         print("  %-14s csw %s" % ("", " ".join("%.2f" % ((r["vcsw"] + r["nvcsw"]) / r["requests"]) for r in rs)))
-    if n != "bare_warp" and "queued_events" in rs[0]:
+    # bare_warp and examples/bare_warp_work (bare_*) have no buffers to sample.
+    if n not in BARE_TARGETS and "queued_events" in rs[0]:
         print("  %-14s queued events (mean) %s" % ("", " ".join("%.0f" % r["queued_events"] for r in rs)))
 over = [n for n in runs if n.startswith("overload_") and n != "overload_bare_warp"]
 if over:
