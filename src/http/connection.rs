@@ -283,6 +283,12 @@ async fn watch_connection<C: GracefulShutdown>(
     let mut at_cap_watched = true;
     // Since when the connection has been asked to close.
     let mut closing: Option<Instant> = None;
+    // One timer for the connection's life, moved on as requests end: a new
+    // one per request went through the timer wheel's lock twice (armed at
+    // the end of a request, dropped at the end of the next), while moving a
+    // registered timer later is one atomic store.
+    let sleep = tokio::time::sleep_until(far_future());
+    tokio::pin!(sleep);
     loop {
         let first = activity.served.load(Ordering::Relaxed) == 0;
         let mut limit = if first {
@@ -318,7 +324,11 @@ async fn watch_connection<C: GracefulShutdown>(
             closing = Some(Instant::now());
             continue;
         }
-        let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(far_future));
+        if let Some(at) = deadline {
+            if sleep.deadline() != at {
+                sleep.as_mut().reset(at);
+            }
+        }
         tokio::select! {
             _ = connection.as_mut() => return,
             _ = shutdown.recv(), if closing.is_none() => {
@@ -329,7 +339,7 @@ async fn watch_connection<C: GracefulShutdown>(
             changed = at_cap.changed(), if at_cap_watched && closing.is_none() => {
                 at_cap_watched = changed.is_ok();
             }
-            _ = sleep, if deadline.is_some() => {}
+            _ = &mut sleep, if deadline.is_some() => {}
         }
     }
 }
