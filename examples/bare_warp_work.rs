@@ -73,22 +73,9 @@ fn handle(work: &Work, body: &[u8], user_agent: Option<&str>) -> StatusCode {
     }
 }
 
-/// The server's `purge_delay` of 0 (`main.rs`, `tune_allocator`), unless
-/// `MIMALLOC_PURGE_DELAY` is set.
-fn tune_allocator() {
-    // mimalloc.h: `mi_option_purge_delay` of `enum mi_option_e` (v2 and v3).
-    const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
-    extern "C" {
-        fn mi_option_set(option: libc::c_int, value: libc::c_long);
-    }
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: a store into mimalloc's option table, before any other thread runs.
-        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    }
-}
-
 fn main() {
-    tune_allocator();
+    // The server's `purge_delay` of 0.
+    rum_pipeline::allocator::tune();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

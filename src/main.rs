@@ -19,21 +19,10 @@ use rum_pipeline::topology::{self, RunOptions};
 #[global_allocator]
 static ALLOCATOR: rum_pipeline::allocator::MiMalloc = rum_pipeline::allocator::MiMalloc;
 
-/// mimalloc (v3) keeps freed memory committed for 1 s before it returns it;
-/// under overload, where every request is answered 503 and its memory freed
-/// at once, that held ~4 MiB more at the peak (docs/benchmarks.md,
-/// "Allocator"). `MIMALLOC_PURGE_DELAY` still overrides this.
+/// mimalloc's purge delay for this server (`allocator::tune`).
 #[cfg(not(feature = "system-allocator"))]
 fn tune_allocator() {
-    // mimalloc.h: `mi_option_purge_delay` of `enum mi_option_e` (v2 and v3).
-    const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
-    extern "C" {
-        fn mi_option_set(option: libc::c_int, value: libc::c_long);
-    }
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: a store into mimalloc's option table, before any other thread runs.
-        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    }
+    rum_pipeline::allocator::tune();
 }
 
 #[cfg(feature = "system-allocator")]
