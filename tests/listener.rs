@@ -887,3 +887,71 @@ inputs = ["beacons"]
     assert!(timeouts("first_request") >= 1.0, "{text}");
     assert!(timeouts("idle") >= 1.0, "{text}");
 }
+
+/// A request that outlasts the idle timeout (its body trickles in for twice
+/// the timeout) is served whole, and the connection is closed for idling
+/// only once it has been quiet that long after the request: the watchdog's
+/// one timer fires during the request, harmlessly, and is armed again when
+/// the request ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_longer_than_the_idle_timeout_is_served_then_the_connection_idles_out() {
+    let p = Pipeline::start(&format!(
+        "stats_interval_secs = 0\n[http]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 1\n{BEACONS_TO_STDOUT}"
+    ));
+    let body = serde_json::to_vec(&beacon("slow-upload", 3)).unwrap();
+    let mut stream = TcpStream::connect(p.addr()).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /rum HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // Four pieces, 0.5 s apart: the body takes 2 s, past both timeouts.
+    for piece in body.chunks(body.len().div_ceil(4)) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stream.write_all(piece).await.unwrap();
+    }
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before answering: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.extend_from_slice(&buf[..n]);
+    }
+    let answered = std::time::Instant::now();
+    assert!(
+        head.starts_with(b"HTTP/1.1 204"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert!(closed_within(&mut stream, Duration::from_secs(10)).await);
+    let quiet = answered.elapsed();
+    // Timers never fire early: closed no sooner than the idle timeout.
+    assert!(
+        quiet >= Duration::from_millis(950),
+        "closed {quiet:?} after the answer"
+    );
+    let text = client()
+        .get(p.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric_in(&text, "http_connection_timeouts_total", &["state=\"idle\""]) >= 1.0,
+        "{text}"
+    );
+}
