@@ -942,14 +942,7 @@ async fn a_request_longer_than_the_idle_timeout_is_served_then_the_connection_id
         quiet >= Duration::from_millis(950),
         "closed {quiet:?} after the answer"
     );
-    let text = client()
-        .get(p.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&p.url("/metrics")).await;
     assert!(
         metric_in(&text, "http_connection_timeouts_total", &["state=\"idle\""]) >= 1.0,
         "{text}"
