@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::event::Batch;
 use crate::telemetry::{ComponentMetrics, Counter};
@@ -106,25 +106,31 @@ impl Reservation<'_> {
     }
 }
 
+/// `n` permits of `room`: taken at once when there are (the usual case, and
+/// no queue is jumped: while a sender waits, released permits go to it and
+/// none show as free), else waited for in turn. The wait's future and its
+/// queue entry are built only when needed.
+async fn take_room(room: &Arc<Semaphore>, n: u32) -> Result<OwnedSemaphorePermit, SendError> {
+    match room.clone().try_acquire_many_owned(n) {
+        Ok(permit) => Ok(permit),
+        Err(TryAcquireError::Closed) => Err(SendError::Closed),
+        Err(TryAcquireError::NoPermits) => room
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .map_err(|_| SendError::Closed),
+    }
+}
+
 impl BufferSender {
     /// Waits until the buffer has room for `events` events of `bytes` bytes.
     /// A batch larger than the whole buffer takes all of it rather than
     /// waiting forever.
     pub async fn reserve(&self, events: usize, bytes: usize) -> Result<Reservation<'_>, SendError> {
         let wanted = (events as u32).clamp(1, self.max_events);
-        let permit = self
-            .room
-            .clone()
-            .acquire_many_owned(wanted)
-            .await
-            .map_err(|_| SendError::Closed)?;
+        let permit = take_room(&self.room, wanted).await?;
         let wanted_bytes = permits(bytes).min(self.max_bytes);
-        let bytes = self
-            .bytes
-            .clone()
-            .acquire_many_owned(wanted_bytes)
-            .await
-            .map_err(|_| SendError::Closed)?;
+        let bytes = take_room(&self.bytes, wanted_bytes).await?;
         Ok(Reservation {
             sender: self,
             permit,
