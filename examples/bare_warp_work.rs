@@ -38,18 +38,6 @@ enum Work {
     Hop(tokio::sync::mpsc::UnboundedSender<Vec<rum_pipeline::event::Event>>),
 }
 
-/// The `rum_beacon` source's defaults (`docs/configuration-sources.md`).
-fn limits() -> BeaconLimits {
-    BeaconLimits {
-        max_events: 500,
-        max_string_bytes: 16 * 1024,
-        max_depth: 16,
-        max_event_age_ms: 86_400_000,
-        max_context_bytes: 64 * 1024,
-        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
-    }
-}
-
 fn handle(work: &Work, body: &[u8], user_agent: Option<&str>) -> StatusCode {
     let facts = || RequestFacts {
         received_at_ms: chrono::Utc::now().timestamp_millis(),
@@ -60,8 +48,8 @@ fn handle(work: &Work, body: &[u8], user_agent: Option<&str>) -> StatusCode {
     let ok = match work {
         Work::None => true,
         Work::Floor => rum_pipeline::sources::read_json_only(body),
-        Work::Decode => decode(body, &facts(), &limits()).is_ok(),
-        Work::Hop(to_drop) => match decode(body, &facts(), &limits()) {
+        Work::Decode => decode(body, &facts(), &BeaconLimits::default()).is_ok(),
+        Work::Hop(to_drop) => match decode(body, &facts(), &BeaconLimits::default()) {
             Ok(d) => to_drop.send(d.events).is_ok(),
             Err(_) => false,
         },

@@ -82,14 +82,7 @@ fn main() {
         user_agent: Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"),
         client_hints: vec![],
     };
-    let limits = BeaconLimits {
-        max_events: 500,
-        max_string_bytes: 16 * 1024,
-        max_depth: 16,
-        max_event_age_ms: 86_400_000,
-        max_context_bytes: 64 * 1024,
-        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
-    };
+    let limits = BeaconLimits::default();
     let chain_facts = RequestFacts {
         client_ip: "81.2.69.142".parse().expect("ip"),
         user_agent: facts.user_agent,

@@ -106,12 +106,8 @@ impl Decoders {
         Decoders {
             ip: "203.0.113.7".parse().expect("ip"),
             beacon: beacon_decoder::BeaconLimits {
-                max_events: 500,
-                max_string_bytes: 16 * 1024,
-                max_depth: 16,
-                max_event_age_ms: 86_400_000,
-                max_context_bytes: 64 * 1024,
                 client_ip: ClientIpMode::Full,
+                ..Default::default()
             },
             faro: faro_decoder::FaroLimits {
                 max_items: 500,

@@ -54,6 +54,21 @@ pub struct RumBeaconConfig {
     pub client_cache_max_age_secs: u64,
 }
 
+/// The limits a `rum_beacon` source has when its config sets none (for
+/// benches and tools that decode as the source does).
+impl Default for BeaconLimits {
+    fn default() -> Self {
+        Self {
+            max_events: default_max_events(),
+            max_string_bytes: default_max_string_bytes(),
+            max_depth: default_max_json_depth(),
+            max_event_age_ms: (default_max_event_age_secs() as i64).saturating_mul(1000),
+            max_context_bytes: default_max_context_bytes(),
+            client_ip: crate::privacy::ClientIpMode::default(),
+        }
+    }
+}
+
 fn default_path() -> String {
     "/rum".to_owned()
 }
