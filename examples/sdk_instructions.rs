@@ -29,6 +29,19 @@ use rum_pipeline::sources::{
 };
 
 const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+/// The User-Agent header of the browser that sent the Faro captures
+/// (`testdata/sdk/faro/meta.json`). Faro repeats it in `meta.browser`, and
+/// the decoder keeps that copy only when it differs from the header: a page's
+/// SDK and its requests come from one browser, so the bench sends the same.
+fn faro_capture_user_agent() -> String {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&read("testdata/sdk/faro/meta.json")).expect("meta.json");
+    meta["user_agent"]
+        .as_str()
+        .expect("meta.json user_agent")
+        .to_owned()
+}
 const RECEIVED_MS: i64 = 1_763_700_000_100;
 
 #[global_allocator]
@@ -97,6 +110,7 @@ struct Decoders {
     ip: std::net::IpAddr,
     beacon: beacon_decoder::BeaconLimits,
     faro: faro_decoder::FaroLimits,
+    faro_user_agent: String,
     apm: elastic_apm_decoder::ApmLimits,
     web_vitals: web_vitals_decoder::MetricLimits,
 }
@@ -117,6 +131,7 @@ impl Decoders {
                 max_context_bytes: 64 * 1024,
                 client_ip: ClientIpMode::Full,
             },
+            faro_user_agent: faro_capture_user_agent(),
             apm: elastic_apm_decoder::ApmLimits {
                 max_events: 1000,
                 max_event_bytes,
@@ -149,7 +164,7 @@ impl Decoders {
         let facts = faro_decoder::RequestFacts {
             received_at_ms: RECEIVED_MS,
             client_ip: self.ip,
-            user_agent: Some(UA),
+            user_agent: Some(&self.faro_user_agent),
             session_header: None,
         };
         faro_decoder::decode(body, &facts, &self.faro).map(|d| d.events)

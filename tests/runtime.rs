@@ -668,6 +668,96 @@ buffer.max_events = 25
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_that_wait_for_room_are_decoded_again_delivered_once_and_counted_once() {
+    // A 12-event buffer and 10-event beacons from eight clients at once:
+    // most requests pass the wait before their body (one event fits) and
+    // then find no room for ten. They drop their events, wait for room for
+    // ten, and decode their body again. Every accepted beacon's events must
+    // come out exactly once, and the source's own counters (here: an
+    // unknown event type in each beacon) count each request once.
+    let config = r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+send_timeout_ms = 5000
+access_log = false
+[sinks.out]
+type = "stdout"
+inputs = ["beacons"]
+buffer.max_events = 12
+"#;
+    let p = Pipeline::start_with(config, Stdout::Collect, &[]);
+    let clients = 8;
+    let per_client = 15;
+    let sends = (0..clients).map(|c| {
+        let url = p.url("/rum");
+        async move {
+            let http = client();
+            let mut accepted = Vec::new();
+            for i in 0..per_client {
+                let session = format!("wait-{c}-{i}");
+                let mut body = beacon(&session, 9);
+                body["events"]
+                    .as_array_mut()
+                    .expect("events")
+                    .push(json!({"type": "no_such_type", "ts": 1}));
+                let r = http
+                    .post(&url)
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .expect("answered");
+                match r.status().as_u16() {
+                    204 => accepted.push(session),
+                    503 => {}
+                    other => panic!("{session}: status {other}"),
+                }
+            }
+            accepted
+        }
+    });
+    let accepted: Vec<String> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(
+        accepted.len() >= clients * per_client / 2,
+        "only {} of {} beacons accepted with a 5 s wait",
+        accepted.len(),
+        clients * per_client
+    );
+    let expected = accepted.len() * 10;
+    let mut documents = Vec::new();
+    for _ in 0..200 {
+        documents = p.documents();
+        if documents.len() >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        documents.len(),
+        expected,
+        "each accepted event once, no more"
+    );
+    for session in &accepted {
+        let n = documents
+            .iter()
+            .filter(|d| d["session"]["id"] == session.as_str())
+            .count();
+        assert_eq!(n, 10, "{session}: {n} documents");
+    }
+    let requests = (clients * per_client) as f64;
+    assert_eq!(
+        p.metric("rum_beacon_unknown_event_types_total", &[]).await,
+        requests,
+        "each request's unknown type counted once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_every_accepted_event_before_exit_zero() {
     let config = r#"
 stats_interval_secs = 0

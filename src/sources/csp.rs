@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::csp_report::{self, Format, NoiseRules, ReportFacts, ReportLimits, KNOWN_REPORT_TYPES};
 use super::decode_error::DecodeError;
-use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes};
+use super::http_source::{self, DecodePass, Decoded, Endpoint, HttpSource, MediaTypes};
 use super::{check_json_limits, check_path, SourceContext};
 use crate::config::CheckConfig;
 use crate::http::intake::{Intake, IntakeRequest};
@@ -220,6 +220,7 @@ impl HttpSource for ReportSource {
         format: Format,
         request: &IntakeRequest,
         received_at_ms: i64,
+        pass: DecodePass,
     ) -> Result<Decoded<()>, DecodeError> {
         let facts = ReportFacts {
             received_at_ms,
@@ -240,11 +241,13 @@ impl HttpSource for ReportSource {
         let mut events = Vec::with_capacity(decoded.reports.len());
         let mut dropped = 0;
         for report in decoded.reports {
-            if let Some(counter) = self.by_type.get(report.kind) {
+            if let Some(counter) = self.by_type.get(report.kind).filter(|_| pass.counts()) {
                 counter.inc();
             }
             if report.noise {
-                self.noise_seen.inc();
+                if pass.counts() {
+                    self.noise_seen.inc();
+                }
                 if self.drop_noise {
                     dropped += 1;
                     continue;

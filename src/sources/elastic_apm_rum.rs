@@ -15,7 +15,9 @@ use serde_json::json;
 
 use super::decode_error::DecodeError;
 use super::elastic_apm_decoder::{self, ApiVersion, ApmLimits, LineError, RequestFacts};
-use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes, Refusal, RequestHead};
+use super::http_source::{
+    self, DecodePass, Decoded, Endpoint, HttpSource, MediaTypes, Refusal, RequestHead,
+};
 use super::{check_json_limits, SourceContext};
 use crate::config::CheckConfig;
 use crate::http::intake::{Intake, IntakeRequest};
@@ -212,6 +214,7 @@ impl HttpSource for ApmSource {
         endpoint: Kind,
         request: &IntakeRequest,
         received_at_ms: i64,
+        pass: DecodePass,
     ) -> Result<Decoded<LinesAnswer>, DecodeError> {
         let Kind::Intake(version) = endpoint else {
             unreachable!("the config endpoint answers in `serve`");
@@ -226,12 +229,14 @@ impl HttpSource for ApmSource {
             version,
         };
         let decoded = elastic_apm_decoder::decode(&request.body, &facts, &self.limits)?;
-        for error in &decoded.errors {
-            self.metrics.errors(error.error_type, "receiving").inc();
+        if pass.counts() {
+            for error in &decoded.errors {
+                self.metrics.errors(error.error_type, "receiving").inc();
+            }
+            self.unknown_kinds.add(decoded.unknown_kinds as u64);
+            self.dropped_breakdowns
+                .add(decoded.dropped_breakdowns as u64);
         }
-        self.unknown_kinds.add(decoded.unknown_kinds as u64);
-        self.dropped_breakdowns
-            .add(decoded.dropped_breakdowns as u64);
         Ok(Decoded {
             events: decoded.events,
             page_url: decoded.page_url,

@@ -10,7 +10,9 @@ use serde::Deserialize;
 
 use super::decode_error::DecodeError;
 use super::faro_decoder::{self, FaroLimits, RequestFacts};
-use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes, RequestHead};
+use super::http_source::{
+    self, DecodePass, Decoded, Endpoint, HttpSource, MediaTypes, RequestHead,
+};
 use super::{check_json_limits, SourceContext};
 use crate::config::CheckConfig;
 use crate::http::intake::{Intake, IntakeRequest};
@@ -221,6 +223,7 @@ impl HttpSource for FaroSource {
         _: (),
         request: &IntakeRequest,
         received_at_ms: i64,
+        pass: DecodePass,
     ) -> Result<Decoded<()>, DecodeError> {
         let header_str = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
         let facts = RequestFacts {
@@ -230,8 +233,10 @@ impl HttpSource for FaroSource {
             session_header: header_str("x-faro-session-id"),
         };
         let decoded = faro_decoder::decode(&request.body, &facts, &self.limits)?;
-        self.unknown_kinds.add(decoded.unknown_kinds as u64);
-        self.dropped_spans.add(decoded.dropped_spans as u64);
+        if pass.counts() {
+            self.unknown_kinds.add(decoded.unknown_kinds as u64);
+            self.dropped_spans.add(decoded.dropped_spans as u64);
+        }
         Ok(Decoded {
             events: decoded.events,
             page_url: decoded.page_url,

@@ -45,6 +45,23 @@ pub struct Decoded<A> {
     pub answer: A,
 }
 
+/// Which decode of a request this is (see [`HttpSource::decode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodePass {
+    /// The request's first: the source's counters count it.
+    First,
+    /// The same body once more, after its first events were dropped to
+    /// wait for room without holding them: counted already.
+    Again,
+}
+
+impl DecodePass {
+    /// Whether the source's own counters count this decode.
+    pub fn counts(self) -> bool {
+        self == DecodePass::First
+    }
+}
+
 /// The `Content-Type`s a payload may declare (declaring none is fine too),
 /// and how a 415 names them.
 pub struct MediaTypes {
@@ -129,12 +146,15 @@ pub trait HttpSource: Send + Sync + 'static {
     }
 
     /// Turns an accepted request (headers, decompressed body, client IP)
-    /// into events.
+    /// into events. The source counts what it saw only on the `First`
+    /// pass: a request whose events found no room is decoded `Again` once
+    /// there is, and must come out the same.
     fn decode(
         &self,
         endpoint: Self::Endpoint,
         request: &IntakeRequest,
         received_at_ms: i64,
+        pass: DecodePass,
     ) -> Result<Decoded<Self::Answer>, DecodeError>;
 
     /// The answer once the events are downstream (CORS headers are added).
@@ -320,8 +340,9 @@ impl<S: HttpSource> Flow<S> {
         // pipeline is full, every waiting connection would otherwise hold
         // its body and its decoded events. A request whose wait runs out is
         // still read and decoded, for the count of the events its 503
-        // discards. The room asked for is the declared body's size (a hint:
-        // the room is given back at once).
+        // discards. The room asked for is one event and the declared body's
+        // size (a hint: the room is given back at once); events that then
+        // do not fit are not held while they wait (`deliver_without_holding`).
         let received_at_ms = chrono::Utc::now().timestamp_millis();
         let started = tokio::time::Instant::now();
         let declared = crate::http::intake::declared_length(&request.headers)
@@ -329,7 +350,7 @@ impl<S: HttpSource> Flow<S> {
         let wait = async {
             let room = self
                 .output
-                .wait_for_room(declared, started + self.send_timeout)
+                .wait_for_room(1, declared, started + self.send_timeout)
                 .await;
             (room, started.elapsed())
         };
@@ -342,13 +363,17 @@ impl<S: HttpSource> Flow<S> {
         };
         let metrics = intake.metrics();
         metrics.received_bytes.add(accepted.wire_bytes as u64);
-        let decoded = match self.source.decode(endpoint, &accepted, received_at_ms) {
-            Ok(decoded) => decoded,
-            Err(e) => {
-                let error = IntakeError::new(e.status(), e.error_type, e.message);
-                return self.refuse(&error, accepted.allow_origin);
-            }
-        };
+        let decoded =
+            match self
+                .source
+                .decode(endpoint, &accepted, received_at_ms, DecodePass::First)
+            {
+                Ok(decoded) => decoded,
+                Err(e) => {
+                    let error = IntakeError::new(e.status(), e.error_type, e.message);
+                    return self.refuse(&error, accepted.allow_origin);
+                }
+            };
         if self.access_log {
             access_log::log(
                 "POST",
@@ -373,7 +398,14 @@ impl<S: HttpSource> Flow<S> {
             Ok(()) => {
                 let left = self.send_timeout.saturating_sub(waited);
                 let deadline = tokio::time::Instant::now() + left;
-                self.deliver(decoded.events, deadline).await
+                self.deliver_without_holding(
+                    endpoint,
+                    &accepted,
+                    received_at_ms,
+                    decoded.events,
+                    deadline,
+                )
+                .await
             }
             // Nothing to deliver needs no room (as `send_by` has it).
             Err(_) if decoded.events.is_empty() => Ok(()),
@@ -404,6 +436,54 @@ impl<S: HttpSource> Flow<S> {
         match self.output.send_by(events, deadline).await {
             Ok(()) => Ok(()),
             Err(reason) => Err(self.shed(count, reason)),
+        }
+    }
+
+    /// [`Flow::deliver`] for a request that passed the wait for room before
+    /// its body: its events go downstream now if they fit. If they do not
+    /// (the room was for one event, and a big beacon's may be hundreds),
+    /// they are dropped while the request waits for room for exactly them,
+    /// then decoded again from the body, which is held anyway (counted in
+    /// `max_body_bytes_in_flight`). Otherwise every connection waiting under
+    /// overload would hold its decoded events, several times its body and
+    /// outside every budget.
+    async fn deliver_without_holding(
+        &self,
+        endpoint: S::Endpoint,
+        request: &IntakeRequest,
+        received_at_ms: i64,
+        events: Batch,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), HttpResponse> {
+        let sent = events.len() as u64;
+        let (count, bytes) = match self.output.send_by_or_size(events, deadline).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(size)) => size,
+            Err(reason) => return Err(self.shed(sent, reason)),
+        };
+        if let Err(reason) = self.output.wait_for_room(count, bytes, deadline).await {
+            return Err(self.shed(count as u64, reason));
+        }
+        match self
+            .source
+            .decode(endpoint, request, received_at_ms, DecodePass::Again)
+        {
+            Ok(decoded) => self.deliver(decoded.events, deadline).await,
+            Err(e) => {
+                // The same body decoded the same way an instant ago: a bug,
+                // answered and counted as one.
+                tracing::error!(error = %e.message, "a request decoded again was refused");
+                self.intake
+                    .metrics()
+                    .discarded_unintentional
+                    .add(count as u64);
+                let error = IntakeError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "decode_not_repeatable",
+                    "the request could not be decoded a second time".to_owned(),
+                );
+                Err(self.intake.error_response(&error, None))
+            }
         }
     }
 

@@ -10,7 +10,9 @@ use serde::Deserialize;
 
 use super::beacon_decoder::{self, BeaconLimits, RequestFacts, CLIENT_HINT_HEADERS};
 use super::decode_error::DecodeError;
-use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes, RequestHead};
+use super::http_source::{
+    self, DecodePass, Decoded, Endpoint, HttpSource, MediaTypes, RequestHead,
+};
 use super::{check_json_limits, check_path, SourceContext};
 use crate::client_bundle;
 use crate::config::CheckConfig;
@@ -184,6 +186,7 @@ impl HttpSource for BeaconSource {
         _: (),
         request: &IntakeRequest,
         received_at_ms: i64,
+        pass: DecodePass,
     ) -> Result<Decoded<()>, DecodeError> {
         let facts = RequestFacts {
             received_at_ms,
@@ -195,8 +198,10 @@ impl HttpSource for BeaconSource {
             client_hints: client_hints(&request.headers),
         };
         let decoded = beacon_decoder::decode(&request.body, &facts, &self.limits)?;
-        self.unknown_types.add(decoded.unknown_types as u64);
-        self.ignored_keys.add(decoded.ignored_keys as u64);
+        if pass.counts() {
+            self.unknown_types.add(decoded.unknown_types as u64);
+            self.ignored_keys.add(decoded.ignored_keys as u64);
+        }
         Ok(Decoded {
             events: decoded.events,
             page_url: decoded.page_url,

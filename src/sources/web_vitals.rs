@@ -9,7 +9,7 @@ use http::header;
 use serde::Deserialize;
 
 use super::decode_error::DecodeError;
-use super::http_source::{self, Decoded, Endpoint, HttpSource, MediaTypes};
+use super::http_source::{self, DecodePass, Decoded, Endpoint, HttpSource, MediaTypes};
 use super::web_vitals_decoder::{self, MetricLimits, RequestFacts};
 use super::{check_json_limits, check_path, SourceContext};
 use crate::config::CheckConfig;
@@ -131,6 +131,7 @@ impl HttpSource for MetricsSource {
         _: (),
         request: &IntakeRequest,
         received_at_ms: i64,
+        pass: DecodePass,
     ) -> Result<Decoded<()>, DecodeError> {
         let header = |name| request.headers.get(name).and_then(|v| v.to_str().ok());
         let facts = RequestFacts {
@@ -140,8 +141,10 @@ impl HttpSource for MetricsSource {
             referer: header(header::REFERER),
         };
         let decoded = web_vitals_decoder::decode(&request.body, &facts, &self.limits)?;
-        self.unknown_names.add(decoded.unknown_names as u64);
-        self.dropped_entries.add(decoded.dropped_entries as u64);
+        if pass.counts() {
+            self.unknown_names.add(decoded.unknown_names as u64);
+            self.dropped_entries.add(decoded.dropped_entries as u64);
+        }
         Ok(Decoded {
             events: decoded.events,
             page_url: decoded.page_url,

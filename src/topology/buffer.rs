@@ -144,13 +144,14 @@ impl BufferSender {
         reservation.send(events)
     }
 
-    /// Whether a batch of one event and `bytes` bytes would get room now,
-    /// nobody waiting ahead of it (the semaphores hand room out in order,
-    /// so while a sender waits no permits show as available). A closed
-    /// buffer has none: `reserve` then tells why.
-    fn has_room(&self, bytes: usize) -> bool {
+    /// Whether a batch of `events` events and `bytes` bytes would get room
+    /// now, nobody waiting ahead of it (the semaphores hand room out in
+    /// order, so while a sender waits no permits show as available). A
+    /// closed buffer has none: `reserve` then tells why.
+    fn has_room(&self, events: usize, bytes: usize) -> bool {
+        let wanted = (events as u32).clamp(1, self.max_events) as usize;
         !self.room.is_closed()
-            && self.room.available_permits() >= 1
+            && self.room.available_permits() >= wanted
             && self.bytes.available_permits() >= permits(bytes).min(self.max_bytes) as usize
     }
 
@@ -237,27 +238,36 @@ impl Fanout {
         Ok(())
     }
 
-    /// Waits until `deadline` for every downstream to have room for one
-    /// event and `bytes` bytes, without keeping it. Sources call it before
-    /// they read the body: while the pipeline is full, a request waiting for
-    /// its turn holds neither a copy of its body nor the events decoded from
-    /// it (several times the body's size, times every connection waiting).
+    /// Waits until `deadline` for every downstream to have room for `events`
+    /// events and `bytes` bytes, without keeping it. Sources call it before
+    /// they read the body (for one event), and again for a decoded batch
+    /// that found no room (they drop it and decode again once there is):
+    /// while the pipeline is full, a request waiting for its turn holds
+    /// neither a copy of its body nor the events decoded from it (several
+    /// times the body's size, times every connection waiting).
     pub async fn wait_for_room(
         &self,
+        events: usize,
         bytes: usize,
         deadline: tokio::time::Instant,
     ) -> Result<(), SendError> {
         for sender in &self.senders {
-            if sender.has_room(bytes) {
+            if sender.has_room(events, bytes) {
                 continue;
             }
             // Queued behind whoever waits already; the room is given back at once.
-            match tokio::time::timeout_at(deadline, sender.reserve(1, bytes)).await {
+            match tokio::time::timeout_at(deadline, sender.reserve(events, bytes)).await {
                 Ok(reservation) => drop(reservation?),
                 Err(_) => return Err(SendError::Timeout),
             }
         }
         Ok(())
+    }
+
+    /// Whether every downstream has room for `events` events and `bytes`
+    /// bytes now, nobody waiting ahead (see [`BufferSender::has_room`]).
+    pub fn has_room(&self, events: usize, bytes: usize) -> bool {
+        self.senders.iter().all(|s| s.has_room(events, bytes))
     }
 
     /// Reserves room on every downstream within `timeout`, then sends: either
@@ -283,6 +293,37 @@ impl Fanout {
             return Ok(());
         }
         let bytes = batch_bytes(&batch);
+        self.send_sized(batch, bytes, deadline).await
+    }
+
+    /// [`Fanout::send_by`] for a sender that must not hold `batch` while it
+    /// waits for room: when a downstream has no room for it now, the batch
+    /// is dropped and its size (events, bytes) handed back, to wait for
+    /// that much room with [`Fanout::wait_for_room`] and make the batch
+    /// again once there is.
+    pub async fn send_by_or_size(
+        &self,
+        batch: Batch,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<(usize, usize)>, SendError> {
+        if batch.is_empty() || self.senders.is_empty() {
+            return self.send_by(batch, deadline).await.map(|()| None);
+        }
+        let bytes = batch_bytes(&batch);
+        if !self.has_room(batch.len(), bytes) {
+            return Ok(Some((batch.len(), bytes)));
+        }
+        self.send_sized(batch, bytes, deadline).await.map(|()| None)
+    }
+
+    /// Sends a non-empty batch of `bytes` bytes to every downstream.
+    async fn send_sized(
+        &self,
+        batch: Batch,
+        bytes: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), SendError> {
+        let count = batch.len();
         let reserve_all = async {
             let mut reservations = Vec::with_capacity(self.senders.len());
             for sender in &self.senders {
@@ -470,17 +511,17 @@ mod tests {
         let fanout = Fanout::new(vec![tx.clone()], Counter::default(), Counter::default());
         let soon = || tokio::time::Instant::now() + Duration::from_millis(50);
         // Room: no wait, nothing taken.
-        assert_eq!(fanout.wait_for_room(400, soon()).await, Ok(()));
+        assert_eq!(fanout.wait_for_room(1, 400, soon()).await, Ok(()));
         assert_eq!(tx.buffered_events(), 0);
         // 8 of 10 events taken: room for one more event of 400 bytes...
         fanout
             .send_within(batch(8), Duration::from_millis(10))
             .await
             .expect("fits");
-        assert_eq!(fanout.wait_for_room(400, soon()).await, Ok(()));
+        assert_eq!(fanout.wait_for_room(1, 400, soon()).await, Ok(()));
         // ...but not for 600.
         assert_eq!(
-            fanout.wait_for_room(600, soon()).await,
+            fanout.wait_for_room(1, 600, soon()).await,
             Err(SendError::Timeout)
         );
         // A sender waiting for room holds what is free: whoever asks after
@@ -495,7 +536,7 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(
-            fanout.wait_for_room(1, soon()).await,
+            fanout.wait_for_room(1, 1, soon()).await,
             Err(SendError::Timeout)
         );
         // Room comes: the sender ahead gets it first, then the waiter is let
@@ -504,7 +545,7 @@ mod tests {
             let fanout = fanout.clone();
             tokio::spawn(async move {
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-                fanout.wait_for_room(1, deadline).await
+                fanout.wait_for_room(1, 1, deadline).await
             })
         };
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -515,7 +556,7 @@ mod tests {
         // Nobody reads any more: a waiter learns it at once.
         drop(rx);
         assert_eq!(
-            fanout.wait_for_room(1, soon()).await,
+            fanout.wait_for_room(1, 1, soon()).await,
             Err(SendError::Closed)
         );
     }
