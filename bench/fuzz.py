@@ -76,8 +76,9 @@ MAX_BODY = 1048576  # rum_beacon / csp max_body_bytes default
 AMPLIFY_LIMIT = 4 * MAX_BODY  # no mutation makes a body larger than about this
 FUZZER_MAX_VM = 4 << 30       # address space of the fuzzer process itself
 # A raw request the server has not answered after this long (framing it is still waiting on)
-# is half-closed. hyper drops the answer to a request it has read whole when it then reads EOF,
-# so this must exceed the slowest answer of a loaded debug build.
+# is half-closed. The server answers a request it has read whole even after an EOF (half-closes
+# are allowed), but an EOF inside a body ends the request: this must exceed the slowest answer
+# of a loaded debug build.
 QUIET_SECS = 3.0
 QUIET = collections.Counter()
 
@@ -641,8 +642,8 @@ def generate(seed, i, seeds):
         lines.append(b"Content-Length: " + value)
         if rng.random() < 0.3:
             lines.append(b"Content-Length: %d" % (len(body) + rng.choice([0, 1])))
-        # No half-close: hyper drops the answer to a complete request when it reads EOF
-        # before answering, and some of these values are valid; the quiet timer closes.
+        # No half-close: some of these values are valid, and an EOF inside a declared body
+        # ends the request; the quiet timer closes.
     elif framing in ("chunked", "te-and-cl", "te-odd"):
         te = b"chunked"
         if framing == "te-odd":
@@ -656,8 +657,8 @@ def generate(seed, i, seeds):
         body, complete = chunk(rng, body, req)
         req.shut_wr = not complete
     elif framing == "none":
-        # Without framing the request has no body: with none sent it is complete, and a
-        # half-close makes hyper drop its answer (as for `cl-bad`); the quiet timer closes.
+        # Without framing the request has no body: with none sent it is complete and is
+        # answered; with one, what follows is the next request, cut short by the half-close.
         req.shut_wr = bool(body)
     if framing == "h2-preface":
         req.raw = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + rng.choice([b"", b"\x00\x00\x00\x04\x00\x00\x00\x00\x00", body[:100]])

@@ -668,6 +668,74 @@ buffer.max_events = 25
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_shuts_its_side_after_a_whole_beacon_still_gets_the_answer() {
+    // Browsers and proxies may shut their write side once a request is
+    // sent. The beacon was read whole: it is handled and answered. Here the
+    // answer has to wait (a full, stalled pipeline, 400 ms of send timeout),
+    // which is when hyper, without half-closes allowed, saw the EOF and
+    // dropped the request unanswered.
+    let config = r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+send_timeout_ms = 400
+access_log = false
+[sinks.out]
+type = "stdout"
+inputs = ["beacons"]
+buffer.max_events = 25
+"#;
+    let p = Pipeline::start_with(config, Stdout::Stall, &[]);
+    let body = beacon("half-closed", 10).to_string();
+    let http = client();
+    let mut full = false;
+    for _ in 0..2_000 {
+        let r = http
+            .post(p.url("/rum"))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("answered");
+        if r.status() == 503 {
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "the stalled sink never filled its buffer");
+
+    let request = format!(
+        "POST /rum HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        p.addr(),
+        body.len()
+    );
+    let mut socket = tokio::net::TcpStream::connect(p.addr())
+        .await
+        .expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    socket.write_all(request.as_bytes()).await.expect("request");
+    socket.shutdown().await.expect("shut the write side");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut chunk))
+            .await
+            .expect("answered or closed within 10 s")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(
+        answer.starts_with("http/1.1 503"),
+        "no answer after the client shut its side: {answer:?}"
+    );
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_that_wait_for_room_are_decoded_again_delivered_once_and_counted_once() {
     // A 12-event buffer and 10-event beacons from eight clients at once:
     // most requests pass the wait before their body (one event fits) and

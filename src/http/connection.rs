@@ -79,10 +79,19 @@ impl ConnectionSettings {
         let mut http1 = http1::Builder::new();
         // max_buf_size alone let a head somewhat over it through, depending
         // on how the read buffer had grown; max_header_size is exact.
+        //
+        // Half-closes allowed: without them, hyper probes for EOF while a
+        // request is being handled, and each probe reserves a read buffer
+        // of the size the last reads grew to (up to max_buf_size). Under
+        // overload with big beacons that was 64 KiB or more per waiting
+        // connection, outside every budget: half the peak memory. And a
+        // beacon read whole is taken and answered even if the browser has
+        // shut its side (hyper dropped it when it saw the EOF first).
         http1
             .timer(TokioTimer::new())
             .max_buf_size(MAX_HEADER_BYTES)
-            .max_header_size(MAX_HEADER_BYTES);
+            .max_header_size(MAX_HEADER_BYTES)
+            .half_close(true);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
