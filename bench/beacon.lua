@@ -12,6 +12,18 @@ local uas = {
 local requests = {}
 local counter = 0
 
+-- BEACON_REPEAT=N sends each beacon's ten events N times (N=30: ~45 KB
+-- beacons, for bench/overload_memory.sh); unset, the realistic 1.5 KB beacon.
+local repeat_events = tonumber(os.getenv("BEACON_REPEAT") or "1") or 1
+local function repeated(events)
+  if repeat_events <= 1 then return events end
+  local out = {}
+  for _ = 1, repeat_events do
+    for _, e in ipairs(events) do table.insert(out, e) end
+  end
+  return out
+end
+
 local function beacon(i)
   local now = 1763700000000 + i
   local sid = string.format("sess-%08x", i * 2654435761 % 4294967296)
@@ -28,7 +40,7 @@ local function beacon(i)
     string.format('{"type":"error","ts":%d,"message":"Cannot read properties of undefined (reading \'price\')","name":"TypeError","stack":"TypeError: Cannot read properties of undefined\\n    at render (https://cdn.example.com/static/app.js:1:2345)","count":1}', now - 100),
   }
   return string.format('{"v":1,"app":{"name":"shop","version":"1.4.2","env":"production"},"session":{"id":"%s"},"view":{"id":"%s-v1","url":"https://shop.example.com/product/%d?ref=home","referrer":"https://www.google.com/","title":"Product %d"},"sent_at":%d,"events":[%s]}',
-    sid, sid, i, i, now, table.concat(events, ","))
+    sid, sid, i, i, now, table.concat(repeated(events), ","))
 end
 
 init = function(args)
