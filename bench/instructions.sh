@@ -131,6 +131,8 @@ TOML
   for name in bare_warp bare_alloc bare_floor bare_decode blackhole chain; do
     case $name in
       bare_warp) cmd=("$TARGET_DIR/release/examples/bare_warp" "127.0.0.1:$PORT") ;;
+      # bare_alloc is bare_warp_work doing no work: its mode `none`.
+      bare_alloc) cmd=("$TARGET_DIR/release/examples/bare_warp_work" "127.0.0.1:$PORT" none) ;;
       bare_*) cmd=("$TARGET_DIR/release/examples/bare_warp_work" "127.0.0.1:$PORT" "${name#bare_}") ;;
       *) cmd=("$TARGET_DIR/release/rum-pipeline" --config "$OUT/$name.toml") ;;
     esac

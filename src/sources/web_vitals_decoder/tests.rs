@@ -283,6 +283,12 @@ fn ids_give_the_library_version_and_the_browsers_time() {
     assert_eq!(id_time("custom"), None);
     assert_eq!(id_time("order-1700000000000-1"), None);
     assert_eq!(id_time("v4-170000000000-1"), None);
+    // No random part, no `-` at all, an empty middle.
+    assert_eq!(id_time("v5-1700000000000"), Some(1_700_000_000_000));
+    assert_eq!(id_time("v5"), None);
+    assert_eq!(sdk_version("v5"), Some("5".to_owned()));
+    assert_eq!(id_time("v5--1700000000000"), None);
+    assert_eq!(sdk_version("v1234-1700000000000-1"), None);
 }
 
 // ---- bodies the real library sent (tests/browser/web-vitals, WEB_VITALS_FIXTURES=write) ----
