@@ -586,6 +586,24 @@ buffer.max_events = 200
     assert!(discarded >= refused as f64 * 10.0);
 }
 
+/// Posts `body` to a pipeline whose stdout nobody reads until it answers
+/// 503: its sink's buffer is full, and the next beacon has to wait.
+async fn fill_until_refused(p: &Pipeline, body: &str) {
+    let http = client();
+    for _ in 0..2_000 {
+        let r = http
+            .post(p.url("/rum"))
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("answered");
+        if r.status() == 503 {
+            return;
+        }
+    }
+    panic!("the stalled sink never filled its buffer");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_upload_does_not_use_up_the_time_its_events_get_to_find_room() {
     // Nobody reads stdout: the sink stalls and its 25-event buffer ends up
@@ -608,21 +626,7 @@ buffer.max_events = 25
 "#;
     let p = Pipeline::start_with(config, Stdout::Stall, &[]);
     let body = beacon("slow", 10).to_string();
-    let http = client();
-    let mut refused = false;
-    for _ in 0..2_000 {
-        let r = http
-            .post(p.url("/rum"))
-            .body(body.clone())
-            .send()
-            .await
-            .expect("answered");
-        if r.status() == 503 {
-            refused = true;
-            break;
-        }
-    }
-    assert!(refused, "the stalled sink never filled its buffer");
+    fill_until_refused(&p, &body).await;
 
     let (head_and_half, rest) = {
         let head = format!(
@@ -688,21 +692,7 @@ buffer.max_events = 25
 "#;
     let p = Pipeline::start_with(config, Stdout::Stall, &[]);
     let body = beacon("half-closed", 10).to_string();
-    let http = client();
-    let mut full = false;
-    for _ in 0..2_000 {
-        let r = http
-            .post(p.url("/rum"))
-            .body(body.clone())
-            .send()
-            .await
-            .expect("answered");
-        if r.status() == 503 {
-            full = true;
-            break;
-        }
-    }
-    assert!(full, "the stalled sink never filled its buffer");
+    fill_until_refused(&p, &body).await;
 
     let request = format!(
         "POST /rum HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
