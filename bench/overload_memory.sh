@@ -8,6 +8,7 @@
 # figures move a few MiB between starts. Loopback only.
 #   bench/overload_memory.sh BINARY [CONNECTIONS] [SECONDS]
 set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: bench/overload_memory.sh BINARY [CONNECTIONS] [SECONDS]" >&2; exit 2; }
 BIN=$(realpath "$1"); CONNECTIONS=${2:-320}; SECONDS_=${3:-8}
 PORT=${PORT:-3197}
 export BEACON_REPEAT=${BEACON_REPEAT:-30}
@@ -35,8 +36,9 @@ exec 7<>"$DIR/stalled"   # held open, never read: the stdout sink stalls
 "$BIN" --config "$DIR/stalled.toml" > "$DIR/stalled" 2> "$DIR/server.log" &
 PID=$!
 trap 'kill -9 $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
-kill -0 $PID 2>/dev/null || { cat "$DIR/server.log" >&2; exit 1; }
+up=0
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && { up=1; break; }; sleep 0.1; done
+[ "$up" = 1 ] && kill -0 $PID 2>/dev/null || { echo "the server did not start" >&2; cat "$DIR/server.log" >&2; exit 1; }
 wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_}s" -s bench/beacon.lua "http://127.0.0.1:$PORT/rum" > "$DIR/wrk.out" 2>&1 &
 WRK=$!
 peak_rss=0; peak_anon=0
@@ -47,4 +49,6 @@ while kill -0 $WRK 2>/dev/null; do
   [ "${anon:-0}" -gt "$peak_anon" ] && peak_anon=$anon
   sleep 0.02
 done
+# A server that died under the load (out of memory) would leave a peak that means nothing.
+kill -0 $PID 2>/dev/null || { echo "the server exited during the run" >&2; cat "$DIR/server.log" >&2; exit 1; }
 echo "connections=$CONNECTIONS beacon_repeat=$BEACON_REPEAT peak_rss_MiB=$((peak_rss / 1024)) peak_anon_MiB=$((peak_anon / 1024)) $(grep RESULT "$DIR/wrk.out" || echo 'RESULT missing')"

@@ -45,6 +45,14 @@ pub struct Decoded<A> {
     pub answer: A,
 }
 
+/// Why a request's events did not go downstream, with its answer.
+enum Undelivered {
+    /// No room by the deadline (or shutting down): 503, retry later.
+    Shed(HttpResponse),
+    /// The request failed, with the message the client reads.
+    Failed(HttpResponse, String),
+}
+
 /// Which decode of a request this is (see [`HttpSource::decode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecodePass {
@@ -409,13 +417,19 @@ impl<S: HttpSource> Flow<S> {
             }
             // Nothing to deliver needs no room (as `send_by` has it).
             Err(_) if decoded.events.is_empty() => Ok(()),
-            Err(reason) => Err(self.shed(decoded.events.len() as u64, reason)),
+            Err(reason) => Err(Undelivered::Shed(
+                self.shed(decoded.events.len() as u64, reason),
+            )),
         };
         let response = match delivered {
             Ok(()) => self.source.accepted(answer),
-            Err(response) => {
+            Err(Undelivered::Shed(response)) => {
                 let response = intake.with_cors(response, allow_origin);
                 return self.source.refusal(response, Refusal::Shed);
+            }
+            Err(Undelivered::Failed(response, message)) => {
+                let response = intake.with_cors(response, allow_origin);
+                return self.source.refusal(response, Refusal::Request(&message));
             }
         };
         // The body's share of the budget is held until the events are downstream.
@@ -443,10 +457,10 @@ impl<S: HttpSource> Flow<S> {
     /// its body: its events go downstream now if they fit. If they do not
     /// (the room was for one event, and a big beacon's may be hundreds),
     /// they are dropped while the request waits for room for exactly them,
-    /// then decoded again from the body, which is held anyway (counted in
-    /// `max_body_bytes_in_flight`). Otherwise every connection waiting under
-    /// overload would hold its decoded events, several times its body and
-    /// outside every budget.
+    /// which it then keeps, and the body (held anyway, counted in
+    /// `max_body_bytes_in_flight`) is decoded again into that room.
+    /// Otherwise every connection waiting under overload would hold its
+    /// decoded events, several times its body and outside every budget.
     async fn deliver_without_holding(
         &self,
         endpoint: S::Endpoint,
@@ -454,23 +468,41 @@ impl<S: HttpSource> Flow<S> {
         received_at_ms: i64,
         events: Batch,
         deadline: tokio::time::Instant,
-    ) -> Result<(), HttpResponse> {
+    ) -> Result<(), Undelivered> {
         let sent = events.len() as u64;
-        let (count, bytes) = match self.output.send_by_or_size(events, deadline).await {
+        let (count, bytes) = match self.output.send_now_or_size(events) {
             Ok(None) => return Ok(()),
             Ok(Some(size)) => size,
-            Err(reason) => return Err(self.shed(sent, reason)),
+            Err(reason) => return Err(Undelivered::Shed(self.shed(sent, reason))),
         };
-        if let Err(reason) = self.output.wait_for_room(count, bytes, deadline).await {
-            return Err(self.shed(count as u64, reason));
-        }
-        match self
+        let reservations = match self.output.reserve_by(count, bytes, deadline).await {
+            Ok(reservations) => reservations,
+            Err(reason) => return Err(Undelivered::Shed(self.shed(count as u64, reason))),
+        };
+        let again = self
             .source
-            .decode(endpoint, request, received_at_ms, DecodePass::Again)
-        {
-            Ok(decoded) => self.deliver(decoded.events, deadline).await,
+            .decode(endpoint, request, received_at_ms, DecodePass::Again);
+        match again {
+            // The same body, decoded the same way: the same events.
+            Ok(decoded) if decoded.events.len() == count => self
+                .output
+                .send_reserved(reservations, decoded.events)
+                .map_err(|reason| Undelivered::Shed(self.shed(count as u64, reason))),
+            Ok(decoded) => {
+                // Not what the room was kept for (a decoder that is not
+                // deterministic: a bug): sent as any batch is.
+                drop(reservations);
+                tracing::error!(
+                    first = count,
+                    again = decoded.events.len(),
+                    "a request decoded again gave another number of events"
+                );
+                self.deliver(decoded.events, deadline)
+                    .await
+                    .map_err(Undelivered::Shed)
+            }
             Err(e) => {
-                // The same body decoded the same way an instant ago: a bug,
+                // The same body refused on the second decode: a bug,
                 // answered and counted as one.
                 tracing::error!(error = %e.message, "a request decoded again was refused");
                 self.intake
@@ -482,7 +514,10 @@ impl<S: HttpSource> Flow<S> {
                     "decode_not_repeatable",
                     "the request could not be decoded a second time".to_owned(),
                 );
-                Err(self.intake.error_response(&error, None))
+                Err(Undelivered::Failed(
+                    self.intake.error_response(&error, None),
+                    error.message,
+                ))
             }
         }
     }

@@ -138,6 +138,33 @@ impl BufferSender {
         })
     }
 
+    /// Room for `events` events of `bytes` bytes if there is some now,
+    /// nobody waiting ahead (no queue is jumped: see [`take_room`]). `None`
+    /// when there is not; a closed buffer is `Err`.
+    pub fn try_reserve(
+        &self,
+        events: usize,
+        bytes: usize,
+    ) -> Result<Option<Reservation<'_>>, SendError> {
+        let take = |room: &Arc<Semaphore>, n: u32| match room.clone().try_acquire_many_owned(n) {
+            Ok(permit) => Ok(Some(permit)),
+            Err(TryAcquireError::NoPermits) => Ok(None),
+            Err(TryAcquireError::Closed) => Err(SendError::Closed),
+        };
+        let wanted = (events as u32).clamp(1, self.max_events);
+        let Some(permit) = take(&self.room, wanted)? else {
+            return Ok(None);
+        };
+        let Some(bytes) = take(&self.bytes, permits(bytes).min(self.max_bytes))? else {
+            return Ok(None);
+        };
+        Ok(Some(Reservation {
+            sender: self,
+            permit,
+            bytes,
+        }))
+    }
+
     pub async fn send(&self, events: Batch) -> Result<(), SendError> {
         let bytes = batch_bytes(&events);
         let reservation = self.reserve(events.len(), bytes).await?;
@@ -240,11 +267,10 @@ impl Fanout {
 
     /// Waits until `deadline` for every downstream to have room for `events`
     /// events and `bytes` bytes, without keeping it. Sources call it before
-    /// they read the body (for one event), and again for a decoded batch
-    /// that found no room (they drop it and decode again once there is):
-    /// while the pipeline is full, a request waiting for its turn holds
-    /// neither a copy of its body nor the events decoded from it (several
-    /// times the body's size, times every connection waiting).
+    /// they read the body (for one event): while the pipeline is full, a
+    /// request waiting for its turn holds neither a copy of its body nor the
+    /// events decoded from it (several times the body's size, times every
+    /// connection waiting). Room given back goes to the next in line.
     pub async fn wait_for_room(
         &self,
         events: usize,
@@ -262,12 +288,6 @@ impl Fanout {
             }
         }
         Ok(())
-    }
-
-    /// Whether every downstream has room for `events` events and `bytes`
-    /// bytes now, nobody waiting ahead (see [`BufferSender::has_room`]).
-    pub fn has_room(&self, events: usize, bytes: usize) -> bool {
-        self.senders.iter().all(|s| s.has_room(events, bytes))
     }
 
     /// Reserves room on every downstream within `timeout`, then sends: either
@@ -293,48 +313,67 @@ impl Fanout {
             return Ok(());
         }
         let bytes = batch_bytes(&batch);
-        self.send_sized(batch, bytes, deadline).await
+        let reservations = self.reserve_by(count, bytes, deadline).await?;
+        self.send_reserved(reservations, batch)
     }
 
     /// [`Fanout::send_by`] for a sender that must not hold `batch` while it
     /// waits for room: when a downstream has no room for it now, the batch
-    /// is dropped and its size (events, bytes) handed back, to wait for
-    /// that much room with [`Fanout::wait_for_room`] and make the batch
-    /// again once there is.
-    pub async fn send_by_or_size(
-        &self,
-        batch: Batch,
-        deadline: tokio::time::Instant,
-    ) -> Result<Option<(usize, usize)>, SendError> {
-        if batch.is_empty() || self.senders.is_empty() {
-            return self.send_by(batch, deadline).await.map(|()| None);
+    /// is dropped and its size (events, bytes) handed back, to reserve that
+    /// much room with [`Fanout::reserve_by`] and make the batch again.
+    pub fn send_now_or_size(&self, batch: Batch) -> Result<Option<(usize, usize)>, SendError> {
+        let count = batch.len();
+        if count == 0 {
+            return Ok(None);
+        }
+        if self.senders.is_empty() {
+            self.unconsumed.add(count as u64);
+            return Ok(None);
         }
         let bytes = batch_bytes(&batch);
-        if !self.has_room(batch.len(), bytes) {
-            return Ok(Some((batch.len(), bytes)));
+        let mut reservations = Vec::with_capacity(self.senders.len());
+        for sender in &self.senders {
+            match sender.try_reserve(count, bytes)? {
+                Some(reservation) => reservations.push(reservation),
+                // What was taken goes back as the reservations drop.
+                None => return Ok(Some((count, bytes))),
+            }
         }
-        self.send_sized(batch, bytes, deadline).await.map(|()| None)
+        self.send_reserved(reservations, batch).map(|()| None)
     }
 
-    /// Sends a non-empty batch of `bytes` bytes to every downstream.
-    async fn send_sized(
+    /// Waits until `deadline` for room for `events` events of `bytes` bytes
+    /// on every downstream, and keeps it: the batch made next goes out
+    /// through [`Fanout::send_reserved`] without waiting again. (Room
+    /// waited for and given back goes to the next in line, so everyone
+    /// queued behind would pass, then wait again holding their batches.)
+    pub async fn reserve_by(
         &self,
-        batch: Batch,
+        events: usize,
         bytes: usize,
         deadline: tokio::time::Instant,
-    ) -> Result<(), SendError> {
-        let count = batch.len();
+    ) -> Result<Vec<Reservation<'_>>, SendError> {
         let reserve_all = async {
             let mut reservations = Vec::with_capacity(self.senders.len());
             for sender in &self.senders {
-                reservations.push(sender.reserve(count, bytes).await?);
+                reservations.push(sender.reserve(events, bytes).await?);
             }
             Ok::<_, SendError>(reservations)
         };
-        let mut reservations = match tokio::time::timeout_at(deadline, reserve_all).await {
-            Ok(result) => result?,
-            Err(_) => return Err(SendError::Timeout),
-        };
+        match tokio::time::timeout_at(deadline, reserve_all).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::Timeout),
+        }
+    }
+
+    /// Sends `batch` through room reserved on every downstream (one
+    /// reservation each, in order).
+    pub fn send_reserved(
+        &self,
+        mut reservations: Vec<Reservation<'_>>,
+        batch: Batch,
+    ) -> Result<(), SendError> {
+        let count = batch.len() as u64;
         let last = reservations.pop();
         for reservation in reservations {
             reservation.send(batch.clone())?;
@@ -342,7 +381,7 @@ impl Fanout {
         if let Some(last) = last {
             last.send(batch)?;
         }
-        self.sent_events.add(count as u64);
+        self.sent_events.add(count);
         Ok(())
     }
 }
@@ -559,6 +598,51 @@ mod tests {
             fanout.wait_for_room(1, 1, soon()).await,
             Err(SendError::Closed)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_without_room_is_handed_back_and_kept_room_is_never_waited_for_twice() {
+        // Room for 12 events; 10 taken.
+        let (tx, mut rx) = buffer(12, usize::MAX);
+        let fanout = Fanout::new(vec![tx.clone()], Counter::default(), Counter::default());
+        assert_eq!(fanout.send_now_or_size(batch(10)), Ok(None));
+        // Ten more do not fit: handed back by size, nothing taken or sent.
+        let bytes = batch_bytes(&batch(10));
+        assert_eq!(fanout.send_now_or_size(batch(10)), Ok(Some((10, bytes))));
+        assert_eq!(tx.buffered_events(), 10);
+        // Five requests wait for room for ten each, and keep it once they
+        // have it; each makes its batch only then. Room freed by the sink
+        // goes to them in turn: every batch the sink takes lets exactly one
+        // more in. (Room waited for and given back went down the queue, so
+        // all five passed, and four then waited again holding their batch.)
+        let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let waiting: Vec<_> = (0..5)
+            .map(|_| {
+                let fanout = fanout.clone();
+                let made = made.clone();
+                tokio::spawn(async move {
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                    let reservations = fanout.reserve_by(10, bytes, deadline).await?;
+                    made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    fanout.send_reserved(reservations, batch(10))
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 0);
+        for taken in 1..=5 {
+            assert_eq!(rx.recv().await.map(|b| b.len()), Some(10));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            assert_eq!(
+                made.load(std::sync::atomic::Ordering::SeqCst),
+                taken,
+                "one batch out, one in"
+            );
+        }
+        for task in waiting {
+            assert_eq!(task.await.expect("task"), Ok(()));
+        }
+        assert_eq!(rx.recv().await.map(|b| b.len()), Some(10));
     }
 
     #[tokio::test]
