@@ -59,14 +59,17 @@ fn forwarded_hops(headers: &HeaderMap) -> impl Iterator<Item = Option<IpAddr>> +
         .rev()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.rsplit(','))
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (key, value) = pair.trim().split_once('=')?;
-                key.trim()
-                    .eq_ignore_ascii_case("for")
-                    .then(|| parse_node(value))
-            })
-        })
+        .filter_map(for_node)
+}
+
+/// The `for=` node of one `Forwarded` element (`None`: the element has none).
+fn for_node(element: &str) -> Option<Option<IpAddr>> {
+    element.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("for")
+            .then(|| parse_node(value))
+    })
 }
 
 /// `X-Forwarded-For`'s addresses, right (nearest proxy) to left.
@@ -153,14 +156,7 @@ mod tests {
             return forwarded
                 .iter()
                 .flat_map(|v| v.split(','))
-                .filter_map(|element| {
-                    element.split(';').find_map(|pair| {
-                        let (key, value) = pair.trim().split_once('=')?;
-                        key.trim()
-                            .eq_ignore_ascii_case("for")
-                            .then(|| parse_node(value))
-                    })
-                })
+                .filter_map(for_node)
                 .collect();
         }
         headers

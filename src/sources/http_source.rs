@@ -358,7 +358,7 @@ impl<S: HttpSource> Flow<S> {
         let wait = async {
             let room = self
                 .output
-                .wait_for_room(1, declared, started + self.send_timeout)
+                .wait_for_room(declared, started + self.send_timeout)
                 .await;
             (room, started.elapsed())
         };

@@ -111,14 +111,22 @@ impl Reservation<'_> {
 /// none show as free), else waited for in turn. The wait's future and its
 /// queue entry are built only when needed.
 async fn take_room(room: &Arc<Semaphore>, n: u32) -> Result<OwnedSemaphorePermit, SendError> {
-    match room.clone().try_acquire_many_owned(n) {
-        Ok(permit) => Ok(permit),
-        Err(TryAcquireError::Closed) => Err(SendError::Closed),
-        Err(TryAcquireError::NoPermits) => room
+    match try_take_room(room, n)? {
+        Some(permit) => Ok(permit),
+        None => room
             .clone()
             .acquire_many_owned(n)
             .await
             .map_err(|_| SendError::Closed),
+    }
+}
+
+/// `n` permits of `room` if they are free now (`None` if not), jumping no queue.
+fn try_take_room(room: &Arc<Semaphore>, n: u32) -> Result<Option<OwnedSemaphorePermit>, SendError> {
+    match room.clone().try_acquire_many_owned(n) {
+        Ok(permit) => Ok(Some(permit)),
+        Err(TryAcquireError::NoPermits) => Ok(None),
+        Err(TryAcquireError::Closed) => Err(SendError::Closed),
     }
 }
 
@@ -146,16 +154,11 @@ impl BufferSender {
         events: usize,
         bytes: usize,
     ) -> Result<Option<Reservation<'_>>, SendError> {
-        let take = |room: &Arc<Semaphore>, n: u32| match room.clone().try_acquire_many_owned(n) {
-            Ok(permit) => Ok(Some(permit)),
-            Err(TryAcquireError::NoPermits) => Ok(None),
-            Err(TryAcquireError::Closed) => Err(SendError::Closed),
-        };
         let wanted = (events as u32).clamp(1, self.max_events);
-        let Some(permit) = take(&self.room, wanted)? else {
+        let Some(permit) = try_take_room(&self.room, wanted)? else {
             return Ok(None);
         };
-        let Some(bytes) = take(&self.bytes, permits(bytes).min(self.max_bytes))? else {
+        let Some(bytes) = try_take_room(&self.bytes, permits(bytes).min(self.max_bytes))? else {
             return Ok(None);
         };
         Ok(Some(Reservation {
@@ -171,14 +174,13 @@ impl BufferSender {
         reservation.send(events)
     }
 
-    /// Whether a batch of `events` events and `bytes` bytes would get room
-    /// now, nobody waiting ahead of it (the semaphores hand room out in
-    /// order, so while a sender waits no permits show as available). A
-    /// closed buffer has none: `reserve` then tells why.
-    fn has_room(&self, events: usize, bytes: usize) -> bool {
-        let wanted = (events as u32).clamp(1, self.max_events) as usize;
+    /// Whether a batch of one event and `bytes` bytes would get room now,
+    /// nobody waiting ahead of it (the semaphores hand room out in order,
+    /// so while a sender waits no permits show as available). A closed
+    /// buffer has none: `reserve` then tells why.
+    fn has_room(&self, bytes: usize) -> bool {
         !self.room.is_closed()
-            && self.room.available_permits() >= wanted
+            && self.room.available_permits() >= 1
             && self.bytes.available_permits() >= permits(bytes).min(self.max_bytes) as usize
     }
 
@@ -265,24 +267,23 @@ impl Fanout {
         Ok(())
     }
 
-    /// Waits until `deadline` for every downstream to have room for `events`
-    /// events and `bytes` bytes, without keeping it. Sources call it before
-    /// they read the body (for one event): while the pipeline is full, a
-    /// request waiting for its turn holds neither a copy of its body nor the
-    /// events decoded from it (several times the body's size, times every
-    /// connection waiting). Room given back goes to the next in line.
+    /// Waits until `deadline` for every downstream to have room for one
+    /// event and `bytes` bytes, without keeping it. Sources call it before
+    /// they read the body: while the pipeline is full, a request waiting for
+    /// its turn holds neither a copy of its body nor the events decoded from
+    /// it (several times the body's size, times every connection waiting).
+    /// Room given back goes to the next in line.
     pub async fn wait_for_room(
         &self,
-        events: usize,
         bytes: usize,
         deadline: tokio::time::Instant,
     ) -> Result<(), SendError> {
         for sender in &self.senders {
-            if sender.has_room(events, bytes) {
+            if sender.has_room(bytes) {
                 continue;
             }
             // Queued behind whoever waits already; the room is given back at once.
-            match tokio::time::timeout_at(deadline, sender.reserve(events, bytes)).await {
+            match tokio::time::timeout_at(deadline, sender.reserve(1, bytes)).await {
                 Ok(reservation) => drop(reservation?),
                 Err(_) => return Err(SendError::Timeout),
             }
@@ -550,17 +551,17 @@ mod tests {
         let fanout = Fanout::new(vec![tx.clone()], Counter::default(), Counter::default());
         let soon = || tokio::time::Instant::now() + Duration::from_millis(50);
         // Room: no wait, nothing taken.
-        assert_eq!(fanout.wait_for_room(1, 400, soon()).await, Ok(()));
+        assert_eq!(fanout.wait_for_room(400, soon()).await, Ok(()));
         assert_eq!(tx.buffered_events(), 0);
         // 8 of 10 events taken: room for one more event of 400 bytes...
         fanout
             .send_within(batch(8), Duration::from_millis(10))
             .await
             .expect("fits");
-        assert_eq!(fanout.wait_for_room(1, 400, soon()).await, Ok(()));
+        assert_eq!(fanout.wait_for_room(400, soon()).await, Ok(()));
         // ...but not for 600.
         assert_eq!(
-            fanout.wait_for_room(1, 600, soon()).await,
+            fanout.wait_for_room(600, soon()).await,
             Err(SendError::Timeout)
         );
         // A sender waiting for room holds what is free: whoever asks after
@@ -575,7 +576,7 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(
-            fanout.wait_for_room(1, 1, soon()).await,
+            fanout.wait_for_room(1, soon()).await,
             Err(SendError::Timeout)
         );
         // Room comes: the sender ahead gets it first, then the waiter is let
@@ -584,7 +585,7 @@ mod tests {
             let fanout = fanout.clone();
             tokio::spawn(async move {
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-                fanout.wait_for_room(1, 1, deadline).await
+                fanout.wait_for_room(1, deadline).await
             })
         };
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -595,7 +596,7 @@ mod tests {
         // Nobody reads any more: a waiter learns it at once.
         drop(rx);
         assert_eq!(
-            fanout.wait_for_room(1, 1, soon()).await,
+            fanout.wait_for_room(1, soon()).await,
             Err(SendError::Closed)
         );
     }
