@@ -21,6 +21,7 @@ pub mod schema;
 pub mod shutdown;
 pub mod sinks;
 pub mod sources;
+mod str_index;
 pub mod telemetry;
 pub mod topology;
 pub mod transforms;

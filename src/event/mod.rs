@@ -13,6 +13,7 @@
 //! hides a context field for that event alone without copying the context.
 //! Timestamps stay integers until [`Event::write_json`] writes the document.
 
+mod common_values;
 mod context;
 mod fields;
 mod raw_json;
@@ -22,6 +23,7 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value};
 
+pub use common_values::common_value;
 use context::{find, find_label, put, slot_bytes};
 pub use context::{value_bytes, Context, FieldValue};
 pub use fields::{FieldId, FieldPath, OBJECT_SLOTS};

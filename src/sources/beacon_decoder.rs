@@ -16,6 +16,7 @@ use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
 use crate::sources::json_scan::Scanner;
+use crate::str_index::StrIndex;
 
 mod bounded;
 #[cfg(test)]
@@ -304,69 +305,19 @@ type PayloadSlot = (&'static str, FieldId, FieldType);
 /// One event type's payload slots, found by key.
 pub(super) struct SlotTable {
     pub(super) slots: Vec<PayloadSlot>,
-    /// Each slot key's length and first eight bytes as integers.
-    words: Vec<(usize, u64)>,
-    /// By the hash of a key's words: its slot index + 1, 0 for none, or
-    /// `COLLIDED` when two slot keys share the bucket (then searched).
-    buckets: [u8; BUCKETS],
-}
-
-const BUCKETS: usize = 128;
-const COLLIDED: u8 = u8::MAX;
-
-fn bucket((len, head): (usize, u64)) -> usize {
-    let mixed = (head ^ len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (mixed >> (64 - BUCKETS.trailing_zeros())) as usize
+    keys: StrIndex,
 }
 
 impl SlotTable {
     fn new(slots: Vec<PayloadSlot>) -> Self {
-        let words: Vec<(usize, u64)> = slots
-            .iter()
-            .map(|(k, _, _)| (k.len(), head_word(k)))
-            .collect();
-        let mut buckets = [0u8; BUCKETS];
-        for (i, word) in words.iter().enumerate() {
-            let b = &mut buckets[bucket(*word)];
-            *b = if *b == 0 && i + 1 < usize::from(COLLIDED) {
-                (i + 1) as u8
-            } else {
-                COLLIDED
-            };
-        }
-        SlotTable {
-            slots,
-            words,
-            buckets,
-        }
+        let keys = StrIndex::new(slots.iter().map(|(k, _, _)| *k).collect());
+        SlotTable { slots, keys }
     }
 
-    /// The index of `key`'s slot: one bucket looked at, by the hash of the
-    /// key's length and first eight bytes, and a string compare only for a
-    /// key past eight bytes. Comparing the keys one by one (a `memcmp`
-    /// call each) was the most expensive part of putting a beacon's values
-    /// in their slots.
+    /// The index of `key`'s slot.
+    #[inline]
     pub(super) fn find(&self, key: &str) -> Option<usize> {
-        let word = (key.len(), head_word(key));
-        let matches =
-            |i: usize| self.words[i] == word && (key.len() <= 8 || self.slots[i].0 == key);
-        match self.buckets[bucket(word)] {
-            0 => None,
-            COLLIDED => (0..self.words.len()).find(|&i| matches(i)),
-            i => Some(usize::from(i) - 1).filter(|&i| matches(i)),
-        }
-    }
-}
-
-/// A key's first eight bytes (zeros past its end) as one integer.
-fn head_word(key: &str) -> u64 {
-    let bytes = key.as_bytes();
-    match bytes.first_chunk::<8>() {
-        Some(head) => u64::from_le_bytes(*head),
-        None => bytes
-            .iter()
-            .rev()
-            .fold(0, |word, &b| word << 8 | u64::from(b)),
+        self.keys.find(key)
     }
 }
 

@@ -386,18 +386,3 @@ fn slot_keys_are_found_as_a_string_compare_finds_them() {
         }
     }
 }
-
-#[test]
-fn slot_keys_sharing_a_bucket_are_all_found() {
-    // 300 keys: buckets shared, and indexes past what a bucket can hold.
-    let names: Vec<&'static str> = (0..300)
-        .map(|i| &*Box::leak(format!("key_{i}_x").into_boxed_str()))
-        .collect();
-    let id = FieldId::of(schema::RUM_EXTRA);
-    let table = SlotTable::new(names.iter().map(|k| (*k, id, FieldType::Keyword)).collect());
-    for (i, name) in names.iter().enumerate() {
-        assert_eq!(table.find(name), Some(i), "{name}");
-        assert_eq!(table.find(&format!("{name}y")), None);
-        assert_eq!(table.find(&name[..name.len() - 1]), None);
-    }
-}

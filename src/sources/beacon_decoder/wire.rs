@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use super::bounded::PairList;
 use super::{payload_slots, CONTEXT_IDS};
-use crate::event::{FieldId, FieldValue};
-use crate::schema::EventType;
+use crate::event::{common_value, FieldId, FieldValue};
+use crate::schema::{EventType, FieldType};
 use crate::sources::json_scan::{Scan, ScanError, Scanner};
 
 /// The top level of a beacon: known keys kept as small values, the events
@@ -179,6 +179,17 @@ fn read_entry<'de>(sc: &mut Scanner<'de, '_>, seq: usize) -> Scan<WireEntry<'de>
     Ok(WireEntry::Object(pairs.finish()))
 }
 
+/// The string `peek` showed, for a keyword slot: a common one (a vital's
+/// name, a rating, a method...) as its shared static value, without a copy.
+fn keyword(sc: &mut Scanner<'_, '_>) -> Scan<FieldValue> {
+    let text = sc.string()?;
+    sc.limits.string::<ScanError>(text.len())?;
+    Ok(match common_value(&text) {
+        Some(value) => FieldValue::Static(value),
+        None => FieldValue::Owned(Value::String(text.into_owned())),
+    })
+}
+
 /// Keys without a slot that the fast path checks for repeats one by one.
 const MAX_OTHER_KEYS: usize = 32;
 
@@ -225,7 +236,6 @@ fn read_slots(sc: &mut Scanner<'_, '_>, seq: usize) -> Scan<Option<SlottedEntry>
             }
             _ => {}
         }
-        let value = sc.value(4)?;
         match slots.find(&key) {
             Some(i) if i < 64 => {
                 if taken & (1 << i) != 0 {
@@ -233,6 +243,11 @@ fn read_slots(sc: &mut Scanner<'_, '_>, seq: usize) -> Scan<Option<SlottedEntry>
                 }
                 taken |= 1 << i;
                 let (_, id, ty) = slots.slots[i];
+                if ty == FieldType::Keyword && sc.peek()? == b'"' {
+                    fields.push((id, Some(keyword(sc)?)));
+                    continue;
+                }
+                let value = sc.value(4)?;
                 if value.is_null() {
                     continue;
                 }
@@ -244,6 +259,7 @@ fn read_slots(sc: &mut Scanner<'_, '_>, seq: usize) -> Scan<Option<SlottedEntry>
             }
             Some(_) => return Ok(None),
             None => {
+                let value = sc.value(4)?;
                 // Keys without a slot are few in what clients send; a crafted
                 // entry of thousands would make this check quadratic, and
                 // the general reading finds repeats by sorting.
