@@ -17,7 +17,9 @@
 #      bare_floor (the body read and checked as JSON, nothing kept: the ceiling
 #      of any server that looks at the body), bare_decode (the rum_beacon decode,
 #      events dropped in the handler: no channel, no sink), bare_hop (the decode,
-#      events sent over a tokio channel to a task that drops them).
+#      events sent over a tokio channel to a task that drops them), bare_hop_count
+#      (the decode, events dropped in the handler, only their count sent to that
+#      task: the hop's wake-ups without the frees on another thread).
 # Each target runs in RUNS separate process starts, interleaved (bare, blackhole,
 # stdout, chain, bare, blackhole, ...) so machine drift hits all targets alike.
 # Prints, per target, the medians in the historical one-line format, then
@@ -35,7 +37,7 @@
 #   RUNS=10               process starts per target
 #   TARGETS="bare_warp blackhole stdout chain"   which built-in targets (bare_warp always runs;
 #                         `prometheus` adds rum_beacon -> prometheus sink; bare_alloc,
-#                         bare_floor, bare_decode, bare_hop the parts above)
+#                         bare_floor, bare_decode, bare_hop, bare_hop_count the parts above)
 #   WARMUP_SECS=2         wrk warm-up before each measured run (not measured)
 #   SERVER_CPUS, WRK_CPUS taskset CPU lists for the server and for wrk (default: unpinned)
 #   TOKIO_WORKER_THREADS  worker threads of rum-pipeline and bare warp (tokio's default: one per core)
@@ -158,6 +160,7 @@ declare -A COMMAND=(
   [bare_floor]="$BARE_WORK 127.0.0.1:$PORT floor"
   [bare_decode]="$BARE_WORK 127.0.0.1:$PORT decode"
   [bare_hop]="$BARE_WORK 127.0.0.1:$PORT hop"
+  [bare_hop_count]="$BARE_WORK 127.0.0.1:$PORT hop_count"
   [blackhole]="$BIN --config $OUT/blackhole.toml"
   [stdout]="$BIN --config $OUT/stdout.toml"
   [chain]="$BIN --config $OUT/chain.toml"
@@ -219,7 +222,7 @@ run_one() { # name, run index, connections, stdout target, phase
   # sampled every second of the measured run: the mean of their sum, and the
   # component holding the most at the last sample.
   rm -f "$OUT/queued"
-  if ! [[ " bare_warp bare_alloc bare_floor bare_decode bare_hop " == *" $name "* ]]; then
+  if ! [[ " bare_warp bare_alloc bare_floor bare_decode bare_hop bare_hop_count " == *" $name "* ]]; then
     (sleep 0.5; for _ in $(seq "$DURATION"); do
        curl -s -m 1 "http://127.0.0.1:$PORT/metrics" 2>/dev/null \
          | awk '/^buffer_events\{/ {sub(/.*component_id="/, "", $1); sub(/".*/, "", $1); s += $2; if ($2 > m) {m = $2; c = $1}} END {print s + 0, c}' >> "$OUT/queued"

@@ -18,7 +18,10 @@
 //!   events made and dropped in the handler (no channel, no sink task), 400
 //!   if refused;
 //! - `hop`: the decode, its events sent over a tokio channel to a task that
-//!   drops them (one hop of a pipeline, without its buffer accounting).
+//!   drops them (one hop of a pipeline, without its buffer accounting);
+//! - `hop_count`: the decode, its events dropped in the handler and only
+//!   their count sent to that task: the hop's wake-ups without its frees on
+//!   another thread.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -36,6 +39,8 @@ enum Work {
     Decode,
     /// The decode, its events sent to a task of their own that drops them.
     Hop(tokio::sync::mpsc::UnboundedSender<Vec<rum_pipeline::event::Event>>),
+    /// The decode, its events dropped here and only their count sent on.
+    HopCount(tokio::sync::mpsc::UnboundedSender<usize>),
 }
 
 fn handle(work: &Work, body: &[u8], user_agent: Option<&str>) -> StatusCode {
@@ -51,6 +56,10 @@ fn handle(work: &Work, body: &[u8], user_agent: Option<&str>) -> StatusCode {
         Work::Decode => decode(body, &facts(), &BeaconLimits::default()).is_ok(),
         Work::Hop(to_drop) => match decode(body, &facts(), &BeaconLimits::default()) {
             Ok(d) => to_drop.send(d.events).is_ok(),
+            Err(_) => false,
+        },
+        Work::HopCount(to_count) => match decode(body, &facts(), &BeaconLimits::default()) {
+            Ok(d) => to_count.send(d.events.len()).is_ok(),
             Err(_) => false,
         },
     };
@@ -86,7 +95,12 @@ async fn serve() {
             tokio::spawn(async move { while dropping.recv().await.is_some() {} });
             Work::Hop(to_drop)
         }
-        other => panic!("unknown work {other:?}: none, floor, decode or hop"),
+        Some("hop_count") => {
+            let (to_count, mut counting) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move { while counting.recv().await.is_some() {} });
+            Work::HopCount(to_count)
+        }
+        other => panic!("unknown work {other:?}: none, floor, decode, hop or hop_count"),
     };
     let route = warp::post()
         .and(warp::path("rum"))

@@ -145,25 +145,33 @@ fn read_events<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireEvents<'de>> {
     }
     sc.begin_array(2)?;
     let mut entries = Vec::with_capacity(16);
+    // Each entry's fields are read here, then moved into a list of their
+    // exact size: a list sized for every slot of the type held twice what
+    // the event used, outside what the buffers count.
+    let mut scratch = Vec::with_capacity(32);
     let mut first = true;
     while sc.element(first)? {
         first = false;
         let seq = entries.len();
-        entries.push(read_entry(sc, seq)?);
+        entries.push(read_entry(sc, seq, &mut scratch)?);
     }
     let count = entries.len();
     Ok(WireEvents::Array { entries, count })
 }
 
 /// Entry `seq` of `events` (depth 3); its values are at depth 4.
-fn read_entry<'de>(sc: &mut Scanner<'de, '_>, seq: usize) -> Scan<WireEntry<'de>> {
+fn read_entry<'de>(
+    sc: &mut Scanner<'de, '_>,
+    seq: usize,
+    scratch: &mut Vec<(FieldId, Option<FieldValue>)>,
+) -> Scan<WireEntry<'de>> {
     if sc.peek()? != b'{' {
         sc.skip(3)?;
         return Ok(WireEntry::NotObject);
     }
     let start = sc.position();
     sc.begin_object(3)?;
-    if let Some(slotted) = read_slots(sc, seq)? {
+    if let Some(slotted) = read_slots(sc, seq, scratch)? {
         return Ok(WireEntry::Slotted(slotted));
     }
     // Read again, as key/value pairs, from its `{`.
@@ -199,7 +207,12 @@ const MAX_OTHER_KEYS: usize = 32;
 /// a string, a key sent twice (the last value wins, whichever path it
 /// takes), a `ts` that is not a number, or an own `view`. Nothing is
 /// refused here, so the general reading gives every answer it gave.
-fn read_slots(sc: &mut Scanner<'_, '_>, seq: usize) -> Scan<Option<SlottedEntry>> {
+fn read_slots(
+    sc: &mut Scanner<'_, '_>,
+    seq: usize,
+    fields: &mut Vec<(FieldId, Option<FieldValue>)>,
+) -> Scan<Option<SlottedEntry>> {
+    fields.clear();
     match sc.key(true)? {
         Some(key) if key == "type" && sc.peek()? == b'"' => {}
         _ => return Ok(None),
@@ -214,7 +227,6 @@ fn read_slots(sc: &mut Scanner<'_, '_>, seq: usize) -> Scan<Option<SlottedEntry>
         ),
     };
     let slots = payload_slots(event_type);
-    let mut fields = Vec::with_capacity(slots.slots.len().min(12) + 5);
     fields.push((
         CONTEXT_IDS.seq,
         Some(FieldValue::Owned(Value::from(seq as u64))),
@@ -276,10 +288,14 @@ fn read_slots(sc: &mut Scanner<'_, '_>, seq: usize) -> Scan<Option<SlottedEntry>
     if !extra.is_empty() {
         fields.push((CONTEXT_IDS.extra, Some(Value::Object(extra).into())));
     }
+    // Room for what `build_slotted` and `Event::from_parts` add: the
+    // original type of an unknown one, `rum.type` and `data_stream.dataset`.
+    let mut exact = Vec::with_capacity(fields.len() + 2 + usize::from(original_type.is_some()));
+    exact.append(fields);
     Ok(Some(SlottedEntry {
         event_type,
         original_type,
         ts,
-        fields,
+        fields: exact,
     }))
 }
