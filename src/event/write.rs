@@ -89,6 +89,8 @@ impl Event {
 
     fn write_document(&self, out: &mut Vec<u8>, with_times: bool) {
         let registry = &*REGISTRY;
+        // Once, not per field: each `LAYOUT[..]` checked the lazy static.
+        let layouts = &*LAYOUT;
         let own = &self.own.fields;
         let context = &self.context.fields;
         let rendered = self
@@ -163,7 +165,7 @@ impl Event {
             if matches!(item, Item::Skip) {
                 continue;
             }
-            let layout = &LAYOUT[next as usize];
+            let layout = &layouts[next as usize];
             let innermost = depth.checked_sub(1).map_or(NO_PARENT, |d| open[d]);
             // Parent ids stand for whole paths: the same innermost parent
             // at the same depth is the same object.

@@ -146,8 +146,8 @@ fn read_events<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireEvents<'de>> {
     sc.begin_array(2)?;
     let mut entries = Vec::with_capacity(16);
     // Each entry's fields are read here, then moved into a list of their
-    // exact size: a list sized for every slot of the type held twice what
-    // the event used, outside what the buffers count.
+    // exact size: a list with room for the type's slots (up to 12) plus five
+    // held ~1.7× what the event used, and the buffers count only that.
     let mut scratch = Vec::with_capacity(32);
     let mut first = true;
     while sc.element(first)? {
