@@ -12,6 +12,9 @@
 #      (the test City database, the same client address for every beacon) ->
 #      blackhole: (Ir with 2000 requests - Ir with 200) / 1800.
 # Ratios are to bare warp's whole request (the issue's decode target is <= 2x).
+# Each line also counts calls to the allocator per beacon (bench/callgrind_calls.py):
+# instructions miss what a pipeline's allocations cost it (blocks made by one
+# request and freed later, elsewhere, are cold; docs/benchmarks.md).
 #   3. `sdk` (only when asked): examples/sdk_instructions, each SDK decoder's
 #      instructions per event as a ratio to a rum_beacon event (issue 13's
 #      target: <= 1.5x), and per request against a one-error rum_beacon body;
@@ -35,12 +38,15 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$OUT"' EXIT
 ir() { # callgrind output file -> total Ir
   awk '/^(summary|totals):/ {print $2; exit}' "$1"
 }
+allocs() { # callgrind output file -> calls to the allocator
+  python3 bench/callgrind_calls.py "$1"
+}
 cg() { # out file, command... (stdout/stderr of the program dropped)
   local file=$1; shift
   valgrind --tool=callgrind --callgrind-out-file="$file" "$@" > /dev/null 2> "$file.log"
 }
 
-declare -A PER
+declare -A PER ALLOC
 if [ "$WHAT" = sdk ]; then
   declare -A EVENTS DOC FLOOR
   for mode in beacon beacon_error faro faro_equivalent apm_v3 apm_v2 apm_error web_vitals; do
@@ -80,7 +86,8 @@ if [ "$WHAT" != servers ]; then
     cg "$OUT/$mode-0" "$TARGET_DIR/release/examples/beacon_instructions" "$mode" 0
     cg "$OUT/$mode-1000" "$TARGET_DIR/release/examples/beacon_instructions" "$mode" 1000
     PER[$mode]=$(( ($(ir "$OUT/$mode-1000") - $(ir "$OUT/$mode-0")) / 1000 ))
-    echo "example $mode: ${PER[$mode]} Ir/beacon" >&2
+    ALLOC[$mode]=$(awk -v a="$(allocs "$OUT/$mode-1000")" -v b="$(allocs "$OUT/$mode-0")" 'BEGIN {printf "%.1f", (a - b) / 1000}')
+    echo "example $mode: ${PER[$mode]} Ir/beacon, ${ALLOC[$mode]} allocations" >&2
   done
 fi
 
@@ -144,6 +151,8 @@ TOML
       server "$name" 2000 "${cmd[@]}"
       runs+=($(( ($(ir "$OUT/$name-2000") - $(ir "$OUT/$name-200")) / 1800 )))
     done
+    # Allocations do not move between runs: the last run's.
+    ALLOC[server_$name]=$(awk -v a="$(allocs "$OUT/$name-2000")" -v b="$(allocs "$OUT/$name-200")" 'BEGIN {printf "%.1f", (a - b) / 1800}')
     sorted=($(printf '%s\n' "${runs[@]}" | sort -n))
     PER[server_$name]=${sorted[$(( (${#sorted[@]} - 1) / 2 ))]}
     echo "server $name: ${PER[server_$name]} Ir/request (runs: ${runs[*]})" >&2
@@ -151,11 +160,11 @@ TOML
 fi
 
 echo
-printf '%-26s %14s %10s\n' what Ir/beacon vs_bare_req
+printf '%-26s %14s %10s %12s\n' what Ir/beacon vs_bare_req allocations
 base=${PER[server_bare_warp]:-0}
 for k in parse floor decode encode chain server_bare_warp server_bare_alloc server_bare_floor server_bare_decode server_blackhole server_chain; do
   [ -n "${PER[$k]:-}" ] || continue
   if [ "$base" -gt 0 ]; then ratio=$(awk -v a="${PER[$k]}" -v b="$base" 'BEGIN {printf "%.2fx", a / b}'); else ratio=-; fi
   label=$k; case $k in server_*) label="${k#server_} (whole request)";; *) label="example $k";; esac
-  printf '%-26s %14s %10s\n' "$label" "${PER[$k]}" "$ratio"
+  printf '%-26s %14s %10s %12s\n' "$label" "${PER[$k]}" "$ratio" "${ALLOC[$k]:--}"
 done
