@@ -27,6 +27,25 @@ type = "stdout"
 inputs = ["beacons"]
 "#;
 
+/// `rum_beacon → stdout` with the source's wait for room and the sink's
+/// buffer size given: the pipeline of the tests that fill the sink.
+fn beacons_to_stdout(send_timeout_ms: u64, buffer_events: usize) -> String {
+    format!(
+        r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+send_timeout_ms = {send_timeout_ms}
+access_log = false
+[sinks.out]
+type = "stdout"
+inputs = ["beacons"]
+buffer.max_events = {buffer_events}
+"#
+    )
+}
+
 async fn post(
     p: &Pipeline,
     body: impl Into<reqwest::Body>,
@@ -504,19 +523,8 @@ async fn client_ip_comes_from_trusted_proxies_only() {
 async fn a_stalled_sink_sheds_load_with_503_and_memory_stays_flat() {
     // Nobody reads the binary's stdout: the pipe fills, the stdout sink blocks,
     // its 200-event buffer fills, and the source must answer 503 quickly.
-    let config = r#"
-stats_interval_secs = 0
-[sources.beacons]
-type = "rum_beacon"
-address = "127.0.0.1:0"
-send_timeout_ms = 20
-access_log = false
-[sinks.out]
-type = "stdout"
-inputs = ["beacons"]
-buffer.max_events = 200
-"#;
-    let p = Pipeline::start_with(config, Stdout::Stall, &[]);
+    let config = beacons_to_stdout(20, 200);
+    let p = Pipeline::start_with(&config, Stdout::Stall, &[]);
     let body = beacon("stall", 10).to_string();
     let http = client();
     let send = |n: usize| {
@@ -612,19 +620,8 @@ async fn a_slow_upload_does_not_use_up_the_time_its_events_get_to_find_room() {
     // its wait before the read passes (one event fits), its ten events do
     // not. It must get its send_timeout_ms to find room, as its 503 shows by
     // coming that much after the body, not the moment the body is read.
-    let config = r#"
-stats_interval_secs = 0
-[sources.beacons]
-type = "rum_beacon"
-address = "127.0.0.1:0"
-send_timeout_ms = 600
-access_log = false
-[sinks.out]
-type = "stdout"
-inputs = ["beacons"]
-buffer.max_events = 25
-"#;
-    let p = Pipeline::start_with(config, Stdout::Stall, &[]);
+    let config = beacons_to_stdout(600, 25);
+    let p = Pipeline::start_with(&config, Stdout::Stall, &[]);
     let body = beacon("slow", 10).to_string();
     fill_until_refused(&p, &body).await;
 
@@ -678,19 +675,8 @@ async fn a_client_that_shuts_its_side_after_a_whole_beacon_still_gets_the_answer
     // answer has to wait (a full, stalled pipeline, 400 ms of send timeout),
     // which is when hyper, without half-closes allowed, saw the EOF and
     // dropped the request unanswered.
-    let config = r#"
-stats_interval_secs = 0
-[sources.beacons]
-type = "rum_beacon"
-address = "127.0.0.1:0"
-send_timeout_ms = 400
-access_log = false
-[sinks.out]
-type = "stdout"
-inputs = ["beacons"]
-buffer.max_events = 25
-"#;
-    let p = Pipeline::start_with(config, Stdout::Stall, &[]);
+    let config = beacons_to_stdout(400, 25);
+    let p = Pipeline::start_with(&config, Stdout::Stall, &[]);
     let body = beacon("half-closed", 10).to_string();
     fill_until_refused(&p, &body).await;
 
@@ -733,19 +719,8 @@ async fn events_that_wait_for_room_are_decoded_again_delivered_once_and_counted_
     // ten, and decode their body again. Every accepted beacon's events must
     // come out exactly once, and the source's own counters (here: an
     // unknown event type in each beacon) count each request once.
-    let config = r#"
-stats_interval_secs = 0
-[sources.beacons]
-type = "rum_beacon"
-address = "127.0.0.1:0"
-send_timeout_ms = 5000
-access_log = false
-[sinks.out]
-type = "stdout"
-inputs = ["beacons"]
-buffer.max_events = 12
-"#;
-    let p = Pipeline::start_with(config, Stdout::Collect, &[]);
+    let config = beacons_to_stdout(5000, 12);
+    let p = Pipeline::start_with(&config, Stdout::Collect, &[]);
     let clients = 8;
     let per_client = 15;
     let sends = (0..clients).map(|c| {
