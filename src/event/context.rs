@@ -44,19 +44,6 @@ impl PartialEq for FieldValue {
     }
 }
 
-impl FieldValue {
-    /// A value with heap parts moved behind an `Arc`, so that copies of a
-    /// context (one per enrichment step of a beacon) cost refcounts.
-    pub(super) fn shared(self) -> FieldValue {
-        match self {
-            FieldValue::Owned(v @ (Value::String(_) | Value::Array(_) | Value::Object(_))) => {
-                FieldValue::Shared(Arc::new(v))
-            }
-            other => other,
-        }
-    }
-}
-
 impl<T: Into<Value>> From<T> for FieldValue {
     fn from(value: T) -> Self {
         FieldValue::Owned(value.into())
@@ -217,7 +204,7 @@ impl Context {
 
     pub fn set(&mut self, id: FieldId, value: impl Into<FieldValue>) {
         self.edited();
-        put(&mut self.fields, id, value.into().shared());
+        put(&mut self.fields, id, value.into());
     }
 
     pub fn remove_id(&mut self, id: FieldId) -> Option<FieldValue> {

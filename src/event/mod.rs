@@ -2,8 +2,9 @@
 //!
 //! A beacon carries shared context (app, session, page, browser, client) and
 //! many events. The context is decoded once into a [`Context`] behind an
-//! `Arc`; each event is a small typed part (time, type, payload slots) behind
-//! another `Arc`. Enrichment (user agent, GeoIP, scrubbing) edits the
+//! `Arc`; each event is its times and its own slots (type, payload), a run of
+//! one block the decoder made for all of the beacon's events, or behind an
+//! `Arc` of its own once edited. Enrichment (user agent, GeoIP, scrubbing) edits the
 //! context once per beacon, in place when the beacon's events are all that
 //! hold it; a fan-out to several downstreams clones two pointers per event
 //! (copy on write, as Vector's `LogEvent` does).
@@ -65,7 +66,7 @@ fn laid_over(
         // instructions a field), and the vector is reused in place.
         return own
             .into_iter()
-            .filter_map(|(id, value)| Some((id, value?.shared())))
+            .filter_map(|(id, value)| Some((id, value?)))
             .collect();
     }
     let mut out = Vec::with_capacity(base.len() + own.len());
@@ -76,11 +77,29 @@ fn laid_over(
         }
         base.next_if(|(kept, _)| *kept == id);
         if let Some(value) = value {
-            out.push((id, value.shared()));
+            out.push((id, value));
         }
     }
     out.extend(base);
     out
+}
+
+/// Sorts `slots[start..]` by id and keeps one slot per id, the one pushed
+/// last (a later value for the same id wins), in place.
+pub fn sort_slots(slots: &mut Vec<OwnSlot>, start: usize) {
+    // Stable: among equal ids the last pushed stays last.
+    slots[start..].sort_by_key(|(id, _)| *id);
+    let mut kept = start;
+    for read in start..slots.len() {
+        if kept > start && slots[kept - 1].0 == slots[read].0 {
+            // The later value moves into the slot kept.
+            slots[kept - 1].1 = slots[read].1.take();
+        } else {
+            slots.swap(kept, read);
+            kept += 1;
+        }
+    }
+    slots.truncate(kept);
 }
 
 /// The runs of consecutive events that share a context (the events of a
@@ -89,24 +108,96 @@ pub fn context_runs(batch: &mut [Event]) -> impl Iterator<Item = &mut [Event]> {
     batch.chunk_by_mut(|a, b| Arc::ptr_eq(&a.context, &b.context))
 }
 
-/// The part of an event that is its own.
+/// One slot of an event's own: `None` hides the context's value.
+pub type OwnSlot = (FieldId, Option<FieldValue>);
+
+/// The part of an event that is its own, once edited or built field by field.
 #[derive(Debug, Clone, Default)]
 struct Own {
-    /// `@timestamp`, epoch milliseconds (skew-corrected, clamped).
-    timestamp_ms: Option<i64>,
-    /// The event time exactly as the browser sent it (`ts`), for the
-    /// document `_id`: a re-sent beacon must map to the same documents.
-    client_ts_ms: Option<i64>,
     /// Sorted by id; `None` hides the context's value of that field.
-    fields: Vec<(FieldId, Option<FieldValue>)>,
+    fields: Vec<OwnSlot>,
     /// Sorted by name; `None` hides the context's label.
     labels: Vec<(Arc<str>, Option<FieldValue>)>,
+}
+
+/// Where an event's own slots are.
+#[derive(Debug, Clone)]
+enum OwnRef {
+    /// A run of the block a decoder filled for all of a beacon's events: one
+    /// allocation for them all instead of two per event (each block, made by
+    /// the request and freed later on another worker, is a cold free).
+    /// Read only; the first edit copies the run into an [`Own`].
+    Block {
+        slots: Arc<[OwnSlot]>,
+        start: u32,
+        end: u32,
+    },
+    Own(Arc<Own>),
+}
+
+impl Default for OwnRef {
+    fn default() -> Self {
+        OwnRef::Block {
+            slots: Arc::default(),
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
+impl OwnRef {
+    #[inline]
+    fn fields(&self) -> &[OwnSlot] {
+        match self {
+            OwnRef::Block { slots, start, end } => &slots[*start as usize..*end as usize],
+            OwnRef::Own(own) => &own.fields,
+        }
+    }
+
+    #[inline]
+    fn labels(&self) -> &[(Arc<str>, Option<FieldValue>)] {
+        match self {
+            OwnRef::Block { .. } => &[],
+            OwnRef::Own(own) => &own.labels,
+        }
+    }
+
+    /// The own part to edit: a block's run copied out first, and an `Own`
+    /// another event shares (a fan-out) copied on write.
+    fn make_mut(&mut self) -> &mut Own {
+        if let OwnRef::Block { .. } = self {
+            *self = OwnRef::Own(Arc::new(Own {
+                fields: self.fields().to_vec(),
+                labels: Vec::new(),
+            }));
+        }
+        match self {
+            OwnRef::Own(own) => Arc::make_mut(own),
+            OwnRef::Block { .. } => unreachable!("replaced above"),
+        }
+    }
+
+    /// The own part by value, leaving an empty one.
+    fn take(&mut self) -> Own {
+        match std::mem::take(self) {
+            OwnRef::Own(own) => Arc::unwrap_or_clone(own),
+            block => Own {
+                fields: block.fields().to_vec(),
+                labels: Vec::new(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Event {
     context: Arc<Context>,
-    own: Arc<Own>,
+    /// `@timestamp`, epoch milliseconds (skew-corrected, clamped).
+    timestamp_ms: Option<i64>,
+    /// The event time exactly as the browser sent it (`ts`), for the
+    /// document `_id`: a re-sent beacon must map to the same documents.
+    client_ts_ms: Option<i64>,
+    own: OwnRef,
 }
 
 /// Looks `rest` up inside an object value.
@@ -154,7 +245,7 @@ impl Event {
     pub fn with_context(context: Arc<Context>) -> Self {
         Self {
             context,
-            own: Arc::default(),
+            ..Self::default()
         }
     }
 
@@ -169,22 +260,22 @@ impl Event {
     }
 
     fn own_mut(&mut self) -> &mut Own {
-        Arc::make_mut(&mut self.own)
+        self.own.make_mut()
     }
 
     // ---- typed access (the hot paths) ----
 
     pub fn timestamp_ms(&self) -> Option<i64> {
-        self.own.timestamp_ms
+        self.timestamp_ms
     }
 
     /// The event time the browser sent, before any correction.
     pub fn client_ts_ms(&self) -> Option<i64> {
-        self.own.client_ts_ms
+        self.client_ts_ms
     }
 
     pub fn set_timestamp_ms(&mut self, ms: i64) {
-        self.own_mut().timestamp_ms = Some(ms);
+        self.timestamp_ms = Some(ms);
     }
 
     /// Sets `rum.type` and `event.dataset` (shared static strings).
@@ -205,34 +296,55 @@ impl Event {
         ty: EventType,
         mut fields: Vec<(FieldId, Option<FieldValue>)>,
     ) -> Event {
-        let (name, dataset) = type_values(ty);
-        let registry = &*fields::REGISTRY;
-        fields.push((registry.rum_type, Some(FieldValue::Static(name))));
-        fields.push((registry.dataset, Some(FieldValue::Static(dataset))));
-        // Stable: among equal ids the last pushed stays last; it wins.
-        fields.sort_by_key(|(id, _)| *id);
-        // In place: the later value moves into the slot kept, the rest goes.
-        fields.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                std::mem::swap(&mut later.1, &mut kept.1);
-            }
-            same
-        });
+        fields.extend(Event::type_slots(ty));
+        sort_slots(&mut fields, 0);
         Event {
             context,
-            own: Arc::new(Own {
-                timestamp_ms,
-                client_ts_ms,
+            timestamp_ms,
+            client_ts_ms,
+            own: OwnRef::Own(Arc::new(Own {
                 fields,
                 labels: Vec::new(),
-            }),
+            })),
         }
+    }
+
+    /// An event whose own slots are `slots[range]`, a run of the block a
+    /// decoder filled for a beacon's events: sorted by id, each id once,
+    /// `rum.type` and `event.dataset` among them ([`Event::type_slots`]).
+    pub fn in_block(
+        context: Arc<Context>,
+        timestamp_ms: Option<i64>,
+        client_ts_ms: Option<i64>,
+        slots: &Arc<[OwnSlot]>,
+        range: std::ops::Range<usize>,
+    ) -> Event {
+        debug_assert!(slots[range.clone()].windows(2).all(|w| w[0].0 < w[1].0));
+        Event {
+            context,
+            timestamp_ms,
+            client_ts_ms,
+            own: OwnRef::Block {
+                slots: slots.clone(),
+                start: range.start as u32,
+                end: range.end as u32,
+            },
+        }
+    }
+
+    /// `rum.type` and `event.dataset` of a type, as slots.
+    pub fn type_slots(ty: EventType) -> [OwnSlot; 2] {
+        let (name, dataset) = type_values(ty);
+        let registry = &*fields::REGISTRY;
+        [
+            (registry.rum_type, Some(FieldValue::Static(name))),
+            (registry.dataset, Some(FieldValue::Static(dataset))),
+        ]
     }
 
     /// The slot's value: the event's own, else the context's.
     pub fn get_id(&self, id: FieldId) -> Option<&Value> {
-        match find(&self.own.fields, &id) {
+        match find(self.own.fields(), &id) {
             Some(own) => own.as_deref(),
             None => self.context.get_id(id),
         }
@@ -241,7 +353,7 @@ impl Event {
     /// The slots the event holds a value of its own in, in id order.
     pub fn own_ids(&self) -> impl Iterator<Item = FieldId> + '_ {
         self.own
-            .fields
+            .fields()
             .iter()
             .filter(|(_, v)| v.is_some())
             .map(|(id, _)| *id)
@@ -249,7 +361,7 @@ impl Event {
 
     /// The event's own value of a slot (`Some(None)`: removed for this event).
     pub fn get_own_id(&self, id: FieldId) -> Option<Option<&Value>> {
-        find(&self.own.fields, &id).map(|v| v.as_deref())
+        find(self.own.fields(), &id).map(|v| v.as_deref())
     }
 
     pub fn set(&mut self, id: FieldId, value: impl Into<FieldValue>) {
@@ -263,13 +375,13 @@ impl Event {
         }
         if self.context.get_id(id).is_some() {
             put(&mut self.own_mut().fields, id, None);
-        } else if let Ok(i) = self.own.fields.binary_search_by_key(&id, |(k, _)| *k) {
+        } else if let Ok(i) = self.own.fields().binary_search_by_key(&id, |(k, _)| *k) {
             self.own_mut().fields.remove(i);
         }
     }
 
     pub fn label(&self, name: &str) -> Option<&Value> {
-        match find_label(&self.own.labels, name) {
+        match find_label(self.own.labels(), name) {
             Some(own) => own.as_deref(),
             None => self.context.label(name),
         }
@@ -295,7 +407,7 @@ impl Event {
     /// Whether the event has no labels, of its own or from its context
     /// (nor a context label hidden by its own).
     pub fn is_unlabelled(&self) -> bool {
-        self.own.labels.is_empty() && self.context.labels.is_empty()
+        self.own.labels().is_empty() && self.context.labels.is_empty()
     }
 
     pub fn set_label(&mut self, name: Arc<str>, value: FieldValue) {
@@ -317,7 +429,7 @@ impl Event {
     /// Whether any field below an object path (`client`, `labels`) is set.
     pub fn has_fields_under(&self, prefix: &str) -> bool {
         if prefix == schema::LABELS {
-            return self.own.labels.iter().any(|(_, v)| v.is_some())
+            return self.own.labels().iter().any(|(_, v)| v.is_some())
                 || self
                     .context
                     .labels
@@ -331,7 +443,7 @@ impl Event {
                 && path.as_bytes()[prefix.len()] == b'.'
         };
         self.own
-            .fields
+            .fields()
             .iter()
             .any(|(id, v)| v.is_some() && under(id))
             || self
@@ -339,13 +451,13 @@ impl Event {
                 .fields
                 .iter()
                 .any(|(id, _)| under(id) && self.get_id(*id).is_some())
-            || (prefix == "@timestamp" && self.own.timestamp_ms.is_some())
+            || (prefix == "@timestamp" && self.timestamp_ms.is_some())
     }
 
     /// A compiled path's value among the event's own fields only.
     pub fn get_own_field(&self, path: &FieldPath) -> Option<&Value> {
         match path {
-            FieldPath::Label(name) => find_label(&self.own.labels, name)?.as_deref(),
+            FieldPath::Label(name) => find_label(self.own.labels(), name)?.as_deref(),
             FieldPath::Slot { id, rest } => descend(self.get_own_id(*id).flatten()?, rest),
         }
     }
@@ -378,7 +490,7 @@ impl Event {
                 self.get_own_id(id).flatten()?,
                 &rest.split('.').collect::<Vec<_>>(),
             ),
-            PathRef::Label(name) => find_label(&self.own.labels, name)?.as_deref(),
+            PathRef::Label(name) => find_label(self.own.labels(), name)?.as_deref(),
             PathRef::Virtual(_) => None,
         }
     }
@@ -402,7 +514,7 @@ impl Event {
             }
             Some(PathRef::Virtual(Virtual::ClientTs)) => {
                 if let Some(ms) = parse_time(&value) {
-                    self.own_mut().client_ts_ms = Some(ms);
+                    self.client_ts_ms = Some(ms);
                 }
             }
             Some(PathRef::Virtual(Virtual::Ingested)) => {
@@ -452,7 +564,7 @@ impl Event {
     /// transforms that work per context see it (events built one by one).
     pub fn hoist_into_context(&mut self) {
         let mut context = (*self.context).clone();
-        let own = std::mem::take(self.own_mut());
+        let own = self.own.take();
         if !own.fields.is_empty() {
             let base = std::mem::take(&mut context.fields);
             context.fields = laid_over(base, own.fields);
@@ -467,8 +579,6 @@ impl Event {
                 }
             }
         }
-        self.own_mut().timestamp_ms = own.timestamp_ms;
-        self.own_mut().client_ts_ms = own.client_ts_ms;
         self.context = Arc::new(context);
     }
 
@@ -478,8 +588,6 @@ impl Event {
     pub fn edit_in_place<R>(context: &mut Context, edit: impl FnOnce(&mut Event) -> R) -> R {
         // Same size and alignment both ways: the vectors are reused.
         let own = Own {
-            timestamp_ms: None,
-            client_ts_ms: None,
             fields: std::mem::take(&mut context.fields)
                 .into_iter()
                 .map(|(id, value)| (id, Some(value)))
@@ -496,11 +604,12 @@ impl Event {
         };
         let mut event = Event {
             context: Arc::new(base),
-            own: Arc::new(own),
+            own: OwnRef::Own(Arc::new(own)),
+            ..Event::default()
         };
         let result = edit(&mut event);
         let base = Arc::unwrap_or_clone(event.context);
-        let own = Arc::unwrap_or_clone(event.own);
+        let own = event.own.take();
         // `event.ingested` is held by the context as a member: a write of it
         // went to the base.
         context.received_ms = base.received_ms;
@@ -539,15 +648,29 @@ impl Event {
         result
     }
 
-    /// Heap bytes this event keeps alive beyond its context.
+    /// Heap bytes this event keeps alive beyond its context. For an event
+    /// in a block, the whole block: its beacon's other events share it, and
+    /// it lives as long as any of them, whichever events a filter dropped.
+    /// Count it once for a run of events that [share it](Event::shares_own_block).
     pub fn own_byte_size(&self) -> usize {
-        64 + self
-            .own
-            .fields
+        let slots = match &self.own {
+            OwnRef::Block { slots, .. } => &slots[..],
+            OwnRef::Own(own) => &own.fields[..],
+        };
+        64 + slots
             .iter()
             .map(|(_, v)| 40 + v.as_ref().map_or(0, slot_bytes))
             .sum::<usize>()
-            + self.own.labels.len() * 48
+            + self.own.labels().len() * 48
+    }
+
+    /// Whether both events' own slots are in the same block (the events of
+    /// one beacon, as decoded): its bytes are counted once for both.
+    pub fn shares_own_block(&self, other: &Event) -> bool {
+        match (&self.own, &other.own) {
+            (OwnRef::Block { slots: a, .. }, OwnRef::Block { slots: b, .. }) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     /// The whole document as one JSON value (allocates; for tests and tools).

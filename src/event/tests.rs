@@ -90,7 +90,10 @@ fn a_fan_out_clone_shares_until_written() {
     let mut a = Event::with_context(context());
     a.insert("rum.seq", 1);
     let mut b = a.clone();
-    assert!(Arc::ptr_eq(&a.own, &b.own));
+    let (OwnRef::Own(a_own), OwnRef::Own(b_own)) = (&a.own, &b.own) else {
+        panic!("an edited event holds an own part");
+    };
+    assert!(Arc::ptr_eq(a_own, b_own));
     b.insert("rum.seq", 2);
     assert_eq!(a.get("rum.seq"), Some(&json!(1)));
     assert_eq!(b.get("rum.seq"), Some(&json!(2)));
@@ -166,6 +169,122 @@ fn from_parts_keeps_the_last_value_pushed_for_a_slot() {
         vec![(id, Some(FieldValue::from(Value::from("/x")))), (id, None)],
     );
     assert_eq!(removed.get_own_id(id), Some(None));
+}
+
+#[test]
+fn sorting_a_run_of_slots_keeps_the_last_value_of_each_id_and_what_is_before_it() {
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..2_000 {
+        let slot = |rng: &mut fastrand::Rng, n: usize| {
+            let value = rng.bool().then(|| FieldValue::from(Value::from(n as u64)));
+            (FieldId(rng.u16(0..16)), value)
+        };
+        let before: Vec<OwnSlot> = (0..rng.usize(0..5)).map(|n| slot(&mut rng, n)).collect();
+        let run: Vec<OwnSlot> = (0..rng.usize(0..20))
+            .map(|n| slot(&mut rng, 100 + n))
+            .collect();
+        // The reference: each id's last value, in id order.
+        let mut last = std::collections::BTreeMap::new();
+        for (id, value) in &run {
+            last.insert(*id, value.clone());
+        }
+        let expected: Vec<OwnSlot> = before.iter().cloned().chain(last).collect();
+        let mut slots = before.clone();
+        slots.extend(run);
+        sort_slots(&mut slots, before.len());
+        assert_eq!(slots, expected);
+    }
+}
+
+/// Two events' runs in one block, as `rum_beacon`'s decoder makes them.
+fn two_events_in_a_block() -> (Arc<[OwnSlot]>, Event, Event) {
+    let path = FieldId::of("url.path");
+    let seq = FieldId::of("rum.seq");
+    let mut slots: Vec<OwnSlot> = Vec::new();
+    for (n, text) in [(0u64, "/a"), (1, "/b")] {
+        let start = slots.len();
+        slots.push((seq, Some(FieldValue::from(n))));
+        slots.push((path, Some(FieldValue::from(text))));
+        slots.extend(Event::type_slots(EventType::WebVital));
+        sort_slots(&mut slots, start);
+    }
+    let first_end = slots.len() / 2;
+    let block: Arc<[OwnSlot]> = Arc::from(slots);
+    let a = Event::in_block(context(), Some(1_000), Some(900), &block, 0..first_end);
+    let b = Event::in_block(context(), Some(2_000), None, &block, first_end..block.len());
+    (block, a, b)
+}
+
+#[test]
+fn events_in_one_block_read_as_events_built_from_their_parts() {
+    let (_, a, b) = two_events_in_a_block();
+    let mut built_bytes = 0;
+    for (event, n, text, ts, client_ts) in [
+        (&a, 0u64, "/a", 1_000, Some(900)),
+        (&b, 1, "/b", 2_000, None),
+    ] {
+        let built = Event::from_parts(
+            context(),
+            Some(ts),
+            client_ts,
+            EventType::WebVital,
+            vec![
+                (FieldId::of("url.path"), Some(FieldValue::from(text))),
+                (FieldId::of("rum.seq"), Some(FieldValue::from(n))),
+            ],
+        );
+        assert_eq!(event.to_value(), built.to_value());
+        built_bytes += built.own_byte_size();
+        assert_eq!(
+            event.own_ids().collect::<Vec<_>>(),
+            built.own_ids().collect::<Vec<_>>()
+        );
+        assert_eq!(event.get_str("rum.type"), Some("web_vital"));
+        assert_eq!(event.timestamp_ms(), Some(ts));
+        assert_eq!(event.client_ts_ms(), client_ts);
+    }
+    // Each counts the whole block (with one event's overhead), to be
+    // counted once for both.
+    assert!(a.shares_own_block(&b));
+    assert_eq!(a.own_byte_size(), built_bytes - 64);
+    assert_eq!(b.own_byte_size(), a.own_byte_size());
+}
+
+#[test]
+fn editing_an_event_in_a_block_copies_its_run_out_and_leaves_the_others() {
+    let (block, mut a, b) = two_events_in_a_block();
+    let b_before = b.to_value();
+    // A fan-out copy shares the block.
+    let copy = a.clone();
+    assert_eq!(Arc::strong_count(&block), 4);
+    a.insert("url.path", "/edited");
+    a.remove("rum.seq");
+    a.set_label(Arc::from("site"), FieldValue::from("shop"));
+    assert_eq!(a.get_str("url.path"), Some("/edited"));
+    assert_eq!(a.get("rum.seq"), None);
+    assert_eq!(a.label("site"), Some(&json!("shop")));
+    assert_eq!(a.timestamp_ms(), Some(1_000));
+    // `a` let go of the block; the copy and `b` read what they read.
+    assert_eq!(Arc::strong_count(&block), 3);
+    assert_eq!(copy.get_str("url.path"), Some("/a"));
+    assert_eq!(copy.get("rum.seq"), Some(&json!(0)));
+    assert_eq!(b.to_value(), b_before);
+    assert!(!a.shares_own_block(&b));
+    assert!(copy.shares_own_block(&b));
+}
+
+#[test]
+fn hoisting_an_event_in_a_block_folds_its_run_into_the_context() {
+    let (_, mut a, b) = two_events_in_a_block();
+    let before = a.to_value();
+    a.hoist_into_context();
+    assert_eq!(a.to_value(), before);
+    assert_eq!(a.own_ids().count(), 0);
+    assert_eq!(
+        a.context().get_id(FieldId::of("url.path")),
+        Some(&json!("/a"))
+    );
+    assert_eq!(b.get_str("url.path"), Some("/b"));
 }
 
 #[test]

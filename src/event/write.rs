@@ -91,7 +91,7 @@ impl Event {
         let registry = &*REGISTRY;
         // Once, not per field: each `LAYOUT[..]` checked the lazy static.
         let layouts = &*LAYOUT;
-        let own = &self.own.fields;
+        let own = self.own.fields();
         let context = &self.context.fields;
         let rendered = self
             .context
@@ -109,7 +109,7 @@ impl Event {
         for (id, item) in members.iter_mut() {
             *item = match *id {
                 id if id == registry.timestamp && with_times => {
-                    self.own.timestamp_ms.map_or(Item::Skip, Item::Millis)
+                    self.timestamp_ms.map_or(Item::Skip, Item::Millis)
                 }
                 // The context's, written once for all its events.
                 id if id == registry.ingested && with_times => {
@@ -121,7 +121,7 @@ impl Event {
                 }
                 id if id == registry.labels && self.has_labels() => Item::Labels,
                 id if id == registry.client_ts => {
-                    self.own.client_ts_ms.map_or(Item::Skip, Item::Number)
+                    self.client_ts_ms.map_or(Item::Skip, Item::Number)
                 }
                 _ => Item::Skip,
             };
@@ -215,7 +215,7 @@ impl Event {
     }
 
     fn has_labels(&self) -> bool {
-        self.own.labels.iter().any(|(_, v)| v.is_some())
+        self.own.labels().iter().any(|(_, v)| v.is_some())
             || self
                 .context
                 .labels
@@ -225,7 +225,7 @@ impl Event {
 
     /// The `labels` object: the context's labels with the event's own over them.
     fn write_labels(&self, out: &mut Vec<u8>) {
-        let own = &self.own.labels;
+        let own = self.own.labels();
         let context = &self.context.labels;
         out.push(b'{');
         let mut first = true;

@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock};
 use http::HeaderName;
 use serde_json::{Map, Value};
 
-use crate::event::{Context, Event, FieldId, FieldValue};
+use crate::event::{Context, Event, FieldId, FieldValue, OwnSlot};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
@@ -124,8 +124,12 @@ pub fn decode(
         }
         None => return Err(invalid("missing `v` (beacon format version, 1)")),
     }
-    let entries = match beacon.events {
-        Some(WireEvents::Array { entries, count }) => {
+    let (entries, slots) = match beacon.events {
+        Some(WireEvents::Array {
+            entries,
+            count,
+            slots,
+        }) => {
             if count > limits.max_events {
                 return Err(DecodeError::too_large(
                     "too_many_events",
@@ -135,7 +139,7 @@ pub fn decode(
                     ),
                 ));
             }
-            entries
+            (entries, slots)
         }
         Some(WireEvents::NotArray) => return Err(invalid("`events` must be an array")),
         None => return Err(invalid("missing `events`")),
@@ -240,6 +244,8 @@ pub fn decode(
     let earliest = facts.received_at_ms.saturating_sub(limits.max_event_age_ms);
     let mut unknown_types = 0;
     let mut events = Vec::with_capacity(entries.len());
+    // The slotted entries' slots, one block of their exact size for all.
+    let slots: Arc<[OwnSlot]> = Arc::from(slots);
     for (seq, (entry, ts)) in entries.into_iter().zip(times).enumerate() {
         let at = ts
             .map(|ts| {
@@ -248,7 +254,10 @@ pub fn decode(
             })
             .unwrap_or(facts.received_at_ms);
         let (event, unknown) = match entry {
-            WireEntry::Slotted(slotted) => build_slotted(&context, at, slotted),
+            WireEntry::Slotted(slotted) => (
+                Event::in_block(context.clone(), Some(at), slotted.ts, &slots, slotted.slots),
+                slotted.unknown_type,
+            ),
             WireEntry::Object(entry) => build_event(&context, at, ts, seq, entry)?,
             WireEntry::NotObject => continue,
         };
@@ -530,28 +539,6 @@ fn build_event(
         fields,
     );
     Ok((event, unknown))
-}
-
-/// An event from an entry read straight into its slots (`wire::read_slots`).
-fn build_slotted(
-    context: &Arc<Context>,
-    timestamp_ms: i64,
-    entry: wire::SlottedEntry,
-) -> (Event, bool) {
-    let ids = &*CONTEXT_IDS;
-    let mut fields = entry.fields;
-    let unknown = entry.original_type.is_some();
-    if let Some(original_type) = entry.original_type {
-        fields.push((ids.original_type, Some(original_type.into())));
-    }
-    let event = Event::from_parts(
-        context.clone(),
-        Some(timestamp_ms),
-        entry.ts,
-        entry.event_type,
-        fields,
-    );
-    (event, unknown)
 }
 
 /// `2026-11-21T10:39:30.175Z`

@@ -71,17 +71,20 @@ pub fn buffer(max_events: usize, max_bytes: usize) -> (BufferSender, BufferRecei
     )
 }
 
-/// Bytes a batch keeps alive: every event's own part, and each beacon
-/// context once (the events of a beacon travel together and share it).
+/// Bytes a batch keeps alive: every event's own part, and each beacon's
+/// context and block of event slots once (the events of a beacon travel
+/// together and share them).
 pub fn batch_bytes(batch: &Batch) -> usize {
     let mut total = 0;
-    let mut last: Option<&Arc<crate::event::Context>> = None;
+    let mut last: Option<&crate::event::Event> = None;
     for event in batch {
-        total += event.own_byte_size();
-        if !last.is_some_and(|c| Arc::ptr_eq(c, event.context())) {
-            total += event.context().byte_size();
-            last = Some(event.context());
+        if !last.is_some_and(|l| l.shares_own_block(event)) {
+            total += event.own_byte_size();
         }
+        if !last.is_some_and(|l| Arc::ptr_eq(l.context(), event.context())) {
+            total += event.context().byte_size();
+        }
+        last = Some(event);
     }
     total
 }

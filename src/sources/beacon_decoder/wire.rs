@@ -3,12 +3,13 @@
 //! lists; everything else is checked, skipped and counted.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde_json::{Map, Value};
 
 use super::bounded::PairList;
 use super::{payload_slots, CONTEXT_IDS};
-use crate::event::{common_value, FieldId, FieldValue};
+use crate::event::{common_value, sort_slots, Event, FieldValue, OwnSlot};
 use crate::schema::{EventType, FieldType};
 use crate::sources::json_scan::{Scan, ScanError, Scanner};
 
@@ -38,6 +39,9 @@ pub(super) enum WireEvents<'de> {
     Array {
         entries: Vec<WireEntry<'de>>,
         count: usize,
+        /// The slots of every slotted entry, each entry's a run of them:
+        /// the beacon's events share this one list as one block.
+        slots: Vec<OwnSlot>,
     },
     NotArray,
 }
@@ -51,14 +55,14 @@ pub(super) enum WireEntry<'de> {
 
 /// An entry whose keys went straight to their slots as they were read.
 pub(super) struct SlottedEntry {
-    pub(super) event_type: EventType,
-    /// The type sent, when it was not a known one (kept as `custom`).
-    pub(super) original_type: Option<String>,
+    /// The type sent was not a known one (kept as `custom`).
+    pub(super) unknown_type: bool,
     pub(super) ts: Option<i64>,
-    /// `rum.seq` (the entry's place; one the client sent is a slot read
-    /// later, and wins), the payload's slots, then `rum.extra` if any key
-    /// had no slot.
-    pub(super) fields: Vec<(FieldId, Option<FieldValue>)>,
+    /// Its run of `WireEvents::Array::slots`, sorted by id, each id once:
+    /// `rum.seq` (the entry's place; one the client sent wins), the
+    /// payload's slots, `rum.extra` if any key had no slot, the original
+    /// type of an unknown one, `rum.type` and `event.dataset`.
+    pub(super) slots: Range<usize>,
 }
 
 /// The beacon object itself (depth 1).
@@ -145,25 +149,28 @@ fn read_events<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireEvents<'de>> {
     }
     sc.begin_array(2)?;
     let mut entries = Vec::with_capacity(16);
-    // Each entry's fields are read here, then moved into a list of their
-    // exact size: a list with room for the type's slots (up to 12) plus five
-    // held ~1.7× what the event used, and the buffers count only that.
-    let mut scratch = Vec::with_capacity(32);
+    // Every entry's slots, one run after another: one block for all of the
+    // beacon's events, made to its exact size by `Event::in_block`'s caller.
+    let mut slots = Vec::with_capacity(128);
     let mut first = true;
     while sc.element(first)? {
         first = false;
         let seq = entries.len();
-        entries.push(read_entry(sc, seq, &mut scratch)?);
+        entries.push(read_entry(sc, seq, &mut slots)?);
     }
     let count = entries.len();
-    Ok(WireEvents::Array { entries, count })
+    Ok(WireEvents::Array {
+        entries,
+        count,
+        slots,
+    })
 }
 
 /// Entry `seq` of `events` (depth 3); its values are at depth 4.
 fn read_entry<'de>(
     sc: &mut Scanner<'de, '_>,
     seq: usize,
-    scratch: &mut Vec<(FieldId, Option<FieldValue>)>,
+    slots: &mut Vec<OwnSlot>,
 ) -> Scan<WireEntry<'de>> {
     if sc.peek()? != b'{' {
         sc.skip(3)?;
@@ -171,9 +178,12 @@ fn read_entry<'de>(
     }
     let start = sc.position();
     sc.begin_object(3)?;
-    if let Some(slotted) = read_slots(sc, seq, scratch)? {
+    let run_start = slots.len();
+    if let Some(slotted) = read_slots(sc, seq, slots)? {
         return Ok(WireEntry::Slotted(slotted));
     }
+    // What the fast path read of this entry goes.
+    slots.truncate(run_start);
     // Read again, as key/value pairs, from its `{`.
     sc.rewind(start);
     sc.begin_object(3)?;
@@ -206,13 +216,14 @@ const MAX_OTHER_KEYS: usize = 32;
 /// `None` when the entry needs the general reading: `type` not first or not
 /// a string, a key sent twice (the last value wins, whichever path it
 /// takes), a `ts` that is not a number, or an own `view`. Nothing is
-/// refused here, so the general reading gives every answer it gave.
+/// refused here, so the general reading gives every answer it gave. The
+/// entry's slots are pushed onto `fields` (the caller drops them on `None`).
 fn read_slots(
     sc: &mut Scanner<'_, '_>,
     seq: usize,
-    fields: &mut Vec<(FieldId, Option<FieldValue>)>,
+    fields: &mut Vec<OwnSlot>,
 ) -> Scan<Option<SlottedEntry>> {
-    fields.clear();
+    let start = fields.len();
     match sc.key(true)? {
         Some(key) if key == "type" && sc.peek()? == b'"' => {}
         _ => return Ok(None),
@@ -288,14 +299,15 @@ fn read_slots(
     if !extra.is_empty() {
         fields.push((CONTEXT_IDS.extra, Some(Value::Object(extra).into())));
     }
-    // Room for what `build_slotted` and `Event::from_parts` add: the
-    // original type of an unknown one, `rum.type` and `data_stream.dataset`.
-    let mut exact = Vec::with_capacity(fields.len() + 2 + usize::from(original_type.is_some()));
-    exact.append(fields);
+    let unknown_type = original_type.is_some();
+    if let Some(original_type) = original_type {
+        fields.push((CONTEXT_IDS.original_type, Some(original_type.into())));
+    }
+    fields.extend(Event::type_slots(event_type));
+    sort_slots(fields, start);
     Ok(Some(SlottedEntry {
-        event_type,
-        original_type,
+        unknown_type,
         ts,
-        fields: exact,
+        slots: start..fields.len(),
     }))
 }
