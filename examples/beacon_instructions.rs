@@ -53,11 +53,13 @@ fn build_chain() -> Vec<Box<dyn Transform>> {
         .collect()
 }
 
+/// As a transform task runs its fused stages (`topology::run_transform`):
+/// one output list reused from stage to stage.
 fn run_chain(chain: &mut [Box<dyn Transform>], mut batch: Batch) -> Batch {
+    let mut out = vec![Vec::new()];
     for transform in chain.iter_mut() {
-        let mut out = vec![Vec::new()];
         transform.transform(batch, &mut out);
-        batch = out.pop().unwrap_or_default();
+        batch = std::mem::take(&mut out[0]);
     }
     batch
 }

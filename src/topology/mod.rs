@@ -36,6 +36,8 @@ async fn run_transform(mut task: TransformTask) {
     let Some((last, fused)) = task.stages.split_last_mut() else {
         return;
     };
+    // A fused stage's one output, reused batch after batch.
+    let mut stage_out: Vec<Batch> = vec![Vec::new()];
     while let Some(mut batch) = task.input.recv().await {
         while batch.len() < MAX_MERGED_EVENTS {
             let Some(more) = task.input.try_recv() else {
@@ -45,9 +47,8 @@ async fn run_transform(mut task: TransformTask) {
         }
         for stage in fused.iter_mut() {
             stage.metrics.received_events.add(batch.len() as u64);
-            let mut out = vec![Vec::new()];
-            stage.transform.transform(batch, &mut out);
-            batch = out.pop().unwrap_or_default();
+            stage.transform.transform(batch, &mut stage_out);
+            batch = std::mem::take(&mut stage_out[0]);
             stage.sent.add(batch.len() as u64);
         }
         last.metrics.received_events.add(batch.len() as u64);

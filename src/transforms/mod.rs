@@ -32,7 +32,13 @@ impl<T: FunctionTransform> Transform for T {
     fn transform(&mut self, mut batch: Batch, out: &mut [Batch]) {
         self.transform_batch(&mut batch);
         if let Some(port) = out.first_mut() {
-            port.append(&mut batch);
+            // The batch itself when the port is empty (the usual case): an
+            // append copied every event into a new list at every stage.
+            if port.is_empty() {
+                *port = batch;
+            } else {
+                port.append(&mut batch);
+            }
         }
     }
 }

@@ -228,7 +228,7 @@ pub struct GeoipTransform {
     cache: RecordCache,
     /// The previous event's address and what it resolved to: the events of
     /// one beacon share their address, so most events skip the lookup.
-    last: Option<(String, Resolved)>,
+    last: Option<(LastAddress, Resolved)>,
     found: Counter,
     not_found: Counter,
     private: Counter,
@@ -236,13 +236,22 @@ pub struct GeoipTransform {
     invalid_errors: Counter,
 }
 
+/// The address `last` resolved: the whole one the source kept, or the
+/// text of `client.ip`. Compared as it comes, not formatted to text first.
+#[derive(PartialEq)]
+enum LastAddress {
+    Whole(IpAddr),
+    Text(String),
+}
+
 /// What one address resolved to.
 struct Resolved {
     outcome: Outcome,
     geo: Option<Arc<Value>>,
     asn: Option<Arc<Value>>,
-    /// `client.ip` after anonymization; `None` removes it.
-    anonymized: Option<String>,
+    /// `client.ip` after anonymization; `None` removes it. Shared: a
+    /// beacon from the same address as the last pays a refcount.
+    anonymized: Option<Arc<Value>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -321,14 +330,24 @@ impl GeoipTransform {
     fn enrich(&mut self, event: &mut Event) -> Option<Outcome> {
         // The whole address when the source kept it for us (documents only
         // ever get it truncated, by default), else what `client.ip` says.
-        let whole = event.context().client_address().map(|ip| ip.to_string());
-        let ip_text = match &whole {
-            Some(text) => text.as_str(),
-            None => event.get_str(schema::CLIENT_IP)?,
+        let whole = event.context().client_address();
+        let same_as_last = match (&self.last, whole) {
+            (Some((LastAddress::Whole(last), _)), Some(ip)) => *last == ip,
+            (Some((LastAddress::Text(last), _)), None) => {
+                event.get_str(schema::CLIENT_IP) == Some(last.as_str())
+            }
+            _ => false,
         };
-        if !matches!(&self.last, Some((last_ip, _)) if last_ip == ip_text) {
-            let resolved = self.resolve(ip_text);
-            self.last = Some((ip_text.to_owned(), resolved));
+        if !same_as_last {
+            let (address, ip) = match whole {
+                Some(ip) => (LastAddress::Whole(ip), Some(ip)),
+                None => {
+                    let text = event.get_str(schema::CLIENT_IP)?;
+                    (LastAddress::Text(text.to_owned()), text.trim().parse().ok())
+                }
+            };
+            let resolved = self.resolve(ip);
+            self.last = Some((address, resolved));
         }
         let has_ip = event.get(schema::CLIENT_IP).is_some();
         let (_, resolved) = self.last.as_ref()?;
@@ -349,14 +368,15 @@ impl GeoipTransform {
             (_, AnonymizeIp::Off) => {}
             // The source stores no address: there is nothing to rewrite.
             _ if !has_ip => {}
-            (Some(anonymized), _) => event.set(ip, anonymized.as_str()),
+            (Some(anonymized), _) => event.set(ip, FieldValue::Shared(anonymized.clone())),
             (None, _) => event.remove_id(ip),
         }
         Some(resolved.outcome)
     }
 
-    fn resolve(&mut self, ip_text: &str) -> Resolved {
-        let Ok(ip) = ip_text.trim().parse::<IpAddr>() else {
+    /// `ip` is `None` when `client.ip` held no address.
+    fn resolve(&mut self, ip: Option<IpAddr>) -> Resolved {
+        let Some(ip) = ip else {
             // An address that cannot be read cannot be anonymized either:
             // with anonymization on it is removed rather than stored.
             return Resolved {
@@ -370,7 +390,8 @@ impl GeoipTransform {
         let anonymized = match self.anonymize {
             AnonymizeIp::Off | AnonymizeIp::Drop => None,
             AnonymizeIp::Truncate => {
-                Some(truncate(ip, self.ipv4_prefix, self.ipv6_prefix).to_string())
+                let text = truncate(ip, self.ipv4_prefix, self.ipv6_prefix).to_string();
+                Some(Arc::new(Value::String(text)))
             }
         };
         if !is_public(ip) {

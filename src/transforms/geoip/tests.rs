@@ -509,3 +509,52 @@ fn a_beacons_events_share_one_lookup_and_one_enriched_context() {
     assert_eq!(lookups(&metrics, "found"), 3);
     assert_eq!(lookups(&metrics, "private"), 2);
 }
+
+#[test]
+fn the_last_address_is_reused_only_for_the_same_address_of_the_same_kind() {
+    // A beacon as the sources make it: the whole address kept for
+    // enrichment, or (an event built from a document) only `client.ip`.
+    let beacon = |ip: &str, whole: bool| {
+        let mut event = Event::from(json!({"client": {"ip": ip}, "rum": {"type": "page_view"}}));
+        if whole {
+            Event::edit_shared_context(std::slice::from_mut(&mut event), |context| {
+                context.set_client_address(ip.parse().unwrap());
+                context.remove_id(FieldId::of(schema::CLIENT_IP));
+            });
+        }
+        event
+    };
+    let sequence = [
+        ("81.2.69.142", true),
+        ("81.2.69.142", true),
+        ("89.160.20.1", true),
+        ("89.160.20.1", false),
+        ("89.160.20.1", false),
+        ("81.2.69.142", true),
+        ("81.2.69.142", false),
+        ("not an address", false),
+        ("81.2.69.142", true),
+        ("89.160.20.1", false),
+    ];
+    let (mut t, _) = build(&config()).unwrap();
+    let mut batch: Batch = sequence
+        .iter()
+        .map(|(ip, whole)| beacon(ip, *whole))
+        .collect();
+    t.transform_batch(&mut batch);
+    for (event, (ip, whole)) in batch.iter().zip(sequence) {
+        // Each as the first a fresh transform sees.
+        let (mut fresh, _) = build(&config()).unwrap();
+        let mut alone = vec![beacon(ip, whole)];
+        fresh.transform_batch(&mut alone);
+        assert_eq!(
+            event.to_value(),
+            alone[0].to_value(),
+            "{ip} (whole: {whole})"
+        );
+    }
+    assert_eq!(batch[0].get_str("client.geo.city_name"), Some("London"));
+    assert_eq!(batch[2].get_str("client.geo.country_iso_code"), Some("SE"));
+    assert_eq!(batch[3].get_str("client.geo.country_iso_code"), Some("SE"));
+    assert_eq!(batch[7].get("client.geo"), None);
+}
