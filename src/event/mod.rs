@@ -89,6 +89,10 @@ fn laid_over(
 pub fn sort_slots(slots: &mut Vec<OwnSlot>, start: usize) {
     // Stable: among equal ids the last pushed stays last.
     slots[start..].sort_by_key(|(id, _)| *id);
+    // Ids sent twice are rare: look before moving every slot.
+    if slots[start..].windows(2).all(|w| w[0].0 != w[1].0) {
+        return;
+    }
     let mut kept = start;
     for read in start..slots.len() {
         if kept > start && slots[kept - 1].0 == slots[read].0 {
