@@ -14,6 +14,7 @@
 //! hides a context field for that event alone without copying the context.
 //! Timestamps stay integers until [`Event::write_json`] writes the document.
 
+mod block;
 mod common_values;
 mod context;
 mod fields;
@@ -24,6 +25,7 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value};
 
+pub use block::EventBlock;
 pub use common_values::common_value;
 use context::{find, find_label, put, slot_bytes};
 pub use context::{value_bytes, Context, FieldValue};

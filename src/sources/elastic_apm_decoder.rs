@@ -162,7 +162,7 @@ pub fn decode(
         }
     }
     Ok(Decoded {
-        events: builder.events,
+        events: builder.events.finish(),
         page_url: builder.shared_url,
         accepted,
         errors,

@@ -17,7 +17,7 @@ use serde_json::{Number, Value};
 
 use super::beacon_decoder::{body_text, url_fields, Bounded, Key, Limits, PairList, Skip};
 use super::json_tree::{Json, Obj, Plain};
-use crate::event::{Context, Event, FieldId, FieldValue};
+use crate::event::{Context, Event, EventBlock, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
@@ -220,7 +220,7 @@ pub fn decode(
         received_ms: facts.received_at_ms,
         earliest_ms: facts.received_at_ms.saturating_sub(limits.max_event_age_ms),
         meta_extra,
-        events: Vec::with_capacity(wire.items.len() + wire.unknown.len()),
+        events: EventBlock::with_capacity(wire.items.len() + wire.unknown.len()),
     };
     for (kind, _, item) in wire.items {
         match kind {
@@ -244,7 +244,7 @@ pub fn decode(
         );
     }
     Ok(Decoded {
-        events: build.events,
+        events: build.events.finish(),
         page_url,
         unknown_kinds,
         dropped_spans,

@@ -14,7 +14,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::{Map, Value};
 
 use super::beacon_decoder::{body_text, Bounded, CountItems, Key, Limits, PairList, Skip};
-use crate::event::{Context, Event, FieldId, FieldValue};
+use crate::event::{Context, Event, EventBlock, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
@@ -162,7 +162,7 @@ pub fn decode(
 
     let mut unknown_names = 0;
     let dropped_entries = checks.dropped_entries.get();
-    let mut events = Vec::with_capacity(metrics.len());
+    let mut events = EventBlock::with_capacity(metrics.len());
     for (seq, (metric, (url, url_key))) in metrics.into_iter().zip(page_urls).enumerate() {
         let client_ts = metric_id(&metric).and_then(id_time);
         let name = metric
@@ -208,16 +208,16 @@ pub fn decode(
         if !extra.is_empty() {
             fields.push((ids.extra, Some(Value::Object(extra).into())));
         }
-        events.push(Event::from_parts(
+        events.push(
             context.clone(),
             Some(facts.received_at_ms),
             client_ts,
             ty,
             fields,
-        ));
+        );
     }
     Ok(Decoded {
-        events,
+        events: events.finish(),
         page_url: shared_url,
         unknown_names,
         dropped_entries,

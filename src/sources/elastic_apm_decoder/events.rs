@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock};
 use serde_json::Value;
 
 use super::{bad_metadata, ApmLimits, Line, RequestFacts};
-use crate::event::{Context, Event, FieldId, FieldValue};
+use crate::event::{Context, Event, EventBlock, FieldId, FieldValue};
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::beacon_decoder::url_fields;
 use crate::sources::decode_error::DecodeError;
@@ -267,7 +267,7 @@ pub(super) struct Builder<'a> {
     transactions: Vec<(String, Fields, Option<Value>)>,
     facts: &'a RequestFacts<'a>,
     limits: &'a ApmLimits,
-    pub(super) events: Vec<Event>,
+    pub(super) events: EventBlock,
     pub(super) unknown_kinds: usize,
     pub(super) dropped_breakdowns: usize,
 }
@@ -381,7 +381,7 @@ impl<'a> Builder<'a> {
             transactions: Vec::new(),
             facts,
             limits,
-            events: Vec::new(),
+            events: EventBlock::default(),
             unknown_kinds: 0,
             dropped_breakdowns: 0,
         })
@@ -410,19 +410,20 @@ impl<'a> Builder<'a> {
             let extra = extra.to_field_value(metadata.map(|text| ("metadata", text)));
             fields.push((ids.extra, Some(extra)));
         }
-        let mut event = Event::from_parts(
-            self.context.clone(),
-            Some(self.facts.received_at_ms),
-            None,
-            ty,
-            fields,
-        );
-        for (name, value) in labels.into_iter().flatten() {
+        let at = Some(self.facts.received_at_ms);
+        let labels = labels.filter(|labels| labels.iter().any(|(_, value)| !value.is_null()));
+        let Some(labels) = labels else {
+            self.events.push(self.context.clone(), at, None, ty, fields);
+            return Ok(());
+        };
+        // Own labels: an event of its own, in its place.
+        let mut event = Event::from_parts(self.context.clone(), at, None, ty, fields);
+        for (name, value) in labels {
             if !value.is_null() {
                 event.set_label(Arc::from(&*name), value.into());
             }
         }
-        self.events.push(event);
+        self.events.push_event(event);
         Ok(())
     }
 

@@ -12,7 +12,7 @@ pub(super) struct Builder {
     /// What is left of `meta`, as JSON text (written once), for the
     /// `rum.extra` of every event that has its own.
     pub(super) meta_extra: Option<Vec<u8>>,
-    pub(super) events: Vec<Event>,
+    pub(super) events: EventBlock,
 }
 
 impl Builder {
@@ -34,13 +34,8 @@ impl Builder {
         let at = client_ts
             .map(|ts| ts.clamp(self.earliest_ms, self.received_ms))
             .unwrap_or(self.received_ms);
-        self.events.push(Event::from_parts(
-            self.context.clone(),
-            Some(at),
-            client_ts,
-            ty,
-            fields,
-        ));
+        self.events
+            .push(self.context.clone(), Some(at), client_ts, ty, fields);
     }
 
     /// `timestamp` → the item's time; one that does not parse is kept.

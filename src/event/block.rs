@@ -1,0 +1,150 @@
+//! A request's events built with their own slots in one block.
+
+use std::sync::Arc;
+
+use super::{sort_slots, Context, Event, OwnSlot};
+use crate::schema::EventType;
+
+/// Builds the events of one request with their own slots in one block, as
+/// `rum_beacon`'s decoder does: one allocation for all of them where
+/// [`Event::from_parts`] makes two per event, and one free (a cold one: the
+/// events are freed after they left the request, on another worker).
+#[derive(Default)]
+pub struct EventBlock {
+    slots: Vec<OwnSlot>,
+    events: Vec<Pending>,
+}
+
+enum Pending {
+    Run {
+        context: Arc<Context>,
+        timestamp_ms: Option<i64>,
+        client_ts_ms: Option<i64>,
+        start: usize,
+        end: usize,
+    },
+    /// An event built another way, kept in its place.
+    Built(Event),
+}
+
+impl EventBlock {
+    /// Room for `events` events of about eight slots each.
+    pub fn with_capacity(events: usize) -> Self {
+        Self {
+            slots: Vec::with_capacity(events * 8),
+            events: Vec::with_capacity(events),
+        }
+    }
+
+    /// Events pushed so far.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// One event, as [`Event::from_parts`] makes it: `fields` in any order,
+    /// a later value for the same id winning; `None` hides the context's.
+    pub fn push(
+        &mut self,
+        context: Arc<Context>,
+        timestamp_ms: Option<i64>,
+        client_ts_ms: Option<i64>,
+        ty: EventType,
+        fields: impl IntoIterator<Item = OwnSlot>,
+    ) {
+        let start = self.slots.len();
+        self.slots.extend(fields);
+        self.slots.extend(Event::type_slots(ty));
+        sort_slots(&mut self.slots, start);
+        self.events.push(Pending::Run {
+            context,
+            timestamp_ms,
+            client_ts_ms,
+            start,
+            end: self.slots.len(),
+        });
+    }
+
+    /// An event built another way (with its own labels, say), in its place
+    /// among the others.
+    pub fn push_event(&mut self, event: Event) {
+        self.events.push(Pending::Built(event));
+    }
+
+    /// The events in the order they were pushed.
+    pub fn finish(self) -> Vec<Event> {
+        let block: Arc<[OwnSlot]> = Arc::from(self.slots);
+        self.events
+            .into_iter()
+            .map(|pending| match pending {
+                Pending::Run {
+                    context,
+                    timestamp_ms,
+                    client_ts_ms,
+                    start,
+                    end,
+                } => Event::in_block(context, timestamp_ms, client_ts_ms, &block, start..end),
+                Pending::Built(event) => event,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{FieldId, FieldValue};
+    use serde_json::Value;
+
+    #[test]
+    fn events_built_in_a_block_are_those_built_from_their_parts_in_order() {
+        let mut context = Context::new();
+        context.set(FieldId::of("url.path"), "/shared");
+        let context = Arc::new(context);
+        let path = FieldId::of("url.path");
+        let name = FieldId::of("rum.vital.name");
+        let parts = |n: u64| {
+            vec![
+                (name, Some(FieldValue::from(format!("vital {n}")))),
+                (FieldId::of("rum.seq"), Some(FieldValue::from(n))),
+                // Pushed twice: the later wins; and one hiding the context's.
+                (name, Some(FieldValue::from(Value::from(n)))),
+                (path, (n % 2 == 0).then(|| FieldValue::from("/own"))),
+            ]
+        };
+        let mut block = EventBlock::with_capacity(1);
+        let mut expected = Vec::new();
+        for n in 0..5u64 {
+            let ty = EventType::ALL[n as usize % EventType::ALL.len()];
+            let client_ts = (n % 2 == 1).then_some(n as i64);
+            if n == 3 {
+                let mut event =
+                    Event::from_parts(context.clone(), Some(7), client_ts, ty, parts(n));
+                event.set_label(Arc::from("site"), FieldValue::from("shop"));
+                expected.push(event.clone());
+                block.push_event(event);
+            } else {
+                block.push(context.clone(), Some(7), client_ts, ty, parts(n));
+                expected.push(Event::from_parts(
+                    context.clone(),
+                    Some(7),
+                    client_ts,
+                    ty,
+                    parts(n),
+                ));
+            }
+            assert_eq!(block.len(), n as usize + 1);
+        }
+        let events = block.finish();
+        assert_eq!(events.len(), expected.len());
+        for (got, want) in events.iter().zip(&expected) {
+            assert_eq!(got.to_value(), want.to_value());
+            assert_eq!(got.client_ts_ms(), want.client_ts_ms());
+        }
+        assert!(events[0].shares_own_block(&events[4]));
+        assert!(!events[0].shares_own_block(&events[3]));
+    }
+}
