@@ -61,7 +61,7 @@ pub struct BufferOptions {
     #[serde(default = "default_buffer_max_events")]
     pub max_events: usize,
     /// Bytes the waiting events may keep alive (their own parts plus each
-    /// beacon context once), so memory stays bounded however big the events
+    /// beacon's context and block of event slots once), so memory stays bounded however big the events
     /// are: `"4mb"`, `"512kb"` or a number of bytes. Unset: 256 KiB in front
     /// of a transform, 4 MiB in front of a sink.
     #[serde(default, deserialize_with = "optional_byte_size")]
