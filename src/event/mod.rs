@@ -2,9 +2,10 @@
 //!
 //! A beacon carries shared context (app, session, page, browser, client) and
 //! many events. The context is decoded once into a [`Context`] behind an
-//! `Arc`; each event is its times and its own slots (type, payload), a run of
-//! one block the decoder made for all of the beacon's events, or behind an
-//! `Arc` of its own once edited. Enrichment (user agent, GeoIP, scrubbing) edits the
+//! `Arc`; each event is its times, its own slots (type, payload) and its own
+//! labels. The slots are a run of one block the decoder made for all of the
+//! beacon's events, or (built field by field, or edited) behind an `Arc` of
+//! the event's. Enrichment (user agent, GeoIP, scrubbing) edits the
 //! context once per beacon, in place when the beacon's events are all that
 //! hold it; a fan-out to several downstreams clones two pointers per event
 //! (copy on write, as Vector's `LogEvent` does).
@@ -108,6 +109,14 @@ pub fn sort_slots(slots: &mut Vec<OwnSlot>, start: usize) {
     slots.truncate(kept);
 }
 
+/// Heap bytes of a list of slots (40 a slot, and what its value holds).
+fn slots_bytes(slots: &[OwnSlot]) -> usize {
+    slots
+        .iter()
+        .map(|(_, v)| 40 + v.as_ref().map_or(0, slot_bytes))
+        .sum()
+}
+
 /// The runs of consecutive events that share a context (the events of a
 /// beacon travel together), each to hand [`Event::edit_shared_context`].
 pub fn context_runs(batch: &mut [Event]) -> impl Iterator<Item = &mut [Event]> {
@@ -117,38 +126,33 @@ pub fn context_runs(batch: &mut [Event]) -> impl Iterator<Item = &mut [Event]> {
 /// One slot of an event's own: `None` hides the context's value.
 pub type OwnSlot = (FieldId, Option<FieldValue>);
 
-/// The part of an event that is its own, once edited or built field by field.
+/// One of an event's own labels: `None` hides the context's label.
+type OwnLabel = (Arc<str>, Option<FieldValue>);
+
+/// An event's own slots when they are not a run of a block: built by
+/// [`Event::from_parts`], or copied out of the block by the first edit.
 #[derive(Debug, Clone, Default)]
 struct Own {
     /// Sorted by id; `None` hides the context's value of that field.
     fields: Vec<OwnSlot>,
-    /// Sorted by name; `None` hides the context's label.
-    labels: Vec<(Arc<str>, Option<FieldValue>)>,
 }
 
 /// Where an event's own slots are.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 enum OwnRef {
     /// A run of the block a decoder filled for all of a beacon's events: one
     /// allocation for them all instead of two per event (each block, made by
     /// the request and freed later on another worker, is a cold free).
-    /// Read only; the first edit copies the run into an [`Own`].
+    /// Read only; the first edit of a field copies the run into an [`Own`].
     Block {
         slots: Arc<[OwnSlot]>,
         start: u32,
         end: u32,
     },
     Own(Arc<Own>),
-}
-
-impl Default for OwnRef {
-    fn default() -> Self {
-        OwnRef::Block {
-            slots: Arc::default(),
-            start: 0,
-            end: 0,
-        }
-    }
+    /// No own slots (yet).
+    #[default]
+    Empty,
 }
 
 impl OwnRef {
@@ -157,39 +161,32 @@ impl OwnRef {
         match self {
             OwnRef::Block { slots, start, end } => &slots[*start as usize..*end as usize],
             OwnRef::Own(own) => &own.fields,
+            OwnRef::Empty => &[],
         }
     }
 
-    #[inline]
-    fn labels(&self) -> &[(Arc<str>, Option<FieldValue>)] {
-        match self {
-            OwnRef::Block { .. } => &[],
-            OwnRef::Own(own) => &own.labels,
-        }
-    }
-
-    /// The own part to edit: a block's run copied out first, and an `Own`
-    /// another event shares (a fan-out) copied on write.
+    /// The slots to edit: a block's run copied out first (its values
+    /// cloned: the beacon's other events read the block), with room for the
+    /// usual edit; an `Own` another event shares (a fan-out) copied on write.
     fn make_mut(&mut self) -> &mut Own {
-        if let OwnRef::Block { .. } = self {
-            *self = OwnRef::Own(Arc::new(Own {
-                fields: self.fields().to_vec(),
-                labels: Vec::new(),
-            }));
+        if !matches!(self, OwnRef::Own(_)) {
+            let run = self.fields();
+            let mut fields = Vec::with_capacity(run.len() + 2);
+            fields.extend_from_slice(run);
+            *self = OwnRef::Own(Arc::new(Own { fields }));
         }
         match self {
             OwnRef::Own(own) => Arc::make_mut(own),
-            OwnRef::Block { .. } => unreachable!("replaced above"),
+            _ => unreachable!("replaced above"),
         }
     }
 
-    /// The own part by value, leaving an empty one.
+    /// The slots by value, leaving none.
     fn take(&mut self) -> Own {
         match std::mem::take(self) {
             OwnRef::Own(own) => Arc::unwrap_or_clone(own),
-            block => Own {
-                fields: block.fields().to_vec(),
-                labels: Vec::new(),
+            other => Own {
+                fields: other.fields().to_vec(),
             },
         }
     }
@@ -204,6 +201,9 @@ pub struct Event {
     /// document `_id`: a re-sent beacon must map to the same documents.
     client_ts_ms: Option<i64>,
     own: OwnRef,
+    /// Sorted by name; apart from the slots, so that labelling an event of
+    /// a block (a `labels` rule it matched) copies none of its fields.
+    labels: Option<Arc<Vec<OwnLabel>>>,
 }
 
 /// Looks `rest` up inside an object value.
@@ -251,7 +251,10 @@ impl Event {
     pub fn with_context(context: Arc<Context>) -> Self {
         Self {
             context,
-            ..Self::default()
+            timestamp_ms: None,
+            client_ts_ms: None,
+            own: OwnRef::Empty,
+            labels: None,
         }
     }
 
@@ -267,6 +270,14 @@ impl Event {
 
     fn own_mut(&mut self) -> &mut Own {
         self.own.make_mut()
+    }
+
+    fn own_labels(&self) -> &[OwnLabel] {
+        self.labels.as_deref().map_or(&[], |labels| labels)
+    }
+
+    fn own_labels_mut(&mut self) -> &mut Vec<OwnLabel> {
+        Arc::make_mut(self.labels.get_or_insert_with(Arc::default))
     }
 
     // ---- typed access (the hot paths) ----
@@ -308,10 +319,8 @@ impl Event {
             context,
             timestamp_ms,
             client_ts_ms,
-            own: OwnRef::Own(Arc::new(Own {
-                fields,
-                labels: Vec::new(),
-            })),
+            own: OwnRef::Own(Arc::new(Own { fields })),
+            labels: None,
         }
     }
 
@@ -332,9 +341,11 @@ impl Event {
             client_ts_ms,
             own: OwnRef::Block {
                 slots: slots.clone(),
-                start: range.start as u32,
-                end: range.end as u32,
+                // Bodies are limited far below 2^32 slots.
+                start: u32::try_from(range.start).expect("a block of under 2^32 slots"),
+                end: u32::try_from(range.end).expect("a block of under 2^32 slots"),
             },
+            labels: None,
         }
     }
 
@@ -387,7 +398,7 @@ impl Event {
     }
 
     pub fn label(&self, name: &str) -> Option<&Value> {
-        match find_label(self.own.labels(), name) {
+        match find_label(self.own_labels(), name) {
             Some(own) => own.as_deref(),
             None => self.context.label(name),
         }
@@ -404,7 +415,7 @@ impl Event {
         if !self.is_unlabelled() {
             return false;
         }
-        let own = &mut self.own_mut().labels;
+        let own = self.own_labels_mut();
         own.extend(labels.map(|(name, value)| (name, Some(value))));
         debug_assert!(own.windows(2).all(|w| w[0].0 < w[1].0));
         true
@@ -413,11 +424,11 @@ impl Event {
     /// Whether the event has no labels, of its own or from its context
     /// (nor a context label hidden by its own).
     pub fn is_unlabelled(&self) -> bool {
-        self.own.labels().is_empty() && self.context.labels.is_empty()
+        self.own_labels().is_empty() && self.context.labels.is_empty()
     }
 
     pub fn set_label(&mut self, name: Arc<str>, value: FieldValue) {
-        let labels = &mut self.own_mut().labels;
+        let labels = self.own_labels_mut();
         match labels.binary_search_by(|(k, _)| (**k).cmp(&*name)) {
             Ok(i) => labels[i].1 = Some(value),
             Err(i) => labels.insert(i, (name, Some(value))),
@@ -435,7 +446,7 @@ impl Event {
     /// Whether any field below an object path (`client`, `labels`) is set.
     pub fn has_fields_under(&self, prefix: &str) -> bool {
         if prefix == schema::LABELS {
-            return self.own.labels().iter().any(|(_, v)| v.is_some())
+            return self.own_labels().iter().any(|(_, v)| v.is_some())
                 || self
                     .context
                     .labels
@@ -463,7 +474,7 @@ impl Event {
     /// A compiled path's value among the event's own fields only.
     pub fn get_own_field(&self, path: &FieldPath) -> Option<&Value> {
         match path {
-            FieldPath::Label(name) => find_label(self.own.labels(), name)?.as_deref(),
+            FieldPath::Label(name) => find_label(self.own_labels(), name)?.as_deref(),
             FieldPath::Slot { id, rest } => descend(self.get_own_id(*id).flatten()?, rest),
         }
     }
@@ -496,7 +507,7 @@ impl Event {
                 self.get_own_id(id).flatten()?,
                 &rest.split('.').collect::<Vec<_>>(),
             ),
-            PathRef::Label(name) => find_label(self.own.labels(), name)?.as_deref(),
+            PathRef::Label(name) => find_label(self.own_labels(), name)?.as_deref(),
             PathRef::Virtual(_) => None,
         }
     }
@@ -555,7 +566,7 @@ impl Event {
                 self.set(id, object);
             }
             PathRef::Label(name) => {
-                let labels = &mut self.own_mut().labels;
+                let labels = self.own_labels_mut();
                 match labels.binary_search_by(|(k, _)| (**k).cmp(name)) {
                     Ok(i) => labels[i].1 = None,
                     Err(i) => labels.insert(i, (Arc::from(name), None)),
@@ -576,7 +587,8 @@ impl Event {
             context.fields = laid_over(base, own.fields);
             context.edited();
         }
-        for (name, value) in own.labels {
+        let labels = self.labels.take().map(Arc::unwrap_or_clone);
+        for (name, value) in labels.into_iter().flatten() {
             match value {
                 Some(value) => context.set_label(name, value),
                 None => {
@@ -598,11 +610,11 @@ impl Event {
                 .into_iter()
                 .map(|(id, value)| (id, Some(value)))
                 .collect(),
-            labels: std::mem::take(&mut context.labels)
-                .into_iter()
-                .map(|(name, value)| (name, Some(value)))
-                .collect(),
         };
+        let labels: Vec<OwnLabel> = std::mem::take(&mut context.labels)
+            .into_iter()
+            .map(|(name, value)| (name, Some(value)))
+            .collect();
         let base = Context {
             received_ms: context.received_ms,
             client_address: context.client_address,
@@ -610,8 +622,11 @@ impl Event {
         };
         let mut event = Event {
             context: Arc::new(base),
+            timestamp_ms: None,
+            client_ts_ms: None,
             own: OwnRef::Own(Arc::new(own)),
-            ..Event::default()
+            // None when there are none: no list made for a context without.
+            labels: (!labels.is_empty()).then(|| Arc::new(labels)),
         };
         let result = edit(&mut event);
         let base = Arc::unwrap_or_clone(event.context);
@@ -622,7 +637,8 @@ impl Event {
         context.fields = laid_over(base.fields, own.fields);
         // Labels are few; the base has none unless the edit hoisted some.
         context.labels = base.labels;
-        for (name, value) in own.labels {
+        let labels = event.labels.take().map(Arc::unwrap_or_clone);
+        for (name, value) in labels.into_iter().flatten() {
             match value {
                 Some(value) => context.set_label(name, value),
                 None => context.labels.retain(|(kept, _)| *kept != name),
@@ -654,20 +670,26 @@ impl Event {
         result
     }
 
-    /// Heap bytes this event keeps alive beyond its context. For an event
-    /// in a block, the whole block: its beacon's other events share it, and
-    /// it lives as long as any of them, whichever events a filter dropped.
-    /// Count it once for a run of events that [share it](Event::shares_own_block).
+    /// Bytes this event keeps alive beyond its context and its block (see
+    /// [`Event::block_byte_size`]): itself, its own slots when they are not
+    /// in a block, and its own labels.
     pub fn own_byte_size(&self) -> usize {
-        let slots = match &self.own {
-            OwnRef::Block { slots, .. } => &slots[..],
-            OwnRef::Own(own) => &own.fields[..],
+        let own = match &self.own {
+            OwnRef::Own(own) => slots_bytes(&own.fields),
+            OwnRef::Block { .. } | OwnRef::Empty => 0,
         };
-        64 + slots
-            .iter()
-            .map(|(_, v)| 40 + v.as_ref().map_or(0, slot_bytes))
-            .sum::<usize>()
-            + self.own.labels().len() * 48
+        std::mem::size_of::<Event>() + own + self.own_labels().len() * 48
+    }
+
+    /// Bytes of the block the event's own slots are a run of, whole: its
+    /// beacon's other events share it, and it lives as long as any of them,
+    /// whichever a filter dropped. Count it once for a run of events that
+    /// [share it](Event::shares_own_block). `None` when not in a block.
+    pub fn block_byte_size(&self) -> Option<usize> {
+        match &self.own {
+            OwnRef::Block { slots, .. } => Some(slots_bytes(slots)),
+            OwnRef::Own(_) | OwnRef::Empty => None,
+        }
     }
 
     /// Whether both events' own slots are in the same block (the events of

@@ -243,11 +243,17 @@ fn events_in_one_block_read_as_events_built_from_their_parts() {
         assert_eq!(event.timestamp_ms(), Some(ts));
         assert_eq!(event.client_ts_ms(), client_ts);
     }
-    // Each counts the whole block (with one event's overhead), to be
-    // counted once for both.
+    // The block is counted once for both: what the two built events count.
     assert!(a.shares_own_block(&b));
-    assert_eq!(a.own_byte_size(), built_bytes - 64);
-    assert_eq!(b.own_byte_size(), a.own_byte_size());
+    assert_eq!(a.block_byte_size(), b.block_byte_size());
+    assert_eq!(
+        a.own_byte_size() + b.own_byte_size() + a.block_byte_size().unwrap(),
+        built_bytes
+    );
+    // Events without a block share none, even both empty.
+    let empty = Event::with_context(context());
+    assert!(!empty.shares_own_block(&Event::with_context(context())));
+    assert_eq!(empty.block_byte_size(), None);
 }
 
 #[test]
@@ -271,6 +277,12 @@ fn editing_an_event_in_a_block_copies_its_run_out_and_leaves_the_others() {
     assert_eq!(b.to_value(), b_before);
     assert!(!a.shares_own_block(&b));
     assert!(copy.shares_own_block(&b));
+    // A label of its own copies no slot out of the block.
+    let mut labelled = b.clone();
+    labelled.set_label(Arc::from("site"), FieldValue::from("blog"));
+    assert!(labelled.shares_own_block(&b));
+    assert_eq!(labelled.label("site"), Some(&json!("blog")));
+    assert_eq!(b.label("site"), None);
 }
 
 #[test]

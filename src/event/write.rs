@@ -215,7 +215,7 @@ impl Event {
     }
 
     fn has_labels(&self) -> bool {
-        self.own.labels().iter().any(|(_, v)| v.is_some())
+        self.own_labels().iter().any(|(_, v)| v.is_some())
             || self
                 .context
                 .labels
@@ -225,7 +225,7 @@ impl Event {
 
     /// The `labels` object: the context's labels with the event's own over them.
     fn write_labels(&self, out: &mut Vec<u8>) {
-        let own = self.own.labels();
+        let own = self.own_labels();
         let context = &self.context.labels;
         out.push(b'{');
         let mut first = true;

@@ -72,14 +72,15 @@ pub fn buffer(max_events: usize, max_bytes: usize) -> (BufferSender, BufferRecei
 }
 
 /// Bytes a batch keeps alive: every event's own part, and each beacon's
-/// context and block of event slots once (the events of a beacon travel
-/// together and share them).
+/// context and block of event slots once per run of consecutive events
+/// sharing it (the events of a beacon travel together).
 pub fn batch_bytes(batch: &Batch) -> usize {
     let mut total = 0;
     let mut last: Option<&crate::event::Event> = None;
     for event in batch {
+        total += event.own_byte_size();
         if !last.is_some_and(|l| l.shares_own_block(event)) {
-            total += event.own_byte_size();
+            total += event.block_byte_size().unwrap_or(0);
         }
         if !last.is_some_and(|l| Arc::ptr_eq(l.context(), event.context())) {
             total += event.context().byte_size();

@@ -238,7 +238,6 @@ pub struct GeoipTransform {
 
 /// The address `last` resolved: the whole one the source kept, or the
 /// text of `client.ip`. Compared as it comes, not formatted to text first.
-#[derive(PartialEq)]
 enum LastAddress {
     Whole(IpAddr),
     Text(String),
