@@ -462,6 +462,30 @@ fn a_context_its_events_alone_hold_is_edited_where_it_is() {
 }
 
 #[test]
+fn a_context_with_a_weak_reference_is_edited_on_a_copy() {
+    // The run holds every strong reference, but a `Weak` could make another
+    // at any time: the edit in place (which skips the refcounts) must not
+    // happen then.
+    let shared = Arc::new(beacon_context());
+    let mut run: Batch = (0..3)
+        .map(|_| Event::with_context(shared.clone()))
+        .collect();
+    let weak = Arc::downgrade(&shared);
+    drop(shared);
+    let domain = FieldId::of("url.domain");
+    Event::edit_shared_context(&mut run, |context| context.set(domain, "shop.example.com"));
+    // `make_mut` either copied (the original stays as it was) or moved the
+    // value out and left the `Weak` dangling: never an edit seen through it.
+    if let Some(original) = weak.upgrade() {
+        assert!(!Arc::ptr_eq(run[0].context(), &original));
+        assert_eq!(original.get_id(domain), None, "the original was not edited");
+    }
+    for event in &run {
+        assert_eq!(event.get_str("url.domain"), Some("shop.example.com"));
+    }
+}
+
+#[test]
 fn a_context_held_elsewhere_is_edited_on_a_copy() {
     let shared = Arc::new(beacon_context());
     let mut run: Batch = (0..3)
