@@ -17,7 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use http::{header, HeaderValue, Method, Request, StatusCode};
@@ -139,12 +139,20 @@ pub struct Router {
     registry: Arc<Registry>,
     /// False on intake listeners when an admin listener serves `/metrics`.
     serve_metrics: bool,
-    /// `http_requests_total{path,status}`, looked up per request without a
-    /// write lock once the pair has been seen.
+    /// `http_requests_total{path,status}` of the statuses in
+    /// [`COMMON_STATUSES`], per path label: found without taking a lock (a
+    /// read lock is two atomic writes to a line every worker shares).
+    common: Vec<[OnceLock<Counter>; COMMON_STATUSES.len()]>,
+    /// The same counter of any other status, looked up per request without
+    /// a write lock once the pair has been seen.
     requests: RwLock<BTreeMap<(usize, u16), Counter>>,
     /// Labels for the request counter: route paths, then the built-ins.
     path_labels: Vec<String>,
 }
+
+/// The statuses most requests get, whose counters [`Router::count`] finds
+/// without a lock.
+const COMMON_STATUSES: [u16; 8] = [200, 202, 204, 400, 404, 413, 429, 503];
 
 const HEALTH_PATH: &str = "/health";
 const METRICS_PATH: &str = "/metrics";
@@ -167,12 +175,19 @@ impl Router {
             health,
             registry,
             serve_metrics,
+            common: path_labels.iter().map(|_| Default::default()).collect(),
             requests: RwLock::new(BTreeMap::new()),
             path_labels,
         }
     }
 
     fn count(&self, label: usize, status: StatusCode) {
+        if let Some(i) = COMMON_STATUSES.iter().position(|&c| c == status.as_u16()) {
+            self.common[label][i]
+                .get_or_init(|| self.requests_counter(label, status))
+                .inc();
+            return;
+        }
         let key = (label, status.as_u16());
         if let Some(counter) = self
             .requests
@@ -183,19 +198,23 @@ impl Router {
             counter.inc();
             return;
         }
-        let counter = self.registry.counter(
+        let counter = self.requests_counter(label, status);
+        counter.inc();
+        self.requests
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, counter);
+    }
+
+    fn requests_counter(&self, label: usize, status: StatusCode) -> Counter {
+        self.registry.counter(
             "http_requests_total",
             "HTTP requests answered by the shared listener, by path and status.",
             &[
                 ("path", &self.path_labels[label]),
                 ("status", status.as_str()),
             ],
-        );
-        counter.inc();
-        self.requests
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, counter);
+        )
     }
 
     /// Answers one request. `framing` is the connection's verdict on the raw
