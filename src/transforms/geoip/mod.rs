@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use maxminddb::geoip2;
+use quick_cache::unsync::Cache as AddressCache;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
@@ -72,7 +73,9 @@ pub struct GeoipConfig {
     #[serde(default = "crate::config::default_true")]
     pub memory_map: bool,
     /// Decoded database records kept, so the addresses of one network cost a
-    /// tree walk and a map lookup, not a decode. 0 turns the cache off.
+    /// tree walk and a map lookup, not a decode; and as many recent client
+    /// addresses with what they resolved to, so a client's next beacon costs
+    /// one lookup, not a tree walk. 0 turns both caches off.
     #[serde(default = "default_cache_size")]
     pub cache_size: usize,
 }
@@ -209,6 +212,7 @@ impl GeoipConfig {
             ipv6_prefix: self.ipv6_prefix.min(128),
             databases,
             cache: RecordCache::new(self.cache_size),
+            addresses: (self.cache_size > 0).then(|| AddressCache::new(self.cache_size)),
             last: None,
             found: lookups("found"),
             not_found: lookups("not_found"),
@@ -226,6 +230,9 @@ pub struct GeoipTransform {
     /// The databases this task reads; replaced between batches after a reload.
     databases: Reloadable<DatabaseFiles>,
     cache: RecordCache,
+    /// Recent whole addresses and what they resolved to (`cache_size` of
+    /// them): a client sends beacon after beacon, between other clients'.
+    addresses: Option<AddressCache<IpAddr, Resolved>>,
     /// The previous event's address and what it resolved to: the events of
     /// one beacon share their address, so most events skip the lookup.
     last: Option<(LastAddress, Resolved)>,
@@ -243,7 +250,8 @@ enum LastAddress {
     Text(String),
 }
 
-/// What one address resolved to.
+/// What one address resolved to (its values shared: a copy is refcounts).
+#[derive(Clone)]
 struct Resolved {
     outcome: Outcome,
     geo: Option<Arc<Value>>,
@@ -321,6 +329,9 @@ impl GeoipTransform {
     fn pick_up_reload(&mut self) {
         if self.databases.refresh() {
             self.cache.clear();
+            if let Some(addresses) = &mut self.addresses {
+                addresses.clear();
+            }
             self.last = None;
         }
     }
@@ -338,15 +349,15 @@ impl GeoipTransform {
             _ => false,
         };
         if !same_as_last {
-            let (address, ip) = match whole {
-                Some(ip) => (LastAddress::Whole(ip), Some(ip)),
+            let resolved = match whole {
+                Some(ip) => (LastAddress::Whole(ip), self.resolve_whole(ip)),
                 None => {
                     let text = event.get_str(schema::CLIENT_IP)?;
-                    (LastAddress::Text(text.to_owned()), text.trim().parse().ok())
+                    let ip = text.trim().parse().ok();
+                    (LastAddress::Text(text.to_owned()), self.resolve(ip))
                 }
             };
-            let resolved = self.resolve(ip);
-            self.last = Some((address, resolved));
+            self.last = Some(resolved);
         }
         let has_ip = event.get(schema::CLIENT_IP).is_some();
         let (_, resolved) = self.last.as_ref()?;
@@ -371,6 +382,18 @@ impl GeoipTransform {
             (None, _) => event.remove_id(ip),
         }
         Some(resolved.outcome)
+    }
+
+    /// A whole address the source kept, through the address cache.
+    fn resolve_whole(&mut self, ip: IpAddr) -> Resolved {
+        if let Some(known) = self.addresses.as_ref().and_then(|cache| cache.get(&ip)) {
+            return known.clone();
+        }
+        let resolved = self.resolve(Some(ip));
+        if let Some(addresses) = &mut self.addresses {
+            addresses.insert(ip, resolved.clone());
+        }
+        resolved
     }
 
     /// `ip` is `None` when `client.ip` held no address.

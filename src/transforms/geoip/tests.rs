@@ -39,6 +39,23 @@ fn run(t: &mut GeoipTransform, ips: &[&str]) -> Vec<Event> {
     batch
 }
 
+/// Events as the sources make them: the whole address kept in the context
+/// for enrichment, no `client.ip` text (the address cache's path).
+fn run_whole(t: &mut GeoipTransform, ips: &[&str]) -> Vec<Event> {
+    let mut batch: Batch = ips
+        .iter()
+        .map(|ip| {
+            let mut event = Event::from(json!({"rum": {"type": "page_view"}}));
+            Event::edit_shared_context(std::slice::from_mut(&mut event), |context| {
+                context.set_client_address(ip.parse().unwrap());
+            });
+            event
+        })
+        .collect();
+    t.transform_batch(&mut batch);
+    batch
+}
+
 fn lookups(metrics: &ComponentMetrics, result: &str) -> u64 {
     metrics
         .registry()
@@ -392,6 +409,57 @@ fn replace(from: &Path, to: &Path) {
     let tmp = to.with_extension("tmp");
     std::fs::copy(from, &tmp).unwrap();
     std::fs::rename(&tmp, to).unwrap();
+}
+
+#[test]
+fn clients_met_again_between_others_are_answered_from_the_address_cache_as_before() {
+    // Each address comes back after another one: the last-address memo
+    // misses every time, the address cache answers.
+    let ips = [
+        "81.2.69.142",
+        "89.160.20.1",
+        "81.2.69.142",
+        "10.0.0.1",
+        "89.160.20.1",
+        "2001:218::1",
+        "81.2.69.142",
+        "2001:218::1",
+    ];
+    let (mut cached, cached_metrics) = build(&config()).unwrap();
+    let first = run_whole(&mut cached, &ips);
+    let again = run_whole(&mut cached, &ips);
+    let mut off = config();
+    off.cache_size = 0;
+    let (mut uncached, uncached_metrics) = build(&off).unwrap();
+    let plain = run_whole(&mut uncached, &ips);
+    assert_eq!(first, plain);
+    assert_eq!(again, plain);
+    assert_eq!(first[2].get_str("client.geo.city_name"), Some("London"));
+    assert_eq!(first[4].get_str("client.geo.country_iso_code"), Some("SE"));
+    for result in ["found", "not_found", "private", "invalid"] {
+        assert_eq!(
+            lookups(&cached_metrics, result),
+            2 * lookups(&uncached_metrics, result),
+            "{result}"
+        );
+    }
+    assert_eq!(lookups(&uncached_metrics, "private"), 1);
+}
+
+#[test]
+fn a_reload_empties_the_address_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("City.mmdb");
+    std::fs::copy(testdata(CITY), &path).unwrap();
+    let mut config = GeoipConfig::new(&path);
+    config.reload_interval_secs = 0;
+    let (mut t, _) = build(&config).unwrap();
+    let before = run_whole(&mut t, &["81.2.69.142", "89.160.20.1"]);
+    assert_eq!(before[0].get_str("client.geo.city_name"), Some("London"));
+    replace(&testdata(UPDATED), &path);
+    assert_eq!(t.reload_now(false), Some(ReloadOutcome::Reloaded));
+    let after = run_whole(&mut t, &["81.2.69.142"]);
+    assert_eq!(after[0].get_str("client.geo.city_name"), Some("Manchester"));
 }
 
 #[test]
