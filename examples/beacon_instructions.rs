@@ -18,7 +18,10 @@
 //! (Ir of N=1000 - Ir of N=0) / 1000, or compare with the same N; the
 //! examples' own start, the chain's build and one warm-up round are in the
 //! N=0 run. `BEACON_BODY=FILE` measures another body than
-//! testdata/beacons/realistic-10-events.json.
+//! testdata/beacons/realistic-10-events.json. `CHAIN_ADDRESSES=K` makes the
+//! chain's beacons come from K client addresses in turn, as bench/beacon.lua
+//! sends them (default 1: the one address above), and `GEOLITE2_CITY=FILE`
+//! looks them up in that database instead of the test one.
 
 use rum_pipeline::event::Batch;
 use rum_pipeline::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
@@ -42,7 +45,11 @@ fn build_chain() -> Vec<Box<dyn Transform>> {
     CHAIN
         .iter()
         .map(|(type_name, toml_text)| {
-            let table: toml::Table = toml::from_str(toml_text).expect("chain config");
+            let mut table: toml::Table = toml::from_str(toml_text).expect("chain config");
+            // `GEOLITE2_CITY=FILE`: the bench's real database instead of the test one.
+            if let (true, Ok(path)) = (*type_name == "geoip", std::env::var("GEOLITE2_CITY")) {
+                table.insert("database".into(), toml::Value::String(path));
+            }
             let config = TransformConfig::parse(type_name, table).expect("chain config");
             let cx = TransformContext {
                 id: (*type_name).to_owned(),
@@ -91,6 +98,16 @@ fn main() {
         client_hints: vec![],
         ..facts
     };
+    // The addresses bench/beacon.lua sends from (its X-Forwarded-For), in turn.
+    let addresses: Vec<std::net::IpAddr> = match std::env::var("CHAIN_ADDRESSES") {
+        Ok(k) => (1..=k.parse::<u32>().expect("CHAIN_ADDRESSES=K"))
+            .map(|i| {
+                let octets = [20 + i, (i * 7) % 250, (i * 13) % 250, (i * 31) % 250 + 1];
+                std::net::IpAddr::from(octets.map(|o| o as u8))
+            })
+            .collect(),
+        Err(_) => vec![chain_facts.client_ip],
+    };
     let mut chain = if mode == "chain" {
         build_chain()
     } else {
@@ -102,7 +119,7 @@ fn main() {
     // one-time costs (lazily built tables, the user-agent parser's first
     // parse, ~5.2k instructions a beacon over 1000 rounds of `chain`),
     // which then cancel out of (Ir of N=1000 - Ir of N=0) / 1000.
-    for _ in 0..=n {
+    for round in 0..=n {
         match mode.as_str() {
             "parse" => {
                 total += serde_json::from_slice::<serde_json::Value>(&body)
@@ -118,7 +135,12 @@ fn main() {
                     .unwrap_or(0)
             }
             "chain" => {
-                let events = decode(&body, &chain_facts, &limits)
+                let facts = RequestFacts {
+                    client_ip: addresses[round % addresses.len()],
+                    client_hints: vec![],
+                    ..chain_facts
+                };
+                let events = decode(&body, &facts, &limits)
                     .map(|d| d.events)
                     .unwrap_or_default();
                 let events = run_chain(&mut chain, events);
