@@ -223,6 +223,10 @@ pub async fn serve(
         let activity = activity.clone();
         let verdicts = verdicts.clone();
         let settings = settings.clone();
+        // The connection's own handle on the router, cloned per request: a
+        // clone of the shared `Arc<Router>` itself is an atomic write to a
+        // line every worker's connections share.
+        let router = Arc::new(settings.router.clone());
         service_fn(move |mut request: Request<Incoming>| {
             let in_flight = activity.begin();
             let http1 = request.version() < Version::HTTP_2;
@@ -234,7 +238,7 @@ pub async fn serve(
             if let Some(budget) = &settings.body_budget {
                 request.extensions_mut().insert(budget.clone());
             }
-            let router = settings.router.clone();
+            let router = router.clone();
             async move {
                 let mut response = router.dispatch(request, peer, framing).await;
                 if http1 && has_body && !consumed.get() {

@@ -304,7 +304,7 @@ impl Intake {
         }
         // The listener hands every request the shared budget; without it
         // (direct calls in tests) nothing is reserved.
-        let mut body_permit = budget.map_or_else(BodyPermit::unlimited, |budget| budget.reserve());
+        let mut body_permit = budget.map_or_else(BodyPermit::unlimited, BodyPermit::of);
         // A declared length is reserved whole, before a byte is read.
         let declared = declared.unwrap_or(0) as usize;
         if !body_permit.grow(declared) {

@@ -200,7 +200,7 @@ impl Drop for Waiting<'_> {
 /// The listener puts it in each request's extensions; `Intake` reserves from
 /// it as body bytes arrive and releases when the request is done with them.
 pub struct BodyBudget {
-    bytes: Arc<Semaphore>,
+    bytes: Semaphore,
     max: usize,
 }
 
@@ -208,7 +208,7 @@ impl BodyBudget {
     pub fn new(max: usize) -> Arc<Self> {
         let max = max.clamp(1, MAX_BODY_BYTES_IN_FLIGHT);
         Arc::new(Self {
-            bytes: Arc::new(Semaphore::new(max)),
+            bytes: Semaphore::new(max),
             max,
         })
     }
@@ -223,48 +223,55 @@ impl BodyBudget {
     }
 
     /// An empty reservation, grown as the body arrives.
-    pub fn reserve(&self) -> BodyPermit {
-        BodyPermit {
-            bytes: Some(self.bytes.clone()),
-            held: None,
-        }
+    pub fn reserve(self: &Arc<Self>) -> BodyPermit {
+        BodyPermit::of(self.clone())
     }
 }
 
-/// A request's reservation; returned to the budget when dropped.
+/// A request's reservation; returned to the budget when dropped. It holds
+/// the budget and a count, not a semaphore permit per growth: every clone of
+/// a shared `Arc` is an atomic write to a line all workers share, and a
+/// request paid four of them here.
 pub struct BodyPermit {
     /// None: no budget applies (unit tests, admin routes).
-    bytes: Option<Arc<Semaphore>>,
-    held: Option<OwnedSemaphorePermit>,
+    budget: Option<Arc<BodyBudget>>,
+    held: usize,
 }
 
 impl BodyPermit {
+    /// An empty reservation from `budget` (the request's own handle on it).
+    pub fn of(budget: Arc<BodyBudget>) -> Self {
+        Self {
+            budget: Some(budget),
+            held: 0,
+        }
+    }
+
     /// A reservation that never runs out.
     pub fn unlimited() -> Self {
         Self {
-            bytes: None,
-            held: None,
+            budget: None,
+            held: 0,
         }
     }
 
     /// Reserves `n` more bytes, without waiting: false when the budget has no
     /// room (the caller answers 503 and drops what it read).
     pub fn grow(&mut self, n: usize) -> bool {
-        let Some(bytes) = &self.bytes else {
+        let Some(budget) = &self.budget else {
             return true;
         };
         if n == 0 {
             return true;
         }
-        let Ok(n) = u32::try_from(n) else {
+        let Ok(n32) = u32::try_from(n) else {
             return false;
         };
-        match bytes.clone().try_acquire_many_owned(n) {
+        match budget.bytes.try_acquire_many(n32) {
             Ok(permit) => {
-                match &mut self.held {
-                    Some(held) => held.merge(permit),
-                    None => self.held = Some(permit),
-                }
+                // Given back by `drop`, with the rest of what is held.
+                permit.forget();
+                self.held += n;
                 true
             }
             Err(_) => false,
@@ -273,7 +280,15 @@ impl BodyPermit {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.held.as_ref().map_or(0, |p| p.num_permits())
+        self.held
+    }
+}
+
+impl Drop for BodyPermit {
+    fn drop(&mut self) {
+        if let (Some(budget), true) = (&self.budget, self.held > 0) {
+            budget.bytes.add_permits(self.held);
+        }
     }
 }
 

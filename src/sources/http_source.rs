@@ -270,7 +270,7 @@ impl<S: HttpSource> RouteHandler for SourceRoute<S> {
 impl<S: HttpSource> SourceRoute<S> {
     async fn answer(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
         let flow = &self.flow;
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         if is_preflight(&parts.method) {
             return flow.intake.preflight(&parts.headers);
         }
@@ -283,7 +283,8 @@ impl<S: HttpSource> SourceRoute<S> {
             let intake_head = |headers| IntakeHead {
                 headers,
                 peer: peer.ip(),
-                budget: parts.extensions.get::<Arc<BodyBudget>>().cloned(),
+                // Taken, not cloned: the request's own handle on the budget.
+                budget: parts.extensions.remove::<Arc<BodyBudget>>(),
                 consumed: parts.extensions.get::<BodyConsumed>().cloned(),
             };
             return flow
