@@ -258,6 +258,10 @@ impl Event {
         }
     }
 
+    /// The beacon's shared context. Clone it, compare it, never
+    /// `Arc::downgrade` it: [`Event::edit_shared_context`] edits a context
+    /// in place when its events hold every reference, and a `Weak` upgraded
+    /// on another thread meanwhile is the one holder it cannot see.
     pub fn context(&self) -> &Arc<Context> {
         &self.context
     }
@@ -675,6 +679,10 @@ impl Event {
             // nothing else can read or clone it until `edit` returns (the
             // contract of the unstable `Arc::get_mut_unchecked`). The pointer
             // comes from the `Arc`'s own allocation, not from a `&Context`.
+            // The one race these relaxed counts cannot rule out is a `Weak`
+            // upgraded and dropped on another thread meanwhile (why
+            // `Arc::get_mut` locks the weak count): no `Weak<Context>` is
+            // ever made outside tests.
             return edit(unsafe { &mut *context });
         }
         debug_assert!(run.iter().all(|e| Arc::ptr_eq(&e.context, &first.context)));
