@@ -19,6 +19,9 @@ enum Item<'e> {
     Value(&'e FieldValue),
     /// A value already written as JSON.
     Raw(&'e [u8]),
+    /// A context slot as its rendering holds it: `,"key":` and the value,
+    /// written in one copy.
+    Keyed(&'e [u8]),
     Millis(i64),
     Number(i64),
     Labels,
@@ -160,7 +163,7 @@ impl Event {
                 }
             } else {
                 j += 1;
-                Item::Raw(rendered.value(j - 1))
+                Item::Keyed(rendered.value(j - 1))
             };
             if matches!(item, Item::Skip) {
                 continue;
@@ -190,6 +193,11 @@ impl Event {
                     need_comma = false;
                 }
             }
+            if let Item::Keyed(keyed) = item {
+                out.extend_from_slice(&keyed[usize::from(!need_comma)..]);
+                need_comma = true;
+                continue;
+            }
             out.extend_from_slice(&layout.comma_key[usize::from(!need_comma)..]);
             match item {
                 Item::Value(value) => write_value(value, out),
@@ -204,7 +212,7 @@ impl Event {
                     let _ = serde_json::to_writer(&mut *out, &n);
                 }
                 Item::Labels => self.write_labels(out),
-                Item::Skip => {}
+                Item::Keyed(_) | Item::Skip => {}
             }
             need_comma = true;
         }
@@ -264,15 +272,17 @@ impl Event {
     }
 }
 
-/// A context's slot values rendered as JSON, one after another (see
-/// `Context::rendered`). Copies of a context start empty; it holds at most
+/// A context's slots rendered as JSON, one after another, each as
+/// `,"key":value` (see `Context::rendered`): the writer copies a context
+/// slot's key and value at once, a copy call fewer per field of every
+/// document. Copies of a context start empty; it holds at most
 /// the context's own size again, and only once an event of it is written.
 #[derive(Default)]
 pub(super) struct RenderedValues(std::sync::OnceLock<Rendered>);
 
 pub(super) struct Rendered {
     json: Vec<u8>,
-    /// End of each slot's JSON in `json`, by slot index.
+    /// End of each slot's `,"key":value` in `json`, by slot index.
     ends: Vec<u32>,
     /// `event.ingested` as a JSON string, when the context has a receive time.
     ingested: Option<[u8; 26]>,
@@ -296,9 +306,11 @@ impl RenderedValues {
         received_ms: Option<i64>,
     ) -> &Rendered {
         self.0.get_or_init(|| {
-            let mut json = Vec::with_capacity(256);
+            let layouts = &*LAYOUT;
+            let mut json = Vec::with_capacity(512);
             let mut ends = Vec::with_capacity(fields.len());
-            for (_, value) in fields {
+            for (id, value) in fields {
+                json.extend_from_slice(&layouts[usize::from(id.0)].comma_key);
                 write_value(value, &mut json);
                 ends.push(json.len() as u32);
             }
