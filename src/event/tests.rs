@@ -522,3 +522,101 @@ fn runs_end_where_the_context_changes() {
     let lengths: Vec<usize> = context_runs(&mut batch).map(|run| run.len()).collect();
     assert_eq!(lengths, [2, 1, 1]);
 }
+
+/// What a document must be, built apart from the writer: the context's
+/// fields with the event's over them (`None` removes), nested at the dots,
+/// written by `serde_json` (its maps are sorted, as documents are).
+fn reference_document(context: &[(&str, Value)], own: &[(&str, Option<Value>)]) -> String {
+    let mut flat: std::collections::BTreeMap<&str, Value> = context.iter().cloned().collect();
+    for (path, value) in own {
+        match value {
+            Some(value) => flat.insert(path, value.clone()),
+            None => flat.remove(path),
+        };
+    }
+    let mut root = serde_json::Map::new();
+    for (path, value) in flat {
+        let mut segments: Vec<&str> = path.split('.').collect();
+        let leaf = segments.pop().unwrap();
+        let mut object = &mut root;
+        for segment in segments {
+            object = object
+                .entry(segment)
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .unwrap();
+        }
+        object.insert(leaf.to_owned(), value);
+    }
+    serde_json::to_string(&Value::Object(root)).unwrap()
+}
+
+#[test]
+fn documents_of_random_contexts_and_own_fields_match_a_nested_sorted_map() {
+    // Slot paths that hold a value of their own: no virtual member, no
+    // label, none that another path nests under.
+    let paths: Vec<&'static str> = fields::REGISTRY
+        .slots
+        .iter()
+        .filter(|s| s.virtual_field.is_none() && !s.path.starts_with("labels"))
+        .map(|s| s.path)
+        .collect();
+    let paths: Vec<&'static str> = paths
+        .iter()
+        .copied()
+        .filter(|p| {
+            !paths
+                .iter()
+                .any(|q| q.len() > p.len() && q.starts_with(p) && q.as_bytes()[p.len()] == b'.')
+        })
+        .collect();
+    assert!(paths.len() > 50, "the registry's paths: {}", paths.len());
+    let mut rng = fastrand::Rng::with_seed(23);
+    let value = |rng: &mut fastrand::Rng| match rng.u8(..5) {
+        0 => json!(rng.u32(..100_000)),
+        1 => json!(rng.f64() * 1000.0),
+        2 => json!(rng.bool()),
+        3 => json!({"k": "a\"b", "n": 1}),
+        _ => json!(["x", "y\n", "z"][rng.usize(..3)]),
+    };
+    for round in 0..2_000 {
+        let mut context_fields: Vec<(&str, Value)> = Vec::new();
+        for &path in &paths {
+            // Dense runs and sparse ones: some rounds fill most of a context.
+            if rng.u8(..100) < [5, 30, 80][round % 3] {
+                context_fields.push((path, value(&mut rng)));
+            }
+        }
+        let mut context = Context::new();
+        for (path, value) in &context_fields {
+            context.set(FieldId::of(path), value.clone());
+        }
+        let context = Arc::new(context);
+        // Two events of the context: the second writes from its rendering.
+        for _ in 0..2 {
+            let mut event = Event::with_context(context.clone());
+            let mut own: Vec<(&str, Option<Value>)> = Vec::new();
+            for _ in 0..rng.usize(..8) {
+                let path = paths[rng.usize(..paths.len())];
+                if own.iter().any(|(p, _)| *p == path) {
+                    continue;
+                }
+                if rng.u8(..4) == 0 && context_fields.iter().any(|(p, _)| *p == path) {
+                    event.remove(path);
+                    own.push((path, None));
+                } else {
+                    let v = value(&mut rng);
+                    event.set(FieldId::of(path), v.clone());
+                    own.push((path, Some(v)));
+                }
+            }
+            let mut out = Vec::new();
+            event.write_json(&mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                reference_document(&context_fields, &own),
+                "round {round}"
+            );
+        }
+    }
+}

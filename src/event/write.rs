@@ -19,8 +19,8 @@ enum Item<'e> {
     Value(&'e FieldValue),
     /// A value already written as JSON.
     Raw(&'e [u8]),
-    /// A context slot as its rendering holds it: `,"key":` and the value,
-    /// written in one copy.
+    /// Context slots as their rendering holds them: each `,"key":` and its
+    /// value, written in one copy.
     Keyed(&'e [u8]),
     Millis(i64),
     Number(i64),
@@ -162,8 +162,17 @@ impl Event {
                     None => Item::Skip,
                 }
             } else {
+                // The context slots from here that sit in the same object
+                // and come before the next own slot or member go in one
+                // copy: their keys and values are rendered one after another.
+                let first = j;
+                let last = usize::from(rendered.run_last[j]);
+                let stop = own_id.min(member_id);
+                while j < last && context[j + 1].0 .0 < stop {
+                    j += 1;
+                }
                 j += 1;
-                Item::Keyed(rendered.value(j - 1))
+                Item::Keyed(rendered.values(first, j - 1))
             };
             if matches!(item, Item::Skip) {
                 continue;
@@ -284,14 +293,19 @@ pub(super) struct Rendered {
     json: Vec<u8>,
     /// End of each slot's `,"key":value` in `json`, by slot index.
     ends: Vec<u32>,
+    /// By slot index, the last slot of the run it starts of slots that sit
+    /// in the same object (the same parents): written in one piece when no
+    /// own slot comes between.
+    run_last: Vec<u16>,
     /// `event.ingested` as a JSON string, when the context has a receive time.
     ingested: Option<[u8; 26]>,
 }
 
 impl Rendered {
-    fn value(&self, slot: usize) -> &[u8] {
-        let start = slot.checked_sub(1).map_or(0, |i| self.ends[i] as usize);
-        &self.json[start..self.ends[slot] as usize]
+    /// Slots `first..=last`, each as `,"key":value`.
+    fn values(&self, first: usize, last: usize) -> &[u8] {
+        let start = first.checked_sub(1).map_or(0, |i| self.ends[i] as usize);
+        &self.json[start..self.ends[last] as usize]
     }
 }
 
@@ -314,6 +328,24 @@ impl RenderedValues {
                 write_value(value, &mut json);
                 ends.push(json.len() as u32);
             }
+            // Backwards: a slot's run ends where the next slot's does when
+            // both sit in the same object.
+            let mut run_last = vec![0u16; fields.len()];
+            for at in (0..fields.len()).rev() {
+                let same_object = fields.get(at + 1).is_some_and(|(next, _)| {
+                    let (a, b) = (
+                        &layouts[usize::from(fields[at].0 .0)],
+                        &layouts[usize::from(next.0)],
+                    );
+                    a.parents.len() == b.parents.len() && a.last_parent == b.last_parent
+                });
+                // Slots are fewer than `u16::MAX` (the registry's ids are u16).
+                run_last[at] = if same_object {
+                    run_last[at + 1]
+                } else {
+                    at as u16
+                };
+            }
             let ingested = received_ms.and_then(|ms| {
                 let mut text = Vec::with_capacity(26);
                 text.push(b'"');
@@ -325,6 +357,7 @@ impl RenderedValues {
             Rendered {
                 json,
                 ends,
+                run_last,
                 ingested,
             }
         })
