@@ -284,8 +284,9 @@ impl Event {
 /// A context's slots rendered as JSON, one after another, each as
 /// `,"key":value` (see `Context::rendered`): the writer copies a context
 /// slot's key and value at once, a copy call fewer per field of every
-/// document. Copies of a context start empty; it holds at most
-/// the context's own size again, and only once an event of it is written.
+/// document. Copies of a context start empty; it holds about the
+/// context's own size again (its values and their keys), and only once an
+/// event of it is written.
 #[derive(Default)]
 pub(super) struct RenderedValues(std::sync::OnceLock<Rendered>);
 
