@@ -221,11 +221,6 @@ impl BodyBudget {
     pub fn in_use(&self) -> usize {
         self.max.saturating_sub(self.bytes.available_permits())
     }
-
-    /// An empty reservation, grown as the body arrives.
-    pub fn reserve(self: &Arc<Self>) -> BodyPermit {
-        BodyPermit::of(self.clone())
-    }
 }
 
 /// A request's reservation; returned to the budget when dropped. It holds
@@ -331,9 +326,9 @@ mod tests {
     #[test]
     fn body_permits_share_one_budget_and_return_on_drop() {
         let budget = BodyBudget::new(100);
-        let mut a = budget.reserve();
+        let mut a = BodyPermit::of(budget.clone());
         assert!(a.grow(60));
-        let mut b = budget.reserve();
+        let mut b = BodyPermit::of(budget.clone());
         assert!(!b.grow(50), "only 40 left");
         assert!(b.grow(40));
         assert_eq!(budget.in_use(), 100);
