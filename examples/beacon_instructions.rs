@@ -21,7 +21,8 @@
 //! testdata/beacons/realistic-10-events.json. `CHAIN_ADDRESSES=K` makes the
 //! chain's beacons come from K client addresses in turn, as bench/beacon.lua
 //! sends them (default 1: the one address above), and `GEOLITE2_CITY=FILE`
-//! looks them up in that database instead of the test one.
+//! looks them up in that database instead of the test one. With
+//! `BEACON_DUMP=1`, `chain` prints the documents of its first round.
 
 use rum_pipeline::event::Batch;
 use rum_pipeline::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
@@ -115,6 +116,8 @@ fn main() {
     };
     let mut total = 0usize;
     let mut out = Vec::with_capacity(64 * 1024);
+    // `BEACON_DUMP=1`: `chain` prints its first round's documents (NDJSON).
+    let dump = std::env::var_os("BEACON_DUMP").is_some();
     // One round more than asked, in the N=0 run too: the first round pays
     // one-time costs (lazily built tables, the user-agent parser's first
     // parse, ~5.2k instructions a beacon over 1000 rounds of `chain`),
@@ -150,6 +153,9 @@ fn main() {
                     out.push(b'\n');
                 }
                 total += out.len();
+                if round == 0 && dump {
+                    print!("{}", String::from_utf8_lossy(&out));
+                }
             }
             _ => {
                 let events = decode(&body, &facts, &limits)

@@ -28,6 +28,17 @@ impl RawJson {
         }
     }
 
+    /// A value kept with its text written once: for values many documents
+    /// repeat (an enrichment record its cache hands out), so each
+    /// document copies the text instead of serializing the value again.
+    pub fn of_value(value: Value) -> Self {
+        let text = serde_json::to_string(&value).unwrap_or_else(|_| "null".to_owned());
+        RawJson {
+            text: text.into_boxed_str(),
+            parsed: OnceLock::from(value),
+        }
+    }
+
     pub fn text(&self) -> &str {
         &self.text
     }

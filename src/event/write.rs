@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::fields::{FieldId, REGISTRY};
 use super::{Event, FieldValue};
-use crate::json_bytes::write_str;
+use crate::json_bytes::{write_number, write_str};
+use serde_json::ser::{CompactFormatter, Formatter};
 
 /// What one slot of the document holds, borrowed from the event or context.
 enum Item<'e> {
@@ -218,7 +219,7 @@ impl Event {
                 }
                 Item::Number(n) => {
                     // Writing into a Vec cannot fail.
-                    let _ = serde_json::to_writer(&mut *out, &n);
+                    let _ = CompactFormatter.write_i64(out, n);
                 }
                 Item::Labels => self.write_labels(out),
                 Item::Keyed(_) | Item::Skip => {}
@@ -395,6 +396,9 @@ fn write_value(value: &FieldValue, out: &mut Vec<u8>) {
         value => match &**value {
             // Most strings need no escape: copied, not read byte by byte.
             Value::String(text) => write_str(text, out),
+            Value::Number(n) => write_number(n, out),
+            Value::Bool(true) => out.extend_from_slice(b"true"),
+            Value::Bool(false) => out.extend_from_slice(b"false"),
             // Writing a JSON value into a Vec cannot fail.
             value => {
                 let _ = serde_json::to_writer(out, value);

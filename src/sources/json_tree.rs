@@ -14,7 +14,7 @@ use serde_json::{Map, Number, Value};
 
 use super::beacon_decoder::{Key, Limits, PairList};
 use crate::event::{FieldValue, RawJson};
-use crate::json_bytes::write_str;
+use crate::json_bytes::{write_number, write_str};
 use crate::schema::FieldType;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -249,8 +249,7 @@ impl Json<'_> {
             Json::Null => out.extend_from_slice(b"null"),
             Json::Bool(true) => out.extend_from_slice(b"true"),
             Json::Bool(false) => out.extend_from_slice(b"false"),
-            // Writing into a Vec cannot fail.
-            Json::Number(n) => drop(serde_json::to_writer(&mut *out, n)),
+            Json::Number(n) => write_number(n, out),
             Json::String(s) => write_str(s, out),
             Json::Array(items) => {
                 out.push(b'[');

@@ -2,9 +2,9 @@
 //! file, looking an address up through a cache of decoded records keyed by
 //! their offset, and a record as the ECS `client.geo` / `client.as` objects.
 
+use crate::event::FieldValue;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use maxminddb::{geoip2, Reader};
@@ -136,7 +136,7 @@ impl Load for DatabaseFiles {
 }
 /// Decoded records of one database by data-section offset; `None` when
 /// `cache_size = 0`.
-pub(super) type Records = Option<Cache<usize, Option<Arc<Value>>>>;
+pub(super) type Records = Option<Cache<usize, Option<FieldValue>>>;
 
 /// Looks `ip` up and returns its record's fields, decoding each record once:
 /// many addresses share a record (every address of a city's networks), so
@@ -146,13 +146,13 @@ pub(super) fn lookup(
     ip: IpAddr,
     cache: &mut Records,
     decode: impl FnOnce(&maxminddb::LookupResult<'_, Source>) -> Option<Value>,
-) -> Option<Arc<Value>> {
+) -> Option<FieldValue> {
     let found = db.reader.lookup(ip).ok()?;
     let offset = found.offset()?;
     if let Some(fields) = cache.as_ref().and_then(|c| c.get(&offset)) {
         return fields.clone();
     }
-    let fields = decode(&found).map(Arc::new);
+    let fields = decode(&found).map(FieldValue::shared);
     if let Some(cache) = cache {
         cache.insert(offset, fields.clone());
     }

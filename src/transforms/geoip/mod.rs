@@ -254,8 +254,8 @@ enum LastAddress {
 #[derive(Clone)]
 struct Resolved {
     outcome: Outcome,
-    geo: Option<Arc<Value>>,
-    asn: Option<Arc<Value>>,
+    geo: Option<FieldValue>,
+    asn: Option<FieldValue>,
     /// `client.ip` after anonymization; `None` removes it. Shared: a
     /// beacon from the same address as the last pays a refcount.
     anonymized: Option<Arc<Value>>,
@@ -362,16 +362,10 @@ impl GeoipTransform {
         let has_ip = event.get(schema::CLIENT_IP).is_some();
         let (_, resolved) = self.last.as_ref()?;
         if let Some(geo) = &resolved.geo {
-            event.set(
-                FieldId::of(schema::CLIENT_GEO),
-                FieldValue::Shared(geo.clone()),
-            );
+            event.set(FieldId::of(schema::CLIENT_GEO), geo.clone());
         }
         if let Some(asn) = &resolved.asn {
-            event.set(
-                FieldId::of(schema::CLIENT_AS),
-                FieldValue::Shared(asn.clone()),
-            );
+            event.set(FieldId::of(schema::CLIENT_AS), asn.clone());
         }
         let ip = FieldId::of(schema::CLIENT_IP);
         match (&resolved.anonymized, self.anonymize) {

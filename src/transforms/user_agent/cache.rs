@@ -21,7 +21,7 @@ pub(super) const MAX_CACHED_KEY_BYTES: usize = 2048;
 #[derive(Debug, Clone, Default)]
 pub(super) struct Prepared {
     /// `user_agent.name`, `.version`, `.category`, `.os`, `.device`.
-    slots: Vec<(FieldId, Arc<Value>)>,
+    slots: Vec<(FieldId, FieldValue)>,
     pub(super) synthetic: bool,
 }
 
@@ -47,7 +47,7 @@ impl Prepared {
         let mut slots = Vec::new();
         let mut put = |id: FieldId, value: Option<Value>| {
             if let Some(value) = value {
-                slots.push((id, Arc::new(value)));
+                slots.push((id, FieldValue::shared(value)));
             }
         };
         put(ids[0], info.name.map(Value::String));
@@ -81,7 +81,7 @@ impl Prepared {
             context.set_label(name.clone(), FieldValue::Shared(value.clone()));
         }
         for (id, value) in &self.slots {
-            context.set(*id, FieldValue::Shared(value.clone()));
+            context.set(*id, value.clone());
         }
     }
 }
