@@ -6,6 +6,15 @@
 //!
 //!   cargo bench --bench elasticsearch_sink            # 200k documents
 //!   BENCH_DOCS=50000 cargo bench --bench elasticsearch_sink
+//!   BENCH_EVENTS=beacons cargo bench --bench elasticsearch_sink
+//!
+//! `BENCH_EVENTS=beacons` makes the documents as the server does: the
+//! realistic 10-event beacon (`testdata/beacons/realistic-10-events.json`,
+//! each with its own session id) decoded by `rum_beacon`'s decoder and run
+//! through the bench's chain (`user_agent`, `geoip` on the test City
+//! database, `scrub_url`, `labels`), on the producer thread. The default
+//! (`built`) builds contexts and events from nested JSON values, wider
+//! documents (about 1.7 KB) in a shape no source makes.
 //!
 //! Not a test: it asserts nothing, it prints numbers.
 
@@ -18,6 +27,7 @@ mod es_double;
 static ALLOCATOR: rum_pipeline::allocator::MiMalloc = rum_pipeline::allocator::MiMalloc;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,9 +36,11 @@ use rum_pipeline::http::server::Health;
 use rum_pipeline::sinks::elasticsearch::encoder::BulkBatch;
 use rum_pipeline::sinks::elasticsearch::index::{IndexOptions, IndexRouter};
 use rum_pipeline::sinks::{SinkConfig, SinkContext};
+use rum_pipeline::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
 use rum_pipeline::telemetry::{ComponentMetrics, Registry};
 use rum_pipeline::topology::buffer::buffer;
 use rum_pipeline::topology::shutdown::ShutdownTrigger;
+use rum_pipeline::transforms::{Transform, TransformConfig, TransformContext};
 use serde_json::{json, Value};
 
 /// Upstream batch size, as a beacon of that many events would give.
@@ -106,6 +118,86 @@ fn event(shared: &Arc<Context>, i: usize) -> Event {
     event
 }
 
+/// Whether documents come from decoded beacons (`BENCH_EVENTS=beacons`).
+static BEACONS: AtomicBool = AtomicBool::new(false);
+
+fn decoded_beacons() -> bool {
+    BEACONS.load(Ordering::Relaxed)
+}
+
+/// The transforms of bench/run.sh's chain (sampling at rate 1 is a no-op),
+/// with the small test City database.
+fn beacon_chain() -> Vec<Box<dyn Transform>> {
+    let registry = Registry::new();
+    [
+        ("user_agent", ""),
+        (
+            "geoip",
+            "database = \"testdata/geoip/GeoIP2-City-Test.mmdb\"",
+        ),
+        ("scrub_url", ""),
+        ("labels", "labels = { env = \"bench\", team = \"web\" }"),
+    ]
+    .iter()
+    .map(|(type_name, toml_text)| {
+        let table: toml::Table = toml::from_str(toml_text).expect("chain config");
+        let config = TransformConfig::parse(type_name, table).expect("chain config");
+        let cx = TransformContext {
+            id: (*type_name).to_owned(),
+            metrics: ComponentMetrics::new(&registry, type_name, "transform", type_name),
+        };
+        config.build(&cx).expect("chain transform builds")
+    })
+    .collect()
+}
+
+/// Streams `n` documents of decoded beacons (see the module's comment),
+/// each beacon's events one upstream batch.
+fn produce_beacons(
+    n: usize,
+    offset: usize,
+    mut deliver: impl FnMut(Vec<Event>) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    const SESSION: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    // Addresses the test City database knows.
+    const CLIENTS: [&str; 4] = [
+        "81.2.69.142",
+        "81.2.69.160",
+        "2.125.160.216",
+        "89.160.20.112",
+    ];
+    let body = std::fs::read_to_string("testdata/beacons/realistic-10-events.json")
+        .expect("run from the repo root");
+    std::thread::spawn(move || {
+        let mut chain = beacon_chain();
+        let limits = BeaconLimits::default();
+        let mut out = vec![Vec::new()];
+        let mut made = 0;
+        let mut beacon = offset;
+        while made < n {
+            let session = format!("{beacon:0>36x}");
+            let text = body.replace(SESSION, &session);
+            let facts = RequestFacts {
+                received_at_ms: 1_763_700_000_100,
+                client_ip: CLIENTS[beacon % CLIENTS.len()].parse().expect("ip"),
+                user_agent: Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"),
+                client_hints: vec![],
+            };
+            let mut batch = decode(text.as_bytes(), &facts, &limits)
+                .expect("the realistic beacon decodes")
+                .events;
+            for transform in chain.iter_mut() {
+                transform.transform(batch, &mut out);
+                batch = std::mem::take(&mut out[0]);
+            }
+            batch.truncate(n - made);
+            made += batch.len();
+            beacon += 1;
+            deliver(batch);
+        }
+    })
+}
+
 /// Streams `n` documents, one beacon of `UPSTREAM_BATCH` events at a time,
 /// from another thread, made just in time as the beacon source makes them.
 fn produce(
@@ -113,6 +205,9 @@ fn produce(
     offset: usize,
     mut deliver: impl FnMut(Vec<Event>) + Send + 'static,
 ) -> std::thread::JoinHandle<()> {
+    if decoded_beacons() {
+        return produce_beacons(n, offset, deliver);
+    }
     std::thread::spawn(move || {
         let mut i = offset;
         while i < offset + n {
@@ -245,29 +340,42 @@ fn sink(count: usize, offset: usize, compression: &str) -> SinkRun {
 fn main() {
     // `cargo test --all-targets` runs benches without `--bench`: a smoke run only.
     if !std::env::args().any(|a| a == "--bench") {
-        let run = sink(2_000, 0, "gzip");
-        println!(
-            "elasticsearch_sink bench (test mode): 2000 documents delivered in {} requests",
-            run.requests
-        );
+        for beacons in [false, true] {
+            BEACONS.store(beacons, Ordering::Relaxed);
+            let run = sink(2_000, 0, "gzip");
+            println!(
+                "elasticsearch_sink bench (test mode, decoded beacons: {beacons}): 2000 documents delivered in {} requests",
+                run.requests
+            );
+        }
         return;
     }
+    BEACONS.store(
+        std::env::var("BENCH_EVENTS").is_ok_and(|v| v == "beacons"),
+        Ordering::Relaxed,
+    );
     let docs: usize = std::env::var("BENCH_DOCS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let sample: Vec<usize> = (0..100)
-        .map(|i| {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<Event>>();
+    let _ = produce(100, 0, move |batch| drop(tx.send(batch))).join();
+    let sample: Vec<usize> = rx
+        .iter()
+        .flatten()
+        .map(|event| {
             let mut out = Vec::new();
-            event(&context(i / UPSTREAM_BATCH), i).write_json(&mut out);
+            event.write_json(&mut out);
             out.len()
         })
         .collect();
     let avg = sample.iter().sum::<usize>() as f64 / sample.len() as f64;
     println!(
-        "documents: {docs}, {avg:.0} bytes on average (min {}, max {}), upstream batches of {UPSTREAM_BATCH}",
+        "documents: {docs} ({}), {avg:.0} bytes on average (min {}, max {}), upstream batches of {}",
+        if decoded_beacons() { "decoded beacons" } else { "built from JSON values" },
         sample.iter().min().unwrap_or(&0),
-        sample.iter().max().unwrap_or(&0)
+        sample.iter().max().unwrap_or(&0),
+        if decoded_beacons() { 10 } else { UPSTREAM_BATCH }
     );
     // Warm up allocator and connections.
     let _ = sink(20_000, 10_000_000, "none");

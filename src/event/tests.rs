@@ -400,6 +400,36 @@ fn a_slot_kept_as_text_reads_edits_and_writes_as_its_value() {
     assert!(document(&as_text).contains(r#""extra":{"a":{"b":"x","c":"y"},"s":"q\"uote"}"#));
 }
 
+#[test]
+fn a_shared_object_is_written_from_its_text_and_reads_as_its_value() {
+    let geo = json!({"city_name": "Z\u{fc}rich \"Alt\"", "location": {"lat": 47.37, "lon": 8.55}, "a": [1, -2.5, null]});
+    let shared = FieldValue::shared(geo.clone());
+    let FieldValue::Raw(raw) = &shared else {
+        panic!("an object is kept with its text");
+    };
+    assert_eq!(raw.text(), serde_json::to_string(&geo).unwrap());
+    assert_eq!(*shared, geo);
+    // Scalars stay shared values.
+    assert!(matches!(
+        FieldValue::shared(json!("x")),
+        FieldValue::Shared(_)
+    ));
+    // Events holding it write the same document as events holding the value.
+    let id = FieldId::of(schema::CLIENT_GEO);
+    let mut with_text = Event::from(json!({"rum": {"type": "custom"}}));
+    with_text.set(id, shared.clone());
+    let mut with_value = Event::from(json!({"rum": {"type": "custom"}}));
+    with_value.set(id, geo.clone());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    with_text.write_json(&mut a);
+    with_value.write_json(&mut b);
+    assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+    assert_eq!(
+        with_text.get("client.geo.location.lat"),
+        Some(&json!(47.37))
+    );
+}
+
 /// A beacon's context with a few fields and labels, as transforms see it.
 fn beacon_context() -> Context {
     let mut context = Context::new();
