@@ -4,11 +4,14 @@
 //! as bytes plus one span per item — which is also what lets a retry re-send
 //! only the failed items by copying their spans.
 
+use std::sync::LazyLock;
+
+use serde_json::ser::{CompactFormatter, Formatter};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::index::BatchIndex;
-use crate::event::Event;
+use crate::event::{Event, FieldId};
 use crate::schema;
 
 /// Fields the `_id` is made of, in this order, then the client's event time.
@@ -19,6 +22,10 @@ pub const ID_FIELDS: [&str; 4] = [
     schema::RUM_TYPE,
     schema::RUM_SEQ,
 ];
+
+/// [`ID_FIELDS`] as slot ids, resolved once: the recipe reads them for
+/// every document, and a dotted path is a hash lookup each time.
+static ID_SLOTS: LazyLock<[FieldId; 4]> = LazyLock::new(|| ID_FIELDS.map(FieldId::of));
 
 /// Domain separator: a new recipe gets a new tag, so ids never collide across recipes.
 const ID_RECIPE: &[u8] = b"rum-pipeline/_id/v2";
@@ -49,6 +56,18 @@ pub fn document_id(event: &Event, untimed_source: &[u8]) -> String {
             hasher.update((text.len() as u64).to_le_bytes());
             hasher.update(text.as_bytes());
         }
+        // An integer's text (`rum.seq`, in every id) as `to_string` gives
+        // it, without the allocation.
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            let mut digits = Digits::new();
+            let text = match n.as_i64() {
+                Some(i) => digits.of_i64(i),
+                None => digits.of_u64(n.as_u64().unwrap_or_default()),
+            };
+            hasher.update([2u8]);
+            hasher.update((text.len() as u64).to_le_bytes());
+            hasher.update(text);
+        }
         Some(other) => {
             let text = other.to_string();
             hasher.update([2u8]);
@@ -56,11 +75,17 @@ pub fn document_id(event: &Event, untimed_source: &[u8]) -> String {
             hasher.update(text.as_bytes());
         }
     };
-    for path in ID_FIELDS {
-        put(event.get(path));
+    for id in *ID_SLOTS {
+        put(event.get_id(id));
     }
     match (event.client_ts_ms(), event.timestamp_ms()) {
-        (Some(ts), _) => put(Some(&Value::from(ts))),
+        (Some(ts), _) => {
+            let mut digits = Digits::new();
+            let text = digits.of_i64(ts);
+            hasher.update([2u8]);
+            hasher.update((text.len() as u64).to_le_bytes());
+            hasher.update(text);
+        }
         (None, Some(ms)) => {
             let mut text = Vec::with_capacity(24);
             crate::event::write_iso_millis(ms, &mut text);
@@ -78,11 +103,36 @@ pub fn document_id(event: &Event, untimed_source: &[u8]) -> String {
     base64url(&digest[..16])
 }
 
+/// An integer's decimal text on the stack, as `serde_json` writes it.
+struct Digits([u8; 20]);
+
+impl Digits {
+    fn new() -> Self {
+        Digits([0; 20])
+    }
+
+    fn of_i64(&mut self, n: i64) -> &[u8] {
+        let mut rest = &mut self.0[..];
+        // An i64 takes at most 20 bytes: the write cannot fail.
+        let _ = CompactFormatter.write_i64(&mut rest, n);
+        let len = 20 - rest.len();
+        &self.0[..len]
+    }
+
+    fn of_u64(&mut self, n: u64) -> &[u8] {
+        let mut rest = &mut self.0[..];
+        // A u64 takes at most 20 bytes: the write cannot fail.
+        let _ = CompactFormatter.write_u64(&mut rest, n);
+        let len = 20 - rest.len();
+        &self.0[..len]
+    }
+}
+
 /// Whether [`document_id`] reads the source: no `session.id` or no `view.id`.
 pub fn id_needs_source(event: &Event) -> bool {
-    ID_FIELDS[..2]
+    ID_SLOTS[..2]
         .iter()
-        .any(|path| matches!(event.get(path), None | Some(Value::Null)))
+        .any(|id| matches!(event.get_id(*id), None | Some(Value::Null)))
 }
 
 fn base64url(bytes: &[u8]) -> String {

@@ -14,9 +14,10 @@ mod template;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 
 use crate::event::Event;
-use crate::schema::{self, EventType};
+use crate::schema::EventType;
 use template::{check_text, Part};
 pub use template::{
     sanitize, IndexTemplate, TemplateField, CSP_FORMAT_REPORTING_API, CSP_FORMAT_REPORT_URI,
@@ -217,7 +218,7 @@ impl IndexRouter {
     }
 
     fn write_field(&self, field: TemplateField, event: &Event, out: &mut Vec<u8>) {
-        let raw = event.get_str(field.path());
+        let raw = event.get_id(field.id()).and_then(Value::as_str);
         let known: Option<&str> = match field {
             TemplateField::RumType => raw.and_then(EventType::parse).map(EventType::as_str),
             TemplateField::EventDataset => raw
@@ -301,8 +302,15 @@ impl BatchIndex<'_> {
     pub fn write(&self, event: &Event, out: &mut Vec<u8>) {
         match &self.names {
             PreparedRouting::ByKind([metrics, csp_uri, csp_reporting]) => {
-                let name = match event.get_str(schema::RUM_TYPE).and_then(EventType::parse) {
-                    Some(EventType::CspViolation) => match event.get_str("csp.format") {
+                let name = match event
+                    .get_id(TemplateField::RumType.id())
+                    .and_then(Value::as_str)
+                    .and_then(EventType::parse)
+                {
+                    Some(EventType::CspViolation) => match event
+                        .get_id(TemplateField::CspFormat.id())
+                        .and_then(Value::as_str)
+                    {
                         Some(CSP_FORMAT_REPORTING_API) => csp_reporting,
                         _ => csp_uri,
                     },

@@ -122,6 +122,7 @@ pub struct EventFields {
     dimensions: Vec<Option<FieldPath>>,
     exclude_synthetic: bool,
     rum_type: FieldPath,
+    session: FieldPath,
     synthetic: FieldPath,
     vital_name: FieldPath,
     vital_value: FieldPath,
@@ -153,6 +154,7 @@ impl EventFields {
                 .collect(),
             exclude_synthetic,
             rum_type: schema_path(schema::RUM_TYPE)?,
+            session: schema_path(schema::SESSION_ID)?,
             synthetic: schema_path(schema::LABELS_SYNTHETIC)?,
             vital_name: payload_path(EventType::WebVital, "name")?,
             vital_value: payload_path(EventType::WebVital, "value")?,
@@ -208,7 +210,7 @@ pub fn observe<'a>(event: &'a Event, fields: &EventFields) -> Option<Observation
         .collect();
     Some(Observation {
         dims,
-        session: event.get_str(schema::SESSION_ID),
+        session: get_str(&fields.session),
         kind,
     })
 }

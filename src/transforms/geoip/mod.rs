@@ -308,12 +308,23 @@ impl FunctionTransform for GeoipTransform {
     }
 }
 
+/// The slots the transform reads and writes, resolved once (a path is a
+/// hash lookup; they are used for every beacon).
+struct Slots {
+    ip: FieldId,
+    geo: FieldId,
+    asn: FieldId,
+}
+
+static SLOTS: std::sync::LazyLock<Slots> = std::sync::LazyLock::new(|| Slots {
+    ip: FieldId::of(schema::CLIENT_IP),
+    geo: FieldId::of(schema::CLIENT_GEO),
+    asn: FieldId::of(schema::CLIENT_AS),
+});
+
 /// Whether `enrich` has an address to look up in the context.
 fn has_address(context: &Context) -> bool {
-    context.client_address().is_some()
-        || context
-            .get_id(FieldId::of(schema::CLIENT_IP))
-            .is_some_and(Value::is_string)
+    context.client_address().is_some() || context.get_id(SLOTS.ip).is_some_and(Value::is_string)
 }
 
 impl GeoipTransform {
@@ -341,10 +352,11 @@ impl GeoipTransform {
         // The whole address when the source kept it for us (documents only
         // ever get it truncated, by default), else what `client.ip` says.
         let whole = event.context().client_address();
+        let slots = &*SLOTS;
         let same_as_last = match (&self.last, whole) {
             (Some((LastAddress::Whole(last), _)), Some(ip)) => *last == ip,
             (Some((LastAddress::Text(last), _)), None) => {
-                event.get_str(schema::CLIENT_IP) == Some(last.as_str())
+                event.get_id(slots.ip).and_then(Value::as_str) == Some(last.as_str())
             }
             _ => false,
         };
@@ -352,22 +364,22 @@ impl GeoipTransform {
             let resolved = match whole {
                 Some(ip) => (LastAddress::Whole(ip), self.resolve_whole(ip)),
                 None => {
-                    let text = event.get_str(schema::CLIENT_IP)?;
+                    let text = event.get_id(slots.ip).and_then(Value::as_str)?;
                     let ip = text.trim().parse().ok();
                     (LastAddress::Text(text.to_owned()), self.resolve(ip))
                 }
             };
             self.last = Some(resolved);
         }
-        let has_ip = event.get(schema::CLIENT_IP).is_some();
+        let has_ip = event.get_id(slots.ip).is_some();
         let (_, resolved) = self.last.as_ref()?;
         if let Some(geo) = &resolved.geo {
-            event.set(FieldId::of(schema::CLIENT_GEO), geo.clone());
+            event.set(slots.geo, geo.clone());
         }
         if let Some(asn) = &resolved.asn {
-            event.set(FieldId::of(schema::CLIENT_AS), asn.clone());
+            event.set(slots.asn, asn.clone());
         }
-        let ip = FieldId::of(schema::CLIENT_IP);
+        let ip = slots.ip;
         match (&resolved.anonymized, self.anonymize) {
             (_, AnonymizeIp::Off) => {}
             // The source stores no address: there is nothing to rewrite.

@@ -5,6 +5,9 @@
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
+use std::sync::LazyLock;
+
+use crate::event::FieldId;
 use crate::schema::{self, EventType};
 
 /// Longest value a free-form field (service name, environment) contributes.
@@ -34,6 +37,13 @@ impl TemplateField {
         TemplateField::ServiceName,
         TemplateField::ServiceEnvironment,
     ];
+
+    /// The field's slot, resolved once (every document's index name reads it).
+    pub fn id(self) -> FieldId {
+        static IDS: LazyLock<[FieldId; 5]> =
+            LazyLock::new(|| TemplateField::ALL.map(|f| FieldId::of(f.path())));
+        IDS[self as usize]
+    }
 
     pub fn path(self) -> &'static str {
         match self {
@@ -259,6 +269,13 @@ pub(super) fn render_time(text: &str, now: &DateTime<Utc>) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn each_field_resolves_to_its_own_slot() {
+        for field in TemplateField::ALL {
+            assert_eq!(field.id(), FieldId::of(field.path()), "{field:?}");
+        }
+    }
 
     fn at() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 7, 23, 59, 58).unwrap()
