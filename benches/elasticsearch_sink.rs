@@ -18,6 +18,8 @@
 //!
 //! Not a test: it asserts nothing, it prints numbers.
 
+#[path = "support/chain.rs"]
+mod chain;
 #[path = "../tests/support/es_double.rs"]
 mod es_double;
 
@@ -40,7 +42,7 @@ use rum_pipeline::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
 use rum_pipeline::telemetry::{ComponentMetrics, Registry};
 use rum_pipeline::topology::buffer::buffer;
 use rum_pipeline::topology::shutdown::ShutdownTrigger;
-use rum_pipeline::transforms::{Transform, TransformConfig, TransformContext};
+use rum_pipeline::transforms::Transform;
 use serde_json::{json, Value};
 
 /// Upstream batch size, as a beacon of that many events would give.
@@ -128,27 +130,20 @@ fn decoded_beacons() -> bool {
 /// The transforms of bench/run.sh's chain (sampling at rate 1 is a no-op),
 /// with the small test City database.
 fn beacon_chain() -> Vec<Box<dyn Transform>> {
-    let registry = Registry::new();
-    [
-        ("user_agent", ""),
-        (
-            "geoip",
-            "database = \"testdata/geoip/GeoIP2-City-Test.mmdb\"",
-        ),
-        ("scrub_url", ""),
-        ("labels", "labels = { env = \"bench\", team = \"web\" }"),
-    ]
-    .iter()
-    .map(|(type_name, toml_text)| {
-        let table: toml::Table = toml::from_str(toml_text).expect("chain config");
-        let config = TransformConfig::parse(type_name, table).expect("chain config");
-        let cx = TransformContext {
-            id: (*type_name).to_owned(),
-            metrics: ComponentMetrics::new(&registry, type_name, "transform", type_name),
-        };
-        config.build(&cx).expect("chain transform builds")
-    })
-    .collect()
+    chain::build(
+        [
+            ("user_agent", ""),
+            (
+                "geoip",
+                "database = \"testdata/geoip/GeoIP2-City-Test.mmdb\"",
+            ),
+            ("scrub_url", ""),
+            ("labels", "labels = { env = \"bench\", team = \"web\" }"),
+        ]
+        .map(|(type_name, toml_text)| {
+            (type_name, toml::from_str(toml_text).expect("chain config"))
+        }),
+    )
 }
 
 /// Streams `n` documents of decoded beacons (see the module's comment),
@@ -171,7 +166,6 @@ fn produce_beacons(
     std::thread::spawn(move || {
         let mut chain = beacon_chain();
         let limits = BeaconLimits::default();
-        let mut out = vec![Vec::new()];
         let mut made = 0;
         let mut beacon = offset;
         while made < n {
@@ -183,13 +177,10 @@ fn produce_beacons(
                 user_agent: Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"),
                 client_hints: vec![],
             };
-            let mut batch = decode(text.as_bytes(), &facts, &limits)
+            let events = decode(text.as_bytes(), &facts, &limits)
                 .expect("the realistic beacon decodes")
                 .events;
-            for transform in chain.iter_mut() {
-                transform.transform(batch, &mut out);
-                batch = std::mem::take(&mut out[0]);
-            }
+            let mut batch = chain::run(&mut chain, events);
             batch.truncate(n - made);
             made += batch.len();
             beacon += 1;

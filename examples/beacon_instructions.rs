@@ -24,10 +24,11 @@
 //! looks them up in that database instead of the test one. With
 //! `BEACON_DUMP=1`, `chain` prints the documents of its first round.
 
-use rum_pipeline::event::Batch;
+#[path = "../benches/support/chain.rs"]
+mod chain;
+
 use rum_pipeline::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
-use rum_pipeline::telemetry::{ComponentMetrics, Registry};
-use rum_pipeline::transforms::{Transform, TransformConfig, TransformContext};
+use rum_pipeline::transforms::Transform;
 
 /// The transforms of bench/run.sh's `chain` target, in order.
 const CHAIN: &[(&str, &str)] = &[
@@ -42,34 +43,14 @@ const CHAIN: &[(&str, &str)] = &[
 ];
 
 fn build_chain() -> Vec<Box<dyn Transform>> {
-    let registry = Registry::new();
-    CHAIN
-        .iter()
-        .map(|(type_name, toml_text)| {
-            let mut table: toml::Table = toml::from_str(toml_text).expect("chain config");
-            // `GEOLITE2_CITY=FILE`: the bench's real database instead of the test one.
-            if let (true, Ok(path)) = (*type_name == "geoip", std::env::var("GEOLITE2_CITY")) {
-                table.insert("database".into(), toml::Value::String(path));
-            }
-            let config = TransformConfig::parse(type_name, table).expect("chain config");
-            let cx = TransformContext {
-                id: (*type_name).to_owned(),
-                metrics: ComponentMetrics::new(&registry, type_name, "transform", type_name),
-            };
-            config.build(&cx).expect("chain transform builds")
-        })
-        .collect()
-}
-
-/// As a transform task runs its fused stages (`topology::run_transform`):
-/// one output list reused from stage to stage.
-fn run_chain(chain: &mut [Box<dyn Transform>], mut batch: Batch) -> Batch {
-    let mut out = vec![Vec::new()];
-    for transform in chain.iter_mut() {
-        transform.transform(batch, &mut out);
-        batch = std::mem::take(&mut out[0]);
-    }
-    batch
+    chain::build(CHAIN.iter().map(|(type_name, toml_text)| {
+        let mut table: toml::Table = toml::from_str(toml_text).expect("chain config");
+        // `GEOLITE2_CITY=FILE`: the bench's real database instead of the test one.
+        if let (true, Ok(path)) = (*type_name == "geoip", std::env::var("GEOLITE2_CITY")) {
+            table.insert("database".into(), toml::Value::String(path));
+        }
+        (*type_name, table)
+    }))
 }
 
 #[global_allocator]
@@ -146,7 +127,7 @@ fn main() {
                 let events = decode(&body, &facts, &limits)
                     .map(|d| d.events)
                     .unwrap_or_default();
-                let events = run_chain(&mut chain, events);
+                let events = chain::run(&mut chain, events);
                 out.clear();
                 for e in &events {
                     e.write_json(&mut out);
