@@ -49,51 +49,33 @@ const ID_RECIPE: &[u8] = b"rum-pipeline/_id/v2";
 pub fn document_id(event: &Event, untimed_source: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(ID_RECIPE);
-    let mut put = |value: Option<&Value>| match value {
-        None | Some(Value::Null) => hasher.update([0u8]),
-        Some(Value::String(text)) => {
-            hasher.update([1u8]);
-            hasher.update((text.len() as u64).to_le_bytes());
-            hasher.update(text.as_bytes());
-        }
-        // An integer's text (`rum.seq`, in every id) as `to_string` gives
-        // it, without the allocation.
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
-            let mut digits = Digits::new();
-            let text = match n.as_i64() {
-                Some(i) => digits.of_i64(i),
-                None => digits.of_u64(n.as_u64().unwrap_or_default()),
-            };
-            hasher.update([2u8]);
-            hasher.update((text.len() as u64).to_le_bytes());
-            hasher.update(text);
-        }
-        Some(other) => {
-            let text = other.to_string();
-            hasher.update([2u8]);
-            hasher.update((text.len() as u64).to_le_bytes());
-            hasher.update(text.as_bytes());
-        }
-    };
+    // A part: its tag (1 a string, 2 other JSON text), its length, its bytes.
+    fn part(hasher: &mut Sha256, tag: u8, text: &[u8]) {
+        hasher.update([tag]);
+        hasher.update((text.len() as u64).to_le_bytes());
+        hasher.update(text);
+    }
+    let mut digits = [0u8; 20];
     for id in *ID_SLOTS {
-        put(event.get_id(id));
+        match event.get_id(id) {
+            None | Some(Value::Null) => hasher.update([0u8]),
+            Some(Value::String(text)) => part(&mut hasher, 1, text.as_bytes()),
+            // An integer's text (`rum.seq`, in every id) as `to_string`
+            // gives it, without the allocation.
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
+                part(&mut hasher, 2, integer_text(n, &mut digits))
+            }
+            Some(other) => part(&mut hasher, 2, other.to_string().as_bytes()),
+        }
     }
     match (event.client_ts_ms(), event.timestamp_ms()) {
-        (Some(ts), _) => {
-            let mut digits = Digits::new();
-            let text = digits.of_i64(ts);
-            hasher.update([2u8]);
-            hasher.update((text.len() as u64).to_le_bytes());
-            hasher.update(text);
-        }
+        (Some(ts), _) => part(&mut hasher, 2, integer_text(&ts.into(), &mut digits)),
         (None, Some(ms)) => {
             let mut text = Vec::with_capacity(24);
             crate::event::write_iso_millis(ms, &mut text);
-            put(Some(&Value::String(
-                String::from_utf8_lossy(&text).into_owned(),
-            )));
+            part(&mut hasher, 1, &text);
         }
-        (None, None) => put(None),
+        (None, None) => hasher.update([0u8]),
     }
     if id_needs_source(event) {
         hasher.update([3u8]);
@@ -103,29 +85,16 @@ pub fn document_id(event: &Event, untimed_source: &[u8]) -> String {
     base64url(&digest[..16])
 }
 
-/// An integer's decimal text on the stack, as `serde_json` writes it.
-struct Digits([u8; 20]);
-
-impl Digits {
-    fn new() -> Self {
-        Digits([0; 20])
-    }
-
-    fn of_i64(&mut self, n: i64) -> &[u8] {
-        let mut rest = &mut self.0[..];
-        // An i64 takes at most 20 bytes: the write cannot fail.
-        let _ = CompactFormatter.write_i64(&mut rest, n);
-        let len = 20 - rest.len();
-        &self.0[..len]
-    }
-
-    fn of_u64(&mut self, n: u64) -> &[u8] {
-        let mut rest = &mut self.0[..];
-        // A u64 takes at most 20 bytes: the write cannot fail.
-        let _ = CompactFormatter.write_u64(&mut rest, n);
-        let len = 20 - rest.len();
-        &self.0[..len]
-    }
+/// An integer's decimal text, written into `buf` as `serde_json` writes it.
+fn integer_text<'b>(n: &serde_json::Number, buf: &'b mut [u8; 20]) -> &'b [u8] {
+    let mut rest = &mut buf[..];
+    // Any i64 or u64 takes at most 20 bytes: the write cannot fail.
+    let _ = match n.as_i64() {
+        Some(i) => CompactFormatter.write_i64(&mut rest, i),
+        None => CompactFormatter.write_u64(&mut rest, n.as_u64().unwrap_or_default()),
+    };
+    let len = 20 - rest.len();
+    &buf[..len]
 }
 
 /// Whether [`document_id`] reads the source: no `session.id` or no `view.id`.
