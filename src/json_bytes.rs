@@ -17,17 +17,36 @@ pub(crate) fn special_bytes(word: u64) -> u64 {
 
 /// Whether a string has a byte JSON must escape.
 pub(crate) fn needs_escape(text: &[u8]) -> bool {
-    let mut chunks = text.chunks_exact(8);
-    for chunk in chunks.by_ref() {
-        // Any bit set means a real one: spurious bits only sit above it.
-        if special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default())) != 0 {
-            return true;
+    let n = text.len();
+    // Whole words, with overlapping loads for the bytes past the last one:
+    // no byte-by-byte loop and no copy (most keys and many values are
+    // shorter than eight bytes). Any bit set means a real one: spurious
+    // bits only sit above it.
+    if let Some(last) = text.last_chunk::<8>() {
+        let mut chunks = text.chunks_exact(8);
+        for chunk in chunks.by_ref() {
+            if special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default())) != 0 {
+                return true;
+            }
         }
+        return !chunks.remainder().is_empty() && special_bytes(u64::from_le_bytes(*last)) != 0;
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+    let word = if n >= 4 {
+        let low = u32::from_le_bytes([text[0], text[1], text[2], text[3]]);
+        let high = u32::from_le_bytes([text[n - 4], text[n - 3], text[n - 2], text[n - 1]]);
+        u64::from(low) | u64::from(high) << 32
+    } else {
+        // Bytes 0, n / 2 and n - 1 are every byte of 1 to 3; spaces (which
+        // need no escape) fill the word.
+        let mut word = [b' '; 8];
+        if let (Some(&first), Some(&last)) = (text.first(), text.last()) {
+            word[0] = first;
+            word[1] = text[n / 2];
+            word[2] = last;
+        }
+        u64::from_le_bytes(word)
+    };
+    special_bytes(word) != 0
 }
 
 /// A string as `serde_json` writes it. Most need no escape and are copied;
@@ -102,6 +121,26 @@ mod tests {
             let mut ours = Vec::new();
             write_number(&n, &mut ours);
             assert_eq!(ours, serde_json::to_vec(&n).unwrap(), "{n:?}");
+        }
+    }
+
+    #[test]
+    fn a_byte_to_escape_is_found_at_any_place_of_any_length() {
+        for len in 0..40 {
+            let plain = vec![b'a'; len];
+            assert!(!needs_escape(&plain), "{len}");
+            for at in 0..len {
+                for special in [b'"', b'\\', 0, 0x1f, b'\n'] {
+                    let mut bytes = plain.clone();
+                    bytes[at] = special;
+                    assert!(needs_escape(&bytes), "{len} {at} {special}");
+                }
+                for fine in [b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff] {
+                    let mut bytes = plain.clone();
+                    bytes[at] = fine;
+                    assert!(!needs_escape(&bytes), "{len} {at} {fine}");
+                }
+            }
         }
     }
 

@@ -11,17 +11,14 @@ mod v3;
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::fmt;
 use std::net::IpAddr;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-
-use super::beacon_decoder::{body_text, CountItems, Key, Limits, PairList, Skip};
-use super::json_tree::{Json, Obj, Plain};
+use super::beacon_decoder::{body_text, Limits, PairList};
+use super::json_tree::{read_tree, Json, Obj};
 use crate::event::Event;
 use crate::privacy::ClientIpMode;
 use crate::sources::decode_error::DecodeError;
-use crate::sources::json_scan::{ScanDeserializer, Scanner};
+use crate::sources::json_scan::{Scan, Scanner};
 
 /// The intake API version, from the request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,18 +215,12 @@ fn parse_line<'de>(
         ApiVersion::V3 => v3::LINE,
     };
     let mut scanner = Scanner::new(line, &parse.limits);
-    let value = Spelled {
-        parse: &parse,
-        depth: 1,
-        keys,
-        elements: false,
-    }
-    .deserialize(&mut ScanDeserializer::new(&mut scanner))
-    .and_then(|v| scanner.end().map(|()| v))
-    .map_err(|e| {
-        let error = scanner.decode_error(e, limits.max_depth);
-        fail(error.error_type, error.message)
-    })?;
+    let value = read_spelled(&mut scanner, &parse, 1, keys, false)
+        .and_then(|v| scanner.end().map(|()| v))
+        .map_err(|e| {
+            let error = scanner.decode_error(e, limits.max_depth);
+            fail(error.error_type, error.message)
+        })?;
     let skipped = parse.skipped.get();
     let Json::Object(map) = value else {
         return Err(fail(
@@ -269,120 +260,76 @@ fn parse_line<'de>(
 // spelled out as keys are read, and breakdown metricsets are checked and
 // counted without being built.
 
-/// A value whose object keys are spelled by `keys` (and, when `elements`,
-/// an array of such objects).
-struct Spelled<'p> {
-    parse: &'p Parse,
+/// A value at `depth` whose object keys are spelled by `keys` (and, when
+/// `elements`, an array of such objects), read straight from the scanner;
+/// what no table spells is read as it is ([`read_tree`]).
+fn read_spelled<'de>(
+    sc: &mut Scanner<'de, '_>,
+    parse: &Parse,
     depth: usize,
     keys: &'static [v3::Key],
     elements: bool,
-}
-
-impl Spelled<'_> {
-    fn plain(&self) -> Plain<'_> {
-        Plain {
-            limits: &self.parse.limits,
-            depth: self.depth + 1,
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Spelled<'_> {
-    type Value = Json<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Spelled<'_> {
-    type Value = Json<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    // Scalars are spelled the same in v2 and v3: the plain seed takes them.
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Json<'de>, E> {
-        self.plain().visit_bool(v)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Json<'de>, E> {
-        self.plain().visit_i64(v)
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Json<'de>, E> {
-        self.plain().visit_u64(v)
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json<'de>, E> {
-        self.plain().visit_f64(v)
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Json<'de>, E> {
-        self.plain().visit_borrowed_str(v)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json<'de>, E> {
-        self.plain().visit_str(v)
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Json<'de>, E> {
-        self.plain().visit_string(v)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Json<'de>, E> {
-        self.plain().visit_unit()
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
-        let limits = &self.parse.limits;
-        limits.container(self.depth)?;
-        let mut items = Vec::new();
-        loop {
-            let item = if self.elements {
-                seq.next_element_seed(Spelled {
-                    parse: self.parse,
-                    depth: self.depth + 1,
-                    keys: self.keys,
-                    elements: false,
-                })?
-            } else {
-                seq.next_element_seed(self.plain())?
-            };
-            match item {
-                Some(item) => items.push(item),
-                None => break,
+) -> Scan<Json<'de>> {
+    match sc.peek()? {
+        b'{' => {}
+        b'[' => {
+            sc.begin_array(depth)?;
+            let mut items = Vec::new();
+            let mut first = true;
+            while sc.element(first)? {
+                first = false;
+                items.push(if elements {
+                    read_spelled(sc, parse, depth + 1, keys, false)?
+                } else {
+                    read_tree(sc, depth + 1)?
+                });
             }
+            return Ok(Json::Array(items));
         }
-        Ok(Json::Array(items))
+        // Scalars are spelled the same in v2 and v3.
+        _ => return read_tree(sc, depth),
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        let limits = &self.parse.limits;
-        limits.container(self.depth)?;
-        let mut out = PairList::with_capacity(8);
-        while let Some(key) = map.next_key_seed(Key(limits))? {
-            let Some(spelled) = v3::find(self.keys, &key) else {
-                let value = map.next_value_seed(self.plain())?;
-                out.push(key, value);
+    sc.begin_object(depth)?;
+    let mut out = PairList::with_capacity(8);
+    let mut first = true;
+    while let Some(key) = sc.key(first)? {
+        first = false;
+        let Some(spelled) = v3::find(keys, &key) else {
+            let value = read_tree(sc, depth + 1)?;
+            out.push(key, value);
+            continue;
+        };
+        let value = match spelled.inner {
+            v3::Inner::Leaf => read_tree(sc, depth + 1)?,
+            v3::Inner::Object(keys) => read_spelled(sc, parse, depth + 1, keys, false)?,
+            v3::Inner::Array(keys) => read_spelled(sc, parse, depth + 1, keys, true)?,
+            v3::Inner::Breakdown(_) if parse.skip_breakdown => {
+                let count = count_items(sc, depth + 1)?;
+                parse.skipped.set(parse.skipped.get() + count);
                 continue;
-            };
-            let (keys, elements) = match spelled.inner {
-                v3::Inner::Leaf => {
-                    let value = map.next_value_seed(self.plain())?;
-                    out.push(Cow::Borrowed(spelled.long), value);
-                    continue;
-                }
-                v3::Inner::Object(keys) => (keys, false),
-                v3::Inner::Array(keys) => (keys, true),
-                v3::Inner::Breakdown(_) if self.parse.skip_breakdown => {
-                    let count = map.next_value_seed(CountItems(Skip {
-                        limits,
-                        depth: self.depth + 1,
-                    }))?;
-                    self.parse.skipped.set(self.parse.skipped.get() + count);
-                    continue;
-                }
-                v3::Inner::Breakdown(keys) => (keys, true),
-            };
-            let value = map.next_value_seed(Spelled {
-                parse: self.parse,
-                depth: self.depth + 1,
-                keys,
-                elements,
-            })?;
-            out.push(Cow::Borrowed(spelled.long), value);
+            }
+            v3::Inner::Breakdown(keys) => read_spelled(sc, parse, depth + 1, keys, true)?,
+        };
+        out.push(Cow::Borrowed(spelled.long), value);
+    }
+    Ok(Json::Object(Obj::parsed(out)))
+}
+
+/// A value at `depth` checked against the limits and not kept, counted as
+/// items: an array's length, `null` none, another value one (`CountItems`).
+fn count_items(sc: &mut Scanner<'_, '_>, depth: usize) -> Scan<usize> {
+    match sc.peek()? {
+        b'[' => {
+            sc.begin_array(depth)?;
+            let mut count = 0;
+            while sc.element(count == 0)? {
+                sc.skip(depth + 1)?;
+                count += 1;
+            }
+            Ok(count)
         }
-        Ok(Json::Object(Obj::parsed(out)))
+        b'n' => sc.skip(depth).map(|()| 0),
+        _ => sc.skip(depth).map(|()| 1),
     }
 }
 

@@ -121,7 +121,7 @@ impl<'de, 'l> Scanner<'de, 'l> {
     }
 
     #[cold]
-    fn syntax<T>(&self, what: &'static str) -> Scan<T> {
+    pub(in crate::sources) fn syntax<T>(&self, what: &'static str) -> Scan<T> {
         Err(ScanError::new(Failure::Syntax(
             Cow::Borrowed(what),
             self.pos,
@@ -442,7 +442,8 @@ impl<'de, 'l> Scanner<'de, 'l> {
         }
     }
 
-    fn literal(&mut self, word: &'static [u8]) -> Scan<()> {
+    /// Past `word` (`true`, `false`, `null`), which `peek` began to show.
+    pub(in crate::sources) fn literal(&mut self, word: &'static [u8]) -> Scan<()> {
         if self.bytes()[self.pos..].starts_with(word) {
             self.pos += word.len();
             Ok(())

@@ -13,6 +13,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::{Map, Number, Value};
 
 use super::beacon_decoder::{Key, Limits, PairList};
+use super::json_scan::{Scan, ScanError, Scanner};
 use crate::event::{FieldValue, RawJson};
 use crate::json_bytes::{write_number, write_str};
 use crate::schema::FieldType;
@@ -188,6 +189,12 @@ impl<'de> Json<'de> {
 impl<'de> From<&'de str> for Json<'de> {
     fn from(s: &'de str) -> Self {
         Json::String(Cow::Borrowed(s))
+    }
+}
+
+impl<'de> From<Cow<'de, str>> for Json<'de> {
+    fn from(s: Cow<'de, str>) -> Self {
+        Json::String(s)
     }
 }
 
@@ -453,6 +460,49 @@ impl<'de> Visitor<'de> for Plain<'_> {
         }
         Ok(Json::Object(Obj::parsed(out)))
     }
+}
+
+/// Any value at `depth` into a tree, read straight from the scanner: what
+/// [`Plain`] reads through the scanner's `Deserializer` (the same limits,
+/// checked in the same order, the same values), without a visitor call for
+/// every token and a round trip through `u64`/`f64` for every number.
+pub(in crate::sources) fn read_tree<'de>(
+    sc: &mut Scanner<'de, '_>,
+    depth: usize,
+) -> Scan<Json<'de>> {
+    Ok(match sc.peek()? {
+        b'"' => {
+            let s = sc.string()?;
+            sc.limits.string::<ScanError>(s.len())?;
+            Json::String(s)
+        }
+        b'-' | b'0'..=b'9' => Json::Number(sc.number()?),
+        b'{' => {
+            sc.begin_object(depth)?;
+            let mut out = PairList::with_capacity(8);
+            let mut first = true;
+            while let Some(key) = sc.key(first)? {
+                first = false;
+                let value = read_tree(sc, depth + 1)?;
+                out.push(key, value);
+            }
+            Json::Object(Obj::parsed(out))
+        }
+        b'[' => {
+            sc.begin_array(depth)?;
+            let mut items = Vec::new();
+            let mut first = true;
+            while sc.element(first)? {
+                first = false;
+                items.push(read_tree(sc, depth + 1)?);
+            }
+            Json::Array(items)
+        }
+        b't' => sc.literal(b"true").map(|()| Json::Bool(true))?,
+        b'f' => sc.literal(b"false").map(|()| Json::Bool(false))?,
+        b'n' => sc.literal(b"null").map(|()| Json::Null)?,
+        _ => return sc.syntax("expected value"),
+    })
 }
 
 impl<'l> Plain<'l> {

@@ -2,6 +2,7 @@
 //! request, one event per transaction, vital, span, error. What each field
 //! becomes is tabled in `docs/sdk.md#elastic-apm-rum`.
 
+use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
 use serde_json::Value;
@@ -19,15 +20,6 @@ mod span;
 /// A document field and the JSON type its value must have.
 type Slot = (FieldId, FieldType);
 type Fields = Vec<(FieldId, Option<FieldValue>)>;
-
-/// A copy of the fields a page load's events share, with room for `more`
-/// of the event's own and the two `Builder::push` adds (`rum.seq`,
-/// `rum.extra`): a plain clone has none, and grew two or three times per event.
-fn from_view(view: &Fields, more: usize) -> Fields {
-    let mut fields = Fields::with_capacity(view.len() + more + 2);
-    fields.extend(view.iter().cloned());
-    fields
-}
 
 /// The slot of a payload key of `schema` (a programming error if absent).
 fn slot(ty: EventType, key: &str) -> Slot {
@@ -57,6 +49,7 @@ struct Ids {
     resource: [Slot; 8],
     http: [Slot; 6],
     error: [Slot; 6],
+    error_column: Slot,
     action_kind: Slot,
     action_name: Slot,
     long_task: [Slot; 3],
@@ -125,6 +118,7 @@ static IDS: LazyLock<Ids> = LazyLock::new(|| {
         .map(|k| slot(T::Resource, k)),
         http: ["kind", "method", "url", "status", "duration", "size"].map(|k| slot(T::Http, k)),
         error: ["message", "name", "stack", "kind", "source", "line"].map(|k| slot(T::Error, k)),
+        error_column: slot(T::Error, "column"),
         action_kind: slot(T::Action, "kind"),
         action_name: slot(T::Action, "name"),
         long_task: ["kind", "start", "duration"].map(|k| slot(T::LongTask, k)),
@@ -177,8 +171,14 @@ fn take_object<'de>(map: &mut Obj<'de>, key: &str) -> Option<Obj<'de>> {
 }
 
 fn take_string(map: &mut Obj<'_>, key: &str) -> Option<String> {
+    take_str(map, key).map(Cow::into_owned)
+}
+
+/// A string taken out as it was read (borrowed from the body when it had
+/// no escapes): most are only looked at, or become a value later.
+fn take_str<'de>(map: &mut Obj<'de>, key: &str) -> Option<Cow<'de, str>> {
     match map.remove(key)? {
-        Json::String(s) => Some(s.into_owned()),
+        Json::String(s) => Some(s),
         Json::Null => None,
         other => {
             map.insert(key.to_owned(), other);
@@ -268,8 +268,27 @@ pub(super) struct Builder<'a> {
     facts: &'a RequestFacts<'a>,
     limits: &'a ApmLimits,
     pub(super) events: EventBlock,
+    /// The fields of the last event pushed, emptied: the next event's are
+    /// built in its room (a `Vec` an event cost an allocation and growth).
+    spare: Fields,
     pub(super) unknown_kinds: usize,
     pub(super) dropped_breakdowns: usize,
+}
+
+/// About how many events `items` make (a page load: its own, its vitals
+/// and its spans), for the block's room.
+fn expected_events(items: &[Line<'_>], limits: &ApmLimits) -> usize {
+    let events: usize = items
+        .iter()
+        .map(|item| match item {
+            Line::Known("transaction", Json::Object(tr)) => {
+                let spans = tr.get("spans").and_then(Json::as_array).map_or(0, Vec::len);
+                1 + AGENT_MARK_VITALS.len() + EXPERIENCE_VITALS.len() + spans
+            }
+            _ => 1,
+        })
+        .sum();
+    events.min(limits.max_events)
 }
 
 fn page_url_of<'m>(map: &'m Obj<'_>) -> Option<&'m str> {
@@ -381,10 +400,20 @@ impl<'a> Builder<'a> {
             transactions: Vec::new(),
             facts,
             limits,
-            events: EventBlock::default(),
+            events: EventBlock::with_capacity(expected_events(items, limits)),
+            spare: Fields::new(),
             unknown_kinds: 0,
             dropped_breakdowns: 0,
         })
+    }
+
+    /// A copy of the fields a page load's events share, in the room the
+    /// last event's fields left.
+    fn from_view(&mut self, view: &Fields) -> Fields {
+        let mut fields = std::mem::take(&mut self.spare);
+        fields.clear();
+        fields.extend(view.iter().cloned());
+        fields
     }
 
     fn push(
@@ -413,7 +442,9 @@ impl<'a> Builder<'a> {
         let at = Some(self.facts.received_at_ms);
         let labels = labels.filter(|labels| labels.iter().any(|(_, value)| !value.is_null()));
         let Some(labels) = labels else {
-            self.events.push(self.context.clone(), at, None, ty, fields);
+            self.events
+                .push(self.context.clone(), at, None, ty, fields.drain(..));
+            self.spare = fields;
             return Ok(());
         };
         // Own labels: an event of its own, in its place.
@@ -487,12 +518,12 @@ impl<'a> Builder<'a> {
         let ids = &*IDS;
         let mut extra = Obj::new();
         let id = take_string(&mut tr, "id");
-        let ty = take_string(&mut tr, "type");
+        let ty = take_str(&mut tr, "type");
         let (view, context, mut tags) = self.page_fields(&mut tr, id.clone(), &mut extra);
         let spans = tr.remove("spans");
         let breakdown = tr.remove("breakdown");
         // A page load's navigation timing is some 20 fields.
-        let mut fields = from_view(&view, 24);
+        let mut fields = self.from_view(&view);
         let mut vitals: Vec<(&'static str, f64)> = Vec::new();
         let mut context = context.unwrap_or_default();
         let event_type = match ty.as_deref() {
@@ -562,7 +593,7 @@ impl<'a> Builder<'a> {
         let tags = tags.filter(|t| !t.is_empty());
         self.push(event_type, fields, extra, tags.clone())?;
         for (name, value) in vitals {
-            let mut fields = from_view(&view, 2);
+            let mut fields = self.from_view(&view);
             fields.push((ids.vital_name.0, Some(Value::from(name).into())));
             fields.push((ids.vital_value.0, Some(Value::from(value).into())));
             self.push(EventType::WebVital, fields, Obj::new(), tags.clone())?;

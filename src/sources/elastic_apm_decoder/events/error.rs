@@ -101,7 +101,7 @@ impl Builder<'_> {
                 fields.push((s_line.0, Some(line.clone().into())));
             }
             if let Some(column) = first.get("colno").filter(|c| c.is_u64()) {
-                fields.push((FieldId::of("rum.error.column"), Some(column.clone().into())));
+                fields.push((ids.error_column.0, Some(column.clone().into())));
             }
         }
         if let Some(message) = message {

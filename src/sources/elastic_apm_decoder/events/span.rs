@@ -39,7 +39,7 @@ impl Builder<'_> {
         let ids = &*IDS;
         let mut extra = Obj::new();
         // A span's own: kind, name, timing, sizes, the HTTP call.
-        let mut fields = from_view(view, 12);
+        let mut fields = self.from_view(view);
         if let Some(rate) = span.remove("sample_rate") {
             put(
                 &mut fields,
@@ -49,16 +49,16 @@ impl Builder<'_> {
                 rate,
             );
         }
-        let ty = take_string(&mut span, "type").unwrap_or_default();
+        let ty = take_str(&mut span, "type").unwrap_or_default();
         let base = ty.split('.').next().unwrap_or_default();
-        let subtype = take_string(&mut span, "subtype");
-        let name = take_string(&mut span, "name");
+        let subtype = take_str(&mut span, "subtype");
+        let name = take_str(&mut span, "name");
         let start = span.remove("start");
         let duration = span.remove("duration");
         let mut context = take_object(&mut span, "context").unwrap_or_default();
         let mut http = take_object(&mut context, "http").unwrap_or_default();
         let mut response = take_object(&mut http, "response").unwrap_or_default();
-        let url = take_string(&mut http, "url");
+        let url = take_str(&mut http, "url");
         let status = http.remove("status_code");
         if ty != base {
             extra.insert("type", Json::from(ty.clone()));
@@ -125,7 +125,7 @@ impl Builder<'_> {
                         method = Some(m.to_owned());
                     }
                     if url.is_none() {
-                        url = Some(self.resolve(view, u));
+                        url = Some(Cow::Owned(self.resolve(view, u)));
                     }
                 }
                 // `METHOD url` is the agent's name of every http span: made
@@ -173,10 +173,7 @@ impl Builder<'_> {
             _ => {
                 // Navigation phases, user timing, app spans: kept as
                 // `custom` named by the span, its duration the value.
-                fields.push((
-                    ids.custom_original_type.0,
-                    Some(Value::from(ty.as_str()).into()),
-                ));
+                fields.push((ids.custom_original_type.0, Some(Value::from(&*ty).into())));
                 extra.remove("type");
                 if let Some(name) = name {
                     put(
