@@ -26,7 +26,7 @@ mod wire;
 // The bounded JSON reading every decoder of `sources` shares, and the URL
 // helpers that lived here: code written against these paths keeps working.
 pub use crate::url_parts::{set_url_fields, url_fields};
-pub(in crate::sources) use bounded::{body_text, Bounded, CountItems, Key, Limits, PairList, Skip};
+pub(in crate::sources) use bounded::{body_text, Limits, PairList};
 use wire::{read_beacon, WireBeacon, WireEntry, WireEvents, APP_KEYS, SESSION_KEYS, VIEW_KEYS};
 
 /// Limits on what one beacon may contain.

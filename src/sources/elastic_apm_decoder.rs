@@ -304,7 +304,7 @@ fn read_spelled<'de>(
             v3::Inner::Object(keys) => read_spelled(sc, parse, depth + 1, keys, false)?,
             v3::Inner::Array(keys) => read_spelled(sc, parse, depth + 1, keys, true)?,
             v3::Inner::Breakdown(_) if parse.skip_breakdown => {
-                let count = count_items(sc, depth + 1)?;
+                let count = sc.count_items(depth + 1)?;
                 parse.skipped.set(parse.skipped.get() + count);
                 continue;
             }
@@ -313,24 +313,6 @@ fn read_spelled<'de>(
         out.push(Cow::Borrowed(spelled.long), value);
     }
     Ok(Json::Object(Obj::parsed(out)))
-}
-
-/// A value at `depth` checked against the limits and not kept, counted as
-/// items: an array's length, `null` none, another value one (`CountItems`).
-fn count_items(sc: &mut Scanner<'_, '_>, depth: usize) -> Scan<usize> {
-    match sc.peek()? {
-        b'[' => {
-            sc.begin_array(depth)?;
-            let mut count = 0;
-            while sc.element(count == 0)? {
-                sc.skip(depth + 1)?;
-                count += 1;
-            }
-            Ok(count)
-        }
-        b'n' => sc.skip(depth).map(|()| 0),
-        _ => sc.skip(depth).map(|()| 1),
-    }
 }
 
 fn quote(line: &str) -> String {

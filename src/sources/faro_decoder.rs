@@ -8,20 +8,19 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de;
 use serde_json::{Number, Value};
 
-use super::beacon_decoder::{body_text, url_fields, Bounded, Key, Limits, PairList, Skip};
-use super::json_tree::{Json, Obj, Plain};
+use super::beacon_decoder::{body_text, url_fields, Limits, PairList};
+use super::json_tree::{read_tree, Json, Obj};
 use crate::event::{Context, Event, EventBlock, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
-use crate::sources::json_scan::{ScanDeserializer, Scanner};
+use crate::sources::json_scan::{Scan, ScanError, Scanner};
 
 /// Faro's web-vitals measurement value keys → `rum.vital.name`.
 pub const VITALS: &[(&str, &str)] = &[
@@ -148,8 +147,7 @@ pub fn decode(
         refused: RefCell::new(None),
     };
     let mut scanner = Scanner::new(text, &parse.limits);
-    let wire = BodySeed(&parse)
-        .deserialize(&mut ScanDeserializer::new(&mut scanner))
+    let wire = wire::read_body(&mut scanner, &parse)
         .and_then(|w| scanner.end().map(|()| w))
         .map_err(|e| {
             parse
@@ -355,7 +353,7 @@ impl<'de> Item<'de> {
     }
 }
 
-/// An item as `ItemSeed` reads it.
+/// An item as `wire::read_item` reads it.
 struct ItemReader<'de> {
     pairs: PairList<'de, Json<'de>>,
     objects: Vec<(&'static str, Pairs<'de>)>,

@@ -58,7 +58,8 @@ impl fmt::Display for ScanError {
 
 impl std::error::Error for ScanError {}
 
-// `Limits` reports through `serde::de::Error`, as the serde-driven decoders need.
+// `Limits` reports through `serde::de::Error`: its checks are generic over
+// the error type of the reader that calls them.
 impl serde::de::Error for ScanError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         ScanError::new(Failure::Limit(msg.to_string()))
@@ -490,6 +491,25 @@ impl<'de, 'l> Scanner<'de, 'l> {
         })
     }
 
+    /// A value at `depth` checked against the limits and not kept, counted
+    /// as items: an array's length, `null` none, another value one
+    /// (web-vitals' dropped `entries`, APM's skipped breakdown metricsets).
+    pub(in crate::sources) fn count_items(&mut self, depth: usize) -> Scan<usize> {
+        match self.peek()? {
+            b'[' => {
+                self.begin_array(depth)?;
+                let mut count = 0;
+                while self.element(count == 0)? {
+                    self.skip(depth + 1)?;
+                    count += 1;
+                }
+                Ok(count)
+            }
+            b'n' => self.literal(b"null").map(|()| 0),
+            _ => self.skip(depth).map(|()| 1),
+        }
+    }
+
     /// Any value at `depth`, checked against the limits and not kept.
     pub(in crate::sources) fn skip(&mut self, depth: usize) -> Scan<()> {
         match self.peek()? {
@@ -571,10 +591,5 @@ const POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
-mod deserializer;
 #[cfg(test)]
 mod tests;
-
-pub(in crate::sources) use deserializer::ScanDeserializer;
-#[cfg(test)]
-pub(in crate::sources) use deserializer::SKIP_DEPTH;

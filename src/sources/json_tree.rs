@@ -3,16 +3,14 @@
 //! taken out key by key into slots; only what is left (for `rum.extra`)
 //! becomes a `serde_json::Value`. A B-tree map per object, a `String` per
 //! key and per value, and a tree removal per taken key cost a decoder about
-//! twice what the `rum_beacon` decoder pays per event. `Plain` reads any
+//! twice what the `rum_beacon` decoder pays per event. `read_tree` reads any
 //! value into a tree within the beacon's limits.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::beacon_decoder::{Key, Limits, PairList};
+use super::beacon_decoder::PairList;
 use super::json_scan::{Scan, ScanError, Scanner};
 use crate::event::{FieldValue, RawJson};
 use crate::json_bytes::{write_number, write_str};
@@ -397,75 +395,11 @@ impl std::fmt::Display for Json<'_> {
     }
 }
 
-/// Any JSON value at `depth`, within the limits, strings borrowed from the
-/// body where they have no escapes.
-pub(in crate::sources) struct Plain<'l> {
-    pub(in crate::sources) limits: &'l Limits,
-    pub(in crate::sources) depth: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for Plain<'_> {
-    type Value = Json<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Plain<'_> {
-    type Value = Json<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Json<'de>, E> {
-        Ok(Json::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Json<'de>, E> {
-        Ok(Json::Number(v.into()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Json<'de>, E> {
-        Ok(Json::Number(v.into()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json<'de>, E> {
-        Ok(Number::from_f64(v).map_or(Json::Null, Json::Number))
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Json<'de>, E> {
-        self.limits.string(v.len())?;
-        Ok(Json::String(Cow::Borrowed(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json<'de>, E> {
-        self.limits.string(v.len())?;
-        Ok(Json::String(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Json<'de>, E> {
-        self.limits.string(v.len())?;
-        Ok(Json::String(Cow::Owned(v)))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Json<'de>, E> {
-        Ok(Json::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
-        self.limits.container(self.depth)?;
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(self.child())? {
-            items.push(item);
-        }
-        Ok(Json::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        self.limits.container(self.depth)?;
-        let mut out = PairList::with_capacity(8);
-        while let Some(key) = map.next_key_seed(Key(self.limits))? {
-            let value = map.next_value_seed(self.child())?;
-            out.push(key, value);
-        }
-        Ok(Json::Object(Obj::parsed(out)))
-    }
-}
-
-/// Any value at `depth` into a tree, read straight from the scanner: what
-/// [`Plain`] reads through the scanner's `Deserializer` (the same limits,
-/// checked in the same order, the same values), without a visitor call for
-/// every token and a round trip through `u64`/`f64` for every number.
+/// Any value at `depth` into a tree, within the limits (objects at `depth`
+/// count against `max_json_depth`), strings borrowed from the body where
+/// they have no escapes. Read straight from the scanner: through its serde
+/// `Deserializer` a visitor call for every token and a round trip through
+/// `u64`/`f64` for every number cost the SDK decoders 5-8 % of a request.
 pub(in crate::sources) fn read_tree<'de>(
     sc: &mut Scanner<'de, '_>,
     depth: usize,
@@ -505,15 +439,6 @@ pub(in crate::sources) fn read_tree<'de>(
     })
 }
 
-impl<'l> Plain<'l> {
-    fn child(&self) -> Plain<'l> {
-        Plain {
-            limits: self.limits,
-            depth: self.depth + 1,
-        }
-    }
-}
-
 /// `n` in decimal, written digit by digit: stack frames' lines and columns
 /// are written for every error, and `fmt` costs several times as much.
 pub(in crate::sources) fn push_u64(out: &mut String, mut n: u64) {
@@ -534,6 +459,7 @@ pub(in crate::sources) fn push_u64(out: &mut String, mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::beacon_decoder::Limits;
 
     #[test]
     fn converts_to_the_value_serde_json_reads() {
@@ -550,28 +476,44 @@ mod tests {
     }
 
     #[test]
-    fn plain_reads_what_serde_json_reads_within_the_limits() {
+    fn read_tree_reads_what_serde_json_reads_within_the_limits() {
         let limits = Limits::new(100, 5);
+        let read = |text: &str| -> Option<Value> {
+            let mut sc = Scanner::new(text, &limits);
+            let json = read_tree(&mut sc, 1).ok()?;
+            sc.end().ok()?;
+            Some(Value::from(json))
+        };
         let text = r#"{"a":[1,-2,3.5,"x\u0041",true,null],"a":{"b":{"c":"d"}},"e":"f"}"#;
-        let mut de = serde_json::Deserializer::from_str(text);
-        let json = Plain {
-            limits: &limits,
-            depth: 1,
+        assert_eq!(read(text), serde_json::from_str::<Value>(text).ok());
+        assert!(read(r#"{"a":{"b":{"c":{"d":{"e":{}}}}}}"#).is_none());
+        assert!(read(r#"{"a":{"b":{"c":{"d":{"e":1}}}}}"#).is_some());
+        let long = "x".repeat(101);
+        assert!(read(&format!(r#"{{"a":"{long}"}}"#)).is_none());
+        assert!(read(&format!(r#"{{"{long}":1}}"#)).is_none());
+        assert!(read(&format!(r#"["{}"]"#, &long[1..])).is_some());
+        for bad in [r#"{"a":1,}"#, "[1 2]", r#"{"a" 1}"#, "tru", "{", r#""\x""#] {
+            assert!(read(bad).is_none(), "{bad}");
         }
-        .deserialize(&mut de)
-        .unwrap();
-        assert_eq!(
-            Value::from(json),
-            serde_json::from_str::<Value>(text).unwrap()
-        );
-        let deep = r#"{"a":{"b":{"c":{"d":{"e":{}}}}}}"#;
-        let mut de = serde_json::Deserializer::from_str(deep);
-        assert!(Plain {
-            limits: &limits,
-            depth: 1,
+    }
+
+    #[test]
+    fn read_tree_reads_the_writers_text_as_serde_json_does() {
+        let limits = Limits::new(1 << 20, 64);
+        let mut rng = fastrand::Rng::with_seed(23);
+        for _ in 0..20_000 {
+            let json = random_json(&mut rng, 0);
+            let mut text = Vec::new();
+            json.write_to(&mut text);
+            let text = String::from_utf8(text).unwrap();
+            let mut sc = Scanner::new(&text, &limits);
+            let read = read_tree(&mut sc, 1).unwrap();
+            sc.end().unwrap();
+            // As serde_json reads it (floats parsed alike, not
+            // necessarily back to the value written).
+            let expected: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(Value::from(read), expected, "{text}");
         }
-        .deserialize(&mut de)
-        .is_err());
     }
 
     /// A random tree: keys from a small set (so objects repeat them),

@@ -6,19 +6,18 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de;
 use serde_json::{Map, Value};
 
-use super::beacon_decoder::{body_text, Bounded, CountItems, Key, Limits, PairList, Skip};
+use super::beacon_decoder::{body_text, Limits, PairList};
 use crate::event::{Context, Event, EventBlock, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
-use crate::sources::json_scan::{ScanDeserializer, Scanner};
+use crate::sources::json_scan::{Scan, ScanError, Scanner};
 use crate::url_parts::url_fields;
 
 /// `rum.sdk.name` of every event this decoder makes.
@@ -97,8 +96,7 @@ pub fn decode(
         dropped_entries: Cell::new(0),
     };
     let mut scanner = Scanner::new(text, &checks.limits);
-    let metrics = BodySeed(&checks)
-        .deserialize(&mut ScanDeserializer::new(&mut scanner))
+    let metrics = read_body(&mut scanner, &checks)
         .and_then(|m| scanner.end().map(|()| m))
         .map_err(|e| {
             checks
@@ -363,155 +361,83 @@ impl Parse {
 
 type WireMetric<'de> = Vec<(Cow<'de, str>, Value)>;
 
-/// The body: one metric or an array of them.
-struct BodySeed<'p>(&'p Parse);
-
-impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
-    type Value = Vec<WireMetric<'de>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
+/// A scalar where an object was wanted, read as the scanner reads any
+/// value (a malformed one is a syntax error first), then refused.
+fn refuse_scalar<T>(sc: &mut Scanner<'_, '_>, refusal: ScanError) -> Scan<T> {
+    match sc.peek()? {
+        b'"' => drop(sc.string()?),
+        b'-' | b'0'..=b'9' => drop(sc.number()?),
+        b't' => sc.literal(b"true")?,
+        b'f' => sc.literal(b"false")?,
+        b'n' => sc.literal(b"null")?,
+        _ => return sc.syntax("expected value"),
     }
+    Err(refusal)
 }
 
-fn not_a_body<E: de::Error>(parse: &Parse) -> E {
-    parse.refuse(invalid(
-        "the body must be a web-vitals Metric object or an array of them",
-    ))
-}
-
-impl<'de> Visitor<'de> for BodySeed<'_> {
-    type Value = Vec<WireMetric<'de>>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a Metric object or an array of them")
+/// The body, one metric or an array of them, read straight from the
+/// scanner.
+fn read_body<'de>(sc: &mut Scanner<'de, '_>, parse: &Parse) -> Scan<Vec<WireMetric<'de>>> {
+    let not_a_body = || {
+        parse.refuse(invalid(
+            "the body must be a web-vitals Metric object or an array of them",
+        ))
+    };
+    match sc.peek()? {
+        b'{' => return Ok(vec![read_metric(sc, parse, 1, 0)?]),
+        b'[' => {}
+        _ => return refuse_scalar(sc, not_a_body()),
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Err(not_a_body(self.0))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Err(not_a_body(self.0))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Err(not_a_body(self.0))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Err(not_a_body(self.0))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Err(not_a_body(self.0))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Err(not_a_body(self.0))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        Ok(vec![MetricSeed {
-            parse: self.0,
-            depth: 1,
-            index: 0,
+    sc.begin_array(1)?;
+    let mut metrics = Vec::with_capacity(8);
+    while sc.element(metrics.is_empty())? {
+        let metric = read_metric(sc, parse, 2, metrics.len())?;
+        if metrics.len() == parse.max_metrics {
+            // Not parsed past this point.
+            return Err(parse.refuse(DecodeError::too_large(
+                "too_many_metrics",
+                format!(
+                    "more than {} metrics in one request (max_metrics_per_request)",
+                    parse.max_metrics
+                ),
+            )));
         }
-        .visit_map(map)?])
+        metrics.push(metric);
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let parse = self.0;
-        parse.limits.container(1)?;
-        let mut metrics = Vec::with_capacity(seq.size_hint().unwrap_or(8).min(64));
-        loop {
-            let seed = MetricSeed {
-                parse,
-                depth: 2,
-                index: metrics.len(),
-            };
-            let Some(metric) = seq.next_element_seed(seed)? else {
-                break;
-            };
-            if metrics.len() == parse.max_metrics {
-                // Not parsed past this point.
-                return Err(parse.refuse(DecodeError::too_large(
-                    "too_many_metrics",
-                    format!(
-                        "more than {} metrics in one request (max_metrics_per_request)",
-                        parse.max_metrics
-                    ),
-                )));
-            }
-            metrics.push(metric);
-        }
-        Ok(metrics)
-    }
+    Ok(metrics)
 }
 
 /// One Metric object at `depth`; its values are one deeper.
-struct MetricSeed<'p> {
-    parse: &'p Parse,
+fn read_metric<'de>(
+    sc: &mut Scanner<'de, '_>,
+    parse: &Parse,
     depth: usize,
     index: usize,
-}
-
-impl MetricSeed<'_> {
-    fn not_object<E: de::Error>(&self) -> E {
-        self.parse
-            .refuse(invalid(format!("metric {} is not an object", self.index)))
+) -> Scan<WireMetric<'de>> {
+    let not_object = || parse.refuse(invalid(format!("metric {index} is not an object")));
+    match sc.peek()? {
+        b'{' => {}
+        b'[' => return Err(not_object()),
+        _ => return refuse_scalar(sc, not_object()),
     }
-}
-
-impl<'de> DeserializeSeed<'de> for MetricSeed<'_> {
-    type Value = WireMetric<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for MetricSeed<'_> {
-    type Value = WireMetric<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a Metric object")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Err(self.not_object())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Err(self.not_object())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Err(self.not_object())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Err(self.not_object())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Err(self.not_object())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Err(self.not_object())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
-        Err(self.not_object())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let limits = &self.parse.limits;
-        limits.container(self.depth)?;
-        let mut pairs = PairList::with_capacity(10);
-        // Of a repeated `entries`, the last one counts, as a JSON object reads.
-        let mut entries = 0;
-        while let Some(key) = map.next_key_seed(Key(limits))? {
-            if key == "entries" && self.parse.skip_entries {
-                entries = map.next_value_seed(CountItems(Skip {
-                    limits,
-                    depth: self.depth + 1,
-                }))?;
-                continue;
-            }
-            let value = map.next_value_seed(Bounded {
-                limits,
-                depth: self.depth + 1,
-            })?;
-            pairs.push(key, value);
+    sc.begin_object(depth)?;
+    let mut pairs = PairList::with_capacity(10);
+    // Of a repeated `entries`, the last one counts, as a JSON object reads.
+    let mut entries = 0;
+    let mut first = true;
+    while let Some(key) = sc.key(first)? {
+        first = false;
+        if key == "entries" && parse.skip_entries {
+            entries = sc.count_items(depth + 1)?;
+            continue;
         }
-        let parse = self.parse;
-        parse
-            .dropped_entries
-            .set(parse.dropped_entries.get() + entries);
-        Ok(pairs.finish())
+        let value = sc.value(depth + 1)?;
+        pairs.push(key, value);
     }
+    parse
+        .dropped_entries
+        .set(parse.dropped_entries.get() + entries);
+    Ok(pairs.finish())
 }
 
 #[cfg(test)]

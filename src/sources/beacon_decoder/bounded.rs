@@ -1,14 +1,12 @@
 //! JSON read in one pass without a DOM, within limits, for every decoder:
-//! depth and string limits are enforced while parsing — every seed knows
+//! depth and string limits are enforced while parsing — every reader knows
 //! its depth (the top-level object is 1, as `check_json_shape` counts),
 //! every key and string is measured as it is read. A violation is recorded
 //! in `Limits` and aborts the parse; the decoder then answers with it.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde::de;
 
 use crate::sources::decode_error::{too_deep, DecodeError};
 
@@ -82,90 +80,6 @@ impl Limits {
         })
     }
 }
-/// A map key, borrowed from the body unless it holds escapes, and measured.
-pub(in crate::sources) struct Key<'l>(pub(in crate::sources) &'l Limits);
-
-impl<'de> DeserializeSeed<'de> for Key<'_> {
-    type Value = Cow<'de, str>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Key<'_> {
-    type Value = Cow<'de, str>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string key")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        self.0.string(v.len())?;
-        Ok(Cow::Borrowed(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        self.0.string(v.len())?;
-        Ok(Cow::Owned(v.to_owned()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        self.0.string(v.len())?;
-        Ok(Cow::Owned(v))
-    }
-}
-
-/// A value checked against the limits and not kept, counted as items: an
-/// array's length, another value 1, `null` none (web-vitals' dropped
-/// `entries`, APM's skipped breakdown metricsets).
-pub(in crate::sources) struct CountItems<'l>(pub(in crate::sources) Skip<'l>);
-
-impl<'de> DeserializeSeed<'de> for CountItems<'_> {
-    type Value = usize;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for CountItems<'_> {
-    type Value = usize;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<usize, E> {
-        self.0.visit_bool(v).map(|()| 1)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<usize, E> {
-        self.0.visit_i64(v).map(|()| 1)
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<usize, E> {
-        self.0.visit_u64(v).map(|()| 1)
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<usize, E> {
-        self.0.visit_f64(v).map(|()| 1)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
-        self.0.visit_str(v).map(|()| 1)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<usize, E> {
-        Ok(0)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
-        let Skip { limits, depth } = self.0;
-        limits.container(depth)?;
-        let mut count = 0;
-        while seq
-            .next_element_seed(Skip {
-                limits,
-                depth: depth + 1,
-            })?
-            .is_some()
-        {
-            count += 1;
-        }
-        Ok(count)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<usize, A::Error> {
-        self.0.visit_map(map).map(|()| 1)
-    }
-}
-
 /// An object's pairs as it is read, each key once: the last value of a
 /// repeated key wins at the key's first place, as a JSON object reads.
 /// Small objects are checked as each key arrives; a large one (a crafted
@@ -245,138 +159,6 @@ fn dedupe<V>(mut pairs: Vec<(Cow<'_, str>, V)>) -> Vec<(Cow<'_, str>, V)> {
         !dropped[i - 1]
     });
     pairs
-}
-
-/// Any JSON value at `depth`, within the limits.
-pub(in crate::sources) struct Bounded<'l> {
-    pub(in crate::sources) limits: &'l Limits,
-    pub(in crate::sources) depth: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for Bounded<'_> {
-    type Value = Value;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Bounded<'_> {
-    type Value = Value;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        self.limits.string(v.len())?;
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        self.limits.string(v.len())?;
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        self.limits.container(self.depth)?;
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(self.child())? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        self.limits.container(self.depth)?;
-        let mut out = Map::new();
-        while let Some(key) = map.next_key_seed(Key(self.limits))? {
-            let value = map.next_value_seed(self.child())?;
-            out.insert(key.into_owned(), value);
-        }
-        Ok(Value::Object(out))
-    }
-}
-
-impl<'l> Bounded<'l> {
-    fn child(&self) -> Bounded<'l> {
-        Bounded {
-            limits: self.limits,
-            depth: self.depth + 1,
-        }
-    }
-}
-/// A value only checked against the limits, never built: what a decoder
-/// skips costs no allocation.
-pub(in crate::sources) struct Skip<'l> {
-    pub(in crate::sources) limits: &'l Limits,
-    pub(in crate::sources) depth: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for Skip<'_> {
-    type Value = ();
-    /// As `ignored_any`: the scanner's deserializer skips the value itself,
-    /// against the same limits at the same depth, without a visit per token.
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        #[cfg(test)]
-        crate::sources::json_scan::SKIP_DEPTH.with(|c| c.set(Some(self.depth)));
-        d.deserialize_ignored_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Skip<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.limits.string(v.len())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.limits.container(self.depth)?;
-        while seq.next_element_seed(self.child())?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.limits.container(self.depth)?;
-        while map.next_key_seed(Key(self.limits))?.is_some() {
-            map.next_value_seed(self.child())?;
-        }
-        Ok(())
-    }
-}
-
-impl<'l> Skip<'l> {
-    fn child(&self) -> Skip<'l> {
-        Skip {
-            limits: self.limits,
-            depth: self.depth + 1,
-        }
-    }
 }
 
 #[cfg(test)]

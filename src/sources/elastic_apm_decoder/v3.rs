@@ -4,7 +4,7 @@
 //! `rumv3` model reads, so a v3 line is expanded once into the v2 shape and
 //! one mapping serves both versions. A key the tables do not know is kept
 //! as sent (and lands in `rum.extra` like any unmapped key). The keys are
-//! spelled out while the line is parsed (`super::Spelled`), in one pass.
+//! spelled out while the line is read (`super::read_spelled`), in one pass.
 
 /// One abbreviated key, its v2 name, and what is below it.
 pub(super) struct Key {

@@ -89,255 +89,131 @@ pub(super) struct WireBody<'de> {
     pub(super) unknown: Vec<(Cow<'de, str>, Value)>,
 }
 
-pub(super) struct BodySeed<'p>(pub(super) &'p Parse);
-
-impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
-    type Value = WireBody<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
+/// A scalar where a container was wanted, read as the scanner reads any
+/// value (a malformed one is a syntax error first), then refused.
+fn refuse_scalar<T>(sc: &mut Scanner<'_, '_>, refusal: ScanError) -> Scan<T> {
+    match sc.peek()? {
+        b'"' => drop(sc.string()?),
+        b'-' | b'0'..=b'9' => drop(sc.number()?),
+        b't' => sc.literal(b"true")?,
+        b'f' => sc.literal(b"false")?,
+        b'n' => sc.literal(b"null")?,
+        _ => return sc.syntax("expected value"),
     }
+    Err(refusal)
 }
 
-macro_rules! refuse_scalars {
-    ($refuse:expr) => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Err($refuse(&self))
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Err($refuse(&self))
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Err($refuse(&self))
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Err($refuse(&self))
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Err($refuse(&self))
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Err($refuse(&self))
-        }
+/// The body (depth 1), read straight from the scanner.
+pub(super) fn read_body<'de>(sc: &mut Scanner<'de, '_>, parse: &Parse) -> Scan<WireBody<'de>> {
+    let not_a_body = || {
+        parse.refuse(invalid(
+            "the body must be a Faro payload object ({\"meta\": …})",
+        ))
     };
-}
-
-fn not_a_body<E: de::Error>(seed: &BodySeed<'_>) -> E {
-    seed.0.refuse(invalid(
-        "the body must be a Faro payload object ({\"meta\": …})",
-    ))
-}
-
-impl<'de> Visitor<'de> for BodySeed<'_> {
-    type Value = WireBody<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a Faro payload object")
+    match sc.peek()? {
+        b'{' => {}
+        b'[' => return Err(not_a_body()),
+        _ => return refuse_scalar(sc, not_a_body()),
     }
-    refuse_scalars!(not_a_body);
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
-        Err(not_a_body(&self))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let parse = self.0;
-        let limits = &parse.limits;
-        limits.container(1)?;
-        let value = || Bounded { limits, depth: 2 };
-        let mut body = WireBody::default();
-        while let Some(key) = map.next_key_seed(Key(limits))? {
-            if let Some(kind) = Kind::parse(&key) {
-                // A repeated key: both arrays are kept (nothing is lost).
-                map.next_value_seed(ItemsSeed {
-                    parse,
-                    kind,
-                    out: &mut body.items,
-                })?;
-                continue;
-            }
-            match &*key {
-                "meta" => body.meta = Some(map.next_value_seed(Plain { limits, depth: 2 })?),
-                "traces" => {
-                    body.traces = map.next_value_seed(SpanCount {
-                        limits,
-                        depth: 2,
-                        path: SPAN_PATH,
-                    })?
-                }
-                _ => {
-                    let v = map.next_value_seed(value())?;
-                    body.unknown.push((key, v));
-                }
+    sc.begin_object(1)?;
+    let mut body = WireBody::default();
+    let mut first = true;
+    while let Some(key) = sc.key(first)? {
+        first = false;
+        if let Some(kind) = Kind::parse(&key) {
+            // A repeated key: both arrays are kept (nothing is lost).
+            read_items(sc, parse, kind, &mut body.items)?;
+            continue;
+        }
+        match &*key {
+            "meta" => body.meta = Some(read_tree(sc, 2)?),
+            "traces" => body.traces = count_spans(sc, &parse.limits, 2, SPAN_PATH)?,
+            _ => {
+                let value = sc.value(2)?;
+                body.unknown.push((key, value));
             }
         }
-        Ok(body)
     }
+    Ok(body)
 }
 
 /// One kind's array (depth 2); items go straight into the body's list.
-pub(super) struct ItemsSeed<'p, 'o, 'de> {
-    parse: &'p Parse,
+fn read_items<'de>(
+    sc: &mut Scanner<'de, '_>,
+    parse: &Parse,
     kind: Kind,
-    out: &'o mut Vec<(Kind, usize, Item<'de>)>,
-}
-
-impl<'de> DeserializeSeed<'de> for ItemsSeed<'_, '_, 'de> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
+    out: &mut Vec<(Kind, usize, Item<'de>)>,
+) -> Scan<()> {
+    let not_an_array = || parse.refuse(invalid(format!("`{}` must be an array", kind.key())));
+    match sc.peek()? {
+        b'[' => {}
+        b'{' => return Err(not_an_array()),
+        _ => return refuse_scalar(sc, not_an_array()),
     }
-}
-
-fn not_an_array<E: de::Error>(seed: &ItemsSeed<'_, '_, '_>) -> E {
-    seed.parse
-        .refuse(invalid(format!("`{}` must be an array", seed.kind.key())))
-}
-
-impl<'de> Visitor<'de> for ItemsSeed<'_, '_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of items")
-    }
-    refuse_scalars!(not_an_array);
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(not_an_array(&self))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let parse = self.parse;
-        parse.limits.container(2)?;
-        let mut index = 0;
-        loop {
-            let seed = ItemSeed {
-                parse,
-                kind: self.kind,
-                index,
-            };
-            let Some(item) = seq.next_element_seed(seed)? else {
-                break;
-            };
-            if self.out.len() == parse.max_items {
-                // Not parsed past this point.
-                return Err(parse.refuse(too_many(parse.max_items)));
-            }
-            self.out.push((self.kind, index, item));
-            index += 1;
+    sc.begin_array(2)?;
+    let mut index = 0;
+    while sc.element(index == 0)? {
+        let item = read_item(sc, parse, kind, index)?;
+        if out.len() == parse.max_items {
+            // Not parsed past this point.
+            return Err(parse.refuse(too_many(parse.max_items)));
         }
-        Ok(())
+        out.push((kind, index, item));
+        index += 1;
     }
+    Ok(())
 }
 
 /// One item object (depth 3); its values are at depth 4.
-pub(super) struct ItemSeed<'p> {
-    parse: &'p Parse,
+fn read_item<'de>(
+    sc: &mut Scanner<'de, '_>,
+    parse: &Parse,
     kind: Kind,
     index: usize,
-}
-
-fn not_an_object<E: de::Error>(seed: &ItemSeed<'_>) -> E {
-    seed.parse.refuse(invalid(format!(
-        "{}[{}] is not an object",
-        seed.kind.key(),
-        seed.index
-    )))
-}
-
-impl<'de> DeserializeSeed<'de> for ItemSeed<'_> {
-    type Value = Item<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
+) -> Scan<Item<'de>> {
+    let not_an_object =
+        || parse.refuse(invalid(format!("{}[{index}] is not an object", kind.key())));
+    match sc.peek()? {
+        b'{' => {}
+        b'[' => return Err(not_an_object()),
+        _ => return refuse_scalar(sc, not_an_object()),
     }
-}
-
-impl<'de> Visitor<'de> for ItemSeed<'_> {
-    type Value = Item<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an item object")
-    }
-    refuse_scalars!(not_an_object);
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
-        Err(not_an_object(&self))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let limits = &self.parse.limits;
-        limits.container(3)?;
-        let mut item = ItemReader {
-            pairs: PairList::with_capacity(8),
-            objects: Vec::new(),
-            time: None,
-        };
-        while let Some(key) = map.next_key_seed(Key(limits))? {
-            if key == "timestamp" {
-                // Parsed from the body's text, never allocated.
-                item.time = Some(map.next_value_seed(TimeSeed { limits })?);
-                continue;
-            }
-            if let Some(nested) = NESTED.iter().find(|n| **n == key) {
-                match map.next_value_seed(NestedSeed { limits, depth: 4 })? {
-                    Nested::Object(pairs) => item.set_object(nested, pairs),
-                    Nested::Value(value) => item.set(key, value),
-                }
-                continue;
-            }
-            let value = map.next_value_seed(Plain { limits, depth: 4 })?;
-            item.set(key, value);
+    sc.begin_object(3)?;
+    let mut item = ItemReader {
+        pairs: PairList::with_capacity(8),
+        objects: Vec::new(),
+        time: None,
+    };
+    let mut first = true;
+    while let Some(key) = sc.key(first)? {
+        first = false;
+        if key == "timestamp" {
+            // Parsed from the body's text, never allocated.
+            item.time = Some(read_time(sc)?);
+            continue;
         }
-        Ok(item.finish())
+        if let Some(nested) = NESTED.iter().find(|n| **n == key) {
+            match read_nested(sc, 4)? {
+                Nested::Object(pairs) => item.set_object(nested, pairs),
+                Nested::Value(value) => item.set(key, value),
+            }
+            continue;
+        }
+        let value = read_tree(sc, 4)?;
+        item.set(key, value);
     }
+    Ok(item.finish())
 }
 
 /// An item's `timestamp`: epoch ms when it is an ISO 8601 string, else the
-/// value as sent.
-pub(super) struct TimeSeed<'l> {
-    limits: &'l Limits,
-}
-
-impl<'de> DeserializeSeed<'de> for TimeSeed<'_> {
-    type Value = Result<i64, Value>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        // Anything but a string is kept as sent, within the limits.
-        let value = d.deserialize_any(TimeVisitor(self.limits))?;
-        Ok(value)
+/// value as sent (within the limits).
+fn read_time(sc: &mut Scanner<'_, '_>) -> Scan<Result<i64, Value>> {
+    if sc.peek()? == b'"' {
+        let text = sc.string()?;
+        sc.limits.string::<ScanError>(text.len())?;
+        return Ok(parse_time(&text).ok_or_else(|| Value::from(&*text)));
     }
-}
-
-struct TimeVisitor<'l>(&'l Limits);
-
-impl TimeVisitor<'_> {
-    fn bounded(&self) -> Bounded<'_> {
-        Bounded {
-            limits: self.0,
-            depth: 4,
-        }
-    }
-}
-
-impl<'de> Visitor<'de> for TimeVisitor<'_> {
-    type Value = Result<i64, Value>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an ISO 8601 time")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        self.0.string(v.len())?;
-        Ok(parse_time(v).ok_or_else(|| Value::from(v)))
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        self.bounded().visit_bool(v).map(Err)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        self.bounded().visit_i64(v).map(Err)
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        self.bounded().visit_u64(v).map(Err)
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        self.bounded().visit_f64(v).map(Err)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        self.bounded().visit_unit().map(Err)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        self.bounded().visit_seq(seq).map(Err)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        self.bounded().visit_map(map).map(Err)
-    }
+    Ok(Err(sc.value(4)?))
 }
 
 /// A `NESTED` value: an object as a key/value list, anything else as a value.
@@ -347,73 +223,20 @@ pub(super) enum Nested<'de> {
 }
 
 /// A `NESTED` value at `depth`, within the limits.
-pub(super) struct NestedSeed<'l> {
-    limits: &'l Limits,
-    depth: usize,
-}
-
-impl NestedSeed<'_> {
-    fn bounded(&self) -> Plain<'_> {
-        Plain {
-            limits: self.limits,
-            depth: self.depth,
-        }
+fn read_nested<'de>(sc: &mut Scanner<'de, '_>, depth: usize) -> Scan<Nested<'de>> {
+    if sc.peek()? != b'{' {
+        return read_tree(sc, depth).map(Nested::Value);
     }
-}
-
-impl<'de> DeserializeSeed<'de> for NestedSeed<'_> {
-    type Value = Nested<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
+    sc.begin_object(depth)?;
+    let mut pairs = PairList::with_capacity(8);
+    let mut first = true;
+    while let Some(key) = sc.key(first)? {
+        first = false;
+        let value = read_tree(sc, depth + 1)?;
+        // A repeated key: the last one wins, as in a JSON object.
+        pairs.push(key, value);
     }
-}
-
-impl<'de> Visitor<'de> for NestedSeed<'_> {
-    type Value = Nested<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        self.bounded().visit_bool(v).map(Nested::Value)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        self.bounded().visit_i64(v).map(Nested::Value)
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        self.bounded().visit_u64(v).map(Nested::Value)
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        self.bounded().visit_f64(v).map(Nested::Value)
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        self.bounded().visit_borrowed_str(v).map(Nested::Value)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        self.bounded().visit_str(v).map(Nested::Value)
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        self.bounded().visit_string(v).map(Nested::Value)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        self.bounded().visit_unit().map(Nested::Value)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        self.bounded().visit_seq(seq).map(Nested::Value)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let limits = self.limits;
-        limits.container(self.depth)?;
-        let mut pairs = PairList::with_capacity(8);
-        while let Some(key) = map.next_key_seed(Key(limits))? {
-            let value = map.next_value_seed(Plain {
-                limits,
-                depth: self.depth + 1,
-            })?;
-            // A repeated key: the last one wins, as in a JSON object.
-            pairs.push(key, value);
-        }
-        Ok(Nested::Object(Obj::parsed(pairs)))
-    }
+    Ok(Nested::Object(Obj::parsed(pairs)))
 }
 
 /// Where OTLP-JSON keeps its spans: `resourceSpans[].scopeSpans[].spans[]`.
@@ -424,155 +247,78 @@ const SPAN_PATH: &[&str] = &["resourceSpans", "scopeSpans", "spans"];
 /// `Some(Err(()))` for anything else (refused by `decode`).
 pub(super) type Traces = Option<Result<usize, ()>>;
 
+/// A scalar read as the scanner reads any value, a string measured.
+fn read_scalar(sc: &mut Scanner<'_, '_>) -> Scan<()> {
+    match sc.peek()? {
+        b'"' => {
+            let text = sc.string()?;
+            sc.limits.string::<ScanError>(text.len())
+        }
+        b'-' | b'0'..=b'9' => sc.number().map(drop),
+        b't' => sc.literal(b"true"),
+        b'f' => sc.literal(b"false"),
+        b'n' => sc.literal(b"null"),
+        _ => sc.syntax("expected value"),
+    }
+}
+
 /// An object at `depth` whose `path[0]` is a list of objects whose
 /// `path[1]` ... ; the last key's arrays are counted. Everything else in
 /// it is skipped (checked against the limits, never allocated). As in a JSON
 /// object, a repeated key counts once, its last value.
-struct SpanCount<'l> {
-    limits: &'l Limits,
+fn count_spans(
+    sc: &mut Scanner<'_, '_>,
+    limits: &Limits,
     depth: usize,
     path: &'static [&'static str],
-}
-
-impl SpanCount<'_> {
-    fn skip(&self) -> Skip<'_> {
-        Skip {
-            limits: self.limits,
-            depth: self.depth,
-        }
+) -> Scan<Traces> {
+    match sc.peek()? {
+        b'{' => {}
+        b'n' => return sc.literal(b"null").map(|()| None),
+        b'[' => return sc.skip(depth).map(|()| Some(Err(()))),
+        _ => return read_scalar(sc).map(|()| Some(Err(()))),
     }
-}
-
-impl<'de> DeserializeSeed<'de> for SpanCount<'_> {
-    type Value = Traces;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Traces, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for SpanCount<'_> {
-    type Value = Traces;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an OTLP object")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Traces, E> {
-        Ok(Some(Err(())))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Traces, E> {
-        Ok(Some(Err(())))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Traces, E> {
-        Ok(Some(Err(())))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Traces, E> {
-        Ok(Some(Err(())))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Traces, E> {
-        self.skip().visit_str(v)?;
-        Ok(Some(Err(())))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Traces, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Traces, A::Error> {
-        self.skip().visit_seq(seq)?;
-        Ok(Some(Err(())))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Traces, A::Error> {
-        self.limits.container(self.depth)?;
-        let mut count = 0;
-        while let Some(key) = map.next_key_seed(Key(self.limits))? {
-            let child = self.depth + 1;
-            match self.path.split_first() {
-                Some((first, rest)) if key == *first => {
-                    count = map.next_value_seed(SpanList {
-                        limits: self.limits,
-                        depth: child,
-                        rest,
-                    })?;
-                }
-                _ => map.next_value_seed(Skip {
-                    limits: self.limits,
-                    depth: child,
-                })?,
+    sc.begin_object(depth)?;
+    let mut count = 0;
+    let mut first = true;
+    while let Some(key) = sc.key(first)? {
+        first = false;
+        match path.split_first() {
+            Some((head, rest)) if key == *head => {
+                count = count_in_list(sc, limits, depth + 1, rest)?;
             }
+            _ => sc.skip(depth + 1)?,
         }
-        Ok(Some(Ok(count)))
     }
+    Ok(Some(Ok(count)))
 }
 
 /// A list under one of `SPAN_PATH`'s keys: with keys left, the sum over
 /// its objects; at the end of the path, its length. Not a list: 0.
-struct SpanList<'l> {
-    limits: &'l Limits,
+fn count_in_list(
+    sc: &mut Scanner<'_, '_>,
+    limits: &Limits,
     depth: usize,
     rest: &'static [&'static str],
-}
-
-impl<'de> DeserializeSeed<'de> for SpanList<'_> {
-    type Value = usize;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-        d.deserialize_any(self)
+) -> Scan<usize> {
+    match sc.peek()? {
+        b'[' => {}
+        b'{' => return sc.skip(depth).map(|()| 0),
+        _ => return read_scalar(sc).map(|()| 0),
     }
-}
-
-impl<'de> Visitor<'de> for SpanList<'_> {
-    type Value = usize;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<usize, E> {
-        Ok(0)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<usize, E> {
-        Ok(0)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<usize, E> {
-        Ok(0)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<usize, E> {
-        Ok(0)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
-        self.limits.string(v.len())?;
-        Ok(0)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<usize, E> {
-        Ok(0)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<usize, A::Error> {
-        Skip {
-            limits: self.limits,
-            depth: self.depth,
+    sc.begin_array(depth)?;
+    let child = depth + 1;
+    let mut total = 0;
+    let mut first = true;
+    while sc.element(first)? {
+        first = false;
+        if rest.is_empty() {
+            sc.skip(child)?;
+            total += 1;
+        } else if let Some(Ok(n)) = count_spans(sc, limits, child, rest)? {
+            // An element that is no object holds no spans.
+            total += n;
         }
-        .visit_map(map)?;
-        Ok(0)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
-        self.limits.container(self.depth)?;
-        let child = self.depth + 1;
-        let mut total = 0;
-        if self.rest.is_empty() {
-            let skip = || Skip {
-                limits: self.limits,
-                depth: child,
-            };
-            while seq.next_element_seed(skip())?.is_some() {
-                total += 1;
-            }
-        } else {
-            let count = || SpanCount {
-                limits: self.limits,
-                depth: child,
-                path: self.rest,
-            };
-            while let Some(found) = seq.next_element_seed(count())? {
-                // An element that is no object holds no spans.
-                if let Some(Ok(n)) = found {
-                    total += n;
-                }
-            }
-        }
-        Ok(total)
-    }
+    Ok(total)
 }
