@@ -491,6 +491,27 @@ impl<'de, 'l> Scanner<'de, 'l> {
         })
     }
 
+    /// Past the scalar `peek` showed, read as `value` reads it (a malformed
+    /// one is a syntax error), nothing kept; a string is measured against
+    /// the limits when `measure`. What a decoder refuses or ignores where
+    /// it wanted a container.
+    pub(in crate::sources) fn skip_scalar(&mut self, measure: bool) -> Scan<()> {
+        match self.peek()? {
+            b'"' => {
+                let text = self.string()?;
+                if measure {
+                    self.limits.string::<ScanError>(text.len())?;
+                }
+                Ok(())
+            }
+            b'-' | b'0'..=b'9' => self.number().map(|_| ()),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.syntax("expected value"),
+        }
+    }
+
     /// A value at `depth` checked against the limits and not kept, counted
     /// as items: an array's length, `null` none, another value one
     /// (web-vitals' dropped `entries`, APM's skipped breakdown metricsets).

@@ -17,7 +17,7 @@ use crate::event::{Context, Event, EventBlock, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
-use crate::sources::json_scan::{Scan, ScanError, Scanner};
+use crate::sources::json_scan::{Scan, Scanner};
 use crate::url_parts::url_fields;
 
 /// `rum.sdk.name` of every event this decoder makes.
@@ -361,20 +361,6 @@ impl Parse {
 
 type WireMetric<'de> = Vec<(Cow<'de, str>, Value)>;
 
-/// A scalar where an object was wanted, read as the scanner reads any
-/// value (a malformed one is a syntax error first), then refused.
-fn refuse_scalar<T>(sc: &mut Scanner<'_, '_>, refusal: ScanError) -> Scan<T> {
-    match sc.peek()? {
-        b'"' => drop(sc.string()?),
-        b'-' | b'0'..=b'9' => drop(sc.number()?),
-        b't' => sc.literal(b"true")?,
-        b'f' => sc.literal(b"false")?,
-        b'n' => sc.literal(b"null")?,
-        _ => return sc.syntax("expected value"),
-    }
-    Err(refusal)
-}
-
 /// The body, one metric or an array of them, read straight from the
 /// scanner.
 fn read_body<'de>(sc: &mut Scanner<'de, '_>, parse: &Parse) -> Scan<Vec<WireMetric<'de>>> {
@@ -386,7 +372,7 @@ fn read_body<'de>(sc: &mut Scanner<'de, '_>, parse: &Parse) -> Scan<Vec<WireMetr
     match sc.peek()? {
         b'{' => return Ok(vec![read_metric(sc, parse, 1, 0)?]),
         b'[' => {}
-        _ => return refuse_scalar(sc, not_a_body()),
+        _ => return sc.skip_scalar(false).and_then(|()| Err(not_a_body())),
     }
     sc.begin_array(1)?;
     let mut metrics = Vec::with_capacity(8);
@@ -418,7 +404,7 @@ fn read_metric<'de>(
     match sc.peek()? {
         b'{' => {}
         b'[' => return Err(not_object()),
-        _ => return refuse_scalar(sc, not_object()),
+        _ => return sc.skip_scalar(false).and_then(|()| Err(not_object())),
     }
     sc.begin_object(depth)?;
     let mut pairs = PairList::with_capacity(10);

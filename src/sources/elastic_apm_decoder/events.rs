@@ -409,7 +409,7 @@ impl<'a> Builder<'a> {
 
     /// A copy of the fields a page load's events share, in the room the
     /// last event's fields left.
-    fn from_view(&mut self, view: &Fields) -> Fields {
+    fn fields_of_view(&mut self, view: &Fields) -> Fields {
         let mut fields = std::mem::take(&mut self.spare);
         fields.clear();
         fields.extend(view.iter().cloned());
@@ -523,7 +523,7 @@ impl<'a> Builder<'a> {
         let spans = tr.remove("spans");
         let breakdown = tr.remove("breakdown");
         // A page load's navigation timing is some 20 fields.
-        let mut fields = self.from_view(&view);
+        let mut fields = self.fields_of_view(&view);
         let mut vitals: Vec<(&'static str, f64)> = Vec::new();
         let mut context = context.unwrap_or_default();
         let event_type = match ty.as_deref() {
@@ -593,7 +593,7 @@ impl<'a> Builder<'a> {
         let tags = tags.filter(|t| !t.is_empty());
         self.push(event_type, fields, extra, tags.clone())?;
         for (name, value) in vitals {
-            let mut fields = self.from_view(&view);
+            let mut fields = self.fields_of_view(&view);
             fields.push((ids.vital_name.0, Some(Value::from(name).into())));
             fields.push((ids.vital_value.0, Some(Value::from(value).into())));
             self.push(EventType::WebVital, fields, Obj::new(), tags.clone())?;

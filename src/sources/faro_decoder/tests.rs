@@ -537,3 +537,25 @@ fn meta_is_held_to_the_limits_at_every_depth() {
     let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
     assert_eq!(decoded.events[0].get_str("service.name"), Some("second"));
 }
+
+#[test]
+fn a_malformed_value_is_a_json_error_before_it_is_the_wrong_shape() {
+    // A scalar where a container belongs is read first: broken, it is
+    // invalid JSON; whole, it is the wrong shape.
+    let cases: [(&str, &str); 10] = [
+        (r#""unterminated"#, "invalid_json"),
+        (r#""a string""#, "invalid_payload"),
+        ("tru", "invalid_json"),
+        ("-", "invalid_json"),
+        (r#"{"logs": "x"#, "invalid_json"),
+        (r#"{"logs": 5}"#, "invalid_payload"),
+        (r#"{"logs": [nul]}"#, "invalid_json"),
+        (r#"{"logs": [null]}"#, "invalid_payload"),
+        (r#"{"traces": 1e}"#, "invalid_json"),
+        (r#"{"traces": {"resourceSpans": "x}}"#, "invalid_json"),
+    ];
+    for (body, error_type) in cases {
+        let err = decode(body.as_bytes(), &facts(), &limits()).unwrap_err();
+        assert_eq!(err.error_type, error_type, "{body}: {}", err.message);
+    }
+}

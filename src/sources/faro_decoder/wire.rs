@@ -89,20 +89,6 @@ pub(super) struct WireBody<'de> {
     pub(super) unknown: Vec<(Cow<'de, str>, Value)>,
 }
 
-/// A scalar where a container was wanted, read as the scanner reads any
-/// value (a malformed one is a syntax error first), then refused.
-fn refuse_scalar<T>(sc: &mut Scanner<'_, '_>, refusal: ScanError) -> Scan<T> {
-    match sc.peek()? {
-        b'"' => drop(sc.string()?),
-        b'-' | b'0'..=b'9' => drop(sc.number()?),
-        b't' => sc.literal(b"true")?,
-        b'f' => sc.literal(b"false")?,
-        b'n' => sc.literal(b"null")?,
-        _ => return sc.syntax("expected value"),
-    }
-    Err(refusal)
-}
-
 /// The body (depth 1), read straight from the scanner.
 pub(super) fn read_body<'de>(sc: &mut Scanner<'de, '_>, parse: &Parse) -> Scan<WireBody<'de>> {
     let not_a_body = || {
@@ -113,7 +99,7 @@ pub(super) fn read_body<'de>(sc: &mut Scanner<'de, '_>, parse: &Parse) -> Scan<W
     match sc.peek()? {
         b'{' => {}
         b'[' => return Err(not_a_body()),
-        _ => return refuse_scalar(sc, not_a_body()),
+        _ => return sc.skip_scalar(false).and_then(|()| Err(not_a_body())),
     }
     sc.begin_object(1)?;
     let mut body = WireBody::default();
@@ -148,7 +134,7 @@ fn read_items<'de>(
     match sc.peek()? {
         b'[' => {}
         b'{' => return Err(not_an_array()),
-        _ => return refuse_scalar(sc, not_an_array()),
+        _ => return sc.skip_scalar(false).and_then(|()| Err(not_an_array())),
     }
     sc.begin_array(2)?;
     let mut index = 0;
@@ -176,7 +162,7 @@ fn read_item<'de>(
     match sc.peek()? {
         b'{' => {}
         b'[' => return Err(not_an_object()),
-        _ => return refuse_scalar(sc, not_an_object()),
+        _ => return sc.skip_scalar(false).and_then(|()| Err(not_an_object())),
     }
     sc.begin_object(3)?;
     let mut item = ItemReader {
@@ -247,21 +233,6 @@ const SPAN_PATH: &[&str] = &["resourceSpans", "scopeSpans", "spans"];
 /// `Some(Err(()))` for anything else (refused by `decode`).
 pub(super) type Traces = Option<Result<usize, ()>>;
 
-/// A scalar read as the scanner reads any value, a string measured.
-fn read_scalar(sc: &mut Scanner<'_, '_>) -> Scan<()> {
-    match sc.peek()? {
-        b'"' => {
-            let text = sc.string()?;
-            sc.limits.string::<ScanError>(text.len())
-        }
-        b'-' | b'0'..=b'9' => sc.number().map(drop),
-        b't' => sc.literal(b"true"),
-        b'f' => sc.literal(b"false"),
-        b'n' => sc.literal(b"null"),
-        _ => sc.syntax("expected value"),
-    }
-}
-
 /// An object at `depth` whose `path[0]` is a list of objects whose
 /// `path[1]` ... ; the last key's arrays are counted. Everything else in
 /// it is skipped (checked against the limits, never allocated). As in a JSON
@@ -276,7 +247,7 @@ fn count_spans(
         b'{' => {}
         b'n' => return sc.literal(b"null").map(|()| None),
         b'[' => return sc.skip(depth).map(|()| Some(Err(()))),
-        _ => return read_scalar(sc).map(|()| Some(Err(()))),
+        _ => return sc.skip_scalar(true).map(|()| Some(Err(()))),
     }
     sc.begin_object(depth)?;
     let mut count = 0;
@@ -304,7 +275,7 @@ fn count_in_list(
     match sc.peek()? {
         b'[' => {}
         b'{' => return sc.skip(depth).map(|()| 0),
-        _ => return read_scalar(sc).map(|()| 0),
+        _ => return sc.skip_scalar(true).map(|()| 0),
     }
     sc.begin_array(depth)?;
     let child = depth + 1;

@@ -478,3 +478,21 @@ fn client_ip_follows_the_sources_privacy_mode() {
     assert_eq!(stored(ClientIpMode::Full).as_deref(), Some("203.0.113.9"));
     assert_eq!(stored(ClientIpMode::None), None);
 }
+
+#[test]
+fn a_malformed_value_is_a_json_error_before_it_is_the_wrong_shape() {
+    // A scalar where a metric belongs is read first: broken, it is invalid
+    // JSON; whole, it is the wrong shape.
+    let cases: [(&str, &str); 6] = [
+        (r#""unterminated"#, "invalid_json"),
+        ("12", "invalid_metric"),
+        ("1.", "invalid_json"),
+        (r#"[{"name": "LCP", "value": 1}, fals]"#, "invalid_json"),
+        (r#"[{"name": "LCP", "value": 1}, false]"#, "invalid_metric"),
+        (r#"[[1]]"#, "invalid_metric"),
+    ];
+    for (body, error_type) in cases {
+        let err = decode(body.as_bytes(), &facts(), &limits()).unwrap_err();
+        assert_eq!(err.error_type, error_type, "{body}: {}", err.message);
+    }
+}

@@ -39,7 +39,7 @@ impl Builder<'_> {
         let ids = &*IDS;
         let mut extra = Obj::new();
         // A span's own: kind, name, timing, sizes, the HTTP call.
-        let mut fields = self.from_view(view);
+        let mut fields = self.fields_of_view(view);
         if let Some(rate) = span.remove("sample_rate") {
             put(
                 &mut fields,
