@@ -14,7 +14,7 @@ use std::cell::Cell;
 use std::net::IpAddr;
 
 use super::beacon_decoder::{body_text, Limits, PairList};
-use super::json_tree::{read_tree, Json, Obj};
+use super::json_tree::{read_array, read_tree, Json, Obj};
 use crate::event::Event;
 use crate::privacy::ClientIpMode;
 use crate::sources::decode_error::DecodeError;
@@ -272,21 +272,13 @@ fn read_spelled<'de>(
 ) -> Scan<Json<'de>> {
     match sc.peek()? {
         b'{' => {}
-        b'[' => {
-            sc.begin_array(depth)?;
-            let mut items = Vec::new();
-            let mut first = true;
-            while sc.element(first)? {
-                first = false;
-                items.push(if elements {
-                    read_spelled(sc, parse, depth + 1, keys, false)?
-                } else {
-                    read_tree(sc, depth + 1)?
-                });
-            }
-            return Ok(Json::Array(items));
+        b'[' if elements => {
+            return read_array(sc, depth, |sc| {
+                read_spelled(sc, parse, depth + 1, keys, false)
+            })
         }
-        // Scalars are spelled the same in v2 and v3.
+        // Scalars, and arrays of anything but spelled objects, read the
+        // same in v2 and v3.
         _ => return read_tree(sc, depth),
     }
     sc.begin_object(depth)?;

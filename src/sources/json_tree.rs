@@ -422,21 +422,28 @@ pub(in crate::sources) fn read_tree<'de>(
             }
             Json::Object(Obj::parsed(out))
         }
-        b'[' => {
-            sc.begin_array(depth)?;
-            let mut items = Vec::new();
-            let mut first = true;
-            while sc.element(first)? {
-                first = false;
-                items.push(read_tree(sc, depth + 1)?);
-            }
-            Json::Array(items)
-        }
+        b'[' => read_array(sc, depth, |sc| read_tree(sc, depth + 1))?,
         b't' => sc.literal(b"true").map(|()| Json::Bool(true))?,
         b'f' => sc.literal(b"false").map(|()| Json::Bool(false))?,
         b'n' => sc.literal(b"null").map(|()| Json::Null)?,
         _ => return sc.syntax("expected value"),
     })
+}
+
+/// The array `peek` showed, at `depth`, each element read by `element`.
+pub(in crate::sources) fn read_array<'de, 'l>(
+    sc: &mut Scanner<'de, 'l>,
+    depth: usize,
+    mut element: impl FnMut(&mut Scanner<'de, 'l>) -> Scan<Json<'de>>,
+) -> Scan<Json<'de>> {
+    sc.begin_array(depth)?;
+    let mut items = Vec::new();
+    let mut first = true;
+    while sc.element(first)? {
+        first = false;
+        items.push(element(sc)?);
+    }
+    Ok(Json::Array(items))
 }
 
 /// `n` in decimal, written digit by digit: stack frames' lines and columns
