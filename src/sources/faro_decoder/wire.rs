@@ -210,19 +210,10 @@ pub(super) enum Nested<'de> {
 
 /// A `NESTED` value at `depth`, within the limits.
 fn read_nested<'de>(sc: &mut Scanner<'de, '_>, depth: usize) -> Scan<Nested<'de>> {
-    if sc.peek()? != b'{' {
-        return read_tree(sc, depth).map(Nested::Value);
-    }
-    sc.begin_object(depth)?;
-    let mut pairs = PairList::with_capacity(8);
-    let mut first = true;
-    while let Some(key) = sc.key(first)? {
-        first = false;
-        let value = read_tree(sc, depth + 1)?;
-        // A repeated key: the last one wins, as in a JSON object.
-        pairs.push(key, value);
-    }
-    Ok(Nested::Object(Obj::parsed(pairs)))
+    Ok(match read_tree(sc, depth)? {
+        Json::Object(pairs) => Nested::Object(pairs),
+        value => Nested::Value(value),
+    })
 }
 
 /// Where OTLP-JSON keeps its spans: `resourceSpans[].scopeSpans[].spans[]`.
