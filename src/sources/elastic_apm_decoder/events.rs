@@ -522,7 +522,6 @@ impl<'a> Builder<'a> {
         let (view, context, mut tags) = self.page_fields(&mut tr, id.clone(), &mut extra);
         let spans = tr.remove("spans");
         let breakdown = tr.remove("breakdown");
-        // A page load's navigation timing is some 20 fields.
         let mut fields = self.fields_of_view(&view);
         let mut vitals: Vec<(&'static str, f64)> = Vec::new();
         let mut context = context.unwrap_or_default();
