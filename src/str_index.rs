@@ -1,15 +1,18 @@
 //! A fixed set of strings, looked up by a hash of a string's length and
-//! first eight bytes: one or two integer compares for a string of eight
-//! bytes or less, one string compare past that. Comparing candidates one by
-//! one (a `memcmp` call each) was the most expensive part of putting a
-//! beacon's values in their slots; the decoders look up every key, and
-//! every short keyword value, of every event.
+//! first eight bytes: integer compares for a string of sixteen bytes or
+//! less (its first and last eight), one string compare past that.
+//! Comparing candidates one by one (a `memcmp` call each) was the most
+//! expensive part of putting a beacon's values in their slots; the decoders
+//! look up every key, and every short keyword value, of every event.
 
 /// The index of each string of a fixed list.
 pub(crate) struct StrIndex {
     keys: Vec<&'static str>,
     /// Each key's length and first eight bytes as integers.
     words: Vec<(usize, u64)>,
+    /// Each key's last eight bytes (`tail`), compared for keys of 9 to 16
+    /// bytes instead of the whole string: `find` then calls nothing.
+    tails: Vec<u64>,
     /// Open addressing, probed linearly from a word's hash: a key's index
     /// + 1, 0 for an empty bucket. At most a quarter of them are taken.
     buckets: Box<[u16]>,
@@ -21,10 +24,12 @@ impl StrIndex {
     pub(crate) fn new(keys: Vec<&'static str>) -> Self {
         assert!(keys.len() < usize::from(u16::MAX), "too many keys");
         let words: Vec<(usize, u64)> = keys.iter().map(|k| word(k)).collect();
+        let tails = keys.iter().map(|k| tail(k)).collect();
         let buckets = (keys.len() * 4).next_power_of_two().max(64);
         let mut index = StrIndex {
             keys,
             words,
+            tails,
             buckets: vec![0; buckets].into_boxed_slice(),
         };
         for i in 0..index.keys.len() {
@@ -48,18 +53,38 @@ impl StrIndex {
     }
 
     /// The index of `key` in the list, if it is there.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find(&self, key: &str) -> Option<usize> {
         let word = word(key);
         let mask = self.buckets.len() - 1;
         let mut b = self.bucket(word);
         loop {
             let i = usize::from(self.buckets[b]).checked_sub(1)?;
-            if self.words[i] == word && (key.len() <= 8 || self.keys[i] == key) {
-                return Some(i);
+            if self.words[i] == word {
+                let n = key.len();
+                if n <= 8 || (n <= 16 && self.tails[i] == tail(key)) || self.long_key_is(i, key) {
+                    return Some(i);
+                }
             }
             b = (b + 1) & mask;
         }
+    }
+
+    /// Key `i` is `key`, which has more than sixteen bytes: a string
+    /// compare, out of line, so that `find` itself calls nothing.
+    #[inline(never)]
+    fn long_key_is(&self, i: usize, key: &str) -> bool {
+        key.len() > 16 && self.keys[i] == key
+    }
+}
+
+/// A key's last eight bytes as one integer (a key of nine bytes or more:
+/// with its first eight, every byte of a key of up to sixteen).
+#[inline]
+fn tail(key: &str) -> u64 {
+    match key.as_bytes().last_chunk::<8>() {
+        Some(last) => u64::from_le_bytes(*last),
+        None => 0,
     }
 }
 
@@ -137,6 +162,32 @@ mod tests {
         assert_eq!(index.find("rende"), None);
         assert_eq!(index.find("renderblockin"), None);
         assert_eq!(index.find("renderbl"), None);
+    }
+
+    #[test]
+    fn keys_of_nine_to_seventeen_bytes_differing_in_one_byte_are_told_apart() {
+        // Up to sixteen bytes are compared as two words: a byte differing
+        // at any place must show in one of them.
+        for n in 9..=17 {
+            let base = "abcdefghijklmnopq"[..n].to_string();
+            let others: Vec<String> = (0..n)
+                .map(|at| {
+                    let mut bytes = base.clone().into_bytes();
+                    bytes[at] = b'Z';
+                    String::from_utf8(bytes).unwrap()
+                })
+                .collect();
+            let index = StrIndex::new(leaked(std::iter::once(base.clone())));
+            assert_eq!(index.find(&base), Some(0));
+            for other in &others {
+                assert_eq!(index.find(other), None, "{other}");
+            }
+            let index = StrIndex::new(leaked(others.clone().into_iter()));
+            for (i, other) in others.iter().enumerate() {
+                assert_eq!(index.find(other), Some(i), "{other}");
+            }
+            assert_eq!(index.find(&base), None);
+        }
     }
 
     #[test]

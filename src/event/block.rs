@@ -28,10 +28,11 @@ enum Pending {
 }
 
 impl EventBlock {
-    /// Room for `events` events of about eight slots each.
+    /// Room for `events` events of about twelve own slots each (the SDK
+    /// decoders' events hold nine or ten: a block that grows is copied).
     pub fn with_capacity(events: usize) -> Self {
         Self {
-            slots: Vec::with_capacity(events * 8),
+            slots: Vec::with_capacity(events * 12),
             events: Vec::with_capacity(events),
         }
     }
