@@ -211,10 +211,25 @@ impl HttpSource for BeaconSource {
     }
 }
 
+/// The `Sec-CH-UA*` headers, in `CLIENT_HINT_HEADERS`' order, each its
+/// first value (as `HeaderMap::get` gives it) when that is text. One walk
+/// over the headers: a lookup per hint hashed each name, six a request,
+/// and most requests carry none of them.
 fn client_hints(headers: &HeaderMap) -> Vec<(&'static str, &str)> {
-    CLIENT_HINT_HEADERS
+    let hints = &*CLIENT_HINT_HEADERS;
+    let mut first = hints.each_ref().map(|_| None::<&HeaderValue>);
+    for (name, value) in headers {
+        if !name.as_str().starts_with("sec-ch-ua") {
+            continue;
+        }
+        if let Some(i) = hints.iter().position(|(hint, _)| hint == name) {
+            first[i].get_or_insert(value);
+        }
+    }
+    first
         .iter()
-        .filter_map(|(header, key)| Some((*key, headers.get(header)?.to_str().ok()?)))
+        .zip(hints.iter())
+        .filter_map(|(value, (_, key))| Some((*key, (*value)?.to_str().ok()?)))
         .collect()
 }
 
@@ -257,4 +272,37 @@ fn serve_client(headers: &HeaderMap, cache_control: &HeaderValue) -> HttpRespons
         HeaderValue::from_static("cross-origin"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_hints_are_each_first_text_value_in_the_tables_order() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::USER_AGENT, HeaderValue::from_static("Mozilla/5.0"));
+        headers.append("sec-ch-ua-platform", HeaderValue::from_static("\"Linux\""));
+        headers.append("sec-ch-ua-platform", HeaderValue::from_static("\"Later\""));
+        headers.append(
+            "sec-ch-ua-extra",
+            HeaderValue::from_static("not a hint of ours"),
+        );
+        headers.append(
+            "sec-ch-ua",
+            HeaderValue::from_static("\"Chromium\";v=\"131\""),
+        );
+        // Not text: skipped, and not replaced by the value after it.
+        headers.append("sec-ch-ua-model", HeaderValue::from_bytes(b"\xff").unwrap());
+        headers.append("sec-ch-ua-model", HeaderValue::from_static("\"Pixel\""));
+        headers.append("x-sec-ch-ua-mobile", HeaderValue::from_static("?1"));
+        assert_eq!(
+            client_hints(&headers),
+            vec![
+                ("sec_ch_ua", "\"Chromium\";v=\"131\""),
+                ("sec_ch_ua_platform", "\"Linux\""),
+            ]
+        );
+        assert_eq!(client_hints(&HeaderMap::new()), vec![]);
+    }
 }
