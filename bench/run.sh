@@ -19,7 +19,10 @@
 #      events dropped in the handler: no channel, no sink), bare_hop (the decode,
 #      events sent over a tokio channel to a task that drops them), bare_hop_count
 #      (the decode, events dropped in the handler, only their count sent to that
-#      task: the hop's wake-ups without the frees on another thread).
+#      task: the hop's wake-ups without the frees on another thread);
+#   7. only when named in TARGETS, bare_warp_1thread, blackhole_1thread and
+#      chain_1thread: the same servers on one worker thread (`--threads 1`),
+#      the other core left to wrk.
 # Each target runs in RUNS separate process starts, interleaved (bare, blackhole,
 # stdout, chain, bare, blackhole, ...) so machine drift hits all targets alike.
 # Prints, per target, the medians in the historical one-line format, then
@@ -167,6 +170,9 @@ declare -A COMMAND=(
   [blackhole]="$BIN --config $OUT/blackhole.toml"
   [stdout]="$BIN --config $OUT/stdout.toml"
   [chain]="$BIN --config $OUT/chain.toml"
+  [bare_warp_1thread]="env TOKIO_WORKER_THREADS=1 $BARE 127.0.0.1:$PORT"
+  [blackhole_1thread]="$BIN --threads 1 --config $OUT/blackhole.toml"
+  [chain_1thread]="$BIN --threads 1 --config $OUT/chain.toml"
   [prometheus]="$BIN --config $OUT/prometheus.toml"
   [overload_stdout]="$BIN --config $OUT/overload_stdout.toml"
   [overload_chain]="$BIN --config $OUT/overload_chain.toml"

@@ -38,6 +38,12 @@ struct Cli {
     /// Pipeline file (TOML). Without it, the embedded pipelines/dev.toml runs.
     #[arg(short, long, env = "RUM_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Worker threads that run the pipeline [default: one per CPU core].
+    /// Fewer leaves cores to what shares the machine (a proxy, the
+    /// application); a beacon's events then also move between fewer threads.
+    #[arg(short, long, env = "RUM_THREADS", global = true, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -106,10 +112,14 @@ fn main() -> ExitCode {
     if let Some(Command::Rules { out }) = &cli.command {
         return rules(&loaded.config, out.as_deref());
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Named so `top -H` and `/proc/PID/task` tell them from the process's
+    // other threads (the blocking pool, which the runtime names alike).
+    builder.enable_all().thread_name("rum-worker");
+    if let Some(threads) = cli.threads {
+        builder.worker_threads(usize::from(threads));
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -1038,3 +1038,43 @@ fn version_flag_prints_the_version() {
         format!("rum-pipeline {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// The worker threads of a running pipeline (the runtime names them).
+fn workers(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the process's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "rum-worker")
+        .count()
+}
+
+#[tokio::test]
+async fn the_runtime_runs_as_many_worker_threads_as_asked() {
+    // Before any event: the blocking pool, which the stdout sink's writes
+    // use (and which the runtime names alike), has no thread yet.
+    for (threads, expected) in [("3", 3), ("1", 1)] {
+        let p = Pipeline::start_with(DEV, Stdout::Collect, &[("RUM_THREADS", threads)]);
+        assert_eq!(workers(p.pid()), expected, "RUM_THREADS={threads}");
+        // And it serves.
+        let response = post(&p, beacon("threads", 1).to_string(), &[]).await;
+        assert_eq!(response.status(), 204);
+        let document = p.next_document(Duration::from_secs(10));
+        assert_eq!(document["rum"]["type"], "web_vital", "{document}");
+    }
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let p = Pipeline::start(DEV);
+    assert_eq!(workers(p.pid()), available, "one per core by default");
+}
+
+#[test]
+fn a_thread_count_out_of_range_is_refused_with_its_range() {
+    for bad in ["0", "1025", "two"] {
+        let output = common::one_shot(["--threads", bad, "validate"]).run();
+        assert!(!output.success(), "--threads {bad}");
+        assert!(
+            output.stderr.contains("--threads") && output.stderr.contains(bad),
+            "--threads {bad}: {}",
+            output.stderr
+        );
+    }
+}
