@@ -388,10 +388,10 @@ impl<'de, 'l> Scanner<'de, 'l> {
         let negative = bytes.get(at) == Some(&b'-');
         at += usize::from(negative);
         let mut significand: u64 = 0;
-        let mut digits = 0usize;
         let int_start = at;
-        read_digits(bytes, &mut at, &mut significand, &mut digits);
+        read_digits(bytes, &mut at, &mut significand);
         let int_digits = at - int_start;
+        let mut digits = int_digits;
         if int_digits == 0 || (int_digits > 1 && bytes[int_start] == b'0') {
             return self.slow_number(start);
         }
@@ -401,10 +401,11 @@ impl<'de, 'l> Scanner<'de, 'l> {
             float = true;
             at += 1;
             let frac_start = at;
-            read_digits(bytes, &mut at, &mut significand, &mut digits);
+            read_digits(bytes, &mut at, &mut significand);
             if at == frac_start {
                 return self.slow_number(start);
             }
+            digits += at - frac_start;
             exponent = -((at - frac_start) as i32);
         }
         if let Some(b'e' | b'E' | b'+') = bytes.get(at) {
@@ -609,15 +610,15 @@ pub(in crate::sources) fn read_only(body: &[u8], limits: &Limits) -> bool {
 }
 
 /// The digits at `at` onto `significand` (wrapping: past 19 digits the
-/// caller does not use it). Eight at a time was tried: most numbers are
-/// shorter, and the failed eight-byte checks cost more than they saved.
+/// caller does not use it; it counts them from where the digits end).
+/// Eight at a time was tried: most numbers are shorter, and the failed
+/// eight-byte checks cost more than they saved.
 #[inline(always)]
-fn read_digits(bytes: &[u8], at: &mut usize, significand: &mut u64, digits: &mut usize) {
+fn read_digits(bytes: &[u8], at: &mut usize, significand: &mut u64) {
     while let Some(&b @ b'0'..=b'9') = bytes.get(*at) {
         *significand = significand
             .wrapping_mul(10)
             .wrapping_add(u64::from(b - b'0'));
-        *digits += 1;
         *at += 1;
     }
 }
