@@ -23,6 +23,14 @@ pub enum FieldType {
 impl FieldType {
     /// Does a JSON value fit this type? Used to keep wrong-typed beacon values
     /// out of typed fields (they go to `rum.extra` instead).
+    /// Whether a string is a value of this type (`accepts` of any string).
+    pub fn takes_strings(self) -> bool {
+        matches!(
+            self,
+            FieldType::Keyword | FieldType::Text | FieldType::Date | FieldType::Ip
+        )
+    }
+
     pub fn accepts(self, value: &serde_json::Value) -> bool {
         use serde_json::Value as V;
         match self {

@@ -9,17 +9,20 @@ use serde_json::Value;
 
 use super::fields::{self, FieldId};
 use super::raw_json::RawJson;
+use super::text_block::{text_bytes, TextBlock};
 use super::write;
 use super::EVENT_KIND;
 
 /// A slot's value: owned, or shared with a cache or static table (a clone is
-/// then a refcount), or JSON text kept as the document will carry it.
+/// then a refcount), or JSON text kept as the document will carry it, or a
+/// string of the request's [`TextBlock`] (its index there).
 #[derive(Debug, Clone)]
 pub enum FieldValue {
     Owned(Value),
     Shared(Arc<Value>),
     Static(&'static Value),
     Raw(Arc<RawJson>),
+    Text(Arc<TextBlock>, u32),
 }
 
 impl std::ops::Deref for FieldValue {
@@ -30,6 +33,7 @@ impl std::ops::Deref for FieldValue {
             FieldValue::Shared(v) => v,
             FieldValue::Static(v) => v,
             FieldValue::Raw(raw) => raw.value(),
+            FieldValue::Text(block, index) => block.value(*index),
         }
     }
 }
@@ -39,12 +43,28 @@ impl PartialEq for FieldValue {
         match (self, other) {
             (FieldValue::Shared(a), FieldValue::Shared(b)) if Arc::ptr_eq(a, b) => true,
             (FieldValue::Raw(a), FieldValue::Raw(b)) => a.text() == b.text(),
+            (FieldValue::Text(..), _) | (_, FieldValue::Text(..)) => {
+                match (self.as_str(), other.as_str()) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => **self == **other,
+                }
+            }
             _ => **self == **other,
         }
     }
 }
 
 impl FieldValue {
+    /// The value's text if it is a string: a string of a [`TextBlock`]
+    /// read as it is, without making the block's values.
+    #[inline]
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            FieldValue::Text(block, index) => Some(block.str(*index)),
+            value => (**value).as_str(),
+        }
+    }
+
     /// A value to be handed out many times (a cache's): a refcount each,
     /// and objects and arrays with their text written once, which every
     /// document then copies (a geo record serialized per beacon cost about
@@ -171,6 +191,7 @@ pub(super) fn slot_bytes(value: &FieldValue) -> usize {
         FieldValue::Static(_) => 0,
         // The text, and the value once something has read inside it.
         FieldValue::Raw(raw) => raw.byte_size(),
+        FieldValue::Text(block, index) => text_bytes(block, *index),
     }
 }
 
@@ -215,6 +236,11 @@ impl Context {
 
     pub fn get_id(&self, id: FieldId) -> Option<&Value> {
         find(&self.fields, &id).map(|v| &**v)
+    }
+
+    /// The slot's string, read as it is (see [`FieldValue::as_str`]).
+    pub fn get_str(&self, id: FieldId) -> Option<&str> {
+        find(&self.fields, &id)?.as_str()
     }
 
     pub fn set(&mut self, id: FieldId, value: impl Into<FieldValue>) {

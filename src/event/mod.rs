@@ -20,6 +20,7 @@ mod common_values;
 mod context;
 mod fields;
 mod raw_json;
+mod text_block;
 mod write;
 
 use std::sync::{Arc, LazyLock};
@@ -32,6 +33,7 @@ use context::{find, find_label, put, slot_bytes};
 pub use context::{value_bytes, Context, FieldValue};
 pub use fields::{FieldId, FieldPath, OBJECT_SLOTS};
 pub use raw_json::RawJson;
+pub use text_block::{TextBlock, TextBlockBuilder};
 pub use write::write_iso_millis;
 
 use crate::schema::{self, EventType};
@@ -371,6 +373,24 @@ impl Event {
         }
     }
 
+    /// The slot's string, the event's own else the context's, read as it
+    /// is (a string of a request's `TextBlock` without making its values).
+    pub fn get_id_str(&self, id: FieldId) -> Option<&str> {
+        match find(self.own.fields(), &id) {
+            Some(own) => own.as_ref()?.as_str(),
+            None => find(&self.context.fields, &id)?.as_str(),
+        }
+    }
+
+    /// Whether the slot has a value (the event's own, else the context's),
+    /// without reading it.
+    pub fn has_id(&self, id: FieldId) -> bool {
+        match find(self.own.fields(), &id) {
+            Some(own) => own.is_some(),
+            None => find(&self.context.fields, &id).is_some(),
+        }
+    }
+
     /// The slots the event holds a value of its own in, in id order.
     pub fn own_ids(&self) -> impl Iterator<Item = FieldId> + '_ {
         self.own
@@ -483,6 +503,18 @@ impl Event {
         }
     }
 
+    /// A compiled path's string among the event's own fields, as
+    /// `get_own_field` finds it, without making the values of a request's
+    /// strings (`TextBlock`).
+    pub fn get_own_str(&self, path: &FieldPath) -> Option<&str> {
+        match path {
+            FieldPath::Slot { id, rest } if rest.is_empty() => {
+                find(self.own.fields(), id)?.as_ref()?.as_str()
+            }
+            path => self.get_own_field(path)?.as_str(),
+        }
+    }
+
     // ---- dotted paths (config-time tools, tests, the CSP decoder) ----
 
     /// Looks a dotted path up, e.g. `client.geo.country_iso_code`. Fields
@@ -500,7 +532,10 @@ impl Event {
     }
 
     pub fn get_str(&self, path: &str) -> Option<&str> {
-        self.get(path).and_then(Value::as_str)
+        match split_path(path)? {
+            PathRef::Slot(id, None) => self.get_id_str(id),
+            _ => self.get(path).and_then(Value::as_str),
+        }
     }
 
     /// Looks a dotted path up in the event's own fields only.

@@ -393,6 +393,7 @@ impl std::fmt::Debug for RenderedValues {
 fn write_value(value: &FieldValue, out: &mut Vec<u8>) {
     match value {
         FieldValue::Raw(raw) => out.extend_from_slice(raw.text().as_bytes()),
+        FieldValue::Text(..) => write_str(value.as_str().unwrap_or_default(), out),
         value => match &**value {
             // Most strings need no escape: copied, not read byte by byte.
             Value::String(text) => write_str(text, out),

@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock};
 use http::HeaderName;
 use serde_json::{Map, Value};
 
-use crate::event::{Context, Event, FieldId, FieldValue, OwnSlot};
+use crate::event::{Context, Event, FieldId, FieldValue, OwnSlot, TextBlockBuilder};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
@@ -107,7 +107,11 @@ pub fn decode(
     let text = body_text(body, invalid)?;
     let checks = Limits::new(limits.max_string_bytes, limits.max_depth);
     let mut scanner = Scanner::new(text, &checks);
-    let beacon = read_beacon(&mut scanner)
+    // The string values of the context and of the events, in one block that
+    // travels with them: filled when this is dropped, before anything reads
+    // them (the context's byte count below is the first).
+    let mut strings = TextBlockBuilder::default();
+    let beacon = read_beacon(&mut scanner, &mut strings)
         .and_then(|b| scanner.end().map(|()| b))
         .map_err(|e| scanner.decode_error(e, limits.max_depth))?;
     let WireBeacon::Object(beacon) = beacon else {
@@ -181,10 +185,10 @@ pub fn decode(
     context.set(ids.beacon_version, BEACON_VERSION);
     context.set_client_address(facts.client_ip);
     if let Some(ip) = limits.client_ip.stored(facts.client_ip) {
-        context.set(ids.client_ip, ip);
+        context.set(ids.client_ip, strings.push(&ip));
     }
     if let Some(ua) = facts.user_agent {
-        context.set(ids.user_agent, ua);
+        context.set(ids.user_agent, strings.push(ua));
     }
     if let Some(app) = beacon.app {
         let ids = [
@@ -192,11 +196,12 @@ pub fn decode(
             ids.service_version,
             ids.service_environment,
         ];
-        copy_strings(&mut context, "app", app, &APP_KEYS, &ids)?;
+        copy_strings(&mut context, &mut strings, "app", app, &APP_KEYS, &ids)?;
     }
     if let Some(session) = beacon.session {
         copy_strings(
             &mut context,
+            &mut strings,
             "session",
             session,
             &SESSION_KEYS,
@@ -206,7 +211,7 @@ pub fn decode(
     let mut page_url = None;
     if let Some(view) = beacon.view {
         let view = view.ok_or_else(|| invalid("`view` must be an object"))?;
-        page_url = apply_view(&mut ViewTarget::Context(&mut context), view)?;
+        page_url = apply_view(&mut ViewTarget::Context(&mut context, &mut strings), view)?;
     }
     if let Some(device) = beacon.device {
         apply_device(&mut context, device)?;
@@ -225,6 +230,7 @@ pub fn decode(
         context.set(ids.ua_hints, Value::Object(hints));
     }
 
+    drop(strings);
     if context.byte_size() > limits.max_context_bytes {
         return Err(DecodeError::too_large("context_too_large",
             format!(
@@ -353,6 +359,7 @@ fn payload_slots(ty: EventType) -> &'static SlotTable {
 /// A context object's string fields (`keys[i]`'s value into `ids[i]`).
 fn copy_strings<const N: usize>(
     context: &mut Context,
+    strings: &mut TextBlockBuilder,
     what: &str,
     object: Option<[Option<Value>; N]>,
     keys: &[&str; N],
@@ -364,7 +371,7 @@ fn copy_strings<const N: usize>(
     for ((value, key), id) in values.into_iter().zip(keys).zip(ids) {
         match value {
             None | Some(Value::Null) => {}
-            Some(Value::String(s)) => context.set(*id, s),
+            Some(Value::String(s)) => context.set(*id, strings.push(&s)),
             Some(_) => return Err(invalid(format!("`{what}.{key}` must be a string"))),
         }
     }
@@ -374,7 +381,8 @@ fn copy_strings<const N: usize>(
 /// Where a `view` lands: the beacon's context, or one event that belongs to
 /// another view than the beacon's.
 enum ViewTarget<'a> {
-    Context(&'a mut Context),
+    /// The context, its strings into the request's block.
+    Context(&'a mut Context, &'a mut TextBlockBuilder),
     /// An event's own fields being built: `None` hides the beacon's value.
     Fields(&'a mut Vec<(FieldId, Option<FieldValue>)>),
 }
@@ -382,14 +390,17 @@ enum ViewTarget<'a> {
 impl ViewTarget<'_> {
     fn set(&mut self, id: FieldId, value: Value) {
         match self {
-            ViewTarget::Context(c) => c.set(id, value),
+            ViewTarget::Context(c, strings) => match value {
+                Value::String(text) => c.set(id, strings.push(&text)),
+                value => c.set(id, value),
+            },
             ViewTarget::Fields(f) => f.push((id, Some(value.into()))),
         }
     }
 
     fn remove(&mut self, id: FieldId) {
         match self {
-            ViewTarget::Context(c) => {
+            ViewTarget::Context(c, _) => {
                 c.remove_id(id);
             }
             ViewTarget::Fields(f) => f.push((id, None)),

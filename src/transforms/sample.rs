@@ -228,10 +228,7 @@ fn record_rates(run: &mut [Event], decisions: &[(bool, f64)]) {
 }
 
 fn non_empty(event: &Event, id: FieldId) -> Option<&str> {
-    event
-        .get_id(id)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
+    event.get_id_str(id).filter(|s| !s.is_empty())
 }
 
 /// The per-event sampling key of an event with neither session nor view:

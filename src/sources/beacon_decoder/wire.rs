@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::bounded::PairList;
 use super::{payload_slots, CONTEXT_IDS};
-use crate::event::{common_value, sort_slots, Event, FieldValue, OwnSlot};
+use crate::event::{common_value, sort_slots, Event, FieldValue, OwnSlot, TextBlockBuilder};
 use crate::schema::{EventType, FieldType};
 use crate::sources::json_scan::{Scan, ScanError, Scanner};
 
@@ -66,7 +66,11 @@ pub(super) struct SlottedEntry {
 }
 
 /// The beacon object itself (depth 1).
-pub(super) fn read_beacon<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireBeacon<'de>> {
+/// The events' string values go to `strings`.
+pub(super) fn read_beacon<'de>(
+    sc: &mut Scanner<'de, '_>,
+    strings: &mut TextBlockBuilder,
+) -> Scan<WireBeacon<'de>> {
     match sc.peek()? {
         b'{' => {}
         b'[' => {
@@ -93,7 +97,7 @@ pub(super) fn read_beacon<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireBeacon<'de
         match &*key {
             "v" => out.v = Some(sc.value(2)?),
             "sent_at" => out.sent_at = Some(sc.value(2)?),
-            "events" => out.events = Some(read_events(sc)?),
+            "events" => out.events = Some(read_events(sc, strings)?),
             "app" => out.app = Some(read_known(sc, 2, &APP_KEYS)?),
             "session" => out.session = Some(read_known(sc, 2, &SESSION_KEYS)?),
             "view" => out.view = Some(read_known(sc, 2, &VIEW_KEYS)?),
@@ -142,7 +146,10 @@ fn read_known<const N: usize>(
 }
 
 /// `events` (depth 2).
-fn read_events<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireEvents<'de>> {
+fn read_events<'de>(
+    sc: &mut Scanner<'de, '_>,
+    strings: &mut TextBlockBuilder,
+) -> Scan<WireEvents<'de>> {
     if sc.peek()? != b'[' {
         sc.skip(2)?;
         return Ok(WireEvents::NotArray);
@@ -156,7 +163,7 @@ fn read_events<'de>(sc: &mut Scanner<'de, '_>) -> Scan<WireEvents<'de>> {
     while sc.element(first)? {
         first = false;
         let seq = entries.len();
-        entries.push(read_entry(sc, seq, &mut slots)?);
+        entries.push(read_entry(sc, seq, &mut slots, strings)?);
     }
     let count = entries.len();
     Ok(WireEvents::Array {
@@ -171,6 +178,7 @@ fn read_entry<'de>(
     sc: &mut Scanner<'de, '_>,
     seq: usize,
     slots: &mut Vec<OwnSlot>,
+    strings: &mut TextBlockBuilder,
 ) -> Scan<WireEntry<'de>> {
     if sc.peek()? != b'{' {
         sc.skip(3)?;
@@ -179,7 +187,7 @@ fn read_entry<'de>(
     let start = sc.position();
     sc.begin_object(3)?;
     let run_start = slots.len();
-    if let Some(slotted) = read_slots(sc, seq, slots)? {
+    if let Some(slotted) = read_slots(sc, seq, slots, strings)? {
         return Ok(WireEntry::Slotted(slotted));
     }
     // What the fast path read of this entry goes.
@@ -197,15 +205,22 @@ fn read_entry<'de>(
     Ok(WireEntry::Object(pairs.finish()))
 }
 
-/// The string `peek` showed, for a keyword slot: a common one (a vital's
-/// name, a rating, a method...) as its shared static value, without a copy.
-fn keyword(sc: &mut Scanner<'_, '_>) -> Scan<FieldValue> {
+/// The string `peek` showed, for a slot of a string type: a common keyword
+/// (a vital's name, a rating, a method...) as its shared static value,
+/// anything else appended to the request's strings. Neither allocates.
+fn string_slot(
+    sc: &mut Scanner<'_, '_>,
+    ty: FieldType,
+    strings: &mut TextBlockBuilder,
+) -> Scan<FieldValue> {
     let text = sc.string()?;
     sc.limits.string::<ScanError>(text.len())?;
-    Ok(match common_value(&text) {
-        Some(value) => FieldValue::Static(value),
-        None => FieldValue::Owned(Value::String(text.into_owned())),
-    })
+    if ty == FieldType::Keyword {
+        if let Some(value) = common_value(&text) {
+            return Ok(FieldValue::Static(value));
+        }
+    }
+    Ok(strings.push(&text))
 }
 
 /// Keys without a slot that the fast path checks for repeats one by one.
@@ -222,6 +237,7 @@ fn read_slots(
     sc: &mut Scanner<'_, '_>,
     seq: usize,
     fields: &mut Vec<OwnSlot>,
+    strings: &mut TextBlockBuilder,
 ) -> Scan<Option<SlottedEntry>> {
     let start = fields.len();
     match sc.key(true)? {
@@ -266,8 +282,8 @@ fn read_slots(
                 }
                 taken |= 1 << i;
                 let (_, id, ty) = slots.slots[i];
-                if ty == FieldType::Keyword && sc.peek()? == b'"' {
-                    fields.push((id, Some(keyword(sc)?)));
+                if ty.takes_strings() && sc.peek()? == b'"' {
+                    fields.push((id, Some(string_slot(sc, ty, strings)?)));
                     continue;
                 }
                 let value = sc.value(4)?;

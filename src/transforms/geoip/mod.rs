@@ -324,7 +324,7 @@ static SLOTS: std::sync::LazyLock<Slots> = std::sync::LazyLock::new(|| Slots {
 
 /// Whether `enrich` has an address to look up in the context.
 fn has_address(context: &Context) -> bool {
-    context.client_address().is_some() || context.get_id(SLOTS.ip).is_some_and(Value::is_string)
+    context.client_address().is_some() || context.get_str(SLOTS.ip).is_some()
 }
 
 impl GeoipTransform {
@@ -356,7 +356,7 @@ impl GeoipTransform {
         let same_as_last = match (&self.last, whole) {
             (Some((LastAddress::Whole(last), _)), Some(ip)) => *last == ip,
             (Some((LastAddress::Text(last), _)), None) => {
-                event.get_id(slots.ip).and_then(Value::as_str) == Some(last.as_str())
+                event.get_id_str(slots.ip) == Some(last.as_str())
             }
             _ => false,
         };
@@ -364,14 +364,14 @@ impl GeoipTransform {
             let resolved = match whole {
                 Some(ip) => (LastAddress::Whole(ip), self.resolve_whole(ip)),
                 None => {
-                    let text = event.get_id(slots.ip).and_then(Value::as_str)?;
+                    let text = event.get_id_str(slots.ip)?;
                     let ip = text.trim().parse().ok();
                     (LastAddress::Text(text.to_owned()), self.resolve(ip))
                 }
             };
             self.last = Some(resolved);
         }
-        let has_ip = event.get_id(slots.ip).is_some();
+        let has_ip = event.has_id(slots.ip);
         let (_, resolved) = self.last.as_ref()?;
         if let Some(geo) = &resolved.geo {
             event.set(slots.geo, geo.clone());

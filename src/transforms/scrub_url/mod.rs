@@ -343,7 +343,7 @@ struct ScrubField {
 
 impl ScrubField {
     fn get_own<'e>(&self, event: &'e Event) -> Option<&'e str> {
-        event.get_own_field(self.slot.as_ref()?)?.as_str()
+        event.get_own_str(self.slot.as_ref()?)
     }
 
     fn set(&self, event: &mut Event, text: &str) {
@@ -431,7 +431,7 @@ impl ScrubUrl {
                 Scrubbed::Changed(new) if is_page => set_url_fields(event, new),
                 Scrubbed::Changed(new) => field.set(event, new),
                 Scrubbed::Unchanged => {
-                    if is_page && event.get(schema::URL_DOMAIN).is_none() {
+                    if is_page && event.get_str(schema::URL_DOMAIN).is_none() {
                         let same = text.to_owned();
                         set_url_fields(event, &same);
                     }

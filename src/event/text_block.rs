@@ -1,0 +1,165 @@
+//! The string values of one request's events in one allocation
+//! ([`TextBlock`]): a decoder appends each string it keeps to the block and
+//! the slot holds the block and the string's index. A string value is
+//! otherwise a `String` of its own, and every one of them is freed by the
+//! thread that drops the event, not the one that made it: a beacon's
+//! twenty-odd strings cost more freed there than they cost to read.
+//!
+//! The writer and [`FieldValue::as_str`] read the text as it is; a reader
+//! that asks for a `serde_json::Value` (`Deref`) gets the block's strings as
+//! values, made on first use for all of them at once.
+
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+
+use super::context::FieldValue;
+
+/// The strings of one request's events. Filled once, when the decoder is
+/// done reading ([`TextBlockBuilder`]); read-only after.
+#[derive(Default)]
+pub struct TextBlock {
+    strings: OnceLock<Strings>,
+    /// The strings as values, made when a reader first asks for one.
+    values: OnceLock<Box<[Value]>>,
+}
+
+struct Strings {
+    text: String,
+    /// Where each string ends in `text`; each begins where the one before
+    /// it ends.
+    ends: Vec<u32>,
+}
+
+impl TextBlock {
+    /// String `index` (empty if the block was never filled, which a
+    /// decoder's slots cannot see: they are read after it is).
+    pub(super) fn str(&self, index: u32) -> &str {
+        let Some(strings) = self.strings.get() else {
+            return "";
+        };
+        let i = index as usize;
+        let start = match i.checked_sub(1) {
+            Some(before) => strings.ends.get(before).map_or(0, |&end| end as usize),
+            None => 0,
+        };
+        let end = strings.ends.get(i).map_or(start, |&end| end as usize);
+        strings.text.get(start..end).unwrap_or_default()
+    }
+
+    /// String `index` as a value.
+    pub(super) fn value(&self, index: u32) -> &Value {
+        static EMPTY: Value = Value::Null;
+        let values = self.values.get_or_init(|| {
+            let count = self.strings.get().map_or(0, |s| s.ends.len());
+            (0..count as u32)
+                .map(|i| Value::String(self.str(i).to_owned()))
+                .collect()
+        });
+        values.get(index as usize).unwrap_or(&EMPTY)
+    }
+}
+
+impl std::fmt::Debug for TextBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.strings.get().map_or(0, |s| s.ends.len());
+        write!(f, "TextBlock({count} strings)")
+    }
+}
+
+/// Heap bytes a slot's string in a block stands for: what the same string
+/// counted as a `String` of its own, so every byte limit (a context's
+/// `max_context_bytes`, the buffers' budgets) reads a beacon as it did. The
+/// block's values, made only for a reader that asks for one, are not
+/// counted (as a `RawJson`'s parsed value is not until it is made).
+#[inline]
+pub(super) fn text_bytes(block: &TextBlock, index: u32) -> usize {
+    block.str(index).len() + 8
+}
+
+/// Fills a request's [`TextBlock`] as its decoder reads; dropping it (the
+/// decoder is done, or gave up) fills the block.
+#[derive(Default)]
+pub struct TextBlockBuilder {
+    /// Made with the first string: a request without any makes none.
+    block: Option<Arc<TextBlock>>,
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl TextBlockBuilder {
+    /// The slot value of `text`, appended to the block.
+    pub fn push(&mut self, text: &str) -> FieldValue {
+        let Ok(end) = u32::try_from(self.text.len() + text.len()) else {
+            // Past 4 GiB of strings (no body is near): a string of its own.
+            return FieldValue::Owned(Value::String(text.to_owned()));
+        };
+        if self.text.capacity() == 0 {
+            // A beacon's context and events: about 700 bytes in some 25
+            // strings (each doubling on the way copied the text again).
+            self.text.reserve(1024);
+            self.ends.reserve(32);
+        }
+        let block = self.block.get_or_insert_with(Default::default).clone();
+        self.text.push_str(text);
+        let index = self.ends.len() as u32;
+        self.ends.push(end);
+        FieldValue::Text(block, index)
+    }
+}
+
+impl Drop for TextBlockBuilder {
+    fn drop(&mut self) {
+        if let Some(block) = self.block.take() {
+            let strings = Strings {
+                text: std::mem::take(&mut self.text),
+                ends: std::mem::take(&mut self.ends),
+            };
+            // Only this builder fills its block.
+            let _ = block.strings.set(strings);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_in_a_block_read_as_the_values_they_stand_for() {
+        let texts = ["https://shop.example.com/a?b=c", "", "v4-1", "é😀\"\n", "x"];
+        let mut builder = TextBlockBuilder::default();
+        let values: Vec<FieldValue> = texts.iter().map(|t| builder.push(t)).collect();
+        drop(builder);
+        for (value, text) in values.iter().zip(texts) {
+            assert_eq!(value.as_str(), Some(text));
+            // Read before any `Value` was made, then as one.
+            assert_eq!(**value, Value::String(text.to_owned()));
+            assert_eq!(value.as_str(), Some(text));
+            assert_eq!(*value, FieldValue::from(text));
+            assert!(matches!(value, FieldValue::Text(..)));
+        }
+        assert_ne!(values[0], values[2]);
+        // One block for all of them.
+        let FieldValue::Text(first, _) = &values[0] else {
+            unreachable!()
+        };
+        assert!(values
+            .iter()
+            .all(|v| matches!(v, FieldValue::Text(b, _) if Arc::ptr_eq(b, first))));
+    }
+
+    #[test]
+    fn a_string_in_a_block_counts_the_bytes_it_counted_on_its_own() {
+        let mut builder = TextBlockBuilder::default();
+        let value = builder.push("/checkout");
+        drop(builder);
+        let FieldValue::Text(block, index) = &value else {
+            unreachable!()
+        };
+        let own = super::super::value_bytes(&Value::String("/checkout".into()));
+        assert_eq!(text_bytes(block, *index), own);
+        let _ = &*value;
+        assert_eq!(text_bytes(block, *index), own);
+    }
+}
