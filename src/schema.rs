@@ -21,8 +21,6 @@ pub enum FieldType {
 }
 
 impl FieldType {
-    /// Does a JSON value fit this type? Used to keep wrong-typed beacon values
-    /// out of typed fields (they go to `rum.extra` instead).
     /// Whether a string is a value of this type (`accepts` of any string).
     pub fn takes_strings(self) -> bool {
         matches!(
@@ -31,6 +29,8 @@ impl FieldType {
         )
     }
 
+    /// Does a JSON value fit this type? Used to keep wrong-typed beacon values
+    /// out of typed fields (they go to `rum.extra` instead).
     pub fn accepts(self, value: &serde_json::Value) -> bool {
         use serde_json::Value as V;
         match self {
