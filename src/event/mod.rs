@@ -365,30 +365,29 @@ impl Event {
         ]
     }
 
+    /// The slot as the document has it: the event's own value, else the
+    /// context's (an own `None` hides the context's).
+    fn field(&self, id: FieldId) -> Option<&FieldValue> {
+        match find(self.own.fields(), &id) {
+            Some(own) => own.as_ref(),
+            None => find(&self.context.fields, &id),
+        }
+    }
+
     /// The slot's value: the event's own, else the context's.
     pub fn get_id(&self, id: FieldId) -> Option<&Value> {
-        match find(self.own.fields(), &id) {
-            Some(own) => own.as_deref(),
-            None => self.context.get_id(id),
-        }
+        self.field(id).map(|v| &**v)
     }
 
-    /// The slot's string, the event's own else the context's, read as it
-    /// is (a string of a request's `TextBlock` without making its values).
+    /// The slot's string, read as it is (a string of a request's
+    /// `TextBlock` without making its values).
     pub fn get_id_str(&self, id: FieldId) -> Option<&str> {
-        match find(self.own.fields(), &id) {
-            Some(own) => own.as_ref()?.as_str(),
-            None => find(&self.context.fields, &id)?.as_str(),
-        }
+        self.field(id)?.as_str()
     }
 
-    /// Whether the slot has a value (the event's own, else the context's),
-    /// without reading it.
+    /// Whether the slot has a value, without reading it.
     pub fn has_id(&self, id: FieldId) -> bool {
-        match find(self.own.fields(), &id) {
-            Some(own) => own.is_some(),
-            None => find(&self.context.fields, &id).is_some(),
-        }
+        self.field(id).is_some()
     }
 
     /// The slots the event holds a value of its own in, in id order.
