@@ -139,6 +139,9 @@ struct Own {
     fields: Vec<OwnSlot>,
 }
 
+/// `OwnRef::Block::bytes` not counted yet.
+const UNCOUNTED_BLOCK: u32 = u32::MAX;
+
 /// Where an event's own slots are.
 #[derive(Debug, Clone, Default)]
 enum OwnRef {
@@ -150,6 +153,10 @@ enum OwnRef {
         slots: Arc<[OwnSlot]>,
         start: u32,
         end: u32,
+        /// The whole block's [`slots_bytes`] once a buffer counted it
+        /// ([`Event::count_block_bytes`]), else [`UNCOUNTED_BLOCK`]: each
+        /// buffer the event passes asks again. In the tag's padding.
+        bytes: u32,
     },
     Own(Arc<Own>),
     /// No own slots (yet).
@@ -161,7 +168,9 @@ impl OwnRef {
     #[inline]
     fn fields(&self) -> &[OwnSlot] {
         match self {
-            OwnRef::Block { slots, start, end } => &slots[*start as usize..*end as usize],
+            OwnRef::Block {
+                slots, start, end, ..
+            } => &slots[*start as usize..*end as usize],
             OwnRef::Own(own) => &own.fields,
             OwnRef::Empty => &[],
         }
@@ -350,6 +359,7 @@ impl Event {
                 // Bodies are limited far below 2^32 slots.
                 start: u32::try_from(range.start).expect("a block of under 2^32 slots"),
                 end: u32::try_from(range.end).expect("a block of under 2^32 slots"),
+                bytes: UNCOUNTED_BLOCK,
             },
             labels: None,
         }
@@ -749,9 +759,24 @@ impl Event {
     /// [share it](Event::shares_own_block). `None` when not in a block.
     pub fn block_byte_size(&self) -> Option<usize> {
         match &self.own {
-            OwnRef::Block { slots, .. } => Some(slots_bytes(slots)),
+            OwnRef::Block { slots, bytes, .. } => Some(match *bytes {
+                UNCOUNTED_BLOCK => slots_bytes(slots),
+                bytes => bytes as usize,
+            }),
             OwnRef::Own(_) | OwnRef::Empty => None,
         }
+    }
+
+    /// [`Event::block_byte_size`], kept in the event once counted: the
+    /// next buffer it reaches (after a transform task, say) reads it back
+    /// instead of walking the block's slots again.
+    pub fn count_block_bytes(&mut self) -> Option<usize> {
+        let size = self.block_byte_size()?;
+        if let OwnRef::Block { bytes, .. } = &mut self.own {
+            // A block past 4 GiB (far beyond any body limit) counts anew each time.
+            *bytes = u32::try_from(size).unwrap_or(UNCOUNTED_BLOCK);
+        }
+        Some(size)
     }
 
     /// Whether both events' own slots are in the same block (the events of

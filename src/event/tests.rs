@@ -650,3 +650,29 @@ fn documents_of_random_contexts_and_own_fields_match_a_nested_sorted_map() {
         }
     }
 }
+
+#[test]
+fn a_block_counted_once_keeps_its_count_in_the_event() {
+    // The count sits in the tag's padding: buffers hold many events.
+    assert_eq!(std::mem::size_of::<OwnRef>(), 32);
+    let (block, mut a, mut b) = two_events_in_a_block();
+    let whole = slots_bytes(&block);
+    assert_eq!(a.block_byte_size(), Some(whole));
+    assert_eq!(a.count_block_bytes(), Some(whole));
+    assert!(matches!(a.own, OwnRef::Block { bytes, .. } if bytes as usize == whole));
+    // Not counted yet: read from the slots, the same figure.
+    assert!(matches!(
+        b.own,
+        OwnRef::Block {
+            bytes: UNCOUNTED_BLOCK,
+            ..
+        }
+    ));
+    assert_eq!(b.block_byte_size(), Some(whole));
+    // A copy carries the count; an edit leaves the block and its count.
+    let copy = a.clone();
+    assert_eq!(copy.block_byte_size(), Some(whole));
+    a.insert("url.path", "/edited");
+    assert_eq!(a.count_block_bytes(), None);
+    assert_eq!(b.count_block_bytes(), Some(whole));
+}

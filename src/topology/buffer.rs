@@ -73,14 +73,15 @@ pub fn buffer(max_events: usize, max_bytes: usize) -> (BufferSender, BufferRecei
 
 /// Bytes a batch keeps alive: every event's own part, and each beacon's
 /// context and block of event slots once per run of consecutive events
-/// sharing it (the events of a beacon travel together).
-pub fn batch_bytes(batch: &Batch) -> usize {
+/// sharing it (the events of a beacon travel together). A block's count
+/// stays with the event that counted it, for the next buffer.
+pub fn batch_bytes(batch: &mut Batch) -> usize {
     let mut total = 0;
     let mut last: Option<&crate::event::Event> = None;
-    for event in batch {
+    for event in batch.iter_mut() {
         total += event.own_byte_size();
         if !last.is_some_and(|l| l.shares_own_block(event)) {
-            total += event.block_byte_size().unwrap_or(0);
+            total += event.count_block_bytes().unwrap_or(0);
         }
         if !last.is_some_and(|l| Arc::ptr_eq(l.context(), event.context())) {
             total += event.context().byte_size();
@@ -172,8 +173,8 @@ impl BufferSender {
         }))
     }
 
-    pub async fn send(&self, events: Batch) -> Result<(), SendError> {
-        let bytes = batch_bytes(&events);
+    pub async fn send(&self, mut events: Batch) -> Result<(), SendError> {
+        let bytes = batch_bytes(&mut events);
         let reservation = self.reserve(events.len(), bytes).await?;
         reservation.send(events)
     }
@@ -248,7 +249,7 @@ impl Fanout {
 
     /// Sends to every downstream, waiting for room: the slowest downstream
     /// sets the pace (backpressure).
-    pub async fn send(&self, batch: Batch) -> Result<(), SendError> {
+    pub async fn send(&self, mut batch: Batch) -> Result<(), SendError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -259,7 +260,7 @@ impl Fanout {
         };
         // Each downstream gets its own batch; the events in it share their
         // parts with the other copies (a clone is two refcounts per event).
-        let bytes = batch_bytes(&batch);
+        let bytes = batch_bytes(&mut batch);
         for sender in rest {
             sender
                 .reserve(count as usize, bytes)
@@ -306,7 +307,7 @@ impl Fanout {
     /// [`Fanout::send_within`] with the time given as a deadline.
     pub async fn send_by(
         &self,
-        batch: Batch,
+        mut batch: Batch,
         deadline: tokio::time::Instant,
     ) -> Result<(), SendError> {
         if batch.is_empty() {
@@ -317,7 +318,7 @@ impl Fanout {
             self.unconsumed.add(count as u64);
             return Ok(());
         }
-        let bytes = batch_bytes(&batch);
+        let bytes = batch_bytes(&mut batch);
         let reservations = self.reserve_by(count, bytes, deadline).await?;
         self.send_reserved(reservations, batch)
     }
@@ -326,7 +327,7 @@ impl Fanout {
     /// waits for room: when a downstream has no room for it now, the batch
     /// is dropped and its size (events, bytes) handed back, to reserve that
     /// much room with [`Fanout::reserve_by`] and make the batch again.
-    pub fn send_now_or_size(&self, batch: Batch) -> Result<Option<(usize, usize)>, SendError> {
+    pub fn send_now_or_size(&self, mut batch: Batch) -> Result<Option<(usize, usize)>, SendError> {
         let count = batch.len();
         if count == 0 {
             return Ok(None);
@@ -335,7 +336,7 @@ impl Fanout {
             self.unconsumed.add(count as u64);
             return Ok(None);
         }
-        let bytes = batch_bytes(&batch);
+        let bytes = batch_bytes(&mut batch);
         let mut reservations = Vec::with_capacity(self.senders.len());
         for sender in &self.senders {
             match sender.try_reserve(count, bytes)? {
@@ -528,7 +529,7 @@ mod tests {
                 .map(|_| Event::with_context(context.clone()))
                 .collect::<Batch>()
         };
-        let size = batch_bytes(&beacon());
+        let size = batch_bytes(&mut beacon());
         // The context is counted once per batch, not once per event.
         assert!(size > 10_000 && size < 12_000, "{size}");
         let (tx, _rx) = buffer(10_000, 3 * size + size / 2);
@@ -551,7 +552,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn waiting_for_room_queues_behind_a_waiting_sender_and_keeps_nothing() {
         // Room for 8 empty events and 500 bytes more.
-        let (tx, mut rx) = buffer(10, batch_bytes(&batch(8)) + 500);
+        let (tx, mut rx) = buffer(10, batch_bytes(&mut batch(8)) + 500);
         let fanout = Fanout::new(vec![tx.clone()], Counter::default(), Counter::default());
         let soon = || tokio::time::Instant::now() + Duration::from_millis(50);
         // Room: no wait, nothing taken.
@@ -612,7 +613,7 @@ mod tests {
         let fanout = Fanout::new(vec![tx.clone()], Counter::default(), Counter::default());
         assert_eq!(fanout.send_now_or_size(batch(10)), Ok(None));
         // Ten more do not fit: handed back by size, nothing taken or sent.
-        let bytes = batch_bytes(&batch(10));
+        let bytes = batch_bytes(&mut batch(10));
         assert_eq!(fanout.send_now_or_size(batch(10)), Ok(Some((10, bytes))));
         assert_eq!(tx.buffered_events(), 10);
         // Five requests wait for room for ten each, and keep it once they
