@@ -11,6 +11,35 @@ use crate::schema;
 
 /// `url.full` and its parts when it parses; a part the URL lacks is `None`.
 pub fn url_fields(full: &str) -> [(FieldId, Option<Value>); 7] {
+    let mut out: [Option<(FieldId, Option<Value>)>; 7] = Default::default();
+    let mut at = 0;
+    for_each_url_field(full, |id, part| {
+        out[at] = Some((id, part.map(Value::from)));
+        at += 1;
+    });
+    out.map(|field| field.expect("seven fields, each handed over once"))
+}
+
+/// One of a URL's `url.*` fields, borrowed from the URL (or its parse).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UrlPart<'u> {
+    Text(&'u str),
+    Port(u16),
+}
+
+impl From<UrlPart<'_>> for Value {
+    fn from(part: UrlPart<'_>) -> Value {
+        match part {
+            UrlPart::Text(text) => Value::from(text),
+            UrlPart::Port(port) => Value::from(port),
+        }
+    }
+}
+
+/// [`url_fields`] without making a `Value` of each: `field` is handed each
+/// field's id and its part, in the same order, for a decoder that copies
+/// the text where it keeps its strings.
+pub fn for_each_url_field(full: &str, mut field: impl FnMut(FieldId, Option<UrlPart<'_>>)) {
     static IDS: LazyLock<[FieldId; 7]> = LazyLock::new(|| {
         [
             schema::URL_FULL,
@@ -33,15 +62,13 @@ pub fn url_fields(full: &str) -> [(FieldId, Option<Value>); 7] {
         }
     };
     let parts = parts.as_ref();
-    [
-        (ids[0], Some(full.into())),
-        (ids[1], parts.map(|p| p.scheme.into())),
-        (ids[2], parts.and_then(|p| p.host).map(Value::from)),
-        (ids[3], parts.and_then(|p| p.port).map(Value::from)),
-        (ids[4], parts.map(|p| p.path.into())),
-        (ids[5], parts.and_then(|p| p.query).map(Value::from)),
-        (ids[6], parts.and_then(|p| p.fragment).map(Value::from)),
-    ]
+    field(ids[0], Some(UrlPart::Text(full)));
+    field(ids[1], parts.map(|p| UrlPart::Text(p.scheme)));
+    field(ids[2], parts.and_then(|p| p.host).map(UrlPart::Text));
+    field(ids[3], parts.and_then(|p| p.port).map(UrlPart::Port));
+    field(ids[4], parts.map(|p| UrlPart::Text(p.path)));
+    field(ids[5], parts.and_then(|p| p.query).map(UrlPart::Text));
+    field(ids[6], parts.and_then(|p| p.fragment).map(UrlPart::Text));
 }
 
 /// Whether `text` parses as an absolute URL, as `url::Url::parse` has it

@@ -25,9 +25,12 @@ mod wire;
 
 // The bounded JSON reading every decoder of `sources` shares, and the URL
 // helpers that lived here: code written against these paths keeps working.
+use crate::url_parts::{for_each_url_field, UrlPart};
 pub use crate::url_parts::{set_url_fields, url_fields};
 pub(in crate::sources) use bounded::{body_text, Limits, PairList};
-use wire::{read_beacon, WireBeacon, WireEntry, WireEvents, APP_KEYS, SESSION_KEYS, VIEW_KEYS};
+use wire::{
+    read_beacon, Known, WireBeacon, WireEntry, WireEvents, APP_KEYS, SESSION_KEYS, VIEW_KEYS,
+};
 
 /// Limits on what one beacon may contain.
 #[derive(Debug, Clone)]
@@ -361,18 +364,18 @@ fn copy_strings<const N: usize>(
     context: &mut Context,
     strings: &mut TextBlockBuilder,
     what: &str,
-    object: Option<[Option<Value>; N]>,
+    object: Option<[Option<Known<'_>>; N]>,
     keys: &[&str; N],
     ids: &[FieldId; N],
 ) -> Result<(), DecodeError> {
     let Some(values) = object else {
         return Err(invalid(format!("`{what}` must be an object")));
     };
-    for ((value, key), id) in values.into_iter().zip(keys).zip(ids) {
-        match value {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => context.set(*id, strings.push(&s)),
-            Some(_) => return Err(invalid(format!("`{what}.{key}` must be a string"))),
+    for ((value, key), id) in values.iter().zip(keys).zip(ids) {
+        match value.as_ref().map(Known::text) {
+            None | Some(Ok(None)) => {}
+            Some(Ok(Some(text))) => context.set(*id, strings.push(text)),
+            Some(Err(())) => return Err(invalid(format!("`{what}.{key}` must be a string"))),
         }
     }
     Ok(())
@@ -388,13 +391,20 @@ enum ViewTarget<'a> {
 }
 
 impl ViewTarget<'_> {
+    /// A value that is not a string (the URL's port).
     fn set(&mut self, id: FieldId, value: Value) {
         match self {
-            ViewTarget::Context(c, strings) => match value {
-                Value::String(text) => c.set(id, strings.push(&text)),
-                value => c.set(id, value),
-            },
+            ViewTarget::Context(c, _) => c.set(id, value),
             ViewTarget::Fields(f) => f.push((id, Some(value.into()))),
+        }
+    }
+
+    /// A string of the view: into the context's block as the body has it,
+    /// not made a `String` of its own first.
+    fn set_str(&mut self, id: FieldId, text: &str) {
+        match self {
+            ViewTarget::Context(c, strings) => c.set(id, strings.push(text)),
+            ViewTarget::Fields(f) => f.push((id, Some(Value::from(text).into()))),
         }
     }
 
@@ -409,40 +419,39 @@ impl ViewTarget<'_> {
 }
 
 /// An event's own `view` as the beacon's is read (`VIEW_KEYS`).
-fn view_keys(value: Value) -> Result<[Option<Value>; 4], DecodeError> {
+fn view_keys(value: Value) -> Result<[Option<Known<'static>>; 4], DecodeError> {
     let Value::Object(mut map) = value else {
         return Err(invalid("`view` must be an object"));
     };
-    Ok(VIEW_KEYS.map(|key| map.remove(key)))
+    Ok(VIEW_KEYS.map(|key| map.remove(key).map(Known::Other)))
 }
 
 /// `view` (its `VIEW_KEYS`) → url.*, view.id, view.title, http.request.referrer.
 /// Returns the URL.
 fn apply_view(
     target: &mut ViewTarget<'_>,
-    [url, rest @ ..]: [Option<Value>; 4],
+    [url, rest @ ..]: [Option<Known<'_>>; 4],
 ) -> Result<Option<String>, DecodeError> {
-    let url = match url {
-        Some(Value::String(url)) => Some(url),
-        None | Some(Value::Null) => None,
-        Some(_) => return Err(invalid("`view.url` must be a string")),
+    let url = match url.as_ref().map(Known::text) {
+        Some(Ok(Some(url))) => Some(url.to_owned()),
+        None | Some(Ok(None)) => None,
+        Some(Err(())) => return Err(invalid("`view.url` must be a string")),
     };
     let ids = &*CONTEXT_IDS;
     let slots = [ids.view_id, ids.view_title, ids.referrer];
-    for ((value, key), id) in rest.into_iter().zip(&VIEW_KEYS[1..]).zip(slots) {
-        match value {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => target.set(id, Value::String(s)),
-            Some(_) => return Err(invalid(format!("`view.{key}` must be a string"))),
+    for ((value, key), id) in rest.iter().zip(&VIEW_KEYS[1..]).zip(slots) {
+        match value.as_ref().map(Known::text) {
+            None | Some(Ok(None)) => {}
+            Some(Ok(Some(text))) => target.set_str(id, text),
+            Some(Err(())) => return Err(invalid(format!("`view.{key}` must be a string"))),
         }
     }
     if let Some(url) = &url {
-        for (id, value) in url_fields(url) {
-            match value {
-                Some(value) => target.set(id, value),
-                None => target.remove(id),
-            }
-        }
+        for_each_url_field(url, |id, part| match part {
+            Some(UrlPart::Text(text)) => target.set_str(id, text),
+            Some(UrlPart::Port(port)) => target.set(id, Value::from(port)),
+            None => target.remove(id),
+        });
     }
     Ok(url)
 }
@@ -450,9 +459,10 @@ fn apply_view(
 /// `device` (its `DEVICE_KEYS`) → rum.device.*, rum.connection.*.
 fn apply_device(
     context: &mut Context,
-    device: Option<[Option<Value>; 3]>,
+    device: Option<[Option<Known<'_>>; 3]>,
 ) -> Result<(), DecodeError> {
-    let Some([memory, cores, connection]) = device else {
+    let Some([memory, cores, connection]) = device.map(|d| d.map(|v| v.map(Known::into_value)))
+    else {
         return Err(invalid("`device` must be an object"));
     };
     let number = |v: Option<Value>, name: &str| match v {

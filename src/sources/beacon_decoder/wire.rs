@@ -27,10 +27,10 @@ pub(super) struct WireObject<'de> {
     pub(super) sent_at: Option<Value>,
     pub(super) events: Option<WireEvents<'de>>,
     /// `Some(None)`: present but not an object.
-    pub(super) app: Option<Option<[Option<Value>; 3]>>,
-    pub(super) session: Option<Option<[Option<Value>; 1]>>,
-    pub(super) view: Option<Option<[Option<Value>; 4]>>,
-    pub(super) device: Option<Option<[Option<Value>; 3]>>,
+    pub(super) app: Option<Option<[Option<Known<'de>>; 3]>>,
+    pub(super) session: Option<Option<[Option<Known<'de>>; 1]>>,
+    pub(super) view: Option<Option<[Option<Known<'de>>; 4]>>,
+    pub(super) device: Option<Option<[Option<Known<'de>>; 3]>>,
     pub(super) ua_hints: Option<Value>,
     pub(super) ignored_keys: usize,
 }
@@ -113,6 +113,33 @@ pub(super) fn read_beacon<'de>(
     Ok(WireBeacon::Object(out))
 }
 
+/// A value of one of the beacon's context objects: a string as the body has
+/// it (the decoder copies it into the request's block of strings, with no
+/// `String` of its own on the way), anything else as a `Value`.
+pub(super) enum Known<'de> {
+    Str(Cow<'de, str>),
+    Other(Value),
+}
+
+impl Known<'_> {
+    /// The string; `Ok(None)` for `null`, `Err` for any other type.
+    pub(super) fn text(&self) -> Result<Option<&str>, ()> {
+        match self {
+            Known::Str(text) => Ok(Some(text)),
+            Known::Other(Value::String(text)) => Ok(Some(text)),
+            Known::Other(Value::Null) => Ok(None),
+            Known::Other(_) => Err(()),
+        }
+    }
+
+    pub(super) fn into_value(self) -> Value {
+        match self {
+            Known::Str(text) => Value::String(text.into_owned()),
+            Known::Other(value) => value,
+        }
+    }
+}
+
 /// The keys kept of the beacon's context objects (the rest is checked and
 /// skipped), in the order the decoder reads them.
 pub(super) const APP_KEYS: [&str; 3] = ["name", "version", "env"];
@@ -123,22 +150,27 @@ pub(super) const DEVICE_KEYS: [&str; 3] = ["memory", "cores", "connection"];
 /// An object at `depth` of which only `keys` are kept (in that order; a
 /// repeated key: the last wins), the rest checked and skipped. `None` when
 /// the value is not an object (still checked).
-fn read_known<const N: usize>(
-    sc: &mut Scanner<'_, '_>,
+fn read_known<'de, const N: usize>(
+    sc: &mut Scanner<'de, '_>,
     depth: usize,
     keys: &'static [&'static str; N],
-) -> Scan<Option<[Option<Value>; N]>> {
+) -> Scan<Option<[Option<Known<'de>>; N]>> {
     if sc.peek()? != b'{' {
         sc.skip(depth)?;
         return Ok(None);
     }
     sc.begin_object(depth)?;
-    let mut out: [Option<Value>; N] = std::array::from_fn(|_| None);
+    let mut out: [Option<Known<'de>>; N] = std::array::from_fn(|_| None);
     let mut first = true;
     while let Some(key) = sc.key(first)? {
         first = false;
         match keys.iter().position(|k| *k == key) {
-            Some(i) => out[i] = Some(sc.value(depth + 1)?),
+            Some(i) if sc.peek()? == b'"' => {
+                let text = sc.string()?;
+                sc.limits.string::<ScanError>(text.len())?;
+                out[i] = Some(Known::Str(text));
+            }
+            Some(i) => out[i] = Some(Known::Other(sc.value(depth + 1)?)),
             None => sc.skip(depth + 1)?,
         }
     }
