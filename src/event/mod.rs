@@ -111,11 +111,14 @@ pub fn sort_slots(slots: &mut Vec<OwnSlot>, start: usize) {
     slots.truncate(kept);
 }
 
+/// Bytes of one slot in a list, its value's heap aside.
+pub const SLOT_BYTES: usize = 40;
+
 /// Heap bytes of a list of slots (40 a slot, and what its value holds).
 fn slots_bytes(slots: &[OwnSlot]) -> usize {
     slots
         .iter()
-        .map(|(_, v)| 40 + v.as_ref().map_or(0, slot_bytes))
+        .map(|(_, v)| SLOT_BYTES + v.as_ref().map_or(0, slot_bytes))
         .sum()
 }
 
@@ -349,6 +352,21 @@ impl Event {
         slots: &Arc<[OwnSlot]>,
         range: std::ops::Range<usize>,
     ) -> Event {
+        Event::in_counted_block(context, timestamp_ms, client_ts_ms, slots, range, None)
+    }
+
+    /// [`Event::in_block`] with the block's byte count
+    /// ([`Event::block_byte_size`]) when the decoder summed it while filling
+    /// the block (40 bytes a slot and what each value holds): no buffer then
+    /// walks the block's slots to count them.
+    pub fn in_counted_block(
+        context: Arc<Context>,
+        timestamp_ms: Option<i64>,
+        client_ts_ms: Option<i64>,
+        slots: &Arc<[OwnSlot]>,
+        range: std::ops::Range<usize>,
+        block_bytes: Option<usize>,
+    ) -> Event {
         debug_assert!(slots[range.clone()].windows(2).all(|w| w[0].0 < w[1].0));
         Event {
             context,
@@ -359,9 +377,21 @@ impl Event {
                 // Bodies are limited far below 2^32 slots.
                 start: u32::try_from(range.start).expect("a block of under 2^32 slots"),
                 end: u32::try_from(range.end).expect("a block of under 2^32 slots"),
-                bytes: UNCOUNTED_BLOCK,
+                // A block past 4 GiB (far beyond any body limit) counts anew each time.
+                bytes: block_bytes
+                    .and_then(|b| u32::try_from(b).ok())
+                    .unwrap_or(UNCOUNTED_BLOCK),
             },
             labels: None,
+        }
+    }
+
+    /// The block's byte count worked out again from its slots, whatever
+    /// the event keeps (for tests of the counts decoders hand over).
+    pub fn recount_block_bytes(&self) -> Option<usize> {
+        match &self.own {
+            OwnRef::Block { slots, .. } => Some(slots_bytes(slots)),
+            OwnRef::Own(_) | OwnRef::Empty => None,
         }
     }
 

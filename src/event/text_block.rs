@@ -88,6 +88,12 @@ pub struct TextBlockBuilder {
 }
 
 impl TextBlockBuilder {
+    /// What the buffers count (`text_bytes`) for all the values pushed
+    /// so far, together: a decoder sums its block's bytes from this.
+    pub fn pushed_bytes(&self) -> usize {
+        self.text.len() + 8 * self.ends.len()
+    }
+
     /// The slot value of `text`, appended to the block.
     pub fn push(&mut self, text: &str) -> FieldValue {
         let Ok(end) = u32::try_from(self.text.len() + text.len()) else {

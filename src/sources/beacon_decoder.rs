@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock};
 use http::HeaderName;
 use serde_json::{Map, Value};
 
-use crate::event::{Context, Event, FieldId, FieldValue, OwnSlot, TextBlockBuilder};
+use crate::event::{Context, Event, FieldId, FieldValue, OwnSlot, TextBlockBuilder, SLOT_BYTES};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
@@ -131,11 +131,12 @@ pub fn decode(
         }
         None => return Err(invalid("missing `v` (beacon format version, 1)")),
     }
-    let (entries, slots) = match beacon.events {
+    let (entries, slots, heap_bytes) = match beacon.events {
         Some(WireEvents::Array {
             entries,
             count,
             slots,
+            heap_bytes,
         }) => {
             if count > limits.max_events {
                 return Err(DecodeError::too_large(
@@ -146,7 +147,7 @@ pub fn decode(
                     ),
                 ));
             }
-            (entries, slots)
+            (entries, slots, heap_bytes)
         }
         Some(WireEvents::NotArray) => return Err(invalid("`events` must be an array")),
         None => return Err(invalid("missing `events`")),
@@ -255,6 +256,8 @@ pub fn decode(
     let mut events = Vec::with_capacity(entries.len());
     // The slotted entries' slots, one block of their exact size for all.
     let slots: Arc<[OwnSlot]> = Arc::from(slots);
+    // Summed as they were read: no buffer walks the block to count it.
+    let block_bytes = slots.len() * SLOT_BYTES + heap_bytes;
     for (seq, (entry, ts)) in entries.into_iter().zip(times).enumerate() {
         let at = ts
             .map(|ts| {
@@ -264,7 +267,14 @@ pub fn decode(
             .unwrap_or(facts.received_at_ms);
         let (event, unknown) = match entry {
             WireEntry::Slotted(slotted) => (
-                Event::in_block(context.clone(), Some(at), slotted.ts, &slots, slotted.slots),
+                Event::in_counted_block(
+                    context.clone(),
+                    Some(at),
+                    slotted.ts,
+                    &slots,
+                    slotted.slots,
+                    Some(block_bytes),
+                ),
                 slotted.unknown_type,
             ),
             WireEntry::Object(entry) => build_event(&context, at, ts, seq, entry)?,

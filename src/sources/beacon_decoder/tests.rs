@@ -395,3 +395,53 @@ fn slot_keys_are_found_as_a_string_compare_finds_them() {
         }
     }
 }
+
+/// The block's byte count the decoder sums as it reads is the one a buffer
+/// would work out from the slots: for every beacon fixture, and for entries
+/// with extra keys, an unknown type, wrong-typed values, escapes and a
+/// fallback to the general reading (an own `view`).
+#[test]
+fn the_block_bytes_summed_while_reading_are_those_counted_from_the_slots() {
+    let mut bodies: Vec<Vec<u8>> = std::fs::read_dir("testdata/beacons")
+        .expect("testdata/beacons")
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .map(|path| std::fs::read(path).unwrap())
+        .collect();
+    bodies.push(
+        json!({"v": 1, "events": [
+            {"type": "web_vital", "name": "LCP", "value": "slow", "rating": "ok\n\"fine\"", "x": [1, {"y": "z"}]},
+            {"type": "my_kind", "ts": NOW, "anything": {"deep": "text"}, "n": 3},
+            {"type": "resource", "name": "https://cdn.example.com/\u{e9}t\u{e9}.js", "duration": 1.5, "initiator_type": "script"},
+            {"type": "error", "message": "boom", "view": {"url": "https://other.example/p"}},
+            {"type": "http", "method": "GET", "status": 200, "url": "https://api.example/x"}
+        ]})
+        .to_string()
+        .into_bytes(),
+    );
+    let facts = facts();
+    let limits = BeaconLimits {
+        max_events: 100,
+        max_string_bytes: 10_000,
+        max_depth: 10,
+        ..limits()
+    };
+    let mut blocks = 0;
+    for body in &bodies {
+        let Ok(decoded) = decode(body, &facts, &limits) else {
+            continue;
+        };
+        for event in &decoded.events {
+            if let Some(recounted) = event.recount_block_bytes() {
+                assert_eq!(
+                    event.block_byte_size(),
+                    Some(recounted),
+                    "{}",
+                    String::from_utf8_lossy(body)
+                );
+                blocks += 1;
+            }
+        }
+    }
+    assert!(blocks > 20, "only {blocks} events in blocks");
+}

@@ -9,7 +9,9 @@ use serde_json::{Map, Value};
 
 use super::bounded::PairList;
 use super::{payload_slots, CONTEXT_IDS};
-use crate::event::{common_value, sort_slots, Event, FieldValue, OwnSlot, TextBlockBuilder};
+use crate::event::{
+    common_value, sort_slots, value_bytes, Event, FieldValue, OwnSlot, TextBlockBuilder,
+};
 use crate::schema::{EventType, FieldType};
 use crate::sources::json_scan::{Scan, ScanError, Scanner};
 
@@ -42,6 +44,10 @@ pub(super) enum WireEvents<'de> {
         /// The slots of every slotted entry, each entry's a run of them:
         /// the beacon's events share this one list as one block.
         slots: Vec<OwnSlot>,
+        /// What the slots' values hold on the heap, summed as they were
+        /// read: with 40 bytes a slot, the block's byte count, which no
+        /// buffer then walks the block to work out.
+        heap_bytes: usize,
     },
     NotArray,
 }
@@ -191,17 +197,19 @@ fn read_events<'de>(
     // Every entry's slots, one run after another: one block for all of the
     // beacon's events, made to its exact size by `Event::in_block`'s caller.
     let mut slots = Vec::with_capacity(128);
+    let mut heap_bytes = 0;
     let mut first = true;
     while sc.element(first)? {
         first = false;
         let seq = entries.len();
-        entries.push(read_entry(sc, seq, &mut slots, strings)?);
+        entries.push(read_entry(sc, seq, &mut slots, &mut heap_bytes, strings)?);
     }
     let count = entries.len();
     Ok(WireEvents::Array {
         entries,
         count,
         slots,
+        heap_bytes,
     })
 }
 
@@ -210,6 +218,7 @@ fn read_entry<'de>(
     sc: &mut Scanner<'de, '_>,
     seq: usize,
     slots: &mut Vec<OwnSlot>,
+    heap_bytes: &mut usize,
     strings: &mut TextBlockBuilder,
 ) -> Scan<WireEntry<'de>> {
     if sc.peek()? != b'{' {
@@ -219,11 +228,16 @@ fn read_entry<'de>(
     let start = sc.position();
     sc.begin_object(3)?;
     let run_start = slots.len();
-    if let Some(slotted) = read_slots(sc, seq, slots, strings)? {
+    let heap_start = *heap_bytes;
+    let strings_start = strings.pushed_bytes();
+    if let Some(slotted) = read_slots(sc, seq, slots, heap_bytes, strings)? {
+        // Its strings' bytes, all in the block: summed here, not per string.
+        *heap_bytes += strings.pushed_bytes() - strings_start;
         return Ok(WireEntry::Slotted(slotted));
     }
     // What the fast path read of this entry goes.
     slots.truncate(run_start);
+    *heap_bytes = heap_start;
     // Read again, as key/value pairs, from its `{`.
     sc.rewind(start);
     sc.begin_object(3)?;
@@ -264,11 +278,14 @@ const MAX_OTHER_KEYS: usize = 32;
 /// a string, a key sent twice (the last value wins, whichever path it
 /// takes), a `ts` that is not a number, or an own `view`. Nothing is
 /// refused here, so the general reading gives every answer it gave. The
-/// entry's slots are pushed onto `fields` (the caller drops them on `None`).
+/// entry's slots are pushed onto `fields`, and what their values other than
+/// strings hold on the heap added to `heap` (the caller takes both back on
+/// `None`; it counts the strings, all in `strings`).
 fn read_slots(
     sc: &mut Scanner<'_, '_>,
     seq: usize,
     fields: &mut Vec<OwnSlot>,
+    heap: &mut usize,
     strings: &mut TextBlockBuilder,
 ) -> Scan<Option<SlottedEntry>> {
     let start = fields.len();
@@ -323,6 +340,7 @@ fn read_slots(
                     continue;
                 }
                 if ty.accepts(&value) {
+                    *heap += value_bytes(&value);
                     fields.push((id, Some(FieldValue::Owned(value))));
                 } else {
                     extra.insert(key.into_owned(), value);
@@ -345,10 +363,14 @@ fn read_slots(
         }
     }
     if !extra.is_empty() {
-        fields.push((CONTEXT_IDS.extra, Some(Value::Object(extra).into())));
+        let extra = Value::Object(extra);
+        *heap += value_bytes(&extra);
+        fields.push((CONTEXT_IDS.extra, Some(extra.into())));
     }
     let unknown_type = original_type.is_some();
     if let Some(original_type) = original_type {
+        let original_type = Value::String(original_type);
+        *heap += value_bytes(&original_type);
         fields.push((CONTEXT_IDS.original_type, Some(original_type.into())));
     }
     fields.extend(Event::type_slots(event_type));
