@@ -140,6 +140,34 @@ const AGENT_MARK_VITALS: &[(&str, &str)] = &[
 const EXPERIENCE_VITALS: &[(&str, &str)] = &[("cls", "CLS"), ("fid", "FID"), ("tbt", "TBT")];
 pub const INP_TAG: &str = "inp_value";
 
+/// The words this decoder writes into events (vital names, kinds), each
+/// one shared static value: an event's `Value::from("LCP")` was a `String`
+/// allocated here and freed wherever the event is dropped.
+static WORDS: LazyLock<Vec<Value>> = LazyLock::new(|| {
+    AGENT_MARK_VITALS
+        .iter()
+        .chain(EXPERIENCE_VITALS)
+        .map(|(_, name)| *name)
+        .chain([
+            "INP",
+            "longtask",
+            "exception",
+            "log",
+            "metricset",
+            "breakdown",
+        ])
+        .map(Value::from)
+        .collect()
+});
+
+/// `word` as its shared static value (one of `WORDS`), else owned.
+fn word(word: &'static str) -> FieldValue {
+    match WORDS.iter().find(|v| v.as_str() == Some(word)) {
+        Some(v) => FieldValue::Static(v),
+        None => Value::from(word).into(),
+    }
+}
+
 /// Sets a typed slot, or keeps a value of the wrong type under `rum.extra`.
 fn put<'de>(
     fields: &mut Fields,
@@ -572,7 +600,7 @@ impl<'a> Builder<'a> {
                     .and_then(|t| take_number(t, INP_TAG))
                     .unwrap_or_default();
                 let (name, value) = (ids.vital_name, ids.vital_value);
-                fields.push((name.0, Some(Value::from("INP").into())));
+                fields.push((name.0, Some(word("INP"))));
                 fields.push((value.0, Some(Value::from(inp).into())));
                 EventType::WebVital
             }
@@ -593,7 +621,7 @@ impl<'a> Builder<'a> {
         self.push(event_type, fields, extra, tags.clone())?;
         for (name, value) in vitals {
             let mut fields = self.fields_of_view(&view);
-            fields.push((ids.vital_name.0, Some(Value::from(name).into())));
+            fields.push((ids.vital_name.0, Some(word(name))));
             fields.push((ids.vital_value.0, Some(Value::from(value).into())));
             self.push(EventType::WebVital, fields, Obj::new(), tags.clone())?;
         }
@@ -632,11 +660,8 @@ impl<'a> Builder<'a> {
         let ids = &*IDS;
         let mut fields = Fields::with_capacity(5);
         let mut extra = Obj::new();
-        fields.push((
-            ids.custom_original_type.0,
-            Some(Value::from("metricset").into()),
-        ));
-        fields.push((ids.custom_name.0, Some(Value::from("breakdown").into())));
+        fields.push((ids.custom_original_type.0, Some(word("metricset"))));
+        fields.push((ids.custom_name.0, Some(word("breakdown"))));
         put(&mut fields, &mut extra, ids.custom_data, "metricset", set);
         self.push(EventType::Custom, fields, extra, None)
     }

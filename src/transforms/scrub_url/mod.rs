@@ -13,7 +13,7 @@
 //! bounded memo, so a script or API URL seen before costs one lookup.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use quick_cache::unsync::Cache;
 use quick_cache::Weighter;
@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{context_runs, Batch, Event, FieldId, FieldPath};
+use crate::event::{context_runs, Batch, Event, FieldId, FieldPath, FieldValue};
 use crate::schema;
 use crate::telemetry::Counter;
 use crate::url_parts::set_url_fields;
@@ -35,6 +35,9 @@ mod tests;
 pub use detect::{is_id_like, redact_values};
 pub use path_template::PathTemplate;
 use path_template::Route;
+
+/// `url.path_template`'s slot, resolved once (a path is a hash lookup).
+static PATH_TEMPLATE: LazyLock<FieldId> = LazyLock::new(|| FieldId::of(schema::URL_PATH_TEMPLATE));
 pub use scrubber::{Outcome, Scrubbed, UrlScrubber};
 
 /// What happens to a parameter whose name is in `params`.
@@ -323,7 +326,11 @@ impl Footprint for Outcome {
             Scrubbed::Changed(s) => s.len(),
             _ => 0,
         };
-        url + self.template.as_ref().map_or(0, String::len)
+        url + self
+            .template
+            .as_ref()
+            .and_then(|t| t.as_str())
+            .map_or(0, str::len)
     }
 }
 
@@ -438,7 +445,7 @@ impl ScrubUrl {
                 }
             }
             if let Some(template) = &outcome.template {
-                event.insert(schema::URL_PATH_TEMPLATE, template.as_str());
+                event.set(*PATH_TEMPLATE, FieldValue::Shared(template.clone()));
             }
             held = self.watch.held(event);
         }

@@ -82,7 +82,7 @@ impl Builder<'_> {
             Some(exception) => ("exception", exception),
             None => ("log", take_object(&mut error, "log").unwrap_or_default()),
         };
-        fields.push((s_kind.0, Some(Value::from(kind).into())));
+        fields.push((s_kind.0, Some(word(kind))));
         let message = take_string(&mut body, "message");
         let ty = take_string(&mut body, "type")
             .filter(|t| !t.is_empty())

@@ -153,7 +153,7 @@ impl Builder<'_> {
             }
             "longtask" => {
                 let [s_kind, s_start, s_duration] = ids.long_task;
-                fields.push((s_kind.0, Some(Value::from("longtask").into())));
+                fields.push((s_kind.0, Some(word("longtask"))));
                 if let Some(name) = name {
                     extra.insert("name", Json::from(name));
                 }
