@@ -49,7 +49,10 @@ cg() { # out file, command... (stdout/stderr of the program dropped)
 declare -A PER ALLOC
 if [ "$WHAT" = sdk ]; then
   declare -A EVENTS DOC FLOOR
-  for mode in beacon beacon_error faro faro_equivalent apm_v3 apm_v2 apm_error web_vitals; do
+  # Each SDK's captured bodies, and (`*_equivalent`) the beacon's events as
+  # that SDK sends them: the same events through each protocol.
+  MODES="beacon beacon_error faro faro_equivalent apm_v3 apm_v2 apm_error apm_equivalent web_vitals web_vitals_equivalent"
+  for mode in $MODES; do
     cg "$OUT/$mode-0" "$TARGET_DIR/release/examples/sdk_instructions" "$mode" 0
     cg "$OUT/$mode-1000" "$TARGET_DIR/release/examples/sdk_instructions" "$mode" 1000
     SDK_FLOOR=1 cg "$OUT/$mode-f0" "$TARGET_DIR/release/examples/sdk_instructions" "$mode" 0
@@ -67,13 +70,13 @@ if [ "$WHAT" = sdk ]; then
   # the least any decoder of it can cost; above_floor: the rest, per event,
   # as a ratio to a rum_beacon event's rest.
   base_above=$(( (PER[beacon] - FLOOR[beacon]) / EVENTS[beacon] ))
-  printf '%-14s %7s %12s %10s %10s %9s %12s %10s %10s %10s %12s\n' mode events Ir/request Ir/event vs_beacon doc_bytes Ir/doc_byte vs_beacon floor/ev floor_vs above_floor_vs
-  for mode in beacon beacon_error faro faro_equivalent apm_v3 apm_v2 apm_error web_vitals; do
+  printf '%-22s %7s %12s %10s %10s %9s %12s %10s %10s %10s %12s\n' mode events Ir/request Ir/event vs_beacon doc_bytes Ir/doc_byte vs_beacon floor/ev floor_vs above_floor_vs
+  for mode in $MODES; do
     per=$(( PER[$mode] / EVENTS[$mode] ))
     per_doc=$(( PER[$mode] / DOC[$mode] ))
     floor=$(( FLOOR[$mode] / EVENTS[$mode] ))
     above=$(( (PER[$mode] - FLOOR[$mode]) / EVENTS[$mode] ))
-    printf '%-14s %7s %12s %10s %10s %9s %12s %10s %10s %10s %12s\n' "$mode" "${EVENTS[$mode]}" "${PER[$mode]}" "$per" \
+    printf '%-22s %7s %12s %10s %10s %9s %12s %10s %10s %10s %12s\n' "$mode" "${EVENTS[$mode]}" "${PER[$mode]}" "$per" \
       "$(awk -v a="$per" -v b="$base" 'BEGIN {printf "%.2fx", a / b}')" "${DOC[$mode]}" "$per_doc" \
       "$(awk -v a="${PER[$mode]}" -v b="${DOC[$mode]}" -v c="${PER[beacon]}" -v d="${DOC[beacon]}" 'BEGIN {printf "%.2fx", (a / b) / (c / d)}')" \
       "$floor" "$(awk -v a="$floor" -v b="$base" 'BEGIN {printf "%.2fx", a / b}')" \

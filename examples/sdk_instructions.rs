@@ -7,8 +7,13 @@
 //! as `apm_error`), `faro` (the Faro SDK's four captured bodies, 22 events),
 //! `faro_equivalent` (the beacon's ten events as Faro would send them),
 //! `apm_v3`, `apm_v2` (one page load, 9 events), `apm_error` (one error),
-//! `apm_v3_all`, `apm_v2_all` (every body the agent sent in the browser test) and
-//! `web_vitals` (`testdata/sdk/web-vitals/fetch-0.json`, 5 metrics).
+//! `apm_v3_all`, `apm_v2_all` (every body the agent sent in the browser test),
+//! `web_vitals` (`testdata/sdk/web-vitals/fetch-0.json`, 5 metrics), and the
+//! beacon's events as each SDK would send them, to compare protocols on the
+//! same events: `apm_equivalent` (v3, the agent's shapes: a page load with
+//! its resources, a click with its fetch, the page exit's INP, the error;
+//! 11 events) and `web_vitals_equivalent` (its four vitals as `Metric`
+//! objects, without PerformanceEntry objects, which the beacon has none of).
 //! Read instructions per event as (Ir of N=1000 - Ir of N=0) / (1000 × events);
 //! `bench/instructions.sh sdk` does that for every mode. With `SDK_DUMP=1`
 //! the example prints the documents of one round (NDJSON), to compare the
@@ -267,6 +272,15 @@ fn main() {
                 vec![read("testdata/sdk/faro/beacon-equivalent.json")]
             };
             run(n, &bodies, |b| decoders.faro(b).expect("decodes"))
+        }
+        "apm_equivalent" => {
+            let body = read("testdata/sdk-equivalent/elastic-apm-rum-v3.ndjson");
+            let version = elastic_apm_decoder::ApiVersion::V3;
+            run(n, &[body], |b| decoders.apm(b, version).expect("decodes"))
+        }
+        "web_vitals_equivalent" => {
+            let body = read("testdata/sdk-equivalent/web-vitals.json");
+            run(n, &[body], |b| decoders.web_vitals(b).expect("decodes"))
         }
         "apm_v3" | "apm_v2" | "apm_error" | "apm_v3_all" | "apm_v2_all" => {
             let (files, version) = match mode.as_str() {

@@ -657,3 +657,83 @@ fn skipped_breakdowns_are_counted_and_still_checked() {
     assert_eq!(decoded.events[0].get("rum.extra.breakdown"), None);
     assert_eq!(decoded.accepted, 2);
 }
+
+/// `testdata/sdk-equivalent/elastic-apm-rum-v3.ndjson`, written by hand for
+/// the benchmarks (`examples/sdk_instructions apm_equivalent`): the events
+/// of `testdata/beacons/realistic-10-events.json` in the agent's v3 shapes.
+/// It must stay those events, or the comparison means nothing.
+#[test]
+fn the_beacon_equivalent_body_holds_the_beacons_events() {
+    let path = format!(
+        "{}/testdata/sdk-equivalent/elastic-apm-rum-v3.ndjson",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let body = std::fs::read(&path).unwrap();
+    let limits = ApmLimits {
+        max_event_bytes: 300 * 1024,
+        ..limits()
+    };
+    let decoded = decode(&body, &facts(ApiVersion::V3), &limits).unwrap();
+    assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
+    let events = &decoded.events;
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e.get_str("rum.type").unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "page_view",
+            "web_vital",
+            "web_vital",
+            "web_vital",
+            "web_vital",
+            "resource",
+            "resource",
+            "action",
+            "http",
+            "web_vital",
+            "error"
+        ]
+    );
+    let vitals: Vec<(&str, f64)> = events
+        .iter()
+        .filter(|e| e.get_str("rum.type") == Some("web_vital"))
+        .map(vital)
+        .collect();
+    // The agent reports TTFB from its marks; the beacon's other four as sent.
+    assert_eq!(
+        vitals,
+        [
+            ("TTFB", 120.4),
+            ("FCP", 812.3),
+            ("LCP", 1234.5),
+            ("CLS", 0.042),
+            ("INP", 96.0)
+        ]
+    );
+    for event in events {
+        assert_eq!(
+            event.get_str("url.full"),
+            Some("https://shop.example.com/product/42?ref=home")
+        );
+        assert_eq!(event.get_str("service.name"), Some("shop"));
+        assert_eq!(
+            event.get_str("session.id"),
+            Some("0f8fad5b-d9cb-469f-a165-70867728950e")
+        );
+    }
+    assert_eq!(
+        events[5].get_str("rum.resource.name"),
+        Some("https://cdn.example.com/static/app.js")
+    );
+    assert_eq!(
+        events[6].get("rum.resource.transfer_size"),
+        Some(&json!(98120))
+    );
+    assert_eq!(
+        events[8].get_str("rum.http.url"),
+        Some("https://api.example.com/cart?id=1")
+    );
+    assert_eq!(events[10].get_str("error.type"), Some("TypeError"));
+}

@@ -496,3 +496,47 @@ fn a_malformed_value_is_a_json_error_before_it_is_the_wrong_shape() {
         assert_eq!(err.error_type, error_type, "{body}: {}", err.message);
     }
 }
+
+/// `testdata/sdk-equivalent/web-vitals.json`, written by hand for the
+/// benchmarks (`examples/sdk_instructions web_vitals_equivalent`): the four
+/// vitals of `testdata/beacons/realistic-10-events.json` as `Metric`
+/// objects. It must stay those vitals, or the comparison means nothing.
+#[test]
+fn the_beacon_equivalent_body_holds_the_beacons_vitals() {
+    let path = format!(
+        "{}/testdata/sdk-equivalent/web-vitals.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let limits = MetricLimits {
+        max_metrics: 50,
+        max_string_bytes: 16 * 1024,
+        max_depth: 16,
+        keep_entries: false,
+        client_ip: ClientIpMode::Full,
+    };
+    let facts = RequestFacts {
+        referer: Some("https://shop.example.com/product/42?ref=home"),
+        ..facts()
+    };
+    let decoded = decode(&std::fs::read(&path).unwrap(), &facts, &limits).unwrap();
+    let vitals: Vec<(&str, f64, &str)> = decoded
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.get_str("rum.vital.name").unwrap(),
+                e.get("rum.vital.value").and_then(Value::as_f64).unwrap(),
+                e.get_str("rum.vital.rating").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        vitals,
+        [
+            ("LCP", 1234.5, "good"),
+            ("CLS", 0.042, "good"),
+            ("FCP", 812.3, "good"),
+            ("INP", 96.0, "good")
+        ]
+    );
+}
