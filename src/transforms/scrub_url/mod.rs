@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{context_runs, Batch, Event, FieldId, FieldPath, FieldValue};
+use crate::event::{context_runs, Batch, Event, FieldId, FieldPath};
 use crate::schema;
 use crate::telemetry::Counter;
 use crate::url_parts::set_url_fields;
@@ -326,11 +326,7 @@ impl Footprint for Outcome {
             Scrubbed::Changed(s) => s.len(),
             _ => 0,
         };
-        url + self
-            .template
-            .as_ref()
-            .and_then(|t| t.as_str())
-            .map_or(0, str::len)
+        url + self.template.as_ref().map_or(0, String::len)
     }
 }
 
@@ -445,7 +441,9 @@ impl ScrubUrl {
                 }
             }
             if let Some(template) = &outcome.template {
-                event.set(*PATH_TEMPLATE, FieldValue::Shared(template.clone()));
+                // A copy of its own, not a value the page's contexts share:
+                // a refcount every worker writes costs more than the copy.
+                event.set(*PATH_TEMPLATE, template.as_str());
             }
             held = self.watch.held(event);
         }

@@ -3,10 +3,8 @@
 //! URL is still the WHATWG serialization of a valid URL.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use serde_json::Value;
 use url::Url;
 
 use super::detect::redact_values;
@@ -25,9 +23,8 @@ pub enum Scrubbed {
 
 pub struct Outcome {
     pub url: Scrubbed,
-    /// The path template of the scrubbed URL, when one was asked for: one
-    /// value every context with this page URL shares.
-    pub template: Option<Arc<Value>>,
+    /// The path template of the scrubbed URL, when one was asked for.
+    pub template: Option<String>,
 }
 
 /// Characters escaped when a scrubbed component is written back: everything
@@ -136,9 +133,7 @@ impl UrlScrubber {
                 dirty = true;
             }
         }
-        let template = templates
-            .map(|t| t.template(url.path()))
-            .map(|t| Arc::new(Value::String(t)));
+        let template = templates.map(|t| t.template(url.path()));
         // Untouched URLs keep their exact bytes; scrubbed ones come out in
         // the parser's serialization (what browsers send themselves).
         let url = match dirty {
@@ -198,9 +193,7 @@ impl UrlScrubber {
             None => None,
         };
         let path = new_path.as_deref().unwrap_or(path);
-        let template = templates
-            .map(|t| t.template(path))
-            .map(|t| Arc::new(Value::String(t)));
+        let template = templates.map(|t| t.template(path));
         if new_path.is_none() && new_query.is_none() && new_fragment.is_none() {
             return Outcome {
                 url: Scrubbed::Unchanged,
