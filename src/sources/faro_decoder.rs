@@ -395,10 +395,7 @@ static TEXTS: LazyLock<Vec<Value>> = LazyLock::new(|| {
 
 /// `text` as a shared static value (one of `TEXTS`), else owned.
 fn text(text: &'static str) -> FieldValue {
-    match TEXTS.iter().find(|v| v.as_str() == Some(text)) {
-        Some(v) => FieldValue::Static(v),
-        None => Value::from(text).into(),
-    }
+    super::static_word(&TEXTS, text)
 }
 
 /// A wire key, the slot it lands in, and the type its value must have.

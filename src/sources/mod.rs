@@ -32,6 +32,19 @@ pub use crate::http::tls::TlsOptions;
 use crate::telemetry::ComponentMetrics;
 use crate::topology::buffer::Fanout;
 
+/// `word` as the shared static value of `table` that holds it, else an
+/// owned one: the words a decoder writes into many events (kinds, vital
+/// names) then cost no `String` allocated per event and freed elsewhere.
+pub(crate) fn static_word(
+    table: &'static [serde_json::Value],
+    word: &'static str,
+) -> crate::event::FieldValue {
+    match table.iter().find(|v| v.as_str() == Some(word)) {
+        Some(v) => crate::event::FieldValue::Static(v),
+        None => serde_json::Value::from(word).into(),
+    }
+}
+
 /// Whether `body` is one JSON value in UTF-8, read with the decoders' own
 /// reader and their default string and depth limits, keeping nothing.
 /// Not used by any source: `examples/*_instructions` measure it as the

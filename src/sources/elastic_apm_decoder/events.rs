@@ -162,10 +162,7 @@ static WORDS: LazyLock<Vec<Value>> = LazyLock::new(|| {
 
 /// `word` as its shared static value (one of `WORDS`), else owned.
 fn word(word: &'static str) -> FieldValue {
-    match WORDS.iter().find(|v| v.as_str() == Some(word)) {
-        Some(v) => FieldValue::Static(v),
-        None => Value::from(word).into(),
-    }
+    crate::sources::static_word(&WORDS, word)
 }
 
 /// Sets a typed slot, or keeps a value of the wrong type under `rum.extra`.

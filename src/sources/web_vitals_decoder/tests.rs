@@ -309,14 +309,18 @@ fn decode_fixture(name: &str) -> Decoded {
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36"),
         ..facts()
     };
-    let limits = MetricLimits {
+    decode(&fixture(name), &facts, &fixture_limits()).unwrap_or_else(|e| panic!("{name}: {e:?}"))
+}
+
+/// The limits the fixtures are decoded with.
+fn fixture_limits() -> MetricLimits {
+    MetricLimits {
         max_metrics: 50,
         max_string_bytes: 16 * 1024,
         max_depth: 16,
         keep_entries: false,
         client_ip: ClientIpMode::Full,
-    };
-    decode(&fixture(name), &facts, &limits).unwrap_or_else(|e| panic!("{name}: {e:?}"))
+    }
 }
 
 #[test]
@@ -507,18 +511,11 @@ fn the_beacon_equivalent_body_holds_the_beacons_vitals() {
         "{}/testdata/sdk-equivalent/web-vitals.json",
         env!("CARGO_MANIFEST_DIR")
     );
-    let limits = MetricLimits {
-        max_metrics: 50,
-        max_string_bytes: 16 * 1024,
-        max_depth: 16,
-        keep_entries: false,
-        client_ip: ClientIpMode::Full,
-    };
     let facts = RequestFacts {
         referer: Some("https://shop.example.com/product/42?ref=home"),
         ..facts()
     };
-    let decoded = decode(&std::fs::read(&path).unwrap(), &facts, &limits).unwrap();
+    let decoded = decode(&std::fs::read(&path).unwrap(), &facts, &fixture_limits()).unwrap();
     let vitals: Vec<(&str, f64, &str)> = decoded
         .events
         .iter()
