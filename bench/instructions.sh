@@ -19,7 +19,9 @@
 #      instructions per event as a ratio to a rum_beacon event (issue 13's
 #      target: <= 1.5x), and per request against a one-error rum_beacon body;
 #      each with its floor (the body only read and checked) and the rest
-#      per event as a ratio to a rum_beacon event's rest.
+#      per event as a ratio to a rum_beacon event's rest. The `*_equivalent`
+#      modes send the beacon's own events through each protocol
+#      (testdata/sdk-equivalent/): the protocols compared on the same events.
 # Usage: bench/instructions.sh [examples|servers|all|sdk]
 # REPEAT=N runs each server N times and reports the median (default 1).
 set -euo pipefail
