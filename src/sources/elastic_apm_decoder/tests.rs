@@ -487,6 +487,35 @@ fn wrong_types_are_kept_aside() {
 }
 
 #[test]
+fn a_span_keeps_the_http_context_its_kind_makes_no_field_of() {
+    // A long task or an app span with an HTTP context (not what the agent
+    // sends, but accepted): its URL, status and sizes stay in `rum.extra`
+    // where they were sent, as a resource keeps what it has no slot for.
+    let http = r#"{"url":"https://x.example/a","method":"GET","status_code":200,"response":{"transfer_size":10,"encoded_body_size":8,"decoded_body_size":20}}"#;
+    let decoded = decode_lines(&[
+        META,
+        &format!(r#"{{"span":{{"type":"app","name":"render","duration":5,"context":{{"http":{http}}}}}}}"#),
+        &format!(r#"{{"span":{{"type":"longtask","name":"self","duration":60,"context":{{"http":{http}}}}}}}"#),
+        &format!(r#"{{"span":{{"type":"resource","name":"a.js","context":{{"http":{http}}}}}}}"#),
+    ])
+    .unwrap();
+    assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
+    let sent: Value = serde_json::from_str(http).unwrap();
+    for event in &decoded.events[..2] {
+        let doc = event.to_value();
+        assert_eq!(doc["rum"]["extra"]["context"]["http"], sent, "{doc}");
+    }
+    // A resource makes fields of all but the method.
+    let doc = decoded.events[2].to_value();
+    assert_eq!(
+        doc["rum"]["extra"]["context"]["http"],
+        json!({"method": "GET"}),
+        "{doc}"
+    );
+    assert_eq!(doc["rum"]["resource"]["status"], 200);
+}
+
+#[test]
 fn requests_without_metadata_are_refused_whole() {
     let tr = r#"{"transaction":{"id":"t1","type":"page-load"}}"#;
     for (lines, error_type) in [

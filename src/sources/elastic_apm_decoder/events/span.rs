@@ -58,8 +58,9 @@ impl Builder<'_> {
         let mut context = take_object(&mut span, "context").unwrap_or_default();
         let mut http = take_object(&mut context, "http").unwrap_or_default();
         let mut response = take_object(&mut http, "response").unwrap_or_default();
-        let url = take_str(&mut http, "url");
-        let status = http.remove("status_code");
+        // Taken by the kinds that make fields of them; put back otherwise.
+        let mut url = take_str(&mut http, "url");
+        let mut status = http.remove("status_code");
         if ty != base {
             extra.insert("type", Json::from(ty.clone()));
         }
@@ -67,7 +68,7 @@ impl Builder<'_> {
             "resource" => {
                 let [s_name, s_initiator, s_start, s_duration, s_transfer, s_encoded, s_decoded, s_status] =
                     ids.resource;
-                match (url, name) {
+                match (url.take(), name) {
                     (Some(url), name) => {
                         if let Some(name) = name.filter(|n| *n != url) {
                             extra.insert("name", Json::from(name));
@@ -91,7 +92,7 @@ impl Builder<'_> {
                 for (slot, key, value) in [
                     (s_start, "start", start),
                     (s_duration, "duration", duration),
-                    (s_status, "status_code", status),
+                    (s_status, "status_code", status.take()),
                     (
                         s_transfer,
                         "transfer_size",
@@ -117,7 +118,7 @@ impl Builder<'_> {
             "external" => {
                 let [s_kind, s_method, s_url, s_status, s_duration, s_size] = ids.http;
                 let mut method = take_string(&mut http, "method");
-                let mut url = url;
+                let mut url = url.take();
                 // Without an http context (a span cut short) the name
                 // `METHOD url` still tells both.
                 if let Some((m, u)) = name.as_deref().and_then(split_http_name) {
@@ -138,7 +139,7 @@ impl Builder<'_> {
                     (s_kind, "subtype", subtype.map(Json::from)),
                     (s_method, "method", method.map(Json::from)),
                     (s_url, "url", url.map(Json::from)),
-                    (s_status, "status_code", status),
+                    (s_status, "status_code", status.take()),
                     (s_duration, "duration", duration),
                     (s_size, "transfer_size", response.remove("transfer_size")),
                 ] {
@@ -202,6 +203,12 @@ impl Builder<'_> {
                 EventType::Custom
             }
         };
+        if let Some(url) = url {
+            http.insert("url", Json::from(url));
+        }
+        if let Some(status) = status {
+            http.insert("status_code", status);
+        }
         nest(&mut http, "response", response);
         nest(&mut context, "http", http);
         keep_rest(&mut extra, "context", context);
