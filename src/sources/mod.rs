@@ -15,6 +15,8 @@ pub mod faro_decoder;
 pub mod http_source;
 mod json_scan;
 mod json_tree;
+#[cfg(test)]
+mod kept_check;
 pub mod rum_beacon;
 pub mod web_vitals;
 pub mod web_vitals_decoder;

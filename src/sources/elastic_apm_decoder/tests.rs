@@ -8,6 +8,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::sources::kept_check;
 
 const NOW: i64 = 1_700_000_000_000;
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36";
@@ -513,6 +514,64 @@ fn a_span_keeps_the_http_context_its_kind_makes_no_field_of() {
         "{doc}"
     );
     assert_eq!(doc["rum"]["resource"]["status"], 200);
+}
+
+#[test]
+fn every_value_the_agent_sent_is_in_the_documents() {
+    let limits = ApmLimits {
+        keep_breakdown: true,
+        ..limits()
+    };
+    let mut bodies: Vec<(String, Vec<u8>)> = (0..7)
+        .flat_map(|i| [format!("v2-{i}.ndjson"), format!("v3-{i}.ndjson")])
+        .map(|name| {
+            let body = fixture(&name);
+            (name, body)
+        })
+        .collect();
+    let equivalent = format!(
+        "{}/testdata/sdk-equivalent/elastic-apm-rum-v3.ndjson",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    bodies.push(("v3-equivalent".into(), std::fs::read(equivalent).unwrap()));
+    for (name, body) in &bodies {
+        let version = if name.starts_with("v3") {
+            ApiVersion::V3
+        } else {
+            ApiVersion::V2
+        };
+        // As sent, and with a key of its own added to every object.
+        let sent: Vec<Value> = std::str::from_utf8(body)
+            .unwrap()
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let probed: Vec<Value> = sent
+            .iter()
+            .map(|line| kept_check::with_probes(line, 1))
+            .collect();
+        for input in [sent, probed] {
+            let body: String = input.iter().map(|line| format!("{line}\n")).collect();
+            let decoded = decode(body.as_bytes(), &facts(version), &limits).unwrap();
+            assert!(decoded.errors.is_empty(), "{name}: {:?}", decoded.errors);
+            let documents: Vec<Value> = decoded.events.iter().map(Event::to_value).collect();
+            let dropped = [
+                // `{"name": "javascript"}`, what this agent always says of its
+                // language: implied by `rum.sdk.name`.
+                "*.metadata.service.language.name",
+                "*.m.se.la.n",
+                // The transaction types that are `rum.type` page_view and
+                // (with INP) web_vital.
+                r#"*.transaction.type = "page-load""#,
+                r#"*.x.t = "page-load""#,
+                r#"*.transaction.type = "page-exit""#,
+                r#"*.x.t = "page-exit""#,
+            ];
+            let lost = kept_check::lost_values(&Value::Array(input), &documents, &dropped);
+            assert!(lost.is_empty(), "{name}: {lost:#?}");
+        }
+    }
 }
 
 #[test]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::sources::kept_check;
 use serde_json::json;
 
 const NOW: i64 = 1_800_000_000_000;
@@ -557,5 +558,44 @@ fn a_malformed_value_is_a_json_error_before_it_is_the_wrong_shape() {
     for (body, error_type) in cases {
         let err = decode(body.as_bytes(), &facts(), &limits()).unwrap_err();
         assert_eq!(err.error_type, error_type, "{body}: {}", err.message);
+    }
+}
+
+#[test]
+fn every_value_the_sdk_sent_is_in_the_documents() {
+    let mut bodies: Vec<(String, Vec<u8>)> =
+        (0..4).map(|i| (format!("body-{i}"), fixture(i))).collect();
+    let equivalent = format!(
+        "{}/testdata/sdk/faro/beacon-equivalent.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    bodies.push((
+        "beacon-equivalent".into(),
+        std::fs::read(equivalent).unwrap(),
+    ));
+    for (name, body) in &bodies {
+        let mut sent: Value = serde_json::from_slice(body).unwrap();
+        // OTLP spans are counted and dropped (`dropped_spans`).
+        sent.as_object_mut().unwrap().remove("traces");
+        // As sent, and with a key of its own added to every object.
+        let probed = kept_check::with_probes(&sent, 0);
+        for input in [sent, probed] {
+            let body = input.to_string();
+            let decoded = decode(body.as_bytes(), &facts(), &limits())
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let documents: Vec<Value> = decoded.events.iter().map(Event::to_value).collect();
+            let dropped = [
+                // The value of every event the SDK makes (docs/sdk.md).
+                r#"events.*.domain = "browser""#,
+                // The kinds that are a `rum.type` (page_view, resource, action,
+                // web_vital).
+                r#"events.*.name = "faro.performance.navigation""#,
+                r#"events.*.name = "faro.performance.resource""#,
+                r#"events.*.name = "faro.user.action""#,
+                r#"measurements.*.type = "web-vitals""#,
+            ];
+            let lost = kept_check::lost_values(&input, &documents, &dropped);
+            assert!(lost.is_empty(), "{name}: {lost:#?}");
+        }
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::sources::kept_check;
 use serde_json::json;
 
 const NOW: i64 = 1_700_000_000_000;
@@ -536,4 +537,40 @@ fn the_beacon_equivalent_body_holds_the_beacons_vitals() {
             ("INP", 96.0, "good")
         ]
     );
+}
+
+#[test]
+fn every_value_the_library_sent_is_in_the_documents() {
+    // With `keep_entries`: dropping the PerformanceEntry objects is the
+    // counted default.
+    let limits = MetricLimits {
+        keep_entries: true,
+        ..fixture_limits()
+    };
+    let mut bodies: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| format!("beacon-{i}.json"))
+        .chain(["fetch-0.json".to_owned()])
+        .map(|name| {
+            let body = fixture(&name);
+            (name, body)
+        })
+        .collect();
+    let equivalent = format!(
+        "{}/testdata/sdk-equivalent/web-vitals.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    bodies.push(("equivalent".into(), std::fs::read(equivalent).unwrap()));
+    for (name, body) in &bodies {
+        // As sent, and with a key of its own added to every object.
+        let sent: Value = serde_json::from_slice(body).unwrap();
+        let probed = kept_check::with_probes(&sent, 0);
+        for input in [sent, probed] {
+            let body = input.to_string();
+            let decoded = decode(body.as_bytes(), &facts(), &limits)
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let documents: Vec<Value> = decoded.events.iter().map(Event::to_value).collect();
+            let lost = kept_check::lost_values(&input, &documents, &[]);
+            assert!(lost.is_empty(), "{name}: {lost:#?}");
+        }
+    }
 }
