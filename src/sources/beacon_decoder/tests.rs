@@ -445,3 +445,54 @@ fn the_block_bytes_summed_while_reading_are_those_counted_from_the_slots() {
     }
     assert!(blocks > 20, "only {blocks} events in blocks");
 }
+
+/// `kept_check` on every beacon fixture, as sent and with a key of its own
+/// added to every object.
+#[test]
+fn every_value_a_beacon_sent_is_in_the_documents() {
+    let limits = BeaconLimits {
+        max_events: 100,
+        max_string_bytes: 10_000,
+        max_depth: 10,
+        max_event_age_ms: i64::MAX,
+        ..limits()
+    };
+    let mut checked = 0;
+    for entry in std::fs::read_dir("testdata/beacons").expect("testdata/beacons") {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let sent: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let probed = crate::sources::kept_check::with_probes(&sent, 0);
+        for mut input in [sent, probed] {
+            let Ok(decoded) = decode(input.to_string().as_bytes(), &facts(), &limits) else {
+                // A fixture of bodies refused whole (edge cases) has no
+                // documents to look in.
+                continue;
+            };
+            // Top-level keys the format does not know are dropped and
+            // counted (docs/beacon-format.md).
+            let top = input.as_object_mut().unwrap();
+            let known = [
+                "v", "sent_at", "events", "app", "session", "view", "device", "ua_hints",
+            ];
+            let before = top.len();
+            top.retain(|key, _| known.contains(&key.as_str()));
+            assert_eq!(
+                decoded.ignored_keys,
+                before - top.len(),
+                "{}",
+                path.display()
+            );
+            let documents: Vec<Value> = decoded.events.iter().map(Event::to_value).collect();
+            // `sent_at` is spent on the clock-skew correction of every
+            // event's time (`@timestamp`); `rum.client_ts` keeps each
+            // event's own.
+            let lost = crate::sources::kept_check::lost_values(&input, &documents, &["sent_at"]);
+            assert!(lost.is_empty(), "{}: {lost:#?}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "{checked} bodies checked");
+}
