@@ -378,3 +378,47 @@ fn an_empty_array_is_no_reports() {
     let decoded = api(json!([])).unwrap();
     assert!(decoded.reports.is_empty());
 }
+
+/// `kept_check` on every report fixture, as sent and with a key of its own
+/// added to every object.
+#[test]
+fn every_value_a_browser_reported_is_in_the_documents() {
+    let limits = ReportLimits {
+        max_reports: 100,
+        max_string_bytes: 10_000,
+        max_depth: 10,
+        max_age_ms: i64::MAX,
+        ..limits()
+    };
+    let mut checked = 0;
+    for (dir, reporting_api) in [("report-uri", false), ("reporting-api", true)] {
+        let dir = format!("{}/testdata/csp/{dir}", env!("CARGO_MANIFEST_DIR"));
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let sent: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let probed = crate::sources::kept_check::with_probes(&sent, 0);
+            for input in [sent, probed] {
+                let body = input.to_string();
+                let decoded = if reporting_api {
+                    decode_reporting_api(body.as_bytes(), &facts(), &limits, &noise())
+                } else {
+                    decode_report_uri(body.as_bytes(), &facts(), &limits, &noise())
+                }
+                .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+                let documents: Vec<Value> =
+                    decoded.reports.iter().map(|r| r.event.to_value()).collect();
+                let dropped = [
+                    // `rum.type = "csp_violation"`.
+                    r#"*.type = "csp-violation""#,
+                    // Spent on the report's time: `@timestamp` is the
+                    // receive time less the age.
+                    "*.age",
+                ];
+                let lost = crate::sources::kept_check::lost_values(&input, &documents, &dropped);
+                assert!(lost.is_empty(), "{}: {lost:#?}", path.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 14, "{checked} bodies checked");
+}
