@@ -21,7 +21,9 @@
 #      each with its floor (the body only read and checked) and the rest
 #      per event as a ratio to a rum_beacon event's rest. The `*_equivalent`
 #      modes send the beacon's own events through each protocol
-#      (testdata/sdk-equivalent/): the protocols compared on the same events.
+#      (testdata/sdk-equivalent/): the protocols compared on the same events;
+#      `beacon_resources` and `apm_resources`, one page load with 40 resources,
+#      weigh them by the events a page sends most of.
 # Usage: bench/instructions.sh [examples|servers|all|sdk]
 # REPEAT=N runs each server N times and reports the median (default 1).
 set -euo pipefail
@@ -53,7 +55,7 @@ if [ "$WHAT" = sdk ]; then
   declare -A EVENTS DOC FLOOR
   # Each SDK's captured bodies, and (`*_equivalent`) the beacon's events as
   # that SDK sends them: the same events through each protocol.
-  MODES="beacon beacon_error faro faro_equivalent apm_v3 apm_v2 apm_error apm_equivalent web_vitals web_vitals_equivalent"
+  MODES="beacon beacon_error faro faro_equivalent apm_v3 apm_v2 apm_error apm_equivalent web_vitals web_vitals_equivalent beacon_resources apm_resources"
   for mode in $MODES; do
     cg "$OUT/$mode-0" "$TARGET_DIR/release/examples/sdk_instructions" "$mode" 0
     cg "$OUT/$mode-1000" "$TARGET_DIR/release/examples/sdk_instructions" "$mode" 1000
@@ -84,6 +86,9 @@ if [ "$WHAT" = sdk ]; then
       "$floor" "$(awk -v a="$floor" -v b="$base" 'BEGIN {printf "%.2fx", a / b}')" \
       "$(awk -v a="$above" -v b="$base_above" 'BEGIN {printf "%.2fx", a / b}')"
   done
+  # The page loads of 40 resources against each other (not against `beacon`).
+  echo "apm_resources vs beacon_resources, per event: $(awk -v a="${PER[apm_resources]}" -v b="${EVENTS[apm_resources]}" \
+    -v c="${PER[beacon_resources]}" -v d="${EVENTS[beacon_resources]}" 'BEGIN {printf "%.2fx", (a / b) / (c / d)}')"
   exit 0
 fi
 if [ "$WHAT" != servers ]; then

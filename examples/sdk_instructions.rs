@@ -13,7 +13,10 @@
 //! same events: `apm_equivalent` (v3, the agent's shapes: a page load with
 //! its resources, a click with its fetch, the page exit's INP, the error;
 //! 11 events) and `web_vitals_equivalent` (its four vitals as `Metric`
-//! objects, without PerformanceEntry objects, which the beacon has none of).
+//! objects, without PerformanceEntry objects, which the beacon has none of);
+//! `beacon_resources` and `apm_resources`: one page load with 40 resources
+//! (the beacon's and `apm_equivalent`'s page load, their two resources in
+//! turn), each protocol weighed by the events a page sends most of.
 //! Read instructions per event as (Ir of N=1000 - Ir of N=0) / (1000 × events);
 //! `bench/instructions.sh sdk` does that for every mode. With `SDK_DUMP=1`
 //! the example prints the documents of one round (NDJSON), to compare the
@@ -246,6 +249,91 @@ fn wide(keys: usize) {
     );
 }
 
+/// How many resources the `*_resources` page loads carry: a page's
+/// resources are most of the events a RUM backend takes, so these modes
+/// weigh each protocol by its resource events.
+const RESOURCES: usize = 40;
+
+/// The elements of the JSON array whose `[` is at `open` in `text`, as
+/// sent, and the index past its `]`. The bodies are built from the
+/// fixtures' text, not through `serde_json::Value`, which would sort each
+/// object's keys (the beacon decoder reads `type` first).
+fn array_items(text: &str, open: usize) -> (Vec<&str>, usize) {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let (mut items, mut start) = (Vec::new(), open + 1);
+    for (i, b) in text.bytes().enumerate().skip(open) {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if in_string => escaped = true,
+            b'"' => in_string = !in_string,
+            _ if in_string => {}
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' if depth == 1 => {
+                items.push(text[start..i].trim());
+                return (items, i + 1);
+            }
+            b']' | b'}' => depth -= 1,
+            b',' if depth == 1 => {
+                items.push(text[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    panic!("no end to the array at {open}")
+}
+
+/// Where the `[` of the first array that is `key`'s value is.
+fn array_at(text: &str, key: &str) -> usize {
+    text.find(&format!("{key}[")).expect("key") + key.len()
+}
+
+/// `text` with the first array that is `key`'s value replaced by `items`.
+fn replace_array(text: &str, key: &str, items: &[String]) -> String {
+    let open = array_at(text, key);
+    let (_, end) = array_items(text, open);
+    format!("{}[{}]{}", &text[..open], items.join(","), &text[end..])
+}
+
+/// The realistic beacon's page view and vitals, then `RESOURCES` of its two
+/// resources in turn.
+fn resource_heavy_beacon() -> Vec<u8> {
+    let text = String::from_utf8(read("testdata/beacons/realistic-10-events.json")).expect("utf-8");
+    let key = "\"events\": ";
+    let (events, _) = array_items(&text, array_at(&text, key));
+    let items: Vec<String> = events[..4]
+        .iter()
+        .map(|e| e.to_string())
+        .chain((0..RESOURCES).map(|i| events[4 + i % 2].to_string()))
+        .collect();
+    replace_array(&text, key, &items).into_bytes()
+}
+
+/// The same page load as the agent sends it (`apm_equivalent`'s metadata
+/// and page-load transaction), with `RESOURCES` of its two resource spans
+/// in turn, each with an id of its own.
+fn resource_heavy_apm() -> Vec<u8> {
+    let text = String::from_utf8(read("testdata/sdk-equivalent/elastic-apm-rum-v3.ndjson"))
+        .expect("utf-8");
+    let mut lines = text.lines();
+    let metadata = lines.next().expect("metadata");
+    let page_load = lines.next().expect("page load");
+    let key = "\"y\":";
+    let (spans, _) = array_items(page_load, array_at(page_load, key));
+    let items: Vec<String> = (0..RESOURCES)
+        .map(|i| {
+            // Each span starts with its id: `{"id":"8a2b3c4d5e6f7081",`.
+            let span = spans[i % 2];
+            format!("{{\"id\":\"{i:016x}\"{}", &span[24..])
+        })
+        .collect();
+    let page_load = replace_array(page_load, key, &items).replace(
+        "\"yc\":{\"sd\":2}",
+        &format!("\"yc\":{{\"sd\":{RESOURCES}}}"),
+    );
+    format!("{metadata}\n{page_load}\n").into_bytes()
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "faro".into());
     let n: Option<usize> = std::env::args().nth(2).and_then(|s| s.parse().ok());
@@ -275,6 +363,15 @@ fn main() {
         }
         "apm_equivalent" => {
             let body = read("testdata/sdk-equivalent/elastic-apm-rum-v3.ndjson");
+            let version = elastic_apm_decoder::ApiVersion::V3;
+            run(n, &[body], |b| decoders.apm(b, version).expect("decodes"))
+        }
+        "beacon_resources" => {
+            let body = resource_heavy_beacon();
+            run(n, &[body], |b| decoders.beacon(b).expect("decodes"))
+        }
+        "apm_resources" => {
+            let body = resource_heavy_apm();
             let version = elastic_apm_decoder::ApiVersion::V3;
             run(n, &[body], |b| decoders.apm(b, version).expect("decodes"))
         }
