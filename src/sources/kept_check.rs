@@ -84,6 +84,19 @@ pub(crate) fn lost_values(input: &Value, documents: &[Value], dropped: &[&str]) 
 /// `depth` levels of objects (a line object of NDJSON has room for its one
 /// key only), each with a value of its own: `lost_values` then finds an
 /// object whose other keys are dropped.
+/// Asserts that no value of `input` is lost (`lost_values`), naming the
+/// body and each value lost.
+pub(crate) fn assert_kept(name: &str, input: &Value, documents: &[Value], dropped: &[&str]) {
+    let lost = lost_values(input, documents, dropped);
+    assert!(lost.is_empty(), "{name}: {lost:#?}");
+}
+
+/// A body as sent, and with its probes (`with_probes` below `depth`).
+pub(crate) fn as_sent_and_probed(sent: Value, depth: usize) -> [Value; 2] {
+    let probed = with_probes(&sent, depth);
+    [sent, probed]
+}
+
 const PROBE: u64 = 7_000_000_000;
 
 pub(crate) fn with_probes(value: &Value, depth: usize) -> Value {

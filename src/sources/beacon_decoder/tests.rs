@@ -1,4 +1,5 @@
 use super::*;
+use crate::sources::kept_check;
 use serde_json::json;
 
 const NOW: i64 = 1_700_000_000_000;
@@ -464,8 +465,7 @@ fn every_value_a_beacon_sent_is_in_the_documents() {
             continue;
         }
         let sent: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        let probed = crate::sources::kept_check::with_probes(&sent, 0);
-        for mut input in [sent, probed] {
+        for mut input in kept_check::as_sent_and_probed(sent, 0) {
             let Ok(decoded) = decode(input.to_string().as_bytes(), &facts(), &limits) else {
                 // A fixture of bodies refused whole (edge cases) has no
                 // documents to look in.
@@ -489,8 +489,12 @@ fn every_value_a_beacon_sent_is_in_the_documents() {
             // `sent_at` is spent on the clock-skew correction of every
             // event's time (`@timestamp`); `rum.client_ts` keeps each
             // event's own.
-            let lost = crate::sources::kept_check::lost_values(&input, &documents, &["sent_at"]);
-            assert!(lost.is_empty(), "{}: {lost:#?}", path.display());
+            kept_check::assert_kept(
+                &path.display().to_string(),
+                &input,
+                &documents,
+                &["sent_at"],
+            );
             checked += 1;
         }
     }

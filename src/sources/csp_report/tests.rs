@@ -1,5 +1,6 @@
 use super::*;
 use crate::schema;
+use crate::sources::kept_check;
 use serde_json::json;
 use serde_json::Value;
 
@@ -396,8 +397,7 @@ fn every_value_a_browser_reported_is_in_the_documents() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let sent: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-            let probed = crate::sources::kept_check::with_probes(&sent, 0);
-            for input in [sent, probed] {
+            for input in kept_check::as_sent_and_probed(sent, 0) {
                 let body = input.to_string();
                 let decoded = if reporting_api {
                     decode_reporting_api(body.as_bytes(), &facts(), &limits, &noise())
@@ -414,8 +414,7 @@ fn every_value_a_browser_reported_is_in_the_documents() {
                     // receive time less the age.
                     "*.age",
                 ];
-                let lost = crate::sources::kept_check::lost_values(&input, &documents, &dropped);
-                assert!(lost.is_empty(), "{}: {lost:#?}", path.display());
+                kept_check::assert_kept(&path.display().to_string(), &input, &documents, &dropped);
                 checked += 1;
             }
         }

@@ -506,17 +506,21 @@ fn a_malformed_value_is_a_json_error_before_it_is_the_wrong_shape() {
 /// benchmarks (`examples/sdk_instructions web_vitals_equivalent`): the four
 /// vitals of `testdata/beacons/realistic-10-events.json` as `Metric`
 /// objects. It must stay those vitals, or the comparison means nothing.
-#[test]
-fn the_beacon_equivalent_body_holds_the_beacons_vitals() {
+fn equivalent_body() -> Vec<u8> {
     let path = format!(
         "{}/testdata/sdk-equivalent/web-vitals.json",
         env!("CARGO_MANIFEST_DIR")
     );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn the_beacon_equivalent_body_holds_the_beacons_vitals() {
     let facts = RequestFacts {
         referer: Some("https://shop.example.com/product/42?ref=home"),
         ..facts()
     };
-    let decoded = decode(&std::fs::read(&path).unwrap(), &facts, &fixture_limits()).unwrap();
+    let decoded = decode(&equivalent_body(), &facts, &fixture_limits()).unwrap();
     let vitals: Vec<(&str, f64, &str)> = decoded
         .events
         .iter()
@@ -555,22 +559,16 @@ fn every_value_the_library_sent_is_in_the_documents() {
             (name, body)
         })
         .collect();
-    let equivalent = format!(
-        "{}/testdata/sdk-equivalent/web-vitals.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    bodies.push(("equivalent".into(), std::fs::read(equivalent).unwrap()));
+    bodies.push(("equivalent".into(), equivalent_body()));
     for (name, body) in &bodies {
         // As sent, and with a key of its own added to every object.
         let sent: Value = serde_json::from_slice(body).unwrap();
-        let probed = kept_check::with_probes(&sent, 0);
-        for input in [sent, probed] {
+        for input in kept_check::as_sent_and_probed(sent, 0) {
             let body = input.to_string();
             let decoded = decode(body.as_bytes(), &facts(), &limits)
                 .unwrap_or_else(|e| panic!("{name}: {e:?}"));
             let documents: Vec<Value> = decoded.events.iter().map(Event::to_value).collect();
-            let lost = kept_check::lost_values(&input, &documents, &[]);
-            assert!(lost.is_empty(), "{name}: {lost:#?}");
+            kept_check::assert_kept(name, &input, &documents, &[]);
         }
     }
 }
