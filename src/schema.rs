@@ -130,6 +130,13 @@ pub const LABELS_SYNTHETIC: &str = "labels.synthetic";
 /// The objects the `geoip` transform fills (see `ENRICHMENT_FIELDS`).
 pub const CLIENT_GEO: &str = "client.geo";
 pub const CLIENT_AS: &str = "client.as";
+/// ECS tracing ids, from SDKs that trace (Elastic APM RUM, Faro with its
+/// tracing package): the same ids the backend's APM agents write, so a page
+/// load's documents and the server's traces it caused share `trace.id`.
+pub const TRACE_ID: &str = "trace.id";
+pub const TRANSACTION_ID: &str = "transaction.id";
+pub const SPAN_ID: &str = "span.id";
+pub const ERROR_ID: &str = "error.id";
 
 /// Fields every document from a beacon carries (the shared context), plus the
 /// fields transforms derive from them.
@@ -445,6 +452,16 @@ pub const ENRICHMENT_FIELDS: &[Field] = &[
     f(LABELS_SYNTHETIC, Boolean),
 ];
 
+/// The tracing ids an event of a tracing SDK carries (see `TRACE_ID`): one
+/// value per trace, transaction, span or error, so they are searched and
+/// joined on, never made into metric labels.
+pub const TRACE_FIELDS: &[Field] = &[
+    f(TRACE_ID, Keyword),
+    f(TRANSACTION_ID, Keyword),
+    f(SPAN_ID, Keyword),
+    f(ERROR_ID, Keyword),
+];
+
 /// Every field path the pipeline can write, with its mapping type (`labels.*`
 /// is dynamic keyword). Index templates are generated from this list.
 pub fn all_fields() -> impl Iterator<Item = Field> {
@@ -456,6 +473,7 @@ pub fn all_fields() -> impl Iterator<Item = Field> {
         .copied()
         .chain(payload)
         .chain(ENRICHMENT_FIELDS.iter().copied())
+        .chain(TRACE_FIELDS.iter().copied())
 }
 
 #[cfg(test)]

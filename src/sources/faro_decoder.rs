@@ -351,6 +351,17 @@ impl<'de> Item<'de> {
         let i = self.objects.iter().position(|(k, _)| *k == key)?;
         Some(self.objects.swap_remove(i).1)
     }
+
+    /// The object under a key of `pairs`; a value of another type stays.
+    fn take_pairs(&mut self, key: &str) -> Option<Pairs<'de>> {
+        match self.pairs.remove(key)? {
+            Json::Object(pairs) => Some(pairs),
+            other => {
+                self.pairs.insert(key.to_owned(), other);
+                None
+            }
+        }
+    }
 }
 
 /// An item as `wire::read_item` reads it.
@@ -413,6 +424,8 @@ struct Ids {
     user_agent: FieldId,
     seq: FieldId,
     extra: FieldId,
+    trace_id: FieldId,
+    span_id: FieldId,
     vital_name: FieldId,
     vital_value: FieldId,
     vital_delta: FieldId,
@@ -458,6 +471,8 @@ static IDS: LazyLock<Ids> = LazyLock::new(|| {
         user_agent: FieldId::of(schema::USER_AGENT_ORIGINAL),
         seq: FieldId::of(schema::RUM_SEQ),
         extra: FieldId::of(schema::RUM_EXTRA),
+        trace_id: FieldId::of(schema::TRACE_ID),
+        span_id: FieldId::of(schema::SPAN_ID),
         vital_name: FieldId::of(schema::RUM_VITAL_NAME),
         vital_value: FieldId::of(schema::RUM_VITAL_VALUE),
         vital_delta: payload(EventType::WebVital, "delta"),

@@ -43,6 +43,10 @@ struct Ids {
     session_id: FieldId,
     view_id: FieldId,
     referrer: FieldId,
+    trace_id: FieldId,
+    transaction_id: FieldId,
+    span_id: FieldId,
+    error_id: FieldId,
     nav: NavIds,
     vital_name: Slot,
     vital_value: Slot,
@@ -90,6 +94,10 @@ static IDS: LazyLock<Ids> = LazyLock::new(|| {
         session_id: FieldId::of(schema::SESSION_ID),
         view_id: FieldId::of(schema::VIEW_ID),
         referrer: FieldId::of(schema::HTTP_REFERRER),
+        trace_id: FieldId::of(schema::TRACE_ID),
+        transaction_id: FieldId::of(schema::TRANSACTION_ID),
+        span_id: FieldId::of(schema::SPAN_ID),
+        error_id: FieldId::of(schema::ERROR_ID),
         nav: NavIds {
             dns: nav("dns"),
             tcp: nav("tcp"),
@@ -232,6 +240,16 @@ fn nest<'de>(parent: &mut Obj<'de>, key: &'static str, rest: Obj<'de>) {
     }
 }
 
+/// `view.id` and `transaction.id` of a transaction's events: the agent's
+/// transaction is the page load (or the user interaction) they belong to.
+fn transaction_fields(id: String) -> [(FieldId, Option<FieldValue>); 2] {
+    let id = Arc::new(Value::String(id));
+    [
+        (IDS.view_id, Some(FieldValue::Shared(id.clone()))),
+        (IDS.transaction_id, Some(FieldValue::Shared(id))),
+    ]
+}
+
 /// A page-load transaction's navigation timing (`marks.navigationTiming`,
 /// milliseconds from `fetchStart`) as the `rum.nav.*` durations.
 fn navigation_fields(marks: &Obj<'_>, fields: &mut Fields) {
@@ -287,9 +305,10 @@ pub(super) struct Builder<'a> {
     /// (written once), added to every event's own `rum.extra` (the
     /// context's would be hidden by it).
     metadata_extra: Option<Vec<u8>>,
-    /// Each transaction of the request: its id, page fields and trace id,
-    /// for its spans (v2 sends them as lines of their own).
-    transactions: Vec<(String, Fields, Option<Value>)>,
+    /// Each transaction of the request: its id and page fields (its
+    /// `trace.id` among them), for its spans (v2 sends them as lines of
+    /// their own).
+    transactions: Vec<(String, Fields)>,
     facts: &'a RequestFacts<'a>,
     limits: &'a ApmLimits,
     pub(super) events: EventBlock,
@@ -483,21 +502,24 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    /// `view.id`, the page and the session of a transaction or error, taken
-    /// out of its object; the rest of its `context` is returned (`tags`
-    /// become labels).
+    /// `view.id` and `transaction.id` (the transaction's id), `trace.id`,
+    /// the page and the session of a transaction or error, taken out of its
+    /// object; the rest of its `context` is returned (`tags` become labels).
     fn page_fields<'de>(
         &self,
         map: &mut Obj<'de>,
-        view_id: Option<String>,
+        transaction_id: Option<String>,
         extra: &mut Obj<'de>,
     ) -> (Fields, Option<Obj<'de>>, Option<Obj<'de>>) {
         let ids = &*IDS;
-        let mut fields = Fields::with_capacity(10);
-        if let Some(id) = view_id {
-            // Shared: a page load's vitals and spans repeat it.
-            let id = FieldValue::Shared(Arc::new(Value::String(id)));
-            fields.push((ids.view_id, Some(id)));
+        let mut fields = Fields::with_capacity(12);
+        // Shared: a page load's vitals and spans repeat them.
+        if let Some(id) = transaction_id {
+            fields.extend(transaction_fields(id));
+        }
+        if let Some(trace) = take_str(map, "trace_id") {
+            let trace = FieldValue::Shared(Arc::new(Value::String(trace.into_owned())));
+            fields.push((ids.trace_id, Some(trace)));
         }
         let mut context = take_object(map, "context");
         let mut tags = None;
@@ -612,7 +634,6 @@ impl<'a> Builder<'a> {
             }
         };
         keep_rest(&mut extra, "context", context);
-        let trace_id = tr.get("trace_id").cloned().map(Value::from);
         keep_all(&mut extra, tr);
         let tags = tags.filter(|t| !t.is_empty());
         self.push(event_type, fields, extra, tags.clone())?;
@@ -623,7 +644,7 @@ impl<'a> Builder<'a> {
             self.push(EventType::WebVital, fields, Obj::new(), tags.clone())?;
         }
         if let Some(id) = &id {
-            self.transactions.push((id.clone(), view.clone(), trace_id));
+            self.transactions.push((id.clone(), view.clone()));
         }
         match spans {
             Some(Json::Array(spans)) => {

@@ -127,7 +127,8 @@ fn fixture_v3_page_load_is_a_page_view_its_vitals_and_spans() {
     assert_eq!(extra["duration"], 296);
     assert_eq!(extra["sampled"], true);
     assert_eq!(extra["session"], json!({"sequence": 1}));
-    assert_eq!(extra["trace_id"], "356986e407545b29c37755009d9d3e6d");
+    assert_eq!(extra.get("trace_id"), None, "it is trace.id");
+    assert_eq!(extra.get("id"), None, "it is transaction.id");
     assert_eq!(extra["marks"]["navigationTiming"]["requestStart"], 2);
     assert_eq!(extra["marks"]["agent"]["largestContentfulPaint"], 296);
     assert_eq!(
@@ -151,7 +152,14 @@ fn fixture_v3_page_load_is_a_page_view_its_vitals_and_spans() {
         assert!(Arc::ptr_eq(event.context(), decoded.events[0].context()));
         assert_eq!(event.get_str("view.id"), Some("69fc13f7596f5fa4"));
         assert_eq!(event.get_str("url.full"), Some(page));
+        // The ids the backend's traces share, on every event of the page load.
+        assert_eq!(
+            event.get_str("trace.id"),
+            Some("356986e407545b29c37755009d9d3e6d")
+        );
+        assert_eq!(event.get_str("transaction.id"), Some("69fc13f7596f5fa4"));
     }
+    assert_eq!(decoded.events[0].get_str("span.id"), None);
     let navigation = &decoded.events[6];
     assert_eq!(
         navigation.get_str("rum.custom.name"),
@@ -174,6 +182,8 @@ fn fixture_v3_page_load_is_a_page_view_its_vitals_and_spans() {
                "start": 190, "duration": 33, "transfer_size": 603742, "encoded_size": 603442, "decoded_size": 603442})
     );
     assert_eq!(script["rum"]["seq"], 8);
+    assert_eq!(script["span"]["id"], "38ca2e8e1a743497");
+    assert_eq!(script["rum"]["extra"].get("id"), None);
 }
 
 #[test]
@@ -214,10 +224,15 @@ fn fixture_v2_maps_as_v3_does() {
     // v2 spans are lines of their own: they find their transaction's page.
     let script = &v2.events[8];
     assert_eq!(script.get_str("view.id"), Some("df4566151d8865e1"));
-    // Its transaction's ids are not repeated (v3 does not send them).
+    // Its transaction's ids are its own fields, as v3's are.
     assert_eq!(script.get("rum.extra.parent_id"), None);
     assert_eq!(script.get("rum.extra.trace_id"), None);
-    assert_eq!(script.get_str("rum.extra.id"), Some("2c4bfc5d7210a78e"));
+    assert_eq!(script.get_str("transaction.id"), Some("df4566151d8865e1"));
+    assert_eq!(
+        script.get_str("trace.id"),
+        view.get_str("trace.id").filter(|t| t.len() == 32)
+    );
+    assert_eq!(script.get_str("span.id"), Some("2c4bfc5d7210a78e"));
     assert_eq!(
         script.get_str("rum.resource.initiator_type"),
         Some("script")
@@ -244,8 +259,16 @@ fn fixture_errors_have_their_stack() {
         };
         let doc = error.to_value();
         assert_eq!(doc["rum"]["type"], "error", "{name}");
+        let mut error = doc["error"].clone();
+        let id = error.as_object_mut().unwrap().remove("id");
+        assert!(
+            id.as_ref()
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.len() == 32),
+            "{name}"
+        );
         assert_eq!(
-            doc["error"],
+            error,
             json!({
                 "message": "Uncaught TypeError: Cannot read properties of undefined (reading 'price')",
                 // v2 sends it, v3 does not (read from the message).
@@ -263,6 +286,13 @@ fn fixture_errors_have_their_stack() {
             doc["view"]["id"], view,
             "{name}: the transaction it happened in"
         );
+        assert_eq!(doc["transaction"]["id"], view, "{name}");
+        assert!(
+            doc["trace"]["id"].as_str().is_some_and(|t| t.len() == 32),
+            "{name}"
+        );
+        assert_eq!(doc["rum"]["extra"].get("id"), None, "{name}");
+        assert_eq!(doc["rum"]["extra"].get("trace_id"), None, "{name}");
         assert_eq!(doc["url"]["full"], page, "{name}");
         assert_eq!(
             doc["rum"]["extra"]["exception"]["stacktrace"][1],
@@ -485,6 +515,71 @@ fn wrong_types_are_kept_aside() {
     assert_eq!(span["rum"]["resource"], json!({"name": "a.js"}));
     assert_eq!(span["rum"]["extra"]["duration"], "long");
     assert_eq!(span["rum"]["extra"]["transfer_size"], -1.5);
+}
+
+#[test]
+fn trace_transaction_span_and_error_ids_are_their_ecs_fields() {
+    let decoded = decode_lines(&[
+        META,
+        r#"{"transaction":{"id":"t1","trace_id":"tr1","type":"route-change","name":"/cart"}}"#,
+        r#"{"span":{"id":"s1","transaction_id":"t1","parent_id":"t1","trace_id":"tr1","type":"external","subtype":"http","name":"GET /a"}}"#,
+        r#"{"span":{"id":"s2","transaction_id":"t1","parent_id":"s1","trace_id":"tr2","type":"app","name":"b"}}"#,
+        r#"{"span":{"id":"s9","transaction_id":"t9","trace_id":"tr9","type":"app","name":"c"}}"#,
+        r#"{"span":{"id":5,"transaction_id":"t1","trace_id":["tr1"],"type":"app","name":"d"}}"#,
+        r#"{"error":{"id":"e1","transaction_id":"t1","parent_id":"s1","trace_id":"tr1","exception":{"message":"x"}}}"#,
+    ])
+    .unwrap();
+    assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
+    fn ids(e: &Event) -> [Option<&str>; 5] {
+        [
+            "trace.id",
+            "transaction.id",
+            "view.id",
+            "span.id",
+            "error.id",
+        ]
+        .map(|f| e.get_str(f))
+    }
+    let [action, child, grandchild, orphan, wrong, error] = &decoded.events[..] else {
+        panic!("six events")
+    };
+    assert_eq!(
+        ids(action),
+        [Some("tr1"), Some("t1"), Some("t1"), None, None]
+    );
+    assert_eq!(
+        ids(child),
+        [Some("tr1"), Some("t1"), Some("t1"), Some("s1"), None]
+    );
+    assert_eq!(
+        child.get("rum.extra.parent_id"),
+        None,
+        "its transaction's: implied"
+    );
+    // A trace id of its own wins over its transaction's; a parent other
+    // than the transaction stays.
+    assert_eq!(
+        ids(grandchild),
+        [Some("tr2"), Some("t1"), Some("t1"), Some("s2"), None]
+    );
+    assert_eq!(grandchild.get_str("rum.extra.parent_id"), Some("s1"));
+    // A transaction not in the request: its id still names both.
+    assert_eq!(
+        ids(orphan),
+        [Some("tr9"), Some("t9"), Some("t9"), Some("s9"), None]
+    );
+    // Ids of the wrong type are kept as sent, and take no field.
+    assert_eq!(
+        ids(wrong),
+        [Some("tr1"), Some("t1"), Some("t1"), None, None]
+    );
+    assert_eq!(wrong.get("rum.extra.id"), Some(&json!(5)));
+    assert_eq!(wrong.get("rum.extra.trace_id"), Some(&json!(["tr1"])));
+    assert_eq!(
+        ids(error),
+        [Some("tr1"), Some("t1"), Some("t1"), None, Some("e1")]
+    );
+    assert_eq!(error.get_str("rum.extra.parent_id"), Some("s1"));
 }
 
 #[test]

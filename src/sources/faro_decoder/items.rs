@@ -49,8 +49,29 @@ impl Builder {
         }
     }
 
-    /// What is left of an item, for `rum.extra`.
-    pub(super) fn rest<'de>(item: Item<'de>, extra: &mut Obj<'de>) {
+    /// The item's `trace` (set while `@grafana/faro-web-tracing` has a
+    /// span open) as `trace.id` and `span.id`; what is left of the item,
+    /// for `rum.extra`.
+    pub(super) fn rest<'de>(
+        mut item: Item<'de>,
+        fields: &mut Vec<(FieldId, Option<FieldValue>)>,
+        extra: &mut Obj<'de>,
+    ) {
+        if let Some(mut trace) = item.take_pairs("trace") {
+            let ids = &*IDS;
+            for (key, id) in [("trace_id", ids.trace_id), ("span_id", ids.span_id)] {
+                match trace.remove(key) {
+                    Some(Json::String(value)) => {
+                        fields.push((id, Some(Value::from(value.into_owned()).into())))
+                    }
+                    Some(other) => trace.insert(key, other),
+                    None => {}
+                }
+            }
+            if !trace.is_empty() {
+                extra.insert("trace", Json::Object(trace));
+            }
+        }
         for (key, value) in item.pairs {
             if !value.is_null() {
                 extra.insert(key, value);
@@ -90,7 +111,7 @@ impl Builder {
                 fields.push((ids.custom.value, Some(v.clone().into())));
             }
             fields.push((ids.custom.data, Some(others.to_field_value(None))));
-            Self::rest(item, &mut extra);
+            Self::rest(item, &mut fields, &mut extra);
             self.push(EventType::Custom, ts, fields, extra);
             return;
         }
@@ -116,7 +137,7 @@ impl Builder {
                 Some(attribution.to_field_value(None)),
             ));
         }
-        Self::rest(item, &mut extra);
+        Self::rest(item, &mut shared, &mut extra);
         let last = vitals.len() - 1;
         let mut shared = Some(shared);
         for (i, (vital, value)) in vitals.into_iter().enumerate() {
@@ -183,7 +204,7 @@ impl Builder {
         if !stack.is_empty() {
             fields.push((ids.error_stack, Some(Value::from(stack).into())));
         }
-        Self::rest(item, &mut extra);
+        Self::rest(item, &mut fields, &mut extra);
         self.push(EventType::Error, ts, fields, extra);
     }
 
@@ -194,11 +215,11 @@ impl Builder {
         let message = item.take("message").unwrap_or_default();
         let level = item.take("level");
         if level.as_ref().and_then(Json::as_str) == Some("error") {
-            let fields = vec![
+            let mut fields = vec![
                 (ids.error_message, Some(message.into())),
                 (ids.error_kind, Some(text("log"))),
             ];
-            Self::rest(item, &mut extra);
+            Self::rest(item, &mut fields, &mut extra);
             self.push(EventType::Error, ts, fields, extra);
             return;
         }
@@ -207,12 +228,12 @@ impl Builder {
         if let Some(level) = level {
             data.insert("level", level);
         }
-        let fields = vec![
+        let mut fields = vec![
             (ids.custom.name, Some(text("log"))),
             (ids.custom.original_type, Some(text("log"))),
             (ids.custom.data, Some(data.to_field_value(None))),
         ];
-        Self::rest(item, &mut extra);
+        Self::rest(item, &mut fields, &mut extra);
         self.push(EventType::Custom, ts, fields, extra);
     }
 
@@ -257,7 +278,7 @@ impl Builder {
                 }
             }
         }
-        Self::rest(item, &mut extra);
+        Self::rest(item, &mut fields, &mut extra);
         self.push(ty, ts, fields, extra);
     }
 }

@@ -234,6 +234,32 @@ fn meta_is_the_shared_context_and_the_rest_of_it_is_kept() {
 }
 
 #[test]
+fn an_items_trace_is_trace_id_and_span_id() {
+    let decoded = decode_json(json!({
+        "exceptions": [{"type": "Error", "value": "x", "trace": {"trace_id": "tr", "span_id": "sp"}}],
+        "logs": [{"message": "m", "level": "info", "trace": {"trace_id": 7, "span_id": "sp", "flags": 1}}],
+        "events": [{"name": "click", "trace": "tr"}]
+    }))
+    .unwrap();
+    // In body order (`json!` sorts keys).
+    let [event, error, log] = &decoded.events[..] else {
+        panic!("three events")
+    };
+    assert_eq!(error.get_str("trace.id"), Some("tr"));
+    assert_eq!(error.get_str("span.id"), Some("sp"));
+    assert_eq!(error.get("rum.extra"), None, "nothing else was sent");
+    // What is not a string id stays where it was sent.
+    assert_eq!(log.get("trace.id"), None);
+    assert_eq!(log.get_str("span.id"), Some("sp"));
+    assert_eq!(
+        log.get("rum.extra.trace"),
+        Some(&json!({"trace_id": 7, "flags": 1}))
+    );
+    assert_eq!(event.get("trace.id"), None);
+    assert_eq!(event.get_str("rum.extra.trace"), Some("tr"));
+}
+
+#[test]
 fn a_web_vitals_measurement_with_two_vitals_makes_two_documents() {
     let decoded = decode_json(json!({
         "measurements": [{"type": "web-vitals", "values": {"lcp": 1200.5, "cls": 0.1, "delta": 3, "render_delay": 7},
@@ -257,7 +283,8 @@ fn a_web_vitals_measurement_with_two_vitals_makes_two_documents() {
             e.get("rum.vital.attribution"),
             Some(&json!({"render_delay": 7, "element": "#a", "navigation_type": 4}))
         );
-        assert_eq!(e.get_str("rum.extra.trace.trace_id"), Some("t"));
+        assert_eq!(e.get_str("trace.id"), Some("t"));
+        assert_eq!(e.get("rum.extra.trace"), None);
         assert_eq!(e.timestamp_ms(), Some(NOW));
     }
 }

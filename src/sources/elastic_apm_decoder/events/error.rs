@@ -76,8 +76,11 @@ impl Builder<'_> {
         let ids = &*IDS;
         let [s_message, s_type, s_stack, s_kind, s_source, s_line] = ids.error;
         let mut extra = Obj::new();
-        let view_id = take_string(&mut error, "transaction_id");
-        let (mut fields, context, tags) = self.page_fields(&mut error, view_id, &mut extra);
+        let transaction_id = take_string(&mut error, "transaction_id");
+        let (mut fields, context, tags) = self.page_fields(&mut error, transaction_id, &mut extra);
+        if let Some(id) = take_str(&mut error, "id") {
+            fields.push((ids.error_id, Some(id.into_owned().into())));
+        }
         let (kind, mut body) = match take_object(&mut error, "exception") {
             Some(exception) => ("exception", exception),
             None => ("log", take_object(&mut error, "log").unwrap_or_default()),

@@ -20,15 +20,17 @@ impl Builder<'_> {
         let Some(id) = transaction else {
             return self.span(span, &Fields::new());
         };
-        let Some((_, view, trace_id)) = self.transactions.iter().find(|(t, _, _)| *t == id) else {
-            return self.span(span, &vec![(ids.view_id, Some(id.into()))]);
+        let Some((_, view)) = self.transactions.iter().find(|(t, _)| *t == id) else {
+            return self.span(span, &transaction_fields(id).into());
         };
         // What v3 leaves out (`pid`, `tid`) when it is the transaction's:
         // not repeated, so both versions make the same documents.
         if span.get("parent_id").and_then(Json::as_str) == Some(id.as_str()) {
             span.remove("parent_id");
         }
-        if trace_id.is_some() && span.get("trace_id").cloned().map(Value::from) == *trace_id {
+        let trace_id = view.iter().find(|(f, _)| *f == ids.trace_id);
+        let trace_id = trace_id.and_then(|(_, v)| v.as_ref()?.as_str());
+        if trace_id.is_some() && span.get("trace_id").and_then(Json::as_str) == trace_id {
             span.remove("trace_id");
         }
         let view = view.clone();
@@ -40,6 +42,13 @@ impl Builder<'_> {
         let mut extra = Obj::new();
         // A span's own: kind, name, timing, sizes, the HTTP call.
         let mut fields = self.fields_of_view(view);
+        // After the transaction's: a trace id of its own wins.
+        if let Some(trace) = take_str(&mut span, "trace_id") {
+            fields.push((ids.trace_id, Some(trace.into_owned().into())));
+        }
+        if let Some(id) = take_str(&mut span, "id") {
+            fields.push((ids.span_id, Some(id.into_owned().into())));
+        }
         if let Some(rate) = span.remove("sample_rate") {
             put(
                 &mut fields,
