@@ -240,16 +240,6 @@ fn nest<'de>(parent: &mut Obj<'de>, key: &'static str, rest: Obj<'de>) {
     }
 }
 
-/// `view.id` and `transaction.id` of a transaction's events: the agent's
-/// transaction is the page load (or the user interaction) they belong to.
-fn transaction_fields(id: String) -> [(FieldId, Option<FieldValue>); 2] {
-    let id = Arc::new(Value::String(id));
-    [
-        (IDS.view_id, Some(FieldValue::Shared(id.clone()))),
-        (IDS.transaction_id, Some(FieldValue::Shared(id))),
-    ]
-}
-
 /// A page-load transaction's navigation timing (`marks.navigationTiming`,
 /// milliseconds from `fetchStart`) as the `rum.nav.*` durations.
 fn navigation_fields(marks: &Obj<'_>, fields: &mut Fields) {
@@ -305,10 +295,13 @@ pub(super) struct Builder<'a> {
     /// (written once), added to every event's own `rum.extra` (the
     /// context's would be hidden by it).
     metadata_extra: Option<Vec<u8>>,
-    /// Each transaction of the request: its id and page fields (its
-    /// `trace.id` among them), for its spans (v2 sends them as lines of
-    /// their own).
-    transactions: Vec<(String, Fields)>,
+    /// The id and trace id of the request's first transaction, whose
+    /// `view.id`, `transaction.id` and `trace.id` are in the shared context
+    /// (most requests are one page load and its spans).
+    shared_transaction: Option<(String, Option<String>)>,
+    /// Each transaction of the request: its id, trace id and page fields,
+    /// for its spans (v2 sends them as lines of their own).
+    transactions: Vec<(String, Option<String>, Fields)>,
     facts: &'a RequestFacts<'a>,
     limits: &'a ApmLimits,
     pub(super) events: EventBlock,
@@ -432,10 +425,28 @@ impl<'a> Builder<'a> {
         if let Some(session) = &shared_session {
             context.set(ids.session_id, session.as_str());
         }
+        // So is the first transaction's: its events (and its spans, the
+        // most of a request) carry no ids of their own but their span's.
+        let shared_transaction = items.iter().find_map(|item| match item {
+            Line::Known("transaction", Json::Object(map)) => {
+                let id = map.get("id").and_then(Json::as_str)?;
+                let trace = map.get("trace_id").and_then(Json::as_str);
+                Some((id.to_owned(), trace.map(str::to_owned)))
+            }
+            _ => None,
+        });
+        if let Some((id, trace)) = &shared_transaction {
+            context.set(ids.view_id, id.as_str());
+            context.set(ids.transaction_id, id.as_str());
+            if let Some(trace) = trace {
+                context.set(ids.trace_id, trace.as_str());
+            }
+        }
         Ok(Builder {
             context: Arc::new(context),
             shared_url,
             shared_session,
+            shared_transaction,
             metadata_extra: (!rest.is_empty()).then(|| {
                 let mut text = Vec::new();
                 rest.write_to(&mut text);
@@ -458,6 +469,27 @@ impl<'a> Builder<'a> {
         fields.clear();
         fields.extend(view.iter().cloned());
         fields
+    }
+
+    /// The slots that give an event the `view.id` and `transaction.id` of
+    /// its transaction and its `trace.id`: none for what the context holds
+    /// (the shared transaction's), its own for another, and `None` (the
+    /// context's taken off) for an event of no transaction or trace.
+    fn transaction_slots(&self, fields: &mut Fields, id: Option<String>, trace: Option<String>) {
+        let ids = &*IDS;
+        let (shared_id, shared_trace) = match &self.shared_transaction {
+            Some((id, trace)) => (Some(id), trace.as_ref()),
+            None => (None, None),
+        };
+        if id.as_ref() != shared_id {
+            let id = id.map(|id| FieldValue::Shared(Arc::new(Value::String(id))));
+            fields.push((ids.view_id, id.clone()));
+            fields.push((ids.transaction_id, id));
+        }
+        if trace.as_ref() != shared_trace {
+            let trace = trace.map(|trace| FieldValue::Shared(Arc::new(Value::String(trace))));
+            fields.push((ids.trace_id, trace));
+        }
     }
 
     fn push(
@@ -513,14 +545,8 @@ impl<'a> Builder<'a> {
     ) -> (Fields, Option<Obj<'de>>, Option<Obj<'de>>) {
         let ids = &*IDS;
         let mut fields = Fields::with_capacity(12);
-        // Shared: a page load's vitals and spans repeat them.
-        if let Some(id) = transaction_id {
-            fields.extend(transaction_fields(id));
-        }
-        if let Some(trace) = take_str(map, "trace_id") {
-            let trace = FieldValue::Shared(Arc::new(Value::String(trace.into_owned())));
-            fields.push((ids.trace_id, Some(trace)));
-        }
+        let trace = take_string(map, "trace_id");
+        self.transaction_slots(&mut fields, transaction_id, trace);
         let mut context = take_object(map, "context");
         let mut tags = None;
         if let Some(context) = context.as_mut() {
@@ -566,6 +592,8 @@ impl<'a> Builder<'a> {
         let mut extra = Obj::new();
         let id = take_string(&mut tr, "id");
         let ty = take_str(&mut tr, "type");
+        // For its spans (`page_fields` takes it out).
+        let trace = tr.get("trace_id").and_then(Json::as_str).map(str::to_owned);
         let (view, context, mut tags) = self.page_fields(&mut tr, id.clone(), &mut extra);
         let spans = tr.remove("spans");
         let breakdown = tr.remove("breakdown");
@@ -644,7 +672,7 @@ impl<'a> Builder<'a> {
             self.push(EventType::WebVital, fields, Obj::new(), tags.clone())?;
         }
         if let Some(id) = &id {
-            self.transactions.push((id.clone(), view.clone()));
+            self.transactions.push((id.clone(), trace, view.clone()));
         }
         match spans {
             Some(Json::Array(spans)) => {
@@ -677,6 +705,8 @@ impl<'a> Builder<'a> {
         }
         let ids = &*IDS;
         let mut fields = Fields::with_capacity(5);
+        // Of no transaction, whatever the context's.
+        self.transaction_slots(&mut fields, None, None);
         let mut extra = Obj::new();
         fields.push((ids.custom_original_type.0, Some(word("metricset"))));
         fields.push((ids.custom_name.0, Some(word("breakdown"))));
@@ -690,6 +720,8 @@ impl<'a> Builder<'a> {
         let ids = &*IDS;
         self.unknown_kinds += 1;
         let mut fields = Fields::with_capacity(4);
+        // Of no transaction, whatever the context's.
+        self.transaction_slots(&mut fields, None, None);
         let mut extra = Obj::new();
         fields.push((ids.custom_original_type.0, Some(Value::from(kind).into())));
         put(&mut fields, &mut extra, ids.custom_data, "value", value);

@@ -527,6 +527,9 @@ fn trace_transaction_span_and_error_ids_are_their_ecs_fields() {
         r#"{"span":{"id":"s9","transaction_id":"t9","trace_id":"tr9","type":"app","name":"c"}}"#,
         r#"{"span":{"id":5,"transaction_id":"t1","trace_id":["tr1"],"type":"app","name":"d"}}"#,
         r#"{"error":{"id":"e1","transaction_id":"t1","parent_id":"s1","trace_id":"tr1","exception":{"message":"x"}}}"#,
+        r#"{"error":{"id":"e2","exception":{"message":"y"}}}"#,
+        r#"{"profile":{"samples":[1]}}"#,
+        r#"{"transaction":{"id":"t2","type":"route-change","name":"/b"}}"#,
     ])
     .unwrap();
     assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
@@ -540,8 +543,10 @@ fn trace_transaction_span_and_error_ids_are_their_ecs_fields() {
         ]
         .map(|f| e.get_str(f))
     }
-    let [action, child, grandchild, orphan, wrong, error] = &decoded.events[..] else {
-        panic!("six events")
+    let [action, child, grandchild, orphan, wrong, error, lone_error, profile, untraced] =
+        &decoded.events[..]
+    else {
+        panic!("nine events")
     };
     assert_eq!(
         ids(action),
@@ -580,6 +585,11 @@ fn trace_transaction_span_and_error_ids_are_their_ecs_fields() {
         [Some("tr1"), Some("t1"), Some("t1"), None, Some("e1")]
     );
     assert_eq!(error.get_str("rum.extra.parent_id"), Some("s1"));
+    // The first transaction's ids are the request's context: an event of
+    // no transaction, or of one without a trace, does not take them.
+    assert_eq!(ids(lone_error), [None, None, None, None, Some("e2")]);
+    assert_eq!(ids(profile), [None; 5]);
+    assert_eq!(ids(untraced), [None, Some("t2"), Some("t2"), None, None]);
 }
 
 #[test]

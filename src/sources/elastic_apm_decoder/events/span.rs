@@ -15,22 +15,23 @@ impl Builder<'_> {
         &mut self,
         mut span: Obj<'_>,
     ) -> Result<(), DecodeError> {
-        let ids = &*IDS;
         let transaction = take_string(&mut span, "transaction_id");
-        let Some(id) = transaction else {
-            return self.span(span, &Fields::new());
-        };
-        let Some((_, view)) = self.transactions.iter().find(|(t, _)| *t == id) else {
-            return self.span(span, &transaction_fields(id).into());
+        let found = transaction
+            .as_ref()
+            .and_then(|id| self.transactions.iter().find(|(t, _, _)| t == id));
+        let Some((id, trace, view)) = found else {
+            // Of no transaction of the request: its own ids, or none.
+            let mut view = Fields::new();
+            let trace = take_string(&mut span, "trace_id");
+            self.transaction_slots(&mut view, transaction, trace);
+            return self.span(span, &view);
         };
         // What v3 leaves out (`pid`, `tid`) when it is the transaction's:
         // not repeated, so both versions make the same documents.
         if span.get("parent_id").and_then(Json::as_str) == Some(id.as_str()) {
             span.remove("parent_id");
         }
-        let trace_id = view.iter().find(|(f, _)| *f == ids.trace_id);
-        let trace_id = trace_id.and_then(|(_, v)| v.as_ref()?.as_str());
-        if trace_id.is_some() && span.get("trace_id").and_then(Json::as_str) == trace_id {
+        if trace.is_some() && span.get("trace_id").and_then(Json::as_str) == trace.as_deref() {
             span.remove("trace_id");
         }
         let view = view.clone();
