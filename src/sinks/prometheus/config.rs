@@ -300,6 +300,10 @@ const UNBOUNDED_FIELDS: &[(&str, &str)] = &[
         schema::USER_AGENT_ORIGINAL,
         "use user_agent.name or user_agent.category",
     ),
+    (schema::TRACE_ID, "one value per trace"),
+    (schema::TRANSACTION_ID, "one value per transaction"),
+    (schema::SPAN_ID, "one value per span"),
+    (schema::ERROR_ID, "one value per error"),
 ];
 
 /// Checks one `dimensions` entry; returns its label name.

@@ -82,6 +82,7 @@ fn validate_names_component_and_key() {
         ("[slos.x]\nsli = \"sessions_without_js_error\"\ntarget = 0.999\nby = [\"url.path_template\"]", "[sinks.m] key `slos.x.by`: `url.path_template` is not an exported dimension"),
         ("dimensions = [\"url.pth_template\"]", "[sinks.m] key `dimensions`: unknown dimension `url.pth_template`"),
         ("dimensions = [\"session.id\"]", "[sinks.m] key `dimensions`: `session.id` cannot be a dimension"),
+        ("dimensions = [\"trace.id\"]", "[sinks.m] key `dimensions`: `trace.id` cannot be a dimension: one value per trace"),
         ("[budgets]\nLCP = { threshold = 2500, statistic = \"median\" }", "[sinks.m] key `budgets.LCP.statistic`: `median` is not a percentile"),
         ("path = \"/metrics\"", "[sinks.m] key `path`: `/metrics` is reserved"),
         ("[rules]\nwindow_scale = 0", "[sinks.m] key `rules.window_scale`: must be in (0, 1]"),
