@@ -174,14 +174,19 @@ fn from_parts_keeps_the_last_value_pushed_for_a_slot() {
 #[test]
 fn sorting_a_run_of_slots_keeps_the_last_value_of_each_id_and_what_is_before_it() {
     let mut rng = fastrand::Rng::with_seed(7);
-    for _ in 0..2_000 {
-        let slot = |rng: &mut fastrand::Rng, n: usize| {
+    for _ in 0..4_000 {
+        let slot = |rng: &mut fastrand::Rng, ids: u16, n: usize| {
             let value = rng.bool().then(|| FieldValue::from(Value::from(n as u64)));
-            (FieldId(rng.u16(0..16)), value)
+            (FieldId(rng.u16(0..ids)), value)
         };
-        let before: Vec<OwnSlot> = (0..rng.usize(0..5)).map(|n| slot(&mut rng, n)).collect();
-        let run: Vec<OwnSlot> = (0..rng.usize(0..20))
-            .map(|n| slot(&mut rng, 100 + n))
+        // Few ids (many repeats) or many; an event's dozen slots and runs
+        // far longer.
+        let ids = if rng.bool() { 16 } else { 2_000 };
+        let before: Vec<OwnSlot> = (0..rng.usize(0..5))
+            .map(|n| slot(&mut rng, ids, n))
+            .collect();
+        let run: Vec<OwnSlot> = (0..rng.usize(0..80))
+            .map(|n| slot(&mut rng, ids, 100 + n))
             .collect();
         // The reference: each id's last value, in id order.
         let mut last = std::collections::BTreeMap::new();
