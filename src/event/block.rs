@@ -48,6 +48,7 @@ impl EventBlock {
 
     /// One event, as [`Event::from_parts`] makes it: `fields` in any order,
     /// a later value for the same id winning; `None` hides the context's.
+    /// `rum.type` and `event.dataset` are the type's, not among `fields`.
     pub fn push(
         &mut self,
         context: Arc<Context>,
@@ -57,8 +58,16 @@ impl EventBlock {
         fields: impl IntoIterator<Item = OwnSlot>,
     ) {
         let start = self.slots.len();
-        self.slots.extend(fields);
+        // First: their ids come before almost every other, so the sort
+        // leaves them in place (no decoder sets them among `fields`).
         self.slots.extend(Event::type_slots(ty));
+        self.slots.extend(fields);
+        debug_assert!(
+            self.slots[start + 2..]
+                .iter()
+                .all(|(id, _)| !self.slots[start..start + 2].iter().any(|(t, _)| t == id)),
+            "a decoder set rum.type or event.dataset among an event's fields"
+        );
         sort_slots(&mut self.slots, start);
         self.events.push(Pending::Run {
             context,

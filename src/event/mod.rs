@@ -399,9 +399,11 @@ impl Event {
     pub fn type_slots(ty: EventType) -> [OwnSlot; 2] {
         let (name, dataset) = type_values(ty);
         let registry = &*fields::REGISTRY;
+        // In id order (the schema lists `event.dataset` first): pushed
+        // before an event's other slots, they sort without moving.
         [
-            (registry.rum_type, Some(FieldValue::Static(name))),
             (registry.dataset, Some(FieldValue::Static(dataset))),
+            (registry.rum_type, Some(FieldValue::Static(name))),
         ]
     }
 

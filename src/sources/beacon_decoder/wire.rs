@@ -303,6 +303,9 @@ fn read_slots(
         ),
     };
     let slots = payload_slots(event_type);
+    // First: their ids (`event.dataset`, `rum.type`, `rum.seq`) come before
+    // the payload's, so the sort below leaves them where they are.
+    fields.extend(Event::type_slots(event_type));
     fields.push((
         CONTEXT_IDS.seq,
         Some(FieldValue::Owned(Value::from(seq as u64))),
@@ -373,7 +376,6 @@ fn read_slots(
         *heap += value_bytes(&original_type);
         fields.push((CONTEXT_IDS.original_type, Some(original_type.into())));
     }
-    fields.extend(Event::type_slots(event_type));
     sort_slots(fields, start);
     Ok(Some(SlottedEntry {
         unknown_type,
