@@ -200,6 +200,14 @@ async fn idle_sockets_in_every_state_are_closed_while_health_and_beacons_answer(
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
+    // One that begins a second request's head after its first and never
+    // finishes it: idle too (no request in flight), whatever hyper's own
+    // head timeout would say (the server turns that one off).
+    let mut half_second_head = TcpStream::connect(&addr).await.expect("connect");
+    half_second_head
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nPOST /rum HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
 
     // Every idle socket is closed by the first-request timeout (10 s).
     let closed = futures::future::join_all(
@@ -213,6 +221,10 @@ async fn idle_sockets_in_every_state_are_closed_while_health_and_beacons_answer(
         closed_within(&mut keep_alive, Duration::from_secs(30)).await,
         "an idle keep-alive connection was never closed"
     );
+    assert!(
+        closed_within(&mut half_second_head, Duration::from_secs(30)).await,
+        "a connection with a second head never finished was never closed"
+    );
     let text = metrics_text(&p.url("/metrics")).await;
     let first_request = metric_in(
         &text,
@@ -220,7 +232,7 @@ async fn idle_sockets_in_every_state_are_closed_while_health_and_beacons_answer(
         &["state=\"first_request\""],
     );
     assert!(first_request >= 2000.0, "{first_request}");
-    assert!(metric_in(&text, "http_connection_timeouts_total", &["state=\"idle\""]) >= 1.0);
+    assert!(metric_in(&text, "http_connection_timeouts_total", &["state=\"idle\""]) >= 2.0);
     assert!(
         !p.stderr().iter().any(|l| l.contains("accept failed")),
         "accept failed while 2,000 sockets were held"
@@ -945,6 +957,56 @@ async fn a_request_longer_than_the_idle_timeout_is_served_then_the_connection_id
     let text = metrics_text(&p.url("/metrics")).await;
     assert!(
         metric_in(&text, "http_connection_timeouts_total", &["state=\"idle\""]) >= 1.0,
+        "{text}"
+    );
+}
+
+/// The idle timeout starts when a request ends, also when it is shorter than
+/// the first-request timeout: the watchdog, armed for the first request, looks
+/// again by then. A second request's head begun and never finished is idle
+/// time too (no request in flight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_idle_out_on_the_idle_timeout_not_the_first_requests() {
+    let p = Pipeline::start(&format!(
+        "stats_interval_secs = 0\n[http]\nheader_read_timeout_secs = 30\nidle_timeout_secs = 1\n{BEACONS_TO_STDOUT}"
+    ));
+    for second in [&b""[..], b"POST /rum HTTP/1.1\r\nHost: x\r\n"] {
+        let mut stream = TcpStream::connect(p.addr()).await.unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(n > 0, "closed before answering");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let answered = std::time::Instant::now();
+        assert!(
+            head.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        stream.write_all(second).await.unwrap();
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(8)).await,
+            "not closed 8 s after its answer (second head {:?})",
+            String::from_utf8_lossy(second)
+        );
+        let quiet = answered.elapsed();
+        assert!(
+            quiet >= Duration::from_millis(950),
+            "closed {quiet:?} after the answer"
+        );
+    }
+    let text = metrics_text(&p.url("/metrics")).await;
+    assert!(
+        metric_in(&text, "http_connection_timeouts_total", &["state=\"idle\""]) >= 2.0,
         "{text}"
     );
 }

@@ -15,7 +15,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::{header, HeaderValue, Request, Version};
@@ -24,12 +25,13 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::framing::{HeadInspector, Verdicts};
 use super::limits::{BodyBudget, ConnectionTimeouts, IDLE_AT_CAP};
+use super::on_wake::OnWake;
 use super::preface::{Builders, GracefulShutdown};
 use super::server::Router;
 use crate::shutdown::Shutdown;
@@ -87,8 +89,14 @@ impl ConnectionSettings {
         // connection, outside every budget: half the peak memory. And a
         // beacon read whole is taken and answered even if the browser has
         // shut its side (hyper dropped it when it saw the EOF first).
+        //
+        // No header-read timeout of hyper's own: the watchdog below closes a
+        // connection whose head is slow (no request in flight is idle), and
+        // hyper's boxed a new timer for every request's head, registered and
+        // dropped through the timer wheel's lock.
         http1
             .timer(TokioTimer::new())
+            .header_read_timeout(None)
             .max_buf_size(MAX_HEADER_BYTES)
             .max_header_size(MAX_HEADER_BYTES)
             .half_close(true);
@@ -158,15 +166,17 @@ impl BodyConsumed {
 /// Requests in flight on one connection and since when it has had none:
 /// what the watchdog decides on (bytes read do not count, so a peer that
 /// trickles bytes or PINGs without ever completing a request is idle).
+/// Requests only write here; the watchdog reads it when its timer fires.
 struct Activity {
     /// Requests whose handler is running; the watchdog waits while > 0.
     in_flight: AtomicUsize,
     /// Requests started so far: 0 means the first-request timeout applies.
     served: AtomicU64,
-    /// Accept, end of the TLS handshake, or end of the last request.
-    idle_since: Mutex<Instant>,
-    /// Woken when the last request in flight finishes, to re-arm the timer.
-    idle_again: Notify,
+    /// What `idle_since` counts from.
+    born: Instant,
+    /// Accept, end of the TLS handshake, or end of the last request, in
+    /// nanoseconds after `born`.
+    idle_since_nanos: AtomicU64,
 }
 
 impl Activity {
@@ -174,23 +184,35 @@ impl Activity {
         Arc::new(Self {
             in_flight: AtomicUsize::new(0),
             served: AtomicU64::new(0),
-            idle_since: Mutex::new(Instant::now()),
-            idle_again: Notify::new(),
+            born: Instant::now(),
+            idle_since_nanos: AtomicU64::new(0),
         })
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.served.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 
     fn idle_since(&self) -> Instant {
-        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner())
+        self.born + Duration::from_nanos(self.idle_since_nanos.load(Ordering::Acquire))
     }
 
     fn restart_clock(&self) {
-        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        let nanos = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.idle_since_nanos.store(nanos, Ordering::Release);
+    }
+
+    /// When the connection may be closed, as far as its requests go: `grace`
+    /// after it went idle, or (a request in flight) not before `grace` from
+    /// now, when the watchdog looks again.
+    fn idle_deadline(&self, grace: Duration) -> Instant {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            Instant::now() + grace
+        } else {
+            self.idle_since() + grace
+        }
     }
 }
 
@@ -199,10 +221,9 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.restart_clock();
-            self.0.idle_again.notify_one();
-        }
+        // The clock first: a watchdog that sees nothing in flight sees it.
+        self.0.restart_clock();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -291,68 +312,98 @@ async fn watch_connection<C: GracefulShutdown>(
     settings: &ConnectionSettings,
     mut shutdown: Shutdown,
 ) {
+    // The watchdog is polled only on its own events (`OnWake`), not on each
+    // of the connection's reads and writes.
+    let mut asked_to_close = OnWake::new(until_asked_to_close(activity, settings, &mut shutdown));
+    let served_to_the_end = std::future::poll_fn(|cx| {
+        if connection.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        asked_to_close.poll(cx).map(|()| false)
+    })
+    .await;
+    if served_to_the_end {
+        return;
+    }
+    drop(asked_to_close);
+    connection.as_mut().graceful_shutdown();
+    // Once nothing is in flight, `CLOSE_GRACE` to finish; then it is dropped.
+    let asked = Instant::now();
+    let sleep = tokio::time::sleep_until(asked + CLOSE_GRACE);
+    tokio::pin!(sleep);
+    loop {
+        let deadline = activity.idle_deadline(CLOSE_GRACE).max(asked + CLOSE_GRACE);
+        if deadline <= Instant::now() {
+            // Nothing in flight, and the peer has not closed: drop it.
+            return;
+        }
+        sleep.as_mut().reset(deadline);
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = &mut sleep => {}
+        }
+    }
+}
+
+/// Resolves when the connection should close: it idled past its timeout
+/// (counted), or shutdown began. The timer is not moved as requests come and
+/// go: when it fires, the deadline is worked out again from the activity,
+/// and a connection that was busy meanwhile gets a later one.
+async fn until_asked_to_close(
+    activity: &Activity,
+    settings: &ConnectionSettings,
+    shutdown: &mut Shutdown,
+) {
     let timeouts = settings.timeouts;
     let mut at_cap = settings.at_cap.clone();
     let mut at_cap_watched = true;
-    // Since when the connection has been asked to close.
-    let mut closing: Option<Instant> = None;
-    // One timer for the connection's life, moved on as requests end: a new
-    // one per request went through the timer wheel's lock twice (armed at
-    // the end of a request, dropped at the end of the next), while moving a
-    // registered timer later is one atomic store.
+    let shutdown_begun = shutdown.recv();
+    tokio::pin!(shutdown_begun);
     let sleep = tokio::time::sleep_until(far_future());
     tokio::pin!(sleep);
     loop {
         let first = activity.served.load(Ordering::Relaxed) == 0;
-        let mut limit = if first {
+        let at_cap_now = *at_cap.borrow() > 0;
+        let limit_of = |limit: Duration| {
+            if at_cap_now && IDLE_AT_CAP < limit {
+                (IDLE_AT_CAP, true)
+            } else {
+                (limit, false)
+            }
+        };
+        let (limit, pressed) = limit_of(if first {
             timeouts.first_request
         } else {
             timeouts.idle
-        };
-        let pressed = *at_cap.borrow() > 0 && IDLE_AT_CAP < limit;
-        if pressed {
-            limit = IDLE_AT_CAP;
-        }
-        let deadline = if activity.in_flight.load(Ordering::SeqCst) > 0 {
-            None
-        } else {
-            let idle_since = activity.idle_since();
-            Some(match closing {
-                Some(asked) => asked.max(idle_since) + CLOSE_GRACE,
-                None => idle_since + limit,
-            })
-        };
-        if deadline.is_some_and(|at| at <= Instant::now()) {
-            if closing.is_some() {
-                // Nothing in flight, and the peer has not closed: drop it.
-                return;
-            }
+        });
+        let now = Instant::now();
+        let deadline = activity.idle_deadline(limit);
+        if deadline <= now {
             let counter = match (pressed, first) {
                 (true, _) => &settings.timed_out.idle_at_cap,
                 (false, true) => &settings.timed_out.first_request,
                 (false, false) => &settings.timed_out.idle,
             };
             counter.inc();
-            connection.as_mut().graceful_shutdown();
-            closing = Some(Instant::now());
-            continue;
+            return;
         }
-        if let Some(at) = deadline {
-            if sleep.deadline() != at {
-                sleep.as_mut().reset(at);
-            }
+        // A request ending from now on moves the deadline to at least `now`
+        // plus the idle limit, so looking again by then is never late: a
+        // first request served meanwhile switches to a shorter idle limit.
+        let look_again = if first {
+            deadline.min(now + limit_of(timeouts.idle).0)
+        } else {
+            deadline
+        };
+        if sleep.deadline() != look_again {
+            sleep.as_mut().reset(look_again);
         }
         tokio::select! {
-            _ = connection.as_mut() => return,
-            _ = shutdown.recv(), if closing.is_none() => {
-                connection.as_mut().graceful_shutdown();
-                closing = Some(Instant::now());
-            }
-            _ = activity.idle_again.notified() => {}
-            changed = at_cap.changed(), if at_cap_watched && closing.is_none() => {
+            _ = &mut shutdown_begun => return,
+            changed = at_cap.changed(), if at_cap_watched => {
                 at_cap_watched = changed.is_ok();
             }
-            _ = &mut sleep, if deadline.is_some() => {}
+            _ = &mut sleep => {}
         }
     }
 }

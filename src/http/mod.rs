@@ -53,6 +53,7 @@ pub mod connection;
 pub mod framing;
 pub mod intake;
 pub mod limits;
+mod on_wake;
 pub mod preface;
 pub mod rate_limit;
 pub mod server;
