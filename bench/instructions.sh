@@ -26,6 +26,7 @@
 #      weigh them by the events a page sends most of.
 # Usage: bench/instructions.sh [examples|servers|all|sdk]
 # REPEAT=N runs each server N times and reports the median (default 1).
+# RUM_BIN=PATH measures another rum-pipeline binary (an A/B of two builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHAT=${1:-all}
@@ -151,7 +152,7 @@ TOML
       # bare_alloc is bare_warp_work doing no work: its mode `none`.
       bare_alloc) cmd=("$TARGET_DIR/release/examples/bare_warp_work" "127.0.0.1:$PORT" none) ;;
       bare_*) cmd=("$TARGET_DIR/release/examples/bare_warp_work" "127.0.0.1:$PORT" "${name#bare_}") ;;
-      *) cmd=("$TARGET_DIR/release/rum-pipeline" --config "$OUT/$name.toml") ;;
+      *) cmd=("${RUM_BIN:-$TARGET_DIR/release/rum-pipeline}" --config "$OUT/$name.toml") ;;
     esac
     # A whole request's count moves 1-2 % between runs of the same binary
     # (how the sink's batches fall); REPEAT runs report their median.
