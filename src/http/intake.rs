@@ -311,12 +311,12 @@ impl Intake {
             return Err(fail(budget_exhausted()));
         }
         let ready = ready.await;
-        let wire = tokio::time::timeout(
+        let wire = within(
             BODY_READ_TIMEOUT,
             read_limited(body, limit, declared, &mut body_permit),
         )
         .await
-        .map_err(|_| {
+        .ok_or_else(|| {
             fail(IntakeError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
@@ -381,6 +381,24 @@ fn too_large(limit: usize) -> IntakeError {
 /// Reads the body, refusing as soon as it passes `limit` (chunked bodies
 /// declare no length, so the check is on what arrives). Bytes beyond what
 /// `permit` holds are reserved as they arrive; no room → 503.
+/// `future` if it finishes within `limit`, timed from its first poll that
+/// does not finish it: the clock is read and the timer made only then. A
+/// beacon's body has nearly always come in with its head, and
+/// `tokio::time::timeout` read the clock for every request.
+async fn within<F: std::future::Future>(limit: Duration, future: F) -> Option<F::Output> {
+    use std::future::Future;
+    let mut future = std::pin::pin!(future);
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(output));
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        timer.as_mut().poll(cx).map(|()| None)
+    })
+    .await
+}
+
 async fn read_limited<D: Buf, E: std::fmt::Display>(
     body: impl Stream<Item = Result<D, E>>,
     limit: usize,
@@ -599,6 +617,39 @@ mod tests {
         };
         assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert!(!reached.load(Ordering::SeqCst), "a refused request waited");
+    }
+
+    /// A body that stops coming is answered 408 once `BODY_READ_TIMEOUT`
+    /// has passed since it first had to be waited for; one that is there
+    /// at once never waits.
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_coming_is_refused_after_the_body_timeout() {
+        let stalled = futures_util::StreamExt::chain(
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{\"v\""))]),
+            futures_util::stream::pending(),
+        );
+        let started = tokio::time::Instant::now();
+        let Err((error, _)) = intake(100).accept(head(7), stalled, async {}).await else {
+            panic!("a body that never ended was accepted");
+        };
+        assert_eq!(error.status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(error.error_type, "body_timeout");
+        let waited = started.elapsed();
+        assert!(
+            waited >= BODY_READ_TIMEOUT && waited < BODY_READ_TIMEOUT + Duration::from_millis(50),
+            "{waited:?}"
+        );
+
+        let started = tokio::time::Instant::now();
+        let whole =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{\"v\":1}"))]);
+        let (request, ()) = intake(100)
+            .accept(head(7), whole, async {})
+            .await
+            .map_err(|(e, _)| e.message)
+            .unwrap();
+        assert_eq!(&request.body[..], b"{\"v\":1}");
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[test]
