@@ -900,6 +900,42 @@ inputs = ["beacons"]
     assert!(timeouts("idle") >= 1.0, "{text}");
 }
 
+/// Reads one answer's head (within 10 s; a close before it fails), and
+/// when it was in.
+async fn read_answer_head(stream: &mut TcpStream) -> (Vec<u8>, std::time::Instant) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before answering: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.extend_from_slice(&buf[..n]);
+    }
+    (head, std::time::Instant::now())
+}
+
+/// The connection is closed for idling with a 1 s idle timeout: within 8 s
+/// of its last answer (long before a 30 s first-request timeout), and,
+/// since timers never fire early, no sooner than the timeout. `what` names
+/// the case in a failure.
+async fn assert_idled_out(stream: &mut TcpStream, answered: std::time::Instant, what: &str) {
+    assert!(
+        closed_within(stream, Duration::from_secs(8)).await,
+        "not closed 8 s after its answer {what}"
+    );
+    let quiet = answered.elapsed();
+    assert!(
+        quiet >= Duration::from_millis(950),
+        "closed {quiet:?} after the answer {what}"
+    );
+}
+
 /// A request that outlasts the idle timeout (its body trickles in for twice
 /// the timeout) is served whole, and the connection is closed for idling
 /// only once it has been quiet that long after the request: the watchdog's
@@ -927,33 +963,13 @@ async fn a_request_longer_than_the_idle_timeout_is_served_then_the_connection_id
         tokio::time::sleep(Duration::from_millis(500)).await;
         stream.write_all(piece).await.unwrap();
     }
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-            .await
-            .expect("an answer")
-            .unwrap();
-        assert!(
-            n > 0,
-            "closed before answering: {:?}",
-            String::from_utf8_lossy(&head)
-        );
-        head.extend_from_slice(&buf[..n]);
-    }
-    let answered = std::time::Instant::now();
+    let (head, answered) = read_answer_head(&mut stream).await;
     assert!(
         head.starts_with(b"HTTP/1.1 204"),
         "{}",
         String::from_utf8_lossy(&head)
     );
-    assert!(closed_within(&mut stream, Duration::from_secs(10)).await);
-    let quiet = answered.elapsed();
-    // Timers never fire early: closed no sooner than the idle timeout.
-    assert!(
-        quiet >= Duration::from_millis(950),
-        "closed {quiet:?} after the answer"
-    );
+    assert_idled_out(&mut stream, answered, "").await;
     let text = metrics_text(&p.url("/metrics")).await;
     assert!(
         metric_in(&text, "http_connection_timeouts_total", &["state=\"idle\""]) >= 1.0,
@@ -976,33 +992,14 @@ async fn keep_alive_connections_idle_out_on_the_idle_timeout_not_the_first_reque
             .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-                .await
-                .expect("an answer")
-                .unwrap();
-            assert!(n > 0, "closed before answering");
-            head.extend_from_slice(&buf[..n]);
-        }
-        let answered = std::time::Instant::now();
+        let (head, answered) = read_answer_head(&mut stream).await;
         assert!(
             head.starts_with(b"HTTP/1.1 200"),
             "{}",
             String::from_utf8_lossy(&head)
         );
         stream.write_all(second).await.unwrap();
-        assert!(
-            closed_within(&mut stream, Duration::from_secs(8)).await,
-            "not closed 8 s after its answer (second head {:?})",
-            String::from_utf8_lossy(second)
-        );
-        let quiet = answered.elapsed();
-        assert!(
-            quiet >= Duration::from_millis(950),
-            "closed {quiet:?} after the answer"
-        );
+        assert_idled_out(&mut stream, answered, &String::from_utf8_lossy(second)).await;
     }
     let text = metrics_text(&p.url("/metrics")).await;
     assert!(

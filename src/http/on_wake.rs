@@ -87,6 +87,15 @@ mod tests {
 
     use super::*;
 
+    /// A task's waker that counts its wakes.
+    struct CountWakes(Arc<AtomicUsize>);
+
+    impl Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     /// Counts its polls; ready once `open` is set, and wakes its waker when told.
     struct Gate {
         polls: Arc<AtomicUsize>,
@@ -118,12 +127,6 @@ mod tests {
             waker: waker.clone(),
         });
         let task_woken = Arc::new(AtomicUsize::new(0));
-        struct CountWakes(Arc<AtomicUsize>);
-        impl Wake for CountWakes {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
         let task = Waker::from(Arc::new(CountWakes(task_woken.clone())));
         let mut cx = Context::from_waker(&task);
 
@@ -158,12 +161,6 @@ mod tests {
             open,
             waker: waker.clone(),
         });
-        struct CountWakes(Arc<AtomicUsize>);
-        impl Wake for CountWakes {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
         let (first, second) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let first_waker = Waker::from(Arc::new(CountWakes(first.clone())));
         let second_waker = Waker::from(Arc::new(CountWakes(second.clone())));
