@@ -302,6 +302,9 @@ fn entries_read_straight_into_slots_match_the_general_reading() {
         r#""name": "INP", "value": 96, "type": "error""#,
         r#""\u0074ype": "x", "name": "INP", "value": 96"#,
         r#""message": "boom", "stack": "at a\nat b", "line": "oops""#,
+        // Numbers of every kind into slots of every type: a float where an
+        // integer goes, -0, past u64, an exponent, a number for a keyword.
+        r#""line": 12.5, "column": -0, "transfer_size": 18446744073709551616, "duration": 1e2, "value": -7, "name": 3"#,
         // Keyword slots: common values (kept shared on the fast path), near
         // misses, common values spelled with escapes, a repeat after a null,
         // and values that are not strings.

@@ -334,9 +334,23 @@ fn read_slots(
                 }
                 taken |= 1 << i;
                 let (_, id, ty) = slots.slots[i];
-                if ty.takes_strings() && sc.peek()? == b'"' {
-                    fields.push((id, Some(string_slot(sc, ty, strings)?)));
-                    continue;
+                match sc.peek()? {
+                    b'"' if ty.takes_strings() => {
+                        fields.push((id, Some(string_slot(sc, ty, strings)?)));
+                        continue;
+                    }
+                    // Most payload values are numbers (timings, sizes): read
+                    // as one, never null, no heap bytes.
+                    b'-' | b'0'..=b'9' => {
+                        let value = Value::Number(sc.number()?);
+                        if ty.accepts(&value) {
+                            fields.push((id, Some(FieldValue::Owned(value))));
+                        } else {
+                            extra.insert(key.into_owned(), value);
+                        }
+                        continue;
+                    }
+                    _ => {}
                 }
                 let value = sc.value(4)?;
                 if value.is_null() {
