@@ -226,6 +226,12 @@ fn take_number(map: &mut Obj<'_>, key: &str) -> Option<f64> {
     Some(n)
 }
 
+/// A string value held once for the events that carry it: a copy is a
+/// reference count, not an allocation.
+fn shared_text(text: &str) -> FieldValue {
+    FieldValue::Shared(Arc::new(Value::String(text.to_owned())))
+}
+
 /// Puts what is left of an object under `rum.extra.<key>`.
 fn keep_rest<'de>(extra: &mut Obj<'de>, key: &'static str, rest: Obj<'de>) {
     if !rest.is_empty() {
@@ -475,20 +481,19 @@ impl<'a> Builder<'a> {
     /// its transaction and its `trace.id`: none for what the context holds
     /// (the shared transaction's), its own for another, and `None` (the
     /// context's taken off) for an event of no transaction or trace.
-    fn transaction_slots(&self, fields: &mut Fields, id: Option<String>, trace: Option<String>) {
+    fn transaction_slots(&self, fields: &mut Fields, id: Option<&str>, trace: Option<&str>) {
         let ids = &*IDS;
         let (shared_id, shared_trace) = match &self.shared_transaction {
-            Some((id, trace)) => (Some(id), trace.as_ref()),
+            Some((id, trace)) => (Some(id.as_str()), trace.as_deref()),
             None => (None, None),
         };
-        if id.as_ref() != shared_id {
-            let id = id.map(|id| FieldValue::Shared(Arc::new(Value::String(id))));
+        if id != shared_id {
+            let id = id.map(shared_text);
             fields.push((ids.view_id, id.clone()));
             fields.push((ids.transaction_id, id));
         }
-        if trace.as_ref() != shared_trace {
-            let trace = trace.map(|trace| FieldValue::Shared(Arc::new(Value::String(trace))));
-            fields.push((ids.trace_id, trace));
+        if trace != shared_trace {
+            fields.push((ids.trace_id, trace.map(shared_text)));
         }
     }
 
@@ -540,37 +545,39 @@ impl<'a> Builder<'a> {
     fn page_fields<'de>(
         &self,
         map: &mut Obj<'de>,
-        transaction_id: Option<String>,
+        transaction_id: Option<&str>,
         extra: &mut Obj<'de>,
     ) -> (Fields, Option<Obj<'de>>, Option<Obj<'de>>) {
         let ids = &*IDS;
         let mut fields = Fields::with_capacity(12);
-        let trace = take_string(map, "trace_id");
-        self.transaction_slots(&mut fields, transaction_id, trace);
+        let trace = take_str(map, "trace_id");
+        self.transaction_slots(&mut fields, transaction_id, trace.as_deref());
         let mut context = take_object(map, "context");
         let mut tags = None;
         if let Some(context) = context.as_mut() {
             tags = take_object(context, "tags");
             if let Some(mut page) = take_object(context, "page") {
-                if let Some(url) = take_string(&mut page, "url") {
-                    if Some(&url) != self.shared_url.as_ref() {
+                if let Some(url) = take_str(&mut page, "url") {
+                    if Some(&*url) != self.shared_url.as_deref() {
                         for (id, value) in url_fields(&url) {
                             let value = value.map(|v| FieldValue::Shared(Arc::new(v)));
                             fields.push((id, value));
                         }
                     }
                 }
-                match take_string(&mut page, "referer") {
-                    Some(r) if !r.is_empty() => fields.push((ids.referrer, Some(r.into()))),
+                // Shared: every event of the page (its vitals, its spans)
+                // holds a copy.
+                match take_str(&mut page, "referer") {
+                    Some(r) if !r.is_empty() => fields.push((ids.referrer, Some(shared_text(&r)))),
                     _ => {}
                 }
                 keep_rest(extra, "page", page);
             }
         }
         if let Some(mut session) = take_object(map, "session") {
-            if let Some(id) = take_string(&mut session, "id") {
-                if Some(&id) != self.shared_session.as_ref() {
-                    fields.push((ids.session_id, Some(id.into())));
+            if let Some(id) = take_str(&mut session, "id") {
+                if Some(&*id) != self.shared_session.as_deref() {
+                    fields.push((ids.session_id, Some(shared_text(&id))));
                 }
             }
             keep_rest(extra, "session", session);
@@ -594,7 +601,7 @@ impl<'a> Builder<'a> {
         let ty = take_str(&mut tr, "type");
         // For its spans (`page_fields` takes it out).
         let trace = tr.get("trace_id").and_then(Json::as_str).map(str::to_owned);
-        let (view, context, mut tags) = self.page_fields(&mut tr, id.clone(), &mut extra);
+        let (view, context, mut tags) = self.page_fields(&mut tr, id.as_deref(), &mut extra);
         let spans = tr.remove("spans");
         let breakdown = tr.remove("breakdown");
         let mut fields = self.fields_of_view(&view);
@@ -671,9 +678,6 @@ impl<'a> Builder<'a> {
             fields.push((ids.vital_value.0, Some(Value::from(value).into())));
             self.push(EventType::WebVital, fields, Obj::new(), tags.clone())?;
         }
-        if let Some(id) = &id {
-            self.transactions.push((id.clone(), trace, view.clone()));
-        }
         match spans {
             Some(Json::Array(spans)) => {
                 for span in spans {
@@ -694,6 +698,9 @@ impl<'a> Builder<'a> {
             }
             None | Some(Json::Null) => {}
             Some(other) => self.metricset(other)?,
+        }
+        if let Some(id) = id {
+            self.transactions.push((id, trace, view));
         }
         Ok(())
     }

@@ -76,8 +76,9 @@ impl Builder<'_> {
         let ids = &*IDS;
         let [s_message, s_type, s_stack, s_kind, s_source, s_line] = ids.error;
         let mut extra = Obj::new();
-        let transaction_id = take_string(&mut error, "transaction_id");
-        let (mut fields, context, tags) = self.page_fields(&mut error, transaction_id, &mut extra);
+        let transaction_id = take_str(&mut error, "transaction_id");
+        let (mut fields, context, tags) =
+            self.page_fields(&mut error, transaction_id.as_deref(), &mut extra);
         if let Some(id) = take_str(&mut error, "id") {
             fields.push((ids.error_id, Some(id.into_owned().into())));
         }

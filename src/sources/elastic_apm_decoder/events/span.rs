@@ -22,8 +22,8 @@ impl Builder<'_> {
         let Some((id, trace, view)) = found else {
             // Of no transaction of the request: its own ids, or none.
             let mut view = Fields::new();
-            let trace = take_string(&mut span, "trace_id");
-            self.transaction_slots(&mut view, transaction, trace);
+            let trace = take_str(&mut span, "trace_id");
+            self.transaction_slots(&mut view, transaction.as_deref(), trace.as_deref());
             return self.span(span, &view);
         };
         // What v3 leaves out (`pid`, `tid`) when it is the transaction's:
