@@ -9,6 +9,69 @@ fn split_http_name(name: &str) -> Option<(&str, &str)> {
     (!method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase())).then_some((method, url))
 }
 
+/// The keys of a span this decoder makes fields of, found in one pass over
+/// its pairs (taken out by name, each was a scan of them all), each as
+/// `take_str`, `take_object` or `Obj::remove` would take it: a value of
+/// the wrong type stays in `rest`, a null string or object is dropped.
+#[derive(Default)]
+struct SpanKeys<'de> {
+    trace_id: Option<Cow<'de, str>>,
+    id: Option<Cow<'de, str>>,
+    sample_rate: Option<Json<'de>>,
+    ty: Option<Cow<'de, str>>,
+    subtype: Option<Cow<'de, str>>,
+    name: Option<Cow<'de, str>>,
+    start: Option<Json<'de>>,
+    duration: Option<Json<'de>>,
+    context: Option<Obj<'de>>,
+    rest: Obj<'de>,
+}
+
+impl<'de> SpanKeys<'de> {
+    fn sort(span: Obj<'de>) -> Self {
+        let mut keys = SpanKeys::default();
+        for (key, value) in span {
+            let string = match &*key {
+                "trace_id" => &mut keys.trace_id,
+                "id" => &mut keys.id,
+                "type" => &mut keys.ty,
+                "subtype" => &mut keys.subtype,
+                "name" => &mut keys.name,
+                "sample_rate" => {
+                    keys.sample_rate = Some(value);
+                    continue;
+                }
+                "start" => {
+                    keys.start = Some(value);
+                    continue;
+                }
+                "duration" => {
+                    keys.duration = Some(value);
+                    continue;
+                }
+                "context" => {
+                    match value {
+                        Json::Object(context) => keys.context = Some(context),
+                        Json::Null => {}
+                        other => keys.rest.push_unique(key, other),
+                    }
+                    continue;
+                }
+                _ => {
+                    keys.rest.push_unique(key, value);
+                    continue;
+                }
+            };
+            match value {
+                Json::String(s) => *string = Some(s),
+                Json::Null => {}
+                other => keys.rest.push_unique(key, other),
+            }
+        }
+        keys
+    }
+}
+
 impl Builder<'_> {
     /// A v2 span line: it names its transaction, whose page it takes.
     pub(in crate::sources::elastic_apm_decoder) fn span_line(
@@ -38,19 +101,24 @@ impl Builder<'_> {
         self.span(span, &view)
     }
 
-    pub(super) fn span(&mut self, mut span: Obj<'_>, view: &Fields) -> Result<(), DecodeError> {
+    pub(super) fn span(&mut self, span: Obj<'_>, view: &Fields) -> Result<(), DecodeError> {
         let ids = &*IDS;
         let mut extra = Obj::new();
+        let SpanKeys {
+            trace_id,
+            id,
+            sample_rate,
+            ty,
+            subtype,
+            name,
+            start,
+            duration,
+            context,
+            rest: span,
+        } = SpanKeys::sort(span);
         // A span's own: kind, name, timing, sizes, the HTTP call.
         let mut fields = self.fields_of_view(view);
-        // After the transaction's: a trace id of its own wins.
-        if let Some(trace) = take_str(&mut span, "trace_id") {
-            fields.push((ids.trace_id, Some(trace.into_owned().into())));
-        }
-        if let Some(id) = take_str(&mut span, "id") {
-            fields.push((ids.span_id, Some(id.into_owned().into())));
-        }
-        if let Some(rate) = span.remove("sample_rate") {
+        if let Some(rate) = sample_rate {
             put(
                 &mut fields,
                 &mut extra,
@@ -59,13 +127,9 @@ impl Builder<'_> {
                 rate,
             );
         }
-        let ty = take_str(&mut span, "type").unwrap_or_default();
+        let ty = ty.unwrap_or_default();
         let base = ty.split('.').next().unwrap_or_default();
-        let subtype = take_str(&mut span, "subtype");
-        let name = take_str(&mut span, "name");
-        let start = span.remove("start");
-        let duration = span.remove("duration");
-        let mut context = take_object(&mut span, "context").unwrap_or_default();
+        let mut context = context.unwrap_or_default();
         let mut http = take_object(&mut context, "http").unwrap_or_default();
         let mut response = take_object(&mut http, "response").unwrap_or_default();
         // Taken by the kinds that make fields of them; put back otherwise.
@@ -78,45 +142,38 @@ impl Builder<'_> {
             "resource" => {
                 let [s_name, s_initiator, s_start, s_duration, s_transfer, s_encoded, s_decoded, s_status] =
                     ids.resource;
-                match (url.take(), name) {
+                // The URL, else the span's name (kept apart when both differ).
+                let (name_key, name_value) = match (url.take(), name) {
                     (Some(url), name) => {
                         if let Some(name) = name.filter(|n| *n != url) {
                             extra.insert("name", Json::from(name));
                         }
-                        put(&mut fields, &mut extra, s_name, "url", Json::from(url));
+                        ("url", Some(Json::from(url)))
                     }
-                    (None, Some(name)) => {
-                        put(&mut fields, &mut extra, s_name, "name", Json::from(name))
-                    }
-                    (None, None) => {}
-                }
-                if let Some(subtype) = subtype {
-                    put(
-                        &mut fields,
-                        &mut extra,
-                        s_initiator,
-                        "subtype",
-                        Json::from(subtype),
-                    );
-                }
+                    (None, name) => ("name", name.map(Json::from)),
+                };
+                // In the fields' id order (their paths sorted): the sort of
+                // the event's slots then moves few.
                 for (slot, key, value) in [
-                    (s_start, "start", start),
-                    (s_duration, "duration", duration),
-                    (s_status, "status_code", status.take()),
                     (
-                        s_transfer,
-                        "transfer_size",
-                        response.remove("transfer_size"),
+                        s_decoded,
+                        "decoded_body_size",
+                        response.remove("decoded_body_size"),
                     ),
+                    (s_duration, "duration", duration),
                     (
                         s_encoded,
                         "encoded_body_size",
                         response.remove("encoded_body_size"),
                     ),
+                    (s_initiator, "subtype", subtype.map(Json::from)),
+                    (s_name, name_key, name_value),
+                    (s_start, "start", start),
+                    (s_status, "status_code", status.take()),
                     (
-                        s_decoded,
-                        "decoded_body_size",
-                        response.remove("decoded_body_size"),
+                        s_transfer,
+                        "transfer_size",
+                        response.remove("transfer_size"),
                     ),
                 ] {
                     if let Some(value) = value {
@@ -145,13 +202,14 @@ impl Builder<'_> {
                 if let Some(name) = name.filter(|n| split_http_name(n).is_none()) {
                     extra.insert("name", Json::from(name));
                 }
+                // In the fields' id order, as a resource's.
                 for (slot, key, value) in [
+                    (s_duration, "duration", duration),
                     (s_kind, "subtype", subtype.map(Json::from)),
                     (s_method, "method", method.map(Json::from)),
-                    (s_url, "url", url.map(Json::from)),
-                    (s_status, "status_code", status.take()),
-                    (s_duration, "duration", duration),
                     (s_size, "transfer_size", response.remove("transfer_size")),
+                    (s_status, "status_code", status.take()),
+                    (s_url, "url", url.map(Json::from)),
                 ] {
                     if let Some(value) = value {
                         put(&mut fields, &mut extra, slot, key, value);
@@ -223,6 +281,14 @@ impl Builder<'_> {
         nest(&mut context, "http", http);
         keep_rest(&mut extra, "context", context);
         keep_all(&mut extra, span);
+        // After its kind's fields, whose ids (`rum.*`) are lower. After the
+        // transaction's too: a trace id of its own wins.
+        if let Some(id) = id {
+            fields.push((ids.span_id, Some(id.into_owned().into())));
+        }
+        if let Some(trace) = trace_id {
+            fields.push((ids.trace_id, Some(trace.into_owned().into())));
+        }
         self.push(event_type, fields, extra, None)
     }
 
