@@ -24,7 +24,11 @@
 //!   `@elastic/apm-rum` 5.17.5 sent it from Chromium
 //!   (`testdata/sdk/elastic-apm-rum/v3-1.ndjson`, `v2-1.ndjson`): a page
 //!   view, five vitals, three spans (breakdown dropped, the default);
-//! - `elastic_apm_rum/v3_error_1`: one error with its stack (`v3-3.ndjson`).
+//! - `elastic_apm_rum/v3_error_1`: one error with its stack (`v3-3.ndjson`);
+//! - `web_vitals/beacon_equivalent_4`, `elastic_apm_rum/beacon_equivalent_11`:
+//!   the `rum_beacon` body's events as each SDK sends them, written by hand
+//!   (`testdata/sdk-equivalent/`, its README): the protocols on the same
+//!   events, as `bench/instructions.sh sdk` compares them in instructions.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rum_pipeline::privacy::ClientIpMode;
@@ -44,6 +48,15 @@ fn sdk_fixture(sdk: &str, name: &str) -> Vec<u8> {
         env!("CARGO_MANIFEST_DIR")
     ))
     .expect("fixture")
+}
+
+/// The beacon's events as another SDK sends them (`testdata/sdk-equivalent/`).
+fn equivalent_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/testdata/sdk-equivalent/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("equivalent fixture")
 }
 
 fn beacon() -> Vec<u8> {
@@ -125,7 +138,19 @@ fn bench(c: &mut Criterion) {
         ("readme_queue_5", fixture("fetch-0.json"), 5),
         ("attribution_lcp_1", fixture("beacon-2.json"), 1),
         ("trimmed_5", trimmed(), 5),
+        (
+            "beacon_equivalent_4",
+            equivalent_fixture("web-vitals.json"),
+            4,
+        ),
     ] {
+        assert_eq!(
+            web_vitals_decoder::decode(&body, &facts, &limits)
+                .unwrap()
+                .events
+                .len() as u64,
+            events
+        );
         group.throughput(Throughput::Elements(events));
         group.bench_function(name, |b| {
             b.iter(|| web_vitals_decoder::decode(&body, &facts, &limits).unwrap())
@@ -199,27 +224,32 @@ fn bench(c: &mut Criterion) {
         client_ip: ClientIpMode::Full,
     };
     let mut group = c.benchmark_group("elastic_apm_rum");
-    for (name, file, version, events) in [
+    for (name, body, version, events) in [
+        (
+            "beacon_equivalent_11",
+            equivalent_fixture("elastic-apm-rum-v3.ndjson"),
+            elastic_apm_decoder::ApiVersion::V3,
+            11,
+        ),
         (
             "v3_page_load_9",
-            "v3-1.ndjson",
+            sdk_fixture("elastic-apm-rum", "v3-1.ndjson"),
             elastic_apm_decoder::ApiVersion::V3,
             9,
         ),
         (
             "v2_page_load_9",
-            "v2-1.ndjson",
+            sdk_fixture("elastic-apm-rum", "v2-1.ndjson"),
             elastic_apm_decoder::ApiVersion::V2,
             9,
         ),
         (
             "v3_error_1",
-            "v3-3.ndjson",
+            sdk_fixture("elastic-apm-rum", "v3-3.ndjson"),
             elastic_apm_decoder::ApiVersion::V3,
             1,
         ),
     ] {
-        let body = sdk_fixture("elastic-apm-rum", file);
         let facts = elastic_apm_decoder::RequestFacts {
             received_at_ms: 1_763_700_000_100,
             client_ip: "203.0.113.7".parse().unwrap(),
