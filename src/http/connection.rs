@@ -201,7 +201,9 @@ impl Activity {
 
     fn restart_clock(&self) {
         let nanos = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.idle_since_nanos.store(nanos, Ordering::Release);
+        // The latest end wins: two HTTP/2 streams ending at once may store
+        // out of order.
+        self.idle_since_nanos.fetch_max(nanos, Ordering::Release);
     }
 
     /// When the connection may be closed, as far as its requests go: `grace`
@@ -315,11 +317,15 @@ async fn watch_connection<C: GracefulShutdown>(
     // The watchdog is polled only on its own events (`OnWake`), not on each
     // of the connection's reads and writes.
     let mut asked_to_close = OnWake::new(until_asked_to_close(activity, settings, &mut shutdown));
+    // The watchdog first: a connection that spends the task's coop budget
+    // on every poll (a peer sending frames faster than they are parsed)
+    // would otherwise leave its timer and shutdown signal always Pending.
+    // Not woken, it costs a flag load.
     let served_to_the_end = std::future::poll_fn(|cx| {
-        if connection.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(true);
+        if asked_to_close.poll(cx).is_ready() {
+            return Poll::Ready(false);
         }
-        asked_to_close.poll(cx).map(|()| false)
+        connection.as_mut().poll(cx).map(|()| true)
     })
     .await;
     if served_to_the_end {
@@ -410,4 +416,78 @@ async fn until_asked_to_close(
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::task::Context;
+
+    use super::super::server::Health;
+    use super::*;
+    use crate::shutdown::ShutdownTrigger;
+
+    /// A connection whose peer keeps it busy without a request (frames that
+    /// need no answer, sent faster than they are parsed): every poll finds
+    /// bytes until the task's coop budget is spent, as tokio's I/O does.
+    struct Busy {
+        closing: bool,
+    }
+
+    impl Future for Busy {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.closing {
+                return Poll::Ready(());
+            }
+            loop {
+                let mut read = std::pin::pin!(tokio::task::coop::consume_budget());
+                if read.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    impl GracefulShutdown for Busy {
+        fn graceful_shutdown(mut self: Pin<&mut Self>) {
+            self.closing = true;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_spends_its_budget_on_every_poll_still_times_out() {
+        let registry = Registry::new();
+        let router = Arc::new(Router::new(
+            Vec::new(),
+            Arc::new(Health::default()),
+            registry.clone(),
+            true,
+        ));
+        let (_cap, at_cap) = watch::channel(0usize);
+        let timeouts = ConnectionTimeouts {
+            first_request: Duration::from_millis(200),
+            idle: Duration::from_millis(200),
+            tls_handshake: Duration::from_secs(1),
+        };
+        let settings = ConnectionSettings::new(None, timeouts, router, None, at_cap, &registry);
+        let trigger = ShutdownTrigger::new();
+        let activity = Activity::new();
+        let started = Instant::now();
+        let watched = tokio::time::timeout(
+            Duration::from_secs(5),
+            watch_connection(
+                Box::pin(Busy { closing: false }),
+                &activity,
+                &settings,
+                trigger.subscribe(),
+            ),
+        )
+        .await;
+        assert!(
+            watched.is_ok(),
+            "a connection with no request was still open after {:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -378,9 +378,6 @@ fn too_large(limit: usize) -> IntakeError {
     )
 }
 
-/// Reads the body, refusing as soon as it passes `limit` (chunked bodies
-/// declare no length, so the check is on what arrives). Bytes beyond what
-/// `permit` holds are reserved as they arrive; no room → 503.
 /// `future` if it finishes within `limit`, timed from its first poll that
 /// does not finish it: the clock is read and the timer made only then. A
 /// beacon's body has nearly always come in with its head, and
@@ -399,6 +396,9 @@ async fn within<F: std::future::Future>(limit: Duration, future: F) -> Option<F:
     .await
 }
 
+/// Reads the body, refusing as soon as it passes `limit` (chunked bodies
+/// declare no length, so the check is on what arrives). Bytes beyond what
+/// `permit` holds are reserved as they arrive; no room → 503.
 async fn read_limited<D: Buf, E: std::fmt::Display>(
     body: impl Stream<Item = Result<D, E>>,
     limit: usize,

@@ -72,6 +72,10 @@ impl Default for HttpServerOptions {
     }
 }
 
+/// Longest connection timeout: a day is more than any client waits, and a
+/// deadline far past it would overflow the clock.
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
 /// Largest `max_body_bytes_in_flight`: the semaphore takes at most this many
 /// permits in one acquire.
 pub const MAX_BODY_BYTES_IN_FLIGHT: usize = u32::MAX as usize;
@@ -102,6 +106,8 @@ impl HttpServerOptions {
         ] {
             if value == 0 {
                 problems.push((key, "must be at least 1".to_owned()));
+            } else if value > MAX_TIMEOUT_SECS {
+                problems.push((key, format!("must be at most {MAX_TIMEOUT_SECS} (a day)")));
             }
         }
         problems
@@ -374,5 +380,20 @@ mod tests {
         };
         let keys: Vec<&str> = options.check().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["max_connections", "idle_timeout_secs"]);
+    }
+
+    #[test]
+    fn timeouts_past_a_day_are_refused_by_key() {
+        let options = HttpServerOptions {
+            header_read_timeout_secs: MAX_TIMEOUT_SECS + 1,
+            idle_timeout_secs: MAX_TIMEOUT_SECS,
+            tls_handshake_timeout_secs: u64::MAX,
+            ..HttpServerOptions::default()
+        };
+        let keys: Vec<&str> = options.check().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            ["header_read_timeout_secs", "tls_handshake_timeout_secs"]
+        );
     }
 }

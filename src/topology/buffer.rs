@@ -272,18 +272,18 @@ impl Fanout {
         Ok(())
     }
 
-    /// Waits until `deadline` for every downstream to have room for one
-    /// event and `bytes` bytes, without keeping it. Sources call it before
-    /// they read the body: while the pipeline is full, a request waiting for
-    /// its turn holds neither a copy of its body nor the events decoded from
-    /// it (several times the body's size, times every connection waiting).
-    /// Room given back goes to the next in line.
     /// Whether every downstream has room for one event of `bytes` bytes
     /// now, nobody waiting ahead: then `wait_for_room` would not wait.
     pub fn has_room_now(&self, bytes: usize) -> bool {
         self.senders.iter().all(|sender| sender.has_room(bytes))
     }
 
+    /// Waits until `deadline` for every downstream to have room for one
+    /// event and `bytes` bytes, without keeping it. Sources call it before
+    /// they read the body: while the pipeline is full, a request waiting for
+    /// its turn holds neither a copy of its body nor the events decoded from
+    /// it (several times the body's size, times every connection waiting).
+    /// Room given back goes to the next in line.
     pub async fn wait_for_room(
         &self,
         bytes: usize,
