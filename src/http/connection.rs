@@ -436,7 +436,7 @@ mod tests {
 
     impl Future for Busy {
         type Output = ();
-        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
             if self.closing {
                 return Poll::Ready(());
             }
