@@ -127,8 +127,22 @@ pub fn check(config: &PipelineConfig, errors: &mut Vec<ConfigError>) -> Vec<Stri
 
     let mut consumed: HashSet<(String, String)> = HashSet::new();
     for (id, node) in &nodes {
+        let mut read: HashSet<(&str, &str)> = HashSet::new();
         for input in &node.inputs {
             let (upstream, port) = split_input(input);
+            // The same output twice (`a`, `a._default`) would hand the
+            // component every batch twice, and a source would then reserve
+            // room twice in one buffer: a batch over half of it never fits.
+            if !read.insert((upstream, port)) {
+                error(
+                    node.kind,
+                    id,
+                    node.line,
+                    Some("inputs"),
+                    format!("input `{input}` reads an output already listed"),
+                );
+                continue;
+            }
             match nodes.get(upstream) {
                 None if config.broken_ids.iter().any(|b| b == upstream) => {}
                 None => error(
@@ -414,6 +428,22 @@ condition = {{ field = "url.path", exists = true }}
                 .any(|s| s.contains("duplicate component id: `by_site`")),
             "{shown:?}"
         );
+    }
+
+    #[test]
+    fn an_output_read_twice_by_one_component_is_refused() {
+        for inputs in [
+            r#"["beacons", "beacons"]"#,
+            r#"["beacons", "beacons._default"]"#,
+        ] {
+            let shown = errors(&sink("twice", inputs));
+            assert!(
+                shown
+                    .iter()
+                    .any(|s| s.contains("reads an output already listed")),
+                "{shown:?}"
+            );
+        }
     }
 
     #[test]
