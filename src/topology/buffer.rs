@@ -8,6 +8,7 @@
 //! two steps to reserve on every downstream before sending to any (all or
 //! nothing).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +19,34 @@ use crate::telemetry::{ComponentMetrics, Counter};
 
 struct Envelope {
     events: Batch,
+    /// The batch's bytes as counted by [`batch_bytes`] (its permits are at
+    /// most the buffer's budget: an oversized batch takes all of it).
+    byte_size: usize,
     /// Hold the batch's share of the room until the receiver takes it.
     _room: OwnedSemaphorePermit,
     _bytes: OwnedSemaphorePermit,
+}
+
+/// What is in the channel right now, for the gauges. The semaphores cannot
+/// tell it: a sender waiting at the head of their queue already holds the
+/// permits freed so far, for a batch that is not in the buffer yet.
+#[derive(Default)]
+struct Queued {
+    events: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Queued {
+    fn add(&self, events: usize, bytes: usize) {
+        self.events.fetch_add(events, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn take(&self, envelope: &Envelope) {
+        self.events
+            .fetch_sub(envelope.events.len(), Ordering::Relaxed);
+        self.bytes.fetch_sub(envelope.byte_size, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,12 +65,18 @@ pub struct BufferSender {
     /// Room in bytes; a permit is one byte of retained event memory.
     bytes: Arc<Semaphore>,
     max_bytes: u32,
+    queued: Arc<Queued>,
 }
 
 pub struct BufferReceiver {
     rx: mpsc::UnboundedReceiver<Envelope>,
     room: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
+    max_bytes: usize,
+    queued: Arc<Queued>,
+    /// A batch taken off the channel that did not fit into a merge: first
+    /// in line, its room still held.
+    held: Option<Envelope>,
 }
 
 fn permits(n: usize) -> u32 {
@@ -59,6 +91,7 @@ pub fn buffer(max_events: usize, max_bytes: usize) -> (BufferSender, BufferRecei
     let (tx, rx) = mpsc::unbounded_channel();
     let room = Arc::new(Semaphore::new(max_events as usize));
     let bytes = Arc::new(Semaphore::new(max_bytes as usize));
+    let queued = Arc::new(Queued::default());
     (
         BufferSender {
             tx,
@@ -66,8 +99,16 @@ pub fn buffer(max_events: usize, max_bytes: usize) -> (BufferSender, BufferRecei
             max_events,
             bytes: bytes.clone(),
             max_bytes,
+            queued: queued.clone(),
         },
-        BufferReceiver { rx, room, bytes },
+        BufferReceiver {
+            rx,
+            room,
+            bytes,
+            max_bytes: max_bytes as usize,
+            queued,
+            held: None,
+        },
     )
 }
 
@@ -96,18 +137,25 @@ pub struct Reservation<'a> {
     sender: &'a BufferSender,
     permit: OwnedSemaphorePermit,
     bytes: OwnedSemaphorePermit,
+    byte_size: usize,
 }
 
 impl Reservation<'_> {
     pub fn send(self, events: Batch) -> Result<(), SendError> {
-        self.sender
-            .tx
-            .send(Envelope {
-                events,
-                _room: self.permit,
-                _bytes: self.bytes,
-            })
-            .map_err(|_| SendError::Closed)
+        let queued = &self.sender.queued;
+        // Counted before it is sent, so the receiver never takes off more
+        // than is there.
+        queued.add(events.len(), self.byte_size);
+        let envelope = Envelope {
+            events,
+            byte_size: self.byte_size,
+            _room: self.permit,
+            _bytes: self.bytes,
+        };
+        self.sender.tx.send(envelope).map_err(|failed| {
+            queued.take(&failed.0);
+            SendError::Closed
+        })
     }
 }
 
@@ -143,11 +191,12 @@ impl BufferSender {
         let wanted = (events as u32).clamp(1, self.max_events);
         let permit = take_room(&self.room, wanted).await?;
         let wanted_bytes = permits(bytes).min(self.max_bytes);
-        let bytes = take_room(&self.bytes, wanted_bytes).await?;
+        let byte_permits = take_room(&self.bytes, wanted_bytes).await?;
         Ok(Reservation {
             sender: self,
             permit,
-            bytes,
+            bytes: byte_permits,
+            byte_size: bytes,
         })
     }
 
@@ -163,13 +212,15 @@ impl BufferSender {
         let Some(permit) = try_take_room(&self.room, wanted)? else {
             return Ok(None);
         };
-        let Some(bytes) = try_take_room(&self.bytes, permits(bytes).min(self.max_bytes))? else {
+        let Some(byte_permits) = try_take_room(&self.bytes, permits(bytes).min(self.max_bytes))?
+        else {
             return Ok(None);
         };
         Ok(Some(Reservation {
             sender: self,
             permit,
-            bytes,
+            bytes: byte_permits,
+            byte_size: bytes,
         }))
     }
 
@@ -191,12 +242,12 @@ impl BufferSender {
 
     /// Events currently waiting in the buffer.
     pub fn buffered_events(&self) -> usize {
-        (self.max_events as usize).saturating_sub(self.room.available_permits())
+        self.queued.events.load(Ordering::Relaxed)
     }
 
     /// Bytes the waiting events keep alive (as counted by [`batch_bytes`]).
     pub fn buffered_bytes(&self) -> usize {
-        (self.max_bytes as usize).saturating_sub(self.bytes.available_permits())
+        self.queued.bytes.load(Ordering::Relaxed)
     }
 
     pub fn max_events(&self) -> usize {
@@ -207,12 +258,54 @@ impl BufferSender {
 impl BufferReceiver {
     /// The next batch; `None` once every sender is gone and the buffer is empty.
     pub async fn recv(&mut self) -> Option<Batch> {
-        self.rx.recv().await.map(|envelope| envelope.events)
+        let envelope = match self.held.take() {
+            Some(held) => held,
+            None => self.rx.recv().await?,
+        };
+        Some(self.open(envelope))
     }
 
     /// A batch that is already waiting, without waiting for one.
     pub fn try_recv(&mut self) -> Option<Batch> {
-        self.rx.try_recv().ok().map(|envelope| envelope.events)
+        let envelope = match self.held.take() {
+            Some(held) => held,
+            None => self.rx.try_recv().ok()?,
+        };
+        Some(self.open(envelope))
+    }
+
+    /// The next batch merged with the batches already waiting behind it, up
+    /// to `max_events` events and the buffer's byte budget (the first batch
+    /// is taken whatever its size). A component that merges before it works
+    /// then holds at most about one buffer's worth outside its buffer; a
+    /// batch that would pass either limit stays first in line, its room
+    /// still held.
+    pub async fn recv_merged(&mut self, max_events: usize) -> Option<Batch> {
+        let first = match self.held.take() {
+            Some(held) => held,
+            None => self.rx.recv().await?,
+        };
+        let mut bytes = first.byte_size;
+        let mut batch = self.open(first);
+        while batch.len() < max_events {
+            let Ok(next) = self.rx.try_recv() else { break };
+            if batch.len() + next.events.len() > max_events
+                || bytes + next.byte_size > self.max_bytes
+            {
+                self.held = Some(next);
+                break;
+            }
+            bytes += next.byte_size;
+            let more = self.open(next);
+            batch.extend(more);
+        }
+        Some(batch)
+    }
+
+    /// The batch of an envelope taken off the channel; its room goes back.
+    fn open(&self, envelope: Envelope) -> Batch {
+        self.queued.take(&envelope);
+        envelope.events
     }
 }
 
@@ -248,7 +341,9 @@ impl Fanout {
     }
 
     /// Sends to every downstream, waiting for room: the slowest downstream
-    /// sets the pace (backpressure).
+    /// sets the pace (backpressure). A downstream that has stopped does not
+    /// keep the batch from the others; `Err(Closed)` then says that at
+    /// least one of them did not get it.
     pub async fn send(&self, mut batch: Batch) -> Result<(), SendError> {
         if batch.is_empty() {
             return Ok(());
@@ -261,15 +356,23 @@ impl Fanout {
         // Each downstream gets its own batch; the events in it share their
         // parts with the other copies (a clone is two refcounts per event).
         let bytes = batch_bytes(&mut batch);
+        let mut outcome = Ok(());
         for sender in rest {
-            sender
-                .reserve(count as usize, bytes)
-                .await?
-                .send(batch.clone())?;
+            let sent = match sender.reserve(count as usize, bytes).await {
+                Ok(reservation) => reservation.send(batch.clone()),
+                Err(e) => Err(e),
+            };
+            outcome = outcome.and(sent);
         }
-        last.reserve(count as usize, bytes).await?.send(batch)?;
-        self.sent_events.add(count);
-        Ok(())
+        let sent = match last.reserve(count as usize, bytes).await {
+            Ok(reservation) => reservation.send(batch),
+            Err(e) => Err(e),
+        };
+        outcome = outcome.and(sent);
+        if outcome.is_ok() {
+            self.sent_events.add(count);
+        }
+        outcome
     }
 
     /// Whether every downstream has room for one event of `bytes` bytes
@@ -379,7 +482,9 @@ impl Fanout {
     }
 
     /// Sends `batch` through room reserved on every downstream (one
-    /// reservation each, in order).
+    /// reservation each, in order). A downstream that stopped after its room
+    /// was reserved does not keep the batch from the others (`Err(Closed)`
+    /// then says that one did not get it).
     pub fn send_reserved(
         &self,
         mut reservations: Vec<Reservation<'_>>,
@@ -387,14 +492,17 @@ impl Fanout {
     ) -> Result<(), SendError> {
         let count = batch.len() as u64;
         let last = reservations.pop();
+        let mut outcome = Ok(());
         for reservation in reservations {
-            reservation.send(batch.clone())?;
+            outcome = outcome.and(reservation.send(batch.clone()));
         }
         if let Some(last) = last {
-            last.send(batch)?;
+            outcome = outcome.and(last.send(batch));
         }
-        self.sent_events.add(count);
-        Ok(())
+        if outcome.is_ok() {
+            self.sent_events.add(count);
+        }
+        outcome
     }
 }
 
@@ -429,9 +537,9 @@ impl Outputs {
 /// the room counter, not a sender: a sender would keep the buffer open and
 /// the component would never see its input end at shutdown.
 pub fn register_buffer_gauge(metrics: &ComponentMetrics, sender: &BufferSender) {
-    let bytes = sender.bytes.clone();
     let max_bytes = sender.max_bytes as usize;
-    let room = sender.room.clone();
+    let events = sender.queued.clone();
+    let bytes = sender.queued.clone();
     let max_events = sender.max_events();
     let max = max_events as f64;
     let labels = [
@@ -442,7 +550,7 @@ pub fn register_buffer_gauge(metrics: &ComponentMetrics, sender: &BufferSender) 
         "buffer_events",
         "Events waiting in a component's input buffer.",
         &labels,
-        move || max_events.saturating_sub(room.available_permits()) as f64,
+        move || events.events.load(Ordering::Relaxed) as f64,
     );
     metrics.registry().gauge_fn(
         "buffer_max_events",
@@ -454,7 +562,7 @@ pub fn register_buffer_gauge(metrics: &ComponentMetrics, sender: &BufferSender) 
         "buffer_byte_size",
         "Bytes the events waiting in a component's input buffer keep alive.",
         &labels,
-        move || max_bytes.saturating_sub(bytes.available_permits()) as f64,
+        move || bytes.bytes.load(Ordering::Relaxed) as f64,
     );
     metrics.registry().gauge_fn(
         "buffer_max_bytes",
@@ -657,6 +765,99 @@ mod tests {
         assert_eq!(rx.recv().await.map(|b| b.len()), Some(10));
     }
 
+    /// Puts `batch` in the channel as if its room had been reserved while
+    /// the receiver was merging (senders on other workers refill a buffer
+    /// as a merge takes from it; a test on one thread cannot interleave so).
+    fn refilled(tx: &BufferSender, batch: Batch, byte_size: usize) {
+        let spare = |n: usize| {
+            Arc::new(Semaphore::new(n.max(1)))
+                .try_acquire_many_owned(n.max(1) as u32)
+                .expect("spare permits")
+        };
+        tx.queued.add(batch.len(), byte_size);
+        let envelope = Envelope {
+            _room: spare(batch.len()),
+            _bytes: spare(byte_size),
+            events: batch,
+            byte_size,
+        };
+        assert!(tx.tx.send(envelope).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_merge_stops_at_max_events_and_the_byte_budget_keeping_the_rest_first_in_line() {
+        let (tx, mut rx) = buffer(100_000, 10_000);
+        refilled(&tx, batch(400), 100);
+        refilled(&tx, batch(400), 100);
+        refilled(&tx, batch(400), 100);
+        // 800 + 400 would pass 1,000 events: the third stays, counted as waiting.
+        assert_eq!(rx.recv_merged(1000).await.map(|b| b.len()), Some(800));
+        assert_eq!(tx.buffered_events(), 400);
+        assert_eq!(tx.buffered_bytes(), 100);
+        // By bytes: 6,000 + 6,000 would pass the 10,000-byte budget. The
+        // first batch is always taken, even one over the budget.
+        refilled(&tx, batch(1), 6_000);
+        refilled(&tx, batch(1), 6_000);
+        refilled(&tx, batch(1), 30_000);
+        assert_eq!(rx.recv_merged(1000).await.map(|b| b.len()), Some(401));
+        assert_eq!(tx.buffered_bytes(), 36_000);
+        assert_eq!(rx.recv_merged(1000).await.map(|b| b.len()), Some(1));
+        assert_eq!(rx.recv_merged(1000).await.map(|b| b.len()), Some(1));
+        assert_eq!(tx.buffered_events(), 0);
+        assert_eq!(tx.buffered_bytes(), 0);
+        // What is held is what `recv` and `try_recv` return first.
+        refilled(&tx, batch(1), 9_000);
+        refilled(&tx, batch(2), 9_000);
+        refilled(&tx, batch(3), 9_000);
+        assert_eq!(rx.recv_merged(1000).await.map(|b| b.len()), Some(1));
+        assert_eq!(rx.try_recv().map(|b| b.len()), Some(2));
+        assert_eq!(rx.recv().await.map(|b| b.len()), Some(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gauges_count_what_waits_not_the_room_promised_to_a_waiting_sender() {
+        let (tx, mut rx) = buffer(10, usize::MAX);
+        tx.send(batch(8)).await.expect("fits");
+        // A sender of 6 waits; when 8 leave, the room it takes is not
+        // "waiting events" until its batch is in.
+        let waiting = {
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.send(batch(6)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // The semaphore has handed the waiter the 2 free permits already.
+        assert_eq!(tx.room.available_permits(), 0);
+        assert_eq!(tx.buffered_events(), 8);
+        assert_eq!(rx.recv().await.map(|b| b.len()), Some(8));
+        assert_eq!(tx.buffered_events(), 0);
+        assert_eq!(waiting.await.expect("task"), Ok(()));
+        assert_eq!(tx.buffered_events(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_downstream_does_not_keep_the_batch_from_the_others() {
+        let (first, first_rx) = buffer(100, usize::MAX);
+        let (second, mut second_rx) = buffer(100, usize::MAX);
+        let sent = Counter::default();
+        let fanout = Fanout::new(vec![first, second], sent.clone(), Counter::default());
+        drop(first_rx);
+        assert_eq!(fanout.send(batch(3)).await, Err(SendError::Closed));
+        assert_eq!(second_rx.try_recv().map(|b| b.len()), Some(3));
+        assert_eq!(sent.get(), 0, "not sent on every downstream");
+        // The same when room was reserved before the downstream stopped.
+        let (third, third_rx) = buffer(100, usize::MAX);
+        let (fourth, mut fourth_rx) = buffer(100, usize::MAX);
+        let fanout = Fanout::new(vec![third, fourth], sent.clone(), Counter::default());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let reservations = fanout.reserve_by(2, 10, deadline).await.expect("room");
+        drop(third_rx);
+        assert_eq!(
+            fanout.send_reserved(reservations, batch(2)),
+            Err(SendError::Closed)
+        );
+        assert_eq!(fourth_rx.try_recv().map(|b| b.len()), Some(2));
+    }
+
     #[tokio::test]
     async fn closed_receiver_is_reported() {
         let (tx, rx) = buffer(10, usize::MAX);
@@ -668,7 +869,9 @@ mod tests {
     async fn oversized_batch_takes_the_whole_buffer() {
         let (tx, mut rx) = buffer(5, usize::MAX);
         tx.send(batch(50)).await.expect("fits alone");
-        assert_eq!(tx.buffered_events(), 5);
+        // All the room is taken; the gauge says what waits.
+        assert_eq!(tx.room.available_permits(), 0);
+        assert_eq!(tx.buffered_events(), 50);
         assert_eq!(rx.recv().await.map(|b| b.len()), Some(50));
     }
 }

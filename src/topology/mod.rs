@@ -25,9 +25,9 @@ use crate::telemetry::{ComponentMetrics, Registry};
 use builder::TransformTask;
 pub use builder::{build, Built, PlannedListener};
 
-/// Batches already waiting are merged up to this many events before a
-/// transform runs: under load each hop then costs one wake-up and one send
-/// per merged batch instead of per request.
+/// Batches already waiting are merged up to this many events (and the input
+/// buffer's byte budget) before a transform runs: under load each hop then
+/// costs one wake-up and one send per merged batch instead of per request.
 const MAX_MERGED_EVENTS: usize = 1000;
 
 async fn run_transform(mut task: TransformTask) {
@@ -38,13 +38,7 @@ async fn run_transform(mut task: TransformTask) {
     };
     // A fused stage's one output, reused batch after batch.
     let mut stage_out: Vec<Batch> = vec![Vec::new()];
-    while let Some(mut batch) = task.input.recv().await {
-        while batch.len() < MAX_MERGED_EVENTS {
-            let Some(more) = task.input.try_recv() else {
-                break;
-            };
-            batch.extend(more);
-        }
+    while let Some(mut batch) = task.input.recv_merged(MAX_MERGED_EVENTS).await {
         for stage in fused.iter_mut() {
             stage.metrics.received_events.add(batch.len() as u64);
             stage.transform.transform(batch, &mut stage_out);
@@ -57,10 +51,11 @@ async fn run_transform(mut task: TransformTask) {
         for ((_, fanout), events) in task.outputs.ports().iter().zip(out) {
             let count = events.len() as u64;
             if fanout.send(events).await.is_err() {
-                // Only when a downstream died: say it, count it.
+                // Only when a downstream died (the others still got the
+                // events): say it, count what it did not get.
                 last.metrics.discarded_unintentional.add(count);
                 last.metrics.errors("downstream_closed", "sending").inc();
-                tracing::error!(component = %last.id, "a downstream component has stopped; {count} events dropped");
+                tracing::error!(component = %last.id, "a downstream component has stopped; {count} events not delivered to it");
             }
         }
     }
