@@ -214,6 +214,24 @@ pub fn load_str(
             );
         }
     }
+    // A sink's own drain deadline has to end before the process gives up on
+    // it: past the global timeout its tasks are aborted, and what they still
+    // hold is neither sent nor dead-lettered.
+    for sink in &sinks {
+        if let SinkConfig::Elasticsearch(es) = &sink.config {
+            let deadline = es.retry.shutdown_deadline_secs;
+            if deadline >= global.shutdown_timeout_secs {
+                parser.push(
+                    Some(("sinks", &sink.id)),
+                    Some("retry.shutdown_deadline_secs"),
+                    format!(
+                        "{deadline} is not below shutdown_timeout_secs ({}): the sink needs the time left after its deadline to dead-letter what it could not send",
+                        global.shutdown_timeout_secs
+                    ),
+                );
+            }
+        }
+    }
     let config = PipelineConfig {
         file: file.to_owned(),
         global,

@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::config::{byte_size, CheckConfig};
+use crate::http::limits::MAX_TIMEOUT_SECS;
 use elasticsearch::auth::Credentials;
 use elasticsearch::http::Url;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -544,6 +545,33 @@ impl CheckConfig for ElasticsearchConfig {
         }
         if self.batch.max_bytes < 1024 {
             problems.push(("batch.max_bytes", "must be at least 1kb".into()));
+        }
+        // Durations past a day are typos, and far enough ahead they overflow
+        // the clock (`Instant + Duration` panics).
+        let day_ms = MAX_TIMEOUT_SECS * 1000;
+        for (key, value, max) in [
+            ("batch.timeout_ms", self.batch.timeout_ms, day_ms),
+            ("request.timeout_ms", self.request.timeout_ms, day_ms),
+            (
+                "retry.initial_backoff_ms",
+                self.retry.initial_backoff_ms,
+                day_ms,
+            ),
+            ("retry.max_backoff_ms", self.retry.max_backoff_ms, day_ms),
+            (
+                "retry.max_duration_secs",
+                self.retry.max_duration_secs,
+                MAX_TIMEOUT_SECS,
+            ),
+            (
+                "retry.shutdown_deadline_secs",
+                self.retry.shutdown_deadline_secs,
+                MAX_TIMEOUT_SECS,
+            ),
+        ] {
+            if value > max {
+                problems.push((key, format!("must be at most {max} (a day)")));
+            }
         }
         if self.batch.timeout_ms == 0 {
             problems.push(("batch.timeout_ms", "must be at least 1".into()));

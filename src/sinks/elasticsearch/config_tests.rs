@@ -166,3 +166,66 @@ tls.ca_file = "/no/such/ca.pem"
     );
     assert_eq!(parse("endpoints = \"\"").unwrap().check()[0].0, "endpoints");
 }
+
+#[test]
+fn durations_past_a_day_are_refused_by_key() {
+    // `retry.max_duration_secs` near i64::MAX ("retry for ever") made the
+    // delivery task panic on `Instant + Duration`, losing its batch.
+    let c = parse(
+        r#"
+endpoints = "http://a:9200"
+batch.timeout_ms = 86400001
+retry.max_duration_secs = 9223372036854775807
+retry.shutdown_deadline_secs = 86401
+retry.max_backoff_ms = 86400001
+"#,
+    )
+    .unwrap();
+    let keys: Vec<&str> = c.check().iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        keys,
+        [
+            "batch.timeout_ms",
+            "retry.max_backoff_ms",
+            "retry.max_duration_secs",
+            "retry.shutdown_deadline_secs"
+        ]
+    );
+    let at_most = parse(
+        "endpoints = \"http://a:9200\"\nbatch.timeout_ms = 86400000\nretry.max_duration_secs = 86400",
+    )
+    .unwrap();
+    assert!(at_most.check().is_empty(), "{:?}", at_most.check());
+}
+
+#[test]
+fn a_shutdown_deadline_not_below_the_global_timeout_is_refused() {
+    let pipeline = |global: &str, deadline: u64| {
+        let text = format!(
+            r#"{global}
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[sinks.es]
+type = "elasticsearch"
+inputs = ["beacons"]
+endpoints = "http://localhost:9200"
+retry.shutdown_deadline_secs = {deadline}
+"#
+        );
+        crate::config::load_str("test.toml", &text, &|_| None)
+    };
+    let errors = pipeline("", 10)
+        .err()
+        .expect("10 s against the default 10 s");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.key.as_deref() == Some("retry.shutdown_deadline_secs")
+                && e.message.contains("shutdown_timeout_secs (10)")),
+        "{errors:?}"
+    );
+    assert!(pipeline("", 9).is_ok());
+    assert!(pipeline("shutdown_timeout_secs = 70", 60).is_ok());
+    assert!(pipeline("shutdown_timeout_secs = 30", 60).is_err());
+}

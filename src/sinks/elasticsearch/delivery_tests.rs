@@ -507,3 +507,62 @@ async fn shutdown_dead_letters_what_cannot_be_delivered_in_time() {
     );
     assert!(done.dead.iter().all(|d| d["error"]["type"] == "shutdown"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_partial_batch_goes_out_when_shutdown_begins_not_at_its_timeout() {
+    // batch.timeout_ms past the drain deadline (prod.toml has 10 s against 5 s),
+    // and the input still open (a client still uploading) past the deadline.
+    let es = ScriptedEs::new(|_, ids| Ok(answer(&vec![201; ids.len()])));
+    let h = start(
+        es.clone(),
+        Settings {
+            max_events: 100,
+            timeout: Duration::from_secs(10),
+            ..settings()
+        },
+        100,
+    );
+    h.send(0..3).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    h.shutdown.begin();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(es.calls().concat(), (0..3).map(id_of).collect::<Vec<_>>());
+    // What arrives while draining goes out as soon as nothing more is ready.
+    h.send(3..5).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(es.calls().len(), 2);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let done = h.finish().await;
+    assert_eq!(done.counter("component_sent_events_total"), 5);
+    assert!(done.dead.is_empty(), "{:?}", done.dead);
+}
+
+#[tokio::test(start_paused = true)]
+async fn documents_of_a_delivery_task_that_panics_are_counted_as_discarded() {
+    // Three stored, two retried; the retry panics. The two are counted,
+    // the three are not counted twice.
+    let es = ScriptedEs::new(|call, ids| {
+        assert_eq!(call, 0, "a bug in the delivery of a retry");
+        let mut statuses = vec![201; ids.len()];
+        statuses[3..].fill(429);
+        Ok(answer(&statuses))
+    });
+    let h = start(
+        es,
+        Settings {
+            max_events: 5,
+            ..settings()
+        },
+        100,
+    );
+    h.send(0..5).await;
+    let done = h.finish().await;
+    assert_eq!(done.counter("component_sent_events_total"), 3);
+    assert_eq!(
+        done.registry.counter_sum(
+            "component_discarded_events_total",
+            &[("component_id", "es"), ("intentional", "false")]
+        ),
+        2
+    );
+}

@@ -207,10 +207,18 @@ impl Drain {
     }
 }
 
+/// `after` from now; a duration past the clock's end (config refuses any
+/// past a day) is a year, not a panic.
+fn from_now(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
+}
+
 fn begin_drain(tx: &watch::Sender<Option<Instant>>, after: Duration) {
     tx.send_if_modified(|deadline| {
         if deadline.is_none() {
-            *deadline = Some(Instant::now() + after);
+            *deadline = Some(from_now(after));
             true
         } else {
             false
@@ -291,6 +299,11 @@ pub async fn run(
         .register_in_flight(slots.clone(), settings.concurrency);
     let (drain_tx, drain_rx) = watch::channel(None);
     let drain_tx = Arc::new(drain_tx);
+    // Once shutdown has begun, a partial batch goes out as soon as nothing
+    // more is ready instead of at its `batch.timeout_ms` (which may be past
+    // the drain deadline: it would then be dead-lettered unsent).
+    let mut drain_begun = drain_rx.clone();
+    let mut draining = false;
     // Shutdown begins before the input closes (upstreams drain first), and
     // that is when the deadline has to start.
     let forward = tokio::spawn({
@@ -312,9 +325,16 @@ pub async fn run(
     let batch_bytes = settings.max_bytes.min(16 * 1024 * 1024);
 
     loop {
-        let flush_at = building.as_ref().map(|b| b.flush_at);
+        let flush_at = building
+            .as_ref()
+            .map(|b| if draining { Instant::now() } else { b.flush_at });
         let received = tokio::select! {
             received = input.recv() => Some(received),
+            begun = drain_begun.changed(), if !draining => {
+                // A closed channel: the run is ending anyway.
+                draining = begun.is_err() || drain_begun.borrow().is_some();
+                continue;
+            }
             _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => None,
         };
         let events = match received {
@@ -359,6 +379,31 @@ pub async fn run(
     forward.abort();
 }
 
+/// Documents of a batch neither delivered nor dead-lettered yet. Should the
+/// delivery task end without settling them (a panic), they are counted as
+/// discarded, not lost silently with the task.
+struct Unsettled<'a> {
+    shared: &'a Shared,
+    left: usize,
+}
+
+impl Unsettled<'_> {
+    fn settle(&mut self, count: usize) {
+        self.left = self.left.saturating_sub(count);
+    }
+}
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        if self.left > 0 {
+            let metrics = &self.shared.metrics.component;
+            metrics.discarded_unintentional.add(self.left as u64);
+            metrics.errors("delivery_failed", "sending").inc();
+            tracing::error!(component = %self.shared.id, "a bulk request task ended early; {} documents discarded", self.left);
+        }
+    }
+}
+
 enum Step {
     Answered(Result<super::request::Reply, Failure>),
     Shutdown,
@@ -374,7 +419,11 @@ async fn deliver(
 ) {
     let BulkBatch { body, items } = batch;
     let body = Bytes::from(body);
-    let give_up_at = Instant::now() + shared.max_retry_duration;
+    let mut unsettled = Unsettled {
+        shared: &shared,
+        left: items.len(),
+    };
+    let give_up_at = from_now(shared.max_retry_duration);
     let metrics = &shared.metrics;
     let mut attempt: u32 = 0;
     // Item indices still to deliver; more than one group after a 413 split.
@@ -406,6 +455,7 @@ async fn deliver(
                     );
                     let all: Vec<_> = pending.iter().map(|&i| (i, failure.clone())).collect();
                     shared.dead_letter(&body, &items, &all).await;
+                    unsettled.settle(all.len());
                     break;
                 }
             };
@@ -429,6 +479,7 @@ async fn deliver(
                     metrics
                         .delivered
                         .add((results.delivered + results.duplicates) as u64);
+                    unsettled.settle(results.delivered + results.duplicates);
                     metrics.duplicates.add(results.duplicates as u64);
                     if !results.reject.is_empty() {
                         metrics.documents_rejected.add(results.reject.len() as u64);
@@ -438,6 +489,7 @@ async fn deliver(
                             .map(|(position, failure)| (pending[position], failure))
                             .collect();
                         shared.dead_letter(&body, &items, &rejected).await;
+                        unsettled.settle(rejected.len());
                     }
                     let stored = results.delivered + results.duplicates;
                     // ok: every item stored; failed: none; partial: some.
@@ -475,6 +527,7 @@ async fn deliver(
                     metrics.documents_rejected.add(pending.len() as u64);
                     let all: Vec<_> = pending.iter().map(|&i| (i, failure.clone())).collect();
                     shared.dead_letter(&body, &items, &all).await;
+                    unsettled.settle(all.len());
                     break;
                 }
                 Verdict::Split(failure) => {
@@ -484,6 +537,7 @@ async fn deliver(
                         shared
                             .dead_letter(&body, &items, &[(pending[0], failure)])
                             .await;
+                        unsettled.settle(1);
                     } else {
                         if shared.log_split.admit() {
                             tracing::warn!(
@@ -524,6 +578,7 @@ async fn deliver(
                 };
                 let all: Vec<_> = retry.iter().map(|&i| (i, why.clone())).collect();
                 shared.dead_letter(&body, &items, &all).await;
+                unsettled.settle(all.len());
                 break;
             }
             tracing::debug!(component = %shared.id, "retrying {} document(s) in {delay:?}: {failure}", retry.len());
@@ -539,6 +594,7 @@ async fn deliver(
                 );
                 let all: Vec<_> = retry.iter().map(|&i| (i, why.clone())).collect();
                 shared.dead_letter(&body, &items, &all).await;
+                unsettled.settle(all.len());
                 break;
             }
             pending = retry;
