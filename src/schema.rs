@@ -37,7 +37,9 @@ impl FieldType {
             FieldType::Keyword | FieldType::Text | FieldType::Date | FieldType::Ip => {
                 value.is_string()
             }
-            FieldType::Long => value.is_i64() || value.is_u64(),
+            // Elasticsearch's `long` is signed: a value past i64 would be refused
+            // there (a mapping error, the whole document dead-lettered).
+            FieldType::Long => value.is_i64(),
             FieldType::Double => value.is_number(),
             FieldType::Boolean => value.is_boolean(),
             FieldType::GeoPoint => value.is_object(),

@@ -376,7 +376,7 @@ impl Json<'_> {
             FieldType::Keyword | FieldType::Text | FieldType::Date | FieldType::Ip => {
                 self.is_string()
             }
-            FieldType::Long => matches!(self, Json::Number(n) if n.is_i64() || n.is_u64()),
+            FieldType::Long => matches!(self, Json::Number(n) if n.is_i64()),
             FieldType::Double => self.is_number(),
             FieldType::Boolean => matches!(self, Json::Bool(_)),
             FieldType::GeoPoint => self.is_object(),

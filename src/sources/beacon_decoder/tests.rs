@@ -503,3 +503,36 @@ fn every_value_a_beacon_sent_is_in_the_documents() {
     }
     assert!(checked >= 4, "{checked} bodies checked");
 }
+
+#[test]
+fn an_integer_past_i64_is_kept_in_rum_extra_not_in_a_long_field() {
+    // Elasticsearch's `long` is signed: 2^63 in `rum.resource.transfer_size`
+    // made the whole document a mapping error at the sink (dead-lettered).
+    // Both the fast path (`type` first) and the general one (`type` last).
+    let body = r#"{"v": 1, "events": [
+        {"type": "resource", "transfer_size": 9223372036854775807},
+        {"type": "resource", "transfer_size": 9223372036854775808},
+        {"transfer_size": 9223372036854775807, "type": "resource"},
+        {"transfer_size": 18446744073709551615, "type": "resource"}
+    ]}"#;
+    let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
+    let kept: Vec<_> = decoded
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.get("rum.resource.transfer_size").cloned(),
+                e.get("rum.extra.transfer_size").cloned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (Some(json!(i64::MAX)), None),
+            (None, Some(json!(9223372036854775808u64))),
+            (Some(json!(i64::MAX)), None),
+            (None, Some(json!(u64::MAX))),
+        ]
+    );
+}
