@@ -126,6 +126,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Signals are taken over first: from here on, SIGTERM drains.
+    let stop = {
+        let _inside = runtime.enter();
+        topology::shutdown_signal()
+    };
     // Components build inside the runtime: some spawn or open sockets.
     let built = runtime.block_on(async { topology::build(&loaded.config) });
     let built = match built {
@@ -177,13 +182,18 @@ fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         loaded.config.file
     );
-    match runtime.block_on(topology::run(built, options, topology::shutdown_signal())) {
+    let code = match runtime.block_on(topology::run(built, options, stop)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // A write stuck in the blocking pool (a stdout pipe nobody reads, a hung
+    // dead-letter disk) would keep the runtime's drop waiting for ever, past
+    // `shutdown_timeout_secs`, which the run has already reported.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    code
 }
 
 /// Installs nothing: writes what the sinks would install, for review or for

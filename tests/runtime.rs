@@ -856,6 +856,36 @@ buffer.max_events = 100000
     assert!(p.stderr().iter().any(|l| l.contains("shutdown complete")));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_is_logged_not_obeyed_and_sigterm_still_drains() {
+    // Without a geoip transform nothing handled SIGHUP, and its default
+    // action ended the process at once: buffered events lost, no drain.
+    let mut p = Pipeline::start(&beacons_to_stdout(1000, 1000));
+    assert_eq!(
+        post(&p, beacon("hup-1", 3).to_string(), &[]).await.status(),
+        204
+    );
+    p.signal(libc::SIGHUP);
+    assert!(
+        p.wait_stderr(|l| l.contains("SIGHUP"), Duration::from_secs(10))
+            .is_some(),
+        "no SIGHUP line: {:?}",
+        p.stderr()
+    );
+    assert_eq!(
+        post(&p, beacon("hup-2", 2).to_string(), &[]).await.status(),
+        204
+    );
+    let (status, p) = tokio::task::spawn_blocking(move || {
+        let status = p.terminate(Duration::from_secs(20));
+        (status, p)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(p.stdout_lines().len(), 5);
+}
+
 #[tokio::test]
 async fn a_closed_stdout_ends_the_stdout_sink_cleanly() {
     let config = r#"

@@ -266,25 +266,54 @@ fn log_stats(components: &[ComponentMetrics]) {
     }
 }
 
-/// SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT; SIGHUP is logged, not obeyed. Call it
+/// inside the runtime, before anything serves.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        // Registered now, not on the first poll: until then the default
+        // action of each would end the process without draining. tokio
+        // keeps a handler for the rest of the process once it is set.
+        let term = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let hangup = signal(SignalKind::hangup()).ok();
+        async move {
+            async fn first(signal: Option<Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
                 }
             }
-            Err(_) => {
+            // SIGHUP, which Vector users send to reload, must not kill the
+            // pipeline: a geoip transform reloads its databases on it (its
+            // own handler), and nothing else reloads.
+            let hangups = async move {
+                let Some(mut hangup) = hangup else {
+                    return std::future::pending().await;
+                };
+                while hangup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: GeoIP databases reload on it; the pipeline config does not (restart to change it)");
+                }
+                std::future::pending::<()>().await
+            };
+            if term.is_none() && interrupt.is_none() {
                 let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+            tokio::select! {
+                _ = first(term) => {}
+                _ = first(interrupt) => {}
+                _ = hangups => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
