@@ -12,17 +12,22 @@ use crate::schema::{self, EventType};
 use crate::sources::decode_error::DecodeError;
 use crate::url_parts::set_url_fields;
 
+/// The fields every report has. `seq` is the report's place in its request
+/// (`rum.seq`): identical reports of one array are distinct observations,
+/// and it is what tells their documents (and `_id`s) apart.
 pub(super) fn base_event(
     facts: &ReportFacts<'_>,
     limits: &ReportLimits,
     user_agent: Option<&str>,
     at_ms: i64,
+    seq: usize,
 ) -> Event {
     let mut context = Context::new();
     context.set_client_address(facts.client_ip);
     let mut event = Event::with_context(Arc::new(context));
     event.set_timestamp_ms(at_ms);
     event.insert(schema::EVENT_KIND, "event");
+    event.insert(schema::RUM_SEQ, seq as u64);
     event.insert(schema::EVENT_INGESTED, facts.received_at_ms);
     if let Some(ip) = limits.client_ip.stored(facts.client_ip) {
         event.insert(schema::CLIENT_IP, ip);

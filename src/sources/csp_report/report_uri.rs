@@ -35,7 +35,8 @@ pub fn decode_report_uri(
             ))
         }
     };
-    let mut event = base_event(facts, limits, facts.user_agent, facts.received_at_ms);
+    // One report per request: the first.
+    let mut event = base_event(facts, limits, facts.user_agent, facts.received_at_ms, 0);
     let noisy = apply_csp(&mut event, report, Format::ReportUri, None, noise)?;
     let page_url = event.get_str(schema::URL_FULL).map(str::to_owned);
     // A report is its own context: enrichment sees it as it sees a beacon's.

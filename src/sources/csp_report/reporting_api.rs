@@ -45,7 +45,7 @@ pub fn decode_reporting_api(
             None => facts.received_at_ms,
         };
         let user_agent = envelope.user_agent.as_deref().or(facts.user_agent);
-        let mut event = base_event(facts, limits, user_agent, at);
+        let mut event = base_event(facts, limits, user_agent, at, envelope.index);
         let kind = kind_of(&envelope.type_name);
         let noisy = if kind == CSP_KIND {
             apply_csp(

@@ -103,6 +103,33 @@ fn both_formats_normalize_to_one_shape() {
 }
 
 #[test]
+fn identical_reports_of_one_array_are_told_apart_by_their_place() {
+    use crate::sinks::elasticsearch::encoder::document_id;
+    let report = json!({"type": "deprecation", "url": "https://a.example/", "body": {"id": "X"}});
+    let decoded = api(json!([report, report])).unwrap();
+    let ids: Vec<(Option<&Value>, String)> = decoded
+        .reports
+        .iter()
+        .map(|r| {
+            let mut untimed = Vec::new();
+            r.event.write_json_untimed(&mut untimed);
+            (
+                r.event.get(schema::RUM_SEQ),
+                document_id(&r.event, &untimed),
+            )
+        })
+        .collect();
+    assert_ne!(ids[0].1, ids[1].1, "two reports, two documents");
+    assert_eq!(ids[0].0, Some(&json!(0)));
+    assert_eq!(ids[1].0, Some(&json!(1)));
+    let single = legacy(json!({"csp-report": {"document-uri": "https://a.example/"}})).unwrap();
+    assert_eq!(
+        single.reports[0].event.get(schema::RUM_SEQ),
+        Some(&json!(0))
+    );
+}
+
+#[test]
 fn age_is_clamped_to_the_receive_window() {
     let decoded = api(json!([
         {"type": "deprecation", "age": -5000, "body": {}},
