@@ -40,11 +40,13 @@ pub(super) fn base_event(
 
 /// Maps one violation (either format) onto `csp.*`. Browsers disagree on
 /// "nothing": Firefox sends `null` where Chromium sends `""`; both mean the
-/// field is absent. Keys the format does not define go to `rum.extra`.
+/// field is absent. Keys the format does not define go to `rum.extra` (see
+/// `keep_extra`), with `outer`, what the report had beside its body.
 /// Returns whether the violation is noise.
 pub(super) fn apply_csp(
     event: &mut Event,
     mut report: Map<String, Value>,
+    outer: Map<String, Value>,
     format: Format,
     report_url: Option<&str>,
     noise: &NoiseRules,
@@ -131,21 +133,20 @@ pub(super) fn apply_csp(
             event.insert(spec.field.path, value);
         }
     }
-    report.retain(|_, v| !v.is_null());
-    if !report.is_empty() {
-        event.insert(schema::RUM_EXTRA, Value::Object(report));
-    }
+    keep_extra(event, outer, report, format);
     if noisy {
         event.insert(schema::LABEL_CSP_NOISE, true);
     }
     Ok(noisy)
 }
 
-/// Any other report type: `report.type` plus the body in `report.body`.
+/// Any other report type: `report.type` plus the body in `report.body`;
+/// `outer`, what the report had beside its body, in `rum.extra`.
 pub(super) fn apply_other(
     event: &mut Event,
     type_name: &str,
     body: Map<String, Value>,
+    outer: Map<String, Value>,
     url: Option<&str>,
 ) {
     event.insert(schema::RUM_TYPE, EventType::Report.as_str());
@@ -159,6 +160,34 @@ pub(super) fn apply_other(
             event.insert(schema::REPORT_BODY, Value::Object(body));
         }
     }
+    keep_extra(event, outer, Map::new(), Format::ReportingApi);
+}
+
+/// Keeps what no field took in `rum.extra`: `outer`, the keys a report had
+/// beside its body (the report-uri wrapper's, a Reporting API report's),
+/// and `rest`, the body's. The body's are at the top, where a new CSP field
+/// lands; when the report has keys of its own too, `rum.extra` takes the
+/// report's shape instead, the body's under the body's key (`csp-report`,
+/// `body`, which no outer key can be), so no name holds two values. Nulls
+/// mean nothing, as in the fields.
+fn keep_extra(
+    event: &mut Event,
+    mut outer: Map<String, Value>,
+    mut rest: Map<String, Value>,
+    format: Format,
+) {
+    outer.retain(|_, v| !v.is_null());
+    rest.retain(|_, v| !v.is_null());
+    let extra = match (outer.is_empty(), rest.is_empty()) {
+        (true, true) => return,
+        (true, false) => rest,
+        (false, true) => outer,
+        (false, false) => {
+            outer.insert(format.body_key().to_owned(), Value::Object(rest));
+            outer
+        }
+    };
+    event.insert(schema::RUM_EXTRA, Value::Object(extra));
 }
 
 /// Rewrites every object key to snake_case (`blockedURL` → `blocked_url`,

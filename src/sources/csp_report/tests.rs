@@ -260,6 +260,41 @@ fn old_browsers_violated_directive_fills_effective() {
 }
 
 #[test]
+fn keys_beside_the_body_are_kept_in_rum_extra() {
+    let extra = |decoded: &Decoded| decoded.reports[0].event.get("rum.extra").cloned();
+    let wrapped = |report: Value| {
+        extra(&legacy(json!({"csp-report": report, "sent_by": "tool", "n": null})).unwrap())
+    };
+    assert_eq!(
+        wrapped(json!({"document-uri": "https://a.example/"})),
+        Some(json!({"sent_by": "tool"}))
+    );
+    // Both: the report's shape, so a name the body has too holds both.
+    assert_eq!(
+        wrapped(json!({"document-uri": "https://a.example/", "sent_by": 2})),
+        Some(json!({"sent_by": "tool", "csp-report": {"sent_by": 2}}))
+    );
+    let enveloped = |ty: &str, body: Value| {
+        extra(&api(json!([{"type": ty, "body": body, "destination": "d", "n": null}])).unwrap())
+    };
+    assert_eq!(
+        enveloped("deprecation", json!({"id": "X"})),
+        Some(json!({"destination": "d"}))
+    );
+    assert_eq!(
+        enveloped("csp-violation", json!({"blockedURL": "eval"})),
+        Some(json!({"destination": "d"}))
+    );
+    assert_eq!(
+        enveloped(
+            "csp-violation",
+            json!({"blockedURL": "eval", "destination": 1})
+        ),
+        Some(json!({"destination": "d", "body": {"destination": 1}}))
+    );
+}
+
+#[test]
 fn csp_document_falls_back_to_the_report_url() {
     let decoded = api(json!([{"type": "csp-violation", "url": "https://a.example/page", "body": {"blockedURL": "data"}}])).unwrap();
     let e = &decoded.reports[0].event;
