@@ -1,6 +1,7 @@
 //! The one shape both formats normalize to: a `csp_violation` event under
 //! `csp.*`, or a `report` event with its body flattened and snake_cased.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -193,14 +194,34 @@ fn keep_extra(
 /// Rewrites every object key to snake_case (`blockedURL` → `blocked_url`,
 /// `anticipatedRemoval` → `anticipated_removal`), keeping only `[a-z0-9_]`,
 /// so report bodies of every type read alike. Nulls are dropped.
+///
+/// Two keys may make one name (`blocked_url` and `blockedURL`; `ä` and `ö`
+/// both make `_`): a key already in snake_case keeps its name, and a key
+/// whose name is taken stays as sent. Nothing is lost, and no kept key can
+/// take a name: a key that snake_case changes is no key's snake_case.
 fn snake_case_keys(value: Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (snake_case(&k), snake_case_keys(v)))
-                .collect(),
-        ),
+        Value::Object(map) => {
+            let mut taken: HashSet<String> = map
+                .iter()
+                .filter(|(k, v)| !v.is_null() && snake_case(k) == **k)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut out = Map::new();
+            for (key, value) in map {
+                if value.is_null() {
+                    continue;
+                }
+                let snake = snake_case(&key);
+                let name = if snake == key || taken.insert(snake.clone()) {
+                    snake
+                } else {
+                    key
+                };
+                out.insert(name, snake_case_keys(value));
+            }
+            Value::Object(out)
+        }
         Value::Array(items) => Value::Array(items.into_iter().map(snake_case_keys).collect()),
         other => other,
     }

@@ -186,6 +186,24 @@ fn other_types_keep_their_body_in_snake_case() {
 }
 
 #[test]
+fn keys_that_snake_case_to_one_name_keep_every_value() {
+    let body = json!({
+        "blockedURL": "a", "blocked_url": "b", "blocked-url": "c",
+        "ä": 1, "ö": 2, "line_number": null, "lineNumber": 7,
+        "inner": {"sourceFile": "s", "source_file": "t"}
+    });
+    let decoded = api(json!([{"type": "coep", "body": body}])).unwrap();
+    assert_eq!(
+        decoded.reports[0].event.get("report.body"),
+        Some(&json!({
+            "blocked_url": "b", "blockedURL": "a", "blocked-url": "c",
+            "_": 1, "ö": 2, "line_number": 7,
+            "inner": {"source_file": "t", "sourceFile": "s"}
+        }))
+    );
+}
+
+#[test]
 fn snake_case_handles_acronyms_and_separators() {
     for (from, to) in [
         ("documentURL", "document_url"),
