@@ -545,6 +545,30 @@ async fn content_types_methods_and_cors() {
     );
 }
 
+/// A page from another origin is refused for its origin (docs/csp.md:
+/// 403), even when its Content-Type is wrong too, and counted once.
+#[tokio::test]
+async fn a_foreign_origin_gets_403_whatever_its_content_type() {
+    let pipeline = start(
+        &format!("{CSP_SOURCE}allowed_origins = [\"https://shop.example.com\"]\n"),
+        &["csp"],
+    );
+    let response = reqwest::Client::new()
+        .post(pipeline.url("/rum/reporting-api"))
+        .header("origin", "https://evil.example.net")
+        .header("content-type", "text/plain")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    for (error_type, count) in [("origin_not_allowed", 1.0), ("unsupported_media_type", 0.0)] {
+        let label = format!("error_type=\"{error_type}\"");
+        let counted = pipeline.metric("component_errors_total", &[&label]).await;
+        assert_eq!(counted, count, "{error_type}");
+    }
+}
+
 #[tokio::test]
 async fn shares_one_port_with_rum_beacon_and_routes_can_be_switched_off() {
     let sources = r#"

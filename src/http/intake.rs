@@ -239,23 +239,6 @@ impl Intake {
         self.with_cors(response, allow_origin)
     }
 
-    /// 415 for a `Content-Type` the route does not take; `accepted` names
-    /// the ones it does, for the message.
-    pub fn refuse_media_type(
-        &self,
-        headers: &HeaderMap,
-        media_type: &str,
-        accepted: &str,
-    ) -> HttpResponse {
-        let error = IntakeError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("Content-Type `{media_type}` not accepted (use {accepted})"),
-        );
-        let origin = self.check_origin(headers).ok().flatten();
-        self.error_response(&error, origin)
-    }
-
     /// Runs the common steps for a POST: client address and rate limit,
     /// origin, size limits, body budget, decompression. `body` is the
     /// request body as a stream of chunks (hyper's `Incoming` through

@@ -323,6 +323,13 @@ impl<S: HttpSource> Flow<S> {
         body: impl Stream<Item = Result<D, E>>,
     ) -> HttpResponse {
         let intake = &self.intake;
+        // The origin before anything the request says of itself: a page
+        // that may not post here gets its 403 (counted once) whatever its
+        // Content-Type or key.
+        let origin = match intake.check_origin(request.headers()) {
+            Ok(origin) => origin,
+            Err(error) => return self.refuse(&error, None),
+        };
         let media = self.source.media_types(endpoint);
         if let Some(other) =
             media_type(request.headers()).filter(|t| !media.accepted.contains(&&**t))
@@ -332,14 +339,9 @@ impl<S: HttpSource> Flow<S> {
                 "unsupported_media_type",
                 format!("Content-Type `{other}` not accepted (use {})", media.names),
             );
-            let origin = intake.check_origin(request.headers()).ok().flatten();
             return self.refuse(&error, origin);
         }
         if S::AUTHORIZES {
-            let origin = match intake.check_origin(request.headers()) {
-                Ok(origin) => origin,
-                Err(error) => return self.refuse(&error, None),
-            };
             // Checked before the body is read: a wrong key costs no bytes.
             if let Some(response) = self.source.refuse_key(endpoint, &request) {
                 return intake.with_cors(response, origin);

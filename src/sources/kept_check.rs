@@ -14,7 +14,11 @@ use serde_json::Value;
 #[derive(Default)]
 struct Held {
     strings: Vec<String>,
-    numbers: Vec<f64>,
+    /// Integers apart from other numbers: probes are integers 1 apart
+    /// (`7_000_000_000 + n`), which a relative tolerance would let stand
+    /// for each other.
+    integers: Vec<i128>,
+    doubles: Vec<f64>,
     bools: [bool; 2],
 }
 
@@ -22,7 +26,10 @@ impl Held {
     fn collect(&mut self, value: &Value) {
         match value {
             Value::String(s) => self.strings.push(s.clone()),
-            Value::Number(n) => self.numbers.extend(n.as_f64()),
+            Value::Number(n) => match exact_integer(n) {
+                Some(i) => self.integers.push(i),
+                None => self.doubles.extend(n.as_f64()),
+            },
             Value::Bool(b) => self.bools[usize::from(*b)] = true,
             Value::Array(items) => items.iter().for_each(|v| self.collect(v)),
             Value::Object(map) => map.values().for_each(|v| self.collect(v)),
@@ -34,10 +41,18 @@ impl Held {
         self.strings.iter().any(|held| held.contains(text))
     }
 
-    fn holds_number(&self, n: f64) -> bool {
-        self.numbers
-            .iter()
-            .any(|held| (held - n).abs() <= 1e-9 * n.abs().max(1.0))
+    /// An integer only as itself (a decoder writing it as a double, `12.0`,
+    /// keeps it too); another number within a relative 1e-9, as a decoder's
+    /// arithmetic may leave it.
+    fn holds_number(&self, n: &serde_json::Number) -> bool {
+        match exact_integer(n) {
+            Some(i) => self.integers.contains(&i),
+            None => n.as_f64().is_some_and(|n| {
+                self.doubles
+                    .iter()
+                    .any(|held| (held - n).abs() <= 1e-9 * n.abs().max(1.0))
+            }),
+        }
     }
 
     fn holds(&self, leaf: &Value) -> bool {
@@ -49,16 +64,27 @@ impl Held {
             Value::String(s) => {
                 self.holds_text(s)
                     || (s.contains(' ') && s.split(' ').all(|p| self.holds_text(p)))
-                    || s.parse::<f64>().is_ok_and(|n| self.holds_number(n))
+                    || s.parse::<serde_json::Number>()
+                        .is_ok_and(|n| self.holds_number(&n))
             }
-            Value::Number(n) => {
-                self.holds_number(n.as_f64().unwrap_or(f64::NAN))
-                    || self.holds_text(&leaf.to_string())
-            }
+            Value::Number(n) => self.holds_number(n) || self.holds_text(&leaf.to_string()),
             Value::Bool(b) => self.bools[usize::from(*b)],
             Value::Null | Value::Array(_) | Value::Object(_) => true,
         }
     }
+}
+
+/// `n` as an integer when it is one: an integer, or a double with no
+/// fraction that is exact (below 2^53).
+fn exact_integer(n: &serde_json::Number) -> Option<i128> {
+    if let Some(i) = n.as_i64() {
+        return Some(i.into());
+    }
+    if let Some(u) = n.as_u64() {
+        return Some(u.into());
+    }
+    let f = n.as_f64()?;
+    (f.fract() == 0.0 && f.abs() < 2f64.powi(53)).then_some(f as i128)
 }
 
 /// `input`'s leaves whose value no document holds, as `path = value`
@@ -155,6 +181,17 @@ mod tests {
                 {"b": 1, "zz_probe": 7_000_000_001u64},
                 {"c": {"zz_probe": 7_000_000_002u64}, "zz_probe": 7_000_000_003u64}
             ], "zz_probe": 7_000_000_004u64}})
+        );
+    }
+
+    #[test]
+    fn integers_are_found_only_as_themselves() {
+        // Probes differ by 1: each must be found as itself, not a neighbour.
+        let input = json!({"a": 7_000_000_001u64, "b": "7000000002", "c": 12, "d": 0.25});
+        let docs = [json!({"x": 7_000_000_003u64, "y": 7_000_000_000.0, "c": 12.0, "d": 0.25})];
+        assert_eq!(
+            lost_values(&input, &docs, &[]),
+            ["a = 7000000001", "b = \"7000000002\""]
         );
     }
 

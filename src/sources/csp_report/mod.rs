@@ -38,6 +38,15 @@ impl Format {
             Format::ReportingApi => "reporting-api",
         }
     }
+
+    /// The key of a report's body in this format: `{"csp-report": {...}}`,
+    /// `[{"type": ..., "body": {...}}]`.
+    pub fn body_key(self) -> &'static str {
+        match self {
+            Format::ReportUri => "csp-report",
+            Format::ReportingApi => "body",
+        }
+    }
 }
 
 /// Report types the Reporting API defines today. Metrics are labelled with

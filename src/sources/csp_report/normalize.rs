@@ -1,6 +1,7 @@
 //! The one shape both formats normalize to: a `csp_violation` event under
 //! `csp.*`, or a `report` event with its body flattened and snake_cased.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -12,17 +13,22 @@ use crate::schema::{self, EventType};
 use crate::sources::decode_error::DecodeError;
 use crate::url_parts::set_url_fields;
 
+/// The fields every report has. `seq` is the report's place in its request
+/// (`rum.seq`): identical reports of one array are distinct observations,
+/// and it is what tells their documents (and `_id`s) apart.
 pub(super) fn base_event(
     facts: &ReportFacts<'_>,
     limits: &ReportLimits,
     user_agent: Option<&str>,
     at_ms: i64,
+    seq: usize,
 ) -> Event {
     let mut context = Context::new();
     context.set_client_address(facts.client_ip);
     let mut event = Event::with_context(Arc::new(context));
     event.set_timestamp_ms(at_ms);
     event.insert(schema::EVENT_KIND, "event");
+    event.insert(schema::RUM_SEQ, seq as u64);
     event.insert(schema::EVENT_INGESTED, facts.received_at_ms);
     if let Some(ip) = limits.client_ip.stored(facts.client_ip) {
         event.insert(schema::CLIENT_IP, ip);
@@ -35,11 +41,13 @@ pub(super) fn base_event(
 
 /// Maps one violation (either format) onto `csp.*`. Browsers disagree on
 /// "nothing": Firefox sends `null` where Chromium sends `""`; both mean the
-/// field is absent. Keys the format does not define go to `rum.extra`.
+/// field is absent. Keys the format does not define go to `rum.extra` (see
+/// `keep_extra`), with `outer`, what the report had beside its body.
 /// Returns whether the violation is noise.
 pub(super) fn apply_csp(
     event: &mut Event,
     mut report: Map<String, Value>,
+    outer: Map<String, Value>,
     format: Format,
     report_url: Option<&str>,
     noise: &NoiseRules,
@@ -126,21 +134,20 @@ pub(super) fn apply_csp(
             event.insert(spec.field.path, value);
         }
     }
-    report.retain(|_, v| !v.is_null());
-    if !report.is_empty() {
-        event.insert(schema::RUM_EXTRA, Value::Object(report));
-    }
+    keep_extra(event, outer, report, format);
     if noisy {
         event.insert(schema::LABEL_CSP_NOISE, true);
     }
     Ok(noisy)
 }
 
-/// Any other report type: `report.type` plus the body in `report.body`.
+/// Any other report type: `report.type` plus the body in `report.body`;
+/// `outer`, what the report had beside its body, in `rum.extra`.
 pub(super) fn apply_other(
     event: &mut Event,
     type_name: &str,
     body: Map<String, Value>,
+    outer: Map<String, Value>,
     url: Option<&str>,
 ) {
     event.insert(schema::RUM_TYPE, EventType::Report.as_str());
@@ -154,19 +161,67 @@ pub(super) fn apply_other(
             event.insert(schema::REPORT_BODY, Value::Object(body));
         }
     }
+    keep_extra(event, outer, Map::new(), Format::ReportingApi);
+}
+
+/// Keeps what no field took in `rum.extra`: `outer`, the keys a report had
+/// beside its body (the report-uri wrapper's, a Reporting API report's),
+/// and `rest`, the body's. The body's are at the top, where a new CSP field
+/// lands; when the report has keys of its own too, `rum.extra` takes the
+/// report's shape instead, the body's under the body's key (`csp-report`,
+/// `body`, which no outer key can be), so no name holds two values. Nulls
+/// mean nothing, as in the fields.
+fn keep_extra(
+    event: &mut Event,
+    mut outer: Map<String, Value>,
+    mut rest: Map<String, Value>,
+    format: Format,
+) {
+    outer.retain(|_, v| !v.is_null());
+    rest.retain(|_, v| !v.is_null());
+    let extra = match (outer.is_empty(), rest.is_empty()) {
+        (true, true) => return,
+        (true, false) => rest,
+        (false, true) => outer,
+        (false, false) => {
+            outer.insert(format.body_key().to_owned(), Value::Object(rest));
+            outer
+        }
+    };
+    event.insert(schema::RUM_EXTRA, Value::Object(extra));
 }
 
 /// Rewrites every object key to snake_case (`blockedURL` → `blocked_url`,
 /// `anticipatedRemoval` → `anticipated_removal`), keeping only `[a-z0-9_]`,
 /// so report bodies of every type read alike. Nulls are dropped.
+///
+/// Two keys may make one name (`blocked_url` and `blockedURL`; `ä` and `ö`
+/// both make `_`): a key already in snake_case keeps its name, and a key
+/// whose name is taken stays as sent. Nothing is lost, and no kept key can
+/// take a name: a key that snake_case changes is no key's snake_case.
 fn snake_case_keys(value: Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (snake_case(&k), snake_case_keys(v)))
-                .collect(),
-        ),
+        Value::Object(map) => {
+            let mut taken: HashSet<String> = map
+                .iter()
+                .filter(|(k, v)| !v.is_null() && snake_case(k) == **k)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut out = Map::new();
+            for (key, value) in map {
+                if value.is_null() {
+                    continue;
+                }
+                let snake = snake_case(&key);
+                let name = if snake == key || taken.insert(snake.clone()) {
+                    snake
+                } else {
+                    key
+                };
+                out.insert(name, snake_case_keys(value));
+            }
+            Value::Object(out)
+        }
         Value::Array(items) => Value::Array(items.into_iter().map(snake_case_keys).collect()),
         other => other,
     }

@@ -25,7 +25,7 @@ pub fn decode_report_uri(
             "a report-uri body is a JSON object `{\"csp-report\": {...}}`",
         ));
     };
-    let report = match wrapper.remove("csp-report") {
+    let report = match wrapper.remove(Format::ReportUri.body_key()) {
         Some(Value::Object(report)) => report,
         Some(_) => return Err(invalid("`csp-report` must be an object")),
         None if wrapper.is_empty() => return Err(invalid("missing `csp-report`")),
@@ -35,8 +35,10 @@ pub fn decode_report_uri(
             ))
         }
     };
-    let mut event = base_event(facts, limits, facts.user_agent, facts.received_at_ms);
-    let noisy = apply_csp(&mut event, report, Format::ReportUri, None, noise)?;
+    // One report per request: the first.
+    let mut event = base_event(facts, limits, facts.user_agent, facts.received_at_ms, 0);
+    // What is left of the wrapper is the report's own (`rum.extra`).
+    let noisy = apply_csp(&mut event, report, wrapper, Format::ReportUri, None, noise)?;
     let page_url = event.get_str(schema::URL_FULL).map(str::to_owned);
     // A report is its own context: enrichment sees it as it sees a beacon's.
     event.hoist_into_context();

@@ -45,12 +45,13 @@ pub fn decode_reporting_api(
             None => facts.received_at_ms,
         };
         let user_agent = envelope.user_agent.as_deref().or(facts.user_agent);
-        let mut event = base_event(facts, limits, user_agent, at);
+        let mut event = base_event(facts, limits, user_agent, at, envelope.index);
         let kind = kind_of(&envelope.type_name);
         let noisy = if kind == CSP_KIND {
             apply_csp(
                 &mut event,
                 envelope.body,
+                envelope.rest,
                 Format::ReportingApi,
                 envelope.url.as_deref(),
                 noise,
@@ -64,6 +65,7 @@ pub fn decode_reporting_api(
                 &mut event,
                 &envelope.type_name,
                 envelope.body,
+                envelope.rest,
                 envelope.url.as_deref(),
             );
             false
@@ -151,6 +153,8 @@ struct Envelope {
     url: Option<String>,
     user_agent: Option<String>,
     body: Map<String, Value>,
+    /// The report's other keys (none today's browsers send), for `rum.extra`.
+    rest: Map<String, Value>,
 }
 
 fn check_envelope(index: usize, item: Value) -> Result<Envelope, DecodeError> {
@@ -167,7 +171,7 @@ fn check_envelope(index: usize, item: Value) -> Result<Envelope, DecodeError> {
         Some(_) => return Err(invalid(format!("report [{index}].type must be a string"))),
         None => return Err(invalid(format!("report [{index}] has no `type`"))),
     };
-    let body = match report.remove("body") {
+    let body = match report.remove(Format::ReportingApi.body_key()) {
         Some(Value::Object(body)) => body,
         Some(_) => return Err(invalid(format!("report [{index}].body must be an object"))),
         None => return Err(invalid(format!("report [{index}] has no `body`"))),
@@ -196,5 +200,6 @@ fn check_envelope(index: usize, item: Value) -> Result<Envelope, DecodeError> {
         url,
         user_agent,
         body,
+        rest: report,
     })
 }

@@ -103,6 +103,33 @@ fn both_formats_normalize_to_one_shape() {
 }
 
 #[test]
+fn identical_reports_of_one_array_are_told_apart_by_their_place() {
+    use crate::sinks::elasticsearch::encoder::document_id;
+    let report = json!({"type": "deprecation", "url": "https://a.example/", "body": {"id": "X"}});
+    let decoded = api(json!([report, report])).unwrap();
+    let ids: Vec<(Option<&Value>, String)> = decoded
+        .reports
+        .iter()
+        .map(|r| {
+            let mut untimed = Vec::new();
+            r.event.write_json_untimed(&mut untimed);
+            (
+                r.event.get(schema::RUM_SEQ),
+                document_id(&r.event, &untimed),
+            )
+        })
+        .collect();
+    assert_ne!(ids[0].1, ids[1].1, "two reports, two documents");
+    assert_eq!(ids[0].0, Some(&json!(0)));
+    assert_eq!(ids[1].0, Some(&json!(1)));
+    let single = legacy(json!({"csp-report": {"document-uri": "https://a.example/"}})).unwrap();
+    assert_eq!(
+        single.reports[0].event.get(schema::RUM_SEQ),
+        Some(&json!(0))
+    );
+}
+
+#[test]
 fn age_is_clamped_to_the_receive_window() {
     let decoded = api(json!([
         {"type": "deprecation", "age": -5000, "body": {}},
@@ -156,6 +183,24 @@ fn other_types_keep_their_body_in_snake_case() {
         Some(&json!({"weird_key_x": {"inner_url_value": 1}}))
     );
     assert_eq!(decoded.page_url.as_deref(), Some("https://a.example/"));
+}
+
+#[test]
+fn keys_that_snake_case_to_one_name_keep_every_value() {
+    let body = json!({
+        "blockedURL": "a", "blocked_url": "b", "blocked-url": "c",
+        "ä": 1, "ö": 2, "line_number": null, "lineNumber": 7,
+        "inner": {"sourceFile": "s", "source_file": "t"}
+    });
+    let decoded = api(json!([{"type": "coep", "body": body}])).unwrap();
+    assert_eq!(
+        decoded.reports[0].event.get("report.body"),
+        Some(&json!({
+            "blocked_url": "b", "blockedURL": "a", "blocked-url": "c",
+            "_": 1, "ö": 2, "line_number": 7,
+            "inner": {"source_file": "t", "sourceFile": "s"}
+        }))
+    );
 }
 
 #[test]
@@ -230,6 +275,41 @@ fn old_browsers_violated_directive_fills_effective() {
     );
     assert_eq!(e.get_str("csp.disposition"), Some("report"));
     assert_eq!(e.get("rum.extra"), Some(&json!({"x-custom": 1})));
+}
+
+#[test]
+fn keys_beside_the_body_are_kept_in_rum_extra() {
+    let extra = |decoded: &Decoded| decoded.reports[0].event.get("rum.extra").cloned();
+    let wrapped = |report: Value| {
+        extra(&legacy(json!({"csp-report": report, "sent_by": "tool", "n": null})).unwrap())
+    };
+    assert_eq!(
+        wrapped(json!({"document-uri": "https://a.example/"})),
+        Some(json!({"sent_by": "tool"}))
+    );
+    // Both: the report's shape, so a name the body has too holds both.
+    assert_eq!(
+        wrapped(json!({"document-uri": "https://a.example/", "sent_by": 2})),
+        Some(json!({"sent_by": "tool", "csp-report": {"sent_by": 2}}))
+    );
+    let enveloped = |ty: &str, body: Value| {
+        extra(&api(json!([{"type": ty, "body": body, "destination": "d", "n": null}])).unwrap())
+    };
+    assert_eq!(
+        enveloped("deprecation", json!({"id": "X"})),
+        Some(json!({"destination": "d"}))
+    );
+    assert_eq!(
+        enveloped("csp-violation", json!({"blockedURL": "eval"})),
+        Some(json!({"destination": "d"}))
+    );
+    assert_eq!(
+        enveloped(
+            "csp-violation",
+            json!({"blockedURL": "eval", "destination": 1})
+        ),
+        Some(json!({"destination": "d", "body": {"destination": 1}}))
+    );
 }
 
 #[test]

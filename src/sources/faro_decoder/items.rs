@@ -127,8 +127,18 @@ impl Builder {
             }
         }
         if let Some(context) = item.take_object("context") {
+            // A key `values` has too keeps the measured value in the
+            // attribution; the context's is kept in `rum.extra.context`.
+            let mut clashing = Obj::new();
             for (key, value) in fill(context, &ids.vital_context, &mut shared) {
-                attribution.insert(key, value);
+                if attribution.get(&key).is_some() {
+                    clashing.push_unique(key, value);
+                } else {
+                    attribution.push_unique(key, value);
+                }
+            }
+            if !clashing.is_empty() {
+                extra.insert("context", Json::Object(clashing));
             }
         }
         if !attribution.is_empty() {

@@ -290,6 +290,24 @@ fn a_web_vitals_measurement_with_two_vitals_makes_two_documents() {
 }
 
 #[test]
+fn a_web_vitals_key_in_both_values_and_context_keeps_both_values() {
+    let decoded = decode_json(json!({
+        "measurements": [{"type": "web-vitals", "values": {"lcp": 1200.5, "render_delay": 7},
+            "context": {"id": "v6-1", "render_delay": 9, "element": "#a"}}]
+    }))
+    .unwrap();
+    let lcp = &decoded.events[0];
+    assert_eq!(
+        lcp.get("rum.vital.attribution"),
+        Some(&json!({"render_delay": 7, "element": "#a"}))
+    );
+    assert_eq!(
+        lcp.get("rum.extra.context"),
+        Some(&json!({"render_delay": 9}))
+    );
+}
+
+#[test]
 fn an_item_of_many_keys_keeps_the_last_value_of_each() {
     // 32 pairs, a repeat past the scan, then a NESTED key that turns out to
     // be an object: its plain pair goes, and the repeat must still be found.

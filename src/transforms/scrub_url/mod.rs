@@ -100,6 +100,28 @@ pub struct ScrubUrlConfig {
     pub routes: Vec<String>,
 }
 
+/// `csp.referrer`: the CSP payload's field (`src/schema.rs` names no
+/// constant for it).
+const CSP_REFERRER: &str = "csp.referrer";
+
+/// The keys of Reporting API report bodies (`report.body`, keys in
+/// snake_case) that hold a URL: NEL's and COOP's `referrer`; the
+/// `source_file` of deprecation, intervention, COOP and policy reports;
+/// COEP's and integrity's `blocked_url`; the URLs COOP reports name.
+/// `report.body` is kept whole as the browser sent it, so these are
+/// scrubbed in place like any other URL field.
+const REPORT_BODY_URL_KEYS: &[&str] = &[
+    "referrer",
+    "source_file",
+    "blocked_url",
+    "document_url",
+    "previous_response_url",
+    "next_response_url",
+    "initial_popup_url",
+    "opener_url",
+    "other_document_url",
+];
+
 fn default_fields() -> Vec<String> {
     [
         schema::URL_FULL,
@@ -109,9 +131,16 @@ fn default_fields() -> Vec<String> {
         schema::CSP_BLOCKED_URI,
         schema::CSP_DOCUMENT_URI,
         schema::CSP_SOURCE_FILE,
+        CSP_REFERRER,
     ]
     .map(String::from)
-    .to_vec()
+    .into_iter()
+    .chain(
+        REPORT_BODY_URL_KEYS
+            .iter()
+            .map(|key| format!("{}.{key}", schema::REPORT_BODY)),
+    )
+    .collect()
 }
 
 fn default_text_fields() -> Vec<String> {
@@ -359,7 +388,7 @@ impl ScrubField {
 
 /// Which configured fields (`fields`, then `text_fields`, by index) an event
 /// holds as its own, found in one walk over its own slots: an event holds
-/// one or two of the eight default fields, and a search per configured field
+/// one or two of the eighteen default fields, and a search per configured field
 /// cost more than scrubbing the ones it holds.
 struct Watch {
     /// Per slot id, the bits of the fields in that slot (or below it).

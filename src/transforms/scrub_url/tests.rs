@@ -505,6 +505,56 @@ fn default_fields_cover_resources_csp_and_stack_traces() {
 }
 
 #[test]
+fn default_fields_cover_the_csp_referrer_and_urls_in_report_bodies() {
+    let (mut t, _) = transform("");
+    // As the csp source makes them: each report its own context.
+    let mut violation = Event::from(json!({
+        "rum": {"type": "csp_violation"},
+        "csp": {"referrer": "https://e.com/from?token=abc", "document_uri": "https://e.com/"}
+    }));
+    violation.hoist_into_context();
+    let mut nel = Event::from(json!({
+        "rum": {"type": "report"},
+        "report": {"type": "network-error", "body": {
+            "referrer": "https://e.com/a?sid=1",
+            "type": "http.error",
+            "status_code": 500
+        }}
+    }));
+    nel.hoist_into_context();
+    let mut batch = vec![
+        violation,
+        nel,
+        Event::from(json!({"report": {"body": {
+            "source_file": "https://e.com/app.js?auth=2",
+            "blocked_url": "https://cdn.e.com/x.js?key=3",
+            "previous_response_url": "https://e.com/p?code=4"
+        }}})),
+    ];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get_str("csp.referrer"),
+        Some("https://e.com/from?token=REDACTED")
+    );
+    assert_eq!(
+        batch[1].get("report.body"),
+        Some(&json!({
+            "referrer": "https://e.com/a?sid=REDACTED",
+            "type": "http.error",
+            "status_code": 500
+        }))
+    );
+    assert_eq!(
+        batch[2].get("report.body"),
+        Some(&json!({
+            "source_file": "https://e.com/app.js?auth=REDACTED",
+            "blocked_url": "https://cdn.e.com/x.js?key=REDACTED",
+            "previous_response_url": "https://e.com/p?code=REDACTED"
+        }))
+    );
+}
+
+#[test]
 fn position_suffixes() {
     assert_eq!(
         split_position_suffix("https://e.com/a.js:10:5"),
