@@ -217,8 +217,9 @@ pub fn decode(
         let view = view.ok_or_else(|| invalid("`view` must be an object"))?;
         page_url = apply_view(&mut ViewTarget::Context(&mut context, &mut strings), view)?;
     }
+    let mut ignored_keys = beacon.ignored_keys;
     if let Some(device) = beacon.device {
-        apply_device(&mut context, device)?;
+        ignored_keys += apply_device(&mut context, device)?;
     }
     match beacon.ua_hints {
         Some(value @ Value::Object(_)) => context.set(ids.ua_hints, value),
@@ -287,7 +288,7 @@ pub fn decode(
         events,
         page_url,
         unknown_types,
-        ignored_keys: beacon.ignored_keys,
+        ignored_keys,
     })
 }
 
@@ -428,12 +429,20 @@ impl ViewTarget<'_> {
     }
 }
 
-/// An event's own `view` as the beacon's is read (`VIEW_KEYS`).
-fn view_keys(value: Value) -> Result<[Option<Known<'static>>; 4], DecodeError> {
+/// An event's own `view` as the beacon's is read (`VIEW_KEYS`); its other
+/// keys are kept in the event's `rum.extra.view`.
+fn view_keys(
+    value: Value,
+    extra: &mut Map<String, Value>,
+) -> Result<[Option<Known<'static>>; 4], DecodeError> {
     let Value::Object(mut map) = value else {
         return Err(invalid("`view` must be an object"));
     };
-    Ok(VIEW_KEYS.map(|key| map.remove(key).map(Known::Other)))
+    let known = VIEW_KEYS.map(|key| map.remove(key).map(Known::Other));
+    if !map.is_empty() {
+        extra.insert("view".to_owned(), Value::Object(map));
+    }
+    Ok(known)
 }
 
 /// `view` (its `VIEW_KEYS`) → url.*, view.id, view.title, http.request.referrer.
@@ -466,11 +475,13 @@ fn apply_view(
     Ok(url)
 }
 
-/// `device` (its `DEVICE_KEYS`) → rum.device.*, rum.connection.*.
+/// `device` (its `DEVICE_KEYS`) → rum.device.*, rum.connection.*. Returns
+/// how many of `connection`'s keys were ignored.
 fn apply_device(
     context: &mut Context,
     device: Option<[Option<Known<'_>>; 3]>,
-) -> Result<(), DecodeError> {
+) -> Result<usize, DecodeError> {
+    let mut ignored = 0;
     let Some([memory, cores, connection]) = device.map(|d| d.map(|v| v.map(Known::into_value)))
     else {
         return Err(invalid("`device` must be an object"));
@@ -489,22 +500,35 @@ fn apply_device(
     match connection {
         None | Some(Value::Null) => {}
         Some(Value::Object(mut c)) => {
-            if let Some(Value::String(s)) = c.remove("effective_type") {
-                context.set(FieldId::of("rum.connection.effective_type"), s);
+            // Network Information values are advisory: one of another type
+            // is ignored and counted, as a key the format does not know is.
+            match c.remove("effective_type") {
+                Some(Value::String(s)) => {
+                    context.set(FieldId::of("rum.connection.effective_type"), s)
+                }
+                Some(Value::Null) | None => {}
+                Some(_) => ignored += 1,
             }
-            if let Some(Value::Number(n)) = c.remove("rtt") {
-                context.set(FieldId::of("rum.connection.rtt"), n);
+            for (key, field) in [
+                ("rtt", "rum.connection.rtt"),
+                ("downlink", "rum.connection.downlink"),
+            ] {
+                match c.remove(key) {
+                    Some(Value::Number(n)) => context.set(FieldId::of(field), n),
+                    Some(Value::Null) | None => {}
+                    Some(_) => ignored += 1,
+                }
             }
-            if let Some(Value::Number(n)) = c.remove("downlink") {
-                context.set(FieldId::of("rum.connection.downlink"), n);
+            match c.remove("save_data") {
+                Some(Value::Bool(b)) => context.set(FieldId::of("rum.connection.save_data"), b),
+                Some(Value::Null) | None => {}
+                Some(_) => ignored += 1,
             }
-            if let Some(Value::Bool(b)) = c.remove("save_data") {
-                context.set(FieldId::of("rum.connection.save_data"), b);
-            }
+            ignored += c.len();
         }
         Some(_) => return Err(invalid("`device.connection` must be an object")),
     }
-    Ok(())
+    Ok(ignored)
 }
 
 /// Maps one beacon entry's keys onto the event's slots. Keys the type does
@@ -539,7 +563,8 @@ fn build_event(
             "view" => {
                 // An event may belong to another view than the beacon's
                 // (e.g. the final CLS of the page the SPA just left).
-                apply_view(&mut ViewTarget::Fields(&mut fields), view_keys(value)?)?;
+                let view = view_keys(value, &mut extra)?;
+                apply_view(&mut ViewTarget::Fields(&mut fields), view)?;
                 continue;
             }
             _ => {}

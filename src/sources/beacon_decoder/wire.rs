@@ -104,10 +104,12 @@ pub(super) fn read_beacon<'de>(
             "v" => out.v = Some(sc.value(2)?),
             "sent_at" => out.sent_at = Some(sc.value(2)?),
             "events" => out.events = Some(read_events(sc, strings)?),
-            "app" => out.app = Some(read_known(sc, 2, &APP_KEYS)?),
-            "session" => out.session = Some(read_known(sc, 2, &SESSION_KEYS)?),
-            "view" => out.view = Some(read_known(sc, 2, &VIEW_KEYS)?),
-            "device" => out.device = Some(read_known(sc, 2, &DEVICE_KEYS)?),
+            "app" => out.app = Some(read_known(sc, 2, &APP_KEYS, &mut out.ignored_keys)?),
+            "session" => {
+                out.session = Some(read_known(sc, 2, &SESSION_KEYS, &mut out.ignored_keys)?)
+            }
+            "view" => out.view = Some(read_known(sc, 2, &VIEW_KEYS, &mut out.ignored_keys)?),
+            "device" => out.device = Some(read_known(sc, 2, &DEVICE_KEYS, &mut out.ignored_keys)?),
             "ua_hints" => out.ua_hints = Some(sc.value(2)?),
             _ => {
                 // Not kept, but still within the limits.
@@ -154,12 +156,13 @@ pub(super) const VIEW_KEYS: [&str; 4] = ["url", "id", "title", "referrer"];
 pub(super) const DEVICE_KEYS: [&str; 3] = ["memory", "cores", "connection"];
 
 /// An object at `depth` of which only `keys` are kept (in that order; a
-/// repeated key: the last wins), the rest checked and skipped. `None` when
-/// the value is not an object (still checked).
+/// repeated key: the last wins), the rest checked, skipped and counted in
+/// `ignored`. `None` when the value is not an object (still checked).
 fn read_known<'de, const N: usize>(
     sc: &mut Scanner<'de, '_>,
     depth: usize,
     keys: &'static [&'static str; N],
+    ignored: &mut usize,
 ) -> Scan<Option<[Option<Known<'de>>; N]>> {
     if sc.peek()? != b'{' {
         sc.skip(depth)?;
@@ -177,7 +180,10 @@ fn read_known<'de, const N: usize>(
                 out[i] = Some(Known::Str(text));
             }
             Some(i) => out[i] = Some(Known::Other(sc.value(depth + 1)?)),
-            None => sc.skip(depth + 1)?,
+            None => {
+                sc.skip(depth + 1)?;
+                *ignored += 1;
+            }
         }
     }
     Ok(Some(out))
