@@ -71,18 +71,36 @@ pub struct Health {
     /// Components that run but cannot deliver right now (e.g. a sink whose
     /// Elasticsearch is down); shown by /health, which stays 200 for them.
     degraded: Mutex<BTreeMap<String, String>>,
+    /// Why the pipeline stopped working (a component ended before
+    /// shutdown): /health answers 503 with it from then on.
+    failed: Mutex<Option<String>>,
 }
 
 // 0 (the default) = starting.
 const READY: u8 = 1;
 const DRAINING: u8 = 2;
+const FAILED: u8 = 3;
 
 impl Health {
+    /// A component stopped while the pipeline runs: every beacon it should
+    /// see is refused from now on, so probes must not see "ready" (nor
+    /// "shutting down", which an orchestrator may wait out).
+    pub fn set_failed(&self, reason: String) {
+        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+        self.state.store(FAILED, Ordering::SeqCst);
+    }
+
     pub fn set_ready(&self) {
         self.state.store(READY, Ordering::SeqCst);
     }
     pub fn set_draining(&self) {
-        self.state.store(DRAINING, Ordering::SeqCst);
+        // A failure stays what /health says while the rest drains.
+        let _ = self
+            .state
+            .compare_exchange(READY, DRAINING, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self
+            .state
+            .compare_exchange(0, DRAINING, Ordering::SeqCst, Ordering::SeqCst);
     }
     pub fn set_degraded(&self, component: &str, reason: Option<String>) {
         let mut degraded = self.degraded.lock().unwrap_or_else(|e| e.into_inner());
@@ -90,6 +108,14 @@ impl Health {
             Some(reason) => degraded.insert(component.to_owned(), reason),
             None => degraded.remove(component),
         };
+    }
+
+    /// Why the pipeline failed, once it has.
+    pub fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Components currently degraded, with their reasons.
@@ -114,6 +140,16 @@ impl Health {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "rum-pipeline is shutting down",
             ),
+            FAILED => {
+                let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+                text_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "rum-pipeline has failed: {}",
+                        failed.as_deref().unwrap_or("a component stopped")
+                    ),
+                )
+            }
             _ => text_response(StatusCode::SERVICE_UNAVAILABLE, "rum-pipeline is starting"),
         }
     }

@@ -220,7 +220,24 @@ pub async fn run(
         })
     });
 
-    stop.await;
+    // Until shutdown no task ends: one that does (a panic, a bug) leaves its
+    // upstreams refusing every beacon. Then /health says so and the
+    // pipeline shuts down, draining the rest, to exit 1 (restarted by its
+    // supervisor) instead of answering 503 for ever behind a "ready".
+    let mut failures = Vec::new();
+    tokio::pin!(stop);
+    tokio::select! {
+        _ = &mut stop => {}
+        Some(done) = tasks.join_next() => {
+            let failure = match done {
+                Ok(name) => format!("{name} stopped before shutdown"),
+                Err(e) => format!("a component task failed: {e}"),
+            };
+            tracing::error!("{failure}; shutting down");
+            health.set_failed(failure.clone());
+            failures.push(failure);
+        }
+    }
     tracing::info!("shutting down: refusing new requests, draining buffers, flushing sinks");
     health.set_draining();
     shutdown.begin();
@@ -228,7 +245,10 @@ pub async fn run(
         while let Some(done) = tasks.join_next().await {
             match done {
                 Ok(name) => tracing::debug!("{name} finished"),
-                Err(e) => tracing::error!("a component task failed: {e}"),
+                Err(e) => {
+                    tracing::error!("a component task failed: {e}");
+                    failures.push(format!("a component task failed: {e}"));
+                }
             }
         }
     })
@@ -238,10 +258,14 @@ pub async fn run(
     }
     log_stats(&components);
     match drained {
-        Ok(()) => {
+        Ok(()) if failures.is_empty() => {
             tracing::info!("shutdown complete");
             Ok(())
         }
+        Ok(()) => Err(anyhow::anyhow!(
+            "shutdown complete after a failure: {}",
+            failures.join("; ")
+        )),
         Err(_) => {
             tasks.abort_all();
             Err(anyhow::anyhow!(
@@ -315,5 +339,52 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         async {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_component_that_stops_before_shutdown_fails_health_and_the_run() {
+        let text = r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[sinks.out]
+type = "blackhole"
+inputs = ["beacons"]
+"#;
+        let loaded = crate::config::load_str("t.toml", text, &|_| None).expect("config");
+        let mut built = build(&loaded.config).expect("build");
+        // A sink with a bug: it stops, and its upstream refuses every beacon.
+        built.sinks[0].1 = Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        });
+        let health = built.health.clone();
+        let options = RunOptions {
+            shutdown_timeout: Duration::from_secs(5),
+            stats_interval: None,
+            http: HttpServerOptions::default(),
+            api: None,
+        };
+        // No signal ever comes: the run has to end by itself.
+        let ran = tokio::time::timeout(
+            Duration::from_secs(10),
+            run(built, options, std::future::pending()),
+        )
+        .await
+        .expect("the run went on with a dead sink");
+        let error = ran.expect_err("exit 0 after a failure").to_string();
+        assert!(
+            error.contains("sink out stopped before shutdown"),
+            "{error}"
+        );
+        assert_eq!(
+            health.failure().as_deref(),
+            Some("sink out stopped before shutdown")
+        );
     }
 }
