@@ -141,6 +141,15 @@ impl CheckConfig for GeoipConfig {
                 format!("{} is more than 128 bits", self.ipv6_prefix),
             ));
         }
+        // Far enough ahead, `Instant + interval` overflows and the reloader
+        // task panics, silently ending reloads.
+        let max = crate::http::limits::MAX_TIMEOUT_SECS;
+        if self.reload_interval_secs > max {
+            problems.push((
+                "reload_interval_secs",
+                format!("must be at most {max} (a day); 0 turns polling off"),
+            ));
+        }
         problems
     }
 }

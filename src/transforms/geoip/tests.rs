@@ -258,8 +258,17 @@ fn anonymize_ip_accepts_bool_and_names() {
     assert_eq!(parse("true").unwrap().check(), vec![]);
     let mut bad = parse("true").unwrap();
     (bad.ipv4_prefix, bad.ipv6_prefix, bad.locale) = (33, 129, "xx".into());
+    bad.reload_interval_secs = u64::MAX;
     let keys: Vec<_> = bad.check().into_iter().map(|(k, _)| k).collect();
-    assert_eq!(keys, ["locale", "ipv4_prefix", "ipv6_prefix"]);
+    assert_eq!(
+        keys,
+        [
+            "locale",
+            "ipv4_prefix",
+            "ipv6_prefix",
+            "reload_interval_secs"
+        ]
+    );
 }
 
 #[test]
