@@ -13,10 +13,12 @@ mod struct_fields;
 pub use struct_fields::struct_fields;
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+use crate::http::server::ApiOptions;
 use crate::sinks::SinkConfig;
 use crate::sources::{HttpSourceOptions, SourceConfig};
 use crate::transforms::TransformConfig;
@@ -214,6 +216,7 @@ pub fn load_str(
             );
         }
     }
+    check_listener_addresses(&sources, &sinks, global.api.as_ref(), &mut parser);
     // A sink's own drain deadline has to end before the process gives up on
     // it: past the global timeout its tasks are aborted, and what they still
     // hold is neither sent nor dead-lettered.
@@ -245,6 +248,76 @@ pub fn load_str(
         Ok(Loaded { config, warnings })
     } else {
         Err(errors)
+    }
+}
+
+/// Whether two listeners on `a` and `b` cannot both bind: the same port and
+/// address, or a wildcard address that covers the other (`0.0.0.0` covers
+/// IPv4; `[::]` covers both families, as Linux binds it dual-stack).
+fn listeners_collide(a: SocketAddr, b: SocketAddr) -> bool {
+    let covers =
+        |wild: IpAddr, other: IpAddr| wild.is_unspecified() && (wild.is_ipv6() || other.is_ipv4());
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || covers(a.ip(), b.ip()) || covers(b.ip(), a.ip()))
+}
+
+/// Listeners that would fail to bind at run time are config errors here,
+/// where `validate` sees them: sources on different addresses of one port
+/// (`0.0.0.0:3000` and `127.0.0.1:3000`; the same address is one shared
+/// listener), a `prometheus` sink's own address, and `[api]`.
+fn check_listener_addresses(
+    sources: &[SourceComponent],
+    sinks: &[Component<SinkConfig>],
+    api: Option<&ApiOptions>,
+    parser: &mut Parser<'_>,
+) {
+    let mut listeners: Vec<(SocketAddr, String)> = Vec::new();
+    let owned = sources
+        .iter()
+        .map(|s| (s.http.address, format!("[sources.{}] address", s.id)))
+        .chain(sinks.iter().filter_map(|sink| {
+            match &sink.config {
+                SinkConfig::Prometheus(p) => p
+                    .address
+                    .map(|address| (address, format!("[sinks.{}] address", sink.id))),
+                _ => None,
+            }
+        }));
+    for (address, owner) in owned {
+        if listeners.iter().any(|(a, _)| *a == address) {
+            continue;
+        }
+        if let Some((other, other_owner)) = listeners
+            .iter()
+            .find(|(a, _)| listeners_collide(*a, address))
+        {
+            parser.push(
+                None,
+                None,
+                format!(
+                    "{owner} {address} and {other_owner} {other} cannot both listen (one port, and one address covers the other): use one address or two ports"
+                ),
+            );
+            continue;
+        }
+        listeners.push((address, owner));
+    }
+    if let Some(api) = api {
+        for (address, owner) in &listeners {
+            // A source's address exactly has its own message (above).
+            let source_said = *address == api.address && owner.starts_with("[sources.");
+            if !source_said && listeners_collide(*address, api.address) {
+                parser.push(
+                    None,
+                    Some("api.address"),
+                    format!(
+                        "{} and {owner} {address} cannot both listen (one port, and one address covers the other): the admin listener needs its own port",
+                        api.address
+                    ),
+                );
+            }
+        }
     }
 }
 
@@ -565,6 +638,66 @@ buffer.max_events = 100
             shown.iter().any(|s| s.contains("key `address`")),
             "{shown:?}"
         );
+    }
+
+    #[test]
+    fn listeners_that_could_not_both_bind_are_config_errors() {
+        let load = |top: &str, second: &str, prometheus: &str| {
+            let text = format!(
+                r#"{top}
+[sources.a]
+type = "rum_beacon"
+address = "{second}"
+[sources.b]
+type = "csp"
+address = "127.0.0.1:4010"
+[sinks.out]
+type = "blackhole"
+inputs = ["a", "b"]
+[sinks.prom]
+type = "prometheus"
+inputs = ["a"]
+address = "{prometheus}"
+"#
+            );
+            load_str("t.toml", &text, &|_| None)
+                .err()
+                .unwrap_or_default()
+        };
+        let collides = |errors: Vec<ConfigError>| {
+            errors
+                .iter()
+                .any(|e| e.message.contains("cannot both listen"))
+        };
+        // One address shared by sources is one listener: fine. So are
+        // other ports, and the two loopbacks of different families.
+        let fine = load("", "127.0.0.1:4010", "127.0.0.1:4011");
+        assert!(fine.is_empty(), "{fine:?}");
+        assert!(!collides(load("", "[::1]:4010", "127.0.0.1:4011")));
+        // A wildcard covers the other address of its port.
+        assert!(collides(load("", "0.0.0.0:4010", "127.0.0.1:4011")));
+        assert!(collides(load("", "[::]:4010", "127.0.0.1:4011")));
+        // 0.0.0.0 covers IPv4 only.
+        assert!(!collides(load("", "0.0.0.0:4011", "[::1]:4011")));
+        assert!(collides(load("", "127.0.0.1:4011", "0.0.0.0:4010")));
+        // The admin listener: a wildcard on a source's port, or exactly a
+        // prometheus sink's own address.
+        let api = |address: &str| format!("[api]\naddress = \"{address}\"");
+        assert!(collides(load(
+            &api("0.0.0.0:4010"),
+            "127.0.0.1:4010",
+            "127.0.0.1:4011"
+        )));
+        assert!(collides(load(
+            &api("127.0.0.1:4011"),
+            "127.0.0.1:4010",
+            "127.0.0.1:4011"
+        )));
+        assert!(!collides(load(
+            &api("127.0.0.1:4012"),
+            "127.0.0.1:4010",
+            "127.0.0.1:4011"
+        )));
     }
 
     #[test]
