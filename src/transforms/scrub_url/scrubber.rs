@@ -491,9 +491,23 @@ fn find_url_start(text: &str, from: usize) -> Option<usize> {
 
 /// `https://x/app.js:10:5` → (`https://x/app.js`, `:10:5`); trailing
 /// sentence punctuation goes to the suffix too. A `:8080` right after the
-/// host is a port, not a line number.
+/// host is a port, not a line number. The suffix is left unscrubbed, so in
+/// a query or fragment only a whole `:line:column` pair (as every browser
+/// writes a frame) is taken for one: a lone `:123456` there is the end of a
+/// value (`?token=abc:123456`) and is scrubbed with it.
 pub(super) fn split_position_suffix(candidate: &str) -> (&str, &str) {
-    let mut url = candidate.trim_end_matches(['.', ',', ';', '!', '?']);
+    let trimmed = candidate.trim_end_matches(['.', ',', ';', '!', '?']);
+    let (url, suffix) = split_numeric_groups(trimmed);
+    let groups = suffix.matches(':').count();
+    if groups == 1 && url.contains(['?', '#']) {
+        return (trimmed, &candidate[trimmed.len()..]);
+    }
+    (url, &candidate[url.len()..])
+}
+
+/// Up to two trailing `:digits` groups of a URL with a path.
+fn split_numeric_groups(trimmed: &str) -> (&str, &str) {
+    let mut url = trimmed;
     for _ in 0..2 {
         let Some(colon) = url.rfind(':') else { break };
         let digits = &url[colon + 1..];
@@ -506,5 +520,5 @@ pub(super) fn split_position_suffix(candidate: &str) -> (&str, &str) {
             break;
         }
     }
-    (url, &candidate[url.len()..])
+    (url, &trimmed[url.len()..])
 }

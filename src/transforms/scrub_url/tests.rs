@@ -572,6 +572,38 @@ fn position_suffixes() {
         split_position_suffix("https://e.com/x."),
         ("https://e.com/x", ".")
     );
+    // A colon in the query or fragment belongs to a value.
+    assert_eq!(
+        split_position_suffix("https://e.com/a?token=abc:123456"),
+        ("https://e.com/a?token=abc:123456", "")
+    );
+    assert_eq!(
+        split_position_suffix("https://e.com/a#s=1:2"),
+        ("https://e.com/a#s=1:2", "")
+    );
+}
+
+#[test]
+fn the_end_of_a_secret_after_a_colon_is_not_kept_as_a_line_number() {
+    let (t, _) = transform("");
+    let (text, _) = t
+        .scrubber
+        .scrub_text("fetch failed https://api.example.com/v1/items?token=abc:123456 at x");
+    let text = text.expect("the token is scrubbed");
+    assert!(!text.contains("123456"), "{text}");
+    assert!(text.ends_with(" at x"), "{text}");
+    // A frame (`:line:column`, as browsers write it) keeps its position.
+    let (text, _) = t
+        .scrubber
+        .scrub_text("at f (https://e.com/app.js?v=3:10:5)");
+    assert_eq!(text, None);
+    let (text, _) = t
+        .scrubber
+        .scrub_text("at f (https://e.com/app.js?token=s3cret:10:5)");
+    assert_eq!(
+        text.as_deref(),
+        Some("at f (https://e.com/app.js?token=REDACTED:10:5)")
+    );
 }
 
 #[test]
