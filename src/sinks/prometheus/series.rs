@@ -92,7 +92,10 @@ impl<T: Default> Family<T> {
             self.distinct += 1;
             return (self.series.get_mut(keys.key), false);
         }
-        let partial = keys.other != keys.key && keys.other != keys.all_other;
+        // When every dimension is kept on fold, `other` is the key itself:
+        // it still gets a series of the folded budget (so a budget or SLO
+        // by that dimension still sees it), not `__other__` at once.
+        let partial = keys.other != keys.all_other;
         let key = if partial && (self.series.contains_key(keys.other) || self.folded < max) {
             keys.other
         } else {

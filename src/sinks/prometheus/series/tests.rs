@@ -163,6 +163,25 @@ fn folding_keeps_the_dimensions_slos_are_evaluated_by() {
 }
 
 #[test]
+fn folding_keeps_every_dimension_when_every_one_is_kept_on_fold() {
+    // `service` alone, and kept on fold (an SLO is evaluated by it): past
+    // the cap a new service still gets its own series, within the cap of
+    // folded series; only past that does it go to `__other__`.
+    let mut m = metrics(&["service"], 1);
+    for service in ["shop", "checkout", "blog", "news"] {
+        m.record(&obs(&[service], None, Kind::PageView), 0);
+    }
+    assert_eq!(
+        lines(&m.render(), "rum_page_views_total{"),
+        [
+            "rum_page_views_total{service=\"__other__\"} 2",
+            "rum_page_views_total{service=\"checkout\"} 1",
+            "rum_page_views_total{service=\"shop\"} 1",
+        ]
+    );
+}
+
+#[test]
 fn csp_directive_is_a_label_after_the_dimensions() {
     let mut m = metrics(&["site"], 1);
     m.record(
