@@ -368,10 +368,16 @@ impl UrlScrubber {
     fn is_secret_name(&self, raw: &str) -> bool {
         let known = |name: &str| self.params.iter().any(|p| p.eq_ignore_ascii_case(name));
         // Plain ASCII names (nearly all) need no decoding or allocation.
-        if raw.bytes().all(|b| b.is_ascii() && b != b'%' && b != b'[') {
+        if raw
+            .bytes()
+            .all(|b| b.is_ascii() && b != b'%' && b != b'[' && b != b'+')
+        {
             return known(raw.trim());
         }
-        let decoded = percent_decode_str(raw).decode_utf8_lossy();
+        // In a query, `+` is a space (form encoding): `token+=x` is `token `,
+        // which servers that trim read as `token`.
+        let spaced = raw.replace('+', " ");
+        let decoded = percent_decode_str(&spaced).decode_utf8_lossy();
         let name = decoded.trim().to_lowercase();
         let name = name.strip_suffix("[]").unwrap_or(&name);
         if known(name) {

@@ -584,6 +584,36 @@ fn position_suffixes() {
 }
 
 #[test]
+fn a_secret_name_spelled_with_a_plus_for_a_space_is_found() {
+    let (t, _) = transform("");
+    for (url, scrubbed) in [
+        (
+            "https://x.example/?token+=SECRET8",
+            "https://x.example/?token+=REDACTED",
+        ),
+        (
+            "https://x.example/?+token=SECRET8",
+            "https://x.example/?+token=REDACTED",
+        ),
+        (
+            "https://x.example/?token%20=SECRET8",
+            "https://x.example/?token%20=REDACTED",
+        ),
+    ] {
+        assert_eq!(
+            t.scrubber.scrub(url, None).url,
+            Scrubbed::Changed(scrubbed.into()),
+            "{url}"
+        );
+    }
+    // A name that only holds a secret's name with a `+` inside is another name.
+    assert_eq!(
+        t.scrubber.scrub("https://x.example/?to+ken=a", None).url,
+        Scrubbed::Unchanged
+    );
+}
+
+#[test]
 fn the_end_of_a_secret_after_a_colon_is_not_kept_as_a_line_number() {
     let (t, _) = transform("");
     let (text, _) = t
