@@ -1078,13 +1078,31 @@ fn workers(pid: u32) -> usize {
         .count()
 }
 
+/// The worker count once it reaches `expected` (or after 10 s): a worker
+/// thread names itself when it starts, which on a loaded machine can come
+/// after the pipeline already says it listens.
+fn workers_settled(pid: u32, expected: usize) -> usize {
+    let start = std::time::Instant::now();
+    loop {
+        let now = workers(pid);
+        if now == expected || start.elapsed() > Duration::from_secs(10) {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[tokio::test]
 async fn the_runtime_runs_as_many_worker_threads_as_asked() {
     // Before any event: the blocking pool, which the stdout sink's writes
     // use (and which the runtime names alike), has no thread yet.
     for (threads, expected) in [("3", 3), ("1", 1)] {
         let p = Pipeline::start_with(DEV, Stdout::Collect, &[("RUM_THREADS", threads)]);
-        assert_eq!(workers(p.pid()), expected, "RUM_THREADS={threads}");
+        assert_eq!(
+            workers_settled(p.pid(), expected),
+            expected,
+            "RUM_THREADS={threads}"
+        );
         // And it serves.
         let response = post(&p, beacon("threads", 1).to_string(), &[]).await;
         assert_eq!(response.status(), 204);
@@ -1093,7 +1111,11 @@ async fn the_runtime_runs_as_many_worker_threads_as_asked() {
     }
     let available = std::thread::available_parallelism().map_or(1, |n| n.get());
     let p = Pipeline::start(DEV);
-    assert_eq!(workers(p.pid()), available, "one per core by default");
+    assert_eq!(
+        workers_settled(p.pid(), available),
+        available,
+        "one per core by default"
+    );
 }
 
 #[test]
