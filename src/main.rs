@@ -202,7 +202,11 @@ fn templates(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> 
     let mut requests = Vec::new();
     for sink in &config.sinks {
         if let SinkConfig::Elasticsearch(es) = &sink.config {
-            match es.router() {
+            match es.router().and_then(|router| {
+                // Written out to be installed: never a template for every index.
+                router.check_patterns().map_err(|e| ("index", e))?;
+                Ok(router)
+            }) {
                 Ok(router) => {
                     requests.extend(elasticsearch::templates::for_sink(es, &sink.id, &router))
                 }

@@ -20,7 +20,7 @@ use rum_pipeline::telemetry::{ComponentMetrics, Registry};
 use rum_pipeline::topology::buffer::{buffer, BufferSender};
 use rum_pipeline::topology::shutdown::ShutdownTrigger;
 use serde_json::{json, Value};
-use support::es_double::{EsDouble, ItemFault, Outage};
+use support::es_double::{EsDouble, HugeAnswers, ItemFault, Outage};
 
 /// A sink built from TOML, fed directly.
 struct Sink {
@@ -923,6 +923,44 @@ async fn a_request_whose_items_were_all_rejected_is_not_counted_ok() {
         counter(&registry, "elasticsearch_dead_lettered_events_total"),
         6
     );
+}
+
+#[tokio::test]
+async fn a_bulk_answer_over_its_cap_is_cut_counted_and_its_documents_resent() {
+    // 256 MiB of (valid JSON) whitespace before the answer, with and without a
+    // Content-Length: the cap for 10 items is about 1 MiB.
+    for content_length in [false, true] {
+        let es = EsDouble::start();
+        es.huge_answers(Some(HugeAnswers {
+            padding: 256 << 20,
+            content_length,
+            times: 1,
+        }));
+        let sink = start_sink(&base_config(&es, "batch.max_events = 10"));
+        let health = sink.health.clone();
+        let sent = events(10);
+        sink.send(sent.clone()).await;
+        let registry = sink.finish().await;
+        let case = format!("content_length = {content_length}");
+        // Read only up to the cap (plus what socket buffers took, a few MiB).
+        assert!(
+            es.padded_bytes_sent() < 64 << 20,
+            "{case}: {} bytes pulled",
+            es.padded_bytes_sent()
+        );
+        // An answer cut short says nothing about what was stored: the batch is
+        // re-sent, the stored documents answer 409 — nothing lost, nothing doubled.
+        assert_eq!(errors_of(&registry, "response_too_large"), 1, "{case}");
+        assert_eq!(outcome(&registry, "failed"), 1, "{case}");
+        assert_eq!(outcome(&registry, "ok"), 1, "{case}");
+        assert_eq!(stored_ids(&es), sent.iter().map(id).collect(), "{case}");
+        assert_eq!(counter(&registry, "component_sent_events_total"), 10);
+        assert_eq!(
+            counter(&registry, "elasticsearch_duplicate_events_total"),
+            10
+        );
+        assert!(health.degraded().is_empty(), "{case}: recovered");
+    }
 }
 
 #[tokio::test]

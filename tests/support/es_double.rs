@@ -51,6 +51,18 @@ pub enum Outage {
     Drop,
 }
 
+/// Bulk answers padded far past any sane size (leading whitespace, so the
+/// answer stays valid JSON): a client that reads bodies whole allocates it all.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HugeAnswers {
+    /// Whitespace before the real answer.
+    pub padding: usize,
+    /// Announce the length in `Content-Length` (else chunked, length unknown).
+    pub content_length: bool,
+    /// How many bulk answers get the padding (documents are stored as usual).
+    pub times: usize,
+}
+
 /// How one chosen document fails.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ItemFault {
@@ -96,6 +108,7 @@ struct Knobs {
     no_auto_create: bool,
     /// Status for every template / ILM PUT (404 or 403), if they fail.
     template_status: Option<u16>,
+    huge_answers: Option<HugeAnswers>,
 }
 
 #[derive(Default)]
@@ -122,6 +135,8 @@ struct State {
     bulk_docs: AtomicU64,
     bulk_requests: AtomicU64,
     bulk_bytes: AtomicU64,
+    /// Bytes of padded answers the client has pulled from the double.
+    padded_bytes_sent: Arc<AtomicU64>,
     outage_changed: watch::Sender<u64>,
 }
 
@@ -152,6 +167,7 @@ impl EsDouble {
             bulk_docs: AtomicU64::new(0),
             bulk_requests: AtomicU64::new(0),
             bulk_bytes: AtomicU64::new(0),
+            padded_bytes_sent: Arc::new(AtomicU64::new(0)),
             outage_changed,
         });
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -227,6 +243,17 @@ impl EsDouble {
     /// write-only API key), or are acknowledged (`None`).
     pub fn fail_templates(&self, status: Option<u16>) {
         self.state.knobs.lock().unwrap().template_status = status;
+    }
+
+    /// Pads the next `times` bulk answers (see [`HugeAnswers`]).
+    pub fn huge_answers(&self, huge: Option<HugeAnswers>) {
+        self.state.knobs.lock().unwrap().huge_answers = huge;
+    }
+
+    /// Bytes of padded answers handed to the connection so far (what the
+    /// client read, plus what socket buffers hold).
+    pub fn padded_bytes_sent(&self) -> u64 {
+        self.state.padded_bytes_sent.load(Ordering::SeqCst)
     }
 
     /// Indices created by `PUT /{index}`.
@@ -363,6 +390,47 @@ impl std::error::Error for Dropped {}
 
 type Answer = Result<Response<Full<Bytes>>, Dropped>;
 
+/// What goes on the wire: a prepared answer, or a padded one made as it is sent.
+type WireBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+static SPACES: [u8; 64 * 1024] = [b' '; 64 * 1024];
+
+/// `answer` behind `huge.padding` spaces, produced only as the connection
+/// takes it (so the double itself stays small), counted in `sent`.
+async fn padded(
+    answer: Response<Full<Bytes>>,
+    huge: HugeAnswers,
+    sent: Arc<AtomicU64>,
+) -> Response<WireBody> {
+    use futures::StreamExt as _;
+    let (mut parts, body) = answer.into_parts();
+    let json = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let total = huge.padding + json.len();
+    let mut chunks: Vec<Bytes> = (0..huge.padding / SPACES.len())
+        .map(|_| Bytes::from_static(&SPACES))
+        .collect();
+    chunks.push(Bytes::from_static(&SPACES[..huge.padding % SPACES.len()]));
+    chunks.push(json);
+    let stream = futures::stream::iter(chunks).map(move |chunk| {
+        sent.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(chunk))
+    });
+    if huge.content_length {
+        parts.headers.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(total as u64),
+        );
+    }
+    Response::from_parts(
+        parts,
+        BodyExt::boxed(http_body_util::StreamBody::new(stream)),
+    )
+}
+
 fn json_response(status: u16, body: Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() =
@@ -392,7 +460,7 @@ impl Drop for InFlight<'_> {
 async fn handle(
     state: Arc<State>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Dropped> {
+) -> Result<Response<WireBody>, Dropped> {
     let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     state.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let _guard = InFlight(&state);
@@ -422,8 +490,23 @@ async fn handle(
     if let Ok(response) = &answer {
         seen.status = response.status().as_u16();
     }
+    let huge = {
+        let mut knobs = state.knobs.lock().unwrap();
+        match &mut knobs.huge_answers {
+            Some(huge) if huge.times > 0 && seen.path.ends_with("/_bulk") => {
+                huge.times -= 1;
+                Some(*huge)
+            }
+            _ => None,
+        }
+    };
     state.seen.lock().unwrap().push(seen);
-    answer
+    match (answer, huge) {
+        (Ok(response), Some(huge)) => {
+            Ok(padded(response, huge, state.padded_bytes_sent.clone()).await)
+        }
+        (answer, _) => answer.map(|r| r.map(BodyExt::boxed)),
+    }
 }
 
 async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {

@@ -521,6 +521,16 @@ impl CheckConfig for ElasticsearchConfig {
                 if let Err(e) = self.index_plan(&router) {
                     problems.push(("create_indices_ahead_minutes", e));
                 }
+                if self.manage_template {
+                    if let Err(e) = router.check_patterns() {
+                        let key = if self.index.is_some() {
+                            "index"
+                        } else {
+                            "index_prefix"
+                        };
+                        problems.push((key, e));
+                    }
+                }
             }
         }
         if self.create_indices_ahead_minutes > 24 * 60 {

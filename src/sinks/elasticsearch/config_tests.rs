@@ -229,3 +229,29 @@ retry.shutdown_deadline_secs = {deadline}
     assert!(pipeline("shutdown_timeout_secs = 70", 60).is_ok());
     assert!(pipeline("shutdown_timeout_secs = 30", 60).is_err());
 }
+
+#[test]
+fn managed_templates_never_match_every_index_of_the_cluster() {
+    // A name that starts with a field or a date has the index pattern `*`:
+    // the template (with its ILM delete policy) would apply to every new
+    // index of the cluster, not only to this sink's.
+    for index in ["{{ rum.type }}-%Y.%m.%d", "%Y.%m.%d", "{{ service.name }}"] {
+        let text = format!(
+            "endpoints = \"http://localhost:9200\"\nmanage_template = true\nilm_retention_days = 7\nindex = \"{index}\"\nindex_allowed_values.\"service.name\" = [\"shop\"]"
+        );
+        let c = parse(&text).unwrap();
+        let problems = c.check();
+        assert!(
+            problems
+                .iter()
+                .any(|(key, message)| *key == "index" && message.contains("every index")),
+            "{index}: {problems:?}"
+        );
+        // Without templates the name alone is fine.
+        let c =
+            parse(&text.replace("manage_template = true\nilm_retention_days = 7\n", "")).unwrap();
+        assert!(c.check().is_empty(), "{index}: {:?}", c.check());
+    }
+    let c = parse("endpoints = \"http://localhost:9200\"\nmanage_template = true\nindex = \"rum-{{ rum.type }}-%Y.%m.%d\"").unwrap();
+    assert!(c.check().is_empty(), "{:?}", c.check());
+}

@@ -117,6 +117,7 @@ fn reply(status: u16, body: Value) -> Reply {
         retry_after: None,
         wire_bytes: 0,
         body,
+        truncated: false,
     }
 }
 

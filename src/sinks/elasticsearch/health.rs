@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
-use super::request::EsClient;
-use super::retry::Failure;
+use super::request::{EsClient, ANSWER_BYTES_MARGIN};
+use super::retry::{Failure, RESPONSE_TOO_LARGE};
 
 /// What `GET /` says, as one line for the log, and whether that engine is
 /// known to speak `_bulk` as this sink expects.
@@ -22,6 +22,14 @@ pub async fn check(client: &EsClient) -> Result<ClusterInfo, Failure> {
             Some(reply.status),
             "healthcheck_failed",
             format!("GET / answered {}", reply.status),
+        ));
+    }
+    // Only its beginning was read: not a root document.
+    if reply.truncated {
+        return Err(Failure::new(
+            Some(reply.status),
+            RESPONSE_TOO_LARGE,
+            format!("GET / answered more than {ANSWER_BYTES_MARGIN} bytes"),
         ));
     }
     Ok(describe(&reply.body))
@@ -72,6 +80,46 @@ pub fn describe(body: &[u8]) -> ClusterInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sinks::elasticsearch::request::ClientSettings;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    #[tokio::test]
+    async fn a_root_document_past_the_limit_is_not_read_whole() {
+        // An endpoint that answers `GET /` with a body that never ends
+        // (close-delimited, no length).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 1024];
+            let _ = stream.read(&mut head).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"version\":{\"number\":\"8.15.0\"},\"x\":\"")
+                .await;
+            let chunk = vec![b'a'; 64 * 1024];
+            let mut written = 0usize;
+            while stream.write_all(&chunk).await.is_ok() {
+                written += chunk.len();
+            }
+            written
+        });
+        let client = EsClient::new(ClientSettings {
+            endpoints: vec![format!("http://{addr}").parse().unwrap()],
+            credentials: None,
+            ca_pem: None,
+            verify_certificates: true,
+            timeout: std::time::Duration::from_secs(30),
+            gzip: false,
+            bulk_answer_limit: ANSWER_BYTES_MARGIN,
+        })
+        .unwrap();
+        let failure = check(&client).await.unwrap_err();
+        assert_eq!(failure.error_type, RESPONSE_TOO_LARGE);
+        drop(client);
+        // The client hung up soon after the limit: the server's writes failed.
+        let written = server.await.unwrap();
+        assert!(written < 16 << 20, "{written} bytes written");
+    }
 
     #[test]
     fn reads_root_documents() {

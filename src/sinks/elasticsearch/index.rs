@@ -158,6 +158,19 @@ impl IndexRouter {
         self.templates().iter().map(|t| t.pattern()).collect()
     }
 
+    /// For index templates: a pattern that starts with `*` (a name starting
+    /// with a field or a date) matches every index of the cluster, so the
+    /// template — mappings, and the ILM policy that deletes — would apply
+    /// to other applications' indices too.
+    pub fn check_patterns(&self) -> Result<(), String> {
+        match self.patterns().into_iter().find(|p| p.starts_with('*')) {
+            Some(pattern) => Err(format!(
+                "the index template for these names would match `{pattern}`, i.e. every index of the cluster: start the name with literal text (e.g. `rum-`)"
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Renders every template with the longest and the fallback values and
     /// checks what Elasticsearch checks.
     fn check_names(&self) -> Result<(), (&'static str, String)> {

@@ -28,6 +28,9 @@ pub struct SinkMetrics {
     pub requests_failed: Counter,
     pub latency: Arc<Histogram>,
     pub request_errors: Counter,
+    /// Failed requests whose answer was longer than the sink reads (counted
+    /// instead of `request_errors`).
+    pub response_too_large: Counter,
     pub documents_rejected: Counter,
     pub dead_letter_errors: Counter,
 }
@@ -83,6 +86,7 @@ impl SinkMetrics {
                 LATENCY_BUCKETS,
             ),
             request_errors: component.errors("request_failed", "sending"),
+            response_too_large: component.errors(super::retry::RESPONSE_TOO_LARGE, "sending"),
             documents_rejected: component.errors("document_rejected", "sending"),
             dead_letter_errors: component.errors("dead_letter_failed", "sending"),
             component,

@@ -129,6 +129,7 @@ impl ElasticsearchConfig {
             verify_certificates: self.tls.verify_certificates,
             timeout: Duration::from_millis(self.request.timeout_ms),
             gzip: self.compression == Compression::Gzip,
+            bulk_answer_limit: request::bulk_answer_limit(self.batch.max_events),
         })?;
         let client = Arc::new(client);
         let settings = self.settings();

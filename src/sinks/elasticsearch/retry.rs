@@ -44,6 +44,9 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// `error_type` of an answer longer than the sink reads.
+pub const RESPONSE_TOO_LARGE: &str = "response_too_large";
+
 /// What to do with the items of one attempt.
 #[derive(Debug, PartialEq)]
 pub enum Verdict {
@@ -75,6 +78,8 @@ pub enum Answer<'a> {
         status: u16,
         retry_after: Option<Duration>,
         body: &'a [u8],
+        /// `body` is only the beginning of a longer answer (see `Reply`).
+        truncated: bool,
     },
     /// No HTTP answer: connection refused or dropped, timeout, TLS...
     NoResponse(Failure),
@@ -93,7 +98,25 @@ pub fn judge(answer: &Answer<'_>, sent: usize) -> Verdict {
             status,
             retry_after,
             body,
-        } => (*status, *retry_after, *body),
+            truncated,
+        } => {
+            // Its items cannot all be read, so nothing is known to be stored:
+            // like an unreadable answer, and `_id`s make the re-send harmless.
+            if *truncated && (200..300).contains(status) {
+                return Verdict::RetryAll {
+                    failure: Failure::new(
+                        Some(*status),
+                        RESPONSE_TOO_LARGE,
+                        format!(
+                            "the bulk answer for {sent} documents is longer than the sink reads (1 MiB + 4 KiB per document in a batch)"
+                        ),
+                    ),
+                    retry_after: None,
+                };
+            }
+            // Otherwise the status decides, and the beginning gives the reason.
+            (*status, *retry_after, *body)
+        }
     };
     match status {
         200..=299 => match read_items(body, sent) {
@@ -300,6 +323,7 @@ mod tests {
                 status: 200,
                 retry_after: None,
                 body: body.as_bytes(),
+                truncated: false,
             },
             sent,
         )
@@ -418,6 +442,7 @@ mod tests {
                     status,
                     retry_after: Some(Duration::from_secs(3)),
                     body: body.as_bytes(),
+                    truncated: false,
                 },
                 5,
             )
@@ -452,6 +477,35 @@ mod tests {
         assert!(matches!(judge_status(415, "nope"), Verdict::RejectAll(_)));
         let none = Answer::NoResponse(Failure::new(None, "timeout", "no answer within 30s"));
         assert!(matches!(judge(&none, 5), Verdict::RetryAll { .. }));
+    }
+
+    #[test]
+    fn an_answer_cut_at_the_limit_retries_a_2xx_and_keeps_other_statuses() {
+        let cut = |status: u16, body: &str| {
+            judge(
+                &Answer::Response {
+                    status,
+                    retry_after: None,
+                    body: body.as_bytes(),
+                    truncated: true,
+                },
+                2,
+            )
+        };
+        // Even a beginning that parses (whitespace cut off) is not trusted.
+        match cut(
+            200,
+            r#"{"errors":false,"items":[{"create":{"status":201}},{"create":{"status":201}}]}"#,
+        ) {
+            Verdict::RetryAll { failure, .. } => {
+                assert_eq!(failure.error_type, RESPONSE_TOO_LARGE);
+                assert_eq!(failure.status, Some(200));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(cut(503, "<html>"), Verdict::RetryAll { .. }));
+        assert!(matches!(cut(400, ""), Verdict::RejectAll(_)));
+        assert!(matches!(cut(413, ""), Verdict::Split(_)));
     }
 
     #[test]

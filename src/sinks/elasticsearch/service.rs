@@ -460,6 +460,11 @@ async fn deliver(
                 }
             };
             metrics.latency.observe(started.elapsed().as_secs_f64());
+            // A failed request counts once, as too large when its answer was cut.
+            let request_errors = match &answer {
+                Ok(reply) if reply.truncated => &metrics.response_too_large,
+                _ => &metrics.request_errors,
+            };
             let verdict = match &answer {
                 Ok(reply) => {
                     metrics.sent_bytes.add(reply.wire_bytes as u64);
@@ -468,6 +473,7 @@ async fn deliver(
                             status: reply.status,
                             retry_after: reply.retry_after,
                             body: &reply.body,
+                            truncated: reply.truncated,
                         },
                         pending.len(),
                     )
@@ -518,12 +524,12 @@ async fn deliver(
                     retry_after,
                 } => {
                     metrics.requests_failed.inc();
-                    metrics.request_errors.inc();
+                    request_errors.inc();
                     (pending.clone(), failure, retry_after)
                 }
                 Verdict::RejectAll(failure) => {
                     metrics.requests_failed.inc();
-                    metrics.request_errors.inc();
+                    request_errors.inc();
                     metrics.documents_rejected.add(pending.len() as u64);
                     let all: Vec<_> = pending.iter().map(|&i| (i, failure.clone())).collect();
                     shared.dead_letter(&body, &items, &all).await;
@@ -532,7 +538,7 @@ async fn deliver(
                 }
                 Verdict::Split(failure) => {
                     metrics.requests_failed.inc();
-                    metrics.request_errors.inc();
+                    request_errors.inc();
                     if pending.len() == 1 {
                         shared
                             .dead_letter(&body, &items, &[(pending[0], failure)])
