@@ -393,7 +393,14 @@ impl UrlScrubber {
     /// `#/route?x=1` (hash router: a path and a query), or a plain anchor.
     fn scrub_fragment(&self, fragment: &str) -> Option<String> {
         if let Some((route, query)) = fragment.split_once('?') {
-            let new_route = self.scrub_path(route);
+            // Before the `?` sit either a route or parameters whose value
+            // holds the `?` (`#access_token=...&redirect=/p?x=1`): read
+            // parameters as parameters, or their names go unseen.
+            let new_route = if route.contains('=') {
+                self.scrub_pairs(route)
+            } else {
+                self.scrub_path(route)
+            };
             let new_query = self.scrub_pairs(query);
             if new_route.is_none() && new_query.is_none() {
                 return None;

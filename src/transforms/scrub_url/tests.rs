@@ -858,3 +858,22 @@ fn a_beacons_shared_context_is_scrubbed_once_for_all_its_events() {
         "the context's unparseable referrer counts for each event"
     );
 }
+
+#[test]
+fn fragment_parameters_before_a_question_mark_are_scrubbed() {
+    // An OAuth redirect fragment whose return path carries its own query:
+    // the `?` belongs to a value, the pairs before it are still parameters.
+    assert_eq!(
+        scrub("https://e.com/cb#access_token=SECRET1&redirect=/page?x=1"),
+        "https://e.com/cb#access_token=REDACTED&redirect=/page?x=1"
+    );
+    assert_eq!(
+        scrub("https://e.com/cb#state=s&id_token=SECRET2?x=1&sid=SECRET3"),
+        "https://e.com/cb#state=REDACTED&id_token=REDACTED?x=1&sid=REDACTED"
+    );
+    // A hash route and its query are still read as such.
+    assert_eq!(
+        scrub("https://e.com/#/reset?email=a%40b.com&step=2"),
+        "https://e.com/#/reset?email=REDACTED&step=2"
+    );
+}
