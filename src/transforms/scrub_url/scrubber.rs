@@ -439,9 +439,7 @@ impl UrlScrubber {
         let mut unparseable = 0;
         let mut search = 0;
         while let Some(found) = find_url_start(text, search) {
-            let end = text[found..]
-                .find(|c: char| c.is_whitespace() || "\"'<>()`\\{}|^[]".contains(c))
-                .map_or(text.len(), |n| found + n);
+            let end = url_end(text, found);
             let (url, _suffix) = split_position_suffix(&text[found..end]);
             let url_end = found + url.len();
             match self.scrub(url, None).url {
@@ -500,6 +498,33 @@ fn find_url_start(text: &str, from: usize) -> Option<usize> {
         at = start + 4;
     }
     None
+}
+
+/// Where the URL starting at `start` in free text ends: at whitespace, a
+/// quote, `<`, `>`, `` ` ``, `\`, or a closing bracket it did not open.
+/// Brackets, `|` and `^` are left raw in queries (and `[]` in IPv6 hosts),
+/// so a URL holding them goes on: `?filter[a]=1&token=...` is one URL, and
+/// cutting it at `[` left the token unscrubbed. `(https://e.com/a.js:1:2)`
+/// still ends before its `)`.
+fn url_end(text: &str, start: usize) -> usize {
+    let mut open = [0usize; 3];
+    for (i, c) in text[start..].char_indices() {
+        let kind = match c {
+            '(' | ')' => 0,
+            '[' | ']' => 1,
+            '{' | '}' => 2,
+            c if c.is_whitespace() || "\"'<>`\\".contains(c) => return start + i,
+            _ => continue,
+        };
+        if matches!(c, '(' | '[' | '{') {
+            open[kind] += 1;
+        } else if open[kind] == 0 {
+            return start + i;
+        } else {
+            open[kind] -= 1;
+        }
+    }
+    text.len()
 }
 
 /// `https://x/app.js:10:5` → (`https://x/app.js`, `:10:5`); trailing

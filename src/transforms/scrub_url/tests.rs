@@ -877,3 +877,41 @@ fn fragment_parameters_before_a_question_mark_are_scrubbed() {
         "https://e.com/#/reset?email=REDACTED&step=2"
     );
 }
+
+#[test]
+fn urls_in_text_run_past_brackets_and_bars_they_hold() {
+    let (t, _) = transform("");
+    for (text, scrubbed) in [
+        // PHP-style array names before the secret.
+        (
+            "at f (https://e.com/app.js?filter[a]=1&token=SECRETA:1:2)",
+            "at f (https://e.com/app.js?filter[a]=1&token=REDACTED:1:2)",
+        ),
+        // An IPv6 host (a dev server): a whole URL, not an unparseable `https://`.
+        (
+            "at https://[::1]:8080/app.js?token=SECRETB:1:2",
+            "at https://[::1]:8080/app.js?token=REDACTED:1:2",
+        ),
+        (
+            "see https://e.com/wiki/Foo_(bar)?token=SECRETD.",
+            "see https://e.com/wiki/Foo_(bar)?token=REDACTED.",
+        ),
+        (
+            "x https://e.com/a?q={x}&token=SECRETE",
+            "x https://e.com/a?q={x}&token=REDACTED",
+        ),
+        (
+            "x https://e.com/a?q=a|b^c&token=SECRETF",
+            "x https://e.com/a?q=a|b^c&token=REDACTED",
+        ),
+        // A bracket the URL did not open still ends it.
+        (
+            "[https://e.com/a?token=SECRETG] (https://e.com/b?sid=SECRETH)",
+            "[https://e.com/a?token=REDACTED] (https://e.com/b?sid=REDACTED)",
+        ),
+    ] {
+        let (new, unparseable) = t.scrubber.scrub_text(text);
+        assert_eq!(new.as_deref(), Some(scrubbed), "{text}");
+        assert_eq!(unparseable, 0, "{text}");
+    }
+}
