@@ -487,17 +487,17 @@ fn push_param(out: &mut String, param: &str) {
     out.push_str(param);
 }
 
+/// The next `http://` or `https://` at or after `from`, in any case: a
+/// scheme is case-insensitive, and `HTTPS://…?token=` parses like any other.
 fn find_url_start(text: &str, from: usize) -> Option<usize> {
-    let mut at = from;
-    while let Some(n) = text.get(at..)?.find("http") {
-        let start = at + n;
-        let rest = &text[start + 4..];
-        if rest.starts_with("://") || rest.starts_with("s://") {
-            return Some(start);
-        }
-        at = start + 4;
-    }
-    None
+    let bytes = text.as_bytes();
+    let at = |start: usize, scheme: &[u8]| {
+        bytes
+            .get(start..start + scheme.len())
+            .is_some_and(|b| b.eq_ignore_ascii_case(scheme))
+    };
+    (from..bytes.len())
+        .find(|&i| bytes[i] | 0x20 == b'h' && (at(i, b"http://") || at(i, b"https://")))
 }
 
 /// Where the URL starting at `start` in free text ends: at whitespace, a

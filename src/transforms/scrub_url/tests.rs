@@ -915,3 +915,15 @@ fn urls_in_text_run_past_brackets_and_bars_they_hold() {
         assert_eq!(unparseable, 0, "{text}");
     }
 }
+
+#[test]
+fn urls_in_text_are_found_whatever_the_case_of_their_scheme() {
+    let (t, _) = transform("");
+    let (new, _) = t
+        .scrubber
+        .scrub_text("GET HTTPS://e.com/x?token=SECRETC failed; Http://e.com/?sid=SECRETD");
+    assert_eq!(
+        new.as_deref(),
+        Some("GET https://e.com/x?token=REDACTED failed; http://e.com/?sid=REDACTED")
+    );
+}
