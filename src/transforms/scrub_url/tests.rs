@@ -927,3 +927,28 @@ fn urls_in_text_are_found_whatever_the_case_of_their_scheme() {
         Some("GET https://e.com/x?token=REDACTED failed; http://e.com/?sid=REDACTED")
     );
 }
+
+#[test]
+fn a_short_replacement_does_not_turn_ordinary_segments_into_ids() {
+    for (replacement, path, expected) in [
+        (
+            "x",
+            "/products/xbox/index.html",
+            "/products/xbox/index.html",
+        ),
+        ("-", "/blue-running-shoes", "/blue-running-shoes"),
+        (".", "/docs/intro.html", "/docs/intro.html"),
+        // A segment a redaction went into is still an id.
+        ("x", "/u/jane@e.com/orders", "/u/:id/orders"),
+        ("-", "/order-4111111111111111/pay", "/:id/pay"),
+        ("REDACTED", "/u/contact-REDACTED", "/u/:id"),
+    ] {
+        let (t, _) = transform(&format!("replacement = {replacement:?}"));
+        let outcome = t.scrubber.scrub(path, t.templates.as_ref());
+        assert_eq!(
+            outcome.template.as_deref(),
+            Some(expected),
+            "{replacement} {path}"
+        );
+    }
+}
