@@ -64,7 +64,7 @@ pub struct ScrubUrlConfig {
     pub text_fields: Vec<String>,
     /// Query, fragment and `;`-parameter names whose values are secrets.
     /// Compared case-insensitively after percent-decoding; `user[password]`
-    /// and `token[]` match `password` and `token`. Setting it replaces the
+    /// and `token[]` (or `token[0]`) match `password` and `token`. Setting it replaces the
     /// default list.
     #[serde(default = "default_params")]
     pub params: Vec<String>,

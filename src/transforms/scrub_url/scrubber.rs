@@ -379,7 +379,16 @@ impl UrlScrubber {
         let spaced = raw.replace('+', " ");
         let decoded = percent_decode_str(&spaced).decode_utf8_lossy();
         let name = decoded.trim().to_lowercase();
-        let name = name.strip_suffix("[]").unwrap_or(&name);
+        // `token[]` and `token[0]` (`qs`, axios and Express write arrays
+        // with indices) are arrays of the same value: their index says
+        // nothing, the key before it does.
+        let mut name = name.as_str();
+        while let Some(inner) = name.strip_suffix(']').and_then(|n| n.rsplit_once('[')) {
+            match inner {
+                (base, index) if index.bytes().all(|b| b.is_ascii_digit()) => name = base,
+                _ => break,
+            }
+        }
         if known(name) {
             return true;
         }

@@ -952,3 +952,16 @@ fn a_short_replacement_does_not_turn_ordinary_segments_into_ids() {
         );
     }
 }
+
+#[test]
+fn indexed_array_names_match_like_empty_brackets() {
+    // `qs` (axios, Express) writes arrays with indices by default.
+    assert_eq!(
+        scrub("https://e.com/?token[0]=SECRET1&user[password][1]=SECRET2&ids[0]=7"),
+        "https://e.com/?token[0]=REDACTED&user[password][1]=REDACTED&ids[0]=7"
+    );
+    assert_eq!(
+        scrub("https://e.com/?token%5B0%5D%5B%5D=SECRET3"),
+        "https://e.com/?token%5B0%5D%5B%5D=REDACTED"
+    );
+}
