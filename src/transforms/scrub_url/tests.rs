@@ -965,3 +965,18 @@ fn indexed_array_names_match_like_empty_brackets() {
         "https://e.com/?token%5B0%5D%5B%5D=REDACTED"
     );
 }
+
+#[test]
+fn addresses_with_letters_beyond_ascii_are_redacted_whole() {
+    let r = |s: &str| redact_values(s, 13, "R");
+    assert_eq!(r("jörg.müller@example.com"), Some("R".into()));
+    assert_eq!(r("an jane@bücher.de!"), Some("an R!".into()));
+    assert_eq!(r("ivan@пример.рф"), Some("R".into()));
+    assert_eq!(r("«jane@x.com»"), Some("«R»".into()));
+    assert_eq!(r("jane@bücher"), None);
+    assert_eq!(
+        scrub("https://e.com/u/j%C3%B6rg.m%C3%BCller@b%C3%BCcher.de/orders"),
+        "https://e.com/u/REDACTED/orders"
+    );
+    assert!(is_id_like("jane@bücher.de"));
+}
