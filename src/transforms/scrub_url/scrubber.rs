@@ -401,6 +401,30 @@ impl UrlScrubber {
     /// The fragment: `#access_token=...&state=...` (parameters),
     /// `#/route?x=1` (hash router: a path and a query), or a plain anchor.
     fn scrub_fragment(&self, fragment: &str) -> Option<String> {
+        if !fragment.contains('#') {
+            return self.scrub_fragment_part(fragment);
+        }
+        // A `#` inside the fragment starts another one: an OAuth provider
+        // appends `#access_token=...` to a redirect URI that already holds
+        // a hash route (`#/callback#access_token=...`). Each part is read
+        // on its own, or the token would sit in a parameter named
+        // `/callback#access_token`.
+        let mut changed = false;
+        let parts: Vec<Cow<str>> = fragment
+            .split('#')
+            .map(|part| match self.scrub_fragment_part(part) {
+                Some(new) => {
+                    changed = true;
+                    Cow::Owned(new)
+                }
+                None => Cow::Borrowed(part),
+            })
+            .collect();
+        changed.then(|| parts.join("#"))
+    }
+
+    /// One `#`-free part of a fragment.
+    fn scrub_fragment_part(&self, fragment: &str) -> Option<String> {
         if let Some((route, query)) = fragment.split_once('?') {
             // Before the `?` sit either a route or parameters whose value
             // holds the `?` (`#access_token=...&redirect=/p?x=1`): read

@@ -980,3 +980,22 @@ fn addresses_with_letters_beyond_ascii_are_redacted_whole() {
     );
     assert!(is_id_like("jane@bücher.de"));
 }
+
+#[test]
+fn a_token_appended_to_a_hash_route_as_a_second_fragment_is_scrubbed() {
+    // An OAuth provider appending `#access_token=...` to a redirect URI that
+    // already has a hash route.
+    assert_eq!(
+        scrub("https://app.example.com/#/callback#access_token=SECRET1&expires_in=3600"),
+        "https://app.example.com/#/callback#access_token=REDACTED&expires_in=3600"
+    );
+    assert_eq!(
+        scrub("https://app.example.com/#/cb?x=1#id_token=SECRET2"),
+        "https://app.example.com/#/cb?x=1#id_token=REDACTED"
+    );
+    assert_eq!(
+        scrub("/app#/callback#access_token=SECRET3"),
+        "/app#/callback#access_token=REDACTED"
+    );
+    assert_eq!(scrub("https://e.com/a#b#c"), "https://e.com/a#b#c");
+}
