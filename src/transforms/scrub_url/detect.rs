@@ -57,11 +57,25 @@ fn find_emails(text: &str, spans: &mut Vec<(usize, usize)>) {
             .find(|c: char| !is_domain_part(c))
             .unwrap_or(after.len());
         let domain = after[..domain_len].trim_end_matches(['.', '-']);
-        let end = at + 1 + domain.len();
-        let tld_ok = domain.rsplit_once('.').is_some_and(|(_, tld)| {
-            tld.chars().nth(1).is_some() && tld.chars().all(char::is_alphabetic)
+        // The top-level label ends where its letters do, and is the last
+        // label that has two: in `x.io4111…` or `x.io.4111…` (text glued to
+        // the address) the address is `x.io`, not nothing.
+        let tld_end = domain.rmatch_indices('.').find_map(|(dot, _)| {
+            let label = domain[dot + 1..].split('.').next().unwrap_or_default();
+            let letters = label
+                .find(|c: char| !c.is_alphabetic())
+                .unwrap_or(label.len());
+            label[..letters]
+                .chars()
+                .nth(1)
+                .is_some()
+                .then_some(dot + 1 + letters)
         });
-        if start < at && tld_ok && domain.starts_with(char::is_alphanumeric) {
+        let Some(tld_end) = tld_end else {
+            continue;
+        };
+        let end = at + 1 + tld_end;
+        if start < at && domain.starts_with(char::is_alphanumeric) {
             spans.push((start, end));
         }
     }

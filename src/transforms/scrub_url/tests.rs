@@ -999,3 +999,18 @@ fn a_token_appended_to_a_hash_route_as_a_second_fragment_is_scrubbed() {
     );
     assert_eq!(scrub("https://e.com/a#b#c"), "https://e.com/a#b#c");
 }
+
+#[test]
+fn an_address_glued_to_what_follows_is_still_redacted() {
+    let r = |s: &str| redact_values(s, 13, "R");
+    // The top-level label ends where its letters end.
+    assert_eq!(r("jane@x.com1234"), Some("R1234".into()));
+    assert_eq!(r("jane@x.ioé4111111111111111"), Some("RR".into()));
+    // A newline the parser drops glues the address to what follows.
+    assert_eq!(
+        scrub("https://e.com/jane@x.io\n\u{e9}4111111111111111"),
+        "https://e.com/REDACTEDREDACTED"
+    );
+    assert_eq!(r("jane@x.io.4111111111111111"), Some("R.R".into()));
+    assert_eq!(r("a@b.c0"), None);
+}
