@@ -132,6 +132,9 @@ fn default_fields() -> Vec<String> {
         schema::CSP_DOCUMENT_URI,
         schema::CSP_SOURCE_FILE,
         CSP_REFERRER,
+        // The script an error came from; the page URL itself (with its
+        // query) for an inline script.
+        schema::RUM_ERROR_SOURCE,
     ]
     .map(String::from)
     .into_iter()
@@ -388,7 +391,7 @@ impl ScrubField {
 
 /// Which configured fields (`fields`, then `text_fields`, by index) an event
 /// holds as its own, found in one walk over its own slots: an event holds
-/// one or two of the eighteen default fields, and a search per configured field
+/// one or two of the nineteen default fields, and a search per configured field
 /// cost more than scrubbing the ones it holds.
 struct Watch {
     /// Per slot id, the bits of the fields in that slot (or below it).

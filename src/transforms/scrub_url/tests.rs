@@ -1014,3 +1014,17 @@ fn an_address_glued_to_what_follows_is_still_redacted() {
     assert_eq!(r("jane@x.io.4111111111111111"), Some("R.R".into()));
     assert_eq!(r("a@b.c0"), None);
 }
+
+#[test]
+fn default_fields_cover_the_file_an_error_came_from() {
+    // `ErrorEvent.filename`: the page itself for an inline script.
+    let (mut t, _) = transform("");
+    let mut batch = vec![Event::from(json!({
+        "rum": {"error": {"source": "https://e.com/reset?token=SECRET1&email=jane%40e.com", "line": 3}}
+    }))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get_str("rum.error.source"),
+        Some("https://e.com/reset?token=REDACTED&email=REDACTED")
+    );
+}
