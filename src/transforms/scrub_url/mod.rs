@@ -138,6 +138,8 @@ fn default_fields() -> Vec<String> {
     ]
     .map(String::from)
     .into_iter()
+    // web-vitals' LCP attribution: the URL of the resource painted.
+    .chain([format!("{}.url", schema::RUM_VITAL_ATTRIBUTION)])
     .chain(
         REPORT_BODY_URL_KEYS
             .iter()
@@ -391,7 +393,7 @@ impl ScrubField {
 
 /// Which configured fields (`fields`, then `text_fields`, by index) an event
 /// holds as its own, found in one walk over its own slots: an event holds
-/// one or two of the nineteen default fields, and a search per configured field
+/// one or two of the twenty default fields, and a search per configured field
 /// cost more than scrubbing the ones it holds.
 struct Watch {
     /// Per slot id, the bits of the fields in that slot (or below it).

@@ -1028,3 +1028,22 @@ fn default_fields_cover_the_file_an_error_came_from() {
         Some("https://e.com/reset?token=REDACTED&email=REDACTED")
     );
 }
+
+#[test]
+fn default_fields_cover_the_url_of_the_largest_contentful_paint() {
+    // web-vitals' LCP attribution names the image it painted: signed URLs.
+    let (mut t, _) = transform("");
+    let mut batch = vec![Event::from(json!({
+        "rum": {"vital": {"name": "LCP", "attribution": {
+            "url": "https://img.e.com/hero.jpg?sig=SECRET1&w=800",
+            "target": "main>img"
+        }}}
+    }))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get(schema::RUM_VITAL_ATTRIBUTION),
+        Some(
+            &json!({"url": "https://img.e.com/hero.jpg?sig=REDACTED&w=800", "target": "main>img"})
+        )
+    );
+}
