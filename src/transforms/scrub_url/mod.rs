@@ -278,6 +278,7 @@ impl ScrubUrlConfig {
                 redact_values: self.redact_values,
                 min_digit_run: self.min_digit_run,
                 strip_fragment: self.strip_fragment,
+                nested: Default::default(),
             },
             templates: self.path_template.then(|| PathTemplate {
                 routes,

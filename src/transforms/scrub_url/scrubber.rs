@@ -3,6 +3,7 @@
 //! URL is still the WHATWG serialization of a valid URL.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use url::Url;
@@ -55,6 +56,9 @@ pub struct UrlScrubber {
     pub(super) redact_values: bool,
     pub(super) min_digit_run: usize,
     pub(super) strip_fragment: bool,
+    /// Set while a URL inside a parameter value is scrubbed, so a URL
+    /// inside that one is not (see `scrub_nested_url`).
+    pub(super) nested: Cell<bool>,
 }
 
 /// What to do with one `name=value` pair.
@@ -352,7 +356,12 @@ impl UrlScrubber {
             };
         }
         let new_name = self.redact_component(name);
-        let new_value = value.and_then(|v| self.redact_component(v));
+        // A nested URL first: its own rules cover the value rules, and an
+        // address redacted first could break the URL (`u:p@x.com`).
+        let new_value = value.and_then(|v| {
+            self.scrub_nested_url(v)
+                .or_else(|| self.redact_component(v))
+        });
         if new_name.is_none() && new_value.is_none() {
             return Pair::Same;
         }
@@ -362,6 +371,27 @@ impl UrlScrubber {
             out.push_str(new_value.as_deref().unwrap_or(value));
         }
         Pair::Replace(out)
+    }
+
+    /// A value that is itself a URL with a query or fragment (a login
+    /// page's `?returnUrl=%2Freset%3Ftoken%3D...`, `?next=/reset?token=...`):
+    /// the URL scrubbed and written back encoded, or `None` when it holds
+    /// nothing. One level deep only, so a crafted nest costs no recursion.
+    fn scrub_nested_url(&self, raw: &str) -> Option<String> {
+        if self.nested.get() || !(raw.contains('=') || raw.contains("%3D") || raw.contains("%3d")) {
+            return None;
+        }
+        let decoded = percent_decode_str(raw).decode_utf8_lossy();
+        if !decoded.contains(['?', '#']) {
+            return None;
+        }
+        self.nested.set(true);
+        let outcome = self.scrub(&decoded, None);
+        self.nested.set(false);
+        match outcome.url {
+            Scrubbed::Changed(url) => Some(utf8_percent_encode(&url, COMPONENT).to_string()),
+            _ => None,
+        }
     }
 
     /// `Token`, `%74oken`, `token[]`, `user[token]` all name `token`.

@@ -1047,3 +1047,37 @@ fn default_fields_cover_the_url_of_the_largest_contentful_paint() {
         )
     );
 }
+
+#[test]
+fn a_url_inside_a_parameter_value_is_scrubbed_too() {
+    // A login page sends the visitor back where they came from: a reset
+    // link with its token, encoded or not.
+    assert_eq!(
+        scrub("https://e.com/login?returnUrl=%2Freset%3Ftoken%3DSECRET1&lang=de"),
+        "https://e.com/login?returnUrl=%2Freset%3Ftoken%3DREDACTED&lang=de"
+    );
+    assert_eq!(
+        scrub("https://e.com/login?next=/reset?token=SECRET2"),
+        "https://e.com/login?next=%2Freset%3Ftoken%3DREDACTED"
+    );
+    assert_eq!(
+        scrub("https://e.com/go?to=https%3A%2F%2Fu%3Ap%40x.com%2Fcb%23access_token%3DSECRET3"),
+        "https://e.com/go?to=https:%2F%2Fx.com%2Fcb%23access_token%3DREDACTED"
+    );
+    // Clean nested URLs are kept byte for byte.
+    for url in [
+        "https://e.com/login?returnUrl=%2Fcart%3Fpage%3D2",
+        "https://e.com/login?next=/cart?page=2",
+    ] {
+        let (t, _) = transform("");
+        assert_eq!(
+            t.scrubber.scrub(url, None).url,
+            Scrubbed::Unchanged,
+            "{url}"
+        );
+    }
+    // One level deep only: a crafted nest costs no deeper recursion.
+    let nest = format!("https://e.com/?a={}", "?a=".repeat(20_000));
+    let (t, _) = transform("");
+    let _ = t.scrubber.scrub(&nest, None);
+}
