@@ -1,5 +1,5 @@
 //! What the pipeline keeps of a visitor's address. Documents carry
-//! `client.ip` truncated to its network by default (IPv4 /24, IPv6 /48), with
+//! `client.ip` truncated to its network by default (IPv4 /24, IPv6 /48, 6to4 /40), with
 //! or without a GeoIP database; the full address lives only in memory, on
 //! the beacon's context, for enrichment (`geoip` looks it up), and is never
 //! written out. Operators who need it stored opt in with `client_ip = "full"`.
@@ -73,6 +73,13 @@ pub fn truncate(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> IpAddr {
             IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
         }
         IpAddr::V6(v6) => {
+            // A 6to4 address (2002::/16) carries the client's IPv4 address
+            // in bits 16..48, so a /48 would be the full IPv4: keep no more
+            // of it than an IPv4 client keeps.
+            let ipv6_prefix = match v6.segments()[0] {
+                0x2002 => ipv6_prefix.min(16 + ipv4_prefix.min(32)),
+                _ => ipv6_prefix,
+            };
             let mask = u128::MAX
                 .checked_shl(128 - u32::from(ipv6_prefix.min(128)))
                 .unwrap_or(0);
@@ -99,6 +106,18 @@ mod tests {
         }
         let v6: IpAddr = "2001:db8::8a2e:370:7334".parse().unwrap();
         assert_eq!(ip_text(v6), "2001:db8::8a2e:370:7334");
+    }
+
+    #[test]
+    fn a_6to4_address_keeps_only_the_network_of_the_ipv4_inside() {
+        // 2002:cb00:714d::/48 is the whole IPv4 address 203.0.113.77.
+        let ip: IpAddr = "2002:cb00:714d:1::9".parse().unwrap();
+        assert_eq!(
+            ClientIpMode::default().stored(ip).as_deref(),
+            Some("2002:cb00:7100::")
+        );
+        assert_eq!(truncate(ip, 32, 48).to_string(), "2002:cb00:714d::");
+        assert_eq!(truncate(ip, 8, 128).to_string(), "2002:cb00::");
     }
 
     #[test]

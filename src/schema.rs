@@ -118,6 +118,8 @@ pub const RUM_SAMPLE_RATE: &str = "rum.sample_rate";
 pub const RUM_RESOURCE_NAME: &str = "rum.resource.name";
 pub const RUM_HTTP_URL: &str = "rum.http.url";
 pub const ERROR_STACK_TRACE: &str = "error.stack_trace";
+/// The file an error was thrown in (`ErrorEvent.filename`, a frame's file): a URL.
+pub const RUM_ERROR_SOURCE: &str = "rum.error.source";
 pub const CSP_DOCUMENT_URI: &str = "csp.document_uri";
 pub const CSP_BLOCKED_URI: &str = "csp.blocked_uri";
 pub const CSP_SOURCE_FILE: &str = "csp.source_file";
@@ -357,7 +359,7 @@ const ERROR: &[PayloadField] = &[
     p("name", "error.type", Keyword),
     p("stack", ERROR_STACK_TRACE, Text),
     p("kind", "rum.error.kind", Keyword),
-    p("source", "rum.error.source", Keyword),
+    p("source", RUM_ERROR_SOURCE, Keyword),
     p("line", "rum.error.line", Long),
     p("column", "rum.error.column", Long),
     p("count", "rum.error.count", Long),

@@ -7,7 +7,7 @@
 pub fn redact_values(text: &str, min_digit_run: usize, replacement: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut spans: Vec<(usize, usize)> = Vec::new();
-    find_emails(bytes, &mut spans);
+    find_emails(text, &mut spans);
     find_jwts(bytes, &mut spans);
     find_digit_runs(bytes, min_digit_run, &mut spans);
     if spans.is_empty() {
@@ -30,38 +30,52 @@ pub fn redact_values(text: &str, min_digit_run: usize, replacement: &str) -> Opt
     Some(out)
 }
 
-fn is_local_part(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"._%+-".contains(&b)
+/// Letters and digits in any script: `jörg.müller@bücher.de` is an address
+/// whole, not `jörg.mü` and a redaction.
+fn is_local_part(c: char) -> bool {
+    c.is_alphanumeric() || "._%+-".contains(c)
 }
-fn is_domain_part(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'.' || b == b'-'
+fn is_domain_part(c: char) -> bool {
+    c.is_alphanumeric() || c == '.' || c == '-'
 }
 fn is_b64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
 /// `local@domain.tld`: a local part, and a dotted domain ending in a label of
-/// two or more letters.
-fn find_emails(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
-    for (at, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b'@') {
-        let mut start = at;
-        while start > 0 && is_local_part(bytes[start - 1]) {
-            start -= 1;
-        }
-        let mut end = at + 1;
-        while end < bytes.len() && is_domain_part(bytes[end]) {
-            end += 1;
-        }
-        while end > at + 1 && matches!(bytes[end - 1], b'.' | b'-') {
-            end -= 1;
-        }
-        let domain = &bytes[at + 1..end];
-        let tld_ok = domain
-            .iter()
-            .rposition(|b| *b == b'.')
-            .map(|dot| &domain[dot + 1..])
-            .is_some_and(|tld| tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic));
-        if start < at && tld_ok && domain.first().is_some_and(u8::is_ascii_alphanumeric) {
+/// two or more letters (internationalized ones too: `bücher.de`, `пример.рф`).
+fn find_emails(text: &str, spans: &mut Vec<(usize, usize)>) {
+    for (at, _) in text.match_indices('@') {
+        let start = text[..at]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| is_local_part(*c))
+            .last()
+            .map_or(at, |(i, _)| i);
+        let after = &text[at + 1..];
+        let domain_len = after
+            .find(|c: char| !is_domain_part(c))
+            .unwrap_or(after.len());
+        let domain = after[..domain_len].trim_end_matches(['.', '-']);
+        // The top-level label ends where its letters do, and is the last
+        // label that has two: in `x.io4111…` or `x.io.4111…` (text glued to
+        // the address) the address is `x.io`, not nothing.
+        let tld_end = domain.rmatch_indices('.').find_map(|(dot, _)| {
+            let label = domain[dot + 1..].split('.').next().unwrap_or_default();
+            let letters = label
+                .find(|c: char| !c.is_alphabetic())
+                .unwrap_or(label.len());
+            label[..letters]
+                .chars()
+                .nth(1)
+                .is_some()
+                .then_some(dot + 1 + letters)
+        });
+        let Some(tld_end) = tld_end else {
+            continue;
+        };
+        let end = at + 1 + tld_end;
+        if start < at && domain.starts_with(char::is_alphanumeric) {
             spans.push((start, end));
         }
     }
@@ -156,7 +170,7 @@ pub fn is_id_like(segment: &str) -> bool {
     }
     if b.contains(&b'@') {
         let mut spans = Vec::new();
-        find_emails(b, &mut spans);
+        find_emails(segment, &mut spans);
         if !spans.is_empty() {
             return true;
         }

@@ -64,7 +64,7 @@ pub struct ScrubUrlConfig {
     pub text_fields: Vec<String>,
     /// Query, fragment and `;`-parameter names whose values are secrets.
     /// Compared case-insensitively after percent-decoding; `user[password]`
-    /// and `token[]` match `password` and `token`. Setting it replaces the
+    /// and `token[]` (or `token[0]`) match `password` and `token`. Setting it replaces the
     /// default list.
     #[serde(default = "default_params")]
     pub params: Vec<String>,
@@ -132,9 +132,14 @@ fn default_fields() -> Vec<String> {
         schema::CSP_DOCUMENT_URI,
         schema::CSP_SOURCE_FILE,
         CSP_REFERRER,
+        // The script an error came from; the page URL itself (with its
+        // query) for an inline script.
+        schema::RUM_ERROR_SOURCE,
     ]
     .map(String::from)
     .into_iter()
+    // web-vitals' LCP attribution: the URL of the resource painted.
+    .chain([format!("{}.url", schema::RUM_VITAL_ATTRIBUTION)])
     .chain(
         REPORT_BODY_URL_KEYS
             .iter()
@@ -273,6 +278,7 @@ impl ScrubUrlConfig {
                 redact_values: self.redact_values,
                 min_digit_run: self.min_digit_run,
                 strip_fragment: self.strip_fragment,
+                nested: Default::default(),
             },
             templates: self.path_template.then(|| PathTemplate {
                 routes,
@@ -388,7 +394,7 @@ impl ScrubField {
 
 /// Which configured fields (`fields`, then `text_fields`, by index) an event
 /// holds as its own, found in one walk over its own slots: an event holds
-/// one or two of the eighteen default fields, and a search per configured field
+/// one or two of the twenty default fields, and a search per configured field
 /// cost more than scrubbing the ones it holds.
 struct Watch {
     /// Per slot id, the bits of the fields in that slot (or below it).

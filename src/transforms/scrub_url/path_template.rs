@@ -48,7 +48,7 @@ impl PathTemplate {
             if i > 0 {
                 out.push('/');
             }
-            if is_id_like(text) || text.contains(self.replacement.as_str()) {
+            if is_id_like(text) || holds_redaction(text, &self.replacement) {
                 out.push_str(":id");
             } else {
                 out.push_str(raw);
@@ -56,6 +56,19 @@ impl PathTemplate {
         }
         out
     }
+}
+
+/// Whether `segment` holds `replacement` as a redaction leaves it: not glued
+/// to a letter or digit on either side (a detector never redacts part of a
+/// word). A bare `contains` made every segment with an `x` an id under
+/// `replacement = "x"` (`/xbox/index.html` → `/:id/:id`).
+fn holds_redaction(segment: &str, replacement: &str) -> bool {
+    let bytes = segment.as_bytes();
+    let free = |at: Option<&u8>| !at.is_some_and(u8::is_ascii_alphanumeric);
+    segment.match_indices(replacement).any(|(at, _)| {
+        let end = at + replacement.len();
+        free(at.checked_sub(1).and_then(|i| bytes.get(i))) && free(bytes.get(end))
+    })
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,6 +3,7 @@
 //! URL is still the WHATWG serialization of a valid URL.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use url::Url;
@@ -55,6 +56,9 @@ pub struct UrlScrubber {
     pub(super) redact_values: bool,
     pub(super) min_digit_run: usize,
     pub(super) strip_fragment: bool,
+    /// Set while a URL inside a parameter value is scrubbed, so a URL
+    /// inside that one is not (see `scrub_nested_url`).
+    pub(super) nested: Cell<bool>,
 }
 
 /// What to do with one `name=value` pair.
@@ -352,7 +356,12 @@ impl UrlScrubber {
             };
         }
         let new_name = self.redact_component(name);
-        let new_value = value.and_then(|v| self.redact_component(v));
+        // A nested URL first: its own rules cover the value rules, and an
+        // address redacted first could break the URL (`u:p@x.com`).
+        let new_value = value.and_then(|v| {
+            self.scrub_nested_url(v)
+                .or_else(|| self.redact_component(v))
+        });
         if new_name.is_none() && new_value.is_none() {
             return Pair::Same;
         }
@@ -362,6 +371,27 @@ impl UrlScrubber {
             out.push_str(new_value.as_deref().unwrap_or(value));
         }
         Pair::Replace(out)
+    }
+
+    /// A value that is itself a URL with a query or fragment (a login
+    /// page's `?returnUrl=%2Freset%3Ftoken%3D...`, `?next=/reset?token=...`):
+    /// the URL scrubbed and written back encoded, or `None` when it holds
+    /// nothing. One level deep only, so a crafted nest costs no recursion.
+    fn scrub_nested_url(&self, raw: &str) -> Option<String> {
+        if self.nested.get() || !(raw.contains('=') || raw.contains("%3D") || raw.contains("%3d")) {
+            return None;
+        }
+        let decoded = percent_decode_str(raw).decode_utf8_lossy();
+        if !decoded.contains(['?', '#']) {
+            return None;
+        }
+        self.nested.set(true);
+        let outcome = self.scrub(&decoded, None);
+        self.nested.set(false);
+        match outcome.url {
+            Scrubbed::Changed(url) => Some(utf8_percent_encode(&url, COMPONENT).to_string()),
+            _ => None,
+        }
     }
 
     /// `Token`, `%74oken`, `token[]`, `user[token]` all name `token`.
@@ -379,7 +409,16 @@ impl UrlScrubber {
         let spaced = raw.replace('+', " ");
         let decoded = percent_decode_str(&spaced).decode_utf8_lossy();
         let name = decoded.trim().to_lowercase();
-        let name = name.strip_suffix("[]").unwrap_or(&name);
+        // `token[]` and `token[0]` (`qs`, axios and Express write arrays
+        // with indices) are arrays of the same value: their index says
+        // nothing, the key before it does.
+        let mut name = name.as_str();
+        while let Some(inner) = name.strip_suffix(']').and_then(|n| n.rsplit_once('[')) {
+            match inner {
+                (base, index) if index.bytes().all(|b| b.is_ascii_digit()) => name = base,
+                _ => break,
+            }
+        }
         if known(name) {
             return true;
         }
@@ -392,8 +431,39 @@ impl UrlScrubber {
     /// The fragment: `#access_token=...&state=...` (parameters),
     /// `#/route?x=1` (hash router: a path and a query), or a plain anchor.
     fn scrub_fragment(&self, fragment: &str) -> Option<String> {
+        if !fragment.contains('#') {
+            return self.scrub_fragment_part(fragment);
+        }
+        // A `#` inside the fragment starts another one: an OAuth provider
+        // appends `#access_token=...` to a redirect URI that already holds
+        // a hash route (`#/callback#access_token=...`). Each part is read
+        // on its own, or the token would sit in a parameter named
+        // `/callback#access_token`.
+        let mut changed = false;
+        let parts: Vec<Cow<str>> = fragment
+            .split('#')
+            .map(|part| match self.scrub_fragment_part(part) {
+                Some(new) => {
+                    changed = true;
+                    Cow::Owned(new)
+                }
+                None => Cow::Borrowed(part),
+            })
+            .collect();
+        changed.then(|| parts.join("#"))
+    }
+
+    /// One `#`-free part of a fragment.
+    fn scrub_fragment_part(&self, fragment: &str) -> Option<String> {
         if let Some((route, query)) = fragment.split_once('?') {
-            let new_route = self.scrub_path(route);
+            // Before the `?` sit either a route or parameters whose value
+            // holds the `?` (`#access_token=...&redirect=/p?x=1`): read
+            // parameters as parameters, or their names go unseen.
+            let new_route = if route.contains('=') {
+                self.scrub_pairs(route)
+            } else {
+                self.scrub_path(route)
+            };
             let new_query = self.scrub_pairs(query);
             if new_route.is_none() && new_query.is_none() {
                 return None;
@@ -432,9 +502,7 @@ impl UrlScrubber {
         let mut unparseable = 0;
         let mut search = 0;
         while let Some(found) = find_url_start(text, search) {
-            let end = text[found..]
-                .find(|c: char| c.is_whitespace() || "\"'<>()`\\{}|^[]".contains(c))
-                .map_or(text.len(), |n| found + n);
+            let end = url_end(text, found);
             let (url, _suffix) = split_position_suffix(&text[found..end]);
             let url_end = found + url.len();
             match self.scrub(url, None).url {
@@ -482,17 +550,44 @@ fn push_param(out: &mut String, param: &str) {
     out.push_str(param);
 }
 
+/// The next `http://` or `https://` at or after `from`, in any case: a
+/// scheme is case-insensitive, and `HTTPS://…?token=` parses like any other.
 fn find_url_start(text: &str, from: usize) -> Option<usize> {
-    let mut at = from;
-    while let Some(n) = text.get(at..)?.find("http") {
-        let start = at + n;
-        let rest = &text[start + 4..];
-        if rest.starts_with("://") || rest.starts_with("s://") {
-            return Some(start);
+    let bytes = text.as_bytes();
+    let at = |start: usize, scheme: &[u8]| {
+        bytes
+            .get(start..start + scheme.len())
+            .is_some_and(|b| b.eq_ignore_ascii_case(scheme))
+    };
+    (from..bytes.len())
+        .find(|&i| bytes[i] | 0x20 == b'h' && (at(i, b"http://") || at(i, b"https://")))
+}
+
+/// Where the URL starting at `start` in free text ends: at whitespace, a
+/// quote, `<`, `>`, `` ` ``, `\`, or a closing bracket it did not open.
+/// Brackets, `|` and `^` are left raw in queries (and `[]` in IPv6 hosts),
+/// so a URL holding them goes on: `?filter[a]=1&token=...` is one URL, and
+/// cutting it at `[` left the token unscrubbed. `(https://e.com/a.js:1:2)`
+/// still ends before its `)`.
+fn url_end(text: &str, start: usize) -> usize {
+    let mut open = [0usize; 3];
+    for (i, c) in text[start..].char_indices() {
+        let kind = match c {
+            '(' | ')' => 0,
+            '[' | ']' => 1,
+            '{' | '}' => 2,
+            c if c.is_whitespace() || "\"'<>`\\".contains(c) => return start + i,
+            _ => continue,
+        };
+        if matches!(c, '(' | '[' | '{') {
+            open[kind] += 1;
+        } else if open[kind] == 0 {
+            return start + i;
+        } else {
+            open[kind] -= 1;
         }
-        at = start + 4;
     }
-    None
+    text.len()
 }
 
 /// `https://x/app.js:10:5` → (`https://x/app.js`, `:10:5`); trailing

@@ -858,3 +858,226 @@ fn a_beacons_shared_context_is_scrubbed_once_for_all_its_events() {
         "the context's unparseable referrer counts for each event"
     );
 }
+
+#[test]
+fn fragment_parameters_before_a_question_mark_are_scrubbed() {
+    // An OAuth redirect fragment whose return path carries its own query:
+    // the `?` belongs to a value, the pairs before it are still parameters.
+    assert_eq!(
+        scrub("https://e.com/cb#access_token=SECRET1&redirect=/page?x=1"),
+        "https://e.com/cb#access_token=REDACTED&redirect=/page?x=1"
+    );
+    assert_eq!(
+        scrub("https://e.com/cb#state=s&id_token=SECRET2?x=1&sid=SECRET3"),
+        "https://e.com/cb#state=REDACTED&id_token=REDACTED?x=1&sid=REDACTED"
+    );
+    // A hash route and its query are still read as such.
+    assert_eq!(
+        scrub("https://e.com/#/reset?email=a%40b.com&step=2"),
+        "https://e.com/#/reset?email=REDACTED&step=2"
+    );
+}
+
+#[test]
+fn urls_in_text_run_past_brackets_and_bars_they_hold() {
+    let (t, _) = transform("");
+    for (text, scrubbed) in [
+        // PHP-style array names before the secret.
+        (
+            "at f (https://e.com/app.js?filter[a]=1&token=SECRETA:1:2)",
+            "at f (https://e.com/app.js?filter[a]=1&token=REDACTED:1:2)",
+        ),
+        // An IPv6 host (a dev server): a whole URL, not an unparseable `https://`.
+        (
+            "at https://[::1]:8080/app.js?token=SECRETB:1:2",
+            "at https://[::1]:8080/app.js?token=REDACTED:1:2",
+        ),
+        (
+            "see https://e.com/wiki/Foo_(bar)?token=SECRETD.",
+            "see https://e.com/wiki/Foo_(bar)?token=REDACTED.",
+        ),
+        (
+            "x https://e.com/a?q={x}&token=SECRETE",
+            "x https://e.com/a?q={x}&token=REDACTED",
+        ),
+        (
+            "x https://e.com/a?q=a|b^c&token=SECRETF",
+            "x https://e.com/a?q=a|b^c&token=REDACTED",
+        ),
+        // A bracket the URL did not open still ends it.
+        (
+            "[https://e.com/a?token=SECRETG] (https://e.com/b?sid=SECRETH)",
+            "[https://e.com/a?token=REDACTED] (https://e.com/b?sid=REDACTED)",
+        ),
+    ] {
+        let (new, unparseable) = t.scrubber.scrub_text(text);
+        assert_eq!(new.as_deref(), Some(scrubbed), "{text}");
+        assert_eq!(unparseable, 0, "{text}");
+    }
+}
+
+#[test]
+fn urls_in_text_are_found_whatever_the_case_of_their_scheme() {
+    let (t, _) = transform("");
+    let (new, _) = t
+        .scrubber
+        .scrub_text("GET HTTPS://e.com/x?token=SECRETC failed; Http://e.com/?sid=SECRETD");
+    assert_eq!(
+        new.as_deref(),
+        Some("GET https://e.com/x?token=REDACTED failed; http://e.com/?sid=REDACTED")
+    );
+}
+
+#[test]
+fn a_short_replacement_does_not_turn_ordinary_segments_into_ids() {
+    for (replacement, path, expected) in [
+        (
+            "x",
+            "/products/xbox/index.html",
+            "/products/xbox/index.html",
+        ),
+        ("-", "/blue-running-shoes", "/blue-running-shoes"),
+        (".", "/docs/intro.html", "/docs/intro.html"),
+        // A segment a redaction went into is still an id.
+        ("x", "/u/jane@e.com/orders", "/u/:id/orders"),
+        ("-", "/order-4111111111111111/pay", "/:id/pay"),
+        ("REDACTED", "/u/contact-REDACTED", "/u/:id"),
+    ] {
+        let (t, _) = transform(&format!("replacement = {replacement:?}"));
+        let outcome = t.scrubber.scrub(path, t.templates.as_ref());
+        assert_eq!(
+            outcome.template.as_deref(),
+            Some(expected),
+            "{replacement} {path}"
+        );
+    }
+}
+
+#[test]
+fn indexed_array_names_match_like_empty_brackets() {
+    // `qs` (axios, Express) writes arrays with indices by default.
+    assert_eq!(
+        scrub("https://e.com/?token[0]=SECRET1&user[password][1]=SECRET2&ids[0]=7"),
+        "https://e.com/?token[0]=REDACTED&user[password][1]=REDACTED&ids[0]=7"
+    );
+    assert_eq!(
+        scrub("https://e.com/?token%5B0%5D%5B%5D=SECRET3"),
+        "https://e.com/?token%5B0%5D%5B%5D=REDACTED"
+    );
+}
+
+#[test]
+fn addresses_with_letters_beyond_ascii_are_redacted_whole() {
+    let r = |s: &str| redact_values(s, 13, "R");
+    assert_eq!(r("jörg.müller@example.com"), Some("R".into()));
+    assert_eq!(r("an jane@bücher.de!"), Some("an R!".into()));
+    assert_eq!(r("ivan@пример.рф"), Some("R".into()));
+    assert_eq!(r("«jane@x.com»"), Some("«R»".into()));
+    assert_eq!(r("jane@bücher"), None);
+    assert_eq!(
+        scrub("https://e.com/u/j%C3%B6rg.m%C3%BCller@b%C3%BCcher.de/orders"),
+        "https://e.com/u/REDACTED/orders"
+    );
+    assert!(is_id_like("jane@bücher.de"));
+}
+
+#[test]
+fn a_token_appended_to_a_hash_route_as_a_second_fragment_is_scrubbed() {
+    // An OAuth provider appending `#access_token=...` to a redirect URI that
+    // already has a hash route.
+    assert_eq!(
+        scrub("https://app.example.com/#/callback#access_token=SECRET1&expires_in=3600"),
+        "https://app.example.com/#/callback#access_token=REDACTED&expires_in=3600"
+    );
+    assert_eq!(
+        scrub("https://app.example.com/#/cb?x=1#id_token=SECRET2"),
+        "https://app.example.com/#/cb?x=1#id_token=REDACTED"
+    );
+    assert_eq!(
+        scrub("/app#/callback#access_token=SECRET3"),
+        "/app#/callback#access_token=REDACTED"
+    );
+    assert_eq!(scrub("https://e.com/a#b#c"), "https://e.com/a#b#c");
+}
+
+#[test]
+fn an_address_glued_to_what_follows_is_still_redacted() {
+    let r = |s: &str| redact_values(s, 13, "R");
+    // The top-level label ends where its letters end.
+    assert_eq!(r("jane@x.com1234"), Some("R1234".into()));
+    assert_eq!(r("jane@x.ioé4111111111111111"), Some("RR".into()));
+    // A newline the parser drops glues the address to what follows.
+    assert_eq!(
+        scrub("https://e.com/jane@x.io\n\u{e9}4111111111111111"),
+        "https://e.com/REDACTEDREDACTED"
+    );
+    assert_eq!(r("jane@x.io.4111111111111111"), Some("R.R".into()));
+    assert_eq!(r("a@b.c0"), None);
+}
+
+#[test]
+fn default_fields_cover_the_file_an_error_came_from() {
+    // `ErrorEvent.filename`: the page itself for an inline script.
+    let (mut t, _) = transform("");
+    let mut batch = vec![Event::from(json!({
+        "rum": {"error": {"source": "https://e.com/reset?token=SECRET1&email=jane%40e.com", "line": 3}}
+    }))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get_str("rum.error.source"),
+        Some("https://e.com/reset?token=REDACTED&email=REDACTED")
+    );
+}
+
+#[test]
+fn default_fields_cover_the_url_of_the_largest_contentful_paint() {
+    // web-vitals' LCP attribution names the image it painted: signed URLs.
+    let (mut t, _) = transform("");
+    let mut batch = vec![Event::from(json!({
+        "rum": {"vital": {"name": "LCP", "attribution": {
+            "url": "https://img.e.com/hero.jpg?sig=SECRET1&w=800",
+            "target": "main>img"
+        }}}
+    }))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get(schema::RUM_VITAL_ATTRIBUTION),
+        Some(
+            &json!({"url": "https://img.e.com/hero.jpg?sig=REDACTED&w=800", "target": "main>img"})
+        )
+    );
+}
+
+#[test]
+fn a_url_inside_a_parameter_value_is_scrubbed_too() {
+    // A login page sends the visitor back where they came from: a reset
+    // link with its token, encoded or not.
+    assert_eq!(
+        scrub("https://e.com/login?returnUrl=%2Freset%3Ftoken%3DSECRET1&lang=de"),
+        "https://e.com/login?returnUrl=%2Freset%3Ftoken%3DREDACTED&lang=de"
+    );
+    assert_eq!(
+        scrub("https://e.com/login?next=/reset?token=SECRET2"),
+        "https://e.com/login?next=%2Freset%3Ftoken%3DREDACTED"
+    );
+    assert_eq!(
+        scrub("https://e.com/go?to=https%3A%2F%2Fu%3Ap%40x.com%2Fcb%23access_token%3DSECRET3"),
+        "https://e.com/go?to=https:%2F%2Fx.com%2Fcb%23access_token%3DREDACTED"
+    );
+    // Clean nested URLs are kept byte for byte.
+    for url in [
+        "https://e.com/login?returnUrl=%2Fcart%3Fpage%3D2",
+        "https://e.com/login?next=/cart?page=2",
+    ] {
+        let (t, _) = transform("");
+        assert_eq!(
+            t.scrubber.scrub(url, None).url,
+            Scrubbed::Unchanged,
+            "{url}"
+        );
+    }
+    // One level deep only: a crafted nest costs no deeper recursion.
+    let nest = format!("https://e.com/?a={}", "?a=".repeat(20_000));
+    let (t, _) = transform("");
+    let _ = t.scrubber.scrub(&nest, None);
+}
