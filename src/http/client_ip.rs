@@ -1,7 +1,8 @@
 //! Which address the browser has. The socket peer, unless the peer is a
-//! configured trusted proxy: then the right-most address in `Forwarded` /
-//! `X-Forwarded-For` that is not itself a trusted proxy. Anything a client
-//! writes to the left of that is ignored, so a browser cannot forge its IP.
+//! configured trusted proxy: then the right-most address in
+//! `X-Forwarded-For` (or, without one, `Forwarded`) that is not itself a
+//! trusted proxy. Anything a client writes to the left of that is ignored,
+//! so a browser cannot forge its IP.
 
 use std::net::IpAddr;
 
@@ -17,17 +18,18 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     if !is_trusted(&peer) {
         return peer;
     }
-    // `Forwarded` wins over `X-Forwarded-For` when both are present. The
-    // hops are walked nearest first, straight off the headers: collecting
-    // them cost two vectors a request behind a proxy.
-    let has_forwarded = headers
-        .get_all(http::header::FORWARDED)
-        .iter()
-        .any(|v| v.to_str().is_ok());
-    if has_forwarded {
-        nearest_untrusted(peer, forwarded_hops(headers), is_trusted)
-    } else {
+    // `X-Forwarded-For` wins over `Forwarded` when both are present: it is
+    // what nearly every proxy writes (NGINX, the clouds' load balancers,
+    // Traefik, Caddy), and such a proxy passes a `Forwarded` the browser
+    // wrote through untouched, so letting that one win let any browser
+    // name its own address. Present counts even when unreadable (a browser
+    // can make the proxy's line non-ASCII), or that `Forwarded` would win
+    // again. The hops are walked nearest first, straight off the headers:
+    // collecting them cost two vectors a request.
+    if headers.contains_key(X_FORWARDED_FOR) {
         nearest_untrusted(peer, x_forwarded_for_hops(headers), is_trusted)
+    } else {
+        nearest_untrusted(peer, forwarded_hops(headers), is_trusted)
     }
 }
 
@@ -144,27 +146,24 @@ mod tests {
         nearest
     }
 
-    /// The hops, left (client side) to right (nearest proxy). `Forwarded` wins
-    /// over `X-Forwarded-For` when both are present.
+    /// The hops, left (client side) to right (nearest proxy).
+    /// `X-Forwarded-For` wins over `Forwarded` when both are present.
     fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-        let forwarded: Vec<&str> = headers
-            .get_all(http::header::FORWARDED)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if !forwarded.is_empty() {
-            return forwarded
+        if headers.contains_key(X_FORWARDED_FOR) {
+            return headers
+                .get_all(X_FORWARDED_FOR)
                 .iter()
+                .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
-                .filter_map(for_node)
+                .map(parse_node)
                 .collect();
         }
         headers
-            .get_all(X_FORWARDED_FOR)
+            .get_all(http::header::FORWARDED)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .map(parse_node)
+            .filter_map(for_node)
             .collect()
     }
 
@@ -210,10 +209,12 @@ mod tests {
             }
             if rng.u8(..10) == 0 {
                 // Not ASCII: skipped, as the reference skips it.
-                map.append(
-                    http::header::FORWARDED,
-                    http::HeaderValue::from_bytes(b"for=\xff").unwrap(),
-                );
+                let name = if rng.bool() {
+                    http::header::FORWARDED
+                } else {
+                    X_FORWARDED_FOR
+                };
+                map.append(name, http::HeaderValue::from_bytes(b"for=\xff").unwrap());
             }
             let peer = if rng.bool() {
                 ip("10.0.0.2")
@@ -253,6 +254,25 @@ mod tests {
             client_ip(ip("127.0.0.1"), &h, &trusted),
             ip("2001:db8:cafe::17")
         );
+    }
+
+    /// NGINX (deployments/nginx) appends to `X-Forwarded-For` and passes a
+    /// browser's own `Forwarded` through untouched: that one must not win.
+    #[test]
+    fn a_forwarded_header_the_browser_wrote_does_not_beat_the_proxys_x_forwarded_for() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        let h = headers(&[
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("198.51.100.7"));
+        // Nor when the browser made the proxy's line unreadable.
+        let mut h = headers(&[("forwarded", "for=1.2.3.4")]);
+        h.append(
+            X_FORWARDED_FOR,
+            http::HeaderValue::from_bytes(b"\xff, 198.51.100.7").unwrap(),
+        );
+        assert_ne!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("1.2.3.4"));
     }
 
     #[test]
