@@ -53,15 +53,22 @@ fn nearest_untrusted(
 }
 
 /// `Forwarded`'s `for=` nodes, right (nearest proxy) to left; elements
-/// without one are skipped.
+/// without one are skipped, unreadable ones (not UTF-8) are unreadable hops.
 fn forwarded_hops(headers: &HeaderMap) -> impl Iterator<Item = Option<IpAddr>> + '_ {
     headers
         .get_all(http::header::FORWARDED)
         .iter()
         .rev()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.rsplit(','))
-        .filter_map(for_node)
+        .flat_map(|v| elements(v).rev())
+        .filter_map(|e| std::str::from_utf8(e).map_or(Some(None), for_node))
+}
+
+/// A header line's comma-separated elements, as bytes: a line is split
+/// before it is read, so a non-ASCII element a browser wrote is one
+/// unreadable hop where it stands. Skipping the whole line instead went on
+/// to the lines left of it, which the browser wrote too.
+fn elements(value: &http::HeaderValue) -> std::slice::Split<'_, u8, impl FnMut(&u8) -> bool> {
+    value.as_bytes().split(|b| *b == b',')
 }
 
 /// The `for=` node of one `Forwarded` element (`None`: the element has none).
@@ -80,9 +87,8 @@ fn x_forwarded_for_hops(headers: &HeaderMap) -> impl Iterator<Item = Option<IpAd
         .get_all(X_FORWARDED_FOR)
         .iter()
         .rev()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.rsplit(','))
-        .map(parse_node)
+        .flat_map(|v| elements(v).rev())
+        .map(|e| std::str::from_utf8(e).ok().and_then(parse_node))
 }
 
 /// IPv4-mapped IPv6 peers (dual-stack sockets) are shown as IPv4.
@@ -153,17 +159,37 @@ mod tests {
             return headers
                 .get_all(X_FORWARDED_FOR)
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .map(parse_node)
+                .flat_map(|v| {
+                    String::from_utf8_lossy(v.as_bytes())
+                        .split(',')
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .map(|e| {
+                    if e.contains('\u{fffd}') {
+                        None
+                    } else {
+                        parse_node(&e)
+                    }
+                })
                 .collect();
         }
         headers
             .get_all(http::header::FORWARDED)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(for_node)
+            .flat_map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|e| {
+                if e.contains('\u{fffd}') {
+                    Some(None)
+                } else {
+                    for_node(&e)
+                }
+            })
             .collect()
     }
 
@@ -208,7 +234,7 @@ mod tests {
                 map.append(http::HeaderName::from_static(name), value.parse().unwrap());
             }
             if rng.u8(..10) == 0 {
-                // Not ASCII: skipped, as the reference skips it.
+                // Not UTF-8: an unreadable hop.
                 let name = if rng.bool() {
                     http::header::FORWARDED
                 } else {
@@ -273,6 +299,31 @@ mod tests {
             http::HeaderValue::from_bytes(b"\xff, 198.51.100.7").unwrap(),
         );
         assert_ne!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("1.2.3.4"));
+    }
+
+    /// A proxy that appends to the browser's last `X-Forwarded-For` line:
+    /// the browser made that line non-ASCII and sent a forged one before it.
+    #[test]
+    fn an_unreadable_line_stops_the_walk_instead_of_being_skipped() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        let mut h = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        h.append(
+            X_FORWARDED_FOR,
+            http::HeaderValue::from_bytes(b"\xff, 198.51.100.7").unwrap(),
+        );
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("198.51.100.7"));
+        let mut h = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        h.append(
+            X_FORWARDED_FOR,
+            http::HeaderValue::from_bytes(b"\xff, 127.0.0.9").unwrap(),
+        );
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("127.0.0.9"));
+        let mut h = headers(&[("forwarded", "for=1.2.3.4")]);
+        h.append(
+            http::header::FORWARDED,
+            http::HeaderValue::from_bytes(b"for=\"\xff\"").unwrap(),
+        );
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("127.0.0.1"));
     }
 
     #[test]
