@@ -52,15 +52,17 @@ fn nearest_untrusted(
     nearest
 }
 
-/// `Forwarded`'s `for=` nodes, right (nearest proxy) to left; elements
-/// without one are skipped, unreadable ones (not UTF-8) are unreadable hops.
+/// `Forwarded`'s `for=` nodes, right (nearest proxy) to left. An element
+/// without one, or not UTF-8, is an unreadable hop: a trusted proxy that
+/// wrote it has not said who its client is, and skipping it read the
+/// elements left of it, which the browser wrote.
 fn forwarded_hops(headers: &HeaderMap) -> impl Iterator<Item = Option<IpAddr>> + '_ {
     headers
         .get_all(http::header::FORWARDED)
         .iter()
         .rev()
         .flat_map(|v| elements(v).rev())
-        .filter_map(|e| std::str::from_utf8(e).map_or(Some(None), for_node))
+        .map(|e| std::str::from_utf8(e).ok().and_then(for_node))
 }
 
 /// A header line's comma-separated elements, as bytes: a line is split
@@ -71,14 +73,15 @@ fn elements(value: &http::HeaderValue) -> std::slice::Split<'_, u8, impl FnMut(&
     value.as_bytes().split(|b| *b == b',')
 }
 
-/// The `for=` node of one `Forwarded` element (`None`: the element has none).
-fn for_node(element: &str) -> Option<Option<IpAddr>> {
+/// The `for=` node of one `Forwarded` element (`None`: the element has
+/// none, or not an address).
+fn for_node(element: &str) -> Option<IpAddr> {
     element.split(';').find_map(|pair| {
         let (key, value) = pair.trim().split_once('=')?;
         key.trim()
             .eq_ignore_ascii_case("for")
             .then(|| parse_node(value))
-    })
+    })?
 }
 
 /// `X-Forwarded-For`'s addresses, right (nearest proxy) to left.
@@ -183,9 +186,9 @@ mod tests {
                     .map(str::to_owned)
                     .collect::<Vec<_>>()
             })
-            .filter_map(|e| {
+            .map(|e| {
                 if e.contains('\u{fffd}') {
-                    Some(None)
+                    None
                 } else {
                     for_node(&e)
                 }
@@ -323,6 +326,16 @@ mod tests {
             http::header::FORWARDED,
             http::HeaderValue::from_bytes(b"for=\"\xff\"").unwrap(),
         );
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("127.0.0.1"));
+    }
+
+    /// A trusted proxy that writes `Forwarded` without `for=` (HAProxy's
+    /// `option forwarded proto by`) has not said who its client is: what
+    /// the browser wrote left of its element must not stand in for that.
+    #[test]
+    fn an_element_without_for_stops_the_walk() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        let h = headers(&[("forwarded", "for=1.2.3.4, proto=https;by=127.0.0.1")]);
         assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("127.0.0.1"));
     }
 
