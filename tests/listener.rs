@@ -468,6 +468,36 @@ async fn ambiguous_framing_is_refused_and_early_answers_say_connection_close() {
     p.wait_documents(4, Duration::from_secs(10));
 }
 
+/// Request heads whose lines end in a bare LF (which hyper reads, as
+/// RFC 9112 §2.2 allows) are judged as CRLF ones are: `Content-Length` with
+/// `Transfer-Encoding` is refused, whether in that head or in the next one
+/// on the connection.
+#[tokio::test]
+async fn ambiguous_framing_is_refused_after_heads_with_bare_lf_line_ends() {
+    let config = format!("stats_interval_secs = 0\n{BEACONS_TO_STDOUT}");
+    let p = Pipeline::start(&config);
+    let addr = p.addr();
+    // The framing refusal's reason, not the decoder's 400 for an empty body.
+    const REFUSED: &str = "Content-Length and Transfer-Encoding together are refused";
+    for request in [
+        &b"POST /rum HTTP/1.1\nHost: x\nContent-Length: 5\nTransfer-Encoding: chunked\n\n0\r\n\r\n"[..],
+        b"POST /rum HTTP/1.1\r\nHost: x\nContent-Length: 5\r\nTransfer-Encoding: chunked\n\r\n0\r\n\r\n",
+    ] {
+        let answer = raw_request(&addr, request).await;
+        assert_eq!(answer.status, 400, "{}", answer.all);
+        assert!(answer.all.contains(REFUSED), "{}", answer.all);
+        assert!(answer.closed);
+    }
+    let answer = raw_request(
+        &addr,
+        b"GET /health HTTP/1.1\nHost: x\n\nPOST /rum HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.all.starts_with("HTTP/1.1 200"), "{}", answer.all);
+    assert!(answer.all.contains(REFUSED), "{}", answer.all);
+    assert!(answer.closed);
+}
+
 #[tokio::test]
 async fn one_flooding_client_gets_429_while_another_is_served() {
     let config = r#"

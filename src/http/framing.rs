@@ -211,9 +211,21 @@ impl<T> HeadInspector<T> {
     }
 }
 
-/// End (exclusive) of the first `\r\n\r\n` at or after `from`.
+/// End (exclusive) of the first empty line at or after `from`: `\r\n\r\n`,
+/// or with bare LFs (`\n\n`, `\n\r\n`), which httparse and so hyper read
+/// as line ends too. Looking for CRLFs only, a bare-LF head ran on into the
+/// next request's, which then got no verdict of its own (and the one after
+/// it took the wrong one): `Content-Length` with `Transfer-Encoding` got
+/// through behind a bare-LF request.
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    memchr::memmem::find(&buf[from..], b"\r\n\r\n").map(|i| from + i + 4)
+    memchr::memchr_iter(b'\n', &buf[from..]).find_map(|i| {
+        let after = &buf[from + i + 1..];
+        match after {
+            [b'\n', ..] => Some(from + i + 2),
+            [b'\r', b'\n', ..] => Some(from + i + 3),
+            _ => None,
+        }
+    })
 }
 
 /// The verdict on one head and how its body is framed; None when the head is
@@ -463,6 +475,20 @@ mod tests {
                     None,
                     Some(FramingError::LengthAndTransferEncoding)
                 ],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn heads_with_bare_lf_line_ends_get_their_own_verdicts() {
+        let mut stream = b"GET /health HTTP/1.1\nHost: x\n\n".to_vec();
+        stream.extend_from_slice(b"POST /rum HTTP/1.1\r\nContent-Length: 3\n\r\nabc");
+        stream.extend_from_slice(CL_AND_TE);
+        for step in [1, 2, 5, usize::MAX] {
+            assert_eq!(
+                verdicts(&stream, step),
+                [None, None, Some(FramingError::LengthAndTransferEncoding)],
                 "step {step}"
             );
         }
