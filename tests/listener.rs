@@ -498,6 +498,33 @@ async fn ambiguous_framing_is_refused_after_heads_with_bare_lf_line_ends() {
     assert!(answer.closed);
 }
 
+/// hyper reads no `Content-Length` that follows `Transfer-Encoding` (it
+/// drops it unparsed), so one it could not parse, or two that differ, still
+/// make a request with both: refused, as is the next one on the connection.
+#[tokio::test]
+async fn a_content_length_after_transfer_encoding_is_refused_whatever_its_value() {
+    let config = format!("stats_interval_secs = 0\n{BEACONS_TO_STDOUT}");
+    let p = Pipeline::start(&config);
+    let addr = p.addr();
+    const REFUSED: &str = "Content-Length and Transfer-Encoding together are refused";
+    let body = beacon("late-length", 1).to_string();
+    for lengths in [
+        "Content-Length: x\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+    ] {
+        let request = format!(
+            "POST /rum HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n{lengths}\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        );
+        let answer = raw_request(&addr, request.as_bytes()).await;
+        assert_eq!(answer.status, 400, "{}", answer.all);
+        assert!(answer.all.contains(REFUSED), "{}", answer.all);
+        assert!(answer.closed);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(p.documents().len(), 0, "a refused beacon was stored");
+}
+
 #[tokio::test]
 async fn one_flooding_client_gets_429_while_another_is_served() {
     let config = r#"

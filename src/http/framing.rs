@@ -303,6 +303,15 @@ impl Framing {
     /// (a `Content-Length` that is no number, or two that differ).
     fn header(&mut self, name: &[u8], value: &[u8]) -> Option<()> {
         if name.eq_ignore_ascii_case(b"content-length") {
+            // hyper drops a length that follows `Transfer-Encoding` unread,
+            // so its value does not make the head one hyper refuses: it is
+            // a length with a transfer coding all the same. (Judged
+            // unservable, it turned the inspection off and the request,
+            // and every later one, went unjudged.)
+            if self.transfer_encoding {
+                self.length.get_or_insert(0);
+                return Some(());
+            }
             let value = std::str::from_utf8(value).ok()?.trim().parse().ok()?;
             if self.length.is_some_and(|l| l != value) {
                 return None;
@@ -476,6 +485,25 @@ mod tests {
                     Some(FramingError::LengthAndTransferEncoding)
                 ],
                 "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_length_after_transfer_encoding_is_flagged_whatever_its_value() {
+        for lengths in [
+            "Content-Length: x\r\n",
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+        ] {
+            let mut stream = format!(
+                "POST /rum HTTP/1.1\r\nTransfer-Encoding: chunked\r\n{lengths}\r\n0\r\n\r\n"
+            )
+            .into_bytes();
+            stream.extend_from_slice(CL_AND_TE);
+            assert_eq!(
+                verdicts(&stream, usize::MAX),
+                [Some(FramingError::LengthAndTransferEncoding); 2],
+                "{lengths}"
             );
         }
     }
