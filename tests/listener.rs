@@ -525,6 +525,34 @@ async fn a_content_length_after_transfer_encoding_is_refused_whatever_its_value(
     assert_eq!(p.documents().len(), 0, "a refused beacon was stored");
 }
 
+/// hyper ends a chunked body's trailer lines at CRLF only: a bare LF where
+/// the final CRLF goes starts a trailer that runs to the next empty line.
+/// The next request on the connection is judged where hyper reads it.
+#[tokio::test]
+async fn chunked_trailers_are_followed_as_hyper_reads_them() {
+    let config = format!("stats_interval_secs = 0\n{BEACONS_TO_STDOUT}");
+    let p = Pipeline::start(&config);
+    let addr = p.addr();
+    let body = beacon("trailers", 1).to_string();
+    let request = format!(
+        "POST /rum HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\nX: y\r\n\r\nPOST /rum HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len(),
+        body.len()
+    );
+    let answer = raw_request(&addr, request.as_bytes()).await;
+    assert!(answer.all.starts_with("HTTP/1.1 204"), "{}", answer.all);
+    assert!(
+        answer
+            .all
+            .contains("Content-Length and Transfer-Encoding together are refused"),
+        "{}",
+        answer.all
+    );
+    p.wait_documents(1, Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(p.documents().len(), 1, "the refused beacon was stored");
+}
+
 #[tokio::test]
 async fn one_flooding_client_gets_429_while_another_is_served() {
     let config = r#"

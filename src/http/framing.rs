@@ -113,8 +113,10 @@ enum Chunk {
     DataEnd,
     /// After the last chunk: at the start of a trailer line (or the final CRLF).
     TrailerStart,
-    /// Inside a trailer line.
+    /// Inside a trailer line, which only a CRLF ends (as hyper reads it).
     Trailer,
+    /// Saw the CR that ends a trailer line.
+    TrailerLf,
     /// Saw the CR of the final CRLF.
     FinalLf,
 }
@@ -386,16 +388,24 @@ fn step_chunk(state: &mut Chunk, bytes: &[u8]) -> Option<(usize, bool)> {
                 b'\n' => *state = Chunk::Size(0, false),
                 _ => return None,
             },
+            // Line ends here are CRLF only, as hyper's decoder has them: a
+            // bare LF is a trailer byte to hyper, which then reads on into
+            // what follows as trailers. Ending the body at it, the next head
+            // judged was one hyper never saw, and a request after it went
+            // unjudged.
             Chunk::TrailerStart => match b {
                 b'\r' => *state = Chunk::FinalLf,
-                b'\n' => return Some((i + 1, true)),
                 _ => *state = Chunk::Trailer,
             },
             Chunk::Trailer => {
-                if b == b'\n' {
-                    *state = Chunk::TrailerStart;
+                if b == b'\r' {
+                    *state = Chunk::TrailerLf;
                 }
             }
+            Chunk::TrailerLf => match b {
+                b'\n' => *state = Chunk::TrailerStart,
+                _ => return None,
+            },
             Chunk::FinalLf => {
                 if b == b'\n' {
                     return Some((i + 1, true));
@@ -504,6 +514,21 @@ mod tests {
                 verdicts(&stream, usize::MAX),
                 [Some(FramingError::LengthAndTransferEncoding); 2],
                 "{lengths}"
+            );
+        }
+    }
+
+    #[test]
+    fn trailers_end_where_hyper_ends_them() {
+        // A bare LF after the last chunk starts a trailer, ended by CRLF CRLF.
+        let mut stream =
+            b"POST /rum HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\nX: y\r\n\r\n".to_vec();
+        stream.extend_from_slice(CL_AND_TE);
+        for step in [1, 4, usize::MAX] {
+            assert_eq!(
+                verdicts(&stream, step),
+                [None, Some(FramingError::LengthAndTransferEncoding)],
+                "step {step}"
             );
         }
     }
