@@ -468,6 +468,91 @@ async fn ambiguous_framing_is_refused_and_early_answers_say_connection_close() {
     p.wait_documents(4, Duration::from_secs(10));
 }
 
+/// Request heads whose lines end in a bare LF (which hyper reads, as
+/// RFC 9112 §2.2 allows) are judged as CRLF ones are: `Content-Length` with
+/// `Transfer-Encoding` is refused, whether in that head or in the next one
+/// on the connection.
+#[tokio::test]
+async fn ambiguous_framing_is_refused_after_heads_with_bare_lf_line_ends() {
+    let config = format!("stats_interval_secs = 0\n{BEACONS_TO_STDOUT}");
+    let p = Pipeline::start(&config);
+    let addr = p.addr();
+    // The framing refusal's reason, not the decoder's 400 for an empty body.
+    const REFUSED: &str = "Content-Length and Transfer-Encoding together are refused";
+    for request in [
+        &b"POST /rum HTTP/1.1\nHost: x\nContent-Length: 5\nTransfer-Encoding: chunked\n\n0\r\n\r\n"[..],
+        b"POST /rum HTTP/1.1\r\nHost: x\nContent-Length: 5\r\nTransfer-Encoding: chunked\n\r\n0\r\n\r\n",
+    ] {
+        let answer = raw_request(&addr, request).await;
+        assert_eq!(answer.status, 400, "{}", answer.all);
+        assert!(answer.all.contains(REFUSED), "{}", answer.all);
+        assert!(answer.closed);
+    }
+    let answer = raw_request(
+        &addr,
+        b"GET /health HTTP/1.1\nHost: x\n\nPOST /rum HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.all.starts_with("HTTP/1.1 200"), "{}", answer.all);
+    assert!(answer.all.contains(REFUSED), "{}", answer.all);
+    assert!(answer.closed);
+}
+
+/// hyper reads no `Content-Length` that follows `Transfer-Encoding` (it
+/// drops it unparsed), so one it could not parse, or two that differ, still
+/// make a request with both: refused, as is the next one on the connection.
+#[tokio::test]
+async fn a_content_length_after_transfer_encoding_is_refused_whatever_its_value() {
+    let config = format!("stats_interval_secs = 0\n{BEACONS_TO_STDOUT}");
+    let p = Pipeline::start(&config);
+    let addr = p.addr();
+    const REFUSED: &str = "Content-Length and Transfer-Encoding together are refused";
+    let body = beacon("late-length", 1).to_string();
+    for lengths in [
+        "Content-Length: x\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+    ] {
+        let request = format!(
+            "POST /rum HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n{lengths}\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        );
+        let answer = raw_request(&addr, request.as_bytes()).await;
+        assert_eq!(answer.status, 400, "{}", answer.all);
+        assert!(answer.all.contains(REFUSED), "{}", answer.all);
+        assert!(answer.closed);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(p.documents().len(), 0, "a refused beacon was stored");
+}
+
+/// hyper ends a chunked body's trailer lines at CRLF only: a bare LF where
+/// the final CRLF goes starts a trailer that runs to the next empty line.
+/// The next request on the connection is judged where hyper reads it.
+#[tokio::test]
+async fn chunked_trailers_are_followed_as_hyper_reads_them() {
+    let config = format!("stats_interval_secs = 0\n{BEACONS_TO_STDOUT}");
+    let p = Pipeline::start(&config);
+    let addr = p.addr();
+    let body = beacon("trailers", 1).to_string();
+    let request = format!(
+        "POST /rum HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\nX: y\r\n\r\nPOST /rum HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len(),
+        body.len()
+    );
+    let answer = raw_request(&addr, request.as_bytes()).await;
+    assert!(answer.all.starts_with("HTTP/1.1 204"), "{}", answer.all);
+    assert!(
+        answer
+            .all
+            .contains("Content-Length and Transfer-Encoding together are refused"),
+        "{}",
+        answer.all
+    );
+    p.wait_documents(1, Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(p.documents().len(), 1, "the refused beacon was stored");
+}
+
 #[tokio::test]
 async fn one_flooding_client_gets_429_while_another_is_served() {
     let config = r#"

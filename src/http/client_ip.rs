@@ -1,7 +1,8 @@
 //! Which address the browser has. The socket peer, unless the peer is a
-//! configured trusted proxy: then the right-most address in `Forwarded` /
-//! `X-Forwarded-For` that is not itself a trusted proxy. Anything a client
-//! writes to the left of that is ignored, so a browser cannot forge its IP.
+//! configured trusted proxy: then the right-most address in
+//! `X-Forwarded-For` (or, without one, `Forwarded`) that is not itself a
+//! trusted proxy. Anything a client writes to the left of that is ignored,
+//! so a browser cannot forge its IP.
 
 use std::net::IpAddr;
 
@@ -17,17 +18,18 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     if !is_trusted(&peer) {
         return peer;
     }
-    // `Forwarded` wins over `X-Forwarded-For` when both are present. The
-    // hops are walked nearest first, straight off the headers: collecting
-    // them cost two vectors a request behind a proxy.
-    let has_forwarded = headers
-        .get_all(http::header::FORWARDED)
-        .iter()
-        .any(|v| v.to_str().is_ok());
-    if has_forwarded {
-        nearest_untrusted(peer, forwarded_hops(headers), is_trusted)
-    } else {
+    // `X-Forwarded-For` wins over `Forwarded` when both are present: it is
+    // what nearly every proxy writes (NGINX, the clouds' load balancers,
+    // Traefik, Caddy), and such a proxy passes a `Forwarded` the browser
+    // wrote through untouched, so letting that one win let any browser
+    // name its own address. Present counts even when unreadable (a browser
+    // can make the proxy's line non-ASCII), or that `Forwarded` would win
+    // again. The hops are walked nearest first, straight off the headers:
+    // collecting them cost two vectors a request.
+    if headers.contains_key(X_FORWARDED_FOR) {
         nearest_untrusted(peer, x_forwarded_for_hops(headers), is_trusted)
+    } else {
+        nearest_untrusted(peer, forwarded_hops(headers), is_trusted)
     }
 }
 
@@ -50,26 +52,36 @@ fn nearest_untrusted(
     nearest
 }
 
-/// `Forwarded`'s `for=` nodes, right (nearest proxy) to left; elements
-/// without one are skipped.
+/// `Forwarded`'s `for=` nodes, right (nearest proxy) to left. An element
+/// without one, or not UTF-8, is an unreadable hop: a trusted proxy that
+/// wrote it has not said who its client is, and skipping it read the
+/// elements left of it, which the browser wrote.
 fn forwarded_hops(headers: &HeaderMap) -> impl Iterator<Item = Option<IpAddr>> + '_ {
     headers
         .get_all(http::header::FORWARDED)
         .iter()
         .rev()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.rsplit(','))
-        .filter_map(for_node)
+        .flat_map(|v| elements(v).rev())
+        .map(|e| std::str::from_utf8(e).ok().and_then(for_node))
 }
 
-/// The `for=` node of one `Forwarded` element (`None`: the element has none).
-fn for_node(element: &str) -> Option<Option<IpAddr>> {
+/// A header line's comma-separated elements, as bytes: a line is split
+/// before it is read, so a non-ASCII element a browser wrote is one
+/// unreadable hop where it stands. Skipping the whole line instead went on
+/// to the lines left of it, which the browser wrote too.
+fn elements(value: &http::HeaderValue) -> std::slice::Split<'_, u8, impl FnMut(&u8) -> bool> {
+    value.as_bytes().split(|b| *b == b',')
+}
+
+/// The `for=` node of one `Forwarded` element (`None`: the element has
+/// none, or not an address).
+fn for_node(element: &str) -> Option<IpAddr> {
     element.split(';').find_map(|pair| {
         let (key, value) = pair.trim().split_once('=')?;
         key.trim()
             .eq_ignore_ascii_case("for")
             .then(|| parse_node(value))
-    })
+    })?
 }
 
 /// `X-Forwarded-For`'s addresses, right (nearest proxy) to left.
@@ -78,9 +90,8 @@ fn x_forwarded_for_hops(headers: &HeaderMap) -> impl Iterator<Item = Option<IpAd
         .get_all(X_FORWARDED_FOR)
         .iter()
         .rev()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.rsplit(','))
-        .map(parse_node)
+        .flat_map(|v| elements(v).rev())
+        .map(|e| std::str::from_utf8(e).ok().and_then(parse_node))
 }
 
 /// IPv4-mapped IPv6 peers (dual-stack sockets) are shown as IPv4.
@@ -144,27 +155,44 @@ mod tests {
         nearest
     }
 
-    /// The hops, left (client side) to right (nearest proxy). `Forwarded` wins
-    /// over `X-Forwarded-For` when both are present.
+    /// The hops, left (client side) to right (nearest proxy).
+    /// `X-Forwarded-For` wins over `Forwarded` when both are present.
     fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-        let forwarded: Vec<&str> = headers
-            .get_all(http::header::FORWARDED)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if !forwarded.is_empty() {
-            return forwarded
+        if headers.contains_key(X_FORWARDED_FOR) {
+            return headers
+                .get_all(X_FORWARDED_FOR)
                 .iter()
-                .flat_map(|v| v.split(','))
-                .filter_map(for_node)
+                .flat_map(|v| {
+                    String::from_utf8_lossy(v.as_bytes())
+                        .split(',')
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .map(|e| {
+                    if e.contains('\u{fffd}') {
+                        None
+                    } else {
+                        parse_node(&e)
+                    }
+                })
                 .collect();
         }
         headers
-            .get_all(X_FORWARDED_FOR)
+            .get_all(http::header::FORWARDED)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(parse_node)
+            .flat_map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .map(|e| {
+                if e.contains('\u{fffd}') {
+                    None
+                } else {
+                    for_node(&e)
+                }
+            })
             .collect()
     }
 
@@ -209,11 +237,13 @@ mod tests {
                 map.append(http::HeaderName::from_static(name), value.parse().unwrap());
             }
             if rng.u8(..10) == 0 {
-                // Not ASCII: skipped, as the reference skips it.
-                map.append(
-                    http::header::FORWARDED,
-                    http::HeaderValue::from_bytes(b"for=\xff").unwrap(),
-                );
+                // Not UTF-8: an unreadable hop.
+                let name = if rng.bool() {
+                    http::header::FORWARDED
+                } else {
+                    X_FORWARDED_FOR
+                };
+                map.append(name, http::HeaderValue::from_bytes(b"for=\xff").unwrap());
             }
             let peer = if rng.bool() {
                 ip("10.0.0.2")
@@ -253,6 +283,60 @@ mod tests {
             client_ip(ip("127.0.0.1"), &h, &trusted),
             ip("2001:db8:cafe::17")
         );
+    }
+
+    /// NGINX (deployments/nginx) appends to `X-Forwarded-For` and passes a
+    /// browser's own `Forwarded` through untouched: that one must not win.
+    #[test]
+    fn a_forwarded_header_the_browser_wrote_does_not_beat_the_proxys_x_forwarded_for() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        let h = headers(&[
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("198.51.100.7"));
+        // Nor when the browser made the proxy's line unreadable.
+        let mut h = headers(&[("forwarded", "for=1.2.3.4")]);
+        h.append(
+            X_FORWARDED_FOR,
+            http::HeaderValue::from_bytes(b"\xff, 198.51.100.7").unwrap(),
+        );
+        assert_ne!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("1.2.3.4"));
+    }
+
+    /// A proxy that appends to the browser's last `X-Forwarded-For` line:
+    /// the browser made that line non-ASCII and sent a forged one before it.
+    #[test]
+    fn an_unreadable_line_stops_the_walk_instead_of_being_skipped() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        let mut h = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        h.append(
+            X_FORWARDED_FOR,
+            http::HeaderValue::from_bytes(b"\xff, 198.51.100.7").unwrap(),
+        );
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("198.51.100.7"));
+        let mut h = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        h.append(
+            X_FORWARDED_FOR,
+            http::HeaderValue::from_bytes(b"\xff, 127.0.0.9").unwrap(),
+        );
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("127.0.0.9"));
+        let mut h = headers(&[("forwarded", "for=1.2.3.4")]);
+        h.append(
+            http::header::FORWARDED,
+            http::HeaderValue::from_bytes(b"for=\"\xff\"").unwrap(),
+        );
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("127.0.0.1"));
+    }
+
+    /// A trusted proxy that writes `Forwarded` without `for=` (HAProxy's
+    /// `option forwarded proto by`) has not said who its client is: what
+    /// the browser wrote left of its element must not stand in for that.
+    #[test]
+    fn an_element_without_for_stops_the_walk() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        let h = headers(&[("forwarded", "for=1.2.3.4, proto=https;by=127.0.0.1")]);
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("127.0.0.1"));
     }
 
     #[test]

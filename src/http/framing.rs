@@ -113,8 +113,10 @@ enum Chunk {
     DataEnd,
     /// After the last chunk: at the start of a trailer line (or the final CRLF).
     TrailerStart,
-    /// Inside a trailer line.
+    /// Inside a trailer line, which only a CRLF ends (as hyper reads it).
     Trailer,
+    /// Saw the CR that ends a trailer line.
+    TrailerLf,
     /// Saw the CR of the final CRLF.
     FinalLf,
 }
@@ -211,9 +213,21 @@ impl<T> HeadInspector<T> {
     }
 }
 
-/// End (exclusive) of the first `\r\n\r\n` at or after `from`.
+/// End (exclusive) of the first empty line at or after `from`: `\r\n\r\n`,
+/// or with bare LFs (`\n\n`, `\n\r\n`), which httparse and so hyper read
+/// as line ends too. Looking for CRLFs only, a bare-LF head ran on into the
+/// next request's, which then got no verdict of its own (and the one after
+/// it took the wrong one): `Content-Length` with `Transfer-Encoding` got
+/// through behind a bare-LF request.
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    memchr::memmem::find(&buf[from..], b"\r\n\r\n").map(|i| from + i + 4)
+    memchr::memchr_iter(b'\n', &buf[from..]).find_map(|i| {
+        let after = &buf[from + i + 1..];
+        match after {
+            [b'\n', ..] => Some(from + i + 2),
+            [b'\r', b'\n', ..] => Some(from + i + 3),
+            _ => None,
+        }
+    })
 }
 
 /// The verdict on one head and how its body is framed; None when the head is
@@ -291,6 +305,15 @@ impl Framing {
     /// (a `Content-Length` that is no number, or two that differ).
     fn header(&mut self, name: &[u8], value: &[u8]) -> Option<()> {
         if name.eq_ignore_ascii_case(b"content-length") {
+            // hyper drops a length that follows `Transfer-Encoding` unread,
+            // so its value does not make the head one hyper refuses: it is
+            // a length with a transfer coding all the same. (Judged
+            // unservable, it turned the inspection off and the request,
+            // and every later one, went unjudged.)
+            if self.transfer_encoding {
+                self.length.get_or_insert(0);
+                return Some(());
+            }
             let value = std::str::from_utf8(value).ok()?.trim().parse().ok()?;
             if self.length.is_some_and(|l| l != value) {
                 return None;
@@ -365,16 +388,24 @@ fn step_chunk(state: &mut Chunk, bytes: &[u8]) -> Option<(usize, bool)> {
                 b'\n' => *state = Chunk::Size(0, false),
                 _ => return None,
             },
+            // Line ends here are CRLF only, as hyper's decoder has them: a
+            // bare LF is a trailer byte to hyper, which then reads on into
+            // what follows as trailers. Ending the body at it, the next head
+            // judged was one hyper never saw, and a request after it went
+            // unjudged.
             Chunk::TrailerStart => match b {
                 b'\r' => *state = Chunk::FinalLf,
-                b'\n' => return Some((i + 1, true)),
                 _ => *state = Chunk::Trailer,
             },
             Chunk::Trailer => {
-                if b == b'\n' {
-                    *state = Chunk::TrailerStart;
+                if b == b'\r' {
+                    *state = Chunk::TrailerLf;
                 }
             }
+            Chunk::TrailerLf => match b {
+                b'\n' => *state = Chunk::TrailerStart,
+                _ => return None,
+            },
             Chunk::FinalLf => {
                 if b == b'\n' {
                     return Some((i + 1, true));
@@ -463,6 +494,54 @@ mod tests {
                     None,
                     Some(FramingError::LengthAndTransferEncoding)
                 ],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_length_after_transfer_encoding_is_flagged_whatever_its_value() {
+        for lengths in [
+            "Content-Length: x\r\n",
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+        ] {
+            let mut stream = format!(
+                "POST /rum HTTP/1.1\r\nTransfer-Encoding: chunked\r\n{lengths}\r\n0\r\n\r\n"
+            )
+            .into_bytes();
+            stream.extend_from_slice(CL_AND_TE);
+            assert_eq!(
+                verdicts(&stream, usize::MAX),
+                [Some(FramingError::LengthAndTransferEncoding); 2],
+                "{lengths}"
+            );
+        }
+    }
+
+    #[test]
+    fn trailers_end_where_hyper_ends_them() {
+        // A bare LF after the last chunk starts a trailer, ended by CRLF CRLF.
+        let mut stream =
+            b"POST /rum HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\nX: y\r\n\r\n".to_vec();
+        stream.extend_from_slice(CL_AND_TE);
+        for step in [1, 4, usize::MAX] {
+            assert_eq!(
+                verdicts(&stream, step),
+                [None, Some(FramingError::LengthAndTransferEncoding)],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn heads_with_bare_lf_line_ends_get_their_own_verdicts() {
+        let mut stream = b"GET /health HTTP/1.1\nHost: x\n\n".to_vec();
+        stream.extend_from_slice(b"POST /rum HTTP/1.1\r\nContent-Length: 3\n\r\nabc");
+        stream.extend_from_slice(CL_AND_TE);
+        for step in [1, 2, 5, usize::MAX] {
+            assert_eq!(
+                verdicts(&stream, step),
+                [None, None, Some(FramingError::LengthAndTransferEncoding)],
                 "step {step}"
             );
         }

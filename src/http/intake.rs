@@ -263,23 +263,23 @@ impl Intake {
             budget,
             consumed,
         } = head;
+        // The origin first: a 429 to an allowed page carries its CORS
+        // headers like every other refusal, or the page's script can read
+        // neither the status nor its `Retry-After` (what SDKs back off on).
+        let allow_origin = self.check_origin(&headers).map_err(|e| (e, None))?;
+        let fail = |e: IntakeError| (e, allow_origin.clone());
         // Before anything is read, so a flood costs no body bytes.
         let client_ip = super::client_ip::client_ip(peer, &headers, &self.options.trusted_proxies);
         if let Some(limiter) = &self.rate_limiter {
             if !limiter.allow(client_ip) {
                 self.rate_limited.inc();
-                return Err((
-                    IntakeError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        RATE_LIMITED,
-                        "too many requests from this address, retry later",
-                    ),
-                    None,
-                ));
+                return Err(fail(IntakeError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    RATE_LIMITED,
+                    "too many requests from this address, retry later",
+                )));
             }
         }
-        let allow_origin = self.check_origin(&headers).map_err(|e| (e, None))?;
-        let fail = |e: IntakeError| (e, allow_origin.clone());
         let limit = self.options.max_body_bytes;
         let declared = declared_length(&headers);
         if declared.is_some_and(|n| n > limit as u64) {
@@ -633,6 +633,52 @@ mod tests {
             .unwrap();
         assert_eq!(&request.body[..], b"{\"v\":1}");
         assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    /// A page's script can read a 429 (and back off on its `Retry-After`)
+    /// only if it carries `Access-Control-Allow-Origin`, as every other
+    /// refusal of an allowed origin does.
+    #[tokio::test]
+    async fn a_rate_limited_answer_to_an_allowed_origin_carries_its_cors_headers() {
+        let registry = crate::telemetry::Registry::new();
+        let options = IntakeOptions {
+            allowed_origins: vec!["https://shop.example".into()],
+            cors_max_age_secs: 600,
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 100,
+            rate_limit: Some(RateLimitOptions {
+                requests_per_second: 1,
+                burst: Some(1),
+                max_clients: 10,
+            }),
+        };
+        let metrics = ComponentMetrics::new(&registry, "intake", "source", "faro");
+        let intake = Intake::new(options, metrics, "POST, OPTIONS").expose_headers("retry-after");
+        let request = || {
+            let mut head = head(2);
+            head.headers.insert(
+                header::ORIGIN,
+                HeaderValue::from_static("https://shop.example"),
+            );
+            let body =
+                futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{}"))]);
+            (head, body)
+        };
+        let (head, body) = request();
+        assert!(intake.accept(head, body, async {}).await.is_ok());
+        let (head, body) = request();
+        let Err((error, allow_origin)) = intake.accept(head, body, async {}).await else {
+            panic!("the second request within the burst of 1 was accepted");
+        };
+        assert_eq!(error.status, StatusCode::TOO_MANY_REQUESTS);
+        let response = intake.error_response(&error, allow_origin);
+        let h = response.headers();
+        assert_eq!(
+            h[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://shop.example"
+        );
+        assert_eq!(h[header::ACCESS_CONTROL_EXPOSE_HEADERS], "retry-after");
+        assert_eq!(h[header::RETRY_AFTER], "1");
     }
 
     #[test]
