@@ -542,7 +542,9 @@ fn fill<'de>(
             },
             None => value,
         };
-        rest.insert(key, value);
+        // `pairs`' keys are unique: none is in `rest` yet (an `insert`
+        // looked at every key before it).
+        rest.push_unique(key, value);
     }
     rest
 }

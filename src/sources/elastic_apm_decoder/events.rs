@@ -283,11 +283,7 @@ fn is_javascript(language: Option<&Json<'_>>) -> bool {
 /// Moves what is left of an event's object into its `rum.extra` (nulls
 /// carry nothing and are skipped).
 fn keep_all<'de>(extra: &mut Obj<'de>, rest: Obj<'de>) {
-    for (key, value) in rest {
-        if !value.is_null() {
-            extra.insert(key, value);
-        }
-    }
+    extra.merge(rest, |value| !value.is_null());
 }
 
 /// Builds the events of one request on one shared context.
