@@ -41,6 +41,11 @@ pub struct ApmLimits {
     /// Keep breakdown metricsets as `custom` events instead of dropping them
     /// (counted).
     pub keep_breakdown: bool,
+    /// Bytes of what every event of a request carries: the shared context
+    /// (page URL and its parts, session, labels, User-Agent) and the
+    /// unmapped rest of `metadata`, which each event's `rum.extra` holds a
+    /// copy of (413 above).
+    pub max_context_bytes: usize,
     /// What `client.ip` keeps of the address (the source's `client_ip`).
     pub client_ip: ClientIpMode,
 }

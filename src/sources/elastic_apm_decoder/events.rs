@@ -444,16 +444,30 @@ impl<'a> Builder<'a> {
                 context.set(ids.trace_id, trace.as_str());
             }
         }
+        let metadata_extra = (!rest.is_empty()).then(|| {
+            let mut text = Vec::new();
+            rest.write_to(&mut text);
+            text
+        });
+        // Every event carries the context and its own copy of the
+        // metadata's rest: unbounded, a 288 KB body of one large metadata
+        // line and 990 short lines made 272 MB of events.
+        let carried = context.byte_size() + metadata_extra.as_ref().map_or(0, Vec::len);
+        if carried > limits.max_context_bytes {
+            return Err(DecodeError::too_large(
+                "context_too_large",
+                format!(
+                    "the request's `metadata` and page (with the User-Agent) hold {carried} bytes; max_context_bytes is {}",
+                    limits.max_context_bytes
+                ),
+            ));
+        }
         Ok(Builder {
             context: Arc::new(context),
             shared_url,
             shared_session,
             shared_transaction,
-            metadata_extra: (!rest.is_empty()).then(|| {
-                let mut text = Vec::new();
-                rest.write_to(&mut text);
-                text
-            }),
+            metadata_extra,
             transactions: Vec::new(),
             facts,
             limits,

@@ -29,6 +29,7 @@ fn limits() -> ApmLimits {
         max_string_bytes: 1024,
         max_depth: 16,
         keep_breakdown: false,
+        max_context_bytes: 64 * 1024,
         client_ip: ClientIpMode::Full,
     }
 }
@@ -957,4 +958,39 @@ fn a_line_of_many_keys_costs_lookups_in_proportion() {
         );
     }
     assert!(looked_at < 50 * n, "{looked_at} keys looked at for {n}");
+}
+
+#[test]
+fn metadata_every_document_carries_is_bounded_by_max_context_bytes() {
+    // What `metadata` holds besides the mapped fields is copied into every
+    // document's `rum.extra.metadata`: a 275 KB metadata line and 990
+    // `{"error":{}}` lines (a 288 KB body) made 272 MB of events.
+    let big = "x".repeat(1000);
+    let metadata = format!(
+        r#"{{"metadata":{{"service":{{"name":"s"}},"other":{{"a":"{big}","b":"{big}"}}}}}}"#
+    );
+    let body = format!("{metadata}\n{}", [r#"{"error":{}}"#; 5].join("\n"));
+    let small = ApmLimits {
+        max_context_bytes: 1500,
+        ..limits()
+    };
+    let err = decode(body.as_bytes(), &facts(ApiVersion::V2), &small)
+        .map(|d| d.events.len())
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.error_type),
+        (StatusCode::PAYLOAD_TOO_LARGE, "context_too_large")
+    );
+    // So are labels and the page, which every document shares.
+    let labels = format!(r#"{{"metadata":{{"labels":{{"a":"{big}","b":"{big}"}}}}}}"#);
+    let err = decode(labels.as_bytes(), &facts(ApiVersion::V2), &small)
+        .map(|d| d.events.len())
+        .unwrap_err();
+    assert_eq!(err.error_type, "context_too_large");
+    let decoded = decode(body.as_bytes(), &facts(ApiVersion::V2), &limits()).unwrap();
+    assert_eq!(decoded.events.len(), 5);
+    assert_eq!(
+        decoded.events[4].get("rum.extra.metadata.other.b"),
+        Some(&json!(big))
+    );
 }
