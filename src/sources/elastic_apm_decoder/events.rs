@@ -246,6 +246,23 @@ fn nest<'de>(parent: &mut Obj<'de>, key: &'static str, rest: Obj<'de>) {
     }
 }
 
+/// Labels (`metadata.labels`, `context.tags`) as APM takes them: strings,
+/// numbers, booleans (and nulls, which set nothing); an object or array is
+/// a wrong-typed value, returned apart for `rum.extra`. Under `labels.*` it
+/// made the index map the name as an object, and every later document with
+/// that label as a string was refused (or the reverse).
+fn split_labels(labels: Obj<'_>) -> (Obj<'_>, Obj<'_>) {
+    let (mut scalars, mut aside) = (Obj::new(), Obj::new());
+    for (name, value) in labels {
+        // An `Obj`'s keys are unique.
+        match value {
+            Json::Object(_) | Json::Array(_) => aside.push_unique(name, value),
+            scalar => scalars.push_unique(name, scalar),
+        }
+    }
+    (scalars, aside)
+}
+
 /// A page-load transaction's navigation timing (`marks.navigationTiming`,
 /// milliseconds from `fetchStart`) as the `rum.nav.*` durations.
 fn navigation_fields(marks: &Obj<'_>, fields: &mut Fields) {
@@ -389,11 +406,13 @@ impl<'a> Builder<'a> {
             }
         }
         if let Some(labels) = take_object(&mut metadata, "labels") {
+            let (labels, aside) = split_labels(labels);
             for (name, value) in labels {
                 if !value.is_null() {
                     context.set_label(Arc::from(&*name), value.into());
                 }
             }
+            nest(&mut metadata, "labels", aside);
         }
         keep_all(&mut rest, metadata);
 
@@ -565,7 +584,11 @@ impl<'a> Builder<'a> {
         let mut context = take_object(map, "context");
         let mut tags = None;
         if let Some(context) = context.as_mut() {
-            tags = take_object(context, "tags");
+            if let Some(all) = take_object(context, "tags") {
+                let (labels, aside) = split_labels(all);
+                nest(context, "tags", aside);
+                tags = Some(labels);
+            }
             if let Some(mut page) = take_object(context, "page") {
                 if let Some(url) = take_str(&mut page, "url") {
                     if Some(&*url) != self.shared_url.as_deref() {

@@ -994,3 +994,32 @@ fn metadata_every_document_carries_is_bounded_by_max_context_bytes() {
         Some(&json!(big))
     );
 }
+
+#[test]
+fn a_label_that_is_no_string_number_or_bool_is_kept_aside() {
+    // APM labels are scalars (the agent's `addLabels`); an object or array
+    // under `labels.*` made the index map `labels.<name>` as an object, and
+    // every later document with that label as a string was refused by
+    // Elasticsearch (or the reverse).
+    let decoded = decode_lines(&[
+        r#"{"metadata":{"labels":{"team":"web","o":{"k":1},"l":[1],"b":true}}}"#,
+        r#"{"transaction":{"id":"t1","type":"route-change","context":{"tags":{"ab":"b","n":2,"to":{"x":"y"},"ta":["z"]}}}}"#,
+    ])
+    .unwrap();
+    let tr = &decoded.events[0];
+    assert_eq!(tr.label("team"), Some(&json!("web")));
+    assert_eq!(tr.label("b"), Some(&json!(true)));
+    assert_eq!(tr.label("ab"), Some(&json!("b")));
+    assert_eq!(tr.label("n"), Some(&json!(2)));
+    for name in ["o", "l", "to", "ta"] {
+        assert_eq!(tr.label(name), None, "{name}");
+    }
+    assert_eq!(
+        tr.get("rum.extra.metadata.labels"),
+        Some(&json!({"o": {"k": 1}, "l": [1]}))
+    );
+    assert_eq!(
+        tr.get("rum.extra.context.tags"),
+        Some(&json!({"to": {"x": "y"}, "ta": ["z"]}))
+    );
+}
