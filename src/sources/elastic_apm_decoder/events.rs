@@ -263,6 +263,16 @@ fn split_labels(labels: Obj<'_>) -> (Obj<'_>, Obj<'_>) {
     (scalars, aside)
 }
 
+/// Labels to set, by name and without nulls (which set nothing). Set in
+/// this order each lands at the end of the event's sorted list: in the
+/// order sent (descending, say) each insert moved those before it.
+fn sorted_labels(labels: Obj<'_>) -> Vec<(Cow<'_, str>, Json<'_>)> {
+    let mut labels: Vec<_> = labels.into_iter().filter(|(_, v)| !v.is_null()).collect();
+    // An `Obj`'s keys are unique: no order among equals to keep.
+    labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    labels
+}
+
 /// A page-load transaction's navigation timing (`marks.navigationTiming`,
 /// milliseconds from `fetchStart`) as the `rum.nav.*` durations.
 fn navigation_fields(marks: &Obj<'_>, fields: &mut Fields) {
@@ -407,10 +417,8 @@ impl<'a> Builder<'a> {
         }
         if let Some(labels) = take_object(&mut metadata, "labels") {
             let (labels, aside) = split_labels(labels);
-            for (name, value) in labels {
-                if !value.is_null() {
-                    context.set_label(Arc::from(&*name), value.into());
-                }
+            for (name, value) in sorted_labels(labels) {
+                context.set_label(Arc::from(&*name), value.into());
             }
             nest(&mut metadata, "labels", aside);
         }
@@ -559,10 +567,8 @@ impl<'a> Builder<'a> {
         };
         // Own labels: an event of its own, in its place.
         let mut event = Event::from_parts(self.context.clone(), at, None, ty, fields);
-        for (name, value) in labels {
-            if !value.is_null() {
-                event.set_label(Arc::from(&*name), value.into());
-            }
+        for (name, value) in sorted_labels(labels) {
+            event.set_label(Arc::from(&*name), value.into());
         }
         self.events.push_event(event);
         Ok(())
