@@ -326,10 +326,13 @@ fn render_frame(frame: &Json<'_>, out: &mut String) -> bool {
     if function != "?" && !function.is_empty() {
         out.push(')');
     }
+    // A column is written only after a line: without one it is not shown.
+    let line = map.get("lineno").is_some();
     map.iter().all(|(k, v)| {
         known.contains(&k)
             && match k {
-                "lineno" | "colno" => v.is_u64(),
+                "lineno" => v.is_u64(),
+                "colno" => v.is_u64() && line,
                 _ => v.is_string(),
             }
     })

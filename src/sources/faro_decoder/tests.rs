@@ -681,3 +681,28 @@ fn an_item_of_many_keys_costs_lookups_in_proportion() {
         assert!(looked_at < 20 * n, "{looked_at} keys looked at for {n}");
     }
 }
+
+#[test]
+fn a_column_without_a_line_keeps_the_frames() {
+    // `file:line:col` shows a column only after a line: a frame with a
+    // `colno` and no `lineno` was written as `file` alone, and the frames
+    // (which held the column) were not kept.
+    let decoded = decode_json(json!({
+        "exceptions": [{"type": "Error", "value": "boom", "stacktrace": {"frames": [
+            {"filename": "https://a.example/app.js", "function": "render", "lineno": 3, "colno": 14},
+            {"filename": "https://a.example/lib.js", "function": "call", "colno": 7}]}}]
+    }))
+    .unwrap();
+    let error = &decoded.events[0];
+    assert_eq!(
+        error.get_str("error.stack_trace"),
+        Some("Error: boom\n    at render (https://a.example/app.js:3:14)\n    at call (https://a.example/lib.js)")
+    );
+    assert_eq!(
+        error.get("rum.extra.stacktrace.frames"),
+        Some(&json!([
+            {"filename": "https://a.example/app.js", "function": "render", "lineno": 3, "colno": 14},
+            {"filename": "https://a.example/lib.js", "function": "call", "colno": 7}
+        ]))
+    );
+}
