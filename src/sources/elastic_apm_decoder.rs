@@ -75,7 +75,11 @@ pub struct Decoded {
     pub page_url: Option<String>,
     /// Event lines taken (APM Server's `accepted`).
     pub accepted: usize,
+    /// The first lines refused (at most `ERRORS_LISTED`), for the answer.
     pub errors: Vec<LineError>,
+    /// Every line refused, counted by `error_type` (in the order each was
+    /// first seen).
+    pub refused: Vec<(&'static str, usize)>,
     /// Lines of a kind the agent does not send (kept as `custom`).
     pub unknown_kinds: usize,
     /// Breakdown metricsets dropped (`keep_breakdown = false`).
@@ -84,6 +88,11 @@ pub struct Decoded {
 
 /// How much of a bad line an error quotes.
 const DOCUMENT_QUOTE_BYTES: usize = 256;
+
+/// How many refused lines the answer lists, as APM Server's `errorsLimit`
+/// (all are counted): listing each, a body of short bad lines was answered
+/// with a body tens of times its size.
+const ERRORS_LISTED: usize = 5;
 
 fn bad_metadata(error_type: &'static str, message: impl Into<String>) -> DecodeError {
     DecodeError::invalid(error_type, message)
@@ -136,6 +145,7 @@ pub fn decode(
 
     let mut items = Vec::new();
     let mut errors = Vec::new();
+    let mut refused: Vec<(&'static str, usize)> = Vec::new();
     let mut skipped = 0;
     for line in lines {
         match parse_line(line, facts.version, limits) {
@@ -144,8 +154,14 @@ pub fn decode(
                 items.push(item);
             }
             Err(mut e) => {
-                e.document = quote(line);
-                errors.push(e);
+                match refused.iter_mut().find(|(t, _)| *t == e.error_type) {
+                    Some((_, n)) => *n += 1,
+                    None => refused.push((e.error_type, 1)),
+                }
+                if errors.len() < ERRORS_LISTED {
+                    e.document = quote(line);
+                    errors.push(e);
+                }
             }
         }
     }
@@ -168,6 +184,7 @@ pub fn decode(
         page_url: builder.shared_url,
         accepted,
         errors,
+        refused,
         unknown_kinds: builder.unknown_kinds,
         dropped_breakdowns: builder.dropped_breakdowns + skipped,
     })

@@ -244,8 +244,10 @@ impl HttpSource for ApmSource {
         };
         let decoded = elastic_apm_decoder::decode(&request.body, &facts, &self.limits)?;
         if pass.counts() {
-            for error in &decoded.errors {
-                self.metrics.errors(error.error_type, "receiving").inc();
+            for &(error_type, lines) in &decoded.refused {
+                self.metrics
+                    .errors(error_type, "receiving")
+                    .add(lines as u64);
             }
             self.unknown_kinds.add(decoded.unknown_kinds as u64);
             self.dropped_breakdowns

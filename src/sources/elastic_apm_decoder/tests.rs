@@ -1055,3 +1055,26 @@ fn many_labels_cost_work_in_proportion() {
     }
     assert!(shifted < 10 * n, "{shifted} labels moved for {n}");
 }
+
+#[test]
+fn the_answer_lists_at_most_five_refused_lines_and_all_are_counted() {
+    // As APM Server (`errorsLimit = 5`): a 1 MB body of 500 000 two-byte
+    // bad lines was answered with an error object (its message and quote)
+    // for each, a body tens of times the request's.
+    let mut lines = vec![META.to_owned()];
+    lines.extend((0..1000).map(|_| "x".to_owned()));
+    lines.push(r#"{"transaction":{}}"#.to_owned());
+    lines.push(r#"{"transaction":1}"#.to_owned());
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let decoded = decode_lines(&lines).unwrap();
+    assert_eq!(decoded.accepted, 1);
+    assert_eq!(decoded.errors.len(), 5);
+    assert!(decoded
+        .errors
+        .iter()
+        .all(|e| e.error_type == "invalid_json"));
+    assert_eq!(
+        decoded.refused,
+        [("invalid_json", 1000), ("invalid_event", 1)]
+    );
+}
