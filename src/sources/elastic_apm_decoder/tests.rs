@@ -1078,3 +1078,23 @@ fn the_answer_lists_at_most_five_refused_lines_and_all_are_counted() {
         [("invalid_json", 1000), ("invalid_event", 1)]
     );
 }
+
+#[test]
+fn a_frame_keeps_an_abs_path_the_stack_text_does_not_show() {
+    // Only a string `abs_path` is written into `error.stack_trace`; one of
+    // another type was taken off the kept frames all the same, and lost.
+    let decoded = decode_lines(&[
+        META,
+        r#"{"error":{"exception":{"message":"m","stacktrace":[{"abs_path":7,"filename":"app.js","lineno":1},{"abs_path":"https://a.example/x.js","lineno":2}]}}}"#,
+    ])
+    .unwrap();
+    let error = &decoded.events[0];
+    assert_eq!(
+        error.get_str("error.stack_trace"),
+        Some("m\n    at app.js:1\n    at https://a.example/x.js:2")
+    );
+    assert_eq!(
+        error.get("rum.extra.exception.stacktrace"),
+        Some(&json!([{"abs_path": 7, "filename": "app.js", "lineno": 1}, {"lineno": 2}]))
+    );
+}
