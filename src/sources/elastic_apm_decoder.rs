@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::net::IpAddr;
 
-use super::beacon_decoder::{body_text, Limits, PairList};
+use super::beacon_decoder::{Limits, PairList};
 use super::json_tree::{read_array, read_tree, Json, Obj};
 use crate::event::Event;
 use crate::privacy::ClientIpMode;
@@ -107,21 +107,28 @@ pub fn decode(
     facts: &RequestFacts<'_>,
     limits: &ApmLimits,
 ) -> Result<Decoded, DecodeError> {
-    let text = body_text(body, empty_body)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(empty_body("empty body"));
+    }
+    // Each line is checked for UTF-8 on its own, as it is parsed: a body
+    // cut inside a character refuses its last line, not its good ones.
     // `memchr` finds the line ends many bytes at a time (`str::split`
     // looks at each byte).
     let mut start = 0;
-    let mut lines = memchr::memchr_iter(b'\n', text.as_bytes())
-        .chain(std::iter::once(text.len()))
+    let mut lines = memchr::memchr_iter(b'\n', body)
+        .chain(std::iter::once(body.len()))
         .map(|end| {
-            let line = &text[start..end];
+            let line = &body[start..end];
             start = end + 1;
-            line
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            std::str::from_utf8(line).map_err(|_| line)
         })
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .filter(|l| !l.trim().is_empty());
+        .filter(|l| !matches!(l, Ok(l) if l.trim().is_empty()));
     let first = lines.next().ok_or_else(|| empty_body("empty body"))?;
-    let metadata = match parse_line(first, facts.version, limits) {
+    let parsed = first
+        .map_err(|line| not_utf8(line, limits))
+        .and_then(|first| parse_line(first, facts.version, limits));
+    let metadata = match parsed {
         Ok((Line::Known("metadata", Json::Object(map)), _)) => map,
         Ok((Line::Known("metadata", _), _)) => {
             return Err(bad_metadata(
@@ -148,12 +155,16 @@ pub fn decode(
     let mut refused: Vec<(&'static str, usize)> = Vec::new();
     let mut skipped = 0;
     for line in lines {
-        match parse_line(line, facts.version, limits) {
+        let parsed = match line {
+            Ok(line) => parse_line(line, facts.version, limits).map_err(|e| (e, line.as_bytes())),
+            Err(line) => Err((not_utf8(line, limits), line)),
+        };
+        match parsed {
             Ok((item, breakdowns)) => {
                 skipped += breakdowns;
                 items.push(item);
             }
-            Err(mut e) => {
+            Err((mut e, line)) => {
                 match refused.iter_mut().find(|(t, _)| *t == e.error_type) {
                     Some((_, n)) => *n += 1,
                     None => refused.push((e.error_type, 1)),
@@ -329,15 +340,42 @@ fn read_spelled<'de>(
     Ok(Json::Object(Obj::parsed(out)))
 }
 
-fn quote(line: &str) -> String {
-    if line.len() <= DOCUMENT_QUOTE_BYTES {
-        return line.to_owned();
+/// A line that is not UTF-8: not JSON (or too large, as any line).
+fn not_utf8(line: &[u8], limits: &ApmLimits) -> LineError {
+    let (error_type, message) = if line.len() > limits.max_event_bytes {
+        (
+            "event_too_large",
+            format!(
+                "event exceeded the permitted size ({} bytes, max_event_bytes)",
+                limits.max_event_bytes
+            ),
+        )
+    } else {
+        (
+            "invalid_json",
+            "invalid JSON: the line is not UTF-8".to_owned(),
+        )
+    };
+    LineError {
+        error_type,
+        message,
+        document: String::new(),
     }
+}
+
+/// The start of a line, as an error quotes it (bytes that are not UTF-8
+/// as U+FFFD).
+fn quote(line: &[u8]) -> String {
+    if line.len() <= DOCUMENT_QUOTE_BYTES {
+        return String::from_utf8_lossy(line).into_owned();
+    }
+    // Back to the start of the character the cut falls in (a continuation
+    // byte is 0b10xx_xxxx; a character has at most three).
     let mut end = DOCUMENT_QUOTE_BYTES;
-    while !line.is_char_boundary(end) {
+    while DOCUMENT_QUOTE_BYTES - end < 3 && line[end] & 0xc0 == 0x80 {
         end -= 1;
     }
-    format!("{}…", &line[..end])
+    format!("{}…", String::from_utf8_lossy(&line[..end]))
 }
 
 #[cfg(test)]

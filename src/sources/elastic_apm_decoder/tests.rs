@@ -1098,3 +1098,43 @@ fn a_frame_keeps_an_abs_path_the_stack_text_does_not_show() {
         Some(&json!([{"abs_path": 7, "filename": "app.js", "lineno": 1}, {"lineno": 2}]))
     );
 }
+
+#[test]
+fn a_line_that_is_not_utf8_is_refused_alone() {
+    // A body cut inside a character (a name or URL that is not ASCII) was
+    // refused whole as not UTF-8, its good lines with it; as any line that
+    // is not JSON, only that line is.
+    let good = r#"{"transaction":{"id":"t1","type":"route-change","name":"/café"}}"#;
+    let cut = &br#"{"transaction":{"id":"t2","type":"route-change","name":"/caf"#[..];
+    let mut body = format!("{META}\n{good}\n").into_bytes();
+    body.extend_from_slice(cut);
+    body.push(0xc3);
+    let decoded = decode(&body, &facts(ApiVersion::V2), &limits())
+        .map_err(|e| e.message)
+        .unwrap();
+    assert_eq!(decoded.accepted, 1);
+    assert_eq!(types(&decoded), ["action"]);
+    assert_eq!(decoded.errors.len(), 1);
+    assert_eq!(decoded.errors[0].error_type, "invalid_json");
+    assert!(decoded.errors[0]
+        .document
+        .starts_with(r#"{"transaction":{"id":"t2""#));
+    assert_eq!(decoded.refused, [("invalid_json", 1)]);
+    // In the metadata line, nothing is taken.
+    let mut body = br#"{"metadata":{"service":{"name":"caf"#.to_vec();
+    body.extend_from_slice(b"\xc3\"}}}\n");
+    body.extend_from_slice(good.as_bytes());
+    let err = decode(&body, &facts(ApiVersion::V2), &limits())
+        .map(|d| d.events.len())
+        .unwrap_err();
+    assert_eq!(err.error_type, "invalid_metadata");
+}
+
+#[test]
+fn a_quote_is_cut_before_a_character() {
+    let line = format!("{}é{}", "x".repeat(255), "y".repeat(10));
+    assert_eq!(quote(line.as_bytes()), format!("{}…", "x".repeat(255)));
+    let line = format!("{}é{}", "x".repeat(254), "y".repeat(10));
+    assert_eq!(quote(line.as_bytes()), format!("{}é…", "x".repeat(254)));
+    assert_eq!(quote(b"ab\xffc"), "ab\u{fffd}c");
+}
