@@ -266,10 +266,26 @@ fn split_labels(labels: Obj<'_>) -> (Obj<'_>, Obj<'_>) {
 /// Labels to set, by name and without nulls (which set nothing). Set in
 /// this order each lands at the end of the event's sorted list: in the
 /// order sent (descending, say) each insert moved those before it.
+///
+/// Names are written as the agent's `addLabels` writes them, `.`, `*` and
+/// `"` as `_`: Elasticsearch reads a dot as a path, so a label `env.x`
+/// made the index map `labels.env` as an object, and every later document
+/// with an `env` label was refused.
 fn sorted_labels(labels: Obj<'_>) -> Vec<(Cow<'_, str>, Json<'_>)> {
-    let mut labels: Vec<_> = labels.into_iter().filter(|(_, v)| !v.is_null()).collect();
-    // An `Obj`'s keys are unique: no order among equals to keep.
-    labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut labels: Vec<_> = labels
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(name, value)| {
+            if name.contains(['.', '*', '"']) {
+                (Cow::Owned(name.replace(['.', '*', '"'], "_")), value)
+            } else {
+                (name, value)
+            }
+        })
+        .collect();
+    // Stable: of two names that became one, the later sent is set last
+    // and wins.
+    labels.sort_by(|a, b| a.0.cmp(&b.0));
     labels
 }
 

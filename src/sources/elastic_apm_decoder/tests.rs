@@ -1138,3 +1138,26 @@ fn a_quote_is_cut_before_a_character() {
     assert_eq!(quote(line.as_bytes()), format!("{}é…", "x".repeat(254)));
     assert_eq!(quote(b"ab\xffc"), "ab\u{fffd}c");
 }
+
+#[test]
+fn label_names_are_sanitized_as_apm_server_does() {
+    // Elasticsearch reads a dot in a field name as a path: a label
+    // `env.x` made the index map `labels.env` as an object, and every
+    // later document with an `env` label was refused. APM Server (and the
+    // agent's `addLabels`) write `.`, `*` and `"` in names as `_`.
+    let decoded = decode_lines(&[
+        r#"{"metadata":{"labels":{"env.x":"1","a*b":2,"q\"t":true}}}"#,
+        r#"{"transaction":{"id":"t1","type":"route-change","context":{"tags":{"ab.c":"b"}}}}"#,
+    ])
+    .unwrap();
+    let tr = &decoded.events[0];
+    assert_eq!(tr.label("env_x"), Some(&json!("1")));
+    assert_eq!(tr.label("a_b"), Some(&json!(2)));
+    assert_eq!(tr.label("q_t"), Some(&json!(true)));
+    assert_eq!(tr.label("ab_c"), Some(&json!("b")));
+    let doc = tr.to_value();
+    assert_eq!(
+        doc["labels"],
+        json!({"env_x": "1", "a_b": 2, "q_t": true, "ab_c": "b"})
+    );
+}
