@@ -221,6 +221,7 @@ fn bench(c: &mut Criterion) {
         max_string_bytes: 16 * 1024,
         max_depth: 16,
         keep_breakdown: false,
+        max_context_bytes: 64 * 1024,
         client_ip: ClientIpMode::Full,
     };
     let mut group = c.benchmark_group("elastic_apm_rum");

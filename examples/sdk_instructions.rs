@@ -146,6 +146,7 @@ impl Decoders {
                 max_string_bytes: 16 * 1024,
                 max_depth: 16,
                 keep_breakdown: false,
+                max_context_bytes: 64 * 1024,
                 client_ip: ClientIpMode::Full,
             },
             web_vitals: web_vitals_decoder::MetricLimits {

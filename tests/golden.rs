@@ -233,6 +233,7 @@ fn decode_sdk_fixtures() -> Vec<(String, Batch)> {
         max_string_bytes: 16 * 1024,
         max_depth: 20,
         keep_breakdown: false,
+        max_context_bytes: 64 * 1024,
         client_ip: rum_pipeline::privacy::ClientIpMode::default(),
     };
     for path in files_ending(&sdk.join("elastic-apm-rum"), "ndjson") {

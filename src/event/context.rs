@@ -262,7 +262,11 @@ impl Context {
         self.size.clear();
         match self.labels.binary_search_by(|(k, _)| (**k).cmp(&*name)) {
             Ok(i) => self.labels[i].1 = value,
-            Err(i) => self.labels.insert(i, (name, value)),
+            Err(i) => {
+                #[cfg(test)]
+                super::count_label_shifts(self.labels.len() - i);
+                self.labels.insert(i, (name, value))
+            }
         }
     }
 

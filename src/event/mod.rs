@@ -89,6 +89,18 @@ fn laid_over(
     out
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Labels moved up by `set_label` inserts (tests bound the work a
+    /// request of many labels makes).
+    pub(crate) static LABEL_SHIFTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+fn count_label_shifts(n: usize) {
+    LABEL_SHIFTS.set(LABEL_SHIFTS.get() + n);
+}
+
 /// Sorts `slots[start..]` by id and keeps one slot per id, the one pushed
 /// last (a later value for the same id wins), in place.
 pub fn sort_slots(slots: &mut Vec<OwnSlot>, start: usize) {
@@ -496,7 +508,11 @@ impl Event {
         let labels = self.own_labels_mut();
         match labels.binary_search_by(|(k, _)| (**k).cmp(&*name)) {
             Ok(i) => labels[i].1 = Some(value),
-            Err(i) => labels.insert(i, (name, Some(value))),
+            Err(i) => {
+                #[cfg(test)]
+                count_label_shifts(labels.len() - i);
+                labels.insert(i, (name, Some(value)))
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::net::IpAddr;
 
-use super::beacon_decoder::{body_text, Limits, PairList};
+use super::beacon_decoder::{Limits, PairList};
 use super::json_tree::{read_array, read_tree, Json, Obj};
 use crate::event::Event;
 use crate::privacy::ClientIpMode;
@@ -41,6 +41,11 @@ pub struct ApmLimits {
     /// Keep breakdown metricsets as `custom` events instead of dropping them
     /// (counted).
     pub keep_breakdown: bool,
+    /// Bytes of what every event of a request carries: the shared context
+    /// (page URL and its parts, session, labels, User-Agent) and the
+    /// unmapped rest of `metadata`, which each event's `rum.extra` holds a
+    /// copy of (413 above).
+    pub max_context_bytes: usize,
     /// What `client.ip` keeps of the address (the source's `client_ip`).
     pub client_ip: ClientIpMode,
 }
@@ -70,7 +75,11 @@ pub struct Decoded {
     pub page_url: Option<String>,
     /// Event lines taken (APM Server's `accepted`).
     pub accepted: usize,
+    /// The first lines refused (at most `ERRORS_LISTED`), for the answer.
     pub errors: Vec<LineError>,
+    /// Every line refused, counted by `error_type` (in the order each was
+    /// first seen).
+    pub refused: Vec<(&'static str, usize)>,
     /// Lines of a kind the agent does not send (kept as `custom`).
     pub unknown_kinds: usize,
     /// Breakdown metricsets dropped (`keep_breakdown = false`).
@@ -79,6 +88,11 @@ pub struct Decoded {
 
 /// How much of a bad line an error quotes.
 const DOCUMENT_QUOTE_BYTES: usize = 256;
+
+/// How many refused lines the answer lists, as APM Server's `errorsLimit`
+/// (all are counted): listing each, a body of short bad lines was answered
+/// with a body tens of times its size.
+const ERRORS_LISTED: usize = 5;
 
 fn bad_metadata(error_type: &'static str, message: impl Into<String>) -> DecodeError {
     DecodeError::invalid(error_type, message)
@@ -93,21 +107,28 @@ pub fn decode(
     facts: &RequestFacts<'_>,
     limits: &ApmLimits,
 ) -> Result<Decoded, DecodeError> {
-    let text = body_text(body, empty_body)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(empty_body("empty body"));
+    }
+    // Each line is checked for UTF-8 on its own, as it is parsed: a body
+    // cut inside a character refuses its last line, not its good ones.
     // `memchr` finds the line ends many bytes at a time (`str::split`
     // looks at each byte).
     let mut start = 0;
-    let mut lines = memchr::memchr_iter(b'\n', text.as_bytes())
-        .chain(std::iter::once(text.len()))
+    let mut lines = memchr::memchr_iter(b'\n', body)
+        .chain(std::iter::once(body.len()))
         .map(|end| {
-            let line = &text[start..end];
+            let line = &body[start..end];
             start = end + 1;
-            line
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            std::str::from_utf8(line).map_err(|_| line)
         })
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .filter(|l| !l.trim().is_empty());
+        .filter(|l| !matches!(l, Ok(l) if l.trim().is_empty()));
     let first = lines.next().ok_or_else(|| empty_body("empty body"))?;
-    let metadata = match parse_line(first, facts.version, limits) {
+    let parsed = first
+        .map_err(|line| not_utf8(line, limits))
+        .and_then(|first| parse_line(first, facts.version, limits));
+    let metadata = match parsed {
         Ok((Line::Known("metadata", Json::Object(map)), _)) => map,
         Ok((Line::Known("metadata", _), _)) => {
             return Err(bad_metadata(
@@ -131,16 +152,27 @@ pub fn decode(
 
     let mut items = Vec::new();
     let mut errors = Vec::new();
+    let mut refused: Vec<(&'static str, usize)> = Vec::new();
     let mut skipped = 0;
     for line in lines {
-        match parse_line(line, facts.version, limits) {
+        let parsed = match line {
+            Ok(line) => parse_line(line, facts.version, limits).map_err(|e| (e, line.as_bytes())),
+            Err(line) => Err((not_utf8(line, limits), line)),
+        };
+        match parsed {
             Ok((item, breakdowns)) => {
                 skipped += breakdowns;
                 items.push(item);
             }
-            Err(mut e) => {
-                e.document = quote(line);
-                errors.push(e);
+            Err((mut e, line)) => {
+                match refused.iter_mut().find(|(t, _)| *t == e.error_type) {
+                    Some((_, n)) => *n += 1,
+                    None => refused.push((e.error_type, 1)),
+                }
+                if errors.len() < ERRORS_LISTED {
+                    e.document = quote(line);
+                    errors.push(e);
+                }
             }
         }
     }
@@ -163,6 +195,7 @@ pub fn decode(
         page_url: builder.shared_url,
         accepted,
         errors,
+        refused,
         unknown_kinds: builder.unknown_kinds,
         dropped_breakdowns: builder.dropped_breakdowns + skipped,
     })
@@ -307,15 +340,42 @@ fn read_spelled<'de>(
     Ok(Json::Object(Obj::parsed(out)))
 }
 
-fn quote(line: &str) -> String {
-    if line.len() <= DOCUMENT_QUOTE_BYTES {
-        return line.to_owned();
+/// A line that is not UTF-8: not JSON (or too large, as any line).
+fn not_utf8(line: &[u8], limits: &ApmLimits) -> LineError {
+    let (error_type, message) = if line.len() > limits.max_event_bytes {
+        (
+            "event_too_large",
+            format!(
+                "event exceeded the permitted size ({} bytes, max_event_bytes)",
+                limits.max_event_bytes
+            ),
+        )
+    } else {
+        (
+            "invalid_json",
+            "invalid JSON: the line is not UTF-8".to_owned(),
+        )
+    };
+    LineError {
+        error_type,
+        message,
+        document: String::new(),
     }
+}
+
+/// The start of a line, as an error quotes it (bytes that are not UTF-8
+/// as U+FFFD).
+fn quote(line: &[u8]) -> String {
+    if line.len() <= DOCUMENT_QUOTE_BYTES {
+        return String::from_utf8_lossy(line).into_owned();
+    }
+    // Back to the start of the character the cut falls in (a continuation
+    // byte is 0b10xx_xxxx; a character has at most three).
     let mut end = DOCUMENT_QUOTE_BYTES;
-    while !line.is_char_boundary(end) {
+    while DOCUMENT_QUOTE_BYTES - end < 3 && line[end] & 0xc0 == 0x80 {
         end -= 1;
     }
-    format!("{}…", &line[..end])
+    format!("{}…", String::from_utf8_lossy(&line[..end]))
 }
 
 #[cfg(test)]

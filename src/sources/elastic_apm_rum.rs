@@ -58,6 +58,15 @@ pub struct ElasticApmRumConfig {
     /// `custom` events; by default they are dropped and counted.
     #[serde(default)]
     pub keep_breakdown: bool,
+    /// Bytes of what every event of a request carries (the shared page,
+    /// session, labels and User-Agent, and the unmapped rest of `metadata`,
+    /// copied into each event's `rum.extra`): bounds what one request can
+    /// make (413 above).
+    #[serde(
+        default = "default_max_context_bytes",
+        deserialize_with = "crate::config::byte_size::deserialize"
+    )]
+    pub max_context_bytes: usize,
 }
 
 fn default_max_events() -> usize {
@@ -72,6 +81,9 @@ fn default_max_string_bytes() -> usize {
 fn default_max_json_depth() -> usize {
     16
 }
+fn default_max_context_bytes() -> usize {
+    64 * 1024
+}
 
 impl CheckConfig for ElasticApmRumConfig {
     fn check(&self) -> Vec<(&'static str, String)> {
@@ -82,6 +94,7 @@ impl CheckConfig for ElasticApmRumConfig {
                 ("max_event_bytes", self.max_event_bytes),
                 ("max_string_bytes", self.max_string_bytes),
                 ("max_json_depth", self.max_json_depth),
+                ("max_context_bytes", self.max_context_bytes),
             ],
             self.max_json_depth,
         ));
@@ -99,6 +112,7 @@ impl ElasticApmRumConfig {
                 max_string_bytes: self.max_string_bytes,
                 max_depth: self.max_json_depth,
                 keep_breakdown: self.keep_breakdown,
+                max_context_bytes: self.max_context_bytes,
                 client_ip: cx.http.client_ip,
             },
             unknown_kinds: metrics.counter(
@@ -230,8 +244,10 @@ impl HttpSource for ApmSource {
         };
         let decoded = elastic_apm_decoder::decode(&request.body, &facts, &self.limits)?;
         if pass.counts() {
-            for error in &decoded.errors {
-                self.metrics.errors(error.error_type, "receiving").inc();
+            for &(error_type, lines) in &decoded.refused {
+                self.metrics
+                    .errors(error_type, "receiving")
+                    .add(lines as u64);
             }
             self.unknown_kinds.add(decoded.unknown_kinds as u64);
             self.dropped_breakdowns
@@ -343,6 +359,7 @@ mod tests {
         assert_eq!(c.max_events_per_request, 1000);
         assert_eq!(c.max_event_bytes, 300 * 1024);
         assert!(!c.keep_breakdown);
+        assert_eq!(c.max_context_bytes, 64 * 1024);
         assert_eq!(config("max_event_bytes = \"1kb\"").max_event_bytes, 1024);
     }
 

@@ -378,15 +378,20 @@ impl<'de> ItemReader<'de> {
         self.pairs.push(key, value);
     }
 
+    /// A key in `objects` was last sent as an object (`set` takes it out
+    /// when another value follows): `finish` drops an earlier value of it
+    /// from `pairs`. Dropped here, each repeat was a pass over every pair.
     fn set_object(&mut self, key: &'static str, value: Pairs<'de>) {
-        self.pairs.remove(key);
         match self.objects.iter_mut().find(|(k, _)| *k == key) {
             Some(pair) => pair.1 = value,
             None => self.objects.push((key, value)),
         }
     }
 
-    fn finish(self) -> Item<'de> {
+    fn finish(mut self) -> Item<'de> {
+        for (key, _) in &self.objects {
+            self.pairs.remove(key);
+        }
         Item {
             pairs: Obj::parsed(self.pairs),
             objects: self.objects,
@@ -542,7 +547,9 @@ fn fill<'de>(
             },
             None => value,
         };
-        rest.insert(key, value);
+        // `pairs`' keys are unique: none is in `rest` yet (an `insert`
+        // looked at every key before it).
+        rest.push_unique(key, value);
     }
     rest
 }

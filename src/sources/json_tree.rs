@@ -35,6 +35,13 @@ pub(in crate::sources) struct Obj<'de> {
     pairs: Vec<(Cow<'de, str>, Json<'de>)>,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Pairs the lookups by key have looked at (tests bound the work a
+    /// crafted object of many keys makes).
+    pub(in crate::sources) static KEY_LOOKUPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl<'de> Obj<'de> {
     pub(in crate::sources) fn new() -> Self {
         Obj { pairs: Vec::new() }
@@ -48,18 +55,18 @@ impl<'de> Obj<'de> {
     }
 
     fn position(&self, key: &str) -> Option<usize> {
+        #[cfg(test)]
+        KEY_LOOKUPS.set(KEY_LOOKUPS.get() + self.pairs.len());
         self.pairs.iter().position(|(k, _)| k == key)
     }
 
     pub(in crate::sources) fn get(&self, key: &str) -> Option<&Json<'de>> {
-        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        Some(&self.pairs[self.position(key)?].1)
     }
 
     pub(in crate::sources) fn get_mut(&mut self, key: &str) -> Option<&mut Json<'de>> {
-        self.pairs
-            .iter_mut()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        let i = self.position(key)?;
+        Some(&mut self.pairs[i].1)
     }
 
     pub(in crate::sources) fn remove(&mut self, key: &str) -> Option<Json<'de>> {
@@ -78,6 +85,30 @@ impl<'de> Obj<'de> {
         match self.position(&key) {
             Some(i) => self.pairs[i].1 = value,
             None => self.pairs.push((key, value)),
+        }
+    }
+
+    /// Moves in `other`'s pairs that `keep` accepts, each replacing a pair
+    /// of the same key. `other`'s keys are unique (an `Obj`'s are), so each
+    /// is looked for only among the pairs this object had before: an
+    /// `insert` per key looked at every key moved in before it, quadratic
+    /// in a crafted item of many keys.
+    pub(in crate::sources) fn merge(
+        &mut self,
+        other: Obj<'de>,
+        mut keep: impl FnMut(&Json<'de>) -> bool,
+    ) {
+        let before = self.pairs.len();
+        for (key, value) in other.pairs {
+            if !keep(&value) {
+                continue;
+            }
+            #[cfg(test)]
+            KEY_LOOKUPS.set(KEY_LOOKUPS.get() + before);
+            match self.pairs[..before].iter().position(|(k, _)| *k == key) {
+                Some(i) => self.pairs[i].1 = value,
+                None => self.pairs.push((key, value)),
+            }
         }
     }
 

@@ -119,6 +119,9 @@ impl<'de, V> PairList<'de, V> {
 
     /// Drops every pair of `key` (a key that turned out to be another kind).
     pub(in crate::sources) fn remove(&mut self, key: &str) {
+        #[cfg(test)]
+        crate::sources::json_tree::KEY_LOOKUPS
+            .set(crate::sources::json_tree::KEY_LOOKUPS.get() + self.pairs.len());
         self.pairs.retain(|(k, _)| k != key);
     }
 

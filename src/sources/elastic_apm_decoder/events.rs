@@ -246,6 +246,49 @@ fn nest<'de>(parent: &mut Obj<'de>, key: &'static str, rest: Obj<'de>) {
     }
 }
 
+/// Labels (`metadata.labels`, `context.tags`) as APM takes them: strings,
+/// numbers, booleans (and nulls, which set nothing); an object or array is
+/// a wrong-typed value, returned apart for `rum.extra`. Under `labels.*` it
+/// made the index map the name as an object, and every later document with
+/// that label as a string was refused (or the reverse).
+fn split_labels(labels: Obj<'_>) -> (Obj<'_>, Obj<'_>) {
+    let (mut scalars, mut aside) = (Obj::new(), Obj::new());
+    for (name, value) in labels {
+        // An `Obj`'s keys are unique.
+        match value {
+            Json::Object(_) | Json::Array(_) => aside.push_unique(name, value),
+            scalar => scalars.push_unique(name, scalar),
+        }
+    }
+    (scalars, aside)
+}
+
+/// Labels to set, by name and without nulls (which set nothing). Set in
+/// this order each lands at the end of the event's sorted list: in the
+/// order sent (descending, say) each insert moved those before it.
+///
+/// Names are written as the agent's `addLabels` writes them, `.`, `*` and
+/// `"` as `_`: Elasticsearch reads a dot as a path, so a label `env.x`
+/// made the index map `labels.env` as an object, and every later document
+/// with an `env` label was refused.
+fn sorted_labels(labels: Obj<'_>) -> Vec<(Cow<'_, str>, Json<'_>)> {
+    let mut labels: Vec<_> = labels
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(name, value)| {
+            if name.contains(['.', '*', '"']) {
+                (Cow::Owned(name.replace(['.', '*', '"'], "_")), value)
+            } else {
+                (name, value)
+            }
+        })
+        .collect();
+    // Stable: of two names that became one, the later sent is set last
+    // and wins.
+    labels.sort_by(|a, b| a.0.cmp(&b.0));
+    labels
+}
+
 /// A page-load transaction's navigation timing (`marks.navigationTiming`,
 /// milliseconds from `fetchStart`) as the `rum.nav.*` durations.
 fn navigation_fields(marks: &Obj<'_>, fields: &mut Fields) {
@@ -283,11 +326,7 @@ fn is_javascript(language: Option<&Json<'_>>) -> bool {
 /// Moves what is left of an event's object into its `rum.extra` (nulls
 /// carry nothing and are skipped).
 fn keep_all<'de>(extra: &mut Obj<'de>, rest: Obj<'de>) {
-    for (key, value) in rest {
-        if !value.is_null() {
-            extra.insert(key, value);
-        }
-    }
+    extra.merge(rest, |value| !value.is_null());
 }
 
 /// Builds the events of one request on one shared context.
@@ -393,11 +432,11 @@ impl<'a> Builder<'a> {
             }
         }
         if let Some(labels) = take_object(&mut metadata, "labels") {
-            for (name, value) in labels {
-                if !value.is_null() {
-                    context.set_label(Arc::from(&*name), value.into());
-                }
+            let (labels, aside) = split_labels(labels);
+            for (name, value) in sorted_labels(labels) {
+                context.set_label(Arc::from(&*name), value.into());
             }
+            nest(&mut metadata, "labels", aside);
         }
         keep_all(&mut rest, metadata);
 
@@ -448,16 +487,30 @@ impl<'a> Builder<'a> {
                 context.set(ids.trace_id, trace.as_str());
             }
         }
+        let metadata_extra = (!rest.is_empty()).then(|| {
+            let mut text = Vec::new();
+            rest.write_to(&mut text);
+            text
+        });
+        // Every event carries the context and its own copy of the
+        // metadata's rest: unbounded, a 288 KB body of one large metadata
+        // line and 990 short lines made 272 MB of events.
+        let carried = context.byte_size() + metadata_extra.as_ref().map_or(0, Vec::len);
+        if carried > limits.max_context_bytes {
+            return Err(DecodeError::too_large(
+                "context_too_large",
+                format!(
+                    "the request's `metadata` and page (with the User-Agent) hold {carried} bytes; max_context_bytes is {}",
+                    limits.max_context_bytes
+                ),
+            ));
+        }
         Ok(Builder {
             context: Arc::new(context),
             shared_url,
             shared_session,
             shared_transaction,
-            metadata_extra: (!rest.is_empty()).then(|| {
-                let mut text = Vec::new();
-                rest.write_to(&mut text);
-                text
-            }),
+            metadata_extra,
             transactions: Vec::new(),
             facts,
             limits,
@@ -530,10 +583,8 @@ impl<'a> Builder<'a> {
         };
         // Own labels: an event of its own, in its place.
         let mut event = Event::from_parts(self.context.clone(), at, None, ty, fields);
-        for (name, value) in labels {
-            if !value.is_null() {
-                event.set_label(Arc::from(&*name), value.into());
-            }
+        for (name, value) in sorted_labels(labels) {
+            event.set_label(Arc::from(&*name), value.into());
         }
         self.events.push_event(event);
         Ok(())
@@ -555,7 +606,11 @@ impl<'a> Builder<'a> {
         let mut context = take_object(map, "context");
         let mut tags = None;
         if let Some(context) = context.as_mut() {
-            tags = take_object(context, "tags");
+            if let Some(all) = take_object(context, "tags") {
+                let (labels, aside) = split_labels(all);
+                nest(context, "tags", aside);
+                tags = Some(labels);
+            }
             if let Some(mut page) = take_object(context, "page") {
                 if let Some(url) = take_str(&mut page, "url") {
                     if Some(&*url) != self.shared_url.as_deref() {

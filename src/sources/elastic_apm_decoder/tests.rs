@@ -29,6 +29,7 @@ fn limits() -> ApmLimits {
         max_string_bytes: 1024,
         max_depth: 16,
         keep_breakdown: false,
+        max_context_bytes: 64 * 1024,
         client_ip: ClientIpMode::Full,
     }
 }
@@ -926,4 +927,237 @@ fn the_beacon_equivalent_body_holds_the_beacons_events() {
         Some("https://api.example.com/cart?id=1")
     );
     assert_eq!(events[10].get_str("error.type"), Some("TypeError"));
+}
+
+#[test]
+fn a_line_of_many_keys_costs_lookups_in_proportion() {
+    // Each kept key was put in with a lookup among the keys kept before it:
+    // three 275 KB transaction lines of 25 000 keys took 13 s (debug build).
+    let n = 4_000;
+    let keys = (0..n)
+        .map(|i| format!(r#""k{i}":1"#))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut l = limits();
+    l.max_event_bytes = 1 << 20;
+    let lines = [
+        format!(r#"{{"metadata":{{"service":{{"name":"s"}},{keys}}}}}"#),
+        format!(r#"{{"transaction":{{"id":"a","type":"x",{keys}}}}}"#),
+        format!(r#"{{"span":{{"id":"b","type":"resource",{keys}}}}}"#),
+        format!(r#"{{"error":{{"id":"c",{keys}}}}}"#),
+    ];
+    crate::sources::json_tree::KEY_LOOKUPS.set(0);
+    let decoded = decode(lines.join("\n").as_bytes(), &facts(ApiVersion::V2), &l).unwrap();
+    let looked_at = crate::sources::json_tree::KEY_LOOKUPS.get();
+    assert_eq!(decoded.events.len(), 3);
+    for event in &decoded.events {
+        assert_eq!(event.get(&format!("rum.extra.k{}", n - 1)), Some(&json!(1)));
+        assert_eq!(
+            event.get(&format!("rum.extra.metadata.k{}", n - 1)),
+            Some(&json!(1))
+        );
+    }
+    assert!(looked_at < 50 * n, "{looked_at} keys looked at for {n}");
+}
+
+#[test]
+fn metadata_every_document_carries_is_bounded_by_max_context_bytes() {
+    // What `metadata` holds besides the mapped fields is copied into every
+    // document's `rum.extra.metadata`: a 275 KB metadata line and 990
+    // `{"error":{}}` lines (a 288 KB body) made 272 MB of events.
+    let big = "x".repeat(1000);
+    let metadata = format!(
+        r#"{{"metadata":{{"service":{{"name":"s"}},"other":{{"a":"{big}","b":"{big}"}}}}}}"#
+    );
+    let body = format!("{metadata}\n{}", [r#"{"error":{}}"#; 5].join("\n"));
+    let small = ApmLimits {
+        max_context_bytes: 1500,
+        ..limits()
+    };
+    let err = decode(body.as_bytes(), &facts(ApiVersion::V2), &small)
+        .map(|d| d.events.len())
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.error_type),
+        (StatusCode::PAYLOAD_TOO_LARGE, "context_too_large")
+    );
+    // So are labels and the page, which every document shares.
+    let labels = format!(r#"{{"metadata":{{"labels":{{"a":"{big}","b":"{big}"}}}}}}"#);
+    let err = decode(labels.as_bytes(), &facts(ApiVersion::V2), &small)
+        .map(|d| d.events.len())
+        .unwrap_err();
+    assert_eq!(err.error_type, "context_too_large");
+    let decoded = decode(body.as_bytes(), &facts(ApiVersion::V2), &limits()).unwrap();
+    assert_eq!(decoded.events.len(), 5);
+    assert_eq!(
+        decoded.events[4].get("rum.extra.metadata.other.b"),
+        Some(&json!(big))
+    );
+}
+
+#[test]
+fn a_label_that_is_no_string_number_or_bool_is_kept_aside() {
+    // APM labels are scalars (the agent's `addLabels`); an object or array
+    // under `labels.*` made the index map `labels.<name>` as an object, and
+    // every later document with that label as a string was refused by
+    // Elasticsearch (or the reverse).
+    let decoded = decode_lines(&[
+        r#"{"metadata":{"labels":{"team":"web","o":{"k":1},"l":[1],"b":true}}}"#,
+        r#"{"transaction":{"id":"t1","type":"route-change","context":{"tags":{"ab":"b","n":2,"to":{"x":"y"},"ta":["z"]}}}}"#,
+    ])
+    .unwrap();
+    let tr = &decoded.events[0];
+    assert_eq!(tr.label("team"), Some(&json!("web")));
+    assert_eq!(tr.label("b"), Some(&json!(true)));
+    assert_eq!(tr.label("ab"), Some(&json!("b")));
+    assert_eq!(tr.label("n"), Some(&json!(2)));
+    for name in ["o", "l", "to", "ta"] {
+        assert_eq!(tr.label(name), None, "{name}");
+    }
+    assert_eq!(
+        tr.get("rum.extra.metadata.labels"),
+        Some(&json!({"o": {"k": 1}, "l": [1]}))
+    );
+    assert_eq!(
+        tr.get("rum.extra.context.tags"),
+        Some(&json!({"to": {"x": "y"}, "ta": ["z"]}))
+    );
+}
+
+#[test]
+fn many_labels_cost_work_in_proportion() {
+    // Each label was inserted in its place in a sorted list: sent in
+    // descending order, every one moved all those before it (three 275 KB
+    // lines of 25 000 tags took 0.9 s, each page load's vitals again).
+    let n = 3_000;
+    let labels = (0..n)
+        .rev()
+        .map(|i| format!(r#""k{i:05}":"v""#))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut l = limits();
+    l.max_event_bytes = 1 << 20;
+    l.max_context_bytes = 1 << 20;
+    let body = [
+        format!(r#"{{"metadata":{{"labels":{{{labels}}}}}}}"#),
+        format!(
+            r#"{{"transaction":{{"id":"a","type":"page-load","marks":{{"agent":{{"firstContentfulPaint":1}}}},"context":{{"tags":{{{labels}}}}}}}}}"#
+        ),
+    ]
+    .join("\n");
+    crate::event::LABEL_SHIFTS.set(0);
+    let decoded = decode(body.as_bytes(), &facts(ApiVersion::V2), &l).unwrap();
+    let shifted = crate::event::LABEL_SHIFTS.get();
+    assert_eq!(decoded.events.len(), 2);
+    for event in &decoded.events {
+        assert_eq!(event.label("k00000"), Some(&json!("v")));
+        assert_eq!(event.label(&format!("k{:05}", n - 1)), Some(&json!("v")));
+    }
+    assert!(shifted < 10 * n, "{shifted} labels moved for {n}");
+}
+
+#[test]
+fn the_answer_lists_at_most_five_refused_lines_and_all_are_counted() {
+    // As APM Server (`errorsLimit = 5`): a 1 MB body of 500 000 two-byte
+    // bad lines was answered with an error object (its message and quote)
+    // for each, a body tens of times the request's.
+    let mut lines = vec![META.to_owned()];
+    lines.extend((0..1000).map(|_| "x".to_owned()));
+    lines.push(r#"{"transaction":{}}"#.to_owned());
+    lines.push(r#"{"transaction":1}"#.to_owned());
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let decoded = decode_lines(&lines).unwrap();
+    assert_eq!(decoded.accepted, 1);
+    assert_eq!(decoded.errors.len(), 5);
+    assert!(decoded
+        .errors
+        .iter()
+        .all(|e| e.error_type == "invalid_json"));
+    assert_eq!(
+        decoded.refused,
+        [("invalid_json", 1000), ("invalid_event", 1)]
+    );
+}
+
+#[test]
+fn a_frame_keeps_an_abs_path_the_stack_text_does_not_show() {
+    // Only a string `abs_path` is written into `error.stack_trace`; one of
+    // another type was taken off the kept frames all the same, and lost.
+    let decoded = decode_lines(&[
+        META,
+        r#"{"error":{"exception":{"message":"m","stacktrace":[{"abs_path":7,"filename":"app.js","lineno":1},{"abs_path":"https://a.example/x.js","lineno":2}]}}}"#,
+    ])
+    .unwrap();
+    let error = &decoded.events[0];
+    assert_eq!(
+        error.get_str("error.stack_trace"),
+        Some("m\n    at app.js:1\n    at https://a.example/x.js:2")
+    );
+    assert_eq!(
+        error.get("rum.extra.exception.stacktrace"),
+        Some(&json!([{"abs_path": 7, "filename": "app.js", "lineno": 1}, {"lineno": 2}]))
+    );
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_refused_alone() {
+    // A body cut inside a character (a name or URL that is not ASCII) was
+    // refused whole as not UTF-8, its good lines with it; as any line that
+    // is not JSON, only that line is.
+    let good = r#"{"transaction":{"id":"t1","type":"route-change","name":"/café"}}"#;
+    let cut = &br#"{"transaction":{"id":"t2","type":"route-change","name":"/caf"#[..];
+    let mut body = format!("{META}\n{good}\n").into_bytes();
+    body.extend_from_slice(cut);
+    body.push(0xc3);
+    let decoded = decode(&body, &facts(ApiVersion::V2), &limits())
+        .map_err(|e| e.message)
+        .unwrap();
+    assert_eq!(decoded.accepted, 1);
+    assert_eq!(types(&decoded), ["action"]);
+    assert_eq!(decoded.errors.len(), 1);
+    assert_eq!(decoded.errors[0].error_type, "invalid_json");
+    assert!(decoded.errors[0]
+        .document
+        .starts_with(r#"{"transaction":{"id":"t2""#));
+    assert_eq!(decoded.refused, [("invalid_json", 1)]);
+    // In the metadata line, nothing is taken.
+    let mut body = br#"{"metadata":{"service":{"name":"caf"#.to_vec();
+    body.extend_from_slice(b"\xc3\"}}}\n");
+    body.extend_from_slice(good.as_bytes());
+    let err = decode(&body, &facts(ApiVersion::V2), &limits())
+        .map(|d| d.events.len())
+        .unwrap_err();
+    assert_eq!(err.error_type, "invalid_metadata");
+}
+
+#[test]
+fn a_quote_is_cut_before_a_character() {
+    let line = format!("{}é{}", "x".repeat(255), "y".repeat(10));
+    assert_eq!(quote(line.as_bytes()), format!("{}…", "x".repeat(255)));
+    let line = format!("{}é{}", "x".repeat(254), "y".repeat(10));
+    assert_eq!(quote(line.as_bytes()), format!("{}é…", "x".repeat(254)));
+    assert_eq!(quote(b"ab\xffc"), "ab\u{fffd}c");
+}
+
+#[test]
+fn label_names_are_sanitized_as_apm_server_does() {
+    // Elasticsearch reads a dot in a field name as a path: a label
+    // `env.x` made the index map `labels.env` as an object, and every
+    // later document with an `env` label was refused. APM Server (and the
+    // agent's `addLabels`) write `.`, `*` and `"` in names as `_`.
+    let decoded = decode_lines(&[
+        r#"{"metadata":{"labels":{"env.x":"1","a*b":2,"q\"t":true}}}"#,
+        r#"{"transaction":{"id":"t1","type":"route-change","context":{"tags":{"ab.c":"b"}}}}"#,
+    ])
+    .unwrap();
+    let tr = &decoded.events[0];
+    assert_eq!(tr.label("env_x"), Some(&json!("1")));
+    assert_eq!(tr.label("a_b"), Some(&json!(2)));
+    assert_eq!(tr.label("q_t"), Some(&json!(true)));
+    assert_eq!(tr.label("ab_c"), Some(&json!("b")));
+    let doc = tr.to_value();
+    assert_eq!(
+        doc["labels"],
+        json!({"env_x": "1", "a_b": 2, "q_t": true, "ab_c": "b"})
+    );
 }

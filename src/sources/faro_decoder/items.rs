@@ -1,6 +1,8 @@
 //! Faro items → events: the `Builder` that turns each measurement,
 //! exception, log and event into one event of the beacon's context.
 
+use std::collections::HashSet;
+
 use super::*;
 use crate::sources::json_tree::push_u64;
 
@@ -72,11 +74,7 @@ impl Builder {
                 extra.insert("trace", Json::Object(trace));
             }
         }
-        for (key, value) in item.pairs {
-            if !value.is_null() {
-                extra.insert(key, value);
-            }
-        }
+        extra.merge(item.pairs, |value| !value.is_null());
         for (key, pairs) in item.objects {
             extra.insert(key, Json::Object(pairs));
         }
@@ -123,19 +121,25 @@ impl Builder {
             if key == "delta" {
                 shared.push((ids.vital_delta, Some(Value::from(value).into())));
             } else {
-                attribution.insert(key, value);
+                // `others`' keys are unique: none is in yet.
+                attribution.push_unique(key, value);
             }
         }
         if let Some(context) = item.take_object("context") {
             // A key `values` has too keeps the measured value in the
             // attribution; the context's is kept in `rum.extra.context`.
+            // Looked up in a set: a lookup in the attribution per context
+            // key was quadratic in a crafted measurement.
+            let measured: HashSet<&str> = attribution.iter().map(|(k, _)| k).collect();
+            let (clash, fresh): (Vec<_>, Vec<_>) = fill(context, &ids.vital_context, &mut shared)
+                .into_iter()
+                .partition(|(key, _)| measured.contains(&**key));
             let mut clashing = Obj::new();
-            for (key, value) in fill(context, &ids.vital_context, &mut shared) {
-                if attribution.get(&key).is_some() {
-                    clashing.push_unique(key, value);
-                } else {
-                    attribution.push_unique(key, value);
-                }
+            for (key, value) in clash {
+                clashing.push_unique(key, value);
+            }
+            for (key, value) in fresh {
+                attribution.push_unique(key, value);
             }
             if !clashing.is_empty() {
                 extra.insert("context", Json::Object(clashing));
@@ -322,10 +326,13 @@ fn render_frame(frame: &Json<'_>, out: &mut String) -> bool {
     if function != "?" && !function.is_empty() {
         out.push(')');
     }
+    // A column is written only after a line: without one it is not shown.
+    let line = map.get("lineno").is_some();
     map.iter().all(|(k, v)| {
         known.contains(&k)
             && match k {
-                "lineno" | "colno" => v.is_u64(),
+                "lineno" => v.is_u64(),
+                "colno" => v.is_u64() && line,
                 _ => v.is_string(),
             }
     })

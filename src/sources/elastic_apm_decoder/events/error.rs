@@ -15,9 +15,11 @@ fn stack_text(message: Option<&str>, frames: &[Json<'_>]) -> Option<String> {
     }
     for frame in frames {
         let field = |k: &str| frame.get(k);
+        // A string `abs_path` (the one taken off the kept frames), else
+        // the file name.
         let file = field("abs_path")
-            .or_else(|| field("filename"))
             .and_then(Json::as_str)
+            .or_else(|| field("filename").and_then(Json::as_str))
             .unwrap_or("<anonymous>");
         let function = field("function").and_then(Json::as_str).unwrap_or("");
         if !out.is_empty() {
@@ -122,7 +124,10 @@ impl Builder<'_> {
         // scripts) is in `error.stack_trace`, where `scrub_url` sees it.
         if let Some(Json::Array(frames)) = body.get_mut("stacktrace") {
             for frame in frames.iter_mut().filter_map(Json::as_object_mut) {
-                frame.remove("abs_path");
+                // Only a string is in the text: another value stays.
+                if frame.get("abs_path").is_some_and(Json::is_string) {
+                    frame.remove("abs_path");
+                }
             }
         }
         keep_rest(&mut extra, kind, body);
@@ -142,8 +147,8 @@ mod tests {
     fn formatted(frame: &Value) -> String {
         let field = |k: &str| frame.get(k);
         let file = field("abs_path")
-            .or_else(|| field("filename"))
             .and_then(Value::as_str)
+            .or_else(|| field("filename").and_then(Value::as_str))
             .unwrap_or("<anonymous>");
         let function = field("function").and_then(Value::as_str).unwrap_or("");
         let position = match (field("lineno"), field("colno")) {
@@ -166,6 +171,7 @@ mod tests {
             {"function": "f", "lineno": "7", "colno": -1},
             {"abs_path": "x.js", "lineno": 2.5},
             {"abs_path": "y.js", "colno": 3},
+            {"abs_path": 7, "filename": "z.js", "lineno": 1},
             {"lineno": null, "colno": {"a": 1}},
             {}
         ]);
