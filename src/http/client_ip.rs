@@ -159,26 +159,20 @@ mod tests {
     /// `X-Forwarded-For` wins over `Forwarded` when both are present.
     fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
         if headers.contains_key(X_FORWARDED_FOR) {
-            return headers
-                .get_all(X_FORWARDED_FOR)
-                .iter()
-                .flat_map(|v| {
-                    String::from_utf8_lossy(v.as_bytes())
-                        .split(',')
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>()
-                })
-                .map(|e| {
-                    if e.contains('\u{fffd}') {
-                        None
-                    } else {
-                        parse_node(&e)
-                    }
-                })
-                .collect();
+            chain_of(headers, X_FORWARDED_FOR, parse_node)
+        } else {
+            chain_of(headers, http::header::FORWARDED, for_node)
         }
+    }
+
+    /// One header's elements, each read by `read` unless it was not UTF-8.
+    fn chain_of(
+        headers: &HeaderMap,
+        name: http::HeaderName,
+        read: fn(&str) -> Option<IpAddr>,
+    ) -> Vec<Option<IpAddr>> {
         headers
-            .get_all(http::header::FORWARDED)
+            .get_all(name)
             .iter()
             .flat_map(|v| {
                 String::from_utf8_lossy(v.as_bytes())
@@ -186,13 +180,7 @@ mod tests {
                     .map(str::to_owned)
                     .collect::<Vec<_>>()
             })
-            .map(|e| {
-                if e.contains('\u{fffd}') {
-                    None
-                } else {
-                    for_node(&e)
-                }
-            })
+            .map(|e| (!e.contains('\u{fffd}')).then(|| read(&e)).flatten())
             .collect()
     }
 
