@@ -35,9 +35,7 @@ const MAX_WRITE_BYTES: usize = 1024 * 1024;
 pub fn encode(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {
     match encoding {
         Encoding::Json => event.write_json(out),
-        Encoding::Pretty => {
-            let _ = serde_json::to_writer_pretty(&mut *out, event);
-        }
+        Encoding::Pretty => event.write_json_pretty(out),
     }
     out.push(b'\n');
 }
@@ -146,5 +144,62 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "{\n  \"rum\": {\n    \"seq\": 1\n  }\n}\n"
         );
+    }
+
+    /// The pretty document is the compact one indented: the same values to
+    /// the last digit, whatever they are. (It went through a
+    /// `serde_json::Value` read back from the compact text: without the
+    /// `float_roundtrip` feature that reader lands one step off for many
+    /// floats of 17 digits, so pretty showed other numbers than json did;
+    /// and past 128 levels of nesting it gave up and printed `null`.)
+    #[test]
+    fn pretty_is_the_json_document_indented() {
+        let mut deep = json!("bottom");
+        for _ in 0..140 {
+            deep = json!({ "d": deep });
+        }
+        let event = Event::from(json!({
+            "rum": {
+                "vital": {"value": 3.849_656_898_329_307_6e-144},
+                "extra": {
+                    "f": [2.172_033_503_072_606_8e-23, -0.0, {}, [], "a\"b\\c: ,{}[]\n\u{2028}"],
+                    "deep": deep,
+                },
+            },
+        }));
+        let mut json = Vec::new();
+        encode(&event, Encoding::Json, &mut json);
+        let mut pretty = Vec::new();
+        encode(&event, Encoding::Pretty, &mut pretty);
+        let pretty = String::from_utf8(pretty).unwrap();
+        assert!(pretty.contains("3.8496568983293076e-144"), "{pretty}");
+        // With the whitespace outside strings taken out, pretty is json.
+        let mut squeezed = Vec::new();
+        let (mut in_string, mut escaped) = (false, false);
+        for &b in pretty.as_bytes() {
+            if in_string {
+                in_string = escaped || b != b'"';
+                escaped = !escaped && b == b'\\';
+            } else if b == b'"' {
+                in_string = true;
+            } else if b == b' ' || b == b'\n' {
+                continue;
+            }
+            squeezed.push(b);
+        }
+        squeezed.push(b'\n');
+        assert_eq!(
+            String::from_utf8(squeezed).unwrap(),
+            String::from_utf8(json).unwrap()
+        );
+        // Laid out as serde_json lays out the same value.
+        let shallow = Event::from(json!({
+            "rum": {"seq": 3, "extra": {"a": [], "b": {}, "c": [1, {"d": "x: ,"}], "e": "\"{"}},
+            "labels": {"site": "s"},
+        }));
+        let mut pretty = Vec::new();
+        encode(&shallow, Encoding::Pretty, &mut pretty);
+        let want = serde_json::to_string_pretty(&shallow.to_value()).unwrap() + "\n";
+        assert_eq!(String::from_utf8(pretty).unwrap(), want);
     }
 }
