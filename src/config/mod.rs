@@ -508,6 +508,24 @@ impl Parser<'_> {
                     );
                     BufferOptions::default()
                 }
+                // A buffer counts its room in 32-bit semaphore permits (4gb
+                // itself is counted one byte short).
+                Ok(b) if b.max_events > u32::MAX as usize => {
+                    self.push(
+                        Some((kind, id)),
+                        Some("buffer.max_events"),
+                        format!("must be at most {}", u32::MAX),
+                    );
+                    BufferOptions::default()
+                }
+                Ok(b) if b.max_bytes.is_some_and(|n| n > 1 << 32) => {
+                    self.push(
+                        Some((kind, id)),
+                        Some("buffer.max_bytes"),
+                        "must be at most 4gb".into(),
+                    );
+                    BufferOptions::default()
+                }
                 Ok(b) if b.max_bytes.is_some_and(|n| n < 64 * 1024) => {
                     self.push(
                         Some((kind, id)),
@@ -609,6 +627,26 @@ buffer.max_events = 100
         assert_eq!(loaded.config.sources[0].http.address.port(), 3999);
         assert_eq!(loaded.config.sinks[0].buffer.max_events, 100);
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    /// A buffer counts its room in 32-bit permits: a bigger capacity was
+    /// cut to 4 GiB (or 2^32 events) without a word.
+    #[test]
+    fn buffer_capacities_past_what_a_buffer_can_count_are_refused() {
+        for (setting, key) in [
+            ("buffer.max_bytes = \"5gb\"", "buffer.max_bytes"),
+            ("buffer.max_events = 5000000000", "buffer.max_events"),
+        ] {
+            let text = GOOD.replace("buffer.max_events = 100", setting);
+            let errors = load(&text).unwrap_err();
+            let shown = errors[0].to_string();
+            assert!(
+                shown.contains(&format!("key `{key}`")) && shown.contains("at most"),
+                "{shown}"
+            );
+        }
+        let text = GOOD.replace("buffer.max_events = 100", "buffer.max_bytes = \"4gb\"");
+        assert!(load(&text).is_ok());
     }
 
     #[test]

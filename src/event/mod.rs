@@ -134,6 +134,16 @@ fn slots_bytes(slots: &[OwnSlot]) -> usize {
         .sum()
 }
 
+/// Heap bytes of an event's own labels, counted as a context counts its
+/// labels (48 a label, its name and what its value holds): a browser
+/// chooses their names and values (Elastic APM `tags`).
+fn labels_bytes(labels: &[OwnLabel]) -> usize {
+    labels
+        .iter()
+        .map(|(name, value)| 48 + name.len() + value.as_ref().map_or(0, slot_bytes))
+        .sum()
+}
+
 /// The runs of consecutive events that share a context (the events of a
 /// beacon travel together), each to hand [`Event::edit_shared_context`].
 pub fn context_runs(batch: &mut [Event]) -> impl Iterator<Item = &mut [Event]> {
@@ -798,7 +808,7 @@ impl Event {
             OwnRef::Own(own) => slots_bytes(&own.fields),
             OwnRef::Block { .. } | OwnRef::Empty => 0,
         };
-        std::mem::size_of::<Event>() + own + self.own_labels().len() * 48
+        std::mem::size_of::<Event>() + own + labels_bytes(self.own_labels())
     }
 
     /// Bytes of the block the event's own slots are a run of, whole: its

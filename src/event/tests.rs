@@ -681,3 +681,23 @@ fn a_block_counted_once_keeps_its_count_in_the_event() {
     assert_eq!(a.count_block_bytes(), None);
     assert_eq!(b.count_block_bytes(), Some(whole));
 }
+
+/// An event's own labels (an Elastic APM event's `tags`, up to the
+/// source's string limit each) count what they hold, as a context's do:
+/// they were 48 bytes a label whatever their size, so buffers full of
+/// such events held many times `buffer.max_bytes`.
+#[test]
+fn an_events_own_labels_count_what_they_hold() {
+    let bare = Event::with_context(Arc::new(Context::new()));
+    let mut labelled = bare.clone();
+    labelled.set_label(Arc::from("big"), FieldValue::from("x".repeat(100_000)));
+    labelled.set_label(Arc::from("n".repeat(1_000)), FieldValue::from(1));
+    let added = labelled.own_byte_size() - bare.own_byte_size();
+    assert!(added >= 101_000, "{added}");
+    // As the same labels count on a context.
+    let mut context = Context::new();
+    let empty = context.byte_size();
+    context.set_label(Arc::from("big"), FieldValue::from("x".repeat(100_000)));
+    context.set_label(Arc::from("n".repeat(1_000)), FieldValue::from(1));
+    assert_eq!(added, context.byte_size() - empty);
+}

@@ -6,8 +6,8 @@
 //! twenty-odd strings cost more freed there than they cost to read.
 //!
 //! The writer and [`FieldValue::as_str`] read the text as it is; a reader
-//! that asks for a `serde_json::Value` (`Deref`) gets the block's strings as
-//! values, made on first use for all of them at once.
+//! that asks for a `serde_json::Value` (`Deref`: a condition, a transform
+//! reading a field) gets that string as a value, made on first use.
 
 use std::sync::{Arc, OnceLock};
 
@@ -20,8 +20,13 @@ use super::context::FieldValue;
 #[derive(Default)]
 pub struct TextBlock {
     strings: OnceLock<Strings>,
-    /// The strings as values, made when a reader first asks for one.
-    values: OnceLock<Box<[Value]>>,
+    /// A cell per string, made when a reader first asks for a value; each
+    /// string's value made when it is asked for. (All of them were made
+    /// for the first: a `route` on `service.name` copied every URL, title
+    /// and message of every beacon into a `String` of its own, one
+    /// allocation each, held as long as the block and counted by no
+    /// buffer.)
+    values: OnceLock<Box<[OnceLock<Value>]>>,
 }
 
 struct Strings {
@@ -50,13 +55,22 @@ impl TextBlock {
     /// String `index` as a value.
     pub(super) fn value(&self, index: u32) -> &Value {
         static EMPTY: Value = Value::Null;
-        let values = self.values.get_or_init(|| {
+        let cells = self.values.get_or_init(|| {
             let count = self.strings.get().map_or(0, |s| s.ends.len());
-            (0..count as u32)
-                .map(|i| Value::String(self.str(i).to_owned()))
-                .collect()
+            (0..count).map(|_| OnceLock::new()).collect()
         });
-        values.get(index as usize).unwrap_or(&EMPTY)
+        match cells.get(index as usize) {
+            Some(cell) => cell.get_or_init(|| Value::String(self.str(index).to_owned())),
+            None => &EMPTY,
+        }
+    }
+
+    /// How many of the strings have been made into values.
+    #[cfg(test)]
+    fn values_made(&self) -> usize {
+        self.values.get().map_or(0, |cells| {
+            cells.iter().filter(|c| c.get().is_some()).count()
+        })
     }
 }
 
@@ -69,9 +83,10 @@ impl std::fmt::Debug for TextBlock {
 
 /// Heap bytes a slot's string in a block stands for: what the same string
 /// counted as a `String` of its own, so every byte limit (a context's
-/// `max_context_bytes`, the buffers' budgets) reads a beacon as it did. The
-/// block's values, made only for a reader that asks for one, are not
-/// counted (as a `RawJson`'s parsed value is not until it is made).
+/// `max_context_bytes`, the buffers' budgets) reads a beacon as it did.
+/// Values made for readers that ask for one are not counted: only the
+/// strings read so (a condition's few fields) are made, after the buffers
+/// counted the block.
 #[inline]
 pub(super) fn text_bytes(block: &TextBlock, index: u32) -> usize {
     block.str(index).len() + 8
@@ -153,6 +168,36 @@ mod tests {
         assert!(values
             .iter()
             .all(|v| matches!(v, FieldValue::Text(b, _) if Arc::ptr_eq(b, first))));
+    }
+
+    /// A reader of one string as a value (a condition on `service.name`)
+    /// makes that one: the beacon's URLs, titles and messages stay text.
+    #[test]
+    fn reading_one_string_as_a_value_makes_that_one_alone() {
+        let mut builder = TextBlockBuilder::default();
+        let values: Vec<FieldValue> = (0..100)
+            .map(|i| builder.push(&format!("https://shop.example/{i}/{}", "p".repeat(1000))))
+            .collect();
+        drop(builder);
+        let FieldValue::Text(block, _) = &values[0] else {
+            unreachable!()
+        };
+        assert_eq!(block.values_made(), 0);
+        assert_eq!(
+            values[7].as_str().map(|s| s.len()),
+            Some(1000 + "https://shop.example/7/".len())
+        );
+        assert_eq!(block.values_made(), 0, "as_str makes no value");
+        assert!((*values[7])
+            .as_str()
+            .is_some_and(|s| s.starts_with("https://shop.example/7/")));
+        assert!((*values[7]).is_string());
+        assert_eq!(block.values_made(), 1);
+        assert_eq!(
+            *values[42],
+            Value::String(values[42].as_str().unwrap().to_owned())
+        );
+        assert_eq!(block.values_made(), 2);
     }
 
     #[test]

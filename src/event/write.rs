@@ -85,6 +85,18 @@ impl Event {
         self.write_document(out, true);
     }
 
+    /// The document indented as `serde_json`'s pretty printer indents it
+    /// (no trailing newline): the compact document with whitespace put
+    /// in, so both show the same values to the last digit. (Read back into
+    /// a `Value` first, floats of 17 digits came back one step off without
+    /// `serde_json`'s `float_roundtrip`, and past its 128 levels of nesting
+    /// the whole document came out as `null`.)
+    pub fn write_json_pretty(&self, out: &mut Vec<u8>) {
+        let mut compact = Vec::with_capacity(1024);
+        self.write_json(&mut compact);
+        indent_json(&compact, out);
+    }
+
     /// The document without `@timestamp` and `event.ingested`: what the
     /// browser sent, for an `_id` that a re-sent report reproduces.
     pub fn write_json_untimed(&self, out: &mut Vec<u8>) {
@@ -408,6 +420,60 @@ fn write_value(value: &FieldValue, out: &mut Vec<u8>) {
     }
 }
 
+/// Compact JSON (as the writer makes it: no whitespace outside strings)
+/// laid out as `serde_json::to_writer_pretty` lays it out: two spaces a
+/// level, `": "` after a key, `{}` and `[]` for empty ones.
+fn indent_json(compact: &[u8], out: &mut Vec<u8>) {
+    fn newline(out: &mut Vec<u8>, depth: usize) {
+        out.push(b'\n');
+        out.resize(out.len() + 2 * depth, b' ');
+    }
+    out.reserve(compact.len() * 2);
+    let mut depth = 0usize;
+    let mut at = 0;
+    while let Some(&b) = compact.get(at) {
+        match b {
+            b'"' => {
+                // Copied through its closing quote, escapes and all.
+                let start = at;
+                at += 1;
+                while let Some(&c) = compact.get(at) {
+                    match c {
+                        b'\\' => at += 2,
+                        b'"' => break,
+                        _ => at += 1,
+                    }
+                }
+                at = (at + 1).min(compact.len());
+                out.extend_from_slice(&compact[start..at]);
+                continue;
+            }
+            b'{' | b'[' => {
+                out.push(b);
+                if let Some(&close @ (b'}' | b']')) = compact.get(at + 1) {
+                    out.push(close);
+                    at += 1;
+                } else {
+                    depth += 1;
+                    newline(out, depth);
+                }
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                newline(out, depth);
+                out.push(b);
+            }
+            b',' => {
+                out.push(b',');
+                newline(out, depth);
+            }
+            b':' => out.extend_from_slice(b": "),
+            _ => out.push(b),
+        }
+        at += 1;
+    }
+}
+
 /// `2026-11-21T10:39:30.175Z`, written without allocating. Two per document:
 /// the date comes from days since the epoch by integer arithmetic (Howard
 /// Hinnant's `civil_from_days`), a tenth of what chrono's calendar costs.
@@ -465,8 +531,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 impl serde::Serialize for Event {
-    /// For the human-readable (pretty) stdout encoding; documents for
-    /// machines go through [`Event::write_json`].
+    /// For tools that want a `Value`-shaped event; documents go through
+    /// [`Event::write_json`] (or [`Event::write_json_pretty`]).
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.to_value().serialize(serializer)
     }
