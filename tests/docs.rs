@@ -284,7 +284,7 @@ fn mask(src: &str) -> Vec<u8> {
                 let hashes = b[i + 1..].iter().take_while(|c| **c == b'#').count();
                 let open = i + 1 + hashes + 1;
                 let close: Vec<u8> = std::iter::once(b'"')
-                    .chain(std::iter::repeat(b'#').take(hashes))
+                    .chain(std::iter::repeat_n(b'#', hashes))
                     .collect();
                 let end = b[open..]
                     .windows(close.len())
@@ -749,4 +749,84 @@ fn the_link_checker_finds_links_and_anchors_as_github_does() {
     assert!(check_link(&root().join("README.md"), "docs/nope.md").is_some());
     assert!(check_link(&root().join("README.md"), "#no-such-heading").is_some());
     assert!(check_link(&root().join("README.md"), "https://example.com/x").is_none());
+}
+
+// ---- The toolchain a newcomer installs ----------------------------------------
+
+/// The `rust-version` of a manifest, as (major, minor).
+fn rust_version(manifest: &str) -> Option<(u32, u32)> {
+    let line = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("rust-version"))?;
+    let value = line.split('"').nth(1)?;
+    let mut parts = value.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+}
+
+/// README tells a newcomer which Rust to install: `rust-version` in Cargo.toml. A
+/// dependency in Cargo.lock that needs a newer Rust makes that a lie, and the first
+/// `cargo run` on the Rust README names fails with an error about a crate the
+/// newcomer never chose (`time 0.3.55 ... requires rustc 1.88`).
+#[test]
+fn rust_version_is_what_the_locked_dependencies_need_and_readme_says() {
+    let ours = rust_version(&fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml"))
+        .expect("Cargo.toml sets rust-version");
+    let readme = fs::read_to_string(root().join("README.md")).expect("README.md");
+    assert!(
+        readme.contains(&format!("Rust {}.{} or newer", ours.0, ours.1)),
+        "README.md does not say `Rust {}.{} or newer` (Cargo.toml's rust-version)",
+        ours.0,
+        ours.1
+    );
+
+    // The unpacked sources of the registry crates this build used.
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .expect("CARGO_HOME or HOME");
+    let registries: Vec<PathBuf> = fs::read_dir(cargo_home.join("registry/src"))
+        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    let lock = fs::read_to_string(root().join("Cargo.lock")).expect("Cargo.lock");
+    let (mut read, mut newer) = (0, Vec::new());
+    for package in lock.split("[[package]]").skip(1) {
+        let field = |key: &str| {
+            package.lines().find_map(|l| {
+                l.strip_prefix(key)?
+                    .strip_prefix(" = \"")?
+                    .strip_suffix('"')
+            })
+        };
+        let (Some(name), Some(version)) = (field("name"), field("version")) else {
+            continue;
+        };
+        if !field("source").is_some_and(|s| s.starts_with("registry+")) {
+            continue;
+        }
+        let Some(manifest) = registries
+            .iter()
+            .map(|r| r.join(format!("{name}-{version}/Cargo.toml")))
+            .find(|m| m.exists())
+        else {
+            continue;
+        };
+        read += 1;
+        let text = fs::read_to_string(&manifest).expect("dependency manifest");
+        if let Some(needed) = rust_version(&text).filter(|v| *v > ours) {
+            newer.push(format!("{name} {version} needs {}.{}", needed.0, needed.1));
+        }
+    }
+    assert!(
+        read > 50,
+        "only {read} dependency manifests found under {}: has the build run?",
+        cargo_home.join("registry/src").display()
+    );
+    assert!(
+        newer.is_empty(),
+        "Cargo.toml says rust-version = \"{}.{}\", but Cargo.lock holds crates that need a newer Rust \
+         (raise rust-version and README's `Rust X.Y or newer`):\n  {}",
+        ours.0,
+        ours.1,
+        newer.join("\n  ")
+    );
 }
