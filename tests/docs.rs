@@ -830,3 +830,194 @@ fn rust_version_is_what_the_locked_dependencies_need_and_readme_says() {
         newer.join("\n  ")
     );
 }
+
+// ---- Examples in the manual, and the shipped pipelines ----------------------------
+
+/// The ```toml blocks of a Markdown text, with the line each starts on.
+fn toml_blocks(text: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(usize, String)> = None;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        match open.as_mut() {
+            None if trimmed.starts_with("```toml") => open = Some((i + 2, String::new())),
+            Some(_) if trimmed.starts_with("```") => blocks.extend(open.take()),
+            Some((_, body)) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// What a `${VAR}` in an example stands for when the test validates it.
+const EXAMPLE_ENV: &[(&str, &str)] = &[
+    ("ELASTIC_CLUSTER", "http://127.0.0.1:9200"),
+    ("ES_PASSWORD", "changeme"),
+    ("FARO_API_KEY", "secret"),
+    ("ENVIRONMENT", "production"),
+    ("LABELS", "env=production,team=web"),
+];
+
+/// `rum-pipeline validate` on `text`: whether it passed, and its stderr.
+fn validate(text: &str, name: &str) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("rum-docs-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("temp dir");
+    // Paths the examples name on a production machine, pointed at what exists here.
+    let text = text
+        .replace(
+            "/var/lib/GeoIP/GeoLite2-City.mmdb",
+            &root()
+                .join("testdata/geoip/GeoIP2-City-Test.mmdb")
+                .display()
+                .to_string(),
+        )
+        .replace(
+            "/var/lib/GeoIP/GeoLite2-ASN.mmdb",
+            &root()
+                .join("testdata/geoip/GeoLite2-ASN-Test.mmdb")
+                .display()
+                .to_string(),
+        )
+        .replace("/var/lib/rum-pipeline/", &format!("{}/", dir.display()));
+    let file = dir.join(name);
+    fs::write(&file, text).expect("example file");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rum-pipeline"))
+        .args(["validate", "--config"])
+        .arg(&file)
+        .env_clear()
+        .envs(EXAMPLE_ENV.iter().copied())
+        .output()
+        .expect("run rum-pipeline validate");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The components an example's `inputs` name but leave out (it shows one part of a
+/// pipeline), as TOML: a `rum_beacon` source for `id`, a `route` for `id.output`.
+fn stubs_for(stderr: &str) -> String {
+    let mut sources = BTreeSet::new();
+    let mut routes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in stderr.lines() {
+        let Some(input) = line
+            .split("input `")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix("` names no component"))
+        else {
+            continue;
+        };
+        match input.split_once('.') {
+            Some((id, output)) => {
+                routes.entry(id.into()).or_default().insert(output.into());
+            }
+            None => {
+                sources.insert(input.to_owned());
+            }
+        }
+    }
+    let mut toml = String::new();
+    if !routes.is_empty() {
+        sources.insert("stub_source".into());
+    }
+    for (n, id) in sources.iter().enumerate() {
+        toml += &format!(
+            "\n[sources.{id}]\ntype = \"rum_beacon\"\naddress = \"127.0.0.1:{}\"\n",
+            39100 + n
+        );
+    }
+    for (id, outputs) in &routes {
+        toml += &format!("\n[transforms.{id}]\ntype = \"route\"\ninputs = [\"stub_source\"]\n");
+        for output in outputs {
+            toml += &format!("route.{output} = {{ field = \"rum.type\", equals = \"error\" }}\n");
+        }
+    }
+    toml
+}
+
+/// Every ```toml example in README.md and docs/ is accepted by `rum-pipeline validate`:
+/// a whole pipeline as it is, a part of one with stubs for the components its `inputs`
+/// name and it leaves out, a list of conditions each as a `filter`'s `condition`. A block
+/// of bare keys (one component's keys, shown without their table) cannot stand alone and
+/// is not checked. The pipelines under pipelines/ validate as they are.
+#[test]
+fn every_toml_example_in_the_manual_and_every_shipped_pipeline_validates() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for file in manual() {
+        let text = fs::read_to_string(&file).expect("Markdown file");
+        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("doc");
+        for (line, block) in toml_blocks(&text) {
+            let at = format!("{}:{line}", relative(&file));
+            let name = format!("{stem}-{line}.toml");
+            let meaningful: Vec<&str> = block
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect();
+            if !meaningful.is_empty() && meaningful.iter().all(|l| l.starts_with('{')) {
+                for condition in meaningful {
+                    checked += 1;
+                    let pipeline = format!(
+                        "[sources.b]\ntype = \"rum_beacon\"\naddress = \"127.0.0.1:39099\"\n\
+                         [transforms.f]\ntype = \"filter\"\ninputs = [\"b\"]\ncondition = {condition}\n\
+                         [sinks.o]\ntype = \"blackhole\"\ninputs = [\"f\"]\n"
+                    );
+                    let (ok, stderr) = validate(&pipeline, &name);
+                    if !ok {
+                        failures.push(format!("{at}: condition {condition}:\n{stderr}"));
+                    }
+                }
+                continue;
+            }
+            if !meaningful.first().is_some_and(|l| l.starts_with('[')) {
+                continue; // bare keys of one component
+            }
+            checked += 1;
+            let (mut ok, mut stderr) = validate(&block, &name);
+            if !ok {
+                let stubs = stubs_for(&stderr);
+                if !stubs.is_empty() {
+                    (ok, stderr) = validate(&format!("{block}{stubs}"), &name);
+                }
+            }
+            if !ok {
+                failures.push(format!("{at}:\n{stderr}"));
+            }
+        }
+    }
+    let mut pipelines = Vec::new();
+    for dir in ["pipelines", "pipelines/examples"] {
+        for entry in fs::read_dir(root().join(dir)).expect("pipelines/") {
+            let path = entry.expect("pipelines/ entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                pipelines.push(path);
+            }
+        }
+    }
+    pipelines.sort();
+    for path in &pipelines {
+        checked += 1;
+        let text = fs::read_to_string(path).expect("pipeline");
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name");
+        let (ok, stderr) = validate(&text, name);
+        if !ok {
+            failures.push(format!("{}:\n{stderr}", relative(path)));
+        }
+    }
+    let _ =
+        fs::remove_dir_all(std::env::temp_dir().join(format!("rum-docs-{}", std::process::id())));
+    assert!(
+        checked > 25 && pipelines.len() >= 3,
+        "only {checked} examples found: is the extraction broken?"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} example(s) that `rum-pipeline validate` refuses:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
