@@ -67,7 +67,9 @@ pub(super) fn locate(text: &str, kind: &str, id: &str, key: Option<&str>) -> Opt
 pub(super) fn locate_top_level(text: &str, key: &str) -> Option<usize> {
     let found = text.lines().position(|l| {
         let l = l.trim();
-        l.split_once('=').is_some_and(|(lhs, _)| lhs.trim() == key) || l == format!("[{key}]")
+        l.split_once('=').is_some_and(|(lhs, _)| lhs.trim() == key)
+            || l == format!("[{key}]")
+            || l.starts_with(&format!("[{key}."))
     });
     if let Some(i) = found {
         return Some(i + 1);

@@ -151,6 +151,18 @@ pub fn load_str(
             Some(global)
         }
         Err((key, message)) => {
+            // The component tables were taken out before the rest was decoded, so
+            // serde's list of the keys it expected lacks them: `[source.beacons]`
+            // must be told about `sources`, not only about the global keys.
+            let message = if key.contains('.') {
+                message
+            } else {
+                message.replacen(
+                    "expected one of ",
+                    "expected one of `sources`, `transforms`, `sinks`, ",
+                    1,
+                )
+            };
             parser.push(None, Some(&key), message);
             None
         }
@@ -622,6 +634,17 @@ buffer.max_events = 100
             "{shown}"
         );
         assert!(shown.contains("unknown field"), "{shown}");
+    }
+
+    #[test]
+    fn a_misspelt_component_table_is_told_the_component_tables() {
+        let text = GOOD.replace("[sinks.out]", "[sink.out]");
+        let errors = load(&text).unwrap_err();
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert!(
+            shown.iter().any(|s| s.starts_with("test.toml:6: key `sink`: unknown field `sink`, expected one of `sources`, `transforms`, `sinks`, `shutdown_timeout_secs`")),
+            "{shown:?}"
+        );
     }
 
     #[test]
