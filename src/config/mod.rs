@@ -247,6 +247,18 @@ pub fn load_str(
             }
         }
     }
+    // An empty file (a wrong path in a ConfigMap, a `${VAR}` that held the whole
+    // pipeline) would otherwise start a process that listens nowhere and says so
+    // only as an empty list of components.
+    if sources.is_empty() && transforms.is_empty() && sinks.is_empty() && broken_ids.is_empty() {
+        parser.push(
+            None,
+            None,
+            "the pipeline declares no component: it needs at least a `[sources.ID]` and a \
+             `[sinks.ID]` table (docs/configuration.md)"
+                .to_owned(),
+        );
+    }
     let config = PipelineConfig {
         file: file.to_owned(),
         global,
@@ -634,6 +646,20 @@ buffer.max_events = 100
             "{shown}"
         );
         assert!(shown.contains("unknown field"), "{shown}");
+    }
+
+    #[test]
+    fn a_pipeline_without_components_is_refused() {
+        for text in [
+            "",
+            "# nothing yet\n",
+            "shutdown_timeout_secs = 5\n[api]\naddress = \"127.0.0.1:9598\"\n",
+        ] {
+            let errors = load(text).unwrap_err();
+            let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            assert_eq!(shown.len(), 1, "{text:?}: {shown:?}");
+            assert!(shown[0].contains("declares no component"), "{shown:?}");
+        }
     }
 
     #[test]
