@@ -1033,3 +1033,73 @@ fn every_toml_example_in_the_manual_and_every_shipped_pipeline_validates() {
         failures.join("\n")
     );
 }
+
+/// The `${VAR:-default}` of the shipped production pipeline are the container's settings
+/// (the Canarytrace variables and ours): every one is named in the manual, and every row
+/// of a table that starts with the variable gives the default prod.toml really uses.
+#[test]
+fn every_variable_of_prod_toml_is_documented_with_its_default() {
+    let prod = fs::read_to_string(root().join("pipelines/prod.toml")).expect("prod.toml");
+    let mut variables: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for line in prod.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let mut rest = line;
+        while let Some(at) = rest.find("${") {
+            let Some(end) = rest[at..].find('}') else {
+                break;
+            };
+            let inner = &rest[at + 2..at + end];
+            rest = &rest[at + end + 1..];
+            let name: String = inner
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let default = inner[name.len()..].strip_prefix(":-").map(str::to_owned);
+            variables.insert(name, default);
+        }
+    }
+    assert!(
+        variables.len() >= 10,
+        "only {variables:?} found in prod.toml"
+    );
+    let manual: Vec<(String, String)> = manual()
+        .iter()
+        .map(|f| (relative(f), fs::read_to_string(f).expect("Markdown file")))
+        .collect();
+    let bounded = |text: &str, word: &str| {
+        text.match_indices(word).any(|(at, _)| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + word.len()..].chars().next();
+            let outside = |c: Option<char>| !c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            outside(before) && outside(after)
+        })
+    };
+    let mut problems = Vec::new();
+    for (name, default) in &variables {
+        let quoted = format!("`{name}`");
+        if !manual.iter().any(|(_, text)| text.contains(&quoted)) {
+            problems.push(format!("{quoted} is not named in README.md or docs/"));
+            continue;
+        }
+        let Some(default) = default.as_deref().filter(|d| !d.is_empty()) else {
+            continue;
+        };
+        for (file, text) in &manual {
+            for (number, row) in text.lines().enumerate() {
+                let is_row = row
+                    .strip_prefix("| ")
+                    .is_some_and(|r| r.starts_with(&quoted));
+                if is_row && !bounded(row, default) {
+                    problems.push(format!(
+                        "{file}:{}: the row of {quoted} does not give prod.toml's default `{default}`",
+                        number + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "pipelines/prod.toml's variables and the manual disagree:\n  {}",
+        problems.join("\n  ")
+    );
+}
