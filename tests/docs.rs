@@ -2,8 +2,11 @@
 //! docs/*.md leads to a file that exists (and, with `#anchor`, to a heading
 //! of it), and every key a component's config accepts — the fields of the
 //! `#[serde(deny_unknown_fields)]` structs in src/ — is named, in backticks,
-//! in docs/configuration*.md. No dependencies: a small Rust lexer finds the
-//! structs, so the check follows the code wherever its files move.
+//! in docs/configuration*.md, with the default the code really gives it where the
+//! table names one literal. No dependencies: a small Rust lexer finds the
+//! structs, so the check follows the code wherever its files move. Further down:
+//! the TOML examples and pipelines/ against `rum-pipeline validate`, prod.toml's
+//! variables against the manual, `rust-version` against Cargo.lock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -1101,5 +1104,264 @@ fn every_variable_of_prod_toml_is_documented_with_its_default() {
         problems.is_empty(),
         "pipelines/prod.toml's variables and the manual disagree:\n  {}",
         problems.join("\n  ")
+    );
+}
+
+// ---- Defaults in the configuration reference -----------------------------------
+
+/// `{:#?}` of a config struct as `path → value`: `max_events: 500` at the top,
+/// `batch.max_events` inside a nested struct; a list, `Some(..)` or tuple value spread
+/// over several lines is joined onto one (`["*"]`).
+fn debug_fields(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut structs: Vec<Option<String>> = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let indent = line.len() - line.trim_start().len();
+        let t = line.trim().trim_end_matches(',');
+        if t.starts_with('}') {
+            structs.pop();
+            continue;
+        }
+        let field = t.split_once(": ").filter(|(name, _)| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        let Some((name, value)) = field else {
+            if t.ends_with('{') {
+                structs.push(None);
+            }
+            continue;
+        };
+        let path: Vec<&str> = structs
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .chain([name])
+            .collect();
+        let path = path.join(".");
+        if value.ends_with('{') {
+            structs.push(Some(name.to_owned()));
+        } else if value.ends_with('[') || value.ends_with('(') {
+            let mut items = Vec::new();
+            for inner in lines.by_ref() {
+                let inner_indent = inner.len() - inner.trim_start().len();
+                if inner_indent == indent {
+                    break;
+                }
+                items.push(inner.trim().trim_end_matches(',').to_owned());
+            }
+            let joined = items.join(",");
+            out.insert(
+                path,
+                if value.ends_with('[') {
+                    format!("[{joined}]")
+                } else {
+                    format!("{value}{joined})")
+                },
+            );
+        } else {
+            out.insert(path, value.to_owned());
+        }
+    }
+    out
+}
+
+/// Whether the code's default (`{:?}` text) is what the manual's literal says.
+fn same_default(code: &str, doc: &toml::Value) -> bool {
+    let number = |s: &str| s.parse::<f64>().ok();
+    // A collection behind a newtype (`LabelSet([])`) is as empty as `{}`, `[]` or `""`.
+    let empty_newtype = code.ends_with("([])") || code.ends_with("({})");
+    let empty_doc = match doc {
+        toml::Value::String(s) => s.is_empty(),
+        toml::Value::Array(a) => a.is_empty(),
+        toml::Value::Table(t) => t.is_empty(),
+        _ => false,
+    };
+    if empty_newtype || empty_doc {
+        return empty_newtype && empty_doc || code == "[]" || code == "{}" || code == "\"\"";
+    }
+    match doc {
+        toml::Value::Integer(i) => number(code) == Some(*i as f64),
+        toml::Value::Float(f) => number(code) == Some(*f),
+        toml::Value::Boolean(b) => code == b.to_string(),
+        toml::Value::String(s) => {
+            if let Some(bytes) = number(code) {
+                rum_pipeline::config::byte_size::parse(s).is_ok_and(|n| n as f64 == bytes)
+            } else if let Some(quoted) = code.strip_prefix('"').and_then(|c| c.strip_suffix('"')) {
+                quoted == s
+            } else {
+                // An enum's variant: `PerEvent` for "per_event".
+                code.to_lowercase() == s.replace('_', "").to_lowercase()
+            }
+        }
+        toml::Value::Array(items) => {
+            let items: Vec<String> = items
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => format!("{s:?}"),
+                    other => other.to_string(),
+                })
+                .collect();
+            code == format!("[{}]", items.join(","))
+        }
+        toml::Value::Table(t) => t.is_empty() && code == "{}",
+        toml::Value::Datetime(_) => false,
+    }
+}
+
+/// `| `key` | `literal` | ... |` rows of the configuration pages, per section: the
+/// component type a `## Source/Transform/Sink `type`` heading names, `http` for the keys
+/// every HTTP source shares, `global` for the global keys. Rows whose default is not one
+/// literal (`none`, `— (required)`, `see below`, two values) are left out.
+fn documented_defaults() -> Vec<(String, String, String, toml::Value)> {
+    let mut rows = Vec::new();
+    for file in manual() {
+        let name = relative(&file);
+        if !name.starts_with("docs/configuration") {
+            continue;
+        }
+        let text = fs::read_to_string(&file).expect("configuration page");
+        let mut section = String::new();
+        for (number, line) in prose_lines(&text) {
+            if let Some(title) = line.strip_prefix("## ") {
+                section = if title.starts_with("Keys of every HTTP source") {
+                    "http".into()
+                } else if title.starts_with("Global keys") {
+                    "global".into()
+                } else if ["Source `", "Transform `", "Sink `"]
+                    .iter()
+                    .any(|p| title.starts_with(p))
+                {
+                    title.split('`').nth(1).unwrap_or_default().to_owned()
+                } else {
+                    String::new()
+                };
+                continue;
+            }
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if section.is_empty() || cells.len() < 4 || !cells[0].is_empty() {
+                continue;
+            }
+            let (key, default) = (cells[1], cells[2]);
+            let literal = |cell: &str| {
+                let inner = cell.strip_prefix('`')?.strip_suffix('`')?;
+                (!inner.contains('`')).then(|| inner.to_owned())
+            };
+            let (Some(key), Some(default)) = (literal(key), literal(default)) else {
+                continue;
+            };
+            let Ok(mut parsed) = format!("v = {default}").parse::<toml::Table>() else {
+                continue;
+            };
+            if let Some(value) = parsed.remove("v") {
+                rows.push((format!("{name}:{number}"), section.clone(), key, value));
+            }
+        }
+    }
+    rows
+}
+
+/// The defaults the code gives every component type, and the global keys, as
+/// `section → path → value`: a minimal pipeline of each type, loaded and printed.
+fn code_defaults() -> BTreeMap<String, BTreeMap<String, String>> {
+    use rum_pipeline::config::load_str;
+    let source = "[sources.s]\ntype = \"rum_beacon\"\naddress = \"127.0.0.1:39097\"\n";
+    let sink = "[sinks.o]\ntype = \"blackhole\"\ninputs = [\"t\"]\n";
+    let geoip = root().join("testdata/geoip/GeoIP2-City-Test.mmdb");
+    let transforms = [
+        ("user_agent", String::new()),
+        (
+            "geoip",
+            format!("database = {:?}\n", geoip.display().to_string()),
+        ),
+        ("scrub_url", String::new()),
+        ("sample", "rate = 0.5\n".to_owned()),
+        ("labels", String::new()),
+    ];
+    let mut out = BTreeMap::new();
+    let loaded = |text: &str| {
+        load_str("defaults.toml", text, &|_| None)
+            .unwrap_or_else(|e| panic!("{text}: {e:?}"))
+            .config
+    };
+    for kind in rum_pipeline::sources::SourceConfig::TYPES {
+        let config = loaded(&format!(
+            "[sources.s]\ntype = \"{kind}\"\n\
+             [sinks.o]\ntype = \"blackhole\"\ninputs = [\"s\"]\n"
+        ));
+        out.insert(
+            kind.to_string(),
+            debug_fields(&format!("{:#?}", config.sources[0].config)),
+        );
+        out.insert(
+            "http".into(),
+            debug_fields(&format!("{:#?}", config.sources[0].http)),
+        );
+        out.insert(
+            "global".into(),
+            debug_fields(&format!("{:#?}", config.global)),
+        );
+    }
+    for (kind, keys) in transforms {
+        let config = loaded(&format!(
+            "{source}[transforms.t]\ntype = \"{kind}\"\ninputs = [\"s\"]\n{keys}{sink}"
+        ));
+        out.insert(
+            kind.to_owned(),
+            debug_fields(&format!("{:#?}", config.transforms[0].config)),
+        );
+    }
+    for (kind, keys) in [
+        ("stdout", ""),
+        ("elasticsearch", "endpoints = \"http://127.0.0.1:9200\"\n"),
+        ("prometheus", ""),
+    ] {
+        let config = loaded(&format!(
+            "{source}[sinks.k]\ntype = \"{kind}\"\ninputs = [\"s\"]\n{keys}"
+        ));
+        out.insert(
+            kind.to_owned(),
+            debug_fields(&format!("{:#?}", config.sinks[0].config)),
+        );
+    }
+    out
+}
+
+/// Every default the configuration pages give as one literal is the code's default.
+#[test]
+fn every_default_in_the_configuration_reference_is_the_codes() {
+    let code = code_defaults();
+    let rows = documented_defaults();
+    let mut compared = 0;
+    let mut wrong = Vec::new();
+    for (at, section, key, doc) in &rows {
+        let Some(value) = code.get(section).and_then(|fields| fields.get(key)) else {
+            continue;
+        };
+        // `true` is the manual's name for `"truncate"` (both are accepted).
+        if (section.as_str(), key.as_str(), value.as_str()) == ("geoip", "anonymize_ip", "Truncate")
+            && *doc == toml::Value::Boolean(true)
+        {
+            compared += 1;
+            continue;
+        }
+        compared += 1;
+        if !same_default(value, doc) {
+            wrong.push(format!(
+                "{at}: [{section}] `{key}`: the manual says `{doc}`, the code `{value}`"
+            ));
+        }
+    }
+    eprintln!("{compared} of {} documented defaults compared", rows.len());
+    assert!(
+        compared > 60,
+        "only {compared} of {} documented defaults matched a key of the code: is a parser broken?\n{code:#?}",
+        rows.len()
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} default(s) in docs/configuration*.md differ from the code:\n  {}",
+        wrong.len(),
+        wrong.join("\n  ")
     );
 }
