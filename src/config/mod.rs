@@ -352,7 +352,14 @@ pub fn decode<T: DeserializeOwned>(table: toml::Table) -> Result<T, (String, Str
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         // toml appends "in `key`" on a second line; the key is reported separately.
-        let message = inner.trim().lines().next().unwrap_or_default().to_owned();
+        let mut message = inner.trim().lines().next().unwrap_or_default().to_owned();
+        if message == "invalid socket address syntax" {
+            // std's parser says no more; `localhost:3000` is the usual cause.
+            message.push_str(
+                ": write an IP address and a port, like \"127.0.0.1:3000\", \"0.0.0.0:3000\" \
+                 or \"[::]:3000\" (host names such as localhost are not resolved)",
+            );
+        }
         let key = match unknown_field_name(&message) {
             Some(field) if path == "." => field,
             Some(field) if path != field && !path.ends_with(&format!(".{field}")) => {
@@ -646,6 +653,17 @@ buffer.max_events = 100
             "{shown}"
         );
         assert!(shown.contains("unknown field"), "{shown}");
+    }
+
+    #[test]
+    fn an_address_with_a_host_name_is_told_the_form_it_takes() {
+        let text = GOOD.replace("127.0.0.1:${PORT}", "localhost:3000");
+        let errors = load(&text).unwrap_err();
+        let shown = errors[0].to_string();
+        assert!(
+            shown.starts_with("test.toml:4: [sources.beacons] key `address`: invalid socket address syntax: write an IP address and a port, like \"127.0.0.1:3000\""),
+            "{shown}"
+        );
     }
 
     #[test]
