@@ -16,7 +16,9 @@ pub(super) fn locate(text: &str, kind: &str, id: &str, key: Option<&str>) -> Opt
     let mut current: Option<String> = None;
     let key_parts: Vec<&str> = key
         .map(|k| {
+            // `routes[2]`, `trusted_proxies[0]`: the line is the list's.
             k.split('.')
+                .map(|p| p.split('[').next().unwrap_or(p))
                 .filter(|p| p.parse::<usize>().is_err())
                 .collect()
         })

@@ -667,6 +667,20 @@ buffer.max_events = 100
     }
 
     #[test]
+    fn a_bad_list_item_is_located_on_the_line_of_its_list() {
+        let text = GOOD.replace(
+            "address = \"127.0.0.1:${PORT}\"",
+            "address = \"127.0.0.1:${PORT}\"\ntrusted_proxies = [\"10.0.0.0/33\"]",
+        );
+        let errors = load(&text).unwrap_err();
+        let shown = errors[0].to_string();
+        assert!(
+            shown.starts_with("test.toml:5: [sources.beacons] key `trusted_proxies[0]`"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn a_pipeline_without_components_is_refused() {
         for text in [
             "",
