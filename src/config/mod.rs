@@ -519,6 +519,16 @@ impl Parser<'_> {
                 }
                 inputs
             }
+            // `inputs = "beacons"`: say how to write it, and keep the id so the graph
+            // check does not add "needs at least one input" for the same line.
+            Some(toml::Value::String(input)) => {
+                self.push(
+                    Some((kind, id)),
+                    Some("inputs"),
+                    format!("`inputs` must be a list of component ids: inputs = [\"{input}\"]"),
+                );
+                vec![input]
+            }
             Some(_) => {
                 self.push(
                     Some((kind, id)),
@@ -677,6 +687,17 @@ buffer.max_events = 100
         assert!(
             shown.starts_with("test.toml:5: [sources.beacons] key `trusted_proxies[0]`"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn inputs_as_a_string_is_one_error_that_shows_the_list() {
+        let text = GOOD.replace("inputs = [\"beacons\"]", "inputs = \"beacons\"");
+        let errors = load(&text).unwrap_err();
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            shown,
+            ["test.toml:8: [sinks.out] key `inputs`: `inputs` must be a list of component ids: inputs = [\"beacons\"]"]
         );
     }
 
