@@ -29,7 +29,7 @@ const BEACONS: usize = 20;
 /// real traffic is.
 fn beacon(i: usize) -> Vec<u8> {
     let now = 1_763_700_000_000_i64;
-    let dirty = i % 4 == 0;
+    let dirty = i.is_multiple_of(4);
     let page = if dirty {
         format!("https://bob:pw@shop.example.com/u/{i}/orders/0f8fad5b-d9cb-469f-a165-70867728950e?token=abc{i}&page=2#access_token=t")
     } else {

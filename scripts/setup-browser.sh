@@ -16,13 +16,17 @@ if ! command -v apt-get >/dev/null 2>&1; then
   echo "setup-browser: chromium missing and apt-get not available" >&2
   exit 1
 fi
-SUDO=""
+SUDO=()
 if [ "$(id -u)" -ne 0 ]; then
-  SUDO="sudo"
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "setup-browser: chromium missing: run as root, or install sudo" >&2
+    exit 1
+  fi
+  SUDO=(sudo)
 fi
-export DEBIAN_FRONTEND=noninteractive
+# `env` carries DEBIAN_FRONTEND through sudo, which resets the environment.
 # Other jobs on the machine may hold the dpkg lock: wait for it instead of failing.
-APT_OPTS=(-qq -o DPkg::Lock::Timeout=600)
-$SUDO apt-get "${APT_OPTS[@]}" update >/dev/null
-$SUDO apt-get "${APT_OPTS[@]}" install -y --no-install-recommends chromium fonts-dejavu-core libnss3-tools >/dev/null
+apt=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq -o DPkg::Lock::Timeout=600)
+"${apt[@]}" update >/dev/null
+"${apt[@]}" install -y --no-install-recommends chromium fonts-dejavu-core libnss3-tools >/dev/null
 installed || { echo "setup-browser: chromium or certutil did not install" >&2; exit 1; }

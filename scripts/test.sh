@@ -8,17 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-command -v chromium >/dev/null || need_apt+=(chromium)
-command -v certutil >/dev/null || need_apt+=(libnss3-tools)
-command -v node >/dev/null || need_apt+=(nodejs npm)
-# promtool and the server: rule checks, rule unit tests, the end-to-end SLO test.
-command -v promtool >/dev/null || need_apt+=(prometheus)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "installing: ${need_apt[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+# What the suites need (Debian packages, rustfmt and clippy, Chromium): each script
+# installs only what is missing.
 for setup in scripts/setup-*.sh; do
   [ -f "$setup" ] && bash "$setup"
 done

@@ -54,7 +54,8 @@ enum Command {
     Run,
     /// Check the pipeline without starting it: syntax, keys, values, the
     /// component graph, and every component's build (files, certificates).
-    /// Lists every problem and exits non-zero if there is one.
+    /// Lists every problem of the file, then (once it has none) those of the
+    /// builds, and exits non-zero if there is one.
     Validate,
     /// Write the index templates (and ILM policy) that each `elasticsearch`
     /// sink of the pipeline installs with `manage_template = true`: into DIR

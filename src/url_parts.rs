@@ -145,11 +145,11 @@ impl<'u> Parts<'u> {
             Some((path, query)) => (path, Some(query)),
             None => (rest, None),
         };
-        let plain_query = query.map_or(true, |q| {
+        let plain_query = query.is_none_or(|q| {
             q.bytes()
                 .all(|b| plain_byte(b) && !matches!(b, b'"' | b'<' | b'>' | b'\''))
         });
-        let plain_fragment = fragment.map_or(true, |f| {
+        let plain_fragment = fragment.is_none_or(|f| {
             f.bytes()
                 .all(|b| plain_byte(b) && !matches!(b, b'"' | b'<' | b'>' | b'`'))
         });

@@ -2,8 +2,11 @@
 //! docs/*.md leads to a file that exists (and, with `#anchor`, to a heading
 //! of it), and every key a component's config accepts — the fields of the
 //! `#[serde(deny_unknown_fields)]` structs in src/ — is named, in backticks,
-//! in docs/configuration*.md. No dependencies: a small Rust lexer finds the
-//! structs, so the check follows the code wherever its files move.
+//! in docs/configuration*.md, with the default the code really gives it where the
+//! table names one literal. No dependencies: a small Rust lexer finds the
+//! structs, so the check follows the code wherever its files move. Further down:
+//! the TOML examples and pipelines/ against `rum-pipeline validate`, prod.toml's
+//! variables against the manual, `rust-version` against Cargo.lock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -284,7 +287,7 @@ fn mask(src: &str) -> Vec<u8> {
                 let hashes = b[i + 1..].iter().take_while(|c| **c == b'#').count();
                 let open = i + 1 + hashes + 1;
                 let close: Vec<u8> = std::iter::once(b'"')
-                    .chain(std::iter::repeat(b'#').take(hashes))
+                    .chain(std::iter::repeat_n(b'#', hashes))
                     .collect();
                 let end = b[open..]
                     .windows(close.len())
@@ -749,4 +752,616 @@ fn the_link_checker_finds_links_and_anchors_as_github_does() {
     assert!(check_link(&root().join("README.md"), "docs/nope.md").is_some());
     assert!(check_link(&root().join("README.md"), "#no-such-heading").is_some());
     assert!(check_link(&root().join("README.md"), "https://example.com/x").is_none());
+}
+
+// ---- The toolchain a newcomer installs ----------------------------------------
+
+/// The `rust-version` of a manifest, as (major, minor).
+fn rust_version(manifest: &str) -> Option<(u32, u32)> {
+    let line = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("rust-version"))?;
+    let value = line.split('"').nth(1)?;
+    let mut parts = value.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+}
+
+/// README tells a newcomer which Rust to install: `rust-version` in Cargo.toml. A
+/// dependency in Cargo.lock that needs a newer Rust makes that a lie, and the first
+/// `cargo run` on the Rust README names fails with an error about a crate the
+/// newcomer never chose (`time 0.3.55 ... requires rustc 1.88`).
+#[test]
+fn rust_version_is_what_the_locked_dependencies_need_and_readme_says() {
+    let ours = rust_version(&fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml"))
+        .expect("Cargo.toml sets rust-version");
+    let readme = fs::read_to_string(root().join("README.md")).expect("README.md");
+    assert!(
+        readme.contains(&format!("Rust {}.{} or newer", ours.0, ours.1)),
+        "README.md does not say `Rust {}.{} or newer` (Cargo.toml's rust-version)",
+        ours.0,
+        ours.1
+    );
+
+    // The unpacked sources of the registry crates this build used.
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .expect("CARGO_HOME or HOME");
+    let registries: Vec<PathBuf> = fs::read_dir(cargo_home.join("registry/src"))
+        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    let lock = fs::read_to_string(root().join("Cargo.lock")).expect("Cargo.lock");
+    let (mut read, mut newer) = (0, Vec::new());
+    for package in lock.split("[[package]]").skip(1) {
+        let field = |key: &str| {
+            package.lines().find_map(|l| {
+                l.strip_prefix(key)?
+                    .strip_prefix(" = \"")?
+                    .strip_suffix('"')
+            })
+        };
+        let (Some(name), Some(version)) = (field("name"), field("version")) else {
+            continue;
+        };
+        if !field("source").is_some_and(|s| s.starts_with("registry+")) {
+            continue;
+        }
+        let Some(manifest) = registries
+            .iter()
+            .map(|r| r.join(format!("{name}-{version}/Cargo.toml")))
+            .find(|m| m.exists())
+        else {
+            continue;
+        };
+        read += 1;
+        let text = fs::read_to_string(&manifest).expect("dependency manifest");
+        if let Some(needed) = rust_version(&text).filter(|v| *v > ours) {
+            newer.push(format!("{name} {version} needs {}.{}", needed.0, needed.1));
+        }
+    }
+    assert!(
+        read > 50,
+        "only {read} dependency manifests found under {}: has the build run?",
+        cargo_home.join("registry/src").display()
+    );
+    assert!(
+        newer.is_empty(),
+        "Cargo.toml says rust-version = \"{}.{}\", but Cargo.lock holds crates that need a newer Rust \
+         (raise rust-version and README's `Rust X.Y or newer`):\n  {}",
+        ours.0,
+        ours.1,
+        newer.join("\n  ")
+    );
+}
+
+// ---- Examples in the manual, and the shipped pipelines ----------------------------
+
+/// The ```toml blocks of a Markdown text, with the line each starts on.
+fn toml_blocks(text: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(usize, String)> = None;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        match open.as_mut() {
+            None if trimmed.starts_with("```toml") => open = Some((i + 2, String::new())),
+            Some(_) if trimmed.starts_with("```") => blocks.extend(open.take()),
+            Some((_, body)) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// What a `${VAR}` in an example stands for when the test validates it.
+const EXAMPLE_ENV: &[(&str, &str)] = &[
+    ("ELASTIC_CLUSTER", "http://127.0.0.1:9200"),
+    ("ES_PASSWORD", "changeme"),
+    ("FARO_API_KEY", "secret"),
+    ("ENVIRONMENT", "production"),
+    ("LABELS", "env=production,team=web"),
+];
+
+/// `rum-pipeline validate` on `text`: whether it passed, and its stderr.
+fn validate(text: &str, name: &str) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("rum-docs-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("temp dir");
+    // Paths the examples name on a production machine, pointed at what exists here.
+    let text = text
+        .replace(
+            "/var/lib/GeoIP/GeoLite2-City.mmdb",
+            &root()
+                .join("testdata/geoip/GeoIP2-City-Test.mmdb")
+                .display()
+                .to_string(),
+        )
+        .replace(
+            "/var/lib/GeoIP/GeoLite2-ASN.mmdb",
+            &root()
+                .join("testdata/geoip/GeoLite2-ASN-Test.mmdb")
+                .display()
+                .to_string(),
+        )
+        .replace("/var/lib/rum-pipeline/", &format!("{}/", dir.display()));
+    let file = dir.join(name);
+    fs::write(&file, text).expect("example file");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rum-pipeline"))
+        .args(["validate", "--config"])
+        .arg(&file)
+        .env_clear()
+        .envs(EXAMPLE_ENV.iter().copied())
+        .output()
+        .expect("run rum-pipeline validate");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The components an example's `inputs` name but leave out (it shows one part of a
+/// pipeline), as TOML: a `rum_beacon` source for `id`, a `route` for `id.output`.
+fn stubs_for(stderr: &str) -> String {
+    let mut sources = BTreeSet::new();
+    let mut routes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in stderr.lines() {
+        let Some(input) = line
+            .split("input `")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix("` names no component"))
+        else {
+            continue;
+        };
+        match input.split_once('.') {
+            Some((id, output)) => {
+                routes.entry(id.into()).or_default().insert(output.into());
+            }
+            None => {
+                sources.insert(input.to_owned());
+            }
+        }
+    }
+    let mut toml = String::new();
+    if !routes.is_empty() {
+        sources.insert("stub_source".into());
+    }
+    for (n, id) in sources.iter().enumerate() {
+        toml += &format!(
+            "\n[sources.{id}]\ntype = \"rum_beacon\"\naddress = \"127.0.0.1:{}\"\n",
+            39100 + n
+        );
+    }
+    for (id, outputs) in &routes {
+        toml += &format!("\n[transforms.{id}]\ntype = \"route\"\ninputs = [\"stub_source\"]\n");
+        for output in outputs {
+            toml += &format!("route.{output} = {{ field = \"rum.type\", equals = \"error\" }}\n");
+        }
+    }
+    toml
+}
+
+/// Every ```toml example in README.md and docs/ is accepted by `rum-pipeline validate`:
+/// a whole pipeline as it is, a part of one with stubs for the components its `inputs`
+/// name and it leaves out, a list of conditions each as a `filter`'s `condition`. A block
+/// of bare keys (one component's keys, shown without their table) cannot stand alone and
+/// is not checked. The pipelines under pipelines/ validate as they are.
+#[test]
+fn every_toml_example_in_the_manual_and_every_shipped_pipeline_validates() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for file in manual() {
+        let text = fs::read_to_string(&file).expect("Markdown file");
+        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("doc");
+        for (line, block) in toml_blocks(&text) {
+            let at = format!("{}:{line}", relative(&file));
+            let name = format!("{stem}-{line}.toml");
+            let meaningful: Vec<&str> = block
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect();
+            if !meaningful.is_empty() && meaningful.iter().all(|l| l.starts_with('{')) {
+                for condition in meaningful {
+                    checked += 1;
+                    let pipeline = format!(
+                        "[sources.b]\ntype = \"rum_beacon\"\naddress = \"127.0.0.1:39099\"\n\
+                         [transforms.f]\ntype = \"filter\"\ninputs = [\"b\"]\ncondition = {condition}\n\
+                         [sinks.o]\ntype = \"blackhole\"\ninputs = [\"f\"]\n"
+                    );
+                    let (ok, stderr) = validate(&pipeline, &name);
+                    if !ok {
+                        failures.push(format!("{at}: condition {condition}:\n{stderr}"));
+                    }
+                }
+                continue;
+            }
+            if !meaningful.first().is_some_and(|l| l.starts_with('[')) {
+                continue; // bare keys of one component
+            }
+            checked += 1;
+            // Global keys alone (`[api]`, `[http]`): a pipeline needs components around them.
+            let block = if ["[sources.", "[transforms.", "[sinks."]
+                .iter()
+                .any(|table| block.contains(table))
+            {
+                block
+            } else {
+                format!(
+                    "{block}\n[sources.stub_source]\ntype = \"rum_beacon\"\naddress = \"127.0.0.1:39098\"\n\
+                     [sinks.stub_sink]\ntype = \"blackhole\"\ninputs = [\"stub_source\"]\n"
+                )
+            };
+            let (mut ok, mut stderr) = validate(&block, &name);
+            if !ok {
+                let stubs = stubs_for(&stderr);
+                if !stubs.is_empty() {
+                    (ok, stderr) = validate(&format!("{block}{stubs}"), &name);
+                }
+            }
+            if !ok {
+                failures.push(format!("{at}:\n{stderr}"));
+            }
+        }
+    }
+    let mut pipelines = Vec::new();
+    for dir in ["pipelines", "pipelines/examples"] {
+        for entry in fs::read_dir(root().join(dir)).expect("pipelines/") {
+            let path = entry.expect("pipelines/ entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                pipelines.push(path);
+            }
+        }
+    }
+    pipelines.sort();
+    for path in &pipelines {
+        checked += 1;
+        let text = fs::read_to_string(path).expect("pipeline");
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name");
+        let (ok, stderr) = validate(&text, name);
+        if !ok {
+            failures.push(format!("{}:\n{stderr}", relative(path)));
+        }
+    }
+    let _ =
+        fs::remove_dir_all(std::env::temp_dir().join(format!("rum-docs-{}", std::process::id())));
+    assert!(
+        checked > 25 && pipelines.len() >= 3,
+        "only {checked} examples found: is the extraction broken?"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} example(s) that `rum-pipeline validate` refuses:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The `${VAR:-default}` of the shipped production pipeline are the container's settings
+/// (the Canarytrace variables and ours): every one is named in the manual, and every row
+/// of a table that starts with the variable gives the default prod.toml really uses.
+#[test]
+fn every_variable_of_prod_toml_is_documented_with_its_default() {
+    let prod = fs::read_to_string(root().join("pipelines/prod.toml")).expect("prod.toml");
+    let mut variables: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for line in prod.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let mut rest = line;
+        while let Some(at) = rest.find("${") {
+            let Some(end) = rest[at..].find('}') else {
+                break;
+            };
+            let inner = &rest[at + 2..at + end];
+            rest = &rest[at + end + 1..];
+            let name: String = inner
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let default = inner[name.len()..].strip_prefix(":-").map(str::to_owned);
+            variables.insert(name, default);
+        }
+    }
+    assert!(
+        variables.len() >= 10,
+        "only {variables:?} found in prod.toml"
+    );
+    let manual: Vec<(String, String)> = manual()
+        .iter()
+        .map(|f| (relative(f), fs::read_to_string(f).expect("Markdown file")))
+        .collect();
+    let bounded = |text: &str, word: &str| {
+        text.match_indices(word).any(|(at, _)| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + word.len()..].chars().next();
+            let outside = |c: Option<char>| !c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            outside(before) && outside(after)
+        })
+    };
+    let mut problems = Vec::new();
+    for (name, default) in &variables {
+        let quoted = format!("`{name}`");
+        if !manual.iter().any(|(_, text)| text.contains(&quoted)) {
+            problems.push(format!("{quoted} is not named in README.md or docs/"));
+            continue;
+        }
+        let Some(default) = default.as_deref().filter(|d| !d.is_empty()) else {
+            continue;
+        };
+        for (file, text) in &manual {
+            for (number, row) in text.lines().enumerate() {
+                let is_row = row
+                    .strip_prefix("| ")
+                    .is_some_and(|r| r.starts_with(&quoted));
+                if is_row && !bounded(row, default) {
+                    problems.push(format!(
+                        "{file}:{}: the row of {quoted} does not give prod.toml's default `{default}`",
+                        number + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "pipelines/prod.toml's variables and the manual disagree:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+// ---- Defaults in the configuration reference -----------------------------------
+
+/// `{:#?}` of a config struct as `path → value`: `max_events: 500` at the top,
+/// `batch.max_events` inside a nested struct; a list, `Some(..)` or tuple value spread
+/// over several lines is joined onto one (`["*"]`).
+fn debug_fields(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut structs: Vec<Option<String>> = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let indent = line.len() - line.trim_start().len();
+        let t = line.trim().trim_end_matches(',');
+        if t.starts_with('}') {
+            structs.pop();
+            continue;
+        }
+        let field = t.split_once(": ").filter(|(name, _)| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        let Some((name, value)) = field else {
+            if t.ends_with('{') {
+                structs.push(None);
+            }
+            continue;
+        };
+        let path: Vec<&str> = structs
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .chain([name])
+            .collect();
+        let path = path.join(".");
+        if value.ends_with('{') {
+            structs.push(Some(name.to_owned()));
+        } else if value.ends_with('[') || value.ends_with('(') {
+            let mut items = Vec::new();
+            for inner in lines.by_ref() {
+                let inner_indent = inner.len() - inner.trim_start().len();
+                if inner_indent == indent {
+                    break;
+                }
+                items.push(inner.trim().trim_end_matches(',').to_owned());
+            }
+            let joined = items.join(",");
+            out.insert(
+                path,
+                if value.ends_with('[') {
+                    format!("[{joined}]")
+                } else {
+                    format!("{value}{joined})")
+                },
+            );
+        } else {
+            out.insert(path, value.to_owned());
+        }
+    }
+    out
+}
+
+/// Whether the code's default (`{:?}` text) is what the manual's literal says.
+fn same_default(code: &str, doc: &toml::Value) -> bool {
+    let number = |s: &str| s.parse::<f64>().ok();
+    // A collection behind a newtype (`LabelSet([])`) is as empty as `{}`, `[]` or `""`.
+    let empty_newtype = code.ends_with("([])") || code.ends_with("({})");
+    let empty_doc = match doc {
+        toml::Value::String(s) => s.is_empty(),
+        toml::Value::Array(a) => a.is_empty(),
+        toml::Value::Table(t) => t.is_empty(),
+        _ => false,
+    };
+    if empty_newtype || empty_doc {
+        return empty_newtype && empty_doc || code == "[]" || code == "{}" || code == "\"\"";
+    }
+    match doc {
+        toml::Value::Integer(i) => number(code) == Some(*i as f64),
+        toml::Value::Float(f) => number(code) == Some(*f),
+        toml::Value::Boolean(b) => code == b.to_string(),
+        toml::Value::String(s) => {
+            if let Some(bytes) = number(code) {
+                rum_pipeline::config::byte_size::parse(s).is_ok_and(|n| n as f64 == bytes)
+            } else if let Some(quoted) = code.strip_prefix('"').and_then(|c| c.strip_suffix('"')) {
+                quoted == s
+            } else {
+                // An enum's variant: `PerEvent` for "per_event".
+                code.to_lowercase() == s.replace('_', "").to_lowercase()
+            }
+        }
+        toml::Value::Array(items) => {
+            let items: Vec<String> = items
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => format!("{s:?}"),
+                    other => other.to_string(),
+                })
+                .collect();
+            code == format!("[{}]", items.join(","))
+        }
+        toml::Value::Table(t) => t.is_empty() && code == "{}",
+        toml::Value::Datetime(_) => false,
+    }
+}
+
+/// `| `key` | `literal` | ... |` rows of the configuration pages, per section: the
+/// component type a `## Source/Transform/Sink `type`` heading names, `http` for the keys
+/// every HTTP source shares, `global` for the global keys. Rows whose default is not one
+/// literal (`none`, `— (required)`, `see below`, two values) are left out.
+fn documented_defaults() -> Vec<(String, String, String, toml::Value)> {
+    let mut rows = Vec::new();
+    for file in manual() {
+        let name = relative(&file);
+        if !name.starts_with("docs/configuration") {
+            continue;
+        }
+        let text = fs::read_to_string(&file).expect("configuration page");
+        let mut section = String::new();
+        for (number, line) in prose_lines(&text) {
+            if let Some(title) = line.strip_prefix("## ") {
+                section = if title.starts_with("Keys of every HTTP source") {
+                    "http".into()
+                } else if title.starts_with("Global keys") {
+                    "global".into()
+                } else if ["Source `", "Transform `", "Sink `"]
+                    .iter()
+                    .any(|p| title.starts_with(p))
+                {
+                    title.split('`').nth(1).unwrap_or_default().to_owned()
+                } else {
+                    String::new()
+                };
+                continue;
+            }
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if section.is_empty() || cells.len() < 4 || !cells[0].is_empty() {
+                continue;
+            }
+            let (key, default) = (cells[1], cells[2]);
+            let literal = |cell: &str| {
+                let inner = cell.strip_prefix('`')?.strip_suffix('`')?;
+                (!inner.contains('`')).then(|| inner.to_owned())
+            };
+            let (Some(key), Some(default)) = (literal(key), literal(default)) else {
+                continue;
+            };
+            let Ok(mut parsed) = format!("v = {default}").parse::<toml::Table>() else {
+                continue;
+            };
+            if let Some(value) = parsed.remove("v") {
+                rows.push((format!("{name}:{number}"), section.clone(), key, value));
+            }
+        }
+    }
+    rows
+}
+
+/// The defaults the code gives every component type, and the global keys, as
+/// `section → path → value`: a minimal pipeline of each type, loaded and printed.
+fn code_defaults() -> BTreeMap<String, BTreeMap<String, String>> {
+    use rum_pipeline::config::load_str;
+    let source = "[sources.s]\ntype = \"rum_beacon\"\naddress = \"127.0.0.1:39097\"\n";
+    let sink = "[sinks.o]\ntype = \"blackhole\"\ninputs = [\"t\"]\n";
+    let geoip = root().join("testdata/geoip/GeoIP2-City-Test.mmdb");
+    let transforms = [
+        ("user_agent", String::new()),
+        (
+            "geoip",
+            format!("database = {:?}\n", geoip.display().to_string()),
+        ),
+        ("scrub_url", String::new()),
+        ("sample", "rate = 0.5\n".to_owned()),
+        ("labels", String::new()),
+    ];
+    let mut out = BTreeMap::new();
+    let loaded = |text: &str| {
+        load_str("defaults.toml", text, &|_| None)
+            .unwrap_or_else(|e| panic!("{text}: {e:?}"))
+            .config
+    };
+    for kind in rum_pipeline::sources::SourceConfig::TYPES {
+        let config = loaded(&format!(
+            "[sources.s]\ntype = \"{kind}\"\n\
+             [sinks.o]\ntype = \"blackhole\"\ninputs = [\"s\"]\n"
+        ));
+        out.insert(
+            kind.to_string(),
+            debug_fields(&format!("{:#?}", config.sources[0].config)),
+        );
+        out.insert(
+            "http".into(),
+            debug_fields(&format!("{:#?}", config.sources[0].http)),
+        );
+        out.insert(
+            "global".into(),
+            debug_fields(&format!("{:#?}", config.global)),
+        );
+    }
+    for (kind, keys) in transforms {
+        let config = loaded(&format!(
+            "{source}[transforms.t]\ntype = \"{kind}\"\ninputs = [\"s\"]\n{keys}{sink}"
+        ));
+        out.insert(
+            kind.to_owned(),
+            debug_fields(&format!("{:#?}", config.transforms[0].config)),
+        );
+    }
+    for (kind, keys) in [
+        ("stdout", ""),
+        ("elasticsearch", "endpoints = \"http://127.0.0.1:9200\"\n"),
+        ("prometheus", ""),
+    ] {
+        let config = loaded(&format!(
+            "{source}[sinks.k]\ntype = \"{kind}\"\ninputs = [\"s\"]\n{keys}"
+        ));
+        out.insert(
+            kind.to_owned(),
+            debug_fields(&format!("{:#?}", config.sinks[0].config)),
+        );
+    }
+    out
+}
+
+/// Every default the configuration pages give as one literal is the code's default.
+#[test]
+fn every_default_in_the_configuration_reference_is_the_codes() {
+    let code = code_defaults();
+    let rows = documented_defaults();
+    let mut compared = 0;
+    let mut wrong = Vec::new();
+    for (at, section, key, doc) in &rows {
+        let Some(value) = code.get(section).and_then(|fields| fields.get(key)) else {
+            continue;
+        };
+        // `true` is the manual's name for `"truncate"` (both are accepted).
+        if (section.as_str(), key.as_str(), value.as_str()) == ("geoip", "anonymize_ip", "Truncate")
+            && *doc == toml::Value::Boolean(true)
+        {
+            compared += 1;
+            continue;
+        }
+        compared += 1;
+        if !same_default(value, doc) {
+            wrong.push(format!(
+                "{at}: [{section}] `{key}`: the manual says `{doc}`, the code `{value}`"
+            ));
+        }
+    }
+    eprintln!("{compared} of {} documented defaults compared", rows.len());
+    assert!(
+        compared > 60,
+        "only {compared} of {} documented defaults matched a key of the code: is a parser broken?\n{code:#?}",
+        rows.len()
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} default(s) in docs/configuration*.md differ from the code:\n  {}",
+        wrong.len(),
+        wrong.join("\n  ")
+    );
 }

@@ -16,7 +16,9 @@ pub(super) fn locate(text: &str, kind: &str, id: &str, key: Option<&str>) -> Opt
     let mut current: Option<String> = None;
     let key_parts: Vec<&str> = key
         .map(|k| {
+            // `routes[2]`, `trusted_proxies[0]`: the line is the list's.
             k.split('.')
+                .map(|p| p.split('[').next().unwrap_or(p))
                 .filter(|p| p.parse::<usize>().is_err())
                 .collect()
         })
@@ -67,7 +69,9 @@ pub(super) fn locate(text: &str, kind: &str, id: &str, key: Option<&str>) -> Opt
 pub(super) fn locate_top_level(text: &str, key: &str) -> Option<usize> {
     let found = text.lines().position(|l| {
         let l = l.trim();
-        l.split_once('=').is_some_and(|(lhs, _)| lhs.trim() == key) || l == format!("[{key}]")
+        l.split_once('=').is_some_and(|(lhs, _)| lhs.trim() == key)
+            || l == format!("[{key}]")
+            || l.starts_with(&format!("[{key}."))
     });
     if let Some(i) = found {
         return Some(i + 1);

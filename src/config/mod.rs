@@ -151,6 +151,18 @@ pub fn load_str(
             Some(global)
         }
         Err((key, message)) => {
+            // The component tables were taken out before the rest was decoded, so
+            // serde's list of the keys it expected lacks them: `[source.beacons]`
+            // must be told about `sources`, not only about the global keys.
+            let message = if key.contains('.') {
+                message
+            } else {
+                message.replacen(
+                    "expected one of ",
+                    "expected one of `sources`, `transforms`, `sinks`, ",
+                    1,
+                )
+            };
             parser.push(None, Some(&key), message);
             None
         }
@@ -234,6 +246,18 @@ pub fn load_str(
                 );
             }
         }
+    }
+    // An empty file (a wrong path in a ConfigMap, a `${VAR}` that held the whole
+    // pipeline) would otherwise start a process that listens nowhere and says so
+    // only as an empty list of components.
+    if sources.is_empty() && transforms.is_empty() && sinks.is_empty() && broken_ids.is_empty() {
+        parser.push(
+            None,
+            None,
+            "the pipeline declares no component: it needs at least a `[sources.ID]` and a \
+             `[sinks.ID]` table (docs/configuration.md)"
+                .to_owned(),
+        );
     }
     let config = PipelineConfig {
         file: file.to_owned(),
@@ -328,7 +352,14 @@ pub fn decode<T: DeserializeOwned>(table: toml::Table) -> Result<T, (String, Str
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         // toml appends "in `key`" on a second line; the key is reported separately.
-        let message = inner.trim().lines().next().unwrap_or_default().to_owned();
+        let mut message = inner.trim().lines().next().unwrap_or_default().to_owned();
+        if message == "invalid socket address syntax" {
+            // std's parser says no more; `localhost:3000` is the usual cause.
+            message.push_str(
+                ": write an IP address and a port, like \"127.0.0.1:3000\", \"0.0.0.0:3000\" \
+                 or \"[::]:3000\" (host names such as localhost are not resolved)",
+            );
+        }
         let key = match unknown_field_name(&message) {
             Some(field) if path == "." => field,
             Some(field) if path != field && !path.ends_with(&format!(".{field}")) => {
@@ -487,6 +518,16 @@ impl Parser<'_> {
                     }
                 }
                 inputs
+            }
+            // `inputs = "beacons"`: say how to write it, and keep the id so the graph
+            // check does not add "needs at least one input" for the same line.
+            Some(toml::Value::String(input)) => {
+                self.push(
+                    Some((kind, id)),
+                    Some("inputs"),
+                    format!("`inputs` must be a list of component ids: inputs = [\"{input}\"]"),
+                );
+                vec![input]
             }
             Some(_) => {
                 self.push(
@@ -660,6 +701,67 @@ buffer.max_events = 100
             "{shown}"
         );
         assert!(shown.contains("unknown field"), "{shown}");
+    }
+
+    #[test]
+    fn an_address_with_a_host_name_is_told_the_form_it_takes() {
+        let text = GOOD.replace("127.0.0.1:${PORT}", "localhost:3000");
+        let errors = load(&text).unwrap_err();
+        let shown = errors[0].to_string();
+        assert!(
+            shown.starts_with("test.toml:4: [sources.beacons] key `address`: invalid socket address syntax: write an IP address and a port, like \"127.0.0.1:3000\""),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_bad_list_item_is_located_on_the_line_of_its_list() {
+        let text = GOOD.replace(
+            "address = \"127.0.0.1:${PORT}\"",
+            "address = \"127.0.0.1:${PORT}\"\ntrusted_proxies = [\"10.0.0.0/33\"]",
+        );
+        let errors = load(&text).unwrap_err();
+        let shown = errors[0].to_string();
+        assert!(
+            shown.starts_with("test.toml:5: [sources.beacons] key `trusted_proxies[0]`"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn inputs_as_a_string_is_one_error_that_shows_the_list() {
+        let text = GOOD.replace("inputs = [\"beacons\"]", "inputs = \"beacons\"");
+        let errors = load(&text).unwrap_err();
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            shown,
+            ["test.toml:8: [sinks.out] key `inputs`: `inputs` must be a list of component ids: inputs = [\"beacons\"]"]
+        );
+    }
+
+    #[test]
+    fn a_pipeline_without_components_is_refused() {
+        for text in [
+            "",
+            "# nothing yet\n",
+            "shutdown_timeout_secs = 5\n[api]\naddress = \"127.0.0.1:9598\"\n",
+        ] {
+            let errors = load(text).unwrap_err();
+            let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            assert_eq!(shown.len(), 1, "{text:?}: {shown:?}");
+            assert!(shown[0].contains("declares no component"), "{shown:?}");
+        }
+    }
+
+    #[test]
+    fn a_misspelt_component_table_is_told_the_component_tables() {
+        let text = GOOD.replace("[sinks.out]", "[sink.out]");
+        let errors = load(&text).unwrap_err();
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert!(
+            shown.iter().any(|s| s.starts_with("test.toml:6: key `sink`: unknown field `sink`, expected one of `sources`, `transforms`, `sinks`, `shutdown_timeout_secs`")),
+            "{shown:?}"
+        );
     }
 
     #[test]

@@ -122,7 +122,7 @@ mod tests {
                 (FieldId::of("rum.seq"), Some(FieldValue::from(n))),
                 // Pushed twice: the later wins; and one hiding the context's.
                 (name, Some(FieldValue::from(Value::from(n)))),
-                (path, (n % 2 == 0).then(|| FieldValue::from("/own"))),
+                (path, n.is_multiple_of(2).then(|| FieldValue::from("/own"))),
             ]
         };
         let mut block = EventBlock::with_capacity(1);

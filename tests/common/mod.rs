@@ -274,7 +274,7 @@ impl Pipeline {
     fn wait_output_drained(&self) {
         let start = Instant::now();
         let closed = |stream: &AtomicBool| stream.load(Ordering::Acquire);
-        while !(closed(&self.stderr_closed) && self.stdout_closed.as_deref().map_or(true, closed))
+        while !(closed(&self.stderr_closed) && self.stdout_closed.as_deref().is_none_or(closed))
             && start.elapsed() < Duration::from_secs(5)
         {
             std::thread::sleep(Duration::from_millis(10));

@@ -482,7 +482,7 @@ impl ElasticsearchConfig {
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(format!("`{shown}`: only http and https are supported"));
             }
-            if url.host_str().map_or(true, str::is_empty) {
+            if url.host_str().is_none_or(str::is_empty) {
                 return Err(format!("`{shown}` has no host"));
             }
             if url.query().is_some() || url.fragment().is_some() {

@@ -257,7 +257,7 @@ impl IndexRouter {
         };
         let value = match known {
             // A known value is still checked against an operator's list, if any.
-            Some(v) if self.allowed.get(&field).map_or(true, |set| set.contains(v)) => v,
+            Some(v) if self.allowed.get(&field).is_none_or(|set| set.contains(v)) => v,
             _ => &self.fallback,
         };
         out.extend_from_slice(value.as_bytes());
