@@ -546,3 +546,52 @@ fn an_integer_past_i64_is_kept_in_rum_extra_not_in_a_long_field() {
         ]
     );
 }
+
+#[test]
+fn strings_of_a_reading_given_up_are_not_held_uncounted() {
+    // A beacon's strings share one block, held as long as any of its
+    // events is, and the buffers count only the strings slots read: a
+    // string read into slots that were then given up (an entry the fast
+    // path leaves for the general reading, an `events` sent again) must
+    // not stay in the block, held by every document and counted by none.
+    let facts = RequestFacts {
+        user_agent: None,
+        ..facts()
+    };
+    let limits = BeaconLimits {
+        max_string_bytes: 10_000,
+        client_ip: crate::privacy::ClientIpMode::None,
+        ..limits()
+    };
+    let dead = "d".repeat(5_000);
+    let live = r#"{"type": "error", "message": "live"}"#;
+    let bodies = [
+        format!(r#"{{"v": 1, "events": [{live}]}}"#),
+        // Left at its repeated `type`, after its message went to the block.
+        format!(
+            r#"{{"v": 1, "events": [{live}, {{"type": "error", "message": "{dead}", "type": "error"}}]}}"#
+        ),
+        // Left at its own `view`.
+        format!(
+            r#"{{"v": 1, "events": [{{"type": "error", "message": "{dead}", "view": {{"id": "v2"}}}}, {live}]}}"#
+        ),
+        // `events` twice: the last one wins.
+        format!(
+            r#"{{"v": 1, "events": [{{"type": "error", "message": "{dead}"}}], "events": [{live}]}}"#
+        ),
+    ];
+    let message = FieldId::of("error.message");
+    for body in &bodies {
+        let decoded = decode(body.as_bytes(), &facts, &limits).unwrap();
+        let live = decoded
+            .events
+            .iter()
+            .find(|e| e.get_id_str(message) == Some("live"))
+            .expect("the live event");
+        assert_eq!(
+            live.text_block_held_bytes(message),
+            Some("live".len() + 8),
+            "{body}"
+        );
+    }
+}

@@ -96,6 +96,9 @@ pub(super) fn read_beacon<'de>(
     }
     sc.begin_object(1)?;
     let mut out = WireObject::default();
+    // Where the strings of `events` begin in `strings`: a repeated
+    // `events` drops what the one before it pushed.
+    let mut events_strings = None;
     let mut first = true;
     while let Some(key) = sc.key(first)? {
         first = false;
@@ -103,7 +106,14 @@ pub(super) fn read_beacon<'de>(
         match &*key {
             "v" => out.v = Some(sc.value(2)?),
             "sent_at" => out.sent_at = Some(sc.value(2)?),
-            "events" => out.events = Some(read_events(sc, strings)?),
+            "events" => {
+                let mark = *events_strings.get_or_insert(strings.pushed_count());
+                // The earlier array's slots go first: the strings' indices
+                // are reused.
+                out.events = None;
+                strings.forget_since(mark);
+                out.events = Some(read_events(sc, strings)?);
+            }
             "app" => out.app = Some(read_known(sc, 2, &APP_KEYS, &mut out.ignored_keys)?),
             "session" => {
                 out.session = Some(read_known(sc, 2, &SESSION_KEYS, &mut out.ignored_keys)?)
@@ -236,14 +246,17 @@ fn read_entry<'de>(
     let run_start = slots.len();
     let heap_start = *heap_bytes;
     let strings_start = strings.pushed_bytes();
+    let strings_mark = strings.pushed_count();
     if let Some(slotted) = read_slots(sc, seq, slots, heap_bytes, strings)? {
         // Its strings' bytes, all in the block: summed here, not per string.
         *heap_bytes += strings.pushed_bytes() - strings_start;
         return Ok(WireEntry::Slotted(slotted));
     }
-    // What the fast path read of this entry goes.
+    // What the fast path read of this entry goes, its strings too: left
+    // in the block, they were held by every event and counted by none.
     slots.truncate(run_start);
     *heap_bytes = heap_start;
+    strings.forget_since(strings_mark);
     // Read again, as key/value pairs, from its `{`.
     sc.rewind(start);
     sc.begin_object(3)?;
