@@ -495,6 +495,13 @@ fn apply_device(
         context.set(FieldId::of("rum.device.memory"), n);
     }
     if let Some(n) = number(cores, "cores")? {
+        // A `long` in the index: a number it cannot hold would fail every
+        // document of the beacon at Elasticsearch, after a 204.
+        if !FieldType::Long.accepts(&Value::Number(n.clone())) {
+            return Err(invalid(format!(
+                "`device.cores` must be an integer (got {n})"
+            )));
+        }
         context.set(FieldId::of("rum.device.cores"), n);
     }
     match connection {

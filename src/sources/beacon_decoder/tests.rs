@@ -595,3 +595,32 @@ fn strings_of_a_reading_given_up_are_not_held_uncounted() {
         );
     }
 }
+#[test]
+fn device_cores_a_long_cannot_hold_is_refused_not_stored() {
+    // `rum.device.cores` is a `long` in the index template: a number past
+    // i64 (or not an integer) there fails every document of the beacon at
+    // Elasticsearch after the beacon was answered 204.
+    for cores in [
+        "18446744073709551615",
+        "1e300",
+        "2.5",
+        "-9223372036854775809",
+    ] {
+        let body = format!(
+            r#"{{"v": 1, "device": {{"cores": {cores}}}, "events": [{{"type": "action"}}]}}"#
+        );
+        let err = decode(body.as_bytes(), &facts(), &limits()).unwrap_err();
+        assert_eq!(err.error_type, "invalid_beacon", "{body}");
+        assert!(err.message.contains("device.cores"), "{}", err.message);
+    }
+    for cores in [8_i64, 0, -1, i64::MAX] {
+        let body = format!(
+            r#"{{"v": 1, "device": {{"cores": {cores}}}, "events": [{{"type": "action"}}]}}"#
+        );
+        let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
+        assert_eq!(
+            decoded.events[0].get("rum.device.cores"),
+            Some(&json!(cores))
+        );
+    }
+}
