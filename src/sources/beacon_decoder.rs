@@ -114,7 +114,7 @@ pub fn decode(
     // travels with them: filled when this is dropped, before anything reads
     // them (the context's byte count below is the first).
     let mut strings = TextBlockBuilder::default();
-    let beacon = read_beacon(&mut scanner, &mut strings)
+    let beacon = read_beacon(&mut scanner, &mut strings, limits.max_events)
         .and_then(|b| scanner.end().map(|()| b))
         .map_err(|e| scanner.decode_error(e, limits.max_depth))?;
     let WireBeacon::Object(beacon) = beacon else {

@@ -624,3 +624,24 @@ fn device_cores_a_long_cannot_hold_is_refused_not_stored() {
         );
     }
 }
+
+#[test]
+fn entries_past_max_events_are_not_kept_while_the_body_is_read() {
+    // A beacon over `max_events_per_beacon` is refused (413) once its body
+    // is read; the entries past the limit must not be held on the way: as
+    // parsed entries, 3 bytes of `{}` took some 700 (a 1 MiB body, 230 MB).
+    for entry in ["{}", "1", r#"{"type":"a"}"#] {
+        let body = format!(
+            r#"{{"v": 1, "events": [{}]}}"#,
+            vec![entry; 1_000_000 / (entry.len() + 1)].join(",")
+        );
+        let (result, peak) =
+            crate::test_alloc::peak_during(|| decode(body.as_bytes(), &facts(), &limits()));
+        assert_eq!(result.unwrap_err().error_type, "too_many_events");
+        assert!(
+            peak < body.len() / 4,
+            "{peak} bytes held to refuse a body of {} bytes of {entry}",
+            body.len()
+        );
+    }
+}

@@ -72,10 +72,12 @@ pub(super) struct SlottedEntry {
 }
 
 /// The beacon object itself (depth 1).
-/// The events' string values go to `strings`.
+/// The events' string values go to `strings`; entries past `max_events`
+/// are checked and counted, not kept (the beacon is refused).
 pub(super) fn read_beacon<'de>(
     sc: &mut Scanner<'de, '_>,
     strings: &mut TextBlockBuilder,
+    max_events: usize,
 ) -> Scan<WireBeacon<'de>> {
     match sc.peek()? {
         b'{' => {}
@@ -112,7 +114,7 @@ pub(super) fn read_beacon<'de>(
                 // are reused.
                 out.events = None;
                 strings.forget_since(mark);
-                out.events = Some(read_events(sc, strings)?);
+                out.events = Some(read_events(sc, strings, max_events)?);
             }
             "app" => out.app = Some(read_known(sc, 2, &APP_KEYS, &mut out.ignored_keys)?),
             "session" => {
@@ -199,10 +201,11 @@ fn read_known<'de, const N: usize>(
     Ok(Some(out))
 }
 
-/// `events` (depth 2).
+/// `events` (depth 2), its entries past `max_events` only counted.
 fn read_events<'de>(
     sc: &mut Scanner<'de, '_>,
     strings: &mut TextBlockBuilder,
+    max_events: usize,
 ) -> Scan<WireEvents<'de>> {
     if sc.peek()? != b'[' {
         sc.skip(2)?;
@@ -214,13 +217,18 @@ fn read_events<'de>(
     // beacon's events, made to its exact size by `Event::in_block`'s caller.
     let mut slots = Vec::with_capacity(128);
     let mut heap_bytes = 0;
-    let mut first = true;
-    while sc.element(first)? {
-        first = false;
+    let mut count = 0;
+    while sc.element(count == 0)? {
+        count += 1;
+        if count > max_events {
+            // The beacon is refused (413) once the body is read; kept, an
+            // entry of 3 bytes (`{}`) took some 700 on the way.
+            sc.skip(3)?;
+            continue;
+        }
         let seq = entries.len();
         entries.push(read_entry(sc, seq, &mut slots, &mut heap_bytes, strings)?);
     }
-    let count = entries.len();
     Ok(WireEvents::Array {
         entries,
         count,
