@@ -66,3 +66,12 @@ pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let peak = PEAK.with(Cell::get);
     (out, usize::try_from(peak - before).unwrap_or(0))
 }
+
+/// `f`'s result and the bytes this thread holds once it returned, above
+/// what it held before: what the result keeps alive.
+pub fn held_by<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = HELD.with(Cell::get);
+    let out = f();
+    let after = HELD.with(Cell::get);
+    (out, usize::try_from(after - before).unwrap_or(0))
+}

@@ -172,7 +172,16 @@ pub fn value_bytes(value: &Value) -> usize {
 
 fn container_bytes(value: &Value) -> usize {
     match value {
-        Value::Array(items) => items.iter().map(value_bytes).sum::<usize>() + 32,
+        // Each item is a `Value` in the array's own allocation, whatever
+        // it holds beyond: counted as its heap only, an array of numbers
+        // holding megabytes counted as 32 bytes.
+        Value::Array(items) => {
+            items
+                .iter()
+                .map(|item| std::mem::size_of::<Value>() + value_bytes(item))
+                .sum::<usize>()
+                + 32
+        }
         Value::Object(map) => map
             .iter()
             .map(|(k, v)| k.len() + 48 + value_bytes(v))

@@ -645,3 +645,40 @@ fn entries_past_max_events_are_not_kept_while_the_body_is_read() {
         );
     }
 }
+
+#[test]
+fn what_a_beacons_events_hold_is_what_the_buffers_count() {
+    // Buffers are bounded in bytes by what events say they hold: an event
+    // that holds far more than it counts gets past every byte budget.
+    let limits = BeaconLimits {
+        max_string_bytes: 1_000,
+        ..limits()
+    };
+    let numbers = vec!["1"; 100_000].join(",");
+    let pairs: Vec<String> = (0..20_000).map(|i| format!(r#""k{i}": {i}"#)).collect();
+    let strings = vec![r#""abcdefgh""#; 50_000].join(",");
+    for extra in [
+        format!(r#""x": [{numbers}]"#),
+        format!(r#""x": [[{numbers}]]"#),
+        format!(r#""x": {{{}}}"#, pairs.join(",")),
+        format!(r#""x": [{strings}]"#),
+    ] {
+        for entry in [
+            format!(r#"{{"type": "action", {extra}}}"#),
+            format!(r#"{{{extra}, "type": "action"}}"#),
+        ] {
+            let body = format!(r#"{{"v": 1, "events": [{entry}]}}"#);
+            let (decoded, held) =
+                crate::test_alloc::held_by(|| decode(body.as_bytes(), &facts(), &limits).unwrap());
+            let event = &decoded.events[0];
+            let counted = event.own_byte_size()
+                + event.block_byte_size().unwrap_or(0)
+                + event.context().byte_size();
+            assert!(
+                counted >= held / 2,
+                "{counted} bytes counted for {held} held: {}",
+                &entry[..60]
+            );
+        }
+    }
+}
