@@ -662,6 +662,8 @@ fn what_a_beacons_events_hold_is_what_the_buffers_count() {
         format!(r#""x": [[{numbers}]]"#),
         format!(r#""x": {{{}}}"#, pairs.join(",")),
         format!(r#""x": [{strings}]"#),
+        // Small objects: a map's first node is made whole for one entry.
+        format!(r#""x": [{}]"#, vec![r#"{"a": 1}"#; 20_000].join(",")),
     ] {
         for entry in [
             format!(r#"{{"type": "action", {extra}}}"#),
