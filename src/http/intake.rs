@@ -457,15 +457,20 @@ fn decode_budgeted(
             inflate(decoder, limit, permit, wire_reserved)
         }
         // HTTP's "deflate" is zlib-wrapped, but some clients send raw deflate.
+        // A deflate stream ends where it says, unlike gzip's members: what
+        // follows it (a second stream, a second beacon) is refused, never
+        // dropped unread (`bufread` decoders leave it in their input).
         "deflate" => {
-            let zlib = flate2::read::ZlibDecoder::new(&body[..]);
-            inflate(zlib, limit, permit, wire_reserved).or_else(|e| match e.error_type {
-                "invalid_compression" => {
-                    let raw = flate2::read::DeflateDecoder::new(&body[..]);
-                    inflate(raw, limit, permit, wire_reserved)
+            let mut zlib = flate2::bufread::ZlibDecoder::new(&body[..]);
+            match inflate(&mut zlib, limit, permit, wire_reserved) {
+                Ok(out) => whole_stream(out, zlib.get_ref()),
+                Err(e) if e.error_type == "invalid_compression" => {
+                    let mut raw = flate2::bufread::DeflateDecoder::new(&body[..]);
+                    let out = inflate(&mut raw, limit, permit, wire_reserved)?;
+                    whole_stream(out, raw.get_ref())
                 }
-                _ => Err(e),
-            })
+                Err(e) => Err(e),
+            }
         }
         other => Err(IntakeError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -473,6 +478,21 @@ fn decode_budgeted(
             format!("unsupported Content-Encoding `{other}` (use gzip or deflate)"),
         )),
     }
+}
+
+/// `out`, a deflate stream's bytes, when nothing of the body is left
+/// after the stream (`rest`).
+fn whole_stream(out: Bytes, rest: &[u8]) -> Result<Bytes, IntakeError> {
+    if rest.is_empty() {
+        return Ok(out);
+    }
+    Err(IntakeError::bad_request(
+        "invalid_compression",
+        format!(
+            "cannot decompress the body: {} bytes after the end of the deflate stream",
+            rest.len()
+        ),
+    ))
 }
 
 /// Decompressed bytes are reserved in steps of this many.
@@ -693,6 +713,37 @@ mod tests {
         assert!(bomb.len() < 100 * 1024);
         let err = decode_content(&with_encoding("gzip"), bomb, 1024 * 1024).unwrap_err();
         assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn a_deflate_body_with_bytes_after_its_stream_is_refused() {
+        // gzip reads every member and refuses what is not one; deflate
+        // stopped at its stream's end, so a second stream (a second
+        // beacon) or anything after it was dropped silently with a 204.
+        use flate2::write::{DeflateEncoder, ZlibEncoder};
+        let json = br#"{"v":1,"events":[{"type":"action"}]}"#;
+        let zlib = {
+            let mut e = ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(json).unwrap();
+            e.finish().unwrap()
+        };
+        let raw = {
+            let mut e = DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(json).unwrap();
+            e.finish().unwrap()
+        };
+        for stream in [&zlib, &raw] {
+            let whole =
+                decode_content(&with_encoding("deflate"), Bytes::from(stream.clone()), 1000);
+            assert_eq!(&whole.unwrap()[..], json);
+            for after in [&b"xyz"[..], &zlib, &raw, &[0]] {
+                let body = [&stream[..], after].concat();
+                let err =
+                    decode_content(&with_encoding("deflate"), Bytes::from(body), 1000).unwrap_err();
+                assert_eq!(err.status, StatusCode::BAD_REQUEST);
+                assert_eq!(err.error_type, "invalid_compression", "{}", err.message);
+            }
+        }
     }
 
     #[test]
