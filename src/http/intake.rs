@@ -445,10 +445,24 @@ fn decode_budgeted(
     limit: usize,
     permit: &mut BodyPermit,
 ) -> Result<Bytes, IntakeError> {
-    let Some(encoding) = headers.get(header::CONTENT_ENCODING) else {
+    let mut values = headers.get_all(header::CONTENT_ENCODING).iter();
+    let Some(first) = values.next() else {
         return Ok(body);
     };
-    let encoding = encoding.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    // One coding, as text: a second header line makes a list (`identity,
+    // gzip`, or a body gzipped twice), which is refused as a list in one
+    // line is, not read as its first coding alone.
+    let encoding = match (first.to_str(), values.next()) {
+        (Ok(text), None) => text.trim().to_ascii_lowercase(),
+        _ => {
+            let named: Vec<String> = headers
+                .get_all(header::CONTENT_ENCODING)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            return Err(unsupported_encoding(&named.join(", ")));
+        }
+    };
     let wire_reserved = permit.bytes();
     match encoding.as_str() {
         "" | "identity" => Ok(body),
@@ -472,12 +486,16 @@ fn decode_budgeted(
                 Err(e) => Err(e),
             }
         }
-        other => Err(IntakeError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_content_encoding",
-            format!("unsupported Content-Encoding `{other}` (use gzip or deflate)"),
-        )),
+        other => Err(unsupported_encoding(other)),
     }
+}
+
+fn unsupported_encoding(named: &str) -> IntakeError {
+    IntakeError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_content_encoding",
+        format!("unsupported Content-Encoding `{named}` (use gzip or deflate)"),
+    )
 }
 
 /// `out`, a deflate stream's bytes, when nothing of the body is left
@@ -743,6 +761,31 @@ mod tests {
                 assert_eq!(err.status, StatusCode::BAD_REQUEST);
                 assert_eq!(err.error_type, "invalid_compression", "{}", err.message);
             }
+        }
+    }
+
+    #[test]
+    fn an_encoding_named_twice_or_not_as_text_is_refused_not_taken_for_identity() {
+        // Two header lines are one list (`identity, gzip`): only the first
+        // was read, so a gzip body went to the decoder as text (400 "not
+        // UTF-8"), a body gzipped twice was inflated once, and a value that
+        // is not text counted as no encoding at all.
+        let body = gzip(b"{\"v\":1}");
+        for values in [
+            &[&b"identity"[..], b"gzip"][..],
+            &[b"gzip", b"gzip"],
+            &[b"gzip\xff"],
+        ] {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_bytes(value).unwrap(),
+                );
+            }
+            let err = decode_content(&headers, body.clone(), 100).unwrap_err();
+            assert_eq!(err.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{values:?}");
+            assert_eq!(err.error_type, "unsupported_content_encoding");
         }
     }
 
