@@ -124,10 +124,16 @@ pub fn decode(
     match &beacon.v {
         Some(Value::Number(n)) if n.as_u64() == Some(BEACON_VERSION) => {}
         Some(other) => {
+            // Named, not echoed: `v` may be as large as the body.
+            let text = other.to_string();
+            let named = match text.char_indices().nth(40) {
+                Some((cut, _)) => format!("{}…", &text[..cut]),
+                None => text,
+            };
             return Err(DecodeError::invalid(
                 "unsupported_version",
-                format!("unsupported beacon version {other} (this server speaks v:1)"),
-            ))
+                format!("unsupported beacon version {named} (this server speaks v:1)"),
+            ));
         }
         None => return Err(invalid("missing `v` (beacon format version, 1)")),
     }

@@ -684,3 +684,29 @@ fn what_a_beacons_events_hold_is_what_the_buffers_count() {
         }
     }
 }
+
+#[test]
+fn an_unsupported_version_is_named_shortly_in_the_answer() {
+    // The reason is one short line: `v` was echoed whole, an object or a
+    // string of the body's size made an answer as large as the request.
+    let limits = BeaconLimits {
+        max_string_bytes: 100_000,
+        max_depth: 10,
+        ..limits()
+    };
+    for v in [
+        json!("x".repeat(50_000)),
+        json!({"a": vec![7; 20_000]}),
+        json!(2),
+    ] {
+        let body = json!({"v": v, "events": []}).to_string();
+        let err = decode(body.as_bytes(), &facts(), &limits).unwrap_err();
+        assert_eq!(err.error_type, "unsupported_version");
+        assert!(err.message.len() < 200, "{} bytes", err.message.len());
+        assert!(
+            err.message.contains("this server speaks v:1"),
+            "{}",
+            err.message
+        );
+    }
+}
