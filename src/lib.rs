@@ -23,6 +23,11 @@ pub mod sinks;
 pub mod sources;
 mod str_index;
 pub mod telemetry;
+#[cfg(test)]
+mod test_alloc;
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: test_alloc::Counting = test_alloc::Counting;
 pub mod topology;
 pub mod transforms;
 pub mod url_parts;

@@ -172,14 +172,31 @@ pub fn value_bytes(value: &Value) -> usize {
 
 fn container_bytes(value: &Value) -> usize {
     match value {
-        Value::Array(items) => items.iter().map(value_bytes).sum::<usize>() + 32,
+        // Each item is a `Value` in the array's own allocation, whatever
+        // it holds beyond: counted as its heap only, an array of numbers
+        // holding megabytes counted as 32 bytes.
+        Value::Array(items) => {
+            items
+                .iter()
+                .map(|item| std::mem::size_of::<Value>() + value_bytes(item))
+                .sum::<usize>()
+                + 32
+        }
+        // A map (a B-tree) keeps its entries in nodes of eleven, the first
+        // made whole for one entry: `{"a": 1}` holds some 650 bytes.
+        Value::Object(map) if map.is_empty() => 0,
         Value::Object(map) => map
             .iter()
             .map(|(k, v)| k.len() + 48 + value_bytes(v))
-            .sum::<usize>(),
+            .sum::<usize>()
+            .max(MAP_NODE_BYTES),
         _ => value_bytes(value),
     }
 }
+
+/// A leaf node of a `serde_json::Map`: eleven `String` keys, eleven
+/// `Value`s, its parent link and lengths.
+const MAP_NODE_BYTES: usize = 11 * (24 + 32) + 16;
 
 #[inline]
 pub(super) fn slot_bytes(value: &FieldValue) -> usize {

@@ -417,6 +417,18 @@ impl Event {
         }
     }
 
+    /// Bytes of the request's block of strings, found through slot `id`
+    /// (one of its strings): all it holds, as its builder counted it, not
+    /// only what slots read (for tests that a decoder holds no string it
+    /// gave up on, which no budget would count).
+    #[cfg(test)]
+    pub fn text_block_held_bytes(&self, id: FieldId) -> Option<usize> {
+        match self.field(id)? {
+            FieldValue::Text(block, _) => Some(block.held_bytes()),
+            _ => None,
+        }
+    }
+
     /// `rum.type` and `event.dataset` of a type, as slots.
     pub fn type_slots(ty: EventType) -> [OwnSlot; 2] {
         let (name, dataset) = type_values(ty);

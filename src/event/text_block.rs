@@ -52,6 +52,16 @@ impl TextBlock {
         strings.text.get(start..end).unwrap_or_default()
     }
 
+    /// What [`TextBlockBuilder::pushed_bytes`] counted for every string
+    /// the block holds, whether a slot still reads it or not (for tests
+    /// that a decoder holds no string it gave up on).
+    #[cfg(test)]
+    pub(super) fn held_bytes(&self) -> usize {
+        self.strings
+            .get()
+            .map_or(0, |s| s.text.len() + 8 * s.ends.len())
+    }
+
     /// String `index` as a value.
     pub(super) fn value(&self, index: u32) -> &Value {
         static EMPTY: Value = Value::Null;
@@ -107,6 +117,27 @@ impl TextBlockBuilder {
     /// so far, together: a decoder sums its block's bytes from this.
     pub fn pushed_bytes(&self) -> usize {
         self.text.len() + 8 * self.ends.len()
+    }
+
+    /// How many strings were pushed so far: a mark to `forget_since`.
+    pub fn pushed_count(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Drops the strings pushed since `pushed_count` was `mark`, for a
+    /// decoder that gave up the slots holding them (they would stay in the
+    /// block, held by every event of the request and counted by none). The
+    /// slot values of those strings must be gone: the next push reuses
+    /// their indices.
+    pub fn forget_since(&mut self, mark: usize) {
+        if mark >= self.ends.len() {
+            return;
+        }
+        let end = mark
+            .checked_sub(1)
+            .map_or(0, |last| self.ends[last] as usize);
+        self.ends.truncate(mark);
+        self.text.truncate(end);
     }
 
     /// The slot value of `text`, appended to the block.
@@ -198,6 +229,26 @@ mod tests {
             Value::String(values[42].as_str().unwrap().to_owned())
         );
         assert_eq!(block.values_made(), 2);
+    }
+
+    #[test]
+    fn forgotten_strings_leave_the_block_and_their_indices_are_reused() {
+        let mut builder = TextBlockBuilder::default();
+        let kept = builder.push("kept");
+        let mark = builder.pushed_count();
+        builder.forget_since(mark + 5);
+        drop(builder.push("gone"));
+        drop(builder.push("gone too"));
+        builder.forget_since(mark);
+        assert_eq!(builder.pushed_bytes(), "kept".len() + 8);
+        let next = builder.push("next");
+        drop(builder);
+        assert_eq!(kept.as_str(), Some("kept"));
+        assert_eq!(next.as_str(), Some("next"));
+        let FieldValue::Text(block, 1) = &next else {
+            panic!("{next:?}")
+        };
+        assert_eq!(block.held_bytes(), "kept".len() + "next".len() + 16);
     }
 
     #[test]

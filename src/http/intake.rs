@@ -445,10 +445,24 @@ fn decode_budgeted(
     limit: usize,
     permit: &mut BodyPermit,
 ) -> Result<Bytes, IntakeError> {
-    let Some(encoding) = headers.get(header::CONTENT_ENCODING) else {
+    let mut values = headers.get_all(header::CONTENT_ENCODING).iter();
+    let Some(first) = values.next() else {
         return Ok(body);
     };
-    let encoding = encoding.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    // One coding, as text: a second header line makes a list (`identity,
+    // gzip`, or a body gzipped twice), which is refused as a list in one
+    // line is, not read as its first coding alone.
+    let encoding = match (first.to_str(), values.next()) {
+        (Ok(text), None) => text.trim().to_ascii_lowercase(),
+        _ => {
+            let named: Vec<String> = headers
+                .get_all(header::CONTENT_ENCODING)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            return Err(unsupported_encoding(&named.join(", ")));
+        }
+    };
     let wire_reserved = permit.bytes();
     match encoding.as_str() {
         "" | "identity" => Ok(body),
@@ -457,22 +471,46 @@ fn decode_budgeted(
             inflate(decoder, limit, permit, wire_reserved)
         }
         // HTTP's "deflate" is zlib-wrapped, but some clients send raw deflate.
+        // A deflate stream ends where it says, unlike gzip's members: what
+        // follows it (a second stream, a second beacon) is refused, never
+        // dropped unread (`bufread` decoders leave it in their input).
         "deflate" => {
-            let zlib = flate2::read::ZlibDecoder::new(&body[..]);
-            inflate(zlib, limit, permit, wire_reserved).or_else(|e| match e.error_type {
-                "invalid_compression" => {
-                    let raw = flate2::read::DeflateDecoder::new(&body[..]);
-                    inflate(raw, limit, permit, wire_reserved)
+            let mut zlib = flate2::bufread::ZlibDecoder::new(&body[..]);
+            match inflate(&mut zlib, limit, permit, wire_reserved) {
+                Ok(out) => whole_stream(out, zlib.get_ref()),
+                Err(e) if e.error_type == "invalid_compression" => {
+                    let mut raw = flate2::bufread::DeflateDecoder::new(&body[..]);
+                    let out = inflate(&mut raw, limit, permit, wire_reserved)?;
+                    whole_stream(out, raw.get_ref())
                 }
-                _ => Err(e),
-            })
+                Err(e) => Err(e),
+            }
         }
-        other => Err(IntakeError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_content_encoding",
-            format!("unsupported Content-Encoding `{other}` (use gzip or deflate)"),
-        )),
+        other => Err(unsupported_encoding(other)),
     }
+}
+
+fn unsupported_encoding(named: &str) -> IntakeError {
+    IntakeError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_content_encoding",
+        format!("unsupported Content-Encoding `{named}` (use gzip or deflate)"),
+    )
+}
+
+/// `out`, a deflate stream's bytes, when nothing of the body is left
+/// after the stream (`rest`).
+fn whole_stream(out: Bytes, rest: &[u8]) -> Result<Bytes, IntakeError> {
+    if rest.is_empty() {
+        return Ok(out);
+    }
+    Err(IntakeError::bad_request(
+        "invalid_compression",
+        format!(
+            "cannot decompress the body: {} bytes after the end of the deflate stream",
+            rest.len()
+        ),
+    ))
 }
 
 /// Decompressed bytes are reserved in steps of this many.
@@ -693,6 +731,62 @@ mod tests {
         assert!(bomb.len() < 100 * 1024);
         let err = decode_content(&with_encoding("gzip"), bomb, 1024 * 1024).unwrap_err();
         assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn a_deflate_body_with_bytes_after_its_stream_is_refused() {
+        // gzip reads every member and refuses what is not one; deflate
+        // stopped at its stream's end, so a second stream (a second
+        // beacon) or anything after it was dropped silently with a 204.
+        use flate2::write::{DeflateEncoder, ZlibEncoder};
+        let json = br#"{"v":1,"events":[{"type":"action"}]}"#;
+        let zlib = {
+            let mut e = ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(json).unwrap();
+            e.finish().unwrap()
+        };
+        let raw = {
+            let mut e = DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(json).unwrap();
+            e.finish().unwrap()
+        };
+        for stream in [&zlib, &raw] {
+            let whole =
+                decode_content(&with_encoding("deflate"), Bytes::from(stream.clone()), 1000);
+            assert_eq!(&whole.unwrap()[..], json);
+            for after in [&b"xyz"[..], &zlib, &raw, &[0]] {
+                let body = [&stream[..], after].concat();
+                let err =
+                    decode_content(&with_encoding("deflate"), Bytes::from(body), 1000).unwrap_err();
+                assert_eq!(err.status, StatusCode::BAD_REQUEST);
+                assert_eq!(err.error_type, "invalid_compression", "{}", err.message);
+            }
+        }
+    }
+
+    #[test]
+    fn an_encoding_named_twice_or_not_as_text_is_refused_not_taken_for_identity() {
+        // Two header lines are one list (`identity, gzip`): only the first
+        // was read, so a gzip body went to the decoder as text (400 "not
+        // UTF-8"), a body gzipped twice was inflated once, and a value that
+        // is not text counted as no encoding at all.
+        let body = gzip(b"{\"v\":1}");
+        for values in [
+            &[&b"identity"[..], b"gzip"][..],
+            &[b"gzip", b"gzip"],
+            &[b"gzip\xff"],
+        ] {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_bytes(value).unwrap(),
+                );
+            }
+            let err = decode_content(&headers, body.clone(), 100).unwrap_err();
+            assert_eq!(err.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{values:?}");
+            assert_eq!(err.error_type, "unsupported_content_encoding");
+        }
     }
 
     #[test]

@@ -114,7 +114,7 @@ pub fn decode(
     // travels with them: filled when this is dropped, before anything reads
     // them (the context's byte count below is the first).
     let mut strings = TextBlockBuilder::default();
-    let beacon = read_beacon(&mut scanner, &mut strings)
+    let beacon = read_beacon(&mut scanner, &mut strings, limits.max_events)
         .and_then(|b| scanner.end().map(|()| b))
         .map_err(|e| scanner.decode_error(e, limits.max_depth))?;
     let WireBeacon::Object(beacon) = beacon else {
@@ -124,10 +124,16 @@ pub fn decode(
     match &beacon.v {
         Some(Value::Number(n)) if n.as_u64() == Some(BEACON_VERSION) => {}
         Some(other) => {
+            // Named, not echoed: `v` may be as large as the body.
+            let text = other.to_string();
+            let named = match text.char_indices().nth(40) {
+                Some((cut, _)) => format!("{}…", &text[..cut]),
+                None => text,
+            };
             return Err(DecodeError::invalid(
                 "unsupported_version",
-                format!("unsupported beacon version {other} (this server speaks v:1)"),
-            ))
+                format!("unsupported beacon version {named} (this server speaks v:1)"),
+            ));
         }
         None => return Err(invalid("missing `v` (beacon format version, 1)")),
     }
@@ -495,6 +501,13 @@ fn apply_device(
         context.set(FieldId::of("rum.device.memory"), n);
     }
     if let Some(n) = number(cores, "cores")? {
+        // A `long` in the index: a number it cannot hold would fail every
+        // document of the beacon at Elasticsearch, after a 204.
+        if !FieldType::Long.accepts(&Value::Number(n.clone())) {
+            return Err(invalid(format!(
+                "`device.cores` must be an integer (got {n})"
+            )));
+        }
         context.set(FieldId::of("rum.device.cores"), n);
     }
     match connection {

@@ -342,7 +342,7 @@ impl<'de, 'l> Scanner<'de, 'l> {
                 Ok(Cow::Owned(s))
             }
             Err(e) => Err(ScanError::new(Failure::Syntax(
-                Cow::Owned(format!("{e} (in a string)")),
+                Cow::Owned(format!("{} (in a string)", without_place(&e))),
                 open,
             ))),
         }
@@ -451,7 +451,7 @@ impl<'de, 'l> Scanner<'de, 'l> {
                 Ok(n)
             }
             Err(e) => Err(ScanError::new(Failure::Syntax(
-                Cow::Owned(format!("{e} (in a number)")),
+                Cow::Owned(format!("{} (in a number)", without_place(&e))),
                 start,
             ))),
         }
@@ -594,6 +594,18 @@ impl<'de, 'l> Scanner<'de, 'l> {
             b'n' => self.literal(b"null"),
             _ => self.syntax("expected value"),
         }
+    }
+}
+
+/// `serde_json`'s message without its line and column, which are the
+/// token's it was handed, not the body's (the caller names the body's).
+#[cold]
+fn without_place(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let place = format!(" at line {} column {}", e.line(), e.column());
+    match message.strip_suffix(&place) {
+        Some(bare) => bare.to_owned(),
+        None => message,
     }
 }
 

@@ -546,3 +546,167 @@ fn an_integer_past_i64_is_kept_in_rum_extra_not_in_a_long_field() {
         ]
     );
 }
+
+#[test]
+fn strings_of_a_reading_given_up_are_not_held_uncounted() {
+    // A beacon's strings share one block, held as long as any of its
+    // events is, and the buffers count only the strings slots read: a
+    // string read into slots that were then given up (an entry the fast
+    // path leaves for the general reading, an `events` sent again) must
+    // not stay in the block, held by every document and counted by none.
+    let facts = RequestFacts {
+        user_agent: None,
+        ..facts()
+    };
+    let limits = BeaconLimits {
+        max_string_bytes: 10_000,
+        client_ip: crate::privacy::ClientIpMode::None,
+        ..limits()
+    };
+    let dead = "d".repeat(5_000);
+    let live = r#"{"type": "error", "message": "live"}"#;
+    let bodies = [
+        format!(r#"{{"v": 1, "events": [{live}]}}"#),
+        // Left at its repeated `type`, after its message went to the block.
+        format!(
+            r#"{{"v": 1, "events": [{live}, {{"type": "error", "message": "{dead}", "type": "error"}}]}}"#
+        ),
+        // Left at its own `view`.
+        format!(
+            r#"{{"v": 1, "events": [{{"type": "error", "message": "{dead}", "view": {{"id": "v2"}}}}, {live}]}}"#
+        ),
+        // `events` twice: the last one wins.
+        format!(
+            r#"{{"v": 1, "events": [{{"type": "error", "message": "{dead}"}}], "events": [{live}]}}"#
+        ),
+    ];
+    let message = FieldId::of("error.message");
+    for body in &bodies {
+        let decoded = decode(body.as_bytes(), &facts, &limits).unwrap();
+        let live = decoded
+            .events
+            .iter()
+            .find(|e| e.get_id_str(message) == Some("live"))
+            .expect("the live event");
+        assert_eq!(
+            live.text_block_held_bytes(message),
+            Some("live".len() + 8),
+            "{body}"
+        );
+    }
+}
+#[test]
+fn device_cores_a_long_cannot_hold_is_refused_not_stored() {
+    // `rum.device.cores` is a `long` in the index template: a number past
+    // i64 (or not an integer) there fails every document of the beacon at
+    // Elasticsearch after the beacon was answered 204.
+    for cores in [
+        "18446744073709551615",
+        "1e300",
+        "2.5",
+        "-9223372036854775809",
+    ] {
+        let body = format!(
+            r#"{{"v": 1, "device": {{"cores": {cores}}}, "events": [{{"type": "action"}}]}}"#
+        );
+        let err = decode(body.as_bytes(), &facts(), &limits()).unwrap_err();
+        assert_eq!(err.error_type, "invalid_beacon", "{body}");
+        assert!(err.message.contains("device.cores"), "{}", err.message);
+    }
+    for cores in [8_i64, 0, -1, i64::MAX] {
+        let body = format!(
+            r#"{{"v": 1, "device": {{"cores": {cores}}}, "events": [{{"type": "action"}}]}}"#
+        );
+        let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
+        assert_eq!(
+            decoded.events[0].get("rum.device.cores"),
+            Some(&json!(cores))
+        );
+    }
+}
+
+#[test]
+fn entries_past_max_events_are_not_kept_while_the_body_is_read() {
+    // A beacon over `max_events_per_beacon` is refused (413) once its body
+    // is read; the entries past the limit must not be held on the way: as
+    // parsed entries, 3 bytes of `{}` took some 700 (a 1 MiB body, 230 MB).
+    for entry in ["{}", "1", r#"{"type":"a"}"#] {
+        let body = format!(
+            r#"{{"v": 1, "events": [{}]}}"#,
+            vec![entry; 1_000_000 / (entry.len() + 1)].join(",")
+        );
+        let (result, peak) =
+            crate::test_alloc::peak_during(|| decode(body.as_bytes(), &facts(), &limits()));
+        assert_eq!(result.unwrap_err().error_type, "too_many_events");
+        assert!(
+            peak < body.len() / 4,
+            "{peak} bytes held to refuse a body of {} bytes of {entry}",
+            body.len()
+        );
+    }
+}
+
+#[test]
+fn what_a_beacons_events_hold_is_what_the_buffers_count() {
+    // Buffers are bounded in bytes by what events say they hold: an event
+    // that holds far more than it counts gets past every byte budget.
+    let limits = BeaconLimits {
+        max_string_bytes: 1_000,
+        ..limits()
+    };
+    let numbers = vec!["1"; 100_000].join(",");
+    let pairs: Vec<String> = (0..20_000).map(|i| format!(r#""k{i}": {i}"#)).collect();
+    let strings = vec![r#""abcdefgh""#; 50_000].join(",");
+    for extra in [
+        format!(r#""x": [{numbers}]"#),
+        format!(r#""x": [[{numbers}]]"#),
+        format!(r#""x": {{{}}}"#, pairs.join(",")),
+        format!(r#""x": [{strings}]"#),
+        // Small objects: a map's first node is made whole for one entry.
+        format!(r#""x": [{}]"#, vec![r#"{"a": 1}"#; 20_000].join(",")),
+    ] {
+        for entry in [
+            format!(r#"{{"type": "action", {extra}}}"#),
+            format!(r#"{{{extra}, "type": "action"}}"#),
+        ] {
+            let body = format!(r#"{{"v": 1, "events": [{entry}]}}"#);
+            let (decoded, held) =
+                crate::test_alloc::held_by(|| decode(body.as_bytes(), &facts(), &limits).unwrap());
+            let event = &decoded.events[0];
+            let counted = event.own_byte_size()
+                + event.block_byte_size().unwrap_or(0)
+                + event.context().byte_size();
+            assert!(
+                counted >= held / 2,
+                "{counted} bytes counted for {held} held: {}",
+                &entry[..60]
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unsupported_version_is_named_shortly_in_the_answer() {
+    // The reason is one short line: `v` was echoed whole, an object or a
+    // string of the body's size made an answer as large as the request.
+    let limits = BeaconLimits {
+        max_string_bytes: 100_000,
+        max_depth: 10,
+        ..limits()
+    };
+    for v in [
+        json!("x".repeat(50_000)),
+        json!({"a": vec![7; 20_000]}),
+        json!(2),
+    ] {
+        let body = json!({"v": v, "events": []}).to_string();
+        let err = decode(body.as_bytes(), &facts(), &limits).unwrap_err();
+        assert_eq!(err.error_type, "unsupported_version");
+        assert!(err.message.len() < 200, "{} bytes", err.message.len());
+        assert!(
+            err.message.contains("this server speaks v:1"),
+            "{}",
+            err.message
+        );
+    }
+}

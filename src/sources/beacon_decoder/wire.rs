@@ -72,10 +72,12 @@ pub(super) struct SlottedEntry {
 }
 
 /// The beacon object itself (depth 1).
-/// The events' string values go to `strings`.
+/// The events' string values go to `strings`; entries past `max_events`
+/// are checked and counted, not kept (the beacon is refused).
 pub(super) fn read_beacon<'de>(
     sc: &mut Scanner<'de, '_>,
     strings: &mut TextBlockBuilder,
+    max_events: usize,
 ) -> Scan<WireBeacon<'de>> {
     match sc.peek()? {
         b'{' => {}
@@ -96,6 +98,9 @@ pub(super) fn read_beacon<'de>(
     }
     sc.begin_object(1)?;
     let mut out = WireObject::default();
+    // Where the strings of `events` begin in `strings`: a repeated
+    // `events` drops what the one before it pushed.
+    let mut events_strings = None;
     let mut first = true;
     while let Some(key) = sc.key(first)? {
         first = false;
@@ -103,7 +108,14 @@ pub(super) fn read_beacon<'de>(
         match &*key {
             "v" => out.v = Some(sc.value(2)?),
             "sent_at" => out.sent_at = Some(sc.value(2)?),
-            "events" => out.events = Some(read_events(sc, strings)?),
+            "events" => {
+                let mark = *events_strings.get_or_insert(strings.pushed_count());
+                // The earlier array's slots go first: the strings' indices
+                // are reused.
+                out.events = None;
+                strings.forget_since(mark);
+                out.events = Some(read_events(sc, strings, max_events)?);
+            }
             "app" => out.app = Some(read_known(sc, 2, &APP_KEYS, &mut out.ignored_keys)?),
             "session" => {
                 out.session = Some(read_known(sc, 2, &SESSION_KEYS, &mut out.ignored_keys)?)
@@ -189,10 +201,11 @@ fn read_known<'de, const N: usize>(
     Ok(Some(out))
 }
 
-/// `events` (depth 2).
+/// `events` (depth 2), its entries past `max_events` only counted.
 fn read_events<'de>(
     sc: &mut Scanner<'de, '_>,
     strings: &mut TextBlockBuilder,
+    max_events: usize,
 ) -> Scan<WireEvents<'de>> {
     if sc.peek()? != b'[' {
         sc.skip(2)?;
@@ -204,13 +217,18 @@ fn read_events<'de>(
     // beacon's events, made to its exact size by `Event::in_block`'s caller.
     let mut slots = Vec::with_capacity(128);
     let mut heap_bytes = 0;
-    let mut first = true;
-    while sc.element(first)? {
-        first = false;
+    let mut count = 0;
+    while sc.element(count == 0)? {
+        count += 1;
+        if count > max_events {
+            // The beacon is refused (413) once the body is read; kept, an
+            // entry of 3 bytes (`{}`) took some 700 on the way.
+            sc.skip(3)?;
+            continue;
+        }
         let seq = entries.len();
         entries.push(read_entry(sc, seq, &mut slots, &mut heap_bytes, strings)?);
     }
-    let count = entries.len();
     Ok(WireEvents::Array {
         entries,
         count,
@@ -236,14 +254,17 @@ fn read_entry<'de>(
     let run_start = slots.len();
     let heap_start = *heap_bytes;
     let strings_start = strings.pushed_bytes();
+    let strings_mark = strings.pushed_count();
     if let Some(slotted) = read_slots(sc, seq, slots, heap_bytes, strings)? {
         // Its strings' bytes, all in the block: summed here, not per string.
         *heap_bytes += strings.pushed_bytes() - strings_start;
         return Ok(WireEntry::Slotted(slotted));
     }
-    // What the fast path read of this entry goes.
+    // What the fast path read of this entry goes, its strings too: left
+    // in the block, they were held by every event and counted by none.
     slots.truncate(run_start);
     *heap_bytes = heap_start;
+    strings.forget_since(strings_mark);
     // Read again, as key/value pairs, from its `{`.
     sc.rewind(start);
     sc.begin_object(3)?;

@@ -319,6 +319,27 @@ fn a_syntax_error_names_its_line_and_column() {
 }
 
 #[test]
+fn an_error_serde_json_finds_in_a_token_is_placed_once_in_the_body() {
+    // Strings with `\u` escapes and numbers off the fast path are read by
+    // `serde_json` alone: its place within the token is not the body's.
+    let limits = Limits::new(64, 10);
+    for (text, message) in [
+        (
+            "{\"a\":\n [\"\\ud800\"]}",
+            "invalid JSON: unexpected end of hex escape (in a string) at line 2 column 3",
+        ),
+        (
+            "{\"a\":\n  [1e400]}",
+            "invalid JSON: number out of range (in a number) at line 2 column 4",
+        ),
+    ] {
+        let mut scanner = Scanner::new(text, &limits);
+        let error = scanner.value(1).unwrap_err();
+        assert_eq!(scanner.decode_error(error, 10).message, message, "{text:?}");
+    }
+}
+
+#[test]
 fn the_eight_byte_scan_stops_at_the_first_byte_a_string_cannot_hold() {
     let mut rng = fastrand::Rng::with_seed(5);
     let pool = [
