@@ -71,6 +71,8 @@ type = "csp"
 address = "{ADDRESS}"
 "#;
 
+const HEADER_UA: &str = "Header-UA/1.0 (Café)";
+
 async fn post(
     client: &reqwest::Client,
     url: &str,
@@ -80,7 +82,11 @@ async fn post(
     client
         .post(url)
         .header("content-type", content_type)
-        .header("user-agent", "Header-UA/1.0")
+        // UTF-8 past ASCII, as in-app browsers send it: kept, not dropped.
+        .header(
+            "user-agent",
+            reqwest::header::HeaderValue::from_bytes(HEADER_UA.as_bytes()).unwrap(),
+        )
         .body(body)
         .send()
         .await
@@ -175,7 +181,7 @@ async fn legacy_report_uri_fixtures_normalize() {
         assert_eq!(get_str(&event, "csp.format"), Some("report-uri"), "{name}");
         assert_eq!(
             get_str(&event, "user_agent.original"),
-            Some("Header-UA/1.0"),
+            Some(HEADER_UA),
             "{name}"
         );
         assert_eq!(

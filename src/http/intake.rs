@@ -62,6 +62,15 @@ pub struct IntakeRequest {
     pub body_permit: BodyPermit,
 }
 
+/// The `User-Agent` header as it was sent: borrowed when it is UTF-8 (as
+/// every browser's is), bytes of another charset replaced. `to_str` takes
+/// visible ASCII only, and an in-app browser naming its app in UTF-8 lost
+/// `user_agent.original` from every document, uncounted.
+pub fn user_agent(headers: &HeaderMap) -> Option<std::borrow::Cow<'_, str>> {
+    let value = headers.get(http::header::USER_AGENT)?;
+    Some(String::from_utf8_lossy(value.as_bytes()))
+}
+
 /// The intake settings of one source (a source's `HttpSourceOptions` minus
 /// what only the source itself uses).
 #[derive(Debug, Clone, PartialEq)]
@@ -561,6 +570,33 @@ fn inflate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_agent_with_bytes_past_ascii_is_kept() {
+        // `HeaderValue::to_str` takes visible ASCII only: an in-app
+        // browser's UA naming its app in UTF-8 (or Latin-1) was dropped,
+        // user_agent.original missing from every document, uncounted.
+        let cases: [(&[u8], &str); 3] = [
+            (
+                b"Mozilla/5.0 (iPhone) Mobile/15E148",
+                "Mozilla/5.0 (iPhone) Mobile/15E148",
+            ),
+            (
+                "Mozilla/5.0 Shop/2.1 (Café)".as_bytes(),
+                "Mozilla/5.0 Shop/2.1 (Café)",
+            ),
+            (b"Mozilla/5.0 Caf\xe9", "Mozilla/5.0 Caf\u{fffd}"),
+        ];
+        for (sent, kept) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::USER_AGENT,
+                http::HeaderValue::from_bytes(sent).unwrap(),
+            );
+            assert_eq!(user_agent(&headers).as_deref(), Some(kept));
+        }
+        assert_eq!(user_agent(&HeaderMap::new()), None);
+    }
     use flate2::write::GzEncoder;
     use std::io::Write;
 

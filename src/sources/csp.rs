@@ -5,7 +5,6 @@
 //! protections and answers as `rum_beacon`: CORS with preflight, body limits,
 //! 204 once the events are downstream, 503 + `Retry-After` when full.
 
-use http::header;
 use serde::Deserialize;
 
 use super::csp_report::{self, Format, NoiseRules, ReportFacts, ReportLimits, KNOWN_REPORT_TYPES};
@@ -222,13 +221,11 @@ impl HttpSource for ReportSource {
         received_at_ms: i64,
         pass: DecodePass,
     ) -> Result<Decoded<()>, DecodeError> {
+        let user_agent = crate::http::intake::user_agent(&request.headers);
         let facts = ReportFacts {
             received_at_ms,
             client_ip: request.client_ip,
-            user_agent: request
-                .headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
+            user_agent: user_agent.as_deref(),
         };
         let decoded = match format {
             Format::ReportUri => {

@@ -233,13 +233,11 @@ impl HttpSource for ApmSource {
         let Kind::Intake(version) = endpoint else {
             unreachable!("the config endpoint answers in `serve`");
         };
+        let user_agent = crate::http::intake::user_agent(&request.headers);
         let facts = RequestFacts {
             received_at_ms,
             client_ip: request.client_ip,
-            user_agent: request
-                .headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
+            user_agent: user_agent.as_deref(),
             version,
         };
         let decoded = elastic_apm_decoder::decode(&request.body, &facts, &self.limits)?;

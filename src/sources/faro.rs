@@ -5,7 +5,7 @@
 //! limits, gzip, client address, 503 + `Retry-After` when full. With
 //! `api_key` set, a request must carry it (`x-api-key` or the path segment).
 
-use http::{header, StatusCode};
+use http::StatusCode;
 use serde::Deserialize;
 
 use super::decode_error::DecodeError;
@@ -225,12 +225,15 @@ impl HttpSource for FaroSource {
         received_at_ms: i64,
         pass: DecodePass,
     ) -> Result<Decoded<()>, DecodeError> {
-        let header_str = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
+        let user_agent = crate::http::intake::user_agent(&request.headers);
         let facts = RequestFacts {
             received_at_ms,
             client_ip: request.client_ip,
-            user_agent: header_str(header::USER_AGENT.as_str()),
-            session_header: header_str("x-faro-session-id"),
+            user_agent: user_agent.as_deref(),
+            session_header: request
+                .headers
+                .get("x-faro-session-id")
+                .and_then(|v| v.to_str().ok()),
         };
         let decoded = faro_decoder::decode(&request.body, &facts, &self.limits)?;
         if pass.counts() {

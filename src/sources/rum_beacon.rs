@@ -188,7 +188,7 @@ impl HttpSource for BeaconSource {
         received_at_ms: i64,
         pass: DecodePass,
     ) -> Result<Decoded<()>, DecodeError> {
-        let user_agent = user_agent(&request.headers);
+        let user_agent = crate::http::intake::user_agent(&request.headers);
         let facts = RequestFacts {
             received_at_ms,
             client_ip: request.client_ip,
@@ -207,15 +207,6 @@ impl HttpSource for BeaconSource {
             answer: (),
         })
     }
-}
-
-/// The `User-Agent` header as it was sent: borrowed when it is UTF-8 (as
-/// every browser's is), bytes of another charset replaced. `to_str` takes
-/// visible ASCII only, and an in-app browser naming its app in UTF-8 lost
-/// `user_agent.original` from every document, uncounted.
-fn user_agent(headers: &HeaderMap) -> Option<std::borrow::Cow<'_, str>> {
-    let value = headers.get(header::USER_AGENT)?;
-    Some(String::from_utf8_lossy(value.as_bytes()))
 }
 
 /// The `Sec-CH-UA*` headers, in `CLIENT_HINT_HEADERS`' order, each its
@@ -284,30 +275,6 @@ fn serve_client(headers: &HeaderMap, cache_control: &HeaderValue) -> HttpRespons
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_user_agent_with_bytes_past_ascii_is_kept() {
-        // `HeaderValue::to_str` takes visible ASCII only: an in-app
-        // browser's UA naming its app in UTF-8 (or Latin-1) was dropped,
-        // user_agent.original missing from every document, uncounted.
-        let cases: [(&[u8], &str); 3] = [
-            (
-                b"Mozilla/5.0 (iPhone) Mobile/15E148",
-                "Mozilla/5.0 (iPhone) Mobile/15E148",
-            ),
-            (
-                "Mozilla/5.0 Shop/2.1 (Café)".as_bytes(),
-                "Mozilla/5.0 Shop/2.1 (Café)",
-            ),
-            (b"Mozilla/5.0 Caf\xe9", "Mozilla/5.0 Caf\u{fffd}"),
-        ];
-        for (sent, kept) in cases {
-            let mut headers = HeaderMap::new();
-            headers.insert(header::USER_AGENT, HeaderValue::from_bytes(sent).unwrap());
-            assert_eq!(user_agent(&headers).as_deref(), Some(kept));
-        }
-        assert_eq!(user_agent(&HeaderMap::new()), None);
-    }
 
     #[test]
     fn client_hints_are_each_first_text_value_in_the_tables_order() {

@@ -133,12 +133,15 @@ impl HttpSource for MetricsSource {
         received_at_ms: i64,
         pass: DecodePass,
     ) -> Result<Decoded<()>, DecodeError> {
-        let header = |name| request.headers.get(name).and_then(|v| v.to_str().ok());
+        let user_agent = crate::http::intake::user_agent(&request.headers);
         let facts = RequestFacts {
             received_at_ms,
             client_ip: request.client_ip,
-            user_agent: header(header::USER_AGENT),
-            referer: header(header::REFERER),
+            user_agent: user_agent.as_deref(),
+            referer: request
+                .headers
+                .get(header::REFERER)
+                .and_then(|v| v.to_str().ok()),
         };
         let decoded = web_vitals_decoder::decode(&request.body, &facts, &self.limits)?;
         if pass.counts() {
