@@ -268,15 +268,19 @@ fn split_labels(labels: Obj<'_>) -> (Obj<'_>, Obj<'_>) {
 /// order sent (descending, say) each insert moved those before it.
 ///
 /// Names are written as the agent's `addLabels` writes them, `.`, `*` and
-/// `"` as `_`: Elasticsearch reads a dot as a path, so a label `env.x`
-/// made the index map `labels.env` as an object, and every later document
-/// with an `env` label was refused.
+/// `"` as `_`, and an empty name as `_`: Elasticsearch reads a dot as a
+/// path, so a label `env.x` made the index map `labels.env` as an object,
+/// and every later document with an `env` label was refused.
 fn sorted_labels(labels: Obj<'_>) -> Vec<(Cow<'_, str>, Json<'_>)> {
     let mut labels: Vec<_> = labels
         .into_iter()
         .filter(|(_, v)| !v.is_null())
         .map(|(name, value)| {
-            if name.contains(['.', '*', '"']) {
+            if name.is_empty() {
+                // Elasticsearch refuses an empty field name: the whole
+                // document was dead-lettered for one tag `""`.
+                (Cow::Borrowed("_"), value)
+            } else if name.contains(['.', '*', '"']) {
                 (Cow::Owned(name.replace(['.', '*', '"'], "_")), value)
             } else {
                 (name, value)

@@ -1147,10 +1147,12 @@ fn label_names_are_sanitized_as_apm_server_does() {
     // agent's `addLabels`) write `.`, `*` and `"` in names as `_`.
     let decoded = decode_lines(&[
         r#"{"metadata":{"labels":{"env.x":"1","a*b":2,"q\"t":true}}}"#,
-        r#"{"transaction":{"id":"t1","type":"route-change","context":{"tags":{"ab.c":"b"}}}}"#,
+        r#"{"transaction":{"id":"t1","type":"route-change","context":{"tags":{"ab.c":"b","":"e"}}}}"#,
     ])
     .unwrap();
     let tr = &decoded.events[0];
+    // Elasticsearch refuses an empty field name, and with it the document.
+    assert_eq!(tr.label("_"), Some(&json!("e")));
     assert_eq!(tr.label("env_x"), Some(&json!("1")));
     assert_eq!(tr.label("a_b"), Some(&json!(2)));
     assert_eq!(tr.label("q_t"), Some(&json!(true)));
@@ -1158,6 +1160,6 @@ fn label_names_are_sanitized_as_apm_server_does() {
     let doc = tr.to_value();
     assert_eq!(
         doc["labels"],
-        json!({"env_x": "1", "a_b": 2, "q_t": true, "ab_c": "b"})
+        json!({"env_x": "1", "a_b": 2, "q_t": true, "ab_c": "b", "_": "e"})
     );
 }
