@@ -237,13 +237,7 @@ fn client_hints(headers: &HeaderMap) -> Vec<(&'static str, &str)> {
 fn serve_client(headers: &HeaderMap, cache_control: &HeaderValue) -> HttpResponse {
     let bundle = client_bundle::bundle();
     let etag = HeaderValue::from_str(&bundle.etag).unwrap_or(HeaderValue::from_static("\"rum\""));
-    let not_modified = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|tag| tag.trim() == bundle.etag || tag.trim() == "*")
-        });
+    let not_modified = if_none_match(headers, &bundle.etag);
     let gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -274,9 +268,52 @@ fn serve_client(headers: &HeaderMap, cache_control: &HeaderValue) -> HttpRespons
     response
 }
 
+/// Whether an `If-None-Match` names `etag`. The comparison is weak (RFC 9110
+/// 13.1.2): a CDN or proxy that compresses the script itself hands the
+/// browser `W/"..."`, which comes back here.
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client_answer(request: &[(&str, &str)]) -> HttpResponse {
+        let mut headers = HeaderMap::new();
+        for (name, value) in request {
+            headers.append(
+                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        serve_client(&headers, &HeaderValue::from_static("public, max-age=60"))
+    }
+
+    #[test]
+    fn a_weak_if_none_match_of_the_scripts_etag_is_not_modified() {
+        // If-None-Match compares weakly (RFC 9110 13.1.2): a CDN or proxy
+        // that compresses the script itself hands the browser W/"..." and
+        // the browser sends that back.
+        let etag = &client_bundle::bundle().etag;
+        for tag in [
+            etag.clone(),
+            format!("W/{etag}"),
+            format!("\"x\", W/{etag}"),
+        ] {
+            let answer = client_answer(&[("if-none-match", &tag)]);
+            assert_eq!(answer.status(), StatusCode::NOT_MODIFIED, "{tag}");
+            assert_eq!(answer.headers()[header::ETAG], etag.as_str());
+        }
+        let other = client_answer(&[("if-none-match", "W/\"other\"")]);
+        assert_eq!(other.status(), StatusCode::OK);
+    }
 
     #[test]
     fn client_hints_are_each_first_text_value_in_the_tables_order() {
