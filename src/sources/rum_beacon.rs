@@ -238,10 +238,7 @@ fn serve_client(headers: &HeaderMap, cache_control: &HeaderValue) -> HttpRespons
     let bundle = client_bundle::bundle();
     let etag = HeaderValue::from_str(&bundle.etag).unwrap_or(HeaderValue::from_static("\"rum\""));
     let not_modified = if_none_match(headers, &bundle.etag);
-    let gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let gzip = accepts_gzip(headers);
     let mut response = if not_modified {
         empty_response(StatusCode::NOT_MODIFIED)
     } else if gzip {
@@ -281,6 +278,32 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
+/// Whether `Accept-Encoding` takes gzip: named (or `*`) with a weight above
+/// 0, as in `gzip`, `gzip;q=0.5`; `gzip;q=0` refuses it.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    let codings = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    for coding in codings {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let weight = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map_or(1.0, |(_, q)| q.trim().parse::<f32>().unwrap_or(0.0));
+        if name.eq_ignore_ascii_case("gzip") {
+            gzip = Some(weight > 0.0);
+        } else if name == "*" {
+            any = Some(weight > 0.0);
+        }
+    }
+    gzip.or(any).unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,6 +336,23 @@ mod tests {
         }
         let other = client_answer(&[("if-none-match", "W/\"other\"")]);
         assert_eq!(other.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn gzip_refused_with_q_0_is_not_sent() {
+        let encoding = |accept: &str| {
+            client_answer(&[("accept-encoding", accept)])
+                .headers()
+                .get(header::CONTENT_ENCODING)
+                .cloned()
+        };
+        for refused in ["gzip;q=0", "gzip; q=0.000, identity", "br, GZIP;Q=0"] {
+            assert_eq!(encoding(refused), None, "{refused}");
+        }
+        for taken in ["gzip", "deflate, gzip;q=0.5", "GZip", "br;q=1, gzip;q=1.0"] {
+            assert_eq!(encoding(taken).unwrap(), "gzip", "{taken}");
+        }
+        assert_eq!(encoding("gzipx, identity"), None);
     }
 
     #[test]
