@@ -257,6 +257,12 @@ fn serve_client(headers: &HeaderMap, cache_control: &HeaderValue) -> HttpRespons
     h.insert(header::ETAG, etag);
     h.insert(header::CACHE_CONTROL, cache_control.clone());
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    // The script is public: a page may load it with `crossorigin` (which
+    // `integrity=` requires), a CORS request that fails without this.
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     // Sites with Cross-Origin-Embedder-Policy may still load the script.
     h.insert(
         "cross-origin-resource-policy",
@@ -353,6 +359,18 @@ mod tests {
             assert_eq!(encoding(taken).unwrap(), "gzip", "{taken}");
         }
         assert_eq!(encoding("gzipx, identity"), None);
+    }
+
+    #[test]
+    fn the_script_may_be_loaded_with_crossorigin_and_integrity() {
+        // <script crossorigin> (needed for integrity=, and for errors with
+        // details) is a CORS request: without this header the browser does
+        // not run the script at all.
+        for origin in [None, Some("https://shop.example.com")] {
+            let request: Vec<_> = origin.map(|o| ("origin", o)).into_iter().collect();
+            let answer = client_answer(&request);
+            assert_eq!(answer.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        }
     }
 
     #[test]

@@ -1,0 +1,83 @@
+// What the client makes of pages that do ordinary things in less ordinary
+// ways, in a real browser against the real binary: loading the client with
+// `crossorigin`. But for the `crossorigin` page (which is about how the
+// binary serves GET /rum), the client is built from src/ and served by the test site (the beacons still go
+// to the binary), so these run against the sources as they are;
+// browser.test.mjs checks that the binary serves the committed build.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { buildBundle } from '../../scripts/build.mjs';
+import { CHROMIUM, CHROMIUM_FLAGS as FLAGS, field, startPipeline, startSite } from './harness.mjs';
+
+const DEADLINE_MS = 30000;
+
+let pipeline, site, context, profile;
+
+const page = (pipe, app, body) => `<!doctype html>
+<html><head><meta charset="utf-8"><title>${app}</title>
+${
+  app == 'crossorigin'
+    ? `<script src="${pipe}/rum" crossorigin data-app="${app}"></script>`
+    : `<script src="/client.js" data-app="${app}" data-url="${pipe}/rum"></script>`
+}
+</head><body>
+<script>${body}</script>
+</body></html>`;
+
+// Each scenario is a page named by its app; it sets window.__settled when done.
+const SCENARIOS = {
+  // The tag a page needs for integrity= (and for error details of its scripts).
+  crossorigin: `addEventListener('load', function () { window.__settled = true; });`,
+};
+
+const ofApp = (app) => pipeline.docs.filter((d) => field(d, 'service.name') === app);
+const typed = (app, type) => ofApp(app).filter((d) => field(d, 'rum.type') === type);
+
+before(async () => {
+  pipeline = await startPipeline();
+  const client = await buildBundle();
+  site = await startSite({
+    '/client.js': { headers: { 'content-type': 'text/javascript' }, body: client },
+    '/page': (req) => {
+      const app = new URL(req.url, 'http://x').searchParams.get('app');
+      return { headers: { 'content-type': 'text/html; charset=utf-8' }, body: page(pipeline.origin, app, SCENARIOS[app]) };
+    },
+    '/blank': { headers: { 'content-type': 'text/html' }, body: '<!doctype html><title>elsewhere</title>' },
+  });
+  profile = mkdtempSync(join(tmpdir(), 'rum-chromium-'));
+  context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS });
+});
+
+after(async () => {
+  await context?.close();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+  await site?.close();
+  await pipeline?.stop();
+});
+
+/** Loads the scenario's page, waits until it has done its part, and leaves (which flushes). */
+async function visit(app) {
+  const tab = await context.newPage();
+  tab.on('pageerror', () => {});
+  await tab.goto(`${site.origin}/page?app=${app}`, { waitUntil: 'load', timeout: DEADLINE_MS });
+  await tab.waitForFunction(() => window.__settled, null, { timeout: DEADLINE_MS });
+  await tab.goto(`${site.origin}/blank`, { waitUntil: 'load', timeout: DEADLINE_MS });
+  // The hidden-time flush carries the page_view: once it is here, so is the rest.
+  await pipeline.until(() => typed(app, 'page_view').length > 0, DEADLINE_MS, `the page_view of ${app}`);
+  await tab.close();
+}
+
+test('the client loaded with crossorigin runs and reports', async () => {
+  const tab = await context.newPage();
+  await tab.goto(`${site.origin}/page?app=crossorigin`, { waitUntil: 'load', timeout: DEADLINE_MS });
+  await tab.waitForFunction(() => window.__settled, null, { timeout: DEADLINE_MS });
+  assert.equal(await tab.evaluate(() => typeof window.RUM), 'object', 'the browser refused to run the script');
+  await tab.goto(`${site.origin}/blank`, { waitUntil: 'load', timeout: DEADLINE_MS });
+  await pipeline.until(() => typed('crossorigin', 'page_view').length > 0, DEADLINE_MS, 'the page_view of the crossorigin page');
+  await tab.close();
+});
