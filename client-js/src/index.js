@@ -330,17 +330,30 @@ function wrapHttp() {
       promise.then(done, () => done());
       return promise;
     };
+  // One call of an XHR object is [method, url, start, view] once sent. An
+  // object is often used again (retries, polling), even from its own loadend
+  // handler, which runs before our listener: a call that has ended (DONE) is
+  // reported at the latest when the object is opened again, while its status
+  // is still there; one that open() cuts short (no loadend) is not. One
+  // listener per object, and a call is reported once.
+  const report = (x) => {
+    var call = x._rum;
+    if (x.readyState == 4 && call[2] && !call[4]) {
+      call[4] = 1;
+      http('xhr', call[0], call[1], call[2], x.status, x.getResponseHeader('content-length'), call[3]);
+    }
+  };
   xhr.open = function (method, url) {
-    this._rum = [method, url];
-    return open.apply(this, arguments);
+    var x = this;
+    if (x._rum) guard(report)(x);
+    else on(x, 'loadend', () => report(x));
+    x._rum = [method, url];
+    return open.apply(x, arguments);
   };
   xhr.send = function () {
-    var x = this,
-      call = x._rum,
-      start = perf.now(),
-      startView = view;
-    if (call) on(x, 'loadend', () => http('xhr', call[0], call[1], start, x.status, x.getResponseHeader('content-length'), startView));
-    return send.apply(x, arguments);
+    var call = this._rum;
+    if (call && !call[2]) (call[2] = perf.now()), (call[3] = view);
+    return send.apply(this, arguments);
   };
 }
 

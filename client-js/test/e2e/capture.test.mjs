@@ -1,9 +1,10 @@
 // What the client makes of pages that do ordinary things in less ordinary
 // ways, in a real browser against the real binary: loading the client with
-// `crossorigin`. But for the `crossorigin` page (which is about how the
-// binary serves GET /rum), the client is built from src/ and served by the test site (the beacons still go
-// to the binary), so these run against the sources as they are;
-// browser.test.mjs checks that the binary serves the committed build.
+// `crossorigin`, an XMLHttpRequest object used for more than one call.
+// But for the `crossorigin` page (which is about how the binary serves
+// GET /rum), the client is built from src/ and served by the test site (the
+// beacons still go to the binary), so these run against the sources as they
+// are; browser.test.mjs checks that the binary serves the committed build.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,6 +34,21 @@ ${
 const SCENARIOS = {
   // The tag a page needs for integrity= (and for error details of its scripts).
   crossorigin: `addEventListener('load', function () { window.__settled = true; });`,
+  // One XHR object, three calls: the second opened in the first's loadend
+  // handler (as retry and polling code does), the third after the second was
+  // re-opened while in flight (which ends it without a loadend).
+  'xhr-reuse': `
+var x = new XMLHttpRequest(), n = 0;
+x.onloadend = function () {
+  n++;
+  if (n === 1) { x.open('GET', '/api/second'); x.send(); }
+  else if (n === 2) {
+    x.open('GET', '/api/slow'); x.send();
+    x.open('POST', '/api/third'); x.send('3');
+  } else window.__settled = true;
+};
+x.open('GET', '/api/first');
+x.send();`,
 };
 
 const ofApp = (app) => pipeline.docs.filter((d) => field(d, 'service.name') === app);
@@ -47,6 +63,10 @@ before(async () => {
       const app = new URL(req.url, 'http://x').searchParams.get('app');
       return { headers: { 'content-type': 'text/html; charset=utf-8' }, body: page(pipeline.origin, app, SCENARIOS[app]) };
     },
+    '/api/first': { body: '1' },
+    '/api/second': { body: '22' },
+    '/api/slow': { body: 'slow', delayMs: 2000 },
+    '/api/third': { body: '333' },
     '/blank': { headers: { 'content-type': 'text/html' }, body: '<!doctype html><title>elsewhere</title>' },
   });
   profile = mkdtempSync(join(tmpdir(), 'rum-chromium-'));
@@ -80,4 +100,21 @@ test('the client loaded with crossorigin runs and reports', async () => {
   await tab.goto(`${site.origin}/blank`, { waitUntil: 'load', timeout: DEADLINE_MS });
   await pipeline.until(() => typed('crossorigin', 'page_view').length > 0, DEADLINE_MS, 'the page_view of the crossorigin page');
   await tab.close();
+});
+
+test('an XHR object used for several calls reports each call once, with its own URL and size', async () => {
+  await visit('xhr-reuse');
+  const calls = typed('xhr-reuse', 'http').map((d) => [
+    field(d, 'rum.http.method'),
+    new URL(field(d, 'rum.http.url')).pathname,
+    field(d, 'rum.http.status'),
+    field(d, 'rum.http.size'),
+  ]);
+  calls.sort((a, b) => a[1].localeCompare(b[1]));
+  // The call cut short by open() ended without an answer: it is not reported.
+  assert.deepEqual(calls, [
+    ['GET', '/api/first', 200, 1],
+    ['GET', '/api/second', 200, 2],
+    ['POST', '/api/third', 200, 3],
+  ]);
 });
