@@ -433,7 +433,13 @@ function init(options) {
   on(w, 'unhandledrejection', (e) => {
     var reason = e.reason,
       isError = reason instanceof Error;
-    error('unhandledrejection', isError && reason, isError ? reason.message : reason);
+    // Anything can be a reason: a value that is no Error is said as JSON
+    // (not "[object Object]"), undefined as "undefined" and "" as '""' (not "false").
+    error(
+      'unhandledrejection',
+      isError && reason,
+      isError ? reason.message : reason && typeof reason == 'string' ? reason : guard(JSON.stringify)(reason) || String(reason)
+    );
   });
   on(
     d,

@@ -1,10 +1,11 @@
 // What the client makes of pages that do ordinary things in less ordinary
 // ways, in a real browser against the real binary: loading the client with
-// `crossorigin`, an XMLHttpRequest object used for more than one call.
-// But for the `crossorigin` page (which is about how the binary serves
-// GET /rum), the client is built from src/ and served by the test site (the
-// beacons still go to the binary), so these run against the sources as they
-// are; browser.test.mjs checks that the binary serves the committed build.
+// `crossorigin`, an XMLHttpRequest object used for more than one call,
+// promises rejected with something that is not an Error. But for the
+// `crossorigin` page (which is about how the binary serves GET /rum), the
+// client is built from src/ and served by the test site (the beacons still go
+// to the binary), so these run against the sources as they are;
+// browser.test.mjs checks that the binary serves the committed build.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -49,6 +50,13 @@ x.onloadend = function () {
 };
 x.open('GET', '/api/first');
 x.send();`,
+  rejections: `
+Promise.reject();
+Promise.reject({ code: 'E_QUOTA', retry: false });
+Promise.reject(42);
+Promise.reject('plain text reason');
+Promise.reject('');
+setTimeout(function () { window.__settled = true; }, 50);`,
 };
 
 const ofApp = (app) => pipeline.docs.filter((d) => field(d, 'service.name') === app);
@@ -117,4 +125,10 @@ test('an XHR object used for several calls reports each call once, with its own 
     ['GET', '/api/second', 200, 2],
     ['POST', '/api/third', 200, 3],
   ]);
+});
+
+test('a promise rejected with no Error says what it was rejected with', async () => {
+  await visit('rejections');
+  const messages = typed('rejections', 'error').map((d) => field(d, 'error.message'));
+  assert.deepEqual(messages.sort(), ['""', '42', 'plain text reason', 'undefined', '{"code":"E_QUOTA","retry":false}']);
 });
