@@ -18,7 +18,9 @@ export function utf8Length(text) {
 /**
  * Serializes `events` into beacon bodies sharing `head` (the beacon without
  * `events`). Returns the bodies; an event too big for any beacon on its own is
- * left out (the collectors cap their strings so this does not happen).
+ * left out (the collectors cap their strings so this does not happen), and so
+ * is one JSON cannot write (a cycle or a BigInt in `RUM.track` data): it must
+ * not take the events flushed with it down.
  */
 export function packBeacons(head, events, maxBytes, maxEvents) {
   maxBytes = maxBytes || MAX_BEACON_BYTES;
@@ -34,7 +36,13 @@ export function packBeacons(head, events, maxBytes, maxEvents) {
     size = base;
   }
   events.forEach(function (event) {
-    var json = JSON.stringify(event), bytes = utf8Length(json);
+    var json, bytes;
+    try {
+      json = JSON.stringify(event);
+    } catch (e) {
+      return;
+    }
+    bytes = utf8Length(json);
     if (base + bytes > maxBytes) return;
     if (part.length && (size + 1 + bytes > maxBytes || part.length >= maxEvents)) close();
     size += bytes + (part.length ? 1 : 0);

@@ -70,3 +70,13 @@ test('strings that need JSON escaping are measured after escaping', () => {
   for (const body of bodies) assert.ok(Buffer.byteLength(body) <= MAX_BEACON_BYTES);
   assert.deepEqual(unpack(bodies).flatMap((b) => b.events), events);
 });
+
+test('an event JSON cannot write (a cycle, a BigInt in RUM.track data) is left out alone', () => {
+  // JSON.stringify throws for these; the flush had already taken the queue,
+  // so one such event lost every event queued with it.
+  const cyclic = { type: 'custom', seq: 1, data: {} };
+  cyclic.data.self = cyclic.data;
+  const events = [{ type: 'action', seq: 0 }, cyclic, { type: 'custom', seq: 2, data: { n: 10n } }, { type: 'action', seq: 3 }];
+  const beacons = unpack(packBeacons(head, events));
+  assert.deepEqual(beacons.flatMap((b) => b.events).map((e) => e.seq), [0, 3]);
+});
