@@ -5,6 +5,16 @@
 export var MAX_BEACON_BYTES = 61440;
 export var MAX_BEACON_EVENTS = 100;
 
+// A surrogate pair, or a lone surrogate (a string cut inside an emoji, by us
+// or by the page): JSON.stringify writes a lone one as a \udXXX escape, which
+// the server's JSON parser refuses, and the whole beacon with it.
+var SURROGATES = /[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]/g;
+
+/** The JSON.stringify replacer of beacons: lone surrogates become U+FFFD. */
+function sendable(key, value) {
+  return typeof value == 'string' ? value.replace(SURROGATES, (s) => (s.length > 1 ? s : '\ufffd')) : value;
+}
+
 /** Bytes of `text` once UTF-8 encoded, without allocating. */
 export function utf8Length(text) {
   for (var n = 0, i = 0, c; i < text.length; i++) {
@@ -25,7 +35,7 @@ export function utf8Length(text) {
 export function packBeacons(head, events, maxBytes, maxEvents) {
   maxBytes = maxBytes || MAX_BEACON_BYTES;
   maxEvents = maxEvents || MAX_BEACON_EVENTS;
-  var prefix = JSON.stringify(head).slice(0, -1) + ',"events":[',
+  var prefix = JSON.stringify(head, sendable).slice(0, -1) + ',"events":[',
     base = utf8Length(prefix) + 2,
     bodies = [],
     part = [],
@@ -38,7 +48,7 @@ export function packBeacons(head, events, maxBytes, maxEvents) {
   events.forEach(function (event) {
     var json, bytes;
     try {
-      json = JSON.stringify(event);
+      json = JSON.stringify(event, sendable);
     } catch (e) {
       return;
     }

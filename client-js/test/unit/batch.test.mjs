@@ -80,3 +80,18 @@ test('an event JSON cannot write (a cycle, a BigInt in RUM.track data) is left o
   const beacons = unpack(packBeacons(head, events));
   assert.deepEqual(beacons.flatMap((b) => b.events).map((e) => e.seq), [0, 3]);
 });
+
+test('a lone surrogate (a string cut inside an emoji) is sent as U+FFFD, pairs as they are', () => {
+  // JSON.stringify writes a lone surrogate as a \udXXX escape, which the
+  // server's JSON parser refuses, and the whole beacon with it (400
+  // invalid_json: "unexpected end of hex escape").
+  const cut = '😀😀'.slice(0, 3);
+  const events = [{ type: 'error', seq: 0, message: `${cut} ok 😀`, stack: '\udc00 low first' }, { type: 'action', seq: 1 }];
+  const bodies = packBeacons({ ...head, view: { ...head.view, title: `title ${cut}` } }, events);
+  for (const body of bodies) assert.doesNotMatch(body, /\\ud[89a-f]/i, 'no surrogate escapes');
+  const [beacon] = unpack(bodies);
+  assert.equal(beacon.view.title, 'title 😀\ufffd');
+  assert.equal(beacon.events[0].message, '😀\ufffd ok 😀');
+  assert.equal(beacon.events[0].stack, '\ufffd low first');
+  assert.equal(beacon.events.length, 2);
+});
