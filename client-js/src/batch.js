@@ -10,9 +10,17 @@ export var MAX_BEACON_EVENTS = 100;
 // the server's JSON parser refuses, and the whole beacon with it.
 var SURROGATES = /[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]/g;
 
-/** The JSON.stringify replacer of beacons: lone surrogates become U+FFFD. */
+/**
+ * Longest string sent, in UTF-16 units: at most 3 UTF-8 bytes each, so under
+ * the server's max_string_bytes (16 KiB by default), which refuses a whole
+ * beacon for one longer string. The collectors cut theirs shorter; this cuts
+ * what they do not (`RUM.track` data, `beforeSend` edits).
+ */
+export var MAX_STRING = 5000;
+
+/** The JSON.stringify replacer of beacons: long strings cut, lone surrogates become U+FFFD. */
 function sendable(key, value) {
-  return typeof value == 'string' ? value.replace(SURROGATES, (s) => (s.length > 1 ? s : '\ufffd')) : value;
+  return typeof value == 'string' ? value.slice(0, MAX_STRING).replace(SURROGATES, (s) => (s.length > 1 ? s : '\ufffd')) : value;
 }
 
 /** Bytes of `text` once UTF-8 encoded, without allocating. */
