@@ -383,10 +383,9 @@ function hidden() {
 
 /**
  * What can wait until the page has loaded and is idle (or is being left):
- * the session (sessionStorage costs a round trip to the browser process), the
- * sampling decision, web-vitals and the performance observers — these read
- * buffered entries, so starting late loses nothing but INP interactions under
- * 104 ms that happen before it.
+ * the session (sessionStorage costs a round trip to the browser process) and
+ * the sampling decision. Events queued before it are dropped with the queue
+ * when the session is sampled out.
  */
 function start() {
   if (started || !config) return;
@@ -411,13 +410,23 @@ function start() {
     // Resolves with the low-entropy hints too, all under the beacon's names.
     uad.getHighEntropyValues(['platformVersion', 'model', 'fullVersionList']).then((h) => (uaHints = h), () => {});
   }
+}
+
+/**
+ * web-vitals and the performance observers, from init on. They cannot wait
+ * for start(): observers deliver (and web-vitals reports FCP, TTFB, and CLS
+ * after FCP) in later tasks, which a page being left never runs, so a page
+ * left before it was idle (a busy page, a user leaving a slow one) sent LCP
+ * alone. Cheap: the entries come in callbacks once the browser has them.
+ */
+function measure() {
   [onLCP, onCLS, onFCP, onTTFB].forEach((report) => guard(report)(guard(vital)));
   guard(onINP)(guard(onInp), { reportAllChanges: true });
   observe('resource', resource);
   observe(PerformanceObserver.supportedEntryTypes.includes('long-animation-frame') ? 'long-animation-frame' : 'longtask', longTask);
 }
 
-/** Right away only what must not miss anything and costs next to nothing: listeners and wrappers. */
+/** Right away only what must not miss anything and costs little: listeners, wrappers, observers. */
 function init(options) {
   if (config) return;
   options = options || {};
@@ -452,6 +461,7 @@ function init(options) {
   );
   guard(wrapHttp)();
   guard(wrapHistory)();
+  guard(measure)();
   // On document, so it runs after web-vitals' capturing window listener has reported.
   on(d, 'visibilitychange', () => d.visibilityState == 'hidden' && hidden());
   on(w, 'pagehide', hidden);

@@ -1,7 +1,8 @@
 // What the client makes of pages that do ordinary things in less ordinary
 // ways, in a real browser against the real binary: loading the client with
 // `crossorigin`, an XMLHttpRequest object used for more than one call,
-// promises rejected with something that is not an Error. But for the
+// promises rejected with something that is not an Error, a page left before
+// it was ever idle. But for the
 // `crossorigin` page (which is about how the binary serves GET /rum), the
 // client is built from src/ and served by the test site (the beacons still go
 // to the binary), so these run against the sources as they are;
@@ -14,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { buildBundle } from '../../scripts/build.mjs';
-import { CHROMIUM, CHROMIUM_FLAGS as FLAGS, field, startPipeline, startSite } from './harness.mjs';
+import { CHROMIUM, CHROMIUM_FLAGS as FLAGS, field, png, startPipeline, startSite } from './harness.mjs';
 
 const DEADLINE_MS = 30000;
 
@@ -22,6 +23,7 @@ let pipeline, site, context, profile;
 
 const page = (pipe, app, body) => `<!doctype html>
 <html><head><meta charset="utf-8"><title>${app}</title>
+<style>body{font:16px sans-serif;margin:0}</style>
 ${
   app == 'crossorigin'
     ? `<script src="${pipe}/rum" crossorigin data-app="${app}"></script>`
@@ -50,6 +52,26 @@ x.onloadend = function () {
 };
 x.open('GET', '/api/first');
 x.send();`,
+  // Busy from its load event on, so the client's after-load idle callback
+  // never gets to run before the page is left (a heavy page, or a user who
+  // leaves a slow one at once). The layout shifts once.
+  'left-busy': `
+document.write('<img src="/hero.png" width="300" height="200" alt=""><p>Some text.</p>');
+addEventListener('load', function () {
+  var promo = document.createElement('div');
+  promo.style.height = '100px';
+  promo.textContent = 'Promo!';
+  document.body.prepend(promo);
+  var channel = new MessageChannel();
+  channel.port1.onmessage = busy;
+  function busy() {
+    var until = performance.now() + 8;
+    while (performance.now() < until) {}
+    channel.port2.postMessage(0);
+  }
+  busy();
+  setTimeout(function () { window.__settled = true; }, 300);
+});`,
   rejections: `
 Promise.reject();
 Promise.reject({ code: 'E_QUOTA', retry: false });
@@ -75,6 +97,7 @@ before(async () => {
     '/api/second': { body: '22' },
     '/api/slow': { body: 'slow', delayMs: 2000 },
     '/api/third': { body: '333' },
+    '/hero.png': { headers: { 'content-type': 'image/png' }, body: png(300, 200) },
     '/blank': { headers: { 'content-type': 'text/html' }, body: '<!doctype html><title>elsewhere</title>' },
   });
   profile = mkdtempSync(join(tmpdir(), 'rum-chromium-'));
@@ -131,4 +154,17 @@ test('a promise rejected with no Error says what it was rejected with', async ()
   await visit('rejections');
   const messages = typed('rejections', 'error').map((d) => field(d, 'error.message'));
   assert.deepEqual(messages.sort(), ['""', '42', 'plain text reason', 'undefined', '{"code":"E_QUOTA","retry":false}']);
+});
+
+test('a page left before it was idle still reports its web vitals and resources', async () => {
+  await visit('left-busy');
+  const vitals = () => new Set(typed('left-busy', 'web_vital').map((d) => field(d, 'rum.vital.name')));
+  // The page_view came with the first hidden-time flush; web-vitals reports
+  // LCP and CLS on visibilitychange, which follows pagehide.
+  await pipeline.until(() => vitals().size >= 4, DEADLINE_MS, 'the web vitals of the busy page').catch(() => {});
+  assert.deepEqual([...vitals()].sort(), ['CLS', 'FCP', 'LCP', 'TTFB']);
+  const cls = typed('left-busy', 'web_vital').find((d) => field(d, 'rum.vital.name') === 'CLS');
+  assert.ok(field(cls, 'rum.vital.value') > 0, 'the shift is in CLS');
+  const resources = typed('left-busy', 'resource').map((d) => new URL(field(d, 'rum.resource.name')).pathname);
+  assert.ok(resources.includes('/hero.png'), `resources: ${resources}`);
 });
