@@ -54,14 +54,11 @@ x.open('GET', '/api/first');
 x.send();`,
   // Busy from its load event on, so the client's after-load idle callback
   // never gets to run before the page is left (a heavy page, or a user who
-  // leaves a slow one at once). The layout shifts once.
+  // leaves a slow one at once). The layout shifts once, after a frame has
+  // been painted (a shift before the first paint is none).
   'left-busy': `
 document.write('<img src="/hero.png" width="300" height="200" alt=""><p>Some text.</p>');
 addEventListener('load', function () {
-  var promo = document.createElement('div');
-  promo.style.height = '100px';
-  promo.textContent = 'Promo!';
-  document.body.prepend(promo);
   var channel = new MessageChannel();
   channel.port1.onmessage = busy;
   function busy() {
@@ -70,7 +67,17 @@ addEventListener('load', function () {
     channel.port2.postMessage(0);
   }
   busy();
-  setTimeout(function () { window.__settled = true; }, 300);
+  requestAnimationFrame(function () {
+    requestAnimationFrame(function () {
+      var promo = document.createElement('div');
+      promo.style.height = '100px';
+      promo.textContent = 'Promo!';
+      document.body.prepend(promo);
+      requestAnimationFrame(function () {
+        requestAnimationFrame(function () { window.__settled = true; });
+      });
+    });
+  });
 });`,
   rejections: `
 Promise.reject();
