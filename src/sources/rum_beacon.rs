@@ -236,9 +236,15 @@ fn client_hints(headers: &HeaderMap) -> Vec<(&'static str, &str)> {
 /// The client script, with validators and gzip when the browser takes it.
 fn serve_client(headers: &HeaderMap, cache_control: &HeaderValue) -> HttpResponse {
     let bundle = client_bundle::bundle();
-    let etag = HeaderValue::from_str(&bundle.etag).unwrap_or(HeaderValue::from_static("\"rum\""));
-    let not_modified = if_none_match(headers, &bundle.etag);
     let gzip = accepts_gzip(headers);
+    // The validator of the representation this request gets.
+    let etag_text = if gzip {
+        &bundle.gzip_etag
+    } else {
+        &bundle.etag
+    };
+    let etag = HeaderValue::from_str(etag_text).unwrap_or(HeaderValue::from_static("\"rum\""));
+    let not_modified = if_none_match(headers, etag_text);
     let mut response = if not_modified {
         empty_response(StatusCode::NOT_MODIFIED)
     } else if gzip {
@@ -342,6 +348,26 @@ mod tests {
         }
         let other = client_answer(&[("if-none-match", "W/\"other\"")]);
         assert_eq!(other.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn the_gzip_and_the_plain_script_have_etags_of_their_own() {
+        // Two representations of one resource (Vary: Accept-Encoding) need
+        // two strong validators (RFC 9110 8.8.3): a cache that holds the
+        // gzip copy and asks with its ETag for a client that takes no gzip
+        // would be told 304 and hand that client the gzip bytes.
+        let gzip = client_answer(&[("accept-encoding", "gzip")]);
+        let plain = client_answer(&[]);
+        let gzip_etag = gzip.headers()[header::ETAG].to_str().unwrap().to_owned();
+        let plain_etag = plain.headers()[header::ETAG].to_str().unwrap().to_owned();
+        assert_ne!(gzip_etag, plain_etag);
+        let asked = |accept: &str, tag: &str| {
+            client_answer(&[("accept-encoding", accept), ("if-none-match", tag)]).status()
+        };
+        assert_eq!(asked("identity", &gzip_etag), StatusCode::OK);
+        assert_eq!(asked("gzip", &plain_etag), StatusCode::OK);
+        assert_eq!(asked("gzip", &gzip_etag), StatusCode::NOT_MODIFIED);
+        assert_eq!(asked("identity", &plain_etag), StatusCode::NOT_MODIFIED);
     }
 
     #[test]
