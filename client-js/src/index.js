@@ -299,7 +299,8 @@ function error(kind, e, message, source, line, column) {
 }
 
 function http(kind, method, url, start, status, length, startView) {
-  url = guard(() => new URL(url, location.href).href)() || String(url);
+  // Relative to the base URL, as fetch and XHR resolve it (a <base> changes it).
+  url = guard(() => new URL(url, d.baseURI).href)() || String(url);
   if (config && !isIgnored(url, config.url, config.ignoreUrls))
     add({
       type: 'http',

@@ -2,7 +2,7 @@
 // ways, in a real browser against the real binary: loading the client with
 // `crossorigin`, an XMLHttpRequest object used for more than one call,
 // promises rejected with something that is not an Error, a page left before
-// it was ever idle. But for the
+// it was ever idle, calls to relative URLs under a <base>. But for the
 // `crossorigin` page (which is about how the binary serves GET /rum), the
 // client is built from src/ and served by the test site (the beacons still go
 // to the binary), so these run against the sources as they are;
@@ -23,6 +23,7 @@ let pipeline, site, context, profile;
 
 const page = (pipe, app, body) => `<!doctype html>
 <html><head><meta charset="utf-8"><title>${app}</title>
+${app == 'base' ? '<base href="/app/">' : ''}
 <style>body{font:16px sans-serif;margin:0}</style>
 ${
   app == 'crossorigin'
@@ -79,6 +80,14 @@ addEventListener('load', function () {
     });
   });
 });`,
+  // fetch and XHR resolve a relative URL against the document's base URL.
+  base: `
+fetch('api/items').then(function () {
+  var x = new XMLHttpRequest();
+  x.open('GET', 'api/more');
+  x.onloadend = function () { window.__settled = true; };
+  x.send();
+});`,
   rejections: `
 Promise.reject();
 Promise.reject({ code: 'E_QUOTA', retry: false });
@@ -105,6 +114,8 @@ before(async () => {
     '/api/slow': { body: 'slow', delayMs: 2000 },
     '/api/third': { body: '333' },
     '/hero.png': { headers: { 'content-type': 'image/png' }, body: png(300, 200) },
+    '/app/api/items': { body: 'items' },
+    '/app/api/more': { body: 'more' },
     '/blank': { headers: { 'content-type': 'text/html' }, body: '<!doctype html><title>elsewhere</title>' },
   });
   profile = mkdtempSync(join(tmpdir(), 'rum-chromium-'));
@@ -174,4 +185,11 @@ test('a page left before it was idle still reports its web vitals and resources'
   assert.ok(field(cls, 'rum.vital.value') > 0, 'the shift is in CLS');
   const resources = typed('left-busy', 'resource').map((d) => new URL(field(d, 'rum.resource.name')).pathname);
   assert.ok(resources.includes('/hero.png'), `resources: ${resources}`);
+});
+
+test('calls to relative URLs under a <base> are reported with the URL they went to', async () => {
+  await visit('base');
+  const urls = typed('base', 'http').map((d) => new URL(field(d, 'rum.http.url')).pathname);
+  assert.deepEqual(urls.sort(), ['/app/api/items', '/app/api/more']);
+  for (const d of typed('base', 'http')) assert.equal(field(d, 'rum.http.status'), 200);
 });
