@@ -55,8 +55,10 @@ x.open('GET', '/api/first');
 x.send();`,
   // Busy from its load event on, so the client's after-load idle callback
   // never gets to run before the page is left (a heavy page, or a user who
-  // leaves a slow one at once). The layout shifts once, after a frame has
-  // been painted (a shift before the first paint is none).
+  // leaves a slow one at once). The layout shifts once, after the first
+  // contentful paint has been handed to observers (the page's own observer
+  // is called after the client's, registered earlier, in the same task) and
+  // a frame has been painted (a shift before any frame is none).
   'left-busy': `
 document.write('<img src="/hero.png" width="300" height="200" alt=""><p>Some text.</p>');
 addEventListener('load', function () {
@@ -68,17 +70,21 @@ addEventListener('load', function () {
     channel.port2.postMessage(0);
   }
   busy();
-  requestAnimationFrame(function () {
+  new PerformanceObserver(function (list, observer) {
+    if (!list.getEntries().some(function (e) { return e.name === 'first-contentful-paint'; })) return;
+    observer.disconnect();
     requestAnimationFrame(function () {
-      var promo = document.createElement('div');
-      promo.style.height = '100px';
-      promo.textContent = 'Promo!';
-      document.body.prepend(promo);
       requestAnimationFrame(function () {
-        requestAnimationFrame(function () { window.__settled = true; });
+        var promo = document.createElement('div');
+        promo.style.height = '100px';
+        promo.textContent = 'Promo!';
+        document.body.prepend(promo);
+        requestAnimationFrame(function () {
+          requestAnimationFrame(function () { window.__settled = true; });
+        });
       });
     });
-  });
+  }).observe({ type: 'paint', buffered: true });
 });`,
   // fetch and XHR resolve a relative URL against the document's base URL.
   base: `
