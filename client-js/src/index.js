@@ -325,8 +325,10 @@ function wrapHttp() {
       var start = perf.now(),
         startView = view,
         promise = fetchOriginal.apply(this, arguments),
+        // An opaque answer (no-cors, a manual redirect) went through but shows
+        // no status (0 to the page): left out, as 0 means a network failure.
         done = guard((r) =>
-          http('fetch', init?.method || input.method, input.url || input, start, r ? r.status : 0, r && r.headers.get('content-length'), startView)
+          http('fetch', init?.method || input.method, input.url || input, start, r ? r.status || undefined : 0, r && r.headers.get('content-length'), startView)
         );
       promise.then(done, () => done());
       return promise;

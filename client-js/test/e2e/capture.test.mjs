@@ -2,11 +2,11 @@
 // ways, in a real browser against the real binary: loading the client with
 // `crossorigin`, an XMLHttpRequest object used for more than one call,
 // promises rejected with something that is not an Error, a page left before
-// it was ever idle, calls to relative URLs under a <base>. But for the
-// `crossorigin` page (which is about how the binary serves GET /rum), the
-// client is built from src/ and served by the test site (the beacons still go
-// to the binary), so these run against the sources as they are;
-// browser.test.mjs checks that the binary serves the committed build.
+// it was ever idle, calls to relative URLs under a <base>, no-cors fetches.
+// But for the `crossorigin` page (which is about how the binary serves
+// GET /rum), the client is built from src/ and served by the test site (the
+// beacons still go to the binary), so these run against the sources as they
+// are; browser.test.mjs checks that the binary serves the committed build.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -31,7 +31,7 @@ ${
     : `<script src="/client.js" data-app="${app}" data-url="${pipe}/rum"></script>`
 }
 </head><body>
-<script>${body}</script>
+<script>var PIPE = ${JSON.stringify(pipe)};${body}</script>
 </body></html>`;
 
 // Each scenario is a page named by its app; it sets window.__settled when done.
@@ -94,6 +94,12 @@ fetch('api/items').then(function () {
   x.onloadend = function () { window.__settled = true; };
   x.send();
 });`,
+  // A no-cors fetch that went through answers an opaque response (status 0
+  // to the page); one to a closed port fails.
+  'no-cors': `
+fetch(PIPE + '/health', { mode: 'no-cors' }).then(function () {
+  return fetch('http://127.0.0.1:9/closed', { mode: 'no-cors' });
+}).catch(function () {}).then(function () { window.__settled = true; });`,
   rejections: `
 Promise.reject();
 Promise.reject({ code: 'E_QUOTA', retry: false });
@@ -198,4 +204,13 @@ test('calls to relative URLs under a <base> are reported with the URL they went 
   const urls = typed('base', 'http').map((d) => new URL(field(d, 'rum.http.url')).pathname);
   assert.deepEqual(urls.sort(), ['/app/api/items', '/app/api/more']);
   for (const d of typed('base', 'http')) assert.equal(field(d, 'rum.http.status'), 200);
+});
+
+test('a no-cors fetch that went through is no network failure (status left out, not 0)', async () => {
+  await visit('no-cors');
+  const calls = typed('no-cors', 'http').map((d) => [new URL(field(d, 'rum.http.url')).pathname, field(d, 'rum.http.status') ?? null]);
+  assert.deepEqual(calls.sort(), [
+    ['/closed', 0],
+    ['/health', null],
+  ]);
 });
