@@ -11,8 +11,12 @@ pub const SOURCE: &[u8] = include_bytes!("../client-js/dist/rum.min.js");
 pub struct Bundle {
     pub plain: Bytes,
     pub gzip: Bytes,
-    /// Strong validator derived from the content, stable across builds.
+    /// Strong validator of `plain`, derived from the content, stable across builds.
     pub etag: String,
+    /// Strong validator of `gzip`: another representation of the same
+    /// resource needs its own (RFC 9110 8.8.3), or a cache holding the gzip
+    /// copy could be told 304 for a client that takes no gzip.
+    pub gzip_etag: String,
 }
 
 pub fn bundle() -> &'static Bundle {
@@ -23,10 +27,12 @@ pub fn bundle() -> &'static Bundle {
         // Writing into a Vec cannot fail.
         let _ = encoder.write_all(SOURCE);
         let gzip = encoder.finish().unwrap_or_default();
+        let hash = fnv1a(SOURCE);
         Bundle {
             plain: Bytes::from_static(SOURCE),
             gzip: Bytes::from(gzip),
-            etag: format!("\"{:016x}\"", fnv1a(SOURCE)),
+            etag: format!("\"{hash:016x}\""),
+            gzip_etag: format!("\"{hash:016x}-gzip\""),
         }
     })
 }

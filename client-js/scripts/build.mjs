@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import * as esbuild from 'esbuild';
 
-export const BUDGET_GZIP_BYTES = 8 * 1024;
+export const BUDGET_GZIP_BYTES = 8448;
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'dist', 'rum.min.js');
 

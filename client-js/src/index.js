@@ -299,7 +299,8 @@ function error(kind, e, message, source, line, column) {
 }
 
 function http(kind, method, url, start, status, length, startView) {
-  url = guard(() => new URL(url, location.href).href)() || String(url);
+  // Relative to the base URL, as fetch and XHR resolve it (a <base> changes it).
+  url = guard(() => new URL(url, d.baseURI).href)() || String(url);
   if (config && !isIgnored(url, config.url, config.ignoreUrls))
     add({
       type: 'http',
@@ -324,23 +325,38 @@ function wrapHttp() {
       var start = perf.now(),
         startView = view,
         promise = fetchOriginal.apply(this, arguments),
+        // An opaque answer (no-cors, a manual redirect) went through but shows
+        // no status (0 to the page): left out, as 0 means a network failure.
         done = guard((r) =>
-          http('fetch', init?.method || input.method, input.url || input, start, r ? r.status : 0, r && r.headers.get('content-length'), startView)
+          http('fetch', init?.method || input.method, input.url || input, start, r ? r.status || undefined : 0, r && r.headers.get('content-length'), startView)
         );
       promise.then(done, () => done());
       return promise;
     };
+  // One call of an XHR object is [method, url, start, view] once sent. An
+  // object is often used again (retries, polling), even from its own loadend
+  // handler, which runs before our listener: a call that has ended (DONE) is
+  // reported at the latest when the object is opened again, while its status
+  // is still there; one that open() cuts short (no loadend) is not. One
+  // listener per object, and a call is reported once.
+  const report = (x) => {
+    var call = x._rum;
+    if (x.readyState == 4 && call[2] && !call[4]) {
+      call[4] = 1;
+      http('xhr', call[0], call[1], call[2], x.status, x.getResponseHeader('content-length'), call[3]);
+    }
+  };
   xhr.open = function (method, url) {
-    this._rum = [method, url];
-    return open.apply(this, arguments);
+    var x = this;
+    if (x._rum) guard(report)(x);
+    else on(x, 'loadend', () => report(x));
+    x._rum = [method, url];
+    return open.apply(x, arguments);
   };
   xhr.send = function () {
-    var x = this,
-      call = x._rum,
-      start = perf.now(),
-      startView = view;
-    if (call) on(x, 'loadend', () => http('xhr', call[0], call[1], start, x.status, x.getResponseHeader('content-length'), startView));
-    return send.apply(x, arguments);
+    var call = this._rum;
+    if (call && !call[2]) (call[2] = perf.now()), (call[3] = view);
+    return send.apply(this, arguments);
   };
 }
 
@@ -370,10 +386,9 @@ function hidden() {
 
 /**
  * What can wait until the page has loaded and is idle (or is being left):
- * the session (sessionStorage costs a round trip to the browser process), the
- * sampling decision, web-vitals and the performance observers — these read
- * buffered entries, so starting late loses nothing but INP interactions under
- * 104 ms that happen before it.
+ * the session (sessionStorage costs a round trip to the browser process) and
+ * the sampling decision. Events queued before it are dropped with the queue
+ * when the session is sampled out.
  */
 function start() {
   if (started || !config) return;
@@ -398,13 +413,23 @@ function start() {
     // Resolves with the low-entropy hints too, all under the beacon's names.
     uad.getHighEntropyValues(['platformVersion', 'model', 'fullVersionList']).then((h) => (uaHints = h), () => {});
   }
+}
+
+/**
+ * web-vitals and the performance observers, from init on. They cannot wait
+ * for start(): observers deliver (and web-vitals reports FCP, TTFB, and CLS
+ * after FCP) in later tasks, which a page being left never runs, so a page
+ * left before it was idle (a busy page, a user leaving a slow one) sent LCP
+ * alone. Cheap: the entries come in callbacks once the browser has them.
+ */
+function measure() {
   [onLCP, onCLS, onFCP, onTTFB].forEach((report) => guard(report)(guard(vital)));
   guard(onINP)(guard(onInp), { reportAllChanges: true });
   observe('resource', resource);
   observe(PerformanceObserver.supportedEntryTypes.includes('long-animation-frame') ? 'long-animation-frame' : 'longtask', longTask);
 }
 
-/** Right away only what must not miss anything and costs next to nothing: listeners and wrappers. */
+/** Right away only what must not miss anything and costs little: listeners, wrappers, observers. */
 function init(options) {
   if (config) return;
   options = options || {};
@@ -420,7 +445,13 @@ function init(options) {
   on(w, 'unhandledrejection', (e) => {
     var reason = e.reason,
       isError = reason instanceof Error;
-    error('unhandledrejection', isError && reason, isError ? reason.message : reason);
+    // Anything can be a reason: a value that is no Error is said as JSON
+    // (not "[object Object]"), undefined as "undefined" and "" as '""' (not "false").
+    error(
+      'unhandledrejection',
+      isError && reason,
+      isError ? reason.message : reason && typeof reason == 'string' ? reason : guard(JSON.stringify)(reason) || String(reason)
+    );
   });
   on(
     d,
@@ -433,6 +464,7 @@ function init(options) {
   );
   guard(wrapHttp)();
   guard(wrapHistory)();
+  guard(measure)();
   // On document, so it runs after web-vitals' capturing window listener has reported.
   on(d, 'visibilitychange', () => d.visibilityState == 'hidden' && hidden());
   on(w, 'pagehide', hidden);

@@ -234,18 +234,15 @@ fn client_hints(headers: &HeaderMap) -> Vec<(&'static str, &str)> {
 /// The client script, with validators and gzip when the browser takes it.
 fn serve_client(headers: &HeaderMap, cache_control: &HeaderValue) -> HttpResponse {
     let bundle = client_bundle::bundle();
-    let etag = HeaderValue::from_str(&bundle.etag).unwrap_or(HeaderValue::from_static("\"rum\""));
-    let not_modified = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|tag| tag.trim() == bundle.etag || tag.trim() == "*")
-        });
-    let gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let gzip = accepts_gzip(headers);
+    // The validator of the representation this request gets.
+    let etag_text = if gzip {
+        &bundle.gzip_etag
+    } else {
+        &bundle.etag
+    };
+    let etag = HeaderValue::from_str(etag_text).unwrap_or(HeaderValue::from_static("\"rum\""));
+    let not_modified = if_none_match(headers, etag_text);
     let mut response = if not_modified {
         empty_response(StatusCode::NOT_MODIFIED)
     } else if gzip {
@@ -264,6 +261,12 @@ fn serve_client(headers: &HeaderMap, cache_control: &HeaderValue) -> HttpRespons
     h.insert(header::ETAG, etag);
     h.insert(header::CACHE_CONTROL, cache_control.clone());
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    // The script is public: a page may load it with `crossorigin` (which
+    // `integrity=` requires), a CORS request that fails without this.
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     // Sites with Cross-Origin-Embedder-Policy may still load the script.
     h.insert(
         "cross-origin-resource-policy",
@@ -272,9 +275,127 @@ fn serve_client(headers: &HeaderMap, cache_control: &HeaderValue) -> HttpRespons
     response
 }
 
+/// Whether an `If-None-Match` names `etag`. The comparison is weak (RFC 9110
+/// 13.1.2): a CDN or proxy that compresses the script itself hands the
+/// browser `W/"..."`, which comes back here.
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// Whether `Accept-Encoding` takes gzip: named (or `*`) with a weight above
+/// 0, as in `gzip`, `gzip;q=0.5`; `gzip;q=0` refuses it.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    let codings = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    for coding in codings {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let weight = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map_or(1.0, |(_, q)| q.trim().parse::<f32>().unwrap_or(0.0));
+        if name.eq_ignore_ascii_case("gzip") {
+            gzip = Some(weight > 0.0);
+        } else if name == "*" {
+            any = Some(weight > 0.0);
+        }
+    }
+    gzip.or(any).unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client_answer(request: &[(&str, &str)]) -> HttpResponse {
+        let mut headers = HeaderMap::new();
+        for (name, value) in request {
+            headers.append(
+                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        serve_client(&headers, &HeaderValue::from_static("public, max-age=60"))
+    }
+
+    #[test]
+    fn a_weak_if_none_match_of_the_scripts_etag_is_not_modified() {
+        // If-None-Match compares weakly (RFC 9110 13.1.2): a CDN or proxy
+        // that compresses the script itself hands the browser W/"..." and
+        // the browser sends that back.
+        let etag = &client_bundle::bundle().etag;
+        for tag in [
+            etag.clone(),
+            format!("W/{etag}"),
+            format!("\"x\", W/{etag}"),
+        ] {
+            let answer = client_answer(&[("if-none-match", &tag)]);
+            assert_eq!(answer.status(), StatusCode::NOT_MODIFIED, "{tag}");
+            assert_eq!(answer.headers()[header::ETAG], etag.as_str());
+        }
+        let other = client_answer(&[("if-none-match", "W/\"other\"")]);
+        assert_eq!(other.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn the_gzip_and_the_plain_script_have_etags_of_their_own() {
+        // Two representations of one resource (Vary: Accept-Encoding) need
+        // two strong validators (RFC 9110 8.8.3): a cache that holds the
+        // gzip copy and asks with its ETag for a client that takes no gzip
+        // would be told 304 and hand that client the gzip bytes.
+        let gzip = client_answer(&[("accept-encoding", "gzip")]);
+        let plain = client_answer(&[]);
+        let gzip_etag = gzip.headers()[header::ETAG].to_str().unwrap().to_owned();
+        let plain_etag = plain.headers()[header::ETAG].to_str().unwrap().to_owned();
+        assert_ne!(gzip_etag, plain_etag);
+        let asked = |accept: &str, tag: &str| {
+            client_answer(&[("accept-encoding", accept), ("if-none-match", tag)]).status()
+        };
+        assert_eq!(asked("identity", &gzip_etag), StatusCode::OK);
+        assert_eq!(asked("gzip", &plain_etag), StatusCode::OK);
+        assert_eq!(asked("gzip", &gzip_etag), StatusCode::NOT_MODIFIED);
+        assert_eq!(asked("identity", &plain_etag), StatusCode::NOT_MODIFIED);
+    }
+
+    #[test]
+    fn gzip_refused_with_q_0_is_not_sent() {
+        let encoding = |accept: &str| {
+            client_answer(&[("accept-encoding", accept)])
+                .headers()
+                .get(header::CONTENT_ENCODING)
+                .cloned()
+        };
+        for refused in ["gzip;q=0", "gzip; q=0.000, identity", "br, GZIP;Q=0"] {
+            assert_eq!(encoding(refused), None, "{refused}");
+        }
+        for taken in ["gzip", "deflate, gzip;q=0.5", "GZip", "br;q=1, gzip;q=1.0"] {
+            assert_eq!(encoding(taken).unwrap(), "gzip", "{taken}");
+        }
+        assert_eq!(encoding("gzipx, identity"), None);
+    }
+
+    #[test]
+    fn the_script_may_be_loaded_with_crossorigin_and_integrity() {
+        // <script crossorigin> (needed for integrity=, and for errors with
+        // details) is a CORS request: without this header the browser does
+        // not run the script at all.
+        for origin in [None, Some("https://shop.example.com")] {
+            let request: Vec<_> = origin.map(|o| ("origin", o)).into_iter().collect();
+            let answer = client_answer(&request);
+            assert_eq!(answer.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        }
+    }
 
     #[test]
     fn client_hints_are_each_first_text_value_in_the_tables_order() {

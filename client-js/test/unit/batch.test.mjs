@@ -1,11 +1,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { packBeacons, utf8Length, MAX_BEACON_BYTES, MAX_BEACON_EVENTS } from '../../src/batch.js';
+import { packBeacons, utf8Length, MAX_BEACON_BYTES, MAX_BEACON_EVENTS, MAX_STRING } from '../../src/batch.js';
 
 const head = { v: 1, app: { name: 'shop' }, session: { id: 's1' }, view: { id: 'v1', url: 'https://shop.example/' }, sent_at: 1 };
 
 function unpack(bodies) {
   return bodies.map((b) => JSON.parse(b));
+}
+
+/** Strings, none longer than MAX_STRING, whose JSON array is `extra` bytes longer than `[]`. */
+function filler(extra) {
+  const count = Math.ceil((extra + 1) / (MAX_STRING + 3));
+  let left = extra - 2 * count - (count - 1);
+  return Array.from({ length: count }, () => {
+    const n = Math.min(MAX_STRING, left);
+    left -= n;
+    return 'x'.repeat(n);
+  });
 }
 
 test('utf8Length counts bytes as TextEncoder does', () => {
@@ -40,18 +51,19 @@ test('big batches are split under 60 KB, never truncated, nothing lost', () => {
 });
 
 test('a beacon that lands exactly on the limit is kept whole', () => {
-  const one = packBeacons(head, [{ type: 'custom', data: '' }])[0];
+  const one = packBeacons(head, [{ type: 'custom', data: [] }])[0];
   const room = MAX_BEACON_BYTES - Buffer.byteLength(one);
-  const exact = { type: 'custom', data: 'x'.repeat(room) };
+  const exact = { type: 'custom', data: filler(room) };
   const bodies = packBeacons(head, [exact]);
   assert.equal(bodies.length, 1);
   assert.equal(Buffer.byteLength(bodies[0]), MAX_BEACON_BYTES);
-  const over = { type: 'custom', data: 'x'.repeat(room + 1) };
+  assert.deepEqual(unpack(bodies)[0].events, [exact]);
+  const over = { type: 'custom', data: filler(room + 1) };
   assert.deepEqual(packBeacons(head, [over]), [], 'an event no beacon can hold is left out, not cut');
 });
 
 test('an oversized event does not take its neighbours down', () => {
-  const events = [{ type: 'action', seq: 0 }, { type: 'custom', seq: 1, data: 'x'.repeat(70000) }, { type: 'action', seq: 2 }];
+  const events = [{ type: 'action', seq: 0 }, { type: 'custom', seq: 1, data: filler(70000) }, { type: 'action', seq: 2 }];
   const beacons = unpack(packBeacons(head, events));
   assert.deepEqual(beacons.flatMap((b) => b.events).map((e) => e.seq), [0, 2]);
 });
@@ -69,4 +81,45 @@ test('strings that need JSON escaping are measured after escaping', () => {
   assert.ok(bodies.length > 1);
   for (const body of bodies) assert.ok(Buffer.byteLength(body) <= MAX_BEACON_BYTES);
   assert.deepEqual(unpack(bodies).flatMap((b) => b.events), events);
+});
+
+test('an event JSON cannot write (a cycle, a BigInt in RUM.track data) is left out alone', () => {
+  // JSON.stringify throws for these; the flush had already taken the queue,
+  // so one such event lost every event queued with it.
+  const cyclic = { type: 'custom', seq: 1, data: {} };
+  cyclic.data.self = cyclic.data;
+  const events = [{ type: 'action', seq: 0 }, cyclic, { type: 'custom', seq: 2, data: { n: 10n } }, { type: 'action', seq: 3 }];
+  const beacons = unpack(packBeacons(head, events));
+  assert.deepEqual(beacons.flatMap((b) => b.events).map((e) => e.seq), [0, 3]);
+});
+
+test('a lone surrogate (a string cut inside an emoji) is sent as U+FFFD, pairs as they are', () => {
+  // JSON.stringify writes a lone surrogate as a \udXXX escape, which the
+  // server's JSON parser refuses, and the whole beacon with it (400
+  // invalid_json: "unexpected end of hex escape").
+  const cut = '😀😀'.slice(0, 3);
+  const events = [{ type: 'error', seq: 0, message: `${cut} ok 😀`, stack: '\udc00 low first' }, { type: 'action', seq: 1 }];
+  const bodies = packBeacons({ ...head, view: { ...head.view, title: `title ${cut}` } }, events);
+  for (const body of bodies) assert.doesNotMatch(body, /\\ud[89a-f]/i, 'no surrogate escapes');
+  const [beacon] = unpack(bodies);
+  assert.equal(beacon.view.title, 'title 😀\ufffd');
+  assert.equal(beacon.events[0].message, '😀\ufffd ok 😀');
+  assert.equal(beacon.events[0].stack, '\ufffd low first');
+  assert.equal(beacon.events.length, 2);
+});
+
+test('no string in a beacon is longer than the server takes (max_string_bytes, 16 KiB by default)', () => {
+  // The server refuses a whole beacon for one longer string (400
+  // string_too_long); RUM.track data and beforeSend edits are not cut by the
+  // collectors.
+  const strings = (value) => (typeof value == 'string' ? [value] : value && typeof value == 'object' ? Object.values(value).flatMap(strings) : []);
+  const events = [
+    { type: 'custom', seq: 0, data: { blob: 'x'.repeat(20000), nested: ['日'.repeat(6000)] } },
+    { type: 'error', seq: 1, message: 'é'.repeat(9000) },
+    { type: 'action', seq: 2 },
+  ];
+  const beacons = unpack(packBeacons(head, events));
+  assert.deepEqual(beacons.flatMap((b) => b.events).map((e) => e.seq), [0, 1, 2]);
+  for (const s of beacons.flatMap(strings)) assert.ok(Buffer.byteLength(s) <= 16384, `${Buffer.byteLength(s)} bytes`);
+  assert.ok(beacons[0].events[0].data.blob.startsWith('xxx'), 'cut, not dropped');
 });
