@@ -24,7 +24,7 @@ mod tests;
 
 use cache::{hints_key, key_hash, ParseCache, Prepared, MAX_CACHED_KEY_BYTES};
 pub use client_hints::ClientHints;
-pub use corrections::UserAgentParser;
+pub use corrections::{UserAgentParser, MAX_PARSED_UA_BYTES};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -210,6 +210,28 @@ fn hints_held_in_memory_past_the_key_limit_are_not_cached() {
 }
 
 #[test]
+fn only_the_head_of_a_huge_user_agent_is_parsed() {
+    // woothee's scans are linear in the UA: 64 KB (the header limit) cost
+    // some 300 parses of a real UA, on every beacon (too long to cache).
+    // Past MAX_PARSED_UA_BYTES nothing is read, so a marker there is not
+    // seen (the bytes around the cut are a multibyte character).
+    let parser = UserAgentParser::new(&[], true);
+    let head = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 ";
+    let pad = "é".repeat((MAX_PARSED_UA_BYTES - head.len()) / 2 + 1);
+    let tail = " HeadlessChrome/124.0.0.0";
+    let ua = format!("{head}{pad}{tail}{}", "x".repeat(60_000));
+    let info = parser.parse(&ua, None);
+    assert_eq!(info, parser.parse(head, None));
+    assert_eq!(info.name.as_deref(), Some("Chrome"));
+    assert!(!info.synthetic);
+    // Under the limit the whole UA is read.
+    let short = format!("{head}{tail}");
+    let info = parser.parse(&short, None);
+    assert_eq!(info.name.as_deref(), Some("HeadlessChrome"));
+    assert!(info.synthetic);
+}
+
+#[test]
 fn collision_never_returns_another_key() {
     let mut cache = ParseCache::new(16);
     let firefox = Prepared::new(UserAgentInfo {
