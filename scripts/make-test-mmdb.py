@@ -11,6 +11,8 @@ The outputs are committed; run this only to change them:
     python3 scripts/make-test-mmdb.py            # writes testdata/geoip/*.mmdb
 
 GeoIP2-City-Test-updated.mmdb is the "next release" the reload tests swap in.
+GeoIP2-City-Test-ipv4.mmdb holds the IPv4 records alone in an IPv4-only tree
+(`ip_version` 4), as in-house and some vendors' databases are.
 
 The build time is fixed so that re-running produces the same bytes.
 """
@@ -157,6 +159,19 @@ def write_city(path, records=CITY_RECORDS):
     w.to_db_file(path)
 
 
+def write_city_ipv4(path):
+    w = FixedTimeWriter(
+        ip_version=4,
+        database_type="GeoIP2-City",
+        languages=["de", "en", "ja"],
+        description="rum-pipeline test IPv4-only City database (not real data)",
+    )
+    for cidr, record in CITY_RECORDS:
+        if ":" not in cidr:
+            w.insert_network(IPSet([cidr]), record)
+    w.to_db_file(path)
+
+
 def write_asn(path):
     w = FixedTimeWriter(
         ip_version=6,
@@ -178,8 +193,9 @@ def main():
     os.makedirs(out, exist_ok=True)
     write_city(os.path.join(out, "GeoIP2-City-Test.mmdb"))
     write_city(os.path.join(out, "GeoIP2-City-Test-updated.mmdb"), UPDATED_CITY_RECORDS)
+    write_city_ipv4(os.path.join(out, "GeoIP2-City-Test-ipv4.mmdb"))
     write_asn(os.path.join(out, "GeoLite2-ASN-Test.mmdb"))
-    print(f"wrote GeoIP2-City-Test.mmdb, GeoIP2-City-Test-updated.mmdb, GeoLite2-ASN-Test.mmdb in {out}")
+    print(f"wrote GeoIP2-City-Test.mmdb, GeoIP2-City-Test-updated.mmdb, GeoIP2-City-Test-ipv4.mmdb, GeoLite2-ASN-Test.mmdb in {out}")
 
 
 if __name__ == "__main__":

@@ -169,8 +169,8 @@ struct Reloader<L: Load> {
     generation: u64,
     published: Weak<Published<L::Value>>,
     /// The stamps of the last version that failed to load: not retried (nor
-    /// logged again) until the files change once more. `None` while the
-    /// main file cannot be read: every poll retries then.
+    /// logged again) until the files change once more. While the main file
+    /// cannot be read every poll retries, logged only the first time.
     failed: Option<Vec<Option<FileStamp>>>,
     counters: ReloadCounters,
 }
@@ -184,8 +184,8 @@ impl<L: Load> Reloader<L> {
         if !force && stamps == self.loaded {
             return Some(ReloadOutcome::Unchanged);
         }
-        let key = stamps[0].is_some().then(|| stamps.clone());
-        if !force && key.is_some() && key == self.failed {
+        let failed_before = self.failed.as_ref() == Some(&stamps);
+        if !force && failed_before && stamps[0].is_some() {
             return Some(ReloadOutcome::Unchanged);
         }
         match self.loader.load() {
@@ -202,10 +202,10 @@ impl<L: Load> Reloader<L> {
                 Some(ReloadOutcome::Reloaded)
             }
             Err(e) => {
-                if key != self.failed || force {
+                if !failed_before || force {
                     tracing::error!(component = %self.id, "{}: reload failed, keeping the loaded ones: {e:#}", L::WHAT);
                 }
-                self.failed = key;
+                self.failed = Some(stamps);
                 self.counters.errors.inc();
                 Some(ReloadOutcome::Failed)
             }

@@ -337,6 +337,40 @@ async fn sighup_reloads_a_replaced_database_without_losing_events() {
     );
 }
 
+/// A database deleted under a running pipeline (a cleanup job, an updater
+/// that removes before it writes) keeps the loaded one in use, and says so
+/// in the log, once, though every poll counts the failed reload.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_deleted_while_running_is_logged_once_and_the_loaded_one_kept() {
+    let dbs = tempfile::tempdir().expect("temp dir");
+    install_city_db(dbs.path(), "GeoIP2-City-Test.mmdb");
+    let config = PIPELINE
+        .replace("reload_interval_secs = 0", "reload_interval_secs = 1")
+        .replace("{dir}", &dbs.path().display().to_string())
+        .replace("ASN_DB", &testdata("GeoLite2-ASN-Test.mmdb"));
+    let p = Pipeline::start(&config);
+    std::fs::remove_file(dbs.path().join("GeoIP2-City.mmdb")).expect("delete the database");
+    let failed = |l: &str| l.contains("reload failed");
+    let logged = tokio::task::block_in_place(|| p.wait_stderr(failed, Duration::from_secs(10)));
+    logged.unwrap_or_else(|| panic!("no failed reload logged:\n{}", p.stderr().join("\n")));
+    // More polls fail, counted, not logged again.
+    let errors = p
+        .wait_metric(
+            "component_errors_total",
+            &["error_type=\"reload_failed\""],
+            3.0,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(errors >= 3.0, "{errors} failed reloads counted");
+    assert_eq!(p.stderr().iter().filter(|l| failed(l)).count(), 1);
+
+    let headers = [("x-forwarded-for", "81.2.69.142")];
+    post(&p, &beacon("kept", 1), &headers).await;
+    let docs = tokio::task::block_in_place(|| p.wait_documents(1, Duration::from_secs(10)));
+    assert_eq!(docs[0]["client"]["geo"]["city_name"], "London");
+}
+
 #[test]
 fn missing_or_corrupt_database_stops_startup_naming_the_path() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -85,9 +85,15 @@ impl Database {
             );
         }
         // The metadata can be fine while the tree or data is not: decode a
-        // few records so a damaged file fails here, not on traffic.
+        // few records so a damaged file fails here, not on traffic. An
+        // IPv4-only tree (`ip_version` 4) refuses IPv6 lookups by design;
+        // IPv6 clients are then not found.
+        let ipv4_only = reader.metadata().ip_version == 4;
         for probe in ["1.1.1.1", "8.8.8.8", "81.2.69.142", "2001:4860::1"] {
             let ip: IpAddr = probe.parse().expect("literal address");
+            if ipv4_only && ip.is_ipv6() {
+                continue;
+            }
             let found = reader
                 .lookup(ip)
                 .with_context(|| format!("{} is damaged (lookup of {probe})", path.display()))?;

@@ -194,6 +194,24 @@ fn address_not_in_the_database() {
 }
 
 #[test]
+fn an_ipv4_only_database_loads_and_answers_ipv6_clients_with_nothing() {
+    // `ip_version` 4: in-house databases and some vendors' are built so.
+    // Its tree cannot be asked about an IPv6 address at all, which the
+    // build's check took for a damaged file.
+    let (mut t, metrics) = build(&GeoipConfig::new(testdata("GeoIP2-City-Test-ipv4.mmdb")))
+        .expect("an IPv4-only City database is a valid database");
+    let events = run_whole(
+        &mut t,
+        &["81.2.69.142", "2a02:598::1", "::ffff:81.2.69.142"],
+    );
+    assert_eq!(events[0].get_str("client.geo.city_name"), Some("London"));
+    assert_eq!(events[1].get("client.geo"), None);
+    assert_eq!(events[2].get_str("client.geo.city_name"), Some("London"));
+    assert_eq!(lookups(&metrics, "found"), 2);
+    assert_eq!(lookups(&metrics, "not_found"), 1);
+}
+
+#[test]
 fn ipv4_mapped_ipv6_is_looked_up_as_ipv4() {
     let (mut t, _) = build(&config()).unwrap();
     let events = run(&mut t, &["::ffff:81.2.69.142"]);

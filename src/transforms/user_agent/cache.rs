@@ -1,6 +1,6 @@
 //! The parse cache: a resolved UA kept as shared slot values in a
 //! `quick_cache` bounded by entry count, keyed by a hash of the UA and hints
-//! and checked against the whole key on a hit.
+//! (as JSON text) and checked against the whole key on a hit.
 
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
@@ -14,8 +14,10 @@ use super::UserAgentInfo;
 use crate::event::{Context, FieldId, FieldValue};
 use crate::schema;
 
-/// UAs longer than this are parsed every time rather than cached, so that a
-/// client sending huge random UAs cannot fill memory through the cache.
+/// Keys (UA plus hints as JSON text) longer than this are parsed every time
+/// rather than cached, so that a client sending huge random UAs or hints
+/// cannot fill memory through the cache: its keys hold at most
+/// `cache_size` × this many bytes.
 pub(super) const MAX_CACHED_KEY_BYTES: usize = 2048;
 /// A resolved UA as shared slot values, so a cache hit only bumps refcounts.
 #[derive(Debug, Clone, Default)]
@@ -86,40 +88,23 @@ impl Prepared {
     }
 }
 
-/// Hash of the cache key, and its size in bytes (to keep huge keys out).
-pub(super) fn key_hash(ua: &str, hints: Option<&Value>) -> (u64, usize) {
+/// Hash of the cache key: the UA and its hints as JSON text.
+pub(super) fn key_hash(ua: &str, hints_json: &[u8]) -> u64 {
     let mut hasher = FxHasher::default();
     ua.hash(&mut hasher);
-    let mut bytes = ua.len();
-    if let Some(hints) = hints {
-        hash_value(hints, &mut hasher, &mut bytes);
-    }
-    (hasher.finish(), bytes)
+    hints_json.hash(&mut hasher);
+    hasher.finish()
 }
 
-fn hash_value(value: &Value, hasher: &mut FxHasher, bytes: &mut usize) {
-    match value {
-        Value::Null => 0u8.hash(hasher),
-        Value::Bool(b) => b.hash(hasher),
-        Value::Number(n) => n.hash(hasher),
-        Value::String(s) => {
-            *bytes += s.len();
-            s.hash(hasher);
-        }
-        Value::Array(items) => {
-            items.len().hash(hasher);
-            for item in items {
-                hash_value(item, hasher, bytes);
-            }
-        }
-        Value::Object(map) => {
-            map.len().hash(hasher);
-            for (key, item) in map {
-                *bytes += key.len();
-                key.hash(hasher);
-                hash_value(item, hasher, bytes);
-            }
-        }
+/// The hints as the cache key holds them, written into `out` (emptied
+/// first; nothing when there are none): JSON text, whose length is the
+/// memory a key holds. A cloned `Value` would hold 32 bytes for each item,
+/// and a B-tree node for each object, that their text does not show.
+pub(super) fn hints_key(hints: Option<&Value>, out: &mut Vec<u8>) {
+    out.clear();
+    if let Some(hints) = hints {
+        // Writing a `Value` into a `Vec` cannot fail (its keys are strings).
+        let _ = serde_json::to_writer(&mut *out, hints);
     }
 }
 
@@ -135,12 +120,13 @@ pub(super) struct ParseCache {
     entries: Option<Cache<Key, Arc<Prepared>, UnitWeighter, FxBuildHasher>>,
 }
 
-/// An owned cache key: the UA, its hints, and their hash.
+/// An owned cache key: the UA, its hints as JSON text (empty when none),
+/// and their hash. Its heap is exactly the two texts' bytes.
 #[derive(PartialEq, Eq)]
 struct Key {
     hash: u64,
     ua: Box<str>,
-    hints: Option<Value>,
+    hints: Box<[u8]>,
 }
 
 impl Hash for Key {
@@ -153,7 +139,7 @@ impl Hash for Key {
 struct Lookup<'a> {
     hash: u64,
     ua: &'a str,
-    hints: Option<&'a Value>,
+    hints: &'a [u8],
 }
 
 impl Hash for Lookup<'_> {
@@ -164,7 +150,7 @@ impl Hash for Lookup<'_> {
 
 impl Equivalent<Key> for Lookup<'_> {
     fn equivalent(&self, key: &Key) -> bool {
-        self.hash == key.hash && *self.ua == *key.ua && self.hints == key.hints.as_ref()
+        self.hash == key.hash && *self.ua == *key.ua && *self.hints == *key.hints
     }
 }
 
@@ -187,25 +173,19 @@ impl ParseCache {
         self.entries.is_some()
     }
 
-    pub(super) fn get(&self, hash: u64, ua: &str, hints: Option<&Value>) -> Option<Arc<Prepared>> {
+    pub(super) fn get(&self, hash: u64, ua: &str, hints: &[u8]) -> Option<Arc<Prepared>> {
         let entries = self.entries.as_ref()?;
         entries.get(&Lookup { hash, ua, hints }).cloned()
     }
 
     /// Keeps `prepared` for this key (a colliding key's entry stays: both
     /// live in the cache, told apart by the whole key).
-    pub(super) fn insert(
-        &mut self,
-        hash: u64,
-        ua: &str,
-        hints: Option<&Value>,
-        prepared: Arc<Prepared>,
-    ) {
+    pub(super) fn insert(&mut self, hash: u64, ua: &str, hints: &[u8], prepared: Arc<Prepared>) {
         if let Some(entries) = &mut self.entries {
             let key = Key {
                 hash,
                 ua: ua.into(),
-                hints: hints.cloned(),
+                hints: hints.into(),
             };
             entries.insert(key, prepared);
         }

@@ -21,6 +21,22 @@ fn known(s: &str) -> Option<&str> {
     (!s.is_empty() && s != UNKNOWN).then_some(s)
 }
 
+/// Bytes of a User-Agent read by the parser. Real UAs stay under 300
+/// bytes (in-app browsers with all their tokens under 1 KiB); woothee's
+/// scans are linear in the length, so a UA as long as the header limit
+/// (64 KiB) cost as much as 300 ordinary ones, on every beacon: too long to
+/// be cached, it is parsed each time.
+pub const MAX_PARSED_UA_BYTES: usize = 1024;
+
+/// The first `MAX_PARSED_UA_BYTES` of `ua`, cut at a character boundary.
+fn head(ua: &str) -> &str {
+    let mut end = ua.len().min(MAX_PARSED_UA_BYTES);
+    while !ua.is_char_boundary(end) {
+        end -= 1;
+    }
+    &ua[..end]
+}
+
 /// The category names woothee uses, as static strings.
 fn category(name: &str) -> Option<&'static str> {
     [
@@ -50,6 +66,7 @@ impl UserAgentParser {
     }
 
     pub fn parse(&self, ua: &str, hints: Option<&Value>) -> UserAgentInfo {
+        let ua = head(ua);
         let parsed = self.woothee.parse(ua).unwrap_or_default();
         let mut info = UserAgentInfo {
             category: category(parsed.category),

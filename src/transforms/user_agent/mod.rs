@@ -22,9 +22,9 @@ mod corrections;
 #[cfg(test)]
 mod tests;
 
-use cache::{key_hash, ParseCache, Prepared, MAX_CACHED_KEY_BYTES};
+use cache::{hints_key, key_hash, ParseCache, Prepared, MAX_CACHED_KEY_BYTES};
 pub use client_hints::ClientHints;
-pub use corrections::UserAgentParser;
+pub use corrections::{UserAgentParser, MAX_PARSED_UA_BYTES};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +100,7 @@ impl UserAgentConfig {
             parser: UserAgentParser::new(&self.synthetic_patterns, self.use_client_hints),
             cache: ParseCache::new(self.cache_size),
             drop_synthetic: self.drop_synthetic,
+            hints_json: Vec::new(),
             hits: counter("hit"),
             misses: counter("miss"),
             discarded: cx.metrics.discarded_intentional.clone(),
@@ -122,6 +123,9 @@ pub struct UserAgentInfo {
 pub struct UserAgentTransform {
     parser: UserAgentParser,
     cache: ParseCache,
+    /// The hints of the context at hand as the cache key holds them (JSON
+    /// text). Kept between contexts for its allocation.
+    hints_json: Vec<u8>,
     drop_synthetic: bool,
     hits: Counter,
     misses: Counter,
@@ -185,16 +189,21 @@ impl UserAgentTransform {
             return None;
         }
         let ua = ua.unwrap_or("");
-        let (hash, key_bytes) = key_hash(ua, hints);
-        let cacheable = key_bytes <= MAX_CACHED_KEY_BYTES && self.cache.is_enabled();
+        let cacheable = self.cache.is_enabled() && ua.len() <= MAX_CACHED_KEY_BYTES;
         if cacheable {
-            if let Some(hit) = self.cache.get(hash, ua, hints) {
+            hints_key(hints, &mut self.hints_json);
+        }
+        let key = &self.hints_json;
+        let cacheable = cacheable && ua.len() + key.len() <= MAX_CACHED_KEY_BYTES;
+        let hash = if cacheable { key_hash(ua, key) } else { 0 };
+        if cacheable {
+            if let Some(hit) = self.cache.get(hash, ua, key) {
                 return Some((hit, true));
             }
         }
         let prepared = Arc::new(Prepared::new(self.parser.parse(ua, hints)));
         if cacheable {
-            self.cache.insert(hash, ua, hints, prepared.clone());
+            self.cache.insert(hash, ua, key, prepared.clone());
         }
         Some((prepared, false))
     }

@@ -181,17 +181,68 @@ fn huge_user_agents_are_parsed_but_not_cached() {
 }
 
 #[test]
+fn hints_held_in_memory_past_the_key_limit_are_not_cached() {
+    // 1,900 nulls: 60 KB held as `Value`s (under the source's 64 KiB
+    // context budget) but no string bytes, which the key size used to count
+    // alone; 4096 such keys held some 250 MB. One beacon each, every key
+    // new.
+    let (mut t, _) = transform(UserAgentConfig::default());
+    let ua = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0";
+    for i in 0..3 {
+        let heavy = json!({"platform": "Linux", "x": vec![Value::Null; 1900], "n": i});
+        let mut batch = vec![event(ua, Some(&heavy))];
+        t.transform_batch(&mut batch);
+        assert_eq!(batch[0].get_str("user_agent.name"), Some("Firefox"));
+    }
+    assert_eq!(t.cache.len(), 0, "heavy hints were kept in the cache");
+
+    // What Chrome's client sends (getHighEntropyValues) is still cached.
+    let chrome = json!({
+        "brands": [{"brand": "Chromium", "version": "124"}, {"brand": "Google Chrome", "version": "124"}, {"brand": "Not-A.Brand", "version": "99"}],
+        "fullVersionList": [{"brand": "Chromium", "version": "124.0.6367.91"}, {"brand": "Google Chrome", "version": "124.0.6367.91"}, {"brand": "Not-A.Brand", "version": "99.0.0.0"}],
+        "mobile": false, "platform": "Windows", "platformVersion": "15.0.0", "model": ""
+    });
+    let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+    let mut batch = vec![event(ua, Some(&chrome)), event(ua, Some(&chrome))];
+    t.transform_batch(&mut batch);
+    assert_eq!(t.cache.len(), 1);
+    assert_eq!(batch[1].get_str("user_agent.os.version"), Some("11"));
+}
+
+#[test]
+fn only_the_head_of_a_huge_user_agent_is_parsed() {
+    // woothee's scans are linear in the UA: 64 KB (the header limit) cost
+    // some 300 parses of a real UA, on every beacon (too long to cache).
+    // Past MAX_PARSED_UA_BYTES nothing is read, so a marker there is not
+    // seen (the bytes around the cut are a multibyte character).
+    let parser = UserAgentParser::new(&[], true);
+    let head = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 ";
+    let pad = "é".repeat((MAX_PARSED_UA_BYTES - head.len()) / 2 + 1);
+    let tail = " HeadlessChrome/124.0.0.0";
+    let ua = format!("{head}{pad}{tail}{}", "x".repeat(60_000));
+    let info = parser.parse(&ua, None);
+    assert_eq!(info, parser.parse(head, None));
+    assert_eq!(info.name.as_deref(), Some("Chrome"));
+    assert!(!info.synthetic);
+    // Under the limit the whole UA is read.
+    let short = format!("{head}{tail}");
+    let info = parser.parse(&short, None);
+    assert_eq!(info.name.as_deref(), Some("HeadlessChrome"));
+    assert!(info.synthetic);
+}
+
+#[test]
 fn collision_never_returns_another_key() {
     let mut cache = ParseCache::new(16);
     let firefox = Prepared::new(UserAgentInfo {
         name: Some("Firefox".into()),
         ..Default::default()
     });
-    cache.insert(42, "Firefox UA", None, Arc::new(firefox));
-    assert!(cache.get(42, "Crafted UA", None).is_none());
-    assert!(cache.get(42, "Firefox UA", None).is_some());
+    cache.insert(42, "Firefox UA", b"", Arc::new(firefox));
+    assert!(cache.get(42, "Crafted UA", b"").is_none());
+    assert!(cache.get(42, "Firefox UA", b"").is_some());
     assert!(cache
-        .get(42, "Firefox UA", Some(&json!({"platform": "Linux"})))
+        .get(42, "Firefox UA", br#"{"platform":"Linux"}"#)
         .is_none());
 }
 
