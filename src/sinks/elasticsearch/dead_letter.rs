@@ -37,6 +37,11 @@ pub trait LetterFile: Send + 'static {
     fn truncate(&mut self, len: u64) -> io::Result<()>;
     /// The last `n` bytes (`n` <= length).
     fn tail(&mut self, n: u64) -> io::Result<Vec<u8>>;
+    /// Whether `path` still names this file. An operator moves it aside to
+    /// replay it, or removes it after replaying, or logrotate renames it:
+    /// writing on would put dead letters where nobody looks, or into a file
+    /// already deleted.
+    fn is_at(&self, path: &Path) -> bool;
 }
 
 impl LetterFile for std::fs::File {
@@ -62,6 +67,23 @@ impl LetterFile for std::fs::File {
         self.take(n).read_to_end(&mut out)?;
         Ok(out)
     }
+
+    fn is_at(&self, path: &Path) -> bool {
+        let (Ok(open), Ok(named)) = (self.metadata(), std::fs::metadata(path)) else {
+            return false;
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            open.dev() == named.dev() && open.ino() == named.ino()
+        }
+        #[cfg(not(unix))]
+        {
+            // No inode to compare: at least a removed file is noticed.
+            let _ = (open, named);
+            true
+        }
+    }
 }
 
 /// Opens the file at a path (the real one creates it, append mode).
@@ -81,7 +103,8 @@ pub struct DeadLetters {
     path: Option<PathBuf>,
     opener: Opener,
     /// Opened (and repaired) on first use; emptied after a failed write so
-    /// the next one reopens — the file may have been rotated or the disk freed.
+    /// the next one reopens (the disk may have been freed), and reopened when
+    /// the path no longer names it (moved aside for a replay, removed).
     file: Mutex<Option<Box<dyn LetterFile>>>,
 }
 
@@ -143,7 +166,17 @@ impl DeadLetters {
         // Blocking file I/O off the runtime's threads; the lock keeps writes whole.
         let (file, result) = tokio::task::spawn_blocking(move || {
             let mut file = match file {
-                Some(file) => file,
+                Some(file) if file.is_at(&owned_path) => file,
+                Some(_) => {
+                    tracing::info!(
+                        "dead-letter file {}: moved or removed since the last write; starting a new one there",
+                        owned_path.display()
+                    );
+                    match open_repaired(&opener, &owned_path) {
+                        Ok(file) => file,
+                        Err(e) => return (None, Err(e)),
+                    }
+                }
                 None => match open_repaired(&opener, &owned_path) {
                     Ok(file) => file,
                     Err(e) => return (None, Err(e)),
@@ -407,6 +440,9 @@ mod whole_line_tests {
         fn tail(&mut self, n: u64) -> io::Result<Vec<u8>> {
             self.file.tail(n)
         }
+        fn is_at(&self, path: &Path) -> bool {
+            self.file.is_at(path)
+        }
     }
 
     fn body(n: usize) -> (Vec<u8>, Vec<ItemSpan>) {
@@ -507,6 +543,27 @@ mod whole_line_tests {
         only_torn.write_all(&vec![b'x'; 10_000]).unwrap();
         assert_eq!(cut_torn_tail(&mut only_torn).unwrap(), 10_000);
         assert_eq!(LetterFile::size(&mut only_torn).unwrap(), 0);
+    }
+
+    /// An operator moves the file aside to replay it (or removes it after a
+    /// replay, or logrotate renames it): later dead letters must land in a
+    /// file at the configured path, not in the moved or deleted one.
+    #[tokio::test]
+    async fn a_file_moved_or_removed_is_replaced_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let moved = dir.path().join("dead.ndjson.replaying");
+        let letters = DeadLetters::new(Some(path.clone()));
+        let (body, spans) = body(3);
+        let failure = Failure::new(Some(400), "mapper_parsing_exception", "bad");
+        letters.write(&body, &[(spans[0], &failure)]).await.unwrap();
+        std::fs::rename(&path, &moved).unwrap();
+        letters.write(&body, &[(spans[1], &failure)]).await.unwrap();
+        assert_eq!(ids(&moved), ["0"], "nothing added to the moved file");
+        assert_eq!(ids(&path), ["1"], "a new file at the path");
+        std::fs::remove_file(&path).unwrap();
+        letters.write(&body, &[(spans[2], &failure)]).await.unwrap();
+        assert_eq!(ids(&path), ["2"], "not written into the removed file");
     }
 
     #[test]
