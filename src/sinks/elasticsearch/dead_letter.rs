@@ -5,7 +5,7 @@
 //! `{"@timestamp": "...", "index": "...", "id": "...", "error": {"status": 400, "type": "...", "reason": "..."}, "document": {...}}`
 //!
 //! Whole lines or nothing: a write that fails part-way (a full disk, a quota)
-//! is cut back to where it started, and a file left with a torn last line (a
+//! or would pass `dead_letter.max_bytes` is cut back (or not begun) to where it started, and a file left with a torn last line (a
 //! crash mid-write) is cut back to its last whole line when it is opened. So
 //! every line parses, the replay command in README replays all of them, and
 //! `elasticsearch_dead_lettered_events_total` equals the lines this process
@@ -106,6 +106,11 @@ pub struct DeadLetters {
     /// the next one reopens (the disk may have been freed), and reopened when
     /// the path no longer names it (moved aside for a replay, removed).
     file: Mutex<Option<Box<dyn LetterFile>>>,
+    /// `dead_letter.max_bytes`: the file does not grow past it. A volume
+    /// with a size limit must never be overrun — Kubernetes evicts a pod
+    /// whose emptyDir passes its sizeLimit at once (no grace period), and the
+    /// file and everything in the buffers go with it.
+    max_bytes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +136,15 @@ impl DeadLetters {
             path,
             opener,
             file: Mutex::new(None),
+            max_bytes: None,
         }
+    }
+
+    /// A file that stops growing at `max` bytes: a write that would pass it
+    /// fails whole (its documents are counted as lost, as with a full disk).
+    pub fn with_max_bytes(mut self, max: u64) -> Self {
+        self.max_bytes = Some(max);
+        self
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -163,6 +176,7 @@ impl DeadLetters {
         let file = guard.take();
         let opener = self.opener.clone();
         let owned_path = path.clone();
+        let max_bytes = self.max_bytes;
         // Blocking file I/O off the runtime's threads; the lock keeps writes whole.
         let (file, result) = tokio::task::spawn_blocking(move || {
             let mut file = match file {
@@ -182,6 +196,22 @@ impl DeadLetters {
                     Err(e) => return (None, Err(e)),
                 },
             };
+            if let Some(max) = max_bytes {
+                match file.size() {
+                    Ok(size) if size.saturating_add(lines.len() as u64) > max => {
+                        let e = io::Error::new(
+                            io::ErrorKind::StorageFull,
+                            format!(
+                                "it holds {size} bytes and {} more would pass dead_letter.max_bytes ({max}); replay it and move it aside",
+                                lines.len()
+                            ),
+                        );
+                        return (Some(file), Err(e));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return (None, Err(e)),
+                }
+            }
             match append_whole(file.as_mut(), &lines) {
                 Ok(()) => (Some(file), Ok(())),
                 Err(e) => (None, Err(e)),
@@ -564,6 +594,43 @@ mod whole_line_tests {
         std::fs::remove_file(&path).unwrap();
         letters.write(&body, &[(spans[2], &failure)]).await.unwrap();
         assert_eq!(ids(&path), ["2"], "not written into the removed file");
+    }
+
+    /// A volume with a size limit (a Kubernetes emptyDir past its sizeLimit
+    /// gets the pod evicted at once, file and buffers with it): the file
+    /// stops growing at `dead_letter.max_bytes`, whole lines only, and takes
+    /// dead letters again once it has been moved aside.
+    #[tokio::test]
+    async fn the_file_stops_at_max_bytes_and_resumes_once_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let (body, spans) = body(5);
+        let failure = Failure::new(Some(400), "mapper_parsing_exception", "bad");
+        let mut one = Vec::new();
+        record(
+            spans[0].action(&body),
+            spans[0].document(&body),
+            &failure,
+            "2026-03-07T10:00:00.000Z",
+            &mut one,
+        );
+        // Room for two lines and a half.
+        let letters = DeadLetters::new(Some(path.clone())).with_max_bytes(one.len() as u64 * 5 / 2);
+        letters.write(&body, &[(spans[0], &failure)]).await.unwrap();
+        letters.write(&body, &[(spans[1], &failure)]).await.unwrap();
+        let err = letters
+            .write(&body, &[(spans[2], &failure)])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("dead_letter.max_bytes"), "{err}");
+        assert_eq!(ids(&path), ["0", "1"], "nothing past the limit");
+        std::fs::rename(&path, dir.path().join("dead.replaying.ndjson")).unwrap();
+        letters.write(&body, &[(spans[3], &failure)]).await.unwrap();
+        assert_eq!(ids(&path), ["3"]);
+        // A write larger than the limit as a whole is refused whole.
+        let all: Vec<(ItemSpan, &Failure)> = spans.iter().map(|s| (*s, &failure)).collect();
+        assert!(letters.write(&body, &all).await.is_err());
+        assert_eq!(ids(&path), ["3"]);
     }
 
     #[test]
