@@ -5,8 +5,11 @@
 //! `{"@timestamp": "...", "index": "...", "id": "...", "error": {"status": 400, "type": "...", "reason": "..."}, "document": {...}}`
 //!
 //! Whole lines or nothing: a write that fails part-way (a full disk, a quota)
-//! or would pass `dead_letter.max_bytes` is cut back (or not begun) to where it started, and a file left with a torn last line (a
-//! crash mid-write) is cut back to its last whole line when it is opened. So
+//! is cut back to where it started, one that would pass
+//! `dead_letter.max_bytes` is not made, and a torn last line (a crash
+//! mid-write) is cut back to the last whole line before the next write;
+//! writers of one file (two sinks, two processes) take turns under an
+//! `flock`. So
 //! every line parses, the replay command in README replays all of them, and
 //! `elasticsearch_dead_lettered_events_total` equals the lines this process
 //! wrote. Replaying is idempotent on Elasticsearch/OpenSearch (same `_id`,
@@ -42,6 +45,12 @@ pub trait LetterFile: Send + 'static {
     /// writing on would put dead letters where nobody looks, or into a file
     /// already deleted.
     fn is_at(&self, path: &Path) -> bool;
+    /// Waits for, then holds, the lock every writer of the file takes for
+    /// a write (an exclusive `flock`): a cut-back after a failed write must
+    /// not take another writer's lines, nor a torn-line cut its line in
+    /// progress.
+    fn lock_writers(&mut self) -> io::Result<()>;
+    fn unlock_writers(&mut self);
 }
 
 impl LetterFile for std::fs::File {
@@ -66,6 +75,39 @@ impl LetterFile for std::fs::File {
         let mut out = Vec::with_capacity(n as usize);
         self.take(n).read_to_end(&mut out)?;
         Ok(out)
+    }
+
+    fn lock_writers(&mut self) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            loop {
+                // SAFETY: flock on a descriptor `self` keeps open.
+                if unsafe { libc::flock(self.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                    return Ok(());
+                }
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    // A file system without locks (some NFS set-ups): the
+                    // writers go uncoordinated, as they would without this,
+                    // rather than every dead letter being lost.
+                    Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::EINVAL) => return Ok(()),
+                    _ => return Err(e),
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        Ok(())
+    }
+
+    fn unlock_writers(&mut self) {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: as above. Closing the file would release it too.
+            unsafe { libc::flock(self.as_raw_fd(), libc::LOCK_UN) };
+        }
     }
 
     fn is_at(&self, path: &Path) -> bool {
@@ -181,39 +223,33 @@ impl DeadLetters {
         let (file, result) = tokio::task::spawn_blocking(move || {
             let mut file = match file {
                 Some(file) if file.is_at(&owned_path) => file,
-                Some(_) => {
-                    tracing::info!(
-                        "dead-letter file {}: moved or removed since the last write; starting a new one there",
-                        owned_path.display()
-                    );
-                    match open_repaired(&opener, &owned_path) {
+                reopen => {
+                    if reopen.is_some() {
+                        tracing::info!(
+                            "dead-letter file {}: moved or removed since the last write; starting a new one there",
+                            owned_path.display()
+                        );
+                    }
+                    match opener(&owned_path) {
                         Ok(file) => file,
                         Err(e) => return (None, Err(e)),
                     }
                 }
-                None => match open_repaired(&opener, &owned_path) {
-                    Ok(file) => file,
-                    Err(e) => return (None, Err(e)),
-                },
             };
-            if let Some(max) = max_bytes {
-                match file.size() {
-                    Ok(size) if size.saturating_add(lines.len() as u64) > max => {
-                        let e = io::Error::new(
-                            io::ErrorKind::StorageFull,
-                            format!(
-                                "it holds {size} bytes and {} more would pass dead_letter.max_bytes ({max}); replay it and move it aside",
-                                lines.len()
-                            ),
-                        );
-                        return (Some(file), Err(e));
-                    }
-                    Ok(_) => {}
-                    Err(e) => return (None, Err(e)),
-                }
+            // Another writer of the file (a second sink naming the same
+            // path, another process on the volume) waits from here until
+            // this write is whole or cut back, and this one for it.
+            if let Err(e) = file.lock_writers() {
+                return (None, Err(e));
             }
-            match append_whole(file.as_mut(), &lines) {
+            let result = write_locked(file.as_mut(), &owned_path, &lines, max_bytes);
+            file.unlock_writers();
+            match result {
                 Ok(()) => (Some(file), Ok(())),
+                // The file is sound, only full: no need to reopen it.
+                Err(e) if e.kind() == io::ErrorKind::StorageFull && max_bytes.is_some() => {
+                    (Some(file), Err(e))
+                }
                 Err(e) => (None, Err(e)),
             }
         })
@@ -227,8 +263,38 @@ impl DeadLetters {
     }
 }
 
+/// With the writers' lock held: cuts a torn line left by a writer that died
+/// mid-write (this one before, or another), checks `max_bytes`, appends.
+fn write_locked(
+    file: &mut dyn LetterFile,
+    path: &Path,
+    lines: &[u8],
+    max_bytes: Option<u64>,
+) -> io::Result<()> {
+    let cut = cut_torn_tail(file)?;
+    if cut > 0 {
+        tracing::warn!(
+            "dead-letter file {}: cut {cut} byte(s) of a torn last line (a write was interrupted)",
+            path.display()
+        );
+    }
+    if let Some(max) = max_bytes {
+        let size = file.size()?;
+        if size.saturating_add(lines.len() as u64) > max {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "it holds {size} bytes and {} more would pass dead_letter.max_bytes ({max}); replay it and move it aside",
+                    lines.len()
+                ),
+            ));
+        }
+    }
+    append_whole(file, lines)
+}
+
 /// Appends `lines`; on failure cuts the file back to its length before. If
-/// even that fails, the torn line is cut when the file is next opened.
+/// even that fails, the torn line is cut before the next write.
 fn append_whole(file: &mut dyn LetterFile, lines: &[u8]) -> io::Result<()> {
     let before = file.size()?;
     if let Err(e) = file.append(lines) {
@@ -236,18 +302,6 @@ fn append_whole(file: &mut dyn LetterFile, lines: &[u8]) -> io::Result<()> {
         return Err(e);
     }
     Ok(())
-}
-
-fn open_repaired(opener: &Opener, path: &Path) -> io::Result<Box<dyn LetterFile>> {
-    let mut file = opener(path)?;
-    let cut = cut_torn_tail(file.as_mut())?;
-    if cut > 0 {
-        tracing::warn!(
-            "dead-letter file {}: cut {cut} byte(s) of a torn last line (a write was interrupted)",
-            path.display()
-        );
-    }
-    Ok(file)
 }
 
 /// Cuts whatever follows the last newline; returns how many bytes went.
@@ -473,6 +527,12 @@ mod whole_line_tests {
         fn is_at(&self, path: &Path) -> bool {
             self.file.is_at(path)
         }
+        fn lock_writers(&mut self) -> io::Result<()> {
+            self.file.lock_writers()
+        }
+        fn unlock_writers(&mut self) {
+            self.file.unlock_writers()
+        }
     }
 
     fn body(n: usize) -> (Vec<u8>, Vec<ItemSpan>) {
@@ -631,6 +691,119 @@ mod whole_line_tests {
         let all: Vec<(ItemSpan, &Failure)> = spans.iter().map(|s| (*s, &failure)).collect();
         assert!(letters.write(&body, &all).await.is_err());
         assert_eq!(ids(&path), ["3"]);
+    }
+
+    /// Two writers of one file (two sinks naming the same path, or two
+    /// processes on one volume): a torn line the other left (it crashed, or
+    /// its cut-back failed) must not swallow the head of this one's next line.
+    #[tokio::test]
+    async fn a_torn_line_another_writer_left_is_cut_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let letters = DeadLetters::new(Some(path.clone()));
+        let (body, spans) = body(2);
+        let failure = Failure::new(Some(400), "mapper_parsing_exception", "bad");
+        letters.write(&body, &[(spans[0], &failure)]).await.unwrap();
+        // The other writer dies in the middle of a line.
+        let mut other = OpenOptions::new().append(true).open(&path).unwrap();
+        other.write_all(b"{\"id\":\"other\",\"docu").unwrap();
+        letters.write(&body, &[(spans[1], &failure)]).await.unwrap();
+        assert_eq!(ids(&path), ["0", "1"]);
+    }
+
+    /// A write cut short is cut back to where it began; lines another writer
+    /// appended in between (it thinks them safe, and counted them) must not
+    /// be cut with it. Each write holds an exclusive lock on the file
+    /// (`flock`) from its start to its cut-back, so the other waits.
+    #[tokio::test]
+    async fn a_cut_back_never_takes_another_writers_lines() {
+        /// Fails after a few bytes, like `FailAfter`; in between, "the other
+        /// writer" tries to append a whole line, taking the lock as a
+        /// `DeadLetters` does, without waiting for it.
+        struct Interleaved {
+            file: std::fs::File,
+            path: PathBuf,
+            other_line: Vec<u8>,
+            other_wrote: Arc<std::sync::atomic::AtomicBool>,
+        }
+        impl LetterFile for Interleaved {
+            fn size(&mut self) -> io::Result<u64> {
+                LetterFile::size(&mut self.file)
+            }
+            fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+                self.file.write_all(&bytes[..10])?;
+                let mut other = OpenOptions::new().append(true).open(&self.path)?;
+                if try_lock(&other) {
+                    other.write_all(&self.other_line)?;
+                    self.other_wrote.store(true, Ordering::SeqCst);
+                }
+                Err(io::Error::from_raw_os_error(28))
+            }
+            fn truncate(&mut self, len: u64) -> io::Result<()> {
+                self.file.set_len(len)
+            }
+            fn tail(&mut self, n: u64) -> io::Result<Vec<u8>> {
+                self.file.tail(n)
+            }
+            fn is_at(&self, path: &Path) -> bool {
+                self.file.is_at(path)
+            }
+            fn lock_writers(&mut self) -> io::Result<()> {
+                self.file.lock_writers()
+            }
+            fn unlock_writers(&mut self) {
+                self.file.unlock_writers()
+            }
+        }
+        fn try_lock(file: &std::fs::File) -> bool {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor this function borrows.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let (body, spans) = body(3);
+        let failure = Failure::new(Some(400), "mapper_parsing_exception", "bad");
+        let mut other_line = Vec::new();
+        record(
+            spans[2].action(&body),
+            spans[2].document(&body),
+            &failure,
+            "2026-03-07T10:00:00.000Z",
+            &mut other_line,
+        );
+        let other_wrote = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let opener: Opener = {
+            let other_wrote = other_wrote.clone();
+            Arc::new(move |p: &Path| {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .create(true)
+                    .open(p)?;
+                Ok(Box::new(Interleaved {
+                    file,
+                    path: p.to_owned(),
+                    other_line: other_line.clone(),
+                    other_wrote: other_wrote.clone(),
+                }) as Box<dyn LetterFile>)
+            })
+        };
+        DeadLetters::new(Some(path.clone()))
+            .write(&body, &[(spans[0], &failure)])
+            .await
+            .unwrap();
+        let failing = DeadLetters::with_opener(Some(path.clone()), opener);
+        assert!(failing.write(&body, &[(spans[1], &failure)]).await.is_err());
+        if !other_wrote.load(Ordering::SeqCst) {
+            // It found the file locked, and writes once the lock is free.
+            DeadLetters::new(Some(path.clone()))
+                .write(&body, &[(spans[2], &failure)])
+                .await
+                .unwrap();
+        }
+        assert_eq!(ids(&path), ["0", "2"], "the other writer's line survives");
     }
 
     #[test]
