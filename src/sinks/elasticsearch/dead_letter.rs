@@ -9,12 +9,12 @@
 //! `dead_letter.max_bytes` is not made, and a torn last line (a crash
 //! mid-write) is cut back to the last whole line before the next write;
 //! writers of one file (two sinks, two processes) take turns under an
-//! `flock`. So
-//! every line parses, the replay command in README replays all of them, and
-//! `elasticsearch_dead_lettered_events_total` equals the lines this process
-//! wrote. Replaying is idempotent on Elasticsearch/OpenSearch (same `_id`,
-//! `create`); on engines without `_id` semantics it is at-least-once:
-//! `jq -c '{create:{_index:.index,_id:.id}}, .document' FILE | curl -H 'Content-Type: application/x-ndjson' --data-binary @- "$ES/_bulk"`.
+//! `flock`. So every line parses, the replay command in docs/elasticsearch.md
+//! (the file moved aside, then sent in requests of 1000 documents) replays all
+//! of them, and `elasticsearch_dead_lettered_events_total` equals the lines
+//! this process wrote. Replaying is idempotent on Elasticsearch/OpenSearch
+//! (same `_id`, `create`); on engines without `_id` semantics it is
+//! at-least-once.
 
 use std::fs::OpenOptions;
 use std::io::{self, Read, Seek, SeekFrom, Write};
