@@ -344,6 +344,11 @@ pub fn check_writable(path: &Path) -> Result<(), String> {
         return Err(format!("the directory of `{shown}` does not exist"));
     }
     if path.exists() {
+        if !path.is_file() {
+            return Err(format!(
+                "`{shown}` is not a regular file (a device or a pipe such as /dev/stderr): dead letters are fsynced and cut back to whole lines, which only a file allows, so every write would fail and its documents be lost"
+            ));
+        }
         return OpenOptions::new()
             .append(true)
             .open(path)
@@ -818,5 +823,21 @@ mod whole_line_tests {
             .contains("does not exist"));
         // Nothing is left behind by the probe.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// `/dev/stderr`, `/dev/stdout` or `/dev/null` as the path (to see dead
+    /// letters in the container's log, or to throw them away) opens fine,
+    /// but a pipe or a device can be neither fsynced nor cut back to whole
+    /// lines, so every write fails and its documents are lost. `validate`
+    /// must say so rather than pass.
+    #[tokio::test]
+    async fn validate_refuses_what_is_not_a_regular_file() {
+        let path = Path::new("/dev/null");
+        let (body, spans) = body(1);
+        let failure = Failure::new(Some(400), "mapper_parsing_exception", "bad");
+        let letters = DeadLetters::new(Some(path.to_owned()));
+        assert!(letters.write(&body, &[(spans[0], &failure)]).await.is_err());
+        let problem = check_writable(path).unwrap_err();
+        assert!(problem.contains("not a regular file"), "{problem}");
     }
 }
