@@ -132,12 +132,14 @@ impl LetterFile for std::fs::File {
 pub type Opener = Arc<dyn Fn(&Path) -> io::Result<Box<dyn LetterFile>> + Send + Sync>;
 
 fn open_file(path: &Path) -> io::Result<Box<dyn LetterFile>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)?;
-    Ok(Box::new(file))
+    let mut options = OpenOptions::new();
+    options.read(true).append(true).create(true);
+    // Whole documents (URLs, user agents, labels): a new file is readable by
+    // the pipeline's user and group (a log shipper sharing the pod's
+    // fsGroup), never by every local user, whatever the umask allows.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
+    Ok(Box::new(options.open(path)?))
 }
 
 /// Appends dead letters; shared by every request of the sink.
@@ -823,6 +825,27 @@ mod whole_line_tests {
             .contains("does not exist"));
         // Nothing is left behind by the probe.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// The file holds whole documents (page URLs, user agents, labels,
+    /// client addresses when the operator keeps them): SECURITY.md wants it
+    /// readable by the pipeline's user only, and whatever the umask leaves
+    /// (0644 under the usual 022) lets every local user read it.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_file_is_not_readable_by_other_users() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let (body, spans) = body(1);
+        let failure = Failure::new(Some(400), "mapper_parsing_exception", "bad");
+        DeadLetters::new(Some(path.clone()))
+            .write(&body, &[(spans[0], &failure)])
+            .await
+            .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o007, 0, "mode {mode:o}");
+        assert_eq!(mode & 0o600, 0o600, "mode {mode:o}");
     }
 
     /// `/dev/stderr`, `/dev/stdout` or `/dev/null` as the path (to see dead
