@@ -626,7 +626,31 @@ def check_deployment(c, path, deployment, pipelines):
         c.ok(any(dead_letters.startswith(m + "/") for n, m in mounts.items() if "emptyDir" in volumes.get(n, {})
                  or "persistentVolumeClaim" in volumes.get(n, {})),
              f"{where}: DEAD_LETTER_PATH is on a writable volume (the root filesystem is read-only)")
+        # An emptyDir past its sizeLimit gets the pod evicted at once (no
+        # grace period): the file must stop growing below it.
+        for n, m in mounts.items():
+            limit = volumes.get(n, {}).get("emptyDir", {}) or {}
+            if dead_letters.startswith(m + "/") and "sizeLimit" in limit:
+                cap = size_bytes(env.get("DEAD_LETTER_MAX_BYTES") or "0", kubernetes=False)
+                c.ok(0 < cap < size_bytes(limit["sizeLimit"], kubernetes=True),
+                     f"{where}: DEAD_LETTER_MAX_BYTES ({env.get('DEAD_LETTER_MAX_BYTES')}) is set and below "
+                     f"the dead-letter volume's sizeLimit ({limit['sizeLimit']})")
     return toml_text, env
+
+
+def size_bytes(text, kubernetes):
+    """Bytes of a Kubernetes quantity (`1Gi`, `500M`: K/M/G are powers of 1000)
+    or of a pipeline size (`900mb`, `1g`: powers of 1024, any case)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
+    if kubernetes:
+        units = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+        unit = match.group(2) if match else None
+    else:
+        units = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
+        unit = match.group(2).lower() if match else None
+    if unit not in units:
+        raise SystemExit(f"`{text}` is not a size")
+    return float(match.group(1)) * units[unit]
 
 
 def validate_pipeline(c, binary, label, toml_text, env):

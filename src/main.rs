@@ -1,5 +1,6 @@
 //! The `rum-pipeline` command: run a pipeline, or only validate it.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -145,14 +146,14 @@ fn main() -> ExitCode {
         }
     };
     if matches!(cli.command, Some(Command::Validate)) {
-        println!(
-            "{}: valid ({} sources, {} transforms, {} sinks)",
+        return emit(&format!(
+            "{}: valid ({} sources, {} transforms, {} sinks)\n",
             loaded.config.file,
             loaded.config.sources.len(),
             loaded.config.transforms.len(),
             loaded.config.sinks.len()
-        );
-        return ExitCode::SUCCESS;
+        ))
+        .map_or_else(|code| code, |()| ExitCode::SUCCESS);
     }
     let global = &loaded.config.global;
     let mut http = global.http.clone();
@@ -226,7 +227,9 @@ fn templates(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> 
         // Pretty-printing a serde_json::Value cannot fail.
         let json = serde_json::to_string_pretty(body).unwrap_or_default();
         let Some(dir) = out else {
-            println!("PUT {path}\n{json}\n");
+            if let Err(code) = emit(&format!("PUT {path}\n{json}\n\n")) {
+                return code;
+            }
             continue;
         };
         let file = dir.join(format!("{path}.json"));
@@ -271,10 +274,7 @@ fn rules(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> Exit
         resolved.iter().map(|(id, r)| (*id, r)).collect();
     let text = prometheus::rules::render(&sinks, &source);
     match out {
-        None => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
+        None => emit(&text).map_or_else(|code| code, |()| ExitCode::SUCCESS),
         Some(path) => match std::fs::write(path, text) {
             Ok(()) => {
                 eprintln!("wrote {}", path.display());
@@ -294,13 +294,31 @@ fn health(url: Option<&str>, timeout_ms: u64) -> ExitCode {
         .map(str::to_owned)
         .unwrap_or_else(|| health_probe::default_url(std::env::var("SERVER_PORT").ok().as_deref()));
     match health_probe::probe(&url, Duration::from_millis(timeout_ms)) {
+        // The exit code is the verdict, whether or not stdout takes the text.
         Ok(healthy) => {
-            println!("{url}: {}", healthy.body);
+            let _ = emit(&format!("{url}: {}\n", healthy.body));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            println!("{url}: unhealthy: {e}");
+            let _ = emit(&format!("{url}: unhealthy: {e}\n"));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes a command's output to stdout. `println!` would panic (exit 101,
+/// a backtrace on stderr) when stdout fails: a reader gone away
+/// (`rum-pipeline templates | head`) ends the command quietly with 141, the
+/// status a shell shows for a program ended by SIGPIPE, as `cat` ends;
+/// another failure (a redirect to a full disk) is one error line and exit 1.
+fn emit(text: &str) -> Result<(), ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ExitCode::from(141)),
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            Err(ExitCode::FAILURE)
         }
     }
 }

@@ -1527,3 +1527,78 @@ async fn no_document_of_the_prod_pipeline_holds_a_full_client_ip() {
         }
     }
 }
+
+/// The replay command of docs/elasticsearch.md, run as written, on a
+/// dead-letter file larger than the engine takes in one request
+/// (Elasticsearch's `http.max_content_length` is 100 MB, Quickwit's 10 MB; a
+/// dead-letter file may hold up to `dead_letter.max_bytes`, 900 MB in the
+/// Kubernetes manifests): every line is stored, and a second run stores
+/// nothing new.
+#[test]
+fn the_documented_replay_stores_a_file_larger_than_one_bulk_request() {
+    let tools = ["jq", "curl", "split"];
+    if !tools.iter().all(|tool| {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok()
+    }) {
+        eprintln!("skipped: one of {tools:?} is missing");
+        return;
+    }
+    let manual = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/elasticsearch.md"
+    ))
+    .unwrap();
+    let section = &manual[manual.find("### Dead-letter file").expect("the section")..];
+    let block = &section[section.find("```sh\n").expect("a sh block") + 6..];
+    let command = &block[..block.find("```").unwrap()];
+
+    const DOCUMENTS: usize = 3000;
+    let write_file = |dir: &std::path::Path| {
+        let mut text = String::new();
+        for i in 0..DOCUMENTS {
+            let line = json!({
+                "@timestamp": "2026-03-07T10:00:01.120Z",
+                "index": "c.rum.metrics-2026.03.07",
+                "id": format!("id-{i}"),
+                "error": {"status": null, "type": "retries_exhausted", "reason": "connection refused"},
+                "document": {"rum": {"type": "custom", "seq": i}, "pad": "x".repeat(100)},
+            });
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
+        std::fs::write(dir.join("dead-letter.ndjson"), &text).unwrap();
+        text.len()
+    };
+    let es = EsDouble::start();
+    // Room for a third of the file per request (1000 documents fit).
+    let dir = tempfile::tempdir().unwrap();
+    let size = write_file(dir.path());
+    es.max_body_bytes(Some(size / 3));
+    let replay = |dir: &std::path::Path| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(dir)
+            .env("ELASTIC_CLUSTER", es.url())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let printed = replay(dir.path());
+    assert_eq!(
+        es.stored_count(),
+        DOCUMENTS,
+        "every line replayed: {printed}"
+    );
+    assert!(printed.trim().is_empty(), "no item failed: {printed}");
+    // Again (the file written anew): already stored, nothing new.
+    let again = tempfile::tempdir().unwrap();
+    write_file(again.path());
+    replay(again.path());
+    assert_eq!(es.stored_count(), DOCUMENTS);
+    assert_eq!(es.conflicts(), DOCUMENTS as u64);
+}

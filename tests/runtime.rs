@@ -1130,3 +1130,58 @@ fn a_thread_count_out_of_range_is_refused_with_its_range() {
         );
     }
 }
+
+/// `templates`, `rules` and `validate` write their output to stdout, which a
+/// user pipes into `head` or `less` (a reader that may go away) or redirects
+/// to a file (on a disk that may be full). Neither is a crash: a reader gone
+/// ends the command quietly, a failed write is one error line and exit 1.
+#[test]
+fn stdout_commands_handle_a_closed_pipe_and_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead-letter.ndjson");
+    let prod = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/prod.toml");
+    let run = |command: &str, stdout: std::process::Stdio| {
+        let output = std::process::Command::new(common::BIN)
+            .args(["--config", prod, command])
+            .env_remove("RUM_CONFIG")
+            .env("ELASTIC_CLUSTER", "http://127.0.0.1:9")
+            .env("DEAD_LETTER_PATH", &dead)
+            .env("RUST_BACKTRACE", "0")
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run rum-pipeline");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for command in ["templates", "rules", "validate"] {
+        // A reader that has gone away before the first write.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let (code, stderr) = run(command, writer.into());
+        assert!(
+            !stderr.contains("panicked"),
+            "{command} | (closed): {stderr}"
+        );
+        assert_ne!(code, Some(101), "{command} | (closed): {stderr}");
+        assert!(!stderr.contains("error"), "{command} | (closed): {stderr}");
+        // A full disk.
+        let full = std::fs::File::options()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let (code, stderr) = run(command, full.into());
+        assert!(
+            !stderr.contains("panicked"),
+            "{command} > /dev/full: {stderr}"
+        );
+        assert_eq!(code, Some(1), "{command} > /dev/full: {stderr}");
+        assert!(
+            stderr.contains("error: cannot write to stdout"),
+            "{command} > /dev/full: {stderr}"
+        );
+    }
+}

@@ -202,6 +202,12 @@ pub struct DeadLetterConfig {
     /// they are counted and logged as dropped.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// The file stops growing at this size (bytes or `"900mb"`): further
+    /// dead letters are dropped, counted and logged, and /health says so.
+    /// Keep it below the volume's size: Kubernetes evicts a pod whose
+    /// emptyDir passes its sizeLimit at once. 0: no limit.
+    #[serde(default, deserialize_with = "byte_size::deserialize")]
+    pub max_bytes: usize,
 }
 
 fn default_index_prefix() -> String {
@@ -605,6 +611,12 @@ impl CheckConfig for ElasticsearchConfig {
             if let Err(problem) = super::dead_letter::check_writable(path) {
                 problems.push(("dead_letter.path", problem));
             }
+        }
+        if self.dead_letter.max_bytes > 0 && self.dead_letter.path.is_none() {
+            problems.push((
+                "dead_letter.max_bytes",
+                "limits the dead-letter file: set dead_letter.path too".into(),
+            ));
         }
         problems
     }

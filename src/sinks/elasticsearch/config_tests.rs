@@ -255,3 +255,26 @@ fn managed_templates_never_match_every_index_of_the_cluster() {
     let c = parse("endpoints = \"http://localhost:9200\"\nmanage_template = true\nindex = \"rum-{{ rum.type }}-%Y.%m.%d\"").unwrap();
     assert!(c.check().is_empty(), "{:?}", c.check());
 }
+
+#[test]
+fn dead_letter_max_bytes_takes_a_size_and_needs_a_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dead.ndjson");
+    let c = parse(&format!(
+        "endpoints = \"http://a:9200\"\ndead_letter.path = {:?}\ndead_letter.max_bytes = \"900mb\"",
+        path.display().to_string()
+    ))
+    .unwrap();
+    assert_eq!(c.dead_letter.max_bytes, 900 * 1024 * 1024);
+    assert!(c.check().is_empty(), "{:?}", c.check());
+    assert_eq!(
+        parse("endpoints = \"http://a:9200\"")
+            .unwrap()
+            .dead_letter
+            .max_bytes,
+        0,
+        "no limit by default"
+    );
+    let no_path = parse("endpoints = \"http://a:9200\"\ndead_letter.max_bytes = 1000").unwrap();
+    assert_eq!(no_path.check()[0].0, "dead_letter.max_bytes");
+}

@@ -5,13 +5,16 @@
 //! `{"@timestamp": "...", "index": "...", "id": "...", "error": {"status": 400, "type": "...", "reason": "..."}, "document": {...}}`
 //!
 //! Whole lines or nothing: a write that fails part-way (a full disk, a quota)
-//! is cut back to where it started, and a file left with a torn last line (a
-//! crash mid-write) is cut back to its last whole line when it is opened. So
-//! every line parses, the replay command in README replays all of them, and
-//! `elasticsearch_dead_lettered_events_total` equals the lines this process
-//! wrote. Replaying is idempotent on Elasticsearch/OpenSearch (same `_id`,
-//! `create`); on engines without `_id` semantics it is at-least-once:
-//! `jq -c '{create:{_index:.index,_id:.id}}, .document' FILE | curl -H 'Content-Type: application/x-ndjson' --data-binary @- "$ES/_bulk"`.
+//! is cut back to where it started, one that would pass
+//! `dead_letter.max_bytes` is not made, and a torn last line (a crash
+//! mid-write) is cut back to the last whole line before the next write;
+//! writers of one file (two sinks, two processes) take turns under an
+//! `flock`. So every line parses, the replay command in docs/elasticsearch.md
+//! (the file moved aside, then sent in requests of 1000 documents) replays all
+//! of them, and `elasticsearch_dead_lettered_events_total` equals the lines
+//! this process wrote. Replaying is idempotent on Elasticsearch/OpenSearch
+//! (same `_id`, `create`); on engines without `_id` semantics it is
+//! at-least-once.
 
 use std::fs::OpenOptions;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -37,6 +40,17 @@ pub trait LetterFile: Send + 'static {
     fn truncate(&mut self, len: u64) -> io::Result<()>;
     /// The last `n` bytes (`n` <= length).
     fn tail(&mut self, n: u64) -> io::Result<Vec<u8>>;
+    /// Whether `path` still names this file. An operator moves it aside to
+    /// replay it, or removes it after replaying, or logrotate renames it:
+    /// writing on would put dead letters where nobody looks, or into a file
+    /// already deleted.
+    fn is_at(&self, path: &Path) -> bool;
+    /// Waits for, then holds, the lock every writer of the file takes for
+    /// a write (an exclusive `flock`): a cut-back after a failed write must
+    /// not take another writer's lines, nor a torn-line cut its line in
+    /// progress.
+    fn lock_writers(&mut self) -> io::Result<()>;
+    fn unlock_writers(&mut self);
 }
 
 impl LetterFile for std::fs::File {
@@ -62,18 +76,70 @@ impl LetterFile for std::fs::File {
         self.take(n).read_to_end(&mut out)?;
         Ok(out)
     }
+
+    fn lock_writers(&mut self) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            loop {
+                // SAFETY: flock on a descriptor `self` keeps open.
+                if unsafe { libc::flock(self.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                    return Ok(());
+                }
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    // A file system without locks (some NFS set-ups): the
+                    // writers go uncoordinated, as they would without this,
+                    // rather than every dead letter being lost.
+                    Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::EINVAL) => return Ok(()),
+                    _ => return Err(e),
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        Ok(())
+    }
+
+    fn unlock_writers(&mut self) {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: as above. Closing the file would release it too.
+            unsafe { libc::flock(self.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
+
+    fn is_at(&self, path: &Path) -> bool {
+        let (Ok(open), Ok(named)) = (self.metadata(), std::fs::metadata(path)) else {
+            return false;
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            open.dev() == named.dev() && open.ino() == named.ino()
+        }
+        #[cfg(not(unix))]
+        {
+            // No inode to compare: at least a removed file is noticed.
+            let _ = (open, named);
+            true
+        }
+    }
 }
 
 /// Opens the file at a path (the real one creates it, append mode).
 pub type Opener = Arc<dyn Fn(&Path) -> io::Result<Box<dyn LetterFile>> + Send + Sync>;
 
 fn open_file(path: &Path) -> io::Result<Box<dyn LetterFile>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)?;
-    Ok(Box::new(file))
+    let mut options = OpenOptions::new();
+    options.read(true).append(true).create(true);
+    // Whole documents (URLs, user agents, labels): a new file is readable by
+    // the pipeline's user and group (a log shipper sharing the pod's
+    // fsGroup), never by every local user, whatever the umask allows.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
+    Ok(Box::new(options.open(path)?))
 }
 
 /// Appends dead letters; shared by every request of the sink.
@@ -81,8 +147,14 @@ pub struct DeadLetters {
     path: Option<PathBuf>,
     opener: Opener,
     /// Opened (and repaired) on first use; emptied after a failed write so
-    /// the next one reopens — the file may have been rotated or the disk freed.
+    /// the next one reopens (the disk may have been freed), and reopened when
+    /// the path no longer names it (moved aside for a replay, removed).
     file: Mutex<Option<Box<dyn LetterFile>>>,
+    /// `dead_letter.max_bytes`: the file does not grow past it. A volume
+    /// with a size limit must never be overrun — Kubernetes evicts a pod
+    /// whose emptyDir passes its sizeLimit at once (no grace period), and the
+    /// file and everything in the buffers go with it.
+    max_bytes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +180,15 @@ impl DeadLetters {
             path,
             opener,
             file: Mutex::new(None),
+            max_bytes: None,
         }
+    }
+
+    /// A file that stops growing at `max` bytes: a write that would pass it
+    /// fails whole (its documents are counted as lost, as with a full disk).
+    pub fn with_max_bytes(mut self, max: u64) -> Self {
+        self.max_bytes = Some(max);
+        self
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -140,17 +220,38 @@ impl DeadLetters {
         let file = guard.take();
         let opener = self.opener.clone();
         let owned_path = path.clone();
+        let max_bytes = self.max_bytes;
         // Blocking file I/O off the runtime's threads; the lock keeps writes whole.
         let (file, result) = tokio::task::spawn_blocking(move || {
             let mut file = match file {
-                Some(file) => file,
-                None => match open_repaired(&opener, &owned_path) {
-                    Ok(file) => file,
-                    Err(e) => return (None, Err(e)),
-                },
+                Some(file) if file.is_at(&owned_path) => file,
+                reopen => {
+                    if reopen.is_some() {
+                        tracing::info!(
+                            "dead-letter file {}: moved or removed since the last write; starting a new one there",
+                            owned_path.display()
+                        );
+                    }
+                    match opener(&owned_path) {
+                        Ok(file) => file,
+                        Err(e) => return (None, Err(e)),
+                    }
+                }
             };
-            match append_whole(file.as_mut(), &lines) {
+            // Another writer of the file (a second sink naming the same
+            // path, another process on the volume) waits from here until
+            // this write is whole or cut back, and this one for it.
+            if let Err(e) = file.lock_writers() {
+                return (None, Err(e));
+            }
+            let result = write_locked(file.as_mut(), &owned_path, &lines, max_bytes);
+            file.unlock_writers();
+            match result {
                 Ok(()) => (Some(file), Ok(())),
+                // The file is sound, only full: no need to reopen it.
+                Err(e) if e.kind() == io::ErrorKind::StorageFull && max_bytes.is_some() => {
+                    (Some(file), Err(e))
+                }
                 Err(e) => (None, Err(e)),
             }
         })
@@ -164,8 +265,38 @@ impl DeadLetters {
     }
 }
 
+/// With the writers' lock held: cuts a torn line left by a writer that died
+/// mid-write (this one before, or another), checks `max_bytes`, appends.
+fn write_locked(
+    file: &mut dyn LetterFile,
+    path: &Path,
+    lines: &[u8],
+    max_bytes: Option<u64>,
+) -> io::Result<()> {
+    let cut = cut_torn_tail(file)?;
+    if cut > 0 {
+        tracing::warn!(
+            "dead-letter file {}: cut {cut} byte(s) of a torn last line (a write was interrupted)",
+            path.display()
+        );
+    }
+    if let Some(max) = max_bytes {
+        let size = file.size()?;
+        if size.saturating_add(lines.len() as u64) > max {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "it holds {size} bytes and {} more would pass dead_letter.max_bytes ({max}); replay it and move it aside",
+                    lines.len()
+                ),
+            ));
+        }
+    }
+    append_whole(file, lines)
+}
+
 /// Appends `lines`; on failure cuts the file back to its length before. If
-/// even that fails, the torn line is cut when the file is next opened.
+/// even that fails, the torn line is cut before the next write.
 fn append_whole(file: &mut dyn LetterFile, lines: &[u8]) -> io::Result<()> {
     let before = file.size()?;
     if let Err(e) = file.append(lines) {
@@ -173,18 +304,6 @@ fn append_whole(file: &mut dyn LetterFile, lines: &[u8]) -> io::Result<()> {
         return Err(e);
     }
     Ok(())
-}
-
-fn open_repaired(opener: &Opener, path: &Path) -> io::Result<Box<dyn LetterFile>> {
-    let mut file = opener(path)?;
-    let cut = cut_torn_tail(file.as_mut())?;
-    if cut > 0 {
-        tracing::warn!(
-            "dead-letter file {}: cut {cut} byte(s) of a torn last line (a write was interrupted)",
-            path.display()
-        );
-    }
-    Ok(file)
 }
 
 /// Cuts whatever follows the last newline; returns how many bytes went.
@@ -227,6 +346,11 @@ pub fn check_writable(path: &Path) -> Result<(), String> {
         return Err(format!("the directory of `{shown}` does not exist"));
     }
     if path.exists() {
+        if !path.is_file() {
+            return Err(format!(
+                "`{shown}` is not a regular file (a device or a pipe such as /dev/stderr): dead letters are fsynced and cut back to whole lines, which only a file allows, so every write would fail and its documents be lost"
+            ));
+        }
         return OpenOptions::new()
             .append(true)
             .open(path)
@@ -407,6 +531,15 @@ mod whole_line_tests {
         fn tail(&mut self, n: u64) -> io::Result<Vec<u8>> {
             self.file.tail(n)
         }
+        fn is_at(&self, path: &Path) -> bool {
+            self.file.is_at(path)
+        }
+        fn lock_writers(&mut self) -> io::Result<()> {
+            self.file.lock_writers()
+        }
+        fn unlock_writers(&mut self) {
+            self.file.unlock_writers()
+        }
     }
 
     fn body(n: usize) -> (Vec<u8>, Vec<ItemSpan>) {
@@ -509,6 +642,177 @@ mod whole_line_tests {
         assert_eq!(LetterFile::size(&mut only_torn).unwrap(), 0);
     }
 
+    /// An operator moves the file aside to replay it (or removes it after a
+    /// replay, or logrotate renames it): later dead letters must land in a
+    /// file at the configured path, not in the moved or deleted one.
+    #[tokio::test]
+    async fn a_file_moved_or_removed_is_replaced_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let moved = dir.path().join("dead.ndjson.replaying");
+        let letters = DeadLetters::new(Some(path.clone()));
+        let (body, spans) = body(3);
+        let failure = Failure::new(Some(400), "mapper_parsing_exception", "bad");
+        letters.write(&body, &[(spans[0], &failure)]).await.unwrap();
+        std::fs::rename(&path, &moved).unwrap();
+        letters.write(&body, &[(spans[1], &failure)]).await.unwrap();
+        assert_eq!(ids(&moved), ["0"], "nothing added to the moved file");
+        assert_eq!(ids(&path), ["1"], "a new file at the path");
+        std::fs::remove_file(&path).unwrap();
+        letters.write(&body, &[(spans[2], &failure)]).await.unwrap();
+        assert_eq!(ids(&path), ["2"], "not written into the removed file");
+    }
+
+    /// A volume with a size limit (a Kubernetes emptyDir past its sizeLimit
+    /// gets the pod evicted at once, file and buffers with it): the file
+    /// stops growing at `dead_letter.max_bytes`, whole lines only, and takes
+    /// dead letters again once it has been moved aside.
+    #[tokio::test]
+    async fn the_file_stops_at_max_bytes_and_resumes_once_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let (body, spans) = body(5);
+        let failure = Failure::new(Some(400), "mapper_parsing_exception", "bad");
+        let mut one = Vec::new();
+        record(
+            spans[0].action(&body),
+            spans[0].document(&body),
+            &failure,
+            "2026-03-07T10:00:00.000Z",
+            &mut one,
+        );
+        // Room for two lines and a half.
+        let letters = DeadLetters::new(Some(path.clone())).with_max_bytes(one.len() as u64 * 5 / 2);
+        letters.write(&body, &[(spans[0], &failure)]).await.unwrap();
+        letters.write(&body, &[(spans[1], &failure)]).await.unwrap();
+        let err = letters
+            .write(&body, &[(spans[2], &failure)])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("dead_letter.max_bytes"), "{err}");
+        assert_eq!(ids(&path), ["0", "1"], "nothing past the limit");
+        std::fs::rename(&path, dir.path().join("dead.replaying.ndjson")).unwrap();
+        letters.write(&body, &[(spans[3], &failure)]).await.unwrap();
+        assert_eq!(ids(&path), ["3"]);
+        // A write larger than the limit as a whole is refused whole.
+        let all: Vec<(ItemSpan, &Failure)> = spans.iter().map(|s| (*s, &failure)).collect();
+        assert!(letters.write(&body, &all).await.is_err());
+        assert_eq!(ids(&path), ["3"]);
+    }
+
+    /// Two writers of one file (two sinks naming the same path, or two
+    /// processes on one volume): a torn line the other left (it crashed, or
+    /// its cut-back failed) must not swallow the head of this one's next line.
+    #[tokio::test]
+    async fn a_torn_line_another_writer_left_is_cut_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let letters = DeadLetters::new(Some(path.clone()));
+        let (body, spans) = body(2);
+        let failure = Failure::new(Some(400), "mapper_parsing_exception", "bad");
+        letters.write(&body, &[(spans[0], &failure)]).await.unwrap();
+        // The other writer dies in the middle of a line.
+        let mut other = OpenOptions::new().append(true).open(&path).unwrap();
+        other.write_all(b"{\"id\":\"other\",\"docu").unwrap();
+        letters.write(&body, &[(spans[1], &failure)]).await.unwrap();
+        assert_eq!(ids(&path), ["0", "1"]);
+    }
+
+    /// A write cut short is cut back to where it began; lines another writer
+    /// appended in between (it thinks them safe, and counted them) must not
+    /// be cut with it. Each write holds an exclusive lock on the file
+    /// (`flock`) from its start to its cut-back, so the other waits.
+    #[tokio::test]
+    async fn a_cut_back_never_takes_another_writers_lines() {
+        /// Fails after a few bytes, like `FailAfter`; in between, "the other
+        /// writer" tries to append a whole line, taking the lock as a
+        /// `DeadLetters` does, without waiting for it.
+        struct Interleaved {
+            file: std::fs::File,
+            path: PathBuf,
+            other_line: Vec<u8>,
+            other_wrote: Arc<std::sync::atomic::AtomicBool>,
+        }
+        impl LetterFile for Interleaved {
+            fn size(&mut self) -> io::Result<u64> {
+                LetterFile::size(&mut self.file)
+            }
+            fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+                self.file.write_all(&bytes[..10])?;
+                let mut other = OpenOptions::new().append(true).open(&self.path)?;
+                if try_lock(&other) {
+                    other.write_all(&self.other_line)?;
+                    self.other_wrote.store(true, Ordering::SeqCst);
+                }
+                Err(io::Error::from_raw_os_error(28))
+            }
+            fn truncate(&mut self, len: u64) -> io::Result<()> {
+                self.file.set_len(len)
+            }
+            fn tail(&mut self, n: u64) -> io::Result<Vec<u8>> {
+                self.file.tail(n)
+            }
+            fn is_at(&self, path: &Path) -> bool {
+                self.file.is_at(path)
+            }
+            fn lock_writers(&mut self) -> io::Result<()> {
+                self.file.lock_writers()
+            }
+            fn unlock_writers(&mut self) {
+                self.file.unlock_writers()
+            }
+        }
+        fn try_lock(file: &std::fs::File) -> bool {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor this function borrows.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let (body, spans) = body(3);
+        let failure = Failure::new(Some(400), "mapper_parsing_exception", "bad");
+        let mut other_line = Vec::new();
+        record(
+            spans[2].action(&body),
+            spans[2].document(&body),
+            &failure,
+            "2026-03-07T10:00:00.000Z",
+            &mut other_line,
+        );
+        let other_wrote = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let opener: Opener = {
+            let other_wrote = other_wrote.clone();
+            Arc::new(move |p: &Path| {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .create(true)
+                    .open(p)?;
+                Ok(Box::new(Interleaved {
+                    file,
+                    path: p.to_owned(),
+                    other_line: other_line.clone(),
+                    other_wrote: other_wrote.clone(),
+                }) as Box<dyn LetterFile>)
+            })
+        };
+        DeadLetters::new(Some(path.clone()))
+            .write(&body, &[(spans[0], &failure)])
+            .await
+            .unwrap();
+        let failing = DeadLetters::with_opener(Some(path.clone()), opener);
+        assert!(failing.write(&body, &[(spans[1], &failure)]).await.is_err());
+        if !other_wrote.load(Ordering::SeqCst) {
+            // It found the file locked, and writes once the lock is free.
+            DeadLetters::new(Some(path.clone()))
+                .write(&body, &[(spans[2], &failure)])
+                .await
+                .unwrap();
+        }
+        assert_eq!(ids(&path), ["0", "2"], "the other writer's line survives");
+    }
+
     #[test]
     fn validate_sees_an_unusable_path() {
         let dir = tempfile::tempdir().unwrap();
@@ -521,5 +825,42 @@ mod whole_line_tests {
             .contains("does not exist"));
         // Nothing is left behind by the probe.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// The file holds whole documents (page URLs, user agents, labels,
+    /// client addresses when the operator keeps them): SECURITY.md wants it
+    /// readable by the pipeline's user only, and whatever the umask leaves
+    /// (0644 under the usual 022) lets every local user read it.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_file_is_not_readable_by_other_users() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let (body, spans) = body(1);
+        let failure = Failure::new(Some(400), "mapper_parsing_exception", "bad");
+        DeadLetters::new(Some(path.clone()))
+            .write(&body, &[(spans[0], &failure)])
+            .await
+            .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o007, 0, "mode {mode:o}");
+        assert_eq!(mode & 0o600, 0o600, "mode {mode:o}");
+    }
+
+    /// `/dev/stderr`, `/dev/stdout` or `/dev/null` as the path (to see dead
+    /// letters in the container's log, or to throw them away) opens fine,
+    /// but a pipe or a device can be neither fsynced nor cut back to whole
+    /// lines, so every write fails and its documents are lost. `validate`
+    /// must say so rather than pass.
+    #[tokio::test]
+    async fn validate_refuses_what_is_not_a_regular_file() {
+        let path = Path::new("/dev/null");
+        let (body, spans) = body(1);
+        let failure = Failure::new(Some(400), "mapper_parsing_exception", "bad");
+        let letters = DeadLetters::new(Some(path.to_owned()));
+        assert!(letters.write(&body, &[(spans[0], &failure)]).await.is_err());
+        let problem = check_writable(path).unwrap_err();
+        assert!(problem.contains("not a regular file"), "{problem}");
     }
 }

@@ -17,6 +17,16 @@ pub struct ClusterInfo {
 
 pub async fn check(client: &EsClient) -> Result<ClusterInfo, Failure> {
     let reply = client.root().await?;
+    // `GET /` needs the `monitor` cluster privilege, which the least
+    // privileges a writer needs (SECURITY.md) leave out: the credentials can
+    // still write, so this says nothing about the sink. (401 does: they are
+    // wrong, and every bulk request will be refused alike.)
+    if reply.status == 403 {
+        return Ok(ClusterInfo {
+            description: "an endpoint that refuses GET / to these credentials (403: no `monitor` cluster privilege, which writing does not need); engine and version unknown".into(),
+            supported: true,
+        });
+    }
     if !(200..300).contains(&reply.status) {
         return Err(Failure::new(
             Some(reply.status),
@@ -119,6 +129,45 @@ mod tests {
         // The client hung up soon after the limit: the server's writes failed.
         let written = server.await.unwrap();
         assert!(written < 16 << 20, "{written} bytes written");
+    }
+
+    /// The least privileges SECURITY.md gives the sink's credentials
+    /// (`create_doc`, `auto_configure`) do not include the `monitor` cluster
+    /// privilege that `GET /` needs, so Elasticsearch answers it 403. The
+    /// sink can write all the same: that is no reason to call it degraded
+    /// ("cannot write to Elasticsearch") until its first bulk request.
+    #[tokio::test]
+    async fn a_root_refused_for_lack_of_monitor_privilege_is_not_a_failure() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 1024];
+            let _ = stream.read(&mut head).await;
+            let body = r#"{"error":{"root_cause":[{"type":"security_exception","reason":"action [cluster:monitor/main] is unauthorized for user [rum]"}],"type":"security_exception","reason":"action [cluster:monitor/main] is unauthorized for user [rum]"},"status":403}"#;
+            let _ = stream
+                .write_all(
+                    format!(
+                        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        });
+        let client = EsClient::new(ClientSettings {
+            endpoints: vec![format!("http://{addr}").parse().unwrap()],
+            credentials: None,
+            ca_pem: None,
+            verify_certificates: true,
+            timeout: std::time::Duration::from_secs(30),
+            gzip: false,
+            bulk_answer_limit: ANSWER_BYTES_MARGIN,
+        })
+        .unwrap();
+        let info = check(&client).await.expect("not a failure");
+        assert!(info.supported, "{info:?}");
+        assert!(info.description.contains("monitor"), "{info:?}");
     }
 
     #[test]

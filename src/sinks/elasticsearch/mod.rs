@@ -157,7 +157,10 @@ impl ElasticsearchConfig {
             id.clone(),
             backend,
             SinkMetrics::new(metrics),
-            DeadLetters::new(self.dead_letter.path.clone()),
+            match self.dead_letter.max_bytes {
+                0 => DeadLetters::new(self.dead_letter.path.clone()),
+                max => DeadLetters::new(self.dead_letter.path.clone()).with_max_bytes(max as u64),
+            },
             health,
             &settings,
         ));
