@@ -351,12 +351,15 @@ pub fn check_writable(path: &Path) -> Result<(), String> {
                 "`{shown}` is not a regular file (a device or a pipe such as /dev/stderr): dead letters are fsynced and cut back to whole lines, which only a file allows, so every write would fail and its documents be lost"
             ));
         }
+        // As the sink opens it: it also reads the file, to cut a line a
+        // crashed writer left half-written.
         return OpenOptions::new()
+            .read(true)
             .append(true)
             .open(path)
             .map(|_| ())
             .map_err(|e| {
-                format!("`{shown}` cannot be opened for writing ({e}): dead letters would be lost")
+                format!("`{shown}` cannot be opened for reading and writing ({e}): dead letters would be lost")
             });
     }
     let probe = dir.join(format!(".rum-pipeline-write-probe-{}", std::process::id()));
