@@ -93,6 +93,20 @@ mod tests {
     use crate::sinks::elasticsearch::request::ClientSettings;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+    /// A client of the one test server at `addr`, plain HTTP, no credentials.
+    fn client_for(addr: std::net::SocketAddr) -> EsClient {
+        EsClient::new(ClientSettings {
+            endpoints: vec![format!("http://{addr}").parse().unwrap()],
+            credentials: None,
+            ca_pem: None,
+            verify_certificates: true,
+            timeout: std::time::Duration::from_secs(30),
+            gzip: false,
+            bulk_answer_limit: ANSWER_BYTES_MARGIN,
+        })
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn a_root_document_past_the_limit_is_not_read_whole() {
         // An endpoint that answers `GET /` with a body that never ends
@@ -113,16 +127,7 @@ mod tests {
             }
             written
         });
-        let client = EsClient::new(ClientSettings {
-            endpoints: vec![format!("http://{addr}").parse().unwrap()],
-            credentials: None,
-            ca_pem: None,
-            verify_certificates: true,
-            timeout: std::time::Duration::from_secs(30),
-            gzip: false,
-            bulk_answer_limit: ANSWER_BYTES_MARGIN,
-        })
-        .unwrap();
+        let client = client_for(addr);
         let failure = check(&client).await.unwrap_err();
         assert_eq!(failure.error_type, RESPONSE_TOO_LARGE);
         drop(client);
@@ -155,16 +160,7 @@ mod tests {
                 )
                 .await;
         });
-        let client = EsClient::new(ClientSettings {
-            endpoints: vec![format!("http://{addr}").parse().unwrap()],
-            credentials: None,
-            ca_pem: None,
-            verify_certificates: true,
-            timeout: std::time::Duration::from_secs(30),
-            gzip: false,
-            bulk_answer_limit: ANSWER_BYTES_MARGIN,
-        })
-        .unwrap();
+        let client = client_for(addr);
         let info = check(&client).await.expect("not a failure");
         assert!(info.supported, "{info:?}");
         assert!(info.description.contains("monitor"), "{info:?}");
