@@ -9,7 +9,11 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::DefaultClock;
+use governor::nanos::Nanos;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::{InMemoryState, NotKeyed, StateStore};
+use governor::{Quota, RateLimiter};
 use serde::Deserialize;
 
 /// `rate_limit` of an HTTP source. Absent, or 0 requests per second: no limit.
@@ -25,7 +29,8 @@ pub struct RateLimitOptions {
     pub burst: Option<u32>,
     /// Clients tracked at once; bounds the table's memory (about 64 bytes a
     /// client). When it is full, clients outside it share one bucket of the
-    /// same size until quiet clients are swept out.
+    /// same size until quiet clients are swept out; clients already in it
+    /// keep their own.
     #[serde(default = "default_max_clients")]
     pub max_clients: usize,
 }
@@ -53,11 +58,50 @@ impl RateLimitOptions {
 /// Sweeping the table is O(clients): at most once per this many ms.
 const SWEEP_EVERY_MS: u64 = 1000;
 
+/// The limiter's state: a bucket per tracked client, and one shared by the
+/// clients that arrive while the table is full, so a flood of fresh addresses
+/// neither grows memory nor escapes the limit. A tracked client keeps its own
+/// bucket whatever the flood does: it is neither refused for the flood's
+/// spending nor let through on the flood's tokens.
+struct ClientTable {
+    clients: DashMapStateStore<IpAddr>,
+    overflow: InMemoryState,
+    max_clients: usize,
+}
+
+impl StateStore for ClientTable {
+    type Key = IpAddr;
+
+    fn measure_and_replace<T, F, E>(&self, key: &IpAddr, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        // Both checks race a sweep or another new client; the table may
+        // overshoot `max_clients` by the requests in flight, never more.
+        if self.clients.contains_key(key) || self.clients.len() < self.max_clients {
+            self.clients.measure_and_replace(key, f)
+        } else {
+            self.overflow.measure_and_replace(&NotKeyed::NonKey, f)
+        }
+    }
+}
+
+impl ShrinkableKeyedStateStore<IpAddr> for ClientTable {
+    fn retain_recent(&self, drop_below: Nanos) {
+        ShrinkableKeyedStateStore::retain_recent(&self.clients, drop_below);
+    }
+
+    fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+}
+
 pub struct ClientRateLimiter {
-    clients: DefaultKeyedRateLimiter<IpAddr>,
-    /// Shared by clients that arrive while the table is full, so a flood of
-    /// addresses neither grows memory nor escapes the limit.
-    overflow: DefaultDirectRateLimiter,
+    limiter: RateLimiter<IpAddr, ClientTable, DefaultClock>,
     max_clients: usize,
     started: Instant,
     /// Milliseconds after `started` of the last sweep of quiet clients.
@@ -71,10 +115,15 @@ impl ClientRateLimiter {
         let rate = NonZeroU32::new(options.requests_per_second)?;
         let burst = NonZeroU32::new(options.burst.unwrap_or(options.requests_per_second))?;
         let quota = Quota::per_second(rate).allow_burst(burst);
+        let max_clients = options.max_clients.max(1);
+        let table = ClientTable {
+            clients: DashMapStateStore::default(),
+            overflow: InMemoryState::default(),
+            max_clients,
+        };
         Some(Self {
-            clients: RateLimiter::dashmap(quota),
-            overflow: RateLimiter::direct(quota),
-            max_clients: options.max_clients.max(1),
+            limiter: RateLimiter::new(quota, table, DefaultClock::default()),
+            max_clients,
             started: Instant::now(),
             last_sweep_ms: AtomicU64::new(0),
         })
@@ -84,19 +133,15 @@ impl ClientRateLimiter {
     /// try again within 1 s: with at least 1 request per second, one token
     /// comes back at least that often (hence `Retry-After: 1`).
     pub fn allow(&self, client: IpAddr) -> bool {
-        if self.clients.len() >= self.max_clients {
+        if self.limiter.len() >= self.max_clients {
             self.sweep();
         }
-        if self.clients.len() < self.max_clients {
-            self.clients.check_key(&rate_key(client)).is_ok()
-        } else {
-            self.overflow.check().is_ok()
-        }
+        self.limiter.check_key(&rate_key(client)).is_ok()
     }
 
     /// Clients tracked right now.
     pub fn clients(&self) -> usize {
-        self.clients.len()
+        self.limiter.len()
     }
 
     /// Forgets clients whose bucket has refilled (they would start fresh anyway).
@@ -111,7 +156,7 @@ impl ClientRateLimiter {
         {
             return;
         }
-        self.clients.retain_recent();
+        self.limiter.retain_recent();
     }
 }
 
@@ -168,6 +213,28 @@ mod tests {
         let fresh = (10..200u8).filter(|i| limiter.allow(IpAddr::from([198, 51, 100, *i])));
         assert_eq!(fresh.count(), 2);
         assert_eq!(limiter.clients(), 4);
+    }
+
+    #[test]
+    fn a_flood_of_fresh_addresses_does_not_touch_tracked_clients() {
+        let limiter = limiter(1, 3, 2);
+        let a: IpAddr = "203.0.113.1".parse().unwrap();
+        let b: IpAddr = "203.0.113.2".parse().unwrap();
+        assert!(limiter.allow(a));
+        for _ in 0..3 {
+            assert!(limiter.allow(b));
+        }
+        // The table is full and nobody is quiet: the flood spends the shared
+        // bucket until it refuses.
+        let flood = (10..200u8).filter(|i| limiter.allow(IpAddr::from([198, 51, 100, *i])));
+        assert_eq!(flood.count(), 3);
+        // `a` still has its own two tokens; `b`, which spent its burst, is
+        // not let through on the flood's bucket either.
+        assert!(limiter.allow(a));
+        assert!(limiter.allow(a));
+        assert!(!limiter.allow(a));
+        assert!(!limiter.allow(b));
+        assert_eq!(limiter.clients(), 2);
     }
 
     #[test]
