@@ -298,7 +298,10 @@ fn render_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
             "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
         );
     }
-    let count = h.count.load(Ordering::Relaxed);
+    // `observe` bumps a bucket and the count with two relaxed adds; a scrape
+    // between them would see `+Inf` below the last bucket, and Prometheus
+    // reads a non-cumulative histogram as garbage (histogram_quantile).
+    let count = h.count.load(Ordering::Relaxed).max(cumulative);
     let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
     let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
     let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
@@ -443,6 +446,22 @@ mod tests {
                 .count()
                 > 1
         );
+    }
+
+    #[test]
+    fn a_scrape_between_an_observations_bucket_and_its_count_stays_cumulative() {
+        let registry = Registry::new();
+        let h = registry.histogram("bulk_seconds", "lat", &[], LATENCY_BUCKETS);
+        h.observe(0.003);
+        // Half of a second observation: its bucket counted, its count not yet.
+        h.buckets[2].fetch_add(1, Ordering::Relaxed);
+        let text = registry.render();
+        assert!(text.contains("bulk_seconds_bucket{le=\"60\"} 2"), "{text}");
+        assert!(
+            text.contains("bulk_seconds_bucket{le=\"+Inf\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("bulk_seconds_count{} 2"), "{text}");
     }
 
     #[test]
