@@ -131,7 +131,8 @@ pub struct ConnectionTimeouts {
 }
 
 /// While a connection waits for a slot, connections idle this long are closed
-/// (instead of after `idle_timeout_secs` or `header_read_timeout_secs`).
+/// (instead of after `idle_timeout_secs`, `header_read_timeout_secs` or
+/// `tls_handshake_timeout_secs`).
 pub const IDLE_AT_CAP: Duration = Duration::from_secs(1);
 
 /// The connection cap the intake listeners share (mini-redis style: a permit
