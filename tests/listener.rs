@@ -307,6 +307,10 @@ async fn the_admin_listener_takes_metrics_off_the_intake_port() {
         format!("stats_interval_secs = 0\n[api]\naddress = \"127.0.0.1:0\"\n{BEACONS_TO_STDOUT}");
     let p = Pipeline::start(&config);
     let admin = admin_addr(&p);
+    // Nothing has connected to the intake port yet: the slot its accept
+    // loop takes before each accept is no connection.
+    let text = metrics_text(&format!("http://{admin}/metrics")).await;
+    assert_eq!(metric_in(&text, "http_connections", &[]), 0.0, "{text}");
     let http = client();
     let status = |url: String, method: reqwest::Method| {
         let http = http.clone();
