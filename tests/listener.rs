@@ -307,6 +307,10 @@ async fn the_admin_listener_takes_metrics_off_the_intake_port() {
         format!("stats_interval_secs = 0\n[api]\naddress = \"127.0.0.1:0\"\n{BEACONS_TO_STDOUT}");
     let p = Pipeline::start(&config);
     let admin = admin_addr(&p);
+    // Nothing has connected to the intake port yet: the slot its accept
+    // loop takes before each accept is no connection.
+    let text = metrics_text(&format!("http://{admin}/metrics")).await;
+    assert_eq!(metric_in(&text, "http_connections", &[]), 0.0, "{text}");
     let http = client();
     let status = |url: String, method: reqwest::Method| {
         let http = http.clone();
@@ -385,6 +389,38 @@ async fn idle_http2_and_keep_alive_connections_do_not_hold_sigterm() {
         p.stderr().join("\n")
     );
     assert!(p.stderr().iter().any(|l| l.contains("shutdown complete")));
+    drop(h2_driver);
+}
+
+/// The HTTP/2 limits docs/limits.md promises, as a client sees them: at
+/// most 100 streams open at once, and a header list over 64 KiB answered
+/// 431 on its stream while the connection goes on serving.
+#[tokio::test]
+async fn http2_streams_and_header_lists_are_limited() {
+    let p = Pipeline::start(&format!("stats_interval_secs = 0\n{BEACONS_TO_STDOUT}"));
+    let addr = p.addr();
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    let (h2_client, h2_connection) = h2::client::handshake(tcp).await.expect("h2c handshake");
+    let h2_driver = tokio::spawn(h2_connection);
+    let mut h2_client = h2_client.ready().await.unwrap();
+    let get = |extra: Option<String>| {
+        let mut request = http::Request::get(format!("http://{addr}/health"));
+        if let Some(value) = extra {
+            request = request.header("x-padding", value);
+        }
+        request.body(()).unwrap()
+    };
+    let (response, _) = h2_client.send_request(get(None), true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    assert_eq!(h2_client.current_max_send_streams(), 100);
+
+    let (response, _) = h2_client
+        .send_request(get(Some("x".repeat(65 * 1024))), true)
+        .unwrap();
+    assert_eq!(response.await.unwrap().status(), 431);
+    let mut h2_client = h2_client.ready().await.unwrap();
+    let (response, _) = h2_client.send_request(get(None), true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
     drop(h2_driver);
 }
 

@@ -135,7 +135,7 @@ impl TimeoutCounters {
         let counter = |state: &str| {
             registry.counter(
                 "http_connection_timeouts_total",
-                "Connections closed for sitting too long in a state: tls_handshake, first_request (no complete request head since accept), idle (no request in flight), idle_at_cap (idle 1 s while the connection cap was reached).",
+                "Connections closed for sitting too long in a state: tls_handshake, first_request (no complete request head since accept), idle (no request in flight), idle_at_cap (1 s without a request in flight, or in the TLS handshake, while the connection cap was reached).",
                 &[("state", state)],
             )
         };
@@ -281,19 +281,20 @@ pub async fn serve(
             watch_connection(connection, &activity, &settings, shutdown).await;
         }
         Some(acceptor) => {
+            // Bounded as a connection without a request is: by its own
+            // timeout, by 1 s while an accept waits for a slot (counted),
+            // and by shutdown.
             let handshake = tokio::select! {
-                done = tokio::time::timeout(settings.timeouts.tls_handshake, Box::pin(acceptor.accept(stream))) => done,
-                _ = shutdown.recv() => return,
-            };
-            let tls_stream = match handshake {
-                Ok(Ok(tls_stream)) => tls_stream,
-                Ok(Err(e)) => {
-                    tracing::debug!("TLS handshake with {peer} failed: {e}");
+                done = Box::pin(acceptor.accept(stream)) => done,
+                () = until_asked_to_close(&activity, &settings, &mut shutdown, Phase::TlsHandshake) => {
+                    tracing::debug!("TLS handshake with {peer} cut short");
                     return;
                 }
-                Err(_) => {
-                    settings.timed_out.tls_handshake.inc();
-                    tracing::debug!("TLS handshake with {peer} timed out");
+            };
+            let tls_stream = match handshake {
+                Ok(tls_stream) => tls_stream,
+                Err(e) => {
+                    tracing::debug!("TLS handshake with {peer} failed: {e}");
                     return;
                 }
             };
@@ -316,7 +317,12 @@ async fn watch_connection<C: GracefulShutdown>(
 ) {
     // The watchdog is polled only on its own events (`OnWake`), not on each
     // of the connection's reads and writes.
-    let mut asked_to_close = OnWake::new(until_asked_to_close(activity, settings, &mut shutdown));
+    let mut asked_to_close = OnWake::new(until_asked_to_close(
+        activity,
+        settings,
+        &mut shutdown,
+        Phase::Http,
+    ));
     // The watchdog first: a connection that spends the task's coop budget
     // on every poll (a peer sending frames faster than they are parsed)
     // would otherwise leave its timer and shutdown signal always Pending.
@@ -351,6 +357,15 @@ async fn watch_connection<C: GracefulShutdown>(
     }
 }
 
+/// What a connection is waiting for before its first request.
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    /// The end of the TLS handshake (`tls_handshake` timeout).
+    TlsHandshake,
+    /// A request head (`first_request`), then the next ones (`idle`).
+    Http,
+}
+
 /// Resolves when the connection should close: it idled past its timeout
 /// (counted), or shutdown began. The timer is not moved as requests come and
 /// go: when it fires, the deadline is worked out again from the activity,
@@ -359,8 +374,13 @@ async fn until_asked_to_close(
     activity: &Activity,
     settings: &ConnectionSettings,
     shutdown: &mut Shutdown,
+    phase: Phase,
 ) {
     let timeouts = settings.timeouts;
+    let (first_limit, first_counter) = match phase {
+        Phase::TlsHandshake => (timeouts.tls_handshake, &settings.timed_out.tls_handshake),
+        Phase::Http => (timeouts.first_request, &settings.timed_out.first_request),
+    };
     let mut at_cap = settings.at_cap.clone();
     let mut at_cap_watched = true;
     let shutdown_begun = shutdown.recv();
@@ -377,17 +397,13 @@ async fn until_asked_to_close(
                 (limit, false)
             }
         };
-        let (limit, pressed) = limit_of(if first {
-            timeouts.first_request
-        } else {
-            timeouts.idle
-        });
+        let (limit, pressed) = limit_of(if first { first_limit } else { timeouts.idle });
         let now = Instant::now();
         let deadline = activity.idle_deadline(limit);
         if deadline <= now {
             let counter = match (pressed, first) {
                 (true, _) => &settings.timed_out.idle_at_cap,
-                (false, true) => &settings.timed_out.first_request,
+                (false, true) => first_counter,
                 (false, false) => &settings.timed_out.idle,
             };
             counter.inc();
@@ -396,7 +412,7 @@ async fn until_asked_to_close(
         // A request ending from now on moves the deadline to at least `now`
         // plus the idle limit, so looking again by then is never late: a
         // first request served meanwhile switches to a shorter idle limit.
-        let look_again = if first {
+        let look_again = if first && phase == Phase::Http {
             deadline.min(now + limit_of(timeouts.idle).0)
         } else {
             deadline
@@ -489,5 +505,70 @@ mod tests {
             "a connection with no request was still open after {:?}",
             started.elapsed()
         );
+    }
+
+    /// A self-signed certificate for 127.0.0.1, as the listener loads it.
+    fn test_acceptor(dir: &std::path::Path) -> TlsAcceptor {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let options = crate::http::tls::TlsOptions {
+            crt_file: dir.join("tls.crt"),
+            key_file: dir.join("tls.key"),
+        };
+        std::fs::write(&options.crt_file, cert.pem()).unwrap();
+        std::fs::write(&options.key_file, key.serialize_pem()).unwrap();
+        crate::http::tls::acceptor(&options).unwrap()
+    }
+
+    /// While an accept waits for a slot, a connection that has sent no
+    /// complete request for 1 s gives its slot up, and one stuck in the TLS
+    /// handshake is no exception: it held its slot for the whole handshake
+    /// timeout, so stalled handshakes kept a TLS listener at its cap ten
+    /// times as cheaply as silent sockets keep a plain one.
+    #[tokio::test]
+    async fn at_the_cap_a_stalled_tls_handshake_gives_its_slot_up_as_an_idle_connection_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Connected, and never a byte of a ClientHello.
+        let _silent = TcpStream::connect(tcp.local_addr().unwrap()).await.unwrap();
+        let (stream, peer) = tcp.accept().await.unwrap();
+        tokio::time::pause();
+
+        let registry = Registry::new();
+        let router = Arc::new(Router::new(
+            Vec::new(),
+            Arc::new(Health::default()),
+            registry.clone(),
+            true,
+        ));
+        // An accept is waiting for a slot.
+        let (_cap, at_cap) = watch::channel(1usize);
+        let timeouts = ConnectionTimeouts {
+            first_request: Duration::from_secs(300),
+            idle: Duration::from_secs(300),
+            tls_handshake: Duration::from_secs(300),
+        };
+        let settings = ConnectionSettings::new(
+            Some(test_acceptor(dir.path())),
+            timeouts,
+            router,
+            None,
+            at_cap,
+            &registry,
+        );
+        let counters = settings.timed_out.clone();
+        let trigger = ShutdownTrigger::new();
+        let started = Instant::now();
+        serve(stream, peer, Arc::new(settings), trigger.subscribe()).await;
+        assert_eq!(
+            (counters.idle_at_cap.get(), counters.tls_handshake.get()),
+            (1, 0),
+            "closed after {:?}",
+            started.elapsed()
+        );
+        assert!(started.elapsed() < timeouts.tls_handshake);
     }
 }

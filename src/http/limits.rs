@@ -3,6 +3,7 @@
 //! connection may sit in each protocol state. One `[http]` table sets them for
 //! every intake listener; docs/limits.md turns them into a bound.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -131,7 +132,8 @@ pub struct ConnectionTimeouts {
 }
 
 /// While a connection waits for a slot, connections idle this long are closed
-/// (instead of after `idle_timeout_secs` or `header_read_timeout_secs`).
+/// (instead of after `idle_timeout_secs`, `header_read_timeout_secs` or
+/// `tls_handshake_timeout_secs`).
 pub const IDLE_AT_CAP: Duration = Duration::from_secs(1);
 
 /// The connection cap the intake listeners share (mini-redis style: a permit
@@ -141,6 +143,9 @@ pub struct ConnectionCap {
     slots: Arc<Semaphore>,
     max: usize,
     waiting: watch::Sender<usize>,
+    /// Slots held by accepted connections: each accept loop also holds one
+    /// while it waits in `accept`, which is no connection.
+    open: AtomicUsize,
 }
 
 impl ConnectionCap {
@@ -150,6 +155,7 @@ impl ConnectionCap {
             slots: Arc::new(Semaphore::new(max)),
             max,
             waiting: watch::Sender::new(0),
+            open: AtomicUsize::new(0),
         })
     }
 
@@ -159,7 +165,17 @@ impl ConnectionCap {
 
     /// Connections holding a slot right now.
     pub fn open(&self) -> usize {
-        self.max.saturating_sub(self.slots.available_permits())
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// `permit`, now held by an accepted connection: counted open until
+    /// the slot is dropped.
+    pub fn occupy(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Slot {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Slot {
+            _permit: permit,
+            cap: self.clone(),
+        }
     }
 
     /// A slot, waiting for one if the cap is reached. While it waits, `at_cap`
@@ -187,6 +203,18 @@ impl ConnectionCap {
     /// change is announced only when it turns 0 or stops being 0.
     pub fn at_cap(&self) -> watch::Receiver<usize> {
         self.waiting.subscribe()
+    }
+}
+
+/// An accepted connection's slot of the cap; travels with its task.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    cap: Arc<ConnectionCap>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.cap.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -349,7 +377,7 @@ mod tests {
     async fn a_waiting_accept_is_announced_until_it_gets_a_slot() {
         let cap = ConnectionCap::new(1);
         let at_cap = cap.at_cap();
-        let held = cap.acquire().await;
+        let held = cap.occupy(cap.acquire().await);
         assert_eq!(cap.open(), 1);
         let waiter = {
             let cap = cap.clone();
@@ -360,8 +388,10 @@ mod tests {
             tokio::task::yield_now().await;
         }
         drop(held);
-        let _slot = waiter.await.unwrap();
+        let permit = waiter.await.unwrap();
         assert_eq!(*at_cap.borrow(), 0);
+        assert_eq!(cap.open(), 0, "a slot no connection holds yet");
+        let _slot = cap.occupy(permit);
         assert_eq!(cap.open(), 1);
     }
 

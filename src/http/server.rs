@@ -396,13 +396,14 @@ impl Listener {
                     continue;
                 }
             };
+            let slot = self.limits.connections.occupy(permit);
             let _ = stream.set_nodelay(true);
             let settings = self.settings.clone();
             let shutdown = shutdown.clone();
             let alive = alive_tx.clone();
             tokio::spawn(async move {
                 connection::serve(stream, peer, settings, shutdown).await;
-                drop(permit);
+                drop(slot);
                 drop(alive);
             });
         }
