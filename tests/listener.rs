@@ -424,6 +424,59 @@ async fn http2_streams_and_header_lists_are_limited() {
     drop(h2_driver);
 }
 
+/// A metrics page waits in memory until its client reads it. An HTTP/2
+/// client that opens streams to `/metrics` and never opens its receive
+/// window gets one page held for it, not one a stream: the next scrape on
+/// that connection is answered 503 until the first stream is gone.
+#[tokio::test]
+async fn an_unread_metrics_page_is_held_once_per_http2_connection() {
+    let p = Pipeline::start(&format!("stats_interval_secs = 0\n{BEACONS_TO_STDOUT}"));
+    let addr = p.addr();
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    // No window for any stream's body: the page cannot leave the server.
+    let (h2_client, h2_connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .expect("h2c handshake");
+    let h2_driver = tokio::spawn(h2_connection);
+    let mut h2_client = h2_client.ready().await.unwrap();
+    let get = || {
+        http::Request::get(format!("http://{addr}/metrics"))
+            .body(())
+            .unwrap()
+    };
+    let (first, _) = h2_client.send_request(get(), true).unwrap();
+    let first = first.await.unwrap();
+    assert_eq!(first.status(), 200);
+    for _ in 0..3 {
+        let mut ready = h2_client.clone().ready().await.unwrap();
+        let (next, _) = ready.send_request(get(), true).unwrap();
+        let next = next.await.unwrap();
+        assert_eq!(next.status(), 503);
+        assert_eq!(next.headers()["retry-after"], "1");
+    }
+    // Another connection scrapes as usual meanwhile.
+    let text = metrics_text(&p.url("/metrics")).await;
+    assert!(text.contains("http_connections"), "{text}");
+
+    // The unread stream reset: its page is dropped, the connection may
+    // scrape again (the server learns of the reset asynchronously).
+    drop(first);
+    let mut status = 0;
+    for _ in 0..100 {
+        let mut ready = h2_client.clone().ready().await.unwrap();
+        let (next, _) = ready.send_request(get(), true).unwrap();
+        status = next.await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200);
+    drop(h2_driver);
+}
+
 #[tokio::test]
 async fn ambiguous_framing_is_refused_and_early_answers_say_connection_close() {
     let config = format!("stats_interval_secs = 0\n{BEACONS_TO_STDOUT}");

@@ -56,6 +56,7 @@ pub mod limits;
 mod on_wake;
 pub mod preface;
 pub mod rate_limit;
+pub mod scrape_gate;
 pub mod server;
 pub mod tls;
 

@@ -30,7 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use super::connection::{self, ConnectionSettings};
 use super::framing::{check_transfer_encoding, FramingError};
 use super::limits::{BodyBudget, ConnectionCap, ConnectionTimeouts};
-use super::{text_response, HttpResponse};
+use super::{scrape_gate, text_response, HttpResponse};
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Counter, Registry};
 
@@ -291,12 +291,7 @@ impl Router {
         } else if label == self.routes.len() + 1 {
             match *request.method() {
                 Method::GET | Method::HEAD => {
-                    let mut response = text_response(StatusCode::OK, self.registry.render());
-                    response.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("text/plain; version=0.0.4"),
-                    );
-                    response
+                    scrape_gate::metrics_page(peer, || self.registry.render())
                 }
                 _ => method_not_allowed("GET, HEAD"),
             }

@@ -27,7 +27,7 @@ use serde_json::Value;
 use super::{BuiltSink, SinkContext, SinkRoute};
 use crate::event::{Event, FieldPath};
 use crate::http::server::{ResponseFuture, Route, RouteHandler};
-use crate::http::text_response;
+use crate::http::{scrape_gate, text_response};
 use crate::schema::{self, EventType};
 use crate::topology::buffer::DEFAULT_OUTPUT;
 pub use config::{
@@ -262,7 +262,7 @@ struct MetricsHandler {
 }
 
 impl RouteHandler for MetricsHandler {
-    fn handle(self: Arc<Self>, request: Request<Incoming>, _peer: SocketAddr) -> ResponseFuture {
+    fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture {
         Box::pin(async move {
             if request.method() != Method::GET && request.method() != Method::HEAD {
                 let mut response =
@@ -272,17 +272,12 @@ impl RouteHandler for MetricsHandler {
                     .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
                 return response;
             }
-            let text = self
-                .metrics
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .render();
-            let mut response = text_response(StatusCode::OK, text);
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            response
+            scrape_gate::metrics_page(peer, || {
+                self.metrics
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .render()
+            })
         })
     }
 }
