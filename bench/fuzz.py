@@ -10,7 +10,12 @@ requests, statuses, 5xx, connection errors, panics, process death and peak
 RSS (VmHWM). Exits 1 on a 5xx other than 503 (and other than 501 for a
 Transfer-Encoding that is not a single `chunked`, which is documented), a
 panic, the process dying or not exiting cleanly on SIGTERM, /health not
-answering at the end, or peak RSS above --max-rss-mib.
+answering at the end, or peak RSS above --max-rss-mib. Once the pipeline is
+idle it also checks that /metrics accounts for every event (received = sent +
+discarded in each component, each downstream received what its inputs sent,
+the stdout sink wrote what it counts) and every document the stdout sink wrote
+against the shipped index mapping (the ECS fields, each mapped field's type, no
+field the mapping does not know).
 
 Request i of seed S is generated from random.Random(S * 2**32 + i) alone, so
 `--seed S --show i` prints it and `--seed S --only i` sends it again, whatever
@@ -20,6 +25,8 @@ the timing or the number of workers. Python 3 standard library only.
   bench/fuzz.py --sdk --seed 3 --requests 20000    # the SDK intakes too (web_vitals, faro,
                                                    # elastic_apm_rum): other requests per seed
   bench/fuzz.py --seed 7 --seconds 600 --workers 8 # a long run by hand
+  bench/fuzz.py --extended --seed 4                # targeted mutations (ECS-named and duplicate
+                                                   # keys, depth limits, edge numbers) and GET /rum
 See docs/testing.md#fuzzing.
 """
 
@@ -28,7 +35,9 @@ import collections
 import glob
 import gzip
 import http.client
+import ipaddress
 import json
+import math
 import os
 import random
 import re
@@ -409,6 +418,266 @@ def weighted(rng, items):
     return items[-1][1]
 
 
+# ---------------------------------------------------------------- --extended: targeted mutations
+# Behind a flag, so that every seed of a run without it keeps producing the requests it always did.
+
+class Pairs(list):
+    """A JSON object as its (key, value) pairs in order, duplicates kept."""
+
+
+def load_pairs(body):
+    return json.loads(body, object_pairs_hook=Pairs)
+
+
+def dump_pairs(node, rng):
+    """JSON text of a Pairs tree; strings with lone surrogates are written as \\u escapes."""
+    if isinstance(node, Pairs):
+        return b"{" + b",".join(dump_pairs(k, rng) + b":" + dump_pairs(v, rng) for k, v in node) + b"}"
+    if isinstance(node, list):
+        return b"[" + b",".join(dump_pairs(v, rng) for v in node) + b"]"
+    if isinstance(node, RawJson):
+        return node.text
+    if isinstance(node, float) and not math.isfinite(node):
+        return b"1e400" if node > 0 else b"-1e400"  # what json.loads read as inf
+    return json.dumps(node).encode()
+
+
+class RawJson:
+    """A value written as these exact bytes (a number Python cannot hold, an escape)."""
+
+    def __init__(self, text):
+        self.text = text
+
+
+def containers(node, depth=1, path=()):
+    """(node, depth, path) of every object and array; the root is at depth 1."""
+    if isinstance(node, (Pairs, list)):
+        yield node, depth, path
+        items = node if isinstance(node, Pairs) else enumerate(node)
+        for k, v in items:
+            yield from containers(v, depth + 1, path + (k,))
+
+
+# Keys that collide with document fields: ECS names dotted and nested, what a decoder puts
+# labels and extras under, and names a key of JavaScript or Elasticsearch treats apart.
+ECS_KEYS = ["@timestamp", "event.kind", "event", "event.dataset", "rum.type", "rum", "rum.extra", "labels",
+            "labels.synthetic", "synthetic", "csp_noise", "client.ip", "client", "url.full", "url",
+            "user_agent", "service.name", "_id", "_index", "_source", "__proto__", "constructor", "",
+            ".", "..", "a.", ".a", "a..b", "*", "\"", "labels.x.y", "type", "seq", "ts", "\u0000", "é",
+            "rum.seq", "session.id", "trace.id", "message", "error.message", "numeric_labels"]
+NASTY_NUMBERS = [b"-0", b"-0.0", b"0e0", b"-0e-0", b"1e400", b"-1e400", b"1E400", b"1e-400", b"123e-20000",
+                 b"9223372036854775807", b"9223372036854775808", b"-9223372036854775808",
+                 b"-9223372036854775809", b"18446744073709551615", b"18446744073709551616",
+                 b"9007199254740993", b"1.7976931348623157e308", b"1.7976931348623159e308", b"5e-324",
+                 b"2.5e-324", b"1e19", b"-1e19", b"1e18", b"9.223372036854776e18", b"1.0", b"1e2", b"0.1e1",
+                 b"100000000000000000000000.0", b"-1", b"4294967296", b"0.000001", b"1" + b"0" * 310]
+NASTY_STRINGS = [b'"\\ud800"', b'"\\udfff"', b'"a\\ud800"', b'"\\ud800a"', b'"\\udc00\\ud800"',
+                 b'"\\ud800\\u0041"', b'"\\ud83d\\ude00"', b'"\\u0000"', b'"a\\u0000b"', b'"\\u001f"',
+                 b'"\\uD800\\uDBFF"', b'"\\ud800\\\\"', b'"\\uFFFF"', b'"\\uFEFF"', b'"\\u2028\\u2029"',
+                 b'"\xc0\x80"', b'"\xe0\x80\x80"', b'"\xf0\x80\x80\x80"', b'"\xed\xa0\x80"', b'"\xed\xbf\xbf"',
+                 b'"\xf4\x90\x80\x80"', b'"a\x00b"', b'"\x00"', b'"\x7f"', b'"\xef\xbf\xbe"',
+                 b'"' + "\u00e9".encode() * 8192 + b'"', b'"' + b"\\ud83d\\ude00" * 1366 + b'"',
+                 b'"' + b"\\u00e9" * 5462 + b'"']
+
+
+def parse_pairs(rng, body):
+    """(the body as a Pairs tree, a function that writes a tree back as the body), or
+    (None, None). An NDJSON body (the APM intakes) is one of its lines, the others kept."""
+    try:
+        return load_pairs(body), lambda doc: dump_pairs(doc, rng)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        pass
+    lines = body.split(b"\n")
+    if len(lines) > 1:
+        at = rng.randrange(len(lines))
+        try:
+            doc = load_pairs(lines[at])
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return None, None
+        return doc, lambda doc: b"\n".join(lines[:at] + [dump_pairs(doc, rng)] + lines[at + 1:])
+    return None, None
+
+
+def x_ecs_keys(rng, body, ctx):
+    """Keys named like document fields, in any object (labels, tags, extras, events)."""
+    doc, put = parse_pairs(rng, body)
+    if doc is None:
+        return m_flip(rng, body, ctx)
+    objects = [n for n, _, _ in containers(doc) if isinstance(n, Pairs)]
+    if not objects:
+        return body
+    for _ in range(rng.choice([1, 1, 2, 5])):
+        obj = rng.choice(objects)
+        key = rng.choice(ECS_KEYS)
+        value = rng.choice(["x", "no", "true", 1, -1.5, True, False, None, {"kind": "alert"}, [1, "a"],
+                            RawJson(rng.choice(NASTY_NUMBERS)), RawJson(rng.choice(NASTY_STRINGS)),
+                            {"synthetic": "no", "x.y": 1}])
+        obj.insert(rng.randrange(len(obj) + 1), (key, value))
+    return put(doc)
+
+
+def x_duplicate_keys(rng, body, ctx):
+    """A key twice in one object, with another value (and type) the second time."""
+    doc, put = parse_pairs(rng, body)
+    if doc is None:
+        return m_duplicate(rng, body, ctx)
+    objects = [n for n, _, _ in containers(doc) if isinstance(n, Pairs) and n]
+    for _ in range(rng.choice([1, 2, 3])):
+        if not objects:
+            break
+        obj = rng.choice(objects)
+        key, value = rng.choice(obj)
+        other = rng.choice([None, "dup", 0, 2**70, {"a": 1}, [value], value, True, RawJson(b"1e400")])
+        obj.insert(rng.randrange(len(obj) + 1), (key, other))
+    return put(doc)
+
+
+def x_exact_depth(rng, body, ctx):
+    """A value nested so that the body is exactly max_json_depth (16) deep, or one past."""
+    doc, put = parse_pairs(rng, body)
+    if doc is None:
+        return m_nest(rng, body, ctx)
+    spots = list(containers(doc))
+    if not spots:
+        return body
+    node, depth, _ = rng.choice(spots)
+    total = rng.choice([15, 16, 16, 17, 17, 20, 21, 101])
+    levels = max(0, total - depth)
+    value = RawJson(rng.choice([b"1", b'"x"', b"{}", b"[]", b"null"]))
+    for _ in range(levels - 1 if levels else 0):
+        value = Pairs([(rng.choice(["a", "attribution", "x"]), value)]) if rng.random() < 0.5 else [value]
+    if isinstance(node, Pairs):
+        node.append((rng.choice(["deep", "attribution", "data", "context"]), value))
+    else:
+        node.append(value)
+    return put(doc)
+
+
+def x_nasty_value(rng, body, ctx):
+    """Values replaced by numbers and strings at the edges of what JSON and its readers hold."""
+    doc, put = parse_pairs(rng, body)
+    if doc is None:
+        return m_weird_number(rng, body, ctx)
+    slots = []
+    for node, _, _ in containers(doc):
+        if isinstance(node, Pairs):
+            slots += [(node, i) for i in range(len(node))]
+        else:
+            slots += [(node, i) for i in range(len(node))]
+    for _ in range(rng.choice([1, 2, 4, 16])):
+        if not slots:
+            break
+        node, i = rng.choice(slots)
+        value = RawJson(rng.choice(NASTY_NUMBERS) if rng.random() < 0.5 else rng.choice(NASTY_STRINGS))
+        if isinstance(node, Pairs):
+            node[i] = (node[i][0], value)
+        else:
+            node[i] = value
+    return put(doc)
+
+
+WRONG_TYPES = [None, True, "1", "", 0, -1, 1.5, [], {}, [1], {"a": 1}, RawJson(b"1e400"), RawJson(b"-0")]
+
+
+def x_wrong_types(rng, body, ctx):
+    """Every value of one object (an event, a report, the context) of another JSON type."""
+    doc, put = parse_pairs(rng, body)
+    if doc is None:
+        return m_struct(rng, body, ctx)
+    objects = [n for n, _, _ in containers(doc) if isinstance(n, Pairs) and n]
+    if not objects:
+        return body
+    obj = rng.choice(objects)
+    shift = rng.randrange(len(WRONG_TYPES))
+    for i, (k, v) in enumerate(obj):
+        if k in ("type", "v") and rng.random() < 0.7:
+            continue  # mostly keep what makes it an event of its kind, so the rest is read
+        obj[i] = (k, WRONG_TYPES[(i + shift) % len(WRONG_TYPES)])
+    return put(doc)
+
+
+def x_many_tiny(rng, body, ctx):
+    """As many of the smallest items as allowed, and one more (beacon events, reports, metrics)."""
+    n = rng.choice([50, 51, 500, 501, 1000, 20000])
+    endpoint = ctx["endpoint"]
+    if endpoint == "beacon":
+        item = rng.choice([b'{"type":"x"}', b'{"type":"page_view"}', b'{"type":""}', b'{"type":"custom","seq":1}'])
+        return b'{"v":1,"events":[' + b",".join([item] * n) + b"]}"
+    if endpoint in ("report-uri", "reporting-api"):
+        item = rng.choice([b'{"type":"csp-violation","body":{}}', b"{}", b'{"type":"x","body":{"a":1}}'])
+        return b"[" + b",".join([item] * n) + b"]"
+    if endpoint == "web-vitals":
+        return b"[" + b",".join([b'{"name":"LCP","value":1}'] * n) + b"]"
+    if endpoint == "faro":
+        return b'{"meta":{},"measurements":[' + b",".join([b'{"type":"x","values":{"a":1}}'] * n) + b"]}"
+    lines = body.split(b"\n", 1)
+    return lines[0] + b"\n" + b"\n".join([b'{"error":{"id":"e","exception":{"message":"m"}}}'] * n) + b"\n"
+
+
+EXTENDED_MUTATIONS = [
+    (6, x_ecs_keys), (5, x_duplicate_keys), (4, x_exact_depth), (6, x_nasty_value), (5, x_wrong_types),
+    (2, x_many_tiny),
+]
+
+
+
+CLIENT_BUNDLE = os.path.join(ROOT, "client-js/dist/rum.min.js")
+ACCEPT_ENCODINGS = [  # (value, whether the answer must be gzip: True, False or None for either)
+    (None, False), (b"gzip", True), (b"gzip, deflate, br, zstd", True), (b"gzip;q=0", False),
+    (b"identity", False), (b"br", False), (b"*", True), (b"*;q=0", False), (b"gzip;q=0, *", False),
+    (b"GZIP", True), (b"gzip;q=0.001", True), (b"gzip;q=1.5", None), (b"gzip;q=NaN", None),
+    (b"gzip;q=", None), (b";;;,,,", False), (b"x-gzip", None), (b"gzip;level=9", True),
+    (b"deflate;q=1, gzip;q=0", False), (b"\xff", None), (b"gzip" + b", x" * 2000, True),
+]
+
+
+def client_request(rng, req):
+    """GET or HEAD of the RUM client script with odd Accept-Encoding and If-None-Match,
+    checked by check_client_answer."""
+    req.mode = "client"
+    req.method = rng.choice(["GET", "GET", "GET", "HEAD"])
+    req.target = rng.choice(["/rum", "/rum", "/rum?v=1.0.0", "/rum?" + "x" * 3000])
+    req.body = b""
+    req.headers = []
+    value, gzip_wanted = rng.choice(ACCEPT_ENCODINGS)
+    if value is not None and not re.search(rb"[\x00-\x1f\x7f-\xff]", value):
+        req.headers.append((b"Accept-Encoding", value))
+    else:
+        gzip_wanted = False if value is None else None
+    inm = rng.choice([None, None, b"*", b'"nope"', b'W/"nope"', b'"nope", *', b"", b",,,", b'"' + b"x" * 5000 + b'"'])
+    if inm is not None:
+        req.headers.append((b"If-None-Match", inm))
+    if rng.random() < 0.2:
+        req.headers.append((b"Range", rng.choice([b"bytes=0-10", b"bytes=-1", b"bytes=99999999-", b"lines=1"])))
+    req.ops.append(f"client:{req.method} ae={value!r} inm={inm!r}")
+    req.check = lambda status, headers, body: check_client_answer(req.method, gzip_wanted, inm, status, headers, body)
+    return req
+
+
+def check_client_answer(method, gzip_wanted, inm, status, headers, body):
+    """What is wrong with an answer to a GET or HEAD of the client script, or None."""
+    with open(CLIENT_BUNDLE, "rb") as f:
+        script = f.read()
+    header = {k.lower(): v for k, v in headers}
+    coding = header.get("content-encoding")
+    if status == 304:
+        return None if inm is not None and b"*" in inm else f"304 to If-None-Match {inm!r}"
+    if status != 200:
+        return f"status {status}"
+    if gzip_wanted is not None and (coding == "gzip") != gzip_wanted:
+        return f"Content-Encoding {coding!r}, expected {'gzip' if gzip_wanted else 'none'}"
+    if not header.get("content-type", "").startswith("application/javascript"):
+        return f"Content-Type {header.get('content-type')!r}"
+    if "etag" not in header or header.get("vary", "").lower() != "accept-encoding":
+        return "no ETag or Vary: Accept-Encoding"
+    if method == "HEAD":
+        return None if not body else f"HEAD answered with a {len(body)}-byte body"
+    try:
+        plain = gzip.decompress(body) if coding == "gzip" else body
+    except (OSError, EOFError) as e:
+        return f"gzip body does not inflate: {e}"
+    return None if plain == script else f"body of {len(plain)} bytes is not the {len(script)}-byte script"
+
 # ---------------------------------------------------------------- encodings
 
 _BOMBS = {}
@@ -477,6 +746,8 @@ class Request:
         self.shut_wr = False     # raw mode: half-close after sending (incomplete framing)
         self.expect = 1          # raw mode: responses to wait for
         self.allow_501 = False   # an odd Transfer-Encoding was sent: 501 is the documented answer
+        self.problem = None      # what check found wrong
+        self.check = None        # client mode: (status, headers, body) -> what is wrong, or None
         self.ops = []
 
     def describe(self):
@@ -527,11 +798,14 @@ TARGETS = {
 OTHER_TARGETS = [b"/health", b"/metrics", b"/metrics/rum", b"/", b"/rum"]
 
 
-def generate(seed, i, seeds):
+def generate(seed, i, seeds, extended=False):
     rng = random.Random(seed * 2**32 + i)
-    ctx = {"seeds": seeds}
     req = Request()
     req.endpoint = rng.choice(list(ENDPOINTS))
+    ctx = {"seeds": seeds, "endpoint": req.endpoint}
+    if extended and req.endpoint == "beacon" and rng.random() < 0.1:
+        return client_request(rng, req)
+    mutations = BODY_MUTATIONS + EXTENDED_MUTATIONS if extended else BODY_MUTATIONS
     own = seeds[req.endpoint]
     body = rng.choice(own)
     if rng.random() < 0.05:  # a body meant for another endpoint
@@ -539,7 +813,7 @@ def generate(seed, i, seeds):
         req.ops.append("foreign-seed")
     if rng.random() < 0.9:
         for _ in range(rng.choice([1, 1, 1, 2, 2, 3])):
-            mutate = weighted(rng, BODY_MUTATIONS)
+            mutate = weighted(rng, mutations)
             try:
                 body = mutate(rng, body, ctx)
             except (RecursionError, ValueError, OverflowError):
@@ -855,9 +1129,11 @@ class ClientWorker:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # answered (413) and closed before the body was all sent: read the answer
                 resp = self.conn.getresponse()
-                resp.read()
+                body = resp.read()
                 if resp.will_close:
                     self.close()
+                if req.check is not None:
+                    req.problem = req.check(resp.status, resp.getheaders(), body)
                 return [resp.status]
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
                 self.close()
@@ -876,6 +1152,195 @@ class ClientWorker:
         if self.conn is not None:
             self.conn.close()
         self.conn = None
+
+
+# ---------------------------------------------------------------- the oracle: counters and documents
+
+SAMPLE_RE = re.compile(r'^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$')
+LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+MAPPINGS = os.path.join(ROOT, "deployments/elasticsearch/bulk/_component_template/rum-pipeline-elasticsearch-mappings.json")
+EVENT_TYPES = {"page_view", "web_vital", "resource", "error", "action", "long_task", "http", "custom",
+               "csp_violation", "report"}
+DATE_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
+I64 = (-2**63, 2**63 - 1)
+
+
+def scrape(addr):
+    """The pipeline's /metrics as {(name, ((label, value), ...)): value}."""
+    c = http.client.HTTPConnection(*addr, timeout=10)
+    try:
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode("utf-8", "replace")
+    finally:
+        c.close()
+    samples = {}
+    for line in text.splitlines():
+        m = SAMPLE_RE.match(line)
+        if m and not line.startswith("#"):
+            labels = tuple(sorted(LABEL_RE.findall(m.group(2) or "")))
+            samples[(m.group(1), labels)] = float(m.group(3))
+    return samples
+
+
+def settled_metrics(addr, seconds=30):
+    """/metrics once every buffer is empty and two scrapes 0.3 s apart agree: every event
+    accepted has gone as far as it goes. None if that never happens within `seconds`."""
+    deadline, last = time.time() + seconds, None
+    while time.time() < deadline:
+        now = scrape(addr)
+        counts = {k: v for k, v in now.items() if k[0].startswith("component_")}
+        if last == counts and not any(v for (name, _), v in now.items() if name == "buffer_events"):
+            return now
+        last = counts
+        time.sleep(0.3)
+    return None
+
+
+def per_component(samples, name):
+    out = collections.Counter()
+    for (n, labels), v in samples.items():
+        if n == name:
+            out[dict(labels).get("component_id")] += int(v)
+    return out
+
+
+def check_counters(samples, inputs, lines):
+    """Every event accounted for: in each component received = sent + discarded, each
+    component received what its inputs sent, nothing discarded without intent, and the stdout
+    sink wrote as many documents as it counts sent (`lines`, None without a stdout sink)."""
+    problems = []
+    received = per_component(samples, "component_received_events_total")
+    sent = per_component(samples, "component_sent_events_total")
+    discarded = per_component(samples, "component_discarded_events_total")
+    unintended = collections.Counter()
+    for (n, labels), v in samples.items():
+        if n == "component_discarded_events_total" and dict(labels).get("intentional") == "false":
+            unintended[dict(labels).get("component_id")] += int(v)
+    for cid, ups in inputs.items():
+        if received[cid] != sent[cid] + discarded[cid]:
+            problems.append(f"{cid}: received {received[cid]} != sent {sent[cid]} + discarded {discarded[cid]}")
+        if ups and received[cid] != sum(sent[u] for u in ups):
+            problems.append(f"{cid}: received {received[cid]} != sent by its inputs {ups}: "
+                            f"{sum(sent[u] for u in ups)}")
+        if unintended[cid]:
+            problems.append(f"{cid}: {unintended[cid]} events discarded unintentionally")
+    if lines is not None and lines != sent["out"]:
+        problems.append(f"stdout sink: {lines} documents written, {sent['out']} counted sent")
+    totals = {"received_by_sources": sum(received[c] for c, ups in inputs.items() if not ups),
+              "written": sent["out"], "discarded": sum(discarded.values())}
+    return problems, totals
+
+
+def load_mapping():
+    """{dotted path: mapping type} from the index template the pipeline ships."""
+    with open(MAPPINGS) as f:
+        props = json.load(f)["template"]["mappings"]["properties"]
+    out = {}
+
+    def walk_props(node, prefix):
+        for key, spec in node.items():
+            if "properties" in spec:
+                walk_props(spec["properties"], prefix + key + ".")
+            else:
+                out[prefix + key] = spec["type"]
+    walk_props(props, "")
+    return out
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def value_fits(ty, v):
+    """Whether Elasticsearch would index `v` in a field of type `ty` without a mapping
+    error (strictly: the pipeline moves wrong-typed values to rum.extra, so no coercion)."""
+    if ty in ("keyword", "text"):
+        return isinstance(v, str)
+    if ty == "long":
+        return isinstance(v, int) and not isinstance(v, bool) and I64[0] <= v <= I64[1]
+    if ty == "double":
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+    if ty == "boolean":
+        return isinstance(v, bool)
+    if ty == "date":
+        if isinstance(v, str):
+            return bool(DATE_RE.match(v))
+        return isinstance(v, int) and not isinstance(v, bool) and I64[0] <= v <= I64[1]
+    if ty == "ip":
+        try:
+            ipaddress.ip_address(v)
+            return True
+        except ValueError:
+            return False
+    if ty == "geo_point":
+        return (isinstance(v, dict) and set(v) == {"lat", "lon"}
+                and all(isinstance(v[k], (int, float)) and not isinstance(v[k], bool) for k in v)
+                and -90 <= v["lat"] <= 90 and -180 <= v["lon"] <= 180)
+    if ty == "flattened":
+        return isinstance(v, (dict, list))
+    return False
+
+
+def check_document(doc, mapping):
+    """What is wrong with one stdout document, as a list of strings: the ECS fields every
+    document has, and every field against the shipped mapping (typed fields of the right
+    type, no field the mapping does not know outside a flattened field and labels.*)."""
+    if not isinstance(doc, dict):
+        return ["not a JSON object"]
+    problems = []
+
+    def get(path):
+        node = doc
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+    rum_type = get("rum.type")
+    if rum_type not in EVENT_TYPES:
+        problems.append(f"rum.type {rum_type!r}")
+    if get("event.kind") != "event":
+        problems.append(f"event.kind {get('event.kind')!r}")
+    if get("event.dataset") != f"rum.{rum_type}":
+        problems.append(f"event.dataset {get('event.dataset')!r} for rum.type {rum_type!r}")
+    for required in ("@timestamp", "event.ingested"):
+        if get(required) is None:
+            problems.append(f"no {required}")
+
+    def walk_doc(node, prefix):
+        for key, value in node.items():
+            path = prefix + key
+            ty = mapping.get(path)
+            if ty is not None:
+                if not value_fits(ty, value):
+                    problems.append(f"{path} ({ty}): {json.dumps(value)[:80]}")
+            elif isinstance(value, dict) and any(p.startswith(path + ".") for p in mapping):
+                walk_doc(value, path + ".")
+            elif path.startswith("labels.") and "." not in key and key and (
+                    isinstance(value, str) or (path == "labels.csp_noise" and value is True)):
+                pass  # the labels dynamic template: strings as keywords (and the csp source's flag)
+            else:
+                problems.append(f"{path[:80]}: a field the mapping does not know ({json.dumps(value)[:60]})")
+    walk_doc(doc, "")
+    return problems
+
+
+def check_documents(path, mapping, limit=5):
+    """(documents, documents with a problem, the first `limit` problems) of a stdout file."""
+    count, bad, examples = 0, 0, []
+    with open(path, "rb") as f:
+        for raw in f:
+            count += 1
+            try:
+                doc = json.loads(raw, parse_constant=_no_constant)
+                problems = check_document(doc, mapping)
+            except (ValueError, UnicodeDecodeError, RecursionError) as e:
+                problems = [f"not JSON: {e}"]
+            if problems:
+                bad += 1
+                if len(examples) < limit:
+                    examples.append(f"document {count}: {'; '.join(problems[:4])} | {raw[:200]!r}")
+    return count, bad, examples
 
 
 # ---------------------------------------------------------------- the process
@@ -903,7 +1368,14 @@ class Target:
     def __init__(self, binary, sink, transforms, log_path, sdk=False):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="rum-fuzz-")
-        sources = '"beacons", "reports"' + (', "web_vitals", "faro", "apm"' if sdk else "")
+        source_ids = ["beacons", "reports"] + (["web_vitals", "faro", "apm"] if sdk else [])
+        sources = ", ".join(f'"{s}"' for s in source_ids)
+        # Each component's upstreams, for the counters' accounting (check_counters).
+        self.inputs = {s: [] for s in source_ids}
+        if transforms:
+            self.inputs.update(ua=source_ids, scrub=["ua"], out=["scrub"], metrics=["scrub"])
+        else:
+            self.inputs["out"] = source_ids
         config = PIPELINE.format(
             port=self.port, sink=sink,
             sdk_sources=SDK_SOURCES.format(port=self.port) if sdk else "",
@@ -914,14 +1386,18 @@ class Target:
             f.write(config)
         self.log = open(log_path, "wb") if log_path else None
         env = dict(os.environ, RUM_LOG=os.environ.get("RUM_LOG", "info"))
-        self.proc = subprocess.Popen([binary, "--config", self.config], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        # The stdout sink's documents, checked after the run (check_documents).
+        self.docs = os.path.join(self.dir, "documents.ndjson")
+        with open(self.docs, "wb") as out:
+            self.proc = subprocess.Popen([binary, "--config", self.config], stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.PIPE, env=env)
         self.panics, self.errors, self.tail = [], 0, collections.deque(maxlen=30)
         self.inflight, self.suspects = set(), set()  # request indices being sent; those sent at a panic
         self.listening = threading.Event()
         threading.Thread(target=self._read_stderr, daemon=True).start()
         if not self.listening.wait(60):
             self.stop()
+            shutil.rmtree(self.dir, ignore_errors=True)
             sys.exit("fuzz.py: the pipeline did not start:\n" + "".join(self.tail))
 
     def _read_stderr(self):
@@ -956,7 +1432,6 @@ class Target:
         time.sleep(0.2)  # let the reader drain stderr
         if self.log:
             self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
         return self.proc.returncode
 
 
@@ -981,11 +1456,15 @@ def main():
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--sdk", action="store_true",
                     help="also fuzz the web_vitals, faro and elastic_apm_rum intakes (other requests per seed)")
+    ap.add_argument("--extended", action="store_true",
+                    help="also the targeted mutations (ECS-named and duplicate keys, nesting at the depth limit, "
+                         "edge numbers and escapes, wrong types, many tiny items) and GET of the client script "
+                         "(other requests per seed)")
     args = ap.parse_args()
 
     seeds = load_seeds(args.sdk)
     if args.show is not None:
-        req = generate(args.seed, args.show, seeds)
+        req = generate(args.seed, args.show, seeds, args.extended)
         print(f"# seed {args.seed} request {args.show} -> {req.endpoint}: {req.describe()}")
         data = req.as_bytes()
         print(repr(data[:4000]) + (f" ... ({len(data)} bytes)" if len(data) > 4000 else ""))
@@ -1004,6 +1483,7 @@ def main():
     statuses = collections.Counter()
     per_endpoint = collections.defaultdict(collections.Counter)
     bad = []          # (index, status, description)
+    wrong = []        # (index, what is wrong, description): answers a check refused
     fuzzer_errors = []
     no_answer = []    # first few requests without an HTTP answer (index, outcome, description)
     sent = [0]
@@ -1031,7 +1511,7 @@ def main():
                     break
                 next_index[0] += 1
                 target.inflight.add(i)
-            req = generate(args.seed, i, seeds)
+            req = generate(args.seed, i, seeds, args.extended)
             got = client.send(req) if req.mode == "client" else send_raw(req, addr, args.timeout)
             with lock:
                 target.inflight.discard(i)
@@ -1044,6 +1524,8 @@ def main():
                         no_answer.append((i, st, req.describe()))
                     if isinstance(st, int) and st >= 500 and st != 503 and not (st == 501 and req.allow_501):
                         bad.append((i, st, req.describe()))
+                if req.problem is not None:
+                    wrong.append((i, req.problem, req.describe()))
                     if args.only is not None:
                         print(f"request {i}: {st}  {req.describe()}")
             if not target.alive():
@@ -1078,7 +1560,20 @@ def main():
         except (OSError, http.client.HTTPException) as e:
             health = type(e).__name__
         peak_kib = target.hwm_kib() or peak_kib
+    samples = None
+    if not died:
+        try:
+            samples = settled_metrics(addr)
+        except (OSError, http.client.HTTPException):
+            pass
     exit_code = target.proc.returncode if died else target.stop()
+    accounting, totals, docs = [], {}, (0, 0, [])
+    if args.sink == "stdout":
+        docs = check_documents(target.docs, load_mapping())
+    if samples is None and not died:
+        accounting = ["/metrics did not settle (buffers empty, counters still) within 30 s"]
+    elif samples is not None:
+        accounting, totals = check_counters(samples, target.inputs, docs[0] if args.sink == "stdout" else None)
     shutil.rmtree(target.dir, ignore_errors=True)
 
     conn_errors = sum(n for st, n in statuses.items() if isinstance(st, str) and not st.startswith("h2"))
@@ -1100,6 +1595,12 @@ def main():
         failures.append(f"/health after the run: {health}")
     if peak_mib > args.max_rss_mib:
         failures.append(f"peak RSS {peak_mib:.1f} MiB > {args.max_rss_mib} MiB")
+    if wrong:
+        failures.append(f"{len(wrong)} wrong answer(s)")
+    if accounting:
+        failures.append("events not accounted for: " + "; ".join(accounting))
+    if docs[1]:
+        failures.append(f"{docs[1]} of {docs[0]} documents wrong")
 
     report = {
         "seed": args.seed, "requests": sent[0], "seconds": round(elapsed, 1),
@@ -1110,10 +1611,14 @@ def main():
         "connection_errors": conn_errors, "half_closed_after_quiet": QUIET["half-closed"],
         "no_answer_examples": [{"request": i, "outcome": st, "what": d} for i, st, d in no_answer], "panics": target.panics[:5],
         "in_flight_at_panic": sorted(target.suspects)[:20], "error_log_lines": target.errors,
+        "wrong_answers": [{"request": i, "problem": w, "what": d} for i, w, d in wrong[:20]],
         "died": died, "exit_on_sigterm": exit_code, "health_after": health,
         "peak_rss_mib": round(peak_mib, 1), "max_rss_mib": args.max_rss_mib,
+        "events": totals, "accounting_problems": accounting, "documents": docs[0],
+        "documents_wrong": docs[1], "document_problems": docs[2],
         "result": "FAIL: " + "; ".join(failures) if failures else "ok",
     }
+    flags = (" --sdk" if args.sdk else "") + (" --extended" if args.extended else "")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -1128,8 +1633,17 @@ def main():
         print(f"  panics: {len(target.panics)}, ERROR log lines: {target.errors}, died: {died}, "
               f"exit on SIGTERM: {exit_code}, /health after: {health}")
         print(f"  peak RSS (VmHWM): {peak_mib:.1f} MiB (bound {args.max_rss_mib} MiB)")
+        print(f"  events: {totals.get('received_by_sources', '?')} received by the sources, "
+              f"{totals.get('written', '?')} written, {totals.get('discarded', '?')} discarded (counted); "
+              f"accounting: {'; '.join(accounting) or 'ok'}")
+        if args.sink == "stdout":
+            print(f"  documents: {docs[0]} on stdout, {docs[1]} wrong")
+        for problem in docs[2]:
+            print("  WRONG " + problem)
         for i, st, d in bad[:20]:
-            print(f"  UNEXPECTED {st}: request {i} -> reproduce: bench/fuzz.py --seed {args.seed} --only {i}  ({d})")
+            print(f"  UNEXPECTED {st}: request {i} -> reproduce: bench/fuzz.py --seed {args.seed}{flags} --only {i}  ({d})")
+        for i, what, d in wrong[:20]:
+            print(f"  WRONG ANSWER: request {i}: {what} -> reproduce: bench/fuzz.py --seed {args.seed}{flags} --only {i}  ({d})")
         for i, st, d in no_answer:
             print(f"  no HTTP answer ({st}): request {i} ({d})")
         for p in target.panics[:5]:

@@ -31,11 +31,13 @@ fi
 export RUM_PIPELINE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/rum-pipeline"
 
 # A short, fixed-seed run of the mutation fuzzer over the three intake endpoints: fails on an
-# unexpected 5xx, a panic, the process dying or peak RSS over the bound (docs/testing.md#fuzzing).
+# unexpected 5xx, a panic, the process dying, peak RSS over the bound, an event the counters do
+# not account for or a document the index mapping would refuse (docs/testing.md#fuzzing).
 echo "== bench/fuzz.py (short run)"
 python3 bench/fuzz.py --seed 1 --requests 3000
-# ... and over the SDK intakes too (web_vitals, faro, elastic_apm_rum).
-python3 bench/fuzz.py --sdk --seed 2 --requests 2000
+# ... and over the SDK intakes too (web_vitals, faro, elastic_apm_rum), with the targeted
+# mutations and GETs of the client script.
+python3 bench/fuzz.py --sdk --extended --seed 2 --requests 2000
 
 # Deployment files: parse, Kubernetes schema validation, nginx -t, generated files current.
 echo "== deployments"

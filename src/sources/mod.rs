@@ -62,8 +62,12 @@ pub(crate) fn check_path(key: &'static str, path: &str) -> Option<(&'static str,
     (!path.starts_with('/')).then(|| (key, format!("`{path}` must start with `/`")))
 }
 
+/// The deepest `max_json_depth` a source takes (the parser recurses that
+/// deep); the index template's flattened fields take as deep.
+pub const MAX_JSON_DEPTH: usize = 100;
+
 /// The limits every JSON source takes: counts and sizes of at least 1, a
-/// nesting depth of at most 100 (the parser recurses that deep).
+/// nesting depth of at most `MAX_JSON_DEPTH`.
 pub(crate) fn check_json_limits(
     counts: &[(&'static str, usize)],
     max_json_depth: usize,
@@ -73,8 +77,11 @@ pub(crate) fn check_json_limits(
         .filter(|(_, value)| *value == 0)
         .map(|(key, _)| (*key, "must be at least 1".to_owned()))
         .collect();
-    if max_json_depth > 100 {
-        problems.push(("max_json_depth", "must be at most 100".to_owned()));
+    if max_json_depth > MAX_JSON_DEPTH {
+        problems.push((
+            "max_json_depth",
+            format!("must be at most {MAX_JSON_DEPTH}"),
+        ));
     }
     problems
 }

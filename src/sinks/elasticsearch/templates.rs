@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use super::index::IndexRouter;
 use super::{ElasticsearchConfig, Mode};
 use crate::schema::{self, FieldType};
+use crate::sources::MAX_JSON_DEPTH;
 
 /// `ignore_above` for keywords: longer values are stored but not indexed.
 const KEYWORD_IGNORE_ABOVE: u32 = 1024;
@@ -25,6 +26,10 @@ fn mapping(ty: FieldType) -> Value {
             "fields": {"keyword": {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}}
         }),
         FieldType::Date => json!({"type": "date"}),
+        // Elasticsearch refuses a document nested deeper than a flattened
+        // field's `depth_limit` (20 by default); a source may take bodies
+        // `MAX_JSON_DEPTH` deep, and such a field is inside the body.
+        FieldType::Flattened => json!({"type": "flattened", "depth_limit": MAX_JSON_DEPTH}),
         other => json!({"type": other.es_type()}),
     }
 }
@@ -166,6 +171,32 @@ mod tests {
             node = node.get("properties")?.get(part)?;
         }
         Some(node)
+    }
+
+    #[test]
+    fn a_flattened_field_takes_whatever_depth_a_source_lets_in() {
+        // Elasticsearch refuses a document whose flattened field nests
+        // deeper than its `depth_limit` (20 by default), but a source takes
+        // bodies up to `max_json_depth` deep, which may be set to 100: with
+        // it above about 23, a beacon's deep `rum.extra` or attribution was
+        // refused by the engine and dead-lettered. Such a field sits inside
+        // the body, so it is always less deep than the body.
+        let template = component_template();
+        let mut flattened = 0;
+        for field in schema::all_fields() {
+            if field.ty != FieldType::Flattened {
+                continue;
+            }
+            flattened += 1;
+            let mapping = lookup(&template, field.path).unwrap();
+            let limit = mapping["depth_limit"].as_u64().unwrap_or(20);
+            assert!(
+                limit >= crate::sources::MAX_JSON_DEPTH as u64,
+                "{}: depth_limit {limit}",
+                field.path
+            );
+        }
+        assert!(flattened >= 5, "{flattened} flattened fields");
     }
 
     #[test]

@@ -250,42 +250,69 @@ fn nest<'de>(parent: &mut Obj<'de>, key: &'static str, rest: Obj<'de>) {
 /// numbers, booleans (and nulls, which set nothing); an object or array is
 /// a wrong-typed value, returned apart for `rum.extra`. Under `labels.*` it
 /// made the index map the name as an object, and every later document with
-/// that label as a string was refused (or the reverse).
+/// that label as a string was refused (or the reverse). So is a label the
+/// pipeline sets itself (`synthetic`, `csp_noise`): the template maps
+/// `labels.synthetic` as `boolean`, so `synthetic: "no"` made the document
+/// fail to index, and `synthetic: true` passed a page's events off as a bot's.
 fn split_labels(labels: Obj<'_>) -> (Obj<'_>, Obj<'_>) {
     let (mut scalars, mut aside) = (Obj::new(), Obj::new());
     for (name, value) in labels {
+        let reserved = RESERVED_LABELS.contains(&&*label_name(&name));
         // An `Obj`'s keys are unique.
         match value {
             Json::Object(_) | Json::Array(_) => aside.push_unique(name, value),
+            _ if reserved => aside.push_unique(name, value),
             scalar => scalars.push_unique(name, scalar),
         }
     }
     (scalars, aside)
 }
 
+/// The labels the pipeline's own components set (`labels.<name>`).
+static RESERVED_LABELS: LazyLock<[&'static str; 2]> = LazyLock::new(|| {
+    [schema::LABELS_SYNTHETIC, schema::LABEL_CSP_NOISE].map(|path| {
+        path.trim_start_matches(schema::LABELS)
+            .trim_start_matches('.')
+    })
+});
+
+/// A label's name as the agent's `addLabels` writes it: `.`, `*` and `"`
+/// as `_`, and an empty name as `_`. Elasticsearch reads a dot as a path,
+/// so a label `env.x` made the index map `labels.env` as an object, and
+/// every later document with an `env` label was refused; it refuses an
+/// empty field name, and with it the document.
+fn label_name<'a>(name: &Cow<'a, str>) -> Cow<'a, str> {
+    if name.is_empty() {
+        Cow::Borrowed("_")
+    } else if name.contains(['.', '*', '"']) {
+        Cow::Owned(name.replace(['.', '*', '"'], "_"))
+    } else {
+        name.clone()
+    }
+}
+
+/// A label's value as a keyword, the type of ECS labels and of what the
+/// template maps under `labels.*`: a number or boolean under `labels.*`
+/// made the index map the name as `long` or `boolean`, and every later
+/// document with that label as a word ("gold" after 2) was refused. (APM
+/// Server moves numbers to `numeric_labels.*` for the same reason.)
+fn label_value(value: Json<'_>) -> Json<'_> {
+    match value {
+        Json::Number(n) => Json::String(Cow::Owned(n.to_string())),
+        Json::Bool(b) => Json::String(Cow::Borrowed(if b { "true" } else { "false" })),
+        other => other,
+    }
+}
+
 /// Labels to set, by name and without nulls (which set nothing). Set in
 /// this order each lands at the end of the event's sorted list: in the
-/// order sent (descending, say) each insert moved those before it.
-///
-/// Names are written as the agent's `addLabels` writes them, `.`, `*` and
-/// `"` as `_`, and an empty name as `_`: Elasticsearch reads a dot as a
-/// path, so a label `env.x` made the index map `labels.env` as an object,
-/// and every later document with an `env` label was refused.
+/// order sent (descending, say) each insert moved those before it. Names
+/// and values as `label_name` and `label_value` write them.
 fn sorted_labels(labels: Obj<'_>) -> Vec<(Cow<'_, str>, Json<'_>)> {
     let mut labels: Vec<_> = labels
         .into_iter()
         .filter(|(_, v)| !v.is_null())
-        .map(|(name, value)| {
-            if name.is_empty() {
-                // Elasticsearch refuses an empty field name: the whole
-                // document was dead-lettered for one tag `""`.
-                (Cow::Borrowed("_"), value)
-            } else if name.contains(['.', '*', '"']) {
-                (Cow::Owned(name.replace(['.', '*', '"'], "_")), value)
-            } else {
-                (name, value)
-            }
-        })
+        .map(|(name, value)| (label_name(&name), label_value(value)))
         .collect();
     // Stable: of two names that became one, the later sent is set last
     // and wins.

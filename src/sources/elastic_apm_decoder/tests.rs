@@ -485,7 +485,7 @@ fn bad_lines_are_reported_and_the_good_ones_kept() {
     assert_eq!(action.get_str("url.path"), Some("/cart"));
     assert_eq!(action.label("ab"), Some(&json!("b")));
     assert_eq!(action.label("team"), Some(&json!("web")), "metadata labels");
-    assert_eq!(action.label("tier"), Some(&json!(2)));
+    assert_eq!(action.label("tier"), Some(&json!("2")));
     assert_eq!(
         action.get("rum.extra.metadata.service.runtime.name"),
         Some(&json!("x"))
@@ -1008,9 +1008,9 @@ fn a_label_that_is_no_string_number_or_bool_is_kept_aside() {
     .unwrap();
     let tr = &decoded.events[0];
     assert_eq!(tr.label("team"), Some(&json!("web")));
-    assert_eq!(tr.label("b"), Some(&json!(true)));
+    assert_eq!(tr.label("b"), Some(&json!("true")));
     assert_eq!(tr.label("ab"), Some(&json!("b")));
-    assert_eq!(tr.label("n"), Some(&json!(2)));
+    assert_eq!(tr.label("n"), Some(&json!("2")));
     for name in ["o", "l", "to", "ta"] {
         assert_eq!(tr.label(name), None, "{name}");
     }
@@ -1154,12 +1154,56 @@ fn label_names_are_sanitized_as_apm_server_does() {
     // Elasticsearch refuses an empty field name, and with it the document.
     assert_eq!(tr.label("_"), Some(&json!("e")));
     assert_eq!(tr.label("env_x"), Some(&json!("1")));
-    assert_eq!(tr.label("a_b"), Some(&json!(2)));
-    assert_eq!(tr.label("q_t"), Some(&json!(true)));
+    assert_eq!(tr.label("a_b"), Some(&json!("2")));
+    assert_eq!(tr.label("q_t"), Some(&json!("true")));
     assert_eq!(tr.label("ab_c"), Some(&json!("b")));
     let doc = tr.to_value();
     assert_eq!(
         doc["labels"],
-        json!({"env_x": "1", "a_b": 2, "q_t": true, "ab_c": "b", "_": "e"})
+        json!({"env_x": "1", "a_b": "2", "q_t": "true", "ab_c": "b", "_": "e"})
+    );
+}
+
+#[test]
+fn numeric_and_boolean_labels_are_written_as_strings() {
+    // Under `labels.*` a number made the index map the name as `long` (a
+    // boolean as `boolean`): every later document with that label as a
+    // word ("gold" after 2) was refused by Elasticsearch. ECS labels are
+    // keywords, as the template maps strings under `labels.*`. A number is
+    // written as JSON writes it (past 2^64 that is as a double).
+    let decoded = decode_lines(&[
+        r#"{"metadata":{"labels":{"tier":2,"ratio":-0.5,"big":1e300,"flag":true,"off":false}}}"#,
+        r#"{"transaction":{"id":"t1","type":"route-change","context":{"tags":{"n":18446744073709551616}}}}"#,
+    ])
+    .unwrap();
+    let doc = decoded.events[0].to_value();
+    assert_eq!(
+        doc["labels"],
+        json!({"big": "1e+300", "flag": "true", "n": "1.8446744073709552e+19", "off": "false",
+               "ratio": "-0.5", "tier": "2"})
+    );
+}
+
+#[test]
+fn a_label_named_as_one_the_pipeline_sets_is_kept_aside() {
+    // `labels.synthetic` is the pipeline's own (the `user_agent` transform
+    // sets it on bots; the template maps it `boolean`), as is
+    // `labels.csp_noise`: a page's label `synthetic: "no"` made every
+    // document of the request fail to index, and `synthetic: true` passed
+    // its events off as a bot's.
+    let decoded = decode_lines(&[
+        r#"{"metadata":{"labels":{"synthetic":"no","team":"web"}}}"#,
+        r#"{"transaction":{"id":"t1","type":"route-change","context":{"tags":{"csp.noise":true,"ab":"b"}}}}"#,
+    ])
+    .unwrap();
+    let tr = &decoded.events[0];
+    assert_eq!(tr.to_value()["labels"], json!({"ab": "b", "team": "web"}));
+    assert_eq!(
+        tr.get("rum.extra.metadata.labels"),
+        Some(&json!({"synthetic": "no"}))
+    );
+    assert_eq!(
+        tr.get("rum.extra.context.tags"),
+        Some(&json!({"csp.noise": true}))
     );
 }
