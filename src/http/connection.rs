@@ -473,20 +473,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_that_spends_its_budget_on_every_poll_still_times_out() {
-        let registry = Registry::new();
-        let router = Arc::new(Router::new(
-            Vec::new(),
-            Arc::new(Health::default()),
-            registry.clone(),
-            true,
-        ));
         let (_cap, at_cap) = watch::channel(0usize);
         let timeouts = ConnectionTimeouts {
             first_request: Duration::from_millis(200),
             idle: Duration::from_millis(200),
             tls_handshake: Duration::from_secs(1),
         };
-        let settings = ConnectionSettings::new(None, timeouts, router, None, at_cap, &registry);
+        let settings = settings_without_routes(None, timeouts, at_cap);
         let trigger = ShutdownTrigger::new();
         let activity = Activity::new();
         let started = Instant::now();
@@ -505,6 +498,22 @@ mod tests {
             "a connection with no request was still open after {:?}",
             started.elapsed()
         );
+    }
+
+    /// A connection's settings with only /health and /metrics to serve.
+    fn settings_without_routes(
+        tls: Option<TlsAcceptor>,
+        timeouts: ConnectionTimeouts,
+        at_cap: watch::Receiver<usize>,
+    ) -> ConnectionSettings {
+        let registry = Registry::new();
+        let router = Arc::new(Router::new(
+            Vec::new(),
+            Arc::new(Health::default()),
+            registry.clone(),
+            true,
+        ));
+        ConnectionSettings::new(tls, timeouts, router, None, at_cap, &registry)
     }
 
     /// A self-signed certificate for 127.0.0.1, as the listener loads it.
@@ -537,13 +546,6 @@ mod tests {
         let (stream, peer) = tcp.accept().await.unwrap();
         tokio::time::pause();
 
-        let registry = Registry::new();
-        let router = Arc::new(Router::new(
-            Vec::new(),
-            Arc::new(Health::default()),
-            registry.clone(),
-            true,
-        ));
         // An accept is waiting for a slot.
         let (_cap, at_cap) = watch::channel(1usize);
         let timeouts = ConnectionTimeouts {
@@ -551,14 +553,7 @@ mod tests {
             idle: Duration::from_secs(300),
             tls_handshake: Duration::from_secs(300),
         };
-        let settings = ConnectionSettings::new(
-            Some(test_acceptor(dir.path())),
-            timeouts,
-            router,
-            None,
-            at_cap,
-            &registry,
-        );
+        let settings = settings_without_routes(Some(test_acceptor(dir.path())), timeouts, at_cap);
         let counters = settings.timed_out.clone();
         let trigger = ShutdownTrigger::new();
         let started = Instant::now();
