@@ -3,6 +3,7 @@
 //! connection may sit in each protocol state. One `[http]` table sets them for
 //! every intake listener; docs/limits.md turns them into a bound.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,6 +142,9 @@ pub struct ConnectionCap {
     slots: Arc<Semaphore>,
     max: usize,
     waiting: watch::Sender<usize>,
+    /// Connections accepted and not yet closed: the slots taken, less the
+    /// one each accept loop holds while it waits for a connection.
+    open: AtomicUsize,
 }
 
 impl ConnectionCap {
@@ -150,6 +154,7 @@ impl ConnectionCap {
             slots: Arc::new(Semaphore::new(max)),
             max,
             waiting: watch::Sender::new(0),
+            open: AtomicUsize::new(0),
         })
     }
 
@@ -157,9 +162,25 @@ impl ConnectionCap {
         self.max
     }
 
-    /// Connections holding a slot right now.
+    /// Connections open right now (`http_connections`).
     pub fn open(&self) -> usize {
-        self.max.saturating_sub(self.slots.available_permits())
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Makes `permit` the slot of a connection just accepted, counted as
+    /// open until the slot is dropped with the connection.
+    pub fn connection(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> ConnectionSlot {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        ConnectionSlot {
+            _permit: permit,
+            cap: self.clone(),
+        }
+    }
+
+    /// Slots free right now (those an accept loop holds are not).
+    #[cfg(test)]
+    pub(crate) fn available(&self) -> usize {
+        self.slots.available_permits()
     }
 
     /// A slot, waiting for one if the cap is reached. While it waits, `at_cap`
@@ -187,6 +208,19 @@ impl ConnectionCap {
     /// change is announced only when it turns 0 or stops being 0.
     pub fn at_cap(&self) -> watch::Receiver<usize> {
         self.waiting.subscribe()
+    }
+}
+
+/// An accepted connection's slot of the cap; it travels with the
+/// connection's task.
+pub struct ConnectionSlot {
+    _permit: OwnedSemaphorePermit,
+    cap: Arc<ConnectionCap>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.cap.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -350,7 +384,7 @@ mod tests {
         let cap = ConnectionCap::new(1);
         let at_cap = cap.at_cap();
         let held = cap.acquire().await;
-        assert_eq!(cap.open(), 1);
+        assert_eq!(cap.available(), 0);
         let waiter = {
             let cap = cap.clone();
             tokio::spawn(async move { cap.acquire().await })
@@ -362,7 +396,7 @@ mod tests {
         drop(held);
         let _slot = waiter.await.unwrap();
         assert_eq!(*at_cap.borrow(), 0);
-        assert_eq!(cap.open(), 1);
+        assert_eq!(cap.available(), 0);
     }
 
     #[test]

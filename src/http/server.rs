@@ -396,18 +396,69 @@ impl Listener {
                     continue;
                 }
             };
+            let slot = self.limits.connections.connection(permit);
             let _ = stream.set_nodelay(true);
             let settings = self.settings.clone();
             let shutdown = shutdown.clone();
             let alive = alive_tx.clone();
             tokio::spawn(async move {
                 connection::serve(stream, peer, settings, shutdown).await;
-                drop(permit);
+                drop(slot);
                 drop(alive);
             });
         }
         drop(self.tcp);
         drop(alive_tx);
         let _ = alive_rx.recv().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::limits::HttpServerOptions;
+    use crate::shutdown::ShutdownTrigger;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// `http_connections` reads the cap's `open()`. The accept loop takes
+    /// its slot before a connection comes (so that over the cap connections
+    /// wait in the kernel's queue), and that slot is no open connection: a
+    /// pipeline nobody talks to read 1, one per intake listener.
+    #[tokio::test]
+    async fn open_connections_do_not_count_the_slot_an_accept_waits_with() {
+        let cap = ConnectionCap::new(4);
+        let limits = ListenerLimits {
+            connections: cap.clone(),
+            timeouts: HttpServerOptions::default().timeouts(),
+            body_budget: None,
+        };
+        let router = Router::new(Vec::new(), Arc::default(), Registry::new(), true);
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), None, router, limits)
+            .await
+            .unwrap();
+        let address = listener.address;
+        let trigger = ShutdownTrigger::new();
+        let served = tokio::spawn(listener.serve(trigger.subscribe()));
+
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        client
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 12];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 503");
+        // The loop has taken the next slot and waits in accept.
+        while cap.max() - 2 != cap.available() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(cap.open(), 1);
+        drop(client);
+        while cap.max() - 1 != cap.available() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(cap.open(), 0);
+        trigger.begin();
+        served.await.unwrap();
     }
 }
