@@ -187,8 +187,11 @@ pub struct Router {
 }
 
 /// The statuses most requests get, whose counters [`Router::count`] finds
-/// without a lock.
-const COMMON_STATUSES: [u16; 8] = [200, 202, 204, 400, 404, 413, 429, 503];
+/// without a lock: answers, an APM agent's config poll (304), and every
+/// refusal a flood of bad requests is answered with.
+const COMMON_STATUSES: [u16; 13] = [
+    200, 202, 204, 304, 400, 401, 403, 404, 405, 413, 415, 429, 503,
+];
 
 const HEALTH_PATH: &str = "/health";
 const METRICS_PATH: &str = "/metrics";
@@ -419,6 +422,27 @@ mod tests {
     use crate::http::limits::HttpServerOptions;
     use crate::shutdown::ShutdownTrigger;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// What a flood of bad requests is answered (a wrong method, content
+    /// type, origin or key) and what an APM agent's config poll is
+    /// answered (304) is counted without the lock of the other statuses.
+    #[test]
+    fn refusals_and_not_modified_are_counted_without_a_lock() {
+        let registry = Registry::new();
+        let router = Router::new(Vec::new(), Arc::default(), registry.clone(), true);
+        let unmatched = 2;
+        for status in [304, 401, 403, 405, 415] {
+            let status = StatusCode::from_u16(status).unwrap();
+            router.count(unmatched, status);
+            router.count(unmatched, status);
+            assert_eq!(
+                registry.counter_sum("http_requests_total", &[("status", status.as_str())]),
+                2
+            );
+        }
+        let locked = router.requests.read().unwrap();
+        assert!(locked.is_empty(), "{:?}", locked.keys());
+    }
 
     /// `http_connections` reads the cap's `open()`. The accept loop takes
     /// its slot before a connection comes (so that over the cap connections
