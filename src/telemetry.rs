@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A monotonic count. Its value is spread over a few lanes, each on its own
 /// cache line, and a thread always adds to the same lane: the request
@@ -117,6 +117,9 @@ struct Family {
 #[derive(Default)]
 pub struct Registry {
     families: Mutex<BTreeMap<&'static str, Family>>,
+    /// Series looked up under the lock, for tests of what must not.
+    #[cfg(test)]
+    lookups: AtomicU64,
 }
 
 fn render_labels(labels: &[(&str, &str)]) -> String {
@@ -149,6 +152,8 @@ impl Registry {
         read: impl FnOnce(&Series) -> Option<T>,
     ) -> T {
         let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        #[cfg(test)]
+        self.lookups.fetch_add(1, Ordering::Relaxed);
         let family = families.entry(name).or_insert_with(|| Family {
             help,
             kind,
@@ -261,6 +266,12 @@ impl Registry {
             }
         }
         out
+    }
+
+    /// Series looked up so far (counters and histograms, found or made).
+    #[cfg(test)]
+    pub(crate) fn lookups(&self) -> u64 {
+        self.lookups.load(Ordering::Relaxed)
     }
 
     /// Sum of a counter family's series whose labels contain every given pair.
@@ -415,6 +426,44 @@ impl ComponentMetrics {
     }
 }
 
+/// `component_errors_total` of one component and stage, by error type, found
+/// without the registry's lock once a type has been counted: refusals are
+/// counted on the path a flood of bad requests takes, and that lock is the
+/// one every lookup and every scrape (while it renders) takes.
+pub struct ErrorCounters {
+    metrics: ComponentMetrics,
+    stage: &'static str,
+    /// Filled in order, each by the first error type that finds it free; a
+    /// type past the last is looked up in the registry each time.
+    seen: [OnceLock<(&'static str, Counter)>; ERROR_TYPES_KEPT],
+}
+
+/// More than the error types one source can count (a decoder's refusals
+/// and the intake's).
+const ERROR_TYPES_KEPT: usize = 24;
+
+impl ErrorCounters {
+    pub fn new(metrics: &ComponentMetrics, stage: &'static str) -> Self {
+        Self {
+            metrics: metrics.clone(),
+            stage,
+            seen: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    pub fn add(&self, error_type: &'static str, n: u64) {
+        for slot in &self.seen {
+            let (kept, counter) =
+                slot.get_or_init(|| (error_type, self.metrics.errors(error_type, self.stage)));
+            if *kept == error_type {
+                counter.add(n);
+                return;
+            }
+        }
+        self.metrics.errors(error_type, self.stage).add(n);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,6 +511,27 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("bulk_seconds_count{} 2"), "{text}");
+    }
+
+    #[test]
+    fn error_counters_count_every_type_past_the_kept_ones_too() {
+        let registry = Registry::new();
+        let metrics = ComponentMetrics::new(&registry, "beacons", "source", "rum_beacon");
+        let errors = ErrorCounters::new(&metrics, "receiving");
+        let types: Vec<&'static str> = (0..ERROR_TYPES_KEPT + 3)
+            .map(|i| &*format!("type_{i}").leak())
+            .collect();
+        for (i, error_type) in types.iter().enumerate() {
+            errors.add(error_type, i as u64 + 1);
+            errors.add(error_type, 1);
+        }
+        for (i, error_type) in types.iter().enumerate() {
+            let counted = registry.counter_sum(
+                "component_errors_total",
+                &[("error_type", error_type), ("stage", "receiving")],
+            );
+            assert_eq!(counted, i as u64 + 2, "{error_type}");
+        }
     }
 
     #[test]

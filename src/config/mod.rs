@@ -228,7 +228,22 @@ pub fn load_str(
             );
         }
     }
-    check_listener_addresses(&sources, &sinks, global.api.as_ref(), &mut parser);
+    let intake_listeners =
+        check_listener_addresses(&sources, &sinks, global.api.as_ref(), &mut parser);
+    // Each listener waits for its next connection holding a slot (so that
+    // over the cap connections wait in the kernel's queue): with fewer
+    // slots than listeners, one of them never accepts while another waits.
+    // (0 has its own error.)
+    if global.http.max_connections > 0 && intake_listeners > global.http.max_connections {
+        parser.push(
+            None,
+            Some("http.max_connections"),
+            format!(
+                "{} is less than the intake listeners ({intake_listeners}: one per source address and per prometheus sink `address`): each waits for its next connection holding one of these slots, so one listener would accept nothing while another waits",
+                global.http.max_connections
+            ),
+        );
+    }
     // A sink's own drain deadline has to end before the process gives up on
     // it: past the global timeout its tasks are aborted, and what they still
     // hold is neither sent nor dead-lettered.
@@ -289,13 +304,14 @@ fn listeners_collide(a: SocketAddr, b: SocketAddr) -> bool {
 /// Listeners that would fail to bind at run time are config errors here,
 /// where `validate` sees them: sources on different addresses of one port
 /// (`0.0.0.0:3000` and `127.0.0.1:3000`; the same address is one shared
-/// listener), a `prometheus` sink's own address, and `[api]`.
+/// listener), a `prometheus` sink's own address, and `[api]`. Returns the
+/// number of intake listeners (all but `[api]`).
 fn check_listener_addresses(
     sources: &[SourceComponent],
     sinks: &[Component<SinkConfig>],
     api: Option<&ApiOptions>,
     parser: &mut Parser<'_>,
-) {
+) -> usize {
     let mut listeners: Vec<(SocketAddr, String)> = Vec::new();
     let owned = sources
         .iter()
@@ -343,6 +359,7 @@ fn check_listener_addresses(
             }
         }
     }
+    listeners.len()
 }
 
 /// Deserializes a table into a typed config; on error returns the dotted
@@ -838,6 +855,47 @@ address = "{prometheus}"
             "127.0.0.1:4010",
             "127.0.0.1:4011"
         )));
+    }
+
+    /// Each intake listener waits for its next connection holding a slot
+    /// of `http.max_connections`: with fewer slots than listeners, one
+    /// listener never accepts while another waits (measured: the second
+    /// source's port answered nothing).
+    #[test]
+    fn fewer_connections_than_intake_listeners_is_a_config_error() {
+        let load = |max_connections: usize, prometheus: &str| {
+            let text = format!(
+                r#"[http]
+max_connections = {max_connections}
+[sources.a]
+type = "rum_beacon"
+address = "127.0.0.1:4020"
+[sources.b]
+type = "csp"
+address = "127.0.0.1:4020"
+[sinks.prom]
+type = "prometheus"
+inputs = ["a", "b"]
+{prometheus}
+"#
+            );
+            load_str("t.toml", &text, &|_| None)
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<String>>()
+        };
+        // One address is one listener.
+        assert!(load(1, "").is_empty(), "{:?}", load(1, ""));
+        // A prometheus sink's own address is a second one.
+        let own = "address = \"127.0.0.1:4021\"";
+        let errors = load(1, own);
+        assert!(
+            errors.len() == 1 && errors[0].contains("key `http.max_connections`"),
+            "{errors:?}"
+        );
+        assert!(load(2, own).is_empty(), "{:?}", load(2, own));
     }
 
     #[test]

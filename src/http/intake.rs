@@ -21,7 +21,7 @@ use super::connection::BodyConsumed;
 use super::limits::{BodyBudget, BodyPermit};
 use super::rate_limit::{ClientRateLimiter, RateLimitOptions};
 use super::{empty_response, text_response, HttpResponse};
-use crate::telemetry::{ComponentMetrics, Counter};
+use crate::telemetry::{ComponentMetrics, Counter, ErrorCounters};
 
 /// Slow bodies are cut off after this long (slowloris).
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,6 +110,8 @@ pub struct Intake {
     rate_limiter: Option<ClientRateLimiter>,
     /// Requests answered 429 (cached: floods are the hot path).
     rate_limited: Counter,
+    /// Every other refusal, by error type (cached for the same reason).
+    refused: ErrorCounters,
     allow_methods: HeaderValue,
     /// Request headers preflights may ask for (an SDK's own headers on top
     /// of the defaults).
@@ -128,6 +130,7 @@ impl Intake {
             origin_denied: metrics.errors("origin_not_allowed", "receiving"),
             rate_limiter: options.rate_limit.as_ref().and_then(ClientRateLimiter::new),
             rate_limited: metrics.errors(RATE_LIMITED, "receiving"),
+            refused: ErrorCounters::new(&metrics, "receiving"),
             allow_methods: HeaderValue::from_static(methods),
             allow_headers: HeaderValue::from_static(DEFAULT_ALLOW_HEADERS),
             expose_headers: None,
@@ -234,7 +237,7 @@ impl Intake {
         // Origin refusals and rate limits are counted where they are found
         // (cached counters).
         if error.error_type != "origin_not_allowed" && error.error_type != RATE_LIMITED {
-            self.metrics.errors(error.error_type, "receiving").inc();
+            self.refused.add(error.error_type, 1);
         }
         let mut response = text_response(error.status, format!("{}\n", error.message));
         // A rate-limited client gets a token back within 1 s (at least 1 request/s).
@@ -707,6 +710,32 @@ mod tests {
             .unwrap();
         assert_eq!(&request.body[..], b"{\"v\":1}");
         assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    /// Refusals are what a flood of bad requests is made of: counting one
+    /// must not take the registry's lock, which every scrape holds while it
+    /// renders, once its error type has been counted.
+    #[test]
+    fn a_refusal_takes_the_registry_lock_only_the_first_time_its_type_is_counted() {
+        let intake = intake(100);
+        let registry = intake.metrics().registry().clone();
+        let too_large = IntakeError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "x");
+        let bad_json = IntakeError::bad_request("invalid_json", "x");
+        intake.error_response(&too_large, None);
+        intake.error_response(&bad_json, None);
+        let lookups = registry.lookups();
+        for _ in 0..10 {
+            intake.error_response(&too_large, None);
+            intake.error_response(&bad_json, None);
+        }
+        assert_eq!(registry.lookups(), lookups);
+        for error_type in ["body_too_large", "invalid_json"] {
+            let counted = registry.counter_sum(
+                "component_errors_total",
+                &[("error_type", error_type), ("stage", "receiving")],
+            );
+            assert_eq!(counted, 11, "{error_type}");
+        }
     }
 
     /// A page's script can read a 429 (and back off on its `Retry-After`)

@@ -168,6 +168,12 @@ impl ConnectionCap {
         self.open.load(Ordering::Relaxed)
     }
 
+    /// Slots free right now (those an accept loop holds are not).
+    #[cfg(test)]
+    pub(crate) fn available(&self) -> usize {
+        self.slots.available_permits()
+    }
+
     /// `permit`, now held by an accepted connection: counted open until
     /// the slot is dropped.
     pub fn occupy(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Slot {

@@ -187,8 +187,11 @@ pub struct Router {
 }
 
 /// The statuses most requests get, whose counters [`Router::count`] finds
-/// without a lock.
-const COMMON_STATUSES: [u16; 8] = [200, 202, 204, 400, 404, 413, 429, 503];
+/// without a lock: answers, an APM agent's config poll (304), and every
+/// refusal a flood of bad requests is answered with.
+const COMMON_STATUSES: [u16; 13] = [
+    200, 202, 204, 304, 400, 401, 403, 404, 405, 413, 415, 429, 503,
+];
 
 const HEALTH_PATH: &str = "/health";
 const METRICS_PATH: &str = "/metrics";
@@ -405,5 +408,76 @@ impl Listener {
         drop(self.tcp);
         drop(alive_tx);
         let _ = alive_rx.recv().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::limits::HttpServerOptions;
+    use crate::shutdown::ShutdownTrigger;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// What a flood of bad requests is answered (a wrong method, content
+    /// type, origin or key) and what an APM agent's config poll is
+    /// answered (304) is counted without the lock of the other statuses.
+    #[test]
+    fn refusals_and_not_modified_are_counted_without_a_lock() {
+        let registry = Registry::new();
+        let router = Router::new(Vec::new(), Arc::default(), registry.clone(), true);
+        let unmatched = 2;
+        for status in [304, 401, 403, 405, 415] {
+            let status = StatusCode::from_u16(status).unwrap();
+            router.count(unmatched, status);
+            router.count(unmatched, status);
+            assert_eq!(
+                registry.counter_sum("http_requests_total", &[("status", status.as_str())]),
+                2
+            );
+        }
+        let locked = router.requests.read().unwrap();
+        assert!(locked.is_empty(), "{:?}", locked.keys());
+    }
+
+    /// `http_connections` reads the cap's `open()`. The accept loop takes
+    /// its slot before a connection comes (so that over the cap connections
+    /// wait in the kernel's queue), and that slot is no open connection: a
+    /// pipeline nobody talks to read 1, one per intake listener.
+    #[tokio::test]
+    async fn open_connections_do_not_count_the_slot_an_accept_waits_with() {
+        let cap = ConnectionCap::new(4);
+        let limits = ListenerLimits {
+            connections: cap.clone(),
+            timeouts: HttpServerOptions::default().timeouts(),
+            body_budget: None,
+        };
+        let router = Router::new(Vec::new(), Arc::default(), Registry::new(), true);
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), None, router, limits)
+            .await
+            .unwrap();
+        let address = listener.address;
+        let trigger = ShutdownTrigger::new();
+        let served = tokio::spawn(listener.serve(trigger.subscribe()));
+
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        client
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 12];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 503");
+        // The loop has taken the next slot and waits in accept.
+        while cap.max() - 2 != cap.available() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(cap.open(), 1);
+        drop(client);
+        while cap.max() - 1 != cap.available() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(cap.open(), 0);
+        trigger.begin();
+        served.await.unwrap();
     }
 }

@@ -23,7 +23,7 @@ use crate::config::CheckConfig;
 use crate::http::intake::{Intake, IntakeRequest};
 use crate::http::server::Route;
 use crate::http::{empty_response, text_response, HttpResponse};
-use crate::telemetry::{ComponentMetrics, Counter};
+use crate::telemetry::{Counter, ErrorCounters};
 
 /// The paths APM Server serves to RUM agents.
 pub const INTAKE_V2_PATH: &str = "/intake/v2/rum/events";
@@ -125,7 +125,7 @@ impl ElasticApmRumConfig {
                 "Breakdown metricsets dropped (keep_breakdown = false).",
                 &[],
             ),
-            metrics,
+            refused_lines: ErrorCounters::new(&metrics, "receiving"),
         };
         let intake = Intake::new(
             cx.http.intake_options(),
@@ -145,7 +145,7 @@ impl ElasticApmRumConfig {
 struct ApmSource {
     limits: ApmLimits,
     /// Counts the lines refused one by one, by their `error_type`.
-    metrics: ComponentMetrics,
+    refused_lines: ErrorCounters,
     /// `elastic_apm_rum_unknown_events_total`.
     unknown_kinds: Counter,
     /// `elastic_apm_rum_dropped_breakdowns_total`.
@@ -243,9 +243,7 @@ impl HttpSource for ApmSource {
         let decoded = elastic_apm_decoder::decode(&request.body, &facts, &self.limits)?;
         if pass.counts() {
             for &(error_type, lines) in &decoded.refused {
-                self.metrics
-                    .errors(error_type, "receiving")
-                    .add(lines as u64);
+                self.refused_lines.add(error_type, lines as u64);
             }
             self.unknown_kinds.add(decoded.unknown_kinds as u64);
             self.dropped_breakdowns

@@ -348,6 +348,50 @@ async fn conflicts_count_as_delivered() {
     assert!(done.dead.is_empty());
 }
 
+/// `/health` is public (SECURITY.md: its `degraded:` lines carry "no
+/// secrets, no URLs"): it says how writing fails (status and type), while
+/// the reason, which names the endpoint (reqwest quotes the request's URL)
+/// or the user Elasticsearch refused, stays in the log.
+#[tokio::test(start_paused = true)]
+async fn health_says_how_writing_fails_but_names_no_endpoint_or_user() {
+    let es = ScriptedEs::new(|call, ids| {
+        match call {
+        0 => Err(Failure::new(
+            None,
+            "connection",
+            "error sending request for url (http://es-7.corp.internal:9200/_bulk): Connection refused",
+        )),
+        1 => Ok(reply(
+            401,
+            json!({"error": {"type": "security_exception", "reason": "unable to authenticate user [rum_writer] for REST request [/_bulk]"}, "status": 401}),
+        )),
+        _ => Ok(answer(&vec![201; ids.len()])),
+    }
+    });
+    let h = start(es.clone(), settings(), 100);
+    let health = h.health.clone();
+    h.send(0..3).await;
+    let mut seen = Vec::new();
+    while es.calls().len() < 3 {
+        if let Some(reason) = health.degraded().get("es") {
+            if seen.last() != Some(reason) {
+                seen.push(reason.clone());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        seen,
+        [
+            "cannot write to Elasticsearch (connection); retrying",
+            "cannot write to Elasticsearch (401 security_exception); retrying",
+        ]
+    );
+    let done = h.finish().await;
+    assert_eq!(done.counter("component_sent_events_total"), 3);
+    assert!(health.degraded().is_empty(), "recovered");
+}
+
 #[tokio::test(start_paused = true)]
 async fn whole_request_failures_retry_until_the_cluster_answers() {
     let es = ScriptedEs::new(|call, ids| match call {
@@ -378,7 +422,7 @@ async fn whole_request_failures_retry_until_the_cluster_answers() {
     assert!(
         degraded
             .get("es")
-            .is_some_and(|r| r.contains("Connection refused")),
+            .is_some_and(|r| r.contains("(connection)")),
         "{degraded:?}"
     );
     let done = h.finish().await;

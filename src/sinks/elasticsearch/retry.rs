@@ -35,6 +35,18 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// Its status and type alone (`401 security_exception`, `connection`):
+    /// what may be shown where the reason may not, as it can name the
+    /// endpoint's URL, a user or an index.
+    pub fn kind(&self) -> String {
+        match self.status {
+            Some(status) => format!("{status} {}", self.error_type),
+            None => self.error_type.clone(),
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.status {

@@ -13,7 +13,7 @@
 //! delivered by `retry.shutdown_deadline_secs` goes to the dead-letter file.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -61,6 +61,10 @@ pub struct Shared {
     /// Whether the "cannot write" warning of the current degraded spell was
     /// logged, so its "writing again" line is logged too (and only then).
     degraded_announced: AtomicBool,
+    /// How the current degraded spell fails (`Failure::kind`), as /health
+    /// shows it: a new kind within the spell is logged with its reason too,
+    /// as /health shows no reason.
+    degraded_kind: Mutex<String>,
     /// Whether /health lists the dead-letter file as failing.
     dead_letters_failing: AtomicBool,
     /// Log floods: an ERROR per dead-lettered batch, one per batch dropped
@@ -96,14 +100,27 @@ impl Shared {
             max_retry_duration: settings.max_retry_duration,
             degraded: AtomicBool::new(false),
             degraded_announced: AtomicBool::new(false),
+            degraded_kind: Mutex::new(String::new()),
             dead_letters_failing: AtomicBool::new(false),
         }
     }
 
     pub fn degraded(&self, failure: &Failure) {
-        if !self.degraded.swap(true, Ordering::Relaxed) {
+        let kind = failure.kind();
+        let new_spell = !self.degraded.swap(true, Ordering::Relaxed);
+        let new_kind = {
+            let mut shown = self.degraded_kind.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = new_spell || *shown != kind;
+            if changed {
+                shown.clone_from(&kind);
+            }
+            changed
+        };
+        if new_kind {
             let announce = self.log_degraded.admit();
-            self.degraded_announced.store(announce, Ordering::Relaxed);
+            if new_spell || announce {
+                self.degraded_announced.store(announce, Ordering::Relaxed);
+            }
             if announce {
                 tracing::warn!(
                     component = %self.id,
@@ -111,11 +128,12 @@ impl Shared {
                 );
             }
         }
+        // /health is public (SECURITY.md): how it fails, not the reason,
+        // which names the endpoint (reqwest quotes the URL) or a user; the
+        // reason is in the log.
         self.health.set_degraded(
             &self.id,
-            Some(format!(
-                "cannot write to Elasticsearch ({failure}); retrying"
-            )),
+            Some(format!("cannot write to Elasticsearch ({kind}); retrying")),
         );
     }
 
