@@ -477,6 +477,46 @@ async fn an_unread_metrics_page_is_held_once_per_http2_connection() {
     drop(h2_driver);
 }
 
+/// hyper answers a request head it cannot read by itself, before any route:
+/// those requests are counted nowhere else, so a flood of garbage would not
+/// show in /metrics.
+#[tokio::test]
+async fn request_heads_the_http_layer_refuses_are_counted() {
+    let p = Pipeline::start(&format!("stats_interval_secs = 0\n{BEACONS_TO_STDOUT}"));
+    let addr = p.addr();
+    let answer = raw_request(&addr, b"NOT A REQUEST\r\n\r\n").await;
+    assert_eq!(answer.status, 400, "{}", answer.all);
+    let answer = raw_request(&addr, b"GET /health HTTP/1.1\r\nHo st: x\r\n\r\n").await;
+    assert_eq!(answer.status, 400, "{}", answer.all);
+    let huge = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let answer = raw_request(&addr, huge.as_bytes()).await;
+    assert_eq!(answer.status, 431, "{}", answer.all);
+    // A well-formed request is no malformed one.
+    let answer = raw_request(
+        &addr,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.all);
+
+    let text = metrics_text(&p.url("/metrics")).await;
+    let malformed = |reason: &str| {
+        metric_in(
+            &text,
+            "http_malformed_requests_total",
+            &[&format!("reason=\"{reason}\"")],
+        )
+    };
+    assert_eq!(
+        (malformed("invalid"), malformed("too_large")),
+        (2.0, 1.0),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn ambiguous_framing_is_refused_and_early_answers_say_connection_close() {
     let config = format!("stats_interval_secs = 0\n{BEACONS_TO_STDOUT}");

@@ -32,7 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use super::framing::{HeadInspector, Verdicts};
 use super::limits::{BodyBudget, ConnectionTimeouts, IDLE_AT_CAP};
 use super::on_wake::OnWake;
-use super::preface::{Builders, GracefulShutdown};
+use super::preface::{Builders, GracefulShutdown, MalformedHeads};
 use super::server::Router;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Counter, Registry};
@@ -108,7 +108,11 @@ impl ConnectionSettings {
             .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .initial_stream_window_size(H2_STREAM_WINDOW);
         Self {
-            builders: Builders { http1, http2 },
+            builders: Builders {
+                http1,
+                http2,
+                malformed_heads: MalformedHeads::new(registry),
+            },
             tls,
             timeouts,
             router,

@@ -24,6 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::HttpResponse;
+use crate::telemetry::{Counter, Registry};
 
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -38,6 +39,39 @@ pub trait GracefulShutdown: Future<Output = ()> {
 pub struct Builders {
     pub http1: http1::Builder,
     pub http2: http2::Builder<TokioExecutor>,
+    pub malformed_heads: MalformedHeads,
+}
+
+/// HTTP/1 request heads hyper could not read. It answers them itself (400,
+/// or 431/414 for a head or URI too large) and ends the connection: no
+/// request reaches the router, so nothing else counts them.
+pub struct MalformedHeads {
+    invalid: Counter,
+    too_large: Counter,
+}
+
+impl MalformedHeads {
+    pub fn new(registry: &Registry) -> Self {
+        let counter = |reason: &str| {
+            registry.counter(
+                "http_malformed_requests_total",
+                "HTTP/1 request heads answered by the HTTP layer before any route: invalid (400) or too_large (431 for the head, 414 for the URI); the connection is closed.",
+                &[("reason", reason)],
+            )
+        };
+        Self {
+            invalid: counter("invalid"),
+            too_large: counter("too_large"),
+        }
+    }
+
+    fn count(&self, error: &hyper::Error) {
+        if error.is_parse_too_large() {
+            self.too_large.inc();
+        } else if error.is_parse() {
+            self.invalid.inc();
+        }
+    }
 }
 
 impl Builders {
@@ -98,9 +132,12 @@ where
         let this = self.get_mut();
         loop {
             match &mut this.state {
-                // Their errors are the peer's (reset, malformed, timed out).
+                // Their errors are the peer's (reset, malformed, timed out);
+                // a head hyper refused is counted.
                 State::Http1(connection) => {
-                    let _ = ready!(connection.as_mut().poll(cx));
+                    if let Err(error) = ready!(connection.as_mut().poll(cx)) {
+                        this.builders.malformed_heads.count(&error);
+                    }
                     return Poll::Ready(());
                 }
                 State::Http2(connection) => {
