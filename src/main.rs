@@ -336,12 +336,22 @@ fn load(path: Option<&PathBuf>) -> Result<Loaded, Vec<config::ConfigError>> {
 
 /// Logs go to stderr: stdout belongs to the stdout sink.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Unset: info. Set but unreadable: info too, and said so once logging
+    // is up, rather than a typo silently taking the user's debug logs away.
+    let (filter, unreadable) = match std::env::var("RUM_LOG") {
+        Err(_) => (tracing_subscriber::EnvFilter::new("info"), None),
+        Ok(text) => match tracing_subscriber::EnvFilter::try_new(&text) {
+            Ok(filter) => (filter, None),
+            Err(e) => (tracing_subscriber::EnvFilter::new("info"), Some((text, e))),
+        },
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some((text, e)) = unreadable {
+        tracing::warn!("RUM_LOG={text:?} is not a log filter ({e}); logging at info");
+    }
 }

@@ -1131,6 +1131,27 @@ fn a_thread_count_out_of_range_is_refused_with_its_range() {
     }
 }
 
+#[test]
+fn an_unreadable_rum_log_is_said_not_silently_ignored() {
+    let output = common::one_shot(["validate"])
+        .env("RUM_LOG", "info,rum_pipeline=loud")
+        .run();
+    assert!(output.success(), "{}", output.stderr);
+    assert!(
+        output
+            .stderr
+            .contains("RUM_LOG=\"info,rum_pipeline=loud\" is not a log filter"),
+        "{}",
+        output.stderr
+    );
+    let output = common::one_shot(["validate"]).env("RUM_LOG", "warn").run();
+    assert!(
+        !output.stderr.contains("not a log filter"),
+        "{}",
+        output.stderr
+    );
+}
+
 /// `templates`, `rules` and `validate` write their output to stdout, which a
 /// user pipes into `head` or `less` (a reader that may go away) or redirects
 /// to a file (on a disk that may be full). Neither is a crash: a reader gone
