@@ -82,8 +82,9 @@ enum Command {
         /// https:// is spoken without verifying the certificate.
         #[arg(long, env = "RUM_HEALTH_URL")]
         url: Option<String>,
-        /// Give up after this many milliseconds.
-        #[arg(long, default_value_t = 3000)]
+        /// Give up after this many milliseconds (at least 1: 0 would fail
+        /// every probe of a healthy pipeline).
+        #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
         timeout_ms: u64,
     },
 }

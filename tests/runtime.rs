@@ -1132,6 +1132,17 @@ fn a_thread_count_out_of_range_is_refused_with_its_range() {
 }
 
 #[test]
+fn a_health_probe_without_time_to_answer_is_refused() {
+    let output = common::one_shot(["health", "--timeout-ms", "0"]).run();
+    assert!(!output.success());
+    assert!(
+        output.stderr.contains("--timeout-ms") && output.stderr.contains("0"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
 fn an_unreadable_rum_log_is_said_not_silently_ignored() {
     let output = common::one_shot(["validate"])
         .env("RUM_LOG", "info,rum_pipeline=loud")
