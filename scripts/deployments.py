@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -721,6 +722,110 @@ def check_nginx(c):
         output = (result.stdout + result.stderr).strip()
         # Debian's nginx may warn that it cannot change user as non-root; only errors fail.
         c.ok(result.returncode == 0, f"nginx -t deployments/nginx/nginx.conf: {output}")
+    check_nginx_streams_bodies(c, binary, conf)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_nginx_streams_bodies(c, binary, conf):
+    """Runs NGINX with the sidecar's configuration in front of a stub
+    pipeline that reads what it is sent, and sends a 1 MiB body all but its
+    last byte. The body must reach the pipeline as it arrives: NGINX's default
+    (proxy_request_buffering on) holds a request until its body is complete,
+    writing whatever passes client_body_buffer_size to a temp file under /tmp
+    (unlinked at once: no limit sees it), so clients that stop short of a
+    body's last byte (client_body_timeout restarts with every byte) hold up to
+    client_max_body_size each of the node's disk, without bound. Streamed, the
+    pipeline's body budget and 10 s body timeout bound them."""
+    import ssl
+    import threading
+    import time
+    body_size = 1024 * 1024
+    received = {"bytes": 0}
+    upstream = socket.socket()
+    upstream.bind(("127.0.0.1", 0))
+    upstream.listen(16)
+    upstream_port = upstream.getsockname()[1]
+    stop = threading.Event()
+
+    def serve():
+        upstream.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = upstream.accept()
+            except OSError:
+                continue
+            conn.settimeout(0.2)
+            with conn:
+                while not stop.is_set():
+                    try:
+                        chunk = conn.recv(65536)
+                    except OSError:
+                        continue
+                    if not chunk:
+                        break
+                    received["bytes"] += len(chunk)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    process = None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            tls = Path(tmp) / "tls"
+            tls.mkdir()
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                            "/CN=rum.test", "-keyout", str(tls / "tls.key"), "-out", str(tls / "tls.crt")],
+                           check=True, capture_output=True)
+            port = free_port()
+            test_conf = (conf.replace("/tmp/", tmp + "/").replace("/etc/nginx/tls/", str(tls) + "/")
+                         .replace("127.0.0.1:3000", f"127.0.0.1:{upstream_port}")
+                         .replace("listen 8443", f"listen 127.0.0.1:{port}")
+                         .replace("listen [::]:8443 ssl http2;", ""))
+            if os.geteuid() == 0:
+                # Workers would switch to `nobody`, who cannot write the temp dir.
+                test_conf = "user root;\n" + test_conf
+            (Path(tmp) / "nginx.conf").write_text(test_conf)
+            (Path(tmp) / "logs").mkdir()
+            process = subprocess.Popen([binary, "-p", tmp + "/", "-c", str(Path(tmp) / "nginx.conf"),
+                                        "-g", f"daemon off; error_log {tmp}/logs/error.log;"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            deadline = time.monotonic() + 20
+            client = None
+            while client is None and time.monotonic() < deadline and process.poll() is None:
+                try:
+                    client = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5))
+                except OSError:
+                    time.sleep(0.05)
+            if not c.ok(client is not None, "nginx with nginx.conf starts and takes a TLS connection"):
+                return
+            with client:
+                client.sendall(f"POST /rum HTTP/1.1\r\nHost: rum.test\r\nContent-Type: text/plain\r\n"
+                               f"Content-Length: {body_size}\r\n\r\n".encode())
+                client.sendall(b"x" * (body_size - 1))
+                while received["bytes"] < body_size // 2 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                c.ok(received["bytes"] >= body_size // 2,
+                     f"nginx.conf: a request body reaches the pipeline as it arrives (proxy_request_buffering off),"
+                     f" not held in a temp file until complete: {received['bytes']} of {body_size - 1} bytes"
+                     f" passed on")
+        finally:
+            stop.set()
+            if process is not None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            upstream.close()
+            server.join(timeout=5)
 
 
 def check_kubernetes(c):
