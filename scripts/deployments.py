@@ -892,6 +892,33 @@ def check_kubernetes(c):
     c.ok(pipelines.get(("rum-pipeline-nginx", "nginx.conf")) == NGINX_CONF.read_text(), "the nginx ConfigMap is deployments/nginx/nginx.conf")
 
 
+def check_prometheus_operator(c):
+    """The Prometheus Operator's monitor finds the metrics ports of both
+    variants (the objects are only parsed elsewhere: no operator runs here)."""
+    (monitor,) = load_yaml_documents(DEPLOY / "prometheus" / "podmonitor.yaml")
+    kind = monitor.get("kind")
+    selector = monitor["spec"]["selector"].get("matchLabels", {})
+    for variant in (K8S, K8S / "nginx-sidecar"):
+        documents = [d for path in variant.glob("*.yaml") if path.name != "kustomization.yaml"
+                     for d in load_yaml_documents(path)]
+        where = f"{(DEPLOY / 'prometheus' / 'podmonitor.yaml').relative_to(ROOT)} ({kind}) in {variant.relative_to(ROOT)}"
+        if kind == "ServiceMonitor":
+            ports = {port.get("name") for d in documents if d.get("kind") == "Service"
+                     and selector.items() <= d["metadata"].get("labels", {}).items()
+                     for port in d["spec"]["ports"]}
+        else:
+            ports = {port.get("name") for d in documents if d.get("kind") == "Deployment"
+                     and selector.items() <= d["spec"]["template"]["metadata"].get("labels", {}).items()
+                     for container in d["spec"]["template"]["spec"]["containers"]
+                     for port in container.get("ports", [])}
+        endpoints = monitor["spec"].get("endpoints") or monitor["spec"].get("podMetricsEndpoints") or []
+        c.ok(bool(endpoints), f"{where}: scrapes something")
+        for endpoint in endpoints:
+            c.ok(endpoint.get("port") in ports,
+                 f"{where}: {endpoint.get('path')} on port `{endpoint.get('port')}`, which it selects none of"
+                 f" (it selects: {sorted(p for p in ports if p)})")
+
+
 def check_parse(c):
     import yaml
     for path in sorted(DEPLOY.rglob("*")):
@@ -936,6 +963,7 @@ def main():
     check_generated(c)
     check_parse(c)
     check_kubernetes(c)
+    check_prometheus_operator(c)
     check_nginx(c)
     failed = len(c.failures)
     print(f"deployments: {c.passed} passed, {failed} failed")
