@@ -639,6 +639,86 @@ def check_deployment(c, path, deployment, pipelines):
     return toml_text, env
 
 
+# docs/limits.md, "The formula": the measured or bounded terms and the
+# defaults they use. Keep them in step with that table.
+MIB = 1024 * 1024
+BUDGET_BASE = 16 * MIB
+BUDGET_PER_CONNECTION_WORST = 170 * 1024
+BUDGET_DEFAULTS = {
+    "http.max_connections": 1024,
+    "http.max_body_bytes_in_flight": 16 * MIB,
+    "transform buffer.max_bytes": 256 * 1024,
+    "sink buffer.max_bytes": 4 * MIB,
+    "request.concurrency": 4,
+    "batch.max_bytes": 5 * MIB,
+    "batch.max_events": 1000,
+    "rate_limit.max_clients": 100_000,
+}
+# What the formula leaves out (the parsed form of bodies being decoded, the
+# transforms' caches, the prometheus sink's series) and allocator slack.
+BUDGET_HEADROOM = 0.85
+
+
+def interpolated_defaults(toml_text, env):
+    """The pipeline TOML with `${VAR:-default}` / `${VAR}` / `${VAR:?msg}`
+    replaced as the binary would, from `env` or the default."""
+    def replace(match):
+        name, op, rest = match.group(1), match.group(2), match.group(3)
+        if env.get(name) not in (None, ""):
+            return env[name]
+        return rest if op == ":-" else "x"
+    return re.sub(r"\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}", replace, toml_text)
+
+
+def memory_budget(toml_text, env):
+    """docs/limits.md's bound on RSS for a pipeline, worst case per connection,
+    as (total bytes, terms)."""
+    import tomllib
+    config = tomllib.loads(interpolated_defaults(toml_text, env))
+    d = BUDGET_DEFAULTS
+    http = config.get("http", {})
+
+    def size(value, default):
+        return default if value is None else size_bytes(value, kubernetes=False)
+
+    terms = {
+        "base": BUDGET_BASE,
+        "connections": http.get("max_connections", d["http.max_connections"]) * BUDGET_PER_CONNECTION_WORST,
+        "bodies in flight": 2 * size(http.get("max_body_bytes_in_flight"), d["http.max_body_bytes_in_flight"]),
+        "buffers": 0,
+        "elasticsearch": 0,
+        "rate limits": 0,
+    }
+    for kind, default in (("transforms", d["transform buffer.max_bytes"]), ("sinks", d["sink buffer.max_bytes"])):
+        for component in config.get(kind, {}).values():
+            terms["buffers"] += size(component.get("buffer", {}).get("max_bytes"), default)
+    for sink in config.get("sinks", {}).values():
+        if sink.get("type") == "elasticsearch":
+            concurrency = sink.get("request", {}).get("concurrency", d["request.concurrency"])
+            batch = sink.get("batch", {})
+            batch_bytes = size(batch.get("max_bytes"), d["batch.max_bytes"])
+            answer = MIB + 4096 * int(batch.get("max_events", d["batch.max_events"]))
+            terms["elasticsearch"] += concurrency * (2 * batch_bytes + answer)
+    for source in config.get("sources", {}).values():
+        limit = source.get("rate_limit")
+        if limit:
+            terms["rate limits"] += limit.get("max_clients", d["rate_limit.max_clients"]) * 64
+    return sum(terms.values()), terms
+
+
+def check_memory_limit(c, where, container, toml_text, env):
+    """The container's memory limit holds docs/limits.md's sum for its
+    pipeline with every connection at its worst, with headroom: past the
+    limit the kernel kills the process, and every buffered event with it."""
+    limit = size_bytes(container["resources"]["limits"]["memory"], kubernetes=True)
+    total, terms = memory_budget(toml_text, env)
+    shown = ", ".join(f"{k} {v / MIB:.0f}" for k, v in terms.items())
+    c.ok(total <= BUDGET_HEADROOM * limit,
+         f"{where}: memory limit {container['resources']['limits']['memory']} holds docs/limits.md's sum with every"
+         f" connection at its worst, {total / MIB:.0f} MiB ({shown}), with {100 - BUDGET_HEADROOM * 100:.0f} %"
+         f" to spare (at most {BUDGET_HEADROOM * limit / MIB:.0f} MiB)")
+
+
 def size_bytes(text, kubernetes):
     """Bytes of a Kubernetes quantity (`1Gi`, `500M`: K/M/G are powers of 1000)
     or of a pipeline size (`900mb`, `1g`: powers of 1024, any case)."""
@@ -874,6 +954,10 @@ def check_kubernetes(c):
                     for key, value in document.get("data", {}).items():
                         variant_pipelines[(document["metadata"]["name"], key)] = value
         found = check_deployment(c, path, deployment, variant_pipelines)
+        if found:
+            toml_text, env = found
+            check_memory_limit(c, str(path.relative_to(ROOT)), containers_by_name(deployment)["rum-pipeline"],
+                               toml_text, {**secret, **env})
         if found and binary:
             toml_text, env = found
             validate_pipeline(c, binary, str(path.relative_to(ROOT)), toml_text, {**secret, **env})
