@@ -786,6 +786,7 @@ def check_nginx(c):
     limit = re.search(r"client_max_body_size\s+(\d+)m;", active)
     c.ok(limit is not None and int(limit.group(1)) >= 1,
          "nginx.conf: client_max_body_size at least the pipeline's 1mb default (the pipeline answers 413)")
+    check_nginx_against_the_pod(c, active)
     binary = nginx_binary()
     if not c.ok(binary is not None, "nginx available for `nginx -t` (apt-get download nginx)"):
         return
@@ -803,6 +804,49 @@ def check_nginx(c):
         # Debian's nginx may warn that it cannot change user as non-root; only errors fail.
         c.ok(result.returncode == 0, f"nginx -t deployments/nginx/nginx.conf: {output}")
     check_nginx_streams_bodies(c, binary, conf)
+
+
+def nginx_seconds(value):
+    match = re.fullmatch(r"(\d+)(ms|s|m)?", value)
+    number, unit = int(match.group(1)), match.group(2) or "s"
+    return number * {"ms": 0.001, "s": 1, "m": 60}[unit]
+
+
+def check_nginx_against_the_pod(c, active):
+    """nginx.conf against the sidecar Deployment's NGINX container and the
+    pipeline behind it."""
+    import math
+    (deployment,) = [d for d in load_yaml_documents(K8S / "nginx-sidecar" / "deployment.yaml")
+                     if d.get("kind") == "Deployment"]
+    nginx = containers_by_name(deployment)["nginx"]
+    cpu = str(nginx["resources"]["limits"]["cpu"])
+    cpus = math.ceil(int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu))
+    workers = re.search(r"^\s*worker_processes\s+(\S+);", active, re.M)
+    workers = workers.group(1) if workers else "1"
+    # `auto` counts the node's CPUs, not the container's quota: on a 64-core
+    # node, 64 workers share one CPU and 128Mi, each with its own pool of
+    # upstream connections.
+    c.ok(workers.isdigit() and 1 <= int(workers) <= cpus,
+         f"nginx.conf: worker_processes {workers} fits the NGINX container's CPU limit ({cpu})")
+    upstream = re.search(r"upstream\s+\w+\s*\{([^}]*)\}", active).group(1)
+    keepalive = re.search(r"^\s*keepalive\s+(\d+);", upstream, re.M)
+    pipeline = (K8S / "nginx-sidecar" / "configmap.yaml").read_text()
+    http = re.search(r"^\s*\[http\]\n((?:\s*[a-z_]+\s*=.*\n)*)", pipeline, re.M).group(1)
+    max_connections = int(re.search(r"max_connections\s*=\s*(\d+)", http).group(1))
+    idle = int(re.search(r"idle_timeout_secs\s*=\s*(\d+)", http).group(1))
+    if workers.isdigit() and keepalive:
+        # Idle connections NGINX keeps beyond the pipeline's cap make it close
+        # idle ones each time an accept waits (`idle_at_cap`).
+        c.ok(int(workers) * int(keepalive.group(1)) <= max_connections // 4,
+             f"nginx.conf: worker_processes x upstream keepalive ({workers} x {keepalive.group(1)}) is a small share"
+             f" of the pipeline's max_connections ({max_connections})")
+    # The pipeline closes a keep-alive connection after idle_timeout_secs;
+    # NGINX must drop it first, or it may send a beacon on a connection being
+    # closed and, with proxy_next_upstream off, answer 502.
+    timeout = re.search(r"^\s*keepalive_timeout\s+(\S+);", upstream, re.M)
+    timeout = nginx_seconds(timeout.group(1)) if timeout else 60
+    c.ok(timeout < idle,
+         f"nginx.conf: upstream keepalive_timeout ({timeout:g} s) is below the pipeline's idle_timeout_secs ({idle})")
 
 
 def free_port():
