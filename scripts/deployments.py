@@ -803,7 +803,7 @@ def check_nginx(c):
         output = (result.stdout + result.stderr).strip()
         # Debian's nginx may warn that it cannot change user as non-root; only errors fail.
         c.ok(result.returncode == 0, f"nginx -t deployments/nginx/nginx.conf: {output}")
-    check_nginx_streams_bodies(c, binary, conf)
+    check_nginx_in_front_of_a_stub(c, binary, conf)
 
 
 def nginx_seconds(value):
@@ -855,10 +855,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def check_nginx_streams_bodies(c, binary, conf):
+def check_nginx_in_front_of_a_stub(c, binary, conf):
     """Runs NGINX with the sidecar's configuration in front of a stub
-    pipeline that reads what it is sent, and sends a 1 MiB body all but its
-    last byte. The body must reach the pipeline as it arrives: NGINX's default
+    pipeline that answers GETs with 200 and reads whatever else it is sent.
+
+    Metrics stay inside: /metrics and the prometheus sink's /metrics/rum tell
+    an outsider the traffic, error rates and page templates of every site
+    (SECURITY.md), and Prometheus scrapes the pod's port 3000 directly, so
+    NGINX answers them itself; /health and the intake paths pass.
+
+    A body reaches the pipeline as it arrives: NGINX's default
     (proxy_request_buffering on) holds a request until its body is complete,
     writing whatever passes client_body_buffer_size to a temp file under /tmp
     (unlinked at once: no limit sees it), so clients that stop short of a
@@ -869,12 +875,35 @@ def check_nginx_streams_bodies(c, binary, conf):
     import threading
     import time
     body_size = 1024 * 1024
-    received = {"bytes": 0}
+    received = {"bytes": 0, "gets": []}
+    lock = threading.Lock()
     upstream = socket.socket()
     upstream.bind(("127.0.0.1", 0))
-    upstream.listen(16)
+    upstream.listen(64)
     upstream_port = upstream.getsockname()[1]
     stop = threading.Event()
+
+    def handle(conn):
+        conn.settimeout(0.2)
+        pending = b""
+        with conn:
+            while not stop.is_set():
+                try:
+                    chunk = conn.recv(65536)
+                except OSError:
+                    continue
+                if not chunk:
+                    return
+                pending += chunk
+                while pending.startswith(b"GET ") and b"\r\n\r\n" in pending:
+                    head, pending = pending.split(b"\r\n\r\n", 1)
+                    with lock:
+                        received["gets"].append(head.split(b" ")[1].decode())
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+                if not pending.startswith(b"GET"):
+                    with lock:
+                        received["bytes"] += len(pending)
+                    pending = b""
 
     def serve():
         upstream.settimeout(0.2)
@@ -883,16 +912,7 @@ def check_nginx_streams_bodies(c, binary, conf):
                 conn, _ = upstream.accept()
             except OSError:
                 continue
-            conn.settimeout(0.2)
-            with conn:
-                while not stop.is_set():
-                    try:
-                        chunk = conn.recv(65536)
-                    except OSError:
-                        continue
-                    if not chunk:
-                        break
-                    received["bytes"] += len(chunk)
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
     server = threading.Thread(target=serve, daemon=True)
     server.start()
@@ -921,14 +941,41 @@ def check_nginx_streams_bodies(c, binary, conf):
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
             deadline = time.monotonic() + 20
-            client = None
-            while client is None and time.monotonic() < deadline and process.poll() is None:
-                try:
-                    client = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5))
-                except OSError:
-                    time.sleep(0.05)
-            if not c.ok(client is not None, "nginx with nginx.conf starts and takes a TLS connection"):
+
+            def connect():
+                while time.monotonic() < deadline and process.poll() is None:
+                    try:
+                        return context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+                    except OSError:
+                        time.sleep(0.05)
+                return None
+
+            def status_of(path):
+                client = connect()
+                if client is None:
+                    return None
+                with client:
+                    client.sendall(f"GET {path} HTTP/1.1\r\nHost: rum.test\r\nConnection: close\r\n\r\n".encode())
+                    answer = b""
+                    while b"\r\n" not in answer:
+                        chunk = client.recv(4096)
+                        if not chunk:
+                            break
+                        answer += chunk
+                    return answer.split(b" ")[1].decode() if answer.startswith(b"HTTP/") else answer
+
+            if not c.ok(status_of("/health") == "200", "nginx with nginx.conf starts and passes GET /health on"):
                 return
+            for path in ("/rum", "/metrics", "/metrics/rum", "/metrics?x", "/metrics/", "//metrics", "/%6Detrics/rum",
+                         "/rum/../metrics"):
+                status = status_of(path)
+                public = path == "/rum"
+                with lock:
+                    reached = path in received["gets"]
+                c.ok(reached == public,
+                     f"nginx.conf: GET {path} {'reaches' if public else 'does not reach'} the pipeline"
+                     f" (NGINX answered {status}{', the pipeline saw it' if reached else ''})")
+            client = connect()
             with client:
                 client.sendall(f"POST /rum HTTP/1.1\r\nHost: rum.test\r\nContent-Type: text/plain\r\n"
                                f"Content-Length: {body_size}\r\n\r\n".encode())
@@ -950,7 +997,6 @@ def check_nginx_streams_bodies(c, binary, conf):
                     process.wait()
             upstream.close()
             server.join(timeout=5)
-
 
 def check_kubernetes(c):
     try:
