@@ -7,6 +7,7 @@ other files, and checks the rest.
 
 Derived (never edit them by hand; edit the source and run `generate`):
   deployments/kubernetes/configmap.yaml                 <- pipelines/prod.toml
+                                                           (rate limits off by default)
   deployments/kubernetes/nginx-sidecar/configmap.yaml   <- pipelines/prod.toml
                                                            (+ trusted_proxies), deployments/nginx/nginx.conf
   deployments/kibana/rum-pipeline.ndjson                <- the panel list below
@@ -97,11 +98,36 @@ def pipeline_behind_nginx(prod):
     return "".join(lines)
 
 
+RATE_LIMIT_ON = "requests_per_second = ${RATE_LIMIT_PER_SECOND:-50}"
+RATE_LIMIT_OFF = "requests_per_second = ${RATE_LIMIT_PER_SECOND:-0}"
+RATE_LIMIT_OFF_COMMENT = (
+    "# Kubernetes, plain variant: off unless RATE_LIMIT_PER_SECOND is set. Through an Ingress\n"
+    "# (or a Service without externalTrafficPolicy: Local) every visitor has the proxy's address:\n"
+    "# list its pods in `trusted_proxies` first, or one budget serves the whole site.\n"
+)
+
+
+def pipeline_behind_a_service(prod):
+    """prod.toml with the per-client rate limits off by default: the plain
+    variant's pipeline cannot tell visitors apart until the proxy in front of
+    it (unknown here) is listed in trusted_proxies."""
+    lines = prod.splitlines(keepends=True)
+    out = []
+    for line in lines:
+        if line.startswith("rate_limit = ") and RATE_LIMIT_ON in line:
+            out.append(RATE_LIMIT_OFF_COMMENT)
+            line = line.replace(RATE_LIMIT_ON, RATE_LIMIT_OFF)
+        out.append(line)
+    if out == lines:
+        raise SystemExit(f"pipelines/prod.toml has no `rate_limit = {{ {RATE_LIMIT_ON}, ...` line")
+    return "".join(out)
+
+
 def generated_configmaps():
     prod = PROD_TOML.read_text()
     nginx = NGINX_CONF.read_text()
     plain = GENERATED.format(src="pipelines/prod.toml") + configmap(
-        "rum-pipeline-pipeline", {"pipeline.toml": prod}, comment=""
+        "rum-pipeline-pipeline", {"pipeline.toml": pipeline_behind_a_service(prod)}, comment=""
     )
     sidecar = (
         GENERATED.format(src="pipelines/prod.toml and deployments/nginx/nginx.conf")
@@ -719,6 +745,21 @@ def check_memory_limit(c, where, container, toml_text, env):
          f" to spare (at most {BUDGET_HEADROOM * limit / MIB:.0f} MiB)")
 
 
+def check_rate_limits_see_clients(c, where, toml_text, env):
+    """A pod is reached through something (an Ingress controller, a Service
+    NAT, the sidecar), so a per-client rate limit that believes no proxy keys
+    every visitor on that something's address: 50 requests/s for a whole
+    site, the rest answered 429. On only with trusted_proxies."""
+    import tomllib
+    config = tomllib.loads(interpolated_defaults(toml_text, env))
+    for name, source in config.get("sources", {}).items():
+        limit = source.get("rate_limit") or {}
+        if limit.get("requests_per_second", 0) > 0:
+            c.ok(bool(source.get("trusted_proxies")),
+                 f"{where}: sources.{name} limits {limit['requests_per_second']} requests/s per client address"
+                 f" but trusts no proxy, so every visitor has the proxy's address")
+
+
 def size_bytes(text, kubernetes):
     """Bytes of a Kubernetes quantity (`1Gi`, `500M`: K/M/G are powers of 1000)
     or of a pipeline size (`900mb`, `1g`: powers of 1024, any case)."""
@@ -1048,6 +1089,7 @@ def check_kubernetes(c):
             toml_text, env = found
             check_memory_limit(c, str(path.relative_to(ROOT)), containers_by_name(deployment)["rum-pipeline"],
                                toml_text, {**secret, **env})
+            check_rate_limits_see_clients(c, str(path.relative_to(ROOT)), toml_text, {**secret, **env})
         if found and binary:
             toml_text, env = found
             validate_pipeline(c, binary, str(path.relative_to(ROOT)), toml_text, {**secret, **env})
@@ -1058,7 +1100,8 @@ def check_kubernetes(c):
              "the rum-pipeline container is the same in both variants")
         c.ok("nginx" in containers_by_name(sidecar), "the sidecar variant runs nginx")
     prod = PROD_TOML.read_text()
-    c.ok(pipelines.get(("rum-pipeline-pipeline", "pipeline.toml")) == prod, "the pipeline ConfigMap is pipelines/prod.toml")
+    c.ok(pipelines.get(("rum-pipeline-pipeline", "pipeline.toml")) == pipeline_behind_a_service(prod),
+         "the pipeline ConfigMap is pipelines/prod.toml with the rate limits off by default")
     behind = pipelines.get(("rum-pipeline-pipeline-behind-nginx", "pipeline.toml"), "")
     added = [line[2:] for line in difflib.ndiff(prod.splitlines(), behind.splitlines()) if line.startswith(("+", "-"))]
     c.ok(added == [TRUSTED_PROXIES_COMMENT.rstrip("\n"), TRUSTED_PROXIES_LINE.rstrip("\n")] * len(BEHIND_NGINX_SOURCES),
