@@ -1130,6 +1130,20 @@ def check_prometheus_operator(c):
                      for port in container.get("ports", [])}
         endpoints = monitor["spec"].get("endpoints") or monitor["spec"].get("podMetricsEndpoints") or []
         c.ok(bool(endpoints), f"{where}: scrapes something")
+        # Each endpoint is a scrape pool of its own; two on the same port with
+        # the same target labels (job, instance, ...) write the same `up` and
+        # scrape_* series, which then collide. A job per path, as
+        # prometheus.yml names them, keeps them apart.
+        jobs = [next((r.get("replacement") for r in e.get("relabelings", [])
+                      if r.get("targetLabel") == "job" and r.get("action", "replace") == "replace"), None)
+                for e in endpoints]
+        c.ok(len(set(zip([e.get("port") for e in endpoints], jobs))) == len(endpoints),
+             f"{where}: each endpoint on a port sets a job of its own (jobs: {jobs})")
+        static_jobs = {job["metrics_path"]: job["job_name"] for job in
+                       load_yaml_documents(DEPLOY / "prometheus" / "prometheus.yml")[0]["scrape_configs"]}
+        for endpoint, job in zip(endpoints, jobs):
+            c.ok(job == static_jobs.get(endpoint.get("path")),
+                 f"{where}: {endpoint.get('path')} is job {job}, as in prometheus.yml ({static_jobs.get(endpoint.get('path'))})")
         for endpoint in endpoints:
             c.ok(endpoint.get("port") in ports,
                  f"{where}: {endpoint.get('path')} on port `{endpoint.get('port')}`, which it selects none of"
