@@ -1070,6 +1070,24 @@ def check_kubernetes(c):
         (document,) = load_yaml_documents(kustomization)
         for resource in document.get("resources", []):
             c.ok((kustomization.parent / resource).exists(), f"{kustomization.relative_to(ROOT)}: resource {resource} exists")
+    # What `kubectl apply -k` creates carries no credentials: a Secret in it
+    # would overwrite, with its placeholders, the one the operator created
+    # with `kubectl create secret` (docs/deployment.md, step 2), and the
+    # pipeline would then run "ready" against elasticsearch.example.
+    def resolved(directory):
+        (document,) = load_yaml_documents(directory / "kustomization.yaml")
+        for resource in document.get("resources", []):
+            target = directory / resource
+            if target.is_dir():
+                yield from resolved(target)
+            elif target.exists():
+                yield from ((target, d) for d in load_yaml_documents(target))
+    for kustomization in sorted(K8S.rglob("kustomization.yaml")):
+        for path, document in resolved(kustomization.parent):
+            if document.get("kind") == "Secret":
+                c.ok(not document.get("data") and not document.get("stringData"),
+                     f"{kustomization.relative_to(ROOT)}: applies {path.relative_to(ROOT)}, a Secret with values,"
+                     f" over the one created by hand")
     binary = find_binary()
     c.ok(binary is not None, "rum-pipeline binary (RUM_PIPELINE_BIN or target/debug) for `validate`")
     secret = {}
