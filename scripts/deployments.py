@@ -7,6 +7,7 @@ other files, and checks the rest.
 
 Derived (never edit them by hand; edit the source and run `generate`):
   deployments/kubernetes/configmap.yaml                 <- pipelines/prod.toml
+                                                           (rate limits off by default)
   deployments/kubernetes/nginx-sidecar/configmap.yaml   <- pipelines/prod.toml
                                                            (+ trusted_proxies), deployments/nginx/nginx.conf
   deployments/kibana/rum-pipeline.ndjson                <- the panel list below
@@ -22,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -96,11 +98,36 @@ def pipeline_behind_nginx(prod):
     return "".join(lines)
 
 
+RATE_LIMIT_ON = "requests_per_second = ${RATE_LIMIT_PER_SECOND:-50}"
+RATE_LIMIT_OFF = "requests_per_second = ${RATE_LIMIT_PER_SECOND:-0}"
+RATE_LIMIT_OFF_COMMENT = (
+    "# Kubernetes, plain variant: off unless RATE_LIMIT_PER_SECOND is set. Through an Ingress\n"
+    "# (or a Service without externalTrafficPolicy: Local) every visitor has the proxy's address:\n"
+    "# list its pods in `trusted_proxies` first, or one budget serves the whole site.\n"
+)
+
+
+def pipeline_behind_a_service(prod):
+    """prod.toml with the per-client rate limits off by default: the plain
+    variant's pipeline cannot tell visitors apart until the proxy in front of
+    it (unknown here) is listed in trusted_proxies."""
+    lines = prod.splitlines(keepends=True)
+    out = []
+    for line in lines:
+        if line.startswith("rate_limit = ") and RATE_LIMIT_ON in line:
+            out.append(RATE_LIMIT_OFF_COMMENT)
+            line = line.replace(RATE_LIMIT_ON, RATE_LIMIT_OFF)
+        out.append(line)
+    if out == lines:
+        raise SystemExit(f"pipelines/prod.toml has no `rate_limit = {{ {RATE_LIMIT_ON}, ...` line")
+    return "".join(out)
+
+
 def generated_configmaps():
     prod = PROD_TOML.read_text()
     nginx = NGINX_CONF.read_text()
     plain = GENERATED.format(src="pipelines/prod.toml") + configmap(
-        "rum-pipeline-pipeline", {"pipeline.toml": prod}, comment=""
+        "rum-pipeline-pipeline", {"pipeline.toml": pipeline_behind_a_service(prod)}, comment=""
     )
     sidecar = (
         GENERATED.format(src="pipelines/prod.toml and deployments/nginx/nginx.conf")
@@ -638,6 +665,101 @@ def check_deployment(c, path, deployment, pipelines):
     return toml_text, env
 
 
+# docs/limits.md, "The formula": the measured or bounded terms and the
+# defaults they use. Keep them in step with that table.
+MIB = 1024 * 1024
+BUDGET_BASE = 16 * MIB
+BUDGET_PER_CONNECTION_WORST = 170 * 1024
+BUDGET_DEFAULTS = {
+    "http.max_connections": 1024,
+    "http.max_body_bytes_in_flight": 16 * MIB,
+    "transform buffer.max_bytes": 256 * 1024,
+    "sink buffer.max_bytes": 4 * MIB,
+    "request.concurrency": 4,
+    "batch.max_bytes": 5 * MIB,
+    "batch.max_events": 1000,
+    "rate_limit.max_clients": 100_000,
+}
+# What the formula leaves out (the parsed form of bodies being decoded, the
+# transforms' caches, the prometheus sink's series) and allocator slack.
+BUDGET_HEADROOM = 0.85
+
+
+def interpolated_defaults(toml_text, env):
+    """The pipeline TOML with `${VAR:-default}` / `${VAR}` / `${VAR:?msg}`
+    replaced as the binary would, from `env` or the default."""
+    def replace(match):
+        name, op, rest = match.group(1), match.group(2), match.group(3)
+        if env.get(name) not in (None, ""):
+            return env[name]
+        return rest if op == ":-" else "x"
+    return re.sub(r"\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}", replace, toml_text)
+
+
+def memory_budget(toml_text, env):
+    """docs/limits.md's bound on RSS for a pipeline, worst case per connection,
+    as (total bytes, terms)."""
+    import tomllib
+    config = tomllib.loads(interpolated_defaults(toml_text, env))
+    d = BUDGET_DEFAULTS
+    http = config.get("http", {})
+
+    def size(value, default):
+        return default if value is None else size_bytes(value, kubernetes=False)
+
+    terms = {
+        "base": BUDGET_BASE,
+        "connections": http.get("max_connections", d["http.max_connections"]) * BUDGET_PER_CONNECTION_WORST,
+        "bodies in flight": 2 * size(http.get("max_body_bytes_in_flight"), d["http.max_body_bytes_in_flight"]),
+        "buffers": 0,
+        "elasticsearch": 0,
+        "rate limits": 0,
+    }
+    for kind, default in (("transforms", d["transform buffer.max_bytes"]), ("sinks", d["sink buffer.max_bytes"])):
+        for component in config.get(kind, {}).values():
+            terms["buffers"] += size(component.get("buffer", {}).get("max_bytes"), default)
+    for sink in config.get("sinks", {}).values():
+        if sink.get("type") == "elasticsearch":
+            concurrency = sink.get("request", {}).get("concurrency", d["request.concurrency"])
+            batch = sink.get("batch", {})
+            batch_bytes = size(batch.get("max_bytes"), d["batch.max_bytes"])
+            answer = MIB + 4096 * int(batch.get("max_events", d["batch.max_events"]))
+            terms["elasticsearch"] += concurrency * (2 * batch_bytes + answer)
+    for source in config.get("sources", {}).values():
+        limit = source.get("rate_limit")
+        if limit:
+            terms["rate limits"] += limit.get("max_clients", d["rate_limit.max_clients"]) * 64
+    return sum(terms.values()), terms
+
+
+def check_memory_limit(c, where, container, toml_text, env):
+    """The container's memory limit holds docs/limits.md's sum for its
+    pipeline with every connection at its worst, with headroom: past the
+    limit the kernel kills the process, and every buffered event with it."""
+    limit = size_bytes(container["resources"]["limits"]["memory"], kubernetes=True)
+    total, terms = memory_budget(toml_text, env)
+    shown = ", ".join(f"{k} {v / MIB:.0f}" for k, v in terms.items())
+    c.ok(total <= BUDGET_HEADROOM * limit,
+         f"{where}: memory limit {container['resources']['limits']['memory']} holds docs/limits.md's sum with every"
+         f" connection at its worst, {total / MIB:.0f} MiB ({shown}), with {100 - BUDGET_HEADROOM * 100:.0f} %"
+         f" to spare (at most {BUDGET_HEADROOM * limit / MIB:.0f} MiB)")
+
+
+def check_rate_limits_see_clients(c, where, toml_text, env):
+    """A pod is reached through something (an Ingress controller, a Service
+    NAT, the sidecar), so a per-client rate limit that believes no proxy keys
+    every visitor on that something's address: 50 requests/s for a whole
+    site, the rest answered 429. On only with trusted_proxies."""
+    import tomllib
+    config = tomllib.loads(interpolated_defaults(toml_text, env))
+    for name, source in config.get("sources", {}).items():
+        limit = source.get("rate_limit") or {}
+        if limit.get("requests_per_second", 0) > 0:
+            c.ok(bool(source.get("trusted_proxies")),
+                 f"{where}: sources.{name} limits {limit['requests_per_second']} requests/s per client address"
+                 f" but trusts no proxy, so every visitor has the proxy's address")
+
+
 def size_bytes(text, kubernetes):
     """Bytes of a Kubernetes quantity (`1Gi`, `500M`: K/M/G are powers of 1000)
     or of a pipeline size (`900mb`, `1g`: powers of 1024, any case)."""
@@ -705,6 +827,7 @@ def check_nginx(c):
     limit = re.search(r"client_max_body_size\s+(\d+)m;", active)
     c.ok(limit is not None and int(limit.group(1)) >= 1,
          "nginx.conf: client_max_body_size at least the pipeline's 1mb default (the pipeline answers 413)")
+    check_nginx_against_the_pod(c, active)
     binary = nginx_binary()
     if not c.ok(binary is not None, "nginx available for `nginx -t` (apt-get download nginx)"):
         return
@@ -721,7 +844,200 @@ def check_nginx(c):
         output = (result.stdout + result.stderr).strip()
         # Debian's nginx may warn that it cannot change user as non-root; only errors fail.
         c.ok(result.returncode == 0, f"nginx -t deployments/nginx/nginx.conf: {output}")
+    check_nginx_in_front_of_a_stub(c, binary, conf)
 
+
+def nginx_seconds(value):
+    match = re.fullmatch(r"(\d+)(ms|s|m)?", value)
+    number, unit = int(match.group(1)), match.group(2) or "s"
+    return number * {"ms": 0.001, "s": 1, "m": 60}[unit]
+
+
+def check_nginx_against_the_pod(c, active):
+    """nginx.conf against the sidecar Deployment's NGINX container and the
+    pipeline behind it."""
+    import math
+    (deployment,) = [d for d in load_yaml_documents(K8S / "nginx-sidecar" / "deployment.yaml")
+                     if d.get("kind") == "Deployment"]
+    nginx = containers_by_name(deployment)["nginx"]
+    cpu = str(nginx["resources"]["limits"]["cpu"])
+    cpus = math.ceil(int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu))
+    workers = re.search(r"^\s*worker_processes\s+(\S+);", active, re.M)
+    workers = workers.group(1) if workers else "1"
+    # `auto` counts the node's CPUs, not the container's quota: on a 64-core
+    # node, 64 workers share one CPU and 128Mi, each with its own pool of
+    # upstream connections.
+    c.ok(workers.isdigit() and 1 <= int(workers) <= cpus,
+         f"nginx.conf: worker_processes {workers} fits the NGINX container's CPU limit ({cpu})")
+    upstream = re.search(r"upstream\s+\w+\s*\{([^}]*)\}", active).group(1)
+    keepalive = re.search(r"^\s*keepalive\s+(\d+);", upstream, re.M)
+    pipeline = (K8S / "nginx-sidecar" / "configmap.yaml").read_text()
+    http = re.search(r"^\s*\[http\]\n((?:\s*[a-z_]+\s*=.*\n)*)", pipeline, re.M).group(1)
+    max_connections = int(re.search(r"max_connections\s*=\s*(\d+)", http).group(1))
+    idle = int(re.search(r"idle_timeout_secs\s*=\s*(\d+)", http).group(1))
+    if workers.isdigit() and keepalive:
+        # Idle connections NGINX keeps beyond the pipeline's cap make it close
+        # idle ones each time an accept waits (`idle_at_cap`).
+        c.ok(int(workers) * int(keepalive.group(1)) <= max_connections // 4,
+             f"nginx.conf: worker_processes x upstream keepalive ({workers} x {keepalive.group(1)}) is a small share"
+             f" of the pipeline's max_connections ({max_connections})")
+    # The pipeline closes a keep-alive connection after idle_timeout_secs;
+    # NGINX must drop it first, or it may send a beacon on a connection being
+    # closed and, with proxy_next_upstream off, answer 502.
+    timeout = re.search(r"^\s*keepalive_timeout\s+(\S+);", upstream, re.M)
+    timeout = nginx_seconds(timeout.group(1)) if timeout else 60
+    c.ok(timeout < idle,
+         f"nginx.conf: upstream keepalive_timeout ({timeout:g} s) is below the pipeline's idle_timeout_secs ({idle})")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_nginx_in_front_of_a_stub(c, binary, conf):
+    """Runs NGINX with the sidecar's configuration in front of a stub
+    pipeline that answers GETs with 200 and reads whatever else it is sent.
+
+    Metrics stay inside: /metrics and the prometheus sink's /metrics/rum tell
+    an outsider the traffic, error rates and page templates of every site
+    (SECURITY.md), and Prometheus scrapes the pod's port 3000 directly, so
+    NGINX answers them itself; /health and the intake paths pass.
+
+    A body reaches the pipeline as it arrives: NGINX's default
+    (proxy_request_buffering on) holds a request until its body is complete,
+    writing whatever passes client_body_buffer_size to a temp file under /tmp
+    (unlinked at once: no limit sees it), so clients that stop short of a
+    body's last byte (client_body_timeout restarts with every byte) hold up to
+    client_max_body_size each of the node's disk, without bound. Streamed, the
+    pipeline's body budget and 10 s body timeout bound them."""
+    import ssl
+    import threading
+    import time
+    body_size = 1024 * 1024
+    received = {"bytes": 0, "gets": []}
+    lock = threading.Lock()
+    upstream = socket.socket()
+    upstream.bind(("127.0.0.1", 0))
+    upstream.listen(64)
+    upstream_port = upstream.getsockname()[1]
+    stop = threading.Event()
+
+    def handle(conn):
+        conn.settimeout(0.2)
+        pending = b""
+        with conn:
+            while not stop.is_set():
+                try:
+                    chunk = conn.recv(65536)
+                except OSError:
+                    continue
+                if not chunk:
+                    return
+                pending += chunk
+                while pending.startswith(b"GET ") and b"\r\n\r\n" in pending:
+                    head, pending = pending.split(b"\r\n\r\n", 1)
+                    with lock:
+                        received["gets"].append(head.split(b" ")[1].decode())
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+                if not pending.startswith(b"GET"):
+                    with lock:
+                        received["bytes"] += len(pending)
+                    pending = b""
+
+    def serve():
+        upstream.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = upstream.accept()
+            except OSError:
+                continue
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    process = None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            tls = Path(tmp) / "tls"
+            tls.mkdir()
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                            "/CN=rum.test", "-keyout", str(tls / "tls.key"), "-out", str(tls / "tls.crt")],
+                           check=True, capture_output=True)
+            port = free_port()
+            test_conf = (conf.replace("/tmp/", tmp + "/").replace("/etc/nginx/tls/", str(tls) + "/")
+                         .replace("127.0.0.1:3000", f"127.0.0.1:{upstream_port}")
+                         .replace("listen 8443", f"listen 127.0.0.1:{port}")
+                         .replace("listen [::]:8443 ssl http2;", ""))
+            if os.geteuid() == 0:
+                # Workers would switch to `nobody`, who cannot write the temp dir.
+                test_conf = "user root;\n" + test_conf
+            (Path(tmp) / "nginx.conf").write_text(test_conf)
+            (Path(tmp) / "logs").mkdir()
+            process = subprocess.Popen([binary, "-p", tmp + "/", "-c", str(Path(tmp) / "nginx.conf"),
+                                        "-g", f"daemon off; error_log {tmp}/logs/error.log;"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            deadline = time.monotonic() + 20
+
+            def connect():
+                while time.monotonic() < deadline and process.poll() is None:
+                    try:
+                        return context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+                    except OSError:
+                        time.sleep(0.05)
+                return None
+
+            def status_of(path):
+                client = connect()
+                if client is None:
+                    return None
+                with client:
+                    client.sendall(f"GET {path} HTTP/1.1\r\nHost: rum.test\r\nConnection: close\r\n\r\n".encode())
+                    answer = b""
+                    while b"\r\n" not in answer:
+                        chunk = client.recv(4096)
+                        if not chunk:
+                            break
+                        answer += chunk
+                    return answer.split(b" ")[1].decode() if answer.startswith(b"HTTP/") else answer
+
+            if not c.ok(status_of("/health") == "200", "nginx with nginx.conf starts and passes GET /health on"):
+                return
+            for path in ("/rum", "/metrics", "/metrics/rum", "/metrics?x", "/metrics/", "//metrics", "/%6Detrics/rum",
+                         "/rum/../metrics"):
+                status = status_of(path)
+                public = path == "/rum"
+                with lock:
+                    reached = path in received["gets"]
+                c.ok(reached == public,
+                     f"nginx.conf: GET {path} {'reaches' if public else 'does not reach'} the pipeline"
+                     f" (NGINX answered {status}{', the pipeline saw it' if reached else ''})")
+            client = connect()
+            with client:
+                client.sendall(f"POST /rum HTTP/1.1\r\nHost: rum.test\r\nContent-Type: text/plain\r\n"
+                               f"Content-Length: {body_size}\r\n\r\n".encode())
+                client.sendall(b"x" * (body_size - 1))
+                while received["bytes"] < body_size // 2 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                c.ok(received["bytes"] >= body_size // 2,
+                     f"nginx.conf: a request body reaches the pipeline as it arrives (proxy_request_buffering off),"
+                     f" not held in a temp file until complete: {received['bytes']} of {body_size - 1} bytes"
+                     f" passed on")
+        finally:
+            stop.set()
+            if process is not None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            upstream.close()
+            server.join(timeout=5)
 
 def check_kubernetes(c):
     try:
@@ -754,6 +1070,24 @@ def check_kubernetes(c):
         (document,) = load_yaml_documents(kustomization)
         for resource in document.get("resources", []):
             c.ok((kustomization.parent / resource).exists(), f"{kustomization.relative_to(ROOT)}: resource {resource} exists")
+    # What `kubectl apply -k` creates carries no credentials: a Secret in it
+    # would overwrite, with its placeholders, the one the operator created
+    # with `kubectl create secret` (docs/deployment.md, step 2), and the
+    # pipeline would then run "ready" against elasticsearch.example.
+    def resolved(directory):
+        (document,) = load_yaml_documents(directory / "kustomization.yaml")
+        for resource in document.get("resources", []):
+            target = directory / resource
+            if target.is_dir():
+                yield from resolved(target)
+            elif target.exists():
+                yield from ((target, d) for d in load_yaml_documents(target))
+    for kustomization in sorted(K8S.rglob("kustomization.yaml")):
+        for path, document in resolved(kustomization.parent):
+            if document.get("kind") == "Secret":
+                c.ok(not document.get("data") and not document.get("stringData"),
+                     f"{kustomization.relative_to(ROOT)}: applies {path.relative_to(ROOT)}, a Secret with values,"
+                     f" over the one created by hand")
     binary = find_binary()
     c.ok(binary is not None, "rum-pipeline binary (RUM_PIPELINE_BIN or target/debug) for `validate`")
     secret = {}
@@ -769,6 +1103,11 @@ def check_kubernetes(c):
                     for key, value in document.get("data", {}).items():
                         variant_pipelines[(document["metadata"]["name"], key)] = value
         found = check_deployment(c, path, deployment, variant_pipelines)
+        if found:
+            toml_text, env = found
+            check_memory_limit(c, str(path.relative_to(ROOT)), containers_by_name(deployment)["rum-pipeline"],
+                               toml_text, {**secret, **env})
+            check_rate_limits_see_clients(c, str(path.relative_to(ROOT)), toml_text, {**secret, **env})
         if found and binary:
             toml_text, env = found
             validate_pipeline(c, binary, str(path.relative_to(ROOT)), toml_text, {**secret, **env})
@@ -779,12 +1118,54 @@ def check_kubernetes(c):
              "the rum-pipeline container is the same in both variants")
         c.ok("nginx" in containers_by_name(sidecar), "the sidecar variant runs nginx")
     prod = PROD_TOML.read_text()
-    c.ok(pipelines.get(("rum-pipeline-pipeline", "pipeline.toml")) == prod, "the pipeline ConfigMap is pipelines/prod.toml")
+    c.ok(pipelines.get(("rum-pipeline-pipeline", "pipeline.toml")) == pipeline_behind_a_service(prod),
+         "the pipeline ConfigMap is pipelines/prod.toml with the rate limits off by default")
     behind = pipelines.get(("rum-pipeline-pipeline-behind-nginx", "pipeline.toml"), "")
     added = [line[2:] for line in difflib.ndiff(prod.splitlines(), behind.splitlines()) if line.startswith(("+", "-"))]
     c.ok(added == [TRUSTED_PROXIES_COMMENT.rstrip("\n"), TRUSTED_PROXIES_LINE.rstrip("\n")] * len(BEHIND_NGINX_SOURCES),
          f"the sidecar pipeline differs from prod.toml only by trusted_proxies: {added}")
     c.ok(pipelines.get(("rum-pipeline-nginx", "nginx.conf")) == NGINX_CONF.read_text(), "the nginx ConfigMap is deployments/nginx/nginx.conf")
+
+
+def check_prometheus_operator(c):
+    """The Prometheus Operator's monitor finds the metrics ports of both
+    variants (the objects are only parsed elsewhere: no operator runs here)."""
+    (monitor,) = load_yaml_documents(DEPLOY / "prometheus" / "podmonitor.yaml")
+    kind = monitor.get("kind")
+    selector = monitor["spec"]["selector"].get("matchLabels", {})
+    for variant in (K8S, K8S / "nginx-sidecar"):
+        documents = [d for path in variant.glob("*.yaml") if path.name != "kustomization.yaml"
+                     for d in load_yaml_documents(path)]
+        where = f"{(DEPLOY / 'prometheus' / 'podmonitor.yaml').relative_to(ROOT)} ({kind}) in {variant.relative_to(ROOT)}"
+        if kind == "ServiceMonitor":
+            ports = {port.get("name") for d in documents if d.get("kind") == "Service"
+                     and selector.items() <= d["metadata"].get("labels", {}).items()
+                     for port in d["spec"]["ports"]}
+        else:
+            ports = {port.get("name") for d in documents if d.get("kind") == "Deployment"
+                     and selector.items() <= d["spec"]["template"]["metadata"].get("labels", {}).items()
+                     for container in d["spec"]["template"]["spec"]["containers"]
+                     for port in container.get("ports", [])}
+        endpoints = monitor["spec"].get("endpoints") or monitor["spec"].get("podMetricsEndpoints") or []
+        c.ok(bool(endpoints), f"{where}: scrapes something")
+        # Each endpoint is a scrape pool of its own; two on the same port with
+        # the same target labels (job, instance, ...) write the same `up` and
+        # scrape_* series, which then collide. A job per path, as
+        # prometheus.yml names them, keeps them apart.
+        jobs = [next((r.get("replacement") for r in e.get("relabelings", [])
+                      if r.get("targetLabel") == "job" and r.get("action", "replace") == "replace"), None)
+                for e in endpoints]
+        c.ok(len(set(zip([e.get("port") for e in endpoints], jobs))) == len(endpoints),
+             f"{where}: each endpoint on a port sets a job of its own (jobs: {jobs})")
+        static_jobs = {job["metrics_path"]: job["job_name"] for job in
+                       load_yaml_documents(DEPLOY / "prometheus" / "prometheus.yml")[0]["scrape_configs"]}
+        for endpoint, job in zip(endpoints, jobs):
+            c.ok(job == static_jobs.get(endpoint.get("path")),
+                 f"{where}: {endpoint.get('path')} is job {job}, as in prometheus.yml ({static_jobs.get(endpoint.get('path'))})")
+        for endpoint in endpoints:
+            c.ok(endpoint.get("port") in ports,
+                 f"{where}: {endpoint.get('path')} on port `{endpoint.get('port')}`, which it selects none of"
+                 f" (it selects: {sorted(p for p in ports if p)})")
 
 
 def check_parse(c):
@@ -831,6 +1212,7 @@ def main():
     check_generated(c)
     check_parse(c)
     check_kubernetes(c)
+    check_prometheus_operator(c)
     check_nginx(c)
     failed = len(c.failures)
     print(f"deployments: {c.passed} passed, {failed} failed")

@@ -7,6 +7,7 @@
 //! scripts/check-deployments.sh covers the YAML side (Kubernetes schemas, nginx -t).
 
 mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -89,6 +90,76 @@ fn elasticsearch_files_are_what_the_sink_installs() {
             "{dir}: ILM policy"
         );
     }
+}
+
+/// `deployments/elasticsearch/install.sh VARIANT` against the Elasticsearch
+/// double: (exit success, stdout + stderr, the requests it made).
+fn install(variant: &str, es: &support::es_double::EsDouble) -> (bool, String, Vec<String>) {
+    es.forget_requests();
+    let output = std::process::Command::new("sh")
+        .arg(root().join("deployments/elasticsearch/install.sh"))
+        .arg(variant)
+        .env("ELASTIC_CLUSTER", format!("{}/", es.url()))
+        .env("ELASTIC_HTTP_AUTH", "admin:pa ss")
+        .output()
+        .expect("sh runs install.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen = es
+        .seen()
+        .iter()
+        .map(|s| {
+            assert_eq!(s.content_type.as_deref(), Some("application/json"), "{s:?}");
+            // "admin:pa ss", in one piece.
+            assert_eq!(
+                s.authorization.as_deref(),
+                Some("Basic YWRtaW46cGEgc3M="),
+                "{s:?}"
+            );
+            format!("{} {} {}", s.method, s.path, s.status)
+        })
+        .collect();
+    (output.status.success(), text, seen)
+}
+
+#[test]
+fn install_sh_puts_the_files_in_order_and_shows_why_a_put_failed() {
+    let es = support::es_double::EsDouble::start();
+    for (dir, _) in VARIANTS {
+        let (ok, text, seen) = install(dir, &es);
+        assert!(ok, "{text}");
+        let mut expected = Vec::new();
+        for kind in ["_ilm/policy", "_component_template", "_index_template"] {
+            let folder = root()
+                .join("deployments/elasticsearch")
+                .join(dir)
+                .join(kind);
+            let mut names: Vec<String> = std::fs::read_dir(&folder)
+                .unwrap()
+                .map(|e| {
+                    let path = e.unwrap().path();
+                    path.file_stem().unwrap().to_string_lossy().into_owned()
+                })
+                .collect();
+            names.sort();
+            for name in names {
+                expected.push(format!("PUT /{kind}/{name} 200"));
+            }
+        }
+        assert_eq!(seen, expected, "{dir}: {text}");
+    }
+    // The reason Elasticsearch gives is what the operator needs.
+    es.fail_templates(Some(403));
+    let (ok, text, seen) = install("bulk", &es);
+    assert!(!ok, "{text}");
+    assert_eq!(seen.len(), 1, "stops at the first failure: {seen:?}");
+    assert!(
+        text.contains("is unauthorized for API key id [writer]"),
+        "install.sh hid Elasticsearch's answer: {text}"
+    );
 }
 
 /// Mapped field paths (multi-fields included, e.g. `error.message.keyword`) -> type.

@@ -14,14 +14,23 @@ dir=$(dirname "$0")/$variant
 cluster=${ELASTIC_CLUSTER:?set ELASTIC_CLUSTER to the Elasticsearch URL}
 cluster=${cluster%%,*}
 cluster=${cluster%/}
+# Elasticsearch's answer is printed whatever its status (curl -f would hide
+# why a PUT was refused); a status other than 2xx stops the script.
+answer=$(mktemp)
+trap 'rm -f "$answer"' EXIT
 for kind in _ilm/policy _component_template _index_template; do
   for file in "$dir/$kind"/*.json; do
     [ -e "$file" ] || continue
     name=$(basename "$file" .json)
     printf 'PUT %s/%s: ' "$kind" "$name"
-    curl -fsS -X PUT ${ELASTIC_HTTP_AUTH:+-u "$ELASTIC_HTTP_AUTH"} \
+    status=$(curl -sS -o "$answer" -w '%{http_code}' -X PUT ${ELASTIC_HTTP_AUTH:+-u "$ELASTIC_HTTP_AUTH"} \
       -H 'Content-Type: application/json' --data-binary "@$file" \
-      "$cluster/$kind/$name"
+      "$cluster/$kind/$name")
+    cat "$answer"
     echo
+    case $status in
+      2??) ;;
+      *) echo "install.sh: PUT $kind/$name answered $status" >&2; exit 1 ;;
+    esac
   done
 done
