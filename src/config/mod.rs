@@ -376,6 +376,36 @@ fn unknown_field_name(message: &str) -> Option<String> {
     Some(rest[..rest.find('`')?].to_owned())
 }
 
+/// Keys every component of a kind takes besides its type's own: taken out
+/// of the table before the type's struct reads the rest.
+const DOWNSTREAM_KEYS: &[&str] = &["type", "inputs", "buffer"];
+
+/// serde's "unknown field" message for a component's table names only the
+/// keys of its type's struct; `shared` adds the keys split off before (the
+/// HTTP keys of a source; `type`, `inputs`, `buffer`), with a did-you-mean.
+/// Other messages, and unknown keys of nested tables, pass unchanged.
+fn with_shared_keys(key: &str, message: String, shared: &[&str]) -> String {
+    let Some(field) = unknown_field_name(&message).filter(|f| f == key) else {
+        return message;
+    };
+    let mut known: Vec<&str> = match message.split_once(", expected") {
+        Some((_, listed)) => listed.split('`').skip(1).step_by(2).collect(),
+        None => Vec::new(), // "there are no fields"
+    };
+    known.extend(shared.iter().filter(|k| **k != "type"));
+    if shared.contains(&"type") {
+        known.insert(0, "type");
+    }
+    let hint = crate::conditions::did_you_mean(&field, known.iter().copied())
+        .map(|k| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
+    let listed: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+    format!(
+        "unknown field `{field}`{hint}, expected one of {}",
+        listed.join(", ")
+    )
+}
+
 struct Parser<'a> {
     file: &'a str,
     text: &'a str,
@@ -477,6 +507,7 @@ impl Parser<'_> {
         let config = match SourceConfig::parse(&type_name, table) {
             Ok(config) => Some(config),
             Err((key, message)) => {
+                let message = with_shared_keys(&key, message, HttpSourceOptions::keys());
                 self.push(Some(("sources", id)), Some(&key), message);
                 None
             }
@@ -594,6 +625,7 @@ impl Parser<'_> {
         let config = match parse(&type_name?, table) {
             Ok(config) => config,
             Err((key, message)) => {
+                let message = with_shared_keys(&key, message, DOWNSTREAM_KEYS);
                 self.push(Some((kind, id)), Some(&key), message);
                 return None;
             }
@@ -762,6 +794,44 @@ buffer.max_events = 100
             shown.iter().any(|s| s.starts_with("test.toml:6: key `sink`: unknown field `sink`, expected one of `sources`, `transforms`, `sinks`, `shutdown_timeout_secs`")),
             "{shown:?}"
         );
+    }
+
+    /// The keys every source, transform or sink takes are split off before
+    /// its type's own table is read, so serde's list of the keys it expected
+    /// lacked them: `adress` was not told about `address`.
+    #[test]
+    fn a_misspelt_shared_key_is_told_the_shared_keys() {
+        let text = r#"
+[sources.reports]
+type = "csp"
+adress = "127.0.0.1:3999"
+[sinks.out]
+type = "blackhole"
+inpts = ["reports"]
+"#;
+        let errors = load(text).unwrap_err();
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        let find = |key: &str| {
+            shown
+                .iter()
+                .find(|s| s.contains(&format!("key `{key}`")))
+                .unwrap_or_else(|| panic!("no error for {key}: {shown:?}"))
+                .clone()
+        };
+        let adress = find("adress");
+        assert!(
+            adress.starts_with("test.toml:4: [sources.reports] key `adress`: unknown field `adress` (did you mean `address`?), expected one of `report_uri`,"),
+            "{adress}"
+        );
+        assert!(
+            adress.contains("`noise_hosts`, `address`, `tls`"),
+            "{adress}"
+        );
+        assert!(
+            find("inpts").contains("unknown field `inpts` (did you mean `inputs`?), expected one of `type`, `inputs`, `buffer`"),
+            "{shown:?}"
+        );
+        assert_eq!(shown.len(), 2, "{shown:?}");
     }
 
     #[test]
