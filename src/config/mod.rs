@@ -760,6 +760,44 @@ buffer.max_events = 100
         );
     }
 
+    /// A key inside an inline table (`rate_limit = { burst = 0 }`) was
+    /// located on the component's header line, often far from it.
+    #[test]
+    fn a_key_inside_an_inline_table_is_located_on_the_line_of_its_table() {
+        let text = r#"
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:3999"
+max_events_per_beacon = 10
+rate_limit = { requests_per_second = 5, burst = 0 }
+
+[transforms.admin]
+type = "filter"
+inputs = ["beacons"]
+buffer = { max_bytes = 1 }
+condition = { field = "url.path", matches = "(" }
+
+[sinks.out]
+type = "blackhole"
+inputs = ["admin"]
+"#;
+        let errors = load(text).unwrap_err();
+        let lines: Vec<(String, Option<usize>)> = errors
+            .iter()
+            .map(|e| (e.key.clone().unwrap_or_default(), e.line))
+            .collect();
+        for (key, line) in [
+            ("rate_limit.burst", 6),
+            ("buffer.max_bytes", 11),
+            ("condition.matches", 12),
+        ] {
+            assert!(
+                lines.contains(&(key.to_owned(), Some(line))),
+                "{key} should be on line {line}: {lines:?}"
+            );
+        }
+    }
+
     #[test]
     fn inputs_as_a_string_is_one_error_that_shows_the_list() {
         let text = GOOD.replace("inputs = [\"beacons\"]", "inputs = \"beacons\"");
