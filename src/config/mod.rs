@@ -798,6 +798,47 @@ inputs = ["admin"]
         }
     }
 
+    /// A browser's `Origin` is scheme, host and port as it serializes them;
+    /// an allowed origin written otherwise (with a path, the default port,
+    /// a Unicode host) validated and then matched no request: every beacon 403.
+    #[test]
+    fn an_allowed_origin_no_browser_sends_is_refused() {
+        for (written, fix) in [
+            (
+                "https://shop.example.com/checkout",
+                "https://shop.example.com",
+            ),
+            ("https://shop.example.com:443", "https://shop.example.com"),
+            ("https://bücher.example", "https://xn--bcher-kva.example"),
+        ] {
+            let text = GOOD.replace(
+                "address = \"127.0.0.1:${PORT}\"",
+                &format!("address = \"127.0.0.1:${{PORT}}\"\nallowed_origins = [{written:?}]"),
+            );
+            let errors = load(&text).unwrap_err();
+            let shown = errors[0].to_string();
+            assert!(
+                shown.contains("key `allowed_origins`")
+                    && shown.contains(&format!(
+                        "`{written}` is not an origin a browser sends: write `{fix}`"
+                    )),
+                "{shown}"
+            );
+        }
+        for fine in [
+            "https://Shop.example.com",
+            "https://shop.example.com/",
+            "http://127.0.0.1:8080",
+            "*",
+        ] {
+            let text = GOOD.replace(
+                "address = \"127.0.0.1:${PORT}\"",
+                &format!("address = \"127.0.0.1:${{PORT}}\"\nallowed_origins = [{fine:?}]"),
+            );
+            assert!(load(&text).is_ok(), "{fine}");
+        }
+    }
+
     #[test]
     fn inputs_as_a_string_is_one_error_that_shows_the_list() {
         let text = GOOD.replace("inputs = [\"beacons\"]", "inputs = \"beacons\"");
