@@ -240,13 +240,13 @@ impl CheckConfig for ScrubUrlConfig {
                 ));
             }
         }
-        if self
-            .params
-            .iter()
-            .chain(&self.extra_params)
-            .any(|p| p.trim().is_empty())
-        {
-            problems.push(("params", "parameter names must be non-empty".to_owned()));
+        for (key, list) in [
+            ("params", &self.params),
+            ("extra_params", &self.extra_params),
+        ] {
+            if list.iter().any(|p| p.trim().is_empty()) {
+                problems.push((key, "parameter names must be non-empty".to_owned()));
+            }
         }
         for route in &self.routes {
             if let Err(e) = Route::parse(route) {

@@ -730,7 +730,8 @@ fn bad_config_is_named() {
     assert_eq!(problems("replacement = \"\"")[0].0, "replacement");
     assert_eq!(problems("min_digit_run = 3")[0].0, "min_digit_run");
     assert_eq!(problems("fields = [\"url..full\"]")[0].0, "fields");
-    assert_eq!(problems("extra_params = [\" \"]")[0].0, "params");
+    assert_eq!(problems("extra_params = [\" \"]")[0].0, "extra_params");
+    assert_eq!(problems("params = [\"\"]")[0].0, "params");
     // A misspelt field is one no event holds: it was never scrubbed, without a word.
     let misspelt = problems("fields = [\"url.full\", \"url.ful\"]");
     assert_eq!(misspelt.len(), 1, "{misspelt:?}");
