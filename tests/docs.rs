@@ -3,7 +3,8 @@
 //! of it), and every key a component's config accepts — the fields of the
 //! `#[serde(deny_unknown_fields)]` structs in src/ — is named, in backticks,
 //! in docs/configuration*.md, with the default the code really gives it where the
-//! table names one literal. No dependencies: a small Rust lexer finds the
+//! table names one literal, and every key a table there names is one the code
+//! takes (loaded alone, it is no "unknown field"). No dependencies: a small Rust lexer finds the
 //! structs, so the check follows the code wherever its files move. Further down:
 //! the TOML examples and pipelines/ against `rum-pipeline validate`, prod.toml's
 //! variables against the manual, `rust-version` against Cargo.lock.
@@ -1115,7 +1116,7 @@ fn every_variable_of_prod_toml_is_documented_with_its_default() {
 fn debug_fields(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut structs: Vec<Option<String>> = Vec::new();
-    let mut lines = text.lines();
+    let mut lines = text.lines().peekable();
     while let Some(line) = lines.next() {
         let indent = line.len() - line.trim_start().len();
         let t = line.trim().trim_end_matches(',');
@@ -1139,7 +1140,13 @@ fn debug_fields(text: &str) -> BTreeMap<String, String> {
             .chain([name])
             .collect();
         let path = path.join(".");
-        if value.ends_with('{') {
+        // `Some(` around a struct: its fields are the option's keys
+        // (`rate_limit.max_clients`); the `)` after its `}` is skipped.
+        let some_struct = value == "Some(" && lines.peek().is_some_and(|l| l.ends_with('{'));
+        if some_struct {
+            lines.next();
+        }
+        if value.ends_with('{') || some_struct {
             structs.push(Some(name.to_owned()));
         } else if value.ends_with('[') || value.ends_with('(') {
             let mut items = Vec::new();
@@ -1209,11 +1216,23 @@ fn same_default(code: &str, doc: &toml::Value) -> bool {
     }
 }
 
-/// `| `key` | `literal` | ... |` rows of the configuration pages, per section: the
-/// component type a `## Source/Transform/Sink `type`` heading names, `http` for the keys
-/// every HTTP source shares, `global` for the global keys. Rows whose default is not one
-/// literal (`none`, `— (required)`, `see below`, two values) are left out.
-fn documented_defaults() -> Vec<(String, String, String, toml::Value)> {
+/// A row of a `| key | default | meaning |` table of the configuration pages.
+struct KeyRow {
+    /// `docs/configuration-sinks.md:42`.
+    at: String,
+    /// The component type a `## Source/Transform/Sink `type`` heading names,
+    /// `http` for the keys every HTTP source shares, `downstream` for those every
+    /// transform and sink shares, `global` for the global keys.
+    section: String,
+    /// The key cell as written.
+    key: String,
+    /// The default cell as written.
+    default: String,
+}
+
+/// The rows of the key tables (first header cell `key`; not the tables of
+/// fields a transform writes) in the sections `KeyRow::section` names.
+fn key_rows() -> Vec<KeyRow> {
     let mut rows = Vec::new();
     for file in manual() {
         let name = relative(&file);
@@ -1222,12 +1241,17 @@ fn documented_defaults() -> Vec<(String, String, String, toml::Value)> {
         }
         let text = fs::read_to_string(&file).expect("configuration page");
         let mut section = String::new();
+        let mut key_table = false;
+        let mut previous = "";
         for (number, line) in prose_lines(&text) {
+            let before = std::mem::replace(&mut previous, line);
             if let Some(title) = line.strip_prefix("## ") {
                 section = if title.starts_with("Keys of every HTTP source") {
                     "http".into()
                 } else if title.starts_with("Global keys") {
                     "global".into()
+                } else if title.starts_with("Keys of every transform and sink") {
+                    "downstream".into()
                 } else if ["Source `", "Transform `", "Sink `"]
                     .iter()
                     .any(|p| title.starts_with(p))
@@ -1239,26 +1263,43 @@ fn documented_defaults() -> Vec<(String, String, String, toml::Value)> {
                 continue;
             }
             let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-            if section.is_empty() || cells.len() < 4 || !cells[0].is_empty() {
+            if cells.len() < 4 || !cells[0].is_empty() {
                 continue;
             }
-            let (key, default) = (cells[1], cells[2]);
-            let literal = |cell: &str| {
-                let inner = cell.strip_prefix('`')?.strip_suffix('`')?;
-                (!inner.contains('`')).then(|| inner.to_owned())
-            };
-            let (Some(key), Some(default)) = (literal(key), literal(default)) else {
+            if cells[1].starts_with("---") {
+                // The line before the separator is the header.
+                key_table = before.split('|').nth(1).map(str::trim) == Some("key");
                 continue;
-            };
-            let Ok(mut parsed) = format!("v = {default}").parse::<toml::Table>() else {
-                continue;
-            };
-            if let Some(value) = parsed.remove("v") {
-                rows.push((format!("{name}:{number}"), section.clone(), key, value));
             }
+            if section.is_empty() || !key_table {
+                continue;
+            }
+            rows.push(KeyRow {
+                at: format!("{name}:{number}"),
+                section: section.clone(),
+                key: cells[1].to_owned(),
+                default: cells[2].to_owned(),
+            });
         }
     }
     rows
+}
+
+/// The rows of [`key_rows`] whose key and default are one literal each
+/// (`none`, `— (required)`, `see below`, two values are left out).
+fn documented_defaults() -> Vec<(String, String, String, toml::Value)> {
+    let literal = |cell: &str| {
+        let inner = cell.strip_prefix('`')?.strip_suffix('`')?;
+        (!inner.contains('`')).then(|| inner.to_owned())
+    };
+    key_rows()
+        .into_iter()
+        .filter_map(|row| {
+            let (key, default) = (literal(&row.key)?, literal(&row.default)?);
+            let mut parsed = format!("v = {default}").parse::<toml::Table>().ok()?;
+            Some((row.at, row.section, key, parsed.remove("v")?))
+        })
+        .collect()
 }
 
 /// The defaults the code gives every component type, and the global keys, as
@@ -1286,7 +1327,7 @@ fn code_defaults() -> BTreeMap<String, BTreeMap<String, String>> {
     };
     for kind in rum_pipeline::sources::SourceConfig::TYPES {
         let config = loaded(&format!(
-            "[sources.s]\ntype = \"{kind}\"\n\
+            "[sources.s]\ntype = \"{kind}\"\nrate_limit = {{ requests_per_second = 1 }}\n\
              [sinks.o]\ntype = \"blackhole\"\ninputs = [\"s\"]\n"
         ));
         out.insert(
@@ -1314,7 +1355,12 @@ fn code_defaults() -> BTreeMap<String, BTreeMap<String, String>> {
     for (kind, keys) in [
         ("stdout", ""),
         ("elasticsearch", "endpoints = \"http://127.0.0.1:9200\"\n"),
-        ("prometheus", ""),
+        // A budget and an SLO, for their keys' defaults (`budgets.statistic`).
+        (
+            "prometheus",
+            "budgets = { LCP = { threshold = 1 } }\n\
+             slos.x = { vital = \"LCP\", threshold = 1, target = 0.5 }\n",
+        ),
     ] {
         let config = loaded(&format!(
             "{source}[sinks.k]\ntype = \"{kind}\"\ninputs = [\"s\"]\n{keys}"
@@ -1335,7 +1381,12 @@ fn every_default_in_the_configuration_reference_is_the_codes() {
     let mut compared = 0;
     let mut wrong = Vec::new();
     for (at, section, key, doc) in &rows {
-        let Some(value) = code.get(section).and_then(|fields| fields.get(key)) else {
+        // The budget and SLO tables of the prometheus sink name their keys bare.
+        let Some(value) = code.get(section).and_then(|fields| {
+            ["", "budgets.", "slos."]
+                .iter()
+                .find_map(|prefix| fields.get(&format!("{prefix}{key}")))
+        }) else {
             continue;
         };
         // `true` is the manual's name for `"truncate"` (both are accepted).
@@ -1363,5 +1414,97 @@ fn every_default_in_the_configuration_reference_is_the_codes() {
         "{} default(s) in docs/configuration*.md differ from the code:\n  {}",
         wrong.len(),
         wrong.join("\n  ")
+    );
+}
+
+// ---- Keys in the configuration reference ---------------------------------------
+
+/// Whether the code takes `key` (a dotted path) in `section`: a pipeline with
+/// only that key set (to a value of the wrong type, which is a different
+/// error) is loaded, and serde must not call it an unknown field.
+fn accepts(section: &str, key: &str) -> Result<(), String> {
+    use rum_pipeline::config::load_str;
+    let source = |kind: &str, extra: &str| {
+        format!(
+            "[sources.s]\ntype = \"{kind}\"\n{extra}\n[sinks.o]\ntype = \"blackhole\"\ninputs = [\"s\"]\n"
+        )
+    };
+    let setting = format!("{key} = -1");
+    let text = if section == "global" {
+        format!("{setting}\n{}", source("rum_beacon", ""))
+    } else if section == "http" {
+        source("rum_beacon", &setting)
+    } else if rum_pipeline::sources::SourceConfig::TYPES.contains(&section) {
+        source(section, &setting)
+    } else if section == "downstream" {
+        format!(
+            "{}[sinks.t]\ntype = \"stdout\"\ninputs = [\"s\"]\n{setting}\n",
+            source("rum_beacon", "")
+        )
+    } else {
+        let downstream = |kind: &str| {
+            format!(
+                "{}[{kind}.t]\ntype = \"{section}\"\ninputs = [\"s\"]\n{setting}\n",
+                source("rum_beacon", "")
+            )
+        };
+        if rum_pipeline::sinks::SinkConfig::TYPES.contains(&section) {
+            downstream("sinks")
+        } else {
+            downstream("transforms")
+        }
+    };
+    match load_str("keys.toml", &text, &|_| None) {
+        Ok(_) => Ok(()),
+        Err(errors) => match errors.iter().find(|e| e.message.contains("unknown field")) {
+            Some(unknown) => Err(unknown.to_string()),
+            None => Ok(()),
+        },
+    }
+}
+
+/// Every key a table of the configuration pages names is one the code takes:
+/// a key copied from the manual never meets "unknown field".
+#[test]
+fn every_key_in_the_configuration_reference_is_accepted_by_the_code() {
+    let mut checked = 0;
+    let mut refused = Vec::new();
+    for row in key_rows() {
+        // `buffer.max_events`, `buffer.max_bytes` in one cell; `route.<name>`
+        // stands for any name.
+        let keys: Vec<&str> = code_spans(&row.key)
+            .into_iter()
+            .filter(|(code, _)| *code)
+            .map(|(_, key)| key)
+            .filter(|key| !key.contains('<'))
+            .collect();
+        for key in keys {
+            checked += 1;
+            // The budget and SLO tables of the prometheus sink name their keys bare.
+            let nested = if row.section == "prometheus" {
+                &["", "budgets.LCP.", "slos.x."][..]
+            } else {
+                &[""][..]
+            };
+            let verdicts: Vec<Result<(), String>> = nested
+                .iter()
+                .map(|prefix| accepts(&row.section, &format!("{prefix}{key}")))
+                .collect();
+            if let [Err(problem), ..] = verdicts.as_slice() {
+                if verdicts.iter().all(Result::is_err) {
+                    refused.push(format!("{}: [{}] `{key}`: {problem}", row.at, row.section));
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 120,
+        "only {checked} documented keys found: is the row parser broken?"
+    );
+    assert!(
+        refused.is_empty(),
+        "{} key(s) in docs/configuration*.md that the code refuses:\n  {}",
+        refused.len(),
+        refused.join("\n  ")
     );
 }

@@ -42,7 +42,7 @@ mod parse;
 mod tests;
 
 pub use parse::FieldPath;
-pub(crate) use parse::{unknown_key, ConditionParts};
+pub(crate) use parse::{did_you_mean, unknown_key, ConditionParts};
 
 /// Keys that test a field; exactly one goes with `field`.
 pub const OPERATORS: &[&str] = &["equals", "not_equals", "in", "prefix", "matches", "exists"];

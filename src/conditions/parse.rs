@@ -173,7 +173,10 @@ fn path_kind(path: &str) -> Option<PathKind> {
 }
 
 /// The closest candidate within a small edit distance, for "did you mean".
-fn did_you_mean<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn did_you_mean<'a>(
+    wrong: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = if wrong.len() <= 3 {
         1
     } else {

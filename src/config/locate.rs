@@ -8,11 +8,15 @@ pub(super) fn line_of_offset(text: &str, offset: usize) -> usize {
 
 /// Finds the line that declares `kind.id` (and, when given, the line of `key`
 /// inside it). TOML allows many spellings; this covers `[kind.id]` sections,
-/// `[kind.id.sub]` sub-tables and `key = ...` lines, and falls back to the
-/// section header.
+/// `[kind.id.sub]` sub-tables and `key = ...` lines; a key inside an inline
+/// table (`rate_limit = { burst = 0 }`) is found on the line of the table.
+/// Falls back to the section header.
 pub(super) fn locate(text: &str, kind: &str, id: &str, key: Option<&str>) -> Option<usize> {
     let section = format!("{kind}.{id}");
     let mut header_line = None;
+    // The line of the longest leading part of the key written as a key of
+    // its own (`rate_limit` for `rate_limit.burst`), when the whole is not.
+    let mut table_line: Option<(usize, usize)> = None;
     let mut current: Option<String> = None;
     let key_parts: Vec<&str> = key
         .map(|k| {
@@ -58,12 +62,21 @@ pub(super) fn locate(text: &str, kind: &str, id: &str, key: Option<&str>) -> Opt
             } else {
                 format!("{section}.{}", key_parts[..split].join("."))
             };
-            if *current == table && lhs == key_parts[split..].join(".") {
+            if *current != table {
+                continue;
+            }
+            if lhs == key_parts[split..].join(".") {
                 return Some(i + 1);
+            }
+            for end in split + 1..key_parts.len() {
+                let longer = table_line.is_none_or(|(parts, _)| end > parts);
+                if longer && lhs == key_parts[split..end].join(".") {
+                    table_line = Some((end, i + 1));
+                }
             }
         }
     }
-    header_line
+    table_line.map(|(_, line)| line).or(header_line)
 }
 
 pub(super) fn locate_top_level(text: &str, key: &str) -> Option<usize> {

@@ -393,6 +393,36 @@ fn unknown_field_name(message: &str) -> Option<String> {
     Some(rest[..rest.find('`')?].to_owned())
 }
 
+/// Keys every component of a kind takes besides its type's own: taken out
+/// of the table before the type's struct reads the rest.
+const DOWNSTREAM_KEYS: &[&str] = &["type", "inputs", "buffer"];
+
+/// serde's "unknown field" message for a component's table names only the
+/// keys of its type's struct; `shared` adds the keys split off before (the
+/// HTTP keys of a source; `type`, `inputs`, `buffer`), with a did-you-mean.
+/// Other messages, and unknown keys of nested tables, pass unchanged.
+fn with_shared_keys(key: &str, message: String, shared: &[&str]) -> String {
+    let Some(field) = unknown_field_name(&message).filter(|f| f == key) else {
+        return message;
+    };
+    let mut known: Vec<&str> = match message.split_once(", expected") {
+        Some((_, listed)) => listed.split('`').skip(1).step_by(2).collect(),
+        None => Vec::new(), // "there are no fields"
+    };
+    known.extend(shared.iter().filter(|k| **k != "type"));
+    if shared.contains(&"type") {
+        known.insert(0, "type");
+    }
+    let hint = crate::conditions::did_you_mean(&field, known.iter().copied())
+        .map(|k| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
+    let listed: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+    format!(
+        "unknown field `{field}`{hint}, expected one of {}",
+        listed.join(", ")
+    )
+}
+
 struct Parser<'a> {
     file: &'a str,
     text: &'a str,
@@ -494,6 +524,7 @@ impl Parser<'_> {
         let config = match SourceConfig::parse(&type_name, table) {
             Ok(config) => Some(config),
             Err((key, message)) => {
+                let message = with_shared_keys(&key, message, HttpSourceOptions::keys());
                 self.push(Some(("sources", id)), Some(&key), message);
                 None
             }
@@ -611,6 +642,7 @@ impl Parser<'_> {
         let config = match parse(&type_name?, table) {
             Ok(config) => config,
             Err((key, message)) => {
+                let message = with_shared_keys(&key, message, DOWNSTREAM_KEYS);
                 self.push(Some((kind, id)), Some(&key), message);
                 return None;
             }
@@ -745,6 +777,85 @@ buffer.max_events = 100
         );
     }
 
+    /// A key inside an inline table (`rate_limit = { burst = 0 }`) was
+    /// located on the component's header line, often far from it.
+    #[test]
+    fn a_key_inside_an_inline_table_is_located_on_the_line_of_its_table() {
+        let text = r#"
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:3999"
+max_events_per_beacon = 10
+rate_limit = { requests_per_second = 5, burst = 0 }
+
+[transforms.admin]
+type = "filter"
+inputs = ["beacons"]
+buffer = { max_bytes = 1 }
+condition = { field = "url.path", matches = "(" }
+
+[sinks.out]
+type = "blackhole"
+inputs = ["admin"]
+"#;
+        let errors = load(text).unwrap_err();
+        let lines: Vec<(String, Option<usize>)> = errors
+            .iter()
+            .map(|e| (e.key.clone().unwrap_or_default(), e.line))
+            .collect();
+        for (key, line) in [
+            ("rate_limit.burst", 6),
+            ("buffer.max_bytes", 11),
+            ("condition.matches", 12),
+        ] {
+            assert!(
+                lines.contains(&(key.to_owned(), Some(line))),
+                "{key} should be on line {line}: {lines:?}"
+            );
+        }
+    }
+
+    /// A browser's `Origin` is scheme, host and port as it serializes them;
+    /// an allowed origin written otherwise (with a path, the default port,
+    /// a Unicode host) validated and then matched no request: every beacon 403.
+    #[test]
+    fn an_allowed_origin_no_browser_sends_is_refused() {
+        for (written, fix) in [
+            (
+                "https://shop.example.com/checkout",
+                "https://shop.example.com",
+            ),
+            ("https://shop.example.com:443", "https://shop.example.com"),
+            ("https://bücher.example", "https://xn--bcher-kva.example"),
+        ] {
+            let text = GOOD.replace(
+                "address = \"127.0.0.1:${PORT}\"",
+                &format!("address = \"127.0.0.1:${{PORT}}\"\nallowed_origins = [{written:?}]"),
+            );
+            let errors = load(&text).unwrap_err();
+            let shown = errors[0].to_string();
+            assert!(
+                shown.contains("key `allowed_origins`")
+                    && shown.contains(&format!(
+                        "`{written}` is not an origin a browser sends: write `{fix}`"
+                    )),
+                "{shown}"
+            );
+        }
+        for fine in [
+            "https://Shop.example.com",
+            "https://shop.example.com/",
+            "http://127.0.0.1:8080",
+            "*",
+        ] {
+            let text = GOOD.replace(
+                "address = \"127.0.0.1:${PORT}\"",
+                &format!("address = \"127.0.0.1:${{PORT}}\"\nallowed_origins = [{fine:?}]"),
+            );
+            assert!(load(&text).is_ok(), "{fine}");
+        }
+    }
+
     #[test]
     fn inputs_as_a_string_is_one_error_that_shows_the_list() {
         let text = GOOD.replace("inputs = [\"beacons\"]", "inputs = \"beacons\"");
@@ -779,6 +890,44 @@ buffer.max_events = 100
             shown.iter().any(|s| s.starts_with("test.toml:6: key `sink`: unknown field `sink`, expected one of `sources`, `transforms`, `sinks`, `shutdown_timeout_secs`")),
             "{shown:?}"
         );
+    }
+
+    /// The keys every source, transform or sink takes are split off before
+    /// its type's own table is read, so serde's list of the keys it expected
+    /// lacked them: `adress` was not told about `address`.
+    #[test]
+    fn a_misspelt_shared_key_is_told_the_shared_keys() {
+        let text = r#"
+[sources.reports]
+type = "csp"
+adress = "127.0.0.1:3999"
+[sinks.out]
+type = "blackhole"
+inpts = ["reports"]
+"#;
+        let errors = load(text).unwrap_err();
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        let find = |key: &str| {
+            shown
+                .iter()
+                .find(|s| s.contains(&format!("key `{key}`")))
+                .unwrap_or_else(|| panic!("no error for {key}: {shown:?}"))
+                .clone()
+        };
+        let adress = find("adress");
+        assert!(
+            adress.starts_with("test.toml:4: [sources.reports] key `adress`: unknown field `adress` (did you mean `address`?), expected one of `report_uri`,"),
+            "{adress}"
+        );
+        assert!(
+            adress.contains("`noise_hosts`, `address`, `tls`"),
+            "{adress}"
+        );
+        assert!(
+            find("inpts").contains("unknown field `inpts` (did you mean `inputs`?), expected one of `type`, `inputs`, `buffer`"),
+            "{shown:?}"
+        );
+        assert_eq!(shown.len(), 2, "{shown:?}");
     }
 
     #[test]

@@ -172,11 +172,26 @@ impl CheckConfig for HttpSourceOptions {
             problems.push(("max_body_bytes", "must be at least 1".to_owned()));
         }
         for origin in &self.allowed_origins {
-            if origin != "*" && url::Url::parse(origin).map(|u| u.origin().is_tuple()) != Ok(true) {
-                problems.push((
+            if origin == "*" {
+                continue;
+            }
+            let parsed = url::Url::parse(origin).map(|u| u.origin());
+            match parsed {
+                Ok(parsed) if parsed.is_tuple() => {
+                    // Requests are matched against `Origin` as browsers write
+                    // it: no path, no default port, the host in ASCII.
+                    let sent = parsed.ascii_serialization();
+                    if !sent.eq_ignore_ascii_case(origin.trim_end_matches('/')) {
+                        problems.push((
+                            "allowed_origins",
+                            format!("`{origin}` is not an origin a browser sends: write `{sent}`"),
+                        ));
+                    }
+                }
+                _ => problems.push((
                     "allowed_origins",
                     format!("`{origin}` is not an origin like `https://www.example.com` (or `*`)"),
-                ));
+                )),
             }
         }
         if let Some(rate_limit) = &self.rate_limit {

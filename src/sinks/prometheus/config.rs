@@ -102,6 +102,13 @@ struct BudgetTable {
     severity: String,
 }
 
+/// Longest budget period: a day.
+const MAX_PERIOD_SECS: u64 = 86_400;
+
+/// Longest SLO window, and longest run of budget periods before an alert: a
+/// year, more than Prometheus usually keeps.
+const MAX_WINDOW_DAYS: u32 = 365;
+
 fn default_statistic() -> String {
     "p75".to_owned()
 }
@@ -414,14 +421,35 @@ impl PrometheusConfig {
                 ));
                 0.75
             });
+            // Bounded well below what Prometheus parses as a duration (about
+            // 292 years): the rules file holds these as ranges and `for`.
             if budget.period_secs == 0 {
                 errors.push((format!("{key}.period_secs"), "must be at least 1".into()));
+            } else if budget.period_secs > MAX_PERIOD_SECS {
+                errors.push((
+                    format!("{key}.period_secs"),
+                    format!("must be at most {MAX_PERIOD_SECS} (a day)"),
+                ));
             }
             if budget.evaluation_periods == 0 {
                 errors.push((
                     format!("{key}.evaluation_periods"),
                     "must be at least 1".into(),
                 ));
+            } else if budget.period_secs <= MAX_PERIOD_SECS
+                && u64::from(budget.evaluation_periods) * budget.period_secs
+                    > u64::from(MAX_WINDOW_DAYS) * 86_400
+            {
+                errors.push((
+                    format!("{key}.evaluation_periods"),
+                    format!(
+                        "{} periods of {} s are more than {MAX_WINDOW_DAYS} days",
+                        budget.evaluation_periods, budget.period_secs
+                    ),
+                ));
+            }
+            if budget.severity.is_empty() {
+                errors.push((format!("{key}.severity"), "must not be empty".into()));
             }
             let by = group(&key, &budget.by, &mut errors);
             budgets.push(ResolvedBudget {
@@ -456,6 +484,11 @@ impl PrometheusConfig {
             }
             if slo.window_days == 0 {
                 errors.push((format!("{key}.window_days"), "must be at least 1".into()));
+            } else if slo.window_days > MAX_WINDOW_DAYS {
+                errors.push((
+                    format!("{key}.window_days"),
+                    format!("must be at most {MAX_WINDOW_DAYS}"),
+                ));
             }
             let sli = match slo.sli {
                 SliKind::WebVital => {

@@ -101,6 +101,30 @@ fn validate_names_component_and_key() {
     );
 }
 
+/// Durations the rules could not be written with: past what Prometheus
+/// parses (about 292 years) `rum-pipeline rules` wrote a range like
+/// `[213503982334d14h25m51s615ms]`, and Prometheus refused the whole file.
+#[test]
+fn windows_and_periods_prometheus_could_not_read_are_refused() {
+    let cases: &[(&str, &str)] = &[
+        ("[budgets]\nLCP = { threshold = 2500, period_secs = 9223372036854775807 }", "[sinks.m] key `budgets.LCP.period_secs`: must be at most 86400 (a day)"),
+        ("[budgets]\nLCP = { threshold = 2500, period_secs = 86400, evaluation_periods = 366 }", "[sinks.m] key `budgets.LCP.evaluation_periods`: 366 periods of 86400 s are more than 365 days"),
+        ("[slos.x]\nvital = \"LCP\"\nthreshold = 2500\ntarget = 0.9\nwindow_days = 4000000000", "[sinks.m] key `slos.x.window_days`: must be at most 365"),
+        ("[budgets]\nLCP = { threshold = 2500, severity = \"\" }", "[sinks.m] key `budgets.LCP.severity`: must not be empty"),
+    ];
+    for (sink, expected) in cases {
+        let errors = load_errors(sink);
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "{sink:?}: expected {expected:?} in {errors:#?}"
+        );
+    }
+    assert_eq!(
+        load_errors("[budgets]\nLCP = { threshold = 2500, period_secs = 86400, evaluation_periods = 365 }\n[slos.x]\nvital = \"LCP\"\nthreshold = 2500\ntarget = 0.9\nwindow_days = 365"),
+        Vec::<String>::new()
+    );
+}
+
 fn fields(dimensions: &[&str]) -> EventFields {
     let dims: Vec<Dimension> = dimensions
         .iter()

@@ -221,15 +221,32 @@ impl CheckConfig for ScrubUrlConfig {
                 .any(|f| f.is_empty() || f.split('.').any(str::is_empty))
             {
                 problems.push((key, "field paths must be non-empty dotted names".to_owned()));
+                continue;
+            }
+            // A path no event can hold is never scrubbed: a typo here would
+            // let the URLs it meant through as they came.
+            for path in list.iter().filter(|p| FieldPath::resolve(p).is_none()) {
+                let hint =
+                    crate::conditions::did_you_mean(path, schema::all_fields().map(|f| f.path))
+                        .map(|known| format!(" (did you mean `{known}`?)"))
+                        .unwrap_or_default();
+                problems.push((
+                    key,
+                    format!(
+                        "`{path}` is not a field an event can hold{hint}: name a field of the \
+                         document schema, `labels.<name>`, or a path inside an object field \
+                         such as `rum.extra.*` or `report.body.*`"
+                    ),
+                ));
             }
         }
-        if self
-            .params
-            .iter()
-            .chain(&self.extra_params)
-            .any(|p| p.trim().is_empty())
-        {
-            problems.push(("params", "parameter names must be non-empty".to_owned()));
+        for (key, list) in [
+            ("params", &self.params),
+            ("extra_params", &self.extra_params),
+        ] {
+            if list.iter().any(|p| p.trim().is_empty()) {
+                problems.push((key, "parameter names must be non-empty".to_owned()));
+            }
         }
         for route in &self.routes {
             if let Err(e) = Route::parse(route) {
@@ -373,7 +390,7 @@ impl Footprint for (Option<String>, u64) {
 }
 
 /// A configured field: its path (for writes and messages) and its slot,
-/// resolved once (`None`: no document can have it, so nothing to scrub).
+/// resolved once (`check` refuses a path that resolves to none).
 struct ScrubField {
     path: String,
     slot: Option<FieldPath>,

@@ -730,7 +730,27 @@ fn bad_config_is_named() {
     assert_eq!(problems("replacement = \"\"")[0].0, "replacement");
     assert_eq!(problems("min_digit_run = 3")[0].0, "min_digit_run");
     assert_eq!(problems("fields = [\"url..full\"]")[0].0, "fields");
-    assert_eq!(problems("extra_params = [\" \"]")[0].0, "params");
+    assert_eq!(problems("extra_params = [\" \"]")[0].0, "extra_params");
+    assert_eq!(problems("params = [\"\"]")[0].0, "params");
+    // A misspelt field is one no event holds: it was never scrubbed, without a word.
+    let misspelt = problems("fields = [\"url.full\", \"url.ful\"]");
+    assert_eq!(misspelt.len(), 1, "{misspelt:?}");
+    assert_eq!(misspelt[0].0, "fields");
+    assert!(
+        misspelt[0].1.contains("`url.ful`") && misspelt[0].1.contains("did you mean `url.full`?"),
+        "{misspelt:?}"
+    );
+    let misspelt = problems("text_fields = [\"error.stacktrace\"]");
+    assert_eq!(misspelt[0].0, "text_fields");
+    assert!(
+        misspelt[0].1.contains("did you mean `error.stack_trace`?"),
+        "{misspelt:?}"
+    );
+    // Labels, paths inside object fields and typed fields are fields an event holds.
+    assert!(problems(
+        "fields = [\"labels.link\", \"rum.extra.next\", \"report.body.x\", \"url.port\"]"
+    )
+    .is_empty());
     for route in [
         "product/{x}",
         "/a/{x",
@@ -770,14 +790,14 @@ fn extra_params_extend_and_params_replace_the_defaults() {
 fn each_configured_field_is_found_whatever_else_the_event_holds() {
     // A label, a path inside an object slot, a plain slot and a text field:
     // every subset of them on an event, and the same four after 66 fields
-    // no document has (past 64 fields every field is looked up).
+    // no document of the test holds (past 64 fields every field is looked up).
     let wanted = [
         "labels.link",
         "rum.extra.link",
         schema::RUM_HTTP_URL,
         schema::ERROR_STACK_TRACE,
     ];
-    let padding: Vec<String> = (0..66).map(|i| format!("nowhere.f{i}")).collect();
+    let padding: Vec<String> = (0..66).map(|i| format!("rum.extra.pad{i}")).collect();
     let configs = [
         format!(
             "fields = {:?}\ntext_fields = [{:?}]",
