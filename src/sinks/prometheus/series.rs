@@ -299,7 +299,9 @@ impl RumMetrics {
         let mut count = |family: &mut Family<u64>, n: u64| {
             let (series, was_folded) = family.series(&keys, max);
             if let Some(series) = series {
-                *series += n;
+                // `n` may be a browser's forged error count: a counter that
+                // wrapped would go backwards, which reads as a reset.
+                *series = series.saturating_add(n);
             }
             folded += u64::from(was_folded || shortened);
         };

@@ -287,3 +287,19 @@ fn over_long_label_values_fold_so_series_stay_small() {
         "rum_page_views_total{{service=\"{longest}\"}} 1\n"
     )));
 }
+
+#[test]
+fn a_forged_error_count_neither_wraps_nor_panics() {
+    // `rum.error.count` is the browser's word: a beacon may say 2^64 - 1.
+    // Added to a counter that already counts, it wrapped (release builds:
+    // the counter went backwards, which Prometheus reads as a reset) or
+    // panicked the sink (debug builds).
+    let mut m = metrics(&["site"], 10);
+    m.record(&obs(&["shop"], None, Kind::Error { count: 2 }), 0);
+    m.record(&obs(&["shop"], None, Kind::Error { count: u64::MAX }), 0);
+    m.record(&obs(&["shop"], None, Kind::Error { count: 5 }), 0);
+    assert_eq!(
+        lines(&m.render(), "rum_js_errors_total{"),
+        [format!("rum_js_errors_total{{site=\"shop\"}} {}", u64::MAX)]
+    );
+}
