@@ -204,23 +204,28 @@ async fn distinct_page_templates_beyond_max_series_fold_into_other() {
     const WARM: usize = 2000;
     const EARLY: usize = 4000;
     const PAGES: usize = 12000;
-    // Long paths make a leak unmistakable: a series kept per page would
-    // hold 8,000 × 12 KB = 96 MB of label text alone, far above what RSS
-    // drifts by between two samples (it moves in 2 MB huge pages; up to
-    // 8 MB seen with no leak at all). A slug of short words, so the
-    // template keeps it (one long token would become `:id`).
+    // Templates near the longest label value kept (256 bytes; longer ones
+    // are `__other__` at once): a slug of short words, so the template
+    // keeps it (one long token would become `:id`). Long URLs make a leak
+    // of what else a page leaves behind unmistakable: 8,000 × 12 KB = 96 MB,
+    // far above what RSS drifts by between two samples (it moves in 2 MB
+    // huge pages; up to 8 MB seen with no leak at all).
+    let slug = "page-".repeat(45);
     let padding = "page-".repeat(2400);
     let p = pipeline(MAX);
     let send = |range: std::ops::Range<usize>| {
         let p = &p;
-        let padding = &padding;
+        let (slug, padding) = (&slug, &padding);
         async move {
             let http = client();
             for chunk in range.collect::<Vec<_>>().chunks(16) {
                 let requests = chunk.iter().map(|i| {
                     let beacon = view(
                         &format!("s{i}"),
-                        &format!("https://shop.example.com/{}-{padding}", word(*i)),
+                        &format!(
+                            "https://shop.example.com/{}-{slug}?from={padding}",
+                            word(*i)
+                        ),
                         vec![json!({"type": "page_view"})],
                     );
                     let http = &http;
@@ -272,7 +277,7 @@ async fn distinct_page_templates_beyond_max_series_fold_into_other() {
         .await;
     assert_eq!(folded, 2.0 * (PAGES - MAX) as f64);
     // 8,000 more distinct pages cost no series and no memory that grows
-    // with them: far under the 96 MB their paths would take if kept.
+    // with them: far under the 96 MB their URLs would take if kept.
     assert!(
         rss_late < rss_early + 32 * 1024,
         "RSS grew from {rss_early} KiB to {rss_late} KiB"

@@ -11,9 +11,12 @@ use std::sync::OnceLock;
 use crate::telemetry::Registry;
 
 /// Lines waiting for the writer thread. A line is at most ~2.1 KB (the page
-/// URL is cut at 2,048 characters), so a stalled stderr holds ≤ ~2 MB;
+/// URL is cut at `MAX_PAGE_BYTES`), so a stalled stderr holds ≤ ~2 MB;
 /// beyond that, lines are dropped and counted rather than queued.
 const QUEUE_LINES: usize = 1024;
+
+/// Bytes of the page URL a line keeps.
+const MAX_PAGE_BYTES: usize = 2048;
 
 static STDERR_LOG: OnceLock<LineQueue> = OnceLock::new();
 
@@ -102,11 +105,16 @@ pub fn format_line(method: &str, path: &str, page: Option<&str>, body_bytes: usi
     // The page URL comes from the browser: keep it on one line, short, and
     // without what may carry secrets (user:pass@, query, fragment) — the log
     // is written before any scrub_url transform runs.
-    let page: String = page
+    let page = page
         .map(page_without_secrets)
-        .unwrap_or_else(|| "-".to_owned())
+        .unwrap_or_else(|| "-".to_owned());
+    // Cut in bytes, not characters: the queue's bound is in bytes.
+    let mut end = page.len().min(MAX_PAGE_BYTES);
+    while !page.is_char_boundary(end) {
+        end -= 1;
+    }
+    let page: String = page[..end]
         .chars()
-        .take(2048)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     format!(
@@ -224,5 +232,20 @@ mod tests {
             !line.contains("abc") && !line.contains("pw") && !line.contains("access_token"),
             "{line}"
         );
+    }
+
+    /// The queue's bound in bytes (`QUEUE_LINES` lines of ~2.1 KB) holds
+    /// only if a line does: a page that is not a URL is cut as it came, and
+    /// 2,048 four-byte characters made 8 KiB lines, a 4 × larger queue.
+    #[test]
+    fn a_line_is_short_in_bytes_whatever_the_characters() {
+        for page in [
+            "\u{1F600}".repeat(10_000),
+            format!("/{}", "\u{e9}".repeat(10_000)),
+        ] {
+            let line = format_line("POST", "/rum", Some(&page), 1);
+            assert!(line.len() <= 2048 + 64, "{} bytes", line.len());
+            assert!(line.ends_with("kB\n"), "{line}");
+        }
     }
 }

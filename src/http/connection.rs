@@ -533,7 +533,7 @@ mod tests {
         };
         std::fs::write(&options.crt_file, cert.pem()).unwrap();
         std::fs::write(&options.key_file, key.serialize_pem()).unwrap();
-        crate::http::tls::acceptor(&options).unwrap()
+        crate::http::tls::acceptor(&options, &Registry::new()).unwrap()
     }
 
     /// While an accept waits for a slot, a connection that has sent no

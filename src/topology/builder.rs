@@ -243,7 +243,7 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
     // A listener whose TLS is set by one source serves HTTPS for all of them.
     for listener in planned.values() {
         if let Some(tls) = &listener.tls {
-            if let Err(e) = crate::http::tls::acceptor(tls) {
+            if let Err(e) = crate::http::tls::check(tls) {
                 errors.push(format!("listener {}: {e:#}", listener.address));
             }
         }

@@ -134,7 +134,7 @@ pub async fn run(
         let tls = planned
             .tls
             .as_ref()
-            .map(crate::http::tls::acceptor)
+            .map(|tls| crate::http::tls::acceptor(tls, &registry))
             .transpose()?;
         let router = Router::new(
             planned.routes,
@@ -312,14 +312,15 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
                 }
             }
             // SIGHUP, which Vector users send to reload, must not kill the
-            // pipeline: a geoip transform reloads its databases on it (its
-            // own handler), and nothing else reloads.
+            // pipeline: a geoip transform reloads its databases on it, a TLS
+            // listener its certificate (their own handlers), and nothing
+            // else reloads.
             let hangups = async move {
                 let Some(mut hangup) = hangup else {
                     return std::future::pending().await;
                 };
                 while hangup.recv().await.is_some() {
-                    tracing::info!("SIGHUP: GeoIP databases reload on it; the pipeline config does not (restart to change it)");
+                    tracing::info!("SIGHUP: GeoIP databases and TLS certificates reload on it; the pipeline config does not (restart to change it)");
                 }
                 std::future::pending::<()>().await
             };

@@ -338,7 +338,8 @@ mod tests {
         };
         std::fs::write(&options.crt_file, leaf_cert.pem()).unwrap();
         std::fs::write(&options.key_file, leaf_key.serialize_pem()).unwrap();
-        let acceptor = crate::http::tls::acceptor(&options).unwrap();
+        let acceptor =
+            crate::http::tls::acceptor(&options, &crate::telemetry::Registry::new()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {

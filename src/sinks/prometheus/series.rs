@@ -43,6 +43,10 @@ pub enum Kind<'a> {
 
 /// The value that replaces every dimension of a series over the cap.
 pub const OTHER: &str = "__other__";
+/// Longest label value kept as it came, in bytes. A beacon's strings may be
+/// 16 KiB (the sources' `max_string_bytes`): `max_series` of those in every
+/// family would hold hundreds of MiB, and write them into every scrape.
+pub const MAX_LABEL_VALUE_BYTES: usize = 256;
 /// Joins label values into one map key (a control character no label has).
 const SEP: char = '\u{1f}';
 
@@ -259,6 +263,9 @@ impl RumMetrics {
         self.key.clear();
         self.other_key.clear();
         self.all_other_key.clear();
+        // An over-long value is `__other__` in every series it updates, and
+        // each of those updates counts as folded.
+        let mut shortened = false;
         for (i, value) in observation.dims.iter().enumerate() {
             if i > 0 {
                 self.key.push(SEP);
@@ -266,9 +273,14 @@ impl RumMetrics {
                 self.all_other_key.push(SEP);
             }
             let start = self.key.len();
-            // A separator inside a value would split it when rendering.
-            self.key
-                .extend(value.chars().map(|c| if c == SEP { '_' } else { c }));
+            if value.len() > MAX_LABEL_VALUE_BYTES {
+                shortened = true;
+                self.key.push_str(OTHER);
+            } else {
+                // A separator inside a value would split it when rendering.
+                self.key
+                    .extend(value.chars().map(|c| if c == SEP { '_' } else { c }));
+            }
             if self.keep_on_fold.get(i).copied().unwrap_or(false) {
                 let kept = &self.key[start..];
                 self.other_key.push_str(kept);
@@ -287,9 +299,11 @@ impl RumMetrics {
         let mut count = |family: &mut Family<u64>, n: u64| {
             let (series, was_folded) = family.series(&keys, max);
             if let Some(series) = series {
-                *series += n;
+                // `n` may be a browser's forged error count: a counter that
+                // wrapped would go backwards, which reads as a reset.
+                *series = series.saturating_add(n);
             }
-            folded += u64::from(was_folded);
+            folded += u64::from(was_folded || shortened);
         };
 
         if let Some(id) = observation.session {
@@ -324,7 +338,7 @@ impl RumMetrics {
                 if let Some(series) = series {
                     *series += 1;
                 }
-                folded += u64::from(was_folded);
+                folded += u64::from(was_folded || shortened);
             }
             Kind::Vital(vital, value) => {
                 if let Some(v) = self.vitals.iter_mut().find(|v| v.vital == *vital) {
@@ -340,7 +354,7 @@ impl RumMetrics {
                         series.count += 1;
                         series.sum += value;
                     }
-                    folded += u64::from(was_folded);
+                    folded += u64::from(was_folded || shortened);
                 }
             }
             Kind::Other => {}

@@ -259,3 +259,47 @@ fn remembered_sessions_stay_bounded() {
     m.record(&obs(&[], Some("a"), Kind::PageView), 2000);
     assert!(m.render().contains("\nrum_sessions_total 2\n"));
 }
+
+#[test]
+fn over_long_label_values_fold_so_series_stay_small() {
+    // A beacon's `service.name` (or any dimension it sends) may be as long
+    // as the source's `max_string_bytes`, 16 KiB: a thousand of them must
+    // not make a thousand 16 KiB series, nor a 16 MiB scrape per family.
+    let mut m = metrics(&["service"], 1000);
+    let mut folded = 0;
+    for i in 0..1000 {
+        let name = format!("{i:04}{}", "x".repeat(16 * 1024));
+        folded += m.record(&obs(&[&name], Some(&name), Kind::PageView), 0);
+    }
+    assert_eq!(folded, 2 * 1000, "page views and sessions, each folded");
+    assert_eq!(m.series_count(PAGE_VIEWS), 1);
+    let text = m.render();
+    assert!(text.len() < 64 * 1024, "{} bytes", text.len());
+    assert_eq!(
+        lines(&text, "rum_page_views_total{"),
+        ["rum_page_views_total{service=\"__other__\"} 1000"]
+    );
+    // A value at the limit is a label as it came.
+    let longest = "y".repeat(MAX_LABEL_VALUE_BYTES);
+    assert_eq!(m.record(&obs(&[&longest], None, Kind::PageView), 0), 0);
+    assert!(text.len() < m.render().len());
+    assert!(m.render().contains(&format!(
+        "rum_page_views_total{{service=\"{longest}\"}} 1\n"
+    )));
+}
+
+#[test]
+fn a_forged_error_count_neither_wraps_nor_panics() {
+    // `rum.error.count` is the browser's word: a beacon may say 2^64 - 1.
+    // Added to a counter that already counts, it wrapped (release builds:
+    // the counter went backwards, which Prometheus reads as a reset) or
+    // panicked the sink (debug builds).
+    let mut m = metrics(&["site"], 10);
+    m.record(&obs(&["shop"], None, Kind::Error { count: 2 }), 0);
+    m.record(&obs(&["shop"], None, Kind::Error { count: u64::MAX }), 0);
+    m.record(&obs(&["shop"], None, Kind::Error { count: 5 }), 0);
+    assert_eq!(
+        lines(&m.render(), "rum_js_errors_total{"),
+        [format!("rum_js_errors_total{{site=\"shop\"}} {}", u64::MAX)]
+    );
+}
