@@ -287,7 +287,9 @@ impl RumMetrics {
         let mut count = |family: &mut Family<u64>, n: u64| {
             let (series, was_folded) = family.series(&keys, max);
             if let Some(series) = series {
-                *series += n;
+                // `n` is the browser's error `count`: saturated, never
+                // wrapped (a reset to Prometheus) or a panic.
+                *series = series.saturating_add(n);
             }
             folded += u64::from(was_folded);
         };

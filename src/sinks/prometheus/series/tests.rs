@@ -259,3 +259,19 @@ fn remembered_sessions_stay_bounded() {
     m.record(&obs(&[], Some("a"), Kind::PageView), 2000);
     assert!(m.render().contains("\nrum_sessions_total 2\n"));
 }
+
+#[test]
+fn an_error_count_past_what_the_counter_holds_saturates() {
+    // `count` is the browser's (any long): three of i64::MAX overflowed the
+    // u64 counter, a panic in a debug build and a wrap (a counter reset to
+    // Prometheus) in a release one.
+    let mut m = metrics(&["site"], 10);
+    for now in 0..3 {
+        let count = i64::MAX as u64;
+        m.record(&obs(&["shop"], None, Kind::Error { count }), now);
+    }
+    assert_eq!(
+        lines(&m.render(), "rum_js_errors_total{"),
+        [format!("rum_js_errors_total{{site=\"shop\"}} {}", u64::MAX)]
+    );
+}
