@@ -213,9 +213,19 @@ pub fn decode(
     }
     let context = Arc::new(context);
 
+    // Faro sends no time of sending: its batches leave within a quarter of
+    // a second, so the newest item's time stands in for it, as the newest
+    // `ts` does for a beacon without `sent_at`, and every item is moved by
+    // the browser's clock skew (a clock hours behind put them hours back).
+    let newest = wire
+        .items
+        .iter()
+        .filter_map(|(_, _, item)| item.time.as_ref()?.as_ref().ok().copied())
+        .max();
     let mut build = Builder {
         context,
         received_ms: facts.received_at_ms,
+        skew_ms: newest.map_or(0, |sent| facts.received_at_ms.saturating_sub(sent)),
         earliest_ms: facts.received_at_ms.saturating_sub(limits.max_event_age_ms),
         meta_extra,
         events: EventBlock::with_capacity(wire.items.len() + wire.unknown.len()),

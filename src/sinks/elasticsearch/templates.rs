@@ -18,13 +18,20 @@ use crate::sources::MAX_JSON_DEPTH;
 /// `ignore_above` for keywords: longer values are stored but not indexed.
 const KEYWORD_IGNORE_ABOVE: u32 = 1024;
 
-fn mapping(ty: FieldType) -> Value {
-    match ty {
+fn mapping(field: &schema::Field) -> Value {
+    match field.ty {
         FieldType::Keyword => json!({"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}),
         FieldType::Text => json!({
             "type": "text",
             "fields": {"keyword": {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}}
         }),
+        // The one date written as a number (epoch ms, as the browser sent
+        // it). The default format tries a number as a year first: 2026
+        // became that year, and 500000000 a year past what a long holds, a
+        // document Elasticsearch refuses.
+        FieldType::Date if field.path == schema::RUM_CLIENT_TS => {
+            json!({"type": "date", "format": "epoch_millis"})
+        }
         FieldType::Date => json!({"type": "date"}),
         // Elasticsearch refuses a document nested deeper than a flattened
         // field's `depth_limit` (20 by default); a source may take bodies
@@ -55,7 +62,7 @@ fn insert(properties: &mut Map<String, Value>, path: &str, leaf: Value) {
 pub fn component_template() -> Value {
     let mut properties = Map::new();
     for field in schema::all_fields() {
-        insert(&mut properties, field.path, mapping(field.ty));
+        insert(&mut properties, field.path, mapping(&field));
     }
     json!({
         "template": {
@@ -171,6 +178,44 @@ mod tests {
             node = node.get("properties")?.get(part)?;
         }
         Some(node)
+    }
+
+    #[test]
+    fn a_date_written_as_a_number_is_read_as_epoch_millis_never_as_a_year() {
+        // A `date` of the default format (`strict_date_optional_time||epoch_millis`)
+        // tries a number as a year first: `rum.client_ts` is the browser's
+        // `ts` as sent, so a client sending 2026 got the year 2026, and one
+        // sending 500000000 (a page's `performance.now()` after six days) a
+        // year past what a long holds, and Elasticsearch refused the document
+        // (dead-lettered after a 204).
+        let mut event = crate::event::Event::from(serde_json::json!({"rum": {"type": "action"}}));
+        event.set_timestamp_ms(1_763_700_000_000);
+        event.insert(schema::RUM_CLIENT_TS, 500_000_000_i64);
+        event.insert(schema::EVENT_INGESTED, 1_763_700_000_000_i64);
+        let mut text = Vec::new();
+        event.write_json(&mut text);
+        let document: Value = serde_json::from_slice(&text).unwrap();
+        let template = component_template();
+        let mut numbers = 0;
+        for field in schema::all_fields() {
+            if field.ty != FieldType::Date {
+                continue;
+            }
+            let value = field
+                .path
+                .split('.')
+                .try_fold(&document, |node, part| node.get(part))
+                .or_else(|| document.get(field.path))
+                .unwrap_or_else(|| panic!("{} not written", field.path));
+            let mapping = lookup(&template, field.path).unwrap();
+            if value.is_number() {
+                numbers += 1;
+                assert_eq!(mapping["format"], "epoch_millis", "{}", field.path);
+            } else {
+                assert!(value.is_string(), "{}: {value}", field.path);
+            }
+        }
+        assert_eq!(numbers, 1, "rum.client_ts is written as a number");
     }
 
     #[test]

@@ -165,6 +165,13 @@ impl EventFields {
     }
 }
 
+/// The largest vital value observed, in the event unit (ms, or the CLS
+/// score): 31 years of milliseconds, far past any measurement. A value is the
+/// browser's (any finite double), and a few near 1e308 made a series' `_sum`
+/// +Inf for as long as the process ran; under this bound no count of
+/// observations a `u64` holds can.
+const MAX_VITAL_VALUE: f64 = 1e12;
+
 /// Everything the sink reads from an event: what it contributes to the
 /// metrics, or None when it contributes nothing (synthetic traffic, a vital
 /// this sink does not know, a value that is not a number).
@@ -179,7 +186,7 @@ pub fn observe<'a>(event: &'a Event, fields: &EventFields) -> Option<Observation
         EventType::WebVital => {
             let vital = Vital::parse(get_str(&fields.vital_name)?)?;
             let value = get(&fields.vital_value)?.as_f64()?;
-            if !(value.is_finite() && value >= 0.0) {
+            if !(value.is_finite() && (0.0..=MAX_VITAL_VALUE).contains(&value)) {
                 return None;
             }
             Kind::Vital(vital, value)

@@ -183,3 +183,22 @@ fn observe_reads_type_vital_error_csp_session_and_dimensions() {
     );
     assert_eq!(observe(&text, &f), None);
 }
+
+#[test]
+fn a_vital_too_large_for_a_histogram_sum_is_not_observed() {
+    // Two CLS values of 1e308 made the series' `_sum` +Inf until the
+    // restart, and every average drawn from it NaN: one forged beacon broke
+    // a site's panel for good. Such a value is refused as a negative one is.
+    let f = fields(&["service.name"]);
+    let vital = |name: &str, value: f64| {
+        Event::from(json!({"rum": {"type": "web_vital", "vital": {"name": name, "value": value}}}))
+    };
+    assert_eq!(observe(&vital("CLS", 1e308), &f), None);
+    assert_eq!(observe(&vital("LCP", 1e300), &f), None);
+    assert_eq!(observe(&vital("LCP", -1.0), &f), None);
+    // An hour's LCP (a tab left loading) is still a measurement.
+    assert_eq!(
+        observe(&vital("LCP", 3_600_000.0), &f).unwrap().kind,
+        Kind::Vital(Vital::Lcp, 3_600_000.0)
+    );
+}

@@ -10,6 +10,8 @@ use crate::sources::json_tree::push_u64;
 pub(super) struct Builder {
     pub(super) context: Arc<Context>,
     pub(super) received_ms: i64,
+    /// Added to each item's time: the receive time less the newest item's.
+    pub(super) skew_ms: i64,
     pub(super) earliest_ms: i64,
     /// What is left of `meta`, as JSON text (written once), for the
     /// `rum.extra` of every event that has its own.
@@ -34,7 +36,10 @@ impl Builder {
             fields.push((ids.extra, Some(extra.to_field_value(meta))));
         }
         let at = client_ts
-            .map(|ts| ts.clamp(self.earliest_ms, self.received_ms))
+            .map(|ts| {
+                ts.saturating_add(self.skew_ms)
+                    .clamp(self.earliest_ms, self.received_ms)
+            })
             .unwrap_or(self.received_ms);
         self.events
             .push(self.context.clone(), Some(at), client_ts, ty, fields);

@@ -1,4 +1,5 @@
 use super::*;
+use crate::sources::beacon_decoder::iso_millis;
 use crate::sources::kept_check;
 use serde_json::json;
 
@@ -202,7 +203,7 @@ fn meta_is_the_shared_context_and_the_rest_of_it_is_kept() {
     assert_eq!(
         doc,
         json!({
-            // Clamped: the browser's clock is a second ahead.
+            // The newest item of the payload: taken as sent at the receive time.
             "@timestamp": "2027-01-15T08:00:00.000Z",
             "client": {"ip": "203.0.113.9"},
             "event": {"dataset": "rum.custom", "ingested": "2027-01-15T08:00:00.000Z", "kind": "event"},
@@ -627,7 +628,16 @@ fn every_value_the_sdk_sent_is_in_the_documents() {
             let body = input.to_string();
             let decoded = decode(body.as_bytes(), &facts(), &limits())
                 .unwrap_or_else(|e| panic!("{name}: {e:?}"));
-            let documents: Vec<Value> = decoded.events.iter().map(Event::to_value).collect();
+            // An item's `timestamp` is kept as `rum.client_ts` (epoch ms);
+            // `@timestamp` is moved by the clock skew.
+            let documents: Vec<Value> = decoded
+                .events
+                .iter()
+                .flat_map(|e| {
+                    let sent = e.client_ts_ms().map(|ms| Value::from(iso_millis(ms)));
+                    std::iter::once(e.to_value()).chain(sent)
+                })
+                .collect();
             let dropped = [
                 // The value of every event the SDK makes (docs/sdk.md).
                 r#"events.*.domain = "browser""#,
@@ -750,4 +760,24 @@ fn a_repeated_nested_key_costs_lookups_in_proportion() {
             "{item}"
         );
     }
+}
+
+#[test]
+fn a_browser_clock_two_hours_behind_is_corrected_as_a_beacons_is() {
+    // Faro sends no time of sending: the newest item stands in for it, as
+    // the newest `ts` does for a beacon without `sent_at`. Uncorrected, the
+    // items of a browser two hours behind were stored two hours in the
+    // past, out of every "last 15 minutes" view, while the same visit
+    // through the project's client was stored at its time.
+    let decoded = decode_json(json!({
+        "logs": [{"message": "a", "level": "warn", "timestamp": "2027-01-15T06:00:00.000Z"},
+                 {"message": "b", "level": "warn", "timestamp": "2027-01-15T05:59:58.500Z"},
+                 {"message": "c", "level": "warn"}]
+    }))
+    .unwrap();
+    let times: Vec<Option<i64>> = decoded.events.iter().map(|e| e.timestamp_ms()).collect();
+    assert_eq!(times, [Some(NOW), Some(NOW - 1_500), Some(NOW)]);
+    // The browser's own time is kept as sent (and stays in the `_id`).
+    let sent: Vec<Option<i64>> = decoded.events.iter().map(|e| e.client_ts_ms()).collect();
+    assert_eq!(sent, [Some(NOW - 7_200_000), Some(NOW - 7_201_500), None]);
 }
