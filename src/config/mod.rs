@@ -134,6 +134,9 @@ pub fn load_str(
         key: None,
         message,
     };
+    // A byte order mark (Windows editors write one) is not part of the
+    // first line: that line may be a comment, which is not interpolated.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let text = interpolate::interpolate(text, env).map_err(|errors| {
         errors
             .into_iter()
@@ -1099,6 +1102,25 @@ inputs = ["missing"]
         let errors = load(&GOOD.replace("${PORT}", "${RUM_TEST_NOT_SET}")).unwrap_err();
         assert_eq!(errors[0].line, Some(4));
         assert!(errors[0].message.contains("RUM_TEST_NOT_SET"));
+    }
+
+    /// Windows editors (Notepad) save UTF-8 with a byte order mark. The
+    /// file is the same pipeline: its first line is still a comment, not
+    /// interpolated, and every line keeps its number.
+    #[test]
+    fn a_file_saved_with_a_byte_order_mark_reads_as_without_it() {
+        let text = format!("\u{feff}# endpoints come from ${{RUM_TEST_NOT_SET}}\n{GOOD}");
+        let loaded = load(&text).expect("a BOM and a commented variable");
+        assert_eq!(loaded.config.sources[0].http.address.port(), 3999);
+        let errors = load(&format!(
+            "\u{feff}{}",
+            GOOD.replace("type = \"stdout\"", "typo = 1")
+        ))
+        .unwrap_err();
+        assert_eq!(
+            errors[0].line,
+            load(&GOOD.replace("type = \"stdout\"", "typo = 1")).unwrap_err()[0].line
+        );
     }
 
     /// A file saved in Latin-1 (an `é` in a comment) is refused: naming the
