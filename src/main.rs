@@ -185,7 +185,8 @@ fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         loaded.config.file
     );
-    let code = match runtime.block_on(topology::run(built, options, stop)) {
+    let run = topology::run(built, options, stop, topology::next_interrupt());
+    let code = match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
