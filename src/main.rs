@@ -78,7 +78,7 @@ enum Command {
     /// Ask a running pipeline's `GET /health`; exit 0 on 200, 1 otherwise
     /// (the Docker HEALTHCHECK of the distroless image, which has no curl).
     Health {
-        /// URL to probe [default: http://127.0.0.1:$SERVER_PORT/health, port 3000].
+        /// URL to probe [default (also when empty): http://127.0.0.1:$SERVER_PORT/health, port 3000].
         /// https:// is spoken without verifying the certificate.
         #[arg(long, env = "RUM_HEALTH_URL")]
         url: Option<String>,
@@ -185,7 +185,8 @@ fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         loaded.config.file
     );
-    let code = match runtime.block_on(topology::run(built, options, stop)) {
+    let run = topology::run(built, options, stop, topology::next_interrupt());
+    let code = match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -291,7 +292,10 @@ fn rules(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> Exit
 
 /// Prints what the server said; the exit code is the verdict.
 fn health(url: Option<&str>, timeout_ms: u64) -> ExitCode {
+    // Empty is unset, as in `${VAR:-default}`: a compose file passes
+    // `RUM_HEALTH_URL` empty when the host has none.
     let url = url
+        .filter(|url| !url.trim().is_empty())
         .map(str::to_owned)
         .unwrap_or_else(|| health_probe::default_url(std::env::var("SERVER_PORT").ok().as_deref()));
     match health_probe::probe(&url, Duration::from_millis(timeout_ms)) {

@@ -933,6 +933,10 @@ fn health_command_tells_ready_from_gone() {
     let port = url.rsplit(':').next().unwrap().trim_end_matches("/health");
     let (ok, said) = health(None, &[("SERVER_PORT", port)]);
     assert!(ok, "{said}");
+    // A compose file's `RUM_HEALTH_URL: ${RUM_HEALTH_URL:-}` passes it empty:
+    // unset, as `${VAR:-default}` has it, not a URL that fails every probe.
+    let (ok, said) = health(None, &[("SERVER_PORT", port), ("RUM_HEALTH_URL", "")]);
+    assert!(ok, "{said}");
     assert!(pipeline.terminate(Duration::from_secs(20)).success());
     let (ok, said) = health(Some(&url), &[]);
     assert!(!ok, "{said}");

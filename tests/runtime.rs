@@ -886,6 +886,46 @@ async fn sighup_is_logged_not_obeyed_and_sigterm_still_drains() {
     assert_eq!(p.stdout_lines().len(), 5);
 }
 
+/// Ctrl-C once drains; a drain that cannot finish (here stdout nobody
+/// reads, an hour of `shutdown_timeout_secs`) gave the user at the terminal
+/// no way out but `kill -9`, which also skips the final counters. A second
+/// SIGINT ends the wait as the timeout would: counters logged, exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigint_stops_waiting_for_a_drain_that_cannot_finish() {
+    let config = format!(
+        "shutdown_timeout_secs = 3600\n{}",
+        beacons_to_stdout(100, 25)
+    );
+    let mut p = Pipeline::start_with(&config, Stdout::Stall, &[]);
+    fill_until_refused(&p, &beacon("stuck", 10).to_string()).await;
+    p.signal(libc::SIGINT);
+    assert!(
+        p.wait_stderr(|l| l.contains("shutting down"), Duration::from_secs(10))
+            .is_some(),
+        "{:?}",
+        p.stderr()
+    );
+    p.signal(libc::SIGINT);
+    // Without a way out this waits the hour (the test gives up long before).
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let status = p.wait_exit(Duration::from_secs(60));
+        (status, p.stderr())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr:?}");
+    assert!(
+        stderr.iter().any(|l| l.contains("a second SIGINT")),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("component=out") && l.contains("dropped=")),
+        "the final counters: {stderr:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_closed_stdout_ends_the_stdout_sink_cleanly() {
     let config = r#"

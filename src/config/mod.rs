@@ -98,14 +98,25 @@ pub struct Loaded {
 
 pub fn load_file(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let error = |line: Option<usize>, message: String| {
         vec![ConfigError {
             file: name.clone(),
-            line: None,
+            line,
             component: None,
             key: None,
-            message: format!("cannot read the pipeline file: {e}"),
+            message,
         }]
+    };
+    let bytes = std::fs::read(path)
+        .map_err(|e| error(None, format!("cannot read the pipeline file: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        // The line, so that one byte of Latin-1 is found in a long file.
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        error(
+            Some(line),
+            "the pipeline file is not UTF-8 (saved in another encoding, such as Latin-1?): save it as UTF-8".to_owned(),
+        )
     })?;
     load_str(&name, &text, &|var| std::env::var(var).ok())
 }
@@ -123,6 +134,9 @@ pub fn load_str(
         key: None,
         message,
     };
+    // A byte order mark (Windows editors write one) is not part of the
+    // first line: that line may be a comment, which is not interpolated.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let text = interpolate::interpolate(text, env).map_err(|errors| {
         errors
             .into_iter()
@@ -1088,6 +1102,40 @@ inputs = ["missing"]
         let errors = load(&GOOD.replace("${PORT}", "${RUM_TEST_NOT_SET}")).unwrap_err();
         assert_eq!(errors[0].line, Some(4));
         assert!(errors[0].message.contains("RUM_TEST_NOT_SET"));
+    }
+
+    /// Windows editors (Notepad) save UTF-8 with a byte order mark. The
+    /// file is the same pipeline: its first line is still a comment, not
+    /// interpolated, and every line keeps its number.
+    #[test]
+    fn a_file_saved_with_a_byte_order_mark_reads_as_without_it() {
+        let text = format!("\u{feff}# endpoints come from ${{RUM_TEST_NOT_SET}}\n{GOOD}");
+        let loaded = load(&text).expect("a BOM and a commented variable");
+        assert_eq!(loaded.config.sources[0].http.address.port(), 3999);
+        let errors = load(&format!(
+            "\u{feff}{}",
+            GOOD.replace("type = \"stdout\"", "typo = 1")
+        ))
+        .unwrap_err();
+        assert_eq!(
+            errors[0].line,
+            load(&GOOD.replace("type = \"stdout\"", "typo = 1")).unwrap_err()[0].line
+        );
+    }
+
+    /// A file saved in Latin-1 (an `é` in a comment) is refused: naming the
+    /// line lets the user find the byte in a long file.
+    #[test]
+    fn a_file_that_is_not_utf8_is_refused_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latin1.toml");
+        let mut bytes = GOOD.as_bytes().to_vec();
+        bytes.extend_from_slice(b"# caf\xe9 au lait\n");
+        std::fs::write(&path, &bytes).unwrap();
+        let errors = load_file(&path).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, Some(GOOD.lines().count() + 1), "{errors:?}");
+        assert!(errors[0].message.contains("not UTF-8"), "{errors:?}");
     }
 
     #[test]

@@ -113,11 +113,13 @@ pub struct RunOptions {
 }
 
 /// Binds, runs until `stop` resolves, then drains. Returns an error if the
-/// drain did not finish within the timeout.
+/// drain did not finish within the timeout, or `give_up` (polled once the
+/// drain has begun: [`next_interrupt`]) resolved first.
 pub async fn run(
     built: Built,
     options: RunOptions,
     stop: impl Future<Output = ()>,
+    give_up: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let Built {
         listeners,
@@ -241,7 +243,7 @@ pub async fn run(
     tracing::info!("shutting down: refusing new requests, draining buffers, flushing sinks");
     health.set_draining();
     shutdown.begin();
-    let drained = tokio::time::timeout(options.shutdown_timeout, async {
+    let drain = tokio::time::timeout(options.shutdown_timeout, async {
         while let Some(done) = tasks.join_next().await {
             match done {
                 Ok(name) => tracing::debug!("{name} finished"),
@@ -251,22 +253,32 @@ pub async fn run(
                 }
             }
         }
-    })
-    .await;
+    });
+    // `None`: given up on before the drain ended or timed out.
+    let drained = tokio::select! {
+        drained = drain => Some(drained),
+        () = give_up => None,
+    };
     if let Some(stats) = stats {
         stats.abort();
     }
     log_stats(&components);
     match drained {
-        Ok(()) if failures.is_empty() => {
+        Some(Ok(())) if failures.is_empty() => {
             tracing::info!("shutdown complete");
             Ok(())
         }
-        Ok(()) => Err(anyhow::anyhow!(
+        Some(Ok(())) => Err(anyhow::anyhow!(
             "shutdown complete after a failure: {}",
             failures.join("; ")
         )),
-        Err(_) => {
+        None => {
+            tasks.abort_all();
+            Err(anyhow::anyhow!(
+                "a second SIGINT ended the drain; see the counters above for what was left"
+            ))
+        }
+        Some(Err(_)) => {
             tasks.abort_all();
             Err(anyhow::anyhow!(
                 "shutdown_timeout_secs ({}) passed before every buffer drained; see the counters above for what was left",
@@ -287,6 +299,18 @@ fn log_stats(components: &[ComponentMetrics]) {
             c.discarded_intentional.get() + c.discarded_unintentional.get(),
             c.discarded_intentional.get()
         );
+    }
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) after its first poll: polled once
+/// the drain has begun, it is Ctrl-C pressed again, to stop waiting for a
+/// drain that cannot finish (a sink that cannot flush) without `kill -9`.
+/// SIGTERM is not counted: a supervisor that sends it twice still drains.
+pub async fn next_interrupt() {
+    // Registered on this first poll, so the SIGINT that began the drain
+    // does not count.
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -374,7 +398,12 @@ inputs = ["beacons"]
         // No signal ever comes: the run has to end by itself.
         let ran = tokio::time::timeout(
             Duration::from_secs(10),
-            run(built, options, std::future::pending()),
+            run(
+                built,
+                options,
+                std::future::pending(),
+                std::future::pending(),
+            ),
         )
         .await
         .expect("the run went on with a dead sink");
