@@ -280,6 +280,22 @@ async fn every_central_config_answer_varies_on_origin() {
     }
 }
 
+/// HEAD is GET without the body (RFC 9110 9.3.2): a monitor or proxy that
+/// checks the config endpoint with HEAD got 405.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_of_the_central_config_is_answered_as_get() {
+    let p = Pipeline::start(CONFIG);
+    let url = p.url("/config/v1/rum/agents?service.name=shop-frontend");
+    let get = client().get(&url).send().await.unwrap();
+    let head = client().head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["etag"], get.headers()["etag"]);
+    assert_eq!(head.headers()["content-type"], "application/json");
+    let put = client().put(&url).send().await.unwrap();
+    assert_eq!(put.status(), 405);
+    assert_eq!(put.headers()["allow"], "GET, HEAD, POST, OPTIONS");
+}
+
 const CONFIG_ETAG: &str = "\"rum-pipeline-empty-1\"";
 
 fn metadata() -> String {
