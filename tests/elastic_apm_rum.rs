@@ -242,6 +242,62 @@ async fn central_config_and_cors_as_apm_server_answers() {
     assert!(p.documents().is_empty());
 }
 
+/// The central config is cacheable (`max-age=30`) and its CORS headers
+/// depend on `Origin`: echoed to an allowed page, absent without one. A
+/// shared cache (a CDN in front of the intake) that stored the answer to a
+/// request without `Origin` had no `Vary: Origin` to key on, and handed
+/// that answer — no `Access-Control-Allow-Origin` — to every page, whose
+/// agent then could not read its config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_central_config_answer_varies_on_origin() {
+    let p = Pipeline::start(CONFIG);
+    let url = p.url("/config/v1/rum/agents?service.name=shop-frontend");
+    let varies_on_origin = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get_all("vary")
+            .iter()
+            .flat_map(|v| v.to_str().unwrap().split(','))
+            .any(|v| v.trim().eq_ignore_ascii_case("origin"))
+    };
+    for origin in [None, Some(ORIGIN), Some("https://evil.example")] {
+        for tag in [None, Some(CONFIG_ETAG)] {
+            let mut request = client().get(&url);
+            if let Some(origin) = origin {
+                request = request.header("origin", origin);
+            }
+            if let Some(tag) = tag {
+                request = request.header("if-none-match", tag);
+            }
+            let response = request.send().await.unwrap();
+            assert!(
+                varies_on_origin(&response),
+                "origin {origin:?}, if-none-match {tag:?}: {} {:?}",
+                response.status(),
+                response.headers()
+            );
+        }
+    }
+}
+
+/// HEAD is GET without the body (RFC 9110 9.3.2): a monitor or proxy that
+/// checks the config endpoint with HEAD got 405.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_of_the_central_config_is_answered_as_get() {
+    let p = Pipeline::start(CONFIG);
+    let url = p.url("/config/v1/rum/agents?service.name=shop-frontend");
+    let get = client().get(&url).send().await.unwrap();
+    let head = client().head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["etag"], get.headers()["etag"]);
+    assert_eq!(head.headers()["content-type"], "application/json");
+    let put = client().put(&url).send().await.unwrap();
+    assert_eq!(put.status(), 405);
+    assert_eq!(put.headers()["allow"], "GET, HEAD, POST, OPTIONS");
+}
+
+const CONFIG_ETAG: &str = "\"rum-pipeline-empty-1\"";
+
 fn metadata() -> String {
     String::from_utf8(fixture("v2-3.ndjson"))
         .unwrap()

@@ -211,16 +211,22 @@ impl Intake {
         }
     }
 
-    /// Adds the CORS answer headers to a response.
+    /// Adds the CORS answer headers to a response, and `Vary: Origin` to
+    /// every answer, with an allowed origin or without: what this intake
+    /// answers depends on `Origin` (echoed, refused, or nothing without
+    /// one), so a shared cache must key on it. Without it, a cached answer
+    /// to a request that had no `Origin` (the central config is cacheable)
+    /// was handed to every page, no `Access-Control-Allow-Origin` in it
+    /// (the Fetch standard's "CORS protocol and HTTP caches").
     pub fn with_cors(
         &self,
         mut response: HttpResponse,
         allow_origin: Option<HeaderValue>,
     ) -> HttpResponse {
+        let h = response.headers_mut();
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
         if let Some(origin) = allow_origin {
-            let h = response.headers_mut();
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            h.insert(header::VARY, HeaderValue::from_static("Origin"));
             if let Some(expose) = &self.expose_headers {
                 h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
             }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use http::{header, HeaderValue, Method, Request, StatusCode};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -277,6 +277,7 @@ impl Router {
             None => self.routes.len() + 2,
         };
         let framing = framing.map_or_else(|| check_transfer_encoding(request.headers()), Err);
+        let head = request.method() == Method::HEAD;
         let response = if let Err(refused) = framing {
             let mut response = text_response(refused.status(), refused.message());
             response
@@ -302,8 +303,33 @@ impl Router {
             text_response(StatusCode::NOT_FOUND, "not found\n")
         };
         self.count(label, response.status());
-        response
+        if head {
+            without_body(response)
+        } else {
+            response
+        }
     }
+}
+
+/// The answer to a HEAD: GET's headers, its `Content-Length` included, and
+/// no body. hyper drops the body of an HTTP/1 answer to HEAD but sends it
+/// over HTTP/2, where DATA on a HEAD answer is malformed (RFC 9113 8.1.1)
+/// and the client resets the stream.
+fn without_body(response: HttpResponse) -> HttpResponse {
+    let (mut parts, body) = response.into_parts();
+    let length = body.size_hint().exact().unwrap_or(0);
+    // 204 and 304 carry no Content-Length of their own (a 304 may only
+    // repeat the 200's, which is not known here).
+    let bodiless = parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED
+        || parts.status.is_informational();
+    if !bodiless {
+        parts
+            .headers
+            .entry(header::CONTENT_LENGTH)
+            .or_insert_with(|| HeaderValue::from(length));
+    }
+    HttpResponse::from_parts(parts, http_body_util::Full::new(bytes::Bytes::new()))
 }
 
 fn method_not_allowed(allow: &'static str) -> HttpResponse {
@@ -437,6 +463,63 @@ mod tests {
         }
         let locked = router.requests.read().unwrap();
         assert!(locked.is_empty(), "{:?}", locked.keys());
+    }
+
+    /// HEAD is GET without the body (RFC 9110 9.3.2). hyper leaves the
+    /// body out of an HTTP/1 answer, but over HTTP/2 it sent it as DATA,
+    /// which makes the answer malformed (RFC 9113 8.1.1): browsers and
+    /// curl saw PROTOCOL_ERROR for HEAD of `/health`, `/rum`, `/metrics`.
+    #[tokio::test]
+    async fn head_is_answered_without_a_body_over_http2_and_http1() {
+        let limits = ListenerLimits {
+            connections: ConnectionCap::new(4),
+            timeouts: HttpServerOptions::default().timeouts(),
+            body_budget: None,
+        };
+        let health = Arc::new(Health::default());
+        health.set_ready();
+        let router = Router::new(Vec::new(), health, Registry::new(), true);
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), None, router, limits)
+            .await
+            .unwrap();
+        let address = listener.address;
+        let trigger = ShutdownTrigger::new();
+        let served = tokio::spawn(listener.serve(trigger.subscribe()));
+        let length = "rum-pipeline is ready".len().to_string();
+
+        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (h2_client, h2_connection) = h2::client::handshake(tcp).await.unwrap();
+        let h2_driver = tokio::spawn(h2_connection);
+        let mut h2_client = h2_client.ready().await.unwrap();
+        let head = Request::head(format!("http://{address}/health"))
+            .body(())
+            .unwrap();
+        let (response, _) = h2_client.send_request(head, true).unwrap();
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_LENGTH], length.as_str());
+        let mut body = response.into_body();
+        let data = body.data().await.transpose();
+        assert!(matches!(data, Ok(None)), "{data:?}");
+
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        client
+            .write_all(b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.contains(&format!("content-length: {length}\r\n")),
+            "{answer}"
+        );
+        assert!(answer.ends_with("\r\n\r\n"), "{answer}");
+
+        drop(h2_client);
+        h2_driver.abort();
+        trigger.begin();
+        served.await.unwrap();
     }
 
     /// `http_connections` reads the cap's `open()`. The accept loop takes

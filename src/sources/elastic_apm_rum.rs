@@ -3,7 +3,7 @@
 //! `POST /intake/v2/rum/events` and `/intake/v3/rum/events` take the agent's
 //! NDJSON (gzip from CompressionStream) and answer as APM Server does: 202,
 //! or 400 with `{"accepted":N,"errors":[...]}` when lines were refused (the
-//! good ones are kept), 413, 503. `GET|POST /config/v1/rum/agents` answers
+//! good ones are kept), 413, 503. `GET|HEAD|POST /config/v1/rum/agents` answers
 //! an empty central config with an `ETag` (304 when it matches), so the
 //! agent's `centralConfig` logs no error. Same intake as `rum_beacon`: CORS
 //! with preflight, body limits, gzip, client address, access log.
@@ -194,7 +194,7 @@ impl HttpSource for ApmSource {
     fn allow(&self, endpoint: Kind) -> &'static str {
         match endpoint {
             Kind::Intake(_) => "POST, OPTIONS",
-            Kind::Config => "GET, POST, OPTIONS",
+            Kind::Config => "GET, HEAD, POST, OPTIONS",
         }
     }
 
@@ -218,7 +218,10 @@ impl HttpSource for ApmSource {
         intake: &Intake,
     ) -> Option<HttpResponse> {
         match (endpoint, request.method()) {
-            (Kind::Config, &Method::GET | &Method::POST) => Some(self.config(request, intake)),
+            // HEAD is GET without the body (hyper leaves it out).
+            (Kind::Config, &Method::GET | &Method::HEAD | &Method::POST) => {
+                Some(self.config(request, intake))
+            }
             _ => None,
         }
     }
