@@ -33,6 +33,10 @@ pub use builder::{build, Built, PlannedListener};
 /// costs one wake-up and one send per merged batch instead of per request.
 const MAX_MERGED_EVENTS: usize = 1000;
 
+/// How long the tasks a drain gave up on get to stop before the final
+/// counters are logged.
+const ABORTED_TASKS_WAIT: Duration = Duration::from_millis(500);
+
 /// A component task that panicked: the component (in a fused task, the
 /// transform whose code panicked) and the panic's message.
 struct Panicked {
@@ -317,6 +321,14 @@ pub async fn run(
     if let Some(stats) = stats {
         stats.abort();
     }
+    if !matches!(drained, Some(Ok(()))) {
+        // Stopped where they are; each input buffer, dropped, counts what it
+        // still held as its reader's loss, so the counters below add up.
+        // Bounded: a task stuck inside a poll cannot be stopped.
+        tasks.abort_all();
+        let stopped = async { while tasks.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(ABORTED_TASKS_WAIT, stopped).await;
+    }
     log_stats(&components);
     match drained {
         Some(Ok(())) if failures.is_empty() => {
@@ -327,19 +339,13 @@ pub async fn run(
             "shutdown complete after a failure: {}",
             failures.join("; ")
         )),
-        None => {
-            tasks.abort_all();
-            Err(anyhow::anyhow!(
+        None => Err(anyhow::anyhow!(
                 "a second SIGINT ended the drain; see the counters above for what was left"
-            ))
-        }
-        Some(Err(_)) => {
-            tasks.abort_all();
-            Err(anyhow::anyhow!(
-                "shutdown_timeout_secs ({}) passed before every buffer drained; see the counters above for what was left",
-                options.shutdown_timeout.as_secs()
-            ))
-        }
+        )),
+        Some(Err(_)) => Err(anyhow::anyhow!(
+            "shutdown_timeout_secs ({}) passed before every buffer drained; see the counters above for what was left",
+            options.shutdown_timeout.as_secs()
+        )),
     }
 }
 
