@@ -926,6 +926,52 @@ async fn a_second_sigint_stops_waiting_for_a_drain_that_cannot_finish() {
     );
 }
 
+/// `(in, out, dropped)` of `component` in the last stats line that names it.
+fn final_counts(stderr: &[String], component: &str) -> (u64, u64, u64) {
+    let line = stderr
+        .iter()
+        .rev()
+        .find(|l| l.contains(&format!("component={component}")) && l.contains("events in="))
+        .unwrap_or_else(|| panic!("no counters of {component}: {stderr:?}"));
+    let number = |key: &str| -> u64 {
+        let at = line.find(key).unwrap_or_else(|| panic!("{key} in {line}")) + key.len();
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{key} in {line}"))
+    };
+    (number(" in="), number(" out="), number(" dropped="))
+}
+
+#[tokio::test]
+async fn events_left_in_a_buffer_at_the_shutdown_timeout_are_in_the_final_counters() {
+    let config = format!("shutdown_timeout_secs = 1\n{}", beacons_to_stdout(100, 25));
+    let mut p = Pipeline::start_with(&config, Stdout::Stall, &[]);
+    fill_until_refused(&p, &beacon("left", 10).to_string()).await;
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let status = p.terminate(Duration::from_secs(60));
+        (status, p.stderr())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr:?}");
+    assert!(
+        stderr.iter().any(|l| l.contains("shutdown_timeout_secs")),
+        "{stderr:?}"
+    );
+    // What the source handed on, the sink received: the batch stuck in its
+    // write, and the events still in its buffer, which count as dropped.
+    let (_, source_out, _) = final_counts(&stderr, "beacons");
+    let (sink_in, sink_out, sink_dropped) = final_counts(&stderr, "out");
+    assert_eq!(source_out, sink_in, "{stderr:?}");
+    assert!(sink_dropped >= 10, "{stderr:?}");
+    assert!(
+        sink_out + sink_dropped < sink_in,
+        "one batch is stuck in the write"
+    );
+}
+
 #[tokio::test]
 async fn a_closed_stdout_ends_the_stdout_sink_cleanly() {
     let config = r#"

@@ -1,14 +1,18 @@
 //! Sink `stdout`: one JSON document per event and line (or pretty-printed),
 //! for debugging a pipeline. Everything already waiting is written at once.
-//! When stdout is closed (a broken pipe), the sink says so once, stops
-//! writing, and keeps reading its input — counted as discarded — so the rest
-//! of the pipeline (other sinks of a fan-out) is not stalled by it.
+//! When stdout is closed (a broken pipe), the sink says so once (in the log
+//! and on /health), stops writing, and keeps reading its input — counted as
+//! discarded — so the rest of the pipeline (other sinks of a fan-out) is not
+//! stalled by it.
+
+use std::sync::Arc;
 
 use serde::Deserialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{SinkContext, SinkFuture};
 use crate::event::Event;
+use crate::http::server::Health;
 use crate::telemetry::{ComponentMetrics, Counter};
 use crate::topology::buffer::{BufferReceiver, DEFAULT_OUTPUT};
 
@@ -57,6 +61,9 @@ struct Lines<W> {
     sent: Counter,
     discarded: Counter,
     write_failed: Counter,
+    /// Lists the sink as degraded once stdout is gone: the pipeline still
+    /// answers 204, and everything this sink gets is dropped.
+    health: Arc<Health>,
 }
 
 impl<W: AsyncWrite + Unpin> Lines<W> {
@@ -107,6 +114,10 @@ impl<W: AsyncWrite + Unpin> Lines<W> {
                 self.closed = true;
                 self.write_failed.inc();
                 tracing::error!(component = %self.id, %error, "stdout is closed; further events are counted as discarded");
+                self.health.set_degraded(
+                    &self.id,
+                    Some("stdout is closed; its events are counted as discarded".to_owned()),
+                );
             }
         }
         let out = if self.closed {
@@ -127,6 +138,7 @@ async fn run<W: AsyncWrite + Unpin>(
     encoding: Encoding,
     metrics: ComponentMetrics,
     mut input: BufferReceiver,
+    health: Arc<Health>,
 ) {
     let mut lines = Lines {
         writer,
@@ -138,6 +150,7 @@ async fn run<W: AsyncWrite + Unpin>(
         sent: metrics.sent_events(DEFAULT_OUTPUT),
         discarded: metrics.discarded_unintentional.clone(),
         write_failed: metrics.errors("write_failed", "sending"),
+        health,
     };
     while let Some(batch) = input.recv().await {
         metrics.received_events.add(batch.len() as u64);
@@ -157,12 +170,18 @@ async fn run<W: AsyncWrite + Unpin>(
 
 impl StdoutConfig {
     pub fn build(&self, cx: SinkContext) -> anyhow::Result<SinkFuture> {
-        let SinkContext { metrics, input, .. } = cx;
+        let SinkContext {
+            metrics,
+            input,
+            health,
+            ..
+        } = cx;
         Ok(Box::pin(run(
             tokio::io::stdout(),
             self.encoding,
             metrics,
             input,
+            health,
         )))
     }
 }
@@ -268,7 +287,20 @@ mod tests {
             got: Vec::new(),
             failed: false,
         };
-        run(&mut pipe, Encoding::Json, metrics.clone(), rx).await;
+        let health = Arc::new(Health::default());
+        run(
+            &mut pipe,
+            Encoding::Json,
+            metrics.clone(),
+            rx,
+            health.clone(),
+        )
+        .await;
+        // What a probe sees: the pipeline runs, this sink drops everything.
+        assert_eq!(
+            health.degraded().get("out").map(String::as_str),
+            Some("stdout is closed; its events are counted as discarded")
+        );
         let lines = pipe.got.iter().filter(|&&b| b == b'\n').count() as u64;
         assert_eq!(lines, 15);
         assert_eq!(metrics.received_events.get(), 25);

@@ -77,6 +77,9 @@ pub struct BufferReceiver {
     /// A batch taken off the channel that did not fit into a merge: first
     /// in line, its room still held.
     held: Option<Envelope>,
+    /// The component reading it, charged with what is still waiting when
+    /// the receiver goes (see `Drop`).
+    reader: Option<ComponentMetrics>,
 }
 
 fn permits(n: usize) -> u32 {
@@ -108,8 +111,23 @@ pub fn buffer(max_events: usize, max_bytes: usize) -> (BufferSender, BufferRecei
             max_bytes: max_bytes as usize,
             queued,
             held: None,
+            reader: None,
         },
     )
+}
+
+/// The input buffer of a component: [`buffer`], its fill as gauges, and
+/// the component charged with any events it still holds when the component
+/// stops reading (a panic, an abort at the shutdown timeout).
+pub fn component_buffer(
+    metrics: &ComponentMetrics,
+    max_events: usize,
+    max_bytes: usize,
+) -> (BufferSender, BufferReceiver) {
+    let (tx, mut rx) = buffer(max_events, max_bytes);
+    register_buffer_gauge(metrics, &tx);
+    rx.reader = Some(metrics.clone());
+    (tx, rx)
 }
 
 /// Bytes a batch keeps alive: every event's own part, and each beacon's
@@ -314,6 +332,25 @@ impl Drop for BufferReceiver {
         // Senders waiting for room learn at once that nobody will read.
         self.room.close();
         self.bytes.close();
+        // A component reads its input until it is closed and empty; one
+        // that goes before (a panic, an abort when the drain timed out)
+        // leaves events its upstreams counted as sent. They are lost, and
+        // counted as the reader's: received, then discarded.
+        self.rx.close();
+        let mut lost = 0;
+        let waiting = self.held.take().into_iter();
+        for envelope in waiting.chain(std::iter::from_fn(|| self.rx.try_recv().ok())) {
+            self.queued.take(&envelope);
+            lost += envelope.events.len() as u64;
+        }
+        if let (Some(reader), true) = (&self.reader, lost > 0) {
+            reader.received_events.add(lost);
+            reader.discarded_unintentional.add(lost);
+            tracing::error!(
+                component = %reader.id,
+                "{lost} events waiting in the input buffer are lost: the component stopped reading it"
+            );
+        }
     }
 }
 
@@ -536,7 +573,7 @@ impl Outputs {
 /// Registers the fill of a component's input buffer as a gauge. It holds only
 /// the room counter, not a sender: a sender would keep the buffer open and
 /// the component would never see its input end at shutdown.
-pub fn register_buffer_gauge(metrics: &ComponentMetrics, sender: &BufferSender) {
+fn register_buffer_gauge(metrics: &ComponentMetrics, sender: &BufferSender) {
     let max_bytes = sender.max_bytes as usize;
     let events = sender.queued.clone();
     let bytes = sender.queued.clone();

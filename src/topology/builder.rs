@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::buffer::{
-    buffer, register_buffer_gauge, BufferReceiver, BufferSender, Fanout, Outputs, DEFAULT_OUTPUT,
+    component_buffer, BufferReceiver, BufferSender, Fanout, Outputs, DEFAULT_OUTPUT,
 };
 use crate::config::graph::split_input;
 use crate::config::PipelineConfig;
@@ -126,8 +126,7 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
             .buffer
             .max_bytes
             .unwrap_or(crate::config::DEFAULT_TRANSFORM_BUFFER_MAX_BYTES);
-        let (tx, rx) = buffer(t.buffer.max_events, max_bytes);
-        register_buffer_gauge(&metrics, &tx);
+        let (tx, rx) = component_buffer(&metrics, t.buffer.max_events, max_bytes);
         senders.insert(&t.id, tx);
         receivers.insert(&t.id, rx);
         metrics_of.insert(&t.id, metrics);
@@ -138,8 +137,7 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
             .buffer
             .max_bytes
             .unwrap_or(crate::config::DEFAULT_SINK_BUFFER_MAX_BYTES);
-        let (tx, rx) = buffer(s.buffer.max_events, max_bytes);
-        register_buffer_gauge(&metrics, &tx);
+        let (tx, rx) = component_buffer(&metrics, s.buffer.max_events, max_bytes);
         senders.insert(&s.id, tx);
         receivers.insert(&s.id, rx);
         metrics_of.insert(&s.id, metrics);

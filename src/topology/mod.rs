@@ -13,9 +13,12 @@ mod builder;
 // The signal lives beside `http` (listeners wait on it too); the topology owns its trigger.
 pub use crate::shutdown;
 
+use std::cell::Cell;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::task::JoinSet;
 
 use crate::event::Batch;
@@ -30,24 +33,81 @@ pub use builder::{build, Built, PlannedListener};
 /// costs one wake-up and one send per merged batch instead of per request.
 const MAX_MERGED_EVENTS: usize = 1000;
 
-async fn run_transform(mut task: TransformTask) {
+/// How long the tasks a drain gave up on get to stop before the final
+/// counters are logged.
+const ABORTED_TASKS_WAIT: Duration = Duration::from_millis(500);
+
+/// A component task that panicked: the component (in a fused task, the
+/// transform whose code panicked) and the panic's message.
+struct Panicked {
+    component: String,
+    message: String,
+}
+
+impl Panicked {
+    fn new(component: String, payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_owned());
+        Self { component, message }
+    }
+}
+
+/// Runs a component task, `name` ("sink es") once it returns; a panic comes
+/// back as `Err` naming the component (tokio's own error names only a task
+/// number).
+async fn guarded(
+    name: String,
+    task: impl Future<Output = Result<(), Panicked>>,
+) -> Result<String, Panicked> {
+    match AssertUnwindSafe(task).catch_unwind().await {
+        Ok(Ok(())) => Ok(name),
+        Ok(Err(panicked)) => Err(panicked),
+        Err(payload) => Err(Panicked::new(name, &*payload)),
+    }
+}
+
+async fn run_transform(mut task: TransformTask) -> Result<(), Panicked> {
     let ports = task.outputs.ports().len();
     let name = task.name();
     let Some((last, fused)) = task.stages.split_last_mut() else {
-        return;
+        return Ok(());
     };
     // A fused stage's one output, reused batch after batch.
     let mut stage_out: Vec<Batch> = vec![Vec::new()];
-    while let Some(mut batch) = task.input.recv_merged(MAX_MERGED_EVENTS).await {
-        for stage in fused.iter_mut() {
-            stage.metrics.received_events.add(batch.len() as u64);
-            stage.transform.transform(batch, &mut stage_out);
-            batch = std::mem::take(&mut stage_out[0]);
-            stage.sent.add(batch.len() as u64);
-        }
-        last.metrics.received_events.add(batch.len() as u64);
-        let mut out: Vec<Batch> = (0..ports).map(|_| Vec::new()).collect();
-        last.transform.transform(batch, &mut out);
+    while let Some(batch) = task.input.recv_merged(MAX_MERGED_EVENTS).await {
+        // Which stage works on how many events: should it panic (a bug one
+        // event can trigger), those are the events lost with it.
+        let at = Cell::new((fused.len(), batch.len()));
+        let transformed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut batch = batch;
+            for (i, stage) in fused.iter_mut().enumerate() {
+                at.set((i, batch.len()));
+                stage.metrics.received_events.add(batch.len() as u64);
+                stage.transform.transform(batch, &mut stage_out);
+                batch = std::mem::take(&mut stage_out[0]);
+                stage.sent.add(batch.len() as u64);
+            }
+            at.set((fused.len(), batch.len()));
+            last.metrics.received_events.add(batch.len() as u64);
+            let mut out: Vec<Batch> = (0..ports).map(|_| Vec::new()).collect();
+            last.transform.transform(batch, &mut out);
+            out
+        }));
+        let out = match transformed {
+            Ok(out) => out,
+            Err(payload) => {
+                // The task ends (the pipeline then stops, see `run`); what
+                // still waits in its input is counted as the receiver goes.
+                let (i, held) = at.get();
+                let stage = fused.get(i).unwrap_or(last);
+                stage.metrics.discarded_unintentional.add(held as u64);
+                stage.metrics.errors("panicked", "processing").inc();
+                return Err(Panicked::new(format!("transform {}", stage.id), &*payload));
+            }
+        };
         for ((_, fanout), events) in task.outputs.ports().iter().zip(out) {
             let count = events.len() as u64;
             if fanout.send(events).await.is_err() {
@@ -60,6 +120,7 @@ async fn run_transform(mut task: TransformTask) {
         }
     }
     tracing::debug!(task = %name, "transform task finished");
+    Ok(())
 }
 
 /// The connection cap and body budget every intake listener shares, with
@@ -163,17 +224,13 @@ pub async fn run(
 
     let mut tasks = JoinSet::new();
     for (id, future) in sinks {
-        tasks.spawn(async move {
-            future.await;
-            format!("sink {id}")
-        });
+        tasks.spawn(guarded(format!("sink {id}"), future.map(Ok)));
     }
     for task in transforms {
-        let name = task.name();
-        tasks.spawn(async move {
-            run_transform(task).await;
-            format!("transform {name}")
-        });
+        tasks.spawn(guarded(
+            format!("transform {}", task.name()),
+            run_transform(task),
+        ));
     }
     for (listener, source_ids) in bound {
         tracing::info!(
@@ -185,10 +242,10 @@ pub async fn run(
         );
         let address = listener.address;
         let stop = shutdown.subscribe();
-        tasks.spawn(async move {
-            listener.serve(stop).await;
-            format!("listener {address}")
-        });
+        tasks.spawn(guarded(
+            format!("listener {address}"),
+            listener.serve(stop).map(Ok),
+        ));
     }
     if let Some(admin) = admin {
         // Worded apart from the intake's "listening on", which tools look for.
@@ -198,10 +255,10 @@ pub async fn run(
         );
         let address = admin.address;
         let stop = shutdown.subscribe();
-        tasks.spawn(async move {
-            admin.serve(stop).await;
-            format!("admin listener {address}")
-        });
+        tasks.spawn(guarded(
+            format!("admin listener {address}"),
+            admin.serve(stop).map(Ok),
+        ));
     }
     let names: Vec<String> = components
         .iter()
@@ -232,7 +289,8 @@ pub async fn run(
         _ = &mut stop => {}
         Some(done) = tasks.join_next() => {
             let failure = match done {
-                Ok(name) => format!("{name} stopped before shutdown"),
+                Ok(Ok(name)) => format!("{name} stopped before shutdown"),
+                Ok(Err(panicked)) => panic_failure(&panicked),
                 Err(e) => format!("a component task failed: {e}"),
             };
             tracing::error!("{failure}; shutting down");
@@ -246,7 +304,8 @@ pub async fn run(
     let drain = tokio::time::timeout(options.shutdown_timeout, async {
         while let Some(done) = tasks.join_next().await {
             match done {
-                Ok(name) => tracing::debug!("{name} finished"),
+                Ok(Ok(name)) => tracing::debug!("{name} finished"),
+                Ok(Err(panicked)) => failures.push(panic_failure(&panicked)),
                 Err(e) => {
                     tracing::error!("a component task failed: {e}");
                     failures.push(format!("a component task failed: {e}"));
@@ -262,6 +321,14 @@ pub async fn run(
     if let Some(stats) = stats {
         stats.abort();
     }
+    if !matches!(drained, Some(Ok(()))) {
+        // Stopped where they are; each input buffer, dropped, counts what it
+        // still held as its reader's loss, so the counters below add up.
+        // Bounded: a task stuck inside a poll cannot be stopped.
+        tasks.abort_all();
+        let stopped = async { while tasks.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(ABORTED_TASKS_WAIT, stopped).await;
+    }
     log_stats(&components);
     match drained {
         Some(Ok(())) if failures.is_empty() => {
@@ -272,20 +339,29 @@ pub async fn run(
             "shutdown complete after a failure: {}",
             failures.join("; ")
         )),
-        None => {
-            tasks.abort_all();
-            Err(anyhow::anyhow!(
+        None => Err(anyhow::anyhow!(
                 "a second SIGINT ended the drain; see the counters above for what was left"
-            ))
-        }
-        Some(Err(_)) => {
-            tasks.abort_all();
-            Err(anyhow::anyhow!(
-                "shutdown_timeout_secs ({}) passed before every buffer drained; see the counters above for what was left",
-                options.shutdown_timeout.as_secs()
-            ))
-        }
+        )),
+        Some(Err(_)) => Err(anyhow::anyhow!(
+            "shutdown_timeout_secs ({}) passed before every buffer drained; see the counters above for what was left",
+            options.shutdown_timeout.as_secs()
+        )),
     }
+}
+
+/// Logs a panic with its message, and returns the failure to report:
+/// /health is public, and a panic's message may quote what a browser sent
+/// (a URL, a token), so the failure names only the component.
+fn panic_failure(panicked: &Panicked) -> String {
+    tracing::error!(
+        "{} panicked: {}; the events it held are counted as discarded",
+        panicked.component,
+        panicked.message
+    );
+    format!(
+        "{} panicked (its message is in the log)",
+        panicked.component
+    )
 }
 
 fn log_stats(components: &[ComponentMetrics]) {
@@ -416,5 +492,114 @@ inputs = ["beacons"]
             health.failure().as_deref(),
             Some("sink out stopped before shutdown")
         );
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::transforms::Transform;
+    use std::sync::mpsc;
+
+    /// A transform with a bug one batch triggers: it tells the test it has
+    /// the batch, waits until the test says more events wait behind it,
+    /// then panics with a message holding what a browser sent.
+    struct Poisoned {
+        has_batch: mpsc::Sender<()>,
+        go: mpsc::Receiver<()>,
+    }
+
+    impl Transform for Poisoned {
+        fn transform(&mut self, _batch: Batch, _out: &mut [Batch]) {
+            let _ = self.has_batch.send(());
+            let _ = self.go.recv();
+            panic!("byte index 3 is not a char boundary of `https://shop.example/?token=SECRET`");
+        }
+    }
+
+    fn events(n: usize) -> Batch {
+        (0..n).map(|_| Event::new()).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transform_that_panics_is_named_and_every_event_it_held_is_counted() {
+        let text = r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[transforms.enrich]
+type = "labels"
+inputs = ["beacons"]
+labels = { a = "1" }
+[sinks.out]
+type = "blackhole"
+inputs = ["enrich"]
+"#;
+        let loaded = crate::config::load_str("t.toml", text, &|_| None).expect("config");
+        let mut built = build(&loaded.config).expect("build");
+        let enrich = built
+            .components
+            .iter()
+            .find(|c| c.id == "enrich")
+            .expect("enrich")
+            .clone();
+        let (has_batch_tx, has_batch) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel();
+        // The transform's input, fed by the test instead of the listener.
+        let (tx, rx) = buffer::component_buffer(&enrich, 100, usize::MAX);
+        let task = &mut built.transforms[0];
+        task.input = rx;
+        task.stages[0].transform = Box::new(Poisoned {
+            has_batch: has_batch_tx,
+            go: go_rx,
+        });
+        let health = built.health.clone();
+        let registry = built.registry.clone();
+        let options = RunOptions {
+            shutdown_timeout: Duration::from_secs(5),
+            stats_interval: None,
+            http: HttpServerOptions::default(),
+            api: None,
+        };
+        let run = tokio::spawn(run(
+            built,
+            options,
+            std::future::pending(),
+            std::future::pending(),
+        ));
+        tx.send(events(3)).await.expect("sent");
+        tokio::task::spawn_blocking(move || has_batch.recv())
+            .await
+            .expect("join")
+            .expect("the transform took the batch");
+        // Two more wait in its buffer when it panics.
+        tx.send(events(2)).await.expect("sent");
+        go.send(()).expect("go");
+        let ran = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the run went on with a dead transform")
+            .expect("join");
+        let error = ran.expect_err("exit 0 after a panic").to_string();
+        assert!(error.contains("transform enrich panicked"), "{error}");
+        // /health is public: it names the component, not what the panic
+        // message quotes (a browser's URL, a token).
+        let failure = health.failure().expect("failed");
+        assert!(failure.contains("transform enrich panicked"), "{failure}");
+        assert!(!failure.contains("SECRET"), "{failure}");
+        // Nothing lost silently: the batch it held and the events waiting
+        // for it are received and discarded, and the error counted.
+        assert_eq!(enrich.received_events.get(), 5);
+        assert_eq!(enrich.sent_total(), 0);
+        assert_eq!(enrich.discarded_unintentional.get(), 5);
+        assert_eq!(
+            registry.counter_sum(
+                "component_errors_total",
+                &[("component_id", "enrich"), ("error_type", "panicked")]
+            ),
+            1
+        );
+        assert_eq!(tx.buffered_events(), 0, "the gauge shows nothing waiting");
     }
 }
