@@ -241,8 +241,11 @@ fn index_template_maps_every_schema_field_with_its_type() {
     }
 }
 
-/// `field :` names in a KQL query (quoted values removed first).
-fn kql_fields(query: &str) -> Vec<String> {
+/// Fields a KQL query names, each with what the query asks of it: `kql`
+/// (a match, any mapped type), `kql-range` (`<`, `<=`, `>`, `>=`: a number or
+/// a date, or a keyword compares as text) or `kql-bool` (`: true`/`: false`).
+/// Quoted values are removed first.
+fn kql_fields(query: &str) -> Vec<(String, &'static str)> {
     let mut unquoted = String::new();
     let mut in_quotes = false;
     let mut escaped = false;
@@ -270,10 +273,20 @@ fn kql_fields(query: &str) -> Vec<String> {
                 .into_iter()
                 .rev()
                 .collect();
-            if !name.is_empty() && !name.chars().all(|c| c.is_ascii_digit() || c == '.') {
-                fields.push(name);
-            }
             rest = &rest[at + op.len()..];
+            let value: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric())
+                .collect();
+            let asks = match op {
+                ":" if value == "true" || value == "false" => "kql-bool",
+                ":" => "kql",
+                _ => "kql-range",
+            };
+            if !name.is_empty() && !name.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                fields.push((name, asks));
+            }
         }
     }
     fields
@@ -281,18 +294,36 @@ fn kql_fields(query: &str) -> Vec<String> {
 
 #[test]
 fn kql_field_extraction() {
-    assert_eq!(kql_fields(r#"rum.type : "web_vital""#), ["rum.type"]);
+    let kql = |q: &str| kql_fields(q);
+    let own = |pairs: &[(&str, &'static str)]| -> Vec<(String, &'static str)> {
+        pairs.iter().map(|(f, a)| (f.to_string(), *a)).collect()
+    };
     assert_eq!(
-        kql_fields(
+        kql(r#"rum.type : "web_vital""#),
+        own(&[("rum.type", "kql")])
+    );
+    assert_eq!(
+        kql(
             r#"(rum.vital.name : "LCP" and rum.vital.value <= 2500) or not labels.synthetic : true"#
         ),
-        ["rum.vital.name", "labels.synthetic", "rum.vital.value"]
+        own(&[
+            ("rum.vital.name", "kql"),
+            ("labels.synthetic", "kql-bool"),
+            ("rum.vital.value", "kql-range")
+        ])
     );
     assert_eq!(
-        kql_fields(r#"error.message : "a: b <= c""#),
-        ["error.message"]
+        kql(r#"error.message : "a: b <= c""#),
+        own(&[("error.message", "kql")])
     );
-    assert!(kql_fields("").is_empty());
+    assert_eq!(
+        kql("rum.vital.value > 0.25 and labels.synthetic:false"),
+        own(&[
+            ("labels.synthetic", "kql-bool"),
+            ("rum.vital.value", "kql-range")
+        ])
+    );
+    assert!(kql("").is_empty());
 }
 
 /// What a Lens operation needs of its field.
@@ -309,7 +340,7 @@ fn operation_accepts(operation: &str, es_type: &str) -> bool {
 }
 
 struct KibanaRefs {
-    /// (where, field, Lens operation or "kql"/"geo"/"time").
+    /// (where, field, Lens operation or "kql"/"kql-range"/"kql-bool"/"geo"/"time").
     fields: Vec<(String, String, String)>,
     /// Data view ids each object refers to.
     data_views: BTreeSet<String>,
@@ -355,8 +386,8 @@ fn lens_refs(where_: &str, attributes: &Value, refs: &mut KibanaRefs) {
                     .push((where_.to_owned(), field.to_owned(), operation.to_owned()));
             }
             if let Some(query) = column.pointer("/filter/query").and_then(Value::as_str) {
-                for f in kql_fields(query) {
-                    refs.fields.push((where_.to_owned(), f, "kql".into()));
+                for (f, asks) in kql_fields(query) {
+                    refs.fields.push((where_.to_owned(), f, asks.into()));
                 }
             }
             for filter in column
@@ -365,8 +396,8 @@ fn lens_refs(where_: &str, attributes: &Value, refs: &mut KibanaRefs) {
                 .into_iter()
                 .flatten()
             {
-                for f in kql_fields(filter["input"]["query"].as_str().unwrap()) {
-                    refs.fields.push((where_.to_owned(), f, "kql".into()));
+                for (f, asks) in kql_fields(filter["input"]["query"].as_str().unwrap()) {
+                    refs.fields.push((where_.to_owned(), f, asks.into()));
                 }
             }
             if let Some(order_by) = column
@@ -380,8 +411,8 @@ fn lens_refs(where_: &str, attributes: &Value, refs: &mut KibanaRefs) {
             }
         }
     }
-    for f in kql_fields(state["query"]["query"].as_str().unwrap()) {
-        refs.fields.push((where_.to_owned(), f, "kql".into()));
+    for (f, asks) in kql_fields(state["query"]["query"].as_str().unwrap()) {
+        refs.fields.push((where_.to_owned(), f, asks.into()));
     }
     // Every accessor the visualization names is a column of the layer.
     let visualization = state["visualization"].to_string();
@@ -516,8 +547,8 @@ fn kibana_objects_use_only_mapped_fields() {
                         );
                     }
                     if let Some(query) = layer.pointer("/query/query").and_then(Value::as_str) {
-                        for f in kql_fields(query) {
-                            refs.fields.push((id.to_owned(), f, "kql".into()));
+                        for (f, asks) in kql_fields(query) {
+                            refs.fields.push((id.to_owned(), f, asks.into()));
                         }
                     }
                 }
@@ -569,6 +600,11 @@ fn kibana_objects_use_only_mapped_fields() {
             .unwrap_or_else(|| panic!("{where_}: `{field}` is not a mapped field"));
         let fits = match operation.as_str() {
             "kql" => true,
+            "kql-range" => matches!(
+                ty.as_str(),
+                "long" | "double" | "float" | "integer" | "date"
+            ),
+            "kql-bool" => ty == "boolean",
             "time" => ty == "date",
             "geo" => ty == "geo_point",
             op => operation_accepts(op, ty),

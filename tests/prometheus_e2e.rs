@@ -6,6 +6,10 @@
 //! burn-rate alert go `firing`, switches to good traffic and sees both go
 //! inactive; then it checks `histogram_quantile(0.75, ...)` and the budget
 //! ratio Prometheus answers against what it computes from what it sent.
+//! A second test runs pipelines/prod.toml and the committed
+//! deployments/prometheus/rules.yml, and evaluates every query of
+//! deployments/prometheus/grafana-dashboard.json as Grafana would, with one
+//! service and one site selected: each panel must show data.
 //!
 //! Without the `prometheus` binary the test fails, unless
 //! RUM_SKIP_PROMETHEUS=1 says to skip (scripts/test.sh installs it).
@@ -145,6 +149,14 @@ async fn start_prometheus(binary: &str, target: &str, rules: &str) -> Prometheus
 
 impl Prometheus {
     async fn query(&self, promql: &str) -> Option<f64> {
+        let value = self.vector(promql).await.first()?["value"][1]
+            .as_str()?
+            .to_owned();
+        value.parse().ok()
+    }
+
+    /// The instant vector `promql` answers (its `result` array).
+    async fn vector(&self, promql: &str) -> Vec<Value> {
         let body: Value = client()
             .get(format!("{}/api/v1/query", self.url))
             .query(&[("query", promql)])
@@ -155,8 +167,10 @@ impl Prometheus {
             .await
             .expect("query JSON");
         assert_eq!(body["status"], "success", "{promql}: {body}");
-        let value = body["data"]["result"].get(0)?["value"][1].as_str()?;
-        value.parse().ok()
+        body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Firing alerts as `alertname/severity`.
@@ -327,4 +341,194 @@ async fn alerts_fire_on_slow_and_broken_pages_and_clear_on_good_traffic() {
         prometheus.query("sum(rum_sessions_total)").await,
         Some(session as f64)
     );
+}
+
+/// A browser's user agent: the sink leaves out synthetic traffic.
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+/// A page load on `host` with every web vital (LCP slow, so the burn-rate
+/// alert the dashboard annotates fires) and a JS error.
+fn full_page_load(host: &str, session: usize) -> Value {
+    let now = chrono::Utc::now().timestamp_millis();
+    let vitals = [
+        ("LCP", 4200.0),
+        ("INP", 180.0),
+        ("CLS", 0.05),
+        ("FCP", 900.0),
+        ("TTFB", 300.0),
+    ];
+    let mut events = vec![json!({"type": "page_view", "ts": now - 100})];
+    for (name, value) in vitals {
+        events.push(json!({"type": "web_vital", "ts": now - 50, "name": name, "value": value}));
+    }
+    events.push(json!({"type": "error", "ts": now - 10, "message": "boom", "name": "Error"}));
+    json!({
+        "v": 1,
+        "app": {"name": host.split('.').next().unwrap()},
+        "session": {"id": format!("dash-{host}-{session}")},
+        "view": {"id": format!("dash-{session}-v"), "url": format!("https://{host}/product/{session}")},
+        "sent_at": now,
+        "events": events,
+    })
+}
+
+/// A CSP violation of a page on `host`, as Chromium reports it.
+fn csp_report(host: &str) -> Value {
+    json!({"csp-report": {
+        "document-uri": format!("https://{host}/checkout"),
+        "effective-directive": "script-src-elem",
+        "violated-directive": "script-src-elem",
+        "blocked-uri": "inline",
+        "original-policy": "script-src 'self'; report-uri /rum/report-uri",
+        "disposition": "enforce",
+        "status-code": 200
+    }})
+}
+
+/// Every PromQL query of the Grafana dashboard: (where, query).
+fn dashboard_queries(dashboard: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().unwrap_or("?");
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            out.push((
+                format!("panel `{title}`"),
+                target["expr"].as_str().expect("expr").to_owned(),
+            ));
+        }
+    }
+    for annotation in dashboard["annotations"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(expr) = annotation["expr"].as_str() {
+            out.push((
+                format!(
+                    "annotation `{}`",
+                    annotation["name"].as_str().unwrap_or("?")
+                ),
+                expr.to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// `label_values(metric, label)` of a query variable as PromQL.
+fn label_values_query(query: &str) -> (String, String) {
+    let inner = query
+        .strip_prefix("label_values(")
+        .and_then(|q| q.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("unexpected variable query {query}"));
+    let (metric, label) = inner.split_once(',').expect("metric, label");
+    let label = label.trim().to_owned();
+    (format!("group by ({label}) ({})", metric.trim()), label)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_grafana_panel_shows_data_for_one_service_and_site() {
+    let Some(binary) = prometheus_binary() else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let prod = std::fs::read_to_string(root.join("pipelines/prod.toml"))
+        .expect("pipelines/prod.toml")
+        .replace("0.0.0.0:", "127.0.0.1:");
+    let port = free_port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let dead_letter = dir.path().join("dead-letter.ndjson");
+    // Elasticsearch is absent (the sink retries); the metrics do not need it.
+    let pipeline = Pipeline::start_with(
+        &prod,
+        common::Stdout::Collect,
+        &[
+            ("ELASTIC_CLUSTER", "http://127.0.0.1:9"),
+            ("SERVER_PORT", &port),
+            ("DEAD_LETTER_PATH", dead_letter.to_str().unwrap()),
+        ],
+    );
+    let rules = std::fs::read_to_string(root.join("deployments/prometheus/rules.yml")).unwrap();
+    let prometheus = start_prometheus(binary, &format!("127.0.0.1:{port}"), &rules).await;
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deployments/prometheus/grafana-dashboard.json"))
+            .unwrap(),
+    )
+    .expect("dashboard JSON");
+
+    // What a user picks: one service and its site, and "All" (Grafana's
+    // allValue); $__rate_interval as Grafana makes it for a 1 s scrape.
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables");
+    let selections: [&[(&str, &str)]; 2] = [
+        &[("$service", "shop"), ("$site", "shop")],
+        &[("$service", ".*"), ("$site", ".*")],
+    ];
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 14, "{queries:?}");
+
+    let http = client();
+    let mut session = 0;
+    let start = Instant::now();
+    loop {
+        for host in ["shop.example.com", "blog.example.com"] {
+            session += 1;
+            let r = http
+                .post(pipeline.url("/rum"))
+                .header("user-agent", CHROME)
+                .json(&full_page_load(host, session))
+                .send()
+                .await
+                .expect("POST /rum");
+            assert_eq!(r.status(), 204);
+            let r = http
+                .post(pipeline.url("/rum/report-uri"))
+                .header("user-agent", CHROME)
+                .header("content-type", "application/csp-report")
+                .body(csp_report(host).to_string())
+                .send()
+                .await
+                .expect("POST /rum/report-uri");
+            assert_eq!(r.status(), 204);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let mut empty = Vec::new();
+        for variable in variables.iter().filter(|v| v["type"] == "query") {
+            let query = variable["query"].as_str().expect("variable query");
+            let (promql, label) = label_values_query(query);
+            let values: Vec<String> = prometheus
+                .vector(&promql)
+                .await
+                .iter()
+                .filter_map(|s| s["metric"][&label].as_str().map(str::to_owned))
+                .collect();
+            if !values.iter().any(|v| v == "shop") {
+                empty.push(format!(
+                    "variable `{}`: {query} -> {values:?}",
+                    variable["name"]
+                ));
+            }
+        }
+        for selection in selections {
+            for (place, expr) in &queries {
+                let mut promql = expr.replace("$__rate_interval", "10s");
+                for (name, value) in selection {
+                    promql = promql.replace(name, value);
+                }
+                if prometheus.vector(&promql).await.is_empty() {
+                    empty.push(format!("{place} with {selection:?}: {promql}"));
+                }
+            }
+        }
+        if empty.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "with traffic of every kind for both sites, these show nothing:\n{}",
+            empty.join("\n")
+        );
+    }
 }
