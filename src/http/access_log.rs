@@ -3,6 +3,7 @@
 //! Lines go through a channel to one writer thread, so a request never waits
 //! on the terminal.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -108,15 +109,32 @@ pub fn format_line(method: &str, path: &str, page: Option<&str>, body_bytes: usi
     let page = page
         .map(page_without_secrets)
         .unwrap_or_else(|| "-".to_owned());
-    // Cut in bytes, not characters: the queue's bound is in bytes.
-    let mut end = page.len().min(MAX_PAGE_BYTES);
-    while !page.is_char_boundary(end) {
-        end -= 1;
+    // Fields are split by spaces: whitespace and control characters (a
+    // page that is no URL is kept as sent) are written as their UTF-8
+    // bytes, `%20`, so a page is one field of one line. Cut in bytes, not
+    // characters: the queue's bound is in bytes.
+    let mut kept = String::with_capacity(page.len().min(MAX_PAGE_BYTES));
+    for c in page.chars() {
+        let mut bytes = [0u8; 4];
+        let encoded = c.encode_utf8(&mut bytes).as_bytes();
+        let plain = !(c.is_control() || c.is_whitespace());
+        let len = if plain {
+            encoded.len()
+        } else {
+            3 * encoded.len()
+        };
+        if kept.len() + len > MAX_PAGE_BYTES {
+            break;
+        }
+        if plain {
+            kept.push(c);
+        } else {
+            for b in encoded {
+                let _ = write!(kept, "%{b:02X}");
+            }
+        }
     }
-    let page: String = page[..end]
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let page = kept;
     format!(
         "{now} {method} {path} {page} {:.3}kB\n",
         body_bytes as f64 / 1000.0
@@ -214,9 +232,28 @@ mod tests {
         // Not a URL, with a control character: still one line.
         let line = format_line("POST", "/rum", Some("/relative\nx?token=1"), 765);
         let parts: Vec<&str> = line.trim_end().split(' ').collect();
-        assert_eq!(parts.len(), 6, "{line}");
+        assert_eq!(parts.len(), 5, "{line}");
         assert!(parts[0].ends_with('Z') && parts[0].len() == 24, "{line}");
-        assert_eq!(&parts[1..], ["POST", "/rum", "/relative", "x", "0.765kB"]);
+        assert_eq!(&parts[1..], ["POST", "/rum", "/relative%0Ax", "0.765kB"]);
+    }
+
+    /// A page that is not a URL is logged as sent, and the line's fields
+    /// are split by spaces: a page with spaces (or a control character,
+    /// written as one) made a line of other fields, e.g. a forged size.
+    #[test]
+    fn a_page_cannot_add_fields_to_its_line() {
+        for page in [
+            "/a 999.999kB",
+            "/a\tGET /health x",
+            "/a\u{2028}b\u{a0}c\u{3000}d",
+            "/a\r\n2026-01-01T00:00:00.000Z GET /rum - 0.001kB",
+        ] {
+            let line = format_line("POST", "/rum", Some(page), 765);
+            let parts: Vec<&str> = line.trim_end_matches('\n').split(' ').collect();
+            assert_eq!(parts.len(), 5, "{line:?}");
+            assert_eq!(parts[4], "0.765kB", "{line:?}");
+            assert!(!parts[3].contains(char::is_whitespace), "{line:?}");
+        }
     }
 
     #[test]

@@ -193,8 +193,13 @@ impl<'de, 'l> Scanner<'de, 'l> {
         if self.peek()? != b'"' {
             return self.syntax("expected a string key");
         }
-        let key = self.string()?;
+        let mut key = self.string()?;
         self.limits.string::<ScanError>(key.len())?;
+        // Only an escape (`\u0000`) writes a NUL, so only an owned key can
+        // hold one: see `key_without_nul`.
+        if let Cow::Owned(text) = &mut key {
+            key_without_nul(text);
+        }
         if self.peek()? != b':' {
             return self.syntax("expected `:`");
         }
@@ -664,6 +669,43 @@ const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
+
+/// A key's NULs written as U+FFFD, the character for one that cannot be
+/// kept. Elasticsearch refuses a document whose `flattened` field (`rum.extra`,
+/// attribution, custom data, a report's body: every key a browser chooses)
+/// has a key with a NUL, which its index uses to separate key from value;
+/// no key the formats define has one.
+pub(in crate::sources) fn key_without_nul(key: &mut String) {
+    if key.contains('\0') {
+        *key = key.replace('\0', "\u{fffd}");
+    }
+}
+
+/// [`key_without_nul`] for every key of a value `serde_json` parsed from
+/// `body` (the CSP formats): walked only when the body has a `\u0000`.
+pub(in crate::sources) fn keys_without_nul(body: &[u8], value: &mut serde_json::Value) {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    *map = std::mem::take(map)
+                        .into_iter()
+                        .map(|(mut k, v)| {
+                            key_without_nul(&mut k);
+                            (k, v)
+                        })
+                        .collect();
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    if body.windows(6).any(|w| w == b"\\u0000") {
+        walk(value);
+    }
+}
 
 #[cfg(test)]
 mod tests;

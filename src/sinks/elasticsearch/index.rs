@@ -171,8 +171,9 @@ impl IndexRouter {
         }
     }
 
-    /// Renders every template with the longest and the fallback values and
-    /// checks what Elasticsearch checks.
+    /// Renders every template with the fallback values and with each field
+    /// at its longest (a listed value or the fallback, whichever is longer)
+    /// and checks what Elasticsearch checks.
     fn check_names(&self) -> Result<(), (&'static str, String)> {
         let key = match self.routing {
             Routing::Single(_) => "index",
@@ -194,8 +195,11 @@ impl IndexRouter {
                                     .map(|s| s.iter().cloned().collect())
                                     .unwrap_or_default(),
                             };
+                            // Each field on its own may be a listed value or
+                            // the fallback: the longest of either.
                             let pick = values
                                 .into_iter()
+                                .chain([self.fallback.clone()])
                                 .max_by_key(|v| v.len())
                                 .filter(|_| longest);
                             name.push_str(pick.as_deref().unwrap_or(&self.fallback));
@@ -467,6 +471,54 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(key, "index_allowed_values");
+    }
+
+    /// Each field of a name takes its longest value or the fallback on its
+    /// own: a name was checked with every field at its longest listed value
+    /// and with every field at the fallback, never mixed, so a long name
+    /// validated and then Elasticsearch refused every document whose
+    /// service is listed and whose environment is not.
+    #[test]
+    fn names_are_checked_with_each_field_at_its_longest() {
+        let template = format!(
+            "{}-{{{{ service.name }}}}-{{{{ service.environment }}}}",
+            "r".repeat(210)
+        );
+        let long_service = "s".repeat(32);
+        let allowed = [
+            ("service.name", &[long_service.as_str()][..]),
+            ("service.environment", &["p"][..]),
+        ];
+        let allowed_values = allowed
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+            .collect();
+        let options = |fallback| IndexOptions {
+            template: Some(&template),
+            prefix: "c.rum",
+            data_stream: false,
+            fallback,
+            allowed_values: &allowed_values,
+        };
+        match IndexRouter::new(&options("sixteen_bytes_16")) {
+            Ok(r) => {
+                let event = Event::from(
+                    json!({"service": {"name": long_service, "environment": "staging"}}),
+                );
+                let name = r.prepare(&at()).name(&event);
+                panic!(
+                    "accepted, and renders `{name}` ({} bytes): {:?}",
+                    name.len(),
+                    validate_name(&name)
+                );
+            }
+            Err((key, message)) => {
+                assert_eq!(key, "index");
+                assert!(message.contains("longer than 255"), "{message}");
+            }
+        }
+        // Short enough either way: accepted.
+        assert!(IndexRouter::new(&options("other")).is_ok());
     }
 
     #[test]

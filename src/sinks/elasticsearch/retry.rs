@@ -165,9 +165,26 @@ fn request_failure(status: u16, body: &[u8]) -> Failure {
     Failure::new(Some(status), error_type, reason)
 }
 
+/// A reason as the log shows it: on one line, at most ~300 bytes. The
+/// engine's text may quote the browser (a mapping error's "Preview of
+/// field's value"), so its control characters are written escaped (`\n`,
+/// `\u{1b}`): a line break in a beacon's value must not start a log line.
 fn shorten(text: &str) -> String {
     const MAX: usize = 300;
     let text = text.trim();
+    let escaped;
+    let text = if text.contains(char::is_control) {
+        escaped = text
+            .chars()
+            .map(|c| match c {
+                c if c.is_control() => c.escape_default().to_string(),
+                c => c.to_string(),
+            })
+            .collect::<String>();
+        escaped.as_str()
+    } else {
+        text
+    };
     if text.len() <= MAX {
         return text.to_owned();
     }
@@ -190,7 +207,6 @@ fn error_parts(error: &Value) -> (String, String) {
             let reason = map
                 .get("reason")
                 .and_then(Value::as_str)
-                .map(shorten)
                 .unwrap_or_default();
             // The root cause names the field of a mapping error.
             let caused = map
@@ -202,7 +218,7 @@ fn error_parts(error: &Value) -> (String, String) {
                     error_type,
                     shorten(&format!("{reason} (caused by: {cause})")),
                 ),
-                _ => (error_type, reason),
+                _ => (error_type, shorten(reason)),
             }
         }
         other => ("error".to_owned(), shorten(&other.to_string())),
@@ -390,6 +406,43 @@ mod tests {
             mapping.reason
         );
         assert_eq!(r.retry[0].1.error_type, "es_rejected_execution_exception");
+    }
+
+    /// Elasticsearch quotes the refused value in a mapping error's reason
+    /// ("Preview of field's value: '...'"), and that value is the
+    /// browser's: its line breaks went into the sink's log line as sent,
+    /// so a beacon could write log lines of its own.
+    #[test]
+    fn a_value_quoted_in_a_reason_cannot_forge_log_lines() {
+        let forged = r#"x\n2026-03-07T10:00:00.000000Z ERROR component=es: forged\r\u001b[2J"#;
+        let body = format!(
+            r#"{{"errors":true,"items":[{{"create":{{"status":400,"error":{{"type":"document_parsing_exception","reason":"[1:80] failed to parse field [rum.device.cores] of type [long] in document with id 'a'. Preview of field's value: '{forged}'","caused_by":{{"type":"illegal_argument_exception","reason":"For input string: \"{forged}\""}}}}}}}}]}}"#
+        );
+        let r = items(ok(&body, 1));
+        let line = r.reject[0].1.to_string();
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(
+            line.contains(r"Preview of field's value: 'x\n2026-03-07T10"),
+            "{line}"
+        );
+        // The cause is shown once, whatever it holds.
+        let cause = r#"(caused by: For input string: "x\n2026"#;
+        assert_eq!(line.matches(cause).count(), 1, "{line}");
+        // A whole request refused by a proxy's page, line breaks and all.
+        let page = "<html>\r\n<h1>400 Bad Request</h1>\n</html>\n";
+        let Verdict::RejectAll(failure) = judge(
+            &Answer::Response {
+                status: 400,
+                retry_after: None,
+                body: page.as_bytes(),
+                truncated: false,
+            },
+            1,
+        ) else {
+            panic!("a 400 rejects the request")
+        };
+        let line = failure.to_string();
+        assert!(!line.chars().any(char::is_control), "{line:?}");
     }
 
     #[test]

@@ -17,6 +17,8 @@ use crate::sources::MAX_JSON_DEPTH;
 
 /// `ignore_above` for keywords: longer values are stored but not indexed.
 const KEYWORD_IGNORE_ABOVE: u32 = 1024;
+/// `ignore_above` for the leaves of `flattened` fields (see `mapping`).
+const FLATTENED_IGNORE_ABOVE: u32 = 4096;
 
 fn mapping(field: &schema::Field) -> Value {
     match field.ty {
@@ -36,7 +38,15 @@ fn mapping(field: &schema::Field) -> Value {
         // Elasticsearch refuses a document nested deeper than a flattened
         // field's `depth_limit` (20 by default); a source may take bodies
         // `MAX_JSON_DEPTH` deep, and such a field is inside the body.
-        FieldType::Flattened => json!({"type": "flattened", "depth_limit": MAX_JSON_DEPTH}),
+        // Each leaf is indexed as one term, key NUL value, and Lucene
+        // refuses a term over 32,766 bytes, failing the whole document: past
+        // `ignore_above` UTF-16 units (3 UTF-8 bytes at most each) a value
+        // stays in `_source` unindexed, leaving room for a 16 KiB key.
+        FieldType::Flattened => json!({
+            "type": "flattened",
+            "depth_limit": MAX_JSON_DEPTH,
+            "ignore_above": FLATTENED_IGNORE_ABOVE
+        }),
         other => json!({"type": other.es_type()}),
     }
 }
@@ -178,6 +188,37 @@ mod tests {
             node = node.get("properties")?.get(part)?;
         }
         Some(node)
+    }
+
+    /// Elasticsearch indexes each leaf of a `flattened` field as one term,
+    /// key NUL value, and refuses the whole document when that term is
+    /// over Lucene's 32,766 bytes, which no `ignore_above` stopped: a string
+    /// a source lets in (`max_string_bytes`, 16 KiB and more if raised)
+    /// under a key of as much, or one string over 32 KiB, made every
+    /// document holding it in `rum.extra`, attribution or custom data a
+    /// mapping error, dead-lettered. Values past `ignore_above` (counted in
+    /// UTF-16 units, at most 3 UTF-8 bytes each) are kept in `_source`
+    /// and not indexed, so a term of one key as long as the default
+    /// `max_string_bytes` allows fits.
+    #[test]
+    fn a_flattened_leaf_never_makes_a_term_lucene_refuses() {
+        const LUCENE_MAX_TERM_BYTES: u64 = 32_766;
+        const KEY_BYTES: u64 = 16 * 1024;
+        let template = component_template();
+        for field in schema::all_fields() {
+            if field.ty != FieldType::Flattened {
+                continue;
+            }
+            let mapping = lookup(&template, field.path).unwrap();
+            let Some(limit) = mapping["ignore_above"].as_u64() else {
+                panic!("{}: no ignore_above in {mapping}", field.path);
+            };
+            assert!(
+                KEY_BYTES + 1 + 3 * limit <= LUCENE_MAX_TERM_BYTES,
+                "{}: ignore_above {limit}",
+                field.path
+            );
+        }
     }
 
     #[test]

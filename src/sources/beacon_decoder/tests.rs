@@ -710,3 +710,37 @@ fn an_unsupported_version_is_named_shortly_in_the_answer() {
         );
     }
 }
+
+/// Elasticsearch refuses a document whose `flattened` field (`rum.extra`,
+/// attribution, custom data...) has a key with a NUL in it (it separates
+/// key from value in the index), so a beacon's `"a\u0000b"` key made every
+/// document it reached a mapping error, dead-lettered. Such a key is kept
+/// with U+FFFD in place of each NUL; values keep theirs.
+#[test]
+fn a_nul_in_a_key_does_not_reach_the_documents() {
+    let body = r#"{"v":1,"session":{"id":"s"},"view":{"id":"v"},
+        "app":{"name":"shop","x\u0000":1},
+        "events":[{"type":"action","ts":1700000000000,"a\u0000b":"kept\u0000value",
+            "o":{"c\u0000":{"d\u0000\u0000":2}}}]}"#;
+    let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
+    assert_eq!(decoded.events.len(), 1);
+    let mut document = Vec::new();
+    decoded.events[0].write_json(&mut document);
+    let document: Value = serde_json::from_slice(&document).unwrap();
+    fn keys(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => map.iter().for_each(|(k, v)| {
+                out.push(k.clone());
+                keys(v, out)
+            }),
+            Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    keys(&document, &mut all);
+    assert!(!all.iter().any(|k| k.contains('\0')), "{all:?}");
+    let extra = &document["rum"]["extra"];
+    assert_eq!(extra["a\u{fffd}b"], json!("kept\u{0}value"), "{document}");
+    assert_eq!(extra["o"]["c\u{fffd}"]["d\u{fffd}\u{fffd}"], json!(2));
+}

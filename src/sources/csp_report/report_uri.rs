@@ -8,6 +8,7 @@ use super::normalize::{apply_csp, base_event};
 use super::{invalid, parse_utf8, Decoded, Format, Report, ReportFacts, ReportLimits, CSP_KIND};
 use crate::schema;
 use crate::sources::decode_error::{check_json_shape, json_error, DecodeError};
+use crate::sources::json_scan::keys_without_nul;
 
 /// `POST report-uri`: `{"csp-report": {...}}`, one violation.
 pub fn decode_report_uri(
@@ -17,9 +18,10 @@ pub fn decode_report_uri(
     noise: &NoiseRules,
 ) -> Result<Decoded, DecodeError> {
     parse_utf8(body)?;
-    let value: Value =
+    let mut value: Value =
         serde_json::from_slice(body).map_err(|e| json_error(&e, limits.max_depth))?;
     check_json_shape(&value, limits.max_string_bytes, limits.max_depth)?;
+    keys_without_nul(body, &mut value);
     let Value::Object(mut wrapper) = value else {
         return Err(invalid(
             "a report-uri body is a JSON object `{\"csp-report\": {...}}`",

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::schema;
 use crate::sources::decode_error::{check_json_shape_from, json_error, DecodeError};
+use crate::sources::json_scan::keys_without_nul;
 
 /// `POST reporting-api`: an array of reports of any type.
 pub fn decode_reporting_api(
@@ -29,9 +30,10 @@ pub fn decode_reporting_api(
     let mut checked = Vec::with_capacity(items.len());
     // Everything is checked before anything is built: a bad report refuses
     // the whole request, and nothing of it reaches the pipeline.
-    for (i, item) in items.into_iter().enumerate() {
+    for (i, mut item) in items.into_iter().enumerate() {
         // Depth 2: the array itself is level 1.
         check_json_shape_from(&item, 2, limits.max_string_bytes, limits.max_depth)?;
+        keys_without_nul(body, &mut item);
         checked.push(check_envelope(i, item)?);
     }
     let earliest = facts.received_at_ms.saturating_sub(limits.max_age_ms);

@@ -501,3 +501,31 @@ fn every_value_a_browser_reported_is_in_the_documents() {
     }
     assert!(checked >= 14, "{checked} bodies checked");
 }
+
+/// As for beacons: a key with a NUL made Elasticsearch refuse the
+/// document (`report.body` and `rum.extra` are `flattened`, whose index
+/// separates key from value with a NUL); the key keeps U+FFFD instead.
+#[test]
+fn a_nul_in_a_key_does_not_reach_the_documents() {
+    let no_nul_key = |event: &Event| {
+        let mut text = Vec::new();
+        event.write_json(&mut text);
+        let text = String::from_utf8(text).unwrap();
+        // Keys come before a `:`; NUL is written `\u0000`.
+        assert!(!text.contains("\\u0000\":"), "{text}");
+        assert!(text.contains("\u{fffd}"), "{text}");
+    };
+    let old = legacy(json!({
+        "csp-report": {"document-uri": "https://shop.example.com/", "x\u{0}": 1},
+        "y\u{0}": {"z\u{0}": 2}
+    }))
+    .unwrap();
+    no_nul_key(&old.reports[0].event);
+    let new = api(json!([{
+        "type": "deprecation", "url": "https://shop.example.com/", "age": 1,
+        "body": {"id": "x", "message\u{0}": "m", "nested": {"k\u{0}": true}},
+        "other\u{0}": 3
+    }]))
+    .unwrap();
+    no_nul_key(&new.reports[0].event);
+}
