@@ -7,7 +7,8 @@
 //! takes (loaded alone, it is no "unknown field"). No dependencies: a small Rust lexer finds the
 //! structs, so the check follows the code wherever its files move. Further down:
 //! the TOML examples and pipelines/ against `rum-pipeline validate`, prod.toml's
-//! variables against the manual, `rust-version` against Cargo.lock.
+//! variables against the manual, `rust-version` against Cargo.lock; at the end, what
+//! the manual says a running pipeline shows (its metrics) against the real binary.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -1506,5 +1507,213 @@ fn every_key_in_the_configuration_reference_is_accepted_by_the_code() {
         "{} key(s) in docs/configuration*.md that the code refuses:\n  {}",
         refused.len(),
         refused.join("\n  ")
+    );
+}
+
+// ---- What the manual says the running binary shows -------------------------------
+
+mod common;
+
+/// The inline code spans of a Markdown text outside fenced blocks.
+fn inline_code(text: &str) -> Vec<String> {
+    prose_lines(text)
+        .into_iter()
+        .flat_map(|(_, line)| code_spans(line))
+        .filter(|(code, _)| *code)
+        .map(|(_, span)| span.to_owned())
+        .collect()
+}
+
+/// A span that names a metric: `name` or `name{labels}`, where the name ends
+/// as a counter or histogram does, carries labels, or starts as the listener's
+/// and the buffers' gauges do. Config keys (`access_log`) and label names
+/// (`component_id`) are none of these.
+fn metric_reference(span: &str) -> Option<(String, Option<String>)> {
+    let (name, labels) = match span.split_once('{') {
+        Some((name, rest)) => (name, Some(rest.strip_suffix('}')?.to_owned())),
+        None => (span, None),
+    };
+    let is_name = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.contains('_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let looks_like_metric = name.ends_with("_total")
+        || name.ends_with("_seconds")
+        || labels.is_some()
+        || ["buffer_", "http_"].iter().any(|p| name.starts_with(p));
+    (is_name && looks_like_metric).then(|| (name.to_owned(), labels))
+}
+
+/// The label names and values a reference gives: `{error_type,stage}`,
+/// `{intentional="true"}`, `{state="idle"|"idle_at_cap"}`,
+/// `{component_id="x",error_type="y"}` (values only when quoted).
+fn referenced_labels(labels: &str) -> Vec<(String, Vec<String>)> {
+    labels
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty() && !part.starts_with('…'))
+        .map(|part| match part.split_once('=') {
+            Some((name, values)) => (
+                name.trim().to_owned(),
+                values
+                    .split('|')
+                    .map(|v| v.trim().trim_matches('"').to_owned())
+                    .collect(),
+            ),
+            None => (part.to_owned(), Vec::new()),
+        })
+        .collect()
+}
+
+/// A self-signed certificate for 127.0.0.1, as PEM files in `dir`.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (crt_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
+    fs::write(&crt_file, cert.pem()).unwrap();
+    fs::write(&key_file, key.serialize_pem()).unwrap();
+    (crt_file, key_file)
+}
+
+/// A pipeline with every source (behind TLS), every transform that keeps
+/// metrics of its own and every sink: what a /metrics page can show.
+fn every_component(crt: &Path, key: &Path) -> String {
+    let tls = format!(
+        "address = \"127.0.0.1:0\"\ntls = {{ crt_file = {:?}, key_file = {:?} }}\n",
+        crt.display().to_string(),
+        key.display().to_string()
+    );
+    let geoip = root().join("testdata/geoip/GeoIP2-City-Test.mmdb");
+    format!(
+        "stats_interval_secs = 0\n\
+         [sources.beacons]\ntype = \"rum_beacon\"\n{tls}\
+         [sources.reports]\ntype = \"csp\"\n{tls}\
+         [sources.vitals]\ntype = \"web_vitals\"\n{tls}\
+         [sources.faro]\ntype = \"faro\"\n{tls}\
+         [sources.apm]\ntype = \"elastic_apm_rum\"\n{tls}\
+         [transforms.ua]\ntype = \"user_agent\"\n\
+         inputs = [\"beacons\", \"reports\", \"vitals\", \"faro\", \"apm\"]\n\
+         [transforms.geo]\ntype = \"geoip\"\ninputs = [\"ua\"]\ndatabase = {:?}\n\
+         [transforms.scrub]\ntype = \"scrub_url\"\ninputs = [\"geo\"]\n\
+         [transforms.sampled]\ntype = \"sample\"\ninputs = [\"scrub\"]\nrate = 1.0\n\
+         [sinks.console]\ntype = \"stdout\"\ninputs = [\"sampled\"]\n\
+         [sinks.nowhere]\ntype = \"blackhole\"\ninputs = [\"sampled\"]\n\
+         [sinks.rum_metrics]\ntype = \"prometheus\"\ninputs = [\"sampled\"]\n\
+         [sinks.es]\ntype = \"elasticsearch\"\ninputs = [\"sampled\"]\n\
+         endpoints = \"http://127.0.0.1:9\"\nhealthcheck = false\n",
+        geoip.display().to_string()
+    )
+}
+
+/// The metric families a Prometheus text page declares.
+fn families(page: &str) -> BTreeSet<String> {
+    page.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every metric docs/monitoring.md names is on the /metrics page of a running
+/// pipeline, with the labels (and label values) it shows; every metric family a
+/// pipeline of every component type shows, on /metrics and /metrics/rum, is
+/// named somewhere in the manual, so a dashboard built from the manual finds
+/// what it looks for and nothing the binary exports goes unexplained.
+#[tokio::test]
+async fn the_metrics_the_manual_names_are_the_ones_the_binary_serves() {
+    let certs = tempfile::tempdir().unwrap();
+    let (crt, key) = self_signed(certs.path());
+    let pipeline = common::Pipeline::start(&every_component(&crt, &key));
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    // One request, so that http_requests_total has a series.
+    let answer = client
+        .post(pipeline.url("/rum"))
+        .header("content-type", "text/plain")
+        .body(r#"{"v":1,"events":[{"type":"custom"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+    let get = |path: &'static str| {
+        let request = client.get(pipeline.url(path)).send();
+        async move { request.await.unwrap().text().await.unwrap() }
+    };
+    let page = get("/metrics").await;
+    let rum_page = get("/metrics/rum").await;
+    let on_page = families(&page);
+
+    let monitoring = fs::read_to_string(root().join("docs/monitoring.md")).unwrap();
+    let mut problems = Vec::new();
+    let mut named = 0;
+    for span in inline_code(&monitoring) {
+        let Some((name, labels)) = metric_reference(&span) else {
+            continue;
+        };
+        if name.starts_with("rum_") && !name.starts_with("rum_beacon_") {
+            continue; // /metrics/rum, checked below
+        }
+        named += 1;
+        if !on_page.contains(&name) {
+            problems.push(format!("`{span}`: no family {name} on /metrics"));
+            continue;
+        }
+        let series: Vec<&str> = page
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .collect();
+        for (label, values) in referenced_labels(labels.as_deref().unwrap_or("")) {
+            if !series.iter().any(|s| s.contains(&format!("{label}=\""))) {
+                problems.push(format!("`{span}`: no series of {name} has a label {label}"));
+            }
+            for value in values {
+                if !series
+                    .iter()
+                    .any(|s| s.contains(&format!("{label}=\"{value}\"")))
+                {
+                    problems.push(format!(
+                        "`{span}`: no series of {name} has {label}=\"{value}\""
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        named > 20,
+        "only {named} metrics found in monitoring.md: is the parser broken?"
+    );
+
+    let mut in_manual = BTreeSet::new();
+    for file in manual() {
+        for span in inline_code(&fs::read_to_string(&file).unwrap()) {
+            if let Some((name, _)) = metric_reference(&span) {
+                in_manual.insert(name);
+            }
+            // A family named through its histogram suffixes (`_inp_seconds`).
+            in_manual.insert(span);
+        }
+    }
+    let slo = fs::read_to_string(root().join("docs/slo.md")).unwrap();
+    for family in families(&page).iter().chain(families(&rum_page).iter()) {
+        let histogram_part = family
+            .strip_prefix("rum_web_vital")
+            .is_some_and(|rest| slo.contains(&format!("`{rest}`")));
+        if !in_manual.contains(family) && !histogram_part {
+            problems.push(format!(
+                "{family} is served but named nowhere in the manual"
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n  {}\n/metrics:\n{page}",
+        problems.len(),
+        problems.join("\n  ")
     );
 }
