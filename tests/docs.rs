@@ -1717,3 +1717,88 @@ async fn the_metrics_the_manual_names_are_the_ones_the_binary_serves() {
         problems.join("\n  ")
     );
 }
+
+/// The document fields an inline code span of the manual names: `url.full`,
+/// `rum.device.*`, `service.name/version/environment` (one prefix, several
+/// last parts), `event.kind = "event"` (the field before its value).
+fn named_fields(span: &str) -> Vec<String> {
+    let field = span.split([' ', '=']).next().unwrap_or_default();
+    let Some((parent, last)) = field.rsplit_once('.') else {
+        // `@timestamp`; a bare word (`v`, `events`) is a beacon key.
+        return [field]
+            .iter()
+            .filter(|f| f.starts_with('@'))
+            .map(|f| f.to_string())
+            .collect();
+    };
+    last.split('/')
+        .map(|part| format!("{parent}.{part}"))
+        .collect()
+}
+
+/// The leaf paths of a document; an object the manual names whole (a
+/// `flattened` field such as `rum.ua_hints`) counts as one leaf.
+fn leaf_paths(value: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    match value.as_object() {
+        Some(object) if !object.is_empty() => {
+            for (key, child) in object {
+                let path = if at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{at}.{key}")
+                };
+                leaf_paths(child, &path, out);
+            }
+        }
+        _ => out.push(at.to_owned()),
+    }
+}
+
+/// The example beacon of docs/beacon-format.md, posted to the real binary: every
+/// field of the documents the stdout sink writes for it is one the page names
+/// (itself, as `prefix.*`, or a parent object it names whole), so what a user
+/// reads there is what lands in the index.
+#[tokio::test]
+async fn every_field_of_the_example_beacons_documents_is_named_on_its_page() {
+    let page = fs::read_to_string(root().join("docs/beacon-format.md")).unwrap();
+    let example = &page[page.find("```json\n").expect("the example") + 8..];
+    let example = &example[..example.find("```").unwrap()];
+    let named: BTreeSet<String> = inline_code(&page)
+        .iter()
+        .flat_map(|span| named_fields(span))
+        .collect();
+    let pipeline = common::Pipeline::start(
+        "stats_interval_secs = 0\n\
+         [sources.beacons]\ntype = \"rum_beacon\"\naddress = \"127.0.0.1:0\"\n\
+         [sinks.out]\ntype = \"stdout\"\ninputs = [\"beacons\"]\n",
+    );
+    let answer = common::client()
+        .post(pipeline.url("/rum"))
+        .header("content-type", "application/json")
+        .body(example.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204, "{}", answer.text().await.unwrap());
+    let documents = pipeline.next_documents(3, std::time::Duration::from_secs(10));
+    let mut unnamed = BTreeSet::new();
+    for document in &documents {
+        let mut paths = Vec::new();
+        leaf_paths(document, "", &mut paths);
+        for path in paths {
+            let mut ancestors = path.match_indices('.').map(|(i, _)| &path[..i]);
+            let covered = named.contains(&path)
+                || ancestors.any(|a| {
+                    named.contains(&format!("{a}.*")) || (a.contains('.') && named.contains(a))
+                });
+            if !covered {
+                unnamed.insert(path);
+            }
+        }
+    }
+    assert!(
+        unnamed.is_empty(),
+        "fields of the example beacon's documents that docs/beacon-format.md does not name: \
+         {unnamed:?}\n{documents:#?}"
+    );
+}
