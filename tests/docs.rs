@@ -1802,3 +1802,94 @@ async fn every_field_of_the_example_beacons_documents_is_named_on_its_page() {
          {unnamed:?}\n{documents:#?}"
     );
 }
+
+/// The `error_type` values the manual gives: the backticked words of a table
+/// column headed by `error_type` (or `component_errors_total{error_type}`), and
+/// every `error_type="..."` (`"a"|"b"` alternatives included) in its text.
+fn documented_error_types(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let cells = |line: &str| -> Vec<String> {
+        let mut cells = Vec::new();
+        let mut cell = String::new();
+        let mut in_code = false;
+        for c in line.trim().trim_matches('|').chars() {
+            match c {
+                '`' => in_code = !in_code,
+                '|' if !in_code => {
+                    cells.push(std::mem::take(&mut cell));
+                    continue;
+                }
+                _ => {}
+            }
+            cell.push(c);
+        }
+        cells.push(cell);
+        cells
+    };
+    let mut column = None;
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with('|') {
+            column = None;
+        } else if lines.get(i + 1).is_some_and(|next| next.starts_with("|--")) {
+            column = cells(line).iter().position(|c| c.contains("error_type"));
+        } else if let Some(column) = column.filter(|_| !line.starts_with("|--")) {
+            if let Some(cell) = cells(line).get(column) {
+                for (code, span) in code_spans(cell) {
+                    if code && span.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                        found.push((i + 1, span.to_owned()));
+                    }
+                }
+            }
+        }
+        let mut rest = *line;
+        while let Some(at) = rest.find("error_type=") {
+            rest = &rest[at + "error_type=".len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || "_\"|\\".contains(c)))
+                .unwrap_or(rest.len());
+            // `"a"|"b"`, in a table cell `"a"\|"b"`.
+            for value in rest[..end].split('|') {
+                let value = value.trim_matches(['"', '\\']);
+                if !value.is_empty() {
+                    found.push((i + 1, value.to_owned()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Every `error_type` the manual lists (the tables of bad input and their
+/// answers, the sinks' failures) is a string the code writes outside its tests,
+/// so an alert or a dashboard panel written from the manual counts something.
+#[test]
+fn every_error_type_in_the_manual_is_one_the_code_counts() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let code: String = files
+        .iter()
+        .filter(|f| !f.to_string_lossy().contains("test"))
+        .map(|f| fs::read_to_string(f).unwrap())
+        .collect();
+    let mut checked = 0;
+    let mut unknown = Vec::new();
+    for file in manual() {
+        let text = fs::read_to_string(&file).unwrap();
+        for (line, error_type) in documented_error_types(&text) {
+            checked += 1;
+            if !code.contains(&format!("\"{error_type}\"")) {
+                unknown.push(format!("{}:{line}: `{error_type}`", relative(&file)));
+            }
+        }
+    }
+    assert!(
+        checked > 60,
+        "only {checked} error types found: is the parser broken?"
+    );
+    assert!(
+        unknown.is_empty(),
+        "error types the manual lists that the code never counts:\n  {}",
+        unknown.join("\n  ")
+    );
+}
