@@ -7,7 +7,8 @@
 //! takes (loaded alone, it is no "unknown field"). No dependencies: a small Rust lexer finds the
 //! structs, so the check follows the code wherever its files move. Further down:
 //! the TOML examples and pipelines/ against `rum-pipeline validate`, prod.toml's
-//! variables against the manual, `rust-version` against Cargo.lock.
+//! variables against the manual, `rust-version` against Cargo.lock; at the end, what
+//! the manual says a running pipeline shows (its metrics) against the real binary.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -1506,5 +1507,389 @@ fn every_key_in_the_configuration_reference_is_accepted_by_the_code() {
         "{} key(s) in docs/configuration*.md that the code refuses:\n  {}",
         refused.len(),
         refused.join("\n  ")
+    );
+}
+
+// ---- What the manual says the running binary shows -------------------------------
+
+mod common;
+
+/// The inline code spans of a Markdown text outside fenced blocks.
+fn inline_code(text: &str) -> Vec<String> {
+    prose_lines(text)
+        .into_iter()
+        .flat_map(|(_, line)| code_spans(line))
+        .filter(|(code, _)| *code)
+        .map(|(_, span)| span.to_owned())
+        .collect()
+}
+
+/// A span that names a metric: `name` or `name{labels}`, where the name ends
+/// as a counter or histogram does, carries labels, or starts as the listener's
+/// and the buffers' gauges do. Config keys (`access_log`) and label names
+/// (`component_id`) are none of these.
+fn metric_reference(span: &str) -> Option<(String, Option<String>)> {
+    let (name, labels) = match span.split_once('{') {
+        Some((name, rest)) => (name, Some(rest.strip_suffix('}')?.to_owned())),
+        None => (span, None),
+    };
+    let is_name = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.contains('_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let looks_like_metric = name.ends_with("_total")
+        || name.ends_with("_seconds")
+        || labels.is_some()
+        || ["buffer_", "http_"].iter().any(|p| name.starts_with(p));
+    (is_name && looks_like_metric).then(|| (name.to_owned(), labels))
+}
+
+/// The label names and values a reference gives: `{error_type,stage}`,
+/// `{intentional="true"}`, `{state="idle"|"idle_at_cap"}`,
+/// `{component_id="x",error_type="y"}` (values only when quoted).
+fn referenced_labels(labels: &str) -> Vec<(String, Vec<String>)> {
+    labels
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty() && !part.starts_with('…'))
+        .map(|part| match part.split_once('=') {
+            Some((name, values)) => (
+                name.trim().to_owned(),
+                values
+                    .split('|')
+                    .map(|v| v.trim().trim_matches('"').to_owned())
+                    .collect(),
+            ),
+            None => (part.to_owned(), Vec::new()),
+        })
+        .collect()
+}
+
+/// A self-signed certificate for 127.0.0.1, as PEM files in `dir`.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (crt_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
+    fs::write(&crt_file, cert.pem()).unwrap();
+    fs::write(&key_file, key.serialize_pem()).unwrap();
+    (crt_file, key_file)
+}
+
+/// A pipeline with every source (behind TLS), every transform that keeps
+/// metrics of its own and every sink: what a /metrics page can show.
+fn every_component(crt: &Path, key: &Path) -> String {
+    let tls = format!(
+        "address = \"127.0.0.1:0\"\ntls = {{ crt_file = {:?}, key_file = {:?} }}\n",
+        crt.display().to_string(),
+        key.display().to_string()
+    );
+    let geoip = root().join("testdata/geoip/GeoIP2-City-Test.mmdb");
+    format!(
+        "stats_interval_secs = 0\n\
+         [sources.beacons]\ntype = \"rum_beacon\"\n{tls}\
+         [sources.reports]\ntype = \"csp\"\n{tls}\
+         [sources.vitals]\ntype = \"web_vitals\"\n{tls}\
+         [sources.faro]\ntype = \"faro\"\n{tls}\
+         [sources.apm]\ntype = \"elastic_apm_rum\"\n{tls}\
+         [transforms.ua]\ntype = \"user_agent\"\n\
+         inputs = [\"beacons\", \"reports\", \"vitals\", \"faro\", \"apm\"]\n\
+         [transforms.geo]\ntype = \"geoip\"\ninputs = [\"ua\"]\ndatabase = {:?}\n\
+         [transforms.scrub]\ntype = \"scrub_url\"\ninputs = [\"geo\"]\n\
+         [transforms.sampled]\ntype = \"sample\"\ninputs = [\"scrub\"]\nrate = 1.0\n\
+         [sinks.console]\ntype = \"stdout\"\ninputs = [\"sampled\"]\n\
+         [sinks.nowhere]\ntype = \"blackhole\"\ninputs = [\"sampled\"]\n\
+         [sinks.rum_metrics]\ntype = \"prometheus\"\ninputs = [\"sampled\"]\n\
+         [sinks.es]\ntype = \"elasticsearch\"\ninputs = [\"sampled\"]\n\
+         endpoints = \"http://127.0.0.1:9\"\nhealthcheck = false\n",
+        geoip.display().to_string()
+    )
+}
+
+/// The metric families a Prometheus text page declares.
+fn families(page: &str) -> BTreeSet<String> {
+    page.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every metric docs/monitoring.md names is on the /metrics page of a running
+/// pipeline, with the labels (and label values) it shows; every metric family a
+/// pipeline of every component type shows, on /metrics and /metrics/rum, is
+/// named somewhere in the manual, so a dashboard built from the manual finds
+/// what it looks for and nothing the binary exports goes unexplained.
+#[tokio::test]
+async fn the_metrics_the_manual_names_are_the_ones_the_binary_serves() {
+    let certs = tempfile::tempdir().unwrap();
+    let (crt, key) = self_signed(certs.path());
+    let pipeline = common::Pipeline::start(&every_component(&crt, &key));
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    // One request, so that http_requests_total has a series.
+    let answer = client
+        .post(pipeline.url("/rum"))
+        .header("content-type", "text/plain")
+        .body(r#"{"v":1,"events":[{"type":"custom"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+    let get = |path: &'static str| {
+        let request = client.get(pipeline.url(path)).send();
+        async move { request.await.unwrap().text().await.unwrap() }
+    };
+    let page = get("/metrics").await;
+    let rum_page = get("/metrics/rum").await;
+    let on_page = families(&page);
+
+    let monitoring = fs::read_to_string(root().join("docs/monitoring.md")).unwrap();
+    let mut problems = Vec::new();
+    let mut named = 0;
+    for span in inline_code(&monitoring) {
+        let Some((name, labels)) = metric_reference(&span) else {
+            continue;
+        };
+        if name.starts_with("rum_") && !name.starts_with("rum_beacon_") {
+            continue; // /metrics/rum, checked below
+        }
+        named += 1;
+        if !on_page.contains(&name) {
+            problems.push(format!("`{span}`: no family {name} on /metrics"));
+            continue;
+        }
+        let series: Vec<&str> = page
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .collect();
+        for (label, values) in referenced_labels(labels.as_deref().unwrap_or("")) {
+            if !series.iter().any(|s| s.contains(&format!("{label}=\""))) {
+                problems.push(format!("`{span}`: no series of {name} has a label {label}"));
+            }
+            for value in values {
+                if !series
+                    .iter()
+                    .any(|s| s.contains(&format!("{label}=\"{value}\"")))
+                {
+                    problems.push(format!(
+                        "`{span}`: no series of {name} has {label}=\"{value}\""
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        named > 20,
+        "only {named} metrics found in monitoring.md: is the parser broken?"
+    );
+
+    let mut in_manual = BTreeSet::new();
+    for file in manual() {
+        for span in inline_code(&fs::read_to_string(&file).unwrap()) {
+            if let Some((name, _)) = metric_reference(&span) {
+                in_manual.insert(name);
+            }
+            // A family named through its histogram suffixes (`_inp_seconds`).
+            in_manual.insert(span);
+        }
+    }
+    let slo = fs::read_to_string(root().join("docs/slo.md")).unwrap();
+    for family in families(&page).iter().chain(families(&rum_page).iter()) {
+        let histogram_part = family
+            .strip_prefix("rum_web_vital")
+            .is_some_and(|rest| slo.contains(&format!("`{rest}`")));
+        if !in_manual.contains(family) && !histogram_part {
+            problems.push(format!(
+                "{family} is served but named nowhere in the manual"
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n  {}\n/metrics:\n{page}",
+        problems.len(),
+        problems.join("\n  ")
+    );
+}
+
+/// The document fields an inline code span of the manual names: `url.full`,
+/// `rum.device.*`, `service.name/version/environment` (one prefix, several
+/// last parts), `event.kind = "event"` (the field before its value).
+fn named_fields(span: &str) -> Vec<String> {
+    let field = span.split([' ', '=']).next().unwrap_or_default();
+    let Some((parent, last)) = field.rsplit_once('.') else {
+        // `@timestamp`; a bare word (`v`, `events`) is a beacon key.
+        return [field]
+            .iter()
+            .filter(|f| f.starts_with('@'))
+            .map(|f| f.to_string())
+            .collect();
+    };
+    last.split('/')
+        .map(|part| format!("{parent}.{part}"))
+        .collect()
+}
+
+/// The leaf paths of a document; an object the manual names whole (a
+/// `flattened` field such as `rum.ua_hints`) counts as one leaf.
+fn leaf_paths(value: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    match value.as_object() {
+        Some(object) if !object.is_empty() => {
+            for (key, child) in object {
+                let path = if at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{at}.{key}")
+                };
+                leaf_paths(child, &path, out);
+            }
+        }
+        _ => out.push(at.to_owned()),
+    }
+}
+
+/// The example beacon of docs/beacon-format.md, posted to the real binary: every
+/// field of the documents the stdout sink writes for it is one the page names
+/// (itself, as `prefix.*`, or a parent object it names whole), so what a user
+/// reads there is what lands in the index.
+#[tokio::test]
+async fn every_field_of_the_example_beacons_documents_is_named_on_its_page() {
+    let page = fs::read_to_string(root().join("docs/beacon-format.md")).unwrap();
+    let example = &page[page.find("```json\n").expect("the example") + 8..];
+    let example = &example[..example.find("```").unwrap()];
+    let named: BTreeSet<String> = inline_code(&page)
+        .iter()
+        .flat_map(|span| named_fields(span))
+        .collect();
+    let pipeline = common::Pipeline::start(
+        "stats_interval_secs = 0\n\
+         [sources.beacons]\ntype = \"rum_beacon\"\naddress = \"127.0.0.1:0\"\n\
+         [sinks.out]\ntype = \"stdout\"\ninputs = [\"beacons\"]\n",
+    );
+    let answer = common::client()
+        .post(pipeline.url("/rum"))
+        .header("content-type", "application/json")
+        .body(example.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204, "{}", answer.text().await.unwrap());
+    let documents = pipeline.next_documents(3, std::time::Duration::from_secs(10));
+    let mut unnamed = BTreeSet::new();
+    for document in &documents {
+        let mut paths = Vec::new();
+        leaf_paths(document, "", &mut paths);
+        for path in paths {
+            let mut ancestors = path.match_indices('.').map(|(i, _)| &path[..i]);
+            let covered = named.contains(&path)
+                || ancestors.any(|a| {
+                    named.contains(&format!("{a}.*")) || (a.contains('.') && named.contains(a))
+                });
+            if !covered {
+                unnamed.insert(path);
+            }
+        }
+    }
+    assert!(
+        unnamed.is_empty(),
+        "fields of the example beacon's documents that docs/beacon-format.md does not name: \
+         {unnamed:?}\n{documents:#?}"
+    );
+}
+
+/// The `error_type` values the manual gives: the backticked words of a table
+/// column headed by `error_type` (or `component_errors_total{error_type}`), and
+/// every `error_type="..."` (`"a"|"b"` alternatives included) in its text.
+fn documented_error_types(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let cells = |line: &str| -> Vec<String> {
+        let mut cells = Vec::new();
+        let mut cell = String::new();
+        let mut in_code = false;
+        for c in line.trim().trim_matches('|').chars() {
+            match c {
+                '`' => in_code = !in_code,
+                '|' if !in_code => {
+                    cells.push(std::mem::take(&mut cell));
+                    continue;
+                }
+                _ => {}
+            }
+            cell.push(c);
+        }
+        cells.push(cell);
+        cells
+    };
+    let mut column = None;
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with('|') {
+            column = None;
+        } else if lines.get(i + 1).is_some_and(|next| next.starts_with("|--")) {
+            column = cells(line).iter().position(|c| c.contains("error_type"));
+        } else if let Some(column) = column.filter(|_| !line.starts_with("|--")) {
+            if let Some(cell) = cells(line).get(column) {
+                for (code, span) in code_spans(cell) {
+                    if code && span.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                        found.push((i + 1, span.to_owned()));
+                    }
+                }
+            }
+        }
+        let mut rest = *line;
+        while let Some(at) = rest.find("error_type=") {
+            rest = &rest[at + "error_type=".len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || "_\"|\\".contains(c)))
+                .unwrap_or(rest.len());
+            // `"a"|"b"`, in a table cell `"a"\|"b"`.
+            for value in rest[..end].split('|') {
+                let value = value.trim_matches(['"', '\\']);
+                if !value.is_empty() {
+                    found.push((i + 1, value.to_owned()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Every `error_type` the manual lists (the tables of bad input and their
+/// answers, the sinks' failures) is a string the code writes outside its tests,
+/// so an alert or a dashboard panel written from the manual counts something.
+#[test]
+fn every_error_type_in_the_manual_is_one_the_code_counts() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let code: String = files
+        .iter()
+        .filter(|f| !f.to_string_lossy().contains("test"))
+        .map(|f| fs::read_to_string(f).unwrap())
+        .collect();
+    let mut checked = 0;
+    let mut unknown = Vec::new();
+    for file in manual() {
+        let text = fs::read_to_string(&file).unwrap();
+        for (line, error_type) in documented_error_types(&text) {
+            checked += 1;
+            if !code.contains(&format!("\"{error_type}\"")) {
+                unknown.push(format!("{}:{line}: `{error_type}`", relative(&file)));
+            }
+        }
+    }
+    assert!(
+        checked > 60,
+        "only {checked} error types found: is the parser broken?"
+    );
+    assert!(
+        unknown.is_empty(),
+        "error types the manual lists that the code never counts:\n  {}",
+        unknown.join("\n  ")
     );
 }

@@ -43,7 +43,8 @@ pub struct Builders {
 }
 
 /// HTTP/1 request heads hyper could not read. It answers them itself (400,
-/// or 431/414 for a head or URI too large) and ends the connection: no
+/// or 431 for a head over 64 KiB, a long URI included: hyper's 414 needs a
+/// URI of 64 KiB, which the head limit stops first) and ends the connection: no
 /// request reaches the router, so nothing else counts them.
 pub struct MalformedHeads {
     invalid: Counter,
@@ -55,7 +56,7 @@ impl MalformedHeads {
         let counter = |reason: &str| {
             registry.counter(
                 "http_malformed_requests_total",
-                "HTTP/1 request heads answered by the HTTP layer before any route: invalid (400) or too_large (431 for the head, 414 for the URI); the connection is closed.",
+                "HTTP/1 request heads answered by the HTTP layer before any route: invalid (400) or too_large (431, a head over 64 KiB, a long URI included); the connection is closed.",
                 &[("reason", reason)],
             )
         };

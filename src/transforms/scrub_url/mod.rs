@@ -38,6 +38,8 @@ use path_template::Route;
 
 /// `url.path_template`'s slot, resolved once (a path is a hash lookup).
 static PATH_TEMPLATE: LazyLock<FieldId> = LazyLock::new(|| FieldId::of(schema::URL_PATH_TEMPLATE));
+/// `url.full`'s slot: an event that hides it has no page.
+static URL_FULL: LazyLock<FieldId> = LazyLock::new(|| FieldId::of(schema::URL_FULL));
 pub use scrubber::{Outcome, Scrubbed, UrlScrubber};
 
 /// What happens to a parameter whose name is in `params`.
@@ -464,6 +466,11 @@ impl ScrubUrl {
     /// Scrubs the event's own fields; returns how many URLs did not parse.
     fn scrub_event(&mut self, event: &mut Event) -> u64 {
         let mut unparseable = 0;
+        // A web-vitals metric that names no page, beside one that does, hides
+        // the shared page's fields: the template made of that page is not its.
+        if event.get_own_id(*URL_FULL) == Some(None) {
+            event.remove_id(*PATH_TEMPLATE);
+        }
         // Looked at again after each write: a write may add a later field.
         let mut held = self.watch.held(event);
         for (i, field) in self.fields.iter().enumerate() {
@@ -492,10 +499,14 @@ impl ScrubUrl {
                     }
                 }
             }
-            if let Some(template) = &outcome.template {
+            match &outcome.template {
                 // A copy of its own, not a value the page's contexts share:
                 // a refcount every worker writes costs more than the copy.
-                event.set(*PATH_TEMPLATE, template.as_str());
+                Some(template) => event.set(*PATH_TEMPLATE, template.as_str()),
+                // A page of its own that makes no template (it does not
+                // parse): the shared page's is not its.
+                None if is_page && self.templates.is_some() => event.remove_id(*PATH_TEMPLATE),
+                None => {}
             }
             held = self.watch.held(event);
         }

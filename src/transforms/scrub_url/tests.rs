@@ -403,6 +403,85 @@ fn events_sharing_a_beacon_context_are_scrubbed_each() {
     }
 }
 
+/// A web-vitals metric that names no page, posted beside one that does (and
+/// without a `Referer`), hides the shared page's `url.*` fields: it has no
+/// page. Its `url.path_template` must not be the other metric's page's, or
+/// the `prometheus` sink files its vital under that page's template.
+#[test]
+fn an_event_that_hides_the_shared_page_gets_no_template_of_it() {
+    use crate::sources::web_vitals_decoder::{decode, MetricLimits, RequestFacts};
+    let body = json!([
+        {"name": "CLS", "value": 0.1, "url": "https://e.com/product/123?token=1"},
+        {"name": "INP", "value": 80}
+    ]);
+    let facts = RequestFacts {
+        received_at_ms: 1_700_000_000_000,
+        client_ip: "203.0.113.9".parse().unwrap(),
+        user_agent: None,
+        referer: None,
+    };
+    let limits = MetricLimits {
+        max_metrics: 10,
+        max_string_bytes: 1000,
+        max_depth: 8,
+        keep_entries: false,
+        client_ip: crate::privacy::ClientIpMode::Full,
+    };
+    let mut batch = decode(body.to_string().as_bytes(), &facts, &limits)
+        .unwrap()
+        .events;
+    let (mut t, _) = transform("");
+    t.transform_batch(&mut batch);
+    let with_page = batch[0].to_value();
+    assert_eq!(
+        with_page["url"]["path_template"], "/product/:id",
+        "{with_page}"
+    );
+    let without_page = batch[1].to_value();
+    assert_eq!(without_page["rum"]["vital"]["name"], "INP");
+    assert!(without_page.get("url").is_none(), "{without_page}");
+}
+
+/// An event whose own page does not parse gets no template (as the manual
+/// says of unparseable URLs), not the one of the beacon's page.
+#[test]
+fn an_event_whose_own_page_does_not_parse_gets_no_template_of_the_shared_one() {
+    use crate::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
+    let beacon = json!({
+        "v": 1,
+        "view": {"id": "v1", "url": "https://e.com/product/123"},
+        "events": [
+            {"type": "page_view"},
+            {"type": "web_vital", "name": "CLS", "value": 0.1, "view": {"id": "v0", "url": "http://e.com:99999/x"}}
+        ]
+    });
+    let facts = RequestFacts {
+        received_at_ms: 1_700_000_000_000,
+        client_ip: "203.0.113.9".parse().unwrap(),
+        user_agent: None,
+        client_hints: vec![],
+    };
+    let limits = BeaconLimits {
+        max_events: 10,
+        max_string_bytes: 1000,
+        max_depth: 8,
+        max_event_age_ms: 1000,
+        max_context_bytes: 64 * 1024,
+        client_ip: crate::privacy::ClientIpMode::Full,
+    };
+    let mut batch = decode(beacon.to_string().as_bytes(), &facts, &limits)
+        .unwrap()
+        .events;
+    let (mut t, _) = transform("");
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get_str(schema::URL_PATH_TEMPLATE),
+        Some("/product/:id")
+    );
+    let own = batch[1].to_value();
+    assert_eq!(own["url"], json!({"full": "http://e.com:99999/x"}), "{own}");
+}
+
 #[test]
 fn memo_is_bounded_and_hits_count_like_misses() {
     let (mut t, metrics) = transform("");
