@@ -186,6 +186,9 @@ pub struct Router {
     requests: RwLock<BTreeMap<(usize, u16), Counter>>,
     /// Labels for the request counter: route paths, then the built-ins.
     path_labels: Vec<String>,
+    /// `http_handler_panics_total{path}` per route, there from the start
+    /// (at 0) so that an alert on it has a series to watch.
+    panics: Vec<Counter>,
 }
 
 /// The statuses most requests get, whose counters [`Router::count`] finds
@@ -211,11 +214,22 @@ impl Router {
             METRICS_PATH.to_owned(),
             "unmatched".to_owned(),
         ]);
+        let panics = path_labels[..routes.len()]
+            .iter()
+            .map(|path| {
+                registry.counter(
+                    "http_handler_panics_total",
+                    "Requests whose handler panicked (answered 500), by path.",
+                    &[("path", path)],
+                )
+            })
+            .collect();
         Self {
             routes,
             health,
             registry,
             serve_metrics,
+            panics,
             common: path_labels.iter().map(|_| Default::default()).collect(),
             requests: RwLock::new(BTreeMap::new()),
             path_labels,
@@ -265,13 +279,7 @@ impl Router {
             path = %self.path_labels[i],
             "answering a request panicked: {message}; it was answered 500 (a bug: please report it)"
         );
-        self.registry
-            .counter(
-                "http_handler_panics_total",
-                "Requests whose handler panicked (answered 500), by path.",
-                &[("path", &self.path_labels[i])],
-            )
-            .inc();
+        self.panics[i].inc();
         let mut response = text_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
         response
             .headers_mut()
