@@ -43,7 +43,15 @@ impl FieldType {
             FieldType::Double => value.is_number(),
             FieldType::Boolean => value.is_boolean(),
             FieldType::GeoPoint => value.is_object(),
-            FieldType::Flattened => matches!(value, V::Object(_) | V::Array(_)),
+            // Elasticsearch refuses the document when a flattened field
+            // holds a value that is no object, inside an array too.
+            FieldType::Flattened => match value {
+                V::Object(_) => true,
+                V::Array(items) => items
+                    .iter()
+                    .all(|item| item.is_null() || FieldType::Flattened.accepts(item)),
+                _ => false,
+            },
         }
     }
 
@@ -492,6 +500,31 @@ mod tests {
             if let Some(previous) = seen.insert(field.path, field.ty) {
                 assert_eq!(previous, field.ty, "{} declared with two types", field.path);
             }
+        }
+    }
+
+    /// Elasticsearch indexes a `flattened` field only from an object (or an
+    /// array of objects): `"server_timing": ["db;dur=12"]` in a beacon went
+    /// into `rum.nav.server_timing` and the whole document was refused
+    /// (`mapper_parsing_exception`), where it belongs in `rum.extra`.
+    #[test]
+    fn a_flattened_field_takes_objects_and_arrays_of_objects_only() {
+        use serde_json::json;
+        for fits in [
+            json!({"a": 1}),
+            json!([{"a": 1}, null, [{"b": ["x", 1]}]]),
+            json!([]),
+        ] {
+            assert!(Flattened.accepts(&fits), "{fits}");
+        }
+        for refused in [
+            json!(["x"]),
+            json!([{"a": 1}, 2]),
+            json!([[true]]),
+            json!("x"),
+            json!(1),
+        ] {
+            assert!(!Flattened.accepts(&refused), "{refused}");
         }
     }
 
