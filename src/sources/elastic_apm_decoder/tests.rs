@@ -1165,6 +1165,24 @@ fn label_names_are_sanitized_as_apm_server_does() {
 }
 
 #[test]
+fn a_blank_label_name_is_written_as_underscores() {
+    // Elasticsearch refuses a field name of only whitespace (`labels. `),
+    // and with it the document.
+    let decoded = decode_lines(&[
+        r#"{"metadata":{"labels":{" ":"a","\t\n":"b"}}}"#,
+        r#"{"transaction":{"id":"t1","type":"route-change","context":{"tags":{"  ":"c"," x ":"d"}}}}"#,
+    ])
+    .unwrap();
+    let doc = decoded.events[0].to_value();
+    assert_eq!(
+        doc["labels"],
+        json!({"_": "a", "__": "c", " x ": "d"}),
+        "{doc}"
+    );
+    assert_eq!(decoded.events[0].label("__"), Some(&json!("c")));
+}
+
+#[test]
 fn numeric_and_boolean_labels_are_written_as_strings() {
     // Under `labels.*` a number made the index map the name as `long` (a
     // boolean as `boolean`): every later document with that label as a
