@@ -439,7 +439,8 @@ const REPORT: &[PayloadField] = &[
     p("body", REPORT_BODY, Flattened),
 ];
 
-/// Fields written by the enrichment transforms.
+/// Fields written by the enrichment transforms, and the labels the pipeline
+/// sets itself.
 pub const ENRICHMENT_FIELDS: &[Field] = &[
     f("user_agent.name", Keyword),
     f("user_agent.version", Keyword),
@@ -462,6 +463,8 @@ pub const ENRICHMENT_FIELDS: &[Field] = &[
     // `true` on crawlers, headless browsers and test tools (user_agent
     // transform); mapped so dashboards can split synthetic from real traffic.
     f(LABELS_SYNTHETIC, Boolean),
+    // `true` on CSP violations of extensions and injectors (csp source).
+    f(LABEL_CSP_NOISE, Boolean),
 ];
 
 /// The tracing ids an event of a tracing SDK carries (see `TRACE_ID`): one

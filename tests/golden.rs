@@ -6,6 +6,11 @@
 //! leave them identical, or the difference is a deliberate, reviewed edit.
 //!
 //! Regenerate after a deliberate change: `GOLDEN_UPDATE=1 cargo test --test golden`.
+//!
+//! The same documents are indexed in a model of Elasticsearch's mapping
+//! (`support/mapping.rs`) against the template the sink installs: each one
+//! must be a document Elasticsearch takes, not one it refuses item by item
+//! into the dead-letter file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -124,147 +129,187 @@ impl Chain {
     }
 }
 
-/// (fixture name, events) for every fixture.
-fn decode_fixtures() -> Vec<(String, Batch)> {
+/// Which decoder reads a fixture body.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Beacon,
+    ReportUri,
+    ReportingApi,
+    WebVitals,
+    Faro,
+    ApmV2,
+    ApmV3,
+}
+
+/// Every fixture: (name, decoder, body), in golden-file order.
+fn fixtures() -> Vec<(String, Kind, Vec<u8>)> {
     let mut out = Vec::new();
-    let beacon_limits = BeaconLimits {
-        max_events: 500,
-        max_string_bytes: 16 * 1024,
-        max_depth: 20,
-        max_event_age_ms: 24 * 3_600_000,
-        max_context_bytes: 64 * 1024,
-        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
-    };
+    let read = |path: &Path| std::fs::read(path).unwrap();
     for path in files(&root().join("testdata/beacons")) {
-        let body = std::fs::read(&path).unwrap();
-        let facts = RequestFacts {
-            received_at_ms: RECEIVED_AT_MS,
-            client_ip: CLIENT_IP.parse().unwrap(),
-            user_agent: Some(CHROME_UA),
-            client_hints: vec![("sec_ch_ua_platform", "\"Windows\"")],
-        };
-        let decoded = beacon_decoder::decode(&body, &facts, &beacon_limits)
-            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
-        out.push((name(&path, "beacons"), decoded.events));
+        out.push((name(&path, "beacons"), Kind::Beacon, read(&path)));
     }
-    let report_limits = ReportLimits {
-        max_reports: 100,
-        max_string_bytes: 16 * 1024,
-        max_depth: 20,
-        max_age_ms: 24 * 3_600_000,
-        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
-    };
-    let noise = NoiseRules::new(&rum_pipeline::sources::csp::default_noise_hosts());
-    let facts = ReportFacts {
-        received_at_ms: RECEIVED_AT_MS,
-        client_ip: "2001:db8::1".parse().unwrap(),
-        user_agent: Some(CHROME_UA),
-    };
-    for (dir, reporting_api) in [("csp/report-uri", false), ("csp/reporting-api", true)] {
+    for (dir, kind) in [
+        ("csp/report-uri", Kind::ReportUri),
+        ("csp/reporting-api", Kind::ReportingApi),
+    ] {
         for path in files(&root().join("testdata").join(dir)) {
-            let body = std::fs::read(&path).unwrap();
-            let decoded = if reporting_api {
-                csp_report::decode_reporting_api(&body, &facts, &report_limits, &noise)
-            } else {
-                csp_report::decode_report_uri(&body, &facts, &report_limits, &noise)
-            }
-            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
-            let events = decoded.reports.into_iter().map(|r| r.event).collect();
-            out.push((name(&path, "csp"), events));
+            out.push((name(&path, "csp"), kind, read(&path)));
         }
     }
-    out.extend(decode_sdk_fixtures());
+    let sdk = root().join("testdata/sdk");
+    for path in files(&sdk.join("web-vitals")) {
+        if !path.to_string_lossy().ends_with(".meta.json") {
+            out.push((name(&path, "sdk"), Kind::WebVitals, read(&path)));
+        }
+    }
+    for path in files(&sdk.join("faro")) {
+        if !path.ends_with("meta.json") {
+            out.push((name(&path, "sdk"), Kind::Faro, read(&path)));
+        }
+    }
+    for path in files_ending(&sdk.join("elastic-apm-rum"), "ndjson") {
+        let file = path.file_name().unwrap().to_string_lossy();
+        let kind = if file.starts_with("v2") {
+            Kind::ApmV2
+        } else {
+            Kind::ApmV3
+        };
+        out.push((name(&path, "sdk"), kind, read(&path)));
+    }
     out
 }
 
-/// What the real SDKs sent (`testdata/sdk/`), each through its decoder.
-fn decode_sdk_fixtures() -> Vec<(String, Batch)> {
-    let mut out = Vec::new();
+/// A body through its decoder, with the limits and request facts the golden
+/// files were made with: the events, or why the body was refused.
+fn decode(kind: Kind, body: &[u8]) -> Result<Batch, String> {
     let ip = CLIENT_IP.parse().unwrap();
-    let sdk = root().join("testdata/sdk");
-    let limits = web_vitals_decoder::MetricLimits {
-        max_metrics: 50,
-        max_string_bytes: 16 * 1024,
-        max_depth: 20,
-        keep_entries: false,
-        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
-    };
-    let facts = web_vitals_decoder::RequestFacts {
-        received_at_ms: RECEIVED_AT_MS,
-        client_ip: ip,
-        user_agent: Some(CHROME_UA),
-        referer: Some("https://shop.example.com/"),
-    };
-    for path in files(&sdk.join("web-vitals")) {
-        if path.to_string_lossy().ends_with(".meta.json") {
-            continue;
+    let client_ip = rum_pipeline::privacy::ClientIpMode::default();
+    match kind {
+        Kind::Beacon => {
+            let limits = BeaconLimits {
+                max_events: 500,
+                max_string_bytes: 16 * 1024,
+                max_depth: 20,
+                max_event_age_ms: 24 * 3_600_000,
+                max_context_bytes: 64 * 1024,
+                client_ip,
+            };
+            let facts = RequestFacts {
+                received_at_ms: RECEIVED_AT_MS,
+                client_ip: ip,
+                user_agent: Some(CHROME_UA),
+                client_hints: vec![("sec_ch_ua_platform", "\"Windows\"")],
+            };
+            beacon_decoder::decode(body, &facts, &limits)
+                .map(|d| d.events)
+                .map_err(|e| format!("{e:?}"))
         }
-        let body = std::fs::read(&path).unwrap();
-        let decoded = web_vitals_decoder::decode(&body, &facts, &limits)
-            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
-        out.push((name(&path, "sdk"), decoded.events));
-    }
-    let limits = faro_decoder::FaroLimits {
-        max_items: 500,
-        max_string_bytes: 16 * 1024,
-        max_depth: 20,
-        max_event_age_ms: i64::MAX,
-        max_context_bytes: 64 * 1024,
-        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
-    };
-    let facts = faro_decoder::RequestFacts {
-        received_at_ms: RECEIVED_AT_MS,
-        client_ip: ip,
-        user_agent: Some(CHROME_UA),
-        session_header: None,
-    };
-    for path in files(&sdk.join("faro")) {
-        if path.ends_with("meta.json") {
-            continue;
+        Kind::ReportUri | Kind::ReportingApi => {
+            let limits = ReportLimits {
+                max_reports: 100,
+                max_string_bytes: 16 * 1024,
+                max_depth: 20,
+                max_age_ms: 24 * 3_600_000,
+                client_ip,
+            };
+            let noise = NoiseRules::new(&rum_pipeline::sources::csp::default_noise_hosts());
+            let facts = ReportFacts {
+                received_at_ms: RECEIVED_AT_MS,
+                client_ip: "2001:db8::1".parse().unwrap(),
+                user_agent: Some(CHROME_UA),
+            };
+            let decoded = if matches!(kind, Kind::ReportingApi) {
+                csp_report::decode_reporting_api(body, &facts, &limits, &noise)
+            } else {
+                csp_report::decode_report_uri(body, &facts, &limits, &noise)
+            };
+            decoded
+                .map(|d| d.reports.into_iter().map(|r| r.event).collect())
+                .map_err(|e| format!("{e:?}"))
         }
-        let body = std::fs::read(&path).unwrap();
-        let decoded = faro_decoder::decode(&body, &facts, &limits)
-            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
-        out.push((name(&path, "sdk"), decoded.events));
+        Kind::WebVitals => {
+            let limits = web_vitals_decoder::MetricLimits {
+                max_metrics: 50,
+                max_string_bytes: 16 * 1024,
+                max_depth: 20,
+                keep_entries: false,
+                client_ip,
+            };
+            let facts = web_vitals_decoder::RequestFacts {
+                received_at_ms: RECEIVED_AT_MS,
+                client_ip: ip,
+                user_agent: Some(CHROME_UA),
+                referer: Some("https://shop.example.com/"),
+            };
+            web_vitals_decoder::decode(body, &facts, &limits)
+                .map(|d| d.events)
+                .map_err(|e| format!("{e:?}"))
+        }
+        Kind::Faro => {
+            let limits = faro_decoder::FaroLimits {
+                max_items: 500,
+                max_string_bytes: 16 * 1024,
+                max_depth: 20,
+                max_event_age_ms: i64::MAX,
+                max_context_bytes: 64 * 1024,
+                client_ip,
+            };
+            let facts = faro_decoder::RequestFacts {
+                received_at_ms: RECEIVED_AT_MS,
+                client_ip: ip,
+                user_agent: Some(CHROME_UA),
+                session_header: None,
+            };
+            faro_decoder::decode(body, &facts, &limits)
+                .map(|d| d.events)
+                .map_err(|e| format!("{e:?}"))
+        }
+        Kind::ApmV2 | Kind::ApmV3 => {
+            let limits = elastic_apm_decoder::ApmLimits {
+                max_events: 1000,
+                max_event_bytes: 300 * 1024,
+                max_string_bytes: 16 * 1024,
+                max_depth: 20,
+                keep_breakdown: false,
+                max_context_bytes: 64 * 1024,
+                client_ip,
+            };
+            let facts = elastic_apm_decoder::RequestFacts {
+                received_at_ms: RECEIVED_AT_MS,
+                client_ip: ip,
+                user_agent: Some(CHROME_UA),
+                version: if matches!(kind, Kind::ApmV2) {
+                    elastic_apm_decoder::ApiVersion::V2
+                } else {
+                    elastic_apm_decoder::ApiVersion::V3
+                },
+            };
+            let decoded =
+                elastic_apm_decoder::decode(body, &facts, &limits).map_err(|e| format!("{e:?}"))?;
+            if !decoded.errors.is_empty() {
+                return Err(format!("{:?}", decoded.errors));
+            }
+            Ok(decoded.events)
+        }
     }
-    let limits = elastic_apm_decoder::ApmLimits {
-        max_events: 1000,
-        max_event_bytes: 300 * 1024,
-        max_string_bytes: 16 * 1024,
-        max_depth: 20,
-        keep_breakdown: false,
-        max_context_bytes: 64 * 1024,
-        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
-    };
-    for path in files_ending(&sdk.join("elastic-apm-rum"), "ndjson") {
-        let version = if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("v2")
-        {
-            elastic_apm_decoder::ApiVersion::V2
-        } else {
-            elastic_apm_decoder::ApiVersion::V3
-        };
-        let facts = elastic_apm_decoder::RequestFacts {
-            received_at_ms: RECEIVED_AT_MS,
-            client_ip: ip,
-            user_agent: Some(CHROME_UA),
-            version,
-        };
-        let body = std::fs::read(&path).unwrap();
-        let decoded = elastic_apm_decoder::decode(&body, &facts, &limits)
-            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
-        assert!(
-            decoded.errors.is_empty(),
-            "{}: {:?}",
-            path.display(),
-            decoded.errors
-        );
-        out.push((name(&path, "sdk"), decoded.events));
-    }
-    assert!(out.len() >= 20, "SDK fixtures went missing");
+}
+
+/// (fixture name, events) for every fixture.
+fn decode_fixtures() -> Vec<(String, Batch)> {
+    let out: Vec<(String, Batch)> = fixtures()
+        .into_iter()
+        .map(|(name, kind, body)| {
+            let events = decode(kind, &body).unwrap_or_else(|e| panic!("{name}: {e}"));
+            (name, events)
+        })
+        .collect();
+    assert!(
+        out.iter()
+            .filter(|(name, _)| name.starts_with("sdk-"))
+            .count()
+            >= 20,
+        "SDK fixtures went missing"
+    );
     out
 }
 
@@ -360,4 +405,52 @@ fn fixtures_through_the_prod_shaped_chain_match_the_golden_files() {
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[path = "support/mapping.rs"]
+mod mapping;
+
+/// A new index's mapping, from the component template the sink installs.
+fn installed_mapping() -> mapping::IndexMapping {
+    mapping::IndexMapping::from_component_template(
+        &rum_pipeline::sinks::elasticsearch::templates::component_template(),
+    )
+}
+
+/// The bulk body of a fixture's events through the chain.
+fn bulk_of(chain: &mut Chain, events: Batch) -> String {
+    render(&chain.process(events)).1
+}
+
+/// Every document the fixtures make, indexed (in a model of Elasticsearch's
+/// mapping, `support/mapping.rs`) against the component template the sink
+/// installs — the generated one, so this keeps holding as the schema grows:
+/// none is refused, and every field is in the template or matched by one of
+/// its dynamic templates (a field left to Elasticsearch's defaults takes the
+/// type of the first value it sees, and a later value of another type is
+/// refused).
+#[test]
+fn every_fixture_document_fits_the_installed_template() {
+    let fresh = installed_mapping();
+    let mut chain = Chain::new();
+    let mut indices = BTreeMap::new();
+    let mut refused = Vec::new();
+    for (name, events) in decode_fixtures() {
+        let documents = mapping::parse_bulk(&bulk_of(&mut chain, events));
+        refused.extend(mapping::index_documents(
+            &fresh,
+            &mut indices,
+            &documents,
+            &name,
+        ));
+    }
+    assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
+    let untemplated: std::collections::BTreeSet<String> = indices
+        .values()
+        .flat_map(mapping::IndexMapping::untemplated_fields)
+        .collect();
+    assert!(
+        untemplated.is_empty(),
+        "mapped by Elasticsearch's defaults, not by the template: {untemplated:#?}"
+    );
 }
