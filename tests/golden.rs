@@ -454,3 +454,42 @@ fn every_fixture_document_fits_the_installed_template() {
         "mapped by Elasticsearch's defaults, not by the template: {untemplated:#?}"
     );
 }
+
+/// Elasticsearch's date detection maps a new string field that looks like
+/// a date as `date`: an agent label `release` first sent as `"2024-01-15"`
+/// made `labels.release` a date in that day's index, and every later event
+/// with `release: "nightly"` was refused (dead-lettered). Labels are
+/// keywords whatever their first value looks like.
+#[test]
+fn a_label_that_looks_like_a_date_stays_a_keyword() {
+    let fresh = installed_mapping();
+    let mut chain = Chain::new();
+    let mut indices = BTreeMap::new();
+    let mut refused = Vec::new();
+    for (i, release) in ["2024-01-15", "2024/01/15 10:00:00 +0000", "nightly"]
+        .iter()
+        .enumerate()
+    {
+        let body = format!(
+            "{{\"metadata\":{{\"service\":{{\"name\":\"shop\",\"agent\":{{\"name\":\"rum-js\",\"version\":\"5.17.5\"}}}},\"labels\":{{\"release\":\"{release}\"}}}}}}\n\
+             {{\"transaction\":{{\"id\":\"b4fa01e4afd4011{i}\",\"trace_id\":\"f62821b3312a3b3f226f70a2d8f0ea06\",\"name\":\"page-exit\",\"type\":\"page-exit\",\"duration\":177,\"context\":{{\"tags\":{{\"built\":\"{release}\"}}}},\"span_count\":{{\"started\":0}}}}}}\n"
+        );
+        let events = decode(Kind::ApmV2, body.as_bytes()).unwrap();
+        let documents = mapping::parse_bulk(&bulk_of(&mut chain, events));
+        assert!(!documents.is_empty());
+        refused.extend(mapping::index_documents(
+            &fresh,
+            &mut indices,
+            &documents,
+            release,
+        ));
+    }
+    assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
+    for mapping in indices.values() {
+        assert_eq!(
+            mapping.type_of("labels.release").as_deref(),
+            Some("keyword")
+        );
+        assert_eq!(mapping.type_of("labels.built").as_deref(), Some("keyword"));
+    }
+}

@@ -5,8 +5,8 @@
 //! the sink writes (as a data stream in `data_stream` mode).
 //!
 //! Dynamic policy: `labels.*` and other unforeseen strings map to `keyword`
-//! (`ignore_above` 1024) so dashboards can aggregate them; known fields never
-//! depend on dynamic mapping.
+//! (`ignore_above` 1024) so dashboards can aggregate them, never to `date`
+//! (no date detection); known fields never depend on dynamic mapping.
 
 use serde_json::{json, Map, Value};
 
@@ -61,6 +61,10 @@ pub fn component_template() -> Value {
         "template": {
             "mappings": {
                 "dynamic": true,
+                // Every date the pipeline writes is mapped: detection would
+                // only make a label whose first value looks like a date a
+                // `date`, and refuse every later one that does not.
+                "date_detection": false,
                 "dynamic_templates": [
                     {"labels": {"path_match": format!("{}.*", schema::LABELS), "match_mapping_type": "string",
                         "mapping": {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}}},
