@@ -493,3 +493,49 @@ fn a_label_that_looks_like_a_date_stays_a_keyword() {
         assert_eq!(mapping.type_of("labels.built").as_deref(), Some("keyword"));
     }
 }
+
+/// A `flattened` field (`rum.extra`, attributions, report bodies) indexes
+/// each leaf as one `key\0value` term, and Lucene refuses a term over 32766
+/// bytes — with it the whole document. The csp source takes strings of up
+/// to 32 KiB (its `max_string_bytes`), a beacon keys and values of 16 KiB
+/// each: a report with one long unknown value, or an attribution with a long
+/// key and value, was refused into the dead-letter file. Such a value is
+/// stored, unindexed.
+#[test]
+fn a_long_value_in_a_flattened_field_is_stored_not_refused() {
+    let fresh = installed_mapping();
+    let mut chain = Chain::new();
+    let mut indices = BTreeMap::new();
+    let limits = ReportLimits {
+        max_reports: 100,
+        max_string_bytes: 32 * 1024,
+        max_depth: 20,
+        max_age_ms: 24 * 3_600_000,
+        client_ip: rum_pipeline::privacy::ClientIpMode::default(),
+    };
+    let noise = NoiseRules::new(&rum_pipeline::sources::csp::default_noise_hosts());
+    let facts = ReportFacts {
+        received_at_ms: RECEIVED_AT_MS,
+        client_ip: "2001:db8::1".parse().unwrap(),
+        user_agent: Some(CHROME_UA),
+    };
+    let report = serde_json::json!({"csp-report": {
+        "document-uri": "https://shop.example.com/", "violated-directive": "script-src",
+        "blocked-uri": "inline", "x-note": "a".repeat(32 * 1024)}});
+    let decoded =
+        csp_report::decode_report_uri(report.to_string().as_bytes(), &facts, &limits, &noise)
+            .unwrap();
+    let events: Batch = decoded.reports.into_iter().map(|r| r.event).collect();
+    let mut documents = mapping::parse_bulk(&bulk_of(&mut chain, events));
+    let key = "k".repeat(16 * 1024);
+    let beacon = format!(
+        r#"{{"v":1,"session":{{"id":"s"}},"view":{{"id":"v","url":"https://shop.example.com/"}},"events":[
+            {{"type":"web_vital","ts":{RECEIVED_AT_MS},"name":"CLS","value":0.1,"attribution":{{"{key}":"{}"}}}}]}}"#,
+        "v".repeat(16 * 1024)
+    );
+    let events = decode(Kind::Beacon, beacon.as_bytes()).unwrap();
+    documents.extend(mapping::parse_bulk(&bulk_of(&mut chain, events)));
+    assert_eq!(documents.len(), 2);
+    let refused = mapping::index_documents(&fresh, &mut indices, &documents, "long");
+    assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
+}

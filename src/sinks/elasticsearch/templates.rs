@@ -18,6 +18,14 @@ use crate::sources::MAX_JSON_DEPTH;
 /// `ignore_above` for keywords: longer values are stored but not indexed.
 const KEYWORD_IGNORE_ABOVE: u32 = 1024;
 
+/// `ignore_above` for the leaves of `flattened` fields (UTF-16 units).
+/// Each leaf is indexed as one `key\0value` term, and Lucene refuses a term
+/// over 32766 bytes with the whole document; without a limit a source's
+/// longest string (32 KiB for CSP reports, 16 KiB key plus 16 KiB value in a
+/// beacon) did that. 8191 units take at most 24573 bytes, leaving room for
+/// keys of 8 KB; longer values are stored, not indexed.
+const FLATTENED_IGNORE_ABOVE: u32 = 8191;
+
 fn mapping(ty: FieldType) -> Value {
     match ty {
         FieldType::Keyword => json!({"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}),
@@ -29,7 +37,11 @@ fn mapping(ty: FieldType) -> Value {
         // Elasticsearch refuses a document nested deeper than a flattened
         // field's `depth_limit` (20 by default); a source may take bodies
         // `MAX_JSON_DEPTH` deep, and such a field is inside the body.
-        FieldType::Flattened => json!({"type": "flattened", "depth_limit": MAX_JSON_DEPTH}),
+        FieldType::Flattened => json!({
+            "type": "flattened",
+            "depth_limit": MAX_JSON_DEPTH,
+            "ignore_above": FLATTENED_IGNORE_ABOVE
+        }),
         other => json!({"type": other.es_type()}),
     }
 }
