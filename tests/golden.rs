@@ -10,7 +10,8 @@
 //! The same documents are indexed in a model of Elasticsearch's mapping
 //! (`support/mapping.rs`) against the template the sink installs: each one
 //! must be a document Elasticsearch takes, not one it refuses item by item
-//! into the dead-letter file.
+//! into the dead-letter file — and so must the documents of every fixture
+//! with one hostile value or key.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -538,4 +539,207 @@ fn a_long_value_in_a_flattened_field_is_stored_not_refused() {
     assert_eq!(documents.len(), 2);
     let refused = mapping::index_documents(&fresh, &mut indices, &documents, "long");
     assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
+}
+
+/// What a browser (or anyone posting) may put where a fixture has a value:
+/// another JSON type, an integer past `long`, a fraction, an empty string, a
+/// date-like string, `"NaN"`.
+fn hostile_values() -> Vec<serde_json::Value> {
+    use serde_json::json;
+    vec![
+        json!("x"),
+        json!(""),
+        json!(7),
+        json!(1.5),
+        json!(9_223_372_036_854_775_808_u64),
+        json!(true),
+        json!({"x": 1}),
+        json!(["x"]),
+        json!([1, "x"]),
+        json!("2024-01-15"),
+        json!("NaN"),
+    ]
+}
+
+/// Keys a browser may add to any object: names Elasticsearch refuses, and
+/// names that collide with mapped fields once dots are read as paths.
+fn hostile_keys() -> Vec<String> {
+    let mut keys: Vec<String> = [
+        "",
+        ".",
+        "a.",
+        ".a",
+        "a..b",
+        " ",
+        "_id",
+        "_source",
+        "url",
+        "url.full",
+        "event.x",
+        "labels",
+        "rum.extra",
+        "\u{0}",
+        "a\u{0}b",
+        "@timestamp",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    keys.push("k".repeat(300));
+    keys
+}
+
+/// The variants of `body` with one value replaced or one key added, each
+/// with what was changed: `(description, body)`. A site names the place
+/// without array positions, in the event type around it (`web_vital
+/// /events/*/value = "x"`), so the fixtures' many alike events are tried
+/// once (`new_site` says whether a site is new).
+fn mutants(
+    kind: Kind,
+    body: &[u8],
+    mut new_site: impl FnMut(&str) -> bool,
+) -> Vec<(String, Vec<u8>)> {
+    use serde_json::Value;
+    let ndjson = matches!(kind, Kind::ApmV2 | Kind::ApmV3);
+    let docs: Vec<Value> = if ndjson {
+        String::from_utf8_lossy(body)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    } else {
+        vec![serde_json::from_slice(body).unwrap()]
+    };
+    let write = |docs: &[Value]| -> Vec<u8> {
+        if ndjson {
+            let mut out = String::new();
+            for d in docs {
+                out.push_str(&d.to_string());
+                out.push('\n');
+            }
+            out.into_bytes()
+        } else {
+            docs[0].to_string().into_bytes()
+        }
+    };
+    /// (JSON pointer, site, is an object) of every value.
+    fn places(value: &Value, at: &str, site: &str, out: &mut Vec<(String, String, bool)>) {
+        out.push((at.to_owned(), site.to_owned(), value.is_object()));
+        match value {
+            Value::Object(map) => {
+                let of_type = map.get("type").and_then(Value::as_str);
+                for (k, v) in map {
+                    let escaped = k.replace('~', "~0").replace('/', "~1");
+                    let site = match of_type {
+                        Some(t) => format!("{t} {site}/{k}"),
+                        None => format!("{site}/{k}"),
+                    };
+                    places(v, &format!("{at}/{escaped}"), &site, out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    places(v, &format!("{at}/{i}"), &format!("{site}/*"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (line, doc) in docs.iter().enumerate() {
+        let mut at = Vec::new();
+        places(doc, "", "", &mut at);
+        for (pointer, site, is_object) in at {
+            // The body (or line) itself stays an object.
+            if !pointer.is_empty() {
+                for value in hostile_values() {
+                    let what = format!("{pointer} = {value}");
+                    if !new_site(&format!("{site} = {value}")) {
+                        continue;
+                    }
+                    let mut docs = docs.clone();
+                    *docs[line].pointer_mut(&pointer).unwrap() = value;
+                    out.push((format!("line {line} {what}"), write(&docs)));
+                }
+            }
+            if is_object {
+                for key in hostile_keys() {
+                    let what = format!("{pointer} + {key:?}");
+                    if !new_site(&format!("{site} + {key:?}")) {
+                        continue;
+                    }
+                    let mut docs = docs.clone();
+                    let target = docs[line].pointer_mut(&pointer).unwrap();
+                    target
+                        .as_object_mut()
+                        .unwrap()
+                        .insert(key, Value::from("v"));
+                    out.push((format!("line {line} {what}"), write(&docs)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every fixture with one hostile value or key, through its decoder and the
+/// chain: whatever the decoder accepts must be a document Elasticsearch
+/// indexes, both after the fixture's own documents (which set the dynamic
+/// mappings) and before them (so a `labels.x` that is a number once and a
+/// string the next time is caught either way round).
+#[test]
+fn hostile_variants_of_the_fixtures_fit_the_installed_template() {
+    let fresh = installed_mapping();
+    let mut chain = Chain::new();
+    let mut refused: BTreeMap<String, String> = BTreeMap::new();
+    let mut tried = 0;
+    let mut sites = std::collections::HashSet::new();
+    for (name, kind, body) in fixtures() {
+        let original = mapping::parse_bulk(&bulk_of(&mut chain, decode(kind, &body).unwrap()));
+        let mut after_original = BTreeMap::new();
+        let refused_originals =
+            mapping::index_documents(&fresh, &mut after_original, &original, &name);
+        assert!(refused_originals.is_empty(), "{refused_originals:?}");
+        let variants = mutants(kind, &body, |site| sites.insert(format!("{kind:?} {site}")));
+        for (what, mutant) in variants {
+            let Ok(events) = decode(kind, &mutant) else {
+                continue; // refused with a 4xx: the sender is told
+            };
+            tried += 1;
+            let documents = mapping::parse_bulk(&bulk_of(&mut chain, events));
+            let mut after = after_original.clone();
+            let mut before = BTreeMap::new();
+            let mut reasons = mapping::index_documents(&fresh, &mut after, &documents, &name);
+            reasons.extend(mapping::index_documents(
+                &fresh,
+                &mut before,
+                &documents,
+                &name,
+            ));
+            reasons.extend(mapping::index_documents(
+                &fresh,
+                &mut before,
+                &original,
+                &name,
+            ));
+            for reason in reasons {
+                let reason = reason
+                    .split_once(": ")
+                    .map_or(reason.clone(), |r| r.1.to_owned());
+                refused
+                    .entry(format!("{kind:?}: {reason}"))
+                    .or_insert_with(|| format!("{name} {what}"));
+            }
+        }
+    }
+    assert!(tried > 3_000, "only {tried} variants decoded");
+    let report: Vec<String> = refused
+        .iter()
+        .map(|(reason, example)| format!("{reason}\n    e.g. {example}"))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{} kinds of refused documents:\n{}",
+        refused.len(),
+        report.join("\n")
+    );
 }
