@@ -43,7 +43,15 @@ impl FieldType {
             FieldType::Double => value.is_number(),
             FieldType::Boolean => value.is_boolean(),
             FieldType::GeoPoint => value.is_object(),
-            FieldType::Flattened => matches!(value, V::Object(_) | V::Array(_)),
+            // Elasticsearch refuses the document when a flattened field
+            // holds a value that is no object, inside an array too.
+            FieldType::Flattened => match value {
+                V::Object(_) => true,
+                V::Array(items) => items
+                    .iter()
+                    .all(|item| item.is_null() || FieldType::Flattened.accepts(item)),
+                _ => false,
+            },
         }
     }
 
@@ -431,7 +439,8 @@ const REPORT: &[PayloadField] = &[
     p("body", REPORT_BODY, Flattened),
 ];
 
-/// Fields written by the enrichment transforms.
+/// Fields written by the enrichment transforms, and the labels the pipeline
+/// sets itself.
 pub const ENRICHMENT_FIELDS: &[Field] = &[
     f("user_agent.name", Keyword),
     f("user_agent.version", Keyword),
@@ -454,6 +463,8 @@ pub const ENRICHMENT_FIELDS: &[Field] = &[
     // `true` on crawlers, headless browsers and test tools (user_agent
     // transform); mapped so dashboards can split synthetic from real traffic.
     f(LABELS_SYNTHETIC, Boolean),
+    // `true` on CSP violations of extensions and injectors (csp source).
+    f(LABEL_CSP_NOISE, Boolean),
 ];
 
 /// The tracing ids an event of a tracing SDK carries (see `TRACE_ID`): one
@@ -492,6 +503,31 @@ mod tests {
             if let Some(previous) = seen.insert(field.path, field.ty) {
                 assert_eq!(previous, field.ty, "{} declared with two types", field.path);
             }
+        }
+    }
+
+    /// Elasticsearch indexes a `flattened` field only from an object (or an
+    /// array of objects): `"server_timing": ["db;dur=12"]` in a beacon went
+    /// into `rum.nav.server_timing` and the whole document was refused
+    /// (`mapper_parsing_exception`), where it belongs in `rum.extra`.
+    #[test]
+    fn a_flattened_field_takes_objects_and_arrays_of_objects_only() {
+        use serde_json::json;
+        for fits in [
+            json!({"a": 1}),
+            json!([{"a": 1}, null, [{"b": ["x", 1]}]]),
+            json!([]),
+        ] {
+            assert!(Flattened.accepts(&fits), "{fits}");
+        }
+        for refused in [
+            json!(["x"]),
+            json!([{"a": 1}, 2]),
+            json!([[true]]),
+            json!("x"),
+            json!(1),
+        ] {
+            assert!(!Flattened.accepts(&refused), "{refused}");
         }
     }
 

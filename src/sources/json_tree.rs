@@ -411,7 +411,13 @@ impl Json<'_> {
             FieldType::Double => self.is_number(),
             FieldType::Boolean => matches!(self, Json::Bool(_)),
             FieldType::GeoPoint => self.is_object(),
-            FieldType::Flattened => matches!(self, Json::Object(_) | Json::Array(_)),
+            FieldType::Flattened => match self {
+                Json::Object(_) => true,
+                Json::Array(items) => items
+                    .iter()
+                    .all(|item| item.is_null() || item.fits(FieldType::Flattened)),
+                _ => false,
+            },
         }
     }
 }
@@ -511,6 +517,40 @@ mod tests {
         assert_eq!(Value::Object(obj.clone().into()), parsed);
         assert_eq!(Json::Object(obj.clone()).to_string(), parsed.to_string());
         assert_eq!(Json::from(parsed.clone()), Json::Object(obj));
+    }
+
+    #[test]
+    fn a_tree_fits_a_type_as_its_value_is_accepted() {
+        let values = [
+            r#"{"a":1}"#,
+            r#"[{"a":1},null,[{"b":["x",1]}]]"#,
+            "[]",
+            r#"["x"]"#,
+            r#"[{"a":1},2]"#,
+            "[[true]]",
+            r#""x""#,
+            "1",
+            "9223372036854775808",
+            "1.5",
+            "true",
+        ];
+        for text in values {
+            let value: Value = serde_json::from_str(text).unwrap();
+            for ty in [
+                FieldType::Keyword,
+                FieldType::Long,
+                FieldType::Double,
+                FieldType::Boolean,
+                FieldType::GeoPoint,
+                FieldType::Flattened,
+            ] {
+                assert_eq!(
+                    Json::from(value.clone()).fits(ty),
+                    ty.accepts(&value),
+                    "{text} as {ty:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::FunctionTransform;
 use crate::conditions::{unknown_key, Condition, ConditionParts, ConditionSet};
 use crate::config::CheckConfig;
 use crate::event::{context_runs, Batch, Event, FieldValue};
+use crate::schema::{self, FieldType};
 
 /// Most `when` rules one transform takes: the matches of an event are kept in a `u64`.
 pub const MAX_WHEN_RULES: usize = 64;
@@ -71,6 +72,7 @@ impl LabelSet {
 
     fn push(&mut self, raw_name: &str, value: String) -> Result<(), String> {
         let name = sanitize_name(raw_name)?;
+        check_mapped_type(raw_name, &name, &value)?;
         if self.0.iter().any(|(k, _)| *k == name) {
             return Err(format!(
                 "label `{}`: `labels.{name}` is already set by another entry (names are sanitized to letters, digits and `_`)",
@@ -96,6 +98,29 @@ impl LabelSet {
             set.push(name, value.to_owned())?;
         }
         Ok(set)
+    }
+}
+
+/// A label the pipeline sets itself (`synthetic`, `csp_noise`) is mapped
+/// `boolean` in the index template: any other value there than `true` or
+/// `false` made Elasticsearch refuse the document.
+fn check_mapped_type(raw_name: &str, name: &str, value: &str) -> Result<(), String> {
+    let path = format!("{}.{name}", schema::LABELS);
+    let Some(field) = schema::all_fields().find(|f| f.path == path) else {
+        return Ok(());
+    };
+    match field.ty {
+        FieldType::Boolean if value == "true" || value == "false" => Ok(()),
+        FieldType::Boolean => Err(format!(
+            "label `{}`: `{path}` is mapped boolean in Elasticsearch (the pipeline sets it), so its value must be true or false, not `{value}`",
+            raw_name.trim()
+        )),
+        ty if ty.takes_strings() => Ok(()),
+        ty => Err(format!(
+            "label `{}`: `{path}` is mapped {} in Elasticsearch, which a label's text cannot fill",
+            raw_name.trim(),
+            ty.es_type()
+        )),
     }
 }
 
@@ -391,6 +416,30 @@ mod tests {
         assert_eq!(
             out["labels"],
             json!({"env": "production", "team_name": "web", "app_version": "3", "beta": "true", "ratio": "0.5"})
+        );
+    }
+
+    #[test]
+    fn a_label_the_template_maps_boolean_takes_only_true_or_false() {
+        // `labels.synthetic` and `labels.csp_noise` are mapped boolean (the
+        // pipeline sets them): `synthetic = "no"` passed validation, and
+        // Elasticsearch refused every document it labelled.
+        for bad in [
+            r#"labels = { synthetic = "no" }"#,
+            r#"from_string = "csp_noise=maybe""#,
+            "[[when]]\nfield = \"rum.type\"\nequals = \"error\"\nlabels = { synthetic = 1 }",
+        ] {
+            let message = error(bad);
+            assert!(
+                message.contains("`labels.") && message.contains("true or false"),
+                "{bad}: {message}"
+            );
+        }
+        let config = config(r#"labels = { synthetic = true, csp_noise = "false" }"#);
+        let out = labelled(&config, json!({"rum": {"type": "action"}}));
+        assert_eq!(
+            out["labels"],
+            json!({"synthetic": "true", "csp_noise": "false"})
         );
     }
 

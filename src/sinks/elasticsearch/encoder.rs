@@ -172,12 +172,63 @@ impl BulkBatch {
         self.body.extend_from_slice(b"\"}}\n");
         let source = self.body.len();
         event.write_json(&mut self.body);
+        replace_nul_in_keys(&mut self.body, source);
         self.body.push(b'\n');
         self.items.push(ItemSpan {
             start,
             source,
             end: self.body.len(),
         });
+    }
+}
+
+/// Elasticsearch refuses a whole document (`mapper_parsing_exception`) when
+/// a key inside a `flattened` field (`rum.extra`, attributions, report
+/// bodies: keys the browser chose) holds `\0`, its separator of key and value.
+/// Such keys get U+FFFD in its place, and a number of them when that name is
+/// taken, so the event is stored and nothing is lost. A `\0` is written only
+/// as `\u0000`: a document without that text (all but hostile ones) is left
+/// as written.
+fn replace_nul_in_keys(body: &mut Vec<u8>, start: usize) {
+    if memchr::memmem::find(&body[start..], b"\\u0000").is_none() {
+        return;
+    }
+    let Ok(mut document) = serde_json::from_slice::<Value>(&body[start..]) else {
+        return;
+    };
+    if rename_nul_keys(&mut document) {
+        body.truncate(start);
+        // Writing a `Value` into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut *body, &document);
+    }
+}
+
+/// Whether a key was renamed (see [`replace_nul_in_keys`]).
+fn rename_nul_keys(value: &mut Value) -> bool {
+    match value {
+        Value::Object(map) => {
+            let mut renamed = false;
+            for child in map.values_mut() {
+                renamed |= rename_nul_keys(child);
+            }
+            if !map.keys().any(|k| k.contains('\0')) {
+                return renamed;
+            }
+            let with_nul: Vec<String> = map.keys().filter(|k| k.contains('\0')).cloned().collect();
+            for key in with_nul {
+                let child = map.remove(&key).unwrap_or_default();
+                let mut name = key.replace('\0', "\u{fffd}");
+                while map.contains_key(&name) {
+                    name.push('\u{fffd}');
+                }
+                map.insert(name, child);
+            }
+            true
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |renamed, item| rename_nul_keys(item) | renamed),
+        _ => false,
     }
 }
 
@@ -368,6 +419,43 @@ mod tests {
             document_id(&report, b"{\"a\":1}"),
             document_id(&report, b"{\"a\":1}")
         );
+    }
+
+    /// Elasticsearch refuses a whole document when a key inside a
+    /// `flattened` field holds `\0` (it separates key and value in the
+    /// index): a beacon with such a key in its unknown fields lost the event,
+    /// dead-lettered. The key is kept with U+FFFD in its place; values, and
+    /// the `_id`, are as they were.
+    #[test]
+    fn a_nul_in_a_key_is_replaced_so_the_document_is_indexed() {
+        let router = router();
+        let time = chrono::Utc.with_ymd_and_hms(2026, 3, 7, 10, 0, 1).unwrap();
+        let index = router.prepare(&time);
+        let mut event = vital(1);
+        event.insert(
+            schema::RUM_EXTRA,
+            json!({"a\u{0}b": "v\u{0}", "list": [{"\u{0}": 1}], "a\u{fffd}b": 2}),
+        );
+        event.insert(schema::RUM_VITAL_ATTRIBUTION, json!({"x\u{0}": {"y": 3}}));
+        let mut batch = BulkBatch::default();
+        let mut scratch = Vec::new();
+        batch.push(&event, &index, &mut scratch);
+        batch.push(&vital(2), &index, &mut scratch);
+        let document: Value = serde_json::from_slice(batch.items[0].document(&batch.body)).unwrap();
+        assert_eq!(
+            document["rum"]["extra"],
+            json!({"a\u{fffd}b\u{fffd}": "v\u{0}", "list": [{"\u{fffd}": 1}], "a\u{fffd}b": 2})
+        );
+        assert_eq!(
+            document["rum"]["vital"]["attribution"],
+            json!({"x\u{fffd}": {"y": 3}})
+        );
+        assert_eq!(document["rum"]["vital"]["value"], json!(1234.5));
+        // The spans still cut the body into its lines.
+        let second: Value = serde_json::from_slice(batch.items[1].document(&batch.body)).unwrap();
+        assert_eq!(second["rum"]["seq"], json!(2));
+        let action: Value = serde_json::from_slice(batch.items[0].action(&batch.body)).unwrap();
+        assert_eq!(action["create"]["_id"], json!(document_id(&event, b"")));
     }
 
     #[test]

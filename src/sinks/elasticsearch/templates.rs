@@ -5,8 +5,8 @@
 //! the sink writes (as a data stream in `data_stream` mode).
 //!
 //! Dynamic policy: `labels.*` and other unforeseen strings map to `keyword`
-//! (`ignore_above` 1024) so dashboards can aggregate them; known fields never
-//! depend on dynamic mapping.
+//! (`ignore_above` 1024) so dashboards can aggregate them, never to `date`
+//! (no date detection); known fields never depend on dynamic mapping.
 
 use serde_json::{json, Map, Value};
 
@@ -17,8 +17,13 @@ use crate::sources::MAX_JSON_DEPTH;
 
 /// `ignore_above` for keywords: longer values are stored but not indexed.
 const KEYWORD_IGNORE_ABOVE: u32 = 1024;
-/// `ignore_above` for the leaves of `flattened` fields (see `mapping`).
-const FLATTENED_IGNORE_ABOVE: u32 = 4096;
+/// `ignore_above` for the leaves of `flattened` fields (UTF-16 units).
+/// Each leaf is indexed as one `key\0value` term, and Lucene refuses a term
+/// over 32766 bytes with the whole document; without a limit a source's
+/// longest string (32 KiB for CSP reports, 16 KiB key plus 16 KiB value in a
+/// beacon) did that. 8191 units take at most 24573 bytes, leaving room for
+/// keys of 8 KB; longer values are stored, not indexed.
+const FLATTENED_IGNORE_ABOVE: u32 = 8191;
 
 fn mapping(field: &schema::Field) -> Value {
     match field.ty {
@@ -38,10 +43,6 @@ fn mapping(field: &schema::Field) -> Value {
         // Elasticsearch refuses a document nested deeper than a flattened
         // field's `depth_limit` (20 by default); a source may take bodies
         // `MAX_JSON_DEPTH` deep, and such a field is inside the body.
-        // Each leaf is indexed as one term, key NUL value, and Lucene
-        // refuses a term over 32,766 bytes, failing the whole document: past
-        // `ignore_above` UTF-16 units (3 UTF-8 bytes at most each) a value
-        // stays in `_source` unindexed, leaving room for a 16 KiB key.
         FieldType::Flattened => json!({
             "type": "flattened",
             "depth_limit": MAX_JSON_DEPTH,
@@ -78,6 +79,10 @@ pub fn component_template() -> Value {
         "template": {
             "mappings": {
                 "dynamic": true,
+                // Every date the pipeline writes is mapped: detection would
+                // only make a label whose first value looks like a date a
+                // `date`, and refuse every later one that does not.
+                "date_detection": false,
                 "dynamic_templates": [
                     {"labels": {"path_match": format!("{}.*", schema::LABELS), "match_mapping_type": "string",
                         "mapping": {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}}},

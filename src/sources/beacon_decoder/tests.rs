@@ -515,6 +515,37 @@ fn every_value_a_beacon_sent_is_in_the_documents() {
 }
 
 #[test]
+fn an_array_of_values_for_an_object_field_is_kept_in_rum_extra() {
+    // `flattened` takes objects only: `["db;dur=12"]` in
+    // `rum.nav.server_timing` made the whole document a mapping error at
+    // the sink (dead-lettered). Both the fast path and the general one.
+    let body = r#"{"v": 1, "events": [
+        {"type": "page_view", "server_timing": ["db;dur=12"]},
+        {"server_timing": [{"name": "db"}, 3], "type": "page_view"},
+        {"type": "page_view", "server_timing": [{"name": "db", "dur": 12}]}
+    ]}"#;
+    let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
+    let kept: Vec<_> = decoded
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.get("rum.nav.server_timing").cloned(),
+                e.get("rum.extra.server_timing").cloned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (None, Some(json!(["db;dur=12"]))),
+            (None, Some(json!([{"name": "db"}, 3]))),
+            (Some(json!([{"name": "db", "dur": 12}])), None),
+        ]
+    );
+}
+
+#[test]
 fn an_integer_past_i64_is_kept_in_rum_extra_not_in_a_long_field() {
     // Elasticsearch's `long` is signed: 2^63 in `rum.resource.transfer_size`
     // made the whole document a mapping error at the sink (dead-lettered).

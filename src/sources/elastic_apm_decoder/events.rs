@@ -280,10 +280,13 @@ static RESERVED_LABELS: LazyLock<[&'static str; 2]> = LazyLock::new(|| {
 /// as `_`, and an empty name as `_`. Elasticsearch reads a dot as a path,
 /// so a label `env.x` made the index map `labels.env` as an object, and
 /// every later document with an `env` label was refused; it refuses an
-/// empty field name, and with it the document.
+/// empty field name, and one of only whitespace, and with it the document
+/// (a blank name is written as as many `_`).
 fn label_name<'a>(name: &Cow<'a, str>) -> Cow<'a, str> {
     if name.is_empty() {
         Cow::Borrowed("_")
+    } else if name.trim().is_empty() {
+        Cow::Owned("_".repeat(name.chars().count()))
     } else if name.contains(['.', '*', '"']) {
         Cow::Owned(name.replace(['.', '*', '"'], "_"))
     } else {

@@ -1100,6 +1100,30 @@ fn a_frame_keeps_an_abs_path_the_stack_text_does_not_show() {
 }
 
 #[test]
+fn a_line_or_column_past_i64_is_not_put_in_a_long_field() {
+    // Elasticsearch's `long` is signed: a first frame's `lineno` of 2^63 in
+    // `rum.error.line` made the whole error document a mapping error at the
+    // sink (dead-lettered). The frames keep it.
+    let decoded = decode_lines(&[
+        META,
+        r#"{"error":{"exception":{"message":"m","stacktrace":[{"filename":"app.js","lineno":9223372036854775808,"colno":18446744073709551615}]}}}"#,
+        r#"{"error":{"exception":{"message":"m","stacktrace":[{"filename":"app.js","lineno":9223372036854775807,"colno":1}]}}}"#,
+    ])
+    .unwrap();
+    let error = &decoded.events[0];
+    assert_eq!(error.get("rum.error.line"), None);
+    assert_eq!(error.get("rum.error.column"), None);
+    assert_eq!(
+        error.get("rum.extra.exception.stacktrace"),
+        Some(&json!([{"filename": "app.js", "lineno": 9223372036854775808u64, "colno": u64::MAX}]))
+    );
+    assert_eq!(
+        decoded.events[1].get("rum.error.line"),
+        Some(&json!(i64::MAX))
+    );
+}
+
+#[test]
 fn a_line_that_is_not_utf8_is_refused_alone() {
     // A body cut inside a character (a name or URL that is not ASCII) was
     // refused whole as not UTF-8, its good lines with it; as any line that
@@ -1162,6 +1186,24 @@ fn label_names_are_sanitized_as_apm_server_does() {
         doc["labels"],
         json!({"env_x": "1", "a_b": "2", "q_t": "true", "ab_c": "b", "_": "e"})
     );
+}
+
+#[test]
+fn a_blank_label_name_is_written_as_underscores() {
+    // Elasticsearch refuses a field name of only whitespace (`labels. `),
+    // and with it the document.
+    let decoded = decode_lines(&[
+        r#"{"metadata":{"labels":{" ":"a","\t\n":"b"}}}"#,
+        r#"{"transaction":{"id":"t1","type":"route-change","context":{"tags":{"  ":"c"," x ":"d"}}}}"#,
+    ])
+    .unwrap();
+    let doc = decoded.events[0].to_value();
+    assert_eq!(
+        doc["labels"],
+        json!({"_": "a", "__": "c", " x ": "d"}),
+        "{doc}"
+    );
+    assert_eq!(decoded.events[0].label("__"), Some(&json!("c")));
 }
 
 #[test]

@@ -199,7 +199,14 @@ impl Builder {
                     whole &= render_frame(frame, &mut stack);
                     if i == 0 {
                         let string = |k| frame.get(k).and_then(Json::as_str);
-                        let number = |k| frame.get(k).and_then(Json::as_u64);
+                        // `rum.error.line`/`column` are `long`, which is
+                        // signed: a larger number stays in the stack text.
+                        let number = |k| {
+                            frame
+                                .get(k)
+                                .and_then(Json::as_u64)
+                                .filter(|n| i64::try_from(*n).is_ok())
+                        };
                         if let Some(file) = string("filename") {
                             fields.push((ids.error_source, Some(Value::from(file).into())));
                         }

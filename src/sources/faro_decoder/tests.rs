@@ -718,6 +718,35 @@ fn a_column_without_a_line_keeps_the_frames() {
 }
 
 #[test]
+fn a_line_or_column_past_i64_is_not_put_in_a_long_field() {
+    // Elasticsearch's `long` is signed: a first frame's `lineno` of 2^63 in
+    // `rum.error.line` made the whole error document a mapping error at the
+    // sink (dead-lettered). The stack text still shows it.
+    let decoded = decode_json(json!({
+        "exceptions": [{"type": "Error", "value": "boom", "stacktrace": {"frames": [
+            {"filename": "https://a.example/app.js", "function": "render",
+             "lineno": 9_223_372_036_854_775_808_u64, "colno": u64::MAX}]}}]
+    }))
+    .unwrap();
+    let error = &decoded.events[0];
+    assert_eq!(error.get("rum.error.line"), None);
+    assert_eq!(error.get("rum.error.column"), None);
+    assert_eq!(
+        error.get_str("error.stack_trace"),
+        Some("Error: boom\n    at render (https://a.example/app.js:9223372036854775808:18446744073709551615)")
+    );
+    let decoded = decode_json(json!({
+        "exceptions": [{"type": "Error", "value": "boom", "stacktrace": {"frames": [
+            {"filename": "https://a.example/app.js", "lineno": i64::MAX, "colno": 1}]}}]
+    }))
+    .unwrap();
+    assert_eq!(
+        decoded.events[0].get("rum.error.line"),
+        Some(&json!(i64::MAX))
+    );
+}
+
+#[test]
 fn a_repeated_nested_key_costs_lookups_in_proportion() {
     // Each `context` object took the item's other pairs out of that name,
     // a pass over them all: a 950 KB item of 40 000 keys and 40 000

@@ -103,10 +103,13 @@ impl Builder<'_> {
             fields.push((s_stack.0, Some(stack.into())));
         }
         if let Some(first) = frames.and_then(|f| f.first()) {
-            if let Some(line) = first.get("lineno").filter(|l| l.is_u64()) {
+            // Both fields are `long`, which is signed: a larger number
+            // stays in the frames only.
+            let position = |n: &&Json<'_>| n.is_u64() && n.fits(FieldType::Long);
+            if let Some(line) = first.get("lineno").filter(position) {
                 fields.push((s_line.0, Some(line.clone().into())));
             }
-            if let Some(column) = first.get("colno").filter(|c| c.is_u64()) {
+            if let Some(column) = first.get("colno").filter(position) {
                 fields.push((ids.error_column.0, Some(column.clone().into())));
             }
         }
