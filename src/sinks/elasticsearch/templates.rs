@@ -21,9 +21,10 @@ const KEYWORD_IGNORE_ABOVE: u32 = 1024;
 /// Each leaf is indexed as one `key\0value` term, and Lucene refuses a term
 /// over 32766 bytes with the whole document; without a limit a source's
 /// longest string (32 KiB for CSP reports, 16 KiB key plus 16 KiB value in a
-/// beacon) did that. 8191 units take at most 24573 bytes, leaving room for
-/// keys of 8 KB; longer values are stored, not indexed.
-const FLATTENED_IGNORE_ABOVE: u32 = 8191;
+/// beacon) did that. 4096 units take at most 12288 bytes, leaving room for
+/// a key as long as the default `max_string_bytes` (16 KiB); longer values
+/// are stored, not indexed.
+const FLATTENED_IGNORE_ABOVE: u32 = 4096;
 
 fn mapping(field: &schema::Field) -> Value {
     match field.ty {
