@@ -42,7 +42,12 @@ const VITAL_CONTEXT_KEYS: &[(&str, &str)] = &[
 ];
 
 /// `faro.performance.navigation` attributes → `page_view` payload keys.
-/// Faro sends every attribute as a string; numbers are parsed back.
+/// Faro sends every attribute as a string; numbers are parsed back. The
+/// milestones mean what the other sources' do: `load` is the load event's
+/// end from the navigation's start (the entry's `duration`, the project's
+/// client's `loadEventEnd`), and `pageLoadTime` (`domComplete -
+/// fetchStart`, the Elastic APM agent's `dom_complete`) is `dom_complete`;
+/// as `load` it left out the load event and any redirect.
 const NAVIGATION_KEYS: &[(&str, &str)] = &[
     ("type", "navigation_type"),
     ("redirectTime", "redirect"),
@@ -51,7 +56,8 @@ const NAVIGATION_KEYS: &[(&str, &str)] = &[
     ("tlsNegotiationTime", "tls"),
     ("ttfb", "ttfb"),
     ("responseTime", "response"),
-    ("pageLoadTime", "load"),
+    ("duration", "load"),
+    ("pageLoadTime", "dom_complete"),
     ("transferSize", "transfer_size"),
     ("encodedBodySize", "encoded_size"),
     ("decodedBodySize", "decoded_size"),

@@ -671,15 +671,10 @@ impl<'a> Builder<'a> {
             }
             keep_rest(extra, "session", session);
         }
-        if let Some(rate) = map.remove("sample_rate") {
-            put(
-                &mut fields,
-                extra,
-                (ids.sample_rate, FieldType::Double),
-                "sample_rate",
-                rate,
-            );
-        }
+        // `sample_rate` stays in the object (and lands in `rum.extra`): the
+        // agent sends every transaction, an unsampled one with rate 0, so
+        // a transaction's documents each stand for one page load or
+        // interaction, never for `1 / sample_rate` of them (see `span`).
         (fields, context, tags)
     }
 

@@ -120,13 +120,14 @@ fn fixture_v3_page_load_is_a_page_view_its_vitals_and_spans() {
         view["rum"]["sdk"],
         json!({"name": "rum-js", "version": "5.17.5"})
     );
-    assert_eq!(view["rum"]["sample_rate"], 1);
+    assert_eq!(view["rum"].get("sample_rate"), None, "sent sampled or not");
     assert_eq!(view["rum"]["seq"], 0);
     // What has no field of its own is kept, abbreviations spelled out.
     let extra = &view["rum"]["extra"];
     assert_eq!(extra["name"], "home");
     assert_eq!(extra["duration"], 296);
     assert_eq!(extra["sampled"], true);
+    assert_eq!(extra["sample_rate"], 1);
     assert_eq!(extra["session"], json!({"sequence": 1}));
     assert_eq!(extra.get("trace_id"), None, "it is trace.id");
     assert_eq!(extra.get("id"), None, "it is transaction.id");
@@ -1248,4 +1249,49 @@ fn a_label_named_as_one_the_pipeline_sets_is_kept_aside() {
         tr.get("rum.extra.context.tags"),
         Some(&json!({"csp.noise": true}))
     );
+}
+
+/// The agent sends every transaction, sampled or not (an unsampled one as
+/// `sampled: false, sample_rate: 0`, without spans): a transaction's
+/// documents are each one page load or interaction, never a sample. Only a
+/// span stands for `1 / sample_rate` spans. `rum.sample_rate = 0` made
+/// the documented estimate `sum(1 / rum.sample_rate)` infinite, and a
+/// sampled page load at 0.1 counted as ten beside the unsampled ones.
+#[test]
+fn only_spans_carry_the_agents_sample_rate() {
+    let decoded = decode_lines(&[
+        META,
+        r#"{"transaction":{"id":"t0","type":"page-load","sampled":false,"sample_rate":0,"marks":{"agent":{"largestContentfulPaint":900}}}}"#,
+        r#"{"transaction":{"id":"t1","type":"route-change","name":"/cart","sampled":true,"sample_rate":0.1}}"#,
+        r#"{"span":{"id":"s1","transaction_id":"t1","type":"resource","subtype":"script","name":"a.js","sample_rate":0.1}}"#,
+        r#"{"span":{"id":"s2","transaction_id":"t1","type":"resource","subtype":"script","name":"b.js","sample_rate":0}}"#,
+        r#"{"span":{"id":"s3","transaction_id":"t1","type":"resource","subtype":"script","name":"c.js","sample_rate":1.5}}"#,
+    ])
+    .unwrap();
+    assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
+    let docs: Vec<Value> = decoded.events.iter().map(Event::to_value).collect();
+    let rate = |doc: &Value| doc["rum"].get("sample_rate").cloned();
+    let kept = |doc: &Value| doc["rum"]["extra"]["sample_rate"].clone();
+    assert_eq!(
+        types(&decoded),
+        [
+            "page_view",
+            "web_vital",
+            "action",
+            "resource",
+            "resource",
+            "resource"
+        ]
+    );
+    for doc in &docs[..3] {
+        assert_eq!(rate(doc), None, "{doc}");
+    }
+    assert_eq!(kept(&docs[0]), 0);
+    assert_eq!(kept(&docs[2]), 0.1);
+    assert_eq!(rate(&docs[3]), Some(json!(0.1)));
+    for doc in &docs[4..] {
+        assert_eq!(rate(doc), None, "not a rate: {doc}");
+    }
+    assert_eq!(kept(&docs[4]), 0);
+    assert_eq!(kept(&docs[5]), 1.5);
 }

@@ -139,6 +139,13 @@ fn the_real_sdks_bodies_become_the_expected_documents() {
     assert!(page_views[0].get("rum.nav.ttfb").unwrap().is_number());
     assert!(page_views[0].get("rum.nav.transfer_size").unwrap().is_i64());
     assert_eq!(page_views[0].get_str("rum.nav.protocol"), Some("http/1.1"));
+    // `rum.nav.load` is the load event's end from the navigation's start,
+    // as the project's client (`loadEventEnd`) sends it: the entry's
+    // `duration`. `pageLoadTime` is `domComplete - fetchStart`, what the
+    // Elastic APM agent's `dom_complete` is (ms after `fetchStart`).
+    let nav = |key: &str| page_views[0].get(key).and_then(Value::as_f64);
+    assert_eq!(nav("rum.nav.load"), Some(171.0), "duration");
+    assert_eq!(nav("rum.nav.dom_complete"), Some(169.0), "pageLoadTime");
     assert!(page_views[0]
         .get("rum.extra.attributes.faroNavigationId")
         .is_some());

@@ -118,14 +118,16 @@ impl Builder<'_> {
         } = SpanKeys::sort(span);
         // A span's own: kind, name, timing, sizes, the HTTP call.
         let mut fields = self.fields_of_view(view);
-        if let Some(rate) = sample_rate {
-            put(
-                &mut fields,
-                &mut extra,
-                (ids.sample_rate, FieldType::Double),
-                "sample_rate",
-                rate,
-            );
+        // Spans are recorded only in sampled transactions: a span stands
+        // for `1 / sample_rate` of them, what `rum.sample_rate` says. A
+        // rate outside (0, 1] is no probability (`sum(1 / rum.sample_rate)`
+        // went infinite on a 0): kept as sent.
+        match sample_rate {
+            Some(rate) if rate.as_f64().is_some_and(|r| r > 0.0 && r <= 1.0) => {
+                fields.push((ids.sample_rate, Some(Value::from(rate).into())));
+            }
+            Some(rate) => extra.insert("sample_rate", rate),
+            None => {}
         }
         let ty = ty.unwrap_or_default();
         let base = ty.split('.').next().unwrap_or_default();
