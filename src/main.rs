@@ -368,6 +368,7 @@ fn init_logging() {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    stderr_log::install_panic_hook();
     if let Some((text, e)) = unreadable {
         tracing::warn!("RUM_LOG={text:?} is not a log filter ({e}); logging at info");
     }

@@ -205,6 +205,36 @@ pub fn register(registry: &Registry) {
     );
 }
 
+/// Panic messages go through the queue too. Rust's default hook writes them
+/// to stderr from the panicking thread, a worker when a handler or a
+/// transform hits a bug: on a stalled stderr that worker waited for ever
+/// (the panic is caught, and the pipeline meant to go on). The hook waits
+/// at most `EXIT_FLUSH` for the message to be out, so a panic that ends the
+/// process (on the main thread) is still on stderr before it exits.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        push(Kind::Log, panic_message(info));
+        flush(EXIT_FLUSH);
+    }));
+}
+
+/// What the default hook writes: the thread, where, the message, and the
+/// backtrace when `RUST_BACKTRACE` asks for one.
+fn panic_message(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("<unnamed>");
+    let mut text = format!("\nthread '{name}' {info}\n");
+    let backtrace = std::backtrace::Backtrace::capture();
+    if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+        text.push_str(&format!("stack backtrace:\n{backtrace}\n"));
+    } else {
+        text.push_str(
+            "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n",
+        );
+    }
+    text
+}
+
 /// The `tracing` subscriber's writer: each event's line goes to the queue.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogWriter;
@@ -305,5 +335,35 @@ mod tests {
         assert_eq!(text.lines().count(), 10, "{text}");
         assert!(text.starts_with("first\nline 0\n"), "{text}");
         assert!(text.ends_with("line 7\nan error\n"), "{text}");
+    }
+
+    /// The queued panic message reads as the default hook's: the thread,
+    /// where, and the message (what the fuzzer and a reader search for).
+    #[test]
+    fn a_panic_message_names_its_thread_place_and_message() {
+        let got = Arc::new(Mutex::new(String::new()));
+        let into = got.clone();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() == Some("panicking-worker") {
+                *into.lock().unwrap() = panic_message(info);
+            }
+        }));
+        let joined = std::thread::Builder::new()
+            .name("panicking-worker".into())
+            .spawn(|| panic!("byte index 3 is out of bounds"))
+            .unwrap()
+            .join();
+        std::panic::set_hook(previous);
+        assert!(joined.is_err());
+        let text = got.lock().unwrap().clone();
+        assert!(
+            text.starts_with("\nthread 'panicking-worker' panicked at src/stderr_log.rs:"),
+            "{text}"
+        );
+        assert!(
+            text.contains(":\nbyte index 3 is out of bounds\n"),
+            "{text}"
+        );
     }
 }
