@@ -21,6 +21,7 @@ pub mod schema;
 pub mod shutdown;
 pub mod sinks;
 pub mod sources;
+pub mod stderr_log;
 mod str_index;
 pub mod telemetry;
 #[cfg(test)]

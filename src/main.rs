@@ -10,6 +10,7 @@ use rum_pipeline::config::{self, Loaded};
 use rum_pipeline::health_probe;
 use rum_pipeline::http::limits::{raise_fd_limit, FD_RESERVE};
 use rum_pipeline::sinks::{elasticsearch, prometheus, SinkConfig};
+use rum_pipeline::stderr_log;
 use rum_pipeline::topology::{self, RunOptions};
 
 // Events are many small maps and strings: mimalloc makes their churn several
@@ -90,6 +91,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let code = run_cli();
+    // Log lines wait in a queue for their writer thread (a stalled stderr
+    // must not hold a worker): out before exiting, unless stderr is stuck.
+    stderr_log::flush(stderr_log::EXIT_FLUSH);
+    code
+}
+
+fn run_cli() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     if let Some(Command::Health { url, timeout_ms }) = &cli.command {
@@ -109,6 +118,8 @@ fn main() -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
+    // Before what a subcommand writes to stderr itself.
+    stderr_log::flush(stderr_log::EXIT_FLUSH);
     if let Some(Command::Templates { out }) = &cli.command {
         return templates(&loaded.config, out.as_deref());
     }
@@ -139,6 +150,7 @@ fn main() -> ExitCode {
     let built = match built {
         Ok(built) => built,
         Err(errors) => {
+            stderr_log::flush(stderr_log::EXIT_FLUSH);
             for e in &errors {
                 eprintln!("error: {}: {e}", loaded.config.file);
             }
@@ -352,10 +364,11 @@ fn init_logging() {
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(stderr_log::LogWriter)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    stderr_log::install_panic_hook();
     if let Some((text, e)) = unreadable {
         tracing::warn!("RUM_LOG={text:?} is not a log filter ({e}); logging at info");
     }

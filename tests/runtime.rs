@@ -1303,3 +1303,49 @@ fn stdout_commands_handle_a_closed_pipe_and_a_full_disk() {
         );
     }
 }
+
+/// Stderr that nobody reads (a log collector that stalls, as Docker's
+/// default `blocking` log mode lets it; `2>&1 | less`) fills its pipe, and
+/// then every write to it waits. The access log never waited; the other log
+/// lines were written by the thread that logged them: the stats line on a
+/// worker, "shutting down" on the thread that runs the drain, which then
+/// waited for ever, so SIGTERM was never obeyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_while_stderr_is_stalled() {
+    let config = r#"
+stats_interval_secs = 1
+shutdown_timeout_secs = 2
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[sinks.out]
+type = "blackhole"
+inputs = ["beacons"]
+"#;
+    let mut p = Pipeline::start(config);
+    p.stall_stderr();
+    // Access-log lines of ~2 KB: the pipe fills, then the access log's
+    // queue, which says so in its counter.
+    let mut body = beacon("stalled-log", 1);
+    body["view"]["url"] = json!(format!("https://shop.example.com/{}", "a".repeat(2000)));
+    let body = body.to_string();
+    let mut filled = false;
+    for round in 0..100 {
+        for _ in 0..100 {
+            let r = post(&p, body.clone(), &[("content-type", "application/json")]).await;
+            assert_eq!(r.status(), 204, "round {round}");
+        }
+        if p.metric("access_log_lines_dropped_total", &[]).await > 0.0 {
+            filled = true;
+            break;
+        }
+    }
+    assert!(filled, "stderr never filled");
+    // Serving goes on with the log stuck.
+    let health = client().get(p.url("/health")).send().await.expect("health");
+    assert_eq!(health.status(), 200);
+    let status = tokio::task::spawn_blocking(move || p.terminate(Duration::from_secs(60)))
+        .await
+        .expect("join");
+    assert!(status.success(), "{status:?}");
+}

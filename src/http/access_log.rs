@@ -4,101 +4,12 @@
 //! on the terminal.
 
 use std::fmt::Write as _;
-use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::OnceLock;
 
-use crate::telemetry::Registry;
+use crate::stderr_log::{self, Kind};
 
-/// Lines waiting for the writer thread. A line is at most ~2.1 KB (the page
-/// URL is cut at `MAX_PAGE_BYTES`), so a stalled stderr holds ≤ ~2 MB;
-/// beyond that, lines are dropped and counted rather than queued.
-const QUEUE_LINES: usize = 1024;
-
-/// Bytes of the page URL a line keeps.
+/// Bytes of the page URL a line keeps: a line is at most ~2.1 KB, so the
+/// queue of `stderr_log::QUEUE_LINES` lines holds at most ~2 MB.
 const MAX_PAGE_BYTES: usize = 2048;
-
-static STDERR_LOG: OnceLock<LineQueue> = OnceLock::new();
-
-/// A bounded queue of lines in front of one writer thread.
-struct LineQueue {
-    tx: Option<mpsc::SyncSender<String>>,
-    dropped: AtomicU64,
-}
-
-impl LineQueue {
-    fn spawn(capacity: usize, mut out: impl Write + Send + 'static) -> Self {
-        let (tx, rx) = mpsc::sync_channel::<String>(capacity);
-        let spawned = std::thread::Builder::new()
-            .name("access-log".into())
-            .spawn(move || {
-                let mut batch = String::new();
-                while let Ok(line) = rx.recv() {
-                    batch.clear();
-                    batch.push_str(&line);
-                    // Batch whatever else is already queued, then write once.
-                    while batch.len() < 256 * 1024 {
-                        let Ok(more) = rx.try_recv() else { break };
-                        batch.push_str(&more);
-                    }
-                    let _ = out.write_all(batch.as_bytes());
-                }
-            });
-        match spawned {
-            Ok(_) => Self {
-                tx: Some(tx),
-                dropped: AtomicU64::new(0),
-            },
-            Err(e) => {
-                tracing::error!("cannot start the access-log writer: {e}");
-                Self {
-                    tx: None,
-                    dropped: AtomicU64::new(0),
-                }
-            }
-        }
-    }
-
-    /// Never waits: a full queue drops the line and counts it.
-    fn push(&self, line: String) {
-        let Some(tx) = &self.tx else { return };
-        if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(line) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Locks stderr per write, never for the thread's life: the logger writes to
-/// stderr too, and would wait forever.
-struct Stderr;
-
-impl Write for Stderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        std::io::stderr().lock().write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        std::io::stderr().lock().write_all(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().lock().flush()
-    }
-}
-
-fn stderr_log() -> &'static LineQueue {
-    STDERR_LOG.get_or_init(|| LineQueue::spawn(QUEUE_LINES, Stderr))
-}
-
-/// Exports `access_log_lines_dropped_total`: lines not written because
-/// stderr could not keep up (a paused terminal, a stalled pipe).
-pub fn register(registry: &Registry) {
-    registry.counter_fn(
-        "access_log_lines_dropped_total",
-        "Access-log lines dropped because stderr did not keep up.",
-        &[],
-        || stderr_log().dropped.load(Ordering::Relaxed) as f64,
-    );
-}
 
 /// Formats one access-log line (with its newline).
 pub fn format_line(method: &str, path: &str, page: Option<&str>, body_bytes: usize) -> String {
@@ -154,78 +65,14 @@ fn page_without_secrets(page: &str) -> String {
     }
 }
 
-/// Queues one line for stderr; never waits (see [`QUEUE_LINES`]).
+/// Queues one line for stderr; never waits (see [`stderr_log`]).
 pub fn log(method: &str, path: &str, page: Option<&str>, body_bytes: usize) {
-    stderr_log().push(format_line(method, path, page, body_bytes));
+    stderr_log::push(Kind::Access, format_line(method, path, page, body_bytes));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    /// Blocks every write until `open` is set, then keeps what it got;
-    /// `entered` says a write has begun (the writer thread is stuck in it).
-    struct Gate {
-        open: Arc<(Mutex<bool>, std::sync::Condvar)>,
-        entered: Arc<std::sync::atomic::AtomicBool>,
-        written: Arc<Mutex<Vec<u8>>>,
-    }
-
-    impl Write for Gate {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.entered.store(true, Ordering::SeqCst);
-            let (lock, cvar) = &*self.open;
-            let mut open = lock.lock().unwrap();
-            while !*open {
-                open = cvar.wait(open).unwrap();
-            }
-            self.written.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn a_stalled_writer_holds_a_bounded_queue_and_counts_the_rest() {
-        let open = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-        let entered = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let written = Arc::new(Mutex::new(Vec::new()));
-        let queue = LineQueue::spawn(
-            8,
-            Gate {
-                open: open.clone(),
-                entered: entered.clone(),
-                written: written.clone(),
-            },
-        );
-        // The writer takes the first line and is stuck writing it.
-        queue.push("first\n".to_owned());
-        let start = std::time::Instant::now();
-        while !entered.load(Ordering::SeqCst) {
-            assert!(start.elapsed().as_secs() < 10, "the writer never wrote");
-            std::thread::yield_now();
-        }
-        // 8 lines wait; the rest are dropped at once, never waiting or piling up.
-        for i in 0..1000 {
-            queue.push(format!("line {i}\n"));
-        }
-        assert_eq!(queue.dropped.load(Ordering::Relaxed), 1000 - 8);
-        *open.0.lock().unwrap() = true;
-        open.1.notify_all();
-        for _ in 0..1000 {
-            let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
-            if text.lines().count() == 9 {
-                assert!(text.starts_with("first\nline 0\n"), "{text}");
-                assert!(text.ends_with("line 7\n"), "{text}");
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        panic!("the 9 kept lines never reached the writer");
-    }
 
     #[test]
     fn line_has_the_canarytrace_shape() {
@@ -271,7 +118,7 @@ mod tests {
         );
     }
 
-    /// The queue's bound in bytes (`QUEUE_LINES` lines of ~2.1 KB) holds
+    /// The queue's bound in bytes (`stderr_log::QUEUE_LINES` lines of ~2.1 KB) holds
     /// only if a line does: a page that is not a URL is cut as it came, and
     /// 2,048 four-byte characters made 8 KiB lines, a 4 × larger queue.
     #[test]

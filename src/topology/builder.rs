@@ -104,7 +104,7 @@ pub struct Built {
 /// Builds every component. Errors name the component.
 pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
     let registry = Registry::new();
-    crate::http::access_log::register(&registry);
+    crate::stderr_log::register(&registry);
     let health = Arc::new(Health::default());
     let shutdown = ShutdownTrigger::new();
     let mut errors = Vec::new();

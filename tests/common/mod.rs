@@ -25,6 +25,9 @@ pub struct Pipeline {
     /// is all there (`None`: the test does not read stdout).
     stdout_closed: Option<Arc<AtomicBool>>,
     stderr_closed: Arc<AtomicBool>,
+    /// Set by `stall_stderr`: the reader stops reading stderr, whose pipe
+    /// then fills as a stalled log collector's does.
+    stderr_stalled: Arc<AtomicBool>,
     /// Stdout lines already handed out by `next_document`.
     read: AtomicUsize,
     pub dir: tempfile::TempDir,
@@ -45,16 +48,22 @@ fn collect(
     stream: impl std::io::Read + Send + 'static,
     into: Arc<Mutex<Vec<String>>>,
     echo: bool,
+    stalled: Arc<AtomicBool>,
 ) -> Arc<AtomicBool> {
     let closed = Arc::new(AtomicBool::new(false));
     let done = closed.clone();
     std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
+        let mut lines = BufReader::new(stream).lines();
+        while let Some(Ok(line)) = lines.next() {
             if echo {
                 eprintln!("[pipeline] {line}");
             }
             into.lock().unwrap().push(line);
+            // Stalled for good: the pipe stays open and is never read again.
+            if stalled.load(Ordering::Acquire) {
+                std::mem::forget(lines);
+                break;
+            }
         }
         done.store(true, Ordering::Release);
     });
@@ -121,7 +130,12 @@ impl Pipeline {
         let err = Arc::new(Mutex::new(Vec::new()));
         let child_stdout = child.stdout.take().expect("stdout");
         let stdout_closed = match stdout {
-            Stdout::Collect => Some(collect(child_stdout, out.clone(), false)),
+            Stdout::Collect => Some(collect(
+                child_stdout,
+                out.clone(),
+                false,
+                Arc::new(AtomicBool::new(false)),
+            )),
             // Keep the pipe open and unread.
             Stdout::Stall => {
                 std::mem::forget(child_stdout);
@@ -132,7 +146,13 @@ impl Pipeline {
                 None
             }
         };
-        let stderr_closed = collect(child.stderr.take().expect("stderr"), err.clone(), true);
+        let stderr_stalled = Arc::new(AtomicBool::new(false));
+        let stderr_closed = collect(
+            child.stderr.take().expect("stderr"),
+            err.clone(),
+            true,
+            stderr_stalled.clone(),
+        );
         let mut pipeline = Pipeline {
             child,
             base: String::new(),
@@ -140,6 +160,7 @@ impl Pipeline {
             stderr: err,
             stdout_closed,
             stderr_closed,
+            stderr_stalled,
             read: AtomicUsize::new(0),
             dir,
         };
@@ -238,6 +259,13 @@ impl Pipeline {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Stops reading stderr after the next line, for good: the pipe fills
+    /// and the pipeline's writes to it block, as with a log collector that
+    /// stalls (Docker's default `blocking` log mode) or `2>&1 | less`.
+    pub fn stall_stderr(&self) {
+        self.stderr_stalled.store(true, Ordering::Release);
     }
 
     pub fn signal(&self, signal: i32) {
