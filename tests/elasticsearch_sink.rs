@@ -1391,8 +1391,14 @@ async fn a_sigkill_loses_at_most_the_current_batch_window() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Let the full batches be answered; the last, partial one waits.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every full batch is stored without waiting for the batch timeout; the
+    // last, partial one waits (60 s) and is what the signal takes.
+    let full = accepted / 100 * 100;
+    wait_until(
+        || es.stored_count() >= full,
+        "the full batches to be stored",
+    )
+    .await;
     pipeline.signal(libc::SIGKILL);
     let _ = pipeline.wait_exit(Duration::from_secs(10));
     tokio::time::sleep(Duration::from_millis(200)).await;
