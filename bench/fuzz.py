@@ -1345,14 +1345,6 @@ def check_documents(path, mapping, limit=5):
 
 # ---------------------------------------------------------------- the process
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def proc_status(pid, key):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -1366,7 +1358,9 @@ def proc_status(pid, key):
 
 class Target:
     def __init__(self, binary, sink, transforms, log_path, sdk=False):
-        self.port = free_port()
+        # Port 0: the binary takes a free port and names it in its "listening on" line
+        # (a port found free here could be taken by another process before it binds).
+        self.port = None
         self.dir = tempfile.mkdtemp(prefix="rum-fuzz-")
         source_ids = ["beacons", "reports"] + (["web_vitals", "faro", "apm"] if sdk else [])
         sources = ", ".join(f'"{s}"' for s in source_ids)
@@ -1377,8 +1371,8 @@ class Target:
         else:
             self.inputs["out"] = source_ids
         config = PIPELINE.format(
-            port=self.port, sink=sink,
-            sdk_sources=SDK_SOURCES.format(port=self.port) if sdk else "",
+            port=0, sink=sink,
+            sdk_sources=SDK_SOURCES.format(port=0) if sdk else "",
             transforms=TRANSFORMS.replace("{inputs}", sources) if transforms else "",
             inputs='"scrub"' if transforms else sources)
         self.config = os.path.join(self.dir, "pipeline.toml")
@@ -1406,7 +1400,9 @@ class Target:
                 self.log.write(line)
             text = line.decode("utf-8", "replace")
             self.tail.append(text)
-            if "listening on " in text:
+            listening = re.search(r"listening on https?://127\.0\.0\.1:(\d+)", text)
+            if listening and self.port is None:
+                self.port = int(listening.group(1))
                 self.listening.set()
             if "panicked" in text:
                 self.panics.append(text.strip())

@@ -19,11 +19,11 @@ echo "== client-js: bundle check"
 npm run --silent check-bundle
 
 echo "== client-js: unit tests"
-node --test test/unit/
+node --test --test-force-exit test/unit/
 
 echo "== client-js: browser test"
 bash "$REPO/scripts/setup-browser.sh"
 if [ -z "${RUM_PIPELINE_BIN:-}" ]; then
   (cd "$REPO" && cargo build --quiet --bin rum-pipeline)
 fi
-node --test --test-concurrency=1 test/e2e/
+node --test --test-force-exit --test-concurrency=1 test/e2e/

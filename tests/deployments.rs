@@ -937,8 +937,10 @@ fn prod_pipeline_starts_with_only_elastic_cluster() {
     assert!(text.contains("ELASTIC_CLUSTER"), "{text}");
 }
 
+/// `rum-pipeline health`, with 30 s rather than its 3 s default to answer: a
+/// verdict of the answer, not of how busy the machine is.
 fn health(url: Option<&str>, env: &[(&str, &str)]) -> (bool, String) {
-    let mut command = one_shot(["health"])
+    let mut command = one_shot(["health", "--timeout-ms", "30000"])
         .env_remove("RUM_HEALTH_URL")
         .env_remove("SERVER_PORT");
     if let Some(url) = url {

@@ -153,7 +153,7 @@ async fn agent_requests_become_documents() {
     let access = p
         .wait_stderr(
             |l| l.contains("POST /intake/v3/rum/events http://127.0.0.1:39925/"),
-            Duration::from_secs(5),
+            Duration::from_secs(30),
         )
         .expect("an access-log line with the page URL");
     assert!(!access.contains("v=3"), "no query in the log: {access}");

@@ -150,7 +150,7 @@ async fn sdk_bodies_become_documents() {
     let access = p
         .wait_stderr(
             |l| l.contains("POST /collect http://127.0.0.1:34151/"),
-            Duration::from_secs(5),
+            Duration::from_secs(30),
         )
         .expect("an access-log line with the page URL");
     assert!(

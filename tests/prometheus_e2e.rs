@@ -35,7 +35,7 @@ fn free_port() -> u16 {
 const PIPELINE: &str = r#"
 [sources.beacons]
 type = "rum_beacon"
-address = "127.0.0.1:PORT"
+address = "127.0.0.1:0"
 
 [sinks.rum]
 type = "prometheus"
@@ -100,51 +100,61 @@ fn prometheus_binary() -> Option<&'static str> {
 }
 
 async fn start_prometheus(binary: &str, target: &str, rules: &str) -> Prometheus {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
-    std::fs::write(
-        dir.path().join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\nscrape_configs:\n  - job_name: rum\n    metrics_path: /metrics/rum\n    static_configs:\n      - targets: [\"{target}\"]\n"
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let child = Command::new(binary)
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start prometheus");
-    let prometheus = Prometheus {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    let start = Instant::now();
-    loop {
-        let ready = client()
-            .get(format!("{}/-/ready", prometheus.url))
-            .send()
-            .await;
-        if ready.is_ok_and(|r| r.status() == 200) {
-            return prometheus;
+    // Prometheus cannot be told to take a port of its own choosing and say
+    // which: it gets one that was free a moment ago, which another process
+    // may take before Prometheus binds it (it exits then). Then another.
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
+        std::fs::write(
+            dir.path().join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\nscrape_configs:\n  - job_name: rum\n    metrics_path: /metrics/rum\n    static_configs:\n      - targets: [\"{target}\"]\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new(binary)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start prometheus");
+        let mut prometheus = Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let start = Instant::now();
+        loop {
+            let ready = client()
+                .get(format!("{}/-/ready", prometheus.url))
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return prometheus;
+            }
+            if let Some(status) = prometheus.child.try_wait().expect("wait for prometheus") {
+                eprintln!("prometheus exited ({status}) before it was ready: trying another port");
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "prometheus did not get ready"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "prometheus did not get ready"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    panic!("prometheus exited before it was ready five times (its stderr is above)");
 }
 
 impl Prometheus {
@@ -230,16 +240,14 @@ async fn alerts_fire_on_slow_and_broken_pages_and_clear_on_good_traffic() {
     let Some(binary) = prometheus_binary() else {
         return;
     };
-    let port = free_port();
-    let config = PIPELINE.replace("PORT", &port.to_string());
-    let pipeline = Pipeline::start(&config);
+    let pipeline = Pipeline::start(PIPELINE);
     let rules_out = one_shot(["rules", "--config"])
         .arg(pipeline.dir.path().join("pipeline.toml"))
         .run();
     assert!(rules_out.success(), "{}", rules_out.stderr);
     let rules = rules_out.stdout;
     assert!(rules.contains("[36s]"), "windows scaled by 0.01:\n{rules}");
-    let prometheus = start_prometheus(binary, &format!("127.0.0.1:{port}"), &rules).await;
+    let prometheus = start_prometheus(binary, &pipeline.addr(), &rules).await;
     let http = client();
     let mut sent_lcp: Vec<f64> = Vec::new();
     let mut session = 0;

@@ -128,7 +128,7 @@ async fn a_beacon_with_three_events_gives_three_documents() {
             "component_received_events_total",
             &["component_id=\"beacons\""],
             3.0,
-            Duration::from_secs(5),
+            Duration::from_secs(30),
         )
         .await;
     assert_eq!(received, 3.0);
@@ -137,7 +137,7 @@ async fn a_beacon_with_three_events_gives_three_documents() {
             "component_sent_events_total",
             &["component_id=\"out\""],
             3.0,
-            Duration::from_secs(5),
+            Duration::from_secs(30),
         )
         .await;
     assert_eq!(sent, 3.0);
@@ -145,7 +145,7 @@ async fn a_beacon_with_three_events_gives_three_documents() {
     assert!(p
         .wait_stderr(
             |l| l.contains("POST /rum https://shop.example.com/cart ") && l.ends_with("kB"),
-            Duration::from_secs(5)
+            Duration::from_secs(30)
         )
         .is_some());
 }

@@ -118,7 +118,7 @@ async fn library_bodies_become_web_vital_documents() {
     let access = p
         .wait_stderr(
             |l| l.contains("POST /rum/web-vitals http://127.0.0.1:38589/"),
-            Duration::from_secs(5),
+            Duration::from_secs(30),
         )
         .expect("an access-log line with the page URL");
     assert!(!access.contains("mode="), "no query in the log: {access}");

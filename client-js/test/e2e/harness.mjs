@@ -44,6 +44,18 @@ export function field(doc, path) {
   return node;
 }
 
+/**
+ * Every pipeline still running, killed when this process exits: a test or
+ * hook that fails before `stop()` must not leave a binary behind, nor keep
+ * node's event loop, and with it `node --test`, waiting until CI's time limit
+ * (test.sh runs it with --test-force-exit, so the process does exit once the
+ * tests are done).
+ */
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 /** Starts `rum-pipeline` with a beacon source on 127.0.0.1:0 and a stdout sink. */
 export async function startPipeline({ deadlineMs = 30000 } = {}) {
   const bin = pipelineBinary();
@@ -64,6 +76,7 @@ encoding = "json"
 `
   );
   const child = spawn(bin, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
   const docs = [];
   const waiters = new Set();
   let stderr = '';
@@ -87,6 +100,7 @@ encoding = "json"
     for (const w of waiters) w();
   });
   child.on('exit', (code, signal) => {
+    running.delete(child);
     exited = { code, signal };
     rmSync(dir, { recursive: true, force: true });
     for (const w of waiters) w();
@@ -119,7 +133,12 @@ encoding = "json"
     });
   }
 
-  const port = await until(() => stderr.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/)?.[1], deadlineMs, 'the listening line');
+  const port = await until(() => stderr.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/)?.[1], deadlineMs, 'the listening line').catch(
+    (e) => {
+      child.kill('SIGKILL');
+      throw e;
+    }
+  );
   return {
     origin: `http://127.0.0.1:${port}`,
     docs,

@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 . ../lib/prepare.sh playwright-core
-exec node --test --test-reporter=spec test.mjs
+exec node --test --test-force-exit --test-reporter=spec test.mjs

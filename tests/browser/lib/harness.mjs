@@ -51,6 +51,18 @@ export function waiter(items, describe) {
 }
 
 /**
+ * Every pipeline still running, killed when this process exits: a test that
+ * fails before its `stop()` (Chromium did not launch, an assertion in a
+ * `finally`) must not leave a binary behind, nor keep node's event loop, and
+ * with it `node --test`, waiting until CI's time limit (test.sh runs it with
+ * --test-force-exit, so the process does exit once the tests are done).
+ */
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/**
  * Starts the binary on `config` (a pipeline TOML written to `dir`) and waits
  * for its "listening on" line. Returns `{ base, waitFor, stop, events, stderr }`:
  * `events` are the stdout sink's documents, `stop()` sends SIGTERM (the
@@ -60,12 +72,17 @@ export async function startPipeline(dir, config, log = () => {}) {
   const path = join(dir, 'pipeline.toml');
   writeFileSync(path, config);
   const child = spawn(BIN, ['--config', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  child.on('exit', () => running.delete(child));
   const events = [];
   const stderr = [];
   const { notify, waitFor } = waiter(events, () => `events: ${JSON.stringify(events)}\nstderr:\n${stderr.join('\n')}`);
   createInterface({ input: child.stdout }).on('line', (line) => { events.push(JSON.parse(line)); notify(); });
   const base = await new Promise((resolveBase, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "listening on" line; stderr:\n${stderr.join('\n')}`)), 20_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`no "listening on" line; stderr:\n${stderr.join('\n')}`));
+    }, 30_000);
     child.on('exit', (code) => reject(new Error(`rum-pipeline exited (${code}); stderr:\n${stderr.join('\n')}`)));
     createInterface({ input: child.stderr }).on('line', (line) => {
       stderr.push(line);

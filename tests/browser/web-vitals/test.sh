@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 . ../lib/prepare.sh playwright-core web-vitals
-exec node --test --test-reporter=spec test.mjs
+exec node --test --test-force-exit --test-reporter=spec test.mjs
