@@ -550,13 +550,8 @@ mod tests {
         let data = body.data().await.transpose();
         assert!(matches!(data, Ok(None)), "{data:?}");
 
-        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
-        client
-            .write_all(b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = String::new();
-        client.read_to_string(&mut answer).await.unwrap();
+        let head = b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let answer = exchange(address, head).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(
             answer.contains(&format!("content-length: {length}\r\n")),
@@ -568,6 +563,16 @@ mod tests {
         h2_driver.abort();
         trigger.begin();
         served.await.unwrap();
+    }
+
+    /// Sends `request` on a new connection and reads the answer until the
+    /// server closes it.
+    async fn exchange(address: SocketAddr, request: &[u8]) -> String {
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        client.write_all(request).await.unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        answer
     }
 
     /// A handler that panics, as a decoder with a bug one body triggers.
@@ -612,15 +617,8 @@ mod tests {
         let address = listener.address;
         let trigger = ShutdownTrigger::new();
         let served = tokio::spawn(listener.serve(trigger.subscribe()));
-        let ask = |path: &'static str| async move {
-            let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
-            let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
-            client.write_all(head.as_bytes()).await.unwrap();
-            let mut answer = String::new();
-            client.read_to_string(&mut answer).await.unwrap();
-            answer
-        };
-        let answer = ask("/boom").await;
+        let boom = b"POST /boom HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+        let answer = exchange(address, boom).await;
         assert!(answer.starts_with("HTTP/1.1 500"), "{answer:?}");
         assert!(answer.ends_with("internal error\n"), "{answer:?}");
         assert_eq!(
@@ -631,13 +629,8 @@ mod tests {
             registry.counter_sum("http_requests_total", &[("status", "500")]),
             1
         );
-        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
-        client
-            .write_all(b"GET /fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = String::new();
-        client.read_to_string(&mut answer).await.unwrap();
+        let fine = b"GET /fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let answer = exchange(address, fine).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
         trigger.begin();
         served.await.unwrap();

@@ -514,6 +514,17 @@ fn every_value_a_beacon_sent_is_in_the_documents() {
     assert!(checked >= 4, "{checked} bodies checked");
 }
 
+/// Each event of `body`: its `field`, and what `rum.extra` keeps of `key`.
+fn field_or_extra(body: &str, field: &str, key: &str) -> Vec<(Option<Value>, Option<Value>)> {
+    let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
+    let extra = format!("rum.extra.{key}");
+    decoded
+        .events
+        .iter()
+        .map(|e| (e.get(field).cloned(), e.get(&extra).cloned()))
+        .collect()
+}
+
 #[test]
 fn an_array_of_values_for_an_object_field_is_kept_in_rum_extra() {
     // `flattened` takes objects only: `["db;dur=12"]` in
@@ -524,17 +535,7 @@ fn an_array_of_values_for_an_object_field_is_kept_in_rum_extra() {
         {"server_timing": [{"name": "db"}, 3], "type": "page_view"},
         {"type": "page_view", "server_timing": [{"name": "db", "dur": 12}]}
     ]}"#;
-    let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
-    let kept: Vec<_> = decoded
-        .events
-        .iter()
-        .map(|e| {
-            (
-                e.get("rum.nav.server_timing").cloned(),
-                e.get("rum.extra.server_timing").cloned(),
-            )
-        })
-        .collect();
+    let kept = field_or_extra(body, "rum.nav.server_timing", "server_timing");
     assert_eq!(
         kept,
         [
@@ -556,17 +557,7 @@ fn an_integer_past_i64_is_kept_in_rum_extra_not_in_a_long_field() {
         {"transfer_size": 9223372036854775807, "type": "resource"},
         {"transfer_size": 18446744073709551615, "type": "resource"}
     ]}"#;
-    let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
-    let kept: Vec<_> = decoded
-        .events
-        .iter()
-        .map(|e| {
-            (
-                e.get("rum.resource.transfer_size").cloned(),
-                e.get("rum.extra.transfer_size").cloned(),
-            )
-        })
-        .collect();
+    let kept = field_or_extra(body, "rum.resource.transfer_size", "transfer_size");
     assert_eq!(
         kept,
         [

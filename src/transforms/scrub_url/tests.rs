@@ -351,20 +351,10 @@ fn url_full_rederives_parts_and_template() {
     assert_eq!(batch[0].get(schema::URL_PATH_TEMPLATE), None);
 }
 
-#[test]
-fn events_sharing_a_beacon_context_are_scrubbed_each() {
+/// The events the beacon decoder makes of `beacon`, from one client with
+/// its whole address kept.
+fn beacon_events(beacon: &serde_json::Value) -> Vec<Event> {
     use crate::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
-    let beacon = json!({
-        "v": 1,
-        "session": {"id": "s1"},
-        "view": {"id": "v1", "url": "https://e.com/a?token=1#access_token=2", "referrer": "https://r.com/?sid=3"},
-        "events": [
-            {"type": "page_view"},
-            {"type": "web_vital", "name": "LCP", "value": 1.0},
-            // The final CLS of the previous page of an SPA carries its own view.
-            {"type": "web_vital", "name": "CLS", "value": 0.1, "view": {"id": "v0", "url": "https://e.com/u/42?sid=9"}}
-        ]
-    });
     let facts = RequestFacts {
         received_at_ms: 1_700_000_000_000,
         client_ip: "203.0.113.9".parse().unwrap(),
@@ -379,9 +369,25 @@ fn events_sharing_a_beacon_context_are_scrubbed_each() {
         max_context_bytes: 64 * 1024,
         client_ip: crate::privacy::ClientIpMode::Full,
     };
-    let mut batch = decode(beacon.to_string().as_bytes(), &facts, &limits)
+    decode(beacon.to_string().as_bytes(), &facts, &limits)
         .unwrap()
-        .events;
+        .events
+}
+
+#[test]
+fn events_sharing_a_beacon_context_are_scrubbed_each() {
+    let beacon = json!({
+        "v": 1,
+        "session": {"id": "s1"},
+        "view": {"id": "v1", "url": "https://e.com/a?token=1#access_token=2", "referrer": "https://r.com/?sid=3"},
+        "events": [
+            {"type": "page_view"},
+            {"type": "web_vital", "name": "LCP", "value": 1.0},
+            // The final CLS of the previous page of an SPA carries its own view.
+            {"type": "web_vital", "name": "CLS", "value": 0.1, "view": {"id": "v0", "url": "https://e.com/u/42?sid=9"}}
+        ]
+    });
+    let mut batch = beacon_events(&beacon);
     let (mut t, _) = transform("strip_fragment = true\nparam_action = \"remove\"");
     t.transform_batch(&mut batch);
     assert_eq!(batch.len(), 3);
@@ -446,7 +452,6 @@ fn an_event_that_hides_the_shared_page_gets_no_template_of_it() {
 /// says of unparseable URLs), not the one of the beacon's page.
 #[test]
 fn an_event_whose_own_page_does_not_parse_gets_no_template_of_the_shared_one() {
-    use crate::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
     let beacon = json!({
         "v": 1,
         "view": {"id": "v1", "url": "https://e.com/product/123"},
@@ -455,23 +460,7 @@ fn an_event_whose_own_page_does_not_parse_gets_no_template_of_the_shared_one() {
             {"type": "web_vital", "name": "CLS", "value": 0.1, "view": {"id": "v0", "url": "http://e.com:99999/x"}}
         ]
     });
-    let facts = RequestFacts {
-        received_at_ms: 1_700_000_000_000,
-        client_ip: "203.0.113.9".parse().unwrap(),
-        user_agent: None,
-        client_hints: vec![],
-    };
-    let limits = BeaconLimits {
-        max_events: 10,
-        max_string_bytes: 1000,
-        max_depth: 8,
-        max_event_age_ms: 1000,
-        max_context_bytes: 64 * 1024,
-        client_ip: crate::privacy::ClientIpMode::Full,
-    };
-    let mut batch = decode(beacon.to_string().as_bytes(), &facts, &limits)
-        .unwrap()
-        .events;
+    let mut batch = beacon_events(&beacon);
     let (mut t, _) = transform("");
     t.transform_batch(&mut batch);
     assert_eq!(
