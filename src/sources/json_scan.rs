@@ -687,14 +687,18 @@ pub(in crate::sources) fn keys_without_nul(body: &[u8], value: &mut serde_json::
     fn walk(value: &mut serde_json::Value) {
         match value {
             serde_json::Value::Object(map) => {
-                if map.keys().any(|k| k.contains('\0')) {
-                    *map = std::mem::take(map)
-                        .into_iter()
-                        .map(|(mut k, v)| {
-                            key_without_nul(&mut k);
-                            (k, v)
-                        })
-                        .collect();
+                let with_nul: Vec<String> =
+                    map.keys().filter(|k| k.contains('\0')).cloned().collect();
+                for key in with_nul {
+                    let value = map.remove(&key).unwrap_or_default();
+                    let mut name = key;
+                    key_without_nul(&mut name);
+                    // A sent key may already have that name: neither value
+                    // is dropped (as the Elasticsearch sink renames).
+                    while map.contains_key(&name) {
+                        name.push('\u{fffd}');
+                    }
+                    map.insert(name, value);
                 }
                 map.values_mut().for_each(walk);
             }

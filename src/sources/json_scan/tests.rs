@@ -374,3 +374,18 @@ fn long_integer_parts_read_and_skip_as_serde_json_reads_them() {
         }
     }
 }
+
+#[test]
+fn a_key_whose_nul_makes_it_another_key_loses_neither_value() {
+    // `"a\u0000b"` read as `"a\u{fffd}b"` beside a sent `"a\u{fffd}b"`:
+    // collected into one map, the later of the two overwrote the other,
+    // silently. Like the Elasticsearch sink, the renamed key takes one
+    // more U+FFFD until its name is free.
+    let body = br#"{"r": {"a\u0000b": 1, "a\ufffdb": 2, "a\ufffdb\ufffd": 3}}"#;
+    let mut value: serde_json::Value = serde_json::from_slice(body).unwrap();
+    keys_without_nul(body, &mut value);
+    assert_eq!(
+        value,
+        serde_json::json!({"r": {"a\u{fffd}b": 2, "a\u{fffd}b\u{fffd}": 3, "a\u{fffd}b\u{fffd}\u{fffd}": 1}})
+    );
+}
