@@ -108,6 +108,8 @@ fn run_cli() -> ExitCode {
     let loaded = match load(cli.config.as_ref()) {
         Ok(loaded) => loaded,
         Err(errors) => {
+            // After the RUM_LOG warning, which waits in the log queue.
+            stderr_log::flush(stderr_log::EXIT_FLUSH);
             for e in &errors {
                 eprintln!("error: {e}");
             }
@@ -334,6 +336,7 @@ fn emit(text: &str) -> Result<(), ExitCode> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ExitCode::from(141)),
         Err(e) => {
+            stderr_log::flush(stderr_log::EXIT_FLUSH);
             eprintln!("error: cannot write to stdout: {e}");
             Err(ExitCode::FAILURE)
         }

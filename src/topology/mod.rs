@@ -42,6 +42,9 @@ const ABORTED_TASKS_WAIT: Duration = Duration::from_millis(500);
 struct Panicked {
     component: String,
     message: String,
+    /// Whether the events it held were counted (as discarded, with
+    /// `error_type="panicked"`): a transform's panic inside its stage is.
+    counted: bool,
 }
 
 impl Panicked {
@@ -51,7 +54,11 @@ impl Panicked {
             .map(|s| (*s).to_owned())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "(no message)".to_owned());
-        Self { component, message }
+        Self {
+            component,
+            message,
+            counted: false,
+        }
     }
 }
 
@@ -105,7 +112,10 @@ async fn run_transform(mut task: TransformTask) -> Result<(), Panicked> {
                 let stage = fused.get(i).unwrap_or(last);
                 stage.metrics.discarded_unintentional.add(held as u64);
                 stage.metrics.errors("panicked", "processing").inc();
-                return Err(Panicked::new(format!("transform {}", stage.id), &*payload));
+                return Err(Panicked {
+                    counted: true,
+                    ..Panicked::new(format!("transform {}", stage.id), &*payload)
+                });
             }
         };
         for ((_, fanout), events) in task.outputs.ports().iter().zip(out) {
@@ -290,7 +300,7 @@ pub async fn run(
         Some(done) = tasks.join_next() => {
             let failure = match done {
                 Ok(Ok(name)) => format!("{name} stopped before shutdown"),
-                Ok(Err(panicked)) => panic_failure(&panicked),
+                Ok(Err(panicked)) => panic_failure(&panicked, &components),
                 Err(e) => format!("a component task failed: {e}"),
             };
             tracing::error!("{failure}; shutting down");
@@ -305,7 +315,7 @@ pub async fn run(
         while let Some(done) = tasks.join_next().await {
             match done {
                 Ok(Ok(name)) => tracing::debug!("{name} finished"),
-                Ok(Err(panicked)) => failures.push(panic_failure(&panicked)),
+                Ok(Err(panicked)) => failures.push(panic_failure(&panicked, &components)),
                 Err(e) => {
                     tracing::error!("a component task failed: {e}");
                     failures.push(format!("a component task failed: {e}"));
@@ -352,16 +362,43 @@ pub async fn run(
 /// Logs a panic with its message, and returns the failure to report:
 /// /health is public, and a panic's message may quote what a browser sent
 /// (a URL, a token), so the failure names only the component.
-fn panic_failure(panicked: &Panicked) -> String {
-    tracing::error!(
-        "{} panicked: {}; the events it held are counted as discarded",
-        panicked.component,
-        panicked.message
-    );
+fn panic_failure(panicked: &Panicked, components: &[ComponentMetrics]) -> String {
+    // Built outside the macro: it counts, logged or not.
+    let line = panic_log_line(panicked, components);
+    tracing::error!("{line}");
     format!(
         "{} panicked (its message is in the log)",
         panicked.component
     )
+}
+
+/// The log line of a panic, counting it as the component's error when its
+/// task did not (a sink's: what it had taken from its input and not yet
+/// written is lost uncounted, received and neither sent nor discarded;
+/// only what waited in its input buffer is counted).
+fn panic_log_line(panicked: &Panicked, components: &[ComponentMetrics]) -> String {
+    let Panicked {
+        component,
+        message,
+        counted,
+    } = panicked;
+    if *counted {
+        return format!(
+            "{component} panicked: {message}; the events it held are counted as discarded"
+        );
+    }
+    let metrics = component
+        .split_once(' ')
+        .and_then(|(kind, id)| components.iter().find(|c| c.kind == kind && c.id == id));
+    match metrics {
+        Some(metrics) => {
+            metrics.errors("panicked", "processing").inc();
+            format!(
+                "{component} panicked: {message}; the events waiting in its input buffer are counted as discarded, those it had taken in are not (its received minus sent and discarded)"
+            )
+        }
+        None => format!("{component} panicked: {message}"),
+    }
 }
 
 fn log_stats(components: &[ComponentMetrics]) {
@@ -601,5 +638,58 @@ inputs = ["enrich"]
             1
         );
         assert_eq!(tx.buffered_events(), 0, "the gauge shows nothing waiting");
+    }
+}
+
+#[cfg(test)]
+mod sink_panic_tests {
+    use super::*;
+
+    /// A sink's panic is its error as a transform's is: an alert on
+    /// `component_errors_total` of the sink sees it.
+    #[tokio::test]
+    async fn a_sink_that_panics_counts_a_panicked_error() {
+        let text = r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[sinks.out]
+type = "blackhole"
+inputs = ["beacons"]
+"#;
+        let loaded = crate::config::load_str("t.toml", text, &|_| None).expect("config");
+        let mut built = build(&loaded.config).expect("build");
+        built.sinks[0].1 = Box::pin(async {
+            tokio::task::yield_now().await;
+            panic!("a sink with a bug");
+        });
+        let registry = built.registry.clone();
+        let options = RunOptions {
+            shutdown_timeout: Duration::from_secs(5),
+            stats_interval: None,
+            http: HttpServerOptions::default(),
+            api: None,
+        };
+        let ran = tokio::time::timeout(
+            Duration::from_secs(10),
+            run(
+                built,
+                options,
+                std::future::pending(),
+                std::future::pending(),
+            ),
+        )
+        .await
+        .expect("the run went on with a dead sink");
+        let error = ran.expect_err("exit 0 after a panic").to_string();
+        assert!(error.contains("sink out panicked"), "{error}");
+        assert_eq!(
+            registry.counter_sum(
+                "component_errors_total",
+                &[("component_id", "out"), ("error_type", "panicked")]
+            ),
+            1
+        );
     }
 }
