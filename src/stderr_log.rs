@@ -218,12 +218,46 @@ pub fn install_panic_hook() {
     }));
 }
 
+/// `text` on one line: its control characters (line breaks, escape codes)
+/// written escaped (`\n`, `\u{1b}`). For text a browser may have chosen
+/// that goes into a log line — an engine's error reason, a panic's message
+/// (a standard-library panic can quote the string it failed on): a line
+/// break in it must not start a log line of its own.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A panic's message, on one line (`one_line`).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    one_line(message).into_owned()
+}
+
 /// What the default hook writes: the thread, where, the message, and the
 /// backtrace when `RUST_BACKTRACE` asks for one.
 fn panic_message(info: &std::panic::PanicHookInfo<'_>) -> String {
     let thread = std::thread::current();
     let name = thread.name().unwrap_or("<unnamed>");
-    let mut text = format!("\nthread '{name}' {info}\n");
+    let place = info
+        .location()
+        .map_or_else(|| "an unknown place".to_owned(), |l| l.to_string());
+    let message = panic_text(info.payload());
+    let mut text = format!("\nthread '{name}' panicked at {place}:\n{message}\n");
     let backtrace = std::backtrace::Backtrace::capture();
     if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
         text.push_str(&format!("stack backtrace:\n{backtrace}\n"));
@@ -351,7 +385,7 @@ mod tests {
         }));
         let joined = std::thread::Builder::new()
             .name("panicking-worker".into())
-            .spawn(|| panic!("byte index 3 is out of bounds"))
+            .spawn(|| panic!("byte index 3 is out of bounds\n2026-01-01 ERROR forged\u{1b}[2J"))
             .unwrap()
             .join();
         std::panic::set_hook(previous);
@@ -361,8 +395,9 @@ mod tests {
             text.starts_with("\nthread 'panicking-worker' panicked at src/stderr_log.rs:"),
             "{text}"
         );
+        // The message on one line: a line break it quotes starts no line.
         assert!(
-            text.contains(":\nbyte index 3 is out of bounds\n"),
+            text.contains(":\nbyte index 3 is out of bounds\\n2026-01-01 ERROR forged\\u{1b}[2J\n"),
             "{text}"
         );
     }

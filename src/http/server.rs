@@ -269,11 +269,7 @@ impl Router {
     #[cold]
     fn handler_panicked(&self, i: usize, payload: &(dyn std::any::Any + Send)) -> HttpResponse {
         let route = &self.routes[i];
-        let message = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("(no message)");
+        let message = crate::stderr_log::panic_text(payload);
         tracing::error!(
             component_id = %route.source_id,
             path = %self.path_labels[i],

@@ -49,11 +49,8 @@ struct Panicked {
 
 impl Panicked {
     fn new(component: String, payload: &(dyn std::any::Any + Send)) -> Self {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "(no message)".to_owned());
+        // On one line: it may quote what a browser sent.
+        let message = crate::stderr_log::panic_text(payload);
         Self {
             component,
             message,

@@ -172,19 +172,8 @@ fn request_failure(status: u16, body: &[u8]) -> Failure {
 fn shorten(text: &str) -> String {
     const MAX: usize = 300;
     let text = text.trim();
-    let escaped;
-    let text = if text.contains(char::is_control) {
-        escaped = text
-            .chars()
-            .map(|c| match c {
-                c if c.is_control() => c.escape_default().to_string(),
-                c => c.to_string(),
-            })
-            .collect::<String>();
-        escaped.as_str()
-    } else {
-        text
-    };
+    let escaped = crate::stderr_log::one_line(text);
+    let text = &*escaped;
     if text.len() <= MAX {
         return text.to_owned();
     }
