@@ -66,6 +66,10 @@ pub struct Decoded {
     pub unknown_types: usize,
     /// Top-level keys the format does not know (ignored).
     pub ignored_keys: usize,
+    /// Events whose time, corrected by `sent_at`, fell outside
+    /// [received − `max_event_age`, received] and was clamped to it: a
+    /// client sending `ts` in seconds, or a clock far off, shows here.
+    pub clamped_times: usize,
 }
 
 pub const BEACON_VERSION: u64 = 1;
@@ -260,18 +264,22 @@ pub fn decode(
         .unwrap_or(0);
     let earliest = facts.received_at_ms.saturating_sub(limits.max_event_age_ms);
     let mut unknown_types = 0;
+    let mut clamped_times = 0;
     let mut events = Vec::with_capacity(entries.len());
     // The slotted entries' slots, one block of their exact size for all.
     let slots: Arc<[OwnSlot]> = Arc::from(slots);
     // Summed as they were read: no buffer walks the block to count it.
     let block_bytes = slots.len() * SLOT_BYTES + heap_bytes;
     for (seq, (entry, ts)) in entries.into_iter().zip(times).enumerate() {
-        let at = ts
-            .map(|ts| {
-                ts.saturating_add(offset)
-                    .clamp(earliest, facts.received_at_ms)
-            })
-            .unwrap_or(facts.received_at_ms);
+        let at = match ts {
+            Some(ts) => {
+                let corrected = ts.saturating_add(offset);
+                let at = corrected.clamp(earliest, facts.received_at_ms);
+                clamped_times += usize::from(at != corrected);
+                at
+            }
+            None => facts.received_at_ms,
+        };
         let (event, unknown) = match entry {
             WireEntry::Slotted(slotted) => (
                 Event::in_counted_block(
@@ -295,6 +303,7 @@ pub fn decode(
         page_url,
         unknown_types,
         ignored_keys,
+        clamped_times,
     })
 }
 

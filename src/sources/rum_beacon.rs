@@ -137,6 +137,11 @@ impl RumBeaconConfig {
                 "Top-level beacon keys the format does not know (ignored).",
                 &[],
             ),
+            clamped_times: metrics.counter(
+                "rum_beacon_clamped_event_times_total",
+                "Beacon events whose time fell outside [received - max_event_age_secs, received] and was clamped to it.",
+                &[],
+            ),
         };
         let intake = Intake::new(
             cx.http.intake_options(),
@@ -154,6 +159,8 @@ struct BeaconSource {
     cache_control: HeaderValue,
     unknown_types: Counter,
     ignored_keys: Counter,
+    /// Events whose time was clamped to the accepted window.
+    clamped_times: Counter,
 }
 
 impl HttpSource for BeaconSource {
@@ -199,6 +206,7 @@ impl HttpSource for BeaconSource {
         if pass.counts() {
             self.unknown_types.add(decoded.unknown_types as u64);
             self.ignored_keys.add(decoded.ignored_keys as u64);
+            self.clamped_times.add(decoded.clamped_times as u64);
         }
         Ok(Decoded {
             events: decoded.events,

@@ -140,6 +140,24 @@ fn times_are_clamped_to_the_receive_window() {
         .map(|e| e.timestamp_ms().unwrap())
         .collect();
     assert_eq!(times, [NOW, NOW - 3_600_000, NOW]);
+    // Counted (rum_beacon_clamped_event_times_total): a client sending `ts`
+    // in seconds, or a clock far off, was stamped at the window's ends
+    // with nothing to show it. Times inside the window and missing ones
+    // are not clamped.
+    assert_eq!(decoded.clamped_times, 2);
+    let inside = decode_json(json!({
+        "v": 1, "sent_at": NOW,
+        "events": [{"type": "action", "ts": NOW - 5}, {"type": "action", "ts": NOW - 3_600_000}]
+    }))
+    .unwrap();
+    assert_eq!(inside.clamped_times, 0);
+    // Both paths: `type` not first takes the general reading.
+    let general = decode_json(json!({
+        "v": 1, "sent_at": NOW,
+        "events": [{"ts": 1_700, "type": "action"}]
+    }))
+    .unwrap();
+    assert_eq!(general.clamped_times, 1);
 }
 
 #[test]
