@@ -515,20 +515,10 @@ mod tests {
     /// curl saw PROTOCOL_ERROR for HEAD of `/health`, `/rum`, `/metrics`.
     #[tokio::test]
     async fn head_is_answered_without_a_body_over_http2_and_http1() {
-        let limits = ListenerLimits {
-            connections: ConnectionCap::new(4),
-            timeouts: HttpServerOptions::default().timeouts(),
-            body_budget: None,
-        };
         let health = Arc::new(Health::default());
         health.set_ready();
         let router = Router::new(Vec::new(), health, Registry::new(), true);
-        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), None, router, limits)
-            .await
-            .unwrap();
-        let address = listener.address;
-        let trigger = ShutdownTrigger::new();
-        let served = tokio::spawn(listener.serve(trigger.subscribe()));
+        let (address, trigger, served) = serve(router).await;
         let length = "rum-pipeline is ready".len().to_string();
 
         let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -561,6 +551,23 @@ mod tests {
         served.await.unwrap();
     }
 
+    /// Serves `router` on a port of its own (cap of 4 connections, default
+    /// timeouts): its address, the trigger that stops it, and its task.
+    async fn serve(router: Router) -> (SocketAddr, ShutdownTrigger, tokio::task::JoinHandle<()>) {
+        let limits = ListenerLimits {
+            connections: ConnectionCap::new(4),
+            timeouts: HttpServerOptions::default().timeouts(),
+            body_budget: None,
+        };
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), None, router, limits)
+            .await
+            .unwrap();
+        let address = listener.address;
+        let trigger = ShutdownTrigger::new();
+        let served = tokio::spawn(listener.serve(trigger.subscribe()));
+        (address, trigger, served)
+    }
+
     /// Sends `request` on a new connection and reads the answer until the
     /// server closes it.
     async fn exchange(address: SocketAddr, request: &[u8]) -> String {
@@ -590,11 +597,6 @@ mod tests {
     /// counted by path, and the listener goes on answering.
     #[tokio::test]
     async fn a_handler_that_panics_is_answered_500_and_counted() {
-        let limits = ListenerLimits {
-            connections: ConnectionCap::new(4),
-            timeouts: HttpServerOptions::default().timeouts(),
-            body_budget: None,
-        };
         let registry = Registry::new();
         let route = |path: &str| Route {
             path: path.to_owned(),
@@ -607,12 +609,7 @@ mod tests {
             registry.clone(),
             true,
         );
-        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), None, router, limits)
-            .await
-            .unwrap();
-        let address = listener.address;
-        let trigger = ShutdownTrigger::new();
-        let served = tokio::spawn(listener.serve(trigger.subscribe()));
+        let (address, trigger, served) = serve(router).await;
         let boom = b"POST /boom HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
         let answer = exchange(address, boom).await;
         assert!(answer.starts_with("HTTP/1.1 500"), "{answer:?}");

@@ -481,8 +481,8 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_component_that_stops_before_shutdown_fails_health_and_the_run() {
+    /// `beacons` into a blackhole sink `out`, built, nothing running.
+    fn beacons_into_a_blackhole() -> Built {
         let text = r#"
 stats_interval_secs = 0
 [sources.beacons]
@@ -493,19 +493,18 @@ type = "blackhole"
 inputs = ["beacons"]
 "#;
         let loaded = crate::config::load_str("t.toml", text, &|_| None).expect("config");
-        let mut built = build(&loaded.config).expect("build");
-        // A sink with a bug: it stops, and its upstream refuses every beacon.
-        built.sinks[0].1 = Box::pin(async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        });
-        let health = built.health.clone();
+        build(&loaded.config).expect("build")
+    }
+
+    /// Runs `built` with no signal ever coming, so it has to end by itself,
+    /// and with a failure: the error's text.
+    async fn run_to_its_failure(built: Built) -> String {
         let options = RunOptions {
             shutdown_timeout: Duration::from_secs(5),
             stats_interval: None,
             http: HttpServerOptions::default(),
             api: None,
         };
-        // No signal ever comes: the run has to end by itself.
         let ran = tokio::time::timeout(
             Duration::from_secs(10),
             run(
@@ -516,8 +515,40 @@ inputs = ["beacons"]
             ),
         )
         .await
-        .expect("the run went on with a dead sink");
-        let error = ran.expect_err("exit 0 after a failure").to_string();
+        .expect("the run went on with a dead component");
+        ran.expect_err("exit 0 after a failure").to_string()
+    }
+
+    /// A sink's panic is its error as a transform's is: an alert on
+    /// `component_errors_total` of the sink sees it.
+    #[tokio::test]
+    async fn a_sink_that_panics_counts_a_panicked_error() {
+        let mut built = beacons_into_a_blackhole();
+        built.sinks[0].1 = Box::pin(async {
+            tokio::task::yield_now().await;
+            panic!("a sink with a bug");
+        });
+        let registry = built.registry.clone();
+        let error = run_to_its_failure(built).await;
+        assert!(error.contains("sink out panicked"), "{error}");
+        assert_eq!(
+            registry.counter_sum(
+                "component_errors_total",
+                &[("component_id", "out"), ("error_type", "panicked")]
+            ),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_component_that_stops_before_shutdown_fails_health_and_the_run() {
+        let mut built = beacons_into_a_blackhole();
+        // A sink with a bug: it stops, and its upstream refuses every beacon.
+        built.sinks[0].1 = Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        });
+        let health = built.health.clone();
+        let error = run_to_its_failure(built).await;
         assert!(
             error.contains("sink out stopped before shutdown"),
             "{error}"
@@ -635,58 +666,5 @@ inputs = ["enrich"]
             1
         );
         assert_eq!(tx.buffered_events(), 0, "the gauge shows nothing waiting");
-    }
-}
-
-#[cfg(test)]
-mod sink_panic_tests {
-    use super::*;
-
-    /// A sink's panic is its error as a transform's is: an alert on
-    /// `component_errors_total` of the sink sees it.
-    #[tokio::test]
-    async fn a_sink_that_panics_counts_a_panicked_error() {
-        let text = r#"
-stats_interval_secs = 0
-[sources.beacons]
-type = "rum_beacon"
-address = "127.0.0.1:0"
-[sinks.out]
-type = "blackhole"
-inputs = ["beacons"]
-"#;
-        let loaded = crate::config::load_str("t.toml", text, &|_| None).expect("config");
-        let mut built = build(&loaded.config).expect("build");
-        built.sinks[0].1 = Box::pin(async {
-            tokio::task::yield_now().await;
-            panic!("a sink with a bug");
-        });
-        let registry = built.registry.clone();
-        let options = RunOptions {
-            shutdown_timeout: Duration::from_secs(5),
-            stats_interval: None,
-            http: HttpServerOptions::default(),
-            api: None,
-        };
-        let ran = tokio::time::timeout(
-            Duration::from_secs(10),
-            run(
-                built,
-                options,
-                std::future::pending(),
-                std::future::pending(),
-            ),
-        )
-        .await
-        .expect("the run went on with a dead sink");
-        let error = ran.expect_err("exit 0 after a panic").to_string();
-        assert!(error.contains("sink out panicked"), "{error}");
-        assert_eq!(
-            registry.counter_sum(
-                "component_errors_total",
-                &[("component_id", "out"), ("error_type", "panicked")]
-            ),
-            1
-        );
     }
 }
