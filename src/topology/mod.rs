@@ -492,6 +492,11 @@ address = "127.0.0.1:0"
 type = "blackhole"
 inputs = ["beacons"]
 "#;
+        built_from(text)
+    }
+
+    /// The pipeline of `text`, built, nothing running.
+    pub(super) fn built_from(text: &str) -> Built {
         let loaded = crate::config::load_str("t.toml", text, &|_| None).expect("config");
         build(&loaded.config).expect("build")
     }
@@ -602,8 +607,7 @@ labels = { a = "1" }
 type = "blackhole"
 inputs = ["enrich"]
 "#;
-        let loaded = crate::config::load_str("t.toml", text, &|_| None).expect("config");
-        let mut built = build(&loaded.config).expect("build");
+        let mut built = super::tests::built_from(text);
         let enrich = built
             .components
             .iter()
