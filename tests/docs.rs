@@ -1359,8 +1359,8 @@ fn code_defaults() -> BTreeMap<String, BTreeMap<String, String>> {
         // A budget and an SLO, for their keys' defaults (`budgets.statistic`).
         (
             "prometheus",
-            "budgets = { LCP = { threshold = 1 } }\n\
-             slos.x = { vital = \"LCP\", threshold = 1, target = 0.5 }\n",
+            "budgets = { LCP = { threshold = 2500 } }\n\
+             slos.x = { vital = \"LCP\", threshold = 2500, target = 0.5 }\n",
         ),
     ] {
         let config = loaded(&format!(

@@ -408,11 +408,8 @@ impl PrometheusConfig {
                 ));
                 continue;
             };
-            if !(budget.threshold.is_finite() && budget.threshold > 0.0) {
-                errors.push((
-                    format!("{key}.threshold"),
-                    "must be a positive number".into(),
-                ));
+            if let Some(wrong) = vital.threshold_error(budget.threshold) {
+                errors.push((format!("{key}.threshold"), wrong));
             }
             let quantile = parse_statistic(&budget.statistic).unwrap_or_else(|| {
                 errors.push((
@@ -509,13 +506,13 @@ impl PrometheusConfig {
                             None
                         }
                     };
+                    let wrong = |t| vital.and_then(|v: Vital| v.threshold_error(t));
                     let threshold = match slo.threshold {
-                        Some(t) if t.is_finite() && t > 0.0 => Some(t),
-                        Some(_) => {
-                            errors.push((
-                                format!("{key}.threshold"),
-                                "must be a positive number".into(),
-                            ));
+                        Some(t) if t.is_finite() && t > 0.0 && wrong(t).is_none() => Some(t),
+                        Some(t) => {
+                            let why =
+                                wrong(t).unwrap_or_else(|| "must be a positive number".into());
+                            errors.push((format!("{key}.threshold"), why));
                             None
                         }
                         None => {

@@ -106,6 +106,24 @@ fn assert_each_refused(cases: &[(&str, &str)]) {
     }
 }
 
+/// Timing thresholds are milliseconds: `LCP = 2.5` (seconds, as Google's
+/// pages write it) was read as 2.5 ms, and the budget's alert fired on
+/// every page load.
+#[test]
+fn a_timing_threshold_written_in_seconds_is_refused() {
+    let cases: &[(&str, &str)] = &[
+        ("[budgets]\nLCP = 2.5", "[sinks.m] key `budgets.LCP.threshold`: 2.5 ms is too small for LCP, which is in milliseconds: for 2.5 s write 2500"),
+        ("[budgets]\nINP = { threshold = 0.2 }", "[sinks.m] key `budgets.INP.threshold`: 0.2 ms is too small for INP, which is in milliseconds: for 0.2 s write 200"),
+        ("[slos.x]\nvital = \"TTFB\"\nthreshold = 0.8\ntarget = 0.9", "[sinks.m] key `slos.x.threshold`: 0.8 ms is too small for TTFB, which is in milliseconds: for 0.8 s write 800"),
+    ];
+    assert_each_refused(cases);
+    // CLS is a score, small by nature; 10 ms is the least timing taken.
+    assert_eq!(
+        load_errors("[budgets]\nCLS = 0.1\nINP = 10\n[slos.x]\nvital = \"CLS\"\nthreshold = 0.05\ntarget = 0.9"),
+        Vec::<String>::new()
+    );
+}
+
 /// Durations the rules could not be written with: past what Prometheus
 /// parses (about 292 years) `rum-pipeline rules` wrote a range like
 /// `[213503982334d14h25m51s615ms]`, and Prometheus refused the whole file.

@@ -5,6 +5,10 @@
 
 use std::fmt;
 
+/// The least timing threshold taken (ms): below it, a budget or SLO was
+/// written in seconds.
+const MIN_TIMING_THRESHOLD_MS: f64 = 10.0;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Vital {
     Lcp,
@@ -66,6 +70,23 @@ impl Vital {
             Vital::Cls => "",
             _ => " ms",
         }
+    }
+
+    /// What is wrong with `threshold` as a budget's or SLO's, if anything:
+    /// not a positive number, or a timing under 10 ms, which is no page's
+    /// and almost surely seconds (`LCP = 2.5`, as web.dev writes it).
+    pub fn threshold_error(self, threshold: f64) -> Option<String> {
+        if !(threshold.is_finite() && threshold > 0.0) {
+            return Some("must be a positive number".into());
+        }
+        if self != Vital::Cls && threshold < MIN_TIMING_THRESHOLD_MS {
+            let t = format_number(threshold);
+            return Some(format!(
+                "{t} ms is too small for {self}, which is in milliseconds: for {t} s write {}",
+                format_number(threshold * 1000.0)
+            ));
+        }
+        None
     }
 
     /// From the unit of events and config to the unit of the metric.
