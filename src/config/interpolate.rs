@@ -1,7 +1,7 @@
 //! `${VAR}`, `${VAR:-default}` and `${VAR:?message}` in pipeline files, replaced
 //! from the environment before the TOML is parsed (as Vector does), so the
 //! Canarytrace-style variables can drive a shipped pipeline. `$$` is a literal `$`.
-//! Comment lines are left alone, so a commented-out `${X}` needs no variable.
+//! Comments are left alone, so a commented-out `${X}` needs no variable.
 
 /// Replaces every reference; returns all problems at once, each naming the
 /// variable and the line.
@@ -11,46 +11,77 @@ pub fn interpolate(
 ) -> Result<String, Vec<(usize, String)>> {
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
+    // A multi-line string open at the end of the line before.
+    let mut carried = InString::No;
     for (index, line) in text.split_inclusive('\n').enumerate() {
         let line_no = index + 1;
-        if line.trim_start().starts_with('#') {
-            out.push_str(line);
-            continue;
-        }
-        let mut rest = line;
-        while let Some(pos) = rest.find('$') {
-            out.push_str(&rest[..pos]);
-            let after = &rest[pos + 1..];
-            if let Some(tail) = after.strip_prefix('$') {
-                out.push('$');
-                rest = tail;
-            } else if let Some(body) = after.strip_prefix('{') {
-                let Some(end) = body.find('}') else {
-                    errors.push((line_no, "unterminated `${` (missing `}`)".to_owned()));
-                    out.push('$');
-                    rest = after;
-                    continue;
-                };
-                let before = &line[..line.len() - rest.len() + pos];
-                let expanded = expand(&body[..end], lookup).and_then(|(value, from_env)| {
-                    if from_env {
-                        fit_in_place(&value, string_at_end_of(before), &body[..end])
+        let bytes = line.as_bytes();
+        let mut state = carried;
+        // `line[..copied]` is in `out`; `copied` only ever moves past an
+        // ASCII byte matched here, so it is a character boundary.
+        let mut copied = 0;
+        let mut at = 0;
+        while at < bytes.len() {
+            let rest = &bytes[at..];
+            let (next, step) = match (state, bytes[at]) {
+                // A comment: the rest of the line as it is.
+                (InString::No, b'#') => break,
+                (InString::No, b'"') if rest.starts_with(br#"""""#) => (InString::MultiBasic, 3),
+                (InString::No, b'"') => (InString::Basic, 1),
+                (InString::No, b'\'') if rest.starts_with(b"'''") => (InString::MultiLiteral, 3),
+                (InString::No, b'\'') => (InString::Literal, 1),
+                // An escape: the next character cannot end the string.
+                (InString::Basic | InString::MultiBasic, b'\\') => (state, 2),
+                (InString::Basic, b'"') | (InString::Literal, b'\'') => (InString::No, 1),
+                (InString::MultiBasic, b'"') if rest.starts_with(br#"""""#) => (InString::No, 3),
+                (InString::MultiLiteral, b'\'') if rest.starts_with(b"'''") => (InString::No, 3),
+                (_, b'$') => {
+                    out.push_str(&line[copied..at]);
+                    // `$` is ASCII: `at + 1` is a character boundary.
+                    let after = &line[at + 1..];
+                    if after.starts_with('$') {
+                        out.push('$');
+                        at += 2;
+                    } else if let Some(body) = after.strip_prefix('{') {
+                        let Some(end) = body.find('}') else {
+                            errors.push((line_no, "unterminated `${` (missing `}`)".to_owned()));
+                            out.push('$');
+                            at += 1;
+                            copied = at;
+                            continue;
+                        };
+                        let reference = &body[..end];
+                        let expanded = expand(reference, lookup).and_then(|(value, from_env)| {
+                            if from_env {
+                                fit_in_place(&value, state, reference)
+                            } else {
+                                // A default is the file's own text, escaped as written.
+                                Ok(value)
+                            }
+                        });
+                        match expanded {
+                            Ok(value) => out.push_str(&value),
+                            Err(message) => errors.push((line_no, message)),
+                        }
+                        at += 2 + end + 1;
                     } else {
-                        // A default is the file's own text, escaped as written.
-                        Ok(value)
+                        out.push('$');
+                        at += 1;
                     }
-                });
-                match expanded {
-                    Ok(value) => out.push_str(&value),
-                    Err(message) => errors.push((line_no, message)),
+                    copied = at;
+                    continue;
                 }
-                rest = &body[end + 1..];
-            } else {
-                out.push('$');
-                rest = after;
-            }
+                _ => (state, 1),
+            };
+            state = next;
+            at += step;
         }
-        out.push_str(rest);
+        out.push_str(&line[copied.min(line.len())..]);
+        // Only a multi-line string goes on past its line.
+        carried = match state {
+            InString::MultiBasic | InString::MultiLiteral => state,
+            _ => InString::No,
+        };
     }
     if errors.is_empty() {
         Ok(out)
@@ -59,29 +90,15 @@ pub fn interpolate(
     }
 }
 
-/// Where a reference sits: outside any string, in a `"basic"` string, or in
-/// a `'literal'` one (the part of its line before it tells).
+/// Where a reference sits: outside any string, or in one of TOML's four
+/// kinds of string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum InString {
     No,
     Basic,
     Literal,
-}
-
-fn string_at_end_of(before: &str) -> InString {
-    let mut state = InString::No;
-    let mut escaped = false;
-    for c in before.chars() {
-        state = match (state, c) {
-            (InString::No, '"') => InString::Basic,
-            (InString::No, '\'') => InString::Literal,
-            (InString::Basic, '"') if !escaped => InString::No,
-            (InString::Literal, '\'') => InString::No,
-            (state, _) => state,
-        };
-        escaped = state == InString::Basic && c == '\\' && !escaped;
-    }
-    state
+    MultiBasic,
+    MultiLiteral,
 }
 
 /// A variable's value as the file gets it: it can only ever be one value,
@@ -97,8 +114,10 @@ fn fit_in_place(value: &str, place: InString, reference: &str) -> Result<String,
         ));
     }
     match place {
-        InString::Basic => Ok(value.replace('\\', "\\\\").replace('"', "\\\"")),
-        InString::Literal if value.contains('\'') => Err(format!(
+        InString::Basic | InString::MultiBasic => {
+            Ok(value.replace('\\', "\\\\").replace('"', "\\\""))
+        }
+        InString::Literal | InString::MultiLiteral if value.contains('\'') => Err(format!(
             "environment variable {name} holds a `'`, which would end the '...' string it is in: use a \"...\" string there"
         )),
         _ => Ok(value.to_owned()),
@@ -165,8 +184,8 @@ mod tests {
         assert_eq!(parsed["a"].as_str(), Some(r#"x a "b" \t c y"#));
         // Outside a string, and after a closed one, the value is pasted as is.
         assert_eq!(
-            interpolate("a = \"s\" # ${APOSTROPHE}\nn = ${QUOTED}\n", &env).unwrap(),
-            "a = \"s\" # it's\nn = a \"b\" \\t c\n"
+            interpolate("a = \"s\" ${APOSTROPHE}\nn = ${QUOTED}\n", &env).unwrap(),
+            "a = \"s\" it's\nn = a \"b\" \\t c\n"
         );
         // In a literal string nothing can be escaped: a `'` is refused.
         let errors = interpolate("a = 'x ${APOSTROPHE}'\n", &env).unwrap_err();
@@ -215,6 +234,47 @@ mod tests {
         assert!(errors[1]
             .1
             .contains("ALSO is required: set it to the cluster URL"));
+    }
+
+    /// A comment after a value was filled in: `port = 3000  # or ${PORT}`
+    /// needed PORT set, and a value with a `'` in such a comment was refused.
+    #[test]
+    fn comments_after_values_are_left_alone() {
+        let text = r#"a = "x" # or ${NOPE}
+b = 'x # ${PORT}' # ${ALSO}
+c = "q\" # ${PORT}" # $${X}
+d = "bü ${PORT}ü" # ü ${NOPE}
+"#;
+        assert_eq!(
+            interpolate(text, &env).unwrap(),
+            r#"a = "x" # or ${NOPE}
+b = 'x # 3001' # ${ALSO}
+c = "q\" # 3001" # $${X}
+d = "bü 3001ü" # ü ${NOPE}
+"#
+        );
+    }
+
+    /// Multi-line strings: a `#` in one is text, and a reference after it
+    /// is filled in, on any of its lines; a `"` in a value stays text.
+    #[test]
+    fn multi_line_strings_are_strings_on_every_line() {
+        let env = |name: &str| match name {
+            "PORT" => Some("3001".into()),
+            "QUOTES" => Some(r#"a"""b"#.into()),
+            _ => None,
+        };
+        let text = r#"a = """
+# ${PORT}
+x ${QUOTES}""" # ${NOPE}
+b = '''
+# ${PORT}
+'''
+"#;
+        let out = interpolate(text, &env).unwrap();
+        let parsed: toml::Table = toml::from_str(&out).unwrap();
+        assert_eq!(parsed["a"].as_str(), Some("# 3001\nx a\"\"\"b"));
+        assert_eq!(parsed["b"].as_str(), Some("# 3001\n"));
     }
 
     #[test]
