@@ -258,6 +258,15 @@ pub fn load_str(
             ),
         );
     }
+    // No time to drain: what waits in a buffer at SIGTERM, answered 2xx,
+    // would be lost on every restart.
+    if global.shutdown_timeout_secs == 0 {
+        parser.push(
+            None,
+            Some("shutdown_timeout_secs"),
+            "must be at least 1".into(),
+        );
+    }
     // A sink's own drain deadline has to end before the process gives up on
     // it: past the global timeout its tasks are aborted, and what they still
     // hold is neither sent nor dead-lettered.
@@ -1059,6 +1068,28 @@ inputs = ["a", "b"]
             "{errors:?}"
         );
         assert!(load(2, own).is_empty(), "{:?}", load(2, own));
+    }
+
+    /// `shutdown_timeout_secs = 0` gave the drain no time: every event in
+    /// a buffer at SIGTERM, answered 2xx, was lost on every restart.
+    #[test]
+    fn a_shutdown_without_time_to_drain_is_a_config_error() {
+        let errors = |timeout: &str| -> Vec<String> {
+            load(&format!("{timeout}{GOOD}"))
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        let refused = errors("shutdown_timeout_secs = 0\n");
+        assert!(
+            refused.len() == 1
+                && refused[0]
+                    .contains("test.toml:1: key `shutdown_timeout_secs`: must be at least 1"),
+            "{refused:?}"
+        );
+        assert!(errors("shutdown_timeout_secs = 1\n").is_empty());
     }
 
     #[test]
