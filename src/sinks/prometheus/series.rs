@@ -144,6 +144,9 @@ struct Sessions {
     /// A generation ends after this many seconds even when not full.
     generation_secs: u64,
     started: u64,
+    /// Sessions dropped with a generation that ended because it was full,
+    /// before their timeout: each is counted again if it comes back.
+    forgotten_early: u64,
 }
 
 impl Sessions {
@@ -154,14 +157,19 @@ impl Sessions {
             generation_max: (max / 2).max(1),
             generation_secs: timeout_secs.max(1),
             started: 0,
+            forgotten_early: 0,
         }
     }
 
     /// Marks a session seen; returns (first time seen, its error flag).
     fn touch(&mut self, id: &str, now: u64) -> (bool, &mut bool) {
-        if self.current.len() >= self.generation_max
-            || now.saturating_sub(self.started) >= self.generation_secs
-        {
+        let timed_out = now.saturating_sub(self.started) >= self.generation_secs;
+        if self.current.len() >= self.generation_max || timed_out {
+            // Full, not timed out: the previous generation's sessions may
+            // have been seen a moment ago.
+            if !timed_out {
+                self.forgotten_early += self.previous.len() as u64;
+            }
             self.previous = std::mem::take(&mut self.current);
             self.started = now;
         }
@@ -214,6 +222,9 @@ pub struct RumMetrics {
 
 pub const PAGE_VIEWS: &str = "rum_page_views_total";
 pub const SESSIONS: &str = "rum_sessions_total";
+/// Sessions forgotten early because `max_sessions` was reached.
+const FORGOTTEN: &str = "rum_sessions_forgotten_total";
+const FORGOTTEN_HELP: &str = "Sessions forgotten before session_timeout_secs because max_sessions were remembered; each may be counted again in rum_sessions_total.";
 pub const SESSIONS_WITH_ERROR: &str = "rum_sessions_with_js_error_total";
 pub const ERRORS: &str = "rum_js_errors_total";
 pub const CSP_VIOLATIONS: &str = "rum_csp_violations_total";
@@ -402,6 +413,9 @@ impl RumMetrics {
                 let _ = writeln!(out, "{}{labels} {value}", family.name);
             }
         }
+        let _ = writeln!(out, "# HELP {FORGOTTEN} {FORGOTTEN_HELP}");
+        let _ = writeln!(out, "# TYPE {FORGOTTEN} counter");
+        let _ = writeln!(out, "{FORGOTTEN} {}", self.sessions.forgotten_early);
         for v in &self.vitals {
             let name = v.family.name;
             let _ = writeln!(out, "# HELP {name} {}", v.family.help);

@@ -303,3 +303,36 @@ fn a_forged_error_count_neither_wraps_nor_panics() {
         [format!("rum_js_errors_total{{site=\"shop\"}} {}", u64::MAX)]
     );
 }
+
+/// Past `max_sessions` live sessions, the oldest generation goes before
+/// its timeout, and a session of it seen again is counted again in
+/// `rum_sessions_total`: that over-count had no counter saying so.
+#[test]
+fn sessions_forgotten_before_their_timeout_are_counted() {
+    // 100 sessions: two generations of 50.
+    let mut m = metrics(&[], 10);
+    for i in 0..150 {
+        m.record(&obs(&[], Some(&format!("s{i}")), Kind::PageView), 0);
+    }
+    // The first 50 went when s100 came: s0 is counted once more, and its
+    // arrival (a full generation again) lets s50..s99 go too.
+    m.record(&obs(&[], Some("s0"), Kind::PageView), 1);
+    let text = m.render();
+    assert_eq!(
+        lines(&text, "rum_sessions_total "),
+        ["rum_sessions_total 151"]
+    );
+    assert_eq!(
+        lines(&text, "rum_sessions_forgotten_total "),
+        ["rum_sessions_forgotten_total 100"]
+    );
+    // Sessions idle past the timeout are forgotten by design: not counted.
+    let mut m = metrics(&[], 10);
+    m.record(&obs(&[], Some("a"), Kind::PageView), 0);
+    m.record(&obs(&[], Some("b"), Kind::PageView), 1800);
+    m.record(&obs(&[], Some("c"), Kind::PageView), 3600);
+    assert_eq!(
+        lines(&m.render(), "rum_sessions_forgotten_total "),
+        ["rum_sessions_forgotten_total 0"]
+    );
+}
