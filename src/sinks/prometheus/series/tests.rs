@@ -303,3 +303,24 @@ fn a_forged_error_count_neither_wraps_nor_panics() {
         [format!("rum_js_errors_total{{site=\"shop\"}} {}", u64::MAX)]
     );
 }
+
+/// Session ids and label values are the browser's, so the maps they key
+/// must not take a hash a client can predict: under `FxHasher`, ids that
+/// differ only in bytes 40..48 of 65 hash alike (`fx_collisions`), so two
+/// such sessions were counted as one, and label values made alike sat in
+/// one probe chain that every lookup of theirs walked (1,000 series: ~15×
+/// the cost of a record, growing with `max_series`).
+#[test]
+fn keys_a_client_makes_collide_under_fx_are_told_apart() {
+    let ids = crate::fx_collisions::fx_colliding(2);
+    let mut m = metrics(&["site"], 10);
+    m.record(&obs(&["shop"], Some(&ids[0]), Kind::PageView), 0);
+    m.record(&obs(&["shop"], Some(&ids[1]), Kind::PageView), 1);
+    assert_eq!(m.sessions_remembered(), 2);
+    assert_eq!(
+        lines(&m.render(), "rum_sessions_total{"),
+        ["rum_sessions_total{site=\"shop\"} 2"]
+    );
+    let hasher = m.page_views.series.hasher();
+    assert_ne!(hasher.hash_one(&ids[0]), hasher.hash_one(&ids[1]));
+}
