@@ -11,6 +11,8 @@ pub mod client_bundle;
 pub mod conditions;
 pub mod config;
 pub mod event;
+#[cfg(test)]
+mod fx_collisions;
 pub mod health_probe;
 pub mod http;
 mod json_bytes;

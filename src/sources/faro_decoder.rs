@@ -235,6 +235,7 @@ pub fn decode(
         earliest_ms: facts.received_at_ms.saturating_sub(limits.max_event_age_ms),
         meta_extra,
         events: EventBlock::with_capacity(wire.items.len() + wire.unknown.len()),
+        max_stack_bytes: limits.max_string_bytes,
     };
     for (kind, _, item) in wire.items {
         match kind {

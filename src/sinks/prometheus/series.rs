@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, RandomState};
 
 use rustc_hash::FxBuildHasher;
 
@@ -56,7 +56,9 @@ struct Family<T> {
     help: &'static str,
     /// Labels after the dimensions (`directive` for CSP).
     extra_labels: &'static [&'static str],
-    series: HashMap<String, T, FxBuildHasher>,
+    /// Keyed by label values a browser chose: hashed with a random key
+    /// (SipHash), never a hash a client can make collide (see `Sessions`).
+    series: HashMap<String, T, RandomState>,
     /// Series created with real dimension values; `__other__` ones are not counted.
     distinct: usize,
     /// Series with some dimensions folded (kept ones real): at most `max` too.
@@ -136,7 +138,14 @@ struct VitalFamily {
 /// Sessions this replica has seen, in two generations so memory stays under
 /// `max` entries and a session idle for a whole generation is forgotten.
 /// Ids are kept as 64-bit hashes; the value says "has had a JS error".
+///
+/// The ids are the browser's, so they are hashed with a random key
+/// (SipHash): under `FxHasher`, a client could make any number of ids with
+/// one hash (counted as one session) or with one bucket (a probe chain each
+/// lookup walks). Keyed, the hashes are unpredictable, and the maps may
+/// spread them with Fx.
 struct Sessions {
+    ids: RandomState,
     current: HashMap<u64, bool, FxBuildHasher>,
     previous: HashMap<u64, bool, FxBuildHasher>,
     /// Entries per generation.
@@ -152,6 +161,7 @@ struct Sessions {
 impl Sessions {
     fn new(max: usize, timeout_secs: u64) -> Self {
         Self {
+            ids: RandomState::new(),
             current: HashMap::default(),
             previous: HashMap::default(),
             generation_max: (max / 2).max(1),
@@ -173,7 +183,7 @@ impl Sessions {
             self.previous = std::mem::take(&mut self.current);
             self.started = now;
         }
-        let key = FxBuildHasher.hash_one(id);
+        let key = self.ids.hash_one(id);
         let (new, errored) = match self.previous.remove(&key) {
             Some(errored) => (false, errored),
             None => (!self.current.contains_key(&key), false),

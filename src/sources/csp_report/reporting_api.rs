@@ -16,7 +16,7 @@ use super::{
 };
 use crate::schema;
 use crate::sources::decode_error::{check_json_shape_from, json_error, DecodeError};
-use crate::sources::json_scan::keys_without_nul;
+use crate::sources::json_scan::{replace_nul_keys, writes_nul};
 
 /// `POST reporting-api`: an array of reports of any type.
 pub fn decode_reporting_api(
@@ -28,12 +28,16 @@ pub fn decode_reporting_api(
     parse_utf8(body)?;
     let items = parse_bounded_array(body, limits)?;
     let mut checked = Vec::with_capacity(items.len());
+    // Searched once for all the reports.
+    let nul = writes_nul(body);
     // Everything is checked before anything is built: a bad report refuses
     // the whole request, and nothing of it reaches the pipeline.
     for (i, mut item) in items.into_iter().enumerate() {
         // Depth 2: the array itself is level 1.
         check_json_shape_from(&item, 2, limits.max_string_bytes, limits.max_depth)?;
-        keys_without_nul(body, &mut item);
+        if nul {
+            replace_nul_keys(&mut item);
+        }
         checked.push(check_envelope(i, item)?);
     }
     let earliest = facts.received_at_ms.saturating_sub(limits.max_age_ms);

@@ -529,3 +529,27 @@ fn a_nul_in_a_key_does_not_reach_the_documents() {
     .unwrap();
     no_nul_key(&new.reports[0].event);
 }
+
+/// The body is searched for a `\u0000` once, not once per report: searched
+/// per report, 100 reports (the default `max_reports_per_request`) beside
+/// a 1 MiB one made a request scan 100 MiB.
+#[test]
+fn a_reporting_api_body_is_searched_for_nul_once() {
+    let reports: Vec<Value> = (0..40)
+        .map(|i| json!({"type": "deprecation", "body": {"id": format!("r{i}"), "message": "m".repeat(150)}}))
+        .collect();
+    let body = Value::Array(reports).to_string();
+    let limits = ReportLimits {
+        max_reports: 100,
+        ..limits()
+    };
+    crate::sources::json_scan::NUL_SEARCHED_BYTES.set(0);
+    let decoded = decode_reporting_api(body.as_bytes(), &facts(), &limits, &noise()).unwrap();
+    assert_eq!(decoded.reports.len(), 40);
+    let searched = crate::sources::json_scan::NUL_SEARCHED_BYTES.get();
+    assert!(
+        searched <= body.len(),
+        "{searched} bytes searched for a body of {}",
+        body.len()
+    );
+}

@@ -1295,3 +1295,32 @@ fn only_spans_carry_the_agents_sample_rate() {
     assert_eq!(kept(&docs[4]), 0);
     assert_eq!(kept(&docs[5]), 1.5);
 }
+
+/// The stack text is made of the frames, so it was not held to
+/// `max_string_bytes` as every string sent is: `{}` (3 bytes of body) wrote
+/// `\n    at <anonymous>` (20), and a 900 KB line of frames made one 7 MB
+/// document. Frames are written while the text stays within the limit;
+/// the frames it does not show keep their `abs_path`.
+#[test]
+fn the_stack_text_stays_within_max_string_bytes() {
+    let frames: Vec<Value> = (0..60)
+        .map(|i| json!({"abs_path": "https://a.example/app.js", "lineno": i}))
+        .collect();
+    let line = json!({"error": {"exception": {"message": "m", "stacktrace": frames}}}).to_string();
+    let decoded = decode_lines(&[META, &line]).unwrap();
+    let error = &decoded.events[0];
+    let stack = error.get_str("error.stack_trace").unwrap();
+    assert!(
+        stack.len() <= limits().max_string_bytes,
+        "{} bytes",
+        stack.len()
+    );
+    let shown = stack.lines().count() - 1;
+    assert!(shown > 0 && shown < 60, "{stack}");
+    let Some(Value::Array(kept)) = error.get("rum.extra.exception.stacktrace") else {
+        panic!("frames kept")
+    };
+    assert_eq!(kept.len(), 60);
+    assert!(kept[..shown].iter().all(|f| f.get("abs_path").is_none()));
+    assert!(kept[shown..].iter().all(|f| f.get("abs_path").is_some()));
+}

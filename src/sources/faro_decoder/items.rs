@@ -17,6 +17,9 @@ pub(super) struct Builder {
     /// `rum.extra` of every event that has its own.
     pub(super) meta_extra: Option<Vec<u8>>,
     pub(super) events: EventBlock,
+    /// Longest stack text written from an exception's frames (the
+    /// source's `max_string_bytes`): a frame of 3 bytes (`{}`) writes 19.
+    pub(super) max_stack_bytes: usize,
 }
 
 impl Builder {
@@ -196,7 +199,14 @@ impl Builder {
                 let mut whole =
                     frames.is_some() && stacktrace.as_object().is_some_and(|m| m.len() == 1);
                 for (i, frame) in frames.into_iter().flatten().enumerate() {
+                    let before = stack.len();
                     whole &= render_frame(frame, &mut stack);
+                    // The text is full: the frames are kept as sent.
+                    let full = stack.len() > self.max_stack_bytes;
+                    if full {
+                        stack.truncate(before);
+                        whole = false;
+                    }
                     if i == 0 {
                         let string = |k| frame.get(k).and_then(Json::as_str);
                         // `rum.error.line`/`column` are `long`, which is
@@ -216,6 +226,9 @@ impl Builder {
                         if let Some(column) = number("colno") {
                             fields.push((ids.error_column, Some(Value::from(column).into())));
                         }
+                    }
+                    if full {
+                        break;
                     }
                 }
                 // Frames with keys the text does not show are kept whole.

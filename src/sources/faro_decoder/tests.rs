@@ -817,3 +817,36 @@ fn a_browser_clock_two_hours_behind_is_corrected_as_a_beacons_is() {
     let sent: Vec<Option<i64>> = decoded.events.iter().map(|e| e.client_ts_ms()).collect();
     assert_eq!(sent, [Some(NOW - 7_200_000), Some(NOW - 7_201_500), None]);
 }
+
+/// The stack text is made of the frames, so it was not held to
+/// `max_string_bytes` as every string sent is: `{}` (3 bytes of body) wrote
+/// `\n    at <anonymous>` (19), and a 900 KB body of frames made one 6 MB
+/// document. Frames are written while the text stays within the limit;
+/// the frames are then kept as sent, in `rum.extra.stacktrace`.
+#[test]
+fn the_stack_text_stays_within_max_string_bytes() {
+    let frames: Vec<Value> = (0..40)
+        .map(|i| json!({"filename": "https://a.example/app.js", "lineno": i}))
+        .collect();
+    let decoded = decode_json(json!({
+        "meta": meta(),
+        "exceptions": [{"type": "Error", "value": "boom", "stacktrace": {"frames": frames}}]
+    }))
+    .unwrap();
+    let error = &decoded.events[0];
+    let stack = error.get_str("error.stack_trace").unwrap();
+    assert!(
+        stack.len() <= limits().max_string_bytes,
+        "{} bytes",
+        stack.len()
+    );
+    assert!(
+        stack.starts_with("Error: boom\n    at https://a.example/app.js:0\n"),
+        "{stack}"
+    );
+    assert_eq!(
+        error.get("rum.extra.stacktrace"),
+        Some(&json!({"frames": frames})),
+        "the frames the text does not show are kept"
+    );
+}

@@ -2,12 +2,12 @@
 //! `quick_cache` bounded by entry count, keyed by a hash of the UA and hints
 //! (as JSON text) and checked against the whole key on a hit.
 
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, LazyLock};
 
 use quick_cache::unsync::{Cache, DefaultLifecycle};
 use quick_cache::{Equivalent, UnitWeighter};
-use rustc_hash::{FxBuildHasher, FxHasher};
+use rustc_hash::FxBuildHasher;
 use serde_json::{Map, Value};
 
 use super::UserAgentInfo;
@@ -88,14 +88,6 @@ impl Prepared {
     }
 }
 
-/// Hash of the cache key: the UA and its hints as JSON text.
-pub(super) fn key_hash(ua: &str, hints_json: &[u8]) -> u64 {
-    let mut hasher = FxHasher::default();
-    ua.hash(&mut hasher);
-    hints_json.hash(&mut hasher);
-    hasher.finish()
-}
-
 /// The hints as the cache key holds them, written into `out` (emptied
 /// first; nothing when there are none): JSON text, whose length is the
 /// memory a key holds. A cloned `Value` would hold 32 bytes for each item,
@@ -118,6 +110,10 @@ pub(super) struct ParseCache {
     /// `None` when `cache_size = 0`: every UA is parsed. Fx: the key is
     /// already a hash, one multiply spreads it.
     entries: Option<Cache<Key, Arc<Prepared>, UnitWeighter, FxBuildHasher>>,
+    /// The key of `key_hash`, random: the UA and hints are the client's,
+    /// and under `FxHasher` a client could make any number of UAs with one
+    /// hash, all in one probe chain that each of their lookups walked.
+    keys: RandomState,
 }
 
 /// An owned cache key: the UA, its hints as JSON text (empty when none),
@@ -166,7 +162,16 @@ impl ParseCache {
                     DefaultLifecycle::default(),
                 )
             }),
+            keys: RandomState::new(),
         }
+    }
+
+    /// Hash of the cache key: the UA and its hints as JSON text.
+    pub(super) fn key_hash(&self, ua: &str, hints_json: &[u8]) -> u64 {
+        let mut hasher = self.keys.build_hasher();
+        ua.hash(&mut hasher);
+        hints_json.hash(&mut hasher);
+        hasher.finish()
     }
 
     pub(super) fn is_enabled(&self) -> bool {

@@ -22,7 +22,7 @@ mod corrections;
 #[cfg(test)]
 mod tests;
 
-use cache::{hints_key, key_hash, ParseCache, Prepared, MAX_CACHED_KEY_BYTES};
+use cache::{hints_key, ParseCache, Prepared, MAX_CACHED_KEY_BYTES};
 pub use client_hints::ClientHints;
 pub use corrections::{UserAgentParser, MAX_PARSED_UA_BYTES};
 
@@ -195,7 +195,11 @@ impl UserAgentTransform {
         }
         let key = &self.hints_json;
         let cacheable = cacheable && ua.len() + key.len() <= MAX_CACHED_KEY_BYTES;
-        let hash = if cacheable { key_hash(ua, key) } else { 0 };
+        let hash = if cacheable {
+            self.cache.key_hash(ua, key)
+        } else {
+            0
+        };
         if cacheable {
             if let Some(hit) = self.cache.get(hash, ua, key) {
                 return Some((hit, true));

@@ -479,3 +479,14 @@ fn a_beacons_events_are_resolved_once_enriched_together_and_dropped_together() {
     assert_eq!(lookups("miss"), 2);
     assert_eq!(lookups("hit"), 1 + 2 + 1 + 1);
 }
+
+/// The cache's key hash is keyed at random: under `FxHasher`, UAs that
+/// differ only in bytes 40..48 of 65 hash alike (`fx_collisions`), so a
+/// client sending `cache_size` of them put every entry in one probe chain,
+/// and each lookup of such a UA compared it with all of them.
+#[test]
+fn uas_a_client_makes_collide_under_fx_do_not_share_a_key_hash() {
+    let uas = crate::fx_collisions::fx_colliding(2);
+    let cache = ParseCache::new(16);
+    assert_ne!(cache.key_hash(&uas[0], b""), cache.key_hash(&uas[1], b""));
+}

@@ -335,4 +335,24 @@ fn sessions_forgotten_before_their_timeout_are_counted() {
         lines(&m.render(), "rum_sessions_forgotten_total "),
         ["rum_sessions_forgotten_total 0"]
     );
+
+/// Session ids and label values are the browser's, so the maps they key
+/// must not take a hash a client can predict: under `FxHasher`, ids that
+/// differ only in bytes 40..48 of 65 hash alike (`fx_collisions`), so two
+/// such sessions were counted as one, and label values made alike sat in
+/// one probe chain that every lookup of theirs walked (1,000 series: ~15×
+/// the cost of a record, growing with `max_series`).
+#[test]
+fn keys_a_client_makes_collide_under_fx_are_told_apart() {
+    let ids = crate::fx_collisions::fx_colliding(2);
+    let mut m = metrics(&["site"], 10);
+    m.record(&obs(&["shop"], Some(&ids[0]), Kind::PageView), 0);
+    m.record(&obs(&["shop"], Some(&ids[1]), Kind::PageView), 1);
+    assert_eq!(m.sessions_remembered(), 2);
+    assert_eq!(
+        lines(&m.render(), "rum_sessions_total{"),
+        ["rum_sessions_total{site=\"shop\"} 2"]
+    );
+    let hasher = m.page_views.series.hasher();
+    assert_ne!(hasher.hash_one(&ids[0]), hasher.hash_one(&ids[1]));
 }

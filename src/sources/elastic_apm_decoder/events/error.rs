@@ -4,16 +4,23 @@ use super::*;
 use crate::sources::json_tree::push_u64;
 
 /// The stack as text, one `    at function (url:line:column)` per frame,
-/// under the message, as browsers print it.
-fn stack_text(message: Option<&str>, frames: &[Json<'_>]) -> Option<String> {
+/// under the message, as browsers print it, and how many frames it shows:
+/// the frames are written while the text stays within `max_bytes` (the
+/// source's `max_string_bytes`; a frame of 3 bytes, `{}`, writes 20).
+fn stack_text(
+    message: Option<&str>,
+    frames: &[Json<'_>],
+    max_bytes: usize,
+) -> (Option<String>, usize) {
     if frames.is_empty() {
-        return None;
+        return (None, 0);
     }
-    let mut out = String::with_capacity(64 * frames.len());
+    let mut out = String::with_capacity((64 * frames.len()).min(max_bytes));
     if let Some(message) = message {
         out.push_str(message);
     }
-    for frame in frames {
+    for (shown, frame) in frames.iter().enumerate() {
+        let before = out.len();
         let field = |k: &str| frame.get(k);
         // A string `abs_path` (the one taken off the kept frames), else
         // the file name.
@@ -42,8 +49,12 @@ fn stack_text(message: Option<&str>, frames: &[Json<'_>]) -> Option<String> {
         if !function.is_empty() {
             out.push(')');
         }
+        if out.len() > max_bytes {
+            out.truncate(before);
+            return (Some(out), shown);
+        }
     }
-    Some(out)
+    (Some(out), frames.len())
 }
 
 /// A line or column as JSON text: digits for the numbers agents send
@@ -99,7 +110,10 @@ impl Builder<'_> {
                     .map(str::to_owned)
             });
         let frames = body.get("stacktrace").and_then(Json::as_array);
-        if let Some(stack) = frames.and_then(|f| stack_text(message.as_deref(), f)) {
+        let (stack, shown) = frames.map_or((None, 0), |f| {
+            stack_text(message.as_deref(), f, self.limits.max_string_bytes)
+        });
+        if let Some(stack) = stack {
             fields.push((s_stack.0, Some(stack.into())));
         }
         if let Some(first) = frames.and_then(|f| f.first()) {
@@ -125,8 +139,9 @@ impl Builder<'_> {
         // The frames stay, beside the text made of them, without their
         // `abs_path`: that URL (the page's, query and all, for inline
         // scripts) is in `error.stack_trace`, where `scrub_url` sees it.
+        // Frames the text does not show keep theirs.
         if let Some(Json::Array(frames)) = body.get_mut("stacktrace") {
-            for frame in frames.iter_mut().filter_map(Json::as_object_mut) {
+            for frame in frames[..shown].iter_mut().filter_map(Json::as_object_mut) {
                 // Only a string is in the text: another value stays.
                 if frame.get("abs_path").is_some_and(Json::is_string) {
                     frame.remove("abs_path");
@@ -182,8 +197,8 @@ mod tests {
             let json = Json::from(frame.clone());
             let expected = format!("m\n{}", formatted(frame));
             assert_eq!(
-                stack_text(Some("m"), std::slice::from_ref(&json)).unwrap(),
-                expected
+                stack_text(Some("m"), std::slice::from_ref(&json), 1024),
+                (Some(expected), 1)
             );
         }
     }
