@@ -401,9 +401,8 @@ fn panic_failure(panicked: &Panicked, components: &[ComponentMetrics]) -> String
 }
 
 /// The log line of a panic, counting it as the component's error when its
-/// task did not (a sink's: what it had taken from its input and not yet
-/// written is lost uncounted, received and neither sent nor discarded;
-/// only what waited in its input buffer is counted).
+/// task did not (a sink's: what waited in its input buffer is counted as it
+/// drops, and what it had taken in as the sink's own state unwinds).
 fn panic_log_line(panicked: &Panicked, components: &[ComponentMetrics]) -> String {
     let Panicked {
         component,
@@ -422,7 +421,7 @@ fn panic_log_line(panicked: &Panicked, components: &[ComponentMetrics]) -> Strin
         Some(metrics) => {
             metrics.errors("panicked", "processing").inc();
             format!(
-                "{component} panicked: {message}; the events waiting in its input buffer are counted as discarded, those it had taken in are not (its received minus sent and discarded)"
+                "{component} panicked: {message}; the events waiting in its input buffer and those it had taken in are counted as discarded"
             )
         }
         None => format!("{component} panicked: {message}"),
