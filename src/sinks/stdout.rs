@@ -58,6 +58,12 @@ struct Lines<W> {
     closed: bool,
     encoding: Encoding,
     id: String,
+    received: Counter,
+    /// Events taken in and neither sent nor discarded yet (their lines
+    /// wait in `buf`, or are in a write). Should the sink be stopped
+    /// before it settles them (aborted at the shutdown timeout inside a
+    /// stalled write), they are counted as discarded then (`Drop`).
+    held: u64,
     sent: Counter,
     discarded: Counter,
     write_failed: Counter,
@@ -70,9 +76,12 @@ impl<W: AsyncWrite + Unpin> Lines<W> {
     /// Encodes the batch's events, written out whenever the buffer passes
     /// `MAX_WRITE_BYTES` (events that carry a big context never pile up).
     async fn take(&mut self, batch: &[Event]) {
+        self.received.add(batch.len() as u64);
+        self.held += batch.len() as u64;
         for event in batch {
             if self.closed {
                 self.discarded.add(1);
+                self.held -= 1;
                 continue;
             }
             encode(event, self.encoding, &mut self.buf);
@@ -127,8 +136,23 @@ impl<W: AsyncWrite + Unpin> Lines<W> {
         };
         self.sent.add(out as u64);
         self.discarded.add((self.ends.len() - out) as u64);
+        self.held -= self.ends.len() as u64;
         self.ends.clear();
         self.buf.clear();
+    }
+}
+
+impl<W> Drop for Lines<W> {
+    fn drop(&mut self) {
+        if self.held > 0 {
+            // Some of their lines may have reached stdout: none is vouched for.
+            self.discarded.add(self.held);
+            tracing::error!(
+                component = %self.id,
+                "{} events taken in were not written: the sink was stopped in the middle of its work",
+                self.held
+            );
+        }
     }
 }
 
@@ -147,18 +171,18 @@ async fn run<W: AsyncWrite + Unpin>(
         closed: false,
         encoding,
         id: metrics.id.clone(),
+        received: metrics.received_events.clone(),
+        held: 0,
         sent: metrics.sent_events(DEFAULT_OUTPUT),
         discarded: metrics.discarded_unintentional.clone(),
         write_failed: metrics.errors("write_failed", "sending"),
         health,
     };
     while let Some(batch) = input.recv().await {
-        metrics.received_events.add(batch.len() as u64);
         lines.take(&batch).await;
         drop(batch);
         while lines.buf.len() < MAX_WRITE_BYTES {
             let Some(more) = input.try_recv() else { break };
-            metrics.received_events.add(more.len() as u64);
             lines.take(&more).await;
         }
         lines.write_out().await;
@@ -190,6 +214,7 @@ impl StdoutConfig {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     #[test]
     fn json_is_one_line_per_event() {
@@ -262,6 +287,53 @@ mod tests {
         ) -> std::task::Poll<std::io::Result<()>> {
             std::task::Poll::Ready(Ok(()))
         }
+    }
+
+    /// A stdout that takes nothing and never says why (a stalled pipe).
+    struct Stalled;
+
+    impl AsyncWrite for Stalled {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Pending
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Pending
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    /// The sink stopped inside a write that does not end (aborted at the
+    /// shutdown timeout): what it had taken in and not vouched for as
+    /// written is counted as discarded, so its counters add up.
+    #[tokio::test(start_paused = true)]
+    async fn events_held_by_a_sink_stopped_in_a_stalled_write_are_counted() {
+        let registry = crate::telemetry::Registry::new();
+        let metrics = ComponentMetrics::new(&registry, "out", "sink", "stdout");
+        let (tx, rx) = crate::topology::buffer::buffer(10_000, usize::MAX);
+        let event = |i: usize| Event::from(json!({"rum": {"seq": i}}));
+        tx.send((0..3).map(event).collect()).await.unwrap();
+        tx.send((3..5).map(event).collect()).await.unwrap();
+        let health = Arc::new(Health::default());
+        let running = run(Stalled, Encoding::Json, metrics.clone(), rx, health);
+        let stopped = tokio::time::timeout(Duration::from_secs(10), running).await;
+        assert!(stopped.is_err(), "the write never ends");
+        assert_eq!(metrics.received_events.get(), 5);
+        assert_eq!(metrics.sent_total(), 0);
+        assert_eq!(metrics.discarded_unintentional.get(), 5);
     }
 
     /// Events whose lines stdout took are sent, the others discarded, when

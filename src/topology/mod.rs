@@ -115,6 +115,11 @@ async fn run_transform(mut task: TransformTask) -> Result<(), Panicked> {
                 });
             }
         };
+        let mut unsent = Unsent {
+            component: &last.id,
+            discarded: &last.metrics.discarded_unintentional,
+            events: out.iter().map(|events| events.len() as u64).sum(),
+        };
         for ((_, fanout), events) in task.outputs.ports().iter().zip(out) {
             let count = events.len() as u64;
             if fanout.send(events).await.is_err() {
@@ -124,10 +129,35 @@ async fn run_transform(mut task: TransformTask) -> Result<(), Panicked> {
                 last.metrics.errors("downstream_closed", "sending").inc();
                 tracing::error!(component = %last.id, "a downstream component has stopped; {count} events not delivered to it");
             }
+            unsent.events -= count;
         }
     }
     tracing::debug!(task = %name, "transform task finished");
     Ok(())
+}
+
+/// The events a transform task has made and not yet handed to every
+/// downstream. A task stopped while it waits for room (aborted when the
+/// drain passed `shutdown_timeout`) loses them; they are counted then as
+/// the last stage's, received and discarded, as the events left in a
+/// buffer are its reader's.
+struct Unsent<'a> {
+    component: &'a str,
+    discarded: &'a crate::telemetry::Counter,
+    events: u64,
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        if self.events > 0 {
+            self.discarded.add(self.events);
+            tracing::error!(
+                component = %self.component,
+                "{} events the component held are lost: it was stopped while it waited for room downstream",
+                self.events
+            );
+        }
+    }
 }
 
 /// The connection cap and body budget every intake listener shares, with
@@ -330,7 +360,8 @@ pub async fn run(
     }
     if !matches!(drained, Some(Ok(()))) {
         // Stopped where they are; each input buffer, dropped, counts what it
-        // still held as its reader's loss, so the counters below add up.
+        // still held as its reader's loss, and each transform what it was
+        // waiting to hand on (`Unsent`), so the counters below add up.
         // Bounded: a task stuck inside a poll cannot be stopped.
         tasks.abort_all();
         let stopped = async { while tasks.join_next().await.is_some() {} };
@@ -370,9 +401,8 @@ fn panic_failure(panicked: &Panicked, components: &[ComponentMetrics]) -> String
 }
 
 /// The log line of a panic, counting it as the component's error when its
-/// task did not (a sink's: what it had taken from its input and not yet
-/// written is lost uncounted, received and neither sent nor discarded;
-/// only what waited in its input buffer is counted).
+/// task did not (a sink's: what waited in its input buffer is counted as it
+/// drops, and what it had taken in as the sink's own state unwinds).
 fn panic_log_line(panicked: &Panicked, components: &[ComponentMetrics]) -> String {
     let Panicked {
         component,
@@ -391,7 +421,7 @@ fn panic_log_line(panicked: &Panicked, components: &[ComponentMetrics]) -> Strin
         Some(metrics) => {
             metrics.errors("panicked", "processing").inc();
             format!(
-                "{component} panicked: {message}; the events waiting in its input buffer are counted as discarded, those it had taken in are not (its received minus sent and discarded)"
+                "{component} panicked: {message}; the events waiting in its input buffer and those it had taken in are counted as discarded"
             )
         }
         None => format!("{component} panicked: {message}"),
@@ -670,5 +700,95 @@ inputs = ["enrich"]
             1
         );
         assert_eq!(tx.buffered_events(), 0, "the gauge shows nothing waiting");
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+    use crate::event::Event;
+
+    fn events(n: usize) -> Batch {
+        (0..n).map(|_| Event::new()).collect()
+    }
+
+    /// A transform waiting for room in a sink that no longer reads when
+    /// `shutdown_timeout` passes is stopped where it is: the batch it holds
+    /// is lost, and counted as its own (received and discarded), as the
+    /// events left in a buffer are, so its counters add up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_a_transform_holds_at_the_shutdown_timeout_is_counted() {
+        let text = r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[transforms.enrich]
+type = "labels"
+inputs = ["beacons"]
+labels = { a = "1" }
+[sinks.out]
+type = "blackhole"
+inputs = ["enrich"]
+"#;
+        let mut built = super::tests::built_from(text);
+        let metric = |id: &str| {
+            built
+                .components
+                .iter()
+                .find(|c| c.id == id)
+                .expect("component")
+                .clone()
+        };
+        let (enrich, out) = (metric("enrich"), metric("out"));
+        // The transform's input, fed by the test; its output, a sink buffer
+        // of room for 3 events that nobody reads (a sink stuck in a write).
+        let (tx, rx) = buffer::component_buffer(&enrich, 100, usize::MAX);
+        let (stuck, _never_read) = buffer::component_buffer(&out, 3, usize::MAX);
+        let task = &mut built.transforms[0];
+        task.input = rx;
+        task.outputs = buffer::Outputs::new(vec![(
+            buffer::DEFAULT_OUTPUT.to_owned(),
+            buffer::Fanout::new(
+                vec![stuck.clone()],
+                enrich.sent_events(buffer::DEFAULT_OUTPUT),
+                enrich.discarded_intentional.clone(),
+            ),
+        )]);
+        let options = RunOptions {
+            shutdown_timeout: Duration::from_millis(300),
+            stats_interval: None,
+            http: HttpServerOptions::default(),
+            api: None,
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(run(
+            built,
+            options,
+            async {
+                let _ = stop_rx.await;
+            },
+            std::future::pending(),
+        ));
+        // The first 3 fill the sink's buffer; then the transform takes 2
+        // more and waits with them.
+        tx.send(events(3)).await.expect("sent");
+        while stuck.buffered_events() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tx.send(events(2)).await.expect("sent");
+        while tx.buffered_events() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop_tx.send(()).expect("stop");
+        let ran = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the run ended at its timeout")
+            .expect("join");
+        let error = ran.expect_err("the drain timed out").to_string();
+        assert!(error.contains("shutdown_timeout_secs"), "{error}");
+        assert_eq!(enrich.received_events.get(), 5);
+        assert_eq!(enrich.sent_total(), 3);
+        assert_eq!(enrich.discarded_unintentional.get(), 2);
     }
 }

@@ -611,3 +611,33 @@ async fn documents_of_a_delivery_task_that_panics_are_counted_as_discarded() {
         2
     );
 }
+
+/// A sink stopped where it is (aborted at the shutdown timeout, a dead
+/// letter write that hangs on a full network disk): what it had taken in
+/// and neither delivered nor dead-lettered is counted as discarded — the
+/// batches in flight, the one waiting for a slot, the one being filled —
+/// so its counters add up.
+#[tokio::test(start_paused = true)]
+async fn a_sink_stopped_mid_work_counts_every_document_it_held() {
+    let gate = Arc::new(Semaphore::new(0));
+    let es = ScriptedEs::gated(gate.clone());
+    let settings = Settings {
+        concurrency: 1,
+        ..settings()
+    };
+    let h = start(es.clone(), settings, 100);
+    // 10 in flight, 10 waiting for the slot, 5 more behind them.
+    h.send(0..25).await;
+    while es.in_flight.load(Ordering::SeqCst) < 1 || h.tx.buffered_events() > 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    h.task.abort();
+    assert!(h.task.await.unwrap_err().is_cancelled());
+    // The delivery task goes when the runtime gets to its abort.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let counter = |name: &str| h.registry.counter_sum(name, &[("component_id", "es")]);
+    assert_eq!(counter("component_received_events_total"), 25);
+    assert_eq!(counter("component_sent_events_total"), 0);
+    assert_eq!(counter("elasticsearch_dead_lettered_events_total"), 0);
+    assert_eq!(counter("component_discarded_events_total"), 25);
+}

@@ -339,6 +339,12 @@ pub async fn run(
         drain: Drain { deadline: drain_rx },
     };
     let mut building: Option<Building<'_>> = None;
+    // Received, not yet in a delivery task or the dead-letter file.
+    let mut taken = Unsettled {
+        shared: &shared,
+        left: 0,
+        holder: "the sink",
+    };
     let mut scratch = Vec::with_capacity(4096);
     let batch_bytes = settings.max_bytes.min(16 * 1024 * 1024);
 
@@ -358,7 +364,9 @@ pub async fn run(
         let events = match received {
             None => {
                 if let Some(full) = building.take() {
+                    let count = full.batch.len();
                     dispatcher.dispatch(full.batch).await;
+                    taken.settle(count);
                 }
                 continue;
             }
@@ -370,6 +378,7 @@ pub async fn run(
             .component
             .received_events
             .add(events.len() as u64);
+        taken.left += events.len();
         for event in &events {
             let b = building.get_or_insert_with(|| Building {
                 batch: BulkBatch::with_capacity(batch_bytes, settings.max_events),
@@ -379,7 +388,9 @@ pub async fn run(
             b.batch.push(event, &b.index, &mut scratch);
             if b.batch.len() >= settings.max_events || b.batch.body.len() >= settings.max_bytes {
                 if let Some(full) = building.take() {
+                    let count = full.batch.len();
                     dispatcher.dispatch(full.batch).await;
+                    taken.settle(count);
                 }
             }
         }
@@ -387,7 +398,9 @@ pub async fn run(
 
     begin_drain(&drain_tx, settings.shutdown_deadline);
     if let Some(last) = building.take() {
+        let count = last.batch.len();
         dispatcher.dispatch(last.batch).await;
+        taken.settle(count);
     }
     while let Some(done) = dispatcher.tasks.join_next().await {
         if let Err(e) = done {
@@ -397,12 +410,16 @@ pub async fn run(
     forward.abort();
 }
 
-/// Documents of a batch neither delivered nor dead-lettered yet. Should the
-/// delivery task end without settling them (a panic), they are counted as
-/// discarded, not lost silently with the task.
+/// Documents neither delivered nor dead-lettered yet: a delivery task's
+/// batch, or what the run loop has taken in and not yet handed to a task
+/// (the batch being filled, a full one waiting for a slot). Should their
+/// holder end without settling them (a panic, or the sink aborted at the
+/// shutdown timeout), they are counted as discarded, not lost silently.
 struct Unsettled<'a> {
     shared: &'a Shared,
     left: usize,
+    /// Who held them, for the log line.
+    holder: &'static str,
 }
 
 impl Unsettled<'_> {
@@ -417,7 +434,7 @@ impl Drop for Unsettled<'_> {
             let metrics = &self.shared.metrics.component;
             metrics.discarded_unintentional.add(self.left as u64);
             metrics.errors("delivery_failed", "sending").inc();
-            tracing::error!(component = %self.shared.id, "a bulk request task ended early; {} documents discarded", self.left);
+            tracing::error!(component = %self.shared.id, "{} ended early; {} documents discarded", self.holder, self.left);
         }
     }
 }
@@ -440,6 +457,7 @@ async fn deliver(
     let mut unsettled = Unsettled {
         shared: &shared,
         left: items.len(),
+        holder: "a bulk request task",
     };
     let give_up_at = from_now(shared.max_retry_duration);
     let metrics = &shared.metrics;
