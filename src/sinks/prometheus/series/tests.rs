@@ -335,6 +335,7 @@ fn sessions_forgotten_before_their_timeout_are_counted() {
         lines(&m.render(), "rum_sessions_forgotten_total "),
         ["rum_sessions_forgotten_total 0"]
     );
+}
 
 /// Session ids and label values are the browser's, so the maps they key
 /// must not take a hash a client can predict: under `FxHasher`, ids that
