@@ -23,7 +23,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use rum_pipeline::event::{Batch, Event};
+use rum_pipeline::event::{Batch, Event, FieldId};
+use rum_pipeline::schema;
 use rum_pipeline::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
 use rum_pipeline::telemetry::{ComponentMetrics, Registry};
 use rum_pipeline::transforms::geoip::GeoipConfig;
@@ -146,11 +147,25 @@ fn fixture() -> Batch {
 
 /// The same events with every event's address different from the one before,
 /// so nothing is saved by runs of one address (a worst case for `geoip`).
+/// `geoip` looks up the whole address the source keeps in the context a
+/// beacon's events share, not the event's `client.ip` text: each event gets
+/// a context of its own holding its address, as if every event were a
+/// beacon of its own from another client.
 fn interleaved(batch: &Batch) -> Batch {
     let mut out = batch.clone();
     for (i, event) in out.iter_mut().enumerate() {
-        event.insert("client.ip", CLIENTS[i % CLIENTS.len()].ip);
+        let ip = CLIENTS[i % CLIENTS.len()].ip;
+        Event::edit_shared_context(std::slice::from_mut(event), |context| {
+            context.set_client_address(ip.parse().expect("fixture address"));
+            context.set(FieldId::of(schema::CLIENT_IP), ip.to_owned());
+        });
     }
+    // What `geoip` looks up: the whole address in each event's context.
+    assert!(
+        out.windows(2)
+            .all(|w| w[0].context().client_address() != w[1].context().client_address()),
+        "interleaved: neighbouring events share the address geoip looks up"
+    );
     out
 }
 
