@@ -22,6 +22,9 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+#[path = "support/type_first.rs"]
+mod type_first;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rum_pipeline::event::{Batch, Event, FieldId};
 use rum_pipeline::schema;
@@ -95,7 +98,7 @@ const CLIENTS: &[Client] = &[
     },
 ];
 
-fn beacon_body(session: usize) -> String {
+fn beacon_body(session: usize) -> Vec<u8> {
     let now = 1_767_225_600_000i64;
     let events: Vec<serde_json::Value> = (0..EVENTS_PER_BEACON)
         .map(|i| match i % 4 {
@@ -105,15 +108,14 @@ fn beacon_body(session: usize) -> String {
             _ => serde_json::json!({"type": "page_view", "ts": now - 60, "ttfb": 120.0, "load": 900.0, "navigation_type": "navigate"}),
         })
         .collect();
-    serde_json::json!({
+    type_first::to_vec(&serde_json::json!({
         "v": 1,
         "app": {"name": "shop", "version": "1.4.2", "env": "production"},
         "session": {"id": format!("session-{session}")},
         "view": {"id": format!("view-{session}"), "url": "https://shop.example.com/product/42?ref=home", "referrer": "https://www.google.com/", "title": "Product 42"},
         "sent_at": now,
         "events": events,
-    })
-    .to_string()
+    }))
 }
 
 /// `BATCH` events from beacons of the `CLIENTS` in turn.
@@ -136,8 +138,9 @@ fn fixture() -> Batch {
             user_agent: Some(client.ua),
             client_hints: client.hints.to_vec(),
         };
-        let decoded = decode(beacon_body(session).as_bytes(), &facts, &limits)
-            .expect("fixture beacon decodes");
+        let body = beacon_body(session);
+        assert!(type_first::events_type_first(&body), "`type` first");
+        let decoded = decode(&body, &facts, &limits).expect("fixture beacon decodes");
         batch.extend(decoded.events);
         session += 1;
     }
