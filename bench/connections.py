@@ -42,7 +42,27 @@ def rss_kib(pid):
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
-    return 0
+    # An exited process (a zombie until waited for) has no VmRSS: a 0 here
+    # would read as "0.0 KiB per connection".
+    sys.exit(f"the server (pid {pid}) is not running: no RSS to measure")
+
+
+def peer_closed(s):
+    """Whether the server closed `s` (read under TLS too: the raw socket)."""
+    try:
+        return socket.socket.recv(s, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def port_open():
+    try:
+        socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def silent(s):
@@ -70,21 +90,30 @@ def run(config, states, tmp):
     path = os.path.join(tmp, "pipeline.toml")
     with open(path, "w") as f:
         f.write(config)
+    # Another process on the port would answer the connections while ours
+    # failed to bind, and its memory, not ours, would not be measured at all.
+    if port_open():
+        sys.exit(f"port {PORT} is in use (another server or benchmark?)")
     proc = subprocess.Popen([BIN, "--config", path], stderr=subprocess.DEVNULL,
                             env={**os.environ, "RUM_LOG": "warn"})
     try:
         for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", PORT)).close()
+            if port_open() or proc.poll() is not None:
                 break
-            except OSError:
-                time.sleep(0.05)
+            time.sleep(0.05)
+        if proc.poll() is not None or not port_open():
+            sys.exit(f"the server did not start (exit code {proc.poll()})")
         for name, opener in states:
             time.sleep(0.5)
             before = rss_kib(proc.pid)
             held = [opener(socket.create_connection(("127.0.0.1", PORT))) for _ in range(N)]
             time.sleep(1.0)
             after = rss_kib(proc.pid)
+            # A connection the server closed costs it nothing: the figure
+            # would read cheaper than an open one is.
+            closed = sum(1 for s in held if peer_closed(s))
+            if closed:
+                sys.exit(f"{name}: the server closed {closed} of the {N} connections")
             print(f"  {name:36} RSS {before:7} -> {after:7} KiB: "
                   f"{(after - before) / N:5.1f} KiB per connection")
             for s in held:

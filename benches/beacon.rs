@@ -3,12 +3,15 @@
 //! next to the bare parse of the same bytes into a JSON value, the floor any
 //! JSON intake pays.
 
+#[path = "support/type_first.rs"]
+mod type_first;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rum_pipeline::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
 
 fn realistic_beacon() -> Vec<u8> {
     let now = 1_763_700_000_000_i64;
-    serde_json::json!({
+    type_first::to_vec(&serde_json::json!({
         "v": 1,
         "app": {"name": "shop", "version": "1.4.2", "env": "production"},
         "session": {"id": "0f8fad5b-d9cb-469f-a165-70867728950e"},
@@ -26,13 +29,15 @@ fn realistic_beacon() -> Vec<u8> {
             {"type": "web_vital", "ts": now - 200, "name": "INP", "value": 96, "rating": "good", "delta": 96, "id": "v4-4"},
             {"type": "error", "ts": now - 100, "message": "Cannot read properties of undefined (reading 'price')", "name": "TypeError", "stack": "TypeError: Cannot read properties of undefined\n    at render (https://cdn.example.com/static/app.js:1:2345)", "count": 1}
         ]
-    })
-    .to_string()
-    .into_bytes()
+    }))
 }
 
 fn bench(c: &mut Criterion) {
     let body = realistic_beacon();
+    assert!(
+        type_first::events_type_first(&body),
+        "the beacon's events have `type` first"
+    );
     let facts = RequestFacts {
         received_at_ms: 1_763_700_000_100,
         client_ip: "203.0.113.7".parse().unwrap(),

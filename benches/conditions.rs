@@ -20,6 +20,8 @@ use std::time::Duration;
 use criterion::measurement::Measurement;
 #[path = "support/thread_cpu.rs"]
 mod thread_cpu;
+#[path = "support/type_first.rs"]
+mod type_first;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rum_pipeline::conditions::ConditionSet;
 use rum_pipeline::event::{Batch, Event};
@@ -84,7 +86,9 @@ fn events() -> Vec<Event> {
                 "sent_at": 1_700_000_000_000_i64,
                 "events": [{"type": "web_vital", "ts": 1_699_999_999_000_i64, "name": "LCP", "value": 1234.5, "rating": "good", "id": "v1"}],
             });
-            let mut decoded = decode(beacon.to_string().as_bytes(), &facts, &limits).expect("valid beacon");
+            let body = type_first::to_vec(&beacon);
+            assert!(type_first::events_type_first(&body), "`type` first");
+            let mut decoded = decode(&body, &facts, &limits).expect("valid beacon");
             decoded.events.remove(0)
         })
         .collect()

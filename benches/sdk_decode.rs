@@ -30,6 +30,9 @@
 //!   (`testdata/sdk-equivalent/`, its README): the protocols on the same
 //!   events, as `bench/instructions.sh sdk` compares them in instructions.
 
+#[path = "support/type_first.rs"]
+mod type_first;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rum_pipeline::privacy::ClientIpMode;
 use rum_pipeline::sources::{
@@ -61,7 +64,7 @@ fn equivalent_fixture(name: &str) -> Vec<u8> {
 
 fn beacon() -> Vec<u8> {
     let now = 1_763_700_000_000_i64;
-    serde_json::json!({
+    type_first::to_vec(&serde_json::json!({
         "v": 1,
         "app": {"name": "shop", "version": "1.4.2", "env": "production"},
         "session": {"id": "0f8fad5b-d9cb-469f-a165-70867728950e"},
@@ -79,9 +82,7 @@ fn beacon() -> Vec<u8> {
             {"type": "web_vital", "ts": now - 200, "name": "INP", "value": 96, "rating": "good", "delta": 96, "id": "v4-4"},
             {"type": "error", "ts": now - 100, "message": "Cannot read properties of undefined (reading 'price')", "name": "TypeError", "stack": "TypeError: Cannot read properties of undefined\n    at render (https://cdn.example.com/static/app.js:1:2345)", "count": 1}
         ]
-    })
-    .to_string()
-    .into_bytes()
+    }))
 }
 
 fn trimmed() -> Vec<u8> {
@@ -99,6 +100,10 @@ fn trimmed() -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let body = beacon();
+    assert!(
+        type_first::events_type_first(&body),
+        "the beacon's events have `type` first"
+    );
     let facts = beacon_decoder::RequestFacts {
         received_at_ms: 1_763_700_000_100,
         client_ip: "203.0.113.7".parse().unwrap(),

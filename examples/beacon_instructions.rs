@@ -58,6 +58,11 @@ static ALLOCATOR: rum_pipeline::allocator::MiMalloc = rum_pipeline::allocator::M
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "decode".into());
+    // A misspelt mode would measure `encode` under another name.
+    assert!(
+        ["parse", "floor", "decode", "encode", "chain"].contains(&mode.as_str()),
+        "unknown mode {mode}: parse, floor, decode, encode or chain"
+    );
     let n: usize = std::env::args()
         .nth(2)
         .and_then(|s| s.parse().ok())
@@ -73,7 +78,13 @@ fn main() {
         user_agent: Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"),
         client_hints: vec![],
     };
+    // A body the decoder refuses would count the instructions of its
+    // refusal as a beacon's: every round must decode.
     let limits = BeaconLimits::default();
+    let decoded = |body: &[u8], facts: &RequestFacts| {
+        decode(body, facts, &limits)
+            .unwrap_or_else(|e| panic!("{body_path} does not decode: {e:?}"))
+    };
     let chain_facts = RequestFacts {
         client_ip: "81.2.69.142".parse().expect("ip"),
         user_agent: facts.user_agent,
@@ -108,26 +119,25 @@ fn main() {
             "parse" => {
                 total += serde_json::from_slice::<serde_json::Value>(&body)
                     .map(|v| v.is_object() as usize)
-                    .unwrap_or(0)
+                    .expect("the body is JSON")
             }
             // The body read and checked, nothing kept: the floor under
             // `decode` (`rum_pipeline::sources::read_json_only`).
-            "floor" => total += rum_pipeline::sources::read_json_only(&body) as usize,
-            "decode" => {
-                total += decode(&body, &facts, &limits)
-                    .map(|d| d.events.len())
-                    .unwrap_or(0)
+            "floor" => {
+                assert!(
+                    rum_pipeline::sources::read_json_only(&body),
+                    "{body_path} is not JSON"
+                );
+                total += 1;
             }
+            "decode" => total += decoded(&body, &facts).events.len(),
             "chain" => {
                 let facts = RequestFacts {
                     client_ip: addresses[round % addresses.len()],
                     client_hints: vec![],
                     ..chain_facts
                 };
-                let events = decode(&body, &facts, &limits)
-                    .map(|d| d.events)
-                    .unwrap_or_default();
-                let events = chain::run(&mut chain, events);
+                let events = chain::run(&mut chain, decoded(&body, &facts).events);
                 out.clear();
                 for e in &events {
                     e.write_json(&mut out);
@@ -139,9 +149,7 @@ fn main() {
                 }
             }
             _ => {
-                let events = decode(&body, &facts, &limits)
-                    .map(|d| d.events)
-                    .unwrap_or_default();
+                let events = decoded(&body, &facts).events;
                 out.clear();
                 for e in &events {
                     e.write_json(&mut out);
