@@ -161,9 +161,14 @@ impl FunctionTransform for UserAgentTransform {
             start = end;
         }
         if !synthetic.is_empty() {
+            // The runs are in batch order: one pass with a cursor (looking
+            // through every run for every event was quadratic in a batch
+            // of many small synthetic beacons).
+            let mut runs = synthetic.iter().peekable();
             let mut index = 0;
             batch.retain(|_| {
-                let keep = !synthetic.iter().any(|run| run.contains(&index));
+                while runs.next_if(|run| run.end <= index).is_some() {}
+                let keep = !runs.peek().is_some_and(|run| run.contains(&index));
                 index += 1;
                 keep
             });
