@@ -836,6 +836,33 @@ fn rust_version_is_what_the_locked_dependencies_need_and_readme_says() {
     );
 }
 
+/// The Node.js the client's package asks for (`engines.node` in client-js/package.json) is
+/// the one README tells a newcomer to bring and the one scripts/setup-packages.sh checks
+/// for: Debian 12's apt-get gives an older one, so README is the only place that says so.
+#[test]
+fn node_version_is_what_the_client_asks_and_readme_says() {
+    let package: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(root().join("client-js/package.json")).expect("package.json"),
+    )
+    .expect("client-js/package.json");
+    let wanted = package["engines"]["node"]
+        .as_str()
+        .and_then(|v| v.strip_prefix(">="))
+        .expect("client-js/package.json: engines.node is `>=X.Y`");
+    let (major, minor) = wanted.split_once('.').expect("X.Y");
+    let readme = fs::read_to_string(root().join("README.md")).expect("README.md");
+    assert!(
+        readme.contains(&format!("Node.js {wanted} or newer")),
+        "README.md does not say `Node.js {wanted} or newer` (client-js/package.json's engines)"
+    );
+    let setup =
+        fs::read_to_string(root().join("scripts/setup-packages.sh")).expect("setup-packages.sh");
+    assert!(
+        setup.contains(&format!("a > {major} || (a === {major} && b >= {minor})")),
+        "scripts/setup-packages.sh does not check for node {wanted}"
+    );
+}
+
 // ---- Examples in the manual, and the shipped pipelines ----------------------------
 
 /// The ```toml blocks of a Markdown text, with the line each starts on.
