@@ -7,7 +7,7 @@
 //! takes (loaded alone, it is no "unknown field"). No dependencies: a small Rust lexer finds the
 //! structs, so the check follows the code wherever its files move. Further down:
 //! the TOML examples and pipelines/ against `rum-pipeline validate`, prod.toml's
-//! variables against the manual, `rust-version` against Cargo.lock; at the end, what
+//! variables against the manual, `rust-version` against Cargo.lock, the Node.js version against client-js's; at the end, what
 //! the manual says a running pipeline shows (its metrics) against the real binary.
 
 use std::collections::{BTreeMap, BTreeSet};
