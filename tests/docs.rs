@@ -7,7 +7,7 @@
 //! takes (loaded alone, it is no "unknown field"). No dependencies: a small Rust lexer finds the
 //! structs, so the check follows the code wherever its files move. Further down:
 //! the TOML examples and pipelines/ against `rum-pipeline validate`, prod.toml's
-//! variables against the manual, `rust-version` against Cargo.lock; at the end, what
+//! variables against the manual, `rust-version` against Cargo.lock, the Node.js version against client-js's; at the end, what
 //! the manual says a running pipeline shows (its metrics) against the real binary.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -833,6 +833,33 @@ fn rust_version_is_what_the_locked_dependencies_need_and_readme_says() {
         ours.0,
         ours.1,
         newer.join("\n  ")
+    );
+}
+
+/// The Node.js the client's package asks for (`engines.node` in client-js/package.json) is
+/// the one README tells a newcomer to bring and the one scripts/setup-packages.sh checks
+/// for: Debian 12's apt-get gives an older one, so README is the only place that says so.
+#[test]
+fn node_version_is_what_the_client_asks_and_readme_says() {
+    let package: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(root().join("client-js/package.json")).expect("package.json"),
+    )
+    .expect("client-js/package.json");
+    let wanted = package["engines"]["node"]
+        .as_str()
+        .and_then(|v| v.strip_prefix(">="))
+        .expect("client-js/package.json: engines.node is `>=X.Y`");
+    let (major, minor) = wanted.split_once('.').expect("X.Y");
+    let readme = fs::read_to_string(root().join("README.md")).expect("README.md");
+    assert!(
+        readme.contains(&format!("Node.js {wanted} or newer")),
+        "README.md does not say `Node.js {wanted} or newer` (client-js/package.json's engines)"
+    );
+    let setup =
+        fs::read_to_string(root().join("scripts/setup-packages.sh")).expect("setup-packages.sh");
+    assert!(
+        setup.contains(&format!("a > {major} || (a === {major} && b >= {minor})")),
+        "scripts/setup-packages.sh does not check for node {wanted}"
     );
 }
 

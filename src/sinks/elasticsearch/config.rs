@@ -8,10 +8,11 @@ use std::path::PathBuf;
 
 use crate::config::{byte_size, CheckConfig};
 use crate::http::limits::MAX_TIMEOUT_SECS;
-use elasticsearch::auth::Credentials;
-use elasticsearch::http::Url;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use url::Url;
+
+use super::request::Credentials;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

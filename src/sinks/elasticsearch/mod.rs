@@ -33,7 +33,7 @@ pub mod templates;
 use std::sync::Arc;
 use std::time::Duration;
 
-use elasticsearch::http::Url;
+use url::Url;
 
 use super::{SinkContext, SinkFuture};
 pub use config::{

@@ -15,14 +15,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use elasticsearch::auth::Credentials;
-use elasticsearch::http::Url;
 use flate2::write::GzEncoder;
 use reqwest::header::{
     HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
     USER_AGENT,
 };
 use reqwest::Method;
+use url::Url;
 
 use super::retry::Failure;
 
@@ -258,6 +257,18 @@ async fn read_limited(
     Ok((Bytes::from(body), false))
 }
 
+/// What the sink authenticates with (the `auth` key, or an endpoint's user
+/// info). Deliberately not `Debug`: it holds the secrets.
+#[derive(Clone)]
+pub enum Credentials {
+    /// `user`, `password`: basic auth.
+    Basic(String, String),
+    /// An API key as its `id` and `key`, encoded here.
+    ApiKey(String, String),
+    /// An API key already encoded (base64 of `id:key`, as Kibana shows it).
+    EncodedApiKey(String),
+}
+
 /// The `Authorization` header for these credentials, as Elasticsearch reads it.
 fn authorization(credentials: &Credentials) -> HeaderValue {
     let base64 = |text: String| base64::engine::general_purpose::STANDARD.encode(text);
@@ -267,10 +278,6 @@ fn authorization(credentials: &Credentials) -> HeaderValue {
         }
         Credentials::ApiKey(id, key) => format!("ApiKey {}", base64(format!("{id}:{key}"))),
         Credentials::EncodedApiKey(key) => format!("ApiKey {key}"),
-        Credentials::Bearer(token) => format!("Bearer {token}"),
-        Credentials::AuthorizationHeader(header) => header.clone(),
-        // Client certificates are not configurable here.
-        _ => String::new(),
     };
     // Config values cannot hold control characters that a header refuses; an
     // unusable one is sent empty (and answered 401) rather than panicking.
@@ -385,6 +392,25 @@ mod tests {
         let insecure = client(None, false).unwrap();
         assert_eq!(insecure.root().await.unwrap().status, 200);
         assert!(client(Some("not a certificate"), true).is_err());
+    }
+
+    #[test]
+    fn authorization_headers_are_what_elasticsearch_reads() {
+        let header = |credentials| {
+            let value = authorization(&credentials);
+            assert!(value.is_sensitive());
+            value.to_str().unwrap().to_owned()
+        };
+        let basic = Credentials::Basic("elastic".into(), "changeme".into());
+        // base64("elastic:changeme")
+        assert_eq!(header(basic), "Basic ZWxhc3RpYzpjaGFuZ2VtZQ==");
+        let api_key = Credentials::ApiKey("id".into(), "secret".into());
+        // base64("id:secret")
+        assert_eq!(header(api_key), "ApiKey aWQ6c2VjcmV0");
+        let encoded = Credentials::EncodedApiKey("aWQ6c2VjcmV0".into());
+        assert_eq!(header(encoded), "ApiKey aWQ6c2VjcmV0");
+        // A value a header refuses is sent empty, not a panic.
+        assert_eq!(header(Credentials::EncodedApiKey("a\nb".into())), "");
     }
 
     #[test]
