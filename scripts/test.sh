@@ -13,6 +13,11 @@ cd "$(dirname "$0")/.."
 for setup in scripts/setup-*.sh; do
   [ -f "$setup" ] && bash "$setup"
 done
+# Where the system's node is older than 20.15, setup-packages.sh put Node.js 20 here.
+node_from_npm="${XDG_CACHE_HOME:-$HOME/.cache}/rum-pipeline-node/bin"
+if [ -x "$node_from_npm/node" ]; then
+  export PATH="$node_from_npm:$PATH"
+fi
 
 echo "== cargo fmt / clippy"
 cargo fmt --all -- --check
