@@ -125,6 +125,7 @@ pub const LABELS: &str = "labels";
 pub const RUM_SAMPLE_RATE: &str = "rum.sample_rate";
 pub const RUM_RESOURCE_NAME: &str = "rum.resource.name";
 pub const RUM_HTTP_URL: &str = "rum.http.url";
+pub const ERROR_MESSAGE: &str = "error.message";
 pub const ERROR_STACK_TRACE: &str = "error.stack_trace";
 /// The file an error was thrown in (`ErrorEvent.filename`, a frame's file): a URL.
 pub const RUM_ERROR_SOURCE: &str = "rum.error.source";
@@ -363,7 +364,7 @@ const RESOURCE: &[PayloadField] = &[
 
 const ERROR: &[PayloadField] = &[
     CLIENT_SEQ,
-    p("message", "error.message", Text),
+    p("message", ERROR_MESSAGE, Text),
     p("name", "error.type", Keyword),
     p("stack", ERROR_STACK_TRACE, Text),
     p("kind", "rum.error.kind", Keyword),

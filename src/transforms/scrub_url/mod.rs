@@ -60,8 +60,9 @@ pub struct ScrubUrlConfig {
     /// (`url.domain`, `url.path`, ...) and `url.path_template` are re-derived.
     #[serde(default = "default_fields")]
     pub fields: Vec<String>,
-    /// Fields of free text (stack traces) in which every `http://` and
-    /// `https://` URL is scrubbed in place; the rest of the text is untouched.
+    /// Fields of free text (error messages, stack traces) in which every
+    /// `http://` and `https://` URL is scrubbed in place; the rest of the
+    /// text is untouched.
     #[serde(default = "default_text_fields")]
     pub text_fields: Vec<String>,
     /// Query, fragment and `;`-parameter names whose values are secrets.
@@ -151,7 +152,13 @@ fn default_fields() -> Vec<String> {
 }
 
 fn default_text_fields() -> Vec<String> {
-    vec![schema::ERROR_STACK_TRACE.to_owned()]
+    // The message too: a V8 stack starts with it, and a URL the message
+    // names ("Failed to fetch https://...?token=") must not be kept whole
+    // beside its scrubbed copy.
+    vec![
+        schema::ERROR_MESSAGE.to_owned(),
+        schema::ERROR_STACK_TRACE.to_owned(),
+    ]
 }
 
 /// The names the issue lists, plus the two session cookies servlet and PHP

@@ -1169,3 +1169,24 @@ fn a_url_inside_a_parameter_value_is_scrubbed_too() {
     let (t, _) = transform("");
     let _ = t.scrubber.scrub(&nest, None);
 }
+
+#[test]
+fn default_text_fields_cover_the_error_message() {
+    // A V8 stack starts with the message, so the same URL was scrubbed in
+    // `error.stack_trace` and stored whole in `error.message`.
+    let (mut t, _) = transform("");
+    let message = "Failed to fetch https://api.e.com/reset?token=SECRET1&email=jane%40e.com";
+    let mut batch = vec![Event::from(json!({
+        "error": {
+            "message": message,
+            "stack_trace": format!("TypeError: {message}\n    at f (https://e.com/a.js:1:2)")
+        }
+    }))];
+    t.transform_batch(&mut batch);
+    let scrubbed = "Failed to fetch https://api.e.com/reset?token=REDACTED&email=REDACTED";
+    assert_eq!(batch[0].get_str(schema::ERROR_MESSAGE), Some(scrubbed));
+    assert_eq!(
+        batch[0].get_str(schema::ERROR_STACK_TRACE),
+        Some(format!("TypeError: {scrubbed}\n    at f (https://e.com/a.js:1:2)").as_str())
+    );
+}
