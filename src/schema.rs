@@ -126,6 +126,8 @@ pub const RUM_SAMPLE_RATE: &str = "rum.sample_rate";
 pub const RUM_RESOURCE_NAME: &str = "rum.resource.name";
 pub const RUM_HTTP_URL: &str = "rum.http.url";
 pub const ERROR_MESSAGE: &str = "error.message";
+/// A long animation frame's scripts: their `source_url` and `invoker` are URLs.
+pub const RUM_LONG_TASK_SCRIPTS: &str = "rum.long_task.scripts";
 pub const ERROR_STACK_TRACE: &str = "error.stack_trace";
 /// The file an error was thrown in (`ErrorEvent.filename`, a frame's file): a URL.
 pub const RUM_ERROR_SOURCE: &str = "rum.error.source";
@@ -391,7 +393,7 @@ const LONG_TASK: &[PayloadField] = &[
         "rum.long_task.blocking_duration",
         Double,
     ),
-    p("scripts", "rum.long_task.scripts", Flattened),
+    p("scripts", RUM_LONG_TASK_SCRIPTS, Flattened),
 ];
 
 const HTTP: &[PayloadField] = &[

@@ -18,6 +18,7 @@ use std::sync::{Arc, LazyLock};
 use quick_cache::unsync::Cache;
 use quick_cache::Weighter;
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
@@ -62,7 +63,8 @@ pub struct ScrubUrlConfig {
     pub fields: Vec<String>,
     /// Fields of free text (error messages, stack traces) in which every
     /// `http://` and `https://` URL is scrubbed in place; the rest of the
-    /// text is untouched.
+    /// text is untouched. A field holding an object or array has each string
+    /// in it scrubbed so.
     #[serde(default = "default_text_fields")]
     pub text_fields: Vec<String>,
     /// Query, fragment and `;`-parameter names whose values are secrets.
@@ -155,10 +157,21 @@ fn default_text_fields() -> Vec<String> {
     // The message too: a V8 stack starts with it, and a URL the message
     // names ("Failed to fetch https://...?token=") must not be kept whole
     // beside its scrubbed copy.
-    vec![
-        schema::ERROR_MESSAGE.to_owned(),
-        schema::ERROR_STACK_TRACE.to_owned(),
+    [
+        schema::ERROR_MESSAGE,
+        schema::ERROR_STACK_TRACE,
+        // Long Animation Frames name an inline script by the page's URL.
+        schema::RUM_LONG_TASK_SCRIPTS,
     ]
+    .map(String::from)
+    .into_iter()
+    // Faro's and the Elastic APM agent's frames, kept beside the stack text
+    // when it cannot show them all: their files are URLs as the text's are.
+    .chain(
+        ["stacktrace", "exception.stacktrace", "log.stacktrace"]
+            .map(|kept| format!("{}.{kept}", schema::RUM_EXTRA)),
+    )
+    .collect()
 }
 
 /// The names the issue lists, plus the two session cookies servlet and PHP
@@ -410,10 +423,21 @@ impl ScrubField {
         event.get_own_str(self.slot.as_ref()?)
     }
 
+    fn get_own_value<'e>(&self, event: &'e Event) -> Option<&'e Value> {
+        event.get_own_field(self.slot.as_ref()?)
+    }
+
     fn set(&self, event: &mut Event, text: &str) {
         match &self.slot {
             Some(FieldPath::Slot { id, rest }) if rest.is_empty() => event.set(*id, text),
             _ => event.insert(&self.path, text),
+        }
+    }
+
+    fn set_value(&self, event: &mut Event, value: Value) {
+        match &self.slot {
+            Some(FieldPath::Slot { id, rest }) if rest.is_empty() => event.set(*id, value),
+            _ => event.insert(&self.path, value),
         }
     }
 }
@@ -521,19 +545,56 @@ impl ScrubUrl {
             if !holds(held, self.fields.len() + j) {
                 continue;
             }
-            let Some(text) = field.get_own(event) else {
+            let scrubber = &self.scrubber;
+            let texts = &mut self.texts;
+            let mut scrub_text = |text: &str| {
+                let outcome = texts.get_or_insert(text, || scrubber.scrub_text(text));
+                unparseable += outcome.1;
+                outcome.0.clone()
+            };
+            if let Some(text) = field.get_own(event) {
+                if let Some(new) = scrub_text(text) {
+                    field.set(event, &new);
+                    held = self.watch.held(event);
+                }
+                continue;
+            }
+            // An object or array (long-task scripts, stack frames kept
+            // under rum.extra): every string in it is a text.
+            let Some(value) = field.get_own_value(event) else {
                 continue;
             };
-            let scrubber = &self.scrubber;
-            let outcome = self.texts.get_or_insert(text, || scrubber.scrub_text(text));
-            let (new, failed) = &*outcome;
-            unparseable += failed;
-            if let Some(new) = new {
-                field.set(event, new);
+            if !(value.is_object() || value.is_array()) {
+                continue;
+            }
+            let mut copy = value.clone();
+            if scrub_strings_in(&mut copy, &mut scrub_text) {
+                field.set_value(event, copy);
                 held = self.watch.held(event);
             }
         }
         unparseable
+    }
+}
+
+/// Replaces each string inside `value` (keys aside) with what `scrub` makes
+/// of it; whether any changed.
+fn scrub_strings_in(value: &mut Value, scrub: &mut impl FnMut(&str) -> Option<String>) -> bool {
+    match value {
+        Value::String(text) => match scrub(text) {
+            Some(new) => {
+                *text = new;
+                true
+            }
+            None => false,
+        },
+        Value::Array(items) => items.iter_mut().fold(false, |changed, item| {
+            scrub_strings_in(item, scrub) | changed
+        }),
+        Value::Object(map) => map.values_mut().fold(false, |changed, item| {
+            scrub_strings_in(item, scrub) | changed
+        }),
+        _ => false,
     }
 }
 

@@ -1190,3 +1190,83 @@ fn default_text_fields_cover_the_error_message() {
         Some(format!("TypeError: {scrubbed}\n    at f (https://e.com/a.js:1:2)").as_str())
     );
 }
+
+#[test]
+fn default_text_fields_cover_the_scripts_of_a_long_task() {
+    // Long Animation Frames name an inline script by the page's own URL,
+    // query and all, in `sourceURL` (and a classic script's `invoker`).
+    let (mut t, _) = transform("");
+    let mut batch = vec![Event::from(json!({
+        "rum": {"long_task": {"kind": "long-animation-frame", "scripts": [
+            {"invoker": "https://e.com/reset?token=SECRET1", "invoker_type": "classic-script",
+             "source_url": "https://e.com/reset?token=SECRET2", "function": "f", "duration": 80},
+            {"invoker": "IMG#hero.onload", "source_url": "https://cdn.e.com/app.js", "duration": 60}
+        ]}}
+    }))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get("rum.long_task.scripts"),
+        Some(&json!([
+            {"invoker": "https://e.com/reset?token=REDACTED", "invoker_type": "classic-script",
+             "source_url": "https://e.com/reset?token=REDACTED", "function": "f", "duration": 80},
+            {"invoker": "IMG#hero.onload", "source_url": "https://cdn.e.com/app.js", "duration": 60}
+        ]))
+    );
+}
+
+#[test]
+fn default_text_fields_cover_stack_frames_kept_in_rum_extra() {
+    // Faro's and the Elastic APM agent's frames, kept under rum.extra when
+    // the stack text cannot show them all: their files are URLs (the page's,
+    // for an inline script) as the stack text's are.
+    let (mut t, _) = transform("");
+    let frame = |file: &str| json!({"filename": file, "function": "f", "lineno": 1});
+    let mut batch = vec![Event::from(json!({
+        "rum": {"extra": {
+            "stacktrace": {"frames": [frame("https://e.com/reset?token=SECRET1")]},
+            "exception": {"stacktrace": [{"abs_path": "https://e.com/?sid=SECRET2", "lineno": 2}]},
+            "log": {"stacktrace": [{"abs_path": "https://e.com/?sid=SECRET3", "lineno": 3}]}
+        }}
+    }))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get("rum.extra"),
+        Some(&json!({
+            "stacktrace": {"frames": [frame("https://e.com/reset?token=REDACTED")]},
+            "exception": {"stacktrace": [{"abs_path": "https://e.com/?sid=REDACTED", "lineno": 2}]},
+            "log": {"stacktrace": [{"abs_path": "https://e.com/?sid=REDACTED", "lineno": 3}]}
+        }))
+    );
+}
+
+#[test]
+fn a_text_field_holding_objects_has_every_string_in_it_scrubbed() {
+    let (mut t, metrics) = transform("text_fields = [\"rum.custom.data\"]");
+    let data = json!({
+        "next": "see https://e.com/?token=SECRET1 now",
+        "list": [["https://e.com/?sid=SECRET2"], 7, true, null, "plain"],
+        "https://e.com/?token=keys-stay": "x",
+        "bad": "http://:bad/?sid=1"
+    });
+    let mut batch = vec![Event::from(json!({"rum": {"custom": {"data": data}}}))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get("rum.custom.data"),
+        Some(&json!({
+            "next": "see https://e.com/?token=REDACTED now",
+            "list": [["https://e.com/?sid=REDACTED"], 7, true, null, "plain"],
+            "https://e.com/?token=keys-stay": "x",
+            "bad": "http://:bad/?sid=1"
+        }))
+    );
+    let errors = metrics.registry().counter_sum(
+        "component_errors_total",
+        &[("error_type", "unparseable_url")],
+    );
+    assert_eq!(errors, 1);
+    // Nothing to scrub: the value is left as it is.
+    let clean = json!({"a": ["https://e.com/x", 1]});
+    let mut batch = vec![Event::from(json!({"rum": {"custom": {"data": clean}}}))];
+    t.transform_batch(&mut batch);
+    assert_eq!(batch[0].get("rum.custom.data"), Some(&clean));
+}
