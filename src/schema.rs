@@ -104,6 +104,7 @@ pub const RUM_VITAL_VALUE: &str = "rum.vital.value";
 pub const RUM_VITAL_ATTRIBUTION: &str = "rum.vital.attribution";
 pub const RUM_CUSTOM_NAME: &str = "rum.custom.name";
 pub const RUM_CUSTOM_VALUE: &str = "rum.custom.value";
+pub const RUM_CUSTOM_DATA: &str = "rum.custom.data";
 pub const SERVICE_NAME: &str = "service.name";
 pub const SERVICE_VERSION: &str = "service.version";
 pub const SERVICE_ENVIRONMENT: &str = "service.environment";
@@ -410,7 +411,7 @@ const CUSTOM: &[PayloadField] = &[
     CLIENT_SEQ,
     p("name", RUM_CUSTOM_NAME, Keyword),
     p("value", RUM_CUSTOM_VALUE, Double),
-    p("data", "rum.custom.data", Flattened),
+    p("data", RUM_CUSTOM_DATA, Flattened),
     // Set by the source when a beacon names a type it does not know.
     p("original_type", "rum.custom.original_type", Keyword),
 ];

@@ -154,24 +154,23 @@ fn default_fields() -> Vec<String> {
 }
 
 fn default_text_fields() -> Vec<String> {
-    // The message too: a V8 stack starts with it, and a URL the message
-    // names ("Failed to fetch https://...?token=") must not be kept whole
-    // beside its scrubbed copy.
     [
+        // The message too: a V8 stack starts with it, and a URL the message
+        // names ("Failed to fetch https://...?token=") must not be kept
+        // whole beside its scrubbed copy.
         schema::ERROR_MESSAGE,
         schema::ERROR_STACK_TRACE,
         // Long Animation Frames name an inline script by the page's URL.
         schema::RUM_LONG_TASK_SCRIPTS,
+        // What a source keeps as sent: Faro's and the Elastic APM agent's
+        // stack frames beside the text (their files), Faro's navigation
+        // timing `name` (the page URL), an SDK's navigation events
+        // (`fromUrl`, `toUrl`) and custom data.
+        schema::RUM_EXTRA,
+        schema::RUM_CUSTOM_DATA,
     ]
     .map(String::from)
-    .into_iter()
-    // Faro's and the Elastic APM agent's frames, kept beside the stack text
-    // when it cannot show them all: their files are URLs as the text's are.
-    .chain(
-        ["stacktrace", "exception.stacktrace", "log.stacktrace"]
-            .map(|kept| format!("{}.{kept}", schema::RUM_EXTRA)),
-    )
-    .collect()
+    .into()
 }
 
 /// The names the issue lists, plus the two session cookies servlet and PHP
@@ -559,42 +558,60 @@ impl ScrubUrl {
                 }
                 continue;
             }
-            // An object or array (long-task scripts, stack frames kept
-            // under rum.extra): every string in it is a text.
+            // An object or array (long-task scripts, rum.extra): every
+            // string in it is a text. Copied only when one changes.
             let Some(value) = field.get_own_value(event) else {
                 continue;
             };
-            if !(value.is_object() || value.is_array()) {
+            let mut texts = Vec::new();
+            strings_in(value, &mut texts);
+            // No `:`, no URL: such strings (most of them) skip the memo.
+            let new: Vec<Option<String>> = texts
+                .into_iter()
+                .map(|text| match text.contains(':') {
+                    true => scrub_text(text),
+                    false => None,
+                })
+                .collect();
+            if new.iter().all(Option::is_none) {
                 continue;
             }
             let mut copy = value.clone();
-            if scrub_strings_in(&mut copy, &mut scrub_text) {
-                field.set_value(event, copy);
-                held = self.watch.held(event);
-            }
+            replace_strings_in(&mut copy, &mut new.into_iter());
+            field.set_value(event, copy);
+            held = self.watch.held(event);
         }
         unparseable
     }
 }
 
-/// Replaces each string inside `value` (keys aside) with what `scrub` makes
-/// of it; whether any changed.
-fn scrub_strings_in(value: &mut Value, scrub: &mut impl FnMut(&str) -> Option<String>) -> bool {
+/// The strings inside `value` (keys aside), in the order
+/// [`replace_strings_in`] visits them.
+fn strings_in<'v>(value: &'v Value, out: &mut Vec<&'v str>) {
     match value {
-        Value::String(text) => match scrub(text) {
-            Some(new) => {
-                *text = new;
-                true
+        Value::String(text) => out.push(text),
+        Value::Array(items) => items.iter().for_each(|item| strings_in(item, out)),
+        Value::Object(map) => map.values().for_each(|item| strings_in(item, out)),
+        _ => {}
+    }
+}
+
+/// Replaces the strings inside `value`, in [`strings_in`]'s order, with
+/// the `Some` of `new` (`None` keeps one).
+fn replace_strings_in(value: &mut Value, new: &mut impl Iterator<Item = Option<String>>) {
+    match value {
+        Value::String(text) => {
+            if let Some(Some(scrubbed)) = new.next() {
+                *text = scrubbed;
             }
-            None => false,
-        },
-        Value::Array(items) => items.iter_mut().fold(false, |changed, item| {
-            scrub_strings_in(item, scrub) | changed
-        }),
-        Value::Object(map) => map.values_mut().fold(false, |changed, item| {
-            scrub_strings_in(item, scrub) | changed
-        }),
-        _ => false,
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| replace_strings_in(item, new)),
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|item| replace_strings_in(item, new)),
+        _ => {}
     }
 }
 

@@ -1270,3 +1270,35 @@ fn a_text_field_holding_objects_has_every_string_in_it_scrubbed() {
     t.transform_batch(&mut batch);
     assert_eq!(batch[0].get("rum.custom.data"), Some(&clean));
 }
+
+#[test]
+fn default_text_fields_cover_what_sources_keep_as_sent() {
+    // Faro's navigation timing keeps its `name`, the page URL, under
+    // rum.extra; its navigation events name the pages in custom data.
+    let (mut t, _) = transform("");
+    let mut batch = vec![
+        Event::from(json!({
+            "rum": {"type": "page_view", "extra": {"attributes": {
+                "name": "https://e.com/reset?token=SECRET1", "httpHost": "e.com", "faroNavigationId": "n1"
+            }}}
+        })),
+        Event::from(json!({
+            "rum": {"type": "custom", "custom": {"name": "faro.navigation", "data": {
+                "fromUrl": "https://e.com/login?email=jane%40e.com", "toUrl": "https://e.com/home"
+            }}}
+        })),
+    ];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get("rum.extra.attributes"),
+        Some(
+            &json!({"name": "https://e.com/reset?token=REDACTED", "httpHost": "e.com", "faroNavigationId": "n1"})
+        )
+    );
+    assert_eq!(
+        batch[1].get("rum.custom.data"),
+        Some(
+            &json!({"fromUrl": "https://e.com/login?email=REDACTED", "toUrl": "https://e.com/home"})
+        )
+    );
+}
