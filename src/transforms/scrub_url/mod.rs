@@ -168,6 +168,9 @@ fn default_text_fields() -> Vec<String> {
         // (`fromUrl`, `toUrl`) and custom data.
         schema::RUM_EXTRA,
         schema::RUM_CUSTOM_DATA,
+        // A Reporting API body kept whole: a deprecation or intervention
+        // report's `message` may name a URL (its URL keys are `fields`).
+        schema::REPORT_BODY,
     ]
     .map(String::from)
     .into()

@@ -1302,3 +1302,28 @@ fn default_text_fields_cover_what_sources_keep_as_sent() {
         )
     );
 }
+
+#[test]
+fn default_text_fields_cover_the_text_of_report_bodies() {
+    // Deprecation and intervention reports say what happened in a
+    // `message`, which may name the page or a script by its URL.
+    let (mut t, _) = transform("");
+    let mut batch = vec![Event::from(json!({
+        "report": {"body": {
+            "id": "x",
+            "message": "deprecated at https://e.com/reset?token=SECRET1",
+            "source_file": "https://e.com/reset?token=SECRET2",
+            "line_number": 1
+        }}
+    }))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get(schema::REPORT_BODY),
+        Some(&json!({
+            "id": "x",
+            "message": "deprecated at https://e.com/reset?token=REDACTED",
+            "source_file": "https://e.com/reset?token=REDACTED",
+            "line_number": 1
+        }))
+    );
+}
