@@ -168,6 +168,9 @@ fn default_text_fields() -> Vec<String> {
         // (`fromUrl`, `toUrl`) and custom data.
         schema::RUM_EXTRA,
         schema::RUM_CUSTOM_DATA,
+        // A vital's attribution as web-vitals made it: its navigation entry
+        // is named by the page URL (the LCP `url` is one of `fields`).
+        schema::RUM_VITAL_ATTRIBUTION,
         // A Reporting API body kept whole: a deprecation or intervention
         // report's `message` may name a URL (its URL keys are `fields`).
         schema::REPORT_BODY,

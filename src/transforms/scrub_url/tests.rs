@@ -1327,3 +1327,27 @@ fn default_text_fields_cover_the_text_of_report_bodies() {
         }))
     );
 }
+
+#[test]
+fn default_text_fields_cover_the_entries_in_a_vitals_attribution() {
+    // web-vitals' attribution build, posted as JSON.stringify(metric), has
+    // the navigation entry (its `name` is the page URL, query and all) and
+    // the LCP resource's entry in the attribution.
+    let (mut t, _) = transform("");
+    let mut batch = vec![Event::from(json!({
+        "rum": {"vital": {"name": "TTFB", "attribution": {
+            "waitingDuration": 3,
+            "navigationEntry": {"name": "https://e.com/reset?token=SECRET1", "entryType": "navigation"},
+            "lcpResourceEntry": {"name": "https://img.e.com/a.jpg?sig=SECRET2"}
+        }}}
+    }))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get(schema::RUM_VITAL_ATTRIBUTION),
+        Some(&json!({
+            "waitingDuration": 3,
+            "navigationEntry": {"name": "https://e.com/reset?token=REDACTED", "entryType": "navigation"},
+            "lcpResourceEntry": {"name": "https://img.e.com/a.jpg?sig=REDACTED"}
+        }))
+    );
+}
