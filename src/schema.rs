@@ -104,6 +104,7 @@ pub const RUM_VITAL_VALUE: &str = "rum.vital.value";
 pub const RUM_VITAL_ATTRIBUTION: &str = "rum.vital.attribution";
 pub const RUM_CUSTOM_NAME: &str = "rum.custom.name";
 pub const RUM_CUSTOM_VALUE: &str = "rum.custom.value";
+pub const RUM_CUSTOM_DATA: &str = "rum.custom.data";
 pub const SERVICE_NAME: &str = "service.name";
 pub const SERVICE_VERSION: &str = "service.version";
 pub const SERVICE_ENVIRONMENT: &str = "service.environment";
@@ -125,6 +126,9 @@ pub const LABELS: &str = "labels";
 pub const RUM_SAMPLE_RATE: &str = "rum.sample_rate";
 pub const RUM_RESOURCE_NAME: &str = "rum.resource.name";
 pub const RUM_HTTP_URL: &str = "rum.http.url";
+pub const ERROR_MESSAGE: &str = "error.message";
+/// A long animation frame's scripts: their `source_url` and `invoker` are URLs.
+pub const RUM_LONG_TASK_SCRIPTS: &str = "rum.long_task.scripts";
 pub const ERROR_STACK_TRACE: &str = "error.stack_trace";
 /// The file an error was thrown in (`ErrorEvent.filename`, a frame's file): a URL.
 pub const RUM_ERROR_SOURCE: &str = "rum.error.source";
@@ -363,7 +367,7 @@ const RESOURCE: &[PayloadField] = &[
 
 const ERROR: &[PayloadField] = &[
     CLIENT_SEQ,
-    p("message", "error.message", Text),
+    p("message", ERROR_MESSAGE, Text),
     p("name", "error.type", Keyword),
     p("stack", ERROR_STACK_TRACE, Text),
     p("kind", "rum.error.kind", Keyword),
@@ -390,7 +394,7 @@ const LONG_TASK: &[PayloadField] = &[
         "rum.long_task.blocking_duration",
         Double,
     ),
-    p("scripts", "rum.long_task.scripts", Flattened),
+    p("scripts", RUM_LONG_TASK_SCRIPTS, Flattened),
 ];
 
 const HTTP: &[PayloadField] = &[
@@ -407,7 +411,7 @@ const CUSTOM: &[PayloadField] = &[
     CLIENT_SEQ,
     p("name", RUM_CUSTOM_NAME, Keyword),
     p("value", RUM_CUSTOM_VALUE, Double),
-    p("data", "rum.custom.data", Flattened),
+    p("data", RUM_CUSTOM_DATA, Flattened),
     // Set by the source when a beacon names a type it does not know.
     p("original_type", "rum.custom.original_type", Keyword),
 ];

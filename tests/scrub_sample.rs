@@ -297,3 +297,89 @@ async fn urls_are_scrubbed_before_they_reach_the_sink() {
     assert!(broken["url"].get("path_template").is_none());
     assert_eq!(result.unparseable, 1);
 }
+
+/// Every place a browser or SDK puts a URL: after the default `scrub_url`,
+/// no document holds a secret, whichever source took it in (each secret is
+/// a `token` parameter; the pages themselves are kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_url_secret_survives_the_default_scrub_whatever_the_source() {
+    let pipeline = Pipeline::start(
+        r#"
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+
+[sources.reports]
+type = "csp"
+address = "127.0.0.1:0"
+reporting_api_path = "/rum/reporting-api"
+
+[sources.vitals]
+type = "web_vitals"
+address = "127.0.0.1:0"
+
+[sources.faro]
+type = "faro"
+address = "127.0.0.1:0"
+
+[transforms.scrub]
+type = "scrub_url"
+inputs = ["beacons", "reports", "vitals", "faro"]
+
+[sinks.out]
+type = "stdout"
+inputs = ["scrub"]
+"#,
+    );
+    let page = |n: u32| format!("https://shop.example.com/reset?token=SECRET{n}");
+    let client = client();
+    let send = |path: &str, content_type: &str, body: Value| {
+        client
+            .post(pipeline.url(path))
+            .header("content-type", content_type)
+            .body(body.to_string())
+            .send()
+    };
+    let now = 1_763_700_000_000_i64;
+    let beacon = json!({"v": 1, "app": {"name": "shop"}, "session": {"id": "s1"},
+        "view": {"id": "v1", "url": page(1)}, "sent_at": now, "events": [
+        {"type": "error", "ts": now, "name": "TypeError",
+         "message": format!("Failed to fetch {}", page(2)),
+         "stack": format!("TypeError: Failed to fetch {}\n    at f ({}:1:2)", page(2), page(3))},
+        {"type": "long_task", "ts": now, "kind": "long-animation-frame", "duration": 120,
+         "scripts": [{"invoker": page(4), "source_url": page(5), "duration": 80}]}
+    ]});
+    let metric = json!([{"name": "TTFB", "value": 114.5, "rating": "good", "delta": 114.5,
+        "id": "v6-1763700000000-1", "navigationType": "navigate", "url": page(6),
+        "attribution": {"waitingDuration": 3, "navigationEntry": {"name": page(7)}}}]);
+    let faro = json!({"meta": {"app": {"name": "shop"}, "page": {"url": page(8)},
+        "session": {"id": "f1"}}, "events": [
+        {"name": "faro.performance.navigation", "timestamp": "2025-11-21T04:40:00.000Z",
+         "attributes": {"name": page(9), "duration": "171"}},
+        {"name": "faro.navigation", "timestamp": "2025-11-21T04:40:00.100Z",
+         "attributes": {"fromUrl": page(10), "toUrl": "https://shop.example.com/"}}
+    ]});
+    let report = json!([{"type": "deprecation", "age": 10, "url": page(11), "body": {
+        "id": "x", "message": format!("deprecated at {}", page(12)), "sourceFile": page(13)}}]);
+    for (path, content_type, body) in [
+        ("/rum", "text/plain", beacon),
+        ("/rum/web-vitals", "application/json", metric),
+        ("/collect", "application/json", faro),
+        ("/rum/reporting-api", "application/reports+json", report),
+    ] {
+        let response = send(path, content_type, body).await.expect(path);
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+    }
+    let documents = stop(pipeline);
+    // 2 beacon events, 1 vital, 2 Faro events, 1 report.
+    assert_eq!(documents.len(), 6, "{documents:#?}");
+    for document in &documents {
+        let text = document.to_string();
+        assert!(!text.contains("SECRET"), "{document:#}");
+        assert!(text.contains("token=REDACTED"), "{document:#}");
+    }
+}

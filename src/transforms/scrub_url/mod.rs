@@ -18,6 +18,7 @@ use std::sync::{Arc, LazyLock};
 use quick_cache::unsync::Cache;
 use quick_cache::Weighter;
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
@@ -60,8 +61,10 @@ pub struct ScrubUrlConfig {
     /// (`url.domain`, `url.path`, ...) and `url.path_template` are re-derived.
     #[serde(default = "default_fields")]
     pub fields: Vec<String>,
-    /// Fields of free text (stack traces) in which every `http://` and
-    /// `https://` URL is scrubbed in place; the rest of the text is untouched.
+    /// Fields of free text (error messages, stack traces) in which every
+    /// `http://` and `https://` URL is scrubbed in place; the rest of the
+    /// text is untouched. A field holding an object or array has each string
+    /// in it scrubbed so.
     #[serde(default = "default_text_fields")]
     pub text_fields: Vec<String>,
     /// Query, fragment and `;`-parameter names whose values are secrets.
@@ -151,7 +154,29 @@ fn default_fields() -> Vec<String> {
 }
 
 fn default_text_fields() -> Vec<String> {
-    vec![schema::ERROR_STACK_TRACE.to_owned()]
+    [
+        // The message too: a V8 stack starts with it, and a URL the message
+        // names ("Failed to fetch https://...?token=") must not be kept
+        // whole beside its scrubbed copy.
+        schema::ERROR_MESSAGE,
+        schema::ERROR_STACK_TRACE,
+        // Long Animation Frames name an inline script by the page's URL.
+        schema::RUM_LONG_TASK_SCRIPTS,
+        // What a source keeps as sent: Faro's and the Elastic APM agent's
+        // stack frames beside the text (their files), Faro's navigation
+        // timing `name` (the page URL), an SDK's navigation events
+        // (`fromUrl`, `toUrl`) and custom data.
+        schema::RUM_EXTRA,
+        schema::RUM_CUSTOM_DATA,
+        // A vital's attribution as web-vitals made it: its navigation entry
+        // is named by the page URL (the LCP `url` is one of `fields`).
+        schema::RUM_VITAL_ATTRIBUTION,
+        // A Reporting API body kept whole: a deprecation or intervention
+        // report's `message` may name a URL (its URL keys are `fields`).
+        schema::REPORT_BODY,
+    ]
+    .map(String::from)
+    .into()
 }
 
 /// The names the issue lists, plus the two session cookies servlet and PHP
@@ -403,10 +428,21 @@ impl ScrubField {
         event.get_own_str(self.slot.as_ref()?)
     }
 
+    fn get_own_value<'e>(&self, event: &'e Event) -> Option<&'e Value> {
+        event.get_own_field(self.slot.as_ref()?)
+    }
+
     fn set(&self, event: &mut Event, text: &str) {
         match &self.slot {
             Some(FieldPath::Slot { id, rest }) if rest.is_empty() => event.set(*id, text),
             _ => event.insert(&self.path, text),
+        }
+    }
+
+    fn set_value(&self, event: &mut Event, value: Value) {
+        match &self.slot {
+            Some(FieldPath::Slot { id, rest }) if rest.is_empty() => event.set(*id, value),
+            _ => event.insert(&self.path, value),
         }
     }
 }
@@ -514,19 +550,74 @@ impl ScrubUrl {
             if !holds(held, self.fields.len() + j) {
                 continue;
             }
-            let Some(text) = field.get_own(event) else {
+            let scrubber = &self.scrubber;
+            let texts = &mut self.texts;
+            let mut scrub_text = |text: &str| {
+                let outcome = texts.get_or_insert(text, || scrubber.scrub_text(text));
+                unparseable += outcome.1;
+                outcome.0.clone()
+            };
+            if let Some(text) = field.get_own(event) {
+                if let Some(new) = scrub_text(text) {
+                    field.set(event, &new);
+                    held = self.watch.held(event);
+                }
+                continue;
+            }
+            // An object or array (long-task scripts, rum.extra): every
+            // string in it is a text. Copied only when one changes.
+            let Some(value) = field.get_own_value(event) else {
                 continue;
             };
-            let scrubber = &self.scrubber;
-            let outcome = self.texts.get_or_insert(text, || scrubber.scrub_text(text));
-            let (new, failed) = &*outcome;
-            unparseable += failed;
-            if let Some(new) = new {
-                field.set(event, new);
-                held = self.watch.held(event);
+            let mut texts = Vec::new();
+            strings_in(value, &mut texts);
+            // No `:`, no URL: such strings (most of them) skip the memo.
+            let new: Vec<Option<String>> = texts
+                .into_iter()
+                .map(|text| match text.contains(':') {
+                    true => scrub_text(text),
+                    false => None,
+                })
+                .collect();
+            if new.iter().all(Option::is_none) {
+                continue;
             }
+            let mut copy = value.clone();
+            replace_strings_in(&mut copy, &mut new.into_iter());
+            field.set_value(event, copy);
+            held = self.watch.held(event);
         }
         unparseable
+    }
+}
+
+/// The strings inside `value` (keys aside), in the order
+/// [`replace_strings_in`] visits them.
+fn strings_in<'v>(value: &'v Value, out: &mut Vec<&'v str>) {
+    match value {
+        Value::String(text) => out.push(text),
+        Value::Array(items) => items.iter().for_each(|item| strings_in(item, out)),
+        Value::Object(map) => map.values().for_each(|item| strings_in(item, out)),
+        _ => {}
+    }
+}
+
+/// Replaces the strings inside `value`, in [`strings_in`]'s order, with
+/// the `Some` of `new` (`None` keeps one).
+fn replace_strings_in(value: &mut Value, new: &mut impl Iterator<Item = Option<String>>) {
+    match value {
+        Value::String(text) => {
+            if let Some(Some(scrubbed)) = new.next() {
+                *text = scrubbed;
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| replace_strings_in(item, new)),
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|item| replace_strings_in(item, new)),
+        _ => {}
     }
 }
 

@@ -1169,3 +1169,185 @@ fn a_url_inside_a_parameter_value_is_scrubbed_too() {
     let (t, _) = transform("");
     let _ = t.scrubber.scrub(&nest, None);
 }
+
+#[test]
+fn default_text_fields_cover_the_error_message() {
+    // A V8 stack starts with the message, so the same URL was scrubbed in
+    // `error.stack_trace` and stored whole in `error.message`.
+    let (mut t, _) = transform("");
+    let message = "Failed to fetch https://api.e.com/reset?token=SECRET1&email=jane%40e.com";
+    let mut batch = vec![Event::from(json!({
+        "error": {
+            "message": message,
+            "stack_trace": format!("TypeError: {message}\n    at f (https://e.com/a.js:1:2)")
+        }
+    }))];
+    t.transform_batch(&mut batch);
+    let scrubbed = "Failed to fetch https://api.e.com/reset?token=REDACTED&email=REDACTED";
+    assert_eq!(batch[0].get_str(schema::ERROR_MESSAGE), Some(scrubbed));
+    assert_eq!(
+        batch[0].get_str(schema::ERROR_STACK_TRACE),
+        Some(format!("TypeError: {scrubbed}\n    at f (https://e.com/a.js:1:2)").as_str())
+    );
+}
+
+#[test]
+fn default_text_fields_cover_the_scripts_of_a_long_task() {
+    // Long Animation Frames name an inline script by the page's own URL,
+    // query and all, in `sourceURL` (and a classic script's `invoker`).
+    let (mut t, _) = transform("");
+    let mut batch = vec![Event::from(json!({
+        "rum": {"long_task": {"kind": "long-animation-frame", "scripts": [
+            {"invoker": "https://e.com/reset?token=SECRET1", "invoker_type": "classic-script",
+             "source_url": "https://e.com/reset?token=SECRET2", "function": "f", "duration": 80},
+            {"invoker": "IMG#hero.onload", "source_url": "https://cdn.e.com/app.js", "duration": 60}
+        ]}}
+    }))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get("rum.long_task.scripts"),
+        Some(&json!([
+            {"invoker": "https://e.com/reset?token=REDACTED", "invoker_type": "classic-script",
+             "source_url": "https://e.com/reset?token=REDACTED", "function": "f", "duration": 80},
+            {"invoker": "IMG#hero.onload", "source_url": "https://cdn.e.com/app.js", "duration": 60}
+        ]))
+    );
+}
+
+#[test]
+fn default_text_fields_cover_stack_frames_kept_in_rum_extra() {
+    // Faro's and the Elastic APM agent's frames, kept under rum.extra when
+    // the stack text cannot show them all: their files are URLs (the page's,
+    // for an inline script) as the stack text's are.
+    let (mut t, _) = transform("");
+    let frame = |file: &str| json!({"filename": file, "function": "f", "lineno": 1});
+    let mut batch = vec![Event::from(json!({
+        "rum": {"extra": {
+            "stacktrace": {"frames": [frame("https://e.com/reset?token=SECRET1")]},
+            "exception": {"stacktrace": [{"abs_path": "https://e.com/?sid=SECRET2", "lineno": 2}]},
+            "log": {"stacktrace": [{"abs_path": "https://e.com/?sid=SECRET3", "lineno": 3}]}
+        }}
+    }))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get("rum.extra"),
+        Some(&json!({
+            "stacktrace": {"frames": [frame("https://e.com/reset?token=REDACTED")]},
+            "exception": {"stacktrace": [{"abs_path": "https://e.com/?sid=REDACTED", "lineno": 2}]},
+            "log": {"stacktrace": [{"abs_path": "https://e.com/?sid=REDACTED", "lineno": 3}]}
+        }))
+    );
+}
+
+#[test]
+fn a_text_field_holding_objects_has_every_string_in_it_scrubbed() {
+    let (mut t, metrics) = transform("text_fields = [\"rum.custom.data\"]");
+    let data = json!({
+        "next": "see https://e.com/?token=SECRET1 now",
+        "list": [["https://e.com/?sid=SECRET2"], 7, true, null, "plain"],
+        "https://e.com/?token=keys-stay": "x",
+        "bad": "http://:bad/?sid=1"
+    });
+    let mut batch = vec![Event::from(json!({"rum": {"custom": {"data": data}}}))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get("rum.custom.data"),
+        Some(&json!({
+            "next": "see https://e.com/?token=REDACTED now",
+            "list": [["https://e.com/?sid=REDACTED"], 7, true, null, "plain"],
+            "https://e.com/?token=keys-stay": "x",
+            "bad": "http://:bad/?sid=1"
+        }))
+    );
+    let errors = metrics.registry().counter_sum(
+        "component_errors_total",
+        &[("error_type", "unparseable_url")],
+    );
+    assert_eq!(errors, 1);
+    // Nothing to scrub: the value is left as it is.
+    let clean = json!({"a": ["https://e.com/x", 1]});
+    let mut batch = vec![Event::from(json!({"rum": {"custom": {"data": clean}}}))];
+    t.transform_batch(&mut batch);
+    assert_eq!(batch[0].get("rum.custom.data"), Some(&clean));
+}
+
+#[test]
+fn default_text_fields_cover_what_sources_keep_as_sent() {
+    // Faro's navigation timing keeps its `name`, the page URL, under
+    // rum.extra; its navigation events name the pages in custom data.
+    let (mut t, _) = transform("");
+    let mut batch = vec![
+        Event::from(json!({
+            "rum": {"type": "page_view", "extra": {"attributes": {
+                "name": "https://e.com/reset?token=SECRET1", "httpHost": "e.com", "faroNavigationId": "n1"
+            }}}
+        })),
+        Event::from(json!({
+            "rum": {"type": "custom", "custom": {"name": "faro.navigation", "data": {
+                "fromUrl": "https://e.com/login?email=jane%40e.com", "toUrl": "https://e.com/home"
+            }}}
+        })),
+    ];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get("rum.extra.attributes"),
+        Some(
+            &json!({"name": "https://e.com/reset?token=REDACTED", "httpHost": "e.com", "faroNavigationId": "n1"})
+        )
+    );
+    assert_eq!(
+        batch[1].get("rum.custom.data"),
+        Some(
+            &json!({"fromUrl": "https://e.com/login?email=REDACTED", "toUrl": "https://e.com/home"})
+        )
+    );
+}
+
+#[test]
+fn default_text_fields_cover_the_text_of_report_bodies() {
+    // Deprecation and intervention reports say what happened in a
+    // `message`, which may name the page or a script by its URL.
+    let (mut t, _) = transform("");
+    let mut batch = vec![Event::from(json!({
+        "report": {"body": {
+            "id": "x",
+            "message": "deprecated at https://e.com/reset?token=SECRET1",
+            "source_file": "https://e.com/reset?token=SECRET2",
+            "line_number": 1
+        }}
+    }))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get(schema::REPORT_BODY),
+        Some(&json!({
+            "id": "x",
+            "message": "deprecated at https://e.com/reset?token=REDACTED",
+            "source_file": "https://e.com/reset?token=REDACTED",
+            "line_number": 1
+        }))
+    );
+}
+
+#[test]
+fn default_text_fields_cover_the_entries_in_a_vitals_attribution() {
+    // web-vitals' attribution build, posted as JSON.stringify(metric), has
+    // the navigation entry (its `name` is the page URL, query and all) and
+    // the LCP resource's entry in the attribution.
+    let (mut t, _) = transform("");
+    let mut batch = vec![Event::from(json!({
+        "rum": {"vital": {"name": "TTFB", "attribution": {
+            "waitingDuration": 3,
+            "navigationEntry": {"name": "https://e.com/reset?token=SECRET1", "entryType": "navigation"},
+            "lcpResourceEntry": {"name": "https://img.e.com/a.jpg?sig=SECRET2"}
+        }}}
+    }))];
+    t.transform_batch(&mut batch);
+    assert_eq!(
+        batch[0].get(schema::RUM_VITAL_ATTRIBUTION),
+        Some(&json!({
+            "waitingDuration": 3,
+            "navigationEntry": {"name": "https://e.com/reset?token=REDACTED", "entryType": "navigation"},
+            "lcpResourceEntry": {"name": "https://img.e.com/a.jpg?sig=REDACTED"}
+        }))
+    );
+}
