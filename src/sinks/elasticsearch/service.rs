@@ -107,7 +107,20 @@ impl Shared {
 
     pub fn degraded(&self, failure: &Failure) {
         let kind = failure.kind();
-        let new_spell = !self.degraded.swap(true, Ordering::Relaxed);
+        // /health is public (SECURITY.md): how it fails, not the reason,
+        // which names the endpoint (reqwest quotes the URL) or a user; the
+        // reason is in the log. Listed before the flag is set: delivery
+        // tasks fail and succeed at once on other workers, and a success
+        // that finds the flag set takes off what this listed. (With the
+        // flag set first, a success handled between the two cleared the
+        // flag before the entry was made, and no later success, finding
+        // the flag clear, took the entry off: /health said degraded for
+        // good.)
+        self.health.set_degraded(
+            &self.id,
+            Some(format!("cannot write to Elasticsearch ({kind}); retrying")),
+        );
+        let new_spell = !self.degraded.swap(true, Ordering::SeqCst);
         let new_kind = {
             let mut shown = self.degraded_kind.lock().unwrap_or_else(|e| e.into_inner());
             let changed = new_spell || *shown != kind;
@@ -128,17 +141,10 @@ impl Shared {
                 );
             }
         }
-        // /health is public (SECURITY.md): how it fails, not the reason,
-        // which names the endpoint (reqwest quotes the URL) or a user; the
-        // reason is in the log.
-        self.health.set_degraded(
-            &self.id,
-            Some(format!("cannot write to Elasticsearch ({kind}); retrying")),
-        );
     }
 
     fn recovered(&self) {
-        if self.degraded.swap(false, Ordering::Relaxed) {
+        if self.degraded.swap(false, Ordering::SeqCst) {
             if self.degraded_announced.swap(false, Ordering::Relaxed) {
                 tracing::info!(component = %self.id, "writing to Elasticsearch again");
             }
@@ -164,7 +170,7 @@ impl Shared {
         match self.dead_letters.write(body, &list).await {
             Ok(()) => {
                 self.metrics.dead_lettered.add(count);
-                if self.dead_letters_failing.swap(false, Ordering::Relaxed) {
+                if self.dead_letters_failing.swap(false, Ordering::SeqCst) {
                     self.health
                         .set_degraded(&self.dead_letter_health_key(), None);
                     tracing::info!(component = %self.id, "the dead-letter file is writable again");
@@ -183,13 +189,14 @@ impl Shared {
                 // The first drop after a good write is always logged.
                 let mut first_drop = false;
                 if matches!(e, DeadLetterError::Io { .. }) {
-                    first_drop = !self.dead_letters_failing.swap(true, Ordering::Relaxed);
+                    // Listed before the flag is set, as in `degraded`.
                     self.health.set_degraded(
                         &self.dead_letter_health_key(),
                         Some(format!(
                             "{e}; undeliverable documents are being dropped (component_discarded_events_total)"
                         )),
                     );
+                    first_drop = !self.dead_letters_failing.swap(true, Ordering::SeqCst);
                 }
                 if first_drop || self.log_dropped.admit() {
                     tracing::error!(component = %self.id, "{count} document(s) dropped ({e}); first error: {first}");
@@ -647,4 +654,108 @@ async fn deliver(
 async fn send(backend: &dyn Backend, body: Bytes) -> Result<super::request::Reply, Failure> {
     backend.prepare().await?;
     backend.bulk(body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use tracing_subscriber::layer::{Context, SubscriberExt as _};
+
+    use super::*;
+    use crate::telemetry::{ComponentMetrics, Registry};
+
+    struct Unused;
+
+    impl Backend for Unused {
+        fn bulk(
+            &self,
+            _: Bytes,
+        ) -> super::super::request::BoxFuture<'_, Result<super::super::request::Reply, Failure>>
+        {
+            unreachable!("no request is sent")
+        }
+    }
+
+    fn shared(health: Arc<Health>) -> Shared {
+        let registry = Registry::new();
+        let settings = Settings {
+            max_events: 10,
+            max_bytes: 1024,
+            timeout: Duration::from_secs(1),
+            concurrency: 2,
+            backoff: Backoff {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(1),
+            },
+            max_retry_duration: Duration::from_secs(60),
+            shutdown_deadline: Duration::from_secs(5),
+        };
+        Shared::new(
+            "es".into(),
+            Arc::new(Unused),
+            SinkMetrics::new(ComponentMetrics::new(
+                &registry,
+                "es",
+                "sink",
+                "elasticsearch",
+            )),
+            DeadLetters::new(None),
+            health,
+            &settings,
+        )
+    }
+
+    /// Runs `then` on the thread that logs a line holding `needle`, as that
+    /// line is logged: what another worker may do meanwhile.
+    struct WhileLogging<F> {
+        needle: &'static str,
+        then: F,
+    }
+
+    struct Message(String);
+
+    impl tracing::field::Visit for Message {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.0 = format!("{value:?}");
+            }
+        }
+    }
+
+    impl<S: tracing::Subscriber, F: Fn() + 'static> tracing_subscriber::Layer<S> for WhileLogging<F> {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let mut message = Message(String::new());
+            event.record(&mut message);
+            if message.0.contains(self.needle) {
+                (self.then)();
+            }
+        }
+    }
+
+    /// Two delivery tasks, one failing and one succeeding at the same
+    /// moment (a partial 429 while another batch goes through), left
+    /// /health listing the sink for good when the success was handled
+    /// between the failure's flag and its /health entry: the flag said
+    /// healthy, so no later success took the entry off.
+    #[test]
+    fn a_success_handled_while_a_failure_is_being_reported_leaves_no_stale_degraded() {
+        let health = Arc::new(Health::default());
+        let shared = Arc::new(shared(health.clone()));
+        let other_task = shared.clone();
+        let subscriber = tracing_subscriber::registry().with(WhileLogging {
+            needle: "cannot write to Elasticsearch",
+            then: move || other_task.recovered(),
+        });
+        tracing::subscriber::with_default(subscriber, || {
+            shared.degraded(&Failure::new(
+                Some(429),
+                "es_rejected_execution_exception",
+                "busy",
+            ));
+        });
+        // Requests go through from now on.
+        shared.recovered();
+        assert_eq!(health.degraded(), BTreeMap::new());
+    }
 }
