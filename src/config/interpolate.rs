@@ -33,8 +33,15 @@ pub fn interpolate(
                 // An escape: the next character cannot end the string.
                 (InString::Basic | InString::MultiBasic, b'\\') => (state, 2),
                 (InString::Basic, b'"') | (InString::Literal, b'\'') => (InString::No, 1),
-                (InString::MultiBasic, b'"') if rest.starts_with(br#"""""#) => (InString::No, 3),
-                (InString::MultiLiteral, b'\'') if rest.starts_with(b"'''") => (InString::No, 3),
+                // Closed by three quotes, which one or two of the string's
+                // own may come before (`"""x""""` is `x"`): the run of them
+                // ends it.
+                (InString::MultiBasic, b'"') if rest.starts_with(br#"""""#) => {
+                    (InString::No, quotes(rest, b'"'))
+                }
+                (InString::MultiLiteral, b'\'') if rest.starts_with(b"'''") => {
+                    (InString::No, quotes(rest, b'\''))
+                }
                 (_, b'$') => {
                     out.push_str(&line[copied..at]);
                     // `$` is ASCII: `at + 1` is a character boundary.
@@ -88,6 +95,11 @@ pub fn interpolate(
     } else {
         Err(errors)
     }
+}
+
+/// How many `quote`s `rest` starts with.
+fn quotes(rest: &[u8], quote: u8) -> usize {
+    rest.iter().take_while(|&&b| b == quote).count()
 }
 
 /// Where a reference sits: outside any string, or in one of TOML's four
@@ -275,6 +287,36 @@ b = '''
         let parsed: toml::Table = toml::from_str(&out).unwrap();
         assert_eq!(parsed["a"].as_str(), Some("# 3001\nx a\"\"\"b"));
         assert_eq!(parsed["b"].as_str(), Some("# 3001\n"));
+    }
+
+    /// A multi-line string may end in one or two quotes of its own before
+    /// its closing three (`"""x""""` is `x"`): the quotes after the first
+    /// three were read as a new string, so a comment after it was filled
+    /// in, and a reference after it on the line was not escaped.
+    #[test]
+    fn a_multi_line_string_ending_in_quotes_ends_there() {
+        let env = |name: &str| match name {
+            "PORT" => Some("3001".into()),
+            "QUOTED" => Some(r#"a", "b"#.into()),
+            _ => None,
+        };
+        let text = r#"a = """x"""" # ${NOPE}
+b = '''y''''' # ${NOPE}
+c = ["""z""""", "${QUOTED}"]
+d = """
+w""""  # ${NOPE}
+e = "${PORT}"
+"#;
+        let out = interpolate(text, &env).unwrap();
+        let parsed: toml::Table = toml::from_str(&out).unwrap();
+        assert_eq!(parsed["a"].as_str(), Some("x\""));
+        assert_eq!(parsed["b"].as_str(), Some("y''"));
+        let c = parsed["c"].as_array().unwrap();
+        assert_eq!(c.len(), 2, "{out}");
+        assert_eq!(c[0].as_str(), Some("z\"\""));
+        assert_eq!(c[1].as_str(), Some(r#"a", "b"#));
+        assert_eq!(parsed["d"].as_str(), Some("w\""));
+        assert_eq!(parsed["e"].as_str(), Some("3001"));
     }
 
     #[test]

@@ -641,3 +641,55 @@ async fn a_sink_stopped_mid_work_counts_every_document_it_held() {
     assert_eq!(counter("elasticsearch_dead_lettered_events_total"), 0);
     assert_eq!(counter("component_discarded_events_total"), 25);
 }
+
+/// A delivery task spawned in the same turn that the sink stops in (a
+/// panic further along its input batch, or an abort before the runtime
+/// got to the task) never ran: its batch was settled by the run loop as
+/// handed on, and the task, cancelled before its first poll, never made
+/// the guard that counts it, so those documents were received and
+/// neither sent, dead-lettered nor discarded.
+#[tokio::test(start_paused = true)]
+async fn a_delivery_task_stopped_before_it_ran_counts_its_documents() {
+    let registry = Registry::new();
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = SinkMetrics::new(ComponentMetrics::new(
+        &registry,
+        "es",
+        "sink",
+        "elasticsearch",
+    ));
+    let settings = Settings {
+        concurrency: 1,
+        ..settings()
+    };
+    let shared = Arc::new(Shared::new(
+        "es".into(),
+        ScriptedEs::gated(Arc::new(Semaphore::new(0))),
+        metrics,
+        DeadLetters::new(Some(dir.path().join("dead.ndjson"))),
+        Arc::new(Health::default()),
+        &settings,
+    ));
+    let router = IndexRouter::new(&IndexOptions {
+        template: None,
+        prefix: "c.rum",
+        data_stream: false,
+        fallback: "other",
+        allowed_values: &BTreeMap::new(),
+    })
+    .unwrap();
+    let (tx, rx) = buffer(100, usize::MAX);
+    tx.send((0..25).map(event).collect()).await.unwrap();
+    let shutdown = ShutdownTrigger::new();
+    let mut running = Box::pin(run(shared, router, settings, rx, shutdown.subscribe()));
+    // One turn: the first 10 go to a task spawned (not yet run), the next
+    // 10 wait for its slot; then the sink is stopped where it is.
+    assert!(futures::poll!(&mut running).is_pending());
+    drop(running);
+    // The cancelled task is dropped when the runtime gets to it.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let counter = |name: &str| registry.counter_sum(name, &[("component_id", "es")]);
+    assert_eq!(counter("component_received_events_total"), 25);
+    assert_eq!(counter("component_sent_events_total"), 0);
+    assert_eq!(counter("component_discarded_events_total"), 25);
+}

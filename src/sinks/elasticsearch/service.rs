@@ -348,7 +348,7 @@ pub async fn run(
     let mut building: Option<Building<'_>> = None;
     // Received, not yet in a delivery task or the dead-letter file.
     let mut taken = Unsettled {
-        shared: &shared,
+        shared: shared.clone(),
         left: 0,
         holder: "the sink",
     };
@@ -422,20 +422,20 @@ pub async fn run(
 /// (the batch being filled, a full one waiting for a slot). Should their
 /// holder end without settling them (a panic, or the sink aborted at the
 /// shutdown timeout), they are counted as discarded, not lost silently.
-struct Unsettled<'a> {
-    shared: &'a Shared,
+struct Unsettled {
+    shared: Arc<Shared>,
     left: usize,
     /// Who held them, for the log line.
     holder: &'static str,
 }
 
-impl Unsettled<'_> {
+impl Unsettled {
     fn settle(&mut self, count: usize) {
         self.left = self.left.saturating_sub(count);
     }
 }
 
-impl Drop for Unsettled<'_> {
+impl Drop for Unsettled {
     fn drop(&mut self) {
         if self.left > 0 {
             let metrics = &self.shared.metrics.component;
@@ -453,19 +453,33 @@ enum Step {
 
 /// Delivers one batch: sends, reads every item, re-sends only the items that
 /// may succeed later, dead-letters the rest. Returns when nothing is pending.
-async fn deliver(
+///
+/// The batch's guard is made here, with the task: a task cancelled before
+/// its first poll (the sink stopped in the turn that spawned it) drops it
+/// unsettled, and its documents are counted, not lost.
+fn deliver(
+    shared: Arc<Shared>,
+    batch: BulkBatch,
+    slot: OwnedSemaphorePermit,
+    drain: Drain,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let unsettled = Unsettled {
+        shared: shared.clone(),
+        left: batch.items.len(),
+        holder: "a bulk request task",
+    };
+    deliver_batch(shared, batch, slot, drain, unsettled)
+}
+
+async fn deliver_batch(
     shared: Arc<Shared>,
     batch: BulkBatch,
     _slot: OwnedSemaphorePermit,
     mut drain: Drain,
+    mut unsettled: Unsettled,
 ) {
     let BulkBatch { body, items } = batch;
     let body = Bytes::from(body);
-    let mut unsettled = Unsettled {
-        shared: &shared,
-        left: items.len(),
-        holder: "a bulk request task",
-    };
     let give_up_at = from_now(shared.max_retry_duration);
     let metrics = &shared.metrics;
     let mut attempt: u32 = 0;
