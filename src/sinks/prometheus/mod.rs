@@ -29,6 +29,7 @@ use crate::event::{Event, FieldPath};
 use crate::http::server::{ResponseFuture, Route, RouteHandler};
 use crate::http::{scrape_gate, text_response};
 use crate::schema::{self, EventType};
+use crate::telemetry::Counter;
 use crate::topology::buffer::DEFAULT_OUTPUT;
 pub use config::{
     Budget, Dimension, PrometheusConfig, Resolved, ResolvedBudget, ResolvedSli, ResolvedSlo,
@@ -86,6 +87,14 @@ impl PrometheusConfig {
         let started = Instant::now();
         let run = Box::pin(async move {
             while let Some(batch) = input.recv().await {
+                let n = batch.len() as u64;
+                component.received_events.add(n);
+                // Should recording panic (a bug), the batch is counted as
+                // discarded, as the panic's log line says.
+                let mut held = Held {
+                    events: n,
+                    discarded: &component.discarded_unintentional,
+                };
                 let now = started.elapsed().as_secs();
                 let mut folded = 0;
                 let mut skipped = 0;
@@ -98,8 +107,7 @@ impl PrometheusConfig {
                         }
                     }
                 }
-                let n = batch.len() as u64;
-                component.received_events.add(n);
+                held.events = 0;
                 // Events that feed no metric (synthetic, unknown vitals) are
                 // still "handled": the sink's job for them is done.
                 sent.add(n - skipped);
@@ -113,6 +121,22 @@ impl PrometheusConfig {
             run,
             route: Some(route),
         })
+    }
+}
+
+/// A batch taken in and not yet counted as sent or discarded: dropped
+/// while it still holds events (the task unwinding from a panic), it
+/// counts them as discarded.
+struct Held<'a> {
+    events: u64,
+    discarded: &'a Counter,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.events > 0 {
+            self.discarded.add(self.events);
+        }
     }
 }
 
