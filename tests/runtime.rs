@@ -1346,3 +1346,83 @@ inputs = ["beacons"]
         .expect("join");
     assert!(status.success(), "{status:?}");
 }
+
+/// A backend runs for weeks while browsers and scanners choose paths,
+/// methods, origins, content types, forwarded addresses and user agents:
+/// none of them may become a label, or /metrics grows with every request
+/// (and Prometheus with it). After one request of each kind, more of the
+/// same kinds with other values add no series.
+#[tokio::test]
+async fn metrics_series_do_not_grow_with_what_clients_choose() {
+    let config = DEV.replace(
+        "max_json_depth = 8",
+        "max_json_depth = 8\ntrusted_proxies = [\"127.0.0.1/32\"]\nrate_limit = { requests_per_second = 1000 }",
+    );
+    let p = Pipeline::start(&config);
+    let http = client();
+    let series = || async {
+        let text = http
+            .get(p.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit_once(' ').map_or(l, |(k, _)| k).to_owned())
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    let round = |i: usize| {
+        let http = &http;
+        let p = &p;
+        async move {
+            let ip = format!("203.0.{}.{}", i / 250, i % 250 + 1);
+            let ua = format!("Scanner/{i}.0 (+https://bot{i}.example)");
+            let send = |method: &str, path: String| {
+                http.request(
+                    reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                    p.url(&path),
+                )
+                .header("x-forwarded-for", &ip)
+                .header("user-agent", &ua)
+            };
+            let statuses = [
+                send("GET", format!("/probe/{i}/.env")).send().await,
+                send(&format!("FOO{i}"), format!("/x{i}")).send().await,
+                send(&format!("BAR{i}"), "/rum".into()).send().await,
+                send("POST", "/rum".into())
+                    .header("origin", format!("https://evil{i}.example"))
+                    .body("{}")
+                    .send()
+                    .await,
+                send("POST", "/rum".into())
+                    .header("content-type", format!("text/x-{i}"))
+                    .body("{}")
+                    .send()
+                    .await,
+                send("POST", format!("/rum?{i}"))
+                    .header("content-type", "application/json")
+                    .body(beacon(&format!("s{i}"), 2).to_string())
+                    .send()
+                    .await,
+            ]
+            .map(|r| r.expect("request").status().as_u16());
+            assert_eq!(statuses, [404, 404, 405, 403, 415, 204], "request set {i}");
+        }
+    };
+    round(0).await;
+    // The first scrape counts itself (`path="/metrics"`) after it answers.
+    series().await;
+    let before = series().await;
+    for i in 1..=40 {
+        round(i).await;
+    }
+    let after = series().await;
+    let added: Vec<&String> = after.difference(&before).collect();
+    assert!(
+        added.is_empty(),
+        "series added by client-chosen values: {added:?}"
+    );
+}

@@ -40,11 +40,6 @@ pub trait LetterFile: Send + 'static {
     fn truncate(&mut self, len: u64) -> io::Result<()>;
     /// The last `n` bytes (`n` <= length).
     fn tail(&mut self, n: u64) -> io::Result<Vec<u8>>;
-    /// Whether `path` still names this file. An operator moves it aside to
-    /// replay it, or removes it after replaying, or logrotate renames it:
-    /// writing on would put dead letters where nobody looks, or into a file
-    /// already deleted.
-    fn is_at(&self, path: &Path) -> bool;
     /// Waits for, then holds, the lock every writer of the file takes for
     /// a write (an exclusive `flock`): a cut-back after a failed write must
     /// not take another writer's lines, nor a torn-line cut its line in
@@ -109,23 +104,6 @@ impl LetterFile for std::fs::File {
             unsafe { libc::flock(self.as_raw_fd(), libc::LOCK_UN) };
         }
     }
-
-    fn is_at(&self, path: &Path) -> bool {
-        let (Ok(open), Ok(named)) = (self.metadata(), std::fs::metadata(path)) else {
-            return false;
-        };
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            open.dev() == named.dev() && open.ino() == named.ino()
-        }
-        #[cfg(not(unix))]
-        {
-            // No inode to compare: at least a removed file is noticed.
-            let _ = (open, named);
-            true
-        }
-    }
 }
 
 /// Opens the file at a path (the real one creates it, append mode).
@@ -146,10 +124,13 @@ fn open_file(path: &Path) -> io::Result<Box<dyn LetterFile>> {
 pub struct DeadLetters {
     path: Option<PathBuf>,
     opener: Opener,
-    /// Opened (and repaired) on first use; emptied after a failed write so
-    /// the next one reopens (the disk may have been freed), and reopened when
-    /// the path no longer names it (moved aside for a replay, removed).
-    file: Mutex<Option<Box<dyn LetterFile>>>,
+    /// Held for a write: this sink's writes take turns (the `flock` makes
+    /// other writers wait too). The file is opened at the path for each
+    /// write and closed after it, so one moved aside for a replay gets no
+    /// more lines, and one removed after it is not held open (its blocks
+    /// stay in use while any descriptor is open: a volume emptied by the
+    /// operator stayed full until the next dead letter, weeks away).
+    writing: Mutex<()>,
     /// `dead_letter.max_bytes`: the file does not grow past it. A volume
     /// with a size limit must never be overrun — Kubernetes evicts a pod
     /// whose emptyDir passes its sizeLimit at once (no grace period), and the
@@ -179,7 +160,7 @@ impl DeadLetters {
         Self {
             path,
             opener,
-            file: Mutex::new(None),
+            writing: Mutex::new(()),
             max_bytes: None,
         }
     }
@@ -216,48 +197,23 @@ impl DeadLetters {
                 &mut lines,
             );
         }
-        let mut guard = self.file.lock().await;
-        let file = guard.take();
+        let _turn = self.writing.lock().await;
         let opener = self.opener.clone();
         let owned_path = path.clone();
         let max_bytes = self.max_bytes;
         // Blocking file I/O off the runtime's threads; the lock keeps writes whole.
-        let (file, result) = tokio::task::spawn_blocking(move || {
-            let mut file = match file {
-                Some(file) if file.is_at(&owned_path) => file,
-                reopen => {
-                    if reopen.is_some() {
-                        tracing::info!(
-                            "dead-letter file {}: moved or removed since the last write; starting a new one there",
-                            owned_path.display()
-                        );
-                    }
-                    match opener(&owned_path) {
-                        Ok(file) => file,
-                        Err(e) => return (None, Err(e)),
-                    }
-                }
-            };
+        let result = tokio::task::spawn_blocking(move || {
+            let mut file = opener(&owned_path)?;
             // Another writer of the file (a second sink naming the same
             // path, another process on the volume) waits from here until
             // this write is whole or cut back, and this one for it.
-            if let Err(e) = file.lock_writers() {
-                return (None, Err(e));
-            }
+            file.lock_writers()?;
             let result = write_locked(file.as_mut(), &owned_path, &lines, max_bytes);
             file.unlock_writers();
-            match result {
-                Ok(()) => (Some(file), Ok(())),
-                // The file is sound, only full: no need to reopen it.
-                Err(e) if e.kind() == io::ErrorKind::StorageFull && max_bytes.is_some() => {
-                    (Some(file), Err(e))
-                }
-                Err(e) => (None, Err(e)),
-            }
+            result
         })
         .await
-        .unwrap_or_else(|e| (None, Err(io::Error::other(e.to_string()))));
-        *guard = file;
+        .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
         result.map_err(|source| DeadLetterError::Io {
             path: path.display().to_string(),
             source,
@@ -534,9 +490,6 @@ mod whole_line_tests {
         fn tail(&mut self, n: u64) -> io::Result<Vec<u8>> {
             self.file.tail(n)
         }
-        fn is_at(&self, path: &Path) -> bool {
-            self.file.is_at(path)
-        }
         fn lock_writers(&mut self) -> io::Result<()> {
             self.file.lock_writers()
         }
@@ -666,6 +619,32 @@ mod whole_line_tests {
         assert_eq!(ids(&path), ["2"], "not written into the removed file");
     }
 
+    /// A file moved aside, replayed and removed must not stay open: its
+    /// blocks are freed only when the last descriptor on it closes. Held
+    /// until the sink's next dead letter (weeks away while Elasticsearch is
+    /// healthy), a volume filled to `dead_letter.max_bytes` stayed full
+    /// after the operator emptied it.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_file_removed_after_a_replay_is_not_held_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let moved = dir.path().join("dead.replaying.ndjson");
+        let letters = DeadLetters::new(Some(path.clone()));
+        let (body, spans) = body(1);
+        let failure = Failure::new(Some(400), "mapper_parsing_exception", "bad");
+        letters.write(&body, &[(spans[0], &failure)]).await.unwrap();
+        std::fs::rename(&path, &moved).unwrap();
+        std::fs::remove_file(&moved).unwrap();
+        let held: Vec<PathBuf> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| target.starts_with(dir.path()))
+            .collect();
+        assert!(held.is_empty(), "still open: {held:?}");
+        drop(letters);
+    }
+
     /// A volume with a size limit (a Kubernetes emptyDir past its sizeLimit
     /// gets the pod evicted at once, file and buffers with it): the file
     /// stops growing at `dead_letter.max_bytes`, whole lines only, and takes
@@ -754,9 +733,6 @@ mod whole_line_tests {
             }
             fn tail(&mut self, n: u64) -> io::Result<Vec<u8>> {
                 self.file.tail(n)
-            }
-            fn is_at(&self, path: &Path) -> bool {
-                self.file.is_at(path)
             }
             fn lock_writers(&mut self) -> io::Result<()> {
                 self.file.lock_writers()
