@@ -46,6 +46,16 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Streams one HTTP/2 connection may have open at once.
 pub const MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Header bytes (as HTTP/2 counts them: name, value and 32 a field) the
+/// requests in flight on one connection may hold together. HTTP/1 holds one
+/// head at a time; without this an HTTP/2 client held 100 header lists of
+/// 64 KiB (HPACK makes them a few bytes each on the wire) for as long as
+/// their bodies did not come. A stream over it is answered 503 (one alone
+/// never is: its list is at most `MAX_HEADER_BYTES`). As much as
+/// one HTTP/1 head, and as the connection's window holds of bodies: a
+/// browser's few beacons in flight (a few KiB of headers each) fit, and
+/// the largest header list fits alone.
+pub const H2_HEADER_BYTES_IN_FLIGHT: usize = MAX_HEADER_BYTES;
 /// HTTP/2 flow-control windows: request data one connection (or stream) may
 /// have sent that no handler has read yet. The protocol's default: browsers
 /// cap beacons (`sendBeacon`, `fetch` keepalive) at 64 KiB anyway.
@@ -176,6 +186,9 @@ struct Activity {
     in_flight: AtomicUsize,
     /// Requests started so far: 0 means the first-request timeout applies.
     served: AtomicU64,
+    /// Header bytes of the requests in flight (HTTP/2 only): at most
+    /// `H2_HEADER_BYTES_IN_FLIGHT`.
+    header_bytes: AtomicUsize,
     /// What `idle_since` counts from.
     born: Instant,
     /// Accept, end of the TLS handshake, or end of the last request, in
@@ -188,15 +201,29 @@ impl Activity {
         Arc::new(Self {
             in_flight: AtomicUsize::new(0),
             served: AtomicU64::new(0),
+            header_bytes: AtomicUsize::new(0),
             born: Instant::now(),
             idle_since_nanos: AtomicU64::new(0),
         })
     }
 
-    fn begin(self: &Arc<Self>) -> InFlight {
+    /// A request begins, holding `header_bytes` of the connection's
+    /// `H2_HEADER_BYTES_IN_FLIGHT` until it ends; the bool is false (and
+    /// nothing is held) when they do not fit.
+    fn begin(self: &Arc<Self>, header_bytes: usize) -> (InFlight, bool) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.served.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        // HTTP/1 (0 bytes) touches nothing. A request alone always fits
+        // (HTTP/2 has refused a list over `MAX_HEADER_BYTES` by its count).
+        let fits = header_bytes == 0 || {
+            let held = self.header_bytes.fetch_add(header_bytes, Ordering::Relaxed);
+            held == 0 || held + header_bytes <= H2_HEADER_BYTES_IN_FLIGHT
+        };
+        if !fits {
+            self.header_bytes.fetch_sub(header_bytes, Ordering::Relaxed);
+        }
+        let header_bytes = if fits { header_bytes } else { 0 };
+        (InFlight(self.clone(), header_bytes), fits)
     }
 
     fn idle_since(&self) -> Instant {
@@ -222,15 +249,46 @@ impl Activity {
     }
 }
 
-/// Held while a request is being handled.
-struct InFlight(Arc<Activity>);
+/// Held while a request is being handled, with the header bytes it holds.
+struct InFlight(Arc<Activity>, usize);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if self.1 > 0 {
+            self.0.header_bytes.fetch_sub(self.1, Ordering::Relaxed);
+        }
         // The clock first: a watchdog that sees nothing in flight sees it.
         self.0.restart_clock();
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// A request's header list as HTTP/2 sizes it (RFC 9113 6.5.2): each
+/// field's name and value plus 32, pseudo-header fields included.
+fn h2_header_bytes<B>(request: &Request<B>) -> usize {
+    let fields = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum::<usize>();
+    let uri = request.uri();
+    let pseudo = [
+        (":method", request.method().as_str().len()),
+        (":scheme", uri.scheme_str().map_or(0, str::len)),
+        (
+            ":authority",
+            uri.authority().map_or(0, |a| a.as_str().len()),
+        ),
+        (
+            ":path",
+            uri.path_and_query().map_or(0, |p| p.as_str().len()),
+        ),
+    ];
+    fields
+        + pseudo
+            .iter()
+            .map(|(name, len)| name.len() + len + 32)
+            .sum::<usize>()
 }
 
 /// Serves one accepted connection until it closes.
@@ -255,8 +313,10 @@ pub async fn serve(
         // line every worker's connections share.
         let router = Arc::new(settings.router.clone());
         service_fn(move |mut request: Request<Incoming>| {
-            let in_flight = activity.begin();
             let http1 = request.version() < Version::HTTP_2;
+            // HTTP/1 holds one head at a time, bounded by `MAX_HEADER_BYTES`.
+            let header_bytes = if http1 { 0 } else { h2_header_bytes(&request) };
+            let (in_flight, headers_fit) = activity.begin(header_bytes);
             // One verdict per HTTP/1 head, in order: take it even when unused.
             let framing = if http1 { verdicts.next() } else { None };
             let has_body = !request.body().is_end_stream();
@@ -267,7 +327,12 @@ pub async fn serve(
             }
             let router = router.clone();
             async move {
-                let mut response = router.dispatch(request, peer, framing).await;
+                let mut response = if headers_fit {
+                    router.dispatch(request, peer, framing).await
+                } else {
+                    // Its headers go now, not when a handler is done.
+                    router.refuse_headers_in_flight(request)
+                };
                 if http1 && has_body && !consumed.get() {
                     response
                         .headers_mut()

@@ -294,15 +294,27 @@ impl Router {
         )
     }
 
-    /// Answers one request. `framing` is the connection's verdict on the raw
-    /// HTTP/1 head (see `framing`).
-    pub(super) async fn dispatch(
-        &self,
-        request: Request<Incoming>,
-        peer: SocketAddr,
-        framing: Option<FramingError>,
-    ) -> HttpResponse {
-        let path = request.uri().path();
+    /// The answer to an HTTP/2 stream whose header list does not fit in
+    /// its connection's `H2_HEADER_BYTES_IN_FLIGHT`, counted under its path.
+    pub(super) fn refuse_headers_in_flight(&self, request: Request<Incoming>) -> HttpResponse {
+        let (_, label) = self.route_of(request.uri().path());
+        let mut response = text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request headers in flight on this connection, retry later\n",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        self.count(label, response.status());
+        if request.method() == Method::HEAD {
+            without_body(response)
+        } else {
+            response
+        }
+    }
+
+    /// The route `path` goes to, if any, and the label it is counted under.
+    fn route_of(&self, path: &str) -> (Option<usize>, usize) {
         let route = self
             .routes
             .iter()
@@ -314,6 +326,18 @@ impl Router {
             None if path == METRICS_PATH && self.serve_metrics => self.routes.len() + 1,
             None => self.routes.len() + 2,
         };
+        (route, label)
+    }
+
+    /// Answers one request. `framing` is the connection's verdict on the raw
+    /// HTTP/1 head (see `framing`).
+    pub(super) async fn dispatch(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        framing: Option<FramingError>,
+    ) -> HttpResponse {
+        let (route, label) = self.route_of(request.uri().path());
         let framing = framing.map_or_else(|| check_transfer_encoding(request.headers()), Err);
         let head = request.method() == Method::HEAD;
         let response = if let Err(refused) = framing {
@@ -625,6 +649,96 @@ mod tests {
         let fine = b"GET /fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         let answer = exchange(address, fine).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        trigger.begin();
+        served.await.unwrap();
+    }
+
+    /// A handler that holds its request until the body ends, and says
+    /// when it has begun: a beacon waiting for its body.
+    struct HoldsUntilBodyEnds(mpsc::UnboundedSender<()>);
+
+    impl RouteHandler for HoldsUntilBodyEnds {
+        fn handle(self: Arc<Self>, request: Request<Incoming>, _: SocketAddr) -> ResponseFuture {
+            Box::pin(async move {
+                let _ = self.0.send(());
+                let _ = http_body_util::BodyExt::collect(request.into_body()).await;
+                text_response(StatusCode::OK, "done\n")
+            })
+        }
+    }
+
+    /// An HTTP/1 connection holds one request head at a time (64 KiB at
+    /// most), but an HTTP/2 client may keep 100 streams open, each with a
+    /// 64 KiB header list (a few bytes on the wire each, through HPACK's
+    /// table), waiting for bodies it never sends: 6.4 MiB a connection
+    /// slot, outside every budget. A stream whose header list would take
+    /// the connection's requests in flight past `H2_HEADER_BYTES_IN_FLIGHT`
+    /// is answered 503 + `Retry-After: 1` at once (its headers dropped),
+    /// and is counted; the connection goes on serving.
+    #[tokio::test]
+    async fn http2_streams_in_flight_hold_a_bounded_total_of_header_bytes() {
+        let (entered_tx, mut entered) = mpsc::unbounded_channel();
+        let registry = Registry::new();
+        let route = Route {
+            path: "/rum".to_owned(),
+            source_id: "beacons".to_owned(),
+            handler: Arc::new(HoldsUntilBodyEnds(entered_tx)),
+        };
+        let router = Router::new(vec![route], Arc::default(), registry.clone(), true);
+        let (address, trigger, served) = serve(router).await;
+
+        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (h2_client, h2_connection) = h2::client::handshake(tcp).await.unwrap();
+        let h2_driver = tokio::spawn(h2_connection);
+        let padding = "x".repeat(20 * 1024);
+        let post = || {
+            Request::post(format!("http://{address}/rum"))
+                .header("x-padding", padding.as_str())
+                .body(())
+                .unwrap()
+        };
+        let mut held = Vec::new();
+        let mut refused = 0;
+        for _ in 0..20 {
+            let mut client = h2_client.clone().ready().await.unwrap();
+            let (mut response, body) = client.send_request(post(), false).unwrap();
+            tokio::select! {
+                Some(()) = entered.recv() => held.push((response, body)),
+                answer = &mut response => {
+                    let answer = answer.unwrap();
+                    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+                    assert_eq!(answer.headers()[header::RETRY_AFTER], "1");
+                    refused += 1;
+                }
+            }
+        }
+        assert!(
+            held.len() * padding.len() <= connection::H2_HEADER_BYTES_IN_FLIGHT,
+            "{} streams held {} KiB of headers",
+            held.len(),
+            held.len() * padding.len() / 1024
+        );
+        assert_eq!(held.len() + refused, 20);
+        assert_eq!(
+            registry.counter_sum(
+                "http_requests_total",
+                &[("path", "/rum"), ("status", "503")]
+            ),
+            refused as u64
+        );
+
+        // A stream that ends gives its room back.
+        let (response, mut body) = held.pop().unwrap();
+        body.send_data(bytes::Bytes::new(), true).unwrap();
+        assert_eq!(response.await.unwrap().status(), StatusCode::OK);
+        let mut client = h2_client.clone().ready().await.unwrap();
+        let (response, mut body) = client.send_request(post(), false).unwrap();
+        entered.recv().await.unwrap();
+        body.send_data(bytes::Bytes::new(), true).unwrap();
+        assert_eq!(response.await.unwrap().status(), StatusCode::OK);
+
+        drop((held, h2_client));
+        h2_driver.abort();
         trigger.begin();
         served.await.unwrap();
     }
