@@ -525,6 +525,26 @@ inputs = ["beacons"]
         built_from(text)
     }
 
+    /// `beacons` through a `labels` transform `enrich` into a blackhole
+    /// `out`, built, nothing running.
+    pub(super) fn beacons_enriched_into_a_blackhole() -> Built {
+        built_from(
+            r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[transforms.enrich]
+type = "labels"
+inputs = ["beacons"]
+labels = { a = "1" }
+[sinks.out]
+type = "blackhole"
+inputs = ["enrich"]
+"#,
+        )
+    }
+
     /// The pipeline of `text`, built, nothing running.
     pub(super) fn built_from(text: &str) -> Built {
         let loaded = crate::config::load_str("t.toml", text, &|_| None).expect("config");
@@ -618,26 +638,13 @@ mod panic_tests {
         }
     }
 
-    fn events(n: usize) -> Batch {
+    pub(super) fn events(n: usize) -> Batch {
         (0..n).map(|_| Event::new()).collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_transform_that_panics_is_named_and_every_event_it_held_is_counted() {
-        let text = r#"
-stats_interval_secs = 0
-[sources.beacons]
-type = "rum_beacon"
-address = "127.0.0.1:0"
-[transforms.enrich]
-type = "labels"
-inputs = ["beacons"]
-labels = { a = "1" }
-[sinks.out]
-type = "blackhole"
-inputs = ["enrich"]
-"#;
-        let mut built = super::tests::built_from(text);
+        let mut built = super::tests::beacons_enriched_into_a_blackhole();
         let enrich = built
             .components
             .iter()
@@ -705,12 +712,8 @@ inputs = ["enrich"]
 
 #[cfg(test)]
 mod timeout_tests {
+    use super::panic_tests::events;
     use super::*;
-    use crate::event::Event;
-
-    fn events(n: usize) -> Batch {
-        (0..n).map(|_| Event::new()).collect()
-    }
 
     /// A transform waiting for room in a sink that no longer reads when
     /// `shutdown_timeout` passes is stopped where it is: the batch it holds
@@ -718,20 +721,7 @@ mod timeout_tests {
     /// events left in a buffer are, so its counters add up.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_a_transform_holds_at_the_shutdown_timeout_is_counted() {
-        let text = r#"
-stats_interval_secs = 0
-[sources.beacons]
-type = "rum_beacon"
-address = "127.0.0.1:0"
-[transforms.enrich]
-type = "labels"
-inputs = ["beacons"]
-labels = { a = "1" }
-[sinks.out]
-type = "blackhole"
-inputs = ["enrich"]
-"#;
-        let mut built = super::tests::built_from(text);
+        let mut built = super::tests::beacons_enriched_into_a_blackhole();
         let metric = |id: &str| {
             built
                 .components

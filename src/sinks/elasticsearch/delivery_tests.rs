@@ -161,12 +161,17 @@ fn settings() -> Settings {
     }
 }
 
-fn start(backend: Arc<dyn Backend>, settings: Settings, buffer_events: usize) -> Harness {
-    let registry = Registry::new();
-    let health = Arc::new(Health::default());
-    let dir = tempfile::tempdir().unwrap();
+/// What `run` is given besides its input: the sink's shared state (its
+/// counters in `registry`, its dead letters in `dir`) and its index router.
+fn sink_parts(
+    backend: Arc<dyn Backend>,
+    settings: &Settings,
+    registry: &Arc<Registry>,
+    health: Arc<Health>,
+    dir: &tempfile::TempDir,
+) -> (Arc<Shared>, IndexRouter) {
     let metrics = SinkMetrics::new(ComponentMetrics::new(
-        &registry,
+        registry,
         "es",
         "sink",
         "elasticsearch",
@@ -176,8 +181,8 @@ fn start(backend: Arc<dyn Backend>, settings: Settings, buffer_events: usize) ->
         backend,
         metrics,
         DeadLetters::new(Some(dir.path().join("dead.ndjson"))),
-        health.clone(),
-        &settings,
+        health,
+        settings,
     ));
     let router = IndexRouter::new(&IndexOptions {
         template: None,
@@ -187,6 +192,14 @@ fn start(backend: Arc<dyn Backend>, settings: Settings, buffer_events: usize) ->
         allowed_values: &BTreeMap::new(),
     })
     .unwrap();
+    (shared, router)
+}
+
+fn start(backend: Arc<dyn Backend>, settings: Settings, buffer_events: usize) -> Harness {
+    let registry = Registry::new();
+    let health = Arc::new(Health::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (shared, router) = sink_parts(backend, &settings, &registry, health.clone(), &dir);
     let (tx, rx) = buffer(buffer_events, usize::MAX);
     let shutdown = ShutdownTrigger::new();
     let task = tokio::spawn(run(shared, router, settings, rx, shutdown.subscribe()));
@@ -652,32 +665,17 @@ async fn a_sink_stopped_mid_work_counts_every_document_it_held() {
 async fn a_delivery_task_stopped_before_it_ran_counts_its_documents() {
     let registry = Registry::new();
     let dir = tempfile::tempdir().unwrap();
-    let metrics = SinkMetrics::new(ComponentMetrics::new(
-        &registry,
-        "es",
-        "sink",
-        "elasticsearch",
-    ));
     let settings = Settings {
         concurrency: 1,
         ..settings()
     };
-    let shared = Arc::new(Shared::new(
-        "es".into(),
+    let (shared, router) = sink_parts(
         ScriptedEs::gated(Arc::new(Semaphore::new(0))),
-        metrics,
-        DeadLetters::new(Some(dir.path().join("dead.ndjson"))),
-        Arc::new(Health::default()),
         &settings,
-    ));
-    let router = IndexRouter::new(&IndexOptions {
-        template: None,
-        prefix: "c.rum",
-        data_stream: false,
-        fallback: "other",
-        allowed_values: &BTreeMap::new(),
-    })
-    .unwrap();
+        &registry,
+        Arc::new(Health::default()),
+        &dir,
+    );
     let (tx, rx) = buffer(100, usize::MAX);
     tx.send((0..25).map(event).collect()).await.unwrap();
     let shutdown = ShutdownTrigger::new();
