@@ -1361,14 +1361,7 @@ async fn metrics_series_do_not_grow_with_what_clients_choose() {
     let p = Pipeline::start(&config);
     let http = client();
     let series = || async {
-        let text = http
-            .get(p.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics");
+        let text = p.metrics_text().await;
         text.lines()
             .filter(|l| !l.starts_with('#'))
             .map(|l| l.rsplit_once(' ').map_or(l, |(k, _)| k).to_owned())

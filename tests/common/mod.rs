@@ -323,15 +323,19 @@ impl Pipeline {
     /// Sum of every /metrics series of `name` whose labels contain all `labels`
     /// (given as `key="value"`).
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        let text = client()
+        metric_in(&self.metrics_text().await, name, labels)
+    }
+
+    /// The text of one scrape of /metrics.
+    pub async fn metrics_text(&self) -> String {
+        client()
             .get(self.url("/metrics"))
             .send()
             .await
             .expect("GET /metrics")
             .text()
             .await
-            .expect("metrics body");
-        metric_in(&text, name, labels)
+            .expect("metrics body")
     }
 }
 
@@ -362,14 +366,7 @@ impl Pipeline {
     pub async fn expect_metric(&self, name: &str, labels: &[&str], value: f64) {
         let start = Instant::now();
         loop {
-            let text = client()
-                .get(self.url("/metrics"))
-                .send()
-                .await
-                .expect("GET /metrics")
-                .text()
-                .await
-                .expect("metrics");
+            let text = self.metrics_text().await;
             if metric_in(&text, name, labels) == value {
                 return;
             }
