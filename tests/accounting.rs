@@ -139,17 +139,6 @@ fn unaccounted(text: &str) -> Vec<String> {
     problems
 }
 
-async fn metrics(p: &Pipeline) -> String {
-    client()
-        .get(p.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body")
-}
-
 /// A beacon of `app` with one event of each type (web_vital, resource,
 /// action, http, page_view).
 fn beacon(app: &str, session: &str) -> Value {
@@ -192,7 +181,7 @@ async fn every_accepted_event_is_delivered_or_counted_on_every_path() {
     // Settled: nothing waits, and the sinks have dealt with what they got.
     let started = Instant::now();
     let text = loop {
-        let text = metrics(&p).await;
+        let text = p.metrics_text().await;
         if unaccounted(&text).is_empty() || started.elapsed() > Duration::from_secs(20) {
             break text;
         }
