@@ -578,8 +578,16 @@ mod tests {
     /// Serves `router` on a port of its own (cap of 4 connections, default
     /// timeouts): its address, the trigger that stops it, and its task.
     async fn serve(router: Router) -> (SocketAddr, ShutdownTrigger, tokio::task::JoinHandle<()>) {
+        serve_with_cap(router, ConnectionCap::new(4)).await
+    }
+
+    /// `serve`, with the connection cap the caller keeps to look at.
+    async fn serve_with_cap(
+        router: Router,
+        cap: Arc<ConnectionCap>,
+    ) -> (SocketAddr, ShutdownTrigger, tokio::task::JoinHandle<()>) {
         let limits = ListenerLimits {
-            connections: ConnectionCap::new(4),
+            connections: cap,
             timeouts: HttpServerOptions::default().timeouts(),
             body_budget: None,
         };
@@ -750,18 +758,8 @@ mod tests {
     #[tokio::test]
     async fn open_connections_do_not_count_the_slot_an_accept_waits_with() {
         let cap = ConnectionCap::new(4);
-        let limits = ListenerLimits {
-            connections: cap.clone(),
-            timeouts: HttpServerOptions::default().timeouts(),
-            body_budget: None,
-        };
         let router = Router::new(Vec::new(), Arc::default(), Registry::new(), true);
-        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), None, router, limits)
-            .await
-            .unwrap();
-        let address = listener.address;
-        let trigger = ShutdownTrigger::new();
-        let served = tokio::spawn(listener.serve(trigger.subscribe()));
+        let (address, trigger, served) = serve_with_cap(router, cap.clone()).await;
 
         let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
         client
