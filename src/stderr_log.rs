@@ -211,11 +211,66 @@ pub fn register(registry: &Registry) {
 /// (the panic is caught, and the pipeline meant to go on). The hook waits
 /// at most `EXIT_FLUSH` for the message to be out, so a panic that ends the
 /// process (on the main thread) is still on stderr before it exits.
+///
+/// A browser can trigger a bug again and again (a handler's or a
+/// transform's panic is caught, and the request or batch counted): past
+/// `PANIC_MESSAGES_PER_MINUTE` a minute, a worker's panic messages are held
+/// back and counted in the next one written. The main thread's are always
+/// written: they end the process.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        push(Kind::Log, panic_message(info));
+        let main = std::thread::current().name() == Some("main");
+        let Some(held_back) = PANIC_MESSAGES.admit(Instant::now(), main) else {
+            return;
+        };
+        let mut message = panic_message(info);
+        if held_back > 0 {
+            message.push_str(&format!(
+                "({held_back} more panic message(s) held back since the last one written: at most {PANIC_MESSAGES_PER_MINUTE} a minute are; the panics are counted in component_errors_total{{error_type=\"panicked\"}} and http_handler_panics_total)\n"
+            ));
+        }
+        push(Kind::Log, message);
         flush(EXIT_FLUSH);
     }));
+}
+
+/// Panic messages a minute written from worker threads.
+const PANIC_MESSAGES_PER_MINUTE: u32 = 10;
+
+static PANIC_MESSAGES: PanicMessages = PanicMessages(Mutex::new(PanicWindow {
+    start: None,
+    written: 0,
+    held_back: 0,
+}));
+
+/// How many panic messages this minute has written, and how many were held
+/// back since the last one written.
+struct PanicMessages(Mutex<PanicWindow>);
+
+struct PanicWindow {
+    start: Option<Instant>,
+    written: u32,
+    held_back: u64,
+}
+
+impl PanicMessages {
+    /// `Some(held back before it)` when a message is to be written now.
+    fn admit(&self, now: Instant, always: bool) -> Option<u64> {
+        let mut window = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if window
+            .start
+            .is_none_or(|start| now.saturating_duration_since(start) >= Duration::from_secs(60))
+        {
+            window.start = Some(now);
+            window.written = 0;
+        }
+        if window.written >= PANIC_MESSAGES_PER_MINUTE && !always {
+            window.held_back += 1;
+            return None;
+        }
+        window.written += 1;
+        Some(std::mem::take(&mut window.held_back))
+    }
 }
 
 /// `text` on one line: its control characters (line breaks, escape codes)
@@ -369,6 +424,38 @@ mod tests {
         assert_eq!(text.lines().count(), 10, "{text}");
         assert!(text.starts_with("first\nline 0\n"), "{text}");
         assert!(text.ends_with("line 7\nan error\n"), "{text}");
+    }
+
+    /// A worker's panic messages past ten a minute are held back and
+    /// counted in the next one written; the main thread's always go out.
+    #[test]
+    fn panic_messages_past_ten_a_minute_are_held_back_and_counted() {
+        let messages = PanicMessages(Mutex::new(PanicWindow {
+            start: None,
+            written: 0,
+            held_back: 0,
+        }));
+        let start = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(messages.admit(start, false), Some(0));
+        }
+        assert_eq!(messages.admit(start, false), None);
+        assert_eq!(messages.admit(start + Duration::from_secs(30), false), None);
+        // The main thread's panic ends the process: always written.
+        assert_eq!(
+            messages.admit(start + Duration::from_secs(31), true),
+            Some(2)
+        );
+        assert_eq!(messages.admit(start + Duration::from_secs(59), false), None);
+        // A new minute: written again, with the count held back.
+        assert_eq!(
+            messages.admit(start + Duration::from_secs(60), false),
+            Some(1)
+        );
+        assert_eq!(
+            messages.admit(start + Duration::from_secs(61), false),
+            Some(0)
+        );
     }
 
     /// The queued panic message reads as the default hook's: the thread,

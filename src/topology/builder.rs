@@ -12,6 +12,7 @@ use super::buffer::{
 use crate::config::graph::split_input;
 use crate::config::PipelineConfig;
 use crate::http::server::{Health, Route};
+use crate::log_limit::LogLimit;
 use crate::shutdown::ShutdownTrigger;
 use crate::sinks::{SinkContext, SinkFuture, SinkRoute};
 use crate::sources::{SourceContext, TlsOptions};
@@ -41,6 +42,10 @@ pub(super) struct Stage {
     /// `component_sent_events_total` of a stage that hands its single output
     /// straight to the next stage.
     pub(super) sent: Counter,
+    /// Panics caught in this stage since start, for `/health`.
+    pub(super) panics: u64,
+    /// Its panic log lines: a browser can trigger one per batch.
+    pub(super) panic_log: Arc<LogLimit>,
 }
 
 impl TransformTask {
@@ -267,6 +272,11 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
                         id: t.id.clone(),
                         transform,
                         sent: metrics.sent_events(DEFAULT_OUTPUT),
+                        panics: 0,
+                        panic_log: LogLimit::standard(
+                            format!("transforms.{}: panics", t.id),
+                            tracing::Level::ERROR,
+                        ),
                         metrics,
                     },
                 );

@@ -16,6 +16,7 @@ pub use crate::shutdown;
 use std::cell::Cell;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -23,7 +24,9 @@ use tokio::task::JoinSet;
 
 use crate::event::Batch;
 use crate::http::limits::{BodyBudget, ConnectionCap, HttpServerOptions};
-use crate::http::server::{ApiOptions, Listener, ListenerLimits, Router, ADMIN_MAX_CONNECTIONS};
+use crate::http::server::{
+    ApiOptions, Health, Listener, ListenerLimits, Router, ADMIN_MAX_CONNECTIONS,
+};
 use crate::telemetry::{ComponentMetrics, Registry};
 use builder::TransformTask;
 pub use builder::{build, Built, PlannedListener};
@@ -37,25 +40,19 @@ const MAX_MERGED_EVENTS: usize = 1000;
 /// counters are logged.
 const ABORTED_TASKS_WAIT: Duration = Duration::from_millis(500);
 
-/// A component task that panicked: the component (in a fused task, the
-/// transform whose code panicked) and the panic's message.
+/// A component task that panicked (a sink's, or a transform task's outside
+/// its transforms' code, which catches its own): the component and the
+/// panic's message.
 struct Panicked {
     component: String,
     message: String,
-    /// Whether the events it held were counted (as discarded, with
-    /// `error_type="panicked"`): a transform's panic inside its stage is.
-    counted: bool,
 }
 
 impl Panicked {
     fn new(component: String, payload: &(dyn std::any::Any + Send)) -> Self {
         // On one line: it may quote what a browser sent.
         let message = crate::stderr_log::panic_text(payload);
-        Self {
-            component,
-            message,
-            counted: false,
-        }
+        Self { component, message }
     }
 }
 
@@ -73,7 +70,7 @@ async fn guarded(
     }
 }
 
-async fn run_transform(mut task: TransformTask) -> Result<(), Panicked> {
+async fn run_transform(mut task: TransformTask, health: Arc<Health>) -> Result<(), Panicked> {
     let ports = task.outputs.ports().len();
     let name = task.name();
     let Some((last, fused)) = task.stages.split_last_mut() else {
@@ -103,16 +100,38 @@ async fn run_transform(mut task: TransformTask) -> Result<(), Panicked> {
         let out = match transformed {
             Ok(out) => out,
             Err(payload) => {
-                // The task ends (the pipeline then stops, see `run`); what
-                // still waits in its input is counted as the receiver goes.
+                // A bug one event can trigger (a crafted beacon): the batch
+                // it was in is lost and counted, the transform goes on with
+                // the next. Ending the task here stopped the pipeline, and a
+                // browser sending that event again and again kept it in a
+                // crash loop, losing every buffered event at each restart.
                 let (i, held) = at.get();
-                let stage = fused.get(i).unwrap_or(last);
+                let stage = match fused.get_mut(i) {
+                    Some(stage) => stage,
+                    None => &mut *last,
+                };
                 stage.metrics.discarded_unintentional.add(held as u64);
                 stage.metrics.errors("panicked", "processing").inc();
-                return Err(Panicked {
-                    counted: true,
-                    ..Panicked::new(format!("transform {}", stage.id), &*payload)
-                });
+                // What a fused stage had written before its panic was part
+                // of the batch just counted.
+                stage_out[0].clear();
+                stage.panics += 1;
+                let times = stage.panics;
+                let component = format!("transform {}", stage.id);
+                let message = crate::stderr_log::panic_text(&*payload);
+                if stage.panic_log.admit() {
+                    tracing::error!(
+                        "{component} panicked: {message}; the {held} events of the batch it held are counted as discarded, and it goes on with the next batch"
+                    );
+                }
+                // /health is public: the message may quote what a browser sent.
+                health.set_degraded(
+                    &component,
+                    Some(format!(
+                        "panicked {times} time(s) since start (a bug; its message is in the log), each time losing the batch it held"
+                    )),
+                );
+                continue;
             }
         };
         let mut unsent = Unsent {
@@ -266,7 +285,7 @@ pub async fn run(
     for task in transforms {
         tasks.spawn(guarded(
             format!("transform {}", task.name()),
-            run_transform(task),
+            run_transform(task, health.clone()),
         ));
     }
     for (listener, source_ids) in bound {
@@ -400,20 +419,11 @@ fn panic_failure(panicked: &Panicked, components: &[ComponentMetrics]) -> String
     )
 }
 
-/// The log line of a panic, counting it as the component's error when its
-/// task did not (a sink's: what waited in its input buffer is counted as it
-/// drops, and what it had taken in as the sink's own state unwinds).
+/// The log line of a task's panic, counting it as the component's error (a
+/// sink's: what waited in its input buffer is counted as it drops, and what
+/// it had taken in as the sink's own state unwinds).
 fn panic_log_line(panicked: &Panicked, components: &[ComponentMetrics]) -> String {
-    let Panicked {
-        component,
-        message,
-        counted,
-    } = panicked;
-    if *counted {
-        return format!(
-            "{component} panicked: {message}; the events it held are counted as discarded"
-        );
-    }
+    let Panicked { component, message } = panicked;
     let metrics = component
         .split_once(' ')
         .and_then(|(kind, id)| components.iter().find(|c| c.kind == kind && c.id == id));
@@ -623,18 +633,26 @@ mod panic_tests {
     use std::sync::mpsc;
 
     /// A transform with a bug one batch triggers: it tells the test it has
-    /// the batch, waits until the test says more events wait behind it,
-    /// then panics with a message holding what a browser sent.
+    /// the first batch, waits until the test says more events wait behind
+    /// it, then panics with a message holding what a browser sent. Later
+    /// batches pass through.
     struct Poisoned {
         has_batch: mpsc::Sender<()>,
         go: mpsc::Receiver<()>,
+        panicked: bool,
     }
 
     impl Transform for Poisoned {
-        fn transform(&mut self, _batch: Batch, _out: &mut [Batch]) {
-            let _ = self.has_batch.send(());
-            let _ = self.go.recv();
-            panic!("byte index 3 is not a char boundary of `https://shop.example/?token=SECRET`");
+        fn transform(&mut self, batch: Batch, out: &mut [Batch]) {
+            if !self.panicked {
+                self.panicked = true;
+                let _ = self.has_batch.send(());
+                let _ = self.go.recv();
+                panic!(
+                    "byte index 3 is not a char boundary of `https://shop.example/?token=SECRET`"
+                );
+            }
+            out[0].extend(batch);
         }
     }
 
@@ -642,15 +660,23 @@ mod panic_tests {
         (0..n).map(|_| Event::new()).collect()
     }
 
+    /// A panic (a bug a crafted event can trigger) loses the batch the
+    /// transform held, counted, and nothing more: the pipeline goes on, as
+    /// a handler's panic leaves its listener serving. It used to stop the
+    /// pipeline (exit 1), and a browser resending the event kept it in a
+    /// crash loop, each restart losing what the buffers held.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_transform_that_panics_is_named_and_every_event_it_held_is_counted() {
+    async fn a_transform_that_panics_loses_only_its_batch_counted_and_goes_on() {
         let mut built = super::tests::beacons_enriched_into_a_blackhole();
-        let enrich = built
-            .components
-            .iter()
-            .find(|c| c.id == "enrich")
-            .expect("enrich")
-            .clone();
+        let metric = |id: &str| {
+            built
+                .components
+                .iter()
+                .find(|c| c.id == id)
+                .expect("component")
+                .clone()
+        };
+        let (enrich, out) = (metric("enrich"), metric("out"));
         let (has_batch_tx, has_batch) = mpsc::channel();
         let (go, go_rx) = mpsc::channel();
         // The transform's input, fed by the test instead of the listener.
@@ -660,6 +686,7 @@ mod panic_tests {
         task.stages[0].transform = Box::new(Poisoned {
             has_batch: has_batch_tx,
             go: go_rx,
+            panicked: false,
         });
         let health = built.health.clone();
         let registry = built.registry.clone();
@@ -669,10 +696,13 @@ mod panic_tests {
             http: HttpServerOptions::default(),
             api: None,
         };
-        let run = tokio::spawn(run(
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut run = tokio::spawn(run(
             built,
             options,
-            std::future::pending(),
+            async {
+                let _ = stop_rx.await;
+            },
             std::future::pending(),
         ));
         tx.send(events(3)).await.expect("sent");
@@ -683,22 +713,26 @@ mod panic_tests {
         // Two more wait in its buffer when it panics.
         tx.send(events(2)).await.expect("sent");
         go.send(()).expect("go");
-        let ran = tokio::time::timeout(Duration::from_secs(10), run)
-            .await
-            .expect("the run went on with a dead transform")
-            .expect("join");
-        let error = ran.expect_err("exit 0 after a panic").to_string();
-        assert!(error.contains("transform enrich panicked"), "{error}");
-        // /health is public: it names the component, not what the panic
+        // The two behind the panic reach the sink.
+        while out.received_events.get() < 2 {
+            assert!(
+                !run.is_finished(),
+                "the run ended after a transform's panic"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // /health stays ready and names the component, not what the panic
         // message quotes (a browser's URL, a token).
-        let failure = health.failure().expect("failed");
-        assert!(failure.contains("transform enrich panicked"), "{failure}");
-        assert!(!failure.contains("SECRET"), "{failure}");
-        // Nothing lost silently: the batch it held and the events waiting
-        // for it are received and discarded, and the error counted.
+        assert_eq!(health.failure(), None);
+        let degraded = health.degraded();
+        let reason = degraded.get("transform enrich").expect("degraded");
+        assert!(reason.contains("panicked 1 time"), "{reason}");
+        assert!(!reason.contains("SECRET"), "{reason}");
+        // Nothing lost silently: the batch it held is received and
+        // discarded, and the error counted.
         assert_eq!(enrich.received_events.get(), 5);
-        assert_eq!(enrich.sent_total(), 0);
-        assert_eq!(enrich.discarded_unintentional.get(), 5);
+        assert_eq!(enrich.sent_total(), 2);
+        assert_eq!(enrich.discarded_unintentional.get(), 3);
         assert_eq!(
             registry.counter_sum(
                 "component_errors_total",
@@ -706,7 +740,15 @@ mod panic_tests {
             ),
             1
         );
-        assert_eq!(tx.buffered_events(), 0, "the gauge shows nothing waiting");
+        // The test stands for the listener: its sender goes as the
+        // listener's would, and the drain ends.
+        drop(tx);
+        stop_tx.send(()).expect("stop");
+        let ran = tokio::time::timeout(Duration::from_secs(10), &mut run)
+            .await
+            .expect("the run stopped")
+            .expect("join");
+        assert!(ran.is_ok(), "{ran:?}");
     }
 }
 
