@@ -126,9 +126,9 @@ async fn run_transform(mut task: TransformTask, health: Arc<Health>) -> Result<(
                 }
                 // /health is public: the message may quote what a browser sent.
                 health.set_degraded(
-                    &component,
+                    &stage.id,
                     Some(format!(
-                        "panicked {times} time(s) since start (a bug; its message is in the log), each time losing the batch it held"
+                        "this transform panicked {times} time(s) since start (a bug; its message is in the log), each time losing the batch it held"
                     )),
                 );
                 continue;
@@ -725,7 +725,7 @@ mod panic_tests {
         // message quotes (a browser's URL, a token).
         assert_eq!(health.failure(), None);
         let degraded = health.degraded();
-        let reason = degraded.get("transform enrich").expect("degraded");
+        let reason = degraded.get("enrich").expect("degraded");
         assert!(reason.contains("panicked 1 time"), "{reason}");
         assert!(!reason.contains("SECRET"), "{reason}");
         // Nothing lost silently: the batch it held is received and
