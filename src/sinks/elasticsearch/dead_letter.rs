@@ -117,7 +117,68 @@ fn open_file(path: &Path) -> io::Result<Box<dyn LetterFile>> {
     // fsGroup), never by every local user, whatever the umask allows.
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
-    Ok(Box::new(options.open(path)?))
+    let shared = in_shared_directory(path);
+    #[cfg(unix)]
+    if shared {
+        // Another user may have put a link here, to a file they read.
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    }
+    let file = options.open(path).map_err(|e| {
+        if shared && path.is_symlink() {
+            io::Error::new(io::ErrorKind::PermissionDenied, shared_refusal(path))
+        } else {
+            e
+        }
+    })?;
+    if shared && !owned_by_us(&file.metadata()?) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            shared_refusal(path),
+        ));
+    }
+    Ok(Box::new(file))
+}
+
+/// Whether other users can add entries to the file's directory (`/tmp`,
+/// the prod pipeline's default): there a file or link at the path may be
+/// theirs, made before the pipeline's first dead letter, and whole
+/// documents (URLs, user agents, client addresses) would go to them.
+fn in_shared_directory(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(dir) => dir,
+            None => Path::new("."),
+        };
+        std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o002 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
+fn owned_by_us(metadata: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        metadata.uid() == unsafe { libc::geteuid() }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        true
+    }
+}
+
+fn shared_refusal(path: &Path) -> String {
+    format!(
+        "`{}` is a link or a file of another user in a directory every user can write to (such as /tmp): dead letters (whole documents) are not written there; remove it, or set dead_letter.path to a directory of the pipeline's own",
+        path.display()
+    )
 }
 
 /// Appends dead letters; shared by every request of the sink.
@@ -300,6 +361,13 @@ pub fn check_writable(path: &Path) -> Result<(), String> {
     };
     if !dir.is_dir() {
         return Err(format!("the directory of `{shown}` does not exist"));
+    }
+    if in_shared_directory(path) && path.symlink_metadata().is_ok() {
+        let ours =
+            !path.is_symlink() && std::fs::symlink_metadata(path).is_ok_and(|m| owned_by_us(&m));
+        if !ours {
+            return Err(shared_refusal(path));
+        }
     }
     if path.exists() {
         if !path.is_file() {
@@ -790,6 +858,56 @@ mod whole_line_tests {
                 .unwrap();
         }
         assert_eq!(ids(&path), ["0", "2"], "the other writer's line survives");
+    }
+
+    /// In a directory every user can write to (the prod pipeline's default
+    /// is in /tmp), another user can make the path a link to a file they
+    /// read, or a file of theirs, before the first dead letter: whole
+    /// documents would go to them. Neither is written to, and `validate`
+    /// says so; a file of our own there is used.
+    #[cfg(unix)]
+    #[test]
+    fn a_link_or_another_users_file_in_a_shared_directory_is_not_written() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let theirs = dir.path().join("theirs.ndjson");
+        std::fs::write(&theirs, "").unwrap();
+        let link = shared.join("dead.ndjson");
+        std::os::unix::fs::symlink(&theirs, &link).unwrap();
+        let problem = check_writable(&link).unwrap_err();
+        assert!(
+            problem.contains("a link or a file of another user"),
+            "{problem}"
+        );
+        let error = open_file(&link).err().expect("refused");
+        assert_eq!(error.kind(), io::ErrorKind::PermissionDenied, "{error}");
+        assert_eq!(
+            std::fs::read(&theirs).unwrap(),
+            b"",
+            "nothing written through the link"
+        );
+        // A file of our own in the shared directory is fine, and so is a
+        // link in a directory of the pipeline's own.
+        let ours = shared.join("ours.ndjson");
+        assert!(check_writable(&ours).is_ok());
+        assert!(open_file(&ours).is_ok());
+        assert!(check_writable(&ours).is_ok());
+        let private_link = dir.path().join("link.ndjson");
+        std::os::unix::fs::symlink(&theirs, &private_link).unwrap();
+        assert!(open_file(&private_link).is_ok());
+        // Another user's file: only root can make one here.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let foreign = shared.join("foreign.ndjson");
+            std::fs::write(&foreign, "").unwrap();
+            std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+            assert!(check_writable(&foreign).is_err());
+            let error = open_file(&foreign).err().expect("refused");
+            assert_eq!(error.kind(), io::ErrorKind::PermissionDenied, "{error}");
+        }
     }
 
     #[test]
