@@ -146,16 +146,27 @@ struct VitalFamily {
 /// spread them with Fx.
 struct Sessions {
     ids: RandomState,
-    current: HashMap<u64, bool, FxBuildHasher>,
-    previous: HashMap<u64, bool, FxBuildHasher>,
+    current: HashMap<u64, Seen, FxBuildHasher>,
+    previous: HashMap<u64, Seen, FxBuildHasher>,
     /// Entries per generation.
     generation_max: usize,
     /// A generation ends after this many seconds even when not full.
     generation_secs: u64,
     started: u64,
     /// Sessions dropped with a generation that ended because it was full,
-    /// before their timeout: each is counted again if it comes back.
+    /// seen within their timeout: each is counted again if it comes back.
     forgotten_early: u64,
+}
+
+/// What is kept of a session: whether it had an error, and when it was
+/// last seen (seconds), to tell a session forgotten early from one that
+/// had already ended.
+/// 16 bytes with its key, as the error flag alone was: the time is kept in
+/// 32 bits, wrapping (ages are told apart for 136 years).
+#[derive(Clone, Copy)]
+struct Seen {
+    errored: bool,
+    at: u32,
 }
 
 impl Sessions {
@@ -176,20 +187,28 @@ impl Sessions {
         let timed_out = now.saturating_sub(self.started) >= self.generation_secs;
         if self.current.len() >= self.generation_max || timed_out {
             // Full, not timed out: the previous generation's sessions may
-            // have been seen a moment ago.
+            // have been seen a moment ago. Those idle past the timeout had
+            // ended anyway (a walk per generation: one step per touch).
             if !timed_out {
-                self.forgotten_early += self.previous.len() as u64;
+                let timeout = self.generation_secs;
+                self.forgotten_early += self
+                    .previous
+                    .values()
+                    .filter(|seen| u64::from((now as u32).wrapping_sub(seen.at)) < timeout)
+                    .count() as u64;
             }
             self.previous = std::mem::take(&mut self.current);
             self.started = now;
         }
         let key = self.ids.hash_one(id);
         let (new, errored) = match self.previous.remove(&key) {
-            Some(errored) => (false, errored),
+            Some(seen) => (false, seen.errored),
             None => (!self.current.contains_key(&key), false),
         };
-        let flag = self.current.entry(key).or_insert(errored);
-        (new, flag)
+        let at = now as u32;
+        let seen = self.current.entry(key).or_insert(Seen { errored, at });
+        seen.at = at;
+        (new, &mut seen.errored)
     }
 
     fn len(&self) -> usize {

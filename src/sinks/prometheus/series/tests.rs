@@ -326,6 +326,32 @@ fn sessions_forgotten_before_their_timeout_are_counted() {
         lines(&text, "rum_sessions_forgotten_total "),
         ["rum_sessions_forgotten_total 100"]
     );
+    // A full generation dropped early can hold sessions idle past the
+    // timeout (1800 s): they had ended, and are not counted as forgotten.
+    let mut m = metrics(&[], 10);
+    for i in 0..50 {
+        m.record(&obs(&[], Some(&format!("old{i}")), Kind::PageView), 0);
+    }
+    // A full generation: the old sessions move to the previous one.
+    m.record(&obs(&[], Some("mid"), Kind::PageView), 1000);
+    for i in 0..49 {
+        m.record(&obs(&[], Some(&format!("new{i}")), Kind::PageView), 2500);
+    }
+    // Full again at 2500 s: the old sessions go, idle for 2500 s.
+    m.record(&obs(&[], Some("late"), Kind::PageView), 2500);
+    assert_eq!(
+        lines(&m.render(), "rum_sessions_forgotten_total "),
+        ["rum_sessions_forgotten_total 0"]
+    );
+    // Full again at 2600 s: `mid` (seen 1600 s ago) and the 49 went early.
+    for i in 0..49 {
+        m.record(&obs(&[], Some(&format!("newer{i}")), Kind::PageView), 2600);
+    }
+    m.record(&obs(&[], Some("last"), Kind::PageView), 2600);
+    assert_eq!(
+        lines(&m.render(), "rum_sessions_forgotten_total "),
+        ["rum_sessions_forgotten_total 50"]
+    );
     // Sessions idle past the timeout are forgotten by design: not counted.
     let mut m = metrics(&[], 10);
     m.record(&obs(&[], Some("a"), Kind::PageView), 0);
