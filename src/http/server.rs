@@ -128,6 +128,12 @@ impl Health {
             .clone()
     }
 
+    /// Whether the drain has begun (tests wait for it).
+    #[cfg(test)]
+    pub(crate) fn draining(&self) -> bool {
+        self.state.load(Ordering::SeqCst) == DRAINING
+    }
+
     fn response(&self) -> HttpResponse {
         match self.state.load(Ordering::SeqCst) {
             READY => {

@@ -740,10 +740,14 @@ mod panic_tests {
             ),
             1
         );
-        // The test stands for the listener: its sender goes as the
-        // listener's would, and the drain ends.
-        drop(tx);
+        // The test stands for the listener: its sender goes once the drain
+        // has begun, as the listener's would (before it, a closed input is
+        // a transform stopped early).
         stop_tx.send(()).expect("stop");
+        while !health.draining() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(tx);
         let ran = tokio::time::timeout(Duration::from_secs(10), &mut run)
             .await
             .expect("the run stopped")
