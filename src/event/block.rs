@@ -61,6 +61,7 @@ impl EventBlock {
         // First: their ids come before almost every other, so the sort
         // leaves them in place (no decoder sets them among `fields`).
         self.slots.extend(Event::type_slots(ty));
+        self.slots.extend(Event::type_default(ty));
         self.slots.extend(fields);
         debug_assert!(
             self.slots[start + 2..]

@@ -59,6 +59,7 @@ pub struct Registry {
     pub rum_type: FieldId,
     pub dataset: FieldId,
     pub kind: FieldId,
+    pub error_count: FieldId,
 }
 
 fn segments_cmp(a: &str, b: &str) -> std::cmp::Ordering {
@@ -109,6 +110,7 @@ pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         rum_type: by_path[schema::RUM_TYPE],
         dataset: by_path[schema::EVENT_DATASET],
         kind: by_path[schema::EVENT_KIND],
+        error_count: by_path["rum.error.count"],
         labels: by_path[schema::LABELS],
         slots,
         by_path,

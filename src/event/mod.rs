@@ -353,6 +353,9 @@ impl Event {
         ty: EventType,
         mut fields: Vec<(FieldId, Option<FieldValue>)>,
     ) -> Event {
+        if let Some(default) = Event::type_default(ty) {
+            fields.insert(0, default);
+        }
         fields.extend(Event::type_slots(ty));
         sort_slots(&mut fields, 0);
         Event {
@@ -439,6 +442,21 @@ impl Event {
             (registry.dataset, Some(FieldValue::Static(dataset))),
             (registry.rum_type, Some(FieldValue::Static(name))),
         ]
+    }
+
+    /// What an event of the type has unless it says otherwise: an error
+    /// stands for one occurrence (`rum.error.count` 1). The RUM client folds
+    /// repeats of an error into one event with its count, the SDKs send one
+    /// event each; with the count on every error document, a sum of it
+    /// counts occurrences whatever the source (the Kibana dashboard's).
+    /// Pushed before an event's fields: a count it was sent wins.
+    pub fn type_default(ty: EventType) -> Option<OwnSlot> {
+        (ty == EventType::Error).then(|| {
+            (
+                fields::REGISTRY.error_count,
+                Some(FieldValue::Owned(serde_json::Value::from(1u64))),
+            )
+        })
     }
 
     /// The slot as the document has it: the event's own value, else the

@@ -280,6 +280,48 @@ fn an_event_of_many_keys_keeps_each_once_the_last_value_winning() {
     assert_eq!(extra.len(), 500);
 }
 
+/// An error document says how many occurrences it stands for: the count
+/// sent, or 1 — on the fast reading and on the general one (a repeated
+/// key, an unknown type renamed to an error afterwards), so a sum of
+/// `rum.error.count` counts occurrences (the Kibana dashboard's).
+#[test]
+fn every_error_has_a_count_the_one_sent_or_one() {
+    let decoded = decode_json(json!({
+        "v": 1,
+        "events": [
+            {"type": "error", "ts": NOW, "message": "once"},
+            {"type": "error", "ts": NOW, "message": "folded", "count": 7},
+            {"type": "error", "ts": NOW, "message": "null count", "count": null},
+            {"type": "error", "ts": NOW, "message": "text count", "count": "3"},
+            {"type": "web_vital", "ts": NOW, "name": "LCP", "value": 1.0}
+        ]
+    }))
+    .unwrap();
+    let counts: Vec<_> = decoded
+        .events
+        .iter()
+        .map(|e| e.get("rum.error.count").cloned())
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            Some(json!(1)),
+            Some(json!(7)),
+            Some(json!(1)),
+            Some(json!(1)),
+            None
+        ]
+    );
+    // The general reading: a key sent twice, the last one winning.
+    let body = format!(
+        r#"{{"v":1,"events":[{{"type":"error","ts":{NOW},"count":2,"message":"a","count":5}},{{"type":"error","ts":{NOW},"message":"b","message":"c"}}]}}"#
+    );
+    let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
+    assert_eq!(decoded.events[0].get("rum.error.count"), Some(&json!(5)));
+    assert_eq!(decoded.events[1].get("rum.error.count"), Some(&json!(1)));
+    assert_eq!(decoded.events[1].get_str("error.message"), Some("c"));
+}
+
 /// A beacon's documents (or its refusal) as text, to compare two readings.
 fn outcome(body: &str) -> String {
     match decode(body.as_bytes(), &facts(), &limits()) {

@@ -333,6 +333,7 @@ fn read_slots(
     // First: their ids (`event.dataset`, `rum.type`, `rum.seq`) come before
     // the payload's, so the sort below leaves them where they are.
     fields.extend(Event::type_slots(event_type));
+    fields.extend(Event::type_default(event_type));
     fields.push((
         CONTEXT_IDS.seq,
         Some(FieldValue::Owned(Value::from(seq as u64))),

@@ -281,7 +281,7 @@ fn fixture_errors_have_their_stack() {
         );
         assert_eq!(
             doc["rum"]["error"],
-            json!({"kind": "exception", "source": "(inline script)", "line": 26, "column": 42}),
+            json!({"kind": "exception", "source": "(inline script)", "line": 26, "column": 42, "count": 1}),
             "{name}"
         );
         assert_eq!(
