@@ -335,13 +335,19 @@ pub async fn serve(
             if let Some(budget) = &settings.body_budget {
                 request.extensions_mut().insert(budget.clone());
             }
+            // Refused here, in hyper's call: its headers are dropped before
+            // its task is spawned, not when the task first runs (a busy
+            // runtime kept every refused list of the connection meanwhile).
+            let request = if headers_fit {
+                Ok(request)
+            } else {
+                Err(router.refuse_headers_in_flight(request))
+            };
             let router = router.clone();
             async move {
-                let mut response = if headers_fit {
-                    router.dispatch(request, peer, framing).await
-                } else {
-                    // Its headers go now, not when a handler is done.
-                    router.refuse_headers_in_flight(request)
+                let mut response = match request {
+                    Ok(request) => router.dispatch(request, peer, framing).await,
+                    Err(refused) => refused,
                 };
                 if http1 && has_body && !consumed.get() {
                     response
