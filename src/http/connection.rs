@@ -44,18 +44,28 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Largest request head (HTTP/1) or header list (HTTP/2): 431 above. Bounds
 /// each connection's read buffer.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-/// Streams one HTTP/2 connection may have open at once.
-pub const MAX_CONCURRENT_STREAMS: u32 = 100;
 /// Header bytes (as HTTP/2 counts them: name, value and 32 a field) the
 /// requests in flight on one connection may hold together. HTTP/1 holds one
 /// head at a time; without this an HTTP/2 client held 100 header lists of
 /// 64 KiB (HPACK makes them a few bytes each on the wire) for as long as
 /// their bodies did not come. A stream over it is answered 503 (one alone
 /// never is: its list is at most `MAX_HEADER_BYTES`). As much as
-/// one HTTP/1 head, and as the connection's window holds of bodies: a
-/// browser's few beacons in flight (a few KiB of headers each) fit, and
-/// the largest header list fits alone.
+/// one HTTP/1 head, and as the connection's window holds of bodies: the
+/// largest header list fits alone.
 pub const H2_HEADER_BYTES_IN_FLIGHT: usize = MAX_HEADER_BYTES;
+/// The header list of a beacon at its heaviest in ordinary traffic: a
+/// browser's cookies, user agent and client hints plus a proxy's own
+/// headers take 3-5 KiB.
+pub const H2_ORDINARY_HEADER_BYTES: usize = 8 * 1024;
+/// Streams one HTTP/2 connection may have open at once, advertised as
+/// SETTINGS_MAX_CONCURRENT_STREAMS: as many as `H2_HEADER_BYTES_IN_FLIGHT`
+/// holds of ordinary header lists. A reverse proxy multiplexing many
+/// browsers over one connection honours it (queues, or opens another
+/// connection) and never meets the cap's 503; with 100 streams it did,
+/// past ~18 beacons in flight. A stream opened past it anyway is reset
+/// with REFUSED_STREAM (not processed: safe to retry) by h2 itself.
+pub const MAX_CONCURRENT_STREAMS: u32 =
+    (H2_HEADER_BYTES_IN_FLIGHT / H2_ORDINARY_HEADER_BYTES) as u32;
 /// HTTP/2 flow-control windows: request data one connection (or stream) may
 /// have sent that no handler has read yet. The protocol's default: browsers
 /// cap beacons (`sendBeacon`, `fetch` keepalive) at 64 KiB anyway.
@@ -265,7 +275,7 @@ impl Drop for InFlight {
 
 /// A request's header list as HTTP/2 sizes it (RFC 9113 6.5.2): each
 /// field's name and value plus 32, pseudo-header fields included.
-fn h2_header_bytes<B>(request: &Request<B>) -> usize {
+pub(super) fn h2_header_bytes<B>(request: &Request<B>) -> usize {
     let fields = request
         .headers()
         .iter()
@@ -325,13 +335,19 @@ pub async fn serve(
             if let Some(budget) = &settings.body_budget {
                 request.extensions_mut().insert(budget.clone());
             }
+            // Refused here, in hyper's call: its headers are dropped before
+            // its task is spawned, not when the task first runs (a busy
+            // runtime kept every refused list of the connection meanwhile).
+            let request = if headers_fit {
+                Ok(request)
+            } else {
+                Err(router.refuse_headers_in_flight(request))
+            };
             let router = router.clone();
             async move {
-                let mut response = if headers_fit {
-                    router.dispatch(request, peer, framing).await
-                } else {
-                    // Its headers go now, not when a handler is done.
-                    router.refuse_headers_in_flight(request)
+                let mut response = match request {
+                    Ok(request) => router.dispatch(request, peer, framing).await,
+                    Err(refused) => refused,
                 };
                 if http1 && has_body && !consumed.get() {
                     response

@@ -2,10 +2,10 @@
 //!
 //! A rendered page is held until the client has read it. Over HTTP/1 a
 //! connection holds at most one answer at a time, but an HTTP/2 client may
-//! open 100 streams to `/metrics` (or a `prometheus` sink's path) on one
+//! open several streams to `/metrics` (or a `prometheus` sink's path) on one
 //! connection and never open its receive window: each stream would keep a
-//! whole page until the idle timeout, 100 pages a connection slot, outside
-//! every memory budget. So a page is handed out only while its connection
+//! whole page until the idle timeout, a page a stream, outside every memory
+//! budget. So a page is handed out only while its connection
 //! has none in flight; the page's bytes release the connection when they
 //! are dropped (sent, or its stream or connection gone). Another scrape on
 //! the same connection meanwhile is answered 503 with `Retry-After: 1`.

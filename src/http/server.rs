@@ -682,10 +682,10 @@ mod tests {
     }
 
     /// An HTTP/1 connection holds one request head at a time (64 KiB at
-    /// most), but an HTTP/2 client may keep 100 streams open, each with a
-    /// 64 KiB header list (a few bytes on the wire each, through HPACK's
-    /// table), waiting for bodies it never sends: 6.4 MiB a connection
-    /// slot, outside every budget. A stream whose header list would take
+    /// most), but an HTTP/2 client may keep several streams open (100
+    /// then, 8 now), each with a 64 KiB header list (a few bytes on the
+    /// wire each, through HPACK's table), waiting for bodies it never
+    /// sends: 6.4 MiB a connection slot then, outside every budget. A stream whose header list would take
     /// the connection's requests in flight past `H2_HEADER_BYTES_IN_FLIGHT`
     /// is answered 503 + `Retry-After: 1` at once (its headers dropped),
     /// and is counted; the connection goes on serving.
@@ -752,6 +752,141 @@ mod tests {
         assert_eq!(response.await.unwrap().status(), StatusCode::OK);
 
         drop((held, h2_client));
+        h2_driver.abort();
+        trigger.begin();
+        served.await.unwrap();
+    }
+
+    /// A browser's beacon as a reverse proxy forwards it: the browser's
+    /// cookies, user agent and client hints, plus the proxy's own headers.
+    /// About 4 KiB as HTTP/2 counts a header list.
+    fn proxied_beacon(address: SocketAddr, i: usize, body: &str) -> Request<()> {
+        let cookie = format!(
+            "_ga=GA1.2.{i}8127364.1712345678; _gid=GA1.2.99887766.1712345678; \
+             session={}; consent={}; cart=%7B%22items%22%3A%5B%5D%7D; {}",
+            "s".repeat(256),
+            "c".repeat(512),
+            "ab_test_bucket=control; ".repeat(40),
+        );
+        Request::post(format!("http://{address}/rum"))
+            .header("content-type", "text/plain;charset=UTF-8")
+            .header("content-length", body.len())
+            .header("accept", "*/*")
+            .header("accept-encoding", "gzip, deflate, br, zstd")
+            .header("accept-language", "en-GB,en-US;q=0.9,en;q=0.8,de;q=0.7")
+            .header("cookie", cookie)
+            .header("origin", "https://www.example.com")
+            .header(
+                "referer",
+                format!("https://www.example.com/products/garden/item-{i}?utm_source=newsletter&utm_medium=email&utm_campaign=spring"),
+            )
+            .header(
+                "user-agent",
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+            )
+            .header("sec-ch-ua", "\"Chromium\";v=\"124\", \"Google Chrome\";v=\"124\", \"Not-A.Brand\";v=\"99\"")
+            .header("sec-ch-ua-mobile", "?0")
+            .header("sec-ch-ua-platform", "\"Windows\"")
+            .header("sec-fetch-dest", "empty")
+            .header("sec-fetch-mode", "no-cors")
+            .header("sec-fetch-site", "same-origin")
+            .header("priority", "u=4, i")
+            .header("x-forwarded-for", format!("203.0.113.{}, 10.0.3.17", i % 250))
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "www.example.com")
+            .header("x-request-id", format!("6f1c2a4e-9b7d-4e21-8a53-{i:012}"))
+            .header("x-envoy-expected-rq-timeout-ms", "15000")
+            .body(())
+            .unwrap()
+    }
+
+    /// A reverse proxy or load balancer with an HTTP/2 upstream (Envoy,
+    /// Caddy, HAProxy, cloud load balancers) carries many browsers'
+    /// beacons over one connection. With 100 streams allowed and 64 KiB of
+    /// header lists in flight per connection, such a proxy had its beacons
+    /// past the ~18th in flight answered 503. The connection now allows as
+    /// many streams as the header cap holds of ordinary beacons: a client
+    /// that honours SETTINGS_MAX_CONCURRENT_STREAMS (as proxies do) queues
+    /// the rest, and every beacon is accepted.
+    #[tokio::test]
+    async fn a_proxy_multiplexing_beacons_on_one_http2_connection_has_every_one_accepted() {
+        const BEACONS: usize = 64;
+        let body = r#"{"events":[{"type":"vital","name":"LCP","value":1234.5}]}"#;
+        let (entered_tx, mut entered) = mpsc::unbounded_channel();
+        let route = Route {
+            path: "/rum".to_owned(),
+            source_id: "beacons".to_owned(),
+            handler: Arc::new(HoldsUntilBodyEnds(entered_tx)),
+        };
+        let router = Router::new(vec![route], Arc::default(), Registry::new(), true);
+        let (address, trigger, served) = serve(router).await;
+        let one = connection::h2_header_bytes(&proxied_beacon(address, 0, body));
+        assert!(
+            (3 * 1024..6 * 1024).contains(&one)
+                && BEACONS * one > connection::H2_HEADER_BYTES_IN_FLIGHT,
+            "{one} bytes of headers a beacon"
+        );
+
+        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (h2_client, h2_connection) = h2::client::handshake(tcp).await.unwrap();
+        let h2_driver = tokio::spawn(h2_connection);
+        // The server's SETTINGS come with its first answer, as a proxy's
+        // pool has them before it fills a connection.
+        let mut first = h2_client.clone().ready().await.unwrap();
+        let health = Request::get(format!("http://{address}/health"))
+            .body(())
+            .unwrap();
+        let (response, _) = first.send_request(health, true).unwrap();
+        response.await.unwrap();
+        let streams = h2_client.current_max_send_streams();
+
+        // Each beacon's body comes once the connection is full (a browser
+        // still sending it), so that as many are in flight at once as the
+        // connection lets the proxy have.
+        let (full_tx, full) = tokio::sync::watch::channel(false);
+        let (answered_tx, mut answered_early) = mpsc::unbounded_channel();
+        let beacons: Vec<_> = (0..BEACONS)
+            .map(|i| {
+                let h2_client = h2_client.clone();
+                let mut full = full.clone();
+                let answered_tx = answered_tx.clone();
+                tokio::spawn(async move {
+                    let mut client = h2_client.ready().await.unwrap();
+                    let (mut response, mut send) = client
+                        .send_request(proxied_beacon(address, i, body), false)
+                        .unwrap();
+                    tokio::select! {
+                        answer = &mut response => {
+                            let _ = answered_tx.send(());
+                            return answer.unwrap().status();
+                        }
+                        _ = full.wait_for(|full| *full) => {}
+                    }
+                    send.send_data(bytes::Bytes::from_static(body.as_bytes()), true)
+                        .unwrap();
+                    response.await.unwrap().status()
+                })
+            })
+            .collect();
+        let (mut in_flight, mut refused) = (0, 0);
+        while in_flight < BEACONS.min(streams) && in_flight + refused < BEACONS {
+            tokio::select! {
+                Some(()) = entered.recv() => in_flight += 1,
+                Some(()) = answered_early.recv() => refused += 1,
+            }
+        }
+        full_tx.send(true).unwrap();
+        let statuses: Vec<StatusCode> = futures_util::future::join_all(beacons)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            statuses.iter().all(StatusCode::is_success),
+            "{in_flight} in flight, {refused} answered before their body: {statuses:?}"
+        );
+
+        drop(h2_client);
         h2_driver.abort();
         trigger.begin();
         served.await.unwrap();
