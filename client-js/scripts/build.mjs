@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import * as esbuild from 'esbuild';
+import { FIXES, webVitalsPatch } from './web-vitals-patch.mjs';
 
 export const BUDGET_GZIP_BYTES = 8448;
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -14,6 +15,7 @@ const out = join(root, 'dist', 'rum.min.js');
 export async function buildBundle() {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
   const vitals = JSON.parse(readFileSync(join(root, 'node_modules', 'web-vitals', 'package.json'), 'utf8'));
+  const patch = webVitalsPatch();
   const result = await esbuild.build({
     absWorkingDir: root,
     entryPoints: ['src/index.js'],
@@ -24,11 +26,13 @@ export async function buildBundle() {
     charset: 'utf8',
     legalComments: 'none',
     banner: {
-      js: `/*! rum-pipeline client ${pkg.version} | includes web-vitals ${vitals.version} (Apache-2.0, Google LLC) */`,
+      js: `/*! rum-pipeline client ${pkg.version} | includes web-vitals ${vitals.version} (Apache-2.0, Google LLC; changed: fixes from ${[...new Set(FIXES.map((f) => f.version))].join(', ')}) */`,
     },
     write: false,
     logLevel: 'warning',
+    plugins: [patch.plugin],
   });
+  if (!patch.applied()) throw new Error('web-vitals/attribution did not load dist/web-vitals.attribution.js: scripts/web-vitals-patch.mjs fixed nothing');
   return Buffer.from(result.outputFiles[0].contents);
 }
 
