@@ -1324,3 +1324,23 @@ fn the_stack_text_stays_within_max_string_bytes() {
     assert!(kept[..shown].iter().all(|f| f.get("abs_path").is_none()));
     assert!(kept[shown..].iter().all(|f| f.get("abs_path").is_some()));
 }
+
+/// Without a message, a first frame past `max_string_bytes` left an empty
+/// stack text: now none, the frames kept whole.
+#[test]
+fn a_first_frame_past_the_limit_leaves_no_empty_stack_text() {
+    // Within the limit itself (a longer string refuses the line), past it
+    // once written as `    at PATH:1`.
+    let path = format!(
+        "https://a.example/{}",
+        "x".repeat(limits().max_string_bytes - 20)
+    );
+    let line = json!({"error": {"exception": {"type": "TypeError", "stacktrace": [{"abs_path": path, "lineno": 1}]}}}).to_string();
+    let decoded = decode_lines(&[META, &line]).unwrap();
+    let error = &decoded.events[0];
+    assert_eq!(error.get("error.stack_trace"), None);
+    let Some(Value::Array(kept)) = error.get("rum.extra.exception.stacktrace") else {
+        panic!("frames kept")
+    };
+    assert_eq!(kept[0].get("abs_path"), Some(&json!(path)));
+}

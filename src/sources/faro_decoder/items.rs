@@ -191,6 +191,16 @@ impl Builder {
             stack.push_str(t);
             stack.push_str(": ");
             stack.push_str(m);
+            // Each within `max_string_bytes`, the two together up to twice
+            // it: the text's head is cut there (both are whole in their
+            // own fields).
+            if stack.len() > self.max_stack_bytes {
+                let mut cut = self.max_stack_bytes;
+                while !stack.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                stack.truncate(cut);
+            }
         }
         match item.take("stacktrace") {
             None | Some(Json::Null) => {}

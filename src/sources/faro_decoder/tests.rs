@@ -850,3 +850,21 @@ fn the_stack_text_stays_within_max_string_bytes() {
         "the frames the text does not show are kept"
     );
 }
+
+/// A type and a message each within `max_string_bytes` made a stack text
+/// of up to twice it: the text's head is cut at the limit.
+#[test]
+fn a_long_type_and_message_keep_the_stack_text_within_max_string_bytes() {
+    let max = limits().max_string_bytes;
+    let long = "é".repeat(max / 2);
+    let decoded = decode_json(json!({
+        "meta": meta(),
+        "exceptions": [{"type": long, "value": long, "stacktrace": {"frames": [{"filename": "a.js", "lineno": 1}]}}]
+    }))
+    .unwrap();
+    let error = &decoded.events[0];
+    let stack = error.get_str("error.stack_trace").unwrap();
+    assert!(stack.len() <= max, "{} bytes", stack.len());
+    assert_eq!(error.get_str("error.message"), Some(long.as_str()));
+    assert_eq!(error.get_str("error.type"), Some(long.as_str()));
+}

@@ -51,7 +51,9 @@ fn stack_text(
         }
         if out.len() > max_bytes {
             out.truncate(before);
-            return (Some(out), shown);
+            // No message and a first frame past the limit: no text, rather
+            // than an empty one (the frames are kept whole).
+            return ((!out.is_empty()).then_some(out), shown);
         }
     }
     (Some(out), frames.len())
