@@ -3,8 +3,9 @@
 //! manifest declares, every licence is one that lets an Apache-2.0 binary ship
 //! it (no copyleft, none unknown), and the web-vitals version it names is the
 //! one the client bundle is built from. A dependency added, dropped or bumped
-//! fails here until the notice says so:
-//! `THIRD_PARTY_UPDATE=1 cargo test --test third_party` rewrites the list.
+//! fails here until the notice says so. THIRD-PARTY-LICENSES.md holds the
+//! licence files those crates ship, kept up to date the same way:
+//! `THIRD_PARTY_UPDATE=1 cargo test --test third_party` rewrites both.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -53,10 +54,19 @@ fn host_triple() -> String {
         .to_owned()
 }
 
-/// (name, version) -> declared licence (None: no SPDX expression) of every
-/// package the binary is built from: the normal-dependency closure of this
-/// package on the host, without the package itself.
-fn shipped_crates() -> BTreeMap<(String, String), Option<String>> {
+/// A package the binary is built from.
+struct Shipped {
+    /// Its declared licence (None: no SPDX expression).
+    licence: Option<String>,
+    /// Where its sources are (the unpacked crates.io package).
+    dir: PathBuf,
+    authors: Vec<String>,
+}
+
+/// (name, version) -> every package the binary is built from: the
+/// normal-dependency closure of this package on the host, without the
+/// package itself.
+fn shipped_crates() -> BTreeMap<(String, String), Shipped> {
     let out = Command::new(cargo())
         .current_dir(root())
         .args(["metadata", "--format-version", "1", "--locked"])
@@ -104,10 +114,18 @@ fn shipped_crates() -> BTreeMap<(String, String), Option<String>> {
             let p = packages[id];
             let name = p["name"].as_str().expect("name").to_owned();
             let version = p["version"].as_str().expect("version").to_owned();
-            (
-                (name, version),
-                p["license"].as_str().map(|l| l.trim().to_owned()),
-            )
+            let manifest = PathBuf::from(p["manifest_path"].as_str().expect("manifest_path"));
+            let shipped = Shipped {
+                licence: p["license"].as_str().map(|l| l.trim().to_owned()),
+                dir: manifest.parent().expect("a crate directory").to_owned(),
+                authors: p["authors"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str().map(str::to_owned))
+                    .collect(),
+            };
+            ((name, version), shipped)
         })
         .collect()
 }
@@ -164,10 +182,10 @@ fn term(t: &[&str], at: &mut usize) -> Option<bool> {
     Some(value)
 }
 
-fn table(crates: &BTreeMap<(String, String), Option<String>>) -> String {
+fn table(crates: &BTreeMap<(String, String), Shipped>) -> String {
     let mut text = String::from("| crate | version | licence |\n|---|---|---|\n");
-    for ((name, version), licence) in crates {
-        let licence = licence.as_deref().unwrap_or("(none declared)");
+    for ((name, version), shipped) in crates {
+        let licence = shipped.licence.as_deref().unwrap_or("(none declared)");
         text.push_str(&format!("| {name} | {version} | {licence} |\n"));
     }
     text
@@ -209,11 +227,11 @@ fn the_notice_lists_every_crate_in_the_binary_with_its_licence() {
 fn every_crate_in_the_binary_is_under_a_permissive_licence() {
     let refused: Vec<String> = shipped_crates()
         .into_iter()
-        .filter(|(_, licence)| !licence.as_deref().is_some_and(permissive))
-        .map(|((name, version), licence)| {
+        .filter(|(_, shipped)| !shipped.licence.as_deref().is_some_and(permissive))
+        .map(|((name, version), shipped)| {
             format!(
                 "{name} {version}: {}",
-                licence.as_deref().unwrap_or("none declared")
+                shipped.licence.as_deref().unwrap_or("none declared")
             )
         })
         .collect();
@@ -290,4 +308,154 @@ fn the_notice_names_the_web_vitals_the_client_bundles() {
     );
     let manifest = fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
     assert!(manifest.contains("\nlicense = \"Apache-2.0\"\n"));
+}
+
+const TEXTS: &str = "THIRD-PARTY-LICENSES.md";
+
+/// A file of a crate's package that holds licence text.
+fn is_licence_file(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    [
+        "LICENSE",
+        "LICENCE",
+        "COPYING",
+        "NOTICE",
+        "COPYRIGHT",
+        "UNLICENSE",
+    ]
+    .iter()
+    .any(|p| upper.starts_with(p))
+}
+
+/// A line naming a holder (`Copyright (c) 2016 Someone`), which differs
+/// between copies of one licence.
+fn is_copyright_line(line: &str) -> bool {
+    let l = line.trim_start().to_ascii_lowercase();
+    l.starts_with("copyright") || l.starts_with("(c)") || l.starts_with('©')
+}
+
+/// A text without its copyright lines, its words only: copies of one
+/// licence that differ in holders, line breaks or indentation group as one.
+fn licence_key(text: &str) -> String {
+    let words: Vec<&str> = text
+        .lines()
+        .filter(|l| !is_copyright_line(l))
+        .flat_map(str::split_whitespace)
+        .collect();
+    words.join(" ")
+}
+
+/// A crate's copy of a licence text: the crate, the file, its copyright lines.
+type Copy = (String, String, Vec<String>);
+
+/// THIRD-PARTY-LICENSES.md: each licence text the crates in the binary
+/// ship, once, with the crates under it and the copyright lines of their
+/// copies; the crates that ship no licence file, with their authors.
+fn licence_texts(crates: &BTreeMap<(String, String), Shipped>) -> String {
+    // key -> (the first copy's text, its copies)
+    let mut groups: BTreeMap<String, (String, Vec<Copy>)> = BTreeMap::new();
+    let mut without = Vec::new();
+    for ((name, version), shipped) in crates {
+        let mut files: Vec<String> = fs::read_dir(&shipped.dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", shipped.dir.display()))
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let file = entry.file_name().into_string().ok()?;
+                (is_licence_file(&file) && entry.path().is_file()).then_some(file)
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            without.push(format!(
+                "- {name} {version} ({}, declared in its manifest; authors: {})",
+                shipped.licence.as_deref().unwrap_or("no licence declared"),
+                shipped.authors.join(", ")
+            ));
+        }
+        for file in files {
+            let raw = fs::read(shipped.dir.join(&file)).expect("a licence file");
+            let text = String::from_utf8_lossy(&raw).replace("\r\n", "\n");
+            let holders: Vec<String> = text
+                .lines()
+                .filter(|l| is_copyright_line(l))
+                .map(|l| l.trim().to_owned())
+                .collect();
+            groups
+                .entry(licence_key(&text))
+                .or_insert_with(|| (text.clone(), Vec::new()))
+                .1
+                .push((format!("{name} {version}"), file, holders));
+        }
+    }
+    let mut out = String::from(
+        "# Licence texts of the crates in rum-pipeline's binary\n\n\
+         Generated by `THIRD_PARTY_UPDATE=1 cargo test --test third_party` from the licence files \
+         each crate's package ships (the crates and their declared licences are listed in \
+         [THIRD-PARTY.md](THIRD-PARTY.md)). Copies of one licence that differ only in their \
+         copyright lines, line breaks or indentation are shown once: the text as the first crate \
+         ships it, then every crate that ships it with the copyright lines of its own copy.\n",
+    );
+    let mut ordered: Vec<_> = groups.into_values().collect();
+    ordered.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.1[0].0.cmp(&b.1[0].0)));
+    for (i, (text, users)) in ordered.iter().enumerate() {
+        out.push_str(&format!(
+            "\n## Text {} ({} crates)\n\nShipped by:\n\n",
+            i + 1,
+            users.len()
+        ));
+        for (krate, file, holders) in users {
+            let holders = if holders.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", holders.join("; "))
+            };
+            out.push_str(&format!("- {krate} (`{file}`){holders}\n"));
+        }
+        // A fence longer than any run of backticks in the text.
+        let fence = "`".repeat(
+            text.split(|c| c != '`')
+                .map(str::len)
+                .max()
+                .unwrap_or(0)
+                .max(2)
+                + 1,
+        );
+        out.push_str(&format!("\n{fence}text\n{}\n{fence}\n", text.trim_end()));
+    }
+    if !without.is_empty() {
+        out.push_str(
+            "\n## Crates that ship no licence file\n\n\
+             Their licence is the standard text of the SPDX id they declare (above, as other \
+             crates ship it), with their authors as the holders.\n\n",
+        );
+        out.push_str(&without.join("\n"));
+        out.push('\n');
+    }
+    out
+}
+
+/// Permissive licences ask for their text and notices to go with the
+/// binary: the image ships this file (deployments/docker/Dockerfile).
+#[test]
+fn the_licence_texts_of_every_crate_in_the_binary_are_in_the_repository() {
+    let crates = shipped_crates();
+    let expected = licence_texts(&crates);
+    let path = root().join(TEXTS);
+    if std::env::var_os("THIRD_PARTY_UPDATE").is_some() {
+        fs::write(&path, &expected).expect("write the licence texts");
+        return;
+    }
+    let kept = fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        kept == expected,
+        "{TEXTS} is not the licence texts of the crates Cargo.lock builds into the binary \
+         (THIRD_PARTY_UPDATE=1 cargo test --test third_party rewrites it)"
+    );
+    // Every crate is in it, with a text or under the ones that ship none.
+    for (name, version) in crates.keys() {
+        assert!(
+            kept.contains(&format!("- {name} {version} ")),
+            "{name} {version} is not in {TEXTS}"
+        );
+    }
 }
