@@ -323,6 +323,7 @@ struct ContextIds {
     seq: FieldId,
     extra: FieldId,
     original_type: FieldId,
+    error_count: FieldId,
 }
 
 static CONTEXT_IDS: LazyLock<ContextIds> = LazyLock::new(|| ContextIds {
@@ -340,7 +341,18 @@ static CONTEXT_IDS: LazyLock<ContextIds> = LazyLock::new(|| ContextIds {
     seq: FieldId::of(schema::RUM_SEQ),
     extra: FieldId::of(schema::RUM_EXTRA),
     original_type: FieldId::of("rum.custom.original_type"),
+    error_count: FieldId::of("rum.error.count"),
 });
+
+/// Whether a payload value goes into its slot (`id`, of type `ty`) rather
+/// than into `rum.extra`: of the slot's type, and an error's `count` at
+/// least 1. Dashboards sum `rum.error.count` (an error stands for that many
+/// occurrences, 1 when not sent: [`Event::type_default`]), so a count of
+/// zero or below, which no client sends, would take them down.
+fn fits_slot(id: FieldId, ty: FieldType, value: &Value) -> bool {
+    ty.accepts(value)
+        && (id != CONTEXT_IDS.error_count || value.as_i64().is_some_and(|count| count >= 1))
+}
 
 /// Each event type's beacon keys with the slot and type they land in.
 /// A beacon key, the slot it lands in, and the type the value must have.
@@ -595,7 +607,7 @@ fn build_event(
             continue;
         }
         match slots.find(&key).map(|i| &slots.slots[i]) {
-            Some((_, id, ty)) if ty.accepts(&value) => {
+            Some((_, id, ty)) if fits_slot(*id, *ty, &value) => {
                 fields.push((*id, Some(FieldValue::Owned(value))))
             }
             _ => {

@@ -754,6 +754,106 @@ mod panic_tests {
             .expect("join");
         assert!(ran.is_ok(), "{ran:?}");
     }
+
+    /// Drops the events of its first batch that have `i` past 1, then
+    /// panics on that batch; later batches pass through.
+    struct PanicsOnce(bool);
+
+    impl Transform for PanicsOnce {
+        fn transform(&mut self, mut batch: Batch, out: &mut [Batch]) {
+            if !self.0 {
+                self.0 = true;
+                batch.truncate(1);
+                out[0].extend(batch);
+                panic!("a bug");
+            }
+            out[0].extend(batch);
+        }
+    }
+
+    /// In a fused chain the middle stage's panic counts its batch as its
+    /// own: the stage before sent it, the one after never received it, and
+    /// what the middle one had already written is not handed on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_the_middle_of_a_fused_chain_is_counted_there() {
+        let mut built = super::tests::built_from(
+            r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[transforms.a]
+type = "labels"
+inputs = ["beacons"]
+labels = { a = "1" }
+[transforms.b]
+type = "labels"
+inputs = ["a"]
+labels = { b = "1" }
+[transforms.c]
+type = "labels"
+inputs = ["b"]
+labels = { c = "1" }
+[sinks.out]
+type = "blackhole"
+inputs = ["c"]
+"#,
+        );
+        let metric = |id: &str| {
+            built
+                .components
+                .iter()
+                .find(|c| c.id == id)
+                .expect("component")
+                .clone()
+        };
+        let (a, b, c, out) = (metric("a"), metric("b"), metric("c"), metric("out"));
+        let (tx, rx) = buffer::component_buffer(&a, 100, usize::MAX);
+        let task = &mut built.transforms[0];
+        assert_eq!(task.stages.len(), 3, "fused");
+        task.input = rx;
+        task.stages[1].transform = Box::new(PanicsOnce(false));
+        let health = built.health.clone();
+        let options = RunOptions {
+            shutdown_timeout: Duration::from_secs(5),
+            stats_interval: None,
+            http: HttpServerOptions::default(),
+            api: None,
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(run(
+            built,
+            options,
+            async {
+                let _ = stop_rx.await;
+            },
+            std::future::pending(),
+        ));
+        tx.send(events(3)).await.expect("sent");
+        while b.discarded_unintentional.get() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tx.send(events(2)).await.expect("sent");
+        while out.received_events.get() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!((a.received_events.get(), a.sent_total()), (5, 5));
+        assert_eq!((b.received_events.get(), b.sent_total()), (5, 2));
+        assert_eq!(b.discarded_unintentional.get(), 3);
+        assert_eq!((c.received_events.get(), c.sent_total()), (2, 2));
+        assert_eq!(c.discarded_unintentional.get(), 0);
+        assert!(health.degraded().contains_key("b"));
+        stop_tx.send(()).expect("stop");
+        while !health.draining() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(tx);
+        let ran = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the run stopped")
+            .expect("join");
+        assert!(ran.is_ok(), "{ran:?}");
+    }
 }
 
 #[cfg(test)]

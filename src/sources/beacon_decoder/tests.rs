@@ -322,6 +322,44 @@ fn every_error_has_a_count_the_one_sent_or_one() {
     assert_eq!(decoded.events[1].get_str("error.message"), Some("c"));
 }
 
+/// A count below 1 stands for no occurrence at all, which no client sends:
+/// the Kibana dashboard sums `rum.error.count`, and one crafted beacon
+/// with a count of -10^18 took its JavaScript errors figure below zero.
+/// Such a count is kept in `rum.extra` (as a count that is no integer is)
+/// and the error counts as 1 — on both readings.
+#[test]
+fn an_error_count_below_one_is_kept_aside_and_the_error_counts_once() {
+    let fast = format!(
+        r#"{{"v":1,"events":[{{"type":"error","ts":{NOW},"message":"a","count":-1000000000000000000}},{{"type":"error","ts":{NOW},"message":"b","count":0}},{{"type":"error","ts":{NOW},"message":"c","count":{{"n":-5}}}}]}}"#
+    );
+    // `type` not first: the general reading.
+    let general = format!(
+        r#"{{"v":1,"events":[{{"ts":{NOW},"count":-1000000000000000000,"type":"error","message":"a"}},{{"ts":{NOW},"count":0,"type":"error","message":"b"}},{{"ts":{NOW},"count":{{"n":-5}},"type":"error","message":"c"}}]}}"#
+    );
+    for body in [fast, general] {
+        let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
+        let counts: Vec<_> = decoded
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.get("rum.error.count").cloned(),
+                    e.get("rum.extra.count").cloned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                (Some(json!(1)), Some(json!(-1_000_000_000_000_000_000_i64))),
+                (Some(json!(1)), Some(json!(0))),
+                (Some(json!(1)), Some(json!({"n": -5}))),
+            ],
+            "{body}"
+        );
+    }
+}
+
 /// A beacon's documents (or its refusal) as text, to compare two readings.
 fn outcome(body: &str) -> String {
     match decode(body.as_bytes(), &facts(), &limits()) {

@@ -8,7 +8,7 @@ use std::ops::Range;
 use serde_json::{Map, Value};
 
 use super::bounded::PairList;
-use super::{payload_slots, CONTEXT_IDS};
+use super::{fits_slot, payload_slots, CONTEXT_IDS};
 use crate::event::{
     common_value, sort_slots, value_bytes, Event, FieldValue, OwnSlot, TextBlockBuilder,
 };
@@ -371,7 +371,7 @@ fn read_slots(
                     // as one, never null, no heap bytes.
                     b'-' | b'0'..=b'9' => {
                         let value = Value::Number(sc.number()?);
-                        if ty.accepts(&value) {
+                        if fits_slot(id, ty, &value) {
                             fields.push((id, Some(FieldValue::Owned(value))));
                         } else {
                             extra.insert(key.into_owned(), value);
@@ -384,7 +384,7 @@ fn read_slots(
                 if value.is_null() {
                     continue;
                 }
-                if ty.accepts(&value) {
+                if fits_slot(id, ty, &value) {
                     *heap += value_bytes(&value);
                     fields.push((id, Some(FieldValue::Owned(value))));
                 } else {
