@@ -64,11 +64,26 @@ pub fn for_each_url_field(full: &str, mut field: impl FnMut(FieldId, Option<UrlP
     let parts = parts.as_ref();
     field(ids[0], Some(UrlPart::Text(full)));
     field(ids[1], parts.map(|p| UrlPart::Text(p.scheme)));
-    field(ids[2], parts.and_then(|p| p.host).map(UrlPart::Text));
+    field(
+        ids[2],
+        parts.and_then(|p| p.host).map(site_host).map(UrlPart::Text),
+    );
     field(ids[3], parts.and_then(|p| p.port).map(UrlPart::Port));
     field(ids[4], parts.map(|p| UrlPart::Text(p.path)));
     field(ids[5], parts.and_then(|p| p.query).map(UrlPart::Text));
     field(ids[6], parts.and_then(|p| p.fragment).map(UrlPart::Text));
+}
+
+/// The host as a site: without the root's `.` of a fully qualified name
+/// (`admin.example.com.`), which browsers and servers take as the same
+/// host. Kept, a route or filter on `url.domain` written for the usual name
+/// missed that page's events (an admin site "never stored" was stored).
+/// `url.full` keeps what was sent.
+fn site_host(host: &str) -> &str {
+    match host.trim_end_matches('.') {
+        "" => host,
+        trimmed => trimmed,
+    }
 }
 
 /// Whether `text` parses as an absolute URL, as `url::Url::parse` has it
@@ -333,6 +348,38 @@ mod tests {
                 "{full:?} must go to the parser"
             );
         }
+    }
+
+    /// A page reached by its fully qualified name (`admin.example.com.`,
+    /// which browsers and servers take as the same host) is the same site:
+    /// a route or a `filter` on `url.domain` written for
+    /// `admin.example.com` let that page's events through to be stored.
+    #[test]
+    fn a_fully_qualified_host_is_written_without_its_root_dot() {
+        let domain = |full: &str| {
+            url_fields(full)[2]
+                .1
+                .clone()
+                .and_then(|v| v.as_str().map(str::to_owned))
+        };
+        assert_eq!(
+            domain("https://admin.example.com./users"),
+            Some("admin.example.com".into())
+        );
+        assert_eq!(
+            domain("https://Admin.Example.com.:8443/"),
+            Some("admin.example.com".into())
+        );
+        assert_eq!(
+            domain("https://admin.example.com/"),
+            Some("admin.example.com".into())
+        );
+        assert_eq!(domain("http://10.0.0.1./"), Some("10.0.0.1".into()));
+        // `url.full` keeps what the browser sent.
+        assert_eq!(
+            url_fields("https://admin.example.com./")[0].1,
+            Some(Value::from("https://admin.example.com./"))
+        );
     }
 
     #[test]

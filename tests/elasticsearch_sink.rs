@@ -446,6 +446,8 @@ async fn manage_template_installs_before_the_first_document() {
     assert_eq!(
         order,
         [
+            // Whose the template of this name is, if one is installed.
+            "GET /_index_template/rum-pipeline-es",
             "PUT /_component_template/rum-pipeline-es-mappings",
             "PUT /_index_template/rum-pipeline-es",
             "POST /_bulk"
@@ -820,6 +822,59 @@ fn errors_of(registry: &Registry, error_type: &str) -> u64 {
         "component_errors_total",
         &[("component_id", "es"), ("error_type", error_type)],
     )
+}
+
+/// Two pipelines writing to one cluster, each with its own `index_prefix`
+/// but the same sink id (as every deployment of pipelines/prod.toml has
+/// `elasticsearch`), hence the same template and ILM policy names. The
+/// second one PUT its own over the first's: the first's indices created
+/// from then on had no mappings, and those already made followed the
+/// second's retention (its ILM policy, under the name they point at).
+#[tokio::test]
+async fn a_pipeline_of_another_prefix_does_not_replace_the_templates_of_the_first() {
+    let es = EsDouble::start();
+    let shop = start_sink(&base_config(
+        &es,
+        "manage_template = true\nindex_prefix = \"shop.rum\"\nilm_retention_days = 90",
+    ));
+    shop.send(events(1)).await;
+    shop.finish().await;
+    let blog = start_sink(&base_config(
+        &es,
+        "manage_template = true\nindex_prefix = \"blog.rum\"\nilm_retention_days = 7",
+    ));
+    blog.send(events(1)).await;
+    let registry = blog.finish().await;
+
+    let template = es
+        .template("_index_template/rum-pipeline-es")
+        .expect("index template");
+    assert_eq!(
+        template["index_patterns"],
+        json!([
+            "shop.rum.metrics-*",
+            "shop.rum.csp.uri-*",
+            "shop.rum.csp.reporting-*"
+        ])
+    );
+    let policy = es.template("_ilm/policy/rum-pipeline-es").expect("policy");
+    assert_eq!(policy["policy"]["phases"]["delete"]["min_age"], "90d");
+    // Counted and warned like any install failure; documents flow anyway.
+    assert!(errors_of(&registry, "template_install_failed") >= 1);
+    assert_eq!(counter(&registry, "component_sent_events_total"), 1);
+    assert_eq!(es.stored_count(), 2);
+
+    // The first pipeline, started again with another retention, still
+    // updates its own.
+    let shop = start_sink(&base_config(
+        &es,
+        "manage_template = true\nindex_prefix = \"shop.rum\"\nilm_retention_days = 30",
+    ));
+    shop.send(events(1)).await;
+    let registry = shop.finish().await;
+    assert_eq!(errors_of(&registry, "template_install_failed"), 0);
+    let policy = es.template("_ilm/policy/rum-pipeline-es").expect("policy");
+    assert_eq!(policy["policy"]["phases"]["delete"]["min_age"], "30d");
 }
 
 fn outcome(registry: &Registry, outcome: &str) -> u64 {

@@ -244,6 +244,118 @@ type = "stdout"
 inputs = ["by_site.shop", "by_site.blog", "by_site._unmatched"]
 "#;
 
+/// The site decided by where a beacon is sent and who sends it, not by
+/// what it says: one intake path per site, each allowing only its site's
+/// origin, each feeding its site's branch (docs/per-site.md, "What decides
+/// an event's site"). Browsers write `Origin` themselves, so a page of the
+/// shop cannot post into the blog's branch; what a beacon claims (its
+/// `app.name`, its page URL) stays as sent, but no longer chooses the site.
+const SITE_PATHS: &str = r#"
+stats_interval_secs = 0
+
+[sources.shop_in]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+path = "/rum/shop"
+allowed_origins = ["https://shop.example.com"]
+access_log = false
+
+[sources.blog_in]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+path = "/rum/blog"
+allowed_origins = ["https://blog.example.com"]
+access_log = false
+
+[transforms.shop_site]
+type = "labels"
+inputs = ["shop_in"]
+labels = { site = "shop" }
+
+[transforms.blog_site]
+type = "labels"
+inputs = ["blog_in"]
+labels = { site = "blog" }
+
+[sinks.out]
+type = "stdout"
+inputs = ["shop_site", "blog_site"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_per_intake_path_keeps_other_sites_pages_out_of_its_branch() {
+    let mut p = Pipeline::start(SITE_PATHS);
+    let send = |path: &'static str, origin: &'static str, session: &'static str| {
+        let mut body = beacon(session, Some("https://blog.example.com/post/1"), 1);
+        body["app"]["name"] = json!("blog");
+        client()
+            .post(p.url(path))
+            .header("origin", origin)
+            .header("content-type", "text/plain")
+            .body(body.to_string())
+            .send()
+    };
+    // A page of the shop claiming to be the blog: into the shop's branch.
+    let r = send("/rum/shop", "https://shop.example.com", "from-shop").await;
+    assert_eq!(r.unwrap().status(), 204);
+    // The same page posting to the blog's path: refused, counted.
+    let r = send("/rum/blog", "https://shop.example.com", "shop-as-blog").await;
+    assert_eq!(r.unwrap().status(), 403);
+    let preflight = p.preflight("/rum/blog", "https://shop.example.com", None);
+    assert_eq!(preflight.await.status(), 403);
+    // The blog's own page.
+    let r = send("/rum/blog", "https://blog.example.com", "from-blog").await;
+    assert_eq!(r.unwrap().status(), 204);
+    wait_metrics(
+        &p,
+        &[
+            (
+                "component_errors_total",
+                &[
+                    "component_id=\"blog_in\"",
+                    "error_type=\"origin_not_allowed\"",
+                ],
+                2.0,
+            ),
+            (
+                "component_sent_events_total",
+                &["component_id=\"out\""],
+                2.0,
+            ),
+        ],
+    )
+    .await;
+
+    let (status, p) =
+        tokio::task::spawn_blocking(move || (p.terminate(Duration::from_secs(15)), p))
+            .await
+            .expect("terminate");
+    assert!(status.success(), "{status:?}");
+    let mut seen: Vec<(String, String, String)> = p
+        .documents()
+        .iter()
+        .map(|d| {
+            let text = |v: &Value| v.as_str().unwrap_or("<none>").to_owned();
+            (
+                text(&d["session"]["id"]),
+                text(&d["labels"]["site"]),
+                text(&d["service"]["name"]),
+            )
+        })
+        .collect();
+    seen.sort();
+    let row = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    assert_eq!(
+        seen,
+        [
+            row("from-blog", "blog", "blog"),
+            // What the beacon said is kept as sent: `service.name` is no
+            // site boundary, `labels.site` is.
+            row("from-shop", "shop", "blog"),
+        ]
+    );
+}
+
 fn refused(config: &str) -> String {
     let (code, text) = validate(config, &[]);
     assert_eq!(code, 78, "validate accepted it:\n{text}");

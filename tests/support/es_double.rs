@@ -122,6 +122,10 @@ struct Store {
     /// Attempts per `_id`, for `ItemFault::Rejected`.
     attempts: HashMap<String, usize>,
     seq_no: u64,
+    /// Template and ILM bodies by path (`_index_template/x`, ...), as
+    /// acknowledged: a later PUT of the same path replaces it, as on
+    /// Elasticsearch.
+    templates: BTreeMap<String, Value>,
 }
 
 struct State {
@@ -243,6 +247,18 @@ impl EsDouble {
     /// write-only API key), or are acknowledged (`None`).
     pub fn fail_templates(&self, status: Option<u16>) {
         self.state.knobs.lock().unwrap().template_status = status;
+    }
+
+    /// The body last acknowledged for a template or ILM path
+    /// (`_index_template/rum-pipeline-es`), if any.
+    pub fn template(&self, path: &str) -> Option<Value> {
+        self.state
+            .store
+            .lock()
+            .unwrap()
+            .templates
+            .get(path)
+            .cloned()
     }
 
     /// Pads the next `times` bulk answers (see [`HugeAnswers`]).
@@ -594,8 +610,28 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
                 None => {}
             }
             match serde_json::from_slice::<Value>(&body) {
-                Ok(_) => Ok(json_response(200, json!({"acknowledged": true}))),
+                Ok(value) => {
+                    let mut store = state.store.lock().unwrap();
+                    store.templates.insert(p[1..].to_owned(), value);
+                    Ok(json_response(200, json!({"acknowledged": true})))
+                }
                 Err(e) => Ok(es_error(400, "parse_exception", &e.to_string())),
+            }
+        }
+        // As Elasticsearch answers `GET _index_template/{name}`.
+        ("GET", p) if p.starts_with("/_index_template/") => {
+            let name = &p["/_index_template/".len()..];
+            let store = state.store.lock().unwrap();
+            match store.templates.get(&p[1..]) {
+                Some(template) => Ok(json_response(
+                    200,
+                    json!({"index_templates": [{"name": name, "index_template": template}]}),
+                )),
+                None => Ok(es_error(
+                    404,
+                    "resource_not_found_exception",
+                    &format!("index template matching [{name}] not found"),
+                )),
             }
         }
         ("PUT", p) if !p[1..].contains('/') && !p[1..].is_empty() && !p.starts_with("/_") => {

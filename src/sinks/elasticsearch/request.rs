@@ -196,6 +196,18 @@ impl EsClient {
             .await
     }
 
+    /// `GET path` (an installed index template, to tell whose it is).
+    pub async fn get(&self, path: &str) -> Result<Reply, Failure> {
+        self.send(
+            Method::GET,
+            path,
+            HeaderMap::new(),
+            None,
+            ANSWER_BYTES_MARGIN,
+        )
+        .await
+    }
+
     /// `PUT path` with a JSON body (templates, ILM policies, indices).
     pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> Result<Reply, Failure> {
         let mut headers = HeaderMap::new();

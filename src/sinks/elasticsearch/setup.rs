@@ -222,6 +222,7 @@ impl Setup {
     }
 
     async fn install_templates(&self) -> Result<(), Failure> {
+        self.check_template_is_ours().await?;
         for (path, body) in &self.templates {
             let reply = self.client.put_json(path, body).await?;
             if !(200..300).contains(&reply.status) {
@@ -233,6 +234,50 @@ impl Setup {
             }
         }
         Ok(())
+    }
+
+    /// Templates are named by sink id (`rum-pipeline-<id>`), so every
+    /// pipeline built on the same file writes the same names: one already
+    /// installed for other index patterns is another pipeline's (another
+    /// site's `index_prefix` on a shared cluster). Installed over, it left
+    /// that pipeline's new indices without mappings, and its ILM policy of
+    /// the same name deleting its indices on this one's retention. Refused
+    /// instead, as a failed install (warned, counted, retried). A look that
+    /// gives no answer holds nothing back: the PUTs go ahead as before.
+    async fn check_template_is_ours(&self) -> Result<(), Failure> {
+        let Some((path, ours)) = self
+            .templates
+            .iter()
+            .find(|(path, _)| path.starts_with("_index_template/"))
+        else {
+            return Ok(());
+        };
+        let Ok(reply) = self.client.get(path).await else {
+            return Ok(());
+        };
+        let installed = (reply.status == 200)
+            .then(|| serde_json::from_slice::<Value>(&reply.body).ok())
+            .flatten()
+            .and_then(|v| {
+                v.pointer("/index_templates/0/index_template/index_patterns")
+                    .cloned()
+            });
+        let Some(installed) = installed else {
+            return Ok(());
+        };
+        let (theirs, mine) = (patterns(&installed), patterns(&ours["index_patterns"]));
+        if theirs == mine {
+            return Ok(());
+        }
+        Err(Failure::new(
+            None,
+            "template_of_another_pipeline",
+            format!(
+                "{path} is installed for other indices ({}), by another pipeline writing to this cluster through a sink of the same id; installing this one's ({}) would take its mappings and ILM policy from it. Give this sink another id (templates are named rum-pipeline-<sink id>), or, if the installed one is an old one of this pipeline's, delete it",
+                theirs.into_iter().collect::<Vec<_>>().join(", "),
+                mine.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        ))
     }
 
     /// Creates the due names not created yet. A name counts as done once
@@ -276,6 +321,18 @@ impl Setup {
                 );
             }
         }
+    }
+}
+
+/// An index template's `index_patterns`: one pattern or a list.
+fn patterns(value: &Value) -> BTreeSet<String> {
+    match value {
+        Value::String(one) => BTreeSet::from([one.clone()]),
+        Value::Array(list) => list
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_owned))
+            .collect(),
+        _ => BTreeSet::new(),
     }
 }
 

@@ -181,6 +181,35 @@ fn folding_keeps_every_dimension_when_every_one_is_kept_on_fold() {
     );
 }
 
+/// docs/per-site.md: evaluated by a label the pipeline sets per site
+/// (`labels.site`), rather than by the beacon's own `service.name`, a
+/// site's alerts keep their series when made-up names fill both tables.
+#[test]
+fn made_up_service_names_cannot_take_the_series_of_a_site_label() {
+    let mut m = RumMetrics::new(Settings {
+        labels: vec!["service_name".into(), "labels_site".into()],
+        keep_on_fold: vec![false, true],
+        max_series: 3,
+        max_sessions: 100,
+        session_timeout_secs: 1800,
+        buckets: vec![(Vital::Lcp, buckets_with(Vital::Lcp, []))],
+    });
+    // 2 × max_series names, then more, all claimed on the blog's path.
+    for n in 0..10 {
+        let name = format!("made-up-{n}");
+        m.record(&obs(&[&name, "blog"], None, Kind::PageView), 0);
+    }
+    m.record(&obs(&["shop", "shop"], None, Kind::PageView), 0);
+    m.record(&obs(&["shop", "shop"], None, Kind::PageView), 0);
+    let text = m.render();
+    assert!(
+        lines(&text, "rum_page_views_total{").contains(
+            &"rum_page_views_total{service_name=\"__other__\",labels_site=\"shop\"} 2".to_owned()
+        ),
+        "{text}"
+    );
+}
+
 #[test]
 fn csp_directive_is_a_label_after_the_dimensions() {
     let mut m = metrics(&["site"], 1);
