@@ -228,6 +228,9 @@ fn bench(c: &mut Criterion) {
         keep_breakdown: false,
         max_context_bytes: 64 * 1024,
         client_ip: ClientIpMode::Full,
+        label_names: std::sync::Arc::new(elastic_apm_decoder::LabelNames::first_seen(
+            rum_pipeline::sources::elastic_apm_rum::DEFAULT_MAX_LABEL_NAMES,
+        )),
     };
     let mut group = c.benchmark_group("elastic_apm_rum");
     for (name, body, version, events) in [

@@ -148,6 +148,9 @@ impl Decoders {
                 keep_breakdown: false,
                 max_context_bytes: 64 * 1024,
                 client_ip: ClientIpMode::Full,
+                label_names: std::sync::Arc::new(elastic_apm_decoder::LabelNames::first_seen(
+                    rum_pipeline::sources::elastic_apm_rum::DEFAULT_MAX_LABEL_NAMES,
+                )),
             },
             web_vitals: web_vitals_decoder::MetricLimits {
                 max_metrics: 50,

@@ -566,3 +566,56 @@ inputs = ["scrub"]
         .unwrap()
         .contains("at f (https://shop.example/checkout?token="));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_names_past_max_label_names_are_kept_in_rum_extra_and_counted() {
+    // Each label name is a field of the index; past `max_label_names`
+    // distinct names a label is kept under `rum.extra`, counted and logged
+    // once. The `labels` transform's own labels are not the browser's and
+    // are never held back.
+    let config = r#"
+stats_interval_secs = 0
+[sources.apm]
+type = "elastic_apm_rum"
+address = "127.0.0.1:0"
+max_label_names = 2
+[transforms.site]
+type = "labels"
+inputs = ["apm"]
+labels = { site = "shop" }
+[sinks.out]
+type = "stdout"
+inputs = ["site"]
+"#;
+    let p = Pipeline::start(config);
+    let body = [
+        r#"{"metadata":{"service":{"name":"shop"},"labels":{"a":"1","b":"2","c":"3"}}}"#,
+        r#"{"transaction":{"id":"t1","type":"route-change","context":{"tags":{"a":"x","d":"4"}}}}"#,
+    ]
+    .join("\n");
+    let (status, _, text) = post(&p, "/intake/v2/rum/events", body.into_bytes(), false).await;
+    assert_eq!(status, 202, "{text}");
+    let doc = p.next_document(Duration::from_secs(15));
+    assert_eq!(doc["labels"], json!({"a": "x", "b": "2", "site": "shop"}));
+    assert_eq!(doc["rum"]["extra"]["metadata"]["labels"], json!({"c": "3"}));
+    assert_eq!(doc["rum"]["extra"]["context"]["tags"], json!({"d": "4"}));
+    p.expect_metric(
+        "elastic_apm_rum_labels_kept_in_extra_total",
+        &[r#"component_id="apm""#],
+        2.0,
+    )
+    .await;
+    p.expect_metric(
+        "elastic_apm_rum_label_names",
+        &[r#"component_id="apm""#],
+        2.0,
+    )
+    .await;
+    let warning = p
+        .wait_stderr(
+            |line| line.contains("max_label_names"),
+            Duration::from_secs(15),
+        )
+        .expect("the first label kept aside is logged");
+    assert!(warning.contains("WARN"), "{warning}");
+}

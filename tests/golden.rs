@@ -274,6 +274,9 @@ fn decode(kind: Kind, body: &[u8]) -> Result<Batch, String> {
                 keep_breakdown: false,
                 max_context_bytes: 64 * 1024,
                 client_ip,
+                label_names: std::sync::Arc::new(elastic_apm_decoder::LabelNames::first_seen(
+                    rum_pipeline::sources::elastic_apm_rum::DEFAULT_MAX_LABEL_NAMES,
+                )),
             };
             let facts = elastic_apm_decoder::RequestFacts {
                 received_at_ms: RECEIVED_AT_MS,

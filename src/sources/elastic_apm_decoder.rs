@@ -7,11 +7,15 @@
 //! good ones are kept, as APM Server does. The mapping is in `docs/sdk.md`.
 
 mod events;
+mod label_names;
 mod v3;
+
+pub use label_names::LabelNames;
 
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::beacon_decoder::{Limits, PairList};
 use super::json_tree::{read_array, read_tree, Json, Obj};
@@ -48,6 +52,9 @@ pub struct ApmLimits {
     pub max_context_bytes: usize,
     /// What `client.ip` keeps of the address (the source's `client_ip`).
     pub client_ip: ClientIpMode,
+    /// The label names that may be `labels.*` fields, shared by the
+    /// source's requests (`max_label_names`, `label_names`).
+    pub label_names: Arc<LabelNames>,
 }
 
 /// What the request told us besides the body.
@@ -84,6 +91,9 @@ pub struct Decoded {
     pub unknown_kinds: usize,
     /// Breakdown metricsets dropped (`keep_breakdown = false`).
     pub dropped_breakdowns: usize,
+    /// Labels kept under `rum.extra` as `label_names` has no room for (or
+    /// no entry of) their names.
+    pub labels_kept_in_extra: usize,
 }
 
 /// How much of a bad line an error quotes.
@@ -198,6 +208,7 @@ pub fn decode(
         refused,
         unknown_kinds: builder.unknown_kinds,
         dropped_breakdowns: builder.dropped_breakdowns + skipped,
+        labels_kept_in_extra: builder.labels_kept_in_extra,
     })
 }
 

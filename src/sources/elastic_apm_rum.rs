@@ -8,13 +8,18 @@
 //! agent's `centralConfig` logs no error. Same intake as `rum_beacon`: CORS
 //! with preflight, body limits, gzip, client address, access log.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::decode_error::DecodeError;
-use super::elastic_apm_decoder::{self, ApiVersion, ApmLimits, LineError, RequestFacts};
+use super::elastic_apm_decoder::{
+    self, ApiVersion, ApmLimits, LabelNames, LineError, RequestFacts,
+};
 use super::http_source::{
     self, DecodePass, Decoded, Endpoint, HttpSource, MediaTypes, Refusal, RequestHead,
 };
@@ -67,6 +72,19 @@ pub struct ElasticApmRumConfig {
         deserialize_with = "crate::config::byte_size::deserialize"
     )]
     pub max_context_bytes: usize,
+    /// Most distinct label names (`metadata.labels`, `context.tags`) the
+    /// process makes `labels.*` fields of, first come first taken; a label
+    /// of another name is kept under `rum.extra` and counted. Every name
+    /// is a field of the index, and the engine refuses every document that
+    /// brings a new one past its field limit (1,000 by default).
+    #[serde(default = "default_max_label_names")]
+    pub max_label_names: usize,
+    /// The label names that are `labels.*` fields, as written in the
+    /// document (`.`, `*`, `"` as `_`): set, exactly these are, whatever
+    /// the order they come in, on every replica (`max_label_names` is not
+    /// used); the others are kept under `rum.extra` and counted.
+    #[serde(default)]
+    pub label_names: Option<Vec<String>>,
 }
 
 fn default_max_events() -> usize {
@@ -84,6 +102,17 @@ fn default_max_json_depth() -> usize {
 fn default_max_context_bytes() -> usize {
     64 * 1024
 }
+/// Room for a page's own labels, well under the field limit left by the
+/// fields the templates map (about 170 of Elasticsearch's 1,000) even for
+/// a few replicas that each took as many names (docs/limits.md).
+pub const DEFAULT_MAX_LABEL_NAMES: usize = 100;
+fn default_max_label_names() -> usize {
+    DEFAULT_MAX_LABEL_NAMES
+}
+/// Beyond it the cap no longer keeps an index within any field limit an
+/// engine is run with, and the names held (up to `max_string_bytes` each)
+/// weigh.
+const MAX_MAX_LABEL_NAMES: usize = 10_000;
 
 impl CheckConfig for ElasticApmRumConfig {
     fn check(&self) -> Vec<(&'static str, String)> {
@@ -98,6 +127,34 @@ impl CheckConfig for ElasticApmRumConfig {
             ],
             self.max_json_depth,
         ));
+        if self.max_label_names > MAX_MAX_LABEL_NAMES {
+            problems.push((
+                "max_label_names",
+                format!(
+                    "{} is more than {MAX_MAX_LABEL_NAMES}: every name is a field of the index, whose field limit is 1,000 by default (list the names in `label_names` instead)",
+                    self.max_label_names
+                ),
+            ));
+        }
+        if let Some(names) = &self.label_names {
+            if names.len() > MAX_MAX_LABEL_NAMES {
+                problems.push((
+                    "label_names",
+                    format!("{} names; at most {MAX_MAX_LABEL_NAMES}", names.len()),
+                ));
+            }
+            if let Some(name) = names
+                .iter()
+                .find(|n| n.is_empty() || n.contains(['.', '*', '"']))
+            {
+                problems.push((
+                    "label_names",
+                    format!(
+                        "{name:?} is no label name as documents have them: write `.`, `*` and `\"` as `_`, an empty name as `_`"
+                    ),
+                ));
+            }
+        }
         problems
     }
 }
@@ -105,7 +162,23 @@ impl CheckConfig for ElasticApmRumConfig {
 impl ElasticApmRumConfig {
     pub fn build(&self, cx: SourceContext) -> anyhow::Result<Vec<Route>> {
         let metrics = cx.metrics.clone();
+        let label_names = Arc::new(match &self.label_names {
+            Some(names) => LabelNames::listed(names.iter().map(String::as_str)),
+            None => LabelNames::first_seen(self.max_label_names),
+        });
+        let taken = label_names.clone();
+        metrics.registry().gauge_fn(
+            "elastic_apm_rum_label_names",
+            "Distinct label names made labels.* fields so far (at most max_label_names; the listed ones with label_names).",
+            &[
+                ("component_id", cx.id.as_str()),
+                ("component_kind", "source"),
+                ("component_type", "elastic_apm_rum"),
+            ],
+            move || taken.taken() as f64,
+        );
         let source = ApmSource {
+            id: cx.id.clone(),
             limits: ApmLimits {
                 max_events: self.max_events_per_request,
                 max_event_bytes: self.max_event_bytes,
@@ -114,6 +187,7 @@ impl ElasticApmRumConfig {
                 keep_breakdown: self.keep_breakdown,
                 max_context_bytes: self.max_context_bytes,
                 client_ip: cx.http.client_ip,
+                label_names: label_names.clone(),
             },
             unknown_kinds: metrics.counter(
                 "elastic_apm_rum_unknown_events_total",
@@ -125,6 +199,12 @@ impl ElasticApmRumConfig {
                 "Breakdown metricsets dropped (keep_breakdown = false).",
                 &[],
             ),
+            labels_kept_in_extra: metrics.counter(
+                "elastic_apm_rum_labels_kept_in_extra_total",
+                "Labels (metadata.labels, context.tags) kept under rum.extra, not as labels.* fields: their name is past max_label_names distinct names, or not in label_names.",
+                &[],
+            ),
+            warned_label_names: AtomicBool::new(false),
             refused_lines: ErrorCounters::new(&metrics, "receiving"),
         };
         let intake = Intake::new(
@@ -143,6 +223,8 @@ impl ElasticApmRumConfig {
 
 /// What the three endpoints share.
 struct ApmSource {
+    /// The component id, for the log.
+    id: String,
     limits: ApmLimits,
     /// Counts the lines refused one by one, by their `error_type`.
     refused_lines: ErrorCounters,
@@ -150,6 +232,10 @@ struct ApmSource {
     unknown_kinds: Counter,
     /// `elastic_apm_rum_dropped_breakdowns_total`.
     dropped_breakdowns: Counter,
+    /// `elastic_apm_rum_labels_kept_in_extra_total`.
+    labels_kept_in_extra: Counter,
+    /// The first label kept under `rum.extra` is logged; the rest counted.
+    warned_label_names: AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -251,6 +337,16 @@ impl HttpSource for ApmSource {
             self.unknown_kinds.add(decoded.unknown_kinds as u64);
             self.dropped_breakdowns
                 .add(decoded.dropped_breakdowns as u64);
+            let kept_in_extra = decoded.labels_kept_in_extra as u64;
+            self.labels_kept_in_extra.add(kept_in_extra);
+            if kept_in_extra > 0 && !self.warned_label_names.swap(true, Ordering::Relaxed) {
+                let names = &self.limits.label_names;
+                tracing::warn!(
+                    component = %self.id,
+                    "label names past the {} this source makes labels.* fields of (max_label_names, or those in label_names) are kept under rum.extra from now on; counted in elastic_apm_rum_labels_kept_in_extra_total",
+                    names.max()
+                );
+            }
         }
         Ok(Decoded {
             events: decoded.events,
@@ -359,6 +455,7 @@ mod tests {
         assert_eq!(c.max_event_bytes, 300 * 1024);
         assert!(!c.keep_breakdown);
         assert_eq!(c.max_context_bytes, 64 * 1024);
+        assert_eq!((c.max_label_names, c.label_names), (100, None));
         assert_eq!(config("max_event_bytes = \"1kb\"").max_event_bytes, 1024);
     }
 
@@ -367,6 +464,12 @@ mod tests {
         let c = config("max_events_per_request = 0\nmax_json_depth = 101");
         let keys: Vec<&str> = c.check().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["max_events_per_request", "max_json_depth"]);
+        let c = config("max_label_names = 10001\nlabel_names = [\"team\", \"ab.test\"]");
+        let keys: Vec<&str> = c.check().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["max_label_names", "label_names"]);
+        assert!(config("max_label_names = 0\nlabel_names = []")
+            .check()
+            .is_empty());
         let err =
             decode::<ElasticApmRumConfig>(toml::from_str("path = \"/x\"").unwrap()).unwrap_err();
         assert_eq!(err.0, "path");

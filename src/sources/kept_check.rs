@@ -111,10 +111,55 @@ pub(crate) fn lost_values(input: &Value, documents: &[Value], dropped: &[&str]) 
 /// key only), each with a value of its own: `lost_values` then finds an
 /// object whose other keys are dropped.
 /// Asserts that no value of `input` is lost (`lost_values`), naming the
-/// body and each value lost.
+/// body and each value lost, and that it lands in fields the templates map
+/// (`unmapped_fields`).
 pub(crate) fn assert_kept(name: &str, input: &Value, documents: &[Value], dropped: &[&str]) {
     let lost = lost_values(input, documents, dropped);
     assert!(lost.is_empty(), "{name}: {lost:#?}");
+    let unmapped = unmapped_fields(documents);
+    assert!(unmapped.is_empty(), "{name}: {unmapped:#?}");
+}
+
+/// The fields of `documents` that the index would map from the document
+/// (dynamically): neither a field of `schema` nor inside a `flattened` one
+/// nor one `labels.<name>` holding a scalar (whose names `LabelNames`
+/// bounds). A key a browser chose that lands there is a new field of the
+/// index, and enough of them take it past the engine's field limit, after
+/// which every document bringing a new field is refused. The probes of
+/// `with_probes` put such a key in every object a body has.
+pub(crate) fn unmapped_fields(documents: &[Value]) -> Vec<String> {
+    use crate::schema::{self, FieldType};
+    fn visit(path: &str, value: &Value, out: &mut Vec<String>) {
+        let field = schema::all_fields().find(|f| f.path == path);
+        match (field.map(|f| f.ty), value) {
+            (Some(FieldType::Flattened | FieldType::GeoPoint), _) => {}
+            (_, Value::Object(map)) => {
+                for (key, value) in map {
+                    let inner = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    visit(&inner, value, out);
+                }
+            }
+            (Some(_), _) => {}
+            (None, Value::Array(_)) => out.push(path.to_owned()),
+            (None, _) => {
+                let label = path.strip_prefix("labels.");
+                if label.is_none_or(|name| name.contains('.')) {
+                    out.push(path.to_owned());
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for document in documents.iter().filter(|d| d.is_object()) {
+        visit("", document, &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// A body as sent, and with its probes (`with_probes` below `depth`).
@@ -181,6 +226,21 @@ mod tests {
                 {"b": 1, "zz_probe": 7_000_000_001u64},
                 {"c": {"zz_probe": 7_000_000_002u64}, "zz_probe": 7_000_000_003u64}
             ], "zz_probe": 7_000_000_004u64}})
+        );
+    }
+
+    #[test]
+    fn a_field_outside_the_schema_is_named() {
+        let docs = [
+            json!({"rum": {"type": "action", "extra": {"any": {"k": 1}}, "zz_probe": 1},
+                   "labels": {"team": "web", "a": {"b": "c"}},
+                   "client": {"geo": {"location": {"lat": 1, "lon": 2}}},
+                   "error": {"zz_probe": [1]}}),
+            json!("2026-01-01T00:00:00.000Z"),
+        ];
+        assert_eq!(
+            unmapped_fields(&docs),
+            ["error.zz_probe", "labels.a.b", "rum.zz_probe"]
         );
     }
 

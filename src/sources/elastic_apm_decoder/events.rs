@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::Value;
 
-use super::{bad_metadata, ApmLimits, Line, RequestFacts};
+use super::{bad_metadata, ApmLimits, LabelNames, Line, RequestFacts};
 use crate::event::{Context, Event, EventBlock, FieldId, FieldValue};
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::beacon_decoder::url_fields;
@@ -268,6 +268,34 @@ fn split_labels(labels: Obj<'_>) -> (Obj<'_>, Obj<'_>) {
     (scalars, aside)
 }
 
+/// Labels (scalars, as `split_labels` leaves them) whose names may be
+/// fields (see `LabelNames`), and the others, for `rum.extra`: each name
+/// is a field of the index, and a browser choosing thousands took it past
+/// the engine's field limit. A null sets nothing and takes no name.
+fn admit_labels<'de>(names: &LabelNames, labels: Obj<'de>) -> (Obj<'de>, Obj<'de>) {
+    let (mut admitted, mut refused) = (Obj::new(), Obj::new());
+    for (name, value) in labels {
+        // An `Obj`'s keys are unique.
+        if value.is_null() || names.admit(&label_name(&name)) {
+            admitted.push_unique(name, value);
+        } else {
+            refused.push_unique(name, value);
+        }
+    }
+    (admitted, refused)
+}
+
+/// Adds `more` (keys `parent.key` does not have) to the object under
+/// `key`, made when absent.
+fn nest_more<'de>(parent: &mut Obj<'de>, key: &'static str, more: Obj<'de>) {
+    if more.is_empty() {
+        return;
+    }
+    let mut inner = take_object(parent, key).unwrap_or_default();
+    inner.merge(more, |_| true);
+    nest(parent, key, inner);
+}
+
 /// The labels the pipeline's own components set (`labels.<name>`).
 static RESERVED_LABELS: LazyLock<[&'static str; 2]> = LazyLock::new(|| {
     [schema::LABELS_SYNTHETIC, schema::LABEL_CSP_NOISE].map(|path| {
@@ -389,6 +417,9 @@ pub(super) struct Builder<'a> {
     spare: Fields,
     pub(super) unknown_kinds: usize,
     pub(super) dropped_breakdowns: usize,
+    /// Labels kept under `rum.extra` for want of room for their names
+    /// (`admit_labels`).
+    pub(super) labels_kept_in_extra: usize,
 }
 
 /// About how many events `items` make (a page load: its own, its vitals
@@ -465,12 +496,16 @@ impl<'a> Builder<'a> {
                 ))
             }
         }
+        let mut labels_kept_in_extra = 0;
         if let Some(labels) = take_object(&mut metadata, "labels") {
             let (labels, aside) = split_labels(labels);
+            let (labels, refused) = admit_labels(&limits.label_names, labels);
+            labels_kept_in_extra += refused.len();
             for (name, value) in sorted_labels(labels) {
                 context.set_label(Arc::from(&*name), value.into());
             }
             nest(&mut metadata, "labels", aside);
+            nest_more(&mut metadata, "labels", refused);
         }
         keep_all(&mut rest, metadata);
 
@@ -552,6 +587,7 @@ impl<'a> Builder<'a> {
             spare: Fields::new(),
             unknown_kinds: 0,
             dropped_breakdowns: 0,
+            labels_kept_in_extra,
         })
     }
 
@@ -622,6 +658,20 @@ impl<'a> Builder<'a> {
         }
         self.events.push_event(event);
         Ok(())
+    }
+
+    /// The `tags` of a transaction or error whose names may be fields;
+    /// the others join what is left of its `context.tags`, for `rum.extra`
+    /// (see `admit_labels`). Called once a page-exit's INP is taken out.
+    fn admit_tags<'de>(
+        &mut self,
+        tags: Option<Obj<'de>>,
+        context: &mut Obj<'de>,
+    ) -> Option<Obj<'de>> {
+        let (tags, refused) = admit_labels(&self.limits.label_names, tags?);
+        self.labels_kept_in_extra += refused.len();
+        nest_more(context, "tags", refused);
+        Some(tags)
     }
 
     /// `view.id` and `transaction.id` (the transaction's id), `trace.id`,
@@ -752,6 +802,7 @@ impl<'a> Builder<'a> {
                 EventType::Action
             }
         };
+        let tags = self.admit_tags(tags, &mut context);
         keep_rest(&mut extra, "context", context);
         keep_all(&mut extra, tr);
         let tags = tags.filter(|t| !t.is_empty());

@@ -31,6 +31,9 @@ fn limits() -> ApmLimits {
         keep_breakdown: false,
         max_context_bytes: 64 * 1024,
         client_ip: ClientIpMode::Full,
+        label_names: Arc::new(LabelNames::first_seen(
+            crate::sources::elastic_apm_rum::DEFAULT_MAX_LABEL_NAMES,
+        )),
     }
 }
 
@@ -1039,6 +1042,7 @@ fn many_labels_cost_work_in_proportion() {
     let mut l = limits();
     l.max_event_bytes = 1 << 20;
     l.max_context_bytes = 1 << 20;
+    l.label_names = Arc::new(LabelNames::first_seen(n));
     let body = [
         format!(r#"{{"metadata":{{"labels":{{{labels}}}}}}}"#),
         format!(
@@ -1343,4 +1347,123 @@ fn a_first_frame_past_the_limit_leaves_no_empty_stack_text() {
         panic!("frames kept")
     };
     assert_eq!(kept[0].get("abs_path"), Some(&json!(path)));
+}
+
+/// A request whose `metadata.labels` has `n` names `<prefix>0000`... and
+/// whose transaction's `context.tags` has `n` more, `t<prefix>0000`...
+fn many_names(prefix: &str, n: usize) -> String {
+    let names = |prefix: &str| {
+        (0..n)
+            .map(|i| format!(r#""{prefix}{i:04}":"v""#))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (labels, tags) = (names(prefix), names(&format!("t{prefix}")));
+    [
+        format!(r#"{{"metadata":{{"labels":{{{labels}}}}}}}"#),
+        format!(
+            r#"{{"transaction":{{"id":"a","type":"route-change","context":{{"tags":{{{tags}}}}}}}}}"#
+        ),
+    ]
+    .join("\n")
+}
+
+/// The names of the `labels.*` fields of some documents.
+fn label_fields(events: &[Event]) -> std::collections::BTreeSet<String> {
+    events
+        .iter()
+        .filter_map(|e| {
+            e.to_value()
+                .get("labels")
+                .and_then(Value::as_object)
+                .cloned()
+        })
+        .flat_map(|labels| labels.into_iter().map(|(name, _)| name))
+        .collect()
+}
+
+#[test]
+fn a_browser_cannot_make_more_label_fields_than_max_label_names() {
+    // Every label name is a field of the index (`labels.*`, mapped
+    // dynamically): one request of 2,000 names took the day's index past
+    // Elasticsearch's 1,000 fields, and from then on every document with
+    // a name not mapped yet (a label a deploy adds) was refused and
+    // dead-lettered. Names past the cap are kept under `rum.extra`.
+    let mut l = limits();
+    l.max_event_bytes = 1 << 20;
+    l.max_context_bytes = 1 << 20;
+    let decode_v2 = |body: &str| decode(body.as_bytes(), &facts(ApiVersion::V2), &l).unwrap();
+    let first = decode_v2(&many_names("a", 1_000));
+    let fields = label_fields(&first.events);
+    assert_eq!(fields.len(), 100, "{} label fields", fields.len());
+    // The first names seen, in the order sent: the request's labels first.
+    assert!(fields.contains("a0000") && fields.contains("a0099"));
+    let doc = first.events[0].to_value();
+    let extra = &doc["rum"]["extra"];
+    let labels = extra["metadata"]["labels"].as_object().unwrap();
+    let tags = extra["context"]["tags"].as_object().unwrap();
+    assert_eq!((labels.len(), tags.len()), (900, 1_000), "nothing is lost");
+    assert_eq!(
+        (labels["a0100"].clone(), tags["ta0000"].clone()),
+        (json!("v"), json!("v"))
+    );
+    assert_eq!(first.labels_kept_in_extra, 1_900);
+    // The process's names are taken: another request's new ones stay
+    // aside, those taken are still fields.
+    let second = decode_v2(&many_names("b", 10));
+    assert_eq!(label_fields(&second.events), Default::default());
+    assert_eq!(second.labels_kept_in_extra, 20);
+    let error = r#"{"error":{"id":"e1","exception":{"message":"x"},"context":{"tags":{"a0001":"1","new":"2","o":{"k":1}}}}}"#;
+    let third = decode_v2(&[META, error].join("\n"));
+    assert_eq!(third.labels_kept_in_extra, 3, "team and tier of META, new");
+    let error = third.events[0].to_value();
+    assert_eq!(error["labels"], json!({"a0001": "1"}));
+    assert_eq!(
+        error["rum"]["extra"]["context"]["tags"],
+        json!({"new": "2", "o": {"k": 1}})
+    );
+    assert_eq!(
+        error["rum"]["extra"]["metadata"]["labels"],
+        json!({"team": "web", "tier": 2})
+    );
+}
+
+#[test]
+fn a_page_exits_inp_is_a_vital_whatever_room_is_left_for_label_names() {
+    // The agent sends INP as the tag `inp_value` of a `page-exit`
+    // transaction: it is the vital's value, never a label.
+    let mut l = limits();
+    l.label_names = Arc::new(LabelNames::first_seen(0));
+    let body = [
+        META,
+        r#"{"transaction":{"id":"t1","type":"page-exit","context":{"tags":{"inp_value":120,"ab":"b"}}}}"#,
+    ]
+    .join("\n");
+    let decoded = decode(body.as_bytes(), &facts(ApiVersion::V2), &l).unwrap();
+    assert_eq!(types(&decoded), ["web_vital"]);
+    assert_eq!(vital(&decoded.events[0]), ("INP", 120.0));
+    let doc = decoded.events[0].to_value();
+    assert_eq!(doc.get("labels"), None);
+    assert_eq!(doc["rum"]["extra"]["context"]["tags"], json!({"ab": "b"}));
+    assert_eq!(decoded.labels_kept_in_extra, 3);
+}
+
+#[test]
+fn listed_label_names_are_the_only_label_fields() {
+    let mut l = limits();
+    l.label_names = Arc::new(LabelNames::listed(["team", "a_b"]));
+    let body = [
+        r#"{"metadata":{"labels":{"team":"web","tier":2,"a.b":"x"}}}"#,
+        r#"{"transaction":{"id":"t1","type":"route-change","context":{"tags":{"ab":"b","team":"shop"}}}}"#,
+    ]
+    .join("\n");
+    let decoded = decode(body.as_bytes(), &facts(ApiVersion::V2), &l).unwrap();
+    let doc = decoded.events[0].to_value();
+    assert_eq!(doc["labels"], json!({"a_b": "x", "team": "shop"}));
+    assert_eq!(
+        doc["rum"]["extra"]["metadata"]["labels"],
+        json!({"tier": 2})
+    );
+    assert_eq!(doc["rum"]["extra"]["context"]["tags"], json!({"ab": "b"}));
+    assert_eq!(decoded.labels_kept_in_extra, 2);
 }

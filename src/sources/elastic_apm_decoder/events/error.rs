@@ -151,9 +151,9 @@ impl Builder<'_> {
             }
         }
         keep_rest(&mut extra, kind, body);
-        if let Some(context) = context {
-            keep_rest(&mut extra, "context", context);
-        }
+        let mut context = context.unwrap_or_default();
+        let tags = self.admit_tags(tags, &mut context);
+        keep_rest(&mut extra, "context", context);
         keep_all(&mut extra, error);
         self.push(EventType::Error, fields, extra, tags)
     }
