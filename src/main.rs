@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use rum_pipeline::config::{self, Loaded};
 use rum_pipeline::health_probe;
 use rum_pipeline::http::limits::{raise_fd_limit, FD_RESERVE};
@@ -67,6 +67,11 @@ enum Command {
         /// Directory to write the files into (created if missing).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The engine to write them for [default: the sink's `engine`;
+        /// Elasticsearch for `auto`]. OpenSearch has no ILM: refused with
+        /// `ilm_retention_days` > 0.
+        #[arg(long, value_enum)]
+        engine: Option<TemplateEngine>,
     },
     /// Write the Prometheus rule file for the budgets and SLOs of every
     /// `prometheus` sink of the pipeline: recording rules for the SLIs,
@@ -88,6 +93,18 @@ enum Command {
         #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
         timeout_ms: u64,
     },
+}
+
+/// Whose templates `rum-pipeline templates` writes.
+#[derive(Clone, Copy, ValueEnum)]
+enum TemplateEngine {
+    /// `flattened` for browser-supplied objects, ILM.
+    Elasticsearch,
+    /// OpenSearch 2.7+: `flat_object`, no ILM.
+    Opensearch,
+    /// OpenSearch before 2.7: objects kept in `_source`, not indexed; no ILM.
+    #[value(name = "opensearch-before-2.7")]
+    OpensearchBefore27,
 }
 
 fn main() -> ExitCode {
@@ -122,8 +139,8 @@ fn run_cli() -> ExitCode {
     }
     // Before what a subcommand writes to stderr itself.
     stderr_log::flush(stderr_log::EXIT_FLUSH);
-    if let Some(Command::Templates { out }) = &cli.command {
-        return templates(&loaded.config, out.as_deref());
+    if let Some(Command::Templates { out, engine }) = &cli.command {
+        return templates(&loaded.config, out.as_deref(), *engine);
     }
     if let Some(Command::Rules { out }) = &cli.command {
         return rules(&loaded.config, out.as_deref());
@@ -216,18 +233,35 @@ fn run_cli() -> ExitCode {
 
 /// Installs nothing: writes what the sinks would install, for review or for
 /// installing by hand (deployments/elasticsearch/ is this output).
-fn templates(config: &config::PipelineConfig, out: Option<&std::path::Path>) -> ExitCode {
+fn templates(
+    config: &config::PipelineConfig,
+    out: Option<&std::path::Path>,
+    engine: Option<TemplateEngine>,
+) -> ExitCode {
+    use elasticsearch::templates::{Flavour, TemplateSet};
     let mut requests = Vec::new();
     for sink in &config.sinks {
         if let SinkConfig::Elasticsearch(es) = &sink.config {
+            let flavour = match (engine, es.engine) {
+                (Some(TemplateEngine::Elasticsearch), _) => Flavour::Elasticsearch,
+                (Some(TemplateEngine::Opensearch), _) => Flavour::OpenSearch,
+                (Some(TemplateEngine::OpensearchBefore27), _) => Flavour::OpenSearchObjects,
+                (None, elasticsearch::Engine::Opensearch) => Flavour::OpenSearch,
+                (None, _) => Flavour::Elasticsearch,
+            };
             match es.router().and_then(|router| {
                 // Written out to be installed: never a template for every index.
                 router.check_patterns().map_err(|e| ("index", e))?;
-                Ok(router)
-            }) {
-                Ok(router) => {
-                    requests.extend(elasticsearch::templates::for_sink(es, &sink.id, &router))
+                let set = TemplateSet::for_sink(es, &sink.id, &router);
+                if set.retention_dropped(flavour) {
+                    return Err((
+                        "ilm_retention_days",
+                        "OpenSearch has no ILM: set it to 0 and delete old indices with an ISM policy (docs/deployment.md, section OpenSearch)".into(),
+                    ));
                 }
+                Ok(set)
+            }) {
+                Ok(set) => requests.extend(set.requests(flavour)),
                 Err((key, message)) => {
                     eprintln!("error: [sinks.{}] {key}: {message}", sink.id);
                     return ExitCode::from(78);

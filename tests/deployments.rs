@@ -49,19 +49,30 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// The variables deployments/elasticsearch/ was generated with (docs/deployment.md says so).
-const TEMPLATE_ENV: &[(&str, &str)] = &[
-    ("ELASTIC_CLUSTER", "http://127.0.0.1:9200"),
-    ("INDEX_RETENTION_DAYS", "30"),
+const TEMPLATE_ENV: &[(&str, &str)] = &[("ELASTIC_CLUSTER", "http://127.0.0.1:9200")];
+/// Retention of the Elasticsearch sets (OpenSearch has no ILM).
+const TEMPLATE_RETENTION_DAYS: &str = "30";
+/// (directory under deployments/elasticsearch/, ELASTIC_MODE, `--engine`).
+const VARIANTS: &[(&str, &str, &str)] = &[
+    ("bulk", "bulk", "elasticsearch"),
+    ("data-stream", "data_stream", "elasticsearch"),
+    ("opensearch/bulk", "bulk", "opensearch"),
+    ("opensearch/data-stream", "data_stream", "opensearch"),
 ];
-const VARIANTS: &[(&str, &str)] = &[("bulk", "bulk"), ("data-stream", "data_stream")];
 
-fn generate_templates(mode: &str, out: &Path) {
-    let output = one_shot(["templates", "--config"])
+fn generate_templates(mode: &str, engine: &str, out: &Path) {
+    let retention = if engine == "elasticsearch" {
+        TEMPLATE_RETENTION_DAYS
+    } else {
+        "0"
+    };
+    let output = one_shot(["templates", "--engine", engine, "--config"])
         .arg(root().join("pipelines/prod.toml"))
         .arg("--out")
         .arg(out)
         .env_clear()
         .envs(TEMPLATE_ENV.iter().copied())
+        .env("INDEX_RETENTION_DAYS", retention)
         .env("ELASTIC_MODE", mode)
         .run();
     assert!(output.success(), "templates failed: {}", output.stderr);
@@ -69,9 +80,9 @@ fn generate_templates(mode: &str, out: &Path) {
 
 #[test]
 fn elasticsearch_files_are_what_the_sink_installs() {
-    for (dir, mode) in VARIANTS {
+    for (dir, mode, engine) in VARIANTS {
         let generated = tempfile::tempdir().unwrap();
-        generate_templates(mode, generated.path());
+        generate_templates(mode, engine, generated.path());
         let committed = tree(&root().join("deployments/elasticsearch").join(dir));
         let fresh = tree(generated.path());
         assert_eq!(
@@ -85,11 +96,39 @@ fn elasticsearch_files_are_what_the_sink_installs() {
                 "deployments/elasticsearch/{dir}/{path} is out of date (regenerate: see docs/deployment.md, section Elasticsearch templates and retention)"
             );
         }
-        assert!(
+        assert_eq!(
             fresh.keys().any(|p| p.starts_with("_ilm/policy/")),
-            "{dir}: ILM policy"
+            *engine == "elasticsearch",
+            "{dir}: an ILM policy on Elasticsearch only"
         );
     }
+}
+
+/// `rum-pipeline templates --engine opensearch` with a retention: refused
+/// (OpenSearch has no ILM), saying what to use instead.
+#[test]
+fn opensearch_templates_with_a_retention_are_refused() {
+    let out = tempfile::tempdir().unwrap();
+    let output = one_shot(["templates", "--engine", "opensearch", "--config"])
+        .arg(root().join("pipelines/prod.toml"))
+        .arg("--out")
+        .arg(out.path())
+        .env_clear()
+        .envs(TEMPLATE_ENV.iter().copied())
+        .env("INDEX_RETENTION_DAYS", "30")
+        .run();
+    assert!(!output.success());
+    assert!(
+        output.stderr.contains("ilm_retention_days"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        output.stderr.contains("OpenSearch has no ILM"),
+        "{}",
+        output.stderr
+    );
+    assert!(tree(out.path()).is_empty(), "nothing written");
 }
 
 /// `deployments/elasticsearch/install.sh VARIANT` against the Elasticsearch
@@ -127,16 +166,24 @@ fn install(variant: &str, es: &support::es_double::EsDouble) -> (bool, String, V
 
 #[test]
 fn install_sh_puts_the_files_in_order_and_shows_why_a_put_failed() {
-    let es = support::es_double::EsDouble::start();
-    for (dir, _) in VARIANTS {
+    for (dir, _, engine) in VARIANTS {
+        // Each set against the engine it is for (OpenSearch refuses
+        // `flattened` and ILM).
+        let es = support::es_double::EsDouble::start();
+        if *engine == "opensearch" {
+            es.opensearch(Some("2.13.0"));
+        }
         let (ok, text, seen) = install(dir, &es);
         assert!(ok, "{text}");
         let mut expected = Vec::new();
-        for kind in ["_ilm/policy", "_component_template", "_index_template"] {
+        for kind in ["_component_template", "_ilm/policy", "_index_template"] {
             let folder = root()
                 .join("deployments/elasticsearch")
                 .join(dir)
                 .join(kind);
+            if !folder.exists() {
+                continue;
+            }
             let mut names: Vec<String> = std::fs::read_dir(&folder)
                 .unwrap()
                 .map(|e| {
@@ -152,6 +199,7 @@ fn install_sh_puts_the_files_in_order_and_shows_why_a_put_failed() {
         assert_eq!(seen, expected, "{dir}: {text}");
     }
     // The reason Elasticsearch gives is what the operator needs.
+    let es = support::es_double::EsDouble::start();
     es.fail_templates(Some(403));
     let (ok, text, seen) = install("bulk", &es);
     assert!(!ok, "{text}");
@@ -218,18 +266,22 @@ fn committed_component_template(dir: &str) -> Value {
 
 #[test]
 fn index_template_maps_every_schema_field_with_its_type() {
-    for (dir, _) in VARIANTS {
+    for (dir, _, engine) in VARIANTS {
         let template = committed_component_template(dir);
         let mapped = mapped_fields(&template);
         let mut count = 0;
         for field in schema::all_fields() {
             count += 1;
+            // OpenSearch's own type for a browser-supplied object.
+            let ty = match (field.ty, *engine) {
+                (schema::FieldType::Flattened, "opensearch") => "flat_object",
+                (ty, _) => ty.es_type(),
+            };
             assert_eq!(
                 mapped.get(field.path).map(String::as_str),
-                Some(field.ty.es_type()),
-                "{dir}: {} should be mapped as {}",
+                Some(ty),
+                "{dir}: {} should be mapped as {ty}",
                 field.path,
-                field.ty.es_type()
             );
         }
         assert!(count > 100, "the schema lists {count} fields");
@@ -628,7 +680,7 @@ fn kibana_objects_use_only_mapped_fields() {
         assert!(used.contains(needed), "the dashboard does not use {needed}");
     }
     // Each data view matches the indices (bulk) or data streams the sink writes.
-    for (dir, _) in VARIANTS {
+    for (dir, _, _) in VARIANTS {
         let index_templates = root()
             .join("deployments/elasticsearch")
             .join(dir)

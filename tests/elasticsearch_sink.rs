@@ -446,6 +446,8 @@ async fn manage_template_installs_before_the_first_document() {
     assert_eq!(
         order,
         [
+            // Which engine's templates (`engine = "auto"`).
+            "GET /",
             // Whose the template of this name is, if one is installed.
             "GET /_index_template/rum-pipeline-es",
             "PUT /_component_template/rum-pipeline-es-mappings",
@@ -453,6 +455,80 @@ async fn manage_template_installs_before_the_first_document() {
             "POST /_bulk"
         ]
     );
+}
+
+/// Every `"type"` in a component template's mappings.
+fn mapped_types(template: &Value, out: &mut BTreeSet<String>) {
+    match template {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("type", Value::String(ty)) => {
+                        out.insert(ty.clone());
+                    }
+                    _ => mapped_types(value, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| mapped_types(v, out)),
+        _ => {}
+    }
+}
+
+/// OpenSearch has no `flattened` type: it refused the component template
+/// (`No handler for type [flattened] declared on field [extra]`), the index
+/// template naming it never got in, the install was retried forever, and
+/// documents were written with dynamic mappings: every key a browser put
+/// under `rum.extra` became a field of its own. Whether `GET /` names the
+/// engine (2.7+ gets `flat_object`, older versions objects kept in `_source`
+/// only) or not (403: no `monitor` privilege), the templates go in on the
+/// first pass, before the first document.
+#[tokio::test]
+async fn on_opensearch_manage_template_installs_mappings_it_accepts() {
+    for (version, root_refused, expected) in [
+        ("2.13.0", false, json!({"type": "flat_object"})),
+        ("2.6.0", false, json!({"type": "object", "enabled": false})),
+        ("1.3.14", false, json!({"type": "object", "enabled": false})),
+        ("2.13.0", true, json!({"type": "flat_object"})),
+        ("2.5.0", true, json!({"type": "object", "enabled": false})),
+    ] {
+        let es = EsDouble::start();
+        es.opensearch(Some(version));
+        es.fail_root(root_refused.then_some(403));
+        let sink = start_sink(&base_config(&es, "manage_template = true"));
+        sink.send(events(3)).await;
+        let registry = sink.finish().await;
+        let case = format!("OpenSearch {version}, GET / refused: {root_refused}");
+        let templates = es.templates();
+        assert_eq!(
+            templates.keys().collect::<Vec<_>>(),
+            [
+                "_component_template/rum-pipeline-es-mappings",
+                "_index_template/rum-pipeline-es"
+            ],
+            "{case}"
+        );
+        let component = &templates["_component_template/rum-pipeline-es-mappings"];
+        assert_eq!(
+            component.pointer("/template/mappings/properties/rum/properties/extra"),
+            Some(&expected),
+            "{case}"
+        );
+        let mut types = BTreeSet::new();
+        mapped_types(component, &mut types);
+        assert!(!types.contains("flattened"), "{case}: {types:?}");
+        // Installed before the first document.
+        let seen = es.seen();
+        let first_bulk = seen.iter().position(|s| s.path == "/_bulk").unwrap();
+        assert!(
+            seen[..first_bulk]
+                .iter()
+                .any(|s| s.path == "/_index_template/rum-pipeline-es" && s.status == 200),
+            "{case}: {seen:?}"
+        );
+        assert_eq!(errors_of(&registry, "template_install_failed"), 0, "{case}");
+        assert_eq!(es.stored_count(), 3, "{case}");
+    }
 }
 
 #[tokio::test]
@@ -1481,6 +1557,63 @@ async fn the_startup_line_does_not_call_quickwit_unsupported() {
     assert!(line.contains("at-least-once"), "{line}");
     assert!(!line.contains("does not support"), "{line}");
     assert!(pipeline.terminate(Duration::from_secs(20)).success());
+}
+
+/// OpenSearch has no ILM: with `ilm_retention_days` set and the engine
+/// found at run time (`engine = "auto"`), the policy request was refused and
+/// the whole install retried forever. Now the templates go in without a
+/// policy, the log says once and plainly that the retention is not applied
+/// (and what to use), one error is counted, and no ILM request is ever made
+/// — also when `GET /` does not name the engine (the component template,
+/// put first, tells it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_opensearch_a_retention_is_said_to_be_unapplied_not_retried() {
+    for root_refused in [false, true] {
+        let es = EsDouble::start();
+        es.opensearch(Some("2.13.0"));
+        es.fail_root(root_refused.then_some(403));
+        let mut pipeline = common::Pipeline::start(&pipeline_config(
+            &es.url(),
+            "manage_template = true\nilm_retention_days = 7\nhealthcheck = false",
+        ));
+        let line = pipeline
+            .wait_stderr(
+                |l| l.contains("ilm_retention_days"),
+                Duration::from_secs(20),
+            )
+            .expect("a log line about the retention");
+        assert!(line.contains("WARN"), "{line}");
+        assert!(line.contains("not applied"), "{line}");
+        assert!(line.contains("no ILM"), "{line}");
+        assert!(line.contains("ISM"), "{line}");
+        pipeline
+            .wait_stderr(
+                |l| l.contains("installed 2 index template request(s)"),
+                Duration::from_secs(20),
+            )
+            .expect("the templates installed");
+        let errors = pipeline
+            .metric(
+                "component_errors_total",
+                &[
+                    r#"component_id="es""#,
+                    r#"error_type="template_install_failed""#,
+                ],
+            )
+            .await;
+        assert_eq!(errors, 1.0, "GET / refused: {root_refused}");
+        assert!(pipeline.terminate(Duration::from_secs(20)).success());
+        let seen = es.seen();
+        assert!(
+            !seen.iter().any(|s| s.path.starts_with("/_ilm/")),
+            "GET / refused: {root_refused}: {seen:?}"
+        );
+        let templates = es.templates();
+        assert_eq!(templates.len(), 2, "{templates:?}");
+        assert!(!templates["_index_template/rum-pipeline-es"]
+            .to_string()
+            .contains("lifecycle"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

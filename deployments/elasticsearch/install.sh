@@ -1,16 +1,17 @@
 #!/bin/sh
-# Installs the ILM policy, the component template and the index template by
+# Installs the component template, the ILM policy and the index template by
 # hand, in that order, for pipelines that run with manage_template = false
 # (ELASTIC_MANAGE_TEMPLATE=false), e.g. when the pipeline's Elasticsearch user
 # may write documents but not templates. The files are exactly what the sink
 # installs itself with manage_template = true (`rum-pipeline templates`).
+# opensearch/ holds OpenSearch 2.7+'s (flat_object, no ILM policy).
 #
 #   ELASTIC_CLUSTER=https://elastic:9200 ELASTIC_HTTP_AUTH=elastic:changeme \
-#     deployments/elasticsearch/install.sh [bulk|data-stream]
+#     deployments/elasticsearch/install.sh [bulk|data-stream|opensearch/bulk|opensearch/data-stream]
 set -eu
 variant=${1:-bulk}
 dir=$(dirname "$0")/$variant
-[ -d "$dir" ] || { echo "usage: $0 [bulk|data-stream]" >&2; exit 2; }
+[ -d "$dir/_index_template" ] || { echo "usage: $0 [bulk|data-stream|opensearch/bulk|opensearch/data-stream]" >&2; exit 2; }
 cluster=${ELASTIC_CLUSTER:?set ELASTIC_CLUSTER to the Elasticsearch URL}
 cluster=${cluster%%,*}
 cluster=${cluster%/}
@@ -18,7 +19,7 @@ cluster=${cluster%/}
 # why a PUT was refused); a status other than 2xx stops the script.
 answer=$(mktemp)
 trap 'rm -f "$answer"' EXIT
-for kind in _ilm/policy _component_template _index_template; do
+for kind in _component_template _ilm/policy _index_template; do
   for file in "$dir/$kind"/*.json; do
     [ -e "$file" ] || continue
     name=$(basename "$file" .json)

@@ -8,8 +8,15 @@
 //! carrying `"error": {"type", "reason"}` and their own `status` (409
 //! `version_conflict_engine_exception` for a `create` whose `_id` exists).
 //! `GET /` answers the version document; template and ILM PUTs are
-//! acknowledged; `PUT /{index}` creates an index (`400
-//! resource_already_exists_exception` if it exists).
+//! acknowledged and kept (an index template naming a component template
+//! that does not exist is refused, as Elasticsearch and OpenSearch do);
+//! `PUT /{index}` creates an index (`400 resource_already_exists_exception`
+//! if it exists).
+//!
+//! As OpenSearch (`opensearch(Some("2.13.0"))`) it answers `GET /` with
+//! OpenSearch's root document and judges templates as OpenSearch does: no
+//! `flattened` type (`flat_object` from 2.7, which takes no parameters), no
+//! ILM API, no `index.lifecycle.name` setting.
 //!
 //! Knobs make it misbehave: whole-request statuses (429, 503...), hanging
 //! past the client's timeout (before or after storing), dropped connections,
@@ -109,6 +116,10 @@ struct Knobs {
     /// Status for every template / ILM PUT (404 or 403), if they fail.
     template_status: Option<u16>,
     huge_answers: Option<HugeAnswers>,
+    /// Answer as OpenSearch of this version.
+    opensearch: Option<String>,
+    /// Status for `GET /` (403: no `monitor` privilege), if it fails.
+    root_status: Option<u16>,
 }
 
 #[derive(Default)]
@@ -122,9 +133,7 @@ struct Store {
     /// Attempts per `_id`, for `ItemFault::Rejected`.
     attempts: HashMap<String, usize>,
     seq_no: u64,
-    /// Template and ILM bodies by path (`_index_template/x`, ...), as
-    /// acknowledged: a later PUT of the same path replaces it, as on
-    /// Elasticsearch.
+    /// Installed templates and policies: API path (`_component_template/x`) → body.
     templates: BTreeMap<String, Value>,
 }
 
@@ -259,6 +268,22 @@ impl EsDouble {
             .templates
             .get(path)
             .cloned()
+    }
+
+    /// Answers as OpenSearch of this version (`None`: Elasticsearch 8.15).
+    pub fn opensearch(&self, version: Option<&str>) {
+        self.state.knobs.lock().unwrap().opensearch = version.map(str::to_owned);
+    }
+
+    /// `GET /` answers this status (403 as for credentials without the
+    /// `monitor` cluster privilege), or the root document (`None`).
+    pub fn fail_root(&self, status: Option<u16>) {
+        self.state.knobs.lock().unwrap().root_status = status;
+    }
+
+    /// Templates and policies installed: API path (`_index_template/x`) → body.
+    pub fn templates(&self) -> BTreeMap<String, Value> {
+        self.state.store.lock().unwrap().templates.clone()
     }
 
     /// Pads the next `times` bulk answers (see [`HugeAnswers`]).
@@ -568,7 +593,10 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
     } else {
         raw
     };
-    let quickwit = state.knobs.lock().unwrap().quickwit;
+    let (quickwit, opensearch, root_status) = {
+        let knobs = state.knobs.lock().unwrap();
+        (knobs.quickwit, knobs.opensearch.clone(), knobs.root_status)
+    };
     match (seen.method.as_str(), path.as_str()) {
         // Quickwit's `GET /api/v1/_elastic` names its own distribution.
         ("GET", "/") if quickwit => Ok(json_response(
@@ -577,6 +605,26 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
                 "name": "qw-node",
                 "cluster_name": "quickwit-default-cluster",
                 "version": {"distribution": "quickwit", "number": "0.8.2"}
+            }),
+        )),
+        ("GET", "/") if root_status.is_some() => {
+            let status = root_status.unwrap_or(403);
+            Ok(es_error(
+                status,
+                "security_exception",
+                "no permissions for [cluster:monitor/main] and User [name=rum, backend_roles=[], requestedTenant=null]",
+            ))
+        }
+        ("GET", "/") if opensearch.is_some() => Ok(json_response(
+            200,
+            json!({
+                "name": "os-double",
+                "cluster_name": "rum-test",
+                "cluster_uuid": "double",
+                "version": {"distribution": "opensearch", "number": opensearch, "build_type": "tar",
+                    "build_snapshot": false, "lucene_version": "9.10.0",
+                    "minimum_wire_compatibility_version": "7.10.0", "minimum_index_compatibility_version": "7.0.0"},
+                "tagline": "The OpenSearch Project: https://opensearch.org/"
             }),
         )),
         ("GET", "/") => Ok(json_response(
@@ -609,14 +657,16 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
                 }
                 None => {}
             }
-            match serde_json::from_slice::<Value>(&body) {
-                Ok(value) => {
-                    let mut store = state.store.lock().unwrap();
-                    store.templates.insert(p[1..].to_owned(), value);
-                    Ok(json_response(200, json!({"acknowledged": true})))
-                }
-                Err(e) => Ok(es_error(400, "parse_exception", &e.to_string())),
+            let body = match serde_json::from_slice::<Value>(&body) {
+                Ok(body) => body,
+                Err(e) => return Ok(es_error(400, "parse_exception", &e.to_string())),
+            };
+            let mut store = state.store.lock().unwrap();
+            if let Some(refused) = judge_template(&store, opensearch.as_deref(), p, &body) {
+                return Ok(refused);
             }
+            store.templates.insert(p[1..].to_owned(), body);
+            Ok(json_response(200, json!({"acknowledged": true})))
         }
         // As Elasticsearch answers `GET _index_template/{name}`.
         ("GET", p) if p.starts_with("/_index_template/") => {
@@ -667,6 +717,113 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
             &format!("no handler for {} {path}", seen.method),
         )),
     }
+}
+
+/// How the engine answers a template or policy PUT: `None` to install it,
+/// or the refusal. OpenSearch (`opensearch` its version) has no ILM API,
+/// no `index.lifecycle.name` setting and no `flattened` type; `flat_object`
+/// came in 2.7 and takes no parameters.
+fn judge_template(
+    store: &Store,
+    opensearch: Option<&str>,
+    path: &str,
+    body: &Value,
+) -> Option<Response<Full<Bytes>>> {
+    if let Some(version) = opensearch {
+        if path.starts_with("/_ilm/") {
+            return Some(json_response(
+                400,
+                json!({"error": format!("no handler found for uri [{path}] and method [PUT]")}),
+            ));
+        }
+        let settings = body.pointer("/template/settings");
+        if let Some(setting) = settings
+            .and_then(Value::as_object)
+            .and_then(|s| s.keys().find(|k| k.starts_with("index.lifecycle.")))
+        {
+            return Some(es_error(
+                400,
+                "illegal_argument_exception",
+                &format!("unknown setting [{setting}] please check that any required plugins are installed, or check the breaking changes documentation for removed settings"),
+            ));
+        }
+        let mut numbers = version.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+        let flat_object = (major, minor) >= (2, 7);
+        if let Some(properties) = body.pointer("/template/mappings/properties") {
+            if let Some(reason) = opensearch_mapping_problem(properties, flat_object) {
+                // As OpenSearch answers a component template it cannot parse.
+                return Some(json_response(
+                    400,
+                    json!({"error": {
+                        "root_cause": [{"type": "mapper_parsing_exception", "reason": reason}],
+                        "type": "mapper_parsing_exception",
+                        "reason": format!("Failed to parse mapping [_doc]: {reason}"),
+                        "caused_by": {"type": "mapper_parsing_exception", "reason": reason}},
+                        "status": 400}),
+                ));
+            }
+        }
+    }
+    if let Some(name) = path.strip_prefix("/_index_template/") {
+        for component in body["composed_of"].as_array().into_iter().flatten() {
+            let component = component.as_str().unwrap_or("");
+            if !store
+                .templates
+                .contains_key(&format!("_component_template/{component}"))
+            {
+                return Some(es_error(
+                    400,
+                    "invalid_index_template_exception",
+                    &format!("index_template [{name}] invalid, cause [index template [{name}] specifies component templates [{component}] that do not exist]"),
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The first field OpenSearch refuses in `properties`, as its error says it.
+fn opensearch_mapping_problem(properties: &Value, flat_object: bool) -> Option<String> {
+    for (name, field) in properties.as_object()? {
+        let ty = field
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("object");
+        match ty {
+            "flattened" => {
+                return Some(format!(
+                    "No handler for type [flattened] declared on field [{name}]"
+                ))
+            }
+            "flat_object" if !flat_object => {
+                return Some(format!(
+                    "No handler for type [flat_object] declared on field [{name}]"
+                ))
+            }
+            "flat_object" => {
+                let extra: Vec<String> = field
+                    .as_object()?
+                    .iter()
+                    .filter(|(k, _)| *k != "type")
+                    .map(|(k, v)| format!("[{k} : {v}]"))
+                    .collect();
+                if !extra.is_empty() {
+                    return Some(format!(
+                        "Mapping definition for [{name}] has unsupported parameters:  {}",
+                        extra.join(" ")
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if let Some(children) = field.get("properties") {
+            if let Some(problem) = opensearch_mapping_problem(children, flat_object) {
+                return Some(problem);
+            }
+        }
+    }
+    None
 }
 
 async fn bulk(state: &State, seen: &mut Seen, body: Bytes) -> Answer {

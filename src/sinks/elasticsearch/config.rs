@@ -72,6 +72,11 @@ pub struct ElasticsearchConfig {
     /// policy: OpenSearch and engines without ILM, or retention kept elsewhere.
     #[serde(default)]
     pub ilm_retention_days: u32,
+    /// Which engine's templates `manage_template` installs: `auto` asks
+    /// `GET /`, and, when that does not say, installs Elasticsearch's and
+    /// turns to OpenSearch's if the engine has no `flattened` type.
+    #[serde(default)]
+    pub engine: Engine,
     /// Create the dated indices this many minutes before they are first
     /// written to (tomorrow's shortly before UTC midnight; today's at
     /// startup), for engines that do not create an index on write
@@ -90,6 +95,15 @@ pub enum Mode {
     #[default]
     Bulk,
     DataStream,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    #[default]
+    Auto,
+    Elasticsearch,
+    Opensearch,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -558,6 +572,11 @@ impl CheckConfig for ElasticsearchConfig {
             problems.push((
                 "ilm_retention_days",
                 "installs the ILM policy with the templates: set manage_template = true too".into(),
+            ));
+        } else if self.ilm_retention_days > 0 && self.engine == Engine::Opensearch {
+            problems.push((
+                "ilm_retention_days",
+                "OpenSearch has no ILM: set it to 0 and delete old indices with an ISM policy (docs/deployment.md, section OpenSearch)".into(),
             ));
         }
         if self.batch.max_bytes < 1024 {

@@ -278,3 +278,34 @@ fn dead_letter_max_bytes_takes_a_size_and_needs_a_path() {
     let no_path = parse("endpoints = \"http://a:9200\"\ndead_letter.max_bytes = 1000").unwrap();
     assert_eq!(no_path.check()[0].0, "dead_letter.max_bytes");
 }
+
+/// OpenSearch has no ILM: with `engine = "opensearch"` a retention would
+/// never be applied (the policy request is refused), so it is refused when
+/// the config loads, saying what to use instead. `auto` finds out at run
+/// time (the sink says so in the log).
+#[test]
+fn ilm_retention_is_refused_on_opensearch() {
+    let base = "endpoints = \"http://localhost:9200\"\nmanage_template = true\n";
+    let c = parse(&format!(
+        "{base}engine = \"opensearch\"\nilm_retention_days = 30"
+    ))
+    .unwrap();
+    let problems = c.check();
+    let (_, message) = problems
+        .iter()
+        .find(|(k, _)| *k == "ilm_retention_days")
+        .unwrap_or_else(|| panic!("{problems:?}"));
+    assert!(message.contains("OpenSearch has no ILM"), "{message}");
+    assert!(message.contains("ISM"), "{message}");
+    for fine in [
+        "engine = \"opensearch\"\nilm_retention_days = 0",
+        "engine = \"elasticsearch\"\nilm_retention_days = 30",
+        "engine = \"auto\"\nilm_retention_days = 30",
+        "ilm_retention_days = 30",
+    ] {
+        let c = parse(&format!("{base}{fine}")).unwrap();
+        assert!(c.check().is_empty(), "{fine}: {:?}", c.check());
+    }
+    assert_eq!(parse(base).unwrap().engine, Engine::Auto);
+    assert!(parse(&format!("{base}engine = \"solr\"")).is_err());
+}

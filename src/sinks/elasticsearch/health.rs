@@ -45,6 +45,18 @@ pub async fn check(client: &EsClient) -> Result<ClusterInfo, Failure> {
     Ok(describe(&reply.body))
 }
 
+/// The engine a root document names: `(distribution, version)`, the
+/// distribution `elasticsearch` when it says none (Elasticsearch does not).
+pub fn engine(body: &[u8]) -> Option<(String, String)> {
+    let root: Value = serde_json::from_slice(body).ok()?;
+    let version = root.pointer("/version/number").and_then(Value::as_str)?;
+    let distribution = root
+        .pointer("/version/distribution")
+        .and_then(Value::as_str)
+        .unwrap_or("elasticsearch");
+    Some((distribution.to_owned(), version.to_owned()))
+}
+
 /// Reads Elasticsearch's (or OpenSearch's) root document.
 pub fn describe(body: &[u8]) -> ClusterInfo {
     let root: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
@@ -180,6 +192,10 @@ mod tests {
         assert!(!describe(old).supported);
         let os = br#"{"version":{"distribution":"opensearch","number":"2.13.0"}}"#;
         assert!(describe(os).supported);
+        assert_eq!(engine(os), Some(("opensearch".into(), "2.13.0".into())));
+        assert_eq!(engine(es), Some(("elasticsearch".into(), "8.15.2".into())));
+        assert_eq!(engine(b"not json"), None);
+        assert_eq!(engine(br#"{"name":"x"}"#), None);
         assert!(describe(b"not json").supported);
         // Quickwit's `GET /api/v1/_elastic` (README lists it): not unsupported.
         let qw = br#"{"name":"node","cluster_name":"quickwit-default-cluster","version":{"distribution":"quickwit","number":"0.8.2"}}"#;

@@ -37,8 +37,8 @@ use url::Url;
 
 use super::{SinkContext, SinkFuture};
 pub use config::{
-    redact, Auth, BatchConfig, Compression, DeadLetterConfig, ElasticsearchConfig, Endpoints, Mode,
-    RequestConfig, RetryConfig, Secret, TlsConfig,
+    redact, Auth, BatchConfig, Compression, DeadLetterConfig, ElasticsearchConfig, Endpoints,
+    Engine, Mode, RequestConfig, RetryConfig, Secret, TlsConfig,
 };
 use dead_letter::DeadLetters;
 use index::{IndexOptions, IndexRouter};
@@ -114,11 +114,10 @@ impl ElasticsearchConfig {
             None => None,
         };
         let shown: Vec<String> = endpoints.urls.iter().map(Url::to_string).collect();
-        let templates = if self.manage_template {
-            templates::for_sink(self, &cx.id, &router)
-        } else {
-            Vec::new()
-        };
+        let templates = self.manage_template.then(|| setup::TemplatePlan {
+            set: templates::TemplateSet::for_sink(self, &cx.id, &router),
+            engine: self.engine,
+        });
         let indices = self
             .index_plan(&router)
             .map_err(|e| anyhow::anyhow!("create_indices_ahead_minutes: {e}"))?;

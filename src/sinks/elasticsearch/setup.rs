@@ -3,6 +3,14 @@
 //! creating dated indices ahead of time for engines that do not create an
 //! index on the first write (`create_indices_ahead_minutes`).
 //!
+//! The templates are the engine's own ([`Flavour`]): with `engine = "auto"`
+//! `GET /` names it; when it does not (403 without the `monitor` privilege,
+//! an engine without `GET /`), Elasticsearch's are tried first, and an
+//! engine that answers `No handler for type [flattened]` gets OpenSearch's
+//! (`flat_object`, and without that type, objects kept in `_source` only)
+//! in the same attempt. OpenSearch has no ILM: a retention is then left out,
+//! said once in the log and counted, never retried.
+//!
 //! None of it holds documents back. The first bulk request waits for one
 //! attempt — so on a healthy cluster the mappings exist before the first
 //! document — and then goes ahead whatever the outcome. A failure (Quickwit
@@ -25,6 +33,8 @@ use tracing::Level;
 use super::index::{IndexRouter, IndexTemplate, TemplateField};
 use super::request::{Backend, BoxFuture, EsClient, Reply};
 use super::retry::{Backoff, Failure};
+use super::templates::{Flavour, TemplateSet};
+use super::Engine;
 use crate::event::Event;
 use crate::log_limit::LogLimit;
 use crate::telemetry::Counter;
@@ -156,12 +166,34 @@ fn insert_path(map: &mut Map<String, Value>, path: &str, value: &str) {
     }
 }
 
+/// What `manage_template` installs, and on which engine.
+pub struct TemplatePlan {
+    pub set: TemplateSet,
+    pub engine: Engine,
+}
+
+/// What the template installs have learnt so far.
+#[derive(Default)]
+struct Learnt {
+    /// The engine's flavour, once `GET /` or a refusal told it.
+    flavour: Option<Flavour>,
+    /// The log said that the retention cannot be applied.
+    retention_dropped: bool,
+}
+
+/// Why a PUT of the templates failed.
+enum PutFailure {
+    /// The engine has no handler for the flavour's object type.
+    NoSuchType(Failure),
+    Other(Failure),
+}
+
 /// The background work and what it reports to.
 pub struct Setup {
     pub id: String,
     pub client: Arc<EsClient>,
-    /// `(path, body)` in order: ILM policy, component template, index template.
-    pub templates: Vec<(String, Value)>,
+    /// `None` without `manage_template`.
+    pub templates: Option<TemplatePlan>,
     pub indices: Option<IndexPlan>,
     pub template_errors: Counter,
     pub index_errors: Counter,
@@ -176,19 +208,20 @@ impl Setup {
             format!("sinks.{}: cluster setup failures", self.id),
             Level::WARN,
         );
-        let mut templates_pending = !self.templates.is_empty();
+        let mut templates_pending = self.templates.is_some();
+        let mut learnt = Learnt::default();
         let mut attempt: u32 = 0;
         let mut next_template_try = Instant::now();
         let mut created: BTreeSet<String> = BTreeSet::new();
         loop {
             if templates_pending && Instant::now() >= next_template_try {
-                match self.install_templates().await {
-                    Ok(()) => {
+                match self.install_templates(&mut learnt).await {
+                    Ok((count, flavour)) => {
                         templates_pending = false;
                         tracing::info!(
                             component = %self.id,
-                            "installed {} index template request(s)",
-                            self.templates.len()
+                            "installed {count} index template request(s): {} templates",
+                            flavour.describe()
                         );
                     }
                     Err(failure) => {
@@ -221,16 +254,107 @@ impl Setup {
         }
     }
 
-    async fn install_templates(&self) -> Result<(), Failure> {
-        self.check_template_is_ours().await?;
-        for (path, body) in &self.templates {
-            let reply = self.client.put_json(path, body).await?;
+    /// One attempt: the engine's templates, or a failure to retry later.
+    async fn install_templates(&self, learnt: &mut Learnt) -> Result<(usize, Flavour), Failure> {
+        let Some(plan) = &self.templates else {
+            return Ok((0, Flavour::Elasticsearch));
+        };
+        let mut flavour = match learnt.flavour {
+            Some(flavour) => flavour,
+            None => {
+                let (flavour, known) = self.pick_flavour(plan.engine).await;
+                if known {
+                    learnt.flavour = Some(flavour);
+                }
+                flavour
+            }
+        };
+        // The index template's patterns are the same in every flavour.
+        self.check_template_is_ours(&plan.set.requests(flavour))
+            .await?;
+        loop {
+            if plan.set.retention_dropped(flavour) && !learnt.retention_dropped {
+                learnt.retention_dropped = true;
+                self.template_errors.inc();
+                tracing::warn!(
+                    component = %self.id,
+                    "ilm_retention_days = {} is not applied: this is OpenSearch, which has no ILM; the templates are installed without a policy, and indices are kept until something else deletes them. Set ilm_retention_days = 0 and delete old indices with an ISM policy (docs/deployment.md, section OpenSearch)",
+                    plan.set.retention_days
+                );
+            }
+            let requests = plan.set.requests(flavour);
+            match self.put_all(&requests, flavour).await {
+                Ok(()) => {
+                    learnt.flavour = Some(flavour);
+                    return Ok((requests.len(), flavour));
+                }
+                Err(PutFailure::NoSuchType(failure)) if plan.engine != Engine::Elasticsearch => {
+                    let Some(next) = flavour.without_object_type() else {
+                        return Err(failure);
+                    };
+                    tracing::info!(
+                        component = %self.id,
+                        "the engine has no `{}` type: installing {} templates instead",
+                        flavour.object_type(),
+                        next.describe()
+                    );
+                    flavour = next;
+                    learnt.flavour = Some(next);
+                }
+                Err(PutFailure::NoSuchType(failure) | PutFailure::Other(failure)) => {
+                    return Err(failure)
+                }
+            }
+        }
+    }
+
+    /// The flavour to try first, and whether the engine said it (`GET /`).
+    async fn pick_flavour(&self, engine: Engine) -> (Flavour, bool) {
+        match engine {
+            Engine::Elasticsearch => return (Flavour::Elasticsearch, true),
+            // The version picks between `flat_object` and plain objects;
+            // without it, a refusal of `flat_object` does.
+            Engine::Opensearch => {}
+            Engine::Auto => {}
+        }
+        let named = match self.client.root().await {
+            Ok(reply) if (200..300).contains(&reply.status) && !reply.truncated => {
+                super::health::engine(&reply.body)
+            }
+            _ => None,
+        };
+        match (engine, named) {
+            (_, Some((distribution, version))) if distribution == "opensearch" => {
+                (Flavour::for_opensearch(&version), true)
+            }
+            (Engine::Opensearch, _) => (Flavour::OpenSearch, false),
+            (_, Some(_)) => (Flavour::Elasticsearch, true),
+            (_, None) => (Flavour::Elasticsearch, false),
+        }
+    }
+
+    async fn put_all(
+        &self,
+        requests: &[(String, Value)],
+        flavour: Flavour,
+    ) -> Result<(), PutFailure> {
+        for (path, body) in requests {
+            let reply = self
+                .client
+                .put_json(path, body)
+                .await
+                .map_err(PutFailure::Other)?;
             if !(200..300).contains(&reply.status) {
-                return Err(Failure::new(
+                let failure = Failure::new(
                     Some(reply.status),
                     "template_install_failed",
                     format!("PUT {path}: {}", quote(&reply)),
-                ));
+                );
+                return Err(if refuses_type(&reply, flavour.object_type()) {
+                    PutFailure::NoSuchType(failure)
+                } else {
+                    PutFailure::Other(failure)
+                });
             }
         }
         Ok(())
@@ -244,9 +368,8 @@ impl Setup {
     /// the same name deleting its indices on this one's retention. Refused
     /// instead, as a failed install (warned, counted, retried). A look that
     /// gives no answer holds nothing back: the PUTs go ahead as before.
-    async fn check_template_is_ours(&self) -> Result<(), Failure> {
-        let Some((path, ours)) = self
-            .templates
+    async fn check_template_is_ours(&self, requests: &[(String, Value)]) -> Result<(), Failure> {
+        let Some((path, ours)) = requests
             .iter()
             .find(|(path, _)| path.starts_with("_index_template/"))
         else {
@@ -334,6 +457,14 @@ fn patterns(value: &Value) -> BTreeSet<String> {
             .collect(),
         _ => BTreeSet::new(),
     }
+}
+
+/// A mapping refused for a type the engine does not have: `400
+/// mapper_parsing_exception` "No handler for type [flattened] declared on
+/// field [extra]" (OpenSearch, and Elasticsearch without that type).
+fn refuses_type(reply: &Reply, ty: &str) -> bool {
+    reply.status == 400
+        && String::from_utf8_lossy(&reply.body).contains(&format!("No handler for type [{ty}]"))
 }
 
 /// `400 resource_already_exists_exception` (Elasticsearch, OpenSearch).

@@ -7,6 +7,12 @@
 //! Dynamic policy: `labels.*` and other unforeseen strings map to `keyword`
 //! (`ignore_above` 1024) so dashboards can aggregate them, never to `date`
 //! (no date detection); known fields never depend on dynamic mapping.
+//!
+//! Browser-supplied objects (`rum.extra`, report bodies...) are one field
+//! each whatever keys they hold, in the engine's own way ([`Flavour`]):
+//! Elasticsearch's `flattened`, OpenSearch's `flat_object` (2.7+), or, on
+//! older OpenSearch, an object kept in `_source` and not indexed. Everything
+//! else in the templates is valid on both engines; OpenSearch has no ILM.
 
 use serde_json::{json, Map, Value};
 
@@ -26,7 +32,71 @@ const KEYWORD_IGNORE_ABOVE: u32 = 1024;
 /// are stored, not indexed.
 const FLATTENED_IGNORE_ABOVE: u32 = 4096;
 
-fn mapping(field: &schema::Field) -> Value {
+/// Which engine's templates: they differ in how a browser-supplied object
+/// is mapped, and in whether an ILM policy can go with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// `flattened` (with `depth_limit` and `ignore_above`), ILM.
+    Elasticsearch,
+    /// OpenSearch 2.7+: `flat_object`, which takes no parameters. No ILM.
+    OpenSearch,
+    /// OpenSearch before 2.7 (no `flat_object`): `object` with `enabled:
+    /// false`, kept in `_source` and not indexed (not searchable). No ILM.
+    OpenSearchObjects,
+}
+
+impl Flavour {
+    /// The type a browser-supplied object is mapped as.
+    pub fn object_type(self) -> &'static str {
+        match self {
+            Flavour::Elasticsearch => "flattened",
+            Flavour::OpenSearch => "flat_object",
+            Flavour::OpenSearchObjects => "object",
+        }
+    }
+
+    /// What to install instead on an engine that has no handler for
+    /// [`Flavour::object_type`] (refused with `No handler for type [...]`).
+    pub fn without_object_type(self) -> Option<Flavour> {
+        match self {
+            Flavour::Elasticsearch => Some(Flavour::OpenSearch),
+            Flavour::OpenSearch => Some(Flavour::OpenSearchObjects),
+            Flavour::OpenSearchObjects => None,
+        }
+    }
+
+    /// Whether the engine has ILM (OpenSearch has ISM instead).
+    pub fn has_ilm(self) -> bool {
+        self == Flavour::Elasticsearch
+    }
+
+    /// OpenSearch's flavour for a version (`2.13.0`): `flat_object` came in 2.7.
+    pub fn for_opensearch(version: &str) -> Flavour {
+        let mut numbers = version
+            .split('.')
+            .map(|n| n.trim().parse::<u32>().unwrap_or(0));
+        let major = numbers.next().unwrap_or(0);
+        let minor = numbers.next().unwrap_or(0);
+        if (major, minor) >= (2, 7) {
+            Flavour::OpenSearch
+        } else {
+            Flavour::OpenSearchObjects
+        }
+    }
+
+    /// How the log names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Flavour::Elasticsearch => "Elasticsearch's (browser-supplied objects as `flattened`)",
+            Flavour::OpenSearch => "OpenSearch's (browser-supplied objects as `flat_object`)",
+            Flavour::OpenSearchObjects => {
+                "OpenSearch's before 2.7 (browser-supplied objects kept in _source, not indexed)"
+            }
+        }
+    }
+}
+
+fn mapping(field: &schema::Field, flavour: Flavour) -> Value {
     match field.ty {
         FieldType::Keyword => json!({"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}),
         FieldType::Text => json!({
@@ -44,11 +114,21 @@ fn mapping(field: &schema::Field) -> Value {
         // Elasticsearch refuses a document nested deeper than a flattened
         // field's `depth_limit` (20 by default); a source may take bodies
         // `MAX_JSON_DEPTH` deep, and such a field is inside the body.
-        FieldType::Flattened => json!({
-            "type": "flattened",
-            "depth_limit": MAX_JSON_DEPTH,
-            "ignore_above": FLATTENED_IGNORE_ABOVE
-        }),
+        FieldType::Flattened => match flavour {
+            Flavour::Elasticsearch => json!({
+                "type": "flattened",
+                "depth_limit": MAX_JSON_DEPTH,
+                "ignore_above": FLATTENED_IGNORE_ABOVE
+            }),
+            // OpenSearch refuses any parameter of a `flat_object`
+            // ("unsupported parameters"): it has no depth limit of its own,
+            // and no `ignore_above` either (a leaf whose path and value
+            // pass Lucene's 32,766 bytes makes the document refused).
+            Flavour::OpenSearch => json!({"type": "flat_object"}),
+            // Neither parsed nor indexed: no field is added to the mapping
+            // whatever keys it holds, and any value fits.
+            Flavour::OpenSearchObjects => json!({"type": "object", "enabled": false}),
+        },
         other => json!({"type": other.es_type()}),
     }
 }
@@ -70,11 +150,16 @@ fn insert(properties: &mut Map<String, Value>, path: &str, leaf: Value) {
     }
 }
 
-/// The mappings of every field the pipeline writes.
+/// The mappings of every field the pipeline writes, for Elasticsearch.
 pub fn component_template() -> Value {
+    component_template_for(Flavour::Elasticsearch)
+}
+
+/// The mappings of every field the pipeline writes, for that engine.
+pub fn component_template_for(flavour: Flavour) -> Value {
     let mut properties = Map::new();
     for field in schema::all_fields() {
-        insert(&mut properties, field.path, mapping(&field));
+        insert(&mut properties, field.path, mapping(&field, flavour));
     }
     json!({
         "template": {
@@ -97,31 +182,73 @@ pub fn component_template() -> Value {
     })
 }
 
-/// What `manage_template` installs for the sink `id` (and what
-/// `rum-pipeline templates` writes out): `(path, body)`, in order.
+/// What `manage_template` installs for one sink, whatever the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSet {
+    /// `rum-pipeline-<sink id>`.
+    pub name: String,
+    pub patterns: Vec<String>,
+    pub data_stream: bool,
+    /// `ilm_retention_days`: 0 = no policy.
+    pub retention_days: u32,
+}
+
+impl TemplateSet {
+    pub fn for_sink(config: &ElasticsearchConfig, id: &str, router: &IndexRouter) -> TemplateSet {
+        TemplateSet {
+            name: format!("rum-pipeline-{}", id.to_ascii_lowercase()),
+            patterns: router.patterns(),
+            data_stream: config.mode == Mode::DataStream,
+            retention_days: config.ilm_retention_days,
+        }
+    }
+
+    /// The requests for that engine (`rum-pipeline templates` writes
+    /// them out): `(path, body)`, in order. No ILM policy on an engine
+    /// without ILM, whatever `retention_days` says.
+    pub fn requests(&self, flavour: Flavour) -> Vec<(String, Value)> {
+        let retention_days = if flavour.has_ilm() {
+            self.retention_days
+        } else {
+            0
+        };
+        install_requests_with_lifecycle(
+            &self.name,
+            &self.patterns,
+            self.data_stream,
+            retention_days,
+            flavour,
+        )
+    }
+
+    /// Whether `retention_days` asks for what this engine does not have.
+    pub fn retention_dropped(&self, flavour: Flavour) -> bool {
+        self.retention_days > 0 && !flavour.has_ilm()
+    }
+}
+
+/// What `manage_template` installs for the sink `id` on Elasticsearch.
 pub fn for_sink(
     config: &ElasticsearchConfig,
     id: &str,
     router: &IndexRouter,
 ) -> Vec<(String, Value)> {
-    let name = format!("rum-pipeline-{}", id.to_ascii_lowercase());
-    install_requests_with_lifecycle(
-        &name,
-        &router.patterns(),
-        config.mode == Mode::DataStream,
-        config.ilm_retention_days,
-    )
+    TemplateSet::for_sink(config, id, router).requests(Flavour::Elasticsearch)
 }
 
-/// [`install_requests`], preceded by the ILM policy and with the index
-/// template pointing at it when `retention_days` > 0.
+/// [`install_requests`], with the ILM policy before the index template
+/// that names it when `retention_days` > 0. The component template goes
+/// first: an engine refuses it when it lacks the flavour's object type,
+/// which tells an Elasticsearch from an OpenSearch that `GET /` did not
+/// name, before any ILM request is made.
 pub fn install_requests_with_lifecycle(
     name: &str,
     patterns: &[String],
     data_stream: bool,
     retention_days: u32,
+    flavour: Flavour,
 ) -> Vec<(String, Value)> {
-    let mut requests = install_requests(name, patterns, data_stream);
+    let mut requests = install_requests(name, patterns, data_stream, flavour);
     if retention_days == 0 {
         return requests;
     }
@@ -131,7 +258,7 @@ pub fn install_requests_with_lifecycle(
         }
     }
     requests.insert(
-        0,
+        1,
         (
             format!("_ilm/policy/{name}"),
             ilm_policy(retention_days, data_stream),
@@ -164,6 +291,7 @@ pub fn install_requests(
     name: &str,
     patterns: &[String],
     data_stream: bool,
+    flavour: Flavour,
 ) -> Vec<(String, Value)> {
     let component = format!("{name}-mappings");
     let mut index_template = json!({
@@ -178,7 +306,7 @@ pub fn install_requests(
     vec![
         (
             format!("_component_template/{component}"),
-            component_template(),
+            component_template_for(flavour),
         ),
         (format!("_index_template/{name}"), index_template),
     ]
@@ -312,23 +440,26 @@ mod tests {
 
     #[test]
     fn retention_adds_an_ilm_policy_the_index_template_names() {
+        const ES: Flavour = Flavour::Elasticsearch;
         let patterns = ["c.rum.metrics-*".to_owned()];
         assert_eq!(
-            install_requests_with_lifecycle("n", &patterns, false, 0),
-            install_requests("n", &patterns, false),
-            "no retention, no ILM (OpenSearch has none)"
+            install_requests_with_lifecycle("n", &patterns, false, 0, ES),
+            install_requests("n", &patterns, false, ES),
+            "no retention, no ILM"
         );
-        let daily = install_requests_with_lifecycle("n", &patterns, false, 30);
+        let daily = install_requests_with_lifecycle("n", &patterns, false, 30, ES);
         let paths: Vec<&str> = daily.iter().map(|(p, _)| p.as_str()).collect();
+        // The component template first (it tells the engine), the policy
+        // before the index template that names it.
         assert_eq!(
             paths,
             [
-                "_ilm/policy/n",
                 "_component_template/n-mappings",
+                "_ilm/policy/n",
                 "_index_template/n"
             ]
         );
-        let phases = &daily[0].1["policy"]["phases"];
+        let phases = &daily[1].1["policy"]["phases"];
         assert_eq!(phases["delete"]["min_age"], "30d");
         // Dated indices never roll over: a rollover action would stall them.
         assert!(phases["hot"]["actions"].get("rollover").is_none());
@@ -336,12 +467,13 @@ mod tests {
             daily[2].1["template"]["settings"]["index.lifecycle.name"],
             "n"
         );
-        let stream = install_requests_with_lifecycle("n", &["c.rum.metrics".to_owned()], true, 7);
+        let stream =
+            install_requests_with_lifecycle("n", &["c.rum.metrics".to_owned()], true, 7, ES);
         assert_eq!(
-            stream[0].1["policy"]["phases"]["hot"]["actions"]["rollover"]["max_age"],
+            stream[1].1["policy"]["phases"]["hot"]["actions"]["rollover"]["max_age"],
             "1d"
         );
-        assert_eq!(stream[0].1["policy"]["phases"]["delete"]["min_age"], "7d");
+        assert_eq!(stream[1].1["policy"]["phases"]["delete"]["min_age"], "7d");
         assert_eq!(stream[2].1["data_stream"], json!({}));
     }
 
@@ -356,7 +488,7 @@ mod tests {
         .unwrap();
         let router = config.router().unwrap();
         let requests = for_sink(&config, "ES_Main", &router);
-        assert_eq!(requests[0].0, "_ilm/policy/rum-pipeline-es_main");
+        assert_eq!(requests[1].0, "_ilm/policy/rum-pipeline-es_main");
         assert_eq!(
             requests[2].1["index_patterns"],
             json!([
@@ -377,7 +509,12 @@ mod tests {
 
     #[test]
     fn data_stream_templates_say_so() {
-        let requests = install_requests("rum-pipeline-es", &["c.rum.metrics".into()], true);
+        let requests = install_requests(
+            "rum-pipeline-es",
+            &["c.rum.metrics".into()],
+            true,
+            Flavour::Elasticsearch,
+        );
         assert_eq!(
             requests[0].0,
             "_component_template/rum-pipeline-es-mappings"
@@ -385,7 +522,84 @@ mod tests {
         assert_eq!(requests[1].0, "_index_template/rum-pipeline-es");
         assert_eq!(requests[1].1["data_stream"], json!({}));
         assert_eq!(requests[1].1["index_patterns"], json!(["c.rum.metrics"]));
-        let bulk = install_requests("x", &["c.rum.metrics-*".into()], false);
+        let bulk = install_requests("x", &["c.rum.metrics-*".into()], false, Flavour::OpenSearch);
         assert!(bulk[1].1.get("data_stream").is_none());
+    }
+
+    /// OpenSearch has no `flattened` (it refuses the whole component
+    /// template), takes `flat_object` from 2.7 without any parameter, and
+    /// has no ILM (nor the `index.lifecycle.name` setting). Every other
+    /// mapping is the same on both engines.
+    #[test]
+    fn opensearch_templates_use_only_what_opensearch_has() {
+        fn without_objects(mut template: Value) -> Value {
+            for field in schema::all_fields() {
+                if field.ty == FieldType::Flattened {
+                    let mut node = template.pointer_mut("/template/mappings").unwrap();
+                    for part in field.path.split('.') {
+                        node = node.get_mut("properties").unwrap().get_mut(part).unwrap();
+                    }
+                    *node = Value::Null;
+                }
+            }
+            template
+        }
+        let es = component_template_for(Flavour::Elasticsearch);
+        for (flavour, expected) in [
+            (Flavour::OpenSearch, json!({"type": "flat_object"})),
+            (
+                Flavour::OpenSearchObjects,
+                json!({"type": "object", "enabled": false}),
+            ),
+        ] {
+            let os = component_template_for(flavour);
+            let text = os.to_string();
+            assert!(!text.contains("flattened"), "{flavour:?}");
+            assert!(!text.contains("depth_limit"), "{flavour:?}");
+            for field in schema::all_fields() {
+                if field.ty == FieldType::Flattened {
+                    assert_eq!(lookup(&os, field.path), Some(&expected), "{}", field.path);
+                }
+            }
+            assert_eq!(without_objects(os), without_objects(es.clone()));
+            let set = TemplateSet {
+                name: "n".into(),
+                patterns: vec!["c.rum.metrics-*".into()],
+                data_stream: true,
+                retention_days: 30,
+            };
+            let requests = set.requests(flavour);
+            let paths: Vec<&str> = requests.iter().map(|(p, _)| p.as_str()).collect();
+            assert_eq!(
+                paths,
+                ["_component_template/n-mappings", "_index_template/n"]
+            );
+            assert!(!requests[1].1.to_string().contains("lifecycle"));
+            assert!(set.retention_dropped(flavour));
+            assert!(!set.retention_dropped(Flavour::Elasticsearch));
+        }
+    }
+
+    #[test]
+    fn opensearch_versions_pick_their_flavour() {
+        for (version, flavour) in [
+            ("2.7.0", Flavour::OpenSearch),
+            ("2.13.0", Flavour::OpenSearch),
+            ("3.0.0", Flavour::OpenSearch),
+            ("2.6.0", Flavour::OpenSearchObjects),
+            ("1.3.14", Flavour::OpenSearchObjects),
+            ("garbage", Flavour::OpenSearchObjects),
+        ] {
+            assert_eq!(Flavour::for_opensearch(version), flavour, "{version}");
+        }
+        assert_eq!(
+            Flavour::Elasticsearch.without_object_type(),
+            Some(Flavour::OpenSearch)
+        );
+        assert_eq!(
+            Flavour::OpenSearch.without_object_type(),
+            Some(Flavour::OpenSearchObjects)
+        );
+        assert_eq!(Flavour::OpenSearchObjects.without_object_type(), None);
     }
 }
