@@ -953,6 +953,57 @@ async fn a_pipeline_of_another_prefix_does_not_replace_the_templates_of_the_firs
     assert_eq!(policy["policy"]["phases"]["delete"]["min_age"], "30d");
 }
 
+/// The look at the installed template is what keeps a pipeline of another
+/// prefix off the first's templates and ILM policy. A look that failed —
+/// the node overloaded (429) or restarting (503), or not reached at all —
+/// was taken as "nothing installed", and the PUTs that followed (to a node
+/// that answered) replaced them all the same.
+#[tokio::test]
+async fn a_failed_look_at_the_installed_template_does_not_install_over_it() {
+    for status in [429, 503] {
+        let es = EsDouble::start();
+        let shop = start_sink(&base_config(
+            &es,
+            "manage_template = true\nindex_prefix = \"shop.rum\"\nilm_retention_days = 90",
+        ));
+        shop.send(events(1)).await;
+        shop.finish().await;
+        es.fail_template_lookups(Some(status));
+        let blog = start_sink(&base_config(
+            &es,
+            "manage_template = true\nindex_prefix = \"blog.rum\"\nilm_retention_days = 7",
+        ));
+        blog.send(events(1)).await;
+        let registry = blog.finish().await;
+
+        let template = es
+            .template("_index_template/rum-pipeline-es")
+            .expect("index template");
+        assert_eq!(
+            template["index_patterns"][0], "shop.rum.metrics-*",
+            "{status}"
+        );
+        let policy = es.template("_ilm/policy/rum-pipeline-es").expect("policy");
+        assert_eq!(
+            policy["policy"]["phases"]["delete"]["min_age"], "90d",
+            "{status}"
+        );
+        // The first pipeline's three PUTs, and none of the second's.
+        let template_puts = es
+            .seen()
+            .iter()
+            .filter(|s| s.method == "PUT" && s.path.contains("rum-pipeline-es"))
+            .count();
+        assert_eq!(template_puts, 3, "{status}");
+        // Counted as a failed install, retried; documents flow anyway.
+        assert!(
+            errors_of(&registry, "template_install_failed") >= 1,
+            "{status}"
+        );
+        assert_eq!(es.stored_count(), 2, "{status}");
+    }
+}
+
 fn outcome(registry: &Registry, outcome: &str) -> u64 {
     registry.counter_sum(
         "elasticsearch_bulk_requests_total",

@@ -120,6 +120,9 @@ struct Knobs {
     opensearch: Option<String>,
     /// Status for `GET /` (403: no `monitor` privilege), if it fails.
     root_status: Option<u16>,
+    /// Status for `GET _index_template/{name}` (429, 503: overloaded), if
+    /// it fails.
+    template_lookup_status: Option<u16>,
 }
 
 #[derive(Default)]
@@ -279,6 +282,12 @@ impl EsDouble {
     /// `monitor` cluster privilege), or the root document (`None`).
     pub fn fail_root(&self, status: Option<u16>) {
         self.state.knobs.lock().unwrap().root_status = status;
+    }
+
+    /// `GET _index_template/{name}` answers this status (429, 503: an
+    /// overloaded or restarting node), or what is installed (`None`).
+    pub fn fail_template_lookups(&self, status: Option<u16>) {
+        self.state.knobs.lock().unwrap().template_lookup_status = status;
     }
 
     /// Templates and policies installed: API path (`_index_template/x`) → body.
@@ -593,9 +602,14 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
     } else {
         raw
     };
-    let (quickwit, opensearch, root_status) = {
+    let (quickwit, opensearch, root_status, template_lookup_status) = {
         let knobs = state.knobs.lock().unwrap();
-        (knobs.quickwit, knobs.opensearch.clone(), knobs.root_status)
+        (
+            knobs.quickwit,
+            knobs.opensearch.clone(),
+            knobs.root_status,
+            knobs.template_lookup_status,
+        )
     };
     match (seen.method.as_str(), path.as_str()) {
         // Quickwit's `GET /api/v1/_elastic` names its own distribution.
@@ -667,6 +681,13 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
             }
             store.templates.insert(p[1..].to_owned(), body);
             Ok(json_response(200, json!({"acknowledged": true})))
+        }
+        ("GET", p) if p.starts_with("/_index_template/") && template_lookup_status.is_some() => {
+            Ok(es_error(
+                template_lookup_status.unwrap_or(503),
+                "es_rejected_execution_exception",
+                "rejected execution of the lookup: the node is overloaded",
+            ))
         }
         // As Elasticsearch answers `GET _index_template/{name}`.
         ("GET", p) if p.starts_with("/_index_template/") => {

@@ -366,8 +366,13 @@ impl Setup {
     /// site's `index_prefix` on a shared cluster). Installed over, it left
     /// that pipeline's new indices without mappings, and its ILM policy of
     /// the same name deleting its indices on this one's retention. Refused
-    /// instead, as a failed install (warned, counted, retried). A look that
-    /// gives no answer holds nothing back: the PUTs go ahead as before.
+    /// instead, as a failed install (warned, counted, retried). An engine
+    /// that cannot answer the look (Quickwit's `404 Route not found`, `403`
+    /// for a key that may not read templates) holds nothing back: the PUTs
+    /// go ahead as before. A look that fails — no answer (a node down or
+    /// restarting: the PUTs go to the next endpoint), `429`, `5xx` — is a
+    /// failed install, retried: going ahead unseen installed over the other
+    /// pipeline's templates all the same.
     async fn check_template_is_ours(&self, requests: &[(String, Value)]) -> Result<(), Failure> {
         let Some((path, ours)) = requests
             .iter()
@@ -375,9 +380,17 @@ impl Setup {
         else {
             return Ok(());
         };
-        let Ok(reply) = self.client.get(path).await else {
-            return Ok(());
-        };
+        let reply = self.client.get(path).await?;
+        if matches!(reply.status, 429 | 500..=599) {
+            return Err(Failure::new(
+                Some(reply.status),
+                "template_install_failed",
+                format!(
+                    "GET {path}, to tell whose the installed template is: {}",
+                    quote(&reply)
+                ),
+            ));
+        }
         let installed = (reply.status == 200)
             .then(|| serde_json::from_slice::<Value>(&reply.body).ok())
             .flatten()
