@@ -953,6 +953,56 @@ async fn a_pipeline_of_another_prefix_does_not_replace_the_templates_of_the_firs
     assert_eq!(policy["policy"]["phases"]["delete"]["min_age"], "30d");
 }
 
+/// On OpenSearch that `GET /` does not name (403), the flavour is learnt
+/// from the engine refusing `flattened`, in the same attempt: the look at
+/// the installed template comes before any of those PUTs, so a pipeline of
+/// another prefix puts nothing (not even the component template that the
+/// fallback would have put), and the first one, started again, still
+/// updates its own after falling back.
+#[tokio::test]
+async fn on_opensearch_the_template_of_another_pipeline_is_seen_before_the_fallback() {
+    let es = EsDouble::start();
+    es.opensearch(Some("2.13.0"));
+    es.fail_root(Some(403));
+    let shop = start_sink(&base_config(
+        &es,
+        "manage_template = true\nindex_prefix = \"shop.rum\"",
+    ));
+    shop.send(events(1)).await;
+    shop.finish().await;
+    let installed = es.templates();
+    es.forget_requests();
+
+    let blog = start_sink(&base_config(
+        &es,
+        "manage_template = true\nindex_prefix = \"blog.rum\"",
+    ));
+    blog.send(events(1)).await;
+    let registry = blog.finish().await;
+    assert!(errors_of(&registry, "template_install_failed") >= 1);
+    let puts: Vec<String> = es
+        .seen()
+        .iter()
+        .filter(|s| s.method == "PUT")
+        .map(|s| s.path.clone())
+        .collect();
+    assert!(puts.is_empty(), "{puts:?}");
+    assert_eq!(es.templates(), installed);
+
+    es.forget_requests();
+    let shop = start_sink(&base_config(
+        &es,
+        "manage_template = true\nindex_prefix = \"shop.rum\"",
+    ));
+    shop.send(events(1)).await;
+    let registry = shop.finish().await;
+    assert_eq!(errors_of(&registry, "template_install_failed"), 0);
+    assert!(es
+        .seen()
+        .iter()
+        .any(|s| s.path == "/_index_template/rum-pipeline-es" && s.status == 200));
+}
+
 /// The look at the installed template is what keeps a pipeline of another
 /// prefix off the first's templates and ILM policy. A look that failed —
 /// the node overloaded (429) or restarting (503), or not reached at all —
