@@ -77,6 +77,11 @@ pub struct ElasticsearchConfig {
     /// turns to OpenSearch's if the engine has no `flattened` type.
     #[serde(default)]
     pub engine: Engine,
+    /// The name of the index template and ILM policy `manage_template`
+    /// installs (the component template is `<name>-mappings`); default
+    /// `rum-pipeline-<sink id>`. Pipelines sharing a cluster need their own.
+    #[serde(default)]
+    pub template_name: Option<String>,
     /// Create the dated indices this many minutes before they are first
     /// written to (tomorrow's shortly before UTC midnight; today's at
     /// startup), for engines that do not create an index on write
@@ -568,6 +573,13 @@ impl CheckConfig for ElasticsearchConfig {
         if !(1..=100_000).contains(&self.batch.max_events) {
             problems.push(("batch.max_events", "must be between 1 and 100000".into()));
         }
+        if let Some(name) = &self.template_name {
+            // Without manage_template it still names what `rum-pipeline
+            // templates` writes for an install by hand.
+            if let Err(e) = check_template_name(name) {
+                problems.push(("template_name", e));
+            }
+        }
         if self.ilm_retention_days > 0 && !self.manage_template {
             problems.push((
                 "ilm_retention_days",
@@ -639,5 +651,33 @@ impl CheckConfig for ElasticsearchConfig {
             ));
         }
         problems
+    }
+}
+
+/// A name Elasticsearch and OpenSearch take for a template and an ILM
+/// policy, with `-mappings` appended for the component template: lower
+/// case, none of `\ / * ? " < > | , # :` or spaces, not starting with `_`,
+/// `-` or `+`, not `.`/`..`, at most 255 bytes.
+pub fn check_template_name(name: &str) -> Result<(), String> {
+    const MAX: usize = 255 - "-mappings".len();
+    let bad = name
+        .chars()
+        .find(|c| c.is_uppercase() || c.is_whitespace() || r#"\/*?"<>|,#:"#.contains(*c));
+    if name.is_empty() || name == "." || name == ".." {
+        Err(format!("`{name}` is not a template name"))
+    } else if name.starts_with(['_', '-', '+']) {
+        Err(format!(
+            "`{name}`: a template name cannot start with `_`, `-` or `+`"
+        ))
+    } else if let Some(c) = bad {
+        Err(format!(
+            "`{name}`: a template name is lower case, without spaces or any of \\ / * ? \" < > | , # : ({c:?})"
+        ))
+    } else if name.len() > MAX {
+        Err(format!(
+            "a template name is at most {MAX} bytes (`-mappings` is added to it)"
+        ))
+    } else {
+        Ok(())
     }
 }

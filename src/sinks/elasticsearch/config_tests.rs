@@ -309,3 +309,51 @@ fn ilm_retention_is_refused_on_opensearch() {
     assert_eq!(parse(base).unwrap().engine, Engine::Auto);
     assert!(parse(&format!("{base}engine = \"solr\"")).is_err());
 }
+
+/// Two deployments of one pipeline file on one cluster (staging and
+/// production, with their own `index_prefix`) had the same template names,
+/// from the sink id: the second left the first's alone and its indices
+/// got no mappings. `template_name` names them apart, from the environment.
+#[test]
+fn template_name_names_what_manage_template_installs() {
+    let c = parse(
+        "endpoints = \"http://a:9200\"\nmanage_template = true\nilm_retention_days = 7\ntemplate_name = \"rum-staging\"",
+    )
+    .unwrap();
+    assert!(c.check().is_empty(), "{:?}", c.check());
+    let router = c.router().unwrap();
+    let set = super::templates::TemplateSet::for_sink(&c, "elasticsearch", &router);
+    let paths: Vec<String> = set
+        .requests(super::templates::Flavour::Elasticsearch)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "_component_template/rum-staging-mappings",
+            "_ilm/policy/rum-staging",
+            "_index_template/rum-staging"
+        ]
+    );
+    for bad in [
+        "",
+        "Rum",
+        "rum staging",
+        "_rum",
+        "rum*",
+        "a/b",
+        "..",
+        &"x".repeat(247),
+    ] {
+        let c = parse(&format!(
+            "endpoints = \"http://a:9200\"\nmanage_template = true\ntemplate_name = {bad:?}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.check().iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            ["template_name"],
+            "{bad:?}"
+        );
+    }
+}

@@ -409,7 +409,7 @@ impl Setup {
             None,
             "template_of_another_pipeline",
             format!(
-                "{path} is installed for other indices ({}), by another pipeline writing to this cluster through a sink of the same id; installing this one's ({}) would take its mappings and ILM policy from it. Give this sink another id (templates are named rum-pipeline-<sink id>), or, if the installed one is an old one of this pipeline's, delete it",
+                "{path} is installed for other indices ({}), by another pipeline writing to this cluster through a sink of the same id; installing this one's ({}) would take its mappings and ILM policy from it. Give this sink its own template_name (by default rum-pipeline-<sink id>; TEMPLATE_NAME in pipelines/prod.toml), or, if the installed one is an old one of this pipeline's, delete it",
                 theirs.into_iter().collect::<Vec<_>>().join(", "),
                 mine.into_iter().collect::<Vec<_>>().join(", ")
             ),

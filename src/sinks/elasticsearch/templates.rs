@@ -185,7 +185,7 @@ pub fn component_template_for(flavour: Flavour) -> Value {
 /// What `manage_template` installs for one sink, whatever the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateSet {
-    /// `rum-pipeline-<sink id>`.
+    /// `template_name`, by default `rum-pipeline-<sink id>`.
     pub name: String,
     pub patterns: Vec<String>,
     pub data_stream: bool,
@@ -196,7 +196,10 @@ pub struct TemplateSet {
 impl TemplateSet {
     pub fn for_sink(config: &ElasticsearchConfig, id: &str, router: &IndexRouter) -> TemplateSet {
         TemplateSet {
-            name: format!("rum-pipeline-{}", id.to_ascii_lowercase()),
+            name: config
+                .template_name
+                .clone()
+                .unwrap_or_else(|| format!("rum-pipeline-{}", id.to_ascii_lowercase())),
             patterns: router.patterns(),
             data_stream: config.mode == Mode::DataStream,
             retention_days: config.ilm_retention_days,
