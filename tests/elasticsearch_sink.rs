@@ -414,6 +414,154 @@ async fn data_stream_mode_creates_into_names_without_a_date() {
     assert_eq!(counter(&registry, "component_sent_events_total"), 3);
 }
 
+/// In data_stream mode the data stream is created by the first write only
+/// if an index template with `data_stream` matches its name. Without one
+/// (its install refused: a write-only key's 403; `manage_template = false`
+/// and nobody installed it) Elasticsearch made a plain index of that name:
+/// no mappings, and the data stream could never be created until someone
+/// deleted the index by hand. Now the bulk requests say
+/// `require_data_stream=true`; the refused documents are retried, and land
+/// in the data stream once the template is installed (here by hand).
+#[tokio::test]
+async fn in_data_stream_mode_a_missing_template_never_lets_a_plain_index_take_the_name() {
+    let es = EsDouble::start();
+    es.fail_templates(Some(403));
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.ndjson");
+    let sink = start_sink(&base_config(
+        &es,
+        &format!(
+            "mode = \"data_stream\"\nmanage_template = true\nretry.max_duration_secs = 120\ndead_letter.path = {:?}",
+            dead.display().to_string()
+        ),
+    ));
+    let sent = events(5);
+    sink.send(sent.clone()).await;
+    wait_until(
+        || es.bulk_requests().len() >= 3 || es.stored_count() > 0,
+        "bulk requests",
+    )
+    .await;
+    assert_eq!(
+        es.plain_indices(),
+        Vec::<String>::new(),
+        "no plain index takes the data stream's name"
+    );
+    assert_eq!(es.stored_count(), 0);
+    assert!(es
+        .bulk_requests()
+        .iter()
+        .all(|r| r.query.as_deref() == Some("require_data_stream=true")));
+    // The operator installs the template later.
+    es.install_template(
+        "rum-by-hand",
+        json!({"index_patterns": ["c.rum.*"], "data_stream": {}, "priority": 200}),
+    );
+    wait_until(
+        || es.stored_count() == 5,
+        "the documents in the data stream",
+    )
+    .await;
+    let registry = sink.finish().await;
+    assert_eq!(es.streams(), ["c.rum.metrics"]);
+    assert_eq!(es.plain_indices(), Vec::<String>::new());
+    assert_eq!(stored_ids(&es), sent.iter().map(id).collect());
+    assert!(!dead.exists(), "nothing dead-lettered");
+    assert_eq!(counter(&registry, "component_sent_events_total"), 5);
+    assert!(errors_of(&registry, "data_stream_missing") >= 5);
+}
+
+/// Never installed: the documents are retried for `retry.max_duration_secs`,
+/// then dead-lettered (to be replayed once the template is in), still
+/// without a plain index of the stream's name.
+#[tokio::test]
+async fn in_data_stream_mode_documents_without_a_template_are_dead_lettered_after_retrying() {
+    let es = EsDouble::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.ndjson");
+    let sink = start_sink(&base_config(
+        &es,
+        &format!(
+            "mode = \"data_stream\"\nretry.max_duration_secs = 1\ndead_letter.path = {:?}",
+            dead.display().to_string()
+        ),
+    ));
+    sink.send(events(3)).await;
+    let registry = sink.finish().await;
+    assert_eq!(es.index_names(), Vec::<String>::new());
+    let lines: Vec<Value> = std::fs::read_to_string(&dead)
+        .expect("dead-letter file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        assert_eq!(line["index"], "c.rum.metrics");
+        assert_eq!(line["error"]["type"], "retries_exhausted");
+        let reason = line["error"]["reason"].as_str().unwrap();
+        assert!(reason.contains("data_stream_missing"), "{reason}");
+    }
+    assert!(errors_of(&registry, "data_stream_missing") >= 3);
+    assert_eq!(counter(&registry, "component_sent_events_total"), 0);
+}
+
+/// `require_data_stream` came with Elasticsearch 8.13; OpenSearch has none.
+/// An engine known not to take it is not sent it; one that could not be
+/// asked (`GET /` refused) and refuses the parameter gets the request again
+/// without it, nothing dead-lettered.
+#[tokio::test]
+async fn require_data_stream_is_sent_only_to_engines_that_take_it() {
+    for (engine, root_refused) in [
+        ("opensearch", false),
+        ("8.12.2", false),
+        ("8.12.2", true),
+        ("8.15.0", false),
+    ] {
+        let es = EsDouble::start();
+        if engine == "opensearch" {
+            es.opensearch(Some("2.13.0"));
+        } else {
+            es.elasticsearch(Some(engine));
+        }
+        if root_refused {
+            es.fail_root(Some(403));
+        }
+        es.data_streams(&["c.rum.metrics"]);
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join("dead.ndjson");
+        let sink = start_sink(&base_config(
+            &es,
+            &format!(
+                "mode = \"data_stream\"\nbatch.max_events = 2\nrequest.concurrency = 1\ndead_letter.path = {:?}",
+                dead.display().to_string()
+            ),
+        ));
+        let sent = events(6);
+        sink.send(sent.clone()).await;
+        let registry = sink.finish().await;
+        let what = format!("{engine} (GET / refused: {root_refused})");
+        assert_eq!(stored_ids(&es), sent.iter().map(id).collect(), "{what}");
+        assert!(!dead.exists(), "{what}: nothing dead-lettered");
+        assert_eq!(
+            counter(&registry, "component_sent_events_total"),
+            6,
+            "{what}"
+        );
+        let queries: Vec<Option<String>> =
+            es.bulk_requests().into_iter().map(|r| r.query).collect();
+        let flagged = queries.iter().filter(|q| q.is_some()).count();
+        match (engine, root_refused) {
+            ("8.15.0", _) => assert_eq!(flagged, queries.len(), "{what}: {queries:?}"),
+            // One refused request, then never again.
+            (_, true) => {
+                assert_eq!(flagged, 1, "{what}: {queries:?}");
+                assert!(queries[0].is_some(), "{what}: {queries:?}");
+            }
+            _ => assert_eq!(flagged, 0, "{what}: {queries:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn quickwit_style_answers_under_a_path_prefix_are_read_by_position() {
     let es = EsDouble::start_with_prefix("/api/v1/_elastic");

@@ -13,6 +13,18 @@
 //! `PUT /{index}` creates an index (`400 resource_already_exists_exception`
 //! if it exists).
 //!
+//! Data streams: a first write to a name no index holds makes a data stream
+//! when the installed index template of highest priority matching it has
+//! `data_stream`, else a plain index. `?require_data_stream=true` is answered
+//! as Elasticsearch 8.13+ documents it, per item: `404
+//! index_not_found_exception` ("... requires a data stream, but no matching
+//! index template with data stream template was found for it") for a missing
+//! name, `404 resource_not_found_exception` ("[require_data_stream] request
+//! flag is [true] and [x] is not a data stream") for a plain index; engines
+//! that do not know the parameter (OpenSearch, Elasticsearch before 8.13 —
+//! `elasticsearch(Some("8.12.2"))`) refuse the whole request with `400
+//! illegal_argument_exception` "contains unrecognized parameter".
+//!
 //! As OpenSearch (`opensearch(Some("2.13.0"))`) it answers `GET /` with
 //! OpenSearch's root document and judges templates as OpenSearch does: no
 //! `flattened` type (`flat_object` from 2.7, which takes no parameters), no
@@ -86,6 +98,8 @@ pub enum ItemFault {
 pub struct Seen {
     pub method: String,
     pub path: String,
+    /// The query string, if any (`require_data_stream=true`).
+    pub query: Option<String>,
     pub authorization: Option<String>,
     pub content_type: Option<String>,
     pub content_encoding: Option<String>,
@@ -118,6 +132,8 @@ struct Knobs {
     huge_answers: Option<HugeAnswers>,
     /// Answer as OpenSearch of this version.
     opensearch: Option<String>,
+    /// Answer as Elasticsearch of this version (`None`: 8.15.0).
+    elasticsearch: Option<String>,
     /// Status for `GET /` (403: no `monitor` privilege), if it fails.
     root_status: Option<u16>,
     /// Status for `GET _index_template/{name}` (429, 503: overloaded), if
@@ -138,6 +154,9 @@ struct Store {
     seq_no: u64,
     /// Installed templates and policies: API path (`_component_template/x`) → body.
     templates: BTreeMap<String, Value>,
+    /// Data streams created on a first write by an index template with
+    /// `data_stream` (their documents are in `indices` under their name).
+    streams: BTreeSet<String>,
 }
 
 struct State {
@@ -276,6 +295,42 @@ impl EsDouble {
     /// Answers as OpenSearch of this version (`None`: Elasticsearch 8.15).
     pub fn opensearch(&self, version: Option<&str>) {
         self.state.knobs.lock().unwrap().opensearch = version.map(str::to_owned);
+    }
+
+    /// Answers as Elasticsearch of this version (`None`: 8.15.0). Before
+    /// 8.13, `_bulk` knows no `require_data_stream` parameter.
+    pub fn elasticsearch(&self, version: Option<&str>) {
+        self.state.knobs.lock().unwrap().elasticsearch = version.map(str::to_owned);
+    }
+
+    /// `PUT _index_template/{name}` as an operator would send it by hand
+    /// (whatever `fail_templates` says about the sink's PUTs).
+    pub fn install_template(&self, name: &str, body: Value) {
+        self.state
+            .store
+            .lock()
+            .unwrap()
+            .templates
+            .insert(format!("_index_template/{name}"), body);
+    }
+
+    /// Names that are data streams: set by `data_streams`, or created on a
+    /// first write through an index template with `data_stream`.
+    pub fn streams(&self) -> Vec<String> {
+        let knobs = self.state.knobs.lock().unwrap();
+        let store = self.state.store.lock().unwrap();
+        let mut names: BTreeSet<String> = store.streams.clone();
+        names.extend(knobs.data_streams.iter().cloned());
+        names.into_iter().collect()
+    }
+
+    /// Indices holding documents that are not data streams.
+    pub fn plain_indices(&self) -> Vec<String> {
+        let streams = self.streams();
+        self.index_names()
+            .into_iter()
+            .filter(|name| !streams.contains(name))
+            .collect()
     }
 
     /// `GET /` answers this status (403 as for credentials without the
@@ -524,6 +579,7 @@ async fn handle(
     let mut seen = Seen {
         method: request.method().to_string(),
         path: request.uri().path().to_owned(),
+        query: request.uri().query().map(str::to_owned),
         authorization: header(http::header::AUTHORIZATION),
         content_type: header(http::header::CONTENT_TYPE),
         content_encoding: header(http::header::CONTENT_ENCODING),
@@ -602,13 +658,17 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
     } else {
         raw
     };
-    let (quickwit, opensearch, root_status, template_lookup_status) = {
+    let (quickwit, opensearch, root_status, template_lookup_status, es_version) = {
         let knobs = state.knobs.lock().unwrap();
         (
             knobs.quickwit,
             knobs.opensearch.clone(),
             knobs.root_status,
             knobs.template_lookup_status,
+            knobs
+                .elasticsearch
+                .clone()
+                .unwrap_or_else(|| "8.15.0".into()),
         )
     };
     match (seen.method.as_str(), path.as_str()) {
@@ -647,7 +707,7 @@ async fn route(state: &State, seen: &mut Seen, raw: Bytes) -> Answer {
                 "name": "es-double",
                 "cluster_name": "rum-test",
                 "cluster_uuid": "double",
-                "version": {"number": "8.15.0", "build_flavor": "default", "build_type": "docker", "lucene_version": "9.11.1",
+                "version": {"number": es_version, "build_flavor": "default", "build_type": "docker", "lucene_version": "9.11.1",
                     "minimum_wire_compatibility_version": "7.17.0", "minimum_index_compatibility_version": "7.0.0"},
                 "tagline": "You Know, for Search"
             }),
@@ -887,8 +947,22 @@ async fn bulk(state: &State, seen: &mut Seen, body: Bytes) -> Answer {
             "The bulk request must be terminated by a newline [\\n]",
         ));
     }
+    // `?require_data_stream=true` (Elasticsearch 8.13+); engines without
+    // it refuse the whole request, as for any unknown parameter.
+    let query = seen.query.clone().unwrap_or_default();
+    let asked = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("require_data_stream"));
+    if asked.is_some() && !knows_require_data_stream(state) {
+        return Ok(es_error(
+            400,
+            "illegal_argument_exception",
+            "request [/_bulk] contains unrecognized parameter: [require_data_stream]",
+        ));
+    }
+    let require_data_stream = matches!(asked, Some("" | "=true"));
     let started = std::time::Instant::now();
-    let answer = match apply(state, seen, &body) {
+    let answer = match apply(state, seen, &body, require_data_stream) {
         Ok(answer) => answer,
         Err(response) => return Ok(response),
     };
@@ -917,6 +991,57 @@ async fn bulk(state: &State, seen: &mut Seen, body: Bytes) -> Answer {
     ))
 }
 
+/// Elasticsearch 8.13 and later; not OpenSearch, nor Quickwit.
+fn knows_require_data_stream(state: &State) -> bool {
+    let knobs = state.knobs.lock().unwrap();
+    if knobs.opensearch.is_some() || knobs.quickwit {
+        return false;
+    }
+    let version = knobs.elasticsearch.as_deref().unwrap_or("8.15.0");
+    let mut numbers = version.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    (major, minor) >= (8, 13)
+}
+
+/// Whether the index template that applies to `name` (the matching one of
+/// highest priority, as Elasticsearch picks) has `data_stream`.
+fn template_makes_a_stream(store: &Store, name: &str) -> bool {
+    let matches = |pattern: &str| {
+        let parts: Vec<&str> = pattern.split('*').collect();
+        if parts.len() == 1 {
+            return pattern == name;
+        }
+        let mut rest = name;
+        for (i, part) in parts.iter().enumerate() {
+            if i == 0 {
+                let Some(after) = rest.strip_prefix(part) else {
+                    return false;
+                };
+                rest = after;
+            } else if i == parts.len() - 1 {
+                return rest.ends_with(part);
+            } else {
+                let Some(at) = rest.find(part) else {
+                    return false;
+                };
+                rest = &rest[at + part.len()..];
+            }
+        }
+        true
+    };
+    store
+        .templates
+        .iter()
+        .filter(|(path, _)| path.starts_with("_index_template/"))
+        .filter(|(_, body)| match &body["index_patterns"] {
+            Value::String(one) => matches(one),
+            Value::Array(list) => list.iter().filter_map(Value::as_str).any(matches),
+            _ => false,
+        })
+        .max_by_key(|(_, body)| body["priority"].as_i64().unwrap_or(0))
+        .is_some_and(|(_, body)| body.get("data_stream").is_some())
+}
+
 /// Waits until the outage knob changes (the client has usually given up by then).
 async fn hang(state: &State) {
     let mut changed = state.outage_changed.subscribe();
@@ -930,6 +1055,7 @@ fn apply(
     state: &State,
     seen: &mut Seen,
     body: &[u8],
+    require_data_stream: bool,
 ) -> Result<Vec<(String, Value)>, Response<Full<Bytes>>> {
     let knobs = state.knobs.lock().unwrap();
     let mut store = state.store.lock().unwrap();
@@ -1011,7 +1137,14 @@ fn apply(
         } else {
             op.clone()
         };
-        let result = apply_item(&knobs, &mut store, &op, &index, &id, source);
+        let result = apply_item(
+            &knobs,
+            &mut store,
+            (&op, require_data_stream),
+            &index,
+            &id,
+            source,
+        );
         results.push((key, result));
     }
     if knobs.quickwit {
@@ -1029,7 +1162,7 @@ fn item_error(index: &str, id: &str, status: u16, error_type: &str, reason: &str
 fn apply_item(
     knobs: &Knobs,
     store: &mut Store,
-    op: &str,
+    (op, require_data_stream): (&str, bool),
     index: &str,
     id: &str,
     source: Option<Value>,
@@ -1079,7 +1212,31 @@ fn apply_item(
             }
         }
     }
-    let is_stream = knobs.data_streams.iter().any(|s| s == index);
+    let exists = store.created.contains(index) || store.indices.contains_key(index);
+    let mut is_stream =
+        knobs.data_streams.iter().any(|s| s == index) || store.streams.contains(index);
+    // A first write to a name that no index holds: a data stream if its
+    // index template says so (Elasticsearch, OpenSearch), else a plain index.
+    if !is_stream && !exists && template_makes_a_stream(store, index) {
+        store.streams.insert(index.to_owned());
+        is_stream = true;
+    }
+    // As Elasticsearch 8.13+ answers `require_data_stream` per item.
+    if require_data_stream && !is_stream {
+        if exists {
+            return item_error(
+                index,
+                id,
+                404,
+                "resource_not_found_exception",
+                &format!("[require_data_stream] request flag is [true] and [{index}] is not a data stream"),
+            );
+        }
+        return json!({"_index": index, "_id": id, "status": 404, "error": {
+            "type": "index_not_found_exception",
+            "reason": format!("no such index [{index}] and the index creation request requires a data stream, but no matching index template with data stream template was found for it"),
+            "index": index, "resource.type": "index_expression", "resource.id": index}});
+    }
     if knobs.no_auto_create
         && !is_stream
         && !store.created.contains(index)

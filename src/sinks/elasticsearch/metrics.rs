@@ -33,6 +33,9 @@ pub struct SinkMetrics {
     pub response_too_large: Counter,
     pub documents_rejected: Counter,
     pub dead_letter_errors: Counter,
+    /// Documents refused (each attempt) for want of a data stream: no index
+    /// template with `data_stream` for their name (`require_data_stream`).
+    pub data_stream_missing: Counter,
 }
 
 impl SinkMetrics {
@@ -89,6 +92,7 @@ impl SinkMetrics {
             response_too_large: component.errors(super::retry::RESPONSE_TOO_LARGE, "sending"),
             documents_rejected: component.errors("document_rejected", "sending"),
             dead_letter_errors: component.errors("dead_letter_failed", "sending"),
+            data_stream_missing: component.errors(super::retry::DATA_STREAM_MISSING, "sending"),
             component,
         }
     }

@@ -114,8 +114,10 @@ impl ElasticsearchConfig {
             None => None,
         };
         let shown: Vec<String> = endpoints.urls.iter().map(Url::to_string).collect();
-        let templates = self.manage_template.then(|| setup::TemplatePlan {
-            set: templates::TemplateSet::for_sink(self, &cx.id, &router),
+        let template_set = templates::TemplateSet::for_sink(self, &cx.id, &router);
+        let template_name = template_set.name.clone();
+        let templates = self.manage_template.then_some(setup::TemplatePlan {
+            set: template_set,
             engine: self.engine,
         });
         let indices = self
@@ -148,11 +150,14 @@ impl ElasticsearchConfig {
             template_errors: metrics.errors("template_install_failed", "sending"),
             index_errors: metrics.errors("index_create_failed", "sending"),
         };
+        let data_stream = self.mode == Mode::DataStream;
         let backend: Arc<dyn Backend> = Arc::new(setup::GatedClient {
             client: client.clone(),
             first_pass,
+            require_data_stream: data_stream.then(|| setup::RequireDataStream::new(self.engine)),
+            id: id.clone(),
         });
-        let shared = Arc::new(Shared::new(
+        let shared = Shared::new(
             id.clone(),
             backend,
             SinkMetrics::new(metrics),
@@ -162,7 +167,12 @@ impl ElasticsearchConfig {
             },
             health,
             &settings,
-        ));
+        );
+        let shared = Arc::new(if data_stream {
+            shared.with_data_stream_template(template_name)
+        } else {
+            shared
+        });
         let healthcheck = self.healthcheck;
         let described = format!(
             "{} ({:?} mode, auth: {}, compression: {:?}, dead letters: {})",

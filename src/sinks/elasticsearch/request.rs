@@ -218,9 +218,10 @@ impl EsClient {
     }
 }
 
-impl Backend for EsClient {
-    fn bulk(&self, body: Bytes) -> BoxFuture<'_, Result<Reply, Failure>> {
-        Box::pin(async move {
+impl EsClient {
+    /// `POST path` with an NDJSON bulk body (`_bulk`, or `_bulk?...`).
+    pub async fn bulk_to(&self, path: &str, body: Bytes) -> Result<Reply, Failure> {
+        {
             let mut headers = HeaderMap::new();
             headers.insert(
                 CONTENT_TYPE,
@@ -234,13 +235,19 @@ impl Backend for EsClient {
             };
             self.send(
                 Method::POST,
-                "_bulk",
+                path,
                 headers,
                 Some(body),
                 self.bulk_answer_limit,
             )
             .await
-        })
+        }
+    }
+}
+
+impl Backend for EsClient {
+    fn bulk(&self, body: Bytes) -> BoxFuture<'_, Result<Reply, Failure>> {
+        Box::pin(self.bulk_to("_bulk", body))
     }
 }
 

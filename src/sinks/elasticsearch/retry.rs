@@ -270,6 +270,26 @@ const RETRYABLE_TYPES: &[&str] = &[
     "process_cluster_event_timeout_exception",
 ];
 
+/// `error_type` of an item Elasticsearch (8.13+) refused under
+/// `require_data_stream=true`: no index template with `data_stream` matches
+/// its name (`404 index_not_found_exception` "... the index creation request
+/// requires a data stream, but no matching index template with data stream
+/// template was found for it"), or a plain index holds the name (`404
+/// resource_not_found_exception` "[require_data_stream] request flag is
+/// [true] and [x] is not a data stream"). Retried: the operator can install
+/// the template (or delete the index) while the sink waits.
+pub const DATA_STREAM_MISSING: &str = "data_stream_missing";
+
+fn refused_for_no_data_stream(error_type: &str, reason: &str) -> bool {
+    match error_type {
+        "index_not_found_exception" => reason.contains("requires a data stream"),
+        "resource_not_found_exception" => {
+            reason.contains("[require_data_stream]") && reason.contains("is not a data stream")
+        }
+        _ => false,
+    }
+}
+
 /// Reads per-item results by position. Fails when the body is not a bulk
 /// answer or holds a different number of items than were sent.
 pub fn read_items(body: &[u8], sent: usize) -> Result<ItemResults, String> {
@@ -288,11 +308,16 @@ pub fn read_items(body: &[u8], sent: usize) -> Result<ItemResults, String> {
             (Some(200..=299), _) | (None, None) => results.delivered += 1,
             (Some(409), _) => results.duplicates += 1,
             (status, error) => {
-                let (error_type, reason) = match &error {
+                let (mut error_type, reason) = match &error {
                     Some(e) => error_parts(e),
                     None => ("http_error".to_owned(), String::new()),
                 };
+                let no_data_stream = refused_for_no_data_stream(&error_type, &reason);
+                if no_data_stream {
+                    error_type = DATA_STREAM_MISSING.to_owned();
+                }
                 let retryable = matches!(status, Some(429) | Some(500..=599))
+                    || no_data_stream
                     || RETRYABLE_TYPES.contains(&error_type.as_str());
                 let failure = Failure::new(status, error_type, reason);
                 if retryable {
@@ -469,6 +494,23 @@ mod tests {
         );
         assert_eq!(r.reject.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [2]);
         assert_eq!(r.retry[2].1.reason, "plain text error");
+    }
+
+    /// As Elasticsearch 8.13+ answers items under `require_data_stream=true`.
+    #[test]
+    fn items_refused_for_want_of_a_data_stream_are_retried_under_our_name() {
+        let body = r#"{"errors":true,"items":[
+            {"create":{"_index":"c.rum.metrics","_id":"a","status":404,"error":{"type":"index_not_found_exception","reason":"no such index [c.rum.metrics] and the index creation request requires a data stream, but no matching index template with data stream template was found for it","index":"c.rum.metrics"}}},
+            {"create":{"_index":"c.rum.metrics","_id":"b","status":404,"error":{"type":"resource_not_found_exception","reason":"[require_data_stream] request flag is [true] and [c.rum.metrics] is not a data stream"}}},
+            {"create":{"_index":"c.rum.metrics","_id":"c","status":404,"error":{"type":"index_not_found_exception","reason":"no such index [c.rum.metrics]"}}}]}"#;
+        let r = items(ok(body, 3));
+        assert_eq!(r.retry.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(r.reject.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [2]);
+        for (_, failure) in &r.retry {
+            assert_eq!(failure.error_type, DATA_STREAM_MISSING);
+            assert_eq!(failure.status, Some(404));
+            assert!(failure.reason.contains("c.rum.metrics"), "{failure}");
+        }
     }
 
     #[test]

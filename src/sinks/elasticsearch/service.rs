@@ -27,7 +27,7 @@ use super::encoder::{subset_body, BulkBatch, ItemSpan};
 use super::index::{BatchIndex, IndexRouter};
 use super::metrics::SinkMetrics;
 use super::request::Backend;
-use super::retry::{judge, Answer, Backoff, Failure, Verdict};
+use super::retry::{judge, Answer, Backoff, Failure, Verdict, DATA_STREAM_MISSING};
 use crate::http::server::Health;
 use crate::log_limit::LogLimit;
 use crate::shutdown::Shutdown;
@@ -74,6 +74,11 @@ pub struct Shared {
     log_dropped: Arc<LogLimit>,
     log_degraded: Arc<LogLimit>,
     log_split: Arc<LogLimit>,
+    log_data_stream: Arc<LogLimit>,
+    /// In data_stream mode, the index template that should create the data
+    /// streams (`template_name`), named when documents are refused for want
+    /// of one.
+    data_stream_template: Option<String>,
 }
 
 impl Shared {
@@ -91,6 +96,8 @@ impl Shared {
             log_dropped: limit("documents dropped", Level::ERROR),
             log_degraded: limit("cannot write to Elasticsearch", Level::WARN),
             log_split: limit("bulk bodies split after 413", Level::WARN),
+            log_data_stream: limit("documents refused for want of a data stream", Level::WARN),
+            data_stream_template: None,
             id,
             backend,
             metrics,
@@ -102,6 +109,26 @@ impl Shared {
             degraded_announced: AtomicBool::new(false),
             degraded_kind: Mutex::new(String::new()),
             dead_letters_failing: AtomicBool::new(false),
+        }
+    }
+
+    /// In data_stream mode: the index template meant to create the streams.
+    pub fn with_data_stream_template(mut self, name: String) -> Self {
+        self.data_stream_template = Some(name);
+        self
+    }
+
+    /// Documents refused under `require_data_stream` (to be retried):
+    /// counted, and said with what to do.
+    fn data_stream_missing(&self, count: usize, failure: &Failure) {
+        self.metrics.data_stream_missing.add(count as u64);
+        if self.log_data_stream.admit() {
+            let template = self.data_stream_template.as_deref().unwrap_or("?");
+            tracing::warn!(
+                component = %self.id,
+                "{count} document(s) refused for want of a data stream ({failure}): no index template with `data_stream` matches the name — the template `{template}` is not installed (manage_template could not install it: see its warning; or manage_template is off and nobody installed it) — or a plain index holds the name. Without require_data_stream Elasticsearch would have created a plain index of that name, without mappings, and the data stream could never be created. Retrying with backoff for up to retry.max_duration_secs ({} s), then the documents go to the dead-letter file; install the template (docs/elasticsearch.md, section Data streams) or delete the plain index",
+                self.max_retry_duration.as_secs()
+            );
         }
     }
 
@@ -562,6 +589,15 @@ async fn deliver_batch(
                         metrics.requests_failed.inc();
                     } else {
                         metrics.requests_partial.inc();
+                    }
+                    let missing: Vec<&Failure> = results
+                        .retry
+                        .iter()
+                        .map(|(_, failure)| failure)
+                        .filter(|failure| failure.error_type == DATA_STREAM_MISSING)
+                        .collect();
+                    if let Some(first) = missing.first() {
+                        shared.data_stream_missing(missing.len(), first);
                     }
                     let Some((_, first)) = results.retry.first() else {
                         // The engine answered: whatever was refused, it is reachable.

@@ -20,6 +20,7 @@
 //! and retried in the background; it never marks the sink degraded.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -503,16 +504,122 @@ fn quote(reply: &Reply) -> String {
     format!("{} {}", reply.status, &text[..end])
 }
 
+/// In data_stream mode, bulk requests go to `_bulk?require_data_stream=true`
+/// where the engine takes it. Without it, a write to a data stream's name
+/// that no index template with `data_stream` matches (the install refused,
+/// or `manage_template = false` and nobody installed it) makes Elasticsearch
+/// create a plain index of that name: without the mappings, and holding the
+/// name, so the data stream cannot be created until someone deletes it.
+/// With it, such items are refused (`retry::DATA_STREAM_MISSING`) and
+/// retried, and land in the data stream once the template is in.
+///
+/// The parameter came with Elasticsearch 8.13; OpenSearch and Elasticsearch
+/// before 8.13 refuse every request that carries it (`400 ... unrecognized
+/// parameter`). So it is sent when `GET /` names Elasticsearch 8.13 or
+/// later, or names nothing (403 without the `monitor` privilege): then the
+/// first refusal of the parameter turns it off, and that request is sent
+/// again at once without it.
+pub struct RequireDataStream {
+    engine: Engine,
+    /// Decided before the first bulk request.
+    decided: tokio::sync::OnceCell<bool>,
+    /// Refused by the engine: never sent again.
+    refused: AtomicBool,
+}
+
+/// `_bulk` with the flag.
+const BULK_REQUIRING_A_DATA_STREAM: &str = "_bulk?require_data_stream=true";
+
+impl RequireDataStream {
+    pub fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            decided: tokio::sync::OnceCell::new(),
+            refused: AtomicBool::new(false),
+        }
+    }
+
+    async fn wanted(&self, client: &EsClient) -> bool {
+        let decided = *self
+            .decided
+            .get_or_init(|| async {
+                if self.engine == Engine::Opensearch {
+                    return false;
+                }
+                let named = match client.root().await {
+                    Ok(reply) if (200..300).contains(&reply.status) && !reply.truncated => {
+                        super::health::engine(&reply.body)
+                    }
+                    _ => None,
+                };
+                takes_require_data_stream(named.as_ref())
+            })
+            .await;
+        decided && !self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether an engine named by `GET /` (`None`: it did not say) takes
+/// `require_data_stream`: Elasticsearch 8.13+, and, unknown, tried.
+fn takes_require_data_stream(named: Option<&(String, String)>) -> bool {
+    let Some((distribution, version)) = named else {
+        return true;
+    };
+    if distribution != "elasticsearch" {
+        return false;
+    }
+    let mut numbers = version
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let major = numbers.next().unwrap_or(0);
+    let minor = numbers.next().unwrap_or(0);
+    (major, minor) >= (8, 13)
+}
+
+/// `400` for the whole request naming the parameter: `request [/_bulk]
+/// contains unrecognized parameter: [require_data_stream]` (Elasticsearch
+/// before 8.13, OpenSearch).
+fn refuses_require_data_stream(reply: &Reply) -> bool {
+    reply.status == 400
+        && !reply.truncated
+        && String::from_utf8_lossy(&reply.body).contains("require_data_stream")
+}
+
 /// The Elasticsearch client, holding each bulk request until the setup's
 /// first pass is over.
 pub struct GatedClient {
     pub client: Arc<EsClient>,
     pub first_pass: watch::Receiver<bool>,
+    /// In data_stream mode.
+    pub require_data_stream: Option<RequireDataStream>,
+    /// For the log line when the engine refuses `require_data_stream`.
+    pub id: String,
 }
 
 impl Backend for GatedClient {
     fn bulk(&self, body: Bytes) -> BoxFuture<'_, Result<Reply, Failure>> {
-        self.client.bulk(body)
+        Box::pin(async move {
+            let Some(flag) = &self.require_data_stream else {
+                return self.client.bulk(body).await;
+            };
+            if !flag.wanted(&self.client).await {
+                return self.client.bulk(body).await;
+            }
+            let reply = self
+                .client
+                .bulk_to(BULK_REQUIRING_A_DATA_STREAM, body.clone())
+                .await?;
+            if !refuses_require_data_stream(&reply) {
+                return Ok(reply);
+            }
+            if !flag.refused.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    component = %self.id,
+                    "this engine does not take require_data_stream (Elasticsearch 8.13+ does; OpenSearch does not): bulk requests go without it, and a data stream whose index template is missing becomes a plain index of its name — check that the template is installed (docs/elasticsearch.md, section Data streams)"
+                );
+            }
+            self.client.bulk(body).await
+        })
     }
 
     fn prepare(&self) -> BoxFuture<'_, Result<(), Failure>> {
@@ -599,6 +706,46 @@ mod tests {
         // Monthly names: due a month ahead only in the last minutes of the month.
         let end = Utc.with_ymd_and_hms(2026, 3, 31, 23, 55, 0).unwrap();
         assert!(p.due(&end).contains("rum-shop-2026.04"));
+    }
+
+    #[test]
+    fn require_data_stream_goes_to_elasticsearch_8_13_on_and_to_engines_that_do_not_say() {
+        let named = |d: &str, v: &str| Some((d.to_owned(), v.to_owned()));
+        for (engine, takes) in [
+            (named("elasticsearch", "8.13.0"), true),
+            (named("elasticsearch", "8.15.0"), true),
+            (named("elasticsearch", "9.0.0-SNAPSHOT"), true),
+            (named("elasticsearch", "8.12.2"), false),
+            (named("elasticsearch", "7.17.0"), false),
+            (named("opensearch", "2.13.0"), false),
+            (named("quickwit", "0.8.2"), false),
+            (None, true),
+        ] {
+            assert_eq!(
+                takes_require_data_stream(engine.as_ref()),
+                takes,
+                "{engine:?}"
+            );
+        }
+        let reply = |status: u16, body: &str| Reply {
+            status,
+            retry_after: None,
+            body: Bytes::from(body.to_owned()),
+            truncated: false,
+            wire_bytes: 0,
+        };
+        assert!(refuses_require_data_stream(&reply(
+            400,
+            r#"{"error":{"type":"illegal_argument_exception","reason":"request [/_bulk] contains unrecognized parameter: [require_data_stream]"},"status":400}"#
+        )));
+        assert!(!refuses_require_data_stream(&reply(
+            400,
+            r#"{"error":{"type":"illegal_argument_exception","reason":"Malformed action/metadata line [1]"},"status":400}"#
+        )));
+        assert!(!refuses_require_data_stream(&reply(
+            200,
+            "require_data_stream"
+        )));
     }
 
     #[test]
