@@ -8,6 +8,7 @@ mod common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -117,6 +118,19 @@ retry.max_backoff_ms = 200
     )
 }
 
+/// A sink of `base_config` plus `extra` (lines ending in `\n`) writing its
+/// dead letters to a file of a new temporary directory (kept while the
+/// `TempDir` lives).
+fn sink_with_dead_letters(es: &EsDouble, extra: &str) -> (Sink, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.ndjson");
+    let config = base_config(
+        es,
+        &format!("{extra}dead_letter.path = {:?}", dead.display().to_string()),
+    );
+    (start_sink(&config), dead, dir)
+}
+
 fn today() -> String {
     chrono::Utc::now().format("%Y.%m.%d").to_string()
 }
@@ -155,15 +169,7 @@ async fn mapping_errors_land_in_the_dead_letter_file_and_are_not_retried() {
     let es = EsDouble::start();
     es.fail_items("rum.seq", json!(2), ItemFault::Mapping);
     es.fail_items("rum.seq", json!(5), ItemFault::Mapping);
-    let dir = tempfile::tempdir().unwrap();
-    let dead = dir.path().join("dead.ndjson");
-    let sink = start_sink(&base_config(
-        &es,
-        &format!(
-            "batch.max_events = 8\ndead_letter.path = {:?}",
-            dead.display().to_string()
-        ),
-    ));
+    let (sink, dead, _dir) = sink_with_dead_letters(&es, "batch.max_events = 8\n");
     let sent = events(8);
     sink.send(sent.clone()).await;
     let registry = sink.finish().await;
@@ -426,15 +432,10 @@ async fn data_stream_mode_creates_into_names_without_a_date() {
 async fn in_data_stream_mode_a_missing_template_never_lets_a_plain_index_take_the_name() {
     let es = EsDouble::start();
     es.fail_templates(Some(403));
-    let dir = tempfile::tempdir().unwrap();
-    let dead = dir.path().join("dead.ndjson");
-    let sink = start_sink(&base_config(
+    let (sink, dead, _dir) = sink_with_dead_letters(
         &es,
-        &format!(
-            "mode = \"data_stream\"\nmanage_template = true\nretry.max_duration_secs = 120\ndead_letter.path = {:?}",
-            dead.display().to_string()
-        ),
-    ));
+        "mode = \"data_stream\"\nmanage_template = true\nretry.max_duration_secs = 120\n",
+    );
     let sent = events(5);
     sink.send(sent.clone()).await;
     wait_until(
@@ -477,15 +478,8 @@ async fn in_data_stream_mode_a_missing_template_never_lets_a_plain_index_take_th
 #[tokio::test]
 async fn in_data_stream_mode_documents_without_a_template_are_dead_lettered_after_retrying() {
     let es = EsDouble::start();
-    let dir = tempfile::tempdir().unwrap();
-    let dead = dir.path().join("dead.ndjson");
-    let sink = start_sink(&base_config(
-        &es,
-        &format!(
-            "mode = \"data_stream\"\nretry.max_duration_secs = 1\ndead_letter.path = {:?}",
-            dead.display().to_string()
-        ),
-    ));
+    let (sink, dead, _dir) =
+        sink_with_dead_letters(&es, "mode = \"data_stream\"\nretry.max_duration_secs = 1\n");
     sink.send(events(3)).await;
     let registry = sink.finish().await;
     assert_eq!(es.index_names(), Vec::<String>::new());
@@ -527,15 +521,10 @@ async fn require_data_stream_is_sent_only_to_engines_that_take_it() {
             es.fail_root(Some(403));
         }
         es.data_streams(&["c.rum.metrics"]);
-        let dir = tempfile::tempdir().unwrap();
-        let dead = dir.path().join("dead.ndjson");
-        let sink = start_sink(&base_config(
+        let (sink, dead, _dir) = sink_with_dead_letters(
             &es,
-            &format!(
-                "mode = \"data_stream\"\nbatch.max_events = 2\nrequest.concurrency = 1\ndead_letter.path = {:?}",
-                dead.display().to_string()
-            ),
-        ));
+            "mode = \"data_stream\"\nbatch.max_events = 2\nrequest.concurrency = 1\n",
+        );
         let sent = events(6);
         sink.send(sent.clone()).await;
         let registry = sink.finish().await;
@@ -1054,21 +1043,23 @@ fn errors_of(registry: &Registry, error_type: &str) -> u64 {
 /// second one PUT its own over the first's: the first's indices created
 /// from then on had no mappings, and those already made followed the
 /// second's retention (its ILM policy, under the name they point at).
+/// A `manage_template` sink writing under `prefix` with a retention of
+/// `days`: installs its templates, stores one event, and finishes (another
+/// pipeline sharing the cluster, in the template ownership tests).
+async fn install_with_prefix(es: &EsDouble, prefix: &str, days: u32) -> Arc<Registry> {
+    let sink = start_sink(&base_config(
+        es,
+        &format!("manage_template = true\nindex_prefix = {prefix:?}\nilm_retention_days = {days}"),
+    ));
+    sink.send(events(1)).await;
+    sink.finish().await
+}
+
 #[tokio::test]
 async fn a_pipeline_of_another_prefix_does_not_replace_the_templates_of_the_first() {
     let es = EsDouble::start();
-    let shop = start_sink(&base_config(
-        &es,
-        "manage_template = true\nindex_prefix = \"shop.rum\"\nilm_retention_days = 90",
-    ));
-    shop.send(events(1)).await;
-    shop.finish().await;
-    let blog = start_sink(&base_config(
-        &es,
-        "manage_template = true\nindex_prefix = \"blog.rum\"\nilm_retention_days = 7",
-    ));
-    blog.send(events(1)).await;
-    let registry = blog.finish().await;
+    install_with_prefix(&es, "shop.rum", 90).await;
+    let registry = install_with_prefix(&es, "blog.rum", 7).await;
 
     let template = es
         .template("_index_template/rum-pipeline-es")
@@ -1090,12 +1081,7 @@ async fn a_pipeline_of_another_prefix_does_not_replace_the_templates_of_the_firs
 
     // The first pipeline, started again with another retention, still
     // updates its own.
-    let shop = start_sink(&base_config(
-        &es,
-        "manage_template = true\nindex_prefix = \"shop.rum\"\nilm_retention_days = 30",
-    ));
-    shop.send(events(1)).await;
-    let registry = shop.finish().await;
+    let registry = install_with_prefix(&es, "shop.rum", 30).await;
     assert_eq!(errors_of(&registry, "template_install_failed"), 0);
     let policy = es.template("_ilm/policy/rum-pipeline-es").expect("policy");
     assert_eq!(policy["policy"]["phases"]["delete"]["min_age"], "30d");
@@ -1160,19 +1146,9 @@ async fn on_opensearch_the_template_of_another_pipeline_is_seen_before_the_fallb
 async fn a_failed_look_at_the_installed_template_does_not_install_over_it() {
     for status in [429, 503] {
         let es = EsDouble::start();
-        let shop = start_sink(&base_config(
-            &es,
-            "manage_template = true\nindex_prefix = \"shop.rum\"\nilm_retention_days = 90",
-        ));
-        shop.send(events(1)).await;
-        shop.finish().await;
+        install_with_prefix(&es, "shop.rum", 90).await;
         es.fail_template_lookups(Some(status));
-        let blog = start_sink(&base_config(
-            &es,
-            "manage_template = true\nindex_prefix = \"blog.rum\"\nilm_retention_days = 7",
-        ));
-        blog.send(events(1)).await;
-        let registry = blog.finish().await;
+        let registry = install_with_prefix(&es, "blog.rum", 7).await;
 
         let template = es
             .template("_index_template/rum-pipeline-es")
@@ -1215,15 +1191,10 @@ async fn a_template_install_refused_warns_counts_and_never_holds_documents() {
     for status in [404, 403] {
         let es = EsDouble::start();
         es.fail_templates(Some(status));
-        let dir = tempfile::tempdir().unwrap();
-        let dead = dir.path().join("dead.ndjson");
-        let sink = start_sink(&base_config(
+        let (sink, dead, _dir) = sink_with_dead_letters(
             &es,
-            &format!(
-                "manage_template = true\nilm_retention_days = 7\nbatch.max_events = 10\ndead_letter.path = {:?}",
-                dead.display().to_string()
-            ),
-        ));
+            "manage_template = true\nilm_retention_days = 7\nbatch.max_events = 10\n",
+        );
         let health = sink.health.clone();
         let sent = events(30);
         sink.send(sent.clone()).await;
@@ -1277,15 +1248,7 @@ async fn a_failed_template_install_is_retried_in_the_background_until_it_succeed
 async fn a_request_whose_items_were_all_rejected_is_not_counted_ok() {
     let es = EsDouble::start();
     es.fail_items("rum.type", json!("action"), ItemFault::Mapping);
-    let dir = tempfile::tempdir().unwrap();
-    let dead = dir.path().join("dead.ndjson");
-    let sink = start_sink(&base_config(
-        &es,
-        &format!(
-            "batch.max_events = 4\ndead_letter.path = {:?}",
-            dead.display().to_string()
-        ),
-    ));
+    let (sink, _dead, _dir) = sink_with_dead_letters(&es, "batch.max_events = 4\n");
     // One batch all refused, one half refused, one all stored.
     let mut mixed = events(2);
     mixed.extend((10..12).map(|i| rum_event("s2", i, "resource")));
