@@ -44,6 +44,10 @@ pub(super) struct Stage {
     pub(super) sent: Counter,
     /// Panics caught in this stage since start, for `/health`.
     pub(super) panics: u64,
+    /// Set by its first panic: it then keeps a copy of each batch it takes,
+    /// so that a later panic loses only the events that cause it
+    /// (`run_stage`).
+    pub(super) careful: bool,
     /// Its panic log lines: a browser can trigger one per batch.
     pub(super) panic_log: Arc<LogLimit>,
 }
@@ -273,6 +277,7 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
                         transform,
                         sent: metrics.sent_events(DEFAULT_OUTPUT),
                         panics: 0,
+                        careful: false,
                         panic_log: LogLimit::standard(
                             format!("transforms.{}: panics", t.id),
                             tracing::Level::ERROR,

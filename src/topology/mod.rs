@@ -13,7 +13,6 @@ mod builder;
 // The signal lives beside `http` (listeners wait on it too); the topology owns its trigger.
 pub use crate::shutdown;
 
-use std::cell::Cell;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -78,62 +77,20 @@ async fn run_transform(mut task: TransformTask, health: Arc<Health>) -> Result<(
     };
     // A fused stage's one output, reused batch after batch.
     let mut stage_out: Vec<Batch> = vec![Vec::new()];
-    while let Some(batch) = task.input.recv_merged(MAX_MERGED_EVENTS).await {
-        // Which stage works on how many events: should it panic (a bug one
-        // event can trigger), those are the events lost with it.
-        let at = Cell::new((fused.len(), batch.len()));
-        let transformed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let mut batch = batch;
-            for (i, stage) in fused.iter_mut().enumerate() {
-                at.set((i, batch.len()));
-                stage.metrics.received_events.add(batch.len() as u64);
-                stage.transform.transform(batch, &mut stage_out);
-                batch = std::mem::take(&mut stage_out[0]);
-                stage.sent.add(batch.len() as u64);
+    'batches: while let Some(mut batch) = task.input.recv_merged(MAX_MERGED_EVENTS).await {
+        for stage in fused.iter_mut() {
+            stage.metrics.received_events.add(batch.len() as u64);
+            if !run_stage(stage, batch, &mut stage_out, &health) {
+                continue 'batches;
             }
-            at.set((fused.len(), batch.len()));
-            last.metrics.received_events.add(batch.len() as u64);
-            let mut out: Vec<Batch> = (0..ports).map(|_| Vec::new()).collect();
-            last.transform.transform(batch, &mut out);
-            out
-        }));
-        let out = match transformed {
-            Ok(out) => out,
-            Err(payload) => {
-                // A bug one event can trigger (a crafted beacon): the batch
-                // it was in is lost and counted, the transform goes on with
-                // the next. Ending the task here stopped the pipeline, and a
-                // browser sending that event again and again kept it in a
-                // crash loop, losing every buffered event at each restart.
-                let (i, held) = at.get();
-                let stage = match fused.get_mut(i) {
-                    Some(stage) => stage,
-                    None => &mut *last,
-                };
-                stage.metrics.discarded_unintentional.add(held as u64);
-                stage.metrics.errors("panicked", "processing").inc();
-                // What a fused stage had written before its panic was part
-                // of the batch just counted.
-                stage_out[0].clear();
-                stage.panics += 1;
-                let times = stage.panics;
-                let component = format!("transform {}", stage.id);
-                let message = crate::stderr_log::panic_text(&*payload);
-                if stage.panic_log.admit() {
-                    tracing::error!(
-                        "{component} panicked: {message}; the {held} events of the batch it held are counted as discarded, and it goes on with the next batch"
-                    );
-                }
-                // /health is public: the message may quote what a browser sent.
-                health.set_degraded(
-                    &stage.id,
-                    Some(format!(
-                        "this transform panicked {times} time(s) since start (a bug; its message is in the log), each time losing the batch it held"
-                    )),
-                );
-                continue;
-            }
-        };
+            batch = std::mem::take(&mut stage_out[0]);
+            stage.sent.add(batch.len() as u64);
+        }
+        last.metrics.received_events.add(batch.len() as u64);
+        let mut out: Vec<Batch> = (0..ports).map(|_| Vec::new()).collect();
+        if !run_stage(last, batch, &mut out, &health) {
+            continue;
+        }
         let mut unsent = Unsent {
             component: &last.id,
             discarded: &last.metrics.discarded_unintentional,
@@ -153,6 +110,112 @@ async fn run_transform(mut task: TransformTask, health: Arc<Health>) -> Result<(
     }
     tracing::debug!(task = %name, "transform task finished");
     Ok(())
+}
+
+/// Runs one stage's transform on `batch` into `out` (empty ports),
+/// catching a panic: a bug one event can trigger (a crafted beacon). Ending
+/// the task stopped the pipeline, and a browser sending that event again
+/// and again kept it in a crash loop, losing every buffered event at each
+/// restart. `false` when the batch was lost (nothing to hand on).
+///
+/// The first panic of a stage loses the whole batch it held (merged: up to
+/// `MAX_MERGED_EVENTS` events of many browsers): the transform took it by
+/// value and edits it in place, so what is left after the panic is neither
+/// the batch as it came nor as it would have left. From then on the stage
+/// is careful, for good: it keeps a copy of each batch it takes (an `Event`
+/// clone is two reference counts and a few words; what the transform edits
+/// is then copied on write instead of edited in place), and when it panics
+/// again it replays the copy one event at a time, each in its own
+/// `catch_unwind`: only the events that panic alone are lost. It stays
+/// careful because the event that triggers the bug comes back (a browser
+/// retries, a page keeps sending it) and one crafted on purpose comes back
+/// at will; leaving careful mode after some clean batches would lose a
+/// whole batch of other browsers' events each time it did.
+///
+/// Every transform gives each event the same result alone as in a batch
+/// (what some do once per beacon, they do for the event's own beacon), so
+/// the replay changes what an event becomes in nothing. Counters add up:
+/// the stage's received events are its output, its own intentional
+/// discards (counted by the transforms after their work, so a panic leaves
+/// none counted for the batch) and the events lost here.
+fn run_stage(stage: &mut builder::Stage, batch: Batch, out: &mut [Batch], health: &Health) -> bool {
+    let copy = stage.careful.then(|| batch.clone());
+    let held = batch.len();
+    let transform = &mut stage.transform;
+    let Err(payload) =
+        std::panic::catch_unwind(AssertUnwindSafe(|| transform.transform(batch, out)))
+    else {
+        return true;
+    };
+    // What it had written before its panic was part of the batch.
+    for port in out.iter_mut() {
+        port.clear();
+    }
+    let message = crate::stderr_log::panic_text(&*payload);
+    let component = format!("transform {}", stage.id);
+    let replayed = copy.is_some();
+    let (lost, panics) = match copy {
+        None => {
+            stage.careful = true;
+            if stage.panic_log.admit() {
+                tracing::error!(
+                    "{component} panicked: {message}; the {held} events of the batch it held are counted as discarded, and it goes on with the next batch, keeping a copy of each from now on so that a panic loses only the events that cause it"
+                );
+            }
+            (held, 1)
+        }
+        Some(copy) => {
+            let lost = replay(&mut **transform, copy, out);
+            if stage.panic_log.admit() {
+                tracing::error!(
+                    "{component} panicked: {message}; the {held} events of the batch it held were run again one by one: the {lost} that panicked alone are counted as discarded, the others went on"
+                );
+            }
+            // The batch's panic, and each event's own.
+            (lost, 1 + lost)
+        }
+    };
+    stage.metrics.discarded_unintentional.add(lost as u64);
+    stage
+        .metrics
+        .errors("panicked", "processing")
+        .add(panics as u64);
+    stage.panics += panics as u64;
+    // /health is public: the message may quote what a browser sent.
+    health.set_degraded(
+        &stage.id,
+        Some(format!(
+            "this transform panicked {} time(s) since start (a bug; its message is in the log); the first panic lost the batch it held, the later ones only the events that panicked",
+            stage.panics
+        )),
+    );
+    replayed
+}
+
+/// Runs `transform` on `batch` one event at a time, each in its own
+/// `catch_unwind`, appending what passes to `out` in order; the events that
+/// panic are dropped. Returns how many did.
+fn replay(
+    transform: &mut dyn crate::transforms::Transform,
+    batch: Batch,
+    out: &mut [Batch],
+) -> usize {
+    let mut one: Vec<Batch> = out.iter().map(|_| Vec::new()).collect();
+    let mut lost = 0;
+    for event in batch {
+        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            transform.transform(vec![event], &mut one)
+        }));
+        for (port, events) in out.iter_mut().zip(&mut one) {
+            if ran.is_ok() {
+                port.append(events);
+            } else {
+                events.clear();
+            }
+        }
+        lost += usize::from(ran.is_err());
+    }
+    lost
 }
 
 /// The events a transform task has made and not yet handed to every
@@ -853,6 +916,231 @@ inputs = ["c"]
             .expect("the run stopped")
             .expect("join");
         assert!(ran.is_ok(), "{ran:?}");
+    }
+}
+
+#[cfg(test)]
+mod careful_tests {
+    use super::panic_tests::events;
+    use super::*;
+    use crate::event::Event;
+    use crate::transforms::Transform;
+    use serde_json::json;
+
+    /// A transform with a bug the event at `/poison` triggers: it marks each
+    /// event it has seen (`url.domain`), and panics at the poisoned one.
+    struct PanicsOnPoison;
+
+    impl Transform for PanicsOnPoison {
+        fn transform(&mut self, mut batch: Batch, out: &mut [Batch]) {
+            for event in &mut batch {
+                if event.get_str("url.path") == Some("/poison") {
+                    panic!("a bug");
+                }
+                event.insert("url.domain", "seen");
+            }
+            out[0].extend(batch);
+        }
+    }
+
+    /// Passes its events on, noting each one's path and mark.
+    struct Recorder(Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+    impl Transform for Recorder {
+        fn transform(&mut self, batch: Batch, out: &mut [Batch]) {
+            let mut seen = self.0.lock().expect("lock");
+            for event in &batch {
+                let get = |path| event.get_str(path).unwrap_or_default().to_owned();
+                seen.push((get("url.path"), get("url.domain")));
+            }
+            out[0].extend(batch);
+        }
+    }
+
+    /// `n` events at `/0`, `/1`, ..., the one at `poisoned` at `/poison`.
+    fn with_poison(n: usize, poisoned: usize) -> Batch {
+        (0..n)
+            .map(|i| {
+                let path = if i == poisoned {
+                    "/poison".to_owned()
+                } else {
+                    format!("/{i}")
+                };
+                Event::from(json!({"url": {"path": path}}))
+            })
+            .collect()
+    }
+
+    fn metric(built: &Built, id: &str) -> ComponentMetrics {
+        built
+            .components
+            .iter()
+            .find(|c| c.id == id)
+            .expect("component")
+            .clone()
+    }
+
+    fn options() -> RunOptions {
+        RunOptions {
+            shutdown_timeout: Duration::from_secs(5),
+            stats_interval: None,
+            http: HttpServerOptions::default(),
+            api: None,
+        }
+    }
+
+    /// Stops `run` as the listener would: its sender `tx` goes once the
+    /// drain has begun.
+    async fn stop(
+        run: tokio::task::JoinHandle<anyhow::Result<()>>,
+        stop_tx: tokio::sync::oneshot::Sender<()>,
+        health: Arc<Health>,
+        tx: buffer::BufferSender,
+    ) {
+        stop_tx.send(()).expect("stop");
+        while !health.draining() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(tx);
+        let ran = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the run stopped")
+            .expect("join");
+        assert!(ran.is_ok(), "{ran:?}");
+    }
+
+    /// The first panic loses the batch the transform held (nothing of it
+    /// is left to run again); from then on a poisoned event loses only
+    /// itself, not the up to 999 events of other browsers merged with it:
+    /// a browser resending it lost them all each time. The others come out
+    /// transformed, in order, and the counters add up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_its_first_panic_a_poisoned_event_loses_only_itself() {
+        let mut built = super::tests::beacons_enriched_into_a_blackhole();
+        let (enrich, out) = (metric(&built, "enrich"), metric(&built, "out"));
+        let (tx, rx) = buffer::component_buffer(&enrich, 1000, usize::MAX);
+        let task = &mut built.transforms[0];
+        task.input = rx;
+        task.stages[0].transform = Box::new(PanicsOnPoison);
+        let health = built.health.clone();
+        let registry = built.registry.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(run(
+            built,
+            options(),
+            async {
+                let _ = stop_rx.await;
+            },
+            std::future::pending(),
+        ));
+        tx.send(with_poison(3, 1)).await.expect("sent");
+        while enrich.discarded_unintentional.get() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tx.send(with_poison(500, 250)).await.expect("sent");
+        // Every event of the batch sent on or lost (today's code lost all).
+        while enrich.sent_total() + enrich.discarded_unintentional.get() < 503 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(enrich.discarded_unintentional.get(), 3 + 1);
+        while out.received_events.get() < 499 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(enrich.received_events.get(), 503);
+        assert_eq!(enrich.sent_total(), 499);
+        assert_eq!(enrich.discarded_unintentional.get(), 3 + 1);
+        assert_eq!(enrich.discarded_intentional.get(), 0);
+        // The first batch's panic; then the second batch's and its
+        // poisoned event's own, run alone.
+        assert_eq!(
+            registry.counter_sum(
+                "component_errors_total",
+                &[("component_id", "enrich"), ("error_type", "panicked")]
+            ),
+            3
+        );
+        let degraded = health.degraded();
+        let reason = degraded.get("enrich").expect("degraded");
+        assert!(reason.contains("panicked 3 time"), "{reason}");
+        // A batch without poison passes whole.
+        tx.send(events(7)).await.expect("sent");
+        while out.received_events.get() < 506 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(enrich.discarded_unintentional.get(), 4);
+        stop(run, stop_tx, health, tx).await;
+    }
+
+    /// In a fused chain the careful stage is the one that panicked: the
+    /// events it keeps go on to the next stage, and each stage's counters
+    /// add up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_careful_stage_in_a_fused_chain_hands_on_all_but_the_poisoned_event() {
+        let mut built = super::tests::built_from(
+            r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[transforms.a]
+type = "labels"
+inputs = ["beacons"]
+labels = { a = "1" }
+[transforms.b]
+type = "labels"
+inputs = ["a"]
+labels = { b = "1" }
+[transforms.c]
+type = "labels"
+inputs = ["b"]
+labels = { c = "1" }
+[sinks.out]
+type = "blackhole"
+inputs = ["c"]
+"#,
+        );
+        let [a, b, c, out] = ["a", "b", "c", "out"].map(|id| metric(&built, id));
+        let (tx, rx) = buffer::component_buffer(&a, 1000, usize::MAX);
+        let task = &mut built.transforms[0];
+        assert_eq!(task.stages.len(), 3, "fused");
+        task.input = rx;
+        task.stages[1].transform = Box::new(PanicsOnPoison);
+        let seen = Arc::default();
+        task.stages[2].transform = Box::new(Recorder(Arc::clone(&seen)));
+        let health = built.health.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(run(
+            built,
+            options(),
+            async {
+                let _ = stop_rx.await;
+            },
+            std::future::pending(),
+        ));
+        tx.send(with_poison(3, 0)).await.expect("sent");
+        while b.discarded_unintentional.get() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tx.send(with_poison(500, 250)).await.expect("sent");
+        while b.discarded_unintentional.get() + c.received_events.get() < 503 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!((a.received_events.get(), a.sent_total()), (503, 503));
+        assert_eq!(a.discarded_unintentional.get(), 0);
+        assert_eq!((b.received_events.get(), b.sent_total()), (503, 499));
+        assert_eq!(b.discarded_unintentional.get(), 4);
+        assert_eq!((c.received_events.get(), c.sent_total()), (499, 499));
+        assert_eq!(c.discarded_unintentional.get(), 0);
+        // The others, transformed, in their order.
+        let expected: Vec<(String, String)> = (0..500)
+            .filter(|i| *i != 250)
+            .map(|i| (format!("/{i}"), "seen".to_owned()))
+            .collect();
+        assert_eq!(*seen.lock().expect("lock"), expected);
+        while out.received_events.get() < 499 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop(run, stop_tx, health, tx).await;
     }
 }
 
