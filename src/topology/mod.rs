@@ -619,6 +619,91 @@ inputs = ["enrich"]
     }
 
     /// The pipeline of `text`, built, nothing running.
+    /// The metrics of component `id`.
+    pub(super) fn metric(built: &Built, id: &str) -> ComponentMetrics {
+        built
+            .components
+            .iter()
+            .find(|c| c.id == id)
+            .expect("component")
+            .clone()
+    }
+
+    /// Runs `built` in a task, its listeners' senders replaced by the
+    /// test's; the sender returned begins the shutdown.
+    pub(super) fn start(
+        built: Built,
+        shutdown_timeout: Duration,
+    ) -> (
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let options = RunOptions {
+            shutdown_timeout,
+            stats_interval: None,
+            http: HttpServerOptions::default(),
+            api: None,
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(run(
+            built,
+            options,
+            async {
+                let _ = stop_rx.await;
+            },
+            std::future::pending(),
+        ));
+        (run, stop_tx)
+    }
+
+    /// Stops `run` as the listener would: its sender `tx` goes once the
+    /// drain has begun; the run must end well.
+    pub(super) async fn stop(
+        run: tokio::task::JoinHandle<anyhow::Result<()>>,
+        stop_tx: tokio::sync::oneshot::Sender<()>,
+        health: Arc<Health>,
+        tx: buffer::BufferSender,
+    ) {
+        stop_tx.send(()).expect("stop");
+        while !health.draining() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(tx);
+        let ran = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the run stopped")
+            .expect("join");
+        assert!(ran.is_ok(), "{ran:?}");
+    }
+
+    /// `beacons -> a -> b -> c -> out`: three labels transforms run fused in
+    /// one task (stages a, b, c).
+    pub(super) fn fused_chain() -> Built {
+        built_from(
+            r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[transforms.a]
+type = "labels"
+inputs = ["beacons"]
+labels = { a = "1" }
+[transforms.b]
+type = "labels"
+inputs = ["a"]
+labels = { b = "1" }
+[transforms.c]
+type = "labels"
+inputs = ["b"]
+labels = { c = "1" }
+[sinks.out]
+type = "blackhole"
+inputs = ["c"]
+"#,
+        )
+    }
+
     pub(super) fn built_from(text: &str) -> Built {
         let loaded = crate::config::load_str("t.toml", text, &|_| None).expect("config");
         build(&loaded.config).expect("build")
@@ -731,15 +816,10 @@ mod panic_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_transform_that_panics_loses_only_its_batch_counted_and_goes_on() {
         let mut built = super::tests::beacons_enriched_into_a_blackhole();
-        let metric = |id: &str| {
-            built
-                .components
-                .iter()
-                .find(|c| c.id == id)
-                .expect("component")
-                .clone()
-        };
-        let (enrich, out) = (metric("enrich"), metric("out"));
+        let (enrich, out) = (
+            super::tests::metric(&built, "enrich"),
+            super::tests::metric(&built, "out"),
+        );
         let (has_batch_tx, has_batch) = mpsc::channel();
         let (go, go_rx) = mpsc::channel();
         // The transform's input, fed by the test instead of the listener.
@@ -753,21 +833,7 @@ mod panic_tests {
         });
         let health = built.health.clone();
         let registry = built.registry.clone();
-        let options = RunOptions {
-            shutdown_timeout: Duration::from_secs(5),
-            stats_interval: None,
-            http: HttpServerOptions::default(),
-            api: None,
-        };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut run = tokio::spawn(run(
-            built,
-            options,
-            async {
-                let _ = stop_rx.await;
-            },
-            std::future::pending(),
-        ));
+        let (mut run, stop_tx) = super::tests::start(built, Duration::from_secs(5));
         tx.send(events(3)).await.expect("sent");
         tokio::task::spawn_blocking(move || has_batch.recv())
             .await
@@ -839,59 +905,20 @@ mod panic_tests {
     /// what the middle one had already written is not handed on.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panic_in_the_middle_of_a_fused_chain_is_counted_there() {
-        let mut built = super::tests::built_from(
-            r#"
-stats_interval_secs = 0
-[sources.beacons]
-type = "rum_beacon"
-address = "127.0.0.1:0"
-[transforms.a]
-type = "labels"
-inputs = ["beacons"]
-labels = { a = "1" }
-[transforms.b]
-type = "labels"
-inputs = ["a"]
-labels = { b = "1" }
-[transforms.c]
-type = "labels"
-inputs = ["b"]
-labels = { c = "1" }
-[sinks.out]
-type = "blackhole"
-inputs = ["c"]
-"#,
+        let mut built = super::tests::fused_chain();
+        let (a, b, c, out) = (
+            super::tests::metric(&built, "a"),
+            super::tests::metric(&built, "b"),
+            super::tests::metric(&built, "c"),
+            super::tests::metric(&built, "out"),
         );
-        let metric = |id: &str| {
-            built
-                .components
-                .iter()
-                .find(|c| c.id == id)
-                .expect("component")
-                .clone()
-        };
-        let (a, b, c, out) = (metric("a"), metric("b"), metric("c"), metric("out"));
         let (tx, rx) = buffer::component_buffer(&a, 100, usize::MAX);
         let task = &mut built.transforms[0];
         assert_eq!(task.stages.len(), 3, "fused");
         task.input = rx;
         task.stages[1].transform = Box::new(PanicsOnce(false));
         let health = built.health.clone();
-        let options = RunOptions {
-            shutdown_timeout: Duration::from_secs(5),
-            stats_interval: None,
-            http: HttpServerOptions::default(),
-            api: None,
-        };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(run(
-            built,
-            options,
-            async {
-                let _ = stop_rx.await;
-            },
-            std::future::pending(),
-        ));
+        let (run, stop_tx) = super::tests::start(built, Duration::from_secs(5));
         tx.send(events(3)).await.expect("sent");
         while b.discarded_unintentional.get() < 3 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -922,6 +949,7 @@ inputs = ["c"]
 #[cfg(test)]
 mod careful_tests {
     use super::panic_tests::events;
+    use super::tests::{metric, stop};
     use super::*;
     use crate::event::Event;
     use crate::transforms::Transform;
@@ -971,44 +999,6 @@ mod careful_tests {
             .collect()
     }
 
-    fn metric(built: &Built, id: &str) -> ComponentMetrics {
-        built
-            .components
-            .iter()
-            .find(|c| c.id == id)
-            .expect("component")
-            .clone()
-    }
-
-    fn options() -> RunOptions {
-        RunOptions {
-            shutdown_timeout: Duration::from_secs(5),
-            stats_interval: None,
-            http: HttpServerOptions::default(),
-            api: None,
-        }
-    }
-
-    /// Stops `run` as the listener would: its sender `tx` goes once the
-    /// drain has begun.
-    async fn stop(
-        run: tokio::task::JoinHandle<anyhow::Result<()>>,
-        stop_tx: tokio::sync::oneshot::Sender<()>,
-        health: Arc<Health>,
-        tx: buffer::BufferSender,
-    ) {
-        stop_tx.send(()).expect("stop");
-        while !health.draining() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        drop(tx);
-        let ran = tokio::time::timeout(Duration::from_secs(10), run)
-            .await
-            .expect("the run stopped")
-            .expect("join");
-        assert!(ran.is_ok(), "{ran:?}");
-    }
-
     /// The first panic loses the batch the transform held (nothing of it
     /// is left to run again); from then on a poisoned event loses only
     /// itself, not the up to 999 events of other browsers merged with it:
@@ -1017,22 +1007,17 @@ mod careful_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn after_its_first_panic_a_poisoned_event_loses_only_itself() {
         let mut built = super::tests::beacons_enriched_into_a_blackhole();
-        let (enrich, out) = (metric(&built, "enrich"), metric(&built, "out"));
+        let (enrich, out) = (
+            super::tests::metric(&built, "enrich"),
+            super::tests::metric(&built, "out"),
+        );
         let (tx, rx) = buffer::component_buffer(&enrich, 1000, usize::MAX);
         let task = &mut built.transforms[0];
         task.input = rx;
         task.stages[0].transform = Box::new(PanicsOnPoison);
         let health = built.health.clone();
         let registry = built.registry.clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(run(
-            built,
-            options(),
-            async {
-                let _ = stop_rx.await;
-            },
-            std::future::pending(),
-        ));
+        let (run, stop_tx) = super::tests::start(built, Duration::from_secs(5));
         tx.send(with_poison(3, 1)).await.expect("sent");
         while enrich.discarded_unintentional.get() < 3 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -1076,29 +1061,7 @@ mod careful_tests {
     /// add up.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_careful_stage_in_a_fused_chain_hands_on_all_but_the_poisoned_event() {
-        let mut built = super::tests::built_from(
-            r#"
-stats_interval_secs = 0
-[sources.beacons]
-type = "rum_beacon"
-address = "127.0.0.1:0"
-[transforms.a]
-type = "labels"
-inputs = ["beacons"]
-labels = { a = "1" }
-[transforms.b]
-type = "labels"
-inputs = ["a"]
-labels = { b = "1" }
-[transforms.c]
-type = "labels"
-inputs = ["b"]
-labels = { c = "1" }
-[sinks.out]
-type = "blackhole"
-inputs = ["c"]
-"#,
-        );
+        let mut built = super::tests::fused_chain();
         let [a, b, c, out] = ["a", "b", "c", "out"].map(|id| metric(&built, id));
         let (tx, rx) = buffer::component_buffer(&a, 1000, usize::MAX);
         let task = &mut built.transforms[0];
@@ -1108,15 +1071,7 @@ inputs = ["c"]
         let seen = Arc::default();
         task.stages[2].transform = Box::new(Recorder(Arc::clone(&seen)));
         let health = built.health.clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(run(
-            built,
-            options(),
-            async {
-                let _ = stop_rx.await;
-            },
-            std::future::pending(),
-        ));
+        let (run, stop_tx) = super::tests::start(built, Duration::from_secs(5));
         tx.send(with_poison(3, 0)).await.expect("sent");
         while b.discarded_unintentional.get() < 3 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -1156,15 +1111,10 @@ mod timeout_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_a_transform_holds_at_the_shutdown_timeout_is_counted() {
         let mut built = super::tests::beacons_enriched_into_a_blackhole();
-        let metric = |id: &str| {
-            built
-                .components
-                .iter()
-                .find(|c| c.id == id)
-                .expect("component")
-                .clone()
-        };
-        let (enrich, out) = (metric("enrich"), metric("out"));
+        let (enrich, out) = (
+            super::tests::metric(&built, "enrich"),
+            super::tests::metric(&built, "out"),
+        );
         // The transform's input, fed by the test; its output, a sink buffer
         // of room for 3 events that nobody reads (a sink stuck in a write).
         let (tx, rx) = buffer::component_buffer(&enrich, 100, usize::MAX);
@@ -1179,21 +1129,7 @@ mod timeout_tests {
                 enrich.discarded_intentional.clone(),
             ),
         )]);
-        let options = RunOptions {
-            shutdown_timeout: Duration::from_millis(300),
-            stats_interval: None,
-            http: HttpServerOptions::default(),
-            api: None,
-        };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(run(
-            built,
-            options,
-            async {
-                let _ = stop_rx.await;
-            },
-            std::future::pending(),
-        ));
+        let (run, stop_tx) = super::tests::start(built, Duration::from_millis(300));
         // The first 3 fill the sink's buffer; then the transform takes 2
         // more and waits with them.
         tx.send(events(3)).await.expect("sent");
