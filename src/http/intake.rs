@@ -67,8 +67,13 @@ pub struct IntakeRequest {
 /// visible ASCII only, and an in-app browser naming its app in UTF-8 lost
 /// `user_agent.original` from every document, uncounted.
 pub fn user_agent(headers: &HeaderMap) -> Option<std::borrow::Cow<'_, str>> {
-    let value = headers.get(http::header::USER_AGENT)?;
-    Some(String::from_utf8_lossy(value.as_bytes()))
+    let value = headers.get(http::header::USER_AGENT)?.as_bytes();
+    // `from_utf8` reads ASCII a word at a time; `from_utf8_lossy`'s chunks
+    // went byte by byte (~800 instructions for a browser's header).
+    Some(match std::str::from_utf8(value) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(value),
+    })
 }
 
 /// The intake settings of one source (a source's `HttpSourceOptions` minus
