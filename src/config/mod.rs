@@ -19,6 +19,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use crate::http::server::ApiOptions;
+use crate::sinks::elasticsearch::templates::TemplateSet;
 use crate::sinks::SinkConfig;
 use crate::sources::{HttpSourceOptions, SourceConfig};
 use crate::transforms::TransformConfig;
@@ -284,6 +285,35 @@ pub fn load_str(
                 );
             }
         }
+    }
+    // Sinks installing other templates (index patterns, retention) under one
+    // name on one cluster install over each other at startup, and the look at
+    // the installed template cannot tell when both look at once: one sink's
+    // indices got no mappings (or the other's ILM retention), without a word.
+    let mut installs: Vec<(&str, TemplateSet, Vec<url::Url>)> = Vec::new();
+    for sink in &sinks {
+        let SinkConfig::Elasticsearch(es) = &sink.config else {
+            continue;
+        };
+        let Some((set, urls)) = es.managed_templates(&sink.id) else {
+            continue;
+        };
+        let clash = installs.iter().find(|(_, theirs, their_urls)| {
+            theirs.name == set.name && *theirs != set && urls.iter().any(|u| their_urls.contains(u))
+        });
+        if let Some((other, theirs, _)) = clash {
+            parser.push(
+                Some(("sinks", &sink.id)),
+                Some("template_name"),
+                format!(
+                    "`{}` is also the template name of [sinks.{other}], which writes to the same cluster with other templates (index patterns {}; this one's {}): each sink's manage_template would install its index template and ILM policy over the other's, leaving one sink's indices without mappings. Give each sink its own template_name (by default rum-pipeline-<sink id>)",
+                    set.name,
+                    theirs.patterns.join(", "),
+                    set.patterns.join(", ")
+                ),
+            );
+        }
+        installs.push((sink.id.as_str(), set, urls));
     }
     // An empty file (a wrong path in a ConfigMap, a `${VAR}` that held the whole
     // pipeline) would otherwise start a process that listens nowhere and says so
@@ -1167,6 +1197,74 @@ inputs = ["missing"]
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].line, Some(GOOD.lines().count() + 1), "{errors:?}");
         assert!(errors[0].message.contains("not UTF-8"), "{errors:?}");
+    }
+
+    /// Two elasticsearch sinks of one pipeline with one template name
+    /// (`template_name` copied from pipelines/prod.toml onto a sink per
+    /// site, both reading TEMPLATE_NAME; or ids that differ only by case)
+    /// writing other indices to one cluster: each installed its index
+    /// template and ILM policy under that name over the other's at startup
+    /// (the look at the installed one finds none when both look at once),
+    /// so one sink's indices got no mappings, without a word. Refused at
+    /// load; sinks writing the same indices, or to other clusters, share a
+    /// name as before.
+    #[test]
+    fn two_sinks_installing_other_templates_under_one_name_on_one_cluster_are_refused() {
+        let pipeline = |second: &str| {
+            format!(
+                r#"
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:3000"
+[sinks.shop]
+type = "elasticsearch"
+inputs = ["beacons"]
+endpoints = "http://es:9200"
+manage_template = true
+template_name = "rum"
+index_prefix = "shop"
+[sinks.blog]
+type = "elasticsearch"
+inputs = ["beacons"]
+manage_template = true
+{second}
+"#
+            )
+        };
+        let errors = load(&pipeline(
+            "endpoints = \"http://es:9200/\"\ntemplate_name = \"rum\"\nindex_prefix = \"blog\"",
+        ))
+        .unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let shown = errors[0].to_string();
+        assert!(
+            shown.contains("] key `template_name`: `rum` is also the template name of [sinks.")
+                && shown.contains("shop.metrics-*")
+                && shown.contains("blog.metrics-*"),
+            "{shown}"
+        );
+        // Ids that differ only by case have one default name.
+        let errors = load(
+            &pipeline("endpoints = \"http://es:9200\"\nindex_prefix = \"blog\"")
+                .replace("template_name = \"rum\"\n", "")
+                .replace("[sinks.blog]", "[sinks.SHOP]"),
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].message.contains("`rum-pipeline-shop` is also"),
+            "{errors:?}"
+        );
+        // The same indices, another cluster, or a name of its own: fine.
+        for second in [
+            "endpoints = \"http://es:9200\"\ntemplate_name = \"rum\"\nindex_prefix = \"shop\"",
+            "endpoints = \"http://other:9200\"\ntemplate_name = \"rum\"\nindex_prefix = \"blog\"",
+            "endpoints = \"http://es:9200\"\ntemplate_name = \"rum-blog\"\nindex_prefix = \"blog\"",
+        ] {
+            if let Err(errors) = load(&pipeline(second)) {
+                panic!("{second}: {errors:?}");
+            }
+        }
     }
 
     #[test]

@@ -1056,6 +1056,96 @@ mod careful_tests {
         stop(run, stop_tx, health, tx).await;
     }
 
+    /// Hands each event to its route's output as it goes (`route`'s own
+    /// code, the last stage, several outputs), and panics at the poisoned
+    /// one: by then the events before it are in their outputs.
+    struct RoutesThenPanics(crate::transforms::route::Route);
+
+    impl Transform for RoutesThenPanics {
+        fn transform(&mut self, batch: Batch, out: &mut [Batch]) {
+            for event in batch {
+                if event.get_str("url.path") == Some("/poison") {
+                    panic!("a bug");
+                }
+                self.0.transform(vec![event], out);
+            }
+        }
+    }
+
+    /// A careful last stage of several outputs (a route) that panics after
+    /// it has written part of its batch to its outputs: what it had written
+    /// is not handed on twice (once as written, once from the run again),
+    /// each event reaches its own route's sink once, and the counters add
+    /// up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_careful_route_that_panicked_midway_sends_each_event_once() {
+        let mut built = super::tests::built_from(
+            r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[transforms.by_parity]
+type = "route"
+inputs = ["beacons"]
+route.even = { field = "url.domain", equals = "even" }
+route.odd = { field = "url.domain", equals = "odd" }
+[sinks.evens]
+type = "blackhole"
+inputs = ["by_parity.even"]
+[sinks.odds]
+type = "blackhole"
+inputs = ["by_parity.odd"]
+"#,
+        );
+        let [by_parity, evens, odds] =
+            ["by_parity", "evens", "odds"].map(|id| super::tests::metric(&built, id));
+        let (tx, rx) = buffer::component_buffer(&by_parity, 1000, usize::MAX);
+        let task = &mut built.transforms[0];
+        task.input = rx;
+        let crate::transforms::TransformConfig::Route(config) = crate::transforms::TransformConfig::parse(
+            "route",
+            toml::from_str(
+                "route.even = { field = \"url.domain\", equals = \"even\" }\nroute.odd = { field = \"url.domain\", equals = \"odd\" }",
+            )
+            .expect("toml"),
+        )
+        .expect("route") else {
+            unreachable!()
+        };
+        task.stages[0].transform = Box::new(RoutesThenPanics(config.build()));
+        let health = built.health.clone();
+        let (run, stop_tx) = super::tests::start(built, Duration::from_secs(5));
+        let batch = |n: usize, poisoned: usize| -> Batch {
+            with_poison(n, poisoned)
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut event)| {
+                    event.insert("url.domain", if i % 2 == 0 { "even" } else { "odd" });
+                    event
+                })
+                .collect()
+        };
+        tx.send(batch(4, 2)).await.expect("sent");
+        while by_parity.discarded_unintentional.get() < 4 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tx.send(batch(100, 60)).await.expect("sent");
+        while evens.received_events.get() + odds.received_events.get() < 99 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tx.send(batch(10, 99)).await.expect("sent");
+        while evens.received_events.get() + odds.received_events.get() < 109 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop(run, stop_tx, health, tx).await;
+        assert_eq!(evens.received_events.get(), 49 + 5);
+        assert_eq!(odds.received_events.get(), 50 + 5);
+        assert_eq!(by_parity.received_events.get(), 114);
+        assert_eq!(by_parity.sent_total(), 109);
+        assert_eq!(by_parity.discarded_unintentional.get(), 4 + 1);
+    }
+
     /// In a fused chain the careful stage is the one that panicked: the
     /// events it keeps go on to the next stage, and each stage's counters
     /// add up.

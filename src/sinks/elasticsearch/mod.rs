@@ -59,6 +59,18 @@ impl ElasticsearchConfig {
         })
     }
 
+    /// With `manage_template`: what it installs and the cluster URLs it
+    /// installs it on (`None` without it, or when the sink's own keys are
+    /// wrong: `check` says so).
+    pub fn managed_templates(&self, id: &str) -> Option<(templates::TemplateSet, Vec<Url>)> {
+        if !self.manage_template {
+            return None;
+        }
+        let router = self.router().ok()?;
+        let urls = self.resolve_endpoints().ok()?.urls;
+        Some((templates::TemplateSet::for_sink(self, id, &router), urls))
+    }
+
     fn settings(&self) -> Settings {
         Settings {
             max_events: self.batch.max_events,
