@@ -657,12 +657,14 @@ impl CheckConfig for ElasticsearchConfig {
 /// A name Elasticsearch and OpenSearch take for a template and an ILM
 /// policy, with `-mappings` appended for the component template: lower
 /// case, none of `\ / * ? " < > | , # :` or spaces, not starting with `_`,
-/// `-` or `+`, not `.`/`..`, at most 255 bytes.
+/// `-` or `+`, not `.`/`..`, at most 255 bytes. Nor `%`: the name goes into
+/// request paths as it is, where `%` starts an escape (`rum%zz` failed at
+/// run time, every install retried).
 pub fn check_template_name(name: &str) -> Result<(), String> {
     const MAX: usize = 255 - "-mappings".len();
     let bad = name
         .chars()
-        .find(|c| c.is_uppercase() || c.is_whitespace() || r#"\/*?"<>|,#:"#.contains(*c));
+        .find(|c| c.is_uppercase() || c.is_whitespace() || r#"\/*?"<>|,#:%"#.contains(*c));
     if name.is_empty() || name == "." || name == ".." {
         Err(format!("`{name}` is not a template name"))
     } else if name.starts_with(['_', '-', '+']) {
@@ -671,7 +673,7 @@ pub fn check_template_name(name: &str) -> Result<(), String> {
         ))
     } else if let Some(c) = bad {
         Err(format!(
-            "`{name}`: a template name is lower case, without spaces or any of \\ / * ? \" < > | , # : ({c:?})"
+            "`{name}`: a template name is lower case, without spaces or any of \\ / * ? \" < > | , # : % ({c:?})"
         ))
     } else if name.len() > MAX {
         Err(format!(

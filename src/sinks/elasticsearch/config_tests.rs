@@ -343,6 +343,7 @@ fn template_name_names_what_manage_template_installs() {
         "_rum",
         "rum*",
         "a/b",
+        "rum%zz",
         "..",
         &"x".repeat(247),
     ] {
