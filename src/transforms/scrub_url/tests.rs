@@ -1351,3 +1351,24 @@ fn default_text_fields_cover_the_entries_in_a_vitals_attribution() {
         }))
     );
 }
+
+#[test]
+fn next_held_visits_the_held_fields_in_order_and_every_field_past_64() {
+    let visit = |held: u64, from: usize, total: usize| {
+        let mut seen = Vec::new();
+        let mut next = from;
+        while let Some(i) = super::next_held(held, next, total) {
+            seen.push(i);
+            next = i + 1;
+        }
+        seen
+    };
+    assert_eq!(visit(0b1010_0110, 0, 8), [1, 2, 5, 7]);
+    assert_eq!(visit(0b1010_0110, 3, 8), [5, 7]);
+    // Bits of the fields after `total` (the text fields) end the walk.
+    assert_eq!(visit(0b1010_0110, 0, 4), [1, 2]);
+    assert_eq!(visit(0, 0, 20), Vec::<usize>::new());
+    assert_eq!(visit(1 << 63, 60, 66), [63, 64, 65]);
+    assert_eq!(visit(0, 62, 66), [64, 65]);
+    assert_eq!(visit(u64::MAX, 0, 3), [0, 1, 2]);
+}
