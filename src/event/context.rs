@@ -277,6 +277,11 @@ impl Context {
 
     pub fn set_label(&mut self, name: Arc<str>, value: FieldValue) {
         self.size.clear();
+        // Labels set in name order (a `labels` transform's): each goes last.
+        if self.labels.last().is_none_or(|(last, _)| **last < *name) {
+            self.labels.push((name, value));
+            return;
+        }
         match self.labels.binary_search_by(|(k, _)| (**k).cmp(&*name)) {
             Ok(i) => self.labels[i].1 = value,
             Err(i) => {
