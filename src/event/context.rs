@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::fields::{self, FieldId};
+use super::fields::{self, FieldId, FieldPath};
 use super::raw_json::RawJson;
 use super::text_block::{text_bytes, TextBlock};
 use super::write;
@@ -260,6 +260,29 @@ impl Context {
         find(&self.fields, &id)?.as_str()
     }
 
+    /// The slots it holds, in id order.
+    pub fn ids(&self) -> impl Iterator<Item = FieldId> + '_ {
+        self.fields.iter().map(|(id, _)| *id)
+    }
+
+    /// A compiled path's value, as [`super::Event::get_own_field`] finds it
+    /// in an event holding the context as its own.
+    pub fn get_field(&self, path: &FieldPath) -> Option<&Value> {
+        match path {
+            FieldPath::Label(name) => self.label(name),
+            FieldPath::Slot { id, rest } => super::descend(self.get_id(*id)?, rest),
+        }
+    }
+
+    /// A compiled path's string, as [`super::Event::get_own_str`] finds it
+    /// in an event holding the context as its own.
+    pub fn get_field_str(&self, path: &FieldPath) -> Option<&str> {
+        match path {
+            FieldPath::Slot { id, rest } if rest.is_empty() => self.get_str(*id),
+            path => self.get_field(path)?.as_str(),
+        }
+    }
+
     pub fn set(&mut self, id: FieldId, value: impl Into<FieldValue>) {
         self.edited();
         put(&mut self.fields, id, value.into());
@@ -277,6 +300,11 @@ impl Context {
 
     pub fn set_label(&mut self, name: Arc<str>, value: FieldValue) {
         self.size.clear();
+        // Labels set in name order (a `labels` transform's): each goes last.
+        if self.labels.last().is_none_or(|(last, _)| **last < *name) {
+            self.labels.push((name, value));
+            return;
+        }
         match self.labels.binary_search_by(|(k, _)| (**k).cmp(&*name)) {
             Ok(i) => self.labels[i].1 = value,
             Err(i) => {

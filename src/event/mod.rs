@@ -493,6 +493,12 @@ impl Event {
             .map(|(id, _)| *id)
     }
 
+    /// The slots the event holds of its own, in id order, each with
+    /// whether it has a value (`false`: it hides the context's).
+    pub fn own_slots(&self) -> impl Iterator<Item = (FieldId, bool)> + '_ {
+        self.own.fields().iter().map(|(id, v)| (*id, v.is_some()))
+    }
+
     /// The event's own value of a slot (`Some(None)`: removed for this event).
     pub fn get_own_id(&self, id: FieldId) -> Option<Option<&Value>> {
         find(self.own.fields(), &id).map(|v| v.as_deref())

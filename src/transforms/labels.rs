@@ -369,7 +369,12 @@ impl FunctionTransform for Labels {
         let mut matches = std::mem::take(&mut self.matches);
         for run in context_runs(batch) {
             matches.clear();
-            matches.extend(run.iter().map(|event| self.matched(event)));
+            if self.when_labels.is_empty() {
+                // No `when` rules: nothing to evaluate an event against.
+                matches.resize(run.len(), 0);
+            } else {
+                matches.extend(run.iter().map(|event| self.matched(event)));
+            }
             if self.label_run(run, &matches) {
                 continue;
             }

@@ -22,10 +22,10 @@ use serde_json::Value;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{context_runs, Batch, Event, FieldId, FieldPath};
+use crate::event::{context_runs, Batch, Context, Event, FieldId, FieldPath, FieldValue};
 use crate::schema;
 use crate::telemetry::Counter;
-use crate::url_parts::set_url_fields;
+use crate::url_parts::{set_url_fields, url_fields};
 
 mod detect;
 mod path_template;
@@ -41,6 +41,8 @@ use path_template::Route;
 static PATH_TEMPLATE: LazyLock<FieldId> = LazyLock::new(|| FieldId::of(schema::URL_PATH_TEMPLATE));
 /// `url.full`'s slot: an event that hides it has no page.
 static URL_FULL: LazyLock<FieldId> = LazyLock::new(|| FieldId::of(schema::URL_FULL));
+/// `url.domain`'s slot: a page URL without it gets its parts written.
+static URL_DOMAIN: LazyLock<FieldId> = LazyLock::new(|| FieldId::of(schema::URL_DOMAIN));
 pub use scrubber::{Outcome, Scrubbed, UrlScrubber};
 
 /// What happens to a parameter whose name is in `params`.
@@ -424,25 +426,106 @@ struct ScrubField {
 }
 
 impl ScrubField {
-    fn get_own<'e>(&self, event: &'e Event) -> Option<&'e str> {
-        event.get_own_str(self.slot.as_ref()?)
+    fn get_own<'e, H: Holder>(&self, holder: &'e H) -> Option<&'e str> {
+        holder.own_str(self.slot.as_ref()?)
     }
 
-    fn get_own_value<'e>(&self, event: &'e Event) -> Option<&'e Value> {
-        event.get_own_field(self.slot.as_ref()?)
+    fn get_own_value<'e, H: Holder>(&self, holder: &'e H) -> Option<&'e Value> {
+        holder.own_value(self.slot.as_ref()?)
     }
 
-    fn set(&self, event: &mut Event, text: &str) {
+    fn set<H: Holder>(&self, holder: &mut H, text: &str) {
         match &self.slot {
-            Some(FieldPath::Slot { id, rest }) if rest.is_empty() => event.set(*id, text),
-            _ => event.insert(&self.path, text),
+            Some(FieldPath::Slot { id, rest }) if rest.is_empty() => holder.set(*id, text.into()),
+            _ => holder.insert(&self.path, text.into()),
         }
     }
 
-    fn set_value(&self, event: &mut Event, value: Value) {
+    fn set_value<H: Holder>(&self, holder: &mut H, value: Value) {
         match &self.slot {
-            Some(FieldPath::Slot { id, rest }) if rest.is_empty() => event.set(*id, value),
-            _ => event.insert(&self.path, value),
+            Some(FieldPath::Slot { id, rest }) if rest.is_empty() => holder.set(*id, value.into()),
+            _ => holder.insert(&self.path, value),
+        }
+    }
+}
+
+/// What [`ScrubUrl::scrub_event`] scrubs: an event's own fields, or the
+/// context a beacon's events share, every field of which is its own. The
+/// context is scrubbed where it is: moving its twenty-odd fields into an
+/// event and back (`Event::edit_in_place`) cost ~1k instructions a beacon.
+trait Holder {
+    /// Calls `each` with every slot it holds of its own, in id order, and
+    /// whether it has a value there (`false`: an event hides the context's).
+    fn for_each_own(&self, each: impl FnMut(FieldId, bool));
+    fn own_str(&self, path: &FieldPath) -> Option<&str>;
+    fn own_value(&self, path: &FieldPath) -> Option<&Value>;
+    /// The slot's string, its own or (an event's) the context's.
+    fn get_str(&self, id: FieldId) -> Option<&str>;
+    fn set(&mut self, id: FieldId, value: FieldValue);
+    fn remove_id(&mut self, id: FieldId);
+    /// Sets a dotted path (inside an object slot, or a label).
+    fn insert(&mut self, path: &str, value: Value);
+    fn set_url_fields(&mut self, full: &str);
+}
+
+impl Holder for Event {
+    fn for_each_own(&self, mut each: impl FnMut(FieldId, bool)) {
+        self.own_slots().for_each(|(id, has)| each(id, has));
+    }
+    fn own_str(&self, path: &FieldPath) -> Option<&str> {
+        self.get_own_str(path)
+    }
+    fn own_value(&self, path: &FieldPath) -> Option<&Value> {
+        self.get_own_field(path)
+    }
+    fn get_str(&self, id: FieldId) -> Option<&str> {
+        self.get_id_str(id)
+    }
+    fn set(&mut self, id: FieldId, value: FieldValue) {
+        Event::set(self, id, value);
+    }
+    fn remove_id(&mut self, id: FieldId) {
+        Event::remove_id(self, id);
+    }
+    fn insert(&mut self, path: &str, value: Value) {
+        Event::insert(self, path, value);
+    }
+    fn set_url_fields(&mut self, full: &str) {
+        set_url_fields(self, full);
+    }
+}
+
+impl Holder for Context {
+    fn for_each_own(&self, mut each: impl FnMut(FieldId, bool)) {
+        self.ids().for_each(|id| each(id, true));
+    }
+    fn own_str(&self, path: &FieldPath) -> Option<&str> {
+        self.get_field_str(path)
+    }
+    fn own_value(&self, path: &FieldPath) -> Option<&Value> {
+        self.get_field(path)
+    }
+    fn get_str(&self, id: FieldId) -> Option<&str> {
+        Context::get_str(self, id)
+    }
+    fn set(&mut self, id: FieldId, value: FieldValue) {
+        Context::set(self, id, value);
+    }
+    fn remove_id(&mut self, id: FieldId) {
+        Context::remove_id(self, id);
+    }
+    fn insert(&mut self, path: &str, value: Value) {
+        // Paths inside an object slot, and labels: rare; the event API has them.
+        Event::edit_in_place(self, |event| event.insert(path, value));
+    }
+    fn set_url_fields(&mut self, full: &str) {
+        for (id, value) in url_fields(full) {
+            match value {
+                Some(value) => Context::set(self, id, value),
+                None => {
+                    Context::remove_id(self, id);
+                }
+            }
         }
     }
 }
@@ -482,14 +565,23 @@ impl Watch {
         watch
     }
 
-    /// The bits of the fields `event` may hold as its own.
-    fn held(&self, event: &Event) -> u64 {
+    /// The bits of the fields `holder` may hold as its own, and whether it
+    /// hides `hidden` for itself, found in one walk over its own slots.
+    fn held<H: Holder>(&self, holder: &H, hidden: FieldId) -> (u64, bool) {
+        let mut hides = false;
+        let mut held = self.always;
         if self.by_slot.is_empty() {
-            return u64::MAX;
+            holder.for_each_own(|id, has| hides |= !has && id == hidden);
+            return (u64::MAX, hides);
         }
-        event.own_ids().fold(self.always, |held, id| {
-            held | self.by_slot.get(id.index()).copied().unwrap_or(0)
-        })
+        holder.for_each_own(|id, has| {
+            if has {
+                held |= self.by_slot.get(id.index()).copied().unwrap_or(0);
+            } else {
+                hides |= id == hidden;
+            }
+        });
+        (held, hides)
     }
 }
 
@@ -514,16 +606,18 @@ fn next_held(held: u64, from: usize, total: usize) -> Option<usize> {
 }
 
 impl ScrubUrl {
-    /// Scrubs the event's own fields; returns how many URLs did not parse.
-    fn scrub_event(&mut self, event: &mut Event) -> u64 {
+    /// Scrubs the event's own fields (or a context's); returns how many
+    /// URLs did not parse.
+    fn scrub_event<H: Holder>(&mut self, event: &mut H) -> u64 {
         let mut unparseable = 0;
+        // Looked at again after each write: a write may add a later field.
+        let (mut held, hides_page) = self.watch.held(event, *URL_FULL);
         // A web-vitals metric that names no page, beside one that does, hides
         // the shared page's fields: the template made of that page is not its.
-        if event.hides_own(*URL_FULL) {
+        if hides_page {
             event.remove_id(*PATH_TEMPLATE);
+            held = self.watch.held(event, *URL_FULL).0;
         }
-        // Looked at again after each write: a write may add a later field.
-        let mut held = self.watch.held(event);
         let urls = self.fields.len();
         let mut next = 0;
         while let Some(i) = next_held(held, next, urls) {
@@ -542,25 +636,25 @@ impl ScrubUrl {
             let outcome = memo.get_or_insert(text, || scrubber.scrub(text, templates));
             match &outcome.url {
                 Scrubbed::Unparseable => unparseable += 1,
-                Scrubbed::Changed(new) if is_page => set_url_fields(event, new),
+                Scrubbed::Changed(new) if is_page => event.set_url_fields(new),
                 Scrubbed::Changed(new) => field.set(event, new),
                 Scrubbed::Unchanged => {
-                    if is_page && event.get_str(schema::URL_DOMAIN).is_none() {
+                    if is_page && event.get_str(*URL_DOMAIN).is_none() {
                         let same = text.to_owned();
-                        set_url_fields(event, &same);
+                        event.set_url_fields(&same);
                     }
                 }
             }
             match &outcome.template {
                 // A copy of its own, not a value the page's contexts share:
                 // a refcount every worker writes costs more than the copy.
-                Some(template) => event.set(*PATH_TEMPLATE, template.as_str()),
+                Some(template) => event.set(*PATH_TEMPLATE, template.as_str().into()),
                 // A page of its own that makes no template (it does not
                 // parse): the shared page's is not its.
                 None if is_page && self.templates.is_some() => event.remove_id(*PATH_TEMPLATE),
                 None => {}
             }
-            held = self.watch.held(event);
+            held = self.watch.held(event, *URL_FULL).0;
         }
         let total = urls + self.text_fields.len();
         let mut next = urls;
@@ -575,9 +669,14 @@ impl ScrubUrl {
                 outcome.0.clone()
             };
             if let Some(text) = field.get_own(event) {
+                // No `:`, no URL: the text (an error message, often) skips
+                // the memo, as the strings of an object do below.
+                if !text.contains(':') {
+                    continue;
+                }
                 if let Some(new) = scrub_text(text) {
                     field.set(event, &new);
-                    held = self.watch.held(event);
+                    held = self.watch.held(event, *URL_FULL).0;
                 }
                 continue;
             }
@@ -602,7 +701,7 @@ impl ScrubUrl {
             let mut copy = value.clone();
             replace_strings_in(&mut copy, &mut new.into_iter());
             field.set_value(event, copy);
-            held = self.watch.held(event);
+            held = self.watch.held(event, *URL_FULL).0;
         }
         unparseable
     }
@@ -645,9 +744,7 @@ impl FunctionTransform for ScrubUrl {
         // share (they arrive together): scrub it once per beacon, in place,
         // then each event's own fields.
         for run in context_runs(batch) {
-            let in_context = Event::edit_shared_context(run, |context| {
-                Event::edit_in_place(context, |event| self.scrub_event(event))
-            });
+            let in_context = Event::edit_shared_context(run, |context| self.scrub_event(context));
             // Counted per event, as each event's document carries them.
             unparseable += in_context * run.len() as u64;
             for event in run.iter_mut() {

@@ -8,11 +8,11 @@
 //! UA string and hints makes a repeated UA a lookup instead of a parse.
 
 use serde::Deserialize;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{context_runs, Batch, Event};
+use crate::event::{context_runs, Batch, Event, FieldId};
 use crate::schema;
 use crate::telemetry::Counter;
 
@@ -180,13 +180,23 @@ impl FunctionTransform for UserAgentTransform {
     }
 }
 
+/// `user_agent.original` and `rum.ua_hints`, resolved once (a path is a
+/// hash lookup).
+static SLOTS: LazyLock<(FieldId, FieldId)> = LazyLock::new(|| {
+    (
+        FieldId::of(schema::USER_AGENT_ORIGINAL),
+        FieldId::of(schema::RUM_UA_HINTS),
+    )
+});
+
 impl UserAgentTransform {
     /// The fields for this event's UA and hints (and whether the cache had
     /// them); `None` when the event has neither.
     fn resolve(&mut self, event: &Event) -> Option<(Arc<Prepared>, bool)> {
-        let ua = event.get_str(schema::USER_AGENT_ORIGINAL);
+        let (ua_slot, hints_slot) = *SLOTS;
+        let ua = event.get_id_str(ua_slot);
         let hints = if self.parser.use_hints {
-            event.get(schema::RUM_UA_HINTS).filter(|h| h.is_object())
+            event.get_id(hints_slot).filter(|h| h.is_object())
         } else {
             None
         };
