@@ -504,13 +504,6 @@ impl Event {
         find(self.own.fields(), &id).map(|v| v.as_deref())
     }
 
-    /// Whether the event hides a slot for itself (`get_own_id` is
-    /// `Some(None)`), asked without making the value a `Value` (a string of
-    /// the beacon's block would make every value of the block one).
-    pub fn hides_own(&self, id: FieldId) -> bool {
-        matches!(find(self.own.fields(), &id), Some(None))
-    }
-
     pub fn set(&mut self, id: FieldId, value: impl Into<FieldValue>) {
         put(&mut self.own_mut().fields, id, Some(value.into()));
     }
