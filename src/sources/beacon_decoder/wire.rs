@@ -296,6 +296,24 @@ fn string_slot(
     Ok(strings.push(&text))
 }
 
+/// `fields.push(slot)`, inlined: `read_beacon`, into which the whole
+/// entry reading is inlined, called `Vec::push` out of line for each of
+/// a beacon's sixty-odd slots.
+#[inline(always)]
+fn push_slot(fields: &mut Vec<OwnSlot>, slot: OwnSlot) {
+    if fields.len() == fields.capacity() {
+        fields.reserve(16);
+    }
+    let len = fields.len();
+    // SAFETY: `len` is below the capacity (reserved above), so the write
+    // stays in the allocation, and the length covers the slot only once
+    // it is written.
+    unsafe {
+        fields.as_mut_ptr().add(len).write(slot);
+        fields.set_len(len + 1);
+    }
+}
+
 /// Keys without a slot that the fast path checks for repeats one by one.
 const MAX_OTHER_KEYS: usize = 32;
 
@@ -332,11 +350,16 @@ fn read_slots(
     let slots = payload_slots(event_type);
     // First: their ids (`event.dataset`, `rum.type`, `rum.seq`) come before
     // the payload's, so the sort below leaves them where they are.
-    fields.extend(Event::type_slots(event_type));
-    fields.push((
-        CONTEXT_IDS.seq,
-        Some(FieldValue::Owned(Value::from(seq as u64))),
-    ));
+    let [dataset, rum_type] = Event::type_slots(event_type);
+    push_slot(fields, dataset);
+    push_slot(fields, rum_type);
+    push_slot(
+        fields,
+        (
+            CONTEXT_IDS.seq,
+            Some(FieldValue::Owned(Value::from(seq as u64))),
+        ),
+    );
     let mut taken: u64 = 0;
     let mut others: Vec<Cow<'_, str>> = Vec::new();
     // Made with its first key: most entries have none, and an empty map
@@ -365,7 +388,7 @@ fn read_slots(
                 let (_, id, ty) = slots.slots[i];
                 match sc.peek()? {
                     b'"' if ty.takes_strings() => {
-                        fields.push((id, Some(string_slot(sc, ty, strings)?)));
+                        push_slot(fields, (id, Some(string_slot(sc, ty, strings)?)));
                         continue;
                     }
                     // Most payload values are numbers (timings, sizes): read
@@ -373,7 +396,7 @@ fn read_slots(
                     b'-' | b'0'..=b'9' => {
                         let value = Value::Number(sc.number()?);
                         if fits_slot(id, ty, &value) {
-                            fields.push((id, Some(FieldValue::Owned(value))));
+                            push_slot(fields, (id, Some(FieldValue::Owned(value))));
                         } else {
                             extra
                                 .get_or_insert_with(Map::new)
