@@ -281,6 +281,7 @@ fn read_entry<'de>(
 /// The string `peek` showed, for a slot of a string type: a common keyword
 /// (a vital's name, a rating, a method...) as its shared static value,
 /// anything else appended to the request's strings. Neither allocates.
+#[inline(always)]
 fn string_slot(
     sc: &mut Scanner<'_, '_>,
     ty: FieldType,
