@@ -374,7 +374,7 @@ fn read_slots(
                 if ts.is_some() || !matches!(sc.peek()?, b'-' | b'0'..=b'9') {
                     return Ok(None);
                 }
-                let n = sc.number()?;
+                let n = sc.number_inlined()?;
                 ts = Some(n.as_f64().unwrap_or(0.0) as i64);
                 continue;
             }
@@ -395,7 +395,7 @@ fn read_slots(
                     // Most payload values are numbers (timings, sizes): read
                     // as one, never null, no heap bytes.
                     b'-' | b'0'..=b'9' => {
-                        let value = Value::Number(sc.number()?);
+                        let value = Value::Number(sc.number_inlined()?);
                         if fits_slot(id, ty, &value) {
                             push_slot(fields, (id, Some(FieldValue::Owned(value))));
                         } else {
