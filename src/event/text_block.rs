@@ -52,6 +52,26 @@ impl TextBlock {
         strings.text.get(start..end).unwrap_or_default()
     }
 
+    /// The length of string `index`, what `str(index).len()` is, without
+    /// slicing the text (a context counts a dozen of them a beacon).
+    fn len_of(&self, index: u32) -> usize {
+        let Some(strings) = self.strings.get() else {
+            return 0;
+        };
+        let i = index as usize;
+        let start = match i.checked_sub(1) {
+            Some(before) => strings.ends.get(before).map_or(0, |&end| end as usize),
+            None => 0,
+        };
+        let end = strings.ends.get(i).map_or(start, |&end| end as usize);
+        // Each end is where a pushed string ended: on a char boundary.
+        if start <= end && end <= strings.text.len() {
+            end - start
+        } else {
+            0
+        }
+    }
+
     /// What [`TextBlockBuilder::pushed_bytes`] counted for every string
     /// the block holds, whether a slot still reads it or not (for tests
     /// that a decoder holds no string it gave up on).
@@ -99,7 +119,7 @@ impl std::fmt::Debug for TextBlock {
 /// counted the block.
 #[inline]
 pub(super) fn text_bytes(block: &TextBlock, index: u32) -> usize {
-    block.str(index).len() + 8
+    block.len_of(index) + 8
 }
 
 /// Fills a request's [`TextBlock`] as its decoder reads; dropping it (the
@@ -263,5 +283,25 @@ mod tests {
         assert_eq!(text_bytes(block, *index), own);
         let _ = &*value;
         assert_eq!(text_bytes(block, *index), own);
+    }
+
+    /// The count reads each string's length without its text: the same
+    /// length, for every index, past the last one and before the block is
+    /// filled too.
+    #[test]
+    fn a_strings_length_is_its_texts() {
+        let texts = ["https://shop.example.com/a?b=c", "", "é😀\"\n", "x", ""];
+        let mut builder = TextBlockBuilder::default();
+        let values: Vec<FieldValue> = texts.iter().map(|t| builder.push(t)).collect();
+        let FieldValue::Text(block, _) = &values[0] else {
+            unreachable!()
+        };
+        let block = Arc::clone(block);
+        assert_eq!(block.len_of(0), 0, "not filled yet");
+        drop(builder);
+        for index in 0..texts.len() as u32 + 2 {
+            assert_eq!(block.len_of(index), block.str(index).len(), "{index}");
+        }
+        assert_eq!(block.len_of(2), "é😀\"\n".len());
     }
 }

@@ -387,6 +387,15 @@ impl<'de, 'l> Scanner<'de, 'l> {
     }
 
     pub(in crate::sources) fn number(&mut self) -> Scan<Number> {
+        self.number_inlined()
+    }
+
+    /// [`number`](Self::number) inlined where it is called, for the
+    /// `rum_beacon` entry reading's numbers (a beacon's timings, sizes and
+    /// `ts`, some forty); everywhere inlined it cost the floor and
+    /// web-vitals more than it saved them.
+    #[inline(always)]
+    pub(in crate::sources) fn number_inlined(&mut self) -> Scan<Number> {
         let bytes = self.bytes();
         let start = self.pos;
         let mut at = start;

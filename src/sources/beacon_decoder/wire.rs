@@ -281,6 +281,7 @@ fn read_entry<'de>(
 /// The string `peek` showed, for a slot of a string type: a common keyword
 /// (a vital's name, a rating, a method...) as its shared static value,
 /// anything else appended to the request's strings. Neither allocates.
+#[inline(always)]
 fn string_slot(
     sc: &mut Scanner<'_, '_>,
     ty: FieldType,
@@ -294,6 +295,24 @@ fn string_slot(
         }
     }
     Ok(strings.push(&text))
+}
+
+/// `fields.push(slot)`, inlined: `read_beacon`, into which the whole
+/// entry reading is inlined, called `Vec::push` out of line for each of
+/// a beacon's sixty-odd slots.
+#[inline(always)]
+fn push_slot(fields: &mut Vec<OwnSlot>, slot: OwnSlot) {
+    if fields.len() == fields.capacity() {
+        fields.reserve(16);
+    }
+    let len = fields.len();
+    // SAFETY: `len` is below the capacity (reserved above), so the write
+    // stays in the allocation, and the length covers the slot only once
+    // it is written.
+    unsafe {
+        fields.as_mut_ptr().add(len).write(slot);
+        fields.set_len(len + 1);
+    }
 }
 
 /// Keys without a slot that the fast path checks for repeats one by one.
@@ -332,14 +351,21 @@ fn read_slots(
     let slots = payload_slots(event_type);
     // First: their ids (`event.dataset`, `rum.type`, `rum.seq`) come before
     // the payload's, so the sort below leaves them where they are.
-    fields.extend(Event::type_slots(event_type));
-    fields.push((
-        CONTEXT_IDS.seq,
-        Some(FieldValue::Owned(Value::from(seq as u64))),
-    ));
+    let [dataset, rum_type] = Event::type_slots(event_type);
+    push_slot(fields, dataset);
+    push_slot(fields, rum_type);
+    push_slot(
+        fields,
+        (
+            CONTEXT_IDS.seq,
+            Some(FieldValue::Owned(Value::from(seq as u64))),
+        ),
+    );
     let mut taken: u64 = 0;
     let mut others: Vec<Cow<'_, str>> = Vec::new();
-    let mut extra = Map::new();
+    // Made with its first key: most entries have none, and an empty map
+    // still cost about 60 instructions to drop.
+    let mut extra: Option<Map<String, Value>> = None;
     let mut ts = None;
     while let Some(key) = sc.key(false)? {
         match &*key {
@@ -348,7 +374,7 @@ fn read_slots(
                 if ts.is_some() || !matches!(sc.peek()?, b'-' | b'0'..=b'9') {
                     return Ok(None);
                 }
-                let n = sc.number()?;
+                let n = sc.number_inlined()?;
                 ts = Some(n.as_f64().unwrap_or(0.0) as i64);
                 continue;
             }
@@ -363,17 +389,23 @@ fn read_slots(
                 let (_, id, ty) = slots.slots[i];
                 match sc.peek()? {
                     b'"' if ty.takes_strings() => {
-                        fields.push((id, Some(string_slot(sc, ty, strings)?)));
+                        push_slot(fields, (id, Some(string_slot(sc, ty, strings)?)));
                         continue;
                     }
                     // Most payload values are numbers (timings, sizes): read
                     // as one, never null, no heap bytes.
                     b'-' | b'0'..=b'9' => {
-                        let value = Value::Number(sc.number()?);
-                        if fits_slot(id, ty, &value) {
-                            fields.push((id, Some(FieldValue::Owned(value))));
+                        let value = Value::Number(sc.number_inlined()?);
+                        // A `double` takes any number (most timings): no
+                        // call to find that out, for all but the error
+                        // count `fits_slot` checks further.
+                        let any_number = ty == FieldType::Double && id != CONTEXT_IDS.error_count;
+                        if any_number || fits_slot(id, ty, &value) {
+                            push_slot(fields, (id, Some(FieldValue::Owned(value))));
                         } else {
-                            extra.insert(key.into_owned(), value);
+                            extra
+                                .get_or_insert_with(Map::new)
+                                .insert(key.into_owned(), value);
                         }
                         continue;
                     }
@@ -387,7 +419,9 @@ fn read_slots(
                     *heap += value_bytes(&value);
                     fields.push((id, Some(FieldValue::Owned(value))));
                 } else {
-                    extra.insert(key.into_owned(), value);
+                    extra
+                        .get_or_insert_with(Map::new)
+                        .insert(key.into_owned(), value);
                 }
             }
             Some(_) => return Ok(None),
@@ -400,13 +434,16 @@ fn read_slots(
                     return Ok(None);
                 }
                 if !value.is_null() {
-                    extra.insert(key.clone().into_owned(), value);
+                    extra
+                        .get_or_insert_with(Map::new)
+                        .insert(key.clone().into_owned(), value);
                 }
                 others.push(key);
             }
         }
     }
-    if !extra.is_empty() {
+    // Never empty when made.
+    if let Some(extra) = extra {
         let extra = Value::Object(extra);
         *heap += value_bytes(&extra);
         fields.push((CONTEXT_IDS.extra, Some(extra.into())));
