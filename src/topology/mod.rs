@@ -656,6 +656,14 @@ inputs = ["enrich"]
         (run, stop_tx)
     }
 
+    /// Waits while `cond` holds, looking again every 5 ms (the test's own
+    /// timeout bounds it).
+    pub(super) async fn wait_while(cond: impl Fn() -> bool) {
+        while cond() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Stops `run` as the listener would: its sender `tx` goes once the
     /// drain has begun; the run must end well.
     pub(super) async fn stop(
@@ -665,9 +673,7 @@ inputs = ["enrich"]
         tx: buffer::BufferSender,
     ) {
         stop_tx.send(()).expect("stop");
-        while !health.draining() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| !health.draining()).await;
         drop(tx);
         let ran = tokio::time::timeout(Duration::from_secs(10), run)
             .await
@@ -775,6 +781,7 @@ inputs = ["c"]
 
 #[cfg(test)]
 mod panic_tests {
+    use super::tests::wait_while;
     use super::*;
     use crate::event::Event;
     use crate::transforms::Transform;
@@ -873,9 +880,7 @@ mod panic_tests {
         // has begun, as the listener's would (before it, a closed input is
         // a transform stopped early).
         stop_tx.send(()).expect("stop");
-        while !health.draining() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| !health.draining()).await;
         drop(tx);
         let ran = tokio::time::timeout(Duration::from_secs(10), &mut run)
             .await
@@ -920,13 +925,9 @@ mod panic_tests {
         let health = built.health.clone();
         let (run, stop_tx) = super::tests::start(built, Duration::from_secs(5));
         tx.send(events(3)).await.expect("sent");
-        while b.discarded_unintentional.get() < 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| b.discarded_unintentional.get() < 3).await;
         tx.send(events(2)).await.expect("sent");
-        while out.received_events.get() < 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| out.received_events.get() < 2).await;
         assert_eq!((a.received_events.get(), a.sent_total()), (5, 5));
         assert_eq!((b.received_events.get(), b.sent_total()), (5, 2));
         assert_eq!(b.discarded_unintentional.get(), 3);
@@ -934,9 +935,7 @@ mod panic_tests {
         assert_eq!(c.discarded_unintentional.get(), 0);
         assert!(health.degraded().contains_key("b"));
         stop_tx.send(()).expect("stop");
-        while !health.draining() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| !health.draining()).await;
         drop(tx);
         let ran = tokio::time::timeout(Duration::from_secs(10), run)
             .await
@@ -949,7 +948,7 @@ mod panic_tests {
 #[cfg(test)]
 mod careful_tests {
     use super::panic_tests::events;
-    use super::tests::{metric, stop};
+    use super::tests::{metric, stop, wait_while};
     use super::*;
     use crate::event::Event;
     use crate::transforms::Transform;
@@ -1019,18 +1018,12 @@ mod careful_tests {
         let registry = built.registry.clone();
         let (run, stop_tx) = super::tests::start(built, Duration::from_secs(5));
         tx.send(with_poison(3, 1)).await.expect("sent");
-        while enrich.discarded_unintentional.get() < 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| enrich.discarded_unintentional.get() < 3).await;
         tx.send(with_poison(500, 250)).await.expect("sent");
         // Every event of the batch sent on or lost (today's code lost all).
-        while enrich.sent_total() + enrich.discarded_unintentional.get() < 503 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| enrich.sent_total() + enrich.discarded_unintentional.get() < 503).await;
         assert_eq!(enrich.discarded_unintentional.get(), 3 + 1);
-        while out.received_events.get() < 499 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| out.received_events.get() < 499).await;
         assert_eq!(enrich.received_events.get(), 503);
         assert_eq!(enrich.sent_total(), 499);
         assert_eq!(enrich.discarded_unintentional.get(), 3 + 1);
@@ -1049,9 +1042,7 @@ mod careful_tests {
         assert!(reason.contains("panicked 3 time"), "{reason}");
         // A batch without poison passes whole.
         tx.send(events(7)).await.expect("sent");
-        while out.received_events.get() < 506 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| out.received_events.get() < 506).await;
         assert_eq!(enrich.discarded_unintentional.get(), 4);
         stop(run, stop_tx, health, tx).await;
     }
@@ -1127,17 +1118,11 @@ inputs = ["by_parity.odd"]
                 .collect()
         };
         tx.send(batch(4, 2)).await.expect("sent");
-        while by_parity.discarded_unintentional.get() < 4 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| by_parity.discarded_unintentional.get() < 4).await;
         tx.send(batch(100, 60)).await.expect("sent");
-        while evens.received_events.get() + odds.received_events.get() < 99 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| evens.received_events.get() + odds.received_events.get() < 99).await;
         tx.send(batch(10, 99)).await.expect("sent");
-        while evens.received_events.get() + odds.received_events.get() < 109 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| evens.received_events.get() + odds.received_events.get() < 109).await;
         stop(run, stop_tx, health, tx).await;
         assert_eq!(evens.received_events.get(), 49 + 5);
         assert_eq!(odds.received_events.get(), 50 + 5);
@@ -1163,13 +1148,9 @@ inputs = ["by_parity.odd"]
         let health = built.health.clone();
         let (run, stop_tx) = super::tests::start(built, Duration::from_secs(5));
         tx.send(with_poison(3, 0)).await.expect("sent");
-        while b.discarded_unintentional.get() < 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| b.discarded_unintentional.get() < 3).await;
         tx.send(with_poison(500, 250)).await.expect("sent");
-        while b.discarded_unintentional.get() + c.received_events.get() < 503 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| b.discarded_unintentional.get() + c.received_events.get() < 503).await;
         assert_eq!((a.received_events.get(), a.sent_total()), (503, 503));
         assert_eq!(a.discarded_unintentional.get(), 0);
         assert_eq!((b.received_events.get(), b.sent_total()), (503, 499));
@@ -1182,9 +1163,7 @@ inputs = ["by_parity.odd"]
             .map(|i| (format!("/{i}"), "seen".to_owned()))
             .collect();
         assert_eq!(*seen.lock().expect("lock"), expected);
-        while out.received_events.get() < 499 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| out.received_events.get() < 499).await;
         stop(run, stop_tx, health, tx).await;
     }
 }
@@ -1192,6 +1171,7 @@ inputs = ["by_parity.odd"]
 #[cfg(test)]
 mod timeout_tests {
     use super::panic_tests::events;
+    use super::tests::wait_while;
     use super::*;
 
     /// A transform waiting for room in a sink that no longer reads when
@@ -1223,13 +1203,9 @@ mod timeout_tests {
         // The first 3 fill the sink's buffer; then the transform takes 2
         // more and waits with them.
         tx.send(events(3)).await.expect("sent");
-        while stuck.buffered_events() < 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| stuck.buffered_events() < 3).await;
         tx.send(events(2)).await.expect("sent");
-        while tx.buffered_events() > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_while(|| tx.buffered_events() > 0).await;
         stop_tx.send(()).expect("stop");
         let ran = tokio::time::timeout(Duration::from_secs(10), run)
             .await
