@@ -280,16 +280,38 @@ impl Intake {
         D: Buf,
         E: std::fmt::Display,
     {
+        // The origin first: a 429 to an allowed page carries its CORS
+        // headers like every other refusal, or the page's script can read
+        // neither the status nor its `Retry-After` (what SDKs back off on).
+        let allow_origin = self.check_origin(&head.headers).map_err(|e| (e, None))?;
+        let declared = declared_length(&head.headers);
+        self.accept_checked(head, allow_origin, declared, body, ready)
+            .await
+    }
+
+    /// [`Intake::accept`] for a caller that has checked the origin
+    /// (`allow_origin`, what `check_origin` gave) and read the declared
+    /// length (`declared_length`) already: each is a lookup in the header
+    /// map, and sources need both before the intake's steps.
+    pub async fn accept_checked<B, D, E, R>(
+        &self,
+        head: IntakeHead,
+        allow_origin: Option<HeaderValue>,
+        declared: Option<u64>,
+        body: B,
+        ready: impl std::future::Future<Output = R>,
+    ) -> Result<(IntakeRequest, R), (IntakeError, Option<HeaderValue>)>
+    where
+        B: Stream<Item = Result<D, E>>,
+        D: Buf,
+        E: std::fmt::Display,
+    {
         let IntakeHead {
             headers,
             peer,
             budget,
             consumed,
         } = head;
-        // The origin first: a 429 to an allowed page carries its CORS
-        // headers like every other refusal, or the page's script can read
-        // neither the status nor its `Retry-After` (what SDKs back off on).
-        let allow_origin = self.check_origin(&headers).map_err(|e| (e, None))?;
         let fail = |e: IntakeError| (e, allow_origin.clone());
         // Before anything is read, so a flood costs no body bytes.
         let client_ip = super::client_ip::client_ip(peer, &headers, &self.options.trusted_proxies);
@@ -304,7 +326,6 @@ impl Intake {
             }
         }
         let limit = self.options.max_body_bytes;
-        let declared = declared_length(&headers);
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(fail(too_large(limit)));
         }

@@ -354,9 +354,10 @@ impl<S: HttpSource> Flow<S> {
         // discards. The room asked for is one event and the declared body's
         // size (a hint: the room is given back at once); events that then
         // do not fit are not held while they wait (`deliver_without_holding`).
-        let received_at_ms = chrono::Utc::now().timestamp_millis();
-        let declared = crate::http::intake::declared_length(&request.headers)
-            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let received_at_ms = now_ms();
+        // Read once: `Intake::accept_checked` takes it as read here.
+        let declared_length = crate::http::intake::declared_length(&request.headers);
+        let declared = declared_length.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
         // The clock is read only for a wait (a read costs about 50 ns on a
         // virtual machine, and most requests find room at once).
         let wait = async {
@@ -371,7 +372,13 @@ impl<S: HttpSource> Flow<S> {
             (room, started.elapsed())
         };
         let (accepted, (room, waited)) = match intake
-            .accept(intake_head(request.headers), body, wait)
+            .accept_checked(
+                intake_head(request.headers),
+                origin,
+                declared_length,
+                body,
+                wait,
+            )
             .await
         {
             Ok(accepted) => accepted,
@@ -543,6 +550,17 @@ impl<S: HttpSource> Flow<S> {
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         response
+    }
+}
+
+/// The time now in epoch milliseconds, as `chrono::Utc::now().timestamp_millis()`
+/// gives it, without the calendar date chrono makes of the clock's reading
+/// and takes apart again.
+fn now_ms() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        // Before 1970 (a clock set wrong): chrono's rounding down.
+        Err(_) => chrono::Utc::now().timestamp_millis(),
     }
 }
 
