@@ -23,11 +23,10 @@ use hyper::body::Incoming;
 use super::decode_error::{DecodeError, DecodeErrorKind};
 use super::SourceContext;
 use crate::event::Batch;
-use crate::http::connection::BodyConsumed;
+use crate::http::connection::BodyHandles;
 use crate::http::intake::{
     is_preflight, media_type, Intake, IntakeError, IntakeHead, IntakeRequest,
 };
-use crate::http::limits::BodyBudget;
 use crate::http::server::{ResponseFuture, Route, RouteHandler};
 use crate::http::{access_log, empty_response, text_response, HttpResponse};
 use crate::telemetry::Counter;
@@ -262,15 +261,25 @@ struct SourceRoute<S: HttpSource> {
 }
 
 impl<S: HttpSource> RouteHandler for SourceRoute<S> {
-    fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture {
-        Box::pin(async move { self.answer(request, peer).await })
+    fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        body: BodyHandles,
+    ) -> ResponseFuture {
+        Box::pin(async move { self.answer(request, peer, body).await })
     }
 }
 
 impl<S: HttpSource> SourceRoute<S> {
-    async fn answer(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+    async fn answer(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        handles: BodyHandles,
+    ) -> HttpResponse {
         let flow = &self.flow;
-        let (mut parts, body) = request.into_parts();
+        let (parts, body) = request.into_parts();
         if is_preflight(&parts.method) {
             return flow.intake.preflight(&parts.headers);
         }
@@ -283,9 +292,8 @@ impl<S: HttpSource> SourceRoute<S> {
             let intake_head = |headers| IntakeHead {
                 headers,
                 peer: peer.ip(),
-                // Taken, not cloned: the request's own handle on the budget.
-                budget: parts.extensions.remove::<Arc<BodyBudget>>(),
-                consumed: parts.extensions.get::<BodyConsumed>().cloned(),
+                budget: handles.budget,
+                consumed: handles.consumed,
             };
             return flow
                 .receive(
