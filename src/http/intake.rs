@@ -460,10 +460,16 @@ async fn read_limited<D: Buf, E: std::fmt::Display>(
 /// send it).
 pub fn media_type(headers: &HeaderMap) -> Option<Cow<'_, str>> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let essence = value.split(';').next()?.trim();
-    if essence.is_empty() {
-        return None;
-    }
+    // The part before the first `;` without the spaces and tabs around it
+    // (the only whitespace `to_str` lets through), found byte by byte: not
+    // through `str::split`'s char searcher and `str::trim` (~300
+    // instructions a request).
+    let bytes = value.as_bytes();
+    let end = bytes.iter().position(|&b| b == b';').unwrap_or(bytes.len());
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes[..end].iter().position(|b| !blank(b))?;
+    let stop = bytes[..end].iter().rposition(|b| !blank(b))? + 1;
+    let essence = &value[start..stop];
     Some(if essence.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(essence.to_ascii_lowercase())
     } else {
@@ -903,5 +909,46 @@ mod tests {
             "Text/Plain;charset=UTF-8".parse().unwrap(),
         );
         assert_eq!(media_type(&headers).as_deref(), Some("text/plain"));
+    }
+
+    /// `media_type` reads the value byte by byte; it gives what the
+    /// `str::split` and `str::trim` it had gave, for every kind of value.
+    #[test]
+    fn media_type_gives_what_split_and_trim_gave() {
+        fn reference(headers: &HeaderMap) -> Option<String> {
+            let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+            let essence = value.split(';').next()?.trim();
+            (!essence.is_empty()).then(|| essence.to_ascii_lowercase())
+        }
+        let values: [&[u8]; 16] = [
+            b"application/json",
+            b"text/plain;charset=UTF-8",
+            b" \tText/Plain \t; charset=x",
+            b"TEXT/PLAIN",
+            b";",
+            b" ; text/plain",
+            b"\t",
+            b"",
+            b"a b ;c",
+            b"x;y;z",
+            b"text/plain\x7f",
+            b"text/plain;\xc3\xa9",
+            b"\xc3\xa9",
+            b"  text/plain  ",
+            b"text/plain\t",
+            b"image/png ;",
+        ];
+        for value in values {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                headers.insert(header::CONTENT_TYPE, value);
+            }
+            assert_eq!(
+                media_type(&headers).map(|t| t.into_owned()),
+                reference(&headers),
+                "{value:?}"
+            );
+        }
+        assert_eq!(media_type(&HeaderMap::new()), None);
     }
 }
