@@ -389,12 +389,11 @@ pub fn is_preflight(method: &Method) -> bool {
 }
 
 pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+    let value = headers.get(header::CONTENT_LENGTH)?;
+    if let Some(n) = super::framing::plain_decimal(value.as_bytes()) {
+        return Some(n);
+    }
+    value.to_str().ok()?.parse().ok()
 }
 
 fn too_large(limit: usize) -> IntakeError {
