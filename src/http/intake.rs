@@ -125,6 +125,10 @@ pub struct Intake {
     /// SDKs that back off on 429/503), when any.
     expose_headers: Option<HeaderValue>,
     max_age: HeaderValue,
+    /// `Vary: Origin` alone: what `with_cors` gives an answer that has no
+    /// header yet (a 204), cloned whole rather than inserted into an empty
+    /// map (its first insert hashes the name and sizes the map).
+    vary_origin: HeaderMap,
 }
 
 impl Intake {
@@ -140,6 +144,7 @@ impl Intake {
             allow_headers: HeaderValue::from_static(DEFAULT_ALLOW_HEADERS),
             expose_headers: None,
             max_age: HeaderValue::from(options.cors_max_age_secs),
+            vary_origin: HeaderMap::from_iter([(header::VARY, HeaderValue::from_static("Origin"))]),
             options,
             metrics,
         }
@@ -229,7 +234,11 @@ impl Intake {
         allow_origin: Option<HeaderValue>,
     ) -> HttpResponse {
         let h = response.headers_mut();
-        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        if h.is_empty() {
+            h.clone_from(&self.vary_origin);
+        } else {
+            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        }
         if let Some(origin) = allow_origin {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             if let Some(expose) = &self.expose_headers {
@@ -819,6 +828,34 @@ mod tests {
         );
         assert_eq!(h[header::ACCESS_CONTROL_EXPOSE_HEADERS], "retry-after");
         assert_eq!(h[header::RETRY_AFTER], "1");
+    }
+
+    /// An answer with no header yet gets `Vary: Origin` as one with
+    /// headers does, and the allowed origin's headers after it.
+    #[test]
+    fn cors_headers_are_the_same_on_an_answer_with_headers_or_none() {
+        let intake = intake(100).expose_headers("retry-after");
+        for origin in [None, Some(HeaderValue::from_static("https://shop.example"))] {
+            let bare = intake.with_cors(empty_response(StatusCode::NO_CONTENT), origin.clone());
+            let mut with_one = empty_response(StatusCode::NO_CONTENT);
+            with_one
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            let mut with_one = intake.with_cors(with_one, origin.clone());
+            with_one.headers_mut().remove(header::RETRY_AFTER);
+            let names = |r: &HttpResponse| {
+                let mut all: Vec<_> = r
+                    .headers()
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {v:?}"))
+                    .collect();
+                all.sort();
+                all
+            };
+            assert_eq!(names(&bare), names(&with_one));
+            assert_eq!(bare.headers()[header::VARY], "Origin");
+            assert_eq!(bare.headers().len(), if origin.is_some() { 3 } else { 1 });
+        }
     }
 
     #[test]
