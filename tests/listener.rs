@@ -609,6 +609,37 @@ async fn ambiguous_framing_is_refused_and_early_answers_say_connection_close() {
     p.wait_documents(4, Duration::from_secs(10));
 }
 
+/// A connection's requests share one flag for "the body was read" (cleared
+/// as each begins): a request whose body is left unread (refused before it,
+/// 415) after one whose body was read is still answered `Connection: close`.
+#[tokio::test]
+async fn an_unread_body_after_a_read_one_on_the_same_connection_still_closes_it() {
+    let config = format!("stats_interval_secs = 0\n{BEACONS_TO_STDOUT}");
+    let p = Pipeline::start(&config);
+    let body = beacon("unread", 1).to_string();
+    let mut stream = TcpStream::connect(&p.addr()).await.unwrap();
+    let pipelined = format!(
+        "POST /rum HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}POST /rum HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 5\r\n\r\nhello",
+        body.len()
+    );
+    stream.write_all(pipelined.as_bytes()).await.unwrap();
+    let (all, _) = read_until(&mut stream, |all| {
+        all.contains("HTTP/1.1 204") && all.contains("HTTP/1.1 415") && all.ends_with('\n')
+    })
+    .await;
+    let (read, unread) = all.split_at(all.find("HTTP/1.1 415").unwrap());
+    assert!(read.starts_with("HTTP/1.1 204"), "{all}");
+    assert!(
+        !read.to_ascii_lowercase().contains("connection: close"),
+        "{all}"
+    );
+    assert!(
+        unread.to_ascii_lowercase().contains("connection: close"),
+        "{all}"
+    );
+    p.wait_documents(1, Duration::from_secs(10));
+}
+
 /// Reads until `done` says what came is complete; returns it and whether the
 /// server closed the connection first. Fails after 30 s.
 async fn read_until(stream: &mut TcpStream, done: impl Fn(&str) -> bool) -> (String, bool) {

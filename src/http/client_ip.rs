@@ -26,8 +26,10 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     // can make the proxy's line non-ASCII), or that `Forwarded` would win
     // again. The hops are walked nearest first, straight off the headers:
     // collecting them cost two vectors a request.
-    if headers.contains_key(X_FORWARDED_FOR) {
-        nearest_untrusted(peer, x_forwarded_for_hops(headers), is_trusted)
+    // One lookup: `GetAll` is the entry's place, walked again for the hops.
+    let x_forwarded_for = headers.get_all(X_FORWARDED_FOR);
+    if x_forwarded_for.iter().next().is_some() {
+        nearest_untrusted(peer, x_forwarded_for_hops(x_forwarded_for), is_trusted)
     } else {
         nearest_untrusted(peer, forwarded_hops(headers), is_trusted)
     }
@@ -85,9 +87,10 @@ fn for_node(element: &str) -> Option<IpAddr> {
 }
 
 /// `X-Forwarded-For`'s addresses, right (nearest proxy) to left.
-fn x_forwarded_for_hops(headers: &HeaderMap) -> impl Iterator<Item = Option<IpAddr>> + '_ {
-    headers
-        .get_all(X_FORWARDED_FOR)
+fn x_forwarded_for_hops(
+    values: http::header::GetAll<'_, http::HeaderValue>,
+) -> impl Iterator<Item = Option<IpAddr>> + '_ {
+    values
         .iter()
         .rev()
         .flat_map(|v| elements(v).rev())

@@ -237,7 +237,7 @@ impl Drop for Waiting<'_> {
 }
 
 /// Bytes of request bodies held at once, shared by every listener and source.
-/// The listener puts it in each request's extensions; `Intake` reserves from
+/// The listener hands it to each request (`BodyHandles`); `Intake` reserves from
 /// it as body bytes arrive and releases when the request is done with them.
 pub struct BodyBudget {
     bytes: Semaphore,

@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
-use super::connection::{self, ConnectionSettings};
+use super::connection::{self, BodyHandles, ConnectionSettings};
 use super::framing::{check_transfer_encoding, FramingError};
 use super::limits::{BodyBudget, ConnectionCap, ConnectionTimeouts};
 use super::{scrape_gate, text_response, HttpResponse};
@@ -42,7 +42,13 @@ pub type ResponseFuture = Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
 /// endpoint (`sources::http_source`), the Prometheus sink's
 /// scrape endpoint. The listener has matched the path and counts the answer.
 pub trait RouteHandler: Send + Sync + 'static {
-    fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture;
+    /// `body`: what the request's body is read under.
+    fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        body: BodyHandles,
+    ) -> ResponseFuture;
 }
 
 pub struct Route {
@@ -342,6 +348,7 @@ impl Router {
         request: Request<Incoming>,
         peer: SocketAddr,
         framing: Option<FramingError>,
+        body: BodyHandles,
     ) -> HttpResponse {
         let (route, label) = self.route_of(request.uri().path());
         let framing = framing.map_or_else(|| check_transfer_encoding(request.headers()), Err);
@@ -354,7 +361,7 @@ impl Router {
             response
         } else if let Some(i) = route {
             let handler = self.routes[i].handler.clone();
-            match AssertUnwindSafe(handler.handle(request, peer))
+            match AssertUnwindSafe(handler.handle(request, peer, body))
                 .catch_unwind()
                 .await
             {
@@ -620,7 +627,12 @@ mod tests {
     struct Panics;
 
     impl RouteHandler for Panics {
-        fn handle(self: Arc<Self>, request: Request<Incoming>, _: SocketAddr) -> ResponseFuture {
+        fn handle(
+            self: Arc<Self>,
+            request: Request<Incoming>,
+            _: SocketAddr,
+            _: BodyHandles,
+        ) -> ResponseFuture {
             Box::pin(async move {
                 if request.uri().path() == "/boom" {
                     panic!("a decoder's bug");
@@ -672,7 +684,12 @@ mod tests {
     struct HoldsUntilBodyEnds(mpsc::UnboundedSender<()>);
 
     impl RouteHandler for HoldsUntilBodyEnds {
-        fn handle(self: Arc<Self>, request: Request<Incoming>, _: SocketAddr) -> ResponseFuture {
+        fn handle(
+            self: Arc<Self>,
+            request: Request<Incoming>,
+            _: SocketAddr,
+            _: BodyHandles,
+        ) -> ResponseFuture {
             Box::pin(async move {
                 let _ = self.0.send(());
                 let _ = http_body_util::BodyExt::collect(request.into_body()).await;

@@ -23,11 +23,10 @@ use hyper::body::Incoming;
 use super::decode_error::{DecodeError, DecodeErrorKind};
 use super::SourceContext;
 use crate::event::Batch;
-use crate::http::connection::BodyConsumed;
+use crate::http::connection::BodyHandles;
 use crate::http::intake::{
     is_preflight, media_type, Intake, IntakeError, IntakeHead, IntakeRequest,
 };
-use crate::http::limits::BodyBudget;
 use crate::http::server::{ResponseFuture, Route, RouteHandler};
 use crate::http::{access_log, empty_response, text_response, HttpResponse};
 use crate::telemetry::Counter;
@@ -262,15 +261,25 @@ struct SourceRoute<S: HttpSource> {
 }
 
 impl<S: HttpSource> RouteHandler for SourceRoute<S> {
-    fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture {
-        Box::pin(async move { self.answer(request, peer).await })
+    fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        body: BodyHandles,
+    ) -> ResponseFuture {
+        Box::pin(async move { self.answer(request, peer, body).await })
     }
 }
 
 impl<S: HttpSource> SourceRoute<S> {
-    async fn answer(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+    async fn answer(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        handles: BodyHandles,
+    ) -> HttpResponse {
         let flow = &self.flow;
-        let (mut parts, body) = request.into_parts();
+        let (parts, body) = request.into_parts();
         if is_preflight(&parts.method) {
             return flow.intake.preflight(&parts.headers);
         }
@@ -283,9 +292,8 @@ impl<S: HttpSource> SourceRoute<S> {
             let intake_head = |headers| IntakeHead {
                 headers,
                 peer: peer.ip(),
-                // Taken, not cloned: the request's own handle on the budget.
-                budget: parts.extensions.remove::<Arc<BodyBudget>>(),
-                consumed: parts.extensions.get::<BodyConsumed>().cloned(),
+                budget: handles.budget,
+                consumed: handles.consumed,
             };
             return flow
                 .receive(
@@ -354,9 +362,10 @@ impl<S: HttpSource> Flow<S> {
         // discards. The room asked for is one event and the declared body's
         // size (a hint: the room is given back at once); events that then
         // do not fit are not held while they wait (`deliver_without_holding`).
-        let received_at_ms = chrono::Utc::now().timestamp_millis();
-        let declared = crate::http::intake::declared_length(&request.headers)
-            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let received_at_ms = now_ms();
+        // Read once: `Intake::accept_checked` takes it as read here.
+        let declared_length = crate::http::intake::declared_length(&request.headers);
+        let declared = declared_length.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
         // The clock is read only for a wait (a read costs about 50 ns on a
         // virtual machine, and most requests find room at once).
         let wait = async {
@@ -371,7 +380,13 @@ impl<S: HttpSource> Flow<S> {
             (room, started.elapsed())
         };
         let (accepted, (room, waited)) = match intake
-            .accept(intake_head(request.headers), body, wait)
+            .accept_checked(
+                intake_head(request.headers),
+                origin,
+                declared_length,
+                body,
+                wait,
+            )
             .await
         {
             Ok(accepted) => accepted,
@@ -543,6 +558,17 @@ impl<S: HttpSource> Flow<S> {
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         response
+    }
+}
+
+/// The time now in epoch milliseconds, as `chrono::Utc::now().timestamp_millis()`
+/// gives it, without the calendar date chrono makes of the clock's reading
+/// and takes apart again.
+fn now_ms() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        // Before 1970 (a clock set wrong): chrono's rounding down.
+        Err(_) => chrono::Utc::now().timestamp_millis(),
     }
 }
 

@@ -483,6 +483,16 @@ impl Fanout {
             return Ok(None);
         }
         let bytes = batch_bytes(&mut batch);
+        // One downstream (the usual case): what `send_reserved` does with
+        // one reservation, without the vector of them (an allocation).
+        if let [sender] = &self.senders[..] {
+            let Some(reservation) = sender.try_reserve(count, bytes)? else {
+                return Ok(Some((count, bytes)));
+            };
+            reservation.send(batch)?;
+            self.sent_events.add(count as u64);
+            return Ok(None);
+        }
         let mut reservations = Vec::with_capacity(self.senders.len());
         for sender in &self.senders {
             match sender.try_reserve(count, bytes)? {
@@ -893,6 +903,30 @@ mod tests {
             Err(SendError::Closed)
         );
         assert_eq!(fourth_rx.try_recv().map(|b| b.len()), Some(2));
+    }
+
+    /// One downstream or two, `send_now_or_size` sends the batch to each,
+    /// counts it sent once, and a stopped downstream is `Closed`, not sent.
+    #[tokio::test]
+    async fn a_batch_sent_now_is_counted_once_and_a_stopped_downstream_is_closed() {
+        for downstreams in [1, 2] {
+            let sent = Counter::default();
+            let (senders, mut receivers): (Vec<_>, Vec<_>) =
+                (0..downstreams).map(|_| buffer(100, usize::MAX)).unzip();
+            let fanout = Fanout::new(senders, sent.clone(), Counter::default());
+            assert_eq!(fanout.send_now_or_size(batch(3)), Ok(None));
+            for rx in &mut receivers {
+                assert_eq!(rx.try_recv().map(|b| b.len()), Some(3));
+            }
+            assert_eq!(sent.get(), 3, "{downstreams}");
+            drop(receivers.remove(0));
+            assert_eq!(
+                fanout.send_now_or_size(batch(2)),
+                Err(SendError::Closed),
+                "{downstreams}"
+            );
+            assert_eq!(sent.get(), 3, "{downstreams}");
+        }
     }
 
     #[tokio::test]

@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use super::{BuiltSink, SinkContext, SinkRoute};
 use crate::event::{Event, FieldPath};
+use crate::http::connection::BodyHandles;
 use crate::http::server::{ResponseFuture, Route, RouteHandler};
 use crate::http::{scrape_gate, text_response};
 use crate::schema::{self, EventType};
@@ -293,7 +294,12 @@ struct MetricsHandler {
 }
 
 impl RouteHandler for MetricsHandler {
-    fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> ResponseFuture {
+    fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        _: BodyHandles,
+    ) -> ResponseFuture {
         Box::pin(async move {
             if request.method() != Method::GET && request.method() != Method::HEAD {
                 let mut response =
