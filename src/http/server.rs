@@ -361,11 +361,15 @@ impl Router {
             response
         } else if let Some(i) = route {
             let handler = self.routes[i].handler.clone();
-            match AssertUnwindSafe(handler.handle(request, peer, body))
-                .catch_unwind()
-                .await
-            {
-                Ok(response) => response,
+            // A handler may answer in its call (what needs no wait) or in
+            // its future: a panic in either is a 500.
+            let answer =
+                std::panic::catch_unwind(AssertUnwindSafe(|| handler.handle(request, peer, body)));
+            match answer {
+                Ok(answer) => match AssertUnwindSafe(answer).catch_unwind().await {
+                    Ok(response) => response,
+                    Err(payload) => self.handler_panicked(i, &*payload),
+                },
                 Err(payload) => self.handler_panicked(i, &*payload),
             }
         } else if label == self.routes.len() {
@@ -623,7 +627,9 @@ mod tests {
         answer
     }
 
-    /// A handler that panics, as a decoder with a bug one body triggers.
+    /// A handler that panics, as a decoder with a bug one body triggers:
+    /// in its future (`/boom`) or in its call (`/boom-now`, where a
+    /// source answers what needs no wait).
     struct Panics;
 
     impl RouteHandler for Panics {
@@ -633,6 +639,9 @@ mod tests {
             _: SocketAddr,
             _: BodyHandles,
         ) -> ResponseFuture {
+            if request.uri().path() == "/boom-now" {
+                panic!("a preflight's bug");
+            }
             Box::pin(async move {
                 if request.uri().path() == "/boom" {
                     panic!("a decoder's bug");
@@ -654,7 +663,7 @@ mod tests {
             handler: Arc::new(Panics),
         };
         let router = Router::new(
-            vec![route("/boom"), route("/fine")],
+            vec![route("/boom"), route("/boom-now"), route("/fine")],
             Arc::default(),
             registry.clone(),
             true,
@@ -671,6 +680,18 @@ mod tests {
         assert_eq!(
             registry.counter_sum("http_requests_total", &[("status", "500")]),
             1
+        );
+        // A panic in the handler's call, before it has a future, too.
+        let now = b"OPTIONS /boom-now HTTP/1.1\r\nHost: x\r\n\r\n";
+        let answer = exchange(address, now).await;
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer:?}");
+        assert_eq!(
+            registry.counter_sum("http_handler_panics_total", &[("path", "/boom-now")]),
+            1
+        );
+        assert_eq!(
+            registry.counter_sum("http_requests_total", &[("status", "500")]),
+            2
         );
         let fine = b"GET /fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         let answer = exchange(address, fine).await;

@@ -261,27 +261,22 @@ struct SourceRoute<S: HttpSource> {
 }
 
 impl<S: HttpSource> RouteHandler for SourceRoute<S> {
+    /// A payload POST's future is `Flow::receive`'s own, boxed as it is
+    /// made: inside a future of this handler's it was held (and moved)
+    /// twice over, 11 KiB copied into the box and again between them
+    /// for every request (~1.5k instructions). What needs no wait is
+    /// answered here, in a ready future (the listener catches a panic in
+    /// this call as in a poll).
     fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
         peer: SocketAddr,
-        body: BodyHandles,
-    ) -> ResponseFuture {
-        Box::pin(async move { self.answer(request, peer, body).await })
-    }
-}
-
-impl<S: HttpSource> SourceRoute<S> {
-    async fn answer(
-        &self,
-        request: Request<Incoming>,
-        peer: SocketAddr,
         handles: BodyHandles,
-    ) -> HttpResponse {
+    ) -> ResponseFuture {
         let flow = &self.flow;
         let (parts, body) = request.into_parts();
         if is_preflight(&parts.method) {
-            return flow.intake.preflight(&parts.headers);
+            return Box::pin(std::future::ready(flow.intake.preflight(&parts.headers)));
         }
         let head = RequestHead {
             method: parts.method,
@@ -289,26 +284,25 @@ impl<S: HttpSource> SourceRoute<S> {
             headers: parts.headers,
         };
         if head.method == Method::POST && flow.source.takes_payload(self.endpoint) {
-            let intake_head = |headers| IntakeHead {
+            let intake_head = move |headers| IntakeHead {
                 headers,
                 peer: peer.ip(),
                 budget: handles.budget,
                 consumed: handles.consumed,
             };
-            return flow
-                .receive(
-                    self.endpoint,
-                    &self.log_path,
-                    head,
-                    intake_head,
-                    BodyDataStream::new(body),
-                )
-                .await;
+            return Box::pin(flow.clone().receive(
+                self.endpoint,
+                self.log_path.clone(),
+                head,
+                intake_head,
+                BodyDataStream::new(body),
+            ));
         }
-        if let Some(response) = flow.source.serve(self.endpoint, &head, &flow.intake) {
-            return response;
-        }
-        method_not_allowed(flow.source.allow(self.endpoint))
+        let response = flow
+            .source
+            .serve(self.endpoint, &head, &flow.intake)
+            .unwrap_or_else(|| method_not_allowed(flow.source.allow(self.endpoint)));
+        Box::pin(std::future::ready(response))
     }
 }
 
@@ -323,9 +317,9 @@ impl<S: HttpSource> Flow<S> {
     /// A payload POST, from its media type to its delivery downstream.
     /// `intake_head` completes what `Intake::accept` needs with the headers.
     async fn receive<D: bytes::Buf, E: std::fmt::Display>(
-        &self,
+        self: Arc<Self>,
         endpoint: S::Endpoint,
-        log_path: &str,
+        log_path: Arc<str>,
         request: RequestHead,
         intake_head: impl FnOnce(HeaderMap) -> IntakeHead,
         body: impl Stream<Item = Result<D, E>>,
@@ -372,12 +366,7 @@ impl<S: HttpSource> Flow<S> {
             if self.output.has_room_now(declared) {
                 return (Ok(()), Duration::ZERO);
             }
-            let started = tokio::time::Instant::now();
-            let room = self
-                .output
-                .wait_for_room(declared, started + self.send_timeout)
-                .await;
-            (room, started.elapsed())
+            Box::pin(self.wait_for_room(declared)).await
         };
         let (accepted, (room, waited)) = match intake
             .accept_checked(
@@ -408,7 +397,7 @@ impl<S: HttpSource> Flow<S> {
         if self.access_log {
             access_log::log(
                 "POST",
-                log_path,
+                &log_path,
                 decoded.page_url.as_deref(),
                 accepted.wire_bytes,
             );
@@ -459,6 +448,17 @@ impl<S: HttpSource> Flow<S> {
         intake.with_cors(response, allow_origin)
     }
 
+    /// Waits up to `send_timeout` for room for one event of `bytes` bytes;
+    /// how long it waited comes back with the outcome.
+    async fn wait_for_room(&self, bytes: usize) -> (Result<(), SendError>, Duration) {
+        let started = tokio::time::Instant::now();
+        let room = self
+            .output
+            .wait_for_room(bytes, started + self.send_timeout)
+            .await;
+        (room, started.elapsed())
+    }
+
     /// Hands a request's events downstream: `Ok` once they are in every
     /// downstream buffer, a 503 + `Retry-After` when room does not come
     /// by `deadline` (shed and counted, never lost silently: the client is
@@ -492,11 +492,37 @@ impl<S: HttpSource> Flow<S> {
         left: Duration,
     ) -> Result<(), Undelivered> {
         let sent = events.len() as u64;
-        let (count, bytes) = match self.output.send_now_or_size(events) {
-            Ok(None) => return Ok(()),
-            Ok(Some(size)) => size,
-            Err(reason) => return Err(Undelivered::Shed(self.shed(sent, reason))),
-        };
+        match self.output.send_now_or_size(events) {
+            Ok(None) => Ok(()),
+            // The wait, rare, is boxed: its future in this one's made every
+            // request's future larger, and each move of it a longer copy.
+            Ok(Some((count, bytes))) => {
+                Box::pin(self.decode_into_room(
+                    endpoint,
+                    request,
+                    received_at_ms,
+                    count,
+                    bytes,
+                    left,
+                ))
+                .await
+            }
+            Err(reason) => Err(Undelivered::Shed(self.shed(sent, reason))),
+        }
+    }
+
+    /// The rest of [`Flow::deliver_without_holding`] when the events did
+    /// not fit: room for `count` events of `bytes` bytes waited for and
+    /// kept, and the body decoded again into it.
+    async fn decode_into_room(
+        &self,
+        endpoint: S::Endpoint,
+        request: &IntakeRequest,
+        received_at_ms: i64,
+        count: usize,
+        bytes: usize,
+        left: Duration,
+    ) -> Result<(), Undelivered> {
         let deadline = tokio::time::Instant::now() + left;
         let reservations = match self.output.reserve_by(count, bytes, deadline).await {
             Ok(reservations) => reservations,
