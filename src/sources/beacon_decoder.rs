@@ -358,16 +358,78 @@ fn fits_slot(id: FieldId, ty: FieldType, value: &Value) -> bool {
 /// A beacon key, the slot it lands in, and the type the value must have.
 type PayloadSlot = (&'static str, FieldId, FieldType);
 
-/// One event type's payload slots, found by key.
+/// One event type's payload slots, found by key, and the places in id
+/// order of every slot an entry of the type can have: the fast path
+/// (`wire::read_slots`) puts each value at its place and keeps the filled
+/// ones, in id order without a sort.
 pub(super) struct SlotTable {
     pub(super) slots: Vec<PayloadSlot>,
     keys: StrIndex,
+    /// Every id an entry of the type can hold, sorted: the payload's and
+    /// the fixed ones (`event.dataset`, `rum.type`, `rum.seq`, `rum.extra`,
+    /// `rum.custom.original_type`, the type's default). Each once: a
+    /// payload slot of a fixed id (`seq`, `original_type`, an error's
+    /// `count`) shares its place.
+    pub(super) ids: [FieldId; wire::MAX_PLACES],
+    /// `event.dataset`'s and `rum.type`'s values ([`Event::type_slots`]).
+    pub(super) dataset: &'static Value,
+    pub(super) type_name: &'static Value,
+    /// `slots[i]`'s place in `ids`.
+    pub(super) places: Vec<u8>,
+    pub(super) fixed: FixedPlaces,
+}
+
+/// The places in a [`SlotTable`]'s `ids` of the slots every entry may have.
+pub(super) struct FixedPlaces {
+    pub(super) dataset: u8,
+    pub(super) rum_type: u8,
+    pub(super) seq: u8,
+    pub(super) extra: u8,
+    pub(super) original_type: u8,
+    /// Of [`Event::type_default`]'s slot, if the type has one.
+    pub(super) default: Option<u8>,
 }
 
 impl SlotTable {
-    fn new(slots: Vec<PayloadSlot>) -> Self {
+    fn new(ty: EventType, slots: Vec<PayloadSlot>) -> Self {
         let keys = StrIndex::new(slots.iter().map(|(k, _, _)| *k).collect());
-        SlotTable { slots, keys }
+        let [(dataset, dataset_value), (rum_type, type_value)] = Event::type_slots(ty);
+        let shared = |value: Option<FieldValue>| match value {
+            Some(FieldValue::Static(value)) => value,
+            _ => unreachable!("`Event::type_slots` are static values"),
+        };
+        let ids = &*CONTEXT_IDS;
+        let default = Event::type_default(ty).map(|(id, _)| id);
+        let mut all: Vec<FieldId> = slots.iter().map(|(_, id, _)| *id).collect();
+        all.extend([dataset, rum_type, ids.seq, ids.extra, ids.original_type]);
+        all.extend(default);
+        all.sort();
+        all.dedup();
+        assert!(
+            all.len() <= wire::MAX_PLACES,
+            "{} slots for {ty:?}",
+            all.len()
+        );
+        let place = |id: FieldId| all.binary_search(&id).expect("listed above") as u8;
+        let places = slots.iter().map(|(_, id, _)| place(*id)).collect();
+        let fixed = FixedPlaces {
+            dataset: place(dataset),
+            rum_type: place(rum_type),
+            seq: place(ids.seq),
+            extra: place(ids.extra),
+            original_type: place(ids.original_type),
+            default: default.map(place),
+        };
+        SlotTable {
+            slots,
+            keys,
+            // Past the type's own, never read.
+            ids: std::array::from_fn(|i| all.get(i).copied().unwrap_or(dataset)),
+            dataset: shared(dataset_value),
+            type_name: shared(type_value),
+            places,
+            fixed,
+        }
     }
 
     /// The index of `key`'s slot.
@@ -382,6 +444,7 @@ static PAYLOAD_SLOTS: LazyLock<Vec<SlotTable>> = LazyLock::new(|| {
         .iter()
         .map(|t| {
             SlotTable::new(
+                *t,
                 t.payload_fields()
                     .iter()
                     .map(|p| (p.key, FieldId::of(p.field.path), p.field.ty))
@@ -393,6 +456,7 @@ static PAYLOAD_SLOTS: LazyLock<Vec<SlotTable>> = LazyLock::new(|| {
 
 /// `EventType::ALL` lists the types in declaration order, so a type's
 /// discriminant is its index there (`schema`'s tests hold it to that).
+#[inline]
 fn payload_slots(ty: EventType) -> &'static SlotTable {
     &PAYLOAD_SLOTS[ty as usize]
 }
