@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock};
 use http::HeaderName;
 use serde_json::{Map, Value};
 
-use crate::event::{Context, Event, FieldId, FieldValue, OwnSlot, TextBlockBuilder, SLOT_BYTES};
+use crate::event::{Context, Event, FieldId, FieldValue, SlotBlock, TextBlockBuilder, SLOT_BYTES};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
@@ -267,7 +267,7 @@ pub fn decode(
     let mut clamped_times = 0;
     let mut events = Vec::with_capacity(entries.len());
     // The slotted entries' slots, one block of their exact size for all.
-    let slots: Arc<[OwnSlot]> = Arc::from(slots);
+    let slots = SlotBlock::new(slots);
     // Summed as they were read: no buffer walks the block to count it.
     let block_bytes = slots.len() * SLOT_BYTES + heap_bytes;
     for (seq, (entry, ts)) in entries.into_iter().zip(times).enumerate() {
