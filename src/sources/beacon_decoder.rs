@@ -193,17 +193,17 @@ pub fn decode(
     };
 
     let ids = &*CONTEXT_IDS;
+    // The fields in about id order (`client.ip`, `event.kind`, `rum.*`,
+    // `service.*`, `session.id`, `user_agent.original`, `view.*`): most
+    // are pushed past the last, not inserted.
     let mut context = Context::for_request();
-    context.set_event_kind();
-    context.set_received_ms(facts.received_at_ms);
-    context.set(ids.beacon_version, BEACON_VERSION);
     context.set_client_address(facts.client_ip);
     if let Some(ip) = limits.client_ip.stored(facts.client_ip) {
         context.set(ids.client_ip, strings.push(&ip));
     }
-    if let Some(ua) = facts.user_agent {
-        context.set(ids.user_agent, strings.push(ua));
-    }
+    context.set_event_kind();
+    context.set_received_ms(facts.received_at_ms);
+    context.set(ids.beacon_version, BEACON_VERSION);
     if let Some(app) = beacon.app {
         let ids = [
             ids.service_name,
@@ -221,6 +221,9 @@ pub fn decode(
             &SESSION_KEYS,
             &[ids.session_id],
         )?;
+    }
+    if let Some(ua) = facts.user_agent {
+        context.set(ids.user_agent, strings.push(ua));
     }
     let mut page_url = None;
     if let Some(view) = beacon.view {
