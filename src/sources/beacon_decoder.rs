@@ -141,7 +141,7 @@ pub fn decode(
         }
         None => return Err(invalid("missing `v` (beacon format version, 1)")),
     }
-    let (entries, slots, heap_bytes) = match beacon.events {
+    let (mut entries, slots, heap_bytes) = match beacon.events {
         Some(WireEvents::Array {
             entries,
             count,
@@ -273,7 +273,9 @@ pub fn decode(
     let slots = SlotBlock::new(slots);
     // Summed as they were read: no buffer walks the block to count it.
     let block_bytes = slots.len() * SLOT_BYTES + heap_bytes;
-    for (seq, (entry, ts)) in entries.into_iter().zip(times).enumerate() {
+    // The entries by reference, an entry read as pairs taken out of its
+    // place: moved whole through the iterators, each cost ~40 instructions.
+    for (seq, (entry, &ts)) in entries.iter_mut().zip(&times).enumerate() {
         let at = match ts {
             Some(ts) => {
                 let corrected = ts.saturating_add(offset);
@@ -290,12 +292,12 @@ pub fn decode(
                     Some(at),
                     slotted.ts,
                     &slots,
-                    slotted.slots,
+                    slotted.slots.clone(),
                     Some(block_bytes),
                 ),
                 slotted.unknown_type,
             ),
-            WireEntry::Object(entry) => build_event(&context, at, ts, seq, entry)?,
+            WireEntry::Object(entry) => build_event(&context, at, ts, seq, std::mem::take(entry))?,
             WireEntry::NotObject => continue,
         };
         unknown_types += usize::from(unknown);
