@@ -352,7 +352,14 @@ pub(super) fn find_label<'a, V>(list: &'a [(Arc<str>, V)], name: &str) -> Option
         .map(|i| &list[i].1)
 }
 
+/// Sets `key` in `list`, sorted by key. A key past the last is pushed with
+/// no search and no move: decoders set most of a context's fields in id
+/// order.
 pub(super) fn put<K: Ord + Copy, V>(list: &mut Vec<(K, V)>, key: K, value: V) {
+    if list.last().is_none_or(|(last, _)| *last < key) {
+        list.push((key, value));
+        return;
+    }
     match list.binary_search_by(|(k, _)| k.cmp(&key)) {
         Ok(i) => list[i].1 = value,
         Err(i) => list.insert(i, (key, value)),

@@ -27,7 +27,7 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value};
 
-pub use block::EventBlock;
+pub use block::{EventBlock, SlotBlock};
 pub use common_values::common_value;
 use context::{find, find_label, put, slot_bytes};
 pub use context::{value_bytes, Context, FieldValue};
@@ -175,7 +175,7 @@ enum OwnRef {
     /// the request and freed later on another worker, is a cold free).
     /// Read only; the first edit of a field copies the run into an [`Own`].
     Block {
-        slots: Arc<[OwnSlot]>,
+        slots: Arc<SlotBlock>,
         start: u32,
         end: u32,
         /// The whole block's [`slots_bytes`] once a buffer counted it
@@ -374,7 +374,7 @@ impl Event {
         context: Arc<Context>,
         timestamp_ms: Option<i64>,
         client_ts_ms: Option<i64>,
-        slots: &Arc<[OwnSlot]>,
+        slots: &Arc<SlotBlock>,
         range: std::ops::Range<usize>,
     ) -> Event {
         Event::in_counted_block(context, timestamp_ms, client_ts_ms, slots, range, None)
@@ -388,7 +388,7 @@ impl Event {
         context: Arc<Context>,
         timestamp_ms: Option<i64>,
         client_ts_ms: Option<i64>,
-        slots: &Arc<[OwnSlot]>,
+        slots: &Arc<SlotBlock>,
         range: std::ops::Range<usize>,
         block_bytes: Option<usize>,
     ) -> Event {

@@ -202,7 +202,7 @@ fn sorting_a_run_of_slots_keeps_the_last_value_of_each_id_and_what_is_before_it(
 }
 
 /// Two events' runs in one block, as `rum_beacon`'s decoder makes them.
-fn two_events_in_a_block() -> (Arc<[OwnSlot]>, Event, Event) {
+fn two_events_in_a_block() -> (Arc<SlotBlock>, Event, Event) {
     let path = FieldId::of("url.path");
     let seq = FieldId::of("rum.seq");
     let mut slots: Vec<OwnSlot> = Vec::new();
@@ -214,7 +214,7 @@ fn two_events_in_a_block() -> (Arc<[OwnSlot]>, Event, Event) {
         sort_slots(&mut slots, start);
     }
     let first_end = slots.len() / 2;
-    let block: Arc<[OwnSlot]> = Arc::from(slots);
+    let block = SlotBlock::new(slots);
     let a = Event::in_block(context(), Some(1_000), Some(900), &block, 0..first_end);
     let b = Event::in_block(context(), Some(2_000), None, &block, first_end..block.len());
     (block, a, b)
@@ -658,8 +658,9 @@ fn documents_of_random_contexts_and_own_fields_match_a_nested_sorted_map() {
 
 #[test]
 fn a_block_counted_once_keeps_its_count_in_the_event() {
-    // The count sits in the tag's padding: buffers hold many events.
-    assert_eq!(std::mem::size_of::<OwnRef>(), 32);
+    // The count sits in the tag's padding: buffers hold many events (a
+    // block is one thin pointer, its start, end and count).
+    assert_eq!(std::mem::size_of::<OwnRef>(), 24);
     let (block, mut a, mut b) = two_events_in_a_block();
     let whole = slots_bytes(&block);
     assert_eq!(a.block_byte_size(), Some(whole));

@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock};
 use http::HeaderName;
 use serde_json::{Map, Value};
 
-use crate::event::{Context, Event, FieldId, FieldValue, OwnSlot, TextBlockBuilder, SLOT_BYTES};
+use crate::event::{Context, Event, FieldId, FieldValue, SlotBlock, TextBlockBuilder, SLOT_BYTES};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
@@ -141,7 +141,7 @@ pub fn decode(
         }
         None => return Err(invalid("missing `v` (beacon format version, 1)")),
     }
-    let (entries, slots, heap_bytes) = match beacon.events {
+    let (mut entries, slots, heap_bytes) = match beacon.events {
         Some(WireEvents::Array {
             entries,
             count,
@@ -193,17 +193,17 @@ pub fn decode(
     };
 
     let ids = &*CONTEXT_IDS;
+    // The fields in about id order (`client.ip`, `event.kind`, `rum.*`,
+    // `service.*`, `session.id`, `user_agent.original`, `view.*`): most
+    // are pushed past the last, not inserted.
     let mut context = Context::for_request();
-    context.set_event_kind();
-    context.set_received_ms(facts.received_at_ms);
-    context.set(ids.beacon_version, BEACON_VERSION);
     context.set_client_address(facts.client_ip);
     if let Some(ip) = limits.client_ip.stored(facts.client_ip) {
         context.set(ids.client_ip, strings.push(&ip));
     }
-    if let Some(ua) = facts.user_agent {
-        context.set(ids.user_agent, strings.push(ua));
-    }
+    context.set_event_kind();
+    context.set_received_ms(facts.received_at_ms);
+    context.set(ids.beacon_version, BEACON_VERSION);
     if let Some(app) = beacon.app {
         let ids = [
             ids.service_name,
@@ -221,6 +221,9 @@ pub fn decode(
             &SESSION_KEYS,
             &[ids.session_id],
         )?;
+    }
+    if let Some(ua) = facts.user_agent {
+        context.set(ids.user_agent, strings.push(ua));
     }
     let mut page_url = None;
     if let Some(view) = beacon.view {
@@ -267,10 +270,12 @@ pub fn decode(
     let mut clamped_times = 0;
     let mut events = Vec::with_capacity(entries.len());
     // The slotted entries' slots, one block of their exact size for all.
-    let slots: Arc<[OwnSlot]> = Arc::from(slots);
+    let slots = SlotBlock::new(slots);
     // Summed as they were read: no buffer walks the block to count it.
     let block_bytes = slots.len() * SLOT_BYTES + heap_bytes;
-    for (seq, (entry, ts)) in entries.into_iter().zip(times).enumerate() {
+    // The entries by reference, an entry read as pairs taken out of its
+    // place: moved whole through the iterators, each cost ~40 instructions.
+    for (seq, (entry, &ts)) in entries.iter_mut().zip(&times).enumerate() {
         let at = match ts {
             Some(ts) => {
                 let corrected = ts.saturating_add(offset);
@@ -287,12 +292,12 @@ pub fn decode(
                     Some(at),
                     slotted.ts,
                     &slots,
-                    slotted.slots,
+                    slotted.slots.clone(),
                     Some(block_bytes),
                 ),
                 slotted.unknown_type,
             ),
-            WireEntry::Object(entry) => build_event(&context, at, ts, seq, entry)?,
+            WireEntry::Object(entry) => build_event(&context, at, ts, seq, std::mem::take(entry))?,
             WireEntry::NotObject => continue,
         };
         unknown_types += usize::from(unknown);
@@ -358,16 +363,78 @@ fn fits_slot(id: FieldId, ty: FieldType, value: &Value) -> bool {
 /// A beacon key, the slot it lands in, and the type the value must have.
 type PayloadSlot = (&'static str, FieldId, FieldType);
 
-/// One event type's payload slots, found by key.
+/// One event type's payload slots, found by key, and the places in id
+/// order of every slot an entry of the type can have: the fast path
+/// (`wire::read_slots`) puts each value at its place and keeps the filled
+/// ones, in id order without a sort.
 pub(super) struct SlotTable {
     pub(super) slots: Vec<PayloadSlot>,
     keys: StrIndex,
+    /// Every id an entry of the type can hold, sorted: the payload's and
+    /// the fixed ones (`event.dataset`, `rum.type`, `rum.seq`, `rum.extra`,
+    /// `rum.custom.original_type`, the type's default). Each once: a
+    /// payload slot of a fixed id (`seq`, `original_type`, an error's
+    /// `count`) shares its place.
+    pub(super) ids: [FieldId; wire::MAX_PLACES],
+    /// `event.dataset`'s and `rum.type`'s values ([`Event::type_slots`]).
+    pub(super) dataset: &'static Value,
+    pub(super) type_name: &'static Value,
+    /// `slots[i]`'s place in `ids`.
+    pub(super) places: Vec<u8>,
+    pub(super) fixed: FixedPlaces,
+}
+
+/// The places in a [`SlotTable`]'s `ids` of the slots every entry may have.
+pub(super) struct FixedPlaces {
+    pub(super) dataset: u8,
+    pub(super) rum_type: u8,
+    pub(super) seq: u8,
+    pub(super) extra: u8,
+    pub(super) original_type: u8,
+    /// Of [`Event::type_default`]'s slot, if the type has one.
+    pub(super) default: Option<u8>,
 }
 
 impl SlotTable {
-    fn new(slots: Vec<PayloadSlot>) -> Self {
+    fn new(ty: EventType, slots: Vec<PayloadSlot>) -> Self {
         let keys = StrIndex::new(slots.iter().map(|(k, _, _)| *k).collect());
-        SlotTable { slots, keys }
+        let [(dataset, dataset_value), (rum_type, type_value)] = Event::type_slots(ty);
+        let shared = |value: Option<FieldValue>| match value {
+            Some(FieldValue::Static(value)) => value,
+            _ => unreachable!("`Event::type_slots` are static values"),
+        };
+        let ids = &*CONTEXT_IDS;
+        let default = Event::type_default(ty).map(|(id, _)| id);
+        let mut all: Vec<FieldId> = slots.iter().map(|(_, id, _)| *id).collect();
+        all.extend([dataset, rum_type, ids.seq, ids.extra, ids.original_type]);
+        all.extend(default);
+        all.sort();
+        all.dedup();
+        assert!(
+            all.len() <= wire::MAX_PLACES,
+            "{} slots for {ty:?}",
+            all.len()
+        );
+        let place = |id: FieldId| all.binary_search(&id).expect("listed above") as u8;
+        let places = slots.iter().map(|(_, id, _)| place(*id)).collect();
+        let fixed = FixedPlaces {
+            dataset: place(dataset),
+            rum_type: place(rum_type),
+            seq: place(ids.seq),
+            extra: place(ids.extra),
+            original_type: place(ids.original_type),
+            default: default.map(place),
+        };
+        SlotTable {
+            slots,
+            keys,
+            // Past the type's own, never read.
+            ids: std::array::from_fn(|i| all.get(i).copied().unwrap_or(dataset)),
+            dataset: shared(dataset_value),
+            type_name: shared(type_value),
+            places,
+            fixed,
+        }
     }
 
     /// The index of `key`'s slot.
@@ -382,6 +449,7 @@ static PAYLOAD_SLOTS: LazyLock<Vec<SlotTable>> = LazyLock::new(|| {
         .iter()
         .map(|t| {
             SlotTable::new(
+                *t,
                 t.payload_fields()
                     .iter()
                     .map(|p| (p.key, FieldId::of(p.field.path), p.field.ty))
@@ -393,6 +461,7 @@ static PAYLOAD_SLOTS: LazyLock<Vec<SlotTable>> = LazyLock::new(|| {
 
 /// `EventType::ALL` lists the types in declaration order, so a type's
 /// discriminant is its index there (`schema`'s tests hold it to that).
+#[inline]
 fn payload_slots(ty: EventType) -> &'static SlotTable {
     &PAYLOAD_SLOTS[ty as usize]
 }

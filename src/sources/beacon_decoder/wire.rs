@@ -3,6 +3,7 @@
 //! lists; everything else is checked, skipped and counted.
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use serde_json::{Map, Value};
@@ -10,7 +11,7 @@ use serde_json::{Map, Value};
 use super::bounded::PairList;
 use super::{fits_slot, payload_slots, CONTEXT_IDS};
 use crate::event::{
-    common_value, sort_slots, value_bytes, Event, FieldValue, OwnSlot, TextBlockBuilder,
+    common_value, value_bytes, Event, FieldId, FieldValue, OwnSlot, TextBlockBuilder,
 };
 use crate::schema::{EventType, FieldType};
 use crate::sources::json_scan::{Scan, ScanError, Scanner};
@@ -297,21 +298,89 @@ fn string_slot(
     Ok(strings.push(&text))
 }
 
-/// `fields.push(slot)`, inlined: `read_beacon`, into which the whole
-/// entry reading is inlined, called `Vec::push` out of line for each of
-/// a beacon's sixty-odd slots.
-#[inline(always)]
-fn push_slot(fields: &mut Vec<OwnSlot>, slot: OwnSlot) {
-    if fields.len() == fields.capacity() {
-        fields.reserve(16);
+/// Most places a type's slots can take ([`super::SlotTable::ids`]).
+pub(super) const MAX_PLACES: usize = 32;
+
+/// An entry's values as the fast path reads them, each at its place in
+/// its type's [`super::SlotTable::ids`] (id order): taken out in that
+/// order, they are the entry's slots sorted with no sort (a stable sort of
+/// each entry's slots cost ~430 instructions). Only the filled places are
+/// ever written or read: nothing to set up for those an entry leaves empty.
+struct Placed {
+    values: [MaybeUninit<FieldValue>; MAX_PLACES],
+    /// The places holding a value (a `u32`: a place's bit is below
+    /// `MAX_PLACES`, with no bounds check on `values`).
+    filled: u32,
+}
+
+impl Placed {
+    fn new() -> Self {
+        Placed {
+            values: [const { MaybeUninit::uninit() }; MAX_PLACES],
+            filled: 0,
+        }
     }
-    let len = fields.len();
-    // SAFETY: `len` is below the capacity (reserved above), so the write
-    // stays in the allocation, and the length covers the slot only once
-    // it is written.
-    unsafe {
-        fields.as_mut_ptr().add(len).write(slot);
-        fields.set_len(len + 1);
+
+    #[inline(always)]
+    fn has(&self, place: u8) -> bool {
+        self.filled & (1 << place) != 0
+    }
+
+    /// `value` at an empty `place`.
+    #[inline(always)]
+    fn put(&mut self, place: u8, value: FieldValue) {
+        debug_assert!(!self.has(place), "place {place} filled twice");
+        self.values[usize::from(place)].write(value);
+        self.filled |= 1 << place;
+    }
+
+    /// `value` at `place`, over the value there if any.
+    fn replace(&mut self, place: u8, value: FieldValue) {
+        if self.has(place) {
+            // SAFETY: a filled place holds an initialized value, dropped
+            // once here and written again at once.
+            unsafe { self.values[usize::from(place)].assume_init_drop() };
+            self.filled &= !(1 << place);
+        }
+        self.put(place, value);
+    }
+
+    /// The values onto `fields` with their ids, in place order; none left.
+    #[inline(always)]
+    fn push_onto(&mut self, ids: &[FieldId; MAX_PLACES], fields: &mut Vec<OwnSlot>) {
+        let mut filled = std::mem::take(&mut self.filled);
+        let len = fields.len();
+        let count = filled.count_ones() as usize;
+        fields.reserve(count);
+        let mut end = fields.as_mut_ptr().wrapping_add(len);
+        while filled != 0 {
+            let place = filled.trailing_zeros() as usize;
+            filled &= filled - 1;
+            // SAFETY: `place` was filled (its bit was set) and is read once
+            // (`self.filled` is cleared: `drop` leaves it). `count` slots
+            // past `len` are reserved, one written per bit of `filled`, and
+            // the length covers them once all are written.
+            unsafe {
+                let value = self.values[place].assume_init_read();
+                end.write((ids[place], Some(value)));
+                end = end.add(1);
+            }
+        }
+        // SAFETY: see above.
+        unsafe { fields.set_len(len + count) };
+    }
+}
+
+impl Drop for Placed {
+    /// An entry given up on (or a body refused) halfway: its values go.
+    fn drop(&mut self) {
+        while self.filled != 0 {
+            let place = self.filled.trailing_zeros() as usize;
+            self.filled &= self.filled - 1;
+            // SAFETY: the bit was set, so the place holds a value, and
+            // cleared first, so it is dropped once.
+            unsafe { self.values[place].assume_init_drop() };
+        }
     }
 }
 
@@ -327,6 +396,7 @@ const MAX_OTHER_KEYS: usize = 32;
 /// entry's slots are pushed onto `fields`, and what their values other than
 /// strings hold on the heap added to `heap` (the caller takes both back on
 /// `None`; it counts the strings, all in `strings`).
+/// Each value goes to its place in id order ([`Placed`]), not sorted.
 fn read_slots(
     sc: &mut Scanner<'_, '_>,
     seq: usize,
@@ -349,18 +419,11 @@ fn read_slots(
         ),
     };
     let slots = payload_slots(event_type);
-    // First: their ids (`event.dataset`, `rum.type`, `rum.seq`) come before
-    // the payload's, so the sort below leaves them where they are.
-    let [dataset, rum_type] = Event::type_slots(event_type);
-    push_slot(fields, dataset);
-    push_slot(fields, rum_type);
-    push_slot(
-        fields,
-        (
-            CONTEXT_IDS.seq,
-            Some(FieldValue::Owned(Value::from(seq as u64))),
-        ),
-    );
+    let fixed = &slots.fixed;
+    let mut placed = Placed::new();
+    placed.put(fixed.dataset, FieldValue::Static(slots.dataset));
+    placed.put(fixed.rum_type, FieldValue::Static(slots.type_name));
+    // The payload keys read (by index in `slots.slots`): a repeat gives up.
     let mut taken: u64 = 0;
     let mut others: Vec<Cow<'_, str>> = Vec::new();
     // Made with its first key: most entries have none, and an empty map
@@ -387,9 +450,11 @@ fn read_slots(
                 }
                 taken |= 1 << i;
                 let (_, id, ty) = slots.slots[i];
+                let place = slots.places[i];
                 match sc.peek()? {
                     b'"' if ty.takes_strings() => {
-                        push_slot(fields, (id, Some(string_slot(sc, ty, strings)?)));
+                        let value = string_slot(sc, ty, strings)?;
+                        placed.put(place, value);
                         continue;
                     }
                     // Most payload values are numbers (timings, sizes): read
@@ -401,7 +466,7 @@ fn read_slots(
                         // count `fits_slot` checks further.
                         let any_number = ty == FieldType::Double && id != CONTEXT_IDS.error_count;
                         if any_number || fits_slot(id, ty, &value) {
-                            push_slot(fields, (id, Some(FieldValue::Owned(value))));
+                            placed.put(place, FieldValue::Owned(value));
                         } else {
                             extra
                                 .get_or_insert_with(Map::new)
@@ -417,7 +482,7 @@ fn read_slots(
                 }
                 if fits_slot(id, ty, &value) {
                     *heap += value_bytes(&value);
-                    fields.push((id, Some(FieldValue::Owned(value))));
+                    placed.put(place, FieldValue::Owned(value));
                 } else {
                     extra
                         .get_or_insert_with(Map::new)
@@ -446,26 +511,32 @@ fn read_slots(
     if let Some(extra) = extra {
         let extra = Value::Object(extra);
         *heap += value_bytes(&extra);
-        fields.push((CONTEXT_IDS.extra, Some(extra.into())));
+        placed.put(fixed.extra, extra.into());
     }
     let unknown_type = original_type.is_some();
     if let Some(original_type) = original_type {
+        // Over an `original_type` the entry sent, as the general reading does.
         let original_type = Value::String(original_type);
         *heap += value_bytes(&original_type);
-        fields.push((CONTEXT_IDS.original_type, Some(original_type.into())));
+        placed.replace(fixed.original_type, original_type.into());
     }
-    // Added when the event has none of its own (not pushed first for a
-    // later value to replace: the sort's dedup pass cost ~800 instructions
-    // a beacon).
-    if let Some(default) = Event::type_default(event_type) {
-        if !fields[start..].iter().any(|(id, _)| *id == default.0) {
-            fields.push(default);
+    // The entry's place in the beacon, unless it sent its own `seq`.
+    if !placed.has(fixed.seq) {
+        placed.put(fixed.seq, FieldValue::Owned(Value::from(seq as u64)));
+    }
+    // The type's default, unless the event has its own.
+    if let Some(place) = fixed.default.filter(|place| !placed.has(*place)) {
+        if let Some((_, Some(default))) = Event::type_default(event_type) {
+            placed.put(place, default);
         }
     }
-    sort_slots(fields, start);
+    placed.push_onto(&slots.ids, fields);
     Ok(Some(SlottedEntry {
         unknown_type,
         ts,
         slots: start..fields.len(),
     }))
 }
+
+#[cfg(test)]
+mod tests;
