@@ -864,3 +864,24 @@ fn a_nul_in_a_key_does_not_reach_the_documents() {
     assert_eq!(extra["a\u{fffd}b"], json!("kept\u{0}value"), "{document}");
     assert_eq!(extra["o"]["c\u{fffd}"]["d\u{fffd}\u{fffd}"], json!(2));
 }
+
+/// `max_event_age_secs = 18446744073709551615` (a `u64`, as TOML takes it):
+/// read as −1 s, the oldest time allowed came after the receive time and
+/// the first event with a `ts` panicked the request in `clamp`.
+#[test]
+fn the_largest_max_event_age_keeps_every_time_and_does_not_panic() {
+    let limits = BeaconLimits {
+        max_event_age_ms: crate::sources::max_event_age_ms(u64::MAX),
+        ..limits()
+    };
+    let old = NOW - 400 * 24 * 3_600_000;
+    let body = json!({"v": 1, "sent_at": NOW, "events": [
+        {"type": "page_view", "ts": old},
+        {"type": "page_view", "ts": NOW + 5_000},
+    ]});
+    let decoded = decode(body.to_string().as_bytes(), &facts(), &limits).expect("decoded");
+    let times: Vec<_> = decoded.events.iter().map(|e| e.timestamp_ms()).collect();
+    assert_eq!(times, vec![Some(old), Some(NOW)]);
+    assert_eq!(decoded.clamped_times, 1);
+    assert_eq!(crate::sources::max_event_age_ms(86_400), 86_400_000);
+}
