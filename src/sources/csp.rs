@@ -148,7 +148,7 @@ impl CspConfig {
                 max_reports: self.max_reports_per_request,
                 max_string_bytes: self.max_string_bytes,
                 max_depth: self.max_json_depth,
-                max_age_ms: (self.max_report_age_secs as i64).saturating_mul(1000),
+                max_age_ms: super::age_secs_to_ms(self.max_report_age_secs),
                 client_ip: cx.http.client_ip,
             },
             noise: NoiseRules::new(&self.noise_hosts),

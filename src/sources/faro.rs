@@ -114,7 +114,7 @@ impl FaroConfig {
                 max_items: self.max_items_per_request,
                 max_string_bytes: self.max_string_bytes,
                 max_depth: self.max_json_depth,
-                max_event_age_ms: super::max_event_age_ms(self.max_event_age_secs),
+                max_event_age_ms: super::age_secs_to_ms(self.max_event_age_secs),
                 max_context_bytes: self.max_context_bytes,
                 client_ip: cx.http.client_ip,
             },

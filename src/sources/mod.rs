@@ -47,11 +47,11 @@ pub(crate) fn static_word(
     }
 }
 
-/// A source's `max_event_age_secs` in milliseconds. Any `u64` is taken:
+/// A source's `max_event_age_secs` (`max_report_age_secs`) in milliseconds. Any `u64` is taken:
 /// one past `i64::MAX` (`as i64` made 2^64 − 1 into −1) no longer turns the
 /// oldest time allowed into one after the receive time, where every event
 /// with a time panicked its request in `clamp` (min above max).
-pub(crate) fn max_event_age_ms(secs: u64) -> i64 {
+pub(crate) fn age_secs_to_ms(secs: u64) -> i64 {
     i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
 }
 

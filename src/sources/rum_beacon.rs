@@ -64,7 +64,7 @@ impl Default for BeaconLimits {
             max_events: default_max_events(),
             max_string_bytes: default_max_string_bytes(),
             max_depth: default_max_json_depth(),
-            max_event_age_ms: super::max_event_age_ms(default_max_event_age_secs()),
+            max_event_age_ms: super::age_secs_to_ms(default_max_event_age_secs()),
             max_context_bytes: default_max_context_bytes(),
             client_ip: crate::privacy::ClientIpMode::default(),
         }
@@ -118,7 +118,7 @@ impl RumBeaconConfig {
                 max_events: self.max_events_per_beacon,
                 max_string_bytes: self.max_string_bytes,
                 max_depth: self.max_json_depth,
-                max_event_age_ms: super::max_event_age_ms(self.max_event_age_secs),
+                max_event_age_ms: super::age_secs_to_ms(self.max_event_age_secs),
                 max_context_bytes: self.max_context_bytes,
                 client_ip: cx.http.client_ip,
             },

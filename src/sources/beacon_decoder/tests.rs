@@ -871,7 +871,7 @@ fn a_nul_in_a_key_does_not_reach_the_documents() {
 #[test]
 fn the_largest_max_event_age_keeps_every_time_and_does_not_panic() {
     let limits = BeaconLimits {
-        max_event_age_ms: crate::sources::max_event_age_ms(u64::MAX),
+        max_event_age_ms: crate::sources::age_secs_to_ms(u64::MAX),
         ..limits()
     };
     let old = NOW - 400 * 24 * 3_600_000;
@@ -883,5 +883,5 @@ fn the_largest_max_event_age_keeps_every_time_and_does_not_panic() {
     let times: Vec<_> = decoded.events.iter().map(|e| e.timestamp_ms()).collect();
     assert_eq!(times, vec![Some(old), Some(NOW)]);
     assert_eq!(decoded.clamped_times, 1);
-    assert_eq!(crate::sources::max_event_age_ms(86_400), 86_400_000);
+    assert_eq!(crate::sources::age_secs_to_ms(86_400), 86_400_000);
 }

@@ -553,3 +553,19 @@ fn a_reporting_api_body_is_searched_for_nul_once() {
         body.len()
     );
 }
+
+/// `max_report_age_secs = 18446744073709551615`: read as −1 s, the oldest
+/// time allowed came after the receive time and a report with an `age`
+/// panicked the request in `clamp`.
+#[test]
+fn the_largest_max_report_age_keeps_every_age_and_does_not_panic() {
+    let limits = ReportLimits {
+        max_age_ms: crate::sources::age_secs_to_ms(u64::MAX),
+        ..limits()
+    };
+    let body =
+        json!([{"type": "deprecation", "age": 5000, "url": "https://a.example/", "body": {}}]);
+    let decoded = decode_reporting_api(body.to_string().as_bytes(), &facts(), &limits, &noise())
+        .expect("decoded");
+    assert_eq!(decoded.reports[0].event.timestamp_ms(), Some(NOW - 5000));
+}
