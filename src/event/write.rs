@@ -20,9 +20,6 @@ enum Item<'e> {
     Value(&'e FieldValue),
     /// A value already written as JSON.
     Raw(&'e [u8]),
-    /// Context slots as their rendering holds them: each `,"key":` and its
-    /// value, written in one copy.
-    Keyed(&'e [u8]),
     Millis(i64),
     Number(i64),
     Labels,
@@ -33,51 +30,105 @@ enum Item<'e> {
 /// Deepest nesting of a slot path (`http.request.referrer` is 3).
 const MAX_DEPTH: usize = 8;
 
-/// Per slot, the bytes the writer emits, made once: the objects around it
-/// (an id per distinct parent path, and `"name":{`) and its own `"key":`.
+/// Per slot, the bytes that open it, made once: `"parent":{` for each of
+/// the objects around it, then its own `"key":`.
 struct SlotLayout {
-    parents: Vec<(u16, Box<[u8]>)>,
-    /// `,"key":` (the comma is left out when nothing comes before).
-    comma_key: Box<[u8]>,
-    /// The id of the innermost parent (`NO_PARENT` at the top level): a
-    /// slot whose innermost parent is the one open now goes in the same
-    /// object, the common case, without comparing the whole chain.
-    last_parent: u16,
+    path_key: Box<[u8]>,
+    /// Where in `path_key` the part from depth `d` on starts (the parents
+    /// from the `d`th, then the key), for `d` in `0..=depth`.
+    from_depth: [u16; MAX_DEPTH],
+    /// How many objects are around the slot.
+    depth: u8,
 }
 
-const NO_PARENT: u16 = u16::MAX;
+struct Layouts {
+    slots: Vec<SlotLayout>,
+    /// By `prev * slots + next`, how many of the objects around slot `prev`
+    /// are around slot `next` too: the ones left open going from one to the
+    /// other.
+    common: Vec<u8>,
+}
 
-static LAYOUT: LazyLock<Vec<SlotLayout>> = LazyLock::new(|| {
+/// `k` closing braces and a comma are the last `k + 1` bytes.
+const CLOSE_COMMA: &[u8; MAX_DEPTH + 1] = b"}}}}}}}},";
+/// Nothing written yet (`prev` of `open_slot`).
+const NOTHING: u16 = u16::MAX;
+
+static LAYOUT: LazyLock<Layouts> = LazyLock::new(|| {
     // `u16::MAX` marks a used-up list in `write_document`.
     assert!(REGISTRY.slots.len() < u16::MAX as usize, "too many slots");
     let mut parent_ids: FxHashMap<String, u16> = FxHashMap::default();
-    REGISTRY
+    let mut chains: Vec<Vec<u16>> = Vec::new();
+    let slots = REGISTRY
         .slots
         .iter()
         .map(|slot| {
             let (leaf, parents) = slot.segments.split_last().expect("paths have a segment");
             assert!(parents.len() < MAX_DEPTH, "{} nests too deep", slot.path);
-            let parents: Vec<(u16, Box<[u8]>)> = (0..parents.len())
-                .map(|d| {
-                    let prefix = parents[..=d].join(".");
-                    let next = parent_ids.len() as u16;
-                    let id = *parent_ids.entry(prefix).or_insert(next);
-                    (
-                        id,
-                        format!("\"{}\":{{", parents[d])
-                            .into_bytes()
-                            .into_boxed_slice(),
-                    )
-                })
-                .collect();
+            let mut path_key = Vec::new();
+            let mut from_depth = [0u16; MAX_DEPTH];
+            let mut chain = Vec::new();
+            for d in 0..parents.len() {
+                let prefix = parents[..=d].join(".");
+                let next = parent_ids.len() as u16;
+                chain.push(*parent_ids.entry(prefix).or_insert(next));
+                from_depth[d] = path_key.len() as u16;
+                path_key.extend_from_slice(format!("\"{}\":{{", parents[d]).as_bytes());
+            }
+            from_depth[parents.len()] = path_key.len() as u16;
+            path_key.extend_from_slice(format!("\"{leaf}\":").as_bytes());
+            chains.push(chain);
             SlotLayout {
-                last_parent: parents.last().map_or(NO_PARENT, |(id, _)| *id),
-                parents,
-                comma_key: format!(",\"{leaf}\":").into_bytes().into_boxed_slice(),
+                path_key: path_key.into_boxed_slice(),
+                from_depth,
+                depth: parents.len() as u8,
             }
         })
-        .collect()
+        .collect();
+    let common = chains
+        .iter()
+        .flat_map(|a| {
+            chains
+                .iter()
+                .map(move |b| a.iter().zip(b).take_while(|(x, y)| x == y).count() as u8)
+        })
+        .collect();
+    Layouts { slots, common }
 });
+
+impl Layouts {
+    /// Writes what comes between slot `prev` (the last one written, or
+    /// `NOTHING`) and slot `next`'s value: the objects of `prev` that `next`
+    /// is not in closed, a comma, the objects of `next` not open yet opened,
+    /// and its key. Two copies, whatever the paths.
+    #[inline]
+    fn open_slot(&self, prev: u16, next: u16, out: &mut Vec<u8>) {
+        let to = &self.slots[usize::from(next)];
+        if prev == NOTHING {
+            out.extend_from_slice(&to.path_key);
+            return;
+        }
+        let from = &self.slots[usize::from(prev)];
+        let common = self.common[usize::from(prev) * self.slots.len() + usize::from(next)];
+        let closes = usize::from(from.depth - common);
+        if closes == 0 {
+            out.push(b',');
+        } else {
+            out.extend_from_slice(&CLOSE_COMMA[MAX_DEPTH - closes..]);
+        }
+        out.extend_from_slice(&to.path_key[usize::from(to.from_depth[usize::from(common)])..]);
+    }
+
+    /// Closes the objects around slot `last` (`NOTHING` for none) and the
+    /// document.
+    fn close(&self, last: u16, out: &mut Vec<u8>) {
+        let open = self
+            .slots
+            .get(usize::from(last))
+            .map_or(0, |slot| usize::from(slot.depth));
+        out.extend_from_slice(&CLOSE_COMMA[MAX_DEPTH - open - 1..MAX_DEPTH]);
+    }
+}
 
 impl Event {
     /// Serializes the event as one JSON document (no trailing newline).
@@ -144,10 +195,8 @@ impl Event {
         }
 
         out.push(b'{');
-        // Ids of the objects open now, outermost first.
-        let mut open: [u16; MAX_DEPTH] = [0; MAX_DEPTH];
-        let mut depth: usize = 0;
-        let mut need_comma = false;
+        // The slot written last: what `open_slot` closes and opens from.
+        let mut prev = NOTHING;
         let (mut i, mut j, mut k) = (0, 0, 0);
         // A three-way merge of sorted lists; the event's own slot wins over
         // the context's.
@@ -175,52 +224,34 @@ impl Event {
                     None => Item::Skip,
                 }
             } else {
-                // The context slots from here that sit in the same object
-                // and come before the next own slot or member go in one
-                // copy: their keys and values are rendered one after another.
+                // The context slots from here to the next own slot or
+                // member go in one copy, the objects between them and all:
+                // the rendering holds them one after another. Right after
+                // the slot before them in the rendering (or one of the
+                // same path) even the way in is a part of it.
                 let first = j;
-                let last = usize::from(rendered.run_last[j]);
                 let stop = own_id.min(member_id);
-                while j < last && context[j + 1].0 .0 < stop {
+                while context.get(j + 1).is_some_and(|(id, _)| id.0 < stop) {
                     j += 1;
                 }
+                let last = j;
                 j += 1;
-                Item::Keyed(rendered.values(first, j - 1))
+                let from = match first.checked_sub(1) {
+                    Some(before) if context[before].0 .0 == prev => rendered.ends[before],
+                    _ => {
+                        layouts.open_slot(prev, context_id, out);
+                        rendered.starts[first]
+                    }
+                };
+                out.extend_from_slice(&rendered.json[from as usize..rendered.ends[last] as usize]);
+                prev = context[last].0 .0;
+                continue;
             };
             if matches!(item, Item::Skip) {
                 continue;
             }
-            let layout = &layouts[next as usize];
-            let innermost = depth.checked_sub(1).map_or(NO_PARENT, |d| open[d]);
-            // Parent ids stand for whole paths: the same innermost parent
-            // at the same depth is the same object.
-            if layout.parents.len() != depth || layout.last_parent != innermost {
-                let common = open[..depth]
-                    .iter()
-                    .zip(layout.parents.iter())
-                    .take_while(|(a, (b, _))| *a == b)
-                    .count();
-                for _ in common..depth {
-                    out.push(b'}');
-                    need_comma = true;
-                }
-                depth = common;
-                for (parent, opening) in &layout.parents[common..] {
-                    if need_comma {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(opening);
-                    open[depth] = *parent;
-                    depth += 1;
-                    need_comma = false;
-                }
-            }
-            if let Item::Keyed(keyed) = item {
-                out.extend_from_slice(&keyed[usize::from(!need_comma)..]);
-                need_comma = true;
-                continue;
-            }
-            out.extend_from_slice(&layout.comma_key[usize::from(!need_comma)..]);
+            layouts.open_slot(prev, next, out);
+            prev = next;
             match item {
                 Item::Value(value) => write_value(value, out),
                 Item::Raw(json) => out.extend_from_slice(json),
@@ -234,14 +265,10 @@ impl Event {
                     let _ = CompactFormatter.write_i64(out, n);
                 }
                 Item::Labels => self.write_labels(out),
-                Item::Keyed(_) | Item::Skip => {}
+                Item::Skip => {}
             }
-            need_comma = true;
         }
-        for _ in 0..depth {
-            out.push(b'}');
-        }
-        out.push(b'}');
+        layouts.close(prev, out);
     }
 
     fn has_labels(&self) -> bool {
@@ -294,33 +321,23 @@ impl Event {
     }
 }
 
-/// A context's slots rendered as JSON, one after another, each as
-/// `,"key":value` (see `Context::rendered`): the writer copies a context
-/// slot's key and value at once, a copy call fewer per field of every
-/// document. Copies of a context start empty; it holds about the
-/// context's own size again (its values and their keys), and only once an
-/// event of it is written.
+/// A context's slots rendered as JSON, one after another, with the objects
+/// between them opened and closed as a document of the context alone would
+/// have them (see `Context::rendered`): the writer copies the context slots
+/// between two of the event's own in one piece. Copies of a context start
+/// empty; it holds about the context's own size again (its values and their
+/// keys), and only once an event of it is written.
 #[derive(Default)]
 pub(super) struct RenderedValues(std::sync::OnceLock<Rendered>);
 
 pub(super) struct Rendered {
     json: Vec<u8>,
-    /// End of each slot's `,"key":value` in `json`, by slot index.
+    /// By slot index, where its value starts in `json` (after its key).
+    starts: Vec<u32>,
+    /// By slot index, where its value ends in `json`.
     ends: Vec<u32>,
-    /// By slot index, the last slot of the run it starts of slots that sit
-    /// in the same object (the same parents): written in one piece when no
-    /// own slot comes between.
-    run_last: Vec<u16>,
     /// `event.ingested` as a JSON string, when the context has a receive time.
     ingested: Option<[u8; 26]>,
-}
-
-impl Rendered {
-    /// Slots `first..=last`, each as `,"key":value`.
-    fn values(&self, first: usize, last: usize) -> &[u8] {
-        let start = first.checked_sub(1).map_or(0, |i| self.ends[i] as usize);
-        &self.json[start..self.ends[last] as usize]
-    }
 }
 
 impl RenderedValues {
@@ -336,29 +353,15 @@ impl RenderedValues {
         self.0.get_or_init(|| {
             let layouts = &*LAYOUT;
             let mut json = Vec::with_capacity(512);
+            let mut starts = Vec::with_capacity(fields.len());
             let mut ends = Vec::with_capacity(fields.len());
+            let mut prev = NOTHING;
             for (id, value) in fields {
-                json.extend_from_slice(&layouts[usize::from(id.0)].comma_key);
+                layouts.open_slot(prev, id.0, &mut json);
+                prev = id.0;
+                starts.push(json.len() as u32);
                 write_value(value, &mut json);
                 ends.push(json.len() as u32);
-            }
-            // Backwards: a slot's run ends where the next slot's does when
-            // both sit in the same object.
-            let mut run_last = vec![0u16; fields.len()];
-            for at in (0..fields.len()).rev() {
-                let same_object = fields.get(at + 1).is_some_and(|(next, _)| {
-                    let (a, b) = (
-                        &layouts[usize::from(fields[at].0 .0)],
-                        &layouts[usize::from(next.0)],
-                    );
-                    a.parents.len() == b.parents.len() && a.last_parent == b.last_parent
-                });
-                // Slots are fewer than `u16::MAX` (the registry's ids are u16).
-                run_last[at] = if same_object {
-                    run_last[at + 1]
-                } else {
-                    at as u16
-                };
             }
             let ingested = received_ms.and_then(|ms| {
                 let mut text = Vec::with_capacity(26);
@@ -370,8 +373,8 @@ impl RenderedValues {
             });
             Rendered {
                 json,
+                starts,
                 ends,
-                run_last,
                 ingested,
             }
         })
