@@ -39,7 +39,14 @@ struct SlotLayout {
     from_depth: [u16; MAX_DEPTH],
     /// How many objects are around the slot.
     depth: u8,
+    /// The id of the innermost object around it (`NO_PARENT` at the top):
+    /// the same for two slots in the same object.
+    parent: u16,
+    /// `,"key":`, for a slot in the same object as the one before it.
+    comma_key: Box<[u8]>,
 }
+
+const NO_PARENT: u16 = u16::MAX;
 
 struct Layouts {
     slots: Vec<SlotLayout>,
@@ -77,11 +84,14 @@ static LAYOUT: LazyLock<Layouts> = LazyLock::new(|| {
             }
             from_depth[parents.len()] = path_key.len() as u16;
             path_key.extend_from_slice(format!("\"{leaf}\":").as_bytes());
+            let parent = chain.last().copied().unwrap_or(NO_PARENT);
             chains.push(chain);
             SlotLayout {
                 path_key: path_key.into_boxed_slice(),
                 from_depth,
                 depth: parents.len() as u8,
+                parent,
+                comma_key: format!(",\"{leaf}\":").into_bytes().into_boxed_slice(),
             }
         })
         .collect();
@@ -100,15 +110,19 @@ impl Layouts {
     /// Writes what comes between slot `prev` (the last one written, or
     /// `NOTHING`) and slot `next`'s value: the objects of `prev` that `next`
     /// is not in closed, a comma, the objects of `next` not open yet opened,
-    /// and its key. Two copies, whatever the paths.
-    #[inline]
+    /// and its key. Two copies, whatever the paths; one in the same object.
+    #[inline(always)]
     fn open_slot(&self, prev: u16, next: u16, out: &mut Vec<u8>) {
         let to = &self.slots[usize::from(next)];
-        if prev == NOTHING {
+        let Some(from) = self.slots.get(usize::from(prev)) else {
+            // `NOTHING`: the first slot.
             out.extend_from_slice(&to.path_key);
             return;
+        };
+        if from.parent == to.parent {
+            out.extend_from_slice(&to.comma_key);
+            return;
         }
-        let from = &self.slots[usize::from(prev)];
         let common = self.common[usize::from(prev) * self.slots.len() + usize::from(next)];
         let closes = usize::from(from.depth - common);
         if closes == 0 {
