@@ -269,11 +269,20 @@ impl Event {
             match item {
                 Item::Value(value) => write_value(value, out),
                 Item::Raw(json) => out.extend_from_slice(json),
-                Item::Millis(ms) => {
-                    out.push(b'"');
-                    write_iso_millis(ms, out);
-                    out.push(b'"');
-                }
+                // `@timestamp` is most often of the day the beacon came in:
+                // the date as `event.ingested` has it, the time put in.
+                Item::Millis(ms) => match &rendered.ingested {
+                    Some(ingested) if ms.div_euclid(DAY_MS) == rendered.received_day => {
+                        let mut text = *ingested;
+                        fill_time(&mut text, 12, ms.rem_euclid(DAY_MS) as u32);
+                        out.extend_from_slice(&text);
+                    }
+                    _ => {
+                        out.push(b'"');
+                        write_iso_millis(ms, out);
+                        out.push(b'"');
+                    }
+                },
                 Item::Number(n) => {
                     // Writing into a Vec cannot fail.
                     let _ = CompactFormatter.write_i64(out, n);
@@ -352,6 +361,8 @@ pub(super) struct Rendered {
     ends: Vec<u32>,
     /// `event.ingested` as a JSON string, when the context has a receive time.
     ingested: Option<[u8; 26]>,
+    /// The day of `ingested`, counted from 1970-01-01.
+    received_day: i64,
 }
 
 impl RenderedValues {
@@ -390,6 +401,7 @@ impl RenderedValues {
                 starts,
                 ends,
                 ingested,
+                received_day: received_ms.unwrap_or_default().div_euclid(DAY_MS),
             }
         })
     }
@@ -508,29 +520,45 @@ pub fn write_iso_millis(ms: i64, out: &mut Vec<u8>) {
         }
         return;
     }
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    let (year, month, day) = civil_from_days(days);
-    // Filled in place and written once: one capacity check, not twenty.
+    let (year, month, day) = civil_from_days(ms.div_euclid(DAY_MS));
+    // Filled in place and written once: one capacity check, not twenty;
+    // two digits at a time from a table, not one by one.
     let mut text = *b"0000-00-00T00:00:00.000Z";
-    let in_day = in_day as u32;
-    for (range, n) in [
-        (0..4, year as u32),
-        (5..7, month),
-        (8..10, day),
-        (11..13, in_day / 3_600_000),
-        (14..16, in_day / 60_000 % 60),
-        (17..19, in_day / 1000 % 60),
-        (20..23, in_day % 1000),
-    ] {
-        let mut n = n;
-        for slot in text[range].iter_mut().rev() {
-            *slot = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
+    let year = year as u32;
+    for (at, n) in [(0, year / 100), (2, year % 100), (5, month), (8, day)] {
+        text[at..at + 2].copy_from_slice(&DIGIT_PAIRS[n as usize % 100]);
     }
+    fill_time(&mut text, 11, ms.rem_euclid(DAY_MS) as u32);
     out.extend_from_slice(&text);
 }
+
+const DAY_MS: i64 = 86_400_000;
+
+/// `HH:MM:SS.mmm` of `in_day` milliseconds into the day, at `text[at..]`
+/// (the colons and the point already there).
+#[inline(always)]
+fn fill_time(text: &mut [u8], at: usize, in_day: u32) {
+    for (offset, n) in [
+        (0, in_day / 3_600_000),
+        (3, in_day / 60_000 % 60),
+        (6, in_day / 1000 % 60),
+        (10, in_day % 100),
+    ] {
+        text[at + offset..at + offset + 2].copy_from_slice(&DIGIT_PAIRS[n as usize % 100]);
+    }
+    text[at + 9] = b'0' + (in_day % 1000 / 100) as u8;
+}
+
+/// `00` to `99`.
+const DIGIT_PAIRS: [[u8; 2]; 100] = {
+    let mut pairs = [[0u8; 2]; 100];
+    let mut n = 0;
+    while n < 100 {
+        pairs[n] = [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+        n += 1;
+    }
+    pairs
+};
 
 /// (year, month 1..=12, day 1..=31) of a day counted from 1970-01-01, in
 /// the proleptic Gregorian calendar (eras of 400 years from 0000-03-01).
