@@ -470,20 +470,24 @@ impl std::fmt::Debug for RenderedValues {
 }
 
 fn write_value(value: &FieldValue, out: &mut Vec<u8>) {
+    // The value at hand, not through `Deref`: a call per value.
+    let value = match value {
+        FieldValue::Raw(raw) => return out.extend_from_slice(raw.text().as_bytes()),
+        FieldValue::Text(..) => return write_str(value.as_str().unwrap_or_default(), out),
+        FieldValue::Owned(value) => value,
+        FieldValue::Shared(value) => &**value,
+        FieldValue::Static(value) => *value,
+    };
     match value {
-        FieldValue::Raw(raw) => out.extend_from_slice(raw.text().as_bytes()),
-        FieldValue::Text(..) => write_str(value.as_str().unwrap_or_default(), out),
-        value => match &**value {
-            // Most strings need no escape: copied, not read byte by byte.
-            Value::String(text) => write_str(text, out),
-            Value::Number(n) => write_number(n, out),
-            Value::Bool(true) => out.extend_from_slice(b"true"),
-            Value::Bool(false) => out.extend_from_slice(b"false"),
-            // Writing a JSON value into a Vec cannot fail.
-            value => {
-                let _ = serde_json::to_writer(out, value);
-            }
-        },
+        // Most strings need no escape: copied, not read byte by byte.
+        Value::String(text) => write_str(text, out),
+        Value::Number(n) => write_number(n, out),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        // Writing a JSON value into a Vec cannot fail.
+        value => {
+            let _ = serde_json::to_writer(out, value);
+        }
     }
 }
 
