@@ -16,6 +16,7 @@ use crate::json_bytes::{write_number, write_str};
 use serde_json::ser::{CompactFormatter, Formatter};
 
 /// What one slot of the document holds, borrowed from the event or context.
+#[derive(Clone, Copy)]
 enum Item<'e> {
     Value(&'e FieldValue),
     /// A value already written as JSON.
@@ -87,8 +88,19 @@ impl Padded {
     }
 }
 
+/// The fields an event holds as members rather than slots.
+#[derive(Clone, Copy)]
+enum Member {
+    Timestamp,
+    Ingested,
+    Labels,
+    ClientTs,
+}
+
 struct Layouts {
     slots: Vec<SlotLayout>,
+    /// The members' slots, in document order.
+    members: [(u16, Member); 4],
     /// By `prev * slots + next`, how many of the objects around slot `prev`
     /// are around slot `next` too: the ones left open going from one to the
     /// other.
@@ -142,7 +154,19 @@ static LAYOUT: LazyLock<Layouts> = LazyLock::new(|| {
                 .map(move |b| a.iter().zip(b).take_while(|(x, y)| x == y).count() as u8)
         })
         .collect();
-    Layouts { slots, common }
+    let registry = &*REGISTRY;
+    let mut members = [
+        (registry.timestamp.0, Member::Timestamp),
+        (registry.ingested.0, Member::Ingested),
+        (registry.labels.0, Member::Labels),
+        (registry.client_ts.0, Member::ClientTs),
+    ];
+    members.sort_by_key(|(id, _)| *id);
+    Layouts {
+        slots,
+        members,
+        common,
+    }
 });
 
 impl Layouts {
@@ -207,7 +231,6 @@ impl Event {
     }
 
     fn write_document(&self, out: &mut Vec<u8>, with_times: bool) {
-        let registry = &*REGISTRY;
         // Once, not per field: each `LAYOUT[..]` checked the lazy static.
         let layouts = &*LAYOUT;
         let own = self.own.fields();
@@ -216,62 +239,63 @@ impl Event {
             .context
             .rendered
             .get_or_render(context, self.context.received_ms);
-        // Fields held as members, in document order (ids are ascending).
-        let mut members: [(FieldId, Item<'_>); 4] = [
-            (registry.timestamp, Item::Skip),
-            (registry.ingested, Item::Skip),
-            (registry.labels, Item::Skip),
-            (registry.client_ts, Item::Skip),
-        ];
-        // Ascending ids: the merge below takes members in order.
-        members.sort_by_key(|(id, _)| *id);
-        for (id, item) in members.iter_mut() {
-            *item = match *id {
-                id if id == registry.timestamp && with_times => {
+        // The fields held as members that the event has, in document order.
+        const END: u16 = u16::MAX;
+        let mut members = [(END, Item::Skip); 4];
+        let mut present = 0;
+        for &(id, member) in &layouts.members {
+            let item = match member {
+                Member::Timestamp if with_times => {
                     self.timestamp_ms.map_or(Item::Skip, Item::Millis)
                 }
                 // The context's, written once for all its events.
-                id if id == registry.ingested && with_times => {
+                Member::Ingested if with_times => {
                     match (&rendered.ingested, self.context.received_ms) {
                         (Some(text), _) => Item::Raw(text),
                         (None, Some(ms)) => Item::Millis(ms),
                         (None, None) => Item::Skip,
                     }
                 }
-                id if id == registry.labels && self.has_labels() => Item::Labels,
-                id if id == registry.client_ts => {
-                    self.client_ts_ms.map_or(Item::Skip, Item::Number)
-                }
+                Member::Labels if self.has_labels() => Item::Labels,
+                Member::ClientTs => self.client_ts_ms.map_or(Item::Skip, Item::Number),
                 _ => Item::Skip,
             };
+            if !matches!(item, Item::Skip) {
+                members[present] = (id, item);
+                present += 1;
+            }
         }
 
         out.push(b'{');
         // The slot written last: what `open_slot` closes and opens from.
         let mut prev = NOTHING;
-        let (mut i, mut j, mut k) = (0, 0, 0);
         // A three-way merge of sorted lists; the event's own slot wins over
-        // the context's.
-        // Ids as plain numbers, `END` once a list is used up: the hot loop
+        // the context's. Ids as plain numbers, `END` once a list is used
+        // up, each read again only when its list moves on: the hot loop
         // compares integers, not options.
-        const END: u16 = u16::MAX;
+        let own_at = |i: usize| own.get(i).map_or(END, |(id, _)| id.0);
+        let context_at = |j: usize| context.get(j).map_or(END, |(id, _)| id.0);
+        let (mut i, mut j, mut k) = (0, 0, 0);
+        let (mut own_id, mut context_id, mut member_id) = (own_at(0), context_at(0), members[0].0);
         loop {
-            let own_id = own.get(i).map_or(END, |(id, _)| id.0);
-            let context_id = context.get(j).map_or(END, |(id, _)| id.0);
-            let member_id = members.get(k).map_or(END, |(id, _)| id.0);
             let next = own_id.min(context_id).min(member_id);
             if next == END {
                 break;
             }
             let item = if member_id == next {
+                let item = members[k].1;
                 k += 1;
-                std::mem::replace(&mut members[k - 1].1, Item::Skip)
+                member_id = members.get(k).map_or(END, |(id, _)| *id);
+                item
             } else if own_id == next {
+                let value = &own[i].1;
                 i += 1;
+                own_id = own_at(i);
                 if context_id == next {
                     j += 1;
+                    context_id = context_at(j);
                 }
-                match &own[i - 1].1 {
+                match value {
                     Some(value) => Item::Value(value),
                     None => Item::Skip,
                 }
@@ -297,6 +321,7 @@ impl Event {
                 };
                 out.extend_from_slice(&rendered.json[from as usize..rendered.ends[last] as usize]);
                 prev = context[last].0 .0;
+                context_id = context_at(j);
                 continue;
             };
             if matches!(item, Item::Skip) {
