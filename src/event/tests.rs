@@ -143,6 +143,48 @@ fn iso_millis_matches_chrono() {
 }
 
 #[test]
+fn a_timestamp_on_the_day_received_or_any_other_is_written_in_full() {
+    // The same day as `event.ingested` takes its date from there: its first
+    // and last millisecond, the days either side, other years, before 1970.
+    let received: i64 = 1_763_700_000_100; // 2025-11-21T04:40:00.100Z
+    let day = 86_400_000;
+    let start = received - received.rem_euclid(day);
+    for received in [received, -1_000, 0] {
+        let mut context = Context::new();
+        context.set_received_ms(received);
+        let context = Arc::new(context);
+        for ms in [
+            received,
+            start,
+            start + day - 1,
+            start - 1,
+            start + day,
+            received - 400 * day,
+            -1,
+            0,
+            253_402_300_800_000,
+        ] {
+            let mut event = Event::with_context(context.clone());
+            event.set_timestamp_ms(ms);
+            let mut out = Vec::new();
+            event.write_json(&mut out);
+            let (mut at, mut ingested) = (Vec::new(), Vec::new());
+            write_iso_millis(ms, &mut at);
+            write_iso_millis(received, &mut ingested);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!(
+                    r#"{{"@timestamp":"{}","event":{{"ingested":"{}"}}}}"#,
+                    String::from_utf8(at).unwrap(),
+                    String::from_utf8(ingested).unwrap()
+                ),
+                "{ms}"
+            );
+        }
+    }
+}
+
+#[test]
 fn from_parts_keeps_the_last_value_pushed_for_a_slot() {
     let id = FieldId::of("url.path");
     let other = FieldId::of("view.id");

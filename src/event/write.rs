@@ -16,13 +16,12 @@ use crate::json_bytes::{write_number, write_str};
 use serde_json::ser::{CompactFormatter, Formatter};
 
 /// What one slot of the document holds, borrowed from the event or context.
+#[derive(Clone, Copy)]
 enum Item<'e> {
     Value(&'e FieldValue),
-    /// A value already written as JSON.
-    Raw(&'e [u8]),
-    /// Context slots as their rendering holds them: each `,"key":` and its
-    /// value, written in one copy.
-    Keyed(&'e [u8]),
+    /// `event.ingested` as the context's rendering holds it, a JSON string
+    /// of a fixed length: copied without a call of `memcpy`.
+    Ingested(&'e [u8; 26]),
     Millis(i64),
     Number(i64),
     Labels,
@@ -33,51 +32,180 @@ enum Item<'e> {
 /// Deepest nesting of a slot path (`http.request.referrer` is 3).
 const MAX_DEPTH: usize = 8;
 
-/// Per slot, the bytes the writer emits, made once: the objects around it
-/// (an id per distinct parent path, and `"name":{`) and its own `"key":`.
+/// Per slot, the bytes that open it, made once: `"parent":{` for each of
+/// the objects around it, then its own `"key":`.
 struct SlotLayout {
-    parents: Vec<(u16, Box<[u8]>)>,
-    /// `,"key":` (the comma is left out when nothing comes before).
-    comma_key: Box<[u8]>,
-    /// The id of the innermost parent (`NO_PARENT` at the top level): a
-    /// slot whose innermost parent is the one open now goes in the same
-    /// object, the common case, without comparing the whole chain.
-    last_parent: u16,
+    path_key: Padded,
+    /// Where in `path_key` the part from depth `d` on starts (the parents
+    /// from the `d`th, then the key), for `d` in `0..=depth`.
+    from_depth: [u16; MAX_DEPTH],
+    /// How many objects are around the slot.
+    depth: u8,
+    /// The id of the innermost object around it (`NO_PARENT` at the top):
+    /// the same for two slots in the same object.
+    parent: u16,
+    /// `,"key":`, for a slot in the same object as the one before it.
+    comma_key: Padded,
 }
 
 const NO_PARENT: u16 = u16::MAX;
 
-static LAYOUT: LazyLock<Vec<SlotLayout>> = LazyLock::new(|| {
+/// Bytes kept with `SLACK` zeros after them: a copy of up to `SLACK` of
+/// them from anywhere in them is a copy of a fixed size (two vector moves)
+/// and a truncate, not a call of `memcpy` (some 35 instructions for a key,
+/// about twenty times a document).
+struct Padded {
+    bytes: Box<[u8]>,
+    len: usize,
+}
+
+const SLACK: usize = 32;
+
+impl Padded {
+    fn new(mut bytes: Vec<u8>) -> Self {
+        let len = bytes.len();
+        bytes.resize(len + SLACK, 0);
+        Self {
+            bytes: bytes.into_boxed_slice(),
+            len,
+        }
+    }
+
+    /// Writes the bytes from `start` (at most `len`) on.
+    #[inline(always)]
+    fn put_from(&self, start: usize, out: &mut Vec<u8>) {
+        let len = self.len - start;
+        match self
+            .bytes
+            .get(start..)
+            .and_then(|b| b.first_chunk::<SLACK>())
+        {
+            Some(window) if len <= SLACK => {
+                out.extend_from_slice(window);
+                out.truncate(out.len() - (SLACK - len));
+            }
+            _ => out.extend_from_slice(&self.bytes[start..self.len]),
+        }
+    }
+}
+
+/// The fields an event holds as members rather than slots.
+#[derive(Clone, Copy)]
+enum Member {
+    Timestamp,
+    Ingested,
+    Labels,
+    ClientTs,
+}
+
+struct Layouts {
+    slots: Vec<SlotLayout>,
+    /// The members' slots, in document order.
+    members: [(u16, Member); 4],
+    /// By `prev * slots + next`, how many of the objects around slot `prev`
+    /// are around slot `next` too: the ones left open going from one to the
+    /// other.
+    common: Vec<u8>,
+}
+
+/// The objects around the last slot and the document, closed.
+const CLOSING: &[u8; MAX_DEPTH] = b"}}}}}}}}";
+/// Nothing written yet (`prev` of `open_slot`).
+const NOTHING: u16 = u16::MAX;
+
+static LAYOUT: LazyLock<Layouts> = LazyLock::new(|| {
     // `u16::MAX` marks a used-up list in `write_document`.
     assert!(REGISTRY.slots.len() < u16::MAX as usize, "too many slots");
     let mut parent_ids: FxHashMap<String, u16> = FxHashMap::default();
-    REGISTRY
+    let mut chains: Vec<Vec<u16>> = Vec::new();
+    let slots = REGISTRY
         .slots
         .iter()
         .map(|slot| {
             let (leaf, parents) = slot.segments.split_last().expect("paths have a segment");
             assert!(parents.len() < MAX_DEPTH, "{} nests too deep", slot.path);
-            let parents: Vec<(u16, Box<[u8]>)> = (0..parents.len())
-                .map(|d| {
-                    let prefix = parents[..=d].join(".");
-                    let next = parent_ids.len() as u16;
-                    let id = *parent_ids.entry(prefix).or_insert(next);
-                    (
-                        id,
-                        format!("\"{}\":{{", parents[d])
-                            .into_bytes()
-                            .into_boxed_slice(),
-                    )
-                })
-                .collect();
+            let mut path_key = Vec::new();
+            let mut from_depth = [0u16; MAX_DEPTH];
+            let mut chain = Vec::new();
+            for d in 0..parents.len() {
+                let prefix = parents[..=d].join(".");
+                let next = parent_ids.len() as u16;
+                chain.push(*parent_ids.entry(prefix).or_insert(next));
+                from_depth[d] = path_key.len() as u16;
+                path_key.extend_from_slice(format!("\"{}\":{{", parents[d]).as_bytes());
+            }
+            from_depth[parents.len()] = path_key.len() as u16;
+            path_key.extend_from_slice(format!("\"{leaf}\":").as_bytes());
+            let parent = chain.last().copied().unwrap_or(NO_PARENT);
+            chains.push(chain);
             SlotLayout {
-                last_parent: parents.last().map_or(NO_PARENT, |(id, _)| *id),
-                parents,
-                comma_key: format!(",\"{leaf}\":").into_bytes().into_boxed_slice(),
+                path_key: Padded::new(path_key),
+                from_depth,
+                depth: parents.len() as u8,
+                parent,
+                comma_key: Padded::new(format!(",\"{leaf}\":").into_bytes()),
             }
         })
-        .collect()
+        .collect();
+    let common = chains
+        .iter()
+        .flat_map(|a| {
+            chains
+                .iter()
+                .map(move |b| a.iter().zip(b).take_while(|(x, y)| x == y).count() as u8)
+        })
+        .collect();
+    let registry = &*REGISTRY;
+    let mut members = [
+        (registry.timestamp.0, Member::Timestamp),
+        (registry.ingested.0, Member::Ingested),
+        (registry.labels.0, Member::Labels),
+        (registry.client_ts.0, Member::ClientTs),
+    ];
+    members.sort_by_key(|(id, _)| *id);
+    Layouts {
+        slots,
+        members,
+        common,
+    }
 });
+
+impl Layouts {
+    /// Writes what comes between slot `prev` (the last one written, or
+    /// `NOTHING`) and slot `next`'s value: the objects of `prev` that `next`
+    /// is not in closed, a comma, the objects of `next` not open yet opened,
+    /// and its key: one copy of a part of its opening, whatever the paths.
+    #[inline(always)]
+    fn open_slot(&self, prev: u16, next: u16, out: &mut Vec<u8>) {
+        let to = &self.slots[usize::from(next)];
+        let Some(from) = self.slots.get(usize::from(prev)) else {
+            // `NOTHING`: the first slot.
+            to.path_key.put_from(0, out);
+            return;
+        };
+        if from.parent == to.parent {
+            to.comma_key.put_from(0, out);
+            return;
+        }
+        let common = self.common[usize::from(prev) * self.slots.len() + usize::from(next)];
+        for _ in common..from.depth {
+            out.push(b'}');
+        }
+        out.push(b',');
+        to.path_key
+            .put_from(usize::from(to.from_depth[usize::from(common)]), out);
+    }
+
+    /// Closes the objects around slot `last` (`NOTHING` for none) and the
+    /// document.
+    fn close(&self, last: u16, out: &mut Vec<u8>) {
+        let open = self
+            .slots
+            .get(usize::from(last))
+            .map_or(0, |slot| usize::from(slot.depth));
+        out.extend_from_slice(&CLOSING[..=open]);
+    }
+}
 
 impl Event {
     /// Serializes the event as one JSON document (no trailing newline).
@@ -104,7 +232,6 @@ impl Event {
     }
 
     fn write_document(&self, out: &mut Vec<u8>, with_times: bool) {
-        let registry = &*REGISTRY;
         // Once, not per field: each `LAYOUT[..]` checked the lazy static.
         let layouts = &*LAYOUT;
         let own = self.own.fields();
@@ -113,135 +240,122 @@ impl Event {
             .context
             .rendered
             .get_or_render(context, self.context.received_ms);
-        // Fields held as members, in document order (ids are ascending).
-        let mut members: [(FieldId, Item<'_>); 4] = [
-            (registry.timestamp, Item::Skip),
-            (registry.ingested, Item::Skip),
-            (registry.labels, Item::Skip),
-            (registry.client_ts, Item::Skip),
-        ];
-        // Ascending ids: the merge below takes members in order.
-        members.sort_by_key(|(id, _)| *id);
-        for (id, item) in members.iter_mut() {
-            *item = match *id {
-                id if id == registry.timestamp && with_times => {
+        // The fields held as members that the event has, in document order.
+        const END: u16 = u16::MAX;
+        let mut members = [(END, Item::Skip); 4];
+        let mut present = 0;
+        for &(id, member) in &layouts.members {
+            let item = match member {
+                Member::Timestamp if with_times => {
                     self.timestamp_ms.map_or(Item::Skip, Item::Millis)
                 }
                 // The context's, written once for all its events.
-                id if id == registry.ingested && with_times => {
+                Member::Ingested if with_times => {
                     match (&rendered.ingested, self.context.received_ms) {
-                        (Some(text), _) => Item::Raw(text),
+                        (Some(text), _) => Item::Ingested(text),
                         (None, Some(ms)) => Item::Millis(ms),
                         (None, None) => Item::Skip,
                     }
                 }
-                id if id == registry.labels && self.has_labels() => Item::Labels,
-                id if id == registry.client_ts => {
-                    self.client_ts_ms.map_or(Item::Skip, Item::Number)
-                }
+                Member::Labels if self.has_labels() => Item::Labels,
+                Member::ClientTs => self.client_ts_ms.map_or(Item::Skip, Item::Number),
                 _ => Item::Skip,
             };
+            if !matches!(item, Item::Skip) {
+                members[present] = (id, item);
+                present += 1;
+            }
         }
 
         out.push(b'{');
-        // Ids of the objects open now, outermost first.
-        let mut open: [u16; MAX_DEPTH] = [0; MAX_DEPTH];
-        let mut depth: usize = 0;
-        let mut need_comma = false;
-        let (mut i, mut j, mut k) = (0, 0, 0);
+        // The slot written last: what `open_slot` closes and opens from.
+        let mut prev = NOTHING;
         // A three-way merge of sorted lists; the event's own slot wins over
-        // the context's.
-        // Ids as plain numbers, `END` once a list is used up: the hot loop
+        // the context's. Ids as plain numbers, `END` once a list is used
+        // up, each read again only when its list moves on: the hot loop
         // compares integers, not options.
-        const END: u16 = u16::MAX;
+        let own_at = |i: usize| own.get(i).map_or(END, |(id, _)| id.0);
+        let context_at = |j: usize| context.get(j).map_or(END, |(id, _)| id.0);
+        let (mut i, mut j, mut k) = (0, 0, 0);
+        let (mut own_id, mut context_id, mut member_id) = (own_at(0), context_at(0), members[0].0);
         loop {
-            let own_id = own.get(i).map_or(END, |(id, _)| id.0);
-            let context_id = context.get(j).map_or(END, |(id, _)| id.0);
-            let member_id = members.get(k).map_or(END, |(id, _)| id.0);
             let next = own_id.min(context_id).min(member_id);
             if next == END {
                 break;
             }
             let item = if member_id == next {
+                let item = members[k].1;
                 k += 1;
-                std::mem::replace(&mut members[k - 1].1, Item::Skip)
+                member_id = members.get(k).map_or(END, |(id, _)| *id);
+                item
             } else if own_id == next {
+                let value = &own[i].1;
                 i += 1;
+                own_id = own_at(i);
                 if context_id == next {
                     j += 1;
+                    context_id = context_at(j);
                 }
-                match &own[i - 1].1 {
+                match value {
                     Some(value) => Item::Value(value),
                     None => Item::Skip,
                 }
             } else {
-                // The context slots from here that sit in the same object
-                // and come before the next own slot or member go in one
-                // copy: their keys and values are rendered one after another.
+                // The context slots from here to the next own slot or
+                // member go in one copy, the objects between them and all:
+                // the rendering holds them one after another. Right after
+                // the slot before them in the rendering (or one of the
+                // same path) even the way in is a part of it.
                 let first = j;
-                let last = usize::from(rendered.run_last[j]);
                 let stop = own_id.min(member_id);
-                while j < last && context[j + 1].0 .0 < stop {
+                while context.get(j + 1).is_some_and(|(id, _)| id.0 < stop) {
                     j += 1;
                 }
+                let last = j;
                 j += 1;
-                Item::Keyed(rendered.values(first, j - 1))
+                let from = match first.checked_sub(1) {
+                    Some(before) if context[before].0 .0 == prev => rendered.ends[before],
+                    _ => {
+                        layouts.open_slot(prev, context_id, out);
+                        rendered.starts[first]
+                    }
+                };
+                out.extend_from_slice(&rendered.json[from as usize..rendered.ends[last] as usize]);
+                prev = context[last].0 .0;
+                context_id = context_at(j);
+                continue;
             };
             if matches!(item, Item::Skip) {
                 continue;
             }
-            let layout = &layouts[next as usize];
-            let innermost = depth.checked_sub(1).map_or(NO_PARENT, |d| open[d]);
-            // Parent ids stand for whole paths: the same innermost parent
-            // at the same depth is the same object.
-            if layout.parents.len() != depth || layout.last_parent != innermost {
-                let common = open[..depth]
-                    .iter()
-                    .zip(layout.parents.iter())
-                    .take_while(|(a, (b, _))| *a == b)
-                    .count();
-                for _ in common..depth {
-                    out.push(b'}');
-                    need_comma = true;
-                }
-                depth = common;
-                for (parent, opening) in &layout.parents[common..] {
-                    if need_comma {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(opening);
-                    open[depth] = *parent;
-                    depth += 1;
-                    need_comma = false;
-                }
-            }
-            if let Item::Keyed(keyed) = item {
-                out.extend_from_slice(&keyed[usize::from(!need_comma)..]);
-                need_comma = true;
-                continue;
-            }
-            out.extend_from_slice(&layout.comma_key[usize::from(!need_comma)..]);
+            layouts.open_slot(prev, next, out);
+            prev = next;
             match item {
                 Item::Value(value) => write_value(value, out),
-                Item::Raw(json) => out.extend_from_slice(json),
-                Item::Millis(ms) => {
-                    out.push(b'"');
-                    write_iso_millis(ms, out);
-                    out.push(b'"');
-                }
+                Item::Ingested(json) => out.extend_from_slice(json),
+                // `@timestamp` is most often of the day the beacon came in:
+                // the date as `event.ingested` has it, the time put in.
+                Item::Millis(ms) => match &rendered.ingested {
+                    Some(ingested) if ms.div_euclid(DAY_MS) == rendered.received_day => {
+                        let mut text = *ingested;
+                        fill_time(&mut text, 12, ms.rem_euclid(DAY_MS) as u32);
+                        out.extend_from_slice(&text);
+                    }
+                    _ => {
+                        out.push(b'"');
+                        write_iso_millis(ms, out);
+                        out.push(b'"');
+                    }
+                },
                 Item::Number(n) => {
                     // Writing into a Vec cannot fail.
                     let _ = CompactFormatter.write_i64(out, n);
                 }
                 Item::Labels => self.write_labels(out),
-                Item::Keyed(_) | Item::Skip => {}
+                Item::Skip => {}
             }
-            need_comma = true;
         }
-        for _ in 0..depth {
-            out.push(b'}');
-        }
-        out.push(b'}');
+        layouts.close(prev, out);
     }
 
     fn has_labels(&self) -> bool {
@@ -294,33 +408,25 @@ impl Event {
     }
 }
 
-/// A context's slots rendered as JSON, one after another, each as
-/// `,"key":value` (see `Context::rendered`): the writer copies a context
-/// slot's key and value at once, a copy call fewer per field of every
-/// document. Copies of a context start empty; it holds about the
-/// context's own size again (its values and their keys), and only once an
-/// event of it is written.
+/// A context's slots rendered as JSON, one after another, with the objects
+/// between them opened and closed as a document of the context alone would
+/// have them (see `Context::rendered`): the writer copies the context slots
+/// between two of the event's own in one piece. Copies of a context start
+/// empty; it holds about the context's own size again (its values and their
+/// keys), and only once an event of it is written.
 #[derive(Default)]
 pub(super) struct RenderedValues(std::sync::OnceLock<Rendered>);
 
 pub(super) struct Rendered {
     json: Vec<u8>,
-    /// End of each slot's `,"key":value` in `json`, by slot index.
+    /// By slot index, where its value starts in `json` (after its key).
+    starts: Vec<u32>,
+    /// By slot index, where its value ends in `json`.
     ends: Vec<u32>,
-    /// By slot index, the last slot of the run it starts of slots that sit
-    /// in the same object (the same parents): written in one piece when no
-    /// own slot comes between.
-    run_last: Vec<u16>,
     /// `event.ingested` as a JSON string, when the context has a receive time.
     ingested: Option<[u8; 26]>,
-}
-
-impl Rendered {
-    /// Slots `first..=last`, each as `,"key":value`.
-    fn values(&self, first: usize, last: usize) -> &[u8] {
-        let start = first.checked_sub(1).map_or(0, |i| self.ends[i] as usize);
-        &self.json[start..self.ends[last] as usize]
-    }
+    /// The day of `ingested`, counted from 1970-01-01.
+    received_day: i64,
 }
 
 impl RenderedValues {
@@ -336,29 +442,15 @@ impl RenderedValues {
         self.0.get_or_init(|| {
             let layouts = &*LAYOUT;
             let mut json = Vec::with_capacity(512);
+            let mut starts = Vec::with_capacity(fields.len());
             let mut ends = Vec::with_capacity(fields.len());
+            let mut prev = NOTHING;
             for (id, value) in fields {
-                json.extend_from_slice(&layouts[usize::from(id.0)].comma_key);
+                layouts.open_slot(prev, id.0, &mut json);
+                prev = id.0;
+                starts.push(json.len() as u32);
                 write_value(value, &mut json);
                 ends.push(json.len() as u32);
-            }
-            // Backwards: a slot's run ends where the next slot's does when
-            // both sit in the same object.
-            let mut run_last = vec![0u16; fields.len()];
-            for at in (0..fields.len()).rev() {
-                let same_object = fields.get(at + 1).is_some_and(|(next, _)| {
-                    let (a, b) = (
-                        &layouts[usize::from(fields[at].0 .0)],
-                        &layouts[usize::from(next.0)],
-                    );
-                    a.parents.len() == b.parents.len() && a.last_parent == b.last_parent
-                });
-                // Slots are fewer than `u16::MAX` (the registry's ids are u16).
-                run_last[at] = if same_object {
-                    run_last[at + 1]
-                } else {
-                    at as u16
-                };
             }
             let ingested = received_ms.and_then(|ms| {
                 let mut text = Vec::with_capacity(26);
@@ -370,9 +462,10 @@ impl RenderedValues {
             });
             Rendered {
                 json,
+                starts,
                 ends,
-                run_last,
                 ingested,
+                received_day: received_ms.unwrap_or_default().div_euclid(DAY_MS),
             }
         })
     }
@@ -403,20 +496,24 @@ impl std::fmt::Debug for RenderedValues {
 }
 
 fn write_value(value: &FieldValue, out: &mut Vec<u8>) {
+    // The value at hand, not through `Deref`: a call per value.
+    let value = match value {
+        FieldValue::Raw(raw) => return out.extend_from_slice(raw.text().as_bytes()),
+        FieldValue::Text(..) => return write_str(value.as_str().unwrap_or_default(), out),
+        FieldValue::Owned(value) => value,
+        FieldValue::Shared(value) => &**value,
+        FieldValue::Static(value) => *value,
+    };
     match value {
-        FieldValue::Raw(raw) => out.extend_from_slice(raw.text().as_bytes()),
-        FieldValue::Text(..) => write_str(value.as_str().unwrap_or_default(), out),
-        value => match &**value {
-            // Most strings need no escape: copied, not read byte by byte.
-            Value::String(text) => write_str(text, out),
-            Value::Number(n) => write_number(n, out),
-            Value::Bool(true) => out.extend_from_slice(b"true"),
-            Value::Bool(false) => out.extend_from_slice(b"false"),
-            // Writing a JSON value into a Vec cannot fail.
-            value => {
-                let _ = serde_json::to_writer(out, value);
-            }
-        },
+        // Most strings need no escape: copied, not read byte by byte.
+        Value::String(text) => write_str(text, out),
+        Value::Number(n) => write_number(n, out),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        // Writing a JSON value into a Vec cannot fail.
+        value => {
+            let _ = serde_json::to_writer(out, value);
+        }
     }
 }
 
@@ -491,29 +588,45 @@ pub fn write_iso_millis(ms: i64, out: &mut Vec<u8>) {
         }
         return;
     }
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    let (year, month, day) = civil_from_days(days);
-    // Filled in place and written once: one capacity check, not twenty.
+    let (year, month, day) = civil_from_days(ms.div_euclid(DAY_MS));
+    // Filled in place and written once: one capacity check, not twenty;
+    // two digits at a time from a table, not one by one.
     let mut text = *b"0000-00-00T00:00:00.000Z";
-    let in_day = in_day as u32;
-    for (range, n) in [
-        (0..4, year as u32),
-        (5..7, month),
-        (8..10, day),
-        (11..13, in_day / 3_600_000),
-        (14..16, in_day / 60_000 % 60),
-        (17..19, in_day / 1000 % 60),
-        (20..23, in_day % 1000),
-    ] {
-        let mut n = n;
-        for slot in text[range].iter_mut().rev() {
-            *slot = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
+    let year = year as u32;
+    for (at, n) in [(0, year / 100), (2, year % 100), (5, month), (8, day)] {
+        text[at..at + 2].copy_from_slice(&DIGIT_PAIRS[n as usize % 100]);
     }
+    fill_time(&mut text, 11, ms.rem_euclid(DAY_MS) as u32);
     out.extend_from_slice(&text);
 }
+
+const DAY_MS: i64 = 86_400_000;
+
+/// `HH:MM:SS.mmm` of `in_day` milliseconds into the day, at `text[at..]`
+/// (the colons and the point already there).
+#[inline(always)]
+fn fill_time(text: &mut [u8], at: usize, in_day: u32) {
+    for (offset, n) in [
+        (0, in_day / 3_600_000),
+        (3, in_day / 60_000 % 60),
+        (6, in_day / 1000 % 60),
+        (10, in_day % 100),
+    ] {
+        text[at + offset..at + offset + 2].copy_from_slice(&DIGIT_PAIRS[n as usize % 100]);
+    }
+    text[at + 9] = b'0' + (in_day % 1000 / 100) as u8;
+}
+
+/// `00` to `99`.
+const DIGIT_PAIRS: [[u8; 2]; 100] = {
+    let mut pairs = [[0u8; 2]; 100];
+    let mut n = 0;
+    while n < 100 {
+        pairs[n] = [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+        n += 1;
+    }
+    pairs
+};
 
 /// (year, month 1..=12, day 1..=31) of a day counted from 1970-01-01, in
 /// the proleptic Gregorian calendar (eras of 400 years from 0000-03-01).
@@ -535,5 +648,23 @@ impl serde::Serialize for Event {
     /// [`Event::write_json`] (or [`Event::write_json_pretty`]).
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.to_value().serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_bytes_are_written_from_any_start_short_or_long() {
+        for len in 0..(2 * SLACK + 3) {
+            let bytes: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let padded = Padded::new(bytes.clone());
+            for start in 0..=len {
+                let mut out = b"x".to_vec();
+                padded.put_from(start, &mut out);
+                assert_eq!(out[1..], bytes[start..], "{len} {start}");
+            }
+        }
     }
 }
