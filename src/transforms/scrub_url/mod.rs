@@ -565,6 +565,14 @@ impl Watch {
         watch
     }
 
+    /// The bits of the fields in slot `id` (all of them past 64 fields).
+    fn bits(&self, id: FieldId) -> u64 {
+        if self.by_slot.is_empty() {
+            return u64::MAX;
+        }
+        self.by_slot.get(id.index()).copied().unwrap_or(0)
+    }
+
     /// The bits of the fields `holder` may hold as its own, and whether it
     /// hides `hidden` for itself, found in one walk over its own slots.
     fn held<H: Holder>(&self, holder: &H, hidden: FieldId) -> (u64, bool) {
@@ -634,27 +642,42 @@ impl ScrubUrl {
             };
             let scrubber = &self.scrubber;
             let outcome = memo.get_or_insert(text, || scrubber.scrub(text, templates));
+            // Whether fields were written that may add a later one: only
+            // then is the event walked again (a URL left as it is, the usual
+            // case, wrote nothing: a walk cost ~10 instructions a slot).
+            let mut rewalk = true;
             match &outcome.url {
-                Scrubbed::Unparseable => unparseable += 1,
+                Scrubbed::Unparseable => {
+                    unparseable += 1;
+                    rewalk = false;
+                }
                 Scrubbed::Changed(new) if is_page => event.set_url_fields(new),
                 Scrubbed::Changed(new) => field.set(event, new),
                 Scrubbed::Unchanged => {
                     if is_page && event.get_str(*URL_DOMAIN).is_none() {
                         let same = text.to_owned();
                         event.set_url_fields(&same);
+                    } else {
+                        rewalk = false;
                     }
                 }
             }
             match &outcome.template {
                 // A copy of its own, not a value the page's contexts share:
                 // a refcount every worker writes costs more than the copy.
-                Some(template) => event.set(*PATH_TEMPLATE, template.as_str().into()),
+                Some(template) => {
+                    event.set(*PATH_TEMPLATE, template.as_str().into());
+                    held |= self.watch.bits(*PATH_TEMPLATE);
+                }
                 // A page of its own that makes no template (it does not
-                // parse): the shared page's is not its.
+                // parse): the shared page's is not its. (A bit left for a
+                // field no longer held is harmless: its lookup finds none.)
                 None if is_page && self.templates.is_some() => event.remove_id(*PATH_TEMPLATE),
                 None => {}
             }
-            held = self.watch.held(event, *URL_FULL).0;
+            if rewalk {
+                held = self.watch.held(event, *URL_FULL).0;
+            }
         }
         let total = urls + self.text_fields.len();
         let mut next = urls;
