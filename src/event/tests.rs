@@ -185,6 +185,36 @@ fn a_timestamp_on_the_day_received_or_any_other_is_written_in_full() {
 }
 
 #[test]
+fn a_timestamp_on_the_day_of_an_ingested_time_past_the_calendar_is_written_alone() {
+    // `event.ingested` set (by a transform's `event.ingested`) past what
+    // chrono can write is written as the epoch, 26 bytes like any date of
+    // four digits: a `@timestamp` of the same day is not that date with
+    // its own time put in, but what it is alone.
+    for received in [8_640_000_000_000_000, -8_640_000_000_000_000] {
+        let mut context = Context::new();
+        context.set_received_ms(received);
+        let context = Arc::new(context);
+        let ms = received + 7_200_391;
+        let mut event = Event::with_context(context);
+        event.set_timestamp_ms(ms);
+        let mut out = Vec::new();
+        event.write_json(&mut out);
+        let (mut at, mut ingested) = (Vec::new(), Vec::new());
+        write_iso_millis(ms, &mut at);
+        write_iso_millis(received, &mut ingested);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                r#"{{"@timestamp":"{}","event":{{"ingested":"{}"}}}}"#,
+                String::from_utf8(at).unwrap(),
+                String::from_utf8(ingested).unwrap()
+            ),
+            "{received}"
+        );
+    }
+}
+
+#[test]
 fn from_parts_keeps_the_last_value_pushed_for_a_slot() {
     let id = FieldId::of("url.path");
     let other = FieldId::of("view.id");
@@ -743,4 +773,138 @@ fn an_events_own_labels_count_what_they_hold() {
     context.set_label(Arc::from("big"), FieldValue::from("x".repeat(100_000)));
     context.set_label(Arc::from("n".repeat(1_000)), FieldValue::from(1));
     assert_eq!(added, context.byte_size() - empty);
+}
+
+/// Documents of events with their own slots anywhere among the context's
+/// (in its objects, deeper, shallower, before and after them, over them,
+/// hiding them), members (`@timestamp` on the day received or any other,
+/// around midnights, years, the calendar's ends and past them,
+/// `event.ingested`, `rum.client_ts`, labels of the event and of the
+/// context) against a document built apart from the writer.
+#[test]
+fn documents_with_members_and_labels_match_a_nested_sorted_map() {
+    let paths: Vec<&'static str> = fields::REGISTRY
+        .slots
+        .iter()
+        .filter(|s| s.virtual_field.is_none() && !s.path.starts_with("labels"))
+        .map(|s| s.path)
+        .collect();
+    let paths: Vec<&'static str> = paths
+        .iter()
+        .copied()
+        .filter(|p| {
+            !paths
+                .iter()
+                .any(|q| q.len() > p.len() && q.starts_with(p) && q.as_bytes()[p.len()] == b'.')
+        })
+        .collect();
+    let mut rng = fastrand::Rng::with_seed(99);
+    // Floats that read back as written: `serde_json` and the writer print
+    // them alike, the comparison is of text.
+    let value = |rng: &mut fastrand::Rng| match rng.u8(..5) {
+        0 => json!(rng.u32(..100_000)),
+        1 => json!([1.5, -0.25, 1e300][rng.usize(..3)]),
+        2 => json!(rng.bool()),
+        3 => json!({"k": "a\"b", "n": 1}),
+        _ => json!(["x", "y\n", "z", "", "0123456789abcdefé"][rng.usize(..5)]),
+    };
+    let times = [
+        0,
+        -1,
+        1,
+        86_399_999,
+        -86_400_001,
+        1_767_225_599_999,   // 2025-12-31T23:59:59.999
+        951_782_400_000,     // 2000-02-29
+        -62_167_219_200_000, // 0000-01-01
+        -62_167_219_200_001,
+        253_402_300_799_999, // 9999-12-31T23:59:59.999
+        253_402_300_800_000,
+        -8_640_000_000_000_000, // past chrono's years
+        8_640_000_000_000_000,
+        i64::MIN / 4,
+        i64::MAX / 4,
+    ];
+    let time = |rng: &mut fastrand::Rng, near: Option<i64>| match (rng.u8(..4), near) {
+        (0 | 1, Some(n)) => n.saturating_add(rng.i64(-2..=2) * 3_600_000 + rng.i64(-999..=999)),
+        _ => times[rng.usize(..times.len())].saturating_add(rng.i64(-2..=2)),
+    };
+    let iso = |ms: i64| {
+        json!(chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+            || "1970-01-01T00:00:00.000Z".to_owned(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ))
+    };
+    let path_of = |id: FieldId| fields::REGISTRY.slots[id.index()].path;
+    let types = crate::schema::EventType::ALL;
+    for round in 0..3_000 {
+        let mut context_fields: Vec<(&str, Value)> = Vec::new();
+        for &path in &paths {
+            if rng.u8(..100) < [0, 5, 30, 80][round % 4] {
+                context_fields.push((path, value(&mut rng)));
+            }
+        }
+        let mut context = Context::new();
+        for (path, value) in &context_fields {
+            context.set(FieldId::of(path), value.clone());
+        }
+        // The context's part of the reference: its fields, its receive time
+        // and labels.
+        let mut context_ref = context_fields.clone();
+        let received = rng.bool().then(|| time(&mut rng, None));
+        if let Some(received) = received {
+            context.set_received_ms(received);
+            context_ref.push(("event.ingested", iso(received)));
+        }
+        for (name, path) in [("a", "labels.a"), ("m", "labels.m"), ("z", "labels.z")] {
+            if rng.u8(..4) == 0 {
+                let v = value(&mut rng);
+                context_ref.push((path, v.clone()));
+                context.set_label(name.into(), FieldValue::Owned(v));
+            }
+        }
+        let context = Arc::new(context);
+        // Three events of the context: the later ones write from its
+        // rendering.
+        for _ in 0..3 {
+            let mut own: Vec<(FieldId, Option<FieldValue>)> = Vec::new();
+            for _ in 0..rng.usize(..10) {
+                let path = if rng.u8(..3) == 0 && !context_fields.is_empty() {
+                    context_fields[rng.usize(..context_fields.len())].0
+                } else {
+                    paths[rng.usize(..paths.len())]
+                };
+                let value = (rng.u8(..4) != 0).then(|| FieldValue::Owned(value(&mut rng)));
+                own.push((FieldId::of(path), value));
+            }
+            let ts = (rng.u8(..4) != 0).then(|| time(&mut rng, received));
+            let client_ts = rng.bool().then(|| rng.i64(-5..5) * 1_000_000_000);
+            let ty = types[rng.usize(..types.len())];
+            // As `from_parts` lays them: the type's default, the fields, the
+            // type's slots, a later value of an id winning.
+            let mut own_ref: Vec<(&str, Option<Value>)> = Event::type_default(ty)
+                .into_iter()
+                .chain(own.iter().cloned())
+                .chain(Event::type_slots(ty))
+                .map(|(id, v)| (path_of(id), v.map(|v| (*v).clone())))
+                .collect();
+            own_ref.extend(ts.map(|ts| ("@timestamp", Some(iso(ts)))));
+            own_ref.extend(client_ts.map(|c| ("rum.client_ts", Some(json!(c)))));
+            let mut event = Event::from_parts(context.clone(), ts, client_ts, ty, own);
+            for (name, path) in [("a", "labels.a"), ("b", "labels.b"), ("zz", "labels.zz")] {
+                if rng.u8(..4) == 0 {
+                    let v = value(&mut rng);
+                    own_ref.push((path, Some(v.clone())));
+                    event.set_label(name.into(), FieldValue::Owned(v));
+                }
+            }
+            let mut out = Vec::new();
+            event.write_json(&mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                reference_document(&context_ref, &own_ref),
+                "round {round}: @timestamp {ts:?}, received {received:?}"
+            );
+        }
+    }
 }

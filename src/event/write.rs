@@ -336,7 +336,7 @@ impl Event {
                 // `@timestamp` is most often of the day the beacon came in:
                 // the date as `event.ingested` has it, the time put in.
                 Item::Millis(ms) => match &rendered.ingested {
-                    Some(ingested) if ms.div_euclid(DAY_MS) == rendered.received_day => {
+                    Some(ingested) if Some(ms.div_euclid(DAY_MS)) == rendered.received_day => {
                         let mut text = *ingested;
                         fill_time(&mut text, 12, ms.rem_euclid(DAY_MS) as u32);
                         out.extend_from_slice(&text);
@@ -425,8 +425,10 @@ pub(super) struct Rendered {
     ends: Vec<u32>,
     /// `event.ingested` as a JSON string, when the context has a receive time.
     ingested: Option<[u8; 26]>,
-    /// The day of `ingested`, counted from 1970-01-01.
-    received_day: i64,
+    /// The day of `ingested`, counted from 1970-01-01, when `ingested` is
+    /// that day's date (a time past what chrono writes is written as the
+    /// epoch, 26 bytes too: no date for a `@timestamp` of its day).
+    received_day: Option<i64>,
 }
 
 impl RenderedValues {
@@ -465,7 +467,9 @@ impl RenderedValues {
                 starts,
                 ends,
                 ingested,
-                received_day: received_ms.unwrap_or_default().div_euclid(DAY_MS),
+                received_day: received_ms
+                    .filter(|ms| CALENDAR.contains(ms))
+                    .map(|ms| ms.div_euclid(DAY_MS)),
             }
         })
     }
@@ -575,10 +579,7 @@ fn indent_json(compact: &[u8], out: &mut Vec<u8>) {
 /// the date comes from days since the epoch by integer arithmetic (Howard
 /// Hinnant's `civil_from_days`), a tenth of what chrono's calendar costs.
 pub fn write_iso_millis(ms: i64, out: &mut Vec<u8>) {
-    // 0000-01-01T00:00:00.000Z ..= 9999-12-31T23:59:59.999Z
-    const FIRST: i64 = -62_167_219_200_000;
-    const LAST: i64 = 253_402_300_799_999;
-    if !(FIRST..=LAST).contains(&ms) {
+    if !CALENDAR.contains(&ms) {
         match chrono::DateTime::from_timestamp_millis(ms) {
             Some(t) => out.extend_from_slice(
                 t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -601,6 +602,10 @@ pub fn write_iso_millis(ms: i64, out: &mut Vec<u8>) {
 }
 
 const DAY_MS: i64 = 86_400_000;
+
+/// The times `write_iso_millis` writes itself, whole days:
+/// 0000-01-01T00:00:00.000Z ..= 9999-12-31T23:59:59.999Z.
+const CALENDAR: std::ops::RangeInclusive<i64> = -62_167_219_200_000..=253_402_300_799_999;
 
 /// `HH:MM:SS.mmm` of `in_day` milliseconds into the day, at `text[at..]`
 /// (the colons and the point already there).
