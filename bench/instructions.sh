@@ -10,7 +10,8 @@
 #      rum_beacon decode with its events dropped in the handler (bare_decode; the
 #      last three examples/bare_warp_work), rum_beacon -> blackhole, and the full chain
 #      (the test City database, the same client address for every beacon) ->
-#      blackhole: (Ir with 2000 requests - Ir with 200) / 1800.
+#      blackhole, and rum_beacon -> stdout (its documents to /dev/null):
+#      (Ir with 2000 requests - Ir with 200) / 1800.
 # Ratios are to bare warp's whole request (the issue's decode target is <= 2x).
 # Each line also counts calls to the allocator per beacon (bench/callgrind_calls.py):
 # instructions miss what a pipeline's allocations cost it (blocks made by one
@@ -122,6 +123,8 @@ trusted_proxies = ["127.0.0.1/32"]
 TOML
   }
   { source_toml; printf '[sinks.out]\ntype = "blackhole"\ninputs = ["beacons"]\n'; } > "$OUT/blackhole.toml"
+  # The documents written as NDJSON (to /dev/null: the server's stdout is dropped).
+  { source_toml; printf '[sinks.out]\ntype = "stdout"\ninputs = ["beacons"]\n'; } > "$OUT/stdout.toml"
   { source_toml; cat <<'TOML'
 [transforms.user_agent]
 type = "user_agent"
@@ -146,7 +149,7 @@ type = "blackhole"
 inputs = ["labels"]
 TOML
   } > "$OUT/chain.toml"
-  for name in bare_warp bare_alloc bare_floor bare_decode blackhole chain; do
+  for name in bare_warp bare_alloc bare_floor bare_decode blackhole stdout chain; do
     case $name in
       bare_warp) cmd=("$TARGET_DIR/release/examples/bare_warp" "127.0.0.1:$PORT") ;;
       # bare_alloc is bare_warp_work doing no work: its mode `none`.
@@ -173,7 +176,7 @@ fi
 echo
 printf '%-26s %14s %10s %12s\n' what Ir/beacon vs_bare_req allocations
 base=${PER[server_bare_warp]:-0}
-for k in parse floor decode encode chain server_bare_warp server_bare_alloc server_bare_floor server_bare_decode server_blackhole server_chain; do
+for k in parse floor decode encode chain server_bare_warp server_bare_alloc server_bare_floor server_bare_decode server_blackhole server_stdout server_chain; do
   [ -n "${PER[$k]:-}" ] || continue
   if [ "$base" -gt 0 ]; then ratio=$(awk -v a="${PER[$k]}" -v b="$base" 'BEGIN {printf "%.2fx", a / b}'); else ratio=-; fi
   label=$k; case $k in server_*) label="${k#server_} (whole request)";; *) label="example $k";; esac
