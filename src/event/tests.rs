@@ -164,22 +164,7 @@ fn a_timestamp_on_the_day_received_or_any_other_is_written_in_full() {
             0,
             253_402_300_800_000,
         ] {
-            let mut event = Event::with_context(context.clone());
-            event.set_timestamp_ms(ms);
-            let mut out = Vec::new();
-            event.write_json(&mut out);
-            let (mut at, mut ingested) = (Vec::new(), Vec::new());
-            write_iso_millis(ms, &mut at);
-            write_iso_millis(received, &mut ingested);
-            assert_eq!(
-                String::from_utf8(out).unwrap(),
-                format!(
-                    r#"{{"@timestamp":"{}","event":{{"ingested":"{}"}}}}"#,
-                    String::from_utf8(at).unwrap(),
-                    String::from_utf8(ingested).unwrap()
-                ),
-                "{ms}"
-            );
+            assert_times_written_alone(&context, received, ms);
         }
     }
 }
@@ -194,24 +179,29 @@ fn a_timestamp_on_the_day_of_an_ingested_time_past_the_calendar_is_written_alone
         let mut context = Context::new();
         context.set_received_ms(received);
         let context = Arc::new(context);
-        let ms = received + 7_200_391;
-        let mut event = Event::with_context(context);
-        event.set_timestamp_ms(ms);
-        let mut out = Vec::new();
-        event.write_json(&mut out);
-        let (mut at, mut ingested) = (Vec::new(), Vec::new());
-        write_iso_millis(ms, &mut at);
-        write_iso_millis(received, &mut ingested);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            format!(
-                r#"{{"@timestamp":"{}","event":{{"ingested":"{}"}}}}"#,
-                String::from_utf8(at).unwrap(),
-                String::from_utf8(ingested).unwrap()
-            ),
-            "{received}"
-        );
+        assert_times_written_alone(&context, received, received + 7_200_391);
     }
+}
+
+/// An event of `context` at `ms` is written with its `@timestamp` and the
+/// context's `event.ingested` each as `write_iso_millis` writes it alone.
+fn assert_times_written_alone(context: &Arc<Context>, received: i64, ms: i64) {
+    let mut event = Event::with_context(context.clone());
+    event.set_timestamp_ms(ms);
+    let mut out = Vec::new();
+    event.write_json(&mut out);
+    let (mut at, mut ingested) = (Vec::new(), Vec::new());
+    write_iso_millis(ms, &mut at);
+    write_iso_millis(received, &mut ingested);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!(
+            r#"{{"@timestamp":"{}","event":{{"ingested":"{}"}}}}"#,
+            String::from_utf8(at).unwrap(),
+            String::from_utf8(ingested).unwrap()
+        ),
+        "received {received}, @timestamp {ms}"
+    );
 }
 
 #[test]
