@@ -648,17 +648,16 @@ fn reference_document(context: &[(&str, Value)], own: &[(&str, Option<Value>)]) 
     serde_json::to_string(&Value::Object(root)).unwrap()
 }
 
-#[test]
-fn documents_of_random_contexts_and_own_fields_match_a_nested_sorted_map() {
-    // Slot paths that hold a value of their own: no virtual member, no
-    // label, none that another path nests under.
+/// Slot paths that hold a value of their own: no virtual member, no
+/// label, none that another path nests under.
+fn leaf_slot_paths() -> Vec<&'static str> {
     let paths: Vec<&'static str> = fields::REGISTRY
         .slots
         .iter()
         .filter(|s| s.virtual_field.is_none() && !s.path.starts_with("labels"))
         .map(|s| s.path)
         .collect();
-    let paths: Vec<&'static str> = paths
+    paths
         .iter()
         .copied()
         .filter(|p| {
@@ -666,7 +665,12 @@ fn documents_of_random_contexts_and_own_fields_match_a_nested_sorted_map() {
                 .iter()
                 .any(|q| q.len() > p.len() && q.starts_with(p) && q.as_bytes()[p.len()] == b'.')
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn documents_of_random_contexts_and_own_fields_match_a_nested_sorted_map() {
+    let paths = leaf_slot_paths();
     assert!(paths.len() > 50, "the registry's paths: {}", paths.len());
     let mut rng = fastrand::Rng::with_seed(23);
     let value = |rng: &mut fastrand::Rng| match rng.u8(..5) {
@@ -773,21 +777,7 @@ fn an_events_own_labels_count_what_they_hold() {
 /// context) against a document built apart from the writer.
 #[test]
 fn documents_with_members_and_labels_match_a_nested_sorted_map() {
-    let paths: Vec<&'static str> = fields::REGISTRY
-        .slots
-        .iter()
-        .filter(|s| s.virtual_field.is_none() && !s.path.starts_with("labels"))
-        .map(|s| s.path)
-        .collect();
-    let paths: Vec<&'static str> = paths
-        .iter()
-        .copied()
-        .filter(|p| {
-            !paths
-                .iter()
-                .any(|q| q.len() > p.len() && q.starts_with(p) && q.as_bytes()[p.len()] == b'.')
-        })
-        .collect();
+    let paths = leaf_slot_paths();
     let mut rng = fastrand::Rng::with_seed(99);
     // Floats that read back as written: `serde_json` and the writer print
     // them alike, the comparison is of text.
