@@ -255,6 +255,12 @@ impl Context {
         find(&self.fields, &id).map(|v| &**v)
     }
 
+    /// Whether the slot holds a value, found without reading it: `get_id`
+    /// makes the `Value` of a request's text (`TextBlock`) on first sight.
+    pub fn has_id(&self, id: FieldId) -> bool {
+        find(&self.fields, &id).is_some()
+    }
+
     /// The slot's string, read as it is (see [`FieldValue::as_str`]).
     pub fn get_str(&self, id: FieldId) -> Option<&str> {
         find(&self.fields, &id)?.as_str()

@@ -380,10 +380,8 @@ impl GeoipTransform {
             };
             self.last = Some(resolved);
         }
-        // A string first: `get_id` makes the `Value` of a request's text
-        // (`TextBlock`) on first sight, ~350 instructions a beacon for an
-        // address about to be replaced.
-        let has_ip = context.get_str(slots.ip).is_some() || context.get_id(slots.ip).is_some();
+        // Asked without reading it: the address is about to be replaced.
+        let has_ip = context.has_id(slots.ip);
         let (_, resolved) = self.last.as_ref()?;
         if let Some(geo) = &resolved.geo {
             context.set(slots.geo, geo.clone());
