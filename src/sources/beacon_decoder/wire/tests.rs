@@ -7,6 +7,25 @@ use super::*;
 use crate::event::{sort_slots, FieldId};
 use crate::sources::beacon_decoder::Limits;
 
+/// The string `peek` showed, for a slot of a string type, as the fast path
+/// made it before its values were built at their places (`put_string`): a
+/// common keyword as its shared static value, anything else appended to the
+/// request's strings.
+fn string_slot(
+    sc: &mut Scanner<'_, '_>,
+    ty: FieldType,
+    strings: &mut TextBlockBuilder,
+) -> Scan<FieldValue> {
+    let text = sc.string()?;
+    sc.limits.string::<ScanError>(text.len())?;
+    if ty == FieldType::Keyword {
+        if let Some(value) = common_value(&text) {
+            return Ok(FieldValue::Static(value));
+        }
+    }
+    Ok(strings.push(&text))
+}
+
 /// The fast path of an entry, past its `{`: when `type` comes first (as
 /// every client sends it), each later key goes straight to its slot.
 /// `None` when the entry needs the general reading: `type` not first or not
