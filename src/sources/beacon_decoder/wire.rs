@@ -213,7 +213,7 @@ fn read_events<'de>(
         return Ok(WireEvents::NotArray);
     }
     sc.begin_array(2)?;
-    let mut entries = Vec::with_capacity(16);
+    let mut entries: Vec<WireEntry<'de>> = Vec::with_capacity(16);
     // Every entry's slots, one run after another: one block for all of the
     // beacon's events, made to its exact size by `Event::in_block`'s caller.
     let mut slots = Vec::with_capacity(128);
@@ -228,7 +228,17 @@ fn read_events<'de>(
             continue;
         }
         let seq = entries.len();
-        entries.push(read_entry(sc, seq, &mut slots, &mut heap_bytes, strings)?);
+        // Room is made before the entry: pushed after its reading, it was
+        // built on the stack (it had to outlive `push`'s call to grow, which
+        // may unwind) and copied over by 16-byte loads straddling the 8-byte
+        // stores that made it, a failed store forward every entry.
+        entries.reserve(1);
+        let entry = read_entry(sc, seq, &mut slots, &mut heap_bytes, strings)?;
+        // SAFETY: `reserve` made room for one past `seq`, the length.
+        unsafe {
+            entries.as_mut_ptr().add(seq).write(entry);
+            entries.set_len(seq + 1);
+        }
     }
     Ok(WireEvents::Array {
         entries,
