@@ -36,7 +36,11 @@ use super::{scrape_gate, text_response, HttpResponse};
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Counter, Registry};
 
-pub type ResponseFuture = Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
+/// A handler's answer to come. It may borrow the handler: the request's
+/// future holds its connection's handle on the router, so no handler (nor
+/// what it shares, e.g. a source's flow) is cloned for a request (a clone of
+/// a shared `Arc` is an atomic write to a line every worker's requests share).
+pub type ResponseFuture<'a> = Pin<Box<dyn Future<Output = HttpResponse> + Send + 'a>>;
 
 /// What a component plugs into the listener for one path: every source
 /// endpoint (`sources::http_source`), the Prometheus sink's
@@ -44,11 +48,11 @@ pub type ResponseFuture = Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
 pub trait RouteHandler: Send + Sync + 'static {
     /// `body`: what the request's body is read under.
     fn handle(
-        self: Arc<Self>,
+        &self,
         request: Request<Incoming>,
         peer: SocketAddr,
         body: BodyHandles,
-    ) -> ResponseFuture;
+    ) -> ResponseFuture<'_>;
 }
 
 pub struct Route {
@@ -360,7 +364,7 @@ impl Router {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             response
         } else if let Some(i) = route {
-            let handler = self.routes[i].handler.clone();
+            let handler = &self.routes[i].handler;
             // A handler may answer in its call (what needs no wait) or in
             // its future: a panic in either is a 500.
             let answer =
@@ -634,11 +638,11 @@ mod tests {
 
     impl RouteHandler for Panics {
         fn handle(
-            self: Arc<Self>,
+            &self,
             request: Request<Incoming>,
             _: SocketAddr,
             _: BodyHandles,
-        ) -> ResponseFuture {
+        ) -> ResponseFuture<'_> {
             if request.uri().path() == "/boom-now" {
                 panic!("a preflight's bug");
             }
@@ -706,11 +710,11 @@ mod tests {
 
     impl RouteHandler for HoldsUntilBodyEnds {
         fn handle(
-            self: Arc<Self>,
+            &self,
             request: Request<Incoming>,
             _: SocketAddr,
             _: BodyHandles,
-        ) -> ResponseFuture {
+        ) -> ResponseFuture<'_> {
             Box::pin(async move {
                 let _ = self.0.send(());
                 let _ = http_body_util::BodyExt::collect(request.into_body()).await;

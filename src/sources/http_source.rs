@@ -268,11 +268,11 @@ impl<S: HttpSource> RouteHandler for SourceRoute<S> {
     /// answered here, in a ready future (the listener catches a panic in
     /// this call as in a poll).
     fn handle(
-        self: Arc<Self>,
+        &self,
         request: Request<Incoming>,
         peer: SocketAddr,
         handles: BodyHandles,
-    ) -> ResponseFuture {
+    ) -> ResponseFuture<'_> {
         let flow = &self.flow;
         let (parts, body) = request.into_parts();
         if is_preflight(&parts.method) {
@@ -290,9 +290,8 @@ impl<S: HttpSource> RouteHandler for SourceRoute<S> {
                 budget: handles.budget,
                 consumed: handles.consumed,
             };
-            return Box::pin(flow.clone().receive(
-                self.endpoint,
-                self.log_path.clone(),
+            return Box::pin(Flow::receive(
+                self,
                 head,
                 intake_head,
                 BodyDataStream::new(body),
@@ -317,22 +316,25 @@ impl<S: HttpSource> Flow<S> {
     /// A payload POST, from its media type to its delivery downstream.
     /// `intake_head` completes what `Intake::accept` needs with the headers.
     async fn receive<D: bytes::Buf, E: std::fmt::Display>(
-        self: Arc<Self>,
-        endpoint: S::Endpoint,
-        log_path: Arc<str>,
+        route: &SourceRoute<S>,
         request: RequestHead,
         intake_head: impl FnOnce(HeaderMap) -> IntakeHead,
         body: impl Stream<Item = Result<D, E>>,
     ) -> HttpResponse {
-        let intake = &self.intake;
+        // Borrowed from the route (see `ResponseFuture`): clones of the
+        // shared `Arc<Flow>` and of the path were atomic writes to lines
+        // every worker's requests share (a cache miss each).
+        let flow = &*route.flow;
+        let (endpoint, log_path) = (route.endpoint, &*route.log_path);
+        let intake = &flow.intake;
         // The origin before anything the request says of itself: a page
         // that may not post here gets its 403 (counted once) whatever its
         // Content-Type or key.
         let origin = match intake.check_origin(request.headers()) {
             Ok(origin) => origin,
-            Err(error) => return self.refuse(&error, None),
+            Err(error) => return flow.refuse(&error, None),
         };
-        let media = self.source.media_types(endpoint);
+        let media = flow.source.media_types(endpoint);
         if let Some(other) =
             media_type(request.headers()).filter(|t| !media.accepted.contains(&&**t))
         {
@@ -341,11 +343,11 @@ impl<S: HttpSource> Flow<S> {
                 "unsupported_media_type",
                 format!("Content-Type `{other}` not accepted (use {})", media.names),
             );
-            return self.refuse(&error, origin);
+            return flow.refuse(&error, origin);
         }
         if S::AUTHORIZES {
             // Checked before the body is read: a wrong key costs no bytes.
-            if let Some(response) = self.source.refuse_key(endpoint, &request) {
+            if let Some(response) = flow.source.refuse_key(endpoint, &request) {
                 return intake.with_cors(response, origin);
             }
         }
@@ -363,10 +365,10 @@ impl<S: HttpSource> Flow<S> {
         // The clock is read only for a wait (a read costs about 50 ns on a
         // virtual machine, and most requests find room at once).
         let wait = async {
-            if self.output.has_room_now(declared) {
+            if flow.output.has_room_now(declared) {
                 return (Ok(()), Duration::ZERO);
             }
-            Box::pin(self.wait_for_room(declared)).await
+            Box::pin(flow.wait_for_room(declared)).await
         };
         let (accepted, (room, waited)) = match intake
             .accept_checked(
@@ -379,25 +381,25 @@ impl<S: HttpSource> Flow<S> {
             .await
         {
             Ok(accepted) => accepted,
-            Err((error, origin)) => return self.refuse(&error, origin),
+            Err((error, origin)) => return flow.refuse(&error, origin),
         };
         let metrics = intake.metrics();
         metrics.received_bytes.add(accepted.wire_bytes as u64);
         let decoded =
-            match self
+            match flow
                 .source
                 .decode(endpoint, &accepted, received_at_ms, DecodePass::First)
             {
                 Ok(decoded) => decoded,
                 Err(e) => {
                     let error = IntakeError::new(e.status(), e.error_type, e.message);
-                    return self.refuse(&error, accepted.allow_origin);
+                    return flow.refuse(&error, accepted.allow_origin);
                 }
             };
-        if self.access_log {
+        if flow.access_log {
             access_log::log(
                 "POST",
-                &log_path,
+                log_path,
                 decoded.page_url.as_deref(),
                 accepted.wire_bytes,
             );
@@ -416,8 +418,8 @@ impl<S: HttpSource> Flow<S> {
             // between the two is not waiting, and a slow one must not use
             // up the time its events get to find room.
             Ok(()) => {
-                let left = self.send_timeout.saturating_sub(waited);
-                self.deliver_without_holding(
+                let left = flow.send_timeout.saturating_sub(waited);
+                flow.deliver_without_holding(
                     endpoint,
                     &accepted,
                     received_at_ms,
@@ -429,18 +431,18 @@ impl<S: HttpSource> Flow<S> {
             // Nothing to deliver needs no room (as `send_by` has it).
             Err(_) if decoded.events.is_empty() => Ok(()),
             Err(reason) => Err(Undelivered::Shed(
-                self.shed(decoded.events.len() as u64, reason),
+                flow.shed(decoded.events.len() as u64, reason),
             )),
         };
         let response = match delivered {
-            Ok(()) => self.source.accepted(answer),
+            Ok(()) => flow.source.accepted(answer),
             Err(Undelivered::Shed(response)) => {
                 let response = intake.with_cors(response, allow_origin);
-                return self.source.refusal(response, Refusal::Shed);
+                return flow.source.refusal(response, Refusal::Shed);
             }
             Err(Undelivered::Failed(response, message)) => {
                 let response = intake.with_cors(response, allow_origin);
-                return self.source.refusal(response, Refusal::Request(&message));
+                return flow.source.refusal(response, Refusal::Request(&message));
             }
         };
         // The body's share of the budget is held until the events are downstream.

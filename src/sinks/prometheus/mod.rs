@@ -295,11 +295,11 @@ struct MetricsHandler {
 
 impl RouteHandler for MetricsHandler {
     fn handle(
-        self: Arc<Self>,
+        &self,
         request: Request<Incoming>,
         peer: SocketAddr,
         _: BodyHandles,
-    ) -> ResponseFuture {
+    ) -> ResponseFuture<'_> {
         Box::pin(async move {
             if request.method() != Method::GET && request.method() != Method::HEAD {
                 let mut response =
