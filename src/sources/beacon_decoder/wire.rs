@@ -423,6 +423,30 @@ impl Drop for Placed {
 /// Keys without a slot that the fast path checks for repeats one by one.
 const MAX_OTHER_KEYS: usize = 32;
 
+/// A key without a slot and its value, for the fast path: kept in `extra`
+/// (a null dropped), or false to give the entry up to the general reading.
+/// Keys without a slot are few in what clients send; a crafted entry of
+/// thousands would make the check for repeats quadratic, and the general
+/// reading finds repeats by sorting.
+#[inline(always)]
+fn keep_other_key<'k>(
+    key: Cow<'k, str>,
+    value: Value,
+    others: &mut Vec<Cow<'k, str>>,
+    extra: &mut Option<Map<String, Value>>,
+) -> bool {
+    if others.len() >= MAX_OTHER_KEYS || others.contains(&key) {
+        return false;
+    }
+    if !value.is_null() {
+        extra
+            .get_or_insert_with(Map::new)
+            .insert(key.clone().into_owned(), value);
+    }
+    others.push(key);
+    true
+}
+
 /// The fast path of an entry, past its `{`: when `type` comes first (as
 /// every client sends it), each later key goes straight to its slot.
 /// `None` when the entry needs the general reading: `type` not first or not
@@ -527,18 +551,9 @@ fn read_slots(
             Some(_) => return Ok(None),
             None => {
                 let value = sc.value(4)?;
-                // Keys without a slot are few in what clients send; a crafted
-                // entry of thousands would make this check quadratic, and
-                // the general reading finds repeats by sorting.
-                if others.len() >= MAX_OTHER_KEYS || others.contains(&key) {
+                if !keep_other_key(key, value, &mut others, &mut extra) {
                     return Ok(None);
                 }
-                if !value.is_null() {
-                    extra
-                        .get_or_insert_with(Map::new)
-                        .insert(key.clone().into_owned(), value);
-                }
-                others.push(key);
             }
         }
     }

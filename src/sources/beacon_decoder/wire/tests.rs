@@ -132,18 +132,9 @@ fn read_slots_by_sort(
             Some(_) => return Ok(None),
             None => {
                 let value = sc.value(4)?;
-                // Keys without a slot are few in what clients send; a crafted
-                // entry of thousands would make this check quadratic, and
-                // the general reading finds repeats by sorting.
-                if others.len() >= MAX_OTHER_KEYS || others.contains(&key) {
+                if !keep_other_key(key, value, &mut others, &mut extra) {
                     return Ok(None);
                 }
-                if !value.is_null() {
-                    extra
-                        .get_or_insert_with(Map::new)
-                        .insert(key.clone().into_owned(), value);
-                }
-                others.push(key);
             }
         }
     }
