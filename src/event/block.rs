@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::counted::Releases;
 use super::{sort_slots, Context, Event, FieldValue, OwnSlot};
 use crate::schema::EventType;
 
@@ -45,9 +46,15 @@ fn owns_something(value: &Option<FieldValue>) -> bool {
 
 impl Drop for SlotBlock {
     fn drop(&mut self) {
+        // The strings of the request's block are given back together (one
+        // write to its count, not one a string: see `counted`).
+        let mut releases = Releases::default();
         for (_, value) in self.0.iter_mut() {
             if owns_something(value) {
-                *value = None;
+                match value.take() {
+                    Some(FieldValue::Text(block, _)) => releases.add(block),
+                    other => drop(other),
+                }
             }
         }
         // SAFETY: every slot left owns nothing (checked above, or emptied):
@@ -158,6 +165,7 @@ impl EventBlock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::counted::Counted;
     use crate::event::{FieldId, FieldValue, TextBlockBuilder};
     use serde_json::{json, Value};
 
@@ -186,10 +194,10 @@ mod tests {
         let block = SlotBlock::new(values.into_iter().map(|v| (id, v)).collect());
         assert_eq!(block.len(), 9);
         assert_eq!(Arc::strong_count(&shared), 3);
-        assert_eq!(Arc::strong_count(&text_block), 2);
+        assert_eq!(Counted::strong_count(&text_block), 2);
         drop(block);
         assert_eq!(Arc::strong_count(&shared), 1);
-        assert_eq!(Arc::strong_count(&text_block), 1);
+        assert_eq!(Counted::strong_count(&text_block), 1);
     }
 
     #[test]

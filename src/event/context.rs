@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::counted::{Counted, Releases};
 use super::fields::{self, FieldId, FieldPath};
 use super::raw_json::RawJson;
 use super::text_block::{text_bytes, TextBlock};
@@ -22,7 +23,7 @@ pub enum FieldValue {
     Shared(Arc<Value>),
     Static(&'static Value),
     Raw(Arc<RawJson>),
-    Text(Arc<TextBlock>, u32),
+    Text(Counted<TextBlock>, u32),
 }
 
 impl std::ops::Deref for FieldValue {
@@ -194,6 +195,20 @@ fn container_bytes(value: &Value) -> usize {
     }
 }
 
+/// The context's strings of its request's block are given back together:
+/// one write to the block's count, not one a string (see `counted`).
+impl Drop for Context {
+    fn drop(&mut self) {
+        let mut releases = Releases::default();
+        for (_, value) in self.fields.drain(..) {
+            match value {
+                FieldValue::Text(block, _) => releases.add(block),
+                other => drop(other),
+            }
+        }
+    }
+}
+
 /// A leaf node of a `serde_json::Map`: eleven `String` keys, eleven
 /// `Value`s, its parent link and lengths.
 const MAP_NODE_BYTES: usize = 11 * (24 + 32) + 16;
@@ -221,10 +236,9 @@ impl Context {
     /// decoder and the usual enrichment set: they are set one by one, and
     /// the list grew three times on the way.
     pub fn for_request() -> Self {
-        Self {
-            fields: Vec::with_capacity(REQUEST_SLOTS),
-            ..Self::default()
-        }
+        let mut context = Self::default();
+        context.fields.reserve_exact(REQUEST_SLOTS);
+        context
     }
 
     pub fn set_received_ms(&mut self, ms: i64) {

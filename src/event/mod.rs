@@ -18,6 +18,7 @@
 mod block;
 mod common_values;
 mod context;
+mod counted;
 mod fields;
 mod raw_json;
 mod text_block;
@@ -757,11 +758,9 @@ impl Event {
             .into_iter()
             .map(|(name, value)| (name, Some(value)))
             .collect();
-        let base = Context {
-            received_ms: context.received_ms,
-            client_address: context.client_address,
-            ..Context::default()
-        };
+        let mut base = Context::default();
+        base.received_ms = context.received_ms;
+        base.client_address = context.client_address;
         let mut event = Event {
             context: Arc::new(base),
             timestamp_ms: None,
@@ -771,14 +770,14 @@ impl Event {
             labels: (!labels.is_empty()).then(|| Arc::new(labels)),
         };
         let result = edit(&mut event);
-        let base = Arc::unwrap_or_clone(event.context);
+        let mut base = Arc::unwrap_or_clone(event.context);
         let own = event.own.take();
         // `event.ingested` is held by the context as a member: a write of it
         // went to the base.
         context.received_ms = base.received_ms;
-        context.fields = laid_over(base.fields, own.fields);
+        context.fields = laid_over(std::mem::take(&mut base.fields), own.fields);
         // Labels are few; the base has none unless the edit hoisted some.
-        context.labels = base.labels;
+        context.labels = std::mem::take(&mut base.labels);
         let labels = event.labels.take().map(Arc::unwrap_or_clone);
         for (name, value) in labels.into_iter().flatten() {
             match value {

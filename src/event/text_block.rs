@@ -9,11 +9,12 @@
 //! that asks for a `serde_json::Value` (`Deref`: a condition, a transform
 //! reading a field) gets that string as a value, made on first use.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
 use super::context::FieldValue;
+use super::counted::{Counted, Credit};
 
 /// The strings of one request's events. Filled once, when the decoder is
 /// done reading ([`TextBlockBuilder`]); read-only after.
@@ -126,8 +127,10 @@ pub(super) fn text_bytes(block: &TextBlock, index: u32) -> usize {
 /// decoder is done, or gave up) fills the block.
 #[derive(Default)]
 pub struct TextBlockBuilder {
-    /// Made with the first string: a request without any makes none.
-    block: Option<Arc<TextBlock>>,
+    /// Made with the first string: a request without any makes none. Its
+    /// references are handed out on credit: a string's slot adds nothing
+    /// to the block's count as it is made.
+    block: Option<Credit<TextBlock>>,
     text: String,
     ends: Vec<u32>,
 }
@@ -178,7 +181,7 @@ impl TextBlockBuilder {
     /// call comes back through memory, written by narrow stores and read
     /// back with 16-byte loads to move it (a failed store forward each
     /// string, found with `perf annotate` in the decoder).
-    pub fn append(&mut self, text: &str) -> Option<(Arc<TextBlock>, u32)> {
+    pub fn append(&mut self, text: &str) -> Option<(Counted<TextBlock>, u32)> {
         let end = u32::try_from(self.text.len() + text.len()).ok()?;
         if self.text.capacity() == 0 {
             // A beacon's context and events: about 700 bytes in some 25
@@ -186,7 +189,10 @@ impl TextBlockBuilder {
             self.text.reserve(1024);
             self.ends.reserve(32);
         }
-        let block = self.block.get_or_insert_with(Default::default).clone();
+        let block = self
+            .block
+            .get_or_insert_with(|| Credit::new(TextBlock::default()))
+            .hand_out();
         self.text.push_str(text);
         let index = self.ends.len() as u32;
         self.ends.push(end);
@@ -238,7 +244,7 @@ mod tests {
         };
         assert!(values
             .iter()
-            .all(|v| matches!(v, FieldValue::Text(b, _) if Arc::ptr_eq(b, first))));
+            .all(|v| matches!(v, FieldValue::Text(b, _) if Counted::ptr_eq(b, first))));
     }
 
     /// A reader of one string as a value (a condition on `service.name`)
@@ -316,7 +322,7 @@ mod tests {
         let FieldValue::Text(block, _) = &values[0] else {
             unreachable!()
         };
-        let block = Arc::clone(block);
+        let block = block.clone();
         assert_eq!(block.len_of(0), 0, "not filled yet");
         drop(builder);
         for index in 0..texts.len() as u32 + 2 {
