@@ -1,10 +1,8 @@
 //! A request's events built with their own slots in one block.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
-use super::counted::Releases;
+use super::counted::{Counted, Credit, Releases};
 use super::{sort_slots, Context, Event, FieldValue, OwnSlot};
 use crate::schema::EventType;
 
@@ -18,9 +16,11 @@ pub struct SlotBlock(Vec<OwnSlot>);
 
 impl SlotBlock {
     /// `slots`, with no room to spare (what the buffers count of it).
-    pub fn new(mut slots: Vec<OwnSlot>) -> Arc<SlotBlock> {
+    /// The block's references are handed out on credit (`counted`): an
+    /// event made on it adds nothing to its count.
+    pub fn new(mut slots: Vec<OwnSlot>) -> Credit<SlotBlock> {
         slots.shrink_to_fit();
-        Arc::new(SlotBlock(slots))
+        Credit::new(SlotBlock(slots))
     }
 }
 
@@ -75,7 +75,7 @@ pub struct EventBlock {
 
 enum Pending {
     Run {
-        context: Arc<Context>,
+        context: Counted<Context>,
         timestamp_ms: Option<i64>,
         client_ts_ms: Option<i64>,
         start: usize,
@@ -109,7 +109,7 @@ impl EventBlock {
     /// `rum.type` and `event.dataset` are the type's, not among `fields`.
     pub fn push(
         &mut self,
-        context: Arc<Context>,
+        context: Counted<Context>,
         timestamp_ms: Option<i64>,
         client_ts_ms: Option<i64>,
         ty: EventType,
@@ -145,7 +145,7 @@ impl EventBlock {
 
     /// The events in the order they were pushed.
     pub fn finish(self) -> Vec<Event> {
-        let block = SlotBlock::new(self.slots);
+        let mut block = SlotBlock::new(self.slots);
         self.events
             .into_iter()
             .map(|pending| match pending {
@@ -155,7 +155,13 @@ impl EventBlock {
                     client_ts_ms,
                     start,
                     end,
-                } => Event::in_block(context, timestamp_ms, client_ts_ms, &block, start..end),
+                } => Event::in_block(
+                    context,
+                    timestamp_ms,
+                    client_ts_ms,
+                    block.hand_out(),
+                    start..end,
+                ),
                 Pending::Built(event) => event,
             })
             .collect()
@@ -165,9 +171,9 @@ impl EventBlock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::counted::Counted;
     use crate::event::{FieldId, FieldValue, TextBlockBuilder};
     use serde_json::{json, Value};
+    use std::sync::Arc;
 
     #[test]
     fn a_slot_block_dropped_releases_what_its_values_hold() {
@@ -204,7 +210,7 @@ mod tests {
     fn events_built_in_a_block_are_those_built_from_their_parts_in_order() {
         let mut context = Context::new();
         context.set(FieldId::of("url.path"), "/shared");
-        let context = Arc::new(context);
+        let context = Counted::new(context);
         let path = FieldId::of("url.path");
         let name = FieldId::of("rum.vital.name");
         let parts = |n: u64| {

@@ -78,9 +78,59 @@ impl<T> Counted<T> {
         a.ptr == b.ptr
     }
 
-    /// How many references there are (for tests).
+    /// How many references there are.
     pub fn strong_count(this: &Self) -> usize {
         this.inner().count.load(Ordering::Acquire)
+    }
+
+    /// The value, to edit in place, when this is its only reference.
+    pub fn get_mut(this: &mut Self) -> Option<&mut T> {
+        // Acquire, as `Arc::get_mut`: pairs with the release of every other
+        // reference dropped, so what their holders wrote is seen here.
+        if this.inner().count.load(Ordering::Acquire) == 1 {
+            // SAFETY: the only reference, borrowed mutably: nothing else
+            // can reach the value (there are no weak references).
+            Some(unsafe { &mut this.ptr.as_mut().value })
+        } else {
+            None
+        }
+    }
+
+    /// The value to edit, copied first when another reference shares it
+    /// (copy on write, as `Arc::make_mut`).
+    pub fn make_mut(this: &mut Self) -> &mut T
+    where
+        T: Clone,
+    {
+        if Counted::get_mut(this).is_none() {
+            *this = Counted::new((**this).clone());
+        }
+        Counted::get_mut(this).expect("the only reference")
+    }
+
+    /// The value, taken out when this is its only reference, else a copy.
+    pub fn unwrap_or_clone(this: Self) -> T
+    where
+        T: Clone,
+    {
+        if this.inner().count.load(Ordering::Acquire) != 1 {
+            return (*this).clone();
+        }
+        let ptr = this.ptr;
+        std::mem::forget(this);
+        // SAFETY: the only reference, consumed (forgotten above): the
+        // allocation is taken back whole, its value moved out.
+        let inner = unsafe { Box::from_raw(ptr.as_ptr()) };
+        inner.value
+    }
+
+    /// Where the value is. Taken from the allocation's own pointer, not
+    /// through a `&T`: [`super::Event::edit_shared_context`] writes
+    /// through it when it has shown that nothing else can reach the value.
+    pub fn as_ptr(this: &Self) -> *const T {
+        // SAFETY: the allocation lives (this holds a count); a field's
+        // address is taken without making a reference.
+        unsafe { std::ptr::addr_of_mut!((*this.ptr.as_ptr()).value) }
     }
 }
 
@@ -128,6 +178,12 @@ impl<T> std::ops::Deref for Counted<T> {
 impl<T: std::fmt::Debug> std::fmt::Debug for Counted<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         (**self).fmt(f)
+    }
+}
+
+impl<T: PartialEq> PartialEq for Counted<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Counted::ptr_eq(self, other) || **self == **other
     }
 }
 
@@ -309,6 +365,23 @@ mod tests {
         assert_eq!(drops_a.load(Ordering::SeqCst), 0);
         drop(keep);
         assert_eq!(drops_a.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_shared_value_is_copied_on_write_and_a_lone_one_edited_in_place() {
+        let mut a = Counted::new(vec![1]);
+        let b = a.clone();
+        assert!(Counted::get_mut(&mut a).is_none());
+        Counted::make_mut(&mut a).push(2);
+        assert_eq!(*a, vec![1, 2]);
+        assert_eq!(*b, vec![1]);
+        let before = Counted::as_ptr(&a);
+        Counted::make_mut(&mut a).push(3);
+        assert_eq!(Counted::as_ptr(&a), before, "edited in place");
+        assert_eq!(Counted::unwrap_or_clone(b.clone()), vec![1]);
+        assert_eq!(Counted::strong_count(&b), 1);
+        assert_eq!(Counted::unwrap_or_clone(b), vec![1]);
+        assert_eq!(Counted::unwrap_or_clone(a), vec![1, 2, 3]);
     }
 
     /// References dropped on other threads, singly and in runs, free the

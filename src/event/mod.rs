@@ -18,7 +18,7 @@
 mod block;
 mod common_values;
 mod context;
-mod counted;
+pub mod counted;
 mod fields;
 mod raw_json;
 mod text_block;
@@ -32,6 +32,7 @@ pub use block::{EventBlock, SlotBlock};
 pub use common_values::common_value;
 use context::{find, find_label, put, slot_bytes};
 pub use context::{value_bytes, Context, FieldValue};
+pub use counted::{Counted, Credit, Releases};
 pub use fields::{FieldId, FieldPath, OBJECT_SLOTS};
 pub use raw_json::RawJson;
 pub use text_block::{TextBlock, TextBlockBuilder};
@@ -148,7 +149,24 @@ fn labels_bytes(labels: &[OwnLabel]) -> usize {
 /// The runs of consecutive events that share a context (the events of a
 /// beacon travel together), each to hand [`Event::edit_shared_context`].
 pub fn context_runs(batch: &mut [Event]) -> impl Iterator<Item = &mut [Event]> {
-    batch.chunk_by_mut(|a, b| Arc::ptr_eq(&a.context, &b.context))
+    batch.chunk_by_mut(|a, b| Counted::ptr_eq(&a.context, &b.context))
+}
+
+/// Drops a batch whose work is done (a sink wrote it), giving back each
+/// beacon's context and block together: one atomic write to each count a
+/// run of events, where dropping events one by one made two an event, to
+/// cache lines the request's worker wrote last (see `counted`).
+pub fn drop_batch(batch: Batch) {
+    let mut contexts = Releases::default();
+    let mut blocks = Releases::default();
+    for event in batch {
+        let Event { context, own, .. } = event;
+        contexts.add(context);
+        match own {
+            OwnRef::Block { slots, .. } => blocks.add(slots),
+            other => drop(other),
+        }
+    }
 }
 
 /// One slot of an event's own: `None` hides the context's value.
@@ -176,7 +194,7 @@ enum OwnRef {
     /// the request and freed later on another worker, is a cold free).
     /// Read only; the first edit of a field copies the run into an [`Own`].
     Block {
-        slots: Arc<SlotBlock>,
+        slots: Counted<SlotBlock>,
         start: u32,
         end: u32,
         /// The whole block's [`slots_bytes`] once a buffer counted it
@@ -231,7 +249,7 @@ impl OwnRef {
 
 #[derive(Debug, Clone, Default)]
 pub struct Event {
-    context: Arc<Context>,
+    context: Counted<Context>,
     /// `@timestamp`, epoch milliseconds (skew-corrected, clamped).
     timestamp_ms: Option<i64>,
     /// The event time exactly as the browser sent it (`ts`), for the
@@ -285,7 +303,7 @@ impl Event {
     }
 
     /// An event on top of a beacon's shared context.
-    pub fn with_context(context: Arc<Context>) -> Self {
+    pub fn with_context(context: Counted<Context>) -> Self {
         Self {
             context,
             timestamp_ms: None,
@@ -295,17 +313,15 @@ impl Event {
         }
     }
 
-    /// The beacon's shared context. Clone it, compare it, never
-    /// `Arc::downgrade` it: [`Event::edit_shared_context`] edits a context
-    /// in place when its events hold every reference, and a `Weak` upgraded
-    /// on another thread meanwhile is the one holder it cannot see.
-    pub fn context(&self) -> &Arc<Context> {
+    /// The beacon's shared context, counted ([`Counted`]: no weak
+    /// references, so [`Event::edit_shared_context`] sees every holder).
+    pub fn context(&self) -> &Counted<Context> {
         &self.context
     }
 
     /// Points the event at another context: a transform that rewrites
     /// context fields does it once per beacon and hands every event the result.
-    pub fn set_context(&mut self, context: Arc<Context>) {
+    pub fn set_context(&mut self, context: Counted<Context>) {
         self.context = context;
     }
 
@@ -348,7 +364,7 @@ impl Event {
     /// order, a later value for the same id winning; `None` hides the
     /// context's value.
     pub fn from_parts(
-        context: Arc<Context>,
+        context: Counted<Context>,
         timestamp_ms: Option<i64>,
         client_ts_ms: Option<i64>,
         ty: EventType,
@@ -372,10 +388,10 @@ impl Event {
     /// decoder filled for a beacon's events: sorted by id, each id once,
     /// `rum.type` and `event.dataset` among them ([`Event::type_slots`]).
     pub fn in_block(
-        context: Arc<Context>,
+        context: Counted<Context>,
         timestamp_ms: Option<i64>,
         client_ts_ms: Option<i64>,
-        slots: &Arc<SlotBlock>,
+        slots: Counted<SlotBlock>,
         range: std::ops::Range<usize>,
     ) -> Event {
         Event::in_counted_block(context, timestamp_ms, client_ts_ms, slots, range, None)
@@ -386,10 +402,10 @@ impl Event {
     /// the block (40 bytes a slot and what each value holds): no buffer then
     /// walks the block's slots to count them.
     pub fn in_counted_block(
-        context: Arc<Context>,
+        context: Counted<Context>,
         timestamp_ms: Option<i64>,
         client_ts_ms: Option<i64>,
-        slots: &Arc<SlotBlock>,
+        slots: Counted<SlotBlock>,
         range: std::ops::Range<usize>,
         block_bytes: Option<usize>,
     ) -> Event {
@@ -399,7 +415,7 @@ impl Event {
             timestamp_ms,
             client_ts_ms,
             own: OwnRef::Block {
-                slots: slots.clone(),
+                slots,
                 // Bodies are limited far below 2^32 slots.
                 start: u32::try_from(range.start).expect("a block of under 2^32 slots"),
                 end: u32::try_from(range.end).expect("a block of under 2^32 slots"),
@@ -679,7 +695,7 @@ impl Event {
             }
             Some(PathRef::Virtual(Virtual::Ingested)) => {
                 if let Some(ms) = parse_time(&value) {
-                    Arc::make_mut(&mut self.context).set_received_ms(ms);
+                    Counted::make_mut(&mut self.context).set_received_ms(ms);
                 }
             }
             Some(PathRef::Virtual(Virtual::Labels)) => {
@@ -740,7 +756,7 @@ impl Event {
                 }
             }
         }
-        self.context = Arc::new(context);
+        self.context = Counted::new(context);
     }
 
     /// Edits `context` through the event API (`get_own`, `insert`, `set`):
@@ -762,7 +778,7 @@ impl Event {
         base.received_ms = context.received_ms;
         base.client_address = context.client_address;
         let mut event = Event {
-            context: Arc::new(base),
+            context: Counted::new(base),
             timestamp_ms: None,
             client_ts_ms: None,
             own: OwnRef::Own(Arc::new(own)),
@@ -770,7 +786,7 @@ impl Event {
             labels: (!labels.is_empty()).then(|| Arc::new(labels)),
         };
         let result = edit(&mut event);
-        let mut base = Arc::unwrap_or_clone(event.context);
+        let mut base = Counted::unwrap_or_clone(event.context);
         let own = event.own.take();
         // `event.ingested` is held by the context as a member: a write of it
         // went to the base.
@@ -794,7 +810,7 @@ impl Event {
     /// in place when they are all that hold it, the usual case; else on a
     /// copy, and whoever else holds it (another downstream) keeps its own.
     pub fn edit_shared_context<R>(run: &mut [Event], edit: impl FnOnce(&mut Context) -> R) -> R {
-        static SPARE: LazyLock<Arc<Context>> = LazyLock::new(Arc::default);
+        static SPARE: LazyLock<Counted<Context>> = LazyLock::new(Counted::default);
         let Some(first) = run.first() else {
             return edit(&mut Context::new());
         };
@@ -803,32 +819,31 @@ impl Event {
         // edited where it is, without taking each event's hold away and
         // giving it back: four atomic refcount operations an event, which
         // cost the full chain about a microsecond a beacon.
-        let all_held_here = Arc::weak_count(&first.context) == 0
-            && Arc::strong_count(&first.context) == run.len()
-            && run.iter().all(|e| Arc::ptr_eq(&e.context, &first.context));
+        let all_held_here = Counted::strong_count(&first.context) == run.len()
+            && run
+                .iter()
+                .all(|e| Counted::ptr_eq(&e.context, &first.context));
         if all_held_here {
-            // Pairs with the release of the last hold dropped elsewhere (as
-            // in `Arc::get_mut`): whatever its holder wrote is seen here.
-            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
-            let context = Arc::as_ptr(&first.context).cast_mut();
-            // SAFETY: every strong reference to the context is in `run`, which
-            // is borrowed mutably for the whole edit, and there is no `Weak`:
-            // nothing else can read or clone it until `edit` returns (the
-            // contract of the unstable `Arc::get_mut_unchecked`). The pointer
-            // comes from the `Arc`'s own allocation, not from a `&Context`.
-            // The one race these relaxed counts cannot rule out is a `Weak`
-            // upgraded and dropped on another thread meanwhile (why
-            // `Arc::get_mut` locks the weak count): no `Weak<Context>` is
-            // ever made outside tests.
+            // `strong_count` loads with acquire, pairing with the release of
+            // the last hold dropped elsewhere (as in `Arc::get_mut`):
+            // whatever its holder wrote is seen here.
+            let context = Counted::as_ptr(&first.context).cast_mut();
+            // SAFETY: every reference to the context is in `run`, which is
+            // borrowed mutably for the whole edit, and a `Counted` has no
+            // weak references: nothing else can read or clone it until
+            // `edit` returns. The pointer is the allocation's own, not one
+            // taken from a `&Context`.
             return edit(unsafe { &mut *context });
         }
-        debug_assert!(run.iter().all(|e| Arc::ptr_eq(&e.context, &first.context)));
+        debug_assert!(run
+            .iter()
+            .all(|e| Counted::ptr_eq(&e.context, &first.context)));
         let mut shared = first.context.clone();
         // Let go of the run's hold, so that ours may be the only one.
         for event in run.iter_mut() {
             event.context = SPARE.clone();
         }
-        let result = edit(Arc::make_mut(&mut shared));
+        let result = edit(Counted::make_mut(&mut shared));
         for event in run.iter_mut() {
             event.context = shared.clone();
         }
@@ -876,7 +891,9 @@ impl Event {
     /// one beacon, as decoded): its bytes are counted once for both.
     pub fn shares_own_block(&self, other: &Event) -> bool {
         match (&self.own, &other.own) {
-            (OwnRef::Block { slots: a, .. }, OwnRef::Block { slots: b, .. }) => Arc::ptr_eq(a, b),
+            (OwnRef::Block { slots: a, .. }, OwnRef::Block { slots: b, .. }) => {
+                Counted::ptr_eq(a, b)
+            }
             _ => false,
         }
     }

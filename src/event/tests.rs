@@ -38,12 +38,12 @@ fn remove_returns_the_value() {
     );
 }
 
-fn context() -> Arc<Context> {
+fn context() -> Counted<Context> {
     let mut c = Context::new();
     c.set(FieldId::of("client.ip"), "1.2.3.4");
     c.set(FieldId::of("user_agent.original"), "UA");
     c.set_label("z".into(), 1.into());
-    Arc::new(c)
+    Counted::new(c)
 }
 
 #[test]
@@ -81,8 +81,8 @@ fn removing_a_shared_field_leaves_the_context_shared() {
     assert_eq!(a.to_value(), json!({"user_agent": {"original": "UA"}}));
     assert_eq!(b.get_str("client.ip"), Some("1.2.3.4"));
     // No copy of the context was made for `a`.
-    assert!(Arc::ptr_eq(a.context(), b.context()));
-    assert_eq!(Arc::strong_count(&context), 3);
+    assert!(Counted::ptr_eq(a.context(), b.context()));
+    assert_eq!(Counted::strong_count(&context), 3);
 }
 
 #[test]
@@ -152,7 +152,7 @@ fn a_timestamp_on_the_day_received_or_any_other_is_written_in_full() {
     for received in [received, -1_000, 0] {
         let mut context = Context::new();
         context.set_received_ms(received);
-        let context = Arc::new(context);
+        let context = Counted::new(context);
         for ms in [
             received,
             start,
@@ -178,14 +178,14 @@ fn a_timestamp_on_the_day_of_an_ingested_time_past_the_calendar_is_written_alone
     for received in [8_640_000_000_000_000, -8_640_000_000_000_000] {
         let mut context = Context::new();
         context.set_received_ms(received);
-        let context = Arc::new(context);
+        let context = Counted::new(context);
         assert_times_written_alone(&context, received, received + 7_200_391);
     }
 }
 
 /// An event of `context` at `ms` is written with its `@timestamp` and the
 /// context's `event.ingested` each as `write_iso_millis` writes it alone.
-fn assert_times_written_alone(context: &Arc<Context>, received: i64, ms: i64) {
+fn assert_times_written_alone(context: &Counted<Context>, received: i64, ms: i64) {
     let mut event = Event::with_context(context.clone());
     event.set_timestamp_ms(ms);
     let mut out = Vec::new();
@@ -209,7 +209,7 @@ fn from_parts_keeps_the_last_value_pushed_for_a_slot() {
     let id = FieldId::of("url.path");
     let other = FieldId::of("view.id");
     let event = Event::from_parts(
-        Arc::new(Context::new()),
+        Counted::new(Context::new()),
         None,
         None,
         EventType::ALL[0],
@@ -224,7 +224,7 @@ fn from_parts_keeps_the_last_value_pushed_for_a_slot() {
     assert_eq!(event.get_str("view.id"), Some("v1"));
     // Removed, then set again: the removal does not win.
     let removed = Event::from_parts(
-        Arc::new(Context::new()),
+        Counted::new(Context::new()),
         None,
         None,
         EventType::ALL[0],
@@ -264,7 +264,7 @@ fn sorting_a_run_of_slots_keeps_the_last_value_of_each_id_and_what_is_before_it(
 }
 
 /// Two events' runs in one block, as `rum_beacon`'s decoder makes them.
-fn two_events_in_a_block() -> (Arc<SlotBlock>, Event, Event) {
+fn two_events_in_a_block() -> (Counted<SlotBlock>, Event, Event) {
     let path = FieldId::of("url.path");
     let seq = FieldId::of("rum.seq");
     let mut slots: Vec<OwnSlot> = Vec::new();
@@ -276,10 +276,23 @@ fn two_events_in_a_block() -> (Arc<SlotBlock>, Event, Event) {
         sort_slots(&mut slots, start);
     }
     let first_end = slots.len() / 2;
-    let block = SlotBlock::new(slots);
-    let a = Event::in_block(context(), Some(1_000), Some(900), &block, 0..first_end);
-    let b = Event::in_block(context(), Some(2_000), None, &block, first_end..block.len());
-    (block, a, b)
+    let mut credit = SlotBlock::new(slots);
+    let len = credit.len();
+    let a = Event::in_block(
+        context(),
+        Some(1_000),
+        Some(900),
+        credit.hand_out(),
+        0..first_end,
+    );
+    let b = Event::in_block(
+        context(),
+        Some(2_000),
+        None,
+        credit.hand_out(),
+        first_end..len,
+    );
+    (credit.hand_out(), a, b)
 }
 
 #[test]
@@ -329,7 +342,7 @@ fn editing_an_event_in_a_block_copies_its_run_out_and_leaves_the_others() {
     let b_before = b.to_value();
     // A fan-out copy shares the block.
     let copy = a.clone();
-    assert_eq!(Arc::strong_count(&block), 4);
+    assert_eq!(Counted::strong_count(&block), 4);
     a.insert("url.path", "/edited");
     a.remove("rum.seq");
     a.set_label(Arc::from("site"), FieldValue::from("shop"));
@@ -338,7 +351,7 @@ fn editing_an_event_in_a_block_copies_its_run_out_and_leaves_the_others() {
     assert_eq!(a.label("site"), Some(&json!("shop")));
     assert_eq!(a.timestamp_ms(), Some(1_000));
     // `a` let go of the block; the copy and `b` read what they read.
-    assert_eq!(Arc::strong_count(&block), 3);
+    assert_eq!(Counted::strong_count(&block), 3);
     assert_eq!(copy.get_str("url.path"), Some("/a"));
     assert_eq!(copy.get("rum.seq"), Some(&json!(0)));
     assert_eq!(b.to_value(), b_before);
@@ -526,7 +539,7 @@ fn editing_a_context_in_place_gives_what_editing_an_event_over_it_gives() {
             .get_str("client.geo.country_iso_code")
             .map(str::to_owned)
     };
-    let original = Arc::new(beacon_context());
+    let original = Counted::new(beacon_context());
     // The reference: the same edits as one event's own, over the context.
     let mut over = Event::with_context(original.clone());
     let seen_over = edit(&mut over);
@@ -536,7 +549,7 @@ fn editing_a_context_in_place_gives_what_editing_an_event_over_it_gives() {
     assert_eq!(seen_in_place.as_deref(), Some("GB"));
     assert_eq!(in_place.client_address(), original.client_address());
     assert_eq!(in_place.received_ms(), Some(1_767_225_600_000));
-    let edited = Event::with_context(Arc::new(in_place));
+    let edited = Event::with_context(Counted::new(in_place));
     assert_eq!(edited.to_value(), over.to_value());
     assert_eq!(edited.get("labels.env"), None);
     assert_eq!(edited.get_str("labels.team"), Some("web"));
@@ -544,47 +557,23 @@ fn editing_a_context_in_place_gives_what_editing_an_event_over_it_gives() {
 
 #[test]
 fn a_context_its_events_alone_hold_is_edited_where_it_is() {
-    let shared = Arc::new(beacon_context());
+    let shared = Counted::new(beacon_context());
     let mut run: Batch = (0..4)
         .map(|_| Event::with_context(shared.clone()))
         .collect();
-    let before = Arc::as_ptr(&shared);
+    let before = Counted::as_ptr(&shared);
     drop(shared);
     let domain = FieldId::of("url.domain");
     Event::edit_shared_context(&mut run, |context| context.set(domain, "shop.example.com"));
     for event in &run {
-        assert_eq!(Arc::as_ptr(event.context()), before, "no copy was made");
-        assert_eq!(event.get_str("url.domain"), Some("shop.example.com"));
-    }
-}
-
-#[test]
-fn a_context_with_a_weak_reference_is_edited_on_a_copy() {
-    // The run holds every strong reference, but a `Weak` could make another
-    // at any time: the edit in place (which skips the refcounts) must not
-    // happen then.
-    let shared = Arc::new(beacon_context());
-    let mut run: Batch = (0..3)
-        .map(|_| Event::with_context(shared.clone()))
-        .collect();
-    let weak = Arc::downgrade(&shared);
-    drop(shared);
-    let domain = FieldId::of("url.domain");
-    Event::edit_shared_context(&mut run, |context| context.set(domain, "shop.example.com"));
-    // `make_mut` either copied (the original stays as it was) or moved the
-    // value out and left the `Weak` dangling: never an edit seen through it.
-    if let Some(original) = weak.upgrade() {
-        assert!(!Arc::ptr_eq(run[0].context(), &original));
-        assert_eq!(original.get_id(domain), None, "the original was not edited");
-    }
-    for event in &run {
+        assert_eq!(Counted::as_ptr(event.context()), before, "no copy was made");
         assert_eq!(event.get_str("url.domain"), Some("shop.example.com"));
     }
 }
 
 #[test]
 fn a_context_held_elsewhere_is_edited_on_a_copy() {
-    let shared = Arc::new(beacon_context());
+    let shared = Counted::new(beacon_context());
     let mut run: Batch = (0..3)
         .map(|_| Event::with_context(shared.clone()))
         .collect();
@@ -593,13 +582,13 @@ fn a_context_held_elsewhere_is_edited_on_a_copy() {
     let domain = FieldId::of("url.domain");
     Event::edit_shared_context(&mut run, |context| context.set(domain, "shop.example.com"));
     let edited = run[0].context().clone();
-    assert!(!Arc::ptr_eq(&edited, &shared));
+    assert!(!Counted::ptr_eq(&edited, &shared));
     for event in &run {
-        assert!(Arc::ptr_eq(event.context(), &edited));
+        assert!(Counted::ptr_eq(event.context(), &edited));
         assert_eq!(event.get_str("url.domain"), Some("shop.example.com"));
     }
     for event in &other {
-        assert!(Arc::ptr_eq(event.context(), &shared));
+        assert!(Counted::ptr_eq(event.context(), &shared));
         assert_eq!(
             event.get_str("url.domain"),
             None,
@@ -610,8 +599,8 @@ fn a_context_held_elsewhere_is_edited_on_a_copy() {
 
 #[test]
 fn runs_end_where_the_context_changes() {
-    let a = Arc::new(beacon_context());
-    let b = Arc::new(Context::new());
+    let a = Counted::new(beacon_context());
+    let b = Counted::new(Context::new());
     let mut batch: Batch = [&a, &a, &b, &a]
         .into_iter()
         .map(|c| Event::with_context(c.clone()))
@@ -692,7 +681,7 @@ fn documents_of_random_contexts_and_own_fields_match_a_nested_sorted_map() {
         for (path, value) in &context_fields {
             context.set(FieldId::of(path), value.clone());
         }
-        let context = Arc::new(context);
+        let context = Counted::new(context);
         // Two events of the context: the second writes from its rendering.
         for _ in 0..2 {
             let mut event = Event::with_context(context.clone());
@@ -755,7 +744,7 @@ fn a_block_counted_once_keeps_its_count_in_the_event() {
 /// such events held many times `buffer.max_bytes`.
 #[test]
 fn an_events_own_labels_count_what_they_hold() {
-    let bare = Event::with_context(Arc::new(Context::new()));
+    let bare = Event::with_context(Counted::new(Context::new()));
     let mut labelled = bare.clone();
     labelled.set_label(Arc::from("big"), FieldValue::from("x".repeat(100_000)));
     labelled.set_label(Arc::from("n".repeat(1_000)), FieldValue::from(1));
@@ -843,7 +832,7 @@ fn documents_with_members_and_labels_match_a_nested_sorted_map() {
                 context.set_label(name.into(), FieldValue::Owned(v));
             }
         }
-        let context = Arc::new(context);
+        let context = Counted::new(context);
         // Three events of the context: the later ones write from its
         // rendering.
         for _ in 0..3 {

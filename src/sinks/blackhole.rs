@@ -21,6 +21,7 @@ impl BlackholeConfig {
                 let n = batch.len() as u64;
                 metrics.received_events.add(n);
                 sent.add(n);
+                crate::event::drop_batch(batch);
             }
         }))
     }

@@ -180,10 +180,11 @@ async fn run<W: AsyncWrite + Unpin>(
     };
     while let Some(batch) = input.recv().await {
         lines.take(&batch).await;
-        drop(batch);
+        crate::event::drop_batch(batch);
         while lines.buf.len() < MAX_WRITE_BYTES {
             let Some(more) = input.try_recv() else { break };
             lines.take(&more).await;
+            crate::event::drop_batch(more);
         }
         lines.write_out().await;
         // One huge batch must not keep its buffer for ever.

@@ -6,12 +6,14 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use http::HeaderName;
 use serde_json::{Map, Value};
 
-use crate::event::{Context, Event, FieldId, FieldValue, SlotBlock, TextBlockBuilder, SLOT_BYTES};
+use crate::event::{
+    Context, Counted, Credit, Event, FieldId, FieldValue, SlotBlock, TextBlockBuilder, SLOT_BYTES,
+};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
@@ -258,8 +260,9 @@ pub fn decode(
             ),
         ));
     }
-    // One shared context for all of the beacon's events.
-    let context = Arc::new(context);
+    // One shared context for all of the beacon's events, its references
+    // handed out on credit (no atomic write an event: `event::counted`).
+    let mut context = Credit::new(context);
     // `sent_at` is the client's: any f64, saturated to i64 (a debug build panicked on
     // -9223372036854775809 here, found by bench/fuzz.py seed 11 request 95008).
     let offset = sent_at
@@ -270,7 +273,7 @@ pub fn decode(
     let mut clamped_times = 0;
     let mut events = Vec::with_capacity(entries.len());
     // The slotted entries' slots, one block of their exact size for all.
-    let slots = SlotBlock::new(slots);
+    let mut slots = SlotBlock::new(slots);
     // Summed as they were read: no buffer walks the block to count it.
     let block_bytes = slots.len() * SLOT_BYTES + heap_bytes;
     // The entries by reference, an entry read as pairs taken out of its
@@ -288,16 +291,18 @@ pub fn decode(
         let (event, unknown) = match entry {
             WireEntry::Slotted(slotted) => (
                 Event::in_counted_block(
-                    context.clone(),
+                    context.hand_out(),
                     Some(at),
                     slotted.ts,
-                    &slots,
+                    slots.hand_out(),
                     slotted.slots.clone(),
                     Some(block_bytes),
                 ),
                 slotted.unknown_type,
             ),
-            WireEntry::Object(entry) => build_event(&context, at, ts, seq, std::mem::take(entry))?,
+            WireEntry::Object(entry) => {
+                build_event(context.hand_out(), at, ts, seq, std::mem::take(entry))?
+            }
             WireEntry::NotObject => continue,
         };
         unknown_types += usize::from(unknown);
@@ -639,7 +644,7 @@ fn apply_device(
 /// `flattened` field) instead of being dropped or breaking the mapping.
 /// Returns whether the type was unknown.
 fn build_event(
-    context: &Arc<Context>,
+    context: Counted<Context>,
     timestamp_ms: i64,
     client_ts_ms: Option<i64>,
     seq: usize,
@@ -691,7 +696,7 @@ fn build_event(
         fields.push((ids.extra, Some(Value::Object(extra).into())));
     }
     let event = Event::from_parts(
-        context.clone(),
+        context,
         Some(timestamp_ms),
         client_ts_ms,
         event_type,

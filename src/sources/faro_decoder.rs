@@ -9,14 +9,14 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::net::IpAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use serde::de;
 use serde_json::{Number, Value};
 
 use super::beacon_decoder::{body_text, url_fields, Limits, PairList};
 use super::json_tree::{read_tree, Json, Obj};
-use crate::event::{Context, Event, EventBlock, FieldId, FieldValue};
+use crate::event::{Context, Counted, Event, EventBlock, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
@@ -217,7 +217,7 @@ pub fn decode(
             ),
         ));
     }
-    let context = Arc::new(context);
+    let context = Counted::new(context);
 
     // Faro sends no time of sending: its batches leave within a quarter of
     // a second, so the newest item's time stands in for it, as the newest

@@ -7,13 +7,13 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use serde::de;
 use serde_json::{Map, Value};
 
 use super::beacon_decoder::{body_text, Limits, PairList};
-use crate::event::{Context, Event, EventBlock, FieldId, FieldValue};
+use crate::event::{Context, Counted, Event, EventBlock, FieldId, FieldValue};
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
@@ -156,7 +156,7 @@ pub fn decode(
             }
         }
     }
-    let context = Arc::new(context);
+    let context = Counted::new(context);
 
     let mut unknown_names = 0;
     let dropped_entries = checks.dropped_entries.get();

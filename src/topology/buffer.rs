@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-use crate::event::Batch;
+use crate::event::{Batch, Counted};
 use crate::telemetry::{ComponentMetrics, Counter};
 
 struct Envelope {
@@ -142,7 +142,7 @@ pub fn batch_bytes(batch: &mut Batch) -> usize {
         if !last.is_some_and(|l| l.shares_own_block(event)) {
             total += event.count_block_bytes().unwrap_or(0);
         }
-        if !last.is_some_and(|l| Arc::ptr_eq(l.context(), event.context())) {
+        if !last.is_some_and(|l| Counted::ptr_eq(l.context(), event.context())) {
             total += event.context().byte_size();
         }
         last = Some(event);
@@ -685,7 +685,7 @@ mod tests {
                 crate::event::FieldId::of(crate::schema::VIEW_TITLE),
                 "t".repeat(10_000),
             );
-            let context = Arc::new(context);
+            let context = Counted::new(context);
             (0..10)
                 .map(|_| Event::with_context(context.clone()))
                 .collect::<Batch>()

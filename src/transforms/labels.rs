@@ -642,7 +642,7 @@ labels = { had_site = "yes" }
 
     /// The events of one beacon: one shared context.
     fn beacon(domains: &[&str]) -> Batch {
-        let context = Arc::new(crate::event::Context::new());
+        let context = crate::event::Counted::new(crate::event::Context::new());
         domains
             .iter()
             .map(|domain| {
@@ -682,7 +682,7 @@ labels = { had_site = "yes" }
         assert_eq!(documents(&batch), want);
         assert!(batch
             .iter()
-            .all(|e| Arc::ptr_eq(e.context(), batch[0].context())));
+            .all(|e| crate::event::Counted::ptr_eq(e.context(), batch[0].context())));
         assert_eq!(
             batch[0].context().label("team"),
             Some(&json!("web")),

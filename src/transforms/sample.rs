@@ -611,7 +611,7 @@ mod tests {
     fn beacon(session: &str, types: &[EventType]) -> Batch {
         let mut context = crate::event::Context::new();
         context.set(IDS.session, session);
-        let context = std::sync::Arc::new(context);
+        let context = crate::event::Counted::new(context);
         types
             .iter()
             .map(|&t| {
@@ -639,7 +639,7 @@ mod tests {
         assert!(batch.iter().all(|e| rate(e) == Some(json!(0.5))));
         assert!(batch
             .iter()
-            .all(|e| std::sync::Arc::ptr_eq(e.context(), batch[0].context())));
+            .all(|e| crate::event::Counted::ptr_eq(e.context(), batch[0].context())));
         assert!(batch.iter().all(|e| e.get_own_id(IDS.rate).is_none()));
         // A second sampler at a smaller rate lowers it there.
         let mut second = config("rate = 0.2").build(&context()).unwrap();

@@ -428,6 +428,7 @@ pub async fn run(
                 }
             }
         }
+        crate::event::drop_batch(events);
     }
 
     begin_drain(&drain_tx, settings.shutdown_deadline);

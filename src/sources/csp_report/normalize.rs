@@ -2,13 +2,12 @@
 //! `csp.*`, or a `report` event with its body flattened and snake_cased.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::noise::NoiseRules;
 use super::{invalid, Format, ReportFacts, ReportLimits, CSP_KEYS};
-use crate::event::{Context, Event};
+use crate::event::{Context, Counted, Event};
 use crate::schema::{self, EventType};
 use crate::sources::decode_error::DecodeError;
 use crate::url_parts::set_url_fields;
@@ -25,7 +24,7 @@ pub(super) fn base_event(
 ) -> Event {
     let mut context = Context::new();
     context.set_client_address(facts.client_ip);
-    let mut event = Event::with_context(Arc::new(context));
+    let mut event = Event::with_context(Counted::new(context));
     event.set_timestamp_ms(at_ms);
     event.insert(schema::EVENT_KIND, "event");
     event.insert(schema::RUM_SEQ, seq as u64);

@@ -8,7 +8,7 @@ use std::sync::{Arc, LazyLock};
 use serde_json::Value;
 
 use super::{bad_metadata, ApmLimits, LabelNames, Line, RequestFacts};
-use crate::event::{Context, Event, EventBlock, FieldId, FieldValue};
+use crate::event::{Context, Counted, Event, EventBlock, FieldId, FieldValue};
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::beacon_decoder::url_fields;
 use crate::sources::decode_error::DecodeError;
@@ -393,7 +393,7 @@ fn keep_all<'de>(extra: &mut Obj<'de>, rest: Obj<'de>) {
 
 /// Builds the events of one request on one shared context.
 pub(super) struct Builder<'a> {
-    context: Arc<Context>,
+    context: Counted<Context>,
     /// The first page URL of the request (in the shared context).
     pub(super) shared_url: Option<String>,
     /// The first session id of the request (in the shared context).
@@ -575,7 +575,7 @@ impl<'a> Builder<'a> {
             ));
         }
         Ok(Builder {
-            context: Arc::new(context),
+            context: Counted::new(context),
             shared_url,
             shared_session,
             shared_transaction,

@@ -154,7 +154,10 @@ fn fixture_v3_page_load_is_a_page_view_its_vitals_and_spans() {
         ]
     );
     for event in &decoded.events {
-        assert!(Arc::ptr_eq(event.context(), decoded.events[0].context()));
+        assert!(crate::event::Counted::ptr_eq(
+            event.context(),
+            decoded.events[0].context()
+        ));
         assert_eq!(event.get_str("view.id"), Some("69fc13f7596f5fa4"));
         assert_eq!(event.get_str("url.full"), Some(page));
         // The ids the backend's traces share, on every event of the page load.

@@ -8,7 +8,7 @@ use crate::sources::json_tree::push_u64;
 
 /// Builds the events of one request on its shared context.
 pub(super) struct Builder {
-    pub(super) context: Arc<Context>,
+    pub(super) context: Counted<Context>,
     pub(super) received_ms: i64,
     /// Added to each item's time: the receive time less the newest item's.
     pub(super) skew_ms: i64,

@@ -205,7 +205,10 @@ fn meta_is_the_shared_context_and_the_rest_of_it_is_kept() {
     let [start, x, log] = &decoded.events[..] else {
         panic!("three events")
     };
-    assert!(Arc::ptr_eq(log.context(), start.context()));
+    assert!(crate::event::Counted::ptr_eq(
+        log.context(),
+        start.context()
+    ));
     let doc = x.to_value();
     assert_eq!(
         doc,

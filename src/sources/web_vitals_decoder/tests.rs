@@ -76,7 +76,10 @@ fn an_array_shares_one_context_and_keeps_unknown_keys() {
     let [first, second, third] = &decoded.events[..] else {
         panic!("three events")
     };
-    assert!(Arc::ptr_eq(first.context(), second.context()));
+    assert!(crate::event::Counted::ptr_eq(
+        first.context(),
+        second.context()
+    ));
     assert_eq!(second.get("rum.seq"), Some(&json!(1)));
     assert_eq!(
         second.get("rum.extra"),
@@ -417,7 +420,10 @@ fn fixture_array_from_the_readme_queue() {
         ]
     );
     for event in &decoded.events {
-        assert!(Arc::ptr_eq(event.context(), decoded.events[0].context()));
+        assert!(crate::event::Counted::ptr_eq(
+            event.context(),
+            decoded.events[0].context()
+        ));
         assert_eq!(
             event.get_str("url.full"),
             Some("http://127.0.0.1:42147/?mode=fetch")

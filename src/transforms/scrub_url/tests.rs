@@ -396,7 +396,10 @@ fn events_sharing_a_beacon_context_are_scrubbed_each() {
     assert_eq!(own_view["url"]["path_template"], "/u/:id");
     assert!(own_view["url"].get("query").is_none(), "{own_view}");
     // Scrubbed once for the beacon: its events still share one context.
-    assert!(Arc::ptr_eq(batch[0].context(), batch[1].context()));
+    assert!(crate::event::Counted::ptr_eq(
+        batch[0].context(),
+        batch[1].context()
+    ));
     for event in &batch {
         let doc = event.to_value();
         assert_eq!(doc["url"]["full"], "https://e.com/a", "{doc}");
@@ -930,7 +933,10 @@ fn a_beacons_shared_context_is_scrubbed_once_for_all_its_events() {
     let mut batch = vec![first; 3];
     t.transform_batch(&mut batch);
     for event in &batch {
-        assert!(Arc::ptr_eq(event.context(), batch[0].context()));
+        assert!(crate::event::Counted::ptr_eq(
+            event.context(),
+            batch[0].context()
+        ));
         assert_eq!(event.get_str(schema::URL_QUERY), Some("token=REDACTED"));
         assert_eq!(
             event.get_str(schema::URL_FULL),

@@ -464,7 +464,10 @@ fn a_beacons_events_are_resolved_once_enriched_together_and_dropped_together() {
     let mut batch = [beacon(bot, 3), beacon(firefox, 2), beacon(bot, 2)].concat();
     t.transform_batch(&mut batch);
     assert_eq!(batch.len(), 2, "both bot beacons dropped whole");
-    assert!(Arc::ptr_eq(batch[0].context(), batch[1].context()));
+    assert!(crate::event::Counted::ptr_eq(
+        batch[0].context(),
+        batch[1].context()
+    ));
     for event in &batch {
         assert_eq!(event.get_str("user_agent.name"), Some("Firefox"));
     }
