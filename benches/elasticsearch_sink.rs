@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rum_pipeline::event::{Context, Event};
+use rum_pipeline::event::{Context, Counted, Event};
 use rum_pipeline::http::server::Health;
 use rum_pipeline::sinks::elasticsearch::encoder::BulkBatch;
 use rum_pipeline::sinks::elasticsearch::index::{IndexOptions, IndexRouter};
@@ -50,7 +50,7 @@ const UPSTREAM_BATCH: usize = 20;
 
 /// The context one beacon's events share (as the beacon source builds it:
 /// one reference-counted map per beacon), after enrichment.
-fn context(beacon: usize) -> Arc<Context> {
+fn context(beacon: usize) -> Counted<Context> {
     let session = format!(
         "{:016x}{:016x}",
         beacon,
@@ -83,7 +83,7 @@ fn context(beacon: usize) -> Arc<Context> {
 }
 
 /// One event of a beacon: its own fields on top of the shared context.
-fn event(shared: &Arc<Context>, i: usize) -> Event {
+fn event(shared: &Counted<Context>, i: usize) -> Event {
     let kinds = ["web_vital", "resource", "page_view", "action", "error"];
     let kind = kinds[i % kinds.len()];
     let mut event = Event::with_context(shared.clone());

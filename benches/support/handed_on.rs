@@ -7,9 +7,7 @@
 //! does not make (the source's events hold their context alone), which
 //! such a clone would add to every timed transform.
 
-use std::sync::Arc;
-
-use rum_pipeline::event::{context_runs, Batch, Event};
+use rum_pipeline::event::{context_runs, Batch, Counted, Event};
 
 /// `batch` cloned, each run of events that share a context given a copy of
 /// it that they alone hold (made here, outside the timing).
@@ -29,5 +27,5 @@ pub fn handed_on(batch: &Batch) -> Batch {
 /// Whether each run of events that share a context holds every reference
 /// to it, as a pipeline's events do.
 pub fn held_alone(batch: &mut Batch) -> bool {
-    context_runs(batch).all(|run| Arc::strong_count(run[0].context()) == run.len())
+    context_runs(batch).all(|run| Counted::strong_count(run[0].context()) == run.len())
 }
