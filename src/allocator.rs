@@ -79,11 +79,18 @@ unsafe impl GlobalAlloc for MiMalloc {
     }
 }
 
-/// mimalloc (v3) keeps freed memory committed for 1 s before it returns it;
-/// under overload, where every request is answered 503 and its memory freed
-/// at once, that held ~4 MiB more at the peak (docs/benchmarks.md,
-/// "Allocator"). This sets the delay to 0, unless `MIMALLOC_PURGE_DELAY` is
-/// set (which wins). Call it first thing in `main`, before other threads.
+/// How long mimalloc keeps an emptied page committed before it returns it
+/// to the system. Its default (v3) is 1 s; under overload, where every
+/// request is answered 503 and its memory freed at once, that held ~4 MiB
+/// more at the peak (docs/benchmarks.md, "Allocator"). 0, set until
+/// 2026-12-05, returned each page the moment it emptied (`madvise`, a TLB
+/// shootdown on the other core, a page fault when it was used again): 4–5 %
+/// of the CPU a beacon under steady load. 100 ms costs neither.
+pub const PURGE_DELAY_MS: libc::c_long = 100;
+
+/// Sets mimalloc's purge delay to [`PURGE_DELAY_MS`], unless
+/// `MIMALLOC_PURGE_DELAY` is set (which wins). Call it first thing in
+/// `main`, before other threads.
 pub fn tune() {
     // mimalloc.h: `mi_option_purge_delay` of `enum mi_option_e` (v2 and v3).
     const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
@@ -92,7 +99,7 @@ pub fn tune() {
     }
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: a store into mimalloc's option table, before any other thread runs.
-        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
     }
 }
 
