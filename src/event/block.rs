@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use super::context::drop_value;
 use super::counted::{Counted, Credit, Releases};
 use super::{sort_slots, Context, Event, FieldValue, OwnSlot};
 use crate::schema::EventType;
@@ -48,12 +49,11 @@ impl Drop for SlotBlock {
     fn drop(&mut self) {
         // The strings of the request's block are given back together (one
         // write to its count, not one a string: see `counted`).
-        let mut releases = Releases::default();
+        let mut texts = Releases::default();
         for (_, value) in self.0.iter_mut() {
             if owns_something(value) {
-                match value.take() {
-                    Some(FieldValue::Text(block, _)) => releases.add(block),
-                    other => drop(other),
+                if let Some(value) = value.take() {
+                    drop_value(value, &mut texts);
                 }
             }
         }

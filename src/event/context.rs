@@ -199,13 +199,20 @@ fn container_bytes(value: &Value) -> usize {
 /// one write to the block's count, not one a string (see `counted`).
 impl Drop for Context {
     fn drop(&mut self) {
-        let mut releases = Releases::default();
+        let mut texts = Releases::default();
         for (_, value) in self.fields.drain(..) {
-            match value {
-                FieldValue::Text(block, _) => releases.add(block),
-                other => drop(other),
-            }
+            drop_value(value, &mut texts);
         }
+    }
+}
+
+/// Drops `value`; a string of a request's block is given back with the
+/// run `texts` gathers (a context's or a slot block's strings).
+#[inline]
+pub(super) fn drop_value(value: FieldValue, texts: &mut Releases<TextBlock>) {
+    match value {
+        FieldValue::Text(block, _) => texts.add(block),
+        other => drop(other),
     }
 }
 

@@ -181,12 +181,6 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Counted<T> {
     }
 }
 
-impl<T: PartialEq> PartialEq for Counted<T> {
-    fn eq(&self, other: &Self) -> bool {
-        Counted::ptr_eq(self, other) || **self == **other
-    }
-}
-
 impl<T: Default> Default for Counted<T> {
     fn default() -> Self {
         Self::new(T::default())
