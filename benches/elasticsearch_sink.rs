@@ -296,7 +296,7 @@ fn sink(count: usize, offset: usize, compression: &str) -> SinkRun {
                 health: Arc::new(Health::default()),
                 // Never triggered: these runs end when their input closes.
                 shutdown: ShutdownTrigger::new().subscribe(),
-                input: rx,
+                input: rx.into(),
             })
             .expect("build");
         let start = Instant::now();

@@ -98,7 +98,7 @@ impl Cluster {
                 health: Arc::new(Health::default()),
                 // Never triggered: these runs end when their input closes.
                 shutdown: ShutdownTrigger::new().subscribe(),
-                input: rx,
+                input: rx.into(),
             })
             .expect("build");
         let task = tokio::spawn(future);

@@ -46,7 +46,7 @@ fn start_sink(toml_text: &str) -> Sink {
             health: health.clone(),
             // Never triggered: these runs end when their input closes.
             shutdown: ShutdownTrigger::new().subscribe(),
-            input: rx,
+            input: rx.into(),
         })
         .expect("build");
     Sink {

@@ -15,7 +15,7 @@ use crate::config::{decode, unknown_type, CheckConfig};
 use crate::http::server::{Health, Route};
 use crate::shutdown::Shutdown;
 use crate::telemetry::ComponentMetrics;
-use crate::topology::buffer::BufferReceiver;
+use crate::topology::SinkInput;
 
 pub type SinkFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -47,7 +47,9 @@ pub struct SinkContext {
     /// Begins when the pipeline starts shutting down, before the input
     /// closes: a sink that retries bounds its retries from then on.
     pub shutdown: Shutdown,
-    pub input: BufferReceiver,
+    /// Its buffer, and the transforms run in its task, if any
+    /// ([`SinkInput`]).
+    pub input: SinkInput,
 }
 
 #[derive(Debug, Clone)]

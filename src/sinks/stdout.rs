@@ -14,7 +14,8 @@ use super::{SinkContext, SinkFuture};
 use crate::event::Event;
 use crate::http::server::Health;
 use crate::telemetry::{ComponentMetrics, Counter};
-use crate::topology::buffer::{BufferReceiver, DEFAULT_OUTPUT};
+use crate::topology::buffer::DEFAULT_OUTPUT;
+use crate::topology::SinkInput;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -161,7 +162,7 @@ async fn run<W: AsyncWrite + Unpin>(
     writer: W,
     encoding: Encoding,
     metrics: ComponentMetrics,
-    mut input: BufferReceiver,
+    mut input: SinkInput,
     health: Arc<Health>,
 ) {
     let mut lines = Lines {
@@ -329,7 +330,7 @@ mod tests {
         tx.send((0..3).map(event).collect()).await.unwrap();
         tx.send((3..5).map(event).collect()).await.unwrap();
         let health = Arc::new(Health::default());
-        let running = run(Stalled, Encoding::Json, metrics.clone(), rx, health);
+        let running = run(Stalled, Encoding::Json, metrics.clone(), rx.into(), health);
         let stopped = tokio::time::timeout(Duration::from_secs(10), running).await;
         assert!(stopped.is_err(), "the write never ends");
         assert_eq!(metrics.received_events.get(), 5);
@@ -365,7 +366,7 @@ mod tests {
             &mut pipe,
             Encoding::Json,
             metrics.clone(),
-            rx,
+            rx.into(),
             health.clone(),
         )
         .await;

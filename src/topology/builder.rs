@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::buffer::{
     component_buffer, BufferReceiver, BufferSender, Fanout, Outputs, DEFAULT_OUTPUT,
 };
+use super::sink_input::{Chain, SinkInput};
 use crate::config::graph::split_input;
 use crate::config::PipelineConfig;
 use crate::http::server::{Health, Route};
@@ -66,34 +67,87 @@ impl TransformTask {
 /// a channel send and a task wake-up per hop: a linear chain of enrichment
 /// transforms then costs one task. Maps each fused transform to its upstream.
 fn fused_chains(config: &PipelineConfig) -> HashMap<&str, &str> {
-    let single_output: HashMap<&str, bool> = config
-        .transforms
-        .iter()
-        .map(|t| (t.id.as_str(), t.config.outputs() == [DEFAULT_OUTPUT]))
-        .collect();
-    let mut readers: HashMap<(&str, &str), usize> = HashMap::new();
-    let all_inputs = config
-        .transforms
-        .iter()
-        .flat_map(|t| &t.inputs)
-        .chain(config.sinks.iter().flat_map(|s| &s.inputs));
-    for input in all_inputs {
-        *readers.entry(split_input(input)).or_default() += 1;
-    }
+    let handed_over = HandOver::of(config);
     let mut fused = HashMap::new();
     for t in &config.transforms {
-        let [input] = t.inputs.as_slice() else {
-            continue;
-        };
-        let (upstream, port) = split_input(input);
-        if port == DEFAULT_OUTPUT
-            && single_output.get(upstream) == Some(&true)
-            && readers.get(&(upstream, port)) == Some(&1)
-        {
+        if let Some(upstream) = handed_over.from(&t.inputs) {
             fused.insert(t.id.as_str(), upstream);
         }
     }
     fused
+}
+
+/// Chains of transforms run inside the task of the one sink they feed
+/// ([`SinkInput`]): a sink whose only input is the default output of a
+/// single-output transform that feeds nothing else. The chain (that
+/// transform and those fused before it) then has no buffer and no task of
+/// its own; the sink's buffer is in front of it. Maps each such sink to the
+/// chain's first transform.
+fn chains_into_sinks<'c>(
+    config: &'c PipelineConfig,
+    fused: &HashMap<&'c str, &'c str>,
+) -> HashMap<&'c str, &'c str> {
+    let handed_over = HandOver::of(config);
+    let mut chains = HashMap::new();
+    for s in &config.sinks {
+        let Some(mut head) = handed_over.from(&s.inputs) else {
+            continue;
+        };
+        if !config.transforms.iter().any(|t| t.id == head) {
+            // A source: it hands its events to the buffer itself.
+            continue;
+        }
+        while let Some(upstream) = fused.get(head) {
+            head = upstream;
+        }
+        chains.insert(s.id.as_str(), head);
+    }
+    chains
+}
+
+/// Which components can hand their output straight to their reader.
+struct HandOver<'c> {
+    /// Transforms with only the default output.
+    single_output: HashMap<&'c str, bool>,
+    /// How many components read each (component, port).
+    readers: HashMap<(&'c str, &'c str), usize>,
+}
+
+impl<'c> HandOver<'c> {
+    fn of(config: &'c PipelineConfig) -> Self {
+        let single_output = config
+            .transforms
+            .iter()
+            .map(|t| (t.id.as_str(), t.config.outputs() == [DEFAULT_OUTPUT]))
+            .collect();
+        let mut readers: HashMap<(&str, &str), usize> = HashMap::new();
+        let all_inputs = config
+            .transforms
+            .iter()
+            .flat_map(|t| &t.inputs)
+            .chain(config.sinks.iter().flat_map(|s| &s.inputs));
+        for input in all_inputs {
+            *readers.entry(split_input(input)).or_default() += 1;
+        }
+        Self {
+            single_output,
+            readers,
+        }
+    }
+
+    /// The transform that can hand a reader with these `inputs` its batches
+    /// directly: the reader's only input is that transform's only output,
+    /// and nothing else reads it.
+    fn from(&self, inputs: &'c [String]) -> Option<&'c str> {
+        let [input] = inputs else {
+            return None;
+        };
+        let (upstream, port) = split_input(input);
+        (port == DEFAULT_OUTPUT
+            && self.single_output.get(upstream) == Some(&true)
+            && self.readers.get(&(upstream, port)) == Some(&1))
+        .then_some(upstream)
+    }
 }
 
 /// Everything built, nothing running yet.
@@ -124,10 +178,12 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
     let mut receivers: HashMap<&str, BufferReceiver> = HashMap::new();
     let mut metrics_of: HashMap<&str, ComponentMetrics> = HashMap::new();
     let fused = fused_chains(config);
+    let into_sinks = chains_into_sinks(config, &fused);
     for t in &config.transforms {
         let metrics = ComponentMetrics::new(&registry, &t.id, "transform", t.config.type_name());
-        if fused.contains_key(t.id.as_str()) {
-            // Fed directly by its upstream's task: no buffer of its own.
+        if fused.contains_key(t.id.as_str()) || into_sinks.values().any(|head| *head == t.id) {
+            // Fed directly by its upstream's task, or behind the buffer of
+            // the sink it runs in: no buffer of its own.
             metrics_of.insert(&t.id, metrics);
             continue;
         }
@@ -142,12 +198,26 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
     }
     for s in &config.sinks {
         let metrics = ComponentMetrics::new(&registry, &s.id, "sink", s.config.type_name());
-        let max_bytes = s
+        let mut max_events = s.buffer.max_events;
+        let mut max_bytes = s
             .buffer
             .max_bytes
             .unwrap_or(crate::config::DEFAULT_SINK_BUFFER_MAX_BYTES);
-        let (tx, rx) = component_buffer(&metrics, s.buffer.max_events, max_bytes);
-        senders.insert(&s.id, tx);
+        let head = into_sinks.get(s.id.as_str()).copied();
+        // A chain run in the sink's task waits behind the sink's buffer,
+        // which then has room for what either buffer was given.
+        if let Some(head) = head.and_then(|h| config.transforms.iter().find(|t| t.id == h)) {
+            max_events = max_events.max(head.buffer.max_events);
+            max_bytes = max_bytes.max(
+                head.buffer
+                    .max_bytes
+                    .unwrap_or(crate::config::DEFAULT_TRANSFORM_BUFFER_MAX_BYTES),
+            );
+        }
+        let (tx, rx) = component_buffer(&metrics, max_events, max_bytes);
+        // The chain's upstreams send to it; the chain's last transform
+        // hands its batches to the sink without one.
+        senders.insert(head.unwrap_or(&s.id), tx);
         receivers.insert(&s.id, rx);
         metrics_of.insert(&s.id, metrics);
     }
@@ -333,6 +403,23 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
             continue;
         };
         components.push(metrics.clone());
+        let input = match into_sinks.get(s.id.as_str()) {
+            Some(head) => {
+                let mut chain = Vec::new();
+                let mut current = *head;
+                while let Some(stage) = stages.remove(current) {
+                    chain.push(stage);
+                    match next_of.get(current) {
+                        Some(next) => current = next,
+                        None => break,
+                    }
+                }
+                let chain = Chain::new(chain, health.clone());
+                tracing::debug!(sink = %s.id, "transforms {} run in the sink's task", chain.name());
+                SinkInput::with_chain(input, chain)
+            }
+            None => SinkInput::from(input),
+        };
         let cx = SinkContext {
             id: s.id.clone(),
             metrics,
@@ -482,5 +569,103 @@ inputs = ["both", "sites._unmatched"]
                 ("sites".to_owned(), "scrub".to_owned()),
             ]
         );
+    }
+
+    fn into_sinks_of(text: &str) -> Vec<(String, String)> {
+        let loaded = crate::config::load_str("test.toml", text, &|_| None).expect("config");
+        let fused = fused_chains(&loaded.config);
+        let mut pairs: Vec<(String, String)> = chains_into_sinks(&loaded.config, &fused)
+            .into_iter()
+            .map(|(s, h)| (s.to_owned(), h.to_owned()))
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
+    #[test]
+    fn a_chain_feeding_only_one_sink_runs_in_the_sinks_task() {
+        let text = r#"
+[sources.in]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+
+[transforms.ua]
+type = "user_agent"
+inputs = ["in"]
+
+[transforms.scrub]
+type = "scrub_url"
+inputs = ["ua"]
+
+[sinks.enriched]
+type = "blackhole"
+inputs = ["scrub"]
+
+[sinks.raw]
+type = "blackhole"
+inputs = ["in"]
+
+[transforms.sites]
+type = "route"
+inputs = ["in"]
+route.shop = { field = "service.name", equals = "shop" }
+
+[sinks.shop]
+type = "blackhole"
+inputs = ["sites.shop"]
+
+[sinks.rest]
+type = "blackhole"
+inputs = ["sites._unmatched"]
+
+[transforms.tag]
+type = "labels"
+inputs = ["in"]
+labels = { a = "1" }
+
+[sinks.tagged_a]
+type = "blackhole"
+inputs = ["tag"]
+
+[sinks.tagged_b]
+type = "blackhole"
+inputs = ["tag"]
+
+[transforms.alone]
+type = "labels"
+inputs = ["in"]
+labels = { b = "1" }
+
+[sinks.alone_out]
+type = "blackhole"
+inputs = ["alone"]
+
+[sinks.two_inputs]
+type = "blackhole"
+inputs = ["alone", "in"]
+"#;
+        // ua → scrub runs in `enriched`'s task, from its head `ua`; a source
+        // hands its events to a sink's buffer itself; a route's port, a
+        // transform read by two sinks and a sink with two inputs keep their
+        // tasks and buffers (`alone` feeds two sinks here).
+        assert_eq!(
+            into_sinks_of(text),
+            [("enriched".to_owned(), "ua".to_owned())]
+        );
+        let text = r#"
+[sources.in]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+
+[transforms.tag]
+type = "labels"
+inputs = ["in"]
+labels = { a = "1" }
+
+[sinks.out]
+type = "blackhole"
+inputs = ["tag"]
+"#;
+        assert_eq!(into_sinks_of(text), [("out".to_owned(), "tag".to_owned())]);
     }
 }

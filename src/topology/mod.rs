@@ -10,6 +10,7 @@
 
 pub mod buffer;
 mod builder;
+mod sink_input;
 // The signal lives beside `http` (listeners wait on it too); the topology owns its trigger.
 pub use crate::shutdown;
 
@@ -27,8 +28,9 @@ use crate::http::server::{
     ApiOptions, Health, Listener, ListenerLimits, Router, ADMIN_MAX_CONNECTIONS,
 };
 use crate::telemetry::{ComponentMetrics, Registry};
-use builder::TransformTask;
 pub use builder::{build, Built, PlannedListener};
+use builder::{Stage, TransformTask};
+pub use sink_input::SinkInput;
 
 /// Batches already waiting are merged up to this many events (and the input
 /// buffer's byte budget) before a transform runs: under load each hop then
@@ -77,15 +79,10 @@ async fn run_transform(mut task: TransformTask, health: Arc<Health>) -> Result<(
     };
     // A fused stage's one output, reused batch after batch.
     let mut stage_out: Vec<Batch> = vec![Vec::new()];
-    'batches: while let Some(mut batch) = task.input.recv_merged(MAX_MERGED_EVENTS).await {
-        for stage in fused.iter_mut() {
-            stage.metrics.received_events.add(batch.len() as u64);
-            if !run_stage(stage, batch, &mut stage_out, &health) {
-                continue 'batches;
-            }
-            batch = std::mem::take(&mut stage_out[0]);
-            stage.sent.add(batch.len() as u64);
-        }
+    while let Some(batch) = task.input.recv_merged(MAX_MERGED_EVENTS).await {
+        let Some(batch) = run_chain(fused, batch, &mut stage_out, &health) else {
+            continue;
+        };
         last.metrics.received_events.add(batch.len() as u64);
         let mut out: Vec<Batch> = (0..ports).map(|_| Vec::new()).collect();
         if !run_stage(last, batch, &mut out, &health) {
@@ -110,6 +107,27 @@ async fn run_transform(mut task: TransformTask, health: Arc<Health>) -> Result<(
     }
     tracing::debug!(task = %name, "transform task finished");
     Ok(())
+}
+
+/// Runs `batch` through `stages` in order, each one's single output the
+/// next one's input (`scratch`: one empty port), counting what each
+/// received and handed on. `None` when a stage lost the batch (a panic:
+/// see [`run_stage`]).
+fn run_chain(
+    stages: &mut [Stage],
+    mut batch: Batch,
+    scratch: &mut [Batch],
+    health: &Health,
+) -> Option<Batch> {
+    for stage in stages.iter_mut() {
+        stage.metrics.received_events.add(batch.len() as u64);
+        if !run_stage(stage, batch, scratch, health) {
+            return None;
+        }
+        batch = std::mem::take(&mut scratch[0]);
+        stage.sent.add(batch.len() as u64);
+    }
+    Some(batch)
 }
 
 /// Runs one stage's transform on `batch` into `out` (empty ports),
@@ -138,7 +156,7 @@ async fn run_transform(mut task: TransformTask, health: Arc<Health>) -> Result<(
 /// the stage's received events are its output, its own intentional
 /// discards (counted by the transforms after their work, so a panic leaves
 /// none counted for the batch) and the events lost here.
-fn run_stage(stage: &mut builder::Stage, batch: Batch, out: &mut [Batch], health: &Health) -> bool {
+fn run_stage(stage: &mut Stage, batch: Batch, out: &mut [Batch], health: &Health) -> bool {
     let copy = stage.careful.then(|| batch.clone());
     let held = batch.len();
     let transform = &mut stage.transform;
@@ -599,7 +617,9 @@ inputs = ["beacons"]
     }
 
     /// `beacons` through a `labels` transform `enrich` into a blackhole
-    /// `out`, built, nothing running.
+    /// `out`, built, nothing running. The sink reads `beacons` too (nothing
+    /// is sent there): `enrich` then runs in a task of its own, which these
+    /// tests drive, not in the sink's (`sink_input`).
     pub(super) fn beacons_enriched_into_a_blackhole() -> Built {
         built_from(
             r#"
@@ -613,7 +633,7 @@ inputs = ["beacons"]
 labels = { a = "1" }
 [sinks.out]
 type = "blackhole"
-inputs = ["enrich"]
+inputs = ["enrich", "beacons"]
 "#,
         )
     }
@@ -683,7 +703,8 @@ inputs = ["enrich"]
     }
 
     /// `beacons -> a -> b -> c -> out`: three labels transforms run fused in
-    /// one task (stages a, b, c).
+    /// one task (stages a, b, c); `out` reads `beacons` too, so that task is
+    /// not the sink's.
     pub(super) fn fused_chain() -> Built {
         built_from(
             r#"
@@ -705,7 +726,7 @@ inputs = ["b"]
 labels = { c = "1" }
 [sinks.out]
 type = "blackhole"
-inputs = ["c"]
+inputs = ["c", "beacons"]
 "#,
         )
     }

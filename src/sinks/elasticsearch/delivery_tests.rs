@@ -202,7 +202,13 @@ fn start(backend: Arc<dyn Backend>, settings: Settings, buffer_events: usize) ->
     let (shared, router) = sink_parts(backend, &settings, &registry, health.clone(), &dir);
     let (tx, rx) = buffer(buffer_events, usize::MAX);
     let shutdown = ShutdownTrigger::new();
-    let task = tokio::spawn(run(shared, router, settings, rx, shutdown.subscribe()));
+    let task = tokio::spawn(run(
+        shared,
+        router,
+        settings,
+        rx.into(),
+        shutdown.subscribe(),
+    ));
     Harness {
         registry,
         health,
@@ -679,7 +685,13 @@ async fn a_delivery_task_stopped_before_it_ran_counts_its_documents() {
     let (tx, rx) = buffer(100, usize::MAX);
     tx.send((0..25).map(event).collect()).await.unwrap();
     let shutdown = ShutdownTrigger::new();
-    let mut running = Box::pin(run(shared, router, settings, rx, shutdown.subscribe()));
+    let mut running = Box::pin(run(
+        shared,
+        router,
+        settings,
+        rx.into(),
+        shutdown.subscribe(),
+    ));
     // One turn: the first 10 go to a task spawned (not yet run), the next
     // 10 wait for its slot; then the sink is stopped where it is.
     assert!(futures::poll!(&mut running).is_pending());

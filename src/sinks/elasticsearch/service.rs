@@ -31,7 +31,7 @@ use super::retry::{judge, Answer, Backoff, Failure, Verdict, DATA_STREAM_MISSING
 use crate::http::server::Health;
 use crate::log_limit::LogLimit;
 use crate::shutdown::Shutdown;
-use crate::topology::buffer::BufferReceiver;
+use crate::topology::SinkInput;
 
 /// When a batch is sent and how many are in flight.
 #[derive(Debug, Clone)]
@@ -342,7 +342,7 @@ pub async fn run(
     shared: Arc<Shared>,
     router: IndexRouter,
     settings: Settings,
-    mut input: BufferReceiver,
+    mut input: SinkInput,
     mut shutdown: Shutdown,
 ) {
     let slots = Arc::new(Semaphore::new(settings.concurrency));
