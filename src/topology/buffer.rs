@@ -299,6 +299,16 @@ impl BufferReceiver {
     /// batch that would pass either limit stays first in line, its room
     /// still held.
     pub async fn recv_merged(&mut self, max_events: usize) -> Option<Batch> {
+        self.recv_merged_within(max_events, self.max_bytes).await
+    }
+
+    /// [`recv_merged`](Self::recv_merged) within `max_bytes` instead of the
+    /// buffer's byte budget (but at least the first batch).
+    pub async fn recv_merged_within(
+        &mut self,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Option<Batch> {
         let first = match self.held.take() {
             Some(held) => held,
             None => self.rx.recv().await?,
@@ -307,9 +317,7 @@ impl BufferReceiver {
         let mut batch = self.open(first);
         while batch.len() < max_events {
             let Ok(next) = self.rx.try_recv() else { break };
-            if batch.len() + next.events.len() > max_events
-                || bytes + next.byte_size > self.max_bytes
-            {
+            if batch.len() + next.events.len() > max_events || bytes + next.byte_size > max_bytes {
                 self.held = Some(next);
                 break;
             }
