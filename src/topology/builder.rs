@@ -29,11 +29,28 @@ pub struct PlannedListener {
 }
 
 /// One task: a transform with an input buffer, then any transforms fused
-/// after it (see [`fused_chains`]); the last one's outputs leave the task.
+/// after it (see [`fused_chains`]); the last one's outputs leave the task,
+/// but for the ports read by a branch run in the same task
+/// ([`fused_branches`]).
 pub(super) struct TransformTask {
     pub(super) input: BufferReceiver,
     pub(super) stages: Vec<Stage>,
     pub(super) outputs: Outputs,
+    /// Per port of the last stage (in `outputs`' order), the branch run in
+    /// this task on what that port gets, or `None`: it goes to `outputs`.
+    pub(super) branches: Vec<Option<Branch>>,
+}
+
+/// The transforms that read one port of a multi-output transform (a
+/// `route`'s) and nothing else, run in that transform's task on what the
+/// port gets: a linear chain, whose last one's ports are handed on as a
+/// task's are (to buffers, or to branches of their own).
+pub(super) struct Branch {
+    /// `component_sent_events_total` of the port it reads.
+    pub(super) sent: Counter,
+    pub(super) stages: Vec<Stage>,
+    pub(super) outputs: Outputs,
+    pub(super) branches: Vec<Option<Branch>>,
 }
 
 pub(super) struct Stage {
@@ -77,6 +94,22 @@ fn fused_chains(config: &PipelineConfig) -> HashMap<&str, &str> {
     fused
 }
 
+/// Transforms that run inside the task of a multi-output upstream (a
+/// `route`): a transform whose only input is one port of it that nothing
+/// else reads. `prod.toml`'s per-site chains (`by_site.shop → shop_paths →
+/// shop_labels`) then run in the route's task: one hop fewer a beacon. Maps
+/// each such transform to its upstream and port.
+fn fused_branches(config: &PipelineConfig) -> HashMap<&str, (&str, &str)> {
+    let handed_over = HandOver::of(config);
+    let mut branches = HashMap::new();
+    for t in &config.transforms {
+        if let Some(port) = handed_over.port_from(&t.inputs) {
+            branches.insert(t.id.as_str(), port);
+        }
+    }
+    branches
+}
+
 /// Chains of transforms run inside the task of the one sink they feed
 /// ([`SinkInput`]): a sink whose only input is the default output of a
 /// single-output transform that feeds nothing else. The chain (that
@@ -86,6 +119,7 @@ fn fused_chains(config: &PipelineConfig) -> HashMap<&str, &str> {
 fn chains_into_sinks<'c>(
     config: &'c PipelineConfig,
     fused: &HashMap<&'c str, &'c str>,
+    branches: &HashMap<&'c str, (&'c str, &'c str)>,
 ) -> HashMap<&'c str, &'c str> {
     let handed_over = HandOver::of(config);
     let mut chains = HashMap::new();
@@ -100,7 +134,10 @@ fn chains_into_sinks<'c>(
         while let Some(upstream) = fused.get(head) {
             head = upstream;
         }
-        chains.insert(s.id.as_str(), head);
+        // A branch runs in its route's task, which feeds others too.
+        if !branches.contains_key(head) {
+            chains.insert(s.id.as_str(), head);
+        }
     }
     chains
 }
@@ -133,6 +170,19 @@ impl<'c> HandOver<'c> {
             single_output,
             readers,
         }
+    }
+
+    /// The multi-output transform and port that can hand a reader with
+    /// these `inputs` its batches directly: the reader's only input is that
+    /// port, and nothing else reads it.
+    fn port_from(&self, inputs: &'c [String]) -> Option<(&'c str, &'c str)> {
+        let [input] = inputs else {
+            return None;
+        };
+        let (upstream, port) = split_input(input);
+        (self.single_output.get(upstream) == Some(&false)
+            && self.readers.get(&(upstream, port)) == Some(&1))
+        .then_some((upstream, port))
     }
 
     /// The transform that can hand a reader with these `inputs` its batches
@@ -178,10 +228,14 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
     let mut receivers: HashMap<&str, BufferReceiver> = HashMap::new();
     let mut metrics_of: HashMap<&str, ComponentMetrics> = HashMap::new();
     let fused = fused_chains(config);
-    let into_sinks = chains_into_sinks(config, &fused);
+    let branch_of = fused_branches(config);
+    let into_sinks = chains_into_sinks(config, &fused, &branch_of);
     for t in &config.transforms {
         let metrics = ComponentMetrics::new(&registry, &t.id, "transform", t.config.type_name());
-        if fused.contains_key(t.id.as_str()) || into_sinks.values().any(|head| *head == t.id) {
+        if fused.contains_key(t.id.as_str())
+            || branch_of.contains_key(t.id.as_str())
+            || into_sinks.values().any(|head| *head == t.id)
+        {
             // Fed directly by its upstream's task, or behind the buffer of
             // the sink it runs in: no buffer of its own.
             metrics_of.insert(&t.id, metrics);
@@ -360,39 +414,35 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
         }
     }
     let next_of: HashMap<&str, &str> = fused.iter().map(|(d, u)| (*u, *d)).collect();
+    let branch_at: HashMap<(&str, &str), &str> =
+        branch_of.iter().map(|(t, port)| (*port, *t)).collect();
+    let mut assembly = Assembly {
+        config,
+        stages,
+        next_of,
+        branch_at,
+        outputs_for: &outputs_for,
+    };
     let mut transforms = Vec::new();
     for t in &config.transforms {
         let Some(input) = receivers.remove(t.id.as_str()) else {
             continue;
         };
-        let mut chain = Vec::new();
-        let mut current = t.id.as_str();
-        while let Some(stage) = stages.remove(current) {
-            chain.push(stage);
-            match next_of.get(current) {
-                Some(next) => current = next,
-                None => break,
-            }
-        }
-        let Some(last) = chain.last() else {
+        let Some(branch) = assembly.branch(&t.id, None) else {
             continue;
         };
-        let outputs = outputs_for(
-            &last.id,
-            config
-                .transforms
-                .iter()
-                .find(|c| c.id == last.id)
-                .map(|c| c.config.outputs())
-                .unwrap_or_default(),
-            &last.metrics,
-        );
         transforms.push(TransformTask {
             input,
-            stages: chain,
-            outputs,
+            stages: branch.stages,
+            outputs: branch.outputs,
+            branches: branch.branches,
         });
     }
+    let Assembly {
+        mut stages,
+        next_of,
+        ..
+    } = assembly;
 
     let mut sinks = Vec::new();
     for s in &config.sinks {
@@ -455,6 +505,61 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
         })
     } else {
         Err(errors)
+    }
+}
+
+/// Puts a task's stages together: a chain from its head along the fused
+/// hops, and for each port of its last stage the branch read there.
+struct Assembly<'c, 'o> {
+    config: &'c PipelineConfig,
+    stages: HashMap<&'c str, Stage>,
+    next_of: HashMap<&'c str, &'c str>,
+    branch_at: HashMap<(&'c str, &'c str), &'c str>,
+    #[allow(clippy::type_complexity)]
+    outputs_for: &'o dyn Fn(&str, Vec<String>, &ComponentMetrics) -> Outputs,
+}
+
+impl Assembly<'_, '_> {
+    /// The chain from `head` and the branches after it; `sent` is the
+    /// counter of the port it reads (a task's head: none).
+    fn branch(&mut self, head: &str, sent: Option<Counter>) -> Option<Branch> {
+        let mut chain = Vec::new();
+        let mut current = head;
+        while let Some((id, stage)) = self.stages.remove_entry(current) {
+            chain.push(stage);
+            match self.next_of.get(id) {
+                Some(next) => current = next,
+                None => break,
+            }
+        }
+        let last = chain.last()?;
+        let ports = self
+            .config
+            .transforms
+            .iter()
+            .find(|c| c.id == last.id)
+            .map(|c| c.config.outputs())
+            .unwrap_or_default();
+        let outputs = (self.outputs_for)(&last.id, ports.clone(), &last.metrics);
+        let last_id = last.id.clone();
+        let last_metrics = last.metrics.clone();
+        let mut branches = Vec::with_capacity(ports.len());
+        for port in &ports {
+            let reader = self
+                .branch_at
+                .get(&(last_id.as_str(), port.as_str()))
+                .copied();
+            branches.push(match reader {
+                Some(reader) => self.branch(reader, Some(last_metrics.sent_events(port))),
+                None => None,
+            });
+        }
+        Some(Branch {
+            sent: sent.unwrap_or_else(|| last_metrics.sent_events(DEFAULT_OUTPUT)),
+            stages: chain,
+            outputs,
+            branches,
+        })
     }
 }
 
@@ -569,12 +674,82 @@ inputs = ["both", "sites._unmatched"]
                 ("sites".to_owned(), "scrub".to_owned()),
             ]
         );
+        // shop_labels alone reads `sites.shop`: it runs in sites' task, on
+        // what that port gets. `_unmatched` is read by a sink.
+        assert_eq!(
+            branches_of(text),
+            [("shop_labels".to_owned(), "sites.shop".to_owned())]
+        );
+        // Nothing there ends in a sink through a chain alone.
+        assert_eq!(into_sinks_of(text), []);
+    }
+
+    fn branches_of(text: &str) -> Vec<(String, String)> {
+        let loaded = crate::config::load_str("test.toml", text, &|_| None).expect("config");
+        let mut pairs: Vec<(String, String)> = fused_branches(&loaded.config)
+            .into_iter()
+            .map(|(t, (u, p))| (t.to_owned(), format!("{u}.{p}")))
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
+    /// A chain after a route's port runs in the route's task, and then not
+    /// in its sink's: the route's task feeds other components too.
+    #[test]
+    fn a_chain_read_from_a_route_port_runs_in_the_routes_task() {
+        let text = r#"
+[sources.in]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+
+[transforms.sites]
+type = "route"
+inputs = ["in"]
+route.shop = { field = "service.name", equals = "shop" }
+route.blog = { field = "service.name", equals = "blog" }
+
+[transforms.shop_a]
+type = "labels"
+inputs = ["sites.shop"]
+labels = { a = "1" }
+
+[transforms.shop_b]
+type = "labels"
+inputs = ["shop_a"]
+labels = { b = "1" }
+
+[sinks.shop]
+type = "blackhole"
+inputs = ["shop_b"]
+
+[transforms.blog_a]
+type = "labels"
+inputs = ["sites.blog"]
+labels = { a = "1" }
+
+[transforms.blog_b]
+type = "labels"
+inputs = ["sites.blog"]
+labels = { b = "1" }
+
+[sinks.blog]
+type = "blackhole"
+inputs = ["blog_a", "blog_b", "sites._unmatched"]
+"#;
+        assert_eq!(
+            branches_of(text),
+            [("shop_a".to_owned(), "sites.shop".to_owned())]
+        );
+        assert_eq!(fused_of(text), [("shop_b".to_owned(), "shop_a".to_owned())]);
+        assert_eq!(into_sinks_of(text), []);
     }
 
     fn into_sinks_of(text: &str) -> Vec<(String, String)> {
         let loaded = crate::config::load_str("test.toml", text, &|_| None).expect("config");
         let fused = fused_chains(&loaded.config);
-        let mut pairs: Vec<(String, String)> = chains_into_sinks(&loaded.config, &fused)
+        let branches = fused_branches(&loaded.config);
+        let mut pairs: Vec<(String, String)> = chains_into_sinks(&loaded.config, &fused, &branches)
             .into_iter()
             .map(|(s, h)| (s.to_owned(), h.to_owned()))
             .collect();
@@ -667,5 +842,31 @@ type = "blackhole"
 inputs = ["tag"]
 "#;
         assert_eq!(into_sinks_of(text), [("out".to_owned(), "tag".to_owned())]);
+    }
+
+    /// The shipped per-site pipeline: each site's chain runs in the route's
+    /// task (docs/architecture.md says which).
+    #[test]
+    fn the_prod_pipelines_site_chains_run_in_the_routes_task() {
+        let text = std::fs::read_to_string("pipelines/prod.toml").expect("prod.toml");
+        let env =
+            |name: &str| (name == "ELASTIC_CLUSTER").then(|| "http://127.0.0.1:9200".to_owned());
+        let loaded = crate::config::load_str("prod.toml", &text, &env).expect("config");
+        let mut branches: Vec<String> = fused_branches(&loaded.config)
+            .into_iter()
+            .map(|(t, (u, p))| format!("{u}.{p} -> {t}"))
+            .collect();
+        branches.sort();
+        assert_eq!(
+            branches,
+            ["by_site.blog -> blog_labels", "by_site.shop -> shop_paths"]
+        );
+        let fused = fused_chains(&loaded.config);
+        assert_eq!(fused.get("shop_labels"), Some(&"shop_paths"));
+        assert_eq!(
+            fused.get("blog_sample"),
+            None,
+            "rum_metrics reads blog_labels too"
+        );
     }
 }

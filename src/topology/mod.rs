@@ -28,8 +28,9 @@ use crate::http::server::{
     ApiOptions, Health, Listener, ListenerLimits, Router, ADMIN_MAX_CONNECTIONS,
 };
 use crate::telemetry::{ComponentMetrics, Registry};
+use buffer::Outputs;
 pub use builder::{build, Built, PlannedListener};
-use builder::{Stage, TransformTask};
+use builder::{Branch, Stage, TransformTask};
 pub use sink_input::SinkInput;
 
 /// Batches already waiting are merged up to this many events (and the input
@@ -72,29 +73,71 @@ async fn guarded(
 }
 
 async fn run_transform(mut task: TransformTask, health: Arc<Health>) -> Result<(), Panicked> {
-    let ports = task.outputs.ports().len();
     let name = task.name();
-    let Some((last, fused)) = task.stages.split_last_mut() else {
-        return Ok(());
-    };
-    // A fused stage's one output, reused batch after batch.
-    let mut stage_out: Vec<Batch> = vec![Vec::new()];
     while let Some(batch) = task.input.recv_merged(MAX_MERGED_EVENTS).await {
-        let Some(batch) = run_chain(fused, batch, &mut stage_out, &health) else {
-            continue;
+        run_segment(
+            &mut task.stages,
+            &task.outputs,
+            &mut task.branches,
+            batch,
+            &health,
+        )
+        .await;
+    }
+    tracing::debug!(task = %name, "transform task finished");
+    Ok(())
+}
+
+/// Runs `batch` through a task's stages (or a branch's) and hands what the
+/// last one wrote on each port to the branch read there, run here in turn,
+/// or to the port's downstream buffers. Boxed: a branch may end in a route
+/// with branches of its own.
+fn run_segment<'a>(
+    stages: &'a mut [Stage],
+    outputs: &'a Outputs,
+    branches: &'a mut [Option<Branch>],
+    batch: Batch,
+    health: &'a Health,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    Box::pin(async move {
+        let Some((last, fused)) = stages.split_last_mut() else {
+            return;
+        };
+        // A fused stage's one output.
+        let mut stage_out: [Batch; 1] = [Vec::new()];
+        let Some(batch) = run_chain(fused, batch, &mut stage_out, health) else {
+            return;
         };
         last.metrics.received_events.add(batch.len() as u64);
-        let mut out: Vec<Batch> = (0..ports).map(|_| Vec::new()).collect();
-        if !run_stage(last, batch, &mut out, &health) {
-            continue;
+        let mut out: Vec<Batch> = (0..outputs.ports().len()).map(|_| Vec::new()).collect();
+        if !run_stage(last, batch, &mut out, health) {
+            return;
         }
         let mut unsent = Unsent {
             component: &last.id,
             discarded: &last.metrics.discarded_unintentional,
             events: out.iter().map(|events| events.len() as u64).sum(),
         };
-        for ((_, fanout), events) in task.outputs.ports().iter().zip(out) {
+        for (((_, fanout), events), branch) in
+            outputs.ports().iter().zip(out).zip(branches.iter_mut())
+        {
             let count = events.len() as u64;
+            if let Some(branch) = branch {
+                // Handed on: the branch counts what it loses as its own.
+                unsent.events -= count;
+                branch.sent.add(count);
+                if count > 0 {
+                    run_segment(
+                        &mut branch.stages,
+                        &branch.outputs,
+                        &mut branch.branches,
+                        events,
+                        health,
+                    )
+                    .await;
+                }
+                continue;
+            }
             if fanout.send(events).await.is_err() {
                 // Only when a downstream died (the others still got the
                 // events): say it, count what it did not get.
@@ -104,9 +147,7 @@ async fn run_transform(mut task: TransformTask, health: Arc<Health>) -> Result<(
             }
             unsent.events -= count;
         }
-    }
-    tracing::debug!(task = %name, "transform task finished");
-    Ok(())
+    })
 }
 
 /// Runs `batch` through `stages` in order, each one's single output the
@@ -1150,6 +1191,93 @@ inputs = ["by_parity.odd"]
         assert_eq!(by_parity.received_events.get(), 114);
         assert_eq!(by_parity.sent_total(), 109);
         assert_eq!(by_parity.discarded_unintentional.get(), 4 + 1);
+    }
+
+    /// A chain read from one port of a route runs in the route's task (a
+    /// branch): each event reaches its own port's sink once, through the
+    /// branch's transforms, a branch stage's panic loses only its own
+    /// events (counted there), and every component's counters add up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_branch_runs_in_its_routes_task_and_its_counters_add_up() {
+        let mut built = super::tests::built_from(
+            r#"
+stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[transforms.by_parity]
+type = "route"
+inputs = ["beacons"]
+route.even = { field = "url.domain", equals = "even" }
+route.odd = { field = "url.domain", equals = "odd" }
+[transforms.mark]
+type = "labels"
+inputs = ["by_parity.even"]
+labels = { parity = "even" }
+[transforms.check]
+type = "labels"
+inputs = ["mark"]
+labels = { checked = "yes" }
+[sinks.evens]
+type = "blackhole"
+inputs = ["check", "by_parity._unmatched"]
+[sinks.odds]
+type = "blackhole"
+inputs = ["by_parity.odd"]
+"#,
+        );
+        let [by_parity, mark, check, evens, odds] =
+            ["by_parity", "mark", "check", "evens", "odds"].map(|id| metric(&built, id));
+        assert_eq!(
+            built.transforms.len(),
+            1,
+            "one task: the route and its branch"
+        );
+        let (tx, rx) = buffer::component_buffer(&by_parity, 1000, usize::MAX);
+        let task = &mut built.transforms[0];
+        task.input = rx;
+        let port = task
+            .outputs
+            .ports()
+            .iter()
+            .position(|(name, _)| name == "even")
+            .expect("port");
+        assert_eq!(task.branches.iter().filter(|b| b.is_some()).count(), 1);
+        let branch = task.branches[port].as_mut().expect("a branch on `even`");
+        assert_eq!(branch.stages.len(), 2, "mark and check");
+        branch.stages[1].transform = Box::new(PanicsOnPoison);
+        let health = built.health.clone();
+        let (run, stop_tx) = super::tests::start(built, Duration::from_secs(5));
+        let batch = |n: usize, poisoned: usize| -> Batch {
+            with_poison(n, poisoned)
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut event)| {
+                    event.insert("url.domain", if i % 2 == 0 { "even" } else { "odd" });
+                    event
+                })
+                .collect()
+        };
+        // Event 2 (even) poisons `check`: the first panic loses the three
+        // even events the stage held; the odd ones reach their sink.
+        tx.send(batch(6, 2)).await.expect("sent");
+        wait_while(|| check.discarded_unintentional.get() < 3 || odds.received_events.get() < 3)
+            .await;
+        // Careful now: of the next ten, only the poisoned one is lost.
+        tx.send(batch(10, 4)).await.expect("sent");
+        wait_while(|| evens.received_events.get() + odds.received_events.get() < 12).await;
+        stop(run, stop_tx, health.clone(), tx).await;
+        assert_eq!(odds.received_events.get(), 3 + 5);
+        assert_eq!(evens.received_events.get(), 4);
+        assert_eq!(
+            (by_parity.received_events.get(), by_parity.sent_total()),
+            (16, 16)
+        );
+        assert_eq!((mark.received_events.get(), mark.sent_total()), (8, 8));
+        assert_eq!(check.received_events.get(), 8);
+        assert_eq!(check.sent_total(), 4);
+        assert_eq!(check.discarded_unintentional.get(), 3 + 1);
+        assert!(health.degraded().contains_key("check"));
     }
 
     /// In a fused chain the careful stage is the one that panicked: the
