@@ -38,6 +38,10 @@ pub struct StdoutConfig {
 /// Stop gathering waiting batches past this many bytes, to bound memory.
 const MAX_WRITE_BYTES: usize = 1024 * 1024;
 
+/// Below this many bytes to write, the sink lets its upstreams run once
+/// before it writes (see `run`).
+const COALESCE_BYTES: usize = 64 * 1024;
+
 pub fn encode(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {
     match encoding {
         Encoding::Json => event.write_json(out),
@@ -182,10 +186,23 @@ async fn run<W: AsyncWrite + Unpin>(
     while let Some(batch) = input.recv().await {
         lines.take(&batch).await;
         crate::event::drop_batch(batch);
-        while lines.buf.len() < MAX_WRITE_BYTES {
-            let Some(more) = input.try_recv() else { break };
-            lines.take(&more).await;
-            crate::event::drop_batch(more);
+        let mut yielded = false;
+        loop {
+            while lines.buf.len() < MAX_WRITE_BYTES {
+                let Some(more) = input.try_recv() else { break };
+                lines.take(&more).await;
+                crate::event::drop_batch(more);
+            }
+            // Little to write and nothing waiting: the upstreams get one turn
+            // first. Under load they have more on the way, and a write per
+            // small batch is a hand-off to the blocking pool each (a sink
+            // fed by three tasks wrote 0.68 times a beacon, against 0.47 fed
+            // by one that merged their batches). Idle, it costs one poll.
+            if yielded || lines.buf.len() >= COALESCE_BYTES {
+                break;
+            }
+            yielded = true;
+            tokio::task::yield_now().await;
         }
         lines.write_out().await;
         // One huge batch must not keep its buffer for ever.
