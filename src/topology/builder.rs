@@ -610,14 +610,48 @@ fn plan_sink_route(
 mod tests {
     use super::*;
 
-    fn fused_of(text: &str) -> Vec<(String, String)> {
+    /// What `pairs_of` makes of the config `text`, as sorted string pairs.
+    fn pairs(
+        text: &str,
+        pairs_of: impl Fn(&PipelineConfig) -> Vec<(String, String)>,
+    ) -> Vec<(String, String)> {
         let loaded = crate::config::load_str("test.toml", text, &|_| None).expect("config");
-        let mut pairs: Vec<(String, String)> = fused_chains(&loaded.config)
-            .into_iter()
-            .map(|(d, u)| (d.to_owned(), u.to_owned()))
-            .collect();
+        let mut pairs = pairs_of(&loaded.config);
         pairs.sort();
         pairs
+    }
+
+    /// Each fused transform and its upstream.
+    fn fused_of(text: &str) -> Vec<(String, String)> {
+        pairs(text, |config| {
+            let fused = fused_chains(config);
+            fused
+                .into_iter()
+                .map(|(d, u)| (d.to_owned(), u.to_owned()))
+                .collect()
+        })
+    }
+
+    /// Each branch's first transform and the port it reads.
+    fn branches_of(text: &str) -> Vec<(String, String)> {
+        pairs(text, |config| {
+            let branches = fused_branches(config);
+            branches
+                .into_iter()
+                .map(|(t, (u, p))| (t.to_owned(), format!("{u}.{p}")))
+                .collect()
+        })
+    }
+
+    /// Each sink that runs a chain, and the chain's first transform.
+    fn into_sinks_of(text: &str) -> Vec<(String, String)> {
+        pairs(text, |config| {
+            let (fused, branches) = (fused_chains(config), fused_branches(config));
+            let into = chains_into_sinks(config, &fused, &branches);
+            into.into_iter()
+                .map(|(s, h)| (s.to_owned(), h.to_owned()))
+                .collect()
+        })
     }
 
     #[test]
@@ -684,16 +718,6 @@ inputs = ["both", "sites._unmatched"]
         assert_eq!(into_sinks_of(text), []);
     }
 
-    fn branches_of(text: &str) -> Vec<(String, String)> {
-        let loaded = crate::config::load_str("test.toml", text, &|_| None).expect("config");
-        let mut pairs: Vec<(String, String)> = fused_branches(&loaded.config)
-            .into_iter()
-            .map(|(t, (u, p))| (t.to_owned(), format!("{u}.{p}")))
-            .collect();
-        pairs.sort();
-        pairs
-    }
-
     /// A chain after a route's port runs in the route's task, and then not
     /// in its sink's: the route's task feeds other components too.
     #[test]
@@ -743,18 +767,6 @@ inputs = ["blog_a", "blog_b", "sites._unmatched"]
         );
         assert_eq!(fused_of(text), [("shop_b".to_owned(), "shop_a".to_owned())]);
         assert_eq!(into_sinks_of(text), []);
-    }
-
-    fn into_sinks_of(text: &str) -> Vec<(String, String)> {
-        let loaded = crate::config::load_str("test.toml", text, &|_| None).expect("config");
-        let fused = fused_chains(&loaded.config);
-        let branches = fused_branches(&loaded.config);
-        let mut pairs: Vec<(String, String)> = chains_into_sinks(&loaded.config, &fused, &branches)
-            .into_iter()
-            .map(|(s, h)| (s.to_owned(), h.to_owned()))
-            .collect();
-        pairs.sort();
-        pairs
     }
 
     #[test]

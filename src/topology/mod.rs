@@ -1047,6 +1047,18 @@ mod careful_tests {
     }
 
     /// `n` events at `/0`, `/1`, ..., the one at `poisoned` at `/poison`.
+    /// `with_poison`'s events, `url.domain` "even" or "odd" by their place.
+    fn parity_batch(n: usize, poisoned: usize) -> Batch {
+        with_poison(n, poisoned)
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut event)| {
+                event.insert("url.domain", if i % 2 == 0 { "even" } else { "odd" });
+                event
+            })
+            .collect()
+    }
+
     fn with_poison(n: usize, poisoned: usize) -> Batch {
         (0..n)
             .map(|i| {
@@ -1169,21 +1181,11 @@ inputs = ["by_parity.odd"]
         task.stages[0].transform = Box::new(RoutesThenPanics(config.build()));
         let health = built.health.clone();
         let (run, stop_tx) = super::tests::start(built, Duration::from_secs(5));
-        let batch = |n: usize, poisoned: usize| -> Batch {
-            with_poison(n, poisoned)
-                .into_iter()
-                .enumerate()
-                .map(|(i, mut event)| {
-                    event.insert("url.domain", if i % 2 == 0 { "even" } else { "odd" });
-                    event
-                })
-                .collect()
-        };
-        tx.send(batch(4, 2)).await.expect("sent");
+        tx.send(parity_batch(4, 2)).await.expect("sent");
         wait_while(|| by_parity.discarded_unintentional.get() < 4).await;
-        tx.send(batch(100, 60)).await.expect("sent");
+        tx.send(parity_batch(100, 60)).await.expect("sent");
         wait_while(|| evens.received_events.get() + odds.received_events.get() < 99).await;
-        tx.send(batch(10, 99)).await.expect("sent");
+        tx.send(parity_batch(10, 99)).await.expect("sent");
         wait_while(|| evens.received_events.get() + odds.received_events.get() < 109).await;
         stop(run, stop_tx, health, tx).await;
         assert_eq!(evens.received_events.get(), 49 + 5);
@@ -1248,23 +1250,13 @@ inputs = ["by_parity.odd"]
         branch.stages[1].transform = Box::new(PanicsOnPoison);
         let health = built.health.clone();
         let (run, stop_tx) = super::tests::start(built, Duration::from_secs(5));
-        let batch = |n: usize, poisoned: usize| -> Batch {
-            with_poison(n, poisoned)
-                .into_iter()
-                .enumerate()
-                .map(|(i, mut event)| {
-                    event.insert("url.domain", if i % 2 == 0 { "even" } else { "odd" });
-                    event
-                })
-                .collect()
-        };
         // Event 2 (even) poisons `check`: the first panic loses the three
         // even events the stage held; the odd ones reach their sink.
-        tx.send(batch(6, 2)).await.expect("sent");
+        tx.send(parity_batch(6, 2)).await.expect("sent");
         wait_while(|| check.discarded_unintentional.get() < 3 || odds.received_events.get() < 3)
             .await;
         // Careful now: of the next ten, only the poisoned one is lost.
-        tx.send(batch(10, 4)).await.expect("sent");
+        tx.send(parity_batch(10, 4)).await.expect("sent");
         wait_while(|| evens.received_events.get() + odds.received_events.get() < 12).await;
         stop(run, stop_tx, health.clone(), tx).await;
         assert_eq!(odds.received_events.get(), 3 + 5);
