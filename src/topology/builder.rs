@@ -428,14 +428,14 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
         let Some(input) = receivers.remove(t.id.as_str()) else {
             continue;
         };
-        let Some(branch) = assembly.branch(&t.id, None) else {
+        let Some((stages, outputs, branches)) = assembly.segment(&t.id) else {
             continue;
         };
         transforms.push(TransformTask {
             input,
-            stages: branch.stages,
-            outputs: branch.outputs,
-            branches: branch.branches,
+            stages,
+            outputs,
+            branches,
         });
     }
     let Assembly {
@@ -508,6 +508,10 @@ pub fn build(config: &PipelineConfig) -> Result<Built, Vec<String>> {
     }
 }
 
+/// A chain of stages, its last one's outputs, and the branch run on each
+/// port (`None`: the port's buffers).
+type Segment = (Vec<Stage>, Outputs, Vec<Option<Branch>>);
+
 /// Puts a task's stages together: a chain from its head along the fused
 /// hops, and for each port of its last stage the branch read there.
 struct Assembly<'c, 'o> {
@@ -520,9 +524,9 @@ struct Assembly<'c, 'o> {
 }
 
 impl Assembly<'_, '_> {
-    /// The chain from `head` and the branches after it; `sent` is the
-    /// counter of the port it reads (a task's head: none).
-    fn branch(&mut self, head: &str, sent: Option<Counter>) -> Option<Branch> {
+    /// The chain from `head`, the outputs of its last stage, and the
+    /// branches read from them.
+    fn segment(&mut self, head: &str) -> Option<Segment> {
         let mut chain = Vec::new();
         let mut current = head;
         while let Some((id, stage)) = self.stages.remove_entry(current) {
@@ -541,25 +545,22 @@ impl Assembly<'_, '_> {
             .map(|c| c.config.outputs())
             .unwrap_or_default();
         let outputs = (self.outputs_for)(&last.id, ports.clone(), &last.metrics);
-        let last_id = last.id.clone();
-        let last_metrics = last.metrics.clone();
+        let (last_id, last_metrics) = (last.id.clone(), last.metrics.clone());
         let mut branches = Vec::with_capacity(ports.len());
         for port in &ports {
             let reader = self
                 .branch_at
                 .get(&(last_id.as_str(), port.as_str()))
                 .copied();
-            branches.push(match reader {
-                Some(reader) => self.branch(reader, Some(last_metrics.sent_events(port))),
-                None => None,
-            });
+            let branch = reader.and_then(|reader| self.segment(reader));
+            branches.push(branch.map(|(stages, outputs, branches)| Branch {
+                sent: last_metrics.sent_events(port),
+                stages,
+                outputs,
+                branches,
+            }));
         }
-        Some(Branch {
-            sent: sent.unwrap_or_else(|| last_metrics.sent_events(DEFAULT_OUTPUT)),
-            stages: chain,
-            outputs,
-            branches,
-        })
+        Some((chain, outputs, branches))
     }
 }
 
