@@ -19,7 +19,12 @@
 #      events dropped in the handler: no channel, no sink), bare_hop (the decode,
 #      events sent over a tokio channel to a task that drops them), bare_hop_count
 #      (the decode, events dropped in the handler, only their count sent to that
-#      task: the hop's wake-ups without the frees on another thread);
+#      task: the hop's wake-ups without the frees on another thread),
+#      bare_typed and bare_typed_hop (bare_decode and bare_hop with the
+#      typed-decode experiment, bench/experiments/typed_decode.rs, instead of
+#      the product's decode: what a beacon read into typed structs that borrow
+#      the body would cost; the examples are built with `--features
+#      experiments`, which the rum-pipeline binary never is);
 #   7. only when named in TARGETS, bare_warp_1thread, blackhole_1thread and
 #      chain_1thread: the same servers on one worker thread (`--threads 1`),
 #      the other core left to wrk.
@@ -43,7 +48,8 @@
 #   RUNS=10               process starts per target
 #   TARGETS="bare_warp blackhole stdout chain"   which built-in targets (bare_warp always runs;
 #                         `prometheus` adds rum_beacon -> prometheus sink; bare_alloc,
-#                         bare_floor, bare_decode, bare_hop, bare_hop_count the parts above)
+#                         bare_floor, bare_decode, bare_hop, bare_hop_count, bare_typed,
+#                         bare_typed_hop the parts above)
 #   WARMUP_SECS=2         wrk warm-up before each measured run (not measured)
 #   SERVER_CPUS, WRK_CPUS taskset CPU lists for the server and for wrk (default: unpinned)
 #   TOKIO_WORKER_THREADS  worker threads of rum-pipeline and bare warp (tokio's default: one per core)
@@ -72,7 +78,9 @@ CHAIN_SAMPLE_RATE=${CHAIN_SAMPLE_RATE:-1.0}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  nice -n 10 cargo build --release --quiet --bin rum-pipeline --example bare_warp --example bare_warp_work
+  nice -n 10 cargo build --release --quiet --bin rum-pipeline
+  # The examples with the experiments (bare_typed*); the binary without them.
+  nice -n 10 cargo build --release --quiet --features experiments --example bare_warp --example bare_warp_work
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BIN=${RUM_BIN:-$TARGET_DIR/release/rum-pipeline}
@@ -170,6 +178,8 @@ declare -A COMMAND=(
   [bare_decode]="$BARE_WORK 127.0.0.1:$PORT decode"
   [bare_hop]="$BARE_WORK 127.0.0.1:$PORT hop"
   [bare_hop_count]="$BARE_WORK 127.0.0.1:$PORT hop_count"
+  [bare_typed]="$BARE_WORK 127.0.0.1:$PORT typed"
+  [bare_typed_hop]="$BARE_WORK 127.0.0.1:$PORT typed_hop"
   [blackhole]="$BIN --config $OUT/blackhole.toml"
   [stdout]="$BIN --config $OUT/stdout.toml"
   [chain]="$BIN --config $OUT/chain.toml"
@@ -251,7 +261,7 @@ run_one() { # name, run index, connections, stdout target, phase
   # sampled every second of the measured run: the mean of their sum, and the
   # component holding the most at the last sample.
   rm -f "$OUT/queued"
-  if ! [[ " bare_warp bare_alloc bare_floor bare_decode bare_hop bare_hop_count " == *" $name "* ]]; then
+  if ! [[ " bare_warp bare_alloc bare_floor bare_decode bare_hop bare_hop_count bare_typed bare_typed_hop " == *" $name "* ]]; then
     (sleep 0.5; for _ in $(seq "$DURATION"); do
        curl -s -m 1 "http://127.0.0.1:$PORT/metrics" 2>/dev/null \
          | awk '/^buffer_events\{/ {sub(/.*component_id="/, "", $1); sub(/".*/, "", $1); s += $2; if ($2 > m) {m = $2; c = $1}} END {print s + 0, c}' >> "$OUT/queued"

@@ -7,7 +7,10 @@ import sys, statistics
 from collections import OrderedDict
 
 # Targets without a pipeline (bench/run.sh): bare warp and examples/bare_warp_work.
-BARE_TARGETS = {"bare_warp", "bare_alloc", "bare_floor", "bare_decode", "bare_hop"}
+BARE_TARGETS = {
+    "bare_warp", "bare_alloc", "bare_floor", "bare_decode", "bare_hop", "bare_hop_count",
+    "bare_typed", "bare_typed_hop",
+}
 runs = OrderedDict()
 for line in open(sys.argv[1]):
     if line.startswith("#") or not line.strip():

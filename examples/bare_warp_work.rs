@@ -21,7 +21,12 @@
 //!   drops them (one hop of a pipeline, without its buffer accounting);
 //! - `hop_count`: the decode, its events dropped in the handler and only
 //!   their count sent to that task: the hop's wake-ups without its frees on
-//!   another thread.
+//!   another thread;
+//! - `typed` and `typed_hop` (built with `--features experiments`): as
+//!   `decode` and `hop`, with the typed-decode experiment
+//!   (bench/experiments/typed_decode.rs) instead of the product's decode:
+//!   what a beacon read into typed structs borrowing the body costs end to
+//!   end. The hop sends the body and what was read of it to the task.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -41,9 +46,13 @@ enum Work {
     Hop(tokio::sync::mpsc::UnboundedSender<Vec<rum_pipeline::event::Event>>),
     /// The decode, its events dropped here and only their count sent on.
     HopCount(tokio::sync::mpsc::UnboundedSender<usize>),
+    /// The typed-decode experiment, its beacon dropped in the handler.
+    Typed,
+    /// The typed-decode experiment, its beacon sent to a task that drops it.
+    TypedHop(tokio::sync::mpsc::UnboundedSender<typed::Owned>),
 }
 
-fn handle(work: &Work, body: &[u8], user_agent: Option<&str>) -> StatusCode {
+fn handle(work: &Work, body: &bytes::Bytes, user_agent: Option<&str>) -> StatusCode {
     let facts = || RequestFacts {
         received_at_ms: chrono::Utc::now().timestamp_millis(),
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -61,6 +70,11 @@ fn handle(work: &Work, body: &[u8], user_agent: Option<&str>) -> StatusCode {
         Work::HopCount(to_count) => match decode(body, &facts(), &BeaconLimits::default()) {
             Ok(d) => to_count.send(d.events.len()).is_ok(),
             Err(_) => false,
+        },
+        Work::Typed => typed::decode(body),
+        Work::TypedHop(to_drop) => match typed::Owned::decode(body.clone()) {
+            Some(beacon) => to_drop.send(beacon).is_ok(),
+            None => false,
         },
     };
     if ok {
@@ -100,7 +114,15 @@ async fn serve() {
             tokio::spawn(async move { while counting.recv().await.is_some() {} });
             Work::HopCount(to_count)
         }
-        other => panic!("unknown work {other:?}: none, floor, decode, hop or hop_count"),
+        Some("typed") => Work::Typed,
+        Some("typed_hop") => {
+            let (to_drop, mut dropping) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move { while dropping.recv().await.is_some() {} });
+            Work::TypedHop(to_drop)
+        }
+        other => panic!(
+            "unknown work {other:?}: none, floor, decode, hop, hop_count, typed or typed_hop"
+        ),
     };
     let route = warp::post()
         .and(warp::path("rum"))
@@ -113,4 +135,53 @@ async fn serve() {
         });
     eprintln!("bare warp (+ work) listening on http://{address}");
     warp::serve(route).run(address).await;
+}
+
+/// The typed-decode experiment, when built with `--features experiments`.
+#[cfg(feature = "experiments")]
+mod typed {
+    use rum_pipeline::sources::proto_decode::{decode_beacon, Beacon};
+
+    /// Whether the body reads as a beacon; what was read dropped here.
+    pub fn decode(body: &[u8]) -> bool {
+        rum_pipeline::sources::proto_decode::decode(body).is_some()
+    }
+
+    /// A beacon read from a body it borrows, with that body: what a
+    /// pipeline of such beacons would hand from task to task.
+    pub struct Owned {
+        // Dropped before the body it borrows (fields drop in order).
+        _beacon: Beacon<'static>,
+        _body: bytes::Bytes,
+    }
+
+    impl Owned {
+        pub fn decode(body: bytes::Bytes) -> Option<Owned> {
+            let text = std::str::from_utf8(&body).ok()?;
+            // SAFETY: the text is the body's heap buffer, which a `Bytes`
+            // never moves or changes and which `_body` keeps alive for as
+            // long as `_beacon`, dropped first, borrows it.
+            let text: &'static str = unsafe { &*(text as *const str) };
+            let beacon = decode_beacon(text)?;
+            Some(Owned {
+                _beacon: beacon,
+                _body: body,
+            })
+        }
+    }
+}
+
+#[cfg(not(feature = "experiments"))]
+mod typed {
+    pub struct Owned;
+
+    pub fn decode(_: &[u8]) -> bool {
+        panic!("work typed: build with --features experiments")
+    }
+
+    impl Owned {
+        pub fn decode(_: bytes::Bytes) -> Option<Owned> {
+            panic!("work typed_hop: build with --features experiments")
+        }
+    }
 }

@@ -60,8 +60,8 @@ fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "decode".into());
     // A misspelt mode would measure `encode` under another name.
     assert!(
-        ["parse", "floor", "decode", "encode", "chain"].contains(&mode.as_str()),
-        "unknown mode {mode}: parse, floor, decode, encode or chain"
+        ["parse", "floor", "decode", "encode", "chain", "proto"].contains(&mode.as_str()),
+        "unknown mode {mode}: parse, floor, decode, encode, chain or proto"
     );
     let n: usize = std::env::args()
         .nth(2)
@@ -131,6 +131,9 @@ fn main() {
                 total += 1;
             }
             "decode" => total += decoded(&body, &facts).events.len(),
+            // The typed-decode experiment (bench/experiments/typed_decode.rs),
+            // built with `--features experiments`.
+            "proto" => total += proto(&body),
             "chain" => {
                 let facts = RequestFacts {
                     client_ip: addresses[round % addresses.len()],
@@ -160,4 +163,14 @@ fn main() {
         }
     }
     println!("{mode} x{n}: {total}");
+}
+
+#[cfg(feature = "experiments")]
+fn proto(body: &[u8]) -> usize {
+    rum_pipeline::sources::proto_decode::decode(body).expect("the experiment reads the body")
+}
+
+#[cfg(not(feature = "experiments"))]
+fn proto(_: &[u8]) -> usize {
+    panic!("mode proto: build with --features experiments")
 }

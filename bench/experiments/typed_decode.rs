@@ -1,17 +1,16 @@
-// EXPERIMENT, NOT BUILT: a typed decode of the beacon, measured against the
-// product's decode and the floor on 2026-12-04 (docs/benchmarks.md, "A typed
-// decode, measured"). To measure it again: copy this file to
-// src/sources/proto_decode.rs, add `#[doc(hidden)] pub mod proto_decode;` to
-// src/sources/mod.rs, add a mode `"proto" => total +=
-// rum_pipeline::sources::proto_decode::decode(&body).expect("proto"),` to
-// examples/beacon_instructions.rs (and to its list of modes), build it in
-// release and count `proto 1000` minus `proto 0` under callgrind, as
-// bench/instructions.sh does for `decode` and `floor`.
+// EXPERIMENT, NOT PRODUCT CODE: a typed decode of the beacon, measured
+// against the product's decode and the floor (docs/benchmarks.md, "A typed
+// decode, measured" and "The twenty-eighth stop"). Compiled into the library
+// as `sources::proto_decode` only with the `experiments` feature:
+// - instructions: `cargo build --release --features experiments --example
+//   beacon_instructions`, then `proto 1000` minus `proto 0` under callgrind,
+//   as bench/instructions.sh does for `decode` and `floor`;
+// - end to end: `bench/run.sh` targets `bare_typed` and `bare_typed_hop`
+//   (examples/bare_warp_work modes `typed` and `typed_hop`).
 //
 // EXPERIMENT (not product code): the beacon read straight into typed,
 // borrowed structs, keys dispatched at the reader, to measure how far above
-// the floor (`read_json_only`) a decode of that shape lands. Only for
-// `examples/beacon_instructions proto`.
+// the floor (`read_json_only`) a decode of that shape lands.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -109,12 +108,17 @@ pub struct Error<'a> {
 
 /// Decodes `body`; `None` when it is not a beacon this experiment reads.
 pub fn decode(body: &[u8]) -> Option<usize> {
-    let text = std::str::from_utf8(body).ok()?;
+    let beacon = decode_beacon(std::str::from_utf8(body).ok()?)?;
+    Some(beacon.events.len() + beacon.ignored)
+}
+
+/// The beacon `text` holds, its strings borrowed from it.
+pub fn decode_beacon(text: &str) -> Option<Beacon<'_>> {
     let limits = Limits::new(16 * 1024, 16);
     let mut sc = Scanner::new(text, &limits);
     let beacon = read_beacon(&mut sc).ok()?;
     sc.end().ok()?;
-    Some(beacon.events.len() + beacon.ignored)
+    Some(beacon)
 }
 
 fn string<'a>(sc: &mut Scanner<'a, '_>) -> Scan<Str<'a>> {
@@ -218,7 +222,10 @@ fn split_url(url: &str) -> [Option<Range<usize>>; 4] {
     let host_start = scheme_end + 3;
     let rest = &url[host_start..];
     let host_end = host_start + rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let path_end = host_end + url[host_end..].find(['?', '#']).unwrap_or(url.len() - host_end);
+    let path_end = host_end
+        + url[host_end..]
+            .find(['?', '#'])
+            .unwrap_or(url.len() - host_end);
     let query = url[path_end..]
         .strip_prefix('?')
         .map(|q| path_end + 1..path_end + 1 + q.find('#').unwrap_or(q.len()));

@@ -17,6 +17,13 @@ mod json_scan;
 mod json_tree;
 #[cfg(test)]
 mod kept_check;
+/// An experiment, not product code: a typed decode of the beacon
+/// (`bench/experiments/typed_decode.rs`), built only with the `experiments`
+/// feature for the bench targets that measure it.
+#[cfg(feature = "experiments")]
+#[doc(hidden)]
+#[path = "../../bench/experiments/typed_decode.rs"]
+pub mod proto_decode;
 pub mod rum_beacon;
 pub mod web_vitals;
 pub mod web_vitals_decoder;
