@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::{Condition, ConditionSet, FieldPath, Literal, Node, Test};
-use crate::event::Event;
+use crate::event::{Event, FieldRead};
 
 impl Condition {
     /// Does the event satisfy the condition? Allocates nothing.
@@ -54,7 +54,7 @@ impl ConditionSet {
 struct Lookups<'e> {
     event: &'e Event,
     done: u32,
-    values: [Option<&'e Value>; CACHED_FIELDS],
+    values: [Option<FieldRead<'e>>; CACHED_FIELDS],
 }
 
 const CACHED_FIELDS: usize = 16;
@@ -68,7 +68,7 @@ impl<'e> Lookups<'e> {
         }
     }
 
-    fn get(&mut self, slot: usize, field: &FieldPath) -> Option<&'e Value> {
+    fn get(&mut self, slot: usize, field: &FieldPath) -> Option<FieldRead<'e>> {
         if slot >= CACHED_FIELDS {
             return field.get(self.event);
         }
@@ -113,16 +113,16 @@ impl Node {
 
 impl Test {
     /// `value` is `None` when the field is missing (absent or null).
-    fn eval(&self, value: Option<&Value>) -> bool {
+    fn eval(&self, value: Option<FieldRead<'_>>) -> bool {
         match self {
             Test::Equals(literal) => value.is_some_and(|v| literal.equals(v)),
             Test::NotEquals(literal) => !value.is_some_and(|v| literal.equals(v)),
             Test::In(literals) => value.is_some_and(|v| literals.iter().any(|l| l.equals(v))),
             Test::Prefix(prefix) => value
-                .and_then(Value::as_str)
+                .and_then(FieldRead::as_str)
                 .is_some_and(|s| s.starts_with(prefix.as_str())),
             Test::Matches(regex) => value
-                .and_then(Value::as_str)
+                .and_then(FieldRead::as_str)
                 .is_some_and(|s| regex.is_match(s)),
             Test::Exists(wanted) => value.is_some() == *wanted,
         }
@@ -141,16 +141,16 @@ impl Test {
 }
 
 impl Literal {
-    fn equals(&self, value: &Value) -> bool {
+    fn equals(&self, value: FieldRead<'_>) -> bool {
         match (self, value) {
-            (Literal::String(a), Value::String(b)) => a == b,
-            (Literal::Boolean(a), Value::Bool(b)) => a == b,
-            (Literal::Integer(a), Value::Number(n)) => match n.as_i64() {
+            (Literal::String(a), FieldRead::Str(b)) => a == b,
+            (Literal::Boolean(a), FieldRead::Value(Value::Bool(b))) => a == b,
+            (Literal::Integer(a), FieldRead::Value(Value::Number(n))) => match n.as_i64() {
                 Some(i) => i == *a,
                 // A u64 above i64::MAX cannot equal an i64; a float can.
                 None => n.is_f64() && n.as_f64() == Some(*a as f64),
             },
-            (Literal::Float(a), Value::Number(n)) => n.as_f64() == Some(*a),
+            (Literal::Float(a), FieldRead::Value(Value::Number(n))) => n.as_f64() == Some(*a),
             _ => false,
         }
     }

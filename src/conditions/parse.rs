@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Condition, Literal, Node, Test, COMBINATORS, OPERATORS};
-use crate::event::Event;
+use crate::event::{Event, FieldRead};
 use crate::schema::{self, FieldType};
 
 impl Literal {
@@ -120,16 +120,17 @@ impl FieldPath {
         &self.path
     }
 
-    /// The value at the path; `None` when absent or `null`.
-    pub fn get<'e>(&self, event: &'e Event) -> Option<&'e Value> {
+    /// The value at the path; `None` when absent or `null`. A request's
+    /// string is read in place ([`FieldRead`]): no condition makes a value.
+    pub fn get<'e>(&self, event: &'e Event) -> Option<FieldRead<'e>> {
         /// Stands for "some field under this object is set": only `exists`
         /// applies to object paths, so the value itself is never compared.
         static PRESENT: Value = Value::Bool(true);
         match &self.resolved {
-            Some(path) => event.get_field(path).filter(|v| !v.is_null()),
-            None if self.kind == PathKind::Object => {
-                event.has_fields_under(&self.path).then_some(&PRESENT)
-            }
+            Some(path) => event.read_field(path).filter(|v| !v.is_null()),
+            None if self.kind == PathKind::Object => event
+                .has_fields_under(&self.path)
+                .then_some(FieldRead::Value(&PRESENT)),
             None => None,
         }
     }

@@ -386,3 +386,68 @@ fn edit_distance_counts_single_edits() {
     assert_eq!(edit_distance("", "abc"), 3);
     assert_eq!(edit_distance("same", "same"), 0);
 }
+
+/// A beacon as the `rum_beacon` source decodes it: its strings (service,
+/// session, URL parts, the events' names) in the request's text block.
+fn decoded_beacon() -> Vec<Event> {
+    use crate::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
+    let body = json!({
+        "v": 1,
+        "app": {"name": "shop", "version": "1.2.3"},
+        "session": {"id": "sess-abc"},
+        "view": {"id": "view-1", "url": "https://shop.example.com/cart?step=2"},
+        "events": [
+            {"type": "web_vital", "ts": 1_763_700_000_000_i64, "name": "LCP", "value": 1234.5, "id": "v4-lcp-1"},
+            {"type": "error", "ts": 1_763_700_000_100_i64, "message": "boom in checkout", "count": 2},
+        ],
+    })
+    .to_string();
+    let facts = RequestFacts {
+        received_at_ms: 1_763_700_000_200,
+        client_ip: "203.0.113.9".parse().unwrap(),
+        user_agent: Some("Mozilla/5.0 test"),
+        client_hints: vec![],
+    };
+    decode(body.as_bytes(), &facts, &BeaconLimits::default())
+        .expect("the beacon decodes")
+        .events
+}
+
+#[test]
+fn conditions_read_a_requests_strings_in_place_and_allocate_nothing() {
+    let events = decoded_beacon();
+    let set = ConditionSet::new([
+        condition("field = \"service.name\"\nequals = \"shop\""),
+        condition("field = \"url.domain\"\nin = [\"blog.example.com\", \"shop.example.com\"]"),
+        condition("field = \"url.full\"\nprefix = \"https://shop.\""),
+        condition("field = \"session.id\"\nmatches = \"^sess-[a-z]+$\""),
+        condition("field = \"error.message\"\nequals = \"boom in checkout\""),
+        condition("field = \"rum.vital.id\"\nnot_equals = \"v4-lcp-1\""),
+        condition("field = \"rum.error.count\"\nequals = 2"),
+    ]);
+    // The regex's matching cache is made by its first match on a thread:
+    // made here, on an event of another origin.
+    set.for_each_match(&Event::from(json!({"session": {"id": "sess-x"}})), |_| {});
+    let mut hits = Vec::new();
+    for (n, event) in events.iter().enumerate() {
+        // Each event twice: a first read that made a value would show as
+        // bytes held by the request's text block from then on.
+        for _ in 0..2 {
+            let (matched, peak) = crate::test_alloc::peak_during(|| {
+                let mut matched = 0u32;
+                set.for_each_match(event, |i| matched |= 1 << i);
+                matched
+            });
+            assert_eq!(peak, 0, "event {n}: {peak} bytes allocated");
+            hits.push(
+                (0..32)
+                    .filter(|i| matched & (1 << i) != 0)
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    assert_eq!(hits[0], [0, 1, 2, 3]);
+    assert_eq!(hits[1], hits[0]);
+    assert_eq!(hits[2], [0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(hits[3], hits[2]);
+}

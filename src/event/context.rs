@@ -66,6 +66,16 @@ impl FieldValue {
         }
     }
 
+    /// The value as a reader sees it without making a `Value` of a
+    /// request's string: every string as text, anything else as its value.
+    #[inline]
+    pub fn read(&self) -> FieldRead<'_> {
+        match self {
+            FieldValue::Text(block, index) => FieldRead::Str(block.str(*index)),
+            value => FieldRead::of(value),
+        }
+    }
+
     /// A value to be handed out many times (a cache's): a refcount each,
     /// and objects and arrays with their text written once, which every
     /// document then copies (a geo record serialized per beacon cost about
@@ -77,6 +87,59 @@ impl FieldValue {
             }
             value => FieldValue::Shared(Arc::new(value)),
         }
+    }
+}
+
+/// A field's value as readers that only compare or copy it see it
+/// (conditions, document ids, index names, metric labels): a string, of a
+/// request's [`TextBlock`] or of a value, is always `Str`, read in place.
+/// Asking a block's string for a `Value` instead (`Deref`) makes one, a
+/// `String` and its cell kept as long as the block: a `route` on
+/// `service.name` or a document id from `session.id` did so per beacon.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldRead<'v> {
+    Str(&'v str),
+    /// Anything but a string (`null` included).
+    Value(&'v Value),
+}
+
+impl<'v> FieldRead<'v> {
+    /// `value` read: its string as `Str`.
+    #[inline]
+    pub fn of(value: &'v Value) -> FieldRead<'v> {
+        match value {
+            Value::String(text) => FieldRead::Str(text),
+            value => FieldRead::Value(value),
+        }
+    }
+
+    #[inline]
+    pub fn as_str(self) -> Option<&'v str> {
+        match self {
+            FieldRead::Str(text) => Some(text),
+            FieldRead::Value(_) => None,
+        }
+    }
+
+    /// The value if it is not a string.
+    #[inline]
+    pub fn as_value(self) -> Option<&'v Value> {
+        match self {
+            FieldRead::Value(value) => Some(value),
+            FieldRead::Str(_) => None,
+        }
+    }
+
+    pub fn is_null(self) -> bool {
+        matches!(self, FieldRead::Value(Value::Null))
+    }
+
+    pub fn as_f64(self) -> Option<f64> {
+        self.as_value()?.as_f64()
+    }
+
+    pub fn as_u64(self) -> Option<u64> {
+        self.as_value()?.as_u64()
     }
 }
 
@@ -323,6 +386,11 @@ impl Context {
 
     pub fn label(&self, name: &str) -> Option<&Value> {
         find_label(&self.labels, name).map(|v| &**v)
+    }
+
+    /// A label as [`FieldValue::read`] reads it.
+    pub fn read_label(&self, name: &str) -> Option<FieldRead<'_>> {
+        find_label(&self.labels, name).map(FieldValue::read)
     }
 
     pub fn set_label(&mut self, name: Arc<str>, value: FieldValue) {

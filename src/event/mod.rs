@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 pub use block::{EventBlock, SlotBlock};
 pub use common_values::common_value;
 use context::{find, find_label, put, slot_bytes};
-pub use context::{value_bytes, Context, FieldValue};
+pub use context::{value_bytes, Context, FieldRead, FieldValue};
 pub use counted::{Counted, Credit, Releases};
 pub use fields::{FieldId, FieldPath, OBJECT_SLOTS};
 pub use raw_json::RawJson;
@@ -496,6 +496,12 @@ impl Event {
         self.field(id)?.as_str()
     }
 
+    /// The slot's value as [`FieldValue::read`] reads it: a request's
+    /// string in place, never made a `Value`.
+    pub fn read_id(&self, id: FieldId) -> Option<FieldRead<'_>> {
+        self.field(id).map(FieldValue::read)
+    }
+
     /// Whether the slot has a value, without reading it.
     pub fn has_id(&self, id: FieldId) -> bool {
         self.field(id).is_some()
@@ -584,6 +590,18 @@ impl Event {
         match path {
             FieldPath::Label(name) => self.label(name),
             FieldPath::Slot { id, rest } => descend(self.get_id(*id)?, rest),
+        }
+    }
+
+    /// A compiled path's value as [`Event::read_id`] reads it.
+    pub fn read_field(&self, path: &FieldPath) -> Option<FieldRead<'_>> {
+        match path {
+            FieldPath::Label(name) => match find_label(self.own_labels(), name) {
+                Some(own) => own.as_ref().map(FieldValue::read),
+                None => self.context.read_label(name),
+            },
+            FieldPath::Slot { id, rest } if rest.is_empty() => self.read_id(*id),
+            FieldPath::Slot { id, rest } => descend(self.get_id(*id)?, rest).map(FieldRead::of),
         }
     }
 

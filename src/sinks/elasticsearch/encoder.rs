@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::index::BatchIndex;
-use crate::event::{Event, FieldId};
+use crate::event::{Event, FieldId, FieldRead};
 use crate::schema;
 
 /// Fields the `_id` is made of, in this order, then the client's event time.
@@ -57,15 +57,17 @@ pub fn document_id(event: &Event, untimed_source: &[u8]) -> String {
     }
     let mut digits = [0u8; 20];
     for id in *ID_SLOTS {
-        match event.get_id(id) {
-            None | Some(Value::Null) => hasher.update([0u8]),
-            Some(Value::String(text)) => part(&mut hasher, 1, text.as_bytes()),
+        // Read in place: `session.id` and `view.id` are a request's
+        // strings, which `get_id` would have made values of, per beacon.
+        match event.read_id(id) {
+            None | Some(FieldRead::Value(Value::Null)) => hasher.update([0u8]),
+            Some(FieldRead::Str(text)) => part(&mut hasher, 1, text.as_bytes()),
             // An integer's text (`rum.seq`, in every id) as `to_string`
             // gives it, without the allocation.
-            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            Some(FieldRead::Value(Value::Number(n))) if n.is_i64() || n.is_u64() => {
                 part(&mut hasher, 2, integer_text(n, &mut digits))
             }
-            Some(other) => part(&mut hasher, 2, other.to_string().as_bytes()),
+            Some(FieldRead::Value(other)) => part(&mut hasher, 2, other.to_string().as_bytes()),
         }
     }
     match (event.client_ts_ms(), event.timestamp_ms()) {
@@ -101,7 +103,7 @@ fn integer_text<'b>(n: &serde_json::Number, buf: &'b mut [u8; 20]) -> &'b [u8] {
 pub fn id_needs_source(event: &Event) -> bool {
     ID_SLOTS[..2]
         .iter()
-        .any(|id| matches!(event.get_id(*id), None | Some(Value::Null)))
+        .any(|id| event.read_id(*id).is_none_or(FieldRead::is_null))
 }
 
 fn base64url(bytes: &[u8]) -> String {
@@ -456,6 +458,39 @@ mod tests {
         assert_eq!(second["rum"]["seq"], json!(2));
         let action: Value = serde_json::from_slice(batch.items[0].action(&batch.body)).unwrap();
         assert_eq!(action["create"]["_id"], json!(document_id(&event, b"")));
+    }
+
+    /// A decoded beacon's ids read its strings (`session.id`, `view.id`)
+    /// where the request's text block holds them: the same id as the same
+    /// fields given as values, and nothing made and kept for it (a value
+    /// per string, held by the block, until 2026-12-05).
+    #[test]
+    fn a_decoded_events_id_reads_its_strings_in_place() {
+        use crate::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
+        let body = json!({
+            "v": 1, "session": {"id": "s-1"}, "view": {"id": "v-1", "url": "https://x.example/"},
+            "events": [{"type": "web_vital", "ts": 1_763_700_000_000_i64, "seq": 3,
+                        "name": "LCP", "value": 1.5}],
+        })
+        .to_string();
+        let facts = RequestFacts {
+            received_at_ms: 1_763_700_000_200,
+            client_ip: "203.0.113.9".parse().unwrap(),
+            user_agent: None,
+            client_hints: vec![],
+        };
+        let events = decode(body.as_bytes(), &facts, &BeaconLimits::default())
+            .expect("decodes")
+            .events;
+        let (id, held) = crate::test_alloc::held_by(|| document_id(&events[0], b""));
+        assert_eq!(held, id.capacity(), "only the id itself is kept");
+        let same = Event::from(json!({
+            "session": {"id": "s-1"}, "view": {"id": "v-1"},
+            "rum": {"type": "web_vital", "seq": 3, "client_ts": 1_763_700_000_000_i64}
+        }));
+        assert_eq!(id, document_id(&same, b""));
+        assert_eq!(id, "GSlA3NZdsmuESC5D8z4_IA", "the recipe's test vector");
+        assert!(!id_needs_source(&events[0]));
     }
 
     #[test]

@@ -14,7 +14,6 @@ mod template;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use crate::event::Event;
 use crate::schema::EventType;
@@ -235,7 +234,7 @@ impl IndexRouter {
     }
 
     fn write_field(&self, field: TemplateField, event: &Event, out: &mut Vec<u8>) {
-        let raw = event.get_id(field.id()).and_then(Value::as_str);
+        let raw = event.get_id_str(field.id());
         let known: Option<&str> = match field {
             TemplateField::RumType => raw.and_then(EventType::parse).map(EventType::as_str),
             TemplateField::EventDataset => raw
@@ -320,17 +319,15 @@ impl BatchIndex<'_> {
         match &self.names {
             PreparedRouting::ByKind([metrics, csp_uri, csp_reporting]) => {
                 let name = match event
-                    .get_id(TemplateField::RumType.id())
-                    .and_then(Value::as_str)
+                    .get_id_str(TemplateField::RumType.id())
                     .and_then(EventType::parse)
                 {
-                    Some(EventType::CspViolation) => match event
-                        .get_id(TemplateField::CspFormat.id())
-                        .and_then(Value::as_str)
-                    {
-                        Some(CSP_FORMAT_REPORTING_API) => csp_reporting,
-                        _ => csp_uri,
-                    },
+                    Some(EventType::CspViolation) => {
+                        match event.get_id_str(TemplateField::CspFormat.id()) {
+                            Some(CSP_FORMAT_REPORTING_API) => csp_reporting,
+                            _ => csp_uri,
+                        }
+                    }
                     // Other Reporting API reports arrive with the CSP ones.
                     Some(EventType::Report) => csp_reporting,
                     _ => metrics,

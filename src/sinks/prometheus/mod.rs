@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::{BuiltSink, SinkContext, SinkRoute};
-use crate::event::{Event, FieldPath};
+use crate::event::{Event, FieldPath, FieldRead};
 use crate::http::connection::BodyHandles;
 use crate::http::server::{ResponseFuture, Route, RouteHandler};
 use crate::http::{scrape_gate, text_response};
@@ -201,9 +201,13 @@ const MAX_VITAL_VALUE: f64 = 1e12;
 /// metrics, or None when it contributes nothing (synthetic traffic, a vital
 /// this sink does not know, a value that is not a number).
 pub fn observe<'a>(event: &'a Event, fields: &EventFields) -> Option<Observation<'a>> {
-    let get = |path: &FieldPath| event.get_field(path);
-    let get_str = |path: &FieldPath| get(path).and_then(Value::as_str);
-    if fields.exclude_synthetic && get(&fields.synthetic) == Some(&Value::Bool(true)) {
+    // Read in place: a request's strings (`service.name`, `url.domain`,
+    // `session.id`) are never made values here.
+    let get = |path: &FieldPath| event.read_field(path);
+    let get_str = |path: &FieldPath| get(path).and_then(FieldRead::as_str);
+    if fields.exclude_synthetic
+        && get(&fields.synthetic) == Some(FieldRead::Value(&Value::Bool(true)))
+    {
         return None;
     }
     let kind = match EventType::parse(get_str(&fields.rum_type)?)? {
@@ -218,7 +222,7 @@ pub fn observe<'a>(event: &'a Event, fields: &EventFields) -> Option<Observation
         }
         EventType::Error => Kind::Error {
             count: get(&fields.error_count)
-                .and_then(Value::as_u64)
+                .and_then(FieldRead::as_u64)
                 .unwrap_or(1),
         },
         EventType::CspViolation => Kind::CspViolation {
@@ -234,9 +238,11 @@ pub fn observe<'a>(event: &'a Event, fields: &EventFields) -> Option<Observation
         .dimensions
         .iter()
         .map(|path| match path.as_ref().and_then(get) {
-            Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
-            Some(Value::Number(n)) => Cow::Owned(n.to_string()),
-            Some(Value::Bool(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            Some(FieldRead::Str(s)) => Cow::Borrowed(s),
+            Some(FieldRead::Value(Value::Number(n))) => Cow::Owned(n.to_string()),
+            Some(FieldRead::Value(Value::Bool(b))) => {
+                Cow::Borrowed(if *b { "true" } else { "false" })
+            }
             _ => Cow::Borrowed(""),
         })
         .collect();
