@@ -143,7 +143,7 @@ impl Test {
 impl Literal {
     fn equals(&self, value: FieldRead<'_>) -> bool {
         match (self, value) {
-            (Literal::String(a), FieldRead::Str(b)) => a == b,
+            (Literal::String(a), value) => value.as_str() == Some(a.as_str()),
             (Literal::Boolean(a), FieldRead::Value(Value::Bool(b))) => a == b,
             (Literal::Integer(a), FieldRead::Value(Value::Number(n))) => match n.as_i64() {
                 Some(i) => i == *a,

@@ -424,10 +424,20 @@ fn conditions_read_a_requests_strings_in_place_and_allocate_nothing() {
         condition("field = \"error.message\"\nequals = \"boom in checkout\""),
         condition("field = \"rum.vital.id\"\nnot_equals = \"v4-lcp-1\""),
         condition("field = \"rum.error.count\"\nequals = 2"),
+        // An object path: whether any field under it is set, none read.
+        condition("field = \"url\"\nexists = true"),
     ]);
+    // Strings of the request's block, which a `Value` read would make values of.
+    let ids = |path: &str| crate::event::FieldId::of(path);
+    for path in ["service.name", "url.domain", "url.full", "session.id"] {
+        assert!(
+            events[0].text_block_held_bytes(ids(path)).is_some(),
+            "{path}"
+        );
+    }
     // The regex's matching cache is made by its first match on a thread:
-    // made here, on an event of another origin.
-    set.for_each_match(&Event::from(json!({"session": {"id": "sess-x"}})), |_| {});
+    // made here, on the same text in an event of another origin.
+    set.for_each_match(&Event::from(json!({"session": {"id": "sess-abc"}})), |_| {});
     let mut hits = Vec::new();
     for (n, event) in events.iter().enumerate() {
         // Each event twice: a first read that made a value would show as
@@ -446,8 +456,8 @@ fn conditions_read_a_requests_strings_in_place_and_allocate_nothing() {
             );
         }
     }
-    assert_eq!(hits[0], [0, 1, 2, 3]);
+    assert_eq!(hits[0], [0, 1, 2, 3, 7]);
     assert_eq!(hits[1], hits[0]);
-    assert_eq!(hits[2], [0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(hits[2], [0, 1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(hits[3], hits[2]);
 }

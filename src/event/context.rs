@@ -113,11 +113,13 @@ impl<'v> FieldRead<'v> {
         }
     }
 
+    /// The text, if a string (also a `Value` string that was not made
+    /// `Str`, as `of` and `FieldValue::read` make every one).
     #[inline]
     pub fn as_str(self) -> Option<&'v str> {
         match self {
             FieldRead::Str(text) => Some(text),
-            FieldRead::Value(_) => None,
+            FieldRead::Value(value) => value.as_str(),
         }
     }
 

@@ -533,13 +533,24 @@ impl Event {
 
     /// Hides a field for this event (its own value and the context's).
     pub fn remove_id(&mut self, id: FieldId) {
-        if self.get_id(id).is_none() {
+        // `has_id`, not `get_id`: a value is not made of a request's string
+        // only to ask whether there is one.
+        if !self.has_id(id) {
             return;
         }
-        if self.context.get_id(id).is_some() {
+        if self.context.has_id(id) {
             put(&mut self.own_mut().fields, id, None);
         } else if let Ok(i) = self.own.fields().binary_search_by_key(&id, |(k, _)| *k) {
             self.own_mut().fields.remove(i);
+        }
+    }
+
+    /// Whether the label has a value (its own, else the context's),
+    /// without reading it.
+    pub fn has_label(&self, name: &str) -> bool {
+        match find_label(self.own_labels(), name) {
+            Some(own) => own.is_some(),
+            None => find_label(&self.context.labels, name).is_some(),
         }
     }
 
@@ -601,7 +612,11 @@ impl Event {
                 None => self.context.read_label(name),
             },
             FieldPath::Slot { id, rest } if rest.is_empty() => self.read_id(*id),
-            FieldPath::Slot { id, rest } => descend(self.get_id(*id)?, rest).map(FieldRead::of),
+            // Nothing is below a string: no value made of it to find that out.
+            FieldPath::Slot { id, rest } => match self.field(*id)? {
+                FieldValue::Text(..) => None,
+                value => descend(value, rest).map(FieldRead::of),
+            },
         }
     }
 
@@ -613,7 +628,7 @@ impl Event {
                     .context
                     .labels
                     .iter()
-                    .any(|(name, _)| self.label(name).is_some());
+                    .any(|(name, _)| self.has_label(name));
         }
         let under = |id: &FieldId| {
             let path = id.path();
@@ -629,7 +644,7 @@ impl Event {
                 .context
                 .fields
                 .iter()
-                .any(|(id, _)| under(id) && self.get_id(*id).is_some())
+                .any(|(id, _)| under(id) && self.has_id(*id))
             || (prefix == "@timestamp" && self.timestamp_ms.is_some())
     }
 

@@ -364,7 +364,7 @@ impl Event {
                 .context
                 .labels
                 .iter()
-                .any(|(name, _)| self.label(name).is_some())
+                .any(|(name, _)| self.has_label(name))
     }
 
     /// The `labels` object: the context's labels with the event's own over them.

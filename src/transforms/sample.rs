@@ -241,10 +241,14 @@ fn non_empty(event: &Event, id: FieldId) -> Option<&str> {
 /// the same event on every replica; a browser cannot reproduce it (the
 /// timestamp is corrected by the server), which is fine: it has a session.
 pub fn event_key(event: &Event) -> String {
-    let part = |path: &str| match event.get(path) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => String::new(),
+    // A string read in place (`url.full` is a request's string: `get`
+    // would make a value of it first).
+    let part = |path: &str| match event.get_str(path) {
+        Some(text) => text.to_owned(),
+        None => match event.get(path) {
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        },
     };
     let timestamp = event
         .timestamp_ms()

@@ -482,6 +482,13 @@ mod tests {
         let events = decode(body.as_bytes(), &facts, &BeaconLimits::default())
             .expect("decodes")
             .events;
+        for path in ["session.id", "view.id"] {
+            let id = FieldId::of(path);
+            assert!(
+                events[0].text_block_held_bytes(id).is_some(),
+                "{path}: a request's string"
+            );
+        }
         let (id, held) = crate::test_alloc::held_by(|| document_id(&events[0], b""));
         assert_eq!(held, id.capacity(), "only the id itself is kept");
         let same = Event::from(json!({
