@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Instructions per beacon under callgrind (not a test): repeatable on a shared,
 # noisy machine where wall-clock and even CPU time are not.
-#   1. examples/beacon_instructions modes parse, floor, decode, encode, chain
-#      (floor: the body read and checked by the decoder's reader, nothing kept):
+#   1. examples/beacon_instructions modes parse, floor, decode, proto, encode, chain
+#      (floor: the body read and checked by the decoder's reader, nothing kept;
+#      proto: the typed-decode experiment, bench/experiments/typed_decode.rs, which
+#      the examples are built with through the `experiments` feature):
 #      (Ir of N=1000 - Ir of N=0) / 1000, so the start and builds cancel out;
 #   2. whole servers, one request at a time through loopback (bench/post_beacons.py,
 #      outside valgrind): bare warp, bare warp with rum-pipeline's allocator
 #      (bare_alloc), + the body read as JSON and nothing kept (bare_floor), + the
-#      rum_beacon decode with its events dropped in the handler (bare_decode; the
-#      last three examples/bare_warp_work), rum_beacon -> blackhole, and the full chain
+#      rum_beacon decode with its events dropped in the handler (bare_decode), the
+#      typed-decode experiment instead (bare_typed; the last four
+#      examples/bare_warp_work), rum_beacon -> blackhole, and the full chain
 #      (the test City database, the same client address for every beacon) ->
 #      blackhole, and rum_beacon -> stdout (its documents to /dev/null):
 #      (Ir with 2000 requests - Ir with 200) / 1800.
@@ -35,7 +38,9 @@ REPEAT=${REPEAT:-1}
 PORT=3192
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  nice -n 10 cargo build --release --quiet --bin rum-pipeline --example bare_warp --example bare_warp_work --example beacon_instructions --example sdk_instructions
+  nice -n 10 cargo build --release --quiet --bin rum-pipeline
+  # The examples with the typed-decode experiment (`proto`, `bare_typed`); the binary without it.
+  nice -n 10 cargo build --release --quiet --features experiments --example bare_warp --example bare_warp_work --example beacon_instructions --example sdk_instructions
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=$(mktemp -d)
@@ -94,7 +99,7 @@ if [ "$WHAT" = sdk ]; then
   exit 0
 fi
 if [ "$WHAT" != servers ]; then
-  for mode in parse floor decode encode chain; do
+  for mode in parse floor decode proto encode chain; do
     cg "$OUT/$mode-0" "$TARGET_DIR/release/examples/beacon_instructions" "$mode" 0
     cg "$OUT/$mode-1000" "$TARGET_DIR/release/examples/beacon_instructions" "$mode" 1000
     PER[$mode]=$(( ($(ir "$OUT/$mode-1000") - $(ir "$OUT/$mode-0")) / 1000 ))
@@ -149,7 +154,7 @@ type = "blackhole"
 inputs = ["labels"]
 TOML
   } > "$OUT/chain.toml"
-  for name in bare_warp bare_alloc bare_floor bare_decode blackhole stdout chain; do
+  for name in bare_warp bare_alloc bare_floor bare_decode bare_typed blackhole stdout chain; do
     case $name in
       bare_warp) cmd=("$TARGET_DIR/release/examples/bare_warp" "127.0.0.1:$PORT") ;;
       # bare_alloc is bare_warp_work doing no work: its mode `none`.
@@ -176,7 +181,7 @@ fi
 echo
 printf '%-26s %14s %10s %12s\n' what Ir/beacon vs_bare_req allocations
 base=${PER[server_bare_warp]:-0}
-for k in parse floor decode encode chain server_bare_warp server_bare_alloc server_bare_floor server_bare_decode server_blackhole server_stdout server_chain; do
+for k in parse floor decode proto encode chain server_bare_warp server_bare_alloc server_bare_floor server_bare_decode server_bare_typed server_blackhole server_stdout server_chain; do
   [ -n "${PER[$k]:-}" ] || continue
   if [ "$base" -gt 0 ]; then ratio=$(awk -v a="${PER[$k]}" -v b="$base" 'BEGIN {printf "%.2fx", a / b}'); else ratio=-; fi
   label=$k; case $k in server_*) label="${k#server_} (whole request)";; *) label="example $k";; esac
