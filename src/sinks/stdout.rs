@@ -5,10 +5,10 @@
 //! discarded — so the rest of the pipeline (other sinks of a fan-out) is not
 //! stalled by it.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{SinkContext, SinkFuture};
 use crate::event::Event;
@@ -50,6 +50,60 @@ pub fn encode(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// Where a sink's lines go.
+trait LineOut: Send {
+    /// Writes all of `buf` and gives it back (emptied by the caller, kept
+    /// for its capacity), with how many of its bytes are known to be out:
+    /// all of them, or on an error those before it.
+    fn put(
+        &mut self,
+        buf: Vec<u8>,
+    ) -> impl Future<Output = (Vec<u8>, usize, std::io::Result<()>)> + Send;
+}
+
+/// The process's stdout, written by the blocking pool from the sink's own
+/// buffer. (`tokio::io::Stdout` copied each buffer into one of its own
+/// first: 1.35 % of `per-site.toml`'s samples.)
+struct ProcessStdout;
+
+impl LineOut for ProcessStdout {
+    async fn put(&mut self, buf: Vec<u8>) -> (Vec<u8>, usize, std::io::Result<()>) {
+        let writing = tokio::task::spawn_blocking(move || {
+            let (out, result) = write_to_stdout(&buf);
+            (buf, out, result)
+        });
+        match writing.await {
+            Ok(done) => done,
+            // The write panicked or was cancelled: nothing is vouched for.
+            Err(error) => (Vec::new(), 0, Err(std::io::Error::other(error))),
+        }
+    }
+}
+
+/// `buf` written to file descriptor 1 as the kernel takes it (no buffer of
+/// std's in between, so the bytes counted out are the kernel's): how many
+/// went out, and the error that stopped the rest.
+fn write_to_stdout(buf: &[u8]) -> (usize, std::io::Result<()>) {
+    let mut out = 0;
+    while out < buf.len() {
+        let rest = &buf[out..];
+        // SAFETY: `write(2)` reads `rest.len()` bytes from a live slice and
+        // writes no memory of ours.
+        let n = unsafe { libc::write(1, rest.as_ptr().cast(), rest.len()) };
+        match n {
+            n if n > 0 => out += n as usize,
+            0 => return (out, Err(std::io::ErrorKind::WriteZero.into())),
+            _ => {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    return (out, Err(error));
+                }
+            }
+        }
+    }
+    (out, Ok(()))
+}
+
 /// Lines on their way to stdout, and what becomes of the events in them.
 struct Lines<W> {
     writer: W,
@@ -77,7 +131,7 @@ struct Lines<W> {
     health: Arc<Health>,
 }
 
-impl<W: AsyncWrite + Unpin> Lines<W> {
+impl<W: LineOut> Lines<W> {
     /// Encodes the batch's events, written out whenever the buffer passes
     /// `MAX_WRITE_BYTES` (events that carry a big context never pile up).
     async fn take(&mut self, batch: &[Event]) {
@@ -98,32 +152,15 @@ impl<W: AsyncWrite + Unpin> Lines<W> {
     }
 
     /// Writes and empties the buffer: its events are sent, or, from where
-    /// a write fails (stdout is gone), discarded. Sent means vouched for:
-    /// tokio's stdout takes a write at once and reports its failure on the
-    /// next call, so a write's bytes count as out only once a later write
-    /// or the flush succeeds.
+    /// a write fails (stdout is gone), discarded: those whose lines were
+    /// wholly out before the failure are sent.
     async fn write_out(&mut self) {
-        // Bytes handed to the writer, and those a later call vouched for.
-        let (mut written, mut confirmed) = (0, 0);
-        if !self.closed {
-            let result = loop {
-                if written == self.buf.len() {
-                    let flushed = self.writer.flush().await;
-                    if flushed.is_ok() {
-                        confirmed = written;
-                    }
-                    break flushed;
-                }
-                match self.writer.write(&self.buf[written..]).await {
-                    Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        confirmed = written;
-                        written += n;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
-                }
-            };
+        // Bytes known to be out.
+        let mut confirmed = 0;
+        if !self.closed && !self.buf.is_empty() {
+            let (buf, out, result) = self.writer.put(std::mem::take(&mut self.buf)).await;
+            self.buf = buf;
+            confirmed = out;
             if let Err(error) = result {
                 self.closed = true;
                 self.write_failed.inc();
@@ -162,7 +199,7 @@ impl<W> Drop for Lines<W> {
 }
 
 /// The sink's loop: everything already waiting is written at once.
-async fn run<W: AsyncWrite + Unpin>(
+async fn run<W: LineOut>(
     writer: W,
     encoding: Encoding,
     metrics: ComponentMetrics,
@@ -220,7 +257,7 @@ impl StdoutConfig {
             ..
         } = cx;
         Ok(Box::pin(run(
-            tokio::io::stdout(),
+            ProcessStdout,
             self.encoding,
             metrics,
             input,
@@ -234,6 +271,7 @@ mod tests {
     use super::*;
     use serde_json::json;
     use std::time::Duration;
+    use tokio::io::{AsyncWrite, AsyncWriteExt};
 
     #[test]
     fn json_is_one_line_per_event() {
@@ -308,6 +346,37 @@ mod tests {
         }
     }
 
+    /// Lines into any `AsyncWrite`, as `tokio::io::Stdout` takes them: a
+    /// write is taken whole at once and its failure is the answer to the
+    /// next call, so a write's bytes count as out only once a later write
+    /// or the flush succeeded.
+    struct Async<W>(W);
+
+    impl<W: AsyncWrite + Unpin + Send> LineOut for Async<W> {
+        async fn put(&mut self, buf: Vec<u8>) -> (Vec<u8>, usize, std::io::Result<()>) {
+            let (mut written, mut confirmed) = (0, 0);
+            let result = loop {
+                if written == buf.len() {
+                    let flushed = self.0.flush().await;
+                    if flushed.is_ok() {
+                        confirmed = written;
+                    }
+                    break flushed;
+                }
+                match self.0.write(&buf[written..]).await {
+                    Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        confirmed = written;
+                        written += n;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            (buf, confirmed, result)
+        }
+    }
+
     /// A stdout that takes nothing and never says why (a stalled pipe).
     struct Stalled;
 
@@ -347,7 +416,13 @@ mod tests {
         tx.send((0..3).map(event).collect()).await.unwrap();
         tx.send((3..5).map(event).collect()).await.unwrap();
         let health = Arc::new(Health::default());
-        let running = run(Stalled, Encoding::Json, metrics.clone(), rx.into(), health);
+        let running = run(
+            Async(Stalled),
+            Encoding::Json,
+            metrics.clone(),
+            rx.into(),
+            health,
+        );
         let stopped = tokio::time::timeout(Duration::from_secs(10), running).await;
         assert!(stopped.is_err(), "the write never ends");
         assert_eq!(metrics.received_events.get(), 5);
@@ -380,7 +455,7 @@ mod tests {
         };
         let health = Arc::new(Health::default());
         run(
-            &mut pipe,
+            Async(&mut pipe),
             Encoding::Json,
             metrics.clone(),
             rx.into(),
