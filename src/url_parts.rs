@@ -99,25 +99,11 @@ pub fn plain_without_query(full: &str) -> Option<String> {
     out.push_str("://");
     out.push_str(host);
     if let Some(port) = parts.port {
-        out.push(':');
-        out.push_str(itoa_u16(port, &mut [0; 5]));
+        // Rare (a port other than the scheme's): `fmt` is fine here.
+        let _ = std::fmt::Write::write_fmt(&mut out, format_args!(":{port}"));
     }
     out.push_str(parts.path);
     Some(out)
-}
-
-/// `n`'s decimal digits, written at the end of `buf`.
-fn itoa_u16(mut n: u16, buf: &mut [u8; 5]) -> &str {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 /// Whether `text` parses as an absolute URL, as `url::Url::parse` has it

@@ -71,9 +71,15 @@ fn one_field(page: &str) -> String {
 }
 
 fn page_without_secrets(page: &str) -> String {
-    if let Some(plain) = crate::url_parts::plain_without_query(page) {
-        return plain;
+    match crate::url_parts::plain_without_query(page) {
+        Some(plain) => plain,
+        None => parsed_without_secrets(page),
     }
+}
+
+/// What `page_without_secrets` gives for a page that is no plain URL: the
+/// full parser's, or for no URL, the text before any `?` or `#`.
+fn parsed_without_secrets(page: &str) -> String {
     match url::Url::parse(page) {
         Ok(mut url) => {
             let _ = url.set_username("");
@@ -158,16 +164,7 @@ mod tests {
     /// page, chrono's format string, a float for the size), but its time.
     fn line_before(method: &str, path: &str, page: Option<&str>, body_bytes: usize) -> String {
         let page = page
-            .map(|page| match url::Url::parse(page) {
-                Ok(mut url) => {
-                    let _ = url.set_username("");
-                    let _ = url.set_password(None);
-                    url.set_query(None);
-                    url.set_fragment(None);
-                    url.to_string()
-                }
-                Err(_) => page.split(['?', '#']).next().unwrap_or_default().to_owned(),
-            })
+            .map(parsed_without_secrets)
             .unwrap_or_else(|| "-".to_owned());
         let page = one_field(&page);
         format!(
