@@ -1137,6 +1137,18 @@ mod careful_tests {
         }
     }
 
+    /// A beacon source and a route of its events by parity (`url.domain`
+    /// "even" or "odd"): the head of the route tests' pipelines.
+    const PARITY_ROUTE: &str = r#"stats_interval_secs = 0
+[sources.beacons]
+type = "rum_beacon"
+address = "127.0.0.1:0"
+[transforms.by_parity]
+type = "route"
+inputs = ["beacons"]
+route.even = { field = "url.domain", equals = "even" }
+route.odd = { field = "url.domain", equals = "odd" }"#;
+
     /// A careful last stage of several outputs (a route) that panics after
     /// it has written part of its batch to its outputs: what it had written
     /// is not handed on twice (once as written, once from the run again),
@@ -1145,16 +1157,9 @@ mod careful_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_careful_route_that_panicked_midway_sends_each_event_once() {
         let mut built = super::tests::built_from(
-            r#"
-stats_interval_secs = 0
-[sources.beacons]
-type = "rum_beacon"
-address = "127.0.0.1:0"
-[transforms.by_parity]
-type = "route"
-inputs = ["beacons"]
-route.even = { field = "url.domain", equals = "even" }
-route.odd = { field = "url.domain", equals = "odd" }
+            &[
+                PARITY_ROUTE,
+                r#"
 [sinks.evens]
 type = "blackhole"
 inputs = ["by_parity.even"]
@@ -1162,6 +1167,8 @@ inputs = ["by_parity.even"]
 type = "blackhole"
 inputs = ["by_parity.odd"]
 "#,
+            ]
+            .concat(),
         );
         let [by_parity, evens, odds] =
             ["by_parity", "evens", "odds"].map(|id| super::tests::metric(&built, id));
@@ -1202,16 +1209,9 @@ inputs = ["by_parity.odd"]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_branch_runs_in_its_routes_task_and_its_counters_add_up() {
         let mut built = super::tests::built_from(
-            r#"
-stats_interval_secs = 0
-[sources.beacons]
-type = "rum_beacon"
-address = "127.0.0.1:0"
-[transforms.by_parity]
-type = "route"
-inputs = ["beacons"]
-route.even = { field = "url.domain", equals = "even" }
-route.odd = { field = "url.domain", equals = "odd" }
+            &[
+                PARITY_ROUTE,
+                r#"
 [transforms.mark]
 type = "labels"
 inputs = ["by_parity.even"]
@@ -1227,6 +1227,8 @@ inputs = ["check", "by_parity._unmatched"]
 type = "blackhole"
 inputs = ["by_parity.odd"]
 "#,
+            ]
+            .concat(),
         );
         let [by_parity, mark, check, evens, odds] =
             ["by_parity", "mark", "check", "evens", "odds"].map(|id| metric(&built, id));
