@@ -219,12 +219,18 @@ pub(crate) fn write_number(n: &serde_json::Number, out: &mut Vec<u8>) {
     } else if let Some(i) = n.as_i64() {
         CompactFormatter.write_i64(out, i)
     } else {
-        let f = n.as_f64().unwrap_or_default();
-        if write_short_decimal(f, out) {
-            return;
-        }
-        CompactFormatter.write_f64(out, f)
+        return write_float(n.as_f64().unwrap_or_default(), out);
     };
+}
+
+/// A finite float as `serde_json` writes a number that holds it.
+#[inline]
+pub(crate) fn write_float(f: f64, out: &mut Vec<u8>) {
+    use serde_json::ser::{CompactFormatter, Formatter};
+    if !write_short_decimal(f, out) {
+        // Writing into a Vec cannot fail.
+        let _ = CompactFormatter.write_f64(out, f);
+    }
 }
 
 /// A float with at most six decimals and less than 1e9 in size (timings in

@@ -4,16 +4,24 @@ use serde_json::Value;
 
 use super::context::drop_value;
 use super::counted::{Counted, Credit, Releases};
+use super::packed::PackedSlots;
 use super::{sort_slots, Context, Event, FieldValue, OwnSlot};
 use crate::schema::EventType;
 
-/// The slots of a request's events, a run each, in the vector the decoder
-/// filled: made an `Arc<[OwnSlot]>` it was copied whole (~570
-/// instructions a beacon), and each slot's drop was a call (~30
+/// The slots of a request's events, a run each: as `OwnSlot`s in the
+/// vector a decoder filled (made an `Arc<[OwnSlot]>` it was copied whole,
+/// ~570 instructions a beacon, and each slot's drop was a call, ~30
 /// instructions a slot, most of them holding numbers and shared keywords
-/// that own nothing).
+/// that own nothing), or packed as `rum_beacon`'s decoder reads them
+/// ([`PackedSlots`]), read as `OwnSlot`s only by readers that ask.
 #[derive(Debug)]
-pub struct SlotBlock(Vec<OwnSlot>);
+pub struct SlotBlock(Repr);
+
+#[derive(Debug)]
+enum Repr {
+    Slots(OwnedSlots),
+    Packed(PackedSlots),
+}
 
 impl SlotBlock {
     /// `slots`, with no room to spare (what the buffers count of it).
@@ -21,17 +29,56 @@ impl SlotBlock {
     /// event made on it adds nothing to its count.
     pub fn new(mut slots: Vec<OwnSlot>) -> Credit<SlotBlock> {
         slots.shrink_to_fit();
-        Credit::new(SlotBlock(slots))
+        Credit::new(SlotBlock(Repr::Slots(OwnedSlots(slots))))
+    }
+
+    /// Packed slots, their references handed out on credit as `new`'s.
+    pub fn packed(slots: PackedSlots) -> Credit<SlotBlock> {
+        Credit::new(SlotBlock(Repr::Packed(slots)))
+    }
+
+    /// The packed slots, if the block holds them so.
+    #[inline]
+    pub fn as_packed(&self) -> Option<&PackedSlots> {
+        match &self.0 {
+            Repr::Packed(packed) => Some(packed),
+            Repr::Slots(_) => None,
+        }
+    }
+
+    /// The slots `start..end` as `OwnSlot`s of their own (an edit copies
+    /// its event's run out), without making the whole block's.
+    pub fn run_slots(&self, start: u32, end: u32) -> Vec<OwnSlot> {
+        match &self.0 {
+            Repr::Slots(slots) => slots.0[start as usize..end as usize].to_vec(),
+            Repr::Packed(packed) => packed.run_slots(start, end),
+        }
+    }
+
+    /// What the buffers count of the whole block.
+    pub fn byte_size(&self) -> usize {
+        match &self.0 {
+            Repr::Slots(slots) => super::slots_bytes(&slots.0),
+            Repr::Packed(packed) => packed.byte_size(),
+        }
     }
 }
 
 impl std::ops::Deref for SlotBlock {
     type Target = [OwnSlot];
 
+    /// The slots as `OwnSlot`s: packed ones are made on first use.
     fn deref(&self) -> &[OwnSlot] {
-        &self.0
+        match &self.0 {
+            Repr::Slots(slots) => &slots.0,
+            Repr::Packed(packed) => packed.as_slots(),
+        }
     }
 }
+
+/// Slots as a decoder filled them, dropped together.
+#[derive(Debug)]
+struct OwnedSlots(Vec<OwnSlot>);
 
 /// Whether dropping `value` has anything to do (a string or a container
 /// to free, a shared value to release).
@@ -45,7 +92,7 @@ fn owns_something(value: &Option<FieldValue>) -> bool {
     }
 }
 
-impl Drop for SlotBlock {
+impl Drop for OwnedSlots {
     fn drop(&mut self) {
         // The strings of the request's block are given back together (one
         // write to its count, not one a string: see `counted`).
@@ -204,6 +251,90 @@ mod tests {
         drop(block);
         assert_eq!(Arc::strong_count(&shared), 1);
         assert_eq!(Counted::strong_count(&text_block), 1);
+    }
+
+    /// Packed slots read as the `OwnSlot`s they stand for, run by run or
+    /// made for the whole block, and give back what they hold when dropped.
+    #[test]
+    fn packed_slots_read_as_the_slots_they_stand_for() {
+        use crate::event::{Packed, PackedSlot, PackedSlots, PACKED_SLOT_BYTES};
+        let mut strings = TextBlockBuilder::default();
+        let a = strings.append_index("a string of the request").unwrap();
+        let b = strings.append_index("é\"\n").unwrap();
+        let text_block = strings.block();
+        drop(strings);
+        static NAME: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!("web_vital"));
+        let id = FieldId::of;
+        let slots = vec![
+            PackedSlot {
+                id: id("rum.seq"),
+                value: Packed::PosInt(3),
+            },
+            PackedSlot {
+                id: id("rum.type"),
+                value: Packed::Fixed(&NAME),
+            },
+            PackedSlot {
+                id: id("rum.vital.name"),
+                value: Packed::Text(a),
+            },
+            PackedSlot {
+                id: id("rum.vital.value"),
+                value: Packed::Float(-1.25),
+            },
+            PackedSlot {
+                id: id("rum.extra"),
+                value: Packed::Other(0),
+            },
+            PackedSlot {
+                id: id("rum.vital.delta"),
+                value: Packed::NegInt(-7),
+            },
+            PackedSlot {
+                id: id("rum.vital.name"),
+                value: Packed::Text(b),
+            },
+        ];
+        let extra = json!({"k": ["v"]});
+        let others = vec![FieldValue::from(extra.clone())];
+        let packed = PackedSlots::new(slots, Some(text_block.clone()), others);
+        let want: Vec<Value> = vec![
+            json!(3),
+            json!("web_vital"),
+            json!("a string of the request"),
+            json!(-1.25),
+            extra.clone(),
+            json!(-7),
+            json!("é\"\n"),
+        ];
+        let run = packed.run_slots(2, 5);
+        assert!(!packed.slots_made());
+        let made = packed.as_slots();
+        assert_eq!(made.len(), want.len());
+        for (i, ((_, value), want)) in made.iter().zip(&want).enumerate() {
+            assert_eq!(value.as_deref(), Some(want), "slot {i}");
+            // Written as the value's own JSON.
+            let mut out = Vec::new();
+            packed.write(packed_value(&packed, i), &mut out);
+            assert_eq!(out, serde_json::to_vec(want).unwrap(), "slot {i}");
+        }
+        assert_eq!(run, made[2..5].to_vec());
+        let strings_bytes = "a string of the request".len() + 8 + "é\"\n".len() + 8;
+        let others_bytes = std::mem::size_of::<FieldValue>() + crate::event::value_bytes(&extra);
+        assert_eq!(
+            packed.byte_size(),
+            7 * PACKED_SLOT_BYTES + strings_bytes + others_bytes
+        );
+        assert_eq!(PACKED_SLOT_BYTES, 24);
+        // The block, its made slots and the run copied out each hold the text.
+        assert!(Counted::strong_count(&text_block) > 2);
+        drop(run);
+        drop(SlotBlock::packed(packed));
+        assert_eq!(Counted::strong_count(&text_block), 1);
+
+        fn packed_value(packed: &PackedSlots, i: usize) -> Packed {
+            packed.run(0, packed.len() as u32)[i].value
+        }
     }
 
     #[test]

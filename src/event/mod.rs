@@ -20,6 +20,7 @@ mod common_values;
 mod context;
 pub mod counted;
 mod fields;
+mod packed;
 mod raw_json;
 mod text_block;
 mod write;
@@ -34,6 +35,7 @@ use context::{find, find_label, put, slot_bytes};
 pub use context::{value_bytes, Context, FieldRead, FieldValue};
 pub use counted::{Counted, Credit, Releases};
 pub use fields::{FieldId, FieldPath, OBJECT_SLOTS};
+pub use packed::{other_bytes, Packed, PackedSlot, PackedSlots, PACKED_SLOT_BYTES};
 pub use raw_json::RawJson;
 pub use text_block::{TextBlock, TextBlockBuilder};
 pub use write::write_iso_millis;
@@ -208,7 +210,63 @@ enum OwnRef {
     Empty,
 }
 
+/// An event's own slot of an id, as [`OwnRef::find`] finds it.
+enum OwnFind<'a> {
+    /// The event has no slot of its own for it: the context's counts.
+    NotOwn,
+    /// Hidden for this event.
+    Removed,
+    Slot(&'a FieldValue),
+    Packed(&'a PackedSlots, Packed),
+}
+
 impl OwnRef {
+    /// The run of packed slots, if the event's own slots are one.
+    #[inline]
+    fn packed_run(&self) -> Option<(&PackedSlots, &[PackedSlot])> {
+        match self {
+            OwnRef::Block {
+                slots, start, end, ..
+            } => {
+                let packed = slots.as_packed()?;
+                Some((packed, packed.run(*start, *end)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The own slot of `id`, read in place (packed slots are not made
+    /// `OwnSlot`s to find one).
+    #[inline]
+    fn find(&self, id: FieldId) -> OwnFind<'_> {
+        if let Some((packed, run)) = self.packed_run() {
+            return match run.binary_search_by_key(&id, |slot| slot.id) {
+                Ok(i) => OwnFind::Packed(packed, run[i].value),
+                Err(_) => OwnFind::NotOwn,
+            };
+        }
+        match find(self.fields(), &id) {
+            Some(Some(value)) => OwnFind::Slot(value),
+            Some(None) => OwnFind::Removed,
+            None => OwnFind::NotOwn,
+        }
+    }
+
+    /// The own slots' ids in order, each with whether it has a value
+    /// (`false`: it hides the context's), read in place.
+    fn ids(&self) -> impl Iterator<Item = (FieldId, bool)> + '_ {
+        let (packed, slots): (&[PackedSlot], &[OwnSlot]) = match self.packed_run() {
+            Some((_, run)) => (run, &[]),
+            None => (&[], self.fields()),
+        };
+        packed
+            .iter()
+            .map(|slot| (slot.id, true))
+            .chain(slots.iter().map(|(id, v)| (*id, v.is_some())))
+    }
+
+    /// The slots as `OwnSlot`s (packed ones made for the whole block on
+    /// first use: readers that can read them in place use `find`/`ids`).
     #[inline]
     fn fields(&self) -> &[OwnSlot] {
         match self {
@@ -225,9 +283,7 @@ impl OwnRef {
     /// usual edit; an `Own` another event shares (a fan-out) copied on write.
     fn make_mut(&mut self) -> &mut Own {
         if !matches!(self, OwnRef::Own(_)) {
-            let run = self.fields();
-            let mut fields = Vec::with_capacity(run.len() + 2);
-            fields.extend_from_slice(run);
+            let fields = self.run_slots(2);
             *self = OwnRef::Own(Arc::new(Own { fields }));
         }
         match self {
@@ -241,9 +297,22 @@ impl OwnRef {
         match std::mem::take(self) {
             OwnRef::Own(own) => Arc::unwrap_or_clone(own),
             other => Own {
-                fields: other.fields().to_vec(),
+                fields: other.run_slots(0),
             },
         }
+    }
+
+    /// A copy of the slots with room for `spare` more: a block's run made
+    /// `OwnSlot`s for this event alone.
+    fn run_slots(&self, spare: usize) -> Vec<OwnSlot> {
+        let mut fields = match self {
+            OwnRef::Block {
+                slots, start, end, ..
+            } => slots.run_slots(*start, *end),
+            other => other.fields().to_vec(),
+        };
+        fields.reserve(spare);
+        fields
     }
 }
 
@@ -409,7 +478,13 @@ impl Event {
         range: std::ops::Range<usize>,
         block_bytes: Option<usize>,
     ) -> Event {
-        debug_assert!(slots[range.clone()].windows(2).all(|w| w[0].0 < w[1].0));
+        debug_assert!(match slots.as_packed() {
+            Some(packed) => packed
+                .run(range.start as u32, range.end as u32)
+                .windows(2)
+                .all(|w| w[0].id < w[1].id),
+            None => slots[range.clone()].windows(2).all(|w| w[0].0 < w[1].0),
+        });
         Event {
             context,
             timestamp_ms,
@@ -432,7 +507,7 @@ impl Event {
     /// the event keeps (for tests of the counts decoders hand over).
     pub fn recount_block_bytes(&self) -> Option<usize> {
         match &self.own {
-            OwnRef::Block { slots, .. } => Some(slots_bytes(slots)),
+            OwnRef::Block { slots, .. } => Some(slots.byte_size()),
             OwnRef::Own(_) | OwnRef::Empty => None,
         }
     }
@@ -445,6 +520,16 @@ impl Event {
     pub fn text_block_held_bytes(&self, id: FieldId) -> Option<usize> {
         match self.field(id)? {
             FieldValue::Text(block, _) => Some(block.held_bytes()),
+            _ => None,
+        }
+    }
+
+    /// Whether the block of packed slots the event's own are a run of had
+    /// its slots made `OwnSlot`s (for tests that readers read in place).
+    #[cfg(test)]
+    pub fn own_block_slots_made(&self) -> Option<bool> {
+        match &self.own {
+            OwnRef::Block { slots, .. } => slots.as_packed().map(PackedSlots::slots_made),
             _ => None,
         }
     }
@@ -479,52 +564,85 @@ impl Event {
     /// The slot as the document has it: the event's own value, else the
     /// context's (an own `None` hides the context's).
     fn field(&self, id: FieldId) -> Option<&FieldValue> {
-        match find(self.own.fields(), &id) {
-            Some(own) => own.as_ref(),
-            None => find(&self.context.fields, &id),
+        match self.own.find(id) {
+            OwnFind::NotOwn => find(&self.context.fields, &id),
+            OwnFind::Removed => None,
+            OwnFind::Slot(value) => Some(value),
+            OwnFind::Packed(packed, Packed::Other(index)) => packed.other(index),
+            // A `FieldValue` of a packed string or number: the block's
+            // slots are made (once, for all of its events).
+            OwnFind::Packed(..) => find(self.own.fields(), &id)?.as_ref(),
         }
     }
 
     /// The slot's value: the event's own, else the context's.
     pub fn get_id(&self, id: FieldId) -> Option<&Value> {
-        self.field(id).map(|v| &**v)
+        match self.own.find(id) {
+            // A type's name and dataset are values already.
+            OwnFind::Packed(_, Packed::Fixed(value)) => Some(value),
+            _ => self.field(id).map(|v| &**v),
+        }
     }
 
     /// The slot's string, read as it is (a string of a request's
     /// `TextBlock` without making its values).
     pub fn get_id_str(&self, id: FieldId) -> Option<&str> {
-        self.field(id)?.as_str()
+        match self.own.find(id) {
+            OwnFind::NotOwn => find(&self.context.fields, &id)?.as_str(),
+            OwnFind::Removed => None,
+            OwnFind::Slot(value) => value.as_str(),
+            OwnFind::Packed(packed, value) => packed.as_str(value),
+        }
     }
 
     /// The slot's value as [`FieldValue::read`] reads it: a request's
     /// string in place, never made a `Value`.
     pub fn read_id(&self, id: FieldId) -> Option<FieldRead<'_>> {
-        self.field(id).map(FieldValue::read)
+        match self.own.find(id) {
+            OwnFind::NotOwn => find(&self.context.fields, &id).map(FieldValue::read),
+            OwnFind::Removed => None,
+            OwnFind::Slot(value) => Some(value.read()),
+            // A packed number has no `Value` to read: the block's slots
+            // are made (`PackedSlots::as_slots`).
+            OwnFind::Packed(packed, value) => packed
+                .read(value)
+                .or_else(|| self.field(id).map(FieldValue::read)),
+        }
     }
 
     /// Whether the slot has a value, without reading it.
     pub fn has_id(&self, id: FieldId) -> bool {
-        self.field(id).is_some()
+        match self.own.find(id) {
+            OwnFind::NotOwn => find(&self.context.fields, &id).is_some(),
+            OwnFind::Removed => false,
+            OwnFind::Slot(_) | OwnFind::Packed(..) => true,
+        }
     }
 
     /// The slots the event holds a value of its own in, in id order.
     pub fn own_ids(&self) -> impl Iterator<Item = FieldId> + '_ {
-        self.own
-            .fields()
-            .iter()
-            .filter(|(_, v)| v.is_some())
-            .map(|(id, _)| *id)
+        self.own.ids().filter(|(_, has)| *has).map(|(id, _)| id)
     }
 
     /// The slots the event holds of its own, in id order, each with
     /// whether it has a value (`false`: it hides the context's).
     pub fn own_slots(&self) -> impl Iterator<Item = (FieldId, bool)> + '_ {
-        self.own.fields().iter().map(|(id, v)| (*id, v.is_some()))
+        self.own.ids()
     }
 
     /// The event's own value of a slot (`Some(None)`: removed for this event).
     pub fn get_own_id(&self, id: FieldId) -> Option<Option<&Value>> {
-        find(self.own.fields(), &id).map(|v| v.as_deref())
+        match self.own.find(id) {
+            OwnFind::NotOwn => None,
+            OwnFind::Removed => Some(None),
+            OwnFind::Slot(value) => Some(Some(value)),
+            OwnFind::Packed(_, Packed::Fixed(value)) => Some(Some(value)),
+            OwnFind::Packed(packed, Packed::Other(index)) => {
+                Some(packed.other(index).map(|v| &**v))
+            }
+            // A packed string or number as a value: the block's slots are made.
+            OwnFind::Packed(..) => find(self.own.fields(), &id).map(|v| v.as_deref()),
+        }
     }
 
     pub fn set(&mut self, id: FieldId, value: impl Into<FieldValue>) {
@@ -540,8 +658,11 @@ impl Event {
         }
         if self.context.has_id(id) {
             put(&mut self.own_mut().fields, id, None);
-        } else if let Ok(i) = self.own.fields().binary_search_by_key(&id, |(k, _)| *k) {
-            self.own_mut().fields.remove(i);
+        } else if !matches!(self.own.find(id), OwnFind::NotOwn) {
+            let fields = &mut self.own_mut().fields;
+            if let Ok(i) = fields.binary_search_by_key(&id, |(k, _)| *k) {
+                fields.remove(i);
+            }
         }
     }
 
@@ -612,10 +733,17 @@ impl Event {
                 None => self.context.read_label(name),
             },
             FieldPath::Slot { id, rest } if rest.is_empty() => self.read_id(*id),
-            // Nothing is below a string: no value made of it to find that out.
-            FieldPath::Slot { id, rest } => match self.field(*id)? {
-                FieldValue::Text(..) => None,
-                value => descend(value, rest).map(FieldRead::of),
+            // Nothing is below a string or a number: no value made of it
+            // to find that out.
+            FieldPath::Slot { id, rest } => match self.own.find(*id) {
+                OwnFind::Packed(packed, Packed::Other(index)) => {
+                    descend(packed.other(index)?, rest).map(FieldRead::of)
+                }
+                OwnFind::Packed(..) => None,
+                _ => match self.field(*id)? {
+                    FieldValue::Text(..) => None,
+                    value => descend(value, rest).map(FieldRead::of),
+                },
             },
         }
     }
@@ -636,10 +764,7 @@ impl Event {
                 && path.starts_with(prefix)
                 && path.as_bytes()[prefix.len()] == b'.'
         };
-        self.own
-            .fields()
-            .iter()
-            .any(|(id, v)| v.is_some() && under(id))
+        self.own.ids().any(|(id, has)| has && under(&id))
             || self
                 .context
                 .fields
@@ -661,9 +786,11 @@ impl Event {
     /// strings (`TextBlock`).
     pub fn get_own_str(&self, path: &FieldPath) -> Option<&str> {
         match path {
-            FieldPath::Slot { id, rest } if rest.is_empty() => {
-                find(self.own.fields(), id)?.as_ref()?.as_str()
-            }
+            FieldPath::Slot { id, rest } if rest.is_empty() => match self.own.find(*id) {
+                OwnFind::Slot(value) => value.as_str(),
+                OwnFind::Packed(packed, value) => packed.as_str(value),
+                OwnFind::NotOwn | OwnFind::Removed => None,
+            },
             path => self.get_own_field(path)?.as_str(),
         }
     }
@@ -901,7 +1028,7 @@ impl Event {
     pub fn block_byte_size(&self) -> Option<usize> {
         match &self.own {
             OwnRef::Block { slots, bytes, .. } => Some(match *bytes {
-                UNCOUNTED_BLOCK => slots_bytes(slots),
+                UNCOUNTED_BLOCK => slots.byte_size(),
                 bytes => bytes as usize,
             }),
             OwnRef::Own(_) | OwnRef::Empty => None,

@@ -200,6 +200,34 @@ impl TextBlockBuilder {
     }
 }
 
+impl TextBlockBuilder {
+    /// `text` appended to the block, for a slot that refers to the block
+    /// through one reference for all of its strings ([`PackedSlots`]):
+    /// its index. `None` past 4 GiB of strings.
+    ///
+    /// [`PackedSlots`]: super::PackedSlots
+    #[inline]
+    pub fn append_index(&mut self, text: &str) -> Option<u32> {
+        let end = u32::try_from(self.text.len() + text.len()).ok()?;
+        if self.text.capacity() == 0 {
+            self.text.reserve(1024);
+            self.ends.reserve(32);
+        }
+        self.text.push_str(text);
+        let index = self.ends.len() as u32;
+        self.ends.push(end);
+        Some(index)
+    }
+
+    /// A reference to the block (made now if no string made it yet), for
+    /// slots that refer to its strings by index.
+    pub fn block(&mut self) -> Counted<TextBlock> {
+        self.block
+            .get_or_insert_with(|| Credit::new(TextBlock::default()))
+            .hand_out()
+    }
+}
+
 /// A string past a block's 4 GiB: a value of its own.
 #[cold]
 fn own_string(text: &str) -> FieldValue {

@@ -11,7 +11,8 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use super::fields::{FieldId, REGISTRY};
-use super::{Event, FieldValue};
+use super::packed::{Packed, PackedSlot, PackedSlots};
+use super::{Event, FieldValue, OwnSlot};
 use crate::json_bytes::{write_number, write_str};
 use serde_json::ser::{CompactFormatter, Formatter};
 
@@ -19,6 +20,7 @@ use serde_json::ser::{CompactFormatter, Formatter};
 #[derive(Clone, Copy)]
 enum Item<'e> {
     Value(&'e FieldValue),
+    Packed(&'e PackedSlots, Packed),
     /// `event.ingested` as the context's rendering holds it, a JSON string
     /// of a fixed length: copied without a call of `memcpy`.
     Ingested(&'e [u8; 26]),
@@ -234,7 +236,12 @@ impl Event {
     fn write_document(&self, out: &mut Vec<u8>, with_times: bool) {
         // Once, not per field: each `LAYOUT[..]` checked the lazy static.
         let layouts = &*LAYOUT;
-        let own = self.own.fields();
+        // Packed slots are read in place, never made `OwnSlot`s here.
+        let (packed, packed_run, own): (_, &[PackedSlot], &[OwnSlot]) = match self.own.packed_run()
+        {
+            Some((packed, run)) => (Some(packed), run, &[]),
+            None => (None, &[], self.own.fields()),
+        };
         let context = &self.context.fields;
         let rendered = self
             .context
@@ -274,7 +281,11 @@ impl Event {
         // the context's. Ids as plain numbers, `END` once a list is used
         // up, each read again only when its list moves on: the hot loop
         // compares integers, not options.
-        let own_at = |i: usize| own.get(i).map_or(END, |(id, _)| id.0);
+        // One of `own` and `packed_run` is empty.
+        let own_at = |i: usize| match packed_run.get(i) {
+            Some(slot) => slot.id.0,
+            None => own.get(i).map_or(END, |(id, _)| id.0),
+        };
         let context_at = |j: usize| context.get(j).map_or(END, |(id, _)| id.0);
         let (mut i, mut j, mut k) = (0, 0, 0);
         let (mut own_id, mut context_id, mut member_id) = (own_at(0), context_at(0), members[0].0);
@@ -289,17 +300,17 @@ impl Event {
                 member_id = members.get(k).map_or(END, |(id, _)| *id);
                 item
             } else if own_id == next {
-                let value = &own[i].1;
+                let item = match (packed, packed_run.get(i)) {
+                    (Some(packed), Some(slot)) => Item::Packed(packed, slot.value),
+                    _ => own[i].1.as_ref().map_or(Item::Skip, Item::Value),
+                };
                 i += 1;
                 own_id = own_at(i);
                 if context_id == next {
                     j += 1;
                     context_id = context_at(j);
                 }
-                match value {
-                    Some(value) => Item::Value(value),
-                    None => Item::Skip,
-                }
+                item
             } else {
                 // The context slots from here to the next own slot or
                 // member go in one copy, the objects between them and all:
@@ -332,6 +343,7 @@ impl Event {
             prev = next;
             match item {
                 Item::Value(value) => write_value(value, out),
+                Item::Packed(packed, value) => packed.write(value, out),
                 Item::Ingested(json) => out.extend_from_slice(json),
                 // `@timestamp` is most often of the day the beacon came in:
                 // the date as `event.ingested` has it, the time put in.
@@ -499,7 +511,7 @@ impl std::fmt::Debug for RenderedValues {
     }
 }
 
-fn write_value(value: &FieldValue, out: &mut Vec<u8>) {
+pub(super) fn write_value(value: &FieldValue, out: &mut Vec<u8>) {
     // The value at hand, not through `Deref`: a call per value.
     let value = match value {
         FieldValue::Raw(raw) => return out.extend_from_slice(raw.text().as_bytes()),
@@ -508,6 +520,12 @@ fn write_value(value: &FieldValue, out: &mut Vec<u8>) {
         FieldValue::Shared(value) => &**value,
         FieldValue::Static(value) => *value,
     };
+    write_plain(value, out);
+}
+
+/// A `Value` as the document has it.
+#[inline]
+pub(super) fn write_plain(value: &Value, out: &mut Vec<u8>) {
     match value {
         // Most strings need no escape: copied, not read byte by byte.
         Value::String(text) => write_str(text, out),

@@ -12,7 +12,8 @@ use http::HeaderName;
 use serde_json::{Map, Value};
 
 use crate::event::{
-    Context, Counted, Credit, Event, FieldId, FieldValue, SlotBlock, TextBlockBuilder, SLOT_BYTES,
+    Context, Counted, Credit, Event, FieldId, FieldValue, PackedSlots, SlotBlock, TextBlockBuilder,
+    PACKED_SLOT_BYTES,
 };
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
@@ -143,11 +144,12 @@ pub fn decode(
         }
         None => return Err(invalid("missing `v` (beacon format version, 1)")),
     }
-    let (mut entries, slots, heap_bytes) = match beacon.events {
+    let (mut entries, slots, others, heap_bytes) = match beacon.events {
         Some(WireEvents::Array {
             entries,
             count,
             slots,
+            others,
             heap_bytes,
         }) => {
             if count > limits.max_events {
@@ -159,7 +161,7 @@ pub fn decode(
                     ),
                 ));
             }
-            (entries, slots, heap_bytes)
+            (entries, slots, others, heap_bytes)
         }
         Some(WireEvents::NotArray) => return Err(invalid("`events` must be an array")),
         None => return Err(invalid("missing `events`")),
@@ -250,6 +252,9 @@ pub fn decode(
         context.set(ids.ua_hints, Value::Object(hints));
     }
 
+    // The events' packed strings refer to the block through this one
+    // reference.
+    let text = (strings.pushed_count() > 0).then(|| strings.block());
     drop(strings);
     if context.byte_size() > limits.max_context_bytes {
         return Err(DecodeError::too_large("context_too_large",
@@ -272,10 +277,10 @@ pub fn decode(
     let mut unknown_types = 0;
     let mut clamped_times = 0;
     let mut events = Vec::with_capacity(entries.len());
-    // The slotted entries' slots, one block of their exact size for all.
-    let mut slots = SlotBlock::new(slots);
     // Summed as they were read: no buffer walks the block to count it.
-    let block_bytes = slots.len() * SLOT_BYTES + heap_bytes;
+    let block_bytes = slots.len() * PACKED_SLOT_BYTES + heap_bytes;
+    // The slotted entries' slots, one block of their exact size for all.
+    let mut slots = SlotBlock::packed(PackedSlots::new(slots, text, others));
     // The entries by reference, an entry read as pairs taken out of its
     // place: moved whole through the iterators, each cost ~40 instructions.
     for (seq, (entry, &ts)) in entries.iter_mut().zip(&times).enumerate() {

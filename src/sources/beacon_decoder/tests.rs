@@ -885,3 +885,78 @@ fn the_largest_max_event_age_keeps_every_time_and_does_not_panic() {
     assert_eq!(decoded.clamped_times, 1);
     assert_eq!(crate::sources::age_secs_to_ms(86_400), 86_400_000);
 }
+
+/// The events of a beacon keep their own slots packed: the writer, the
+/// readers of conditions, ids and strings, and an edit of one event read
+/// them in place. Only a reader asking for a `Value` of a packed string or
+/// number makes the block's slots, and what it reads is what was written.
+#[test]
+fn a_beacons_packed_slots_are_written_and_read_in_place() {
+    let body = std::fs::read("testdata/beacons/realistic-10-events.json").unwrap();
+    let limits = BeaconLimits {
+        max_string_bytes: 10_000,
+        ..limits()
+    };
+    let mut events = decode(&body, &facts(), &limits).unwrap().events;
+    let documents: Vec<Vec<u8>> = events
+        .iter()
+        .map(|event| {
+            let mut out = Vec::new();
+            event.write_json(&mut out);
+            out
+        })
+        .collect();
+    let id = FieldId::of;
+    for event in &events {
+        assert_eq!(event.own_block_slots_made(), Some(false));
+        let ty = event.get_id(id(schema::RUM_TYPE)).and_then(Value::as_str);
+        assert!(ty.is_some());
+        assert_eq!(event.get_id_str(id(schema::RUM_TYPE)), ty);
+        assert!(event.read_id(id("event.dataset")).is_some());
+        assert!(event.read_id(id(schema::SESSION_ID)).is_some());
+        assert!(event.has_id(id(schema::RUM_SEQ)));
+        assert!(event.own_ids().count() >= 3);
+        let _ = event.get_own_id(id(schema::RUM_TYPE));
+        let _ = event.get_id_str(id("rum.vital.name"));
+        let _ = event.get_id_str(id("rum.http.url"));
+        let _ = event.get_id(id(schema::RUM_UA_HINTS));
+    }
+    // An edit of one event copies its run alone.
+    let name = id("rum.vital.name");
+    let edited = events
+        .iter()
+        .position(|e| e.get_id_str(name).is_some())
+        .expect("a vital");
+    events[edited].set(name, "edited");
+    events[edited].remove_id(id(schema::RUM_SEQ));
+    assert_eq!(events[0].own_block_slots_made(), Some(false));
+    assert_eq!(events[edited].get_id_str(name), Some("edited"));
+    assert!(!events[edited].has_id(id(schema::RUM_SEQ)));
+    for (i, (event, before)) in events.iter().zip(&documents).enumerate() {
+        let mut out = Vec::new();
+        event.write_json(&mut out);
+        if i == edited {
+            let mut want: Value = serde_json::from_slice(before).unwrap();
+            want["rum"]["vital"]["name"] = json!("edited");
+            want["rum"].as_object_mut().unwrap().remove("seq");
+            assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), want);
+        } else {
+            assert_eq!(&out, before, "event {i}");
+        }
+    }
+    // A number as a value: the block's slots are made, the same values.
+    let seq = events[0].get_id(id(schema::RUM_SEQ)).cloned();
+    assert_eq!(seq, Some(json!(0)));
+    assert_eq!(events[0].own_block_slots_made(), Some(true));
+    for (i, (event, before)) in events.iter().zip(&documents).enumerate() {
+        if i != edited {
+            let mut out = Vec::new();
+            event.write_json(&mut out);
+            assert_eq!(&out, before, "event {i} after its block's slots were made");
+            assert_eq!(
+                event.to_value(),
+                serde_json::from_slice::<Value>(before).unwrap()
+            );
+        }
+    }
+}

@@ -10,9 +10,7 @@ use serde_json::{Map, Value};
 
 use super::bounded::PairList;
 use super::{fits_slot, payload_slots, CONTEXT_IDS};
-use crate::event::{
-    common_value, value_bytes, Event, FieldId, FieldValue, OwnSlot, TextBlockBuilder,
-};
+use crate::event::{other_bytes, Event, FieldId, FieldValue, Packed, PackedSlot, TextBlockBuilder};
 use crate::schema::{EventType, FieldType};
 use crate::sources::json_scan::{Scan, ScanError, Scanner};
 
@@ -44,10 +42,13 @@ pub(super) enum WireEvents<'de> {
         count: usize,
         /// The slots of every slotted entry, each entry's a run of them:
         /// the beacon's events share this one list as one block.
-        slots: Vec<OwnSlot>,
-        /// What the slots' values hold on the heap, summed as they were
-        /// read: with 40 bytes a slot, the block's byte count, which no
-        /// buffer then walks the block to work out.
+        slots: Vec<PackedSlot>,
+        /// The values the slots keep aside (`Packed::Other`).
+        others: Vec<FieldValue>,
+        /// What the slots refer to (their strings, the values kept aside),
+        /// summed as they were read: with `PACKED_SLOT_BYTES` a slot, the
+        /// block's byte count, which no buffer then walks the block to
+        /// work out.
         heap_bytes: usize,
     },
     NotArray,
@@ -217,6 +218,7 @@ fn read_events<'de>(
     // Every entry's slots, one run after another: one block for all of the
     // beacon's events, made to its exact size by `Event::in_block`'s caller.
     let mut slots = Vec::with_capacity(128);
+    let mut others = Vec::new();
     let mut heap_bytes = 0;
     let mut count = 0;
     while sc.element(count == 0)? {
@@ -233,7 +235,13 @@ fn read_events<'de>(
         // may unwind) and copied over by 16-byte loads straddling the 8-byte
         // stores that made it, a failed store forward every entry.
         entries.reserve(1);
-        let entry = read_entry(sc, seq, &mut slots, &mut heap_bytes, strings)?;
+        let mut kept = Kept {
+            slots: &mut slots,
+            others: &mut others,
+            heap: &mut heap_bytes,
+            strings,
+        };
+        let entry = read_entry(sc, seq, &mut kept)?;
         // SAFETY: `reserve` made room for one past `seq`, the length.
         unsafe {
             entries.as_mut_ptr().add(seq).write(entry);
@@ -244,17 +252,37 @@ fn read_events<'de>(
         entries,
         count,
         slots,
+        others,
         heap_bytes,
     })
+}
+
+/// Where the fast path keeps what it reads of the entries.
+pub(super) struct Kept<'k> {
+    pub(super) slots: &'k mut Vec<PackedSlot>,
+    pub(super) others: &'k mut Vec<FieldValue>,
+    /// What the slots refer to, in bytes (their strings are counted by the
+    /// caller from `strings`, the values kept aside as they are kept).
+    pub(super) heap: &'k mut usize,
+    pub(super) strings: &'k mut TextBlockBuilder,
+}
+
+impl Kept<'_> {
+    /// `value` kept aside, its bytes counted.
+    fn other(&mut self, value: FieldValue) -> Packed {
+        *self.heap += other_bytes(&value);
+        // Bodies are limited far below 2^32 values.
+        let index = u32::try_from(self.others.len()).unwrap_or(u32::MAX);
+        self.others.push(value);
+        Packed::Other(index)
+    }
 }
 
 /// Entry `seq` of `events` (depth 3); its values are at depth 4.
 fn read_entry<'de>(
     sc: &mut Scanner<'de, '_>,
     seq: usize,
-    slots: &mut Vec<OwnSlot>,
-    heap_bytes: &mut usize,
-    strings: &mut TextBlockBuilder,
+    kept: &mut Kept<'_>,
 ) -> Scan<WireEntry<'de>> {
     if sc.peek()? != b'{' {
         sc.skip(3)?;
@@ -262,20 +290,22 @@ fn read_entry<'de>(
     }
     let start = sc.position();
     sc.begin_object(3)?;
-    let run_start = slots.len();
-    let heap_start = *heap_bytes;
-    let strings_start = strings.pushed_bytes();
-    let strings_mark = strings.pushed_count();
-    if let Some(slotted) = read_slots(sc, seq, slots, heap_bytes, strings)? {
+    let run_start = kept.slots.len();
+    let others_start = kept.others.len();
+    let heap_start = *kept.heap;
+    let strings_start = kept.strings.pushed_bytes();
+    let strings_mark = kept.strings.pushed_count();
+    if let Some(slotted) = read_slots(sc, seq, kept)? {
         // Its strings' bytes, all in the block: summed here, not per string.
-        *heap_bytes += strings.pushed_bytes() - strings_start;
+        *kept.heap += kept.strings.pushed_bytes() - strings_start;
         return Ok(WireEntry::Slotted(slotted));
     }
     // What the fast path read of this entry goes, its strings too: left
     // in the block, they were held by every event and counted by none.
-    slots.truncate(run_start);
-    *heap_bytes = heap_start;
-    strings.forget_since(strings_mark);
+    kept.slots.truncate(run_start);
+    kept.others.truncate(others_start);
+    *kept.heap = heap_start;
+    kept.strings.forget_since(strings_mark);
     // Read again, as key/value pairs, from its `{`.
     sc.rewind(start);
     sc.begin_object(3)?;
@@ -290,35 +320,22 @@ fn read_entry<'de>(
 }
 
 /// The string `peek` showed, for a slot of a string type, put at `place`:
-/// a common keyword (a vital's name, a rating, a method...) as its shared
-/// static value, anything else appended to the request's strings. Neither
-/// allocates. Each arm puts its own value, built at its place: one
-/// `FieldValue` for all (or one returned from a call) was put together on
-/// the stack and copied over by loads straddling the narrower stores that
-/// made it, a failed store forward each time (a sixth of `read_events`'
-/// samples under `perf`).
+/// appended to the request's strings, the slot its index there.
 #[inline(always)]
 fn put_string(
     sc: &mut Scanner<'_, '_>,
-    ty: FieldType,
-    strings: &mut TextBlockBuilder,
+    kept: &mut Kept<'_>,
     placed: &mut Placed,
     place: u8,
 ) -> Scan<()> {
     let text = sc.string()?;
     sc.limits.string::<ScanError>(text.len())?;
-    let common = match ty {
-        FieldType::Keyword => common_value(&text),
-        _ => None,
+    let value = match kept.strings.append_index(&text) {
+        Some(index) => Packed::Text(index),
+        // Past 4 GiB of strings: a string of its own.
+        None => kept.other(Value::String(text.into_owned()).into()),
     };
-    match common {
-        Some(value) => placed.put(place, FieldValue::Static(value)),
-        None => match strings.append(&text) {
-            Some((block, index)) => placed.put(place, FieldValue::Text(block, index)),
-            // Past 4 GiB of strings: a string of its own.
-            None => placed.put(place, Value::String(text.into_owned()).into()),
-        },
-    }
+    placed.put(place, value);
     Ok(())
 }
 
@@ -331,7 +348,7 @@ pub(super) const MAX_PLACES: usize = 32;
 /// each entry's slots cost ~430 instructions). Only the filled places are
 /// ever written or read: nothing to set up for those an entry leaves empty.
 struct Placed {
-    values: [MaybeUninit<FieldValue>; MAX_PLACES],
+    values: [MaybeUninit<Packed>; MAX_PLACES],
     /// The places holding a value (a `u32`: a place's bit is below
     /// `MAX_PLACES`, with no bounds check on `values`).
     filled: u32,
@@ -350,72 +367,31 @@ impl Placed {
         self.filled & (1 << place) != 0
     }
 
-    /// `value` at an empty `place`.
-    ///
-    /// The place is taken modulo `MAX_PLACES` (every place is below it:
-    /// `SlotTable::new` asserts it), so no bounds check stands between the
-    /// making of the value and its store. With one (a panic path that must
-    /// drop the value) the value was built on the stack by narrow stores and
-    /// copied over by 16-byte loads that straddled them: a failed store
-    /// forward each time, a third of `read_entry`'s time under `perf`.
+    /// `value` at `place`, over the value there if any. The place is
+    /// taken modulo `MAX_PLACES` (every place is below it: `SlotTable::new`
+    /// asserts it): no bounds check between the value and its store.
     #[inline(always)]
-    fn put(&mut self, place: u8, value: FieldValue) {
+    fn put(&mut self, place: u8, value: Packed) {
         debug_assert!(usize::from(place) < MAX_PLACES, "place {place}");
-        debug_assert!(!self.has(place), "place {place} filled twice");
         let place = usize::from(place) % MAX_PLACES;
         self.values[place].write(value);
         self.filled |= 1 << place;
     }
 
-    /// `value` at `place`, over the value there if any.
-    fn replace(&mut self, place: u8, value: FieldValue) {
-        if self.has(place) {
-            // SAFETY: a filled place holds an initialized value, dropped
-            // once here and written again at once.
-            unsafe { self.values[usize::from(place)].assume_init_drop() };
-            self.filled &= !(1 << place);
-        }
-        self.put(place, value);
-    }
-
-    /// The values onto `fields` with their ids, in place order; none left.
+    /// The values onto `slots` with their ids, in place order.
     #[inline(always)]
-    fn push_onto(&mut self, ids: &[FieldId; MAX_PLACES], fields: &mut Vec<OwnSlot>) {
-        let mut filled = std::mem::take(&mut self.filled);
-        let len = fields.len();
-        let count = filled.count_ones() as usize;
-        fields.reserve(count);
-        let mut end = fields.as_mut_ptr().wrapping_add(len);
+    fn push_onto(&self, ids: &[FieldId; MAX_PLACES], slots: &mut Vec<PackedSlot>) {
+        let mut filled = self.filled;
+        slots.reserve(filled.count_ones() as usize);
         while filled != 0 {
             let place = filled.trailing_zeros() as usize;
             filled &= filled - 1;
-            // SAFETY: `place` was filled (its bit was set) and is read once
-            // (`self.filled` is cleared: `drop` leaves it). `count` slots
-            // past `len` are reserved, one written per bit of `filled`, and
-            // the length covers them once all are written.
-            // Id and value are written each on its own: as one tuple they
-            // were put together on the stack first and copied over.
-            unsafe {
-                let value = self.values[place].assume_init_read();
-                std::ptr::addr_of_mut!((*end).0).write(ids[place]);
-                std::ptr::addr_of_mut!((*end).1).write(Some(value));
-                end = end.add(1);
-            }
-        }
-        // SAFETY: see above.
-        unsafe { fields.set_len(len + count) };
-    }
-}
-
-impl Drop for Placed {
-    /// An entry given up on (or a body refused) halfway: its values go.
-    fn drop(&mut self) {
-        while self.filled != 0 {
-            let place = self.filled.trailing_zeros() as usize;
-            self.filled &= self.filled - 1;
-            // SAFETY: the bit was set, so the place holds a value, and
-            // cleared first, so it is dropped once.
-            unsafe { self.values[place].assume_init_drop() };
+            // SAFETY: `place` was filled (its bit was set).
+            let value = unsafe { self.values[place].assume_init() };
+            slots.push(PackedSlot {
+                id: ids[place],
+                value,
+            });
         }
     }
 }
@@ -460,11 +436,9 @@ fn keep_other_key<'k>(
 fn read_slots(
     sc: &mut Scanner<'_, '_>,
     seq: usize,
-    fields: &mut Vec<OwnSlot>,
-    heap: &mut usize,
-    strings: &mut TextBlockBuilder,
+    kept: &mut Kept<'_>,
 ) -> Scan<Option<SlottedEntry>> {
-    let start = fields.len();
+    let start = kept.slots.len();
     match sc.key(true)? {
         Some(key) if key == "type" && sc.peek()? == b'"' => {}
         _ => return Ok(None),
@@ -481,8 +455,8 @@ fn read_slots(
     let slots = payload_slots(event_type);
     let fixed = &slots.fixed;
     let mut placed = Placed::new();
-    placed.put(fixed.dataset, FieldValue::Static(slots.dataset));
-    placed.put(fixed.rum_type, FieldValue::Static(slots.type_name));
+    placed.put(fixed.dataset, Packed::Fixed(slots.dataset));
+    placed.put(fixed.rum_type, Packed::Fixed(slots.type_name));
     // The payload keys read (by index in `slots.slots`): a repeat gives up.
     let mut taken: u64 = 0;
     let mut others: Vec<Cow<'_, str>> = Vec::new();
@@ -512,20 +486,36 @@ fn read_slots(
                 let (_, id, ty) = slots.slots[i];
                 let place = slots.places[i];
                 match sc.peek()? {
+                    // An unknown type's own name goes over the
+                    // `original_type` an entry sends: that string is read
+                    // and checked, not kept (in the block, it would be
+                    // held and counted by no slot).
+                    b'"' if original_type.is_some() && id == CONTEXT_IDS.original_type => {
+                        let text = sc.string()?;
+                        sc.limits.string::<ScanError>(text.len())?;
+                        continue;
+                    }
                     b'"' if ty.takes_strings() => {
-                        put_string(sc, ty, strings, &mut placed, place)?;
+                        put_string(sc, kept, &mut placed, place)?;
                         continue;
                     }
                     // Most payload values are numbers (timings, sizes): read
-                    // as one, never null, no heap bytes.
+                    // as one, never null, kept as the number it is.
                     b'-' | b'0'..=b'9' => {
-                        let value = Value::Number(sc.number_inlined()?);
+                        let n = sc.number_inlined()?;
                         // A `double` takes any number (most timings): no
                         // call to find that out, for all but the error
                         // count `fits_slot` checks further.
-                        let any_number = ty == FieldType::Double && id != CONTEXT_IDS.error_count;
-                        if any_number || fits_slot(id, ty, &value) {
-                            placed.put(place, FieldValue::Owned(value));
+                        if ty == FieldType::Double && id != CONTEXT_IDS.error_count {
+                            placed.put(place, Packed::number(&n));
+                            continue;
+                        }
+                        let value = Value::Number(n);
+                        if fits_slot(id, ty, &value) {
+                            let Value::Number(n) = &value else {
+                                unreachable!("made a number above")
+                            };
+                            placed.put(place, Packed::number(n));
                         } else {
                             extra
                                 .get_or_insert_with(Map::new)
@@ -540,8 +530,15 @@ fn read_slots(
                     continue;
                 }
                 if fits_slot(id, ty, &value) {
-                    *heap += value_bytes(&value);
-                    placed.put(place, FieldValue::Owned(value));
+                    let value = match value {
+                        Value::Number(n) => Packed::number(&n),
+                        Value::String(text) => match kept.strings.append_index(&text) {
+                            Some(index) => Packed::Text(index),
+                            None => kept.other(Value::String(text).into()),
+                        },
+                        value => kept.other(value.into()),
+                    };
+                    placed.put(place, value);
                 } else {
                     extra
                         .get_or_insert_with(Map::new)
@@ -559,32 +556,38 @@ fn read_slots(
     }
     // Never empty when made.
     if let Some(extra) = extra {
-        let extra = Value::Object(extra);
-        *heap += value_bytes(&extra);
-        placed.put(fixed.extra, extra.into());
+        let extra = kept.other(Value::Object(extra).into());
+        placed.put(fixed.extra, extra);
     }
     let unknown_type = original_type.is_some();
     if let Some(original_type) = original_type {
         // Over an `original_type` the entry sent, as the general reading does.
-        let original_type = Value::String(original_type);
-        *heap += value_bytes(&original_type);
-        placed.replace(fixed.original_type, original_type.into());
+        let original_type = match kept.strings.append_index(&original_type) {
+            Some(index) => Packed::Text(index),
+            None => kept.other(Value::String(original_type).into()),
+        };
+        placed.put(fixed.original_type, original_type);
     }
     // The entry's place in the beacon, unless it sent its own `seq`.
     if !placed.has(fixed.seq) {
-        placed.put(fixed.seq, FieldValue::Owned(Value::from(seq as u64)));
+        placed.put(fixed.seq, Packed::PosInt(seq as u64));
     }
     // The type's default, unless the event has its own.
     if let Some(place) = fixed.default.filter(|place| !placed.has(*place)) {
         if let Some((_, Some(default))) = Event::type_default(event_type) {
+            let default = match default {
+                FieldValue::Static(value) => Packed::Fixed(value),
+                FieldValue::Owned(Value::Number(n)) => Packed::number(&n),
+                other => kept.other(other),
+            };
             placed.put(place, default);
         }
     }
-    placed.push_onto(&slots.ids, fields);
+    placed.push_onto(&slots.ids, kept.slots);
     Ok(Some(SlottedEntry {
         unknown_type,
         ts,
-        slots: start..fields.len(),
+        slots: start..kept.slots.len(),
     }))
 }
 
