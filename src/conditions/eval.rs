@@ -145,12 +145,16 @@ impl Literal {
         match (self, value) {
             (Literal::String(a), value) => value.as_str() == Some(a.as_str()),
             (Literal::Boolean(a), FieldRead::Value(Value::Bool(b))) => a == b,
-            (Literal::Integer(a), FieldRead::Value(Value::Number(n))) => match n.as_i64() {
-                Some(i) => i == *a,
-                // A u64 above i64::MAX cannot equal an i64; a float can.
-                None => n.is_f64() && n.as_f64() == Some(*a as f64),
+            // A number held as one (a packed slot's) or as a `Value`.
+            (Literal::Integer(a), value) => match value.as_number() {
+                Some(n) => match n.as_i64() {
+                    Some(i) => i == *a,
+                    // A u64 above i64::MAX cannot equal an i64; a float can.
+                    None => n.is_f64() && n.as_f64() == Some(*a as f64),
+                },
+                None => false,
             },
-            (Literal::Float(a), FieldRead::Value(Value::Number(n))) => n.as_f64() == Some(*a),
+            (Literal::Float(a), value) => value.as_f64() == Some(*a),
             _ => false,
         }
     }

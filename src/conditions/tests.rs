@@ -388,10 +388,13 @@ fn edit_distance_counts_single_edits() {
 }
 
 /// A beacon as the `rum_beacon` source decodes it: its strings (service,
-/// session, URL parts, the events' names) in the request's text block.
-fn decoded_beacon() -> Vec<Event> {
+/// session, URL parts, the events' names) in the request's text block:
+/// the same beacon with its keys sorted (as `json!` writes them: each
+/// entry read key by key into slots of its own) or with `type` first, as
+/// clients send it (read straight into the block's packed slots).
+fn decoded_beacon(type_first: bool) -> Vec<Event> {
     use crate::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
-    let body = json!({
+    let sorted = json!({
         "v": 1,
         "app": {"name": "shop", "version": "1.2.3"},
         "session": {"id": "sess-abc"},
@@ -402,20 +405,35 @@ fn decoded_beacon() -> Vec<Event> {
         ],
     })
     .to_string();
+    let first = r#"{"v": 1, "app": {"name": "shop", "version": "1.2.3"},
+        "session": {"id": "sess-abc"},
+        "view": {"id": "view-1", "url": "https://shop.example.com/cart?step=2"},
+        "events": [
+            {"type": "web_vital", "ts": 1763700000000, "name": "LCP", "value": 1234.5, "id": "v4-lcp-1"},
+            {"type": "error", "ts": 1763700000100, "message": "boom in checkout", "count": 2}]}"#;
+    let body = if type_first { first } else { &sorted };
     let facts = RequestFacts {
         received_at_ms: 1_763_700_000_200,
         client_ip: "203.0.113.9".parse().unwrap(),
         user_agent: Some("Mozilla/5.0 test"),
         client_hints: vec![],
     };
-    decode(body.as_bytes(), &facts, &BeaconLimits::default())
+    let events = decode(body.as_bytes(), &facts, &BeaconLimits::default())
         .expect("the beacon decodes")
-        .events
+        .events;
+    let packed = type_first.then_some(false);
+    assert!(events.iter().all(|e| e.own_block_slots_made() == packed));
+    events
 }
 
 #[test]
 fn conditions_read_a_requests_strings_in_place_and_allocate_nothing() {
-    let events = decoded_beacon();
+    for type_first in [false, true] {
+        conditions_allocate_nothing(decoded_beacon(type_first));
+    }
+}
+
+fn conditions_allocate_nothing(events: Vec<Event>) {
     let set = ConditionSet::new([
         condition("field = \"service.name\"\nequals = \"shop\""),
         condition("field = \"url.domain\"\nin = [\"blog.example.com\", \"shop.example.com\"]"),

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Number, Value};
 
 use super::counted::{Counted, Releases};
 use super::fields::{self, FieldId, FieldPath};
@@ -96,11 +96,50 @@ impl FieldValue {
 /// Asking a block's string for a `Value` instead (`Deref`) makes one, a
 /// `String` and its cell kept as long as the block: a `route` on
 /// `service.name` or a document id from `session.id` did so per beacon.
+/// A number, of a packed slot (`PackedSlots`), is `Number`: it has no
+/// `Value` to point to. Compare numbers through [`FieldRead::as_number`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum FieldRead<'v> {
     Str(&'v str),
-    /// Anything but a string (`null` included).
+    /// A number held as the number it is, not as a `Value`.
+    Number(Num),
+    /// Anything else (`null` included, and a number of a `Value`).
     Value(&'v Value),
+}
+
+/// A number as `serde_json` holds one: an unsigned or a negative integer,
+/// or a finite float.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Num {
+    PosInt(u64),
+    NegInt(i64),
+    Float(f64),
+}
+
+impl Num {
+    /// `n` as the number it is: `serde_json` keeps a number as one of
+    /// these three, and gives it back the same.
+    #[inline]
+    pub fn of(n: &Number) -> Num {
+        if let Some(u) = n.as_u64() {
+            Num::PosInt(u)
+        } else if let Some(i) = n.as_i64() {
+            Num::NegInt(i)
+        } else {
+            Num::Float(n.as_f64().unwrap_or_default())
+        }
+    }
+
+    /// The `serde_json` number (`None` only for a float that is not finite,
+    /// which no `Num` made by `of` holds).
+    #[inline]
+    pub fn to_number(self) -> Option<Number> {
+        match self {
+            Num::PosInt(u) => Some(u.into()),
+            Num::NegInt(i) => Some(i.into()),
+            Num::Float(f) => Number::from_f64(f),
+        }
+    }
 }
 
 impl<'v> FieldRead<'v> {
@@ -120,15 +159,17 @@ impl<'v> FieldRead<'v> {
         match self {
             FieldRead::Str(text) => Some(text),
             FieldRead::Value(value) => value.as_str(),
+            FieldRead::Number(_) => None,
         }
     }
 
-    /// The value if it is not a string.
+    /// The number, whether held as one or as a `Value`.
     #[inline]
-    pub fn as_value(self) -> Option<&'v Value> {
+    pub fn as_number(self) -> Option<Number> {
         match self {
-            FieldRead::Value(value) => Some(value),
-            FieldRead::Str(_) => None,
+            FieldRead::Number(n) => n.to_number(),
+            FieldRead::Value(Value::Number(n)) => Some(n.clone()),
+            _ => None,
         }
     }
 
@@ -137,11 +178,11 @@ impl<'v> FieldRead<'v> {
     }
 
     pub fn as_f64(self) -> Option<f64> {
-        self.as_value()?.as_f64()
+        self.as_number()?.as_f64()
     }
 
     pub fn as_u64(self) -> Option<u64> {
-        self.as_value()?.as_u64()
+        self.as_number()?.as_u64()
     }
 }
 

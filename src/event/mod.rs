@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 pub use block::{EventBlock, SlotBlock};
 pub use common_values::common_value;
 use context::{find, find_label, put, slot_bytes};
-pub use context::{value_bytes, Context, FieldRead, FieldValue};
+pub use context::{value_bytes, Context, FieldRead, FieldValue, Num};
 pub use counted::{Counted, Credit, Releases};
 pub use fields::{FieldId, FieldPath, OBJECT_SLOTS};
 pub use packed::{other_bytes, Packed, PackedSlot, PackedSlots, PACKED_SLOT_BYTES};
@@ -602,11 +602,7 @@ impl Event {
             OwnFind::NotOwn => find(&self.context.fields, &id).map(FieldValue::read),
             OwnFind::Removed => None,
             OwnFind::Slot(value) => Some(value.read()),
-            // A packed number has no `Value` to read: the block's slots
-            // are made (`PackedSlots::as_slots`).
-            OwnFind::Packed(packed, value) => packed
-                .read(value)
-                .or_else(|| self.field(id).map(FieldValue::read)),
+            OwnFind::Packed(packed, value) => packed.read(value),
         }
     }
 

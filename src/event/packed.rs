@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use serde_json::ser::{CompactFormatter, Formatter};
 use serde_json::{Number, Value};
 
-use super::context::{slot_bytes, FieldRead, FieldValue};
+use super::context::{slot_bytes, FieldRead, FieldValue, Num};
 use super::counted::Counted;
 use super::fields::FieldId;
 use super::text_block::{text_bytes, TextBlock};
@@ -133,16 +133,16 @@ impl PackedSlots {
         self.text.as_ref().map_or("", |block| block.str(index))
     }
 
-    /// The value as a reader that compares or copies it sees it; `None`
-    /// for a number, which has no `Value` until the slots are made
-    /// ([`PackedSlots::as_slots`]).
+    /// The value as a reader that compares or copies it sees it.
     #[inline]
     pub fn read(&self, value: Packed) -> Option<FieldRead<'_>> {
         match value {
             Packed::Text(index) => Some(FieldRead::Str(self.text(index))),
             Packed::Fixed(value) => Some(FieldRead::of(value)),
             Packed::Other(index) => self.others.get(index as usize).map(FieldValue::read),
-            Packed::PosInt(_) | Packed::NegInt(_) | Packed::Float(_) => None,
+            Packed::PosInt(u) => Some(FieldRead::Number(Num::PosInt(u))),
+            Packed::NegInt(i) => Some(FieldRead::Number(Num::NegInt(i))),
+            Packed::Float(f) => Some(FieldRead::Number(Num::Float(f))),
         }
     }
 

@@ -64,8 +64,13 @@ pub fn document_id(event: &Event, untimed_source: &[u8]) -> String {
             Some(FieldRead::Str(text)) => part(&mut hasher, 1, text.as_bytes()),
             // An integer's text (`rum.seq`, in every id) as `to_string`
             // gives it, without the allocation.
-            Some(FieldRead::Value(Value::Number(n))) if n.is_i64() || n.is_u64() => {
-                part(&mut hasher, 2, integer_text(n, &mut digits))
+            Some(read @ (FieldRead::Number(_) | FieldRead::Value(Value::Number(_)))) => {
+                match read.as_number() {
+                    Some(n) if n.is_i64() || n.is_u64() => {
+                        part(&mut hasher, 2, integer_text(&n, &mut digits))
+                    }
+                    n => part(&mut hasher, 2, Value::from(n).to_string().as_bytes()),
+                }
             }
             Some(FieldRead::Value(other)) => part(&mut hasher, 2, other.to_string().as_bytes()),
         }
@@ -467,37 +472,49 @@ mod tests {
     #[test]
     fn a_decoded_events_id_reads_its_strings_in_place() {
         use crate::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
-        let body = json!({
+        // Keys sorted (as `json!` writes them: the entry read key by key)
+        // and `type` first (read straight into packed slots).
+        let sorted = json!({
             "v": 1, "session": {"id": "s-1"}, "view": {"id": "v-1", "url": "https://x.example/"},
             "events": [{"type": "web_vital", "ts": 1_763_700_000_000_i64, "seq": 3,
                         "name": "LCP", "value": 1.5}],
         })
         .to_string();
+        let type_first = r#"{"v": 1, "session": {"id": "s-1"},
+            "view": {"id": "v-1", "url": "https://x.example/"},
+            "events": [{"type": "web_vital", "ts": 1763700000000, "seq": 3,
+                        "name": "LCP", "value": 1.5}]}"#;
         let facts = RequestFacts {
             received_at_ms: 1_763_700_000_200,
             client_ip: "203.0.113.9".parse().unwrap(),
             user_agent: None,
             client_hints: vec![],
         };
-        let events = decode(body.as_bytes(), &facts, &BeaconLimits::default())
-            .expect("decodes")
-            .events;
-        for path in ["session.id", "view.id"] {
-            let id = FieldId::of(path);
-            assert!(
-                events[0].text_block_held_bytes(id).is_some(),
-                "{path}: a request's string"
-            );
+        for (body, packed) in [(sorted.as_str(), None), (type_first, Some(false))] {
+            let events = decode(body.as_bytes(), &facts, &BeaconLimits::default())
+                .expect("decodes")
+                .events;
+            assert_eq!(events[0].own_block_slots_made(), packed);
+            for path in ["session.id", "view.id"] {
+                let id = FieldId::of(path);
+                assert!(
+                    events[0].text_block_held_bytes(id).is_some(),
+                    "{path}: a request's string"
+                );
+            }
+            let (id, held) = crate::test_alloc::held_by(|| document_id(&events[0], b""));
+            assert_eq!(held, id.capacity(), "only the id itself is kept");
+            // `rum.seq`, a packed number, is read as one: the block's
+            // slots are not made.
+            assert_eq!(events[0].own_block_slots_made(), packed);
+            let same = Event::from(json!({
+                "session": {"id": "s-1"}, "view": {"id": "v-1"},
+                "rum": {"type": "web_vital", "seq": 3, "client_ts": 1_763_700_000_000_i64}
+            }));
+            assert_eq!(id, document_id(&same, b""));
+            assert_eq!(id, "GSlA3NZdsmuESC5D8z4_IA", "the recipe's test vector");
+            assert!(!id_needs_source(&events[0]));
         }
-        let (id, held) = crate::test_alloc::held_by(|| document_id(&events[0], b""));
-        assert_eq!(held, id.capacity(), "only the id itself is kept");
-        let same = Event::from(json!({
-            "session": {"id": "s-1"}, "view": {"id": "v-1"},
-            "rum": {"type": "web_vital", "seq": 3, "client_ts": 1_763_700_000_000_i64}
-        }));
-        assert_eq!(id, document_id(&same, b""));
-        assert_eq!(id, "GSlA3NZdsmuESC5D8z4_IA", "the recipe's test vector");
-        assert!(!id_needs_source(&events[0]));
     }
 
     #[test]

@@ -240,6 +240,9 @@ pub fn observe<'a>(event: &'a Event, fields: &EventFields) -> Option<Observation
         .map(|path| match path.as_ref().and_then(get) {
             Some(FieldRead::Str(s)) => Cow::Borrowed(s),
             Some(FieldRead::Value(Value::Number(n))) => Cow::Owned(n.to_string()),
+            Some(read @ FieldRead::Number(_)) => {
+                Cow::Owned(read.as_number().map_or_else(String::new, |n| n.to_string()))
+            }
             Some(FieldRead::Value(Value::Bool(b))) => {
                 Cow::Borrowed(if *b { "true" } else { "false" })
             }

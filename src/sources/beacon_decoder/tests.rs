@@ -915,6 +915,12 @@ fn a_beacons_packed_slots_are_written_and_read_in_place() {
         assert!(event.read_id(id("event.dataset")).is_some());
         assert!(event.read_id(id(schema::SESSION_ID)).is_some());
         assert!(event.has_id(id(schema::RUM_SEQ)));
+        assert!(matches!(
+            event.read_id(id(schema::RUM_SEQ)),
+            Some(crate::event::FieldRead::Number(crate::event::Num::PosInt(
+                _
+            )))
+        ));
         assert!(event.own_ids().count() >= 3);
         let _ = event.get_own_id(id(schema::RUM_TYPE));
         let _ = event.get_id_str(id("rum.vital.name"));
