@@ -97,14 +97,29 @@ impl FieldValue {
 /// `String` and its cell kept as long as the block: a `route` on
 /// `service.name` or a document id from `session.id` did so per beacon.
 /// A number, of a packed slot (`PackedSlots`), is `Number`: it has no
-/// `Value` to point to. Compare numbers through [`FieldRead::as_number`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// `Value` to point to. Equality compares numbers by value, whichever way
+/// each is held (the same event reads `Number` packed, `Value` once an
+/// edit copied its slots out).
+#[derive(Debug, Clone, Copy)]
 pub enum FieldRead<'v> {
     Str(&'v str),
     /// A number held as the number it is, not as a `Value`.
     Number(Num),
     /// Anything else (`null` included, and a number of a `Value`).
     Value(&'v Value),
+}
+
+impl PartialEq for FieldRead<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (FieldRead::Str(a), FieldRead::Str(b)) => a == b,
+            (FieldRead::Value(a), FieldRead::Value(b)) => a == b,
+            (FieldRead::Number(_), _) | (_, FieldRead::Number(_)) => {
+                self.as_number().is_some() && self.as_number() == other.as_number()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A number as `serde_json` holds one: an unsigned or a negative integer,

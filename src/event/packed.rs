@@ -83,7 +83,6 @@ pub struct PackedSlot {
 }
 
 /// The packed slots of a request's events, with what they refer to.
-#[derive(Debug)]
 pub struct PackedSlots {
     slots: Vec<PackedSlot>,
     /// The request's strings (`Packed::Text`): one reference for all.
@@ -247,6 +246,20 @@ impl PackedSlots {
             .map(|value| OTHER_BYTES + slot_bytes(value))
             .sum();
         self.slots.len() * PACKED_SLOT_BYTES + strings + others
+    }
+}
+
+impl std::fmt::Debug for PackedSlots {
+    /// Each slot's id and value as a reader reads it (the text of a
+    /// string, not its index), whether or not its `OwnSlot`s were made.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.slots
+                    .iter()
+                    .map(|slot| (slot.id, self.read(slot.value))),
+            )
+            .finish()
     }
 }
 

@@ -877,3 +877,40 @@ fn documents_with_members_and_labels_match_a_nested_sorted_map() {
         }
     }
 }
+
+/// A number reads the same whether a packed slot holds it (`Number`) or a
+/// `Value` does: equal by value, and never equal to its text.
+#[test]
+fn numbers_read_equal_whichever_way_they_are_held() {
+    let three = json!(3);
+    let half = json!(1.5);
+    let minus = json!(-2);
+    assert_eq!(FieldRead::Number(Num::PosInt(3)), FieldRead::Value(&three));
+    assert_eq!(FieldRead::Value(&half), FieldRead::Number(Num::Float(1.5)));
+    assert_eq!(FieldRead::Number(Num::NegInt(-2)), FieldRead::Value(&minus));
+    assert_eq!(
+        FieldRead::Number(Num::PosInt(3)),
+        FieldRead::Number(Num::PosInt(3))
+    );
+    assert_ne!(FieldRead::Number(Num::PosInt(3)), FieldRead::Value(&half));
+    assert_ne!(FieldRead::Number(Num::PosInt(3)), FieldRead::Str("3"));
+    assert_ne!(
+        FieldRead::Number(Num::PosInt(3)),
+        FieldRead::Value(&Value::Null)
+    );
+    assert_eq!(FieldRead::Str("a"), FieldRead::Str("a"));
+    for n in [
+        json!(0),
+        json!(u64::MAX),
+        json!(i64::MIN),
+        json!(-0.0),
+        json!(1e300),
+    ] {
+        let Value::Number(number) = &n else {
+            unreachable!()
+        };
+        let num = Num::of(number);
+        assert_eq!(num.to_number().as_ref(), Some(number), "{n}");
+        assert_eq!(FieldRead::Number(num), FieldRead::Value(&n), "{n}");
+    }
+}

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::{FunctionTransform, TransformContext};
 use crate::config::CheckConfig;
-use crate::event::{context_runs, Batch, Event, FieldId};
+use crate::event::{context_runs, Batch, Event, FieldId, FieldRead};
 use crate::schema::{self, EventType};
 use crate::telemetry::Counter;
 
@@ -163,6 +163,8 @@ struct SampleIds {
     session: FieldId,
     view: FieldId,
     rate: FieldId,
+    seq: FieldId,
+    url_full: FieldId,
 }
 
 static IDS: std::sync::LazyLock<SampleIds> = std::sync::LazyLock::new(|| SampleIds {
@@ -170,6 +172,8 @@ static IDS: std::sync::LazyLock<SampleIds> = std::sync::LazyLock::new(|| SampleI
     session: FieldId::of(schema::SESSION_ID),
     view: FieldId::of(schema::VIEW_ID),
     rate: FieldId::of(schema::RUM_SAMPLE_RATE),
+    seq: FieldId::of(schema::RUM_SEQ),
+    url_full: FieldId::of(schema::URL_FULL),
 });
 
 impl Sample {
@@ -241,14 +245,13 @@ fn non_empty(event: &Event, id: FieldId) -> Option<&str> {
 /// the same event on every replica; a browser cannot reproduce it (the
 /// timestamp is corrected by the server), which is fine: it has a session.
 pub fn event_key(event: &Event) -> String {
-    // A string read in place (`url.full` is a request's string: `get`
-    // would make a value of it first).
-    let part = |path: &str| match event.get_str(path) {
-        Some(text) => text.to_owned(),
-        None => match event.get(path) {
-            Some(Value::Number(n)) => n.to_string(),
-            _ => String::new(),
-        },
+    // Read in place: `url.full` is a request's string and `rum.seq` a
+    // packed number, which `get` would make values of (for a packed
+    // number, the whole block's slots).
+    let part = |id: FieldId| match event.read_id(id) {
+        Some(FieldRead::Str(text)) => text.to_owned(),
+        Some(read) => read.as_number().map_or_else(String::new, |n| n.to_string()),
+        None => String::new(),
     };
     let timestamp = event
         .timestamp_ms()
@@ -257,9 +260,9 @@ pub fn event_key(event: &Event) -> String {
     format!(
         "{}|{}|{}|{}",
         timestamp,
-        part(schema::RUM_TYPE),
-        part(schema::RUM_SEQ),
-        part(schema::URL_FULL)
+        part(IDS.rum_type),
+        part(IDS.seq),
+        part(IDS.url_full)
     )
 }
 
@@ -573,6 +576,38 @@ mod tests {
             kept.len()
         );
         assert_eq!(event_key(&bare[7]), "2026-01-01T00:00:00.007Z|action|7|");
+    }
+
+    /// A decoded beacon's events (`rum.seq` a packed number, `url.full` a
+    /// request's string) keyed as the same events built field by field,
+    /// read in place: the block's slots are not made. (No `sent_at`: the
+    /// latest `ts` is taken as sent when the request came, 200 ms later.)
+    #[test]
+    fn the_event_key_of_a_decoded_beacon_reads_it_in_place() {
+        use crate::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
+        let body = r#"{"v": 1, "view": {"url": "https://shop.example/a?b=1"}, "events": [
+            {"type": "action", "ts": 1763700000000, "kind": "click"},
+            {"type": "web_vital", "ts": 1763700000001, "name": "LCP", "value": 1.5}]}"#;
+        let facts = RequestFacts {
+            received_at_ms: 1_763_700_000_200,
+            client_ip: "203.0.113.9".parse().unwrap(),
+            user_agent: None,
+            client_hints: vec![],
+        };
+        let events = decode(body.as_bytes(), &facts, &BeaconLimits::default())
+            .expect("decodes")
+            .events;
+        let keys: Vec<String> = events.iter().map(event_key).collect();
+        assert!(events
+            .iter()
+            .all(|e| e.own_block_slots_made() == Some(false)));
+        assert_eq!(
+            keys,
+            [
+                "2025-11-21T04:40:00.199Z|action|0|https://shop.example/a?b=1",
+                "2025-11-21T04:40:00.200Z|web_vital|1|https://shop.example/a?b=1"
+            ]
+        );
     }
 
     #[test]
