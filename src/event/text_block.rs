@@ -184,10 +184,7 @@ impl TextBlockBuilder {
     pub fn append(&mut self, text: &str) -> Option<(Counted<TextBlock>, u32)> {
         let end = u32::try_from(self.text.len() + text.len()).ok()?;
         if self.text.capacity() == 0 {
-            // A beacon's context and events: about 700 bytes in some 25
-            // strings (each doubling on the way copied the text again).
-            self.text.reserve(1024);
-            self.ends.reserve(32);
+            self.reserve_first();
         }
         let block = self
             .block
@@ -210,13 +207,22 @@ impl TextBlockBuilder {
     pub fn append_index(&mut self, text: &str) -> Option<u32> {
         let end = u32::try_from(self.text.len() + text.len()).ok()?;
         if self.text.capacity() == 0 {
-            self.text.reserve(1024);
-            self.ends.reserve(32);
+            self.reserve_first();
         }
         self.text.push_str(text);
         let index = self.ends.len() as u32;
         self.ends.push(end);
         Some(index)
+    }
+
+    /// Room for a beacon's strings, made with the first: its context's and
+    /// events' take about 800 bytes in some 45 strings (keywords such as a
+    /// vital's name and rating among them), and each doubling on the way
+    /// copied them again.
+    #[cold]
+    fn reserve_first(&mut self) {
+        self.text.reserve(1024);
+        self.ends.reserve(64);
     }
 
     /// A reference to the block (made now if no string made it yet), for
