@@ -49,27 +49,23 @@ pub enum Packed {
 }
 
 impl Packed {
-    /// `n` as the number it is: `serde_json` keeps a number as one of
-    /// these three, and gives it back the same.
+    /// `n` as the number it is ([`Num::of`]).
     #[inline]
     pub fn number(n: &Number) -> Packed {
-        if let Some(u) = n.as_u64() {
-            Packed::PosInt(u)
-        } else if let Some(i) = n.as_i64() {
-            Packed::NegInt(i)
-        } else {
-            Packed::Float(n.as_f64().unwrap_or_default())
+        match Num::of(n) {
+            Num::PosInt(u) => Packed::PosInt(u),
+            Num::NegInt(i) => Packed::NegInt(i),
+            Num::Float(f) => Packed::Float(f),
         }
     }
 
     /// The number, if the value is one.
-    fn as_number(self) -> Option<Number> {
+    #[inline]
+    fn as_num(self) -> Option<Num> {
         match self {
-            Packed::PosInt(u) => Some(u.into()),
-            Packed::NegInt(i) => Some(i.into()),
-            // Finite: it came from a number (`Number::from_f64` refuses
-            // only NaN and the infinities).
-            Packed::Float(f) => Number::from_f64(f),
+            Packed::PosInt(u) => Some(Num::PosInt(u)),
+            Packed::NegInt(i) => Some(Num::NegInt(i)),
+            Packed::Float(f) => Some(Num::Float(f)),
             _ => None,
         }
     }
@@ -139,9 +135,7 @@ impl PackedSlots {
             Packed::Text(index) => Some(FieldRead::Str(self.text(index))),
             Packed::Fixed(value) => Some(FieldRead::of(value)),
             Packed::Other(index) => self.others.get(index as usize).map(FieldValue::read),
-            Packed::PosInt(u) => Some(FieldRead::Number(Num::PosInt(u))),
-            Packed::NegInt(i) => Some(FieldRead::Number(Num::NegInt(i))),
-            Packed::Float(f) => Some(FieldRead::Number(Num::Float(f))),
+            number => number.as_num().map(FieldRead::Number),
         }
     }
 
@@ -174,7 +168,12 @@ impl PackedSlots {
                 .get(index as usize)
                 .cloned()
                 .unwrap_or(FieldValue::Owned(Value::Null)),
-            number => FieldValue::Owned(number.as_number().map_or(Value::Null, Value::Number)),
+            number => FieldValue::Owned(
+                number
+                    .as_num()
+                    .and_then(Num::to_number)
+                    .map_or(Value::Null, Value::Number),
+            ),
         }
     }
 
