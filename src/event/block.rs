@@ -46,12 +46,18 @@ impl SlotBlock {
         }
     }
 
-    /// The slots `start..end` as `OwnSlot`s of their own (an edit copies
-    /// its event's run out), without making the whole block's.
-    pub fn run_slots(&self, start: u32, end: u32) -> Vec<OwnSlot> {
+    /// The slots `start..end` as `OwnSlot`s of their own, with room for
+    /// `spare` more (an edit copies its event's run out), without making
+    /// the whole block's.
+    pub fn run_slots(&self, start: u32, end: u32, spare: usize) -> Vec<OwnSlot> {
         match &self.0 {
-            Repr::Slots(slots) => slots.0[start as usize..end as usize].to_vec(),
-            Repr::Packed(packed) => packed.run_slots(start, end),
+            Repr::Slots(slots) => {
+                let run = &slots.0[start as usize..end as usize];
+                let mut fields = Vec::with_capacity(run.len() + spare);
+                fields.extend_from_slice(run);
+                fields
+            }
+            Repr::Packed(packed) => packed.run_slots(start, end, spare),
         }
     }
 
@@ -307,7 +313,7 @@ mod tests {
             json!(-7),
             json!("é\"\n"),
         ];
-        let run = packed.run_slots(2, 5);
+        let run = packed.run_slots(2, 5, 0);
         assert!(!packed.slots_made());
         let made = packed.as_slots();
         assert_eq!(made.len(), want.len());

@@ -305,14 +305,17 @@ impl OwnRef {
     /// A copy of the slots with room for `spare` more: a block's run made
     /// `OwnSlot`s for this event alone.
     fn run_slots(&self, spare: usize) -> Vec<OwnSlot> {
-        let mut fields = match self {
+        match self {
             OwnRef::Block {
                 slots, start, end, ..
-            } => slots.run_slots(*start, *end),
-            other => other.fields().to_vec(),
-        };
-        fields.reserve(spare);
-        fields
+            } => slots.run_slots(*start, *end, spare),
+            other => {
+                let run = other.fields();
+                let mut fields = Vec::with_capacity(run.len() + spare);
+                fields.extend_from_slice(run);
+                fields
+            }
+        }
     }
 }
 

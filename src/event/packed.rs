@@ -178,12 +178,16 @@ impl PackedSlots {
     }
 
     /// The slots `start..end` as `OwnSlot`s, made for them alone (an edit
-    /// of one event copies its run, not the block).
-    pub fn run_slots(&self, start: u32, end: u32) -> Vec<OwnSlot> {
-        self.run(start, end)
-            .iter()
-            .map(|slot| (slot.id, Some(self.field_value(slot.value))))
-            .collect()
+    /// of one event copies its run, not the block), with room for `spare`
+    /// more.
+    pub fn run_slots(&self, start: u32, end: u32, spare: usize) -> Vec<OwnSlot> {
+        let run = self.run(start, end);
+        let mut slots = Vec::with_capacity(run.len() + spare);
+        slots.extend(
+            run.iter()
+                .map(|slot| (slot.id, Some(self.field_value(slot.value)))),
+        );
+        slots
     }
 
     /// Every slot as an `OwnSlot`, made on first use and kept.

@@ -296,7 +296,7 @@ fn read(text: &str, by_sort: bool) -> Read {
     let counted = (slots.len() - 1) * PACKED_SLOT_BYTES + heap;
     let packed = PackedSlots::new(slots.split_off(1), Some(block), others);
     let recounted = packed.byte_size();
-    let slots = packed.run_slots(0, packed.len() as u32);
+    let slots = packed.run_slots(0, packed.len() as u32, 0);
     Some((
         Some((entry.unknown_type, entry.ts, slots)),
         counted,
