@@ -429,10 +429,11 @@ fn keep_other_key<'k>(
 /// a string, a key sent twice (the last value wins, whichever path it
 /// takes), a `ts` that is not a number, or an own `view`. Nothing is
 /// refused here, so the general reading gives every answer it gave. The
-/// entry's slots are pushed onto `fields`, and what their values other than
-/// strings hold on the heap added to `heap` (the caller takes both back on
-/// `None`; it counts the strings, all in `strings`).
-/// Each value goes to its place in id order ([`Placed`]), not sorted.
+/// entry's packed slots are pushed onto `kept.slots`, the values kept
+/// aside onto `kept.others` with their bytes added to `kept.heap` (the
+/// caller takes all of it back on `None`; it counts the strings, all in
+/// `kept.strings`). Each value goes to its place in id order ([`Placed`]),
+/// not sorted.
 fn read_slots(
     sc: &mut Scanner<'_, '_>,
     seq: usize,
