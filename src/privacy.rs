@@ -28,6 +28,13 @@ pub const IPV6_PREFIX: u8 = 48;
 impl ClientIpMode {
     /// The text stored in `client.ip` for this address, if any.
     pub fn stored(self, ip: IpAddr) -> Option<String> {
+        self.stored_text(ip).map(|text| text.to_string())
+    }
+
+    /// `stored`, an IPv4 address (most visitors) written on the stack:
+    /// for a decoder that copies it on (a `String` was an allocation a
+    /// request).
+    pub fn stored_text(self, ip: IpAddr) -> Option<IpText> {
         match self {
             ClientIpMode::Truncated => Some(ip_text(truncate(
                 ip.to_canonical(),
@@ -40,27 +47,59 @@ impl ClientIpMode {
     }
 }
 
+/// An address as text: an IPv4 one in place (at most 15 bytes), any other
+/// in a `String`.
+pub enum IpText {
+    V4([u8; 15], u8),
+    Other(String),
+}
+
+impl std::ops::Deref for IpText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            // Digits and dots only (`ip_text`): always UTF-8.
+            IpText::V4(bytes, len) => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            IpText::Other(text) => text,
+        }
+    }
+}
+
+impl std::fmt::Display for IpText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
 /// `ip.to_string()`, with IPv4 (most visitors) written digit by digit:
 /// every request pays this, and the formatting machinery costs ten times
 /// as much.
-fn ip_text(ip: IpAddr) -> String {
+fn ip_text(ip: IpAddr) -> IpText {
     let IpAddr::V4(v4) = ip else {
-        return ip.to_string();
+        return IpText::Other(ip.to_string());
     };
-    let mut out = String::with_capacity(15);
+    let mut out = [0u8; 15];
+    let mut len = 0;
+    let mut put = |b: u8| {
+        out[len] = b;
+        len += 1;
+    };
     for (i, octet) in v4.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            put(b'.');
         }
         if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
+            put(b'0' + octet / 100);
         }
         if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
+            put(b'0' + octet / 10 % 10);
         }
-        out.push(char::from(b'0' + octet % 10));
+        put(b'0' + octet % 10);
     }
-    out
+    IpText::V4(out, len as u8)
 }
 
 /// Keeps the first `ipv4_prefix` / `ipv6_prefix` bits of an address.
@@ -100,12 +139,13 @@ mod tests {
                 Ipv4Addr::new(1, octet, 99, 100),
                 Ipv4Addr::new(203, 0, octet, 9),
                 Ipv4Addr::new(0, 0, 0, octet),
+                Ipv4Addr::new(255, 255, octet, 255),
             ] {
-                assert_eq!(ip_text(IpAddr::V4(ip)), ip.to_string());
+                assert_eq!(&*ip_text(IpAddr::V4(ip)), ip.to_string());
             }
         }
         let v6: IpAddr = "2001:db8::8a2e:370:7334".parse().unwrap();
-        assert_eq!(ip_text(v6), "2001:db8::8a2e:370:7334");
+        assert_eq!(&*ip_text(v6), "2001:db8::8a2e:370:7334");
     }
 
     #[test]

@@ -166,32 +166,25 @@ pub fn decode(
         Some(WireEvents::NotArray) => return Err(invalid("`events` must be an array")),
         None => return Err(invalid("missing `events`")),
     };
-    let mut times = Vec::with_capacity(entries.len());
+    // Every entry checked before any event is made; the latest time for a
+    // beacon that says not when it was sent. (Each entry's time is read
+    // again below: a list of them was an allocation a beacon.)
+    let mut latest = None;
     for (i, entry) in entries.iter().enumerate() {
-        let entry = match entry {
-            WireEntry::Slotted(slotted) => {
-                times.push(slotted.ts);
-                continue;
+        if let WireEntry::Object(entry) = entry {
+            match entry.iter().find(|(k, _)| k == "type") {
+                Some((_, Value::String(_))) => {}
+                _ => return Err(invalid(format!("events[{i}].type must be a string"))),
             }
-            WireEntry::Object(entry) => entry,
-            WireEntry::NotObject => return Err(invalid(format!("events[{i}] is not an object"))),
-        };
-        match entry.iter().find(|(k, _)| k == "type") {
-            Some((_, Value::String(_))) => {}
-            _ => return Err(invalid(format!("events[{i}].type must be a string"))),
         }
-        times.push(match entry.iter().find(|(k, _)| k == "ts") {
-            None => None,
-            Some((_, Value::Number(n))) => Some(n.as_f64().unwrap_or(0.0) as i64),
-            Some(_) => {
-                return Err(invalid(format!(
-                    "events[{i}].ts must be epoch milliseconds"
-                )))
-            }
-        });
+        let ts = entry_time(entry).map_err(|()| match entry {
+            WireEntry::NotObject => invalid(format!("events[{i}] is not an object")),
+            _ => invalid(format!("events[{i}].ts must be epoch milliseconds")),
+        })?;
+        latest = latest.max(ts);
     }
     let sent_at = match &beacon.sent_at {
-        None => times.iter().flatten().max().copied(),
+        None => latest,
         Some(Value::Number(n)) => n.as_f64().map(|f| f as i64),
         Some(_) => return Err(invalid("`sent_at` must be epoch milliseconds")),
     };
@@ -202,7 +195,7 @@ pub fn decode(
     // are pushed past the last, not inserted.
     let mut context = Context::for_request();
     context.set_client_address(facts.client_ip);
-    if let Some(ip) = limits.client_ip.stored(facts.client_ip) {
+    if let Some(ip) = limits.client_ip.stored_text(facts.client_ip) {
         context.set(ids.client_ip, strings.push(&ip));
     }
     context.set_event_kind();
@@ -283,7 +276,9 @@ pub fn decode(
     let mut slots = SlotBlock::packed(PackedSlots::new(slots, text, others));
     // The entries by reference, an entry read as pairs taken out of its
     // place: moved whole through the iterators, each cost ~40 instructions.
-    for (seq, (entry, &ts)) in entries.iter_mut().zip(&times).enumerate() {
+    for (seq, entry) in entries.iter_mut().enumerate() {
+        // Checked above: not an error here.
+        let ts = entry_time(entry).unwrap_or(None);
         let at = match ts {
             Some(ts) => {
                 let corrected = ts.saturating_add(offset);
@@ -320,6 +315,20 @@ pub fn decode(
         ignored_keys,
         clamped_times,
     })
+}
+
+/// An entry's `ts` (epoch milliseconds) as sent; `Err` when it is not a
+/// number or the entry not an object.
+fn entry_time(entry: &WireEntry<'_>) -> Result<Option<i64>, ()> {
+    match entry {
+        WireEntry::Slotted(slotted) => Ok(slotted.ts),
+        WireEntry::Object(entry) => match entry.iter().find(|(k, _)| k == "ts") {
+            None => Ok(None),
+            Some((_, Value::Number(n))) => Ok(Some(n.as_f64().unwrap_or(0.0) as i64)),
+            Some(_) => Err(()),
+        },
+        WireEntry::NotObject => Err(()),
+    }
 }
 
 /// Slot ids of the context fields, resolved once.
