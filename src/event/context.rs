@@ -10,7 +10,7 @@ use serde_json::{Number, Value};
 use super::counted::{Counted, Releases};
 use super::fields::{self, FieldId, FieldPath};
 use super::raw_json::RawJson;
-use super::text_block::{text_bytes, TextBlock};
+use super::text_block::{text_bytes, TextBlock, TextBlockBuilder};
 use super::write;
 use super::EVENT_KIND;
 
@@ -480,11 +480,12 @@ impl Context {
     }
 
     pub(super) fn count_bytes(&self) -> usize {
-        96 + self
-            .fields
-            .iter()
-            .map(|(_, v)| 40 + slot_bytes(v))
-            .sum::<usize>()
+        CONTEXT_BYTES
+            + self
+                .fields
+                .iter()
+                .map(|(_, v)| SLOT_BYTES + slot_bytes(v))
+                .sum::<usize>()
             + self
                 .labels
                 .iter()
@@ -492,6 +493,108 @@ impl Context {
                 .sum::<usize>()
     }
 }
+
+/// A new context's fields as its decoder sets them, one after another:
+/// the caches are emptied once, not once a field, and the byte size is
+/// summed as the fields come, so the decoder's check of it (and every
+/// buffer after) walks none of them. A string of the request's block is
+/// counted from its text ([`ContextFill::set_text`]): the block is filled
+/// only when its builder drops, and read before that it counts nothing.
+/// A field set twice or removed makes the sum unknown: the size is then
+/// counted on first ask, as for any context.
+pub struct ContextFill<'c> {
+    context: &'c mut Context,
+    /// `Context::count_bytes` of what was set so far, while it is known.
+    bytes: Option<usize>,
+}
+
+impl Context {
+    /// Starts setting the fields of a context that holds none yet (its
+    /// size is summed from 0); of one that holds some, the size is left to
+    /// be counted.
+    pub fn fill(&mut self) -> ContextFill<'_> {
+        self.edited();
+        let bytes = (self.fields.is_empty() && self.labels.is_empty()).then_some(CONTEXT_BYTES);
+        ContextFill {
+            context: self,
+            bytes,
+        }
+    }
+}
+
+impl ContextFill<'_> {
+    /// `value` into slot `id`. A string of a request's block counts as
+    /// nothing here: set it with [`set_text`](Self::set_text).
+    pub fn set(&mut self, id: FieldId, value: impl Into<FieldValue>) {
+        let value = value.into();
+        let bytes = match &value {
+            FieldValue::Text(..) => None,
+            value => Some(slot_bytes(value)),
+        };
+        self.put(id, value, bytes);
+    }
+
+    /// `text`, appended to the request's `strings`, into slot `id`: it
+    /// holds its length and 8 bytes, whether the block holds it or it is a
+    /// `String` of its own (past 4 GiB), as `slot_bytes` counts either.
+    #[inline]
+    pub fn set_text(&mut self, id: FieldId, strings: &mut TextBlockBuilder, text: &str) {
+        let value = strings.push(text);
+        self.put(id, value, Some(text.len() + 8));
+    }
+
+    #[inline]
+    fn put(&mut self, id: FieldId, value: FieldValue, bytes: Option<usize>) {
+        let fields = &mut self.context.fields;
+        let add = |sum: Option<usize>| Some(sum? + SLOT_BYTES + bytes?);
+        // Past the last, as most are set: pushed (`put`'s own fast path).
+        if fields.last().is_none_or(|(last, _)| *last < id) {
+            self.bytes = add(self.bytes);
+            put(fields, id, value);
+            return;
+        }
+        match fields.binary_search_by(|(k, _)| k.cmp(&id)) {
+            Ok(i) => {
+                self.bytes = None;
+                fields[i].1 = value;
+            }
+            Err(i) => {
+                self.bytes = add(self.bytes);
+                fields.insert(i, (id, value));
+            }
+        }
+    }
+
+    /// `event.kind = "event"` ([`Context::set_event_kind`]).
+    pub fn set_event_kind(&mut self) {
+        self.set(fields::REGISTRY.kind, FieldValue::Static(&EVENT_KIND));
+    }
+
+    pub fn remove_id(&mut self, id: FieldId) {
+        if let Ok(i) = self.context.fields.binary_search_by_key(&id, |(k, _)| *k) {
+            self.bytes = None;
+            self.context.fields.remove(i);
+        }
+    }
+
+    pub fn has_id(&self, id: FieldId) -> bool {
+        self.context.has_id(id)
+    }
+
+    /// The context's byte size as [`Context::byte_size`] gives it: the sum,
+    /// or counted now when it is not known.
+    pub fn byte_size(&self) -> usize {
+        match self.bytes {
+            Some(bytes) => self.context.size.get_or_count(|| bytes),
+            None => self.context.byte_size(),
+        }
+    }
+}
+
+/// What a context holds besides its slots, and each slot beside its value
+/// (`Context::count_bytes`).
+const CONTEXT_BYTES: usize = 96;
+const SLOT_BYTES: usize = 40;
 
 pub(super) fn find<'a, K: Ord, V>(list: &'a [(K, V)], key: &K) -> Option<&'a V> {
     list.binary_search_by(|(k, _)| k.cmp(key))

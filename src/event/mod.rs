@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 pub use block::{EventBlock, SlotBlock};
 pub use common_values::common_value;
 use context::{find, find_label, put, slot_bytes};
-pub use context::{value_bytes, Context, FieldRead, FieldValue, Num};
+pub use context::{value_bytes, Context, ContextFill, FieldRead, FieldValue, Num};
 pub use counted::{Counted, Credit, Releases};
 pub use fields::{FieldId, FieldPath, OBJECT_SLOTS};
 pub use packed::{other_bytes, Packed, PackedSlot, PackedSlots, PACKED_SLOT_BYTES};
@@ -513,6 +513,13 @@ impl Event {
             OwnRef::Block { slots, .. } => Some(slots.byte_size()),
             OwnRef::Own(_) | OwnRef::Empty => None,
         }
+    }
+
+    /// The context's byte count worked out again from its slots (a
+    /// decoder sums it as it sets them: `ContextFill`).
+    #[cfg(test)]
+    pub fn recount_context_bytes(&self) -> usize {
+        self.context.count_bytes()
     }
 
     /// Bytes of the request's block of strings, found through slot `id`

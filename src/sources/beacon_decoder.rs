@@ -12,8 +12,8 @@ use http::HeaderName;
 use serde_json::{Map, Value};
 
 use crate::event::{
-    Context, Counted, Credit, Event, FieldId, FieldValue, PackedSlots, SlotBlock, TextBlockBuilder,
-    PACKED_SLOT_BYTES,
+    Context, ContextFill, Counted, Credit, Event, FieldId, FieldValue, PackedSlots, SlotBlock,
+    TextBlockBuilder, PACKED_SLOT_BYTES,
 };
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
@@ -189,71 +189,84 @@ pub fn decode(
         Some(_) => return Err(invalid("`sent_at` must be epoch milliseconds")),
     };
 
+    // The context objects' strings, each checked before any is set (a
+    // bad one refuses the beacon, in the order they are listed here)...
+    let app = context_strings("app", beacon.app.as_ref(), &APP_KEYS)?;
+    let session = context_strings("session", beacon.session.as_ref(), &SESSION_KEYS)?;
+    let [url, view_id, title, referrer] =
+        context_strings("view", beacon.view.as_ref(), &VIEW_KEYS)?;
+    // ...then the fields set in id order (`client.ip`, `event.kind`,
+    // `http.*`, `rum.*`, `service.*`, `session.id`, `url.*`, `user_agent.*`,
+    // `view.*`): each pushed past the last, none inserted.
     let ids = &*CONTEXT_IDS;
-    // The fields in about id order (`client.ip`, `event.kind`, `rum.*`,
-    // `service.*`, `session.id`, `user_agent.original`, `view.*`): most
-    // are pushed past the last, not inserted.
     let mut context = Context::for_request();
     context.set_client_address(facts.client_ip);
-    if let Some(ip) = limits.client_ip.stored_text(facts.client_ip) {
-        context.set(ids.client_ip, strings.push(&ip));
-    }
-    context.set_event_kind();
     context.set_received_ms(facts.received_at_ms);
-    context.set(ids.beacon_version, BEACON_VERSION);
-    if let Some(app) = beacon.app {
-        let ids = [
-            ids.service_name,
-            ids.service_version,
-            ids.service_environment,
-        ];
-        copy_strings(&mut context, &mut strings, "app", app, &APP_KEYS, &ids)?;
+    // The byte size summed on the way (`ContextFill`).
+    let mut fill = context.fill();
+    if let Some(ip) = limits.client_ip.stored_text(facts.client_ip) {
+        fill.set_text(ids.client_ip, &mut strings, &ip);
     }
-    if let Some(session) = beacon.session {
-        copy_strings(
-            &mut context,
-            &mut strings,
-            "session",
-            session,
-            &SESSION_KEYS,
-            &[ids.session_id],
-        )?;
+    fill.set_event_kind();
+    if let Some(referrer) = referrer {
+        fill.set_text(ids.referrer, &mut strings, referrer);
     }
-    if let Some(ua) = facts.user_agent {
-        context.set(ids.user_agent, strings.push(ua));
-    }
-    let mut page_url = None;
-    if let Some(view) = beacon.view {
-        let view = view.ok_or_else(|| invalid("`view` must be an object"))?;
-        page_url = apply_view(&mut ViewTarget::Context(&mut context, &mut strings), view)?;
-    }
+    fill.set(ids.beacon_version, BEACON_VERSION);
     let mut ignored_keys = beacon.ignored_keys;
     if let Some(device) = beacon.device {
-        ignored_keys += apply_device(&mut context, device)?;
+        ignored_keys += apply_device(&mut fill, device)?;
     }
     match beacon.ua_hints {
-        Some(value @ Value::Object(_)) => context.set(ids.ua_hints, value),
+        Some(value @ Value::Object(_)) => fill.set(ids.ua_hints, value),
         None | Some(Value::Null) => {}
         Some(_) => return Err(invalid("`ua_hints` must be an object")),
     }
-    if context.get_id(ids.ua_hints).is_none() && !facts.client_hints.is_empty() {
+    if !fill.has_id(ids.ua_hints) && !facts.client_hints.is_empty() {
         let hints: Map<String, Value> = facts
             .client_hints
             .iter()
             .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
             .collect();
-        context.set(ids.ua_hints, Value::Object(hints));
+        fill.set(ids.ua_hints, Value::Object(hints));
     }
+    let app_ids = [
+        ids.service_name,
+        ids.service_version,
+        ids.service_environment,
+    ];
+    for (id, text) in app_ids
+        .into_iter()
+        .zip(app)
+        .chain([(ids.session_id, session[0])])
+    {
+        if let Some(text) = text {
+            fill.set_text(id, &mut strings, text);
+        }
+    }
+    if let Some(url) = url {
+        view_url_fields(&mut ViewTarget::Context(&mut fill, &mut strings), url);
+    }
+    if let Some(ua) = facts.user_agent {
+        fill.set_text(ids.user_agent, &mut strings, ua);
+    }
+    for (id, text) in [(ids.view_id, view_id), (ids.view_title, title)] {
+        if let Some(text) = text {
+            fill.set_text(id, &mut strings, text);
+        }
+    }
+    // For the access log.
+    let page_url = url.map(str::to_owned);
 
     // The events' packed strings refer to the block through this one
     // reference.
     let text = (strings.pushed_count() > 0).then(|| strings.block());
     drop(strings);
-    if context.byte_size() > limits.max_context_bytes {
+    let context_bytes = fill.byte_size();
+    if context_bytes > limits.max_context_bytes {
         return Err(DecodeError::too_large("context_too_large",
             format!(
                 "the beacon's shared context (URL, title, referrer, User-Agent, ua_hints) holds {} bytes; max_context_bytes is {}",
-                context.byte_size(),
+                context_bytes,
                 limits.max_context_bytes
             ),
         ));
@@ -348,6 +361,12 @@ struct ContextIds {
     extra: FieldId,
     original_type: FieldId,
     error_count: FieldId,
+    device_memory: FieldId,
+    device_cores: FieldId,
+    connection_effective_type: FieldId,
+    connection_rtt: FieldId,
+    connection_downlink: FieldId,
+    connection_save_data: FieldId,
 }
 
 static CONTEXT_IDS: LazyLock<ContextIds> = LazyLock::new(|| ContextIds {
@@ -366,6 +385,12 @@ static CONTEXT_IDS: LazyLock<ContextIds> = LazyLock::new(|| ContextIds {
     extra: FieldId::of(schema::RUM_EXTRA),
     original_type: FieldId::of("rum.custom.original_type"),
     error_count: FieldId::of("rum.error.count"),
+    device_memory: FieldId::of("rum.device.memory"),
+    device_cores: FieldId::of("rum.device.cores"),
+    connection_effective_type: FieldId::of("rum.connection.effective_type"),
+    connection_rtt: FieldId::of("rum.connection.rtt"),
+    connection_downlink: FieldId::of("rum.connection.downlink"),
+    connection_save_data: FieldId::of("rum.connection.save_data"),
 });
 
 /// Whether a payload value goes into its slot (`id`, of type `ty`) rather
@@ -374,8 +399,15 @@ static CONTEXT_IDS: LazyLock<ContextIds> = LazyLock::new(|| ContextIds {
 /// occurrences, 1 when not sent: [`Event::type_default`]), so a count of
 /// zero or below, which no client sends, would take them down.
 fn fits_slot(id: FieldId, ty: FieldType, value: &Value) -> bool {
-    ty.accepts(value)
-        && (id != CONTEXT_IDS.error_count || value.as_i64().is_some_and(|count| count >= 1))
+    fits_slot_counted(id, ty, value, CONTEXT_IDS.error_count)
+}
+
+/// [`fits_slot`] with `rum.error.count`'s id at hand: the fast path reads
+/// it from its [`SlotTable`], not through the `LazyLock` (~30 instructions
+/// a look, some thirty looks a beacon).
+#[inline]
+fn fits_slot_counted(id: FieldId, ty: FieldType, value: &Value, error_count: FieldId) -> bool {
+    ty.accepts(value) && (id != error_count || value.as_i64().is_some_and(|count| count >= 1))
 }
 
 /// Each event type's beacon keys with the slot and type they land in.
@@ -400,7 +432,15 @@ pub(super) struct SlotTable {
     pub(super) type_name: &'static Value,
     /// `slots[i]`'s place in `ids`.
     pub(super) places: Vec<u8>,
+    /// Whether `slots[i]` takes any number as it is (a `double`, not an
+    /// error's `count`): the fast path's most common value, kept with no
+    /// further check.
+    pub(super) any_number: Vec<bool>,
     pub(super) fixed: FixedPlaces,
+    /// `rum.custom.original_type` and `rum.error.count`, the two payload
+    /// slots the fast path treats apart, at hand (see `fits_slot_counted`).
+    pub(super) original_type: FieldId,
+    pub(super) error_count: FieldId,
 }
 
 /// The places in a [`SlotTable`]'s `ids` of the slots every entry may have.
@@ -436,6 +476,10 @@ impl SlotTable {
         );
         let place = |id: FieldId| all.binary_search(&id).expect("listed above") as u8;
         let places = slots.iter().map(|(_, id, _)| place(*id)).collect();
+        let any_number = slots
+            .iter()
+            .map(|(_, id, ty)| *ty == FieldType::Double && *id != ids.error_count)
+            .collect();
         let fixed = FixedPlaces {
             dataset: place(dataset),
             rum_type: place(rum_type),
@@ -452,8 +496,17 @@ impl SlotTable {
             dataset: shared(dataset_value),
             type_name: shared(type_value),
             places,
+            any_number,
             fixed,
+            original_type: ids.original_type,
+            error_count: ids.error_count,
         }
+    }
+
+    /// Whether `value` goes into slot `id` of type `ty` ([`fits_slot`]).
+    #[inline]
+    pub(super) fn fits(&self, id: FieldId, ty: FieldType, value: &Value) -> bool {
+        fits_slot_counted(id, ty, value, self.error_count)
     }
 
     /// The index of `key`'s slot.
@@ -485,38 +538,47 @@ fn payload_slots(ty: EventType) -> &'static SlotTable {
     &PAYLOAD_SLOTS[ty as usize]
 }
 
-/// A context object's string fields (`keys[i]`'s value into `ids[i]`).
-fn copy_strings<const N: usize>(
-    context: &mut Context,
-    strings: &mut TextBlockBuilder,
+/// Every type's [`SlotTable`], by discriminant ([`payload_slots`]): looked
+/// up once a beacon, not once an entry.
+#[inline]
+fn all_payload_slots() -> &'static [SlotTable] {
+    &PAYLOAD_SLOTS
+}
+
+/// A context object's strings (`keys[i]`'s value at `i`), each a string
+/// or absent (`null` too); `[None; N]` for an object not sent.
+fn context_strings<'k, const N: usize>(
     what: &str,
-    object: Option<[Option<Known<'_>>; N]>,
+    object: Option<&'k Option<[Option<Known<'_>>; N]>>,
     keys: &[&str; N],
-    ids: &[FieldId; N],
-) -> Result<(), DecodeError> {
+) -> Result<[Option<&'k str>; N], DecodeError> {
+    let mut out = [None; N];
     let Some(values) = object else {
+        return Ok(out);
+    };
+    let Some(values) = values else {
         return Err(invalid(format!("`{what}` must be an object")));
     };
-    for ((value, key), id) in values.iter().zip(keys).zip(ids) {
+    for ((value, key), out) in values.iter().zip(keys).zip(&mut out) {
         match value.as_ref().map(Known::text) {
             None | Some(Ok(None)) => {}
-            Some(Ok(Some(text))) => context.set(*id, strings.push(text)),
+            Some(Ok(Some(text))) => *out = Some(text),
             Some(Err(())) => return Err(invalid(format!("`{what}.{key}` must be a string"))),
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Where a `view` lands: the beacon's context, or one event that belongs to
 /// another view than the beacon's.
-enum ViewTarget<'a> {
+enum ViewTarget<'a, 'c> {
     /// The context, its strings into the request's block.
-    Context(&'a mut Context, &'a mut TextBlockBuilder),
+    Context(&'a mut ContextFill<'c>, &'a mut TextBlockBuilder),
     /// An event's own fields being built: `None` hides the beacon's value.
     Fields(&'a mut Vec<(FieldId, Option<FieldValue>)>),
 }
 
-impl ViewTarget<'_> {
+impl ViewTarget<'_, '_> {
     /// A value that is not a string (the URL's port).
     fn set(&mut self, id: FieldId, value: Value) {
         match self {
@@ -529,7 +591,7 @@ impl ViewTarget<'_> {
     /// not made a `String` of its own first.
     fn set_str(&mut self, id: FieldId, text: &str) {
         match self {
-            ViewTarget::Context(c, strings) => c.set(id, strings.push(text)),
+            ViewTarget::Context(c, strings) => c.set_text(id, strings, text),
             ViewTarget::Fields(f) => f.push((id, Some(Value::from(text).into()))),
         }
     }
@@ -563,37 +625,39 @@ fn view_keys(
 /// `view` (its `VIEW_KEYS`) → url.*, view.id, view.title, http.request.referrer.
 /// Returns the URL.
 fn apply_view(
-    target: &mut ViewTarget<'_>,
-    [url, rest @ ..]: [Option<Known<'_>>; 4],
+    target: &mut ViewTarget<'_, '_>,
+    view: [Option<Known<'_>>; 4],
 ) -> Result<Option<String>, DecodeError> {
-    let url = match url.as_ref().map(Known::text) {
-        Some(Ok(Some(url))) => Some(url.to_owned()),
-        None | Some(Ok(None)) => None,
-        Some(Err(())) => return Err(invalid("`view.url` must be a string")),
-    };
+    let view = Some(view);
+    let [url, rest @ ..] = context_strings("view", Some(&view), &VIEW_KEYS)?;
     let ids = &*CONTEXT_IDS;
-    let slots = [ids.view_id, ids.view_title, ids.referrer];
-    for ((value, key), id) in rest.iter().zip(&VIEW_KEYS[1..]).zip(slots) {
-        match value.as_ref().map(Known::text) {
-            None | Some(Ok(None)) => {}
-            Some(Ok(Some(text))) => target.set_str(id, text),
-            Some(Err(())) => return Err(invalid(format!("`view.{key}` must be a string"))),
+    for (text, id) in rest
+        .into_iter()
+        .zip([ids.view_id, ids.view_title, ids.referrer])
+    {
+        if let Some(text) = text {
+            target.set_str(id, text);
         }
     }
-    if let Some(url) = &url {
-        for_each_url_field(url, |id, part| match part {
-            Some(UrlPart::Text(text)) => target.set_str(id, text),
-            Some(UrlPart::Port(port)) => target.set(id, Value::from(port)),
-            None => target.remove(id),
-        });
+    if let Some(url) = url {
+        view_url_fields(target, url);
     }
-    Ok(url)
+    Ok(url.map(str::to_owned))
+}
+
+/// `url.*` of the page at `url`.
+fn view_url_fields(target: &mut ViewTarget<'_, '_>, url: &str) {
+    for_each_url_field(url, |id, part| match part {
+        Some(UrlPart::Text(text)) => target.set_str(id, text),
+        Some(UrlPart::Port(port)) => target.set(id, Value::from(port)),
+        None => target.remove(id),
+    });
 }
 
 /// `device` (its `DEVICE_KEYS`) → rum.device.*, rum.connection.*. Returns
 /// how many of `connection`'s keys were ignored.
 fn apply_device(
-    context: &mut Context,
+    context: &mut ContextFill<'_>,
     device: Option<[Option<Known<'_>>; 3]>,
 ) -> Result<usize, DecodeError> {
     let mut ignored = 0;
@@ -606,8 +670,11 @@ fn apply_device(
         Some(Value::Number(n)) => Ok(Some(n)),
         Some(_) => Err(invalid(format!("`device.{name}` must be a number"))),
     };
+    // Looked up once, not by name a beacon (the RUM client sends `device`
+    // with every beacon).
+    let ids = &*CONTEXT_IDS;
     if let Some(n) = number(memory, "memory")? {
-        context.set(FieldId::of("rum.device.memory"), n);
+        context.set(ids.device_memory, n);
     }
     if let Some(n) = number(cores, "cores")? {
         // A `long` in the index: a number it cannot hold would fail every
@@ -617,7 +684,7 @@ fn apply_device(
                 "`device.cores` must be an integer (got {n})"
             )));
         }
-        context.set(FieldId::of("rum.device.cores"), n);
+        context.set(ids.device_cores, n);
     }
     match connection {
         None | Some(Value::Null) => {}
@@ -625,24 +692,22 @@ fn apply_device(
             // Network Information values are advisory: one of another type
             // is ignored and counted, as a key the format does not know is.
             match c.remove("effective_type") {
-                Some(Value::String(s)) => {
-                    context.set(FieldId::of("rum.connection.effective_type"), s)
-                }
+                Some(Value::String(s)) => context.set(ids.connection_effective_type, s),
                 Some(Value::Null) | None => {}
                 Some(_) => ignored += 1,
             }
-            for (key, field) in [
-                ("rtt", "rum.connection.rtt"),
-                ("downlink", "rum.connection.downlink"),
+            for (key, id) in [
+                ("rtt", ids.connection_rtt),
+                ("downlink", ids.connection_downlink),
             ] {
                 match c.remove(key) {
-                    Some(Value::Number(n)) => context.set(FieldId::of(field), n),
+                    Some(Value::Number(n)) => context.set(id, n),
                     Some(Value::Null) | None => {}
                     Some(_) => ignored += 1,
                 }
             }
             match c.remove("save_data") {
-                Some(Value::Bool(b)) => context.set(FieldId::of("rum.connection.save_data"), b),
+                Some(Value::Bool(b)) => context.set(ids.connection_save_data, b),
                 Some(Value::Null) | None => {}
                 Some(_) => ignored += 1,
             }

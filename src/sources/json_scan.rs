@@ -140,9 +140,20 @@ impl<'de, 'l> Scanner<'de, 'l> {
     /// The first byte of the next token.
     #[inline(always)]
     pub(in crate::sources) fn peek(&mut self) -> Scan<u8> {
-        if let Some(&b) = self.bytes().get(self.pos) {
+        let bytes = self.bytes();
+        if let Some(&b) = bytes.get(self.pos) {
             if b > b' ' {
                 return Ok(b);
+            }
+            // One space and a token, as after every `:` and `,` of JSON
+            // written with spaces (Python's, a pretty-printer's): no loop.
+            if b == b' ' {
+                if let Some(&next) = bytes.get(self.pos + 1) {
+                    if next > b' ' {
+                        self.pos += 1;
+                        return Ok(next);
+                    }
+                }
             }
         }
         self.skip_whitespace();

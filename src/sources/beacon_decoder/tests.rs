@@ -503,7 +503,7 @@ fn slot_keys_are_found_as_a_string_compare_finds_them() {
 /// with extra keys, an unknown type, wrong-typed values, escapes and a
 /// fallback to the general reading (an own `view`).
 #[test]
-fn the_block_bytes_summed_while_reading_are_those_counted_from_the_slots() {
+fn the_bytes_summed_while_reading_are_those_counted_from_the_slots() {
     let mut bodies: Vec<Vec<u8>> = std::fs::read_dir("testdata/beacons")
         .expect("testdata/beacons")
         .map(|entry| entry.unwrap().path())
@@ -521,7 +521,30 @@ fn the_block_bytes_summed_while_reading_are_those_counted_from_the_slots() {
         .to_string()
         .into_bytes(),
     );
-    let facts = facts();
+    // Contexts of every shape the decoder sets: device and connection,
+    // `ua_hints`, escapes, nulls, a URL with a port and none, a repeated
+    // key, a view without a URL.
+    for context in [
+        json!({"app": {"name": "a\"b", "version": null, "env": "\u{e9}\t"}, "session": {"id": "s"},
+               "view": {"url": "https://x.example:8443/a.js?q=1#f", "id": "v", "title": null, "referrer": "r"},
+               "device": {"memory": 8, "cores": 4, "connection": {"effective_type": "4g", "rtt": 50, "downlink": 1.5, "save_data": false, "other": 1}},
+               "ua_hints": {"mobile": false, "brands": [{"brand": "B", "version": "1"}]}}),
+        json!({"view": {"url": "not a url"}, "device": {"memory": null, "connection": null}}),
+        json!({"view": {"title": "only a title"}, "session": {"id": "1"}, "session ": {"id": "2"}}),
+        json!({"view": {"url": "https://a.example/"}, "view ": 1, "ua_hints": null}),
+    ] {
+        let mut body = context;
+        body["v"] = json!(1);
+        body["events"] = json!([{"type": "action", "kind": "click"}]);
+        bodies.push(
+            body.to_string()
+                .replace("\"session \"", "\"session\"")
+                .replace("\"view \"", "\"view\"")
+                .into_bytes(),
+        );
+    }
+    let mut facts = facts();
+    facts.client_hints = vec![("sec_ch_ua_mobile", "?0")];
     let limits = BeaconLimits {
         max_events: 100,
         max_string_bytes: 10_000,
@@ -543,6 +566,13 @@ fn the_block_bytes_summed_while_reading_are_those_counted_from_the_slots() {
                 );
                 blocks += 1;
             }
+            // Summed as the decoder set the fields (`ContextFill`).
+            assert_eq!(
+                event.context().byte_size(),
+                event.recount_context_bytes(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
     assert!(blocks > 20, "only {blocks} events in blocks");

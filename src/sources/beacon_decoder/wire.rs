@@ -9,9 +9,9 @@ use std::ops::Range;
 use serde_json::{Map, Value};
 
 use super::bounded::PairList;
-use super::{fits_slot, payload_slots, CONTEXT_IDS};
+use super::{all_payload_slots, SlotTable};
 use crate::event::{other_bytes, Event, FieldId, FieldValue, Packed, PackedSlot, TextBlockBuilder};
-use crate::schema::{EventType, FieldType};
+use crate::schema::EventType;
 use crate::sources::json_scan::{Scan, ScanError, Scanner};
 
 /// The top level of a beacon: known keys kept as small values, the events
@@ -221,6 +221,7 @@ fn read_events<'de>(
     let mut others = Vec::new();
     let mut heap_bytes = 0;
     let mut count = 0;
+    let tables = all_payload_slots();
     while sc.element(count == 0)? {
         count += 1;
         if count > max_events {
@@ -240,6 +241,7 @@ fn read_events<'de>(
             others: &mut others,
             heap: &mut heap_bytes,
             strings,
+            tables,
         };
         let entry = read_entry(sc, seq, &mut kept)?;
         // SAFETY: `reserve` made room for one past `seq`, the length.
@@ -265,6 +267,8 @@ pub(super) struct Kept<'k> {
     /// caller from `strings`, the values kept aside as they are kept).
     pub(super) heap: &'k mut usize,
     pub(super) strings: &'k mut TextBlockBuilder,
+    /// Every type's table, by discriminant ([`super::payload_slots`]).
+    pub(super) tables: &'static [SlotTable],
 }
 
 impl Kept<'_> {
@@ -453,7 +457,7 @@ fn read_slots(
             Some(type_name.chars().take(64).collect::<String>()),
         ),
     };
-    let slots = payload_slots(event_type);
+    let slots = &kept.tables[event_type as usize];
     let fixed = &slots.fixed;
     let mut placed = Placed::new();
     placed.put(fixed.dataset, Packed::Fixed(slots.dataset));
@@ -491,7 +495,7 @@ fn read_slots(
                     // `original_type` an entry sends: that string is read
                     // and checked, not kept (in the block, it would be
                     // held and counted by no slot).
-                    b'"' if original_type.is_some() && id == CONTEXT_IDS.original_type => {
+                    b'"' if original_type.is_some() && id == slots.original_type => {
                         let text = sc.string()?;
                         sc.limits.string::<ScanError>(text.len())?;
                         continue;
@@ -507,12 +511,12 @@ fn read_slots(
                         // A `double` takes any number (most timings): no
                         // call to find that out, for all but the error
                         // count `fits_slot` checks further.
-                        if ty == FieldType::Double && id != CONTEXT_IDS.error_count {
+                        if slots.any_number[i] {
                             placed.put(place, Packed::number(&n));
                             continue;
                         }
                         let value = Value::Number(n);
-                        if fits_slot(id, ty, &value) {
+                        if slots.fits(id, ty, &value) {
                             let Value::Number(n) = &value else {
                                 unreachable!("made a number above")
                             };
@@ -530,7 +534,7 @@ fn read_slots(
                 if value.is_null() {
                     continue;
                 }
-                if fits_slot(id, ty, &value) {
+                if slots.fits(id, ty, &value) {
                     let value = match value {
                         Value::Number(n) => Packed::number(&n),
                         Value::String(text) => match kept.strings.append_index(&text) {

@@ -9,7 +9,8 @@ use super::*;
 use crate::event::{
     common_value, sort_slots, value_bytes, FieldId, OwnSlot, PackedSlots, PACKED_SLOT_BYTES,
 };
-use crate::sources::beacon_decoder::Limits;
+use crate::schema::FieldType;
+use crate::sources::beacon_decoder::{fits_slot, payload_slots, Limits, CONTEXT_IDS};
 
 /// The string `peek` showed, for a slot of a string type, as the fast path
 /// made it before its values were built at their places (`put_string`): a
@@ -283,6 +284,7 @@ fn read(text: &str, by_sort: bool) -> Read {
             others: &mut others,
             heap: &mut heap,
             strings: &mut strings,
+            tables: all_payload_slots(),
         };
         read_slots(&mut sc, 5, &mut kept).ok()?
     };
