@@ -434,6 +434,13 @@ async fn within<F: std::future::Future>(limit: Duration, future: F) -> Option<F:
 /// Reads the body, refusing as soon as it passes `limit` (chunked bodies
 /// declare no length, so the check is on what arrives). Bytes beyond what
 /// `permit` holds are reserved as they arrive; no room → 503.
+///
+/// A body that comes in one chunk, as nearly every beacon does (it arrived
+/// with its head), is kept as the chunk it came in: hyper hands it out as
+/// a part of the connection's read buffer, and copying it into a buffer of
+/// its own cost an allocation and a copy of the whole body a request. The
+/// request is done with it before the connection reads again. Only a body
+/// of several chunks is gathered into one buffer.
 async fn read_limited<D: Buf, E: std::fmt::Display>(
     body: impl Stream<Item = Result<D, E>>,
     limit: usize,
@@ -441,18 +448,30 @@ async fn read_limited<D: Buf, E: std::fmt::Display>(
     permit: &mut BodyPermit,
 ) -> Result<Bytes, IntakeError> {
     let mut body = std::pin::pin!(body);
-    let mut buf = BytesMut::with_capacity(declared.min(limit));
+    let mut first: Option<Bytes> = None;
+    let mut gathered: Option<BytesMut> = None;
+    let mut len = 0;
     while let Some(chunk) = body.next().await {
         let mut data = chunk.map_err(|e| {
             IntakeError::bad_request("body_read_failed", format!("reading the body failed: {e}"))
         })?;
-        let len = buf.len() + data.remaining();
+        len += data.remaining();
         if len > limit {
             return Err(too_large(limit));
         }
         if len > permit.bytes() && !permit.grow(len - permit.bytes()) {
             return Err(budget_exhausted());
         }
+        if first.is_none() && gathered.is_none() {
+            // `Bytes` hands itself over: no copy.
+            first = Some(data.copy_to_bytes(data.remaining()));
+            continue;
+        }
+        let buf = gathered.get_or_insert_with(|| {
+            let mut buf = BytesMut::with_capacity(declared.min(limit).max(len));
+            buf.extend_from_slice(&first.take().unwrap_or_default());
+            buf
+        });
         while data.has_remaining() {
             let part = data.chunk();
             buf.extend_from_slice(part);
@@ -460,7 +479,10 @@ async fn read_limited<D: Buf, E: std::fmt::Display>(
             data.advance(n);
         }
     }
-    Ok(buf.freeze())
+    Ok(match gathered {
+        Some(buf) => buf.freeze(),
+        None => first.unwrap_or_default(),
+    })
 }
 
 /// The media type without parameters, lower-cased: `application/json`
@@ -723,6 +745,49 @@ mod tests {
         };
         assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert!(!reached.load(Ordering::SeqCst), "a refused request waited");
+    }
+
+    /// A body of one chunk is that chunk, not a copy of it; one of many
+    /// chunks (empty ones among them) is gathered whole and in order, and
+    /// one that passes `max_body_bytes` only in its later chunks (no length
+    /// declared) is refused as one that declared it.
+    #[tokio::test]
+    async fn a_body_of_one_chunk_is_kept_as_it_came_and_one_of_many_gathered() {
+        let chunk = Bytes::from(b"{\"v\":1,\"events\":[]}".to_vec());
+        let one = futures_util::stream::iter([Ok::<_, std::io::Error>(chunk.clone())]);
+        let mut permit = BodyPermit::unlimited();
+        let read = read_limited(one, 100, chunk.len(), &mut permit)
+            .await
+            .map_err(|e| e.message)
+            .unwrap();
+        assert_eq!(read, chunk);
+        assert_eq!(read.as_ptr(), chunk.as_ptr(), "the chunk was copied");
+
+        let parts: [&'static [u8]; 5] = [b"{\"v\"", b"", b":1,", b"\"events\"", b":[]}"];
+        let many = futures_util::stream::iter(
+            parts.map(|part| Ok::<_, std::io::Error>(Bytes::from_static(part))),
+        );
+        let mut permit = BodyPermit::unlimited();
+        let read = read_limited(many, 100, 0, &mut permit)
+            .await
+            .map_err(|e| e.message)
+            .unwrap();
+        assert_eq!(read, chunk);
+
+        let over = futures_util::stream::iter(
+            [b"x".repeat(60), b"y".repeat(60)]
+                .map(|part| Ok::<_, std::io::Error>(Bytes::from(part))),
+        );
+        let mut permit = BodyPermit::unlimited();
+        let Err(error) = read_limited(over, 100, 0, &mut permit).await else {
+            panic!("a body over max_body_bytes in its second chunk was kept");
+        };
+        assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+        let empty = futures_util::stream::empty::<Result<Bytes, std::io::Error>>();
+        let mut permit = BodyPermit::unlimited();
+        let read = read_limited(empty, 100, 0, &mut permit).await.ok().unwrap();
+        assert!(read.is_empty());
     }
 
     /// A body that stops coming is answered 408 once `BODY_READ_TIMEOUT`
