@@ -385,18 +385,23 @@ impl Placed {
     /// The values onto `slots` with their ids, in place order.
     #[inline(always)]
     fn push_onto(&self, ids: &[FieldId; MAX_PLACES], slots: &mut Vec<PackedSlot>) {
+        let count = self.filled.count_ones() as usize;
+        slots.reserve(count);
+        let len = slots.len();
+        // Written into the room made, with no check of it a slot.
         let mut filled = self.filled;
-        slots.reserve(filled.count_ones() as usize);
-        while filled != 0 {
-            let place = filled.trailing_zeros() as usize;
+        for out in &mut slots.spare_capacity_mut()[..count] {
+            let place = filled.trailing_zeros() as usize % MAX_PLACES;
             filled &= filled - 1;
             // SAFETY: `place` was filled (its bit was set).
             let value = unsafe { self.values[place].assume_init() };
-            slots.push(PackedSlot {
+            out.write(PackedSlot {
                 id: ids[place],
                 value,
             });
         }
+        // SAFETY: the first `count` slots past `len` were written above.
+        unsafe { slots.set_len(len + count) };
     }
 }
 
