@@ -550,7 +550,9 @@ impl ContextFill<'_> {
         // Past the last, as most are set: pushed (`put`'s own fast path).
         if fields.last().is_none_or(|(last, _)| *last < id) {
             self.bytes = add(self.bytes);
-            put(fields, id, value);
+            // Into the room `Context::for_request` made, with no call
+            // (`put`'s went through one a field).
+            super::push_within(fields, (id, value));
             return;
         }
         match fields.binary_search_by(|(k, _)| k.cmp(&id)) {

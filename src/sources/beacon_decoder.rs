@@ -12,8 +12,8 @@ use http::HeaderName;
 use serde_json::{Map, Value};
 
 use crate::event::{
-    Context, ContextFill, Counted, Credit, Event, FieldId, FieldValue, PackedSlots, SlotBlock,
-    TextBlockBuilder, PACKED_SLOT_BYTES,
+    push_within, Context, ContextFill, Counted, Credit, Event, FieldId, FieldValue, PackedSlots,
+    SlotBlock, TextBlockBuilder, PACKED_SLOT_BYTES,
 };
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
@@ -319,7 +319,8 @@ pub fn decode(
             WireEntry::NotObject => continue,
         };
         unknown_types += usize::from(unknown);
-        events.push(event);
+        // Room for every entry was made.
+        push_within(&mut events, event);
     }
     Ok(Decoded {
         events,
