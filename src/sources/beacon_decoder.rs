@@ -431,17 +431,27 @@ pub(super) struct SlotTable {
     /// `event.dataset`'s and `rum.type`'s values ([`Event::type_slots`]).
     pub(super) dataset: &'static Value,
     pub(super) type_name: &'static Value,
-    /// `slots[i]`'s place in `ids`.
-    pub(super) places: Vec<u8>,
-    /// Whether `slots[i]` takes any number as it is (a `double`, not an
-    /// error's `count`): the fast path's most common value, kept with no
-    /// further check.
-    pub(super) any_number: Vec<bool>,
+    /// What the fast path needs of `slots[i]`, together: one bounds check
+    /// and one line read a key, not one for each of three lists.
+    pub(super) info: Vec<SlotInfo>,
     pub(super) fixed: FixedPlaces,
     /// `rum.custom.original_type` and `rum.error.count`, the two payload
     /// slots the fast path treats apart, at hand (see `fits_slot_counted`).
     pub(super) original_type: FieldId,
     pub(super) error_count: FieldId,
+}
+
+/// A payload slot as the fast path reads it (`SlotTable::info`).
+#[derive(Clone, Copy)]
+pub(super) struct SlotInfo {
+    pub(super) id: FieldId,
+    pub(super) ty: FieldType,
+    /// Its place in the table's `ids`.
+    pub(super) place: u8,
+    /// Whether it takes any number as it is (a `double`, not an error's
+    /// `count`): the fast path's most common value, kept with no further
+    /// check.
+    pub(super) any_number: bool,
 }
 
 /// The places in a [`SlotTable`]'s `ids` of the slots every entry may have.
@@ -476,10 +486,14 @@ impl SlotTable {
             all.len()
         );
         let place = |id: FieldId| all.binary_search(&id).expect("listed above") as u8;
-        let places = slots.iter().map(|(_, id, _)| place(*id)).collect();
-        let any_number = slots
+        let info = slots
             .iter()
-            .map(|(_, id, ty)| *ty == FieldType::Double && *id != ids.error_count)
+            .map(|&(_, id, ty)| SlotInfo {
+                id,
+                ty,
+                place: place(id),
+                any_number: ty == FieldType::Double && id != ids.error_count,
+            })
             .collect();
         let fixed = FixedPlaces {
             dataset: place(dataset),
@@ -496,8 +510,7 @@ impl SlotTable {
             ids: std::array::from_fn(|i| all.get(i).copied().unwrap_or(dataset)),
             dataset: shared(dataset_value),
             type_name: shared(type_value),
-            places,
-            any_number,
+            info,
             fixed,
             original_type: ids.original_type,
             error_count: ids.error_count,

@@ -9,7 +9,7 @@ use std::ops::Range;
 use serde_json::{Map, Value};
 
 use super::bounded::PairList;
-use super::{all_payload_slots, SlotTable};
+use super::{all_payload_slots, SlotInfo, SlotTable};
 use crate::event::{other_bytes, Event, FieldId, FieldValue, Packed, PackedSlot, TextBlockBuilder};
 use crate::schema::EventType;
 use crate::sources::json_scan::{Scan, ScanError, Scanner};
@@ -493,8 +493,12 @@ fn read_slots(
                     return Ok(None);
                 }
                 taken |= 1 << i;
-                let (_, id, ty) = slots.slots[i];
-                let place = slots.places[i];
+                let SlotInfo {
+                    id,
+                    ty,
+                    place,
+                    any_number,
+                } = slots.info[i];
                 match sc.peek()? {
                     // An unknown type's own name goes over the
                     // `original_type` an entry sends: that string is read
@@ -516,7 +520,7 @@ fn read_slots(
                         // A `double` takes any number (most timings): no
                         // call to find that out, for all but the error
                         // count `fits_slot` checks further.
-                        if slots.any_number[i] {
+                        if any_number {
                             placed.put(place, Packed::number(&n));
                             continue;
                         }
