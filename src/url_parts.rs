@@ -38,19 +38,24 @@ impl From<UrlPart<'_>> for Value {
 
 /// [`url_fields`] without making a `Value` of each: `field` is handed each
 /// field's id and its part, in the same order, for a decoder that copies
-/// the text where it keeps its strings.
+/// the text where it keeps its strings. The order is the ids' (`url.domain`,
+/// `url.fragment`, `url.full`, `url.path`, `url.port`, `url.query`,
+/// `url.scheme`): set one after another into a sorted list of slots, each
+/// goes after the one before, with no search and no move.
 pub fn for_each_url_field(full: &str, mut field: impl FnMut(FieldId, Option<UrlPart<'_>>)) {
     static IDS: LazyLock<[FieldId; 7]> = LazyLock::new(|| {
-        [
-            schema::URL_FULL,
-            schema::URL_SCHEME,
+        let ids = [
             schema::URL_DOMAIN,
-            schema::URL_PORT,
-            schema::URL_PATH,
-            schema::URL_QUERY,
             schema::URL_FRAGMENT,
+            schema::URL_FULL,
+            schema::URL_PATH,
+            schema::URL_PORT,
+            schema::URL_QUERY,
+            schema::URL_SCHEME,
         ]
-        .map(FieldId::of)
+        .map(FieldId::of);
+        debug_assert!(ids.is_sorted(), "the url.* ids in id order");
+        ids
     });
     let ids = &*IDS;
     let url;
@@ -62,16 +67,16 @@ pub fn for_each_url_field(full: &str, mut field: impl FnMut(FieldId, Option<UrlP
         }
     };
     let parts = parts.as_ref();
-    field(ids[0], Some(UrlPart::Text(full)));
-    field(ids[1], parts.map(|p| UrlPart::Text(p.scheme)));
     field(
-        ids[2],
+        ids[0],
         parts.and_then(|p| p.host).map(site_host).map(UrlPart::Text),
     );
-    field(ids[3], parts.and_then(|p| p.port).map(UrlPart::Port));
-    field(ids[4], parts.map(|p| UrlPart::Text(p.path)));
+    field(ids[1], parts.and_then(|p| p.fragment).map(UrlPart::Text));
+    field(ids[2], Some(UrlPart::Text(full)));
+    field(ids[3], parts.map(|p| UrlPart::Text(p.path)));
+    field(ids[4], parts.and_then(|p| p.port).map(UrlPart::Port));
     field(ids[5], parts.and_then(|p| p.query).map(UrlPart::Text));
-    field(ids[6], parts.and_then(|p| p.fragment).map(UrlPart::Text));
+    field(ids[6], parts.map(|p| UrlPart::Text(p.scheme)));
 }
 
 /// The host as a site: without the root's `.` of a fully qualified name
@@ -401,11 +406,12 @@ mod tests {
     /// `admin.example.com` let that page's events through to be stored.
     #[test]
     fn a_fully_qualified_host_is_written_without_its_root_dot() {
+        let domain_id = FieldId::of(schema::URL_DOMAIN);
         let domain = |full: &str| {
-            url_fields(full)[2]
-                .1
-                .clone()
-                .and_then(|v| v.as_str().map(str::to_owned))
+            url_fields(full)
+                .into_iter()
+                .find(|(id, _)| *id == domain_id)
+                .and_then(|(_, value)| value?.as_str().map(str::to_owned))
         };
         assert_eq!(
             domain("https://admin.example.com./users"),
@@ -421,8 +427,12 @@ mod tests {
         );
         assert_eq!(domain("http://10.0.0.1./"), Some("10.0.0.1".into()));
         // `url.full` keeps what the browser sent.
+        let full = FieldId::of(schema::URL_FULL);
         assert_eq!(
-            url_fields("https://admin.example.com./")[0].1,
+            url_fields("https://admin.example.com./")
+                .into_iter()
+                .find(|(id, _)| *id == full)
+                .and_then(|(_, value)| value),
             Some(Value::from("https://admin.example.com./"))
         );
     }
