@@ -29,10 +29,23 @@ impl FieldType {
         )
     }
 
+    /// [`accepts`](Self::accepts) of a number, asked without making a
+    /// `Value` of it (a decoder reads most payload values as numbers).
+    pub fn accepts_number(self, n: &serde_json::Number) -> bool {
+        match self {
+            FieldType::Long => n.is_i64(),
+            FieldType::Double => true,
+            _ => false,
+        }
+    }
+
     /// Does a JSON value fit this type? Used to keep wrong-typed beacon values
     /// out of typed fields (they go to `rum.extra` instead).
     pub fn accepts(self, value: &serde_json::Value) -> bool {
         use serde_json::Value as V;
+        if let V::Number(n) = value {
+            return self.accepts_number(n);
+        }
         match self {
             FieldType::Keyword | FieldType::Text | FieldType::Date | FieldType::Ip => {
                 value.is_string()

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::LazyLock;
 
 use http::HeaderName;
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 use crate::event::{
     push_within, Context, ContextFill, Counted, Credit, Event, FieldId, FieldValue, PackedSlots,
@@ -521,6 +521,13 @@ impl SlotTable {
     #[inline]
     pub(super) fn fits(&self, id: FieldId, ty: FieldType, value: &Value) -> bool {
         fits_slot_counted(id, ty, value, self.error_count)
+    }
+
+    /// [`fits`](Self::fits) of a number, without making a `Value` of it.
+    #[inline]
+    pub(super) fn fits_number(&self, id: FieldId, ty: FieldType, n: &Number) -> bool {
+        ty.accepts_number(n)
+            && (id != self.error_count || n.as_i64().is_some_and(|count| count >= 1))
     }
 
     /// The index of `key`'s slot.

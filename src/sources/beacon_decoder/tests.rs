@@ -683,7 +683,9 @@ fn an_integer_past_i64_is_kept_in_rum_extra_not_in_a_long_field() {
         {"type": "resource", "transfer_size": 9223372036854775807},
         {"type": "resource", "transfer_size": 9223372036854775808},
         {"transfer_size": 9223372036854775807, "type": "resource"},
-        {"transfer_size": 18446744073709551615, "type": "resource"}
+        {"transfer_size": 18446744073709551615, "type": "resource"},
+        {"type": "resource", "transfer_size": 1.5, "initiator_type": 5},
+        {"type": "resource", "transfer_size": -7, "initiator_type": "img"}
     ]}"#;
     let kept = field_or_extra(body, "rum.resource.transfer_size", "transfer_size");
     assert_eq!(
@@ -693,8 +695,14 @@ fn an_integer_past_i64_is_kept_in_rum_extra_not_in_a_long_field() {
             (None, Some(json!(9223372036854775808u64))),
             (Some(json!(i64::MAX)), None),
             (None, Some(json!(u64::MAX))),
+            // A float is no `long`; a number no `keyword` (below).
+            (None, Some(json!(1.5))),
+            (Some(json!(-7)), None),
         ]
     );
+    let kept = field_or_extra(body, "rum.resource.initiator_type", "initiator_type");
+    assert_eq!(kept[4], (None, Some(json!(5))));
+    assert_eq!(kept[5], (Some(json!("img")), None));
 }
 
 #[test]

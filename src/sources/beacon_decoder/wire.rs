@@ -520,20 +520,12 @@ fn read_slots(
                         // A `double` takes any number (most timings): no
                         // call to find that out, for all but the error
                         // count `fits_slot` checks further.
-                        if any_number {
+                        if any_number || slots.fits_number(id, ty, &n) {
                             placed.put(place, Packed::number(&n));
-                            continue;
-                        }
-                        let value = Value::Number(n);
-                        if slots.fits(id, ty, &value) {
-                            let Value::Number(n) = &value else {
-                                unreachable!("made a number above")
-                            };
-                            placed.put(place, Packed::number(n));
                         } else {
                             extra
                                 .get_or_insert_with(Map::new)
-                                .insert(key.into_owned(), value);
+                                .insert(key.into_owned(), Value::Number(n));
                         }
                         continue;
                     }
