@@ -30,7 +30,7 @@ mod wire;
 // helpers that lived here: code written against these paths keeps working.
 use crate::url_parts::{for_each_url_field, UrlPart};
 pub use crate::url_parts::{set_url_fields, url_fields};
-pub(in crate::sources) use bounded::{body_text, Limits, PairList};
+pub(in crate::sources) use bounded::{body_text, utf8, Limits, PairList};
 use wire::{
     read_beacon, Known, WireBeacon, WireEntry, WireEvents, APP_KEYS, SESSION_KEYS, VIEW_KEYS,
 };

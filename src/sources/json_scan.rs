@@ -639,7 +639,7 @@ fn without_place(e: &serde_json::Error) -> String {
 /// instruction benches measure as the floor under a decode
 /// (`sources::read_json_only`).
 pub(in crate::sources) fn read_only(body: &[u8], limits: &Limits) -> bool {
-    let Ok(text) = std::str::from_utf8(body) else {
+    let Ok(text) = super::beacon_decoder::utf8(body) else {
         return false;
     };
     let mut scanner = Scanner::new(text, limits);

@@ -20,12 +20,23 @@ pub(in crate::sources) fn body_text(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("empty body"));
     }
-    std::str::from_utf8(body).map_err(|e| {
+    utf8(body).map_err(|e| {
         DecodeError::invalid(
             "invalid_json",
             format!("invalid JSON: body is not UTF-8 ({e})"),
         )
     })
+}
+
+/// `body` as text if it is UTF-8. Nearly every body is ASCII, which
+/// `is_ascii` checks eight bytes at a time: `from_utf8` alone took ~1k
+/// instructions on a 2 KB beacon, half of it spent where ASCII needs none.
+pub(in crate::sources) fn utf8(body: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    if body.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(body) });
+    }
+    std::str::from_utf8(body)
 }
 
 /// The limits of one decode, and the first one broken. Shared with the

@@ -1004,3 +1004,23 @@ fn a_beacons_packed_slots_are_written_and_read_in_place() {
         }
     }
 }
+
+/// An ASCII body skips the UTF-8 check (`bounded::utf8`); one with other
+/// characters takes it: kept whole when they are UTF-8, refused when a
+/// byte is not, wherever it is (in a string, a key, between tokens).
+#[test]
+fn a_body_past_ascii_is_checked_as_utf8_and_kept_whole() {
+    let body = r#"{"v":1,"app":{"name":"café 😀"},"events":[{"type":"action","target":"é\n"}]}"#;
+    let decoded = decode(body.as_bytes(), &facts(), &limits()).unwrap();
+    assert_eq!(decoded.events[0].get_str("service.name"), Some("café 😀"));
+    assert_eq!(decoded.events[0].get_str("rum.action.target"), Some("é\n"));
+    for bad in [
+        &b"{\"v\":1,\"app\":{\"name\":\"caf\xe9\"},\"events\":[]}"[..],
+        &b"{\"v\":1,\"events\":[{\"type\":\"action\",\"\xff\":1}]}"[..],
+        &b"{\"v\":1,\"events\":[]}\xc3"[..],
+    ] {
+        let err = decode(bad, &facts(), &limits()).unwrap_err();
+        assert_eq!(err.error_type, "invalid_json");
+        assert!(err.message.contains("not UTF-8"), "{}", err.message);
+    }
+}
