@@ -404,11 +404,20 @@ fn fits_slot(id: FieldId, ty: FieldType, value: &Value) -> bool {
 }
 
 /// [`fits_slot`] with `rum.error.count`'s id at hand: the fast path reads
-/// it from its [`SlotTable`], not through the `LazyLock` (~30 instructions
-/// a look, some thirty looks a beacon).
+/// it from its [`SlotTable`], not through the `LazyLock`. A count is a
+/// number, so only a number can fit its slot.
 #[inline]
 fn fits_slot_counted(id: FieldId, ty: FieldType, value: &Value, error_count: FieldId) -> bool {
-    ty.accepts(value) && (id != error_count || value.as_i64().is_some_and(|count| count >= 1))
+    match value {
+        Value::Number(n) => fits_number_counted(id, ty, n, error_count),
+        value => id != error_count && ty.accepts(value),
+    }
+}
+
+/// [`fits_slot_counted`] of a number, without making a `Value` of it.
+#[inline]
+fn fits_number_counted(id: FieldId, ty: FieldType, n: &Number, error_count: FieldId) -> bool {
+    ty.accepts_number(n) && (id != error_count || n.as_i64().is_some_and(|count| count >= 1))
 }
 
 /// Each event type's beacon keys with the slot and type they land in.
@@ -526,8 +535,7 @@ impl SlotTable {
     /// [`fits`](Self::fits) of a number, without making a `Value` of it.
     #[inline]
     pub(super) fn fits_number(&self, id: FieldId, ty: FieldType, n: &Number) -> bool {
-        ty.accepts_number(n)
-            && (id != self.error_count || n.as_i64().is_some_and(|count| count >= 1))
+        fits_number_counted(id, ty, n, self.error_count)
     }
 
     /// The index of `key`'s slot.

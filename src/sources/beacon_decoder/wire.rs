@@ -518,8 +518,8 @@ fn read_slots(
                     b'-' | b'0'..=b'9' => {
                         let n = sc.number_inlined()?;
                         // A `double` takes any number (most timings): no
-                        // call to find that out, for all but the error
-                        // count `fits_slot` checks further.
+                        // check to find that out (`any_number`); a `long`
+                        // and the error count are checked as numbers.
                         if any_number || slots.fits_number(id, ty, &n) {
                             placed.put(place, Packed::number(&n));
                         } else {
