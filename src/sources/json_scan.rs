@@ -198,10 +198,11 @@ impl<'de, 'l> Scanner<'de, 'l> {
     /// past the closing `}`. `first` is whether no key was read yet.
     #[inline(always)]
     pub(in crate::sources) fn key(&mut self, first: bool) -> Scan<Option<Cow<'de, str>>> {
-        if !self.next_entry(first, b'}')? {
+        // The entry's first byte as `next_entry` saw it: not looked at again.
+        let Some(b) = self.next_entry(first, b'}')? else {
             return Ok(None);
-        }
-        if self.peek()? != b'"' {
+        };
+        if b != b'"' {
             return self.syntax("expected a string key");
         }
         let mut key = self.string()?;
@@ -222,28 +223,30 @@ impl<'de, 'l> Scanner<'de, 'l> {
     /// `false` past the closing `]`.
     #[inline]
     pub(in crate::sources) fn element(&mut self, first: bool) -> Scan<bool> {
-        self.next_entry(first, b']')
+        Ok(self.next_entry(first, b']')?.is_some())
     }
 
-    /// Past the comma before a container's next entry; `false` past its
-    /// closing bracket `close` instead.
+    /// Past the comma before a container's next entry, and its first byte
+    /// (as `peek` shows it); `None` past its closing bracket `close` instead.
     #[inline(always)]
-    fn next_entry(&mut self, first: bool, close: u8) -> Scan<bool> {
+    fn next_entry(&mut self, first: bool, close: u8) -> Scan<Option<u8>> {
         let b = self.peek()?;
         if b == close {
             self.pos += 1;
-            return Ok(false);
+            return Ok(None);
         }
-        if !first {
-            if b != b',' {
-                return self.syntax("expected `,` or the container's end");
-            }
-            self.pos += 1;
-            if self.peek()? == close {
-                return self.syntax("trailing comma");
-            }
+        if first {
+            return Ok(Some(b));
         }
-        Ok(true)
+        if b != b',' {
+            return self.syntax("expected `,` or the container's end");
+        }
+        self.pos += 1;
+        let b = self.peek()?;
+        if b == close {
+            return self.syntax("trailing comma");
+        }
+        Ok(Some(b))
     }
 
     /// The string `peek` showed (`"`), unescaped; borrowed unless it has escapes.
