@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::LazyLock;
 
 use http::HeaderName;
@@ -18,7 +19,7 @@ use crate::event::{
 use crate::privacy::ClientIpMode;
 use crate::schema::{self, EventType, FieldType};
 use crate::sources::decode_error::DecodeError;
-use crate::sources::json_scan::Scanner;
+use crate::sources::json_scan::{KeyBytes, Scanner};
 use crate::str_index::StrIndex;
 
 mod bounded;
@@ -448,7 +449,37 @@ pub(super) struct SlotTable {
     /// slots the fast path treats apart, at hand (see `fits_slot_counted`).
     pub(super) original_type: FieldId,
     pub(super) error_count: FieldId,
+    /// Each payload slot's key as a body has it (`slots[i]`'s), for
+    /// [`Scanner::key_is`]: `None` for one longer than `KeyBytes` holds.
+    pub(super) key_bytes: Vec<Option<KeyBytes>>,
+    /// `"ts"` and `"type"`, the keys every entry sends.
+    pub(super) ts_key: KeyBytes,
+    pub(super) type_key: KeyBytes,
+    /// Per key position after `type`, the key the last entry of the type
+    /// had there ([`KeyGuess`]): a client sends its keys in the same order
+    /// entry after entry, so the next entry's key is checked against it as
+    /// bytes first (`key_is`), not found, hashed and looked up. Only a
+    /// guess: the bytes decide. Shared by every worker; written only when
+    /// an entry's keys differ from the last, and a lost write costs a miss.
+    guesses: [AtomicU8; MAX_KEY_GUESSES],
 }
+
+/// Key positions of an entry that [`SlotTable`] keeps a guess for.
+const MAX_KEY_GUESSES: usize = 24;
+
+/// What [`SlotTable::guess`] expects at a key position.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(super) enum KeyGuess {
+    /// The key of payload slot `i`.
+    Slot(usize),
+    Ts,
+    /// No guess: another key was there last (or none yet).
+    None,
+}
+
+/// `KeyGuess` as the byte kept: a slot's index, or these.
+const GUESS_TS: u8 = 254;
+const GUESS_NONE: u8 = u8::MAX;
 
 /// A payload slot as the fast path reads it (`SlotTable::info`).
 #[derive(Clone, Copy)]
@@ -512,7 +543,13 @@ impl SlotTable {
             original_type: place(ids.original_type),
             default: default.map(place),
         };
+        let key_bytes = slots.iter().map(|(key, _, _)| KeyBytes::new(key)).collect();
+        let fixed_key = |key: &str| KeyBytes::new(key).expect("a short plain key");
         SlotTable {
+            key_bytes,
+            ts_key: fixed_key("ts"),
+            type_key: fixed_key("type"),
+            guesses: [const { AtomicU8::new(GUESS_NONE) }; MAX_KEY_GUESSES],
             slots,
             keys,
             // Past the type's own, never read.
@@ -542,6 +579,40 @@ impl SlotTable {
     #[inline]
     pub(super) fn find(&self, key: &str) -> Option<usize> {
         self.keys.find(key)
+    }
+
+    /// The key expected at `position` (0: the first after `type`).
+    #[inline(always)]
+    pub(super) fn guess(&self, position: usize) -> KeyGuess {
+        let Some(guess) = self.guesses.get(position) else {
+            return KeyGuess::None;
+        };
+        match guess.load(Ordering::Relaxed) {
+            GUESS_TS => KeyGuess::Ts,
+            GUESS_NONE => KeyGuess::None,
+            i => KeyGuess::Slot(usize::from(i)),
+        }
+    }
+
+    /// `found` was the key at `position`: the guess there from now on.
+    /// Written only when it differs, so that workers reading the same
+    /// guesses do not pass their cache line to and fro.
+    #[inline]
+    pub(super) fn learn(&self, position: usize, found: KeyGuess) {
+        let Some(guess) = self.guesses.get(position) else {
+            return;
+        };
+        let byte = match found {
+            KeyGuess::Slot(i) => u8::try_from(i)
+                .ok()
+                .filter(|&i| i < GUESS_TS)
+                .unwrap_or(GUESS_NONE),
+            KeyGuess::Ts => GUESS_TS,
+            KeyGuess::None => GUESS_NONE,
+        };
+        if guess.load(Ordering::Relaxed) != byte {
+            guess.store(byte, Ordering::Relaxed);
+        }
     }
 }
 

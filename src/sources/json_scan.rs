@@ -198,13 +198,52 @@ impl<'de, 'l> Scanner<'de, 'l> {
     /// past the closing `}`. `first` is whether no key was read yet.
     #[inline(always)]
     pub(in crate::sources) fn key(&mut self, first: bool) -> Scan<Option<Cow<'de, str>>> {
+        if !self.key_ahead(first)? {
+            return Ok(None);
+        }
+        self.key_here().map(Some)
+    }
+
+    /// Past the comma before the object's next key, at its opening quote;
+    /// `false` past the closing `}`. `first` is whether no key was read yet.
+    /// Then [`key_here`](Self::key_here) reads the key, or
+    /// [`key_is`](Self::key_is) takes it if it is one expected.
+    #[inline(always)]
+    pub(in crate::sources) fn key_ahead(&mut self, first: bool) -> Scan<bool> {
         // The entry's first byte as `next_entry` saw it: not looked at again.
         let Some(b) = self.next_entry(first, b'}')? else {
-            return Ok(None);
+            return Ok(false);
         };
         if b != b'"' {
             return self.syntax("expected a string key");
         }
+        Ok(true)
+    }
+
+    /// Whether the key at the reader (`key_ahead` found its quote) is
+    /// `expected`'s, byte for byte, quotes and all: then it is taken as
+    /// [`key_here`](Self::key_here) takes it (measured, past its `:`).
+    /// Otherwise the reader has not moved. A key sent with an escape is
+    /// never the same bytes, and goes to `key_here` to be unescaped.
+    #[inline(always)]
+    pub(in crate::sources) fn key_is(&mut self, expected: &KeyBytes) -> Scan<bool> {
+        if !expected.is_at(self.bytes(), self.pos) {
+            return Ok(false);
+        }
+        let len = usize::from(expected.len);
+        self.limits.string::<ScanError>(len)?;
+        self.pos += len + 2;
+        if self.peek()? != b':' {
+            return self.syntax("expected `:`");
+        }
+        self.pos += 1;
+        Ok(true)
+    }
+
+    /// The key at the reader (`key_ahead` found its quote), measured, and
+    /// past its `:`.
+    #[inline(always)]
+    pub(in crate::sources) fn key_here(&mut self) -> Scan<Cow<'de, str>> {
         let mut key = self.string()?;
         self.limits.string::<ScanError>(key.len())?;
         // Only an escape (`\u0000`) writes a NUL, so only an owned key can
@@ -216,7 +255,7 @@ impl<'de, 'l> Scanner<'de, 'l> {
             return self.syntax("expected `:`");
         }
         self.pos += 1;
-        Ok(Some(key))
+        Ok(key)
     }
 
     /// Whether another element of the array begun follows (then read it);
@@ -684,6 +723,58 @@ fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
         at += 8;
     }
     at
+}
+
+/// A key as the body has it when sent without escapes, `"` and all, for
+/// [`Scanner::key_is`]: up to 32 bytes compared as four words under a
+/// mask (two when they fit 16), instead of the key's end found, its text
+/// hashed and looked up.
+#[derive(Clone, Copy, Debug)]
+pub(in crate::sources) struct KeyBytes {
+    words: [u64; 4],
+    masks: [u64; 4],
+    /// The key's length, without its quotes.
+    len: u8,
+}
+
+impl KeyBytes {
+    /// `None` for a key of more than 30 bytes, or one that JSON writes
+    /// with an escape (a quote, a backslash, a control character).
+    pub(in crate::sources) fn new(key: &str) -> Option<KeyBytes> {
+        if key.len() > 30 || key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        let mut mask = [0u8; 32];
+        bytes[0] = b'"';
+        bytes[1..=key.len()].copy_from_slice(key.as_bytes());
+        bytes[key.len() + 1] = b'"';
+        mask[..key.len() + 2].fill(0xff);
+        let word = |b: &[u8; 32], i: usize| {
+            u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default())
+        };
+        Some(KeyBytes {
+            words: std::array::from_fn(|i| word(&bytes, i)),
+            masks: std::array::from_fn(|i| word(&mask, i)),
+            len: key.len() as u8,
+        })
+    }
+
+    /// Whether `bytes` hold this key at `at`. Past the last 32 bytes of a
+    /// body (its last entry's keys) it says no: `key_here` reads them.
+    #[inline(always)]
+    fn is_at(&self, bytes: &[u8], at: usize) -> bool {
+        let Some(chunk) = bytes.get(at..at + 32) else {
+            return false;
+        };
+        let word =
+            |i: usize| u64::from_le_bytes(chunk[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        let differ = |i: usize| (word(i) ^ self.words[i]) & self.masks[i];
+        if self.len <= 14 {
+            return differ(0) | differ(1) == 0;
+        }
+        differ(0) | differ(1) | differ(2) | differ(3) == 0
+    }
 }
 
 /// Powers of ten for the fast float path, the same literals as `serde_json`'s

@@ -1024,3 +1024,141 @@ fn a_body_past_ascii_is_checked_as_utf8_and_kept_whole() {
         assert!(err.message.contains("not UTF-8"), "{}", err.message);
     }
 }
+
+/// Each entry's keys as `"key": value`, plain or with the key's first
+/// letter escaped (`\u00XX`): the same JSON, but bytes that can never be
+/// the key a type's last entry had at that place (`SlotTable::guess`), so
+/// every key of the escaped body is read and looked up.
+fn beacon_of(entries: &[&[(&str, &str)]], escaped: bool) -> String {
+    let entries: Vec<String> = entries
+        .iter()
+        .map(|pairs| {
+            let pairs: Vec<String> = pairs
+                .iter()
+                .map(|(key, value)| {
+                    let mut chars = key.chars();
+                    match chars.next() {
+                        Some(first) if escaped && first.is_ascii() => {
+                            format!(r#""\u{:04x}{}": {value}"#, first as u32, chars.as_str())
+                        }
+                        _ => format!(r#""{key}": {value}"#),
+                    }
+                })
+                .collect();
+            format!("{{{}}}", pairs.join(", "))
+        })
+        .collect();
+    format!(
+        r#"{{"v": 1, "sent_at": {NOW}, "view": {{"url": "https://shop.example/p"}}, "events": [{}]}}"#,
+        entries.join(", ")
+    )
+}
+
+#[test]
+fn keys_taken_as_the_last_entrys_are_the_keys_sent() {
+    let vital: &[(&str, &str)] = &[
+        ("type", r#""web_vital""#),
+        ("ts", "1699999999000"),
+        ("name", r#""LCP""#),
+        ("value", "1.5"),
+        ("rating", r#""good""#),
+        ("id", r#""v4-1""#),
+    ];
+    // The same keys in another order: every guess misses.
+    let vital_turned: &[(&str, &str)] = &[
+        ("type", r#""web_vital""#),
+        ("value", "2"),
+        ("id", r#""v4-2""#),
+        ("name", r#""CLS""#),
+        ("ts", "1699999999100"),
+    ];
+    // Keys that begin as the guessed ones do, or that they begin as.
+    let near: &[(&str, &str)] = &[
+        ("type", r#""web_vital""#),
+        ("tss", "1"),
+        ("names", r#""x""#),
+        ("valu", "3"),
+        ("ratin", r#""good""#),
+        ("i", "4"),
+    ];
+    // A key sent twice where the first was guessed: the general reading.
+    let repeat: &[(&str, &str)] = &[
+        ("type", r#""web_vital""#),
+        ("ts", "1699999999200"),
+        ("name", r#""LCP""#),
+        ("name", r#""INP""#),
+    ];
+    let resource: &[(&str, &str)] = &[
+        ("type", r#""resource""#),
+        ("ts", "1699999999300"),
+        ("name", r#""https://cdn.example/app.js""#),
+        ("initiator_type", r#""script""#),
+        ("render_blocking", r#""blocking""#),
+        ("transfer_size", "48210"),
+    ];
+    let beacons: &[&[&[(&str, &str)]]] = &[
+        &[vital, vital, vital, vital],
+        &[vital, vital_turned, vital, vital_turned, vital],
+        &[vital, near, vital, near],
+        &[vital, repeat, vital],
+        &[resource, vital, resource, resource, vital],
+        &[near, vital_turned, repeat, resource],
+    ];
+    for entries in beacons {
+        let (plain, escaped) = (beacon_of(entries, false), beacon_of(entries, true));
+        // Twice: the second reading starts from the guesses the first left.
+        for _ in 0..2 {
+            assert_eq!(outcome(&plain), outcome(&escaped), "\n{plain}");
+        }
+    }
+    // A key past the reader's guess and its `:` is where the errors say:
+    // whitespace before the colon, a missing colon, a key at the body's end.
+    for (body, error) in [
+        (
+            r#"{"v": 1, "events": [{"type": "action", "ts": 1, "kind": "click"}, {"type": "action", "ts" :1, "kind"
+:"tap"}]}"#,
+            None,
+        ),
+        (
+            r#"{"v": 1, "events": [{"type": "action", "ts": 1, "kind": "click"}, {"type": "action", "ts": 1, "kind" "tap"}]}"#,
+            Some("invalid JSON: expected `:` at line 1 column 102"),
+        ),
+        (
+            r#"{"v": 1, "events": [{"type": "action", "ts": 1, "kind": "click"}, {"type": "action", "ts": 1, "kind"#,
+            Some("invalid JSON: EOF while parsing a string at line 1 column 100"),
+        ),
+    ] {
+        let answer = decode(body.as_bytes(), &facts(), &limits());
+        match error {
+            None => assert_eq!(answer.map(|d| d.events.len()).ok(), Some(2), "{body}"),
+            Some(message) => assert_eq!(answer.err().map(|e| e.message), Some(message.into())),
+        }
+    }
+}
+
+/// The guesses are the tables', shared by every source: a key taken as
+/// one a source with longer strings taught is still measured against
+/// this source's `max_string_bytes`.
+#[test]
+fn a_guessed_key_is_still_held_to_max_string_bytes() {
+    let entries: &[&[(&str, &str)]] = &[&[
+        ("type", r#""http""#),
+        ("ts", "1699999999000"),
+        ("method", r#""GET""#),
+        ("status", "200"),
+    ]];
+    let body = beacon_of(entries, false);
+    assert!(decode(body.as_bytes(), &facts(), &limits()).is_ok());
+    let short = BeaconLimits {
+        max_string_bytes: 5,
+        ..limits()
+    };
+    let refused = decode(body.as_bytes(), &facts(), &short).err();
+    assert_eq!(
+        refused.map(|e| (e.error_type, e.message)),
+        Some((
+            "string_too_long",
+            "a string is longer than max_string_bytes (5)".into()
+        ))
+    );
+}

@@ -9,7 +9,7 @@ use std::ops::Range;
 use serde_json::{Map, Value};
 
 use super::bounded::PairList;
-use super::{all_payload_slots, SlotInfo, SlotTable};
+use super::{all_payload_slots, KeyGuess, SlotInfo, SlotTable};
 use crate::event::{other_bytes, Event, FieldId, FieldValue, Packed, PackedSlot, TextBlockBuilder};
 use crate::schema::EventType;
 use crate::sources::json_scan::{Scan, ScanError, Scanner};
@@ -405,6 +405,63 @@ impl Placed {
     }
 }
 
+/// An entry's key past `type`, as the fast path takes it ([`entry_key`]).
+enum EntryKey<'de> {
+    Ts,
+    /// The key of payload slot `i` (below 64, the slots `taken` tracks).
+    Slot(usize, Cow<'de, str>),
+    /// A key without a slot.
+    Other(Cow<'de, str>),
+    /// `type` again, `view`, or a slot past 64: the general reading.
+    GiveUp,
+}
+
+/// The key at the reader (`key_ahead` found its quote), the `position`th
+/// after `type`: first compared, as bytes, with the key the type's last
+/// entry had there ([`SlotTable::guess`]); else read, looked up, and
+/// learnt as the guess for the next entry.
+#[inline(always)]
+fn entry_key<'de>(
+    sc: &mut Scanner<'de, '_>,
+    slots: &SlotTable,
+    position: usize,
+) -> Scan<EntryKey<'de>> {
+    match slots.guess(position) {
+        KeyGuess::Ts => {
+            if sc.key_is(&slots.ts_key)? {
+                return Ok(EntryKey::Ts);
+            }
+        }
+        KeyGuess::Slot(i) => {
+            if let (Some(Some(expected)), Some(&(name, _, _))) =
+                (slots.key_bytes.get(i), slots.slots.get(i))
+            {
+                if sc.key_is(expected)? {
+                    return Ok(EntryKey::Slot(i, Cow::Borrowed(name)));
+                }
+            }
+        }
+        KeyGuess::None => {}
+    }
+    let key = sc.key_here()?;
+    let found = match &*key {
+        "type" | "view" => None,
+        "ts" => Some(KeyGuess::Ts),
+        _ => match slots.find(&key) {
+            Some(i) if i < 64 => Some(KeyGuess::Slot(i)),
+            Some(_) => None,
+            None => Some(KeyGuess::None),
+        },
+    };
+    slots.learn(position, found.unwrap_or(KeyGuess::None));
+    Ok(match found {
+        None => EntryKey::GiveUp,
+        Some(KeyGuess::Ts) => EntryKey::Ts,
+        Some(KeyGuess::Slot(i)) => EntryKey::Slot(i, key),
+        Some(KeyGuess::None) => EntryKey::Other(key),
+    })
+}
+
 /// Keys without a slot that the fast path checks for repeats one by one.
 const MAX_OTHER_KEYS: usize = 32;
 
@@ -449,9 +506,16 @@ fn read_slots(
     kept: &mut Kept<'_>,
 ) -> Scan<Option<SlottedEntry>> {
     let start = kept.slots.len();
-    match sc.key(true)? {
-        Some(key) if key == "type" && sc.peek()? == b'"' => {}
-        _ => return Ok(None),
+    if !sc.key_ahead(true)? {
+        return Ok(None);
+    }
+    // `type`, which every client sends first, taken as bytes (any table
+    // has its key).
+    if !sc.key_is(&kept.tables[0].type_key)? && sc.key_here()? != "type" {
+        return Ok(None);
+    }
+    if sc.peek()? != b'"' {
+        return Ok(None);
     }
     let type_name = sc.string()?;
     sc.limits.string::<ScanError>(type_name.len())?;
@@ -474,21 +538,20 @@ fn read_slots(
     // still cost about 60 instructions to drop.
     let mut extra: Option<Map<String, Value>> = None;
     let mut ts = None;
-    while let Some(key) = sc.key(false)? {
-        match &*key {
-            "type" | "view" => return Ok(None),
-            "ts" => {
+    let mut position = 0;
+    while sc.key_ahead(false)? {
+        let key = entry_key(sc, slots, position)?;
+        position += 1;
+        match key {
+            EntryKey::GiveUp => return Ok(None),
+            EntryKey::Ts => {
                 if ts.is_some() || !matches!(sc.peek()?, b'-' | b'0'..=b'9') {
                     return Ok(None);
                 }
                 let n = sc.number_inlined()?;
                 ts = Some(n.as_f64().unwrap_or(0.0) as i64);
-                continue;
             }
-            _ => {}
-        }
-        match slots.find(&key) {
-            Some(i) if i < 64 => {
+            EntryKey::Slot(i, key) => {
                 if taken & (1 << i) != 0 {
                     return Ok(None);
                 }
@@ -551,8 +614,7 @@ fn read_slots(
                         .insert(key.into_owned(), value);
                 }
             }
-            Some(_) => return Ok(None),
-            None => {
+            EntryKey::Other(key) => {
                 let value = sc.value(4)?;
                 if !keep_other_key(key, value, &mut others, &mut extra) {
                     return Ok(None);
