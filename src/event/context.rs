@@ -531,7 +531,7 @@ impl ContextFill<'_> {
             FieldValue::Text(..) => None,
             value => Some(slot_bytes(value)),
         };
-        self.put(id, value, bytes);
+        self.put(id, || value, bytes);
     }
 
     /// `text`, appended to the request's `strings`, into slot `id`: it
@@ -539,12 +539,22 @@ impl ContextFill<'_> {
     /// `String` of its own (past 4 GiB), as `slot_bytes` counts either.
     #[inline]
     pub fn set_text(&mut self, id: FieldId, strings: &mut TextBlockBuilder, text: &str) {
-        let value = strings.push(text);
-        self.put(id, value, Some(text.len() + 8));
+        let bytes = Some(text.len() + 8);
+        // The value made in the arm that puts it, not passed in from a
+        // call: it went through the stack, written in narrow stores and
+        // read back in a 16-byte load that could not be forwarded from
+        // them (half of `put`'s time under load, `perf annotate`).
+        match strings.append(text) {
+            Some((block, index)) => self.put(id, || FieldValue::Text(block, index), bytes),
+            None => self.put(id, || Value::String(text.to_owned()).into(), bytes),
+        }
     }
 
-    #[inline]
-    fn put(&mut self, id: FieldId, value: FieldValue, bytes: Option<usize>) {
+    /// The value `make` makes into slot `id`, counted as `bytes` (`None`:
+    /// not known, counted when asked). Made where it goes: see
+    /// `push_within`.
+    #[inline(always)]
+    fn put(&mut self, id: FieldId, make: impl FnOnce() -> FieldValue, bytes: Option<usize>) {
         let fields = &mut self.context.fields;
         let add = |sum: Option<usize>| Some(sum? + SLOT_BYTES + bytes?);
         // Past the last, as most are set: pushed (`put`'s own fast path).
@@ -552,9 +562,10 @@ impl ContextFill<'_> {
             self.bytes = add(self.bytes);
             // Into the room `Context::for_request` made, with no call
             // (`put`'s went through one a field).
-            super::push_within(fields, (id, value));
+            super::push_within(fields, || (id, make()));
             return;
         }
+        let value = make();
         match fields.binary_search_by(|(k, _)| k.cmp(&id)) {
             Ok(i) => {
                 self.bytes = None;

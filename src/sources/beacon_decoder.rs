@@ -302,26 +302,29 @@ pub fn decode(
             }
             None => facts.received_at_ms,
         };
-        let (event, unknown) = match entry {
-            WireEntry::Slotted(slotted) => (
-                Event::in_counted_block(
+        // Room for every entry was made. The event is made where it goes
+        // (`push_within`): made first, it was copied there from the stack.
+        match entry {
+            WireEntry::Slotted(slotted) => {
+                unknown_types += usize::from(slotted.unknown_type);
+                Event::push_in_counted_block(
+                    &mut events,
                     context.hand_out(),
                     Some(at),
                     slotted.ts,
                     slots.hand_out(),
                     slotted.slots.clone(),
                     Some(block_bytes),
-                ),
-                slotted.unknown_type,
-            ),
+                );
+            }
             WireEntry::Object(entry) => {
-                build_event(context.hand_out(), at, ts, seq, std::mem::take(entry))?
+                let (event, unknown) =
+                    build_event(context.hand_out(), at, ts, seq, std::mem::take(entry))?;
+                unknown_types += usize::from(unknown);
+                push_within(&mut events, || event);
             }
             WireEntry::NotObject => continue,
-        };
-        unknown_types += usize::from(unknown);
-        // Room for every entry was made.
-        push_within(&mut events, event);
+        }
     }
     Ok(Decoded {
         events,
