@@ -449,6 +449,20 @@ impl<'de, 'l> Scanner<'de, 'l> {
     /// web-vitals more than it saved them.
     #[inline(always)]
     pub(in crate::sources) fn number_inlined(&mut self) -> Scan<Number> {
+        self.number_read::<false>()
+    }
+
+    /// [`number_inlined`](Self::number_inlined) for a number whose
+    /// integer part is usually long (an entry's `ts`, epoch milliseconds:
+    /// thirteen digits), read eight digits at a time first. Every other
+    /// number would pay the eight-byte check for nothing.
+    #[inline(always)]
+    pub(in crate::sources) fn long_number(&mut self) -> Scan<Number> {
+        self.number_read::<true>()
+    }
+
+    #[inline(always)]
+    fn number_read<const LONG: bool>(&mut self) -> Scan<Number> {
         let bytes = self.bytes();
         let start = self.pos;
         let mut at = start;
@@ -456,6 +470,9 @@ impl<'de, 'l> Scanner<'de, 'l> {
         at += usize::from(negative);
         let mut significand: u64 = 0;
         let int_start = at;
+        if LONG {
+            read_eight_digits(bytes, &mut at, &mut significand);
+        }
         read_digits(bytes, &mut at, &mut significand);
         let int_digits = at - int_start;
         let mut digits = int_digits;
@@ -690,8 +707,9 @@ pub(in crate::sources) fn read_only(body: &[u8], limits: &Limits) -> bool {
 
 /// The digits at `at` onto `significand` (wrapping: past 19 digits the
 /// caller does not use it; it counts them from where the digits end).
-/// Eight at a time was tried: most numbers are shorter, and the failed
-/// eight-byte checks cost more than they saved.
+/// Eight at a time for every number was tried: most numbers are shorter,
+/// and the failed eight-byte checks cost more than they saved. Only
+/// `long_number` (an entry's `ts`) reads eight at a time first.
 #[inline(always)]
 fn read_digits(bytes: &[u8], at: &mut usize, significand: &mut u64) {
     while let Some(&b @ b'0'..=b'9') = bytes.get(*at) {
@@ -699,6 +717,33 @@ fn read_digits(bytes: &[u8], at: &mut usize, significand: &mut u64) {
             .wrapping_mul(10)
             .wrapping_add(u64::from(b - b'0'));
         *at += 1;
+    }
+}
+
+/// Eight digits at a time from `at` onto `significand` (wrapping, as
+/// `read_digits` does: past 19 digits the caller gives the number to
+/// `serde_json`), while eight digits follow; `read_digits` reads the rest.
+#[inline(always)]
+fn read_eight_digits(bytes: &[u8], at: &mut usize, significand: &mut u64) {
+    while let Some(chunk) = bytes.get(*at..*at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        // Each byte 0x30..=0x39: its high nibble 3, and still 3 with 6 added.
+        let high = 0xF0F0_F0F0_F0F0_F0F0;
+        if (word & high) | (((word.wrapping_add(0x0606_0606_0606_0606)) & high) >> 4)
+            != 0x3333_3333_3333_3333
+        {
+            return;
+        }
+        // The digits' values, the first (most significant) in the lowest
+        // byte, combined in pairs, fours, then eight (three multiplies).
+        let digits = word - 0x3030_3030_3030_3030;
+        let pairs = digits.wrapping_mul(10).wrapping_add(digits >> 8);
+        let mask = 0x0000_00FF_0000_00FF;
+        let value = ((pairs & mask).wrapping_mul(0x000F_4240_0000_0064))
+            .wrapping_add(((pairs >> 16) & mask).wrapping_mul(0x0000_2710_0000_0001))
+            >> 32;
+        *significand = significand.wrapping_mul(100_000_000).wrapping_add(value);
+        *at += 8;
     }
 }
 

@@ -1162,3 +1162,73 @@ fn a_guessed_key_is_still_held_to_max_string_bytes() {
         ))
     );
 }
+
+/// The context objects' keys are taken as the last beacon's too
+/// (`wire::KnownKeys`): beacons whose `app`, `session`, `view` and
+/// `device` keys come in changing orders, repeat, or only begin like a
+/// known key read as the same beacons with every key escaped (never the
+/// bytes guessed).
+#[test]
+fn context_keys_taken_as_the_last_beacons_are_the_keys_sent() {
+    let objects: [&[(&str, &str)]; 5] = [
+        &[
+            ("url", r#""https://a.example/x?y=1""#),
+            ("id", r#""v1""#),
+            ("title", r#""T""#),
+            ("referrer", r#""https://r.example/""#),
+        ],
+        &[
+            ("referrer", r#""https://r.example/""#),
+            ("title", r#""T2""#),
+            ("id", r#""v2""#),
+            ("url", r#""https://b.example/""#),
+        ],
+        &[
+            ("urls", r#""x""#),
+            ("url", r#""https://c.example/""#),
+            ("i", "1"),
+            ("id", r#""v3""#),
+            ("id", r#""v4""#),
+        ],
+        &[("url", "5"), ("title", "null")],
+        &[],
+    ];
+    let object = |pairs: &[(&str, &str)], escaped: bool| {
+        let pairs: Vec<String> = pairs
+            .iter()
+            .map(|(key, value)| match key.chars().next() {
+                Some(first) if escaped => {
+                    format!(r#""\u{:04x}{}": {value}"#, first as u32, &key[1..])
+                }
+                _ => format!(r#""{key}": {value}"#),
+            })
+            .collect();
+        format!("{{{}}}", pairs.join(", "))
+    };
+    for view in objects {
+        for escaped in [false, true, false] {
+            let body = |escaped: bool| {
+                format!(
+                    r#"{{"v": 1, "sent_at": {NOW}, "app": {}, "session": {}, "device": {}, "view": {}, "events": [{{"type": "action", "ts": {NOW}, "kind": "click"}}]}}"#,
+                    object(
+                        &[
+                            ("env", r#""prod""#),
+                            ("name", r#""shop""#),
+                            ("version", r#""1""#)
+                        ],
+                        escaped
+                    ),
+                    object(&[("id", r#""s1""#)], escaped),
+                    object(&[("cores", "8"), ("memory", "4"), ("mem", "2")], escaped),
+                    object(view, escaped),
+                )
+            };
+            assert_eq!(
+                outcome(&body(escaped)),
+                outcome(&body(!escaped)),
+                "\n{}",
+                body(escaped)
+            );
+        }
+    }
+}

@@ -5,6 +5,8 @@
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
@@ -12,7 +14,7 @@ use super::bounded::PairList;
 use super::{all_payload_slots, KeyGuess, SlotInfo, SlotTable};
 use crate::event::{other_bytes, Event, FieldId, FieldValue, Packed, PackedSlot, TextBlockBuilder};
 use crate::schema::EventType;
-use crate::sources::json_scan::{Scan, ScanError, Scanner};
+use crate::sources::json_scan::{KeyBytes, Scan, ScanError, Scanner};
 
 /// The top level of a beacon: known keys kept as small values, the events
 /// as key/value lists, everything else checked, skipped and counted.
@@ -118,12 +120,10 @@ pub(super) fn read_beacon<'de>(
                 strings.forget_since(mark);
                 out.events = Some(read_events(sc, strings, max_events)?);
             }
-            "app" => out.app = Some(read_known(sc, 2, &APP_KEYS, &mut out.ignored_keys)?),
-            "session" => {
-                out.session = Some(read_known(sc, 2, &SESSION_KEYS, &mut out.ignored_keys)?)
-            }
-            "view" => out.view = Some(read_known(sc, 2, &VIEW_KEYS, &mut out.ignored_keys)?),
-            "device" => out.device = Some(read_known(sc, 2, &DEVICE_KEYS, &mut out.ignored_keys)?),
+            "app" => out.app = Some(read_known(sc, 2, &APP, &mut out.ignored_keys)?),
+            "session" => out.session = Some(read_known(sc, 2, &SESSION, &mut out.ignored_keys)?),
+            "view" => out.view = Some(read_known(sc, 2, &VIEW, &mut out.ignored_keys)?),
+            "device" => out.device = Some(read_known(sc, 2, &DEVICE, &mut out.ignored_keys)?),
             "ua_hints" => out.ua_hints = Some(sc.value(2)?),
             _ => {
                 // Not kept, but still within the limits.
@@ -169,13 +169,61 @@ pub(super) const SESSION_KEYS: [&str; 1] = ["id"];
 pub(super) const VIEW_KEYS: [&str; 4] = ["url", "id", "title", "referrer"];
 pub(super) const DEVICE_KEYS: [&str; 3] = ["memory", "cores", "connection"];
 
-/// An object at `depth` of which only `keys` are kept (in that order; a
+/// The keys kept of one context object (`APP_KEYS`, ...) as `read_known`
+/// takes them: as an entry's (`SlotTable::guess`), each key first compared,
+/// as bytes, with the key the last beacon had at that place.
+pub(super) struct KnownKeys<const N: usize> {
+    names: &'static [&'static str; N],
+    bytes: [Option<KeyBytes>; N],
+    /// Per key position, the index in `names` of the key sent there last
+    /// (`u8::MAX`: another key, or none yet).
+    guesses: [AtomicU8; 8],
+}
+
+impl<const N: usize> KnownKeys<N> {
+    fn new(names: &'static [&'static str; N]) -> Self {
+        KnownKeys {
+            names,
+            bytes: names.map(KeyBytes::new),
+            guesses: [const { AtomicU8::new(u8::MAX) }; 8],
+        }
+    }
+
+    /// The index of the key at the reader (`key_ahead` found its quote),
+    /// the `position`th of its object, if it is one kept.
+    #[inline(always)]
+    fn take(&self, sc: &mut Scanner<'_, '_>, position: usize) -> Scan<Option<usize>> {
+        let guess = self.guesses.get(position);
+        let expected = guess.map_or(u8::MAX, |g| g.load(Ordering::Relaxed));
+        if let Some(Some(bytes)) = self.bytes.get(usize::from(expected)) {
+            if sc.key_is(bytes)? {
+                return Ok(Some(usize::from(expected)));
+            }
+        }
+        let key = sc.key_here()?;
+        let found = self.names.iter().position(|k| *k == key);
+        if let Some(guess) = guess {
+            let byte = found.and_then(|i| u8::try_from(i).ok()).unwrap_or(u8::MAX);
+            if byte != expected {
+                guess.store(byte, Ordering::Relaxed);
+            }
+        }
+        Ok(found)
+    }
+}
+
+pub(super) static APP: LazyLock<KnownKeys<3>> = LazyLock::new(|| KnownKeys::new(&APP_KEYS));
+pub(super) static SESSION: LazyLock<KnownKeys<1>> = LazyLock::new(|| KnownKeys::new(&SESSION_KEYS));
+pub(super) static VIEW: LazyLock<KnownKeys<4>> = LazyLock::new(|| KnownKeys::new(&VIEW_KEYS));
+pub(super) static DEVICE: LazyLock<KnownKeys<3>> = LazyLock::new(|| KnownKeys::new(&DEVICE_KEYS));
+
+/// An object at `depth` of which only `keys`' are kept (in their order; a
 /// repeated key: the last wins), the rest checked, skipped and counted in
 /// `ignored`. `None` when the value is not an object (still checked).
 fn read_known<'de, const N: usize>(
     sc: &mut Scanner<'de, '_>,
     depth: usize,
-    keys: &'static [&'static str; N],
+    keys: &KnownKeys<N>,
     ignored: &mut usize,
 ) -> Scan<Option<[Option<Known<'de>>; N]>> {
     if sc.peek()? != b'{' {
@@ -185,9 +233,12 @@ fn read_known<'de, const N: usize>(
     sc.begin_object(depth)?;
     let mut out: [Option<Known<'de>>; N] = std::array::from_fn(|_| None);
     let mut first = true;
-    while let Some(key) = sc.key(first)? {
+    let mut position = 0;
+    while sc.key_ahead(first)? {
         first = false;
-        match keys.iter().position(|k| *k == key) {
+        let found = keys.take(sc, position)?;
+        position += 1;
+        match found {
             Some(i) if sc.peek()? == b'"' => {
                 let text = sc.string()?;
                 sc.limits.string::<ScanError>(text.len())?;
@@ -564,7 +615,7 @@ fn read_slots_into(
                 if ts.is_some() || !matches!(sc.peek()?, b'-' | b'0'..=b'9') {
                     return Ok(false);
                 }
-                let n = sc.number_inlined()?;
+                let n = sc.long_number()?;
                 ts = Some(n.as_f64().unwrap_or(0.0) as i64);
             }
             EntryKey::Slot(i, key) => {

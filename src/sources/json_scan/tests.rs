@@ -389,3 +389,60 @@ fn a_key_whose_nul_makes_it_another_key_loses_neither_value() {
         serde_json::json!({"r": {"a\u{fffd}b": 2, "a\u{fffd}b\u{fffd}": 3, "a\u{fffd}b\u{fffd}\u{fffd}": 1}})
     );
 }
+
+/// `long_number` (eight digits at a time first) reads what `number` reads,
+/// to the same value and the same error, for numbers of every length, in
+/// every form, with whatever follows them, up to the body's last byte.
+#[test]
+fn a_long_number_reads_as_a_number_does() {
+    let limits = Limits::new(usize::MAX, 100_000);
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut texts: Vec<String> = vec![
+        "1763699999100".into(),
+        "-1763699999100".into(),
+        "12345678".into(),
+        "123456789".into(),
+        "9999999999999999999".into(),
+        "18446744073709551615".into(),
+        "18446744073709551616".into(),
+        "-9223372036854775808".into(),
+        "-9223372036854775809".into(),
+        "0000000012".into(),
+        "01234567890".into(),
+        "1234567890.5".into(),
+        "12345678e3".into(),
+        "1234567/".into(),
+        "12345678:".into(),
+        "-".into(),
+    ];
+    for _ in 0..20_000 {
+        let mut text = String::new();
+        if rng.bool() {
+            text.push('-');
+        }
+        for _ in 0..rng.usize(0..24) {
+            text.push(char::from(b'0' + rng.u8(0..10)));
+        }
+        match rng.u8(0..6) {
+            0 => text.push_str(&format!(".{}", rng.u32(0..1000))),
+            1 => text.push_str(&format!("e{}", rng.i8(-5..5))),
+            2 => text.push(char::from(rng.u8(b'/'..=b':'))),
+            _ => {}
+        }
+        texts.push(text);
+    }
+    for text in &texts {
+        // Alone (the body ends with it) and followed by more.
+        for body in [text.clone(), format!("{text}, \"next\": 1}}")] {
+            let mut short = Scanner::new(&body, &limits);
+            let mut long = Scanner::new(&body, &limits);
+            let (a, b) = (short.number(), long.long_number());
+            assert_eq!(
+                a.as_ref().map(|n| n.to_string()).map_err(|e| e.to_string()),
+                b.as_ref().map(|n| n.to_string()).map_err(|e| e.to_string()),
+                "{body:?}"
+            );
+            assert_eq!(short.position(), long.position(), "{body:?}");
+        }
+    }
+}
