@@ -6,7 +6,6 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::LazyLock;
 
 use http::HeaderName;
@@ -33,7 +32,8 @@ use crate::url_parts::{for_each_url_field, UrlPart};
 pub use crate::url_parts::{set_url_fields, url_fields};
 pub(in crate::sources) use bounded::{body_text, utf8, Limits, PairList};
 use wire::{
-    read_beacon, Known, WireBeacon, WireEntry, WireEvents, APP_KEYS, SESSION_KEYS, VIEW_KEYS,
+    read_beacon, KeyGuesses, Known, WireBeacon, WireEntry, WireEvents, APP_KEYS, NO_GUESS,
+    SESSION_KEYS, VIEW_KEYS,
 };
 
 /// Limits on what one beacon may contain.
@@ -458,17 +458,11 @@ pub(super) struct SlotTable {
     /// `"ts"` and `"type"`, the keys every entry sends.
     pub(super) ts_key: KeyBytes,
     pub(super) type_key: KeyBytes,
-    /// Per key position after `type`, the key the last entry of the type
-    /// had there ([`KeyGuess`]): a client sends its keys in the same order
-    /// entry after entry, so the next entry's key is checked against it as
-    /// bytes first (`key_is`), not found, hashed and looked up. Only a
-    /// guess: the bytes decide. Shared by every worker; written only when
-    /// an entry's keys differ from the last, and a lost write costs a miss.
-    guesses: [AtomicU8; MAX_KEY_GUESSES],
+    /// Per key position after `type`, the key the type's last entry had
+    /// there ([`KeyGuess`] as a byte): checked as bytes first (`key_is`),
+    /// not found, hashed and looked up.
+    guesses: KeyGuesses<24>,
 }
-
-/// Key positions of an entry that [`SlotTable`] keeps a guess for.
-const MAX_KEY_GUESSES: usize = 24;
 
 /// What [`SlotTable::guess`] expects at a key position.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -480,9 +474,8 @@ pub(super) enum KeyGuess {
     None,
 }
 
-/// `KeyGuess` as the byte kept: a slot's index, or these.
+/// `KeyGuess::Ts` as the byte kept (a slot's is its index).
 const GUESS_TS: u8 = 254;
-const GUESS_NONE: u8 = u8::MAX;
 
 /// A payload slot as the fast path reads it (`SlotTable::info`).
 #[derive(Clone, Copy)]
@@ -552,7 +545,7 @@ impl SlotTable {
             key_bytes,
             ts_key: fixed_key("ts"),
             type_key: fixed_key("type"),
-            guesses: [const { AtomicU8::new(GUESS_NONE) }; MAX_KEY_GUESSES],
+            guesses: KeyGuesses::new(),
             slots,
             keys,
             // Past the type's own, never read.
@@ -587,35 +580,25 @@ impl SlotTable {
     /// The key expected at `position` (0: the first after `type`).
     #[inline(always)]
     pub(super) fn guess(&self, position: usize) -> KeyGuess {
-        let Some(guess) = self.guesses.get(position) else {
-            return KeyGuess::None;
-        };
-        match guess.load(Ordering::Relaxed) {
+        match self.guesses.at(position) {
             GUESS_TS => KeyGuess::Ts,
-            GUESS_NONE => KeyGuess::None,
+            NO_GUESS => KeyGuess::None,
             i => KeyGuess::Slot(usize::from(i)),
         }
     }
 
     /// `found` was the key at `position`: the guess there from now on.
-    /// Written only when it differs, so that workers reading the same
-    /// guesses do not pass their cache line to and fro.
     #[inline]
     pub(super) fn learn(&self, position: usize, found: KeyGuess) {
-        let Some(guess) = self.guesses.get(position) else {
-            return;
-        };
         let byte = match found {
             KeyGuess::Slot(i) => u8::try_from(i)
                 .ok()
                 .filter(|&i| i < GUESS_TS)
-                .unwrap_or(GUESS_NONE),
+                .unwrap_or(NO_GUESS),
             KeyGuess::Ts => GUESS_TS,
-            KeyGuess::None => GUESS_NONE,
+            KeyGuess::None => NO_GUESS,
         };
-        if guess.load(Ordering::Relaxed) != byte {
-            guess.store(byte, Ordering::Relaxed);
-        }
+        self.guesses.learn(position, byte);
     }
 }
 

@@ -169,15 +169,49 @@ pub(super) const SESSION_KEYS: [&str; 1] = ["id"];
 pub(super) const VIEW_KEYS: [&str; 4] = ["url", "id", "title", "referrer"];
 pub(super) const DEVICE_KEYS: [&str; 3] = ["memory", "cores", "connection"];
 
+/// Per key position of an object, the key that was there last, as a
+/// byte (`NO_GUESS`: another key, or none yet): a client sends an object's
+/// keys in the same order every time, so the next object's key there is
+/// first compared, as bytes, with that one (`Scanner::key_is`). Only a
+/// guess: the bytes decide. Shared by every worker; written only when it
+/// changes, so that workers reading the same guesses do not pass their
+/// cache line to and fro (a lost write costs a miss).
+pub(super) struct KeyGuesses<const N: usize>([AtomicU8; N]);
+
+pub(super) const NO_GUESS: u8 = u8::MAX;
+
+impl<const N: usize> KeyGuesses<N> {
+    pub(super) const fn new() -> Self {
+        KeyGuesses([const { AtomicU8::new(NO_GUESS) }; N])
+    }
+
+    /// The guess at `position` (`NO_GUESS` past the last kept).
+    #[inline(always)]
+    pub(super) fn at(&self, position: usize) -> u8 {
+        self.0
+            .get(position)
+            .map_or(NO_GUESS, |guess| guess.load(Ordering::Relaxed))
+    }
+
+    /// `found` was at `position`: the guess there from now on.
+    #[inline]
+    pub(super) fn learn(&self, position: usize, found: u8) {
+        if let Some(guess) = self.0.get(position) {
+            if guess.load(Ordering::Relaxed) != found {
+                guess.store(found, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// The keys kept of one context object (`APP_KEYS`, ...) as `read_known`
-/// takes them: as an entry's (`SlotTable::guess`), each key first compared,
-/// as bytes, with the key the last beacon had at that place.
+/// takes them, each first compared with the key the last beacon had at
+/// that place ([`KeyGuesses`]).
 pub(super) struct KnownKeys<const N: usize> {
     names: &'static [&'static str; N],
     bytes: [Option<KeyBytes>; N],
-    /// Per key position, the index in `names` of the key sent there last
-    /// (`u8::MAX`: another key, or none yet).
-    guesses: [AtomicU8; 8],
+    /// Indices in `names`.
+    guesses: KeyGuesses<8>,
 }
 
 impl<const N: usize> KnownKeys<N> {
@@ -185,7 +219,7 @@ impl<const N: usize> KnownKeys<N> {
         KnownKeys {
             names,
             bytes: names.map(KeyBytes::new),
-            guesses: [const { AtomicU8::new(u8::MAX) }; 8],
+            guesses: KeyGuesses::new(),
         }
     }
 
@@ -193,8 +227,7 @@ impl<const N: usize> KnownKeys<N> {
     /// the `position`th of its object, if it is one kept.
     #[inline(always)]
     fn take(&self, sc: &mut Scanner<'_, '_>, position: usize) -> Scan<Option<usize>> {
-        let guess = self.guesses.get(position);
-        let expected = guess.map_or(u8::MAX, |g| g.load(Ordering::Relaxed));
+        let expected = self.guesses.at(position);
         if let Some(Some(bytes)) = self.bytes.get(usize::from(expected)) {
             if sc.key_is(bytes)? {
                 return Ok(Some(usize::from(expected)));
@@ -202,12 +235,8 @@ impl<const N: usize> KnownKeys<N> {
         }
         let key = sc.key_here()?;
         let found = self.names.iter().position(|k| *k == key);
-        if let Some(guess) = guess {
-            let byte = found.and_then(|i| u8::try_from(i).ok()).unwrap_or(u8::MAX);
-            if byte != expected {
-                guess.store(byte, Ordering::Relaxed);
-            }
-        }
+        let byte = found.and_then(|i| u8::try_from(i).ok()).unwrap_or(NO_GUESS);
+        self.guesses.learn(position, byte);
         Ok(found)
     }
 }
