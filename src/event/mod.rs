@@ -499,8 +499,9 @@ impl Event {
     }
 
     /// [`Event::in_counted_block`] pushed onto `events`, made where it
-    /// goes (see `push_within`; a closure making it there was not inlined
-    /// into the decoder, and its event came back through the stack).
+    /// goes. `push_within`'s steps written out: with a closure (in the
+    /// decoder, or here), the closure was not inlined, and its event came
+    /// back through the stack.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn push_in_counted_block(
