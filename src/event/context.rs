@@ -584,6 +584,15 @@ impl ContextFill<'_> {
     }
 
     pub fn remove_id(&mut self, id: FieldId) {
+        // Past the last: nothing to find (a decoder's fresh context).
+        if self
+            .context
+            .fields
+            .last()
+            .is_none_or(|(last, _)| *last < id)
+        {
+            return;
+        }
         if let Ok(i) = self.context.fields.binary_search_by_key(&id, |(k, _)| *k) {
             self.bytes = None;
             self.context.fields.remove(i);

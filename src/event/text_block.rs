@@ -221,8 +221,15 @@ impl TextBlockBuilder {
     /// copied them again.
     #[cold]
     fn reserve_first(&mut self) {
-        self.text.reserve(1024);
-        self.ends.reserve(64);
+        // Made, not reserved, when they hold nothing: `reserve`'s way to an
+        // allocation cost about 25 instructions more each. (Empty strings
+        // pushed first have ends but no text.)
+        self.text = String::with_capacity(1024);
+        if self.ends.capacity() == 0 {
+            self.ends = Vec::with_capacity(64);
+        } else {
+            self.ends.reserve(64);
+        }
     }
 
     /// A reference to the block (made now if no string made it yet), for
@@ -365,6 +372,27 @@ mod tests {
         assert!(values
             .iter()
             .all(|v| matches!(v, FieldValue::Text(b, _) if Counted::ptr_eq(b, first))));
+    }
+
+    /// Empty strings first, then text: the room made with the first string
+    /// keeps what the empty ones put down, whichever way they came.
+    #[test]
+    fn empty_strings_before_the_first_text_keep_their_places() {
+        let texts = ["", "", "https://shop.example.com/", "", "x"];
+        let mut builder = TextBlockBuilder::default();
+        let indices: Vec<u32> = texts
+            .iter()
+            .map(|t| builder.append_index(t).unwrap())
+            .collect();
+        let block = builder.block();
+        let values: Vec<FieldValue> = indices
+            .iter()
+            .map(|&i| FieldValue::Text(block.clone(), i))
+            .collect();
+        drop(builder);
+        for (value, text) in values.iter().zip(texts) {
+            assert_eq!(value.as_str(), Some(text));
+        }
     }
 
     /// A reader of one string as a value (a condition on `service.name`)

@@ -227,17 +227,35 @@ impl<'de, 'l> Scanner<'de, 'l> {
     /// never the same bytes, and goes to `key_here` to be unescaped.
     #[inline(always)]
     pub(in crate::sources) fn key_is(&mut self, expected: &KeyBytes) -> Scan<bool> {
+        if !self.string_is(expected)? {
+            return Ok(false);
+        }
+        if self.peek()? != b':' {
+            return self.syntax("expected `:`");
+        }
+        self.pos += 1;
+        Ok(true)
+    }
+
+    /// Whether the string at the reader (at its opening quote) is
+    /// `expected`'s, byte for byte, quotes and all: then it is passed, and
+    /// measured as [`string`](Self::string)'s caller measures one.
+    /// Otherwise the reader has not moved.
+    #[inline(always)]
+    pub(in crate::sources) fn string_is(&mut self, expected: &KeyBytes) -> Scan<bool> {
         if !expected.is_at(self.bytes(), self.pos) {
             return Ok(false);
         }
         let len = usize::from(expected.len);
         self.limits.string::<ScanError>(len)?;
         self.pos += len + 2;
-        if self.peek()? != b':' {
-            return self.syntax("expected `:`");
-        }
-        self.pos += 1;
         Ok(true)
+    }
+
+    /// The byte `ahead` bytes past the reader, if the body has one.
+    #[inline(always)]
+    pub(in crate::sources) fn byte_ahead(&self, ahead: usize) -> Option<u8> {
+        self.bytes().get(self.pos + ahead).copied()
     }
 
     /// The key at the reader (`key_ahead` found its quote), measured, and

@@ -1163,6 +1163,86 @@ fn a_guessed_key_is_still_held_to_max_string_bytes() {
     );
 }
 
+/// An entry's `type` is first compared as bytes with the one type name
+/// that begins with its first letter (`wire::known_type`). Every name, and
+/// names that only begin like one, or that one begins like, or that share
+/// a first letter with one, read as the same beacon with the type's first
+/// letter escaped (never those bytes); and a type name is still measured
+/// against `max_string_bytes`.
+#[test]
+fn types_taken_by_their_names_bytes_are_the_types_sent() {
+    let names = [
+        "page_view",
+        "web_vital",
+        "resource",
+        "error",
+        "action",
+        "long_task",
+        "http",
+        "custom",
+        "csp_violation",
+        "report",
+        "web_vitals",
+        "web_vita",
+        "resourc",
+        "errors",
+        "Action",
+        "h",
+        "c",
+        "http2",
+        "long_task_",
+        "custom_x",
+        r"web_vital\\",
+        r"page\u005fview",
+    ];
+    let entry = |name: &str, escaped: bool| {
+        let name = match name.split_at_checked(1) {
+            Some((first, rest)) if escaped => format!("\\u{:04x}{rest}", first.as_bytes()[0]),
+            _ => name.to_owned(),
+        };
+        format!(
+            r#"{{"type": "{name}", "ts": 1699999999000, "name": "LCP", "value": 1.5, "kind": "click", "url": "https://a.example/x"}}"#
+        )
+    };
+    let beacon = |names: &[&str], escaped: bool, last: &str| {
+        let entries: Vec<String> = names
+            .iter()
+            .chain([&last])
+            .map(|name| entry(name, escaped))
+            .collect();
+        format!(
+            r#"{{"v": 1, "sent_at": {NOW}, "events": [{}]}}"#,
+            entries.join(", ")
+        )
+    };
+    for names in names.chunks(8) {
+        // The last entry's name within the body's last 32 bytes too.
+        for last in ["web_vital", "report"] {
+            let (plain, escaped) = (beacon(names, false, last), beacon(names, true, last));
+            let documents = outcome(&plain);
+            assert!(documents.contains(r#""dataset":"rum."#), "{documents}");
+            assert_eq!(documents, outcome(&escaped), "\n{plain}");
+        }
+    }
+    let short = BeaconLimits {
+        max_string_bytes: 8,
+        ..limits()
+    };
+    let body = format!(
+        r#"{{"v": 1, "events": [{}, {}]}}"#,
+        entry("http", false),
+        entry("web_vital", false)
+    );
+    let refused = decode(body.as_bytes(), &facts(), &short).err();
+    assert_eq!(
+        refused.map(|e| (e.error_type, e.message)),
+        Some((
+            "string_too_long",
+            "a string is longer than max_string_bytes (8)".into()
+        ))
+    );
+}
+
 /// The context objects' keys are taken as the last beacon's too
 /// (`wire::KnownKeys`): beacons whose `app`, `session`, `view` and
 /// `device` keys come in changing orders, repeat, or only begin like a
