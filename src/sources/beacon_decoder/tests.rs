@@ -1171,17 +1171,9 @@ fn a_guessed_key_is_still_held_to_max_string_bytes() {
 /// against `max_string_bytes`.
 #[test]
 fn types_taken_by_their_names_bytes_are_the_types_sent() {
-    let names = [
-        "page_view",
-        "web_vital",
-        "resource",
-        "error",
-        "action",
-        "long_task",
-        "http",
-        "custom",
-        "csp_violation",
-        "report",
+    // Every type's name (the CSP ones are not a beacon's: `custom`), then
+    // names near them.
+    let near = [
         "web_vitals",
         "web_vita",
         "resourc",
@@ -1195,6 +1187,11 @@ fn types_taken_by_their_names_bytes_are_the_types_sent() {
         r"web_vital\\",
         r"page\u005fview",
     ];
+    let names: Vec<&str> = EventType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .chain(near)
+        .collect();
     let entry = |name: &str, escaped: bool| {
         let name = match name.split_at_checked(1) {
             Some((first, rest)) if escaped => format!("\\u{:04x}{rest}", first.as_bytes()[0]),
