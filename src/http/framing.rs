@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -68,25 +69,84 @@ pub fn check_transfer_encoding(headers: &HeaderMap) -> Result<(), FramingError> 
     }
 }
 
-/// One verdict per request head read on a connection, in order.
+/// One verdict per request head read on a connection, in order: the
+/// inspector pushes them as it reads heads, the service takes one a request.
+///
+/// Nearly every verdict is "fine", so only refusals are kept, each with its
+/// head's number, in a queue behind a lock. Each side counts its own heads
+/// (`pushed`, `taken`) and only writes its own count; the number of the oldest
+/// refusal waiting (`next_refusal`) is read without the lock. A fine request
+/// then costs plain loads and stores, no locked instruction. A lock taken
+/// for every verdict both ways was two lock/unlock pairs a request, 0.8 % of
+/// the blackhole server's samples on the lock's own atomics.
 #[derive(Clone, Default)]
-pub struct Verdicts(Arc<Mutex<VecDeque<Option<FramingError>>>>);
+pub struct Verdicts(Arc<VerdictQueue>);
+
+struct VerdictQueue {
+    /// Heads judged (written by the inspector only).
+    pushed: AtomicUsize,
+    /// Verdicts taken (written by the service only).
+    taken: AtomicUsize,
+    /// The head number of the oldest refusal in `refusals`, or `NO_REFUSAL`.
+    next_refusal: AtomicUsize,
+    /// Refusals not yet taken, oldest first, with their head numbers.
+    refusals: Mutex<VecDeque<(usize, FramingError)>>,
+}
+
+/// `next_refusal` when none is waiting.
+const NO_REFUSAL: usize = usize::MAX;
+
+impl Default for VerdictQueue {
+    fn default() -> Self {
+        VerdictQueue {
+            pushed: AtomicUsize::new(0),
+            taken: AtomicUsize::new(0),
+            next_refusal: AtomicUsize::new(NO_REFUSAL),
+            refusals: Mutex::new(VecDeque::new()),
+        }
+    }
+}
 
 impl Verdicts {
-    /// The verdict on the next request hyper hands over (None: fine, or not known).
+    /// The verdict on the next request hyper hands over (None: fine, or not
+    /// known: no head is waiting for its verdict).
     pub fn next(&self) -> Option<FramingError> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
-            .flatten()
+        let queue = &*self.0;
+        let head = queue.taken.load(Ordering::Relaxed);
+        // Acquire: a refusal queued for this head is seen with its count.
+        if head >= queue.pushed.load(Ordering::Acquire) {
+            return None;
+        }
+        queue.taken.store(head + 1, Ordering::Relaxed);
+        if queue.next_refusal.load(Ordering::Acquire) != head {
+            return None;
+        }
+        let mut refusals = queue.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        let refusal = refusals.pop_front().map(|(_, error)| error);
+        let next = refusals.front().map_or(NO_REFUSAL, |(number, _)| *number);
+        queue.next_refusal.store(next, Ordering::Release);
+        refusal
     }
 
     fn push(&self, verdict: Option<FramingError>) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(verdict);
+        let queue = &*self.0;
+        let head = queue.pushed.load(Ordering::Relaxed);
+        if let Some(error) = verdict {
+            let mut refusals = queue.refusals.lock().unwrap_or_else(|e| e.into_inner());
+            if refusals.is_empty() {
+                queue.next_refusal.store(head, Ordering::Release);
+            }
+            refusals.push_back((head, error));
+        }
+        // Release: the refusal is queued before its head is counted.
+        queue.pushed.store(head + 1, Ordering::Release);
+    }
+
+    /// Every verdict pushed and not yet taken, taken now (for tests).
+    #[cfg(test)]
+    fn take_all(&self) -> Vec<Option<FramingError>> {
+        let waiting = self.0.pushed.load(Ordering::Acquire) - self.0.taken.load(Ordering::Relaxed);
+        (0..waiting).map(|_| self.next()).collect()
     }
 }
 
@@ -635,8 +695,47 @@ mod tests {
         for piece in stream.chunks(step) {
             inspector.feed(piece);
         }
-        let out = queue.0.lock().unwrap().iter().copied().collect();
-        out
+        queue.take_all()
+    }
+
+    /// Verdicts come out in the order they went in, refusals among fine
+    /// ones, however the pushes and takes interleave; a take with no head
+    /// waiting says "fine" and uses up nothing.
+    #[test]
+    fn verdicts_come_out_in_order_however_pushes_and_takes_interleave() {
+        use FramingError::{LengthAndTransferEncoding as Both, UnsupportedTransferEncoding as Te};
+        let sequence = [
+            None,
+            Some(Both),
+            None,
+            None,
+            Some(Te),
+            Some(Both),
+            None,
+            Some(Te),
+        ];
+        // Taken after every `lag` pushes (0: all pushed first, then taken).
+        for lag in 0..=sequence.len() {
+            let queue = Verdicts::default();
+            let mut out = Vec::new();
+            assert_eq!(queue.next(), None, "nothing pushed yet");
+            for (i, verdict) in sequence.iter().enumerate() {
+                queue.push(*verdict);
+                if lag > 0 && (i + 1) % lag == 0 {
+                    out.extend(queue.take_all());
+                    assert_eq!(queue.next(), None, "all taken");
+                }
+            }
+            out.extend(queue.take_all());
+            assert_eq!(out, sequence, "lag {lag}");
+        }
+        // One at a time, each taken as soon as it is pushed.
+        let queue = Verdicts::default();
+        for verdict in sequence {
+            queue.push(verdict);
+            assert_eq!(queue.next(), verdict);
+            assert_eq!(queue.next(), None);
+        }
     }
 
     const CL_AND_TE: &[u8] = b"POST /rum HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
