@@ -771,7 +771,10 @@ fn read_slots_into(
 /// passed; `None` (the reader not moved) for any other value, or one sent
 /// with an escape, which `read_slots_into` reads as a string. Scanning for
 /// the end of the name and matching its text cost ~50 instructions an
-/// entry.
+/// entry. The letters are a shortcut, never the answer: the bytes decide,
+/// so a type missing here (or a new one sharing a letter) is only read the
+/// long way, and `types_taken_by_their_names_bytes_are_the_types_sent`
+/// checks every name in `EventType::ALL` both ways.
 #[inline(always)]
 fn known_type(sc: &mut Scanner<'_, '_>, tables: &[SlotTable]) -> Scan<Option<EventType>> {
     let guess = match sc.byte_ahead(1) {
