@@ -696,10 +696,34 @@ impl Event {
         self.own.ids().filter(|(_, has)| *has).map(|(id, _)| id)
     }
 
+    /// The event's own slots as its beacon's decoder packed them, in id
+    /// order, with the block their values refer to; `None` once they are
+    /// not (edited, or built from parts). A reader that looks at several
+    /// fields walks the run once, where a lookup per field searches it.
+    pub fn packed_own(&self) -> Option<(&PackedSlots, &[PackedSlot])> {
+        self.own.packed_run()
+    }
+
+    /// Copies the event's own slots out of its beacon's packed run, as its
+    /// first edit would, changing none: for tests of readers that take
+    /// [`Event::packed_own`]'s way, to compare with the other.
+    #[cfg(test)]
+    pub(crate) fn unpack_own(&mut self) {
+        self.own_mut();
+    }
+
     /// The slots the event holds of its own, in id order, each with
     /// whether it has a value (`false`: it hides the context's).
     pub fn own_slots(&self) -> impl Iterator<Item = (FieldId, bool)> + '_ {
         self.own.ids()
+    }
+
+    /// Whether the event holds a slot of its own for `id`: a value, or a
+    /// removal that hides the context's (`get_own_id(id).is_some()`,
+    /// without making the value).
+    #[inline]
+    pub fn holds_own(&self, id: FieldId) -> bool {
+        !matches!(self.own.find(id), OwnFind::NotOwn)
     }
 
     /// The event's own value of a slot (`Some(None)`: removed for this event).

@@ -50,7 +50,15 @@ impl TextBlock {
             None => 0,
         };
         let end = strings.ends.get(i).map_or(start, |&end| end as usize);
-        strings.text.get(start..end).unwrap_or_default()
+        match strings.text.as_bytes().get(start..end) {
+            // SAFETY: every end is where a whole `&str` pushed onto `text`
+            // ended, and every start is 0 or the end before: both are char
+            // boundaries of `text`, so the bytes between are UTF-8. (`str`'s
+            // own slicing checked both boundaries on each of the writer's
+            // reads, some 20 instructions a string.)
+            Some(bytes) => unsafe { std::str::from_utf8_unchecked(bytes) },
+            None => "",
+        }
     }
 
     /// The length of string `index`, what `str(index).len()` is, without

@@ -216,8 +216,7 @@ fn record_rates(run: &mut [Event], decisions: &[(bool, f64)]) {
     let Some(first) = rates.next() else {
         return;
     };
-    let uniform =
-        rates.all(|rate| rate == first) && run.iter().all(|e| e.get_own_id(IDS.rate).is_none());
+    let uniform = rates.all(|rate| rate == first) && !run.iter().any(|e| e.holds_own(IDS.rate));
     let effective =
         |previous: Option<f64>, applied: f64| previous.map_or(applied, |p| p.min(applied));
     if uniform {

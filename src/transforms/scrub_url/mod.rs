@@ -540,6 +540,9 @@ struct Watch {
     by_slot: Vec<u64>,
     /// Fields looked up on every event: labels.
     always: u64,
+    /// Fields that are a whole slot, other than `url.full`: those
+    /// [`ScrubUrl::unchanged_packed`] reads.
+    plain: u64,
 }
 
 impl Watch {
@@ -547,16 +550,23 @@ impl Watch {
         let mut watch = Watch {
             by_slot: vec![0; FieldId::count()],
             always: 0,
+            plain: 0,
         };
         for (i, field) in fields.enumerate() {
             if i >= 64 {
                 return Watch {
                     by_slot: Vec::new(),
                     always: u64::MAX,
+                    plain: 0,
                 };
             }
             match &field.slot {
-                Some(FieldPath::Slot { id, .. }) => watch.by_slot[id.index()] |= 1 << i,
+                Some(FieldPath::Slot { id, rest }) => {
+                    watch.by_slot[id.index()] |= 1 << i;
+                    if rest.is_empty() && field.path != schema::URL_FULL {
+                        watch.plain |= 1 << i;
+                    }
+                }
                 Some(FieldPath::Label(_)) => watch.always |= 1 << i,
                 // No document can have it.
                 None => {}
@@ -614,6 +624,54 @@ fn next_held(held: u64, from: usize, total: usize) -> Option<usize> {
 }
 
 impl ScrubUrl {
+    /// How many URLs of the event's own fields do not parse, when it is as
+    /// its beacon's decoder made it (its own slots a packed run) and
+    /// scrubbing would change none of them: each URL and text it holds is
+    /// looked up in the memos as [`ScrubUrl::scrub_event`] looks it up,
+    /// found in one walk over the run instead of a search per field (a
+    /// beacon's events hold a URL or two each, and most hold none: the
+    /// searches and walks cost ~2k instructions a beacon). `None` when
+    /// something would change, or when a field is one this way does not
+    /// read (inside an object, not a string, a label, `url.full`):
+    /// nothing was written, and `scrub_event` takes the event from the
+    /// start.
+    fn unchanged_packed(&mut self, event: &Event) -> Option<u64> {
+        let (packed, run) = event.packed_own()?;
+        if self.watch.always != 0 || self.watch.by_slot.is_empty() {
+            return None;
+        }
+        let mut unparseable = 0;
+        for slot in run {
+            let bits = match self.watch.by_slot.get(slot.id.index()) {
+                Some(&bits) if bits != 0 => bits,
+                _ => continue,
+            };
+            // One field of a whole slot (a slot named twice, as a URL and
+            // as a text, takes the long way).
+            if bits & !self.watch.plain != 0 || !bits.is_power_of_two() {
+                return None;
+            }
+            let text = packed.as_str(slot.value)?;
+            let i = bits.trailing_zeros() as usize;
+            let scrubber = &self.scrubber;
+            if i < self.fields.len() {
+                let outcome = self.urls.get_or_insert(text, || scrubber.scrub(text, None));
+                match outcome.url {
+                    Scrubbed::Unchanged => {}
+                    Scrubbed::Unparseable => unparseable += 1,
+                    Scrubbed::Changed(_) => return None,
+                }
+            } else if text.contains(':') {
+                let outcome = self.texts.get_or_insert(text, || scrubber.scrub_text(text));
+                if outcome.0.is_some() {
+                    return None;
+                }
+                unparseable += outcome.1;
+            }
+        }
+        Some(unparseable)
+    }
+
     /// Scrubs the event's own fields (or a context's); returns how many
     /// URLs did not parse.
     fn scrub_event<H: Holder>(&mut self, event: &mut H) -> u64 {
@@ -771,7 +829,10 @@ impl FunctionTransform for ScrubUrl {
             // Counted per event, as each event's document carries them.
             unparseable += in_context * run.len() as u64;
             for event in run.iter_mut() {
-                unparseable += self.scrub_event(event);
+                unparseable += match self.unchanged_packed(event) {
+                    Some(count) => count,
+                    None => self.scrub_event(event),
+                };
             }
         }
         if unparseable > 0 {

@@ -354,6 +354,13 @@ fn url_full_rederives_parts_and_template() {
 /// The events the beacon decoder makes of `beacon`, from one client with
 /// its whole address kept.
 fn beacon_events(beacon: &serde_json::Value) -> Vec<Event> {
+    beacon_body_events(&beacon.to_string())
+}
+
+/// [`beacon_events`] of a body as written (`json!` sorts keys, and an
+/// entry whose `type` is not its first key is read the long way, into
+/// slots of its own rather than the beacon's packed run).
+fn beacon_body_events(body: &str) -> Vec<Event> {
     use crate::sources::beacon_decoder::{decode, BeaconLimits, RequestFacts};
     let facts = RequestFacts {
         received_at_ms: 1_700_000_000_000,
@@ -369,9 +376,80 @@ fn beacon_events(beacon: &serde_json::Value) -> Vec<Event> {
         max_context_bytes: 64 * 1024,
         client_ip: crate::privacy::ClientIpMode::Full,
     };
-    decode(beacon.to_string().as_bytes(), &facts, &limits)
-        .unwrap()
-        .events
+    decode(body.as_bytes(), &facts, &limits).unwrap().events
+}
+
+/// A beacon's events as decoded (their own slots a packed run) are
+/// looked at in one walk (`unchanged_packed`) and scrubbed the long way
+/// only when something changes: the documents and the count of
+/// unparseable URLs must be what the long way alone makes of the same
+/// events, whatever the configuration.
+#[test]
+fn decoded_events_are_scrubbed_as_edited_ones_are() {
+    let body = r#"{"v": 1, "session": {"id": "s1"},
+        "view": {"id": "v1", "url": "https://e.com/product/42?ref=home", "referrer": "https://r.com/"},
+        "events": [
+            {"type": "resource", "name": "https://cdn.e.com/app.js", "initiator_type": "script"},
+            {"type": "resource", "name": "https://cdn.e.com/img.png?token=abc&ref=x"},
+            {"type": "http", "method": "GET", "url": "https://api.e.com:99999/cart", "status": 200},
+            {"type": "error", "message": "Cannot read properties of undefined", "stack": "TypeError\n    at f (https://cdn.e.com/app.js:1:2)"},
+            {"type": "error", "message": "Failed to fetch https://api.e.com/u?email=a@b.co", "stack": "at g (https://cdn.e.com/x.js?sid=9:3:4)"},
+            {"type": "web_vital", "name": "LCP", "value": 900.5, "attribution": {"url": "https://cdn.e.com/hero.webp?token=1", "element": "img"}},
+            {"type": "action", "kind": "click", "target": "button#buy", "extra_key": "see https://e.com/?session=7"},
+            {"type": "http", "method": "GET", "url": "not a url at all", "status": 0},
+            {"type": "resource", "name": "https://cdn.e.com/u/jane@example.com/avatar.png"},
+            {"type": "page_view", "navigation_type": "navigate"}
+        ]}"#;
+    let configs = [
+        "",
+        "param_action = \"remove\"",
+        "redact_values = false\nextra_params = [\"ref\"]",
+        "text_fields = []",
+        "path_template = false",
+        // One slot named as a URL and as a text: the long way.
+        "fields = [\"rum.resource.name\"]\ntext_fields = [\"rum.resource.name\"]",
+        // A label watched: every event the long way.
+        "fields = [\"rum.http.url\", \"labels.link\"]",
+    ];
+    for toml_text in configs {
+        let (mut fast, fast_metrics) = transform(toml_text);
+        let (mut long, long_metrics) = transform(toml_text);
+        let mut packed = beacon_body_events(body);
+        assert_eq!(packed.len(), 10);
+        let kinds: Vec<bool> = packed.iter().map(|e| e.packed_own().is_some()).collect();
+        assert!(kinds.iter().all(|k| *k), "{kinds:?}");
+        let mut unpacked = beacon_body_events(body);
+        for event in &mut unpacked {
+            event.unpack_own();
+            assert!(event.packed_own().is_none());
+        }
+        // Twice: the second time, every memo lookup is a hit.
+        for round in 0..2 {
+            let mut a = packed.clone();
+            let mut b = unpacked.clone();
+            fast.transform_batch(&mut a);
+            long.transform_batch(&mut b);
+            let docs = |batch: &[Event]| batch.iter().map(Event::to_value).collect::<Vec<_>>();
+            assert_eq!(docs(&a), docs(&b), "config {toml_text:?}, round {round}");
+        }
+        let unparseable = |metrics: &ComponentMetrics| {
+            metrics.registry().counter_sum(
+                "component_errors_total",
+                &[("error_type", "unparseable_url")],
+            )
+        };
+        assert_eq!(
+            unparseable(&fast_metrics),
+            unparseable(&long_metrics),
+            "config {toml_text:?}"
+        );
+        if toml_text.is_empty() {
+            // The http event's port, each round ("not a url at all" is
+            // scrubbed as a relative URL).
+            assert_eq!(unparseable(&fast_metrics), 2);
+        }
+        packed.clear();
+    }
 }
 
 #[test]
