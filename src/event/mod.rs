@@ -704,14 +704,6 @@ impl Event {
         self.own.packed_run()
     }
 
-    /// Copies the event's own slots out of its beacon's packed run, as its
-    /// first edit would, changing none: for tests of readers that take
-    /// [`Event::packed_own`]'s way, to compare with the other.
-    #[cfg(test)]
-    pub(crate) fn unpack_own(&mut self) {
-        self.own_mut();
-    }
-
     /// The slots the event holds of its own, in id order, each with
     /// whether it has a value (`false`: it hides the context's).
     pub fn own_slots(&self) -> impl Iterator<Item = (FieldId, bool)> + '_ {
