@@ -653,10 +653,16 @@ impl Event {
 
     /// The slot's value: the event's own, else the context's.
     pub fn get_id(&self, id: FieldId) -> Option<&Value> {
+        // `field`'s cases, from the one search of the event's own slots
+        // (handing the rest to `field` searched them again).
         match self.own.find(id) {
+            OwnFind::NotOwn => find(&self.context.fields, &id).map(|v| &**v),
+            OwnFind::Removed => None,
+            OwnFind::Slot(value) => Some(value),
             // A type's name and dataset are values already.
             OwnFind::Packed(_, Packed::Fixed(value)) => Some(value),
-            _ => self.field(id).map(|v| &**v),
+            OwnFind::Packed(packed, Packed::Other(index)) => packed.other(index).map(|v| &**v),
+            OwnFind::Packed(..) => find(self.own.fields(), &id)?.as_deref(),
         }
     }
 
