@@ -358,7 +358,7 @@ pub struct ScrubUrl {
     pages: Memo<Outcome>,
     urls: Memo<Outcome>,
     texts: Memo<(Option<String>, u64)>,
-    /// Tests compare the quick ways with `scrub_event` alone.
+    /// Tests compare `unchanged_packed` with `scrub_event` alone.
     #[cfg(test)]
     long_way_only: bool,
 }

@@ -381,11 +381,11 @@ fn beacon_body_events(body: &str) -> Vec<Event> {
 
 /// A beacon's events as decoded (their own slots a packed run) are looked
 /// at in one walk each (`unchanged_packed`) and scrubbed the long way only
-/// when something changes: the documents and the count of unparseable URLs must be what
-/// the long way alone makes of the same beacons, whatever the
-/// configuration.
+/// when something changes: the documents and the count of unparseable
+/// URLs must be what the long way alone makes of the same beacons,
+/// whatever the configuration.
 #[test]
-fn the_quick_ways_scrub_as_the_long_way_does() {
+fn the_quick_way_scrubs_as_the_long_way_does() {
     let events = r#"[
         {"type": "resource", "name": "https://cdn.e.com/app.js", "initiator_type": "script"},
         {"type": "resource", "name": "https://cdn.e.com/img.png?token=abc&ref=x"},
