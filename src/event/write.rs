@@ -371,7 +371,14 @@ impl Event {
     }
 
     fn has_labels(&self) -> bool {
-        self.own_labels().iter().any(|(_, v)| v.is_some())
+        let own = self.own_labels();
+        // No labels of its own (the usual event: `labels` sets them on the
+        // beacon's context): the context's all show, and none needs a
+        // search of the event's.
+        if own.is_empty() {
+            return !self.context.labels.is_empty();
+        }
+        own.iter().any(|(_, v)| v.is_some())
             || self
                 .context
                 .labels
