@@ -211,7 +211,10 @@ impl TextBlockBuilder {
     /// its index. `None` past 4 GiB of strings.
     ///
     /// [`PackedSlots`]: super::PackedSlots
-    #[inline]
+    ///
+    /// Always inlined: the decoder appends some thirty strings a beacon,
+    /// and the call and its spills cost ~7 instructions each.
+    #[inline(always)]
     pub fn append_index(&mut self, text: &str) -> Option<u32> {
         let end = u32::try_from(self.text.len() + text.len()).ok()?;
         if self.text.capacity() == 0 {
