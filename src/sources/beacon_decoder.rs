@@ -32,7 +32,7 @@ use crate::url_parts::{for_each_url_field, UrlPart};
 pub use crate::url_parts::{set_url_fields, url_fields};
 pub(in crate::sources) use bounded::{body_text, utf8, Limits, PairList};
 use wire::{
-    read_beacon, KeyGuesses, Known, WireBeacon, WireEntry, WireEvents, APP_KEYS, NO_GUESS,
+    read_beacon, KeyGuesses, Known, WireEntry, WireEvents, WireObject, APP_KEYS, NO_GUESS,
     SESSION_KEYS, VIEW_KEYS,
 };
 
@@ -122,12 +122,13 @@ pub fn decode(
     // travels with them: filled when this is dropped, before anything reads
     // them (the context's byte count below is the first).
     let mut strings = TextBlockBuilder::default();
-    let beacon = read_beacon(&mut scanner, &mut strings, limits.max_events)
-        .and_then(|b| scanner.end().map(|()| b))
+    let mut beacon = WireObject::default();
+    let is_object = read_beacon(&mut scanner, &mut strings, limits.max_events, &mut beacon)
+        .and_then(|is_object| scanner.end().map(|()| is_object))
         .map_err(|e| scanner.decode_error(e, limits.max_depth))?;
-    let WireBeacon::Object(beacon) = beacon else {
+    if !is_object {
         return Err(invalid("a beacon is a JSON object"));
-    };
+    }
 
     match &beacon.v {
         Some(Value::Number(n)) if n.as_u64() == Some(BEACON_VERSION) => {}
