@@ -640,7 +640,14 @@ impl Event {
     /// The slot as the document has it: the event's own value, else the
     /// context's (an own `None` hides the context's).
     fn field(&self, id: FieldId) -> Option<&FieldValue> {
-        match self.own.find(id) {
+        self.field_found(id, self.own.find(id))
+    }
+
+    /// [`Event::field`] once the event's own slots were searched for `id`
+    /// (`found`): `get_id` searches them once for both.
+    #[inline]
+    fn field_found<'e>(&'e self, id: FieldId, found: OwnFind<'e>) -> Option<&'e FieldValue> {
+        match found {
             OwnFind::NotOwn => find(&self.context.fields, &id),
             OwnFind::Removed => None,
             OwnFind::Slot(value) => Some(value),
@@ -653,16 +660,11 @@ impl Event {
 
     /// The slot's value: the event's own, else the context's.
     pub fn get_id(&self, id: FieldId) -> Option<&Value> {
-        // `field`'s cases, from the one search of the event's own slots
-        // (handing the rest to `field` searched them again).
+        // One search of the event's own slots (`field` searched them again).
         match self.own.find(id) {
-            OwnFind::NotOwn => find(&self.context.fields, &id).map(|v| &**v),
-            OwnFind::Removed => None,
-            OwnFind::Slot(value) => Some(value),
             // A type's name and dataset are values already.
             OwnFind::Packed(_, Packed::Fixed(value)) => Some(value),
-            OwnFind::Packed(packed, Packed::Other(index)) => packed.other(index).map(|v| &**v),
-            OwnFind::Packed(..) => find(self.own.fields(), &id)?.as_deref(),
+            found => self.field_found(id, found).map(|v| &**v),
         }
     }
 
