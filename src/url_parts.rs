@@ -155,36 +155,30 @@ impl<'u> Parts<'u> {
             return None;
         };
         let bytes = rest.as_bytes();
-        // The authority: to the first `/`, `?` or `#`; its first `:` ends
-        // the host. Every byte a table lookup (`CLASS`), not a `match`.
-        let mut authority_end = bytes.len();
-        let mut colon = None;
-        for (i, &b) in bytes.iter().enumerate() {
-            if CLASS[usize::from(b)] & AUTHORITY_END != 0 {
-                authority_end = i;
-                break;
-            }
-            if b == b':' && colon.is_none() {
-                colon = Some(i);
-            }
-        }
-        let host_end = colon.unwrap_or(authority_end);
+        // The host: its run of host bytes, checked as it is read; then a
+        // port, and the authority must end there (at `/`, `?`, `#` or the
+        // end). Any other byte (a user's `@`, an uppercase letter, `_`) is
+        // for the full parser.
+        let host_end = plain_host_end(bytes)?;
         let host = &rest[..host_end];
-        if !plain_host(host.as_bytes()) {
+        let mut authority_end = host_end;
+        let port = if bytes.get(host_end) == Some(&b':') {
+            authority_end = run_end(bytes, host_end + 1, DIGIT);
+            let digits = &rest[host_end + 1..authority_end];
+            let canonical = !digits.is_empty()
+                && digits.len() <= 5
+                && (digits == "0" || !digits.starts_with('0'));
+            let port: u16 = digits.parse().ok().filter(|_| canonical)?;
+            (port != default_port).then_some(port)
+        } else {
+            None
+        };
+        if bytes
+            .get(authority_end)
+            .is_some_and(|&b| CLASS[usize::from(b)] & AUTHORITY_END == 0)
+        {
             return None;
         }
-        let port = match colon {
-            None => None,
-            Some(colon) => {
-                let digits = &rest[colon + 1..authority_end];
-                let canonical = !digits.is_empty()
-                    && digits.len() <= 5
-                    && digits.bytes().all(|b| b.is_ascii_digit())
-                    && (digits == "0" || !digits.starts_with('0'));
-                let port: u16 = digits.parse().ok().filter(|_| canonical)?;
-                (port != default_port).then_some(port)
-            }
-        };
         // The path, to the first `?` or `#`; the query, from that `?` to the
         // first `#`; the fragment, the rest. Read and checked in one walk.
         let mut at = authority_end;
@@ -234,6 +228,8 @@ const FRAGMENT: u8 = 8;
 const AUTHORITY_END: u8 = 16;
 const LOWERCASE: u8 = 32;
 const DIGIT: u8 = 64;
+/// `.`, which ends a host's label.
+const DOT: u8 = 128;
 
 static CLASS: [u8; 256] = byte_classes();
 
@@ -268,6 +264,9 @@ const fn byte_classes() -> [u8; 256] {
         }
         if matches!(c, b'-' | b'.') {
             class |= HOST;
+        }
+        if c == b'.' {
+            class |= DOT;
         }
         table[b] = class;
         b += 1;
@@ -320,15 +319,14 @@ fn plain_path_end(bytes: &[u8], from: usize) -> Option<usize> {
     (!dot_segment(&bytes[segment_start..at])).then_some(at)
 }
 
-/// A host the parser keeps as written: lowercase ASCII labels of letters,
-/// digits and inner hyphens, the last one not a number, decimal or `0x`
-/// hexadecimal (the parser would read an IPv4 address), no Punycode
-/// (checked by IDNA); or a dotted quad in canonical decimal. One walk: each
-/// byte's class gathered into its label's, each label checked at its end.
-fn plain_host(host: &[u8]) -> bool {
-    if host.is_empty() || host.len() > 253 {
-        return false;
-    }
+/// Where a host the parser keeps as written ends in `bytes` (at the first
+/// byte no host has), `None` if it is not one: lowercase ASCII labels of
+/// letters, digits and inner hyphens, the last one not a number, decimal or
+/// `0x` hexadecimal (the parser would read an IPv4 address), no Punycode
+/// (checked by IDNA); or a dotted quad in canonical decimal. One walk, which
+/// also finds the host's end: each byte's class gathered into its label's,
+/// each label checked at its end.
+fn plain_host_end(bytes: &[u8]) -> Option<usize> {
     let mut labels = 0;
     let mut quad = true;
     let mut name = true;
@@ -338,15 +336,15 @@ fn plain_host(host: &[u8]) -> bool {
     let mut any = 0;
     let mut at = 0;
     loop {
-        let b = host.get(at).copied();
-        if b.is_some_and(|b| b != b'.') {
-            let class = CLASS[usize::from(b.unwrap_or_default())];
+        let class = bytes.get(at).map_or(0, |&b| CLASS[usize::from(b)]);
+        // A label's byte (a host byte other than `.`): one test.
+        if class & (HOST | DOT) == HOST {
             all &= class;
             any |= class;
             at += 1;
             continue;
         }
-        let label = &host[start..at];
+        let label = &bytes[start..at];
         labels += 1;
         let digits = all & DIGIT != 0;
         quad = quad
@@ -362,13 +360,17 @@ fn plain_host(host: &[u8]) -> bool {
             && !label.starts_with(b"xn--")
             && label[0] != b'-'
             && label[label.len() - 1] != b'-';
-        if b.is_none() {
-            // The last label: `0x…` is a hexadecimal IPv4 number to the
-            // parser (`0x7f` is 0.0.0.127), and one of digits a decimal.
-            if quad && labels == 4 {
-                return true;
+        if class & DOT == 0 {
+            // The host's last label: `0x…` is a hexadecimal IPv4 number to
+            // the parser (`0x7f` is 0.0.0.127), and one of digits a decimal.
+            if at == 0 || at > 253 {
+                return None;
             }
-            return name && !label.starts_with(b"0x") && any & LOWERCASE != 0;
+            if quad && labels == 4 {
+                return Some(at);
+            }
+            let plain = name && !label.starts_with(b"0x") && any & LOWERCASE != 0;
+            return plain.then_some(at);
         }
         all = u8::MAX;
         any = 0;
@@ -474,6 +476,10 @@ mod tests {
             "https://a.example/?x#a<b",
             "https://a.example/?a<b#x",
             "https://a.example:8080\\x",
+            "https://a.example:443:1/",
+            "https://a.example:8080@b.example/",
+            "https://a.example%41/",
+            "https:///a",
             "https://a.example/x/..",
             " https://a.example/",
             "https://a.example/\t",
